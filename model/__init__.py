@@ -1,0 +1,1 @@
+"""The order-flow model: tokens, network, training, serving, evaluation (torch)."""

@@ -1,0 +1,98 @@
+"""Typed errors. Every one names the venue, the symbol and the sequence number where known,
+so an operator reading a dead-letter record or a log line knows where to look."""
+
+from __future__ import annotations
+
+
+class FeedError(Exception):
+    """Base of every error raised while decoding a message or applying it to a book."""
+
+    reason = "feed_error"
+
+    def __init__(
+        self, message: str, *, venue: str = "", symbol: str = "", seq: int | None = None, ts: int = 0
+    ) -> None:
+        self.venue = venue
+        self.ts = ts  # exchange time of the offending message, ns, where known
+        self.symbol = symbol
+        self.seq = seq
+        where = ", ".join(
+            part
+            for part in (
+                f"venue={venue}" if venue else "",
+                f"symbol={symbol}" if symbol else "",
+                f"seq={seq}" if seq is not None else "",
+            )
+            if part
+        )
+        super().__init__(f"{message} [{where}]" if where else message)
+
+
+class DecodeError(FeedError):
+    """The bytes are not a valid message of the venue's format (truncated, wrong types, NaN...)."""
+
+    reason = "malformed"
+
+
+class UnknownMessageType(DecodeError):
+    reason = "unknown_message_type"
+
+
+class OversizedMessage(DecodeError):
+    reason = "oversized"
+
+
+class UnknownSymbol(FeedError):
+    reason = "unknown_symbol"
+
+
+class BookError(FeedError):
+    """A message that decodes but cannot be applied to the book as it stands."""
+
+    reason = "book_error"
+
+
+class UnknownOrder(BookError):
+    reason = "unknown_order"
+
+
+class DuplicateOrder(BookError):
+    reason = "duplicate_order"
+
+
+class CrossedBook(BookError):
+    reason = "crossed_book"
+
+
+class OutOfSync(FeedError):
+    """The book left the live state: it waits for a fresh snapshot."""
+
+    reason = "out_of_sync"
+
+
+class SequenceGap(OutOfSync):
+    reason = "sequence_gap"
+
+    def __init__(self, message: str, *, expected: int, got: int, **where: object) -> None:
+        self.expected = expected
+        self.got = got
+        super().__init__(f"{message}: expected {expected}, got {got}", **where)  # type: ignore[arg-type]
+
+
+class ChecksumMismatch(OutOfSync):
+    reason = "checksum_mismatch"
+
+    def __init__(self, message: str, *, expected: int, got: int, **where: object) -> None:
+        self.expected = expected
+        self.got = got
+        super().__init__(f"{message}: venue {expected}, book {got}", **where)  # type: ignore[arg-type]
+
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+"""Largest raw message any decoder accepts. A Binance depth-5000 snapshot is about 300 kB;
+anything past this is rejected as OversizedMessage before it is parsed."""
+
+
+def check_size(raw: bytes, venue: str) -> None:
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise OversizedMessage(f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}", venue=venue)

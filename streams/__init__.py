@@ -1,0 +1,1 @@
+"""I/O: the Faust app, Kafka and Redis clients, the embedded infrastructure, the CLI."""
