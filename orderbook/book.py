@@ -264,8 +264,9 @@ class L3Book(_Book):
         elif k in (Kind.TRADE, Kind.SNAPSHOT_END, Kind.STATUS):
             pass
         else:
-            raise BookError(f"{k.name} does not apply to an order-by-order book", venue=self.venue,
-                            symbol=self.symbol, seq=e.seq)
+            raise BookError(
+                f"{k.name} does not apply to an order-by-order book", venue=self.venue, symbol=self.symbol, seq=e.seq
+            )
 
 
 Book = L2Book | L3Book

@@ -9,9 +9,7 @@ class FeedError(Exception):
 
     reason = "feed_error"
 
-    def __init__(
-        self, message: str, *, venue: str = "", symbol: str = "", seq: int | None = None, ts: int = 0
-    ) -> None:
+    def __init__(self, message: str, *, venue: str = "", symbol: str = "", seq: int | None = None, ts: int = 0) -> None:
         self.venue = venue
         self.ts = ts  # exchange time of the offending message, ns, where known
         self.symbol = symbol

@@ -54,8 +54,9 @@ class BookSync:
         """Buffer an update until the snapshot arrives; a full buffer is itself a loss of sync."""
         if len(self.buffer) >= self.max_buffer:
             self.buffer.clear()
-            raise OutOfSync(f"more than {self.max_buffer} updates buffered without a snapshot",
-                            venue=self.venue, symbol=self.symbol)
+            raise OutOfSync(
+                f"more than {self.max_buffer} updates buffered without a snapshot", venue=self.venue, symbol=self.symbol
+            )
         self.buffer.append(item)
 
     def drain(self) -> list[Any]:

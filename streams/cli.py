@@ -42,12 +42,17 @@ def cmd_book(args: argparse.Namespace) -> int:
     else:
         write_rows(rows, sys.stdout, args.with_seq)
     symbol = args.symbol or (stats.symbols[0] if stats.symbols else "-")
-    print(f"{stats.messages} messages, {stats.rows} rows for {symbol}"
-          + (f" -> {args.out}" if args.out else ""), file=sys.stderr)
+    print(
+        f"{stats.messages} messages, {stats.rows} rows for {symbol}" + (f" -> {args.out}" if args.out else ""),
+        file=sys.stderr,
+    )
     others = [s for s in stats.symbols if s != symbol]
     if others:
-        print(f"the input also holds {len(others)} other symbols ({', '.join(others[:10])}"
-              f"{', ...' if len(others) > 10 else ''}); pass --symbol for another", file=sys.stderr)
+        print(
+            f"the input also holds {len(others)} other symbols ({', '.join(others[:10])}"
+            f"{', ...' if len(others) > 10 else ''}); pass --symbol for another",
+            file=sys.stderr,
+        )
     for reason, n in stats.errors.most_common():
         print(f"  {n} x {reason}", file=sys.stderr)
     return 1 if stats.errors and args.strict else 0
@@ -74,8 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         return args.run(args)
     except BrokenPipeError:

@@ -63,8 +63,13 @@ class Feed(ABC):
     def check(self, book: Book, seq: int | None, ts: int = 0) -> None:
         """Report a crossed book once a whole message has been applied."""
         if self.check_crossed and book.crossed():
-            raise CrossedBook(f"best bid {book.best_bid()} >= best ask {book.best_ask()}",
-                              venue=self.venue, symbol=book.symbol, seq=seq, ts=ts)
+            raise CrossedBook(
+                f"best bid {book.best_bid()} >= best ask {book.best_ask()}",
+                venue=self.venue,
+                symbol=book.symbol,
+                seq=seq,
+                ts=ts,
+            )
 
     @abstractmethod
     def on_message(self, raw: bytes, recv_ts: int = 0) -> list[Event]:

@@ -1,0 +1,42 @@
+"""Exact decimal strings to integer ticks/lots. Floats never touch a price on the way in."""
+
+from __future__ import annotations
+
+from .errors import DecodeError
+
+
+def parse_fixed(text: str | bytes, decimals: int, *, field: str = "value", allow_negative: bool = False) -> int:
+    """`"61837.63000000"` at 8 decimals -> 6183763000000. Exact: a digit past `decimals`
+    that is not zero, an exponent, NaN, inf or a sign (unless allowed) raises DecodeError."""
+    s = text.decode() if isinstance(text, bytes) else text
+    if not isinstance(s, str):
+        raise DecodeError(f"{field} must be a decimal string, got {type(text).__name__}")
+    neg = False
+    if s[:1] == "-" and allow_negative:
+        neg, s = True, s[1:]
+    whole, dot, frac = s.partition(".")
+    if (not whole and not frac) or not (whole or "0").isdigit() or (dot and frac and not frac.isdigit()):
+        raise DecodeError(f"{field} {text!r} is not a plain decimal number")
+    if not whole.isascii() or not frac.isascii():
+        raise DecodeError(f"{field} {text!r} is not a plain decimal number")
+    if len(frac) > decimals:
+        if frac[decimals:].strip("0"):
+            raise DecodeError(f"{field} {text!r} has more than {decimals} decimals")
+        frac = frac[:decimals]
+    value = int(whole or "0") * 10**decimals + int(frac.ljust(decimals, "0") or "0")
+    return -value if neg else value
+
+
+def decimals_of(text: str) -> int:
+    """Decimal places as printed: `"0.000022900"` -> 9 (Kraken's checksum needs them)."""
+    _, _, frac = text.partition(".")
+    return len(frac)
+
+
+def format_fixed(value: int, decimals: int) -> str:
+    """The inverse of parse_fixed, printing exactly `decimals` places."""
+    sign = "-" if value < 0 else ""
+    v = abs(value)
+    if decimals == 0:
+        return f"{sign}{v}"
+    return f"{sign}{v // 10**decimals}.{v % 10**decimals:0{decimals}d}"

@@ -1,0 +1,19 @@
+"""Shared fixtures. Real market data is read from ../shared/data, never copied into the repo."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("MT_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real captures (see their SOURCES.md); tests that need them skip where absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real market data not found at {SHARED_DATA} (set MT_SHARED_DATA)")
+    return SHARED_DATA
