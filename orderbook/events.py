@@ -51,6 +51,7 @@ FLAG_CROSS = 2
 FLAG_BROKEN = 4
 FLAG_AGGRESSOR_BID = 8  # the aggressor bought (taker was the bid)
 FLAG_AGGRESSOR_ASK = 16  # the aggressor sold
+FLAG_NON_PRINTABLE = 32  # an execution not to be counted as volume (ITCH C with printable N)
 
 OrderId = int | str
 

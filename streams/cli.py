@@ -25,7 +25,12 @@ def write_rows(rows, out: TextIO, with_seq: bool) -> None:
 
 def cmd_book(args: argparse.Namespace) -> int:
     cls = feed_class(args.format)
-    feed = cls(check_crossed=not args.allow_crossed)
+    extra = {}
+    if args.format == "lobster":  # LOBSTER rows carry no symbol: the file name or --symbol gives it
+        from orderbook.venues.lobster import symbol_from_filename
+
+        extra["symbol"] = args.symbol or symbol_from_filename(args.input) or "LOBSTER"
+    feed = cls(check_crossed=not args.allow_crossed, **extra)
     stats = RebuildStats()
     shown = 0
 
