@@ -1,0 +1,579 @@
+"""Binance spot (and USD-M futures) market data: websocket events and REST depth snapshots.
+
+A raw message (the value on `md.raw.binance`) is one websocket event as Binance sends it,
+either the combined-stream wrapper `{"stream": "btcusdt@depth@100ms", "data": {...}}` or the
+bare event: `depthUpdate` (diff depth), `trade`, `aggTrade`, `bookTicker`, `kline` (ignored).
+A REST depth snapshot (`GET /api/v3/depth`, body `{"lastUpdateId", "bids", "asks"}`) names no
+symbol, so it travels wrapped as
+
+    {"symbol": "BTCUSDT", "snapshot": <the REST body, byte for byte>}
+
+(symbol first, so `key` finds it without scanning a 300 kB body). USD-M futures snapshots
+(`/fapi/v1/depth`, which add `E` and `T`) travel the same way.
+
+Units: Binance prints prices and quantities as decimal strings with at most 8 places, so a
+tick is 1e-8 of the quote currency and a lot 1e-8 of the base (`"61837.63000000"` ->
+6183763000000). Futures print fewer places; the same 1e-8 units hold them exactly.
+
+Events: `Event.ts` is the event's transaction time `T` where present, else its event time `E`
+(ms -> ns); the spot REST snapshot has neither and takes the local receive time. `Event.seq`
+of a diff's LEVEL_SETs is the diff's final update id `u`; of a snapshot's events, its
+`lastUpdateId`. A trade does not move the book: its `seq` is the update id of the book it was
+received against (so a rebuilt row's seq always names a book state) and its trade id (`t`, or
+`a` for aggTrade) is in `order_id`; `side` is the resting (maker) side and `flags` says who
+the aggressor was, as for ITCH executions.
+
+Sync ("How to manage a local order book correctly", Binance spot API docs; the USD-M futures
+page of the same name for events that carry `pu`):
+- diffs are buffered until a snapshot arrives; then, and for every later diff,
+- spot: a diff whose `u` <= the book's update id is stale and dropped; the first diff after
+  the snapshot must straddle it (`U <= lastUpdateId+1 <= u`); after that a diff with
+  `U > last u + 1` means updates were missed (the doc: "Normally, U of the next event is
+  equal to the update ID of the local order book plus 1"; an overlap is harmless because
+  quantities are absolute, and is applied);
+- futures: drop a diff with `u < lastUpdateId`; the first must have `U <= lastUpdateId <= u`;
+  each later diff's `pu` must equal the previous diff's `u`. A diff whose `u` is not past the
+  book's is a duplicate (Kafka redelivers at least once) and is dropped, not a gap;
+- on a gap the book is discarded ("Discard your local order book and restart"): BookSync
+  drops to AWAITING_SNAPSHOT, the diff that revealed the gap is buffered, SequenceGap is
+  raised. The next snapshot replays the buffer under the same rules.
+`bookTicker` leaves the book alone; it is decoded, kept in `tickers[symbol]`, and wherever its
+`u` equals the update id of the book (now, or once a diff ending at that `u` is applied) the
+book's best bid/ask is compared with it (`stats[symbol].tickers_*`): a free consistency check.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import re
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple
+from urllib.parse import parse_qs, urlsplit
+
+from ..book import BookType, L2Book
+from ..errors import DecodeError, FeedError, SequenceGap, UnknownMessageType, check_size
+from ..events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, Side
+from ..numbers import parse_fixed
+from ..sync import BookSync
+from .base import Feed, Record, open_maybe_gzip
+
+VENUE = "binance"
+DECIMALS = 8  # tick 1e-8 quote, lot 1e-8 base
+MS = 1_000_000  # ms -> ns
+MAX_PENDING_TICKERS = 256  # tickers waiting for the book to reach their u; older ones are given up
+
+Level = tuple[int, int]
+
+
+class BookTicker(NamedTuple):
+    """A decoded `bookTicker`: best bid/ask (ticks, lots) as of order-book update id `u`."""
+
+    symbol: str
+    u: int
+    bid: int
+    bid_qty: int
+    ask: int
+    ask_qty: int
+
+
+@dataclass(slots=True)
+class Diff:
+    """A decoded `depthUpdate`: update ids `U`..`u` (`pu` on futures), absolute level sizes."""
+
+    symbol: str
+    first: int  # U
+    last: int  # u
+    prev: int | None  # pu (USD-M futures only)
+    ts: int
+    recv_ts: int
+    bids: list[Level]
+    asks: list[Level]
+
+
+@dataclass(slots=True)
+class Snapshot:
+    symbol: str
+    last_update_id: int
+    ts: int
+    recv_ts: int
+    bids: list[Level]
+    asks: list[Level]
+
+
+@dataclass
+class SyncStats:
+    """What happened to one symbol's diffs and tickers (for operators and the real-data tests)."""
+
+    applied: int = 0  # diffs applied to the book
+    stale: int = 0  # diffs dropped by the rule "u <= the book's update id" (pre-snapshot, duplicates)
+    buffered: int = 0  # diffs held while the book waited for a snapshot
+    gaps: int = 0
+    snapshots: int = 0
+    stale_snapshots: int = 0  # snapshots older than the live book, ignored
+    tickers: int = 0
+    tickers_matched: int = 0  # bookTicker u == book u and best bid/ask equal
+    tickers_mismatched: int = 0  # bookTicker u == book u but best bid/ask differ: the book drifted
+    tickers_not_comparable: int = 0  # no book state with exactly the ticker's u was ever seen
+    mismatches: list[tuple[BookTicker, tuple[Level | None, Level | None]]] = field(default_factory=list)
+
+
+_SYMBOL_RE = re.compile(rb'"(?:s|symbol)"\s*:\s*"([^"\\]{1,64})"')
+_STREAM_RE = re.compile(rb'"stream"\s*:\s*"([^"@\\]{1,64})@')
+
+
+def _fail(msg: str) -> DecodeError:
+    return DecodeError(msg, venue=VENUE)
+
+
+def _reject_constant(name: str) -> Any:
+    raise _fail(f"JSON constant {name} is not allowed")
+
+
+def _loads(raw: bytes) -> Any:
+    """Strict UTF-8 JSON; NaN/Infinity literals are refused (json would accept them)."""
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except FeedError:
+        raise
+    except UnicodeDecodeError as err:
+        raise _fail(f"not UTF-8: {err}") from None
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, int digit limit, deep nesting
+        raise _fail(f"not JSON: {err}") from None
+
+
+def _int(obj: dict[str, Any], key: str) -> int:
+    v = obj[key]
+    if type(v) is not int or v < 0:
+        raise _fail(f"{key} must be a non-negative integer, got {v!r:.40}")
+    return v
+
+
+def _str(obj: dict[str, Any], key: str) -> str:
+    v = obj[key]
+    if type(v) is not str or not v:
+        raise _fail(f"{key} must be a non-empty string, got {v!r:.40}")
+    return v
+
+
+def _time(obj: dict[str, Any], fallback: int) -> int:
+    """Transaction time `T` if present, else event time `E` (ms), as ns; else `fallback`."""
+    for key in ("T", "E"):
+        if key in obj:
+            return _int(obj, key) * MS
+    return fallback
+
+
+def _price(text: Any, key: str) -> int:
+    p = parse_fixed(text, DECIMALS, field=key)
+    if p <= 0:
+        raise _fail(f"{key} {text!r} is not a positive price")
+    return p
+
+
+def _levels(rows: Any, key: str) -> list[Level]:
+    if type(rows) is not list:
+        raise _fail(f"{key} must be a list of [price, qty], got {type(rows).__name__}")
+    out: list[Level] = []
+    for row in rows:
+        if type(row) is not list or len(row) != 2:
+            raise _fail(f"{key} level must be [price, qty], got {row!r:.60}")
+        out.append((_price(row[0], f"{key} price"), parse_fixed(row[1], DECIMALS, field=f"{key} qty")))
+    return out
+
+
+def _ticker_of(ev: dict[str, Any]) -> BookTicker:
+    return BookTicker(
+        _str(ev, "s"),
+        _int(ev, "u"),
+        parse_fixed(ev["b"], DECIMALS, field="b"),
+        parse_fixed(ev["B"], DECIMALS, field="B"),
+        parse_fixed(ev["a"], DECIMALS, field="a"),
+        parse_fixed(ev["A"], DECIMALS, field="A"),
+    )
+
+
+def _symbol_hint(msg: Any) -> str:
+    """The symbol of a parsed message, best effort, to name it in an error."""
+    if not isinstance(msg, dict):
+        return ""
+    data = msg.get("data", msg)
+    sym = data.get("s") if isinstance(data, dict) else None
+    sym = sym if sym is not None else msg.get("symbol")
+    return sym if isinstance(sym, str) else ""
+
+
+class BinanceFeed(Feed):
+    """Binance diff-depth books (L2), kept in sync by Binance's documented procedure."""
+
+    venue: ClassVar[str] = VENUE
+    book_type: ClassVar[BookType] = BookType.L2
+
+    def __init__(self, symbols: set[str] | None = None, *, check_crossed: bool = True) -> None:
+        super().__init__(symbols, check_crossed=check_crossed)
+        self.stats: dict[str, SyncStats] = {}
+        self.tickers: dict[str, BookTicker] = {}  # the latest bookTicker per symbol
+        self._first: set[str] = set()  # symbols whose next applied diff is the first after a snapshot
+        # tickers ahead of the book (the bookTicker stream runs ahead of depth@100ms), oldest first
+        self._pending_tickers: dict[str, deque[BookTicker]] = {}
+
+    # -- the Feed interface -------------------------------------------------------------------
+
+    def key(self, raw: bytes) -> str:
+        """The symbol: the first `"s"`/`"symbol"` field, else the combined stream's name."""
+        m = _SYMBOL_RE.search(raw)
+        if m:
+            return m.group(1).decode("ascii", "replace")
+        m = _STREAM_RE.search(raw)
+        if m:
+            return m.group(1).decode("ascii", "replace").upper()
+        raise _fail("message names no symbol")
+
+    def on_message(self, raw: bytes, recv_ts: int = 0) -> list[Event]:
+        check_size(raw, VENUE)
+        msg = _loads(raw)
+        try:
+            item = self._decode(msg, recv_ts)
+        except FeedError as err:
+            if err.venue:
+                raise
+            raise DecodeError(str(err), venue=VENUE, symbol=_symbol_hint(msg)) from None
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as err:
+            raise DecodeError(
+                f"bad message: {type(err).__name__} {err}", venue=VENUE, symbol=_symbol_hint(msg)
+            ) from None
+        if item is None:
+            return []
+        if isinstance(item, Diff):
+            return self._on_diff(item)
+        if isinstance(item, Snapshot):
+            return self._on_snapshot(item)
+        if isinstance(item, BookTicker):
+            self._on_ticker(item)
+            return []
+        return item  # trades
+
+    @staticmethod
+    def read_capture(path: str | Path) -> Iterator[Record]:
+        """The raw messages of a Binance capture, each as it would sit on `md.raw.binance`.
+
+        Reads hftbacktest's `<recv ns> <json>` lines (a bare REST snapshot line is wrapped with
+        the symbol of the nearest event around it, else of the file name `spot_btcusdt_...`)
+        and cryptofeed's `<epoch s>: <json>` lines (connection headers and sent lines are
+        skipped). Given a cryptofeed websocket file `X.ws.N.M[.gz]`, the REST snapshots in the
+        sibling `X.http.*` files of the same folder are merged in by receive time, each wrapped
+        with the symbol of its URL (`...depth?symbol=NKNUSDT&limit=1000`).
+        """
+        path = Path(path)
+        own = _wrap_bare_snapshots(_capture_lines(path), _symbol_from_filename(path.name))
+        prefix, dot_ws, _ = path.name.partition(".ws.")
+        if not dot_ws:
+            yield from own
+            return
+        siblings = sorted(path.parent.glob(f"{prefix}.http.*"))
+        yield from heapq.merge(own, *(_capture_lines(p) for p in siblings), key=lambda r: r.recv_ts)
+
+    # -- decoding (no book is touched) ----------------------------------------------------------
+
+    def _decode(self, msg: Any, recv_ts: int) -> Diff | Snapshot | BookTicker | list[Event] | None:
+        if not isinstance(msg, dict):
+            raise _fail(f"message must be a JSON object, got {type(msg).__name__}")
+        if "snapshot" in msg:
+            return self._decode_snapshot(msg, recv_ts)
+        stream = ""
+        ev = msg
+        if "data" in msg:
+            stream = msg.get("stream", "")
+            ev = msg["data"]
+            if not isinstance(ev, dict) or not isinstance(stream, str):
+                raise _fail("combined-stream wrapper must be {stream: str, data: object}")
+        kind = ev.get("e")
+        if kind is None and (stream.endswith("@bookTicker") or {"u", "b", "B", "a", "A"} <= ev.keys()):
+            kind = "bookTicker"  # spot bookTicker events carry no "e"
+        if kind == "depthUpdate":
+            return self._decode_diff(ev, recv_ts)
+        if kind in ("trade", "aggTrade"):
+            return self._decode_trade(ev, kind, recv_ts)
+        if kind == "bookTicker":
+            return _ticker_of(ev)
+        if kind == "kline":
+            return None
+        if "lastUpdateId" in ev:
+            raise _fail('REST depth snapshot without its symbol: wrap it as {"symbol": ..., "snapshot": ...}')
+        raise UnknownMessageType(f"unknown Binance event type {kind!r:.40}", venue=VENUE, symbol=_symbol_hint(msg))
+
+    def _decode_snapshot(self, msg: dict[str, Any], recv_ts: int) -> Snapshot:
+        body = msg["snapshot"]
+        if not isinstance(body, dict):
+            raise _fail("snapshot must be the REST depth object")
+        return Snapshot(
+            _str(msg, "symbol"),
+            _int(body, "lastUpdateId"),
+            _time(body, recv_ts),
+            recv_ts,
+            _levels(body["bids"], "bids"),
+            _levels(body["asks"], "asks"),
+        )
+
+    def _decode_diff(self, ev: dict[str, Any], recv_ts: int) -> Diff:
+        first, last = _int(ev, "U"), _int(ev, "u")
+        if first > last:
+            raise _fail(f"depthUpdate U {first} > u {last}")
+        prev = _int(ev, "pu") if "pu" in ev else None
+        return Diff(
+            _str(ev, "s"), first, last, prev, _time(ev, recv_ts), recv_ts, _levels(ev["b"], "b"), _levels(ev["a"], "a")
+        )
+
+    def _decode_trade(self, ev: dict[str, Any], kind: str, recv_ts: int) -> list[Event]:
+        symbol = _str(ev, "s")
+        trade_id = _int(ev, "t" if kind == "trade" else "a")
+        price = _price(ev["p"], "p")
+        size = parse_fixed(ev["q"], DECIMALS, field="q")
+        buyer_is_maker = ev["m"]
+        if type(buyer_is_maker) is not bool:
+            raise _fail(f"m must be a boolean, got {buyer_is_maker!r:.20}")
+        ts = _time(ev, recv_ts)
+        self.book(symbol)  # refuses an unconfigured symbol
+        sync = self.syncs[symbol]
+        # buyer is maker: the resting order was the bid and the aggressor sold
+        side, flag = (Side.BID, FLAG_AGGRESSOR_ASK) if buyer_is_maker else (Side.ASK, FLAG_AGGRESSOR_BID)
+        seq = sync.last_seq if sync.live and sync.last_seq is not None else 0
+        return [Event(Kind.TRADE, VENUE, symbol, ts, seq, side, price, size, trade_id, 0, flag, recv_ts)]
+
+    # -- sync and application --------------------------------------------------------------------
+
+    def _state(self, symbol: str) -> tuple[L2Book, BookSync, SyncStats]:
+        book = self.book(symbol)
+        stats = self.stats.get(symbol)
+        if stats is None:
+            stats = self.stats[symbol] = SyncStats()
+        return book, self.syncs[symbol], stats  # type: ignore[return-value]
+
+    def _on_diff(self, d: Diff) -> list[Event]:
+        book, sync, stats = self._state(d.symbol)
+        if not sync.live:
+            sync.hold(d)
+            stats.buffered += 1
+            return []
+        events = self._apply_diff(book, sync, stats, d)
+        if events:
+            self.check(book, d.last, d.ts)
+        return events
+
+    def _on_snapshot(self, s: Snapshot) -> list[Event]:
+        """Binance: set the book to the snapshot, then apply the buffered diffs by the update rules."""
+        book, sync, stats = self._state(s.symbol)
+        if sync.live and sync.last_seq is not None and s.last_update_id < sync.last_seq:
+            stats.stale_snapshots += 1  # older than the book we have: it would move the book back
+            return []
+        buffered: list[Diff] = sync.drain()
+        ev = [Event(Kind.SNAPSHOT_BEGIN, VENUE, s.symbol, s.ts, s.last_update_id, recv_ts=s.recv_ts)]
+        book.clear()
+        for side, levels in ((Side.BID, s.bids), (Side.ASK, s.asks)):
+            for price, size in levels:
+                book.set_level(side, price, size)
+                ev.append(
+                    Event(
+                        Kind.LEVEL_SET, VENUE, s.symbol, s.ts, s.last_update_id, side, price, size, 0, 0, 0, s.recv_ts
+                    )
+                )
+        ev.append(Event(Kind.SNAPSHOT_END, VENUE, s.symbol, s.ts, s.last_update_id, recv_ts=s.recv_ts))
+        sync.go_live(s.last_update_id)
+        stats.snapshots += 1
+        self._first.add(s.symbol)
+        self._catch_up_tickers(book, sync, stats, s.symbol)
+        last = (s.last_update_id, s.ts)
+        for i, d in enumerate(buffered):
+            try:
+                applied = self._apply_diff(book, sync, stats, d)
+            except SequenceGap:
+                for rest in buffered[i + 1 :]:  # kept for the next snapshot
+                    sync.hold(rest)
+                raise
+            if applied:
+                ev.extend(applied)
+                last = (d.last, d.ts)
+        self.check(book, *last)
+        return ev
+
+    def _in_sequence(self, sync: BookSync, d: Diff) -> bool | None:
+        """True: apply; None: stale, drop; False: updates were missed (the documented rules)."""
+        book_id = sync.last_seq if sync.last_seq is not None else -1
+        first = d.symbol in self._first
+        if d.prev is None:  # spot
+            if d.last <= book_id:
+                return None
+            return d.first <= book_id + 1  # first: U <= lastUpdateId+1 <= u; later: U > u_prev+1 is a gap
+        if first:  # USD-M futures
+            if d.last < book_id:
+                return None
+            return d.first <= book_id  # U <= lastUpdateId <= u
+        if d.last <= book_id:
+            return None
+        return d.prev == book_id
+
+    def _apply_diff(self, book: L2Book, sync: BookSync, stats: SyncStats, d: Diff) -> list[Event]:
+        verdict = self._in_sequence(sync, d)
+        if verdict is None:
+            stats.stale += 1
+            return []
+        if not verdict:
+            return self._gap(book, sync, stats, d)
+        events: list[Event] = []
+        for side, levels in ((Side.BID, d.bids), (Side.ASK, d.asks)):
+            for price, size in levels:
+                book.set_level(side, price, size)
+                events.append(
+                    Event(Kind.LEVEL_SET, VENUE, d.symbol, d.ts, d.last, side, price, size, 0, 0, 0, d.recv_ts)
+                )
+        sync.last_seq = d.last
+        self._first.discard(d.symbol)
+        stats.applied += 1
+        self._catch_up_tickers(book, sync, stats, d.symbol)
+        return events
+
+    def _gap(self, book: L2Book, sync: BookSync, stats: SyncStats, d: Diff) -> list[Event]:
+        """Binance: "you have missed some events. Discard your local order book and restart"."""
+        book_id = sync.last_seq if sync.last_seq is not None else 0
+        if d.prev is None:
+            expected, got = book_id + 1, d.first  # spot: U <= u_prev + 1
+        elif d.symbol in self._first:
+            expected, got = book_id, d.first  # futures, first diff: U <= lastUpdateId
+        else:
+            expected, got = book_id, d.prev  # futures: pu == u_prev
+        stats.gaps += 1
+        sync.lose_sync()
+        book.clear()
+        self._first.discard(d.symbol)
+        sync.hold(d)  # the diff after the gap is the first of the new buffer
+        raise SequenceGap(
+            "missed depth updates", expected=expected, got=got, venue=VENUE, symbol=d.symbol, seq=d.last, ts=d.ts
+        )
+
+    # -- bookTicker consistency ------------------------------------------------------------------
+
+    def _on_ticker(self, t: BookTicker) -> None:
+        symbol = t.symbol
+        book, sync, stats = self._state(symbol)
+        self.tickers[symbol] = t
+        stats.tickers += 1
+        pending = self._pending_tickers.setdefault(symbol, deque())
+        if len(pending) >= MAX_PENDING_TICKERS:
+            pending.popleft()
+            stats.tickers_not_comparable += 1
+        pending.append(t)
+        self._catch_up_tickers(book, sync, stats, symbol)
+
+    def _catch_up_tickers(self, book: L2Book, sync: BookSync, stats: SyncStats, symbol: str) -> None:
+        """Compare the tickers the book has caught up with: those whose u is the book's update id."""
+        pending = self._pending_tickers.get(symbol)
+        if not pending or not sync.live or sync.last_seq is None:
+            return
+        while pending and pending[0].u <= sync.last_seq:
+            t = pending.popleft()
+            if t.u < sync.last_seq:
+                stats.tickers_not_comparable += 1  # its u fell inside a diff's [U, u]: no such book state here
+            else:
+                self._compare_ticker(book, stats, t)
+
+    @staticmethod
+    def _compare_ticker(book: L2Book, stats: SyncStats, t: BookTicker) -> None:
+        best = (book.best_bid(), book.best_ask())
+        if best == ((t.bid, t.bid_qty), (t.ask, t.ask_qty)):
+            stats.tickers_matched += 1
+        else:
+            stats.tickers_mismatched += 1
+            if len(stats.mismatches) < 100:
+                stats.mismatches.append((t, best))
+
+
+# -- capture files -----------------------------------------------------------------------------
+
+_FILENAME_SYMBOL_RE = re.compile(r"^(?:spot|usdm|coinm|futures)_([a-z0-9]+)_", re.IGNORECASE)
+
+
+def _symbol_from_filename(name: str) -> str | None:
+    m = _FILENAME_SYMBOL_RE.match(name)
+    return m.group(1).upper() if m else None
+
+
+def _wrap_snapshot(symbol: str, body: bytes) -> bytes:
+    return b'{"symbol":' + json.dumps(symbol).encode() + b',"snapshot":' + body + b"}"
+
+
+def _is_bare_snapshot(body: bytes) -> bool:
+    return body.lstrip()[:20].replace(b" ", b"").startswith(b'{"lastUpdateId"')
+
+
+def _capture_lines(path: Path) -> Iterator[Record]:
+    """Records from one file, bare REST snapshots left bare (hftbacktest) or wrapped by URL (cryptofeed)."""
+    for line in open_maybe_gzip(path):
+        rec = _parse_line(line)
+        if rec is not None:
+            yield rec
+
+
+def _parse_line(line: bytes) -> Record | None:
+    if not line.strip():
+        return None
+    if line.startswith(b"https://"):
+        return _parse_http_line(line)
+    if line.startswith((b"wss://", b"ws://")):
+        return None  # cryptofeed connection header or a line it sent
+    if line.startswith(b"{"):
+        return Record(0, line)
+    stamp, _, body = line.partition(b" ")
+    if stamp.endswith(b":"):  # cryptofeed: "<epoch s>: <json>"
+        return Record(parse_fixed(stamp[:-1], 9, field="capture time"), body)
+    if not stamp.isdigit():
+        raise DecodeError(f"unrecognised capture line {line[:60]!r}", venue=VENUE)
+    return Record(int(stamp), body)  # hftbacktest: "<recv ns> <json>"
+
+
+def _parse_http_line(line: bytes) -> Record | None:
+    """cryptofeed HTTP capture: `https://.../depth?symbol=NKNUSDT&limit=1000 -> <epoch s>: <json>`."""
+    url, sep, rest = line.partition(b" -> ")
+    stamp, sep2, body = rest.partition(b": ")
+    if not sep or not sep2:
+        raise DecodeError(f"unrecognised HTTP capture line {line[:60]!r}", venue=VENUE)
+    parts = urlsplit(url.decode("ascii", "replace"))
+    symbols = parse_qs(parts.query).get("symbol")
+    if not parts.path.endswith("/depth") or not symbols:
+        return None  # some other REST call
+    return Record(parse_fixed(stamp, 9, field="capture time"), _wrap_snapshot(symbols[0], body))
+
+
+def _wrap_bare_snapshots(records: Iterable[Record], fallback: str | None) -> Iterator[Record]:
+    """Wrap each bare REST snapshot with the symbol of the event before it (else after it, else
+    of the file name); records are held back while a snapshot waits, so the order is kept."""
+    symbol: str | None = None
+    held: list[Record] = []
+    for rec in records:
+        if _is_bare_snapshot(rec.raw):
+            if symbol is not None and not held:
+                yield Record(rec.recv_ts, _wrap_snapshot(symbol, rec.raw))
+            else:
+                held.append(rec)
+            continue
+        m = _SYMBOL_RE.search(rec.raw)
+        if m:
+            symbol = m.group(1).decode()
+        if held and symbol is not None:
+            yield from _release(held, symbol)
+            held = []
+        if held:
+            held.append(rec)
+        else:
+            yield rec
+    if held:
+        if symbol is None and fallback is None:
+            raise DecodeError("REST snapshot in a capture that names no symbol", venue=VENUE)
+        yield from _release(held, symbol or fallback)  # type: ignore[arg-type]
+
+
+def _release(held: list[Record], symbol: str) -> Iterator[Record]:
+    for rec in held:
+        yield Record(rec.recv_ts, _wrap_snapshot(symbol, rec.raw)) if _is_bare_snapshot(rec.raw) else rec
