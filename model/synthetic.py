@@ -1,4 +1,6 @@
-"""Seeded random ITCH 5.0 streams, built with the encoder, for the ITCH and LOBSTER tests.
+"""Seeded random ITCH 5.0 streams, built with the encoder: for the ITCH and LOBSTER tests and
+the demo. Zero-intelligence flow (uniform choices, no state dependence): the market simulator
+of the simulator issue supersedes it for anything that needs realistic statistics.
 
 A stream opens like a NASDAQ day: S 'O' (start of messages), one R per stock, S 'S' (start
 of system hours), optionally some pre-open orders, S 'Q' (start of market hours) at 09:30,

@@ -82,6 +82,12 @@ def cmd_infra(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run
+
+    return run(args.seed, args.messages, out=args.out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="megatrading", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -98,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--strict", action="store_true", help="exit 1 if any message was rejected")
     b.add_argument("--show-errors", type=int, default=5, metavar="N", help="log the first N errors")
     b.set_defaults(run=cmd_book)
+
+    d = sub.add_parser("demo", help="the main job end to end on the embedded default")
+    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--messages", type=int, default=200_000)
+    d.add_argument("--out", type=Path, help="folder for the generated files (default: a temporary one)")
+    d.set_defaults(run=cmd_demo)
 
     i = sub.add_parser("infra", help="a real single-node Kafka (KRaft) and Redis on loopback")
     i.add_argument("action", choices=["up", "down", "status"])
