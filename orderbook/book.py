@@ -49,12 +49,12 @@ class _Book:
         self.bids: SortedDict = SortedDict(operator.neg)  # best (highest) first
         self.asks: SortedDict = SortedDict()  # best (lowest) first
 
-    def side(self, side: Side) -> SortedDict:
+    def side(self, side: Side, seq: int | None = None) -> SortedDict:
         if side == Side.BID:
             return self.bids
         if side == Side.ASK:
             return self.asks
-        raise BookError(f"event has no side ({side!r})", venue=self.venue, symbol=self.symbol)
+        raise BookError(f"event has no side ({side!r})", venue=self.venue, symbol=self.symbol, seq=seq)
 
     def best_bid(self) -> Level | None:
         return self.bids.peekitem(0) if self.bids else None
@@ -117,10 +117,10 @@ class L2Book(_Book):
 
     book_type = BookType.L2
 
-    def set_level(self, side: Side, price: int, size: int) -> None:
-        levels = self.side(side)
+    def set_level(self, side: Side, price: int, size: int, seq: int | None = None) -> None:
+        levels = self.side(side, seq)
         if size < 0:
-            raise BookError(f"negative size {size} at {price}", venue=self.venue, symbol=self.symbol)
+            raise BookError(f"negative size {size} at {price}", venue=self.venue, symbol=self.symbol, seq=seq)
         if size == 0:
             levels.pop(price, None)
         else:
@@ -129,7 +129,7 @@ class L2Book(_Book):
     def apply(self, e: Event) -> None:
         k = e.kind
         if k == Kind.LEVEL_SET:
-            self.set_level(e.side, e.price, e.size)
+            self.set_level(e.side, e.price, e.size, e.seq)
         elif k in (Kind.SNAPSHOT_BEGIN, Kind.CLEAR):
             self.clear()
         elif k in (Kind.TRADE, Kind.SNAPSHOT_END, Kind.STATUS, Kind.EXECUTE):
@@ -164,7 +164,7 @@ class L3Book(_Book):
             raise self._err(DuplicateOrder, f"order {order_id} is already resting", seq)
         if size <= 0:
             raise self._err(BookError, f"order {order_id} added with size {size}", seq)
-        levels = self.side(side)
+        levels = self.side(side, seq)
         self.orders[order_id] = Order(side, price, size)
         self._queues[side].setdefault(price, {})[order_id] = None
         levels[price] = levels.get(price, 0) + size
@@ -216,13 +216,13 @@ class L3Book(_Book):
         self.add(new_id, old.side, price, size, seq)
 
     def change(self, order_id: OrderId, size: int, seq: int | None = None) -> None:
-        """Resize in place, keeping queue priority (Coinbase `change`)."""
+        """Resize in place, keeping queue priority (Coinbase `change`). Venues remove orders
+        with a delete (`done`), never a change to zero: a size <= 0 is an error."""
         o = self.orders.get(order_id)
         if o is None:
             raise self._err(UnknownOrder, f"order {order_id} is not in the book", seq)
         if size <= 0:
-            self.delete(order_id, seq)
-            return
+            raise self._err(BookError, f"order {order_id} changed to size {size}", seq)
         self.side(o.side)[o.price] += size - o.size
         o.size = size
 

@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="the main job end to end on the embedded default")
     d.add_argument("--seed", type=int, default=7)
-    d.add_argument("--messages", type=int, default=200_000)
+    d.add_argument("--messages", type=int, default=50_000)
     d.add_argument("--out", type=Path, help="folder for the generated files (default: a temporary one)")
     d.set_defaults(run=cmd_demo)
 

@@ -21,7 +21,7 @@ from orderbook.venues.itch import ItchFeed, frame
 from orderbook.venues.lobster import LobsterFeed, LobsterWriter
 
 
-def run(seed: int = 7, messages: int = 200_000, levels: int = 5, out: Path | None = None) -> int:
+def run(seed: int = 7, messages: int = 50_000, levels: int = 5, out: Path | None = None) -> int:
     out = out or Path(tempfile.mkdtemp(prefix="megatrading-demo-"))
     out.mkdir(parents=True, exist_ok=True)
     stream = generate(seed, messages)
@@ -44,17 +44,23 @@ def run(seed: int = 7, messages: int = 200_000, levels: int = 5, out: Path | Non
             if e.symbol in writers:
                 lobster_rows[e.symbol].extend(writers[e.symbol].rows(e))
     elapsed = time.perf_counter() - t0
-    print(f"rebuilt {len(stream.messages):,} messages in {elapsed:.2f} s "
-          f"({len(stream.messages) / elapsed:,.0f} msg/s, pure Python)")
-    print("rejected (typed errors, the generator injects unknown order references on purpose): "
-          + (", ".join(f"{n} {r}" for r, n in errors.most_common()) or "none"))
+    print(
+        f"rebuilt {len(stream.messages):,} messages in {elapsed:.2f} s "
+        f"({len(stream.messages) / elapsed:,.0f} msg/s, pure Python)"
+    )
+    print(
+        "rejected (typed errors, the generator injects unknown order references on purpose): "
+        + (", ".join(f"{n} {r}" for r, n in errors.most_common()) or "none")
+    )
 
     print(f"\n{'symbol':8} {'orders':>7} {'bid':>10} {'ask':>10} {'spread':>7} {'depth5 bid':>11} {'depth5 ask':>11}")
     for sym in stream.symbols:
         b = feed.books[sym]
         bid, ask = b.best_bid(), b.best_ask()
-        print(f"{sym:8} {len(b.orders):>7} {_px(bid):>10} {_px(ask):>10} {_px((b.spread() or 0, 0)):>7} "
-              f"{sum(s for _, s in b.top(5)[0]):>11} {sum(s for _, s in b.top(5)[1]):>11}")
+        print(
+            f"{sym:8} {len(b.orders):>7} {_px(bid):>10} {_px(ask):>10} {_px((b.spread() or 0, 0)):>7} "
+            f"{sum(s for _, s in b.top(5)[0]):>11} {sum(s for _, s in b.top(5)[1]):>11}"
+        )
 
     # LOBSTER round trip: our rows rebuilt by the LOBSTER decoder must give the same book every row
     mismatches = 0

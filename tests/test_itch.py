@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from model.synthetic import OPEN_NS, generate
 
+from model.synthetic import OPEN_NS, generate
 from orderbook.errors import DecodeError, FeedError, OversizedMessage, UnknownMessageType, UnknownOrder, UnknownSymbol
 from orderbook.events import (
     FLAG_AGGRESSOR_ASK,

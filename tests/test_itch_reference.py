@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from model.synthetic import SYMBOLS, Stream, generate
 
+from model.synthetic import SYMBOLS, Stream, generate
 from orderbook.book import L3Book
 from orderbook.errors import FeedError
 from orderbook.events import Side
