@@ -71,7 +71,8 @@ class Window:
     `news_text` (M,) object array ("" where padded), `news_mask` (M,).
     Metadata: `venue`, `symbol`, `ts` and `seq` of the last event, `start_ts` (the oldest
     event time the window covers), `offset` (the caller's source position of the last
-    message, e.g. a Kafka (partition, offset)), `n_seen` (tokens seen by the builder).
+    message, e.g. a Kafka (partition, offset)), `n_seen` (tokens seen by the builder),
+    `best_bid`/`best_ask` (the book's best prices after the last message, 0 where empty).
     """
 
     kind: np.ndarray
@@ -93,6 +94,8 @@ class Window:
     start_ts: int
     offset: Any
     n_seen: int
+    best_bid: int = 0  # the book's best prices after the last message (0: that side is empty)
+    best_ask: int = 0
 
     @property
     def news(self) -> list[tuple[int, str]]:
@@ -100,7 +103,7 @@ class Window:
         return [(int(t), str(h)) for t, h, m in zip(self.news_ts, self.news_text, self.news_mask, strict=True) if m]
 
 
-_INT_META = ("ts", "seq", "start_ts", "n_seen")
+_INT_META = ("ts", "seq", "start_ts", "n_seen", "best_bid", "best_ask")
 _OBJ_META = ("venue", "symbol", "offset")
 ARRAY_FIELDS = tuple(f.name for f in fields(Window) if f.name not in _INT_META + _OBJ_META)
 
@@ -186,6 +189,7 @@ class WindowBuilder:
         self._since_emit = 0
         self._emit_ts: int | None = None
         self._offset: Any = None
+        self._best = (0, 0)
 
     # ---- input
 
@@ -257,6 +261,8 @@ class WindowBuilder:
         last = events[-1]
         self._add_row(self.features.update(book, events), last.ts)
         self._mid2 = book.mid2()
+        bid, ask = book.best_bid(), book.best_ask()
+        self._best = (bid[0] if bid else 0, ask[0] if ask else 0)
         self._last_ts, self._last_seq, self._offset = last.ts, last.seq, offset
         return self._maybe_emit(tokens, last.ts)
 
@@ -326,4 +332,6 @@ class WindowBuilder:
             start_ts=start,
             offset=self._offset,
             n_seen=count,
+            best_bid=self._best[0],
+            best_ask=self._best[1],
         )

@@ -1,0 +1,83 @@
+"""The forecaster interface and the forecast record every model publishes (DESIGN.md, Redis layout).
+
+A forecaster maps a batch of windows to predictions; `forecast_record` adds what the book
+and the window know (venue, symbol, times, best bid/ask) so that every model, the baseline
+and the generative one alike, publishes the same fields. Horizons are counted in book
+messages ahead of the window's last one (`_h10`, `_h100` in the field names).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from orderbook.windows import Window
+
+SCHEMA = 1
+HORIZONS = (10, 100)
+QUANTILES = (10, 50, 90)
+
+Prediction = dict[str, float]
+
+
+def prediction_fields() -> list[str]:
+    """What a forecaster must predict for each window, in publishing order."""
+    names = ["anomaly_score", "anomaly_nll"]
+    for h in HORIZONS:
+        names += [f"spread_q{q}_h{h}" for q in QUANTILES]
+        names += [f"depth_q{q}_h{h}" for q in QUANTILES]
+        names += [f"volume_q50_h{h}"]
+        names += [f"mid_q{q}_h{h}" for q in QUANTILES]
+        names += [f"p_up_h{h}", f"p_down_h{h}"]
+    return names
+
+
+PREDICTION_FIELDS = tuple(prediction_fields())
+RECORD_FIELDS = (
+    "venue", "symbol", "event_ts", "emitted_ts", "seq", "window", "model", "best_bid", "best_ask",
+    *PREDICTION_FIELDS, "reason", "schema",
+)  # fmt: skip
+
+
+class Forecaster(ABC):
+    """Batches of windows in, one prediction per window out (PREDICTION_FIELDS, finite floats)."""
+
+    name: str = "forecaster"
+    version: str = "0"
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.name}:{self.version}"
+
+    def warm_up(self, example: Window) -> None:  # noqa: B027 - optional hook
+        """Run once before the first real batch (compile, allocate); the default does nothing."""
+
+    @abstractmethod
+    def predict(self, windows: Sequence[Window]) -> list[Prediction]:
+        """One prediction per window, in order. Must not keep per-window state between calls
+        that a restarted worker could not rebuild: forecasts after a crash must equal those
+        of an uninterrupted run."""
+
+    def explain(self, window: Window, prediction: Prediction) -> str:
+        """Why the anomaly score is what it is (a short, human-readable reason)."""
+        return ""
+
+
+def forecast_record(window: Window, prediction: Prediction, model_id: str, emitted_ts: int, reason: str = "") -> dict:
+    """The published forecast: plain values, ready for a Redis hash and msgpack."""
+    rec: dict[str, object] = {
+        "venue": window.venue,
+        "symbol": window.symbol,
+        "event_ts": int(window.ts),
+        "emitted_ts": int(emitted_ts),
+        "seq": int(window.seq),
+        "window": int(window.n_seen),  # orders forecasts that share a seq (see streams/sink.py)
+        "model": model_id,
+        "best_bid": int(window.best_bid),
+        "best_ask": int(window.best_ask),
+    }
+    for name in PREDICTION_FIELDS:
+        rec[name] = float(prediction[name])
+    rec["reason"] = reason
+    rec["schema"] = SCHEMA
+    return rec

@@ -1,0 +1,99 @@
+"""Forecasts out: Redis as DESIGN.md lays it out, written idempotently, one pipeline per batch.
+
+Keys (the public contract):
+- `mt:latest:{venue}:{symbol}` hash: the newest forecast, plain string fields.
+- `mt:hist:{venue}:{symbol}` stream: every forecast, trimmed with `MAXLEN ~`.
+- `mt:alerts` stream: forecasts whose anomaly score passed the threshold, with `reason`.
+- `mt:forecasts` pub/sub channel: each forecast as it is written, as JSON.
+- `mt:meta` hash: model name and version, schema version, worker heartbeats.
+
+Idempotence: a forecast is ordered by (seq, window) -- the venue sequence number of its last
+message and the window builder's token count, both replayed identically after a crash.
+One Lua script per forecast compares that pair with what the latest hash holds and writes
+nothing when the forecast is not newer, so a replay after a crash (at-least-once delivery)
+adds nothing a reader can see: no second history entry, no second alert.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Mapping
+
+import redis
+
+LATEST = "mt:latest:{venue}:{symbol}"
+HIST = "mt:hist:{venue}:{symbol}"
+ALERTS = "mt:alerts"
+CHANNEL = "mt:forecasts"
+META = "mt:meta"
+
+_WRITE = """
+local cur_seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '-1')
+local cur_win = tonumber(redis.call('HGET', KEYS[1], 'window') or '-1')
+local seq, win = tonumber(ARGV[1]), tonumber(ARGV[2])
+if seq < cur_seq or (seq == cur_seq and win <= cur_win) then return 0 end
+local fields = {}
+for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
+if ARGV[4] == '1' then redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(fields)) end
+redis.call('PUBLISH', KEYS[4], ARGV[5])
+return 1
+"""
+
+
+def as_field(value: object) -> str:
+    """Plain strings, readable with `redis-cli HGETALL`; floats keep full precision."""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+class RedisSink:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        alert_threshold: float = 0.99,
+        history_maxlen: int = 100_000,
+        alerts_maxlen: int = 100_000,
+    ) -> None:
+        self.redis = client
+        self.alert_threshold = alert_threshold
+        self.history_maxlen = history_maxlen
+        self.alerts_maxlen = alerts_maxlen
+        self._script = client.register_script(_WRITE)
+        self.written = 0
+        self.duplicates = 0
+
+    @classmethod
+    def from_url(cls, url: str, **kw: object) -> RedisSink:
+        return cls(redis.Redis.from_url(url), **kw)  # type: ignore[arg-type]
+
+    def write(self, forecasts: Iterable[Mapping[str, object]]) -> int:
+        """Write a batch in one round trip; returns how many were new."""
+        pipe = self.redis.pipeline(transaction=False)
+        n = 0
+        for f in forecasts:
+            keys = [LATEST.format(**f), HIST.format(**f), ALERTS, CHANNEL]
+            alert = "1" if float(f["anomaly_score"]) >= self.alert_threshold else "0"  # type: ignore[arg-type]
+            flat: list[str] = []
+            for k, v in f.items():
+                flat += (k, as_field(v))
+            args = [f["seq"], f["window"], self.history_maxlen, alert, json.dumps(f, separators=(",", ":")), *flat]
+            self._script(keys=keys, args=args, client=pipe)
+            n += 1
+        if not n:
+            return 0
+        results = pipe.execute()
+        new = sum(int(r) for r in results)
+        self.written += new
+        self.duplicates += n - new
+        return new
+
+    def set_meta(self, model: str, schema: int) -> None:
+        self.redis.hset(META, mapping={"model": model, "schema": str(schema)})
+
+    def heartbeat(self, worker_id: str) -> None:
+        self.redis.hset(META, f"heartbeat:{worker_id}", str(time.time_ns()))

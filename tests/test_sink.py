@@ -1,0 +1,97 @@
+"""Forecasts into a real Redis: the DESIGN.md layout, idempotent writes, the reader API."""
+
+import json
+import threading
+
+import pytest
+import redis
+
+from model.forecaster import PREDICTION_FIELDS, RECORD_FIELDS
+from streams.client import ForecastClient
+from streams.sink import RedisSink
+
+
+def forecast(seq, window, score=0.1, symbol="BTCUSDT", venue="binance"):
+    rec = {
+        "venue": venue,
+        "symbol": symbol,
+        "event_ts": 1_700_000_000_000_000_000 + seq,
+        "emitted_ts": 5,
+        "seq": seq,
+        "window": window,
+        "model": "baseline-har-ewma:1",
+        "best_bid": 100,
+        "best_ask": 101,
+    }
+    rec.update({name: 0.5 for name in PREDICTION_FIELDS})
+    rec["anomaly_score"] = score
+    rec["reason"] = "message_rate z=9.0" if score > 0.99 else ""
+    rec["schema"] = 1
+    return rec
+
+
+@pytest.fixture
+def r(infra):
+    client = redis.Redis.from_url(infra.redis.url)
+    client.flushdb()
+    return client
+
+
+def test_latest_history_alerts_in_the_design_layout(r, infra):
+    sink = RedisSink(r, alert_threshold=0.99)
+    assert sink.write([forecast(1, 10), forecast(2, 20, score=0.999)]) == 2
+    latest = r.hgetall("mt:latest:binance:BTCUSDT")
+    assert latest[b"seq"] == b"2" and latest[b"best_ask"] == b"101" and float(latest[b"anomaly_score"]) == 0.999
+    assert r.xlen("mt:hist:binance:BTCUSDT") == 2
+    assert r.xlen("mt:alerts") == 1
+
+
+def test_a_replayed_batch_writes_nothing_new(r):
+    sink = RedisSink(r)
+    batch = [forecast(1, 10), forecast(2, 20), forecast(2, 30, score=0.999)]
+    assert sink.write(batch) == 3
+    assert sink.write(batch) == 0  # at-least-once redelivery after a crash
+    assert sink.write(batch[:1]) == 0  # an older forecast never overwrites a newer one
+    assert r.xlen("mt:hist:binance:BTCUSDT") == 3 and r.xlen("mt:alerts") == 1
+    assert r.hget("mt:latest:binance:BTCUSDT", "window") == b"30"
+    assert sink.duplicates == 4
+
+
+def test_each_write_is_published(r):
+    pubsub = r.pubsub()
+    pubsub.subscribe("mt:forecasts")
+    pubsub.get_message(timeout=2)  # the subscribe confirmation
+    RedisSink(r).write([forecast(7, 1)])
+    msg = pubsub.get_message(timeout=5)
+    assert msg is not None and json.loads(msg["data"])["seq"] == 7
+
+
+def test_client_reads_typed_values_back(r, infra):
+    RedisSink(r).write([forecast(1, 1), forecast(2, 2, score=0.9999), forecast(3, 3, symbol="ETHUSDT")])
+    c = ForecastClient(infra.redis.url)
+    assert c.symbols() == [("binance", "BTCUSDT"), ("binance", "ETHUSDT")]
+    latest = c.latest("binance", "BTCUSDT")
+    assert latest == {**forecast(2, 2, score=0.9999)} and list(latest) == list(RECORD_FIELDS)
+    hist = c.history("binance", "BTCUSDT", since_ns=1_700_000_000_000_000_002)
+    assert [h["seq"] for h in hist] == [2]
+    assert [a["seq"] for a in c.alerts()] == [2]
+    assert c.latest("binance", "NOPE") is None
+
+
+def test_watch_alerts_yields_new_alerts(r, infra):
+    c = ForecastClient(infra.redis.url)
+    got = []
+
+    def reader():
+        for alert in c.watch_alerts(block_ms=200):
+            got.append(alert)
+            return
+
+    t = threading.Thread(target=reader)
+    t.start()
+    import time
+
+    time.sleep(0.3)
+    RedisSink(r).write([forecast(9, 9, score=0.9999)])
+    t.join(timeout=10)
+    assert [a["seq"] for a in got] == [9]
