@@ -120,7 +120,7 @@ class BaselineForecaster(Forecaster):
                 col = rows[:, _COL[name]].astype(np.float64)
                 z = max(z, robust_z(col[:-1], float(col[-1])))
         p = math.erfc(z / math.sqrt(2.0)) if z > 0 else 1.0  # two-sided normal tail
-        out["anomaly_nll"] = -math.log(max(p, 1e-300))
+        out["anomaly_nll"] = max(0.0, -math.log(max(p, 1e-300)))
         out["anomaly_score"] = 1.0 - p
 
     def explain(self, window: Window, prediction: Prediction) -> str:

@@ -88,6 +88,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run(args.seed, args.messages, out=args.out)
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from .app import run_worker
+    from .config import Settings
+
+    settings = Settings()
+    for name in ("bootstrap", "redis_url", "app_id", "model", "device", "worker_id"):
+        if getattr(args, name) is not None:
+            setattr(settings, name, getattr(args, name))
+    if args.venues:
+        settings.venues = tuple(args.venues.split(","))
+    settings.__post_init__()
+    run_worker(settings, loglevel="debug" if args.verbose else "info")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .replay import replay
+
+    symbol = args.symbol
+    if args.venue == "lobster" and not symbol:
+        from orderbook.venues.lobster import symbol_from_filename
+
+        symbol = symbol_from_filename(args.input)
+        if not symbol:
+            raise ValueError("LOBSTER rows carry no symbol: pass --symbol or use LOBSTER's file naming")
+    n = replay(args.input, args.venue, args.bootstrap, speed=None if args.max else args.speed, symbol=symbol,
+               limit=args.limit)  # fmt: skip
+    print(f"produced {n} records to md.raw.{args.venue}")
+    return 0
+
+
+def cmd_forecasts(args: argparse.Namespace) -> int:
+    from .watch import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="megatrading", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -110,6 +147,38 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--messages", type=int, default=50_000)
     d.add_argument("--out", type=Path, help="folder for the generated files (default: a temporary one)")
     d.set_defaults(run=cmd_demo)
+
+    w = sub.add_parser("worker", help="the streaming worker: raw feeds in, forecasts to Redis and md.forecasts")
+    w.add_argument("--bootstrap", help="Kafka bootstrap servers (env MT_KAFKA_BOOTSTRAP, default 127.0.0.1:9092)")
+    w.add_argument("--redis-url", help="Redis URL (env MT_REDIS_URL, default redis://127.0.0.1:6379/0)")
+    w.add_argument("--venues", help="comma-separated venues to consume (env MT_VENUES, default all)")
+    w.add_argument("--app-id", help="Faust app id = consumer group (env MT_APP_ID, default megatrading)")
+    w.add_argument("--model", help="forecaster (env MT_MODEL, default baseline)")
+    w.add_argument("--device", help="auto|cpu|cuda (env MT_DEVICE)")
+    w.add_argument("--worker-id", help="name in heartbeats (env MT_WORKER_ID, default host-pid)")
+    w.set_defaults(run=cmd_worker)
+
+    r = sub.add_parser("replay", help="publish a recorded file to md.raw.<venue>, keyed by symbol")
+    r.add_argument("input", type=Path)
+    r.add_argument("--venue", required=True, choices=sorted(FEEDS))
+    r.add_argument("--bootstrap", default="127.0.0.1:9092")
+    pace = r.add_mutually_exclusive_group()
+    pace.add_argument("--speed", type=float, default=1.0, help="N times the recorded pace (default 1)")
+    pace.add_argument("--max", action="store_true", help="as fast as the broker takes it")
+    r.add_argument("--symbol", help="the key of every record (LOBSTER: default from the file name)")
+    r.add_argument("--limit", type=int, help="publish at most N records")
+    r.set_defaults(run=cmd_replay)
+
+    f = sub.add_parser("forecasts", help="read forecasts from Redis: latest, history, watch (a live table)")
+    f.add_argument("action", choices=["latest", "history", "watch", "alerts"])
+    f.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    f.add_argument("--venue")
+    f.add_argument("--symbol")
+    f.add_argument("--since", type=int, help="history: event time in ns")
+    f.add_argument("--count", type=int, default=20)
+    f.add_argument("--interval", type=float, default=1.0, help="watch: refresh seconds")
+    f.add_argument("--iterations", type=int, help="watch: stop after N refreshes")
+    f.set_defaults(run=cmd_forecasts)
 
     i = sub.add_parser("infra", help="a real single-node Kafka (KRaft) and Redis on loopback")
     i.add_argument("action", choices=["up", "down", "status"])

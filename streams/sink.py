@@ -7,11 +7,12 @@ Keys (the public contract):
 - `mt:forecasts` pub/sub channel: each forecast as it is written, as JSON.
 - `mt:meta` hash: model name and version, schema version, worker heartbeats.
 
-Idempotence: a forecast is ordered by (seq, window) -- the venue sequence number of its last
-message and the window builder's token count, both replayed identically after a crash.
-One Lua script per forecast compares that pair with what the latest hash holds and writes
-nothing when the forecast is not newer, so a replay after a crash (at-least-once delivery)
-adds nothing a reader can see: no second history entry, no second alert.
+Idempotence: a forecast is ordered by `window`, its book's count of event tokens at the
+window's end, which a replay after a crash reproduces exactly (venue sequence numbers do
+not serve: Coinbase level2 books interleave a message count with trade sequence numbers).
+One Lua script per forecast compares it with what the latest hash holds and writes nothing
+when the forecast is not newer, so a replay (at-least-once delivery) adds nothing a reader
+can see: no second history entry, no second alert.
 """
 
 from __future__ import annotations
@@ -29,10 +30,8 @@ CHANNEL = "mt:forecasts"
 META = "mt:meta"
 
 _WRITE = """
-local cur_seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '-1')
-local cur_win = tonumber(redis.call('HGET', KEYS[1], 'window') or '-1')
-local seq, win = tonumber(ARGV[1]), tonumber(ARGV[2])
-if seq < cur_seq or (seq == cur_seq and win <= cur_win) then return 0 end
+local cur = tonumber(redis.call('HGET', KEYS[1], 'window') or '-1')
+if tonumber(ARGV[2]) <= cur then return 0 end
 local fields = {}
 for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))

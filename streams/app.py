@@ -1,0 +1,249 @@
+"""The Faust app: one agent per venue topic, in batches; decode -> book -> windows ->
+micro-batcher -> forecaster -> Redis and `md.forecasts`; rejects to `md.dlq`.
+
+Delivery: an agent's batch of records is acknowledged (and its offsets become committable)
+only after `handle` returns, that is after its forecasts are in Redis and its dead letters
+and `md.forecasts` records are acknowledged by the broker: at-least-once, and the Redis
+writes are idempotent (streams/sink.py), so a crash duplicates nothing a reader sees.
+
+Recovery and rebalance: when partitions are assigned, each venue's pipeline is rebuilt
+by replaying the partitions it now owns from their start up to the group's committed
+offset (`warm=True`, nothing emitted); the books then stand exactly where the last
+committed forecast left them, and processing resumes from the committed offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import faust
+import msgpack
+from kafka import KafkaConsumer, TopicPartition
+
+from model.baseline import BaselineForecaster
+from model.forecaster import SCHEMA, Forecaster, forecast_record
+from orderbook.errors import FeedError
+
+from .batcher import MicroBatcher
+from .config import Settings
+from .pipeline import Rejected, VenuePipeline, parse_news
+from .replay import DLQ_TOPIC, FORECASTS_TOPIC, NEWS_TOPIC, RAW_TOPIC
+from .sink import RedisSink
+
+log = logging.getLogger(__name__)
+
+
+def load_forecaster(settings: Settings) -> Forecaster:
+    if settings.model == "baseline":
+        return BaselineForecaster()
+    raise ValueError(f"unknown model {settings.model!r} (available: baseline)")
+
+
+def dlq_headers(topic: str, rej: Rejected) -> list[tuple[str, bytes]]:
+    return [
+        ("source_topic", topic.encode()),
+        ("partition", str(rej.partition).encode()),
+        ("offset", str(rej.offset).encode()),
+        ("reason", rej.reason.encode()),
+        ("error", rej.error.encode(errors="replace")[:1000]),
+    ]
+
+
+class Worker:
+    """What one worker process holds: a pipeline per venue, the batcher, the sink."""
+
+    def __init__(self, settings: Settings, app: faust.App, forecaster: Forecaster) -> None:
+        self.settings = settings
+        self.app = app
+        self.forecaster = forecaster
+        self.pipelines = {
+            v: VenuePipeline(v, settings.window, max_bytes=settings.max_record_bytes) for v in settings.venues
+        }
+        self.topics = {RAW_TOPIC.format(venue=v): v for v in settings.venues}
+        self.batcher = MicroBatcher(forecaster, max_batch=settings.max_batch, max_wait=settings.max_wait)
+        self.sink = RedisSink.from_url(settings.redis_url, alert_threshold=settings.alert_threshold)
+        self.io = ThreadPoolExecutor(max_workers=2, thread_name_prefix="io")
+        self.dlq = app.topic(DLQ_TOPIC, key_serializer="raw", value_serializer="raw")
+        self.forecasts = app.topic(FORECASTS_TOPIC, key_serializer="raw", value_serializer="raw")
+        self.owned: dict[str, set[int]] = {t: set() for t in self.topics}
+        self.forecasts_written = 0
+
+    # ---- lifecycle
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.io, self.sink.set_meta, self.forecaster.model_id, SCHEMA)
+        log.info("worker %s up: venues %s, model %s", self.settings.worker_id, ",".join(self.settings.venues),
+                 self.forecaster.model_id)  # fmt: skip
+
+    async def stop(self) -> None:
+        await self.batcher.stop()
+        self.io.shutdown(wait=True)
+
+    # ---- records
+
+    async def handle(self, venue: str, events: Sequence[Any]) -> None:
+        pipe = self.pipelines[venue]
+        topic = RAW_TOPIC.format(venue=venue)
+        windows, rejects = [], []
+        for ev in events:
+            msg = ev.message
+            ws, rej = pipe.process(msg.key, msg.value, msg.partition, msg.offset)
+            windows.extend(ws)
+            if rej is not None:
+                rejects.append(rej)
+        pending = [await self.dlq.send(key=r.key, value=r.value, headers=dlq_headers(topic, r)) for r in rejects]
+        if rejects:
+            log.warning("%s: %d records dead-lettered (%s)", venue, len(rejects),
+                        ", ".join(sorted({r.reason for r in rejects})))  # fmt: skip
+        if windows:
+            preds = await self.batcher.submit(windows)
+            now = time.time_ns()
+            model = self.forecaster.model_id
+            records = [
+                forecast_record(w, p, model, now, self.forecaster.explain(w, p) if p["anomaly_score"] >= 0.99 else "")
+                for w, p in zip(windows, preds, strict=True)
+            ]
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self.io, self.sink.write, records)
+            self.forecasts_written += len(records)
+            for rec in records:
+                pending.append(await self.forecasts.send(key=str(rec["symbol"]).encode(), value=msgpack.packb(rec)))
+        for fut in pending:  # acknowledged by the broker before the batch's offsets may commit
+            await fut
+
+    async def handle_news(self, values: Iterable[bytes]) -> None:
+        for value in values:
+            try:
+                ts, symbols, headline = parse_news(value)
+            except FeedError as err:
+                await self.dlq.send(key=None, value=value, headers=[("source_topic", NEWS_TOPIC.encode()),
+                                                                    ("reason", err.reason.encode())])  # fmt: skip
+                continue
+            for pipe in self.pipelines.values():
+                pipe.add_news(ts, symbols, headline)
+
+    # ---- rebalance
+
+    async def on_assigned(self, assigned: set[Any]) -> None:
+        loop = asyncio.get_running_loop()
+        for topic, venue in self.topics.items():
+            now = {tp.partition for tp in assigned if tp.topic == topic}
+            pipe = self.pipelines[venue]
+            committed = await loop.run_in_executor(self.io, self._committed, topic, now)
+            unchanged = now == self.owned[topic] and all(pipe.position.get(p, 0) == committed[p] for p in now)
+            self.owned[topic] = now
+            if unchanged:
+                continue
+            pipe.reset()
+            if any(committed.values()):
+                t0 = time.perf_counter()
+                n = await loop.run_in_executor(self.io, self._rebuild, topic, pipe, committed)
+                log.info("%s: rebuilt books from %d records of partitions %s in %.2f s", venue, n, sorted(now),
+                         time.perf_counter() - t0)  # fmt: skip
+
+    def _committed(self, topic: str, partitions: set[int]) -> dict[int, int]:
+        if not partitions:
+            return {}
+        c = KafkaConsumer(bootstrap_servers=self.settings.bootstrap, group_id=self.settings.app_id,
+                          enable_auto_commit=False)  # fmt: skip
+        try:
+            return {p: c.committed(TopicPartition(topic, p)) or 0 for p in partitions}
+        finally:
+            c.close()
+
+    def _rebuild(self, topic: str, pipe: VenuePipeline, upto: dict[int, int]) -> int:
+        """Replay [0, committed) of each owned partition into the pipeline, emitting nothing."""
+        c = KafkaConsumer(bootstrap_servers=self.settings.bootstrap, enable_auto_commit=False,
+                          max_partition_fetch_bytes=16 << 20, fetch_max_bytes=64 << 20)  # fmt: skip
+        n = 0
+        try:
+            tps = [TopicPartition(topic, p) for p, end in upto.items() if end > 0]
+            c.assign(tps)
+            c.seek_to_beginning(*tps)
+            remaining = {tp.partition: upto[tp.partition] for tp in tps}
+            while remaining:
+                for tp, msgs in c.poll(timeout_ms=1000).items():
+                    end = remaining.get(tp.partition)
+                    if end is None:
+                        continue
+                    for m in msgs:
+                        if m.offset >= end:
+                            break
+                        pipe.process(m.key, m.value, m.partition, m.offset, warm=True)
+                        n += 1
+                    if c.position(tp) >= end or (msgs and msgs[-1].offset >= end - 1):
+                        remaining.pop(tp.partition, None)
+                        c.pause(tp)
+        finally:
+            c.close()
+        return n
+
+
+def create_app(settings: Settings, forecaster: Forecaster | None = None) -> tuple[faust.App, Worker]:
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.bootstrap}",
+        key_serializer="raw",
+        value_serializer="raw",
+        store="memory://",
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=min(1.0, settings.session_timeout / 3),
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=settings.web_port is not None,
+        web_bind="127.0.0.1",
+        web_port=settings.web_port or 6066,
+        stream_wait_empty=False,
+        producer_max_request_size=16 << 20,
+        consumer_max_fetch_size=16 << 20,
+    )
+    worker = Worker(settings, app, forecaster or load_forecaster(settings))
+
+    for topic_name, venue in worker.topics.items():
+        topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
+        app.agent(topic, name=f"venue_{venue}")(_venue_agent(worker, venue))
+
+    news = app.topic(NEWS_TOPIC, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(news, name="news")
+    async def news_agent(stream: Any) -> None:
+        async for values in stream.take(100, within=0.2):
+            await worker.handle_news(values)
+
+    @app.on_partitions_assigned.connect
+    async def _assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        await worker.on_assigned(assigned)
+
+    @app.task
+    async def _start() -> None:
+        await worker.start()
+
+    @app.timer(interval=1.0)
+    async def _heartbeat() -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(worker.io, worker.sink.heartbeat, settings.worker_id)
+
+    return app, worker
+
+
+def _venue_agent(worker: Worker, venue: str) -> Any:
+    async def agent(stream: Any) -> None:
+        async for events in stream.take_events(worker.settings.take_max, within=worker.settings.take_within):
+            await worker.handle(venue, events)
+
+    agent.__name__ = f"venue_{venue}"
+    return agent
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> None:
+    """Run until SIGINT/SIGTERM (faust's Worker owns the event loop and the signals)."""
+    from faust.worker import Worker as FaustWorker
+
+    app, _ = create_app(settings)
+    FaustWorker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

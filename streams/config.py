@@ -1,0 +1,41 @@
+"""Worker settings: command-line flags over environment variables over defaults."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+
+from orderbook.venues import FEEDS
+from orderbook.windows import WindowConfig
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+@dataclass
+class Settings:
+    bootstrap: str = field(default_factory=lambda: _env("MT_KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
+    redis_url: str = field(default_factory=lambda: _env("MT_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    venues: tuple[str, ...] = field(
+        default_factory=lambda: tuple(v for v in _env("MT_VENUES", ",".join(FEEDS)).split(",") if v)
+    )
+    app_id: str = field(default_factory=lambda: _env("MT_APP_ID", "megatrading"))
+    worker_id: str = field(default_factory=lambda: _env("MT_WORKER_ID", f"{socket.gethostname()}-{os.getpid()}"))
+    model: str = field(default_factory=lambda: _env("MT_MODEL", "baseline"))
+    device: str = field(default_factory=lambda: _env("MT_DEVICE", "auto"))
+    window: WindowConfig = field(default_factory=WindowConfig)
+    take_max: int = 2000  # records per agent batch
+    take_within: float = 0.05  # seconds an agent waits to fill a batch
+    max_batch: int = 256  # windows per model call
+    max_wait: float = 0.005  # seconds the batcher waits to fill a model batch
+    max_record_bytes: int = 4 * 1024 * 1024
+    alert_threshold: float = 0.99
+    session_timeout: float = 6.0  # a short session timeout keeps group joins quick
+    web_port: int | None = None  # faust's web server; None: off (it would bind 0.0.0.0)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.venues) - set(FEEDS)
+        if unknown:
+            raise ValueError(f"unknown venues {sorted(unknown)}; known: {', '.join(FEEDS)}")

@@ -1,0 +1,220 @@
+"""`megatrading simulate`: simulated L3 order flow with news and labeled manipulation, as venue files or live.
+
+    megatrading simulate --symbols N --duration D --seed S [--anomalies SPEC] [--anomaly-rate R]
+                         [--anomaly-intensity X] [--news RATE] --format itch|lobster|binance|coinbase
+                         (--out DIR | --kafka [--bootstrap HOST:PORT] [--speed N | --max]) [--report]
+
+- `--duration`: `90s`, `30m`, `1h`, `6.5h`, or `1d` (one trading day, 09:30-16:00); the stream starts
+  at 09:30 on the simulated date.
+- `--anomalies`: `none` (default), `all`, or a comma list `kind[=per_hour]` over spoofing, layering,
+  quote_stuffing, momentum_ignition, flash_crash, regime_shift; a kind without `=rate` takes
+  `--anomaly-rate` (windows per symbol per hour, default 0.5). `--anomaly-intensity` (default 1) scales
+  the injected agents' sizes and rates: lower it to make detection harder.
+- `--news`: headlines per symbol per hour (default 1; 0 for none).
+
+`--out DIR` writes the stream file(s) of the format, `news.jsonl` (`md.news` records), `labels.csv`
+(`symbol,start_ns,end_ns,kind,params`) and `meta.json` (seed, parameters, symbols with ticks, regimes);
+times in news and labels are on the written stream's clock. `--kafka` publishes the stream to
+`md.raw.<format>` (key = symbol) and headlines to `md.news` at `--speed` times real time, or as fast
+as possible with `--max`. `--report` (with `--out`) computes the stylized facts of the written stream
+and of the real captures in ../shared/data (model.stylized), prints the table and writes report.md
+and PNG plots into DIR. The same seed and arguments give the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import heapq
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from model.anomalies import KINDS, parse_anomalies, write_labels
+from model.news import write_news
+from model.sim_writers import FORMATS, Msg, clock_offset, messages, venue_symbol, write
+from model.simulator import DAY_NS, SEC, SimConfig, SimResult, default_symbols, simulate
+
+_DURATION = re.compile(r"^([0-9]*\.?[0-9]+)([smhd]?)$")
+_UNIT_NS = {"": SEC, "s": SEC, "m": 60 * SEC, "h": 3600 * SEC, "d": DAY_NS}
+
+
+def parse_duration(text: str) -> int:
+    """`90s`, `30m`, `6.5h`, `1d` (a trading day of 6.5 h) or plain seconds -> ns."""
+    m = _DURATION.match(text.strip().lower())
+    if not m:
+        raise argparse.ArgumentTypeError(f"duration {text!r}: use e.g. 90s, 30m, 1h, 6.5h, 1d")
+    ns = int(float(m[1]) * _UNIT_NS[m[2]])
+    if ns <= 0 or ns > DAY_NS:
+        raise argparse.ArgumentTypeError(f"duration {text!r} must be within one trading day (6.5h)")
+    return ns
+
+
+def _range(text: str) -> tuple[float, float]:
+    lo, _, hi = text.partition(":")
+    try:
+        return float(lo), float(hi or lo)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: use LO:HI events per day, e.g. 15000:150000") from None
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the `simulate` verb to the `megatrading` parser."""
+    s = subparsers.add_parser(
+        "simulate",
+        help="simulated L3 order flow with news and labeled anomalies, written in a venue's format",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    s.add_argument("--symbols", type=int, default=3, help="number of symbols (default 3)")
+    s.add_argument("--duration", type=parse_duration, default=parse_duration("1h"), help="90s, 30m, 1h, 6.5h, 1d")
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--anomalies", default="none", help="none | all | kind[=per_hour],...  (" + ", ".join(KINDS) + ")")
+    s.add_argument("--anomaly-rate", type=float, default=0.5, help="windows per symbol per hour (default 0.5)")
+    s.add_argument("--anomaly-intensity", type=float, default=1.0, help="agent size/rate scale (default 1)")
+    s.add_argument("--news", type=float, default=1.0, help="headlines per symbol per hour (default 1, 0: none)")
+    s.add_argument("--news-effect", type=float, default=300.0, help="seconds a headline moves the flow")
+    s.add_argument("--halt", type=float, default=300.0, help="seconds a news halt lasts")
+    s.add_argument("--events-per-day", type=_range, default=None, metavar="LO:HI", help="activity range of symbols")
+    s.add_argument("--format", choices=FORMATS, default="itch")
+    s.add_argument("--out", type=Path, help="folder for the stream, news.jsonl, labels.csv, meta.json")
+    s.add_argument("--kafka", action="store_true", help="publish to md.raw.<format> and md.news instead")
+    s.add_argument("--bootstrap", default="127.0.0.1:9092")
+    pace = s.add_mutually_exclusive_group()
+    pace.add_argument("--speed", type=float, default=1.0, help="times real time when publishing (default 1)")
+    pace.add_argument("--max", action="store_true", help="publish as fast as possible")
+    s.add_argument("--report", action="store_true", help="stylized facts: simulated beside real (needs --out)")
+    s.add_argument("--real", type=Path, help="the real captures (default ../shared/data or $MT_SHARED_DATA)")
+    s.set_defaults(run=cmd_simulate)
+    return s
+
+
+def config_from_args(args: argparse.Namespace) -> SimConfig:
+    specs = default_symbols(args.symbols, args.events_per_day) if args.events_per_day else None
+    return SimConfig(
+        n_symbols=args.symbols,
+        duration_ns=args.duration,
+        seed=args.seed,
+        symbols=specs,
+        anomaly_rates=parse_anomalies(args.anomalies, args.anomaly_rate),
+        anomaly_intensity=args.anomaly_intensity,
+        news_rate=args.news,
+        news_effect_s=args.news_effect,
+        halt_s=args.halt,
+    )
+
+
+def _progress(total: int, unit: str, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, desc=desc, disable=None, file=sys.stderr)
+
+
+def run_simulation(cfg: SimConfig) -> SimResult:
+    with _progress(len(cfg.specs()), "symbol", "simulate") as bar:
+        return simulate(cfg, progress=lambda n: bar.update(1))
+
+
+def write_meta(result: SimResult, fmt: str, files: list[Path], path: Path) -> None:
+    cfg = result.config
+    meta = {
+        "seed": cfg.seed,
+        "format": fmt,
+        "clock_offset_ns": clock_offset(fmt),
+        "start_ns": result.start_ns,
+        "end_ns": result.end_ns,
+        "files": [f.name for f in files],
+        "symbols": [dataclasses.asdict(s) | {"venue_symbol": venue_symbol(fmt, s.name)} for s in result.symbols],
+        "flow": dataclasses.asdict(cfg.flow),
+        "anomaly_rates": cfg.anomaly_rates,
+        "anomaly_intensity": cfg.anomaly_intensity,
+        "news_rate": cfg.news_rate,
+        "news_effect_s": cfg.news_effect_s,
+        "halt_s": cfg.halt_s,
+        "counts": {"events": len(result.events), "news": len(result.news), "labels": len(result.labels)},
+        "regimes": {s: [list(r) for r in rs] for s, rs in result.regimes.items()},
+    }
+    path.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+
+
+def write_outputs(result: SimResult, fmt: str, out: Path) -> list[Path]:
+    """The stream files, news.jsonl, labels.csv and meta.json; the stream files written."""
+    files = write(fmt, result, out)
+    off = clock_offset(fmt)
+    write_news(result.news, out / "news.jsonl", off)
+    write_labels(result.labels, out / "labels.csv", off)
+    write_meta(result, fmt, files, out / "meta.json")
+    return files
+
+
+def _records(result: SimResult, fmt: str) -> Iterator[tuple[str, Msg]]:
+    """(topic, message) for the stream and its headlines, in time order."""
+    off = clock_offset(fmt)
+    raw = ((f"md.raw.{fmt}", m) for m in messages(fmt, result))
+    news = (
+        ("md.news", Msg(n.ts + off, n.symbol, json.dumps(n.record(off), sort_keys=True).encode())) for n in result.news
+    )
+    return heapq.merge(raw, news, key=lambda r: r[1].ts)
+
+
+def publish(result: SimResult, fmt: str, bootstrap: str, speed: float | None) -> dict[str, int]:
+    """Send the stream to Kafka, paced at `speed` x real time (None: as fast as possible); counts per topic."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1)
+    counts: dict[str, int] = {}
+    wall0, t0 = time.monotonic(), None
+    try:
+        with _progress(len(result.events) + len(result.news), "msg", "publish") as bar:
+            for topic, m in _records(result, fmt):
+                if speed:
+                    t0 = m.ts if t0 is None else t0
+                    wait = (m.ts - t0) / SEC / speed - (time.monotonic() - wall0)
+                    if wait > 0:
+                        time.sleep(wait)
+                producer.send(topic, key=m.symbol.encode() if m.symbol else None, value=m.raw)
+                counts[topic] = counts.get(topic, 0) + 1
+                bar.update(1)
+        producer.flush()
+    finally:
+        producer.close()
+    return counts
+
+
+def make_report(fmt: str, files: list[Path], out: Path, real_root: Path) -> str:
+    """The stylized facts of the written stream beside the real captures' (model.stylized); report.md."""
+    from model.stylized import real_series, report, series_from_capture
+
+    sim: dict = {}
+    for f in files:
+        if "_orderbook_" not in f.name:
+            sim.update(series_from_capture(fmt, f, source="simulated"))
+    text = report(real_series(real_root), sim, out)
+    (out / "report.md").write_text(text)
+    return text
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    if not args.out and not args.kafka:
+        raise ValueError("simulate needs --out DIR or --kafka")
+    if args.report and not args.out:
+        raise ValueError("--report needs --out DIR (the PNGs and report.md go there)")
+    result = run_simulation(config_from_args(args))
+    files: list[Path] = []
+    if args.out:
+        files = write_outputs(result, args.format, args.out)
+        print(
+            f"{len(result.events)} events, {len(result.news)} headlines, {len(result.labels)} labels "
+            f"-> {args.out} ({', '.join(f.name for f in files[:4])}{', ...' if len(files) > 4 else ''})"
+        )
+    if args.kafka:
+        counts = publish(result, args.format, args.bootstrap, None if args.max else args.speed)
+        print("published " + ", ".join(f"{n} to {t}" for t, n in sorted(counts.items())))
+    if args.report:
+        real_root = args.real or Path(os.environ.get("MT_SHARED_DATA", Path.cwd().parent / "shared" / "data"))
+        print(make_report(args.format, files, args.out, real_root))
+    return 0
