@@ -71,7 +71,7 @@ def forecast_record(window: Window, prediction: Prediction, model_id: str, emitt
         "event_ts": int(window.ts),
         "emitted_ts": int(emitted_ts),
         "seq": int(window.seq),
-        "window": int(window.n_seen),  # orders forecasts that share a seq (see streams/sink.py)
+        "window": int(window.n_seen),  # orders a book's forecasts (see streams/sink.py)
         "model": model_id,
         "best_bid": int(window.best_bid),
         "best_ask": int(window.best_ask),

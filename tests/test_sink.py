@@ -48,7 +48,7 @@ def test_latest_history_alerts_in_the_design_layout(r, infra):
 
 def test_a_replayed_batch_writes_nothing_new(r):
     sink = RedisSink(r)
-    batch = [forecast(1, 10), forecast(2, 20), forecast(2, 30, score=0.999)]
+    batch = [forecast(1, 10), forecast(2, 20), forecast(1_000_000, 30, score=0.999)]
     assert sink.write(batch) == 3
     assert sink.write(batch) == 0  # at-least-once redelivery after a crash
     assert sink.write(batch[:1]) == 0  # an older forecast never overwrites a newer one
