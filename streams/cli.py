@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("forecasts", help="read forecasts from Redis: latest, history, watch (a live table)")
     f.add_argument("action", choices=["latest", "history", "watch", "alerts"])
-    f.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    f.add_argument("--redis-url", "--redis", default="redis://127.0.0.1:6379/0")
     f.add_argument("--venue")
     f.add_argument("--symbol")
     f.add_argument("--since", type=int, help="history: event time in ns")
