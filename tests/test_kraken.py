@@ -20,6 +20,7 @@ from orderbook.errors import (
     ChecksumMismatch,
     CrossedBook,
     DecodeError,
+    OutOfSync,
     OversizedMessage,
     UnknownMessageType,
     UnknownSymbol,
@@ -233,7 +234,8 @@ def test_corrupted_volume_raises_checksum_mismatch_then_waits_for_a_fresh_snapsh
     assert feed.syncs[PAIR].state is SyncState.AWAITING_SNAPSHOT
     before = feed.books[PAIR].to_dict()
     # Kraken has no replay: updates until the next snapshot are dropped, not applied
-    assert feed.on_message(v1_update(a=[["100.10", "9.00000000"]], c=1)) == []
+    with pytest.raises(OutOfSync):
+        feed.on_message(v1_update(a=[["100.10", "9.00000000"]], c=1))
     assert feed.books[PAIR].to_dict() == before
     assert feed.skipped[PAIR] == 1
     feed.on_message(v1_snapshot(ASKS, BIDS))
@@ -244,9 +246,10 @@ def test_corrupted_volume_raises_checksum_mismatch_then_waits_for_a_fresh_snapsh
     assert feed.books[PAIR].best_ask() == (10010, 150000000)
 
 
-def test_update_before_any_snapshot_is_dropped() -> None:
+def test_update_before_any_snapshot_is_dropped_and_reported() -> None:
     feed = KrakenFeed()
-    assert feed.on_message(v1_update(a=[["1.0", "1.00000000"]], c=5)) == []
+    with pytest.raises(OutOfSync):
+        feed.on_message(v1_update(a=[["1.0", "1.00000000"]], c=5))
     assert feed.skipped[PAIR] == 1 and not feed.syncs[PAIR].live
 
 

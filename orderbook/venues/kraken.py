@@ -35,7 +35,8 @@ every one received is checked. A mismatch drops the book to AWAITING_SNAPSHOT an
 ChecksumMismatch. Kraken has no replay procedure (no sequence numbers, no REST snapshot to
 splice buffered updates onto): a fresh snapshot, which the client gets by resubscribing,
 replaces the whole book. Updates that arrive for a book awaiting its snapshot are
-therefore not buffered: they are dropped, counted in `feed.skipped[pair]`, and return [].
+therefore not buffered: they are dropped, counted in `feed.skipped[pair]`, and raise
+OutOfSync (so a worker dead-letters them with that reason instead of losing them quietly).
 
 Depth: the docs say to "truncate your book to the subscribed depth" after each update,
 since Kraken sends no deletion for a level pushed out of scope. v1 names the depth in the
@@ -69,7 +70,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ..book import BookType, L2Book
-from ..errors import ChecksumMismatch, DecodeError, FeedError, UnknownMessageType, check_size
+from ..errors import ChecksumMismatch, DecodeError, FeedError, OutOfSync, UnknownMessageType, check_size
 from ..events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, Side
 from ..numbers import decimals_of, parse_fixed
 from .base import Feed, Record, open_maybe_gzip
@@ -426,7 +427,8 @@ class KrakenFeed(Feed):
             self._learn_precision(msg)
         elif not sync.live:
             self.skipped[msg.symbol] += 1  # no replay exists: the next snapshot replaces the book
-            return []
+            raise OutOfSync("book update while awaiting a snapshot: not applied", venue=VENUE, symbol=msg.symbol,
+                            seq=seq, ts=msg.ts)  # fmt: skip
         levels = self._parse_levels(msg, seq)  # every level parsed before the book is touched
         events = self._apply(book, msg, levels, seq, recv_ts)
         if msg.snapshot:
