@@ -68,6 +68,17 @@ MAX_PENDING_TICKERS = 256  # tickers waiting for the book to reach their u; olde
 
 Level = tuple[int, int]
 
+_LEVEL_SET, _BID, _ASK = Kind.LEVEL_SET, Side.BID, Side.ASK  # globals: no enum class lookup per level
+_SCALE = tuple(10 ** (DECIMALS - n) for n in range(DECIMALS + 1))  # lots per unit of the last printed place
+_MAX_FAST_DIGITS = 40  # longer strings take parse_fixed, whose int() limits then apply as they always did
+_MAX_FIXED_CACHE = 1 << 16  # about 10 MB when full; the captures hold under 50k distinct strings each
+_FIXED_CACHE: dict[str, int] = {}
+"""Decimal string -> parse_fixed(text, 8) for every string parsed before (str keys only).
+
+Depth diffs repeat the same prices and quantities (the levels near the touch, "0.00000000")
+message after message: on the captures 70-97% of the strings were seen before. The value is a
+pure function of the key, so the cache is shared by every feed; it is emptied when full."""
+
 
 class BookTicker(NamedTuple):
     """A decoded `bookTicker`: best bid/ask (ticks, lots) as of order-book update id `u`."""
@@ -90,8 +101,7 @@ class Diff:
     prev: int | None  # pu (USD-M futures only)
     ts: int
     recv_ts: int
-    bids: list[Level]
-    asks: list[Level]
+    levels: list[Event]  # LEVEL_SET events (seq `u`), bids then asks: built once, returned when applied
 
 
 @dataclass(slots=True)
@@ -100,8 +110,7 @@ class Snapshot:
     last_update_id: int
     ts: int
     recv_ts: int
-    bids: list[Level]
-    asks: list[Level]
+    levels: list[Event]  # LEVEL_SET events (seq lastUpdateId), bids then asks
 
 
 @dataclass
@@ -133,10 +142,16 @@ def _reject_constant(name: str) -> Any:
     raise _fail(f"JSON constant {name} is not allowed")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # json.loads would build one per call
+
+
 def _loads(raw: bytes) -> Any:
     """Strict UTF-8 JSON; NaN/Infinity literals are refused (json would accept them)."""
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        text = raw.decode("utf-8")
+        if text.startswith("\ufeff"):  # json.loads refuses a BOM with its own message: keep it
+            return json.loads(text, parse_constant=_reject_constant)
+        return _DECODER.decode(text)
     except FeedError:
         raise
     except UnicodeDecodeError as err:
@@ -167,21 +182,58 @@ def _time(obj: dict[str, Any], fallback: int) -> int:
     return fallback
 
 
+def _fixed_uncached(text: Any, field: str) -> int:
+    """`parse_fixed(text, 8)`, with a shortcut for what Binance prints: ASCII `digits.digits`
+    with at most 8 decimals (spot always prints 8, futures fewer). Anything else (no dot, a
+    sign, an exponent, NaN, more decimals, non-ASCII digits, a non-string) takes parse_fixed,
+    which accepts or refuses it exactly as before."""
+    if type(text) is str and len(text) <= _MAX_FAST_DIGITS and text.isascii():
+        whole, dot, frac = text.partition(".")
+        # ASCII and isdigit: only 0-9, so int() sees no sign, space or underscore it would accept
+        if dot and len(frac) <= DECIMALS and whole.isdigit() and frac.isdigit():
+            return int(whole + frac) * _SCALE[len(frac)]
+    return parse_fixed(text, DECIMALS, field=field)
+
+
+def _fixed(text: Any, field: str) -> int:
+    """`parse_fixed(text, 8, field=field)` through `_FIXED_CACHE`."""
+    value = _FIXED_CACHE.get(text) if type(text) is str else None
+    if value is None:
+        value = _fixed_uncached(text, field)
+        if type(text) is str:
+            if len(_FIXED_CACHE) >= _MAX_FIXED_CACHE:
+                _FIXED_CACHE.clear()
+            _FIXED_CACHE[text] = value
+    return value
+
+
 def _price(text: Any, key: str) -> int:
-    p = parse_fixed(text, DECIMALS, field=key)
+    p = _fixed(text, key)
     if p <= 0:
         raise _fail(f"{key} {text!r} is not a positive price")
     return p
 
 
-def _levels(rows: Any, key: str) -> list[Level]:
+def _level_events(rows: Any, key: str, side: Side, symbol: str, ts: int, seq: int, recv_ts: int) -> list[Event]:
+    """`[[price, qty], ...]` as LEVEL_SET events; the first bad row raises (price before qty)."""
     if type(rows) is not list:
         raise _fail(f"{key} must be a list of [price, qty], got {type(rows).__name__}")
-    out: list[Level] = []
+    cached = _FIXED_CACHE.get
+    out: list[Event] = []
+    append = out.append
     for row in rows:
         if type(row) is not list or len(row) != 2:
             raise _fail(f"{key} level must be [price, qty], got {row!r:.60}")
-        out.append((_price(row[0], f"{key} price"), parse_fixed(row[1], DECIMALS, field=f"{key} qty")))
+        text_price, text_size = row
+        try:
+            price, size = cached(text_price), cached(text_size)
+        except TypeError:  # unhashable: not a string, parse_fixed says so below
+            price = size = None
+        if price is None or price <= 0:
+            price = _price(text_price, f"{key} price")
+        if size is None:
+            size = _fixed(text_size, f"{key} qty")
+        append(Event(_LEVEL_SET, VENUE, symbol, ts, seq, side, price, size, 0, 0, 0, recv_ts))
     return out
 
 
@@ -189,10 +241,10 @@ def _ticker_of(ev: dict[str, Any]) -> BookTicker:
     return BookTicker(
         _str(ev, "s"),
         _int(ev, "u"),
-        parse_fixed(ev["b"], DECIMALS, field="b"),
-        parse_fixed(ev["B"], DECIMALS, field="B"),
-        parse_fixed(ev["a"], DECIMALS, field="a"),
-        parse_fixed(ev["A"], DECIMALS, field="A"),
+        _fixed(ev["b"], "b"),
+        _fixed(ev["B"], "B"),
+        _fixed(ev["a"], "a"),
+        _fixed(ev["A"], "A"),
     )
 
 
@@ -309,29 +361,27 @@ class BinanceFeed(Feed):
         body = msg["snapshot"]
         if not isinstance(body, dict):
             raise _fail("snapshot must be the REST depth object")
-        return Snapshot(
-            _str(msg, "symbol"),
-            _int(body, "lastUpdateId"),
-            _time(body, recv_ts),
-            recv_ts,
-            _levels(body["bids"], "bids"),
-            _levels(body["asks"], "asks"),
-        )
+        symbol, last_update_id, ts = _str(msg, "symbol"), _int(body, "lastUpdateId"), _time(body, recv_ts)
+        bids = _level_events(body["bids"], "bids", _BID, symbol, ts, last_update_id, recv_ts)
+        asks = _level_events(body["asks"], "asks", _ASK, symbol, ts, last_update_id, recv_ts)
+        bids += asks
+        return Snapshot(symbol, last_update_id, ts, recv_ts, bids)
 
     def _decode_diff(self, ev: dict[str, Any], recv_ts: int) -> Diff:
         first, last = _int(ev, "U"), _int(ev, "u")
         if first > last:
             raise _fail(f"depthUpdate U {first} > u {last}")
         prev = _int(ev, "pu") if "pu" in ev else None
-        return Diff(
-            _str(ev, "s"), first, last, prev, _time(ev, recv_ts), recv_ts, _levels(ev["b"], "b"), _levels(ev["a"], "a")
-        )
+        symbol, ts = _str(ev, "s"), _time(ev, recv_ts)
+        bids = _level_events(ev["b"], "b", _BID, symbol, ts, last, recv_ts)
+        bids += _level_events(ev["a"], "a", _ASK, symbol, ts, last, recv_ts)
+        return Diff(symbol, first, last, prev, ts, recv_ts, bids)
 
     def _decode_trade(self, ev: dict[str, Any], kind: str, recv_ts: int) -> list[Event]:
         symbol = _str(ev, "s")
         trade_id = _int(ev, "t" if kind == "trade" else "a")
         price = _price(ev["p"], "p")
-        size = parse_fixed(ev["q"], DECIMALS, field="q")
+        size = _fixed(ev["q"], "q")
         buyer_is_maker = ev["m"]
         if type(buyer_is_maker) is not bool:
             raise _fail(f"m must be a boolean, got {buyer_is_maker!r:.20}")
@@ -372,14 +422,8 @@ class BinanceFeed(Feed):
         buffered: list[Diff] = sync.drain()
         ev = [Event(Kind.SNAPSHOT_BEGIN, VENUE, s.symbol, s.ts, s.last_update_id, recv_ts=s.recv_ts)]
         book.clear()
-        for side, levels in ((Side.BID, s.bids), (Side.ASK, s.asks)):
-            for price, size in levels:
-                book.set_level(side, price, size)
-                ev.append(
-                    Event(
-                        Kind.LEVEL_SET, VENUE, s.symbol, s.ts, s.last_update_id, side, price, size, 0, 0, 0, s.recv_ts
-                    )
-                )
+        _set_levels(book, s.levels)
+        ev += s.levels
         ev.append(Event(Kind.SNAPSHOT_END, VENUE, s.symbol, s.ts, s.last_update_id, recv_ts=s.recv_ts))
         sync.go_live(s.last_update_id)
         stats.snapshots += 1
@@ -422,13 +466,8 @@ class BinanceFeed(Feed):
             return []
         if not verdict:
             return self._gap(book, sync, stats, d)
-        events: list[Event] = []
-        for side, levels in ((Side.BID, d.bids), (Side.ASK, d.asks)):
-            for price, size in levels:
-                book.set_level(side, price, size)
-                events.append(
-                    Event(Kind.LEVEL_SET, VENUE, d.symbol, d.ts, d.last, side, price, size, 0, 0, 0, d.recv_ts)
-                )
+        events = d.levels
+        _set_levels(book, events)
         sync.last_seq = d.last
         self._first.discard(d.symbol)
         stats.applied += 1
@@ -488,6 +527,13 @@ class BinanceFeed(Feed):
             stats.tickers_mismatched += 1
             if len(stats.mismatches) < 100:
                 stats.mismatches.append((t, best))
+
+
+def _set_levels(book: L2Book, levels: list[Event]) -> None:
+    """Apply decoded LEVEL_SET events (what `book.apply` does for each, without its dispatch)."""
+    set_level = book.set_level
+    for e in levels:
+        set_level(e.side, e.price, e.size)
 
 
 # -- capture files -----------------------------------------------------------------------------

@@ -239,6 +239,21 @@ _SIDES = {"B": Side.BID, "S": Side.ASK}
 _STATES = {"H": Status.HALTED, "P": Status.HALTED, "Q": Status.QUOTATION_ONLY, "T": Status.TRADING}
 _AGGRESSOR = {Side.BID: FLAG_AGGRESSOR_ASK, Side.ASK: FLAG_AGGRESSOR_BID}  # the taker hit the other side
 
+# --- the fast path ----------------------------------------------------------------------------
+# `ItchFeed.on_message` first tries a handler per frequent type (A F E C X D U P) that unpacks the message
+# once with its Struct and applies it; whatever it does not expect (a wrong length, a byte that
+# is not ASCII, an unknown order, a side or flag outside the spec) it hands, untouched, to the
+# general path (`decode` + the dict handlers), which raises exactly the error it always did.
+_A_STRUCT, _F_STRUCT, _E_STRUCT, _C_STRUCT = STRUCTS["A"], STRUCTS["F"], STRUCTS["E"], STRUCTS["C"]
+_X_STRUCT, _D_STRUCT, _U_STRUCT, _P_STRUCT = STRUCTS["X"], STRUCTS["D"], STRUCTS["U"], STRUCTS["P"]
+_SIDE_BYTES = {b"B": Side.BID, b"S": Side.ASK}
+# enum members as module globals: `Kind.ADD` is a class attribute lookup through the enum
+# metaclass on every read, a global is one dict lookup
+_ADD, _EXECUTE, _CANCEL, _DELETE, _REPLACE = Kind.ADD, Kind.EXECUTE, Kind.CANCEL, Kind.DELETE, Kind.REPLACE
+_TRADE = Kind.TRADE
+_AGGRESSOR_NON_PRINTABLE = {side: flag | FLAG_NON_PRINTABLE for side, flag in _AGGRESSOR.items()}
+_MAX_STOCK_NAMES = 1 << 16  # stock-field bytes -> symbol cache; a real day has about 12k stocks
+
 
 class ItchFeed(Feed):
     """Order-by-order books for every stock of an ITCH 5.0 stream (one `L3Book` per symbol).
@@ -278,6 +293,18 @@ class ItchFeed(Feed):
             "R": self._directory,
             "S": self._system,
         }
+        self._stock_names: dict[bytes, str] = {}  # raw 8-byte stock field -> symbol, ASCII checked
+        # type byte -> fast handler; it returns None where the general path must decide
+        self._fast: dict[int, Callable[[bytes, int, int], list[Event] | None]] = {
+            ord("A"): self._fast_add,
+            ord("F"): self._fast_add_attributed,
+            ord("E"): self._fast_execute,
+            ord("C"): self._fast_execute_at_price,
+            ord("X"): self._fast_cancel,
+            ord("D"): self._fast_delete,
+            ord("U"): self._fast_replace,
+            ord("P"): self._fast_hidden_trade,
+        }
 
     # --- symbols ---------------------------------------------------------------------------
 
@@ -311,6 +338,15 @@ class ItchFeed(Feed):
     def on_message(self, raw: bytes, recv_ts: int = 0) -> list[Event]:
         self.messages += 1
         seq = self.messages
+        fast = self._fast.get(raw[0]) if raw else None
+        if fast is not None:
+            events = fast(raw, seq, recv_ts)
+            if events is not None:
+                return events
+        return self._on_message_general(raw, seq, recv_ts)
+
+    def _on_message_general(self, raw: bytes, seq: int, recv_ts: int) -> list[Event]:
+        """Every message type and every malformed message: decode to a dict, then its handler."""
         try:
             check_size(raw, self.venue)
         except OversizedMessage as err:
@@ -326,6 +362,159 @@ class ItchFeed(Feed):
         if events:
             self.check(self.books[events[0].symbol], seq, events[0].ts)
         return events
+
+    # --- the fast path: A F E C X D U P, valid and routable; None hands a message to the general path
+
+    def _stock_name(self, field: bytes) -> str | None:
+        """The symbol of an 8-byte stock field (padding stripped), None if it is not ASCII."""
+        name = self._stock_names.get(field)
+        if name is None:
+            if not field.isascii():
+                return None
+            if len(self._stock_names) >= _MAX_STOCK_NAMES:
+                self._stock_names.clear()
+            name = self._stock_names[field] = field.decode("ascii").rstrip(" ")
+        return name
+
+    def _fast_add(self, raw: bytes, seq: int, recv_ts: int) -> list[Event] | None:
+        if len(raw) != 36:
+            return None
+        _, locate, _, hi, lo, ref, side_byte, shares, stock_field, price = _A_STRUCT.unpack(raw)
+        return self._add_fast(locate, hi << 32 | lo, ref, side_byte, shares, stock_field, price, seq, recv_ts)
+
+    def _fast_add_attributed(self, raw: bytes, seq: int, recv_ts: int) -> list[Event] | None:
+        """F: A with an MPID, which is checked (ASCII, as `decode` does) and not kept."""
+        if len(raw) != 40:
+            return None
+        _, locate, _, hi, lo, ref, side_byte, shares, stock_field, price, mpid = _F_STRUCT.unpack(raw)
+        if not mpid.isascii():
+            return None
+        return self._add_fast(locate, hi << 32 | lo, ref, side_byte, shares, stock_field, price, seq, recv_ts)
+
+    def _add_fast(
+        self,
+        locate: int,
+        ts: int,
+        ref: int,
+        side_byte: bytes,
+        shares: int,
+        stock_field: bytes,
+        price: int,
+        seq: int,
+        recv_ts: int,
+    ) -> list[Event] | None:
+        side = _SIDE_BYTES.get(side_byte)
+        stock = self._stock_name(stock_field)
+        if side is None or stock is None or price == 0:
+            return None
+        if self.locates.get(locate) != stock:
+            self._learn(locate, stock)
+        symbol = self.locates.get(locate) or f"locate:{locate}"
+        book = self.books.get(symbol)
+        if book is None:
+            book = self.book(symbol)
+        e = Event(_ADD, VENUE, symbol, ts, seq, side, price, shares, ref, 0, 0, recv_ts)
+        book.add(ref, side, price, shares, seq)  # what L3Book.apply does for ADD
+        self.check(book, seq, ts)
+        return [e]
+
+    def _resting_fast(self, locate: int, ref: int) -> tuple[L3Book, Any] | tuple[None, None]:
+        """The book and resting order of a reference, (None, None) where the general path must speak."""
+        book = self.books.get(self.locates.get(locate) or f"locate:{locate}")
+        order = book.orders.get(ref) if book is not None else None  # type: ignore[union-attr]
+        return (book, order) if order is not None else (None, None)  # type: ignore[return-value]
+
+    def _fast_execute(self, raw: bytes, seq: int, recv_ts: int) -> list[Event] | None:
+        """E executes at the resting order's price (spec 4.4.1)."""
+        if len(raw) != 31:
+            return None
+        _, locate, _, hi, lo, ref, shares, _ = _E_STRUCT.unpack(raw)
+        book, order = self._resting_fast(locate, ref)
+        if book is None:
+            return None
+        ts = hi << 32 | lo
+        side = order.side
+        e = Event(_EXECUTE, VENUE, book.symbol, ts, seq, side, order.price, shares, ref, 0, _AGGRESSOR[side], recv_ts)
+        book.reduce(ref, shares, seq)
+        self.check(book, seq, ts)
+        return [e]
+
+    def _fast_execute_at_price(self, raw: bytes, seq: int, recv_ts: int) -> list[Event] | None:
+        """C executes at its own price (spec 4.4.2); Printable 'N' is flagged FLAG_NON_PRINTABLE."""
+        if len(raw) != 36:
+            return None
+        _, locate, _, hi, lo, ref, shares, _, printable, price = _C_STRUCT.unpack(raw)
+        flags_of = _AGGRESSOR if printable == b"Y" else _AGGRESSOR_NON_PRINTABLE if printable == b"N" else None
+        book, order = self._resting_fast(locate, ref)
+        if book is None or flags_of is None:
+            return None
+        ts = hi << 32 | lo
+        side = order.side
+        e = Event(_EXECUTE, VENUE, book.symbol, ts, seq, side, price, shares, ref, 0, flags_of[side], recv_ts)
+        book.reduce(ref, shares, seq)
+        self.check(book, seq, ts)
+        return [e]
+
+    def _fast_cancel(self, raw: bytes, seq: int, recv_ts: int) -> list[Event] | None:
+        if len(raw) != 23:
+            return None
+        _, locate, _, hi, lo, ref, shares = _X_STRUCT.unpack(raw)
+        book, order = self._resting_fast(locate, ref)
+        if book is None:
+            return None
+        ts = hi << 32 | lo
+        e = Event(_CANCEL, VENUE, book.symbol, ts, seq, order.side, order.price, shares, ref, 0, 0, recv_ts)
+        book.reduce(ref, shares, seq)
+        self.check(book, seq, ts)
+        return [e]
+
+    def _fast_delete(self, raw: bytes, seq: int, recv_ts: int) -> list[Event] | None:
+        if len(raw) != 19:
+            return None
+        _, locate, _, hi, lo, ref = _D_STRUCT.unpack(raw)
+        book, order = self._resting_fast(locate, ref)
+        if book is None:
+            return None
+        ts = hi << 32 | lo
+        e = Event(_DELETE, VENUE, book.symbol, ts, seq, order.side, order.price, order.size, ref, 0, 0, recv_ts)
+        book.delete(ref, seq)
+        self.check(book, seq, ts)
+        return [e]
+
+    def _fast_replace(self, raw: bytes, seq: int, recv_ts: int) -> list[Event] | None:
+        if len(raw) != 35:
+            return None
+        _, locate, _, hi, lo, ref, new_ref, shares, price = _U_STRUCT.unpack(raw)
+        book, order = self._resting_fast(locate, ref)
+        if book is None or price == 0:
+            return None
+        ts = hi << 32 | lo
+        e = Event(_REPLACE, VENUE, book.symbol, ts, seq, order.side, price, shares, ref, new_ref, 0, recv_ts)
+        book.replace(ref, new_ref, price, shares, seq)
+        self.check(book, seq, ts)
+        return [e]
+
+    def _fast_hidden_trade(self, raw: bytes, seq: int, recv_ts: int) -> list[Event] | None:
+        """P (spec 4.5.1): a print against a non-displayed order; the book is not touched."""
+        if len(raw) != 44:
+            return None
+        _, locate, _, hi, lo, ref, side_byte, shares, stock_field, price, _ = _P_STRUCT.unpack(raw)
+        side = _SIDE_BYTES.get(side_byte)
+        stock = self._stock_name(stock_field)
+        if side is None or stock is None:
+            return None
+        if self.locates.get(locate) != stock:
+            self._learn(locate, stock)
+        symbol = self.locates.get(locate) or f"locate:{locate}"
+        book = self.books.get(symbol)
+        if book is None:
+            book = self.book(symbol)
+        ts = hi << 32 | lo
+        e = Event(_TRADE, VENUE, symbol, ts, seq, side, price, shares, ref, 0, FLAG_HIDDEN, recv_ts)
+        self.check(book, seq, ts)
+        return [e]
+
+    # --- the general path's handlers -----------------------------------------------------------
 
     def _event(self, kind: Kind, symbol: str, m: dict[str, Any], seq: int, recv_ts: int, **kw: Any) -> Event:
         return Event(kind, self.venue, symbol, m["timestamp"], seq, recv_ts=recv_ts, **kw)
