@@ -21,8 +21,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	$(BIN)/python -c "import order_book" 2>/dev/null || $(BIN)/python -m pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/book_bench.py
+	$(BIN)/python bench/feed_bench.py
+	$(BIN)/python bench/sim_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
