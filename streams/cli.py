@@ -180,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--iterations", type=int, help="watch: stop after N refreshes")
     f.set_defaults(run=cmd_forecasts)
 
+    from .simulate import register as register_simulate
+
+    register_simulate(sub)
+
     i = sub.add_parser("infra", help="a real single-node Kafka (KRaft) and Redis on loopback")
     i.add_argument("action", choices=["up", "down", "status"])
     i.add_argument("--state", type=Path, help="state folder (default: $MT_HOME/infra)")

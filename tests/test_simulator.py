@@ -1,0 +1,424 @@
+"""The market simulator: reproducible bytes, exact round trips through our feeds, labeled anomalies
+that change the flow, news that moves it, regimes, the crypto formats, Kafka publishing, the report."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import itertools
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from model.anomalies import KINDS, parse_anomalies
+from model.news import NewsItem
+from model.sim_writers import CRYPTO_PRICE, CRYPTO_SIZE, venue_symbol, write
+from model.simulator import SEC, FlowParams, SimConfig, SimResult, simulate
+from orderbook.book import L3Book
+from orderbook.events import FLAG_AGGRESSOR_ASK, Event, Kind, Side, Status
+from orderbook.venues.itch import ItchFeed
+from orderbook.venues.lobster import LobsterFeed, symbol_from_filename
+from streams.simulate import parse_duration, register
+
+START = 34_200 * SEC
+
+
+def run_cli(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="megatrading")
+    register(p.add_subparsers(dest="command", required=True))
+    args = p.parse_args(["simulate", *argv])
+    return args.run(args)
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def busy() -> SimResult:
+    """Three symbols for 40 minutes with every anomaly kind and frequent news; snapshots every 400 events."""
+    cfg = SimConfig(
+        n_symbols=3,
+        duration_ns=2400 * SEC,
+        seed=5,
+        anomaly_rates=dict.fromkeys(KINDS, 1.5),
+        news_rate=3.0,
+        snapshot_every=400,
+    )
+    return simulate(cfg)
+
+
+# --- reproducibility and the command ------------------------------------------------------------
+
+
+def test_same_seed_writes_the_same_bytes_and_another_seed_does_not(tmp_path):
+    common = ["--symbols", "2", "--duration", "5m", "--anomalies", "all", "--anomaly-rate", "6", "--news", "12"]
+    for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
+        assert run_cli([*common, "--seed", seed, "--format", "itch", "--out", str(tmp_path / name)]) == 0
+    a, b, c = (digests(tmp_path / n) for n in "abc")
+    assert set(a) == {"01022026.NASDAQ_ITCH50", "news.jsonl", "labels.csv", "meta.json"}
+    assert a == b
+    assert a["01022026.NASDAQ_ITCH50"] != c["01022026.NASDAQ_ITCH50"]
+
+
+def test_duration_and_anomaly_syntax():
+    assert parse_duration("30m") == 1800 * SEC
+    assert parse_duration("6.5h") == parse_duration("1d") == 23_400 * SEC
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_duration("2d")
+    assert parse_anomalies("spoofing=2,quote_stuffing", 0.5) == {"spoofing": 2.0, "quote_stuffing": 0.5}
+    assert parse_anomalies("all", 1.0) == dict.fromkeys(KINDS, 1.0)
+    assert parse_anomalies("none", 1.0) == {}
+    with pytest.raises(ValueError, match="unknown anomaly kind"):
+        parse_anomalies("wash_trading", 1.0)
+
+
+def test_meta_names_seed_symbols_and_ticks(tmp_path):
+    assert (
+        run_cli(["--symbols", "4", "--duration", "2m", "--seed", "9", "--format", "itch", "--out", str(tmp_path)]) == 0
+    )
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["seed"] == 9 and len(meta["symbols"]) == 4
+    ticks = {s["tick"] for s in meta["symbols"]}
+    prices = [s["price"] for s in meta["symbols"]]
+    assert len(ticks) >= 2 and min(prices) < 100_000 < 1_000_000 < max(prices)  # $5..$500, several ticks
+
+
+# --- round trips ----------------------------------------------------------------------------------
+
+
+def compare_at_snapshots(result: SimResult, events_by_symbol, books) -> int:
+    """Walk the rebuilt events per symbol; at each simulator snapshot compare the rebuilt book exactly."""
+    snaps = {s: {x.n: x for x in v} for s, v in result.snapshots.items()}
+    counts: dict[str, int] = {}
+    compared = 0
+    for e in events_by_symbol:
+        n = counts[e.symbol] = counts.get(e.symbol, 0) + 1
+        snap = snaps[e.symbol].get(n)
+        if snap is not None:
+            book = books(e.symbol)
+            assert (dict(book.bids), dict(book.asks)) == (snap.bids, snap.asks), f"{e.symbol} after event {n}"
+            compared += 1
+    return compared
+
+
+def test_itch_rebuild_equals_the_simulator_book_at_samples_and_at_the_end(busy, tmp_path):
+    (path,) = write("itch", busy, tmp_path)
+    feed = ItchFeed()
+
+    def events():
+        for rec in ItchFeed.read_capture(path):
+            yield from feed.on_message(rec.raw)
+
+    compared = compare_at_snapshots(busy, events(), lambda s: feed.books[s])
+    assert compared == sum(len(v) for v in busy.snapshots.values()) > 30
+    for s, final in busy.final.items():
+        assert (dict(feed.books[s].bids), dict(feed.books[s].asks)) == (final.bids, final.asks)
+
+
+def test_lobster_rebuild_equals_the_simulator_book_at_samples_and_at_the_end(busy, tmp_path):
+    paths = write("lobster", busy, tmp_path)
+    messages = [p for p in paths if "_message_" in p.name]
+    assert len(messages) == 3
+    for path in messages:
+        symbol = symbol_from_filename(path)
+        feed = LobsterFeed(symbol=symbol)
+        evs = (e for rec in LobsterFeed.read_capture(path) for e in feed.on_message(rec.raw))
+        one = SimResult(busy.config, busy.symbols, [], [], [], {}, {symbol: busy.snapshots[symbol]}, {})
+        assert compare_at_snapshots(one, evs, feed.books.__getitem__) == len(busy.snapshots[symbol])
+        final = busy.final[symbol]
+        assert (dict(feed.books[symbol].bids), dict(feed.books[symbol].asks)) == (final.bids, final.asks)
+
+
+def test_book_command_rebuilds_a_simulated_itch_day(busy, tmp_path):
+    from streams.cli import main
+
+    (path,) = write("itch", busy, tmp_path)
+    symbol = busy.symbols[1].name
+    out = tmp_path / "book.csv"
+    assert (
+        main(
+            ["book", str(path), "--format", "itch", "--symbol", symbol, "--levels", "5", "--out", str(out), "--strict"]
+        )
+        == 0
+    )
+    last = [int(x) for x in out.read_text().splitlines()[-1].split(",")]
+    final = busy.final[symbol]
+    asks, bids = sorted(final.asks.items())[:5], sorted(final.bids.items(), reverse=True)[:5]
+    expected = []
+    for (ap, aq), (bp, bq) in zip(asks, bids, strict=False):
+        expected += [ap, aq, bp, bq]
+    assert last[: len(expected)] == expected
+
+
+# --- labels and anomalies -------------------------------------------------------------------------
+
+
+def test_labels_csv_is_well_formed(tmp_path):
+    assert run_cli(["--symbols", "3", "--duration", "1h", "--seed", "2", "--anomalies", "all", "--anomaly-rate", "1",
+                    "--format", "itch", "--out", str(tmp_path)]) == 0  # fmt: skip
+    with open(tmp_path / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and list(rows[0]) == ["symbol", "start_ns", "end_ns", "kind", "params"]
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    names = {s["name"] for s in meta["symbols"]}
+    assert {r["kind"] for r in rows} <= set(KINDS) and len({r["kind"] for r in rows}) >= 4
+    for r in rows:
+        assert r["symbol"] in names
+        assert meta["start_ns"] <= int(r["start_ns"]) < int(r["end_ns"]) <= meta["end_ns"]
+        assert json.loads(r["params"])["intensity"] == 1.0
+    for s in names:  # windows of one symbol never overlap
+        spans = sorted((int(r["start_ns"]), int(r["end_ns"])) for r in rows if r["symbol"] == s)
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
+
+
+def one_anomaly(kind: str, seed: int = 11, intensity: float = 1.0) -> tuple[SimResult, object]:
+    cfg = SimConfig(
+        n_symbols=2, duration_ns=1800 * SEC, seed=seed, anomaly_rates={kind: 4.0}, anomaly_intensity=intensity
+    )
+    result = simulate(cfg)
+    assert result.labels, f"no {kind} window drawn"
+    return result, result.labels[0]
+
+
+def rate(events: list[Event], symbol: str, lo: int, hi: int, pred=lambda e: True) -> float:
+    return sum(1 for e in events if e.symbol == symbol and lo <= e.ts < hi and pred(e)) / ((hi - lo) / SEC)
+
+
+def test_quote_stuffing_window_has_a_much_higher_message_rate():
+    result, lab = one_anomaly("quote_stuffing")
+    during = rate(result.events, lab.symbol, lab.start_ns, lab.end_ns)
+    before = rate(result.events, lab.symbol, lab.start_ns - 60 * SEC, lab.start_ns)
+    assert during > 20 * before
+
+
+def depth(book: L3Book, side: Side) -> int:
+    return sum((book.bids if side == Side.BID else book.asks).values())
+
+
+def book_at(events: list[Event], symbol: str, t: int) -> L3Book:
+    book = L3Book()
+    for e in events:
+        if e.symbol == symbol and e.ts <= t:
+            book.apply(e)
+    return book
+
+
+def test_flash_crash_window_collapses_one_side_and_moves_the_price():
+    result, lab = one_anomaly("flash_crash")
+    side = Side.BID if lab.params["side"] == "bid" else Side.ASK
+    before = book_at(result.events, lab.symbol, lab.start_ns - 1)
+    after = book_at(result.events, lab.symbol, lab.start_ns + SEC)
+    assert depth(after, side) < 0.3 * depth(before, side)
+    end = book_at(result.events, lab.symbol, lab.end_ns)
+    if side == Side.BID:
+        assert end.best_bid()[0] < before.best_bid()[0]
+    else:
+        assert end.best_ask()[0] > before.best_ask()[0]
+
+
+def test_spoofing_orders_are_large_and_cancelled_without_trading():
+    result, lab = one_anomaly("spoofing")
+    lot = next(s.lot for s in result.symbols if s.name == lab.symbol)
+    side = Side.BID if lab.params["side"] == "bid" else Side.ASK
+    inside = [e for e in result.events if e.symbol == lab.symbol and lab.start_ns <= e.ts <= lab.end_ns]
+    big = {e.order_id for e in inside if e.kind == Kind.ADD and e.side == side and e.size >= 25 * lot}
+    assert len(big) >= 5
+    deleted = {e.order_id for e in inside if e.kind == Kind.DELETE and e.order_id in big}
+    executed = {e.order_id for e in inside if e.kind == Kind.EXECUTE and e.order_id in big}
+    assert len(deleted) >= 0.8 * len(big) and len(executed) <= 0.2 * len(big)
+
+
+def test_momentum_ignition_pushes_one_way_then_reverses():
+    result, lab = one_anomaly("momentum_ignition")
+    turn = lab.start_ns + int((lab.end_ns - lab.start_ns) * 0.6)
+    up = lab.params["direction"] == "up"
+
+    def buy_share(lo: int, hi: int) -> float:
+        ex = [e for e in result.events if e.symbol == lab.symbol and lo <= e.ts < hi and e.kind == Kind.EXECUTE]
+        return sum(1 for e in ex if not e.flags & FLAG_AGGRESSOR_ASK) / max(1, len(ex))
+
+    first, second = buy_share(lab.start_ns, turn), buy_share(turn, lab.end_ns)
+    assert (first > 0.75 and second < 0.4) if up else (first < 0.25 and second > 0.6)
+
+
+def test_regime_shift_raises_the_trading_rate_persistently():
+    result, lab = one_anomaly("regime_shift")
+    is_trade = lambda e: e.kind == Kind.EXECUTE  # noqa: E731
+    during = rate(result.events, lab.symbol, lab.start_ns, lab.end_ns, is_trade)
+    before = rate(result.events, lab.symbol, START, lab.start_ns, is_trade)
+    assert during > 1.5 * before
+
+
+def test_lower_intensity_makes_a_subtler_anomaly():
+    strong, lab_s = one_anomaly("quote_stuffing", intensity=1.0)
+    weak, lab_w = one_anomaly("quote_stuffing", intensity=0.2)
+    assert rate(weak.events, lab_w.symbol, lab_w.start_ns, lab_w.end_ns) < 0.5 * rate(
+        strong.events, lab_s.symbol, lab_s.start_ns, lab_s.end_ns
+    )
+
+
+# --- news -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def newsy() -> tuple[SimResult, dict[str, NewsItem]]:
+    """One headline of each kind on its own symbol at 10:00, regimes off so the headline is the only change."""
+    t = START + 1800 * SEC
+    kinds = {"ALFA": "negative", "BRVO": "halt", "CHRL": "neutral"}
+    news = [NewsItem(t, s, k, f"{s} {k}") for s, k in kinds.items()]
+    cfg = SimConfig(n_symbols=3, duration_ns=3600 * SEC, seed=21, news=news, flow=FlowParams(regimes=False))
+    return simulate(cfg), {n.symbol: n for n in news}
+
+
+def flow_stats(result: SimResult, symbol: str, lo: int, hi: int) -> tuple[float, float, float]:
+    """(sell share of executions, time-averaged spread in ticks, events per second) over [lo, hi)."""
+    tick = next(s.tick for s in result.symbols if s.name == symbol)
+    book = L3Book()
+    sells = trades = n = 0
+    spread_time = 0.0
+    last_t = lo
+    for e in result.events:
+        if e.symbol != symbol or e.ts >= hi:
+            continue
+        if e.ts >= lo:
+            if book.bids and book.asks:
+                spread_time += (book.asks.peekitem(0)[0] - book.bids.peekitem(0)[0]) / tick * (e.ts - last_t)
+            last_t = e.ts
+            n += 1
+            if e.kind == Kind.EXECUTE:
+                trades += 1
+                sells += bool(e.flags & FLAG_AGGRESSOR_ASK)
+        book.apply(e)
+    return sells / max(trades, 1), spread_time / (hi - lo), n / ((hi - lo) / SEC)
+
+
+def test_negative_headline_brings_one_sided_selling_and_wider_spreads(newsy):
+    result, news = newsy
+    t = news["ALFA"].ts
+    sell_b, spread_b, _ = flow_stats(result, "ALFA", t - 300 * SEC, t)
+    sell_a, spread_a, _ = flow_stats(result, "ALFA", t, t + 300 * SEC)
+    assert sell_a > sell_b + 0.2 and sell_a > 0.7
+    assert spread_a > 1.3 * spread_b
+
+
+def test_halt_headline_is_followed_by_a_halt_and_a_resumption(newsy):
+    result, news = newsy
+    t = news["BRVO"].ts
+    status = [e for e in result.events if e.symbol == "BRVO" and e.kind == Kind.STATUS]
+    assert [(e.flags, e.ts - t) for e in status] == [(Status.HALTED, SEC // 2), (Status.TRADING, SEC // 2 + 300 * SEC)]
+    assert not [e for e in result.events if e.symbol == "BRVO" and status[0].ts < e.ts < status[1].ts]
+
+
+def test_neutral_headline_changes_nothing_much(newsy):
+    result, news = newsy
+    t = news["CHRL"].ts
+    sell_b, spread_b, rate_b = flow_stats(result, "CHRL", t - 300 * SEC, t)
+    sell_a, spread_a, rate_a = flow_stats(result, "CHRL", t, t + 300 * SEC)
+    assert abs(sell_a - sell_b) < 0.25 and 0.6 < spread_a / spread_b < 1.5 and 0.7 < rate_a / rate_b < 1.4
+
+
+def test_news_jsonl_records_follow_md_news(tmp_path):
+    assert run_cli(["--symbols", "2", "--duration", "1h", "--seed", "3", "--news", "4", "--format", "lobster",
+                    "--out", str(tmp_path)]) == 0  # fmt: skip
+    lines = [json.loads(x) for x in (tmp_path / "news.jsonl").read_text().splitlines()]
+    assert lines and all(set(r) == {"ts", "symbols", "headline", "source"} and r["source"] == "sim" for r in lines)
+    assert [r["ts"] for r in lines] == sorted(r["ts"] for r in lines)
+    assert all(r["symbols"][0] in r["headline"] for r in lines)
+
+
+# --- regimes --------------------------------------------------------------------------------------
+
+
+def test_volatile_regime_trades_more_than_calm():
+    cfg = SimConfig(n_symbols=3, duration_ns=int(6.5 * 3600 * SEC), seed=8)
+    cfg.symbols = [s.__class__(s.name, s.tick, s.price, 20_000) for s in cfg.specs()]
+    result = simulate(cfg)
+    ratios = []
+    for symbol, path in result.regimes.items():
+        per: dict[str, list[float]] = {"calm": [0.0, 0.0], "volatile": [0.0, 0.0]}
+        trades = [e.ts for e in result.events if e.symbol == symbol and e.kind == Kind.EXECUTE]
+        for lo, hi, name in path:
+            if name in per:
+                per[name][0] += sum(1 for t in trades if lo <= t < hi)
+                per[name][1] += (hi - lo) / SEC
+        if per["calm"][1] and per["volatile"][1]:
+            ratios.append((per["volatile"][0] / per["volatile"][1]) / (per["calm"][0] / per["calm"][1]))
+    assert ratios and min(ratios) > 1.5
+
+
+# --- crypto formats -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small() -> SimResult:
+    return simulate(
+        SimConfig(n_symbols=2, duration_ns=600 * SEC, seed=4, anomaly_rates={"flash_crash": 6}, news_rate=6)
+    )
+
+
+@pytest.mark.parametrize("fmt", ["binance", "coinbase"])
+def test_crypto_files_decode_without_errors_to_the_simulator_book(small, tmp_path, fmt):
+    pytest.importorskip(f"orderbook.venues.{fmt}_encode", reason=f"the {fmt} encoder is not in this checkout")
+    from orderbook.venues import feed_class
+
+    cls = feed_class(fmt)
+    feed = cls()
+    n = 0
+    for path in write(fmt, small, tmp_path):
+        for rec in cls.read_capture(path):
+            feed.on_message(rec.raw, rec.recv_ts)  # any FeedError fails the test
+            n += 1
+    assert n > len(small.symbols)
+    for name, final in small.final.items():
+        book = feed.books[venue_symbol(fmt, name)]
+        assert dict(book.bids) == {p * CRYPTO_PRICE: q * CRYPTO_SIZE for p, q in final.bids.items()}
+        assert dict(book.asks) == {p * CRYPTO_PRICE: q * CRYPTO_SIZE for p, q in final.asks.items()}
+
+
+# --- Kafka ------------------------------------------------------------------------------------------
+
+
+def test_kafka_publish_round_trips_counts_and_keys(infra, tmp_path):
+    from kafka import KafkaConsumer, TopicPartition
+
+    argv = ["--symbols", "2", "--duration", "2m", "--seed", "6", "--news", "60", "--format", "lobster"]
+    assert run_cli([*argv, "--out", str(tmp_path)]) == 0
+    assert run_cli([*argv, "--kafka", "--bootstrap", infra.kafka.bootstrap, "--max"]) == 0
+    expected_rows: dict[str, int] = {}
+    for path in tmp_path.glob("*_message_*.csv"):
+        expected_rows[symbol_from_filename(path)] = len(path.read_text().splitlines())
+    n_news = len((tmp_path / "news.jsonl").read_text().splitlines())
+    want = sum(expected_rows.values()) + n_news
+    consumer = KafkaConsumer(bootstrap_servers=infra.kafka.bootstrap)
+    consumer.assign(
+        [TopicPartition(t, p) for t in ("md.raw.lobster", "md.news") for p in consumer.partitions_for_topic(t)]
+    )
+    consumer.seek_to_beginning()
+    got: dict[str, dict[str, int]] = {}
+    deadline = time.monotonic() + 60
+    while sum(sum(v.values()) for v in got.values()) < want and time.monotonic() < deadline:
+        for tp, records in consumer.poll(timeout_ms=500).items():
+            per_key = got.setdefault(tp.topic, {})
+            for m in records:
+                per_key[m.key.decode()] = per_key.get(m.key.decode(), 0) + 1
+    extra = consumer.poll(timeout_ms=500)  # nothing beyond what was written
+    consumer.close()
+    assert not any(extra.values())
+    assert got["md.raw.lobster"] == expected_rows
+    assert sum(got["md.news"].values()) == n_news > 0
+
+
+# --- the report -------------------------------------------------------------------------------------
+
+
+def test_report_puts_simulated_beside_real_facts(shared_data, tmp_path, capsys):
+    pytest.importorskip("model.stylized", reason="model/stylized.py is not in this checkout")
+    argv = ["--symbols", "2", "--duration", "10m", "--seed", "1", "--format", "binance", "--out", str(tmp_path)]
+    assert run_cli([*argv, "--report", "--real", str(shared_data)]) == 0
+    text = (tmp_path / "report.md").read_text()
+    assert "simulated" in text and "|" in text
+    assert list(tmp_path.glob("*.png"))
