@@ -81,3 +81,21 @@ def forecast_record(window: Window, prediction: Prediction, model_id: str, emitt
     rec["reason"] = reason
     rec["schema"] = SCHEMA
     return rec
+
+
+def forecast_records(
+    forecaster: Forecaster,
+    windows: Sequence[Window],
+    predictions: Sequence[Prediction],
+    emitted_ts: int,
+    explain_above: float,
+) -> list[dict]:
+    """The records a worker publishes for a batch; anomalies at or above `explain_above`
+    carry the forecaster's reason (the alert threshold: an alert always says why)."""
+    model = forecaster.model_id
+    return [
+        forecast_record(
+            w, p, model, emitted_ts, forecaster.explain(w, p) if p["anomaly_score"] >= explain_above else ""
+        )
+        for w, p in zip(windows, predictions, strict=True)
+    ]

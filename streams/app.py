@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import faust
 import msgpack
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import CoordinatorNotAvailableError, NotCoordinatorError
 
 from model.baseline import BaselineForecaster
-from model.forecaster import SCHEMA, Forecaster, forecast_record
+from model.forecaster import SCHEMA, Forecaster, forecast_records
 from orderbook.errors import FeedError
 
 from .batcher import MicroBatcher
@@ -54,6 +57,74 @@ def dlq_headers(topic: str, rej: Rejected) -> list[tuple[str, bytes]]:
     ]
 
 
+def committed_offsets(
+    bootstrap: str, group: str, topic: str, partitions: set[int], attempts: int = 20
+) -> dict[int, int]:
+    """A group's committed offsets (0 where none), by an admin request. The coordinator of a
+    group that has just been created may not be known yet: that is retried."""
+    tps = [TopicPartition(topic, p) for p in partitions]
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        for attempt in range(attempts):
+            try:
+                got = admin.list_group_offsets({group: tps}).get(group, {})
+                break
+            except (CoordinatorNotAvailableError, NotCoordinatorError):
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.25)
+    finally:
+        admin.close()
+    return {p: max(getattr(got.get(TopicPartition(topic, p)), "offset", 0) or 0, 0) for p in partitions}
+
+
+class NewsListener:
+    """Every worker reads all of `md.news` (outside the consumer group): a headline must reach
+    the windows of its symbols wherever their books live. A thread, so the event loop never
+    waits on it; the agents drain what it queued before each batch."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self._queue: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="news", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def drain(self) -> list[bytes]:
+        out = []
+        while True:
+            try:
+                out.append(self._queue.get_nowait())
+            except queue.Empty:
+                return out
+
+    def _run(self) -> None:
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                 auto_offset_reset="earliest")  # fmt: skip
+        assigned: set[int] = set()
+        try:
+            while not self._stop.is_set():
+                parts = consumer.partitions_for_topic(NEWS_TOPIC) or set()
+                if parts != assigned:  # the topic appeared or grew: take every partition
+                    assigned = set(parts)
+                    consumer.assign([TopicPartition(NEWS_TOPIC, p) for p in assigned])
+                if not assigned:
+                    self._stop.wait(2.0)
+                    continue
+                for msgs in consumer.poll(timeout_ms=500).values():
+                    for m in msgs:
+                        self._queue.put(m.value)
+        except Exception:
+            log.exception("news listener stopped: headlines will not be joined until restart")
+        finally:
+            consumer.close()
+
+
 class Worker:
     """What one worker process holds: a pipeline per venue, the batcher, the sink."""
 
@@ -70,24 +141,43 @@ class Worker:
         self.io = ThreadPoolExecutor(max_workers=2, thread_name_prefix="io")
         self.dlq = app.topic(DLQ_TOPIC, key_serializer="raw", value_serializer="raw")
         self.forecasts = app.topic(FORECASTS_TOPIC, key_serializer="raw", value_serializer="raw")
-        self.owned: dict[str, set[int]] = {t: set() for t in self.topics}
+        self.owned: dict[str, set[int]] = {t: set() for t in self.topics}  # partitions the books hold
+        self.assigned: dict[str, set[int]] = {t: set() for t in self.topics}  # the group's latest word
+        self.stale: set[str] = set()  # venues whose books must catch up before their next batch
         self.forecasts_written = 0
+        self.news = NewsListener(settings.bootstrap)
 
     # ---- lifecycle
 
     async def start(self) -> None:
+        self.news.start()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self.io, self.sink.set_meta, self.forecaster.model_id, SCHEMA)
         log.info("worker %s up: venues %s, model %s", self.settings.worker_id, ",".join(self.settings.venues),
                  self.forecaster.model_id)  # fmt: skip
 
     async def stop(self) -> None:
+        self.news.stop()
         await self.batcher.stop()
         self.io.shutdown(wait=True)
+
+    def log_progress(self) -> None:
+        """One line an operator can act on: what came in, what went out, where time goes."""
+        recs = sum(p.stats.records for p in self.pipelines.values())
+        rejected = sum(sum(p.stats.rejected.values()) for p in self.pipelines.values())
+        b = self.batcher.stats
+        lat = sorted(b.latencies)
+        p99 = lat[int(0.99 * (len(lat) - 1))] * 1e3 if lat else 0.0
+        log.info("progress: %d records, %d rejected, %d forecasts (%d new in Redis, %d duplicates), "
+                 "%d model batches, p99 %.1f ms", recs, rejected, self.forecasts_written, self.sink.written,
+                 self.sink.duplicates, b.batches, p99)  # fmt: skip
 
     # ---- records
 
     async def handle(self, venue: str, events: Sequence[Any]) -> None:
+        if venue in self.stale:
+            await self._catch_up(venue)
+        await self.join_news()
         pipe = self.pipelines[venue]
         topic = RAW_TOPIC.format(venue=venue)
         windows, rejects = [], []
@@ -103,12 +193,7 @@ class Worker:
                         ", ".join(sorted({r.reason for r in rejects})))  # fmt: skip
         if windows:
             preds = await self.batcher.submit(windows)
-            now = time.time_ns()
-            model = self.forecaster.model_id
-            records = [
-                forecast_record(w, p, model, now, self.forecaster.explain(w, p) if p["anomaly_score"] >= 0.99 else "")
-                for w, p in zip(windows, preds, strict=True)
-            ]
+            records = forecast_records(self.forecaster, windows, preds, time.time_ns(), self.settings.alert_threshold)
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self.io, self.sink.write, records)
             self.forecasts_written += len(records)
@@ -117,13 +202,14 @@ class Worker:
         for fut in pending:  # acknowledged by the broker before the batch's offsets may commit
             await fut
 
-    async def handle_news(self, values: Iterable[bytes]) -> None:
-        for value in values:
+    async def join_news(self) -> None:
+        """Headlines that arrived since the last batch go into every venue's windows."""
+        for value in self.news.drain():
             try:
                 ts, symbols, headline = parse_news(value)
             except FeedError as err:
-                await self.dlq.send(key=None, value=value, headers=[("source_topic", NEWS_TOPIC.encode()),
-                                                                    ("reason", err.reason.encode())])  # fmt: skip
+                headers = [("source_topic", NEWS_TOPIC.encode()), ("reason", err.reason.encode())]
+                await self.dlq.send(key=None, value=value, headers=headers)
                 continue
             for pipe in self.pipelines.values():
                 pipe.add_news(ts, symbols, headline)
@@ -131,31 +217,37 @@ class Worker:
     # ---- rebalance
 
     async def on_assigned(self, assigned: set[Any]) -> None:
-        loop = asyncio.get_running_loop()
+        """Record the new assignment. The books are brought up to date by the venue's agent
+        before it processes its next batch (`_catch_up`): faust may resume fetching before
+        this signal's receivers finish, so rebuilding here could race the first records."""
         for topic, venue in self.topics.items():
-            now = {tp.partition for tp in assigned if tp.topic == topic}
-            pipe = self.pipelines[venue]
-            committed = await loop.run_in_executor(self.io, self._committed, topic, now)
-            unchanged = now == self.owned[topic] and all(pipe.position.get(p, 0) == committed[p] for p in now)
-            self.owned[topic] = now
-            if unchanged:
-                continue
-            pipe.reset()
-            if any(committed.values()):
-                t0 = time.perf_counter()
-                n = await loop.run_in_executor(self.io, self._rebuild, topic, pipe, committed)
-                log.info("%s: rebuilt books from %d records of partitions %s in %.2f s", venue, n, sorted(now),
-                         time.perf_counter() - t0)  # fmt: skip
+            self.assigned[topic] = {tp.partition for tp in assigned if tp.topic == topic}
+            self.stale.add(venue)
+
+    async def _catch_up(self, venue: str) -> None:
+        """Make the venue's books those the group's committed offsets imply, if they are not."""
+        self.stale.discard(venue)
+        topic = RAW_TOPIC.format(venue=venue)
+        now = self.assigned[topic]
+        pipe = self.pipelines[venue]
+        loop = asyncio.get_running_loop()
+        committed = await loop.run_in_executor(self.io, self._committed, topic, now)
+        if now == self.owned[topic] and all(pipe.position.get(p, 0) == committed[p] for p in now):
+            return  # same partitions, same place: the books are current
+        self.owned[topic] = set(now)
+        pipe.reset()
+        if any(committed.values()):
+            t0 = time.perf_counter()
+            n = await loop.run_in_executor(self.io, self._rebuild, topic, pipe, committed)
+            log.info("%s: rebuilt books from %d records of partitions %s in %.2f s", venue, n, sorted(now),
+                     time.perf_counter() - t0)  # fmt: skip
 
     def _committed(self, topic: str, partitions: set[int]) -> dict[int, int]:
+        """The group's committed offsets, read with an admin request (a consumer carrying the
+        group id would be one more client of the group while it rebalances)."""
         if not partitions:
             return {}
-        c = KafkaConsumer(bootstrap_servers=self.settings.bootstrap, group_id=self.settings.app_id,
-                          enable_auto_commit=False)  # fmt: skip
-        try:
-            return {p: c.committed(TopicPartition(topic, p)) or 0 for p in partitions}
-        finally:
-            c.close()
+        return committed_offsets(self.settings.bootstrap, self.settings.app_id, topic, partitions)
 
     def _rebuild(self, topic: str, pipe: VenuePipeline, upto: dict[int, int]) -> int:
         """Replay [0, committed) of each owned partition into the pipeline, emitting nothing."""
@@ -166,6 +258,11 @@ class Worker:
             tps = [TopicPartition(topic, p) for p, end in upto.items() if end > 0]
             c.assign(tps)
             c.seek_to_beginning(*tps)
+            for tp, first in c.beginning_offsets(tps).items():
+                if first > 0:
+                    log.warning("%s[%d]: records before offset %d were deleted (retention): the books of this "
+                                "partition are rebuilt from there and may differ from the venue's",
+                                topic, tp.partition, first)  # fmt: skip
             remaining = {tp.partition: upto[tp.partition] for tp in tps}
             while remaining:
                 for tp, msgs in c.poll(timeout_ms=1000).items():
@@ -200,6 +297,7 @@ def create_app(settings: Settings, forecaster: Forecaster | None = None) -> tupl
         web_bind="127.0.0.1",
         web_port=settings.web_port or 6066,
         stream_wait_empty=False,
+        stream_buffer_maxsize=65536,
         producer_max_request_size=16 << 20,
         consumer_max_fetch_size=16 << 20,
     )
@@ -208,13 +306,6 @@ def create_app(settings: Settings, forecaster: Forecaster | None = None) -> tupl
     for topic_name, venue in worker.topics.items():
         topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")
         app.agent(topic, name=f"venue_{venue}")(_venue_agent(worker, venue))
-
-    news = app.topic(NEWS_TOPIC, key_serializer="raw", value_serializer="raw")
-
-    @app.agent(news, name="news")
-    async def news_agent(stream: Any) -> None:
-        async for values in stream.take(100, within=0.2):
-            await worker.handle_news(values)
 
     @app.on_partitions_assigned.connect
     async def _assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
@@ -228,6 +319,10 @@ def create_app(settings: Settings, forecaster: Forecaster | None = None) -> tupl
     async def _heartbeat() -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(worker.io, worker.sink.heartbeat, settings.worker_id)
+
+    @app.timer(interval=10.0)
+    async def _progress() -> None:
+        worker.log_progress()
 
     return app, worker
 

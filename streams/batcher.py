@@ -38,9 +38,7 @@ class MicroBatcher:
         self.forecaster = forecaster
         self.max_batch = max_batch
         self.max_wait = max_wait
-        self._queue: asyncio.Queue[tuple[Sequence[Window], asyncio.Future[list[Prediction]]]] = asyncio.Queue(
-            max_queue
-        )
+        self._queue: asyncio.Queue[tuple[Sequence[Window], asyncio.Future[list[Prediction]]]] = asyncio.Queue(max_queue)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self._task: asyncio.Task[None] | None = None
         self.stats = BatcherStats()

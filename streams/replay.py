@@ -88,8 +88,10 @@ def replay(
     try:
         for key, rec in tqdm(keyed(venue, paced(records, speed), symbol), unit="msg", desc=f"replay {venue}",
                              disable=not progress):  # fmt: skip
-            ts_ms = rec.recv_ts // 1_000_000 if rec.recv_ts else None
-            prod.send(topic, key=key, value=rec.raw, timestamp_ms=ts_ms)
+            # The capture time rides in a header, not as the record timestamp: a broker deletes
+            # records by their timestamp, and a 2021 capture would be gone at the next retention check.
+            headers = [("recv_ts_ns", str(rec.recv_ts).encode())] if rec.recv_ts else None
+            prod.send(topic, key=key, value=rec.raw, headers=headers)
             n += 1
         prod.flush()
     finally:
