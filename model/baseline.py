@@ -11,8 +11,8 @@ own values around it gives the 10%/90% quantiles (the empirical residual quantil
 volume over h messages: h times the EWMA of traded volume per message. Mid moves: a random
 walk, the 1-message mid changes' empirical quantiles scaled by sqrt(h).
 
-Anomaly: robust z-scores (median / MAD, Hampel 1974) of the last row's message, cancel and
-trade intensities against the window's earlier rows; the largest z, as a two-sided normal
+Anomaly: robust z-scores (median / MAD, Hampel 1974; the MAD floored at MAD_FLOOR) of the
+last row's message, cancel and trade intensities against the window's earlier rows; the largest z, as a two-sided normal
 tail probability p, gives `anomaly_nll` = -log p and `anomaly_score` = 1 - p in [0, 1].
 """
 
@@ -34,6 +34,7 @@ _INTENSITIES = ("log_message_rate", "log_cancel_rate", "log_trade_rate")
 _TRADE_KINDS = np.array([Kind.EXECUTE, Kind.TRADE], dtype=np.int8)
 _MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
 _MIN_ROWS = 3
+MAD_FLOOR = 0.25  # intensities are log(1 + events/s): a quarter is a ~30% change of rate
 
 
 def ewma(x: np.ndarray, halflife: float) -> float:
@@ -47,12 +48,11 @@ def har_level(x: np.ndarray) -> float:
     return float((x[-1] + x[-5:].mean() + x.mean()) / 3.0)
 
 
-def robust_z(history: np.ndarray, value: float) -> float:
-    """(value - median) / (1.4826 MAD); a flat history gives 0 unless the value leaves it."""
+def robust_z(history: np.ndarray, value: float, floor: float = MAD_FLOOR) -> float:
+    """(value - median) / (1.4826 max(MAD, floor)). The floor keeps a quiet history (most rows
+    without a trade: MAD 0) from turning the first print into an infinite surprise."""
     med = float(np.median(history))
-    mad = float(np.median(np.abs(history - med))) * _MAD_TO_SIGMA
-    if mad < 1e-9:
-        return 0.0 if abs(value - med) < 1e-9 else 8.0 * math.copysign(1.0, value - med)
+    mad = max(float(np.median(np.abs(history - med))), floor) * _MAD_TO_SIGMA
     return (value - med) / mad
 
 

@@ -83,9 +83,11 @@ def cmd_infra(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run
+    from .demo import run_offline, run_streaming
 
-    return run(args.seed, args.messages, out=args.out)
+    if args.offline:
+        return run_offline(args.seed, args.messages, out=args.out)
+    return run_streaming(args.seed, args.minutes, args.symbols)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -144,8 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="the main job end to end on the embedded default")
     d.add_argument("--seed", type=int, default=7)
-    d.add_argument("--messages", type=int, default=50_000)
-    d.add_argument("--out", type=Path, help="folder for the generated files (default: a temporary one)")
+    d.add_argument("--minutes", type=float, default=20.0, help="simulated minutes of market (streaming demo)")
+    d.add_argument("--symbols", type=int, default=3, help="simulated symbols (streaming demo)")
+    d.add_argument("--offline", action="store_true", help="the book round trip only, no servers")
+    d.add_argument("--messages", type=int, default=50_000, help="offline: ITCH messages generated")
+    d.add_argument("--out", type=Path, help="offline: folder for the generated files (default: a temporary one)")
     d.set_defaults(run=cmd_demo)
 
     w = sub.add_parser("worker", help="the streaming worker: raw feeds in, forecasts to Redis and md.forecasts")
