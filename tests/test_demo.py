@@ -1,0 +1,15 @@
+"""`make demo`'s two modes run to the end and report what they measured."""
+
+from streams.cli import main
+
+
+def test_streaming_demo_runs_end_to_end(capsys):
+    assert main(["demo", "--minutes", "3", "--symbols", "2", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "records committed" in out and "baseline-har-ewma:1" in out
+    assert "worker and servers stopped" in out
+
+
+def test_offline_demo_round_trip_has_no_differing_rows(capsys):
+    assert main(["demo", "--offline", "--messages", "3000"]) == 0
+    assert "0 rows differ from the ITCH book" in capsys.readouterr().out
