@@ -120,7 +120,9 @@ class _Book:
         return self.asks.peekitem(0)[0] - self.bids.peekitem(0)[0]
 
     def crossed(self) -> bool:
-        return bool(self.bids and self.asks and self.bids.peekitem(0)[0] >= self.asks.peekitem(0)[0])
+        # every feed asks this after every message: read the ends of the sorted key lists directly
+        bid_keys, ask_keys = self.bids._list, self.asks._list
+        return bool(bid_keys and ask_keys and bid_keys[-1] >= ask_keys[0])
 
     def lobster_row(self, levels: int) -> list[int]:
         """Top `levels` in LOBSTER's orderbook-file layout: ask px, ask size, bid px, bid size per level."""
