@@ -36,7 +36,7 @@ from pathlib import Path
 
 from model.anomalies import KINDS, parse_anomalies, write_labels
 from model.news import write_news
-from model.sim_writers import FORMATS, Msg, clock_offset, messages, venue_symbol, write
+from model.sim_writers import CRYPTO_PRICE, FORMATS, Msg, clock_offset, messages, venue_symbol, write
 from model.simulator import DAY_NS, SEC, SimConfig, SimResult, default_symbols, simulate
 
 _DURATION = re.compile(r"^([0-9]*\.?[0-9]+)([smhd]?)$")
@@ -185,14 +185,20 @@ def publish(result: SimResult, fmt: str, bootstrap: str, speed: float | None) ->
     return counts
 
 
-def make_report(fmt: str, files: list[Path], out: Path, real_root: Path) -> str:
-    """The stylized facts of the written stream beside the real captures' (model.stylized); report.md."""
+def make_report(fmt: str, files: list[Path], out: Path, real_root: Path, ticks: dict[str, int] | None = None) -> str:
+    """The stylized facts of the written stream beside the real captures' (model.stylized); report.md.
+    `ticks`: each simulated symbol's own tick in the format's price units, so spreads are
+    counted in the instrument's ticks (the format alone would say one cent for every ITCH name)."""
     from model.stylized import real_series, report, series_from_capture
 
     sim: dict = {}
     for f in files:
         if "_orderbook_" not in f.name:
             sim.update(series_from_capture(fmt, f, source="simulated"))
+    for key, series in sim.items():
+        tick = (ticks or {}).get(series.symbol)
+        if tick:
+            sim[key] = dataclasses.replace(series, tick=tick)
     text = report(real_series(real_root), sim, out)
     (out / "report.md").write_text(text)
     return text
@@ -216,5 +222,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print("published " + ", ".join(f"{n} to {t}" for t, n in sorted(counts.items())))
     if args.report:
         real_root = args.real or Path(os.environ.get("MT_SHARED_DATA", Path.cwd().parent / "shared" / "data"))
-        print(make_report(args.format, files, args.out, real_root))
+        units = CRYPTO_PRICE if args.format in ("binance", "coinbase") else 1
+        ticks = {venue_symbol(args.format, s.name): s.tick * units for s in result.symbols}
+        print(make_report(args.format, files, args.out, real_root, ticks))
     return 0
