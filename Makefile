@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/book_bench.py
 	$(BIN)/python bench/feed_bench.py
 	$(BIN)/python bench/sim_bench.py
+	$(BIN)/python bench/pipeline_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

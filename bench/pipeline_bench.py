@@ -1,0 +1,717 @@
+"""End to end through Kafka and Redis: one Faust worker beside a bare aiokafka loop (run by `make bench`).
+
+A real broker and Redis are started on free loopback ports (`streams.infra`, a temporary state
+folder, always stopped at the end). Data: the three real Binance captures of
+../shared/data/binance-hftbacktest (spot BTCUSDT, spot ETHUSDT, USD-M BTCUSDT), read once into
+memory. They are the richest real input the project has (diffs, snapshots, trades, tickers; 5%
+of records close a window). For volume, copies of each capture travel under distinct symbols
+(`"s"`/`"symbol"` and the stream name rewritten: BTCUSDT_T0, BTCUSDT_T1, ...; the USD-M capture
+as BTCUSDTPERP_*), merged by capture time as a multi-symbol feed interleaves them. Simulated
+data would give any volume but not the real message mix the worker sees in production.
+
+(a) Saturation. N records (default 200,000) are produced, keyed by symbol, to two 4-partition
+    topics with the same partitioner: `md.raw.binance` for the Faust worker and
+    `bench.raw.binance` for the bare loop. Then
+    - ONE `python -m streams.cli worker` process (a fresh app id) drains `md.raw.binance`.
+      Clock: from the first commit the group shows (committed offsets polled every 0.2 s by an
+      admin request, as streams.app.committed_offsets does: a consumer with the group id would
+      join the group) to the newest forecast's `emitted_ts` in Redis once the group has
+      committed every offset. Rate = records committed in between / that time (start-up and the
+      first commit interval are left out; the 0.2 s poll makes it 1-2% optimistic at most).
+    - the bare loop, in this process: an AIOKafkaConsumer in a fresh group, getmany(2000 records,
+      50 ms), and per batch exactly the worker's work (VenuePipeline.process per record,
+      BaselineForecaster.predict on the batch's windows, forecast_records, RedisSink.write, each
+      forecast sent to `md.forecasts` as msgpack and every send acknowledged), then a commit.
+      Clock: from the end of the first batch's commit to the end of the last.
+    - in memory (no Kafka, no Redis): VenuePipeline.process + predict + forecast_records on the
+      same records, the ceiling of one Python process.
+(b) Latency at a fixed offered rate R (default 20,000 records/s, `--rates`, for `--seconds`). A
+    producer process (aiokafka, spawned, not sharing this process's interpreter) sends the
+    records at R per second, each with its send time in header `bench_produced_ns`. A subscriber
+    process listens on Redis `mt:forecasts` (every forecast as it is written, streams/sink.py)
+    and stamps each on arrival. Each latency run uses symbols no earlier run used (BTCUSDT_L0...),
+    so a forecast's (symbol, window) names the record that completed its window: that map is
+    computed before the run by the same VenuePipeline offline (the window count is exact and
+    per symbol). Latency = arrival on the channel - that record's send time (same machine, same
+    clock), over the forecasts of records sent after the first second (warm-up).
+(c) Where the time goes: the bare loop's per-batch work under cProfile on fresh symbols, with
+    a real Redis: its stages (decode, book, features + windows, forecaster, Redis) and the top
+    10 functions by cumulative time.
+
+Nothing asserts a time. The machine is shared: read the ratios, whose two sides ran in the same
+run, one after the other, each with the machine to itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import heapq
+import json
+import multiprocessing as mp
+import os
+import pickle
+import pstats
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # a plain script: the working tree, installed or not
+
+import msgpack  # noqa: E402
+import redis  # noqa: E402
+from kafka import KafkaAdminClient, TopicPartition  # noqa: E402
+from kafka.admin import NewTopic  # noqa: E402
+from kafka.errors import (  # noqa: E402
+    CoordinatorLoadInProgressError,
+    CoordinatorNotAvailableError,
+    NotCoordinatorError,
+    TopicAlreadyExistsError,
+)
+
+from model.baseline import BaselineForecaster  # noqa: E402
+from model.forecaster import forecast_records  # noqa: E402
+from orderbook.venues import feed_class  # noqa: E402
+from orderbook.windows import Window  # noqa: E402
+from streams.config import Settings  # noqa: E402
+from streams.pipeline import VenuePipeline  # noqa: E402
+from streams.replay import DLQ_TOPIC, FORECASTS_TOPIC, RAW_TOPIC  # noqa: E402
+from streams.sink import CHANNEL, HIST, LATEST, RedisSink  # noqa: E402
+
+BINANCE = "binance-hftbacktest"
+VENUE = "binance"
+FAUST_TOPIC = RAW_TOPIC.format(venue=VENUE)
+BARE_TOPIC = "bench.raw.binance"
+PARTITIONS = 4
+HEADER = "bench_produced_ns"
+# the capture's own symbol and the base name its copies get (spot and USD-M BTCUSDT must differ)
+CAPTURES = {"spot_btcusdt": ("BTCUSDT", "BTCUSDT"), "spot_ethusdt": ("ETHUSDT", "ETHUSDT"),
+            "usdm_btcusdt": ("BTCUSDT", "BTCUSDTPERP")}  # fmt: skip
+GOAL_RATE, GOAL_P99_MS, GOAL_AT = 100_000, 50.0, 20_000
+WARM_UP_S = 1.0
+POLL_S = 0.2
+DB_FAUST, DB_BARE, DB_PROFILE = 1, 2, 3
+
+Msg = tuple[bytes, bytes]  # (key, value) of one record
+
+
+# ---------------------------------------------------------------- data
+
+
+def load_captures(folder: Path) -> dict[str, list[Any]]:
+    """Every record of each capture, in memory (read_capture: snapshots wrapped with their symbol)."""
+    cls = feed_class(VENUE)
+    out = {}
+    for stem in CAPTURES:
+        path = next(folder.glob(f"{stem}_*.gz"), None)
+        if path is None:
+            sys.exit(f"pipeline_bench: no {stem}_*.gz in {folder}")
+        out[stem] = list(cls.read_capture(path))
+    return out
+
+
+def renamer(old: str, new: str) -> Any:
+    """Rewrite the symbol a Binance message names: the `"s"`/`"symbol"` fields (what the feed and
+    the record key read) and the combined stream's name (`btcusdt@depth@100ms`)."""
+    fields = re.compile(rb'("(?:s|symbol)"\s*:\s*")' + re.escape(old.encode()) + rb'"')
+    stream = re.compile(rb'("stream"\s*:\s*")' + re.escape(old.lower().encode()) + rb"@")
+    new_b, new_low = new.encode(), new.lower().encode()
+
+    def rename(raw: bytes) -> bytes:
+        raw = fields.sub(lambda m: m.group(1) + new_b + b'"', raw)
+        return stream.sub(lambda m: m.group(1) + new_low + b"@", raw, count=1)
+
+    return rename
+
+
+def records(captures: dict[str, list[Any]], n: int, tag: str) -> list[Msg]:
+    """The first `n` records of enough symbol-renamed copies of the captures, merged by capture
+    time; symbols `<base>_<tag><copy>`, a tag no other run uses."""
+    per_copy = sum(len(v) for v in captures.values())
+    copies = max(1, -(-n // per_copy))
+    streams = [
+        _renamed(recs, *CAPTURES[stem], f"{CAPTURES[stem][1]}_{tag}{k}")
+        for k in range(copies)
+        for stem, recs in captures.items()
+    ]
+    merged = heapq.merge(*streams, key=lambda t: t[0])
+    return [(key, raw) for _, key, raw in (next(merged) for _ in range(min(n, per_copy * copies)))]
+
+
+def _renamed(recs: Sequence[Any], old: str, base: str, symbol: str) -> Iterable[tuple[int, bytes, bytes]]:
+    """(capture time, key, renamed message) of one copy of a capture."""
+    rename = renamer(old, symbol)
+    key = symbol.encode()
+    return ((r.recv_ts, key, rename(r.raw)) for r in recs)
+
+
+@dataclass
+class Offline:
+    """What the records give without Kafka or Redis: the window each record completes, and time."""
+
+    record_of: dict[tuple[str, int], int]  # (symbol, window count) -> index of the record completing it
+    windows: int
+    seconds: float  # process + predict + forecast_records
+    rejected: int
+
+
+def offline(msgs: Sequence[Msg]) -> Offline:
+    """The worker's work on the records, in memory, batch by batch as a worker takes them."""
+    pipe = VenuePipeline(VENUE, Settings().window, max_bytes=Settings().max_record_bytes)
+    model = BaselineForecaster()
+    record_of: dict[tuple[str, int], int] = {}
+    n_windows = 0
+    start = time.perf_counter()
+    for lo in range(0, len(msgs), 2000):
+        batch: list[Window] = []
+        for i in range(lo, min(lo + 2000, len(msgs))):
+            key, value = msgs[i]
+            ws, _ = pipe.process(key, value, 0, i)
+            for w in ws:
+                record_of[(w.symbol, int(w.n_seen))] = i
+            batch += ws
+        forecast_records(model, batch, model.predict(batch), 0, Settings().alert_threshold)
+        n_windows += len(batch)
+    seconds = time.perf_counter() - start
+    return Offline(record_of, n_windows, seconds, sum(pipe.stats.rejected.values()))
+
+
+# ---------------------------------------------------------------- Kafka helpers
+
+
+def create_topics(bootstrap: str, names: Iterable[str]) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        for name in names:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics([NewTopic(name, PARTITIONS, 1)])
+    finally:
+        admin.close()
+
+
+def producer_opts(bootstrap: str) -> dict[str, Any]:
+    """streams.replay's settings (acks=all, linger 5 ms, 1 MB batches) on aiokafka: kafka-python's
+    producer manages about 15k records/s here, less than the rate to offer."""
+    return {"bootstrap_servers": bootstrap, "acks": "all", "linger_ms": 5, "max_batch_size": 1 << 20,
+            "max_request_size": 16 << 20}  # fmt: skip
+
+
+async def produce(bootstrap: str, topics: Sequence[str], msgs: Sequence[Msg]) -> None:
+    """Every record to every topic, as fast as the broker takes them, all acknowledged."""
+    from aiokafka import AIOKafkaProducer
+
+    prod = AIOKafkaProducer(**producer_opts(bootstrap))
+    await prod.start()
+    try:
+        for key, value in msgs:
+            for topic in topics:
+                await prod.send(topic, value, key=key)
+        await prod.flush()
+    finally:
+        await prod.stop()
+
+
+class GroupWatch:
+    """A group's committed offsets summed over a topic, by admin request (as
+    streams.app.committed_offsets, with one admin client kept open for frequent polls)."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str) -> None:
+        self.group = group
+        self.tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        self.admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+
+    def committed(self) -> int:
+        for _ in range(40):
+            try:
+                got = self.admin.list_group_offsets({self.group: self.tps}).get(self.group, {})
+                return sum(max(getattr(got.get(tp), "offset", 0) or 0, 0) for tp in self.tps)
+            except (CoordinatorNotAvailableError, CoordinatorLoadInProgressError, NotCoordinatorError):  # a new group
+                time.sleep(0.25)
+        raise TimeoutError(f"group {self.group}: no coordinator")
+
+    def close(self) -> None:
+        self.admin.close()
+
+
+# ---------------------------------------------------------------- latency helpers (processes)
+
+
+def paced_producer(bootstrap: str, topic: str, msgs: list[Msg], rate: float, out: str, ready: Any) -> None:
+    """Send `msgs` at `rate` per second, each with its send time (ns) in a header; the send times
+    go to `out` (pickle). A process of its own: it must not share a core's interpreter with the
+    consumer it feeds."""
+    from aiokafka import AIOKafkaProducer
+
+    async def run() -> list[int]:
+        prod = AIOKafkaProducer(**producer_opts(bootstrap))
+        await prod.start()
+        sent = [0] * len(msgs)
+        ready.set()
+        start, i = time.monotonic(), 0
+        while i < len(msgs):
+            due = min(len(msgs), int((time.monotonic() - start) * rate) + 1)
+            while i < due:
+                key, value = msgs[i]
+                sent[i] = time.time_ns()
+                await prod.send(topic, value, key=key, headers=[(HEADER, str(sent[i]).encode())])
+                i += 1
+            await asyncio.sleep(0.001)
+        await prod.flush()
+        await prod.stop()
+        return sent
+
+    sent = asyncio.run(run())
+    Path(out).write_bytes(pickle.dumps(sent))
+
+
+def subscriber(url: str, out: str, ready: Any, stop: Any) -> None:
+    """Stamp every message of the forecasts channel on arrival; (ns, payload) pairs go to `out`."""
+    client = redis.Redis.from_url(url)
+    sub = client.pubsub(ignore_subscribe_messages=True)
+    sub.subscribe(CHANNEL)
+    while sub.get_message(timeout=0.05) is None and not sub.subscribed:  # the subscription confirmed
+        pass
+    ready.set()
+    got: list[tuple[int, bytes]] = []
+    quiet = 0.0
+    while not stop.is_set() or quiet < 0.3:  # after stop: drain until the channel is quiet
+        msg = sub.get_message(timeout=0.05)
+        if msg is None:
+            quiet += 0.05
+            continue
+        quiet = 0.0
+        got.append((time.time_ns(), msg["data"]))
+    sub.close()
+    Path(out).write_bytes(pickle.dumps(got))
+
+
+@dataclass
+class Latency:
+    rate: float  # offered
+    achieved: float  # what the producer managed
+    records: int
+    matched: int  # forecasts found on the channel
+    expected: int  # forecasts the offline run says the records give
+    ms: list[float] = field(default_factory=list)
+
+    def pct(self, q: float) -> float:
+        s = sorted(self.ms)
+        return s[min(len(s) - 1, int(q * len(s)))] if s else float("nan")
+
+
+class LatencyRun:
+    """One latency measurement: subscriber and paced producer processes around a consumer."""
+
+    def __init__(self, bootstrap: str, redis_url: str, topic: str, msgs: list[Msg], rate: float, tmp: Path) -> None:
+        self.ctx = mp.get_context("spawn")  # no fork of a process holding sockets and an event loop
+        self.msgs, self.rate, self.tmp = msgs, rate, tmp
+        self.sub_ready, self.sub_stop, self.prod_ready = self.ctx.Event(), self.ctx.Event(), self.ctx.Event()
+        self.sub = self.ctx.Process(target=subscriber, args=(redis_url, str(tmp / "sub.pkl"), self.sub_ready,
+                                                             self.sub_stop))  # fmt: skip
+        self.prod = self.ctx.Process(target=paced_producer, args=(bootstrap, topic, msgs, rate, str(tmp / "sent.pkl"),
+                                                                  self.prod_ready))  # fmt: skip
+
+    def start(self) -> None:
+        self.sub.start()
+        if not self.sub_ready.wait(60):
+            raise RuntimeError("the Redis subscriber did not start")
+        self.prod.start()
+
+    def finish(self, off: Offline) -> Latency:
+        self.prod.join(120)
+        self.sub_stop.set()
+        self.sub.join(60)
+        sent: list[int] = pickle.loads((self.tmp / "sent.pkl").read_bytes())
+        got: list[tuple[int, bytes]] = pickle.loads((self.tmp / "sub.pkl").read_bytes())
+        span = (sent[-1] - sent[0]) / 1e9 if len(sent) > 1 else 0.0
+        warm_until = sent[0] + int(WARM_UP_S * 1e9)
+        lat = Latency(self.rate, (len(sent) - 1) / span if span else 0.0, len(sent), 0,
+                      sum(1 for i in off.record_of.values() if sent[i] >= warm_until))  # fmt: skip
+        for arrived, payload in got:
+            doc = json.loads(payload)
+            i = off.record_of.get((doc["symbol"], int(doc["window"])))
+            if i is None or sent[i] < warm_until:
+                continue
+            lat.matched += 1
+            lat.ms.append((arrived - sent[i]) / 1e6)
+        return lat
+
+
+# ---------------------------------------------------------------- the Faust worker
+
+
+class FaustWorker:
+    """One `python -m streams.cli worker` process for the binance topic, in a fresh group."""
+
+    def __init__(self, bootstrap: str, redis_url: str, app_id: str, log: Path) -> None:
+        env = dict(os.environ, MT_KAFKA_BOOTSTRAP=bootstrap, MT_REDIS_URL=redis_url, MT_APP_ID=app_id,
+                   MT_WORKER_ID=f"{app_id}-w", MT_VENUES=VENUE, PYTHONPATH=str(REPO))  # fmt: skip
+        self.log = log
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, cwd=REPO,
+                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+
+    def alive(self) -> None:
+        if self.proc.poll() is not None:
+            tail = self.log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"the Faust worker exited with {self.proc.returncode}:\n{tail}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+
+    def progress(self) -> str:
+        lines = [ln for ln in self.log.read_text(errors="replace").splitlines() if "progress:" in ln]
+        return lines[-1].split("progress:", 1)[1].strip() if lines else "(no progress line yet)"
+
+
+def wait_committed(watch: GroupWatch, target: int, timeout: float, alive: Any = None) -> tuple[float, int] | None:
+    """Poll until the group has committed `target` records; (time, committed) of the first
+    commit seen (None if the group had committed before polling began)."""
+    first: tuple[float, int] | None = None
+    deadline = time.monotonic() + timeout
+    while True:
+        done = watch.committed()
+        now = time.time()
+        if first is None and done > 0:
+            first = (now, done)
+        if done >= target:
+            return first
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"group {watch.group}: {done:,} of {target:,} committed after {timeout:.0f} s")
+        if alive is not None:
+            alive()
+        time.sleep(POLL_S)
+
+
+def last_emitted(client: redis.Redis, symbols: Iterable[str]) -> float:
+    """The newest forecast's emitted_ts (s) over the symbols' latest hashes."""
+    pipe = client.pipeline(transaction=False)
+    for s in symbols:
+        pipe.hget(LATEST.format(venue=VENUE, symbol=s), "emitted_ts")
+    return max((int(v) for v in pipe.execute() if v), default=0) / 1e9
+
+
+def history_count(client: redis.Redis, symbols: Iterable[str]) -> int:
+    pipe = client.pipeline(transaction=False)
+    for s in symbols:
+        pipe.xlen(HIST.format(venue=VENUE, symbol=s))
+    return sum(pipe.execute())
+
+
+def symbols_of(msgs: Iterable[Msg]) -> set[str]:
+    return {k.decode() for k, _ in msgs}
+
+
+@dataclass
+class Throughput:
+    records: int  # timed
+    seconds: float
+    forecasts: int  # in Redis at the end, all records
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds
+
+
+def bench_faust(bootstrap: str, redis_url: str, tput: list[Msg], lat_runs: list[tuple[float, list[Msg], Offline]],
+                tmp: Path) -> tuple[Throughput, list[Latency], str]:  # fmt: skip
+    app_id = f"bench-faust-{os.getpid()}"
+    worker = FaustWorker(bootstrap, redis_url, app_id, tmp / "faust-worker.log")
+    watch = GroupWatch(bootstrap, app_id, FAUST_TOPIC)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        first = wait_committed(watch, len(tput), 600, worker.alive)
+        assert first is not None
+        t0, c0 = first
+        end = last_emitted(client, symbols_of(tput)) or time.time()
+        th = Throughput(len(tput) - c0, end - t0, history_count(client, symbols_of(tput)))
+        print(f"  faust worker: {th.rate:,.0f} records/s ({th.records:,} records in {th.seconds:.1f} s)", flush=True)
+        lats, target = [], len(tput)
+        for i, (rate, msgs, off) in enumerate(lat_runs):
+            run = LatencyRun(bootstrap, redis_url, FAUST_TOPIC, msgs, rate, tmp / f"faust-lat{i}")
+            run.tmp.mkdir()
+            run.start()
+            target += len(msgs)
+            wait_committed(watch, target, len(msgs) / 1000 + 120, worker.alive)
+            lats.append(run.finish(off))
+            print(f"  faust worker at {rate:,.0f}/s: p50 {lats[-1].pct(0.5):.1f} ms, p99 {lats[-1].pct(0.99):.1f} ms",
+                  flush=True)  # fmt: skip
+        return th, lats, worker.progress()
+    finally:
+        watch.close()
+        worker.stop()
+
+
+# ---------------------------------------------------------------- the bare aiokafka loop
+
+
+class BareLoop:
+    """The worker's work without Faust: a consumer, the per-batch work, a producer for
+    `md.forecasts` and `md.dlq`, a commit after each batch (at-least-once, as the worker)."""
+
+    def __init__(self, bootstrap: str, redis_url: str, group: str, topic: str = BARE_TOPIC, fetch_wait_ms: int = 500):
+        self.bootstrap, self.group, self.topic, self.fetch_wait_ms = bootstrap, group, topic, fetch_wait_ms
+        settings = Settings()
+        self.threshold = settings.alert_threshold
+        self.pipe = VenuePipeline(VENUE, settings.window, max_bytes=settings.max_record_bytes)
+        self.model = BaselineForecaster()
+        self.sink = RedisSink.from_url(redis_url, alert_threshold=settings.alert_threshold)
+        self.consumed = 0
+        self.first: tuple[float, int] | None = None  # (time, consumed) after the first batch's commit
+
+    def work(self, msgs: Sequence[Any]) -> tuple[list[dict], list[Any]]:
+        """One batch: decode, book, windows, forecasts, Redis. The forecasts and rejects to send."""
+        windows, rejects = [], []
+        for m in msgs:
+            ws, rej = self.pipe.process(m.key, m.value, m.partition, m.offset)
+            windows += ws
+            if rej is not None:
+                rejects.append(rej)
+        if not windows:
+            return [], rejects
+        recs = forecast_records(self.model, windows, self.model.predict(windows), time.time_ns(), self.threshold)
+        self.sink.write(recs)
+        return recs, rejects
+
+    async def run(self, targets: asyncio.Queue[int], done: asyncio.Queue[float]) -> None:
+        """Consume until `consumed` reaches each target taken from `targets`; put the time each
+        was reached on `done`. Stops at a target of -1."""
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+        consumer = AIOKafkaConsumer(self.topic, bootstrap_servers=self.bootstrap, group_id=self.group,
+                                    enable_auto_commit=False, auto_offset_reset="earliest",
+                                    max_partition_fetch_bytes=16 << 20, fetch_max_bytes=64 << 20,
+                                    fetch_max_wait_ms=self.fetch_wait_ms)  # fmt: skip
+        prod = AIOKafkaProducer(**producer_opts(self.bootstrap))
+        await consumer.start()
+        await prod.start()
+        try:
+            target = await targets.get()
+            while target >= 0:
+                got = await consumer.getmany(timeout_ms=50, max_records=2000)
+                msgs = [m for part in got.values() for m in part]
+                if msgs:
+                    await self._batch(consumer, prod, msgs)
+                while 0 <= target <= self.consumed:
+                    done.put_nowait(time.time())
+                    target = await targets.get()
+        finally:
+            await consumer.stop()
+            await prod.stop()
+
+    async def _batch(self, consumer: Any, prod: Any, msgs: list[Any]) -> None:
+        recs, rejects = self.work(msgs)
+        acks = [await prod.send(DLQ_TOPIC, r.value, key=r.key) for r in rejects]
+        for rec in recs:
+            acks.append(await prod.send(FORECASTS_TOPIC, msgpack.packb(rec), key=str(rec["symbol"]).encode()))
+        for ack in acks:  # acknowledged by the broker before the batch's offsets commit, as the worker
+            await ack
+        await consumer.commit()
+        self.consumed += len(msgs)
+        if self.first is None:
+            self.first = (time.time(), self.consumed)
+
+
+async def bench_bare_async(bootstrap: str, redis_url: str, tput: list[Msg],
+                           lat_runs: list[tuple[float, list[Msg], Offline]], tmp: Path, fetch_wait_ms: int
+                           ) -> tuple[Throughput, list[Latency]]:  # fmt: skip
+    loop = BareLoop(bootstrap, redis_url, f"bench-bare-{os.getpid()}", fetch_wait_ms=fetch_wait_ms)
+    targets: asyncio.Queue[int] = asyncio.Queue()
+    done: asyncio.Queue[float] = asyncio.Queue()
+    task = asyncio.create_task(loop.run(targets, done))
+    try:
+        targets.put_nowait(len(tput))
+        end = await _wait(done, task)
+        assert loop.first is not None
+        t0, c0 = loop.first
+        client = redis.Redis.from_url(redis_url)
+        th = Throughput(len(tput) - c0, end - t0, history_count(client, symbols_of(tput)))
+        print(f"  bare loop: {th.rate:,.0f} records/s ({th.records:,} records in {th.seconds:.1f} s)", flush=True)
+        lats, target = [], len(tput)
+        for i, (rate, msgs, off) in enumerate(lat_runs):
+            run = LatencyRun(bootstrap, redis_url, BARE_TOPIC, msgs, rate, tmp / f"bare-lat{i}")
+            run.tmp.mkdir()
+            await asyncio.to_thread(run.start)
+            target += len(msgs)
+            targets.put_nowait(target)
+            await _wait(done, task)
+            lats.append(await asyncio.to_thread(run.finish, off))
+            print(f"  bare loop at {rate:,.0f}/s: p50 {lats[-1].pct(0.5):.1f} ms, p99 {lats[-1].pct(0.99):.1f} ms",
+                  flush=True)  # fmt: skip
+        return th, lats
+    finally:
+        targets.put_nowait(-1)  # the loop stops at its next target check; on an error, cancel it
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(task, 30)
+
+
+async def _wait(done: asyncio.Queue[float], task: asyncio.Task[None]) -> float:
+    """The loop's next 'target reached' time; the loop's own error if it died first."""
+    getter = asyncio.ensure_future(done.get())
+    await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+    if not getter.done():
+        getter.cancel()
+        task.result()  # raises what stopped the loop
+        raise RuntimeError("the bare loop stopped early")
+    return getter.result()
+
+
+# ---------------------------------------------------------------- where the time goes
+
+STAGES = {  # a stage and the functions whose cumulative time is that stage
+    "decode (JSON, fields, events)": [("binance.py", "_loads"), ("binance.py", "_decode")],
+    "book (sync + apply)": [("binance.py", "_on_diff"), ("binance.py", "_on_snapshot"), ("binance.py", "_on_ticker")],
+    "features + windows": [("windows.py", "push")],
+    "forecaster (predict + explain)": [("baseline.py", "predict"), ("forecaster.py", "forecast_records")],
+    "redis (RedisSink.write)": [("sink.py", "write")],
+}
+
+
+@dataclass
+class FakeMsg:
+    key: bytes
+    value: bytes
+    partition: int
+    offset: int
+
+
+def profile_bare(redis_url: str, msgs: list[Msg]) -> None:
+    """The bare loop's per-batch work (`BareLoop.work`, 2000-record batches, a real Redis)
+    under cProfile; Kafka's share is what the saturation rates leave to it."""
+    loop = BareLoop("unused:0", redis_url, "unused")
+    batches = [[FakeMsg(k, v, 0, lo + j) for j, (k, v) in enumerate(msgs[lo : lo + 2000])]
+               for lo in range(0, len(msgs), 2000)]  # fmt: skip
+    prof = cProfile.Profile()
+    prof.runcall(lambda: [loop.work(b) for b in batches])
+    stats = pstats.Stats(prof)
+    total = stats.total_tt  # type: ignore[attr-defined]
+    table = stats.stats  # type: ignore[attr-defined]
+    print(f"\nwhere the time goes: the bare loop's per-batch work on {len(msgs):,} records (cProfile, {total:.2f} s "
+          f"profiled: read the shares)")  # fmt: skip
+    print(f"{'share':>6}  stage")
+    for stage, funcs in STAGES.items():
+        cum = sum(v[3] for (file, _, name), v in table.items() if (Path(file).name, name) in funcs)
+        print(f"{cum / total:6.1%}  {stage}")
+    print(f"\n{'cum s':>7}  {'share':>6}  {'calls':>9}  function (top 10 by cumulative time)")
+    entries = sorted(table.items(), key=lambda kv: kv[1][3], reverse=True)
+    shown = 0
+    for (file, line, name), (_, calls, _, cum, _) in entries:
+        if not line or "<lambda>" in name or name in ("work", "<listcomp>"):
+            continue  # the harness and built-in wrappers, not the work
+        where = f"{Path(file).parent.name}/{Path(file).name}:{line}"
+        print(f"{cum:7.3f}  {cum / total:6.1%}  {calls:9,}  {name}  ({where})")
+        shown += 1
+        if shown == 10:
+            break
+
+
+# ---------------------------------------------------------------- output and main
+
+
+def print_tables(faust: tuple[Throughput, list[Latency]], bare: tuple[Throughput, list[Latency]], mem_rate: float,
+                 n: int) -> None:  # fmt: skip
+    (ft, fl), (bt, bl) = faust, bare
+    print(f"\nsaturation: {n:,} records pre-produced, one consumer")
+    print(f"{'consumer':36} {'records/s':>10} {'forecasts/s':>12}")
+    for what, th in (("faust worker (1 process)", ft), ("bare aiokafka loop (in-process)", bt)):
+        print(f"{what:36} {th.rate:10,.0f} {th.forecasts / n * th.rate:12,.0f}")
+    print(f"{'in memory, no Kafka/Redis (ceiling)':36} {mem_rate:10,.0f}")
+    print(f"ratio faust / bare: {ft.rate / bt.rate:.2f}x records/s")
+    print("\nlatency: produce -> forecast on Redis mt:forecasts, forecasts of records sent after the first "
+          f"{WARM_UP_S:.0f} s")  # fmt: skip
+    print(f"{'consumer':36} {'offered/s':>9} {'achieved/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+          f"{'forecasts':>11}")  # fmt: skip
+    for what, lats, th in (("faust worker", fl, ft), ("bare aiokafka loop", bl, bt)):
+        for lat in lats:
+            over = "  (offered > saturation: backlog)" if lat.rate > th.rate else ""
+            print(f"{what:36} {lat.rate:9,.0f} {lat.achieved:10,.0f} {lat.pct(0.5):8.1f} {lat.pct(0.99):8.1f} "
+                  f"{max(lat.ms, default=float('nan')):8.1f} {lat.matched:5}/{lat.expected:<5}{over}")  # fmt: skip
+    for f, b in zip(fl, bl, strict=True):
+        print(f"ratio faust / bare at {f.rate:,.0f}/s: p50 {f.pct(0.5) / b.pct(0.5):.2f}x, "
+              f"p99 {f.pct(0.99) / b.pct(0.99):.2f}x")  # fmt: skip
+    at = [x for x in fl if x.rate == GOAL_AT]
+    p99 = f"{at[0].pct(0.99):.1f} ms" if at else f"not measured (no --rates {GOAL_AT})"
+    print(f"\ngoals: >= {GOAL_RATE // 1000}k records/s per worker: {'yes' if ft.rate >= GOAL_RATE else 'no'} "
+          f"({ft.rate:,.0f}); p99 < {GOAL_P99_MS:.0f} ms at {GOAL_AT:,}/s: "
+          f"{'yes' if at and at[0].pct(0.99) < GOAL_P99_MS else 'no'} ({p99})")  # fmt: skip
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    default_data = Path(os.environ.get("MT_SHARED_DATA", REPO.parent / "shared" / "data"))
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=default_data, help=f"shared data folder (default: {default_data})")
+    p.add_argument("--records", type=int, default=200_000, help="records for the saturation runs (default: 200000)")
+    p.add_argument("--rates", default="20000,2000", help="offered rates for the latency runs, comma-separated "
+                   "(default: 20000,2000: the goal's rate, and one a worker sustains)")  # fmt: skip
+    p.add_argument("--seconds", type=float, default=5.0, help="length of each latency run (default: 5)")
+    p.add_argument("--bare-fetch-wait-ms", type=int, default=500, help="the bare consumer's fetch_max_wait_ms "
+                   "(default: aiokafka's 500; faust's aiokafka driver fixes 1500)")  # fmt: skip
+    p.add_argument("--profile-records", type=int, default=20_000, help="records profiled (default: 20000)")
+    p.add_argument("--quick", action="store_true", help="smoke run: 5,000 records, 2,000/s for 2 s, 2,000 profiled")
+    args = p.parse_args(argv)
+    args.rates = [float(r) for r in str(args.rates).split(",") if r]
+    if args.quick:
+        args.records, args.seconds, args.profile_records = min(args.records, 5000), 2.0, 2000
+        args.rates = [min(r, 2000.0) for r in args.rates][:1]
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    folder = args.data / BINANCE
+    if not folder.is_dir():
+        sys.exit(f"pipeline_bench: {folder} not found. Pass --data <folder holding {BINANCE}/> or set MT_SHARED_DATA.")
+    started = time.perf_counter()
+    captures = load_captures(folder)
+    tput = records(captures, args.records, "T")
+    lat_msgs = [(rate, records(captures, int(rate * args.seconds), f"L{i}")) for i, rate in enumerate(args.rates)]
+    mem = offline(tput[: min(len(tput), 50_000)])
+    lat_runs = [(rate, msgs, offline(msgs)) for rate, msgs in lat_msgs]
+    print(f"data: {', '.join(f'{k} {len(v):,}' for k, v in captures.items())} records; {len(tput):,} for saturation "
+          f"({len(symbols_of(tput))} symbols), {', '.join(f'{len(m):,}' for _, m in lat_msgs)} per latency run; "
+          f"{mem.windows / (min(len(tput), 50_000)):.3f} forecasts per record, {mem.rejected} rejected")  # fmt: skip
+    from streams.infra import Infra
+
+    with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp_s:
+        tmp = Path(tmp_s)
+        infra = Infra.on_free_ports(tmp / "infra")
+        infra.up()
+        try:
+            url = f"redis://127.0.0.1:{infra.redis.port}"
+            boot = infra.kafka.bootstrap
+            create_topics(boot, [FAUST_TOPIC, BARE_TOPIC])
+            t = time.perf_counter()
+            asyncio.run(produce(boot, [FAUST_TOPIC, BARE_TOPIC], tput))
+            print(f"infra up; {len(tput):,} records produced to {FAUST_TOPIC} and {BARE_TOPIC} in "
+                  f"{time.perf_counter() - t:.1f} s", flush=True)  # fmt: skip
+            f_th, f_lat, progress = bench_faust(boot, f"{url}/{DB_FAUST}", tput, lat_runs, tmp)
+            print(f"  faust worker's last progress line: {progress}")
+            b_th, b_lat = asyncio.run(
+                bench_bare_async(boot, f"{url}/{DB_BARE}", tput, lat_runs, tmp, args.bare_fetch_wait_ms)
+            )
+            print_tables((f_th, f_lat), (b_th, b_lat), min(len(tput), 50_000) / mem.seconds, len(tput))
+            prof = records(captures, args.profile_records, "P")
+            profile_bare(f"{url}/{DB_PROFILE}", prof)
+        finally:
+            infra.down()
+    print(f"\n{time.perf_counter() - started:.1f} s in all")
+
+
+if __name__ == "__main__":
+    main()

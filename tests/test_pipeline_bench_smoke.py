@@ -1,0 +1,46 @@
+"""`make bench`'s end-to-end benchmark runs on a tiny size against a real broker and Redis.
+
+Speed is not checked (bench/ prints figures): only that one Faust worker and the bare
+aiokafka loop both drain the records, and that every forecast the records give offline is
+seen on Redis's `mt:forecasts` channel in both latency runs (none lost, none unmatched).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.realdata
+
+
+def test_pipeline_bench_quick_prints_both_consumers_and_loses_no_forecast(shared_data: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "pipeline_bench.py"), "--data", str(shared_data), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    out = done.stdout
+    assert done.returncode == 0, f"exited {done.returncode}:\n{out}\n{done.stderr}"
+    for row in ("faust worker (1 process)", "bare aiokafka loop (in-process)", "ratio faust / bare"):
+        assert row in out, row
+    counts = re.findall(r"^(?:faust worker|bare aiokafka loop) .* (\d+)/(\d+)", out, re.M)
+    assert len(counts) == 2, out
+    for matched, expected in counts:
+        assert int(expected) > 0 and matched == expected, out
+    assert "where the time goes" in out and "forecaster" in out
+
+
+def test_pipeline_bench_refuses_a_missing_data_folder(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "pipeline_bench.py"), "--data", str(tmp_path), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0 and "not found" in done.stderr
