@@ -19,6 +19,7 @@ tail probability p, gives `anomaly_nll` = -log p and `anomaly_score` = 1 - p in 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -27,7 +28,7 @@ from orderbook.events import Kind
 from orderbook.features import FEATURE_NAMES
 from orderbook.windows import Window
 
-from .forecaster import HORIZONS, Forecaster, Prediction
+from .forecaster import HORIZONS, QUANTILES, Forecaster, Prediction
 
 _COL = {name: i for i, name in enumerate(FEATURE_NAMES)}
 _INTENSITIES = ("log_message_rate", "log_cancel_rate", "log_trade_rate")
@@ -48,6 +49,13 @@ def har_level(x: np.ndarray) -> float:
     return float((x[-1] + x[-5:].mean() + x.mean()) / 3.0)
 
 
+def _last_valid(x: np.ndarray) -> np.ndarray:
+    """Each row's last non-NaN value (NaN where there is none)."""
+    ok = ~np.isnan(x)
+    idx = x.shape[1] - 1 - np.argmax(ok[:, ::-1], axis=1)
+    return np.where(ok.any(axis=1), x[np.arange(len(x)), idx], np.nan)
+
+
 def robust_z(history: np.ndarray, value: float, floor: float = MAD_FLOOR) -> float:
     """(value - median) / (1.4826 max(MAD, floor)). The floor keeps a quiet history (most rows
     without a trade: MAD 0) from turning the first print into an infinite surprise."""
@@ -57,6 +65,9 @@ def robust_z(history: np.ndarray, value: float, floor: float = MAD_FLOOR) -> flo
 
 
 class BaselineForecaster(Forecaster):
+    """The batch is computed at once, column-wise over (windows, rows): per-window Python
+    loops made this forecaster a third of a worker's time."""
+
     name = "baseline-har-ewma"
     version = "1"
 
@@ -64,64 +75,88 @@ class BaselineForecaster(Forecaster):
         self.halflife = halflife
 
     def predict(self, windows: Sequence[Window]) -> list[Prediction]:
-        return [self._one(w) for w in windows]
+        if not windows:
+            return []
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows of windows still warming up
+            columns = self._columns(windows)
+        names = list(columns)
+        table = np.nan_to_num(np.stack([columns[n] for n in names], axis=1), nan=0.0, posinf=0.0, neginf=0.0)
+        return [dict(zip(names, map(float, row), strict=True)) for row in table]
 
-    def _one(self, w: Window) -> Prediction:
-        rows = w.features[w.row_mask]
-        valid = rows[rows[:, _COL["valid"]] > 0] if len(rows) else rows
-        out: Prediction = {}
-        self._anomaly(rows, out)
-        spread = valid[:, _COL["spread_ticks"]] if len(valid) else np.zeros(1, np.float32)
-        depth = np.expm1(valid[:, _COL["log_depth_bid_5"]]) + np.expm1(valid[:, _COL["log_depth_ask_5"]]) \
-            if len(valid) else np.zeros(1, np.float32)  # fmt: skip
-        mid = valid[:, _COL["mid"]].astype(np.float64) if len(valid) else np.zeros(1)
-        tick = self._tick(w, valid)
-        steps = np.diff(mid) / tick if len(mid) > 1 else np.zeros(1)
-        vol_per_msg = self._volume_per_message(w, max(len(rows), 1))
+    def _columns(self, windows: Sequence[Window]) -> dict[str, np.ndarray]:
+        feats = np.stack([w.features for w in windows]).astype(np.float64)  # (B, T, F)
+        rows = np.stack([w.row_mask for w in windows])
+        valid = rows & (feats[..., _COL["valid"]] > 0)
+        nan = np.nan
+        spread = np.where(valid, feats[..., _COL["spread_ticks"]], nan)
+        depth = np.where(
+            valid, np.expm1(feats[..., _COL["log_depth_bid_5"]]) + np.expm1(feats[..., _COL["log_depth_ask_5"]]), nan
+        )
+        mid = np.where(valid, feats[..., _COL["mid"]], nan)
+        out: dict[str, np.ndarray] = {}
+        out["anomaly_score"], out["anomaly_nll"] = self._anomaly(feats, rows)
+        tick = self._ticks(windows, spread)
+        steps = np.diff(mid, axis=1) / tick[:, None]
+        n_steps = np.maximum(np.sum(~np.isnan(steps), axis=1), 1)
+        q_steps = np.nanquantile(steps, (0.1, 0.5, 0.9), axis=1)
+        p_up, p_down = np.sum(steps > 0, axis=1) / n_steps, np.sum(steps < 0, axis=1) / n_steps
+        vol_per_msg = self._volume_per_message(windows, rows)
+        spread_q, depth_q = self._levels(spread), self._levels(depth)
         for h in HORIZONS:
-            self._levels(f"spread_q{{}}_h{h}", spread, out)
-            self._levels(f"depth_q{{}}_h{h}", depth, out)
+            for q, s_q, d_q in zip(QUANTILES, spread_q, depth_q, strict=True):
+                out[f"spread_q{q}_h{h}"] = s_q
+                out[f"depth_q{q}_h{h}"] = d_q
             out[f"volume_q50_h{h}"] = vol_per_msg * h
             scale = math.sqrt(h)
-            q10, q50, q90 = np.quantile(steps, (0.1, 0.5, 0.9))
-            out[f"mid_q10_h{h}"] = float(q10) * scale
-            out[f"mid_q50_h{h}"] = float(q50) * h  # the drift adds up, the noise grows as sqrt(h)
-            out[f"mid_q90_h{h}"] = float(q90) * scale
-            out[f"p_up_h{h}"] = float(np.mean(steps > 0))
-            out[f"p_down_h{h}"] = float(np.mean(steps < 0))
+            out[f"mid_q10_h{h}"] = q_steps[0] * scale
+            out[f"mid_q50_h{h}"] = q_steps[1] * h  # the drift adds up, the noise grows as sqrt(h)
+            out[f"mid_q90_h{h}"] = q_steps[2] * scale
+            out[f"p_up_h{h}"] = p_up
+            out[f"p_down_h{h}"] = p_down
         return out
 
-    def _levels(self, template: str, x: np.ndarray, out: Prediction) -> None:
-        center = 0.5 * (har_level(x) + ewma(x, self.halflife))
-        lo, hi = np.quantile(x - x.mean(), (0.1, 0.9))
-        out[template.format(10)] = max(center + float(lo), 0.0)
-        out[template.format(50)] = max(center, 0.0)
-        out[template.format(90)] = max(center + float(hi), 0.0)
+    def _levels(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """q10, q50, q90 of a level series (B, T) with NaN gaps: HAR and EWMA centre, the
+        window's own spread around its mean as the band (never inverted)."""
+        mean = np.nanmean(x, axis=1)
+        last = _last_valid(x)
+        har = (np.where(np.isnan(last), mean, last) + np.nanmean(x[:, -5:], axis=1) + mean) / 3.0
+        w = 0.5 ** (np.arange(x.shape[1])[::-1] / self.halflife)
+        w = np.where(np.isnan(x), 0.0, w)
+        ew = np.nansum(w * np.nan_to_num(x), axis=1) / np.maximum(w.sum(axis=1), 1e-12)
+        center = 0.5 * (har + ew)
+        lo, hi = np.nanquantile(x - mean[:, None], (0.1, 0.9), axis=1)
+        lo, hi = np.minimum(lo, 0.0), np.maximum(hi, 0.0)
+        return np.maximum(center + lo, 0.0), np.maximum(center, 0.0), np.maximum(center + hi, 0.0)
 
     @staticmethod
-    def _tick(w: Window, valid: np.ndarray) -> float:
-        """Venue units per tick, from the window's spread in units and in ticks."""
-        if len(valid) and w.best_ask > w.best_bid > 0:
-            s = float(valid[-1, _COL["spread_ticks"]])
-            if s > 0:
-                return (w.best_ask - w.best_bid) / s
-        return 1.0
+    def _ticks(windows: Sequence[Window], spread: np.ndarray) -> np.ndarray:
+        """Venue units per tick, from each window's spread in units and in ticks (1 where unknown)."""
+        units = np.array([w.best_ask - w.best_bid if w.best_ask > w.best_bid > 0 else 0 for w in windows], float)
+        in_ticks = _last_valid(spread)
+        ok = (units > 0) & (in_ticks > 0)
+        return np.where(ok, units / np.where(ok, in_ticks, 1.0), 1.0)
 
     @staticmethod
-    def _volume_per_message(w: Window, n_rows: int) -> float:
-        traded = np.isin(w.kind, _TRADE_KINDS) & w.mask
-        return float(w.size[traded].sum()) / n_rows
+    def _volume_per_message(windows: Sequence[Window], rows: np.ndarray) -> np.ndarray:
+        kind = np.stack([w.kind for w in windows])
+        traded = np.isin(kind, _TRADE_KINDS) & np.stack([w.mask for w in windows])
+        size = np.stack([w.size for w in windows])
+        return np.where(traded, size, 0).sum(axis=1) / np.maximum(rows.sum(axis=1), 1)
 
     @staticmethod
-    def _anomaly(rows: np.ndarray, out: Prediction) -> None:
-        z = 0.0
-        if len(rows) >= _MIN_ROWS:
-            for name in _INTENSITIES:
-                col = rows[:, _COL[name]].astype(np.float64)
-                z = max(z, robust_z(col[:-1], float(col[-1])))
-        p = math.erfc(z / math.sqrt(2.0)) if z > 0 else 1.0  # two-sided normal tail
-        out["anomaly_nll"] = max(0.0, -math.log(max(p, 1e-300)))
-        out["anomaly_score"] = 1.0 - p
+    def _anomaly(feats: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The largest robust z of the last row's intensities against the earlier rows."""
+        cols = [_COL[name] for name in _INTENSITIES]
+        x = np.where(rows[..., None], feats[..., cols], np.nan)  # (B, T, 3)
+        hist, value = x[:, :-1], x[:, -1]
+        med = np.nanmedian(hist, axis=1)
+        mad = np.maximum(np.nanmedian(np.abs(hist - med[:, None]), axis=1), MAD_FLOOR) * _MAD_TO_SIGMA
+        z = np.nanmax((value - med) / mad, axis=1)
+        z = np.where((rows.sum(axis=1) >= _MIN_ROWS) & (z > 0), z, 0.0)
+        p = np.array([math.erfc(v / math.sqrt(2.0)) for v in z])  # two-sided normal tail
+        return 1.0 - p, np.maximum(0.0, -np.log(np.maximum(p, 1e-300)))
 
     def explain(self, window: Window, prediction: Prediction) -> str:
         rows = window.features[window.row_mask]
