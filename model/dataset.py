@@ -1,0 +1,441 @@
+"""Training and evaluation datasets of the generative order-flow model (issue 5): windows, tokens, targets, labels.
+
+A source is a stream of raw venue records: a simulated day written in a venue's format
+(model.sim_writers.messages) or a real capture (orderbook.venues.feed_class(v).read_capture). Each is
+replayed through the venue's feed, books, features and window builders exactly as the streaming worker
+does it (streams/pipeline.py's VenuePipeline loop, re-implemented here because model/ may not import
+streams/), so training windows are the windows the worker scores. Along the replay every symbol keeps a
+per-message series of spread, top-5 depth, traded volume and mid, from which each window's targets are
+read H messages later.
+
+The file (`save`/`load`): `<name>.npz` (numpy.savez_compressed, no object arrays, loads with
+allow_pickle=False) and `<name>.json` (metadata). Arrays, B windows (the shared contract of issue 5):
+
+- `kind side price size dt` int64 (B, N): token ids of model.tokens.Tokenizer (0 = PAD); `mask` bool (B, N).
+- `features` float32 (B, T, F): the window's FeatureState rows, normalized by the json's
+  `feature_mean`/`feature_std` (over all real rows of the file); padded rows are 0; `row_mask` bool (B, T).
+- `news` int64 (B, M, L): model.tokens.TextTokenizer ids of the window's headlines; `news_mask` bool (B, M).
+- `{spread,depth,volume,mid}_h{H}` float32 (B,): the realized value H messages (of the window's symbol)
+  after the window's last message: spread in ticks at message i+H; depth = log1p(top-5 bid + ask lots)
+  at i+H; volume = log1p(lots traded in messages i+1..i+H, non-printable executions excluded); mid =
+  (mid at i+H - mid at i) in ticks. `target_mask` bool (B, len(horizons)): False where the stream ends
+  before i+H, or where the book is one-sided at i or i+H (spread and mid undefined); the values are 0 there.
+- `label` int64 (B,): 0 normal, else 1 + ANOMALY_KINDS.index(kind) of the labeled interval the window's
+  time span [start_ts, ts] overlaps most (the simulator's labels do not overlap on one symbol).
+- `news_kind` int64 (B,): NEWS_KINDS of the newest simulated headline inside the window, 0 if none (real
+  data: always 0).
+- `symbol` str (B,), `event_ts` int64 (B,) (the last event's time on the stream's clock), `seed` int64
+  (B,): the simulator seed, or -(1 + index) of a real file in the json's `sources` (held-out splits go
+  by seed: `split_by_seed`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from orderbook.book import Book
+from orderbook.errors import FeedError
+from orderbook.events import FLAG_NON_PRINTABLE, Event, Kind, Side
+from orderbook.features import FeatureState, depth_levels, infer_tick
+from orderbook.venues import feed_class
+from orderbook.windows import Window, WindowBuilder, WindowConfig, stack
+
+from .anomalies import KINDS as ANOMALY_KINDS
+from .sim_writers import clock_offset, messages, venue_symbol
+from .simulator import SimConfig, simulate
+from .tokens import TextTokenizer, Tokenizer
+
+NEWS_KINDS = {"negative": 1, "positive": 2, "halt": 3, "neutral": 4}
+TARGETS = ("spread", "depth", "volume", "mid")
+DEPTH_LEVELS = 5
+# The worker's tick rule (streams/pipeline.py, copied: model/ cannot import streams/): ITCH and LOBSTER
+# prices are 1/10000 $ and US equities above $1 trade in cents; elsewhere the tick is inferred from
+# the first book with at least MIN_LEVELS_FOR_TICK levels on a side.
+DEFAULT_TICK = {"itch": 100, "lobster": 100}
+MIN_LEVELS_FOR_TICK = 3
+_TRADE_KINDS = frozenset({Kind.EXECUTE, Kind.TRADE})
+# The real captures of ../shared/data (SOURCES.md) that carry an order book, with their venue.
+REAL_FILES = (
+    ("binance-hftbacktest/spot_btcusdt_20240808.gz", "binance"),
+    ("binance-hftbacktest/spot_ethusdt_20240808.gz", "binance"),
+    ("binance-hftbacktest/usdm_btcusdt_20240808.gz", "binance"),
+    ("cryptofeed-captures/BINANCE.ws.1.0.gz", "binance"),
+    ("cryptofeed-captures/COINBASE.ws.28.0.gz", "coinbase"),
+    ("cryptofeed-captures/KRAKEN.ws.50.0.gz", "kraken"),
+)
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    window: WindowConfig = field(default_factory=lambda: WindowConfig(n_events=128, n_rows=32, max_news=4))
+    horizons: tuple[int, ...] = (10, 100)
+    n_size: int = 32
+    n_dt: int = 32
+    text_vocab: int = 4096
+    max_words: int = 16
+
+
+@dataclass
+class Source:
+    """One stream to replay. `records`: (key, raw, clock ts or None) as on `md.raw.<venue>`; `ticks`:
+    the tick per symbol where known (else the worker's rule); `news`: (ts, symbol, headline, kind);
+    `labels`: (symbol, start_ns, end_ns, kind); times on the stream's clock."""
+
+    name: str
+    venue: str
+    seed: int
+    records: Iterable[tuple[bytes | None, bytes, int | None]]
+    ticks: dict[str, int] | None = None
+    news: list[tuple[int, str, str, str]] = field(default_factory=list)
+    labels: list[tuple[str, int, int, str]] = field(default_factory=list)
+
+
+@dataclass
+class _Series:
+    """One symbol's per-message state after each message (what the targets are read from)."""
+
+    tick: int
+    spread: list[float] = field(default_factory=list)  # ticks, nan if one-sided
+    depth: list[int] = field(default_factory=list)  # top-5 bid + ask lots
+    volume: list[int] = field(default_factory=list)  # lots traded in the message
+    mid2: list[float] = field(default_factory=list)  # twice the mid, nan if one-sided
+
+
+@dataclass
+class Replay:
+    """A source replayed: its windows, the per-symbol message index each was emitted at, the series."""
+
+    source: Source
+    windows: list[Window] = field(default_factory=list)
+    msg_index: list[int] = field(default_factory=list)
+    series: dict[str, _Series] = field(default_factory=dict)
+    rejected: int = 0
+
+
+@dataclass
+class Dataset:
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, Any]
+
+    def __len__(self) -> int:
+        return len(self.arrays["label"])
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def sim_source(cfg: SimConfig, fmt: str = "itch") -> Source:
+    """Simulate `cfg` and present it as the `md.raw.<fmt>` records the worker would read."""
+    result = simulate(cfg)
+    off = clock_offset(fmt)
+    records = [(m.symbol.encode() if m.symbol else None, m.raw, m.ts) for m in messages(fmt, result)]
+    return Source(
+        name=f"sim:{fmt}:seed={cfg.seed}",
+        venue=fmt,
+        seed=cfg.seed,
+        records=records,
+        # no per-symbol ticks: the worker cannot know a simulated instrument's tick, so training
+        # windows follow the worker's rule (a cent for ITCH/LOBSTER, inferred elsewhere) and match its windows
+        ticks=None,
+        news=[(n.ts + off, venue_symbol(fmt, n.symbol), n.headline, n.kind) for n in result.news],
+        labels=[(venue_symbol(fmt, b.symbol), b.start_ns + off, b.end_ns + off, b.kind) for b in result.labels],
+    )
+
+
+def real_sources(root: Path, first_seed: int = -1) -> list[Source]:
+    """The real captures in `root` (REAL_FILES that exist), seeds -1, -2, ... in REAL_FILES order."""
+    out = []
+    for i, (rel, venue) in enumerate(REAL_FILES):
+        path = root / rel
+        if not path.is_file():
+            continue
+        records = ((None, rec.raw, None) for rec in feed_class(venue).read_capture(path))
+        out.append(Source(name=f"real:{rel}", venue=venue, seed=first_seed - i, records=records))
+    return out
+
+
+# --------------------------------------------------------------------------- replay
+
+
+def _tick_for(source: Source, symbol: str, book: Book) -> int | None:
+    if source.ticks and symbol in source.ticks:
+        return source.ticks[symbol]
+    tick = DEFAULT_TICK.get(source.venue)
+    if tick is not None:
+        return tick
+    if len(book.bids) < MIN_LEVELS_FOR_TICK and len(book.asks) < MIN_LEVELS_FOR_TICK:
+        return None  # warming up: too few prices to infer the tick from
+    return infer_tick(chain(book.bids.keys(), book.asks.keys()))
+
+
+def _record_state(series: _Series, book: Book, events: list[Event]) -> None:
+    spread, mid2 = book.spread(), book.mid2()
+    series.spread.append(np.nan if spread is None else spread / series.tick)
+    series.mid2.append(np.nan if mid2 is None else float(mid2))
+    series.depth.append(depth_levels(book, Side.BID, DEPTH_LEVELS) + depth_levels(book, Side.ASK, DEPTH_LEVELS))
+    series.volume.append(sum(e.size for e in events if e.kind in _TRADE_KINDS and not e.flags & FLAG_NON_PRINTABLE))
+
+
+def _decode(feed: Any, venue: str, key: bytes | None, raw: bytes) -> list[Event]:
+    if venue == "lobster":  # LOBSTER rows carry no symbol: the record key names the book
+        return feed.on_message(raw, 0, symbol=(key or b"").decode(errors="replace"))
+    return feed.on_message(raw, 0)
+
+
+def replay(source: Source, cfg: DatasetConfig | None = None) -> Replay:
+    """Feed every record through the venue's feed and per-symbol window builders (the worker's loop).
+
+    Headlines join a symbol's builder before the first record at or after their time (records with a
+    clock ts); rejected records are counted and skipped, as the worker dead-letters them.
+    """
+    cfg = cfg or DatasetConfig()
+    out = Replay(source)
+    feed = feed_class(source.venue)()
+    builders: dict[str, WindowBuilder] = {}
+    news = sorted(source.news)
+    pending: dict[str, list[tuple[int, str]]] = {}  # headlines of symbols without a builder yet
+    n_news = 0
+    for key, raw, ts in source.records:
+        while n_news < len(news) and ts is not None and news[n_news][0] <= ts:
+            t, sym, headline, _ = news[n_news]
+            if sym in builders:
+                builders[sym].add_news(t, headline)
+            else:
+                pending.setdefault(sym, []).append((t, headline))
+            n_news += 1
+        try:
+            events = _decode(feed, source.venue, key, raw)
+        except FeedError:
+            out.rejected += 1
+            continue
+        by_symbol: dict[str, list[Event]] = {}
+        for e in events:
+            by_symbol.setdefault(e.symbol, []).append(e)
+        for sym, mine in by_symbol.items():
+            book = feed.books.get(sym)
+            if book is None:
+                continue
+            builder = builders.get(sym)
+            if builder is None:
+                tick = _tick_for(source, sym, book)
+                if tick is None:
+                    continue
+                builder = builders[sym] = WindowBuilder(cfg.window, FeatureState(tick=tick), source.venue, sym)
+                out.series[sym] = _Series(tick)
+                for t, headline in pending.pop(sym, ()):
+                    builder.add_news(t, headline)
+            w = builder.push(book, mine)
+            series = out.series[sym]
+            _record_state(series, book, mine)
+            if w is not None:
+                out.windows.append(w)
+                out.msg_index.append(len(series.spread) - 1)
+    return out
+
+
+# --------------------------------------------------------------------------- targets and labels
+
+
+def targets(series: _Series, i: int, horizon: int) -> tuple[dict[str, float], bool]:
+    """The four targets of a window emitted at message `i`, `horizon` messages on; (values, valid)."""
+    j = i + horizon
+    zero = dict.fromkeys(TARGETS, 0.0)
+    if j >= len(series.spread):
+        return zero, False
+    spread, m_i, m_j = series.spread[j], series.mid2[i], series.mid2[j]
+    if np.isnan(spread) or np.isnan(m_i) or np.isnan(m_j):
+        return zero, False
+    return {
+        "spread": float(spread),
+        "depth": float(np.log1p(series.depth[j])),
+        "volume": float(np.log1p(sum(series.volume[i + 1 : j + 1]))),
+        "mid": (m_j - m_i) / (2 * series.tick),
+    }, True
+
+
+def window_label(w: Window, labels: list[tuple[str, int, int, str]]) -> int:
+    """0, or 1 + ANOMALY_KINDS index of the labeled interval overlapping [start_ts, ts] the most."""
+    best, best_overlap = 0, -1
+    for sym, start, end, kind in labels:
+        if sym != w.symbol or start > w.ts or end < w.start_ts:
+            continue
+        overlap = min(end, w.ts) - max(start, w.start_ts)
+        if overlap > best_overlap:
+            best, best_overlap = 1 + ANOMALY_KINDS.index(kind), overlap
+    return best
+
+
+def window_news_kind(w: Window, news: list[tuple[int, str, str, str]]) -> int:
+    """NEWS_KINDS of the newest headline of the window's symbol within [start_ts, ts], 0 if none."""
+    inside = [(t, kind) for t, sym, _, kind in news if sym == w.symbol and w.start_ts <= t <= w.ts]
+    return NEWS_KINDS.get(max(inside)[1], 0) if inside else 0
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+def _encode(rep: Replay, tok: Tokenizer, text: TextTokenizer, cfg: DatasetConfig) -> dict[str, np.ndarray]:
+    """A replay's windows as the contract's arrays (features not yet normalized)."""
+    b = stack(rep.windows)
+    out = tok.encode(b["kind"], b["side"], b["price"], b["size"], b["dt"], b["mask"])
+    out["features"] = b["features"].astype(np.float32)
+    out["row_mask"] = b["row_mask"]
+    out["news"] = np.stack([text.encode_news(w.news_text, w.news_mask) for w in rep.windows])
+    out["news_mask"] = b["news_mask"]
+    n, hs = len(rep.windows), cfg.horizons
+    values = {f"{t}_h{h}": np.zeros(n, np.float32) for h in hs for t in TARGETS}
+    tmask = np.zeros((n, len(hs)), bool)
+    for k, (w, i) in enumerate(zip(rep.windows, rep.msg_index, strict=True)):
+        for c, h in enumerate(hs):
+            vals, ok = targets(rep.series[w.symbol], i, h)
+            tmask[k, c] = ok
+            for t in TARGETS:
+                values[f"{t}_h{h}"][k] = vals[t]
+    out |= values
+    out["target_mask"] = tmask
+    src = rep.source
+    out["label"] = np.array([window_label(w, src.labels) for w in rep.windows], np.int64)
+    out["news_kind"] = np.array([window_news_kind(w, src.news) for w in rep.windows], np.int64)
+    out["symbol"] = np.array([w.symbol for w in rep.windows], dtype=str)
+    out["event_ts"] = b["ts"]
+    out["seed"] = np.full(n, src.seed, np.int64)
+    return out
+
+
+def _empty(cfg: DatasetConfig, n_features: int) -> dict[str, np.ndarray]:
+    w = cfg.window
+    n, t, m, ln = w.n_events, w.n_rows, w.max_news, cfg.max_words
+    out = {f: np.zeros((0, n), np.int64) for f in ("kind", "side", "price", "size", "dt")}
+    out |= {"mask": np.zeros((0, n), bool), "features": np.zeros((0, t, n_features), np.float32)}
+    out |= {"row_mask": np.zeros((0, t), bool), "news": np.zeros((0, m, ln), np.int64)}
+    out |= {"news_mask": np.zeros((0, m), bool), "target_mask": np.zeros((0, len(cfg.horizons)), bool)}
+    out |= {f"{x}_h{h}": np.zeros(0, np.float32) for h in cfg.horizons for x in TARGETS}
+    out |= {k: np.zeros(0, np.int64) for k in ("label", "news_kind", "event_ts", "seed")}
+    out["symbol"] = np.zeros(0, dtype=str)
+    return out
+
+
+def normalize_features(features: np.ndarray, row_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(normalized, mean, std) per column over the real rows; padded rows become 0; std < 1e-6 -> 1."""
+    rows = features[row_mask].astype(np.float64)
+    f = features.shape[-1]
+    mean = rows.mean(axis=0) if len(rows) else np.zeros(f)
+    std = rows.std(axis=0) if len(rows) else np.ones(f)
+    std = np.where(std < 1e-6, 1.0, std)
+    out = ((features - mean) / std).astype(np.float32)
+    out[~row_mask] = 0.0
+    return out, mean, std
+
+
+def fit_tokenizer(replays: list[Replay], cfg: DatasetConfig) -> Tokenizer:
+    """Fit the size and dt buckets on every stride-th window (N / every_events): about each token once."""
+    stride = max(1, cfg.window.n_events // (cfg.window.every_events or cfg.window.n_events))
+    windows = [w for r in replays for w in r.windows[::stride]]
+    if not windows:
+        raise ValueError("no windows to fit the tokenizer on: the sources are too short")
+    return Tokenizer.fit(windows, cfg.window.price_clip, cfg.n_size, cfg.n_dt)
+
+
+def build(
+    sources: Iterable[Source],
+    cfg: DatasetConfig | None = None,
+    tokenizer: Tokenizer | None = None,
+    progress: Callable[[Replay], None] | None = None,
+) -> Dataset:
+    """Replay every source, fit the tokenizer (unless given) and stack everything into one Dataset."""
+    cfg = cfg or DatasetConfig()
+    replays = []
+    for s in sources:
+        replays.append(replay(s, cfg))
+        if progress:
+            progress(replays[-1])
+    tok = tokenizer or fit_tokenizer(replays, cfg)
+    text = TextTokenizer(cfg.text_vocab, cfg.max_words)
+    parts = [_encode(r, tok, text, cfg) for r in replays if r.windows]
+    n_features = len(FeatureState().names)
+    arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else _empty(cfg, n_features)
+    arrays["features"], mean, std = normalize_features(arrays["features"], arrays["row_mask"])
+    meta = {
+        "format": "mt-dataset/1",
+        "tokenizer": tok.to_json(),
+        "text_tokenizer": text.to_json(),
+        "feature_names": list(FeatureState().names),
+        "feature_mean": mean.tolist(),
+        "feature_std": std.tolist(),
+        "window": {
+            "n_events": cfg.window.n_events,
+            "n_rows": cfg.window.n_rows,
+            "max_news": cfg.window.max_news,
+            "price_clip": cfg.window.price_clip,
+            "every_events": cfg.window.every_events,
+        },
+        "horizons": list(cfg.horizons),
+        "targets": [f"{t}_h{h}" for h in cfg.horizons for t in TARGETS],
+        "anomaly_kinds": list(ANOMALY_KINDS),
+        "news_kinds": NEWS_KINDS,
+        "sources": [
+            {
+                "name": r.source.name,
+                "venue": r.source.venue,
+                "seed": r.source.seed,
+                "windows": len(r.windows),
+                "rejected": r.rejected,
+                "labels": len(r.source.labels),
+                "news": len(r.source.news),
+            }
+            for r in replays
+        ],
+        "sim_seeds": sorted({r.source.seed for r in replays if r.source.name.startswith("sim:")}),
+        "counts": {"windows": len(arrays["label"]), "labeled": int((arrays["label"] > 0).sum())},
+    }
+    return Dataset(arrays, meta)
+
+
+# --------------------------------------------------------------------------- files and splits
+
+
+def save(ds: Dataset, path: Path) -> tuple[Path, Path]:
+    """`path` (.npz, compressed) and its sibling .json; both paths."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_suffix(".npz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **ds.arrays)
+    meta_path = path.with_suffix(".json")
+    meta_path.write_text(json.dumps(ds.meta, indent=1) + "\n")
+    return path, meta_path
+
+
+def load(path: Path) -> Dataset:
+    path = Path(path)
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    return Dataset(arrays, json.loads(path.with_suffix(".json").read_text()))
+
+
+def subset(ds: Dataset, keep: np.ndarray) -> Dataset:
+    """The windows where `keep` (bool (B,)) holds; the metadata (tokenizer, normalization) is shared."""
+    meta = dict(ds.meta) | {
+        "counts": {"windows": int(keep.sum()), "labeled": int((ds.arrays["label"][keep] > 0).sum())}
+    }
+    return Dataset({k: v[keep] for k, v in ds.arrays.items()}, meta)
+
+
+def split_by_seed(ds: Dataset, held_out: Iterable[int]) -> tuple[Dataset, Dataset]:
+    """(train, held-out): the held-out part is every window whose seed is in `held_out` (a real file's
+    seed is negative: see the json's `sources`)."""
+    held = np.isin(ds.arrays["seed"], np.fromiter(held_out, np.int64))
+    return subset(ds, ~held), subset(ds, held)
+
+
+def iter_sim_sources(seeds: Iterable[int], base: SimConfig, fmt: str = "itch") -> Iterator[Source]:
+    """One source per seed, the other settings of `base` kept (simulated lazily, one at a time)."""
+    for seed in seeds:
+        yield sim_source(replace(base, seed=seed), fmt)
