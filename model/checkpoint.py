@@ -1,0 +1,107 @@
+"""Checkpoints: weights in safetensors, everything else in JSON; nothing is ever pickled
+(torch.load is never called), so loading a checkpoint cannot run code (DESIGN.md, "Serving").
+
+A checkpoint folder:
+    model.safetensors   the model's state_dict (weights and the target loc/scale buffers)
+    config.json         {"format": 1, "model": ModelConfig, ...extra}: extra holds the
+                        tokenizer json, feature_mean/std, the anomaly calibration and the
+                        training meta (stage, step, data, seed, ...)
+    optimizer.safetensors, train_state.json   (training only, for --resume: see save_train_state)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .network import ModelConfig, OrderFlowModel
+
+FORMAT = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+OPTIMIZER = "optimizer.safetensors"
+TRAIN_STATE = "train_state.json"
+
+
+def _atomic_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def _atomic_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str] | None = None) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+
+
+def save(model: OrderFlowModel, config: ModelConfig, extra: dict[str, Any], directory: str | Path) -> Path:
+    """Write `model.safetensors` and `config.json` into `directory` (created); returns it."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    _atomic_tensors(d / WEIGHTS, model.state_dict(), {"format": str(FORMAT)})
+    _atomic_json(d / CONFIG, {"format": FORMAT, "model": config.to_json(), **extra})
+    return d
+
+
+def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[OrderFlowModel, ModelConfig, dict]:
+    """(model in eval mode on `device`, its ModelConfig, the extra dict saved beside it)."""
+    d = Path(directory)
+    if not (d / WEIGHTS).is_file() or not (d / CONFIG).is_file():
+        raise FileNotFoundError(f"{d}: not a checkpoint (needs {WEIGHTS} and {CONFIG})")
+    meta = json.loads((d / CONFIG).read_text())
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{d / CONFIG}: checkpoint format {meta.get('format')!r}, this code reads {FORMAT}")
+    config = ModelConfig.from_json(meta.pop("model"))
+    meta.pop("format")
+    model = OrderFlowModel(config)
+    model.load_state_dict(load_file(str(d / WEIGHTS), device="cpu"))
+    return model.to(device).eval(), config, meta
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Flatten an optimizer's state_dict: per-parameter tensors as `state.{i}.{name}` for
+    safetensors, the param_groups (plain numbers) for JSON."""
+    sd = optimizer.state_dict()
+    tensors = {}
+    for i, st in sd["state"].items():
+        for name, v in st.items():
+            tensors[f"state.{i}.{name}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: dict) -> None:
+    """Inverse of `optimizer_tensors`."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, v in tensors.items():
+        _, i, name = key.split(".", 2)
+        state.setdefault(int(i), {})[name] = v
+    optimizer.load_state_dict({"state": state, "param_groups": groups["param_groups"]})
+
+
+def save_train_state(
+    directory: str | Path, optimizer: torch.optim.Optimizer, rng: dict[str, torch.Tensor], state: dict
+) -> None:
+    """Optimizer tensors and torch RNG states in `optimizer.safetensors`; param groups, the step,
+    the numpy generator's state and the loss history in `train_state.json`."""
+    d = Path(directory)
+    tensors, groups = optimizer_tensors(optimizer)
+    tensors.update({f"rng.{k}": v for k, v in rng.items()})
+    _atomic_tensors(d / OPTIMIZER, tensors)
+    _atomic_json(d / TRAIN_STATE, {**state, **groups})
+
+
+def load_train_state(directory: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict]:
+    """(optimizer tensors, rng tensors, train_state json) as written by `save_train_state`."""
+    d = Path(directory)
+    if not (d / OPTIMIZER).is_file() or not (d / TRAIN_STATE).is_file():
+        raise FileNotFoundError(f"{d}: no training state to resume from ({OPTIMIZER}, {TRAIN_STATE})")
+    tensors = load_file(str(d / OPTIMIZER), device="cpu")
+    rng = {k[4:]: v for k, v in tensors.items() if k.startswith("rng.")}
+    opt = {k: v for k, v in tensors.items() if not k.startswith("rng.")}
+    return opt, rng, json.loads((d / TRAIN_STATE).read_text())

@@ -1,0 +1,284 @@
+"""The generative order-flow network: a decoder-only transformer over event tokens with the
+book-state series and the news headlines fused in as prefix tokens (DESIGN.md, "The model").
+
+Sequence layout, one window (B windows batched):
+
+    [BOS] [row_1 .. row_T] [news_1 .. news_M] [event_1 .. event_N]
+    `----------- prefix (P = 1+T+M) ---------' `----- events -----'
+
+- an event token is the SUM of one embedding per field (kind, side, price, size, dt) plus a
+  learned position, as in token-level LOB models (MarS's one token per order; LOBS5);
+- a feature row (already normalized by the dataset) is projected linearly to d_model;
+- a headline is its word embeddings averaged over real words, then a small MLP (a built-in
+  text encoder trained with the model);
+- attention: the prefix sees the (real) prefix only; event i sees the prefix and the real
+  events j <= i (causal). BOS is always visible, so no query ever has an empty key set
+  (left-padded windows and windows without news stay finite).
+
+Heads, on the final (pre-norm) hidden states:
+- next event, factorized per field: the hidden state of event i gives five independent
+  distributions over event i+1's fields; the NLL of an event is the sum of the five
+  cross-entropies. Mean NLL of the last k events is the model's surprise (anomaly score);
+- quantiles (q10, q50, q90) of the 8 contract targets from the last event's hidden state,
+  monotone by construction (q50 -/+ softplus gaps), in target units via stored loc/scale;
+- anomaly classes (normal + 6 kinds) from the last event's hidden state.
+
+Attention is torch.nn.functional.scaled_dot_product_attention (fused kernels on GPU).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FIELDS: tuple[str, ...] = ("kind", "side", "price", "size", "dt")
+TARGETS: tuple[str, ...] = (
+    "spread_h10",
+    "spread_h100",
+    "depth_h10",
+    "depth_h100",
+    "volume_h10",
+    "volume_h100",
+    "mid_h10",
+    "mid_h100",
+)
+QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
+ANOMALY_CLASSES: tuple[str, ...] = (
+    "normal",
+    "spoofing",
+    "layering",
+    "quote_stuffing",
+    "momentum_ignition",
+    "flash_crash",
+    "regime_shift",
+)
+# Kind values 1..12 + PAD; BID/ASK/NONE + PAD; +-64 ticks + NONE + PAD; 32 buckets + PAD (model/tokens.py)
+DEFAULT_VOCAB: dict[str, int] = {"kind": 13, "side": 4, "price": 131, "size": 33, "dt": 33}
+BATCH_KEYS: tuple[str, ...] = (*FIELDS, "mask", "features", "row_mask", "news", "news_mask")
+
+
+@dataclass
+class ModelConfig:
+    """Shapes and widths. N/T/F/M/L are the dataset's window shapes (n_events, n_rows,
+    features, max_news, words per headline); `vocab` gives each event field's size (PAD = 0)."""
+
+    vocab: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_VOCAB))
+    n_events: int = 128
+    n_rows: int = 32
+    n_features: int = 34
+    max_news: int = 4
+    news_len: int = 16
+    text_vocab: int = 4096
+    d_model: int = 192
+    n_layers: int = 4
+    n_heads: int = 6
+    ff_mult: int = 4
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        missing = [f for f in FIELDS if f not in self.vocab]
+        if missing:
+            raise ValueError(f"ModelConfig.vocab lacks fields {missing}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model {self.d_model} is not a multiple of n_heads {self.n_heads}")
+
+    @classmethod
+    def tiny(cls, **overrides) -> ModelConfig:
+        """For tests: one layer, width 32."""
+        return cls(**{"d_model": 32, "n_layers": 1, "n_heads": 2, "ff_mult": 2, "dropout": 0.0, **overrides})
+
+    @classmethod
+    def small(cls, **overrides) -> ModelConfig:
+        """The default (~2.7M parameters at the contract's shapes)."""
+        return cls(**overrides)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> ModelConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: (dict(v) if k == "vocab" else v) for k, v in data.items() if k in names})
+
+    @property
+    def prefix_len(self) -> int:
+        return 1 + self.n_rows + self.max_news
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block (GPT-2 layout): x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, d: int, n_heads: int, ff_mult: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.ln1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.ln2 = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, ff_mult * d), nn.GELU(), nn.Linear(ff_mult * d, d))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        b, s, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).view(b, s, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        # no attention-probability dropout (residual dropout only): it keeps SDPA on its fused kernels
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, s, d)))
+        return x + self.drop(self.mlp(self.ln2(x)))
+
+
+class TextEncoder(nn.Module):
+    """Headline -> one vector: mean of the word embeddings of its real words, then an MLP
+    (a bag-of-words encoder, trained with the model; id 0 is PAD)."""
+
+    def __init__(self, text_vocab: int, d: int) -> None:
+        super().__init__()
+        self.words = nn.Embedding(text_vocab, d, padding_idx=0)
+        self.mlp = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
+
+    def forward(self, news: torch.Tensor) -> torch.Tensor:
+        real = (news > 0).unsqueeze(-1).to(self.words.weight.dtype)  # (B, M, L, 1)
+        mean = (self.words(news) * real).sum(-2) / real.sum(-2).clamp(min=1.0)
+        return self.mlp(mean)
+
+
+class OrderFlowModel(nn.Module):
+    """Prefix-fused decoder-only transformer; see the module docstring for the layout."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        d = c.d_model
+        self.field_emb = nn.ModuleDict({f: nn.Embedding(c.vocab[f], d, padding_idx=0) for f in FIELDS})
+        self.event_pos = nn.Parameter(torch.zeros(c.n_events, d))
+        self.row_proj = nn.Linear(c.n_features, d)
+        self.row_pos = nn.Parameter(torch.zeros(c.n_rows, d))
+        self.text = TextEncoder(c.text_vocab, d)
+        self.news_pos = nn.Parameter(torch.zeros(c.max_news, d))
+        self.bos = nn.Parameter(torch.zeros(d))
+        self.drop = nn.Dropout(c.dropout)
+        self.blocks = nn.ModuleList([Block(d, c.n_heads, c.ff_mult, c.dropout) for _ in range(c.n_layers)])
+        self.ln_f = nn.LayerNorm(d)
+        self.next_heads = nn.ModuleDict({f: nn.Linear(d, c.vocab[f]) for f in FIELDS})
+        self.quantile_head = nn.Linear(d, len(TARGETS) * len(QUANTILES))
+        self.anomaly_head = nn.Linear(d, len(ANOMALY_CLASSES))
+        # targets are predicted standardized; these (set from training data) map back to units
+        self.register_buffer("target_loc", torch.zeros(len(TARGETS)))
+        self.register_buffer("target_scale", torch.ones(len(TARGETS)))
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, std=0.02)
+                if m.padding_idx is not None:
+                    m.weight.data[m.padding_idx].zero_()
+        for p in (self.event_pos, self.row_pos, self.news_pos, self.bos):
+            nn.init.normal_(p, std=0.02)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def attention_mask(self, mask: torch.Tensor, row_mask: torch.Tensor, news_mask: torch.Tensor) -> torch.Tensor:
+        """(B, 1, S, S) bool, True = may attend: prefix -> real prefix; event i -> real prefix and
+        real events j <= i. Padded queries keep BOS, so every row has a visible key."""
+        b, n = mask.shape
+        p = self.config.prefix_len
+        bos = torch.ones(b, 1, dtype=torch.bool, device=mask.device)
+        keys = torch.cat([bos, row_mask, news_mask, mask], dim=1)  # (B, S) real keys
+        s = p + n
+        idx = torch.arange(s, device=mask.device)
+        # a key is reachable if it is in the prefix, or an event not after the query event
+        reach = (idx[None, :] < p) | ((idx[None, :] <= idx[:, None]) & (idx[:, None] >= p))
+        return (reach[None] & keys[:, None, :]).unsqueeze(1)
+
+    def embed(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Token embeddings (B, S, d) of the prefix then the events."""
+        events = sum(self.field_emb[f](batch[f]) for f in FIELDS) + self.event_pos
+        rows = self.row_proj(batch["features"]) + self.row_pos
+        news = self.text(batch["news"]) + self.news_pos
+        bos = self.bos.expand(events.shape[0], 1, -1)
+        return self.drop(torch.cat([bos.to(rows.dtype), rows, news.to(rows.dtype), events.to(rows.dtype)], dim=1))
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """`batch`: the contract's arrays as tensors (see `to_batch`). Returns `next` (field ->
+        (B, N, V) logits for the event after each position), `quantiles_norm` (B, 8, 3)
+        standardized, `quantiles` (B, 8, 3) in target units, `anomaly` (B, 7) logits."""
+        x = self.embed(batch)
+        attn = self.attention_mask(batch["mask"], batch["row_mask"], batch["news_mask"])
+        for block in self.blocks:
+            x = block(x, attn)
+        h = self.ln_f(x)
+        events = h[:, self.config.prefix_len :]
+        last = events[:, -1]  # windows are left-padded: the newest event is last
+        q = self.quantile_head(last).float().view(-1, len(TARGETS), len(QUANTILES))
+        mid = q[..., 1]
+        q_norm = torch.stack([mid - F.softplus(q[..., 0]), mid, mid + F.softplus(q[..., 2])], dim=-1)
+        return {
+            "next": {f: self.next_heads[f](events) for f in FIELDS},
+            "quantiles_norm": q_norm,
+            "quantiles": q_norm * self.target_scale[:, None] + self.target_loc[:, None],
+            "anomaly": self.anomaly_head(last).float(),
+        }
+
+    @torch.no_grad()
+    def score(self, batch: Mapping[str, torch.Tensor], k: int = 16) -> dict[str, torch.Tensor]:
+        """Serving outputs (float32): `nll` (B,) surprise = mean NLL of the last k events,
+        `nll_events` (B, N-1), `quantiles` (B, 8, 3), `probs` (B, 7) anomaly class probabilities."""
+        out = self(batch)
+        nll, valid = next_event_nll(out["next"], batch)
+        return {
+            "nll": surprise(nll, valid, k),
+            "nll_events": nll,
+            "quantiles": out["quantiles"].float(),
+            "probs": out["anomaly"].float().softmax(-1),
+        }
+
+
+def next_event_nll(logits: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]):
+    """Per-event NLL (nats) of events 1..N-1 given everything before: (B, N-1), and the mask of
+    real pairs (B, N-1). NLL = sum over fields of the cross-entropy, the factorized likelihood."""
+    valid = batch["mask"][:, :-1] & batch["mask"][:, 1:]
+    nll = 0.0
+    for f in FIELDS:
+        lg = logits[f][:, :-1].float()
+        nll = nll + F.cross_entropy(lg.reshape(-1, lg.shape[-1]), batch[f][:, 1:].reshape(-1), reduction="none")
+    nll = nll.view(valid.shape) * valid
+    return nll, valid
+
+
+def surprise(nll: torch.Tensor, valid: torch.Tensor, k: int = 16) -> torch.Tensor:
+    """Mean NLL over the window's last k predicted events (real ones only); 0 where none."""
+    n, v = nll[:, -k:], valid[:, -k:].float()
+    return (n * v).sum(-1) / v.sum(-1).clamp(min=1.0)
+
+
+def calibrated_score(nll: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
+    """Surprise -> 0..1 by the empirical CDF of surprise on normal training windows
+    (`quantiles`: its 101 percentiles, stored in the checkpoint's calibration)."""
+    q = np.asarray(quantiles, dtype=np.float64)
+    return np.interp(np.asarray(nll, dtype=np.float64), q, np.linspace(0.0, 1.0, len(q)))
+
+
+def to_batch(arrays: Mapping[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Contract arrays (numpy, leading axis = batch) -> tensors on `device` (ids int64, masks
+    bool, features float32). Extra keys (targets, labels) are ignored."""
+    out = {}
+    for key in BATCH_KEYS:
+        a = np.asarray(arrays[key])
+        if key.endswith("mask"):
+            t = torch.from_numpy(a.astype(bool, copy=False))
+        elif key == "features":
+            t = torch.from_numpy(a.astype(np.float32, copy=False))
+        else:
+            t = torch.from_numpy(a.astype(np.int64, copy=False))
+        out[key] = t.to(device, non_blocking=True)
+    return out

@@ -1,0 +1,487 @@
+"""Training of the order-flow model (issue 5): pretrain on next-event NLL, fine-tune on NLL +
+quantiles + anomaly classes; seeded, resumable, CPU or CUDA (bf16 autocast on CUDA).
+
+    train("pretrain", "data/train.npz", "ckpt/pre", steps=2000)
+    train("finetune", "data/train.npz", "ckpt/fine", init="ckpt/pre", steps=1000)
+
+Objectives:
+- pretrain: mean next-event NLL per real event (sum of the five field cross-entropies);
+- finetune: 0.1 x NLL + pinball loss of the q10/q50/q90 heads on the standardized targets
+  (masked by `target_mask`; Koenker & Bassett 1978) + class-weighted cross-entropy of the
+  anomaly head (weights ~ 1/frequency, so the rare manipulation kinds count).
+AdamW, linear warm-up then cosine decay to 10% (Loshchilov & Hutter 2017), grad-norm clip 1.0.
+
+Resume: the optimizer state is saved, not re-created: its tensors (and the torch RNG states)
+flattened into `optimizer.safetensors`, its param groups, the step, the numpy batch sampler's
+state and the settings in `train_state.json` (model/checkpoint.py). A resumed run continues
+bit-for-bit where the saved one would have gone (on CPU; cuBLAS may differ in the last bits).
+
+Anomaly calibration, stored in the final checkpoint: the 101 percentiles of the surprise (mean
+NLL of the last k=16 events) over up to `calib_windows` training windows labeled normal; a
+serving model maps a surprise to 0..1 by this empirical CDF (network.calibrated_score).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import checkpoint
+from .network import (
+    ANOMALY_CLASSES,
+    FIELDS,
+    QUANTILES,
+    TARGETS,
+    ModelConfig,
+    OrderFlowModel,
+    next_event_nll,
+    surprise,
+    to_batch,
+)
+
+log = logging.getLogger("megatrading.train")
+
+STAGES = ("pretrain", "finetune")
+NLL_WEIGHT_FINETUNE = 0.1
+SURPRISE_K = 16
+LOSS_COLUMNS = ("step", "lr", "loss", "nll", "pinball", "anomaly_ce", "elapsed_s")
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class TrainData:
+    """A dataset file of the shared contract (model/dataset.py writes it): arrays + json meta."""
+
+    arrays: dict[str, np.ndarray]
+    meta: dict[str, Any]
+    path: Path
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainData:
+        p = Path(path)
+        with np.load(p, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        side = p.with_suffix(".json")
+        meta = json.loads(side.read_text()) if side.is_file() else {}
+        missing = [k for k in (*FIELDS, "mask", "features", "row_mask", "news", "news_mask") if k not in arrays]
+        if missing:
+            raise ValueError(f"{p}: not a training set of the contract, lacks {missing}")
+        return cls(arrays, meta, p)
+
+    def __len__(self) -> int:
+        return len(self.arrays["kind"])
+
+    @property
+    def has_targets(self) -> bool:
+        return all(t in self.arrays for t in TARGETS) and "target_mask" in self.arrays
+
+    @property
+    def has_labels(self) -> bool:
+        return "label" in self.arrays
+
+    def targets(self) -> tuple[np.ndarray, np.ndarray]:
+        """(B, 8) targets and their (B, 8) validity (a target's horizon column of target_mask)."""
+        y = np.stack([self.arrays[t] for t in TARGETS], axis=1).astype(np.float32)
+        horizon = np.array([0 if t.endswith("_h10") else 1 for t in TARGETS])
+        valid = self.arrays["target_mask"].astype(bool)[:, horizon] & np.isfinite(y)
+        return np.where(valid, y, 0.0).astype(np.float32), valid
+
+    def vocab(self) -> dict[str, int]:
+        """Field vocabularies from the tokenizer json (model/tokens.py `Tokenizer.to_json()["vocab"]`),
+        else from the ids present; checked against the data either way."""
+        tok = self.meta.get("tokenizer") or {}
+        vocab = {f: int(v) for f, v in tok.get("vocab", {}).items()}
+        for f in FIELDS:
+            top = int(self.arrays[f].max(initial=0)) + 1
+            vocab.setdefault(f, top)
+            if top > vocab[f]:
+                raise ValueError(f"{self.path}: field {f} has id {top - 1} beyond its vocabulary {vocab[f]}")
+        return {f: vocab[f] for f in FIELDS}
+
+    def text_vocab(self) -> int:
+        text = self.meta.get("text_tokenizer") or {}
+        declared = int(text.get("vocab", self.meta.get("text_vocab", 4096)))
+        return max(declared, int(self.arrays["news"].max(initial=0)) + 1)
+
+    def model_config(self, preset: str = "small") -> ModelConfig:
+        """A ModelConfig with this data's shapes and vocabularies; `preset` tiny | small."""
+        _, n = self.arrays["kind"].shape
+        _, t, f = self.arrays["features"].shape
+        _, m, words = self.arrays["news"].shape
+        shapes = dict(n_events=n, n_rows=t, n_features=f, max_news=m, news_len=words)
+        make = {"tiny": ModelConfig.tiny, "small": ModelConfig.small}[preset]
+        return make(vocab=self.vocab(), text_vocab=self.text_vocab(), **shapes)
+
+    def batch(self, idx: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
+        """The windows `idx` as tensors on `device`, with targets and labels where present."""
+        out = to_batch({k: self.arrays[k][idx] for k in self._model_keys}, device)
+        if self.has_targets:
+            y, valid = self._targets
+            out["targets"] = torch.from_numpy(y[idx]).to(device)
+            out["target_valid"] = torch.from_numpy(valid[idx]).to(device)
+        if self.has_labels:
+            out["label"] = torch.from_numpy(self.arrays["label"][idx].astype(np.int64)).to(device)
+        return out
+
+    _model_keys = (*FIELDS, "mask", "features", "row_mask", "news", "news_mask")
+
+    def __post_init__(self) -> None:
+        self._targets = self.targets() if self.has_targets else None
+
+
+def target_stats(y: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-target mean and std over valid entries (std floored at 1e-3; 0/1 where none)."""
+    n = valid.sum(0)
+    mean = np.where(n > 0, (y * valid).sum(0) / np.maximum(n, 1), 0.0)
+    var = ((y - mean) ** 2 * valid).sum(0) / np.maximum(n, 1)
+    std = np.where(n > 1, np.sqrt(var), 1.0)
+    return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
+
+
+def class_weights(labels: np.ndarray, n_classes: int = len(ANOMALY_CLASSES), cap: float = 50.0) -> np.ndarray:
+    """Inverse-frequency weights normalized so that the average window weighs 1; classes that
+    never occur get 0, and no class weighs more than `cap` times the mean."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    w = np.zeros(n_classes)
+    w[present] = counts.sum() / (present.sum() * counts[present])
+    return np.minimum(w, cap).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- objectives
+
+
+def pinball(pred: torch.Tensor, y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean pinball loss over valid (window, target) pairs, summed over the quantiles:
+    rho_q(u) = max(q u, (q - 1) u), u = y - pred (Koenker & Bassett 1978)."""
+    q = torch.tensor(QUANTILES, device=pred.device, dtype=pred.dtype)
+    u = y.unsqueeze(-1) - pred
+    loss = torch.maximum(q * u, (q - 1) * u).sum(-1)
+    v = valid.float()
+    return (loss * v).sum() / v.sum().clamp(min=1.0)
+
+
+def loss_parts(
+    model: OrderFlowModel, out: dict, batch: dict[str, torch.Tensor], stage: str, weights: torch.Tensor | None
+) -> dict[str, torch.Tensor]:
+    """The stage's objective and its components (float32 scalars)."""
+    nll, valid = next_event_nll(out["next"], batch)
+    parts = {"nll": nll.sum() / valid.sum().clamp(min=1)}
+    if stage == "pretrain":
+        parts["loss"] = parts["nll"]
+        return parts
+    total = NLL_WEIGHT_FINETUNE * parts["nll"]
+    if "targets" in batch:
+        y = (batch["targets"] - model.target_loc) / model.target_scale
+        parts["pinball"] = pinball(out["quantiles_norm"], y, batch["target_valid"])
+        total = total + parts["pinball"]
+    if "label" in batch:
+        parts["anomaly_ce"] = F.cross_entropy(out["anomaly"], batch["label"], weight=weights)
+        total = total + parts["anomaly_ce"]
+    parts["loss"] = total
+    return parts
+
+
+def lr_at(step: int, total: int, base: float, warmup: int) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay to 10% of `base` at `total`."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    frac = (step - warmup) / max(1, total - warmup)
+    return base * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(frac, 1.0))))
+
+
+def make_optimizer(model: OrderFlowModel, lr: float, weight_decay: float = 0.01) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices only (not on norms, biases, embeddings' positions)."""
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "pos" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "pos" not in n)]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
+
+
+# --------------------------------------------------------------------------- calibration, curves
+
+
+@torch.no_grad()
+def calibrate(
+    model: OrderFlowModel, data: TrainData, device: torch.device, k: int = SURPRISE_K, max_windows: int = 2048
+) -> dict[str, Any]:
+    """The 101 percentiles of the surprise over (up to `max_windows`, evenly spaced) training
+    windows labeled normal (all windows where the data has no labels)."""
+    idx = np.arange(len(data))
+    if data.has_labels:
+        idx = idx[data.arrays["label"] == 0]
+    if len(idx) == 0:
+        return {"k": k, "quantiles": None, "windows": 0}
+    idx = idx[np.linspace(0, len(idx) - 1, min(max_windows, len(idx))).astype(np.int64)]
+    model.eval()
+    values = []
+    for chunk in np.array_split(idx, max(1, math.ceil(len(idx) / 256))):
+        b = data.batch(chunk, device)
+        with _autocast(device):
+            out = model(b)
+        values.append(surprise(*next_event_nll(out["next"], b), k).float().cpu().numpy())
+    s = np.concatenate(values)
+    return {"k": k, "quantiles": np.percentile(s, np.arange(101)).tolist(), "windows": len(s)}
+
+
+def write_curves(history: list[dict[str, float]], out_dir: Path) -> None:
+    """losses.csv (one row per step) and curves.png (each loss and the learning rate by step)."""
+    with open(out_dir / "losses.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=LOSS_COLUMNS, restval="")
+        w.writeheader()
+        w.writerows(history)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax, ax_lr) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, height_ratios=(3, 1))
+    steps = [h["step"] for h in history]
+    for name in ("loss", "nll", "pinball", "anomaly_ce"):
+        ys = [h.get(name, math.nan) for h in history]
+        if any(isinstance(y, float) and math.isfinite(y) for y in ys):
+            ax.plot(steps, ys, label=name, linewidth=0.8)
+    ax.set_ylabel("training loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    ax_lr.plot(steps, [h["lr"] for h in history], color="gray")
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.set_xlabel("step")
+    fig.tight_layout()
+    fig.savefig(out_dir / "curves.png", dpi=100)
+    plt.close(fig)
+
+
+def read_history(out_dir: Path, upto: int) -> list[dict[str, float]]:
+    path = out_dir / "losses.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        rows = [{k: float(v) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
+    for r in rows:
+        r["step"] = int(r["step"])
+    return [r for r in rows if r["step"] <= upto]
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda: no CUDA device is available")
+    return torch.device(device)
+
+
+def _autocast(device: torch.device):
+    """bf16 autocast on CUDA (DESIGN.md: bf16 on GPU); full precision on CPU."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def _rng_tensors(device: torch.device) -> dict[str, torch.Tensor]:
+    rng = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    return rng
+
+
+def _restore_rng(rng: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(rng["torch"])
+    if device.type == "cuda" and "cuda" in rng:
+        torch.cuda.set_rng_state(rng["cuda"], device)
+
+
+@dataclass
+class Run:
+    """What a training run ends with."""
+
+    out_dir: Path
+    step: int
+    history: list[dict[str, float]]
+    calibration: dict[str, Any] | None
+    n_parameters: int
+    steps_per_s: float
+
+
+def train(
+    stage: str,
+    data_path: str | Path,
+    out_dir: str | Path,
+    init: str | Path | None = None,
+    steps: int = 2000,
+    batch: int = 64,
+    lr: float | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    resume: bool = False,
+    preset: str = "small",
+    checkpoint_every: int = 500,
+    log_every: int = 50,
+    warmup: int | None = None,
+    calib_windows: int = 2048,
+    stop_at: int | None = None,
+) -> Run:
+    """Train and checkpoint into `out_dir` (see the module docstring). `init`: a checkpoint to
+    start from (its config wins over `preset`); `resume`: continue `out_dir`'s own run up to
+    `steps`; `stop_at`: end after that step as if interrupted (checkpoint written, no calibration).
+    """
+    if stage not in STAGES:
+        raise ValueError(f"stage {stage!r}: use one of {STAGES}")
+    dev = pick_device(device)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data = TrainData.load(data_path)
+    if len(data) == 0:
+        raise ValueError(f"{data_path}: no windows")
+    lr = lr if lr is not None else (1e-3 if stage == "pretrain" else 3e-4)
+    warmup = warmup if warmup is not None else min(200, max(1, steps // 20))
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+
+    model, config, extra = _initial_model(stage, data, init, preset, resume, out)
+    model.to(dev)
+    opt = make_optimizer(model, lr)
+    start, history = 0, []
+    if resume:
+        start, history = _resume(out, opt, rng, dev, stage)
+    elif data.has_targets:
+        mean, std = target_stats(*data._targets)
+        model.target_loc.copy_(torch.from_numpy(mean))
+        model.target_scale.copy_(torch.from_numpy(std))
+    weights = None
+    if data.has_labels:
+        weights = torch.from_numpy(class_weights(data.arrays["label"].astype(np.int64))).to(dev)
+
+    meta = {"stage": stage, "data": str(data_path), "init": str(init) if init else None, "seed": seed,
+            "batch": batch, "lr": lr, "warmup": warmup, "steps": steps, "device": str(dev)}  # fmt: skip
+
+    def save_all(step: int, calibration: dict | None) -> None:
+        info = {**extra, "calibration": calibration, "train": {**meta, "step": step}}
+        checkpoint.save(model, config, info, out)
+        state = {"step": step, "numpy_rng": rng.bit_generator.state, "meta": meta}
+        checkpoint.save_train_state(out, opt, _rng_tensors(dev), state)
+        write_curves(history, out)
+
+    end = min(steps, stop_at) if stop_at is not None else steps
+    log.info(
+        "%s: %d windows, %s parameters on %s, steps %d..%d, batch %d",
+        stage, len(data), f"{model.num_parameters():,}", dev, start, end, batch,
+    )  # fmt: skip
+    rate = _loop(model, opt, data, rng, dev, stage, weights, history, save_all,
+                 start=start, end=end, total=steps, batch=batch, lr=lr, warmup=warmup,
+                 checkpoint_every=checkpoint_every, log_every=log_every)  # fmt: skip
+    calibration = None
+    if end >= steps:
+        calibration = calibrate(model, data, dev, max_windows=calib_windows)
+    save_all(end, calibration)
+    return Run(out, end, history, calibration, model.num_parameters(), rate)
+
+
+def _loop(
+    model, opt, data, rng, dev, stage, weights, history, save_all, *, start, end, total, batch, lr, warmup,
+    checkpoint_every, log_every,
+) -> float:  # fmt: skip
+    """The optimization steps start+1..end; returns steps per second."""
+    from tqdm import tqdm
+
+    model.train()
+    t0 = time.perf_counter()
+    elapsed0 = history[-1]["elapsed_s"] if history else 0.0
+    pending: list[tuple[int, float, dict[str, torch.Tensor]]] = []
+    bar = tqdm(total=total, initial=start, unit="step", desc=stage, disable=None)
+    for step in range(start, end):
+        idx = rng.integers(0, len(data), size=batch)
+        b = data.batch(idx, dev)
+        step_lr = lr_at(step, total, lr, warmup)
+        for g in opt.param_groups:
+            g["lr"] = step_lr
+        with _autocast(dev):
+            out = model(b)
+        parts = loss_parts(model, out, b, stage, weights)
+        opt.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        pending.append((step + 1, step_lr, {k: v.detach() for k, v in parts.items()}))
+        done = step + 1
+        if done % log_every == 0 or done == end or done % checkpoint_every == 0:
+            _flush(pending, history, elapsed0 + time.perf_counter() - t0)
+            rate = (done - start) / max(time.perf_counter() - t0, 1e-9)
+            bar.set_postfix(loss=f"{history[-1]['loss']:.4f}", steps_s=f"{rate:.2f}")
+            log.info(
+                "step %d/%d loss %.4f nll %.4f lr %.2e  %.2f steps/s %.0f windows/s",
+                done, total, history[-1]["loss"], history[-1]["nll"], step_lr, rate, rate * batch,
+            )  # fmt: skip
+        if done % checkpoint_every == 0 and done < end:
+            save_all(done, None)
+        bar.update(1)
+    bar.close()
+    _flush(pending, history, elapsed0 + time.perf_counter() - t0)
+    return (end - start) / max(time.perf_counter() - t0, 1e-9)
+
+
+def _flush(pending: list, history: list[dict[str, float]], elapsed: float) -> None:
+    """Move the pending per-step losses to the host in one go (one device sync per log line)."""
+    for step, step_lr, parts in pending:
+        row = {"step": step, "lr": step_lr, "elapsed_s": round(elapsed, 3)}
+        row.update({k: float(v) for k, v in parts.items()})
+        history.append(row)
+    pending.clear()
+
+
+def _initial_model(
+    stage: str, data: TrainData, init: str | Path | None, preset: str, resume: bool, out: Path
+) -> tuple[OrderFlowModel, ModelConfig, dict[str, Any]]:
+    """The model to train (fresh, from `init`, or `out`'s own checkpoint when resuming) and the
+    checkpoint extras carried from the data: tokenizer, feature normalization, window shapes."""
+    extra = {
+        "tokenizer": data.meta.get("tokenizer"),
+        "text_tokenizer": data.meta.get("text_tokenizer"),
+        "feature_mean": data.meta.get("feature_mean"),
+        "feature_std": data.meta.get("feature_std"),
+        "window": data.meta.get("window"),
+        "horizons": data.meta.get("horizons", [10, 100]),
+        "targets": list(TARGETS),
+        "quantiles": list(QUANTILES),
+        "classes": list(ANOMALY_CLASSES),
+    }
+    source = out if resume else (Path(init) if init else None)
+    if source is None:
+        if stage == "finetune":
+            log.warning("finetune without --init: training from scratch")
+        config = data.model_config(preset)
+        return OrderFlowModel(config), config, extra
+    model, config, _ = checkpoint.load(source, "cpu")
+    want = data.model_config(preset)
+    for name in ("n_events", "n_rows", "n_features", "max_news", "news_len"):
+        if getattr(config, name) != getattr(want, name):
+            raise ValueError(f"{source}: {name} {getattr(config, name)} != the data's {getattr(want, name)}")
+    for f in FIELDS:
+        if want.vocab[f] > config.vocab[f] or want.text_vocab > config.text_vocab:
+            raise ValueError(f"{source}: vocabulary of {f} is smaller than the data's ids")
+    return model, config, extra
+
+
+def _resume(out: Path, opt, rng: np.random.Generator, dev: torch.device, stage: str) -> tuple[int, list]:
+    tensors, rng_t, state = checkpoint.load_train_state(out)
+    if state["meta"]["stage"] != stage:
+        raise ValueError(f"{out}: holds a {state['meta']['stage']} run, not {stage}")
+    checkpoint.restore_optimizer(opt, tensors, state)
+    _restore_rng(rng_t, dev)
+    rng.bit_generator.state = state["numpy_rng"]
+    step = int(state["step"])
+    log.info("resuming %s at step %d", out, step)
+    return step, read_history(out, step)

@@ -1,0 +1,69 @@
+"""`megatrading train`: pretrain or fine-tune the order-flow model on a dataset file.
+
+    megatrading train --stage pretrain --data train.npz --out ckpt/pre --steps 2000
+    megatrading train --stage finetune --data train.npz --init ckpt/pre --out ckpt/fine --steps 1000
+    megatrading train --stage pretrain --data train.npz --out ckpt/pre --steps 4000 --resume
+
+The checkpoint folder gets model.safetensors + config.json (the model), optimizer.safetensors +
+train_state.json (for --resume), losses.csv and curves.png. torch is needed (pip install .[model]).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from model.train import STAGES, train
+
+    if args.stage not in STAGES:
+        raise ValueError(f"--stage {args.stage}: use one of {STAGES}")
+    run = train(
+        args.stage,
+        args.data,
+        args.out,
+        init=args.init,
+        steps=args.steps,
+        batch=args.batch,
+        lr=args.lr,
+        device=args.device,
+        seed=args.seed,
+        resume=args.resume,
+        preset=args.preset,
+        checkpoint_every=args.checkpoint_every,
+        log_every=args.log_every,
+    )
+    last = run.history[-1] if run.history else {}
+    print(
+        f"{args.stage}: step {run.step}, loss {last.get('loss', float('nan')):.4f}, "
+        f"{run.n_parameters:,} parameters, {run.steps_per_s:.2f} steps/s -> {run.out_dir}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the `train` verb to the `megatrading` parser."""
+    t = subparsers.add_parser(
+        "train",
+        help="pretrain or fine-tune the generative order-flow model (checkpoints in safetensors + JSON)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    t.add_argument("--stage", choices=("pretrain", "finetune"), required=True)
+    t.add_argument("--data", type=Path, required=True, help="a training set .npz (model/dataset.py) with its .json")
+    t.add_argument("--init", type=Path, help="checkpoint folder to start from (finetune: the pretrained model)")
+    t.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
+    t.add_argument("--steps", type=int, default=2000, help="total optimizer steps (default 2000)")
+    t.add_argument("--batch", type=int, default=64, help="windows per step (default 64)")
+    t.add_argument("--lr", type=float, help="peak learning rate (default 1e-3 pretrain, 3e-4 finetune)")
+    t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--resume", action="store_true", help="continue the run saved in --out up to --steps")
+    t.add_argument("--preset", choices=("tiny", "small"), default="small", help="model size (ignored with --init)")
+    t.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (default 500)")
+    t.add_argument("--log-every", type=int, default=50, help="steps between log lines (default 50)")
+    t.set_defaults(run=cmd_train)
+    return t
