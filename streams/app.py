@@ -42,9 +42,14 @@ log = logging.getLogger(__name__)
 
 
 def load_forecaster(settings: Settings) -> Forecaster:
+    """`baseline`, or `generative:CHECKPOINT_DIR` (torch; CUDA when there is one, else CPU)."""
     if settings.model == "baseline":
         return BaselineForecaster()
-    raise ValueError(f"unknown model {settings.model!r} (available: baseline)")
+    if settings.model.startswith("generative:"):
+        from model.generative import GenerativeForecaster
+
+        return GenerativeForecaster(settings.model.split(":", 1)[1], device=settings.device)
+    raise ValueError(f"unknown model {settings.model!r} (baseline or generative:CHECKPOINT_DIR)")
 
 
 def dlq_headers(topic: str, rej: Rejected) -> list[tuple[str, bytes]]:

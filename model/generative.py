@@ -1,0 +1,115 @@
+"""The generative order-flow model behind the forecaster interface: what a worker serves.
+
+A window becomes the model's arrays exactly as the training data did (model/tokens.py for
+the event tokens and headlines, the checkpoint's feature mean/std for the book rows); one
+forward pass gives the next-event likelihood of the window's last events (the surprise),
+the quantiles of the eight targets and the anomaly class probabilities.
+
+anomaly_score = max(calibrated surprise, 1 - p(normal)): the surprise is mapped to 0..1 by
+its empirical CDF on normal training windows (unsupervised, catches what no label named);
+the supervised head catches the labeled kinds. anomaly_nll is the surprise itself (nats per
+event, mean of the last k events). Mid-move p_up / p_down come from the piecewise-linear CDF
+through the three mid quantiles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from orderbook.windows import Window
+
+from . import checkpoint
+from .forecaster import HORIZONS, QUANTILES, Forecaster, Prediction
+from .network import ANOMALY_CLASSES, TARGETS, calibrated_score, to_batch
+from .tokens import TextTokenizer, Tokenizer
+
+_LOG1P_TARGETS = ("depth", "volume")  # trained on log1p(lots)
+
+
+def best_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def prob_above_zero(q10: np.ndarray, q50: np.ndarray, q90: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """P(X > 0), P(X < 0) under the CDF that is linear between (q10, .1), (q50, .5), (q90, .9)
+    and flat at .1/.9 outside: a distribution read off three quantiles, nothing more."""
+    xs = np.stack([q10, q50, q90], axis=1)
+    ps = np.array([0.1, 0.5, 0.9])
+    cdf0 = np.array([np.interp(0.0, x, ps, left=0.1, right=0.9) if np.all(np.diff(x) > 0) else
+                     (0.1 if x[0] > 0 else 0.9 if x[2] < 0 else 0.5) for x in xs])  # fmt: skip
+    return 1.0 - cdf0, cdf0
+
+
+class GenerativeForecaster(Forecaster):
+    name = "orderflow-gpt"
+
+    def __init__(self, directory: str | Path, device: str = "auto") -> None:
+        self.device = best_device(device)
+        self.model, self.config, self.extra = checkpoint.load(directory, self.device)
+        self.version = str(self.extra.get("train", {}).get("step", "0"))
+        self.tokenizer = Tokenizer.from_json(self.extra["tokenizer"])
+        self.text = TextTokenizer.from_json(self.extra["text_tokenizer"])
+        self.mean = np.asarray(self.extra["feature_mean"], dtype=np.float32)
+        self.std = np.asarray(self.extra["feature_std"], dtype=np.float32)
+        calibration = self.extra.get("calibration") or {}
+        self.k = int(calibration.get("k", 16))
+        self.calibration = calibration.get("quantiles")
+        self.bf16 = self.device.type == "cuda"
+
+    def arrays(self, windows: Sequence[Window]) -> dict[str, np.ndarray]:
+        """The model's input for a batch of live windows (the dataset contract's arrays)."""
+        toks = [self.tokenizer.encode_window(w) for w in windows]
+        out = {k: np.stack([t[k] for t in toks]) for k in toks[0]}
+        feats = np.stack([w.features for w in windows]).astype(np.float32)
+        rows = np.stack([w.row_mask for w in windows])
+        out["features"] = np.where(rows[..., None], (feats - self.mean) / self.std, 0.0).astype(np.float32)
+        out["row_mask"] = rows
+        out["news"] = np.stack([self.text.encode_news(list(w.news_text), w.news_mask) for w in windows])
+        out["news_mask"] = np.stack([w.news_mask for w in windows])
+        return out
+
+    @torch.inference_mode()
+    def predict(self, windows: Sequence[Window]) -> list[Prediction]:
+        if not windows:
+            return []
+        batch = to_batch(self.arrays(windows), self.device)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
+            s = self.model.score(batch, k=self.k)
+        nll = s["nll"].float().cpu().numpy()
+        q = s["quantiles"].float().cpu().numpy()  # (B, targets, 3)
+        probs = s["probs"].float().cpu().numpy()
+        surprise = calibrated_score(nll, self.calibration) if self.calibration is not None else np.zeros_like(nll)
+        score = np.maximum(surprise, 1.0 - probs[:, 0])
+        cols: dict[str, np.ndarray] = {"anomaly_score": score, "anomaly_nll": nll,
+                                       "anomaly_class": probs[:, 1:].argmax(1) + 1.0,
+                                       "anomaly_class_p": probs[:, 1:].max(1), "surprise_score": surprise}  # fmt: skip
+        for j, target in enumerate(TARGETS):
+            field, h = target.rsplit("_h", 1)
+            vals = np.sort(q[:, j], axis=1)
+            if field in _LOG1P_TARGETS:
+                vals = np.expm1(np.maximum(vals, 0.0))
+            if field == "volume":
+                cols[f"volume_q50_h{h}"] = vals[:, 1]
+                continue
+            for i, level in enumerate(QUANTILES):
+                cols[f"{field}_q{level}_h{h}"] = vals[:, i]
+            if field == "mid":
+                cols[f"p_up_h{h}"], cols[f"p_down_h{h}"] = prob_above_zero(vals[:, 0], vals[:, 1], vals[:, 2])
+        assert all(f"spread_q50_h{h}" in cols for h in HORIZONS), "checkpoint targets do not cover the horizons"
+        names = list(cols)
+        table = np.nan_to_num(np.stack([np.asarray(cols[n], np.float64) for n in names], axis=1))
+        return [dict(zip(names, map(float, row), strict=True)) for row in table]
+
+    def explain(self, window: Window, prediction: Prediction) -> str:
+        kind = ANOMALY_CLASSES[int(prediction.get("anomaly_class", 0))]
+        surprise, p = prediction.get("surprise_score", 0.0), prediction.get("anomaly_class_p", 0.0)
+        return (
+            f"surprise {prediction['anomaly_nll']:.2f} nats/event over the last {self.k} events "
+            f"(calibrated {surprise:.3f}); most likely {kind} p={p:.2f}; events {window.start_ts}..{window.ts} ns"
+        )

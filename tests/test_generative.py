@@ -1,0 +1,71 @@
+"""The generative model served behind the forecaster interface: a tiny model trained here on
+simulated windows, loaded from its checkpoint, scoring the worker's own windows."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from model.dataset import build, save, sim_source  # noqa: E402
+from model.forecaster import HORIZONS, PREDICTION_FIELDS, forecast_records  # noqa: E402
+from model.generative import GenerativeForecaster, prob_above_zero  # noqa: E402
+from model.sim_writers import messages  # noqa: E402
+from model.simulator import SimConfig  # noqa: E402
+from model.train import train  # noqa: E402
+from streams.pipeline import VenuePipeline  # noqa: E402
+
+SEC = 1_000_000_000
+CFG = SimConfig(n_symbols=2, duration_ns=300 * SEC, seed=5, anomaly_rates={"quote_stuffing": 6.0})
+
+
+@pytest.fixture(scope="module")
+def checkpoint_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("gen")
+    path, _ = save(build([sim_source(CFG)]), d / "train.npz")
+    train("pretrain", path, d / "ckpt", steps=6, batch=8, device="cpu", preset="tiny", checkpoint_every=100)
+    return d / "ckpt"
+
+
+def live_windows(seed: int = 6):
+    """Windows as the worker cuts them, from a simulated stream the model never saw."""
+    from model.simulator import simulate
+
+    pipe = VenuePipeline("itch")
+    out = []
+    for i, m in enumerate(messages("itch", simulate(SimConfig(n_symbols=2, duration_ns=120 * SEC, seed=seed)))):
+        out += pipe.process(m.symbol.encode() if m.symbol else None, m.raw, 0, i)[0]
+    return out
+
+
+def test_serves_finite_ordered_forecasts_for_live_windows(checkpoint_dir):
+    f = GenerativeForecaster(checkpoint_dir, device="cpu")
+    windows = live_windows()
+    assert len(windows) > 20
+    preds = f.predict(windows[:64])
+    for p in preds:
+        assert set(PREDICTION_FIELDS) <= set(p) and all(math.isfinite(v) for v in p.values())
+        assert 0.0 <= p["anomaly_score"] <= 1.0 and p["anomaly_nll"] > 0
+        for h in HORIZONS:
+            for field in ("spread", "depth", "mid"):
+                assert p[f"{field}_q10_h{h}"] <= p[f"{field}_q50_h{h}"] <= p[f"{field}_q90_h{h}"]
+    recs = forecast_records(f, windows[:4], preds[:4], 1, explain_above=0.0)
+    assert all(r["model"].startswith("orderflow-gpt:") and "surprise" in r["reason"] for r in recs)
+
+
+def test_the_same_window_gets_the_same_forecast_alone_or_in_a_batch(checkpoint_dir):
+    f = GenerativeForecaster(checkpoint_dir, device="cpu")
+    windows = live_windows()[:16]
+    alone = f.predict(windows[3:4])[0]
+    batched = f.predict(windows)[3]
+    assert alone.keys() == batched.keys()
+    assert all(abs(alone[k] - batched[k]) <= 1e-4 * max(1.0, abs(alone[k])) for k in alone)
+
+
+def test_prob_above_zero_reads_the_quantiles():
+    up, down = prob_above_zero(np.array([-2.0, 1.0, -3.0]), np.array([0.0, 2.0, -2.0]), np.array([2.0, 3.0, -1.0]))
+    assert up[0] == pytest.approx(0.5) and up[1] == pytest.approx(0.9) and up[2] == pytest.approx(0.1)
+    assert np.allclose(up + down, 1.0)
