@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +42,8 @@ import numpy as np
 from orderbook.book import Book
 from orderbook.errors import FeedError
 from orderbook.events import FLAG_NON_PRINTABLE, Event, Kind, Side
-from orderbook.features import FeatureState, depth_levels, infer_tick
-from orderbook.venues import feed_class
+from orderbook.features import FeatureState, book_tick, depth_levels
+from orderbook.venues import decode_record, feed_class
 from orderbook.windows import Window, WindowBuilder, WindowConfig, stack
 
 from .anomalies import KINDS as ANOMALY_KINDS
@@ -55,11 +54,6 @@ from .tokens import TextTokenizer, Tokenizer
 NEWS_KINDS = {"negative": 1, "positive": 2, "halt": 3, "neutral": 4}
 TARGETS = ("spread", "depth", "volume", "mid")
 DEPTH_LEVELS = 5
-# The worker's tick rule (streams/pipeline.py, copied: model/ cannot import streams/): ITCH and LOBSTER
-# prices are 1/10000 $ and US equities above $1 trade in cents; elsewhere the tick is inferred from
-# the first book with at least MIN_LEVELS_FOR_TICK levels on a side.
-DEFAULT_TICK = {"itch": 100, "lobster": 100}
-MIN_LEVELS_FOR_TICK = 3
 _TRADE_KINDS = frozenset({Kind.EXECUTE, Kind.TRADE})
 # The real captures of ../shared/data (SOURCES.md) that carry an order book, with their venue.
 REAL_FILES = (
@@ -165,14 +159,10 @@ def real_sources(root: Path, first_seed: int = -1) -> list[Source]:
 
 
 def _tick_for(source: Source, symbol: str, book: Book) -> int | None:
+    """The source's own tick for the symbol where given, else the worker's rule (book_tick)."""
     if source.ticks and symbol in source.ticks:
         return source.ticks[symbol]
-    tick = DEFAULT_TICK.get(source.venue)
-    if tick is not None:
-        return tick
-    if len(book.bids) < MIN_LEVELS_FOR_TICK and len(book.asks) < MIN_LEVELS_FOR_TICK:
-        return None  # warming up: too few prices to infer the tick from
-    return infer_tick(chain(book.bids.keys(), book.asks.keys()))
+    return book_tick(source.venue, book)
 
 
 def _record_state(series: _Series, book: Book, events: list[Event]) -> None:
@@ -181,12 +171,6 @@ def _record_state(series: _Series, book: Book, events: list[Event]) -> None:
     series.mid2.append(np.nan if mid2 is None else float(mid2))
     series.depth.append(depth_levels(book, Side.BID, DEPTH_LEVELS) + depth_levels(book, Side.ASK, DEPTH_LEVELS))
     series.volume.append(sum(e.size for e in events if e.kind in _TRADE_KINDS and not e.flags & FLAG_NON_PRINTABLE))
-
-
-def _decode(feed: Any, venue: str, key: bytes | None, raw: bytes) -> list[Event]:
-    if venue == "lobster":  # LOBSTER rows carry no symbol: the record key names the book
-        return feed.on_message(raw, 0, symbol=(key or b"").decode(errors="replace"))
-    return feed.on_message(raw, 0)
 
 
 def replay(source: Source, cfg: DatasetConfig | None = None) -> Replay:
@@ -211,7 +195,7 @@ def replay(source: Source, cfg: DatasetConfig | None = None) -> Replay:
                 pending.setdefault(sym, []).append((t, headline))
             n_news += 1
         try:
-            events = _decode(feed, source.venue, key, raw)
+            events = decode_record(feed, key, raw)
         except FeedError:
             out.rejected += 1
             continue

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable, Sequence
-from itertools import accumulate, islice
+from itertools import accumulate, chain, islice
 from math import gcd
 
 import numpy as np
@@ -122,6 +122,23 @@ def infer_tick(prices: Iterable[int], max_tick: int | None = None) -> int:
             g = gcd(g, abs(p - first))
     g = max(g, 1)
     return min(g, max_tick) if max_tick is not None else g
+
+
+# Venue price units per tick where the venue fixes it: ITCH and LOBSTER prices are 1/10000 $ and
+# US equities above $1 trade in cents. Elsewhere the tick is inferred from the first book deep
+# enough (MIN_LEVELS_FOR_TICK levels on a side).
+VENUE_TICK = {"itch": 100, "lobster": 100}
+MIN_LEVELS_FOR_TICK = 3
+
+
+def book_tick(venue: str, book: Book) -> int | None:
+    """The tick windows of this book are measured in; None while the book is too thin to tell."""
+    tick = VENUE_TICK.get(venue)
+    if tick is not None:
+        return tick
+    if len(book.bids) < MIN_LEVELS_FOR_TICK and len(book.asks) < MIN_LEVELS_FOR_TICK:
+        return None
+    return infer_tick(chain(book.bids.keys(), book.asks.keys()))
 
 
 # --------------------------------------------------------------------------- order-flow imbalance

@@ -16,19 +16,14 @@ import json
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import chain
 
 from orderbook.book import Book
 from orderbook.errors import DecodeError, FeedError, OversizedMessage, check_size
 from orderbook.events import Event
-from orderbook.features import FeatureState, infer_tick
-from orderbook.venues import Feed, feed_class
+from orderbook.features import FeatureState, book_tick
+from orderbook.venues import Feed, decode_record, feed_class
 from orderbook.windows import Window, WindowBuilder, WindowConfig
 
-# Venue price units per tick where the venue fixes it: ITCH and LOBSTER prices are 1/10000 $
-# and US equities above $1 trade in cents. Elsewhere it is inferred from the first deep book.
-DEFAULT_TICK = {"itch": 100, "lobster": 100}
-MIN_LEVELS_FOR_TICK = 3
 NEWS_KEPT = 64  # headlines remembered per symbol for books built later
 
 
@@ -89,7 +84,7 @@ class VenuePipeline:
             if self.max_bytes is not None and len(value) > self.max_bytes:
                 raise OversizedMessage(f"record of {len(value)} bytes exceeds {self.max_bytes}", venue=self.venue)
             check_size(value, self.venue)
-            events = self._decode(key, value)
+            events = decode_record(self.feed, key, value)
         except FeedError as err:
             return [], self._reject(err.reason, str(err), key, value, partition, offset)
         except Exception as err:  # a decoder bug must not stop the worker: dead-letter it, loudly
@@ -110,13 +105,6 @@ class VenuePipeline:
         self.stats.windows += len(windows)
         return windows, None
 
-    def _decode(self, key: bytes | None, value: bytes) -> list[Event]:
-        if self.venue == "lobster":  # LOBSTER rows carry no symbol: the record key names the book
-            if not key:
-                raise DecodeError("LOBSTER record without a symbol key", venue=self.venue)
-            return self.feed.on_message(value, 0, symbol=key.decode(errors="replace"))  # type: ignore[call-arg]
-        return self.feed.on_message(value, 0)
-
     def _reject(
         self, reason: str, error: str, key: bytes | None, value: bytes, partition: int, offset: int
     ) -> Rejected:
@@ -125,11 +113,9 @@ class VenuePipeline:
 
     def _builder(self, symbol: str, book: Book) -> WindowBuilder | None:
         """A symbol's window builder, created once its tick size is known."""
-        tick = DEFAULT_TICK.get(self.venue)
+        tick = book_tick(self.venue, book)
         if tick is None:
-            if len(book.bids) < MIN_LEVELS_FOR_TICK and len(book.asks) < MIN_LEVELS_FOR_TICK:
-                return None  # warming up: too few prices to infer the tick from
-            tick = infer_tick(chain(book.bids.keys(), book.asks.keys()))
+            return None  # warming up: too few prices to infer the tick from
         builder = WindowBuilder(self.config, FeatureState(tick=tick), self.venue, symbol)
         for ts, headline in self.news.get(symbol, ()):
             builder.add_news(ts, headline)

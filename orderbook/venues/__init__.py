@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from importlib import import_module
 
+from ..errors import DecodeError
+from ..events import Event
 from .base import Feed, Record
 
 FEEDS: dict[str, str] = {
@@ -23,4 +25,14 @@ def feed_class(venue: str) -> type[Feed]:
     return getattr(import_module(module), name)
 
 
-__all__ = ["FEEDS", "Feed", "Record", "feed_class"]
+def decode_record(feed: Feed, key: bytes | None, raw: bytes, recv_ts: int = 0) -> list[Event]:
+    """One `md.raw.<venue>` record through its feed. LOBSTER rows carry no symbol: the record's
+    key names the book there (DESIGN.md: the key is the symbol on every raw topic)."""
+    if feed.venue == "lobster":
+        if not key:
+            raise DecodeError("LOBSTER record without a symbol key", venue="lobster")
+        return feed.on_message(raw, recv_ts, symbol=key.decode(errors="replace"))  # type: ignore[call-arg]
+    return feed.on_message(raw, recv_ts)
+
+
+__all__ = ["FEEDS", "Feed", "Record", "decode_record", "feed_class"]
