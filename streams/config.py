@@ -27,7 +27,7 @@ class Settings:
     device: str = field(default_factory=lambda: _env("MT_DEVICE", "auto"))
     window: WindowConfig = field(default_factory=WindowConfig)
     take_max: int = 2000  # records per agent batch
-    take_within: float = 0.05  # seconds an agent waits to fill a batch
+    take_within: float = 0.01  # seconds an agent waits to fill a batch: part of every latency
     max_batch: int = 256  # windows per model call
     max_wait: float = 0.005  # seconds the batcher waits to fill a model batch
     max_record_bytes: int = 4 * 1024 * 1024
