@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/feed_bench.py
 	$(BIN)/python bench/sim_bench.py
 	$(BIN)/python bench/pipeline_bench.py
+	$(BIN)/python bench/model_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

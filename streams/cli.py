@@ -197,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_train(sub)
 
+    from .scenarios_cli import register as register_scenarios
+
+    register_scenarios(sub)
+
     i = sub.add_parser("infra", help="a real single-node Kafka (KRaft) and Redis on loopback")
     i.add_argument("action", choices=["up", "down", "status"])
     i.add_argument("--state", type=Path, help="state folder (default: $MT_HOME/infra)")
