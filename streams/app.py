@@ -28,8 +28,7 @@ import msgpack
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import CoordinatorNotAvailableError, NotCoordinatorError
 
-from model.baseline import BaselineForecaster
-from model.forecaster import SCHEMA, Forecaster, forecast_records
+from model.forecaster import SCHEMA, Forecaster, forecast_records, load_forecaster
 from orderbook.errors import FeedError
 
 from .batcher import MicroBatcher
@@ -39,17 +38,6 @@ from .replay import DLQ_TOPIC, FORECASTS_TOPIC, NEWS_TOPIC, RAW_TOPIC
 from .sink import RedisSink
 
 log = logging.getLogger(__name__)
-
-
-def load_forecaster(settings: Settings) -> Forecaster:
-    """`baseline`, or `generative:CHECKPOINT_DIR` (torch; CUDA when there is one, else CPU)."""
-    if settings.model == "baseline":
-        return BaselineForecaster()
-    if settings.model.startswith("generative:"):
-        from model.generative import GenerativeForecaster
-
-        return GenerativeForecaster(settings.model.split(":", 1)[1], device=settings.device)
-    raise ValueError(f"unknown model {settings.model!r} (baseline or generative:CHECKPOINT_DIR)")
 
 
 def dlq_headers(topic: str, rej: Rejected) -> list[tuple[str, bytes]]:
@@ -306,7 +294,7 @@ def create_app(settings: Settings, forecaster: Forecaster | None = None) -> tupl
         producer_max_request_size=16 << 20,
         consumer_max_fetch_size=16 << 20,
     )
-    worker = Worker(settings, app, forecaster or load_forecaster(settings))
+    worker = Worker(settings, app, forecaster or load_forecaster(settings.model, settings.device))
 
     for topic_name, venue in worker.topics.items():
         topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw")

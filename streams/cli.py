@@ -201,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_scenarios(sub)
 
+    from .eval_cli import register as register_eval
+
+    register_eval(sub)
+
     i = sub.add_parser("infra", help="a real single-node Kafka (KRaft) and Redis on loopback")
     i.add_argument("action", choices=["up", "down", "status"])
     i.add_argument("--state", type=Path, help="state folder (default: $MT_HOME/infra)")

@@ -1,0 +1,254 @@
+"""Held-out evaluation: each metric against hand-computed values, the isolation forest on a synthetic cloud,
+the baselines equal to model/baseline.py's, and `evaluate` end to end with a tiny trained model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from model.baseline import BaselineForecaster
+from model.evaluate import (
+    IsolationForest,
+    auroc,
+    average_path_length,
+    average_precision,
+    coverage,
+    crps_quantiles,
+    level_forecasts,
+    perplexity,
+    pinball,
+    roc_curve,
+    unnormalize,
+    zscore_anomaly,
+)
+
+# --------------------------------------------------------------------------- ranking
+
+
+def test_auroc_of_a_hand_example():
+    # pairs (pos, neg): (0.35, 0.1) win, (0.35, 0.4) loss, (0.8, 0.1) win, (0.8, 0.4) win -> 3/4
+    assert auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)
+
+
+def test_auroc_counts_a_tie_as_half_a_win():
+    # pos {1, 3}, neg {1, 2}: (1 vs 1) tie 0.5, (1 vs 2) 0, (3 vs 1) 1, (3 vs 2) 1 -> 2.5 / 4
+    assert auroc([1, 1, 2, 3], [0, 1, 0, 1]) == pytest.approx(0.625)
+    assert auroc([5, 5, 5, 5], [0, 1, 0, 1]) == pytest.approx(0.5)
+
+
+def test_auroc_is_perfect_inverted_and_undefined_where_it_should_be():
+    assert auroc([1, 2, 3, 4], [0, 0, 1, 1]) == 1.0
+    assert auroc([4, 3, 2, 1], [0, 0, 1, 1]) == 0.0
+    assert math.isnan(auroc([1, 2], [0, 0]))
+
+
+def test_average_precision_of_a_hand_example():
+    # descending: 0.8 (pos) P=1 R=.5; 0.4 (neg); 0.35 (pos) P=2/3 R=1 -> .5*1 + .5*2/3
+    assert average_precision([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.5 + 1 / 3)
+
+
+def test_average_precision_takes_a_tie_group_at_once():
+    # thresholds 3: P=1 R=.5; 2: P=.5 R=.5; 1 (a tied pos and neg): P=.5 R=1 -> .5*1 + 0 + .5*.5
+    assert average_precision([1, 1, 2, 3], [0, 1, 0, 1]) == pytest.approx(0.75)
+    # all tied: one threshold, precision = prevalence
+    assert average_precision([2, 2, 2, 2], [0, 1, 0, 0]) == pytest.approx(0.25)
+    assert math.isnan(average_precision([1, 2], [0, 0]))
+
+
+def test_roc_curve_runs_from_the_origin_to_the_corner_through_each_threshold():
+    fpr, tpr = roc_curve(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]))
+    assert fpr.tolist() == [0.0, 0.0, 0.5, 0.5, 1.0]
+    assert tpr.tolist() == [0.0, 0.5, 0.5, 1.0, 1.0]
+    assert np.trapezoid(tpr, fpr) == pytest.approx(0.75)  # the area is the AUROC
+
+
+# --------------------------------------------------------------------------- forecasts
+
+
+def test_pinball_of_a_hand_example():
+    # u = y - q = -1, 0, 1; tau .1: max(.1u, -.9u) = .9, 0, .1
+    assert pinball(np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 2.0]), 0.1) == pytest.approx(1 / 3)
+    assert pinball(np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 2.0]), 0.5) == pytest.approx(1 / 3)
+
+
+def test_crps_from_three_quantiles_by_hand_and_a_point_forecasts_crps_is_its_mae():
+    # y = 0, q = (-1, 0, 1): pinball .1, 0, .1 -> 2/3 * .2
+    assert crps_quantiles(np.zeros(1), np.array([[-1.0, 0.0, 1.0]])) == pytest.approx(0.4 / 3)
+    y, x = np.array([0.0, 3.0, -2.0]), np.array([1.0, 1.0, 1.0])
+    assert crps_quantiles(y, np.repeat(x[:, None], 3, axis=1)) == pytest.approx(np.mean(np.abs(y - x)))
+
+
+def test_the_quantile_approximation_converges_to_the_exact_crps_of_a_normal():
+    from statistics import NormalDist
+
+    taus = np.arange(1, 100) / 100
+    q = np.array([[NormalDist().inv_cdf(t) for t in taus]])
+    exact = 2 * NormalDist().pdf(0.0) - 1 / math.sqrt(math.pi)  # CRPS(N(0,1), 0), Gneiting & Raftery eq. 21
+    assert crps_quantiles(np.zeros(1), q, taus) == pytest.approx(exact, rel=0.03)
+
+
+def test_coverage_counts_outcomes_at_or_below_the_quantile():
+    assert coverage(np.array([1.0, 2.0, 3.0, 4.0]), np.array([2.0, 2.0, 2.0, 2.0])) == 0.5
+    assert math.isnan(coverage(np.zeros(0), np.zeros(0)))
+
+
+def test_perplexity_of_a_uniform_guess_is_the_number_of_choices():
+    nll = np.full((2, 3), math.log(4.0))
+    nll[1, 2] = 99.0  # a padded pair: not counted
+    valid = np.array([[True, True, True], [True, True, False]])
+    assert perplexity(nll, valid) == pytest.approx(4.0)
+
+
+# --------------------------------------------------------------------------- isolation forest
+
+
+def test_average_path_length_matches_the_paper():
+    c = average_path_length(np.array([1, 2, 256]))
+    assert c[0] == 0.0 and c[1] == 1.0
+    assert c[2] == pytest.approx(2 * (math.log(255) + 0.5772156649) - 2 * 255 / 256)
+
+
+def test_isolation_forest_scores_injected_outliers_above_the_inliers():
+    rng = np.random.default_rng(3)
+    inliers = rng.normal(size=(600, 5))
+    outliers = rng.normal(size=(12, 5)) * 0.3 + 6.0 * rng.choice([-1, 1], size=(12, 5))
+    x = np.concatenate([inliers, outliers])
+    s = IsolationForest(n_trees=50, seed=0).fit(x).score(x)
+    assert np.all((s > 0) & (s <= 1))
+    assert s[600:].min() > np.quantile(s[:600], 0.95)
+    assert auroc(s, np.r_[np.zeros(600), np.ones(12)]) > 0.99
+
+
+def test_isolation_forest_is_seeded():
+    x = np.random.default_rng(0).normal(size=(300, 3))
+    a = IsolationForest(n_trees=10, seed=4).fit(x).score(x)
+    assert np.array_equal(a, IsolationForest(n_trees=10, seed=4).fit(x).score(x))
+    assert not np.array_equal(a, IsolationForest(n_trees=10, seed=5).fit(x).score(x))
+
+
+# --------------------------------------------------------------------------- baselines on dataset rows
+
+
+def test_level_baseline_is_model_baselines_own_and_persistence_is_the_last_value():
+    rng = np.random.default_rng(1)
+    x = rng.gamma(2.0, 2.0, size=(20, 32))
+    x[3, -4:] = np.nan  # gaps: a one-sided book
+    x[7] = np.nan
+    got = level_forecasts(x)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the all-NaN window
+        want = np.stack(BaselineForecaster()._levels(x), axis=1)
+    assert np.allclose(got["baseline"], want, equal_nan=True)
+    assert np.allclose(
+        got["persistence"][:, 1], np.r_[x[:3, -1], x[3, -5], x[4:7, -1], np.nan, x[8:, -1]], equal_nan=True
+    )
+    assert np.all(got["ewma"][~np.isnan(got["ewma"][:, 0])] >= 0)
+
+
+def test_zscore_anomaly_and_unnormalize_give_the_baseline_forecasters_score():
+    from orderbook.features import FEATURE_NAMES
+
+    rng = np.random.default_rng(2)
+    raw = rng.normal(1.0, 0.3, size=(6, 32, len(FEATURE_NAMES)))
+    raw[2, -1, FEATURE_NAMES.index("log_trade_rate")] = 8.0  # a burst in the last row
+    rows = np.ones((6, 32), bool)
+    rows[4, :30] = False  # too few rows to score
+    mean, std = raw.reshape(-1, raw.shape[-1]).mean(0), raw.reshape(-1, raw.shape[-1]).std(0)
+    back = unnormalize(((raw - mean) / std).astype(np.float32), rows, mean, std)
+    assert np.allclose(back[rows], raw[rows], atol=1e-5) and np.isnan(back[~rows]).all()
+    want, _ = BaselineForecaster._anomaly(np.where(rows[..., None], raw, 0.0), rows)
+    got = zscore_anomaly(back, rows)
+    assert np.allclose(got, want, atol=1e-6)
+    assert got[2] > 0.999 and got[4] == 0.0
+
+
+# --------------------------------------------------------------------------- end to end
+
+torch = pytest.importorskip("torch")
+SEC = 1_000_000_000
+ALL = {k: 8.0 for k in ("spoofing", "quote_stuffing", "flash_crash", "layering")}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A two-seed dataset; a tiny model trained (5 steps) on seed 1; seed 2 held out."""
+    from model.dataset import build, save, sim_source, split_by_seed
+    from model.simulator import SimConfig
+    from model.train import train
+
+    d = tmp_path_factory.mktemp("eval")
+    cfgs = [SimConfig(n_symbols=2, duration_ns=240 * SEC, seed=s, anomaly_rates=ALL, news_rate=10) for s in (1, 2)]
+    train_ds, held = split_by_seed(build([sim_source(c) for c in cfgs]), [2])
+    save(train_ds, d / "train.npz")
+    save(held, d / "held.npz")
+    train("finetune", d / "train.npz", d / "ckpt", steps=5, batch=8, device="cpu", preset="tiny", checkpoint_every=100)
+    return d
+
+
+def _png_ok(path) -> bool:
+    import matplotlib.image
+
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and matplotlib.image.imread(path).shape[0] > 100
+
+
+def test_evaluate_writes_the_table_and_plots_for_a_tiny_model(tiny):
+    from model.evaluate import TARGETS, evaluate
+
+    ev = evaluate(tiny / "held.npz", [tiny / "ckpt"], tiny / "out")
+    md = (tiny / "out" / "evaluation.md").read_text()
+    assert "seeds [2]" in md and "trained on seeds [1]" in md
+    for name in ("AUROC", "CRPS", "pinball", "coverage", "perplexity", "isolation forest", "z-score", "persistence"):
+        assert name in md
+    assert _png_ok(tiny / "out" / "roc.png") and _png_ok(tiny / "out" / "calibration.png")
+    metrics = json.loads((tiny / "out" / "metrics.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert metrics["seeds"] == [2] and metrics["models"][0]["train_seeds"] == [1]
+    auc, ap = ev.anomaly["overall"]["model"]
+    assert 0.0 <= auc <= 1.0 and 0.0 <= ap <= 1.0
+    assert all(math.isfinite(ev.crps[t]["model"]) for t in TARGETS)
+    assert ev.crps["spread_h10"]["persistence"] > 0 and 1.0 < ev.perplexity["model"]["all"] < math.inf
+    # the liquidity metrics leave out windows without a target
+    import model.dataset as dataset
+
+    held = dataset.load(tiny / "held.npz")
+    assert ev.n_liquidity["spread_h100"] == int(held.arrays["target_mask"][:, 1].sum()) < len(held)
+
+
+def test_evaluate_compares_several_models_side_by_side(tiny):
+    from model.evaluate import evaluate
+
+    ev = evaluate(tiny / "held.npz", [tiny / "ckpt", tiny / "ckpt"], tiny / "two", names=["full", "no-text"])
+    assert {"full", "no-text"} <= set(ev.anomaly["overall"]) and {"full", "no-text"} <= set(ev.crps["mid_h10"])
+    assert "| full |" in (tiny / "two" / "evaluation.md").read_text()
+
+
+def test_evaluate_refuses_seeds_the_model_was_trained_on(tiny):
+    from model.evaluate import evaluate
+
+    with pytest.raises(ValueError, match="trained on seeds \\[1\\]"):
+        evaluate(tiny / "train.npz", [tiny / "ckpt"], tiny / "seen")
+
+
+def test_evaluate_refuses_windows_tokenized_by_another_tokenizer(tiny):
+    from model.dataset import build, save, sim_source
+    from model.evaluate import evaluate
+    from model.simulator import SimConfig
+
+    path, _ = save(build([sim_source(SimConfig(n_symbols=1, duration_ns=120 * SEC, seed=9))]), tiny / "other.npz")
+    with pytest.raises(ValueError, match="another tokenizer"):
+        evaluate(path, [tiny / "ckpt"], tiny / "other")
+
+
+def test_evaluate_command_prints_the_table(tiny, capsys):
+    from streams.eval_cli import register
+
+    p = argparse.ArgumentParser()
+    register(p.add_subparsers(dest="command"))
+    args = p.parse_args(["evaluate", "--data", str(tiny / "held.npz"), "--model", f"generative:{tiny / 'ckpt'}",
+                         "--out", str(tiny / "cli")])  # fmt: skip
+    assert args.run(args) == 0
+    assert "## Anomalies" in capsys.readouterr().out and (tiny / "cli" / "evaluation.md").is_file()

@@ -1,0 +1,131 @@
+"""`megatrading score`: a recorded stream scored offline gives, row for row, what the worker publishes."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+
+import pytest
+
+from model.baseline import BaselineForecaster
+from model.forecaster import PREDICTION_FIELDS
+from model.scoring import COLUMNS, read_news, read_records, row, score_windows, stream_windows
+from model.simulator import SimConfig, simulate
+from orderbook.venues import feed_class
+from streams.eval_cli import register
+from streams.pipeline import VenuePipeline
+
+SEC = 1_000_000_000
+
+
+@pytest.fixture(scope="module")
+def sim_dir(tmp_path_factory):
+    """A short simulated ITCH day written as `megatrading simulate --out` writes it, with headlines."""
+    from streams.simulate import write_outputs
+
+    d = tmp_path_factory.mktemp("score")
+    result = simulate(SimConfig(n_symbols=2, duration_ns=300 * SEC, seed=11, news_rate=60,
+                                anomaly_rates={"spoofing": 10.0}))  # fmt: skip
+    files = write_outputs(result, "itch", d)
+    return d, files[0]
+
+
+def worker_rows(path, forecaster, batch: int, news=()) -> list[dict]:
+    """The worker's path: VenuePipeline over the file's records (as `megatrading replay` publishes
+    them), headlines added when the stream reaches them, the forecaster on each batch."""
+    pipe = VenuePipeline("itch")
+    pending, windows = sorted(news, key=lambda n: n[0]), []
+    clock = feed_class("itch")()  # a second decoder only to read each record's event time
+    for offset, rec in enumerate(feed_class("itch").read_capture(path)):
+        latest = max((e.ts for e in clock.on_message(rec.raw, 0)), default=-1) if pending else -1
+        while pending and pending[0][0] <= latest:
+            pipe.add_news(*pending.pop(0))
+        windows += pipe.process(None, rec.raw, 0, offset)[0]
+    out = []
+    for i in range(0, len(windows), batch):
+        chunk = windows[i : i + batch]
+        out += [row(w, p) for w, p in zip(chunk, forecaster.predict(chunk), strict=True)]
+    return out
+
+
+def test_baseline_scores_equal_the_workers_forecasts_row_for_row(sim_dir):
+    _, path = sim_dir
+    f = BaselineForecaster()
+    got = list(score_windows(stream_windows(read_records([path], "itch"), "itch"), f, batch=256))
+    want = worker_rows(path, f, batch=7)  # other batch sizes: a forecast must not depend on its batch
+    assert len(got) > 50
+    assert got == want
+
+
+def test_windows_carry_the_headlines_of_their_span(sim_dir):
+    d, path = sim_dir
+    news = read_news(d / "news.jsonl")
+    assert news and all(isinstance(s, list) for _, s, _ in news)
+    windows = list(stream_windows(read_records([path], "itch"), "itch", news))
+    with_news = [w for w in windows if w.news_mask.any()]
+    assert with_news, "some window should cover a headline"
+    for w in with_news:
+        for ts, headline in w.news:
+            assert w.start_ts <= ts <= w.ts and any(h == headline and w.symbol in s for t, s, h in news if t == ts)
+    plain = list(stream_windows(read_records([path], "itch"), "itch"))
+    assert not any(w.news_mask.any() for w in plain)
+    # the baseline ignores text, but the worker fed the same headlines cuts the same windows
+    f = BaselineForecaster()
+    assert list(score_windows(iter(windows), f)) == worker_rows(path, f, batch=32, news=news)
+
+
+def test_score_command_writes_one_csv_row_per_window(sim_dir, tmp_path):
+    d, path = sim_dir
+    p = argparse.ArgumentParser()
+    register(p.add_subparsers(dest="command"))
+    out = tmp_path / "scores.csv"
+    args = p.parse_args(["score", str(path), "--format", "itch", "--news", str(d / "news.jsonl"), "--out", str(out)])
+    assert args.run(args) == 0
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == COLUMNS
+    assert COLUMNS[:4] == ("symbol", "event_ts", "seq", "anomaly_score") and set(PREDICTION_FIELDS) <= set(COLUMNS)
+    news = read_news(d / "news.jsonl")
+    want = list(score_windows(stream_windows(read_records([path], "itch"), "itch", news), BaselineForecaster()))
+    assert len(rows) == len(want)
+    for r, w in zip(rows, want, strict=True):
+        assert r["symbol"] == w["symbol"] and int(r["event_ts"]) == w["event_ts"] and int(r["seq"]) == w["seq"]
+        assert all(float(r[c]) == w[c] for c in COLUMNS[3:])  # floats written as repr read back exactly
+
+
+def test_unusable_records_are_skipped_and_counted_as_the_worker_dead_letters_them(sim_dir):
+    from model.scoring import StreamWindows
+
+    _, path = sim_dir
+    records = list(read_records([path], "itch"))
+    broken = [*records[:200], (None, b"\xff\x00garbage"), *records[200:]]
+    state = StreamWindows("itch")
+    n = sum(1 for _ in stream_windows(broken, "itch", state=state))
+    assert n == sum(1 for _ in stream_windows(records, "itch"))
+    assert sum(state.stats.rejected.values()) == 1
+
+
+def test_news_file_errors_name_the_line(tmp_path):
+    p = tmp_path / "news.jsonl"
+    p.write_text(json.dumps({"ts": 1, "symbols": ["A"], "headline": "x"}) + "\n{not json}\n")
+    with pytest.raises(ValueError, match=r"news\.jsonl:2"):
+        read_news(p)
+
+
+def test_generative_scores_equal_the_served_models_forecasts(sim_dir, tmp_path):
+    pytest.importorskip("torch")
+    from model.dataset import build, save, sim_source
+    from model.generative import GenerativeForecaster
+    from model.train import train
+
+    data, _ = save(build([sim_source(SimConfig(n_symbols=1, duration_ns=120 * SEC, seed=3))]), tmp_path / "t.npz")
+    train("pretrain", data, tmp_path / "ckpt", steps=2, batch=4, device="cpu", preset="tiny", checkpoint_every=100)
+    _, path = sim_dir
+    f = GenerativeForecaster(tmp_path / "ckpt", device="cpu")
+    got = list(score_windows(stream_windows(read_records([path], "itch"), "itch"), f, batch=64))
+    want = worker_rows(path, f, batch=64)
+    assert len(got) == len(want) > 0
+    assert [(g["symbol"], g["seq"]) for g in got] == [(w["symbol"], w["seq"]) for w in want]
+    for g, w in zip(got, want, strict=True):
+        assert [g[c] for c in COLUMNS[3:]] == pytest.approx([w[c] for c in COLUMNS[3:]], rel=1e-5, abs=1e-6)
