@@ -42,9 +42,10 @@ import numpy as np
 from orderbook.book import Book
 from orderbook.errors import FeedError
 from orderbook.events import FLAG_NON_PRINTABLE, Event, Kind, Side
-from orderbook.features import FeatureState, book_tick, depth_levels
-from orderbook.venues import decode_record, feed_class
-from orderbook.windows import Window, WindowBuilder, WindowConfig, stack
+from orderbook.features import FeatureState, depth_levels
+from orderbook.venue_windows import VenueWindows
+from orderbook.venues import feed_class
+from orderbook.windows import Window, WindowConfig, stack
 
 from .anomalies import KINDS as ANOMALY_KINDS
 from .sim_writers import clock_offset, messages, venue_symbol
@@ -158,13 +159,6 @@ def real_sources(root: Path, first_seed: int = -1) -> list[Source]:
 # --------------------------------------------------------------------------- replay
 
 
-def _tick_for(source: Source, symbol: str, book: Book) -> int | None:
-    """The source's own tick for the symbol where given, else the worker's rule (book_tick)."""
-    if source.ticks and symbol in source.ticks:
-        return source.ticks[symbol]
-    return book_tick(source.venue, book)
-
-
 def _record_state(series: _Series, book: Book, events: list[Event]) -> None:
     spread, mid2 = book.spread(), book.mid2()
     series.spread.append(np.nan if spread is None else spread / series.tick)
@@ -174,53 +168,42 @@ def _record_state(series: _Series, book: Book, events: list[Event]) -> None:
 
 
 def replay(source: Source, cfg: DatasetConfig | None = None) -> Replay:
-    """Feed every record through the venue's feed and per-symbol window builders (the worker's loop).
+    """Feed every record through the worker's window loop (orderbook.venue_windows), recording
+    each symbol's book after every message for the targets.
 
     Headlines join a symbol's builder before the first record at or after their time (records with a
     clock ts); rejected records are counted and skipped, as the worker dead-letters them.
     """
     cfg = cfg or DatasetConfig()
     out = Replay(source)
-    feed = feed_class(source.venue)()
-    builders: dict[str, WindowBuilder] = {}
+    vw = VenueWindows(source.venue, cfg.window, ticks=source.ticks)
     news = sorted(source.news)
-    pending: dict[str, list[tuple[int, str]]] = {}  # headlines of symbols without a builder yet
     n_news = 0
     for key, raw, ts in source.records:
         while n_news < len(news) and ts is not None and news[n_news][0] <= ts:
             t, sym, headline, _ = news[n_news]
-            if sym in builders:
-                builders[sym].add_news(t, headline)
-            else:
-                pending.setdefault(sym, []).append((t, headline))
+            vw.add_news(t, [sym], headline)
             n_news += 1
         try:
-            events = decode_record(feed, key, raw)
+            events = vw.decode(key, raw)
         except FeedError:
             out.rejected += 1
             continue
+        windows = vw.push(events)
         by_symbol: dict[str, list[Event]] = {}
         for e in events:
             by_symbol.setdefault(e.symbol, []).append(e)
         for sym, mine in by_symbol.items():
-            book = feed.books.get(sym)
-            if book is None:
-                continue
-            builder = builders.get(sym)
+            builder = vw.builders.get(sym)
             if builder is None:
-                tick = _tick_for(source, sym, book)
-                if tick is None:
-                    continue
-                builder = builders[sym] = WindowBuilder(cfg.window, FeatureState(tick=tick), source.venue, sym)
-                out.series[sym] = _Series(tick)
-                for t, headline in pending.pop(sym, ()):
-                    builder.add_news(t, headline)
-            w = builder.push(book, mine)
-            series = out.series[sym]
-            _record_state(series, book, mine)
-            if w is not None:
-                out.windows.append(w)
-                out.msg_index.append(len(series.spread) - 1)
+                continue
+            series = out.series.get(sym)
+            if series is None:
+                series = out.series[sym] = _Series(builder.features.tick)
+            _record_state(series, vw.feed.books[sym], mine)
+        for w in windows:
+            out.windows.append(w)
+            out.msg_index.append(len(out.series[w.symbol].spread) - 1)
     return out
 
 

@@ -22,14 +22,13 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
-from orderbook.book import Book
-from orderbook.errors import FeedError, check_size
+from orderbook.errors import FeedError
 from orderbook.events import Event
-from orderbook.features import FeatureState, book_tick
-from orderbook.venues import decode_record, feed_class
-from orderbook.windows import Window, WindowBuilder, WindowConfig
+from orderbook.venue_windows import VenueWindows
+from orderbook.venues import feed_class
+from orderbook.windows import Window, WindowConfig
 
 from .forecaster import PREDICTION_FIELDS, Forecaster, Prediction
 
@@ -77,29 +76,18 @@ def read_records(paths: Sequence[str | Path], venue: str, symbol: str | None = N
             yield key, rec.raw
 
 
-class StreamWindows:
-    """One venue's feed and per-symbol window builders, fed one record at a time (VenuePipeline's loop)."""
+class StreamWindows(VenueWindows):
+    """The worker's window loop (orderbook.venue_windows), counting what it would dead-letter."""
 
     def __init__(self, venue: str, config: WindowConfig | None = None) -> None:
-        self.venue = venue
-        self.config = config or WindowConfig()
-        self.feed = feed_class(venue)()
-        self.builders: dict[str, WindowBuilder] = {}
-        self.news: dict[str, list[tuple[int, str]]] = {}
+        super().__init__(venue, config)
         self.stats = ScoreStats()
 
-    def add_news(self, ts: int, symbols: Iterable[str], headline: str) -> None:
-        for s in symbols:
-            self.news.setdefault(s, []).append((ts, headline))
-            if s in self.builders:
-                self.builders[s].add_news(ts, headline)
-
-    def decode(self, key: bytes | None, value: bytes) -> list[Event] | None:
+    def decode(self, key: bytes | None, value: bytes) -> list[Event] | None:  # type: ignore[override]
         """The record's events, or None (counted by reason) where the worker would dead-letter it."""
         self.stats.records += 1
         try:
-            check_size(value, self.venue)
-            return decode_record(self.feed, key, value)
+            return super().decode(key, value)
         except FeedError as err:
             reason = err.reason
         except Exception:  # the worker dead-letters a decoder bug as internal_error and goes on
@@ -107,34 +95,10 @@ class StreamWindows:
         self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
         return None
 
-    def push(self, events: list[Event], offset: int) -> list[Window]:
-        """Apply a decoded record's events to the symbols' window builders; the windows completed."""
-        by_symbol: dict[str, list[Event]] = {}
-        for e in events:
-            by_symbol.setdefault(e.symbol, []).append(e)
-        out = []
-        for sym, mine in by_symbol.items():
-            book = self.feed.books.get(sym)
-            if book is None:
-                continue
-            builder = self.builders.get(sym) or self._builder(sym, book)
-            if builder is None:
-                continue
-            w = builder.push(book, mine, offset=(0, offset))
-            if w is not None:
-                out.append(w)
+    def push(self, events: list[Event], offset: Any = None) -> list[Window]:
+        out = super().push(events, offset=(0, offset))
         self.stats.windows += len(out)
         return out
-
-    def _builder(self, symbol: str, book: Book) -> WindowBuilder | None:
-        tick = book_tick(self.venue, book)  # the worker's tick rule
-        if tick is None:
-            return None  # warming up: too few prices to infer the tick from
-        builder = WindowBuilder(self.config, FeatureState(tick=tick), self.venue, symbol)
-        for ts, headline in self.news.get(symbol, ()):
-            builder.add_news(ts, headline)
-        self.builders[symbol] = builder
-        return builder
 
 
 def stream_windows(

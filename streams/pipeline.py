@@ -14,17 +14,11 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from orderbook.book import Book
-from orderbook.errors import DecodeError, FeedError, OversizedMessage, check_size
-from orderbook.events import Event
-from orderbook.features import FeatureState, book_tick
-from orderbook.venues import Feed, decode_record, feed_class
+from orderbook.errors import DecodeError, FeedError, OversizedMessage
+from orderbook.venue_windows import VenueWindows
 from orderbook.windows import Window, WindowBuilder, WindowConfig
-
-NEWS_KEPT = 64  # headlines remembered per symbol for books built later
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +42,9 @@ class PipelineStats:
 
 
 class VenuePipeline:
-    """One venue's books and window builders, fed one raw record at a time."""
+    """One venue's books and window builders (orderbook.venue_windows), fed one Kafka record at
+    a time, with what the worker adds: a record size limit, rejections with their reason, the
+    position reached in each partition."""
 
     def __init__(
         self,
@@ -57,22 +53,16 @@ class VenuePipeline:
         *,
         symbols: set[str] | None = None,
         max_bytes: int | None = None,
-        feed_factory: Callable[[], Feed] | None = None,
     ) -> None:
         self.venue = venue
-        self.config = config or WindowConfig()
-        self.symbols = symbols
         self.max_bytes = max_bytes
-        self._feed_factory = feed_factory or (lambda: feed_class(venue)(symbols))
-        self.feed = self._feed_factory()
-        self.builders: dict[str, WindowBuilder] = {}
-        self.partition_of: dict[str, int] = {}  # symbol -> the partition its records come from
+        self.core = VenueWindows(venue, config, symbols=symbols)
         self.position: dict[int, int] = {}  # partition -> next offset to process
         self.stats = PipelineStats()
-        # every headline seen, per symbol (bounded): it outlives `reset`, news is not replayed
-        self.news: dict[str, list[tuple[int, str]]] = defaultdict(list)
 
-    # ---- records
+    @property
+    def builders(self) -> dict[str, WindowBuilder]:
+        return self.core.builders
 
     def process(
         self, key: bytes | None, value: bytes, partition: int, offset: int, *, warm: bool = False
@@ -83,25 +73,15 @@ class VenuePipeline:
         try:
             if self.max_bytes is not None and len(value) > self.max_bytes:
                 raise OversizedMessage(f"record of {len(value)} bytes exceeds {self.max_bytes}", venue=self.venue)
-            check_size(value, self.venue)
-            events = decode_record(self.feed, key, value)
+            events = self.core.decode(key, value)
         except FeedError as err:
             return [], self._reject(err.reason, str(err), key, value, partition, offset)
         except Exception as err:  # a decoder bug must not stop the worker: dead-letter it, loudly
             return [], self._reject("internal_error", f"{type(err).__name__}: {err}", key, value, partition, offset)
         self.stats.events += len(events)
-        windows = []
-        for symbol, mine in _by_symbol(events).items():
-            self.partition_of[symbol] = partition
-            book = self.feed.books.get(symbol)
-            if book is None:
-                continue
-            builder = self.builders.get(symbol) or self._builder(symbol, book)
-            if builder is None:
-                continue
-            w = builder.push(book, mine, offset=(partition, offset))
-            if w is not None and not warm:
-                windows.append(w)
+        windows = self.core.push(events, offset=(partition, offset))
+        if warm:
+            return [], None
         self.stats.windows += len(windows)
         return windows, None
 
@@ -111,45 +91,15 @@ class VenuePipeline:
         self.stats.rejected[reason] += 1
         return Rejected(reason, error, key, value, partition, offset)
 
-    def _builder(self, symbol: str, book: Book) -> WindowBuilder | None:
-        """A symbol's window builder, created once its tick size is known."""
-        tick = book_tick(self.venue, book)
-        if tick is None:
-            return None  # warming up: too few prices to infer the tick from
-        builder = WindowBuilder(self.config, FeatureState(tick=tick), self.venue, symbol)
-        for ts, headline in self.news.get(symbol, ()):
-            builder.add_news(ts, headline)
-        self.builders[symbol] = builder
-        return builder
-
-    # ---- news
-
     def add_news(self, ts: int, symbols: list[str], headline: str) -> None:
-        for symbol in symbols:
-            kept = self.news[symbol]
-            kept.append((ts, headline))
-            del kept[:-NEWS_KEPT]
-            builder = self.builders.get(symbol)
-            if builder is not None:
-                builder.add_news(ts, headline)
-
-    # ---- rebalance
+        self.core.add_news(ts, symbols, headline)
 
     def reset(self) -> None:
         """Forget every book. A feed keeps per-symbol state beyond its books (ITCH order routing,
         Binance pending tickers...), so after a rebalance the pipeline starts afresh and the
         worker replays the partitions it owns (`warm=True`) instead of pruning symbols."""
-        self.feed = self._feed_factory()
-        self.builders.clear()
-        self.partition_of.clear()
+        self.core.reset()
         self.position.clear()
-
-
-def _by_symbol(events: list[Event]) -> dict[str, list[Event]]:
-    out: dict[str, list[Event]] = {}
-    for e in events:
-        out.setdefault(e.symbol, []).append(e)
-    return out
 
 
 def parse_news(value: bytes) -> tuple[int, list[str], str]:
