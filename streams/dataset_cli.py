@@ -19,7 +19,7 @@ from itertools import chain
 from pathlib import Path
 
 from model.anomalies import KINDS, parse_anomalies
-from model.dataset import DatasetConfig, build, iter_sim_sources, real_sources, save
+from model.dataset import DatasetConfig, build, iter_sim_sources, real_sources, save, split_by_seed
 from model.sim_writers import FORMATS
 from model.simulator import SimConfig
 
@@ -57,6 +57,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     d.add_argument("--format", choices=FORMATS, default="itch", help="venue format the simulation is replayed in")
     d.add_argument("--real", type=Path, help="folder of real captures (e.g. ../shared/data)")
     d.add_argument("--out", type=Path, required=True, help="the .npz to write (its .json beside it)")
+    d.add_argument(
+        "--held-out",
+        type=parse_seeds,
+        default=[],
+        metavar="SEEDS",
+        help="seeds kept out of --out and written to --held-out-out (one tokenizer for both)",
+    )
+    d.add_argument("--held-out-out", type=Path, help="the held-out .npz (default: --out with .heldout)")
     d.set_defaults(run=cmd_dataset)
     return d
 
@@ -81,6 +89,11 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with tqdm(total=len(args.sim_seeds) + len(reals), unit="source", desc="dataset", file=sys.stderr) as bar:
         ds = build(sources, DatasetConfig(), progress=lambda r: (bar.set_postfix_str(r.source.name), bar.update(1)))
+    if args.held_out:
+        ds, held = split_by_seed(ds, args.held_out)
+        held_path = args.held_out_out or args.out.with_suffix(".heldout.npz")
+        h_npz, _ = save(held, held_path)
+        print(f"{len(held)} held-out windows (seeds {args.held_out}) -> {h_npz}")
     npz, meta = save(ds, args.out)
     secs = time.perf_counter() - t0
     counts = ds.meta["counts"]

@@ -82,6 +82,18 @@ def _px(level: tuple[int, int] | None) -> str:
     return "-" if level is None else f"{level[0] / 10_000:.2f}"
 
 
+DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "model" / "checkpoints" / "demo"
+
+
+def demo_model() -> str:
+    """The committed demo checkpoint (`make checkpoint` remakes it) where torch is installed, else the baseline."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return "baseline"
+    return f"generative:{DEMO_CHECKPOINT}" if (DEMO_CHECKPOINT / "model.safetensors").is_file() else "baseline"
+
+
 def run_streaming(seed: int = 7, minutes: float = 20.0, symbols: int = 3, timeout: float = 90.0) -> int:
     import os
     import subprocess
@@ -106,13 +118,14 @@ def run_streaming(seed: int = 7, minutes: float = 20.0, symbols: int = 3, timeou
         counts = publish(result, "itch", infra.kafka.bootstrap, speed=None)
         sent = ", ".join(f"{n:,} to {t}" for t, n in counts.items())
         print(f"simulated {minutes:g} min of {symbols} symbols: {sent}; {len(result.labels)} labeled anomalies")
+        model = demo_model()
         env = dict(os.environ, MT_KAFKA_BOOTSTRAP=infra.kafka.bootstrap, MT_REDIS_URL=infra.redis.url,
-                   MT_VENUES="itch", MT_APP_ID="demo", MT_WORKER_ID="demo-worker")  # fmt: skip
+                   MT_VENUES="itch", MT_APP_ID="demo", MT_WORKER_ID="demo-worker", MT_MODEL=model)  # fmt: skip
         log_path = state / "worker.log"
         with open(log_path, "wb") as log:
             worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=log,
                                       stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-        print(f"worker started (log: {log_path}); forecasts as they land in Redis:")
+        print(f"worker started with model {model} (log: {log_path}); forecasts as they land in Redis:")
         total = counts.get("md.raw.itch", 0)
         client = ForecastClient(infra.redis.url)
         t0 = time.monotonic()
