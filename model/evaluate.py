@@ -402,7 +402,7 @@ def model_outputs(
     from the checkpoint's tokenizer (otherwise the ids mean other things: ValueError)."""
     import torch
 
-    from .generative import GenerativeForecaster
+    from .generative import GenerativeForecaster, combined_anomaly_score
     from .network import TARGETS as NET_TARGETS
     from .network import calibrated_score, next_event_nll, to_batch
     from .network import surprise as surprise_of
@@ -440,7 +440,7 @@ def model_outputs(
             probs = out["anomaly"].float().softmax(-1).cpu().numpy()
             cal = calibrated_score(s, gf.calibration) if gf.calibration is not None else np.zeros_like(s)
             surp[sl], sup[sl] = cal, 1.0 - probs[:, 0]
-            score[sl] = np.maximum(cal, 1.0 - probs[:, 0])
+            score[sl] = combined_anomaly_score(cal, probs[:, 0])
             q[sl] = np.sort(out["quantiles"].float().cpu().numpy(), axis=2)
             if progress:
                 progress(sl.stop - sl.start)

@@ -5,9 +5,12 @@ the event tokens and headlines, the checkpoint's feature mean/std for the book r
 forward pass gives the next-event likelihood of the window's last events (the surprise),
 the quantiles of the eight targets and the anomaly class probabilities.
 
-anomaly_score = max(calibrated surprise, 1 - p(normal)): the surprise is mapped to 0..1 by
-its empirical CDF on normal training windows (unsupervised, catches what no label named);
-the supervised head catches the labeled kinds. anomaly_nll is the surprise itself (nats per
+anomaly_score = max(1 - p(normal), surprise tail): the supervised head scores the labeled
+kinds; the surprise (mapped to 0..1 by its empirical CDF on normal training windows) raises
+the score only in its extreme tail (SURPRISE_TAIL), where it catches what no label named.
+Taking the whole calibrated surprise instead put every normal window's uniform surprise into
+the score, and some manipulation (quote stuffing) is *more* predictable than normal flow:
+held-out AUROC fell from 0.987 (head) to 0.946. anomaly_nll is the surprise itself (nats per
 event, mean of the last k events). Mid-move p_up / p_down come from the piecewise-linear CDF
 through the three mid quantiles.
 """
@@ -28,6 +31,13 @@ from .network import ANOMALY_CLASSES, TARGETS, calibrated_score, to_batch
 from .tokens import TextTokenizer, Tokenizer
 
 _LOG1P_TARGETS = ("depth", "volume")  # trained on log1p(lots)
+SURPRISE_TAIL = 0.999  # calibrated surprise above this (1 normal window in 1000) raises the score
+
+
+def combined_anomaly_score(surprise: np.ndarray, p_normal: np.ndarray) -> np.ndarray:
+    """The served anomaly score from its two parts (see the module docstring)."""
+    tail = np.clip((surprise - SURPRISE_TAIL) / (1.0 - SURPRISE_TAIL), 0.0, 1.0)
+    return np.maximum(1.0 - p_normal, tail)
 
 
 def best_device(name: str = "auto") -> torch.device:
@@ -85,7 +95,7 @@ class GenerativeForecaster(Forecaster):
         q = s["quantiles"].float().cpu().numpy()  # (B, targets, 3)
         probs = s["probs"].float().cpu().numpy()
         surprise = calibrated_score(nll, self.calibration) if self.calibration is not None else np.zeros_like(nll)
-        score = np.maximum(surprise, 1.0 - probs[:, 0])
+        score = combined_anomaly_score(surprise, probs[:, 0])
         cols: dict[str, np.ndarray] = {"anomaly_score": score, "anomaly_nll": nll,
                                        "anomaly_class": probs[:, 1:].argmax(1) + 1.0,
                                        "anomaly_class_p": probs[:, 1:].max(1), "surprise_score": surprise}  # fmt: skip
