@@ -442,6 +442,14 @@ def bench_l2(
         )
     time_all(list(cs.values()), len(stream), passes)
     ours = cs["ours set_level"].last
+    others = reference_finals(cs)
+    check_same("L2", ours, others)
+    check_same("L2", cs["ours apply(Event)"].last, {"set_level": (ours.bids, ours.asks, False)})
+    return cs
+
+
+def reference_finals(cs: dict[str, Contestant]) -> dict[str, tuple[dict, dict, bool]]:
+    """The references' final books as (bids, asks, Decimal keys?), for check_same."""
     others = {
         name: (c.last.book["bid"], c.last.book["ask"], "Decimal" in name)
         for name, c in cs.items()
@@ -450,9 +458,7 @@ def bench_l2(
     if "order-book 0.6.1 (C)" in cs:
         ob = cs["order-book 0.6.1 (C)"].last
         others["order-book"] = (dict(ob.bids.to_dict()), dict(ob.asks.to_dict()), True)
-    check_same("L2", ours, others)
-    check_same("L2", cs["ours apply(Event)"].last, {"set_level": (ours.bids, ours.asks, False)})
-    return cs
+    return others
 
 
 def bench_l3(
@@ -476,14 +482,7 @@ def bench_l3(
         )
     time_all(list(cs.values()), len(ops), passes)
     ours = cs["ours add/reduce/delete"].last
-    others = {
-        name: (c.last.book["bid"], c.last.book["ask"], "Decimal" in name)
-        for name, c in cs.items()
-        if name.startswith("SortedDict")
-    }
-    if "order-book 0.6.1 (C)" in cs:
-        ob = cs["order-book 0.6.1 (C)"].last
-        others["order-book"] = (dict(ob.bids.to_dict()), dict(ob.asks.to_dict()), True)
+    others = reference_finals(cs)
     others["apply(Event)"] = (cs["ours apply(Event)"].last.bids, cs["ours apply(Event)"].last.asks, False)
     check_same("L3", ours, others)
     return cs
