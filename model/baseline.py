@@ -56,6 +56,52 @@ def _last_valid(x: np.ndarray) -> np.ndarray:
     return np.where(ok.any(axis=1), x[np.arange(len(x)), idx], np.nan)
 
 
+def level_forecasts(x: np.ndarray, halflife: float = 8.0) -> dict[str, np.ndarray]:
+    """q10/q50/q90 (B, 3) of a level series (B, T) with NaN gaps, per method: `persistence` (the
+    last value, a point forecast), `ewma`, `har` (Corsi 2009: mean of the last value, the last-5
+    mean and the window mean) and `baseline` (the average of HAR and EWMA: what this forecaster
+    serves). The band is the window's own 10%/90% residuals around its mean, never inverted,
+    floored at 0. NaN where the window has no value. Evaluation compares against the same code."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows (one-sided books)
+        mean = np.nanmean(x, axis=1)
+        last = _last_valid(x)
+        har = (np.where(np.isnan(last), mean, last) + np.nanmean(x[:, -5:], axis=1) + mean) / 3.0
+        w = 0.5 ** (np.arange(x.shape[1])[::-1] / halflife)
+        w = np.where(np.isnan(x), 0.0, w)
+        ew = np.nansum(w * np.nan_to_num(x), axis=1) / np.maximum(w.sum(axis=1), 1e-12)
+        lo, hi = np.nanquantile(x - mean[:, None], (0.1, 0.9), axis=1)
+    lo, hi = np.minimum(lo, 0.0), np.maximum(hi, 0.0)
+
+    def band(center: np.ndarray) -> np.ndarray:
+        return np.maximum(np.stack([center + lo, center, center + hi], axis=1), 0.0)
+
+    return {
+        "persistence": np.stack([last, last, last], axis=1),
+        "ewma": band(ew),
+        "har": band(har),
+        "baseline": band(0.5 * (har + ew)),
+    }
+
+
+def intensity_anomaly(
+    feats: np.ndarray, rows: np.ndarray, names: Sequence[str] = FEATURE_NAMES
+) -> tuple[np.ndarray, np.ndarray]:
+    """(score, nll) per window: the largest robust z of the last row's intensities against the
+    earlier rows; p its two-sided normal tail, score 1 - p, nll -log p."""
+    col = {n: i for i, n in enumerate(names)}
+    x = np.where(rows[..., None], feats[..., [col[n] for n in _INTENSITIES]], np.nan)  # (B, T, 3)
+    hist, value = x[:, :-1], x[:, -1]
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # windows still warming up
+        med = np.nanmedian(hist, axis=1)
+        mad = np.maximum(np.nanmedian(np.abs(hist - med[:, None]), axis=1), MAD_FLOOR) * _MAD_TO_SIGMA
+        z = np.nanmax((value - med) / mad, axis=1)
+    z = np.where((rows.sum(axis=1) >= _MIN_ROWS) & (z > 0), z, 0.0)
+    p = np.array([math.erfc(v / math.sqrt(2.0)) for v in z])
+    return 1.0 - p, np.maximum(0.0, -np.log(np.maximum(p, 1e-300)))
+
+
 def robust_z(history: np.ndarray, value: float, floor: float = MAD_FLOOR) -> float:
     """(value - median) / (1.4826 max(MAD, floor)). The floor keeps a quiet history (most rows
     without a trade: MAD 0) from turning the first print into an infinite surprise."""
@@ -117,18 +163,9 @@ class BaselineForecaster(Forecaster):
         return out
 
     def _levels(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """q10, q50, q90 of a level series (B, T) with NaN gaps: HAR and EWMA centre, the
-        window's own spread around its mean as the band (never inverted)."""
-        mean = np.nanmean(x, axis=1)
-        last = _last_valid(x)
-        har = (np.where(np.isnan(last), mean, last) + np.nanmean(x[:, -5:], axis=1) + mean) / 3.0
-        w = 0.5 ** (np.arange(x.shape[1])[::-1] / self.halflife)
-        w = np.where(np.isnan(x), 0.0, w)
-        ew = np.nansum(w * np.nan_to_num(x), axis=1) / np.maximum(w.sum(axis=1), 1e-12)
-        center = 0.5 * (har + ew)
-        lo, hi = np.nanquantile(x - mean[:, None], (0.1, 0.9), axis=1)
-        lo, hi = np.minimum(lo, 0.0), np.maximum(hi, 0.0)
-        return np.maximum(center + lo, 0.0), np.maximum(center, 0.0), np.maximum(center + hi, 0.0)
+        """q10, q50, q90 of a level series (B, T) with NaN gaps (level_forecasts' `baseline`)."""
+        q = level_forecasts(x, self.halflife)["baseline"]
+        return q[:, 0], q[:, 1], q[:, 2]
 
     @staticmethod
     def _ticks(windows: Sequence[Window], spread: np.ndarray) -> np.ndarray:
@@ -147,16 +184,7 @@ class BaselineForecaster(Forecaster):
 
     @staticmethod
     def _anomaly(feats: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The largest robust z of the last row's intensities against the earlier rows."""
-        cols = [_COL[name] for name in _INTENSITIES]
-        x = np.where(rows[..., None], feats[..., cols], np.nan)  # (B, T, 3)
-        hist, value = x[:, :-1], x[:, -1]
-        med = np.nanmedian(hist, axis=1)
-        mad = np.maximum(np.nanmedian(np.abs(hist - med[:, None]), axis=1), MAD_FLOOR) * _MAD_TO_SIGMA
-        z = np.nanmax((value - med) / mad, axis=1)
-        z = np.where((rows.sum(axis=1) >= _MIN_ROWS) & (z > 0), z, 0.0)
-        p = np.array([math.erfc(v / math.sqrt(2.0)) for v in z])  # two-sided normal tail
-        return 1.0 - p, np.maximum(0.0, -np.log(np.maximum(p, 1e-300)))
+        return intensity_anomaly(feats, rows)
 
     def explain(self, window: Window, prediction: Prediction) -> str:
         rows = window.features[window.row_mask]

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,16 +39,13 @@ from orderbook.events import Kind
 from orderbook.features import FEATURE_NAMES
 
 from .anomalies import KINDS as ANOMALY_KINDS
-from .baseline import MAD_FLOOR
+from .baseline import intensity_anomaly, level_forecasts
+from .forecaster import HORIZONS
 
 TAUS = (0.1, 0.5, 0.9)
-HORIZONS = (10, 100)
 TARGET_FIELDS = ("spread", "depth", "volume", "mid")
 TARGETS = tuple(f"{t}_h{h}" for h in HORIZONS for t in TARGET_FIELDS)
 _TRADE_KINDS = (int(Kind.EXECUTE), int(Kind.TRADE))
-_MAD_TO_SIGMA = 1.4826
-_INTENSITIES = ("log_message_rate", "log_cancel_rate", "log_trade_rate")
-_MIN_ROWS = 3
 EULER_GAMMA = 0.5772156649015329
 
 
@@ -255,53 +251,9 @@ def unnormalize(features: np.ndarray, row_mask: np.ndarray, mean: Sequence[float
     return np.where(row_mask[..., None], raw, np.nan)
 
 
-def _last_valid(x: np.ndarray) -> np.ndarray:
-    ok = ~np.isnan(x)
-    idx = x.shape[1] - 1 - np.argmax(ok[:, ::-1], axis=1)
-    return np.where(ok.any(axis=1), x[np.arange(len(x)), idx], np.nan)
-
-
-def level_forecasts(x: np.ndarray, halflife: float = 8.0) -> dict[str, np.ndarray]:
-    """q10/q50/q90 (B, 3) of a level series (B, T) with NaN gaps, per method: `persistence` (the last
-    value, a point forecast), `ewma`, `har` (Corsi 2009: mean of the last value, the last-5 mean and
-    the window mean) and `baseline` (their average: model/baseline.py's centre). EWMA, HAR and the
-    baseline get the window's own 10%/90% residual quantiles around its mean as the band, never
-    inverted, floored at 0, exactly as model/baseline.py's `_levels`. NaN where the window has no value."""
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows (one-sided books)
-        mean = np.nanmean(x, axis=1)
-        last = _last_valid(x)
-        har = (np.where(np.isnan(last), mean, last) + np.nanmean(x[:, -5:], axis=1) + mean) / 3.0
-        w = 0.5 ** (np.arange(x.shape[1])[::-1] / halflife)
-        w = np.where(np.isnan(x), 0.0, w)
-        ew = np.nansum(w * np.nan_to_num(x), axis=1) / np.maximum(w.sum(axis=1), 1e-12)
-        lo, hi = np.nanquantile(x - mean[:, None], (0.1, 0.9), axis=1)
-    lo, hi = np.minimum(lo, 0.0), np.maximum(hi, 0.0)
-
-    def band(center: np.ndarray) -> np.ndarray:
-        return np.maximum(np.stack([center + lo, center, center + hi], axis=1), 0.0)
-
-    return {
-        "persistence": np.stack([last, last, last], axis=1),
-        "ewma": band(ew),
-        "har": band(har),
-        "baseline": band(0.5 * (har + ew)),
-    }
-
-
 def zscore_anomaly(raw: np.ndarray, row_mask: np.ndarray, names: Sequence[str] = FEATURE_NAMES) -> np.ndarray:
-    """The baseline forecaster's anomaly score (model/baseline.py): 1 - two-sided normal tail of the
-    largest robust z (median/MAD, MAD floored) of the last row's intensities against the earlier rows."""
-    col = {n: i for i, n in enumerate(names)}
-    x = np.where(row_mask[..., None], raw[..., [col[n] for n in _INTENSITIES]], np.nan)
-    hist, value = x[:, :-1], x[:, -1]
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        med = np.nanmedian(hist, axis=1)
-        mad = np.maximum(np.nanmedian(np.abs(hist - med[:, None]), axis=1), MAD_FLOOR) * _MAD_TO_SIGMA
-        z = np.nanmax((value - med) / mad, axis=1)
-    z = np.where((row_mask.sum(axis=1) >= _MIN_ROWS) & (z > 0), z, 0.0)
-    return 1.0 - np.array([math.erfc(v / math.sqrt(2.0)) for v in z])
+    """The baseline forecaster's anomaly score on un-normalized rows (model/baseline.py)."""
+    return intensity_anomaly(raw, row_mask, names)[0]
 
 
 def window_vectors(features: np.ndarray, row_mask: np.ndarray) -> np.ndarray:
