@@ -94,7 +94,7 @@ def load_ours(checkpoint: Path | None, preset: str) -> OrderFlowModel:
         from model.checkpoint import load
 
         return load(checkpoint, "cpu")[0]
-    return OrderFlowModel({"tiny": ModelConfig.tiny, "small": ModelConfig.small}[preset]()).eval()
+    return OrderFlowModel(getattr(ModelConfig, preset)()).eval()
 
 
 def non_embedding_params(model: nn.Module) -> int:
@@ -220,7 +220,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="smoke run: batches 1 and 8, 0.3 s a batch size")
     p.add_argument("--batches", help="comma-separated batch sizes (default 1,8,64,256,1024; CPU stops at 256)")
     p.add_argument("--checkpoint", type=Path, help="a checkpoint folder (default: a fresh small() model)")
-    p.add_argument("--preset", choices=("tiny", "small"), default="small", help="without --checkpoint")
+    p.add_argument("--preset", choices=("tiny", "base", "small"), default="small", help="without --checkpoint")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--compile", action="store_true", help="torch.compile both models")
     p.add_argument("--cuda-graphs", action="store_true", help="replay our model from captured CUDA graphs")

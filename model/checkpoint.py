@@ -3,7 +3,7 @@
 
 A checkpoint folder:
     model.safetensors   the model's state_dict (weights and the target loc/scale buffers)
-    config.json         {"format": 1, "model": ModelConfig, ...extra}: extra holds the
+    config.json         {"format": 2, "model": ModelConfig, ...extra}: extra holds the
                         tokenizer json, feature_mean/std, the anomaly calibration and the
                         training meta (stage, step, data, seed, ...)
     optimizer.safetensors, train_state.json   (training only, for --resume: see save_train_state)
@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from .network import ModelConfig, OrderFlowModel
 
-FORMAT = 1
+FORMAT = 2  # 2: the anchored quantile head and the feature_loc/feature_scale buffers
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 OPTIMIZER = "optimizer.safetensors"

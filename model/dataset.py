@@ -13,7 +13,8 @@ allow_pickle=False) and `<name>.json` (metadata). Arrays, B windows (the shared 
 
 - `kind side price size dt` int64 (B, N): token ids of model.tokens.Tokenizer (0 = PAD); `mask` bool (B, N).
 - `features` float32 (B, T, F): the window's FeatureState rows, normalized by the json's
-  `feature_mean`/`feature_std` (over all real rows of the file); padded rows are 0; `row_mask` bool (B, T).
+  `feature_mean`/`feature_std` (over the real rows of the sources not held out, as the tokenizer's
+  bins); padded rows are 0; `row_mask` bool (B, T).
 - `news` int64 (B, M, L): model.tokens.TextTokenizer ids of the window's headlines; `news_mask` bool (B, M).
 - `{spread,depth,volume,mid}_h{H}` float32 (B,): the realized value H messages (of the window's symbol)
   after the window's last message: spread in ticks at message i+H; depth = log1p(top-5 bid + ask lots)
@@ -289,9 +290,13 @@ def _empty(cfg: DatasetConfig, n_features: int) -> dict[str, np.ndarray]:
     return out
 
 
-def normalize_features(features: np.ndarray, row_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(normalized, mean, std) per column over the real rows; padded rows become 0; std < 1e-6 -> 1."""
-    rows = features[row_mask].astype(np.float64)
+def normalize_features(
+    features: np.ndarray, row_mask: np.ndarray, fit: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(normalized, mean, std) per column over the real rows of the windows `fit` (bool (B,), default
+    all); padded rows become 0; std < 1e-6 -> 1."""
+    fit_rows = row_mask if fit is None else row_mask & fit[:, None]
+    rows = features[fit_rows].astype(np.float64)
     f = features.shape[-1]
     mean = rows.mean(axis=0) if len(rows) else np.zeros(f)
     std = rows.std(axis=0) if len(rows) else np.ones(f)
@@ -315,20 +320,28 @@ def build(
     cfg: DatasetConfig | None = None,
     tokenizer: Tokenizer | None = None,
     progress: Callable[[Replay], None] | None = None,
+    held_out: Iterable[int] = (),
 ) -> Dataset:
-    """Replay every source, fit the tokenizer (unless given) and stack everything into one Dataset."""
+    """Replay every source, fit the tokenizer (unless given) and the feature normalization and stack
+    everything into one Dataset. Sources whose seed is in `held_out` are encoded but not fitted on:
+    nothing of the evaluation data leaks into the bins or the normalization a model trains with."""
     cfg = cfg or DatasetConfig()
+    held = set(held_out)
     replays = []
     for s in sources:
         replays.append(replay(s, cfg))
         if progress:
             progress(replays[-1])
-    tok = tokenizer or fit_tokenizer(replays, cfg)
+    fitted = [r for r in replays if r.source.seed not in held]
+    if held and not any(r.windows for r in fitted):
+        raise ValueError(f"every source is held out ({sorted(held)}): nothing to fit the tokenizer on")
+    tok = tokenizer or fit_tokenizer(fitted, cfg)
     text = TextTokenizer(cfg.text_vocab, cfg.max_words)
     parts = [_encode(r, tok, text, cfg) for r in replays if r.windows]
     n_features = len(FeatureState().names)
     arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else _empty(cfg, n_features)
-    arrays["features"], mean, std = normalize_features(arrays["features"], arrays["row_mask"])
+    fit = ~np.isin(arrays["seed"], np.fromiter(held, np.int64, len(held)))
+    arrays["features"], mean, std = normalize_features(arrays["features"], arrays["row_mask"], fit)
     meta = {
         "format": "mt-dataset/1",
         "tokenizer": tok.to_json(),
@@ -360,6 +373,7 @@ def build(
             for r in replays
         ],
         "sim_seeds": sorted({r.source.seed for r in replays if r.source.name.startswith("sim:")}),
+        "fitted_without": sorted(held),
         "counts": {"windows": len(arrays["label"]), "labeled": int((arrays["label"] > 0).sum())},
     }
     return Dataset(arrays, meta)

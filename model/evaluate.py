@@ -133,10 +133,16 @@ def crps_quantiles(y: np.ndarray, qs: np.ndarray, taus: Sequence[float] = TAUS) 
     return 2.0 / len(taus) * sum(pinball(y, qs[:, k], tau) for k, tau in enumerate(taus))
 
 
+COVERAGE_TOLERANCE = 1e-4  # relative: float32 feature rows un-normalized put a 5-tick spread at 4.9999998
+
+
 def coverage(y: np.ndarray, q: np.ndarray) -> float:
-    """Empirical P(y <= q): a calibrated tau-quantile covers a fraction tau. NaN if empty."""
+    """Empirical P(y <= q): a calibrated tau-quantile covers a fraction tau. NaN if empty. Ties
+    count as covered within COVERAGE_TOLERANCE: spreads are whole ticks, so most forecasts that
+    say "no change" tie with the outcome, and float rounding must not decide which side they fall."""
     y = np.asarray(y, dtype=np.float64)
-    return float(np.mean(y <= np.asarray(q, dtype=np.float64))) if y.size else math.nan
+    q = np.asarray(q, dtype=np.float64)
+    return float(np.mean(y <= q + COVERAGE_TOLERANCE * np.maximum(1.0, np.abs(q)))) if y.size else math.nan
 
 
 def perplexity(nll: np.ndarray, valid: np.ndarray) -> float:
@@ -314,19 +320,17 @@ class ModelOutputs:
     surprise: np.ndarray  # (B,) calibrated surprise alone (0..1)
     supervised: np.ndarray  # (B,) 1 - p(normal) of the anomaly head
     quantiles: dict[str, np.ndarray]  # target -> (B, 3)
-    nll_sum: float
-    n_events: int
-    nll_sum_real: float = 0.0
-    n_events_real: int = 0
+    anchor: dict[str, np.ndarray]  # target -> (B, 3): the band the head corrects (network.anchor)
+    anchored: bool
+    nll: np.ndarray  # (B,) summed next-event NLL of the window's real (event, next event) pairs
+    n_events: np.ndarray  # (B,) how many pairs
     train_seeds: list[int] | None = None
 
-    @property
-    def perplexity(self) -> float:
-        return math.exp(self.nll_sum / self.n_events) if self.n_events else math.nan
-
-    @property
-    def perplexity_real(self) -> float:
-        return math.exp(self.nll_sum_real / self.n_events_real) if self.n_events_real else math.nan
+    def perplexity(self, keep: np.ndarray | None = None) -> float:
+        """exp(mean NLL per event) over the windows `keep` (bool (B,); default all); NaN if none."""
+        keep = np.ones(len(self.nll), bool) if keep is None else keep
+        n = int(self.n_events[keep].sum())
+        return math.exp(float(self.nll[keep].sum()) / n) if n else math.nan
 
 
 def training_seeds(extra: dict[str, Any]) -> list[int] | None:
@@ -366,11 +370,8 @@ def model_outputs(
     raw = unnormalize(arrays["features"], arrays["row_mask"], meta["feature_mean"], meta["feature_std"])
     feats = np.where(arrays["row_mask"][..., None], (raw - gf.mean) / gf.std, 0.0).astype(np.float32)
     n = len(arrays["label"])
-    score, surp, sup = np.zeros(n), np.zeros(n), np.zeros(n)
-    q = np.zeros((n, len(NET_TARGETS), 3))
-    real = arrays["seed"] < 0
-    nll_sum = nll_real = 0.0
-    n_ev = n_ev_real = 0
+    score, surp, sup, nll_w, n_w = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n, np.int64)
+    q, band = np.zeros((n, len(NET_TARGETS), 3)), np.zeros((n, len(NET_TARGETS), 3))
     with torch.inference_mode():
         for lo in range(0, n, batch):
             sl = slice(lo, min(lo + batch, n))
@@ -383,21 +384,19 @@ def model_outputs(
                 out = gf.model(b)
             nll, valid = next_event_nll(out["next"], b)
             s = surprise_of(nll, valid, gf.k).float().cpu().numpy()
-            nll_np, valid_np = nll.float().cpu().numpy(), valid.cpu().numpy()
-            nll_sum += float(nll_np[valid_np].sum())
-            n_ev += int(valid_np.sum())
-            r = real[sl]
-            nll_real += float(nll_np[r][valid_np[r]].sum())
-            n_ev_real += int(valid_np[r].sum())
+            nll_w[sl] = nll.float().sum(-1).cpu().numpy()  # padded pairs are 0 already
+            n_w[sl] = valid.sum(-1).cpu().numpy()
             probs = out["anomaly"].float().softmax(-1).cpu().numpy()
             cal = calibrated_score(s, gf.calibration) if gf.calibration is not None else np.zeros_like(s)
             surp[sl], sup[sl] = cal, 1.0 - probs[:, 0]
             score[sl] = combined_anomaly_score(cal, probs[:, 0])
             q[sl] = np.sort(out["quantiles"].float().cpu().numpy(), axis=2)
+            band[sl] = out["anchor"].float().cpu().numpy()
             if progress:
                 progress(sl.stop - sl.start)
     quantiles = {t: q[:, j] for j, t in enumerate(NET_TARGETS)}
-    return ModelOutputs(name, str(directory), score, surp, sup, quantiles, nll_sum, n_ev, nll_real, n_ev_real,
+    anchor = {t: band[:, j] for j, t in enumerate(NET_TARGETS) if not t.startswith("mid")}  # mid: no anchor
+    return ModelOutputs(name, str(directory), score, surp, sup, quantiles, anchor, gf.config.anchors, nll_w, n_w,
                         training_seeds(gf.extra))  # fmt: skip
 
 
@@ -407,7 +406,9 @@ def model_outputs(
 @dataclass
 class Evaluation:
     """Every figure of a run: `anomaly[group][method] = (auroc, ap)`, `crps[target][method]`,
-    `pinball[target][method] = [tau 0.1, 0.5, 0.9]`, `coverage[target][method]`, `perplexity[model]`."""
+    `pinball[target][method] = [tau 0.1, 0.5, 0.9]`, `coverage[target][method]` (all windows),
+    `perplexity[model][part]`, and `parts[part] = {"n": {target: n}, "crps": {target: {method: v}}}`
+    for the windows of each part present (PARTS: simulated, real, news-driven)."""
 
     data: str
     seeds: list[int]
@@ -420,6 +421,7 @@ class Evaluation:
     pinball: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     coverage: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     perplexity: dict[str, dict[str, float]] = field(default_factory=dict)
+    parts: dict[str, dict[str, Any]] = field(default_factory=dict)
     models: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -441,8 +443,7 @@ def liquidity_metrics(
 ) -> None:
     """CRPS, pinball per quantile and coverage per target and method, on windows with a valid target."""
     for t in TARGETS:
-        h = int(t.rsplit("_h", 1)[1])
-        ok = arrays["target_mask"][:, HORIZONS.index(h)] & np.isfinite(arrays[t])
+        ok = _target_ok(arrays, t)
         y = arrays[t][ok].astype(np.float64)
         ev.n_liquidity[t] = int(ok.sum())
         for method, per_target in forecasts.items():
@@ -452,6 +453,32 @@ def liquidity_metrics(
             ev.crps.setdefault(t, {})[method] = crps_quantiles(y, qs)
             ev.pinball.setdefault(t, {})[method] = [pinball(y, qs[:, k], tau) for k, tau in enumerate(TAUS)]
             ev.coverage.setdefault(t, {})[method] = [coverage(y, qs[:, k]) for k in range(len(TAUS))]
+
+
+def _target_ok(arrays: dict[str, np.ndarray], target: str) -> np.ndarray:
+    h = int(target.rsplit("_h", 1)[1])
+    return arrays["target_mask"][:, HORIZONS.index(h)] & np.isfinite(arrays[target])
+
+
+# the evaluated windows' parts, each reported on its own where present
+PARTS: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]] = {
+    "simulated": lambda a: a["seed"] >= 0,
+    "real": lambda a: a["seed"] < 0,
+    "news-driven": lambda a: a["news_kind"] > 0,  # a headline of the symbol inside the window's span
+}
+
+
+def part_metrics(
+    arrays: dict[str, np.ndarray], forecasts: dict[str, dict[str, np.ndarray]], keep: np.ndarray
+) -> dict[str, Any]:
+    """{"windows": n, "n": {target: n}, "crps": {target: {method: CRPS}}} over the windows `keep`."""
+    out: dict[str, Any] = {"windows": int(keep.sum()), "n": {}, "crps": {}}
+    for t in TARGETS:
+        ok = _target_ok(arrays, t) & keep
+        out["n"][t] = int(ok.sum())
+        y = arrays[t][ok].astype(np.float64)
+        out["crps"][t] = {m: crps_quantiles(y, per[t][ok]) for m, per in forecasts.items() if t in per}
+    return out
 
 
 def evaluate(
@@ -492,7 +519,7 @@ def evaluate(
         if seen and not allow_seen:
             raise ValueError(f"{o.directory} was trained on seeds {seen} of the evaluation data: not held out")
         ev.models.append({"name": o.name, "directory": o.directory, "train_seeds": o.train_seeds})
-        ev.perplexity[o.name] = {"all": o.perplexity, "real": o.perplexity_real}
+        ev.perplexity[o.name] = {"all": o.perplexity()} | {p: o.perplexity(f(arrays)) for p, f in PARTS.items()}
     raw = unnormalize(arrays["features"], arrays["row_mask"], meta["feature_mean"], meta["feature_std"])
     scores = {o.name: o.anomaly for o in outputs}
     if len(outputs) == 1:
@@ -504,8 +531,15 @@ def evaluate(
         ev.anomaly[group] = {
             m: (auroc(s[keep], pos[keep]), average_precision(s[keep], pos[keep])) for m, s in scores.items()
         }
-    forecasts = {o.name: o.quantiles for o in outputs} | baseline_forecasts(arrays, meta)
+    forecasts = {o.name: o.quantiles for o in outputs}
+    # what the network adds: its anchor alone (the band a head that outputs 0 would serve)
+    forecasts |= {f"{o.name} anchor": o.anchor for o in outputs[:1] if o.anchored}
+    forecasts |= baseline_forecasts(arrays, meta)
     liquidity_metrics(ev, arrays, forecasts)
+    for part, select in PARTS.items():
+        keep = select(arrays)
+        if keep.any():
+            ev.parts[part] = part_metrics(arrays, forecasts, keep)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(_no_nan(ev.to_json()), indent=1, default=_json_default) + "\n")
@@ -554,6 +588,23 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
 LIQUIDITY_BASELINES = ("baseline", "persistence", "ewma", "har")
 
 
+def _anchor_methods(crps: dict[str, dict[str, float]]) -> list[str]:
+    return [m for m in next(iter(crps.values()), {}) if m.endswith(" anchor")]
+
+
+def _crps_table(crps: dict[str, dict[str, float]], n: dict[str, int], models: Sequence[str]) -> list[str]:
+    """Rows of targets: n, CRPS of each model and baseline, each model's gain over the best of
+    persistence, EWMA and HAR."""
+    cols = [*models, *_anchor_methods(crps), *LIQUIDITY_BASELINES]
+    rows = []
+    for t in TARGETS:
+        per = crps.get(t, {})
+        best = min((per[m] for m in ("persistence", "ewma", "har") if m in per), default=math.nan)
+        gain = [f"{100 * (1 - per[m] / best):+.1f}%" if m in per and best > 0 else "—" for m in models]
+        rows.append([t, str(n.get(t, 0))] + [_f(per.get(c, math.nan)) for c in cols] + gain)
+    return _table(["target", "n", *cols, *(f"gain {m}" for m in models)], rows)
+
+
 def markdown(ev: Evaluation, models: Sequence[str]) -> str:
     """evaluation.md: what was evaluated, then one table per metric family, each model beside the baselines."""
     src = ", ".join(f"{s['name']} (seed {s['seed']})" for s in ev.sources) or ", ".join(map(str, ev.seeds))
@@ -576,19 +627,18 @@ def markdown(ev: Evaluation, models: Sequence[str]) -> str:
         n = ev.counts.get(group, sum(v for k, v in ev.counts.items() if k != "normal"))
         rows.append([group, str(n)] + [f"{_f(per[m][0])} / {_f(per[m][1])}" for m in methods])
     lines += _table(["kind vs normal", "positives", *methods], rows)
-    cols = [*models, *LIQUIDITY_BASELINES]
+    cols = [*models, *_anchor_methods(ev.crps), *LIQUIDITY_BASELINES]
     lines += ["", "## Liquidity: CRPS (lower is better)", "",
               "CRPS ~ 2/3 x (pinball at q10 + q50 + q90) (Gneiting & Raftery 2007); point forecasts (persistence, "
               "the baseline's volume) have equal quantiles, so their CRPS is the MAE. Units: spread and mid in ticks, "
               "depth and volume log1p(lots). Windows whose target is missing (stream end, one-sided book) are "
-              "left out. `gain` = 1 - model / best of persistence, EWMA, HAR.", ""]  # fmt: skip
-    rows = []
-    for t in TARGETS:
-        per = ev.crps.get(t, {})
-        best = min((per[m] for m in ("persistence", "ewma", "har") if m in per), default=math.nan)
-        gain = [f"{100 * (1 - per[m] / best):+.1f}%" if m in per and best > 0 else "—" for m in models]
-        rows.append([t, str(ev.n_liquidity.get(t, 0))] + [_f(per.get(c, math.nan)) for c in cols] + gain)
-    lines += _table(["target", "n", *cols, *(f"gain {m}" for m in models)], rows)
+              "left out. `gain` = 1 - model / best of persistence, EWMA, HAR. `anchor`: the band the model's "
+              "quantile head corrects (network.OrderFlowModel.anchor), served alone: what the network adds is "
+              "the difference.", ""]  # fmt: skip
+    lines += _crps_table(ev.crps, ev.n_liquidity, models)
+    for part, per in ev.parts.items():
+        lines += ["", f"### CRPS on the {part} windows ({per['windows']})", ""]
+        lines += _crps_table(per["crps"], per["n"], models)
     lines += ["", "## Liquidity: pinball loss at q10 / q50 / q90", ""]
     rows = [
         [t] + ["/".join(_f(v) for v in ev.pinball.get(t, {}).get(c, [math.nan] * 3)) for c in cols] for t in TARGETS
@@ -605,8 +655,9 @@ def markdown(ev: Evaluation, models: Sequence[str]) -> str:
             "## Next-event perplexity: exp(mean NLL per event; an event's NLL sums its five fields, nats)",
             "",
         ]
-        lines += _table(["model", "all windows", "real windows"],
-                        [[m, _f(p["all"]), _f(p["real"])] for m, p in ev.perplexity.items()])  # fmt: skip
+        parts = ["all", *PARTS]
+        rows = [[m, *(_f(per.get(p, math.nan)) for p in parts)] for m, per in ev.perplexity.items()]
+        lines += _table(["model", *(f"{p} windows" for p in parts)], rows)
     lines += [
         "",
         "Plots: roc.png (ROC per kind), calibration.png (coverage per target). All figures: metrics.json.",

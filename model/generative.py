@@ -23,11 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from orderbook.events import Kind, Side
+from orderbook.features import FEATURE_NAMES
 from orderbook.windows import Window
 
 from . import checkpoint
 from .forecaster import HORIZONS, QUANTILES, Forecaster, Prediction
-from .network import ANOMALY_CLASSES, TARGETS, calibrated_score, to_batch
+from .network import ANOMALY_CLASSES, TARGETS, calibrated_score, next_event_nll, to_batch
 from .tokens import TextTokenizer, Tokenizer
 
 _LOG1P_TARGETS = ("depth", "volume")  # trained on log1p(lots)
@@ -67,6 +69,7 @@ class GenerativeForecaster(Forecaster):
         self.text = TextTokenizer.from_json(self.extra["text_tokenizer"])
         self.mean = np.asarray(self.extra["feature_mean"], dtype=np.float32)
         self.std = np.asarray(self.extra["feature_std"], dtype=np.float32)
+        self.feature_names = list(self.extra.get("feature_names") or FEATURE_NAMES)
         calibration = self.extra.get("calibration") or {}
         self.k = int(calibration.get("k", 16))
         self.calibration = calibration.get("quantiles")
@@ -117,9 +120,47 @@ class GenerativeForecaster(Forecaster):
         return [dict(zip(names, map(float, row), strict=True)) for row in table]
 
     def explain(self, window: Window, prediction: Prediction) -> str:
+        """The alert's why: the event span, the most likely kind, the most surprising event of the
+        last k and the book-series columns that drove the head's score (see `drivers`)."""
         kind = ANOMALY_CLASSES[int(prediction.get("anomaly_class", 0))]
         surprise, p = prediction.get("surprise_score", 0.0), prediction.get("anomaly_class_p", 0.0)
-        return (
+        nll, columns = self.drivers(window)
+        parts = [
+            f"events {window.start_ts}..{window.ts} ns: most likely {kind} p={p:.2f}",
             f"surprise {prediction['anomaly_nll']:.2f} nats/event over the last {self.k} events "
-            f"(calibrated {surprise:.3f}); most likely {kind} p={p:.2f}; events {window.start_ts}..{window.ts} ns"
-        )
+            f"(calibrated {surprise:.3f})",
+        ]
+        if nll is not None:
+            i, value = nll
+            parts.append(
+                f"most surprising event {Kind(int(window.kind[i])).name} {Side(int(window.side[i])).name} "
+                f"{int(window.price[i]):+d} ticks size {int(window.size[i])} ({value:.1f} nats)"
+            )
+        if columns:
+            parts.append("driven by " + ", ".join(f"{name} {share:.0%}" for name, share in columns))
+        return "; ".join(parts)
+
+    def drivers(self, window: Window, top: int = 3) -> tuple[tuple[int, float] | None, list[tuple[str, float]]]:
+        """((index, nll) of the window's most surprising event among the last k, or None), and the
+        `top` book-series columns by their share of |input x gradient| of 1 - p(normal) summed over
+        the rows (gradient x input attribution, Shrikumar et al. 2016): one backward pass, run for
+        alerts only."""
+        batch = to_batch(self.arrays([window]), self.device)
+        feats = batch["features"].clone().requires_grad_(True)
+        with torch.enable_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.model({**batch, "features": feats})
+            (1.0 - out["anomaly"].float().softmax(-1)[0, 0]).backward()
+        with torch.no_grad():
+            nll, valid = next_event_nll(out["next"], batch)
+        last = (nll[0] * valid[0])[-self.k :].float().cpu().numpy()
+        surprising = None
+        if valid[0].any():
+            j = int(np.argmax(last))
+            # nll has N - 1 entries, entry i scoring event i + 1: the j-th of the last k is event N - k + j
+            surprising = (len(window.kind) - len(last) + j, float(last[j]))
+        attr = (feats.grad * feats).detach().float().abs()[0].sum(0).cpu().numpy()
+        total = float(attr.sum())
+        if total <= 0 or not np.isfinite(total):
+            return surprising, []
+        order = np.argsort(-attr)[:top]
+        return surprising, [(self.feature_names[c], float(attr[c] / total)) for c in order]

@@ -15,13 +15,21 @@ Sequence layout, one window (B windows batched):
   events j <= i (causal). BOS is always visible, so no query ever has an empty key set
   (left-padded windows and windows without news stay finite).
 
-Heads, on the final (pre-norm) hidden states:
+Heads, on the final (pre-norm) hidden states; the window heads read the newest event's state
+beside the mean state of the real book rows (a small model could not route the rows through
+attention alone):
 - next event, factorized per field: the hidden state of event i gives five independent
   distributions over event i+1's fields; the NLL of an event is the sum of the five
   cross-entropies. Mean NLL of the last k events is the model's surprise (anomaly score);
-- quantiles (q10, q50, q90) of the 8 contract targets from the last event's hidden state,
-  monotone by construction (q50 -/+ softplus gaps), in target units via stored loc/scale;
-- anomaly classes (normal + 6 kinds) from the last event's hidden state.
+- quantiles (q10, q50, q90) of the 8 contract targets, monotone by construction (q50 -/+
+  softplus gaps), predicted standardized and mapped to target units by stored loc/scale.
+  Anchored (the default; `anchor`): spread, depth and volume quantiles are corrections to a
+  statistical band read off the window itself (persistence's median inside the EWMA's band; the
+  baseline's volume rate), in units of the window's own dispersion: the instance normalization
+  of time-series models (RevIN, Kim et al. 2022). A level that varies 10x across instruments and
+  regimes is read off the rows instead of re-learned from normalized features, and the head
+  learns the conditional change that persistence and the EWMA cannot;
+- anomaly classes (normal + 6 kinds).
 
 Attention is torch.nn.functional.scaled_dot_product_attention (fused kernels on GPU).
 """
@@ -35,6 +43,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from orderbook.events import Kind
+from orderbook.features import FEATURE_NAMES
 
 FIELDS: tuple[str, ...] = ("kind", "side", "price", "size", "dt")
 TARGETS: tuple[str, ...] = (
@@ -70,7 +81,7 @@ class ModelConfig:
     vocab: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_VOCAB))
     n_events: int = 128
     n_rows: int = 32
-    n_features: int = 34
+    n_features: int = len(FEATURE_NAMES)
     max_news: int = 4
     news_len: int = 16
     text_vocab: int = 4096
@@ -79,6 +90,10 @@ class ModelConfig:
     n_heads: int = 6
     ff_mult: int = 4
     dropout: float = 0.1
+    # ablations (evaluation compares a model with each part removed) and the anchored head
+    use_rows: bool = True
+    use_news: bool = True
+    anchored: bool = True
 
     def __post_init__(self) -> None:
         missing = [f for f in FIELDS if f not in self.vocab]
@@ -86,11 +101,19 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.vocab lacks fields {missing}")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not a multiple of n_heads {self.n_heads}")
+        if self.anchored and self.n_features != len(FEATURE_NAMES):
+            raise ValueError(f"anchored: the rows must be orderbook.features' {len(FEATURE_NAMES)} columns, "
+                             f"not {self.n_features}")  # fmt: skip
 
     @classmethod
     def tiny(cls, **overrides) -> ModelConfig:
         """For tests: one layer, width 32."""
         return cls(**{"d_model": 32, "n_layers": 1, "n_heads": 2, "ff_mult": 2, "dropout": 0.0, **overrides})
+
+    @classmethod
+    def base(cls, **overrides) -> ModelConfig:
+        """Two layers, width 64: the demo checkpoint's size, trained in minutes on a CPU."""
+        return cls(**{"d_model": 64, "n_layers": 2, "n_heads": 4, "ff_mult": 4, "dropout": 0.0, **overrides})
 
     @classmethod
     def small(cls, **overrides) -> ModelConfig:
@@ -108,6 +131,22 @@ class ModelConfig:
     @property
     def prefix_len(self) -> int:
         return 1 + self.n_rows + self.max_news
+
+    @property
+    def anchors(self) -> bool:
+        """Whether the quantile head is anchored: it reads the levels off the book rows, so a model
+        without the rows (the book ablation) is not."""
+        return self.anchored and self.use_rows
+
+
+# the book-row columns the anchor reads, and which anchor each target takes (None: not anchored)
+_ANCHOR_COLUMNS = ("valid", "spread_ticks", "log_depth_bid_5", "log_depth_ask_5")
+ANCHOR_HALFLIFE = 8.0  # rows, as the baseline forecaster's EWMA
+# added to a window's own dispersion: half a tick / ~5% of the depth, so that a window that
+# has not moved still gets a band, and one jump does not become a huge standardized residual
+ANCHOR_FLOOR = {"spread": 0.5, "depth": 0.05}
+_LEVELS = ("spread", "depth")
+ANCHOR_STATS = 7 * len(_LEVELS)  # six per level, then log1p(traded lots per message) (and a 0)
 
 
 class Block(nn.Module):
@@ -165,11 +204,17 @@ class OrderFlowModel(nn.Module):
         self.blocks = nn.ModuleList([Block(d, c.n_heads, c.ff_mult, c.dropout) for _ in range(c.n_layers)])
         self.ln_f = nn.LayerNorm(d)
         self.next_heads = nn.ModuleDict({f: nn.Linear(d, c.vocab[f]) for f in FIELDS})
-        self.quantile_head = nn.Linear(d, len(TARGETS) * len(QUANTILES))
-        self.anomaly_head = nn.Linear(d, len(ANOMALY_CLASSES))
-        # targets are predicted standardized; these (set from training data) map back to units
+        # the window heads read the newest event's state beside the mean state of the book rows
+        self.quantile_head = nn.Linear(2 * d + ANCHOR_STATS, len(TARGETS) * len(QUANTILES))
+        self.anomaly_head = nn.Linear(2 * d, len(ANOMALY_CLASSES))
+        # targets (less their anchor) are predicted standardized; these (set from the training
+        # data) map back to units; the feature ones undo the dataset's row normalization
         self.register_buffer("target_loc", torch.zeros(len(TARGETS)))
         self.register_buffer("target_scale", torch.ones(len(TARGETS)))
+        self.register_buffer("feature_loc", torch.zeros(c.n_features))
+        self.register_buffer("feature_scale", torch.ones(c.n_features))
+        # lots of each size token (its bucket's median; PAD 0): the volume anchor reads the traded lots
+        self.register_buffer("size_lots", torch.zeros(c.vocab["size"]))
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -200,6 +245,77 @@ class OrderFlowModel(nn.Module):
         reach = (idx[None, :] < p) | ((idx[None, :] <= idx[:, None]) & (idx[:, None] >= p))
         return (reach[None] & keys[:, None, :]).unsqueeze(1)
 
+    def anchor(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(band (B, 8, 3), scale (B, 8), stats (B, ANCHOR_STATS)) float32: the head predicts, per
+        quantile k, (target - band_k) / scale, standardized by target_loc/target_scale; so a model
+        whose head outputs 0 serves the band itself, and training learns the correction. `stats`
+        go into the quantile head beside the hidden states (see below).
+
+        Spread and depth: the median of the band is the last two-sided row's value (persistence), its
+        10%/90% ends model/baseline.py's EWMA band (the EWMA, half-life ANCHOR_HALFLIFE rows, -/+ the
+        window's own 10%/90% deviations from its mean), widened to take the median in, floored at 0
+        (depth in lots, then log1p); the scale is the rows' EWMA-weighted mean absolute deviation
+        from the median (depth: in log1p) + ANCHOR_FLOOR. Why: the spread does not move in most
+        windows (65% of them end exactly where they were), which this band states sharply and a band
+        in one global unit could not; persistence has the best median of the three baselines and
+        the EWMA the best ends. On held-out simulated days this band alone beats the EWMA's CRPS by
+        7-18% at 10 messages and matches it at 100; the model anchored on the EWMA, or on the last
+        value with a global band, was 8-40% worse than the EWMA on spreads.
+        Volume: the band is the baseline forecaster's point forecast, log1p(h x lots traded per
+        message of the window: EXECUTE/TRADE tokens at their size bucket's median lots over the
+        rows), scale 1. Mid, windows without a two-sided row (spread, depth), every target of a
+        model that is not anchored: band 0, scale 1, stats 0.
+
+        stats, per level, in units of its scale: the EWMA, the last-5 mean and the window mean less
+        the median, the band's two widths, and log(scale); then log1p(traded lots per message): what
+        persistence, HAR and the EWMA know, handed to the head as numbers, so that blending them is
+        one linear map and not a computation the attention layers must learn from normalized rows."""
+        b, t, _ = batch["features"].shape
+        dev = batch["features"].device
+        band = torch.zeros(b, len(TARGETS), len(QUANTILES), device=dev)
+        scale = torch.ones(b, len(TARGETS), device=dev)
+        stats = torch.zeros(b, len(_LEVELS), ANCHOR_STATS // len(_LEVELS), device=dev)
+        if not self.config.anchors:
+            return band, scale, stats.flatten(1)
+        cols = [FEATURE_NAMES.index(n) for n in _ANCHOR_COLUMNS]
+        raw = batch["features"][..., cols].float() * self.feature_scale[cols] + self.feature_loc[cols]
+        ok = batch["row_mask"] & (raw[..., 0] > 0.5)
+        found = ok.any(1)
+        w = ok.float() * 0.5 ** (torch.arange(t - 1, -1, -1, device=dev) / ANCHOR_HALFLIFE)
+        w = w / w.sum(1, keepdim=True).clamp(min=1e-12)
+        last = (ok * torch.arange(1, t + 1, device=dev)).argmax(1)  # the newest two-sided row
+        recent = ok & (torch.cumsum(ok.flip(1), 1).flip(1) <= 5)  # the newest five two-sided rows
+        n = ok.sum(1, keepdim=True).clamp(min=1)
+        series = {"spread": raw[..., 1], "depth": (torch.expm1(raw[..., 2]) + torch.expm1(raw[..., 3])).clamp(min=0.0)}
+        level_band = {}
+        for i, name in enumerate(_LEVELS):
+            x = torch.where(ok, series[name], 0.0)  # one-sided rows weigh 0
+            space = torch.log1p if name == "depth" else (lambda v: v)  # depth targets are log1p(lots)
+            ewma = (w * x).sum(1)
+            mean = x.sum(1, keepdim=True) / n
+            deviations = torch.where(ok, x - mean, torch.nan)
+            lo = torch.nanquantile(deviations, 0.1, dim=1).nan_to_num(0.0).clamp(max=0.0)
+            hi = torch.nanquantile(deviations, 0.9, dim=1).nan_to_num(0.0).clamp(min=0.0)
+            now = x.gather(1, last[:, None])[:, 0]
+            q = torch.stack([torch.minimum(ewma + lo, now), now, torch.maximum(ewma + hi, now)], 1)
+            q = space(q.clamp(min=0.0))
+            sc = (w * (space(x) - q[:, 1:2]).abs() * ok).sum(1) + ANCHOR_FLOOR[name]
+            levels = [ewma, (x * recent).sum(1) / recent.sum(1).clamp(min=1), mean[:, 0]]
+            st = [(space(v) - q[:, 1]) / sc for v in levels] + [(q[:, 0] - q[:, 1]) / sc, (q[:, 2] - q[:, 1]) / sc]
+            stats[:, i, :6] = torch.where(found[:, None], torch.stack([*st, sc.log()], 1).clamp(-10.0, 10.0), 0.0)
+            level_band[name] = (torch.where(found[:, None], q, 0.0), torch.where(found, sc, 1.0))
+        # volume: the baseline's point forecast, h x lots traded per message (EXECUTE/TRADE tokens)
+        traded = batch["mask"] & ((batch["kind"] == int(Kind.EXECUTE)) | (batch["kind"] == int(Kind.TRADE)))
+        per_message = (self.size_lots[batch["size"]] * traded).sum(1) / batch["row_mask"].sum(1).clamp(min=1)
+        stats[:, 0, 6] = torch.log1p(per_message)
+        for j, target in enumerate(TARGETS):
+            name, h = target.rsplit("_h", 1)
+            if name in level_band:
+                band[:, j], scale[:, j] = level_band[name]
+            elif name == "volume":
+                band[:, j] = torch.log1p(per_message * int(h))[:, None]
+        return band, scale, stats.flatten(1)
+
     def embed(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Token embeddings (B, S, d) of the prefix then the events."""
         events = sum(self.field_emb[f](batch[f]) for f in FIELDS) + self.event_pos
@@ -211,21 +327,35 @@ class OrderFlowModel(nn.Module):
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """`batch`: the contract's arrays as tensors (see `to_batch`). Returns `next` (field ->
         (B, N, V) logits for the event after each position), `quantiles_norm` (B, 8, 3)
-        standardized, `quantiles` (B, 8, 3) in target units, `anomaly` (B, 7) logits."""
+        standardized (see `anchor`), `anchor` (B, 8, 3) and `anchor_scale` (B, 8), `quantiles`
+        (B, 8, 3) in target units, `anomaly` (B, 7) logits. An ablated part (config use_rows /
+        use_news) is masked out of attention."""
         x = self.embed(batch)
-        attn = self.attention_mask(batch["mask"], batch["row_mask"], batch["news_mask"])
+        row_mask, news_mask = batch["row_mask"], batch["news_mask"]
+        if not self.config.use_rows:
+            row_mask = torch.zeros_like(row_mask)
+        if not self.config.use_news:
+            news_mask = torch.zeros_like(news_mask)
+        attn = self.attention_mask(batch["mask"], row_mask, news_mask)
         for block in self.blocks:
             x = block(x, attn)
         h = self.ln_f(x)
         events = h[:, self.config.prefix_len :]
-        last = events[:, -1]  # windows are left-padded: the newest event is last
-        q = self.quantile_head(last).float().view(-1, len(TARGETS), len(QUANTILES))
+        rows = row_mask.unsqueeze(-1).to(h.dtype)
+        pooled = (h[:, 1 : 1 + self.config.n_rows] * rows).sum(1) / rows.sum(1).clamp(min=1.0)
+        last = torch.cat([events[:, -1], pooled], dim=-1)  # left-padded windows: the newest event is last
+        band, scale, stats = self.anchor(batch)
+        q = self.quantile_head(torch.cat([last, stats.to(last.dtype)], dim=-1))
+        q = q.float().view(-1, len(TARGETS), len(QUANTILES))
         mid = q[..., 1]
         q_norm = torch.stack([mid - F.softplus(q[..., 0]), mid, mid + F.softplus(q[..., 2])], dim=-1)
+        standard = q_norm * self.target_scale[:, None] + self.target_loc[:, None]
         return {
             "next": {f: self.next_heads[f](events) for f in FIELDS},
             "quantiles_norm": q_norm,
-            "quantiles": q_norm * self.target_scale[:, None] + self.target_loc[:, None],
+            "anchor": band,
+            "anchor_scale": scale,
+            "quantiles": band + scale[..., None] * standard,
             "anomaly": self.anomaly_head(last).float(),
         }
 

@@ -6,9 +6,10 @@ quantiles + anomaly classes; seeded, resumable, CPU or CUDA (bf16 autocast on CU
 
 Objectives:
 - pretrain: mean next-event NLL per real event (sum of the five field cross-entropies);
-- finetune: 0.1 x NLL + pinball loss of the q10/q50/q90 heads on the standardized targets
-  (masked by `target_mask`; Koenker & Bassett 1978) + class-weighted cross-entropy of the
-  anomaly head (weights ~ 1/frequency, so the rare manipulation kinds count).
+- finetune: 0.1 x NLL + pinball loss of the q10/q50/q90 heads on the anchored, standardized
+  targets (network.OrderFlowModel.anchor; masked by `target_mask`; Koenker & Bassett 1978) +
+  class-weighted cross-entropy of the anomaly head (weights ~ 1/frequency, so the rare
+  manipulation kinds count).
 AdamW, linear warm-up then cosine decay to 10% (Loshchilov & Hutter 2017), grad-norm clip 1.0.
 
 Resume: the optimizer state is saved, not re-created: its tensors (and the torch RNG states)
@@ -24,6 +25,7 @@ serving model maps a surprise to 0..1 by this empirical CDF (network.calibrated_
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import math
@@ -116,12 +118,12 @@ class TrainData:
         return max(declared, int(self.arrays["news"].max(initial=0)) + 1)
 
     def model_config(self, preset: str = "small") -> ModelConfig:
-        """A ModelConfig with this data's shapes and vocabularies; `preset` tiny | small."""
+        """A ModelConfig with this data's shapes and vocabularies; `preset` tiny | base | small."""
         _, n = self.arrays["kind"].shape
         _, t, f = self.arrays["features"].shape
         _, m, words = self.arrays["news"].shape
         shapes = dict(n_events=n, n_rows=t, n_features=f, max_news=m, news_len=words)
-        make = {"tiny": ModelConfig.tiny, "small": ModelConfig.small}[preset]
+        make = {"tiny": ModelConfig.tiny, "base": ModelConfig.base, "small": ModelConfig.small}[preset]
         return make(vocab=self.vocab(), text_vocab=self.text_vocab(), **shapes)
 
     def batch(self, idx: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
@@ -142,12 +144,48 @@ class TrainData:
 
 
 def target_stats(y: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-target mean and std over valid entries (std floored at 1e-3; 0/1 where none)."""
-    n = valid.sum(0)
-    mean = np.where(n > 0, (y * valid).sum(0) / np.maximum(n, 1), 0.0)
-    var = ((y - mean) ** 2 * valid).sum(0) / np.maximum(n, 1)
-    std = np.where(n > 1, np.sqrt(var), 1.0)
-    return mean.astype(np.float32), np.maximum(std, 1e-3).astype(np.float32)
+    """Per-target median and mean absolute deviation from it over valid entries (floored at 1e-3;
+    0/1 where none). Robust on purpose: a few real spreads of thousands of ticks made the std 40x
+    the typical change, so the standardized targets the head learns all sat near 0."""
+    loc, scale = np.zeros(y.shape[1], np.float32), np.ones(y.shape[1], np.float32)
+    for j in range(y.shape[1]):
+        v = y[valid[:, j], j].astype(np.float64)
+        if len(v):
+            loc[j] = np.median(v)
+            scale[j] = max(float(np.abs(v - loc[j]).mean()), 1e-3) if len(v) > 1 else 1.0
+    return loc, scale
+
+
+@torch.no_grad()
+def anchored_targets(model: OrderFlowModel, data: TrainData, device: torch.device, chunk: int = 1024) -> np.ndarray:
+    """(B, 8) every window's targets as the head sees them at the median: (y - band_q50) / scale of
+    OrderFlowModel.anchor."""
+    y, _ = data._targets
+    parts = []
+    for lo in range(0, len(data), chunk):
+        band, scale, _ = model.anchor(data.batch(np.arange(lo, min(lo + chunk, len(data))), device))
+        parts.append(((torch.from_numpy(y[lo : lo + chunk]).to(device) - band[..., 1]) / scale).cpu().numpy())
+    return np.concatenate(parts) if parts else np.zeros((0, len(TARGETS)), np.float32)
+
+
+def fit_normalization(model: OrderFlowModel, data: TrainData, device: torch.device) -> None:
+    """The model's buffers from the training data: the feature rows' mean/std (so the anchor reads
+    raw levels), the lots of each size token (the volume anchor), then the location/scale of each
+    anchored target (what the head predicts)."""
+    mean, std = data.meta.get("feature_mean"), data.meta.get("feature_std")
+    if mean is not None and std is not None and len(mean) == model.config.n_features:
+        model.feature_loc.copy_(torch.tensor(mean, dtype=torch.float32))
+        model.feature_scale.copy_(torch.tensor(std, dtype=torch.float32))
+    medians = (data.meta.get("tokenizer") or {}).get("size_medians")
+    if medians:
+        lots = torch.zeros_like(model.size_lots)
+        n = min(len(medians), len(lots) - 1)
+        lots[1 : 1 + n] = torch.tensor(medians[:n], dtype=torch.float32)  # size id i is bucket i - 1
+        model.size_lots.copy_(lots)
+    if data.has_targets:
+        loc, scale = target_stats(anchored_targets(model, data, device), data._targets[1])
+        model.target_loc.copy_(torch.from_numpy(loc))
+        model.target_scale.copy_(torch.from_numpy(scale))
 
 
 def class_weights(labels: np.ndarray, n_classes: int = len(ANOMALY_CLASSES), cap: float = 50.0) -> np.ndarray:
@@ -165,9 +203,10 @@ def class_weights(labels: np.ndarray, n_classes: int = len(ANOMALY_CLASSES), cap
 
 def pinball(pred: torch.Tensor, y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Mean pinball loss over valid (window, target) pairs, summed over the quantiles:
-    rho_q(u) = max(q u, (q - 1) u), u = y - pred (Koenker & Bassett 1978)."""
+    rho_q(u) = max(q u, (q - 1) u), u = y - pred (Koenker & Bassett 1978). `y`: (B, 8) or, a
+    target per quantile, (B, 8, 3)."""
     q = torch.tensor(QUANTILES, device=pred.device, dtype=pred.dtype)
-    u = y.unsqueeze(-1) - pred
+    u = (y if y.dim() == pred.dim() else y.unsqueeze(-1)) - pred
     loss = torch.maximum(q * u, (q - 1) * u).sum(-1)
     v = valid.float()
     return (loss * v).sum() / v.sum().clamp(min=1.0)
@@ -184,7 +223,9 @@ def loss_parts(
         return parts
     total = NLL_WEIGHT_FINETUNE * parts["nll"]
     if "targets" in batch:
-        y = (batch["targets"] - model.target_loc) / model.target_scale
+        # per quantile: its own anchor (the band), so y is (B, 8, 3)
+        y = (batch["targets"][..., None] - out["anchor"]) / out["anchor_scale"][..., None]
+        y = (y - model.target_loc[:, None]) / model.target_scale[:, None]
         parts["pinball"] = pinball(out["quantiles_norm"], y, batch["target_valid"])
         total = total + parts["pinball"]
     if "label" in batch:
@@ -333,10 +374,12 @@ def train(
     warmup: int | None = None,
     calib_windows: int = 2048,
     stop_at: int | None = None,
+    without: tuple[str, ...] = (),
 ) -> Run:
     """Train and checkpoint into `out_dir` (see the module docstring). `init`: a checkpoint to
     start from (its config wins over `preset`); `resume`: continue `out_dir`'s own run up to
-    `steps`; `stop_at`: end after that step as if interrupted (checkpoint written, no calibration).
+    `steps`; `stop_at`: end after that step as if interrupted (checkpoint written, no calibration);
+    `without`: parts left out for an ablation, "rows" (the book series) and/or "news" (the text).
     """
     if stage not in STAGES:
         raise ValueError(f"stage {stage!r}: use one of {STAGES}")
@@ -351,16 +394,14 @@ def train(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
 
-    model, config, extra = _initial_model(stage, data, init, preset, resume, out)
+    model, config, extra = _initial_model(stage, data, init, preset, resume, out, without)
     model.to(dev)
     opt = make_optimizer(model, lr)
     start, history = 0, []
     if resume:
         start, history = _resume(out, opt, rng, dev, stage)
-    elif data.has_targets:
-        mean, std = target_stats(*data._targets)
-        model.target_loc.copy_(torch.from_numpy(mean))
-        model.target_scale.copy_(torch.from_numpy(std))
+    else:
+        fit_normalization(model, data, dev)
     weights = None
     if data.has_labels:
         weights = torch.from_numpy(class_weights(data.arrays["label"].astype(np.int64))).to(dev)
@@ -442,16 +483,31 @@ def _flush(pending: list, history: list[dict[str, float]], elapsed: float) -> No
     pending.clear()
 
 
+ABLATIONS = ("rows", "news")
+
+
 def _initial_model(
-    stage: str, data: TrainData, init: str | Path | None, preset: str, resume: bool, out: Path
+    stage: str,
+    data: TrainData,
+    init: str | Path | None,
+    preset: str,
+    resume: bool,
+    out: Path,
+    without: tuple[str, ...] = (),
 ) -> tuple[OrderFlowModel, ModelConfig, dict[str, Any]]:
     """The model to train (fresh, from `init`, or `out`'s own checkpoint when resuming) and the
-    checkpoint extras carried from the data: tokenizer, feature normalization, window shapes."""
+    checkpoint extras carried from the data: tokenizer, feature normalization, window shapes.
+    `without` switches parts off (a checkpoint's own switches are kept otherwise)."""
+    unknown = set(without) - set(ABLATIONS)
+    if unknown:
+        raise ValueError(f"without {sorted(unknown)}: the parts that can be left out are {ABLATIONS}")
+    off = {f"use_{part}": False for part in without}
     extra = {
         "tokenizer": data.meta.get("tokenizer"),
         "text_tokenizer": data.meta.get("text_tokenizer"),
         "feature_mean": data.meta.get("feature_mean"),
         "feature_std": data.meta.get("feature_std"),
+        "feature_names": data.meta.get("feature_names"),
         "window": data.meta.get("window"),
         "horizons": data.meta.get("horizons", [10, 100]),
         "targets": list(TARGETS),
@@ -462,9 +518,10 @@ def _initial_model(
     if source is None:
         if stage == "finetune":
             log.warning("finetune without --init: training from scratch")
-        config = data.model_config(preset)
+        config = dataclasses.replace(data.model_config(preset), **off)
         return OrderFlowModel(config), config, extra
     model, config, _ = checkpoint.load(source, "cpu")
+    model.config = config = dataclasses.replace(config, **off)
     want = data.model_config(preset)
     for name in ("n_events", "n_rows", "n_features", "max_news", "news_len"):
         if getattr(config, name) != getattr(want, name):

@@ -13,6 +13,7 @@ hold seeds out with model.dataset.split_by_seed.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from itertools import chain
@@ -25,16 +26,19 @@ from model.simulator import SimConfig
 
 from .simulate import parse_duration
 
+_SEED_RANGE = re.compile(r"(-?\d+)(?:-(-?\d+))?")
+
 
 def parse_seeds(text: str) -> list[int]:
-    """`1-4`, `1,3,7` or a mix (`1-3,9`) -> the seeds, in order, without repeats."""
+    """`1-4`, `1,3,7`, a mix (`1-3,9`) or real files' negative seeds (`5-6,-2`) -> the seeds, in
+    order, without repeats."""
     seeds: list[int] = []
-    try:
-        for part in text.split(","):
-            lo, dash, hi = part.strip().partition("-")
-            seeds += range(int(lo), int(hi) + 1) if dash else [int(lo)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"seeds {text!r}: use e.g. 1-4 or 1,3,7") from None
+    for part in text.split(","):
+        m = _SEED_RANGE.fullmatch(part.strip())
+        if m is None:
+            raise argparse.ArgumentTypeError(f"seeds {text!r}: use e.g. 1-4, 1,3,7 or 5-6,-2")
+        lo, hi = int(m[1]), int(m[2] if m[2] is not None else m[1])
+        seeds += range(lo, hi + 1)
     if not seeds:
         raise argparse.ArgumentTypeError("no seeds given")
     return list(dict.fromkeys(seeds))
@@ -62,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         type=parse_seeds,
         default=[],
         metavar="SEEDS",
-        help="seeds kept out of --out and written to --held-out-out (one tokenizer for both)",
+        help="seeds kept out of --out and written to --held-out-out (one tokenizer for both, fitted without them); "
+        "a real file's seed is negative (-1 = the first of model.dataset.REAL_FILES)",
     )
     d.add_argument("--held-out-out", type=Path, help="the held-out .npz (default: --out with .heldout)")
     d.set_defaults(run=cmd_dataset)
@@ -88,7 +93,12 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     sources = chain(iter_sim_sources(args.sim_seeds, base, args.format), reals)
     t0 = time.perf_counter()
     with tqdm(total=len(args.sim_seeds) + len(reals), unit="source", desc="dataset", file=sys.stderr) as bar:
-        ds = build(sources, DatasetConfig(), progress=lambda r: (bar.set_postfix_str(r.source.name), bar.update(1)))
+        ds = build(
+            sources,
+            DatasetConfig(),
+            progress=lambda r: (bar.set_postfix_str(r.source.name), bar.update(1)),
+            held_out=args.held_out,
+        )
     if args.held_out:
         ds, held = split_by_seed(ds, args.held_out)
         held_path = args.held_out_out or args.out.with_suffix(".heldout.npz")

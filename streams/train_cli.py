@@ -3,6 +3,7 @@
     megatrading train --stage pretrain --data train.npz --out ckpt/pre --steps 2000
     megatrading train --stage finetune --data train.npz --init ckpt/pre --out ckpt/fine --steps 1000
     megatrading train --stage pretrain --data train.npz --out ckpt/pre --steps 4000 --resume
+    megatrading train --stage pretrain --data train.npz --out ckpt/pre-nonews --without news   (ablation)
 
 The checkpoint folder gets model.safetensors + config.json (the model), optimizer.safetensors +
 train_state.json (for --resume), losses.csv and curves.png. torch is needed (pip install .[model]).
@@ -34,6 +35,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         preset=args.preset,
         checkpoint_every=args.checkpoint_every,
         log_every=args.log_every,
+        without=tuple(args.without),
     )
     last = run.history[-1] if run.history else {}
     print(
@@ -62,8 +64,17 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--resume", action="store_true", help="continue the run saved in --out up to --steps")
-    t.add_argument("--preset", choices=("tiny", "small"), default="small", help="model size (ignored with --init)")
+    t.add_argument(
+        "--preset", choices=("tiny", "base", "small"), default="small", help="model size (ignored with --init)"
+    )
     t.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (default 500)")
     t.add_argument("--log-every", type=int, default=50, help="steps between log lines (default 50)")
+    t.add_argument(
+        "--without",
+        action="append",
+        choices=("rows", "news"),
+        default=[],
+        help="leave a part out, for an ablation: rows (the book-state series), news (the headlines); repeatable",
+    )
     t.set_defaults(run=cmd_train)
     return t

@@ -194,8 +194,20 @@ def test_real_captures_replay_into_windows_with_negative_seeds(shared_data):
 def test_seed_ranges_parse():
     assert dataset_cli.parse_seeds("1-4") == [1, 2, 3, 4]
     assert dataset_cli.parse_seeds("1-3,9,2") == [1, 2, 3, 9]
+    assert dataset_cli.parse_seeds("5-6,-2") == [5, 6, -2]  # a real file's seed is negative
     with pytest.raises(argparse.ArgumentTypeError):
         dataset_cli.parse_seeds("a-b")
+
+
+def test_held_out_sources_are_encoded_but_not_fitted_on(ds):
+    held = build([sim_source(MAIN), sim_source(SMALL)], held_out=[SMALL.seed])
+    alone = build([sim_source(MAIN)])
+    assert held.meta["tokenizer"] == alone.meta["tokenizer"]  # bins from the training seed only
+    assert held.meta["feature_mean"] == alone.meta["feature_mean"]
+    assert held.meta["fitted_without"] == [SMALL.seed] and len(held) == len(ds)
+    assert held.meta["feature_mean"] != ds.meta["feature_mean"]
+    with pytest.raises(ValueError, match="held out"):
+        build([sim_source(SMALL)], held_out=[SMALL.seed])
 
 
 def test_dataset_command_writes_the_npz_and_its_json(tmp_path, capsys):

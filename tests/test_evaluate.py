@@ -95,6 +95,9 @@ def test_the_quantile_approximation_converges_to_the_exact_crps_of_a_normal():
 def test_coverage_counts_outcomes_at_or_below_the_quantile():
     assert coverage(np.array([1.0, 2.0, 3.0, 4.0]), np.array([2.0, 2.0, 2.0, 2.0])) == 0.5
     assert math.isnan(coverage(np.zeros(0), np.zeros(0)))
+    # a whole-tick outcome equal to the forecast but for float32 rounding is covered
+    assert coverage(np.array([5.0]), np.array([np.float32(5.0) - np.float32(4e-7)])) == 1.0
+    assert coverage(np.array([5.01]), np.array([5.0])) == 0.0
 
 
 def test_perplexity_of_a_uniform_guess_is_the_number_of_choices():

@@ -69,3 +69,18 @@ def test_prob_above_zero_reads_the_quantiles():
     up, down = prob_above_zero(np.array([-2.0, 1.0, -3.0]), np.array([0.0, 2.0, -2.0]), np.array([2.0, 3.0, -1.0]))
     assert up[0] == pytest.approx(0.5) and up[1] == pytest.approx(0.9) and up[2] == pytest.approx(0.1)
     assert np.allclose(up + down, 1.0)
+
+
+def test_an_alert_names_its_span_its_most_surprising_event_and_the_driving_features(checkpoint_dir):
+    from orderbook.features import FEATURE_NAMES
+
+    f = GenerativeForecaster(checkpoint_dir, device="cpu")
+    w = live_windows()[10]
+    (event, nll), columns = f.drivers(w)
+    assert w.mask[event] and nll > 0  # a real event of the window, scored given the ones before it
+    assert len(columns) == 3 and all(name in FEATURE_NAMES for name, _ in columns)
+    shares = [share for _, share in columns]
+    assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1.0 + 1e-6
+    reason = f.explain(w, f.predict([w])[0])
+    assert f"events {w.start_ts}..{w.ts} ns" in reason and "most surprising event" in reason
+    assert f"driven by {columns[0][0]}" in reason

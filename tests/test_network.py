@@ -11,6 +11,9 @@ torch = pytest.importorskip("torch")
 
 from model import checkpoint  # noqa: E402
 from model.network import (  # noqa: E402
+    ANCHOR_FLOOR,
+    ANCHOR_HALFLIFE,
+    ANCHOR_STATS,
     ANOMALY_CLASSES,
     FIELDS,
     QUANTILES,
@@ -22,8 +25,9 @@ from model.network import (  # noqa: E402
     to_batch,
 )
 from model.train import loss_parts, make_optimizer  # noqa: E402
+from orderbook.features import FEATURE_NAMES  # noqa: E402
 
-SHAPES = dict(n_events=24, n_rows=6, n_features=5, max_news=2, news_len=4, text_vocab=64)
+SHAPES = dict(n_events=24, n_rows=6, n_features=len(FEATURE_NAMES), max_news=2, news_len=4, text_vocab=64)
 
 
 def tiny() -> ModelConfig:
@@ -88,7 +92,7 @@ def test_feature_rows_and_news_change_the_outputs():
     news = {**batch, "news": (batch["news"] % (model.config.text_vocab - 2)) + 2}
     for variant in (rows, news):
         out = model(variant)
-        assert not torch.allclose(out["next"]["kind"], base["next"]["kind"], atol=1e-4)
+        assert not torch.allclose(out["next"]["kind"], base["next"]["kind"], atol=1e-6)
         assert not torch.allclose(out["anomaly"], base["anomaly"], atol=1e-5)
     # masked-out headlines do not count: changing them changes nothing
     hidden = {**batch, "news_mask": torch.zeros_like(batch["news_mask"])}
@@ -162,3 +166,93 @@ def test_presets_parameter_counts():
     small_n = OrderFlowModel(ModelConfig.small()).num_parameters()
     assert tiny_n < 300_000
     assert 1_000_000 <= small_n <= 3_000_000
+
+
+def _set_rows(batch: dict, column: str, values: list[float]) -> None:
+    """Put raw values (the model's feature_loc/scale are 0/1 here) into one column of window 0."""
+    batch["features"][0, -len(values) :, FEATURE_NAMES.index(column)] = torch.tensor(values)
+
+
+def test_anchor_band_is_persistence_inside_the_ewma_band_of_the_same_rows():
+    from model.baseline import level_forecasts
+
+    model, batch = model_and_batch(b=6)
+    rng = np.random.default_rng(3)
+    f = batch["features"]
+    col = {n: FEATURE_NAMES.index(n) for n in ("valid", "spread_ticks", "log_depth_bid_5", "log_depth_ask_5")}
+    f[..., col["valid"]] = torch.from_numpy((rng.random(f.shape[:2]) < 0.8).astype(np.float32))
+    f[..., col["spread_ticks"]] = torch.from_numpy(rng.integers(1, 6, f.shape[:2]).astype(np.float32))
+    for side in ("log_depth_bid_5", "log_depth_ask_5"):
+        f[..., col[side]] = torch.from_numpy(np.log1p(rng.integers(0, 500, f.shape[:2])).astype(np.float32))
+    f[1, :, col["valid"]] = 0.0  # one-sided throughout: nothing to anchor on
+    band, scale, _ = (x.numpy() for x in model.anchor(batch))
+    x = f.numpy().astype(np.float64)
+    ok = x[..., col["valid"]] > 0.5
+    spread = np.where(ok, x[..., col["spread_ticks"]], np.nan)
+    depth = np.where(ok, np.expm1(x[..., col["log_depth_bid_5"]]) + np.expm1(x[..., col["log_depth_ask_5"]]), np.nan)
+
+    def persistence_median_ewma_ends(x: np.ndarray) -> np.ndarray:
+        f = level_forecasts(x, ANCHOR_HALFLIFE)
+        ewma, last = np.nan_to_num(f["ewma"]), np.nan_to_num(f["persistence"][:, 1])
+        return np.stack([np.minimum(ewma[:, 0], last), last, np.maximum(ewma[:, 2], last)], axis=1)
+
+    expect = {
+        "spread": persistence_median_ewma_ends(spread),
+        "depth": np.log1p(persistence_median_ewma_ends(depth)),
+        "volume": np.zeros((6, 3)),
+        "mid": np.zeros((6, 3)),
+    }
+    for j, target in enumerate(TARGETS):
+        name = target.rsplit("_h", 1)[0]
+        assert np.allclose(band[:, j], expect[name], rtol=1e-4, atol=1e-4), target
+        if name in ANCHOR_FLOOR:
+            assert (scale[[0, 2, 3, 4, 5], j] > ANCHOR_FLOOR[name]).all() and scale[1, j] == 1.0
+        else:
+            assert (scale[:, j] == 1.0).all()
+    _, _, stats = model.anchor(batch)
+    assert stats.shape == (6, ANCHOR_STATS) and (stats[1] == 0).all()  # nothing known, nothing handed on
+    ewma = np.nan_to_num(level_forecasts(spread, ANCHOR_HALFLIFE)["ewma"][0, 1])  # window 0's first stat:
+    ewma_less_last = (ewma - expect["spread"][0, 1]) / scale[0, TARGETS.index("spread_h10")]  # in scales
+    assert stats[0, 0].item() == pytest.approx(ewma_less_last, rel=1e-4, abs=1e-4)
+    f[2, :, col["spread_ticks"]] = 4.0  # a spread that has not moved: a band of width 0, the floor
+    band, scale, _ = model.anchor(batch)
+    assert torch.allclose(band[2, 0], torch.tensor([4.0, 4.0, 4.0]))
+    assert scale[2, 0].item() == pytest.approx(ANCHOR_FLOOR["spread"], abs=1e-5)
+    out = model(batch)
+    standard = out["quantiles_norm"][:, 0] * model.target_scale[0] + model.target_loc[0]
+    assert torch.allclose(out["quantiles"][:, 0], band[:, 0] + scale[:, 0, None] * standard)
+
+
+@pytest.mark.parametrize("part", ["news", "rows"])
+def test_an_ablated_part_does_not_reach_the_outputs(part):
+    torch.manual_seed(0)
+    config = ModelConfig.tiny(**SHAPES, **{f"use_{part}": False})
+    model = OrderFlowModel(config).eval()
+    a = arrays(config)
+    b = arrays(config, seed=1)
+    key = {"news": "news", "rows": "features"}[part]
+    same_but_part = {k: (b[key] if k == key else v) for k, v in a.items()}
+    with torch.no_grad():
+        x, y = model(to_batch(a)), model(to_batch(same_but_part))
+    assert torch.equal(x["quantiles"], y["quantiles"]) and torch.equal(x["anomaly"], y["anomaly"])
+    full = OrderFlowModel(ModelConfig.tiny(**SHAPES)).eval()
+    full.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert not torch.equal(full(to_batch(a))["anomaly"], full(to_batch(same_but_part))["anomaly"])
+
+
+def test_volume_band_is_the_baselines_rate_forecast_from_the_traded_tokens():
+    from model.evaluate import traded_lots_per_message
+
+    model, batch = model_and_batch(b=4)
+    medians = np.arange(1, model.config.vocab["size"], dtype=np.float64) * 10.0
+    model.size_lots[1:] = torch.tensor(medians, dtype=torch.float32)
+    arrays = {k: v.numpy() for k, v in batch.items()}
+    rate = traded_lots_per_message(arrays, {"tokenizer": {"size_medians": medians.tolist()}})
+    assert (rate > 0).all()
+    band, scale, _ = model.anchor(batch)
+    for j, target in enumerate(TARGETS):
+        if target.startswith("volume"):
+            h = int(target.rsplit("_h", 1)[1])
+            expect = np.repeat(np.log1p(rate * h)[:, None], 3, axis=1)
+            assert np.allclose(band[:, j].numpy(), expect, rtol=1e-5) and (scale[:, j] == 1.0).all()

@@ -17,10 +17,11 @@ torch = pytest.importorskip("torch")
 from model import checkpoint  # noqa: E402
 from model.network import FIELDS, TARGETS, to_batch  # noqa: E402
 from model.train import class_weights, lr_at, train  # noqa: E402
+from orderbook.features import FEATURE_NAMES  # noqa: E402
 from streams.train_cli import register  # noqa: E402
 
 VOCAB = {"kind": 13, "side": 4, "price": 131, "size": 33, "dt": 33}
-B, N, T, F, M, L, TEXT_VOCAB = 48, 20, 4, 6, 2, 4, 64
+B, N, T, F, M, L, TEXT_VOCAB = 48, 20, 4, len(FEATURE_NAMES), 2, 4, 64
 FAST = dict(preset="tiny", batch=8, device="cpu", checkpoint_every=1000, log_every=1, calib_windows=64)
 
 
@@ -101,11 +102,17 @@ def test_finetune_from_init_trains_all_heads(data, tmp_path):
     assert last["pinball"] < first["pinball"]
     model, _, extra = checkpoint.load(tmp_path / "fine", "cpu")
     assert extra["train"]["init"] == str(tmp_path / "pre")
-    # targets are standardized with the data's own statistics, which the checkpoint carries
-    y = np.load(data)["spread_h10"]
-    assert model.target_loc[0].item() == pytest.approx(float(y.mean()), rel=1e-4)
+    # targets less their anchor are standardized with the data's own statistics (in the checkpoint)
     with np.load(data) as z:
-        out = model.score(to_batch({k: z[k][:5] for k in z.files}))
+        arrays = {k: z[k] for k in z.files}
+    band, scale, _ = model.anchor(to_batch(arrays))
+    centre, scale = band[:, 0, 1].numpy(), scale[:, 0].numpy()
+    assert np.abs(centre).max() > 0  # the spread is anchored on the rows
+    standard = (arrays["spread_h10"] - centre) / scale
+    assert model.target_loc[0].item() == pytest.approx(float(np.median(standard)), rel=1e-4, abs=1e-5)
+    mad = np.abs(standard - np.median(standard)).mean()
+    assert model.target_scale[0].item() == pytest.approx(float(mad), rel=1e-4)
+    out = model.score(to_batch({k: v[:5] for k, v in arrays.items()}))
     assert out["nll"].shape == (5,) and out["probs"].shape == (5, 7) and out["quantiles"].shape == (5, 8, 3)
 
 
@@ -155,3 +162,12 @@ def test_lr_warms_up_then_decays_to_a_tenth():
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert all(x >= y for x, y in itertools.pairwise(lrs[10:]))
     assert lr_at(100, 100, 1.0, 10) == pytest.approx(0.1)
+
+
+def test_ablation_leaves_the_part_out_of_the_trained_model(data, tmp_path):
+    train("pretrain", data, tmp_path / "pre", steps=2, seed=1, without=("news",), **FAST)
+    run = train("finetune", data, tmp_path / "fine", init=tmp_path / "pre", steps=2, seed=1, without=("rows",), **FAST)
+    _, config, _ = checkpoint.load(run.out_dir, "cpu")
+    assert (config.use_news, config.use_rows, config.anchors) == (False, False, False)
+    with pytest.raises(ValueError, match="can be left out"):
+        train("pretrain", data, tmp_path / "bad", steps=1, without=("trades",), **FAST)
