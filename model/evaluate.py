@@ -359,8 +359,8 @@ def model_outputs(
     import torch
 
     from .generative import GenerativeForecaster, combined_anomaly_score
+    from .network import ANCHORED_TARGETS, calibrated_score, next_event_nll, to_batch
     from .network import TARGETS as NET_TARGETS
-    from .network import calibrated_score, next_event_nll, to_batch
     from .network import surprise as surprise_of
 
     gf = GenerativeForecaster(directory, device=device)
@@ -395,7 +395,7 @@ def model_outputs(
             if progress:
                 progress(sl.stop - sl.start)
     quantiles = {t: q[:, j] for j, t in enumerate(NET_TARGETS)}
-    anchor = {t: band[:, j] for j, t in enumerate(NET_TARGETS) if not t.startswith("mid")}  # mid: no anchor
+    anchor = {t: band[:, j] for j, t in enumerate(NET_TARGETS) if t in ANCHORED_TARGETS}
     return ModelOutputs(name, str(directory), score, surp, sup, quantiles, anchor, gf.config.anchors, nll_w, n_w,
                         training_seeds(gf.extra))  # fmt: skip
 

