@@ -145,11 +145,13 @@ class GenerativeForecaster(Forecaster):
         `top` book-series columns by their share of |input x gradient| of 1 - p(normal) summed over
         the rows (gradient x input attribution, Shrikumar et al. 2016): one backward pass, run for
         alerts only."""
-        batch = to_batch(self.arrays([window]), self.device)
-        feats = batch["features"].clone().requires_grad_(True)
-        with torch.enable_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
-            out = self.model({**batch, "features": feats})
-            (1.0 - out["anomaly"].float().softmax(-1)[0, 0]).backward()
+        # gradients even when called from inside an inference_mode block (a caller's scoring loop)
+        with torch.inference_mode(False), torch.enable_grad():
+            batch = to_batch(self.arrays([window]), self.device)
+            feats = batch["features"].clone().requires_grad_(True)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
+                out = self.model({**batch, "features": feats})
+                (1.0 - out["anomaly"].float().softmax(-1)[0, 0]).backward()
         with torch.no_grad():
             nll, valid = next_event_nll(out["next"], batch)
         last = (nll[0] * valid[0])[-self.k :].float().cpu().numpy()

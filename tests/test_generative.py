@@ -81,6 +81,7 @@ def test_an_alert_names_its_span_its_most_surprising_event_and_the_driving_featu
     assert len(columns) == 3 and all(name in FEATURE_NAMES for name, _ in columns)
     shares = [share for _, share in columns]
     assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1.0 + 1e-6
-    reason = f.explain(w, f.predict([w])[0])
+    with torch.inference_mode():  # as a scoring loop may call it
+        reason = f.explain(w, f.predict([w])[0])
     assert f"events {w.start_ts}..{w.ts} ns" in reason and "most surprising event" in reason
     assert f"driven by {columns[0][0]}" in reason
