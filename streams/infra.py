@@ -101,6 +101,16 @@ def redis_binary() -> str:
     return str(binary)
 
 
+def cluster_id() -> str:
+    """A KRaft cluster id: a random UUID in URL-safe base64 without padding. Never one that begins
+    with "-": the storage tool would read it as an option (1 start in 64 failed so), the rule
+    Kafka's own Uuid.randomUuid follows."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
 @dataclass
 class Service:
     """A server process started detached, with its pid file, log and health check."""
@@ -250,15 +260,12 @@ class KafkaServer(Service):
             "logger.kafka.name=kafka.server.KafkaRaftServer\nlogger.kafka.level=INFO\n"
         )
         if not (self.state / "kafka-data" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            subprocess.run(
-                self._java(
-                    "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), "--ignore-formatted"
-                ),
-                check=True,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+            format_cmd = self._java(
+                "kafka.tools.StorageTool", "format", "-t", cluster_id(), "-c", str(config), "--ignore-formatted"
             )
+            done = subprocess.run(format_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"kafka storage format failed (exit {done.returncode}): {done.stderr.strip()}")
         self._spawn(self._java("kafka.Kafka", str(config)))
         self.wait_healthy(timeout)
         log.info("kafka up on %s (pid %s)", self.bootstrap, self.pid())

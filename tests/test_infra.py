@@ -55,3 +55,16 @@ def test_down_stops_only_what_up_started(tmp_path):
     assert pid is not None
     assert other.down() == ["redis"]  # kafka was never started here: nothing else is touched
     assert other.redis.pid() is None and not other.redis.healthy()
+
+
+def test_cluster_ids_never_begin_with_a_dash(monkeypatch):
+    """The storage tool reads an id that begins with "-" as an option and fails (1 start in 64)."""
+    import uuid
+
+    from streams import infra as infra_mod
+
+    dash_first = uuid.UUID(bytes=b"\xf8" + bytes(15))  # url-safe base64 "-A..."
+    ids = iter([dash_first, uuid.UUID(int=7)])
+    monkeypatch.setattr(infra_mod.uuid, "uuid4", lambda: next(ids))
+    cid = infra_mod.cluster_id()
+    assert not cid.startswith("-") and len(cid) == 22
