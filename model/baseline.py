@@ -24,15 +24,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from orderbook.events import Kind
-from orderbook.features import FEATURE_NAMES
+from orderbook.features import FEATURE_NAMES, TRADE_KINDS
 from orderbook.windows import Window
 
 from .forecaster import HORIZONS, QUANTILES, Forecaster, Prediction
 
 _COL = {name: i for i, name in enumerate(FEATURE_NAMES)}
 _INTENSITIES = ("log_message_rate", "log_cancel_rate", "log_trade_rate")
-_TRADE_KINDS = np.array([Kind.EXECUTE, Kind.TRADE], dtype=np.int8)
+_TRADE_KINDS = np.array(sorted(TRADE_KINDS), dtype=np.int8)
 _MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution times this is its standard deviation
 _MIN_ROWS = 3
 MAD_FLOOR = 0.25  # intensities are log(1 + events/s): a quarter is a ~30% change of rate

@@ -42,8 +42,8 @@ import numpy as np
 
 from orderbook.book import Book
 from orderbook.errors import FeedError
-from orderbook.events import FLAG_NON_PRINTABLE, Event, Kind, Side
-from orderbook.features import FeatureState, depth_levels
+from orderbook.events import FLAG_NON_PRINTABLE, Event, Side
+from orderbook.features import TRADE_KINDS, FeatureState, depth_levels
 from orderbook.venue_windows import VenueWindows
 from orderbook.venues import feed_class
 from orderbook.windows import Window, WindowConfig, stack
@@ -56,7 +56,6 @@ from .tokens import TextTokenizer, Tokenizer
 NEWS_KINDS = {"negative": 1, "positive": 2, "halt": 3, "neutral": 4}
 TARGETS = ("spread", "depth", "volume", "mid")
 DEPTH_LEVELS = 5
-_TRADE_KINDS = frozenset({Kind.EXECUTE, Kind.TRADE})
 # The real captures of ../shared/data (SOURCES.md) that carry an order book, with their venue.
 REAL_FILES = (
     ("binance-hftbacktest/spot_btcusdt_20240808.gz", "binance"),
@@ -165,7 +164,7 @@ def _record_state(series: _Series, book: Book, events: list[Event]) -> None:
     series.spread.append(np.nan if spread is None else spread / series.tick)
     series.mid2.append(np.nan if mid2 is None else float(mid2))
     series.depth.append(depth_levels(book, Side.BID, DEPTH_LEVELS) + depth_levels(book, Side.ASK, DEPTH_LEVELS))
-    series.volume.append(sum(e.size for e in events if e.kind in _TRADE_KINDS and not e.flags & FLAG_NON_PRINTABLE))
+    series.volume.append(sum(e.size for e in events if e.kind in TRADE_KINDS and not e.flags & FLAG_NON_PRINTABLE))
 
 
 def replay(source: Source, cfg: DatasetConfig | None = None) -> Replay:

@@ -35,8 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from orderbook.events import Kind
-from orderbook.features import FEATURE_NAMES
+from orderbook.features import FEATURE_NAMES, TRADE_KINDS
 
 from .anomalies import KINDS as ANOMALY_KINDS
 from .baseline import intensity_anomaly, level_forecasts
@@ -45,7 +44,7 @@ from .forecaster import HORIZONS
 TAUS = (0.1, 0.5, 0.9)
 TARGET_FIELDS = ("spread", "depth", "volume", "mid")
 TARGETS = tuple(f"{t}_h{h}" for h in HORIZONS for t in TARGET_FIELDS)
-_TRADE_KINDS = (int(Kind.EXECUTE), int(Kind.TRADE))
+_TRADE_KINDS = np.array(sorted(TRADE_KINDS), dtype=np.int64)
 EULER_GAMMA = 0.5772156649015329
 
 
@@ -320,8 +319,7 @@ class ModelOutputs:
     surprise: np.ndarray  # (B,) calibrated surprise alone (0..1)
     supervised: np.ndarray  # (B,) 1 - p(normal) of the anomaly head
     quantiles: dict[str, np.ndarray]  # target -> (B, 3)
-    anchor: dict[str, np.ndarray]  # target -> (B, 3): the band the head corrects (network.anchor)
-    anchored: bool
+    anchor: dict[str, np.ndarray]  # target -> (B, 3): the band the head corrects (network.anchor); {} if none
     nll: np.ndarray  # (B,) summed next-event NLL of the window's real (event, next event) pairs
     n_events: np.ndarray  # (B,) how many pairs
     train_seeds: list[int] | None = None
@@ -395,9 +393,9 @@ def model_outputs(
             if progress:
                 progress(sl.stop - sl.start)
     quantiles = {t: q[:, j] for j, t in enumerate(NET_TARGETS)}
-    anchor = {t: band[:, j] for j, t in enumerate(NET_TARGETS) if t in ANCHORED_TARGETS}
-    return ModelOutputs(name, str(directory), score, surp, sup, quantiles, anchor, gf.config.anchors, nll_w, n_w,
-                        training_seeds(gf.extra))  # fmt: skip
+    targets = ANCHORED_TARGETS if gf.config.anchors else ()
+    anchor = {t: band[:, j] for j, t in enumerate(NET_TARGETS) if t in targets}
+    return ModelOutputs(name, str(directory), score, surp, sup, quantiles, anchor, nll_w, n_w, training_seeds(gf.extra))
 
 
 # --------------------------------------------------------------------------- the evaluation run
@@ -533,7 +531,7 @@ def evaluate(
         }
     forecasts = {o.name: o.quantiles for o in outputs}
     # what the network adds: its anchor alone (the band a head that outputs 0 would serve)
-    forecasts |= {f"{o.name} anchor": o.anchor for o in outputs[:1] if o.anchored}
+    forecasts |= {f"{o.name} anchor": o.anchor for o in outputs[:1] if o.anchor}
     forecasts |= baseline_forecasts(arrays, meta)
     liquidity_metrics(ev, arrays, forecasts)
     for part, select in PARTS.items():

@@ -44,8 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from orderbook.events import Kind
-from orderbook.features import FEATURE_NAMES
+from orderbook.features import FEATURE_NAMES, TRADE_KINDS
 
 FIELDS: tuple[str, ...] = ("kind", "side", "price", "size", "dt")
 TARGETS: tuple[str, ...] = (
@@ -216,6 +215,7 @@ class OrderFlowModel(nn.Module):
         self.register_buffer("feature_scale", torch.ones(c.n_features))
         # lots of each size token (its bucket's median; PAD 0): the volume anchor reads the traded lots
         self.register_buffer("size_lots", torch.zeros(c.vocab["size"]))
+        self.register_buffer("trade_kinds", torch.tensor(sorted(TRADE_KINDS)), persistent=False)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -308,7 +308,7 @@ class OrderFlowModel(nn.Module):
             stats[:, i, :6] = torch.where(found[:, None], torch.stack([*st, sc.log()], 1).clamp(-10.0, 10.0), 0.0)
             level_band[name] = (torch.where(found[:, None], q, 0.0), torch.where(found, sc, 1.0))
         # the baseline's volume rate, lots traded per message (EXECUTE/TRADE tokens): an input only
-        traded = batch["mask"] & ((batch["kind"] == int(Kind.EXECUTE)) | (batch["kind"] == int(Kind.TRADE)))
+        traded = batch["mask"] & torch.isin(batch["kind"], self.trade_kinds)
         per_message = (self.size_lots[batch["size"]] * traded).sum(1) / batch["row_mask"].sum(1).clamp(min=1)
         stats[:, 0, 6] = torch.log1p(per_message)
         for j, target in enumerate(TARGETS):

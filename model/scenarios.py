@@ -55,7 +55,7 @@ import torch
 from orderbook.book import Book, BookType, L2Book, L3Book
 from orderbook.errors import BookError, FeedError
 from orderbook.events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, OrderId, Side
-from orderbook.features import FeatureState, book_tick, depth_levels
+from orderbook.features import TRADE_KINDS, FeatureState, book_tick, depth_levels
 from orderbook.venues import decode_record, feed_class
 from orderbook.windows import WindowBuilder, WindowConfig
 
@@ -66,7 +66,6 @@ from .tokens import PAD, TokenEvent, level_price
 DEPTH_LEVELS = 5
 BANDS = (0.1, 0.5, 0.9)
 _AGGRESSOR = {Side.BID: FLAG_AGGRESSOR_ASK, Side.ASK: FLAG_AGGRESSOR_BID}  # a resting bid is hit by a seller
-_PRINTS = frozenset({Kind.EXECUTE, Kind.TRADE})
 _L3_ORDER_KINDS = frozenset({Kind.EXECUTE, Kind.CANCEL, Kind.DELETE, Kind.CHANGE})
 _NO_FLOW = frozenset({Kind.SNAPSHOT_BEGIN, Kind.SNAPSHOT_END, Kind.CLEAR, Kind.STATUS})
 
@@ -331,7 +330,7 @@ def realize(path: PathState, tok: TokenEvent, tick: int) -> Event | None:
     if price <= 0:
         return None
     base = dict(venue=book.venue, symbol=book.symbol, ts=path.ts + max(tok.dt, 0), seq=path.seq + 1, price=price)
-    if kind in _PRINTS and (kind == Kind.TRADE or isinstance(book, L2Book)):
+    if kind in TRADE_KINDS and (kind == Kind.TRADE or isinstance(book, L2Book)):
         return Event(kind, side=side, size=max(1, tok.size), flags=_AGGRESSOR.get(side, 0), **base)  # type: ignore[arg-type]
     if side not in (Side.BID, Side.ASK):
         return None
@@ -615,7 +614,7 @@ def final_rows(result: ScenarioResult) -> list[dict[str, Any]]:
             "ask_depth5": last.ask_depth, "adds": kinds[Kind.ADD] + kinds[Kind.LEVEL_SET],
             "cancels": kinds[Kind.CANCEL] + kinds[Kind.DELETE] + kinds[Kind.CHANGE],
             "executions": kinds[Kind.EXECUTE], "trades": kinds[Kind.TRADE],
-            "traded_lots": sum(e.size for e in p.events if e.kind in _PRINTS),
+            "traded_lots": sum(e.size for e in p.events if e.kind in TRADE_KINDS),
         })  # fmt: skip
     return rows
 

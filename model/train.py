@@ -203,10 +203,10 @@ def class_weights(labels: np.ndarray, n_classes: int = len(ANOMALY_CLASSES), cap
 
 def pinball(pred: torch.Tensor, y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Mean pinball loss over valid (window, target) pairs, summed over the quantiles:
-    rho_q(u) = max(q u, (q - 1) u), u = y - pred (Koenker & Bassett 1978). `y`: (B, 8) or, a
-    target per quantile, (B, 8, 3)."""
+    rho_q(u) = max(q u, (q - 1) u), u = y - pred (Koenker & Bassett 1978). `pred` and `y`: (B, 8, 3),
+    a target per quantile (each is standardized against its own band end)."""
     q = torch.tensor(QUANTILES, device=pred.device, dtype=pred.dtype)
-    u = (y if y.dim() == pred.dim() else y.unsqueeze(-1)) - pred
+    u = y - pred
     loss = torch.maximum(q * u, (q - 1) * u).sum(-1)
     v = valid.float()
     return (loss * v).sum() / v.sum().clamp(min=1.0)
