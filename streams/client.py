@@ -65,7 +65,17 @@ class ForecastClient:
         return [parse(f) for _, f in reversed(self.redis.xrevrange(ALERTS, count=count))]
 
     def watch_alerts(self, block_ms: int = 1000, last_id: str = "$") -> Iterator[dict[str, object]]:
-        """Alerts written from now on (or after `last_id`); yields as they arrive."""
+        """Alerts written after this call (or after `last_id`); yields as they arrive.
+
+        "$" is resolved to the stream's newest id here, at the call, not at each blocking read:
+        re-reading from "$" would drop every alert written between one read's return and the next.
+        """
+        if last_id == "$":
+            newest = self.redis.xrevrange(ALERTS, count=1)
+            last_id = newest[0][0].decode() if newest else "0-0"
+        return self._alerts_after(last_id, block_ms)
+
+    def _alerts_after(self, last_id: str, block_ms: int) -> Iterator[dict[str, object]]:
         while True:
             reply = self.redis.xread({ALERTS: last_id}, block=block_ms, count=100)
             for _, entries in reply or ():

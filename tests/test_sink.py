@@ -2,6 +2,7 @@
 
 import json
 import threading
+import time
 
 import pytest
 import redis
@@ -78,20 +79,23 @@ def test_client_reads_typed_values_back(r, infra):
     assert c.latest("binance", "NOPE") is None
 
 
-def test_watch_alerts_yields_new_alerts(r, infra):
+def test_watch_alerts_yields_alerts_written_after_the_call(r, infra):
     c = ForecastClient(infra.redis.url)
+    RedisSink(r).write([forecast(8, 8, score=0.9999)])  # before the call: not yielded
+    alerts = c.watch_alerts(block_ms=50)
     got = []
 
     def reader():
-        for alert in c.watch_alerts(block_ms=200):
+        for alert in alerts:
             got.append(alert)
-            return
+            if len(got) == 2:
+                return
 
-    t = threading.Thread(target=reader)
+    t = threading.Thread(target=reader, daemon=True)
     t.start()
-    import time
-
-    time.sleep(0.3)
-    RedisSink(r).write([forecast(9, 9, score=0.9999)])
+    # Written while the reader may be between two blocking reads: neither may be lost.
+    for seq in (9, 10):
+        RedisSink(r).write([forecast(seq, seq, score=0.9999)])
+        time.sleep(0.12)
     t.join(timeout=10)
-    assert [a["seq"] for a in got] == [9]
+    assert [a["seq"] for a in got] == [9, 10]
