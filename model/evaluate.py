@@ -389,7 +389,7 @@ def model_outputs(
             surp[sl], sup[sl] = cal, 1.0 - probs[:, 0]
             score[sl] = combined_anomaly_score(cal, probs[:, 0])
             q[sl] = np.sort(out["quantiles"].float().cpu().numpy(), axis=2)
-            band[sl] = out["anchor"].float().cpu().numpy()
+            band[sl] = gf.model.onto_support(out["anchor"].float()).cpu().numpy()  # as a zero head would serve it
             if progress:
                 progress(sl.stop - sl.start)
     quantiles = {t: q[:, j] for j, t in enumerate(NET_TARGETS)}

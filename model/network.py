@@ -28,7 +28,8 @@ attention alone):
   units of the window's own dispersion: the instance normalization
   of time-series models (RevIN, Kim et al. 2022). A level that varies 10x across instruments and
   regimes is read off the rows instead of re-learned from normalized features, and the head
-  learns the conditional change that persistence and the EWMA cannot;
+  learns the conditional change that persistence and the EWMA cannot. Served quantiles are
+  projected onto each target's support (whole ticks >= 1 for the spread: `onto_support`);
 - anomaly classes (normal + 6 kinds).
 
 Attention is torch.nn.functional.scaled_dot_product_attention (fused kernels on GPU).
@@ -147,6 +148,13 @@ ANCHOR_FLOOR = {"spread": 0.5, "depth": 0.05}
 _LEVELS = ("spread", "depth")
 ANCHORED_TARGETS = tuple(t for t in TARGETS if t.rsplit("_h", 1)[0] in _LEVELS)
 ANCHOR_STATS = 7 * len(_LEVELS)  # six per level, then log1p(lots traded per message) and a 0
+# The targets' support, onto which served quantiles are projected: a spread is a whole number of
+# ticks and at least one (targets exist on two-sided books only); depth and traded volume are
+# log1p(lots) >= 0; the mid move is unbounded. Raising a quantile below the floor to it never raises
+# its pinball loss against an outcome on the support; a quantile of a whole-tick variable is a whole
+# tick, and the head, trained on a continuous loss, lands near one.
+TARGET_FLOOR = {"spread": 1.0, "depth": 0.0, "volume": 0.0, "mid": -float("inf")}
+WHOLE_TICK_TARGETS = ("spread",)
 
 
 class Block(nn.Module):
@@ -216,6 +224,9 @@ class OrderFlowModel(nn.Module):
         # lots of each size token (its bucket's median; PAD 0): the volume anchor reads the traded lots
         self.register_buffer("size_lots", torch.zeros(c.vocab["size"]))
         self.register_buffer("trade_kinds", torch.tensor(sorted(TRADE_KINDS)), persistent=False)
+        names = [t.rsplit("_h", 1)[0] for t in TARGETS]
+        self.register_buffer("target_floor", torch.tensor([TARGET_FLOOR[n] for n in names]), persistent=False)
+        self.register_buffer("whole_ticks", torch.tensor([n in WHOLE_TICK_TARGETS for n in names]), persistent=False)
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -356,9 +367,15 @@ class OrderFlowModel(nn.Module):
             "quantiles_norm": q_norm,
             "anchor": band,
             "anchor_scale": scale,
-            "quantiles": band + scale[..., None] * standard,
+            "quantiles": self.onto_support(band + scale[..., None] * standard),
             "anomaly": self.anomaly_head(last).float(),
         }
+
+    def onto_support(self, quantiles: torch.Tensor) -> torch.Tensor:
+        """(B, 8, 3) quantiles in target units projected onto the targets' support (TARGET_FLOOR,
+        WHOLE_TICK_TARGETS); both maps are monotone, so the quantiles stay ordered."""
+        q = torch.where(self.whole_ticks[:, None], quantiles.round(), quantiles)
+        return torch.maximum(q, self.target_floor[:, None])
 
     @torch.no_grad()
     def score(self, batch: Mapping[str, torch.Tensor], k: int = 16) -> dict[str, torch.Tensor]:

@@ -156,6 +156,36 @@ def test_score_gives_surprise_quantiles_and_probabilities():
     assert s["quantiles"].shape == (4, len(TARGETS), len(QUANTILES))
 
 
+def test_served_quantiles_lie_on_each_targets_support():
+    model, batch = model_and_batch()
+    with torch.no_grad():  # a wide head: raw quantiles far below the floors and between ticks
+        model.target_scale.fill_(50.0)
+        model.quantile_head.bias.normal_(0.0, 3.0)
+    q = model.score(batch)["quantiles"]
+    col = {t: q[:, i] for i, t in enumerate(TARGETS)}
+    for t in ("spread_h10", "spread_h100"):
+        assert (col[t] >= 1).all() and torch.equal(col[t], col[t].round())
+    for t in ("depth_h10", "depth_h100", "volume_h10", "volume_h100"):
+        assert (col[t] >= 0).all()
+    assert (q.diff(dim=-1) >= 0).all()
+
+
+def test_raising_a_quantile_to_the_floor_never_raises_its_pinball_loss():
+    model = OrderFlowModel(tiny())
+    rng = np.random.default_rng(1)
+    raw = torch.tensor(rng.normal(0.0, 3.0, size=(256, len(TARGETS), 3)), dtype=torch.float32).sort(-1).values
+    floor = model.target_floor[:, None]
+    projected = torch.maximum(raw, floor)  # the floor part of onto_support
+    y = torch.maximum(torch.tensor(rng.normal(0.0, 3.0, size=(256, len(TARGETS), 1))), floor)  # on the support
+    tau = torch.tensor(QUANTILES)
+
+    def loss(q):
+        return torch.maximum(tau * (y - q), (tau - 1) * (y - q))
+
+    assert (loss(projected) <= loss(raw) + 1e-6).all()
+    assert loss(projected).sum() < loss(raw).sum()
+
+
 def test_calibrated_score_is_the_empirical_cdf():
     q = np.percentile(np.arange(1000.0), np.arange(101))
     assert calibrated_score(np.array([-5.0, 499.5, 2000.0]), q).tolist() == pytest.approx([0.0, 0.5, 1.0], abs=1e-3)
@@ -219,8 +249,8 @@ def test_anchor_band_is_persistence_inside_the_ewma_band_of_the_same_rows():
     assert torch.allclose(band[2, 0], torch.tensor([4.0, 4.0, 4.0]))
     assert scale[2, 0].item() == pytest.approx(ANCHOR_FLOOR["spread"], abs=1e-5)
     out = model(batch)
-    standard = out["quantiles_norm"][:, 0] * model.target_scale[0] + model.target_loc[0]
-    assert torch.allclose(out["quantiles"][:, 0], band[:, 0] + scale[:, 0, None] * standard)
+    standard = out["quantiles_norm"] * model.target_scale[:, None] + model.target_loc[:, None]
+    assert torch.equal(out["quantiles"], model.onto_support(band + scale[..., None] * standard))
 
 
 @pytest.mark.parametrize("part", ["news", "rows"])
