@@ -176,6 +176,8 @@ class Worker:
         windows, rejects = [], []
         for ev in events:
             msg = ev.message
+            if not await self._in_line(topic, pipe, msg.partition, msg.offset):
+                continue
             ws, rej = pipe.process(msg.key, msg.value, msg.partition, msg.offset)
             windows.extend(ws)
             if rej is not None:
@@ -235,6 +237,23 @@ class Worker:
             log.info("%s: rebuilt books from %d records of partitions %s in %.2f s", venue, n, sorted(now),
                      time.perf_counter() - t0)  # fmt: skip
 
+    async def _in_line(self, topic: str, pipe: VenuePipeline, partition: int, offset: int) -> bool:
+        """Whether the record at `offset` is the next one the books need. Not when it is in them
+        already: a redelivery (at-least-once; its forecasts were published when it was first
+        processed). When records are missing before it, they are replayed first, emitting
+        nothing: after a rebalance the consumer may resume a partition it kept at its fetch
+        position, past the committed offset the books were rebuilt to (their forecasts were
+        published before the rebalance)."""
+        at = pipe.position.get(partition, 0)
+        if offset < at:
+            return False
+        if offset > at:
+            loop = asyncio.get_running_loop()
+            n = await loop.run_in_executor(self.io, self._rebuild, topic, pipe, {partition: offset}, {partition: at})
+            log.warning("%s[%d]: the stream resumed at offset %d, the books stood at %d: replayed %d records first",
+                        topic, partition, offset, at, n)  # fmt: skip
+        return True
+
     def _committed(self, topic: str, partitions: set[int]) -> dict[int, int]:
         """The group's committed offsets, read with an admin request (a consumer carrying the
         group id would be one more client of the group while it rebalances)."""
@@ -242,17 +261,24 @@ class Worker:
             return {}
         return committed_offsets(self.settings.bootstrap, self.settings.app_id, topic, partitions)
 
-    def _rebuild(self, topic: str, pipe: VenuePipeline, upto: dict[int, int]) -> int:
-        """Replay [0, committed) of each owned partition into the pipeline, emitting nothing."""
+    def _rebuild(
+        self, topic: str, pipe: VenuePipeline, upto: dict[int, int], start: dict[int, int] | None = None
+    ) -> int:
+        """Replay [start, upto) of each partition of `upto` (start: 0) into the pipeline, emitting nothing."""
+        start = start or {}
         c = KafkaConsumer(bootstrap_servers=self.settings.bootstrap, enable_auto_commit=False,
-                          max_partition_fetch_bytes=16 << 20, fetch_max_bytes=64 << 20)  # fmt: skip
+                          auto_offset_reset="earliest", max_partition_fetch_bytes=16 << 20,
+                          fetch_max_bytes=64 << 20)  # fmt: skip
         n = 0
         try:
             tps = [TopicPartition(topic, p) for p, end in upto.items() if end > 0]
             c.assign(tps)
             c.seek_to_beginning(*tps)
+            for tp in tps:
+                if start.get(tp.partition, 0) > 0:
+                    c.seek(tp, start[tp.partition])
             for tp, first in c.beginning_offsets(tps).items():
-                if first > 0:
+                if first > start.get(tp.partition, 0):
                     log.warning("%s[%d]: records before offset %d were deleted (retention): the books of this "
                                 "partition are rebuilt from there and may differ from the venue's",
                                 topic, tp.partition, first)  # fmt: skip

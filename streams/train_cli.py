@@ -36,6 +36,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         log_every=args.log_every,
         without=tuple(args.without),
+        real_weight=args.real_weight,
     )
     last = run.history[-1] if run.history else {}
     print(
@@ -75,6 +76,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         choices=("rows", "news"),
         default=[],
         help="leave a part out, for an ablation: rows (the book-state series), news (the headlines); repeatable",
+    )
+    t.add_argument(
+        "--real-weight",
+        type=float,
+        default=1.0,
+        help="draw windows of the real captures this many times as often as simulated ones (default 1)",
     )
     t.set_defaults(run=cmd_train)
     return t

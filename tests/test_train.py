@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 
 from model import checkpoint  # noqa: E402
 from model.network import FIELDS, TARGETS, to_batch  # noqa: E402
-from model.train import class_weights, lr_at, train  # noqa: E402
+from model.train import TrainData, class_weights, lr_at, sampling_probabilities, train  # noqa: E402
 from orderbook.features import FEATURE_NAMES  # noqa: E402
 from streams.train_cli import register  # noqa: E402
 
@@ -155,6 +155,19 @@ def test_class_weights_balance_the_classes():
     w = class_weights(np.array([0] * 90 + [1] * 10))
     assert w[0] * 90 == pytest.approx(w[1] * 10)
     assert w[2:].tolist() == [0.0] * 5
+
+
+def test_real_weight_draws_real_windows_that_much_more_often(data):
+    d = TrainData.load(data)
+    assert sampling_probabilities(d, 3.0) is None  # one seed, all simulated: nothing to weigh
+    d.arrays["seed"] = np.where(np.arange(len(d)) % 4 == 0, -1, 5)  # a quarter real
+    p = sampling_probabilities(d, 3.0)
+    real = d.arrays["seed"] < 0
+    assert p.sum() == pytest.approx(1.0) and p[real][0] == pytest.approx(3 * p[~real][0])
+    assert p[real].sum() == pytest.approx(0.5)  # 3 x 1/4 against 3/4
+    assert sampling_probabilities(d, 1.0) is None
+    with pytest.raises(ValueError, match="> 0"):
+        sampling_probabilities(d, 0.0)
 
 
 def test_lr_warms_up_then_decays_to_a_tenth():
