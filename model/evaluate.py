@@ -123,13 +123,35 @@ def pinball(y: np.ndarray, q: np.ndarray, tau: float) -> float:
     return float(np.mean(np.maximum(tau * u, (tau - 1.0) * u)))
 
 
-def crps_quantiles(y: np.ndarray, qs: np.ndarray, taus: Sequence[float] = TAUS) -> float:
-    """Mean CRPS approximated from K quantile forecasts: 2/K sum_k pinball_tau_k (Gneiting & Raftery
-    2007, CRPS = 2 int_0^1 QS_tau dtau). `qs` (B, K), columns in the order of `taus`."""
+def crps_per_window(y: np.ndarray, qs: np.ndarray, taus: Sequence[float] = TAUS) -> np.ndarray:
+    """(B,) CRPS of each forecast approximated from its K quantiles: 2/K sum_k pinball_tau_k
+    (Gneiting & Raftery 2007, CRPS = 2 int_0^1 QS_tau dtau). `qs` (B, K), columns in the order of `taus`."""
     qs = np.asarray(qs, dtype=np.float64)
     if qs.ndim != 2 or qs.shape[1] != len(taus):
         raise ValueError(f"quantiles of shape {qs.shape}: want (B, {len(taus)})")
-    return 2.0 / len(taus) * sum(pinball(y, qs[:, k], tau) for k, tau in enumerate(taus))
+    u = np.asarray(y, dtype=np.float64)[:, None] - qs
+    tau = np.asarray(taus, dtype=np.float64)
+    return 2.0 / len(taus) * np.maximum(tau * u, (tau - 1.0) * u).sum(axis=1)
+
+
+def crps_quantiles(y: np.ndarray, qs: np.ndarray, taus: Sequence[float] = TAUS) -> float:
+    """Mean CRPS over the forecasts (crps_per_window); NaN if none."""
+    c = crps_per_window(y, qs, taus)
+    return float(c.mean()) if c.size else math.nan
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of a - b over paired observations with a 95% percentile-bootstrap interval (the pairs
+    resampled together, so what both forecasts find hard cancels out); NaNs if none."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if d.size == 0:
+        return math.nan, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means = np.concatenate(
+        [d[rng.integers(0, d.size, size=(min(200, n_boot - i), d.size))].mean(axis=1) for i in range(0, n_boot, 200)]
+    )
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(d.mean()), float(lo), float(hi)
 
 
 COVERAGE_TOLERANCE = 1e-4  # relative: float32 feature rows un-normalized put a 5-tick spread at 4.9999998
@@ -406,7 +428,8 @@ class Evaluation:
     """Every figure of a run: `anomaly[group][method] = (auroc, ap)`, `crps[target][method]`,
     `pinball[target][method] = [tau 0.1, 0.5, 0.9]`, `coverage[target][method]` (all windows),
     `perplexity[model][part]`, and `parts[part] = {"n": {target: n}, "crps": {target: {method: v}}}`
-    for the windows of each part present (PARTS: simulated, real, news-driven)."""
+    for the windows of each part present (PARTS: simulated, real, news-driven); with several
+    models, `ablations[part][model][target or "nll"]` (ablation_differences)."""
 
     data: str
     seeds: list[int]
@@ -421,6 +444,7 @@ class Evaluation:
     perplexity: dict[str, dict[str, float]] = field(default_factory=dict)
     parts: dict[str, dict[str, Any]] = field(default_factory=dict)
     models: list[dict[str, Any]] = field(default_factory=list)
+    ablations: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
@@ -476,6 +500,32 @@ def part_metrics(
         out["n"][t] = int(ok.sum())
         y = arrays[t][ok].astype(np.float64)
         out["crps"][t] = {m: crps_quantiles(y, per[t][ok]) for m, per in forecasts.items() if t in per}
+    return out
+
+
+def ablation_differences(
+    arrays: dict[str, np.ndarray], outputs: Sequence[ModelOutputs]
+) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """part ("all" and each of PARTS present) -> model (each after the first) -> target -> [mean,
+    lo, hi]: per window, the model's CRPS less the first model's, with its 95% bootstrap interval;
+    and "nll": the same for the next-event NLL per event (nats). For ablations evaluated beside
+    the full model: above 0, the part left out helps; an interval clear of 0, beyond noise."""
+    full, *others = outputs
+    parts = {"all": np.ones(len(arrays["label"]), bool)} | {p: f(arrays) for p, f in PARTS.items()}
+    out: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for part, keep in parts.items():
+        if not keep.any():
+            continue
+        per_event = np.maximum(full.n_events[keep], 1)
+        for o in others:
+            diff = {}
+            for t in TARGETS:
+                ok = _target_ok(arrays, t) & keep
+                y = arrays[t][ok]
+                mine, theirs = crps_per_window(y, o.quantiles[t][ok]), crps_per_window(y, full.quantiles[t][ok])
+                diff[t] = list(paired_difference(mine, theirs))
+            diff["nll"] = list(paired_difference(o.nll[keep] / per_event, full.nll[keep] / per_event))
+            out.setdefault(part, {})[o.name] = diff
     return out
 
 
@@ -538,6 +588,8 @@ def evaluate(
         keep = select(arrays)
         if keep.any():
             ev.parts[part] = part_metrics(arrays, forecasts, keep)
+    if len(outputs) > 1:
+        ev.ablations = ablation_differences(arrays, outputs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(_no_nan(ev.to_json()), indent=1, default=_json_default) + "\n")
@@ -576,6 +628,11 @@ def _json_default(x: Any) -> Any:
 
 def _f(x: float, digits: int = 3) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def _interval(v: Sequence[float]) -> str:
+    mean, lo, hi = v
+    return "—" if math.isnan(mean) else f"{mean:+.4g} [{lo:+.3g}, {hi:+.3g}]"
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
@@ -656,6 +713,15 @@ def markdown(ev: Evaluation, models: Sequence[str]) -> str:
         parts = ["all", *PARTS]
         rows = [[m, *(_f(per.get(p, math.nan)) for p in parts)] for m, per in ev.perplexity.items()]
         lines += _table(["model", *(f"{p} windows" for p in parts)], rows)
+    if ev.ablations:
+        lines += ["", f"## Ablations: paired differences against `{models[0]}`", "",
+                  f"Per window, each model's CRPS (and next-event NLL per event, nats) less `{models[0]}`'s: the mean "
+                  "and its 95% bootstrap interval. Above 0, the part the model leaves out helps; an interval clear "
+                  "of 0 is a difference beyond noise.", ""]  # fmt: skip
+        for part, per_model in ev.ablations.items():
+            names = list(per_model)
+            rows = [[k] + [_interval(per_model[m][k]) for m in names] for k in [*TARGETS, "nll"]]
+            lines += [f"### {part} windows", "", *_table(["target", *names], rows), ""]
     lines += [
         "",
         "Plots: roc.png (ROC per kind), calibration.png (coverage per target). All figures: metrics.json.",

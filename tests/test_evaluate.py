@@ -13,6 +13,7 @@ import pytest
 
 from model.baseline import BaselineForecaster
 from model.evaluate import (
+    TARGETS,
     IsolationForest,
     auroc,
     average_path_length,
@@ -20,6 +21,7 @@ from model.evaluate import (
     coverage,
     crps_quantiles,
     level_forecasts,
+    paired_difference,
     perplexity,
     pinball,
     roc_curve,
@@ -81,6 +83,17 @@ def test_crps_from_three_quantiles_by_hand_and_a_point_forecasts_crps_is_its_mae
     assert crps_quantiles(np.zeros(1), np.array([[-1.0, 0.0, 1.0]])) == pytest.approx(0.4 / 3)
     y, x = np.array([0.0, 3.0, -2.0]), np.array([1.0, 1.0, 1.0])
     assert crps_quantiles(y, np.repeat(x[:, None], 3, axis=1)) == pytest.approx(np.mean(np.abs(y - x)))
+
+
+def test_paired_difference_sees_a_small_shift_that_the_spread_of_the_values_hides():
+    rng = np.random.default_rng(3)
+    hard = rng.exponential(10.0, 400)  # what both forecasts find hard varies 10x more than the shift
+    better, worse = hard, hard + 0.1 + rng.normal(0.0, 0.05, 400)
+    mean, lo, hi = paired_difference(worse, better)
+    assert mean == pytest.approx(0.1, abs=0.01) and 0 < lo < mean < hi
+    mean, lo, hi = paired_difference(better + rng.normal(0.0, 0.05, 400), better)  # no difference: 0 inside
+    assert lo < 0 < hi
+    assert all(math.isnan(v) for v in paired_difference(np.zeros(0), np.zeros(0)))
 
 
 def test_the_quantile_approximation_converges_to_the_exact_crps_of_a_normal():
@@ -226,7 +239,10 @@ def test_evaluate_compares_several_models_side_by_side(tiny):
 
     ev = evaluate(tiny / "held.npz", [tiny / "ckpt", tiny / "ckpt"], tiny / "two", names=["full", "no-text"])
     assert {"full", "no-text"} <= set(ev.anomaly["overall"]) and {"full", "no-text"} <= set(ev.crps["mid_h10"])
-    assert "| full |" in (tiny / "two" / "evaluation.md").read_text()
+    md = (tiny / "two" / "evaluation.md").read_text()
+    assert "| full |" in md and "## Ablations: paired differences against `full`" in md
+    assert ev.ablations["all"]["no-text"]["spread_h10"] == [0.0, 0.0, 0.0]  # the same checkpoint twice
+    assert set(ev.ablations["all"]["no-text"]) == {*TARGETS, "nll"}
 
 
 def test_evaluate_refuses_seeds_the_model_was_trained_on(tiny):
