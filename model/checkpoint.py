@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from .network import ModelConfig, OrderFlowModel
 
-FORMAT = 2  # 2: the anchored quantile head and the feature_loc/feature_scale buffers
+FORMAT = 3  # 2: the anchored quantile head, feature_loc/scale buffers; 3: the heads read the headlines
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 OPTIMIZER = "optimizer.safetensors"

@@ -23,6 +23,7 @@ from model.network import (  # noqa: E402
     calibrated_score,
     next_event_nll,
     to_batch,
+    weighted_quantile,
 )
 from model.train import loss_parts, make_optimizer  # noqa: E402
 from orderbook.features import FEATURE_NAMES  # noqa: E402
@@ -156,6 +157,17 @@ def test_score_gives_surprise_quantiles_and_probabilities():
     assert s["quantiles"].shape == (4, len(TARGETS), len(QUANTILES))
 
 
+def test_weighted_quantile_ignores_a_one_row_blowout_that_drags_the_ewma():
+    x = torch.tensor([[1.0] * 15 + [28.0] + [1.0] * 4, [3.0, 1.0, 2.0, 9.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0] * 2])
+    w = torch.ones_like(x)
+    w[0] = 0.5 ** (torch.arange(19, -1, -1) / ANCHOR_HALFLIFE)
+    w[1, 4:] = 0.0  # left out
+    assert weighted_quantile(x, w, 0.9)[0] == 1.0 and (w[0] * x[0]).sum() / w[0].sum() > 2.5
+    assert weighted_quantile(x, w, 0.5)[1] == 2.0 and weighted_quantile(x, w, 0.9)[1] == 9.0
+    assert weighted_quantile(x, w, 0.1)[1] == 1.0
+    assert weighted_quantile(x, torch.zeros_like(w), 0.5).tolist() == [0.0, 0.0]
+
+
 def test_served_quantiles_lie_on_each_targets_support():
     model, batch = model_and_batch()
     with torch.no_grad():  # a wide head: raw quantiles far below the floors and between ticks
@@ -203,7 +215,7 @@ def _set_rows(batch: dict, column: str, values: list[float]) -> None:
     batch["features"][0, -len(values) :, FEATURE_NAMES.index(column)] = torch.tensor(values)
 
 
-def test_anchor_band_is_persistence_inside_the_ewma_band_of_the_same_rows():
+def test_anchor_band_is_persistence_inside_the_weighted_quantiles_or_the_ewma_band_of_the_same_rows():
     from model.baseline import level_forecasts
 
     model, batch = model_and_batch(b=6)
@@ -226,8 +238,21 @@ def test_anchor_band_is_persistence_inside_the_ewma_band_of_the_same_rows():
         ewma, last = np.nan_to_num(f["ewma"]), np.nan_to_num(f["persistence"][:, 1])
         return np.stack([np.minimum(ewma[:, 0], last), last, np.maximum(ewma[:, 2], last)], axis=1)
 
+    def persistence_median_weighted_quantile_ends(x: np.ndarray) -> np.ndarray:
+        t = x.shape[1]
+        w = np.where(np.isnan(x), 0.0, 0.5 ** (np.arange(t - 1, -1, -1) / ANCHOR_HALFLIFE))
+        last = np.nan_to_num(level_forecasts(x, ANCHOR_HALFLIFE)["persistence"][:, 1])
+        ends = np.zeros((len(x), 2))
+        for i in range(len(x)):
+            if w[i].sum() == 0:
+                continue
+            o = np.argsort(np.nan_to_num(x[i], nan=np.inf), kind="stable")
+            c = np.cumsum(w[i][o]) / w[i].sum()
+            ends[i] = [x[i][o][np.searchsorted(c, q)] for q in (0.1, 0.9)]
+        return np.stack([np.minimum(ends[:, 0], last), last, np.maximum(ends[:, 1], last)], axis=1)
+
     expect = {
-        "spread": persistence_median_ewma_ends(spread),
+        "spread": persistence_median_weighted_quantile_ends(spread),
         "depth": np.log1p(persistence_median_ewma_ends(depth)),
         "volume": np.zeros((6, 3)),
         "mid": np.zeros((6, 3)),
