@@ -29,9 +29,10 @@ clear of 0; see README):
   Anchored (the default; `anchor`): spread and depth quantiles are corrections to a
   statistical band read off the window itself (persistence's median inside the rows' weighted
   10%/90% quantiles for the spread, inside the EWMA's band for depth), in units of the window's
-  own dispersion: the instance normalization of time-series models (RevIN, Kim et al. 2022). A level that varies 10x across instruments and
-  regimes is read off the rows instead of re-learned from normalized features, and the head
-  learns the conditional change that persistence and the EWMA cannot. Served quantiles are
+  own dispersion: the instance normalization of time-series models (RevIN, Kim et al. 2022). A
+  level that varies 10x across instruments and regimes is read off the rows instead of
+  re-learned from normalized features, and the head learns the conditional change that
+  persistence and the EWMA cannot. Served quantiles are
   projected onto each target's support (whole ticks >= 1 for the spread: `onto_support`);
 - anomaly classes (normal + 6 kinds).
 
