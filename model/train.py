@@ -192,7 +192,9 @@ def sampling_probabilities(data: TrainData, real_weight: float) -> np.ndarray | 
     """Per-window draw probabilities giving each real-capture window (negative seed) `real_weight`
     times a simulated one's chance; None (uniform) at 1 or where the data has one kind only. Why:
     the real captures are a fifth of the demo's windows and the spread of a liquid real book
-    behaves unlike the simulator's (one tick nearly always, rare blow-outs)."""
+    behaves unlike the simulator's (one tick nearly always, rare blow-outs). At 3 on the demo's
+    data the held-out real spread at 100 messages improved (CRPS 0.391 vs 0.403) but the real
+    mid and volume forecasts got worse; the demo trains at 1."""
     if real_weight <= 0:
         raise ValueError(f"real_weight {real_weight}: must be > 0")
     seed = data.arrays.get("seed")

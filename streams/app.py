@@ -9,7 +9,9 @@ writes are idempotent (streams/sink.py), so a crash duplicates nothing a reader 
 Recovery and rebalance: when partitions are assigned, each venue's pipeline is rebuilt
 by replaying the partitions it now owns from their start up to the group's committed
 offset (`warm=True`, nothing emitted); the books then stand exactly where the last
-committed forecast left them, and processing resumes from the committed offset.
+committed forecast left them, and processing resumes from the committed offset. Each record
+is checked against the books' position in its partition (`_in_line`): one already applied is
+skipped, and a gap (a kept partition resumed past its committed offset) is replayed first.
 """
 
 from __future__ import annotations
