@@ -509,7 +509,8 @@ def ablation_differences(
     """part ("all" and each of PARTS present) -> model (each after the first) -> target -> [mean,
     lo, hi]: per window, the model's CRPS less the first model's, with its 95% bootstrap interval;
     and "nll": the same for the next-event NLL per event (nats). For ablations evaluated beside
-    the full model: above 0, the part left out helps; an interval clear of 0, beyond noise."""
+    the full model: above 0, the part left out helps; an interval clear of 0, beyond the noise of
+    the evaluated windows (not of training: two training seeds of one recipe differ too)."""
     full, *others = outputs
     parts = {"all": np.ones(len(arrays["label"]), bool)} | {p: f(arrays) for p, f in PARTS.items()}
     out: dict[str, dict[str, dict[str, list[float]]]] = {}
@@ -717,7 +718,8 @@ def markdown(ev: Evaluation, models: Sequence[str]) -> str:
         lines += ["", f"## Ablations: paired differences against `{models[0]}`", "",
                   f"Per window, each model's CRPS (and next-event NLL per event, nats) less `{models[0]}`'s: the mean "
                   "and its 95% bootstrap interval. Above 0, the part the model leaves out helps; an interval clear "
-                  "of 0 is a difference beyond noise.", ""]  # fmt: skip
+                  "of 0 is a difference beyond the noise of these windows; it says nothing of training's noise (a "
+                  "model trained with another seed differs as well, by as much on some targets).", ""]  # fmt: skip
         for part, per_model in ev.ablations.items():
             names = list(per_model)
             rows = [[k] + [_interval(per_model[m][k]) for m in names] for k in [*TARGETS, "nll"]]
