@@ -460,10 +460,35 @@ def anomaly_groups(label: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
+def window_crps(
+    arrays: dict[str, np.ndarray], forecasts: dict[str, dict[str, np.ndarray]]
+) -> dict[str, dict[str, np.ndarray]]:
+    """method -> target -> (B,) each window's CRPS (crps_per_window), NaN where the target is missing:
+    computed once, then averaged over each set of windows a table reports."""
+    out: dict[str, dict[str, np.ndarray]] = {m: {} for m in forecasts}
+    for t in TARGETS:
+        ok = _target_ok(arrays, t)
+        y = arrays[t][ok]
+        for method, per_target in forecasts.items():
+            if t in per_target:
+                c = np.full(len(ok), np.nan)
+                c[ok] = crps_per_window(y, per_target[t][ok])
+                out[method][t] = c
+    return out
+
+
+def _mean(x: np.ndarray) -> float:
+    return float(x.mean()) if x.size else math.nan
+
+
 def liquidity_metrics(
-    ev: Evaluation, arrays: dict[str, np.ndarray], forecasts: dict[str, dict[str, np.ndarray]]
+    ev: Evaluation,
+    arrays: dict[str, np.ndarray],
+    forecasts: dict[str, dict[str, np.ndarray]],
+    crps: dict[str, dict[str, np.ndarray]],
 ) -> None:
-    """CRPS, pinball per quantile and coverage per target and method, on windows with a valid target."""
+    """CRPS (from `crps`, window_crps), pinball per quantile and coverage per target and method, on
+    windows with a valid target."""
     for t in TARGETS:
         ok = _target_ok(arrays, t)
         y = arrays[t][ok].astype(np.float64)
@@ -472,7 +497,7 @@ def liquidity_metrics(
             if t not in per_target:
                 continue
             qs = per_target[t][ok]
-            ev.crps.setdefault(t, {})[method] = crps_quantiles(y, qs)
+            ev.crps.setdefault(t, {})[method] = _mean(crps[method][t][ok])
             ev.pinball.setdefault(t, {})[method] = [pinball(y, qs[:, k], tau) for k, tau in enumerate(TAUS)]
             ev.coverage.setdefault(t, {})[method] = [coverage(y, qs[:, k]) for k in range(len(TAUS))]
 
@@ -491,26 +516,27 @@ PARTS: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]] = {
 
 
 def part_metrics(
-    arrays: dict[str, np.ndarray], forecasts: dict[str, dict[str, np.ndarray]], keep: np.ndarray
+    arrays: dict[str, np.ndarray], crps: dict[str, dict[str, np.ndarray]], keep: np.ndarray
 ) -> dict[str, Any]:
-    """{"windows": n, "n": {target: n}, "crps": {target: {method: CRPS}}} over the windows `keep`."""
+    """{"windows": n, "n": {target: n}, "crps": {target: {method: CRPS}}} over the windows `keep`
+    (`crps`: window_crps)."""
     out: dict[str, Any] = {"windows": int(keep.sum()), "n": {}, "crps": {}}
     for t in TARGETS:
         ok = _target_ok(arrays, t) & keep
         out["n"][t] = int(ok.sum())
-        y = arrays[t][ok].astype(np.float64)
-        out["crps"][t] = {m: crps_quantiles(y, per[t][ok]) for m, per in forecasts.items() if t in per}
+        out["crps"][t] = {m: _mean(per[t][ok]) for m, per in crps.items() if t in per}
     return out
 
 
 def ablation_differences(
-    arrays: dict[str, np.ndarray], outputs: Sequence[ModelOutputs]
+    arrays: dict[str, np.ndarray], outputs: Sequence[ModelOutputs], crps: dict[str, dict[str, np.ndarray]]
 ) -> dict[str, dict[str, dict[str, list[float]]]]:
     """part ("all" and each of PARTS present) -> model (each after the first) -> target -> [mean,
-    lo, hi]: per window, the model's CRPS less the first model's, with its 95% bootstrap interval;
-    and "nll": the same for the next-event NLL per event (nats). For ablations evaluated beside
-    the full model: above 0, the part left out helps; an interval clear of 0, beyond the noise of
-    the evaluated windows (not of training: two training seeds of one recipe differ too)."""
+    lo, hi]: per window, the model's CRPS (`crps`: window_crps) less the first model's, with its 95%
+    bootstrap interval; and "nll": the same for the next-event NLL per event (nats). For ablations
+    evaluated beside the full model: above 0, the part left out helps; an interval clear of 0,
+    beyond the noise of the evaluated windows (not of training: two training seeds of one recipe
+    differ too)."""
     full, *others = outputs
     parts = {"all": np.ones(len(arrays["label"]), bool)} | {p: f(arrays) for p, f in PARTS.items()}
     out: dict[str, dict[str, dict[str, list[float]]]] = {}
@@ -522,9 +548,7 @@ def ablation_differences(
             diff = {}
             for t in TARGETS:
                 ok = _target_ok(arrays, t) & keep
-                y = arrays[t][ok]
-                mine, theirs = crps_per_window(y, o.quantiles[t][ok]), crps_per_window(y, full.quantiles[t][ok])
-                diff[t] = list(paired_difference(mine, theirs))
+                diff[t] = list(paired_difference(crps[o.name][t][ok], crps[full.name][t][ok]))
             diff["nll"] = list(paired_difference(o.nll[keep] / per_event, full.nll[keep] / per_event))
             out.setdefault(part, {})[o.name] = diff
     return out
@@ -584,13 +608,14 @@ def evaluate(
     # what the network adds: its anchor alone (the band a head that outputs 0 would serve)
     forecasts |= {f"{o.name} anchor": o.anchor for o in outputs[:1] if o.anchor}
     forecasts |= baseline_forecasts(arrays, meta)
-    liquidity_metrics(ev, arrays, forecasts)
+    crps = window_crps(arrays, forecasts)
+    liquidity_metrics(ev, arrays, forecasts, crps)
     for part, select in PARTS.items():
         keep = select(arrays)
         if keep.any():
-            ev.parts[part] = part_metrics(arrays, forecasts, keep)
+            ev.parts[part] = part_metrics(arrays, crps, keep)
     if len(outputs) > 1:
-        ev.ablations = ablation_differences(arrays, outputs)
+        ev.ablations = ablation_differences(arrays, outputs, crps)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(_no_nan(ev.to_json()), indent=1, default=_json_default) + "\n")
