@@ -21,7 +21,12 @@ from safetensors.torch import load_file, save_file
 
 from .network import ModelConfig, OrderFlowModel
 
-FORMAT = 3  # 2: the anchored quantile head, feature_loc/scale buffers; 3: the heads read the headlines
+# 2: the anchored quantile head, feature_loc/scale buffers; 3: the heads read the headlines;
+# 4: the recalibration buffers (recal_edges, recal_coef); a format 3 checkpoint loads with the
+# identity map (what it served)
+FORMAT = 4
+READABLE_FORMATS = (3, 4)
+_ADDED_IN_4 = ("recal_edges", "recal_coef")
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 OPTIMIZER = "optimizer.safetensors"
@@ -55,12 +60,16 @@ def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[Ord
     if not (d / WEIGHTS).is_file() or not (d / CONFIG).is_file():
         raise FileNotFoundError(f"{d}: not a checkpoint (needs {WEIGHTS} and {CONFIG})")
     meta = json.loads((d / CONFIG).read_text())
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{d / CONFIG}: checkpoint format {meta.get('format')!r}, this code reads {FORMAT}")
+    fmt = meta.get("format")
+    if fmt not in READABLE_FORMATS:
+        raise ValueError(f"{d / CONFIG}: checkpoint format {fmt!r}, this code reads {READABLE_FORMATS}")
     config = ModelConfig.from_json(meta.pop("model"))
     meta.pop("format")
     model = OrderFlowModel(config)
-    model.load_state_dict(load_file(str(d / WEIGHTS), device="cpu"))
+    tensors = load_file(str(d / WEIGHTS), device="cpu")
+    if fmt == 3:
+        tensors |= {k: v for k, v in model.state_dict().items() if k in _ADDED_IN_4}
+    model.load_state_dict(tensors)
     return model.to(device).eval(), config, meta
 
 

@@ -342,6 +342,7 @@ class ModelOutputs:
     supervised: np.ndarray  # (B,) 1 - p(normal) of the anomaly head
     quantiles: dict[str, np.ndarray]  # target -> (B, 3)
     anchor: dict[str, np.ndarray]  # target -> (B, 3): the band the head corrects (network.anchor); {} if none
+    unrecalibrated: dict[str, np.ndarray]  # target -> (B, 3): the head before recalibration; {} if none fitted
     nll: np.ndarray  # (B,) summed next-event NLL of the window's real (event, next event) pairs
     n_events: np.ndarray  # (B,) how many pairs
     train_seeds: list[int] | None = None
@@ -391,7 +392,7 @@ def model_outputs(
     feats = np.where(arrays["row_mask"][..., None], (raw - gf.mean) / gf.std, 0.0).astype(np.float32)
     n = len(arrays["label"])
     score, surp, sup, nll_w, n_w = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n, np.int64)
-    q, band = np.zeros((n, len(NET_TARGETS), 3)), np.zeros((n, len(NET_TARGETS), 3))
+    q, band, head = (np.zeros((n, len(NET_TARGETS), 3)) for _ in range(3))
     with torch.inference_mode():
         for lo in range(0, n, batch):
             sl = slice(lo, min(lo + batch, n))
@@ -412,12 +413,17 @@ def model_outputs(
             score[sl] = combined_anomaly_score(cal, probs[:, 0])
             q[sl] = np.sort(out["quantiles"].float().cpu().numpy(), axis=2)
             band[sl] = gf.model.onto_support(out["anchor"].float()).cpu().numpy()  # as a zero head would serve it
+            head[sl] = np.sort(gf.model.onto_support(out["quantiles_head"].float()).cpu().numpy(), axis=2)
             if progress:
                 progress(sl.stop - sl.start)
     quantiles = {t: q[:, j] for j, t in enumerate(NET_TARGETS)}
     targets = ANCHORED_TARGETS if gf.config.anchors else ()
     anchor = {t: band[:, j] for j, t in enumerate(NET_TARGETS) if t in targets}
-    return ModelOutputs(name, str(directory), score, surp, sup, quantiles, anchor, nll_w, n_w, training_seeds(gf.extra))
+    coef = gf.model.recal_coef.cpu()
+    fitted = [j for j in range(len(NET_TARGETS)) if (coef[j, ..., 0] != 0).any() or (coef[j, ..., 1] != 1).any()]
+    unrecalibrated = {NET_TARGETS[j]: head[:, j] for j in fitted}
+    return ModelOutputs(name, str(directory), score, surp, sup, quantiles, anchor, unrecalibrated, nll_w, n_w,
+                        training_seeds(gf.extra))  # fmt: skip
 
 
 # --------------------------------------------------------------------------- the evaluation run
@@ -605,8 +611,10 @@ def evaluate(
             m: (auroc(s[keep], pos[keep]), average_precision(s[keep], pos[keep])) for m, s in scores.items()
         }
     forecasts = {o.name: o.quantiles for o in outputs}
-    # what the network adds: its anchor alone (the band a head that outputs 0 would serve)
+    # what the network adds: its anchor alone (the band a head that outputs 0 would serve); what
+    # the recalibration adds: the head's quantiles before it
     forecasts |= {f"{o.name} anchor": o.anchor for o in outputs[:1] if o.anchor}
+    forecasts |= {f"{o.name} unrecalibrated": o.unrecalibrated for o in outputs[:1] if o.unrecalibrated}
     forecasts |= baseline_forecasts(arrays, meta)
     crps = window_crps(arrays, forecasts)
     liquidity_metrics(ev, arrays, forecasts, crps)
@@ -669,14 +677,15 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
 LIQUIDITY_BASELINES = ("baseline", "persistence", "ewma", "har")
 
 
-def _anchor_methods(crps: dict[str, dict[str, float]]) -> list[str]:
-    return [m for m in next(iter(crps.values()), {}) if m.endswith(" anchor")]
+def _part_methods(crps: dict[str, dict[str, float]]) -> list[str]:
+    """The first model's parts served alone: its anchor band, its head before recalibration."""
+    return [m for m in next(iter(crps.values()), {}) if m.endswith((" anchor", " unrecalibrated"))]
 
 
 def _crps_table(crps: dict[str, dict[str, float]], n: dict[str, int], models: Sequence[str]) -> list[str]:
     """Rows of targets: n, CRPS of each model and baseline, each model's gain over the best of
     persistence, EWMA and HAR."""
-    cols = [*models, *_anchor_methods(crps), *LIQUIDITY_BASELINES]
+    cols = [*models, *_part_methods(crps), *LIQUIDITY_BASELINES]
     rows = []
     for t in TARGETS:
         per = crps.get(t, {})
@@ -708,14 +717,15 @@ def markdown(ev: Evaluation, models: Sequence[str]) -> str:
         n = ev.counts.get(group, sum(v for k, v in ev.counts.items() if k != "normal"))
         rows.append([group, str(n)] + [f"{_f(per[m][0])} / {_f(per[m][1])}" for m in methods])
     lines += _table(["kind vs normal", "positives", *methods], rows)
-    cols = [*models, *_anchor_methods(ev.crps), *LIQUIDITY_BASELINES]
+    cols = [*models, *_part_methods(ev.crps), *LIQUIDITY_BASELINES]
     lines += ["", "## Liquidity: CRPS (lower is better)", "",
               "CRPS ~ 2/3 x (pinball at q10 + q50 + q90) (Gneiting & Raftery 2007); point forecasts (persistence, "
               "the baseline's volume) have equal quantiles, so their CRPS is the MAE. Units: spread and mid in ticks, "
               "depth and volume log1p(lots). Windows whose target is missing (stream end, one-sided book) are "
               "left out. `gain` = 1 - model / best of persistence, EWMA, HAR. `anchor`: the band the model's "
               "quantile head corrects (network.OrderFlowModel.anchor), served alone: what the network adds is "
-              "the difference.", ""]  # fmt: skip
+              "the difference. `unrecalibrated`: the head's quantiles before the recalibration fitted after training "
+              "(model/recalibration.py).", ""]  # fmt: skip
     lines += _crps_table(ev.crps, ev.n_liquidity, models)
     for part, per in ev.parts.items():
         lines += ["", f"### CRPS on the {part} windows ({per['windows']})", ""]

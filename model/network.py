@@ -32,8 +32,9 @@ see README for all held-out hours):
   own dispersion: the instance normalization of time-series models (RevIN, Kim et al. 2022). A
   level that varies 10x across instruments and regimes is read off the rows instead of
   re-learned from normalized features, and the head learns the conditional change that
-  persistence and the EWMA cannot. Served quantiles are
-  projected onto each target's support (whole ticks >= 1 for the spread: `onto_support`);
+  persistence and the EWMA cannot. Served quantiles are then recalibrated in the target's own
+  units (a + b*q per bin of level and band, fitted after training: model/recalibration.py) and projected
+  onto each target's support (whole ticks >= 1 for the spread: `onto_support`);
 - anomaly classes (normal + 6 kinds).
 
 Attention is torch.nn.functional.scaled_dot_product_attention (fused kernels on GPU).
@@ -41,7 +42,7 @@ Attention is torch.nn.functional.scaled_dot_product_attention (fused kernels on 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
@@ -50,6 +51,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from orderbook.features import FEATURE_NAMES, TRADE_KINDS
+
+from .recalibration import LEVEL_BINS, N_BINS, WIDE_RATIO
 
 FIELDS: tuple[str, ...] = ("kind", "side", "price", "size", "dt")
 TARGETS: tuple[str, ...] = (
@@ -161,6 +164,21 @@ TARGET_FLOOR = {"spread": 1.0, "depth": 0.0, "volume": 0.0, "mid": -float("inf")
 WHOLE_TICK_TARGETS = ("spread",)
 
 
+def floor_edge_of(target: str) -> float:
+    """The level below which a target sits at its floor (recalibration's first bin): half a tick
+    above it for whole ticks, 1e-3 above it otherwise (an empty book's log1p depth); the band's
+    levels come from float32 features, so not the floor itself."""
+    name = target.rsplit("_h", 1)[0]
+    return TARGET_FLOOR[name] + (0.5 if name in WHOLE_TICK_TARGETS else 1e-3)
+
+
+def support_of(target: str) -> Callable[[np.ndarray], np.ndarray]:
+    """The numpy twin of `OrderFlowModel.onto_support` for one target (e.g. "spread_h10")."""
+    name = target.rsplit("_h", 1)[0]
+    floor, whole = TARGET_FLOOR[name], name in WHOLE_TICK_TARGETS
+    return lambda q: np.maximum(np.round(q) if whole else q, floor)
+
+
 class Block(nn.Module):
     """Pre-norm transformer block (GPT-2 layout): x + attn(ln(x)), then x + mlp(ln(x))."""
 
@@ -224,6 +242,12 @@ class OrderFlowModel(nn.Module):
         # data) map back to units; the feature ones undo the dataset's row normalization
         self.register_buffer("target_loc", torch.zeros(len(TARGETS)))
         self.register_buffer("target_scale", torch.ones(len(TARGETS)))
+        # the recalibration a + b*q per target, bin and quantile (identity until fitted)
+        self.register_buffer("recal_edges", torch.full((len(TARGETS), LEVEL_BINS - 1), float("inf")))
+        identity = torch.zeros(len(TARGETS), N_BINS, len(QUANTILES), 2)
+        identity[..., 1] = 1.0
+        self.register_buffer("recal_coef", identity)
+        self.register_buffer("target_index", torch.arange(len(TARGETS)), persistent=False)
         self.register_buffer("feature_loc", torch.zeros(c.n_features))
         self.register_buffer("feature_scale", torch.ones(c.n_features))
         # lots of each size token (its bucket's median; PAD 0): the volume anchor reads the traded lots
@@ -355,7 +379,8 @@ class OrderFlowModel(nn.Module):
         """`batch`: the contract's arrays as tensors (see `to_batch`). Returns `next` (field ->
         (B, N, V) logits for the event after each position), `quantiles_norm` (B, 8, 3)
         standardized (see `anchor`), `anchor` (B, 8, 3) and `anchor_scale` (B, 8), `quantiles`
-        (B, 8, 3) in target units, `anomaly` (B, 7) logits. An ablated part (config use_rows /
+        (B, 8, 3) served (recalibrated, on the support), `quantiles_head` (B, 8, 3) in target units
+        before the recalibration, `anomaly` (B, 7) logits. An ablated part (config use_rows /
         use_news) is masked out of attention."""
         x = self.embed(batch)
         row_mask, news_mask = batch["row_mask"], batch["news_mask"]
@@ -378,14 +403,26 @@ class OrderFlowModel(nn.Module):
         mid = q[..., 1]
         q_norm = torch.stack([mid - F.softplus(q[..., 0]), mid, mid + F.softplus(q[..., 2])], dim=-1)
         standard = q_norm * self.target_scale[:, None] + self.target_loc[:, None]
+        head = band + scale[..., None] * standard
         return {
             "next": {f: self.next_heads[f](events) for f in FIELDS},
             "quantiles_norm": q_norm,
             "anchor": band,
             "anchor_scale": scale,
-            "quantiles": self.onto_support(band + scale[..., None] * standard),
+            "quantiles_head": head,
+            "quantiles": self.onto_support(self.recalibrate(head, band)),
             "anomaly": self.anomaly_head(last).float(),
         }
+
+    def recalibrate(self, quantiles: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
+        """(B, 8, 3) quantiles in target units -> a + b*q with (a, b) of each target's bin and
+        quantile, the bin read off the band (B, 8, 3) as recalibration.bin_of does; fitted by
+        model/recalibration.py. Gathers of fixed shape, so CUDA-graph capture holds."""
+        level = band[..., 1]
+        wide = band[..., 2] - level > WIDE_RATIO * level.abs()
+        bins = 2 * (level[..., None] >= self.recal_edges).sum(-1) + wide.long()  # (B, 8)
+        coef = self.recal_coef[self.target_index, bins]  # (B, 8, 3, 2)
+        return coef[..., 0] + coef[..., 1] * quantiles
 
     def onto_support(self, quantiles: torch.Tensor) -> torch.Tensor:
         """(B, 8, 3) quantiles in target units projected onto the targets' support (TARGET_FLOOR,

@@ -20,6 +20,11 @@ bit-for-bit where the saved one would have gone (on CPU; cuBLAS may differ in th
 Anomaly calibration, stored in the final checkpoint: the 101 percentiles of the surprise (mean
 NLL of the last k=16 events) over up to `calib_windows` training windows labeled normal; a
 serving model maps a surprise to 0..1 by this empirical CDF (network.calibrated_score).
+
+Quantile recalibration, after a finetune run ends: the spread and depth quantiles are mapped
+a + b*q per bin of the window's level and band, fitted on every training window in the targets' units
+(model/recalibration.py); the fit's training-set CRPS before and after goes into the checkpoint's
+`recalibration` entry.
 """
 
 from __future__ import annotations
@@ -38,15 +43,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import checkpoint
+from . import checkpoint, recalibration
 from .network import (
+    ANCHORED_TARGETS,
     ANOMALY_CLASSES,
     FIELDS,
     QUANTILES,
     TARGETS,
     ModelConfig,
     OrderFlowModel,
+    floor_edge_of,
     next_event_nll,
+    support_of,
     surprise,
     to_batch,
 )
@@ -293,6 +301,43 @@ def calibrate(
     return {"k": k, "quantiles": np.percentile(s, np.arange(101)).tolist(), "windows": len(s)}
 
 
+@torch.no_grad()
+def fit_recalibration(model: OrderFlowModel, data: TrainData, device: torch.device, chunk: int = 512) -> dict[str, Any]:
+    """Fit the model's recalibration buffers (recal_edges, recal_coef) on every training window
+    for the anchored targets (spread, depth); returns the training-set CRPS (2/3 x the summed
+    pinball losses at q10/q50/q90) per target before and after, for the record."""
+    model.eval()
+    head, bands = [], []
+    for lo in range(0, len(data), chunk):
+        with _autocast(device):
+            out = model(data.batch(np.arange(lo, min(lo + chunk, len(data))), device))
+        head.append(out["quantiles_head"].float().cpu().numpy())
+        bands.append(out["anchor"].float().cpu().numpy())
+    raw, band = np.concatenate(head), np.concatenate(bands)
+    y, valid = data._targets
+    supports = [support_of(t) if t in ANCHORED_TARGETS else None for t in TARGETS]
+    floors = [floor_edge_of(t) for t in TARGETS]
+    edges, coef = recalibration.fit(raw, band, y, valid, QUANTILES, supports, floors)
+    model.recal_edges.copy_(torch.from_numpy(edges))
+    model.recal_coef.copy_(torch.from_numpy(coef))
+    served = recalibration.apply(raw, band, edges, coef)
+
+    def crps(q: np.ndarray, j: int) -> float:
+        ok = valid[:, j]
+        parts = [recalibration.pinball_mean(y[ok, j], supports[j](q[ok, j, k]), tau) for k, tau in enumerate(QUANTILES)]
+        return round(2.0 / 3.0 * sum(parts), 6)
+
+    fitted = [j for j, s in enumerate(supports) if s is not None and valid[:, j].any()]
+    report = {
+        "windows": len(raw),
+        "crps_before": {TARGETS[j]: crps(raw, j) for j in fitted},
+        "crps_after": {TARGETS[j]: crps(served, j) for j in fitted},
+    }
+    log.info("recalibration on %d training windows: CRPS before %s, after %s", len(raw),
+             report["crps_before"], report["crps_after"])  # fmt: skip
+    return report
+
+
 def write_curves(history: list[dict[str, float]], out_dir: Path) -> None:
     """losses.csv (one row per step) and curves.png (each loss and the learning rate by step)."""
     with open(out_dir / "losses.csv", "w", newline="") as f:
@@ -429,8 +474,10 @@ def train(
             "real_weight": real_weight}  # fmt: skip
     draw = sampling_probabilities(data, real_weight)
 
+    recal: dict | None = None
+
     def save_all(step: int, calibration: dict | None) -> None:
-        info = {**extra, "calibration": calibration, "train": {**meta, "step": step}}
+        info = {**extra, "calibration": calibration, "recalibration": recal, "train": {**meta, "step": step}}
         checkpoint.save(model, config, info, out)
         state = {"step": step, "numpy_rng": rng.bit_generator.state, "meta": meta}
         checkpoint.save_train_state(out, opt, _rng_tensors(dev), state)
@@ -447,6 +494,8 @@ def train(
     calibration = None
     if end >= steps:
         calibration = calibrate(model, data, dev, max_windows=calib_windows)
+        if stage == "finetune" and data.has_targets:
+            recal = fit_recalibration(model, data, dev)
     save_all(end, calibration)
     return Run(out, end, history, calibration, model.num_parameters(), rate)
 

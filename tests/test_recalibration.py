@@ -1,0 +1,134 @@
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from model import checkpoint, recalibration  # noqa: E402
+from model.network import QUANTILES, TARGETS, ModelConfig, OrderFlowModel, support_of, to_batch  # noqa: E402
+from orderbook.features import FEATURE_NAMES  # noqa: E402
+
+SHAPES = dict(n_events=24, n_rows=6, n_features=len(FEATURE_NAMES), max_news=2, news_len=4, text_vocab=64)
+
+
+def _identity(x: np.ndarray) -> np.ndarray:
+    return x
+
+
+def test_the_linear_map_recovers_a_head_that_is_off_by_a_shift_and_a_scale():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(10.0, 100.0, 20_000)
+    y = x * (1.0 + 0.2 * rng.standard_normal(len(x)))  # tau-quantile: x * (1 + 0.2 z_tau)
+    for tau in QUANTILES:
+        z = np.quantile(rng.standard_normal(1_000_000), tau)
+        head = (x - 5.0) / 1.5  # a head that shrank and shifted the right quantile
+        a, b = recalibration.fit_linear_map(head, y, tau, _identity)
+        assert b == pytest.approx(1.5 * (1.0 + 0.2 * z), abs=0.05)
+        assert a == pytest.approx(5.0 * (1.0 + 0.2 * z), abs=2.0)
+
+
+def test_a_head_already_right_keeps_the_identity_map():
+    rng = np.random.default_rng(1)
+    y = rng.integers(1, 4, 5_000).astype(np.float64)  # a whole-tick target
+    head = np.full_like(y, np.quantile(y, 0.5))
+    assert recalibration.fit_linear_map(head, y, 0.5, support_of("spread_h10")) == (0.0, 1.0)
+
+
+def test_each_bin_of_level_and_band_gets_its_own_map_and_targets_without_a_support_keep_the_identity():
+    rng = np.random.default_rng(2)
+    n = 16_000
+    level = rng.uniform(1.0, 100.0, (n, len(TARGETS)))
+    blown = rng.random((n, len(TARGETS))) < 0.5  # the rows held a blow-out: the band reaches 4x up
+    band = np.stack([level, level, np.where(blown, 4.0 * level, 1.2 * level)], axis=2)
+    # low levels stay, high ones grow by half, but after a blow-out everything is back at half
+    y = np.where(blown, 0.5 * level, np.where(level < 50.0, level, 1.5 * level))
+    raw = np.repeat(level[..., None], len(QUANTILES), axis=2)  # a persistence head
+    valid = np.ones_like(y, bool)
+    j = TARGETS.index("depth_h10")
+    supports = [_identity if i == j else None for i in range(len(TARGETS))]
+    edges, coef = recalibration.fit(raw, band, y, valid, QUANTILES, supports, [0.5] * len(TARGETS))
+    assert edges[j] == pytest.approx([0.5, *np.quantile(level[:, j], [1 / 3, 2 / 3])], rel=1e-5)
+    assert coef[j, 2 * 1, 1].tolist() == pytest.approx([0.0, 1.0], abs=1e-6)  # low levels were right
+    assert coef[j, 2 * 3, 1].tolist() == pytest.approx([0.0, 1.5], abs=0.03)  # the top third grows
+    for b in (1, 2, 3):  # after a blow-out, at every level
+        assert coef[j, 2 * b + 1, 1].tolist() == pytest.approx([0.0, 0.5], abs=0.03)
+    assert (coef[j, 0, ..., 0] == 0).all() and (coef[j, 0, ..., 1] == 1).all()  # nothing at the floor
+    served = recalibration.apply(raw, band, edges, coef)
+    assert np.abs(served[:, j, 1] - y[:, j]).mean() < 0.25 * np.abs(raw[:, j, 1] - y[:, j]).mean()
+    others = [i for i in range(len(TARGETS)) if i != j]
+    assert np.isinf(edges[others]).all() and np.array_equal(served[:, others], raw[:, others])
+
+
+def test_a_spread_at_one_tick_after_a_blow_out_gets_its_own_map():
+    """A liquid book at one tick is back at one tick after a blow-out; a wider one is not."""
+    rng = np.random.default_rng(5)
+    n = 4_000
+    level = np.where(rng.random(n) < 0.5, 1.0, rng.integers(2, 30, n)).astype(np.float64)
+    band = np.stack([level, level, 5.0 * level], axis=1)[:, None].repeat(len(TARGETS), 1)
+    y = np.where(level == 1.0, 1.0, level * rng.uniform(1.0, 4.0, n))[:, None].repeat(len(TARGETS), 1)
+    raw = band.copy()  # a head that serves the band
+    j = TARGETS.index("spread_h10")
+    supports = [support_of(t) if i == j else None for i, t in enumerate(TARGETS)]
+    edges, coef = recalibration.fit(raw, band, y, np.ones_like(y, bool), QUANTILES, supports, [1.5] * len(TARGETS))
+    served = support_of("spread_h10")(recalibration.apply(raw, band, edges, coef)[:, j])
+    at_floor = level == 1.0
+    assert (served[at_floor] == 1.0).all()  # q10, q50 and q90: one tick
+    assert (served[~at_floor, 2] > level[~at_floor]).mean() > 0.9  # the others keep an upper tail
+
+
+def _windows(config: ModelConfig, b: int = 6) -> dict:
+    rng = np.random.default_rng(3)
+    n, t = config.n_events, config.n_rows
+    arrays = {f: rng.integers(1, config.vocab[f], (b, n)) for f in ("kind", "side", "price", "size", "dt")}
+    features = rng.standard_normal((b, t, config.n_features)).astype(np.float32)
+    features[..., FEATURE_NAMES.index("valid")] = 1.0
+    features[..., FEATURE_NAMES.index("spread_ticks")] = rng.integers(1, 300, (b, t))
+    arrays |= {
+        "mask": np.ones((b, n), bool),
+        "features": features,
+        "row_mask": np.ones((b, t), bool),
+        "news": np.zeros((b, config.max_news, config.news_len), np.int64),
+        "news_mask": np.zeros((b, config.max_news), bool),
+    }
+    return to_batch(arrays)
+
+
+def test_served_quantiles_are_the_recalibrated_head_on_the_support_and_survive_a_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    config = ModelConfig.tiny(**SHAPES)
+    model = OrderFlowModel(config).eval()
+    rng = np.random.default_rng(4)
+    edges = np.tile(np.array([60.0, 150.0, 250.0], np.float32), (len(TARGETS), 1))
+    coef = rng.uniform(-2.0, 2.0, model.recal_coef.shape).astype(np.float32)
+    model.recal_edges.copy_(torch.from_numpy(edges))
+    model.recal_coef.copy_(torch.from_numpy(coef))
+    batch = _windows(config, b=32)
+    with torch.no_grad():
+        out = model(batch)
+    head, band = out["quantiles_head"].numpy(), out["anchor"].numpy()
+    assert len(np.unique(recalibration.bin_of(band[:, 0], edges[0]))) >= 4  # several bins in play
+    want = recalibration.apply(head, band, edges, coef)
+    want = np.stack([support_of(t)(want[:, j]) for j, t in enumerate(TARGETS)], axis=1)
+    assert np.allclose(out["quantiles"].numpy(), want, rtol=1e-5, atol=1e-4)
+    checkpoint.save(model, config, {}, tmp_path / "ckpt")
+    loaded, _, _ = checkpoint.load(tmp_path / "ckpt")
+    with torch.no_grad():
+        assert torch.equal(loaded(batch)["quantiles"], out["quantiles"])
+
+
+def test_a_format_3_checkpoint_loads_with_the_identity_map(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    config = ModelConfig.tiny(**SHAPES)
+    d = checkpoint.save(OrderFlowModel(config), config, {}, tmp_path / "old")
+    tensors = {k: v for k, v in load_file(str(d / checkpoint.WEIGHTS)).items() if not k.startswith("recal_")}
+    save_file(tensors, str(d / checkpoint.WEIGHTS))  # as format 3 wrote it
+    meta = json.loads((d / checkpoint.CONFIG).read_text())
+    (d / checkpoint.CONFIG).write_text(json.dumps(meta | {"format": 3}))
+    model, _, _ = checkpoint.load(d)
+    assert torch.isinf(model.recal_edges).all()
+    assert (model.recal_coef[..., 0] == 0).all() and (model.recal_coef[..., 1] == 1).all()
+    (d / checkpoint.CONFIG).write_text(json.dumps(meta | {"format": 2}))
+    with pytest.raises(ValueError, match="format 2"):
+        checkpoint.load(d)
