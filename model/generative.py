@@ -104,7 +104,7 @@ class GenerativeForecaster(Forecaster):
                                        "anomaly_class_p": probs[:, 1:].max(1), "surprise_score": surprise}  # fmt: skip
         for j, target in enumerate(TARGETS):
             field, h = target.rsplit("_h", 1)
-            vals = np.sort(q[:, j], axis=1)
+            vals = q[:, j]  # ordered by the model (q10 <= q50 <= q90)
             if field in _LOG1P_TARGETS:
                 vals = np.expm1(np.maximum(vals, 0.0))
             if field == "volume":

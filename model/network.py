@@ -410,14 +410,16 @@ class OrderFlowModel(nn.Module):
             "anchor": band,
             "anchor_scale": scale,
             "quantiles_head": head,
-            "quantiles": self.onto_support(self.recalibrate(head, band)),
+            "quantiles": self.onto_support(self.recalibrate(head, band).sort(-1).values),
             "anomaly": self.anomaly_head(last).float(),
         }
 
     def recalibrate(self, quantiles: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
         """(B, 8, 3) quantiles in target units -> a + b*q with (a, b) of each target's bin and
         quantile, the bin read off the band (B, 8, 3) as recalibration.bin_of does; fitted by
-        model/recalibration.py. Gathers of fixed shape, so CUDA-graph capture holds."""
+        model/recalibration.py. Gathers of fixed shape, so CUDA-graph capture holds. The maps of
+        q10, q50 and q90 are fitted apart and may cross: forward sorts them (rearrangement,
+        Chernozhukov et al. 2010; it never raises the summed pinball loss, whatever the outcome)."""
         level = band[..., 1]
         wide = band[..., 2] - level > WIDE_RATIO * level.abs()
         bins = 2 * (level[..., None] >= self.recal_edges).sum(-1) + wide.long()  # (B, 8)

@@ -103,10 +103,11 @@ def fit(
 
 
 def apply(raw: np.ndarray, band: np.ndarray, edges: np.ndarray, coef: np.ndarray) -> np.ndarray:
-    """The fitted map on (N, K, Q) quantiles, before the support projection: the numpy twin of
-    OrderFlowModel.recalibrate."""
+    """The fitted map on (N, K, Q) quantiles, sorted along Q as served (the maps of the quantiles are
+    fitted apart and may cross), before the support projection: the numpy twin of
+    OrderFlowModel.recalibrate and the sort in its forward."""
     out = np.empty(raw.shape, np.float64)
     for j in range(raw.shape[1]):
         bins = bin_of(band[:, j], edges[j])
         out[:, j] = coef[j, bins, :, 0] + coef[j, bins, :, 1] * raw[:, j]
-    return out
+    return np.sort(out, axis=2)

@@ -111,6 +111,10 @@ def test_served_quantiles_are_the_recalibrated_head_on_the_support_and_survive_a
     want = recalibration.apply(head, band, edges, coef)
     want = np.stack([support_of(t)(want[:, j]) for j, t in enumerate(TARGETS)], axis=1)
     assert np.allclose(out["quantiles"].numpy(), want, rtol=1e-5, atol=1e-4)
+    bins = np.stack([recalibration.bin_of(band[:, j], edges[j]) for j in range(len(TARGETS))], axis=1)
+    maps = coef[np.arange(len(TARGETS))[None, :], bins]  # (B, 8, 3, 2)
+    assert (np.diff(maps[..., 0] + maps[..., 1] * head, axis=2) < 0).any()  # these maps cross...
+    assert (np.diff(out["quantiles"].numpy(), axis=2) >= 0).all()  # ...served in order all the same
     checkpoint.save(model, config, {}, tmp_path / "ckpt")
     loaded, _, _ = checkpoint.load(tmp_path / "ckpt")
     with torch.no_grad():
