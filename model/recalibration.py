@@ -8,10 +8,11 @@ quantile and bin by linear quantile regression (Koenker & Bassett 1978) on the t
 in the target's units and on its support. A window's bin is its level (the band's median: at the
 target's floor, or in one of three equal-count bins above it) and whether its band reaches far
 above that level (upper end more than WIDE_RATIO x the level above it: the rows held a blow-out
-the current spread has left). What the
-maps found on the demo's training windows: a blown-out spread collapses within 100 messages (the
-widest bin's q10 becomes a constant of tens of ticks), and after a one-message blow-out of a
-liquid real book the spread is back at one tick (the band's upper end no longer drags q90 up).
+the current spread has left). What the maps found on the demo's training windows: a blown-out
+spread collapses within 100 messages (the widest bins' q10 is a constant 30 ticks), and after a
+blow-out of a one-tick book the spread is back at one tick within 10 messages (that bin's q90 is
+1 tick: the band's upper end no longer drags it up). The quantiles' maps are fitted apart and may
+cross; the model serves them sorted (`apply` here does the same).
 
 The fit is exact per slope: for a fixed b the pinball-optimal a is the tau-quantile of y - b*q
 (rounding onto the support aside), so a grid over b and one quantile per grid point solve it.
