@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # The demo's model: a small generative model trained on 18 simulated hours (seeds 1-20 but 9-10)
 # and the real captures of ../shared/data but the one held out (-2: Binance spot ETHUSDT),
 # evaluated on ten unseen simulated hours (seeds 9-10, 21-28) and that capture, beside two
-# ablations (no headlines, no book series) trained the same way. About 20 minutes on 2 CPU
+# ablations (no headlines, no book series) trained the same way. 20-25 minutes on 2 CPU
 # cores (logs in build/demo-*.log); the model (under 2 MB) and its evaluation are committed.
 CKPT := model/checkpoints/demo
 SHARED ?= ../shared

@@ -24,6 +24,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .evaluate import pinball
+
 LEVEL_BINS = 4
 N_BINS = 2 * LEVEL_BINS  # x (band within / reaching far above its level)
 WIDE_RATIO = 2.0
@@ -33,18 +35,13 @@ MIN_BIN_WINDOWS = 50  # a bin with fewer training windows keeps the identity map
 Support = Callable[[np.ndarray], np.ndarray]
 
 
-def pinball_mean(y: np.ndarray, q: np.ndarray, tau: float) -> float:
-    u = y - q
-    return float(np.maximum(tau * u, (tau - 1.0) * u).mean())
-
-
 def fit_linear_map(q: np.ndarray, y: np.ndarray, tau: float, support: Support) -> tuple[float, float]:
     """(a, b) minimizing the mean pinball loss at `tau` of support(a + b*q) against y, b on the
     SLOPES grid; the identity (0, 1) wins ties, so a map that does not help is not taken."""
-    best = (pinball_mean(y, support(q), tau), 0.0, 1.0)
+    best = (pinball(y, support(q), tau), 0.0, 1.0)
     for b in SLOPES:
         a = float(np.quantile(y - b * q, tau))
-        loss = pinball_mean(y, support(a + b * q), tau)
+        loss = pinball(y, support(a + b * q), tau)
         if loss < best[0] - 1e-12:
             best = (loss, a, float(b))
     return best[1], best[2]

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from . import checkpoint, recalibration
+from .evaluate import crps_quantiles
 from .network import (
     ANCHORED_TARGETS,
     ANOMALY_CLASSES,
@@ -304,8 +305,8 @@ def calibrate(
 @torch.no_grad()
 def fit_recalibration(model: OrderFlowModel, data: TrainData, device: torch.device, chunk: int = 512) -> dict[str, Any]:
     """Fit the model's recalibration buffers (recal_edges, recal_coef) on every training window
-    for the anchored targets (spread, depth); returns the training-set CRPS (2/3 x the summed
-    pinball losses at q10/q50/q90) per target before and after, for the record."""
+    for the anchored targets (spread, depth); returns the training-set CRPS (evaluate's) per
+    target before and after, for the record."""
     model.eval()
     head, bands = [], []
     for lo in range(0, len(data), chunk):
@@ -324,8 +325,7 @@ def fit_recalibration(model: OrderFlowModel, data: TrainData, device: torch.devi
 
     def crps(q: np.ndarray, j: int) -> float:
         ok = valid[:, j]
-        parts = [recalibration.pinball_mean(y[ok, j], supports[j](q[ok, j, k]), tau) for k, tau in enumerate(QUANTILES)]
-        return round(2.0 / 3.0 * sum(parts), 6)
+        return round(crps_quantiles(y[ok, j], supports[j](q[ok, j]), QUANTILES), 6)
 
     fitted = [j for j, s in enumerate(supports) if s is not None and valid[:, j].any()]
     report = {
