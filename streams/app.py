@@ -28,7 +28,7 @@ from typing import Any
 import faust
 import msgpack
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka.errors import CoordinatorNotAvailableError, NotCoordinatorError
+from kafka.errors import KafkaError
 
 from model.forecaster import SCHEMA, Forecaster, forecast_records, load_forecaster
 from orderbook.errors import FeedError
@@ -56,7 +56,8 @@ def committed_offsets(
     bootstrap: str, group: str, topic: str, partitions: set[int], attempts: int = 20
 ) -> dict[int, int]:
     """A group's committed offsets (0 where none), by an admin request. The coordinator of a
-    group that has just been created may not be known yet: that is retried."""
+    group that has just been created may not be known yet, or may still be loading the offsets
+    topic: retriable errors are retried."""
     tps = [TopicPartition(topic, p) for p in partitions]
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
@@ -64,8 +65,8 @@ def committed_offsets(
             try:
                 got = admin.list_group_offsets({group: tps}).get(group, {})
                 break
-            except (CoordinatorNotAvailableError, NotCoordinatorError):
-                if attempt == attempts - 1:
+            except KafkaError as exc:
+                if not exc.retriable or attempt == attempts - 1:
                     raise
                 time.sleep(0.25)
     finally:
