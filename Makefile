@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 # The demo's model: a small generative model trained on 18 simulated hours (seeds 1-20 but 9-10)
 # and the real captures of ../shared/data but the one held out (-2: Binance spot ETHUSDT),
-# evaluated on ten unseen simulated hours (seeds 9-10, 21-28) and that capture, beside two
+# evaluated on 22 unseen simulated hours (seeds 9-10, 21-40) and that capture, beside two
 # ablations (no headlines, no book series) trained the same way. 20-25 minutes on 2 CPU
 # cores (logs in build/demo-*.log); the model (under 2 MB) and its evaluation are committed.
 CKPT := model/checkpoints/demo
@@ -41,7 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/model_bench.py
 
 checkpoint: $(STAMP)
-	$(BIN)/megatrading dataset --sim-seeds 1-28 --held-out 9-10,21-28,-2 --sim-duration 1h --sim-symbols 3 \
+	$(BIN)/megatrading dataset --sim-seeds 1-40 --held-out 9-10,21-40,-2 --sim-duration 1h --sim-symbols 3 \
 		--anomaly-rate 2 --news 12 --real $(SHARED)/data \
 		--out build/demo-data/train.npz --held-out-out build/demo-data/heldout.npz
 	pids=; for v in full:: nonews:--without=news nobook:--without=rows; do \

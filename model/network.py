@@ -32,9 +32,10 @@ see README for all held-out hours):
   own dispersion: the instance normalization of time-series models (RevIN, Kim et al. 2022). A
   level that varies 10x across instruments and regimes is read off the rows instead of
   re-learned from normalized features, and the head learns the conditional change that
-  persistence and the EWMA cannot. Served quantiles are then recalibrated in the target's own
-  units (a + b*q per bin of level and band, fitted after training: model/recalibration.py) and projected
-  onto each target's support (whole ticks >= 1 for the spread: `onto_support`);
+  persistence and the EWMA cannot. Served spread, depth and mid quantiles are then recalibrated
+  in the target's own units (a + b*q per bin of level and band, the mid's in its spread's bins,
+  fitted after training: model/recalibration.py) and projected onto each target's support (whole
+  ticks >= 1 for the spread: `onto_support`);
 - anomaly classes (normal + 6 kinds).
 
 Attention is torch.nn.functional.scaled_dot_product_attention (fused kernels on GPU).
@@ -162,6 +163,18 @@ ANCHOR_STATS = 7 * len(_LEVELS)  # six per level, then log1p(lots traded per mes
 # tick, and the head, trained on a continuous loss, lands near one.
 TARGET_FLOOR = {"spread": 1.0, "depth": 0.0, "volume": 0.0, "mid": -float("inf")}
 WHOLE_TICK_TARGETS = ("spread",)
+# The quantiles the recalibration maps (model/recalibration.py), and the band each target's bin is
+# read off: its own, but the mid move's is its horizon's spread band. The mid has no band, and how
+# far it moves is bound to the spread: a one-tick book's mid mostly stays within 10 messages (real
+# ETHUSDT: the head's CRPS 2.51 ticks, no move 1.61), where a wide book's wanders.
+RECALIBRATED_TARGETS = (*ANCHORED_TARGETS, "mid_h10", "mid_h100")
+RECAL_BAND = tuple(TARGETS.index(t.replace("mid_", "spread_")) for t in TARGETS)
+
+
+def recal_floor_edge_of(target: str) -> float:
+    """The floor edge of the recalibration's level bins of `target`: that of the target whose band
+    its bins are read off (RECAL_BAND)."""
+    return floor_edge_of(TARGETS[RECAL_BAND[TARGETS.index(target)]])
 
 
 def floor_edge_of(target: str) -> float:
@@ -248,6 +261,7 @@ class OrderFlowModel(nn.Module):
         identity[..., 1] = 1.0
         self.register_buffer("recal_coef", identity)
         self.register_buffer("target_index", torch.arange(len(TARGETS)), persistent=False)
+        self.register_buffer("recal_band", torch.tensor(RECAL_BAND), persistent=False)
         self.register_buffer("feature_loc", torch.zeros(c.n_features))
         self.register_buffer("feature_scale", torch.ones(c.n_features))
         # lots of each size token (its bucket's median; PAD 0): the volume anchor reads the traded lots
@@ -416,10 +430,12 @@ class OrderFlowModel(nn.Module):
 
     def recalibrate(self, quantiles: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
         """(B, 8, 3) quantiles in target units -> a + b*q with (a, b) of each target's bin and
-        quantile, the bin read off the band (B, 8, 3) as recalibration.bin_of does; fitted by
-        model/recalibration.py. Gathers of fixed shape, so CUDA-graph capture holds. The maps of
-        q10, q50 and q90 are fitted apart and may cross: forward sorts them (rearrangement,
-        Chernozhukov et al. 2010; it never raises the summed pinball loss, whatever the outcome)."""
+        quantile, the bin read off the band (B, 8, 3) of RECAL_BAND's target as
+        recalibration.bin_of does; fitted by model/recalibration.py. Gathers of fixed shape, so
+        CUDA-graph capture holds. The maps of q10, q50 and q90 are fitted apart and may cross:
+        forward sorts them (rearrangement, Chernozhukov et al. 2010; it never raises the summed
+        pinball loss, whatever the outcome)."""
+        band = band[:, self.recal_band]
         level = band[..., 1]
         wide = band[..., 2] - level > WIDE_RATIO * level.abs()
         bins = 2 * (level[..., None] >= self.recal_edges).sum(-1) + wide.long()  # (B, 8)

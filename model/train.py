@@ -21,8 +21,9 @@ Anomaly calibration, stored in the final checkpoint: the 101 percentiles of the 
 NLL of the last k=16 events) over up to `calib_windows` training windows labeled normal; a
 serving model maps a surprise to 0..1 by this empirical CDF (network.calibrated_score).
 
-Quantile recalibration, after a finetune run ends: the spread and depth quantiles are mapped
-a + b*q per bin of the window's level and band, fitted on every training window in the targets' units
+Quantile recalibration, after a finetune run ends: the spread, depth and mid quantiles are mapped
+a + b*q per bin of the window's level and band (the mid's: its spread's), fitted on every training
+window in the targets' units
 (model/recalibration.py); the fit's training-set CRPS before and after goes into the checkpoint's
 `recalibration` entry.
 """
@@ -46,15 +47,16 @@ import torch.nn.functional as F
 from . import checkpoint, recalibration
 from .evaluate import crps_quantiles
 from .network import (
-    ANCHORED_TARGETS,
     ANOMALY_CLASSES,
     FIELDS,
     QUANTILES,
+    RECAL_BAND,
+    RECALIBRATED_TARGETS,
     TARGETS,
     ModelConfig,
     OrderFlowModel,
-    floor_edge_of,
     next_event_nll,
+    recal_floor_edge_of,
     support_of,
     surprise,
     to_batch,
@@ -305,7 +307,7 @@ def calibrate(
 @torch.no_grad()
 def fit_recalibration(model: OrderFlowModel, data: TrainData, device: torch.device, chunk: int = 512) -> dict[str, Any]:
     """Fit the model's recalibration buffers (recal_edges, recal_coef) on every training window
-    for the anchored targets (spread, depth); returns the training-set CRPS (evaluate's) per
+    for RECALIBRATED_TARGETS (spread, depth, mid); returns the training-set CRPS (evaluate's) per
     target before and after, for the record."""
     model.eval()
     head, bands = [], []
@@ -316,8 +318,9 @@ def fit_recalibration(model: OrderFlowModel, data: TrainData, device: torch.devi
         bands.append(out["anchor"].float().cpu().numpy())
     raw, band = np.concatenate(head), np.concatenate(bands)
     y, valid = data._targets
-    supports = [support_of(t) if t in ANCHORED_TARGETS else None for t in TARGETS]
-    floors = [floor_edge_of(t) for t in TARGETS]
+    band = band[:, RECAL_BAND]  # each target's bins are read off this band (the mid's: its spread's)
+    supports = [support_of(t) if t in RECALIBRATED_TARGETS else None for t in TARGETS]
+    floors = [recal_floor_edge_of(t) for t in TARGETS]
     edges, coef = recalibration.fit(raw, band, y, valid, QUANTILES, supports, floors)
     model.recal_edges.copy_(torch.from_numpy(edges))
     model.recal_coef.copy_(torch.from_numpy(coef))

@@ -6,7 +6,16 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from model import checkpoint, recalibration  # noqa: E402
-from model.network import QUANTILES, TARGETS, ModelConfig, OrderFlowModel, support_of, to_batch  # noqa: E402
+from model.network import (  # noqa: E402
+    QUANTILES,
+    RECAL_BAND,
+    TARGETS,
+    ModelConfig,
+    OrderFlowModel,
+    recal_floor_edge_of,
+    support_of,
+    to_batch,
+)
 from orderbook.features import FEATURE_NAMES  # noqa: E402
 
 SHAPES = dict(n_events=24, n_rows=6, n_features=len(FEATURE_NAMES), max_news=2, news_len=4, text_vocab=64)
@@ -77,13 +86,13 @@ def test_a_spread_at_one_tick_after_a_blow_out_gets_its_own_map():
     assert (served[~at_floor, 2] > level[~at_floor]).mean() > 0.9  # the others keep an upper tail
 
 
-def _windows(config: ModelConfig, b: int = 6) -> dict:
+def _windows(config: ModelConfig, b: int = 6, spread: tuple[int, int] = (1, 300)) -> dict:
     rng = np.random.default_rng(3)
     n, t = config.n_events, config.n_rows
     arrays = {f: rng.integers(1, config.vocab[f], (b, n)) for f in ("kind", "side", "price", "size", "dt")}
     features = rng.standard_normal((b, t, config.n_features)).astype(np.float32)
     features[..., FEATURE_NAMES.index("valid")] = 1.0
-    features[..., FEATURE_NAMES.index("spread_ticks")] = rng.integers(1, 300, (b, t))
+    features[..., FEATURE_NAMES.index("spread_ticks")] = rng.integers(spread[0], spread[1] + 1, (b, t))
     arrays |= {
         "mask": np.ones((b, n), bool),
         "features": features,
@@ -106,7 +115,7 @@ def test_served_quantiles_are_the_recalibrated_head_on_the_support_and_survive_a
     batch = _windows(config, b=32)
     with torch.no_grad():
         out = model(batch)
-    head, band = out["quantiles_head"].numpy(), out["anchor"].numpy()
+    head, band = out["quantiles_head"].numpy(), out["anchor"].numpy()[:, RECAL_BAND]
     assert len(np.unique(recalibration.bin_of(band[:, 0], edges[0]))) >= 4  # several bins in play
     want = recalibration.apply(head, band, edges, coef)
     want = np.stack([support_of(t)(want[:, j]) for j, t in enumerate(TARGETS)], axis=1)
@@ -119,6 +128,25 @@ def test_served_quantiles_are_the_recalibrated_head_on_the_support_and_survive_a
     loaded, _, _ = checkpoint.load(tmp_path / "ckpt")
     with torch.no_grad():
         assert torch.equal(loaded(batch)["quantiles"], out["quantiles"])
+
+
+def test_the_mid_move_is_mapped_in_the_bins_of_its_horizons_spread():
+    """The mid has no band of its own: a one-tick book's mid quantiles take the map of the spread's
+    floor bin, a wide book's another, each horizon its own spread's."""
+    torch.manual_seed(0)
+    config = ModelConfig.tiny(**SHAPES)
+    model = OrderFlowModel(config).eval()
+    j = TARGETS.index("mid_h10")
+    assert TARGETS[RECAL_BAND[j]] == "spread_h10" and recal_floor_edge_of("mid_h10") == 1.5
+    model.recal_edges[j] = torch.tensor([1.5, 50.0, 100.0])
+    model.recal_coef[j, 0] = torch.tensor([0.0, 0.0])  # at the floor: no move, whatever the head says
+    with torch.no_grad():
+        one_tick, wide = model(_windows(config, b=8, spread=(1, 1))), model(_windows(config, b=8, spread=(60, 90)))
+    assert (one_tick["quantiles"][:, j] == 0).all()
+    assert torch.allclose(wide["quantiles"][:, j], wide["quantiles_head"][:, j])
+    assert not torch.allclose(one_tick["quantiles_head"][:, j], torch.zeros(8, 3))
+    h100 = TARGETS.index("mid_h100")  # its own map (identity here), though its spread is at the floor too
+    assert torch.allclose(one_tick["quantiles"][:, h100], one_tick["quantiles_head"][:, h100])
 
 
 def test_a_format_3_checkpoint_loads_with_the_identity_map(tmp_path):

@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from model import checkpoint  # noqa: E402
-from model.network import ANCHORED_TARGETS, FIELDS, TARGETS, to_batch  # noqa: E402
+from model.network import FIELDS, RECALIBRATED_TARGETS, TARGETS, to_batch  # noqa: E402
 from model.train import TrainData, class_weights, lr_at, sampling_probabilities, train  # noqa: E402
 from orderbook.features import FEATURE_NAMES  # noqa: E402
 from streams.train_cli import register  # noqa: E402
@@ -114,10 +114,10 @@ def test_finetune_from_init_trains_all_heads(data, tmp_path):
     assert model.target_scale[0].item() == pytest.approx(float(mad), rel=1e-4)
     out = model.score(to_batch({k: v[:5] for k, v in arrays.items()}))
     assert out["nll"].shape == (5,) and out["probs"].shape == (5, 7) and out["quantiles"].shape == (5, 8, 3)
-    # the spread and depth quantiles were recalibrated on the training windows; never worse there
+    # the spread, depth and mid quantiles were recalibrated on the training windows; never worse there
     recal = extra["recalibration"]
-    assert recal["windows"] == len(arrays["label"]) and set(recal["crps_after"]) == set(ANCHORED_TARGETS)
-    assert all(recal["crps_after"][t] <= recal["crps_before"][t] for t in ANCHORED_TARGETS)
+    assert recal["windows"] == len(arrays["label"]) and set(recal["crps_after"]) == set(RECALIBRATED_TARGETS)
+    assert all(recal["crps_after"][t] <= recal["crps_before"][t] for t in RECALIBRATED_TARGETS)
 
 
 def test_resume_continues_from_the_saved_step_exactly(data, tmp_path):
