@@ -22,7 +22,7 @@ Chakraborti, Toke, Patriarca & Abergel 2011, "Econophysics review I"):
   under 1 ms;
 - the cancel-to-trade ratio; the intraday activity profile (only for a stream longer than 6 h).
 
-Counting flow on an L2 book follows `orderbook.features.FeatureState`'s rule: a level update
+Counting flow on an L2 book is `orderbook.features.LevelFlow`'s, as FeatureState's: a level update
 that raises a level's size is an add, one that lowers it is a cancel unless trades at that
 price and side explain the decrease (traded volume is a credit the next decreases use first).
 On an L3 book: ADD is an add, CANCEL/DELETE/CHANGE a cancel, REPLACE both, EXECUTE/TRADE a trade.
@@ -42,7 +42,7 @@ import numpy as np
 from orderbook.book import Book, BookType, L2Book, L3Book
 from orderbook.errors import FeedError
 from orderbook.events import Event, Kind, Side
-from orderbook.features import CANCEL_KINDS, TRADE_KINDS, TradeClassifier, depth_levels, infer_tick
+from orderbook.features import CANCEL_KINDS, TRADE_KINDS, LevelFlow, TradeClassifier, depth_levels, infer_tick
 from orderbook.venues import Record, feed_class
 
 KNOWN_TICKS: dict[str, int] = {"itch": 100, "lobster": 100}  # one cent in Price(4) (Reg NMS, price >= $1)
@@ -131,8 +131,7 @@ class _Recorder:
         self.venue, self.symbol, self.l2 = venue, symbol, book_type is BookType.L2
         self.rows: list[tuple[int, int, int, int, int, int, int, int]] = []
         self.trade_rows: list[tuple[int, int, int]] = []
-        self.shadow: dict[Side, dict[int, int]] = {Side.BID: {}, Side.ASK: {}}
-        self.credit: dict[tuple[Side, int], int] = {}
+        self.levels = LevelFlow()
         self.classifier = TradeClassifier()
         self.prices: set[int] = set()
         self.in_snapshot = False
@@ -156,9 +155,7 @@ class _Recorder:
         """Count one event; True when it changed the book."""
         k = e.kind
         if k in (Kind.SNAPSHOT_BEGIN, Kind.CLEAR):
-            self.shadow[Side.BID].clear()
-            self.shadow[Side.ASK].clear()
-            self.credit.clear()
+            self.levels.clear()
             self.in_snapshot = k == Kind.SNAPSHOT_BEGIN
             return True
         if k == Kind.SNAPSHOT_END:
@@ -168,13 +165,13 @@ class _Recorder:
             self.prices.add(e.price)
         if self.in_snapshot:  # state, not flow
             if k == Kind.LEVEL_SET:
-                self._level(e)
+                self.levels.level_set(e)
             return True
         if k == Kind.LEVEL_SET:
-            delta = self._level(e)
+            delta = self.levels.level_set(e)
             if delta > 0:
                 self.adds += 1
-            elif delta < 0 and self._unexplained(e.side, e.price, -delta):
+            elif delta < 0 and self.levels.is_cancel(e.side, e.price, -delta):
                 self.cancels += 1
             return True
         if k in TRADE_KINDS:
@@ -191,35 +188,12 @@ class _Recorder:
             return False  # STATUS
         return True
 
-    def _level(self, e: Event) -> int:
-        """Track an L2 level's size; the change in size."""
-        shadow = self.shadow.get(e.side)
-        if shadow is None:
-            return 0
-        prev = shadow.get(e.price, 0)
-        if e.size:
-            shadow[e.price] = e.size
-        else:
-            shadow.pop(e.price, None)
-        return e.size - prev
-
-    def _unexplained(self, side: Side, price: int, drop: int) -> bool:
-        """Whether a decrease is (partly) a cancel: traded volume at that level explains it first."""
-        key = (side, price)
-        credit = self.credit.pop(key, 0)
-        if credit > drop:
-            self.credit[key] = credit - drop
-        return drop > credit
-
     def _trade(self, e: Event, ts: int) -> None:
         sign = self.classifier.sign(e, self.mid2)
         self.trade_rows.append((ts, sign, e.size))
         self.trades += 1
         if self.l2 and sign and e.price:
-            if len(self.credit) > 64:  # credits of prints no depth update followed (features.py's bound)
-                self.credit.clear()
-            key = (Side.ASK if sign > 0 else Side.BID, e.price)  # the resting side that was hit
-            self.credit[key] = self.credit.get(key, 0) + e.size
+            self.levels.traded(Side.ASK if sign > 0 else Side.BID, e.price, e.size)  # the resting side hit
 
     def _row(self, book: Book, ts: int) -> None:
         bb, ba = book.best_bid(), book.best_ask()

@@ -212,6 +212,53 @@ class MultiLevelOFI:
 # --------------------------------------------------------------------------- trades
 
 
+class LevelFlow:
+    """An L2 feed's adds and cancels, read off its level updates: each level's last size, and the
+    volume traded at a level that no decrease has matched yet (a credit). A LEVEL_SET that lowers a
+    level is a cancel only for what the credit does not explain: the print came first and the
+    depth update that consumed it after. FeatureState (the cancel rate) and model.stylized (the
+    cancel-to-trade ratio) count with it."""
+
+    MAX_CREDITS = 64  # stale credits, of prints no depth update followed, are dropped past this
+
+    def __init__(self) -> None:
+        self._sizes: dict[Side, dict[int, int]] = {Side.BID: {}, Side.ASK: {}}
+        self._credit: dict[tuple[Side, int], int] = {}
+
+    def clear(self) -> None:
+        """After CLEAR / SNAPSHOT_BEGIN: the next book is not a continuation of the last one."""
+        self._sizes[Side.BID].clear()
+        self._sizes[Side.ASK].clear()
+        self._credit.clear()
+
+    def level_set(self, e: Event) -> int:
+        """Apply a LEVEL_SET; the change in the level's size (a new level: its size; 0 off the book's sides)."""
+        sizes = self._sizes.get(e.side)
+        if sizes is None:
+            return 0
+        prev = sizes.get(e.price, 0)
+        if e.size:
+            sizes[e.price] = e.size
+        else:
+            sizes.pop(e.price, None)
+        return e.size - prev
+
+    def is_cancel(self, side: Side, price: int, drop: int) -> bool:
+        """Whether a decrease of `drop` lots at a level is (partly) a cancel; the credit there is used up first."""
+        key = (side, price)
+        credit = self._credit.pop(key, 0)
+        if credit > drop:
+            self._credit[key] = credit - drop
+        return drop > credit
+
+    def traded(self, side: Side, price: int, size: int) -> None:
+        """`size` lots traded against the resting `side` at `price`."""
+        if len(self._credit) > self.MAX_CREDITS:
+            self._credit.clear()
+        key = (side, price)
+        self._credit[key] = self._credit.get(key, 0) + size
+
+
 class TradeClassifier:
     """The sign of a trade: +1 buyer-initiated, -1 seller-initiated, 0 unknown.
 
@@ -405,8 +452,7 @@ class FeatureState:
         self._ofi_depth = [0.0] * ofi_levels
         self._messages, self._cancels, self._trade_ts = _RateWindow(), _RateWindow(), _RateWindow()
         self._signed_volume, self._sq_returns = _SumWindow(resum=False), _SumWindow(resum=True)  # ints are exact
-        self._shadow: dict[Side, dict[int, int]] = {Side.BID: {}, Side.ASK: {}}  # L2 level sizes seen
-        self._credit: dict[tuple[Side, int], int] = {}  # traded volume not yet matched by a decrease
+        self._levels = LevelFlow()
         self._in_snapshot = False
         self._mid2: int | None = None  # at the end of the previous message
         self._rv_mid: float | None = None
@@ -426,36 +472,15 @@ class FeatureState:
 
     def _reset_flow_baseline(self) -> None:
         """After CLEAR / SNAPSHOT_BEGIN the next book is not a continuation of the last one."""
-        self._shadow[Side.BID].clear()
-        self._shadow[Side.ASK].clear()
-        self._credit.clear()
+        self._levels.clear()
         self.ofi.reset_baseline()
         self._rv_mid = None
         self._mid2 = None
 
     def _on_level_set(self, e: Event) -> bool:
         """Track the L2 level size; True when the update is (partly) a cancel."""
-        shadow = self._shadow.get(e.side)
-        if shadow is None:
-            return False
-        prev = shadow.get(e.price)
-        if e.size:
-            shadow[e.price] = e.size
-        else:
-            shadow.pop(e.price, None)
-        if prev is None or e.size >= prev:
-            return False
-        drop = prev - e.size
-        key = (e.side, e.price)
-        credit = self._credit.get(key, 0)
-        if credit:
-            used = min(credit, drop)
-            if credit > used:
-                self._credit[key] = credit - used
-            else:
-                del self._credit[key]
-            drop -= used
-        return drop > 0
+        delta = self._levels.level_set(e)
+        return delta < 0 and self._levels.is_cancel(e.side, e.price, -delta)
 
     def _on_trade(self, e: Event, ts: int, prevailing_mid2: int | None) -> None:
         s = self.trades.sign(e, prevailing_mid2)
@@ -464,10 +489,7 @@ class FeatureState:
             self._last_sign = s
             self._signed_volume.add(ts, s * e.size)
             if e.price:
-                if len(self._credit) > 64:  # stale credits from prints no depth update followed
-                    self._credit.clear()
-                key = (Side.ASK if s > 0 else Side.BID, e.price)  # the resting side that was hit
-                self._credit[key] = self._credit.get(key, 0) + e.size
+                self._levels.traded(Side.ASK if s > 0 else Side.BID, e.price, e.size)  # the resting side hit
 
     def _on_events(self, events: Sequence[Event]) -> None:
         prevailing = self._mid2

@@ -10,6 +10,7 @@ from orderbook.events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind
 from orderbook.features import (
     FEATURE_NAMES,
     FeatureState,
+    LevelFlow,
     MultiLevelOFI,
     TradeClassifier,
     depth_levels,
@@ -239,6 +240,23 @@ def test_l2_size_decrease_is_a_cancel_unless_a_trade_explains_it():
     assert math.expm1(col(row, "log_cancel_rate")) == pytest.approx(2)
     assert math.expm1(col(row, "log_trade_rate")) == pytest.approx(2)
     assert math.expm1(col(row, "log_message_rate")) == pytest.approx(8)
+
+
+def test_level_flow_uses_the_traded_credit_up_before_calling_a_decrease_a_cancel():
+    flow = LevelFlow()
+    assert flow.level_set(ev(Kind.LEVEL_SET, 0, Side.ASK, 101, 10)) == 10  # a new level: its size
+    flow.traded(Side.ASK, 101, 3)
+    assert flow.level_set(ev(Kind.LEVEL_SET, 1, Side.ASK, 101, 8)) == -2
+    assert not flow.is_cancel(Side.ASK, 101, 2)  # 2 of the 3 traded lots explain it
+    assert flow.is_cancel(Side.ASK, 101, 2)  # 1 lot left: the rest is a cancel, and the credit is gone
+    assert flow.is_cancel(Side.ASK, 101, 1)
+    assert flow.level_set(ev(Kind.LEVEL_SET, 2, Side.NONE, 101, 5)) == 0  # off the book's sides
+    for price in range(LevelFlow.MAX_CREDITS + 2):  # prints no depth update followed are dropped
+        flow.traded(Side.BID, price, 1)
+    assert flow.is_cancel(Side.BID, 0, 1)
+    flow.traded(Side.BID, 100, 5)
+    flow.clear()
+    assert flow.level_set(ev(Kind.LEVEL_SET, 3, Side.ASK, 101, 4)) == 4 and flow.is_cancel(Side.BID, 100, 1)
 
 
 def test_snapshot_contents_are_state_not_flow():
