@@ -23,9 +23,8 @@ serving model maps a surprise to 0..1 by this empirical CDF (network.calibrated_
 
 Quantile recalibration, after a finetune run ends: the spread, depth and mid quantiles are mapped
 a + b*q per bin of the window's level and band (the mid's: its spread's), fitted on every training
-window in the targets' units
-(model/recalibration.py); the fit's training-set CRPS before and after goes into the checkpoint's
-`recalibration` entry.
+window in the targets' units (model/recalibration.py); the fit's training-set CRPS before and after
+goes into the checkpoint's `recalibration` entry.
 """
 
 from __future__ import annotations
