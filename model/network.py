@@ -171,18 +171,18 @@ RECALIBRATED_TARGETS = (*ANCHORED_TARGETS, "mid_h10", "mid_h100")
 RECAL_BAND = tuple(TARGETS.index(t.replace("mid_", "spread_")) for t in TARGETS)
 
 
-def recal_floor_edge_of(target: str) -> float:
-    """The floor edge of the recalibration's level bins of `target`: that of the target whose band
-    its bins are read off (RECAL_BAND)."""
-    return floor_edge_of(TARGETS[RECAL_BAND[TARGETS.index(target)]])
-
-
 def floor_edge_of(target: str) -> float:
     """The level below which a target sits at its floor (recalibration's first bin): half a tick
     above it for whole ticks, 1e-3 above it otherwise (an empty book's log1p depth); the band's
     levels come from float32 features, so not the floor itself."""
     name = target.rsplit("_h", 1)[0]
     return TARGET_FLOOR[name] + (0.5 if name in WHOLE_TICK_TARGETS else 1e-3)
+
+
+def recal_floor_edge_of(target: str) -> float:
+    """The floor edge of the recalibration's level bins of `target`: that of the target whose band
+    its bins are read off (RECAL_BAND)."""
+    return floor_edge_of(TARGETS[RECAL_BAND[TARGETS.index(target)]])
 
 
 def support_of(target: str) -> Callable[[np.ndarray], np.ndarray]:

@@ -86,7 +86,7 @@ def test_a_spread_at_one_tick_after_a_blow_out_gets_its_own_map():
     assert (served[~at_floor, 2] > level[~at_floor]).mean() > 0.9  # the others keep an upper tail
 
 
-def _windows(config: ModelConfig, b: int = 6, spread: tuple[int, int] = (1, 300)) -> dict:
+def _windows(config: ModelConfig, b: int = 6, spread: tuple[int, int] = (1, 299)) -> dict:
     rng = np.random.default_rng(3)
     n, t = config.n_events, config.n_rows
     arrays = {f: rng.integers(1, config.vocab[f], (b, n)) for f in ("kind", "side", "price", "size", "dt")}
