@@ -1,0 +1,239 @@
+"""Snapshot dump and load of a venue's state (orderbook.snapshot), beside pickle as a yardstick.
+
+(a) Binance: the BTCUSDT book rebuilt from the largest spot capture in
+    ../shared/data/binance-hftbacktest (spot_btcusdt_20240808.gz, every message through a
+    VenueWindows), saved as the bare L2Book and as the whole VenueWindows (feed, sync state,
+    window builders with their ring buffers and feature state).
+(b) ITCH: one stock with about 100k resting orders, built here as a seeded ITCH 5.0 stream
+    written with orderbook.venues.itch.encode (adds around a mid, with deletes, executions and
+    partial cancels) and run through a VenueWindows; saved as the bare L3Book and as the whole
+    VenueWindows.
+Each figure is the median of --passes (gc collected before each, time.perf_counter_ns). pickle
+(protocol 5) is only a yardstick here: the library never uses it. After the passes every restored
+state is checked against the original (books and order queues). Nothing asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import os
+import pickle
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # a plain script: the working tree, installed or not
+
+from orderbook.book import L3Book  # noqa: E402
+from orderbook.errors import FeedError  # noqa: E402
+from orderbook.events import Side  # noqa: E402
+from orderbook.snapshot import dump_state, load_state  # noqa: E402
+from orderbook.venue_windows import VenueWindows  # noqa: E402
+from orderbook.venues.binance import BinanceFeed  # noqa: E402
+from orderbook.venues.itch import encode  # noqa: E402
+
+BINANCE = "binance-hftbacktest"
+BTC_CAPTURE = "spot_btcusdt_20240808.gz"
+GOAL_MS = 1000  # dump + load of a 100k-order book, well under a second
+
+
+@dataclass
+class Row:
+    what: str
+    state: Any
+    note: str
+    ours: dict[str, list[float]] = field(default_factory=lambda: {"dump": [], "load": []})
+    theirs: dict[str, list[float]] = field(default_factory=lambda: {"dump": [], "load": []})
+    ours_bytes: int = 0
+    theirs_bytes: int = 0
+
+    def ms(self, which: dict[str, list[float]], op: str) -> float:
+        return statistics.median(which[op])
+
+
+def timed(run: Callable[[], Any]) -> tuple[float, Any]:
+    gc.collect()
+    start = time.perf_counter_ns()
+    out = run()
+    return (time.perf_counter_ns() - start) / 1e6, out
+
+
+# ---------------------------------------------------------------- the states
+
+
+def binance_state(path: Path, limit: int | None) -> VenueWindows:
+    vw = VenueWindows("binance")
+    feed = BinanceFeed()
+    for n, rec in enumerate(BinanceFeed.read_capture(path)):
+        if limit is not None and n >= limit:
+            break
+        with contextlib.suppress(FeedError):  # a bad message is skipped, as the worker would
+            vw.push(vw.decode(feed.key(rec.raw).encode(), rec.raw))
+    return vw
+
+
+def itch_messages(orders: int, seed: int) -> list[bytes]:
+    """One stock's day so far: about `orders` resting orders when it has run (a fifth of the adds
+    leave again: deleted, executed or partly cancelled)."""
+    rng = random.Random(seed)
+    ts = 34_200 * 10**9
+    msgs = [encode("S", timestamp=ts - 10**9, event_code="O")]
+    msgs.append(encode("R", locate=1, timestamp=ts - 10**9, stock="BENCH", market_category="Q"))
+    msgs.append(encode("S", timestamp=ts, event_code="Q"))
+    live: list[int] = []
+    shares: dict[int, int] = {}
+    ref = 0
+    while len(live) < orders:
+        ts += rng.randint(1, 20_000)
+        r = rng.random()
+        if r < 0.8 or len(live) < 100:
+            ref += 1
+            side = "B" if rng.random() < 0.5 else "S"
+            away = 1 + int(rng.expovariate(1 / 40))  # ticks from the mid: a deep book, busy at the touch
+            price = (5_000 - away if side == "B" else 5_000 + away) * 100
+            shares[ref] = rng.choice((100, 100, 200, 300, 500, 1000))
+            live.append(ref)
+            msgs.append(encode("A", locate=1, timestamp=ts, order_ref=ref, side=side, shares=shares[ref],
+                               stock="BENCH", price=price))  # fmt: skip
+            continue
+        i = rng.randrange(len(live))
+        victim = live[i]
+        if r < 0.9:
+            live[i] = live[-1]
+            live.pop()
+            msgs.append(encode("D", locate=1, timestamp=ts, order_ref=victim))
+        elif r < 0.95 and shares[victim] > 100:
+            shares[victim] -= 100
+            msgs.append(encode("X", locate=1, timestamp=ts, order_ref=victim, shares=100))
+        else:
+            live[i] = live[-1]
+            live.pop()
+            msgs.append(encode("E", locate=1, timestamp=ts, order_ref=victim, shares=shares[victim], match=ref))
+    return msgs
+
+
+def itch_state(orders: int, seed: int) -> VenueWindows:
+    vw = VenueWindows("itch")
+    for raw in itch_messages(orders, seed):
+        vw.push(vw.decode(None, raw))
+    return vw
+
+
+# ---------------------------------------------------------------- timing and checking
+
+
+def same_book(a: Any, b: Any) -> bool:
+    if a.to_dict() != b.to_dict():
+        return False
+    if isinstance(a, L3Book):
+        return all(
+            a.queue(side, p) == b.queue(side, p) for side in (Side.BID, Side.ASK) for p in a.side(side)
+        ) and list(a.orders) == list(b.orders)
+    return True
+
+
+def books_of(state: Any) -> dict[str, Any]:
+    return state.feed.books if isinstance(state, VenueWindows) else {"book": state}
+
+
+def measure(rows: list[Row], passes: int) -> None:
+    for _ in range(passes):  # rows interleaved per pass: a noisy spell does not land on one row only
+        for row in rows:
+            ms, blob = timed(lambda row=row: dump_state(row.state))
+            row.ours["dump"].append(ms)
+            ms, restored = timed(lambda blob=blob: load_state(blob))
+            row.ours["load"].append(ms)
+            row.ours_bytes = len(blob)
+            ms, pickled = timed(lambda row=row: pickle.dumps(row.state, protocol=5))
+            row.theirs["dump"].append(ms)
+            ms, _ = timed(lambda pickled=pickled: pickle.loads(pickled))
+            row.theirs["load"].append(ms)
+            row.theirs_bytes = len(pickled)
+            ours, theirs = books_of(row.state), books_of(restored)
+            if ours.keys() != theirs.keys() or not all(same_book(b, theirs[s]) for s, b in ours.items()):
+                sys.exit(f"snapshot_bench: the restored state of {row.what!r} differs from the original")
+
+
+def print_table(rows: list[Row]) -> None:
+    head = ("state", "snapshot dump", "load", "size", "pickle dump", "load", "size", "notes")
+    body = []
+    for r in rows:
+        body.append(
+            (
+                r.what,
+                f"{r.ms(r.ours, 'dump'):.1f} ms",
+                f"{r.ms(r.ours, 'load'):.1f} ms",
+                f"{r.ours_bytes / 1e6:.2f} MB",
+                f"{r.ms(r.theirs, 'dump'):.1f} ms",
+                f"{r.ms(r.theirs, 'load'):.1f} ms",
+                f"{r.theirs_bytes / 1e6:.2f} MB",
+                r.note,
+            )
+        )
+    widths = [max(len(c[i]) for c in [head, *body]) for i in range(len(head))]
+    for cells in [head, tuple("-" * w for w in widths), *body]:
+        cols = (c.ljust(w) if i in (0, 7) else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+        print("  ".join(cols).rstrip())
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    default_data = Path(os.environ.get("MT_SHARED_DATA", REPO.parent / "shared" / "data"))
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=default_data, help=f"shared data folder (default: {default_data})")
+    p.add_argument("--passes", type=int, default=5, help="timed passes, median kept (default: 5)")
+    p.add_argument("--orders", type=int, default=100_000, help="resting orders of the ITCH book (default: 100000)")
+    p.add_argument("--binance-limit", type=int, default=None, help="first N messages of the capture (default: all)")
+    p.add_argument("--seed", type=int, default=20240808, help="seed of the ITCH stream")
+    p.add_argument("--quick", action="store_true", help="smoke run: 5,000 orders, 5,000 messages, 1 pass")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.passes, args.orders = 1, min(args.orders, 5_000)
+        args.binance_limit = min(args.binance_limit or 5_000, 5_000)
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    path = args.data / BINANCE / BTC_CAPTURE
+    if not path.is_file():
+        sys.exit(f"snapshot_bench: {path} not found. Pass --data <folder holding {BINANCE}/> or set MT_SHARED_DATA.")
+    started = time.perf_counter()
+    binance = binance_state(path, args.binance_limit)
+    btc = binance.feed.books["BTCUSDT"]
+    itch = itch_state(args.orders, args.seed)
+    (stock,) = itch.feed.books.values()
+    print(
+        f"states built in {time.perf_counter() - started:.1f} s: BTCUSDT {len(btc.bids):,} bid and "
+        f"{len(btc.asks):,} ask levels; ITCH {len(stock.orders):,} resting orders at "
+        f"{len(stock.bids) + len(stock.asks):,} price levels"
+    )
+    levels = f"{len(btc.bids) + len(btc.asks):,} levels"
+    windows = f"{len(binance.builders)} window builder(s)"
+    rows = [
+        Row("binance BTCUSDT L2Book", btc, levels),
+        Row("binance BTCUSDT VenueWindows", binance, f"{levels}, {windows}"),
+        Row("itch L3Book", stock, f"{len(stock.orders):,} orders"),
+        Row("itch VenueWindows", itch, f"{len(stock.orders):,} orders, {len(itch.builders)} window builder(s)"),
+    ]
+    measure(rows, args.passes)
+    print(f"median of {args.passes} passes; python {sys.version.split()[0]}; pickle protocol 5 as a yardstick\n")
+    print_table(rows)
+    big = rows[3]
+    total = big.ms(big.ours, "dump") + big.ms(big.ours, "load")
+    print(
+        f"\ngoal: dump + load of the {len(stock.orders):,}-order ITCH state under {GOAL_MS} ms: "
+        f"{'yes' if total < GOAL_MS else 'no'} ({total:.0f} ms; pickle "
+        f"{big.ms(big.theirs, 'dump') + big.ms(big.theirs, 'load'):.0f} ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()
