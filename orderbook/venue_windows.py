@@ -7,6 +7,7 @@ data (model/dataset.py), so that all three see exactly the same windows. Pure: n
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 from typing import Any
 
@@ -77,10 +78,15 @@ class VenueWindows:
         return builder
 
     def add_news(self, ts: int, symbols: Iterable[str], headline: str) -> None:
+        """Join a headline to its symbols. Idempotent per symbol: the same (ts, headline) again changes
+        nothing. Each symbol keeps its NEWS_KEPT latest headlines by ts, sorted."""
+        item = (ts, headline)
         for symbol in symbols:
             kept = self.news.setdefault(symbol, [])
-            kept.append((ts, headline))
-            del kept[:-NEWS_KEPT]
+            i = bisect.bisect_left(kept, item)
+            if i == len(kept) or kept[i] != item:
+                kept.insert(i, item)
+                del kept[:-NEWS_KEPT]
             builder = self.builders.get(symbol)
             if builder is not None:
                 builder.add_news(ts, headline)

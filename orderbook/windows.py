@@ -194,11 +194,16 @@ class WindowBuilder:
     # ---- input
 
     def add_news(self, ts: int, headline: str) -> None:
-        """Join a headline (event-time ns) to this symbol's windows."""
-        bisect.insort(self._news, (ts, headline))
+        """Join a headline (event-time ns) to this symbol's windows. Idempotent: the same (ts, headline)
+        again changes nothing (a worker restored from a snapshot reads md.news again from its start)."""
+        news, item = self._news, (ts, headline)
+        i = bisect.bisect_left(news, item)
+        if i < len(news) and news[i] == item:
+            return
+        news.insert(i, item)
         cap = 16 * self.config.max_news
-        if len(self._news) > cap:
-            del self._news[: len(self._news) - cap]
+        if len(news) > cap:
+            del news[: len(news) - cap]
 
     def _token_price(self, price: int) -> int:
         ref2 = self._ref2

@@ -283,3 +283,49 @@ def test_random_l3_streams_give_fixed_shape_finite_windows(msgs, every):
         assert (np.abs(w.price) <= 3).all()
         assert w.mask.sum() == min(w.n_seen, N)
     assert stack(windows)["features"].shape == (len(windows), T, len(wb.features.names))
+
+
+def test_the_same_headline_added_twice_appears_once_in_the_window():
+    """A worker restored from a snapshot that holds its headlines reads md.news again from the start."""
+    wb = builder(max_news=4)
+    book = two_sided()
+    push_all(wb, book, [[lvl(t, Side.BID, 100, 5)] for t in (10, 20, 30)])
+    wb.add_news(15, "halted")
+    wb.add_news(25, "resumed")
+    once = wb.window()
+    wb.add_news(15, "halted")
+    wb.add_news(25, "resumed")
+    wb.add_news(15, "halted")
+    twice = wb.window()
+    assert twice.news == once.news == [(15, "halted"), (25, "resumed")]
+    assert twice.news_mask.tolist() == [False, False, True, True]
+    assert twice.news_text.tolist() == ["", "", "halted", "resumed"] and twice.news_ts.tolist() == [0, 0, 15, 25]
+
+
+def test_distinct_headlines_at_the_same_ts_both_appear():
+    wb = builder(max_news=4)
+    book = two_sided()
+    push_all(wb, book, [[lvl(t, Side.BID, 100, 5)] for t in (10, 20, 30)])
+    wb.add_news(20, "beta")
+    wb.add_news(20, "alpha")
+    wb.add_news(20, "beta")
+    assert wb.window().news == [(20, "alpha"), (20, "beta")]
+
+
+def test_venue_windows_add_the_same_headline_once_per_symbol_before_and_after_its_builder_exists():
+    from orderbook.venue_windows import VenueWindows
+
+    vw = VenueWindows(
+        "binance", WindowConfig(n_events=N, n_rows=T, max_news=M, every_events=None), ticks={"BTCUSDT": 1}
+    )
+    vw.add_news(15, ["BTCUSDT", "ETHUSDT"], "both")
+    vw.add_news(15, ["BTCUSDT", "ETHUSDT"], "both")
+    vw.add_news(15, ["BTCUSDT"], "btc only")
+    assert vw.news == {"BTCUSDT": [(15, "both"), (15, "btc only")], "ETHUSDT": [(15, "both")]}
+    wb = vw._builder("BTCUSDT", two_sided())  # a builder made later gets the kept headlines, once each
+    assert wb is vw.builders["BTCUSDT"]
+    push_all(wb, two_sided(), [[lvl(t, Side.BID, 100, 5)] for t in (10, 20)])
+    vw.add_news(15, ["BTCUSDT"], "both")  # the re-read after a restore
+    vw.add_news(15, ["BTCUSDT"], "btc only")
+    assert wb.window().news == [(15, "both"), (15, "btc only")]
+    assert vw.news["BTCUSDT"] == [(15, "both"), (15, "btc only")]
