@@ -14,7 +14,7 @@ data would give any volume but not the real message mix the worker sees in produ
     `bench.raw.binance` for the bare loop. Then
     - ONE `python -m streams.cli worker` process (a fresh app id) drains `md.raw.binance`.
       Clock: from the first commit the group shows (committed offsets polled every 0.2 s by an
-      admin request, as streams.app.committed_offsets does: a consumer with the group id would
+      admin request, as streams.offsets.committed_offsets does: a consumer with the group id would
       join the group) to the newest forecast's `emitted_ts` in Redis once the group has
       committed every offset. Rate = records committed in between / that time (start-up and the
       first commit interval are left out; the 0.2 s poll makes it 1-2% optimistic at most).
@@ -223,7 +223,7 @@ async def produce(bootstrap: str, topics: Sequence[str], msgs: Sequence[Msg]) ->
 
 class GroupWatch:
     """A group's committed offsets summed over a topic, by admin request (as
-    streams.app.committed_offsets, with one admin client kept open for frequent polls)."""
+    streams.offsets.committed_offsets, with one admin client kept open for frequent polls)."""
 
     def __init__(self, bootstrap: str, group: str, topic: str) -> None:
         self.group = group

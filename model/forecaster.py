@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from orderbook.windows import Window
 
-SCHEMA = 1
+SCHEMA = 2  # 2: `news_ts`, the newest headline the window held
 HORIZONS = (10, 100)
 QUANTILES = (10, 50, 90)
 
@@ -34,7 +34,7 @@ def prediction_fields() -> list[str]:
 
 PREDICTION_FIELDS = tuple(prediction_fields())
 RECORD_FIELDS = (
-    "venue", "symbol", "event_ts", "emitted_ts", "seq", "window", "model", "best_bid", "best_ask",
+    "venue", "symbol", "event_ts", "emitted_ts", "seq", "window", "model", "best_bid", "best_ask", "news_ts",
     *PREDICTION_FIELDS, "reason", "schema",
 )  # fmt: skip
 
@@ -75,6 +75,9 @@ def forecast_record(window: Window, prediction: Prediction, model_id: str, emitt
         "model": model_id,
         "best_bid": int(window.best_bid),
         "best_ask": int(window.best_ask),
+        # the newest headline the model saw with this window (0: none), so a reader knows
+        # whether a forecast already accounts for a piece of news
+        "news_ts": int(window.news_ts[window.news_mask].max()) if window.news_mask.any() else 0,
     }
     for name in PREDICTION_FIELDS:
         rec[name] = float(prediction[name])

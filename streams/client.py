@@ -17,7 +17,7 @@ from model.forecaster import RECORD_FIELDS
 
 from .sink import ALERTS, HIST, LATEST
 
-_INT_FIELDS = frozenset({"event_ts", "emitted_ts", "seq", "window", "best_bid", "best_ask", "schema"})
+_INT_FIELDS = frozenset({"event_ts", "emitted_ts", "seq", "window", "best_bid", "best_ask", "news_ts", "schema"})
 _STR_FIELDS = frozenset({"venue", "symbol", "model", "reason"})
 
 

@@ -23,6 +23,10 @@ class Settings:
     )
     app_id: str = field(default_factory=lambda: _env("MT_APP_ID", "megatrading"))
     worker_id: str = field(default_factory=lambda: _env("MT_WORKER_ID", f"{socket.gethostname()}-{os.getpid()}"))
+    # where forecasts and dead letters go: md.forecasts and md.dlq (DESIGN.md); another name keeps two
+    # deployments on one cluster (a shadow model beside the production one) from mixing their output
+    forecasts_topic: str = field(default_factory=lambda: _env("MT_FORECASTS_TOPIC", "md.forecasts"))
+    dlq_topic: str = field(default_factory=lambda: _env("MT_DLQ_TOPIC", "md.dlq"))
     model: str = field(default_factory=lambda: _env("MT_MODEL", "baseline"))
     device: str = field(default_factory=lambda: _env("MT_DEVICE", "auto"))
     window: WindowConfig = field(default_factory=WindowConfig)
@@ -31,6 +35,13 @@ class Settings:
     max_batch: int = 256  # windows per model call
     max_wait: float = 0.005  # seconds the batcher waits to fill a model batch
     max_record_bytes: int = 4 * 1024 * 1024
+    max_produce_bytes: int = 16 << 20  # the broker's message.max.bytes: a state snapshot must fit
+    buffer_records: int = 65536  # records Faust buffers per stream: the memory bound while an outage is waited out
+    # a partition's state is snapshotted every N of its records or T seconds (the first reached), in the
+    # transaction of the batch it ends: a restart replays at most that much (streams/snapshots.py)
+    snapshot_every: int = field(default_factory=lambda: int(_env("MT_SNAPSHOT_EVERY", "20000")))
+    snapshot_seconds: float = field(default_factory=lambda: float(_env("MT_SNAPSHOT_SECONDS", "30")))
+    restore_threads: int = 4  # partitions restored side by side
     alert_threshold: float = 0.99
     session_timeout: float = 6.0  # a short session timeout keeps group joins quick
     web_port: int | None = None  # faust's web server; None: off (it would bind 0.0.0.0)

@@ -101,8 +101,8 @@ def run_streaming(seed: int = 7, minutes: float = 20.0, symbols: int = 3, timeou
 
     from model.simulator import SimConfig, simulate
 
-    from .app import committed_offsets
     from .infra import Infra
+    from .offsets import committed_offsets
     from .simulate import publish
     from .watch import _latest_rows, table
 

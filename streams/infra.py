@@ -281,7 +281,10 @@ class KafkaServer(Service):
 
         try:
             consumer = KafkaConsumer(
-                bootstrap_servers=self.bootstrap, request_timeout_ms=3000, metadata_max_age_ms=1000
+                bootstrap_servers=self.bootstrap,
+                request_timeout_ms=3000,
+                metadata_max_age_ms=1000,
+                enable_auto_commit=False,  # no group: without this, a warning every probe
             )
         except (KafkaError, OSError, ValueError):
             return False
@@ -319,8 +322,12 @@ class RedisServer(Service):
                 str(data),
                 "--save",
                 "",
+                # an append-only file: a Redis stopped and started again (an outage the worker
+                # rides out) comes back with the forecasts it had acknowledged
                 "--appendonly",
-                "no",
+                "yes",
+                "--appendfsync",
+                "everysec",
                 "--protected-mode",
                 "yes",
                 "--daemonize",

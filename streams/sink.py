@@ -68,7 +68,10 @@ class RedisSink:
 
     @classmethod
     def from_url(cls, url: str, **kw: object) -> RedisSink:
-        return cls(redis.Redis.from_url(url), **kw)  # type: ignore[arg-type]
+        # timeouts: a hung server must surface as an error the worker retries and reports,
+        # not as a write that waits forever without a word
+        client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        return cls(client, **kw)  # type: ignore[arg-type]
 
     def write(self, forecasts: Iterable[Mapping[str, object]]) -> int:
         """Write a batch in one round trip; returns how many were new."""

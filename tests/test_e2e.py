@@ -7,22 +7,18 @@ partitions."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import msgpack
-import numpy as np
 import pytest
 import redis
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from faults import WorkerProcess, read_topic
+from faults import committed_fraction as fraction_committed
+from faults import wait_for as wait_until
+from kafka import KafkaProducer
 
 from model.baseline import BaselineForecaster
 from model.forecaster import forecast_records
-from streams.app import committed_offsets
 from streams.client import ForecastClient
 from streams.config import Settings
 from streams.pipeline import VenuePipeline
@@ -59,25 +55,8 @@ def topics(infra, shared_data):
     return read_topics(infra.kafka.bootstrap)
 
 
-def drain(bootstrap: str, topic: str, timeout: float = 120.0) -> list:
-    """Every record of a topic, read up to its end offsets (not until a quiet spell: under
-    load a fetch can take longer than any idle timeout)."""
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=16 << 20,
-                      fetch_max_bytes=64 << 20)  # fmt: skip
-    try:
-        tps = [TopicPartition(topic, p) for p in c.partitions_for_topic(topic) or ()]
-        c.assign(tps)
-        c.seek_to_beginning(*tps)
-        ends = c.end_offsets(tps)
-        out = []
-        deadline = time.monotonic() + timeout
-        while any(c.position(tp) < ends[tp] for tp in tps):
-            assert time.monotonic() < deadline, f"{topic}: not read to its end in {timeout} s"
-            for msgs in c.poll(timeout_ms=1000).values():
-                out += msgs
-        return sorted(out, key=lambda m: (m.partition, m.offset))
-    finally:
-        c.close()
+def drain(bootstrap: str, topic: str) -> list:
+    return read_topic(bootstrap, topic, committed_only=False)
 
 
 def read_topics(bootstrap: str) -> dict[str, list]:
@@ -99,49 +78,17 @@ def expected(records: dict[str, list]) -> tuple[dict, dict]:
     return forecasts, rejects
 
 
-def start_worker(infra, app_id: str, db: int, worker_id: str, log: Path) -> subprocess.Popen:
-    env = dict(os.environ, MT_KAFKA_BOOTSTRAP=infra.kafka.bootstrap, MT_REDIS_URL=f"redis://127.0.0.1:{infra.redis.port}/{db}",
-               MT_APP_ID=app_id, MT_WORKER_ID=worker_id, MT_VENUES=",".join(VENUES))  # fmt: skip
-    with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+def start_worker(infra, app_id: str, db: int, worker_id: str, log: Path) -> WorkerProcess:
+    redis_url = f"redis://127.0.0.1:{infra.redis.port}/{db}"
+    return WorkerProcess(infra.kafka.bootstrap, redis_url, app_id, VENUES, log, worker_id, snapshot_every=20_000)
+
+
+def wait_for(bootstrap: str, app_id: str, fraction: float, timeout: float, workers=()) -> float:
+    return wait_until(bootstrap, app_id, [f"md.raw.{v}" for v in VENUES], fraction, timeout, workers)
 
 
 def committed_fraction(bootstrap: str, app_id: str) -> float:
-    """How much of the raw topics the group has committed (an admin request: a consumer
-    carrying the group id would join the group and keep it rebalancing)."""
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    done = total = 0
-    for venue in VENUES:
-        topic = f"md.raw.{venue}"
-        parts = c.partitions_for_topic(topic)
-        ends = c.end_offsets([TopicPartition(topic, p) for p in parts])
-        total += sum(ends.values())
-        done += sum(committed_offsets(bootstrap, app_id, topic, parts).values())
-    c.close()
-    return done / total
-
-
-def wait_for(bootstrap: str, app_id: str, fraction: float, timeout: float, procs=()) -> float:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        f = committed_fraction(bootstrap, app_id)
-        if f >= fraction:
-            return f
-        for p in procs:
-            assert p.poll() is None, f"worker exited with {p.returncode}"
-        time.sleep(0.5)
-    raise TimeoutError(f"group {app_id} committed {committed_fraction(bootstrap, app_id):.1%} after {timeout} s")
-
-
-def stop(p: subprocess.Popen) -> None:
-    if p.poll() is None:
-        os.killpg(p.pid, signal.SIGTERM)
-        try:
-            p.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait(10)
+    return fraction_committed(bootstrap, app_id, [f"md.raw.{v}" for v in VENUES])
 
 
 def published(infra, db: int) -> dict:
@@ -174,7 +121,7 @@ def test_every_forecast_and_every_reject_of_the_real_captures(infra, topics, tmp
     try:
         wait_for(infra.kafka.bootstrap, "e2e-plain", 1.0, 240, [p])
     finally:
-        stop(p)
+        p.stop()
     assert_same(published(infra, 1), want)
     # best bid/ask of every forecast equal the offline rebuild: test_pipeline checks the
     # windows; here the published values are the windows' own, field for field (above).
@@ -198,17 +145,16 @@ def test_a_worker_killed_mid_stream_resumes_and_publishes_what_an_uninterrupted_
     try:
         wait_for(infra.kafka.bootstrap, "e2e-kill", 0.2, 240, [p])
     finally:
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait(10)
+        p.kill()
     partial = committed_fraction(infra.kafka.bootstrap, "e2e-kill")
     assert partial < 1.0, "the worker finished before it could be killed: nothing was tested"
     p = start_worker(infra, "e2e-kill", 2, "w-kill-2", log)
     try:
         wait_for(infra.kafka.bootstrap, "e2e-kill", 1.0, 240, [p])
     finally:
-        stop(p)
+        p.stop()
     assert_same(published(infra, 2), want)
-    assert "rebuilt books from" in log.read_text()
+    assert "restored to offset" in log.read_text()
 
 
 def test_two_workers_split_the_partitions_and_a_rebalance_loses_nothing(infra, topics, tmp_path):
@@ -220,41 +166,41 @@ def test_two_workers_split_the_partitions_and_a_rebalance_loses_nothing(infra, t
         b = start_worker(infra, "e2e-pair", 3, "w-b", tmp_path / "b.log")
         wait_for(infra.kafka.bootstrap, "e2e-pair", 1.0, 300, [a, b])
     finally:
-        stop(a)
+        a.stop()
         if b is not None:
-            stop(b)
+            b.stop()
     assert_same(published(infra, 3), want)
     beats = redis.Redis(port=infra.redis.port, db=3).hgetall("mt:meta")
     assert {b"heartbeat:w-a", b"heartbeat:w-b"} <= set(beats)
 
 
-def test_a_stream_resumed_past_the_books_replays_the_gap_and_skips_redeliveries(infra, topics):
-    """After a rebalance the consumer may resume a partition it kept at its fetch position, past
-    the committed offset its books were rebuilt to: the missing records are replayed first, and a
-    record already in the books is not applied twice; the windows after are those of one pass."""
+def test_a_stream_resumed_past_the_state_processes_the_gap_with_its_forecasts_and_skips_redeliveries(infra, topics):
+    """After a restore the consumer may resume a partition past the offset the state stands at:
+    the records between were never committed, so they are read from Kafka and processed with
+    their forecasts first; a record the state holds already (a redelivery) is skipped."""
     import asyncio
 
     from streams.app import create_app
+    from streams.partition import Partition
 
     msgs = [m for m in topics["binance"] if m.partition == topics["binance"][0].partition]
-    ref = VenuePipeline("binance", Settings().window, max_bytes=Settings().max_record_bytes)
-    want = [w for m in msgs for w in ref.process(m.key, m.value, m.partition, m.offset)[0]]
-    settings = Settings(bootstrap=infra.kafka.bootstrap, redis_url=infra.redis.url, venues=("binance",))
+    want, _ = expected({"binance": msgs})
+    settings = Settings(bootstrap=infra.kafka.bootstrap, redis_url=f"redis://127.0.0.1:{infra.redis.port}/4",
+                        venues=("binance",), app_id="e2e-gap", forecasts_topic="md.forecasts.e2e-gap")  # fmt: skip
+    redis.Redis(port=infra.redis.port, db=4).flushdb()
     _, worker = create_app(settings, BaselineForecaster())
-    pipe, topic, cut = worker.pipelines["binance"], "md.raw.binance", len(msgs) // 2
+    cut = len(msgs) // 2
 
-    async def resume() -> list:
-        got = []
-        for m in msgs[cut:]:  # the stream resumes halfway; the books stand at the start
-            if await worker._in_line(topic, pipe, m.partition, m.offset):
-                got += pipe.process(m.key, m.value, m.partition, m.offset)[0]
-        assert not await worker._in_line(topic, pipe, msgs[cut].partition, msgs[cut].offset)  # redelivered
-        return got
+    async def resume() -> Partition:
+        part = Partition(worker.services, "md.raw.binance", msgs[0].partition, "binance")
+        await part.handle(msgs[cut:])  # the state stands at the start: the first half is the gap
+        await part.handle(msgs[cut : cut + 10])  # redelivered
+        await part.committer.stop()
+        await worker.services.batcher.stop()
+        return part
 
-    got = asyncio.run(resume())
-    worker.io.shutdown(wait=True)
-    tail = [w for w in want if w.offset[1] >= msgs[cut].offset]
-    assert len(got) == len(tail) > 0
-    for g, w in zip(got, tail, strict=True):
-        assert (g.symbol, g.offset, g.ts) == (w.symbol, w.offset, w.ts)
-        assert np.array_equal(g.features, w.features, equal_nan=True) and np.array_equal(g.kind, w.kind)
+    part = asyncio.run(resume())
+    assert part.stats.gaps == 1 and part.stats.gap_records == cut and part.stats.skipped == 10
+    assert_same(published(infra, 4), want)
+    on_topic = [msgpack.unpackb(m.value) for m in drain(infra.kafka.bootstrap, "md.forecasts.e2e-gap")]
+    assert sorted((r["venue"], r["symbol"], r["window"]) for r in on_topic) == sorted(want)

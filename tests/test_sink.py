@@ -23,11 +23,12 @@ def forecast(seq, window, score=0.1, symbol="BTCUSDT", venue="binance"):
         "model": "baseline-har-ewma:1",
         "best_bid": 100,
         "best_ask": 101,
+        "news_ts": 0,
     }
     rec.update({name: 0.5 for name in PREDICTION_FIELDS})
     rec["anomaly_score"] = score
     rec["reason"] = "message_rate z=9.0" if score > 0.99 else ""
-    rec["schema"] = 1
+    rec["schema"] = 2
     return rec
 
 

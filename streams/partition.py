@@ -1,0 +1,294 @@
+"""One source partition a worker owns: its pipeline, its transactional producer, its snapshots.
+
+A batch of a partition's records goes: pipeline (decode, book, windows) -> model -> Redis ->
+one Kafka transaction (forecasts on `md.forecasts`, rejects on `md.dlq`, now and then a state
+snapshot on `md.state`, and the offset commit). Each step that meets an outage is retried
+until it succeeds (streams/retry.py), and the next batch waits: nothing is acknowledged to
+Kafka before its forecasts are in Redis, whatever Faust does (the raw topics are consumed with
+Faust's acks off: only these transactions commit offsets).
+
+The pipeline's position is the invariant: every record below it has been processed and its
+output committed, except inside the batch being handled. So a record below it is skipped (it
+was published), a record above it means the stream skipped some (after a restore the consumer
+may be ahead of the state): those are read from Kafka and processed, with their forecasts,
+first. When the transaction is fenced (another worker took the partition over), the state may
+be ahead of what was committed: it is dropped and, if the partition is still ours, restored
+from the committed offset and the batch done again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Protocol, TypeVar
+
+import msgpack
+
+from model.forecaster import Forecaster, forecast_records
+from orderbook.windows import Window
+
+from . import recovery, snapshots
+from .batcher import MicroBatcher
+from .config import Settings
+from .pipeline import Rejected, VenuePipeline
+from .retry import Backoff, Waits, until_done
+from .sink import RedisSink
+from .txn import Fenced, Out, PartitionCommitter
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+News = tuple[int, list[str], str]
+NEWS_KEPT = 10_000
+
+
+class Record(Protocol):
+    """A source record: Faust's Message and kafka-python's ConsumerRecord both are one."""
+
+    key: bytes | None
+    value: bytes
+    partition: int
+    offset: int
+
+
+def dlq_headers(topic: str, rej: Rejected) -> list[tuple[str, bytes]]:
+    return [
+        ("source_topic", topic.encode()),
+        ("partition", str(rej.partition).encode()),
+        ("offset", str(rej.offset).encode()),
+        ("reason", rej.reason.encode()),
+        ("error", rej.error.encode(errors="replace")[:1000]),
+    ]
+
+
+@dataclass
+class Services:
+    """What every partition of a worker shares."""
+
+    settings: Settings
+    forecaster: Forecaster
+    batcher: MicroBatcher
+    sink: RedisSink
+    waits: Waits
+    io: Executor  # Redis round trips
+    state_io: Executor  # restores and snapshot encoding: long, off the event loop
+    news_log: deque[News]  # the headlines this process has seen (the newest NEWS_KEPT): for partitions restored later
+
+
+@dataclass
+class PartitionStats:
+    restores: int = 0
+    restore_seconds: float = 0.0
+    replayed: int = 0
+    gaps: int = 0
+    gap_records: int = 0
+    skipped: int = 0  # redelivered records below the position
+    snapshots: int = 0
+    snapshot_bytes: int = 0
+    forecasts: int = 0
+    rejects: int = 0
+    fenced: int = 0
+
+
+class Partition:
+    def __init__(self, services: Services, topic: str, partition: int, venue: str) -> None:
+        self.s = services
+        self.topic, self.partition, self.venue = topic, partition, venue
+        settings = services.settings
+        self.committer = PartitionCommitter(settings.bootstrap, settings.app_id, topic, partition, services.waits,
+                                            max_request_size=settings.max_produce_bytes)  # fmt: skip
+        self.pipeline: VenuePipeline | None = None
+        self.pointer: snapshots.Pointer | None = None
+        self.assigned = True
+        self.lock = asyncio.Lock()
+        self.pending_news: deque[News] = deque(maxlen=NEWS_KEPT)
+        self.since_snapshot = 0
+        self.snapshot_clock = time.monotonic()
+        self.stats = PartitionStats()
+        self._warm: asyncio.Task[None] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.topic}[{self.partition}]"
+
+    @property
+    def position(self) -> int | None:
+        return None if self.pipeline is None else self.pipeline.position.get(self.partition, 0)
+
+    # ---- ownership
+
+    def start(self) -> None:
+        """Restore in the background as soon as the partition is assigned, beside the others."""
+        self._warm = asyncio.create_task(self._restore_if_needed(), name=f"restore {self.name}")
+
+    async def _restore_if_needed(self) -> None:
+        async with self.lock:
+            if self.assigned and self.pipeline is None:
+                await self._restore()
+
+    async def release(self) -> None:
+        """The partition went to another worker: finish what is in flight, then forget it."""
+        self.assigned = False
+        if self._warm is not None and not self._warm.done():
+            self._warm.cancel()
+        async with self.lock:
+            self.pipeline = None
+            await self.committer.stop()
+
+    async def _restore(self) -> None:
+        s = self.s.settings
+        await self.committer.start()  # first: fences the previous owner, settles its transaction
+        restore = partial(recovery.restore, s.bootstrap, s.app_id, self.topic, self.partition, self.venue, s.window,
+                          s.max_record_bytes)  # fmt: skip
+        r = await until_done(lambda: self._in_thread(restore), f"restore of {self.name}", self.s.waits)
+        self.pipeline, self.pointer = r.pipeline, r.pointer
+        if r.pointer is not None and r.snapshot_offset is None:  # the named snapshot was unusable: replace it soon
+            self.since_snapshot = s.snapshot_every
+        else:
+            self.since_snapshot = r.replayed
+        self.snapshot_clock = time.monotonic()
+        for ts, symbols, headline in self.s.news_log:  # idempotent: the snapshot may hold them already
+            r.pipeline.add_news(ts, symbols, headline)
+        self.pending_news.clear()
+        self.stats.restores += 1
+        self.stats.restore_seconds += r.seconds
+        self.stats.replayed += r.replayed
+        log.info(r.describe(self.topic, self.partition))
+
+    async def _in_thread(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.s.state_io, fn)
+
+    # ---- records
+
+    def add_news(self, item: News) -> None:
+        self.pending_news.append(item)  # a bounded deque: a partition without traffic keeps the newest
+
+    async def handle(self, records: Sequence[Record]) -> None:
+        """Process a batch of this partition's records to committed output; retried through
+        outages, redone after a fencing while the partition stays ours."""
+        async with self.lock:
+            while self.assigned:
+                try:
+                    if self.pipeline is None:
+                        await self._restore()
+                    await self._batch(self.pipeline, records)  # type: ignore[arg-type]
+                    break
+                except Fenced as err:
+                    self.stats.fenced += 1
+                    self.pipeline = None
+                    log.warning(
+                        "%s: another worker holds this partition's transactions now (%s): its state "
+                        "is dropped and, while the group still gives it to us, restored",
+                        self.name,
+                        err,
+                    )
+                    if self.assigned:  # let the group's revocation arrive first, if one is on its way
+                        await asyncio.sleep(1.0)
+                except Exception as err:  # a bug, not an outage: the state may be ahead of the output
+                    self.pipeline = None
+                    w = self.s.waits.failed(f"a fix for {self.name}", err)
+                    log.exception("%s: the batch failed (attempt %d); the state is dropped and the batch redone "
+                                  "from the committed offset", self.name, w.attempts)  # fmt: skip
+                    await asyncio.sleep(Backoff(first=1.0, cap=30.0).delay(w.attempts))
+            self.s.waits.done(f"a fix for {self.name}")
+
+    async def _batch(self, pipe: VenuePipeline, records: Sequence[Record]) -> None:
+        p = self.partition
+        start = pipe.position.get(p, 0)
+        for item in self.pending_news:
+            pipe.add_news(*item)
+        self.pending_news.clear()
+        windows: list[Window] = []
+        rejects: list[Rejected] = []
+        for m in records:
+            at = pipe.position.get(p, 0)
+            if m.offset < at:
+                self.stats.skipped += 1
+                continue
+            if m.offset > at:
+                await self._fill_gap(pipe, at, m.offset, windows, rejects)
+            ws, rej = pipe.process(m.key, m.value, p, m.offset)
+            windows += ws
+            if rej is not None:
+                rejects.append(rej)
+        end = pipe.position.get(p, 0)
+        if end == start:
+            return
+        outs = [Out(self.s.settings.dlq_topic, r.key, r.value, dlq_headers(self.topic, r)) for r in rejects]
+        if rejects:
+            log.warning("%s: %d records dead-lettered (%s)", self.name, len(rejects),
+                        ", ".join(sorted({r.reason for r in rejects})))  # fmt: skip
+        forecasts = await self._forecasts(windows)
+        outs += [Out(self.s.settings.forecasts_topic, str(f["symbol"]).encode(), msgpack.packb(f)) for f in forecasts]
+        self.since_snapshot += end - start
+        snapshot = await self._snapshot(pipe) if self._snapshot_due() else None
+        self.pointer = await self.committer.commit(outs, start, end, self.pointer, snapshot)
+        if snapshot is not None:
+            self.since_snapshot, self.snapshot_clock = 0, time.monotonic()
+        self.stats.forecasts += len(forecasts)
+        self.stats.rejects += len(rejects)
+
+    async def _fill_gap(self, pipe: VenuePipeline, start: int, end: int, windows: list[Window],
+                        rejects: list[Rejected]) -> None:  # fmt: skip
+        """Records [start, end) never reached this state (the consumer resumed past it): they are
+        above the committed offset, so their forecasts are not known to be published. Process
+        them, forecasts and all."""
+        s = self.s.settings
+        read = partial(recovery.read_range, s.bootstrap, self.topic, self.partition, start, end)
+        gap = await until_done(lambda: self._in_thread(lambda: list(read())), f"reading {self.name} [{start}, {end})",
+                               self.s.waits)  # fmt: skip
+        for m in gap:
+            ws, rej = pipe.process(m.key, m.value, self.partition, m.offset)
+            windows += ws
+            if rej is not None:
+                rejects.append(rej)
+        pipe.position[self.partition] = end
+        self.stats.gaps += 1
+        self.stats.gap_records += len(gap)
+        log.warning("%s: the stream resumed at offset %d, the state stood at %d: processed the %d records between "
+                    "first, with their forecasts", self.name, end, start, len(gap))  # fmt: skip
+
+    async def _forecasts(self, windows: list[Window]) -> list[dict[str, Any]]:
+        if not windows:
+            return []
+        s = self.s
+        preds = await until_done(lambda: s.batcher.submit(windows), "the model", s.waits)
+        records = forecast_records(s.forecaster, windows, preds, time.time_ns(), s.settings.alert_threshold)
+        loop = asyncio.get_running_loop()
+        await until_done(lambda: loop.run_in_executor(s.io, s.sink.write, records), "redis", s.waits)
+        return records
+
+    def _snapshot_due(self) -> bool:
+        s = self.s.settings
+        if self.since_snapshot <= 0 or s.snapshot_every <= 0:
+            return False
+        return self.since_snapshot >= s.snapshot_every or time.monotonic() - self.snapshot_clock >= s.snapshot_seconds
+
+    async def _snapshot(self, pipe: VenuePipeline) -> tuple[bytes, bytes] | None:
+        """(key, value) of the state as it stands, or None when it cannot be written (logged: the
+        partition keeps its previous snapshot and replays a little more after a restart)."""
+        s = self.s.settings
+        t0 = time.perf_counter()
+        try:
+            _, value = await self._in_thread(partial(snapshots.encode, s.app_id, self.topic, self.partition, pipe))
+        except Exception as err:
+            log.error("%s: state snapshot failed (%s: %s); keeping the previous one", self.name,
+                      type(err).__name__, err)  # fmt: skip
+            self.since_snapshot, self.snapshot_clock = 0, time.monotonic()
+            return None
+        if len(value) > s.max_produce_bytes - 4096:
+            log.error("%s: state snapshot of %d bytes exceeds the %d-byte record limit; keeping the previous one",
+                      self.name, len(value), s.max_produce_bytes)  # fmt: skip
+            self.since_snapshot, self.snapshot_clock = 0, time.monotonic()
+            return None
+        self.stats.snapshots += 1
+        self.stats.snapshot_bytes = len(value)
+        log.debug("%s: snapshot at offset %d, %d bytes in %.1f ms", self.name, pipe.position.get(self.partition, 0),
+                  len(value), (time.perf_counter() - t0) * 1e3)  # fmt: skip
+        return snapshots.state_key(s.app_id, self.topic, self.partition), value

@@ -1,0 +1,105 @@
+"""Bringing one partition's pipeline to the group's committed offset: the newest snapshot at or
+before it (streams/snapshots.py), then the records after the snapshot replayed without
+emitting (their forecasts were published: they are below the committed offset).
+
+Blocking code (kafka-python), run in a worker thread, one partition at a time per call: the
+worker restores the partitions it is given side by side, so one does not wait for another.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+
+from orderbook.snapshot import SnapshotError
+from orderbook.windows import WindowConfig
+
+from . import snapshots
+from .offsets import committed
+from .pipeline import VenuePipeline
+
+log = logging.getLogger(__name__)
+
+
+def read_range(bootstrap: str, topic: str, partition: int, start: int, end: int) -> Iterator[ConsumerRecord]:
+    """The records of [start, end) of one partition, in order. Records deleted by retention are
+    missing from the front: a warning says from where the range really starts."""
+    if end <= start:
+        return
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+                      max_partition_fetch_bytes=16 << 20, fetch_max_bytes=64 << 20)  # fmt: skip
+    try:
+        tp = TopicPartition(topic, partition)
+        c.assign([tp])
+        first = c.beginning_offsets([tp])[tp]
+        if first > start:
+            log.warning("%s[%d]: records before offset %d were deleted (retention): the books of this partition "
+                        "are rebuilt from there and may differ from the venue's", topic, partition, first)  # fmt: skip
+        c.seek(tp, max(start, first))
+        while c.position(tp) < end:
+            for m in c.poll(timeout_ms=1000).get(tp, []):
+                if m.offset >= end:
+                    return
+                yield m
+    finally:
+        c.close()
+
+
+@dataclass
+class Restored:
+    pipeline: VenuePipeline
+    committed: int  # the group's committed offset: where processing resumes
+    pointer: snapshots.Pointer | None  # the snapshot the commit named (None: there was none)
+    snapshot_offset: int | None  # where the snapshot used stood (None: rebuilt from the start)
+    replayed: int  # records replayed after it
+    seconds: float
+
+    def describe(self, topic: str, partition: int) -> str:
+        src = f"snapshot at offset {self.snapshot_offset}" if self.snapshot_offset is not None else "the start"
+        return (f"{topic}[{partition}]: restored to offset {self.committed} from {src}, {self.replayed} records "
+                f"replayed, in {self.seconds:.2f} s")  # fmt: skip
+
+
+def restore(
+    bootstrap: str,
+    group: str,
+    topic: str,
+    partition: int,
+    venue: str,
+    config: WindowConfig,
+    max_bytes: int | None,
+) -> Restored:
+    """The pipeline of a partition as the group's committed offset implies it. Call it only after
+    the partition's transactional producer has been initialized (streams/txn.py): that fences the
+    previous owner and settles its open transaction, so the committed offset read here is final."""
+    t0 = time.perf_counter()
+    c = committed(bootstrap, group, topic, [partition])[partition]
+    pointer = snapshots.parse_pointer(c.metadata)
+    pipe: VenuePipeline | None = None
+    if pointer is not None:
+        try:
+            value = snapshots.fetch(bootstrap, pointer)
+            pipe = snapshots.decode(value, group=group, topic=topic, partition=partition, venue=venue, config=config,
+                                    max_bytes=max_bytes)  # fmt: skip
+            at = pipe.position[partition]
+            if at > c.offset:  # never written so (the pointer is committed with its offset): distrust it
+                raise SnapshotError("ahead", f"snapshot at offset {at} is past the committed offset {c.offset}")
+        except SnapshotError as err:
+            log.warning("%s[%d]: snapshot %s skipped (%s: %s); rebuilding from the first record", topic, partition,
+                        pointer.metadata(), err.reason, err)  # fmt: skip
+            pipe = None
+    start = pipe.position[partition] if pipe is not None else 0
+    snap_at = start if pipe is not None else None
+    if pipe is None:
+        pipe = VenuePipeline(venue, config, max_bytes=max_bytes)
+    n = 0
+    for m in read_range(bootstrap, topic, partition, start, c.offset):
+        pipe.process(m.key, m.value, m.partition, m.offset, warm=True)
+        n += 1
+    pipe.position[partition] = c.offset  # also where retention left nothing to replay
+    return Restored(pipe, c.offset, pointer, snap_at, n, time.perf_counter() - t0)

@@ -1,0 +1,93 @@
+"""Waiting out an outage: retry with capped exponential backoff, and say what is awaited.
+
+A worker that meets a Redis or Kafka error does not crash and does not skip: it retries the
+same step until it succeeds, while the agent that awaits it takes no new records (Faust's
+buffers fill and fetching pauses: backpressure with bounded memory). `Waits` is what an
+operator reads of that, in the progress line and in the first and every tenth failure's log
+line: what is awaited, since when, how many attempts, the last error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass
+class Wait:
+    what: str
+    since: float  # time.monotonic() of the first failure
+    attempts: int = 0
+    error: str = ""
+
+
+class Waits:
+    """The outages the worker is waiting out right now, by name."""
+
+    def __init__(self) -> None:
+        self.now: dict[str, Wait] = {}
+        self.total = 0  # failed attempts since start, all steps together
+
+    def failed(self, what: str, err: BaseException) -> Wait:
+        w = self.now.get(what)
+        if w is None:
+            w = self.now[what] = Wait(what, time.monotonic())
+        w.attempts += 1
+        w.error = f"{type(err).__name__}: {err}"[:300]
+        self.total += 1
+        return w
+
+    def done(self, what: str) -> Wait | None:
+        return self.now.pop(what, None)
+
+    def describe(self) -> str:
+        t = time.monotonic()
+        return "; ".join(f"{w.what} for {t - w.since:.0f} s ({w.attempts} tries, {w.error})" for w in self.now.values())
+
+
+@dataclass(frozen=True)
+class Backoff:
+    first: float = 0.1
+    cap: float = 5.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.cap, self.first * 2 ** max(attempt - 1, 0))
+
+
+async def until_done(
+    step: Callable[[], Awaitable[T]],
+    what: str,
+    waits: Waits,
+    *,
+    backoff: Backoff = Backoff(),
+    fatal: tuple[type[BaseException], ...] = (),
+) -> T:
+    """Run `step` until it returns; exceptions of `fatal` types go to the caller, any other is
+    logged and retried after a backoff. Cancellation is never swallowed."""
+    while True:
+        try:
+            result = await step()
+        except asyncio.CancelledError:
+            raise
+        except fatal:
+            waits.done(what)
+            raise
+        except Exception as err:
+            w = waits.failed(what, err)
+            if w.attempts == 1 or w.attempts % 10 == 0:
+                log.warning("waiting for %s: %s (attempt %d, %.1f s so far); records wait meanwhile",
+                            what, w.error, w.attempts, time.monotonic() - w.since)  # fmt: skip
+            await asyncio.sleep(backoff.delay(w.attempts))
+            continue
+        w = waits.done(what)
+        if w is not None:
+            log.info("%s is back after %.1f s (%d failed attempts)", what, time.monotonic() - w.since, w.attempts)
+        return result
