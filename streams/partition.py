@@ -117,10 +117,6 @@ class Partition:
     def name(self) -> str:
         return f"{self.topic}[{self.partition}]"
 
-    @property
-    def position(self) -> int | None:
-        return None if self.pipeline is None else self.pipeline.position.get(self.partition, 0)
-
     # ---- ownership
 
     def start(self) -> None:

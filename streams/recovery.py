@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaTimeoutError
 
 from orderbook.snapshot import SnapshotError
 from orderbook.windows import WindowConfig
@@ -26,9 +27,13 @@ from .pipeline import VenuePipeline
 log = logging.getLogger(__name__)
 
 
-def read_range(bootstrap: str, topic: str, partition: int, start: int, end: int) -> Iterator[ConsumerRecord]:
+def read_range(
+    bootstrap: str, topic: str, partition: int, start: int, end: int, stall_timeout: float = 60.0
+) -> Iterator[ConsumerRecord]:
     """The records of [start, end) of one partition, in order. Records deleted by retention are
-    missing from the front: a warning says from where the range really starts."""
+    missing from the front: a warning says from where the range really starts. KafkaTimeoutError
+    when nothing arrives for `stall_timeout` seconds (a kafka-python consumer does not always
+    come back from a broker restart: the caller starts over with a new one)."""
     if end <= start:
         return
     c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
@@ -41,8 +46,15 @@ def read_range(bootstrap: str, topic: str, partition: int, start: int, end: int)
             log.warning("%s[%d]: records before offset %d were deleted (retention): the books of this partition "
                         "are rebuilt from there and may differ from the venue's", topic, partition, first)  # fmt: skip
         c.seek(tp, max(start, first))
+        last_progress = time.monotonic()
         while c.position(tp) < end:
-            for m in c.poll(timeout_ms=1000).get(tp, []):
+            got = c.poll(timeout_ms=1000).get(tp, [])
+            if got:
+                last_progress = time.monotonic()
+            elif time.monotonic() - last_progress > stall_timeout:  # the broker went away: the caller retries
+                raise KafkaTimeoutError(f"{topic}[{partition}]: no records for {stall_timeout:.0f} s at offset "
+                                        f"{c.position(tp)} of [{start}, {end})")  # fmt: skip
+            for m in got:
                 if m.offset >= end:
                     return
                 yield m

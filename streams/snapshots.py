@@ -45,7 +45,7 @@ from typing import NamedTuple
 import msgpack
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
 
 from orderbook.snapshot import SnapshotError, dump_state, load_state
 from orderbook.venue_windows import VenueWindows
@@ -142,26 +142,27 @@ def decode(
 
 
 def fetch(bootstrap: str, pointer: Pointer, timeout: float = 30.0) -> bytes:
-    """The value of the `md.state` record a pointer names. Read uncommitted: the pointer comes from
-    a committed offset, so its transaction committed; a read-committed consumer would wait behind
-    any other worker's open transaction on that partition."""
+    """The value of the `md.state` record a pointer names: SnapshotError("missing") when the topic
+    no longer holds it, KafkaTimeoutError when the broker does not answer (the caller retries).
+    Read uncommitted: the pointer comes from a committed offset, so its transaction committed; a
+    read-committed consumer would wait behind any other worker's open transaction there."""
     c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=32 << 20,
                       fetch_max_bytes=64 << 20)  # fmt: skip
     try:
         tp = TopicPartition(STATE_TOPIC, pointer.partition)
         c.assign([tp])
+        first, end = c.beginning_offsets([tp])[tp], c.end_offsets([tp])[tp]
+        if not first <= pointer.offset < end:
+            raise SnapshotError("missing", f"{STATE_TOPIC}[{pointer.partition}] holds [{first}, {end}), not "
+                                           f"{pointer.offset}")  # fmt: skip
         c.seek(tp, pointer.offset)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for m in c.poll(timeout_ms=1000).get(tp, []):
                 if m.offset == pointer.offset:
                     return m.value
-                if m.offset > pointer.offset:
-                    break
-            else:
-                continue
-            break
-        raise SnapshotError("missing", f"{STATE_TOPIC}[{pointer.partition}]@{pointer.offset} could not be read")
+                raise SnapshotError("missing", f"{STATE_TOPIC}[{pointer.partition}]@{pointer.offset} is gone")
+        raise KafkaTimeoutError(f"{STATE_TOPIC}[{pointer.partition}]@{pointer.offset}: no answer in {timeout:.0f} s")
     finally:
         c.close()
 
