@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint venv clean checkpoint
+.PHONY: demo test bench soak lint venv clean checkpoint
 
 # The demo's model: a small generative model trained on 18 simulated hours (seeds 1-20 but 9-10)
 # and the real captures of ../shared/data but the one held out (-2: Binance spot ETHUSDT),
@@ -39,6 +39,14 @@ bench: $(STAMP)
 	$(BIN)/python bench/sim_bench.py
 	$(BIN)/python bench/pipeline_bench.py
 	$(BIN)/python bench/model_bench.py
+	$(BIN)/python bench/snapshot_bench.py
+	$(BIN)/python bench/txn_bench.py
+	$(BIN)/python bench/recovery_bench.py
+
+# Every fault of docs/recovery.md injected repeatedly into real workers on the embedded servers;
+# writes the table of docs/faults.md (20-30 minutes on 2 cores).
+soak: $(STAMP)
+	$(BIN)/python bench/fault_table.py --out docs/faults.md
 
 checkpoint: $(STAMP)
 	$(BIN)/megatrading dataset --sim-seeds 1-40 --held-out 9-10,21-40,-2 --sim-duration 1h --sim-symbols 3 \

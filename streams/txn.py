@@ -119,8 +119,10 @@ class PartitionCommitter:
             nonlocal committing
             if self._producer is None:
                 # A fresh producer fences whoever holds the id now. Asked before (so that a worker
-                # that lost the partition does not disturb its owner) and after (the answer is final
-                # once this producer holds the id): is the committed offset still where we left it?
+                # that lost the partition does not disturb its owner) and after (once this producer
+                # holds the id, the last transaction's markers are written and the answer is final;
+                # before, a commit that just returned may not read back yet: only an offset past
+                # ours is conclusive): is the committed offset still where we left it?
                 for fresh in (False, True):
                     if fresh:
                         await asyncio.wait_for(self._ready(), self.attempt_timeout)
@@ -129,7 +131,7 @@ class PartitionCommitter:
                         log.info("%s: the commit to offset %d had landed before its reply was lost",
                                  self.transactional_id, next_offset)  # fmt: skip
                         return parse_pointer(c.metadata)
-                    if c.offset != start:
+                    if c.offset > start or (fresh and c.offset != start):
                         raise ProducerFenced(f"the committed offset is {c.offset}; this batch began at {start}")
             committing = False
             try:

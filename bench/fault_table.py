@@ -1,0 +1,624 @@
+"""The fault table: every fault kind injected into real `megatrading worker` processes, each
+injection compared with what an undisturbed run publishes, aggregated per kind into a markdown
+table (printed, and written to docs/faults.md).
+
+    .venv/bin/python bench/fault_table.py [--repeats 5] [--seed 1] [--quick] [--kinds a,b] [--out FILE]
+
+Servers: a Kafka broker and a Redis of the script's own (streams.infra.Infra on free loopback
+ports in a temporary folder), stopped at the end whatever happens; the folder is removed unless an
+injection failed (or --keep): it holds the worker logs and the servers' data.
+
+Streams, published once: the real Binance spot ETHUSDT capture (../shared/data, read in place;
+one book, so one partition) on `md.raw.binance`, and the first 60% of a simulated ITCH 5.0 stream
+(8 stocks over the 4 partitions) on `md.raw.itch`, the rest appended piece by piece by the corrupt
+snapshot injections (they run last). Every injection is a fresh consumer group (its own app id, transactional ids,
+`md.state` keys), a fresh Redis database (FLUSHDB first) and its own forecasts topic, started from
+the topic's first record; at the end its output (Redis, the forecasts topic read committed) is
+compared with `faults.expected` of the very records on the topic (tests/faults.py).
+
+Kinds (the cut point of each injection is a seeded random fraction of the stream committed,
+10-80%, 10-50% for the rebalance kind; Binance unless said):
+
+    redis-1s, redis-5s, redis-30s   Redis stopped (SIGTERM) for 1/5/30 s, started again on its data
+    broker-15s                      the Kafka broker stopped (SIGTERM) for 15 s, started again
+    sigkill                         the worker SIGKILLed, a new one started
+    sigkill-rebalance               Binance + ITCH, workers a and b from the start, c started at the
+                                    cut; one of the three (seeded) SIGKILLed 0-2 s after c asks to
+                                    join the group
+    corrupt-snapshot                ITCH: the worker stopped at the cut, a corrupt record produced to
+                                    md.state (random bytes, a real snapshot cut short, or one with a
+                                    bit of its state flipped, in turn) and the commit of one partition
+                                    re-made with metadata `state=<p>@<offset>` naming it; more
+                                    records published, a worker started: it must log that the
+                                    snapshot was skipped, rebuild the partition from its first
+                                    record, and lose nothing
+
+Time to recover: from the end of the fault (the server healthy again; the replacement worker
+spawned; the kill, for the rebalance kind; the new worker spawned, for the corrupt snapshot)
+until every partition that still had records to process has committed past where it stood then
+(committed offsets polled every 0.1 s). A worker's start (1.5-3 s here) is part of it where a
+worker is started.
+
+Exit status 1 if any injection lost, duplicated, reordered or changed a forecast, or failed
+(a worker exited, a wait timed out); each such injection is printed with its seed, cut point and
+the worker logs' folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import logging
+import os
+import platform
+import random
+import shlex
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # a plain script: the working tree, installed or not
+sys.path.insert(0, str(REPO / "tests"))  # tests/faults.py: a plain module there, tests/ is no package
+
+import msgpack  # noqa: E402
+import redis  # noqa: E402
+from faults import (  # noqa: E402
+    Outcome,
+    WorkerProcess,
+    capture_records,
+    compare,
+    expected,
+    publish,
+    read_topic,
+    simulated_records,
+    wait_for,
+)
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
+from kafka.errors import KafkaError  # noqa: E402
+from kafka.structs import OffsetAndMetadata  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from streams.infra import Infra  # noqa: E402
+from streams.offsets import committed  # noqa: E402
+from streams.snapshots import STATE_TOPIC, Pointer, fetch, parse_pointer, state_key  # noqa: E402
+
+SHARED_DATA = Path(os.environ.get("MT_SHARED_DATA", REPO.parent / "shared" / "data"))
+BINANCE_CAPTURE = "binance-hftbacktest/spot_ethusdt_20240808.gz"
+ITCH_SEED, ITCH_SYMBOLS, ITCH_MINUTES = 11, 8, 60
+ITCH_HEAD = 0.6  # of the ITCH stream published at the start; the rest is appended by corrupt-snapshot
+REDIS_DBS = range(1, 16)  # a fresh database per injection, flushed first (0 left alone)
+POLL = 0.1  # seconds between two reads of the committed offsets
+CUTS = (0.1, 0.8)  # a cut point: this range of the stream committed
+
+
+@dataclass(frozen=True)
+class Kind:
+    slug: str
+    name: str
+    what: str
+    run: Callable[[Lab, Injection, random.Random], None]
+    cuts: tuple[float, float] = CUTS
+
+
+@dataclass
+class Injection:
+    """One fault injected into one run: a consumer group, a Redis database, a forecasts topic."""
+
+    lab: Lab
+    kind: Kind
+    index: int
+    group: str
+    db: int
+    venues: tuple[str, ...]
+    logs: Path
+    cut: float = 0.0
+    landed: float | None = None  # the fraction committed when the fault ended
+    detail: str = ""
+    recover_s: float | None = None
+    outcome: Outcome | None = None
+    error: str = ""
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.lab.servers.redis.port}/{self.db}"
+
+    @property
+    def bootstrap(self) -> str:
+        return self.lab.servers.kafka.bootstrap
+
+    @property
+    def forecasts_topic(self) -> str:
+        return f"md.forecasts.{self.group}"
+
+    @property
+    def topics(self) -> list[str]:
+        return [f"md.raw.{v}" for v in self.venues]
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and self.outcome is not None and self.outcome.exact
+
+    def start(self, name: str) -> WorkerProcess:
+        w = WorkerProcess(self.bootstrap, self.redis_url, self.group, self.venues, self.logs / f"{name}.log",
+                          f"{self.group}-{name}", self.forecasts_topic, f"md.dlq.{self.group}")  # fmt: skip
+        self.workers.append(w)
+        return w
+
+    def wait(self, fraction: float, timeout: float = 300.0) -> float:
+        return wait_for(self.bootstrap, self.group, self.topics, fraction, timeout,
+                        [w for w in self.workers if w.alive()], poll=POLL)  # fmt: skip
+
+    def stop_all(self) -> None:
+        for w in self.workers:
+            w.stop()
+
+
+class Progress:
+    """The group's committed offsets, read with one admin client (no group membership), beside the
+    topics' end offsets."""
+
+    def __init__(self, inj: Injection) -> None:
+        self.inj = inj
+        c = KafkaConsumer(bootstrap_servers=inj.bootstrap, enable_auto_commit=False)
+        try:
+            self.tps = [TopicPartition(t, p) for t in inj.topics for p in sorted(c.partitions_for_topic(t) or ())]
+            self.ends = c.end_offsets(self.tps)
+        finally:
+            c.close()
+        self.admin = KafkaAdminClient(bootstrap_servers=inj.bootstrap)
+
+    def committed(self) -> dict[TopicPartition, int]:
+        for attempt in range(40):
+            try:
+                got = self.admin.list_group_offsets({self.inj.group: self.tps}).get(self.inj.group, {})
+                break
+            except KafkaError as exc:  # a coordinator still loading, just after a broker restart
+                if not exc.retriable or attempt == 39:
+                    raise
+                time.sleep(0.25)
+        return {tp: max(getattr(got.get(tp), "offset", 0) or 0, 0) for tp in self.tps}
+
+    def close(self) -> None:
+        self.admin.close()
+
+
+def recovery(inj: Injection, t_end: float, base: dict[TopicPartition, int] | None = None,
+             progress: Progress | None = None, timeout: float = 300.0) -> float | None:  # fmt: skip
+    """Seconds from `t_end` until every partition with records left has committed past `base`
+    (read now if not given); None when nothing was left to process."""
+    progress = progress or Progress(inj)
+    live = [w for w in inj.workers if w.alive()]
+    try:
+        base = base if base is not None else progress.committed()
+        inj.landed = sum(base.values()) / max(sum(progress.ends.values()), 1)
+        lagging = [tp for tp in progress.tps if base[tp] < progress.ends[tp]]
+        if not lagging:
+            return None
+        while True:
+            now = progress.committed()
+            if all(now[tp] > base[tp] for tp in lagging):
+                return time.monotonic() - t_end
+            for w in live:
+                if not w.alive():
+                    raise AssertionError(f"worker exited with {w.proc.returncode}; log {w.log}")
+            if time.monotonic() - t_end > timeout:
+                stuck = {f"{tp.topic}[{tp.partition}]": (base[tp], now[tp]) for tp in lagging if now[tp] <= base[tp]}
+                raise TimeoutError(f"committed offsets did not advance in {timeout:.0f} s: {stuck}")
+            time.sleep(POLL)
+    finally:
+        progress.close()
+
+
+# ------------------------------------------------------------------------------------ the kinds
+
+
+def redis_down(seconds: int) -> Callable[[Lab, Injection, random.Random], None]:
+    def run(lab: Lab, inj: Injection, rng: random.Random) -> None:
+        w = inj.start("w")
+        inj.wait(inj.cut)
+        progress = Progress(inj)
+        lab.servers.redis.stop()
+        time.sleep(seconds)
+        assert w.alive(), f"the worker exited while Redis was down; log {w.log}"
+        base = progress.committed()  # nothing commits while Redis is down
+        lab.servers.redis.start()
+        inj.recover_s = recovery(inj, time.monotonic(), base, progress)
+        inj.wait(1.0)
+
+    return run
+
+
+def broker_down(lab: Lab, inj: Injection, rng: random.Random) -> None:
+    w = inj.start("w")
+    inj.wait(inj.cut)
+    lab.servers.kafka.stop()
+    time.sleep(15)
+    assert w.alive(), f"the worker exited while the broker was down; log {w.log}"
+    lab.servers.kafka.start()
+    inj.recover_s = recovery(inj, time.monotonic())
+    inj.wait(1.0)
+
+
+def sigkill(lab: Lab, inj: Injection, rng: random.Random) -> None:
+    w = inj.start("w0")
+    inj.wait(inj.cut)
+    w.kill()
+    progress = Progress(inj)
+    base = progress.committed()
+    inj.start("w1")
+    inj.recover_s = recovery(inj, time.monotonic(), base, progress)
+    inj.wait(1.0)
+
+
+def sigkill_rebalance(lab: Lab, inj: Injection, rng: random.Random) -> None:
+    workers = {"a": inj.start("a"), "b": inj.start("b")}
+    inj.wait(inj.cut)
+    workers["c"] = c = inj.start("c")
+    joining = f"(Re-)joining group {inj.group}"
+    deadline = time.monotonic() + 120
+    while joining not in c.log.read_text(errors="replace"):
+        assert c.alive(), f"worker c exited with {c.proc.returncode}; log {c.log}"
+        assert time.monotonic() < deadline, f"worker c did not join the group in 120 s; log {c.log}"
+        time.sleep(0.05)
+    victim, delay = rng.choice(sorted(workers)), rng.uniform(0.0, 2.0)
+    time.sleep(delay)
+    workers[victim].kill()
+    t_end = time.monotonic()
+    inj.detail = f"{victim} killed {delay:.1f} s after c asked to join"
+    inj.recover_s = recovery(inj, t_end)
+    inj.wait(1.0)
+
+
+CORRUPTIONS = ("random bytes", "cut short", "bit flipped")
+
+
+def corrupt_snapshot(lab: Lab, inj: Injection, rng: random.Random) -> None:
+    topic = inj.topics[0]
+    w = inj.start("w0")
+    inj.wait(inj.cut)
+    w.stop()
+    assert w.proc.returncode == 0, f"the worker stopped with {w.proc.returncode}; log {w.log}"
+    parts = sorted(lab.partitions(topic))
+    got = committed(inj.bootstrap, inj.group, topic, parts)
+    candidates = [p for p in parts if got[p].offset > 0]
+    assert candidates, f"nothing committed on {topic} at the cut"
+    how = CORRUPTIONS[inj.index % len(CORRUPTIONS)]
+    snapshotted = [p for p in candidates if parse_pointer(got[p].metadata) is not None]
+    p = rng.choice(snapshotted if snapshotted and how != "random bytes" else candidates)
+    old = parse_pointer(got[p].metadata)
+    how = how if old is not None else "random bytes"  # the others need the partition's snapshot
+    value = corrupt_value(inj.bootstrap, old, how, rng)
+    prod = KafkaProducer(bootstrap_servers=inj.bootstrap, acks="all", max_request_size=32 << 20)
+    try:
+        meta = prod.send(STATE_TOPIC, key=state_key(inj.group, topic, p), value=value).get(timeout=30)
+    finally:
+        prod.close()
+    bad = Pointer(meta.partition, meta.offset)
+    recommit(inj.bootstrap, inj.group, TopicPartition(topic, p), got[p].offset, bad.metadata())
+    assert committed(inj.bootstrap, inj.group, topic, [p])[p] == (got[p].offset, bad.metadata()), "re-commit lost"
+    inj.detail = (f"{topic}[{p}]@{got[p].offset}: {how} ({len(value)} bytes) at {bad.metadata()}, "
+                  f"was {old.metadata() if old else 'no snapshot'}")  # fmt: skip
+    lab.append_itch(inj.index)
+    progress = Progress(inj)
+    base = progress.committed()
+    w1 = inj.start("w1")
+    inj.recover_s = recovery(inj, time.monotonic(), base, progress)
+    inj.wait(1.0)
+    log = w1.log.read_text(errors="replace")
+    skipped = f"{topic}[{p}]: snapshot {bad.metadata()} skipped"
+    assert skipped in log and "rebuilding from the first record" in log, f"no '{skipped}' line in {w1.log}"
+    assert f"{topic}[{p}]: restored to offset {got[p].offset} from the start" in log, (
+        f"{topic}[{p}] not rebuilt from its first record; log {w1.log}"
+    )
+
+
+def corrupt_value(bootstrap: str, pointer: Pointer | None, how: str, rng: random.Random) -> bytes:
+    """A record `md.state` must refuse: random bytes (0xc1 first: never valid msgpack), or the
+    partition's real snapshot cut short, or with one bit of its state blob flipped (the blob's
+    Adler-32 must catch it)."""
+    if pointer is None or how == "random bytes":
+        return b"\xc1" + rng.randbytes(rng.randint(16, 4096))
+    real = fetch(bootstrap, pointer)
+    if how == "cut short":
+        return real[: rng.randint(1, len(real) - 1)]
+    doc = msgpack.unpackb(real, raw=False)
+    state = bytearray(doc["state"])
+    at = rng.randrange(16, len(state))  # past the header: the zlib body
+    state[at] ^= 1 << rng.randrange(8)
+    doc["state"] = bytes(state)
+    return msgpack.packb(doc, use_bin_type=True)
+
+
+def recommit(bootstrap: str, group: str, tp: TopicPartition, offset: int, metadata: str, timeout: float = 60) -> None:
+    """Commit `offset` with `metadata` for a group with no active member (the stopped worker may
+    take a moment to leave)."""
+    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                c.commit({tp: OffsetAndMetadata(offset, metadata, -1)})
+                return
+            except KafkaError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+    finally:
+        c.close(autocommit=False)
+
+
+KINDS = (
+    Kind("redis-1s", "redis down 1 s", "Redis stopped (SIGTERM) for 1 s mid-stream, started again on its data",
+         redis_down(1)),
+    Kind("redis-5s", "redis down 5 s", "the same, 5 s", redis_down(5)),
+    Kind("redis-30s", "redis down 30 s", "the same, 30 s", redis_down(30)),
+    Kind("broker-15s", "broker down 15 s",
+         "the Kafka broker stopped (SIGTERM) for 15 s mid-stream, started again on its data", broker_down),
+    Kind("sigkill", "worker SIGKILL", "the worker SIGKILLed mid-stream, a new one started", sigkill),
+    Kind("sigkill-rebalance", "worker SIGKILL during a rebalance",
+         "Binance + ITCH, workers a and b from the start, c started mid-stream; one of the three (seeded) "
+         "SIGKILLed 0-2 s after c asks to join the group; c started at 10-50% committed, so that records are left "
+         "when the kill lands", sigkill_rebalance, (0.1, 0.5)),
+    Kind("corrupt-snapshot", "corrupt snapshot",
+         "ITCH: the worker stopped mid-stream; a corrupt record produced to md.state (random bytes, the "
+         "partition's snapshot cut short, or with a bit of its state flipped, in turn) and one partition's "
+         "commit re-made naming it; more records published and a worker started: it must log the snapshot "
+         "skipped and rebuild that partition from its first record", corrupt_snapshot),
+)  # fmt: skip
+VENUES = {
+    "sigkill-rebalance": ("binance", "itch"),
+    "corrupt-snapshot": ("itch",),
+}
+
+
+# ------------------------------------------------------------------------------------ the lab
+
+
+class Lab:
+    """The servers, the streams on them and what an undisturbed run of them publishes."""
+
+    def __init__(self, servers: Infra, root: Path, binance: list, itch: list, repeats: int) -> None:
+        self.servers, self.root = servers, root
+        self.bootstrap = servers.kafka.bootstrap
+        publish(self.bootstrap, "md.raw.binance", binance)
+        head = round(len(itch) * ITCH_HEAD)
+        publish(self.bootstrap, "md.raw.itch", itch[:head])
+        step = max(1, (len(itch) - head) // max(repeats, 1))
+        self.itch_tail = [itch[head + i * step : head + (i + 1) * step] for i in range(repeats)]
+        self.itch_tail[-1] = itch[head + (repeats - 1) * step :]
+        self._want: dict[tuple, dict] = {}
+        self.injections = 0
+
+    def partitions(self, topic: str) -> set[int]:
+        c = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        try:
+            return set(c.partitions_for_topic(topic) or ())
+        finally:
+            c.close()
+
+    def append_itch(self, index: int) -> None:
+        publish(self.bootstrap, "md.raw.itch", self.itch_tail[index % len(self.itch_tail)])
+
+    def want(self, venues: Sequence[str]) -> dict:
+        """`expected` of the records on the topics now (computed once per topic length)."""
+        out: dict = {}
+        for venue in venues:
+            topic = f"md.raw.{venue}"
+            c = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+            try:
+                ends = c.end_offsets([TopicPartition(topic, p) for p in c.partitions_for_topic(topic) or ()])
+            finally:
+                c.close()
+            key = (venue, tuple(sorted((tp.partition, n) for tp, n in ends.items())))
+            if key not in self._want:
+                self._want[key] = expected(venue, read_topic(self.bootstrap, topic, committed_only=False))
+            out.update(self._want[key])
+        return out
+
+    def inject(self, kind: Kind, index: int, seed: int) -> Injection:
+        n = self.injections
+        self.injections += 1
+        group = f"ft-{kind.slug}-{index}"
+        db = REDIS_DBS[n % len(REDIS_DBS)]
+        redis.Redis(host="127.0.0.1", port=self.servers.redis.port, db=db).flushdb()
+        logs = self.root / "logs" / group
+        logs.mkdir(parents=True, exist_ok=True)
+        inj = Injection(self, kind, index, group, db, VENUES.get(kind.slug, ("binance",)), logs)
+        rng = random.Random(f"{seed}/{kind.slug}/{index}")
+        inj.cut = rng.uniform(*kind.cuts)
+        try:
+            kind.run(self, inj, rng)
+        except Exception as err:
+            inj.error = f"{type(err).__name__}: {err}"
+            inj.detail += "\n" + traceback.format_exc(limit=4)
+        finally:
+            inj.stop_all()
+            if not self.servers.kafka.pid():  # a failure while the broker was down
+                self.servers.kafka.start()
+            if not self.servers.redis.pid():
+                self.servers.redis.start()
+        try:
+            inj.outcome = compare(self.want(inj.venues), inj.redis_url, self.bootstrap, inj.forecasts_topic)
+        except Exception as err:
+            inj.error = inj.error or f"compare failed: {type(err).__name__}: {err}"
+        return inj
+
+
+# ------------------------------------------------------------------------------------ the table
+
+
+COLUMNS = ("fault", "injections", "forecasts expected", "lost in Redis", "lost on topic", "duplicated in Redis",
+           "duplicated on topic", "differing", "out of order", "failed", "time to recover, median (s)",
+           "time to recover, max (s)")  # fmt: skip
+
+
+def table(kinds: Sequence[Kind], done: Sequence[Injection]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join(["---"] + ["---:"] * (len(COLUMNS) - 1)) + "|"]
+    for kind in kinds:
+        runs = [i for i in done if i.kind is kind]
+        outs = [i.outcome for i in runs if i.outcome is not None]
+        times = [i.recover_s for i in runs if i.recover_s is not None]
+        row = [
+            kind.name,
+            len(runs),
+            sum(o.want for o in outs),
+            sum(o.lost_redis for o in outs),
+            sum(o.lost_topic for o in outs),
+            sum(o.duplicated_redis for o in outs),
+            sum(o.duplicated_topic for o in outs),
+            sum(len(o.differing) for o in outs),
+            sum(len(o.unordered) for o in outs),
+            sum(1 for i in runs if i.error),
+            f"{statistics.median(times):.1f}" if times else "-",
+            f"{max(times):.1f}" if times else "-",
+        ]
+        lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    late = [i for i in done if i.outcome is not None and not i.error and i.recover_s is None]
+    if late:
+        lines.append(f"\n{len(late)} injection(s) ended with no records left to process (no time to recover): "
+                     + ", ".join(f"{i.kind.name} #{i.index}" for i in late))  # fmt: skip
+    return "\n".join(lines)
+
+
+def describe(inj: Injection) -> str:
+    rec = f"{inj.recover_s:.1f} s" if inj.recover_s is not None else "-"
+    landed = f" ({inj.landed:.1%} when the fault ended)" if inj.landed is not None else ""
+    head = f"{inj.kind.name} #{inj.index}: cut at {inj.cut:.1%} committed{landed}, recovered in {rec}"
+    if inj.detail.strip():
+        head += f"; {inj.detail.strip().splitlines()[0]}"
+    head += f"; {inj.outcome}" if inj.outcome is not None else ""
+    return head + (f"; FAILED: {inj.error}" if inj.error else "")
+
+
+def document(kinds: Sequence[Kind], done: Sequence[Injection], args: argparse.Namespace, wall: float) -> str:
+    command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "bench/fault_table.py", *sys.argv[1:]])
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError, StopIteration):
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next(ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name"))
+    kinds_text = "\n".join(f"- **{k.name}**: {k.what}." for k in kinds)
+    note = f"\n{args.note}\n" if args.note else ""
+    return f"""# Fault table
+
+Every fault below was injected into real `megatrading worker` processes (the baseline model,
+snapshots every 500 records of a partition) on a Kafka broker and a Redis of the script's own;
+each injection is a fresh consumer group, Redis database and forecasts topic, processing the
+stream from its first record, each at a seeded random cut point (a fraction of the stream
+committed, drawn from {CUTS[0]:.0%}-{CUTS[1]:.0%}; the fault lands a poll later, the detail below gives both).
+Streams: the real Binance spot ETHUSDT capture of 2024-08-08 (`{BINANCE_CAPTURE}`,
+{args.binance_records} records, one book: one partition) and, where a second venue format and several
+partitions help, a simulated ITCH 5.0 stream ({ITCH_SYMBOLS} stocks over 4 partitions, seed {ITCH_SEED},
+{args.itch_records} records: {ITCH_HEAD:.0%} published at the start, the rest appended piece by piece by the
+corrupt snapshot injections).
+
+{kinds_text}
+
+- **forecasts expected**: what an undisturbed run publishes, computed offline from the very
+  records on the topic (one pipeline per partition, as a worker keeps them: `tests/faults.py`),
+  summed over the injections.
+- **lost**: expected forecasts missing from Redis (every book's history) or from the forecasts
+  topic read committed (`isolation_level=read_committed`, as its readers are told to read it).
+- **duplicated**: forecasts present more than once there. **differing**: present with another
+  value than offline (or not expected at all). **out of order**: a book whose forecasts are not
+  in window order. **failed**: an injection that could not finish (a worker exited, a wait timed out).
+- **time to recover**: from the end of the fault (the server healthy again; the replacement
+  worker spawned; the kill, for the rebalance kind; the new worker spawned, for the corrupt
+  snapshot) until every partition that still had records to process has committed past where it
+  stood then (committed offsets read every {POLL} s). Where a worker is started it includes its start;
+  after a kill, the group's session timeout (6 s) before the dead member's partitions move.
+
+Command: `{command}` ({wall / 60:.0f} min).
+Run {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z} on {len(os.sched_getaffinity(0))} cores (`nproc`), {cpu}, \
+Python {platform.python_version()}. Times are wall-clock seconds on a shared machine: noisy.
+{note}
+{table(kinds, done)}
+
+<details><summary>Each injection</summary>
+
+{chr(10).join("- " + describe(i) for i in done)}
+
+</details>
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=5, help="injections of each kind (default 5)")
+    ap.add_argument("--seed", type=int, default=1, help="cut points, victims, corruptions (default 1)")
+    ap.add_argument("--quick", action="store_true", help="1 of each kind on small streams (a smoke test)")
+    ap.add_argument("--kinds", default=",".join(k.slug for k in KINDS),
+                    help=f"comma-separated, of: {', '.join(k.slug for k in KINDS)}")  # fmt: skip
+    ap.add_argument("--data", type=Path, default=SHARED_DATA, help="the captures folder (default ../shared/data)")
+    ap.add_argument("--out", type=Path, default=REPO / "docs" / "faults.md", help="the markdown file written")
+    ap.add_argument("--note", default="", help="a line added to the file's header")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, server data)")
+    args = ap.parse_args(argv)
+    wanted = [s.strip() for s in args.kinds.split(",") if s.strip()]
+    unknown = set(wanted) - {k.slug for k in KINDS}
+    if unknown:
+        ap.error(f"unknown kinds {sorted(unknown)}; known: {', '.join(k.slug for k in KINDS)}")
+    kinds = [k for k in KINDS if k.slug in wanted]  # corrupt-snapshot last: it appends to md.raw.itch
+    repeats = 1 if args.quick else args.repeats
+    capture = args.data / BINANCE_CAPTURE
+    if not capture.is_file():
+        print(f"{capture} not found (set --data or MT_SHARED_DATA)", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # kafka-python's own, about our pollers while a server is down
+        handler.addFilter(lambda record: not record.name.startswith("kafka"))
+
+    binance = capture_records("binance", capture, limit=12000 if args.quick else None)
+    itch = simulated_records("itch", ITCH_SEED, symbols=ITCH_SYMBOLS, minutes=4 if args.quick else ITCH_MINUTES)
+    args.binance_records, args.itch_records = len(binance), len(itch)
+    root = Path(tempfile.mkdtemp(prefix="fault-table-"))
+    servers = Infra.on_free_ports(root / "servers")
+    done: list[Injection] = []
+    t0 = time.monotonic()
+    try:
+        servers.up()
+        lab = Lab(servers, root, binance, itch, repeats)
+        bar = tqdm(total=len(kinds) * repeats, unit="injection", file=sys.stderr, dynamic_ncols=True)
+        for kind in kinds:
+            for index in range(repeats):
+                bar.set_postfix_str(kind.name)
+                inj = lab.inject(kind, index, args.seed)
+                done.append(inj)
+                bar.update()
+                tqdm.write(("ok    " if inj.ok else "WRONG ") + describe(inj), file=sys.stderr)
+                if not inj.ok:
+                    tqdm.write(f"      seed {args.seed}, logs {inj.logs}\n{inj.detail}", file=sys.stderr)
+        bar.close()
+    finally:
+        for inj in done:
+            inj.stop_all()
+        servers.down()
+    wall = time.monotonic() - t0
+    failed = [i for i in done if not i.ok]
+    print(table(kinds, done))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(document(kinds, done, args, wall))
+    print(f"\n{len(done)} injections in {wall / 60:.1f} min; written to {args.out}")
+    if failed:
+        print(f"\n{len(failed)} injection(s) lost, duplicated, changed or failed (seed {args.seed}); "
+              f"logs and server data kept in {root}:", file=sys.stderr)  # fmt: skip
+        for inj in failed:
+            print(f"- {describe(inj)}\n  logs {inj.logs}\n{inj.detail}", file=sys.stderr)
+        return 1
+    if args.keep:
+        print(f"kept {root}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
