@@ -80,8 +80,9 @@ class Worker:
     async def start(self) -> None:
         self.news.start()
         loop = asyncio.get_running_loop()
-        create = partial(snapshots.ensure_topic, self.settings.bootstrap)
+        create = partial(snapshots.ensure_topic, self.settings.bootstrap, self.settings.state_replication)
         await until_done(lambda: loop.run_in_executor(self.services.state_io, create), "kafka", self.waits)
+        self.services.state_topic_ready.set()
         meta = partial(self.sink.set_meta, self.forecaster.model_id, SCHEMA)
         await until_done(lambda: loop.run_in_executor(self.services.io, meta), "redis", self.waits)
         log.info("worker %s up: venues %s, model %s", self.settings.worker_id, ",".join(self.settings.venues),

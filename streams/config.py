@@ -42,6 +42,9 @@ class Settings:
     snapshot_every: int = field(default_factory=lambda: int(_env("MT_SNAPSHOT_EVERY", "20000")))
     snapshot_seconds: float = field(default_factory=lambda: float(_env("MT_SNAPSHOT_SECONDS", "30")))
     restore_threads: int = 4  # partitions restored side by side
+    # replicas of md.state when a worker creates it: 1 suits the embedded single broker; a
+    # cluster wants as many as its other topics (a lost snapshot costs a full replay, not data)
+    state_replication: int = field(default_factory=lambda: int(_env("MT_STATE_REPLICATION", "1")))
     alert_threshold: float = 0.99
     session_timeout: float = 6.0  # a short session timeout keeps group joins quick
     web_port: int | None = None  # faust's web server; None: off (it would bind 0.0.0.0)

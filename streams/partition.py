@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
@@ -79,6 +79,8 @@ class Services:
     io: Executor  # Redis round trips
     state_io: Executor  # restores and snapshot encoding: long, off the event loop
     news_log: deque[News]  # the headlines this process has seen (the newest NEWS_KEPT): for partitions restored later
+    # set once md.state exists as a compacted topic: no snapshot may go to one auto-created as a deleting one
+    state_topic_ready: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass
@@ -139,6 +141,7 @@ class Partition:
 
     async def _restore(self) -> None:
         s = self.s.settings
+        await self.s.state_topic_ready.wait()
         await self.committer.start()  # first: fences the previous owner, settles its transaction
         restore = partial(recovery.restore, s.bootstrap, s.app_id, self.topic, self.partition, self.venue, s.window,
                           s.max_record_bytes)  # fmt: skip

@@ -167,7 +167,7 @@ def fetch(bootstrap: str, pointer: Pointer, timeout: float = 30.0) -> bytes:
         c.close()
 
 
-def ensure_topic(bootstrap: str) -> None:
+def ensure_topic(bootstrap: str, replication: int = 1) -> None:
     """Create `md.state` as a compacted topic if it does not exist (auto-creation would make it a
     deleting one: snapshots would expire with retention)."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
@@ -175,7 +175,8 @@ def ensure_topic(bootstrap: str) -> None:
         if STATE_TOPIC in admin.list_topics():
             return
         try:
-            admin.create_topics([NewTopic(STATE_TOPIC, STATE_PARTITIONS, 1, topic_configs=STATE_TOPIC_CONFIG)])
+            topic = NewTopic(STATE_TOPIC, STATE_PARTITIONS, replication, topic_configs=STATE_TOPIC_CONFIG)
+            admin.create_topics([topic])
             log.info("created %s (compacted, %d partitions)", STATE_TOPIC, STATE_PARTITIONS)
         except TopicAlreadyExistsError:
             pass  # another worker was first

@@ -189,6 +189,7 @@ def test_a_stream_resumed_past_the_state_processes_the_gap_with_its_forecasts_an
                         venues=("binance",), app_id="e2e-gap", forecasts_topic="md.forecasts.e2e-gap")  # fmt: skip
     redis.Redis(port=infra.redis.port, db=4).flushdb()
     _, worker = create_app(settings, BaselineForecaster())
+    worker.services.state_topic_ready.set()  # what Worker.start does once md.state exists
     cut = len(msgs) // 2
 
     async def resume() -> Partition:

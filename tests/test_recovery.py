@@ -33,6 +33,7 @@ def kraken(infra, shared_data):
 
     topic = "rec.raw.kraken"
     create_topic(infra.kafka.bootstrap, topic, partitions=1)
+    snapshots.ensure_topic(infra.kafka.bootstrap)  # as a worker does before its first snapshot
     publish(infra.kafka.bootstrap, topic, capture_records(VENUE, shared_data / CAPTURE, limit=4000))
     return topic, read_topic(infra.kafka.bootstrap, topic, committed_only=False)
 

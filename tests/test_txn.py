@@ -13,6 +13,7 @@ from faults import create_topic, read_topic
 
 from streams.offsets import committed
 from streams.retry import Waits
+from streams.snapshots import ensure_topic
 from streams.txn import Fenced, Out, PartitionCommitter
 
 SOURCE, OUT = "txn.source", "txn.out"
@@ -56,6 +57,7 @@ def test_a_new_owner_fences_the_old_one_and_its_open_transaction_never_becomes_v
 def test_the_offset_commit_carries_the_snapshot_pointer(infra):
     boot, group = infra.kafka.bootstrap, "txn-pointer"
     create_topic(boot, SOURCE, 1)
+    ensure_topic(boot)  # md.state, compacted, as a worker makes it
 
     async def scenario():
         c = PartitionCommitter(boot, group, SOURCE, 0, Waits())
