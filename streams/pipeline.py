@@ -4,10 +4,11 @@ Plain code, no Kafka and no asyncio, so the agent in `streams/app.py` stays a sh
 and everything that needs a test is tested here. A record that the feed rejects becomes a
 `Rejected` (headed for `md.dlq` with its reason); the worker goes on with the next one.
 
-Books are rebuilt after a crash or a rebalance by feeding a partition's records again from
-its start up to the committed offset with `warm=True`: the books, features and window
-counters come back exactly as they were, and no window is emitted for records whose
-forecasts were already written.
+A worker keeps one pipeline per source partition. After a crash or a rebalance it is
+restored from the partition's newest state snapshot (streams/snapshots.py) and the records
+after it are fed again with `warm=True` up to the committed offset (streams/recovery.py): the
+books, features and window counters come back exactly as they were, and no window is emitted
+for records whose forecasts were already written.
 """
 
 from __future__ import annotations
