@@ -221,6 +221,21 @@ def test_itch_key_is_the_stock_or_the_locates_symbol() -> None:
     assert f.key(encode("D", locate=8, order_ref=1)) == "locate:8"
 
 
+def test_itch_keys_of_a_replayed_day_put_every_message_of_a_stock_in_one_partition() -> None:
+    """`megatrading replay` keys a file's messages with a fresh feed's `key` alone: the stock
+    directory (R) must teach it the locates, or a delete (locate only) is keyed "locate:N" and
+    lands in another partition than its order's add, whose book that worker does not hold."""
+    stream = generate(seed=3, n=600)
+    feed = ItchFeed()
+    keys = [feed.key(raw) for raw in stream.messages]
+    by_locate: dict[int, set[str]] = {}
+    for raw, key in zip(stream.messages, keys, strict=True):
+        if raw[:1] in b"AFEXDUCP":
+            by_locate.setdefault(int.from_bytes(raw[1:3], "big"), set()).add(key)
+    assert by_locate and all(len(k) == 1 and not next(iter(k)).startswith("locate:") for k in by_locate.values())
+    assert {next(iter(k)) for k in by_locate.values()} == set(stream.symbols)
+
+
 def test_itch_symbol_filter_raises_unknown_symbol() -> None:
     f = ItchFeed({"MSFT"})
     f.on_message(encode("R", locate=7, stock="AAPL"))

@@ -323,12 +323,18 @@ class ItchFeed(Feed):
             book.symbol = self.syncs[stock].symbol = stock
 
     def key(self, raw: bytes) -> str:
-        """The symbol: the stock field where the message has one, else its locate's symbol."""
+        """The symbol: the stock field where the message has one, else its locate's symbol. A stock
+        directory message (R) teaches the feed its locate, so that the deletes, executions and
+        replaces that follow, which carry only the locate, get their stock's key and land in its
+        partition (a key "locate:N" would send them to another one, where no book holds their order)."""
         try:
             t = chr(raw[0])
             off = _STOCK_OFFSET.get(t)
             if off is not None and len(raw) == LENGTHS[t]:
-                return raw[off : off + 8].decode("ascii").rstrip(" ")
+                stock = raw[off : off + 8].decode("ascii").rstrip(" ")
+                if t == "R" and stock:
+                    self.locates.setdefault(int.from_bytes(raw[1:3], "big"), stock)
+                return stock
             return self.symbol_of(int.from_bytes(raw[1:3], "big"))
         except (IndexError, UnicodeDecodeError):
             raise _err(DecodeError, f"not an ITCH message: {raw[:16]!r}") from None
