@@ -40,6 +40,7 @@ from sortedcontainers import SortedDict, SortedList
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]  # a plain script: the working tree, installed or not
 
+from columns import print_columns  # noqa: E402
 from reference_books import SortedDictL2, SortedDictL3, run_l2, run_l3  # noqa: E402
 
 from orderbook.book import L2Book, L3Book  # noqa: E402
@@ -514,11 +515,7 @@ def print_table(l2: dict[str, Contestant], l3: dict[str, Contestant]) -> None:
     for label, (k2, k3) in names.items():
         a, b = median(l2.get(k2)), median(l3.get(k3))
         rows.append((label, rate(a), rate(b), ratio(a, ref2), ratio(b, ref3), ratio(a, ob2), ratio(b, ob3)))
-    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
-    for cells in [head, tuple("-" * w for w in widths), *rows]:
-        print(
-            "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
-        )
+    print_columns(head, rows)
 
 
 def verdict(l2: dict[str, Contestant], l3: dict[str, Contestant]) -> None:

@@ -38,6 +38,8 @@ from sortedcontainers import SortedDict
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # a plain script: the working tree, installed or not
 
+from columns import print_columns  # noqa: E402
+
 from orderbook.errors import FeedError  # noqa: E402
 from orderbook.venues.base import Record  # noqa: E402
 from orderbook.venues.binance import BinanceFeed  # noqa: E402
@@ -352,10 +354,7 @@ def print_table(rows: list[Row], itch_ref: float | None) -> None:
         lvl = f"{r.levels * r.rate / r.messages / 1e6:.3f}M" if r.levels else "-"
         vs = f"{r.rate / itch_ref:.4f}x" if itch_ref and "(ours)" in r.what else "-"
         body.append((r.what, f"{r.messages:,}", f"{r.rate / 1e3:,.1f}k", lvl, vs, r.note))
-    widths = [max(len(c[i]) for c in [head, *body]) for i in range(len(head))]
-    for cells in [head, tuple("-" * w for w in widths), *body]:
-        cols = (c.ljust(w) if i in (0, 5) else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
-        print("  ".join(cols).rstrip())
+    print_columns(head, body, left=(0, 5))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

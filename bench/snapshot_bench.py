@@ -32,6 +32,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # a plain script: the working tree, installed or not
 
+from columns import print_columns  # noqa: E402
+
 from orderbook.book import L3Book  # noqa: E402
 from orderbook.errors import FeedError  # noqa: E402
 from orderbook.events import Side  # noqa: E402
@@ -178,10 +180,7 @@ def print_table(rows: list[Row]) -> None:
                 r.note,
             )
         )
-    widths = [max(len(c[i]) for c in [head, *body]) for i in range(len(head))]
-    for cells in [head, tuple("-" * w for w in widths), *body]:
-        cols = (c.ljust(w) if i in (0, 7) else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
-        print("  ".join(cols).rstrip())
+    print_columns(head, body, left=(0, 7))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
