@@ -28,3 +28,15 @@ def infra(tmp_path_factory: pytest.TempPathFactory):
     servers.up()
     yield servers
     servers.down()
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path):
+    """A Kafka broker of the test's own, which it may stop and start again (same state dir: same
+    data): outages injected there disturb no other test."""
+    from streams.infra import KafkaServer, free_port
+
+    kafka = KafkaServer("kafka", tmp_path / "kafka", port=free_port(), controller_port=free_port())
+    kafka.start()
+    yield kafka
+    kafka.stop()

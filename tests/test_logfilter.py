@@ -220,16 +220,6 @@ class TallyHandler(logging.Handler):
             self.counts[kind(record)] += 1
 
 
-@pytest.fixture
-def own_broker(tmp_path):
-    from streams.infra import KafkaServer, free_port
-
-    kafka = KafkaServer("kafka", tmp_path / "kafka", port=free_port(), controller_port=free_port())
-    kafka.start()
-    yield kafka
-    kafka.stop()
-
-
 def test_a_broker_outage_writes_at_most_one_line_per_kind_per_interval(own_broker, record_property):
     """A kafka-python consumer, an aiokafka consumer (in a group) and an aiokafka producer keep trying
     while the broker is stopped for 15 s. Without the filter they write hundreds to hundreds of thousands

@@ -6,11 +6,9 @@ import time
 import uuid
 from collections.abc import Callable
 
-import pytest
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from streams.infra import KafkaServer, free_port
 from streams.news import NewsListener
 
 PARTITIONS = 3
@@ -126,15 +124,6 @@ def test_waits_for_the_topic_and_reads_partitions_added_later_from_their_start(i
         assert listener.positions == {0: 1, 1: 1}
     finally:
         assert listener.stop(timeout=10)
-
-
-@pytest.fixture
-def own_broker(tmp_path):
-    """A broker of this test's own, which it may stop and start again (same state dir: same data)."""
-    kafka = KafkaServer("kafka", tmp_path / "kafka", port=free_port(), controller_port=free_port())
-    kafka.start()
-    yield kafka
-    kafka.stop()
 
 
 def test_listener_survives_a_broker_outage_without_losing_or_repeating_a_headline(own_broker):
