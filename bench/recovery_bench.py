@@ -43,14 +43,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import itertools
 import logging
 import os
 import re
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -60,10 +57,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # a plain script: the working tree, installed or not
+sys.path.insert(0, str(REPO / "tests"))  # tests/faults.py: a plain module there, tests/ is no package
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
-from kafka.admin import NewTopic  # noqa: E402
-from kafka.errors import TopicAlreadyExistsError  # noqa: E402
+from faults import WorkerProcess, create_topic  # noqa: E402
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
 
 from orderbook.snapshot import dump_state  # noqa: E402
 from streams import recovery, snapshots  # noqa: E402
@@ -130,15 +127,6 @@ def stream(n: int, seed: int) -> list[Msg]:
         if len(out) >= n:
             return out[:n]
         per_day *= 1.1 * n / len(out)
-
-
-def create_topic(bootstrap: str) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        with contextlib.suppress(TopicAlreadyExistsError):
-            admin.create_topics([NewTopic(TOPIC, 1, 1)])
-    finally:
-        admin.close()
 
 
 def end_offset(bootstrap: str) -> int:
@@ -264,22 +252,17 @@ class WorkerRun:
 
 
 def run_worker(bootstrap: str, redis_url: str, every: int, log_path: Path, worker_id: str) -> WorkerRun:
-    env = dict(os.environ, MT_KAFKA_BOOTSTRAP=bootstrap, MT_REDIS_URL=redis_url, MT_APP_ID=GROUP,
-               MT_WORKER_ID=worker_id, MT_VENUES=VENUE, MT_MODEL="baseline", MT_SNAPSHOT_EVERY=str(every))  # fmt: skip
     spawned_wall = time.time()
     t0 = time.perf_counter()
-    with open(log_path, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                cwd=REPO)  # fmt: skip
+    w = WorkerProcess(bootstrap, redis_url, GROUP, (VENUE,), log_path, worker_id, snapshot_every=every)
     try:
         found = None
         while found is None:
             found = RESTORED.search(log_path.read_text(errors="replace"))
             if found is not None:
                 break
-            if proc.poll() is not None:
-                raise RuntimeError(f"the worker exited with {proc.returncode} before restoring; log {log_path}:\n"
+            if not w.alive():
+                raise RuntimeError(f"the worker exited with {w.proc.returncode} before restoring; log {log_path}:\n"
                                    f"{log_path.read_text(errors='replace')[-3000:]}")  # fmt: skip
             if time.perf_counter() - t0 > WORKER_TIMEOUT_S:
                 raise TimeoutError(f"the worker did not restore in {WORKER_TIMEOUT_S:.0f} s; log {log_path}:\n"
@@ -288,22 +271,11 @@ def run_worker(bootstrap: str, redis_url: str, every: int, log_path: Path, worke
         ready = time.perf_counter() - t0
     finally:
         t1 = time.perf_counter()
-        stop(proc)
+        w.stop()
         stop_s = time.perf_counter() - t1
     snap = found[2]
     return WorkerRun(ready, float(found[4]), int(found[1]), int(snap) if snap is not None else None, int(found[3]),
                      phases(log_path.read_text(errors="replace"), spawned_wall), stop_s)  # fmt: skip
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the worker's session (its threads too); SIGKILL after 30 s."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
 
 
 def phases(text: str, spawned_wall: float) -> dict[str, float]:
@@ -511,7 +483,7 @@ def main(argv: list[str] | None = None) -> None:
         infra.up()
         try:
             boot, redis_url = infra.kafka.bootstrap, infra.redis.url
-            create_topic(boot)
+            create_topic(boot, TOPIC, partitions=1)
             snapshots.ensure_topic(boot)  # as the worker makes it: compacted (auto-creation would not)
             done, prev = 0, None
             for n in args.sizes:

@@ -202,7 +202,8 @@ class WorkerProcess:
         self.log = log
         with open(log, "ab") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO)  # fmt: skip
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True, cwd=REPO)  # fmt: skip
 
     def alive(self) -> bool:
         return self.proc.poll() is None
