@@ -61,7 +61,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,15 +71,13 @@ sys.path.insert(0, str(REPO / "tests"))  # tests/faults.py: a plain module there
 import msgpack  # noqa: E402
 import redis  # noqa: E402
 from faults import (  # noqa: E402
+    GroupRun,
     Outcome,
-    WorkerProcess,
     capture_records,
-    compare,
     expected,
     publish,
     read_topic,
     simulated_records,
-    wait_for,
 )
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
 from kafka.errors import KafkaError  # noqa: E402
@@ -108,58 +106,23 @@ class Kind:
     cuts: tuple[float, float] = CUTS
 
 
-@dataclass
-class Injection:
+@dataclass(kw_only=True)
+class Injection(GroupRun):
     """One fault injected into one run: a consumer group, a Redis database, a forecasts topic."""
 
     lab: Lab
     kind: Kind
     index: int
-    group: str
-    db: int
-    venues: tuple[str, ...]
-    logs: Path
     cut: float = 0.0
     landed: float | None = None  # the fraction committed when the fault ended
     detail: str = ""
     recover_s: float | None = None
     outcome: Outcome | None = None
     error: str = ""
-    workers: list[WorkerProcess] = field(default_factory=list)
-
-    @property
-    def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.lab.servers.redis.port}/{self.db}"
-
-    @property
-    def bootstrap(self) -> str:
-        return self.lab.servers.kafka.bootstrap
-
-    @property
-    def forecasts_topic(self) -> str:
-        return f"md.forecasts.{self.group}"
-
-    @property
-    def topics(self) -> list[str]:
-        return [f"md.raw.{v}" for v in self.venues]
 
     @property
     def ok(self) -> bool:
         return not self.error and self.outcome is not None and self.outcome.exact
-
-    def start(self, name: str) -> WorkerProcess:
-        w = WorkerProcess(self.bootstrap, self.redis_url, self.group, self.venues, self.logs / f"{name}.log",
-                          f"{self.group}-{name}", self.forecasts_topic, f"md.dlq.{self.group}")  # fmt: skip
-        self.workers.append(w)
-        return w
-
-    def wait(self, fraction: float, timeout: float = 300.0) -> float:
-        return wait_for(self.bootstrap, self.group, self.topics, fraction, timeout,
-                        [w for w in self.workers if w.alive()], poll=POLL)  # fmt: skip
-
-    def stop_all(self) -> None:
-        for w in self.workers:
-            w.stop()
 
 
 class Progress:
@@ -432,7 +395,18 @@ class Lab:
         redis.Redis(host="127.0.0.1", port=self.servers.redis.port, db=db).flushdb()
         logs = self.root / "logs" / group
         logs.mkdir(parents=True, exist_ok=True)
-        inj = Injection(self, kind, index, group, db, VENUES.get(kind.slug, ("binance",)), logs)
+        inj = Injection(
+            servers=self.servers,
+            group=group,
+            db=db,
+            venues=VENUES.get(kind.slug, ("binance",)),
+            logs=logs,
+            poll=POLL,
+            wait_timeout=300.0,
+            lab=self,
+            kind=kind,
+            index=index,
+        )
         rng = random.Random(f"{seed}/{kind.slug}/{index}")
         inj.cut = rng.uniform(*kind.cuts)
         try:
@@ -447,7 +421,7 @@ class Lab:
             if not self.servers.redis.pid():
                 self.servers.redis.start()
         try:
-            inj.outcome = compare(self.want(inj.venues), inj.redis_url, self.bootstrap, inj.forecasts_topic)
+            inj.outcome = inj.compare(self.want(inj.venues))
         except Exception as err:
             inj.error = inj.error or f"compare failed: {type(err).__name__}: {err}"
         return inj

@@ -26,6 +26,7 @@ from model.baseline import BaselineForecaster
 from model.forecaster import forecast_records
 from streams.client import ForecastClient
 from streams.config import Settings
+from streams.infra import Infra
 from streams.offsets import committed_offsets
 from streams.pipeline import VenuePipeline, parse_news
 from streams.replay import keyed
@@ -256,6 +257,59 @@ def wait_for(
         if time.monotonic() > deadline:
             raise TimeoutError(f"group {group} committed {f:.1%} of {topics} after {timeout} s, wanted {fraction:.0%}")
         time.sleep(poll)
+
+
+@dataclass
+class GroupRun:
+    """One consumer group's run on `servers`: its own Redis database and output topics, its worker
+    processes (logs under `logs`)."""
+
+    servers: Infra
+    group: str
+    db: int
+    venues: tuple[str, ...]
+    logs: Path
+    poll: float = 0.25  # how often `wait` reads the committed offsets
+    wait_timeout: float = 240.0
+    snapshot_every: int = 500  # records of a partition between state snapshots
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    @property
+    def bootstrap(self) -> str:
+        return self.servers.kafka.bootstrap
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.servers.redis.port}/{self.db}"
+
+    @property
+    def forecasts_topic(self) -> str:
+        return f"md.forecasts.{self.group}"
+
+    @property
+    def topics(self) -> list[str]:
+        return [f"md.raw.{v}" for v in self.venues]
+
+    def start(self, name: str = "w") -> WorkerProcess:
+        w = WorkerProcess(self.bootstrap, self.redis_url, self.group, self.venues, self.logs / f"{name}.log",
+                          f"{self.group}-{name}", self.forecasts_topic, f"md.dlq.{self.group}",
+                          self.snapshot_every)  # fmt: skip
+        self.workers.append(w)
+        return w
+
+    def wait(self, fraction: float, timeout: float | None = None) -> float:
+        return wait_for(self.bootstrap, self.group, self.topics, fraction, timeout or self.wait_timeout,
+                        [w for w in self.workers if w.alive()], poll=self.poll)  # fmt: skip
+
+    def stop_all(self) -> None:
+        for w in self.workers:
+            w.stop()
+
+    def compare(self, want: dict[Key, dict]) -> Outcome:
+        return compare(want, self.redis_url, self.bootstrap, self.forecasts_topic)
+
+    def log_text(self) -> str:
+        return "".join(w.log.read_text(errors="replace") for w in self.workers)
 
 
 def timed(step: Callable[[], object]) -> float:

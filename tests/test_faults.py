@@ -18,14 +18,13 @@ from collections import Counter
 
 import pytest
 from faults import (
+    GroupRun,
     WorkerProcess,
     capture_records,
-    compare,
     expected,
     publish,
     read_topic,
     simulated_records,
-    wait_for,
 )
 
 from streams.config import Settings
@@ -54,44 +53,10 @@ def lab(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def streams(lab, shared_data):
-    """Every venue's stream on `md.raw.<venue>` (4 partitions), and the records as they landed."""
+    """Every captured venue's stream on `md.raw.<venue>` (4 partitions), and the records as they landed."""
     for venue, rel in CAPTURES.items():
         publish(lab.kafka.bootstrap, f"md.raw.{venue}", capture_records(venue, shared_data / rel))
-    for fmt, seed in SIMULATED.items():
-        publish(lab.kafka.bootstrap, f"md.raw.{fmt}", simulated_records(fmt, seed))
-    return {venue: read_topic(lab.kafka.bootstrap, f"md.raw.{venue}", committed_only=False) for venue in VENUES}
-
-
-class Run:
-    """One consumer group's run: its own Redis database and output topics."""
-
-    def __init__(self, lab: Infra, name: str, db: int, venues: tuple[str, ...], tmp_path) -> None:
-        self.lab, self.name, self.venues, self.tmp = lab, name, venues, tmp_path
-        self.redis_url = f"redis://127.0.0.1:{lab.redis.port}/{db}"
-        self.forecasts_topic, self.dlq_topic = f"md.forecasts.{name}", f"md.dlq.{name}"
-        self.topics = [f"md.raw.{v}" for v in venues]
-        self.workers: list[WorkerProcess] = []
-
-    def start(self, worker_id: str = "w") -> WorkerProcess:
-        log = self.tmp / f"{worker_id}.log"
-        w = WorkerProcess(self.lab.kafka.bootstrap, self.redis_url, self.name, self.venues, log,
-                          f"{self.name}-{worker_id}", self.forecasts_topic, self.dlq_topic)  # fmt: skip
-        self.workers.append(w)
-        return w
-
-    def wait(self, fraction: float, timeout: float = 240) -> float:
-        return wait_for(self.lab.kafka.bootstrap, self.name, self.topics, fraction, timeout,
-                        [w for w in self.workers if w.alive()])  # fmt: skip
-
-    def stop_all(self) -> None:
-        for w in self.workers:
-            w.stop()
-
-    def outcome(self, want: dict):
-        return compare(want, self.redis_url, self.lab.kafka.bootstrap, self.forecasts_topic)
-
-    def logs(self) -> str:
-        return "".join(w.log.read_text(errors="replace") for w in self.workers)
+    return {venue: read_topic(lab.kafka.bootstrap, f"md.raw.{venue}", committed_only=False) for venue in CAPTURES}
 
 
 def want_for(streams: dict, venues: tuple[str, ...]) -> dict:
@@ -102,7 +67,7 @@ def want_for(streams: dict, venues: tuple[str, ...]) -> dict:
 
 
 def test_redis_stopped_for_1_5_and_30_s_mid_stream_loses_and_duplicates_nothing(lab, streams, tmp_path):
-    run = Run(lab, "redis-outages", 1, ("binance",), tmp_path)
+    run = GroupRun(lab, "redis-outages", 1, ("binance",), tmp_path)
     w = run.start()
     try:
         for cut, seconds in ((0.15, 1), (0.4, 5), (0.65, 30)):
@@ -115,34 +80,52 @@ def test_redis_stopped_for_1_5_and_30_s_mid_stream_loses_and_duplicates_nothing(
         assert w.alive()
     finally:
         run.stop_all()
-    outcome = run.outcome(want_for(streams, run.venues))
+    outcome = run.compare(want_for(streams, run.venues))
     assert outcome.exact, outcome
-    log = run.logs()
+    log = run.log_text()
     assert "waiting for redis" in log and "redis is back" in log
 
 
 @pytest.mark.parametrize("venue", VENUES)
-def test_sigkill_at_random_points_loses_and_duplicates_nothing(lab, streams, venue, tmp_path):
+def test_sigkill_at_random_points_loses_and_duplicates_nothing(venue, shared_data, tmp_path):
+    """Servers of its own, and the stream published in three parts at seeded random cut points, so
+    that every kill lands before the stream's end however fast the worker is (the Kraken capture
+    takes it under a second): the first worker commits the first part, then is killed at a random
+    moment once the second is published; the second worker at a random moment once the third is;
+    a last one finishes. Snapshots every 100 records: the restarts restore from one."""
     rng = random.Random(f"sigkill-{venue}")
-    run = Run(lab, f"kill-{venue}", 2 + VENUES.index(venue), (venue,), tmp_path)
-    cuts = sorted(rng.uniform(0.1, 0.8) for _ in range(2))
+    if venue in CAPTURES:
+        records = capture_records(venue, shared_data / CAPTURES[venue])
+    else:
+        records = simulated_records(venue, SIMULATED[venue])
+    a, b = sorted(rng.sample(range(len(records) // 4, 3 * len(records) // 4), 2))
+    topic = f"md.raw.{venue}"
+    servers = Infra.on_free_ports(tmp_path / "servers")
+    servers.up()
+    run = GroupRun(servers, f"kill-{venue}", 1, (venue,), tmp_path, snapshot_every=100)
     try:
-        for i, cut in enumerate(cuts):
-            w = run.start(f"w{i}")
-            run.wait(cut)
-            w.kill()
-        run.start("last")
+        publish(servers.kafka.bootstrap, topic, records[:a])
+        w = run.start("w0")
         run.wait(1.0)
+        for name, part in (("w1", records[a:b]), ("last", records[b:])):
+            publish(servers.kafka.bootstrap, topic, part)
+            time.sleep(rng.uniform(0.0, 2.0))
+            w.kill()
+            w = run.start(name)
+        run.wait(1.0)
+        raw = read_topic(servers.kafka.bootstrap, topic, committed_only=False)
+        assert len(raw) == len(records)
+        outcome = run.compare(expected(venue, raw))
     finally:
         run.stop_all()
-    outcome = run.outcome(want_for(streams, run.venues))
+        servers.down()
     assert outcome.exact, outcome
-    assert "from snapshot at offset" in run.logs(), "no restart used a snapshot"
+    assert "from snapshot at offset" in run.log_text(), "no restart used a snapshot"
 
 
 def test_three_workers_with_rebalances_and_one_killed_publish_every_forecast_once_in_order(lab, streams, tmp_path):
     venues = tuple(CAPTURES)
-    run = Run(lab, "three", 8, venues, tmp_path)
+    run = GroupRun(lab, "three", 8, venues, tmp_path)
     try:
         run.start("a")
         run.wait(0.1)
@@ -154,7 +137,7 @@ def test_three_workers_with_rebalances_and_one_killed_publish_every_forecast_onc
         run.wait(1.0)
     finally:
         run.stop_all()
-    outcome = run.outcome(want_for(streams, venues))
+    outcome = run.compare(want_for(streams, venues))
     assert outcome.exact, outcome
 
 
@@ -173,7 +156,7 @@ def test_a_broker_outage_loses_nothing_and_headlines_after_it_still_reach_the_wi
         boot = servers.kafka.bootstrap
         publish(boot, "md.raw.kraken", records[:cut])
         head = Counter(m.partition for m in read_topic(boot, "md.raw.kraken", committed_only=False))
-        run = Run(servers, "outage", 1, ("kraken",), tmp_path)
+        run = GroupRun(servers, "outage", 1, ("kraken",), tmp_path)
         w = run.start()
         try:
             run.wait(0.4)
@@ -191,9 +174,9 @@ def test_a_broker_outage_loses_nothing_and_headlines_after_it_still_reach_the_wi
         raw = read_topic(boot, "md.raw.kraken", committed_only=False)
         want = expected("kraken", raw, {(p, n): [headline] for p, n in head.items()})
         assert any(r["news_ts"] == news_ts for r in want.values()), "the headline reaches no window: nothing tested"
-        outcome = run.outcome(want)
+        outcome = run.compare(want)
         assert outcome.exact, outcome
-        log = run.logs()
+        log = run.log_text()
         floods = ("Unable connect to node", "Unable to update metadata", "Connection attempt", "Unable to connect")
         assert sum(log.count(f) for f in floods) < 200, "the outage flooded the log"
     finally:
