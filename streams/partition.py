@@ -212,10 +212,7 @@ class Partition:
                 continue
             if m.offset > at:
                 await self._fill_gap(pipe, at, m.offset, windows, rejects)
-            ws, rej = pipe.process(m.key, m.value, p, m.offset)
-            windows += ws
-            if rej is not None:
-                rejects.append(rej)
+            _apply(pipe, m, windows, rejects)
         end = pipe.position.get(p, 0)
         if end == start:
             return
@@ -243,10 +240,7 @@ class Partition:
         gap = await until_done(lambda: self._in_thread(lambda: list(read())), f"reading {self.name} [{start}, {end})",
                                self.s.waits)  # fmt: skip
         for m in gap:
-            ws, rej = pipe.process(m.key, m.value, self.partition, m.offset)
-            windows += ws
-            if rej is not None:
-                rejects.append(rej)
+            _apply(pipe, m, windows, rejects)
         pipe.position[self.partition] = end
         self.stats.gaps += 1
         self.stats.gap_records += len(gap)
@@ -291,3 +285,11 @@ class Partition:
         log.debug("%s: snapshot at offset %d, %d bytes in %.1f ms", self.name, pipe.position.get(self.partition, 0),
                   len(value), (time.perf_counter() - t0) * 1e3)  # fmt: skip
         return snapshots.state_key(s.app_id, self.topic, self.partition), value
+
+
+def _apply(pipe: VenuePipeline, m: Record, windows: list[Window], rejects: list[Rejected]) -> None:
+    """One record through the pipeline, its windows and rejection (if any) onto the batch's."""
+    ws, rej = pipe.process(m.key, m.value, m.partition, m.offset)
+    windows += ws
+    if rej is not None:
+        rejects.append(rej)
