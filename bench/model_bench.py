@@ -43,7 +43,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.network import FIELDS, ModelConfig, OrderFlowModel
+from model.network.orderflow import FIELDS, ModelConfig, OrderFlowModel
 
 BATCHES = (1, 8, 64, 256, 1024)
 CPU_MAX_BATCH = 256
@@ -91,7 +91,7 @@ def ref_inputs(b: int, device: torch.device, gen: torch.Generator) -> Batch:
 
 def load_ours(checkpoint: Path | None, preset: str) -> OrderFlowModel:
     if checkpoint is not None:
-        from model.checkpoint import load
+        from model.network.checkpoint import load
 
         return load(checkpoint, "cpu")[0]
     return OrderFlowModel(getattr(ModelConfig, preset)()).eval()

@@ -79,13 +79,13 @@ from kafka.errors import (  # noqa: E402
     TopicAlreadyExistsError,
 )
 
-from model.baseline import BaselineForecaster  # noqa: E402
-from model.forecaster import forecast_records  # noqa: E402
+from model.serving.baseline import BaselineForecaster  # noqa: E402
+from model.serving.forecaster import forecast_records  # noqa: E402
 from orderbook.venues import feed_class  # noqa: E402
 from orderbook.windows import Window  # noqa: E402
 from streams.config import Settings  # noqa: E402
 from streams.pipeline import VenuePipeline  # noqa: E402
-from streams.replay import DLQ_TOPIC, FORECASTS_TOPIC, RAW_TOPIC  # noqa: E402
+from streams.publish import DLQ_TOPIC, FORECASTS_TOPIC, RAW_TOPIC  # noqa: E402
 from streams.sink import CHANNEL, HIST, LATEST, RedisSink  # noqa: E402
 
 BINANCE = "binance-hftbacktest"
@@ -200,7 +200,7 @@ def create_topics(bootstrap: str, names: Iterable[str]) -> None:
 
 
 def producer_opts(bootstrap: str) -> dict[str, Any]:
-    """streams.replay's settings (acks=all, linger 5 ms, 1 MB batches) on aiokafka: kafka-python's
+    """streams.publish's settings (acks=all, linger 5 ms, 1 MB batches) on aiokafka: kafka-python's
     producer manages about 15k records/s here, less than the rate to offer."""
     return {"bootstrap_servers": bootstrap, "acks": "all", "linger_ms": 5, "max_batch_size": 1 << 20,
             "max_request_size": 16 << 20}  # fmt: skip

@@ -5,7 +5,7 @@
 
 One run, on a broker and Redis of its own (`streams.infra`, free loopback ports, a temporary
 state folder, always stopped at the end). The single-partition topic `md.raw.itch` grows to each
-size N of `--sizes` in turn: simulated ITCH 5.0 (model.simulator, 10 symbols over one trading day,
+size N of `--sizes` in turn: simulated ITCH 5.0 (model.sim.engine, 10 symbols over one trading day,
 the activity chosen so the day holds the largest size; generated once, keyed by symbol as
 `megatrading simulate --kafka` keys it) is produced prefix by prefix with kafka-python.
 
@@ -66,7 +66,7 @@ from orderbook.snapshot import dump_state  # noqa: E402
 from streams import recovery, snapshots  # noqa: E402
 from streams.config import Settings  # noqa: E402
 from streams.offsets import committed  # noqa: E402
-from streams.replay import RAW_TOPIC  # noqa: E402
+from streams.publish import RAW_TOPIC  # noqa: E402
 from streams.retry import Waits  # noqa: E402
 from streams.txn import PartitionCommitter  # noqa: E402
 
@@ -109,8 +109,9 @@ def stream(n: int, seed: int) -> list[Msg]:
     symbols' activity set so the day holds them; keyed as `megatrading simulate --kafka` keys."""
     from tqdm import tqdm
 
-    from model.sim_writers import messages
-    from model.simulator import DAY_NS, SimConfig, default_symbols, simulate
+    from model.sim.engine import DAY_NS, SimConfig, default_symbols
+    from model.sim.run import simulate
+    from model.sim.writers import messages
 
     per_day = max(100.0, n / N_SYMBOLS / EVENTS_PER_NOMINAL)
     while True:

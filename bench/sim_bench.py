@@ -20,9 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.anomalies import KINDS
-from model.sim_writers import write
-from model.simulator import DAY_NS, SEC, SimConfig, simulate
+from model.sim.anomalies import KINDS
+from model.sim.engine import DAY_NS, SEC, SimConfig
+from model.sim.run import simulate
+from model.sim.writers import write
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,7 @@ from aiokafka import AIOKafkaProducer
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
-from model.forecaster import PREDICTION_FIELDS, RECORD_FIELDS
+from model.serving.forecaster import PREDICTION_FIELDS, RECORD_FIELDS
 from streams.infra import Infra
 from streams.retry import Waits
 from streams.txn import Out, PartitionCommitter

@@ -29,19 +29,18 @@ from typing import Any
 
 import faust
 
-from model.forecaster import SCHEMA, Forecaster, load_forecaster
+from model.serving.forecaster import SCHEMA, Forecaster, load_forecaster
 from orderbook.errors import FeedError
-
-from . import snapshots
-from .batcher import MicroBatcher
-from .config import Settings
-from .logfilter import install_rate_limits
-from .news import NewsListener
-from .partition import NEWS_KEPT, News, Partition, Services
-from .pipeline import parse_news
-from .replay import NEWS_TOPIC, RAW_TOPIC
-from .retry import Waits, until_done
-from .sink import RedisSink
+from streams import snapshots
+from streams.batcher import MicroBatcher
+from streams.config import Settings
+from streams.logfilter import install_rate_limits
+from streams.news import NewsListener
+from streams.partition import NEWS_KEPT, News, Partition, Services
+from streams.pipeline import parse_news
+from streams.publish import NEWS_TOPIC, RAW_TOPIC
+from streams.retry import Waits, until_done
+from streams.sink import RedisSink
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from model.forecaster import Forecaster, Prediction
+from model.serving.forecaster import Forecaster, Prediction
 from orderbook.windows import Window
 
 log = logging.getLogger(__name__)

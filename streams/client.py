@@ -13,9 +13,8 @@ from collections.abc import Iterator
 
 import redis
 
-from model.forecaster import RECORD_FIELDS
-
-from .sink import ALERTS, HIST, LATEST
+from model.serving.forecaster import RECORD_FIELDS
+from streams.sink import ALERTS, HIST, LATEST
 
 _INT_FIELDS = frozenset({"event_ts", "emitted_ts", "seq", "window", "best_bid", "best_ask", "news_ts", "schema"})
 _STR_FIELDS = frozenset({"venue", "symbol", "model", "reason"})

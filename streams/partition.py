@@ -30,16 +30,15 @@ from typing import Any, Protocol, TypeVar
 
 import msgpack
 
-from model.forecaster import Forecaster, forecast_records
+from model.serving.forecaster import Forecaster, forecast_records
 from orderbook.windows import Window
-
-from . import recovery, snapshots
-from .batcher import MicroBatcher
-from .config import Settings
-from .pipeline import Rejected, VenuePipeline
-from .retry import Backoff, Waits, until_done
-from .sink import RedisSink
-from .txn import Fenced, Out, PartitionCommitter
+from streams import recovery, snapshots
+from streams.batcher import MicroBatcher
+from streams.config import Settings
+from streams.pipeline import Rejected, VenuePipeline
+from streams.retry import Backoff, Waits, until_done
+from streams.sink import RedisSink
+from streams.txn import Fenced, Out, PartitionCommitter
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,9 @@ from kafka.errors import KafkaTimeoutError
 
 from orderbook.snapshot import SnapshotError
 from orderbook.windows import WindowConfig
-
-from . import snapshots
-from .offsets import committed
-from .pipeline import VenuePipeline
+from streams import snapshots
+from streams.offsets import committed
+from streams.pipeline import VenuePipeline
 
 log = logging.getLogger(__name__)
 

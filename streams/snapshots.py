@@ -50,8 +50,7 @@ from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
 from orderbook.snapshot import SnapshotError, dump_state, load_state
 from orderbook.venue_windows import VenueWindows
 from orderbook.windows import WindowConfig
-
-from .pipeline import VenuePipeline
+from streams.pipeline import VenuePipeline
 
 log = logging.getLogger(__name__)
 

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import InvalidProducerEpoch, ProducerFenced, TransactionalIdAuthorizationFailed
 
-from .offsets import Committed, committed
-from .retry import Waits, until_done
-from .snapshots import STATE_TOPIC, Pointer, parse_pointer
+from streams.offsets import Committed, committed
+from streams.retry import Waits, until_done
+from streams.snapshots import STATE_TOPIC, Pointer, parse_pointer
 
 log = logging.getLogger(__name__)
 

@@ -22,14 +22,14 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from model.baseline import BaselineForecaster
-from model.forecaster import forecast_records
+from model.serving.baseline import BaselineForecaster
+from model.serving.forecaster import forecast_records
 from streams.client import ForecastClient
 from streams.config import Settings
 from streams.infra import Infra
 from streams.offsets import committed_offsets
 from streams.pipeline import VenuePipeline, parse_news
-from streams.replay import keyed
+from streams.publish import keyed
 
 REPO = Path(__file__).resolve().parents[1]
 PARTITIONS = 4
@@ -74,8 +74,9 @@ def capture_records(venue: str, path: Path, limit: int | None = None) -> list[tu
 def simulated_records(fmt: str, seed: int, symbols: int = 3, minutes: int = 20) -> list[tuple[bytes, bytes]]:
     """A simulated stream in a venue's format (no headlines: their timing would make a run's
     windows depend on when the listener read them)."""
-    from model.sim_writers import messages
-    from model.simulator import SEC, SimConfig, simulate
+    from model.sim.engine import SEC, SimConfig
+    from model.sim.run import simulate
+    from model.sim.writers import messages
 
     result = simulate(SimConfig(n_symbols=symbols, duration_ns=minutes * 60 * SEC, seed=seed))
     return [(m.symbol.encode(), m.raw) for m in messages(fmt, result)]

@@ -12,12 +12,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from model.anomalies import KINDS  # noqa: E402
-from model.dataset import build, save, sim_source  # noqa: E402
-from model.evaluate import model_outputs  # noqa: E402
-from model.simulator import SimConfig  # noqa: E402
-from model.tokens import Tokenizer  # noqa: E402
-from model.train import train  # noqa: E402
+from model.evaluation.evaluate import model_outputs  # noqa: E402
+from model.network.tokens import Tokenizer  # noqa: E402
+from model.sim.anomalies import KINDS  # noqa: E402
+from model.sim.engine import SimConfig  # noqa: E402
+from model.training.dataset import build, save, sim_source  # noqa: E402
+from model.training.train import train  # noqa: E402
 
 SEC = 1_000_000_000
 TRAIN = SimConfig(n_symbols=2, duration_ns=900 * SEC, seed=21, anomaly_rates={"spoofing": 12.0})

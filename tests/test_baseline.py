@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from model.baseline import BaselineForecaster, robust_z
-from model.forecaster import HORIZONS, PREDICTION_FIELDS, RECORD_FIELDS, forecast_record
-from model.synthetic import generate
+from model.serving.baseline import BaselineForecaster, robust_z
+from model.serving.forecaster import HORIZONS, PREDICTION_FIELDS, RECORD_FIELDS, forecast_record
+from model.sim.itch_day import itch_day_stream
 from orderbook.book import L2Book
 from orderbook.errors import FeedError
 from orderbook.events import Event, Kind, Side
@@ -20,7 +20,7 @@ def itch_windows(n=6000, symbol="AAPL"):
     feed = ItchFeed()
     builder = WindowBuilder(WindowConfig(every_events=64), FeatureState(tick=100))
     out = []
-    for raw in generate(3, n).messages:
+    for raw in itch_day_stream(3, n).messages:
         try:
             events = feed.on_message(raw)
         except FeedError:

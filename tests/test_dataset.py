@@ -9,8 +9,11 @@ import json
 import numpy as np
 import pytest
 
-from model.anomalies import KINDS, write_labels
-from model.dataset import (
+from model.network.tokens import Tokenizer
+from model.sim.anomalies import KINDS, write_labels
+from model.sim.engine import SEC, SimConfig
+from model.sim.run import simulate
+from model.training.dataset import (
     REAL_FILES,
     TARGETS,
     DatasetConfig,
@@ -22,12 +25,10 @@ from model.dataset import (
     sim_source,
     split_by_seed,
 )
-from model.simulator import SEC, SimConfig, simulate
-from model.tokens import Tokenizer
 from orderbook.book import L3Book
 from orderbook.events import Kind, Side
 from orderbook.features import FEATURE_NAMES, depth_levels
-from streams import dataset_cli
+from streams.cli import dataset as dataset_cli
 
 MAIN = SimConfig(n_symbols=2, duration_ns=600 * SEC, seed=1, news_rate=12.0,
                  anomaly_rates={"quote_stuffing": 6.0, "spoofing": 3.0})  # fmt: skip

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.synthetic import generate
+from model.sim.itch_day import itch_day_stream
 from orderbook.errors import DecodeError, FeedError
 from orderbook.events import Kind, Side
 from orderbook.numbers import parse_fixed
@@ -246,7 +246,7 @@ def _assert_same(messages: list[bytes]) -> list[Any]:
 @given(st.integers(0, 2**32))
 def test_itch_fast_path_equals_general_path_on_generated_days(seed: int) -> None:
     """Every type, unknown references included (the generator writes some)."""
-    results = _assert_same(generate(seed, 300).messages)
+    results = _assert_same(itch_day_stream(seed, 300).messages)
     assert sum(1 for r in results if isinstance(r, list) and r) > 250
 
 

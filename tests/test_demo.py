@@ -4,7 +4,7 @@ from streams.cli import main
 
 
 def test_streaming_demo_runs_end_to_end(capsys):
-    from streams.demo import demo_model
+    from streams.cli.demo import demo_model
 
     assert main(["demo", "--minutes", "3", "--symbols", "2", "--seed", "3"]) == 0
     out = capsys.readouterr().out

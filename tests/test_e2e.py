@@ -17,12 +17,12 @@ from faults import committed_fraction as fraction_committed
 from faults import wait_for as wait_until
 from kafka import KafkaProducer
 
-from model.baseline import BaselineForecaster
-from model.forecaster import forecast_records
+from model.serving.baseline import BaselineForecaster
+from model.serving.forecaster import forecast_records
 from streams.client import ForecastClient
 from streams.config import Settings
 from streams.pipeline import VenuePipeline
-from streams.replay import replay
+from streams.publish import replay
 
 CAPTURES = {
     "kraken": "cryptofeed-captures/KRAKEN.ws.50.0.gz",

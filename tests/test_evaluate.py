@@ -11,8 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
-from model.baseline import BaselineForecaster
-from model.evaluate import (
+from model.evaluation.evaluate import (
     TARGETS,
     IsolationForest,
     auroc,
@@ -28,6 +27,7 @@ from model.evaluate import (
     unnormalize,
     zscore_anomaly,
 )
+from model.serving.baseline import BaselineForecaster
 
 # --------------------------------------------------------------------------- ranking
 
@@ -193,9 +193,9 @@ ALL = {k: 8.0 for k in ("spoofing", "quote_stuffing", "flash_crash", "layering")
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A two-seed dataset; a tiny model trained (5 steps) on seed 1; seed 2 held out."""
-    from model.dataset import build, save, sim_source, split_by_seed
-    from model.simulator import SimConfig
-    from model.train import train
+    from model.sim.engine import SimConfig
+    from model.training.dataset import build, save, sim_source, split_by_seed
+    from model.training.train import train
 
     d = tmp_path_factory.mktemp("eval")
     cfgs = [SimConfig(n_symbols=2, duration_ns=240 * SEC, seed=s, anomaly_rates=ALL, news_rate=10) for s in (1, 2)]
@@ -213,7 +213,7 @@ def _png_ok(path) -> bool:
 
 
 def test_evaluate_writes_the_table_and_plots_for_a_tiny_model(tiny):
-    from model.evaluate import TARGETS, evaluate
+    from model.evaluation.evaluate import TARGETS, evaluate
 
     ev = evaluate(tiny / "held.npz", [tiny / "ckpt"], tiny / "out")
     md = (tiny / "out" / "evaluation.md").read_text()
@@ -228,14 +228,14 @@ def test_evaluate_writes_the_table_and_plots_for_a_tiny_model(tiny):
     assert all(math.isfinite(ev.crps[t]["model"]) for t in TARGETS)
     assert ev.crps["spread_h10"]["persistence"] > 0 and 1.0 < ev.perplexity["model"]["all"] < math.inf
     # the liquidity metrics leave out windows without a target
-    import model.dataset as dataset
+    import model.training.dataset as dataset
 
     held = dataset.load(tiny / "held.npz")
     assert ev.n_liquidity["spread_h100"] == int(held.arrays["target_mask"][:, 1].sum()) < len(held)
 
 
 def test_evaluate_compares_several_models_side_by_side(tiny):
-    from model.evaluate import evaluate
+    from model.evaluation.evaluate import evaluate
 
     ev = evaluate(tiny / "held.npz", [tiny / "ckpt", tiny / "ckpt"], tiny / "two", names=["full", "no-text"])
     assert {"full", "no-text"} <= set(ev.anomaly["overall"]) and {"full", "no-text"} <= set(ev.crps["mid_h10"])
@@ -246,16 +246,16 @@ def test_evaluate_compares_several_models_side_by_side(tiny):
 
 
 def test_evaluate_refuses_seeds_the_model_was_trained_on(tiny):
-    from model.evaluate import evaluate
+    from model.evaluation.evaluate import evaluate
 
     with pytest.raises(ValueError, match="trained on seeds \\[1\\]"):
         evaluate(tiny / "train.npz", [tiny / "ckpt"], tiny / "seen")
 
 
 def test_evaluate_refuses_windows_tokenized_by_another_tokenizer(tiny):
-    from model.dataset import build, save, sim_source
-    from model.evaluate import evaluate
-    from model.simulator import SimConfig
+    from model.evaluation.evaluate import evaluate
+    from model.sim.engine import SimConfig
+    from model.training.dataset import build, save, sim_source
 
     path, _ = save(build([sim_source(SimConfig(n_symbols=1, duration_ns=120 * SEC, seed=9))]), tiny / "other.npz")
     with pytest.raises(ValueError, match="another tokenizer"):
@@ -263,7 +263,7 @@ def test_evaluate_refuses_windows_tokenized_by_another_tokenizer(tiny):
 
 
 def test_evaluate_command_prints_the_table(tiny, capsys):
-    from streams.eval_cli import register
+    from streams.cli.evaluate import register
 
     p = argparse.ArgumentParser()
     register(p.add_subparsers(dest="command"))

@@ -10,12 +10,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from model.dataset import build, save, sim_source  # noqa: E402
-from model.forecaster import HORIZONS, PREDICTION_FIELDS, forecast_records  # noqa: E402
-from model.generative import GenerativeForecaster, prob_above_zero  # noqa: E402
-from model.sim_writers import messages  # noqa: E402
-from model.simulator import SimConfig  # noqa: E402
-from model.train import train  # noqa: E402
+from model.serving.forecaster import HORIZONS, PREDICTION_FIELDS, forecast_records  # noqa: E402
+from model.serving.orderflow import GenerativeForecaster, prob_above_zero  # noqa: E402
+from model.sim.engine import SimConfig  # noqa: E402
+from model.sim.writers import messages  # noqa: E402
+from model.training.dataset import build, save, sim_source  # noqa: E402
+from model.training.train import train  # noqa: E402
 from streams.pipeline import VenuePipeline  # noqa: E402
 
 SEC = 1_000_000_000
@@ -32,7 +32,7 @@ def checkpoint_dir(tmp_path_factory):
 
 def live_windows(seed: int = 6):
     """Windows as the worker cuts them, from a simulated stream the model never saw."""
-    from model.simulator import simulate
+    from model.sim.run import simulate
 
     pipe = VenuePipeline("itch")
     out = []

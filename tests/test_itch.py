@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.synthetic import OPEN_NS, generate
+from model.sim.itch_day import OPEN_NS, itch_day_stream
 from orderbook.errors import DecodeError, FeedError, OversizedMessage, UnknownMessageType, UnknownOrder, UnknownSymbol
 from orderbook.events import (
     FLAG_AGGRESSOR_ASK,
@@ -190,7 +190,7 @@ def test_itch_unknown_order_reference_raises_and_leaves_the_book_unchanged(raw: 
 
 
 def test_itch_generated_stream_rejects_exactly_its_unknown_references() -> None:
-    s = generate(11, 800)
+    s = itch_day_stream(11, 800)
     f = ItchFeed()
     rejected = []
     for i, raw in enumerate(s.messages):
@@ -225,7 +225,7 @@ def test_itch_keys_of_a_replayed_day_put_every_message_of_a_stock_in_one_partiti
     """`megatrading replay` keys a file's messages with a fresh feed's `key` alone: the stock
     directory (R) must teach it the locates, or a delete (locate only) is keyed "locate:N" and
     lands in another partition than its order's add, whose book that worker does not hold."""
-    stream = generate(seed=3, n=600)
+    stream = itch_day_stream(seed=3, n=600)
     feed = ItchFeed()
     keys = [feed.key(raw) for raw in stream.messages]
     by_locate: dict[int, set[str]] = {}
@@ -283,7 +283,7 @@ def test_itch_c_with_a_bad_printable_flag_is_malformed() -> None:
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_itch_read_capture_strips_prefixes_raw_or_gzipped(tmp_path: Path, gz: bool) -> None:
-    s = generate(3, 100)
+    s = itch_day_stream(3, 100)
     data = frame(s.messages)
     path = tmp_path / "day.itch"
     path.write_bytes(gzip.compress(data) if gz else data)
@@ -318,7 +318,7 @@ def _expected_rows(messages: list[bytes], levels: int) -> list[str]:
 
 
 def test_itch_cli_book_writes_the_feeds_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    s = generate(5, 600)
+    s = itch_day_stream(5, 600)
     path = tmp_path / "s.itch"
     path.write_bytes(frame(s.messages))
     out = tmp_path / "book.csv"

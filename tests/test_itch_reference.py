@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.synthetic import SYMBOLS, Stream, generate
+from model.sim.itch_day import SYMBOLS, Stream, itch_day_stream
 from orderbook.book import L3Book
 from orderbook.errors import FeedError
 from orderbook.events import Side
@@ -86,7 +86,7 @@ def _their_rows(table: dict[str, np.ndarray], names: dict[int, str], cols: list[
 
 @pytest.mark.parametrize(("seed", "preopen"), [(1, False), (2, True), (3, True), (4, False)])
 def test_itch_bbo_and_depth_equal_itch_books_at_every_change(tmp_path: Path, seed: int, preopen: bool) -> None:
-    s = generate(seed, 1500, SYMBOLS, preopen_orders=preopen)
+    s = itch_day_stream(seed, 1500, SYMBOLS, preopen_orders=preopen)
     tables = _itch_book_tables(_write(tmp_path, s), ("bbo", "depth"))
     ours_bbo, ours_depth, locates = _our_changes(s.messages, DEPTH)
     names = {loc: sym for loc, sym in locates.items()}
@@ -101,7 +101,7 @@ def test_itch_bbo_and_depth_equal_itch_books_at_every_change(tmp_path: Path, see
 
 
 def test_itch_seq_is_itch_books_seq_plus_skipped_frames(tmp_path: Path) -> None:
-    s = generate(7, 400)
+    s = itch_day_stream(7, 400)
     junk = [b"Z" + bytes(20), s.messages[10][:-1], encode("D", order_ref=1) + b"\0"]
     msgs = list(s.messages)
     where = [8, 50, 200]
@@ -161,7 +161,7 @@ def test_lobster_rebuild_of_itch_books_export_equals_its_orderbook_file(tmp_path
     compared.
     """
     levels = 10
-    s = generate(seed, 1500, SYMBOLS[:3], preopen_orders=False)
+    s = itch_day_stream(seed, 1500, SYMBOLS[:3], preopen_orders=False)
     messages, orderbook = _lobster_export(tmp_path, s, symbol, levels)
     feed = LobsterFeed(symbol=symbol)
     ours = []
@@ -185,7 +185,7 @@ def test_lobster_rows_we_write_from_itch_equal_itch_books_export(tmp_path: Path)
     compared after parsing: itch-book prints the time as a float, e.g. `34200.00198993`,
     which still parses to the exact nanosecond). itch-book also writes operational halts (h)
     as type-7 rows; our feed keeps h out of the book's status, so those rows are left out."""
-    symbol, s = "MSFT", generate(31, 1200, SYMBOLS[:3])
+    symbol, s = "MSFT", itch_day_stream(31, 1200, SYMBOLS[:3])
     messages, _ = _lobster_export(tmp_path, s, symbol, 5)
     feed, writer, ours = ItchFeed(), LobsterWriter(5), []
     h_times = set()

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.synthetic import SYMBOLS, generate
+from model.sim.itch_day import SYMBOLS, itch_day_stream
 from orderbook.errors import DecodeError, FeedError, OversizedMessage, UnknownMessageType, UnknownOrder, UnknownSymbol
 from orderbook.events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, FLAG_CROSS, FLAG_HIDDEN, Kind, Side, Status
 from orderbook.venues.itch import ItchFeed
@@ -152,7 +152,7 @@ def test_lobster_encode_row_round_trips_every_single_row_kind() -> None:
 
 def _itch_events(seed: int, n: int = 800):
     feed = ItchFeed()
-    for raw in generate(seed, n, SYMBOLS[:2]).messages:
+    for raw in itch_day_stream(seed, n, SYMBOLS[:2]).messages:
         try:
             events = feed.on_message(raw)
         except UnknownOrder:

@@ -9,8 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from model import checkpoint  # noqa: E402
-from model.network import (  # noqa: E402
+from model.network import checkpoint  # noqa: E402
+from model.network.orderflow import (  # noqa: E402
     ANCHOR_FLOOR,
     ANCHOR_HALFLIFE,
     ANCHOR_STATS,
@@ -25,7 +25,7 @@ from model.network import (  # noqa: E402
     to_batch,
     weighted_quantile,
 )
-from model.train import loss_parts, make_optimizer  # noqa: E402
+from model.training.train import loss_parts, make_optimizer  # noqa: E402
 from orderbook.features import FEATURE_NAMES  # noqa: E402
 
 SHAPES = dict(n_events=24, n_rows=6, n_features=len(FEATURE_NAMES), max_news=2, news_len=4, text_vocab=64)
@@ -216,7 +216,7 @@ def _set_rows(batch: dict, column: str, values: list[float]) -> None:
 
 
 def test_anchor_band_is_persistence_inside_the_weighted_quantiles_or_the_ewma_band_of_the_same_rows():
-    from model.baseline import level_forecasts
+    from model.serving.baseline import level_forecasts
 
     model, batch = model_and_batch(b=6)
     rng = np.random.default_rng(3)
@@ -297,7 +297,7 @@ def test_an_ablated_part_does_not_reach_the_outputs(part):
 
 
 def test_the_volume_rate_from_the_traded_tokens_goes_to_the_head_as_an_input():
-    from model.evaluate import traded_lots_per_message
+    from model.evaluation.evaluate import traded_lots_per_message
 
     model, batch = model_and_batch(b=4)
     medians = np.arange(1, model.config.vocab["size"], dtype=np.float64) * 10.0

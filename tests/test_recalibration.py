@@ -5,8 +5,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from model import checkpoint, recalibration  # noqa: E402
-from model.network import (  # noqa: E402
+from model.network import checkpoint, recalibration  # noqa: E402
+from model.network.orderflow import (  # noqa: E402
     QUANTILES,
     RECAL_BAND,
     TARGETS,

@@ -10,12 +10,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from model.dataset import DatasetConfig, build, save, sim_source  # noqa: E402
-from model.generative import GenerativeForecaster  # noqa: E402
-from model.scenarios import Cut, check_book, generate, load_state, parse_state, window_config  # noqa: E402
-from model.sim_writers import write  # noqa: E402
-from model.simulator import OPEN_NS, SimConfig, simulate  # noqa: E402
-from model.train import train  # noqa: E402
+from model.serving.orderflow import GenerativeForecaster  # noqa: E402
+from model.serving.scenarios import Cut, check_book, generate_scenarios, load_state, parse_state, window_config  # noqa: E402
+from model.sim.engine import OPEN_NS, SimConfig  # noqa: E402
+from model.sim.run import simulate  # noqa: E402
+from model.sim.writers import write  # noqa: E402
+from model.training.dataset import DatasetConfig, build, save, sim_source  # noqa: E402
+from model.training.train import train  # noqa: E402
 from orderbook.book import L3Book  # noqa: E402
 from orderbook.events import Side  # noqa: E402
 from orderbook.venues.itch import ItchFeed  # noqa: E402
@@ -71,7 +72,7 @@ def test_parse_state_reads_a_time_or_a_record_count():
 
 def _paths(forecaster, state_args, seed, on_step=None, n=4, horizon=12):
     state = load_state(*state_args, horizon=horizon)
-    return generate(forecaster, state, horizon, n, seed=seed, on_step=on_step)
+    return generate_scenarios(forecaster, state, horizon, n, seed=seed, on_step=on_step)
 
 
 def _flow(result):
@@ -126,7 +127,7 @@ def test_check_book_reports_a_crossed_book():
 def test_the_cli_writes_charts_csv_and_stylized_facts(setup, tmp_path):
     import argparse
 
-    from streams.scenarios_cli import register
+    from streams.cli.scenarios import register
 
     ckpt, itch, symbol = setup
     parser = argparse.ArgumentParser()

@@ -8,12 +8,13 @@ import json
 
 import pytest
 
-from model.baseline import BaselineForecaster
-from model.forecaster import PREDICTION_FIELDS
-from model.scoring import COLUMNS, read_news, read_records, row, score_windows, stream_windows
-from model.simulator import SimConfig, simulate
+from model.serving.baseline import BaselineForecaster
+from model.serving.forecaster import PREDICTION_FIELDS
+from model.serving.scoring import COLUMNS, read_news, read_records, row, score_windows, stream_windows
+from model.sim.engine import SimConfig
+from model.sim.run import simulate
 from orderbook.venues import feed_class
-from streams.eval_cli import register
+from streams.cli.evaluate import register
 from streams.pipeline import VenuePipeline
 
 SEC = 1_000_000_000
@@ -22,7 +23,7 @@ SEC = 1_000_000_000
 @pytest.fixture(scope="module")
 def sim_dir(tmp_path_factory):
     """A short simulated ITCH day written as `megatrading simulate --out` writes it, with headlines."""
-    from streams.simulate import write_outputs
+    from streams.cli.simulate import write_outputs
 
     d = tmp_path_factory.mktemp("score")
     result = simulate(SimConfig(n_symbols=2, duration_ns=300 * SEC, seed=11, news_rate=60,
@@ -95,7 +96,7 @@ def test_score_command_writes_one_csv_row_per_window(sim_dir, tmp_path):
 
 
 def test_unusable_records_are_skipped_and_counted_as_the_worker_dead_letters_them(sim_dir):
-    from model.scoring import StreamWindows
+    from model.serving.scoring import StreamWindows
 
     _, path = sim_dir
     records = list(read_records([path], "itch"))
@@ -115,9 +116,9 @@ def test_news_file_errors_name_the_line(tmp_path):
 
 def test_generative_scores_equal_the_served_models_forecasts(sim_dir, tmp_path):
     pytest.importorskip("torch")
-    from model.dataset import build, save, sim_source
-    from model.generative import GenerativeForecaster
-    from model.train import train
+    from model.serving.orderflow import GenerativeForecaster
+    from model.training.dataset import build, save, sim_source
+    from model.training.train import train
 
     data, _ = save(build([sim_source(SimConfig(n_symbols=1, duration_ns=120 * SEC, seed=3))]), tmp_path / "t.npz")
     train("pretrain", data, tmp_path / "ckpt", steps=2, batch=4, device="cpu", preset="tiny", checkpoint_every=100)

@@ -13,15 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from model.anomalies import KINDS, parse_anomalies
-from model.news import NewsItem
-from model.sim_writers import CRYPTO_PRICE, CRYPTO_SIZE, venue_symbol, write
-from model.simulator import SEC, FlowParams, SimConfig, SimResult, simulate
+from model.sim.anomalies import KINDS, parse_anomalies
+from model.sim.engine import SEC, FlowParams, SimConfig, SimResult
+from model.sim.news import NewsItem
+from model.sim.run import simulate
+from model.sim.writers import CRYPTO_PRICE, CRYPTO_SIZE, venue_symbol, write
 from orderbook.book import L3Book
 from orderbook.events import FLAG_AGGRESSOR_ASK, Event, Kind, Side, Status
 from orderbook.venues.itch import ItchFeed
 from orderbook.venues.lobster import LobsterFeed, symbol_from_filename
-from streams.simulate import parse_duration, register
+from streams.cli.simulate import parse_duration, register
 
 START = 34_200 * SEC
 
@@ -416,7 +417,7 @@ def test_kafka_publish_round_trips_counts_and_keys(infra, tmp_path):
 
 
 def test_report_puts_simulated_beside_real_facts(shared_data, tmp_path, capsys):
-    pytest.importorskip("model.stylized", reason="model/stylized.py is not in this checkout")
+    pytest.importorskip("model.sim.stylized", reason="model/stylized.py is not in this checkout")
     argv = ["--symbols", "2", "--duration", "10m", "--seed", "1", "--format", "binance", "--out", str(tmp_path)]
     assert run_cli([*argv, "--report", "--real", str(shared_data)]) == 0
     text = (tmp_path / "report.md").read_text()

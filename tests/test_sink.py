@@ -7,7 +7,7 @@ import time
 import pytest
 import redis
 
-from model.forecaster import PREDICTION_FIELDS, RECORD_FIELDS
+from model.serving.forecaster import PREDICTION_FIELDS, RECORD_FIELDS
 from streams.client import ForecastClient
 from streams.sink import RedisSink
 

@@ -34,9 +34,10 @@ from sortedcontainers import SortedDict, SortedList, SortedSet
 
 import orderbook.book
 import orderbook.features
-from model.anomalies import KINDS
-from model.sim_writers import messages as sim_messages
-from model.simulator import SEC, SimConfig, SimResult, simulate
+from model.sim.anomalies import KINDS
+from model.sim.engine import SEC, SimConfig, SimResult
+from model.sim.run import simulate
+from model.sim.writers import messages as sim_messages
 from orderbook.book import DescendingSortedDict, L2Book, L3Book, Order
 from orderbook.errors import FeedError
 from orderbook.events import Event, Kind, Side
@@ -149,7 +150,7 @@ class Item(NamedTuple):
 
 
 def keyed(venue: str, raws: list[bytes], symbol: str | None = None) -> list[Item]:
-    """Records with the key the replay gives them (streams.replay.keyed): LOBSTER's symbol, else the feed's."""
+    """Records with the key the replay gives them (streams.publish.keyed): LOBSTER's symbol, else the feed's."""
     feed = feed_class(venue)()
     out = []
     for raw in raws:

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.stylized import (
+from model.sim.itch_day import itch_day_stream
+from model.sim.stylized import (
     FACTS,
     SEC,
     Series,
@@ -27,7 +28,6 @@ from model.stylized import (
     stylized_facts,
     weibull_shape,
 )
-from model.synthetic import generate
 from orderbook.book import BookType
 from orderbook.errors import FeedError
 from orderbook.events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, Side
@@ -165,7 +165,7 @@ def test_l3_flow_counts_and_refused_events_are_counted_not_applied() -> None:
 
 def _itch_file(tmp_path: Path, seed: int = 7, n: int = 3000) -> Path:
     path = tmp_path / "sim.itch"
-    path.write_bytes(frame(generate(seed, n).messages))
+    path.write_bytes(frame(itch_day_stream(seed, n).messages))
     return path
 
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from model.dataset import replay, sim_source
-from model.simulator import SEC, SimConfig
-from model.tokens import PAD, UNPRICED_KINDS, TextTokenizer, Tokenizer, _fit_edges, level_price
+from model.network.tokens import PAD, UNPRICED_KINDS, TextTokenizer, Tokenizer, _fit_edges, level_price
+from model.sim.engine import SEC, SimConfig
+from model.training.dataset import replay, sim_source
 from orderbook.events import Kind, Side
 from orderbook.features import FeatureState
 from orderbook.windows import WindowBuilder

@@ -14,11 +14,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from model import checkpoint  # noqa: E402
-from model.network import FIELDS, RECALIBRATED_TARGETS, TARGETS, to_batch  # noqa: E402
-from model.train import TrainData, class_weights, lr_at, sampling_probabilities, train  # noqa: E402
+from model.network import checkpoint  # noqa: E402
+from model.network.orderflow import FIELDS, RECALIBRATED_TARGETS, TARGETS, to_batch  # noqa: E402
+from model.training.train import TrainData, class_weights, lr_at, sampling_probabilities, train  # noqa: E402
 from orderbook.features import FEATURE_NAMES  # noqa: E402
-from streams.train_cli import register  # noqa: E402
+from streams.cli.train import register  # noqa: E402
 
 VOCAB = {"kind": 13, "side": 4, "price": 131, "size": 33, "dt": 33}
 B, N, T, F, M, L, TEXT_VOCAB = 48, 20, 4, len(FEATURE_NAMES), 2, 4, 64

@@ -35,11 +35,10 @@ from typing import Any
 
 import numpy as np
 
+from model.serving.baseline import intensity_anomaly, level_forecasts
+from model.serving.forecaster import HORIZONS
+from model.sim.anomalies import KINDS as ANOMALY_KINDS
 from orderbook.features import FEATURE_NAMES, TRADE_KINDS
-
-from .anomalies import KINDS as ANOMALY_KINDS
-from .baseline import intensity_anomaly, level_forecasts
-from .forecaster import HORIZONS
 
 TAUS = (0.1, 0.5, 0.9)
 TARGET_FIELDS = ("spread", "depth", "volume", "mid")
@@ -379,10 +378,10 @@ def model_outputs(
     from the checkpoint's tokenizer (otherwise the ids mean other things: ValueError)."""
     import torch
 
-    from .generative import GenerativeForecaster, combined_anomaly_score
-    from .network import ANCHORED_TARGETS, calibrated_score, next_event_nll, to_batch
-    from .network import TARGETS as NET_TARGETS
-    from .network import surprise as surprise_of
+    from model.network.orderflow import ANCHORED_TARGETS, calibrated_score, next_event_nll, to_batch
+    from model.network.orderflow import TARGETS as NET_TARGETS
+    from model.network.orderflow import surprise as surprise_of
+    from model.serving.orderflow import GenerativeForecaster, combined_anomaly_score
 
     gf = GenerativeForecaster(directory, device=device)
     if gf.extra.get("tokenizer") != meta.get("tokenizer"):
@@ -575,7 +574,7 @@ def evaluate(
     (restricted to `seeds` if given) beside the baselines; writes evaluation.md, metrics.json, roc.png
     and calibration.png into `out_dir`. A window whose seed the model was trained on is refused
     (ValueError) unless `allow_seen`: the figures are for held-out data only."""
-    from .dataset import load, subset
+    from model.training.dataset import load, subset
 
     ds = load(Path(data_path))
     if seeds is not None:

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .simulator import SEC, Effect, SymbolSpec, Window, pick
+from model.sim.engine import SEC, Effect, Interval, SymbolSpec, pick
 
 HALT_DELAY_NS = SEC // 2  # the exchange halts half a second after the headline
 KINDS = (("negative", 0.25), ("positive", 0.25), ("halt", 0.1), ("neutral", 0.4))
@@ -81,7 +81,7 @@ def schedule_news(seed: int, specs: list[SymbolSpec], start: int, end: int, rate
     return items
 
 
-def news_windows(news: Iterable[NewsItem], symbol: str, effect_s: float, halt_s: float) -> list[Window]:
+def news_windows(news: Iterable[NewsItem], symbol: str, effect_s: float, halt_s: float) -> list[Interval]:
     """The flow effects of one symbol's headlines (neutral ones have none)."""
     out = []
     for n in news:
@@ -89,9 +89,9 @@ def news_windows(news: Iterable[NewsItem], symbol: str, effect_s: float, halt_s:
             continue
         if n.kind == "halt":
             start = n.ts + HALT_DELAY_NS
-            out.append(Window(start, start + int(halt_s * SEC), Effect(halted=True), "news:halt"))
+            out.append(Interval(start, start + int(halt_s * SEC), Effect(halted=True), "news:halt"))
         elif n.kind in EFFECTS:
-            out.append(Window(n.ts, n.ts + int(effect_s * SEC), EFFECTS[n.kind], f"news:{n.kind}"))
+            out.append(Interval(n.ts, n.ts + int(effect_s * SEC), EFFECTS[n.kind], f"news:{n.kind}"))
     return out
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from model.synthetic import generate
+from model.sim.itch_day import itch_day_stream
 from orderbook.errors import FeedError
 from orderbook.venues.itch import ItchFeed, frame
 from orderbook.venues.lobster import LobsterFeed, LobsterWriter
@@ -28,7 +28,7 @@ from streams.client import ForecastClient
 def run_offline(seed: int = 7, messages: int = 50_000, levels: int = 5, out: Path | None = None) -> int:
     out = out or Path(tempfile.mkdtemp(prefix="megatrading-demo-"))
     out.mkdir(parents=True, exist_ok=True)
-    stream = generate(seed, messages)
+    stream = itch_day_stream(seed, messages)
     day = out / stream.filename()
     day.write_bytes(frame(stream.messages))
     print(f"generated {len(stream.messages):,} ITCH 5.0 messages for {', '.join(stream.symbols)} -> {day}")
@@ -99,12 +99,12 @@ def run_streaming(seed: int = 7, minutes: float = 20.0, symbols: int = 3, timeou
     import subprocess
     import sys
 
-    from model.simulator import SimConfig, simulate
-
-    from .infra import Infra
-    from .offsets import committed_offsets
-    from .simulate import publish
-    from .watch import _latest_rows, table
+    from model.sim.engine import SimConfig
+    from model.sim.run import simulate
+    from streams.cli.forecasts import _latest_rows, table
+    from streams.cli.simulate import publish
+    from streams.infra import Infra
+    from streams.offsets import committed_offsets
 
     state = Path(tempfile.mkdtemp(prefix="megatrading-demo-"))
     infra = Infra.on_free_ports(state)

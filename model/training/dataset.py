@@ -1,7 +1,7 @@
 """Training and evaluation datasets of the generative order-flow model (issue 5): windows, tokens, targets, labels.
 
 A source is a stream of raw venue records: a simulated day written in a venue's format
-(model.sim_writers.messages) or a real capture (orderbook.venues.feed_class(v).read_capture). Each is
+(model.sim.writers.messages) or a real capture (orderbook.venues.feed_class(v).read_capture). Each is
 replayed through the venue's feed, books, features and window builders exactly as the streaming worker
 does it (streams/pipeline.py's VenuePipeline loop, re-implemented here because model/ may not import
 streams/), so training windows are the windows the worker scores. Along the replay every symbol keeps a
@@ -11,11 +11,11 @@ read H messages later.
 The file (`save`/`load`): `<name>.npz` (numpy.savez_compressed, no object arrays, loads with
 allow_pickle=False) and `<name>.json` (metadata). Arrays, B windows (the shared contract of issue 5):
 
-- `kind side price size dt` int64 (B, N): token ids of model.tokens.Tokenizer (0 = PAD); `mask` bool (B, N).
+- `kind side price size dt` int64 (B, N): token ids of model.network.tokens.Tokenizer (0 = PAD); `mask` bool (B, N).
 - `features` float32 (B, T, F): the window's FeatureState rows, normalized by the json's
   `feature_mean`/`feature_std` (over the real rows of the sources not held out, as the tokenizer's
   bins); padded rows are 0; `row_mask` bool (B, T).
-- `news` int64 (B, M, L): model.tokens.TextTokenizer ids of the window's headlines; `news_mask` bool (B, M).
+- `news` int64 (B, M, L): model.network.tokens.TextTokenizer ids of the window's headlines; `news_mask` bool (B, M).
 - `{spread,depth,volume,mid}_h{H}` float32 (B,): the realized value H messages (of the window's symbol)
   after the window's last message: spread in ticks at message i+H; depth = log1p(top-5 bid + ask lots)
   at i+H; volume = log1p(lots traded in messages i+1..i+H, non-printable executions excluded); mid =
@@ -40,6 +40,11 @@ from typing import Any
 
 import numpy as np
 
+from model.network.tokens import TextTokenizer, Tokenizer
+from model.sim.anomalies import KINDS as ANOMALY_KINDS
+from model.sim.engine import SimConfig
+from model.sim.run import simulate
+from model.sim.writers import clock_offset, messages, venue_symbol
 from orderbook.book import Book
 from orderbook.errors import FeedError
 from orderbook.events import FLAG_NON_PRINTABLE, Event, Side
@@ -47,11 +52,6 @@ from orderbook.features import TRADE_KINDS, FeatureState, depth_levels
 from orderbook.venue_windows import VenueWindows
 from orderbook.venues import feed_class
 from orderbook.windows import Window, WindowConfig, stack
-
-from .anomalies import KINDS as ANOMALY_KINDS
-from .sim_writers import clock_offset, messages, venue_symbol
-from .simulator import SimConfig, simulate
-from .tokens import TextTokenizer, Tokenizer
 
 NEWS_KINDS = {"negative": 1, "positive": 2, "halt": 3, "neutral": 4}
 TARGETS = ("spread", "depth", "volume", "mid")

@@ -2,7 +2,7 @@
 (issue 5, `megatrading scenarios`; DESIGN.md, "Generation").
 
     state = load_state("itch", path, "AAA", Cut(ts=34_500_000_000_000), horizon=200)
-    result = generate(GenerativeForecaster(ckpt), state, horizon=200, n_paths=64, seed=1)
+    result = generate_scenarios(GenerativeForecaster(ckpt), state, horizon=200, n_paths=64, seed=1)
     write_outputs(state, result, out_dir)
 
 1. The start state: the recorded or simulated file is replayed through the venue's feed (the worker's
@@ -52,16 +52,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from model.network.orderflow import FIELDS, to_batch
+from model.network.tokens import PAD, TokenEvent, level_price
+from model.sim.stylized import FACTS, series_from_events, stylized_facts
 from orderbook.book import Book, BookType, L2Book, L3Book
 from orderbook.errors import BookError, FeedError
 from orderbook.events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, OrderId, Side
 from orderbook.features import TRADE_KINDS, FeatureState, book_tick, depth_levels
 from orderbook.venues import decode_record, feed_class
 from orderbook.windows import WindowBuilder, WindowConfig
-
-from .network import FIELDS, to_batch
-from .stylized import FACTS, series_from_events, stylized_facts
-from .tokens import PAD, TokenEvent, level_price
 
 DEPTH_LEVELS = 5
 BANDS = (0.1, 0.5, 0.9)
@@ -437,7 +436,7 @@ def _next_logits(forecaster: Any, paths: Sequence[PathState]) -> dict[str, torch
     return {f: out["next"][f][:, -1] for f in FIELDS}
 
 
-def generate(
+def generate_scenarios(
     forecaster: Any,
     state: StartState,
     horizon: int,
@@ -447,7 +446,7 @@ def generate(
     tries: int = 8,
     on_step: Callable[[int, list[PathState]], None] | None = None,
 ) -> ScenarioResult:
-    """Sample `n_paths` paths of `horizon` steps from `state` (`forecaster`: a model.generative.
+    """Sample `n_paths` paths of `horizon` steps from `state` (`forecaster`: a model.serving.orderflow.
     GenerativeForecaster). A step applies one event per path, or skips it after `tries` draws that do
     not apply. Reproducible: the same seed, state, model and n_paths give the same paths."""
     if temperature <= 0:

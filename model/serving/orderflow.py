@@ -23,14 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model.network import checkpoint
+from model.network.orderflow import ANOMALY_CLASSES, TARGETS, calibrated_score, next_event_nll, to_batch
+from model.network.tokens import TextTokenizer, Tokenizer
+from model.serving.forecaster import HORIZONS, QUANTILES, Forecaster, Prediction
 from orderbook.events import Kind, Side
 from orderbook.features import FEATURE_NAMES
 from orderbook.windows import Window
-
-from . import checkpoint
-from .forecaster import HORIZONS, QUANTILES, Forecaster, Prediction
-from .network import ANOMALY_CLASSES, TARGETS, calibrated_score, next_event_nll, to_batch
-from .tokens import TextTokenizer, Tokenizer
 
 _LOG1P_TARGETS = ("depth", "volume")  # trained on log1p(lots)
 SURPRISE_TAIL = 0.999  # calibrated surprise above this (1 normal window in 1000) raises the score

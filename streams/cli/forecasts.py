@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import TextIO
 
-from .client import ForecastClient
+from streams.client import ForecastClient
 
 COLUMNS = (
     ("venue", "venue", 8), ("symbol", "symbol", 10), ("seq", "seq", 12), ("best_bid", "bid", 14),

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from .network import ModelConfig, OrderFlowModel
+from model.network.orderflow import ModelConfig, OrderFlowModel
 
 # 2: the anchored quantile head, feature_loc/scale buffers; 3: the heads read the headlines;
 # 4: the recalibration buffers (recal_edges, recal_coef); a format 3 checkpoint loads with the

@@ -32,9 +32,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from model.sim.engine import SEC, Effect, Interval, SymbolSim, SymbolSpec
 from orderbook.events import Side
-
-from .simulator import SEC, Effect, SymbolSim, SymbolSpec, Window
 
 KINDS = ("spoofing", "layering", "quote_stuffing", "momentum_ignition", "flash_crash", "regime_shift")
 DURATION_S: dict[str, tuple[float, float]] = {  # window length range per kind
@@ -210,7 +209,7 @@ def window_effect(kind: str, x: float) -> Effect | None:
 @dataclass
 class Schedule:
     agents: list[Agent] = field(default_factory=list)
-    windows: list[tuple[Label, Window]] = field(default_factory=list)
+    windows: list[tuple[Label, Interval]] = field(default_factory=list)
 
 
 def parse_anomalies(text: str, rate: float) -> dict[str, float]:
@@ -281,7 +280,7 @@ def schedule_anomalies(
                 labels.append(label)
                 eff = window_effect(kind, intensity)
                 if eff is not None:
-                    sched.windows.append((label, Window(t, t + length, eff, f"anomaly:{kind}")))
+                    sched.windows.append((label, Interval(t, t + length, eff, f"anomaly:{kind}")))
                 if kind in AGENTS:
                     sched.agents.append(AGENTS[kind](label, seed))
     labels.sort(key=lambda lab: (lab.start_ns, lab.symbol))

@@ -24,13 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from model.serving.forecaster import PREDICTION_FIELDS, Forecaster, Prediction
 from orderbook.errors import FeedError
 from orderbook.events import Event
 from orderbook.venue_windows import VenueWindows
 from orderbook.venues import feed_class
 from orderbook.windows import Window, WindowConfig
-
-from .forecaster import PREDICTION_FIELDS, Forecaster, Prediction
 
 COLUMNS = ("symbol", "event_ts", "seq", "anomaly_score", *(f for f in PREDICTION_FIELDS if f != "anomaly_score"))
 Record = tuple[bytes | None, bytes]  # (key, value) as on md.raw.<venue>

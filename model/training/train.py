@@ -43,9 +43,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import checkpoint, recalibration
-from .evaluate import crps_quantiles
-from .network import (
+from model.evaluation.evaluate import crps_quantiles
+from model.network import checkpoint, recalibration
+from model.network.orderflow import (
     ANOMALY_CLASSES,
     FIELDS,
     QUANTILES,

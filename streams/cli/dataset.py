@@ -4,10 +4,10 @@
                         [--anomalies all] [--anomaly-rate R] [--news RATE] [--format itch] --out data/train.npz
 
 Each seed is simulated (with news headlines and labeled anomalies) and replayed in the venue format
-through the feed, books, features and window builders the worker uses (model.dataset). `--real DIR`
-adds the real captures of DIR that carry a book (model.dataset.REAL_FILES; seeds -1, -2, ... as listed
+through the feed, books, features and window builders the worker uses (model.training.dataset). `--real DIR`
+adds the real captures of DIR that carry a book (model.training.dataset.REAL_FILES; seeds -1, -2, ... as listed
 in the json's `sources`). Writes OUT (.npz) and its .json (tokenizer, feature normalization, sources);
-hold seeds out with model.dataset.split_by_seed.
+hold seeds out with model.training.dataset.split_by_seed.
 """
 
 from __future__ import annotations
@@ -19,12 +19,11 @@ import time
 from itertools import chain
 from pathlib import Path
 
-from model.anomalies import KINDS, parse_anomalies
-from model.dataset import DatasetConfig, build, iter_sim_sources, real_sources, save, split_by_seed
-from model.sim_writers import FORMATS
-from model.simulator import SimConfig
-
-from .simulate import parse_duration
+from model.sim.anomalies import KINDS, parse_anomalies
+from model.sim.engine import SimConfig
+from model.sim.writers import FORMATS
+from model.training.dataset import DatasetConfig, build, iter_sim_sources, real_sources, save, split_by_seed
+from streams.cli.simulate import parse_duration
 
 _SEED_RANGE = re.compile(r"(-?\d+)(?:-(-?\d+))?")
 
@@ -67,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default=[],
         metavar="SEEDS",
         help="seeds kept out of --out and written to --held-out-out (one tokenizer for both, fitted without them); "
-        "a real file's seed is negative (-1 = the first of model.dataset.REAL_FILES)",
+        "a real file's seed is negative (-1 = the first of model.training.dataset.REAL_FILES)",
     )
     d.add_argument("--held-out-out", type=Path, help="the held-out .npz (default: --out with .heldout)")
     d.set_defaults(run=cmd_dataset)

@@ -17,7 +17,7 @@
 times in news and labels are on the written stream's clock. `--kafka` publishes the stream to
 `md.raw.<format>` (key = symbol) and headlines to `md.news` at `--speed` times real time, or as fast
 as possible with `--max`. `--report` (with `--out`) computes the stylized facts of the written stream
-and of the real captures in ../shared/data (model.stylized), prints the table and writes report.md
+and of the real captures in ../shared/data (model.sim.stylized), prints the table and writes report.md
 and PNG plots into DIR. The same seed and arguments give the same bytes.
 """
 
@@ -34,10 +34,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from model.anomalies import KINDS, parse_anomalies, write_labels
-from model.news import write_news
-from model.sim_writers import CRYPTO_PRICE, FORMATS, Msg, clock_offset, messages, venue_symbol, write
-from model.simulator import DAY_NS, SEC, SimConfig, SimResult, default_symbols, simulate
+from model.sim.anomalies import KINDS, parse_anomalies, write_labels
+from model.sim.engine import DAY_NS, SEC, SimConfig, SimResult, default_symbols
+from model.sim.news import write_news
+from model.sim.run import simulate
+from model.sim.writers import CRYPTO_PRICE, FORMATS, Msg, clock_offset, messages, venue_symbol, write
 
 _DURATION = re.compile(r"^([0-9]*\.?[0-9]+)([smhd]?)$")
 _UNIT_NS = {"": SEC, "s": SEC, "m": 60 * SEC, "h": 3600 * SEC, "d": DAY_NS}
@@ -186,10 +187,10 @@ def publish(result: SimResult, fmt: str, bootstrap: str, speed: float | None) ->
 
 
 def make_report(fmt: str, files: list[Path], out: Path, real_root: Path, ticks: dict[str, int] | None = None) -> str:
-    """The stylized facts of the written stream beside the real captures' (model.stylized); report.md.
+    """The stylized facts of the written stream beside the real captures' (model.sim.stylized); report.md.
     `ticks`: each simulated symbol's own tick in the format's price units, so spreads are
     counted in the instrument's ticks (the format alone would say one cent for every ITCH name)."""
-    from model.stylized import real_series, report, series_from_capture
+    from model.sim.stylized import real_series, report, series_from_capture
 
     sim: dict = {}
     for f in files:

@@ -51,9 +51,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.network.recalibration import LEVEL_BINS, N_BINS, WIDE_RATIO
 from orderbook.features import FEATURE_NAMES, TRADE_KINDS
-
-from .recalibration import LEVEL_BINS, N_BINS, WIDE_RATIO
 
 FIELDS: tuple[str, ...] = ("kind", "side", "price", "size", "dt")
 TARGETS: tuple[str, ...] = (

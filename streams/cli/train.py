@@ -17,7 +17,7 @@ from pathlib import Path
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from model.train import STAGES, train
+    from model.training.train import STAGES, train
 
     if args.stage not in STAGES:
         raise ValueError(f"--stage {args.stage}: use one of {STAGES}")

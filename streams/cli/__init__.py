@@ -64,7 +64,7 @@ def cmd_book(args: argparse.Namespace) -> int:
 
 
 def cmd_infra(args: argparse.Namespace) -> int:
-    from .infra import Infra, mt_home
+    from streams.infra import Infra, mt_home
 
     infra = Infra(args.state or mt_home() / "infra", args.kafka_port, args.controller_port, args.redis_port)
     if args.action == "up":
@@ -83,7 +83,7 @@ def cmd_infra(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_offline, run_streaming
+    from streams.cli.demo import run_offline, run_streaming
 
     if args.offline:
         return run_offline(args.seed, args.messages, out=args.out)
@@ -91,8 +91,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from .app import run_worker
-    from .config import Settings
+    from streams.app import run_worker
+    from streams.config import Settings
 
     settings = Settings()
     for name in ("bootstrap", "redis_url", "app_id", "model", "device", "worker_id"):
@@ -106,7 +106,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .replay import replay
+    from streams.publish import replay
 
     symbol = args.symbol
     if args.venue == "lobster" and not symbol:
@@ -122,7 +122,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_forecasts(args: argparse.Namespace) -> int:
-    from .watch import run
+    from streams.cli.forecasts import run
 
     return run(args)
 
@@ -185,23 +185,23 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--iterations", type=int, help="watch: stop after N refreshes")
     f.set_defaults(run=cmd_forecasts)
 
-    from .simulate import register as register_simulate
+    from streams.cli.simulate import register as register_simulate
 
     register_simulate(sub)
 
-    from .dataset_cli import register as register_dataset
+    from streams.cli.dataset import register as register_dataset
 
     register_dataset(sub)
 
-    from .train_cli import register as register_train
+    from streams.cli.train import register as register_train
 
     register_train(sub)
 
-    from .scenarios_cli import register as register_scenarios
+    from streams.cli.scenarios import register as register_scenarios
 
     register_scenarios(sub)
 
-    from .eval_cli import register as register_eval
+    from streams.cli.evaluate import register as register_eval
 
     register_eval(sub)
 

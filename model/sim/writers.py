@@ -27,12 +27,11 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import NamedTuple
 
+from model.sim.engine import SimResult
 from orderbook.events import Event, Kind, Side, Status
 from orderbook.numbers import format_fixed
 from orderbook.venues.itch import encode, frame
 from orderbook.venues.lobster import LobsterWriter
-
-from .simulator import SimResult
 
 SIM_DATE = dt.date(2026, 1, 2)
 SIM_EPOCH_NS = int(dt.datetime(2026, 1, 2, tzinfo=dt.UTC).timestamp()) * 1_000_000_000

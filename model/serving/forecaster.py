@@ -107,11 +107,11 @@ def forecast_records(
 def load_forecaster(spec: str, device: str = "auto") -> Forecaster:
     """`baseline`, or `generative:CHECKPOINT_DIR` (torch; CUDA when there is one, else CPU)."""
     if spec == "baseline":
-        from .baseline import BaselineForecaster
+        from model.serving.baseline import BaselineForecaster
 
         return BaselineForecaster()
     if spec.startswith("generative:"):
-        from .generative import GenerativeForecaster
+        from model.serving.orderflow import GenerativeForecaster
 
         return GenerativeForecaster(spec.split(":", 1)[1], device=device)
     raise ValueError(f"unknown model {spec!r} (baseline or generative:CHECKPOINT_DIR)")

@@ -232,7 +232,7 @@ class _Gen:
             self.add(locate)
 
 
-def generate(
+def itch_day_stream(
     seed: int,
     n: int = 1500,
     symbols: tuple[str, ...] = SYMBOLS[:3],

@@ -39,10 +39,8 @@ compare with the books our feeds rebuild from the written files.
 from __future__ import annotations
 
 import bisect
-import heapq
 import math
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from orderbook.events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, Side, Status
@@ -134,7 +132,7 @@ REGIME_NEXT = {  # transition probabilities out of each regime
 
 
 @dataclass(frozen=True)
-class Window:
+class Interval:
     """An effect active over [start, end) on one symbol; `what` names its source."""
 
     start: int
@@ -233,7 +231,7 @@ class SymbolSim:
         params: FlowParams,
         start: int,
         end: int,
-        windows: list[Window],
+        windows: list[Interval],
         snapshot_every: int = 0,
     ) -> None:
         self.index, self.spec, self.p = index, spec, params
@@ -389,7 +387,7 @@ class SymbolSim:
                 for _ in range(1 + int(self.rng.random() * 3)):
                     self.add(ts, side, price, self.lot_size())
 
-    def _boundaries(self) -> list[tuple[int, int, Window]]:
+    def _boundaries(self) -> list[tuple[int, int, Interval]]:
         """Start (0) and end (1) times of every window, time ordered (ends before starts at a tie)."""
         b = []
         for w in self.windows:
@@ -408,7 +406,7 @@ class SymbolSim:
             if name == "one_sided":
                 eff = replace(eff, bias=0.3 if rng.random() < 0.5 else -0.3)
             if name != "calm":
-                self.windows.append(Window(t, stop, eff, f"regime:{name}"))
+                self.windows.append(Interval(t, stop, eff, f"regime:{name}"))
             self.regimes.append((t, stop, name))
             name, t = pick(rng.random(), REGIME_NEXT[name]), stop
 
@@ -419,7 +417,7 @@ class SymbolSim:
             self._draw_regimes()
         self.seed_book(self.start)
         bounds = self._boundaries()
-        active: list[Window] = []
+        active: list[Interval] = []
         bi = 0
         agents = sorted(self.agents, key=lambda a: a.next_t)
         rng = self.rng
@@ -577,7 +575,7 @@ class SimConfig:
     news_effect_s: float = 300.0
     halt_s: float = 300.0
     snapshot_every: int = 0
-    news: list | None = None  # model.news.NewsItem list to use instead of drawing news_rate headlines
+    news: list | None = None  # model.sim.news.NewsItem list to use instead of drawing news_rate headlines
 
     def specs(self) -> list[SymbolSpec]:
         return self.symbols if self.symbols is not None else default_symbols(self.n_symbols)
@@ -590,8 +588,8 @@ class SimResult:
     config: SimConfig
     symbols: list[SymbolSpec]
     events: list[Event]  # all symbols, time ordered, seq = 1.. in this order
-    news: list  # model.news.NewsItem
-    labels: list  # model.anomalies.Label
+    news: list  # model.sim.news.NewsItem
+    labels: list  # model.sim.anomalies.Label
     regimes: dict[str, list[tuple[int, int, str]]]
     snapshots: dict[str, list[Snapshot]]
     final: dict[str, Snapshot]
@@ -603,30 +601,3 @@ class SimResult:
     @property
     def end_ns(self) -> int:
         return self.config.start_ns + self.config.duration_ns
-
-
-def simulate(cfg: SimConfig, progress: Callable[[int], None] | None = None) -> SimResult:
-    """Run every symbol, then merge their events by time (stable: ties keep symbol order)."""
-    from .anomalies import schedule_anomalies
-    from .news import news_windows, schedule_news
-
-    specs = cfg.specs()
-    start, end = cfg.start_ns, cfg.start_ns + cfg.duration_ns
-    news = cfg.news if cfg.news is not None else schedule_news(cfg.seed, specs, start, end, cfg.news_rate)
-    labels, agents = schedule_anomalies(cfg.seed, specs, start, end, cfg.anomaly_rates, cfg.anomaly_intensity, news)
-    streams, snaps, finals, regimes = [], {}, {}, {}
-    for i, spec in enumerate(specs):
-        windows = news_windows(news, spec.name, cfg.news_effect_s, cfg.halt_s)
-        windows += [w for lab, w in agents.windows if lab.symbol == spec.name]
-        sim = SymbolSim(i, spec, len(specs), cfg.seed, cfg.flow, start, end, windows, cfg.snapshot_every)
-        sim.agents = [a for a in agents.agents if a.symbol == spec.name]
-        streams.append(sim.run())
-        snaps[spec.name] = sim.snapshots
-        finals[spec.name] = sim.snapshot(end)
-        regimes[spec.name] = sim.regimes
-        if progress:
-            progress(len(sim.out))
-    events = list(heapq.merge(*streams, key=lambda e: e.ts))
-    for n, e in enumerate(events, start=1):
-        e.seq = n
-    return SimResult(cfg, specs, events, news, labels, regimes, snaps, finals)

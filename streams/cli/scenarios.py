@@ -20,8 +20,8 @@ from pathlib import Path
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
-    from model.generative import GenerativeForecaster
-    from model.scenarios import generate, load_state, parse_state, window_config, write_outputs
+    from model.serving.orderflow import GenerativeForecaster
+    from model.serving.scenarios import generate_scenarios, load_state, parse_state, window_config, write_outputs
 
     if args.horizon <= 0 or args.paths <= 0:
         raise ValueError("--horizon and --paths must be positive")
@@ -30,8 +30,8 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     state = load_state(venue, path, args.symbol, cut, window_config(forecaster.extra), args.horizon)
     t1 = time.perf_counter()
-    result = generate(forecaster, state, args.horizon, args.paths, seed=args.seed, temperature=args.temperature,
-                      tries=args.tries)  # fmt: skip
+    result = generate_scenarios(forecaster, state, args.horizon, args.paths, seed=args.seed,
+                                temperature=args.temperature, tries=args.tries)  # fmt: skip
     t2 = time.perf_counter()
     files = write_outputs(state, result, args.out, f"{forecaster.name}:{forecaster.version} ({args.model})")
     print(

@@ -24,10 +24,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from model.serving.forecaster import HORIZONS, QUANTILES, Forecaster, Prediction
 from orderbook.features import FEATURE_NAMES, TRADE_KINDS
 from orderbook.windows import Window
-
-from .forecaster import HORIZONS, QUANTILES, Forecaster, Prediction
 
 _COL = {name: i for i, name in enumerate(FEATURE_NAMES)}
 _INTENSITIES = ("log_message_rate", "log_cancel_rate", "log_trade_rate")

@@ -6,13 +6,13 @@
                          [--device cpu] --out DIR
 
 `score` replays the recorded or simulated files through the worker's decode -> book -> features ->
-windows path (model.scoring) and writes one row per window: symbol,event_ts,seq,anomaly_score, then the
+windows path (model.serving.scoring) and writes one row per window: symbol,event_ts,seq,anomaly_score, then the
 other forecast fields of DESIGN.md, exactly what the worker would publish with that model.
 
 `evaluate` computes on a dataset file (model/dataset.py; held-out seeds only: a model trained on a seed of
 the data is refused unless --allow-seen) the anomaly AUROC / average precision per kind, liquidity CRPS
 and pinball loss per target and horizon, quantile coverage and next-event perplexity, each beside the
-z-score baseline, an isolation forest, the baseline forecaster, persistence, EWMA and HAR (model.evaluate).
+z-score baseline, an isolation forest, the baseline forecaster, persistence, EWMA and HAR (model.evaluation.evaluate).
 Give --model several times to compare models side by side (ablations: without text, without the book
 series). Writes evaluation.md, metrics.json, roc.png and calibration.png into --out.
 """
@@ -23,16 +23,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from model.forecaster import load_forecaster
+from model.serving.forecaster import load_forecaster
 from orderbook.venues import FEEDS
-
-from .dataset_cli import parse_seeds
+from streams.cli.dataset import parse_seeds
 
 
 def cmd_score(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from model.scoring import StreamWindows, read_news, read_records, score_windows, stream_windows, write_csv
+    from model.serving.scoring import StreamWindows, read_news, read_records, score_windows, stream_windows, write_csv
 
     for p in args.input:
         if not Path(p).is_file():
@@ -53,7 +52,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from model.evaluate import evaluate
+    from model.evaluation.evaluate import evaluate
 
     dirs = []
     for spec in args.model:

@@ -1,0 +1,148 @@
+"""The outputs a refactor must not change, fingerprinted: `make outputs-check` (issue 11).
+
+    python bench/outputs_check.py --record bench/outputs.json   # once, on the code before a move
+    python bench/outputs_check.py --check bench/outputs.json    # after it: exit 1 on any difference
+
+Fingerprints, each an md5 over exact bytes:
+- the demo dataset: `make checkpoint`'s `megatrading dataset` command (the Makefile's own arguments),
+  train and held-out files, every array's name, dtype, shape and bytes, and the json metadata;
+- the committed checkpoint's scores on the held-out file: `megatrading evaluate` of
+  model/checkpoints/demo on that held-out file, the model's own entries of metrics.json (the classic
+  baselines beside it are not the checkpoint's scores);
+- the committed checkpoint's forecasts row by row (`megatrading score`'s CSV) on the held-out real
+  capture (Binance spot ETHUSDT) and on a simulated ITCH file.
+
+One run takes 10-15 minutes on 2 cores; the figures of one run are printed as it goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CKPT = ROOT / "model" / "checkpoints" / "demo"
+SHARED = Path(os.environ.get("SHARED", ROOT.parent / "shared"))
+HELD_OUT_CAPTURE = SHARED / "data" / "binance-hftbacktest" / "spot_ethusdt_20240808.gz"
+BIN = Path(sys.executable).parent
+
+
+def megatrading(*args: str) -> None:
+    cmd = [str(BIN / "megatrading"), *args]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.DEVNULL)
+    print(f"  {time.perf_counter() - t0:6.1f} s  megatrading {shlex.join(args)[:140]}", file=sys.stderr)
+
+
+def checkpoint_dataset_args() -> list[str]:
+    """The arguments of `make checkpoint`'s dataset step, read from the Makefile so the two never differ."""
+    text = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    m = re.search(r"megatrading dataset (.*?)\s+--out ", text)
+    if m is None:
+        raise SystemExit("outputs_check: no `megatrading dataset` line in the Makefile")
+    return shlex.split(m[1].replace("$(SHARED)", str(SHARED)))
+
+
+def arrays_md5(npz: Path) -> str:
+    h = hashlib.md5()
+    with np.load(npz, allow_pickle=False) as z:
+        for name in sorted(z.files):
+            a = z[name]
+            h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+    meta = json.loads(npz.with_suffix(".json").read_text())
+    h.update(json.dumps(meta, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def model_entries(x: Any, model: str) -> Any:
+    """metrics.json with every method but `model` dropped where methods sit side by side."""
+    if isinstance(x, dict):
+        if model in x:
+            return {model: x[model]}
+        return {k: model_entries(v, model) for k, v in x.items() if k not in ("data", "elapsed_s")}
+    return x
+
+
+def file_md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def fingerprints(work: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    train, held = work / "train.npz", work / "heldout.npz"
+    megatrading("dataset", *checkpoint_dataset_args(), "--out", str(train), "--held-out-out", str(held))
+    out["dataset train.npz"] = arrays_md5(train)
+    out["dataset heldout.npz"] = arrays_md5(held)
+    print(f"  {out}", file=sys.stderr)
+
+    ev = work / "eval"
+    megatrading("evaluate", "--data", str(held), "--model", f"generative:{CKPT}", "--out", str(ev))
+    metrics = json.loads((ev / "metrics.json").read_text())
+    out["evaluate metrics (model entries)"] = hashlib.md5(
+        json.dumps(model_entries(metrics, CKPT.name), sort_keys=True).encode()
+    ).hexdigest()
+
+    scores = work / "ethusdt.csv"
+    megatrading("score", str(HELD_OUT_CAPTURE), "--format", "binance", "--model", f"generative:{CKPT}",
+                "--out", str(scores))  # fmt: skip
+    out["score spot_ethusdt csv"] = file_md5(scores)
+
+    sim = work / "sim"
+    megatrading("simulate", "--seed", "9", "--duration", "10m", "--symbols", "2", "--format", "itch",
+                "--news", "6", "--anomalies", "all", "--anomaly-rate", "6", "--out", str(sim))  # fmt: skip
+    itch = sorted(sim.glob("*.itch"))
+    news = sorted(sim.glob("news.jsonl"))
+    cmd = [
+        "score",
+        *map(str, itch),
+        "--format",
+        "itch",
+        "--model",
+        f"generative:{CKPT}",
+        "--out",
+        str(work / "sim.csv"),
+    ]
+    if news:
+        cmd += ["--news", str(news[0])]
+    megatrading(*cmd)
+    out["score simulated itch csv"] = file_md5(work / "sim.csv")
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = ap.add_mutually_exclusive_group(required=True)
+    g.add_argument("--record", type=Path, help="write the fingerprints here")
+    g.add_argument("--check", type=Path, help="compare with the fingerprints recorded here")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="outputs-check-") as tmp:
+        now = fingerprints(Path(tmp))
+    if args.record:
+        args.record.write_text(json.dumps(now, indent=2) + "\n")
+        print(f"recorded {len(now)} fingerprints -> {args.record}")
+        return 0
+    then = json.loads(args.check.read_text())
+    bad = 0
+    for name in sorted(set(then) | set(now)):
+        same = then.get(name) == now.get(name)
+        bad += not same
+        print(f"{'same' if same else 'DIFFERS':8} {name}: {now.get(name)} (recorded {then.get(name)})")
+    print(f"{len(now) - bad} of {len(now)} outputs identical to {args.check}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
