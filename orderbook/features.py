@@ -216,7 +216,7 @@ class LevelFlow:
     """An L2 feed's adds and cancels, read off its level updates: each level's last size, and the
     volume traded at a level that no decrease has matched yet (a credit). A LEVEL_SET that lowers a
     level is a cancel only for what the credit does not explain: the print came first and the
-    depth update that consumed it after. FeatureState (the cancel rate) and model.stylized (the
+    depth update that consumed it after. FeatureState (the cancel rate) and model.sim.stylized (the
     cancel-to-trade ratio) count with it."""
 
     MAX_CREDITS = 64  # stale credits, of prints no depth update followed, are dropped past this
