@@ -24,9 +24,9 @@ from model.evaluation.evaluate import (
     perplexity,
     pinball,
     roc_curve,
-    unnormalize,
     zscore_anomaly,
 )
+from model.inputs import FeatureNorm
 from model.serving.baseline import BaselineForecaster
 
 # --------------------------------------------------------------------------- ranking
@@ -166,7 +166,7 @@ def test_level_baseline_is_model_baselines_own_and_persistence_is_the_last_value
     assert np.all(got["ewma"][~np.isnan(got["ewma"][:, 0])] >= 0)
 
 
-def test_zscore_anomaly_and_unnormalize_give_the_baseline_forecasters_score():
+def test_zscore_anomaly_and_feature_norm_invert_give_the_baseline_forecasters_score():
     from orderbook.features import FEATURE_NAMES
 
     rng = np.random.default_rng(2)
@@ -175,7 +175,8 @@ def test_zscore_anomaly_and_unnormalize_give_the_baseline_forecasters_score():
     rows = np.ones((6, 32), bool)
     rows[4, :30] = False  # too few rows to score
     mean, std = raw.reshape(-1, raw.shape[-1]).mean(0), raw.reshape(-1, raw.shape[-1]).std(0)
-    back = unnormalize(((raw - mean) / std).astype(np.float32), rows, mean, std)
+    norm = FeatureNorm(mean, std)
+    back = norm.invert(norm.apply(raw, rows), rows)
     assert np.allclose(back[rows], raw[rows], atol=1e-5) and np.isnan(back[~rows]).all()
     want, _ = BaselineForecaster._anomaly(np.where(rows[..., None], raw, 0.0), rows)
     got = zscore_anomaly(back, rows)

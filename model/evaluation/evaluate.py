@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from model.inputs import FeatureNorm
 from model.serving.baseline import intensity_anomaly, level_forecasts
 from model.serving.forecaster import HORIZONS
 from model.sim.anomalies import KINDS as ANOMALY_KINDS
@@ -271,12 +272,6 @@ class IsolationForest:
 # --------------------------------------------------------------------------- baselines on dataset windows
 
 
-def unnormalize(features: np.ndarray, row_mask: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """Dataset rows back in their own units (float64); NaN in padded rows."""
-    raw = features.astype(np.float64) * np.asarray(std, np.float64) + np.asarray(mean, np.float64)
-    return np.where(row_mask[..., None], raw, np.nan)
-
-
 def zscore_anomaly(raw: np.ndarray, row_mask: np.ndarray, names: Sequence[str] = FEATURE_NAMES) -> np.ndarray:
     """The baseline forecaster's anomaly score on un-normalized rows (model/baseline.py)."""
     return intensity_anomaly(raw, row_mask, names)[0]
@@ -302,7 +297,7 @@ def baseline_forecasts(
     """
     names = meta.get("feature_names") or list(FEATURE_NAMES)
     col = {n: i for i, n in enumerate(names)}
-    raw = unnormalize(arrays["features"], arrays["row_mask"], meta["feature_mean"], meta["feature_std"])
+    raw = FeatureNorm.from_meta(meta).invert(arrays["features"], arrays["row_mask"])
     valid = arrays["row_mask"] & (np.nan_to_num(raw[..., col["valid"]]) > 0.5)
     spread = np.where(valid, raw[..., col["spread_ticks"]], np.nan)
     depth = np.where(
@@ -387,8 +382,8 @@ def model_outputs(
     if gf.extra.get("tokenizer") != meta.get("tokenizer"):
         raise ValueError(f"{directory}: the data was tokenized with another tokenizer than the model's; build the "
                          "held-out windows with the training set's tokenizer (one dataset, split_by_seed)")  # fmt: skip
-    raw = unnormalize(arrays["features"], arrays["row_mask"], meta["feature_mean"], meta["feature_std"])
-    feats = np.where(arrays["row_mask"][..., None], (raw - gf.mean) / gf.std, 0.0).astype(np.float32)
+    rows = arrays["row_mask"]
+    feats = gf.norm.apply(FeatureNorm.from_meta(meta).invert(arrays["features"], rows), rows)
     n = len(arrays["label"])
     score, surp, sup, nll_w, n_w = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n, np.int64)
     q, band, head = (np.zeros((n, len(NET_TARGETS), 3)) for _ in range(3))
@@ -598,7 +593,7 @@ def evaluate(
             raise ValueError(f"{o.directory} was trained on seeds {seen} of the evaluation data: not held out")
         ev.models.append({"name": o.name, "directory": o.directory, "train_seeds": o.train_seeds})
         ev.perplexity[o.name] = {"all": o.perplexity()} | {p: o.perplexity(f(arrays)) for p, f in PARTS.items()}
-    raw = unnormalize(arrays["features"], arrays["row_mask"], meta["feature_mean"], meta["feature_std"])
+    raw = FeatureNorm.from_meta(meta).invert(arrays["features"], arrays["row_mask"])
     scores = {o.name: o.anomaly for o in outputs}
     if len(outputs) == 1:
         scores |= {f"{outputs[0].name} surprise": outputs[0].surprise, f"{outputs[0].name} head": outputs[0].supervised}

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model.inputs import FeatureNorm, model_inputs
 from model.network import checkpoint
 from model.network.orderflow import ANOMALY_CLASSES, TARGETS, calibrated_score, next_event_nll, to_batch
 from model.network.tokens import TextTokenizer, Tokenizer
@@ -66,8 +67,7 @@ class GenerativeForecaster(Forecaster):
         self.version = str(self.extra.get("train", {}).get("step", "0"))
         self.tokenizer = Tokenizer.from_json(self.extra["tokenizer"])
         self.text = TextTokenizer.from_json(self.extra["text_tokenizer"])
-        self.mean = np.asarray(self.extra["feature_mean"], dtype=np.float32)
-        self.std = np.asarray(self.extra["feature_std"], dtype=np.float32)
+        self.norm = FeatureNorm.from_meta(self.extra)
         self.feature_names = list(self.extra.get("feature_names") or FEATURE_NAMES)
         calibration = self.extra.get("calibration") or {}
         self.k = int(calibration.get("k", 16))
@@ -75,16 +75,8 @@ class GenerativeForecaster(Forecaster):
         self.bf16 = self.device.type == "cuda"
 
     def arrays(self, windows: Sequence[Window]) -> dict[str, np.ndarray]:
-        """The model's input for a batch of live windows (the dataset contract's arrays)."""
-        toks = [self.tokenizer.encode_window(w) for w in windows]
-        out = {k: np.stack([t[k] for t in toks]) for k in toks[0]}
-        feats = np.stack([w.features for w in windows]).astype(np.float32)
-        rows = np.stack([w.row_mask for w in windows])
-        out["features"] = np.where(rows[..., None], (feats - self.mean) / self.std, 0.0).astype(np.float32)
-        out["row_mask"] = rows
-        out["news"] = np.stack([self.text.encode_news(list(w.news_text), w.news_mask) for w in windows])
-        out["news_mask"] = np.stack([w.news_mask for w in windows])
-        return out
+        """The model's input for a batch of live windows (model.inputs, as the training data was built)."""
+        return model_inputs(windows, self.tokenizer, self.text, self.norm)
 
     @torch.inference_mode()
     def predict(self, windows: Sequence[Window]) -> list[Prediction]:

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from model.inputs import FeatureNorm, model_inputs
 from model.network.tokens import TextTokenizer, Tokenizer
 from model.sim.anomalies import KINDS as ANOMALY_KINDS
 from model.sim.engine import SimConfig
@@ -51,7 +52,7 @@ from orderbook.events import FLAG_NON_PRINTABLE, Event, Side
 from orderbook.features import TRADE_KINDS, FeatureState, depth_levels
 from orderbook.venue_windows import VenueWindows
 from orderbook.venues import feed_class
-from orderbook.windows import Window, WindowConfig, stack
+from orderbook.windows import Window, WindowConfig
 
 NEWS_KINDS = {"negative": 1, "positive": 2, "halt": 3, "neutral": 4}
 TARGETS = ("spread", "depth", "volume", "mid")
@@ -250,12 +251,7 @@ def window_news_kind(w: Window, news: list[tuple[int, str, str, str]]) -> int:
 
 def _encode(rep: Replay, tok: Tokenizer, text: TextTokenizer, cfg: DatasetConfig) -> dict[str, np.ndarray]:
     """A replay's windows as the contract's arrays (features not yet normalized)."""
-    b = stack(rep.windows)
-    out = tok.encode(b["kind"], b["side"], b["price"], b["size"], b["dt"], b["mask"])
-    out["features"] = b["features"].astype(np.float32)
-    out["row_mask"] = b["row_mask"]
-    out["news"] = np.stack([text.encode_news(w.news_text, w.news_mask) for w in rep.windows])
-    out["news_mask"] = b["news_mask"]
+    out = model_inputs(rep.windows, tok, text, norm=None)
     n, hs = len(rep.windows), cfg.horizons
     values = {f"{t}_h{h}": np.zeros(n, np.float32) for h in hs for t in TARGETS}
     tmask = np.zeros((n, len(hs)), bool)
@@ -271,7 +267,7 @@ def _encode(rep: Replay, tok: Tokenizer, text: TextTokenizer, cfg: DatasetConfig
     out["label"] = np.array([window_label(w, src.labels) for w in rep.windows], np.int64)
     out["news_kind"] = np.array([window_news_kind(w, src.news) for w in rep.windows], np.int64)
     out["symbol"] = np.array([w.symbol for w in rep.windows], dtype=str)
-    out["event_ts"] = b["ts"]
+    out["event_ts"] = np.array([w.ts for w in rep.windows], np.int64)
     out["seed"] = np.full(n, src.seed, np.int64)
     return out
 
@@ -287,22 +283,6 @@ def _empty(cfg: DatasetConfig, n_features: int) -> dict[str, np.ndarray]:
     out |= {k: np.zeros(0, np.int64) for k in ("label", "news_kind", "event_ts", "seed")}
     out["symbol"] = np.zeros(0, dtype=str)
     return out
-
-
-def normalize_features(
-    features: np.ndarray, row_mask: np.ndarray, fit: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(normalized, mean, std) per column over the real rows of the windows `fit` (bool (B,), default
-    all); padded rows become 0; std < 1e-6 -> 1."""
-    fit_rows = row_mask if fit is None else row_mask & fit[:, None]
-    rows = features[fit_rows].astype(np.float64)
-    f = features.shape[-1]
-    mean = rows.mean(axis=0) if len(rows) else np.zeros(f)
-    std = rows.std(axis=0) if len(rows) else np.ones(f)
-    std = np.where(std < 1e-6, 1.0, std)
-    out = ((features - mean) / std).astype(np.float32)
-    out[~row_mask] = 0.0
-    return out, mean, std
 
 
 def fit_tokenizer(replays: list[Replay], cfg: DatasetConfig) -> Tokenizer:
@@ -340,14 +320,14 @@ def build(
     n_features = len(FeatureState().names)
     arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else _empty(cfg, n_features)
     fit = ~np.isin(arrays["seed"], np.fromiter(held, np.int64, len(held)))
-    arrays["features"], mean, std = normalize_features(arrays["features"], arrays["row_mask"], fit)
+    norm = FeatureNorm.fit(arrays["features"], arrays["row_mask"], fit)
+    arrays["features"] = norm.apply(arrays["features"], arrays["row_mask"])
     meta = {
         "format": "mt-dataset/1",
         "tokenizer": tok.to_json(),
         "text_tokenizer": text.to_json(),
         "feature_names": list(FeatureState().names),
-        "feature_mean": mean.tolist(),
-        "feature_std": std.tolist(),
+        **norm.to_meta(),
         "window": {
             "n_events": cfg.window.n_events,
             "n_rows": cfg.window.n_rows,
