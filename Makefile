@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench soak lint venv clean checkpoint
+.PHONY: demo test bench soak lint venv clean checkpoint outputs-check
 
 # The demo's model: a small generative model trained on 18 simulated hours (seeds 1-20 but 9-10)
 # and the real captures of ../shared/data but the one held out (-2: Binance spot ETHUSDT),
@@ -64,6 +64,11 @@ checkpoint: $(STAMP)
 	mkdir -p $(CKPT) && cp build/demo-full/model.safetensors build/demo-full/config.json $(CKPT)/
 	$(BIN)/megatrading evaluate --data build/demo-data/heldout.npz --model generative:$(CKPT) \
 		--model generative:build/demo-nonews --model generative:build/demo-nobook --out $(CKPT)/evaluation
+
+# The demo dataset's arrays and the committed checkpoint's scores, fingerprinted and compared with
+# bench/outputs.json (recorded before issue 11's restructure): a refactor must leave them unchanged.
+outputs-check: $(STAMP)
+	$(BIN)/python bench/outputs_check.py --check bench/outputs.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

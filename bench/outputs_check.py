@@ -12,7 +12,8 @@ Fingerprints, each an md5 over exact bytes:
 - the committed checkpoint's forecasts row by row (`megatrading score`'s CSV) on the held-out real
   capture (Binance spot ETHUSDT) and on a simulated ITCH file.
 
-One run takes 10-15 minutes on 2 cores; the figures of one run are printed as it goes.
+bench/outputs.json was recorded on 347f6cd, the code before issue 11's restructure. About 4 minutes on
+2 cores.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -80,6 +82,28 @@ def file_md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
+KEPT = ("ethusdt.csv", "sim.csv", "eval/metrics.json")
+
+
+def max_differences(a: Path, b: Path) -> dict[str, float]:
+    """Per CSV column, the largest |a - b| (the files must have the same rows)."""
+    import csv
+
+    with open(a) as fa, open(b) as fb:
+        ra, rb = list(csv.DictReader(fa)), list(csv.DictReader(fb))
+    if len(ra) != len(rb):
+        return {"rows": float(abs(len(ra) - len(rb)))}
+    out: dict[str, float] = {}
+    for x, y in zip(ra, rb, strict=True):
+        for k in x:
+            try:
+                d = abs(float(x[k]) - float(y[k]))
+            except ValueError:
+                d = float(x[k] != y[k])
+            out[k] = max(out.get(k, 0.0), d)
+    return {k: v for k, v in out.items() if v > 0}
+
+
 def fingerprints(work: Path) -> dict[str, str]:
     out: dict[str, str] = {}
     train, held = work / "train.npz", work / "heldout.npz"
@@ -103,7 +127,7 @@ def fingerprints(work: Path) -> dict[str, str]:
     sim = work / "sim"
     megatrading("simulate", "--seed", "9", "--duration", "10m", "--symbols", "2", "--format", "itch",
                 "--news", "6", "--anomalies", "all", "--anomaly-rate", "6", "--out", str(sim))  # fmt: skip
-    itch = sorted(sim.glob("*.itch"))
+    itch = sorted(sim.glob("*ITCH50"))
     news = sorted(sim.glob("news.jsonl"))
     cmd = [
         "score",
@@ -128,8 +152,14 @@ def main() -> int:
     g.add_argument("--record", type=Path, help="write the fingerprints here")
     g.add_argument("--check", type=Path, help="compare with the fingerprints recorded here")
     args = ap.parse_args()
+    # the compared files are kept outside the repository, for a column-by-column look when an md5 differs
+    keep = Path(tempfile.gettempdir()) / "outputs-check" / (args.record or args.check).stem
     with tempfile.TemporaryDirectory(prefix="outputs-check-") as tmp:
         now = fingerprints(Path(tmp))
+        for name in KEPT:
+            src, dst = Path(tmp) / name, keep / ("now" if args.check else "recorded") / name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
     if args.record:
         args.record.write_text(json.dumps(now, indent=2) + "\n")
         print(f"recorded {len(now)} fingerprints -> {args.record}")
@@ -140,6 +170,10 @@ def main() -> int:
         same = then.get(name) == now.get(name)
         bad += not same
         print(f"{'same' if same else 'DIFFERS':8} {name}: {now.get(name)} (recorded {then.get(name)})")
+        csv_name = {"score spot_ethusdt csv": "ethusdt.csv", "score simulated itch csv": "sim.csv"}.get(name)
+        if not same and csv_name and (keep / "recorded" / csv_name).is_file():
+            diffs = max_differences(keep / "recorded" / csv_name, keep / "now" / csv_name)
+            print("         largest |difference| per column: " + ", ".join(f"{k} {v:.3g}" for k, v in diffs.items()))
     print(f"{len(now) - bad} of {len(now)} outputs identical to {args.check}")
     return 1 if bad else 0
 
