@@ -27,8 +27,15 @@ INPUT_FIELDS = ("kind", "side", "price", "size", "dt", "mask", "features", "row_
 @dataclass(frozen=True)
 class FeatureNorm:
     """Per-column location and scale of the book-series rows, fitted on the training data's real rows
-    and carried in the dataset's json and the checkpoint (`feature_mean`, `feature_std`). Float64: the
-    arithmetic is done in float64 and rounded to float32 once, wherever it is done."""
+    and carried in the dataset's json and the checkpoint (`feature_mean`, `feature_std`).
+
+    The parameters' dtype is the arithmetic's: the dataset fits and applies float64 parameters; a
+    checkpoint's norm is float32, the precision of the network's own feature_loc/feature_scale buffers,
+    and that is what serving and evaluation apply. The two round differently in the last bit of a
+    normalized row (tests/test_inputs.py bounds it), and the model's recalibration bins and support
+    rounding are discontinuous, so a checkpoint's outputs depend on which one it is served with: served
+    with float64 parameters, the demo checkpoint's spread q90 moves by up to 3 ticks on some windows.
+    Keep a checkpoint's norm float32 unless it is retrained on float32-normalized data."""
 
     mean: np.ndarray
     std: np.ndarray
@@ -45,9 +52,9 @@ class FeatureNorm:
         return cls(mean, np.where(std < 1e-6, 1.0, std))
 
     @classmethod
-    def from_meta(cls, meta: dict[str, Any]) -> FeatureNorm:
-        """From a dataset json or a checkpoint's extra (`feature_mean`, `feature_std`)."""
-        return cls(np.asarray(meta["feature_mean"], np.float64), np.asarray(meta["feature_std"], np.float64))
+    def from_meta(cls, meta: dict[str, Any], dtype: type[np.floating] = np.float64) -> FeatureNorm:
+        """From a dataset json (float64) or a checkpoint's extra (`dtype=np.float32`: see the class)."""
+        return cls(np.asarray(meta["feature_mean"], dtype), np.asarray(meta["feature_std"], dtype))
 
     def to_meta(self) -> dict[str, list[float]]:
         return {"feature_mean": self.mean.tolist(), "feature_std": self.std.tolist()}
