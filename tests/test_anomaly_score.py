@@ -12,7 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from model.evaluation.evaluate import model_outputs  # noqa: E402
+from model.evaluation.outputs import model_outputs  # noqa: E402
 from model.network.tokens import Tokenizer  # noqa: E402
 from model.sim.anomalies import KINDS  # noqa: E402
 from model.sim.engine import SimConfig  # noqa: E402

@@ -1,5 +1,6 @@
-"""Held-out evaluation: each metric against hand-computed values, the isolation forest on a synthetic cloud,
-the baselines equal to model/baseline.py's, and `evaluate` end to end with a tiny trained model."""
+"""Held-out evaluation: each metric against hand-computed values and scikit-learn's, the isolation forest
+on a synthetic cloud, the baselines equal to model.serving.baseline's, the report's model card, and
+`evaluate` end to end with a tiny trained model."""
 
 from __future__ import annotations
 
@@ -11,23 +12,21 @@ import warnings
 import numpy as np
 import pytest
 
-from model.evaluation.evaluate import (
-    TARGETS,
-    IsolationForest,
+from model.evaluation.baselines import isolation_forest_scores, zscore_anomaly
+from model.evaluation.evaluate import TARGETS
+from model.evaluation.metrics import (
     auroc,
-    average_path_length,
     average_precision,
     coverage,
     crps_quantiles,
-    level_forecasts,
     paired_difference,
     perplexity,
     pinball,
     roc_curve,
-    zscore_anomaly,
 )
+from model.evaluation.report import seed_ranges, sources_summary
 from model.inputs import FeatureNorm
-from model.serving.baseline import BaselineForecaster
+from model.serving.baseline import BaselineForecaster, level_forecasts
 
 # --------------------------------------------------------------------------- ranking
 
@@ -67,6 +66,36 @@ def test_roc_curve_runs_from_the_origin_to_the_corner_through_each_threshold():
     assert fpr.tolist() == [0.0, 0.0, 0.5, 0.5, 1.0]
     assert tpr.tolist() == [0.0, 0.5, 0.5, 1.0, 1.0]
     assert np.trapezoid(tpr, fpr) == pytest.approx(0.75)  # the area is the AUROC
+
+
+def test_roc_curve_of_an_empty_class_stays_at_zero_rate():
+    fpr, tpr = roc_curve(np.array([0.2, 0.9]), np.array([1, 1]))  # no negatives: fpr 0/0
+    assert fpr.tolist() == [0.0, 0.0, 0.0] and tpr.tolist() == [0.0, 0.5, 1.0]
+
+
+def _pairwise_auroc(s: np.ndarray, y: np.ndarray) -> float:
+    pos, neg = s[y][:, None], s[~y][None, :]
+    return float(np.mean((pos > neg) + 0.5 * (pos == neg)))
+
+
+def _threshold_ap(s: np.ndarray, y: np.ndarray) -> float:
+    """sum over distinct thresholds, highest first, of (recall gained) x precision at scores >= threshold."""
+    ap, recall_before = 0.0, 0.0
+    for t in np.unique(s)[::-1]:
+        flagged = s >= t
+        recall = (flagged & y).sum() / y.sum()
+        ap += (recall - recall_before) * (flagged & y).sum() / flagged.sum()
+        recall_before = recall
+    return ap
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_auroc_and_average_precision_follow_their_definitions_on_heavily_tied_scores(seed):
+    rng = np.random.default_rng(seed)
+    s = rng.integers(0, 4, size=200).astype(float)  # four distinct values: ties everywhere
+    y = rng.random(200) < 0.2 + 0.1 * s  # higher scores are more often positive
+    assert auroc(s, y) == pytest.approx(_pairwise_auroc(s, y), abs=1e-12)
+    assert average_precision(s, y) == pytest.approx(_threshold_ap(s, y), abs=1e-12)
 
 
 # --------------------------------------------------------------------------- forecasts
@@ -123,28 +152,29 @@ def test_perplexity_of_a_uniform_guess_is_the_number_of_choices():
 # --------------------------------------------------------------------------- isolation forest
 
 
-def test_average_path_length_matches_the_paper():
-    c = average_path_length(np.array([1, 2, 256]))
-    assert c[0] == 0.0 and c[1] == 1.0
-    assert c[2] == pytest.approx(2 * (math.log(255) + 0.5772156649) - 2 * 255 / 256)
-
-
 def test_isolation_forest_scores_injected_outliers_above_the_inliers():
     rng = np.random.default_rng(3)
     inliers = rng.normal(size=(600, 5))
     outliers = rng.normal(size=(12, 5)) * 0.3 + 6.0 * rng.choice([-1, 1], size=(12, 5))
     x = np.concatenate([inliers, outliers])
-    s = IsolationForest(n_trees=50, seed=0).fit(x).score(x)
+    s = isolation_forest_scores(x, n_trees=50, seed=0)
     assert np.all((s > 0) & (s <= 1))
     assert s[600:].min() > np.quantile(s[:600], 0.95)
     assert auroc(s, np.r_[np.zeros(600), np.ones(12)]) > 0.99
 
 
+def test_isolation_forest_flags_a_single_far_point_as_the_most_anomalous():
+    x = np.random.default_rng(5).normal(size=(400, 4))
+    x[123] = [9.0, -9.0, 9.0, -9.0]
+    s = isolation_forest_scores(x)
+    assert int(np.argmax(s)) == 123 and s[123] > 0.6 > np.median(s)
+
+
 def test_isolation_forest_is_seeded():
     x = np.random.default_rng(0).normal(size=(300, 3))
-    a = IsolationForest(n_trees=10, seed=4).fit(x).score(x)
-    assert np.array_equal(a, IsolationForest(n_trees=10, seed=4).fit(x).score(x))
-    assert not np.array_equal(a, IsolationForest(n_trees=10, seed=5).fit(x).score(x))
+    a = isolation_forest_scores(x, n_trees=10, seed=4)
+    assert np.array_equal(a, isolation_forest_scores(x, n_trees=10, seed=4))
+    assert not np.array_equal(a, isolation_forest_scores(x, n_trees=10, seed=5))
 
 
 # --------------------------------------------------------------------------- baselines on dataset rows
@@ -184,6 +214,24 @@ def test_zscore_anomaly_and_feature_norm_invert_give_the_baseline_forecasters_sc
     assert got[2] > 0.999 and got[4] == 0.0
 
 
+# --------------------------------------------------------------------------- report
+
+
+def test_seed_ranges_join_consecutive_seeds():
+    assert seed_ranges([10, 9, -2, 21, 22, 23, 40]) == "-2, 9-10, 21-23, 40"
+    assert seed_ranges([-6, -5, -4, -1, 0, 1]) == "-6 to -4, -1 to 1"
+    assert seed_ranges([]) == "none"
+
+
+def test_sources_summary_gives_simulated_seeds_and_real_captures_by_name():
+    sources = [
+        {"name": "sim:itch:seed=1", "seed": 1, "windows": 10},
+        {"name": "sim:itch:seed=2", "seed": 2, "windows": 5},
+        {"name": "real:binance/eth.gz", "seed": -1, "windows": 7},
+    ]
+    assert sources_summary(sources) == "2 simulated (seeds 1-2); 1 real: binance/eth.gz (seed -1); 22 windows"
+
+
 # --------------------------------------------------------------------------- end to end
 
 torch = pytest.importorskip("torch")
@@ -218,7 +266,8 @@ def test_evaluate_writes_the_table_and_plots_for_a_tiny_model(tiny):
 
     ev = evaluate(tiny / "held.npz", [tiny / "ckpt"], tiny / "out")
     md = (tiny / "out" / "evaluation.md").read_text()
-    assert "seeds [2]" in md and "trained on seeds [1]" in md
+    assert "windows of seeds 2;" in md and "| trained on seeds | 1 |" in md
+    assert "| evaluated seeds seen in training | none |" in md
     for name in ("AUROC", "CRPS", "pinball", "coverage", "perplexity", "isolation forest", "z-score", "persistence"):
         assert name in md
     assert _png_ok(tiny / "out" / "roc.png") and _png_ok(tiny / "out" / "calibration.png")
@@ -233,6 +282,25 @@ def test_evaluate_writes_the_table_and_plots_for_a_tiny_model(tiny):
 
     held = dataset.load(tiny / "held.npz")
     assert ev.n_liquidity["spread_h100"] == int(held.arrays["target_mask"][:, 1].sum()) < len(held)
+
+
+def test_evaluate_writes_a_model_card_read_from_the_checkpoint(tiny):
+    from model.evaluation.evaluate import evaluate
+    from model.network import checkpoint
+
+    ev = evaluate(tiny / "held.npz", [tiny / "ckpt"], tiny / "card")
+    net, config, _ = checkpoint.load(tiny / "ckpt")
+    parameters = sum(p.numel() for p in net.parameters())
+    card = ev.models[0]
+    assert card["parameters"] == parameters and card["preset"] == "tiny"
+    assert card["architecture"]["d_model"] == config.d_model and card["inputs"] == ["events", "book rows", "headlines"]
+    assert card["training"]["stage"] == "finetune" and card["training"]["step"] == card["training"]["steps"] == 5
+    assert [s["seed"] for s in card["training_sources"]] == [1]
+    md = (tiny / "card" / "evaluation.md").read_text()
+    assert f"| parameters | {parameters:,} |" in md
+    assert "| preset | tiny: width 32, 1 layer, 2 heads, feed-forward x2 |" in md
+    assert "finetune, step 5 of 5, batch 8" in md and "1 simulated (seeds 1)" in md
+    assert json.loads((tiny / "card" / "metrics.json").read_text())["models"][0]["parameters"] == parameters
 
 
 def test_evaluate_compares_several_models_side_by_side(tiny):

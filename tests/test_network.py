@@ -297,7 +297,7 @@ def test_an_ablated_part_does_not_reach_the_outputs(part):
 
 
 def test_the_volume_rate_from_the_traded_tokens_goes_to_the_head_as_an_input():
-    from model.evaluation.evaluate import traded_lots_per_message
+    from model.evaluation.baselines import traded_lots_per_message
 
     model, batch = model_and_batch(b=4)
     medians = np.arange(1, model.config.vocab["size"], dtype=np.float64) * 10.0

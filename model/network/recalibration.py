@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from model.evaluation.evaluate import pinball
+from model.evaluation.metrics import pinball
 
 LEVEL_BINS = 4
 N_BINS = 2 * LEVEL_BINS  # x (band within / reaching far above its level)

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model.evaluation.evaluate import crps_quantiles
+from model.evaluation.metrics import crps_quantiles
 from model.network import checkpoint, recalibration
 from model.network.orderflow import (
     ANOMALY_CLASSES,

@@ -1,0 +1,157 @@
+"""A checkpoint run over dataset windows: what the evaluation scores (the served anomaly score and its
+two parts, the quantiles, the next-event NLL) and what the model card says of the checkpoint (its size,
+preset, inputs, training run and training data)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.inputs import FeatureNorm
+
+# the widths that tell the ModelConfig presets apart (model.network.orderflow.ModelConfig.tiny/base/small)
+PRESET_FIELDS = ("d_model", "n_layers", "n_heads", "ff_mult")
+
+
+@dataclass
+class ModelOutputs:
+    name: str
+    directory: str
+    anomaly: np.ndarray  # (B,) the served score: max(calibrated surprise, 1 - p(normal))
+    surprise: np.ndarray  # (B,) calibrated surprise alone (0..1)
+    supervised: np.ndarray  # (B,) 1 - p(normal) of the anomaly head
+    quantiles: dict[str, np.ndarray]  # target -> (B, 3)
+    anchor: dict[str, np.ndarray]  # target -> (B, 3): the band the head corrects (network.anchor); {} if none
+    unrecalibrated: dict[str, np.ndarray]  # target -> (B, 3): the head before recalibration; {} if none fitted
+    nll: np.ndarray  # (B,) summed next-event NLL of the window's real (event, next event) pairs
+    n_events: np.ndarray  # (B,) how many pairs
+    train_seeds: list[int] | None = None
+    card: dict[str, Any] = field(default_factory=dict)  # model_card: the checkpoint described
+
+    def perplexity(self, keep: np.ndarray | None = None) -> float:
+        """exp(mean NLL per event) over the windows `keep` (bool (B,); default all); NaN if none."""
+        keep = np.ones(len(self.nll), bool) if keep is None else keep
+        n = int(self.n_events[keep].sum())
+        return math.exp(float(self.nll[keep].sum()) / n) if n else math.nan
+
+
+def training_seeds(extra: dict[str, Any]) -> list[int] | None:
+    """The seeds of the windows a checkpoint was trained on (its training file's `seed` array), or
+    None when that file is not here to read."""
+    data = (extra.get("train") or {}).get("data")
+    if not data or not Path(data).is_file():
+        return None
+    with np.load(data, allow_pickle=False) as z:
+        return sorted(int(s) for s in np.unique(z["seed"])) if "seed" in z.files else None
+
+
+def training_sources(extra: dict[str, Any], seeds: Sequence[int] | None) -> list[dict[str, Any]] | None:
+    """The sources of a checkpoint's training file (name, seed, windows: its json's `sources`) whose
+    seeds it holds (`seeds`: training_seeds; a file split by seed keeps the json of the whole build, the
+    held-out sources too), or None when that file is not here to read."""
+    data = (extra.get("train") or {}).get("data")
+    meta = Path(data).with_suffix(".json") if data else None
+    if seeds is None or meta is None or not meta.is_file():
+        return None
+    sources = json.loads(meta.read_text()).get("sources")
+    if sources is None:
+        return None
+    return [{k: s.get(k) for k in ("name", "seed", "windows")} for s in sources if s.get("seed") in set(seeds)]
+
+
+def preset_of(config: Any) -> str:
+    """The ModelConfig preset (tiny, base, small) whose widths `config` has, or "custom"."""
+    from model.network.orderflow import ModelConfig
+
+    presets = {"tiny": ModelConfig.tiny(), "base": ModelConfig.base(), "small": ModelConfig.small()}
+    for name, preset in presets.items():
+        if all(getattr(config, f) == getattr(preset, f) for f in PRESET_FIELDS):
+            return name
+    return "custom"
+
+
+def model_card(model: Any, config: Any, extra: dict[str, Any], seeds: Sequence[int] | None) -> dict[str, Any]:
+    """What the evaluation report says of a checkpoint, read from it: parameters, preset, widths and
+    inputs (an ablation leaves out the book rows or the headlines), the training run's settings, and the
+    sources of its training file (`seeds`: the seeds that file holds) where that file is here."""
+    train = extra.get("train") or {}
+    inputs = ["events", *(["book rows"] if config.use_rows else []), *(["headlines"] if config.use_news else [])]
+    return {
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "preset": preset_of(config),
+        "architecture": {f: getattr(config, f) for f in (*PRESET_FIELDS, "n_events", "n_rows", "n_features")},
+        "inputs": inputs,
+        "training": {k: train.get(k) for k in ("stage", "step", "steps", "init", "batch", "lr", "seed", "data")},
+        "training_sources": training_sources(extra, seeds),
+        "calibration_windows": (extra.get("calibration") or {}).get("windows"),
+        "recalibration_windows": (extra.get("recalibration") or {}).get("windows"),
+    }
+
+
+def model_outputs(
+    directory: str | Path,
+    arrays: dict[str, np.ndarray],
+    meta: dict[str, Any],
+    name: str,
+    device: str = "cpu",
+    batch: int = 256,
+    progress: Callable[[int], None] | None = None,
+) -> ModelOutputs:
+    """Run a checkpoint over the dataset windows: the served anomaly score (as model.serving.orderflow
+    combines it), the quantiles in target units, and the summed next-event NLL for the perplexity.
+    The rows are re-normalized with the checkpoint's own feature mean/std; the event tokens must come
+    from the checkpoint's tokenizer (otherwise the ids mean other things: ValueError)."""
+    import torch
+
+    from model.network.orderflow import ANCHORED_TARGETS, calibrated_score, next_event_nll, to_batch
+    from model.network.orderflow import TARGETS as NET_TARGETS
+    from model.network.orderflow import surprise as surprise_of
+    from model.serving.orderflow import OrderFlowForecaster, combined_anomaly_score
+
+    served = OrderFlowForecaster(directory, device=device)
+    if served.extra.get("tokenizer") != meta.get("tokenizer"):
+        raise ValueError(f"{directory}: the data was tokenized with another tokenizer than the model's; build the "
+                         "held-out windows with the training set's tokenizer (one dataset, split_by_seed)")  # fmt: skip
+    rows = arrays["row_mask"]
+    feats = served.norm.apply(FeatureNorm.from_meta(meta).invert(arrays["features"], rows), rows)
+    n = len(arrays["label"])
+    score, surp, sup, nll_w, n_w = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n, np.int64)
+    q, band, head = (np.zeros((n, len(NET_TARGETS), 3)) for _ in range(3))
+    with torch.inference_mode():
+        for lo in range(0, n, batch):
+            sl = slice(lo, min(lo + batch, n))
+            part = {
+                k: arrays[k][sl]
+                for k in ("kind", "side", "price", "size", "dt", "mask", "row_mask", "news", "news_mask")
+            }
+            b = to_batch(part | {"features": feats[sl]}, served.device)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=served.bf16):
+                out = served.model(b)
+            nll, valid = next_event_nll(out["next"], b)
+            s = surprise_of(nll, valid, served.k).float().cpu().numpy()
+            nll_w[sl] = nll.float().sum(-1).cpu().numpy()  # padded pairs are 0 already
+            n_w[sl] = valid.sum(-1).cpu().numpy()
+            probs = out["anomaly"].float().softmax(-1).cpu().numpy()
+            cal = calibrated_score(s, served.calibration) if served.calibration is not None else np.zeros_like(s)
+            surp[sl], sup[sl] = cal, 1.0 - probs[:, 0]
+            score[sl] = combined_anomaly_score(cal, probs[:, 0])
+            q[sl] = out["quantiles"].float().cpu().numpy()  # ordered by the model
+            band[sl] = served.model.onto_support(out["anchor"].float()).cpu().numpy()  # as a zero head would serve it
+            head[sl] = served.model.onto_support(out["quantiles_head"].float()).cpu().numpy()
+            if progress:
+                progress(sl.stop - sl.start)
+    quantiles = {t: q[:, j] for j, t in enumerate(NET_TARGETS)}
+    targets = ANCHORED_TARGETS if served.config.anchors else ()
+    anchor = {t: band[:, j] for j, t in enumerate(NET_TARGETS) if t in targets}
+    coef = served.model.recal_coef.cpu()
+    fitted = [j for j in range(len(NET_TARGETS)) if (coef[j, ..., 0] != 0).any() or (coef[j, ..., 1] != 1).any()]
+    unrecalibrated = {NET_TARGETS[j]: head[:, j] for j in fitted}
+    seeds = training_seeds(served.extra)
+    return ModelOutputs(name, str(directory), score, surp, sup, quantiles, anchor, unrecalibrated, nll_w, n_w,
+                        seeds, model_card(served.model, served.config, served.extra, seeds))  # fmt: skip
