@@ -85,8 +85,8 @@ from orderbook.venues import feed_class  # noqa: E402
 from orderbook.windows import Window  # noqa: E402
 from streams.config import Settings  # noqa: E402
 from streams.pipeline import VenuePipeline  # noqa: E402
-from streams.publish import DLQ_TOPIC, FORECASTS_TOPIC, RAW_TOPIC  # noqa: E402
 from streams.sink import CHANNEL, HIST, LATEST, RedisSink  # noqa: E402
+from streams.topics import DLQ_TOPIC, FORECASTS_TOPIC, RAW_TOPIC  # noqa: E402
 
 BINANCE = "binance-hftbacktest"
 VENUE = "binance"
@@ -180,7 +180,7 @@ def offline(msgs: Sequence[Msg]) -> Offline:
             for w in ws:
                 record_of[(w.symbol, int(w.n_seen))] = i
             batch += ws
-        forecast_records(model, batch, model.predict(batch), 0, Settings().alert_threshold)
+        forecast_records(model.model_id, batch, model.forecast(batch, Settings().alert_threshold), 0)
         n_windows += len(batch)
     seconds = time.perf_counter() - start
     return Offline(record_of, n_windows, seconds, sum(pipe.stats.rejected.values()))
@@ -485,7 +485,8 @@ class BareLoop:
                 rejects.append(rej)
         if not windows:
             return [], rejects
-        recs = forecast_records(self.model, windows, self.model.predict(windows), time.time_ns(), self.threshold)
+        forecasts = self.model.forecast(windows, self.threshold)
+        recs = forecast_records(self.model.model_id, windows, forecasts, time.time_ns())
         self.sink.write(recs)
         return recs, rejects
 
@@ -578,7 +579,7 @@ STAGES = {  # a stage and the functions whose cumulative time is that stage
     "decode (JSON, fields, events)": [("binance.py", "_loads"), ("binance.py", "_decode")],
     "book (sync + apply)": [("binance.py", "_on_diff"), ("binance.py", "_on_snapshot"), ("binance.py", "_on_ticker")],
     "features + windows": [("windows.py", "push")],
-    "forecaster (predict + explain)": [("baseline.py", "predict"), ("forecaster.py", "forecast_records")],
+    "forecaster (predict + explain)": [("forecaster.py", "forecast"), ("forecaster.py", "forecast_records")],
     "redis (RedisSink.write)": [("sink.py", "write")],
 }
 

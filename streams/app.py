@@ -29,7 +29,8 @@ from typing import Any
 
 import faust
 
-from model.serving.forecaster import SCHEMA, Forecaster, load_forecaster
+from model.serving.forecaster import SCHEMA, Forecaster
+from model.serving.load import load_forecaster
 from orderbook.errors import FeedError
 from streams import snapshots
 from streams.batcher import MicroBatcher
@@ -57,7 +58,12 @@ class Worker:
         self.services = Services(
             settings=settings,
             forecaster=forecaster,
-            batcher=MicroBatcher(forecaster, max_batch=settings.max_batch, max_wait=settings.max_wait),
+            batcher=MicroBatcher(
+                forecaster,
+                explain_above=settings.alert_threshold,
+                max_batch=settings.max_batch,
+                max_wait=settings.max_wait,
+            ),
             sink=RedisSink.from_url(settings.redis_url, alert_threshold=settings.alert_threshold),
             waits=self.waits,
             io=ThreadPoolExecutor(max_workers=2, thread_name_prefix="io"),

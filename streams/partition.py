@@ -250,8 +250,9 @@ class Partition:
         if not windows:
             return []
         s = self.s
-        preds = await until_done(lambda: s.batcher.submit(windows), "the model", s.waits)
-        records = forecast_records(s.forecaster, windows, preds, time.time_ns(), s.settings.alert_threshold)
+        # predictions and the alerts' reasons both come from the model thread: here only records are built
+        forecasts = await until_done(lambda: s.batcher.submit(windows), "the model", s.waits)
+        records = forecast_records(s.forecaster.model_id, windows, forecasts, time.time_ns())
         loop = asyncio.get_running_loop()
         await until_done(lambda: loop.run_in_executor(s.io, s.sink.write, records), "redis", s.waits)
         return records

@@ -122,7 +122,7 @@ def expected(venue: str, raw: Sequence, news: dict[tuple[int, int], list[bytes]]
             pipe.add_news(*parse_news(value))
         windows, _ = pipe.process(m.key, m.value, m.partition, m.offset)
         if windows:
-            for rec in forecast_records(model, windows, model.predict(windows), 0, settings.alert_threshold):
+            for rec in forecast_records(model.model_id, windows, model.forecast(windows, settings.alert_threshold), 0):
                 rec.pop("emitted_ts")
                 out[(venue, str(rec["symbol"]), int(rec["window"]))] = rec
     return out

@@ -6,14 +6,22 @@ import numpy as np
 import pytest
 
 from model.serving.baseline import BaselineForecaster, robust_z
-from model.serving.forecaster import HORIZONS, PREDICTION_FIELDS, RECORD_FIELDS, forecast_record
+from model.serving.forecaster import (
+    HORIZONS,
+    PREDICTION_FIELDS,
+    RECORD_FIELDS,
+    forecast_record,
+    forecast_records,
+    prediction_dtype,
+    predictions_of,
+)
 from model.sim.itch_day import itch_day_stream
 from orderbook.book import L2Book
 from orderbook.errors import FeedError
 from orderbook.events import Event, Kind, Side
 from orderbook.features import FeatureState
 from orderbook.venues.itch import ItchFeed
-from orderbook.windows import WindowBuilder, WindowConfig
+from orderbook.windows import Window, WindowBuilder, WindowConfig
 
 
 def itch_windows(n=6000, symbol="AAPL"):
@@ -35,9 +43,9 @@ def test_predictions_are_finite_and_quantiles_ordered():
     windows = itch_windows()
     assert len(windows) > 10
     preds = BaselineForecaster().predict(windows)
+    assert len(preds) == len(windows)
     for p in preds:
-        assert set(PREDICTION_FIELDS) <= set(p)
-        assert all(math.isfinite(v) for v in p.values())
+        assert all(math.isfinite(p[name]) for name in PREDICTION_FIELDS)
         assert 0.0 <= p["anomaly_score"] <= 1.0
         for h in HORIZONS:
             for field in ("spread", "depth", "mid"):
@@ -45,12 +53,33 @@ def test_predictions_are_finite_and_quantiles_ordered():
             assert p[f"p_up_h{h}"] + p[f"p_down_h{h}"] <= 1.0
 
 
+def test_predictions_are_a_structured_array_of_exactly_the_published_fields():
+    windows = itch_windows()[:5]
+    f = BaselineForecaster()
+    preds = f.predict(windows)
+    assert preds.dtype == f.dtype == prediction_dtype()
+    assert preds.dtype.names == PREDICTION_FIELDS and all(preds.dtype[n] == np.float64 for n in PREDICTION_FIELDS)
+    assert f.predict([]).dtype == f.dtype and len(f.predict([])) == 0
+
+
+def test_a_prediction_field_missing_or_not_declared_is_refused():
+    columns = {name: np.zeros(2) for name in PREDICTION_FIELDS}
+    with pytest.raises(ValueError, match="undeclared \\['anomaly_class'\\]"):
+        predictions_of(columns | {"anomaly_class": np.zeros(2)}, prediction_dtype())
+    del columns["p_up_h10"]
+    with pytest.raises(ValueError, match="missing \\['p_up_h10'\\]"):
+        predictions_of(columns, prediction_dtype())
+
+
 def test_forecast_record_carries_book_and_window_metadata():
     w = itch_windows()[-1]
-    rec = forecast_record(w, BaselineForecaster().predict([w])[0], "baseline:1", emitted_ts=123)
+    pred = BaselineForecaster().predict([w])[0]
+    rec = forecast_record(w, pred, "baseline:1", emitted_ts=123)
     assert tuple(rec) == RECORD_FIELDS
     assert rec["best_bid"] == w.best_bid > 0 and rec["best_ask"] == w.best_ask > w.best_bid
     assert rec["symbol"] == "AAPL" and rec["venue"] == "itch" and rec["seq"] == w.seq
+    # published as plain Python floats (msgpack, Redis), the prediction's float64 values exactly
+    assert all(type(rec[n]) is float and rec[n] == pred[n] for n in PREDICTION_FIELDS)
 
 
 def _l2_stream(n_msgs, gap_ns, start_ts=0, seq0=0):
@@ -61,25 +90,54 @@ def _l2_stream(n_msgs, gap_ns, start_ts=0, seq0=0):
         yield [Event(Kind.LEVEL_SET, "t", "X", start_ts + i * gap_ns, seq0 + i, side, price, 5 + i % 7)]
 
 
-def test_anomaly_score_rises_on_a_message_burst():
+def calm_then_burst() -> tuple[list[Window], list[Window]]:
+    """A book's windows at 20 msg/s, then those of a burst's onset at 10k msg/s (one window per message)."""
     book = L2Book("t", "X")
     builder = WindowBuilder(WindowConfig(every_events=1, n_rows=32), FeatureState(window_ns=100_000_000))
-    calm = None
-    for events in _l2_stream(400, gap_ns=50_000_000):  # 20 msg/s
-        for e in events:
-            book.apply(e)
-        calm = builder.push(book, events)
-    burst = None
-    start = 400 * 50_000_000
-    for events in _l2_stream(8, gap_ns=100_000, start_ts=start, seq0=400):  # 10k msg/s: the onset
-        for e in events:
-            book.apply(e)
-        burst = builder.push(book, events)
+
+    def windows(stream) -> list[Window]:
+        out = []
+        for events in stream:
+            for e in events:
+                book.apply(e)
+            if (w := builder.push(book, events)) is not None:
+                out.append(w)
+        return out
+
+    calm = windows(_l2_stream(400, gap_ns=50_000_000))
+    burst = windows(_l2_stream(8, gap_ns=100_000, start_ts=400 * 50_000_000, seq0=400))
+    return calm, burst
+
+
+def test_anomaly_score_rises_on_a_message_burst():
+    calm_windows, burst_windows = calm_then_burst()
+    calm, burst = calm_windows[-1], burst_windows[-1]
     f = BaselineForecaster()
     calm_score = f.predict([calm])[0]["anomaly_score"]
     burst_score = f.predict([burst])[0]["anomaly_score"]
     assert calm_score < 0.5 < 0.99 < burst_score
     assert "message_rate" in f.explain(burst, f.predict([burst])[0])
+
+
+def test_forecast_explains_exactly_the_windows_at_or_above_the_threshold():
+    calm, burst = calm_then_burst()
+    windows = calm[-20:] + burst
+    f = BaselineForecaster()
+    scores = f.predict(windows)["anomaly_score"]
+    forecasts = f.forecast(windows, explain_above=0.99)
+    assert np.array_equal(forecasts.predictions, f.predict(windows))
+    alerts = scores >= 0.99
+    assert 0 < alerts.sum() < len(windows)
+    assert all(forecasts.reasons[i] for i in np.flatnonzero(alerts))  # an alert says why
+    assert forecasts.reasons == [
+        f.explain(w, p) if a else "" for w, p, a in zip(windows, forecasts.predictions, alerts, strict=True)
+    ]
+    recs = forecast_records(f.model_id, windows, forecasts, emitted_ts=5)
+    assert [r["reason"] for r in recs] == forecasts.reasons
+    assert recs == [
+        forecast_record(w, p, f.model_id, 5, r)
+        for w, p, r in zip(windows, forecasts.predictions, forecasts.reasons, strict=True)
+    ]
 
 
 @pytest.mark.parametrize(("hist", "value", "sign"), [([1, 2, 3, 4, 5], 50, 1), ([1, 2, 3, 4, 5], -50, -1)])

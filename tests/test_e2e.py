@@ -73,7 +73,8 @@ def expected(records: dict[str, list]) -> tuple[dict, dict]:
             windows, rej = pipe.process(m.key, m.value, m.partition, m.offset)
             if rej is not None:
                 rejects[(venue, m.partition, m.offset)] = rej.reason
-            for rec in forecast_records(model, windows, model.predict(windows), 0, Settings().alert_threshold):
+            predicted = model.forecast(windows, Settings().alert_threshold)
+            for rec in forecast_records(model.model_id, windows, predicted, 0):
                 forecasts[(venue, rec["symbol"], rec["window"])] = rec
     return forecasts, rejects
 

@@ -1,4 +1,4 @@
-"""The generative model served behind the forecaster interface: a tiny model trained here on
+"""The order-flow model served behind the forecaster interface: a tiny model trained here on
 simulated windows, loaded from its checkpoint, scoring the worker's own windows."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from model.network.orderflow import ANOMALY_CLASSES  # noqa: E402
 from model.serving.forecaster import HORIZONS, PREDICTION_FIELDS, forecast_records  # noqa: E402
-from model.serving.orderflow import GenerativeForecaster, prob_above_zero  # noqa: E402
+from model.serving.orderflow import OrderFlowForecaster, prob_above_zero  # noqa: E402
 from model.sim.engine import SimConfig  # noqa: E402
 from model.sim.writers import messages  # noqa: E402
 from model.training.dataset import build, save, sim_source  # noqa: E402
@@ -42,27 +43,40 @@ def live_windows(seed: int = 6):
 
 
 def test_serves_finite_ordered_forecasts_for_live_windows(checkpoint_dir):
-    f = GenerativeForecaster(checkpoint_dir, device="cpu")
+    f = OrderFlowForecaster(checkpoint_dir, device="cpu")
     windows = live_windows()
     assert len(windows) > 20
     preds = f.predict(windows[:64])
+    assert len(preds) == len(windows[:64])
     for p in preds:
-        assert set(PREDICTION_FIELDS) <= set(p) and all(math.isfinite(v) for v in p.values())
+        assert all(math.isfinite(p[name]) for name in PREDICTION_FIELDS)
         assert 0.0 <= p["anomaly_score"] <= 1.0 and p["anomaly_nll"] > 0
         for h in HORIZONS:
             for field in ("spread", "depth", "mid"):
                 assert p[f"{field}_q10_h{h}"] <= p[f"{field}_q50_h{h}"] <= p[f"{field}_q90_h{h}"]
-    recs = forecast_records(f, windows[:4], preds[:4], 1, explain_above=0.0)
+    recs = forecast_records(f.model_id, windows[:4], f.forecast(windows[:4], explain_above=0.0), 1)
     assert all(r["model"].startswith("orderflow-gpt:") and "surprise" in r["reason"] for r in recs)
 
 
+def test_predictions_declare_every_field_the_explanation_reads(checkpoint_dir):
+    f = OrderFlowForecaster(checkpoint_dir, device="cpu")
+    preds = f.predict(live_windows()[:8])
+    assert preds.dtype == f.dtype
+    assert preds.dtype.names == (*PREDICTION_FIELDS, "anomaly_class", "anomaly_class_p", "surprise_score")
+    assert all(preds.dtype[name] == np.float64 for name in PREDICTION_FIELDS)  # published as float64
+    # the most likely anomalous kind: never `normal` (index 0)
+    assert np.issubdtype(preds["anomaly_class"].dtype, np.integer)
+    assert ((preds["anomaly_class"] >= 1) & (preds["anomaly_class"] < len(ANOMALY_CLASSES))).all()
+    assert ((preds["anomaly_class_p"] >= 0) & (preds["anomaly_class_p"] <= 1)).all()
+    assert ((preds["surprise_score"] >= 0) & (preds["surprise_score"] <= 1)).all()
+
+
 def test_the_same_window_gets_the_same_forecast_alone_or_in_a_batch(checkpoint_dir):
-    f = GenerativeForecaster(checkpoint_dir, device="cpu")
+    f = OrderFlowForecaster(checkpoint_dir, device="cpu")
     windows = live_windows()[:16]
     alone = f.predict(windows[3:4])[0]
     batched = f.predict(windows)[3]
-    assert alone.keys() == batched.keys()
-    assert all(abs(alone[k] - batched[k]) <= 1e-4 * max(1.0, abs(alone[k])) for k in alone)
+    assert all(abs(alone[k] - batched[k]) <= 1e-4 * max(1.0, abs(alone[k])) for k in f.dtype.names)
 
 
 def test_prob_above_zero_reads_the_quantiles():
@@ -74,7 +88,7 @@ def test_prob_above_zero_reads_the_quantiles():
 def test_an_alert_names_its_span_its_most_surprising_event_and_the_driving_features(checkpoint_dir):
     from orderbook.features import FEATURE_NAMES
 
-    f = GenerativeForecaster(checkpoint_dir, device="cpu")
+    f = OrderFlowForecaster(checkpoint_dir, device="cpu")
     w = live_windows()[10]
     (event, nll), columns = f.drivers(w)
     assert w.mask[event] and nll > 0  # a real event of the window, scored given the ones before it

@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from model.serving.orderflow import GenerativeForecaster  # noqa: E402
+from model.serving.orderflow import OrderFlowForecaster  # noqa: E402
 from model.serving.scenarios import Cut, check_book, generate_scenarios, load_state, parse_state, window_config  # noqa: E402
 from model.sim.engine import OPEN_NS, SimConfig  # noqa: E402
 from model.sim.run import simulate  # noqa: E402
@@ -40,7 +40,7 @@ def setup(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def forecaster(setup):
-    return GenerativeForecaster(setup[0], device="cpu")
+    return OrderFlowForecaster(setup[0], device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -116,14 +116,14 @@ def test_news_file_errors_name_the_line(tmp_path):
 
 def test_generative_scores_equal_the_served_models_forecasts(sim_dir, tmp_path):
     pytest.importorskip("torch")
-    from model.serving.orderflow import GenerativeForecaster
+    from model.serving.orderflow import OrderFlowForecaster
     from model.training.dataset import build, save, sim_source
     from model.training.train import train
 
     data, _ = save(build([sim_source(SimConfig(n_symbols=1, duration_ns=120 * SEC, seed=3))]), tmp_path / "t.npz")
     train("pretrain", data, tmp_path / "ckpt", steps=2, batch=4, device="cpu", preset="tiny", checkpoint_every=100)
     _, path = sim_dir
-    f = GenerativeForecaster(tmp_path / "ckpt", device="cpu")
+    f = OrderFlowForecaster(tmp_path / "ckpt", device="cpu")
     got = list(score_windows(stream_windows(read_records([path], "itch"), "itch"), f, batch=64))
     want = worker_rows(path, f, batch=64)
     assert len(got) == len(want) > 0

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from model.serving.forecaster import HORIZONS, QUANTILES, Forecaster, Prediction
+from model.serving.forecaster import HORIZONS, QUANTILES, Forecaster, Prediction, Predictions, predictions_of
 from orderbook.features import FEATURE_NAMES, TRADE_KINDS
 from orderbook.windows import Window
 
@@ -118,15 +118,17 @@ class BaselineForecaster(Forecaster):
     def __init__(self, halflife: float = 8.0) -> None:
         self.halflife = halflife
 
-    def predict(self, windows: Sequence[Window]) -> list[Prediction]:
+    def predict(self, windows: Sequence[Window]) -> Predictions:
         if not windows:
-            return []
+            return np.zeros(0, self.dtype)
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows of windows still warming up
             columns = self._columns(windows)
-        names = list(columns)
-        table = np.nan_to_num(np.stack([columns[n] for n in names], axis=1), nan=0.0, posinf=0.0, neginf=0.0)
-        return [dict(zip(names, map(float, row), strict=True)) for row in table]
+        # a window still warming up has no value to give: 0, never NaN or inf, is published
+        finite = {
+            n: np.nan_to_num(np.asarray(c, np.float64), nan=0.0, posinf=0.0, neginf=0.0) for n, c in columns.items()
+        }
+        return predictions_of(finite, self.dtype)
 
     def _columns(self, windows: Sequence[Window]) -> dict[str, np.ndarray]:
         feats = np.stack([w.features for w in windows]).astype(np.float64)  # (B, T, F)

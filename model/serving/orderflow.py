@@ -1,7 +1,7 @@
-"""The generative order-flow model behind the forecaster interface: what a worker serves.
+"""The order-flow model (model/network/orderflow.py) behind the forecaster interface: what a worker serves.
 
-A window becomes the model's arrays exactly as the training data did (model/tokens.py for
-the event tokens and headlines, the checkpoint's feature mean/std for the book rows); one
+A window becomes the model's arrays exactly as the training data did (model.inputs.model_inputs:
+the checkpoint's tokenizers for the event tokens and headlines, its FeatureNorm for the book rows); one
 forward pass gives the next-event likelihood of the window's last events (the surprise),
 the quantiles of the eight targets and the anomaly class probabilities.
 
@@ -27,7 +27,7 @@ from model.inputs import FeatureNorm, model_inputs
 from model.network import checkpoint
 from model.network.orderflow import ANOMALY_CLASSES, TARGETS, calibrated_score, next_event_nll, to_batch
 from model.network.tokens import TextTokenizer, Tokenizer
-from model.serving.forecaster import HORIZONS, QUANTILES, Forecaster, Prediction
+from model.serving.forecaster import HORIZONS, QUANTILES, Forecaster, Prediction, Predictions, predictions_of
 from orderbook.events import Kind, Side
 from orderbook.features import FEATURE_NAMES
 from orderbook.windows import Window
@@ -58,8 +58,13 @@ def prob_above_zero(q10: np.ndarray, q50: np.ndarray, q90: np.ndarray) -> tuple[
     return 1.0 - cdf0, cdf0
 
 
-class GenerativeForecaster(Forecaster):
+class OrderFlowForecaster(Forecaster):
+    """OrderFlowModel served. Besides PREDICTION_FIELDS each prediction keeps what its alert
+    explanation reads: the most likely anomaly kind (index into ANOMALY_CLASSES, never 0: normal),
+    that kind's probability and the calibrated surprise."""
+
     name = "orderflow-gpt"
+    extra_fields = (("anomaly_class", np.int64), ("anomaly_class_p", np.float64), ("surprise_score", np.float64))
 
     def __init__(self, directory: str | Path, device: str = "auto") -> None:
         self.device = best_device(device)
@@ -67,7 +72,7 @@ class GenerativeForecaster(Forecaster):
         self.version = str(self.extra.get("train", {}).get("step", "0"))
         self.tokenizer = Tokenizer.from_json(self.extra["tokenizer"])
         self.text = TextTokenizer.from_json(self.extra["text_tokenizer"])
-        self.norm = FeatureNorm.from_meta(self.extra)
+        self.norm = FeatureNorm.from_meta(self.extra, np.float32)  # the network's own precision
         self.feature_names = list(self.extra.get("feature_names") or FEATURE_NAMES)
         calibration = self.extra.get("calibration") or {}
         self.k = int(calibration.get("k", 16))
@@ -79,9 +84,9 @@ class GenerativeForecaster(Forecaster):
         return model_inputs(windows, self.tokenizer, self.text, self.norm)
 
     @torch.inference_mode()
-    def predict(self, windows: Sequence[Window]) -> list[Prediction]:
+    def predict(self, windows: Sequence[Window]) -> Predictions:
         if not windows:
-            return []
+            return np.zeros(0, self.dtype)
         batch = to_batch(self.arrays(windows), self.device)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
             s = self.model.score(batch, k=self.k)
@@ -91,7 +96,6 @@ class GenerativeForecaster(Forecaster):
         surprise = calibrated_score(nll, self.calibration) if self.calibration is not None else np.zeros_like(nll)
         score = combined_anomaly_score(surprise, probs[:, 0])
         cols: dict[str, np.ndarray] = {"anomaly_score": score, "anomaly_nll": nll,
-                                       "anomaly_class": probs[:, 1:].argmax(1) + 1.0,
                                        "anomaly_class_p": probs[:, 1:].max(1), "surprise_score": surprise}  # fmt: skip
         for j, target in enumerate(TARGETS):
             field, h = target.rsplit("_h", 1)
@@ -106,15 +110,14 @@ class GenerativeForecaster(Forecaster):
             if field == "mid":
                 cols[f"p_up_h{h}"], cols[f"p_down_h{h}"] = prob_above_zero(vals[:, 0], vals[:, 1], vals[:, 2])
         assert all(f"spread_q50_h{h}" in cols for h in HORIZONS), "checkpoint targets do not cover the horizons"
-        names = list(cols)
-        table = np.nan_to_num(np.stack([np.asarray(cols[n], np.float64) for n in names], axis=1))
-        return [dict(zip(names, map(float, row), strict=True)) for row in table]
+        finite = {n: np.nan_to_num(np.asarray(c, np.float64)) for n, c in cols.items()}
+        return predictions_of(finite | {"anomaly_class": probs[:, 1:].argmax(1) + 1}, self.dtype)
 
     def explain(self, window: Window, prediction: Prediction) -> str:
         """The alert's why: the event span, the most likely kind, the most surprising event of the
         last k and the book-series columns that drove the head's score (see `drivers`)."""
-        kind = ANOMALY_CLASSES[int(prediction.get("anomaly_class", 0))]
-        surprise, p = prediction.get("surprise_score", 0.0), prediction.get("anomaly_class_p", 0.0)
+        kind = ANOMALY_CLASSES[int(prediction["anomaly_class"])]
+        surprise, p = float(prediction["surprise_score"]), float(prediction["anomaly_class_p"])
         nll, columns = self.drivers(window)
         parts = [
             f"events {window.start_ts}..{window.ts} ns: most likely {kind} p={p:.2f}",

@@ -2,7 +2,7 @@
 (issue 5, `megatrading scenarios`; DESIGN.md, "Generation").
 
     state = load_state("itch", path, "AAA", Cut(ts=34_500_000_000_000), horizon=200)
-    result = generate_scenarios(GenerativeForecaster(ckpt), state, horizon=200, n_paths=64, seed=1)
+    result = generate_scenarios(OrderFlowForecaster(ckpt), state, horizon=200, n_paths=64, seed=1)
     write_outputs(state, result, out_dir)
 
 1. The start state: the recorded or simulated file is replayed through the venue's feed (the worker's
@@ -447,7 +447,7 @@ def generate_scenarios(
     on_step: Callable[[int, list[PathState]], None] | None = None,
 ) -> ScenarioResult:
     """Sample `n_paths` paths of `horizon` steps from `state` (`forecaster`: a model.serving.orderflow.
-    GenerativeForecaster). A step applies one event per path, or skips it after `tries` draws that do
+    OrderFlowForecaster). A step applies one event per path, or skips it after `tries` draws that do
     not apply. Reproducible: the same seed, state, model and n_paths give the same paths."""
     if temperature <= 0:
         raise ValueError("temperature must be positive")

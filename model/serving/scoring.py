@@ -32,6 +32,7 @@ from orderbook.venues import feed_class
 from orderbook.windows import Window, WindowConfig
 
 COLUMNS = ("symbol", "event_ts", "seq", "anomaly_score", *(f for f in PREDICTION_FIELDS if f != "anomaly_score"))
+_PREDICTED = list(COLUMNS[3:])
 Record = tuple[bytes | None, bytes]  # (key, value) as on md.raw.<venue>
 
 
@@ -136,8 +137,7 @@ def _batched(windows: Iterable[Window], size: int) -> Iterator[list[Window]]:
 def row(window: Window, prediction: Prediction) -> dict[str, object]:
     """One CSV row: the window's symbol, last event time and sequence, then PREDICTION_FIELDS."""
     out: dict[str, object] = {"symbol": window.symbol, "event_ts": int(window.ts), "seq": int(window.seq)}
-    for name in COLUMNS[3:]:
-        out[name] = float(prediction[name])
+    out.update(zip(_PREDICTED, prediction[_PREDICTED].tolist(), strict=True))
     return out
 
 

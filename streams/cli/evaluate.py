@@ -23,7 +23,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from model.serving.forecaster import load_forecaster
+from model.serving.load import load_forecaster
 from orderbook.venues import FEEDS
 from streams.cli.dataset import parse_seeds
 

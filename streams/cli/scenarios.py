@@ -20,13 +20,13 @@ from pathlib import Path
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
-    from model.serving.orderflow import GenerativeForecaster
+    from model.serving.orderflow import OrderFlowForecaster
     from model.serving.scenarios import generate_scenarios, load_state, parse_state, window_config, write_outputs
 
     if args.horizon <= 0 or args.paths <= 0:
         raise ValueError("--horizon and --paths must be positive")
     venue, path, cut = parse_state(args.start)
-    forecaster = GenerativeForecaster(args.model, device=args.device)
+    forecaster = OrderFlowForecaster(args.model, device=args.device)
     t0 = time.perf_counter()
     state = load_state(venue, path, args.symbol, cut, window_config(forecaster.extra), args.horizon)
     t1 = time.perf_counter()
