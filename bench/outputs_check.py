@@ -7,8 +7,8 @@ Fingerprints, each an md5 over exact bytes:
 - the demo dataset: `make checkpoint`'s `megatrading dataset` command (the Makefile's own arguments),
   train and held-out files, every array's name, dtype, shape and bytes, and the json metadata;
 - the committed checkpoint's scores on the held-out file: `megatrading evaluate` of
-  model/checkpoints/demo on that held-out file, the model's own entries of metrics.json (the classic
-  baselines beside it are not the checkpoint's scores);
+  model/checkpoints/demo on that held-out file, every figure of metrics.json that is the model's own
+  (the classic baselines beside it are not the checkpoint's scores), compared within 1e-12 relative;
 - the committed checkpoint's forecasts row by row (`megatrading score`'s CSV) on the held-out real
   capture (Binance spot ETHUSDT) and on a simulated ITCH file.
 
@@ -69,13 +69,31 @@ def arrays_md5(npz: Path) -> str:
     return h.hexdigest()
 
 
-def model_entries(x: Any, model: str) -> Any:
-    """metrics.json with every method but `model` dropped where methods sit side by side."""
+def model_figures(x: Any, path: str = "", mine: bool = False) -> dict[str, float]:
+    """Every number of metrics.json that is the checkpoint's own (methods named `model...`: the model,
+    its surprise, head, anchor, unrecalibrated quantiles), flattened to {path: value}; the baselines
+    beside them and the run's bookkeeping (`data`, `models`) left out."""
+    out: dict[str, float] = {}
     if isinstance(x, dict):
-        if model in x:
-            return {model: x[model]}
-        return {k: model_entries(v, model) for k, v in x.items() if k not in ("data", "elapsed_s")}
-    return x
+        for k, v in x.items():
+            if not path and k in ("data", "models", "sources", "seeds"):
+                continue
+            out |= model_figures(v, f"{path}/{k}", mine or str(k).startswith("model"))
+    elif isinstance(x, list):
+        for i, v in enumerate(x):
+            out |= model_figures(v, f"{path}/{i}", mine)
+    elif mine and isinstance(x, int | float) and not isinstance(x, bool):
+        out[path] = float(x)
+    return out
+
+
+def figures_equal(a: dict[str, float], b: dict[str, float], rel: float = 1e-12) -> tuple[bool, str]:
+    """Equal keys and values within `rel` (the AUROC/AP are scikit-learn's since issue 11: the same
+    figures, summed in another order, 1 ulp apart)."""
+    if set(a) != set(b):
+        return False, f"keys differ: {sorted(set(a) ^ set(b))[:5]}"
+    worst = max((abs(a[k] - b[k]) / max(abs(a[k]), 1e-300) for k in a if a[k] != b[k]), default=0.0)
+    return worst <= rel, f"{len(a)} figures, largest relative difference {worst:.2g}"
 
 
 def file_md5(path: Path) -> str:
@@ -104,8 +122,8 @@ def max_differences(a: Path, b: Path) -> dict[str, float]:
     return {k: v for k, v in out.items() if v > 0}
 
 
-def fingerprints(work: Path) -> dict[str, str]:
-    out: dict[str, str] = {}
+def fingerprints(work: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     train, held = work / "train.npz", work / "heldout.npz"
     megatrading("dataset", *checkpoint_dataset_args(), "--out", str(train), "--held-out-out", str(held))
     out["dataset train.npz"] = arrays_md5(train)
@@ -114,10 +132,7 @@ def fingerprints(work: Path) -> dict[str, str]:
 
     ev = work / "eval"
     megatrading("evaluate", "--data", str(held), "--model", f"generative:{CKPT}", "--out", str(ev))
-    metrics = json.loads((ev / "metrics.json").read_text())
-    out["evaluate metrics (model entries)"] = hashlib.md5(
-        json.dumps(model_entries(metrics, CKPT.name), sort_keys=True).encode()
-    ).hexdigest()
+    out["evaluate: the model's figures"] = model_figures(json.loads((ev / "metrics.json").read_text()))
 
     scores = work / "ethusdt.csv"
     megatrading("score", str(HELD_OUT_CAPTURE), "--format", "binance", "--model", f"generative:{CKPT}",
@@ -167,9 +182,12 @@ def main() -> int:
     then = json.loads(args.check.read_text())
     bad = 0
     for name in sorted(set(then) | set(now)):
-        same = then.get(name) == now.get(name)
+        if isinstance(now.get(name), dict) and isinstance(then.get(name), dict):
+            same, said = figures_equal(then[name], now[name])
+        else:
+            same, said = then.get(name) == now.get(name), f"{now.get(name)} (recorded {then.get(name)})"
         bad += not same
-        print(f"{'same' if same else 'DIFFERS':8} {name}: {now.get(name)} (recorded {then.get(name)})")
+        print(f"{'same' if same else 'DIFFERS':8} {name}: {said}")
         csv_name = {"score spot_ethusdt csv": "ethusdt.csv", "score simulated itch csv": "sim.csv"}.get(name)
         if not same and csv_name and (keep / "recorded" / csv_name).is_file():
             diffs = max_differences(keep / "recorded" / csv_name, keep / "now" / csv_name)
