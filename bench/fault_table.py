@@ -86,7 +86,8 @@ from tqdm import tqdm  # noqa: E402
 
 from streams.infra import Infra  # noqa: E402
 from streams.offsets import committed  # noqa: E402
-from streams.snapshots import STATE_TOPIC, Pointer, fetch, parse_pointer, state_key  # noqa: E402
+from streams.snapshots import Pointer, fetch, parse_pointer, state_key  # noqa: E402
+from streams.topics import STATE_TOPIC  # noqa: E402
 
 SHARED_DATA = Path(os.environ.get("MT_SHARED_DATA", REPO.parent / "shared" / "data"))
 BINANCE_CAPTURE = "binance-hftbacktest/spot_ethusdt_20240808.gz"

@@ -66,8 +66,8 @@ from orderbook.snapshot import dump_state  # noqa: E402
 from streams import recovery, snapshots  # noqa: E402
 from streams.config import Settings  # noqa: E402
 from streams.offsets import committed  # noqa: E402
-from streams.publish import RAW_TOPIC  # noqa: E402
 from streams.retry import Waits  # noqa: E402
+from streams.topics import RAW_TOPIC  # noqa: E402
 from streams.txn import PartitionCommitter  # noqa: E402
 
 VENUE = "itch"

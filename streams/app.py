@@ -39,9 +39,9 @@ from streams.logfilter import install_rate_limits
 from streams.news import NewsListener
 from streams.partition import NEWS_KEPT, News, Partition, Services
 from streams.pipeline import parse_news
-from streams.publish import NEWS_TOPIC, RAW_TOPIC
 from streams.retry import Waits, until_done
 from streams.sink import RedisSink
+from streams.topics import NEWS_TOPIC, RAW_TOPIC
 
 log = logging.getLogger(__name__)
 
@@ -209,8 +209,11 @@ class Worker:
 
 def create_app(settings: Settings, forecaster: Forecaster | None = None) -> tuple[faust.App, Worker]:
     install_rate_limits()
+    # Faust would make `<app_id>-data/` in the working directory; the state home keeps it instead
+    settings.faust_datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.app_id,
+        datadir=settings.faust_datadir,
         broker=f"kafka://{settings.bootstrap}",
         key_serializer="raw",
         value_serializer="raw",

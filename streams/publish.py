@@ -1,13 +1,17 @@
-"""Feeds into Kafka: a recorded file published to `md.raw.<venue>`, keyed by symbol.
+"""Feeds into Kafka: a recorded file (`publish_capture`) or a simulated market (`publish_simulation`)
+published to `md.raw.<venue>`, keyed by symbol, a simulation's headlines to `md.news`.
 
 Keying by symbol keeps each book's messages in one partition, in order. `speed` paces the
-records by their own capture timestamps (N times real time); `speed=None` publishes as
-fast as the broker takes them.
+records by their own timestamps (N times real time); `speed=None` publishes as fast as the
+broker takes them.
 """
 
 from __future__ import annotations
 
+import heapq
+import json
 import logging
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -15,15 +19,13 @@ from pathlib import Path
 from kafka import KafkaProducer
 from tqdm import tqdm
 
+from model.sim.engine import SEC, SimResult
+from model.sim.writers import Msg, clock_offset, messages
 from orderbook.errors import FeedError
 from orderbook.venues import Record, feed_class
+from streams.topics import NEWS_TOPIC, raw_topic
 
 log = logging.getLogger(__name__)
-
-RAW_TOPIC = "md.raw.{venue}"
-NEWS_TOPIC = "md.news"
-FORECASTS_TOPIC = "md.forecasts"
-DLQ_TOPIC = "md.dlq"
 
 
 def producer(bootstrap: str, **kw: object) -> KafkaProducer:
@@ -68,7 +70,7 @@ def keyed(venue: str, records: Iterable[Record], symbol: str | None = None) -> I
         yield (key or "?").encode(), rec
 
 
-def replay(
+def publish_capture(
     path: Path,
     venue: str,
     bootstrap: str,
@@ -79,14 +81,14 @@ def replay(
     progress: bool = True,
 ) -> int:
     """Publish a recorded file; returns the number of records produced (all acknowledged)."""
-    topic = RAW_TOPIC.format(venue=venue)
+    topic = raw_topic(venue)
     records: Iterable[Record] = feed_class(venue).read_capture(path)
     if limit is not None:
         records = (r for i, r in zip(range(limit), records, strict=False))
     prod = producer(bootstrap)
     n = 0
     try:
-        for key, rec in tqdm(keyed(venue, paced(records, speed), symbol), unit="msg", desc=f"replay {venue}",
+        for key, rec in tqdm(keyed(venue, paced(records, speed), symbol), unit="msg", desc=f"publish {venue}",
                              disable=not progress):  # fmt: skip
             # The capture time rides in a header, not as the record timestamp: a broker deletes
             # records by their timestamp, and a 2021 capture would be gone at the next retention check.
@@ -96,5 +98,38 @@ def replay(
         prod.flush()
     finally:
         prod.close()
-    log.info("replayed %d records from %s to %s", n, path, topic)
+    log.info("published %d records from %s to %s", n, path, topic)
     return n
+
+
+def simulation_records(result: SimResult, fmt: str) -> Iterator[tuple[str, Msg]]:
+    """(topic, message) for a simulated stream in `fmt` and its headlines, in time order."""
+    off = clock_offset(fmt)
+    raw = ((raw_topic(fmt), m) for m in messages(fmt, result))
+    news = (
+        (NEWS_TOPIC, Msg(n.ts + off, n.symbol, json.dumps(n.record(off), sort_keys=True).encode())) for n in result.news
+    )
+    return heapq.merge(raw, news, key=lambda r: r[1].ts)
+
+
+def publish_simulation(result: SimResult, fmt: str, bootstrap: str, speed: float | None) -> dict[str, int]:
+    """Send a simulated stream to Kafka, paced at `speed` x real time (None: as fast as possible); counts per topic."""
+    prod = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1)
+    counts: dict[str, int] = {}
+    wall0, t0 = time.monotonic(), None
+    try:
+        with tqdm(total=len(result.events) + len(result.news), unit="msg", desc="publish", disable=None,
+                  file=sys.stderr) as bar:  # fmt: skip
+            for topic, m in simulation_records(result, fmt):
+                if speed:
+                    t0 = m.ts if t0 is None else t0
+                    wait = (m.ts - t0) / SEC / speed - (time.monotonic() - wall0)
+                    if wait > 0:
+                        time.sleep(wait)
+                prod.send(topic, key=m.symbol.encode() if m.symbol else None, value=m.raw)
+                counts[topic] = counts.get(topic, 0) + 1
+                bar.update(1)
+        prod.flush()
+    finally:
+        prod.close()
+    return counts

@@ -51,10 +51,10 @@ from orderbook.snapshot import SnapshotError, dump_state, load_state
 from orderbook.venue_windows import VenueWindows
 from orderbook.windows import WindowConfig
 from streams.pipeline import VenuePipeline
+from streams.topics import STATE_TOPIC
 
 log = logging.getLogger(__name__)
 
-STATE_TOPIC = "md.state"
 LAYOUT = 1
 STATE_PARTITIONS = 8
 # compaction keeps the newest snapshot per key; small segments let it run soon

@@ -33,7 +33,8 @@ from aiokafka.errors import InvalidProducerEpoch, ProducerFenced, TransactionalI
 
 from streams.offsets import Committed, committed
 from streams.retry import Waits, until_done
-from streams.snapshots import STATE_TOPIC, Pointer, parse_pointer
+from streams.snapshots import Pointer, parse_pointer
+from streams.topics import STATE_TOPIC
 
 log = logging.getLogger(__name__)
 

@@ -4,11 +4,11 @@ from streams.cli import main
 
 
 def test_streaming_demo_runs_end_to_end(capsys):
-    from streams.cli.demo import demo_model
+    from streams.config import default_model
 
     assert main(["demo", "--minutes", "3", "--symbols", "2", "--seed", "3"]) == 0
     out = capsys.readouterr().out
-    served = "orderflow-gpt:" if demo_model().startswith("generative:") else "baseline-har-ewma:"
+    served = "orderflow-gpt:" if default_model().startswith("generative:") else "baseline-har-ewma:"
     assert "records committed" in out and served in out  # the forecasts in Redis name the demo's model
     assert "worker and servers stopped" in out
 

@@ -22,7 +22,7 @@ from model.serving.forecaster import forecast_records
 from streams.client import ForecastClient
 from streams.config import Settings
 from streams.pipeline import VenuePipeline
-from streams.publish import replay
+from streams.publish import publish_capture
 
 CAPTURES = {
     "kraken": "cryptofeed-captures/KRAKEN.ws.50.0.gz",
@@ -46,7 +46,7 @@ VENUES = tuple(CAPTURES)
 def topics(infra, shared_data):
     """The captures and the malformed records, published once for every test of this module."""
     for venue, rel in CAPTURES.items():
-        replay(shared_data / rel, venue, infra.kafka.bootstrap, progress=False)
+        publish_capture(shared_data / rel, venue, infra.kafka.bootstrap, progress=False)
     prod = KafkaProducer(bootstrap_servers=infra.kafka.bootstrap, max_request_size=16 << 20)
     for venue, bad in MALFORMED.items():
         for raw in [*bad, OVERSIZED]:

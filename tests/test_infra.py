@@ -1,9 +1,12 @@
 """The embedded default: real servers, started and stopped by the project's own code."""
 
+import time
+
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from streams.cli import main
+from streams.infra import free_port
 
 
 def test_kafka_round_trips_a_record(infra):
@@ -55,6 +58,24 @@ def test_down_stops_only_what_up_started(tmp_path):
     assert pid is not None
     assert other.down() == ["redis"]  # kafka was never started here: nothing else is touched
     assert other.redis.pid() is None and not other.redis.healthy()
+
+
+def test_reachable_servers_pass_the_pre_checks_at_once(infra):
+    from streams.infra import reach_kafka, reach_redis
+
+    t0 = time.monotonic()
+    reach_kafka(f"127.0.0.1:{free_port()},{infra.kafka.bootstrap}")  # one bootstrap server answering is enough
+    reach_redis(infra.redis.url)
+    assert time.monotonic() - t0 < 2
+
+
+def test_bootstrap_servers_parse_as_kafka_writes_them():
+    from streams.infra import _host_port
+
+    assert _host_port("kafka:9092", 9092) == ("kafka", 9092)
+    assert _host_port(" PLAINTEXT://10.0.0.1:9094", 9092) == ("10.0.0.1", 9094)
+    assert _host_port("[::1]:9095", 9092) == ("::1", 9095)
+    assert _host_port("broker", 9092) == ("broker", 9092)
 
 
 def test_cluster_ids_never_begin_with_a_dash(monkeypatch):

@@ -81,7 +81,8 @@ def test_score_command_writes_one_csv_row_per_window(sim_dir, tmp_path):
     p = argparse.ArgumentParser()
     register(p.add_subparsers(dest="command"))
     out = tmp_path / "scores.csv"
-    args = p.parse_args(["score", str(path), "--format", "itch", "--news", str(d / "news.jsonl"), "--out", str(out)])
+    argv = ["score", str(path), "--format", "itch", "--news", str(d / "news.jsonl"), "--model", "baseline"]
+    args = p.parse_args([*argv, "--out", str(out)])
     assert args.run(args) == 0
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))

@@ -12,8 +12,12 @@ from typing import TextIO
 from orderbook.errors import FeedError
 from orderbook.rebuild import RebuildStats, rebuild
 from orderbook.venues import FEEDS, feed_class
+from streams.config import MODEL_HELP
 
 log = logging.getLogger("megatrading")
+
+# the verbs that read streams.config.Settings: flags over MT_* over the config file over defaults
+SETTINGS_VERBS = ("worker", "replay", "simulate", "forecasts", "demo", "score", "evaluate", "scenarios")
 
 
 def write_rows(rows, out: TextIO, with_seq: bool) -> None:
@@ -64,7 +68,8 @@ def cmd_book(args: argparse.Namespace) -> int:
 
 
 def cmd_infra(args: argparse.Namespace) -> int:
-    from streams.infra import Infra, mt_home
+    from streams.config import mt_home
+    from streams.infra import Infra
 
     infra = Infra(args.state or mt_home() / "infra", args.kafka_port, args.controller_port, args.redis_port)
     if args.action == "up":
@@ -84,29 +89,30 @@ def cmd_infra(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from streams.cli.demo import run_offline, run_streaming
+    from streams.config import Settings, model_line
 
     if args.offline:
         return run_offline(args.seed, args.messages, out=args.out)
-    return run_streaming(args.seed, args.minutes, args.symbols)
+    settings = Settings.load(args)
+    log.info(model_line(settings.model, settings.device))
+    return run_streaming(args.seed, args.minutes, args.symbols, model=settings.model, config=args.config)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from streams.app import run_worker
-    from streams.config import Settings
+    from streams.config import Settings, model_line
 
-    settings = Settings()
-    for name in ("bootstrap", "redis_url", "app_id", "model", "device", "worker_id"):
-        if getattr(args, name) is not None:
-            setattr(settings, name, getattr(args, name))
-    if args.venues:
-        settings.venues = tuple(args.venues.split(","))
-    settings.__post_init__()
+    settings = Settings.load(args)
+    log.info(model_line(settings.model, settings.device))
     run_worker(settings, loglevel="debug" if args.verbose else "info")
     return 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from streams.publish import replay
+    from streams.config import Settings
+    from streams.infra import reach_kafka
+    from streams.publish import publish_capture
+    from streams.topics import raw_topic
 
     symbol = args.symbol
     if args.venue == "lobster" and not symbol:
@@ -115,16 +121,22 @@ def cmd_replay(args: argparse.Namespace) -> int:
         symbol = symbol_from_filename(args.input)
         if not symbol:
             raise ValueError("LOBSTER rows carry no symbol: pass --symbol or use LOBSTER's file naming")
-    n = replay(args.input, args.venue, args.bootstrap, speed=None if args.max else args.speed, symbol=symbol,
-               limit=args.limit)  # fmt: skip
-    print(f"produced {n} records to md.raw.{args.venue}")
+    bootstrap = Settings.load(args).bootstrap
+    reach_kafka(bootstrap)
+    n = publish_capture(args.input, args.venue, bootstrap, speed=None if args.max else args.speed, symbol=symbol,
+                        limit=args.limit)  # fmt: skip
+    print(f"produced {n} records to {raw_topic(args.venue)}")
     return 0
 
 
 def cmd_forecasts(args: argparse.Namespace) -> int:
     from streams.cli.forecasts import run
+    from streams.config import Settings
+    from streams.infra import reach_redis
 
-    return run(args)
+    redis_url = Settings.load(args).redis_url
+    reach_redis(redis_url)
+    return run(args, redis_url)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--offline", action="store_true", help="the book round trip only, no servers")
     d.add_argument("--messages", type=int, default=50_000, help="offline: ITCH messages generated")
     d.add_argument("--out", type=Path, help="offline: folder for the generated files (default: a temporary one)")
+    d.add_argument("--model", help=f"the worker's model: {MODEL_HELP}")
     d.set_defaults(run=cmd_demo)
 
     w = sub.add_parser("worker", help="the streaming worker: raw feeds in, forecasts to Redis and md.forecasts")
@@ -158,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--redis-url", help="Redis URL (env MT_REDIS_URL, default redis://127.0.0.1:6379/0)")
     w.add_argument("--venues", help="comma-separated venues to consume (env MT_VENUES, default all)")
     w.add_argument("--app-id", help="Faust app id = consumer group (env MT_APP_ID, default megatrading)")
-    w.add_argument("--model", help="forecaster (env MT_MODEL, default baseline)")
+    w.add_argument("--model", help=f"{MODEL_HELP} (env MT_MODEL)")
     w.add_argument("--device", help="auto|cpu|cuda (env MT_DEVICE)")
     w.add_argument("--worker-id", help="name in heartbeats (env MT_WORKER_ID, default host-pid)")
     w.set_defaults(run=cmd_worker)
@@ -166,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("replay", help="publish a recorded file to md.raw.<venue>, keyed by symbol")
     r.add_argument("input", type=Path)
     r.add_argument("--venue", required=True, choices=sorted(FEEDS))
-    r.add_argument("--bootstrap", default="127.0.0.1:9092")
+    r.add_argument("--bootstrap", help="Kafka bootstrap servers (env MT_KAFKA_BOOTSTRAP, default 127.0.0.1:9092)")
     pace = r.add_mutually_exclusive_group()
     pace.add_argument("--speed", type=float, default=1.0, help="N times the recorded pace (default 1)")
     pace.add_argument("--max", action="store_true", help="as fast as the broker takes it")
@@ -176,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("forecasts", help="read forecasts from Redis: latest, history, watch (a live table)")
     f.add_argument("action", choices=["latest", "history", "watch", "alerts"])
-    f.add_argument("--redis-url", "--redis", default="redis://127.0.0.1:6379/0")
+    f.add_argument("--redis-url", "--redis", help="Redis URL (env MT_REDIS_URL, default redis://127.0.0.1:6379/0)")
     f.add_argument("--venue")
     f.add_argument("--symbol")
     f.add_argument("--since", type=int, help="history: event time in ns")
@@ -212,6 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--controller-port", type=int, default=9093)
     i.add_argument("--redis-port", type=int, default=6379)
     i.set_defaults(run=cmd_infra)
+
+    for verb in SETTINGS_VERBS:
+        sub.choices[verb].add_argument(
+            "--config", type=Path, help="settings file, TOML (env MT_CONFIG; default $MT_HOME/config.toml if there)"
+        )
     return p
 
 

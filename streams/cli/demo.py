@@ -82,19 +82,16 @@ def _px(level: tuple[int, int] | None) -> str:
     return "-" if level is None else f"{level[0] / 10_000:.2f}"
 
 
-DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "model" / "checkpoints" / "demo"
-
-
-def demo_model() -> str:
-    """The committed demo checkpoint (`make checkpoint` remakes it) where torch is installed, else the baseline."""
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return "baseline"
-    return f"generative:{DEMO_CHECKPOINT}" if (DEMO_CHECKPOINT / "model.safetensors").is_file() else "baseline"
-
-
-def run_streaming(seed: int = 7, minutes: float = 20.0, symbols: int = 3, timeout: float = 90.0) -> int:
+def run_streaming(
+    seed: int = 7,
+    minutes: float = 20.0,
+    symbols: int = 3,
+    timeout: float = 90.0,
+    model: str | None = None,
+    config: Path | None = None,
+) -> int:
+    """`model`: the worker's (streams.config.model_spec; default: default_model()); `config`: a
+    settings file the worker reads too (the demo's own servers and names override its addresses)."""
     import os
     import subprocess
     import sys
@@ -102,9 +99,13 @@ def run_streaming(seed: int = 7, minutes: float = 20.0, symbols: int = 3, timeou
     from model.sim.engine import SimConfig
     from model.sim.run import simulate
     from streams.cli.forecasts import _latest_rows, table
-    from streams.cli.simulate import publish
+    from streams.config import default_model, model_spec
     from streams.infra import Infra
     from streams.offsets import committed_offsets
+    from streams.publish import publish_simulation
+    from streams.topics import raw_topic
+
+    model = model_spec(model) if model else default_model()
 
     state = Path(tempfile.mkdtemp(prefix="megatrading-demo-"))
     infra = Infra.on_free_ports(state)
@@ -115,18 +116,20 @@ def run_streaming(seed: int = 7, minutes: float = 20.0, symbols: int = 3, timeou
         cfg = SimConfig(n_symbols=symbols, duration_ns=int(minutes * 60e9), seed=seed, news_rate=3.0,
                         anomaly_rates={"quote_stuffing": 2.0, "spoofing": 2.0, "flash_crash": 1.0})  # fmt: skip
         result = simulate(cfg)
-        counts = publish(result, "itch", infra.kafka.bootstrap, speed=None)
+        counts = publish_simulation(result, "itch", infra.kafka.bootstrap, speed=None)
         sent = ", ".join(f"{n:,} to {t}" for t, n in counts.items())
         print(f"simulated {minutes:g} min of {symbols} symbols: {sent}; {len(result.labels)} labeled anomalies")
-        model = demo_model()
         env = dict(os.environ, MT_KAFKA_BOOTSTRAP=infra.kafka.bootstrap, MT_REDIS_URL=infra.redis.url,
                    MT_VENUES="itch", MT_APP_ID="demo", MT_WORKER_ID="demo-worker", MT_MODEL=model)  # fmt: skip
+        if config is not None:
+            env["MT_CONFIG"] = str(config)
         log_path = state / "worker.log"
         with open(log_path, "wb") as log:
             worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=log,
                                       stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         print(f"worker started with model {model} (log: {log_path}); forecasts as they land in Redis:")
-        total = counts.get("md.raw.itch", 0)
+        topic = raw_topic("itch")
+        total = counts.get(topic, 0)
         client = ForecastClient(infra.redis.url)
         t0 = time.monotonic()
         done = 0
@@ -136,7 +139,7 @@ def run_streaming(seed: int = 7, minutes: float = 20.0, symbols: int = 3, timeou
                 print(f"the worker exited with {worker.returncode}; see {log_path}")
                 return 1
             parts = set(range(8))
-            done = sum(committed_offsets(infra.kafka.bootstrap, "demo", "md.raw.itch", parts).values())
+            done = sum(committed_offsets(infra.kafka.bootstrap, "demo", topic, parts).values())
             print(f"\n{time.monotonic() - t0:5.1f} s: {done:,} of {total:,} records committed")
             table(_latest_rows(client, "itch", None), sys.stdout)
             if done >= total:

@@ -1,8 +1,8 @@
 """`megatrading score` and `megatrading evaluate`: offline scoring of a stream, and held-out evaluation.
 
-    megatrading score INPUT [INPUT ...] --format itch [--news news.jsonl] [--model baseline|generative:DIR]
+    megatrading score INPUT [INPUT ...] --format itch [--news news.jsonl] [--model baseline|generative:DIR|DIR]
                       [--symbol S] [--batch 256] [--device auto] --out scores.csv
-    megatrading evaluate --data held_out.npz [--model generative:DIR ...] [--seeds 7,8] [--allow-seen]
+    megatrading evaluate --data held_out.npz [--model generative:DIR|DIR ...] [--seeds 7,8] [--allow-seen]
                          [--device cpu] --out DIR
 
 `score` replays the recorded or simulated files through the worker's decode -> book -> features ->
@@ -20,12 +20,16 @@ series). Writes evaluation.md, metrics.json, roc.png and calibration.png into --
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
 from model.serving.load import load_forecaster
 from orderbook.venues import FEEDS
 from streams.cli.dataset import parse_seeds
+from streams.config import MODEL_HELP, Settings, model_line, model_spec
+
+log = logging.getLogger("megatrading")
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -36,7 +40,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     for p in args.input:
         if not Path(p).is_file():
             raise ValueError(f"score: {p} is not a file")
-    forecaster = load_forecaster(args.model, args.device)
+    spec = Settings.load(args).model
+    log.info(model_line(spec, args.device))
+    forecaster = load_forecaster(spec, args.device)
     news = read_news(args.news) if args.news else []
     state = StreamWindows(args.format)
     windows = stream_windows(read_records(args.input, args.format, args.symbol), args.format, news, state=state)
@@ -54,12 +60,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from model.evaluation.evaluate import evaluate
 
+    if args.model:
+        specs = [model_spec(m) for m in args.model]
+    else:  # the model setting (MT_MODEL, the config file, the shipped model); the baseline is in anyway
+        default = Settings.load({**vars(args), "model": None}).model
+        specs = [] if default == "baseline" else [default]
     dirs = []
-    for spec in args.model:
+    for spec in specs:
         if not spec.startswith("generative:"):
             raise ValueError(
                 f"evaluate: --model {spec!r}: give generative:CHECKPOINT_DIR (the baselines are always in)"
             )
+        log.info(model_line(spec, args.device))
         dirs.append(spec.split(":", 1)[1])
     with tqdm(unit="window", desc="evaluate", disable=None, file=sys.stderr) as bar:
         ev = evaluate(args.data, dirs, args.out, seeds=args.seeds, device=args.device, batch=args.batch,
@@ -80,7 +92,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("input", type=Path, nargs="+", help="capture file(s) of the venue, read as recorded")
     s.add_argument("--format", required=True, choices=sorted(FEEDS))
     s.add_argument("--news", type=Path, help="md.news JSONL (megatrading simulate's news.jsonl)")
-    s.add_argument("--model", default="baseline", help="baseline | generative:CHECKPOINT_DIR (default baseline)")
+    s.add_argument("--model", help=f"{MODEL_HELP} (env MT_MODEL)")
     s.add_argument("--symbol", help="LOBSTER: the book's symbol (default: from LOBSTER's file naming)")
     s.add_argument("--batch", type=int, default=256, help="windows per model call (default 256)")
     s.add_argument("--device", default="auto", help="auto|cpu|cuda (generative model)")
@@ -94,7 +106,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     e.add_argument("--data", type=Path, required=True, help="a dataset .npz (model/dataset.py) with its .json")
-    e.add_argument("--model", action="append", default=[], help="generative:CHECKPOINT_DIR (repeat to compare)")
+    e.add_argument("--model", action="append", default=[],
+                   help="generative:CHECKPOINT_DIR or CHECKPOINT_DIR, repeat to compare (default: the model setting, "
+                        "MT_MODEL or the shipped model)")  # fmt: skip
     e.add_argument("--seeds", type=parse_seeds, help="evaluate only the windows of these seeds: 7-8 or 7,9")
     e.add_argument("--allow-seen", action="store_true", help="do not refuse seeds the model was trained on")
     e.add_argument("--device", default="cpu", help="cpu|cuda (default cpu)")

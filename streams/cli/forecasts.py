@@ -39,8 +39,8 @@ def _latest_rows(client: ForecastClient, venue: str | None, symbol: str | None) 
     return [r for v, s in keys if (r := client.latest(v, s)) is not None]
 
 
-def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    client = ForecastClient(args.redis_url)
+def run(args: argparse.Namespace, redis_url: str, out: TextIO = sys.stdout) -> int:
+    client = ForecastClient(redis_url)
     if args.action == "latest":
         n = table(_latest_rows(client, args.venue, args.symbol), out)
         return 0 if n else 1

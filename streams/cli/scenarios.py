@@ -1,39 +1,52 @@
 """`megatrading scenarios`: future order-flow paths sampled by the generative model from a book state
 of a recorded or simulated file, applied through the real order-book code (model/scenarios.py).
 
-    megatrading scenarios --model ckpt/fine --symbol AAA --from itch:sim/01022026.NASDAQ_ITCH50@34500000000000 \\
+    megatrading scenarios [--model ckpt/fine] --symbol AAA --from itch:sim/01022026.NASDAQ_ITCH50@34500000000000 \\
         --horizon 200 --paths 64 --out scen/ [--seed 1]
 
 --from FORMAT:FILE@EVENT_NS replays FILE through the FORMAT venue feed up to that event time (the last
 message at or before it); FORMAT:FILE@#N stops after the first N records. Writes fan_mid.png,
 fan_spread.png, fan_depth.png (median and 10-90% band across paths, the real continuation overlaid),
 paths.csv (each path's final state) and scenarios.md (stylized facts, generated beside real).
-torch is needed (pip install .[model]).
+--model takes what every verb takes (baseline excepted: a checkpoint folder, generative:DIR or, by
+default, the shipped model). torch is needed (pip install .[model]).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from pathlib import Path
+
+from streams.config import MODEL_HELP
+
+log = logging.getLogger("megatrading")
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
     from model.serving.orderflow import OrderFlowForecaster
     from model.serving.scenarios import generate_scenarios, load_state, parse_state, window_config, write_outputs
+    from streams.config import Settings, checkpoint_of, model_line
 
     if args.horizon <= 0 or args.paths <= 0:
         raise ValueError("--horizon and --paths must be positive")
     venue, path, cut = parse_state(args.start)
-    forecaster = OrderFlowForecaster(args.model, device=args.device)
+    spec = Settings.load(args).model
+    checkpoint = checkpoint_of(spec)
+    if checkpoint is None:
+        raise ValueError(f"scenarios samples from the generative model, not the baseline ({model_line(spec)}): "
+                         "give --model generative:CHECKPOINT_DIR or a checkpoint folder")  # fmt: skip
+    log.info(model_line(spec, args.device))
+    forecaster = OrderFlowForecaster(checkpoint, device=args.device)
     t0 = time.perf_counter()
     state = load_state(venue, path, args.symbol, cut, window_config(forecaster.extra), args.horizon)
     t1 = time.perf_counter()
     result = generate_scenarios(forecaster, state, args.horizon, args.paths, seed=args.seed,
                                 temperature=args.temperature, tries=args.tries)  # fmt: skip
     t2 = time.perf_counter()
-    files = write_outputs(state, result, args.out, f"{forecaster.name}:{forecaster.version} ({args.model})")
+    files = write_outputs(state, result, args.out, f"{forecaster.name}:{forecaster.version} ({checkpoint})")
     print(
         f"scenarios {venue}:{args.symbol}: start after {state.records} records (replay {t1 - t0:.1f} s); "
         f"{args.paths} paths x {args.horizon} steps on {result.device} in {t2 - t1:.1f} s, "
@@ -53,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    s.add_argument("--model", type=Path, required=True, help="checkpoint folder (model.safetensors + config.json)")
+    s.add_argument("--model", help=f"{MODEL_HELP}; the generative model only (env MT_MODEL)")
     s.add_argument("--symbol", required=True, help="the book to start from, as the venue names it")
     s.add_argument("--from", dest="start", required=True, metavar="FORMAT:FILE@NS|#N", help="the start state")
     s.add_argument("--horizon", type=int, default=200, help="events per path (default 200)")

@@ -16,29 +16,27 @@
 (`symbol,start_ns,end_ns,kind,params`) and `meta.json` (seed, parameters, symbols with ticks, regimes);
 times in news and labels are on the written stream's clock. `--kafka` publishes the stream to
 `md.raw.<format>` (key = symbol) and headlines to `md.news` at `--speed` times real time, or as fast
-as possible with `--max`. `--report` (with `--out`) computes the stylized facts of the written stream
-and of the real captures in ../shared/data (model.sim.stylized), prints the table and writes report.md
-and PNG plots into DIR. The same seed and arguments give the same bytes.
+as possible with `--max` (streams.publish.publish_simulation), to the broker of `--bootstrap`, else
+`MT_KAFKA_BOOTSTRAP`, else the config file's (streams/config.py). `--report` (with `--out`) computes
+the stylized facts of the written stream and of the real captures in ../shared/data (model.sim.stylized),
+prints the table and writes report.md and PNG plots into DIR. The same seed and arguments give the same bytes.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import heapq
 import json
 import os
 import re
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from model.sim.anomalies import KINDS, parse_anomalies, write_labels
 from model.sim.engine import DAY_NS, SEC, SimConfig, SimResult, default_symbols
 from model.sim.news import write_news
 from model.sim.run import simulate
-from model.sim.writers import CRYPTO_PRICE, FORMATS, Msg, clock_offset, messages, venue_symbol, write
+from model.sim.writers import CRYPTO_PRICE, FORMATS, clock_offset, venue_symbol, write
 
 _DURATION = re.compile(r"^([0-9]*\.?[0-9]+)([smhd]?)$")
 _UNIT_NS = {"": SEC, "s": SEC, "m": 60 * SEC, "h": 3600 * SEC, "d": DAY_NS}
@@ -84,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s.add_argument("--format", choices=FORMATS, default="itch")
     s.add_argument("--out", type=Path, help="folder for the stream, news.jsonl, labels.csv, meta.json")
     s.add_argument("--kafka", action="store_true", help="publish to md.raw.<format> and md.news instead")
-    s.add_argument("--bootstrap", default="127.0.0.1:9092")
+    s.add_argument("--bootstrap", help="Kafka bootstrap servers (env MT_KAFKA_BOOTSTRAP, default 127.0.0.1:9092)")
     pace = s.add_mutually_exclusive_group()
     pace.add_argument("--speed", type=float, default=1.0, help="times real time when publishing (default 1)")
     pace.add_argument("--max", action="store_true", help="publish as fast as possible")
@@ -152,40 +150,6 @@ def write_outputs(result: SimResult, fmt: str, out: Path) -> list[Path]:
     return files
 
 
-def _records(result: SimResult, fmt: str) -> Iterator[tuple[str, Msg]]:
-    """(topic, message) for the stream and its headlines, in time order."""
-    off = clock_offset(fmt)
-    raw = ((f"md.raw.{fmt}", m) for m in messages(fmt, result))
-    news = (
-        ("md.news", Msg(n.ts + off, n.symbol, json.dumps(n.record(off), sort_keys=True).encode())) for n in result.news
-    )
-    return heapq.merge(raw, news, key=lambda r: r[1].ts)
-
-
-def publish(result: SimResult, fmt: str, bootstrap: str, speed: float | None) -> dict[str, int]:
-    """Send the stream to Kafka, paced at `speed` x real time (None: as fast as possible); counts per topic."""
-    from kafka import KafkaProducer
-
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1)
-    counts: dict[str, int] = {}
-    wall0, t0 = time.monotonic(), None
-    try:
-        with _progress(len(result.events) + len(result.news), "msg", "publish") as bar:
-            for topic, m in _records(result, fmt):
-                if speed:
-                    t0 = m.ts if t0 is None else t0
-                    wait = (m.ts - t0) / SEC / speed - (time.monotonic() - wall0)
-                    if wait > 0:
-                        time.sleep(wait)
-                producer.send(topic, key=m.symbol.encode() if m.symbol else None, value=m.raw)
-                counts[topic] = counts.get(topic, 0) + 1
-                bar.update(1)
-        producer.flush()
-    finally:
-        producer.close()
-    return counts
-
-
 def make_report(fmt: str, files: list[Path], out: Path, real_root: Path, ticks: dict[str, int] | None = None) -> str:
     """The stylized facts of the written stream beside the real captures' (model.sim.stylized); report.md.
     `ticks`: each simulated symbol's own tick in the format's price units, so spreads are
@@ -210,6 +174,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise ValueError("simulate needs --out DIR or --kafka")
     if args.report and not args.out:
         raise ValueError("--report needs --out DIR (the PNGs and report.md go there)")
+    bootstrap = None
+    if args.kafka:  # a missing broker is found before the simulation, not after it
+        from streams.config import Settings
+        from streams.infra import reach_kafka
+
+        bootstrap = Settings.load(args).bootstrap
+        reach_kafka(bootstrap)
     result = run_simulation(config_from_args(args))
     files: list[Path] = []
     if args.out:
@@ -218,8 +189,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             f"{len(result.events)} events, {len(result.news)} headlines, {len(result.labels)} labels "
             f"-> {args.out} ({', '.join(f.name for f in files[:4])}{', ...' if len(files) > 4 else ''})"
         )
-    if args.kafka:
-        counts = publish(result, args.format, args.bootstrap, None if args.max else args.speed)
+    if bootstrap is not None:
+        from streams.publish import publish_simulation
+
+        counts = publish_simulation(result, args.format, bootstrap, None if args.max else args.speed)
         print("published " + ", ".join(f"{n} to {t}" for t, n in sorted(counts.items())))
     if args.report:
         real_root = args.real or Path(os.environ.get("MT_SHARED_DATA", Path.cwd().parent / "shared" / "data"))
