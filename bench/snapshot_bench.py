@@ -77,8 +77,8 @@ def binance_state(path: Path, limit: int | None) -> VenueWindows:
     for n, rec in enumerate(BinanceFeed.read_capture(path)):
         if limit is not None and n >= limit:
             break
-        with contextlib.suppress(FeedError):  # a bad message is skipped, as the worker would
-            vw.push(vw.decode(feed.key(rec.raw).encode(), rec.raw))
+        with contextlib.suppress(FeedError):  # a message whose key cannot be read is left out
+            vw.process(feed.key(rec.raw).encode(), rec.raw)  # a bad one is rejected and skipped, as by the worker
     return vw
 
 
@@ -125,7 +125,7 @@ def itch_messages(orders: int, seed: int) -> list[bytes]:
 def itch_state(orders: int, seed: int) -> VenueWindows:
     vw = VenueWindows("itch")
     for raw in itch_messages(orders, seed):
-        vw.push(vw.decode(None, raw))
+        vw.process(None, raw)
     return vw
 
 

@@ -6,13 +6,13 @@ The surface is a pair of mappings, best level first (after bmoscon/orderbook):
     book.bids.peekitem(0)             the best bid as (price, size)
     book.best_bid() / best_ask()      (price, size) or None
     book.top(n)                       ([(price, size)] bids, [(price, size)] asks)
-    book.depth(Side.BID, k)           size within k ticks of the best bid
+    book.depth(Side.BID, k)           size within k price units of the best bid
     book.crossed()                    best bid >= best ask
     book.apply(event)                 apply a normalized Event
 
 `L3Book` adds `orders` (id -> Order), `queue_position(id)` and the per-order operations.
-Prices are integer ticks and sizes integer lots throughout. Both sides are sortedcontainers
-SortedDicts: `asks` a plain one, `bids` a `DescendingSortedDict` (highest price first).
+Prices are integers in the venue's price unit and sizes integers in lots (orderbook/events.py).
+Both sides are sortedcontainers SortedDicts: `asks` a plain one, `bids` a `DescendingSortedDict` (highest price first).
 """
 
 from __future__ import annotations
@@ -28,10 +28,6 @@ from sortedcontainers.sorteddict import SortedItemsView, SortedKeysView, SortedV
 
 from .errors import BookError, DuplicateOrder, UnknownOrder
 from .events import Event, Kind, OrderId, Side
-
-ASK_EMPTY = 9_999_999_999
-BID_EMPTY = -9_999_999_999
-"""LOBSTER's placeholders for an empty level in its orderbook file."""
 
 Level = tuple[int, int]
 
@@ -95,21 +91,21 @@ class _Book:
     def top(self, n: int) -> tuple[list[Level], list[Level]]:
         return list(islice(self.bids.items(), n)), list(islice(self.asks.items(), n))
 
-    def depth(self, side: Side, k_ticks: int) -> int:
-        """Total size within `k_ticks` of the best price on `side` (k=0: the best level)."""
+    def depth(self, side: Side, k_units: int) -> int:
+        """Total size within `k_units` price units of the best price on `side` (k=0: the best level)."""
         levels = self.side(side)
         if not levels:
             return 0
         best = levels.peekitem(0)[0]
         total = 0
         for price, size in levels.items():
-            if abs(price - best) > k_ticks:
+            if abs(price - best) > k_units:
                 break
             total += size
         return total
 
     def mid2(self) -> int | None:
-        """Twice the mid price, so it stays an integer number of ticks."""
+        """Twice the mid price, so it stays an integer in price units."""
         if not self.bids or not self.asks:
             return None
         return self.bids.peekitem(0)[0] + self.asks.peekitem(0)[0]
@@ -123,15 +119,6 @@ class _Book:
         # every feed asks this after every message: read the ends of the sorted key lists directly
         bid_keys, ask_keys = self.bids._list, self.asks._list
         return bool(bid_keys and ask_keys and bid_keys[-1] >= ask_keys[0])
-
-    def lobster_row(self, levels: int) -> list[int]:
-        """Top `levels` in LOBSTER's orderbook-file layout: ask px, ask size, bid px, bid size per level."""
-        bids, asks = self.top(levels)
-        row: list[int] = []
-        for i in range(levels):
-            row.extend(asks[i] if i < len(asks) else (ASK_EMPTY, 0))
-            row.extend(bids[i] if i < len(bids) else (BID_EMPTY, 0))
-        return row
 
     def to_dict(self) -> dict[str, dict[int, int]]:
         return {"bids": dict(self.bids), "asks": dict(self.asks)}

@@ -1,8 +1,15 @@
 """The normalized event: one flat record for every venue (after hftbacktest's event row).
 
-Prices are integers in ticks and sizes integers in lots: each venue module states its
-tick and lot (LOBSTER and ITCH: 1/10000 dollar and one share; the crypto venues: the
-decimal places the venue prints). Floats appear only when features are computed.
+Prices and sizes are exact integers in the venue's own units, never floats; each venue module
+states them:
+
+- ITCH and LOBSTER: a price in 1/10000 dollar (ITCH `Price(4)`, LOBSTER's price column), a size in
+  shares. The tick is 100 of those units, one cent (`Feed.tick`).
+- Binance and Coinbase: 1e-8 of the quote currency and 1e-8 of the base (every decimal they print).
+- Kraken: 10^-p of the quote and 10^-q of the base, p and q the decimals Kraken prints for the pair.
+
+On the crypto venues the tick is an instrument's multiple of the unit, inferred from its book
+(`Feed.window_tick`). Floats appear only when features are computed (spreads and offsets in ticks).
 """
 
 from __future__ import annotations
@@ -64,8 +71,8 @@ class Event:
     ts: int  # exchange timestamp, ns since the epoch (ITCH/LOBSTER: ns since midnight)
     seq: int  # venue sequence number (or message index where the venue has none)
     side: Side = Side.NONE
-    price: int = 0  # ticks
-    size: int = 0  # lots
+    price: int = 0  # venue price units (module docstring)
+    size: int = 0  # venue size units (lots)
     order_id: OrderId = 0
     new_order_id: OrderId = 0  # REPLACE only
     flags: int = 0

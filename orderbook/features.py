@@ -2,7 +2,8 @@
 
 Books hold integer prices in the venue's own units (Binance: 1e-8 of the quote currency,
 ITCH/LOBSTER: 1e-4 dollar) and integer sizes in lots. `tick` is the instrument's tick size
-in those units: spreads and price offsets are reported in ticks (`spread / tick`).
+in those units (a venue's fixed one is its `Feed.tick`, else `Feed.window_tick` infers it from the
+book): spreads and price offsets are reported in ticks (`spread / tick`).
 
 Functions of one book: `mid`, `spread_ticks`, `microprice`, `depth_levels`,
 `queue_imbalance`. Of a stream: `MultiLevelOFI` (Cont, Kukanov & Stoikov 2014; Xu, Gould &
@@ -16,7 +17,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable, Sequence
-from itertools import accumulate, chain, islice
+from itertools import accumulate, islice
 from math import gcd
 
 import numpy as np
@@ -79,7 +80,7 @@ def microprice(book: Book) -> float | None:
 def depth_levels(book: Book, side: Side, levels: int) -> int:
     """Sum of the sizes of the best `levels` price levels on `side` (fewer if the book is thinner).
 
-    Counted in levels, not in ticks (`Book.depth` counts within k ticks of the best).
+    Counted in levels, not in price units (`Book.depth` counts within k price units of the best).
     """
     return sum(size for _, size in islice(book.side(side).items(), levels))
 
@@ -122,23 +123,6 @@ def infer_tick(prices: Iterable[int], max_tick: int | None = None) -> int:
             g = gcd(g, abs(p - first))
     g = max(g, 1)
     return min(g, max_tick) if max_tick is not None else g
-
-
-# Venue price units per tick where the venue fixes it: ITCH and LOBSTER prices are 1/10000 $ and
-# US equities above $1 trade in cents. Elsewhere the tick is inferred from the first book deep
-# enough (MIN_LEVELS_FOR_TICK levels on a side).
-VENUE_TICK = {"itch": 100, "lobster": 100}
-MIN_LEVELS_FOR_TICK = 3
-
-
-def book_tick(venue: str, book: Book) -> int | None:
-    """The tick windows of this book are measured in; None while the book is too thin to tell."""
-    tick = VENUE_TICK.get(venue)
-    if tick is not None:
-        return tick
-    if len(book.bids) < MIN_LEVELS_FOR_TICK and len(book.asks) < MIN_LEVELS_FOR_TICK:
-        return None
-    return infer_tick(chain(book.bids.keys(), book.asks.keys()))
 
 
 # --------------------------------------------------------------------------- order-flow imbalance

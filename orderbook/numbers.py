@@ -1,4 +1,4 @@
-"""Exact decimal strings to integer ticks/lots. Floats never touch a price on the way in."""
+"""Exact decimal strings to integer price units/lots. Floats never touch a price on the way in."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Offline rebuild: a capture through a venue's feed, the top of the book after every message."""
+"""Offline rebuild: a capture through a venue's feed, the top of the book after every message as a row of
+LOBSTER's orderbook file (`megatrading book`, whatever the venue)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from typing import NamedTuple
 
 from .errors import CrossedBook, FeedError
 from .venues.base import Feed, Record
+from .venues.lobster import orderbook_row
 
 
 class Row(NamedTuple):
     symbol: str
     ts: int  # exchange timestamp of the message's last event, ns
     seq: int  # venue sequence number of that event
-    levels: list[int]  # LOBSTER orderbook layout
+    levels: list[int]  # a LOBSTER orderbook row (orderbook.venues.lobster.orderbook_row)
 
 
 @dataclass
@@ -52,7 +54,7 @@ def rebuild(
                 on_error(err)
             book = feed.books.get(err.symbol)
             if book is not None and err.symbol == (symbol or err.symbol):
-                yield Row(err.symbol, err.ts, err.seq or 0, book.lobster_row(levels))
+                yield Row(err.symbol, err.ts, err.seq or 0, orderbook_row(book, levels))
                 stats.rows += 1
             continue
         except FeedError as err:
@@ -71,4 +73,4 @@ def rebuild(
         hit = last.get(symbol) if symbol is not None else None
         if hit is not None:
             stats.rows += 1
-            yield Row(symbol, hit[0], hit[1], feed.books[symbol].lobster_row(levels))  # type: ignore[index]
+            yield Row(symbol, hit[0], hit[1], orderbook_row(feed.books[symbol], levels))  # type: ignore[index]

@@ -32,13 +32,13 @@ import faust
 from model.serving.forecaster import SCHEMA, Forecaster
 from model.serving.load import load_forecaster
 from orderbook.errors import FeedError
+from orderbook.news import parse_news
 from streams import snapshots
 from streams.batcher import MicroBatcher
 from streams.config import Settings
 from streams.logfilter import install_rate_limits
 from streams.news import NewsListener
 from streams.partition import NEWS_KEPT, News, Partition, Services
-from streams.pipeline import parse_news
 from streams.retry import Waits, until_done
 from streams.sink import RedisSink
 from streams.topics import NEWS_TOPIC, RAW_TOPIC

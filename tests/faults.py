@@ -24,11 +24,12 @@ from kafka.errors import TopicAlreadyExistsError
 
 from model.serving.baseline import BaselineForecaster
 from model.serving.forecaster import forecast_records
+from orderbook.news import parse_news
 from streams.client import ForecastClient
 from streams.config import Settings
 from streams.infra import Infra
 from streams.offsets import committed_offsets
-from streams.pipeline import VenuePipeline, parse_news
+from streams.pipeline import VenuePipeline
 from streams.publish import keyed
 
 REPO = Path(__file__).resolve().parents[1]

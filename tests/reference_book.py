@@ -7,8 +7,8 @@ except the orders themselves. It only accepts valid streams (the tests keep them
 
 from __future__ import annotations
 
-from orderbook.book import ASK_EMPTY, BID_EMPTY
 from orderbook.events import Event, Kind, OrderId, Side
+from orderbook.venues.lobster import ASK_EMPTY, BID_EMPTY
 
 Level = tuple[int, int]
 

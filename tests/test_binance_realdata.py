@@ -18,6 +18,7 @@ import pytest
 from orderbook.errors import FeedError
 from orderbook.numbers import parse_fixed
 from orderbook.venues.binance import BinanceFeed
+from orderbook.venues.lobster import orderbook_row
 from streams import cli
 
 pytestmark = pytest.mark.realdata
@@ -173,4 +174,4 @@ def test_binance_cli_book_rows_carry_the_diff_u_as_seq(shared_data: Path, tmp_pa
     feed = BinanceFeed()
     for rec in BinanceFeed.read_capture(path):
         feed.on_message(rec.raw, rec.recv_ts)
-    assert rows[-1][2:] == feed.books["ETHUSDT"].lobster_row(5)
+    assert rows[-1][2:] == orderbook_row(feed.books["ETHUSDT"], 5)

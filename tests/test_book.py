@@ -1,6 +1,6 @@
 import pytest
 
-from orderbook.book import ASK_EMPTY, BID_EMPTY, L2Book, L3Book
+from orderbook.book import L2Book, L3Book
 from orderbook.errors import BookError, DuplicateOrder, UnknownOrder
 from orderbook.events import Event, Kind, Side
 
@@ -25,12 +25,6 @@ def test_depth_within_k_ticks_counts_from_the_best():
     assert b.depth(Side.BID, 0) == 1
     assert b.depth(Side.BID, 1) == 3
     assert b.depth(Side.BID, 3) == 7
-
-
-def test_lobster_row_pads_empty_levels_as_lobster_does():
-    b = L2Book()
-    b.set_level(Side.ASK, 105, 3)
-    assert b.lobster_row(2) == [105, 3, BID_EMPTY, 0, ASK_EMPTY, 0, BID_EMPTY, 0]
 
 
 def test_crossed_book_is_detected():

@@ -19,6 +19,7 @@ from reference_book import ReferenceBook
 from orderbook.book import L2Book, L3Book
 from orderbook.errors import BookError, DuplicateOrder, UnknownOrder
 from orderbook.events import Event, Kind, OrderId, Side
+from orderbook.venues.lobster import orderbook_row
 
 VENUE, SYMBOL = "test", "XYZ"
 SIDES = (Side.BID, Side.ASK)
@@ -92,7 +93,7 @@ def assert_same_levels(book: L2Book | L3Book, ref: ReferenceBook) -> None:
     for side in SIDES:
         for k in (0, 1, 2, 5, 20):
             assert book.depth(side, k) == ref.depth(side, k)
-    assert book.lobster_row(4) == ref.lobster_row(4)
+    assert orderbook_row(book, 4) == ref.lobster_row(4)
     both = bids and asks
     assert book.spread() == (asks[0][0] - bids[0][0] if both else None)
     assert book.mid2() == (asks[0][0] + bids[0][0] if both else None)

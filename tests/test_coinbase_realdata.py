@@ -15,6 +15,7 @@ from orderbook.errors import FeedError
 from orderbook.events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Kind, Side
 from orderbook.numbers import parse_fixed
 from orderbook.venues.coinbase import CoinbaseFeed, parse_time
+from orderbook.venues.lobster import orderbook_row
 from streams.cli import main
 
 pytestmark = pytest.mark.realdata
@@ -177,4 +178,4 @@ def test_cli_book_writes_skl_usd_top5_rows(shared_data: Path, tmp_path: Path) ->
     assert len(rows) == touched > 1000
     assert all(len(r) == 20 for r in rows)
     assert all(r[0] > r[2] > 0 for r in rows)  # best ask above best bid on every row
-    assert rows[-1] == feed.books["SKL-USD"].lobster_row(5)
+    assert rows[-1] == orderbook_row(feed.books["SKL-USD"], 5)

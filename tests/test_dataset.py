@@ -20,7 +20,7 @@ from model.training.dataset import (
     build,
     load,
     real_sources,
-    replay,
+    replay_source,
     save,
     sim_source,
     split_by_seed,
@@ -92,7 +92,7 @@ def test_windows_overlapping_a_labeled_interval_carry_its_kind(ds, tmp_path):
     labels = _labels_csv(tmp_path)
     assert any(k == "quote_stuffing" for *_, k in labels)
     a = ds.arrays
-    rep = replay(sim_source(MAIN))  # the window's span [start_ts, ts] is not stored: replay for it
+    rep = replay_source(sim_source(MAIN))  # the window's span [start_ts, ts] is not stored: replay for it
     seen_stuffing = 0
     for i, w in enumerate(rep.windows):
         hits = [k for s, lo, hi, k in labels if s == w.symbol and lo <= w.ts and hi >= w.start_ts]
@@ -107,7 +107,7 @@ def test_windows_overlapping_a_labeled_interval_carry_its_kind(ds, tmp_path):
 
 
 def test_targets_equal_a_direct_recomputation_from_the_simulators_own_events():
-    rep = replay(sim_source(MAIN))
+    rep = replay_source(sim_source(MAIN))
     arrays = build([sim_source(MAIN)]).arrays
     result = simulate(MAIN)
     ticks = {s.name: 100 for s in result.symbols}  # the worker's ITCH tick rule: a cent, whatever the simulator used

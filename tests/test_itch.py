@@ -24,6 +24,7 @@ from orderbook.events import (
     Status,
 )
 from orderbook.venues.itch import FLAG_NON_PRINTABLE, LAYOUTS, LENGTHS, ItchFeed, decode, encode, frame
+from orderbook.venues.lobster import orderbook_row
 from streams.cli import main
 
 T0 = OPEN_NS
@@ -313,7 +314,7 @@ def _expected_rows(messages: list[bytes], levels: int) -> list[str]:
         first = first or (events[0].symbol if events else None)
         mine = [e for e in events if e.symbol == first]
         if mine:
-            rows.append(",".join(map(str, [mine[-1].ts, mine[-1].seq, *f.books[first].lobster_row(levels)])))
+            rows.append(",".join(map(str, [mine[-1].ts, mine[-1].seq, *orderbook_row(f.books[first], levels)])))
     return rows
 
 

@@ -25,7 +25,7 @@ from orderbook.errors import FeedError
 from orderbook.events import Side
 from orderbook.numbers import parse_fixed
 from orderbook.venues.itch import ItchFeed, encode, frame
-from orderbook.venues.lobster import LobsterFeed, LobsterWriter
+from orderbook.venues.lobster import LobsterFeed, LobsterWriter, orderbook_row
 
 itch_book = pytest.importorskip("itch_book")
 
@@ -167,7 +167,7 @@ def test_lobster_rebuild_of_itch_books_export_equals_its_orderbook_file(tmp_path
     ours = []
     for raw in messages:
         feed.on_message(raw)
-        ours.append(",".join(map(str, feed.books[symbol].lobster_row(levels))))
+        ours.append(",".join(map(str, orderbook_row(feed.books[symbol], levels))))
     pairs = 0
     for i, raw in enumerate(messages[:-1]):
         t, typ = raw.split(b",")[:2]

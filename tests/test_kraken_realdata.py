@@ -14,6 +14,7 @@ from orderbook.errors import FeedError
 from orderbook.events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Kind, Side
 from orderbook.rebuild import RebuildStats, rebuild
 from orderbook.venues.kraken import KrakenFeed
+from orderbook.venues.lobster import orderbook_row
 from streams import cli
 
 pytestmark = pytest.mark.realdata
@@ -103,7 +104,7 @@ def test_kraken_cli_book_writes_lobster_rows_with_seq(shared_data: Path, tmp_pat
     feed = KrakenFeed()
     stats = RebuildStats()
     expected = list(rebuild(feed, KrakenFeed.read_capture(path), 10, "XBT/CHF", stats))
-    assert rows[-1][2:] == feed.books["XBT/CHF"].lobster_row(10) == expected[-1].levels
+    assert rows[-1][2:] == orderbook_row(feed.books["XBT/CHF"], 10) == expected[-1].levels
     assert rows[-1][0] == expected[-1].ts and not stats.errors
     ask, bid = rows[-1][2], rows[-1][4]
     assert bid < ask

@@ -10,14 +10,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from model.sim.itch_day import SYMBOLS, itch_day_stream
+from orderbook.book import L2Book
 from orderbook.errors import DecodeError, FeedError, OversizedMessage, UnknownMessageType, UnknownOrder, UnknownSymbol
 from orderbook.events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, FLAG_CROSS, FLAG_HIDDEN, Kind, Side, Status
+from orderbook.venues import RawRecord, capture_records
 from orderbook.venues.itch import ItchFeed
 from orderbook.venues.lobster import (
+    ASK_EMPTY,
+    BID_EMPTY,
     LobsterFeed,
     LobsterWriter,
     decode_row,
     encode_row,
+    orderbook_row,
     symbol_from_filename,
     write_files,
 )
@@ -171,7 +176,7 @@ def test_lobster_rows_written_from_itch_rebuild_the_identical_book_at_every_even
         for e in events:
             for row, levels in writers.setdefault(e.symbol, LobsterWriter(5)).rows(e):
                 lobster.on_message(row, symbol=e.symbol)
-                assert lobster.books[e.symbol].lobster_row(5) == levels
+                assert orderbook_row(lobster.books[e.symbol], 5) == levels
                 rows += 1
             ours, theirs = lobster.books[e.symbol], itch.books[e.symbol]
             assert ours.to_dict() == theirs.to_dict()
@@ -211,3 +216,30 @@ def test_lobster_writer_rejects_events_without_a_lobster_row() -> None:
     with pytest.raises(FeedError):
         w.rows(decode_row(b"34200.2,3,1,1,100,1"))  # deletion of an order it never saw
     assert w.rows(decode_row(b"34200.2,1,1,1,100,1"))[0][1] == [9_999_999_999, 0, 100, 1]
+
+
+def test_orderbook_row_pads_empty_levels_as_lobster_does():
+    b = L2Book()
+    b.set_level(Side.ASK, 105, 3)
+    assert orderbook_row(b, 2) == [105, 3, BID_EMPTY, 0, ASK_EMPTY, 0, BID_EMPTY, 0]
+
+
+def test_a_lobster_capture_is_keyed_by_the_symbol_given_else_by_its_file_name(tmp_path: Path) -> None:
+    named = tmp_path / "AAPL_2012-06-21_34200000_57600000_message_10.csv"
+    named.write_text("34200.1,1,1,10,1000000,1\n\n34200.2,3,1,10,1000000,1\n")
+    assert LobsterFeed.capture_key(named) == "AAPL" and LobsterFeed.capture_key(named, "MSFT") == "MSFT"
+    with pytest.raises(ValueError, match=r"notes\.csv: LOBSTER rows carry no symbol: pass --symbol"):
+        LobsterFeed.capture_key(tmp_path / "notes.csv")
+    assert ItchFeed.capture_key(named) is None  # ITCH messages name their stock
+    assert list(capture_records("lobster", [named])) == [
+        RawRecord(b"AAPL", b"34200.1,1,1,10,1000000,1"),
+        RawRecord(b"AAPL", b"34200.2,3,1,10,1000000,1"),
+    ]
+
+
+def test_a_feed_for_a_lobster_capture_books_its_rows_under_the_file_names_symbol(tmp_path: Path) -> None:
+    assert LobsterFeed.for_capture(tmp_path / "AAPL_2012-06-21_34200000_57600000_message_10.csv").symbol == "AAPL"
+    assert LobsterFeed.for_capture(tmp_path / "notes.csv").symbol == "LOBSTER"
+    feed = LobsterFeed.for_capture(tmp_path / "notes.csv", "MSFT", check_crossed=False)
+    assert feed.symbol == "MSFT" and not feed.check_crossed
+    assert LobsterFeed.tick == 100  # one cent in 1/10000 $

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from orderbook.book import ASK_EMPTY, BID_EMPTY
 from orderbook.rebuild import rebuild
 from orderbook.venues import feed_class
+from orderbook.venues.lobster import ASK_EMPTY, BID_EMPTY
 from orderbook.windows import WindowConfig
-from streams.pipeline import VenuePipeline, parse_news
+from streams.pipeline import VenuePipeline
 
 CAPTURES = {
     "binance": "binance-hftbacktest/spot_ethusdt_20240808.gz",
@@ -106,12 +106,3 @@ def test_news_joins_windows_of_its_symbol(shared_data):
     ts = xmr[-1].ts
     pipe.add_news(ts, ["XMR/USD"], "inside")
     assert pipe.builders["XMR/USD"].window().news == [(ts, "inside")]
-
-
-def test_parse_news_rejects_bad_layouts():
-    assert parse_news(b'{"ts": 5, "symbols": ["A"], "headline": "h", "source": "s"}') == (5, ["A"], "h")
-    from orderbook.errors import DecodeError
-
-    for bad in (b"{}", b"nope", b'{"ts": 1, "symbols": "A", "headline": "h"}'):
-        with pytest.raises(DecodeError):
-            parse_news(bad)

@@ -10,10 +10,13 @@ import pytest
 
 from model.serving.baseline import BaselineForecaster
 from model.serving.forecaster import PREDICTION_FIELDS
-from model.serving.scoring import COLUMNS, read_news, read_records, row, score_windows, stream_windows
+from model.serving.scoring import COLUMNS, read_news, row, score_windows
 from model.sim.engine import SimConfig
 from model.sim.run import simulate
-from orderbook.venues import feed_class
+from orderbook.news import Headline
+from orderbook.venue_windows import VenueWindows, process_records
+from orderbook.venues import RawRecord, capture_records, feed_class
+from orderbook.windows import Window
 from streams.cli.evaluate import register
 from streams.pipeline import VenuePipeline
 
@@ -30,6 +33,12 @@ def sim_dir(tmp_path_factory):
                                 anomaly_rates={"spoofing": 10.0}))  # fmt: skip
     files = write_outputs(result, "itch", d)
     return d, files[0]
+
+
+def scored_windows(path, news: list[Headline] | None = None, vw: VenueWindows | None = None) -> list[Window]:
+    """`megatrading score`'s windows of a file: its records through the worker's path, headlines joined by time."""
+    done = process_records(vw or VenueWindows("itch"), capture_records("itch", [path]), news or [])
+    return [w for d in done for w in d.windows]
 
 
 def worker_rows(path, forecaster, batch: int, news=()) -> list[dict]:
@@ -53,7 +62,7 @@ def worker_rows(path, forecaster, batch: int, news=()) -> list[dict]:
 def test_baseline_scores_equal_the_workers_forecasts_row_for_row(sim_dir):
     _, path = sim_dir
     f = BaselineForecaster()
-    got = list(score_windows(stream_windows(read_records([path], "itch"), "itch"), f, batch=256))
+    got = list(score_windows(scored_windows(path), f, batch=256))
     want = worker_rows(path, f, batch=7)  # other batch sizes: a forecast must not depend on its batch
     assert len(got) > 50
     assert got == want
@@ -63,13 +72,13 @@ def test_windows_carry_the_headlines_of_their_span(sim_dir):
     d, path = sim_dir
     news = read_news(d / "news.jsonl")
     assert news and all(isinstance(s, list) for _, s, _ in news)
-    windows = list(stream_windows(read_records([path], "itch"), "itch", news))
+    windows = scored_windows(path, news)
     with_news = [w for w in windows if w.news_mask.any()]
     assert with_news, "some window should cover a headline"
     for w in with_news:
         for ts, headline in w.news:
             assert w.start_ts <= ts <= w.ts and any(h == headline and w.symbol in s for t, s, h in news if t == ts)
-    plain = list(stream_windows(read_records([path], "itch"), "itch"))
+    plain = scored_windows(path)
     assert not any(w.news_mask.any() for w in plain)
     # the baseline ignores text, but the worker fed the same headlines cuts the same windows
     f = BaselineForecaster()
@@ -89,7 +98,7 @@ def test_score_command_writes_one_csv_row_per_window(sim_dir, tmp_path):
     assert tuple(rows[0]) == COLUMNS
     assert COLUMNS[:4] == ("symbol", "event_ts", "seq", "anomaly_score") and set(PREDICTION_FIELDS) <= set(COLUMNS)
     news = read_news(d / "news.jsonl")
-    want = list(score_windows(stream_windows(read_records([path], "itch"), "itch", news), BaselineForecaster()))
+    want = list(score_windows(scored_windows(path, news), BaselineForecaster()))
     assert len(rows) == len(want)
     for r, w in zip(rows, want, strict=True):
         assert r["symbol"] == w["symbol"] and int(r["event_ts"]) == w["event_ts"] and int(r["seq"]) == w["seq"]
@@ -97,15 +106,13 @@ def test_score_command_writes_one_csv_row_per_window(sim_dir, tmp_path):
 
 
 def test_unusable_records_are_skipped_and_counted_as_the_worker_dead_letters_them(sim_dir):
-    from model.serving.scoring import StreamWindows
-
     _, path = sim_dir
-    records = list(read_records([path], "itch"))
-    broken = [*records[:200], (None, b"\xff\x00garbage"), *records[200:]]
-    state = StreamWindows("itch")
-    n = sum(1 for _ in stream_windows(broken, "itch", state=state))
-    assert n == sum(1 for _ in stream_windows(records, "itch"))
-    assert sum(state.stats.rejected.values()) == 1
+    records = list(capture_records("itch", [path]))
+    broken = [*records[:200], RawRecord(None, b"\xff\x00garbage"), *records[200:]]
+    vw = VenueWindows("itch")
+    n = sum(len(done.windows) for done in process_records(vw, broken))
+    assert n == len(scored_windows(path))
+    assert vw.stats.records == len(broken) and sum(vw.stats.rejected.values()) == 1
 
 
 def test_news_file_errors_name_the_line(tmp_path):
@@ -125,7 +132,7 @@ def test_generative_scores_equal_the_served_models_forecasts(sim_dir, tmp_path):
     train("pretrain", data, tmp_path / "ckpt", steps=2, batch=4, device="cpu", preset="tiny", checkpoint_every=100)
     _, path = sim_dir
     f = OrderFlowForecaster(tmp_path / "ckpt", device="cpu")
-    got = list(score_windows(stream_windows(read_records([path], "itch"), "itch"), f, batch=64))
+    got = list(score_windows(scored_windows(path), f, batch=64))
     want = worker_rows(path, f, batch=64)
     assert len(got) == len(want) > 0
     assert [(g["symbol"], g["seq"]) for g in got] == [(w["symbol"], w["seq"]) for w in want]

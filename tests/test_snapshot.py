@@ -285,11 +285,10 @@ def step(vw: VenueWindows, item: Item, offset: int, news_ts: int) -> Outcome:
     if item.news:
         vw.add_news(news_ts, [item.news[0]], item.news[1])
         return ("news",)
-    try:
-        events = vw.decode(item.key, item.raw)
-    except FeedError as err:
-        return ("error", type(err).__name__, str(err))
-    return ("ok", events, vw.push(events, offset=(0, offset)))
+    done = vw.process(item.key, item.raw, (0, offset))
+    if done.reject is not None:
+        return ("error", done.reject.reason, done.reject.error)
+    return ("ok", done.events, done.windows)
 
 
 def same_outcome(mine: Outcome, theirs: Outcome, where: str) -> None:
@@ -462,7 +461,7 @@ def frame(table: Any, root: Any, *, version: int = LAYOUT_VERSION, magic: bytes 
 def blob() -> bytes:
     vw = VenueWindows("itch")
     for raw in (m.raw for m in itertools.islice(sim_messages("itch", simulate(SimConfig(1, 60 * SEC, 3))), 400)):
-        vw.push(vw.decode(None, raw))
+        vw.process(None, raw)
     return dump_state(vw)
 
 

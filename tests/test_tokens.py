@@ -9,7 +9,7 @@ import pytest
 
 from model.network.tokens import PAD, UNPRICED_KINDS, TextTokenizer, Tokenizer, _fit_edges, level_price
 from model.sim.engine import SEC, SimConfig
-from model.training.dataset import replay, sim_source
+from model.training.dataset import replay_source, sim_source
 from orderbook.events import Kind, Side
 from orderbook.features import FeatureState
 from orderbook.windows import WindowBuilder
@@ -18,7 +18,7 @@ from orderbook.windows import WindowBuilder
 @pytest.fixture(scope="module")
 def windows():
     cfg = SimConfig(n_symbols=2, duration_ns=180 * SEC, seed=7, news_rate=20.0)
-    return replay(sim_source(cfg)).windows
+    return replay_source(sim_source(cfg)).windows
 
 
 @pytest.fixture(scope="module")

@@ -58,8 +58,8 @@ from model.sim.stylized import FACTS, series_from_events, stylized_facts
 from orderbook.book import Book, BookType, L2Book, L3Book
 from orderbook.errors import BookError, FeedError
 from orderbook.events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, OrderId, Side
-from orderbook.features import TRADE_KINDS, FeatureState, book_tick, depth_levels
-from orderbook.venues import decode_record, feed_class
+from orderbook.features import TRADE_KINDS, FeatureState, depth_levels
+from orderbook.venues import feed_class
 from orderbook.windows import WindowBuilder, WindowConfig
 
 DEPTH_LEVELS = 5
@@ -171,10 +171,10 @@ def _same_top(a: Book, b: Book) -> bool:
     return not isinstance(a, L3Book) or len(a.orders) == len(b.orders)  # type: ignore[union-attr]
 
 
-class _Replayer:
-    """Follows one symbol through the venue feed. The feed's own book cannot be stopped between two
-    messages without decoding the next one, so the state is a mirror book fed the events the feed
-    applied, frozen at the cut while the feed goes on to give the continuation."""
+class _StartStateBuilder:
+    """Builds a StartState: follows one symbol through the venue feed. The feed's own book cannot be
+    stopped between two messages without decoding the next one, so the state is a mirror book fed the
+    events the feed applied, frozen at the cut while the feed goes on to give the continuation."""
 
     def __init__(self, venue: str, symbol: str, cut: Cut, window: WindowConfig, horizon: int) -> None:
         self.venue, self.symbol, self.cut, self.window, self.horizon = venue, symbol, cut, window, horizon
@@ -190,7 +190,7 @@ class _Replayer:
         """Apply one record; False once the continuation is long enough."""
         self.records += 1
         try:  # the record's key is the symbol (LOBSTER rows carry none: the file names the book)
-            events = decode_record(self.feed, self.symbol.encode(), raw, recv_ts)
+            events = self.feed.on_record(self.symbol.encode(), raw, recv_ts)
         except FeedError:
             self.rejected += 1  # the worker dead-letters it; the feed has put its book where the venue says
             events = []
@@ -218,7 +218,7 @@ class _Replayer:
         if not _same_top(self.mirror, book):
             self.mirror, self.resyncs = copy_book(book), self.resyncs + 1
         if self.builder is None:
-            tick = book_tick(self.venue, self.mirror)  # the worker's rule
+            tick = self.feed.window_tick(self.mirror)  # the worker's rule
             if tick is None:
                 return
             self.builder = WindowBuilder(self.window, FeatureState(tick=tick), self.venue, self.symbol)
@@ -248,7 +248,7 @@ class _Replayer:
 
 def load_state(venue: str, path: str | Path, symbol: str, cut: Cut, window: WindowConfig, horizon: int) -> StartState:
     """Replay `path` (a `venue` capture) up to `cut`: the symbol's start state and its continuation."""
-    r = _Replayer(venue, symbol, cut, window, horizon)
+    r = _StartStateBuilder(venue, symbol, cut, window, horizon)
     for rec in feed_class(venue).read_capture(path):
         if not r.message(rec.raw, rec.recv_ts):
             break

@@ -43,9 +43,8 @@ from orderbook.book import Book, BookType, L2Book, L3Book
 from orderbook.errors import FeedError
 from orderbook.events import Event, Kind, Side
 from orderbook.features import CANCEL_KINDS, TRADE_KINDS, LevelFlow, TradeClassifier, depth_levels, infer_tick
-from orderbook.venues import Record, feed_class
+from orderbook.venues import Record, feed_class, fixed_tick
 
-KNOWN_TICKS: dict[str, int] = {"itch": 100, "lobster": 100}  # one cent in Price(4) (Reg NMS, price >= $1)
 DEPTH_LEVELS = 5
 SEC = 1_000_000_000
 MS = 1_000_000
@@ -211,7 +210,7 @@ class _Recorder:
     def series(self, source: str) -> Series:
         rows = np.array(self.rows, dtype=np.int64).reshape(-1, 8)
         trades = np.array(self.trade_rows, dtype=np.int64).reshape(-1, 3)
-        tick = KNOWN_TICKS.get(self.venue) or infer_tick(sorted(self.prices))
+        tick = fixed_tick(self.venue) or infer_tick(sorted(self.prices))
         return Series(
             venue=self.venue,
             symbol=self.symbol,

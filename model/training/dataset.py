@@ -2,11 +2,10 @@
 
 A source is a stream of raw venue records: a simulated day written in a venue's format
 (model.sim.writers.messages) or a real capture (orderbook.venues.feed_class(v).read_capture). Each is
-replayed through the venue's feed, books, features and window builders exactly as the streaming worker
-does it (streams/pipeline.py's VenuePipeline loop, re-implemented here because model/ may not import
-streams/), so training windows are the windows the worker scores. Along the replay every symbol keeps a
-per-message series of spread, top-5 depth, traded volume and mid, from which each window's targets are
-read H messages later.
+replayed (`replay_source`) through the streaming worker's own path from records to windows
+(orderbook.venue_windows: feed, books, features, window builders, rejects), so training windows are the
+windows the worker scores. Along the replay every symbol keeps a per-message series of spread, top-5
+depth, traded volume and mid, from which each window's targets are read H messages later.
 
 The file (`save`/`load`): `<name>.npz` (numpy.savez_compressed, no object arrays, loads with
 allow_pickle=False) and `<name>.json` (metadata). Arrays, B windows (the shared contract of issue 5):
@@ -47,11 +46,11 @@ from model.sim.engine import SimConfig
 from model.sim.run import simulate
 from model.sim.writers import clock_offset, messages, venue_symbol
 from orderbook.book import Book
-from orderbook.errors import FeedError
 from orderbook.events import FLAG_NON_PRINTABLE, Event, Side
 from orderbook.features import TRADE_KINDS, FeatureState, depth_levels
-from orderbook.venue_windows import VenueWindows
-from orderbook.venues import feed_class
+from orderbook.news import Headline
+from orderbook.venue_windows import VenueWindows, process_records
+from orderbook.venues import RawRecord, feed_class
 from orderbook.windows import Window, WindowConfig
 
 NEWS_KINDS = {"negative": 1, "positive": 2, "halt": 3, "neutral": 4}
@@ -80,14 +79,14 @@ class DatasetConfig:
 
 @dataclass
 class Source:
-    """One stream to replay. `records`: (key, raw, clock ts or None) as on `md.raw.<venue>`; `ticks`:
-    the tick per symbol where known (else the worker's rule); `news`: (ts, symbol, headline, kind);
-    `labels`: (symbol, start_ns, end_ns, kind); times on the stream's clock."""
+    """One stream to replay. `records`: as on `md.raw.<venue>`, with the stream's clock where known;
+    `ticks`: the tick per symbol where known (else the worker's rule); `news`: (ts, symbol, headline,
+    kind); `labels`: (symbol, start_ns, end_ns, kind); times on the stream's clock."""
 
     name: str
     venue: str
     seed: int
-    records: Iterable[tuple[bytes | None, bytes, int | None]]
+    records: Iterable[RawRecord]
     ticks: dict[str, int] | None = None
     news: list[tuple[int, str, str, str]] = field(default_factory=list)
     labels: list[tuple[str, int, int, str]] = field(default_factory=list)
@@ -105,7 +104,7 @@ class _Series:
 
 
 @dataclass
-class Replay:
+class SourceReplay:
     """A source replayed: its windows, the per-symbol message index each was emitted at, the series."""
 
     source: Source
@@ -131,7 +130,7 @@ def sim_source(cfg: SimConfig, fmt: str = "itch") -> Source:
     """Simulate `cfg` and present it as the `md.raw.<fmt>` records the worker would read."""
     result = simulate(cfg)
     off = clock_offset(fmt)
-    records = [(m.symbol.encode() if m.symbol else None, m.raw, m.ts) for m in messages(fmt, result)]
+    records = [RawRecord(m.symbol.encode() if m.symbol else None, m.raw, m.ts) for m in messages(fmt, result)]
     return Source(
         name=f"sim:{fmt}:seed={cfg.seed}",
         venue=fmt,
@@ -152,7 +151,7 @@ def real_sources(root: Path, first_seed: int = -1) -> list[Source]:
         path = root / rel
         if not path.is_file():
             continue
-        records = ((None, rec.raw, None) for rec in feed_class(venue).read_capture(path))
+        records = (RawRecord(None, rec.raw) for rec in feed_class(venue).read_capture(path))
         out.append(Source(name=f"real:{rel}", venue=venue, seed=first_seed - i, records=records))
     return out
 
@@ -168,31 +167,20 @@ def _record_state(series: _Series, book: Book, events: list[Event]) -> None:
     series.volume.append(sum(e.size for e in events if e.kind in TRADE_KINDS and not e.flags & FLAG_NON_PRINTABLE))
 
 
-def replay(source: Source, cfg: DatasetConfig | None = None) -> Replay:
-    """Feed every record through the worker's window loop (orderbook.venue_windows), recording
+def replay_source(source: Source, cfg: DatasetConfig | None = None) -> SourceReplay:
+    """Feed every record through the worker's path (orderbook.venue_windows.process_records), recording
     each symbol's book after every message for the targets.
 
-    Headlines join a symbol's builder before the first record at or after their time (records with a
-    clock ts); rejected records are counted and skipped, as the worker dead-letters them.
+    Headlines join a symbol's builder when the stream's clock reaches them (the records' clock ts where
+    they have one); rejected records are counted and skipped, as the worker dead-letters them.
     """
     cfg = cfg or DatasetConfig()
-    out = Replay(source)
+    out = SourceReplay(source)
     vw = VenueWindows(source.venue, cfg.window, ticks=source.ticks)
-    news = sorted(source.news)
-    n_news = 0
-    for key, raw, ts in source.records:
-        while n_news < len(news) and ts is not None and news[n_news][0] <= ts:
-            t, sym, headline, _ = news[n_news]
-            vw.add_news(t, [sym], headline)
-            n_news += 1
-        try:
-            events = vw.decode(key, raw)
-        except FeedError:
-            out.rejected += 1
-            continue
-        windows = vw.push(events)
+    headlines = [Headline(ts, [symbol], headline) for ts, symbol, headline, _ in source.news]
+    for done in process_records(vw, source.records, headlines):
         by_symbol: dict[str, list[Event]] = {}
-        for e in events:
+        for e in done.events:
             by_symbol.setdefault(e.symbol, []).append(e)
         for sym, mine in by_symbol.items():
             builder = vw.builders.get(sym)
@@ -202,9 +190,10 @@ def replay(source: Source, cfg: DatasetConfig | None = None) -> Replay:
             if series is None:
                 series = out.series[sym] = _Series(builder.features.tick)
             _record_state(series, vw.feed.books[sym], mine)
-        for w in windows:
+        for w in done.windows:
             out.windows.append(w)
             out.msg_index.append(len(out.series[w.symbol].spread) - 1)
+    out.rejected = sum(vw.stats.rejected.values())
     return out
 
 
@@ -249,7 +238,7 @@ def window_news_kind(w: Window, news: list[tuple[int, str, str, str]]) -> int:
 # --------------------------------------------------------------------------- arrays
 
 
-def _encode(rep: Replay, tok: Tokenizer, text: TextTokenizer, cfg: DatasetConfig) -> dict[str, np.ndarray]:
+def _encode(rep: SourceReplay, tok: Tokenizer, text: TextTokenizer, cfg: DatasetConfig) -> dict[str, np.ndarray]:
     """A replay's windows as the contract's arrays (features not yet normalized)."""
     out = model_inputs(rep.windows, tok, text, norm=None)
     n, hs = len(rep.windows), cfg.horizons
@@ -285,7 +274,7 @@ def _empty(cfg: DatasetConfig, n_features: int) -> dict[str, np.ndarray]:
     return out
 
 
-def fit_tokenizer(replays: list[Replay], cfg: DatasetConfig) -> Tokenizer:
+def fit_tokenizer(replays: list[SourceReplay], cfg: DatasetConfig) -> Tokenizer:
     """Fit the size and dt buckets on every stride-th window (N / every_events): about each token once."""
     stride = max(1, cfg.window.n_events // (cfg.window.every_events or cfg.window.n_events))
     windows = [w for r in replays for w in r.windows[::stride]]
@@ -298,7 +287,7 @@ def build(
     sources: Iterable[Source],
     cfg: DatasetConfig | None = None,
     tokenizer: Tokenizer | None = None,
-    progress: Callable[[Replay], None] | None = None,
+    progress: Callable[[SourceReplay], None] | None = None,
     held_out: Iterable[int] = (),
 ) -> Dataset:
     """Replay every source, fit the tokenizer (unless given) and the feature normalization and stack
@@ -308,7 +297,7 @@ def build(
     held = set(held_out)
     replays = []
     for s in sources:
-        replays.append(replay(s, cfg))
+        replays.append(replay_source(s, cfg))
         if progress:
             progress(replays[-1])
     fitted = [r for r in replays if r.source.seed not in held]

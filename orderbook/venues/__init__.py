@@ -1,12 +1,13 @@
-"""The venues. Adding one is a module here and a line in FEEDS; nothing else changes."""
+"""The venues. Adding one is a module here and a line in FEEDS; nothing else changes: what sets a venue
+apart (a fixed tick, messages without a symbol, capture file naming) is an attribute of its `Feed`."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from importlib import import_module
+from pathlib import Path
 
-from ..errors import DecodeError
-from ..events import Event
-from .base import Feed, Record
+from .base import Feed, RawRecord, Record
 
 FEEDS: dict[str, str] = {
     "lobster": "orderbook.venues.lobster:LobsterFeed",
@@ -25,14 +26,22 @@ def feed_class(venue: str) -> type[Feed]:
     return getattr(import_module(module), name)
 
 
-def decode_record(feed: Feed, key: bytes | None, raw: bytes, recv_ts: int = 0) -> list[Event]:
-    """One `md.raw.<venue>` record through its feed. LOBSTER rows carry no symbol: the record's
-    key names the book there (DESIGN.md: the key is the symbol on every raw topic)."""
-    if feed.venue == "lobster":
-        if not key:
-            raise DecodeError("LOBSTER record without a symbol key", venue="lobster")
-        return feed.on_message(raw, recv_ts, symbol=key.decode(errors="replace"))  # type: ignore[call-arg]
-    return feed.on_message(raw, recv_ts)
+def fixed_tick(venue: str) -> int | None:
+    """The tick a venue fixes for every instrument (`Feed.tick`); None for the others and for a name that
+    is no venue (a simulated stream's)."""
+    return feed_class(venue).tick if venue in FEEDS else None
 
 
-__all__ = ["FEEDS", "Feed", "Record", "decode_record", "feed_class"]
+def capture_records(venue: str, paths: Sequence[str | Path], symbol: str | None = None) -> Iterator[RawRecord]:
+    """The messages of capture files, file after file, as `md.raw.<venue>` records: keyed by `symbol`,
+    else as the venue's `Feed.capture_key` says (LOBSTER: the file name's ticker); no key where each
+    message names its own symbol (a feed reads it from the message, not from the key)."""
+    cls = feed_class(venue)
+    for path in paths:
+        key = cls.capture_key(path, symbol)
+        raw_key = key.encode() if key is not None else None
+        for rec in cls.read_capture(path):
+            yield RawRecord(raw_key, rec.raw)
+
+
+__all__ = ["FEEDS", "Feed", "RawRecord", "Record", "capture_records", "feed_class", "fixed_tick"]

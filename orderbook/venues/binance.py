@@ -12,8 +12,9 @@ symbol, so it travels wrapped as
 (`/fapi/v1/depth`, which add `E` and `T`) travel the same way.
 
 Units: Binance prints prices and quantities as decimal strings with at most 8 places, so a
-tick is 1e-8 of the quote currency and a lot 1e-8 of the base (`"61837.63000000"` ->
-6183763000000). Futures print fewer places; the same 1e-8 units hold them exactly.
+price unit is 1e-8 of the quote currency and a lot 1e-8 of the base (`"61837.63000000"` ->
+6183763000000). Futures print fewer places; the same 1e-8 units hold them exactly. A symbol's
+tick (its PRICE_FILTER) is a multiple of the unit, inferred from its book (`Feed.window_tick`).
 
 Events: `Event.ts` is the event's transaction time `T` where present, else its event time `E`
 (ms -> ns); the spot REST snapshot has neither and takes the local receive time. `Event.seq`
@@ -62,7 +63,7 @@ from ..sync import BookSync
 from .base import Feed, Record, open_maybe_gzip
 
 VENUE = "binance"
-DECIMALS = 8  # tick 1e-8 quote, lot 1e-8 base
+DECIMALS = 8  # price unit 1e-8 quote, lot 1e-8 base
 MS = 1_000_000  # ms -> ns
 MAX_PENDING_TICKERS = 256  # tickers waiting for the book to reach their u; older ones are given up
 

@@ -21,7 +21,7 @@ from typing import Any
 from ..events import Side
 from ..numbers import format_fixed
 
-DECIMALS = 8  # BinanceFeed's units: 1e-8 quote per tick, 1e-8 base per lot
+DECIMALS = 8  # BinanceFeed's units: 1e-8 quote per price unit, 1e-8 base per lot
 MS = 1_000_000  # ns per ms
 DEPTH_STREAM = "depth@100ms"
 

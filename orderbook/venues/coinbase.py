@@ -4,8 +4,9 @@ Raw message (topic `md.raw.coinbase`, key = product id): one websocket JSON mess
 it, or a REST book snapshot wrapped by `snapshot_messages` (see "Snapshots on the topic" below).
 
 Units: prices and sizes are exact decimal strings; both are parsed at 8 decimals (Coinbase prints at
-most 8 and trims trailing zeros in sizes), so a price tick is 1e-8 quote currency and a size lot is
-1e-8 base currency. `"0.7910"` -> 79_100_000 ticks, `"450.0"` -> 45_000_000_000 lots.
+most 8 and trims trailing zeros in sizes), so a price unit is 1e-8 quote currency and a size lot is
+1e-8 base currency. `"0.7910"` -> 79_100_000 units, `"450.0"` -> 45_000_000_000 lots. A product's tick
+(its quote_increment) is a multiple of the unit, inferred from its book (`Feed.window_tick`).
 
 A product keeps either an L2 or an L3 book, decided by the first book message seen for it:
 `snapshot`, `l2update` or `l2_snapshot` -> L2; a full-channel message (`received`, `open`, `done`,
@@ -88,7 +89,7 @@ from ..sync import BookSync
 from .base import Feed, Record, open_maybe_gzip
 
 VENUE = "coinbase"
-DECIMALS = 8  # ticks of 1e-8 quote currency, lots of 1e-8 base currency
+DECIMALS = 8  # price units of 1e-8 quote currency, lots of 1e-8 base currency
 SNAPSHOT_PART_ENTRIES = 10_000  # about 0.75 MB of level-3 entries per part: under Kafka's 1 MB default
 MAX_EARLY_MATCHES = 1_000  # matches kept for a product whose book type is not known yet
 
@@ -170,7 +171,7 @@ def _opt_time(msg: dict[str, Any]) -> int:
 
 
 def _levels(entries: object, name: str, width: int) -> list[tuple[int, int]]:
-    """`[[price, size, ...], ...]` -> [(ticks, lots)]; `width` entries per row (extras unchecked here)."""
+    """`[[price, size, ...], ...]` -> [(price units, lots)]; `width` entries per row (extras unchecked here)."""
     if not isinstance(entries, list):
         raise DecodeError(f"{name} must be a list")
     out = []

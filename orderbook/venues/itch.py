@@ -6,10 +6,11 @@ binary, big-endian, a one-byte message type, then stock locate (2), tracking num
 `md.raw.itch`, without the 2-byte length prefix that frames messages in NASDAQ's day files
 (`frame` and `read_capture` deal with that prefix).
 
-Units: `Price(4)` is an integer in 1/10000 dollar, which is our tick as it stands; shares are
-lots. `Event.ts` is the ITCH timestamp (ns since midnight), `Event.seq` is the message index
-within the stream: the count of messages this feed has been handed, starting at 1, malformed
-ones included, so it equals the message's position in the capture.
+Units: `Price(4)` is an integer in 1/10000 dollar, which is our price unit as it stands (the tick,
+one cent, is 100 units: `ItchFeed.tick`); shares are lots. `Event.ts` is the ITCH timestamp (ns
+since midnight), `Event.seq` is the message index within the stream: the count of messages this
+feed has been handed, starting at 1, malformed ones included, so it equals the message's position
+in the capture.
 
 Symbols: the stock directory (`R`) maps a stock locate to its symbol for the day (spec 4.2.1:
 "locate codes ... are assigned daily"). Messages that carry a stock field (A, F, P, Q, H, ...)
@@ -44,6 +45,7 @@ from ..events import (
 from .base import Feed, Record
 
 VENUE = "itch"
+CENT = 100  # Price(4) units (1/10000 $) per cent
 
 """An `E`-like execution (`C` with Printable = 'N') that must not be counted as volume: the
 spec says such executions are reported again in a cross (`Q`) message."""
@@ -272,6 +274,7 @@ class ItchFeed(Feed):
 
     venue = VENUE
     book_type = BookType.L3
+    tick = CENT  # stocks at $1 or more quote in cents (Reg NMS Rule 612)
 
     def __init__(self, symbols: set[str] | None = None, *, check_crossed: bool = True) -> None:
         super().__init__(symbols, check_crossed=check_crossed)

@@ -6,7 +6,7 @@ CSV text `time,type,order_id,size,price,direction`, e.g. `34200.004241176,1,1611
 - time: seconds after midnight with up to 9 decimals, read exactly into ns (no float);
 - type: 1 submission, 2 cancellation (partial), 3 deletion, 4 execution of a visible order,
   5 execution of a hidden order, 6 cross trade, 7 trading halt indicator;
-- price: dollar price times 10000 (our tick); size: shares (our lot);
+- price: dollar price times 10000 (our price unit; the tick is 100 of them); size: shares (our lot);
 - direction: 1 buy, -1 sell; for executions the side of the resting order (1: a bid was
   hit, the aggressor sold);
 - type 7 rows: price -1 halted, 0 quotation only (quoting resumes), 1 trading resumes.
@@ -14,8 +14,15 @@ CSV text `time,type,order_id,size,price,direction`, e.g. `34200.004241176,1,1611
 Rows carry no symbol: a LOBSTER file is one ticker, named in its file name
 (`AAPL_2012-06-21_34200000_57600000_message_10.csv`, see `symbol_from_filename`). The feed's
 `symbol` defaults to "LOBSTER"; pass `LobsterFeed(symbol="AAPL")`, or `on_message(raw,
-symbol="AAPL")` where rows of several tickers share a feed (the Kafka key names it).
+symbol="AAPL")` where rows of several tickers share a feed. On `md.raw.lobster` the record's key
+names the book (`on_record`), and a capture file is keyed by `--symbol` or its name (`capture_key`).
 `Event.seq` is the row index within that symbol's stream, starting at 1.
+
+Prices are in LOBSTER's unit, 1/10000 dollar; US equities priced at $1 or more trade in cents (Reg NMS
+Rule 612), so the tick is 100 units (`LobsterFeed.tick`).
+
+The orderbook file's layout (`orderbook_row`): per level, ask price, ask size, bid price, bid size;
+a missing level is ASK_EMPTY/BID_EMPTY with size 0. `megatrading book` prints every venue's books so.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
-from ..book import BookType, L3Book
+from ..book import Book, BookType, L3Book
 from ..errors import DecodeError, OversizedMessage, UnknownMessageType, UnknownOrder, check_size
 from ..events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, FLAG_CROSS, FLAG_HIDDEN, Event, Kind, Side, Status
 from ..numbers import format_fixed, parse_fixed
@@ -33,6 +40,11 @@ from .base import Feed, Record, open_maybe_gzip
 
 VENUE = "lobster"
 DEFAULT_SYMBOL = "LOBSTER"
+CENT = 100  # price units (1/10000 $) per cent
+
+ASK_EMPTY = 9_999_999_999
+BID_EMPTY = -9_999_999_999
+"""LOBSTER's placeholders for an empty level in its orderbook file."""
 
 SUBMIT, CANCEL, DELETE, EXECUTE, HIDDEN, CROSS, HALT = range(1, 8)
 _KINDS = {SUBMIT: Kind.ADD, CANCEL: Kind.CANCEL, DELETE: Kind.DELETE, EXECUTE: Kind.EXECUTE}
@@ -50,6 +62,16 @@ def symbol_from_filename(path: str | Path) -> str | None:
     """`AAPL_2012-06-21_34200000_57600000_message_10.csv` -> "AAPL" (LOBSTER's naming scheme)."""
     m = _FILENAME.match(Path(path).name)
     return m["symbol"] if m else None
+
+
+def orderbook_row(book: Book, levels: int) -> list[int]:
+    """The top `levels` of a book as a row of LOBSTER's orderbook file: ask px, ask size, bid px, bid size per level."""
+    bids, asks = book.top(levels)
+    row: list[int] = []
+    for i in range(levels):
+        row.extend(asks[i] if i < len(asks) else (ASK_EMPTY, 0))
+        row.extend(bids[i] if i < len(bids) else (BID_EMPTY, 0))
+    return row
 
 
 def _int(field: bytes, name: str, seq: int, symbol: str) -> int:
@@ -113,6 +135,7 @@ class LobsterFeed(Feed):
 
     venue = VENUE
     book_type = BookType.L3
+    tick = CENT
 
     def __init__(
         self, symbols: set[str] | None = None, *, check_crossed: bool = True, symbol: str = DEFAULT_SYMBOL
@@ -123,6 +146,25 @@ class LobsterFeed(Feed):
 
     def key(self, raw: bytes) -> str:
         return self.symbol
+
+    def on_record(self, key: bytes | None, raw: bytes, recv_ts: int = 0) -> list[Event]:
+        """A `md.raw.lobster` record: its row names no symbol, so its key names the book."""
+        if not key:
+            raise DecodeError("LOBSTER record without a symbol key", venue=VENUE)
+        return self.on_message(raw, recv_ts, symbol=key.decode(errors="replace"))
+
+    @classmethod
+    def capture_key(cls, path: str | Path, symbol: str | None = None) -> str:
+        """`symbol`, else the ticker LOBSTER's file naming gives; ValueError when neither names one."""
+        name = symbol or symbol_from_filename(path)
+        if not name:
+            raise ValueError(f"{path}: LOBSTER rows carry no symbol: pass --symbol or use LOBSTER's file naming")
+        return name
+
+    @classmethod
+    def for_capture(cls, path: str | Path, symbol: str | None = None, *, check_crossed: bool = True) -> LobsterFeed:
+        """A feed whose rows go to `symbol`, else to the file name's ticker, else to DEFAULT_SYMBOL."""
+        return cls(check_crossed=check_crossed, symbol=symbol or symbol_from_filename(path) or DEFAULT_SYMBOL)
 
     def on_message(self, raw: bytes, recv_ts: int = 0, symbol: str | None = None) -> list[Event]:
         symbol = symbol or self.symbol
@@ -188,10 +230,10 @@ class LobsterWriter:
         if e.kind == Kind.REPLACE:
             old = b.delete(e.order_id, e.seq)
             gone = Event(Kind.DELETE, e.venue, e.symbol, e.ts, e.seq, old.side, old.price, old.size, e.order_id)
-            first = (encode_row(gone), b.lobster_row(self.levels))
+            first = (encode_row(gone), orderbook_row(b, self.levels))
             b.add(e.new_order_id, old.side, e.price, e.size, e.seq)
             new = Event(Kind.ADD, e.venue, e.symbol, e.ts, e.seq, old.side, e.price, e.size, e.new_order_id)
-            return [first, (encode_row(new), b.lobster_row(self.levels))]
+            return [first, (encode_row(new), orderbook_row(b, self.levels))]
         if e.kind == Kind.TRADE and not e.flags & (FLAG_HIDDEN | FLAG_CROSS):
             return []
         if e.kind in (Kind.DELETE, Kind.CANCEL, Kind.EXECUTE):
@@ -202,11 +244,11 @@ class LobsterWriter:
             if e.kind == Kind.DELETE:
                 row.size, row.price = o.size, o.price
             b.apply(e)
-            return [(encode_row(row), b.lobster_row(self.levels))]
+            return [(encode_row(row), orderbook_row(b, self.levels))]
         if e.kind not in (Kind.ADD, Kind.TRADE, Kind.STATUS):
             raise ValueError(f"{e.kind.name} has no LOBSTER row")
         b.apply(e)
-        return [(encode_row(e), b.lobster_row(self.levels))]
+        return [(encode_row(e), orderbook_row(b, self.levels))]
 
     def write(self, events: Iterable[Event], messages: TextIO, orderbook: TextIO | None = None) -> int:
         """Write rows for `events` to open text files; the number of message rows written."""

@@ -29,12 +29,7 @@ def write_rows(rows, out: TextIO, with_seq: bool) -> None:
 
 def cmd_book(args: argparse.Namespace) -> int:
     cls = feed_class(args.format)
-    extra = {}
-    if args.format == "lobster":  # LOBSTER rows carry no symbol: the file name or --symbol gives it
-        from orderbook.venues.lobster import symbol_from_filename
-
-        extra["symbol"] = args.symbol or symbol_from_filename(args.input) or "LOBSTER"
-    feed = cls(check_crossed=not args.allow_crossed, **extra)
+    feed = cls.for_capture(args.input, args.symbol, check_crossed=not args.allow_crossed)
     stats = RebuildStats()
     shown = 0
 
@@ -114,13 +109,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from streams.publish import publish_capture
     from streams.topics import raw_topic
 
-    symbol = args.symbol
-    if args.venue == "lobster" and not symbol:
-        from orderbook.venues.lobster import symbol_from_filename
-
-        symbol = symbol_from_filename(args.input)
-        if not symbol:
-            raise ValueError("LOBSTER rows carry no symbol: pass --symbol or use LOBSTER's file naming")
+    symbol = feed_class(args.venue).capture_key(args.input, args.symbol)
     bootstrap = Settings.load(args).bootstrap
     reach_kafka(bootstrap)
     n = publish_capture(args.input, args.venue, bootstrap, speed=None if args.max else args.speed, symbol=symbol,

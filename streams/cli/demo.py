@@ -21,7 +21,7 @@ from tqdm import tqdm
 from model.sim.itch_day import itch_day_stream
 from orderbook.errors import FeedError
 from orderbook.venues.itch import ItchFeed, frame
-from orderbook.venues.lobster import LobsterFeed, LobsterWriter
+from orderbook.venues.lobster import LobsterFeed, LobsterWriter, orderbook_row
 from streams.client import ForecastClient
 
 
@@ -72,7 +72,7 @@ def run_offline(seed: int = 7, messages: int = 50_000, levels: int = 5, out: Pat
         lob = LobsterFeed(symbol=sym, check_crossed=False)
         for raw, book_row in rows:
             lob.on_message(raw)
-            mismatches += lob.books[sym].lobster_row(levels) != book_row
+            mismatches += orderbook_row(lob.books[sym], levels) != book_row
     total = sum(len(r) for r in lobster_rows.values())
     print(f"\nLOBSTER round trip: {total:,} message rows re-decoded, {mismatches} rows differ from the ITCH book")
     return 1 if mismatches else 0

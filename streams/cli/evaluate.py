@@ -35,7 +35,9 @@ log = logging.getLogger("megatrading")
 def cmd_score(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from model.serving.scoring import StreamWindows, read_news, read_records, score_windows, stream_windows, write_csv
+    from model.serving.scoring import read_news, score_windows, write_csv
+    from orderbook.venue_windows import VenueWindows, process_records
+    from orderbook.venues import capture_records
 
     for p in args.input:
         if not Path(p).is_file():
@@ -44,13 +46,14 @@ def cmd_score(args: argparse.Namespace) -> int:
     log.info(model_line(spec, args.device))
     forecaster = load_forecaster(spec, args.device)
     news = read_news(args.news) if args.news else []
-    state = StreamWindows(args.format)
-    windows = stream_windows(read_records(args.input, args.format, args.symbol), args.format, news, state=state)
+    vw = VenueWindows(args.format)
+    records = capture_records(args.format, args.input, args.symbol)
+    windows = (w for done in process_records(vw, records, news) for w in done.windows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with tqdm(unit="window", desc="score", disable=None, file=sys.stderr) as bar, open(args.out, "w") as f:
         n = write_csv(score_windows(windows, forecaster, args.batch, progress=bar.update), f)
-    rejected = ", ".join(f"{k} {v}" for k, v in sorted(state.stats.rejected.items())) or "none"
-    print(f"{n} windows from {state.stats.records} records (rejected: {rejected}), model {forecaster.model_id} "
+    rejected = ", ".join(f"{k} {v}" for k, v in sorted(vw.stats.rejected.items())) or "none"
+    print(f"{n} windows from {vw.stats.records} records (rejected: {rejected}), model {forecaster.model_id} "
           f"-> {args.out}", file=sys.stderr)  # fmt: skip
     return 0
 
