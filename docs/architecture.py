@@ -101,8 +101,9 @@ def draw() -> plt.Figure:
         (4.5, 0.45, "order book per symbol (L2Book / L3Book)", EVENT_LOOP),
         (3.8, 0.45, "features: FeatureState, one row a message", EVENT_LOOP),
         (2.95, 0.6, "windows: WindowBuilder (VenueWindows),\none Window every 32 event tokens", EVENT_LOOP),
-        (2.0, 0.62, "MicroBatcher: windows of all partitions,\n<= 256 or 5 ms -> Forecaster.predict", MODEL_THREAD),
-        (1.17, 0.6, "forecast records -> Redis first:\nRedisSink.write, a Lua script a forecast", IO_THREAD),
+        (1.97, 0.72, "MicroBatcher: windows of all partitions, <= 256\nor 5 ms -> Forecaster.forecast: predictions\n"
+         "and the reasons of alerts", MODEL_THREAD),
+        (1.17, 0.55, "records -> Redis first: RedisSink.write,\none round trip, a Lua script a forecast", IO_THREAD),
         (0.3, 0.72, "then PartitionCommitter, one Kafka transaction:\nforecasts, rejects, now and then a snapshot,\n"
          "and the partition's offset commit", EVENT_LOOP),
     ]  # fmt: skip
