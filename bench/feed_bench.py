@@ -136,7 +136,7 @@ _U = struct.Struct(">cHHHIQQII")
 class ItchGen:
     """Seeded ITCH 5.0 order flow over several stocks, fast enough for millions of messages.
 
-    model/synthetic.py scans every resting order per message (fine for tests, quadratic here);
+    model/sim/itch_day.py scans every resting order per message (fine for tests, quadratic here);
     this keeps a per-stock index of live orders and the best prices in SortedDicts. Flow per
     message: 38% add (A), 30% delete (D), 12% replace (U), 10% execute (E, whole half the
     time), 10% partial cancel (X). New bids rest 1 + Exp(mean 5) ticks under the best ask and

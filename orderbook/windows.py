@@ -1,5 +1,5 @@
 """Model-ready windows per symbol: the last N events as tokens, the last T feature rows,
-the news inside the window and where it came from (DESIGN.md, "Features and windows").
+the news inside the window and where it came from (docs/design.md, "Features and windows").
 
     builder = WindowBuilder(WindowConfig(n_events=128, n_rows=32, every_events=32), FeatureState(tick=1))
     for raw in messages:

@@ -124,7 +124,7 @@ class Settings:
     venues: tuple[str, ...] = tuple(FEEDS)
     app_id: str = "megatrading"
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
-    # where forecasts and dead letters go: md.forecasts and md.dlq (DESIGN.md); another name keeps two
+    # where forecasts and dead letters go: md.forecasts and md.dlq (docs/design.md); another name keeps two
     # deployments on one cluster (a shadow model beside the production one) from mixing their output
     forecasts_topic: str = FORECASTS_TOPIC
     dlq_topic: str = DLQ_TOPIC

@@ -1,4 +1,4 @@
-"""Forecasts out: Redis as DESIGN.md lays it out, written idempotently, one pipeline per batch.
+"""Forecasts out: Redis as docs/design.md lays it out, written idempotently, one pipeline per batch.
 
 Keys (the public contract):
 - `mt:latest:{venue}:{symbol}` hash: the newest forecast, plain string fields.

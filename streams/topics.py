@@ -1,4 +1,4 @@
-"""The Kafka topics of DESIGN.md, named once: every producer, consumer and test reads them from here.
+"""The Kafka topics of docs/design.md, named once: every producer, consumer and test reads them from here.
 
 `md.forecasts` and `md.dlq` are the defaults of `Settings.forecasts_topic` / `Settings.dlq_topic`:
 a deployment may name its own so that two of them share a cluster without mixing their output.

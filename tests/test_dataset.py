@@ -1,4 +1,4 @@
-"""model/dataset.py and `megatrading dataset`: the contract's arrays, labels, targets, splits, files."""
+"""model/training/dataset.py and `megatrading dataset`: the contract's arrays, labels, targets, splits, files."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The order-flow network (model/network.py) and its checkpoints (model/checkpoint.py), tiny config on CPU."""
+"""The order-flow network (model/network/orderflow.py) and its checkpoints (checkpoint.py), tiny config on CPU."""
 
 from __future__ import annotations
 

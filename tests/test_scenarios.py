@@ -88,7 +88,7 @@ def test_paths_are_reproducible_by_seed_and_differ_with_another(forecaster, stat
 
 
 def _independent_check(book: L3Book) -> None:
-    """Validity without model/scenarios.py's own checker: not crossed, positive sizes, L3 queues."""
+    """Validity without model/serving/scenarios.py's own checker: not crossed, positive sizes, L3 queues."""
     bid, ask = book.best_bid(), book.best_ask()
     assert bid and ask and bid[0] < ask[0]
     for side, levels in ((Side.BID, book.bids), (Side.ASK, book.asks)):

@@ -417,7 +417,7 @@ def test_kafka_publish_round_trips_counts_and_keys(infra, tmp_path):
 
 
 def test_report_puts_simulated_beside_real_facts(shared_data, tmp_path, capsys):
-    pytest.importorskip("model.sim.stylized", reason="model/stylized.py is not in this checkout")
+    pytest.importorskip("model.sim.stylized", reason="model/sim/stylized.py is not in this checkout")
     argv = ["--symbols", "2", "--duration", "10m", "--seed", "1", "--format", "binance", "--out", str(tmp_path)]
     assert run_cli([*argv, "--report", "--real", str(shared_data)]) == 0
     text = (tmp_path / "report.md").read_text()

@@ -1,4 +1,4 @@
-"""Forecasts into a real Redis: the DESIGN.md layout, idempotent writes, the reader API."""
+"""Forecasts into a real Redis: the docs/design.md layout, idempotent writes, the reader API."""
 
 import json
 import threading

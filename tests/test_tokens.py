@@ -1,4 +1,4 @@
-"""model/tokens.py: event tokens round-trip, equal-frequency buckets, persistence, PAD, text ids."""
+"""model/network/tokens.py: event tokens round-trip, equal-frequency buckets, persistence, PAD, text ids."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Training (model/train.py) and `megatrading train` (streams/train_cli.py) on a tiny synthetic
+"""Training (model/training/train.py) and `megatrading train` (streams/cli/train.py) on a tiny synthetic
 dataset written exactly as the shared contract of issue 5 lays it out (an .npz and its .json)."""
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 
 Exit status 0 means healthy, 1 unhealthy, as Docker's HEALTHCHECK expects.
 
-A worker proves it is alive the way DESIGN.md's Redis layout says: `RedisSink.heartbeat`
+A worker proves it is alive the way docs/design.md's Redis layout says: `RedisSink.heartbeat`
 (streams/sink.py) writes field `heartbeat:<worker id>` of hash `mt:meta` with a
 `time.time_ns()` value. A container checks its *own* worker, not any worker: with
 `--scale worker=3` one live worker must not make a hung one look healthy. Its id is

@@ -1,5 +1,5 @@
 """Checkpoints: weights in safetensors, everything else in JSON; nothing is ever pickled
-(torch.load is never called), so loading a checkpoint cannot run code (DESIGN.md, "Serving").
+(torch.load is never called), so loading a checkpoint cannot run code (docs/design.md, "Serving").
 
 A checkpoint folder:
     model.safetensors   the model's state_dict (weights and the target loc/scale buffers)

@@ -1,5 +1,5 @@
 """The generative order-flow network: a decoder-only transformer over event tokens with the
-book-state series and the news headlines fused in as prefix tokens (DESIGN.md, "The model").
+book-state series and the news headlines fused in as prefix tokens (docs/design.md, "The model").
 
 Sequence layout, one window (B windows batched):
 
@@ -34,7 +34,7 @@ see README for all held-out hours):
   re-learned from normalized features, and the head learns the conditional change that
   persistence and the EWMA cannot. Served spread, depth and mid quantiles are then recalibrated
   in the target's own units (a + b*q per bin of level and band, the mid's in its spread's bins,
-  fitted after training: model/recalibration.py) and projected onto each target's support (whole
+  fitted after training: model/network/recalibration.py) and projected onto each target's support (whole
   ticks >= 1 for the spread: `onto_support`);
 - anomaly classes (normal + 6 kinds).
 
@@ -75,7 +75,7 @@ ANOMALY_CLASSES: tuple[str, ...] = (
     "flash_crash",
     "regime_shift",
 )
-# Kind values 1..12 + PAD; BID/ASK/NONE + PAD; +-64 ticks + NONE + PAD; 32 buckets + PAD (model/tokens.py)
+# Kind values 1..12 + PAD; BID/ASK/NONE + PAD; +-64 ticks + NONE + PAD; 32 buckets + PAD (model/network/tokens.py)
 DEFAULT_VOCAB: dict[str, int] = {"kind": 13, "side": 4, "price": 131, "size": 33, "dt": 33}
 BATCH_KEYS: tuple[str, ...] = (*FIELDS, "mask", "features", "row_mask", "news", "news_mask")
 
@@ -162,10 +162,10 @@ ANCHOR_STATS = 7 * len(_LEVELS)  # six per level, then log1p(lots traded per mes
 # tick, and the head, trained on a continuous loss, lands near one.
 TARGET_FLOOR = {"spread": 1.0, "depth": 0.0, "volume": 0.0, "mid": -float("inf")}
 WHOLE_TICK_TARGETS = ("spread",)
-# The quantiles the recalibration maps (model/recalibration.py), and the band each target's bin is
+# The quantiles the recalibration maps (model/network/recalibration.py), and the band each target's bin is
 # read off: its own, but the mid move's is its horizon's spread band. The mid has no band, and how
-# far it moves is bound to the spread: a one-tick book's mid mostly stays within 10 messages (real
-# ETHUSDT: the head's CRPS 2.51 ticks, no move 1.61), where a wide book's wanders.
+# far it moves is bound to the spread: a one-tick book's mid mostly stays within 10 messages, where
+# a wide book's wanders.
 RECALIBRATED_TARGETS = (*ANCHORED_TARGETS, "mid_h10", "mid_h100")
 RECAL_BAND = tuple(TARGETS.index(t.replace("mid_", "spread_")) for t in TARGETS)
 
@@ -306,26 +306,20 @@ class OrderFlowModel(nn.Module):
         go into the quantile head beside the hidden states (see below).
 
         Spread and depth: the median of the band is the last two-sided row's value (persistence), its
-        10%/90% ends model/baseline.py's EWMA band (the EWMA, half-life ANCHOR_HALFLIFE rows, -/+ the
+        10%/90% ends model/serving/baseline.py's EWMA band (the EWMA, half-life ANCHOR_HALFLIFE rows, -/+ the
         window's own 10%/90% deviations from its mean), widened to take the median in, floored at 0
         (depth in lots, then log1p); the scale is the rows' EWMA-weighted mean absolute deviation
         from the median (depth: in log1p) + ANCHOR_FLOOR. Why: the spread does not move in most
-        windows (65% of them end exactly where they were), which this band states sharply and a band
-        in one global unit could not; persistence has the best median of the three baselines and
-        the EWMA the best ends. On held-out simulated days this band alone beats the EWMA's CRPS by
-        7-18% at 10 messages and matches it at 100; the model anchored on the EWMA, or on the last
-        value with a global band, was 8-40% worse than the EWMA on spreads.
+        windows, which this band states sharply and a band in one global unit could not; persistence
+        has the best median of the three baselines and the EWMA the best ends.
         The spread's ends are instead the EWMA-weighted 10%/90% quantiles of the rows' spreads: a
         spread is whole ticks and blows out for a message or two (a level taken, refilled), which
         drags the EWMA (and so the upper end) up for many rows after, but not a weighted quantile.
-        On held-out seeds 9-10 and ETHUSDT this band alone (after onto_support) has CRPS 21.4 vs 23.0
-        ticks (simulated, 10 messages), 47.0 vs 49.1 (100), real 0.120 vs 0.124 and 0.394 vs 0.400;
-        for depth the EWMA's ends stay (0.094 vs 0.094, 0.263 vs 0.267 simulated).
         Volume, mid, windows without a two-sided row (spread, depth), every target of a model that is
         not anchored: band 0, scale 1 (stats 0). Volume was anchored on the baseline's rate forecast
-        (log1p(h x lots traded per message)) at first: the unanchored head of the book ablation
-        beat it (held-out CRPS 0.72 vs 0.76 simulated, 0.83 vs 3.08 real, at 100 messages), the
-        rate read off token size buckets being too coarse; the rate stays an input (stats).
+        (log1p(h x lots traded per message)) at first, but the rate read off token size buckets is
+        too coarse: an unanchored head did better; the rate stays an input (stats). The measurements
+        behind each choice: docs/design.md, "Model decisions".
 
         stats, per level, in units of its scale: the EWMA, the last-5 mean and the window mean less
         the median, the band's two widths, and log(scale); then log1p(lots traded per message of the
@@ -430,7 +424,7 @@ class OrderFlowModel(nn.Module):
     def recalibrate(self, quantiles: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
         """(B, 8, 3) quantiles in target units -> a + b*q with (a, b) of each target's bin and
         quantile, the bin read off the band (B, 8, 3) of RECAL_BAND's target as
-        recalibration.bin_of does; fitted by model/recalibration.py. Gathers of fixed shape, so
+        recalibration.bin_of does; fitted by model/network/recalibration.py. Gathers of fixed shape, so
         CUDA-graph capture holds. The maps of q10, q50 and q90 are fitted apart and may cross:
         forward sorts them (rearrangement, Chernozhukov et al. 2010; it never raises the summed
         pinball loss, whatever the outcome)."""

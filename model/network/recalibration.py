@@ -8,16 +8,14 @@ quantile and bin by linear quantile regression (Koenker & Bassett 1978) on the t
 in the target's units and on its support. A window's bin is its level (the band's median: at the
 target's floor, or in one of three equal-count bins above it) and whether its band reaches far
 above that level (upper end more than WIDE_RATIO x the level above it: the rows held a blow-out
-the current spread has left). What the maps found on the demo's training windows: a blown-out
-spread collapses within 100 messages (the widest bins' q10 is a constant 30 ticks), and after a
-blow-out of a one-tick book the spread is back at one tick within 10 messages (that bin's q90 is
-1 tick: the band's upper end no longer drags it up). The mid move has no band: its bins are its
-spread's (network.RECAL_BAND), as how far a mid moves is bound to the spread. In 10 messages the
-mid of a book under 30 ticks wide does not move in 89-95% of the training windows (91% of the real
-ones): the maps of a one-tick book, and of one under 10 ticks without a blow-out, send q10, q50 and
-q90 to 0, and up to 30 ticks the median is 0; the head had spread them over several ticks (real
-ETHUSDT CRPS 2.51 ticks, no move 1.61). The quantiles' maps are fitted apart and may cross; the
-model serves them sorted (`apply` here does the same).
+the current spread has left): a blown-out spread collapses within 100 messages, and after a
+blow-out of a one-tick book the spread is back at one tick within 10 messages, which the band's
+upper end, dragged up by the blow-out, does not know. The mid move has no band: its bins are its
+spread's (network.RECAL_BAND), as how far a mid moves is bound to the spread; in 10 messages the
+mid of a narrow book mostly does not move, and the maps can say so (q10 = q50 = q90 = 0) where the
+head, trained on standardized residuals, spreads them over several ticks. What the maps found on
+the demo's data, and what they gained: docs/design.md, "Model decisions". The quantiles' maps are
+fitted apart and may cross; the model serves them sorted (`apply` here does the same).
 
 The fit is exact per slope: for a fixed b the pinball-optimal a is the tau-quantile of y - b*q
 (rounding onto the support aside), so a grid over b and one quantile per grid point solve it.

@@ -1,4 +1,4 @@
-"""Order events as model tokens, and tokens back as order events (issue 5; DESIGN.md, "The model").
+"""Order events as model tokens, and tokens back as order events (issue 5; docs/design.md, "The model").
 
 One event is one token of five fields, each with its own small vocabulary and id 0 = PAD in every
 field (after MarS's one-token-per-order vocabulary and the LOBS5 message tokens of Nagy et al. 2023):

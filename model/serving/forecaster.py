@@ -1,4 +1,4 @@
-"""The forecaster interface and the forecast record every model publishes (DESIGN.md, Redis layout).
+"""The forecaster interface and the forecast record every model publishes (docs/design.md, Redis layout).
 
 A forecaster maps a batch of windows to predictions: one numpy structured array per batch, one
 row per window, its dtype declaring every field (PREDICTION_FIELDS, which every model publishes,

@@ -8,9 +8,9 @@ the quantiles of the eight targets and the anomaly class probabilities.
 anomaly_score = max(1 - p(normal), surprise tail): the supervised head scores the labeled
 kinds; the surprise (mapped to 0..1 by its empirical CDF on normal training windows) raises
 the score only in its extreme tail (SURPRISE_TAIL), where it catches what no label named.
-Taking the whole calibrated surprise instead put every normal window's uniform surprise into
-the score, and some manipulation (quote stuffing) is *more* predictable than normal flow:
-held-out AUROC fell from 0.987 (head) to 0.946. anomaly_nll is the surprise itself (nats per
+Taking the whole calibrated surprise instead puts every normal window's uniform surprise into
+the score, and some manipulation (quote stuffing) is *more* predictable than normal flow: the
+held-out AUROC fell (docs/design.md, "Model decisions"). anomaly_nll is the surprise itself (nats per
 event, mean of the last k events). Mid-move p_up / p_down come from the piecewise-linear CDF
 through the three mid quantiles.
 """

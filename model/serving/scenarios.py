@@ -1,5 +1,5 @@
 """Scenarios: future order flow sampled from the generative model, applied through the real book code
-(issue 5, `megatrading scenarios`; DESIGN.md, "Generation").
+(issue 5, `megatrading scenarios`; docs/design.md, "Generation").
 
     state = load_state("itch", path, "AAA", Cut(ts=34_500_000_000_000), horizon=200)
     result = generate_scenarios(OrderFlowForecaster(ckpt), state, horizon=200, n_paths=64, seed=1)
@@ -17,7 +17,7 @@
    path's copy of the window builder, so features and tokens of later steps follow the generated flow.
    All paths go through the model together: one forward per step.
 3. Outputs: fan charts (mid, spread, top-5 depth: median and 10-90% band across paths, the real
-   continuation overlaid), a CSV of each path's final state, and the stylized facts (model/stylized.py)
+   continuation overlaid), a CSV of each path's final state, and the stylized facts (model/sim/stylized.py)
    of the generated flow beside the real continuation's, in markdown.
 
 How a token becomes an Event (the model's fields are sampled independently, so a draw can be
@@ -508,7 +508,7 @@ def check_book(book: Book) -> list[str]:
 
 
 def _with_start(book: Book, events: Sequence[Event], seq: int) -> list[Event]:
-    """The start book as a snapshot (state, not flow, for model/stylized.py), then `events`."""
+    """The start book as a snapshot (state, not flow, for model/sim/stylized.py), then `events`."""
     v, s = book.venue, book.symbol
     snap = [Event(Kind.SNAPSHOT_BEGIN, v, s, events[0].ts if events else 0, seq)]
     for side, levels in ((Side.BID, book.bids), (Side.ASK, book.asks)):
@@ -524,7 +524,7 @@ def _with_start(book: Book, events: Sequence[Event], seq: int) -> list[Event]:
 
 
 def flow_facts(book: Book, events: Sequence[Event]) -> dict[str, float]:
-    """Stylized facts of `events` applied from `book` (model/stylized.py)."""
+    """Stylized facts of `events` applied from `book` (model/sim/stylized.py)."""
     first_seq = (events[0].seq - 1) if events else 0
     series = series_from_events(_with_start(book, events, first_seq), book.book_type, source="scenario")
     s = series.get(book.symbol)
@@ -656,7 +656,7 @@ def _markdown(state: StartState, result: ScenarioResult, model_name: str) -> str
         "",
         "Fan charts: fan_mid.png, fan_spread.png, fan_depth.png. Final states: paths.csv.",
         "",
-        "## Stylized facts (model/stylized.py), generated flow beside the real continuation",
+        "## Stylized facts (model/sim/stylized.py), generated flow beside the real continuation",
         "",
         "Short horizons leave many facts unmeasurable (n/a): they need at least 30 returns or trades.",
         "",

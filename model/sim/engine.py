@@ -27,7 +27,7 @@ ITCH's Price(4), i.e. 1/10000 dollar, sizes in shares):
   about 2x the midday rate at the open and the close.
 - Regimes: a per-symbol Markov chain over calm / volatile / one_sided / thin scales the rates, sizes,
   placement width and the buy/sell lean (factors in REGIMES).
-- News and anomalies (model/news.py, model/anomalies.py) add time windows of effects and injected
+- News and anomalies (model/sim/news.py, model/sim/anomalies.py) add time windows of effects and injected
   agents; a halt window stops the flow between STATUS events.
 
 Every symbol is simulated on its own random stream (seeded by (seed, index)), then the streams are

@@ -9,7 +9,7 @@ In this world text carries real information, so a model that reads headlines can
 | halt | "Trading halted in XYZ pending news" | a halt HALT_DELAY after it; trading resumes `halt_s` later |
 | neutral | "XYZ to present at investor conference" | nothing |
 
-Records follow DESIGN.md's `md.news`: `{"ts": ns, "symbols": [...], "headline": str, "source": "sim"}`;
+Records follow docs/design.md's `md.news`: `{"ts": ns, "symbols": [...], "headline": str, "source": "sim"}`;
 `ts` is on the stream's own clock (ns since midnight for ITCH/LOBSTER).
 """
 

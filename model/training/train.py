@@ -14,7 +14,7 @@ AdamW, linear warm-up then cosine decay to 10% (Loshchilov & Hutter 2017), grad-
 
 Resume: the optimizer state is saved, not re-created: its tensors (and the torch RNG states)
 flattened into `optimizer.safetensors`, its param groups, the step, the numpy batch sampler's
-state and the settings in `train_state.json` (model/checkpoint.py). A resumed run continues
+state and the settings in `train_state.json` (model/network/checkpoint.py). A resumed run continues
 bit-for-bit where the saved one would have gone (on CPU; cuBLAS may differ in the last bits).
 
 Anomaly calibration, stored in the final checkpoint: the 101 percentiles of the surprise (mean
@@ -23,7 +23,7 @@ serving model maps a surprise to 0..1 by this empirical CDF (network.calibrated_
 
 Quantile recalibration, after a finetune run ends: the spread, depth and mid quantiles are mapped
 a + b*q per bin of the window's level and band (the mid's: its spread's), fitted on every training
-window in the targets' units (model/recalibration.py); the fit's training-set CRPS before and after
+window in the targets' units (model/network/recalibration.py); the fit's training-set CRPS before and after
 goes into the checkpoint's `recalibration` entry.
 """
 
@@ -74,7 +74,7 @@ LOSS_COLUMNS = ("step", "lr", "loss", "nll", "pinball", "anomaly_ce", "elapsed_s
 
 @dataclass
 class TrainData:
-    """A dataset file of the shared contract (model/dataset.py writes it): arrays + json meta."""
+    """A dataset file of the shared contract (model/training/dataset.py writes it): arrays + json meta."""
 
     arrays: dict[str, np.ndarray]
     meta: dict[str, Any]
@@ -111,7 +111,7 @@ class TrainData:
         return np.where(valid, y, 0.0).astype(np.float32), valid
 
     def vocab(self) -> dict[str, int]:
-        """Field vocabularies from the tokenizer json (model/tokens.py `Tokenizer.to_json()["vocab"]`),
+        """Field vocabularies from the tokenizer json (model/network/tokens.py `Tokenizer.to_json()["vocab"]`),
         else from the ids present; checked against the data either way."""
         tok = self.meta.get("tokenizer") or {}
         vocab = {f: int(v) for f, v in tok.get("vocab", {}).items()}
@@ -202,9 +202,9 @@ def sampling_probabilities(data: TrainData, real_weight: float) -> np.ndarray | 
     """Per-window draw probabilities giving each real-capture window (negative seed) `real_weight`
     times a simulated one's chance; None (uniform) at 1 or where the data has one kind only. Why:
     the real captures are a fifth of the demo's windows and the spread of a liquid real book
-    behaves unlike the simulator's (one tick nearly always, rare blow-outs). At 3 on the demo's
-    data the held-out real spread at 100 messages improved (CRPS 0.391 vs 0.403) but the real
-    mid and volume forecasts got worse; the demo trains at 1."""
+    behaves unlike the simulator's (one tick nearly always, rare blow-outs). A higher weight helped
+    the real spread and hurt the real mid and volume forecasts (docs/design.md, "Model decisions");
+    the demo trains at 1."""
     if real_weight <= 0:
         raise ValueError(f"real_weight {real_weight}: must be > 0")
     seed = data.arrays.get("seed")
@@ -391,7 +391,7 @@ def pick_device(device: str) -> torch.device:
 
 
 def _autocast(device: torch.device):
-    """bf16 autocast on CUDA (DESIGN.md: bf16 on GPU); full precision on CPU."""
+    """bf16 autocast on CUDA (docs/design.md: bf16 on GPU); full precision on CPU."""
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 

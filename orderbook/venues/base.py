@@ -28,7 +28,7 @@ class Record(NamedTuple):
 
 
 class RawRecord(NamedTuple):
-    """One record of a `md.raw.<venue>` topic: its key (the symbol, DESIGN.md) and value, and where a
+    """One record of a `md.raw.<venue>` topic: its key (the symbol, docs/design.md) and value, and where a
     replayed source knows it (a simulated day) the stream's clock at that record."""
 
     key: bytes | None
@@ -93,7 +93,7 @@ class Feed(ABC):
 
     def on_record(self, key: bytes | None, raw: bytes, recv_ts: int = 0) -> list[Event]:
         """One `md.raw.<venue>` record: `on_message` of its value. The key is the symbol on every raw
-        topic (DESIGN.md); a venue whose messages name their symbol does not need it."""
+        topic (docs/design.md); a venue whose messages name their symbol does not need it."""
         return self.on_message(raw, recv_ts)
 
     @classmethod

@@ -1,4 +1,4 @@
-"""`megatrading`: the command line (verbs as in DESIGN.md)."""
+"""`megatrading`: the command line (verbs as in docs/design.md)."""
 
 from __future__ import annotations
 

@@ -7,9 +7,9 @@
 
 `score` replays the recorded or simulated files through the worker's decode -> book -> features ->
 windows path (model.serving.scoring) and writes one row per window: symbol,event_ts,seq,anomaly_score, then the
-other forecast fields of DESIGN.md, exactly what the worker would publish with that model.
+other forecast fields of docs/design.md, exactly what the worker would publish with that model.
 
-`evaluate` computes on a dataset file (model/dataset.py; held-out seeds only: a model trained on a seed of
+`evaluate` computes on a dataset file (model/training/dataset.py; held-out seeds only: a model trained on a seed of
 the data is refused unless --allow-seen) the anomaly AUROC / average precision per kind, liquidity CRPS
 and pinball loss per target and horizon, quantile coverage and next-event perplexity, each beside the
 z-score baseline, an isolation forest, the baseline forecaster, persistence, EWMA and HAR (model.evaluation.evaluate).
@@ -108,7 +108,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    e.add_argument("--data", type=Path, required=True, help="a dataset .npz (model/dataset.py) with its .json")
+    e.add_argument("--data", type=Path, required=True, help="a dataset .npz (model/training/dataset.py) with its .json")
     e.add_argument("--model", action="append", default=[],
                    help="generative:CHECKPOINT_DIR or CHECKPOINT_DIR, repeat to compare (default: the model setting, "
                         "MT_MODEL or the shipped model)")  # fmt: skip

@@ -1,5 +1,5 @@
 """`megatrading scenarios`: future order-flow paths sampled by the generative model from a book state
-of a recorded or simulated file, applied through the real order-book code (model/scenarios.py).
+of a recorded or simulated file, applied through the real order-book code (model/serving/scenarios.py).
 
     megatrading scenarios [--model ckpt/fine] --symbol AAA --from itch:sim/01022026.NASDAQ_ITCH50@34500000000000 \\
         --horizon 200 --paths 64 --out scen/ [--seed 1]

@@ -56,7 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     t.add_argument("--stage", choices=("pretrain", "finetune"), required=True)
-    t.add_argument("--data", type=Path, required=True, help="a training set .npz (model/dataset.py) with its .json")
+    t.add_argument(
+        "--data", type=Path, required=True, help="a training set .npz (model.training.dataset) and its .json"
+    )
     t.add_argument("--init", type=Path, help="checkpoint folder to start from (finetune: the pretrained model)")
     t.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     t.add_argument("--steps", type=int, default=2000, help="total optimizer steps (default 2000)")
