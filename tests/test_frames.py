@@ -1,0 +1,64 @@
+"""orderbook/frames.py: the md.raw frame layout, its errors, and the producer's framer."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from orderbook.errors import DecodeError
+from orderbook.frames import MAGIC, FrameError, Framer, encode_frame, framed, is_frame, messages_of
+
+
+@given(st.lists(st.binary(max_size=300), min_size=1, max_size=80))
+def test_a_frame_gives_back_its_messages_byte_for_byte(messages):
+    assert messages_of(encode_frame(messages)) == messages
+
+
+@pytest.mark.parametrize("plain", [b'{"e":"depthUpdate"}', b"[1,2]", b"A\x00\x01", b"34200.1,1,5,100,1000000,1", b""])
+def test_a_plain_message_is_one_message(plain):
+    assert not is_frame(plain)
+    assert messages_of(plain) == [plain]
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (MAGIC + b"\x01", "shorter than its header"),
+        (MAGIC + b"\x02\x00\x01\x00\x00\x00\x00", "version 2"),
+        (MAGIC + b"\x01\x00\x00", "0 messages"),
+        (encode_frame([b"abc", b"de"])[:-1], "cut short in message 1"),
+        (encode_frame([b"abc"])[:9], "cut short in the length of message 0"),
+        (encode_frame([b"abc"]) + b"x", "1 bytes after"),
+    ],
+)
+def test_a_broken_frame_is_a_bad_frame_decode_error(value, why):
+    with pytest.raises(FrameError, match=why) as err:
+        messages_of(value, venue="binance")
+    assert isinstance(err.value, DecodeError) and err.value.reason == "bad_frame"
+
+
+def test_the_framer_closes_a_frame_at_its_message_bound_and_keeps_each_keys_order():
+    recs = [(b"A" if i % 3 else b"B", f"m{i}".encode(), i) for i in range(20)]
+    out = list(framed(recs, Framer(max_messages=4, max_span_ns=10**9)))
+    assert all(n <= 4 for _, _, n in out)
+    for key in (b"A", b"B"):
+        got = [m for k, v, _ in out if k == key for m in messages_of(v)]
+        assert got == [m for k, m, _ in recs if k == key]
+    assert sum(n for *_, n in out) == 20
+
+
+def test_the_framer_closes_frames_past_their_span_a_quiet_keys_too():
+    f = Framer(max_messages=64, max_span_ns=1_000)
+    assert list(f.add(b"Q", b"q0", 0)) == []
+    assert list(f.add(b"A", b"a0", 500)) == []
+    closed = list(f.add(b"A", b"a1", 1_200))  # 1.2 us: Q's frame (opened at 0) is past its span
+    assert closed == [(b"Q", b"q0", 1)]
+    closed = list(f.add(b"A", b"a2", 2_000))
+    assert closed == [(b"A", encode_frame([b"a0", b"a1"]), 2)]
+    assert list(f.flush()) == [(b"A", b"a2", 1)]
+
+
+def test_one_message_per_frame_turns_framing_off():
+    recs = [(b"A", b"x", 1), (b"A", b"y", 2)]
+    assert list(framed(recs, Framer(max_messages=1))) == [(b"A", b"x", 1), (b"A", b"y", 1)]
