@@ -481,10 +481,9 @@ class BareLoop:
         """One batch: decode, book, windows, forecasts, Redis. The forecasts and rejects to send."""
         windows, rejects = [], []
         for m in msgs:
-            ws, rej = self.pipe.process(m.key, m.value, m.partition, m.offset)
+            ws, rejs = self.pipe.process(m.key, m.value, m.partition, m.offset)
             windows += ws
-            if rej is not None:
-                rejects.append(rej)
+            rejects += rejs
         if not windows:
             return [], rejects
         forecasts = self.model.forecast(windows, self.threshold)

@@ -57,13 +57,17 @@ class Record(Protocol):
 
 
 def dlq_headers(topic: str, rej: Rejected) -> list[tuple[str, bytes]]:
-    return [
+    """The md.dlq headers of a reject (docs/design.md); `frame_index` only for one message of a frame."""
+    headers = [
         ("source_topic", topic.encode()),
         ("partition", str(rej.partition).encode()),
         ("offset", str(rej.offset).encode()),
         ("reason", rej.reason.encode()),
         ("error", rej.error.encode(errors="replace")[:1000]),
     ]
+    if rej.index is not None:
+        headers.append(("frame_index", str(rej.index).encode()))
+    return headers
 
 
 @dataclass
@@ -288,8 +292,7 @@ class Partition:
 
 
 def _apply(pipe: VenuePipeline, m: Record, windows: list[Window], rejects: list[Rejected]) -> None:
-    """One record through the pipeline, its windows and rejection (if any) onto the batch's."""
-    ws, rej = pipe.process(m.key, m.value, m.partition, m.offset)
+    """One record (a frame: all its messages) through the pipeline, its windows and rejections onto the batch's."""
+    ws, rejs = pipe.process(m.key, m.value, m.partition, m.offset)
     windows += ws
-    if rej is not None:
-        rejects.append(rej)
+    rejects += rejs

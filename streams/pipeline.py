@@ -6,6 +6,14 @@ everything that needs a test is tested here. The work itself is `orderbook.venue
 reached in each partition and, for a record the feed rejects, a `Rejected` headed for `md.dlq` with
 its reason. The worker goes on with the next record.
 
+A record may be a frame (orderbook/frames.py): consecutive messages of one key, each as the venue
+sent it. Its messages go through `VenueWindows.process` one after the other, all with the record's
+key and offset, exactly as the same messages sent as plain records would (the windows and
+`stats` count messages, not records). A message the feed rejects becomes a `Rejected` of its own
+(its bytes, its `index` in the frame) and its neighbours go on; a frame that cannot be split
+(FrameError, `bad_frame`) or a record over the size limit, frame or not, is rejected whole and unread.
+Exactly-once stays per record offset: a frame is processed whole, in one batch.
+
 A worker keeps one pipeline per source partition. After a crash or a rebalance it is
 restored from the partition's newest state snapshot (streams/snapshots.py) and the records
 after it are fed again with `warm=True` up to the committed offset (streams/recovery.py): the
@@ -18,20 +26,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from orderbook.errors import MAX_MESSAGE_BYTES
+from orderbook.frames import FrameError, is_frame, messages_of
 from orderbook.venue_windows import VenueWindows, WindowStats
 from orderbook.windows import Window, WindowBuilder, WindowConfig
 
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
-    """A record the pipeline could not use, with why: what `md.dlq` carries."""
+    """A record (or one message of a frame) the pipeline could not use, with why: what `md.dlq` carries."""
 
     reason: str
     error: str
     key: bytes | None
-    value: bytes
+    value: bytes  # the record's value; for one message of a frame, that message's bytes alone
     partition: int
     offset: int
+    index: int | None = None  # the message's index in its frame; None: the whole record
 
 
 class VenuePipeline:
@@ -62,13 +72,33 @@ class VenuePipeline:
 
     def process(
         self, key: bytes | None, value: bytes, partition: int, offset: int, *, warm: bool = False
-    ) -> tuple[list[Window], Rejected | None]:
-        """Apply one record; the windows it completed (none when `warm`) and a rejection, if any."""
+    ) -> tuple[list[Window], list[Rejected]]:
+        """Apply one record, plain or a frame: the windows its messages completed (none when `warm`)
+        and the rejections, one per rejected message (a whole record: one with index None)."""
         self.position[partition] = offset + 1
-        done = self.core.process(key, value, (partition, offset), warm=warm)
-        if done.reject is not None:
-            return [], Rejected(done.reject.reason, done.reject.error, key, value, partition, offset)
-        return done.windows, None
+        at = (partition, offset)
+        if not is_frame(value) or len(value) > self.core.max_bytes:
+            # a plain message, or a record too long to read whatever it is: VenueWindows checks the
+            # size first, so an oversized frame is rejected unread and never split
+            done = self.core.process(key, value, at, warm=warm)
+            if done.reject is not None:
+                return [], [Rejected(done.reject.reason, done.reject.error, key, value, partition, offset)]
+            return done.windows, []
+        try:
+            messages = messages_of(value, self.venue)
+        except FrameError as err:
+            # no message of a broken frame can be trusted: the record is one reject, counted as one
+            self.core.stats.records += 1
+            self.core.stats.rejected[err.reason] += 1
+            return [], [Rejected(err.reason, str(err), key, value, partition, offset)]
+        windows: list[Window] = []
+        rejects: list[Rejected] = []
+        for index, message in enumerate(messages):
+            done = self.core.process(key, message, at, warm=warm)
+            if done.reject is not None:
+                rejects.append(Rejected(done.reject.reason, done.reject.error, key, message, partition, offset, index))
+            windows += done.windows
+        return windows, rejects
 
     def add_news(self, ts: int, symbols: list[str], headline: str) -> None:
         self.core.add_news(ts, symbols, headline)

@@ -70,8 +70,8 @@ def expected(records: dict[str, list]) -> tuple[dict, dict]:
     for venue, msgs in records.items():
         pipe = VenuePipeline(venue, Settings().window, max_bytes=Settings().max_record_bytes)
         for m in msgs:
-            windows, rej = pipe.process(m.key, m.value, m.partition, m.offset)
-            if rej is not None:
+            windows, rejs = pipe.process(m.key, m.value, m.partition, m.offset)
+            for rej in rejs:
                 rejects[(venue, m.partition, m.offset)] = rej.reason
             predicted = model.forecast(windows, Settings().alert_threshold)
             for rec in forecast_records(model.model_id, windows, predicted, 0):

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from orderbook.frames import Framer, encode_frame, framed
 from orderbook.rebuild import rebuild
 from orderbook.venues import feed_class
 from orderbook.venues.lobster import ASK_EMPTY, BID_EMPTY
 from orderbook.windows import WindowConfig
-from streams.pipeline import VenuePipeline
+from streams.pipeline import Rejected, VenuePipeline
+from streams.publish import keyed
 
 CAPTURES = {
     "binance": "binance-hftbacktest/spot_ethusdt_20240808.gz",
@@ -23,10 +28,9 @@ def run_pipeline(venue: str, path: Path, config: WindowConfig | None = None):
     pipe = VenuePipeline(venue, config or WindowConfig(every_events=16))
     windows, rejects = [], []
     for i, rec in enumerate(feed_class(venue).read_capture(path)):
-        ws, rej = pipe.process(None, rec.raw, 0, i)
+        ws, rejs = pipe.process(None, rec.raw, 0, i)
         windows += ws
-        if rej:
-            rejects.append(rej)
+        rejects += rejs
     return pipe, windows, rejects
 
 
@@ -69,9 +73,10 @@ def test_malformed_records_are_rejected_with_their_reason_and_the_rest_go_on():
     bad = [b"", b"{not json", b'[1, {"a": [["NaN", "1.0", "1.0"]]}, "book-10", "X/Y"]', b"x" * 5000]
     reasons = []
     for i, raw in enumerate(bad):
-        ws, rej = pipe.process(b"k", raw, 3, i)
-        assert ws == [] and rej is not None
-        assert (rej.partition, rej.offset, rej.value) == (3, i, raw)
+        ws, rejs = pipe.process(b"k", raw, 3, i)
+        assert ws == [] and len(rejs) == 1
+        rej = rejs[0]
+        assert (rej.partition, rej.offset, rej.value, rej.index) == (3, i, raw, None)
         reasons.append(rej.reason)
     assert reasons[-1] == "oversized"
     assert pipe.stats.rejected["oversized"] == 1 and sum(pipe.stats.rejected.values()) == 4
@@ -106,3 +111,119 @@ def test_news_joins_windows_of_its_symbol(shared_data):
     ts = xmr[-1].ts
     pipe.add_news(ts, ["XMR/USD"], "inside")
     assert pipe.builders["XMR/USD"].window().news == [(ts, "inside")]
+
+
+# frames (issue 12): a record carrying several messages of one key
+
+
+def window_content(w) -> tuple:
+    """Everything a window holds but its `offset` (a frame's messages all carry the frame's)."""
+    out = []
+    for f in dataclasses.fields(w):
+        if f.name == "offset":
+            continue
+        v = getattr(w, f.name)
+        out.append((v.dtype.str, v.shape, v.tolist()) if isinstance(v, np.ndarray) else v)
+    return tuple(out)
+
+
+def by_symbol(windows) -> dict[str, list[tuple]]:
+    out: dict[str, list[tuple]] = {}
+    for w in windows:
+        out.setdefault(w.symbol, []).append(window_content(w))
+    return out
+
+
+def feed_all(pipe: VenuePipeline, values: list[tuple[bytes | None, bytes]], *, warm_upto: int = 0):
+    windows: list = []
+    rejects: list[Rejected] = []
+    for i, (key, value) in enumerate(values):
+        ws, rejs = pipe.process(key, value, 0, i, warm=i < warm_upto)
+        windows += ws
+        rejects += rejs
+    return windows, rejects
+
+
+@pytest.fixture(scope="module")
+def kraken_keyed(shared_data) -> list[tuple[bytes, bytes, int]]:
+    """The Kraken capture keyed by symbol as `megatrading replay` keys it, with its receive times."""
+    recs = feed_class("kraken").read_capture(shared_data / CAPTURES["kraken"])
+    return [(key, rec.raw, rec.recv_ts) for key, rec in keyed("kraken", recs)]
+
+
+CONFIG = WindowConfig(every_events=16)
+
+
+def busiest(records: list[tuple[bytes, bytes, int]]) -> tuple[bytes, list[bytes]]:
+    """The symbol with the most messages, and its messages in order (its book snapshot first)."""
+    counts = Counter(k for k, _, _ in records if k != b"?")
+    symbol = counts.most_common(1)[0][0]
+    return symbol, [v for k, v, _ in records if k == symbol]
+
+
+def test_a_framed_stream_gives_the_windows_events_and_stats_of_its_plain_messages(kraken_keyed):
+    plain = VenuePipeline("kraken", CONFIG)
+    plain_windows, plain_rejects = feed_all(plain, [(k, v) for k, v, _ in kraken_keyed])
+    frames = [(k, v) for k, v, _ in framed(kraken_keyed, Framer(max_messages=16, max_span_ns=10**12))]
+    assert len(frames) < len(kraken_keyed) // 4  # most records are frames of several messages
+    framed_pipe = VenuePipeline("kraken", CONFIG)
+    framed_windows, framed_rejects = feed_all(framed_pipe, frames)
+    assert len(plain_windows) > 50 and plain_rejects == framed_rejects == []
+    # frames of one key keep each symbol's order; the order across symbols is the framer's
+    assert by_symbol(framed_windows) == by_symbol(plain_windows)
+    assert framed_pipe.stats == plain.stats and plain.stats.records == len(kraken_keyed)
+    assert {w.offset[1] for w in framed_windows} <= set(range(len(frames)))
+
+
+def test_a_warm_replay_of_frames_rebuilds_the_exact_state(kraken_keyed):
+    frames = [(k, v) for k, v, _ in framed(kraken_keyed, Framer(max_messages=16, max_span_ns=10**12))]
+    full, _ = feed_all(VenuePipeline("kraken", CONFIG), frames)
+    k = len(frames) // 2
+    warm = VenuePipeline("kraken", CONFIG)
+    rest, _ = feed_all(warm, frames, warm_upto=k)
+    tail = [w for w in full if w.offset[1] >= k]
+    assert tail and [window_content(w) for w in rest] == [window_content(w) for w in tail]
+
+
+def test_a_malformed_message_in_a_frame_is_rejected_alone_with_its_index(kraken_keyed):
+    """One key's stream in frames of 8, a malformed message at index 3 of one frame: that message
+    alone is rejected, and every window equals the plain stream's without it."""
+    symbol, mine = busiest(kraken_keyed)
+    plain = VenuePipeline("kraken", CONFIG)
+    plain_windows, _ = feed_all(plain, [(symbol, v) for v in mine])
+    bad = b'{"not": json'
+    at = 8 * (len(mine) // 16) + 3
+    messages = [*mine[:at], bad, *mine[at:]]
+    frames = [(symbol, encode_frame(messages[i : i + 8])) for i in range(0, len(messages), 8)]
+    pipe = VenuePipeline("kraken", CONFIG)
+    windows, rejects = feed_all(pipe, frames)
+    assert rejects == [Rejected("malformed", rejects[0].error, symbol, bad, 0, at // 8, 3)]
+    assert plain_windows and by_symbol(windows) == by_symbol(plain_windows)
+    assert pipe.stats.records == plain.stats.records + 1 and pipe.stats.events == plain.stats.events
+    assert pipe.stats.rejected == {"malformed": 1}
+
+
+def test_a_broken_frame_is_one_bad_frame_reject_and_the_next_record_goes_on(kraken_keyed):
+    key, (value, *_) = busiest(kraken_keyed)
+    broken = encode_frame([value, value])[:-1]
+    pipe = VenuePipeline("kraken", CONFIG)
+    ws, rejs = pipe.process(key, broken, 2, 7)
+    assert ws == [] and len(rejs) == 1
+    assert (rejs[0].reason, rejs[0].value, rejs[0].index, rejs[0].offset) == ("bad_frame", broken, None, 7)
+    assert pipe.stats.records == 1 and pipe.stats.rejected == {"bad_frame": 1} and pipe.position == {2: 8}
+    assert pipe.process(key, value, 2, 8) == ([], [])
+    assert pipe.stats.events > 0
+
+
+def test_a_frame_over_the_size_limit_is_rejected_unread(kraken_keyed):
+    """Each message fits the limit, the frame does not: the record is one `oversized` reject, unsplit."""
+    limit = 1000
+    small = [v for _, v, _ in kraken_keyed if len(v) < limit // 4][:8]
+    frame = encode_frame(small)
+    assert len(frame) > limit
+    pipe = VenuePipeline("kraken", max_bytes=limit)
+    ws, rejs = pipe.process(b"k", frame, 0, 0)
+    assert ws == [] and [(r.reason, r.value, r.index) for r in rejs] == [("oversized", frame, None)]
+    assert pipe.stats.records == 1 and pipe.stats.events == 0 and pipe.stats.rejected == {"oversized": 1}
+    # a frame under the limit holding the same messages is read
+    assert pipe.process(b"k", encode_frame(small[:2]), 0, 1)[1] == []
