@@ -24,6 +24,7 @@ from kafka.errors import TopicAlreadyExistsError
 
 from model.serving.baseline import BaselineForecaster
 from model.serving.forecaster import forecast_records
+from orderbook.frames import Framer, framed
 from orderbook.news import parse_news
 from streams.client import ForecastClient
 from streams.config import Settings
@@ -48,13 +49,24 @@ def create_topic(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> No
         admin.close()
 
 
-def publish(bootstrap: str, topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> int:
-    """(key, value) records, in order, acknowledged; the topic made with PARTITIONS first."""
+def publish(
+    bootstrap: str,
+    topic: str,
+    records: Iterable[tuple[bytes | None, bytes] | tuple[bytes | None, bytes, int | None]],
+    frames: int = 1,
+) -> int:
+    """(key, value) records, in order, acknowledged; the topic made with PARTITIONS first; the number
+    of records sent. `frames` > 1: the messages go in frames of up to that many consecutive messages
+    of one key (orderbook.frames.Framer); a record (key, value, ts) also closes frames by its venue
+    time (1 ms), one without a ts by count alone."""
     create_topic(bootstrap, topic)
+    if frames > 1:
+        timed = ((r[0], r[1], r[2] if len(r) > 2 else None) for r in records)  # type: ignore[misc]
+        records = [(key, value) for key, value, _ in framed(timed, Framer(max_messages=frames))]
     prod = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=16 << 20)
     n = 0
     try:
-        for key, value in records:
+        for key, value, *_ in records:
             prod.send(topic, key=key, value=value)
             n += 1
         prod.flush()
