@@ -1,9 +1,13 @@
 """Feeds into Kafka: a recorded file (`publish_capture`) or a simulated market (`publish_simulation`)
 published to `md.raw.<venue>`, keyed by symbol, a simulation's headlines to `md.news`.
 
-Keying by symbol keeps each book's messages in one partition, in order. `speed` paces the
-records by their own timestamps (N times real time); `speed=None` publishes as fast as the
-broker takes them.
+Keying by symbol keeps each book's messages in one partition, in order. Messages go out in frames
+(orderbook/frames.py): consecutive messages of one key in one record, closed at `frame_messages`
+messages or once it spans `frame_ms` of venue time (64 and 1 ms by default; `frame_messages=1`
+sends every message as a plain record, as before frames). A frame holds one key's messages in their
+order and goes to that key's partition, so per-symbol order and partitioning are those of plain
+records. `speed` paces the messages by their own timestamps (N times real time); `speed=None`
+publishes as fast as the broker takes them.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ import json
 import logging
 import sys
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kafka import KafkaProducer
@@ -22,10 +28,16 @@ from tqdm import tqdm
 from model.sim.engine import SEC, SimResult
 from model.sim.writers import Msg, clock_offset, messages
 from orderbook.errors import FeedError
+from orderbook.frames import FRAME_MESSAGES, FRAME_SPAN_NS, Framer
 from orderbook.venues import Record, feed_class
 from streams.topics import NEWS_TOPIC, raw_topic
 
 log = logging.getLogger(__name__)
+
+FRAME_MS = FRAME_SPAN_NS / 1e6
+# open frames are sent once they hold this many bytes together, so that no frame nears the worker's
+# max_record_bytes (4 MiB: an oversized frame would be rejected whole) or a producer's request size
+MAX_OPEN_FRAME_BYTES = 512 * 1024
 
 
 def producer(bootstrap: str, **kw: object) -> KafkaProducer:
@@ -36,22 +48,95 @@ def producer(bootstrap: str, **kw: object) -> KafkaProducer:
     return KafkaProducer(**opts)
 
 
-def paced(records: Iterable[Record], speed: float | None) -> Iterator[Record]:
-    """Sleep so that records leave at `speed` times the pace of their capture timestamps."""
-    if not speed:
-        yield from records
+@dataclass
+class Sent:
+    """What went to one topic: records produced and the messages they carry (a frame carries several)."""
+
+    records: int = 0
+    messages: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.records:,} records ({self.messages:,} messages)"
+
+
+@dataclass
+class Pacer:
+    """Says how long to wait so that a message of venue time `ts` leaves at `speed` times the pace
+    of the stream's clock, counted from the first message that has a time. No speed: never waits."""
+
+    speed: float | None
+    _start_wall: float = 0.0
+    _first_ts: int | None = None
+
+    def wait(self, ts: int | None) -> float:
+        if not self.speed or not ts:
+            return 0.0
+        if self._first_ts is None:
+            self._first_ts, self._start_wall = ts, time.monotonic()
+        due = self._start_wall + (ts - self._first_ts) / SEC / self.speed
+        return due - time.monotonic()
+
+
+@dataclass
+class FramedTopic:
+    """One topic's producer side: messages in, frames out to Kafka as they close (Framer).
+
+    Latency when paced: a message waits in its key's open frame until the frame closes, at
+    `frame_messages` messages or when a message more than `frame_ms` of venue time after the
+    frame's first one arrives; and `send_open` sends every open frame before the producer sleeps longer
+    than one frame span (at `speed`). At 1x a message therefore leaves at most about two frame
+    spans (2 ms by default) after it was due, plus the producer's linger (5 ms), instead of at once."""
+
+    prod: KafkaProducer
+    topic: str
+    framer: Framer
+    capture_header: bool = False  # a `recv_ts_ns` header: the capture time of the record's first message
+    sent: Sent = field(default_factory=Sent)
+    # per key, (venue time, bytes) of each message in its open frame: a closed frame's first time and size
+    _waiting: dict[bytes | None, deque[tuple[int | None, int]]] = field(default_factory=dict)
+    _open_bytes: int = 0
+
+    def add(self, key: bytes | None, message: bytes, ts: int | None) -> None:
+        self._waiting.setdefault(key, deque()).append((ts, len(message)))
+        self._open_bytes += len(message)
+        for frame in self.framer.add(key, message, ts):
+            self._send(*frame)
+        if self._open_bytes >= MAX_OPEN_FRAME_BYTES:
+            self.send_open()
+
+    def send_open(self) -> None:
+        """Send every open frame (before a pause, at the size bound, at the end)."""
+        for frame in self.framer.flush():
+            self._send(*frame)
+
+    def _send(self, key: bytes | None, value: bytes, count: int) -> None:
+        waiting = self._waiting[key]
+        first_ts = waiting[0][0]
+        for _ in range(count):
+            self._open_bytes -= waiting.popleft()[1]
+        # The capture time rides in a header, not as the record timestamp: a broker deletes
+        # records by their timestamp, and a 2021 capture would be gone at the next retention check.
+        headers = [("recv_ts_ns", str(first_ts).encode())] if self.capture_header and first_ts else None
+        self.prod.send(self.topic, key=key, value=value, headers=headers)
+        self.sent.records += 1
+        self.sent.messages += count
+
+
+def framer(frame_messages: int, frame_ms: float) -> Framer:
+    if frame_ms <= 0:
+        raise ValueError(f"frame span {frame_ms} ms: must be above 0")
+    return Framer(max_messages=frame_messages, max_span_ns=round(frame_ms * 1e6))
+
+
+def pause(wait: float, speed: float | None, frame_ms: float, topics: Iterable[FramedTopic]) -> None:
+    """Sleep `wait` seconds of pacing; first send the open frames when the sleep is longer than a
+    frame's span at `speed`, so a quiet stretch of the stream holds back no message."""
+    if wait <= 0:
         return
-    start_wall = time.monotonic()
-    first: int | None = None
-    for rec in records:
-        if rec.recv_ts:
-            if first is None:
-                first = rec.recv_ts
-            due = start_wall + (rec.recv_ts - first) / 1e9 / speed
-            wait = due - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-        yield rec
+    if speed and wait > frame_ms / 1e3 / speed:
+        for t in topics:
+            t.send_open()
+    time.sleep(wait)
 
 
 def keyed(venue: str, records: Iterable[Record], symbol: str | None = None) -> Iterator[tuple[bytes, Record]]:
@@ -79,27 +164,28 @@ def publish_capture(
     symbol: str | None = None,
     limit: int | None = None,
     progress: bool = True,
-) -> int:
-    """Publish a recorded file; returns the number of records produced (all acknowledged)."""
-    topic = raw_topic(venue)
+    frame_messages: int = FRAME_MESSAGES,
+    frame_ms: float = FRAME_MS,
+) -> Sent:
+    """Publish a recorded file (at most `limit` messages) in frames; what was produced (all acknowledged).
+    Venue time is the capture time (`recv_ts`); messages without one are framed by count alone."""
     records: Iterable[Record] = feed_class(venue).read_capture(path)
     if limit is not None:
         records = (r for i, r in zip(range(limit), records, strict=False))
     prod = producer(bootstrap)
-    n = 0
+    out = FramedTopic(prod, raw_topic(venue), framer(frame_messages, frame_ms), capture_header=True)
+    pacer = Pacer(speed)
     try:
-        for key, rec in tqdm(keyed(venue, paced(records, speed), symbol), unit="msg", desc=f"publish {venue}",
+        for key, rec in tqdm(keyed(venue, records, symbol), unit="msg", desc=f"publish {venue}",
                              disable=not progress):  # fmt: skip
-            # The capture time rides in a header, not as the record timestamp: a broker deletes
-            # records by their timestamp, and a 2021 capture would be gone at the next retention check.
-            headers = [("recv_ts_ns", str(rec.recv_ts).encode())] if rec.recv_ts else None
-            prod.send(topic, key=key, value=rec.raw, headers=headers)
-            n += 1
+            pause(pacer.wait(rec.recv_ts), speed, frame_ms, [out])
+            out.add(key, rec.raw, rec.recv_ts or None)
+        out.send_open()
         prod.flush()
     finally:
         prod.close()
-    log.info("published %d records from %s to %s", n, path, topic)
-    return n
+    log.info("published %s from %s to %s", out.sent, path, out.topic)
+    return out.sent
 
 
 def simulation_records(result: SimResult, fmt: str) -> Iterator[tuple[str, Msg]]:
@@ -112,24 +198,37 @@ def simulation_records(result: SimResult, fmt: str) -> Iterator[tuple[str, Msg]]
     return heapq.merge(raw, news, key=lambda r: r[1].ts)
 
 
-def publish_simulation(result: SimResult, fmt: str, bootstrap: str, speed: float | None) -> dict[str, int]:
-    """Send a simulated stream to Kafka, paced at `speed` x real time (None: as fast as possible); counts per topic."""
+def publish_simulation(
+    result: SimResult,
+    fmt: str,
+    bootstrap: str,
+    speed: float | None,
+    *,
+    frame_messages: int = FRAME_MESSAGES,
+    frame_ms: float = FRAME_MS,
+) -> dict[str, Sent]:
+    """Send a simulated stream to Kafka, paced at `speed` x real time (None: as fast as possible):
+    the venue's messages in frames (venue time: the stream's clock), headlines one per record;
+    what was produced, per topic."""
     prod = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1)
-    counts: dict[str, int] = {}
-    wall0, t0 = time.monotonic(), None
+    raw = FramedTopic(prod, raw_topic(fmt), framer(frame_messages, frame_ms))
+    news = Sent()
+    pacer = Pacer(speed)
     try:
         with tqdm(total=len(result.events) + len(result.news), unit="msg", desc="publish", disable=None,
                   file=sys.stderr) as bar:  # fmt: skip
             for topic, m in simulation_records(result, fmt):
-                if speed:
-                    t0 = m.ts if t0 is None else t0
-                    wait = (m.ts - t0) / SEC / speed - (time.monotonic() - wall0)
-                    if wait > 0:
-                        time.sleep(wait)
-                prod.send(topic, key=m.symbol.encode() if m.symbol else None, value=m.raw)
-                counts[topic] = counts.get(topic, 0) + 1
+                pause(pacer.wait(m.ts), speed, frame_ms, [raw])
+                key = m.symbol.encode() if m.symbol else None
+                if topic == NEWS_TOPIC:
+                    prod.send(topic, key=key, value=m.raw)
+                    news.records += 1
+                    news.messages += 1
+                else:
+                    raw.add(key, m.raw, m.ts)
                 bar.update(1)
+        raw.send_open()
         prod.flush()
     finally:
         prod.close()
-    return counts
+    return {t: s for t, s in ((raw.topic, raw.sent), (NEWS_TOPIC, news)) if s.records}

@@ -20,6 +20,7 @@ from model.sim.run import simulate
 from model.sim.writers import CRYPTO_PRICE, CRYPTO_SIZE, venue_symbol, write
 from orderbook.book import L3Book
 from orderbook.events import FLAG_AGGRESSOR_ASK, Event, Kind, Side, Status
+from orderbook.frames import messages_of
 from orderbook.venues.itch import ItchFeed
 from orderbook.venues.lobster import LobsterFeed, symbol_from_filename
 from streams.cli.simulate import parse_duration, register
@@ -405,7 +406,7 @@ def test_kafka_publish_round_trips_counts_and_keys(infra, tmp_path):
         for tp, records in consumer.poll(timeout_ms=500).items():
             per_key = got.setdefault(tp.topic, {})
             for m in records:
-                per_key[m.key.decode()] = per_key.get(m.key.decode(), 0) + 1
+                per_key[m.key.decode()] = per_key.get(m.key.decode(), 0) + len(messages_of(m.value))  # frames
     extra = consumer.poll(timeout_ms=500)  # nothing beyond what was written
     consumer.close()
     assert not any(extra.values())

@@ -112,9 +112,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     symbol = feed_class(args.venue).capture_key(args.input, args.symbol)
     bootstrap = Settings.load(args).bootstrap
     reach_kafka(bootstrap)
-    n = publish_capture(args.input, args.venue, bootstrap, speed=None if args.max else args.speed, symbol=symbol,
-                        limit=args.limit)  # fmt: skip
-    print(f"produced {n} records to {raw_topic(args.venue)}")
+    sent = publish_capture(args.input, args.venue, bootstrap, speed=None if args.max else args.speed, symbol=symbol,
+                           limit=args.limit, frame_messages=args.frame_messages, frame_ms=args.frame_ms)  # fmt: skip
+    print(f"produced {sent} to {raw_topic(args.venue)}")
     return 0
 
 
@@ -173,7 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     pace.add_argument("--speed", type=float, default=1.0, help="N times the recorded pace (default 1)")
     pace.add_argument("--max", action="store_true", help="as fast as the broker takes it")
     r.add_argument("--symbol", help="the key of every record (LOBSTER: default from the file name)")
-    r.add_argument("--limit", type=int, help="publish at most N records")
+    r.add_argument("--limit", type=int, help="publish at most N messages")
+    from streams.cli.simulate import add_frame_flags
+
+    add_frame_flags(r)
     r.set_defaults(run=cmd_replay)
 
     f = sub.add_parser("forecasts", help="read forecasts from Redis: latest, history, watch (a live table)")

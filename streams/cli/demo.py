@@ -117,7 +117,7 @@ def run_streaming(
                         anomaly_rates={"quote_stuffing": 2.0, "spoofing": 2.0, "flash_crash": 1.0})  # fmt: skip
         result = simulate(cfg)
         counts = publish_simulation(result, "itch", infra.kafka.bootstrap, speed=None)
-        sent = ", ".join(f"{n:,} to {t}" for t, n in counts.items())
+        sent = ", ".join(f"{n} to {t}" for t, n in counts.items())
         print(f"simulated {minutes:g} min of {symbols} symbols: {sent}; {len(result.labels)} labeled anomalies")
         env = dict(os.environ, MT_KAFKA_BOOTSTRAP=infra.kafka.bootstrap, MT_REDIS_URL=infra.redis.url,
                    MT_VENUES="itch", MT_APP_ID="demo", MT_WORKER_ID="demo-worker", MT_MODEL=model)  # fmt: skip
@@ -129,7 +129,7 @@ def run_streaming(
                                       stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         print(f"worker started with model {model} (log: {log_path}); forecasts as they land in Redis:")
         topic = raw_topic("itch")
-        total = counts.get(topic, 0)
+        total = counts[topic].records if topic in counts else 0  # committed offsets count records, not messages
         client = ForecastClient(infra.redis.url)
         t0 = time.monotonic()
         done = 0

@@ -17,7 +17,9 @@
 times in news and labels are on the written stream's clock. `--kafka` publishes the stream to
 `md.raw.<format>` (key = symbol) and headlines to `md.news` at `--speed` times real time, or as fast
 as possible with `--max` (streams.publish.publish_simulation), to the broker of `--bootstrap`, else
-`MT_KAFKA_BOOTSTRAP`, else the config file's (streams/config.py). `--report` (with `--out`) computes
+`MT_KAFKA_BOOTSTRAP`, else the config file's (streams/config.py), in frames of one symbol's messages
+(orderbook/frames.py) of at most `--frame-messages` (default 64; 1: none) spanning at most `--frame-ms`
+(default 1) of the stream's clock; headlines one per record. `--report` (with `--out`) computes
 the stylized facts of the written stream and of the real captures in ../shared/data (model.sim.stylized),
 prints the table and writes report.md and PNG plots into DIR. The same seed and arguments give the same bytes.
 """
@@ -37,6 +39,7 @@ from model.sim.engine import DAY_NS, SEC, SimConfig, SimResult, default_symbols
 from model.sim.news import write_news
 from model.sim.run import simulate
 from model.sim.writers import CRYPTO_PRICE, FORMATS, clock_offset, venue_symbol, write
+from orderbook.frames import FRAME_MESSAGES, FRAME_SPAN_NS
 
 _DURATION = re.compile(r"^([0-9]*\.?[0-9]+)([smhd]?)$")
 _UNIT_NS = {"": SEC, "s": SEC, "m": 60 * SEC, "h": 3600 * SEC, "d": DAY_NS}
@@ -59,6 +62,18 @@ def _range(text: str) -> tuple[float, float]:
         return float(lo), float(hi or lo)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: use LO:HI events per day, e.g. 15000:150000") from None
+
+
+def add_frame_flags(p: argparse.ArgumentParser) -> None:
+    """The frame bounds of a producer of md.raw.<venue> (orderbook/frames.py): `simulate --kafka`, `replay`."""
+    p.add_argument(
+        "--frame-messages", type=int, default=FRAME_MESSAGES, metavar="N",
+        help=f"messages of one symbol per record at most (default {FRAME_MESSAGES}; 1: no frames)",
+    )  # fmt: skip
+    p.add_argument(
+        "--frame-ms", type=float, default=FRAME_SPAN_NS / 1e6, metavar="X",
+        help=f"venue time one frame may span at most, ms (default {FRAME_SPAN_NS / 1e6:g})",
+    )  # fmt: skip
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -86,6 +101,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     pace = s.add_mutually_exclusive_group()
     pace.add_argument("--speed", type=float, default=1.0, help="times real time when publishing (default 1)")
     pace.add_argument("--max", action="store_true", help="publish as fast as possible")
+    add_frame_flags(s)
     s.add_argument("--report", action="store_true", help="stylized facts: simulated beside real (needs --out)")
     s.add_argument("--real", type=Path, help="the real captures (default ../shared/data or $MT_SHARED_DATA)")
     s.set_defaults(run=cmd_simulate)
@@ -192,8 +208,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if bootstrap is not None:
         from streams.publish import publish_simulation
 
-        counts = publish_simulation(result, args.format, bootstrap, None if args.max else args.speed)
-        print("published " + ", ".join(f"{n} to {t}" for t, n in sorted(counts.items())))
+        counts = publish_simulation(result, args.format, bootstrap, None if args.max else args.speed,
+                                    frame_messages=args.frame_messages, frame_ms=args.frame_ms)  # fmt: skip
+        print("produced " + ", ".join(f"{sent} to {t}" for t, sent in sorted(counts.items())))
     if args.report:
         real_root = args.real or Path(os.environ.get("MT_SHARED_DATA", Path.cwd().parent / "shared" / "data"))
         units = CRYPTO_PRICE if args.format in ("binance", "coinbase") else 1
