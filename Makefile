@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/feed_bench.py
 	$(BIN)/python bench/sim_bench.py
 	$(BIN)/python bench/pipeline_bench.py
+	$(BIN)/python bench/faust_ceiling.py
 	$(BIN)/python bench/model_bench.py
 	$(BIN)/python bench/snapshot_bench.py
 	$(BIN)/python bench/txn_bench.py
