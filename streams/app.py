@@ -127,7 +127,7 @@ class Worker:
         b = self.services.batcher.stats
         lat = sorted(b.latencies)
         p99 = lat[int(0.99 * (len(lat) - 1))] * 1e3 if lat else 0.0
-        line = (f"progress: {len(parts)} partitions, {recs} records, {rejects} rejected, {forecasts} forecasts "
+        line = (f"progress: {len(parts)} partitions, {recs} messages, {rejects} rejected, {forecasts} forecasts "
                 f"({self.sink.written} new in Redis, {self.sink.duplicates} duplicates), {b.batches} model batches, "
                 f"p99 {p99:.1f} ms")  # fmt: skip
         if restoring:

@@ -221,7 +221,7 @@ class Partition:
             return
         outs = [Out(self.s.settings.dlq_topic, r.key, r.value, dlq_headers(self.topic, r)) for r in rejects]
         if rejects:
-            log.warning("%s: %d records dead-lettered (%s)", self.name, len(rejects),
+            log.warning("%s: %d messages dead-lettered (%s)", self.name, len(rejects),
                         ", ".join(sorted({r.reason for r in rejects})))  # fmt: skip
         forecasts = await self._forecasts(windows)
         outs += [Out(self.s.settings.forecasts_topic, str(f["symbol"]).encode(), msgpack.packb(f)) for f in forecasts]
