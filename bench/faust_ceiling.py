@@ -52,8 +52,10 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # a plain script: the working tree, installed or not
+sys.path.insert(0, str(REPO / "tests"))  # tests/faults.py: a plain module there, tests/ is no package
 
 from columns import print_columns  # noqa: E402
+from faults import create_topic  # noqa: E402
 
 from orderbook.frames import FRAME_MESSAGES, FRAME_SPAN_NS, Framer, framed, is_frame, messages_of  # noqa: E402
 from orderbook.venues import feed_class  # noqa: E402
@@ -114,20 +116,6 @@ def build_topics(messages: Sequence[tuple[bytes, bytes, int]]) -> Topics:
 
 
 # ---------------------------------------------------------------- Kafka
-
-
-def create_topics(bootstrap: str, names: Iterable[str]) -> None:
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-    from kafka.errors import TopicAlreadyExistsError
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        for name in names:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                admin.create_topics([NewTopic(name, PARTITIONS, 1)])
-    finally:
-        admin.close()
 
 
 async def produce(bootstrap: str, topic: str, msgs: Sequence[Msg]) -> None:
@@ -398,7 +386,8 @@ def main(argv: list[str] | None = None) -> None:
         servers.kafka.start()  # no Redis: nothing here writes to it
         try:
             boot = servers.kafka.bootstrap
-            create_topics(boot, [SINGLE_TOPIC, FRAMES_TOPIC])
+            for topic in (SINGLE_TOPIC, FRAMES_TOPIC):
+                create_topic(boot, topic, PARTITIONS)
             for topic, msgs in ((SINGLE_TOPIC, topics.single), (FRAMES_TOPIC, topics.frames)):
                 t = time.perf_counter()
                 asyncio.run(produce(boot, topic, msgs))
