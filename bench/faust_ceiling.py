@@ -46,7 +46,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ from faults import create_topic  # noqa: E402
 
 from orderbook.frames import FRAME_MESSAGES, FRAME_SPAN_NS, Framer, framed, is_frame, messages_of  # noqa: E402
 from orderbook.venues import feed_class  # noqa: E402
+from streams.app import FETCH_BYTES, faust_app  # noqa: E402
 from streams.config import Settings  # noqa: E402
 
 BINANCE = "binance-hftbacktest"
@@ -76,7 +77,6 @@ CAPTURES = {
     "cm_ethusd_perp": "ETHUSD_PERP",
 }
 FETCH_WAIT_MS = 1500  # what faust's aiokafka driver passes as fetch_max_wait_ms
-FETCH_BYTES = 16 << 20  # the worker's consumer_max_fetch_size
 
 Msg = tuple[bytes, bytes]  # (key, value) of one record
 
@@ -112,7 +112,7 @@ class Topics:
 
 def build_topics(messages: Sequence[tuple[bytes, bytes, int]]) -> Topics:
     frames = list(framed(messages, Framer()))
-    return Topics([(k, m) for k, m, _ in messages], [(k, v) for k, v, _ in frames], [c for _, _, c in frames])
+    return Topics([(k, m) for k, m, _ in messages], [(f.key, f.value) for f in frames], [f.count for f in frames])
 
 
 # ---------------------------------------------------------------- Kafka
@@ -167,25 +167,11 @@ class Counter:
 def run_faust(bootstrap: str, topic: str, group: str, expect: int, take: int, within: float, out: Path,
               acks: bool = False) -> None:  # fmt: skip
     """A Faust worker whose agent only counts; it stops itself (SIGTERM) once every record is in."""
-    import faust
     from faust.worker import Worker as FaustWorker
 
-    settings = Settings()
-    app = faust.App(
-        group,
-        datadir=out.parent / f"{group}-data",
-        broker=f"kafka://{bootstrap}",
-        key_serializer="raw",
-        value_serializer="raw",
-        store="memory://",
-        broker_session_timeout=settings.session_timeout,
-        broker_heartbeat_interval=min(1.0, settings.session_timeout / 3),
-        consumer_auto_offset_reset="earliest",
-        web_enabled=False,
-        stream_wait_empty=False,
-        stream_buffer_maxsize=settings.buffer_records,
-        consumer_max_fetch_size=FETCH_BYTES,
-    )
+    # the worker's own app, empty: its group, its broker, its data beside the bench's output
+    settings = replace(Settings(), app_id=group, bootstrap=bootstrap, home=out.parent, web_port=None)
+    app = faust_app(settings)
     source = app.topic(topic, key_serializer="raw", value_serializer="raw", acks=acks)
     counter = Counter(expect, out)
 

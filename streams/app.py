@@ -207,11 +207,16 @@ class Worker:
         log.info("assigned %s", ", ".join(f"{t}[{p}]" for t, p in sorted(now)) or "nothing")
 
 
-def create_app(settings: Settings, forecaster: Forecaster | None = None) -> tuple[faust.App, Worker]:
-    install_rate_limits()
+# the consumer's largest fetch: a partition's whole backlog of large records in one request
+FETCH_BYTES = 16 << 20
+
+
+def faust_app(settings: Settings) -> faust.App:
+    """The worker's Faust app (raw serializers, memory store, the worker's session, buffer and fetch
+    settings), without agents: the worker's, and the one bench/faust_ceiling.py measures empty."""
     # Faust would make `<app_id>-data/` in the working directory; the state home keeps it instead
     settings.faust_datadir.parent.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    return faust.App(
         settings.app_id,
         datadir=settings.faust_datadir,
         broker=f"kafka://{settings.bootstrap}",
@@ -227,8 +232,13 @@ def create_app(settings: Settings, forecaster: Forecaster | None = None) -> tupl
         stream_wait_empty=False,
         stream_buffer_maxsize=settings.buffer_records,
         producer_max_request_size=settings.max_produce_bytes,
-        consumer_max_fetch_size=16 << 20,
+        consumer_max_fetch_size=FETCH_BYTES,
     )
+
+
+def create_app(settings: Settings, forecaster: Forecaster | None = None) -> tuple[faust.App, Worker]:
+    install_rate_limits()
+    app = faust_app(settings)
     worker = Worker(settings, app, forecaster or load_forecaster(settings.model, settings.device))
 
     for topic_name, venue in worker.topics.items():
