@@ -30,6 +30,18 @@ def infra(tmp_path_factory: pytest.TempPathFactory):
     servers.down()
 
 
+@pytest.fixture(scope="module")
+def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """A Kafka broker and a Redis for the test module alone: outages, kills and topics there
+    disturb no other module."""
+    from streams.infra import Infra
+
+    servers = Infra.on_free_ports(tmp_path_factory.mktemp(request.module.__name__.rpartition(".")[2]))
+    servers.up()
+    yield servers
+    servers.down()
+
+
 @pytest.fixture
 def own_broker(tmp_path: Path):
     """A Kafka broker of the test's own, which it may stop and start again (same state dir: same

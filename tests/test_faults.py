@@ -43,15 +43,6 @@ VENUES = (*CAPTURES, *SIMULATED)
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    """A broker and a Redis for this module alone: outages here disturb no other test."""
-    servers = Infra.on_free_ports(tmp_path_factory.mktemp("faults"))
-    servers.up()
-    yield servers
-    servers.down()
-
-
-@pytest.fixture(scope="module")
 def streams(lab, shared_data):
     """Every captured venue's stream on `md.raw.<venue>` (4 partitions), and the records as they landed."""
     for venue, rel in CAPTURES.items():

@@ -19,7 +19,6 @@ import pytest
 from faults import GroupRun, capture_records, create_topic, expected, publish, read_topic
 
 from orderbook.frames import Framer, encode_frame, framed, is_frame, messages_of
-from streams.infra import Infra
 
 pytestmark = pytest.mark.realdata
 
@@ -31,17 +30,9 @@ CAPTURES = {
 FRAME = 16  # messages per frame at most (the producers' default is 64 or 1 ms of venue time)
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    servers = Infra.on_free_ports(tmp_path_factory.mktemp("frames"))
-    servers.up()
-    yield servers
-    servers.down()
-
-
 def in_frames(records: list[tuple[bytes, bytes]], size: int = FRAME) -> list[tuple[bytes, bytes]]:
     """The messages in frames of up to `size` consecutive messages of one key (by count alone)."""
-    return [(key, value) for key, value, _ in framed(((k, v, None) for k, v in records), Framer(max_messages=size))]
+    return [(f.key, f.value) for f in framed(((k, v, None) for k, v in records), Framer(max_messages=size))]
 
 
 def headers_of(record) -> dict[str, bytes]:
