@@ -21,6 +21,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .errors import DecodeError
 
@@ -85,6 +86,16 @@ def messages_of(value: bytes, venue: str = "") -> list[bytes]:
     return out
 
 
+class Frame(NamedTuple):
+    """A closed frame: its key, the record's value (a frame, or the plain message when it holds one),
+    how many messages it carries and the venue time of its first (0: unknown)."""
+
+    key: bytes | None
+    value: bytes
+    count: int
+    first_ts: int
+
+
 @dataclass
 class _Open:
     messages: list[bytes] = field(default_factory=list)
@@ -101,16 +112,17 @@ class Framer:
 
     max_messages: int = FRAME_MESSAGES
     max_span_ns: int = FRAME_SPAN_NS
+    open_bytes: int = 0  # the messages waiting in open frames, together: a producer may bound it
     _open: dict[bytes | None, _Open] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_messages <= MAX_MESSAGES:
             raise ValueError(f"max_messages {self.max_messages}: 1 to {MAX_MESSAGES}")
 
-    def add(self, key: bytes | None, message: bytes, ts: int | None) -> Iterator[tuple[bytes | None, bytes, int]]:
-        """Take one message; yield (key, record value, message count) of every frame it closes."""
+    def add(self, key: bytes | None, message: bytes, ts: int | None) -> Iterator[Frame]:
+        """Take one message; yield every frame it closes."""
         if self.max_messages == 1:
-            yield key, message, 1
+            yield Frame(key, message, 1, ts or 0)
             return
         if ts is not None:
             # the stream's clock closes every frame it has carried past its span, a quiet key's too:
@@ -123,23 +135,24 @@ class Framer:
         if f is None:
             f = self._open[key] = _Open(first_ts=ts or 0)
         f.messages.append(message)
+        self.open_bytes += len(message)
         if len(f.messages) >= self.max_messages:
             yield self._close(key)
 
-    def flush(self) -> Iterator[tuple[bytes | None, bytes, int]]:
+    def flush(self) -> Iterator[Frame]:
         """Every frame still open, in the order they were opened."""
         for key in list(self._open):
             yield self._close(key)
 
-    def _close(self, key: bytes | None) -> tuple[bytes | None, bytes, int]:
-        msgs = self._open.pop(key).messages
-        return key, (msgs[0] if len(msgs) == 1 else encode_frame(msgs)), len(msgs)
+    def _close(self, key: bytes | None) -> Frame:
+        f = self._open.pop(key)
+        msgs = f.messages
+        self.open_bytes -= sum(map(len, msgs))
+        return Frame(key, msgs[0] if len(msgs) == 1 else encode_frame(msgs), len(msgs), f.first_ts)
 
 
-def framed(
-    records: Iterable[tuple[bytes | None, bytes, int | None]], framer: Framer | None = None
-) -> Iterator[tuple[bytes | None, bytes, int]]:
-    """(key, message, venue time) in, (key, record value, message count) out, every message once."""
+def framed(records: Iterable[tuple[bytes | None, bytes, int | None]], framer: Framer | None = None) -> Iterator[Frame]:
+    """(key, message, venue time) in, frames out, every message once."""
     framer = framer or Framer()
     for key, message, ts in records:
         yield from framer.add(key, message, ts)

@@ -119,6 +119,12 @@ class VenueWindows:
         self.stats.windows += len(windows)
         return Processed(events, windows)
 
+    def refuse(self, reason: str, error: str) -> Processed:
+        """A record rejected before any of it reached the feed (a frame that cannot be split),
+        counted as `process` counts a record and its reject."""
+        self.stats.records += 1
+        return self._reject(reason, error)
+
     def _reject(self, reason: str, error: str) -> Processed:
         self.stats.rejected[reason] += 1
         return Processed([], [], Reject(reason, error))

@@ -87,10 +87,9 @@ class VenuePipeline:
         try:
             messages = messages_of(value, self.venue)
         except FrameError as err:
-            # no message of a broken frame can be trusted: the record is one reject, counted as one
-            self.core.stats.records += 1
-            self.core.stats.rejected[err.reason] += 1
-            return [], [Rejected(err.reason, str(err), key, value, partition, offset)]
+            # no message of a broken frame can be trusted: the record is one reject
+            done = self.core.refuse(err.reason, str(err))
+            return [], [Rejected(done.reject.reason, done.reject.error, key, value, partition, offset)]
         windows: list[Window] = []
         rejects: list[Rejected] = []
         for index, message in enumerate(messages):

@@ -17,7 +17,6 @@ import json
 import logging
 import sys
 import time
-from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ from tqdm import tqdm
 from model.sim.engine import SEC, SimResult
 from model.sim.writers import Msg, clock_offset, messages
 from orderbook.errors import FeedError
-from orderbook.frames import FRAME_MESSAGES, FRAME_SPAN_NS, Framer
+from orderbook.frames import FRAME_MESSAGES, FRAME_SPAN_NS, Frame, Framer
 from orderbook.venues import Record, feed_class
 from streams.topics import NEWS_TOPIC, raw_topic
 
@@ -92,34 +91,25 @@ class FramedTopic:
     framer: Framer
     capture_header: bool = False  # a `recv_ts_ns` header: the capture time of the record's first message
     sent: Sent = field(default_factory=Sent)
-    # per key, (venue time, bytes) of each message in its open frame: a closed frame's first time and size
-    _waiting: dict[bytes | None, deque[tuple[int | None, int]]] = field(default_factory=dict)
-    _open_bytes: int = 0
 
     def add(self, key: bytes | None, message: bytes, ts: int | None) -> None:
-        self._waiting.setdefault(key, deque()).append((ts, len(message)))
-        self._open_bytes += len(message)
         for frame in self.framer.add(key, message, ts):
-            self._send(*frame)
-        if self._open_bytes >= MAX_OPEN_FRAME_BYTES:
+            self._send(frame)
+        if self.framer.open_bytes >= MAX_OPEN_FRAME_BYTES:
             self.send_open()
 
     def send_open(self) -> None:
         """Send every open frame (before a pause, at the size bound, at the end)."""
         for frame in self.framer.flush():
-            self._send(*frame)
+            self._send(frame)
 
-    def _send(self, key: bytes | None, value: bytes, count: int) -> None:
-        waiting = self._waiting[key]
-        first_ts = waiting[0][0]
-        for _ in range(count):
-            self._open_bytes -= waiting.popleft()[1]
+    def _send(self, frame: Frame) -> None:
         # The capture time rides in a header, not as the record timestamp: a broker deletes
         # records by their timestamp, and a 2021 capture would be gone at the next retention check.
-        headers = [("recv_ts_ns", str(first_ts).encode())] if self.capture_header and first_ts else None
-        self.prod.send(self.topic, key=key, value=value, headers=headers)
+        headers = [("recv_ts_ns", str(frame.first_ts).encode())] if self.capture_header and frame.first_ts else None
+        self.prod.send(self.topic, key=frame.key, value=frame.value, headers=headers)
         self.sent.records += 1
-        self.sent.messages += count
+        self.sent.messages += frame.count
 
 
 def framer(frame_messages: int, frame_ms: float) -> Framer:

@@ -62,7 +62,7 @@ def publish(
     create_topic(bootstrap, topic)
     if frames > 1:
         timed = ((r[0], r[1], r[2] if len(r) > 2 else None) for r in records)  # type: ignore[misc]
-        records = [(key, value) for key, value, _ in framed(timed, Framer(max_messages=frames))]
+        records = [(f.key, f.value) for f in framed(timed, Framer(max_messages=frames))]
     prod = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=16 << 20)
     n = 0
     try:

@@ -41,11 +41,11 @@ def test_a_broken_frame_is_a_bad_frame_decode_error(value, why):
 def test_the_framer_closes_a_frame_at_its_message_bound_and_keeps_each_keys_order():
     recs = [(b"A" if i % 3 else b"B", f"m{i}".encode(), i) for i in range(20)]
     out = list(framed(recs, Framer(max_messages=4, max_span_ns=10**9)))
-    assert all(n <= 4 for _, _, n in out)
+    assert all(f.count <= 4 for f in out)
     for key in (b"A", b"B"):
-        got = [m for k, v, _ in out if k == key for m in messages_of(v)]
+        got = [m for f in out if f.key == key for m in messages_of(f.value)]
         assert got == [m for k, m, _ in recs if k == key]
-    assert sum(n for *_, n in out) == 20
+    assert sum(f.count for f in out) == 20
 
 
 def test_the_framer_closes_frames_past_their_span_a_quiet_keys_too():
@@ -53,12 +53,14 @@ def test_the_framer_closes_frames_past_their_span_a_quiet_keys_too():
     assert list(f.add(b"Q", b"q0", 0)) == []
     assert list(f.add(b"A", b"a0", 500)) == []
     closed = list(f.add(b"A", b"a1", 1_200))  # 1.2 us: Q's frame (opened at 0) is past its span
-    assert closed == [(b"Q", b"q0", 1)]
+    assert closed == [(b"Q", b"q0", 1, 0)]
     closed = list(f.add(b"A", b"a2", 2_000))
-    assert closed == [(b"A", encode_frame([b"a0", b"a1"]), 2)]
-    assert list(f.flush()) == [(b"A", b"a2", 1)]
+    assert closed == [(b"A", encode_frame([b"a0", b"a1"]), 2, 500)]
+    assert f.open_bytes == 2  # a2, still open
+    assert list(f.flush()) == [(b"A", b"a2", 1, 2_000)]
+    assert f.open_bytes == 0
 
 
 def test_one_message_per_frame_turns_framing_off():
     recs = [(b"A", b"x", 1), (b"A", b"y", 2)]
-    assert list(framed(recs, Framer(max_messages=1))) == [(b"A", b"x", 1), (b"A", b"y", 1)]
+    assert list(framed(recs, Framer(max_messages=1))) == [(b"A", b"x", 1, 1), (b"A", b"y", 1, 2)]

@@ -164,7 +164,7 @@ def busiest(records: list[tuple[bytes, bytes, int]]) -> tuple[bytes, list[bytes]
 def test_a_framed_stream_gives_the_windows_events_and_stats_of_its_plain_messages(kraken_keyed):
     plain = VenuePipeline("kraken", CONFIG)
     plain_windows, plain_rejects = feed_all(plain, [(k, v) for k, v, _ in kraken_keyed])
-    frames = [(k, v) for k, v, _ in framed(kraken_keyed, Framer(max_messages=16, max_span_ns=10**12))]
+    frames = [(f.key, f.value) for f in framed(kraken_keyed, Framer(max_messages=16, max_span_ns=10**12))]
     assert len(frames) < len(kraken_keyed) // 4  # most records are frames of several messages
     framed_pipe = VenuePipeline("kraken", CONFIG)
     framed_windows, framed_rejects = feed_all(framed_pipe, frames)
@@ -176,7 +176,7 @@ def test_a_framed_stream_gives_the_windows_events_and_stats_of_its_plain_message
 
 
 def test_a_warm_replay_of_frames_rebuilds_the_exact_state(kraken_keyed):
-    frames = [(k, v) for k, v, _ in framed(kraken_keyed, Framer(max_messages=16, max_span_ns=10**12))]
+    frames = [(f.key, f.value) for f in framed(kraken_keyed, Framer(max_messages=16, max_span_ns=10**12))]
     full, _ = feed_all(VenuePipeline("kraken", CONFIG), frames)
     k = len(frames) // 2
     warm = VenuePipeline("kraken", CONFIG)
