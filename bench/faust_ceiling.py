@@ -76,6 +76,8 @@ CAPTURES = {
     "cm_btcusd_perp": "BTCUSD_PERP",
     "cm_ethusd_perp": "ETHUSD_PERP",
 }
+# Faust's agent, Faust's consumer with the worker's batch delivery (streams/delivery.py), the bare loop
+CONSUMERS = ("faust", "faust-batches", "aiokafka")
 FETCH_WAIT_MS = 1500  # what faust's aiokafka driver passes as fetch_max_wait_ms
 
 Msg = tuple[bytes, bytes]  # (key, value) of one record
@@ -181,6 +183,23 @@ def run_faust(bootstrap: str, topic: str, group: str, expect: int, take: int, wi
             if counter.batch(ev.value for ev in events):
                 os.kill(os.getpid(), signal.SIGTERM)  # Faust's worker shuts down on it, as on a deploy
 
+    FaustWorker(app, loglevel="warning", quiet=True).execute_from_commandline()
+
+
+def run_faust_batches(bootstrap: str, topic: str, group: str, expect: int, out: Path) -> None:
+    """The worker's own delivery (streams/delivery.py): the same empty app, the topic handed to a
+    counting handler a fetch at a time instead of to an agent."""
+    from faust.worker import Worker as FaustWorker
+
+    settings = replace(Settings(), app_id=group, bootstrap=bootstrap, home=out.parent, web_port=None)
+    app = faust_app(settings)
+    counter = Counter(expect, out)
+
+    async def count(tp: Any, records: Sequence[Any]) -> None:
+        if counter.batch(r.value for r in records):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    app.deliver_batches(app.topic(topic, key_serializer="raw", value_serializer="raw", acks=False), count)
     FaustWorker(app, loglevel="warning", quiet=True).execute_from_commandline()
 
 
@@ -301,7 +320,7 @@ def frame_stats(topics: Topics) -> Iterator[str]:
 
 def print_table(results: list[Result], n: int) -> None:
     base = next(r for r in results if r.consumer == "aiokafka" and r.topic == SINGLE_TOPIC).records_per_s
-    names = {"faust": "Faust no-op", "aiokafka": "aiokafka getmany"}
+    names = {"faust": "Faust no-op agent", "faust-batches": "Faust, batch delivery", "aiokafka": "aiokafka getmany"}
     kinds = {SINGLE_TOPIC: "single", FRAMES_TOPIC: "frames"}
     rows = []
     for r in results:
@@ -329,7 +348,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "event acknowledged, offsets committed by its timer), not the worker's acks=False")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="smoke run: 5,000 messages")
     # a consumer process (the parent spawns them)
-    p.add_argument("--child", choices=("faust", "aiokafka"), help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=CONSUMERS, help=argparse.SUPPRESS)
     p.add_argument("--bootstrap", help=argparse.SUPPRESS)
     p.add_argument("--topic", help=argparse.SUPPRESS)
     p.add_argument("--group", help=argparse.SUPPRESS)
@@ -345,6 +364,8 @@ def child(args: argparse.Namespace) -> None:
     if args.child == "faust":
         run_faust(args.bootstrap, args.topic, args.group, args.expect, args.take, args.within, args.out,
                   args.faust_acks)  # fmt: skip
+    elif args.child == "faust-batches":
+        run_faust_batches(args.bootstrap, args.topic, args.group, args.expect, args.out)
     else:
         asyncio.run(run_aiokafka(args.bootstrap, args.topic, args.group, args.expect, args.take, args.out))
 
@@ -379,7 +400,7 @@ def main(argv: list[str] | None = None) -> None:
                 asyncio.run(produce(boot, topic, msgs))
                 print(f"  {len(msgs):,} records produced to {topic} in {time.perf_counter() - t:.1f} s", flush=True)
             results = []
-            for consumer in ("faust", "aiokafka"):
+            for consumer in CONSUMERS:
                 for topic, msgs in ((SINGLE_TOPIC, topics.single), (FRAMES_TOPIC, topics.frames)):
                     timeout = 120 + len(msgs) / 500
                     r = measure(consumer, boot, topic, len(msgs), args.take, args.within, tmp, timeout, args.faust_acks)

@@ -356,7 +356,7 @@ class FaustWorker:
     def __init__(self, bootstrap: str, redis_url: str, app_id: str, log: Path) -> None:
         # MT_HOME beside the log: the worker's Faust data goes with the test's files, not into ~/.cache
         env = dict(os.environ, MT_KAFKA_BOOTSTRAP=bootstrap, MT_REDIS_URL=redis_url, MT_APP_ID=app_id,
-                   MT_WORKER_ID=f"{app_id}-w", MT_VENUES=VENUE, PYTHONPATH=str(REPO),
+                   MT_WORKER_ID=f"{app_id}-w", MT_VENUES=VENUE, MT_MODEL="baseline", PYTHONPATH=str(REPO),
                    MT_HOME=str(log.parent / "mt-home"))  # fmt: skip
         self.log = log
         with open(log, "ab") as out:

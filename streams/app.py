@@ -1,13 +1,16 @@
-"""The Faust app: one agent per venue topic, in batches; decode -> book -> windows ->
-micro-batcher -> forecaster -> Redis, then `md.forecasts`, `md.dlq` and the offset commit in one
-Kafka transaction per source partition (streams/partition.py, streams/txn.py).
+"""The Faust app: the raw topics delivered a fetch at a time (streams/delivery.py) to one task per venue;
+decode -> book -> windows -> micro-batcher -> forecaster -> Redis, then `md.forecasts`, `md.dlq` and the
+offset commit in one Kafka transaction per source partition (streams/partition.py, streams/txn.py).
 
-Delivery: the raw topics are consumed with Faust's acknowledgements off (`acks=False`), so Faust
-never commits them; Faust's `take_events` acknowledges a batch in a `finally:` even when the
-agent raised, which had let its commit timer commit past forecasts never written. Offsets are
-committed only by a partition's transaction, after its forecasts are in Redis. Outages (Redis,
-the broker, the model) are waited out with backoff while the agent takes nothing new
-(streams/retry.py); timers and the news listener survive them.
+Delivery: Faust's consumer (its group, rebalances, consumer thread) fetches the raw topics, but their
+records skip Faust's per-record path (a `Message`, two tasks and an `Event` each: ~55 us, more than
+our own work on a message): `BatchApp.deliver_batches` hands each partition's fetched records to the
+venue's `Inbox`, a bounded queue a task drains into `Worker.handle`. Faust never acknowledges or
+commits these topics (`acks=False`; its `take_events` acknowledged a batch in a `finally:` even when
+the agent raised, which had let its commit timer commit past forecasts never written). Offsets are
+committed only by a partition's transaction, after its forecasts are in Redis. Outages (Redis, the
+broker, the model) are waited out with backoff while the worker takes nothing new (streams/retry.py:
+the inbox fills and the fetch loop waits); timers and the news listener survive them.
 
 Recovery: a partition this worker is given is restored on its own, beside the others: the
 newest state snapshot its committed offset names, then the records after it
@@ -36,9 +39,10 @@ from orderbook.news import parse_news
 from streams import snapshots
 from streams.batcher import MicroBatcher
 from streams.config import Settings
+from streams.delivery import BatchApp
 from streams.logfilter import install_rate_limits
 from streams.news import NewsListener
-from streams.partition import NEWS_KEPT, News, Partition, Services
+from streams.partition import NEWS_KEPT, News, Partition, Record, Services
 from streams.retry import Waits, until_done
 from streams.sink import RedisSink
 from streams.topics import NEWS_TOPIC, RAW_TOPIC
@@ -142,19 +146,16 @@ class Worker:
 
     # ---- records
 
-    async def handle(self, venue: str, events: Sequence[Any]) -> None:
-        """A batch of Faust events of one venue topic: each partition's records to committed output,
-        the partitions side by side."""
+    async def handle(self, venue: str, by_partition: dict[int, list[Record]]) -> None:
+        """A batch of one venue topic's records by partition: each partition's records to committed
+        output, the partitions side by side."""
         await self.join_news()
         topic = RAW_TOPIC.format(venue=venue)
-        by_partition: dict[int, list[Any]] = {}
-        for ev in events:
-            by_partition.setdefault(ev.message.partition, []).append(ev.message)
         jobs = []
-        for p, msgs in by_partition.items():
+        for p, records in by_partition.items():
             part = self.partitions.get((topic, p)) or self._adopt(topic, p)
             if part is not None:
-                jobs.append(part.handle(msgs))
+                jobs.append(part.handle(records))
         if jobs:
             await asyncio.gather(*jobs)
 
@@ -211,12 +212,13 @@ class Worker:
 FETCH_BYTES = 16 << 20
 
 
-def faust_app(settings: Settings) -> faust.App:
+def faust_app(settings: Settings) -> BatchApp:
     """The worker's Faust app (raw serializers, memory store, the worker's session, buffer and fetch
-    settings), without agents: the worker's, and the one bench/faust_ceiling.py measures empty."""
+    settings, fetches of at most `take_max` records), without agents or batch handlers: the worker's,
+    and the one bench/faust_ceiling.py measures empty."""
     # Faust would make `<app_id>-data/` in the working directory; the state home keeps it instead
     settings.faust_datadir.parent.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    return BatchApp(
         settings.app_id,
         datadir=settings.faust_datadir,
         broker=f"kafka://{settings.bootstrap}",
@@ -233,6 +235,7 @@ def faust_app(settings: Settings) -> faust.App:
         stream_buffer_maxsize=settings.buffer_records,
         producer_max_request_size=settings.max_produce_bytes,
         consumer_max_fetch_size=FETCH_BYTES,
+        broker_max_poll_records=settings.take_max,
     )
 
 
@@ -244,7 +247,9 @@ def create_app(settings: Settings, forecaster: Forecaster | None = None) -> tupl
     for topic_name, venue in worker.topics.items():
         # acks off: Faust never commits these topics; the partitions' transactions do
         topic = app.topic(topic_name, key_serializer="raw", value_serializer="raw", acks=False)
-        app.agent(topic, name=f"venue_{venue}")(_venue_agent(worker, venue))
+        inbox = Inbox(worker, venue)
+        app.deliver_batches(topic, inbox.put)
+        app.task(inbox.run)
 
     @app.on_partitions_assigned.connect
     async def _assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
@@ -266,13 +271,36 @@ def create_app(settings: Settings, forecaster: Forecaster | None = None) -> tupl
     return app, worker
 
 
-def _venue_agent(worker: Worker, venue: str) -> Any:
-    async def agent(stream: Any) -> None:
-        async for events in stream.take_events(worker.settings.take_max, within=worker.settings.take_within):
-            await worker.handle(venue, events)
+class Inbox:
+    """One venue topic's fetched records waiting for the worker: the consumer's fetch loop puts each
+    partition's records of a fetch (streams/delivery.py), one task takes them, merged up to `take_max`
+    records, to `Worker.handle`. Bounded in fetches: while the worker waits out an outage or a slow
+    model the queue fills and the fetch loop waits, so the consumer takes nothing new (backpressure)."""
 
-    agent.__name__ = f"venue_{venue}"
-    return agent
+    def __init__(self, worker: Worker, venue: str) -> None:
+        self.worker, self.venue = worker, venue
+        s = worker.settings
+        self.queue: asyncio.Queue[tuple[int, Sequence[Record]]] = asyncio.Queue(max(2, s.buffer_records // s.take_max))
+
+    async def put(self, tp: Any, records: Sequence[Record]) -> None:
+        await self.queue.put((tp.partition, records))
+
+    async def run(self) -> None:
+        take_max, queue = self.worker.settings.take_max, self.queue
+        while True:
+            partition, records = await queue.get()
+            batch: dict[int, list[Record]] = {partition: list(records)}
+            n = len(records)
+            while n < take_max and not queue.empty():
+                partition, records = queue.get_nowait()
+                batch.setdefault(partition, []).extend(records)
+                n += len(records)
+            try:
+                await self.worker.handle(self.venue, batch)
+            except Exception:
+                # the partitions retry their own failures; what escapes is a bug in between: a batch
+                # not processed is above its partition's position, and read back as a gap with the next
+                log.exception("%s: a batch of %d records failed outside its partitions", self.venue, n)
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> None:

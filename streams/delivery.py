@@ -1,0 +1,109 @@
+"""Batch delivery: the raw topics' records reach the worker a fetch at a time, past Faust's per-record path.
+
+Faust delivers a record through its conductor: per record it builds a `Message`, runs
+`Service.wait_first(callback(message), suspend_flow.wait())` (two tasks and an `asyncio.wait`), puts
+an `Event` on the stream's channel and, for `take_events`, takes it off again. That costs about 55 us a
+record on this machine before the agent sees it (bench/faust_ceiling.py: an agent that only counts
+receives 17.8k records/s where a bare aiokafka `getmany` loop reads 626k/s), more than all of our
+own work per message. The worker needs none of it for the raw topics: it commits their offsets
+itself, in each partition's transaction (streams/partition.py), and keeps no Faust table or
+acknowledgement.
+
+So `BatchConsumer` is Faust's aiokafka consumer with one method replaced: its fetch loop hands each
+partition's fetched records (aiokafka's ConsumerRecords, as they came) to a coroutine registered for
+the topic, once per fetch. Everything else stays Faust's: the group, rebalances (flow stops, seeks,
+generations), the consumer thread, the monitor's end offsets. A topic with no handler registered
+goes the usual way, record by record, to its agents. What the loop keeps from Faust's own
+(`Consumer._drain_messages`, faust-streaming 0.15): a fetch waits while the flow is stopped; a fetch
+made while it stopped is dropped and the consumer seeks back to the committed offsets; the rest of
+a fetch is dropped when the generation changes mid-way (the partitions' new owners read it from their
+committed offsets; a partition that stays here skips what it already processed and reads a gap back
+itself, streams/partition.py); only active or buffered partitions are delivered.
+
+    app = BatchApp("app-id", broker=..., broker_max_poll_records=2000)
+    app.deliver_batches(app.topic("md.raw.binance", acks=False), handler)  # handler(tp, records)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import faust
+from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
+from faust.types import TP, ConsumerT, TopicT
+
+# a partition's records of one fetch, in offset order: aiokafka ConsumerRecords (key, value, partition, offset...)
+BatchHandler = Callable[[TP, Sequence[Any]], Awaitable[None]]
+
+
+class BatchConsumer(AIOKafkaConsumer):
+    """Faust's aiokafka consumer whose fetch loop delivers a registered topic's records in batches."""
+
+    def __init__(self, *args: Any, batch_handlers: dict[str, BatchHandler], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batch_handlers = batch_handlers
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - run by Faust's Fetcher
+        handlers = self.batch_handlers
+        callback = self.callback
+        to_message = self._to_message
+        track_end = self.app.monitor.track_tp_end_offset
+        read_offset = self._read_offset
+        try:
+            while not (self._stopped.is_set() or fetcher._stopped.is_set()):
+                records, active = await self._wait_next_records(1.0)
+                if not records or self.should_stop:
+                    continue
+                if not self.flow_active:
+                    await self.perform_seek()  # a fetch from before a rebalance: its owners read it again
+                    continue
+                generation = self.app.consumer_generation_id
+                for tp, batch in records.items():
+                    if not self.flow_active or self.app.consumer_generation_id != generation:
+                        break
+                    if active is not None and tp not in active and tp not in self._buffered_partitions:
+                        continue
+                    track_end(tp, self.highwater(tp))
+                    handler = handlers.get(tp.topic)
+                    if handler is not None:
+                        await handler(tp, batch)
+                    else:
+                        for record in batch:
+                            await self.wait_first(callback(to_message(tp, record)), self.suspend_flow.wait())
+                    read_offset[tp] = batch[-1].offset
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                return
+            raise
+
+
+class BatchApp(faust.App):
+    """A Faust app whose consumer is a BatchConsumer: `deliver_batches(topic, handler)` takes a topic
+    off Faust's per-record path (no agent: the handler gets every fetch of it)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.batch_handlers: dict[str, BatchHandler] = {}
+        super().__init__(*args, **kwargs)
+
+    def deliver_batches(self, topic: TopicT, handler: BatchHandler) -> None:
+        for name in topic.topics:
+            self.batch_handlers[name] = handler
+        self.topics.add(topic)  # the conductor subscribes to it, as it would for an agent's topic
+
+    def _new_consumer(self) -> ConsumerT:
+        return BatchConsumer(
+            self.transport,
+            callback=self.topics.on_message,
+            on_partitions_revoked=self._on_partitions_revoked,
+            on_partitions_assigned=self._on_partitions_assigned,
+            beacon=self.beacon,
+            loop=self.loop,
+            batch_handlers=self.batch_handlers,
+        )
