@@ -1,23 +1,29 @@
 """End to end through Kafka and Redis: one Faust worker beside a bare aiokafka loop (run by `make bench`).
 
 A real broker and Redis are started on free loopback ports (`streams.infra`, a temporary state
-folder, always stopped at the end). Data: the three real Binance captures of
-../shared/data/binance-hftbacktest (spot BTCUSDT, spot ETHUSDT, USD-M BTCUSDT), read once into
-memory. They are the richest real input the project has (diffs, snapshots, trades, tickers; 5%
-of records close a window). For volume, copies of each capture travel under distinct symbols
-(`"s"`/`"symbol"` and the stream name rewritten: BTCUSDT_T0, BTCUSDT_T1, ...; the USD-M capture
-as BTCUSDTPERP_*), merged by capture time as a multi-symbol feed interleaves them. Simulated
-data would give any volume but not the real message mix the worker sees in production.
+folder, always stopped at the end). Data (`--venue`):
+- binance (default): the three real Binance captures of ../shared/data/binance-hftbacktest (spot
+  BTCUSDT, spot ETHUSDT, USD-M BTCUSDT), read once into memory. They are the richest real input the
+  project has (diffs, snapshots, trades, tickers; 5% of messages close a window). For volume, copies
+  of each capture travel under distinct symbols (`"s"`/`"symbol"` and the stream name rewritten:
+  BTCUSDT_T0, BTCUSDT_T1, ...; the USD-M capture as BTCUSDTPERP_*), merged by capture time as a
+  multi-symbol feed interleaves them;
+- itch: a simulated ITCH 5.0 day over `--itch-symbols` stocks (model/sim, as `megatrading simulate
+  --format itch` writes it), keyed by stock (system messages unkeyed). Saturation only.
+The saturation records are frames (orderbook/frames.py, the default `Framer`: 64 messages or 1 ms of
+venue time per key), as `replay` and `simulate --kafka` write them; `--no-frames` sends one message a
+record. Rates are venue messages/s (records/s beside them).
 
-(a) Saturation. N records (default 200,000) are produced, keyed by symbol, to two 4-partition
-    topics with the same partitioner: `md.raw.binance` for the Faust worker and
-    `bench.raw.binance` for the bare loop. Then
-    - ONE `python -m streams.cli worker` process (a fresh app id) drains `md.raw.binance`.
-      Clock: from the first commit the group shows (committed offsets polled every 0.2 s by an
-      admin request, as streams.offsets.committed_offsets does: a consumer with the group id would
-      join the group) to the newest forecast's `emitted_ts` in Redis once the group has
-      committed every offset. Rate = records committed in between / that time (start-up and the
-      first commit interval are left out; the 0.2 s poll makes it 1-2% optimistic at most).
+(a) Saturation. N messages (default 200,000) are produced, keyed by symbol, to two 4-partition
+    topics with the same partitioner: `md.raw.<venue>` for the Faust worker and
+    `bench.raw.<venue>` for the bare loop. Then
+    - ONE `python -m streams.cli worker` process (a fresh app id, the baseline forecaster) drains
+      `md.raw.<venue>`. Clock: from the first commit the group shows (committed offsets polled every
+      0.2 s by an admin request, as streams.offsets.committed_offsets does: a consumer with the group
+      id would join the group) to the newest forecast's `emitted_ts` in Redis once the group has
+      committed every offset. Rate = records committed in between / that time, times the workload's
+      mean messages per record (start-up and the first commit interval are left out; the 0.2 s poll
+      makes it 1-2% optimistic at most).
     - the bare loop, in this process: an AIOKafkaConsumer in a fresh group, getmany(2000 records,
       50 ms), and per batch exactly the worker's work (VenuePipeline.process per record,
       BaselineForecaster.predict on the batch's windows, forecast_records, RedisSink.write, each
@@ -25,7 +31,8 @@ data would give any volume but not the real message mix the worker sees in produ
       Clock: from the end of the first batch's commit to the end of the last.
     - in memory (no Kafka, no Redis): VenuePipeline.process + predict + forecast_records on the
       same records, the ceiling of one Python process.
-(b) Latency at a fixed offered rate R (default 20,000 records/s, `--rates`, for `--seconds`). A
+(b) Latency (Binance only, one message a record: the hardest case for a per-record cost) at a fixed
+    offered rate R (default 20,000 messages/s, `--rates`, for `--seconds`). A
     producer process (aiokafka, spawned, not sharing this process's interpreter) sends the
     records at R per second, each with its send time in header `bench_produced_ns`. A subscriber
     process listens on Redis `mt:forecasts` (every forecast as it is written, streams/sink.py)
@@ -81,17 +88,18 @@ from kafka.errors import (  # noqa: E402
 
 from model.serving.baseline import BaselineForecaster  # noqa: E402
 from model.serving.forecaster import forecast_records  # noqa: E402
+from model.sim.engine import SimConfig  # noqa: E402
+from model.sim.run import simulate  # noqa: E402
+from orderbook.frames import framed  # noqa: E402
 from orderbook.venues import feed_class  # noqa: E402
 from orderbook.windows import Window  # noqa: E402
 from streams.config import Settings  # noqa: E402
 from streams.pipeline import VenuePipeline  # noqa: E402
+from streams.publish import simulation_records  # noqa: E402
 from streams.sink import CHANNEL, HIST, LATEST, RedisSink  # noqa: E402
 from streams.topics import DLQ_TOPIC, FORECASTS_TOPIC, RAW_TOPIC  # noqa: E402
 
 BINANCE = "binance-hftbacktest"
-VENUE = "binance"
-FAUST_TOPIC = RAW_TOPIC.format(venue=VENUE)
-BARE_TOPIC = "bench.raw.binance"
 PARTITIONS = 4
 HEADER = "bench_produced_ns"
 # the capture's own symbol and the base name its copies get (spot and USD-M BTCUSDT must differ)
@@ -102,7 +110,16 @@ WARM_UP_S = 1.0
 POLL_S = 0.2
 DB_FAUST, DB_BARE, DB_PROFILE = 1, 2, 3
 
-Msg = tuple[bytes, bytes]  # (key, value) of one record
+Msg = tuple[bytes | None, bytes]  # (key, value) of one record
+Timed = tuple[bytes | None, bytes, int]  # (key, message, venue time ns): what a Framer takes
+
+
+def faust_topic(venue: str) -> str:
+    return RAW_TOPIC.format(venue=venue)
+
+
+def bare_topic(venue: str) -> str:
+    return f"bench.raw.{venue}"
 
 
 # ---------------------------------------------------------------- data
@@ -110,7 +127,7 @@ Msg = tuple[bytes, bytes]  # (key, value) of one record
 
 def load_captures(folder: Path) -> dict[str, list[Any]]:
     """Every record of each capture, in memory (read_capture: snapshots wrapped with their symbol)."""
-    cls = feed_class(VENUE)
+    cls = feed_class("binance")
     out = {}
     for stem in CAPTURES:
         path = next(folder.glob(f"{stem}_*.gz"), None)
@@ -135,8 +152,13 @@ def renamer(old: str, new: str) -> Any:
 
 
 def records(captures: dict[str, list[Any]], n: int, tag: str) -> list[Msg]:
-    """The first `n` records of enough symbol-renamed copies of the captures, merged by capture
-    time; symbols `<base>_<tag><copy>`, a tag no other run uses."""
+    """The first `n` messages of enough symbol-renamed copies of the captures, merged by capture
+    time, one a record; symbols `<base>_<tag><copy>`, a tag no other run uses."""
+    return [(key, raw) for key, raw, _ in timed_messages(captures, n, tag)]
+
+
+def timed_messages(captures: dict[str, list[Any]], n: int, tag: str) -> list[Timed]:
+    """`records`' messages with their capture times, for a Framer."""
     per_copy = sum(len(v) for v in captures.values())
     copies = max(1, -(-n // per_copy))
     streams = [
@@ -145,7 +167,28 @@ def records(captures: dict[str, list[Any]], n: int, tag: str) -> list[Msg]:
         for stem, recs in captures.items()
     ]
     merged = heapq.merge(*streams, key=lambda t: t[0])
-    return [(key, raw) for _, key, raw in (next(merged) for _ in range(min(n, per_copy * copies)))]
+    return [(key, raw, ts) for ts, key, raw in (next(merged) for _ in range(min(n, per_copy * copies)))]
+
+
+def itch_messages(n: int, symbols: int, seed: int) -> list[Timed]:
+    """The first `n` messages of a simulated ITCH 5.0 day over `symbols` stocks (model/sim, as
+    `megatrading simulate --format itch` writes it), keyed by stock as `replay` keys them."""
+    minutes = 10
+    while True:
+        result = simulate(SimConfig(n_symbols=symbols, duration_ns=minutes * 60 * 10**9, seed=seed))
+        msgs = [(m.symbol.encode() or None, m.raw, m.ts) for topic, m in simulation_records(result, "itch")
+                if topic == RAW_TOPIC.format(venue="itch")]  # fmt: skip
+        if len(msgs) >= n or minutes >= 24 * 60:
+            return msgs[:n]
+        minutes = int(minutes * 1.2 * n / max(len(msgs), 1)) + 1
+
+
+def as_records(msgs: Sequence[Timed], frames: bool) -> tuple[list[Msg], int]:
+    """Records as `replay` writes them (frames of `orderbook.frames.Framer`'s default bounds), or one
+    message a record; and the messages they hold."""
+    if not frames:
+        return [(k, m) for k, m, _ in msgs], len(msgs)
+    return [(f.key, f.value) for f in framed(msgs)], len(msgs)
 
 
 def _renamed(recs: Sequence[Any], old: str, base: str, symbol: str) -> Iterable[tuple[int, bytes, bytes]]:
@@ -165,9 +208,9 @@ class Offline:
     rejected: int
 
 
-def offline(msgs: Sequence[Msg]) -> Offline:
+def offline(venue: str, msgs: Sequence[Msg]) -> Offline:
     """The worker's work on the records, in memory, batch by batch as a worker takes them."""
-    pipe = VenuePipeline(VENUE, Settings().window, max_bytes=Settings().max_record_bytes)
+    pipe = VenuePipeline(venue, Settings().window, max_bytes=Settings().max_record_bytes)
     model = BaselineForecaster()
     record_of: dict[tuple[str, int], int] = {}
     n_windows = 0
@@ -353,10 +396,10 @@ class LatencyRun:
 class FaustWorker:
     """One `python -m streams.cli worker` process for the binance topic, in a fresh group."""
 
-    def __init__(self, bootstrap: str, redis_url: str, app_id: str, log: Path) -> None:
+    def __init__(self, bootstrap: str, redis_url: str, app_id: str, log: Path, venue: str) -> None:
         # MT_HOME beside the log: the worker's Faust data goes with the test's files, not into ~/.cache
         env = dict(os.environ, MT_KAFKA_BOOTSTRAP=bootstrap, MT_REDIS_URL=redis_url, MT_APP_ID=app_id,
-                   MT_WORKER_ID=f"{app_id}-w", MT_VENUES=VENUE, MT_MODEL="baseline", PYTHONPATH=str(REPO),
+                   MT_WORKER_ID=f"{app_id}-w", MT_VENUES=venue, MT_MODEL="baseline", PYTHONPATH=str(REPO),
                    MT_HOME=str(log.parent / "mt-home"))  # fmt: skip
         self.log = log
         with open(log, "ab") as out:
@@ -401,23 +444,40 @@ def wait_committed(watch: GroupWatch, target: int, timeout: float, alive: Any = 
         time.sleep(POLL_S)
 
 
-def last_emitted(client: redis.Redis, symbols: Iterable[str]) -> float:
+def last_emitted(client: redis.Redis, venue: str, symbols: Iterable[str]) -> float:
     """The newest forecast's emitted_ts (s) over the symbols' latest hashes."""
     pipe = client.pipeline(transaction=False)
     for s in symbols:
-        pipe.hget(LATEST.format(venue=VENUE, symbol=s), "emitted_ts")
+        pipe.hget(LATEST.format(venue=venue, symbol=s), "emitted_ts")
     return max((int(v) for v in pipe.execute() if v), default=0) / 1e9
 
 
-def history_count(client: redis.Redis, symbols: Iterable[str]) -> int:
+def history_count(client: redis.Redis, venue: str, symbols: Iterable[str]) -> int:
     pipe = client.pipeline(transaction=False)
     for s in symbols:
-        pipe.xlen(HIST.format(venue=VENUE, symbol=s))
+        pipe.xlen(HIST.format(venue=venue, symbol=s))
     return sum(pipe.execute())
 
 
 def symbols_of(msgs: Iterable[Msg]) -> set[str]:
-    return {k.decode() for k, _ in msgs}
+    return {k.decode() for k, _ in msgs if k}
+
+
+@dataclass
+class Workload:
+    """The saturation run's records (frames or single messages) of one venue."""
+
+    venue: str
+    records: list[Msg]
+    messages: int  # venue messages in them
+
+    @property
+    def per_record(self) -> float:
+        return self.messages / len(self.records)
+
+    @property
+    def symbols(self) -> set[str]:
+        return symbols_of(self.records)
 
 
 @dataclass
@@ -425,28 +485,38 @@ class Throughput:
     records: int  # timed
     seconds: float
     forecasts: int  # in Redis at the end, all records
+    per_record: float  # venue messages per record, the workload's mean
 
     @property
     def rate(self) -> float:
         return self.records / self.seconds
 
+    @property
+    def message_rate(self) -> float:
+        return self.rate * self.per_record
 
-def bench_faust(bootstrap: str, redis_url: str, tput: list[Msg], lat_runs: list[tuple[float, list[Msg], Offline]],
+    def describe(self) -> str:
+        return (f"{self.message_rate:,.0f} messages/s, {self.rate:,.0f} records/s ({self.records:,} records in "
+                f"{self.seconds:.1f} s)")  # fmt: skip
+
+
+def bench_faust(bootstrap: str, redis_url: str, work: Workload, lat_runs: list[tuple[float, list[Msg], Offline]],
                 tmp: Path) -> tuple[Throughput, list[Latency], str]:  # fmt: skip
     app_id = f"bench-faust-{os.getpid()}"
-    worker = FaustWorker(bootstrap, redis_url, app_id, tmp / "faust-worker.log")
-    watch = GroupWatch(bootstrap, app_id, FAUST_TOPIC)
+    worker = FaustWorker(bootstrap, redis_url, app_id, tmp / "faust-worker.log", work.venue)
+    watch = GroupWatch(bootstrap, app_id, faust_topic(work.venue))
     client = redis.Redis.from_url(redis_url)
+    tput = work.records
     try:
         first = wait_committed(watch, len(tput), 600, worker.alive)
         assert first is not None
         t0, c0 = first
-        end = last_emitted(client, symbols_of(tput)) or time.time()
-        th = Throughput(len(tput) - c0, end - t0, history_count(client, symbols_of(tput)))
-        print(f"  faust worker: {th.rate:,.0f} records/s ({th.records:,} records in {th.seconds:.1f} s)", flush=True)
+        end = last_emitted(client, work.venue, work.symbols) or time.time()
+        th = Throughput(len(tput) - c0, end - t0, history_count(client, work.venue, work.symbols), work.per_record)
+        print(f"  faust worker: {th.describe()}", flush=True)
         lats, target = [], len(tput)
         for i, (rate, msgs, off) in enumerate(lat_runs):
-            run = LatencyRun(bootstrap, redis_url, FAUST_TOPIC, msgs, rate, tmp / f"faust-lat{i}")
+            run = LatencyRun(bootstrap, redis_url, faust_topic(work.venue), msgs, rate, tmp / f"faust-lat{i}")
             run.tmp.mkdir()
             run.start()
             target += len(msgs)
@@ -467,11 +537,11 @@ class BareLoop:
     """The worker's work without Faust: a consumer, the per-batch work, a producer for
     `md.forecasts` and `md.dlq`, a commit after each batch (at-least-once, as the worker)."""
 
-    def __init__(self, bootstrap: str, redis_url: str, group: str, topic: str = BARE_TOPIC, fetch_wait_ms: int = 500):
-        self.bootstrap, self.group, self.topic, self.fetch_wait_ms = bootstrap, group, topic, fetch_wait_ms
+    def __init__(self, bootstrap: str, redis_url: str, group: str, venue: str, fetch_wait_ms: int = 500) -> None:
+        self.bootstrap, self.group, self.topic, self.fetch_wait_ms = bootstrap, group, bare_topic(venue), fetch_wait_ms
         settings = Settings()
         self.threshold = settings.alert_threshold
-        self.pipe = VenuePipeline(VENUE, settings.window, max_bytes=settings.max_record_bytes)
+        self.pipe = VenuePipeline(venue, settings.window, max_bytes=settings.max_record_bytes)
         self.model = BaselineForecaster()
         self.sink = RedisSink.from_url(redis_url, alert_threshold=settings.alert_threshold)
         self.consumed = 0
@@ -530,10 +600,11 @@ class BareLoop:
             self.first = (time.time(), self.consumed)
 
 
-async def bench_bare_async(bootstrap: str, redis_url: str, tput: list[Msg],
+async def bench_bare_async(bootstrap: str, redis_url: str, work: Workload,
                            lat_runs: list[tuple[float, list[Msg], Offline]], tmp: Path, fetch_wait_ms: int
                            ) -> tuple[Throughput, list[Latency]]:  # fmt: skip
-    loop = BareLoop(bootstrap, redis_url, f"bench-bare-{os.getpid()}", fetch_wait_ms=fetch_wait_ms)
+    loop = BareLoop(bootstrap, redis_url, f"bench-bare-{os.getpid()}", work.venue, fetch_wait_ms=fetch_wait_ms)
+    tput = work.records
     targets: asyncio.Queue[int] = asyncio.Queue()
     done: asyncio.Queue[float] = asyncio.Queue()
     task = asyncio.create_task(loop.run(targets, done))
@@ -543,11 +614,11 @@ async def bench_bare_async(bootstrap: str, redis_url: str, tput: list[Msg],
         assert loop.first is not None
         t0, c0 = loop.first
         client = redis.Redis.from_url(redis_url)
-        th = Throughput(len(tput) - c0, end - t0, history_count(client, symbols_of(tput)))
-        print(f"  bare loop: {th.rate:,.0f} records/s ({th.records:,} records in {th.seconds:.1f} s)", flush=True)
+        th = Throughput(len(tput) - c0, end - t0, history_count(client, work.venue, work.symbols), work.per_record)
+        print(f"  bare loop: {th.describe()}", flush=True)
         lats, target = [], len(tput)
         for i, (rate, msgs, off) in enumerate(lat_runs):
-            run = LatencyRun(bootstrap, redis_url, BARE_TOPIC, msgs, rate, tmp / f"bare-lat{i}")
+            run = LatencyRun(bootstrap, redis_url, loop.topic, msgs, rate, tmp / f"bare-lat{i}")
             run.tmp.mkdir()
             await asyncio.to_thread(run.start)
             target += len(msgs)
@@ -596,7 +667,7 @@ class FakeMsg:
 def profile_bare(redis_url: str, msgs: list[Msg]) -> None:
     """The bare loop's per-batch work (`BareLoop.work`, 2000-record batches, a real Redis)
     under cProfile; Kafka's share is what the saturation rates leave to it."""
-    loop = BareLoop("unused:0", redis_url, "unused")
+    loop = BareLoop("unused:0", redis_url, "unused", "binance")
     batches = [[FakeMsg(k, v, 0, lo + j) for j, (k, v) in enumerate(msgs[lo : lo + 2000])]
                for lo in range(0, len(msgs), 2000)]  # fmt: skip
     prof = cProfile.Profile()
@@ -626,52 +697,76 @@ def profile_bare(redis_url: str, msgs: list[Msg]) -> None:
 # ---------------------------------------------------------------- output and main
 
 
-def print_tables(faust: tuple[Throughput, list[Latency]], bare: tuple[Throughput, list[Latency]], mem_rate: float,
-                 n: int) -> None:  # fmt: skip
+def print_tables(work: Workload, faust: tuple[Throughput, list[Latency]], bare: tuple[Throughput, list[Latency]],
+                 mem_rate: float) -> None:  # fmt: skip
     (ft, fl), (bt, bl) = faust, bare
-    print(f"\nsaturation: {n:,} records pre-produced, one consumer")
-    print(f"{'consumer':36} {'records/s':>10} {'forecasts/s':>12}")
+    n = len(work.records)
+    print(f"\nsaturation: {work.venue}, {work.messages:,} messages in {n:,} records "
+          f"({work.per_record:.2f} a record), pre-produced, one consumer")  # fmt: skip
+    print(f"{'consumer':36} {'messages/s':>11} {'records/s':>10} {'forecasts/s':>12}")
     for what, th in (("faust worker (1 process)", ft), ("bare aiokafka loop (in-process)", bt)):
-        print(f"{what:36} {th.rate:10,.0f} {th.forecasts / n * th.rate:12,.0f}")
-    print(f"{'in memory, no Kafka/Redis (ceiling)':36} {mem_rate:10,.0f}")
-    print(f"ratio faust / bare: {ft.rate / bt.rate:.2f}x records/s")
-    print("\nlatency: produce -> forecast on Redis mt:forecasts, forecasts of records sent after the first "
-          f"{WARM_UP_S:.0f} s")  # fmt: skip
-    print(f"{'consumer':36} {'offered/s':>9} {'achieved/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
-          f"{'forecasts':>11}")  # fmt: skip
-    for what, lats, th in (("faust worker", fl, ft), ("bare aiokafka loop", bl, bt)):
-        for lat in lats:
-            over = "  (offered > saturation: backlog)" if lat.rate > th.rate else ""
-            print(f"{what:36} {lat.rate:9,.0f} {lat.achieved:10,.0f} {lat.pct(0.5):8.1f} {lat.pct(0.99):8.1f} "
-                  f"{max(lat.ms, default=float('nan')):8.1f} {lat.matched:5}/{lat.expected:<5}{over}")  # fmt: skip
-    for f, b in zip(fl, bl, strict=True):
-        print(f"ratio faust / bare at {f.rate:,.0f}/s: p50 {f.pct(0.5) / b.pct(0.5):.2f}x, "
-              f"p99 {f.pct(0.99) / b.pct(0.99):.2f}x")  # fmt: skip
-    at = [x for x in fl if x.rate == GOAL_AT]
-    p99 = f"{at[0].pct(0.99):.1f} ms" if at else f"not measured (no --rates {GOAL_AT})"
-    print(f"\ngoals: >= {GOAL_RATE // 1000}k records/s per worker: {'yes' if ft.rate >= GOAL_RATE else 'no'} "
-          f"({ft.rate:,.0f}); p99 < {GOAL_P99_MS:.0f} ms at {GOAL_AT:,}/s: "
-          f"{'yes' if at and at[0].pct(0.99) < GOAL_P99_MS else 'no'} ({p99})")  # fmt: skip
+        print(f"{what:36} {th.message_rate:11,.0f} {th.rate:10,.0f} {th.forecasts / n * th.rate:12,.0f}")
+    print(f"{'in memory, no Kafka/Redis (ceiling)':36} {mem_rate * work.per_record:11,.0f} {mem_rate:10,.0f}")
+    print(f"ratio faust / bare: {ft.rate / bt.rate:.2f}x")
+    goals = [
+        f">= {GOAL_RATE // 1000}k messages/s per worker: {'yes' if ft.message_rate >= GOAL_RATE else 'no'} "
+        f"({ft.message_rate:,.0f})",
+        f">= 0.8x the bare loop: {'yes' if ft.rate >= 0.8 * bt.rate else 'no'}",
+    ]
+    if fl:
+        print("\nlatency: produce -> forecast on Redis mt:forecasts, one message a record, forecasts of records sent "
+              f"after the first {WARM_UP_S:.0f} s")  # fmt: skip
+        print(f"{'consumer':36} {'offered/s':>9} {'achieved/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+              f"{'forecasts':>11}")  # fmt: skip
+        for what, lats, th in (("faust worker", fl, ft), ("bare aiokafka loop", bl, bt)):
+            for lat in lats:
+                over = "  (offered > saturation: backlog)" if lat.rate > th.message_rate else ""
+                print(f"{what:36} {lat.rate:9,.0f} {lat.achieved:10,.0f} {lat.pct(0.5):8.1f} {lat.pct(0.99):8.1f} "
+                      f"{max(lat.ms, default=float('nan')):8.1f} {lat.matched:5}/{lat.expected:<5}{over}")  # fmt: skip
+        for f, b in zip(fl, bl, strict=True):
+            print(f"ratio faust / bare at {f.rate:,.0f}/s: p50 {f.pct(0.5) / b.pct(0.5):.2f}x, "
+                  f"p99 {f.pct(0.99) / b.pct(0.99):.2f}x")  # fmt: skip
+        at = [x for x in fl if x.rate == GOAL_AT]
+        p99 = f"{at[0].pct(0.99):.1f} ms" if at else f"not measured (no --rates {GOAL_AT})"
+        goals.append(f"p99 < {GOAL_P99_MS:.0f} ms at {GOAL_AT:,}/s: "
+                     f"{'yes' if at and at[0].pct(0.99) < GOAL_P99_MS else 'no'} ({p99})")  # fmt: skip
+    print("\ngoals: " + "; ".join(goals))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     default_data = Path(os.environ.get("MT_SHARED_DATA", REPO.parent / "shared" / "data"))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=default_data, help=f"shared data folder (default: {default_data})")
-    p.add_argument("--records", type=int, default=200_000, help="records for the saturation runs (default: 200000)")
-    p.add_argument("--rates", default="20000,2000", help="offered rates for the latency runs, comma-separated "
-                   "(default: 20000,2000: the goal's rate, and one a worker sustains)")  # fmt: skip
+    p.add_argument("--venue", choices=("binance", "itch"), default="binance", help="the saturation run's feed: the "
+                   "real Binance captures or a simulated ITCH 5.0 day (saturation only; default: binance)")  # fmt: skip
+    p.add_argument("--messages", type=int, default=200_000, help="venue messages for the saturation runs "
+                   "(default: 200000)")  # fmt: skip
+    p.add_argument("--no-frames", dest="frames", action="store_false", help="one message a record in the "
+                   "saturation runs (default: frames, as `replay` and `simulate --kafka` write them)")  # fmt: skip
+    p.add_argument("--itch-symbols", type=int, default=10, help="stocks of the simulated ITCH day (default: 10)")
+    p.add_argument("--rates", default="20000,2000", help="offered rates (messages/s) for the latency runs, "
+                   "comma-separated, Binance only (default: 20000,2000: the goal's rate, and one a worker "
+                   "sustains)")  # fmt: skip
     p.add_argument("--seconds", type=float, default=5.0, help="length of each latency run (default: 5)")
     p.add_argument("--bare-fetch-wait-ms", type=int, default=500, help="the bare consumer's fetch_max_wait_ms "
                    "(default: aiokafka's 500; faust's aiokafka driver fixes 1500)")  # fmt: skip
-    p.add_argument("--profile-records", type=int, default=20_000, help="records profiled (default: 20000)")
-    p.add_argument("--quick", action="store_true", help="smoke run: 5,000 records, 2,000/s for 2 s, 2,000 profiled")
+    p.add_argument("--profile-records", type=int, default=20_000, help="Binance records profiled (default: 20000)")
+    p.add_argument("--quick", action="store_true", help="smoke run: 5,000 messages, 2,000/s for 2 s, 2,000 profiled")
     args = p.parse_args(argv)
-    args.rates = [float(r) for r in str(args.rates).split(",") if r]
+    args.rates = [float(r) for r in str(args.rates).split(",") if r] if args.venue == "binance" else []
     if args.quick:
-        args.records, args.seconds, args.profile_records = min(args.records, 5000), 2.0, 2000
+        args.messages, args.seconds, args.profile_records = min(args.messages, 5000), 2.0, 2000
         args.rates = [min(r, 2000.0) for r in args.rates][:1]
     return args
+
+
+def workload(args: argparse.Namespace, captures: dict[str, list[Any]]) -> Workload:
+    if args.venue == "itch":
+        msgs = itch_messages(args.messages, args.itch_symbols, seed=7)
+    else:
+        msgs = timed_messages(captures, args.messages, "T")
+    recs, n = as_records(msgs, args.frames)
+    return Workload(args.venue, recs, n)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -681,13 +776,16 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"pipeline_bench: {folder} not found. Pass --data <folder holding {BINANCE}/> or set MT_SHARED_DATA.")
     started = time.perf_counter()
     captures = load_captures(folder)
-    tput = records(captures, args.records, "T")
+    work = workload(args, captures)
+    tput = work.records
     lat_msgs = [(rate, records(captures, int(rate * args.seconds), f"L{i}")) for i, rate in enumerate(args.rates)]
-    mem = offline(tput[: min(len(tput), 50_000)])
-    lat_runs = [(rate, msgs, offline(msgs)) for rate, msgs in lat_msgs]
-    print(f"data: {', '.join(f'{k} {len(v):,}' for k, v in captures.items())} records; {len(tput):,} for saturation "
-          f"({len(symbols_of(tput))} symbols), {', '.join(f'{len(m):,}' for _, m in lat_msgs)} per latency run; "
-          f"{mem.windows / (min(len(tput), 50_000)):.3f} forecasts per record, {mem.rejected} rejected")  # fmt: skip
+    mem_n = min(len(tput), 50_000)
+    mem = offline(work.venue, tput[:mem_n])
+    lat_runs = [(rate, msgs, offline("binance", msgs)) for rate, msgs in lat_msgs]
+    print(f"data: {work.venue}, {work.messages:,} messages in {len(tput):,} records "
+          f"({'frames' if args.frames else 'one a record'}, {len(work.symbols)} symbols) for saturation; "
+          f"{', '.join(f'{len(m):,}' for _, m in lat_msgs) or 'no'} Binance records per latency run; "
+          f"{mem.windows / mem_n:.3f} forecasts per record, {mem.rejected} rejected")  # fmt: skip
     from streams.infra import Infra
 
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp_s:
@@ -697,19 +795,21 @@ def main(argv: list[str] | None = None) -> None:
         try:
             url = f"redis://127.0.0.1:{infra.redis.port}"
             boot = infra.kafka.bootstrap
-            create_topics(boot, [FAUST_TOPIC, BARE_TOPIC])
+            topics = [faust_topic(work.venue), bare_topic(work.venue)]
+            create_topics(boot, topics + ([faust_topic("binance"), bare_topic("binance")] if lat_runs else []))
             t = time.perf_counter()
-            asyncio.run(produce(boot, [FAUST_TOPIC, BARE_TOPIC], tput))
-            print(f"infra up; {len(tput):,} records produced to {FAUST_TOPIC} and {BARE_TOPIC} in "
+            asyncio.run(produce(boot, topics, tput))
+            print(f"infra up; {len(tput):,} records produced to {' and '.join(topics)} in "
                   f"{time.perf_counter() - t:.1f} s", flush=True)  # fmt: skip
-            f_th, f_lat, progress = bench_faust(boot, f"{url}/{DB_FAUST}", tput, lat_runs, tmp)
+            f_th, f_lat, progress = bench_faust(boot, f"{url}/{DB_FAUST}", work, lat_runs, tmp)
             print(f"  faust worker's last progress line: {progress}")
             b_th, b_lat = asyncio.run(
-                bench_bare_async(boot, f"{url}/{DB_BARE}", tput, lat_runs, tmp, args.bare_fetch_wait_ms)
+                bench_bare_async(boot, f"{url}/{DB_BARE}", work, lat_runs, tmp, args.bare_fetch_wait_ms)
             )
-            print_tables((f_th, f_lat), (b_th, b_lat), min(len(tput), 50_000) / mem.seconds, len(tput))
-            prof = records(captures, args.profile_records, "P")
-            profile_bare(f"{url}/{DB_PROFILE}", prof)
+            print_tables(work, (f_th, f_lat), (b_th, b_lat), mem_n / mem.seconds)
+            if args.venue == "binance":
+                prof = records(captures, args.profile_records, "P")
+                profile_bare(f"{url}/{DB_PROFILE}", prof)
         finally:
             infra.down()
     print(f"\n{time.perf_counter() - started:.1f} s in all")

@@ -36,6 +36,24 @@ def test_pipeline_bench_quick_prints_both_consumers_and_loses_no_forecast(shared
     assert "where the time goes" in out and "forecaster" in out
 
 
+def test_pipeline_bench_quick_on_simulated_itch_frames_drains_every_record(shared_data: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "pipeline_bench.py"), "--data", str(shared_data), "--quick",
+         "--venue", "itch"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )  # fmt: skip
+    out = done.stdout
+    assert done.returncode == 0, f"exited {done.returncode}:\n{out}\n{done.stderr}"
+    head = re.search(r"^data: itch, ([\d,]+) messages in ([\d,]+) records \(frames", out, re.M)
+    assert head is not None, out
+    messages, records = (int(g.replace(",", "")) for g in head.groups())
+    assert messages == 5000 and 0 < records <= messages, out
+    for row in ("faust worker (1 process)", "bare aiokafka loop (in-process)", "ratio faust / bare"):
+        assert row in out, row
+
+
 def test_pipeline_bench_refuses_a_missing_data_folder(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(REPO / "bench" / "pipeline_bench.py"), "--data", str(tmp_path), "--quick"],
