@@ -38,8 +38,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/feed_bench.py
 	$(BIN)/python bench/sim_bench.py
 	$(BIN)/python bench/pipeline_bench.py
+	$(BIN)/python bench/pipeline_bench.py --venue itch
 	$(BIN)/python bench/faust_ceiling.py
 	$(BIN)/python bench/model_bench.py
+	$(BIN)/python bench/overload_bench.py
 	$(BIN)/python bench/snapshot_bench.py
 	$(BIN)/python bench/txn_bench.py
 	$(BIN)/python bench/recovery_bench.py

@@ -67,6 +67,7 @@ class Worker:
                 explain_above=settings.alert_threshold,
                 max_batch=settings.max_batch,
                 max_wait=settings.max_wait,
+                overload=settings.overload,
             ),
             sink=RedisSink.from_url(settings.redis_url, alert_threshold=settings.alert_threshold),
             waits=self.waits,
@@ -111,7 +112,8 @@ class Worker:
         timer that raises takes the whole Faust app down."""
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self.services.io, self.sink.heartbeat, self.settings.worker_id)
+            skipped = self.services.batcher.stats.skipped
+            await loop.run_in_executor(self.services.io, self.sink.heartbeat, self.settings.worker_id, skipped)
         except Exception as err:
             if not self._heartbeat_failed:
                 log.warning("heartbeat to Redis failed (%s: %s); retrying every second", type(err).__name__, err)
@@ -133,7 +135,7 @@ class Worker:
         p99 = lat[int(0.99 * (len(lat) - 1))] * 1e3 if lat else 0.0
         line = (f"progress: {len(parts)} partitions, {recs} messages, {rejects} rejected, {forecasts} forecasts "
                 f"({self.sink.written} new in Redis, {self.sink.duplicates} duplicates), {b.batches} model batches, "
-                f"p99 {p99:.1f} ms")  # fmt: skip
+                f"p99 {p99:.1f} ms, {b.skipped} windows skipped (overload {self.settings.overload})")  # fmt: skip
         if restoring:
             line += f"; restoring {', '.join(restoring)}"
         waiting = self.waits.describe()

@@ -1,13 +1,25 @@
-"""Micro-batching off the event loop: windows from every agent, one model call per batch.
+"""Micro-batching off the event loop: windows from every partition, one model call per batch.
 
-Agents `await batcher.submit(windows)`; a single background task gathers requests until
-`max_batch` windows or `max_wait` seconds, runs the forecaster in one worker thread (model
-calls never block the event loop) and resolves each request with its share of the batch's
-Forecasts: the predictions and the alerts' reasons. The reasons are computed in that thread
-too (`Forecaster.forecast`): explaining an alert can cost the model a pass of its own (the
-order-flow model's drivers: a forward and a backward pass), so the event loop only builds
-records. The request queue is bounded, so a slow model pushes back on the agents (they stop
-taking records) instead of letting memory grow.
+Agents `await batcher.submit(windows)`; a single background task gathers the waiting windows until
+`max_batch` or `max_wait` seconds after the first, runs the forecaster in one worker thread (model
+calls never block the event loop) and resolves each request with what became of its windows
+(`Scored`): the windows scored, their predictions and the alerts' reasons. The reasons are computed
+in that thread too (`Forecaster.forecast`): explaining an alert can cost the model a pass of its own
+(the order-flow model's drivers: a forward and a backward pass), so the event loop only builds
+records.
+
+When the model falls behind (`overload`, docs/design.md):
+- `every`: every window is scored. At most `max_queue` requests wait: past that `submit` waits, so a
+  slow model pushes back on the partitions (they stop taking records, the lag grows in Kafka) instead of
+  letting memory grow.
+- `latest`: at most one window per book (venue, symbol) waits for the model. A newer window of a
+  book takes the place of the one waiting, which is skipped: no forecast, counted in
+  `stats.skipped`. It takes that window's place in the queue, not the back of it, so a busy book is
+  not overtaken forever by quiet ones. A window then waits for the call in flight and its own, each
+  at most one window per book: latency stays bounded whatever the offered rate, and a book's
+  forecasts stay in order. Windows that wait together are coalesced even when the model is idle:
+  a partition submits its next request only once the previous one is resolved, so its own windows
+  are the only ones that could ever supersede each other.
 """
 
 from __future__ import annotations
@@ -16,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,20 +40,70 @@ from orderbook.windows import Window
 
 log = logging.getLogger(__name__)
 
+OVERLOAD_POLICIES = ("every", "latest")
+
 
 @dataclass
 class BatcherStats:
     batches: int = 0
-    windows: int = 0
+    windows: int = 0  # scored
+    skipped: int = 0  # superseded by a newer window of their book (`latest`): never scored
     model_seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)  # per batch, seconds, the last 1000
 
 
-Request = tuple[Sequence[Window], asyncio.Future[Forecasts]]
+@dataclass(frozen=True)
+class Scored:
+    """What became of a request's windows: those at `index` (positions in the request, ascending)
+    were scored, `forecasts` row for row; the others were skipped (superseded under `latest`) and
+    have no forecast."""
+
+    requested: Sequence[Window]
+    index: np.ndarray  # int positions into `requested`
+    forecasts: Forecasts
+
+    @property
+    def windows(self) -> list[Window]:
+        """The windows scored, in the request's order: `forecasts` row for row."""
+        return [self.requested[i] for i in self.index.tolist()]
+
+    @property
+    def skipped(self) -> int:
+        return len(self.requested) - len(self.index)
+
+
+class _Request:
+    """A submitted request until it resolves."""
+
+    __slots__ = ("future", "open", "predictions", "reasons", "scored", "waiting", "windows")
+
+    def __init__(self, windows: Sequence[Window], future: asyncio.Future[Scored]) -> None:
+        n = len(windows)
+        self.windows = windows
+        self.future = future
+        self.scored = np.zeros(n, bool)
+        self.predictions: np.ndarray | None = None  # allocated with the first batch's dtype
+        self.reasons = [""] * n
+        self.waiting = n  # windows neither taken by the model nor skipped: it holds its queue place until 0
+        self.open = n  # windows neither scored nor skipped: it resolves at 0
+
+
+class _Slot:
+    """A place in the queue: one waiting window (`latest` may hand it to a newer window of its book)."""
+
+    __slots__ = ("index", "request")
+
+    def __init__(self, request: _Request, index: int) -> None:
+        self.request, self.index = request, index
+
+    @property
+    def window(self) -> Window:
+        return self.request.windows[self.index]
 
 
 class MicroBatcher:
-    """`explain_above`: the alert threshold; windows scored at or above it get their reason."""
+    """`explain_above`: the alert threshold; windows scored at or above it get their reason.
+    `overload`: `every` or `latest` (the module's docstring)."""
 
     def __init__(
         self,
@@ -50,15 +113,27 @@ class MicroBatcher:
         max_batch: int = 256,
         max_wait: float = 0.005,
         max_queue: int = 64,
+        overload: str = "every",
     ) -> None:
+        if overload not in OVERLOAD_POLICIES:
+            raise ValueError(f"overload {overload!r}: one of {', '.join(OVERLOAD_POLICIES)}")
         self.forecaster = forecaster
         self.explain_above = explain_above
         self.max_batch = max_batch
         self.max_wait = max_wait
-        self._queue: asyncio.Queue[Request] = asyncio.Queue(max_queue)
+        self.overload = overload
+        self._queue: deque[_Slot] = deque()
+        self._book_slot: dict[tuple[str, str], _Slot] = {}  # `latest`: each book's waiting window
+        self._room = asyncio.Semaphore(max_queue)  # requests with windows waiting
+        self._arrived = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self._task: asyncio.Task[None] | None = None
         self.stats = BatcherStats()
+
+    @property
+    def waiting(self) -> int:
+        """Windows waiting for the model (not those in the call in flight)."""
+        return len(self._queue)
 
     async def warm_up(self, example: Window) -> None:
         """One model call before real traffic (allocations, compilation, CUDA graphs)."""
@@ -72,47 +147,96 @@ class MicroBatcher:
             self._task = None
         self._executor.shutdown(wait=True)
 
-    async def submit(self, windows: Sequence[Window]) -> Forecasts:
+    async def submit(self, windows: Sequence[Window]) -> Scored:
         if not windows:
-            return Forecasts(np.zeros(0, self.forecaster.dtype), [])
+            return Scored(windows, np.zeros(0, np.intp), Forecasts(np.zeros(0, self.forecaster.dtype), []))
         if self._task is None:  # first use: run on the loop of whoever submits
             self._task = asyncio.create_task(self._run(), name="micro-batcher")
-        fut: asyncio.Future[Forecasts] = asyncio.get_running_loop().create_future()
-        await self._queue.put((windows, fut))  # blocks when full: backpressure on the agent
+        fut: asyncio.Future[Scored] = asyncio.get_running_loop().create_future()
+        await self._room.acquire()  # waits when max_queue requests wait: backpressure on the partition
+        req = _Request(windows, fut)
+        for i, w in enumerate(windows):
+            book = (w.venue, w.symbol)
+            slot = self._book_slot.get(book) if self.overload == "latest" else None
+            if slot is None:
+                slot = _Slot(req, i)
+                self._queue.append(slot)
+                if self.overload == "latest":
+                    self._book_slot[book] = slot
+            else:
+                self._skip(slot.request, slot.index)
+                slot.request, slot.index = req, i
+        self._arrived.set()
         return await fut
 
-    async def _gather(self) -> list[Request]:
-        first = await self._queue.get()
-        requests = [first]
-        size = len(first[0])
+    def _skip(self, req: _Request, i: int) -> None:
+        """Window i of `req` will not be scored: a newer window of its book took its place."""
+        self.stats.skipped += 1
+        self._leave(req, 1)
+        req.open -= 1
+        if req.open == 0:
+            self._resolve(req)
+
+    def _leave(self, req: _Request, n: int) -> None:
+        """n of the request's windows stopped waiting (taken by the model or skipped)."""
+        req.waiting -= n
+        if req.waiting == 0:
+            self._room.release()
+
+    def _resolve(self, req: _Request) -> None:
+        if req.future.done():  # failed, or its caller went away
+            return
+        index = np.flatnonzero(req.scored)
+        if req.predictions is None:
+            predictions = np.zeros(0, self.forecaster.dtype)
+        else:
+            predictions = req.predictions[index]
+        req.future.set_result(Scored(req.windows, index, Forecasts(predictions, [req.reasons[i] for i in index])))
+
+    async def _gather(self) -> list[_Slot]:
+        while not self._queue:
+            self._arrived.clear()
+            await self._arrived.wait()
         deadline = time.monotonic() + self.max_wait
-        while size < self.max_batch:
+        while len(self._queue) < self.max_batch:
             timeout = deadline - time.monotonic()
             if timeout <= 0:
                 break
+            self._arrived.clear()
             try:
-                req = await asyncio.wait_for(self._queue.get(), timeout)
+                await asyncio.wait_for(self._arrived.wait(), timeout)
             except TimeoutError:
                 break
-            requests.append(req)
-            size += len(req[0])
-        return requests
+        taken: list[_Slot] = []
+        leaving: dict[_Request, int] = {}
+        while self._queue and len(taken) < self.max_batch:
+            slot = self._queue.popleft()
+            if self._book_slot.get(book := (slot.window.venue, slot.window.symbol)) is slot:
+                del self._book_slot[book]  # taken: the book's next window waits anew
+            leaving[slot.request] = leaving.get(slot.request, 0) + 1
+            if not slot.request.future.done():  # a failed or abandoned request's windows are not scored
+                taken.append(slot)
+        for req, n in leaving.items():
+            self._leave(req, n)
+        return taken
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            requests = await self._gather()
-            batch = [w for windows, _ in requests for w in windows]
+            slots = await self._gather()
+            if not slots:
+                continue
+            batch = [s.window for s in slots]
             t0 = time.perf_counter()
             try:
                 forecasts = await loop.run_in_executor(
                     self._executor, self.forecaster.forecast, batch, self.explain_above
                 )
-            except Exception as err:  # the agents decide what a failed batch means; the batcher lives on
+            except Exception as err:  # the partitions decide what a failed batch means; the batcher lives on
                 log.exception("model call failed on a batch of %d windows", len(batch))
-                for _, fut in requests:
-                    if not fut.done():
-                        fut.set_exception(err)
+                for req in dict.fromkeys(s.request for s in slots):
+                    if not req.future.done():
+                        req.future.set_exception(err)
                 continue
             dt = time.perf_counter() - t0
             self.stats.batches += 1
@@ -120,8 +244,22 @@ class MicroBatcher:
             self.stats.model_seconds += dt
             self.stats.latencies.append(dt)
             del self.stats.latencies[:-1000]
-            i = 0
-            for windows, fut in requests:
-                if not fut.done():
-                    fut.set_result(forecasts.part(i, i + len(windows)))
-                i += len(windows)
+            self._deliver(slots, forecasts)
+
+    def _deliver(self, slots: list[_Slot], forecasts: Forecasts) -> None:
+        """A batch's forecasts to their requests; each request whose last window this was resolves."""
+        rows: dict[_Request, tuple[list[int], list[int]]] = {}
+        for j, slot in enumerate(slots):
+            index, at = rows.setdefault(slot.request, ([], []))
+            index.append(slot.index)
+            at.append(j)
+        for req, (index, at) in rows.items():
+            if req.predictions is None:
+                req.predictions = np.empty(len(req.windows), forecasts.predictions.dtype)
+            req.predictions[index] = forecasts.predictions[at]
+            for i, j in zip(index, at, strict=True):
+                req.reasons[i] = forecasts.reasons[j]
+            req.scored[index] = True
+            req.open -= len(index)
+            if req.open == 0:
+                self._resolve(req)

@@ -35,6 +35,7 @@ from typing import Any
 
 from orderbook.venues import FEEDS
 from orderbook.windows import WindowConfig
+from streams.batcher import OVERLOAD_POLICIES
 from streams.topics import DLQ_TOPIC, FORECASTS_TOPIC
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,9 @@ class Settings:
     take_within: float = 0.01  # seconds an agent waits to fill a batch: part of every latency
     max_batch: int = 256  # windows per model call
     max_wait: float = 0.005  # seconds the batcher waits to fill a model batch
+    # when the model falls behind (streams/batcher.py): `every` window scored, the lag grows in Kafka;
+    # `latest`: the newest window per book scored, the ones it superseded skipped and counted
+    overload: str = "every"
     max_record_bytes: int = 4 * 1024 * 1024
     max_produce_bytes: int = 16 << 20  # the broker's message.max.bytes: a state snapshot must fit
     buffer_records: int = 65536  # records Faust buffers per stream: the memory bound while an outage is waited out
@@ -157,6 +161,8 @@ class Settings:
         if unknown:
             raise ValueError(f"unknown venues {sorted(unknown)}; known: {', '.join(FEEDS)}")
         self.model = model_spec(self.model)
+        if self.overload not in OVERLOAD_POLICIES:
+            raise ValueError(f"overload {self.overload!r}: one of {', '.join(OVERLOAD_POLICIES)}")
 
     @property
     def faust_datadir(self) -> Path:

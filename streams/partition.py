@@ -255,8 +255,10 @@ class Partition:
             return []
         s = self.s
         # predictions and the alerts' reasons both come from the model thread: here only records are built
-        forecasts = await until_done(lambda: s.batcher.submit(windows), "the model", s.waits)
-        records = forecast_records(s.forecaster.model_id, windows, forecasts, time.time_ns())
+        scored = await until_done(lambda: s.batcher.submit(windows), "the model", s.waits)
+        # under `latest` a window superseded by a newer one of its book was not scored: it gets no
+        # forecast, and its record's offset is committed with the batch all the same
+        records = forecast_records(s.forecaster.model_id, scored.windows, scored.forecasts, time.time_ns())
         loop = asyncio.get_running_loop()
         await until_done(lambda: loop.run_in_executor(s.io, s.sink.write, records), "redis", s.waits)
         return records

@@ -5,7 +5,8 @@ Keys (the public contract):
 - `mt:hist:{venue}:{symbol}` stream: every forecast, trimmed with `MAXLEN ~`.
 - `mt:alerts` stream: forecasts whose anomaly score passed the threshold, with `reason`.
 - `mt:forecasts` pub/sub channel: each forecast as it is written, as JSON.
-- `mt:meta` hash: model name and version, schema version, worker heartbeats.
+- `mt:meta` hash: model name and version, schema version, worker heartbeats, the windows each
+  worker skipped because the model fell behind (`overload = "latest"`, streams/batcher.py).
 
 Idempotence: a forecast is ordered by `window`, its book's count of event tokens at the
 window's end, which a replay after a crash reproduces exactly (venue sequence numbers do
@@ -97,5 +98,10 @@ class RedisSink:
     def set_meta(self, model: str, schema: int) -> None:
         self.redis.hset(META, mapping={"model": model, "schema": str(schema)})
 
-    def heartbeat(self, worker_id: str) -> None:
-        self.redis.hset(META, f"heartbeat:{worker_id}", str(time.time_ns()))
+    def heartbeat(self, worker_id: str, skipped: int | None = None) -> None:
+        """The worker's heartbeat and, given, the windows its batcher skipped since it started: one
+        HSET of absolute values, so a heartbeat repeated after an outage counts nothing twice."""
+        fields = {f"heartbeat:{worker_id}": str(time.time_ns())}
+        if skipped is not None:
+            fields[f"skipped:{worker_id}"] = str(skipped)
+        self.redis.hset(META, mapping=fields)

@@ -118,6 +118,19 @@ def test_a_bad_environment_value_names_the_variable(tmp_path):
         Settings.load({}, environ={"MT_HOME": str(tmp_path), "MT_SNAPSHOT_EVERY": "often"})
 
 
+def test_the_overload_policy_from_flag_environment_or_file_every_by_default(tmp_path):
+    env = {"MT_HOME": str(tmp_path)}
+    assert Settings.load(parse("worker"), environ=env).overload == "every"
+    assert Settings.load(parse("worker", "--overload", "latest"), environ=env).overload == "latest"
+    assert Settings.load(parse("worker"), environ={**env, "MT_OVERLOAD": "latest"}).overload == "latest"
+    config = write_config(tmp_path / "c.toml", 'overload = "latest"\n')
+    assert Settings.load({"config": config}, environ=env).overload == "latest"
+    with pytest.raises(ValueError, match="overload 'newest'"):
+        Settings.load({}, environ={**env, "MT_OVERLOAD": "newest"})
+    with pytest.raises(SystemExit):  # argparse: not one of the choices
+        parse("worker", "--overload", "newest")
+
+
 # ---- --model
 
 

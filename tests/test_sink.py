@@ -100,3 +100,18 @@ def test_watch_alerts_yields_alerts_written_after_the_call(r, infra):
         time.sleep(0.12)
     t.join(timeout=10)
     assert [a["seq"] for a in got] == [9, 10]
+
+
+def test_meta_holds_the_model_the_heartbeats_and_each_workers_skipped_windows(r):
+    sink = RedisSink(r)
+    sink.set_meta("orderflow-gpt:3000", 2)
+    sink.heartbeat("w1", skipped=0)
+    sink.heartbeat("w2", skipped=17)
+    sink.heartbeat("w2", skipped=17)  # repeated (a retry after an outage): an absolute count, not added twice
+    sink.heartbeat("w3")  # a worker that does not report it: no field, rather than a false 0
+    meta = {k.decode(): v.decode() for k, v in r.hgetall("mt:meta").items()}
+    assert {k: v for k, v in meta.items() if not k.startswith("heartbeat:")} == {
+        "model": "orderflow-gpt:3000", "schema": "2", "skipped:w1": "0", "skipped:w2": "17",
+    }  # fmt: skip
+    assert sorted(k for k in meta if k.startswith("heartbeat:")) == ["heartbeat:w1", "heartbeat:w2", "heartbeat:w3"]
+    assert all(int(meta[f"heartbeat:{w}"]) > 1_700_000_000_000_000_000 for w in ("w1", "w2", "w3"))

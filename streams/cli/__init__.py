@@ -12,6 +12,7 @@ from typing import TextIO
 from orderbook.errors import FeedError
 from orderbook.rebuild import RebuildStats, rebuild
 from orderbook.venues import FEEDS, feed_class
+from streams.batcher import OVERLOAD_POLICIES
 from streams.config import MODEL_HELP
 
 log = logging.getLogger("megatrading")
@@ -163,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--model", help=f"{MODEL_HELP} (env MT_MODEL)")
     w.add_argument("--device", help="auto|cpu|cuda (env MT_DEVICE)")
     w.add_argument("--worker-id", help="name in heartbeats (env MT_WORKER_ID, default host-pid)")
+    w.add_argument("--overload", choices=OVERLOAD_POLICIES,
+                   help="when the model falls behind: score every window (the lag grows) or only the newest "
+                        "per book, skipping the others (env MT_OVERLOAD, default every)")  # fmt: skip
     w.set_defaults(run=cmd_worker)
 
     r = sub.add_parser("replay", help="publish a recorded file to md.raw.<venue>, keyed by symbol")
