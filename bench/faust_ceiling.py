@@ -10,17 +10,19 @@ BTCUSDTPERP / ETHUSDTPERP: spot and USD-M share their symbols), to two 4-partiti
 - `bench.ceiling.frames`: the same messages through `orderbook.frames.framed` with the default
   `Framer` (64 messages or 1 ms of capture time per key), as `replay` writes them.
 
-Each topic is then drained four ways, one after the other, each consumer a process of its own in a
+Each topic is then drained three ways, one after the other, each consumer a process of its own in a
 fresh consumer group, with the machine otherwise idle:
-- a Faust app whose one agent does nothing but count: `stream.take_events(take, within)` (the
-  worker's 2000 / 0.01 s by default), raw key and value serializers, memory store, the worker's
-  consumer settings (`streams.app.create_app`: no web server, `stream_wait_empty=False`, its buffer
-  and fetch sizes) and its subscription with `acks=False` (the worker commits through its
-  transactions; a no-op has none);
+- a Faust app whose one agent does nothing but count: `stream.take_events(take, within)` (2000 /
+  0.01 s by default, what the worker's agent took before it took whole fetches), raw key and value
+  serializers, memory store, the worker's consumer settings (`streams.app.faust_app`: no web server,
+  `stream_wait_empty=False`, its buffer and fetch sizes) and its subscription with `acks=False` (the
+  worker commits through its transactions; a no-op has none);
+- the same app with the worker's delivery instead of an agent (`streams/delivery.py`: Faust's
+  consumer hands each partition's fetched records to a coroutine, here one that counts);
 - a bare aiokafka loop: `AIOKafkaConsumer.getmany(max_records=take, timeout_ms=50)` with the
   consumer settings Faust's aiokafka driver passes (fetch_max_wait_ms 1500, the same partition fetch
   size, session timeout, auto offset reset earliest), no commits either.
-Both count records and messages: every record goes through `orderbook.frames.messages_of`, so the
+All three count records and messages: every record goes through `orderbook.frames.messages_of`, so the
 frame split is paid by every consumer (for a plain record it is the magic check); a message
 count equal to N says that every message arrived.
 
@@ -342,8 +344,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "captures hold)")  # fmt: skip
     p.add_argument("--take", type=int, default=settings.take_max, help="records per batch: the agent's take_events "
                    f"and the loop's getmany max_records (default: the worker's {settings.take_max})")  # fmt: skip
-    p.add_argument("--within", type=float, default=settings.take_within, help="take_events' within, s (default: "
-                   f"the worker's {settings.take_within})")  # fmt: skip
+    p.add_argument("--within", type=float, default=0.01, help="the agent's take_events within, s (default: 0.01, "
+                   "what the worker's agent used before it took whole fetches)")  # fmt: skip
     p.add_argument("--faust-acks", action="store_true", help="subscribe with Faust's acks on (its default: every "
                    "event acknowledged, offsets committed by its timer), not the worker's acks=False")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="smoke run: 5,000 messages")

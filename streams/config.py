@@ -132,8 +132,7 @@ class Settings:
     model: str = field(default_factory=default_model)
     device: str = "auto"
     window: WindowConfig = field(default_factory=WindowConfig)
-    take_max: int = 2000  # records per agent batch
-    take_within: float = 0.01  # seconds an agent waits to fill a batch: part of every latency
+    take_max: int = 2000  # records per fetch, and per batch a venue's partitions handle together
     max_batch: int = 256  # windows per model call
     max_wait: float = 0.005  # seconds the batcher waits to fill a model batch
     # when the model falls behind (streams/batcher.py): `every` window scored, the lag grows in Kafka;
@@ -141,7 +140,7 @@ class Settings:
     overload: str = "every"
     max_record_bytes: int = 4 * 1024 * 1024
     max_produce_bytes: int = 16 << 20  # the broker's message.max.bytes: a state snapshot must fit
-    buffer_records: int = 65536  # records Faust buffers per stream: the memory bound while an outage is waited out
+    buffer_records: int = 65536  # records fetched ahead per venue: the memory bound while an outage is waited out
     # a partition's state is snapshotted every N of its records or T seconds (the first reached), in the
     # transaction of the batch it ends: a restart replays at most that much (streams/snapshots.py)
     snapshot_every: int = 20000
