@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/model_bench.py
 	$(BIN)/python bench/overload_bench.py
 	$(BIN)/python bench/snapshot_bench.py
+	$(BIN)/python bench/memory_bench.py
 	$(BIN)/python bench/txn_bench.py
 	$(BIN)/python bench/recovery_bench.py
 

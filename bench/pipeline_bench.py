@@ -170,7 +170,7 @@ def timed_messages(captures: dict[str, list[Any]], n: int, tag: str) -> list[Tim
     return [(key, raw, ts) for ts, key, raw in (next(merged) for _ in range(min(n, per_copy * copies)))]
 
 
-def itch_messages(n: int, symbols: int, seed: int) -> list[Timed]:
+def simulated_itch(n: int, symbols: int, seed: int) -> list[Timed]:
     """The first `n` messages of a simulated ITCH 5.0 day over `symbols` stocks (model/sim, as
     `megatrading simulate --format itch` writes it), keyed by stock as `replay` keys them."""
     minutes = 10
@@ -762,7 +762,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def workload(args: argparse.Namespace, captures: dict[str, list[Any]]) -> Workload:
     if args.venue == "itch":
-        msgs = itch_messages(args.messages, args.itch_symbols, seed=7)
+        msgs = simulated_itch(args.messages, args.itch_symbols, seed=7)
     else:
         msgs = timed_messages(captures, args.messages, "T")
     recs, n = as_records(msgs, args.frames)
