@@ -18,7 +18,11 @@ DEMO_TRAIN := --preset base --batch 32 --seed 1
 # on two threads, and a one-thread run gives the same weights wherever it runs beside what.
 DEMO_THREADS := OMP_NUM_THREADS=1
 
-$(STAMP): pyproject.toml
+# The compiled hot path (orderbook/native, Rust): `pip install -e` builds it with cargo, in place, so
+# the venv is rebuilt when its sources change too.
+NATIVE_SRC := orderbook/native/Cargo.toml $(wildcard orderbook/native/Cargo.lock orderbook/native/src/*.rs)
+
+$(STAMP): pyproject.toml $(NATIVE_SRC)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
@@ -36,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python -c "import order_book" 2>/dev/null || $(BIN)/python -m pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/book_bench.py
 	$(BIN)/python bench/feed_bench.py
+	$(BIN)/python bench/windows_bench.py
 	$(BIN)/python bench/sim_bench.py
 	$(BIN)/python bench/pipeline_bench.py
 	$(BIN)/python bench/pipeline_bench.py --venue itch
@@ -79,4 +84,4 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache orderbook/native/target orderbook/native/_core*.so

@@ -14,6 +14,10 @@ Books, side by side in one run (passes interleaved, median of --passes; order-bo
   SortedDict int  the same code on int ticks: shows what Decimal costs, apart from the structure
   order-book      bmoscon's C extension (PyPI order-book), Decimal keys; it has no order-level
                   book, so for L3 it gets the level totals our L3 stream produces
+  native          orderbook.native.L2Book / L3Book (Rust): the whole stream as numpy arrays in one
+                  call, the best bid + ask read inside it after every 10th event (`marks`), the
+                  reads returned as one array; arrays (and int ids for Coinbase's UUIDs) built
+                  before timing, as the references' Decimals are
 Nothing here asserts a time: it prints a table, and the books are compared at the end.
 """
 
@@ -35,6 +39,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sortedcontainers import SortedDict, SortedList
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,6 +48,7 @@ sys.path[:0] = [str(REPO), str(REPO / "bench")]  # a plain script: the working t
 from columns import print_columns  # noqa: E402
 from reference_books import SortedDictL2, SortedDictL3, run_l2, run_l3  # noqa: E402
 
+from orderbook import native  # noqa: E402
 from orderbook.book import L2Book, L3Book  # noqa: E402
 from orderbook.events import Event, Kind, Side  # noqa: E402
 from orderbook.numbers import parse_fixed  # noqa: E402
@@ -64,6 +70,7 @@ L2_REMOVE = 0.25  # an update at a live level empties it with this probability
 L2_REOPEN = 0.20  # an update re-opens a recently emptied price: 0.8 * 0.25 = 0.2 keeps the depth steady
 L3_MIX = ((Kind.ADD, 0.40), (Kind.DELETE, 0.35), (Kind.CANCEL, 0.15), (Kind.EXECUTE, 0.10))
 L3_REOPEN = 0.20  # an add lands on a recently emptied price (quote flicker)
+NATIVE_GOAL = 10  # issue 12: the native books at least 10x the SortedDict reference
 BMOSCON = {"l2_sorteddict": 1.6e6, "l3_sorteddict": 1.1e6, "l2_orderbook": 64e3, "l3_orderbook": 140e3}
 
 Level = tuple[int, int]
@@ -323,6 +330,43 @@ def run_ours_l3_direct(book: L3Book, batches: Sequence[Sequence[L3Op]]) -> None:
         best_ask()
 
 
+def read_marks(n: int) -> np.ndarray:
+    """After which events the native book reads its touch: every READ_EVERY-th, as the others do."""
+    return np.arange(READ_EVERY, n + 1, READ_EVERY, dtype=np.int64)
+
+
+def l2_arrays(stream: Sequence[L2Set]) -> tuple[np.ndarray, ...]:
+    sides, prices, sizes = zip(*stream, strict=True)
+    return np.array(sides, np.int8), np.array(prices, np.int64), np.array(sizes, np.int64)
+
+
+def seeded_native_l2(levels: dict[Side, list[Level]]) -> Any:
+    book = native.L2Book(VENUE, SYMBOL)
+    book.apply_levels(*l2_arrays([(side, p, q) for side, lv in levels.items() for p, q in lv]))
+    return book
+
+
+def run_native_l2(book: Any, columns: tuple[np.ndarray, ...]) -> None:
+    book.apply_levels(*columns, read_marks(len(columns[0])))
+
+
+def l3_arrays(ops: Sequence[L3Op], ids: dict[str, int]) -> tuple[np.ndarray, ...]:
+    """The ops as the native L3 book's columns; UUIDs as ints (the book keys orders by integer id)."""
+    kinds, oids, sides, prices, sizes = zip(*ops, strict=True)
+    return (
+        np.array(kinds, np.int8),
+        np.array([ids.setdefault(o, len(ids) + 1) for o in oids], np.uint64),
+        np.array(sides, np.int8),
+        np.array(prices, np.int64),
+        np.array(sizes, np.int64),
+        np.zeros(len(ops), np.uint64),
+    )
+
+
+def run_native_l3(book: Any, columns: tuple[np.ndarray, ...]) -> None:
+    book.apply(*columns, read_marks(len(columns[0])))
+
+
 def run_orderbook(ob: Any, batches: Sequence[Sequence[tuple[int, Decimal, Decimal]]]) -> None:
     """order-book: a level set; size 0 deletes (it would keep a zero level otherwise, as cryptofeed knows)."""
     sides = {int(Side.BID): ob.bids, int(Side.ASK): ob.asks}
@@ -441,6 +485,8 @@ def bench_l2(
         cs["order-book 0.6.1 (C)"] = contestant(
             lambda: seeded_orderbook(levels), run_orderbook, batched(decimal_l2(stream)), peer_passes
         )
+    if native.available():
+        cs["native"] = contestant(lambda: seeded_native_l2(levels), run_native_l2, l2_arrays(stream))
     time_all(list(cs.values()), len(stream), passes)
     ours = cs["ours set_level"].last
     others = reference_finals(cs)
@@ -459,6 +505,9 @@ def reference_finals(cs: dict[str, Contestant]) -> dict[str, tuple[dict, dict, b
     if "order-book 0.6.1 (C)" in cs:
         ob = cs["order-book 0.6.1 (C)"].last
         others["order-book"] = (dict(ob.bids.to_dict()), dict(ob.asks.to_dict()), True)
+    if "native" in cs:
+        book = cs["native"].last.to_dict()
+        others["native"] = (book["bids"], book["asks"], False)
     return others
 
 
@@ -481,6 +530,17 @@ def bench_l3(
         cs["order-book 0.6.1 (C)"] = contestant(
             lambda: seeded_orderbook(seed_totals), run_orderbook, batched(decimal_l2(totals)), peer_passes
         )
+    if native.available():
+        ids: dict[str, int] = {}
+        seed_ops = [(Kind.ADD, oid, side, p, q) for oid, side, p, q in resting]
+        seed_columns, columns = l3_arrays(seed_ops, ids), l3_arrays(ops, ids)
+
+        def seeded_native_l3() -> Any:
+            book = native.L3Book(VENUE, SYMBOL)
+            book.apply(*seed_columns)
+            return book
+
+        cs["native"] = contestant(seeded_native_l3, run_native_l3, columns)
     time_all(list(cs.values()), len(ops), passes)
     ours = cs["ours add/reduce/delete"].last
     others = reference_finals(cs)
@@ -510,6 +570,7 @@ def print_table(l2: dict[str, Contestant], l3: dict[str, Contestant]) -> None:
         "SortedDict+Decimal (reference)": ("SortedDict+Decimal (ref)",) * 2,
         "SortedDict+int (diagnostic)": ("SortedDict+int",) * 2,
         "order-book 0.6.1 (C; L3 as level totals)": ("order-book 0.6.1 (C)",) * 2,
+        "native (Rust; one call, arrays in, reads out)": ("native",) * 2,
     }
     rows = []
     for label, (k2, k3) in names.items():
@@ -526,6 +587,15 @@ def verdict(l2: dict[str, Contestant], l3: dict[str, Contestant]) -> None:
         f"\n2x the SortedDict reference through apply(Event): {'yes' if ok else 'no'} "
         f"(L2 {rate(o2)}/s = {o2 / ref2:.2f}x of {rate(ref2)}/s; L3 {rate(o3)}/s = {o3 / ref3:.2f}x of {rate(ref3)}/s)"
     )
+    n2, n3 = median(l2.get("native")), median(l3.get("native"))
+    if n2 is None or n3 is None:
+        print(f"native books: not measured ({native.describe()})")
+    else:
+        ok = n2 >= NATIVE_GOAL * ref2 and n3 >= NATIVE_GOAL * ref3
+        print(
+            f"native >= {NATIVE_GOAL}x the SortedDict reference: {'yes' if ok else 'no'} "
+            f"(L2 {rate(n2)}/s = {n2 / ref2:.1f}x; L3 {rate(n3)}/s = {n3 / ref3:.1f}x)"
+        )
     print(
         "bmoscon's published figures on this machine class: SortedDict ref "
         f"{rate(BMOSCON['l2_sorteddict'])} L2, {rate(BMOSCON['l3_sorteddict'])} L3; order-book 0.6.1 "

@@ -3,13 +3,19 @@
 (a) Binance: every message of the real captures in ../shared/data/binance-hftbacktest, read
     into memory first (BinanceFeed.read_capture), then timed through BinanceFeed.on_message
     only, one fresh feed per capture. Level updates = the [price, qty] rows of the diffs and
-    the REST snapshot handed to the feed (counted from the JSON before timing).
+    the REST snapshot handed to the feed (counted from the JSON before timing). The native
+    feed (orderbook.native, Rust) takes each capture's raw messages in one on_messages call,
+    JSON parsing included; its books are checked against the reference's.
 (b) ITCH: a large seeded ITCH 5.0 stream generated here (framed, written to a temporary
     `12302019.NASDAQ_ITCH50`), read back with ItchFeed.read_capture and timed through
     ItchFeed.on_message, beside itch-book's C++ parse + apply of the same bytes: its Session
     fed the whole file from memory with no table (what `itch2parquet verify` times), and its
     public Feed(path).batches(("bbo",)) with its reader thread. The books are cross-checked
     (live orders at the end).
+    The native ITCH feed (orderbook.native, Rust) decodes + applies the same bytes: the whole
+    buffer in one `decode_apply` call beside Session.feed of the whole buffer, and the buffer in
+    ~64 KiB pieces cut at frame boundaries (as a streaming consumer gets it) beside Session.feed
+    of the same pieces. Its events come back as numpy rows; its books are cross-checked too.
 (c) Where the time goes: a cProfile pass of each of our paths, top functions by own time.
 Median of --passes; nothing asserts a time.
 """
@@ -33,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sortedcontainers import SortedDict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,6 +47,7 @@ sys.path.insert(0, str(REPO))  # a plain script: the working tree, installed or 
 
 from columns import print_columns  # noqa: E402
 
+from orderbook import native  # noqa: E402
 from orderbook.errors import FeedError  # noqa: E402
 from orderbook.venues.base import Record  # noqa: E402
 from orderbook.venues.binance import BinanceFeed  # noqa: E402
@@ -56,6 +64,8 @@ BINANCE = "binance-hftbacktest"
 ITCH_FILE = "12302019.NASDAQ_ITCH50"  # itch-book reads the session date from a NASDAQ day-file name
 ITCH_PUBLISHED = "itch-book's published figures: 17.3M msg/s C++ parse+apply, 10.6M msg/s through its Python package"
 GOAL_LEVELS, GOAL_ITCH = 1_000_000, 500_000
+NATIVE_GOAL_LEVELS, NATIVE_GOAL_ITCH = 5_000_000, 0.5  # issue 12: level updates/s; a share of itch-book's rate
+CHUNK = 1 << 16  # bytes per piece in the chunked ITCH rows
 
 
 @dataclass
@@ -65,6 +75,7 @@ class Row:
     rates: list[float] = field(default_factory=list)  # messages/s per pass
     levels: int = 0  # level updates in the input (Binance)
     note: str = ""
+    versus: Row | None = None  # the row its "/ itch-book" ratio is taken against
 
     @property
     def rate(self) -> float:
@@ -112,11 +123,47 @@ def bench_binance(folder: Path, passes: int, limit: int | None) -> tuple[list[Ro
             row.rates.append(len(records) / seconds)
         applied = sum(s.applied for s in feed.stats.values())
         row.note = f"{errors} errors, {applied:,} diffs applied"
-        rows.append((row, records))
-    total = Row("binance, all three captures", sum(r.messages for r, _ in rows), levels=sum(r.levels for r, _ in rows))
-    # a pass over the three is the sum of its parts: its rate from the per-capture medians
-    total.rates = [total.messages / sum(r.messages / r.rate for r, _ in rows)]
-    return [r for r, _ in rows] + [total], [records for _, records in rows]
+        rows.append((row, records, feed))
+    # "three": tests/test_bench_smoke.py looks for this label (the folder holds six captures now)
+    total = Row(
+        "binance, all three captures", sum(r.messages for r, *_ in rows), levels=sum(r.levels for r, *_ in rows)
+    )
+    # a pass over the captures is the sum of its parts: its rate from the per-capture medians
+    total.rates = [total.messages / sum(r.messages / r.rate for r, *_ in rows)]
+    out = [r for r, *_ in rows] + [total]
+    if native.available():
+        out.append(bench_native_binance([(records, feed) for _, records, feed in rows], total, passes))
+    return out, [records for _, records, _ in rows]
+
+
+def bench_native_binance(captures: list[tuple[list[Record], BinanceFeed]], total: Row, passes: int) -> Row:
+    """The native feed over each capture in one call (raw bytes and receive times prepared before
+    timing, as the reference's records are), one fresh feed per capture; its books must end as
+    the reference's."""
+    inputs = [([r.raw for r in records], np.array([r.recv_ts for r in records], np.int64)) for records, _ in captures]
+    row = Row(f"binance native on_messages (Rust, JSON included), all {len(captures)}", total.messages)
+    row.levels = total.levels
+    for _ in range(passes):
+        seconds = 0.0
+        feeds = []
+        for raws, recv in inputs:
+            spent, feed = timed(lambda raws=raws, recv=recv: native_binance(raws, recv))
+            seconds += spent
+            feeds.append(feed)
+        row.rates.append(total.messages / seconds)
+    for (_, reference), feed in zip(captures, feeds, strict=True):
+        if feed.book_symbols() != list(reference.books) or any(
+            feed.book_dict(s) != b.to_dict() for s, b in reference.books.items()
+        ):
+            sys.exit("feed_bench: the native Binance books and the reference's disagree after the same messages")
+    row.note = f"{row.rate / total.rate:.1f}x ours; books equal to ours"
+    return row
+
+
+def native_binance(raws: list[bytes], recv: np.ndarray) -> native.BinanceFeed:
+    feed = native.BinanceFeed()
+    feed.on_messages(raws, recv)
+    return feed
 
 
 # ---------------------------------------------------------------- (b) a large ITCH stream
@@ -286,6 +333,35 @@ def itch_book_session(data: bytes) -> dict[str, Any]:
     return session.stats()
 
 
+def itch_book_pieces(pieces: Sequence[bytes]) -> dict[str, Any]:
+    session = ItchSession(tables=[], depth=0, symbols=[])
+    for piece in pieces:
+        session.feed(piece)
+    return session.stats()
+
+
+def frame_pieces(data: bytes, size: int = CHUNK) -> list[bytes]:
+    """The framed buffer in pieces of about `size` bytes, each ending at a frame boundary."""
+    pieces, start, pos = [], 0, 0
+    while pos < len(data):
+        pos += 2 + int.from_bytes(data[pos : pos + 2], "big")
+        if pos - start >= size or pos >= len(data):
+            pieces.append(data[start:pos])
+            start = pos
+    return pieces
+
+
+def native_itch(pieces: Sequence[bytes]) -> tuple[native.ItchFeed, int, int]:
+    """The native feed over the pieces: (feed, events, rejects)."""
+    feed = native.ItchFeed()
+    events = rejects = 0
+    for piece in pieces:
+        batch = feed.decode_apply(piece)
+        events += len(batch.events)
+        rejects += len(batch.rejects["msg"])
+    return feed, events, rejects
+
+
 def itch_book_batches(path: Path) -> int:
     """itch-book's public API end to end: reader thread, parse, apply, bbo columns."""
     feed = itch_book.Feed(str(path))
@@ -324,7 +400,39 @@ def bench_itch(n: int, passes: int, seed: int, workdir: Path) -> tuple[list[Row]
         session.note = f"{stats['live_orders']:,} live orders: {agree}; missing refs {stats['missing_ref']}"
         batches.note = f"{bbo_rows:,} bbo rows"
         rows += [session, batches]
+    if native.available():
+        rows += bench_native_itch(data, records, feed, passes, session if ItchSession is not None else None)
     return rows, records
+
+
+def bench_native_itch(
+    data: bytes, records: Sequence[Record], reference: ItchFeed, passes: int, session: Row | None
+) -> list[Row]:
+    """The native feed on the same bytes, whole and in pieces; itch-book's Session on the same pieces."""
+    pieces = frame_pieces(data)
+    whole = Row("itch native decode_apply (Rust, whole buffer)", len(records), versus=session)
+    chunked = Row(f"itch native decode_apply, {len(pieces):,} pieces of ~64 KiB", len(records))
+    rows = [whole, chunked]
+    if session is not None:
+        peer = Row("itch-book Session.feed, the same pieces", len(records))
+        chunked.versus = peer
+        rows.append(peer)
+    for _ in range(passes):
+        for row, run in ((whole, [data]), (chunked, pieces)):
+            seconds, (feed, events, rejects) = timed(lambda run=run: native_itch(run))
+            row.rates.append(len(records) / seconds)
+            row.note = f"{events:,} events, {rejects} rejects"
+        if session is not None:
+            seconds, stats = timed(lambda: itch_book_pieces(pieces))
+            peer.rates.append(stats["messages"] / seconds)
+    # a speed figure for different work means nothing: the native books must be the reference's
+    if sorted(feed.book_symbols()) != sorted(reference.books) or any(
+        feed.book_dict(s) != b.to_dict() for s, b in reference.books.items()
+    ):
+        sys.exit("feed_bench: the native ITCH books and the reference's disagree after the same messages")
+    live = sum(len(feed.orders(s) or {}) for s in feed.book_symbols())
+    whole.note += f"; {live:,} live orders, books equal to ours"
+    return rows
 
 
 # ---------------------------------------------------------------- (c) where the time goes
@@ -347,14 +455,35 @@ def profile(label: str, run: Callable[[], Any], top: int = 10) -> None:
 # ---------------------------------------------------------------- output and main
 
 
-def print_table(rows: list[Row], itch_ref: float | None) -> None:
+def print_table(rows: list[Row]) -> None:
     head = ("workload", "messages", "messages/s", "level updates/s", "ours / itch-book", "notes")
     body = []
     for r in rows:
         lvl = f"{r.levels * r.rate / r.messages / 1e6:.3f}M" if r.levels else "-"
-        vs = f"{r.rate / itch_ref:.4f}x" if itch_ref and "(ours)" in r.what else "-"
+        vs = f"{r.rate / r.versus.rate:.4f}x" if r.versus is not None else "-"
         body.append((r.what, f"{r.messages:,}", f"{r.rate / 1e3:,.1f}k", lvl, vs, r.note))
     print_columns(head, body, left=(0, 5))
+
+
+def print_native_goals(rows: list[Row]) -> None:
+    if not native.available():
+        print(f"native: not measured ({native.describe()})")
+        return
+    for r in rows:
+        if r.what.startswith("binance native"):
+            levels = r.levels * r.rate / r.messages
+            print(
+                f"native Binance decode+apply >= {NATIVE_GOAL_LEVELS / 1e6:.0f}M level updates/s: "
+                f"{'yes' if levels >= NATIVE_GOAL_LEVELS else 'no'} ({levels / 1e6:.2f}M)"
+            )
+    versus = [r for r in rows if r.what.startswith("itch native") and r.versus is not None]
+    ratios = [r.rate / r.versus.rate for r in versus]  # type: ignore[union-attr]
+    if ratios:
+        print(
+            f"native ITCH >= {NATIVE_GOAL_ITCH}x itch-book's Session on the same bytes: "
+            f"{'yes' if min(ratios) >= NATIVE_GOAL_ITCH else 'no'} (whole buffer {ratios[0]:.2f}x"
+            + (f", ~64 KiB pieces {ratios[1]:.2f}x)" if len(ratios) > 1 else ")")
+        )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -386,15 +515,18 @@ def main(argv: list[str] | None = None) -> None:
         itch_rows, itch_records = bench_itch(args.itch_messages, args.passes, args.seed, Path(tmp))
     print(f"median of {args.passes} passes; python {sys.version.split()[0]}; {ITCH_PUBLISHED}\n")
     rows += itch_rows
-    ref = next((r.rate for r in itch_rows if r.what.startswith("itch-book Session")), None)
-    print_table(rows, ref)
-    binance, itch = rows[len(rows) - len(itch_rows) - 1], itch_rows[0]
+    session = next((r for r in itch_rows if r.what.startswith("itch-book Session")), None)
+    itch_rows[0].versus = session
+    print_table(rows)
+    binance = next(r for r in rows if r.what.startswith("binance, all"))
+    itch = itch_rows[0]
     lvl_rate = binance.levels * binance.rate / binance.messages
     print(
         f"\ngoals: Binance decode+apply >= 1M level updates/s: {'yes' if lvl_rate >= GOAL_LEVELS else 'no'} "
         f"({lvl_rate / 1e6:.3f}M); ITCH >= 500k messages/s: {'yes' if itch.rate >= GOAL_ITCH else 'no'} "
         f"({itch.rate / 1e3:.1f}k)"
     )
+    print_native_goals(rows)
     if not args.no_profile:
         # one capture and a prefix of the ITCH stream: cProfile triples the run time
         profile(

@@ -1,0 +1,260 @@
+"""The compiled hot path: books and venue decoders in Rust (`orderbook/native/src`), behind this face.
+
+The pure-Python books and feeds (`orderbook/book.py`, `orderbook/venues/`) stay the readable
+reference; this path equals them event for event (tests/test_native_*.py). It works on batches,
+because a Python call per event costs more than the work itself: arrays or a buffer in, arrays out.
+
+    from orderbook import native
+    native.enabled(), native.describe()          # which path runs, and why (for the logs)
+    book = native.L2Book("binance", "BTCUSDT")
+    tops = book.apply_levels(sides, prices, sizes, marks)   # int8/int64/int64 -> (len(marks), 4) int64
+    feed = native.ItchFeed()
+    batch = feed.decode_apply(framed)            # Batch: events (EVENT_ROW array), rejects, symbols
+    batch = native.BinanceFeed().on_messages(raw_messages, recv_ts)
+    batch.to_events(), batch.errors()            # the reference's Event objects and FeedErrors
+
+`MT_NATIVE=0` turns the native path off wherever a caller chooses by `enabled()`; the classes stay
+importable while built. `L2Book` / `L3Book` are the Rust classes themselves (their docstrings say
+what each method takes); the feeds are wrapped here so that a batch comes back as a `Batch`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import (
+    BookError,
+    CrossedBook,
+    DecodeError,
+    DuplicateOrder,
+    FeedError,
+    OutOfSync,
+    OversizedMessage,
+    SequenceGap,
+    UnknownMessageType,
+    UnknownOrder,
+    UnknownSymbol,
+)
+from ..events import Event, Kind, Side
+
+try:
+    from . import _core
+except ImportError as err:  # not built: the Python reference path runs, and `describe` says why
+    _core = None
+    _IMPORT_ERROR = f"{type(err).__name__}: {err}"
+else:
+    _IMPORT_ERROR = ""
+
+ENV = "MT_NATIVE"
+
+REASONS: tuple[type[FeedError], ...] = (
+    DecodeError,
+    UnknownMessageType,
+    OversizedMessage,
+    UnknownSymbol,
+    BookError,
+    UnknownOrder,
+    DuplicateOrder,
+    CrossedBook,
+    OutOfSync,
+    SequenceGap,
+)
+"""Reject reason code -> the FeedError class the reference raises (the order of errors.rs's Reason)."""
+
+EVENT_ROW = np.dtype(
+    {
+        "names": [
+            "kind",
+            "side",
+            "flags",
+            "symbol",
+            "ts",
+            "seq",
+            "price",
+            "size",
+            "order_id",
+            "new_order_id",
+            "recv_ts",
+            "msg",
+        ],
+        "formats": ["i1", "i1", "=i2", "=i4", "=i8", "=i8", "=i8", "=i8", "=u8", "=u8", "=i8", "=i4"],
+        "offsets": [0, 1, 2, 4, 8, 16, 24, 32, 40, 48, 56, 64],
+        "itemsize": 72,
+    }
+)
+"""One native event (batch.rs's row): `orderbook.events.Event`'s fields, `symbol` an index into the
+batch's symbol table (-1: none) and `msg` the index of the message in the batch that produced it."""
+
+
+def available() -> bool:
+    """The compiled module is built and imports."""
+    return _core is not None
+
+
+def enabled() -> bool:
+    """The native path is to be used: built, and not turned off with MT_NATIVE=0."""
+    return available() and os.environ.get(ENV, "1") != "0"
+
+
+def describe() -> str:
+    """One line for the logs: which path runs, and why."""
+    if not available():
+        return f"python reference path (orderbook.native._core is not built: {_IMPORT_ERROR})"
+    if not enabled():
+        return f"python reference path ({ENV}=0)"
+    return f"native path (Rust, orderbook.native._core {_core.__version__})"
+
+
+if _core is not None:
+    L2Book = _core.L2Book
+    L3Book = _core.L3Book
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What one native feed call did: the events it applied and the messages it refused."""
+
+    venue: str
+    events: np.ndarray  # EVENT_ROW records, in the order the reference returns them
+    rejects: dict[str, Any]  # columns msg, reason (REASONS index), symbol, seq (-1: None), ts, expected, got; text
+    symbols: Sequence[str]  # the feed's symbol table: `symbol` columns index it
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def symbol(self, index: int) -> str:
+        return self.symbols[index] if index >= 0 else ""
+
+    def to_events(self) -> list[Event]:
+        """The events as the reference's `Event` objects (slow: for tests and small batches)."""
+        return [_event(self, row) for row in self.events.tolist()]
+
+    def by_message(self, n: int) -> list[list[Event] | FeedError]:
+        """Message i of the batch -> the events it gave, or the error it was refused with."""
+        out: list[list[Event] | FeedError] = [[] for _ in range(n)]
+        for e, i in zip(self.to_events(), self.events["msg"].tolist(), strict=True):
+            out[i].append(e)  # type: ignore[union-attr]
+        for i, err in self.errors():
+            out[i] = err
+        return out
+
+    def errors(self) -> list[tuple[int, FeedError]]:
+        """(message index, the FeedError the reference raises for it), per refused message."""
+        r = self.rejects
+        columns = zip(
+            *(r[k].tolist() for k in ("msg", "reason", "symbol", "seq", "ts", "expected", "got")),
+            r["text"],
+            strict=True,
+        )
+        out = []
+        for msg, reason, symbol, seq, ts, expected, got, text in columns:
+            where = {"venue": self.venue, "symbol": self.symbol(symbol), "seq": None if seq < 0 else seq, "ts": ts}
+            cls = REASONS[reason]
+            if cls is SequenceGap:
+                err: FeedError = SequenceGap(text, expected=expected, got=got, **where)
+            else:
+                err = cls(text, **where)
+            out.append((msg, err))
+        return out
+
+
+def _event(batch: Batch, row: tuple) -> Event:
+    kind, side, flags, symbol, ts, seq, price, size, order_id, new_order_id, recv_ts, _ = row
+    return Event(
+        Kind(kind),
+        batch.venue,
+        batch.symbol(symbol),
+        ts,
+        seq,
+        Side(side),
+        price,
+        size,
+        order_id,
+        new_order_id,
+        flags,
+        recv_ts,
+    )
+
+
+class _Feed:
+    """A native feed's batches as `Batch`es, its symbol table kept in step."""
+
+    venue = ""
+
+    def __init__(self, core: Any) -> None:
+        self.core = core
+        self.symbols: list[str] = []
+
+    def _batch(self, result: tuple[np.ndarray, dict[str, Any]]) -> Batch:
+        rows, rejects = result
+        self.symbols += self.core.symbol_names(len(self.symbols))
+        return Batch(self.venue, rows.view(EVENT_ROW), rejects, self.symbols)
+
+    def book_dict(self, symbol: str) -> dict[str, dict[int, int]] | None:
+        """A symbol's book as `Book.to_dict()` gives it, None if the feed has no book for it."""
+        return self.core.book_dict(symbol)
+
+    def book_symbols(self) -> list[str]:
+        return self.core.book_symbols()
+
+
+class ItchFeed(_Feed):
+    """ITCH 5.0 decode + apply: `orderbook.venues.itch.ItchFeed` over batches."""
+
+    venue = "itch"
+
+    def __init__(self, symbols: set[str] | None = None, *, check_crossed: bool = True) -> None:
+        super().__init__(_core.ItchFeed(sorted(symbols) if symbols is not None else None, check_crossed))
+
+    def decode_apply(self, framed: bytes, recv_ts: int = 0) -> Batch:
+        """Every message of a framed buffer (the 2-byte length prefix of NASDAQ's day files)."""
+        return self._batch(self.core.decode_apply(framed, recv_ts))
+
+    def on_messages(self, messages: list[bytes], recv_ts: np.ndarray | None = None) -> Batch:
+        """Unframed messages (values of `md.raw.itch`), optional int64 receive times."""
+        return self._batch(self.core.on_messages(messages, recv_ts))
+
+    def orders(self, symbol: str) -> dict[int, tuple[int, int, int]] | None:
+        """A symbol's resting orders: {id: (side, price, size)}."""
+        return self.core.orders(symbol)
+
+    def queue(self, symbol: str, side: Side, price: int) -> list[tuple[int, int]]:
+        return self.core.queue(symbol, int(side), price)
+
+    @property
+    def locates(self) -> dict[int, str]:
+        return dict(self.core.locates())
+
+    @property
+    def messages(self) -> int:
+        return self.core.messages
+
+    @property
+    def system_event(self) -> str:
+        return self.core.system_event
+
+
+class BinanceFeed(_Feed):
+    """Binance depth decode + apply (JSON included): `orderbook.venues.binance.BinanceFeed` over batches."""
+
+    venue = "binance"
+
+    def __init__(self, symbols: set[str] | None = None, *, check_crossed: bool = True) -> None:
+        super().__init__(_core.BinanceFeed(sorted(symbols) if symbols is not None else None, check_crossed))
+
+    def on_messages(self, messages: list[bytes], recv_ts: np.ndarray | None = None) -> Batch:
+        """Raw messages (values of `md.raw.binance`), optional int64 receive times."""
+        return self._batch(self.core.on_messages(messages, recv_ts))
+
+    def sync(self, symbol: str) -> tuple[bool, int | None, int, int, int] | None:
+        """A symbol's BookSync: (live, last_seq, resyncs, snapshots, buffered diffs)."""
+        return self.core.sync(symbol)
+
+    def stats(self, symbol: str) -> dict[str, int] | None:
+        """A symbol's SyncStats counters (no `mismatches` list), None where the reference has none."""
+        return self.core.stats(symbol)

@@ -1,0 +1,228 @@
+//! What a feed batch gives back: the events it applied and the messages it refused, as
+//! columns (numpy arrays once handed to Python), and the symbol table the columns index.
+
+use numpy::{PyArray1, PyReadonlyArray1};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+use rustc_hash::FxHashMap;
+
+use crate::errors::{Fault, Reason};
+
+/// No symbol / no book.
+pub const NONE: u32 = u32::MAX;
+
+/// Symbols by id: ids are handed out once and never change, so an event's `symbol` column
+/// stays valid after a later message renames a book (ITCH placeholders).
+#[derive(Default)]
+pub struct Names {
+    list: Vec<String>,
+    ids: FxHashMap<String, u32>,
+}
+
+impl Names {
+    pub fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = self.list.len() as u32;
+        self.list.push(name.to_owned());
+        self.ids.insert(name.to_owned(), id);
+        id
+    }
+
+    pub fn id(&self, name: &str) -> Option<u32> {
+        self.ids.get(name).copied()
+    }
+
+    pub fn name(&self, id: u32) -> &str {
+        if id == NONE {
+            ""
+        } else {
+            &self.list[id as usize]
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn from(&self, start: usize) -> Vec<String> {
+        self.list.get(start..).map(<[String]>::to_vec).unwrap_or_default()
+    }
+}
+
+/// One event, the fields of `orderbook.events.Event` (venue aside, symbol by id).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ev {
+    pub kind: i8,
+    pub side: i8,
+    pub flags: i16,
+    pub ts: i64,
+    pub seq: i64,
+    pub price: i64,
+    pub size: i64,
+    pub order_id: u64,
+    pub new_order_id: u64,
+    pub recv_ts: i64,
+    pub symbol: u32,
+}
+
+/// Bytes per event row: the layout of `orderbook.native.EVENT_ROW` (native byte order).
+pub const ROW_BYTES: usize = 72;
+
+/// Events as flat rows (hftbacktest's event record, in numpy a structured array for free):
+/// one push per event instead of one per column, and one allocation per batch.
+#[derive(Default)]
+pub struct Events {
+    rows: Vec<u8>,
+}
+
+fn id_column(id: u32) -> i32 {
+    if id == NONE {
+        -1
+    } else {
+        id as i32
+    }
+}
+
+impl Events {
+    pub fn with_capacity(n: usize) -> Self {
+        Events { rows: Vec::with_capacity(n * ROW_BYTES) }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len() / ROW_BYTES
+    }
+
+    /// Append one event; `msg` is the index (in the batch) of the message that produced it.
+    #[inline]
+    pub fn push(&mut self, e: &Ev, msg: usize) {
+        let mut row = [0u8; ROW_BYTES];
+        row[0] = e.kind as u8;
+        row[1] = e.side as u8;
+        row[2..4].copy_from_slice(&e.flags.to_ne_bytes());
+        row[4..8].copy_from_slice(&id_column(e.symbol).to_ne_bytes());
+        row[8..16].copy_from_slice(&e.ts.to_ne_bytes());
+        row[16..24].copy_from_slice(&e.seq.to_ne_bytes());
+        row[24..32].copy_from_slice(&e.price.to_ne_bytes());
+        row[32..40].copy_from_slice(&e.size.to_ne_bytes());
+        row[40..48].copy_from_slice(&e.order_id.to_ne_bytes());
+        row[48..56].copy_from_slice(&e.new_order_id.to_ne_bytes());
+        row[56..64].copy_from_slice(&e.recv_ts.to_ne_bytes());
+        row[64..68].copy_from_slice(&(msg as i32).to_ne_bytes());
+        self.rows.extend_from_slice(&row);
+    }
+
+    /// Drop the events from `len` on (a message refused after some of its events were staged).
+    pub fn truncate(&mut self, len: usize) {
+        self.rows.truncate(len * ROW_BYTES);
+    }
+
+    /// The rows as a uint8 array; the Python face views it as `EVENT_ROW`.
+    pub fn into_py(self, py: Python<'_>) -> Bound<'_, PyArray1<u8>> {
+        PyArray1::from_vec(py, self.rows)
+    }
+}
+
+/// A refused message: the FeedError the reference would raise, and where.
+#[derive(Debug)]
+pub struct Refusal {
+    pub fault: Fault,
+    pub symbol: u32,
+    pub seq: Option<i64>,
+    pub ts: i64,
+    /// SequenceGap's expected and got
+    pub gap: (i64, i64),
+}
+
+impl Refusal {
+    pub fn new(reason: Reason, text: impl Into<String>, symbol: u32, seq: Option<i64>) -> Self {
+        Refusal { fault: Fault::new(reason, text), symbol, seq, ts: 0, gap: (0, 0) }
+    }
+
+    pub fn of(fault: Fault, symbol: u32, seq: Option<i64>) -> Self {
+        Refusal { fault, symbol, seq, ts: 0, gap: (0, 0) }
+    }
+}
+
+/// Refused messages as columns (`seq` -1: none), their texts beside.
+#[derive(Default)]
+pub struct Rejects {
+    msg: Vec<i32>,
+    reason: Vec<u8>,
+    symbol: Vec<i32>,
+    seq: Vec<i64>,
+    ts: Vec<i64>,
+    expected: Vec<i64>,
+    got: Vec<i64>,
+    text: Vec<String>,
+}
+
+impl Rejects {
+    pub fn push(&mut self, r: Refusal, msg: usize) {
+        self.msg.push(msg as i32);
+        self.reason.push(r.fault.reason as u8);
+        self.symbol.push(id_column(r.symbol));
+        self.seq.push(r.seq.unwrap_or(-1));
+        self.ts.push(r.ts);
+        self.expected.push(r.gap.0);
+        self.got.push(r.gap.1);
+        self.text.push(r.fault.text);
+    }
+
+    pub fn into_py(self, py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("msg", PyArray1::from_vec(py, self.msg))?;
+        d.set_item("reason", PyArray1::from_vec(py, self.reason))?;
+        d.set_item("symbol", PyArray1::from_vec(py, self.symbol))?;
+        d.set_item("seq", PyArray1::from_vec(py, self.seq))?;
+        d.set_item("ts", PyArray1::from_vec(py, self.ts))?;
+        d.set_item("expected", PyArray1::from_vec(py, self.expected))?;
+        d.set_item("got", PyArray1::from_vec(py, self.got))?;
+        d.set_item("text", self.text)?;
+        Ok(d)
+    }
+}
+
+/// A feed's batch result as Python sees it: (event rows as uint8, rejects as a dict of columns).
+pub fn batch_py<'py>(py: Python<'py>, events: Events, rejects: Rejects) -> PyResult<Batch<'py>> {
+    Ok((events.into_py(py), rejects.into_py(py)?))
+}
+
+pub type Batch<'py> = (Bound<'py, PyArray1<u8>>, Bound<'py, PyDict>);
+
+/// A venue feed that takes raw messages one at a time into a batch's events and rejects.
+pub trait MessageFeed: Send {
+    fn record(&mut self, raw: &[u8], recv_ts: i64, index: usize, events: &mut Events, rejects: &mut Rejects);
+}
+
+/// `on_messages` of every native feed: a list of bytes, with optional int64 receive times,
+/// through `feed` with the GIL released (the bytes stay referenced by the list meanwhile).
+pub fn on_messages<'py, F: MessageFeed>(
+    py: Python<'py>,
+    feed: &mut F,
+    messages: &Bound<'py, PyList>,
+    recv_ts: Option<PyReadonlyArray1<'py, i64>>,
+    events_per_message: usize,
+) -> PyResult<Batch<'py>> {
+    let held: Vec<Bound<'py, PyBytes>> =
+        messages.iter().map(|m| Ok(m.cast_into::<PyBytes>()?)).collect::<PyResult<_>>()?;
+    let raws: Vec<&[u8]> = held.iter().map(|b| b.as_bytes()).collect();
+    let recv = match &recv_ts {
+        None => vec![0; raws.len()],
+        Some(a) => a.as_slice()?.to_vec(),
+    };
+    if recv.len() != raws.len() {
+        return Err(PyValueError::new_err(format!("{} messages but {} receive times", raws.len(), recv.len())));
+    }
+    let (events, rejects) = py.detach(|| {
+        let mut events = Events::with_capacity(raws.len() * events_per_message);
+        let mut rejects = Rejects::default();
+        for (i, raw) in raws.iter().enumerate() {
+            feed.record(raw, recv[i], i, &mut events, &mut rejects);
+        }
+        (events, rejects)
+    });
+    batch_py(py, events, rejects)
+}

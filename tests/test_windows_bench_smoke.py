@@ -1,0 +1,41 @@
+"""bench/windows_bench.py --quick runs end to end on a real Binance capture and a simulated ITCH day:
+a table per venue with the four paths, every figure positive, the same number of windows on every
+path (the script exits non-zero otherwise). Times are not checked (bench/ prints figures)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orderbook import native
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.realdata
+
+PATHS = ("python push", "native push, py book", "native push, native book", "native batch")
+
+
+def test_windows_bench_quick_prints_every_path_for_both_venues(shared_data: Path) -> None:
+    if not native.available() or not hasattr(native._core, "WindowBuilder"):
+        pytest.skip(f"the native module is not built, or built without WindowBuilder: {native.describe()}")
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "windows_bench.py"), "--data", str(shared_data), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = done.stdout
+    assert done.returncode == 0, f"exited {done.returncode}:\n{out}\n{done.stderr}"
+    for venue in ("binance", "itch"):
+        head = re.search(rf"^{venue}: (\d+) symbols, ([\d,]+) messages, ([\d,]+) events, ([\d,]+) windows$", out, re.M)
+        assert head, f"no {venue} table:\n{out}"
+        assert all(int(x.replace(",", "")) > 0 for x in head.groups()), head.group(0)
+        table = out[head.end() :].split("\n\n")[0]
+        for path in PATHS:
+            row = re.search(rf"^{re.escape(path)} +([\d.]+) +([\d,]+) +([\d.]+) +([\d.]+)x$", table, re.M)
+            assert row, f"{venue}: no row {path!r}:\n{table}"
+            assert all(float(x.replace(",", "")) > 0 for x in row.groups()), row.group(0)
