@@ -147,6 +147,8 @@ class Counter:
         self.expect, self.out = expect_records, out
         self.records = self.messages = 0
         self.first: tuple[float, int, int] | None = None  # (time, records, messages) after the first batch
+        self.last = 0.0
+        self.longest_gap = 0.0  # the longest wait between two batches: a stall, not a rate
         self.written = False
 
     def batch(self, values: Iterable[bytes]) -> bool:
@@ -158,11 +160,15 @@ class Counter:
         now = time.perf_counter()
         if self.first is None:
             self.first = (now, self.records, self.messages)
+        else:
+            self.longest_gap = max(self.longest_gap, now - self.last)
+        self.last = now
         if self.records < self.expect or self.written:
             return False
         t0, r0, m0 = self.first
         result = {"records": self.records, "messages": self.messages, "timed_records": self.records - r0,
-                  "timed_messages": self.messages - m0, "seconds": now - t0}  # fmt: skip
+                  "timed_messages": self.messages - m0, "seconds": now - t0,
+                  "longest_gap": self.longest_gap}  # fmt: skip
         self.out.write_text(json.dumps(result))
         self.written = True
         return True
@@ -188,12 +194,12 @@ def run_faust(bootstrap: str, topic: str, group: str, expect: int, take: int, wi
     FaustWorker(app, loglevel="warning", quiet=True).execute_from_commandline()
 
 
-def run_faust_batches(bootstrap: str, topic: str, group: str, expect: int, out: Path) -> None:
-    """The worker's own delivery (streams/delivery.py): the same empty app, the topic handed to a
-    counting handler a fetch at a time instead of to an agent."""
+def run_faust_batches(bootstrap: str, topic: str, group: str, expect: int, take: int, out: Path) -> None:
+    """The worker's own delivery (streams/delivery.py): the same empty app (fetches of `take` records),
+    the topic handed to a counting handler a fetch at a time instead of to an agent."""
     from faust.worker import Worker as FaustWorker
 
-    settings = replace(Settings(), app_id=group, bootstrap=bootstrap, home=out.parent, web_port=None)
+    settings = replace(Settings(), app_id=group, bootstrap=bootstrap, home=out.parent, web_port=None, take_max=take)
     app = faust_app(settings)
     counter = Counter(expect, out)
 
@@ -239,6 +245,7 @@ class Result:
     timed_records: int
     timed_messages: int
     seconds: float
+    longest_gap: float  # s between two batches
 
     @property
     def records_per_s(self) -> float:
@@ -367,7 +374,7 @@ def child(args: argparse.Namespace) -> None:
         run_faust(args.bootstrap, args.topic, args.group, args.expect, args.take, args.within, args.out,
                   args.faust_acks)  # fmt: skip
     elif args.child == "faust-batches":
-        run_faust_batches(args.bootstrap, args.topic, args.group, args.expect, args.out)
+        run_faust_batches(args.bootstrap, args.topic, args.group, args.expect, args.take, args.out)
     else:
         asyncio.run(run_aiokafka(args.bootstrap, args.topic, args.group, args.expect, args.take, args.out))
 
@@ -407,7 +414,8 @@ def main(argv: list[str] | None = None) -> None:
                     timeout = 120 + len(msgs) / 500
                     r = measure(consumer, boot, topic, len(msgs), args.take, args.within, tmp, timeout, args.faust_acks)
                     print(f"  {consumer} on {topic}: {r.records_per_s:,.0f} records/s, {r.messages_per_s:,.0f} "
-                          f"messages/s ({r.records:,} records, {r.messages:,} messages)", flush=True)  # fmt: skip
+                          f"messages/s ({r.records:,} records, {r.messages:,} messages; longest pause between "
+                          f"batches {r.longest_gap * 1e3:,.0f} ms)", flush=True)  # fmt: skip
                     results.append(r)
         finally:
             servers.kafka.stop()
