@@ -202,6 +202,53 @@ class _Feed:
     def book_symbols(self) -> list[str]:
         return self.core.book_symbols()
 
+    # -- state (snapshots to `md.state`, pickle, copy) ------------------------------------------
+
+    STATE_VERSION = 1
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The whole feed as plain values (msgpack-able: int, bool, str, bytes, None, lists, dicts).
+
+        {"version": 1, "venue": "itch" | "binance", "symbols": the wrapper's symbol table (the one
+        its `Batch`es index), "core": the Rust feed's `__getstate__()`}. The core's state holds
+        every book (L3: each order with its id, level by level, each queue in time priority; L2:
+        the levels), the symbol table and its ids, the symbol filter and `check_crossed`; ITCH's
+        locate table, placeholders, message count (the next seq) and system event; Binance's
+        per-symbol sync (live, last update id, diffs buffered for a snapshot, pending book
+        tickers, SyncStats counters). Its own docstrings (`_core.ItchFeed.__getstate__`, ...)
+        give the layout. `feed.__setstate__(state)` on a fresh feed (or pickle / copy.deepcopy)
+        continues exactly where this one was: same later batches, same books.
+        """
+        return {
+            "version": self.STATE_VERSION,
+            "venue": self.venue,
+            "symbols": list(self.symbols),
+            "core": self.core.__getstate__(),
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Replace the feed with a `__getstate__` state; ValueError (feed unchanged) for another
+        version or venue, or a malformed state."""
+        if not isinstance(state, dict) or state.get("version") != self.STATE_VERSION:
+            version = state.get("version") if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"{type(self).__name__} state: version {version!r}, this build reads {self.STATE_VERSION}")
+        if state.get("venue") != self.venue:
+            raise ValueError(f"{type(self).__name__} state: of venue {state.get('venue')!r}, not {self.venue!r}")
+        symbols = state.get("symbols")
+        if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
+            raise ValueError(f"{type(self).__name__} state: 'symbols' is not a list of str")
+        core = self._core_class()()
+        core.__setstate__(state.get("core"))
+        # the wrapper's table is the core's as far as its batches went: never anything else
+        if core.symbol_names(0)[: len(symbols)] != symbols:
+            raise ValueError(f"{type(self).__name__} state: 'symbols' is not the start of the core's symbol table")
+        self.core = core
+        self.symbols = list(symbols)
+
+    @staticmethod
+    def _core_class() -> Any:
+        raise NotImplementedError
+
 
 class ItchFeed(_Feed):
     """ITCH 5.0 decode + apply: `orderbook.venues.itch.ItchFeed` over batches."""
@@ -210,6 +257,10 @@ class ItchFeed(_Feed):
 
     def __init__(self, symbols: set[str] | None = None, *, check_crossed: bool = True) -> None:
         super().__init__(_core.ItchFeed(sorted(symbols) if symbols is not None else None, check_crossed))
+
+    @staticmethod
+    def _core_class() -> Any:
+        return _core.ItchFeed
 
     def decode_apply(self, framed: bytes, recv_ts: int = 0) -> Batch:
         """Every message of a framed buffer (the 2-byte length prefix of NASDAQ's day files)."""
@@ -246,6 +297,10 @@ class BinanceFeed(_Feed):
 
     def __init__(self, symbols: set[str] | None = None, *, check_crossed: bool = True) -> None:
         super().__init__(_core.BinanceFeed(sorted(symbols) if symbols is not None else None, check_crossed))
+
+    @staticmethod
+    def _core_class() -> Any:
+        return _core.BinanceFeed
 
     def on_messages(self, messages: list[bytes], recv_ts: np.ndarray | None = None) -> Batch:
         """Raw messages (values of `md.raw.binance`), optional int64 receive times."""

@@ -47,6 +47,20 @@ impl Names {
         self.list.len()
     }
 
+    /// A table from its names by id (a state's): refused where a name repeats, since two ids
+    /// for one name would split its events between them.
+    pub fn from_list(list: Vec<String>) -> Result<Names, String> {
+        let mut names = Names::default();
+        for name in list {
+            let before = names.len();
+            names.intern(&name);
+            if names.len() == before {
+                return Err(format!("symbol {name:?} is in the symbol table twice"));
+            }
+        }
+        Ok(names)
+    }
+
     pub fn from(&self, start: usize) -> Vec<String> {
         self.list.get(start..).map(<[String]>::to_vec).unwrap_or_default()
     }

@@ -7,14 +7,15 @@ use std::collections::VecDeque;
 
 use numpy::PyReadonlyArray1;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyDict, PyList, PyTuple};
 use rustc_hash::FxHashSet;
 
 use crate::batch::{Batch, Ev, Events, MessageFeed, Names, Refusal, Rejects, NONE};
 use crate::book::{kind, ASK, BID, L2};
 use crate::errors::Reason;
-use crate::itch::{symbol_set, MAX_MESSAGE_BYTES};
+use crate::itch::{sorted, symbol_set, MAX_MESSAGE_BYTES};
 use crate::json::{Doc, Node, Tape};
+use crate::state::{self, State};
 
 const MS: i64 = 1_000_000;
 const MAX_PENDING_TICKERS: usize = 256;
@@ -720,6 +721,157 @@ fn catch_up_tickers(s: &mut Sym) {
     }
 }
 
+// ------------------------------------------------------------------------------------ state
+
+const STATE_KIND: &str = "BinanceFeed";
+
+impl Stats {
+    /// The counters in the order of `SyncStats` (and of `PyBinance::stats`).
+    fn counters(&self) -> [i64; 10] {
+        [
+            self.applied,
+            self.stale,
+            self.buffered,
+            self.gaps,
+            self.snapshots,
+            self.stale_snapshots,
+            self.tickers,
+            self.tickers_matched,
+            self.tickers_mismatched,
+            self.tickers_not_comparable,
+        ]
+    }
+
+    fn from_counters(c: [i64; 10]) -> Stats {
+        let [applied, stale, buffered, gaps, snapshots, stale_snapshots, tickers, tickers_matched, tickers_mismatched, tickers_not_comparable] =
+            c;
+        Stats {
+            applied,
+            stale,
+            buffered,
+            gaps,
+            snapshots,
+            stale_snapshots,
+            tickers,
+            tickers_matched,
+            tickers_mismatched,
+            tickers_not_comparable,
+        }
+    }
+}
+
+/// Buffered diffs as one flat int64 record each: first, last, prev (-1: none; a decoded pu is
+/// never negative), ts, recv_ts, the number of levels, then (side, price, size) per level.
+fn pack_diffs(buffer: &VecDeque<Diff>) -> Vec<i64> {
+    let mut out = Vec::new();
+    for d in buffer {
+        out.extend_from_slice(&[d.first, d.last, d.prev.unwrap_or(-1), d.ts, d.recv_ts, d.levels.len() as i64]);
+        out.extend(d.levels.iter().flat_map(|&(side, p, q)| [i64::from(side), p, q]));
+    }
+    out
+}
+
+/// The inverse of `pack_diffs`, checked as the decoder checks a diff: the book applies buffered
+/// levels without a check of its own, so a bad one here would be a panic later, not an error now.
+fn unpack_diffs(flat: &[i64], sym: u32) -> Result<VecDeque<Diff>, String> {
+    let mut buffer = VecDeque::new();
+    let mut rest = flat;
+    while !rest.is_empty() {
+        if rest.len() < 6 {
+            return Err("a buffered diff cut short".into());
+        }
+        let (head, tail) = rest.split_at(6);
+        let [first, last, prev, ts, recv_ts, n] = <[i64; 6]>::try_from(head).expect("6 values");
+        rest = tail;
+        let n = usize::try_from(n).ok().filter(|&n| n.checked_mul(3).is_some_and(|m| m <= rest.len()));
+        let n = n.ok_or("a buffered diff's level count is wrong")?;
+        if first < 0 || first > last || prev < -1 {
+            return Err(format!("a buffered diff of U {first}, u {last}, pu {prev}"));
+        }
+        let mut levels = Vec::with_capacity(n);
+        for row in rest[..3 * n].chunks_exact(3) {
+            let side = match row[0] {
+                1 => BID,
+                -1 => ASK,
+                other => return Err(format!("a buffered level of side {other}")),
+            };
+            if row[1] <= 0 || row[2] < 0 {
+                return Err(format!("a buffered level of price {} and size {}", row[1], row[2]));
+            }
+            levels.push((side, row[1], row[2]));
+        }
+        rest = &rest[3 * n..];
+        let prev = (prev >= 0).then_some(prev);
+        buffer.push_back(Diff { sym, first, last, prev, ts, recv_ts, levels });
+    }
+    Ok(buffer)
+}
+
+impl Binance {
+    /// Everything the feed keeps but its JSON scratch tape.
+    fn export<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = State::new(py, STATE_KIND)?;
+        s.set("check_crossed", self.check_crossed)?;
+        s.set("symbols", sorted(&self.symbols))?;
+        s.set("names", self.names.from(0))?;
+        let books = PyList::empty(py);
+        for &name in &self.order {
+            let sym = self.syms[name as usize].as_ref().expect("a symbol in `order` has a book");
+            let b = State::part(py, STATE_KIND);
+            b.set("symbol", name)?;
+            state::put_l2(&b, &sym.book)?;
+            b.set("live", sym.live)?;
+            b.set("last_seq", sym.last_seq)?;
+            b.set("first", sym.first)?;
+            b.set("resyncs", sym.resyncs)?;
+            b.set("snapshots", sym.sync_snapshots)?;
+            b.set("stats", sym.stats.as_ref().map(|st| st.counters().to_vec()))?;
+            let pending: Vec<i64> =
+                sym.pending.iter().flat_map(|t| [t.u, t.best[0], t.best[1], t.best[2], t.best[3]]).collect();
+            b.set_packed("pending", &pending)?;
+            b.set_packed("buffer", &pack_diffs(&sym.buffer))?;
+            books.append(b.dict)?;
+        }
+        s.set("books", books)?;
+        Ok(s.dict)
+    }
+
+    fn import(state: &Bound<'_, PyAny>) -> PyResult<Binance> {
+        let s = State::open(state, STATE_KIND)?;
+        let symbols: Option<Vec<String>> = s.get("symbols")?;
+        let mut feed = Binance::new(symbol_set(symbols), s.get("check_crossed")?);
+        feed.names = Names::from_list(s.get("names")?).map_err(|e| s.invalid(e))?;
+        feed.syms.resize_with(feed.names.len(), || None);
+        for b in s.parts("books")? {
+            let name: u32 = b.get("symbol")?;
+            let slot =
+                feed.syms.get_mut(name as usize).ok_or_else(|| s.invalid(format!("a book of symbol id {name}")))?;
+            if slot.is_some() {
+                return Err(s.invalid(format!("two books for symbol id {name}")));
+            }
+            let stats: Option<[i64; 10]> = b.get("stats")?;
+            let pending = b.packed("pending", 5)?;
+            if pending.len() / 5 > MAX_PENDING_TICKERS {
+                return Err(s.invalid(format!("{} pending book tickers", pending.len() / 5)));
+            }
+            let pending = pending.chunks_exact(5).map(|t| Ticker { u: t[0], best: [t[1], t[2], t[3], t[4]] }).collect();
+            *slot = Some(Sym {
+                book: state::take_l2(&b)?,
+                live: b.get("live")?,
+                last_seq: b.get("last_seq")?,
+                buffer: unpack_diffs(&b.packed("buffer", 1)?, name).map_err(|e| s.invalid(e))?,
+                resyncs: b.get("resyncs")?,
+                sync_snapshots: b.get("snapshots")?,
+                first: b.get("first")?,
+                stats: stats.map(Stats::from_counters),
+                pending,
+            });
+            feed.order.push(name);
+        }
+        Ok(feed)
+    }
+}
+
 // ------------------------------------------------------------------------------------ Python
 
 /// Binance decode + apply over batches; the semantics of `orderbook.venues.binance.BinanceFeed`.
@@ -765,6 +917,32 @@ impl PyBinance {
     #[allow(clippy::type_complexity)]
     fn sync(&self, symbol: &str) -> Option<(bool, Option<i64>, i64, i64, usize)> {
         self.feed.sym(symbol).map(|s| (s.live, s.last_seq, s.resyncs, s.sync_snapshots, s.buffer.len()))
+    }
+
+    /// The whole feed as plain values (msgpack-able), for `__setstate__` to continue from:
+    /// {"kind": "BinanceFeed", "version": 1, "check_crossed": bool, "symbols": sorted filter or
+    /// None, "names": the symbol table by id, "books": one dict per book in the order they were
+    /// made: {"symbol": id, "bids" / "asks": (price, size) int64 pairs best first as bytes,
+    /// "live": bool, "last_seq": int or None, "first": bool (the next diff is the first after a
+    /// snapshot), "resyncs": int, "snapshots": int, "stats": the 10 SyncStats counters or None,
+    /// "pending": book tickers awaiting the book as (u, bid price, bid size, ask price, ask
+    /// size) int64 bytes, "buffer": diffs awaiting a snapshot as int64 bytes (first, last, prev
+    /// or -1, ts, recv_ts, n, then n (side, price, size))}.
+    fn __getstate__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.feed.export(py)
+    }
+
+    /// Replace the whole feed with a `__getstate__` state; ValueError (the feed unchanged) for
+    /// another kind or version, or a malformed state.
+    fn __setstate__(&mut self, state: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.feed = Binance::import(state)?;
+        Ok(())
+    }
+
+    /// pickle / copy: a default feed, then its state.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let state = slf.borrow().__getstate__(slf.py())?;
+        state::reduce(slf, state)
     }
 
     /// A symbol's SyncStats counters as a dict, or None where the reference has none.

@@ -132,6 +132,23 @@ impl<V: Copy> Levels<V> {
         self.dead = 0;
     }
 
+    /// A side from its levels best first (a state's), checked: each price once, in order.
+    fn from_best_first(ask: bool, rows: &[(i64, V)]) -> Result<Self, String> {
+        let mut side = Levels::new(ask);
+        // worst first is key order: every level is a push, no insertion
+        for &(price, v) in rows.iter().rev() {
+            let key = side.key(price);
+            if side.keys.last().is_some_and(|&last| last >= key) {
+                let name = if ask { "asks" } else { "bids" };
+                return Err(format!("{name} are not in strict price order at {price}"));
+            }
+            side.keys.push(key);
+            side.vals.push(v);
+            side.alive.push(true);
+        }
+        Ok(side)
+    }
+
     /// Is the level `find` found at `i` live (not a tombstone)?
     #[inline]
     fn live(&self, i: usize) -> bool {
@@ -264,6 +281,15 @@ impl L2 {
     pub fn clear(&mut self) {
         self.bids.clear();
         self.asks.clear();
+    }
+
+    /// A book from its levels, (price, size) best first per side (a state's): refused where a
+    /// price repeats, the order is wrong or a size is not positive, which no book ever holds.
+    pub fn from_levels(bids: &[(i64, i64)], asks: &[(i64, i64)]) -> Result<L2, String> {
+        if let Some((p, q)) = bids.iter().chain(asks).find(|&&(_, q)| q <= 0) {
+            return Err(format!("size {q} at {p}"));
+        }
+        Ok(L2 { bids: Levels::from_best_first(false, bids)?, asks: Levels::from_best_first(true, asks)? })
     }
 
     pub fn top(&self) -> Top {
@@ -510,6 +536,48 @@ impl L3 {
         self.free.clear();
         self.bids.clear();
         self.asks.clear();
+    }
+
+    /// A side's resting orders, level by level best first, each level's queue in time priority.
+    pub fn side_orders(&self, side: i8) -> impl Iterator<Item = &Order> + '_ {
+        let levels = if side == BID { &self.bids } else { &self.asks };
+        levels.iter().flat_map(move |(_, level)| {
+            let mut slot = level.head;
+            std::iter::from_fn(move || {
+                let o = self.slab.get(slot as usize)?; // NIL is past the slab's end
+                slot = o.next;
+                Some(o)
+            })
+        })
+    }
+
+    /// A book from its orders as `side_orders` gives them, (id, price, size) per side: adding
+    /// them level by level worst first, each queue in order, rebuilds every queue (and its
+    /// total). Refused where an id repeats, a size is not positive, or a side's levels are not
+    /// in strict price order (a level split in two would merge its queues in another order).
+    pub fn from_orders(bids: &[(u64, i64, i64)], asks: &[(u64, i64, i64)]) -> Result<L3, String> {
+        let mut book = L3::default();
+        for (side, orders) in [(BID, bids), (ASK, asks)] {
+            // runs of one price (`chunk_by` is newer than the crate's rust-version)
+            let mut levels: Vec<&[(u64, i64, i64)]> = Vec::new();
+            let mut start = 0;
+            for i in 1..=orders.len() {
+                if i == orders.len() || orders[i].1 != orders[start].1 {
+                    levels.push(&orders[start..i]);
+                    start = i;
+                }
+            }
+            for pair in levels.windows(2) {
+                let (better, worse) = (pair[0][0].1, pair[1][0].1);
+                if (side == BID && better <= worse) || (side == ASK && better >= worse) {
+                    return Err(format!("orders of side {side} are not in strict price order at {worse}"));
+                }
+            }
+            for &(id, price, size) in levels.iter().rev().flat_map(|l| l.iter()) {
+                book.add(id, side, price, size).map_err(|f| f.text)?;
+            }
+        }
+        Ok(book)
     }
 
     /// The orders at a level in time priority, as (id, size).

@@ -8,12 +8,13 @@
 
 use numpy::PyReadonlyArray1;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyDict, PyList, PyTuple};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::batch::{batch_py, Batch, Ev, Events, MessageFeed, Names, Refusal, Rejects, NONE};
 use crate::book::{kind, ASK, BID, L3};
 use crate::errors::Reason;
+use crate::state::{self, State};
 
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
@@ -523,6 +524,86 @@ fn level_repr(level: Option<(i64, crate::book::Level)>) -> String {
     level.map_or("None".into(), |(p, l)| format!("({p}, {})", l.total))
 }
 
+// ------------------------------------------------------------------------------------ state
+
+const STATE_KIND: &str = "ItchFeed";
+
+/// A locate table (locate -> name id, NONE for none) as packed (locate, id) pairs: a day uses a
+/// few thousand of the 65,536 locates.
+fn locate_pairs(table: &[u32]) -> Vec<i64> {
+    let used = table.iter().enumerate().filter(|(_, &id)| id != NONE);
+    used.flat_map(|(l, &id)| [l as i64, i64::from(id)]).collect()
+}
+
+impl Itch {
+    /// Everything the feed keeps but its stock-field cache (`stock_ids`, rebuilt as fields come:
+    /// a field maps to the name it spells, whose id the restored table keeps) and its name ->
+    /// book index (the inverse of `book_name`).
+    fn state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = State::new(py, STATE_KIND)?;
+        s.set("check_crossed", self.check_crossed)?;
+        s.set("symbols", sorted(&self.symbols))?;
+        s.set("names", self.names.from(0))?;
+        s.set_packed("locates", &locate_pairs(&self.locate_name))?;
+        s.set_packed("placeholders", &locate_pairs(&self.placeholder))?;
+        let books = PyList::empty(py);
+        for (book, &name) in self.books.iter().zip(&self.book_name) {
+            let b = State::part(py, STATE_KIND);
+            b.set("symbol", name)?;
+            state::put_l3(&b, book)?;
+            books.append(b.dict)?;
+        }
+        s.set("books", books)?;
+        s.set("messages", self.messages)?;
+        s.set("system_event", self.system_event)?;
+        Ok(s.dict)
+    }
+
+    fn from_state(state: &Bound<'_, PyAny>) -> PyResult<Itch> {
+        let s = State::open(state, STATE_KIND)?;
+        let symbols: Option<Vec<String>> = s.get("symbols")?;
+        let mut feed = Itch::new(symbol_set(symbols), s.get("check_crossed")?);
+        feed.names = Names::from_list(s.get("names")?).map_err(|e| s.invalid(e))?;
+        feed.name_book = vec![NONE; feed.names.len()];
+        let n_names = feed.names.len();
+        let name_id = |v: i64| u32::try_from(v).ok().filter(|&id| (id as usize) < n_names);
+        for (key, table) in [("locates", &mut feed.locate_name), ("placeholders", &mut feed.placeholder)] {
+            for pair in s.packed(key, 2)?.chunks_exact(2) {
+                let slot = usize::try_from(pair[0]).ok().and_then(|l| table.get_mut(l));
+                match (slot, name_id(pair[1])) {
+                    (Some(slot), Some(id)) if *slot == NONE => *slot = id,
+                    _ => {
+                        return Err(
+                            s.invalid(format!("{key}: ({}, {}) is not a new locate and a symbol id", pair[0], pair[1]))
+                        )
+                    }
+                }
+            }
+        }
+        for b in s.parts("books")? {
+            let name = name_id(b.get("symbol")?).ok_or_else(|| s.invalid("a book of no symbol"))?;
+            if feed.name_book[name as usize] != NONE {
+                return Err(s.invalid(format!("two books for {:?}", feed.names.name(name))));
+            }
+            feed.name_book[name as usize] = feed.books.len() as u32;
+            feed.books.push(state::take_l3(&b)?);
+            feed.book_name.push(name);
+        }
+        feed.messages = s.get("messages")?;
+        feed.system_event = s.get("system_event")?;
+        Ok(feed)
+    }
+}
+
+/// A symbol filter as a state keeps it: sorted, so that equal feeds give equal states.
+pub fn sorted(symbols: &Option<FxHashSet<String>>) -> Option<Vec<String>> {
+    symbols.as_ref().map(|set| {
+        let mut list: Vec<String> = set.iter().cloned().collect();
+        list.sort_unstable();
+        list
+    })
+}
+
 // ------------------------------------------------------------------------------------ Python
 
 /// ITCH 5.0 decode + apply over batches; the semantics of `orderbook.venues.itch.ItchFeed`.
@@ -605,5 +686,28 @@ impl PyItch {
     #[getter]
     fn system_event(&self) -> String {
         self.feed.system_event.map(|c| (c as char).to_string()).unwrap_or_default()
+    }
+
+    /// The whole feed as plain values (msgpack-able), for `__setstate__` to continue from:
+    /// {"kind": "ItchFeed", "version": 1, "check_crossed": bool, "symbols": sorted filter or
+    /// None, "names": the symbol table by id, "locates" / "placeholders": (stock locate, symbol
+    /// id) pairs as packed int64 bytes, "books": [{"symbol": id, "bids": bytes, "asks": bytes}]
+    /// in the order the books were made (orders as `L3Book.__getstate__` packs them),
+    /// "messages": int, "system_event": the S event code byte or None}.
+    fn __getstate__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.feed.state(py)
+    }
+
+    /// Replace the whole feed with a `__getstate__` state; ValueError (the feed unchanged) for
+    /// another kind or version, or a malformed state.
+    fn __setstate__(&mut self, state: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.feed = Itch::from_state(state)?;
+        Ok(())
+    }
+
+    /// pickle / copy: a default feed, then its state.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let state = slf.borrow().__getstate__(slf.py())?;
+        state::reduce(slf, state)
     }
 }

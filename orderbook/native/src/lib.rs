@@ -15,6 +15,7 @@ mod itch;
 mod json;
 mod pybook;
 mod pywindows;
+mod state;
 mod windows;
 
 #[pymodule]

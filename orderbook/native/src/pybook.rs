@@ -8,10 +8,11 @@
 use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyTuple};
 
 use crate::book::{Level, Levels, Top, L2, L3};
 use crate::errors::{py_error, Fault};
+use crate::state::{self, State};
 
 /// What a batch runner needs of a book.
 pub trait TopOfBook {
@@ -220,6 +221,42 @@ macro_rules! shared_book_methods {
     };
 }
 
+/// State (`__getstate__` / `__setstate__` / `__reduce__`, so pickle and copy work) of a book class:
+/// {"kind": the class name, "version", "venue", "symbol", "bids", "asks"}, each side packed
+/// little-endian int64 bytes (`state::put_l2` / `put_l3` say what is in them).
+macro_rules! book_state_methods {
+    ($ty:ty, $kind:literal, $put:path, $take:path) => {
+        #[pymethods]
+        impl $ty {
+            /// The whole book as plain values (L2: (price, size) pairs best first; L3: (order id,
+            /// price, size) records, level by level best first, each queue in time priority).
+            fn __getstate__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+                let s = State::new(py, $kind)?;
+                s.set("venue", &self.venue)?;
+                s.set("symbol", &self.symbol)?;
+                $put(&s, &self.book)?;
+                Ok(s.dict)
+            }
+
+            /// Restore `__getstate__`'s state; ValueError (the book unchanged) for another kind or
+            /// version, or a malformed state.
+            fn __setstate__(&mut self, state: &Bound<'_, PyAny>) -> PyResult<()> {
+                let s = State::open(state, $kind)?;
+                let book = $take(&s)?;
+                (self.venue, self.symbol) = (s.get("venue")?, s.get("symbol")?);
+                self.book = book;
+                Ok(())
+            }
+
+            /// pickle / copy: an empty book, then its state.
+            fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+                let state = slf.borrow().__getstate__(slf.py())?;
+                state::reduce(slf, state)
+            }
+        }
+    };
+}
+
 // ------------------------------------------------------------------------------------ L2
 
 /// Aggregated size per price level; the semantics and errors of `orderbook.book.L2Book`.
@@ -233,6 +270,7 @@ pub struct PyL2 {
 }
 
 shared_book_methods!(PyL2, |v: i64| v);
+book_state_methods!(PyL2, "L2Book", state::put_l2, state::take_l2);
 
 #[pymethods]
 impl PyL2 {
@@ -307,6 +345,7 @@ pub struct PyL3 {
 }
 
 shared_book_methods!(PyL3, |v: Level| v.total);
+book_state_methods!(PyL3, "L3Book", state::put_l3, state::take_l3);
 
 impl PyL3 {
     fn err(&self, py: Python<'_>, fault: Fault) -> PyErr {
