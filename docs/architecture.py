@@ -94,7 +94,7 @@ def draw() -> plt.Figure:
     group(ax, 3.2, 0.2, 5.95, 7.85, "megatrading worker (Faust app, one process)")
     cx, cw = 5.2, 3.75  # the per-partition chain
     chain = [
-        (7.1, 0.6, "Faust's consumer, fetches handed whole (delivery.py)\nto the venue's Inbox -> Worker.handle", EVENT_LOOP),
+        (7.1, 0.6, "Faust's consumer, fetches handed whole\n(delivery.py) to the venue's Inbox", EVENT_LOOP),
         (6.25, 0.6, "Partition.handle, one per source partition,\nunder its lock; VenuePipeline.process", EVENT_LOOP),
         (5.2, 0.8, "decode + the venue's sync procedure\n(orderbook/venues/<venue>.py) -> Events;\n"
          "a rejected record -> md.dlq", EVENT_LOOP),

@@ -98,7 +98,9 @@ SortedSet, numpy arrays and scalars of the dtype kinds above. A name outside it 
 attributes set directly (through the slot descriptors, or into `__dict__`, so frozen dataclasses
 work too); no `__init__` runs, except the container types above, which are rebuilt through their
 own class (DescendingSortedDict drops some attributes in its __init__; SortedList rebuilds its
-index).
+index). The compiled classes of `orderbook.native._core` (books, feeds, window builders in Rust) are
+refused too ("unsupported_type"): the codec cannot see their state, and walking them would save an
+empty shell that restores as a fresh object.
 
 Fields of a class: its slots, its base classes' slots, and for classes with a `__dict__` the
 attributes its methods (and its bases' methods) assign on `self` (read off their bytecode:
@@ -178,6 +180,7 @@ _LEAF_TYPES = frozenset({type(None), bool, int, float, str, bytes})
 _DTYPE_KINDS = frozenset("biufcmMSU")
 _MAX_DIMS = 32
 _MODULE_RE = re.compile(r"orderbook(\.[A-Za-z_][A-Za-z0-9_]*)*")
+_NATIVE_MODULE = "orderbook.native._core"  # Rust classes: no Python-visible state to walk
 _NEUTRAL_BASES = frozenset({object, ABC, Generic})  # bases that hold no instance state of their own
 _MISSING_EXT = msgpack.ExtType(_EXT_MISSING, b"")
 
@@ -379,6 +382,8 @@ def _classify_uncached(cls: type) -> _ClassInfo | str:
             return f"{name} is not on the allowlist"
     if not _allowed_module(cls.__module__):
         return f"{name} is not on the allowlist (instances of orderbook classes and a few builtin types)"
+    if cls.__module__ == _NATIVE_MODULE:
+        return f"{name} is compiled (orderbook/native): its state lives in Rust, out of the codec's sight"
     if issubclass(cls, Enum):
         for member in cls.__members__.values():
             if type(member.value) not in _LEAF_TYPES:

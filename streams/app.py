@@ -42,7 +42,8 @@ from streams.config import Settings
 from streams.delivery import BatchApp
 from streams.logfilter import install_rate_limits
 from streams.news import NewsListener
-from streams.partition import NEWS_KEPT, News, Partition, Record, Services
+from streams.partition import NEWS_KEPT, News, Partition, Services
+from streams.pipeline import Record, native_choice
 from streams.retry import Waits, until_done
 from streams.sink import RedisSink
 from streams.topics import NEWS_TOPIC, RAW_TOPIC
@@ -95,8 +96,9 @@ class Worker:
         self.services.state_topic_ready.set()
         meta = partial(self.sink.set_meta, self.forecaster.model_id, SCHEMA)
         await until_done(lambda: loop.run_in_executor(self.services.io, meta), "redis", self.waits)
-        log.info("worker %s up: venues %s, model %s", self.settings.worker_id, ",".join(self.settings.venues),
-                 self.forecaster.model_id)  # fmt: skip
+        log.info("worker %s up: venues %s, model %s; %s", self.settings.worker_id, ",".join(self.settings.venues),
+                 self.forecaster.model_id,
+                 "; ".join(f"{v}: {native_choice(v)[1]}" for v in self.settings.venues))  # fmt: skip
 
     async def stop(self) -> None:
         await asyncio.to_thread(self.news.stop)  # joins its thread: up to 10 s, off the loop

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import msgpack
 
@@ -35,7 +35,7 @@ from orderbook.windows import Window
 from streams import recovery, snapshots
 from streams.batcher import MicroBatcher
 from streams.config import Settings
-from streams.pipeline import Rejected, VenuePipeline
+from streams.pipeline import Record, Rejected, VenuePipeline
 from streams.retry import Backoff, Waits, until_done
 from streams.sink import RedisSink
 from streams.txn import Fenced, Out, PartitionCommitter
@@ -45,15 +45,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 News = tuple[int, list[str], str]
 NEWS_KEPT = 10_000
-
-
-class Record(Protocol):
-    """A source record: Faust's Message and kafka-python's ConsumerRecord both are one."""
-
-    key: bytes | None
-    value: bytes
-    partition: int
-    offset: int
 
 
 def dlq_headers(topic: str, rej: Rejected) -> list[tuple[str, bytes]]:
@@ -208,14 +199,25 @@ class Partition:
         self.pending_news.clear()
         windows: list[Window] = []
         rejects: list[Rejected] = []
+        run: list[Record] = []  # consecutive records at the position: one process_batch call (one native call)
+        at = start  # the position once `run` is processed
+
+        def flush() -> None:
+            ws, rs = pipe.process_batch(run)
+            windows.extend(ws)
+            rejects.extend(rs)
+            run.clear()
+
         for m in records:
-            at = pipe.position.get(p, 0)
             if m.offset < at:
                 self.stats.skipped += 1
                 continue
             if m.offset > at:
+                flush()  # the records before the gap first, in order
                 await self._fill_gap(pipe, at, m.offset, windows, rejects)
-            _apply(pipe, m, windows, rejects)
+            run.append(m)
+            at = m.offset + 1
+        flush()
         end = pipe.position.get(p, 0)
         if end == start:
             return
@@ -242,8 +244,9 @@ class Partition:
         read = partial(recovery.read_range, s.bootstrap, self.topic, self.partition, start, end)
         gap = await until_done(lambda: self._in_thread(lambda: list(read())), f"reading {self.name} [{start}, {end})",
                                self.s.waits)  # fmt: skip
-        for m in gap:
-            _apply(pipe, m, windows, rejects)
+        ws, rs = pipe.process_batch(gap)
+        windows += ws
+        rejects += rs
         pipe.position[self.partition] = end
         self.stats.gaps += 1
         self.stats.gap_records += len(gap)
@@ -291,10 +294,3 @@ class Partition:
         log.debug("%s: snapshot at offset %d, %d bytes in %.1f ms", self.name, pipe.position.get(self.partition, 0),
                   len(value), (time.perf_counter() - t0) * 1e3)  # fmt: skip
         return snapshots.state_key(s.app_id, self.topic, self.partition), value
-
-
-def _apply(pipe: VenuePipeline, m: Record, windows: list[Window], rejects: list[Rejected]) -> None:
-    """One record (a frame: all its messages) through the pipeline, its windows and rejections onto the batch's."""
-    ws, rejs = pipe.process(m.key, m.value, m.partition, m.offset)
-    windows += ws
-    rejects += rejs

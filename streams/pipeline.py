@@ -14,6 +14,11 @@ key and offset, exactly as the same messages sent as plain records would (the wi
 (FrameError, `bad_frame`) or a record over the size limit, frame or not, is rejected whole and unread.
 Exactly-once stays per record offset: a frame is processed whole, in one batch.
 
+The native path (orderbook/native/venue_windows.py, `NativeVenueWindows`) does the same work a batch
+of records at a time in Rust, with the same windows, rejects and stats: `process_batch` takes it where
+`native_choice(venue)` says so (built, not turned off with MT_NATIVE=0, a venue the crate decodes;
+the worker logs each venue's choice and why at start), else it loops `process`, the reference.
+
 A worker keeps one pipeline per source partition. After a crash or a rebalance it is
 restored from the partition's newest state snapshot (streams/snapshots.py) and the records
 after it are fed again with `warm=True` up to the committed offset (streams/recovery.py): the
@@ -23,12 +28,40 @@ for records whose forecasts were already written.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
+from orderbook import native as native_path
 from orderbook.errors import MAX_MESSAGE_BYTES
 from orderbook.frames import FrameError, is_frame, messages_of
 from orderbook.venue_windows import VenueWindows, WindowStats
 from orderbook.windows import Window, WindowBuilder, WindowConfig
+
+if TYPE_CHECKING:
+    from orderbook.native.venue_windows import NativeVenueWindows
+
+
+def native_choice(venue: str) -> tuple[bool, str]:
+    """Whether a pipeline of `venue` takes the native path by default, and why (one line for the logs):
+    where `orderbook.native.enabled()` (built, and not turned off with MT_NATIVE=0) and the crate decodes the venue."""
+    if not native_path.enabled():
+        return False, native_path.describe()
+    from orderbook.native.venue_windows import SUPPORTED
+
+    if venue not in SUPPORTED:
+        return False, f"python reference path (no native decoder for {venue}; native: {', '.join(sorted(SUPPORTED))})"
+    return True, native_path.describe()
+
+
+class Record(Protocol):
+    """A source record: Faust's Message and kafka-python's ConsumerRecord both are one."""
+
+    key: bytes | None
+    value: bytes
+    partition: int
+    offset: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +78,9 @@ class Rejected:
 
 
 class VenuePipeline:
-    """One venue's books and window builders (`core`, a VenueWindows, which a snapshot holds) fed one
-    Kafka record at a time, and the position reached in each partition."""
+    """One venue's books and window builders (`core`: a VenueWindows, which a snapshot holds, or on the
+    native path a NativeVenueWindows) fed Kafka records, and the position reached in each partition.
+    `native`: None takes `native_choice(venue)`; True insists (an error where the venue or build cannot)."""
 
     def __init__(
         self,
@@ -55,15 +89,23 @@ class VenuePipeline:
         *,
         symbols: set[str] | None = None,
         max_bytes: int | None = None,
+        native: bool | None = None,
     ) -> None:
         self.venue = venue
         self.max_bytes = max_bytes  # as configured (a snapshot records it); None: MAX_MESSAGE_BYTES
         limit = MAX_MESSAGE_BYTES if max_bytes is None else max_bytes
-        self.core = VenueWindows(venue, config, symbols=symbols, max_bytes=limit)
+        self.native = native_choice(venue)[0] if native is None else native
+        self.core: VenueWindows | NativeVenueWindows
+        if self.native:
+            from orderbook.native.venue_windows import NativeVenueWindows
+
+            self.core = NativeVenueWindows(venue, config, symbols=symbols, max_bytes=limit)
+        else:
+            self.core = VenueWindows(venue, config, symbols=symbols, max_bytes=limit)
         self.position: dict[int, int] = {}  # partition -> next offset to process
 
     @property
-    def builders(self) -> dict[str, WindowBuilder]:
+    def builders(self) -> dict[str, WindowBuilder]:  # native: the native builders, keyed alike
         return self.core.builders
 
     @property
@@ -75,6 +117,8 @@ class VenuePipeline:
     ) -> tuple[list[Window], list[Rejected]]:
         """Apply one record, plain or a frame: the windows its messages completed (none when `warm`)
         and the rejections, one per rejected message (a whole record: one with index None)."""
+        if self.native:
+            return self._native([_One(key, value, partition, offset)], warm)
         self.position[partition] = offset + 1
         at = (partition, offset)
         if not is_frame(value) or len(value) > self.core.max_bytes:
@@ -99,6 +143,39 @@ class VenuePipeline:
             windows += done.windows
         return windows, rejects
 
+    def process_batch(self, records: Sequence[Record], *, warm: bool = False) -> tuple[list[Window], list[Rejected]]:
+        """`process` over records in order (a partition's batch): the same windows and rejections, in
+        the same order; on the native path in one native call for them all."""
+        if self.native:
+            return self._native(records, warm)
+        windows: list[Window] = []
+        rejects: list[Rejected] = []
+        for m in records:
+            ws, rs = self.process(m.key, m.value, m.partition, m.offset, warm=warm)
+            windows += ws
+            rejects += rs
+        return windows, rejects
+
+    def _native(self, records: Sequence[Record], warm: bool) -> tuple[list[Window], list[Rejected]]:
+        if not records:
+            return [], []
+        try:
+            done = self.core.process(list(map(_VALUE, records)), _Positions(records), warm=warm)
+        except BaseException as err:
+            # a Rust panic reaches Python as pyo3's PanicException, a BaseException: let through, it
+            # would end the venue's whole inbox task; as an Exception the partition drops its state
+            # and redoes the batch from its committed offset, logged (streams/partition.py)
+            if type(err).__name__ != "PanicException":
+                raise
+            raise RuntimeError(f"the native {self.venue} pipeline panicked: {err}") from err
+        for m in records:
+            self.position[m.partition] = m.offset + 1
+        rejects = []
+        for r in done.rejects:
+            m = records[r.record]
+            rejects.append(Rejected(r.reason, r.error, m.key, r.value, m.partition, m.offset, r.index))
+        return done.windows, rejects
+
     def add_news(self, ts: int, symbols: list[str], headline: str) -> None:
         self.core.add_news(ts, symbols, headline)
 
@@ -108,3 +185,27 @@ class VenuePipeline:
         worker replays the partitions it owns (`warm=True`) instead of pruning symbols."""
         self.core.reset()
         self.position.clear()
+
+
+_VALUE = operator.attrgetter("value")
+
+
+class _Positions:
+    """The (partition, offset) of each record, made only for those a window or reject names."""
+
+    def __init__(self, records: Sequence[Record]) -> None:
+        self.records = records
+
+    def __getitem__(self, i: int) -> tuple[int, int]:
+        m = self.records[i]
+        return (m.partition, m.offset)
+
+
+@dataclass(frozen=True, slots=True)
+class _One:
+    """A record given to `process` by its parts."""
+
+    key: bytes | None
+    value: bytes
+    partition: int
+    offset: int

@@ -25,6 +25,8 @@ from streams.pipeline import VenuePipeline
 
 log = logging.getLogger(__name__)
 
+REPLAY_BATCH = 2000  # records replayed per process_batch call (the worker's take_max): one native call each
+
 
 def read_range(
     bootstrap: str, topic: str, partition: int, start: int, end: int, stall_timeout: float = 60.0
@@ -109,8 +111,14 @@ def restore(
     if pipe is None:
         pipe = VenuePipeline(venue, config, max_bytes=max_bytes)
     n = 0
+    chunk: list[ConsumerRecord] = []
     for m in read_range(bootstrap, topic, partition, start, c.offset):
-        pipe.process(m.key, m.value, m.partition, m.offset, warm=True)
-        n += 1
+        chunk.append(m)
+        if len(chunk) >= REPLAY_BATCH:
+            pipe.process_batch(chunk, warm=True)
+            n += len(chunk)
+            chunk.clear()
+    pipe.process_batch(chunk, warm=True)
+    n += len(chunk)
     pipe.position[partition] = c.offset  # also where retention left nothing to replay
     return Restored(pipe, c.offset, pointer, snap_at, n, time.perf_counter() - t0)

@@ -27,11 +27,17 @@ a msgpack map, layout 1:
     max_bytes  the record size limit the pipeline enforced
     taken_ns   wall-clock time of the snapshot
     state      orderbook.snapshot.dump_state(VenueWindows): books, sync, features, window rings,
-               headlines (its own versioned layout; never pickle)
+               headlines (its own versioned layout; never pickle); on the native path,
+               dump_state(NativeVenueWindows.__getstate__()): the same, each compiled part as the
+               plain values of its own versioned __getstate__
+    path       "native" on the native path (orderbook/native/venue_windows.py); absent: the
+               reference's VenueWindows (every record written before the native path had one)
 
 A snapshot that cannot be read (corrupt, another layout, another class layout, another window
 config, another partition) is skipped with a log line: the partition is then rebuilt from its
-first record, as it would be without snapshots.
+first record, as it would be without snapshots. So is a snapshot of the other path (a worker that
+switched between the native and the reference path, MT_NATIVE): neither state converts into the
+other's books and feeds, so it is refused as "incompatible".
 """
 
 from __future__ import annotations
@@ -47,15 +53,17 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
 
+from orderbook.native.venue_windows import NativeVenueWindows
 from orderbook.snapshot import SnapshotError, dump_state, load_state
 from orderbook.venue_windows import VenueWindows
 from orderbook.windows import WindowConfig
-from streams.pipeline import VenuePipeline
+from streams.pipeline import VenuePipeline, native_choice
 from streams.topics import STATE_TOPIC
 
 log = logging.getLogger(__name__)
 
 LAYOUT = 1
+NATIVE, REFERENCE = "native", "reference"  # the record's `path`: which pipeline's state it holds
 STATE_PARTITIONS = 8
 # compaction keeps the newest snapshot per key; small segments let it run soon
 STATE_TOPIC_CONFIG = {
@@ -102,8 +110,11 @@ def encode(group: str, topic: str, partition: int, pipe: VenuePipeline) -> tuple
         "window": _window_fields(pipe.core.config),
         "max_bytes": pipe.max_bytes,
         "taken_ns": time.time_ns(),
-        "state": dump_state(pipe.core),
+        # the native path's parts are compiled: their own __getstate__ values go through the codec
+        "state": dump_state(pipe.core.__getstate__() if pipe.native else pipe.core),
     }
+    if pipe.native:
+        doc["path"] = NATIVE
     return offset, msgpack.packb(doc, use_bin_type=True)
 
 
@@ -131,11 +142,25 @@ def decode(
     offset, state = doc.get("offset"), doc.get("state")
     if not isinstance(offset, int) or offset < 0 or not isinstance(state, bytes):
         raise SnapshotError("corrupt", "snapshot record without a valid offset and state")
-    core = load_state(state)
-    if not isinstance(core, VenueWindows) or core.venue != venue:
-        raise SnapshotError("corrupt", f"snapshot state is a {type(core).__name__}, not {venue}'s VenueWindows")
     pipe = VenuePipeline(venue, config, max_bytes=max_bytes)
-    pipe.core = core
+    path = doc.get("path", REFERENCE)
+    if path != (NATIVE if pipe.native else REFERENCE):
+        # no conversion: neither path's state can be loaded into the other's books and feeds
+        here = NATIVE if pipe.native else REFERENCE
+        raise SnapshotError("incompatible", f"snapshot of the {path} path; {venue} runs the {here} path here "
+                                            f"({native_choice(venue)[1]})")  # fmt: skip
+    loaded = load_state(state)
+    if pipe.native:
+        try:
+            pipe.core = NativeVenueWindows.from_state(loaded)
+        except ValueError as err:
+            raise SnapshotError("incompatible", f"native snapshot state: {err}") from None
+        if pipe.core.venue != venue:
+            raise SnapshotError("corrupt", f"native snapshot state of {pipe.core.venue}, not {venue}")
+    else:
+        if not isinstance(loaded, VenueWindows) or loaded.venue != venue:
+            raise SnapshotError("corrupt", f"snapshot state is a {type(loaded).__name__}, not {venue}'s VenueWindows")
+        pipe.core = loaded
     pipe.position[partition] = offset
     return pipe
 

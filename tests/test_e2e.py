@@ -7,6 +7,7 @@ partitions."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import msgpack
@@ -166,6 +167,12 @@ def test_two_workers_split_the_partitions_and_a_rebalance_loses_nothing(infra, t
         wait_for(infra.kafka.bootstrap, "e2e-pair", 0.1, 240, [a])
         b = start_worker(infra, "e2e-pair", 3, "w-b", tmp_path / "b.log")
         wait_for(infra.kafka.bootstrap, "e2e-pair", 1.0, 300, [a, b])
+        # a fast worker A may have committed everything before B is up: B must still have joined
+        # (its heartbeat in mt:meta) before both stop, or the pair was never a pair
+        meta = redis.Redis(port=infra.redis.port, db=3)
+        deadline = time.monotonic() + 60
+        while meta.hget("mt:meta", "heartbeat:w-b") is None and b.alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
     finally:
         a.stop()
         if b is not None:

@@ -1,0 +1,538 @@
+"""`NativeVenueWindows`: `orderbook.venue_windows.VenueWindows` over a batch of records, on the native path.
+
+The same windows, rejects and `WindowStats` as the reference gives record after record (held equal by
+tests/test_native_venue_windows.py on every Binance capture and a simulated ITCH day), for the venues
+the crate decodes (`SUPPORTED`), with a handful of Python calls per batch and per symbol instead of
+several per message:
+
+    nvw = NativeVenueWindows("binance")
+    done = nvw.process(values, offsets)     # Done(windows, rejects): list[Window], list[MessageReject]
+    nvw.add_news(ts, symbols, headline)     # as VenueWindows.add_news
+
+How: one `on_messages` call decodes every message of the batch and applies it to the native feed's
+books (Rust). The window builders must read a symbol's book as it stood after each message, which the
+feed does not expose mid-batch, so each symbol has a *follower* book (`books`, a native L2Book /
+L3Book) that `WindowBuilder.push_batch` brings forward message by message from the batch's events while
+it folds them in (Rust, one call per symbol). The follower equals the feed's book because a book only
+changes through its events, except where a message is refused after touching it; those few rejects are
+replayed on the follower (`_corrections`): a Binance sequence gap clears the book, a crossed diff's levels
+stay applied, an ITCH order operation refused after it ran (a crossed book, an execution larger than the
+order) is run on the follower from the message's bytes. One case cannot be followed from the batch: a
+Binance snapshot whose catch-up crossed the book (its buffered diffs never came out as events); the
+follower is then copied from the feed's book, exact unless the symbol had later messages in the batch
+(counted in `resynced_late`).
+
+Snapshots: `__getstate__` gives the whole state as values that `orderbook.snapshot.dump_state`
+encodes (each native part's own `__getstate__`: books, sync, rings), `from_state` continues exactly
+from it; streams/snapshots.py writes it to `md.state`. `dump_state` of the object itself is refused
+(the codec cannot see inside its compiled parts).
+"""
+
+from __future__ import annotations
+
+import operator
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from itertools import chain, pairwise
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+
+from .. import native
+from ..errors import MAX_MESSAGE_BYTES, OversizedMessage
+from ..events import Side
+from ..features import FeatureState, infer_tick
+from ..frames import MAGIC, FrameError, is_frame, messages_of
+from ..venue_windows import VenueWindows, WindowStats
+from ..venues import feed_class
+from ..venues.base import MIN_LEVELS_FOR_TICK
+from ..windows import Window, WindowConfig
+
+SUPPORTED = frozenset({"itch", "binance"})
+"""Venues the crate decodes; the others stay on the reference path."""
+
+STATE_KIND = "native_venue_windows"
+STATE_VERSION = 1  # of `__getstate__`'s dict; the native parts carry their own versions
+
+_WINDOW_FIELDS = tuple(f.name for f in fields(Window))
+_INT_FIELDS = frozenset({"ts", "seq", "start_ts", "n_seen", "best_bid", "best_ask"})
+# REASONS indices (errors.rs's Reason) of the refusals that may leave a book changed
+_GAP = native.REASONS.index(native.SequenceGap)
+_CROSSED = native.REASONS.index(native.CrossedBook)
+_BOOK_ERROR = native.REASONS.index(native.BookError)
+_FRAMED = operator.methodcaller("startswith", MAGIC)  # frames.is_frame, run by map() in C
+_U64 = struct.Struct(">Q")
+_U32 = struct.Struct(">I")
+
+
+class MessageReject(NamedTuple):
+    """A record, or one message of a frame, that was not used: `record` indexes the batch's records,
+    `index` is the message's place in its frame (None: the whole record), `value` its bytes."""
+
+    reason: str
+    error: str
+    record: int
+    index: int | None
+    value: bytes
+
+
+class Done(NamedTuple):
+    """What a batch did: the windows completed (none when warm), in the reference's order, and the rejects in theirs."""
+
+    windows: list[Window]
+    rejects: list[MessageReject]
+
+
+@dataclass
+class _Split:
+    """A batch's records as the feed's messages: which record each came from, its place in the frame."""
+
+    messages: list[bytes]
+    record: np.ndarray  # int64, per message
+    frames: list[bool]  # per record: came as a frame
+    refused: list[tuple[int, str, str]]  # (record, reason, error) rejected whole, before the feed
+
+
+class Indexed(Protocol):
+    """Records' offsets by record index: a list, or anything that makes them on demand."""
+
+    def __getitem__(self, i: int, /) -> Any: ...
+
+
+class _Offsets:
+    """`push_batch`'s offsets, indexed by message: the offset of the record the message came from."""
+
+    def __init__(self, offsets: Indexed, record: np.ndarray) -> None:
+        self.offsets, self.record = offsets, record
+
+    def __getitem__(self, m: int) -> Any:
+        return self.offsets[int(self.record[m])]
+
+
+class NativeVenueWindows:
+    """VenueWindows' contract, a batch at a time, on the native feeds and builders."""
+
+    def __init__(
+        self,
+        venue: str,
+        config: WindowConfig | None = None,
+        *,
+        symbols: set[str] | None = None,
+        ticks: dict[str, int] | None = None,
+        max_bytes: int = MAX_MESSAGE_BYTES,
+    ) -> None:
+        if venue not in SUPPORTED:
+            raise ValueError(f"no native feed for {venue!r} (native venues: {sorted(SUPPORTED)})")
+        if not native.available():
+            raise RuntimeError(native.describe())
+        self.venue = venue
+        self.config = config or WindowConfig()
+        self.symbols = symbols
+        self.ticks = ticks or {}
+        self.max_bytes = max_bytes
+        self.news: dict[str, list[tuple[int, str]]] = {}
+        self.stats = WindowStats()
+        self.resynced_late = 0  # followers copied from the feed after later messages of theirs (see the module doc)
+        self._fixed_tick = feed_class(venue).tick
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every book (the news and the stats stay), as VenueWindows.reset."""
+        feed_cls = native.ItchFeed if self.venue == "itch" else native.BinanceFeed
+        self.feed: native.ItchFeed | native.BinanceFeed = feed_cls(self.symbols)
+        self.books: dict[str, Any] = {}  # symbol -> follower L2Book / L3Book
+        self.builders: dict[str, Any] = {}  # symbol -> _core.WindowBuilder
+        self._feed_books: list[str] = []  # the feed's book names as last read (ITCH renames placeholders)
+
+    # ---- state (snapshots to `md.state`, pickle, copy)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The whole state as values `orderbook.snapshot.dump_state` encodes exactly (plain values,
+        tuples, the WindowConfig and WindowStats): the feed's, every follower book's and every
+        builder's own `__getstate__` (Rust: books, sync, order routing, rings, feature state),
+        the headlines kept, the stats. `from_state` continues exactly where this one was."""
+        return {
+            "kind": STATE_KIND,
+            "version": STATE_VERSION,
+            "venue": self.venue,
+            "config": self.config,
+            "symbols": None if self.symbols is None else sorted(self.symbols),
+            "ticks": dict(self.ticks),
+            "max_bytes": self.max_bytes,
+            "news": {k: list(v) for k, v in self.news.items()},
+            "stats": self.stats,
+            "resynced_late": self.resynced_late,
+            "feed": self.feed.__getstate__(),
+            "books": {name: book.__getstate__() for name, book in self.books.items()},
+            "builders": {name: b.__getstate__() for name, b in self.builders.items()},
+            "feed_books": list(self._feed_books),
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Become the `__getstate__` state; ValueError for another kind or version, or a malformed state."""
+        if not isinstance(state, dict) or (state.get("kind"), state.get("version")) != (STATE_KIND, STATE_VERSION):
+            got = (state.get("kind"), state.get("version")) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"NativeVenueWindows state {got!r}, this build reads {(STATE_KIND, STATE_VERSION)}")
+        try:
+            venue = state["venue"]
+            symbols = state["symbols"]
+            self.__init__(  # type: ignore[misc]  # the empty object, then its parts replaced
+                venue,
+                state["config"],
+                symbols=None if symbols is None else set(symbols),
+                ticks=dict(state["ticks"]),
+                max_bytes=state["max_bytes"],
+            )
+            self.news = {k: [tuple(item) for item in v] for k, v in state["news"].items()}
+            self.stats = state["stats"]
+            self.resynced_late = state["resynced_late"]
+            self.feed.__setstate__(state["feed"])
+            book_cls = native.L3Book if venue == "itch" else native.L2Book
+            for name, book_state in state["books"].items():
+                book = self.books[name] = book_cls(venue, name)
+                book.__setstate__(book_state)
+            for name, builder_state in state["builders"].items():
+                builder = self.builders[name] = native._core.WindowBuilder()
+                builder.__setstate__(builder_state)
+            self._feed_books = list(state["feed_books"])
+        except (KeyError, TypeError, AttributeError) as err:
+            raise ValueError(f"NativeVenueWindows state: {type(err).__name__}: {err}") from None
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> NativeVenueWindows:
+        """A NativeVenueWindows made from a `__getstate__` state (ValueError where it is not one)."""
+        obj = cls.__new__(cls)
+        obj.__setstate__(state)
+        return obj
+
+    # ---- the batch
+
+    def process(
+        self,
+        values: Sequence[bytes],
+        offsets: Indexed | None = None,
+        *,
+        warm: bool = False,
+    ) -> Done:
+        """Records (plain messages or frames) in order: their windows (each carrying its record's
+        `offsets` entry) and rejects, as `VenueWindows.process` over each message would give them."""
+        offsets = offsets if offsets is not None else [None] * len(values)
+        split = self._split(values)
+        n = len(split.messages)
+        self.stats.records += n + len(split.refused)
+        for _, reason, _ in split.refused:
+            self.stats.rejected[reason] += 1
+        batch = self.feed.on_messages(split.messages) if n else None
+        out: list[tuple[int, Window]] = []
+        rejects: list[tuple[tuple[int, int], MessageReject]] = [
+            ((rec, -1), MessageReject(reason, error, rec, None, values[rec])) for rec, reason, error in split.refused
+        ]
+        if batch is not None:
+            refused = self._rejects(batch, split, values, rejects)
+            self._fold(batch, split.messages, refused, _Offsets(offsets, split.record), out)
+        rejects.sort(key=lambda r: r[0])
+        if warm:
+            return Done([], [r for _, r in rejects])
+        out.sort(key=lambda w: w[0])  # message order; one message never completes two windows
+        self.stats.windows += len(out)
+        return Done([w for _, w in out], [r for _, r in rejects])
+
+    def _split(self, values: Sequence[bytes]) -> _Split:
+        """Frames into their messages, as VenuePipeline.process splits them; oversized records and
+        broken frames rejected whole (they never reach the feed, as in the reference)."""
+        limit = self.max_bytes
+        n = len(values)
+        if n and not any(map(_FRAMED, values)) and max(map(len, values)) <= limit:
+            # plain records only (a one-message-a-record feed): no Python work per record
+            return _Split(list(values), np.arange(n, dtype=np.int64), [False] * n, [])
+        messages: list[bytes] = []
+        counts = np.zeros(n, np.int64)
+        frames: list[bool] = []
+        refused: list[tuple[int, str, str]] = []
+        for i, value in enumerate(values):
+            framed = is_frame(value)
+            frames.append(framed)
+            if len(value) > limit:
+                err = OversizedMessage(f"record of {len(value)} bytes exceeds {limit}", venue=self.venue)
+                refused.append((i, err.reason, str(err)))
+            elif not framed:
+                messages.append(value)
+                counts[i] = 1
+            else:
+                try:
+                    part = messages_of(value, self.venue)
+                except FrameError as err:
+                    refused.append((i, err.reason, str(err)))
+                    continue
+                messages += part
+                counts[i] = len(part)
+        record = np.repeat(np.arange(len(values), dtype=np.int64), counts)
+        return _Split(messages, record, frames, refused)
+
+    def _rejects(
+        self,
+        batch: native.Batch,
+        split: _Split,
+        values: Sequence[bytes],
+        out: list[tuple[tuple[int, int], MessageReject]],
+    ) -> np.ndarray:
+        """The feed's refusals as MessageRejects onto `out`; the refused messages' indices."""
+        msgs = batch.rejects["msg"]
+        if not len(msgs):
+            return msgs
+        starts = np.searchsorted(split.record, np.arange(len(values)), side="left")
+        for m, err in batch.errors():
+            rec = int(split.record[m])
+            index = m - int(starts[rec]) if split.frames[rec] else None
+            self.stats.rejected[err.reason] += 1
+            key = (rec, -1 if index is None else index)
+            out.append((key, MessageReject(err.reason, str(err), rec, index, split.messages[m])))
+        return msgs
+
+    # ---- windows
+
+    def _fold(
+        self,
+        batch: native.Batch,
+        messages: list[bytes],
+        refused: np.ndarray,
+        offsets: _Offsets,
+        out: list[tuple[int, Window]],
+    ) -> None:
+        """Every symbol's accepted events into its follower book and builder, the corrections of
+        refused messages interleaved where they happened."""
+        ev = batch.events
+        if len(refused):
+            ev = ev[~np.isin(ev["msg"], refused)]  # a refused message's events (a crossed diff) are not folded
+        self.stats.events += len(ev)
+        corrections = self._corrections(batch, messages, refused)
+        sym = ev["symbol"]
+        order = np.argsort(sym, kind="stable")
+        ids, firsts, counts = np.unique(sym[order], return_index=True, return_counts=True)
+        groups = {
+            int(s): order[f : f + c] for s, f, c in zip(ids.tolist(), firsts.tolist(), counts.tolist(), strict=True)
+        }
+        # symbols in the order of their first event: a renamed ITCH placeholder's events come before its new name's
+        for s in sorted(set(groups) | set(corrections), key=lambda s: _first(groups, corrections, s, ev)):
+            name = batch.symbol(s)
+            rows = ev[groups[s]] if s in groups else ev[:0]
+            todo = corrections.get(s, [])
+            book = self._book(name, s in groups)
+            if book is None:
+                continue
+            start = 0
+            msg_col = rows["msg"]
+            for at, fix in todo:
+                stop = int(np.searchsorted(msg_col, at, side="left"))
+                self._push(name, book, rows[start:stop], offsets, out)
+                fix(book)
+                start = stop
+            self._push(name, book, rows[start:], offsets, out)
+            self._resync_late(todo, msg_col)
+
+    def _book(self, name: str, has_events: bool) -> Any:
+        """A symbol's follower book, made (or taken over from its ITCH placeholder) on first need."""
+        book = self.books.get(name)
+        if book is not None:
+            return book
+        if self.venue == "itch":
+            # the feed moves a placeholder's (`locate:<n>`) book to the stock's name once it learns it
+            now = self.feed.book_symbols()
+            for old, new in zip(self._feed_books, now, strict=False):
+                if old != new and old in self.books and new not in self.books:
+                    self.books[new] = self.books.pop(old)
+            self._feed_books = now
+            book = self.books.get(name)
+            if book is not None:
+                return book
+        cls = native.L3Book if self.venue == "itch" else native.L2Book
+        book = self.books[name] = cls(self.venue, name)
+        return book
+
+    def _push(self, name: str, book: Any, rows: np.ndarray, offsets: _Offsets, out: list[tuple[int, Window]]) -> None:
+        """Messages' events (rows, in message order) applied to the follower and folded into the
+        builder; before the builder exists, applied alone until the symbol's tick is known."""
+        if not len(rows):
+            return
+        builder = self.builders.get(name)
+        if builder is None:
+            msgs = rows["msg"]
+            cuts = np.flatnonzero(np.diff(msgs)) + 1
+            bounds = [0, *cuts.tolist(), len(rows)]
+            for a, b in pairwise(bounds):  # message by message, until the tick is known
+                one = rows[a:b]
+                _apply(book, one)
+                builder = self._builder(name, book)
+                if builder is not None:
+                    m = int(one["msg"][0])
+                    w = builder.push(book, _events(one), offsets[m])
+                    if w is not None:
+                        out.append((m, w))
+                    rows = rows[b:]
+                    break
+            else:
+                return
+            if not len(rows):
+                return
+        stacked = builder.push_batch(rows, book, offsets)
+        out.extend(zip(stacked["msg"].tolist(), _windows(stacked), strict=True))
+
+    def _builder(self, name: str, book: Any) -> Any:
+        """VenueWindows._builder: made once the symbol's tick is known, with the headlines kept for it."""
+        tick = self.ticks.get(name) or self._window_tick(book)
+        if tick is None:
+            return None
+        builder = native._core.WindowBuilder(self.config, FeatureState(tick=tick), self.venue, name)
+        for ts, headline in self.news.get(name, ()):
+            builder.add_news(ts, headline)
+        self.builders[name] = builder
+        return builder
+
+    def _window_tick(self, book: Any) -> int | None:
+        """`Feed.window_tick` on a native book."""
+        if self._fixed_tick is not None:
+            return self._fixed_tick
+        n_bids, n_asks = book.n_levels()
+        if n_bids < MIN_LEVELS_FOR_TICK and n_asks < MIN_LEVELS_FOR_TICK:
+            return None
+        bids, _ = book.levels(int(Side.BID))
+        asks, _ = book.levels(int(Side.ASK))
+        return infer_tick(chain(bids.tolist(), asks.tolist()))
+
+    # ---- refusals that changed a book
+
+    def _corrections(
+        self, batch: native.Batch, messages: list[bytes], refused: np.ndarray
+    ) -> dict[int, list[tuple[int, Any]]]:
+        """symbol -> [(message, what to do to its follower)], for the refusals that left its book changed."""
+        r = batch.rejects
+        out: dict[int, list[tuple[int, Any]]] = {}
+        if not len(refused):
+            return out
+        ev = batch.events
+        for m, reason, s in zip(r["msg"].tolist(), r["reason"].tolist(), r["symbol"].tolist(), strict=True):
+            if s < 0:
+                continue
+            fix = None
+            if self.venue == "binance":
+                if reason == _GAP:
+                    fix = _clear
+                elif reason == _CROSSED:
+                    mine = ev[ev["msg"] == m]
+                    # a crossed diff's levels stay in the book; a crossed snapshot gave no events: copy the feed's
+                    fix = (lambda b, mine=mine: _apply(b, mine)) if len(mine) else _Resync(self.feed, batch.symbol(s))
+            elif reason in (_CROSSED, _BOOK_ERROR):
+                fix = _ItchOp(messages[m])
+            if fix is not None:
+                out.setdefault(s, []).append((m, fix))
+        return out
+
+    def _resync_late(self, todo: list[tuple[int, Any]], msg_col: np.ndarray) -> None:
+        """Count the copies from the feed that came too early to be exact (later messages of the symbol)."""
+        last = max(int(msg_col[-1]) if len(msg_col) else -1, todo[-1][0] if todo else -1)
+        self.resynced_late += sum(isinstance(fix, _Resync) and last > at for at, fix in todo)
+
+    # ---- news
+
+    # the reference's own: it keeps `news` per symbol and tells `builders`, whose native ones take the same call
+    add_news = VenueWindows.add_news
+
+
+def _first(groups: dict[int, np.ndarray], corrections: dict[int, list], s: int, ev: np.ndarray) -> int:
+    """The first message that touches symbol `s` in the batch."""
+    firsts = []
+    if s in groups:
+        firsts.append(int(ev["msg"][groups[s][0]]))
+    if s in corrections:
+        firsts.append(corrections[s][0][0])
+    return min(firsts)
+
+
+def _apply(book: Any, rows: np.ndarray) -> None:
+    """Events applied to a follower book, nothing folded."""
+    kinds, sides = np.ascontiguousarray(rows["kind"]), np.ascontiguousarray(rows["side"])
+    prices, sizes = np.ascontiguousarray(rows["price"]), np.ascontiguousarray(rows["size"])
+    if isinstance(book, native.L3Book):
+        ids, new_ids = np.ascontiguousarray(rows["order_id"]), np.ascontiguousarray(rows["new_order_id"])
+        book.apply(kinds, ids, sides, prices, sizes, new_ids)
+    else:
+        book.apply(kinds, sides, prices, sizes)
+
+
+def _clear(book: Any) -> None:
+    book.clear()
+
+
+class _Resync:
+    """A follower copied from the feed's book as the batch left it (a crossed Binance snapshot)."""
+
+    def __init__(self, feed: Any, symbol: str) -> None:
+        self.feed, self.symbol = feed, symbol
+
+    def __call__(self, book: Any) -> None:
+        book.clear()
+        levels = self.feed.book_dict(self.symbol) or {"bids": {}, "asks": {}}
+        for side, key in ((int(Side.BID), "bids"), (int(Side.ASK), "asks")):
+            for price, size in levels[key].items():
+                book.set_level(side, price, size)
+
+
+class _ItchOp:
+    """An ITCH order operation the feed ran before refusing its message (a crossed book, an execution
+    larger than the order), run on the follower the same way: the same checks first, the book's own
+    error swallowed (the feed raised it already)."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    def __call__(self, book: Any) -> None:
+        raw, t = self.raw, self.raw[:1]
+        try:
+            if t in (b"A", b"F"):
+                side = {b"B": int(Side.BID), b"S": int(Side.ASK)}.get(raw[19:20])
+                price = _U32.unpack_from(raw, 32)[0]
+                if side is not None and price:
+                    book.add(_U64.unpack_from(raw, 11)[0], side, price, _U32.unpack_from(raw, 20)[0])
+            elif t in (b"E", b"X") or (t == b"C" and raw[31:32] in (b"Y", b"N")):
+                book.reduce(_U64.unpack_from(raw, 11)[0], _U32.unpack_from(raw, 19)[0])
+            elif t == b"D":
+                book.delete(_U64.unpack_from(raw, 11)[0])
+            elif t == b"U":
+                price = _U32.unpack_from(raw, 31)[0]
+                if price:
+                    ids = _U64.unpack_from(raw, 11)[0], _U64.unpack_from(raw, 19)[0]
+                    book.replace(*ids, price, _U32.unpack_from(raw, 27)[0])
+        except native.FeedError:
+            pass
+
+
+class _Event(NamedTuple):
+    kind: int
+    side: int
+    flags: int
+    ts: int
+    seq: int
+    price: int
+    size: int
+
+
+def _events(rows: np.ndarray) -> list[_Event]:
+    """One message's events as `WindowBuilder.push` reads them (the attributes of Event it uses)."""
+    cols = ("kind", "side", "flags", "ts", "seq", "price", "size")
+    return [_Event(*r) for r in zip(*(rows[c].tolist() for c in cols), strict=True)]
+
+
+def _windows(stacked: dict[str, np.ndarray]) -> list[Window]:
+    """`push_batch`'s stacked windows as Window objects (one per window: the worker's contract)."""
+    out = []
+    for i in range(len(stacked["msg"])):
+        kw = {}
+        for name in _WINDOW_FIELDS:
+            v = stacked[name][i]
+            kw[name] = int(v) if name in _INT_FIELDS else v
+        out.append(Window(**kw))
+    return out
+
+
+__all__ = ["SUPPORTED", "Done", "MessageReject", "NativeVenueWindows"]
