@@ -199,6 +199,16 @@ def _renamed(recs: Sequence[Any], old: str, base: str, symbol: str) -> Iterable[
 
 
 @dataclass
+class FakeMsg:
+    """A record outside Kafka, as a consumer hands one over."""
+
+    key: bytes | None
+    value: bytes
+    partition: int
+    offset: int
+
+
+@dataclass
 class Offline:
     """What the records give without Kafka or Redis: the window each record completes, and time."""
 
@@ -215,14 +225,12 @@ def offline(venue: str, msgs: Sequence[Msg]) -> Offline:
     record_of: dict[tuple[str, int], int] = {}
     n_windows = 0
     start = time.perf_counter()
-    for lo in range(0, len(msgs), 2000):
-        batch: list[Window] = []
-        for i in range(lo, min(lo + 2000, len(msgs))):
-            key, value = msgs[i]
-            ws, _ = pipe.process(key, value, 0, i)
-            for w in ws:
-                record_of[(w.symbol, int(w.n_seen))] = i
-            batch += ws
+    take = Settings().take_max
+    for lo in range(0, len(msgs), take):
+        records = [FakeMsg(key, value, 0, i) for i, (key, value) in enumerate(msgs[lo : lo + take], start=lo)]
+        batch, _ = pipe.process_batch(records)  # as a worker's partition: one call a batch
+        for w in batch:
+            record_of[(w.symbol, int(w.n_seen))] = w.offset[1]
         forecast_records(model.model_id, batch, model.forecast(batch, Settings().alert_threshold), 0)
         n_windows += len(batch)
     seconds = time.perf_counter() - start
@@ -396,11 +404,11 @@ class LatencyRun:
 class FaustWorker:
     """One `python -m streams.cli worker` process for the binance topic, in a fresh group."""
 
-    def __init__(self, bootstrap: str, redis_url: str, app_id: str, log: Path, venue: str) -> None:
+    def __init__(self, bootstrap: str, redis_url: str, app_id: str, log: Path, venue: str, take: int) -> None:
         # MT_HOME beside the log: the worker's Faust data goes with the test's files, not into ~/.cache
         env = dict(os.environ, MT_KAFKA_BOOTSTRAP=bootstrap, MT_REDIS_URL=redis_url, MT_APP_ID=app_id,
-                   MT_WORKER_ID=f"{app_id}-w", MT_VENUES=venue, MT_MODEL="baseline", PYTHONPATH=str(REPO),
-                   MT_HOME=str(log.parent / "mt-home"))  # fmt: skip
+                   MT_WORKER_ID=f"{app_id}-w", MT_VENUES=venue, MT_MODEL="baseline", MT_TAKE_MAX=str(take),
+                   PYTHONPATH=str(REPO), MT_HOME=str(log.parent / "mt-home"))  # fmt: skip
         self.log = log
         with open(log, "ab") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, cwd=REPO,
@@ -470,6 +478,7 @@ class Workload:
     venue: str
     records: list[Msg]
     messages: int  # venue messages in them
+    take: int  # records a batch, the worker's (MT_TAKE_MAX) and the bare loop's alike
 
     @property
     def per_record(self) -> float:
@@ -503,7 +512,7 @@ class Throughput:
 def bench_faust(bootstrap: str, redis_url: str, work: Workload, lat_runs: list[tuple[float, list[Msg], Offline]],
                 tmp: Path) -> tuple[Throughput, list[Latency], str]:  # fmt: skip
     app_id = f"bench-faust-{os.getpid()}"
-    worker = FaustWorker(bootstrap, redis_url, app_id, tmp / "faust-worker.log", work.venue)
+    worker = FaustWorker(bootstrap, redis_url, app_id, tmp / "faust-worker.log", work.venue, work.take)
     watch = GroupWatch(bootstrap, app_id, faust_topic(work.venue))
     client = redis.Redis.from_url(redis_url)
     tput = work.records
@@ -537,7 +546,9 @@ class BareLoop:
     """The worker's work without Faust: a consumer, the per-batch work, a producer for
     `md.forecasts` and `md.dlq`, a commit after each batch (at-least-once, as the worker)."""
 
-    def __init__(self, bootstrap: str, redis_url: str, group: str, venue: str, fetch_wait_ms: int = 500) -> None:
+    def __init__(self, bootstrap: str, redis_url: str, group: str, venue: str, fetch_wait_ms: int = 500,
+                 take: int = Settings().take_max) -> None:  # fmt: skip
+        self.take = take
         self.bootstrap, self.group, self.topic, self.fetch_wait_ms = bootstrap, group, bare_topic(venue), fetch_wait_ms
         settings = Settings()
         self.threshold = settings.alert_threshold
@@ -549,9 +560,13 @@ class BareLoop:
 
     def work(self, msgs: Sequence[Any]) -> tuple[list[dict], list[Any]]:
         """One batch: decode, book, windows, forecasts, Redis. The forecasts and rejects to send."""
-        windows, rejects = [], []
+        windows: list[Window] = []
+        rejects: list[Any] = []
+        by_partition: dict[int, list[Any]] = {}
         for m in msgs:
-            ws, rejs = self.pipe.process(m.key, m.value, m.partition, m.offset)
+            by_partition.setdefault(m.partition, []).append(m)
+        for part in by_partition.values():  # a partition's records in one call, as the worker's partitions
+            ws, rejs = self.pipe.process_batch(part)
             windows += ws
             rejects += rejs
         if not windows:
@@ -576,7 +591,7 @@ class BareLoop:
         try:
             target = await targets.get()
             while target >= 0:
-                got = await consumer.getmany(timeout_ms=50, max_records=2000)
+                got = await consumer.getmany(timeout_ms=50, max_records=self.take)  # the worker's batch
                 msgs = [m for part in got.values() for m in part]
                 if msgs:
                     await self._batch(consumer, prod, msgs)
@@ -603,7 +618,8 @@ class BareLoop:
 async def bench_bare_async(bootstrap: str, redis_url: str, work: Workload,
                            lat_runs: list[tuple[float, list[Msg], Offline]], tmp: Path, fetch_wait_ms: int
                            ) -> tuple[Throughput, list[Latency]]:  # fmt: skip
-    loop = BareLoop(bootstrap, redis_url, f"bench-bare-{os.getpid()}", work.venue, fetch_wait_ms=fetch_wait_ms)
+    loop = BareLoop(bootstrap, redis_url, f"bench-bare-{os.getpid()}", work.venue, fetch_wait_ms=fetch_wait_ms,
+                    take=work.take)  # fmt: skip
     tput = work.records
     targets: asyncio.Queue[int] = asyncio.Queue()
     done: asyncio.Queue[float] = asyncio.Queue()
@@ -647,21 +663,14 @@ async def _wait(done: asyncio.Queue[float], task: asyncio.Task[None]) -> float:
 
 # ---------------------------------------------------------------- where the time goes
 
-STAGES = {  # a stage and the functions whose cumulative time is that stage
+STAGES = {  # a stage and the functions (file path suffix, name) whose cumulative time is that stage
+    "native path (decode, book, features, windows)": [("native/venue_windows.py", "process")],
     "decode (JSON, fields, events)": [("binance.py", "_loads"), ("binance.py", "_decode")],
     "book (sync + apply)": [("binance.py", "_on_diff"), ("binance.py", "_on_snapshot"), ("binance.py", "_on_ticker")],
-    "features + windows": [("windows.py", "push")],
+    "features + windows": [("orderbook/windows.py", "push")],
     "forecaster (predict + explain)": [("forecaster.py", "forecast"), ("forecaster.py", "forecast_records")],
     "redis (RedisSink.write)": [("sink.py", "write")],
 }
-
-
-@dataclass
-class FakeMsg:
-    key: bytes
-    value: bytes
-    partition: int
-    offset: int
 
 
 def profile_bare(redis_url: str, msgs: list[Msg]) -> None:
@@ -679,7 +688,7 @@ def profile_bare(redis_url: str, msgs: list[Msg]) -> None:
           f"profiled: read the shares)")  # fmt: skip
     print(f"{'share':>6}  stage")
     for stage, funcs in STAGES.items():
-        cum = sum(v[3] for (file, _, name), v in table.items() if (Path(file).name, name) in funcs)
+        cum = sum(v[3] for (file, _, name), v in table.items() if any(file.endswith(f) and name == n for f, n in funcs))
         print(f"{cum / total:6.1%}  {stage}")
     print(f"\n{'cum s':>7}  {'share':>6}  {'calls':>9}  function (top 10 by cumulative time)")
     entries = sorted(table.items(), key=lambda kv: kv[1][3], reverse=True)
@@ -751,11 +760,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bare-fetch-wait-ms", type=int, default=500, help="the bare consumer's fetch_max_wait_ms "
                    "(default: aiokafka's 500; faust's aiokafka driver fixes 1500)")  # fmt: skip
     p.add_argument("--profile-records", type=int, default=20_000, help="Binance records profiled (default: 20000)")
+    p.add_argument("--take", type=int, default=Settings().take_max, help="records a batch, the worker's take_max and "
+                   f"the bare loop's getmany max_records (default: the worker's {Settings().take_max})")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="smoke run: 5,000 messages, 2,000/s for 2 s, 2,000 profiled")
     args = p.parse_args(argv)
     args.rates = [float(r) for r in str(args.rates).split(",") if r] if args.venue == "binance" else []
     if args.quick:
         args.messages, args.seconds, args.profile_records = min(args.messages, 5000), 2.0, 2000
+        args.take = min(args.take, 500)  # several batches even in 5,000 messages: a rate needs two commits
         args.rates = [min(r, 2000.0) for r in args.rates][:1]
     return args
 
@@ -766,7 +778,7 @@ def workload(args: argparse.Namespace, captures: dict[str, list[Any]]) -> Worklo
     else:
         msgs = timed_messages(captures, args.messages, "T")
     recs, n = as_records(msgs, args.frames)
-    return Workload(args.venue, recs, n)
+    return Workload(args.venue, recs, n, args.take)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -38,6 +38,8 @@ from streams.topics import STATE_TOPIC
 
 log = logging.getLogger(__name__)
 
+RETRY_BACKOFF_MS = 20  # the transactional producer's retry pause: aiokafka's own for KAFKA-5477 (see _ready)
+
 FENCED = (ProducerFenced, InvalidProducerEpoch, TransactionalIdAuthorizationFailed)
 
 
@@ -86,9 +88,13 @@ class PartitionCommitter:
 
     async def _ready(self) -> AIOKafkaProducer:
         if self._producer is None:
+            # retry_backoff_ms: a transaction begun right after the last one's commit meets
+            # CONCURRENT_TRANSACTIONS while the broker writes the last one's markers (KAFKA-5477);
+            # aiokafka retries AddOffsetsToTxn after retry_backoff_ms, 100 ms by default, which
+            # was most of a worker's latency (p50 250 ms at 10k messages/s, bench/pipeline_bench.py)
             p = AIOKafkaProducer(bootstrap_servers=self.bootstrap, transactional_id=self.transactional_id,
                                  enable_idempotence=True, acks="all", linger_ms=2, max_batch_size=1 << 20,
-                                 max_request_size=self.max_request_size)  # fmt: skip
+                                 max_request_size=self.max_request_size, retry_backoff_ms=RETRY_BACKOFF_MS)  # fmt: skip
             try:
                 await asyncio.wait_for(p.start(), self.attempt_timeout)
             except BaseException:

@@ -43,7 +43,7 @@ def test_flags_over_environment_over_file_over_defaults(tmp_path):
     assert s.bootstrap == "flag:1"  # flag over env over file
     assert s.redis_url == "redis://env:2/0"  # env over file
     assert (s.app_id, s.snapshot_every) == ("from-file", 7)  # file over defaults
-    assert (s.dlq_topic, s.take_max, s.venues) == ("md.dlq", 2000, Settings().venues)  # defaults
+    assert (s.dlq_topic, s.take_max, s.venues) == ("md.dlq", 20000, Settings().venues)  # defaults
 
 
 def test_nothing_given_is_the_defaults(tmp_path):
