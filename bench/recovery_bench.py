@@ -62,7 +62,6 @@ sys.path.insert(0, str(REPO / "tests"))  # tests/faults.py: a plain module there
 from faults import WorkerProcess, create_topic  # noqa: E402
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
 
-from orderbook.snapshot import dump_state  # noqa: E402
 from streams import recovery, snapshots  # noqa: E402
 from streams.config import Settings  # noqa: E402
 from streams.offsets import committed  # noqa: E402
@@ -344,7 +343,7 @@ def one_size(args: argparse.Namespace, boot: str, redis_url: str, n: int, prev: 
         full = restore(boot)
         assert full.committed == n and full.replayed == n and full.snapshot_offset is None, full
         row.full_s = full.seconds
-        full_state = dump_state(full.pipeline.core)
+        full_state = full.pipeline.dump_state()
         print(f"      {full.replayed:,} records replayed in {full.seconds:.1f} s", flush=True)
         del full
     offset, value = snapshots.encode(GROUP, TOPIC, PARTITION, built.pipeline)
@@ -361,7 +360,7 @@ def one_size(args: argparse.Namespace, boot: str, redis_url: str, n: int, prev: 
         row.snap_s.append(got.seconds)
         row.snap_replayed = got.replayed
         if full_state is not None and row.same_state is None:
-            row.same_state = dump_state(got.pipeline.core) == full_state
+            row.same_state = got.pipeline.dump_state() == full_state
         del got
     row.steps = restore_steps(boot)
     row.load_a = os.getloadavg()[0]

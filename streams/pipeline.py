@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Protocol
 from orderbook import native as native_path
 from orderbook.errors import MAX_MESSAGE_BYTES
 from orderbook.frames import FrameError, is_frame, messages_of
+from orderbook.snapshot import dump_state
 from orderbook.venue_windows import VenueWindows, WindowStats
 from orderbook.windows import Window, WindowBuilder, WindowConfig
 
@@ -175,6 +176,11 @@ class VenuePipeline:
             m = records[r.record]
             rejects.append(Rejected(r.reason, r.error, m.key, r.value, m.partition, m.offset, r.index))
         return done.windows, rejects
+
+    def dump_state(self) -> bytes:
+        """The books, feeds and builders as `orderbook.snapshot.dump_state` bytes; on the native path
+        its compiled parts go in as the plain values of their own versioned `__getstate__`."""
+        return dump_state(self.core.__getstate__() if self.native else self.core)
 
     def add_news(self, ts: int, symbols: list[str], headline: str) -> None:
         self.core.add_news(ts, symbols, headline)

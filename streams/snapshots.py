@@ -54,7 +54,7 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
 
 from orderbook.native.venue_windows import NativeVenueWindows
-from orderbook.snapshot import SnapshotError, dump_state, load_state
+from orderbook.snapshot import SnapshotError, load_state
 from orderbook.venue_windows import VenueWindows
 from orderbook.windows import WindowConfig
 from streams.pipeline import VenuePipeline, native_choice
@@ -111,7 +111,7 @@ def encode(group: str, topic: str, partition: int, pipe: VenuePipeline) -> tuple
         "max_bytes": pipe.max_bytes,
         "taken_ns": time.time_ns(),
         # the native path's parts are compiled: their own __getstate__ values go through the codec
-        "state": dump_state(pipe.core.__getstate__() if pipe.native else pipe.core),
+        "state": pipe.dump_state(),
     }
     if pipe.native:
         doc["path"] = NATIVE

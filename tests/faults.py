@@ -205,17 +205,22 @@ def compare(want: dict[Key, dict], redis_url: str, bootstrap: str, forecasts_top
                    len(set(want) - set(got_topic)), dup_redis, dup_topic, differing, unordered)  # fmt: skip
 
 
+# records a batch for the workers the fault tests start: the default (20,000) takes a test topic of a
+# few thousand records in one batch a partition, so a kill or an outage would land after the end
+TEST_TAKE_MAX = 200
+
+
 class WorkerProcess:
     """`megatrading worker` as a separate process (its own session: a kill takes its threads too)."""
 
     def __init__(self, bootstrap: str, redis_url: str, app_id: str, venues: Sequence[str], log: Path,
                  worker_id: str, forecasts_topic: str = "md.forecasts", dlq_topic: str = "md.dlq",
-                 snapshot_every: int = 500) -> None:  # fmt: skip
+                 snapshot_every: int = 500, take_max: int = TEST_TAKE_MAX) -> None:  # fmt: skip
         # MT_HOME beside the log: the worker's Faust data goes with the test's files, not into ~/.cache
         env = dict(os.environ, MT_KAFKA_BOOTSTRAP=bootstrap, MT_REDIS_URL=redis_url, MT_APP_ID=app_id,
                    MT_WORKER_ID=worker_id, MT_VENUES=",".join(venues), MT_FORECASTS_TOPIC=forecasts_topic,
                    MT_DLQ_TOPIC=dlq_topic, MT_SNAPSHOT_EVERY=str(snapshot_every), MT_MODEL="baseline",
-                   MT_HOME=str(log.parent / "mt-home"))  # fmt: skip
+                   MT_TAKE_MAX=str(take_max), MT_HOME=str(log.parent / "mt-home"))  # fmt: skip
         self.log = log
         with open(log, "ab") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=out,
