@@ -3,7 +3,7 @@ decode -> book -> windows -> micro-batcher -> forecaster -> Redis, then `md.fore
 offset commit in one Kafka transaction per source partition (streams/partition.py, streams/txn.py).
 
 Delivery: Faust's consumer (its group, rebalances, consumer thread) fetches the raw topics, but their
-records skip Faust's per-record path (a `Message`, two tasks and an `Event` each: ~55 us, more than
+records skip Faust's per-record path (a `Message`, two tasks and an `Event` each: ~60 us, more than
 our own work on a message): `BatchApp.deliver_batches` hands each partition's fetched records to the
 venue's `Inbox`, a bounded queue a task drains into `Worker.handle`. Faust never acknowledges or
 commits these topics (`acks=False`; its `take_events` acknowledged a batch in a `finally:` even when

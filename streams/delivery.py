@@ -2,10 +2,10 @@
 
 Faust delivers a record through its conductor: per record it builds a `Message`, runs
 `Service.wait_first(callback(message), suspend_flow.wait())` (two tasks and an `asyncio.wait`), puts
-an `Event` on the stream's channel and, for `take_events`, takes it off again. That costs about 55 us a
-record on this machine before the agent sees it (bench/faust_ceiling.py: an agent that only counts
-receives 17.8k records/s where a bare aiokafka `getmany` loop reads 626k/s), more than all of our
-own work per message. The worker needs none of it for the raw topics: it commits their offsets
+an `Event` on the stream's channel and, for `take_events`, takes it off again. That costs about 60 us a
+record on this machine before the agent sees it (bench/faust_ceiling.py, one run: an agent that only
+counts receives 16.3k records/s, this delivery 471k, a bare aiokafka `getmany` loop 596k), more than
+all of our own work per message. The worker needs none of it for the raw topics: it commits their offsets
 itself, in each partition's transaction (streams/partition.py), and keeps no Faust table or
 acknowledgement.
 
