@@ -16,6 +16,10 @@
     buffer in one `decode_apply` call beside Session.feed of the whole buffer, and the buffer in
     ~64 KiB pieces cut at frame boundaries (as a streaming consumer gets it) beside Session.feed
     of the same pieces. Its events come back as numpy rows; its books are cross-checked too.
+    A large batch's rows (72 bytes an event: ~35 MB for the whole buffer) are recycled once
+    Python lets go of them (batch.rs's row pool), so only a process's first whole-buffer call
+    has the kernel fault in and zero fresh pages for them: the pool is emptied before pass 1, the
+    median is the steady state, and the whole-buffer row's note gives pass 1 beside it.
 (c) Where the time goes: a cProfile pass of each of our paths, top functions by own time.
 Median of --passes; nothing asserts a time.
 """
@@ -417,6 +421,7 @@ def bench_native_itch(
         peer = Row("itch-book Session.feed, the same pieces", len(records))
         chunked.versus = peer
         rows.append(peer)
+    native._core.row_pool(release=True)  # pass 1's whole buffer gets fresh rows, as a process's first call
     for _ in range(passes):
         for row, run in ((whole, [data]), (chunked, pieces)):
             seconds, (feed, events, rejects) = timed(lambda run=run: native_itch(run))
@@ -431,7 +436,7 @@ def bench_native_itch(
     ):
         sys.exit("feed_bench: the native ITCH books and the reference's disagree after the same messages")
     live = sum(len(feed.orders(s) or {}) for s in feed.book_symbols())
-    whole.note += f"; {live:,} live orders, books equal to ours"
+    whole.note += f"; {live:,} live orders, books equal to ours; pass 1 {whole.rates[0] / 1e3:,.1f}k (fresh row pages)"
     return rows
 
 

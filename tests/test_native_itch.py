@@ -102,6 +102,80 @@ def test_native_itch_refuses_a_cross_too_large_for_int64() -> None:
     assert len(batch) == 0 and [type(e).__name__ for _, e in batch.errors()] == ["DecodeError"]
 
 
+# --- recycled event rows ------------------------------------------------------------------------
+
+
+def busy_day(n: int, shift: int = 0) -> list[bytes]:
+    """n orders on two stocks, each added, then cut, replaced or executed, then deleted: about 3n
+    events, enough for a batch whose rows (72 bytes each) are recycled (1 MiB and more)."""
+    msgs = [encode("S", timestamp=1, event_code="Q")]
+    msgs += [encode("R", locate=k, timestamp=1, stock=s, market_category="Q") for k, s in ((1, "AAPL"), (2, "MSFT"))]
+    for i in range(1, n + 1):
+        side, price = ("B", 10**6 - (i % 40) * 100) if i % 2 else ("S", 10**6 + (1 + i % 40) * 100)
+        stock, locate = ("AAPL", 1) if i % 3 else ("MSFT", 2)
+        kw = dict(locate=locate, timestamp=10**9 + i)
+        msgs.append(encode("A", order_ref=i, side=side, shares=300, stock=stock, price=price + shift, **kw))
+        if i % 4 == 0:
+            msgs.append(encode("X", order_ref=i, shares=100, **kw))
+        if i % 5 == 0:
+            msgs.append(encode("E", order_ref=i, shares=100, match=i, **kw))
+        if i % 7 == 0:
+            msgs.append(encode("U", order_ref=i, new_order_ref=n + i, shares=50, price=price + shift, **kw))
+        msgs.append(encode("D", order_ref=n + i if i % 7 == 0 else i, **kw))
+    msgs.append(encode("D", locate=1, timestamp=2 * 10**9, order_ref=10 * n))  # refused: unknown order
+    return msgs
+
+
+def data_address(a: np.ndarray) -> int:
+    return a.__array_interface__["data"][0]
+
+
+def test_native_itch_reuses_let_go_rows_with_the_same_results() -> None:
+    """A large batch's event rows go back to a pool once Python lets go of them, and the next large
+    batch is written into them: its events and rejects are those of a fresh call, and those of the
+    reference."""
+    msgs = busy_day(8000)
+    data = frame(msgs)
+    native._core.row_pool(release=True)  # what earlier tests left: the first batch gets fresh memory
+    first = native.ItchFeed().decode_apply(data)
+    assert first.events.nbytes >= 1 << 20  # large enough to be recycled
+    want_rows = first.events.copy()
+    want_errors = [(i, repr(e)) for i, e in first.errors()]
+    address = data_address(first.events)
+    del first  # the rows go back to the pool, not to the allocator
+    assert native._core.row_pool()[0] == 1
+    again = native.ItchFeed().decode_apply(data)
+    assert data_address(again.events) == address  # the same memory, written afresh
+    assert np.array_equal(again.events, want_rows)
+    assert [(i, repr(e)) for i, e in again.errors()] == want_errors
+    want = reference_outcomes(ItchFeed(), msgs)
+    assert first_difference(want, again.by_message(len(msgs))) is None
+    # on_messages (the worker's call) draws on the same pool
+    del again
+    listed = native.ItchFeed().on_messages(msgs)
+    assert np.array_equal(listed.events, want_rows)
+
+
+def test_native_itch_rows_kept_alive_are_never_reused() -> None:
+    """A batch, or a view of its events, that a caller keeps is never written by later calls."""
+    feed = native.ItchFeed()
+    kept = feed.decode_apply(frame(busy_day(6000)))
+    kept_rows = kept.events.copy()
+    prices = kept.events["price"]  # a view: it alone keeps the rows alive after `kept` goes
+    kept_prices = prices.copy()
+    for shift in (1, 2, 3):  # other large batches, each let go before the next
+        other = native.ItchFeed().decode_apply(frame(busy_day(6000, shift=shift)))
+        assert data_address(other.events) != data_address(kept.events)
+        del other
+    assert np.array_equal(kept.events, kept_rows)
+    del kept
+    for shift in (4, 5):
+        other = native.ItchFeed().decode_apply(frame(busy_day(6000, shift=shift)))
+        assert not np.shares_memory(other.events, prices)
+        del other
+    assert np.array_equal(prices, kept_prices)
+
+
 # --- hypothesis: the same days, mangled ---------------------------------------------------------
 
 BASE = itch_day_stream(21, 600, SYMBOLS[:3]).messages

@@ -117,7 +117,13 @@ if _core is not None:
 
 @dataclass(frozen=True)
 class Batch:
-    """What one native feed call did: the events it applied and the messages it refused."""
+    """What one native feed call did: the events it applied and the messages it refused.
+
+    Its arrays are the caller's to keep (and write) for as long as it likes: a later call never
+    touches them. A large batch's event rows (1 MiB and more) are recycled for a later batch only
+    once no array views them any more (batch.rs's row pool), which spares that batch the kernel's
+    faulting in and zeroing of fresh pages.
+    """
 
     venue: str
     events: np.ndarray  # EVENT_ROW records, in the order the reference returns them

@@ -1,6 +1,9 @@
 //! What a feed batch gives back: the events it applied and the messages it refused, as
 //! columns (numpy arrays once handed to Python), and the symbol table the columns index.
 
+use std::sync::Mutex;
+
+use numpy::ndarray::ArrayView1;
 use numpy::{PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -86,10 +89,81 @@ pub struct Ev {
 pub const ROW_BYTES: usize = 72;
 
 /// Events as flat rows (hftbacktest's event record, in numpy a structured array for free):
-/// one push per event instead of one per column, and one allocation per batch.
+/// one push per event instead of one per column, and one allocation per batch (a recycled
+/// one where a large batch's rows have been let go: see `ROW_POOL`).
 #[derive(Default)]
 pub struct Events {
     rows: Vec<u8>,
+}
+
+// ------------------------------------------------------------------------- recycled row buffers
+
+/// Row buffers of at least this many bytes are recycled; smaller ones go back to the allocator,
+/// which keeps and reuses them well.
+const POOL_MIN_BYTES: usize = 1 << 20;
+/// At most this many buffers, and this many bytes, are kept for reuse (the largest kept first).
+const POOL_MAX_BUFFERS: usize = 4;
+const POOL_MAX_BYTES: usize = 128 << 20;
+
+/// Row buffers of batches that Python has let go of, kept (emptied, their pages still mapped)
+/// for the next large batch. A fresh large allocation is memory the kernel must fault in and zero
+/// page by page as the rows are written: that cost a third of a whole-buffer ITCH call (a buffer
+/// of 500k messages gives ~35 MB of rows, above what glibc keeps in its heap, so every call got
+/// new pages). A buffer comes back here only from `RowBuffer::drop`, i.e. once no numpy array
+/// views it any more, so a batch's arrays never change after they are returned.
+static ROW_POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+/// A recycled buffer of at least `bytes` capacity (the smallest that fits), else a new one.
+fn take_rows(bytes: usize) -> Vec<u8> {
+    if bytes >= POOL_MIN_BYTES {
+        let mut pool = ROW_POOL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let fit = pool.iter().enumerate().filter(|(_, b)| b.capacity() >= bytes).min_by_key(|(_, b)| b.capacity());
+        if let Some((i, _)) = fit {
+            return pool.swap_remove(i);
+        }
+    }
+    Vec::with_capacity(bytes)
+}
+
+/// Keep a let-go buffer for reuse (emptied), unless it is small or the pool is full.
+fn give_rows(mut rows: Vec<u8>) {
+    if rows.capacity() < POOL_MIN_BYTES || rows.capacity() > POOL_MAX_BYTES {
+        return;
+    }
+    rows.clear();
+    let mut pool = ROW_POOL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    pool.push(rows);
+    pool.sort_unstable_by_key(|b| std::cmp::Reverse(b.capacity()));
+    let mut kept = 0;
+    let keep = pool.iter().take_while(|b| {
+        kept += b.capacity();
+        kept <= POOL_MAX_BYTES
+    });
+    let keep = keep.count().min(POOL_MAX_BUFFERS);
+    pool.truncate(keep); // the smallest go back to the allocator
+}
+
+/// Buffers in the pool and their bytes; with `release`, they go back to the allocator then.
+pub fn pool_stats(release: bool) -> (usize, usize) {
+    let mut pool = ROW_POOL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let stats = (pool.len(), pool.iter().map(Vec::capacity).sum());
+    if release {
+        *pool = Vec::new();
+    }
+    stats
+}
+
+/// The owner of a batch's event rows, the numpy array's base object: the rows go back to
+/// `ROW_POOL` when the last array viewing them is gone.
+#[pyclass(module = "orderbook.native._core", frozen)]
+pub struct RowBuffer {
+    rows: Vec<u8>,
+}
+
+impl Drop for RowBuffer {
+    fn drop(&mut self) {
+        give_rows(std::mem::take(&mut self.rows));
+    }
 }
 
 fn id_column(id: u32) -> i32 {
@@ -102,7 +176,7 @@ fn id_column(id: u32) -> i32 {
 
 impl Events {
     pub fn with_capacity(n: usize) -> Self {
-        Events { rows: Vec::with_capacity(n * ROW_BYTES) }
+        Events { rows: take_rows(n * ROW_BYTES) }
     }
 
     pub fn len(&self) -> usize {
@@ -133,9 +207,23 @@ impl Events {
         self.rows.truncate(len * ROW_BYTES);
     }
 
-    /// The rows as a uint8 array; the Python face views it as `EVENT_ROW`.
-    pub fn into_py(self, py: Python<'_>) -> Bound<'_, PyArray1<u8>> {
-        PyArray1::from_vec(py, self.rows)
+    /// The rows as a uint8 array (its own memory, until it is let go); the Python face views it
+    /// as `EVENT_ROW`.
+    pub fn into_py(mut self, py: Python<'_>) -> PyResult<Bound<'_, PyArray1<u8>>> {
+        if self.rows.capacity() < POOL_MIN_BYTES {
+            return Ok(PyArray1::from_vec(py, self.rows));
+        }
+        // the Vec's heap block does not move with the Vec: the pointer stays valid inside
+        // RowBuffer, which never touches the rows again but to hand them back to the pool
+        let (ptr, len) = (self.rows.as_mut_ptr(), self.rows.len());
+        let owner = Bound::new(py, RowBuffer { rows: self.rows })?;
+        // SAFETY: `ptr` is `len` initialised bytes owned by `owner`, which becomes the array's
+        // base and so outlives it (as numpy's own `from_vec` does with its container); nothing
+        // else reads or writes them until `owner` is dropped.
+        unsafe {
+            let view = ArrayView1::from_shape_ptr(len, ptr.cast_const());
+            Ok(PyArray1::borrow_from_array(&view, owner.into_any()))
+        }
     }
 }
 
@@ -201,7 +289,7 @@ impl Rejects {
 
 /// A feed's batch result as Python sees it: (event rows as uint8, rejects as a dict of columns).
 pub fn batch_py<'py>(py: Python<'py>, events: Events, rejects: Rejects) -> PyResult<Batch<'py>> {
-    Ok((events.into_py(py), rejects.into_py(py)?))
+    Ok((events.into_py(py)?, rejects.into_py(py)?))
 }
 
 pub type Batch<'py> = (Bound<'py, PyArray1<u8>>, Bound<'py, PyDict>);

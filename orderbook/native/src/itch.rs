@@ -482,7 +482,9 @@ impl Itch {
     /// Every message of a framed buffer (NASDAQ day-file layout, `ItchFeed.read_capture`'s
     /// reading of it: a zero length is skipped, a frame cut short is handed on as it is).
     pub fn framed(&mut self, buf: &[u8], recv_ts: i64) -> (Events, Rejects) {
-        let mut events = Events::with_capacity(buf.len() / 30);
+        // at most one event a message, and none from a message shorter than D's or B's 19 bytes
+        // (2 more framed): room for every event, so the rows are never moved to grow
+        let mut events = Events::with_capacity(buf.len() / 21 + 1);
         let mut rejects = Rejects::default();
         let mut pos = 0;
         let mut index = 0;

@@ -18,9 +18,18 @@ mod pywindows;
 mod state;
 mod windows;
 
+/// Event-row buffers kept for reuse (batch.rs's `ROW_POOL`): (buffers, bytes); with `release`
+/// they are freed then (the next large batch gets fresh memory, as a process's first does).
+#[pyfunction]
+#[pyo3(signature = (release = false))]
+fn row_pool(release: bool) -> (usize, usize) {
+    batch::pool_stats(release)
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(row_pool, m)?)?;
     m.add_class::<pybook::PyL2>()?;
     m.add_class::<pybook::PyL3>()?;
     m.add_class::<itch::PyItch>()?;
