@@ -44,6 +44,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/sim_bench.py
 	$(BIN)/python bench/pipeline_bench.py
 	$(BIN)/python bench/pipeline_bench.py --venue itch
+	$(BIN)/python bench/pipeline_bench.py --latency-only --model model/checkpoints/demo --overload latest --rates 2000,5000,10000,20000,30000
+	$(BIN)/python bench/pipeline_bench.py --latency-only --model model/checkpoints/demo --overload every --rates 2000,5000,10000,20000,30000
 	$(BIN)/python bench/faust_ceiling.py
 	$(BIN)/python bench/model_bench.py
 	$(BIN)/python bench/overload_bench.py

@@ -93,6 +93,7 @@ from model.sim.run import simulate  # noqa: E402
 from orderbook.frames import framed  # noqa: E402
 from orderbook.venues import feed_class  # noqa: E402
 from orderbook.windows import Window  # noqa: E402
+from streams.batcher import OVERLOAD_POLICIES  # noqa: E402
 from streams.config import Settings  # noqa: E402
 from streams.pipeline import VenuePipeline  # noqa: E402
 from streams.publish import simulation_records  # noqa: E402
@@ -106,6 +107,7 @@ HEADER = "bench_produced_ns"
 CAPTURES = {"spot_btcusdt": ("BTCUSDT", "BTCUSDT"), "spot_ethusdt": ("ETHUSDT", "ETHUSDT"),
             "usdm_btcusdt": ("BTCUSDT", "BTCUSDTPERP")}  # fmt: skip
 GOAL_RATE, GOAL_P99_MS, GOAL_AT = 100_000, 50.0, 20_000
+GOAL_P99_MS_MODEL = 250.0  # with the generative model on CPU, under `latest`
 WARM_UP_S = 1.0
 POLL_S = 0.2
 DB_FAUST, DB_BARE, DB_PROFILE = 1, 2, 3
@@ -404,10 +406,12 @@ class LatencyRun:
 class FaustWorker:
     """One `python -m streams.cli worker` process for the binance topic, in a fresh group."""
 
-    def __init__(self, bootstrap: str, redis_url: str, app_id: str, log: Path, venue: str, take: int) -> None:
+    def __init__(self, bootstrap: str, redis_url: str, app_id: str, log: Path, venue: str, take: int,
+                 model: str = "baseline", overload: str = "every") -> None:  # fmt: skip
         # MT_HOME beside the log: the worker's Faust data goes with the test's files, not into ~/.cache
         env = dict(os.environ, MT_KAFKA_BOOTSTRAP=bootstrap, MT_REDIS_URL=redis_url, MT_APP_ID=app_id,
-                   MT_WORKER_ID=f"{app_id}-w", MT_VENUES=venue, MT_MODEL="baseline", MT_TAKE_MAX=str(take),
+                   MT_WORKER_ID=f"{app_id}-w", MT_VENUES=venue, MT_MODEL=model, MT_OVERLOAD=overload,
+                   MT_TAKE_MAX=str(take),
                    PYTHONPATH=str(REPO), MT_HOME=str(log.parent / "mt-home"))  # fmt: skip
         self.log = log
         with open(log, "ab") as out:
@@ -427,6 +431,15 @@ class FaustWorker:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
+
+    def wait_up(self, timeout: float) -> None:
+        """Until the worker's start-up line (its model loaded) is in its log."""
+        deadline = time.monotonic() + timeout
+        while " up: venues " not in self.log.read_text(errors="replace"):
+            self.alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the Faust worker did not start in {timeout:.0f} s: see {self.log}")
+            time.sleep(POLL_S)
 
     def progress(self) -> str:
         lines = [ln for ln in self.log.read_text(errors="replace").splitlines() if "progress:" in ln]
@@ -498,31 +511,41 @@ class Throughput:
 
     @property
     def rate(self) -> float:
-        return self.records / self.seconds
+        """NaN when the first commit took (nearly) every record: a run too short for its batches."""
+        return self.records / self.seconds if self.records > 0 and self.seconds > 0 else float("nan")
 
     @property
     def message_rate(self) -> float:
         return self.rate * self.per_record
 
     def describe(self) -> str:
+        if self.rate != self.rate:
+            return f"not timed: the first commit took all but {self.records:,} records (raise --messages)"
         return (f"{self.message_rate:,.0f} messages/s, {self.rate:,.0f} records/s ({self.records:,} records in "
                 f"{self.seconds:.1f} s)")  # fmt: skip
 
 
 def bench_faust(bootstrap: str, redis_url: str, work: Workload, lat_runs: list[tuple[float, list[Msg], Offline]],
-                tmp: Path) -> tuple[Throughput, list[Latency], str]:  # fmt: skip
+                tmp: Path, model: str = "baseline", overload: str = "every"
+                ) -> tuple[Throughput | None, list[Latency], str]:  # fmt: skip
+    """The worker's saturation run (none without records: `--latency-only`), then its latency runs."""
     app_id = f"bench-faust-{os.getpid()}"
-    worker = FaustWorker(bootstrap, redis_url, app_id, tmp / "faust-worker.log", work.venue, work.take)
+    worker = FaustWorker(bootstrap, redis_url, app_id, tmp / "faust-worker.log", work.venue, work.take, model,
+                         overload)  # fmt: skip
     watch = GroupWatch(bootstrap, app_id, faust_topic(work.venue))
     client = redis.Redis.from_url(redis_url)
     tput = work.records
     try:
-        first = wait_committed(watch, len(tput), 600, worker.alive)
-        assert first is not None
-        t0, c0 = first
-        end = last_emitted(client, work.venue, work.symbols) or time.time()
-        th = Throughput(len(tput) - c0, end - t0, history_count(client, work.venue, work.symbols), work.per_record)
-        print(f"  faust worker: {th.describe()}", flush=True)
+        th = None
+        if tput:
+            first = wait_committed(watch, len(tput), 600, worker.alive)
+            assert first is not None
+            t0, c0 = first
+            end = last_emitted(client, work.venue, work.symbols) or time.time()
+            th = Throughput(len(tput) - c0, end - t0, history_count(client, work.venue, work.symbols), work.per_record)
+            print(f"  faust worker: {th.describe()}", flush=True)
+        else:
+            worker.wait_up(300)
         lats, target = [], len(tput)
         for i, (rate, msgs, off) in enumerate(lat_runs):
             run = LatencyRun(bootstrap, redis_url, faust_topic(work.venue), msgs, rate, tmp / f"faust-lat{i}")
@@ -742,6 +765,26 @@ def print_tables(work: Workload, faust: tuple[Throughput, list[Latency]], bare: 
     print("\ngoals: " + "; ".join(goals))
 
 
+def print_ladder(lats: list[Latency], model: str, overload: str, goal_ms: float) -> None:
+    """`--latency-only`: the worker's latency at each offered rate, and the highest rate within the goal."""
+    print(f"\nlatency: produce -> forecast on Redis mt:forecasts, one worker, model {model}, overload {overload}, "
+          f"one message a record, forecasts of records sent after the first {WARM_UP_S:.0f} s")  # fmt: skip
+    print(
+        f"{'offered/s':>9} {'achieved/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'forecasts':>11}  "
+        "(forecasts: published / windows closed; fewer under `latest`: superseded windows are skipped)"
+    )
+    for lat in lats:
+        print(f"{lat.rate:9,.0f} {lat.achieved:10,.0f} {lat.pct(0.5):8.1f} {lat.pct(0.99):8.1f} "
+              f"{max(lat.ms, default=float('nan')):8.1f} {lat.matched:5}/{lat.expected:<5}")  # fmt: skip
+    best = None
+    for lat in sorted(lats, key=lambda x: x.rate):
+        if not lat.pct(0.99) < goal_ms:
+            break
+        best = lat.rate
+    best_s = f"{best:,.0f} messages/s" if best is not None else "none of the ladder"
+    print(f"\ngoal: the highest offered rate with p99 < {goal_ms:.0f} ms (every lower rate too): {best_s}")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     default_data = Path(os.environ.get("MT_SHARED_DATA", REPO.parent / "shared" / "data"))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -762,9 +805,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile-records", type=int, default=20_000, help="Binance records profiled (default: 20000)")
     p.add_argument("--take", type=int, default=Settings().take_max, help="records a batch, the worker's take_max and "
                    f"the bare loop's getmany max_records (default: the worker's {Settings().take_max})")  # fmt: skip
+    p.add_argument("--model", default="baseline", help="the worker's model (MT_MODEL): baseline, or a "
+                   "checkpoint folder such as model/checkpoints/demo (default: baseline; the bare loop keeps "
+                   "the baseline)")  # fmt: skip
+    p.add_argument("--overload", choices=OVERLOAD_POLICIES, default="every", help="the worker's overload policy "
+                   "(default: every)")  # fmt: skip
+    p.add_argument("--latency-only", action="store_true", help="only the worker's latency runs at --rates (no "
+                   "saturation, no bare loop, no profile) and the highest rate within --p99-goal")  # fmt: skip
+    p.add_argument("--p99-goal", type=float, default=None, help="ms, for --latency-only (default: "
+                   f"{GOAL_P99_MS:.0f} with the baseline, {GOAL_P99_MS_MODEL:.0f} with a generative model, as "
+                   "issue 12 sets them)")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="smoke run: 5,000 messages, 2,000/s for 2 s, 2,000 profiled")
     args = p.parse_args(argv)
     args.rates = [float(r) for r in str(args.rates).split(",") if r] if args.venue == "binance" else []
+    if args.p99_goal is None:
+        args.p99_goal = GOAL_P99_MS if args.model == "baseline" else GOAL_P99_MS_MODEL
+    if args.latency_only and not args.rates:
+        p.error("--latency-only needs --rates (Binance)")
     if args.quick:
         args.messages, args.seconds, args.profile_records = min(args.messages, 5000), 2.0, 2000
         args.take = min(args.take, 500)  # several batches even in 5,000 messages: a rate needs two commits
@@ -781,6 +838,29 @@ def workload(args: argparse.Namespace, captures: dict[str, list[Any]]) -> Worklo
     return Workload(args.venue, recs, n, args.take)
 
 
+def latency_only(args: argparse.Namespace, captures: dict[str, list[Any]]) -> None:
+    lat_runs = []
+    for i, rate in enumerate(args.rates):
+        msgs = records(captures, int(rate * args.seconds), f"L{i}")
+        lat_runs.append((rate, msgs, offline("binance", msgs)))
+    print(f"data: {', '.join(f'{len(m):,}' for _, m, _ in lat_runs)} Binance records per latency run")
+    from streams.infra import Infra
+
+    with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp_s:
+        tmp = Path(tmp_s)
+        infra = Infra.on_free_ports(tmp / "infra")
+        infra.up()
+        try:
+            create_topics(infra.kafka.bootstrap, [faust_topic("binance")])
+            work = Workload("binance", [], 0, args.take)
+            url = f"redis://127.0.0.1:{infra.redis.port}/{DB_FAUST}"
+            _, lats, progress = bench_faust(infra.kafka.bootstrap, url, work, lat_runs, tmp, args.model, args.overload)
+            print(f"  faust worker's last progress line: {progress}")
+        finally:
+            infra.down()
+    print_ladder(lats, args.model, args.overload, args.p99_goal)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     folder = args.data / BINANCE
@@ -788,6 +868,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"pipeline_bench: {folder} not found. Pass --data <folder holding {BINANCE}/> or set MT_SHARED_DATA.")
     started = time.perf_counter()
     captures = load_captures(folder)
+    if args.latency_only:
+        latency_only(args, captures)
+        print(f"\n{time.perf_counter() - started:.1f} s in all")
+        return
     work = workload(args, captures)
     tput = work.records
     lat_msgs = [(rate, records(captures, int(rate * args.seconds), f"L{i}")) for i, rate in enumerate(args.rates)]
@@ -813,7 +897,9 @@ def main(argv: list[str] | None = None) -> None:
             asyncio.run(produce(boot, topics, tput))
             print(f"infra up; {len(tput):,} records produced to {' and '.join(topics)} in "
                   f"{time.perf_counter() - t:.1f} s", flush=True)  # fmt: skip
-            f_th, f_lat, progress = bench_faust(boot, f"{url}/{DB_FAUST}", work, lat_runs, tmp)
+            f_th, f_lat, progress = bench_faust(boot, f"{url}/{DB_FAUST}", work, lat_runs, tmp, args.model,
+                                                args.overload)  # fmt: skip
+            assert f_th is not None
             print(f"  faust worker's last progress line: {progress}")
             b_th, b_lat = asyncio.run(
                 bench_bare_async(boot, f"{url}/{DB_BARE}", work, lat_runs, tmp, args.bare_fetch_wait_ms)

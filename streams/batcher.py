@@ -1,8 +1,11 @@
 """Micro-batching off the event loop: windows from every partition, one model call per batch.
 
-Agents `await batcher.submit(windows)`; a single background task gathers the waiting windows until
-`max_batch` or `max_wait` seconds after the first, runs the forecaster in one worker thread (model
-calls never block the event loop) and resolves each request with what became of its windows
+Partitions `await batcher.submit(windows)`; a single background task gathers the waiting windows
+until `max_batch`, or until a pass of the event loop brings no more (the partitions of a batch
+submit in one pass: waiting on for a fixed `max_wait` only delayed them), at most `max_wait` seconds
+after the first; it runs the forecaster in one worker thread (model calls never block the event
+loop; a forecaster cheaper than the hop, `blocks = False`, runs on the loop) and resolves each
+request with what became of its windows
 (`Scored`): the windows scored, their predictions and the alerts' reasons. The reasons are computed
 in that thread too (`Forecaster.forecast`): explaining an alert can cost the model a pass of its own
 (the order-flow model's drivers: a forward and a backward pass), so the event loop only builds
@@ -198,15 +201,11 @@ class MicroBatcher:
             self._arrived.clear()
             await self._arrived.wait()
         deadline = time.monotonic() + self.max_wait
-        while len(self._queue) < self.max_batch:
-            timeout = deadline - time.monotonic()
-            if timeout <= 0:
-                break
-            self._arrived.clear()
-            try:
-                await asyncio.wait_for(self._arrived.wait(), timeout)
-            except TimeoutError:
-                break
+        while len(self._queue) < self.max_batch and time.monotonic() < deadline:
+            n = len(self._queue)
+            await asyncio.sleep(0)  # one pass of the event loop: submitters that are running submit
+            if len(self._queue) == n:
+                break  # nobody else was about to: waiting longer only delays these
         taken: list[_Slot] = []
         leaving: dict[_Request, int] = {}
         while self._queue and len(taken) < self.max_batch:
@@ -229,9 +228,12 @@ class MicroBatcher:
             batch = [s.window for s in slots]
             t0 = time.perf_counter()
             try:
-                forecasts = await loop.run_in_executor(
-                    self._executor, self.forecaster.forecast, batch, self.explain_above
-                )
+                if self.forecaster.blocks:
+                    forecasts = await loop.run_in_executor(
+                        self._executor, self.forecaster.forecast, batch, self.explain_above
+                    )
+                else:
+                    forecasts = self.forecaster.forecast(batch, self.explain_above)
             except Exception as err:  # the partitions decide what a failed batch means; the batcher lives on
                 log.exception("model call failed on a batch of %d windows", len(batch))
                 for req in dict.fromkeys(s.request for s in slots):

@@ -138,7 +138,7 @@ class Settings:
     # with no backlog a batch is whatever one fetch found, so this bounds throughput, not latency
     take_max: int = 20000
     max_batch: int = 256  # windows per model call
-    max_wait: float = 0.005  # seconds the batcher waits to fill a model batch
+    max_wait: float = 0.005  # at most, seconds the batcher waits to fill a model batch (streams/batcher.py)
     # when the model falls behind (streams/batcher.py): `every` window scored, the lag grows in Kafka;
     # `latest`: the newest window per book scored, the ones it superseded skipped and counted
     overload: str = "every"
@@ -149,6 +149,11 @@ class Settings:
     # transaction of the batch it ends: a restart replays at most that much (streams/snapshots.py)
     snapshot_every: int = 20000
     snapshot_seconds: float = 30.0
+    # a partition's transactions start at most this often (seconds), each committing every batch done
+    # since the last (streams/partition.py): off the forecasts' way to Redis, so it trades broker load
+    # (a transaction is 4-5 requests and a marker per partition) against `md.forecasts` readers' delay
+    # and the records a crash replays; Kafka Streams' exactly-once default is the same 100 ms
+    commit_interval: float = 0.1
     restore_threads: int = 4  # partitions restored side by side
     # replicas of md.state when a worker creates it: 1 suits the embedded single broker; a
     # cluster wants as many as its other topics (a lost snapshot costs a full replay, not data)

@@ -7,6 +7,18 @@ until it succeeds (streams/retry.py), and the next batch waits: nothing is ackno
 Kafka before its forecasts are in Redis, whatever Faust does (the raw topics are consumed with
 Faust's acks off: only these transactions commit offsets).
 
+The transaction is not on the forecasts' path: once a batch's forecasts are in Redis the
+partition takes its next batch, and a task of its own commits the batches that are done, in
+order, all those waiting in one transaction (a group commit), at most one transaction every
+`commit_interval` seconds. A transaction on the embedded broker takes 10-100 ms, several round
+trips and the broker's markers: on the forecasts' path it had been most of a record's produce ->
+Redis latency, and one per batch kept the broker busier than the worker (bench/pipeline_bench.py).
+At most MAX_UNSETTLED batches wait for their commit; beyond that the partition waits for them
+(backpressure, as in an outage). A commit that is fenced
+fails every batch behind it: the state is dropped and the partition restored from the offset
+committed last, and the records since are read back as a gap, forecasts and all (Redis writes
+are idempotent). A restore waits for the commits in flight first: it starts from their offset.
+
 The pipeline's position is the invariant: every record below it has been processed and its
 output committed, except inside the batch being handled. So a record below it is skipped (it
 was published), a record above it means the stream skipped some (after a restore the consumer
@@ -45,6 +57,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 News = tuple[int, list[str], str]
 NEWS_KEPT = 10_000
+MAX_UNSETTLED = 64  # batches written to Redis whose transaction has not committed yet
+CLOSE_WAIT_S = 10.0  # what a worker stopping gives its partitions' commits in flight
 
 
 def dlq_headers(topic: str, rej: Rejected) -> list[tuple[str, bytes]]:
@@ -70,7 +84,7 @@ class Services:
     batcher: MicroBatcher
     sink: RedisSink
     waits: Waits
-    io: Executor  # Redis round trips
+    io: Executor  # Redis's heartbeat and meta writes
     state_io: Executor  # restores and snapshot encoding: long, off the event loop
     news_log: deque[News]  # the headlines this process has seen (the newest NEWS_KEPT): for partitions restored later
     # set once md.state exists as a compacted topic: no snapshot may go to one auto-created as a deleting one
@@ -90,6 +104,23 @@ class PartitionStats:
     forecasts: int = 0
     rejects: int = 0
     fenced: int = 0
+    batches: int = 0
+    transactions: int = 0  # each commits one or more batches
+    # seconds spent, summed over batches: a batch's way to Redis, then its transaction (off that way)
+    pipeline_s: float = 0.0
+    model_s: float = 0.0
+    redis_s: float = 0.0
+    commit_s: float = 0.0
+
+
+@dataclass
+class Unsettled:
+    """A batch whose forecasts are in Redis, waiting for its transaction."""
+
+    outs: list[Out]
+    start: int  # the committed offset it follows
+    end: int  # the offset its commit records
+    snapshot: tuple[bytes, bytes] | None
 
 
 class Partition:
@@ -108,6 +139,10 @@ class Partition:
         self.snapshot_clock = time.monotonic()
         self.stats = PartitionStats()
         self._warm: asyncio.Task[None] | None = None
+        self._unsettled: deque[Unsettled] = deque()
+        self._settling: asyncio.Task[None] | None = None
+        self._fenced: Fenced | None = None  # what a commit of ours met; the next batch raises it
+        self._last_commit = 0.0  # time.monotonic() when the last transaction began
 
     @property
     def name(self) -> str:
@@ -130,12 +165,26 @@ class Partition:
         if self._warm is not None and not self._warm.done():
             self._warm.cancel()
         async with self.lock:
+            await self._settled()  # the new owner waits for our transactions or fences them
             self.pipeline = None
             await self.committer.stop()
+
+    async def close(self, timeout: float = CLOSE_WAIT_S) -> None:
+        """The worker stops: the commits in flight get `timeout` seconds (what does not land is
+        done again by the next owner), then the producer goes."""
+        self.assigned = False
+        try:
+            await asyncio.wait_for(self._settled(), timeout)
+        except TimeoutError:
+            log.warning("%s: %d batches' commits still waiting at shutdown: the next owner does them again",
+                        self.name, len(self._unsettled))  # fmt: skip
+        await self.committer.stop()  # an open transaction is aborted by the next owner's fencing
 
     async def _restore(self) -> None:
         s = self.s.settings
         await self.s.state_topic_ready.wait()
+        await self._settled()  # the state is restored from the offset the commits in flight leave
+        self._fenced = None
         await self.committer.start()  # first: fences the previous owner, settles its transaction
         restore = partial(recovery.restore, s.bootstrap, s.app_id, self.topic, self.partition, self.venue, s.window,
                           s.max_record_bytes)  # fmt: skip
@@ -168,6 +217,8 @@ class Partition:
         async with self.lock:
             while self.assigned:
                 try:
+                    if self._fenced is not None:
+                        raise self._fenced
                     if self.pipeline is None:
                         await self._restore()
                     await self._batch(self.pipeline, records)  # type: ignore[arg-type]
@@ -175,6 +226,7 @@ class Partition:
                 except Fenced as err:
                     self.stats.fenced += 1
                     self.pipeline = None
+                    self._fenced = None
                     log.warning(
                         "%s: another worker holds this partition's transactions now (%s): its state "
                         "is dropped and, while the group still gives it to us, restored",
@@ -202,6 +254,8 @@ class Partition:
         run: list[Record] = []  # consecutive records at the position: one process_batch call (one native call)
         at = start  # the position once `run` is processed
 
+        t0 = time.perf_counter()
+
         def flush() -> None:
             ws, rs = pipe.process_batch(run)
             windows.extend(ws)
@@ -219,6 +273,7 @@ class Partition:
             at = m.offset + 1
         flush()
         end = pipe.position.get(p, 0)
+        self.stats.pipeline_s += time.perf_counter() - t0
         if end == start:
             return
         outs = [Out(self.s.settings.dlq_topic, r.key, r.value, dlq_headers(self.topic, r)) for r in rejects]
@@ -229,11 +284,51 @@ class Partition:
         outs += [Out(self.s.settings.forecasts_topic, str(f["symbol"]).encode(), msgpack.packb(f)) for f in forecasts]
         self.since_snapshot += end - start
         snapshot = await self._snapshot(pipe) if self._snapshot_due() else None
-        self.pointer = await self.committer.commit(outs, start, end, self.pointer, snapshot)
-        if snapshot is not None:
+        if snapshot is not None:  # a fencing drops the state whatever the snapshot: counted from here
             self.since_snapshot, self.snapshot_clock = 0, time.monotonic()
+        self.stats.batches += 1
         self.stats.forecasts += len(forecasts)
         self.stats.rejects += len(rejects)
+        await self._settle(Unsettled(outs, start, end, snapshot))
+
+    # ---- commits, off the forecasts' path
+
+    async def _settle(self, batch: Unsettled) -> None:
+        """Queue a batch for its transaction; wait while MAX_UNSETTLED are queued already."""
+        if len(self._unsettled) >= MAX_UNSETTLED:
+            await self._settled()
+            if self._fenced is not None:
+                raise self._fenced
+        self._unsettled.append(batch)
+        if self._settling is None or self._settling.done():
+            self._settling = asyncio.create_task(self._commit_unsettled(), name=f"commits of {self.name}")
+
+    async def _settled(self) -> None:
+        """Until every queued batch is committed, or a commit was fenced."""
+        while self._settling is not None and not self._settling.done():
+            await asyncio.shield(self._settling)  # a waiter cancelled leaves the commits running
+
+    async def _commit_unsettled(self) -> None:
+        """Commit the queued batches, all those waiting in one transaction, until none waits. A
+        fencing is kept for the next batch to raise; the batches behind it are dropped with the state."""
+        while self._unsettled:
+            await asyncio.sleep(self._last_commit + self.s.settings.commit_interval - time.monotonic())
+            self._last_commit = time.monotonic()
+            batches = list(self._unsettled)
+            snapshot = next((b.snapshot for b in reversed(batches) if b.snapshot is not None), None)
+            outs = [o for b in batches for o in b.outs]
+            t0 = time.perf_counter()
+            try:
+                self.pointer = await self.committer.commit(outs, batches[0].start, batches[-1].end, self.pointer,
+                                                           snapshot)  # fmt: skip
+            except Fenced as err:
+                self._fenced = Fenced(str(err))  # kept without its traceback: that would keep the commit's frames
+                self._unsettled.clear()
+                return
+            for _ in batches:
+                self._unsettled.popleft()
+            self.stats.transactions += 1
+            self.stats.commit_s += time.perf_counter() - t0
 
     async def _fill_gap(self, pipe: VenuePipeline, start: int, end: int, windows: list[Window],
                         rejects: list[Rejected]) -> None:  # fmt: skip
@@ -257,13 +352,16 @@ class Partition:
         if not windows:
             return []
         s = self.s
+        t0 = time.perf_counter()
         # predictions and the alerts' reasons both come from the model thread: here only records are built
         scored = await until_done(lambda: s.batcher.submit(windows), "the model", s.waits)
         # under `latest` a window superseded by a newer one of its book was not scored: it gets no
         # forecast, and its record's offset is committed with the batch all the same
         records = forecast_records(s.forecaster.model_id, scored.windows, scored.forecasts, time.time_ns())
-        loop = asyncio.get_running_loop()
-        await until_done(lambda: loop.run_in_executor(s.io, s.sink.write, records), "redis", s.waits)
+        t1 = time.perf_counter()
+        await until_done(lambda: s.sink.write_async(records), "redis", s.waits)
+        self.stats.model_s += t1 - t0
+        self.stats.redis_s += time.perf_counter() - t1
         return records
 
     def _snapshot_due(self) -> bool:

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 import redis
+import redis.asyncio
 
 LATEST = "mt:latest:{venue}:{symbol}"
 HIST = "mt:hist:{venue}:{symbol}"
@@ -50,7 +52,15 @@ def as_field(value: object) -> str:
     return str(value)
 
 
+# timeouts: a hung server must surface as an error the worker retries and reports, not as a
+# write that waits forever without a word
+TIMEOUTS: dict[str, Any] = {"socket_timeout": 10, "socket_connect_timeout": 5}
+
+
 class RedisSink:
+    """Writes with a blocking client (`write`), or on the caller's event loop (`write_async`: the
+    worker's, where a hop to a thread and back cost more than the round trip itself)."""
+
     def __init__(
         self,
         client: redis.Redis,
@@ -58,42 +68,62 @@ class RedisSink:
         alert_threshold: float = 0.99,
         history_maxlen: int = 100_000,
         alerts_maxlen: int = 100_000,
+        url: str | None = None,
     ) -> None:
         self.redis = client
+        self.url = url  # for the event loop's client, made on its first write_async
         self.alert_threshold = alert_threshold
         self.history_maxlen = history_maxlen
         self.alerts_maxlen = alerts_maxlen
         self._script = client.register_script(_WRITE)
+        self._aredis: redis.asyncio.Redis | None = None
+        self._ascript: Any = None
         self.written = 0
         self.duplicates = 0
 
     @classmethod
     def from_url(cls, url: str, **kw: object) -> RedisSink:
-        # timeouts: a hung server must surface as an error the worker retries and reports,
-        # not as a write that waits forever without a word
-        client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
-        return cls(client, **kw)  # type: ignore[arg-type]
+        return cls(redis.Redis.from_url(url, **TIMEOUTS), url=url, **kw)  # type: ignore[arg-type]
 
-    def write(self, forecasts: Iterable[Mapping[str, object]]) -> int:
-        """Write a batch in one round trip; returns how many were new."""
-        pipe = self.redis.pipeline(transaction=False)
-        n = 0
+    def _calls(self, forecasts: Iterable[Mapping[str, object]]) -> Iterator[tuple[list[str], list[object]]]:
+        """The write script's (keys, args) for each forecast."""
         for f in forecasts:
             keys = [LATEST.format(**f), HIST.format(**f), ALERTS, CHANNEL]
             alert = "1" if float(f["anomaly_score"]) >= self.alert_threshold else "0"  # type: ignore[arg-type]
             flat: list[str] = []
             for k, v in f.items():
                 flat += (k, as_field(v))
-            args = [f["seq"], f["window"], self.history_maxlen, alert, json.dumps(f, separators=(",", ":")), *flat]
-            self._script(keys=keys, args=args, client=pipe)
-            n += 1
-        if not n:
-            return 0
-        results = pipe.execute()
+            yield keys, [f["seq"], f["window"], self.history_maxlen, alert, json.dumps(f, separators=(",", ":")), *flat]
+
+    def _count(self, results: list[Any]) -> int:
         new = sum(int(r) for r in results)
         self.written += new
-        self.duplicates += n - new
+        self.duplicates += len(results) - new
         return new
+
+    def write(self, forecasts: Iterable[Mapping[str, object]]) -> int:
+        """Write a batch in one round trip; returns how many were new."""
+        pipe = self.redis.pipeline(transaction=False)
+        for keys, args in self._calls(forecasts):
+            self._script(keys=keys, args=args, client=pipe)
+        return self._count(pipe.execute()) if len(pipe) else 0
+
+    async def write_async(self, forecasts: Iterable[Mapping[str, object]]) -> int:
+        """`write` on the running event loop, one round trip (the sink's url; used from one loop only)."""
+        if self._aredis is None:
+            if self.url is None:
+                raise ValueError("write_async needs a sink made with from_url")
+            self._aredis = redis.asyncio.Redis.from_url(self.url, **TIMEOUTS)
+            self._ascript = self._aredis.register_script(_WRITE)
+        pipe = self._aredis.pipeline(transaction=False)
+        for keys, args in self._calls(forecasts):
+            await self._ascript(keys=keys, args=args, client=pipe)  # queued: the pipeline runs it below
+        return self._count(await pipe.execute()) if len(pipe) else 0
+
+    async def aclose(self) -> None:
+        if self._aredis is not None:
+            await self._aredis.aclose()
+            self._aredis = None
 
     def set_meta(self, model: str, schema: int) -> None:
         self.redis.hset(META, mapping={"model": model, "schema": str(schema)})

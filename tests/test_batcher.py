@@ -28,10 +28,12 @@ from streams.sink import RedisSink
 
 
 class WatchedBaseline(BaselineForecaster):
-    """The baseline, noting the thread each of its model calls ran in."""
+    """The baseline, noting the thread each of its model calls ran in; a model that blocks (the
+    generative one) unless told otherwise."""
 
-    def __init__(self) -> None:
+    def __init__(self, blocks: bool = True) -> None:
         super().__init__()
+        self.blocks = blocks
         self.threads: dict[str, set[str]] = {"predict": set(), "explain": set()}
 
     def predict(self, windows: Sequence[Window]) -> Predictions:
@@ -67,6 +69,15 @@ def test_alert_reasons_are_computed_in_the_model_thread_not_on_the_event_loop():
     assert f.threads["explain"] == f.threads["predict"] and all(t.startswith("model") for t in f.threads["explain"])
 
 
+def test_a_forecaster_cheaper_than_a_thread_hop_is_called_on_the_event_loop():
+    calm, burst = calm_then_burst()
+    f = WatchedBaseline(blocks=False)
+    (scored,) = _serve(f, [calm[-10:] + burst], explain_above=0.99)
+    assert any(scored.forecasts.reasons)
+    assert f.threads["predict"] == f.threads["explain"] == {threading.current_thread().name}
+    assert BaselineForecaster.blocks is False  # the worker's default forecaster is such a one
+
+
 def test_each_request_gets_its_own_share_of_the_batch():
     calm, burst = calm_then_burst()
     requests = [calm[-7:-3], burst, calm[-3:]]
@@ -91,6 +102,8 @@ def test_an_empty_request_gets_empty_forecasts_of_the_models_dtype():
 class SlowBaseline(BaselineForecaster):
     """The baseline, as slow as a model that falls behind: each call sleeps `delay` seconds first,
     and notes the windows it scored, call by call."""
+
+    blocks = True
 
     def __init__(self, delay: float) -> None:
         super().__init__()
@@ -250,7 +263,7 @@ class RecordingSink(RedisSink):
         super().__init__(redis.Redis())  # not connected: no command is ever sent
         self.batches: list[list[dict]] = []
 
-    def write(self, forecasts: Iterable[Mapping[str, object]]) -> int:
+    async def write_async(self, forecasts: Iterable[Mapping[str, object]]) -> int:
         self.batches.append([dict(f) for f in forecasts])
         return len(self.batches[-1])
 

@@ -59,6 +59,29 @@ def test_a_replayed_batch_writes_nothing_new(r):
     assert sink.duplicates == 4
 
 
+def test_the_event_loop_write_leaves_what_the_blocking_write_leaves(r, infra):
+    """The worker writes on its event loop (write_async); on a server that has never seen the
+    script (NOSCRIPT, loaded then), a mixed batch, then the batch again."""
+    import asyncio
+
+    batch = [forecast(1, 10), forecast(2, 20, score=0.999), forecast(3, 5, symbol="ETHUSDT")]
+    RedisSink(r).write(batch)
+    want = {k: (r.type(k), r.hgetall(k) if r.type(k) == b"hash" else r.xlen(k)) for k in r.keys("mt:*")}
+    r.flushdb()
+    r.script_flush()
+    sink = RedisSink.from_url(infra.redis.url)
+
+    async def twice() -> tuple[int, int]:
+        try:
+            return await sink.write_async(batch), await sink.write_async(batch)
+        finally:
+            await sink.aclose()
+
+    assert asyncio.run(twice()) == (3, 0)
+    got = {k: (r.type(k), r.hgetall(k) if r.type(k) == b"hash" else r.xlen(k)) for k in r.keys("mt:*")}
+    assert got == want and sink.written == 3 and sink.duplicates == 3
+
+
 def test_each_write_is_published(r):
     pubsub = r.pubsub()
     pubsub.subscribe("mt:forecasts")

@@ -138,6 +138,7 @@ class BaselineForecaster(Forecaster):
 
     name = "baseline-har-ewma"
     version = "1"
+    blocks = False  # column-wise numpy: ~1 ms for a 256-window batch, under a thread hop's cost
 
     def __init__(self, halflife: float = 8.0) -> None:
         self.halflife = halflife

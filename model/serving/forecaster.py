@@ -92,6 +92,9 @@ class Forecaster(ABC):
     version: str = "0"
     extra_fields: tuple[tuple[str, DTypeLike], ...] = ()
     dtype: np.dtype = prediction_dtype()
+    # False for a forecaster whose batch costs less than a hop to a thread and back (a few ms on a
+    # busy 2-core machine): the worker's batcher calls it on the event loop
+    blocks: bool = True
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
