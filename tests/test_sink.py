@@ -138,3 +138,16 @@ def test_meta_holds_the_model_the_heartbeats_and_each_workers_skipped_windows(r)
     }  # fmt: skip
     assert sorted(k for k in meta if k.startswith("heartbeat:")) == ["heartbeat:w1", "heartbeat:w2", "heartbeat:w3"]
     assert all(int(meta[f"heartbeat:{w}"]) > 1_700_000_000_000_000_000 for w in ("w1", "w2", "w3"))
+
+
+def test_field_values_reach_redis_byte_for_byte_whatever_their_characters(r):
+    """The fields travel to the write script as one JSON array (streams/sink.py): quotes, backslashes,
+    non-ASCII and characters outside the BMP come back as their UTF-8, floats as their repr."""
+    f = forecast(1, 10, score=0.999)
+    f["reason"] = 'news "Ünïcode" \\ 📈 z=9.0'
+    f["spread_q50_h10"] = 0.1 + 0.2
+    RedisSink(r).write([f])
+    latest = r.hgetall("mt:latest:binance:BTCUSDT")
+    assert latest[b"reason"] == f["reason"].encode() and latest[b"spread_q50_h10"] == repr(0.1 + 0.2).encode()
+    (_, entry), *_ = r.xrange("mt:alerts")
+    assert entry[b"reason"] == f["reason"].encode()
