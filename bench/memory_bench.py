@@ -32,19 +32,28 @@ Measures, each in a child process of its own (started by this script, `--jobs` a
   FeatureState, the builders (their numpy rings), the books, the rest of the feed (`reset`: sync,
   stats, tickers, locates); what is left is shared (the decoder's cache, the stats counters).
   Numpy's ring buffers are traced (numpy reports its allocations to tracemalloc).
-- native: the same jobs again with the native path on (`MT_NATIVE=1`), for each venue whose
-  VenueWindows then builds books of another class than orderbook.book's (a probe child per venue
-  imports `orderbook.native`, checks its `enabled()` and builds one symbol; the parent never imports
-  it). The column names the class built; a native run that fails drops its column, not the run.
-  tracemalloc does not see memory a native extension allocates itself: read that column's RSS.
+- native: the worker's default path (streams/pipeline.py: `native_choice(venue)`, where the module is
+  built and the crate decodes the venue) is another class, `orderbook.native.venue_windows.
+  NativeVenueWindows`, fed a batch of records at a time. The same N symbols, the same messages, each
+  symbol's messages one `process` batch, RSS growth only (tracemalloc does not see what the Rust
+  extension allocates), each in a child process (the parent never imports the module: a half-built
+  extension fails its children, which drops the native column, not the run). Three runs: the whole
+  NativeVenueWindows at N; the native feed alone (`orderbook.native.BinanceFeed` / `ItchFeed`,
+  `on_messages`: its books and sync state) at `--feed-symbols`; the same with the follower books but
+  no builders (NativeVenueWindows keeps a second, native book per symbol that its builders read as it
+  stood after each message; here `_builder` makes none, so the followers get every event and nothing
+  is folded) at `--feed-symbols`. By difference: book + feed state, the follower book, features +
+  window rings, the last like for like with the Python column's. And in the whole run, the C heap's
+  bytes in use (glibc mallinfo2) of a sample of builders as built and of the same builders restored
+  from their own `__getstate__`: what a builder keeps beyond its state (grown scratch and containers).
 - binance depth: each capture replayed whole, the levels its book holds at its end.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
-import importlib
 import importlib.util
 import json
 import os
@@ -81,11 +90,12 @@ BINANCE = "binance-hftbacktest"
 VENUES = ("binance", "itch")
 NATIVE_MODULE = "orderbook.native"
 # orderbook.native's switch (native.ENV; its enabled() is on unless "0"), set by the parent for every
-# child: "0" for the reference columns, "1" for the native ones. The column reports the book class
-# actually built, so a path that ignores it shows as "not wired" rather than as a mislabelled figure.
+# child: "0" for the reference columns, "1" for the native ones (whose children then ask the worker's
+# own `native_choice(venue)`: where it declines, the column is dropped with its reason).
 NATIVE_ENV = "MT_NATIVE"
 PAGE = os.sysconf("SC_PAGE_SIZE")
 RESULT = "RESULT "  # the child's last stdout line: RESULT <json>
+HEAP_SAMPLE = 120  # native builders whose malloc bytes are read as built and as restored from their state
 
 
 # ---------------------------------------------------------------- measuring
@@ -307,17 +317,17 @@ def by_file(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, top: int 
 
 
 def child(args: argparse.Namespace) -> None:
-    """One measurement in this process: venue, mode (rss, feed, traced, depth, probe), symbols."""
-    venue, mode, n = args.job[0], args.job[1], int(args.job[2])
+    """One measurement in this process: venue, mode, symbols, path (python: rss, feed, traced, depth; native:
+    rss, feed, followers)."""
+    venue, mode, n, path = args.job[0], args.job[1], int(args.job[2]), args.job[3]
     window = Settings().window
     if mode == "depth":
         print(RESULT + json.dumps(capture_depths(args.data / BINANCE)))
         return
-    if mode == "probe":  # the native module is imported here, never in the parent: it may not load cleanly
-        ok, why = native_status()
-        if not ok:
-            print(RESULT + json.dumps({"why": why}))
-            return
+    if path == "native":  # the native module is imported here, never in the parent: it may not load cleanly
+        templates = read_templates(args.templates, venue)
+        print(RESULT + json.dumps(native_child(venue, mode, n, templates, window)))
+        return
     templates = read_templates(args.templates, venue)
     vw = VenueWindows(venue, window)
     if venue == "itch":
@@ -337,9 +347,131 @@ def child(args: argparse.Namespace) -> None:
         out["traced"] = traced_bytes() - traced0
         out["by_file"] = by_file(before_snap, tracemalloc.take_snapshot())
     out.update(describe(vw))
+    out["windows"] = vw.stats.windows
     if traced:
         out["split"] = split(vw, out["traced"])
     print(RESULT + json.dumps(out))
+
+
+def native_child(venue: str, mode: str, n: int, templates: Sequence[Template], window: WindowConfig) -> dict[str, Any]:
+    """The native path's RSS growth over n symbols: the whole NativeVenueWindows (rss), the native feed
+    alone (feed), or the feed and the follower books without builders (followers); {"why": ...} where the
+    worker would not take the native path for this venue."""
+    from streams.pipeline import native_choice  # the worker's own rule; imports orderbook.native
+
+    ok, why = native_choice(venue)
+    if not ok:
+        return {"why": f"native_choice({venue!r}): {why}"}
+    from orderbook import native
+    from orderbook.native.venue_windows import NativeVenueWindows
+
+    class FollowersOnly(NativeVenueWindows):
+        """No builder is ever made: `_push` applies every message's events to the follower book alone."""
+
+        def _builder(self, name: str, book: Any) -> None:
+            return None
+
+    core: Any
+    if mode == "feed":
+        core = native.ItchFeed() if venue == "itch" else native.BinanceFeed()
+        feed = core
+
+        def send(msgs: list[bytes]) -> list[Any]:
+            return [err for _, err in feed.on_messages(msgs).errors()]
+    else:
+        core = (FollowersOnly if mode == "followers" else NativeVenueWindows)(venue, window)
+        nvw = core
+
+        def send(msgs: list[bytes]) -> list[Any]:
+            return [r.error for r in nvw.process(msgs).rejects]
+
+    if venue == "itch":  # the day's system events, once (itch_prelude's)
+        send([encode("S", timestamp=34_200 * SEC, event_code=code) for code in "OSQ"])
+    gc.collect()
+    rss0 = rss_bytes()
+    started = time.perf_counter()
+    for key, msgs in copies(venue, templates, n):  # one batch per symbol: its messages, in order
+        errors = send(msgs)
+        if errors:
+            sys.exit(f"memory_bench: native {mode}: {key.decode()} rejected a message: {errors[0]}")
+    seconds = time.perf_counter() - started
+    gc.collect()
+    out: dict[str, Any] = {"seconds": seconds, "rss": rss_bytes() - rss0, "symbols": n}
+    out.update(describe_native(venue, core if mode == "feed" else core.feed, None if mode == "feed" else core))
+    if mode == "rss":
+        out["heap"] = builder_heap(core, native._core.WindowBuilder, HEAP_SAMPLE)
+    return out
+
+
+def malloc_in_use() -> int | None:
+    """The C heap's bytes in use (glibc `mallinfo2`: small chunks + mmapped ones), gc'd; None without glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        info = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+    info.restype = _MallInfo2
+    gc.collect()
+    m = info()
+    return m.uordblks + m.hblkhd
+
+
+class _MallInfo2(ctypes.Structure):
+    """glibc's `struct mallinfo2` (all size_t)."""
+
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks")
+    ] + [("keepcost", ctypes.c_size_t)]
+
+
+def builder_heap(nvw: Any, cls: Any, k: int) -> dict[str, float] | None:
+    """malloc's bytes in use per builder, over the first k builders: as built (what deleting them frees)
+    and restored from their own `__getstate__` (a fresh builder with the same state, as after a
+    snapshot restore). The difference is capacity the build left in them (scratch, grown containers)."""
+    names = list(nvw.builders)[:k]
+    before = malloc_in_use()
+    if before is None or not names:
+        return None
+    restored = []
+    for name in names:
+        copy = cls()
+        copy.__setstate__(nvw.builders[name].__getstate__())
+        restored.append(copy)
+    with_copies = malloc_in_use() or 0
+    for name in names:
+        del nvw.builders[name]
+    freed = with_copies - (malloc_in_use() or 0)
+    return {"builders": len(names), "as_built": freed / len(names), "restored": (with_copies - before) / len(names)}
+
+
+def describe_native(venue: str, feed: Any, nvw: Any) -> dict[str, Any]:
+    """What the native run built (read after the measurement): the feed's books, and with a
+    NativeVenueWindows its follower books, builders and windows."""
+    names = feed.book_symbols()
+    books = [feed.book_dict(s) for s in names]
+    out: dict[str, Any] = {
+        "feed_type": f"{type(feed).__module__}.{type(feed).__qualname__}",
+        "feed_books": len(names),
+        "levels": [sum(len(b["bids"]) for b in books) / len(books), sum(len(b["asks"]) for b in books) / len(books)],
+    }
+    if venue == "itch":
+        out["orders"] = sum(len(feed.orders(s)) for s in names) / len(names)
+    if nvw is not None:
+        followers = list(nvw.books.values())
+        first = followers[0]
+        out.update(
+            {
+                "class": f"{type(nvw).__module__}.{type(nvw).__qualname__}",
+                "book_type": f"{type(first).__module__}.{type(first).__qualname__}",
+                "books": len(followers),
+                "follower_levels": [sum(b.n_levels()[i] for b in followers) / len(followers) for i in (0, 1)],
+                "builders": len(nvw.builders),
+                "rings_full": sum(rings_full(b) for b in nvw.builders.values()),
+                "windows": nvw.stats.windows,
+            }
+        )
+    return out
 
 
 def capture_depths(folder: Path) -> list[dict[str, Any]]:
@@ -365,22 +497,10 @@ def capture_depths(folder: Path) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- the parent
 
 
-def native_status() -> tuple[bool, str]:
-    """Whether the native path may be measured, and why not where it may not (in a probe child)."""
-    try:
-        module = importlib.import_module(NATIVE_MODULE)
-    except Exception as err:  # a half-built extension: say so, measure the rest
-        return False, f"{NATIVE_MODULE} does not import ({type(err).__name__}: {err})"
-    flag = next((getattr(module, n) for n in ("enabled", "ENABLED") if hasattr(module, n)), True)
-    if callable(flag):
-        flag = flag()
-    return (True, "") if flag else (False, f"{NATIVE_MODULE} says it is not enabled")
-
-
 @dataclass(frozen=True)
 class Job:
     venue: str
-    mode: str  # rss, feed, traced, depth, probe
+    mode: str  # python: rss, feed, traced, depth; native: rss, feed, followers
     symbols: int
     path: str  # python or native
 
@@ -389,7 +509,7 @@ def run_job(job: Job, args: argparse.Namespace, templates: Path, *, fatal: bool 
     """A child's result; a failed child stops the bench, or with `fatal` False comes back as {"why": ...}."""
     env = {**os.environ, NATIVE_ENV: "1" if job.path == "native" else "0"}
     cmd = [sys.executable, __file__, "--data", str(args.data), "--templates", str(templates),
-           "--job", job.venue, job.mode, str(job.symbols)]  # fmt: skip
+           "--job", job.venue, job.mode, str(job.symbols), job.path]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     last = done.stdout.strip().rpartition("\n")[2]
     if done.returncode == 0 and last.startswith(RESULT):
@@ -399,28 +519,14 @@ def run_job(job: Job, args: argparse.Namespace, templates: Path, *, fatal: bool 
     sys.exit(f"memory_bench: {job} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
 
 
-def native_venues(args: argparse.Namespace, templates: Path) -> tuple[list[str], str]:
-    """The venues whose VenueWindows builds native books with the switch on (a child per venue builds
-    one symbol), and what to say where none does."""
-    if importlib.util.find_spec(NATIVE_MODULE) is None:  # finds the file, imports nothing of it
-        return [], f"{NATIVE_MODULE} is missing"
-    built = {v: run_job(Job(v, "probe", 1, "native"), args, templates, fatal=False) for v in VENUES}
-    why = next((r["why"] for r in built.values() if "why" in r), None)
-    if why is not None:
-        return [], f"{NATIVE_MODULE}: {why}"
-    wired = [v for v, r in built.items() if not r["book_type"].startswith("orderbook.book.")]
-    return wired, (
-        f"{NATIVE_MODULE} imports, but with {NATIVE_ENV}=1 VenueWindows still builds "
-        f"{' / '.join(r['book_type'] for r in built.values())}: the native path is not wired in"
-    )
-
-
-def jobs_for(args: argparse.Namespace, native: Sequence[str]) -> list[Job]:
+def jobs_for(args: argparse.Namespace, native: bool) -> list[Job]:
     """Longest first, so that the pool's last minutes are not one long job alone."""
-    paths = [(v, p) for p in ("python", "native") for v in VENUES if p == "python" or v in native]
+    paths = [(v, p) for p in ("python", "native") for v in VENUES if p == "python" or native]
+    feed = min(args.symbols, args.feed_symbols)
     jobs = [Job(v, "rss", args.symbols, p) for v, p in paths]
-    jobs += [Job(v, "traced", args.traced_symbols, p) for v, p in paths]
-    jobs += [Job(v, "feed", min(args.symbols, args.feed_symbols), p) for v, p in paths]
+    jobs += [Job(v, "traced", args.traced_symbols, "python") for v in VENUES]
+    jobs += [Job(v, "feed", feed, p) for v, p in paths]
+    jobs += [Job(v, "followers", feed, "native") for v in VENUES if native]
     if not args.quick:
         jobs.append(Job("binance", "depth", 0, "python"))
     return jobs
@@ -432,6 +538,10 @@ def fmt_bytes(n: float) -> str:
 
 def levels(pair: Sequence[int]) -> str:
     return f"{pair[0]:,} + {pair[1]:,}"
+
+
+def mean_levels(pair: Sequence[float]) -> str:
+    return f"{pair[0]:,.0f} + {pair[1]:,.0f}"
 
 
 def print_workload(templates: dict[str, list[Template]], depths: list[dict[str, Any]] | None) -> None:
@@ -460,60 +570,117 @@ def print_workload(templates: dict[str, list[Template]], depths: list[dict[str, 
 
 
 LABELS = {"book": "book ({})", "feed": "feed state (sync, tickers, locates)", "features": "features (FeatureState)",
-          "rings": "window rings (WindowBuilder)", "shared": "shared (caches, counters)"}  # fmt: skip
+          "rings": "window rings (WindowBuilder)", "shared": "shared (caches, counters)",
+          "follower": "follower book (native only)"}  # fmt: skip
 ROWS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("book", ()),
     ("feed", ()),
     ("book + feed state", ("book", "feed")),
+    ("follower", ()),  # the native path's second book: no tracemalloc part, a row only with a native column
     ("features", ()),
     ("rings", ()),
     ("features + window rings", ("features", "rings")),
     ("shared", ()),
 )
+TOTAL = "total per symbol"
 
 
-def venue_rows(venue: str, n: int, res: dict[tuple[str, str], dict[str, Any]]) -> list[list[str]]:
-    """The table's cells of one path (`res`: mode -> its child's result): tracemalloc, share, RSS per row."""
-    traced, rss, feed = res["traced"], res["rss"], res["feed"]
+def rss_parts(res: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """RSS bytes per symbol by row (`res`: mode -> its child's result): the whole state at N symbols, the
+    feed alone (book + feed state), on the native path the feed with its follower books, and by difference
+    the rest (features + window rings)."""
+    rss, feed = res["rss"], res["feed"]
+    whole, alone = rss["rss"] / rss["symbols"], feed["rss"] / feed["symbols"]
+    out = {TOTAL: whole, "book + feed state": alone, "features + window rings": whole - alone}
+    if "followers" in res:
+        with_followers = res["followers"]["rss"] / res["followers"]["symbols"]
+        out["follower"] = with_followers - alone
+        out["features + window rings"] = whole - with_followers
+    return out
+
+
+def venue_rows(n: int, res: dict[str, dict[str, Any]], native: dict[str, dict[str, Any]] | None) -> list[list[str]]:
+    """The table's cells after the component's name (`res`, `native`: mode -> its child's result):
+    tracemalloc and share per row, RSS per row where measured, and the native RSS and its ratio."""
+    traced, rss = res["traced"], res["rss"]
     per = traced["traced"] / traced["symbols"]
+    py = rss_parts(res)
+    nat = rss_parts(native) if native is not None else {}
     rows = []
     for name, parts in ROWS:
-        x = sum(traced["split"][k] for k in parts or (name,)) / traced["symbols"]
-        rss_cell = "-"
-        if parts == ("book", "feed"):
-            rss_cell = f"{feed['rss'] / feed['symbols']:,.0f}"
-        elif parts == ("features", "rings"):  # the whole state less the feed alone
-            rss_cell = f"{rss['rss'] / rss['symbols'] - feed['rss'] / feed['symbols']:,.0f}"
-        rows.append([f"{x:,.0f}", f"{x / per:.0%}", rss_cell])
-    rows.append([f"{per:,.0f}", "100%", f"{rss['rss'] / rss['symbols']:,.0f}"])
+        if name == "follower" and native is None:
+            continue
+        cells = ["-", ""]
+        if name != "follower":
+            x = sum(traced["split"][k] for k in parts or (name,)) / traced["symbols"]
+            cells = [f"{x:,.0f}", f"{x / per:.0%}"]
+        cells.append(f"{py[name]:,.0f}" if name in py else "-")
+        if native is not None:
+            cells.append(f"{nat[name]:,.0f}" if name in nat else "-")
+            cells.append(f"{nat[name] / py[name]:.2f}" if name in nat and name in py else "-")
+        rows.append(cells)
+    rows.append([f"{per:,.0f}", "100%", f"{py[TOTAL]:,.0f}"])
     rows.append([f"{fmt_bytes(per * n)} (x{n:,})", "", f"{fmt_bytes(rss['rss'])} measured"])
+    if native is not None:
+        rows[-2] += [f"{nat[TOTAL]:,.0f}", f"{nat[TOTAL] / py[TOTAL]:.2f}"]
+        rows[-1] += [f"{fmt_bytes(native['rss']['rss'])} measured", f"{native['rss']['rss'] / rss['rss']:.2f}"]
     return rows
 
 
-def print_venue(venue: str, n: int, results: dict[tuple[str, str, str], dict[str, Any]], paths: Sequence[str]) -> None:
+def print_venue(venue: str, n: int, results: dict[tuple[str, str, str], dict[str, Any]], native: bool) -> None:
     py = {mode: results[(venue, mode, "python")] for mode in ("rss", "traced", "feed")}
     rss, traced = py["rss"], py["traced"]
     book = rss["book_type"]
     print(
         f"\n{venue}: {n:,} symbols in one VenueWindows ({book}, {rss['levels'][0]:,.0f} + {rss['levels'][1]:,.0f} "
         f"levels a book" + (f", {rss['orders']:,.0f} resting orders" if "orders" in rss else "") + "); "
-        f"{rss['builders']:,} window builders, {rss['rings_full']:,} with full rings; built in {rss['seconds']:.0f} s"
+        f"{rss['builders']:,} window builders, {rss['rings_full']:,} with full rings; {rss['windows']:,} windows; "
+        f"built in {rss['seconds']:.0f} s"
     )
-    head = ["component"]
-    columns = []
-    for p in paths:
-        res = {mode: results[(venue, mode, p)] for mode in ("rss", "traced", "feed")}
-        head += [f"{p} tracemalloc B/symbol", "share", f"{p} RSS B/symbol"]
-        columns.append(venue_rows(venue, n, res))
-        if p != "python":
-            print(f"  {p}: {res['rss']['book_type']} (tracemalloc does not see a native heap: read its RSS)")
-    names = [LABELS[name].format(book.rpartition(".")[2]) if not parts else f"  {name}" for name, parts in ROWS]
-    names += ["total per symbol", f"total at {n:,} symbols"]
-    print_columns(head, [[name, *(c for col in columns for c in col[i])] for i, name in enumerate(names)])
+    nat = {mode: results[(venue, mode, "native")] for mode in ("rss", "feed", "followers")} if native else None
+    if nat is not None:
+        whole, feed, fol = nat["rss"], nat["feed"], nat["followers"]
+        print(
+            f"  native: {n:,} symbols in one {whole['class'].rpartition('.')[2]} (the worker's default path; feed "
+            f"{whole['feed_type']}, {whole['feed_books']:,} books of {mean_levels(whole['levels'])} levels"
+            + (f", {whole['orders']:,.0f} resting orders" if "orders" in whole else "")
+            + f"; follower books {whole['book_type']}, {whole['books']:,} of {mean_levels(whole['follower_levels'])} "
+            f"levels); {whole['builders']:,} window builders, "
+            f"{whole['rings_full']:,} with full rings; {whole['windows']:,} windows; built in {whole['seconds']:.0f} s"
+        )
+        print(
+            f"  native feed alone: {feed['feed_books']:,} books; feed + followers, no builders: "
+            f"{fol['feed_books']:,} books, {fol['books']:,} followers, {fol['builders']} builders"
+        )
+    head = ["component", "python tracemalloc B/symbol", "share", "python RSS B/symbol"]
+    if nat is not None:
+        head += ["native RSS B/symbol", "native / python"]
+    names = [
+        LABELS[name].format(book.rpartition(".")[2]) if not parts else f"  {name}"
+        for name, parts in ROWS
+        if name != "follower" or nat is not None
+    ]
+    names += [TOTAL, f"total at {n:,} symbols"]
+    cells = venue_rows(n, py, nat)
+    print_columns(head, [[name, *row] for name, row in zip(names, cells, strict=True)])
     print(
         f"(tracemalloc: {traced['symbols']:,} symbols of the same mix, split by freeing each part in turn; RSS: "
         f"the whole VenueWindows at {n:,} symbols, the feed alone at {py['feed']['symbols']:,})"
     )
+    if nat is not None:
+        print(
+            f"(native: RSS only, tracemalloc does not see the Rust heap; the whole NativeVenueWindows at {n:,} "
+            f"symbols, one batch a symbol; the native feed alone at {nat['feed']['symbols']:,}; the feed + follower "
+            f"books without builders at {nat['followers']['symbols']:,}; each row the difference of two)"
+        )
+    heap = nat["rss"].get("heap") if nat is not None else None
+    if heap:
+        print(
+            f"(native builders, malloc bytes in use (glibc mallinfo2), the first {heap['builders']:,}: "
+            f"{heap['as_built']:,.0f} B each as built, {heap['restored']:,.0f} B restored from their own state "
+            f"(__getstate__ / __setstate__): {heap['as_built'] - heap['restored']:,.0f} B a builder is capacity the "
+            "build left in it)"
+        )
     print(
         "allocated in (tracemalloc, B/symbol by the file of the allocating line): "
         + ", ".join(f"{name} {size / traced['symbols']:,.0f}" for name, size in traced["by_file"])
@@ -522,6 +689,13 @@ def print_venue(venue: str, n: int, results: dict[tuple[str, str, str], dict[str
         f"{venue} per symbol: {traced['traced'] / traced['symbols']:,.0f} B traced, "
         f"{rss['rss'] / rss['symbols']:,.0f} B RSS; total at {n:,} symbols: {fmt_bytes(rss['rss'])} RSS"
     )
+    if nat is not None:
+        whole = nat["rss"]
+        per = whole["rss"] / whole["symbols"]
+        print(
+            f"{venue} native per symbol: {per:,.0f} B RSS, {per / (rss['rss'] / rss['symbols']):.2f} x python; "
+            f"total at {n:,} symbols: {fmt_bytes(whole['rss'])} RSS"
+        )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -538,7 +712,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="child processes at a time (default: cores)")
     p.add_argument("--quick", action="store_true", help="smoke run: 200 symbols, 24 traced, 20 simulated minutes")
     p.add_argument("--templates", type=Path, help=argparse.SUPPRESS)  # a child's: the parent's template file
-    p.add_argument("--job", nargs=3, help=argparse.SUPPRESS)  # a child's: venue mode symbols
+    p.add_argument("--job", nargs=4, help=argparse.SUPPRESS)  # a child's: venue mode symbols path
     args = p.parse_args(argv)
     if args.quick:
         args.symbols, args.traced_symbols = min(args.symbols, 200), min(args.traced_symbols, 24)
@@ -563,24 +737,25 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         file = Path(tmp) / "templates.json"
         write_templates(file, templates)
-        native, why = native_venues(args, file)
+        # a spec found imports nothing: the native module is only ever imported by a child
+        native = importlib.util.find_spec(NATIVE_MODULE) is not None
         jobs = jobs_for(args, native)
         with ThreadPoolExecutor(max(1, args.jobs)) as pool:  # threads that wait on child processes
-            # the native path is someone else's work in progress: its failure drops its column, not the run
+            # a native failure (not built, half built, not the worker's choice) drops its column, not the run
             run = pool.map(lambda j: run_job(j, args, file, fatal=j.path == "python"), jobs)
             done = dict(zip(jobs, run, strict=True))
     results = {(j.venue, j.mode, j.path): r for j, r in done.items()}
+    why = {v: f"{NATIVE_MODULE} is missing" for v in VENUES if not native}
     for j, r in done.items():
-        if "why" in r and j.venue in native:
-            native.remove(j.venue)
-            why = f"the native run failed: {r['why']}"
+        if "why" in r:
+            why.setdefault(j.venue, r["why"])
     print(f"window config (Settings().window, the worker's): {window}")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {args.jobs} child processes at a time\n")
     print_workload(templates, results.get(("binance", "depth", "python")))  # type: ignore[arg-type]
     for venue in VENUES:
-        print_venue(venue, args.symbols, results, ["python", "native"] if venue in native else ["python"])
-    if len(native) < len(VENUES):
-        print(f"\nnative column: not available ({why})")
+        print_venue(venue, args.symbols, results, venue not in why)
+    for venue, reason in why.items():
+        print(f"\nnative column ({venue}): not available ({reason})")
     print(f"\nmemory_bench: {time.perf_counter() - started:.0f} s")
 
 

@@ -2,7 +2,10 @@
 books: every figure it prints is positive and its tables name the components.
 
 Memory is not checked against a bound here (bench/ prints figures); only that the script runs,
-that every symbol got its book and full window rings, and that the tables are complete.
+that every symbol got its book and full window rings, and that the tables are complete. Where the
+native module is built, the native column (NativeVenueWindows, the worker's default path) must be
+there for both venues, its symbols with full rings and the same windows as the Python path's, its
+RSS per symbol positive and within a plausible range of the Python figure.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from orderbook import native
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.realdata
@@ -52,4 +57,21 @@ def test_memory_bench_quick_prints_positive_figures_per_component(shared_data: P
     # each component's traced bytes per symbol, a positive figure on its row of both tables (one book row each)
     cells = [c for name in COMPONENTS[:5] for c in re.findall(rf"^{re.escape(name)} +([\d,]+) +\d+%", out, re.M)]
     assert len(cells) == 8 and all(int(c.replace(",", "")) > 0 for c in cells), cells
-    assert "native column" in out or "native tracemalloc" in out
+    for venue in ("binance", "itch"):
+        if not native.available():
+            assert f"native column ({venue}): not available" in out, out
+            continue
+        windows = re.search(rf"^{venue}: 200 symbols .*; ([\d,]+) windows; built", out, re.M)
+        built = re.search(
+            r"^  native: 200 symbols in one NativeVenueWindows .*?; "
+            r"200 window builders, 200 with full rings; ([\d,]+) windows; built",
+            out[out.index(f"\n{venue}: 200 symbols") :],
+            re.M,
+        )
+        assert windows and built, f"{venue}: no native column, or not every native symbol has full rings:\n{out}"
+        assert built.group(1) == windows.group(1), f"{venue}: native and python windows differ:\n{out}"
+        line = rf"^{venue} native per symbol: ([\d,]+) B RSS, ([\d.]+) x python; total at 200 symbols: ([\d.]+) MB RSS"
+        per = re.search(line, out, re.M)
+        assert per, f"no native per-symbol line for {venue}:\n{out}"
+        rss, ratio, total = (float(x.replace(",", "")) for x in per.groups())
+        assert 1_000 < rss < 10_000_000 and 0.05 < ratio < 5 and total > 0, per.group(0)

@@ -154,6 +154,7 @@ def test_native_book_errors_name_the_event_and_keep_what_came_before() -> None:
 
 def test_native_path_is_built_and_mt_native_0_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
     assert native.available()  # `pip install -e .` builds it: no silent fall-back to the slow path
+    monkeypatch.delenv("MT_NATIVE", raising=False)  # the default, whatever the suite runs under
     assert native.enabled() and native.describe().startswith("native path")
     monkeypatch.setenv("MT_NATIVE", "0")
     assert not native.enabled() and "MT_NATIVE=0" in native.describe()

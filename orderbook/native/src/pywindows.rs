@@ -70,6 +70,18 @@ fn read_config(config: Option<&Bound<'_, PyAny>>) -> PyResult<WindowConfig> {
     Ok(cfg)
 }
 
+/// Events a builder's message scratch keeps room for between calls: a depth diff's worth. A REST
+/// snapshot's thousands of events grew it to 2,048-4,096 slots (48 bytes each) that every builder
+/// then held for good: 131 kB of a Binance symbol's 303 kB (bench/memory_bench.py).
+const SCRATCH_KEPT: usize = 64;
+
+fn let_go_of_large(scratch: &mut Vec<Event>) {
+    if scratch.capacity() > SCRATCH_KEPT {
+        scratch.clear();
+        scratch.shrink_to(SCRATCH_KEPT);
+    }
+}
+
 /// One `orderbook.events.Event` (or anything with its attributes).
 fn read_event(e: &Bound<'_, PyAny>) -> PyResult<Event> {
     let py = e.py();
@@ -312,6 +324,7 @@ impl PyWindowBuilder {
             self.core.push(&self.view, &self.events)
         };
         self.offset = offset.unwrap_or_else(|| py.None());
+        let_go_of_large(&mut self.events);
         if !due {
             return Ok(None);
         }
@@ -442,6 +455,7 @@ impl PyWindowBuilder {
             }
             Ok::<_, (usize, Fault)>(out)
         });
+        let_go_of_large(&mut self.events);
         let stack = result.map_err(|(at, fault)| {
             // the book's own error (BookError, UnknownOrder, ...), as the native books raise it, with
             // where in the batch; the caller learns which events were applied: those before `index`
