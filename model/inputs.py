@@ -8,11 +8,18 @@ Arrays for B windows (the dataset contract, docs/design.md "Model input"):
 - `features` float32 (B, T, F): the windows' book-series rows normalized by a FeatureNorm (padded rows 0);
   `row_mask` bool (B, T);
 - `news` int64 (B, M, L): model.network.tokens.TextTokenizer ids of the headlines; `news_mask` bool (B, M).
+
+The encoding: what turns windows into these arrays and what the ids and columns then mean, carried by a
+dataset's json and a checkpoint's config.json under the same keys (ENCODING_KEYS). Its fingerprint
+(`encoding_fingerprint`) tells whether a dataset's arrays mean to a checkpoint what they say:
+`check_encoding` refuses a pair whose encodings differ (docs/own-data.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +29,10 @@ from model.network.tokens import TextTokenizer, Tokenizer
 from orderbook.windows import Window, stack
 
 INPUT_FIELDS = ("kind", "side", "price", "size", "dt", "mask", "features", "row_mask", "news", "news_mask")
+# The keys of a dataset json / checkpoint config.json that make up the encoding. The window's shape and
+# emission rule are in it beside the tokenizers and the normalization: windows cut otherwise (another
+# price clip, another stride) give token ids and rows the checkpoint never saw, with the same shapes.
+ENCODING_KEYS = ("tokenizer", "text_tokenizer", "feature_names", "feature_mean", "feature_std", "window")
 
 
 @dataclass(frozen=True)
@@ -84,3 +95,43 @@ def model_inputs(
     out["news"] = np.stack([text.encode_news(w.news_text, w.news_mask) for w in windows])
     out["news_mask"] = b["news_mask"]
     return out
+
+
+class EncodingMismatch(ValueError):
+    """A dataset's encoding is not the checkpoint's: its token ids and normalized rows would mean other
+    things to that model."""
+
+
+def encoding_of(meta: Mapping[str, Any], keys: Sequence[str] = ENCODING_KEYS) -> dict[str, Any]:
+    """The ENCODING_KEYS (or `keys`) of a dataset json or a checkpoint's config (None where absent)."""
+    return {k: meta.get(k) for k in keys}
+
+
+def encoding_fingerprint(meta: Mapping[str, Any], keys: Sequence[str] = ENCODING_KEYS) -> str:
+    """16 hex digits of the SHA-256 of the encoding as canonical JSON. Computed from the fields
+    themselves, never read from a stored value: a dataset or checkpoint written before fingerprints
+    existed has one, and an edited json cannot claim another encoding than it holds. Floats are
+    written by repr, which round-trips, so a float64 norm read back from JSON hashes as written."""
+    doc = json.dumps(encoding_of(meta, keys), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(doc.encode()).hexdigest()[:16]
+
+
+def check_encoding(
+    data_meta: Mapping[str, Any],
+    data_name: str,
+    ckpt_meta: Mapping[str, Any],
+    ckpt_name: str,
+    keys: Sequence[str] = ENCODING_KEYS,
+) -> None:
+    """Raise EncodingMismatch, naming both sides, their fingerprints, the parts that differ and the
+    command that re-encodes the data, unless the dataset was encoded as the checkpoint encodes (in
+    `keys`: a caller that re-normalizes the rows itself may leave the normalization out)."""
+    data_fp, ckpt_fp = encoding_fingerprint(data_meta, keys), encoding_fingerprint(ckpt_meta, keys)
+    if data_fp == ckpt_fp:
+        return
+    differ = [k for k in keys if data_meta.get(k) != ckpt_meta.get(k)]
+    raise EncodingMismatch(
+        f"dataset {data_name} (encoding {data_fp}) was not encoded with checkpoint {ckpt_name}'s tokenizer and "
+        f"feature normalization (encoding {ckpt_fp}; they differ in {', '.join(differ)}): rebuild the dataset "
+        f"from its captures with `megatrading dataset --like {ckpt_name} ...`"
+    )

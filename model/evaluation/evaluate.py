@@ -36,7 +36,7 @@ from model.evaluation.metrics import (
 )
 from model.evaluation.outputs import ModelOutputs, model_outputs
 from model.evaluation.report import markdown, plot_calibration, plot_roc
-from model.inputs import FeatureNorm
+from model.inputs import FeatureNorm, check_encoding
 from model.serving.forecaster import HORIZONS
 from model.sim.anomalies import KINDS as ANOMALY_KINDS
 from orderbook.features import FEATURE_NAMES
@@ -191,7 +191,8 @@ def evaluate(
     """Evaluate each model of `model_dirs` (none: the baselines alone) on the windows of `data_path`
     (restricted to `seeds` if given) beside the baselines; writes evaluation.md, metrics.json, roc.png
     and calibration.png into `out_dir`. A window whose seed the model was trained on is refused
-    (ValueError) unless `allow_seen`: the figures are for held-out data only."""
+    (ValueError) unless `allow_seen`: the figures are for held-out data only. A dataset not encoded as
+    a model encodes is refused (model.inputs.EncodingMismatch): build it with `dataset --like` that model."""
     from model.training.dataset import load, subset
 
     ds = load(Path(data_path))
@@ -206,9 +207,14 @@ def evaluate(
     ev.counts = {"normal": int((label == 0).sum())} | {
         k: int((label == i).sum()) for i, k in enumerate(ANOMALY_KINDS, 1)
     }
+    for d in model_dirs:  # before any model runs: a refused pair should cost no forward pass
+        config = Path(d) / "config.json"
+        if config.is_file():
+            check_encoding(meta, str(data_path), json.loads(config.read_text()), str(d))
     names = list(names) if names else _model_names(model_dirs)
     outputs = [
-        model_outputs(d, arrays, meta, n, device, batch, progress) for d, n in zip(model_dirs, names, strict=True)
+        model_outputs(d, arrays, meta, n, device, batch, progress, data_name=str(data_path))
+        for d, n in zip(model_dirs, names, strict=True)
     ]
     for o in outputs:
         seen = sorted(set(o.train_seeds or ()) & set(present))

@@ -13,10 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from model.inputs import FeatureNorm
+from model.inputs import ENCODING_KEYS, FeatureNorm, check_encoding
 
 # the widths that tell the ModelConfig presets apart (model.network.orderflow.ModelConfig.tiny/base/small)
 PRESET_FIELDS = ("d_model", "n_layers", "n_heads", "ff_mult")
+# the encoding less the feature normalization, which model_outputs undoes and redoes with the checkpoint's
+TOKEN_ENCODING = tuple(k for k in ENCODING_KEYS if k not in ("feature_mean", "feature_std"))
 
 
 @dataclass
@@ -102,11 +104,13 @@ def model_outputs(
     device: str = "cpu",
     batch: int = 256,
     progress: Callable[[int], None] | None = None,
+    data_name: str = "the dataset",
 ) -> ModelOutputs:
     """Run a checkpoint over the dataset windows: the served anomaly score (as model.serving.orderflow
     combines it), the quantiles in target units, and the summed next-event NLL for the perplexity.
-    The rows are re-normalized with the checkpoint's own feature mean/std; the event tokens must come
-    from the checkpoint's tokenizer (otherwise the ids mean other things: ValueError)."""
+    The rows are re-normalized with the checkpoint's own (float32) feature mean/std. The windows must be
+    cut and tokenized as the checkpoint's (its training set, or `megatrading dataset --like` it),
+    otherwise the ids mean other things: model.inputs.EncodingMismatch, naming `data_name`."""
     import torch
 
     from model.network.orderflow import ANCHORED_TARGETS, calibrated_score, next_event_nll, to_batch
@@ -115,9 +119,8 @@ def model_outputs(
     from model.serving.orderflow import OrderFlowForecaster, combined_anomaly_score
 
     served = OrderFlowForecaster(directory, device=device)
-    if served.extra.get("tokenizer") != meta.get("tokenizer"):
-        raise ValueError(f"{directory}: the data was tokenized with another tokenizer than the model's; build the "
-                         "held-out windows with the training set's tokenizer (one dataset, split_by_seed)")  # fmt: skip
+    # the rows are re-normalized below, so only what cannot be repaired must match (evaluate() checks all)
+    check_encoding(meta, data_name, served.extra, str(directory), keys=TOKEN_ENCODING)
     rows = arrays["row_mask"]
     feats = served.norm.apply(FeatureNorm.from_meta(meta).invert(arrays["features"], rows), rows)
     n = len(arrays["label"])

@@ -25,12 +25,18 @@ allow_pickle=False) and `<name>.json` (metadata). Arrays, B windows (the shared 
 - `news_kind` int64 (B,): NEWS_KINDS of the newest simulated headline inside the window, 0 if none (real
   data: always 0).
 - `symbol` str (B,), `event_ts` int64 (B,) (the last event's time on the stream's clock), `seed` int64
-  (B,): the simulator seed, or -(1 + index) of a real file in the json's `sources` (held-out splits go
-  by seed: `split_by_seed`).
+  (B,): the simulator seed, or -(1 + index) of a real file in the json's `sources`, or a capture file's
+  own seed (`capture_seed`, -1000 and below) (held-out splits go by seed: `split_by_seed`).
+
+The json's encoding (model.inputs.ENCODING_KEYS: the tokenizers, the feature normalization, the window) is
+fitted on the sources, or taken as it is from a checkpoint (`CheckpointEncoding`, `build(like=...)`,
+`megatrading dataset --like CKPT`) so that the checkpoint can be evaluated and fine-tuned on new data;
+then the json's `encoding` records its fingerprint and the checkpoint it came from (docs/own-data.md).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -39,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from model.inputs import FeatureNorm, model_inputs
+from model.inputs import ENCODING_KEYS, FeatureNorm, encoding_fingerprint, model_inputs
 from model.network.tokens import TextTokenizer, Tokenizer
 from model.sim.anomalies import KINDS as ANOMALY_KINDS
 from model.sim.engine import SimConfig
@@ -50,7 +56,7 @@ from orderbook.events import FLAG_NON_PRINTABLE, Event, Side
 from orderbook.features import TRADE_KINDS, FeatureState, depth_levels
 from orderbook.news import Headline
 from orderbook.venue_windows import VenueWindows, process_records
-from orderbook.venues import RawRecord, feed_class
+from orderbook.venues import RawRecord, capture_records, feed_class
 from orderbook.windows import Window, WindowConfig
 
 NEWS_KINDS = {"negative": 1, "positive": 2, "halt": 3, "neutral": 4}
@@ -65,6 +71,8 @@ REAL_FILES = (
     ("cryptofeed-captures/COINBASE.ws.28.0.gz", "coinbase"),
     ("cryptofeed-captures/KRAKEN.ws.50.0.gz", "kraken"),
 )
+# A capture file's seed lies at or below this: clear of the simulator's seeds and of REAL_FILES' -1, -2, ...
+CAPTURE_SEED_TOP = -1000
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,31 @@ def sim_source(cfg: SimConfig, fmt: str = "itch") -> Source:
         ticks=None,
         news=[(n.ts + off, venue_symbol(fmt, n.symbol), n.headline, n.kind) for n in result.news],
         labels=[(venue_symbol(fmt, b.symbol), b.start_ns + off, b.end_ns + off, b.kind) for b in result.labels],
+    )
+
+
+def capture_seed(path: Path) -> int:
+    """A capture file's seed, from the SHA-256 of its bytes: the same file has the same seed in every
+    dataset built from it, so `evaluate` recognizes a file a checkpoint was trained on (it compares
+    seeds), and two files almost never share one (2^28 values), however the datasets were built."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return CAPTURE_SEED_TOP - int(digest.hexdigest()[:7], 16)
+
+
+def capture_source(venue: str, path: Path, symbol: str | None = None) -> Source:
+    """Any capture file a venue's feed reads (`Feed.read_capture`; LOBSTER: `symbol`, else the file
+    name's ticker), as a source with its own seed (`capture_seed`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"capture {path}: no such file")
+    return Source(
+        name=f"capture:{venue}:{path}",
+        venue=venue,
+        seed=capture_seed(path),
+        records=capture_records(venue, [path], symbol),
     )
 
 
@@ -283,16 +316,65 @@ def fit_tokenizer(replays: list[SourceReplay], cfg: DatasetConfig) -> Tokenizer:
     return Tokenizer.fit(windows, cfg.window.price_clip, cfg.n_size, cfg.n_dt)
 
 
+@dataclass(frozen=True)
+class CheckpointEncoding:
+    """A checkpoint's encoding (model.inputs.ENCODING_KEYS of its config.json), to encode new data as
+    the checkpoint's training data was: the window configuration, the horizons, both tokenizers and the
+    feature normalization, fitting nothing. `meta` holds the checkpoint's own json values, written
+    into the dataset's json as they are, so the fingerprints match by construction."""
+
+    source: str
+    config: DatasetConfig
+    tokenizer: Tokenizer
+    text: TextTokenizer
+    norm: FeatureNorm
+    meta: dict[str, Any]
+
+    @classmethod
+    def of_checkpoint(cls, directory: str | Path) -> CheckpointEncoding:
+        """Read from `directory`/config.json alone (no weights, no torch)."""
+        path = Path(directory) / "config.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{directory}: not a checkpoint folder (no config.json)")
+        doc = json.loads(path.read_text())
+        missing = [k for k in ENCODING_KEYS if not doc.get(k)]
+        if missing:
+            raise ValueError(f"{path}: the checkpoint carries no {', '.join(missing)}: no encoding to reproduce")
+        names = list(FeatureState().names)
+        if doc["feature_names"] != names:
+            # the rows this code computes are not the columns the checkpoint's normalization describes
+            raise ValueError(f"{path}: feature columns {doc['feature_names']} are not this code's {names}")
+        text = TextTokenizer.from_json(doc["text_tokenizer"])
+        cfg = DatasetConfig(
+            window=WindowConfig(**doc["window"]),
+            horizons=tuple(doc.get("horizons") or DatasetConfig().horizons),
+            n_size=int(doc["tokenizer"]["n_size"]),
+            n_dt=int(doc["tokenizer"]["n_dt"]),
+            text_vocab=text.vocab,
+            max_words=text.max_words,
+        )
+        meta = {k: doc[k] for k in ENCODING_KEYS}
+        tokenizer = Tokenizer.from_json(doc["tokenizer"])
+        return cls(str(directory), cfg, tokenizer, text, FeatureNorm.from_meta(doc), meta)
+
+
 def build(
     sources: Iterable[Source],
     cfg: DatasetConfig | None = None,
     tokenizer: Tokenizer | None = None,
     progress: Callable[[SourceReplay], None] | None = None,
     held_out: Iterable[int] = (),
+    like: CheckpointEncoding | None = None,
 ) -> Dataset:
     """Replay every source, fit the tokenizer (unless given) and the feature normalization and stack
     everything into one Dataset. Sources whose seed is in `held_out` are encoded but not fitted on:
-    nothing of the evaluation data leaks into the bins or the normalization a model trains with."""
+    nothing of the evaluation data leaks into the bins or the normalization a model trains with.
+    `like`: encode as that checkpoint does (its window, horizons, tokenizers and normalization), fitting
+    nothing; `cfg` and `tokenizer` must not be given then."""
+    if like is not None:
+        if cfg is not None or tokenizer is not None:
+            raise ValueError("build: give either like= (a checkpoint's encoding) or cfg/tokenizer, not both")
+        cfg, tokenizer = like.config, like.tokenizer
     cfg = cfg or DatasetConfig()
     held = set(held_out)
     replays = []
@@ -301,15 +383,19 @@ def build(
         if progress:
             progress(replays[-1])
     fitted = [r for r in replays if r.source.seed not in held]
-    if held and not any(r.windows for r in fitted):
+    if like is None and held and not any(r.windows for r in fitted):
         raise ValueError(f"every source is held out ({sorted(held)}): nothing to fit the tokenizer on")
     tok = tokenizer or fit_tokenizer(fitted, cfg)
-    text = TextTokenizer(cfg.text_vocab, cfg.max_words)
+    text = like.text if like is not None else TextTokenizer(cfg.text_vocab, cfg.max_words)
     parts = [_encode(r, tok, text, cfg) for r in replays if r.windows]
     n_features = len(FeatureState().names)
     arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else _empty(cfg, n_features)
-    fit = ~np.isin(arrays["seed"], np.fromiter(held, np.int64, len(held)))
-    norm = FeatureNorm.fit(arrays["features"], arrays["row_mask"], fit)
+    if like is not None:
+        # the checkpoint's json values in float64, as the dataset that trained it applied them
+        norm = like.norm
+    else:
+        fit = ~np.isin(arrays["seed"], np.fromiter(held, np.int64, len(held)))
+        norm = FeatureNorm.fit(arrays["features"], arrays["row_mask"], fit)
     arrays["features"] = norm.apply(arrays["features"], arrays["row_mask"])
     meta = {
         "format": "mt-dataset/1",
@@ -344,6 +430,11 @@ def build(
         "fitted_without": sorted(held),
         "counts": {"windows": len(arrays["label"]), "labeled": int((arrays["label"] > 0).sum())},
     }
+    if like is not None:
+        # only here: a fitted dataset's json stays as it was (bench/outputs_check.py hashes it), and its
+        # fingerprint is computed from the fields wherever it is needed
+        meta |= like.meta
+        meta["encoding"] = {"fingerprint": encoding_fingerprint(meta), "like": like.source}
     return Dataset(arrays, meta)
 
 

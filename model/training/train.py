@@ -21,6 +21,9 @@ Anomaly calibration, stored in the final checkpoint: the 101 percentiles of the 
 NLL of the last k=16 events) over up to `calib_windows` training windows labeled normal; a
 serving model maps a surprise to 0..1 by this empirical CDF (network.calibrated_score).
 
+From a checkpoint (`init`), the data must be encoded as it (model.inputs.check_encoding; `megatrading
+dataset --like`), and the checkpoint's target location/scale are kept where it has fitted ones.
+
 Quantile recalibration, after a finetune run ends: the spread, depth and mid quantiles are mapped
 a + b*q per bin of the window's level and band (the mid's: its spread's), fitted on every training
 window in the targets' units (model/network/recalibration.py); the fit's training-set CRPS before and after
@@ -44,6 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from model.evaluation.metrics import crps_quantiles
+from model.inputs import check_encoding
 from model.network import checkpoint, recalibration
 from model.network.orderflow import (
     ANOMALY_CLASSES,
@@ -178,10 +182,10 @@ def anchored_targets(model: OrderFlowModel, data: TrainData, device: torch.devic
     return np.concatenate(parts) if parts else np.zeros((0, len(TARGETS)), np.float32)
 
 
-def fit_normalization(model: OrderFlowModel, data: TrainData, device: torch.device) -> None:
+def fit_normalization(model: OrderFlowModel, data: TrainData, device: torch.device, targets: bool = True) -> None:
     """The model's buffers from the training data: the feature rows' mean/std (so the anchor reads
-    raw levels), the lots of each size token (the volume anchor), then the location/scale of each
-    anchored target (what the head predicts)."""
+    raw levels), the lots of each size token (the volume anchor), then, if `targets`, the
+    location/scale of each anchored target (what the head predicts)."""
     mean, std = data.meta.get("feature_mean"), data.meta.get("feature_std")
     if mean is not None and std is not None and len(mean) == model.config.n_features:
         model.feature_loc.copy_(torch.tensor(mean, dtype=torch.float32))
@@ -192,10 +196,15 @@ def fit_normalization(model: OrderFlowModel, data: TrainData, device: torch.devi
         n = min(len(medians), len(lots) - 1)
         lots[1 : 1 + n] = torch.tensor(medians[:n], dtype=torch.float32)  # size id i is bucket i - 1
         model.size_lots.copy_(lots)
-    if data.has_targets:
+    if targets and data.has_targets:
         loc, scale = target_stats(anchored_targets(model, data, device), data._targets[1])
         model.target_loc.copy_(torch.from_numpy(loc))
         model.target_scale.copy_(torch.from_numpy(scale))
+
+
+def targets_fitted(model: OrderFlowModel) -> bool:
+    """Whether the target location/scale buffers hold fitted statistics, not their initial 0 and 1."""
+    return bool((model.target_loc != 0).any() or (model.target_scale != 1).any())
 
 
 def sampling_probabilities(data: TrainData, real_weight: float) -> np.ndarray | None:
@@ -466,7 +475,11 @@ def train(
     if resume:
         start, history = _resume(out, opt, rng, dev, stage)
     else:
-        fit_normalization(model, data, dev)
+        # A head trained in one unit of its targets continues in it: refitted on a fine-tuning set
+        # of other data, the demo's spread and mid scales shrank 10-25x, which rescales every
+        # quantile the head serves at step 0. From a pretrained checkpoint of the same data the
+        # statistics are the same ones (the demo's pretrain and finetune buffers are bit-equal).
+        fit_normalization(model, data, dev, targets=init is None or not targets_fitted(model))
     weights = None
     if data.has_labels:
         weights = torch.from_numpy(class_weights(data.arrays["label"].astype(np.int64))).to(dev)
@@ -568,7 +581,9 @@ def _initial_model(
 ) -> tuple[OrderFlowModel, ModelConfig, dict[str, Any]]:
     """The model to train (fresh, from `init`, or `out`'s own checkpoint when resuming) and the
     checkpoint extras carried from the data: tokenizer, feature normalization, window shapes.
-    `without` switches parts off (a checkpoint's own switches are kept otherwise)."""
+    `without` switches parts off (a checkpoint's own switches are kept otherwise). Data from `init` or
+    `out` must be encoded as that checkpoint (model.inputs.EncodingMismatch otherwise: `megatrading
+    dataset --like` it), so the checkpoint written carries the encoding it started from."""
     unknown = set(without) - set(ABLATIONS)
     if unknown:
         raise ValueError(f"without {sorted(unknown)}: the parts that can be left out are {ABLATIONS}")
@@ -591,7 +606,10 @@ def _initial_model(
             log.warning("finetune without --init: training from scratch")
         config = dataclasses.replace(data.model_config(preset), **off)
         return OrderFlowModel(config), config, extra
-    model, config, _ = checkpoint.load(source, "cpu")
+    model, config, source_extra = checkpoint.load(source, "cpu")
+    # the weights learned what these ids and normalized rows meant: data encoded otherwise would be
+    # read as something else (and the checkpoint written would carry the data's encoding, not theirs)
+    check_encoding(data.meta, str(data.path), source_extra, str(source))
     model.config = config = dataclasses.replace(config, **off)
     want = data.model_config(preset)
     for name in ("n_events", "n_rows", "n_features", "max_news", "news_len"):

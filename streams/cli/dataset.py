@@ -1,13 +1,21 @@
 """`megatrading dataset`: the generative model's training windows from simulated days and real captures.
 
     megatrading dataset --sim-seeds 1-4 --sim-duration 2h --sim-symbols 3 [--real ../shared/data]
-                        [--anomalies all] [--anomaly-rate R] [--news RATE] [--format itch] --out data/train.npz
+                        [--capture VENUE:FILE ...] [--anomalies all] [--anomaly-rate R] [--news RATE]
+                        [--format itch] [--like CHECKPOINT_DIR] --out data/train.npz
+    megatrading dataset --like model/checkpoints/demo --capture binance:my_capture.gz --out mine.npz
 
 Each seed is simulated (with news headlines and labeled anomalies) and replayed in the venue format
 through the feed, books, features and window builders the worker uses (model.training.dataset). `--real DIR`
 adds the real captures of DIR that carry a book (model.training.dataset.REAL_FILES; seeds -1, -2, ... as listed
-in the json's `sources`). Writes OUT (.npz) and its .json (tokenizer, feature normalization, sources);
-hold seeds out with model.training.dataset.split_by_seed.
+in the json's `sources`); `--capture VENUE:FILE` adds any capture file the venue's feed reads (its seed is
+derived from the file's bytes: -1000 and below). Writes OUT (.npz) and its .json (tokenizer, feature
+normalization, sources); hold seeds out with --held-out.
+
+Without --like the tokenizer's buckets and the feature normalization are fitted on the sources. With
+`--like CHECKPOINT_DIR` nothing is fitted: the windows are cut and encoded exactly as that checkpoint's
+training data was (its window, horizons, tokenizers and normalization), so `evaluate --model CHECKPOINT_DIR`
+and `train --stage finetune --init CHECKPOINT_DIR` accept the file (docs/own-data.md).
 """
 
 from __future__ import annotations
@@ -19,10 +27,21 @@ import time
 from itertools import chain
 from pathlib import Path
 
+from model.inputs import encoding_fingerprint
 from model.sim.anomalies import KINDS, parse_anomalies
 from model.sim.engine import SimConfig
 from model.sim.writers import FORMATS
-from model.training.dataset import DatasetConfig, build, iter_sim_sources, real_sources, save, split_by_seed
+from model.training.dataset import (
+    CheckpointEncoding,
+    DatasetConfig,
+    build,
+    capture_source,
+    iter_sim_sources,
+    real_sources,
+    save,
+    split_by_seed,
+)
+from orderbook.venues import FEEDS
 from streams.cli.simulate import parse_duration
 
 _SEED_RANGE = re.compile(r"(-?\d+)(?:-(-?\d+))?")
@@ -43,6 +62,14 @@ def parse_seeds(text: str) -> list[int]:
     return list(dict.fromkeys(seeds))
 
 
+def parse_capture(text: str) -> tuple[str, Path]:
+    """`VENUE:FILE` -> (venue, path); the venue one of orderbook.venues.FEEDS."""
+    venue, sep, file = text.partition(":")
+    if not sep or not file or venue not in FEEDS:
+        raise argparse.ArgumentTypeError(f"capture {text!r}: use VENUE:FILE, VENUE one of {', '.join(sorted(FEEDS))}")
+    return venue, Path(file)
+
+
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the `dataset` verb to the `megatrading` parser."""
     d = subparsers.add_parser(
@@ -59,6 +86,21 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     d.add_argument("--news", type=float, default=2.0, help="headlines per symbol per hour (default 2)")
     d.add_argument("--format", choices=FORMATS, default="itch", help="venue format the simulation is replayed in")
     d.add_argument("--real", type=Path, help="folder of real captures (e.g. ../shared/data)")
+    d.add_argument(
+        "--capture",
+        type=parse_capture,
+        action="append",
+        default=[],
+        metavar="VENUE:FILE",
+        help="a capture file of a venue (" + ", ".join(sorted(FEEDS)) + "), as recorded; repeatable",
+    )
+    d.add_argument(
+        "--like",
+        type=Path,
+        metavar="CHECKPOINT_DIR",
+        help="encode with this checkpoint's window, tokenizers and feature normalization, fitting nothing "
+        "(for evaluating or fine-tuning that checkpoint on this data)",
+    )
     d.add_argument("--out", type=Path, required=True, help="the .npz to write (its .json beside it)")
     d.add_argument(
         "--held-out",
@@ -76,12 +118,17 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def cmd_dataset(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    if not args.sim_seeds and args.real is None:
-        print("dataset: give --sim-seeds and/or --real", file=sys.stderr)
+    if not args.sim_seeds and args.real is None and not args.capture:
+        print("dataset: give --sim-seeds, --real and/or --capture", file=sys.stderr)
         return 2
     if args.real is not None and not args.real.is_dir():
         print(f"dataset: --real {args.real} is not a folder", file=sys.stderr)
         return 2
+    for _, path in args.capture:
+        if not path.is_file():
+            print(f"dataset: --capture {path} is not a file", file=sys.stderr)
+            return 2
+    like = CheckpointEncoding.of_checkpoint(args.like) if args.like is not None else None
     base = SimConfig(
         n_symbols=args.sim_symbols,
         duration_ns=args.sim_duration,
@@ -89,14 +136,17 @@ def cmd_dataset(args: argparse.Namespace) -> int:
         news_rate=args.news,
     )
     reals = real_sources(args.real) if args.real is not None else []
-    sources = chain(iter_sim_sources(args.sim_seeds, base, args.format), reals)
+    captures = [capture_source(venue, path) for venue, path in args.capture]
+    sources = chain(iter_sim_sources(args.sim_seeds, base, args.format), reals, captures)
     t0 = time.perf_counter()
-    with tqdm(total=len(args.sim_seeds) + len(reals), unit="source", desc="dataset", file=sys.stderr) as bar:
+    total = len(args.sim_seeds) + len(reals) + len(captures)
+    with tqdm(total=total, unit="source", desc="dataset", file=sys.stderr) as bar:
         ds = build(
             sources,
-            DatasetConfig(),
+            None if like else DatasetConfig(),
             progress=lambda r: (bar.set_postfix_str(r.source.name), bar.update(1)),
             held_out=args.held_out,
+            like=like,
         )
     if args.held_out:
         ds, held = split_by_seed(ds, args.held_out)
@@ -108,4 +158,6 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     counts = ds.meta["counts"]
     print(f"{counts['windows']} windows ({counts['labeled']} labeled) from {len(ds.meta['sources'])} sources "
           f"in {secs:.1f} s: {npz} ({npz.stat().st_size:,} bytes), {meta}")  # fmt: skip
+    how = f"{like.source}'s, nothing fitted" if like else "fitted on these sources"
+    print(f"encoding {encoding_fingerprint(ds.meta)}: {how}")
     return 0

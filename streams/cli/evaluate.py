@@ -15,6 +15,11 @@ and pinball loss per target and horizon, quantile coverage and next-event perple
 z-score baseline, an isolation forest, the baseline forecaster, persistence, EWMA and HAR (model.evaluation.evaluate).
 Give --model several times to compare models side by side (ablations: without text, without the book
 series). Writes evaluation.md, metrics.json, roc.png and calibration.png into --out.
+
+Any capture with any checkpoint: encode the capture as the checkpoint does, then evaluate
+(`megatrading dataset --like CHECKPOINT_DIR --capture VENUE:FILE --out mine.npz`, then
+`megatrading evaluate --data mine.npz --model CHECKPOINT_DIR`). A dataset encoded otherwise is refused with
+both encodings' fingerprints named.
 """
 
 from __future__ import annotations

@@ -4,6 +4,11 @@
     megatrading train --stage finetune --data train.npz --init ckpt/pre --out ckpt/fine --steps 1000
     megatrading train --stage pretrain --data train.npz --out ckpt/pre --steps 4000 --resume
     megatrading train --stage pretrain --data train.npz --out ckpt/pre-nonews --without news   (ablation)
+    megatrading train --stage finetune --data mine.npz --init model/checkpoints/demo --out ckpt/mine --steps 300
+
+From --init (or when resuming), the data must be encoded as that checkpoint: its training set, or a file of
+`megatrading dataset --like CHECKPOINT_DIR` (anything else is refused, naming both encodings); the
+checkpoint written carries the same encoding, and the target units of the one it started from.
 
 The checkpoint folder gets model.safetensors + config.json (the model), optimizer.safetensors +
 train_state.json (for --resume), losses.csv and curves.png. torch is needed (pip install .[model]).
@@ -59,7 +64,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     t.add_argument(
         "--data", type=Path, required=True, help="a training set .npz (model.training.dataset) and its .json"
     )
-    t.add_argument("--init", type=Path, help="checkpoint folder to start from (finetune: the pretrained model)")
+    t.add_argument(
+        "--init",
+        type=Path,
+        help="checkpoint folder to start from (finetune: the pretrained model, or any checkpoint whose encoding "
+        "--data has: see `dataset --like`)",
+    )
     t.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     t.add_argument("--steps", type=int, default=2000, help="total optimizer steps (default 2000)")
     t.add_argument("--batch", type=int, default=64, help="windows per step (default 64)")
