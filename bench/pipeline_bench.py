@@ -14,7 +14,7 @@ The saturation records are frames (orderbook/frames.py, the default `Framer`: 64
 venue time per key), as `replay` and `simulate --kafka` write them; `--no-frames` sends one message a
 record. Rates are venue messages/s (records/s beside them).
 
-(a) Saturation. N messages (default 200,000) are produced, keyed by symbol, to two 4-partition
+(a) Saturation. N messages (default 500,000) are produced, keyed by symbol, to two 4-partition
     topics with the same partitioner: `md.raw.<venue>` for the Faust worker and
     `bench.raw.<venue>` for the bare loop. Then
     - ONE `python -m streams.cli worker` process (a fresh app id, the baseline forecaster) drains
@@ -44,6 +44,12 @@ record. Rates are venue messages/s (records/s beside them).
 (c) Where the time goes: the bare loop's per-batch work under cProfile on fresh symbols, with
     a real Redis: its stages (decode, book, features + windows, forecaster, Redis) and the top
     10 functions by cumulative time.
+(d) `--latency-only`: the worker's latency runs alone, at each of `--rates` in turn (a ladder), with
+    `--model` (a checkpoint: the generative model, on the CPU here) and `--overload`; it prints the
+    highest offered rate at which p99 stays under `--p99-goal` (250 ms with a model, 50 with the
+    baseline), every lower rate included. `make bench` runs it for the demo checkpoint under `latest`
+    and under `every`. Under `latest` a window superseded by a newer one of its book is not scored:
+    the forecasts column shows how many were published of the windows closed.
 
 Nothing asserts a time. The machine is shared: read the ratios, whose two sides ran in the same
 run, one after the other, each with the machine to itself.
@@ -791,8 +797,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, default=default_data, help=f"shared data folder (default: {default_data})")
     p.add_argument("--venue", choices=("binance", "itch"), default="binance", help="the saturation run's feed: the "
                    "real Binance captures or a simulated ITCH 5.0 day (saturation only; default: binance)")  # fmt: skip
-    p.add_argument("--messages", type=int, default=200_000, help="venue messages for the saturation runs "
-                   "(default: 200000)")  # fmt: skip
+    p.add_argument("--messages", type=int, default=500_000, help="venue messages for the saturation runs "
+                   "(default: 500000: the worker drains 200,000 in under a second)")  # fmt: skip
     p.add_argument("--no-frames", dest="frames", action="store_false", help="one message a record in the "
                    "saturation runs (default: frames, as `replay` and `simulate --kafka` write them)")  # fmt: skip
     p.add_argument("--itch-symbols", type=int, default=10, help="stocks of the simulated ITCH day (default: 10)")

@@ -62,3 +62,23 @@ def test_pipeline_bench_refuses_a_missing_data_folder(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode != 0 and "not found" in done.stderr
+
+
+def test_pipeline_bench_latency_ladder_under_latest_publishes_only_scored_windows(shared_data: Path) -> None:
+    """`--latency-only` runs the worker alone over a ladder of rates; under `latest` each published
+    forecast is one the offline run says the records close, and the goal line names a rate or none."""
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "pipeline_bench.py"), "--data", str(shared_data), "--latency-only",
+         "--rates", "500,1000", "--seconds", "2", "--overload", "latest"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )  # fmt: skip
+    out = done.stdout
+    assert done.returncode == 0, f"exited {done.returncode}:\n{out}\n{done.stderr}"
+    rows = re.findall(r"^ +([\d,]+) +[\d,]+ +[\d.]+ +[\d.]+ +[\d.]+ +(\d+)/(\d+)", out, re.M)
+    assert [r[0] for r in rows] == ["500", "1,000"], out
+    for _, published, closed in rows:
+        assert 0 < int(published) <= int(closed), out
+    assert re.search(r"^goal: the highest offered rate with p99 < 50 ms .*: (none of the ladder|[\d,]+ messages/s)$",
+                     out, re.M), out  # fmt: skip
