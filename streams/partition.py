@@ -14,18 +14,18 @@ order, all those waiting in one transaction (a group commit), at most one transa
 trips and the broker's markers: on the forecasts' path it had been most of a record's produce ->
 Redis latency, and one per batch kept the broker busier than the worker (bench/pipeline_bench.py).
 At most MAX_UNSETTLED batches wait for their commit; beyond that the partition waits for them
-(backpressure, as in an outage). A commit that is fenced
-fails every batch behind it: the state is dropped and the partition restored from the offset
-committed last, and the records since are read back as a gap, forecasts and all (Redis writes
-are idempotent). A restore waits for the commits in flight first: it starts from their offset.
+(backpressure, as in an outage). A commit that is fenced fails every batch behind it: the state
+is dropped and the partition restored from the offset committed last, and the records since are
+read back as a gap, forecasts and all (Redis writes are idempotent). A restore waits for the
+commits in flight first: it starts from their offset.
 
 The pipeline's position is the invariant: every record below it has been processed and its
-output committed, except inside the batch being handled. So a record below it is skipped (it
-was published), a record above it means the stream skipped some (after a restore the consumer
-may be ahead of the state): those are read from Kafka and processed, with their forecasts,
-first. When the transaction is fenced (another worker took the partition over), the state may
-be ahead of what was committed: it is dropped and, if the partition is still ours, restored
-from the committed offset and the batch done again.
+output committed, except inside the batch being handled and the batches waiting for their
+commit. So a record below it is skipped (it was published), a record above it means the stream
+skipped some (after a restore the consumer may be ahead of the state): those are read from Kafka
+and processed, with their forecasts, first. When the transaction is fenced (another worker took
+the partition over), the state may be ahead of what was committed: it is dropped and, if the
+partition is still ours, restored from the committed offset and the batch done again.
 """
 
 from __future__ import annotations
