@@ -29,7 +29,7 @@ for records whose forecasts were already written.
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -180,7 +180,18 @@ class VenuePipeline:
     def dump_state(self) -> bytes:
         """The books, feeds and builders as `orderbook.snapshot.dump_state` bytes; on the native path
         its compiled parts go in as the plain values of their own versioned `__getstate__`."""
-        return dump_state(self.core.__getstate__() if self.native else self.core)
+        return self.capture_state()()
+
+    def capture_state(self) -> Callable[[], bytes]:
+        """The state as it stands now, to be encoded later (`dump_state`'s bytes when called), while
+        the pipeline goes on: the native parts' `__getstate__` copies them out at once (under a
+        millisecond for a few books), the encoding (milliseconds a book) is left to the caller's
+        thread. The reference path's objects are the live ones: it encodes now."""
+        if self.native:
+            values = self.core.__getstate__()
+            return lambda: dump_state(values)
+        encoded = dump_state(self.core)
+        return lambda: encoded
 
     def add_news(self, ts: int, symbols: list[str], headline: str) -> None:
         self.core.add_news(ts, symbols, headline)

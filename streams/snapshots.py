@@ -46,6 +46,7 @@ import dataclasses
 import logging
 import re
 import time
+from collections.abc import Callable
 from typing import NamedTuple
 
 import msgpack
@@ -99,7 +100,14 @@ def _window_fields(config: WindowConfig) -> list[object]:
 
 def encode(group: str, topic: str, partition: int, pipe: VenuePipeline) -> tuple[int, bytes]:
     """(the offset it stands at, the record value) of a partition's pipeline."""
+    return capture(group, topic, partition, pipe)()
+
+
+def capture(group: str, topic: str, partition: int, pipe: VenuePipeline) -> Callable[[], tuple[int, bytes]]:
+    """`encode` in two steps: the state captured now (`VenuePipeline.capture_state`), the record
+    value made when the returned function is called, from another thread while the pipeline goes on."""
     offset = pipe.position.get(partition, 0)
+    state = pipe.capture_state()
     doc = {
         "layout": LAYOUT,
         "group": group,
@@ -110,12 +118,15 @@ def encode(group: str, topic: str, partition: int, pipe: VenuePipeline) -> tuple
         "window": _window_fields(pipe.core.config),
         "max_bytes": pipe.max_bytes,
         "taken_ns": time.time_ns(),
-        # the native path's parts are compiled: their own __getstate__ values go through the codec
-        "state": pipe.dump_state(),
     }
     if pipe.native:
         doc["path"] = NATIVE
-    return offset, msgpack.packb(doc, use_bin_type=True)
+
+    def value() -> tuple[int, bytes]:
+        # the native path's parts are compiled: their own __getstate__ values go through the codec
+        return offset, msgpack.packb({**doc, "state": state()}, use_bin_type=True)
+
+    return value
 
 
 def decode(

@@ -12,6 +12,7 @@ import random
 from pathlib import Path
 from typing import NamedTuple
 
+import msgpack
 import numpy as np
 import pytest
 from conftest import SHARED_DATA
@@ -341,6 +342,26 @@ def test_a_snapshot_record_restores_the_native_pipeline_and_refuses_the_other_pa
     monkeypatch.setenv(native.ENV, "1")
     with pytest.raises(SnapshotError, match="snapshot of the reference path"):
         snapshots.decode(reference_value, **args)
+
+
+@pytest.mark.parametrize("path", ["1", "0"], ids=["native", "reference"])
+def test_a_captured_state_encodes_as_it_stood_when_captured_whatever_came_after(
+    itch_sim: list[bytes], monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """The worker captures a partition's state under its lock and encodes it in a thread while the
+    next batches run (streams/partition.py): the record must be the state at the capture."""
+    monkeypatch.setenv(native.ENV, path)
+    records = [_Rec(None, v, 2, i) for i, v in enumerate(itch_sim)]
+    cut = len(records) // 2
+    pipe = VenuePipeline("itch", CONFIG)
+    assert pipe.native == (path == "1")
+    pipe.process_batch(records[:cut])
+    want = snapshots.encode("g", "md.raw.itch", 2, pipe)
+    later = snapshots.capture("g", "md.raw.itch", 2, pipe)
+    pipe.process_batch(records[cut:])  # books, feeds and rings all move on
+    at, value = later()
+    assert at == cut and msgpack.unpackb(value)["state"] == msgpack.unpackb(want[1])["state"]
+    assert snapshots.encode("g", "md.raw.itch", 2, pipe)[1] != value
 
 
 def test_native_refuses_a_venue_it_does_not_decode() -> None:

@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import operator
 import struct
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from itertools import chain, pairwise
 from typing import Any, NamedTuple, Protocol
 
@@ -161,7 +162,9 @@ class NativeVenueWindows:
             "ticks": dict(self.ticks),
             "max_bytes": self.max_bytes,
             "news": {k: list(v) for k, v in self.news.items()},
-            "stats": self.stats,
+            # a copy, as every other value here: a state encoded later (the worker's snapshots are,
+            # in a thread) must not move with the live stats
+            "stats": replace(self.stats, rejected=Counter(self.stats.rejected)),
             "resynced_late": self.resynced_late,
             "feed": self.feed.__getstate__(),
             "books": {name: book.__getstate__() for name, book in self.books.items()},
