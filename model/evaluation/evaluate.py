@@ -68,6 +68,7 @@ class Evaluation:
     parts: dict[str, dict[str, Any]] = field(default_factory=dict)
     models: list[dict[str, Any]] = field(default_factory=list)
     ablations: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
+    direction: list[dict[str, Any]] = field(default_factory=list)  # model.evaluation.direction rows, if asked
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
@@ -187,12 +188,19 @@ def evaluate(
     names: Sequence[str] | None = None,
     allow_seen: bool = False,
     progress: Callable[[int], None] | None = None,
+    direction: bool = False,
+    direction_train: str | Path | None = None,
+    direction_steps: int | None = None,
 ) -> Evaluation:
     """Evaluate each model of `model_dirs` (none: the baselines alone) on the windows of `data_path`
     (restricted to `seeds` if given) beside the baselines; writes evaluation.md, metrics.json, roc.png
     and calibration.png into `out_dir`. A window whose seed the model was trained on is refused
     (ValueError) unless `allow_seen`: the figures are for held-out data only. A dataset not encoded as
-    a model encodes is refused (model.inputs.EncodingMismatch): build it with `dataset --like` that model."""
+    a model encodes is refused (model.inputs.EncodingMismatch): build it with `dataset --like` that model.
+    `direction`: also the mid-price direction table (model.evaluation.direction: direction.md and
+    direction.csv), its baselines fitted on `direction_train` (a dataset file), else on the first model's
+    training file where it is here, else cross-fitted over the evaluated seeds; `direction_steps`: the
+    DeepLOB-style baseline's training steps (0: left out; None: direction.DEEPLOB_STEPS)."""
     from model.training.dataset import load, subset
 
     ds = load(Path(data_path))
@@ -249,11 +257,35 @@ def evaluate(
         ev.ablations = ablation_differences(arrays, outputs, crps)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if direction:
+        _direction(ev, ds, outputs, out, direction_train, direction_steps)
     (out / "metrics.json").write_text(json.dumps(_no_nan(ev.to_json()), indent=1, default=_json_default) + "\n")
     (out / "evaluation.md").write_text(markdown(ev))
     plot_roc(out / "roc.png", scores, anomaly_groups(label))
     plot_calibration(out / "calibration.png", ev)
     return ev
+
+
+def _direction(
+    ev: Evaluation, ds: Any, outputs: Sequence[ModelOutputs], out: Path, train_path: Any, steps: int | None
+) -> None:
+    from model.evaluation.direction import direction_rows, write_direction
+    from model.training.dataset import load
+
+    if train_path is None and outputs:
+        data = (outputs[0].card.get("training") or {}).get("data")
+        train_path = data if data and Path(data).is_file() else None
+    train = None
+    if train_path is not None:
+        t = load(Path(train_path))
+        seen = sorted(set(np.unique(t.arrays["seed"]).tolist()) & set(ev.seeds))
+        if seen:
+            raise ValueError(f"direction: training file {train_path} holds evaluated seeds {seen}: not held out")
+        train = (t.arrays, t.meta)
+    fitted_on = f"{train_path}" if train else "cross-fitted over the evaluated seeds (two folds of alternate seeds)"
+    quantiles = {o.name: o.quantiles for o in outputs}
+    ev.direction = direction_rows(ds.arrays, ds.meta, quantiles, train, deeplob_steps=steps)
+    write_direction(out, ev.direction, fitted_on)
 
 
 def _model_names(dirs: Sequence[str | Path]) -> list[str]:

@@ -3,7 +3,8 @@
     megatrading score INPUT [INPUT ...] --format itch [--news news.jsonl] [--model baseline|generative:DIR|DIR]
                       [--symbol S] [--batch 256] [--device auto] --out scores.csv
     megatrading evaluate --data held_out.npz [--model generative:DIR|DIR ...] [--seeds 7,8] [--allow-seen]
-                         [--device cpu] --out DIR
+                         [--device cpu] [--direction [--direction-train F] [--direction-steps N]]
+                         --out DIR
 
 `score` replays the recorded or simulated files through the worker's decode -> book -> features ->
 windows path (model.serving.scoring) and writes one row per window: symbol,event_ts,seq,anomaly_score, then the
@@ -14,7 +15,10 @@ the data is refused unless --allow-seen) the anomaly AUROC / average precision p
 and pinball loss per target and horizon, quantile coverage and next-event perplexity, each beside the
 z-score baseline, an isolation forest, the baseline forecaster, persistence, EWMA and HAR (model.evaluation.evaluate).
 Give --model several times to compare models side by side (ablations: without text, without the book
-series). Writes evaluation.md, metrics.json, roc.png and calibration.png into --out.
+series). Writes evaluation.md, metrics.json, roc.png and calibration.png into --out; with --direction also
+direction.md and direction.csv: mid-price direction (down / stationary / up) macro F1, AUC and Brier with
+bootstrap intervals, beside queue-imbalance and multi-level OFI logistic regressions and a small DeepLOB-style
+CNN + LSTM (model.evaluation.direction).
 
 Any capture with any checkpoint: encode the capture as the checkpoint does, then evaluate
 (`megatrading dataset --like CHECKPOINT_DIR --capture VENUE:FILE --out mine.npz`, then
@@ -83,8 +87,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         dirs.append(spec.split(":", 1)[1])
     with tqdm(unit="window", desc="evaluate", disable=None, file=sys.stderr) as bar:
         ev = evaluate(args.data, dirs, args.out, seeds=args.seeds, device=args.device, batch=args.batch,
-                      allow_seen=args.allow_seen, progress=bar.update)  # fmt: skip
+                      allow_seen=args.allow_seen, progress=bar.update, direction=args.direction,
+                      direction_train=args.direction_train, direction_steps=args.direction_steps)  # fmt: skip
     print((args.out / "evaluation.md").read_text())
+    if args.direction:
+        print((args.out / "direction.md").read_text())
     print(f"{ev.n_windows} windows of seeds {ev.seeds} -> {args.out}", file=sys.stderr)
     return 0
 
@@ -121,5 +128,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--allow-seen", action="store_true", help="do not refuse seeds the model was trained on")
     e.add_argument("--device", default="cpu", help="cpu|cuda (default cpu)")
     e.add_argument("--batch", type=int, default=256)
+    e.add_argument("--direction", action="store_true",
+                   help="also mid-price direction (down/stationary/up at 10 and 100 messages) beside queue-imbalance "
+                        "and multi-level OFI regressions and a DeepLOB-style net: direction.md, .csv")  # fmt: skip
+    e.add_argument("--direction-train", type=Path,
+                   help="dataset .npz the direction baselines are fitted on (default: the model's training file, "
+                        "else cross-fitted over the evaluated seeds)")  # fmt: skip
+    e.add_argument("--direction-steps", type=int,
+                   help="DeepLOB-style direction baseline's training steps (default 400; 0 leaves it out)")  # fmt: skip
     e.add_argument("--out", type=Path, required=True, help="folder for evaluation.md, metrics.json and PNGs")
     e.set_defaults(run=cmd_evaluate)
