@@ -33,9 +33,11 @@ from typing import Any
 
 import faust
 
+from model.serving.drift import DriftStat, DriftTracker, describe
 from model.serving.forecaster import SCHEMA, Forecaster
 from model.serving.load import load_forecaster
 from orderbook.errors import FeedError
+from orderbook.features import FEATURE_NAMES
 from orderbook.news import parse_news
 from streams import snapshots
 from streams.batcher import MicroBatcher
@@ -46,7 +48,7 @@ from streams.news import NewsListener
 from streams.partition import NEWS_KEPT, News, Partition, Services
 from streams.pipeline import Record, native_choice
 from streams.retry import Waits, until_done
-from streams.sink import RedisSink
+from streams.sink import DRIFT_FIELD, RedisSink
 from streams.topics import NEWS_TOPIC, RAW_TOPIC
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,7 @@ class Worker:
             io=ThreadPoolExecutor(max_workers=2, thread_name_prefix="io"),
             state_io=ThreadPoolExecutor(max_workers=settings.restore_threads, thread_name_prefix="state"),
             news_log=deque(maxlen=NEWS_KEPT),
+            drift=drift_tracker(settings),
         )
         self.partitions: dict[tuple[str, int], Partition] = {}
         self.dlq = app.topic(settings.dlq_topic, key_serializer="raw", value_serializer="raw")
@@ -117,10 +120,15 @@ class Worker:
         """Redis's `mt:meta` heartbeat; an outage is logged once (and its end), never raised: a
         timer that raises takes the whole Faust app down."""
         loop = asyncio.get_running_loop()
+        drift = self.drift_report()
+        meta = {DRIFT_FIELD.format(venue=v, symbol=s): stat.to_json() for (v, s), stat in drift.items()}
         try:
             skipped = self.services.batcher.stats.skipped
-            await loop.run_in_executor(self.services.io, self.sink.heartbeat, self.settings.worker_id, skipped)
+            await loop.run_in_executor(self.services.io, self.sink.heartbeat, self.settings.worker_id, skipped,
+                                       meta)  # fmt: skip
         except Exception as err:
+            if self.services.drift is not None:  # published with the next heartbeat that lands
+                self.services.drift.touch(list(drift))
             if not self._heartbeat_failed:
                 log.warning("heartbeat to Redis failed (%s: %s); retrying every second", type(err).__name__, err)
             self._heartbeat_failed = True
@@ -128,6 +136,17 @@ class Worker:
         if self._heartbeat_failed:
             log.info("heartbeat to Redis is back")
         self._heartbeat_failed = False
+
+    def drift_report(self) -> dict[tuple[str, str], DriftStat]:
+        """The drift of every book that got windows since the last heartbeat (model/serving/drift.py,
+        numpy over the books), and a log line for each book that crossed the threshold or came back."""
+        tracker = self.services.drift
+        if tracker is None:
+            return {}
+        stats, changes = tracker.report()
+        for change in changes:
+            (log.warning if change.drifting else log.info)(describe(change, tracker.n_windows, tracker.n_reference))
+        return stats
 
     def log_progress(self) -> None:
         """One line an operator can act on: what came in, what went out, where time goes, what is awaited."""
@@ -149,6 +168,8 @@ class Worker:
                 f"model {sum(p.stats.model_s for p in parts) * per:.1f}, "
                 f"redis {sum(p.stats.redis_s for p in parts) * per:.1f}) in {txns} transactions "
                 f"({sum(p.stats.commit_s for p in parts) * per_txn:.1f} ms each, off the forecasts' way)")  # fmt: skip
+        if self.services.drift is not None:
+            line += f"; {self.services.drift.drifting} of {len(self.services.drift.books)} books drifting"
         if restoring:
             line += f"; restoring {', '.join(restoring)}"
         waiting = self.waits.describe()
@@ -215,12 +236,23 @@ class Worker:
         now = {(tp.topic, tp.partition) for tp in assigned if tp.topic in self.topics}
         for key in [k for k in self.partitions if k not in now]:
             part = self.partitions.pop(key)
+            if self.services.drift is not None:  # its books' drift is the new owner's to track
+                self.services.drift.forget(key)
             task = asyncio.create_task(part.release(), name=f"release {part.name}")
             self._releasing.add(task)
             task.add_done_callback(self._releasing.discard)
         for topic, partition in sorted(now - set(self.partitions)):
             self._take(topic, partition)
         log.info("assigned %s", ", ".join(f"{t}[{p}]" for t, p in sorted(now)) or "nothing")
+
+
+def drift_tracker(settings: Settings) -> DriftTracker | None:
+    """The worker's drift tracker from its settings; None where `drift_windows` is 0."""
+    if settings.drift_windows <= 0:
+        return None
+    return DriftTracker(FEATURE_NAMES, windows=settings.drift_windows, reference=settings.drift_reference,
+                        bins=settings.drift_bins, moderate=settings.drift_moderate,
+                        threshold=settings.drift_threshold, skip=settings.drift_skip)  # fmt: skip
 
 
 # the consumer's largest fetch: a partition's whole backlog of large records in one request

@@ -159,6 +159,17 @@ class Settings:
     # cluster wants as many as its other topics (a lost snapshot costs a full replay, not data)
     state_replication: int = 1
     alert_threshold: float = 0.99
+    # drift per book (model/serving/drift.py, docs/design.md "Drift"): population-stability indices over
+    # the last `drift_windows` windows of a book (0: not tracked), its feature rows against its first
+    # `drift_reference` windows, its calibrated surprise against uniform, `drift_bins` bins; a book is
+    # drifting above `drift_threshold` until back under `drift_moderate` (common practice: 0.25, 0.1);
+    # `drift_skip`: features not tracked (`mid` is a price level: it moves with the price, not the flow)
+    drift_windows: int = 512
+    drift_reference: int = 1024
+    drift_bins: int = 10
+    drift_moderate: float = 0.1
+    drift_threshold: float = 0.25
+    drift_skip: tuple[str, ...] = ("valid", "mid")
     session_timeout: float = 6.0  # a short session timeout keeps group joins quick
     web_port: int | None = None  # faust's web server; None: off (it would bind 0.0.0.0)
     home: Path = field(default_factory=mt_home)  # MT_HOME only: the config file is found there
@@ -171,6 +182,11 @@ class Settings:
         self.model = model_spec(self.model)
         if self.overload not in OVERLOAD_POLICIES:
             raise ValueError(f"overload {self.overload!r}: one of {', '.join(OVERLOAD_POLICIES)}")
+        self.drift_skip = tuple(self.drift_skip)
+        if self.drift_windows < 0 or self.drift_bins < 2 or self.drift_reference < self.drift_bins:
+            raise ValueError("drift: drift_windows >= 0 (0: off), drift_bins >= 2, drift_reference >= drift_bins")
+        if not 0 < self.drift_moderate <= self.drift_threshold:
+            raise ValueError("drift: 0 < drift_moderate <= drift_threshold")
 
     @property
     def faust_datadir(self) -> Path:

@@ -42,6 +42,7 @@ from typing import Any, TypeVar
 
 import msgpack
 
+from model.serving.drift import DriftTracker
 from model.serving.forecaster import Forecaster, forecast_records
 from orderbook.windows import Window
 from streams import recovery, snapshots
@@ -89,6 +90,7 @@ class Services:
     news_log: deque[News]  # the headlines this process has seen (the newest NEWS_KEPT): for partitions restored later
     # set once md.state exists as a compacted topic: no snapshot may go to one auto-created as a deleting one
     state_topic_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    drift: DriftTracker | None = None  # drift per book, fed the scored windows (None: not tracked)
 
 
 @dataclass
@@ -362,6 +364,10 @@ class Partition:
         await until_done(lambda: s.sink.write_async(records), "redis", s.waits)
         self.stats.model_s += t1 - t0
         self.stats.redis_s += time.perf_counter() - t1
+        if s.drift is not None and scored.windows:  # numpy over the batch; published with the heartbeat
+            score = s.forecaster.calibrated_score
+            scores = scored.forecasts.predictions[score] if score is not None else None
+            s.drift.observe_windows(scored.windows, scores, owner=(self.topic, self.partition))
         return records
 
     def _snapshot_due(self) -> bool:

@@ -6,7 +6,8 @@ Keys (the public contract):
 - `mt:alerts` stream: forecasts whose anomaly score passed the threshold, with `reason`.
 - `mt:forecasts` pub/sub channel: each forecast as it is written, as JSON.
 - `mt:meta` hash: model name and version, schema version, worker heartbeats, the windows each
-  worker skipped because the model fell behind (`overload = "latest"`, streams/batcher.py).
+  worker skipped because the model fell behind (`overload = "latest"`, streams/batcher.py), the
+  drift of each book (`drift:{venue}:{symbol}`, compact JSON: model/serving/drift.py).
 
 Idempotence: a forecast is ordered by `window`, its book's count of event tokens at the
 window's end, which a replay after a crash reproduces exactly (venue sequence numbers do
@@ -31,6 +32,7 @@ HIST = "mt:hist:{venue}:{symbol}"
 ALERTS = "mt:alerts"
 CHANNEL = "mt:forecasts"
 META = "mt:meta"
+DRIFT_FIELD = "drift:{venue}:{symbol}"  # an mt:meta field: a book's drift, compact JSON
 
 # ARGV: seq, window, history maxlen, alert (1/0), the forecast as JSON (published), its fields as a
 # JSON array of strings [name, value, ...] (one argument, not ~80: packing the arguments was a third of
@@ -123,10 +125,13 @@ class RedisSink:
     def set_meta(self, model: str, schema: int) -> None:
         self.redis.hset(META, mapping={"model": model, "schema": str(schema)})
 
-    def heartbeat(self, worker_id: str, skipped: int | None = None) -> None:
-        """The worker's heartbeat and, given, the windows its batcher skipped since it started: one
-        HSET of absolute values, so a heartbeat repeated after an outage counts nothing twice."""
+    def heartbeat(self, worker_id: str, skipped: int | None = None, meta: Mapping[str, str] | None = None) -> None:
+        """The worker's heartbeat and, given, the windows its batcher skipped since it started and more
+        `mt:meta` fields (the drift of its books, `drift:<venue>:<symbol>`): one HSET of absolute values,
+        so a heartbeat repeated after an outage counts nothing twice."""
         fields = {f"heartbeat:{worker_id}": str(time.time_ns())}
         if skipped is not None:
             fields[f"skipped:{worker_id}"] = str(skipped)
+        if meta:
+            fields.update(meta)
         self.redis.hset(META, mapping=fields)

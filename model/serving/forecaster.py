@@ -95,6 +95,10 @@ class Forecaster(ABC):
     # False for a forecaster whose batch costs less than a hop to a thread and back (a few ms on a
     # busy 2-core machine): the worker's batcher calls it on the event loop
     blocks: bool = True
+    # the prediction field (of `dtype`) holding a score calibrated on the training windows, so that it is
+    # uniform on 0..1 while the flow is like the training flow (the worker's surprise drift reads it,
+    # model/serving/drift.py); None: no such score (the baseline's tail probability is not calibrated so)
+    calibrated_score: str | None = None
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)

@@ -77,6 +77,8 @@ class OrderFlowForecaster(Forecaster):
         calibration = self.extra.get("calibration") or {}
         self.k = int(calibration.get("k", 16))
         self.calibration = calibration.get("quantiles")
+        # the surprise alone is the training windows' empirical CDF (anomaly_score also folds in the classes)
+        self.calibrated_score = "surprise_score" if self.calibration is not None else None
         self.bf16 = self.device.type == "cuda"
 
     def arrays(self, windows: Sequence[Window]) -> dict[str, np.ndarray]:
