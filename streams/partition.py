@@ -122,7 +122,7 @@ class Unsettled:
     outs: list[Out]
     start: int  # the committed offset it follows
     end: int  # the offset its commit records
-    snapshot: tuple[bytes, bytes] | None
+    snapshot: asyncio.Future[tuple[bytes, bytes] | None] | None  # being encoded in a state thread
 
 
 class Partition:
@@ -285,8 +285,9 @@ class Partition:
         forecasts = await self._forecasts(windows)
         outs += [Out(self.s.settings.forecasts_topic, str(f["symbol"]).encode(), msgpack.packb(f)) for f in forecasts]
         self.since_snapshot += end - start
-        snapshot = await self._snapshot(pipe) if self._snapshot_due() else None
-        if snapshot is not None:  # a fencing drops the state whatever the snapshot: counted from here
+        snapshot = None
+        if self._snapshot_due():  # counted from here, written or not: a fencing drops the state anyway
+            snapshot = await self._snapshot(pipe)
             self.since_snapshot, self.snapshot_clock = 0, time.monotonic()
         self.stats.batches += 1
         self.stats.forecasts += len(forecasts)
@@ -317,7 +318,10 @@ class Partition:
             await asyncio.sleep(self._last_commit + self.s.settings.commit_interval - time.monotonic())
             self._last_commit = time.monotonic()
             batches = list(self._unsettled)
-            snapshot = next((b.snapshot for b in reversed(batches) if b.snapshot is not None), None)
+            snapshot = None  # the newest of theirs that could be encoded
+            for b in batches:
+                if b.snapshot is not None:
+                    snapshot = await b.snapshot or snapshot
             outs = [o for b in batches for o in b.outs]
             t0 = time.perf_counter()
             try:
@@ -376,25 +380,39 @@ class Partition:
             return False
         return self.since_snapshot >= s.snapshot_every or time.monotonic() - self.snapshot_clock >= s.snapshot_seconds
 
-    async def _snapshot(self, pipe: VenuePipeline) -> tuple[bytes, bytes] | None:
-        """(key, value) of the state as it stands, or None when it cannot be written (logged: the
-        partition keeps its previous snapshot and replays a little more after a restart)."""
+    async def _snapshot(self, pipe: VenuePipeline) -> asyncio.Future[tuple[bytes, bytes] | None] | None:
+        """The state as it stands, captured now; its record (key, value) encoded in a state thread
+        while the partition goes on (the commit awaits it). The native path's capture copies its
+        compiled state out in under a millisecond a few books; the encoding, ~1.6 ms a Binance book,
+        had held the partition's next batch (1,000 books: 1.6 s). The reference path's live objects
+        are encoded whole before the partition goes on, in the thread as before."""
         s = self.s.settings
-        t0 = time.perf_counter()
+        args = (s.app_id, self.topic, self.partition, pipe)
         try:
-            _, value = await self._in_thread(partial(snapshots.encode, s.app_id, self.topic, self.partition, pipe))
+            make = snapshots.capture(*args) if pipe.native else await self._in_thread(partial(snapshots.capture, *args))
         except Exception as err:
             log.error("%s: state snapshot failed (%s: %s); keeping the previous one", self.name,
                       type(err).__name__, err)  # fmt: skip
-            self.since_snapshot, self.snapshot_clock = 0, time.monotonic()
+            return None
+        return asyncio.ensure_future(self._in_thread(partial(self._snapshot_record, make)))
+
+    def _snapshot_record(self, make: Callable[[], tuple[int, bytes]]) -> tuple[bytes, bytes] | None:
+        """(key, value) of a captured state, in a state thread; None when it cannot be written (logged:
+        the partition keeps its previous snapshot and replays a little more after a restart)."""
+        s = self.s.settings
+        t0 = time.perf_counter()
+        try:
+            offset, value = make()
+        except Exception as err:
+            log.error("%s: state snapshot failed (%s: %s); keeping the previous one", self.name,
+                      type(err).__name__, err)  # fmt: skip
             return None
         if len(value) > s.max_produce_bytes - 4096:
             log.error("%s: state snapshot of %d bytes exceeds the %d-byte record limit; keeping the previous one",
                       self.name, len(value), s.max_produce_bytes)  # fmt: skip
-            self.since_snapshot, self.snapshot_clock = 0, time.monotonic()
             return None
         self.stats.snapshots += 1
         self.stats.snapshot_bytes = len(value)
-        log.debug("%s: snapshot at offset %d, %d bytes in %.1f ms", self.name, pipe.position.get(self.partition, 0),
-                  len(value), (time.perf_counter() - t0) * 1e3)  # fmt: skip
+        log.debug("%s: snapshot at offset %d, %d bytes encoded in %.1f ms", self.name, offset, len(value),
+                  (time.perf_counter() - t0) * 1e3)  # fmt: skip
         return snapshots.state_key(s.app_id, self.topic, self.partition), value
