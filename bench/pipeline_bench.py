@@ -18,12 +18,13 @@ record. Rates are venue messages/s (records/s beside them).
     topics with the same partitioner: `md.raw.<venue>` for the Faust worker and
     `bench.raw.<venue>` for the bare loop. Then
     - ONE `python -m streams.cli worker` process (a fresh app id, the baseline forecaster) drains
-      `md.raw.<venue>`. Clock: from the first commit the group shows (committed offsets polled every
-      0.2 s by an admin request, as streams.offsets.committed_offsets does: a consumer with the group
-      id would join the group) to the newest forecast's `emitted_ts` in Redis once the group has
-      committed every offset. Rate = records committed in between / that time, times the workload's
-      mean messages per record (start-up and the first commit interval are left out; the 0.2 s poll
-      makes it 1-2% optimistic at most).
+      `md.raw.<venue>`. Clock: from the first commit the group shows to the one that covers every
+      record (committed offsets polled every 0.05 s by an admin request, as
+      streams.offsets.committed_offsets does: a consumer with the group id would join the group).
+      Both ends are commits: a batch is in Redis a commit interval and a transaction before its
+      commit (streams/partition.py), the same lag at both ends. Rate = records committed in
+      between / that time, times the workload's mean messages per record (start-up and the first
+      commit are left out; the poll moves each end by up to 0.05 s).
     - the bare loop, in this process: an AIOKafkaConsumer in a fresh group, getmany(2000 records,
       50 ms), and per batch exactly the worker's work (VenuePipeline.process per record,
       BaselineForecaster.predict on the batch's windows, forecast_records, RedisSink.write, each
@@ -103,7 +104,7 @@ from streams.batcher import OVERLOAD_POLICIES  # noqa: E402
 from streams.config import Settings  # noqa: E402
 from streams.pipeline import VenuePipeline  # noqa: E402
 from streams.publish import simulation_records  # noqa: E402
-from streams.sink import CHANNEL, HIST, LATEST, RedisSink  # noqa: E402
+from streams.sink import CHANNEL, HIST, RedisSink  # noqa: E402
 from streams.topics import DLQ_TOPIC, FORECASTS_TOPIC, RAW_TOPIC  # noqa: E402
 
 BINANCE = "binance-hftbacktest"
@@ -115,7 +116,7 @@ CAPTURES = {"spot_btcusdt": ("BTCUSDT", "BTCUSDT"), "spot_ethusdt": ("ETHUSDT", 
 GOAL_RATE, GOAL_P99_MS, GOAL_AT = 100_000, 50.0, 20_000
 GOAL_P99_MS_MODEL = 250.0  # with the generative model on CPU, under `latest`
 WARM_UP_S = 1.0
-POLL_S = 0.2
+POLL_S = 0.05
 DB_FAUST, DB_BARE, DB_PROFILE = 1, 2, 3
 
 Msg = tuple[bytes | None, bytes]  # (key, value) of one record
@@ -452,9 +453,10 @@ class FaustWorker:
         return lines[-1].split("progress:", 1)[1].strip() if lines else "(no progress line yet)"
 
 
-def wait_committed(watch: GroupWatch, target: int, timeout: float, alive: Any = None) -> tuple[float, int] | None:
-    """Poll until the group has committed `target` records; (time, committed) of the first
-    commit seen (None if the group had committed before polling began)."""
+def wait_committed(watch: GroupWatch, target: int, timeout: float, alive: Any = None
+                   ) -> tuple[tuple[float, int] | None, float]:  # fmt: skip
+    """Poll until the group has committed `target` records: ((time, committed) of the first commit
+    seen, or None if the group had committed before polling began; the time `target` was seen)."""
     first: tuple[float, int] | None = None
     deadline = time.monotonic() + timeout
     while True:
@@ -463,20 +465,12 @@ def wait_committed(watch: GroupWatch, target: int, timeout: float, alive: Any = 
         if first is None and done > 0:
             first = (now, done)
         if done >= target:
-            return first
+            return first, now
         if time.monotonic() > deadline:
             raise TimeoutError(f"group {watch.group}: {done:,} of {target:,} committed after {timeout:.0f} s")
         if alive is not None:
             alive()
         time.sleep(POLL_S)
-
-
-def last_emitted(client: redis.Redis, venue: str, symbols: Iterable[str]) -> float:
-    """The newest forecast's emitted_ts (s) over the symbols' latest hashes."""
-    pipe = client.pipeline(transaction=False)
-    for s in symbols:
-        pipe.hget(LATEST.format(venue=venue, symbol=s), "emitted_ts")
-    return max((int(v) for v in pipe.execute() if v), default=0) / 1e9
 
 
 def history_count(client: redis.Redis, venue: str, symbols: Iterable[str]) -> int:
@@ -544,10 +538,11 @@ def bench_faust(bootstrap: str, redis_url: str, work: Workload, lat_runs: list[t
     try:
         th = None
         if tput:
-            first = wait_committed(watch, len(tput), 600, worker.alive)
+            first, end = wait_committed(watch, len(tput), 600, worker.alive)
             assert first is not None
             t0, c0 = first
-            end = last_emitted(client, work.venue, work.symbols) or time.time()
+            # both ends are commits seen: a batch reaches Redis a commit interval (and a transaction)
+            # before its commit, so a Redis time at one end and a commit at the other would not match
             th = Throughput(len(tput) - c0, end - t0, history_count(client, work.venue, work.symbols), work.per_record)
             print(f"  faust worker: {th.describe()}", flush=True)
         else:
