@@ -36,14 +36,14 @@ DRIFT_FIELD = "drift:{venue}:{symbol}"  # an mt:meta field: a book's drift, comp
 
 # ARGV: seq, window, history maxlen, alert (1/0), the forecast as JSON (published), its fields as a
 # JSON array of strings [name, value, ...] (one argument, not ~80: packing the arguments was a third of
-# a write's time; cjson gives the strings back byte for byte)
+# a write's time; cjson gives the strings back byte for byte), alerts maxlen
 _WRITE = """
 local cur = tonumber(redis.call('HGET', KEYS[1], 'window') or '-1')
 if tonumber(ARGV[2]) <= cur then return 0 end
 local fields = cjson.decode(ARGV[6])
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
-if ARGV[4] == '1' then redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(fields)) end
+if ARGV[4] == '1' then redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', unpack(fields)) end
 redis.call('PUBLISH', KEYS[4], ARGV[5])
 return 1
 """
@@ -90,7 +90,7 @@ class RedisSink:
             # plain strings, readable with `redis-cli HGETALL`; floats keep full precision (repr)
             flat = [x for k, v in f.items() for x in (k, repr(v) if type(v) is float else str(v))]
             yield keys, [f["seq"], f["window"], self.history_maxlen, alert, json.dumps(f, separators=(",", ":")),
-                         json.dumps(flat, ensure_ascii=False, separators=(",", ":"))]  # fmt: skip
+                         json.dumps(flat, ensure_ascii=False, separators=(",", ":")), self.alerts_maxlen]  # fmt: skip
 
     def _count(self, results: list[Any]) -> int:
         new = sum(int(r) for r in results)

@@ -6,6 +6,7 @@ the real captures, cross-check their books and print what the issue asks for.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,7 +40,7 @@ def test_book_bench_prints_the_side_by_side_table(shared_data: Path) -> None:
 def test_feed_bench_prints_throughput_and_profiles(shared_data: Path) -> None:
     out = run_bench("feed_bench.py", shared_data, "--itch-messages", "3000", "--binance-limit", "500")
     assert "workload" in out and "messages/s" in out and "level updates/s" in out
-    assert "binance, all three captures" in out and "ItchFeed.on_message (ours)" in out
+    assert re.search(r"binance, all \d+ captures", out) and "ItchFeed.on_message (ours)" in out
     assert "DISAGREES" not in out  # our ITCH books end with the orders itch-book holds
     assert out.count("where the time goes") == 2
 

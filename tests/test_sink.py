@@ -151,3 +151,13 @@ def test_field_values_reach_redis_byte_for_byte_whatever_their_characters(r):
     assert latest[b"reason"] == f["reason"].encode() and latest[b"spread_q50_h10"] == repr(0.1 + 0.2).encode()
     (_, entry), *_ = r.xrange("mt:alerts")
     assert entry[b"reason"] == f["reason"].encode()
+
+
+def test_the_alerts_stream_is_capped_by_its_own_length_not_the_history_s(r):
+    """`MAXLEN ~` trims whole stream nodes (100 entries by default): 500 alerts against a cap of 10
+    leave at most a node or two of them, while the history of the same forecasts keeps all 500."""
+    sink = RedisSink(r, history_maxlen=100_000, alerts_maxlen=10)
+    for lo in range(0, 500, 100):
+        sink.write([forecast(seq, seq, score=0.999) for seq in range(lo + 1, lo + 101)])
+    assert r.xlen("mt:hist:binance:BTCUSDT") == 500
+    assert 10 <= r.xlen("mt:alerts") <= 200
