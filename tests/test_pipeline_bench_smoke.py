@@ -18,15 +18,20 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.realdata
 
 
+def bench(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """bench/pipeline_bench.py with these arguments, its output captured."""
+    return subprocess.run([sys.executable, str(REPO / "bench" / "pipeline_bench.py"), *args], capture_output=True,
+                          text=True, timeout=timeout)  # fmt: skip
+
+
+def succeeded(done: subprocess.CompletedProcess[str]) -> str:
+    """The run's standard output, once it is known to have exited 0."""
+    assert done.returncode == 0, f"exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
 def test_pipeline_bench_quick_prints_both_consumers_and_loses_no_forecast(shared_data: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "pipeline_bench.py"), "--data", str(shared_data), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    out = done.stdout
-    assert done.returncode == 0, f"exited {done.returncode}:\n{out}\n{done.stderr}"
+    out = succeeded(bench("--data", str(shared_data), "--quick"))
     for row in ("faust worker (1 process)", "bare aiokafka loop (in-process)", "ratio faust / bare"):
         assert row in out, row
     counts = re.findall(r"^(?:faust worker|bare aiokafka loop) .* (\d+)/(\d+)", out, re.M)
@@ -37,15 +42,7 @@ def test_pipeline_bench_quick_prints_both_consumers_and_loses_no_forecast(shared
 
 
 def test_pipeline_bench_quick_on_simulated_itch_frames_drains_every_record(shared_data: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "pipeline_bench.py"), "--data", str(shared_data), "--quick",
-         "--venue", "itch"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )  # fmt: skip
-    out = done.stdout
-    assert done.returncode == 0, f"exited {done.returncode}:\n{out}\n{done.stderr}"
+    out = succeeded(bench("--data", str(shared_data), "--quick", "--venue", "itch"))
     head = re.search(r"^data: itch, ([\d,]+) messages in ([\d,]+) records \(frames", out, re.M)
     assert head is not None, out
     messages, records = (int(g.replace(",", "")) for g in head.groups())
@@ -55,27 +52,15 @@ def test_pipeline_bench_quick_on_simulated_itch_frames_drains_every_record(share
 
 
 def test_pipeline_bench_refuses_a_missing_data_folder(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "pipeline_bench.py"), "--data", str(tmp_path), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = bench("--data", str(tmp_path), "--quick", timeout=60)
     assert done.returncode != 0 and "not found" in done.stderr
 
 
 def test_pipeline_bench_latency_ladder_under_latest_publishes_only_scored_windows(shared_data: Path) -> None:
     """`--latency-only` runs the worker alone over a ladder of rates; under `latest` each published
     forecast is one the offline run says the records close, and the goal line names a rate or none."""
-    done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "pipeline_bench.py"), "--data", str(shared_data), "--latency-only",
-         "--rates", "500,1000", "--seconds", "2", "--overload", "latest"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )  # fmt: skip
-    out = done.stdout
-    assert done.returncode == 0, f"exited {done.returncode}:\n{out}\n{done.stderr}"
+    out = succeeded(bench("--data", str(shared_data), "--latency-only", "--rates", "500,1000", "--seconds", "2",
+                          "--overload", "latest"))  # fmt: skip
     rows = re.findall(r"^ +([\d,]+) +[\d,]+ +[\d.]+ +[\d.]+ +[\d.]+ +(\d+)/(\d+)", out, re.M)
     assert [r[0] for r in rows] == ["500", "1,000"], out
     for _, published, closed in rows:
