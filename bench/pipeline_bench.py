@@ -52,6 +52,15 @@ record. Rates are venue messages/s (records/s beside them).
     and under `every`. Under `latest` a window superseded by a newer one of its book is not scored:
     the forecasts column shows how many were published of the windows closed.
 
+Placement (`--no-pin` to turn it off): with two CPUs or more, the consumer under test (the worker
+process, or this process's event-loop thread for the bare loop) runs on the last CPU and everything
+else (the broker, Redis, the producer and subscriber processes, this process's other threads) on the
+others, as a deployment gives a worker cores of its own and runs the feed and the broker elsewhere.
+Unpinned on this 2-core machine, a 20k messages/s latency run shares two cores between five busy
+processes (worker ~75% of a core, broker ~55%, producer ~25%): the tail is then the scheduler's.
+Before the latency runs, one unmeasured warm-up run at the first rate (`--warm-up-s`): the broker's
+JIT and both consumers' caches warm up there, not in the first measured run.
+
 Nothing asserts a time. The machine is shared: read the ratios, whose two sides ran in the same
 run, one after the other, each with the machine to itself.
 """
@@ -62,6 +71,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import heapq
 import json
 import multiprocessing as mp
@@ -115,9 +125,37 @@ CAPTURES = {"spot_btcusdt": ("BTCUSDT", "BTCUSDT"), "spot_ethusdt": ("ETHUSDT", 
             "usdm_btcusdt": ("BTCUSDT", "BTCUSDTPERP")}  # fmt: skip
 GOAL_RATE, GOAL_P99_MS, GOAL_AT = 100_000, 50.0, 20_000
 GOAL_P99_MS_MODEL = 250.0  # with the generative model on CPU, under `latest`
-WARM_UP_S = 1.0
+WARM_UP_S = 1.0  # of each latency run, left out of its figures
 POLL_S = 0.05
 DB_FAUST, DB_BARE, DB_PROFILE = 1, 2, 3
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The consumer under test on CPUs of its own, the rest of the run on the others (module docs)."""
+
+    consumer: frozenset[int]
+    rest: frozenset[int]
+
+    @staticmethod
+    def of(pin: bool) -> Placement | None:
+        cpus = sorted(os.sched_getaffinity(0))
+        if not pin or len(cpus) < 2:
+            return None
+        return Placement(frozenset(cpus[-1:]), frozenset(cpus[:-1]))
+
+    def describe(self) -> str:
+        def cpus(s: frozenset[int]) -> str:
+            return ",".join(map(str, sorted(s)))
+
+        return f"consumer on CPU {cpus(self.consumer)}, the rest on {cpus(self.rest)}"
+
+
+def pin(cpus: frozenset[int] | None) -> None:
+    """The calling thread (and the threads and processes it starts later) onto `cpus`."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+
 
 Msg = tuple[bytes | None, bytes]  # (key, value) of one record
 Timed = tuple[bytes | None, bytes, int]  # (key, message, venue time ns): what a Framer takes
@@ -306,11 +344,14 @@ class GroupWatch:
 # ---------------------------------------------------------------- latency helpers (processes)
 
 
-def paced_producer(bootstrap: str, topic: str, msgs: list[Msg], rate: float, out: str, ready: Any) -> None:
+def paced_producer(bootstrap: str, topic: str, msgs: list[Msg], rate: float, out: str, ready: Any,
+                   cpus: frozenset[int] | None) -> None:  # fmt: skip
     """Send `msgs` at `rate` per second, each with its send time (ns) in a header; the send times
     go to `out` (pickle). A process of its own: it must not share a core's interpreter with the
     consumer it feeds."""
     from aiokafka import AIOKafkaProducer
+
+    pin(cpus)
 
     async def run() -> list[int]:
         prod = AIOKafkaProducer(**producer_opts(bootstrap))
@@ -334,8 +375,9 @@ def paced_producer(bootstrap: str, topic: str, msgs: list[Msg], rate: float, out
     Path(out).write_bytes(pickle.dumps(sent))
 
 
-def subscriber(url: str, out: str, ready: Any, stop: Any) -> None:
+def subscriber(url: str, out: str, ready: Any, stop: Any, cpus: frozenset[int] | None) -> None:
     """Stamp every message of the forecasts channel on arrival; (ns, payload) pairs go to `out`."""
+    pin(cpus)
     client = redis.Redis.from_url(url)
     sub = client.pubsub(ignore_subscribe_messages=True)
     sub.subscribe(CHANNEL)
@@ -372,14 +414,16 @@ class Latency:
 class LatencyRun:
     """One latency measurement: subscriber and paced producer processes around a consumer."""
 
-    def __init__(self, bootstrap: str, redis_url: str, topic: str, msgs: list[Msg], rate: float, tmp: Path) -> None:
+    def __init__(self, bootstrap: str, redis_url: str, topic: str, msgs: list[Msg], rate: float, tmp: Path,
+                 place: Placement | None) -> None:  # fmt: skip
+        cpus = place.rest if place else None
         self.ctx = mp.get_context("spawn")  # no fork of a process holding sockets and an event loop
         self.msgs, self.rate, self.tmp = msgs, rate, tmp
         self.sub_ready, self.sub_stop, self.prod_ready = self.ctx.Event(), self.ctx.Event(), self.ctx.Event()
         self.sub = self.ctx.Process(target=subscriber, args=(redis_url, str(tmp / "sub.pkl"), self.sub_ready,
-                                                             self.sub_stop))  # fmt: skip
+                                                             self.sub_stop, cpus))  # fmt: skip
         self.prod = self.ctx.Process(target=paced_producer, args=(bootstrap, topic, msgs, rate, str(tmp / "sent.pkl"),
-                                                                  self.prod_ready))  # fmt: skip
+                                                                  self.prod_ready, cpus))  # fmt: skip
 
     def start(self) -> None:
         self.sub.start()
@@ -414,7 +458,8 @@ class FaustWorker:
     """One `python -m streams.cli worker` process for the binance topic, in a fresh group."""
 
     def __init__(self, bootstrap: str, redis_url: str, app_id: str, log: Path, venue: str, take: int,
-                 model: str = "baseline", overload: str = "every") -> None:  # fmt: skip
+                 model: str = "baseline", overload: str = "every", cpus: frozenset[int] | None = None
+                 ) -> None:  # fmt: skip
         # MT_HOME beside the log: the worker's Faust data goes with the test's files, not into ~/.cache
         env = dict(os.environ, MT_KAFKA_BOOTSTRAP=bootstrap, MT_REDIS_URL=redis_url, MT_APP_ID=app_id,
                    MT_WORKER_ID=f"{app_id}-w", MT_VENUES=venue, MT_MODEL=model, MT_OVERLOAD=overload,
@@ -423,7 +468,8 @@ class FaustWorker:
         self.log = log
         with open(log, "ab") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, cwd=REPO,
-                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                         preexec_fn=(lambda: pin(cpus)) if cpus else None)  # fmt: skip
 
     def alive(self) -> None:
         if self.proc.poll() is not None:
@@ -525,13 +571,27 @@ class Throughput:
                 f"{self.seconds:.1f} s)")  # fmt: skip
 
 
-def bench_faust(bootstrap: str, redis_url: str, work: Workload, lat_runs: list[tuple[float, list[Msg], Offline]],
+LatRun = tuple[float, list[Msg], Offline]  # offered rate, records, what they give
+
+
+@dataclass(frozen=True)
+class LatPlan:
+    runs: list[LatRun]
+    warm_up: LatRun | None  # run first, not measured
+    place: Placement | None
+
+    def all(self) -> list[tuple[bool, LatRun]]:
+        """(measured, run) in order: the warm-up first."""
+        return [(False, self.warm_up)] * (self.warm_up is not None) + [(True, r) for r in self.runs]  # type: ignore[list-item]
+
+
+def bench_faust(bootstrap: str, redis_url: str, work: Workload, plan: LatPlan,
                 tmp: Path, model: str = "baseline", overload: str = "every"
                 ) -> tuple[Throughput | None, list[Latency], str]:  # fmt: skip
     """The worker's saturation run (none without records: `--latency-only`), then its latency runs."""
     app_id = f"bench-faust-{os.getpid()}"
     worker = FaustWorker(bootstrap, redis_url, app_id, tmp / "faust-worker.log", work.venue, work.take, model,
-                         overload)  # fmt: skip
+                         overload, plan.place.consumer if plan.place else None)  # fmt: skip
     watch = GroupWatch(bootstrap, app_id, faust_topic(work.venue))
     client = redis.Redis.from_url(redis_url)
     tput = work.records
@@ -548,15 +608,17 @@ def bench_faust(bootstrap: str, redis_url: str, work: Workload, lat_runs: list[t
         else:
             worker.wait_up(300)
         lats, target = [], len(tput)
-        for i, (rate, msgs, off) in enumerate(lat_runs):
-            run = LatencyRun(bootstrap, redis_url, faust_topic(work.venue), msgs, rate, tmp / f"faust-lat{i}")
+        for i, (measured, (rate, msgs, off)) in enumerate(plan.all()):
+            run = LatencyRun(bootstrap, redis_url, faust_topic(work.venue), msgs, rate, tmp / f"faust-lat{i}",
+                             plan.place)  # fmt: skip
             run.tmp.mkdir()
             run.start()
             target += len(msgs)
             wait_committed(watch, target, len(msgs) / 1000 + 120, worker.alive)
-            lats.append(run.finish(off))
-            print(f"  faust worker at {rate:,.0f}/s: p50 {lats[-1].pct(0.5):.1f} ms, p99 {lats[-1].pct(0.99):.1f} ms",
-                  flush=True)  # fmt: skip
+            lat = run.finish(off)
+            lats += [lat] * measured
+            print(f"  faust worker at {rate:,.0f}/s{'' if measured else ' (warm-up)'}: p50 {lat.pct(0.5):.1f} ms, "
+                  f"p99 {lat.pct(0.99):.1f} ms", flush=True)  # fmt: skip
         return th, lats, worker.progress()
     finally:
         watch.close()
@@ -639,9 +701,10 @@ class BareLoop:
             self.first = (time.time(), self.consumed)
 
 
-async def bench_bare_async(bootstrap: str, redis_url: str, work: Workload,
-                           lat_runs: list[tuple[float, list[Msg], Offline]], tmp: Path, fetch_wait_ms: int
-                           ) -> tuple[Throughput, list[Latency]]:  # fmt: skip
+async def bench_bare_async(bootstrap: str, redis_url: str, work: Workload, plan: LatPlan, tmp: Path,
+                           fetch_wait_ms: int) -> tuple[Throughput, list[Latency]]:  # fmt: skip
+    # this thread runs the loop: onto the consumer's CPUs (the latency runs' processes pin themselves)
+    pin(plan.place.consumer if plan.place else None)
     loop = BareLoop(bootstrap, redis_url, f"bench-bare-{os.getpid()}", work.venue, fetch_wait_ms=fetch_wait_ms,
                     take=work.take)  # fmt: skip
     tput = work.records
@@ -657,21 +720,23 @@ async def bench_bare_async(bootstrap: str, redis_url: str, work: Workload,
         th = Throughput(len(tput) - c0, end - t0, history_count(client, work.venue, work.symbols), work.per_record)
         print(f"  bare loop: {th.describe()}", flush=True)
         lats, target = [], len(tput)
-        for i, (rate, msgs, off) in enumerate(lat_runs):
-            run = LatencyRun(bootstrap, redis_url, loop.topic, msgs, rate, tmp / f"bare-lat{i}")
+        for i, (measured, (rate, msgs, off)) in enumerate(plan.all()):
+            run = LatencyRun(bootstrap, redis_url, loop.topic, msgs, rate, tmp / f"bare-lat{i}", plan.place)
             run.tmp.mkdir()
             await asyncio.to_thread(run.start)
             target += len(msgs)
             targets.put_nowait(target)
             await _wait(done, task)
-            lats.append(await asyncio.to_thread(run.finish, off))
-            print(f"  bare loop at {rate:,.0f}/s: p50 {lats[-1].pct(0.5):.1f} ms, p99 {lats[-1].pct(0.99):.1f} ms",
-                  flush=True)  # fmt: skip
+            lat = await asyncio.to_thread(run.finish, off)
+            lats += [lat] * measured
+            print(f"  bare loop at {rate:,.0f}/s{'' if measured else ' (warm-up)'}: p50 {lat.pct(0.5):.1f} ms, "
+                  f"p99 {lat.pct(0.99):.1f} ms", flush=True)  # fmt: skip
         return th, lats
     finally:
         targets.put_nowait(-1)  # the loop stops at its next target check; on an error, cancel it
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(task, 30)
+        pin(plan.place.rest if plan.place else None)
 
 
 async def _wait(done: asyncio.Queue[float], task: asyncio.Task[None]) -> float:
@@ -801,6 +866,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "comma-separated, Binance only (default: 20000,2000: the goal's rate, and one a worker "
                    "sustains)")  # fmt: skip
     p.add_argument("--seconds", type=float, default=5.0, help="length of each latency run (default: 5)")
+    p.add_argument("--warm-up-s", type=float, default=3.0, help="an unmeasured latency run at the first rate "
+                   "before the measured ones, this long (default: 3; 0: none)")  # fmt: skip
+    p.add_argument("--no-pin", dest="pin", action="store_false", help="leave CPU placement to the scheduler "
+                   "(default: the consumer under test on the last CPU, the rest on the others)")  # fmt: skip
     p.add_argument("--bare-fetch-wait-ms", type=int, default=500, help="the bare consumer's fetch_max_wait_ms "
                    "(default: aiokafka's 500; faust's aiokafka driver fixes 1500)")  # fmt: skip
     p.add_argument("--profile-records", type=int, default=20_000, help="Binance records profiled (default: 20000)")
@@ -827,6 +896,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.messages, args.seconds, args.profile_records = min(args.messages, 5000), 2.0, 2000
         args.take = min(args.take, 500)  # several batches even in 5,000 messages: a rate needs two commits
         args.rates = [min(r, 2000.0) for r in args.rates][:1]
+        args.warm_up_s = 0.0
     return args
 
 
@@ -839,23 +909,36 @@ def workload(args: argparse.Namespace, captures: dict[str, list[Any]]) -> Worklo
     return Workload(args.venue, recs, n, args.take)
 
 
+def latency_plan(args: argparse.Namespace, captures: dict[str, list[Any]]) -> LatPlan:
+    """The latency runs of `--rates` (each on symbols of its own), the warm-up and the placement."""
+
+    def run(rate: float, seconds: float, tag: str) -> LatRun:
+        msgs = records(captures, int(rate * seconds), tag)
+        return rate, msgs, offline("binance", msgs)
+
+    runs = [run(rate, args.seconds, f"L{i}") for i, rate in enumerate(args.rates)]
+    warm = run(args.rates[0], args.warm_up_s, "W") if args.rates and args.warm_up_s > 0 else None
+    place = Placement.of(args.pin)
+    print(f"latency runs: {', '.join(f'{len(m):,}' for _, m, _ in runs) or 'none'} Binance records"
+          + (f" after a {args.warm_up_s:.0f} s warm-up" if warm else "")
+          + f"; {place.describe() if place else 'CPU placement left to the scheduler'}")  # fmt: skip
+    return LatPlan(runs, warm, place)
+
+
 def latency_only(args: argparse.Namespace, captures: dict[str, list[Any]]) -> None:
-    lat_runs = []
-    for i, rate in enumerate(args.rates):
-        msgs = records(captures, int(rate * args.seconds), f"L{i}")
-        lat_runs.append((rate, msgs, offline("binance", msgs)))
-    print(f"data: {', '.join(f'{len(m):,}' for _, m, _ in lat_runs)} Binance records per latency run")
+    plan = latency_plan(args, captures)
     from streams.infra import Infra
 
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp_s:
         tmp = Path(tmp_s)
         infra = Infra.on_free_ports(tmp / "infra")
+        pin(plan.place.rest if plan.place else None)  # the servers and this process's threads
         infra.up()
         try:
             create_topics(infra.kafka.bootstrap, [faust_topic("binance")])
             work = Workload("binance", [], 0, args.take)
             url = f"redis://127.0.0.1:{infra.redis.port}/{DB_FAUST}"
-            _, lats, progress = bench_faust(infra.kafka.bootstrap, url, work, lat_runs, tmp, args.model, args.overload)
+            _, lats, progress = bench_faust(infra.kafka.bootstrap, url, work, plan, tmp, args.model, args.overload)
             print(f"  faust worker's last progress line: {progress}")
         finally:
             infra.down()
@@ -875,35 +958,39 @@ def main(argv: list[str] | None = None) -> None:
         return
     work = workload(args, captures)
     tput = work.records
-    lat_msgs = [(rate, records(captures, int(rate * args.seconds), f"L{i}")) for i, rate in enumerate(args.rates)]
     mem_n = min(len(tput), 50_000)
+    # as the worker after start-up (streams/app.py): this process's millions of loaded records out of
+    # the collector's way, or its full collections are counted as the in-memory run's time
+    gc.collect()
+    gc.freeze()
+    offline(work.venue, tput[:mem_n])  # once cold: a long-running worker's pages and caches are warm
     mem = offline(work.venue, tput[:mem_n])
-    lat_runs = [(rate, msgs, offline("binance", msgs)) for rate, msgs in lat_msgs]
     print(f"data: {work.venue}, {work.messages:,} messages in {len(tput):,} records "
           f"({'frames' if args.frames else 'one a record'}, {len(work.symbols)} symbols) for saturation; "
-          f"{', '.join(f'{len(m):,}' for _, m in lat_msgs) or 'no'} Binance records per latency run; "
           f"{mem.windows / mem_n:.3f} forecasts per record, {mem.rejected} rejected")  # fmt: skip
+    plan = latency_plan(args, captures)
     from streams.infra import Infra
 
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp_s:
         tmp = Path(tmp_s)
         infra = Infra.on_free_ports(tmp / "infra")
+        pin(plan.place.rest if plan.place else None)  # the servers and this process's threads
         infra.up()
         try:
             url = f"redis://127.0.0.1:{infra.redis.port}"
             boot = infra.kafka.bootstrap
             topics = [faust_topic(work.venue), bare_topic(work.venue)]
-            create_topics(boot, topics + ([faust_topic("binance"), bare_topic("binance")] if lat_runs else []))
+            create_topics(boot, topics + ([faust_topic("binance"), bare_topic("binance")] if plan.runs else []))
             t = time.perf_counter()
             asyncio.run(produce(boot, topics, tput))
             print(f"infra up; {len(tput):,} records produced to {' and '.join(topics)} in "
                   f"{time.perf_counter() - t:.1f} s", flush=True)  # fmt: skip
-            f_th, f_lat, progress = bench_faust(boot, f"{url}/{DB_FAUST}", work, lat_runs, tmp, args.model,
+            f_th, f_lat, progress = bench_faust(boot, f"{url}/{DB_FAUST}", work, plan, tmp, args.model,
                                                 args.overload)  # fmt: skip
             assert f_th is not None
             print(f"  faust worker's last progress line: {progress}")
             b_th, b_lat = asyncio.run(
-                bench_bare_async(boot, f"{url}/{DB_BARE}", work, lat_runs, tmp, args.bare_fetch_wait_ms)
+                bench_bare_async(boot, f"{url}/{DB_BARE}", work, plan, tmp, args.bare_fetch_wait_ms)
             )
             print_tables(work, (f_th, f_lat), (b_th, b_lat), mem_n / mem.seconds)
             if args.venue == "binance":
