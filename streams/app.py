@@ -28,6 +28,7 @@ import gc
 import logging
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,7 +39,6 @@ import faust
 
 from model.serving.drift import DriftStat, DriftTracker, describe
 from model.serving.forecaster import SCHEMA, Forecaster
-from model.serving.load import load_forecaster
 from orderbook.errors import FeedError
 from orderbook.features import FEATURE_NAMES
 from orderbook.news import parse_news
@@ -47,11 +47,13 @@ from streams.batcher import MicroBatcher
 from streams.config import Settings
 from streams.delivery import BatchApp
 from streams.logfilter import install_rate_limits
+from streams.metrics import WorkerMetrics
 from streams.news import NewsListener
 from streams.partition import NEWS_KEPT, News, Partition, Services
 from streams.pipeline import Record, native_choice
 from streams.retry import Waits, until_done
 from streams.sink import DRIFT_FIELD, RedisSink
+from streams.swap import initial_model, load_checked
 from streams.topics import NEWS_TOPIC, RAW_TOPIC
 
 log = logging.getLogger(__name__)
@@ -72,12 +74,22 @@ def background_priority() -> None:
 
 
 class Worker:
-    """What one worker process holds: a Partition per source partition it owns, and what they share."""
+    """What one worker process holds: a Partition per source partition it owns, and what they share.
+    `spec`: the spec of `forecaster` (None: a forecaster built in code, which no spec names); the worker
+    serves its settings' model again when operators clear the wanted one."""
 
-    def __init__(self, settings: Settings, app: faust.App, forecaster: Forecaster) -> None:
+    def __init__(self, settings: Settings, app: faust.App, forecaster: Forecaster, spec: str | None = None) -> None:
         self.settings = settings
         self.app = app
         self.forecaster = forecaster
+        # the model's changes (streams/swap.py): the spec served, the model wanted last acted on (swapped
+        # to, or refused: tried again only once the wanted model changes), the last refusal's reason
+        self.spec = spec
+        self.home_spec = settings.model if spec is not None else None
+        self.swapped_ns = 0
+        self.swap_error = ""
+        self._target = spec
+        self._swapping: asyncio.Task[None] | None = None
         self.topics = {RAW_TOPIC.format(venue=v): v for v in settings.venues}
         self.waits = Waits()
         self.services = Services(
@@ -100,6 +112,7 @@ class Worker:
             drift=drift_tracker(settings),
         )
         self.partitions: dict[tuple[str, int], Partition] = {}
+        self.metrics = self.services.metrics = WorkerMetrics(self)
         self.dlq = app.topic(settings.dlq_topic, key_serializer="raw", value_serializer="raw")
         self.news = NewsListener(settings.bootstrap)
         self._releasing: set[asyncio.Task[None]] = set()
@@ -119,15 +132,32 @@ class Worker:
         self.services.state_topic_ready.set()
         meta = partial(self.sink.set_meta, self.forecaster.model_id, SCHEMA)
         await until_done(lambda: loop.run_in_executor(self.services.io, meta), "redis", self.waits)
+        await self._publish_model()
         # what start-up made (modules, torch, the model: ~1M objects) lives as long as the process: out of
         # the collector's sight, a full collection scans only what came after (60-110 ms, a latency spike)
         gc.collect()
         gc.freeze()
+        self._serve_metrics()
         log.info("worker %s up: venues %s, model %s; %s", self.settings.worker_id, ",".join(self.settings.venues),
                  self.forecaster.model_id,
                  "; ".join(f"{v}: {native_choice(v)[1]}" for v in self.settings.venues))  # fmt: skip
 
+    def _serve_metrics(self) -> None:
+        s = self.settings
+        if s.metrics_port is None:
+            return
+        try:
+            port = self.metrics.serve(s.metrics_host, s.metrics_port)
+        except OSError as err:  # a second worker on this machine: the first one holds the port
+            log.warning("Prometheus metrics off: cannot listen on %s:%s (%s); set MT_METRICS_PORT to a free port",
+                        s.metrics_host, s.metrics_port, err)  # fmt: skip
+            return
+        log.info("Prometheus metrics on http://%s:%d/metrics", s.metrics_host, port)
+
     async def stop(self) -> None:
+        self.metrics.close()
+        if self._swapping is not None:
+            self._swapping.cancel()
         await asyncio.to_thread(self.news.stop)  # joins its thread: up to 10 s, off the loop
         await asyncio.gather(*(part.close() for part in self.partitions.values()))
         await self.services.batcher.stop()
@@ -136,15 +166,16 @@ class Worker:
         self.services.state_io.shutdown(wait=False, cancel_futures=True)
 
     async def heartbeat(self) -> None:
-        """Redis's `mt:meta` heartbeat; an outage is logged once (and its end), never raised: a
-        timer that raises takes the whole Faust app down."""
+        """Redis's `mt:meta` heartbeat, and in the same round trip the wanted model (`mt:control`), which
+        it then follows (`follow`); an outage is logged once (and its end), never raised: a timer that
+        raises takes the whole Faust app down."""
         loop = asyncio.get_running_loop()
         drift = self.drift_report()
         meta = {DRIFT_FIELD.format(venue=v, symbol=s): stat.to_json() for (v, s), stat in drift.items()}
         try:
             skipped = self.services.batcher.stats.skipped
-            await loop.run_in_executor(self.services.io, self.sink.heartbeat, self.settings.worker_id, skipped,
-                                       meta)  # fmt: skip
+            wanted = await loop.run_in_executor(self.services.io, self.sink.heartbeat, self.settings.worker_id,
+                                                skipped, meta)  # fmt: skip
         except Exception as err:
             if self.services.drift is not None:  # published with the next heartbeat that lands
                 self.services.drift.touch(list(drift))
@@ -155,6 +186,58 @@ class Worker:
         if self._heartbeat_failed:
             log.info("heartbeat to Redis is back")
         self._heartbeat_failed = False
+        self.follow(wanted)
+
+    # ---- the model's changes (`megatrading model use`)
+
+    @property
+    def swapping(self) -> asyncio.Task[None] | None:
+        """The model change in progress (loading the new model), None when none is."""
+        return self._swapping if self._swapping is not None and not self._swapping.done() else None
+
+    def follow(self, wanted: str | None) -> None:
+        """Start changing to the wanted model (None: the worker's own) unless it serves it already, a
+        change is in progress (the next heartbeat looks again), or it was refused before and has not
+        changed since."""
+        target = wanted or self.home_spec
+        if target is None or target == self._target or self.swapping is not None:
+            return
+        self._target = target
+        if target != self.spec:
+            self._swapping = asyncio.create_task(self._swap(target), name=f"model swap to {target}")
+
+    def refused(self, spec: str, why: str) -> None:
+        """`spec` will not be served (logged by the caller): not tried again until the wanted model changes."""
+        self._target, self.swap_error = spec, why
+
+    async def _swap(self, spec: str) -> None:
+        """Load `spec` in a thread, try it on a window this worker scored, and hand it to the batcher,
+        which serves it from its next model batch; a model that fails any of it is refused and the old
+        one goes on."""
+        old = self.services.batcher.forecaster
+        t0 = time.perf_counter()
+        try:
+            new = await asyncio.to_thread(load_checked, self.settings, spec, self.services.batcher.example)
+        except Exception as err:
+            self.refused(spec, f"{spec}: {type(err).__name__}: {err}")
+            log.error("model swap to %s refused (%s: %s): %s goes on serving; tried again once the wanted model "
+                      "changes", spec, type(err).__name__, err, old.model_id)  # fmt: skip
+            await self._publish_model()
+            return
+        self.services.batcher.swap(new)
+        self.forecaster = self.services.forecaster = new
+        self.spec, self.swapped_ns, self.swap_error = spec, time.time_ns(), ""
+        if self.services.drift is not None:
+            forget_surprise(self.services.drift)
+        log.info("model swapped: %s -> %s, load took %.1f s", old.model_id, new.model_id, time.perf_counter() - t0)
+        await self._publish_model()
+
+    async def _publish_model(self) -> None:
+        """The model this worker serves, since when, and its last refusal, to `mt:meta`."""
+        loop = asyncio.get_running_loop()
+        meta = partial(self.sink.worker_model, self.settings.worker_id, self.forecaster.model_id, self.swapped_ns,
+                       self.swap_error)  # fmt: skip
+        await until_done(lambda: loop.run_in_executor(self.services.io, meta), "redis", self.waits)
 
     def drift_report(self) -> dict[tuple[str, str], DriftStat]:
         """The drift of every book that got windows since the last heartbeat (model/serving/drift.py,
@@ -265,6 +348,14 @@ class Worker:
         log.info("assigned %s", ", ".join(f"{t}[{p}]" for t, p in sorted(now)) or "nothing")
 
 
+def forget_surprise(tracker: DriftTracker) -> None:
+    """Start every book's surprise drift anew: the scores it holds are the previous model's, calibrated
+    on that model's training windows, and say nothing of the new one's (the feature drift, the flow's
+    own, goes on)."""
+    for book in tracker.books.values():
+        book.scores = None
+
+
 def drift_tracker(settings: Settings) -> DriftTracker | None:
     """The worker's drift tracker from its settings; None where `drift_windows` is 0."""
     if settings.drift_windows <= 0:
@@ -308,7 +399,13 @@ def faust_app(settings: Settings) -> BatchApp:
 def create_app(settings: Settings, forecaster: Forecaster | None = None) -> tuple[faust.App, Worker]:
     install_rate_limits()
     app = faust_app(settings)
-    worker = Worker(settings, app, forecaster or load_forecaster(settings.model, settings.device))
+    if forecaster is None:  # the model operators want (`megatrading model use`), else the settings'
+        served, spec, refused, why = initial_model(settings)
+        worker = Worker(settings, app, served, spec)
+        if refused is not None:
+            worker.refused(refused, why)
+    else:
+        worker = Worker(settings, app, forecaster)
 
     for topic_name, venue in worker.topics.items():
         # acks off: Faust never commits these topics; the partitions' transactions do

@@ -23,6 +23,12 @@ When the model falls behind (`overload`, docs/design.md):
   forecasts stay in order. Windows that wait together are coalesced even when the model is idle:
   a partition submits its next request only once the previous one is resolved, so its own windows
   are the only ones that could ever supersede each other.
+
+Changing the model (`swap`, a running worker's `megatrading model use`): the batch loop reads its
+forecaster once per batch, so a batch is scored by one model whole, a batch in flight finishes with
+the model it started with, and the next one is the new model's. Each scored window carries the id of
+the model that scored it (`Scored.models`): a request whose windows span two batches (more than
+`max_batch`, or taken around a swap) may hold both.
 """
 
 from __future__ import annotations
@@ -59,11 +65,26 @@ class BatcherStats:
 class Scored:
     """What became of a request's windows: those at `index` (positions in the request, ascending)
     were scored, `forecasts` row for row; the others were skipped (superseded under `latest`) and
-    have no forecast."""
+    have no forecast. `models`: the id of the model that scored each row; `calibrated`: each row's
+    calibrated score (`Forecaster.calibrated_score` of the model that scored it), None where a row's
+    model has none."""
 
     requested: Sequence[Window]
     index: np.ndarray  # int positions into `requested`
     forecasts: Forecasts
+    models: Sequence[str] = ()
+    calibrated: np.ndarray | None = None
+
+    def runs(self) -> list[tuple[str, int, int]]:
+        """(model id, start, stop) of each run of consecutive rows one model scored: one run except
+        around a swap."""
+        out: list[tuple[str, int, int]] = []
+        start = 0
+        for i in range(1, len(self.models) + 1):
+            if i == len(self.models) or self.models[i] != self.models[start]:
+                out.append((self.models[start], start, i))
+                start = i
+        return out
 
     @property
     def windows(self) -> list[Window]:
@@ -78,7 +99,7 @@ class Scored:
 class _Request:
     """A submitted request until it resolves."""
 
-    __slots__ = ("future", "open", "predictions", "reasons", "scored", "waiting", "windows")
+    __slots__ = ("calibrated", "future", "models", "open", "predictions", "reasons", "scored", "waiting", "windows")
 
     def __init__(self, windows: Sequence[Window], future: asyncio.Future[Scored]) -> None:
         n = len(windows)
@@ -87,6 +108,8 @@ class _Request:
         self.scored = np.zeros(n, bool)
         self.predictions: np.ndarray | None = None  # allocated with the first batch's dtype
         self.reasons = [""] * n
+        self.models = [""] * n
+        self.calibrated: np.ndarray | None = np.full(n, np.nan)  # None once a model without one scored a row
         self.waiting = n  # windows neither taken by the model nor skipped: it holds its queue place until 0
         self.open = n  # windows neither scored nor skipped: it resolves at 0
 
@@ -131,6 +154,7 @@ class MicroBatcher:
         self._arrived = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self._task: asyncio.Task[None] | None = None
+        self.example: Window | None = None  # the newest window scored: a new model's trial before a swap
         self.stats = BatcherStats()
 
     @property
@@ -141,6 +165,13 @@ class MicroBatcher:
     async def warm_up(self, example: Window) -> None:
         """One model call before real traffic (allocations, compilation, CUDA graphs)."""
         await asyncio.get_running_loop().run_in_executor(self._executor, self.forecaster.warm_up, example)
+
+    def swap(self, forecaster: Forecaster) -> Forecaster:
+        """Serve `forecaster` from the next batch on; returns the one it replaces. Called on the event
+        loop, which the batch loop reads its forecaster on once per batch: the batch in flight, if
+        any, finishes with the old one, and no batch is scored by both."""
+        old, self.forecaster = self.forecaster, forecaster
+        return old
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -194,7 +225,9 @@ class MicroBatcher:
             predictions = np.zeros(0, self.forecaster.dtype)
         else:
             predictions = req.predictions[index]
-        req.future.set_result(Scored(req.windows, index, Forecasts(predictions, [req.reasons[i] for i in index])))
+        forecasts = Forecasts(predictions, [req.reasons[i] for i in index])
+        calibrated = None if req.calibrated is None else req.calibrated[index]
+        req.future.set_result(Scored(req.windows, index, forecasts, [req.models[i] for i in index], calibrated))
 
     async def _gather(self) -> list[_Slot]:
         while not self._queue:
@@ -226,14 +259,13 @@ class MicroBatcher:
             if not slots:
                 continue
             batch = [s.window for s in slots]
+            model = self.forecaster  # the whole batch's: a swap while it is scored takes the next one
             t0 = time.perf_counter()
             try:
-                if self.forecaster.blocks:
-                    forecasts = await loop.run_in_executor(
-                        self._executor, self.forecaster.forecast, batch, self.explain_above
-                    )
+                if model.blocks:
+                    forecasts = await loop.run_in_executor(self._executor, model.forecast, batch, self.explain_above)
                 else:
-                    forecasts = self.forecaster.forecast(batch, self.explain_above)
+                    forecasts = model.forecast(batch, self.explain_above)
             except Exception as err:  # the partitions decide what a failed batch means; the batcher lives on
                 log.exception("model call failed on a batch of %d windows", len(batch))
                 for req in dict.fromkeys(s.request for s in slots):
@@ -246,22 +278,49 @@ class MicroBatcher:
             self.stats.model_seconds += dt
             self.stats.latencies.append(dt)
             del self.stats.latencies[:-1000]
-            self._deliver(slots, forecasts)
+            self.example = batch[-1]
+            self._deliver(slots, forecasts, model)
 
-    def _deliver(self, slots: list[_Slot], forecasts: Forecasts) -> None:
-        """A batch's forecasts to their requests; each request whose last window this was resolves."""
+    def _deliver(self, slots: list[_Slot], forecasts: Forecasts, model: Forecaster) -> None:
+        """A batch's forecasts, scored by `model`, to their requests; each request whose last window
+        this was resolves."""
+        score = model.calibrated_score
+        calibrated = forecasts.predictions[score] if score is not None else None
         rows: dict[_Request, tuple[list[int], list[int]]] = {}
         for j, slot in enumerate(slots):
             index, at = rows.setdefault(slot.request, ([], []))
             index.append(slot.index)
             at.append(j)
         for req, (index, at) in rows.items():
+            batch = forecasts.predictions
             if req.predictions is None:
-                req.predictions = np.empty(len(req.windows), forecasts.predictions.dtype)
-            req.predictions[index] = forecasts.predictions[at]
+                req.predictions = np.empty(len(req.windows), batch.dtype)
+            elif req.predictions.dtype != batch.dtype:  # a swap to a model of other fields mid-request
+                req.predictions = _narrow(req.predictions, _common(req.predictions.dtype, batch.dtype))
+                batch = _narrow(batch, req.predictions.dtype)
+            req.predictions[index] = batch[at]
             for i, j in zip(index, at, strict=True):
                 req.reasons[i] = forecasts.reasons[j]
+                req.models[i] = model.model_id
+            if calibrated is None:
+                req.calibrated = None
+            elif req.calibrated is not None:
+                req.calibrated[index] = calibrated[at]
             req.scored[index] = True
             req.open -= len(index)
             if req.open == 0:
                 self._resolve(req)
+
+
+def _common(a: np.dtype, b: np.dtype) -> np.dtype:
+    """The fields of `a` that `b` has with the same type (PREDICTION_FIELDS at least: every model's)."""
+    names = b.names or ()
+    return np.dtype([(n, a[n]) for n in a.names or () if n in names and b[n] == a[n]])
+
+
+def _narrow(predictions: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """`predictions` restricted to `dtype`'s fields (a copy)."""
+    out = np.empty(len(predictions), dtype)
+    for name in dtype.names or ():
+        out[name] = predictions[name]
+    return out

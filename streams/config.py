@@ -120,18 +120,18 @@ def model_line(spec: str, device: str = "auto") -> str:
 
 @dataclass
 class Settings:
-    bootstrap: str = "127.0.0.1:9092"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    venues: tuple[str, ...] = tuple(FEEDS)
-    app_id: str = "megatrading"
-    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    bootstrap: str = "127.0.0.1:9092"  # Kafka bootstrap servers, comma-separated
+    redis_url: str = "redis://127.0.0.1:6379/0"  # where forecasts go (docs/design.md "Redis layout")
+    venues: tuple[str, ...] = tuple(FEEDS)  # the venues a worker consumes, md.raw.<venue> each
+    app_id: str = "megatrading"  # the Faust app id: the consumer group, the md.state keys' prefix
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")  # names its heartbeat
     # where forecasts and dead letters go: md.forecasts and md.dlq (docs/design.md); another name keeps two
     # deployments on one cluster (a shadow model beside the production one) from mixing their output
     forecasts_topic: str = FORECASTS_TOPIC
     dlq_topic: str = DLQ_TOPIC
-    model: str = field(default_factory=default_model)
-    device: str = "auto"
-    window: WindowConfig = field(default_factory=WindowConfig)
+    model: str = field(default_factory=default_model)  # baseline | generative:DIR | DIR
+    device: str = "auto"  # the model's: auto (cuda where there is one), cpu, cuda
+    window: WindowConfig = field(default_factory=WindowConfig)  # the windows' shapes: a [window] table
     # records per fetch, and per batch a venue's partitions handle together: a batch costs a few fixed
     # round trips (model, Redis, a transaction per partition), so under a backlog bigger batches carry
     # more (bench/pipeline_bench.py, native path: 68k messages/s at 2,000, 94k at 8,000, 130k at 20,000);
@@ -142,7 +142,7 @@ class Settings:
     # when the model falls behind (streams/batcher.py): `every` window scored, the lag grows in Kafka;
     # `latest`: the newest window per book scored, the ones it superseded skipped and counted
     overload: str = "every"
-    max_record_bytes: int = 4 * 1024 * 1024
+    max_record_bytes: int = 4 * 1024 * 1024  # a larger raw record is dead-lettered unread (`oversized`)
     max_produce_bytes: int = 16 << 20  # the broker's message.max.bytes: a state snapshot must fit
     buffer_records: int = 65536  # records fetched ahead per venue: the memory bound while an outage is waited out
     # a partition's state is snapshotted every N of its records or T seconds (the first reached), in the
@@ -158,7 +158,7 @@ class Settings:
     # replicas of md.state when a worker creates it: 1 suits the embedded single broker; a
     # cluster wants as many as its other topics (a lost snapshot costs a full replay, not data)
     state_replication: int = 1
-    alert_threshold: float = 0.99
+    alert_threshold: float = 0.99  # an anomaly score at or above it is an alert (mt:alerts)
     # drift per book (model/serving/drift.py, docs/design.md "Drift"): population-stability indices over
     # the last `drift_windows` windows of a book (0: not tracked), its feature rows against its first
     # `drift_reference` windows, its calibrated surprise against uniform, `drift_bins` bins; a book is
@@ -172,6 +172,10 @@ class Settings:
     drift_skip: tuple[str, ...] = ("valid", "mid")
     session_timeout: float = 6.0  # a short session timeout keeps group joins quick
     web_port: int | None = None  # faust's web server; None: off (it would bind 0.0.0.0)
+    # Prometheus /metrics (streams/metrics.py); None: off. A port already taken (a second worker on the
+    # machine) is logged and the worker runs without it
+    metrics_port: int | None = 9464
+    metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container, for the compose Prometheus
     home: Path = field(default_factory=mt_home)  # MT_HOME only: the config file is found there
 
     def __post_init__(self) -> None:
@@ -199,19 +203,33 @@ class Settings:
     ) -> Settings:
         """Flags over environment over the config file over defaults. `flags`: parsed arguments (or a
         mapping) whose keys that name a field override when not None; its `config` names the file."""
+        return cls.resolve(flags, environ)[0]
+
+    @classmethod
+    def resolve(
+        cls, flags: argparse.Namespace | Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    ) -> tuple[Settings, dict[str, str]]:
+        """`load`, and where each field's value came from (`megatrading config show`): `flag --x`,
+        `env MT_X`, `config <path>` or `default`."""
         env = os.environ if environ is None else environ
         given = vars(flags) if isinstance(flags, argparse.Namespace) else dict(flags or {})
         values: dict[str, Any] = {"home": mt_home(env)}
+        sources = dict.fromkeys(FIELD_TYPES, "default")
         path = config_path(given.get("config"), env)
         if path is not None:
-            values.update(read_config(path))
+            from_file = read_config(path)
+            values.update(from_file)
+            sources.update(dict.fromkeys(from_file, f"config {path}"))
         for name, var in ENV_NAMES.items():
             if env.get(var):
                 values[name] = _parse(name, env[var], var)
+                sources[name] = f"env {var}"
         for name in FIELD_TYPES:
             if name != "home" and given.get(name) is not None:
-                values[name] = _parse(name, given[name], "--" + name.replace("_", "-"))
-        return cls(**values)
+                flag = "--" + name.replace("_", "-")
+                values[name] = _parse(name, given[name], flag)
+                sources[name] = f"flag {flag}"
+        return cls(**values), sources
 
 
 FIELD_TYPES: dict[str, Any] = typing.get_type_hints(Settings)

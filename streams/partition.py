@@ -48,6 +48,7 @@ from orderbook.windows import Window
 from streams import recovery, snapshots
 from streams.batcher import MicroBatcher
 from streams.config import Settings
+from streams.metrics import WorkerMetrics
 from streams.pipeline import Record, Rejected, VenuePipeline
 from streams.retry import Backoff, Waits, until_done
 from streams.sink import RedisSink
@@ -91,6 +92,7 @@ class Services:
     # set once md.state exists as a compacted topic: no snapshot may go to one auto-created as a deleting one
     state_topic_ready: asyncio.Event = field(default_factory=asyncio.Event)
     drift: DriftTracker | None = None  # drift per book, fed the scored windows (None: not tracked)
+    metrics: WorkerMetrics | None = None  # Prometheus counters (streams/metrics.py; None: not counted)
 
 
 @dataclass
@@ -248,6 +250,7 @@ class Partition:
     async def _batch(self, pipe: VenuePipeline, records: Sequence[Record]) -> None:
         p = self.partition
         start = pipe.position.get(p, 0)
+        messages_before = pipe.stats.records
         for item in self.pending_news:
             pipe.add_news(*item)
         self.pending_news.clear()
@@ -292,6 +295,9 @@ class Partition:
         self.stats.batches += 1
         self.stats.forecasts += len(forecasts)
         self.stats.rejects += len(rejects)
+        if self.s.metrics is not None:
+            self.s.metrics.batch(self.venue, end - start, pipe.stats.records - messages_before, len(forecasts),
+                                 (r.reason for r in rejects), time.perf_counter() - t0)  # fmt: skip
         await self._settle(Unsettled(outs, start, end, snapshot))
 
     # ---- commits, off the forecasts' path
@@ -362,16 +368,18 @@ class Partition:
         # predictions and the alerts' reasons both come from the model thread: here only records are built
         scored = await until_done(lambda: s.batcher.submit(windows), "the model", s.waits)
         # under `latest` a window superseded by a newer one of its book was not scored: it gets no
-        # forecast, and its record's offset is committed with the batch all the same
-        records = forecast_records(s.forecaster.model_id, scored.windows, scored.forecasts, time.time_ns())
+        # forecast, and its record's offset is committed with the batch all the same. Each record names
+        # the model that scored it (a swap may fall between two of the request's model batches), not
+        # the one serving now
+        windows, now = scored.windows, time.time_ns()
+        records = [rec for model_id, a, b in scored.runs()
+                   for rec in forecast_records(model_id, windows[a:b], scored.forecasts.part(a, b), now)]  # fmt: skip
         t1 = time.perf_counter()
         await until_done(lambda: s.sink.write_async(records), "redis", s.waits)
         self.stats.model_s += t1 - t0
         self.stats.redis_s += time.perf_counter() - t1
-        if s.drift is not None and scored.windows:  # numpy over the batch; published with the heartbeat
-            score = s.forecaster.calibrated_score
-            scores = scored.forecasts.predictions[score] if score is not None else None
-            s.drift.observe_windows(scored.windows, scores, owner=(self.topic, self.partition))
+        if s.drift is not None and windows:  # numpy over the batch; published with the heartbeat
+            s.drift.observe_windows(windows, scored.calibrated, owner=(self.topic, self.partition))
         return records
 
     def _snapshot_due(self) -> bool:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -29,12 +31,19 @@ class Wait:
     error: str = ""
 
 
+def step_kind(what: str) -> str:
+    """A step's name without the partition or offsets it names ("restore of md.raw.itch[3]" ->
+    "restore"): a bounded set, fit for a metric label."""
+    return re.split(r" (?:of|for) | md\.| \[", what, maxsplit=1)[0]
+
+
 class Waits:
     """The outages the worker is waiting out right now, by name."""
 
     def __init__(self) -> None:
         self.now: dict[str, Wait] = {}
         self.total = 0  # failed attempts since start, all steps together
+        self.failures: Counter[str] = Counter()  # failed attempts since start by step kind (`step_kind`)
 
     def failed(self, what: str, err: BaseException) -> Wait:
         w = self.now.get(what)
@@ -43,6 +52,7 @@ class Waits:
         w.attempts += 1
         w.error = f"{type(err).__name__}: {err}"[:300]
         self.total += 1
+        self.failures[step_kind(what)] += 1
         return w
 
     def done(self, what: str) -> Wait | None:

@@ -7,7 +7,11 @@ Keys (the public contract):
 - `mt:forecasts` pub/sub channel: each forecast as it is written, as JSON.
 - `mt:meta` hash: model name and version, schema version, worker heartbeats, the windows each
   worker skipped because the model fell behind (`overload = "latest"`, streams/batcher.py), the
-  drift of each book (`drift:{venue}:{symbol}`, compact JSON: model/serving/drift.py).
+  drift of each book (`drift:{venue}:{symbol}`, compact JSON: model/serving/drift.py), and each
+  worker's model: `model:{worker}`, `swapped:{worker}` (when it took it, ns; 0: at start) and
+  `swap_error:{worker}` (the last wanted model it refused, and why; empty when none).
+- `mt:control` hash: what operators want of the workers (`megatrading model use`): `model`, the
+  spec every worker should serve (absent: each its own `--model`); read with each heartbeat.
 
 Idempotence: a forecast is ordered by `window`, its book's count of event tokens at the
 window's end, which a replay after a crash reproduces exactly (venue sequence numbers do
@@ -33,6 +37,8 @@ ALERTS = "mt:alerts"
 CHANNEL = "mt:forecasts"
 META = "mt:meta"
 DRIFT_FIELD = "drift:{venue}:{symbol}"  # an mt:meta field: a book's drift, compact JSON
+CONTROL = "mt:control"
+WANTED_MODEL = "model"  # an mt:control field: the model spec the workers should serve
 
 # ARGV: seq, window, history maxlen, alert (1/0), the forecast as JSON (published), its fields as a
 # JSON array of strings [name, value, ...] (one argument, not ~80: packing the arguments was a third of
@@ -125,13 +131,41 @@ class RedisSink:
     def set_meta(self, model: str, schema: int) -> None:
         self.redis.hset(META, mapping={"model": model, "schema": str(schema)})
 
-    def heartbeat(self, worker_id: str, skipped: int | None = None, meta: Mapping[str, str] | None = None) -> None:
+    def worker_model(self, worker_id: str, model: str, swapped_ns: int, error: str = "") -> None:
+        """The model a worker serves: `model` (the deployment's, so the last worker to write it) and the
+        worker's own `model:`, `swapped:` (0: the model it started with) and `swap_error:` fields."""
+        fields = {"model": model, f"model:{worker_id}": model, f"swapped:{worker_id}": str(swapped_ns)}
+        self.redis.hset(META, mapping=fields | {f"swap_error:{worker_id}": error})
+
+    def swap_refused(self, worker_id: str, error: str) -> None:
+        self.redis.hset(META, f"swap_error:{worker_id}", error)
+
+    def heartbeat(
+        self, worker_id: str, skipped: int | None = None, meta: Mapping[str, str] | None = None
+    ) -> str | None:
         """The worker's heartbeat and, given, the windows its batcher skipped since it started and more
         `mt:meta` fields (the drift of its books, `drift:<venue>:<symbol>`): one HSET of absolute values,
-        so a heartbeat repeated after an outage counts nothing twice."""
+        so a heartbeat repeated after an outage counts nothing twice. Returns the model spec operators
+        want served (`mt:control`), read in the same round trip; None when none is set."""
         fields = {f"heartbeat:{worker_id}": str(time.time_ns())}
         if skipped is not None:
             fields[f"skipped:{worker_id}"] = str(skipped)
         if meta:
             fields.update(meta)
-        self.redis.hset(META, mapping=fields)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(META, mapping=fields)
+        pipe.hget(CONTROL, WANTED_MODEL)
+        _, wanted = pipe.execute()
+        return wanted.decode() if wanted else None
+
+    def wanted_model(self) -> str | None:
+        """The model spec operators want served (`mt:control`), None when none is set."""
+        wanted = self.redis.hget(CONTROL, WANTED_MODEL)
+        return wanted.decode() if wanted else None
+
+    def want_model(self, spec: str | None) -> None:
+        """Ask every worker to serve `spec` from now on (None: each its own `--model` again)."""
+        if spec is None:
+            self.redis.hdel(CONTROL, WANTED_MODEL)
+        else:
+            self.redis.hset(CONTROL, WANTED_MODEL, spec)

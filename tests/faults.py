@@ -215,12 +215,13 @@ class WorkerProcess:
 
     def __init__(self, bootstrap: str, redis_url: str, app_id: str, venues: Sequence[str], log: Path,
                  worker_id: str, forecasts_topic: str = "md.forecasts", dlq_topic: str = "md.dlq",
-                 snapshot_every: int = 500, take_max: int = TEST_TAKE_MAX) -> None:  # fmt: skip
+                 snapshot_every: int = 500, take_max: int = TEST_TAKE_MAX,
+                 extra_env: dict[str, str] | None = None) -> None:  # fmt: skip
         # MT_HOME beside the log: the worker's Faust data goes with the test's files, not into ~/.cache
         env = dict(os.environ, MT_KAFKA_BOOTSTRAP=bootstrap, MT_REDIS_URL=redis_url, MT_APP_ID=app_id,
                    MT_WORKER_ID=worker_id, MT_VENUES=",".join(venues), MT_FORECASTS_TOPIC=forecasts_topic,
                    MT_DLQ_TOPIC=dlq_topic, MT_SNAPSHOT_EVERY=str(snapshot_every), MT_MODEL="baseline",
-                   MT_TAKE_MAX=str(take_max), MT_HOME=str(log.parent / "mt-home"))  # fmt: skip
+                   MT_TAKE_MAX=str(take_max), MT_HOME=str(log.parent / "mt-home"), **(extra_env or {}))  # fmt: skip
         self.log = log
         with open(log, "ab") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=out,

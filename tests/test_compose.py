@@ -107,7 +107,7 @@ def test_a_broken_compose_file_is_rejected(compose, tmp_path, name):
 
 
 def test_the_services_of_the_design(base):
-    assert set(base["services"]) == {"kafka", "redis", *APP_SERVICES}
+    assert set(base["services"]) == {"kafka", "redis", "prometheus", "grafana", *APP_SERVICES}
     assert base["services"]["kafka"]["image"].startswith("apache/kafka:4.")
     assert base["services"]["redis"]["image"] == "redis:7-alpine"
 
@@ -158,11 +158,24 @@ def test_the_worker_reads_its_settings_from_the_environment(base):
     assert env["MT_REDIS_URL"] == "redis://redis:6379/0"
     assert env["MT_DEVICE"] == "auto"
     assert env["MT_VENUES"] is None  # unset unless the operator sets it: every venue
+    assert env["MT_METRICS_HOST"] == "0.0.0.0" and env["MT_METRICS_PORT"] == "9464"
+
+
+def test_prometheus_scrapes_the_workers_metrics_port_and_grafana_reads_prometheus(base):
+    import yaml
+
+    prom = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text())
+    (job,) = prom["scrape_configs"]
+    (sd,) = job["dns_sd_configs"]
+    assert sd["names"] == ["worker"] and str(sd["port"]) == base["services"]["worker"]["environment"]["MT_METRICS_PORT"]
+    source = yaml.safe_load((REPO / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
+    (ds,) = source["datasources"]
+    assert ds["url"] == "http://prometheus:9090" and ds["type"] == "prometheus"
 
 
 def test_host_ports_are_bound_to_loopback_only(base):
     published = [(name, p) for name, svc in base["services"].items() for p in svc.get("ports", [])]
-    assert {name for name, _ in published} == {"kafka", "redis"}
+    assert {name for name, _ in published} == {"kafka", "redis", "prometheus", "grafana"}
     for name, port in published:
         assert port.get("host_ip") == "127.0.0.1", f"{name} publishes {port} beyond loopback"
     assert not base["services"]["worker"].get("ports")  # replicas would collide on a host port
@@ -170,12 +183,16 @@ def test_host_ports_are_bound_to_loopback_only(base):
 
 def test_data_lives_in_named_volumes(base):
     declared = set(base["volumes"])
-    assert declared == {"kafka-data", "redis-data"}
+    assert declared == {"kafka-data", "redis-data", "prometheus-data", "grafana-data"}
     mounts = {name: svc.get("volumes", []) for name, svc in base["services"].items()}
     assert [m["source"] for m in mounts["kafka"]] == ["kafka-data"]
     assert [m["source"] for m in mounts["redis"]] == ["redis-data"]
     for name, vols in mounts.items():
         for m in vols:
+            if m["type"] == "bind":  # configuration only: the repo's deploy/ files, read-only
+                source = Path(m["source"])
+                assert m.get("read_only") and source.is_relative_to(REPO / "deploy") and source.exists(), m
+                continue
             assert m["type"] == "volume" and m["source"] in declared, f"{name} mounts {m}"
 
 

@@ -73,6 +73,34 @@ def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[Ord
     return model.to(device).eval(), config, meta
 
 
+VERSION_KEY = "version"  # config.json's int lineage number; the worker labels forecasts orderflow-gpt:v<version>
+
+
+def version_of(extra: dict[str, Any]) -> int:
+    """A checkpoint's version: its config.json's `version`, 1 where it has none (trained, not adapted)."""
+    return int(extra.get(VERSION_KEY) or 1)
+
+
+def read_extra(directory: str | Path) -> dict[str, Any]:
+    """A checkpoint's config.json less the model and format (what `load` returns third), without weights."""
+    meta = json.loads((Path(directory) / CONFIG).read_text())
+    return {k: v for k, v in meta.items() if k not in ("model", "format")}
+
+
+def stamp_lineage(directory: str | Path, parent: str | Path, fingerprint: str, details: dict[str, Any]) -> int:
+    """Mark the checkpoint in `directory` as the child of `parent`: version = the parent's + 1, `parent`
+    naming its path, version and encoding fingerprint, plus `details` under `adapt`. The only writer of
+    the version, so every checkpoint derived from another counts the same way. Returns the version."""
+    d = Path(directory)
+    doc = json.loads((d / CONFIG).read_text())
+    parent_version = version_of(read_extra(parent))
+    doc[VERSION_KEY] = parent_version + 1
+    doc["parent"] = {"path": str(parent), "version": parent_version, "fingerprint": fingerprint}
+    doc["adapt"] = details
+    _atomic_json(d / CONFIG, doc)
+    return doc[VERSION_KEY]
+
+
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
     """Flatten an optimizer's state_dict: per-parameter tensors as `state.{i}.{name}` for
     safetensors, the param_groups (plain numbers) for JSON."""

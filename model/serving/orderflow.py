@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.inputs import FeatureNorm, model_inputs
+from model.inputs import FeatureNorm, encoding_fingerprint, model_inputs
 from model.network import checkpoint
 from model.network.orderflow import ANOMALY_CLASSES, TARGETS, calibrated_score, next_event_nll, to_batch
 from model.network.tokens import TextTokenizer, Tokenizer
@@ -69,11 +69,15 @@ class OrderFlowForecaster(Forecaster):
     def __init__(self, directory: str | Path, device: str = "auto") -> None:
         self.device = best_device(device)
         self.model, self.config, self.extra = checkpoint.load(directory, self.device)
-        self.version = str(self.extra.get("train", {}).get("step", "0"))
+        # the checkpoint's lineage number (`megatrading adapt` counts it up), not its training step: an
+        # adapted checkpoint's step restarts, and forecasts must tell a swapped-in model from its parent
+        self.version = f"v{checkpoint.version_of(self.extra)}"
         self.tokenizer = Tokenizer.from_json(self.extra["tokenizer"])
         self.text = TextTokenizer.from_json(self.extra["text_tokenizer"])
         self.norm = FeatureNorm.from_meta(self.extra, np.float32)  # the network's own precision
         self.feature_names = list(self.extra.get("feature_names") or FEATURE_NAMES)
+        self.trained_window: dict | None = self.extra.get("window")  # the WindowConfig fields it was trained on
+        self.encoding = encoding_fingerprint(self.extra)
         calibration = self.extra.get("calibration") or {}
         self.k = int(calibration.get("k", 16))
         self.calibration = calibration.get("quantiles")

@@ -214,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_eval(sub)
 
+    from streams.cli.model import register as register_model
+
+    register_model(sub)
+
     i = sub.add_parser("infra", help="a real single-node Kafka (KRaft) and Redis on loopback")
     i.add_argument("action", choices=["up", "down", "status"])
     i.add_argument("--state", type=Path, help="state folder (default: $MT_HOME/infra)")

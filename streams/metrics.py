@@ -1,0 +1,154 @@
+"""A worker's Prometheus metrics (`/metrics`, prometheus-client), served on `metrics_port`.
+
+Two kinds, as the client library intends them:
+- counted where they happen (`WorkerMetrics.batch`, called once per partition batch): venue messages
+  and Kafka records processed, forecasts, dead-lettered messages by reason, and a histogram of the
+  partition batch's time from its records to its forecasts in Redis. A few increments a batch,
+  never a call per message.
+- read when scraped (`_Live`): what the worker already keeps, so nothing is counted twice: consumer
+  lag per partition (the fetched high watermark minus the partition's position), windows skipped
+  by the overload policy, model batches and their recent p50/p99, Redis writes and duplicates,
+  failed attempts per retried step (Redis, Kafka, the model...), the age of each partition's last
+  state snapshot, books drifting, and the model's id and device as an info metric.
+
+Each Worker has a registry of its own (tests run several workers in one process); the metric names
+are the contract of deploy/grafana's dashboard (tests/test_metrics.py checks every name it uses).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from streams.app import Worker
+
+# seconds: a batch takes ~1 ms of work plus a model pass and a Redis round trip; a generative model
+# on a CPU, or an outage waited out, pushes it into seconds
+BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class WorkerMetrics:
+    """The worker's metrics registry, with the counters its partitions feed."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.messages = Counter("megatrading_messages", "Venue messages processed (frames split into their "
+                                "messages), rejected ones included", ["venue"], registry=r)  # fmt: skip
+        self.records = Counter("megatrading_records", "Kafka records of md.raw.<venue> processed", ["venue"],
+                               registry=r)  # fmt: skip
+        self.forecasts = Counter("megatrading_forecasts", "Forecasts written (Redis and md.forecasts)", ["venue"],
+                                 registry=r)  # fmt: skip
+        self.dlq = Counter("megatrading_dlq", "Messages sent to md.dlq, by the reason in their header",
+                           ["venue", "reason"], registry=r)  # fmt: skip
+        self.batch_seconds = Histogram("megatrading_partition_batch_seconds", "A partition's batch: its records "
+                                       "taken -> its forecasts in Redis (the transaction follows, off this path)",
+                                       ["venue"], buckets=BATCH_BUCKETS, registry=r)  # fmt: skip
+        r.register(_Live(worker))
+        self._server: Any = None
+
+    def batch(self, venue: str, records: int, messages: int, forecasts: int, rejects: Iterable[str],
+              seconds: float) -> None:  # fmt: skip
+        """One partition batch's counts (`rejects`: each dead-lettered message's reason)."""
+        self.records.labels(venue).inc(records)
+        self.messages.labels(venue).inc(messages)
+        self.forecasts.labels(venue).inc(forecasts)
+        for reason in rejects:
+            self.dlq.labels(venue, reason).inc()
+        self.batch_seconds.labels(venue).observe(seconds)
+
+    def serve(self, host: str, port: int) -> int:
+        """Serve /metrics on host:port from a thread of the client library's; the port bound (0: any free)."""
+        server, _ = start_http_server(port, addr=host, registry=self.registry)
+        self._server = server
+        return int(server.server_address[1])
+
+    def close(self) -> None:
+        if self._server is not None:
+            server, self._server = self._server, None
+            # shutdown() waits for the serving loop: from a thread of its own, not the event loop's
+            threading.Thread(target=lambda: (server.shutdown(), server.server_close()), daemon=True).start()
+
+
+class _Live(Collector):
+    """What the worker keeps anyway, read at scrape time (from the HTTP server's thread: every read
+    here is of plain values, copied before iterating)."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def collect(self) -> Iterator[Metric]:
+        w = self.worker
+        parts = list(w.partitions.values())
+        lag = GaugeMetricFamily(
+            "megatrading_consumer_lag",
+            "Records of a partition fetched by the broker's account (its high watermark) and not yet processed",
+            labels=["topic", "partition"],
+        )
+        age = GaugeMetricFamily(
+            "megatrading_snapshot_age_seconds",
+            "Seconds since the partition's last state snapshot (what a restart replays grows with it)",
+            labels=["topic", "partition"],
+        )
+        now = time.monotonic()
+        for p in parts:
+            pipe = p.pipeline
+            high = _highwater(w, p.topic, p.partition)
+            if pipe is not None and high is not None:
+                lag.add_metric([p.topic, str(p.partition)], max(high - pipe.position.get(p.partition, 0), 0))
+            age.add_metric([p.topic, str(p.partition)], now - p.snapshot_clock)
+        yield lag
+        yield age
+        b = w.services.batcher.stats
+        yield CounterMetricFamily("megatrading_model_batches", "Model batches scored", value=b.batches)
+        yield CounterMetricFamily("megatrading_windows_scored", "Windows scored by the model", value=b.windows)
+        yield CounterMetricFamily(
+            "megatrading_windows_skipped",
+            "Windows superseded by a newer one of their book before the model reached them (overload policy `latest`)",
+            value=b.skipped,
+        )
+        recent = sorted(b.latencies)
+        model_s = GaugeMetricFamily("megatrading_model_batch_seconds", "A model batch's time, over the last "
+                                    "1,000 batches", labels=["quantile"])  # fmt: skip
+        for q in (0.5, 0.99):
+            if recent:
+                model_s.add_metric([str(q)], recent[int(q * (len(recent) - 1))])
+        yield model_s
+        sink = w.sink
+        yield CounterMetricFamily("megatrading_redis_writes", "Forecasts new in Redis", value=sink.written)
+        yield CounterMetricFamily("megatrading_redis_duplicates", "Forecasts Redis already held (a replay after "
+                                  "a restart or a fencing: written once)", value=sink.duplicates)  # fmt: skip
+        failures = CounterMetricFamily("megatrading_step_failures", "Failed attempts of a step the worker retries "
+                                       "through an outage (redis, kafka, the model, ...)", labels=["step"])  # fmt: skip
+        for step, n in list(w.waits.failures.items()):
+            failures.add_metric([step], n)
+        yield failures
+        waiting = GaugeMetricFamily("megatrading_waiting", "1 while the worker waits out a failing step",
+                                    labels=["step"])  # fmt: skip
+        for step in list(w.waits.now):
+            waiting.add_metric([step], 1)
+        yield waiting
+        drift = w.services.drift
+        if drift is not None:
+            yield GaugeMetricFamily("megatrading_books_drifting", "Books whose drift statistic is past "
+                                    "drift_threshold", value=drift.drifting)  # fmt: skip
+        f = w.forecaster
+        info = InfoMetricFamily("megatrading_model", "The model scoring this worker's windows")
+        info.add_metric([], {"model": f.model_id, "device": str(getattr(f, "device", "cpu"))})
+        yield info
+
+
+def _highwater(worker: Worker, topic: str, partition: int) -> int | None:
+    from faust.types import TP
+
+    try:
+        return int(worker.app.consumer.highwater(TP(topic, partition)))
+    except Exception:  # not assigned here, or not fetched yet: no lag to report
+        return None

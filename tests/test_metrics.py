@@ -1,0 +1,118 @@
+"""The worker's Prometheus metrics (streams/metrics.py): scraped over HTTP from a real worker process
+while a feed is replayed into the real Kafka: the counters equal what the topic holds and what was
+dead-lettered, and the lag falls to zero. And the provisioned Grafana dashboard asks only for
+metrics the worker exports."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+from faults import WorkerProcess, capture_records, expected, publish, read_topic
+from kafka import KafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+from model.serving.baseline import BaselineForecaster
+from streams.app import create_app
+from streams.config import Settings
+from streams.infra import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+DASHBOARD = REPO / "deploy/grafana/dashboards/megatrading.json"
+CAPTURE = "cryptofeed-captures/KRAKEN.ws.50.0.gz"
+VENUE = "kraken"
+BAD = [b"{truncated", b'[1, {"as": [["NaN", "1.0", "1.0"]], "bs": []}, "book-10", "X/Y"]']
+SUFFIXES = ("_total", "_created", "_bucket", "_sum", "_count", "_info")
+
+
+def scrape(port: int) -> dict[str, list]:
+    """{sample name: [(labels, value)]} of one scrape."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out: dict[str, list] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out.setdefault(s.name, []).append((s.labels, s.value))
+    return out
+
+
+def total(samples: dict[str, list], name: str, **labels: str) -> float:
+    return sum(v for lab, v in samples.get(name, []) if all(lab.get(k) == x for k, x in labels.items()))
+
+
+def end_offsets(bootstrap: str, topic: str) -> int:
+    c = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        parts = c.partitions_for_topic(topic) or set()
+        return sum(c.end_offsets([TopicPartition(topic, p) for p in parts]).values())
+    finally:
+        c.close()
+
+
+def test_scraped_during_a_replay_the_counters_equal_the_topic_and_the_lag_falls_to_zero(infra, shared_data,
+                                                                                        tmp_path):  # fmt: skip
+    boot, topic = infra.kafka.bootstrap, f"md.raw.{VENUE}"
+    records = capture_records(VENUE, shared_data / CAPTURE, limit=3000)
+    half = len(records) // 2
+    publish(boot, topic, records[:half] + [(b"X/Y", b) for b in BAD])
+    port, group = free_port(), "metrics-test"
+    env = {"MT_METRICS_PORT": str(port), "MT_METRICS_HOST": "127.0.0.1"}
+    worker = WorkerProcess(boot, f"redis://127.0.0.1:{infra.redis.port}/9", group, (VENUE,), tmp_path / "w.log",
+                           "metrics-w", f"md.forecasts.{group}", f"md.dlq.{group}", extra_env=env)  # fmt: skip
+    try:
+        seen_during: list[float] = []
+
+        def until_caught_up(timeout: float = 120.0) -> dict[str, list]:
+            deadline = time.monotonic() + timeout
+            while True:
+                assert worker.alive(), worker.log.read_text()[-3000:]
+                try:
+                    m = scrape(port)
+                except OSError:
+                    m = {}
+                done = total(m, "megatrading_records_total", venue=VENUE)
+                seen_during.append(done)
+                lag = m.get("megatrading_consumer_lag", [])
+                if done >= end_offsets(boot, topic) and lag and all(v == 0 for _, v in lag):
+                    return m
+                assert time.monotonic() < deadline, f"not caught up: {done} records, lag {lag}"
+                time.sleep(0.2)
+
+        until_caught_up()
+        publish(boot, topic, records[half:])  # the replay goes on while the worker is scraped
+        m = until_caught_up()
+        raw = read_topic(boot, topic, committed_only=False)
+        assert total(m, "megatrading_records_total", venue=VENUE) == len(raw)
+        assert total(m, "megatrading_messages_total", venue=VENUE) == len(raw)  # one message a record here
+        assert total(m, "megatrading_forecasts_total", venue=VENUE) == len(expected(VENUE, raw))
+        dead = Counter(dict(msg.headers)["reason"].decode() for msg in read_topic(boot, f"md.dlq.{group}"))
+        assert dead and {lab["reason"]: v for lab, v in m["megatrading_dlq_total"]} == dead
+        assert total(m, "megatrading_partition_batch_seconds_count", venue=VENUE) > 0
+        (info,) = m["megatrading_model_info"]
+        assert info[0]["model"].startswith("baseline")
+        assert any(0 < s < len(raw) for s in seen_during)  # scraped mid-way, not only at the end
+    finally:
+        worker.stop()
+
+
+def test_the_grafana_dashboard_asks_only_for_metrics_the_worker_exports():
+    settings = Settings(bootstrap=f"127.0.0.1:{free_port()}", redis_url=f"redis://127.0.0.1:{free_port()}/0",
+                        venues=("binance",), app_id="metrics-names")  # fmt: skip
+    _, worker = create_app(settings, BaselineForecaster())
+    try:
+        families = {f.name for f in worker.metrics.registry.collect()}
+    finally:
+        worker.services.state_io.shutdown()
+    dash = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    assert len(exprs) >= 10
+    for expr in exprs:
+        for name in re.findall(r"\bmegatrading_[a-z_]+", expr):
+            base = next((name[: -len(s)] for s in SUFFIXES if name.endswith(s) and name[: -len(s)] in families), name)
+            assert base in families, f"{name} (in {expr!r}) is not a metric the worker exports: {sorted(families)}"
+    # every panel reads the provisioned data source
+    assert {p["datasource"]["uid"] for p in dash["panels"]} == {"megatrading-prometheus"}
