@@ -60,7 +60,7 @@ def test_pipeline_bench_latency_ladder_under_latest_publishes_only_scored_window
     """`--latency-only` runs the worker alone over a ladder of rates; under `latest` each published
     forecast is one the offline run says the records close, and the goal line names a rate or none."""
     out = succeeded(bench("--data", str(shared_data), "--latency-only", "--rates", "500,1000", "--seconds", "2",
-                          "--overload", "latest"))  # fmt: skip
+                          "--overload", "latest", "--warm-up-s", "0"))  # fmt: skip
     rows = re.findall(r"^ +([\d,]+) +[\d,]+ +[\d.]+ +[\d.]+ +[\d.]+ +(\d+)/(\d+)", out, re.M)
     assert [r[0] for r in rows] == ["500", "1,000"], out
     for _, published, closed in rows:
