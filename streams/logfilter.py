@@ -142,3 +142,47 @@ def uninstall_rate_limits() -> None:
         for lg in limited_loggers():
             lg.removeFilter(_installed)
         _installed = None
+
+
+# the client libraries' INFO is chatter to a person at a terminal (every connection, every group join,
+# every metadata refresh); their WARNING and ERROR stay, rate-limited by `install_rate_limits`
+CHATTY = ("kafka", "aiokafka", "faust", "mode")
+
+# warnings and errors kafka-python logs in the ordinary course: a producer's first send to a topic that
+# auto-creation makes (an ERROR, then the send succeeds), the produce retries while the new topic's
+# leaders are elected, and the note that acks=1 turns idempotence off (publish.py's choice). A real
+# failure of any ends in an exception the CLI reports in one line.
+ROUTINE = {
+    "kafka.cluster": ("Topic %s not found in cluster metadata",
+                      "Topic %s is not available during auto-create initialization"),
+    "kafka.producer.kafka": ("%s: Idempotence will be disabled because user-provided config conflicts with"
+                             " idempotent defaults: %s",),
+}  # fmt: skip
+PRODUCE_RETRY = "%s: Got error produce response on topic-partition %s, retrying (%s attempts left): %s%s"
+_ELECTING = ("NotLeaderForPartitionError", "LeaderNotAvailableError")
+
+
+class Routine(logging.Filter):
+    """Drops the records of ROUTINE (by logger and message template), and the produce retries of a
+    partition whose leader is being elected."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == PRODUCE_RETRY and record.name == "kafka.producer.sender":
+            return not (isinstance(record.args, tuple) and len(record.args) > 3 and record.args[3] in _ELECTING)
+        return record.msg not in ROUTINE.get(record.name, ())
+
+
+_routine = Routine()
+
+
+def quiet_libraries(verbose: bool = False, prefixes: Iterable[str] = CHATTY) -> None:
+    """The client libraries' loggers at WARNING without their ROUTINE records; when verbose, NOTSET
+    (inherit: DEBUG under `-v`) with everything. A level on a prefix logger covers every logger under
+    it that has none of its own; the filter goes on the very loggers that log ROUTINE records."""
+    for name in prefixes:
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
+    for name in (*ROUTINE, "kafka.producer.sender"):
+        logger = logging.getLogger(name)
+        logger.removeFilter(_routine)
+        if not verbose:
+            logger.addFilter(_routine)

@@ -218,6 +218,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_model(sub)
 
+    from streams.cli.config_cmd import register as register_config
+
+    register_config(sub)
+
+    from streams.cli.doctor import register as register_doctor
+
+    register_doctor(sub)
+
+    from streams.cli.dlq import register as register_dlq
+
+    register_dlq(sub)
+
+    from streams.cli.reset import register as register_reset
+
+    register_reset(sub)
+
     i = sub.add_parser("infra", help="a real single-node Kafka (KRaft) and Redis on loopback")
     i.add_argument("action", choices=["up", "down", "status"])
     i.add_argument("--state", type=Path, help="state folder (default: $MT_HOME/infra)")
@@ -238,6 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    from streams.logfilter import quiet_libraries
+
+    quiet_libraries(args.verbose)
     try:
         return args.run(args)
     except BrokenPipeError:
