@@ -33,8 +33,17 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/megatrading demo
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q
+
+# The dashboard's browser test drives Debian's Chromium (tests/test_dashboard_browser.py skips without
+# it): installed here once where apt-get can run (root); elsewhere the command to run is printed.
+.PHONY: browser
+browser:
+	@command -v chromium >/dev/null \
+	  || { [ "$$(id -u)" = 0 ] && (DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium \
+	       || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium)); } \
+	  || echo "no chromium: run 'sudo apt-get install -y chromium' (tests/test_dashboard_browser.py skips without it)"
 
 bench: $(STAMP)
 	$(BIN)/python -c "import order_book" 2>/dev/null || $(BIN)/python -m pip install -q -e '.[dev,bench]'

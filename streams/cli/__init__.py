@@ -226,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_doctor(sub)
 
+    from streams.cli.dashboard import register as register_dashboard
+
+    register_dashboard(sub)
+
     from streams.cli.dlq import register as register_dlq
 
     register_dlq(sub)

@@ -1,0 +1,158 @@
+"""The dashboard's JSON API and live feed (streams/dashboard/server.py) against the real Redis: forecasts
+written by the worker's own sink (streams/sink.py), read back through aiohttp's test client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import redis
+from aiohttp.test_utils import TestClient, TestServer
+
+from model.serving.forecaster import PREDICTION_FIELDS, RECORD_FIELDS
+from streams.dashboard.server import make_app
+from streams.sink import ALERTS, RedisSink
+
+DB = 12  # this module's Redis database on the shared servers
+
+
+@pytest.fixture
+def redis_url(infra) -> str:
+    url = f"redis://127.0.0.1:{infra.redis.port}/{DB}"
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+def record(venue: str, symbol: str, window: int, bid: int, ask: int, score: float = 0.1) -> dict[str, Any]:
+    """A forecast record as the worker publishes it; quantiles q10/q50/q90 = 1/2/3 (ticks, lots x window)."""
+    values: dict[str, Any] = {f: 0.0 for f in PREDICTION_FIELDS}
+    for q, v in ((10, 1.0), (50, 2.0), (90, 3.0)):
+        values |= {f"spread_q{q}_h10": v, f"mid_q{q}_h10": v, f"depth_q{q}_h10": v * window}
+    rec = {"venue": venue, "symbol": symbol, "event_ts": 34_200 * 10**9 + window * 10**6, "emitted_ts": 1,
+           "seq": window + 1, "window": window, "model": "test:1", "best_bid": bid, "best_ask": ask, "news_ts": 0,
+           **values, "anomaly_score": score, "reason": f"why {window}" * (score >= 0.99), "schema": 2}  # fmt: skip
+    return {k: rec[k] for k in RECORD_FIELDS}
+
+
+def call(url: str, fn: Callable[[TestClient], Awaitable[Any]]) -> Any:
+    async def main() -> Any:
+        async with TestClient(TestServer(make_app(url))) as client:
+            return await fn(client)
+
+    return asyncio.run(main())
+
+
+def get(url: str, path: str) -> Any:
+    async def fetch(client: TestClient) -> Any:
+        resp = await client.get(path)
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+    return call(url, fetch)
+
+
+def test_a_book_reads_in_dollars_with_each_forecast_in_price_units(redis_url):
+    sink = RedisSink.from_url(redis_url)
+    sink.write([record("itch", "AAA", w, 1_000_100, 1_000_200 + 100 * i) for i, w in enumerate((32, 64, 96))])
+    got = get(redis_url, "/api/book?venue=itch&symbol=AAA")
+    latest = got["latest"]
+    # ITCH Price(4): 1/10000 dollar; the tick is a cent
+    assert (latest["bid"], latest["ask"], latest["mid_text"], latest["spread"]) == (
+        "100.01",
+        "100.04",
+        "100.025",
+        "0.03",
+    )
+    assert latest["spread_ticks"] == 3 and latest["window"] == 96
+    assert "USD" in got["units"]["price"] and "0.01" in got["units"]["tick"]
+    assert [p["window"] for p in got["series"]] == [32, 64, 96]
+    first = got["series"][0]
+    assert first["fc_spread_q50"] == pytest.approx(0.02)  # 2 ticks
+    assert first["fc_mid_q90"] == pytest.approx(100.015 + 0.03)  # its mid, 3 ticks up
+    assert first["fc_depth_q10"] == 32  # shares
+
+
+def test_a_venue_without_a_fixed_tick_gets_the_gcd_of_its_prices(redis_url):
+    sink = RedisSink.from_url(redis_url)
+    # Binance: 1e-8 quote per unit; quotes a cent apart
+    sink.write([record("binance", "ETHUSDT", 32, 6_168_599_000_000, 6_168_600_000_000),
+                record("binance", "ETHUSDT", 64, 6_168_598_000_000, 6_168_601_000_000)])  # fmt: skip
+    got = get(redis_url, "/api/book?venue=binance&symbol=ETHUSDT")
+    assert got["latest"]["bid"] == str(Decimal(6_168_598_000_000).scaleb(-8).normalize()) == "61685.98"
+    assert got["latest"]["spread_ticks"] == 3
+    assert "inferred" in got["units"]["tick"]
+
+
+def test_alerts_are_counted_newest_first_and_one_opens_on_its_window(redis_url):
+    sink = RedisSink.from_url(redis_url, alert_threshold=0.99)
+    windows = range(32, 32 * 101, 32)
+    alerting = {32 * 50, 32 * 90}
+    sink.write([record("itch", "AAA", w, 1_000_000, 1_000_100, 0.995 if w in alerting else 0.2) for w in windows])
+    sink.write([record("itch", "BBB", 32, 2_000_000, 2_000_100, 0.999)])
+    got = get(redis_url, "/api/alerts?count=10")
+    total = redis.Redis.from_url(redis_url).xlen(ALERTS)
+    assert got["total"] == total == 3
+    assert [(a["symbol"], a["window"]) for a in got["alerts"]] == [("BBB", 32), ("AAA", 32 * 90), ("AAA", 32 * 50)]
+    only = get(redis_url, "/api/alerts?count=10&venue=itch&symbol=AAA")
+    assert [a["window"] for a in only["alerts"]] == [32 * 90, 32 * 50] and only["total"] == total
+    alert_id = only["alerts"][1]["id"]
+    detail = get(redis_url, f"/api/alert/{alert_id}?count=5")
+    assert detail["alert"]["window"] == 32 * 50 and detail["alert"]["reason"] == f"why {32 * 50}"
+    assert detail["found_in_history"]
+    assert [p["window"] for p in detail["series"]] == [32 * w for w in range(45, 56)]
+
+
+def test_health_splits_mt_meta_by_worker_and_names_what_is_not_published(redis_url):
+    sink = RedisSink.from_url(redis_url)
+    drift = {"surprise_psi": None, "feature_psi_max": 0.3, "feature_psi_mean": 0.1, "feature": "spread",
+             "windows": 40, "state": "drift"}  # fmt: skip
+    sink.worker_model("w1", "test:1", 0)
+    sink.heartbeat("w1", skipped=3, meta={"drift:itch:AAA": json.dumps(drift)})
+    got = get(redis_url, "/api/health")
+    (worker,) = got["workers"]
+    assert (worker["id"], worker["model"], worker["skipped"], worker["swapped"]) == ("w1", "test:1", "3", "0")
+    assert worker["heartbeat_age_s"] >= 0
+    assert got["drift"] == [{"venue": "itch", "symbol": "AAA", **drift}]
+    assert got["deployment"]["model"] == "test:1"
+    assert got["messages_per_s"] == "not published"
+    assert got["lag"]["state"].startswith("off")  # no --bootstrap given
+
+
+def test_the_live_feed_relays_each_written_forecast_as_a_point(redis_url):
+    async def listen(client: TestClient) -> list[dict[str, Any]]:
+        resp = await client.get("/api/stream")
+        assert resp.headers["Content-Type"] == "text/event-stream"
+        event = None
+        got: list[dict[str, Any]] = []
+        async for raw in resp.content:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                event = line.removeprefix("event: ")
+            elif line.startswith("data: ") and event == "hello":
+                # subscribed: what is written from now on must come through
+                sink = RedisSink.from_url(redis_url)
+                await sink.write_async([record("itch", "AAA", w, 1_000_000, 1_000_100) for w in (32, 64)])
+                await sink.aclose()
+            elif line.startswith("data: ") and event == "forecasts":
+                got += json.loads(line.removeprefix("data: "))
+                if len(got) >= 2:
+                    return got
+        raise AssertionError("the stream ended")
+
+    points = call(redis_url, listen)
+    assert [(p["symbol"], p["window"], p["bid"], p["spread"]) for p in points] == [
+        ("AAA", 32, "100.00", "0.01"),
+        ("AAA", 64, "100.00", "0.01"),
+    ]
+
+
+def test_an_unknown_book_or_alert_is_not_found(redis_url):
+    async def statuses(client: TestClient) -> list[int]:
+        return [(await client.get(p)).status for p in ("/api/book?venue=itch&symbol=NONE", "/api/alert/1-0",
+                                                       "/api/book?venue=itch")]  # fmt: skip
+
+    assert call(redis_url, statuses) == [404, 404, 400]

@@ -1,0 +1,197 @@
+"""`megatrading dashboard` in a real headless Chromium: a simulated ITCH feed with labeled manipulation
+through a real worker on the embedded servers, the page loaded while forecasts stream in, and every
+number it shows compared with what Redis holds; then one alert clicked. Screenshots go to
+build/screenshots/ (git-ignored artifacts).
+
+Needs Debian's chromium (`make browser` installs it) and playwright (the dev extra); skips without them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import redis
+from faults import REPO, WorkerProcess, publish, wait_for
+from kafka import KafkaConsumer, TopicPartition
+
+from model.sim.engine import SEC, SimConfig
+from model.sim.run import simulate
+from model.sim.writers import messages
+from streams.infra import free_port
+from streams.offsets import committed_offsets
+from streams.sink import ALERTS, HIST, LATEST, META
+from streams.topics import raw_topic
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's package
+# no internet here: without these, Chromium's own background services flood refused connections
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+SHOTS = REPO / "build" / "screenshots"
+DB = 11  # this test's Redis database on the shared servers
+GROUP = "dashboard-browser"
+ITCH_PRICE_DECIMALS = 4  # ITCH Price(4): 1/10000 dollar (orderbook/venues/itch.py)
+
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright: the dev extra (pip install -e .[dev])")
+if not Path(CHROMIUM).exists():
+    pytest.skip("no chromium: run `make browser` (as root: apt-get install -y chromium)", allow_module_level=True)
+
+
+def dollars(units: int | Decimal) -> Decimal:
+    return Decimal(units).scaleb(-ITCH_PRICE_DECIMALS)
+
+
+def feed() -> list[tuple[bytes, bytes]]:
+    """Six simulated minutes of two ITCH symbols with manipulation in them, so that alerts exist."""
+    rates = {"quote_stuffing": 20.0, "spoofing": 20.0, "flash_crash": 10.0}  # per symbol per hour
+    result = simulate(SimConfig(n_symbols=2, duration_ns=6 * 60 * SEC, seed=11, anomaly_rates=rates))
+    return [(m.symbol.encode(), m.raw) for m in messages("itch", result)]
+
+
+class Dashboard:
+    """`megatrading dashboard` as a process of its own, as a user starts it."""
+
+    def __init__(self, redis_url: str, bootstrap: str, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        argv = [sys.executable, "-m", "streams.cli", "dashboard", "--port", str(self.port), "--redis-url", redis_url,
+                "--bootstrap", bootstrap, "--app-id", GROUP, "--venues", "itch"]  # fmt: skip
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True, cwd=REPO)  # fmt: skip
+        self.log = log
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(self.url + "api/books", timeout=2).read()
+                return
+            except OSError:
+                assert self.proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, f"the dashboard did not answer in 30 s:\n{log.read_text()}"
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(10)
+
+
+def text(page, selector: str) -> str:
+    return page.locator(selector).inner_text().strip()
+
+
+def wait_text(page, selector: str, want: str, timeout_ms: int = 15_000) -> None:
+    """Until the element shows `want` (the page refreshes on its own clock and the live feed's)."""
+    page.wait_for_function("([s, w]) => document.querySelector(s)?.textContent.trim() === w", arg=[selector, want],
+                           timeout=timeout_ms)  # fmt: skip
+
+
+def test_the_page_shows_what_redis_holds_live_and_the_window_of_a_clicked_alert(infra, tmp_path):
+    redis_url = f"redis://127.0.0.1:{infra.redis.port}/{DB}"
+    r = redis.Redis(port=infra.redis.port, db=DB, decode_responses=True)
+    r.flushdb()
+    bootstrap, topic = infra.kafka.bootstrap, raw_topic("itch")
+    records = feed()
+    half = len(records) // 2
+    publish(bootstrap, topic, records[:half], frames=64)
+    worker = WorkerProcess(bootstrap, redis_url, GROUP, ("itch",), tmp_path / "worker.log", "dash-w")
+    dashboard = None
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        wait_for(bootstrap, GROUP, [topic], 1.0, 60, [worker])
+        dashboard = Dashboard(redis_url, bootstrap, tmp_path / "dashboard.log")
+        with playwright_api.sync_playwright() as pw:
+            # playwright gives the launch a fresh profile (a temporary user-data dir); HOME keeps
+            # Chromium's other files in the test's folder
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
+                                         env={**os.environ, "HOME": str(tmp_path)})  # fmt: skip
+            try:
+                page = browser.new_page(viewport={"width": 1500, "height": 1300})
+                errors: list[str] = []
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                page.goto(dashboard.url)
+                page.wait_for_selector("#live.on")
+                page.wait_for_function("document.querySelector('#now-window').textContent.trim() !== '-'")
+
+                # the second half streams in while the page is open: it must arrive over the live feed
+                publish(bootstrap, topic, records[half:], frames=64)
+                wait_for(bootstrap, GROUP, [topic], 1.0, 60, [worker])
+                page.wait_for_function("Number(document.querySelector('#live-count').textContent) > 0")
+
+                # the book of the newest alert, now that the worker has written everything: Redis holds still
+                (newest_id, newest), *_ = r.xrevrange(ALERTS, count=1)
+                venue, symbol = newest["venue"], newest["symbol"]
+                page.select_option("#symbol", f"{venue}:{symbol}")
+                latest = r.hgetall(LATEST.format(venue=venue, symbol=symbol))
+                wait_text(page, "#now-window", latest["window"])
+                bid, ask = int(latest["best_bid"]), int(latest["best_ask"])
+                assert Decimal(text(page, "#now-bid")) == dollars(bid)
+                assert Decimal(text(page, "#now-ask")) == dollars(ask)
+                assert Decimal(text(page, "#now-mid")) == dollars(Decimal(bid + ask) / 2)
+                assert Decimal(text(page, "#now-spread")) == dollars(ask - bid)
+                assert abs(float(text(page, "#now-score")) - float(latest["anomaly_score"])) <= 5e-5
+                assert "USD" in text(page, "#units")  # the page names the units it shows
+                n_alerts = r.xlen(ALERTS)
+                assert n_alerts > 0, "the simulated manipulation raised no alert"
+                wait_text(page, "#alert-total", str(n_alerts))
+                assert page.locator("#live-count").inner_text() != "0"
+
+                # health: the worker's own mt:meta fields, and lag per partition equal to Kafka's
+                meta = r.hgetall(META)
+                row = page.locator('#workers tr[data-worker="dash-w"]')
+                row.wait_for()
+                cells = row.locator("td").all_inner_texts()
+                assert cells[2] == meta["model:dash-w"] and cells[4] == meta["skipped:dash-w"]
+                assert text(page, "#mps") == "not published"
+                ends = expected_lag(bootstrap, topic)
+                assert all(end == done for end, done in ends.values())  # the worker took everything
+                want = sorted([t, str(p), str(end), str(done), str(end - done)] for (t, p), (end, done) in ends.items())
+                # the page reads lag on its own clock: until its reading is the one after the last batch
+                page.wait_for_function(
+                    """(want) => JSON.stringify([...document.querySelectorAll('#lag tbody tr')]
+                        .map(r => [...r.cells].map(c => c.textContent)).sort()) === JSON.stringify(want)""",
+                    arg=want,
+                )
+
+                # one alert clicked: the detail is that alert's, with its book's forecasts around it
+                item = page.locator(f'#alerts-list li[data-id="{newest_id}"]')
+                item.click()
+                page.locator("#alert-detail").wait_for()
+                wait_text(page, "#detail-window", newest["window"])
+                assert text(page, "#detail-reason") == newest["reason"] != ""
+                assert text(page, "#detail-book") == f"{newest['venue']}:{newest['symbol']}"
+                assert abs(float(text(page, "#detail-score")) - float(newest["anomaly_score"])) <= 5e-5
+                around = [int(w) for w in page.get_attribute("#alert-detail", "data-windows").split(",")]
+                book = HIST.format(venue=newest["venue"], symbol=newest["symbol"])
+                hist = [int(f["window"]) for _, f in r.xrange(book)]
+                at = hist.index(int(newest["window"]))
+                assert around == hist[max(0, at - 40) : at + 41]
+                page.locator("#alerts-panel").screenshot(path=str(SHOTS / "alert-detail.png"))
+                page.screenshot(path=str(SHOTS / "dashboard.png"), full_page=True)
+                assert errors == []
+            finally:
+                browser.close()
+    finally:
+        if dashboard is not None:
+            dashboard.stop()
+        worker.stop()
+
+
+def expected_lag(bootstrap: str, topic: str) -> dict[tuple[str, int], tuple[int, int]]:
+    """(topic, partition) -> (end offset, the group's committed offset), read from Kafka directly."""
+    c = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        parts = c.partitions_for_topic(topic)
+        ends = c.end_offsets([TopicPartition(topic, p) for p in parts])
+    finally:
+        c.close()
+    done = committed_offsets(bootstrap, GROUP, topic, parts)
+    return {(topic, p): (ends[TopicPartition(topic, p)], done[p]) for p in parts}
