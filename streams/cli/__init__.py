@@ -91,7 +91,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return run_offline(args.seed, args.messages, out=args.out)
     settings = Settings.load(args)
     log.info(model_line(settings.model, settings.device))
-    return run_streaming(args.seed, args.minutes, args.symbols, model=settings.model, config=args.config)
+    return run_streaming(args.seed, args.minutes, args.symbols, model=settings.model, config=args.config,
+                         dashboard_port=args.dashboard_port or None, linger=args.linger)  # fmt: skip
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -154,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--messages", type=int, default=50_000, help="offline: ITCH messages generated")
     d.add_argument("--out", type=Path, help="offline: folder for the generated files (default: a temporary one)")
     d.add_argument("--model", help=f"the worker's model: {MODEL_HELP}")
+    d.add_argument("--dashboard-port", type=int, default=8050, help="streaming demo: `megatrading dashboard` on "
+                   "this loopback port while the demo runs (default 8050; 0: none)")  # fmt: skip
+    d.add_argument("--linger", type=float, default=0.0, help="streaming demo: seconds the servers, worker and "
+                   "dashboard stay up once the feed is processed, to look around (default 0)")  # fmt: skip
     d.set_defaults(run=cmd_demo)
 
     w = sub.add_parser("worker", help="the streaming worker: raw feeds in, forecasts to Redis and md.forecasts")

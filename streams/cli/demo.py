@@ -11,6 +11,8 @@ prints is computed in the run.
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
 import tempfile
 import time
 from collections import Counter
@@ -89,11 +91,14 @@ def run_streaming(
     timeout: float = 90.0,
     model: str | None = None,
     config: Path | None = None,
+    dashboard_port: int | None = None,
+    linger: float = 0.0,
 ) -> int:
     """`model`: the worker's (streams.config.model_spec; default: default_model()); `config`: a
-    settings file the worker reads too (the demo's own servers and names override its addresses)."""
+    settings file the worker reads too (the demo's own servers and names override its addresses);
+    `dashboard_port`: `megatrading dashboard` on that loopback port while the demo runs (None: none);
+    `linger`: seconds the servers, the worker and the dashboard stay up once the feed is processed."""
     import os
-    import subprocess
     import sys
 
     from model.sim.engine import SimConfig
@@ -111,7 +116,7 @@ def run_streaming(
     infra = Infra.on_free_ports(state)
     print(f"starting Kafka (KRaft) and Redis on loopback, state in {state}")
     infra.up()
-    worker = None
+    worker = dashboard = None
     try:
         cfg = SimConfig(n_symbols=symbols, duration_ns=int(minutes * 60e9), seed=seed, news_rate=3.0,
                         anomaly_rates={"quote_stuffing": 2.0, "spoofing": 2.0, "flash_crash": 1.0})  # fmt: skip
@@ -128,6 +133,8 @@ def run_streaming(
             worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=log,
                                       stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         print(f"worker started with model {model} (log: {log_path}); forecasts as they land in Redis:")
+        if dashboard_port is not None:
+            dashboard = _start_dashboard(env, dashboard_port, state / "dashboard.log")
         topic = raw_topic("itch")
         total = counts[topic].records if topic in counts else 0  # committed offsets count records, not messages
         client = ForecastClient(infra.redis.url)
@@ -148,10 +155,40 @@ def run_streaming(
         print(f"\n{len(alerts)} alerts in mt:alerts (anomaly score >= 0.99); the last ones:")
         for a in alerts[-5:]:
             print(f"  {a['symbol']} seq={a['seq']} score={a['anomaly_score']:.4f} {a['reason']}")
+        if linger > 0:
+            where = f" (dashboard: http://127.0.0.1:{dashboard_port}/)" if dashboard is not None else ""
+            print(f"\nthe servers and the worker stay up {linger:g} s more{where}; Ctrl-C ends the demo", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                time.sleep(linger)
         return 0 if done >= total else 1
     finally:
-        if worker is not None and worker.poll() is None:
-            os.killpg(worker.pid, 15)
-            worker.wait(30)
+        for proc in (dashboard, worker):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, 15)
+                proc.wait(30)
         infra.down()
         print("worker and servers stopped")
+
+
+def _start_dashboard(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen[bytes] | None:
+    """`megatrading dashboard` on the demo's Redis and Kafka, its URL printed once it answers (None,
+    said so, when it does not: a port already taken)."""
+    import sys
+    import urllib.request
+
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "dashboard", "--port", str(port)], env=env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 15.0
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            urllib.request.urlopen(url + "api/health", timeout=1).close()
+            print(f"dashboard: {url} (live while the demo runs)", flush=True)
+            return proc
+        except OSError:
+            time.sleep(0.2)
+    print(f"no dashboard: it did not answer on {url} (log: {log_path}); the demo goes on without it")
+    if proc.poll() is None:
+        proc.terminate()
+    return None
