@@ -5,6 +5,10 @@
     megatrading evaluate --data held_out.npz [--model generative:DIR|DIR ...] [--seeds 7,8] [--allow-seen]
                          [--device cpu] [--direction [--direction-train F] [--direction-steps N]]
                          --out DIR
+    megatrading evaluate --alerts [--model baseline|DIR ...] [--real DIR | --no-real] [--capture VENUE:FILE ...]
+                         [--normal-seeds 51-55] [--anomaly-seeds 41-45] [--sim-duration 1h] [--sim-symbols 3]
+                         [--anomaly-rate 2] [--intensities 1,0.5] [--news 1] [--thresholds T,...] [--max-rate 1]
+                         --out DIR
 
 `score` replays the recorded or simulated files through the worker's decode -> book -> features ->
 windows path (model.serving.scoring) and writes one row per window: symbol,event_ts,seq,anomaly_score, then the
@@ -24,6 +28,15 @@ Any capture with any checkpoint: encode the capture as the checkpoint does, then
 (`megatrading dataset --like CHECKPOINT_DIR --capture VENUE:FILE --out mine.npz`, then
 `megatrading evaluate --data mine.npz --model CHECKPOINT_DIR`). A dataset encoded otherwise is refused with
 both encodings' fingerprints named.
+
+`evaluate --alerts` counts the alerts a desk would get (model.evaluation.alerts) per model and threshold:
+alerts per symbol-hour on normal flow (the real captures of --real: every Binance instrument, Coinbase,
+Kraken; and simulated hours without anomalies, --normal-seeds) and alert rate, precision and recall on
+simulated hours with every kind of anomaly injected (--anomaly-seeds, once per --intensities), with the
+windows' anomaly AUROC there; the threshold the rule chooses per model (the highest recall at full
+intensity with at most --max-rate alerts per symbol-hour on each normal flow). Models: `baseline` and
+checkpoints (default: the baseline and the model setting). Prints the table, writes alerts.md, alerts.json
+and alerts.png into --out.
 """
 
 from __future__ import annotations
@@ -67,10 +80,59 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alerts(args: argparse.Namespace) -> int:
+    import os
+    import shlex
+
+    from tqdm import tqdm
+
+    from model.evaluation import alerts
+    from model.sim.engine import SimConfig
+
+    settings = Settings.load({**vars(args), "model": None})
+    specs = [model_spec(m) for m in args.model] or list(dict.fromkeys(["baseline", settings.model]))
+    names = [s if s == "baseline" else Path(s.split(":", 1)[1]).name or s for s in specs]
+    if len(set(names)) < len(names):
+        names = [f"{n} ({i + 1})" for i, n in enumerate(names)]
+    for spec in specs:
+        log.info(model_line(spec, args.device))
+    captures = []
+    if not args.no_real:
+        root = args.real or Path(os.environ.get("MT_SHARED_DATA", Path.cwd().parent / "shared" / "data"))
+        if args.real is not None and not root.is_dir():
+            raise ValueError(f"evaluate --alerts: --real {root} is not a folder")
+        captures = alerts.real_captures(root) if root.is_dir() else []
+    for c in args.capture:
+        venue, _, path = c.partition(":")
+        if venue not in FEEDS or not Path(path).is_file():
+            raise ValueError(f"evaluate --alerts: --capture {c!r}: VENUE:FILE with a venue of {', '.join(FEEDS)}")
+        captures.append((Path(path).name, venue, Path(path)))
+    base = SimConfig(n_symbols=args.sim_symbols, duration_ns=args.sim_duration, news_rate=args.news)
+    plan = alerts.SimPlan(args.normal_seeds, args.anomaly_seeds, base, args.anomaly_rate, args.intensities)
+    grid = args.thresholds or alerts.DEFAULT_THRESHOLDS
+    with tqdm(unit="window", desc="alerts", disable=None, file=sys.stderr) as bar:
+        rep = alerts.run(dict(zip(names, specs, strict=True)), captures, plan, grid, args.max_rate,
+                         settings.alert_threshold, args.device, args.batch, args.allow_seen,
+                         progress=bar.update)  # fmt: skip
+    command = "megatrading " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    alerts.write(rep, args.out, command)
+    print("\n".join(alerts.table_lines(rep)))
+    for m, t in rep.chosen.items():
+        shown = alerts.fmt_threshold(t) if t is not None else "none of the grid"
+        print(f"{m}: chosen threshold {shown} (at most {args.max_rate:g} alerts per symbol-hour on normal flow)")
+    print(f"-> {args.out}/alerts.md, alerts.json, alerts.png", file=sys.stderr)
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from model.evaluation.evaluate import evaluate
+
+    if args.alerts:
+        return cmd_alerts(args)
+    if args.data is None:
+        raise ValueError("evaluate: give --data DATASET.npz (or --alerts)")
 
     if args.model:
         specs = [model_spec(m) for m in args.model]
@@ -120,7 +182,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    e.add_argument("--data", type=Path, required=True, help="a dataset .npz (model/training/dataset.py) with its .json")
+    e.add_argument("--data", type=Path, help="a dataset .npz (model/training/dataset.py) with its .json")
     e.add_argument("--model", action="append", default=[],
                    help="generative:CHECKPOINT_DIR or CHECKPOINT_DIR, repeat to compare (default: the model setting, "
                         "MT_MODEL or the shipped model)")  # fmt: skip
@@ -137,4 +199,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--direction-steps", type=int,
                    help="DeepLOB-style direction baseline's training steps (default 400; 0 leaves it out)")  # fmt: skip
     e.add_argument("--out", type=Path, required=True, help="folder for evaluation.md, metrics.json and PNGs")
+    add_alert_flags(e)
     e.set_defaults(run=cmd_evaluate)
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: numbers separated by commas, e.g. 0.9,0.99") from None
+
+
+def add_alert_flags(e: argparse.ArgumentParser) -> None:
+    """`evaluate --alerts` (model.evaluation.alerts)."""
+    from streams.cli.simulate import parse_duration
+
+    a = e.add_argument_group("alerts (--alerts)")
+    a.add_argument("--alerts", action="store_true",
+                   help="alert rate per symbol-hour on normal real and simulated flow, precision and recall on "
+                        "labelled simulated anomalies, per model and threshold: alerts.md, .json, .png")  # fmt: skip
+    a.add_argument("--real", type=Path, help="the real captures (default ../shared/data or $MT_SHARED_DATA)")
+    a.add_argument("--no-real", action="store_true", help="no real captures (only --capture files)")
+    a.add_argument("--capture", action="append", default=[], metavar="VENUE:FILE", help="another normal capture")
+    a.add_argument("--normal-seeds", type=parse_seeds, default=[51, 52, 53, 54, 55],
+                   help="simulator seeds of the hours without anomalies (default 51-55)")  # fmt: skip
+    a.add_argument("--anomaly-seeds", type=parse_seeds, default=[41, 42, 43, 44, 45],
+                   help="simulator seeds of the hours with labelled anomalies (default 41-45)")  # fmt: skip
+    a.add_argument("--sim-duration", type=parse_duration, default=parse_duration("1h"), help="per seed (default 1h)")
+    a.add_argument("--sim-symbols", type=int, default=3, help="simulated symbols per seed (default 3)")
+    a.add_argument("--anomaly-rate", type=float, default=2.0,
+                   help="windows of each kind per symbol-hour (default 2, as the demo's data)")  # fmt: skip
+    a.add_argument("--intensities", type=_floats, default=[1.0, 0.5],
+                   help="injection intensities of the labelled hours (default 1,0.5)")  # fmt: skip
+    a.add_argument("--news", type=float, default=1.0, help="headlines per symbol-hour (default 1, as simulate)")
+    a.add_argument("--thresholds", type=_floats,
+                   help="the threshold grid (default 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9999, "
+                        "then 1-1e-5 ... 1-1e-12)")  # fmt: skip
+    a.add_argument("--max-rate", type=float, default=1.0,
+                   help="the rule: at most this many alerts per symbol-hour on normal flow (default 1)")  # fmt: skip
