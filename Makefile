@@ -62,6 +62,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/memory_bench.py
 	$(BIN)/python bench/txn_bench.py
 	$(BIN)/python bench/recovery_bench.py
+	OMP_NUM_THREADS=2 $(BIN)/python bench/adapt_bench.py
 
 # Every fault of docs/recovery.md injected repeatedly into real workers on the embedded servers;
 # writes the table of docs/faults.md (20-30 minutes on 2 cores).

@@ -38,6 +38,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,8 @@ STAGES = ("pretrain", "finetune")
 NLL_WEIGHT_FINETUNE = 0.1
 SURPRISE_K = 16
 LOSS_COLUMNS = ("step", "lr", "loss", "nll", "pinball", "anomaly_ce", "elapsed_s")
+# draws one batch of window indices from the run's numpy generator (saved and restored on resume)
+Sampler = Callable[[np.random.Generator, int], np.ndarray]
 
 
 # --------------------------------------------------------------------------- data
@@ -221,6 +224,15 @@ def sampling_probabilities(data: TrainData, real_weight: float) -> np.ndarray | 
         return None
     w = np.where(seed < 0, real_weight, 1.0)
     return w / w.sum()
+
+
+def probability_sampler(n: int, draw: np.ndarray | None) -> Sampler:
+    """Windows drawn with replacement, uniformly or with the probabilities `draw`."""
+
+    def sample(rng: np.random.Generator, batch: int) -> np.ndarray:
+        return rng.integers(0, n, size=batch) if draw is None else rng.choice(n, batch, p=draw)
+
+    return sample
 
 
 def class_weights(labels: np.ndarray, n_classes: int = len(ANOMALY_CLASSES), cap: float = 50.0) -> np.ndarray:
@@ -448,19 +460,23 @@ def train(
     stop_at: int | None = None,
     without: tuple[str, ...] = (),
     real_weight: float = 1.0,
+    sampler: Sampler | None = None,
+    data: TrainData | None = None,
 ) -> Run:
     """Train and checkpoint into `out_dir` (see the module docstring). `init`: a checkpoint to
     start from (its config wins over `preset`); `resume`: continue `out_dir`'s own run up to
     `steps`; `stop_at`: end after that step as if interrupted (checkpoint written, no calibration);
     `without`: parts left out for an ablation, "rows" (the book series) and/or "news" (the text);
-    `real_weight`: how much more often a window of a real capture is drawn than a simulated one.
+    `real_weight`: how much more often a window of a real capture is drawn than a simulated one;
+    `sampler`: draws each batch instead (model/training/adapt.py mixes recent and replayed windows);
+    `data`: the windows already loaded (a set assembled in memory), `data_path` then only names them.
     """
     if stage not in STAGES:
         raise ValueError(f"stage {stage!r}: use one of {STAGES}")
     dev = pick_device(device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data = TrainData.load(data_path)
+    data = data if data is not None else TrainData.load(data_path)
     if len(data) == 0:
         raise ValueError(f"{data_path}: no windows")
     lr = lr if lr is not None else (1e-3 if stage == "pretrain" else 3e-4)
@@ -487,7 +503,7 @@ def train(
     meta = {"stage": stage, "data": str(data_path), "init": str(init) if init else None, "seed": seed,
             "batch": batch, "lr": lr, "warmup": warmup, "steps": steps, "device": str(dev),
             "real_weight": real_weight}  # fmt: skip
-    draw = sampling_probabilities(data, real_weight)
+    sample = sampler or probability_sampler(len(data), sampling_probabilities(data, real_weight))
 
     recal: dict | None = None
 
@@ -503,7 +519,7 @@ def train(
         "%s: %d windows, %s parameters on %s, steps %d..%d, batch %d",
         stage, len(data), f"{model.num_parameters():,}", dev, start, end, batch,
     )  # fmt: skip
-    rate = _loop(model, opt, data, draw, rng, dev, stage, weights, history, save_all,
+    rate = _loop(model, opt, data, sample, rng, dev, stage, weights, history, save_all,
                  start=start, end=end, total=steps, batch=batch, lr=lr, warmup=warmup,
                  checkpoint_every=checkpoint_every, log_every=log_every)  # fmt: skip
     calibration = None
@@ -516,7 +532,7 @@ def train(
 
 
 def _loop(
-    model, opt, data, draw, rng, dev, stage, weights, history, save_all, *, start, end, total, batch, lr, warmup,
+    model, opt, data, sample, rng, dev, stage, weights, history, save_all, *, start, end, total, batch, lr, warmup,
     checkpoint_every, log_every,
 ) -> float:  # fmt: skip
     """The optimization steps start+1..end; returns steps per second."""
@@ -528,7 +544,7 @@ def _loop(
     pending: list[tuple[int, float, dict[str, torch.Tensor]]] = []
     bar = tqdm(total=total, initial=start, unit="step", desc=stage, disable=None)
     for step in range(start, end):
-        idx = rng.integers(0, len(data), size=batch) if draw is None else rng.choice(len(data), batch, p=draw)
+        idx = sample(rng, batch)
         b = data.batch(idx, dev)
         step_lr = lr_at(step, total, lr, warmup)
         for g in opt.param_groups:

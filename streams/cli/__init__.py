@@ -9,11 +9,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from orderbook.errors import FeedError
+from orderbook.errors import CaptureError, FeedError
 from orderbook.rebuild import RebuildStats, rebuild
 from orderbook.venues import FEEDS, feed_class
+from streams import logformat
 from streams.batcher import OVERLOAD_POLICIES
 from streams.config import MODEL_HELP
+from streams.logformat import FORMATS
 
 log = logging.getLogger("megatrading")
 
@@ -78,7 +80,9 @@ def cmd_infra(args: argparse.Namespace) -> int:
         ok = True
         for name, st in infra.status().items():
             ok &= bool(st["healthy"])
-            print(f"{name:6} {'healthy' if st['healthy'] else 'DOWN':8} pid={st['pid']} {st['address']}")
+            foreign = "  (answers, but not a server started from this state folder)" if st["pid"] is None else ""
+            print(f"{name:6} {'healthy' if st['healthy'] else 'DOWN':8} pid={st['pid']} {st['address']}"
+                  f"{foreign if st['healthy'] else ''}")  # fmt: skip
         return 0 if ok else 1
     return 0
 
@@ -133,6 +137,8 @@ def cmd_forecasts(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="megatrading", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--log-format", choices=FORMATS, help="log lines as text (default) or one JSON object a line, "
+                   "for a log collector (env MT_LOG_FORMAT)")  # fmt: skip
     sub = p.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("book", help="rebuild a book offline from a recorded file; LOBSTER orderbook rows")
@@ -189,14 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(run=cmd_replay)
 
     f = sub.add_parser("forecasts", help="read forecasts from Redis: latest, history, watch (a live table)")
-    f.add_argument("action", choices=["latest", "history", "watch", "alerts"])
-    f.add_argument("--redis-url", "--redis", help="Redis URL (env MT_REDIS_URL, default redis://127.0.0.1:6379/0)")
-    f.add_argument("--venue")
-    f.add_argument("--symbol")
-    f.add_argument("--since", type=int, help="history: event time in ns")
-    f.add_argument("--count", type=int, default=20)
-    f.add_argument("--interval", type=float, default=1.0, help="watch: refresh seconds")
-    f.add_argument("--iterations", type=int, help="watch: stop after N refreshes")
+    from streams.cli.forecasts import add_arguments as add_forecasts_arguments
+
+    add_forecasts_arguments(f)
     f.set_defaults(run=cmd_forecasts)
 
     from streams.cli.simulate import register as register_simulate
@@ -211,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_train(sub)
 
+    from streams.cli.adapt import register as register_adapt
+
+    register_adapt(sub)
+
     from streams.cli.scenarios import register as register_scenarios
 
     register_scenarios(sub)
@@ -219,13 +224,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_eval(sub)
 
-    from streams.cli.model import register as register_model
-
-    register_model(sub)
-
     from streams.cli.config_cmd import register as register_config
 
     register_config(sub)
+
+    from streams.cli.model import register as register_model
+
+    register_model(sub)
 
     from streams.cli.doctor import register as register_doctor
 
@@ -246,11 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("infra", help="a real single-node Kafka (KRaft) and Redis on loopback")
     i.add_argument("action", choices=["up", "down", "status"])
     i.add_argument("--state", type=Path, help="state folder (default: $MT_HOME/infra)")
-    i.add_argument("--kafka-port", type=int, default=9092)
-    i.add_argument("--controller-port", type=int, default=9093)
-    i.add_argument("--redis-port", type=int, default=6379)
+    # no defaults here: a port not given is the one `up` recorded in the state folder, else 9092/9093/6379
+    i.add_argument("--kafka-port", type=int, help="default: the port `up` recorded in the state folder, else 9092")
+    i.add_argument("--controller-port", type=int, help="default: as recorded, else 9093")
+    i.add_argument("--redis-port", type=int, help="default: as recorded, else 6379")
     i.set_defaults(run=cmd_infra)
 
+    for verb in sub.choices.values():  # also after the verb (`megatrading worker --log-format json`)
+        verb.add_argument("--log-format", choices=FORMATS, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     for verb in SETTINGS_VERBS:
         sub.choices[verb].add_argument(
             "--config", type=Path, help="settings file, TOML (env MT_CONFIG; default $MT_HOME/config.toml if there)"
@@ -259,10 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        log_format = logformat.choose(args.log_format)
+    except ValueError as err:
+        parser.error(str(err))
+    logformat.setup(log_format, logging.DEBUG if args.verbose else logging.INFO)
     from streams.logfilter import quiet_libraries
 
     quiet_libraries(args.verbose)
@@ -270,9 +281,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.run(args)
     except BrokenPipeError:
         return 0
-    except (OSError, ValueError, RuntimeError, TimeoutError) as err:
-        print(f"megatrading: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("megatrading: interrupted", file=sys.stderr)
+        return 130
+    except (OSError, ValueError, RuntimeError, TimeoutError, FeedError, CaptureError) as err:
+        # routine failures (a server down, a bad file, a wrong format) in one line that says what to do;
+        # -v keeps the traceback for a bug report
+        if args.verbose:
+            log.exception("%s failed", args.command)
+        print(f"megatrading: {one_line(err)}", file=sys.stderr)
         return 2
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message, else its type (an OSError with no text says little else)."""
+    return str(err).strip() or type(err).__name__
 
 
 if __name__ == "__main__":
