@@ -185,4 +185,6 @@ def quiet_libraries(verbose: bool = False, prefixes: Iterable[str] = CHATTY) -> 
         logger = logging.getLogger(name)
         logger.removeFilter(_routine)
         if not verbose:
-            logger.addFilter(_routine)
+            # first: the rate limiter (`install_rate_limits`) rewrites a record's message, and a routine
+            # record dropped here must not count towards its suppressed lines either
+            logger.filters.insert(0, _routine)
