@@ -228,7 +228,7 @@ class Worker:
         self.forecaster = self.services.forecaster = new
         self.spec, self.swapped_ns, self.swap_error = spec, time.time_ns(), ""
         if self.services.drift is not None:
-            forget_surprise(self.services.drift)
+            self.services.drift.forget_surprise()
         log.info("model swapped: %s -> %s, load took %.1f s", old.model_id, new.model_id, time.perf_counter() - t0)
         await self._publish_model()
 
@@ -346,14 +346,6 @@ class Worker:
         for topic, partition in sorted(now - set(self.partitions)):
             self._take(topic, partition)
         log.info("assigned %s", ", ".join(f"{t}[{p}]" for t, p in sorted(now)) or "nothing")
-
-
-def forget_surprise(tracker: DriftTracker) -> None:
-    """Start every book's surprise drift anew: the scores it holds are the previous model's, calibrated
-    on that model's training windows, and say nothing of the new one's (the feature drift, the flow's
-    own, goes on)."""
-    for book in tracker.books.values():
-        book.scores = None
 
 
 def drift_tracker(settings: Settings) -> DriftTracker | None:

@@ -95,6 +95,20 @@ def test_uniform_calibrated_scores_stay_stable_and_scores_piled_at_the_top_drift
     assert tracker.drifting == 1 and '"state":"drift"' in stat.to_json()
 
 
+def test_after_a_model_swap_the_surprise_starts_anew_from_the_new_models_scores():
+    rng = np.random.default_rng(5)
+    tracker = DriftTracker(FEATURE_NAMES, windows=256, reference=64)
+    empty = np.zeros((0, len(tracker.cols)), np.float32)
+    tracker.observe("itch", "AAPL", empty, rng.beta(4.0, 1.0, size=256))  # the old model, surprised
+    assert tracker.report()[0]["itch", "AAPL"].surprise_psi > 0.25
+    tracker.forget_surprise()
+    tracker.observe("itch", "AAPL", empty, rng.uniform(size=100))  # the new one's scores only
+    stat = tracker.report()[0]["itch", "AAPL"]
+    assert stat.surprise_psi is None and stat.state == WARMING  # 100 of 256: not the old model's pile
+    tracker.observe("itch", "AAPL", empty, rng.uniform(size=200))
+    assert tracker.report()[0]["itch", "AAPL"].surprise_psi < 0.1
+
+
 @pytest.fixture(scope="module")
 def binance_windows(shared_data):
     """About 1,900 windows of one real Binance book (BTCUSDT), shuffled: one regime, no time trend."""

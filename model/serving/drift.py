@@ -215,6 +215,13 @@ class DriftTracker:
         rows = feats[np.arange(len(windows)), last][:, self.cols]
         return rows, ok.any(1)
 
+    def forget_surprise(self) -> None:
+        """Start every book's surprise drift anew (a new model was swapped in): the scores held are the
+        previous model's, calibrated on its training windows, and say nothing of the new one's. The
+        feature drift, the flow's own, goes on."""
+        for book in self.books.values():
+            book.scores = None
+
     def observe_windows(self, windows: Sequence[Window], scores: np.ndarray | None = None,
                         owner: Hashable = None) -> None:  # fmt: skip
         """A batch of windows (any books, each book's in order) and their calibrated scores (None: the
