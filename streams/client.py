@@ -63,6 +63,10 @@ class ForecastClient:
         """The newest `count` alerts, oldest first."""
         return [parse(f) for _, f in reversed(self.redis.xrevrange(ALERTS, count=count))]
 
+    def alert_count(self) -> int:
+        """How many alerts mt:alerts holds (the stream's length, whatever its trim has kept)."""
+        return int(self.redis.xlen(ALERTS))
+
     def watch_alerts(self, block_ms: int = 1000, last_id: str = "$") -> Iterator[dict[str, object]]:
         """Alerts written after this call (or after `last_id`); yields as they arrive.
 

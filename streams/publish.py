@@ -15,20 +15,19 @@ from __future__ import annotations
 import heapq
 import json
 import logging
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kafka import KafkaProducer
-from tqdm import tqdm
 
 from model.sim.engine import SEC, SimResult
 from model.sim.writers import Msg, clock_offset, messages
 from orderbook.errors import FeedError
 from orderbook.frames import FRAME_MESSAGES, FRAME_SPAN_NS, Frame, Framer
 from orderbook.venues import Record, feed_class
+from streams.progress import follow_files, progress_bar
 from streams.topics import NEWS_TOPIC, raw_topic
 
 log = logging.getLogger(__name__)
@@ -165,13 +164,17 @@ def publish_capture(
     prod = producer(bootstrap)
     out = FramedTopic(prod, raw_topic(venue), framer(frame_messages, frame_ms), capture_header=True)
     pacer = Pacer(speed)
+    # the bar's total is the file's size in bytes, advanced by the bytes the reader has read
+    # (streams/progress.py): counting the messages first would read a gzipped day file twice
     try:
-        for key, rec in tqdm(keyed(venue, records, symbol), unit="msg", desc=f"publish {venue}",
-                             disable=not progress):  # fmt: skip
-            pause(pacer.wait(rec.recv_ts), speed, frame_ms, [out])
-            out.add(key, rec.raw, rec.recv_ts or None)
-        out.send_open()
-        prod.flush()
+        with follow_files([path], f"publish {venue}", lambda: f"{out.sent.messages:,} msg", not progress) as position:
+            for key, rec in keyed(venue, records, symbol):
+                pause(pacer.wait(rec.recv_ts), speed, frame_ms, [out])
+                out.add(key, rec.raw, rec.recv_ts or None)
+            out.send_open()
+            if limit is None or out.sent.messages < limit:
+                position.finished()  # the whole file was read
+            prod.flush()
     finally:
         prod.close()
     log.info("published %s from %s to %s", out.sent, path, out.topic)
@@ -205,8 +208,11 @@ def publish_simulation(
     news = Sent()
     pacer = Pacer(speed)
     try:
-        with tqdm(total=len(result.events) + len(result.news), unit="msg", desc="publish", disable=None,
-                  file=sys.stderr) as bar:  # fmt: skip
+        # the total counted by encoding the stream once more: a venue's messages are not its events
+        # (ITCH adds directory and system messages, Binance packs several events in one diff), and
+        # the encoding costs a fraction of what sending does (0.1 s for an hour of 3 ITCH symbols)
+        total = sum(1 for _ in messages(fmt, result)) + len(result.news)
+        with progress_bar(total, unit="msg", desc=f"publish {fmt}") as bar:
             for topic, m in simulation_records(result, fmt):
                 pause(pacer.wait(m.ts), speed, frame_ms, [raw])
                 key = m.symbol.encode() if m.symbol else None

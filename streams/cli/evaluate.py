@@ -55,11 +55,10 @@ log = logging.getLogger("megatrading")
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from model.serving.scoring import read_news, score_windows, write_csv
     from orderbook.venue_windows import VenueWindows, process_records
     from orderbook.venues import capture_records
+    from streams.progress import follow_files
 
     for p in args.input:
         if not Path(p).is_file():
@@ -72,8 +71,17 @@ def cmd_score(args: argparse.Namespace) -> int:
     records = capture_records(args.format, args.input, args.symbol)
     windows = (w for done in process_records(vw, records, news) for w in done.windows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with tqdm(unit="window", desc="score", disable=None, file=sys.stderr) as bar, open(args.out, "w") as f:
-        n = write_csv(score_windows(windows, forecaster, args.batch, progress=bar.update), f)
+    # windows are known only as the files are read: the bar's total is the inputs' bytes, advanced by
+    # the bytes read (streams/progress.py), the windows scored beside it
+    scored = 0
+
+    def count(n: int) -> None:
+        nonlocal scored
+        scored += n
+
+    with follow_files(args.input, "score", lambda: f"{scored:,} windows") as position, open(args.out, "w") as f:
+        n = write_csv(score_windows(windows, forecaster, args.batch, progress=count), f)
+        position.finished()
     rejected = ", ".join(f"{k} {v}" for k, v in sorted(vw.stats.rejected.items())) or "none"
     print(f"{n} windows from {vw.stats.records} records (rejected: {rejected}), model {forecaster.model_id} "
           f"-> {args.out}", file=sys.stderr)  # fmt: skip

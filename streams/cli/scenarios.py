@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from streams.config import MODEL_HELP
+from streams.progress import follow_files, progress_bar
 
 log = logging.getLogger("megatrading")
 
@@ -41,10 +42,15 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     log.info(model_line(spec, args.device))
     forecaster = OrderFlowForecaster(checkpoint, device=args.device)
     t0 = time.perf_counter()
-    state = load_state(venue, path, args.symbol, cut, window_config(forecaster.extra), args.horizon)
+    # the replay to the start state: the file's bytes read (where the cut lies in it is not known
+    # before it is reached); then the sampling: one step of every path at a time
+    with follow_files([path], "replay to the start"):
+        state = load_state(venue, path, args.symbol, cut, window_config(forecaster.extra), args.horizon)
     t1 = time.perf_counter()
-    result = generate_scenarios(forecaster, state, args.horizon, args.paths, seed=args.seed,
-                                temperature=args.temperature, tries=args.tries)  # fmt: skip
+    with progress_bar(args.horizon, unit="step", desc=f"sample {args.paths} paths") as bar:
+        result = generate_scenarios(forecaster, state, args.horizon, args.paths, seed=args.seed,
+                                    temperature=args.temperature, tries=args.tries,
+                                    on_step=lambda step, paths: bar.update(1))  # fmt: skip
     t2 = time.perf_counter()
     files = write_outputs(state, result, args.out, f"{forecaster.name}:{forecaster.version} ({checkpoint})")
     print(

@@ -31,7 +31,6 @@ import dataclasses
 import json
 import os
 import re
-import sys
 from pathlib import Path
 
 from model.sim.anomalies import KINDS, parse_anomalies, write_labels
@@ -123,14 +122,10 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     )
 
 
-def _progress(total: int, unit: str, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit=unit, desc=desc, disable=None, file=sys.stderr)
-
-
 def run_simulation(cfg: SimConfig) -> SimResult:
-    with _progress(len(cfg.specs()), "symbol", "simulate") as bar:
+    from streams.progress import progress_bar
+
+    with progress_bar(len(cfg.specs()), "symbol", "simulate") as bar:
         return simulate(cfg, progress=lambda n: bar.update(1))
 
 
