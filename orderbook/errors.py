@@ -94,3 +94,17 @@ anything past this is rejected as OversizedMessage before it is parsed."""
 def check_size(raw: bytes, venue: str) -> None:
     if len(raw) > MAX_MESSAGE_BYTES:
         raise OversizedMessage(f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}", venue=venue)
+
+
+class CaptureError(DecodeError, ValueError):
+    """A capture file that cannot be read as the format given: cut short, corrupt, or another format.
+    Raised by a capture reader (`Feed.read_capture`), whose iteration stops there; the message names the
+    file, where reading stopped (line and byte) and what to do. A DecodeError, as the readers raised
+    before (a caller counting a reader's failure by reason keeps doing so), and a ValueError (a bad input
+    file, which the CLI prints in one line)."""
+
+    def __init__(self, path: object, message: str, *, line: int | None = None, offset: int | None = None) -> None:
+        self.path = str(path)
+        self.line = line  # 1-based number of the line (text) or message (binary) reading stopped at
+        self.offset = offset  # bytes of the (uncompressed) content read before it
+        super().__init__(f"{self.path}: {message}")

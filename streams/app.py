@@ -484,10 +484,21 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run until SIGINT/SIGTERM (faust's Worker owns the event loop and the signals)."""
     from faust.worker import Worker as FaustWorker
 
+    from streams import infra
+    from streams.logformat import faust_logging_config
+
+    # the servers first: an address nobody answers is one line naming it, not aiokafka's bootstrap
+    # traceback or redis-py's retries (twice a CLI verb's wait: a worker may start beside its servers)
+    infra.reach_kafka(settings.bootstrap, wait=2 * infra.CONNECT_WAIT_S)
+    infra.reach_redis(settings.redis_url, wait=2 * infra.CONNECT_WAIT_S)
     app, worker = create_app(settings)
 
     @app.on_before_shutdown.connect
     async def _stopping(sender: Any, **kwargs: Any) -> None:
         await worker.stop()
 
-    FaustWorker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    # Faust replaces the root logger's handlers when it starts: under --log-format json its handler gets
+    # our JSON formatter (None under text: Faust's own colored lines, as before)
+    FaustWorker(
+        app, loglevel=loglevel, quiet=True, logging_config=faust_logging_config(loglevel)
+    ).execute_from_commandline()

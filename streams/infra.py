@@ -51,6 +51,54 @@ def port_open(port: int, host: str = LOOPBACK) -> bool:
         return False
 
 
+def listener(port: int) -> str | None:
+    """The process listening on a local TCP port, as "pid N, name", from /proc (Linux); None when it
+    cannot be told (another platform, or a process of another user whose descriptors are not ours to read)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for row in Path(table).read_text().splitlines()[1:]:
+                cols = row.split()
+                if len(cols) > 9 and cols[3] == "0A" and int(cols[1].rpartition(":")[2], 16) == port:  # 0A: LISTEN
+                    inodes.add(f"socket:[{cols[9]}]")
+    if not inodes:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in inodes:
+                        name = (proc / "comm").read_text().strip()
+                        return f"pid {proc.name}, {name}"
+    return None
+
+
+def _redis_answers(port: int) -> bool:
+    """Whether a Redis answers PING on the port, in one raw exchange of at most about a second (redis-py
+    retries a silent peer for 15 s)."""
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            reply = s.recv(64)
+    except OSError:  # refused, or silent within the timeout
+        return False
+    return reply.startswith((b"+PONG", b"-NOAUTH", b"-DENIED"))  # the last two: a Redis that wants a password
+
+
+def port_taken_error(port: int, service: str, flag: str, state: Path) -> RuntimeError:
+    """`infra up` refuses a port that something not started from `state` answers on: adopting it would run
+    the pipeline on a stranger's server, and `down` could not stop it."""
+    who = listener(port)
+    what = ("a Redis server" if _redis_answers(port) else "a process") + (f" ({who})" if who else "")
+    return RuntimeError(
+        f"port {port} ({service}) is taken by {what} that `megatrading infra up` did not start from {state}. "
+        f"Stop it, or choose free ports: `megatrading infra up {flag} N` (later `infra status` and `down` find "
+        "the ports in the state folder; point the other verbs at them with MT_KAFKA_BOOTSTRAP / MT_REDIS_URL)"
+    )
+
+
 class Unreachable(ConnectionError):
     """A server a verb needs did not answer: the CLI says so in one line, not a traceback."""
 
@@ -60,7 +108,11 @@ def _wait_for(what: str, address: str, where_set: str, probe: Callable[[], bool]
     said = False
     while not probe():
         if time.monotonic() >= deadline:
-            raise Unreachable(f"cannot reach {what} at {address} ({where_set})")
+            raise Unreachable(
+                f"cannot reach {what} at {address} (set by {where_set}, else the default). Start the embedded "
+                f"Kafka and Redis with `megatrading infra up` (127.0.0.1:9092 and :6379), or point {where_set} at "
+                f"a running {what}"
+            )
         if not said:
             log.info("waiting up to %.0f s for %s at %s", wait, what, address)
             said = True
@@ -74,17 +126,24 @@ def _host_port(server: str, default_port: int) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def reach_kafka(bootstrap: str, wait: float = 5.0) -> None:
+CONNECT_WAIT_S = 5.0
+"""How long a verb waits for a server it needs before it says, in one line, that nobody answers."""
+
+
+def reach_kafka(bootstrap: str, wait: float | None = None) -> None:
     """Return once one of the bootstrap servers takes a connection, or raise Unreachable after `wait` s
-    (kafka-python would retry for 30 s and end in a traceback)."""
+    (default CONNECT_WAIT_S; kafka-python would retry for 30 s and end in a traceback)."""
+    wait = CONNECT_WAIT_S if wait is None else wait
     servers = [_host_port(s, 9092) for s in bootstrap.split(",") if s.strip()]
     _wait_for("Kafka", bootstrap, "MT_KAFKA_BOOTSTRAP / --bootstrap",
               lambda: any(port_open(port, host) for host, port in servers), wait)  # fmt: skip
 
 
-def reach_redis(url: str, wait: float = 5.0) -> None:
-    """Return once Redis at `url` answers PING, or raise Unreachable after `wait` s."""
+def reach_redis(url: str, wait: float | None = None) -> None:
+    """Return once Redis at `url` answers PING, or raise Unreachable after `wait` s (default CONNECT_WAIT_S)."""
     import redis
+
+    wait = CONNECT_WAIT_S if wait is None else wait
 
     client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2)
 
@@ -222,7 +281,7 @@ class Service:
             if self.pid() is None:
                 tail = self.log_file.read_text(errors="replace")[-3000:] if self.log_file.exists() else ""
                 raise RuntimeError(f"{self.name} exited during start-up; log {self.log_file}:\n{tail}")
-            if self.healthy():
+            if self.healthy() and self.pid() is not None:  # ours answers, not another process on the port
                 return
             time.sleep(0.25)
         raise TimeoutError(f"{self.name} not healthy after {timeout:.0f} s; log: {self.log_file}")
@@ -398,29 +457,72 @@ class RedisServer(Service):
             return False
 
 
+PORTS_FILE = "ports.json"
+DEFAULT_PORTS = {"kafka_port": 9092, "controller_port": 9093, "redis_port": 6379}
+
+
 @dataclass
 class Infra:
-    """The pair, in one state folder."""
+    """The pair, in one state folder. A port not given is the one `up` recorded in the folder (`ports.json`),
+    else the default: `status` and `down` find servers started on other ports without being told again."""
 
     state: Path = field(default_factory=lambda: mt_home() / "infra")
-    kafka_port: int = 9092
-    controller_port: int = 9093
-    redis_port: int = 6379
+    kafka_port: int | None = None
+    controller_port: int | None = None
+    redis_port: int | None = None
 
     def __post_init__(self) -> None:
-        self.kafka = KafkaServer("kafka", self.state, port=self.kafka_port, controller_port=self.controller_port)
-        self.redis = RedisServer("redis", self.state, port=self.redis_port)
+        self.state = Path(self.state).absolute()  # the servers run in it: a relative path would be read from there
+        recorded = self.recorded_ports()
+        for name, default in DEFAULT_PORTS.items():
+            if getattr(self, name) is None:
+                setattr(self, name, recorded.get(name, default))
+        self.kafka = KafkaServer("kafka", self.state, port=self.kafka_port, controller_port=self.controller_port)  # type: ignore[arg-type]
+        self.redis = RedisServer("redis", self.state, port=self.redis_port)  # type: ignore[arg-type]
 
     @classmethod
     def on_free_ports(cls, state: Path) -> Infra:
         return cls(state, free_port(), free_port(), free_port())
 
+    def recorded_ports(self) -> dict[str, int]:
+        import json
+
+        try:
+            ports = json.loads((self.state / PORTS_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+        return (
+            {k: v for k, v in ports.items() if k in DEFAULT_PORTS and isinstance(v, int)}
+            if isinstance(ports, dict)
+            else {}
+        )
+
+    def _record_ports(self) -> None:
+        import json
+
+        self.state.mkdir(parents=True, exist_ok=True)
+        ports = {name: getattr(self, name) for name in DEFAULT_PORTS}
+        (self.state / PORTS_FILE).write_text(json.dumps(ports) + "\n")
+
+    def check_ports(self) -> None:
+        """RuntimeError if a port a server of ours would take is answered by something we did not start."""
+        checks = [(self.redis, self.redis_port, "redis", "--redis-port"),
+                  (self.kafka, self.kafka_port, "kafka", "--kafka-port"),
+                  (self.kafka, self.controller_port, "kafka controller", "--controller-port")]  # fmt: skip
+        for service, port, name, flag in checks:
+            if service.pid() is None and port_open(port):  # type: ignore[arg-type]
+                raise port_taken_error(port, name, flag, self.state)  # type: ignore[arg-type]
+
     def up(self) -> None:
+        self.check_ports()
+        self._record_ports()
+        redis_was_up = self.redis.pid() is not None
         self.redis.start()
         try:
             self.kafka.start()
         except BaseException:
-            self.redis.stop()
+            if not redis_was_up:  # a Redis that ran before this call keeps running
+                self.redis.stop()
             raise
 
     def down(self) -> list[str]:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -207,6 +207,11 @@ class Partition:
         self.stats.replayed += r.replayed
         log.info(r.describe(self.topic, self.partition))
 
+    def _where(self, **fields: object) -> dict[str, object]:
+        """`extra=` of a log record: which partition (venue, topic, partition) and what happened, as fields a
+        log collector indexes (streams/logformat.py writes them under --log-format json)."""
+        return {"venue": self.venue, "topic": self.topic, "partition": self.partition, **fields}
+
     async def _in_thread(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.s.state_io, fn)
 
@@ -243,7 +248,9 @@ class Partition:
                     self.pipeline = None
                     w = self.s.waits.failed(f"a fix for {self.name}", err)
                     log.exception("%s: the batch failed (attempt %d); the state is dropped and the batch redone "
-                                  "from the committed offset", self.name, w.attempts)  # fmt: skip
+                                  "from the committed offset", self.name, w.attempts,
+                                  extra=self._where(offset=records[0].offset if records else None,
+                                                    action="batch_redone", attempt=w.attempts))  # fmt: skip
                     await asyncio.sleep(Backoff(first=1.0, cap=30.0).delay(w.attempts))
             self.s.waits.done(f"a fix for {self.name}")
 
@@ -284,7 +291,12 @@ class Partition:
         outs = [Out(self.s.settings.dlq_topic, r.key, r.value, dlq_headers(self.topic, r)) for r in rejects]
         if rejects:
             log.warning("%s: %d messages dead-lettered (%s)", self.name, len(rejects),
-                        ", ".join(sorted({r.reason for r in rejects})))  # fmt: skip
+                        ", ".join(sorted({r.reason for r in rejects})),
+                        extra=self._where(offset=rejects[0].offset, last_offset=rejects[-1].offset,
+                                          action="dead_lettered", count=len(rejects),
+                                          reasons=dict(Counter(r.reason for r in rejects)),
+                                          symbols=sorted({r.key.decode(errors="replace") for r in rejects
+                                                          if r.key})[:20]))  # fmt: skip
         forecasts = await self._forecasts(windows)
         outs += [Out(self.s.settings.forecasts_topic, str(f["symbol"]).encode(), msgpack.packb(f)) for f in forecasts]
         self.since_snapshot += end - start

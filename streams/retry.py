@@ -37,6 +37,19 @@ def step_kind(what: str) -> str:
     return re.split(r" (?:of|for) | md\.| \[", what, maxsplit=1)[0]
 
 
+_PARTITION = re.compile(r"md\.raw\.(\w+)\[(\d+)\]")
+
+
+def where(what: str, **fields: object) -> dict[str, object]:
+    """`extra=` of a waiting line: the step's kind, and the venue and partition where the step names one
+    ("restore of md.raw.itch[3]"), as fields a log collector indexes (--log-format json)."""
+    out: dict[str, object] = {"step": step_kind(what), "what": what}
+    m = _PARTITION.search(what)
+    if m:
+        out.update(venue=m.group(1), topic=f"md.raw.{m.group(1)}", partition=int(m.group(2)))
+    return out | fields
+
+
 class Waits:
     """The outages the worker is waiting out right now, by name."""
 
@@ -94,10 +107,14 @@ async def until_done(
             w = waits.failed(what, err)
             if w.attempts == 1 or w.attempts % 10 == 0:
                 log.warning("waiting for %s: %s (attempt %d, %.1f s so far); records wait meanwhile",
-                            what, w.error, w.attempts, time.monotonic() - w.since)  # fmt: skip
+                            what, w.error, w.attempts, time.monotonic() - w.since,
+                            extra=where(what, action="waiting", attempt=w.attempts, error=w.error,
+                                        waited_s=round(time.monotonic() - w.since, 1)))  # fmt: skip
             await asyncio.sleep(backoff.delay(w.attempts))
             continue
         w = waits.done(what)
         if w is not None:
-            log.info("%s is back after %.1f s (%d failed attempts)", what, time.monotonic() - w.since, w.attempts)
+            log.info("%s is back after %.1f s (%d failed attempts)", what, time.monotonic() - w.since, w.attempts,
+                     extra=where(what, action="resumed", attempt=w.attempts,
+                                 waited_s=round(time.monotonic() - w.since, 1)))  # fmt: skip
         return result

@@ -223,9 +223,13 @@ def test_verbs_read_the_servers_from_the_environment(infra, monkeypatch, capsys)
 @pytest.mark.parametrize(
     ("argv", "variable", "line"),
     [
-        (["replay", "x.gz", "--venue", "kraken"], "MT_KAFKA_BOOTSTRAP", "cannot reach Kafka at {} (MT_KAFKA_BOOTSTRAP"),
-        (["simulate", "--kafka"], "MT_KAFKA_BOOTSTRAP", "cannot reach Kafka at {} (MT_KAFKA_BOOTSTRAP"),
-        (["forecasts", "latest"], "MT_REDIS_URL", "cannot reach Redis at {} (MT_REDIS_URL"),
+        (
+            ["replay", "x.gz", "--venue", "kraken"],
+            "MT_KAFKA_BOOTSTRAP",
+            "cannot reach Kafka at {} (set by MT_KAFKA_BOOTSTRAP",
+        ),
+        (["simulate", "--kafka"], "MT_KAFKA_BOOTSTRAP", "cannot reach Kafka at {} (set by MT_KAFKA_BOOTSTRAP"),
+        (["forecasts", "latest"], "MT_REDIS_URL", "cannot reach Redis at {} (set by MT_REDIS_URL"),
     ],
     ids=["replay", "simulate", "forecasts"],
 )
@@ -237,5 +241,7 @@ def test_an_unreachable_server_is_one_line_not_a_traceback(monkeypatch, capsys, 
     assert main(argv) == 2
     err = capsys.readouterr().err
     flag = "--bootstrap" if "Kafka" in line else "--redis-url"
-    assert "Traceback" not in err and err.splitlines()[-1] == f"megatrading: {line.format(address)} / {flag})"
+    last = err.splitlines()[-1]
+    assert "Traceback" not in err and last.startswith(f"megatrading: {line.format(address)} / {flag}")
+    assert "megatrading infra up" in last  # and what to do about it
     assert time.monotonic() - t0 < 15  # a short wait, not kafka-python's 30 s

@@ -4,6 +4,9 @@ and a reader of that venue's recorded captures. No I/O beyond reading a file."""
 from __future__ import annotations
 
 import gzip
+import os
+import re
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from itertools import chain
@@ -11,7 +14,7 @@ from pathlib import Path
 from typing import ClassVar, NamedTuple
 
 from ..book import Book, BookType, L2Book, L3Book
-from ..errors import CrossedBook, UnknownSymbol
+from ..errors import CaptureError, CrossedBook, UnknownSymbol
 from ..events import Event
 from ..features import infer_tick
 from ..sync import BookSync
@@ -37,13 +40,107 @@ class RawRecord(NamedTuple):
 
 
 def open_maybe_gzip(path: str | Path) -> Iterator[bytes]:
-    """The lines of a text capture, gzipped or not, without their line ends."""
-    with open(path, "rb") as f:
-        gz = f.read(2) == b"\x1f\x8b"
-    opener = gzip.open if gz else open
-    with opener(path, "rb") as f:  # type: ignore[operator]
-        for line in f:
-            yield line.rstrip(b"\r\n")
+    """The lines of a text capture, gzipped or not, without their line ends. A gzip stream cut short or
+    corrupt raises CaptureError naming the file, the line and the byte reached."""
+    for _, line in numbered_lines(path):
+        yield line
+
+
+# what a gzip reader raises on a file cut short (EOFError) or damaged (a bad header, CRC or deflate data)
+GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
+
+
+def numbered_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
+    """(1-based line number, line without its end) of a text capture, gzipped or not."""
+    with open(path, "rb") as raw:
+        gz = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        f = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
+        n = offset = 0
+        try:
+            for line in f:
+                n += 1
+                offset += len(line)
+                yield n, line.rstrip(b"\r\n")
+        except GZIP_ERRORS as err:
+            raise broken_gzip(path, err, raw.tell(), n, offset) from None
+
+
+def broken_gzip(
+    path: str | Path, err: BaseException, at: int | None, lines: int, offset: int, unit: str = "lines"
+) -> CaptureError:
+    """The error for a gzip file that stops or breaks at compressed byte `at`, after `lines` lines
+    (messages, for a binary capture) and `offset` bytes of content."""
+    size = os.path.getsize(path)
+    what = "ends before its gzip stream does: it is truncated" if isinstance(err, EOFError) else f"is corrupt ({err})"
+    where = f"at byte {at:,} of {size:,}" if at is not None else f"({size:,} bytes)"
+    return CaptureError(
+        path,
+        f"the file {what}; reading stopped {where}, after {lines:,} {unit} ({offset:,} bytes uncompressed). "
+        "Copy or download it again (`gzip -t FILE` checks a file), or give the lines before the damage "
+        "(`zcat FILE > FILE.txt` keeps them)",
+        line=lines + 1,
+        offset=offset,
+    )
+
+
+def not_this_format(path: str | Path, line_no: int, line: bytes, venue: str, why: str = "") -> CaptureError:
+    """The error for a line a `venue` capture cannot hold, saying what it looks like where that can be told."""
+    guess = looks_like(line)
+    hint = f"; it looks like {guess}" if guess and not guess.startswith(_VENUE_NAMES.get(venue, venue)) else ""
+    if line_no > 1 and not hint:  # the lines before were this format: the file more likely is damaged
+        hint = "; the lines before it were read: the file may be damaged (`gzip -t FILE` checks a gzip file)"
+    return CaptureError(
+        path,
+        f"line {line_no} is not a line of {_VENUE_NAMES.get(venue, venue)} capture{f' ({why})' if why else ''}: "
+        f"{line[:80]!r}{hint}. "
+        "Check --format/--venue (itch, lobster, binance, coinbase, kraken)",
+        line=line_no,
+    )
+
+
+def check_first_line(path: str | Path, line_no: int, line: bytes, venue: str) -> None:
+    """Raise CaptureError when a capture's first line is plainly another format's (a Kraken file given
+    as Binance): otherwise every message would be rejected one by one, or published to the wrong topic."""
+    guess = looks_like(line)
+    if guess is not None and not guess.startswith(_VENUE_NAMES[venue]):
+        raise not_this_format(path, line_no, line, venue)
+
+
+_VENUE_NAMES = {"binance": "a Binance", "coinbase": "a Coinbase", "kraken": "a Kraken", "lobster": "a LOBSTER",
+                "itch": "an ITCH"}  # fmt: skip
+_LOBSTER_ROW = re.compile(rb"^\d+(\.\d+)?,[1-7],-?\d+,-?\d+,-?\d+,-?1$")
+_CRYPTOFEED = re.compile(rb"^\d+(\.\d+)?: ")
+
+
+def looks_like(line: bytes) -> str | None:
+    """What a capture line appears to be ("a Binance capture (hftbacktest)", "a LOBSTER message row"),
+    from a few signatures; None when it cannot tell."""
+    head = line.lstrip()
+    if _LOBSTER_ROW.match(head):
+        return "a LOBSTER message row (--format lobster)"
+    for scheme, venue in ((b"wss://ws.kraken", "kraken"), (b"wss://ws-feed", "coinbase"),
+                          (b"wss://stream.binance", "binance"), (b"https://api.binance", "binance")):  # fmt: skip
+        if head.startswith(scheme):
+            return f"{_VENUE_NAMES[venue]} capture (cryptofeed; --format {venue})"
+    stamp, sp, body = head.partition(b" ")
+    if sp and stamp.isdigit() and len(stamp) >= 16 and body.startswith((b"{", b"[")):
+        return "a Binance capture (hftbacktest; --format binance)"
+    m = _CRYPTOFEED.match(head)
+    body = head[m.end() :] if m else head
+    if body.startswith((b"{", b"[")):
+        if b'"product_id"' in body:
+            venue = "coinbase"
+        elif b'"lastUpdateId"' in body or b'"e":"depthUpdate"' in body or b"@depth" in body:
+            venue = "binance"
+        elif body.startswith(b"[") or b'"channel":"book"' in body or b'"channelName"' in body:
+            venue = "kraken"
+        else:
+            return None
+        return f"{_VENUE_NAMES[venue]} capture ({'cryptofeed' if m else 'JSON'}; --format {venue})"
+    if sum(b < 9 or 13 < b < 32 or b > 126 for b in line[:200]) > 8:
+        return "an ITCH file or other binary data (--format itch)"
+    return None
 
 
 class Feed(ABC):

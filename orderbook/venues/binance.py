@@ -60,7 +60,7 @@ from ..errors import DecodeError, FeedError, SequenceGap, UnknownMessageType, ch
 from ..events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, Side
 from ..numbers import parse_fixed
 from ..sync import BookSync
-from .base import Feed, Record, open_maybe_gzip
+from .base import Feed, Record, check_first_line, not_this_format, numbered_lines
 
 VENUE = "binance"
 DECIMALS = 8  # price unit 1e-8 quote, lot 1e-8 base
@@ -557,8 +557,15 @@ def _is_bare_snapshot(body: bytes) -> bool:
 
 def _capture_lines(path: Path) -> Iterator[Record]:
     """Records from one file, bare REST snapshots left bare (hftbacktest) or wrapped by URL (cryptofeed)."""
-    for line in open_maybe_gzip(path):
-        rec = _parse_line(line)
+    checked = False
+    for n, line in numbered_lines(path):
+        if not checked and line.strip():
+            check_first_line(path, n, line, VENUE)
+            checked = True
+        try:
+            rec = _parse_line(line)
+        except DecodeError as err:  # the file, not one message: reading stops with where and what it looked like
+            raise not_this_format(path, n, line, VENUE) from err
         if rec is not None:
             yield rec
 

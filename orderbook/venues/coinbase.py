@@ -86,7 +86,7 @@ from ..errors import (
 from ..events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, Side
 from ..numbers import parse_fixed
 from ..sync import BookSync
-from .base import Feed, Record, open_maybe_gzip
+from .base import Feed, Record, check_first_line, open_maybe_gzip
 
 VENUE = "coinbase"
 DECIMALS = 8  # price units of 1e-8 quote currency, lots of 1e-8 base currency
@@ -608,7 +608,11 @@ class CoinbaseFeed(Feed):
         """cryptofeed's capture (`<epoch s>: <json>` lines; header `<->` and sent `<-` lines skipped),
         or a REST snapshot file (one JSON body, gzip or not), yielded as `snapshot_messages` parts."""
         lines = open_maybe_gzip(path)
-        for line in lines:
+        checked = False
+        for n, line in enumerate(lines, 1):
+            if not checked and line.strip():
+                check_first_line(path, n, line, VENUE)
+                checked = True
             if line.startswith(b"{"):  # a REST body, maybe pretty-printed over several lines
                 body = json.loads(b"\n".join([line, *lines]))
                 recv_ts = parse_time(body["captured_at"]) if body.get("captured_at") else 0

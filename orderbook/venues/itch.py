@@ -42,7 +42,7 @@ from ..events import (
     Side,
     Status,
 )
-from .base import Feed, Record
+from .base import GZIP_ERRORS, Feed, Record, broken_gzip, check_first_line
 
 VENUE = "itch"
 CENT = 100  # Price(4) units (1/10000 $) per cent
@@ -640,12 +640,22 @@ class ItchFeed(Feed):
         A zero length prefix is skipped. A frame cut short by the end of the file is yielded
         as it is, so the feed rejects it as malformed instead of the reader losing it silently.
         """
+        count = offset = 0
         with _open_binary(path) as f:
-            while prefix := f.read(2):
-                n = int.from_bytes(prefix, "big")
-                if len(prefix) < 2:
-                    yield Record(0, prefix)
-                    return
-                if n == 0:
-                    continue
-                yield Record(0, f.read(n))
+            try:
+                # a text capture given as ITCH: say which, not 700 "unknown message type"s
+                check_first_line(path, 1, f.peek(256)[:256].partition(b"\n")[0], VENUE)
+                while prefix := f.read(2):
+                    n = int.from_bytes(prefix, "big")
+                    if len(prefix) < 2:
+                        yield Record(0, prefix)
+                        return
+                    offset += 2
+                    if n == 0:
+                        continue
+                    raw = f.read(n)
+                    count += 1
+                    offset += len(raw)
+                    yield Record(0, raw)
+            except GZIP_ERRORS as err:
+                raise broken_gzip(path, err, None, count, offset, unit="messages") from None

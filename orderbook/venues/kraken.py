@@ -73,7 +73,7 @@ from ..book import BookType, L2Book
 from ..errors import ChecksumMismatch, DecodeError, FeedError, OutOfSync, UnknownMessageType, check_size
 from ..events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, Side
 from ..numbers import decimals_of, parse_fixed
-from .base import Feed, Record, open_maybe_gzip
+from .base import Feed, Record, check_first_line, numbered_lines
 
 VENUE = "kraken"
 CHECKSUM_LEVELS = 10  # "the top 10 price levels regardless of subscription depth"
@@ -245,7 +245,11 @@ class KrakenFeed(Feed):
     def read_capture(path: str | Path) -> Iterator[Record]:
         """cryptofeed's recording: `wss://... <-> <epoch>` headers and `wss://... <- ...` sent
         lines are skipped; each received line `<epoch s>: <json>` is one Record."""
-        for line in open_maybe_gzip(path):
+        checked = False
+        for n, line in numbered_lines(path):
+            if not checked and line.strip():
+                check_first_line(path, n, line, VENUE)
+                checked = True
             if not line.strip() or line.startswith((b"wss://", b"ws://", b"https://", b"http://")):
                 continue
             stamp, sep, body = line.partition(b": ")

@@ -36,7 +36,7 @@ from ..book import Book, BookType, L3Book
 from ..errors import DecodeError, OversizedMessage, UnknownMessageType, UnknownOrder, check_size
 from ..events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, FLAG_CROSS, FLAG_HIDDEN, Event, Kind, Side, Status
 from ..numbers import format_fixed, parse_fixed
-from .base import Feed, Record, open_maybe_gzip
+from .base import Feed, Record, check_first_line, numbered_lines
 
 VENUE = "lobster"
 DEFAULT_SYMBOL = "LOBSTER"
@@ -183,8 +183,12 @@ class LobsterFeed(Feed):
     @staticmethod
     def read_capture(path: str | Path) -> Iterator[Record]:
         """The rows of a LOBSTER message file (gzipped or not); blank lines are skipped."""
-        for line in open_maybe_gzip(path):
+        checked = False
+        for n, line in numbered_lines(path):
             if line.strip():
+                if not checked:
+                    check_first_line(path, n, line, "lobster")
+                    checked = True
                 yield Record(0, line)
 
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from orderbook.errors import CaptureError, FeedError
+from orderbook.errors import FeedError
 from orderbook.rebuild import RebuildStats, rebuild
 from orderbook.venues import FEEDS, feed_class
 from streams import logformat
@@ -284,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("megatrading: interrupted", file=sys.stderr)
         return 130
-    except (OSError, ValueError, RuntimeError, TimeoutError, FeedError, CaptureError) as err:
+    except (OSError, ValueError, RuntimeError, TimeoutError, FeedError) as err:  # a CaptureError is both
         # routine failures (a server down, a bad file, a wrong format) in one line that says what to do;
         # -v keeps the traceback for a bug report
         if args.verbose:
