@@ -11,7 +11,15 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from model.serving.orderflow import OrderFlowForecaster  # noqa: E402
-from model.serving.scenarios import Cut, check_book, generate_scenarios, load_state, parse_state, window_config  # noqa: E402
+from model.serving.scenarios import (  # noqa: E402
+    Cut,
+    check_book,
+    clock,
+    generate_scenarios,
+    load_state,
+    parse_state,
+    window_config,
+)
 from model.sim.engine import OPEN_NS, SimConfig  # noqa: E402
 from model.sim.run import simulate  # noqa: E402
 from model.sim.writers import write  # noqa: E402
@@ -147,3 +155,8 @@ def test_the_cli_writes_charts_csv_and_stylized_facts(setup, tmp_path):
     assert "| spread, mean (ticks) |" in md and "real continuation" in md
     spread_row = next(line for line in md.splitlines() if line.startswith("| spread, mean (ticks)"))
     assert spread_row.count("n/a") < 3  # both the generated and the real spread are measured
+
+
+def test_chart_titles_give_a_clock_not_nanoseconds():
+    assert clock(OPEN_NS + 123_000_000) == "09:30:00.123 (venue clock)"  # ITCH: since the venue's midnight
+    assert clock(1_723_075_200_123_000_000) == "2024-08-08 00:00:00.123 UTC"  # Binance: epoch

@@ -253,23 +253,36 @@ def plot_roc(path: Path, scores: dict[str, np.ndarray], groups: dict[str, tuple[
 
 
 def plot_calibration(path: Path, ev: Evaluation) -> None:
-    """Reliability of the quantiles: empirical coverage against the nominal level, per target."""
+    """Reliability of the quantiles: empirical coverage against the nominal level, per target. The
+    first model (the one evaluated) is drawn bold with markers, its variants (ablations, anchor,
+    unrecalibrated) thin and dashed, the baselines thin and grey, one legend for the figure: nine
+    equal series a panel could not be told apart."""
     plt = _pyplot()
     targets = list(ev.n_liquidity)
     cols, rows = 4, max(1, math.ceil(len(targets) / 4))
-    fig, axes = plt.subplots(rows, cols, figsize=(14, 3.25 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(14, 3.25 * rows + 0.6), squeeze=False)
+    greys = dict(zip(LIQUIDITY_BASELINES, ("0.15", "0.35", "0.55", "0.7"), strict=True))
     for ax, t in zip(axes.flat, targets, strict=False):
         ax.plot([0, 1], [0, 1], color="gray", linewidth=0.5, linestyle=":")
-        for method, cov in ev.coverage.get(t, {}).items():
-            ax.plot(TAUS, cov, marker="o", linewidth=1, label=method)
+        methods = list(ev.coverage.get(t, {}).items())
+        models = [m for m, _ in methods if m not in greys]
+        for method, cov in methods:
+            if method in greys:
+                style = {"color": greys[method], "linewidth": 0.8, "linestyle": "-"}
+            elif models and method == models[0]:
+                style = {"color": "C0", "linewidth": 2.0, "marker": "o"}
+            else:
+                style = {"color": f"C{models.index(method)}", "linewidth": 1.0, "linestyle": "--"}
+            ax.plot(TAUS, cov, label=method, **style)
         ax.set_title(f"{t} (n={ev.n_liquidity.get(t, 0)})")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_xlabel("nominal quantile")
         ax.set_ylabel("P(y <= q)")
-        ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(targets) :]:
         ax.axis("off")
-    fig.tight_layout()
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 9), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=90)
     plt.close(fig)

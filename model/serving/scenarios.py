@@ -46,6 +46,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -565,6 +566,19 @@ def real_curve(state: StartState, name: str) -> tuple[np.ndarray, np.ndarray]:
 _LABELS = {"mid": "mid move (ticks)", "spread": "spread (ticks)", "depth": "top-5 depth, bid + ask (lots)"}
 
 
+DAY_NS = 86_400 * 10**9
+
+
+def clock(ts: int) -> str:
+    """A venue time for a person: a UTC date and clock, or for a venue that stamps nanoseconds since its
+    own midnight (ITCH, LOBSTER), that clock."""
+    if 0 <= ts < 2 * DAY_NS:
+        s, ns = divmod(int(ts), 10**9)
+        return f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}.{ns // 10**6:03d} (venue clock)"
+    when = datetime.fromtimestamp(ts / 1e9, tz=UTC)
+    return when.strftime("%Y-%m-%d %H:%M:%S.") + f"{when.microsecond // 1000:03d} UTC"
+
+
 def fan_chart(state: StartState, result: ScenarioResult, name: str, path: Path) -> Path:
     """One PNG: the median and the 10-90% band across paths by step, the real continuation overlaid."""
     import matplotlib
@@ -584,7 +598,11 @@ def fan_chart(state: StartState, result: ScenarioResult, name: str, path: Path) 
         ax.step(xs, ys, where="post", color="black", linewidth=1.0, label="real continuation")
     ax.set_xlabel("events after the start")
     ax.set_ylabel(_LABELS[name])
-    ax.set_title(f"{state.venue}:{state.symbol} from {state.ts} ns")
+    finite = values[np.isfinite(values)]
+    if name == "depth" and finite.size and finite.min() > 0:
+        # a few paths that pile up depth flatten the band of all the others on a linear axis
+        ax.set_yscale("log")
+    ax.set_title(f"{state.venue}:{state.symbol} from {clock(state.ts)}")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
