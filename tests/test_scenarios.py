@@ -14,7 +14,6 @@ from model.serving.orderflow import OrderFlowForecaster  # noqa: E402
 from model.serving.scenarios import (  # noqa: E402
     Cut,
     check_book,
-    clock,
     generate_scenarios,
     load_state,
     parse_state,
@@ -26,6 +25,7 @@ from model.sim.writers import write  # noqa: E402
 from model.training.dataset import DatasetConfig, build, save, sim_source  # noqa: E402
 from model.training.train import train  # noqa: E402
 from orderbook.book import L3Book  # noqa: E402
+from orderbook.clock import clock, clock_unit  # noqa: E402
 from orderbook.events import Side  # noqa: E402
 from orderbook.venues.itch import ItchFeed  # noqa: E402
 
@@ -158,5 +158,7 @@ def test_the_cli_writes_charts_csv_and_stylized_facts(setup, tmp_path):
 
 
 def test_chart_titles_give_a_clock_not_nanoseconds():
-    assert clock(OPEN_NS + 123_000_000) == "09:30:00.123 (venue clock)"  # ITCH: since the venue's midnight
-    assert clock(1_723_075_200_123_000_000) == "2024-08-08 00:00:00.123 UTC"  # Binance: epoch
+    assert clock(OPEN_NS + 123_000_000) == "09:30:00.123"  # ITCH: since the venue's midnight
+    assert clock_unit(OPEN_NS) == "venue clock"
+    assert clock(1_723_075_200_123_000_000) == "2024-08-08 00:00:00.123"  # Binance: since the epoch
+    assert clock_unit(1_723_075_200_123_000_000) == "UTC"

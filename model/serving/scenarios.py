@@ -46,7 +46,6 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +56,7 @@ from model.network.orderflow import FIELDS, to_batch
 from model.network.tokens import PAD, TokenEvent, level_price
 from model.sim.stylized import FACTS, series_from_events, stylized_facts
 from orderbook.book import Book, BookType, L2Book, L3Book
+from orderbook.clock import clock, clock_unit
 from orderbook.errors import BookError, FeedError
 from orderbook.events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, OrderId, Side
 from orderbook.features import TRADE_KINDS, FeatureState, depth_levels
@@ -566,19 +566,6 @@ def real_curve(state: StartState, name: str) -> tuple[np.ndarray, np.ndarray]:
 _LABELS = {"mid": "mid move (ticks)", "spread": "spread (ticks)", "depth": "top-5 depth, bid + ask (lots)"}
 
 
-DAY_NS = 86_400 * 10**9
-
-
-def clock(ts: int) -> str:
-    """A venue time for a person: a UTC date and clock, or for a venue that stamps nanoseconds since its
-    own midnight (ITCH, LOBSTER), that clock."""
-    if 0 <= ts < 2 * DAY_NS:
-        s, ns = divmod(int(ts), 10**9)
-        return f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}.{ns // 10**6:03d} (venue clock)"
-    when = datetime.fromtimestamp(ts / 1e9, tz=UTC)
-    return when.strftime("%Y-%m-%d %H:%M:%S.") + f"{when.microsecond // 1000:03d} UTC"
-
-
 def fan_chart(state: StartState, result: ScenarioResult, name: str, path: Path) -> Path:
     """One PNG: the median and the 10-90% band across paths by step, the real continuation overlaid."""
     import matplotlib
@@ -602,7 +589,7 @@ def fan_chart(state: StartState, result: ScenarioResult, name: str, path: Path) 
     if name == "depth" and finite.size and finite.min() > 0:
         # a few paths that pile up depth flatten the band of all the others on a linear axis
         ax.set_yscale("log")
-    ax.set_title(f"{state.venue}:{state.symbol} from {clock(state.ts)}")
+    ax.set_title(f"{state.venue}:{state.symbol} from {clock(state.ts)} ({clock_unit(state.ts)})")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -21,6 +21,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from model.sim.itch_day import itch_day_stream
+from orderbook.clock import clock
 from orderbook.errors import FeedError
 from orderbook.venues.itch import ItchFeed, frame
 from orderbook.venues.lobster import LobsterFeed, LobsterWriter, orderbook_row
@@ -151,10 +152,10 @@ def run_streaming(
             table(_latest_rows(client, "itch", None), sys.stdout)
             if done >= total:
                 break
-        alerts = client.alerts(1000)
-        print(f"\n{len(alerts)} alerts in mt:alerts (anomaly score >= 0.99); the last ones:")
+        alerts = client.alerts(max(client.alert_count(), 1))
+        print("\n" + alert_summary(alerts, result.labels))
         for a in alerts[-5:]:
-            print(f"  {a['symbol']} seq={a['seq']} score={a['anomaly_score']:.4f} {a['reason']}")
+            print(f"  {clock(int(a['event_ts']))} {a['symbol']} score {a['anomaly_score']:.4f}: {a['reason']}")
         if linger > 0:
             where = f" (dashboard: http://127.0.0.1:{dashboard_port}/)" if dashboard is not None else ""
             print(f"\nthe servers and the worker stay up {linger:g} s more{where}; Ctrl-C ends the demo", flush=True)
@@ -192,3 +193,16 @@ def _start_dashboard(env: dict[str, str], port: int, log_path: Path) -> subproce
     if proc.poll() is None:
         proc.terminate()
     return None
+
+
+def alert_summary(alerts: list[dict], labels: list) -> str:
+    """How many alerts, and how many of their windows end inside a labeled anomaly of their symbol (the
+    simulator's labels, `model.sim.anomalies.Label`): the figure that says whether they are noise. A
+    window that began inside one and ends after it (an aftermath) counts as outside."""
+    inside = sum(
+        any(lab.symbol == a["symbol"] and lab.start_ns <= int(a["event_ts"]) <= lab.end_ns for lab in labels)
+        for a in alerts
+    )
+    return (f"{len(alerts)} alerts in mt:alerts (anomaly score >= the alert threshold): {inside} of their "
+            f"windows end inside the {len(labels)} labeled anomalies, {len(alerts) - inside} outside; the last "
+            "ones:")  # fmt: skip

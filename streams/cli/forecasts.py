@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
+from orderbook.clock import DAY_NS, clock, clock_unit
+
 # The dashboard's conversion is imported, not moved: streams/dashboard/__init__.py imports nothing
 # (no aiohttp), and units.py needs only orderbook.venues, so the CLI pays nothing for it.
 from streams.dashboard.units import Units, units_for
@@ -31,7 +33,6 @@ from streams.dashboard.units import Units, units_for
 if TYPE_CHECKING:  # redis and numpy load when a table is read, not when the parser is built
     from streams.client import ForecastClient
 
-DAY_NS = 86_400 * 10**9  # an event time below it counts from the venue's midnight (ITCH, LOBSTER)
 
 RAW_COLUMNS = (
     ("venue", "venue", 8), ("symbol", "symbol", 10), ("seq", "seq", 12), ("best_bid", "bid", 14),
@@ -41,22 +42,6 @@ RAW_COLUMNS = (
 
 
 # --------------------------------------------------------------------------- human units
-
-
-def clock(ns: int) -> str:
-    """An event time as a person reads it: `2024-08-08 12:00:00.123` (UTC), `09:30:00.123` on a day
-    clock (ns since the venue's midnight), `-` for none."""
-    if ns <= 0:
-        return "-"
-    ms = f".{ns % 10**9 // 10**6:03d}"
-    if ns < DAY_NS:
-        s = ns // 10**9
-        return f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}{ms}"
-    return dt.datetime.fromtimestamp(ns // 10**9, dt.UTC).strftime("%Y-%m-%d %H:%M:%S") + ms
-
-
-def clock_unit(ns: int) -> str:
-    return "venue clock" if 0 < ns < DAY_NS else "UTC"
 
 
 def _price_unit(u: Units) -> str:
