@@ -582,7 +582,8 @@ class LatPlan:
 
     def all(self) -> list[tuple[bool, LatRun]]:
         """(measured, run) in order: the warm-up first."""
-        return [(False, self.warm_up)] * (self.warm_up is not None) + [(True, r) for r in self.runs]  # type: ignore[list-item]
+        warm = [(False, self.warm_up)] if self.warm_up is not None else []
+        return warm + [(True, r) for r in self.runs]
 
 
 def bench_faust(bootstrap: str, redis_url: str, work: Workload, plan: LatPlan,

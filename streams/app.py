@@ -284,18 +284,13 @@ class Worker:
 
     # ---- records
 
-    async def handle(self, venue: str, by_partition: dict[int, list[Record]]) -> None:
-        """A batch of one venue topic's records by partition: each partition's records to committed
-        output, the partitions side by side."""
+    async def handle(self, venue: str, partition: int, records: list[Record]) -> None:
+        """A batch of one partition of a venue topic (an `Inbox` lane's) to committed output."""
         await self.join_news()
         topic = RAW_TOPIC.format(venue=venue)
-        jobs = []
-        for p, records in by_partition.items():
-            part = self.partitions.get((topic, p)) or self._adopt(topic, p)
-            if part is not None:
-                jobs.append(part.handle(records))
-        if jobs:
-            await asyncio.gather(*jobs)
+        part = self.partitions.get((topic, partition)) or self._adopt(topic, partition)
+        if part is not None:
+            await part.handle(records)
 
     def _adopt(self, topic: str, partition: int) -> Partition | None:
         """Records of a partition the assignment signal has not announced yet: take it if the
@@ -472,7 +467,7 @@ class Inbox:
                 self.buffered -= len(batch)
                 self.room.notify_all()
             try:
-                await self.worker.handle(self.venue, {partition: batch})
+                await self.worker.handle(self.venue, partition, batch)
             except Exception:
                 # the partition retries its own failures; what escapes is a bug in between: a batch
                 # not processed is above its partition's position, and read back as a gap with the next

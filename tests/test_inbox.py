@@ -38,8 +38,7 @@ class FakeWorker:
     handled: list[tuple[int, list[int]]] = field(default_factory=list)
     held: dict[int, asyncio.Event] = field(default_factory=dict)
 
-    async def handle(self, venue: str, batch: dict[int, list[Any]]) -> None:
-        ((partition, records),) = batch.items()
+    async def handle(self, venue: str, partition: int, records: list[Any]) -> None:
         if partition in self.held:
             await self.held[partition].wait()
         self.handled.append((partition, [r.offset for r in records]))
