@@ -23,3 +23,16 @@ def clock(ns: int) -> str:
 def clock_unit(ns: int) -> str:
     """What `clock(ns)` shows: the venue's clock or UTC."""
     return "venue clock" if 0 < ns < DAY_NS else "UTC"
+
+
+def span(start_ns: int, end_ns: int) -> str:
+    """`12:00:01.250-12:00:03.500 UTC (2.25 s)`: a window's events as a person reads them; the end
+    drops the date it shares with the start."""
+    if end_ns <= 0:
+        return "-"
+    start, end = clock(start_ns), clock(end_ns)
+    if start[:11] == end[:11] and len(end) > 12:  # same UTC day: show the day once
+        end = end[11:]
+    seconds = max(end_ns - start_ns, 0) / 1e9
+    length = f"{seconds:.3g} s" if seconds >= 0.001 else f"{max(end_ns - start_ns, 0) / 1e3:.3g} us"
+    return f"{start}-{end} {clock_unit(end_ns)} ({length})"

@@ -86,6 +86,7 @@ def test_prob_above_zero_reads_the_quantiles():
 
 
 def test_an_alert_names_its_span_its_most_surprising_event_and_the_driving_features(checkpoint_dir):
+    from orderbook.clock import span
     from orderbook.features import FEATURE_NAMES
 
     f = OrderFlowForecaster(checkpoint_dir, device="cpu")
@@ -97,5 +98,5 @@ def test_an_alert_names_its_span_its_most_surprising_event_and_the_driving_featu
     assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1.0 + 1e-6
     with torch.inference_mode():  # as a scoring loop may call it
         reason = f.explain(w, f.predict([w])[0])
-    assert f"events {w.start_ts}..{w.ts} ns" in reason and "most surprising event" in reason
+    assert f"events {span(int(w.start_ts), int(w.ts))}: " in reason and "most surprising event" in reason
     assert f"driven by {columns[0][0]}" in reason

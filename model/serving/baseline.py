@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from model.serving.forecaster import HORIZONS, QUANTILES, Forecaster, Prediction, Predictions, predictions_of
+from orderbook.clock import span as clock_span
 from orderbook.features import FEATURE_NAMES, TRADE_KINDS
 from orderbook.windows import Window
 
@@ -221,5 +222,5 @@ class BaselineForecaster(Forecaster):
             z = robust_z(col[:-1], float(col[-1]))
             if z > 2.0:
                 parts.append(f"{name.removeprefix('log_')} z={z:.1f}")
-        span = f"events {int(window.start_ts)}..{int(window.ts)} ns"
+        span = f"events {clock_span(int(window.start_ts), int(window.ts))}"
         return f"{', '.join(parts)} over {span}" if parts else ""

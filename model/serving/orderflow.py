@@ -28,6 +28,7 @@ from model.network import checkpoint
 from model.network.orderflow import ANOMALY_CLASSES, TARGETS, calibrated_score, next_event_nll, to_batch
 from model.network.tokens import TextTokenizer, Tokenizer
 from model.serving.forecaster import HORIZONS, QUANTILES, Forecaster, Prediction, Predictions, predictions_of
+from orderbook.clock import span
 from orderbook.events import Kind, Side
 from orderbook.features import FEATURE_NAMES
 from orderbook.windows import Window
@@ -126,7 +127,7 @@ class OrderFlowForecaster(Forecaster):
         surprise, p = float(prediction["surprise_score"]), float(prediction["anomaly_class_p"])
         nll, columns = self.drivers(window)
         parts = [
-            f"events {window.start_ts}..{window.ts} ns: most likely {kind} p={p:.2f}",
+            f"events {span(int(window.start_ts), int(window.ts))}: most likely {kind} p={p:.2f}",
             f"surprise {prediction['anomaly_nll']:.2f} nats/event over the last {self.k} events "
             f"(calibrated {surprise:.3f})",
         ]
