@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 
 from model.evaluation.direction import (
+    AFTER_EARNINGS,
     DEEPLOB,
     MODEL,
     OFI,
     PRIOR,
     QI,
-    SERVED,
+    QUANTILE_READING,
     bootstrap,
     brier,
     direction_labels,
@@ -121,6 +122,22 @@ def test_without_a_training_file_the_baselines_are_cross_fitted_over_seeds():
     assert all(r["n"] == 200 for r in qi if r["source"] != "all") and qi[0]["AUC"] > 0.85
 
 
+def test_windows_after_earnings_headlines_are_scored_apart():
+    rng = np.random.default_rng(2)
+    train = _planted(300, 1, rng)
+    arrays, meta = _planted(200, 2, rng)
+    arrays["news_kind"] = np.zeros(200, np.int64)
+    arrays["news_kind"][:30] = 1  # "misses Q3 earnings"
+    arrays["news_kind"][30:50] = 2  # "beats Q3 earnings"
+    arrays["news_kind"][50:90] = 4  # neutral: not an earnings headline
+    rows = direction_rows(arrays, meta, train=train, n_boot=5, deeplob_steps=0)
+    after = [r for r in rows if r["source"] == AFTER_EARNINGS and r["horizon"] == 10]
+    assert after and all(r["n"] == 50 for r in after)
+    del arrays["news_kind"]
+    rows = direction_rows(arrays, meta, train=train, n_boot=5, deeplob_steps=0)
+    assert AFTER_EARNINGS not in {r["source"] for r in rows}
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """Three one-symbol simulated seeds; a tiny model trained (3 steps) on seed 1; seeds 2 and 3 held out."""
@@ -153,7 +170,7 @@ def test_evaluate_direction_writes_the_table_for_a_tiny_model(tiny, capsys):
     with open(tiny / "out" / "direction.csv") as f:
         rows = list(csv.DictReader(f))
     methods = {r["method"] for r in rows}
-    assert {MODEL, SERVED, PRIOR, QI, OFI, DEEPLOB} <= methods
+    assert {MODEL, QUANTILE_READING, PRIOR, QI, OFI, DEEPLOB} <= methods  # finetune fitted the head
     assert {r["source"] for r in rows} >= {"all"} and {r["horizon"] for r in rows} == {"10", "100"}
     model = next(r for r in rows if r["method"] == MODEL and r["source"] == "all" and r["horizon"] == "10")
     assert int(model["n"]) > 0 and 0.0 <= float(model["Brier"]) <= 2.0

@@ -8,13 +8,16 @@ so "stationary" is "the mid did not move" and the smallest move, one side by one
 
 Methods, each giving (B, 3) class probabilities (down, stationary, up):
 
-- `model`: the checkpoint's three mid quantiles (q10, q50, q90) read as the piecewise-linear CDF F the
-  served p_up / p_down come from (model.serving.orderflow.prob_above_zero), cut half-way between the
-  grid points: down = F(-THRESHOLD/2), up = 1 - F(THRESHOLD/2), stationary = the rest (a continuity
-  correction: the targets are discrete, the CDF is not).
-- `model (served p_up/p_down)`: the served p_up_h / p_down_h as they are, stationary = 1 - both; the
-  served pair sums to 1 (P(X > 0) + P(X < 0) of a continuous CDF), so stationary is 0 there: shown so
-  the table says what the served fields are worth as a three-class forecast.
+- `model`: the checkpoint's direction head (model/network/direction.py: down / stationary / up on the
+  network's window state, fitted on the training windows after fine-tuning), what the served p_up_h /
+  p_down_h are (stationary = 1 - both).
+- `model (mid quantiles)`: the checkpoint's three mid quantiles (q10, q50, q90) read as the
+  piecewise-linear CDF F (model.serving.orderflow.prob_above_zero's), cut half-way between the grid
+  points: down = F(-THRESHOLD/2), up = 1 - F(THRESHOLD/2), stationary = the rest (a continuity
+  correction: the targets are discrete, the CDF is not). What p_up / p_down were before the head.
+- A checkpoint without a fitted head (written before it existed): `model` is the quantile reading above
+  and `model (served p_up/p_down)` its served pair, P(X > 0) and P(X < 0) of a continuous CDF, which sum
+  to 1 (stationary 0): shown so the table says what those fields are worth as a three-class forecast.
 - `prior`: the training windows' class frequencies, for every window (chance).
 - `queue imbalance LR` (Gould & Bonart 2016): multinomial logistic regression on the best-level queue
   imbalance (Q_b - Q_a) / (Q_b + Q_a) of the window's newest book-state row.
@@ -52,14 +55,17 @@ import numpy as np
 
 from model.evaluation.metrics import auroc
 from model.inputs import FeatureNorm
+from model.network.direction import DIRECTIONS, THRESHOLD_TICKS, direction_labels
 from orderbook.features import FEATURE_NAMES
 
-THRESHOLD_TICKS = 0.5
-CLASSES = ("down", "stationary", "up")
+CLASSES = DIRECTIONS
 HORIZONS = (10, 100)
 BOOTSTRAP = 200
 MODEL = "model"
 SERVED = "model (served p_up/p_down)"
+QUANTILE_READING = "model (mid quantiles)"
+AFTER_EARNINGS = "after earnings headlines"
+EARNINGS_NEWS = (1, 2)  # model.training.dataset.NEWS_KINDS' negative and positive: "XYZ misses / beats Q3 earnings"
 PRIOR = "prior"
 QI = "queue imbalance LR"
 OFI = "multi-level OFI LR"
@@ -68,12 +74,6 @@ DEEPLOB_STEPS = 400
 
 
 # --------------------------------------------------------------------------- classes and metrics
-
-
-def direction_labels(move: np.ndarray, threshold: float = THRESHOLD_TICKS) -> np.ndarray:
-    """0 down (move <= -threshold), 1 stationary (|move| < threshold), 2 up (move >= threshold)."""
-    move = np.asarray(move, np.float64)
-    return np.where(move >= threshold, 2, np.where(move <= -threshold, 0, 1)).astype(np.int64)
 
 
 def macro_f1(y: np.ndarray, p: np.ndarray) -> float:
@@ -351,25 +351,41 @@ def direction_rows(
     train: tuple[dict[str, np.ndarray], dict[str, Any]] | None = None,
     n_boot: int = BOOTSTRAP,
     deeplob_steps: int | None = None,
+    model_direction: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per (source, horizon, method): source ("all" and each seed present), n, the class
+    """One row per (source, horizon, method): source ("all", each seed present, and AFTER_EARNINGS: the
+    windows holding an earnings headline, where there are any), n, the class
     shares, and each METRICS value with its 95% bootstrap interval. `model_quantiles`: model name ->
-    {"mid_h10": (B, 3), ...} (ModelOutputs.quantiles). `deeplob_steps`: baseline_probs."""
+    {"mid_h10": (B, 3), ...} (ModelOutputs.quantiles); `model_direction`: model name -> its direction
+    head's {"mid_h10": (B, 3) probabilities, ...} where fitted (ModelOutputs.direction).
+    `deeplob_steps`: baseline_probs."""
     horizons = meta.get("horizons") or HORIZONS
     names = {s.get("seed"): s.get("name") for s in meta.get("sources", [])}
     groups = {"all": np.ones(len(arrays["label"]), bool)}
     seeds = np.unique(arrays["seed"])
     if len(seeds) > 1:
         groups |= {f"{names.get(int(s), 'seed')} ({int(s)})": arrays["seed"] == s for s in seeds}
+    # the windows after an earnings headline (the simulator's positive and negative kinds, which move
+    # the price their way): does the signal read the text, not only the book?
+    earnings = np.isin(arrays["news_kind"], EARNINGS_NEWS) if "news_kind" in arrays else None
+    if earnings is not None and earnings.any():
+        groups[AFTER_EARNINGS] = earnings
     rows = []
     for h in (h for h in HORIZONS if h in horizons):
         ok = _valid(arrays, h, horizons)
         y_all = direction_labels(arrays[f"mid_h{h}"])
         probs: dict[str, np.ndarray] = {}
         for name, qs in (model_quantiles or {}).items():
-            if f"mid_h{h}" in qs:
-                probs[name if name != "model" else MODEL] = model_probs(qs[f"mid_h{h}"])
-                probs[f"{name} (served p_up/p_down)" if name != "model" else SERVED] = served_probs(qs[f"mid_h{h}"])
+            target = f"mid_h{h}"
+            if target not in qs:
+                continue
+            head = (model_direction or {}).get(name, {}).get(target)
+            if head is not None:
+                probs[name if name != "model" else MODEL] = head
+                probs[f"{name} (mid quantiles)" if name != "model" else QUANTILE_READING] = model_probs(qs[target])
+            else:
+                probs[name if name != "model" else MODEL] = model_probs(qs[target])
+                probs[f"{name} (served p_up/p_down)" if name != "model" else SERVED] = served_probs(qs[target])
         probs |= baseline_probs(arrays, meta, h, train, deeplob_steps)
         for group, keep in groups.items():
             sel = ok & keep

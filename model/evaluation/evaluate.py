@@ -284,7 +284,8 @@ def _direction(
         train = (t.arrays, t.meta)
     fitted_on = f"{train_path}" if train else "cross-fitted over the evaluated seeds (two folds of alternate seeds)"
     quantiles = {o.name: o.quantiles for o in outputs}
-    ev.direction = direction_rows(ds.arrays, ds.meta, quantiles, train, deeplob_steps=steps)
+    heads = {o.name: o.direction for o in outputs if o.direction}
+    ev.direction = direction_rows(ds.arrays, ds.meta, quantiles, train, deeplob_steps=steps, model_direction=heads)
     write_direction(out, ev.direction, fitted_on)
 
 

@@ -35,6 +35,8 @@ class ModelOutputs:
     n_events: np.ndarray  # (B,) how many pairs
     train_seeds: list[int] | None = None
     card: dict[str, Any] = field(default_factory=dict)  # model_card: the checkpoint described
+    # mid target -> (B, 3) the direction head's (down, stationary, up) probabilities; {} where not fitted
+    direction: dict[str, np.ndarray] = field(default_factory=dict)
 
     def perplexity(self, keep: np.ndarray | None = None) -> float:
         """exp(mean NLL per event) over the windows `keep` (bool (B,); default all); NaN if none."""
@@ -113,7 +115,13 @@ def model_outputs(
     otherwise the ids mean other things: model.inputs.EncodingMismatch, naming `data_name`."""
     import torch
 
-    from model.network.orderflow import ANCHORED_TARGETS, calibrated_score, next_event_nll, to_batch
+    from model.network.orderflow import (
+        ANCHORED_TARGETS,
+        DIRECTION_HORIZONS,
+        calibrated_score,
+        next_event_nll,
+        to_batch,
+    )
     from model.network.orderflow import TARGETS as NET_TARGETS
     from model.network.orderflow import surprise as surprise_of
     from model.serving.orderflow import OrderFlowForecaster, combined_anomaly_score
@@ -126,6 +134,7 @@ def model_outputs(
     n = len(arrays["label"])
     score, surp, sup, nll_w, n_w = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n, np.int64)
     q, band, head = (np.zeros((n, len(NET_TARGETS), 3)) for _ in range(3))
+    direction = np.zeros((n, len(DIRECTION_HORIZONS), 3))
     with torch.inference_mode():
         for lo in range(0, n, batch):
             sl = slice(lo, min(lo + batch, n))
@@ -147,6 +156,7 @@ def model_outputs(
             q[sl] = out["quantiles"].float().cpu().numpy()  # ordered by the model
             band[sl] = served.model.onto_support(out["anchor"].float()).cpu().numpy()  # as a zero head would serve it
             head[sl] = served.model.onto_support(out["quantiles_head"].float()).cpu().numpy()
+            direction[sl] = out["direction"].float().softmax(-1).cpu().numpy()
             if progress:
                 progress(sl.stop - sl.start)
     quantiles = {t: q[:, j] for j, t in enumerate(NET_TARGETS)}
@@ -156,5 +166,6 @@ def model_outputs(
     fitted = [j for j in range(len(NET_TARGETS)) if (coef[j, ..., 0] != 0).any() or (coef[j, ..., 1] != 1).any()]
     unrecalibrated = {NET_TARGETS[j]: head[:, j] for j in fitted}
     seeds = training_seeds(served.extra)
+    heads = {f"mid_h{h}": direction[:, i] for i, h in enumerate(DIRECTION_HORIZONS)} if served.direction_fitted else {}
     return ModelOutputs(name, str(directory), score, surp, sup, quantiles, anchor, unrecalibrated, nll_w, n_w,
-                        seeds, model_card(served.model, served.config, served.extra, seeds))  # fmt: skip
+                        seeds, model_card(served.model, served.config, served.extra, seeds), heads)  # fmt: skip

@@ -36,7 +36,11 @@ see README for all held-out hours):
   in the target's own units (a + b*q per bin of level and band, the mid's in its spread's bins,
   fitted after training: model/network/recalibration.py) and projected onto each target's support (whole
   ticks >= 1 for the spread: `onto_support`);
-- anomaly classes (normal + 6 kinds).
+- anomaly classes (normal + 6 kinds);
+- mid direction (down / stationary / up) at 10 and 100 messages: a linear head on the same window
+  state beside the newest book-state row and the rows' mean (`direction_input`), fitted after
+  fine-tuning with the rest frozen (model/network/direction.py); until fitted (`direction_fitted`),
+  the served p_up / p_down are read off the mid quantiles.
 
 Attention is torch.nn.functional.scaled_dot_product_attention (fused kernels on GPU).
 """
@@ -51,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.network.direction import DIRECTIONS
 from model.network.recalibration import LEVEL_BINS, N_BINS, WIDE_RATIO
 from orderbook.features import FEATURE_NAMES, TRADE_KINDS
 
@@ -66,6 +71,7 @@ TARGETS: tuple[str, ...] = (
     "mid_h100",
 )
 QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
+DIRECTION_HORIZONS: tuple[int, ...] = (10, 100)  # the mid targets' horizons, in TARGETS' order
 ANOMALY_CLASSES: tuple[str, ...] = (
     "normal",
     "spoofing",
@@ -270,6 +276,12 @@ class OrderFlowModel(nn.Module):
         self.register_buffer("target_floor", torch.tensor([TARGET_FLOOR[n] for n in names]), persistent=False)
         self.register_buffer("whole_ticks", torch.tensor([n in WHOLE_TICK_TARGETS for n in names]), persistent=False)
         self._init_weights()
+        # created after the initialisation, zeroed: it draws nothing from the seeded generator, so the
+        # other weights of a seed are what they were before the head existed; fitted after training
+        self.direction_head = nn.Linear(3 * d + 2 * c.n_features, len(DIRECTION_HORIZONS) * len(DIRECTIONS))
+        nn.init.zeros_(self.direction_head.weight)
+        nn.init.zeros_(self.direction_head.bias)
+        self.register_buffer("direction_fitted", torch.zeros((), dtype=torch.bool))
 
     def _init_weights(self) -> None:
         for m in self.modules():
@@ -404,6 +416,8 @@ class OrderFlowModel(nn.Module):
         rows = _masked_mean(h[:, 1 : 1 + c.n_rows], row_mask)
         news = _masked_mean(h[:, 1 + c.n_rows : c.prefix_len], news_mask)  # 0 without headlines
         last = torch.cat([events[:, -1], rows, news], dim=-1)  # left-padded windows: the newest event is last
+        state = torch.cat([last, _newest_and_mean_rows(batch["features"], row_mask).to(last.dtype)], dim=-1)
+        direction = self.direction_head(state).float().view(-1, len(DIRECTION_HORIZONS), len(DIRECTIONS))
         band, scale, stats = self.anchor(batch)
         q = self.quantile_head(torch.cat([last, stats.to(last.dtype)], dim=-1))
         q = q.float().view(-1, len(TARGETS), len(QUANTILES))
@@ -419,6 +433,8 @@ class OrderFlowModel(nn.Module):
             "quantiles_head": head,
             "quantiles": self.onto_support(self.recalibrate(head, band).sort(-1).values),
             "anomaly": self.anomaly_head(last).float(),
+            "direction_input": state,
+            "direction": direction,
         }
 
     def recalibrate(self, quantiles: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
@@ -452,7 +468,18 @@ class OrderFlowModel(nn.Module):
             "nll_events": nll,
             "quantiles": out["quantiles"].float(),
             "probs": out["anomaly"].float().softmax(-1),
+            "direction": out["direction"].softmax(-1),
         }
+
+
+def _newest_and_mean_rows(features: torch.Tensor, row_mask: torch.Tensor) -> torch.Tensor:
+    """(B, 2F): the newest real row of each window and the mean of its real rows (normalized
+    features as the network reads them; 0 for a window without rows)."""
+    t = features.shape[1]
+    newest = (row_mask * torch.arange(1, t + 1, device=features.device)).argmax(1)
+    row = features.gather(1, newest[:, None, None].expand(-1, 1, features.shape[2]))[:, 0]
+    row = torch.where(row_mask.any(1, keepdim=True), row, 0.0)
+    return torch.cat([row, _masked_mean(features, row_mask)], dim=-1)
 
 
 def weighted_quantile(x: torch.Tensor, w: torch.Tensor, q: float) -> torch.Tensor:

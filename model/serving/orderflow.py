@@ -11,8 +11,10 @@ the score only in its extreme tail (SURPRISE_TAIL), where it catches what no lab
 Taking the whole calibrated surprise instead puts every normal window's uniform surprise into
 the score, and some manipulation (quote stuffing) is *more* predictable than normal flow: the
 held-out AUROC fell (docs/design.md, "Model decisions"). anomaly_nll is the surprise itself (nats per
-event, mean of the last k events). Mid-move p_up / p_down come from the piecewise-linear CDF
-through the three mid quantiles.
+event, mean of the last k events). p_up / p_down are the direction head's P(up) and P(down) (a mid
+move of at least half a tick either way; 1 - both is P(unchanged)); a checkpoint whose head is not
+fitted (written before it existed) reads them off the piecewise-linear CDF through the three mid
+quantiles, which sum to 1.
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ import torch
 
 from model.inputs import FeatureNorm, encoding_fingerprint, model_inputs
 from model.network import checkpoint
-from model.network.orderflow import ANOMALY_CLASSES, TARGETS, calibrated_score, next_event_nll, to_batch
+from model.network.orderflow import (
+    ANOMALY_CLASSES,
+    DIRECTION_HORIZONS,
+    TARGETS,
+    calibrated_score,
+    next_event_nll,
+    to_batch,
+)
 from model.network.tokens import TextTokenizer, Tokenizer
 from model.serving.forecaster import HORIZONS, QUANTILES, Forecaster, Prediction, Predictions, predictions_of
 from orderbook.clock import span
@@ -85,6 +94,7 @@ class OrderFlowForecaster(Forecaster):
         # the surprise alone is the training windows' empirical CDF (anomaly_score also folds in the classes)
         self.calibrated_score = "surprise_score" if self.calibration is not None else None
         self.bf16 = self.device.type == "cuda"
+        self.direction_fitted = bool(self.model.direction_fitted)
 
     def arrays(self, windows: Sequence[Window]) -> dict[str, np.ndarray]:
         """The model's input for a batch of live windows (model.inputs, as the training data was built)."""
@@ -100,6 +110,7 @@ class OrderFlowForecaster(Forecaster):
         nll = s["nll"].float().cpu().numpy()
         q = s["quantiles"].float().cpu().numpy()  # (B, targets, 3)
         probs = s["probs"].float().cpu().numpy()
+        direction = s["direction"].float().cpu().numpy() if self.direction_fitted else None
         surprise = calibrated_score(nll, self.calibration) if self.calibration is not None else np.zeros_like(nll)
         score = combined_anomaly_score(surprise, probs[:, 0])
         cols: dict[str, np.ndarray] = {"anomaly_score": score, "anomaly_nll": nll,
@@ -114,7 +125,10 @@ class OrderFlowForecaster(Forecaster):
                 continue
             for i, level in enumerate(QUANTILES):
                 cols[f"{field}_q{level}_h{h}"] = vals[:, i]
-            if field == "mid":
+            if field == "mid" and direction is not None:
+                p = direction[:, DIRECTION_HORIZONS.index(int(h))]  # (down, stationary, up)
+                cols[f"p_up_h{h}"], cols[f"p_down_h{h}"] = p[:, 2], p[:, 0]
+            elif field == "mid":
                 cols[f"p_up_h{h}"], cols[f"p_down_h{h}"] = prob_above_zero(vals[:, 0], vals[:, 1], vals[:, 2])
         assert all(f"spread_q50_h{h}" in cols for h in HORIZONS), "checkpoint targets do not cover the horizons"
         finite = {n: np.nan_to_num(np.asarray(c, np.float64)) for n, c in cols.items()}

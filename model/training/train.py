@@ -28,6 +28,12 @@ Quantile recalibration, after a finetune run ends: the spread, depth and mid qua
 a + b*q per bin of the window's level and band (the mid's: its spread's), fitted on every training
 window in the targets' units (model/network/recalibration.py); the fit's training-set CRPS before and after
 goes into the checkpoint's `recalibration` entry.
+
+Direction head, after the recalibration: a multinomial logistic regression of the mid's direction
+(down / stationary / up) at each horizon on the frozen network's window state, fitted on every
+training window (model/network/direction.py); its training log loss beside the class prior's goes
+into the `direction` entry. `fit_direction_head` fits it alone on an existing checkpoint (`train
+--stage direction`): nothing else of the checkpoint changes.
 """
 
 from __future__ import annotations
@@ -49,9 +55,10 @@ import torch.nn.functional as F
 
 from model.evaluation.metrics import crps_quantiles
 from model.inputs import check_encoding
-from model.network import checkpoint, recalibration
+from model.network import checkpoint, direction, recalibration
 from model.network.orderflow import (
     ANOMALY_CLASSES,
+    DIRECTION_HORIZONS,
     FIELDS,
     QUANTILES,
     RECAL_BAND,
@@ -68,7 +75,7 @@ from model.network.orderflow import (
 
 log = logging.getLogger("megatrading.train")
 
-STAGES = ("pretrain", "finetune")
+STAGES = ("pretrain", "finetune")  # `train`'s; "direction" (the head alone) is fit_direction_head
 NLL_WEIGHT_FINETUNE = 0.1
 SURPRISE_K = 16
 LOSS_COLUMNS = ("step", "lr", "loss", "nll", "pinball", "anomaly_ce", "elapsed_s")
@@ -361,6 +368,42 @@ def fit_recalibration(model: OrderFlowModel, data: TrainData, device: torch.devi
     return report
 
 
+@torch.no_grad()
+def fit_direction(model: OrderFlowModel, data: TrainData, device: torch.device, chunk: int = 512) -> dict[str, Any]:
+    """Fit the model's direction head on every training window with a known mid move (the rest of the
+    model frozen) and mark it fitted; returns the fit's report per horizon."""
+    model.eval()
+    states = []
+    for lo in range(0, len(data), chunk):
+        with _autocast(device):
+            out = model(data.batch(np.arange(lo, min(lo + chunk, len(data))), device))
+        states.append(out["direction_input"].float().cpu().numpy())
+    y, valid = data._targets
+    cols = [TARGETS.index(f"mid_h{h}") for h in DIRECTION_HORIZONS]
+    real = data.arrays["seed"] < 0 if "seed" in data.arrays else np.zeros(len(data), bool)
+    weight, bias, report = direction.fit(np.concatenate(states), y[:, cols], valid[:, cols], real)
+    model.direction_head.weight.copy_(torch.from_numpy(weight))
+    model.direction_head.bias.copy_(torch.from_numpy(bias))
+    model.direction_fitted.fill_(True)
+    report = {f"h{h}": report[str(i)] for i, h in enumerate(DIRECTION_HORIZONS)}
+    log.info("direction head on %d training windows: log loss (prior -> fitted) %s", len(y),
+             {h: (r["log_loss_prior"], r["log_loss"]) for h, r in report.items()})  # fmt: skip
+    return report
+
+
+def fit_direction_head(init: str | Path, data_path: str | Path, out_dir: str | Path, device: str = "auto") -> Path:
+    """`init` with its direction head fitted on `data_path` (encoded as `init`: its training set or
+    `dataset --like` it), written to `out_dir`; every other weight and entry as `init` has it."""
+    dev = pick_device(device)
+    data = TrainData.load(data_path)
+    if not data.has_targets:
+        raise ValueError(f"{data_path}: no targets to fit the direction head on")
+    model, config, extra = checkpoint.load(init, dev)
+    check_encoding(data.meta, str(data.path), extra, str(init))
+    report = fit_direction(model, data, dev)
+    return checkpoint.save(model, config, {**extra, "direction": {"data": str(data_path), **report}}, out_dir)
+
+
 def write_curves(history: list[dict[str, float]], out_dir: Path) -> None:
     """losses.csv (one row per step) and curves.png (each loss and the learning rate by step)."""
     with open(out_dir / "losses.csv", "w", newline="") as f:
@@ -506,9 +549,10 @@ def train(
     sample = sampler or probability_sampler(len(data), sampling_probabilities(data, real_weight))
 
     recal: dict | None = None
+    heads: dict[str, Any] = {}
 
     def save_all(step: int, calibration: dict | None) -> None:
-        info = {**extra, "calibration": calibration, "recalibration": recal, "train": {**meta, "step": step}}
+        info = {**extra, "calibration": calibration, "recalibration": recal, **heads, "train": {**meta, "step": step}}
         checkpoint.save(model, config, info, out)
         state = {"step": step, "numpy_rng": rng.bit_generator.state, "meta": meta}
         checkpoint.save_train_state(out, opt, _rng_tensors(dev), state)
@@ -527,6 +571,7 @@ def train(
         calibration = calibrate(model, data, dev, max_windows=calib_windows)
         if stage == "finetune" and data.has_targets:
             recal = fit_recalibration(model, data, dev)
+            heads["direction"] = {"data": str(data_path), **fit_direction(model, data, dev)}
     save_all(end, calibration)
     return Run(out, end, history, calibration, model.num_parameters(), rate)
 

@@ -5,6 +5,11 @@
     megatrading train --stage pretrain --data train.npz --out ckpt/pre --steps 4000 --resume
     megatrading train --stage pretrain --data train.npz --out ckpt/pre-nonews --without news   (ablation)
     megatrading train --stage finetune --data mine.npz --init model/checkpoints/demo --out ckpt/mine --steps 300
+    megatrading train --stage direction --data train.npz --init ckpt/fine --out ckpt/fine-dir   (the head alone)
+
+`--stage direction` fits only the mid-direction head (what p_up / p_down are served from) on --init's
+frozen network, as finetune does at its end, and copies everything else: for a checkpoint written
+before the head existed (its p_up / p_down come from its mid quantiles until then).
 
 From --init (or when resuming), the data must be encoded as that checkpoint: its training set, or a file of
 `megatrading dataset --like CHECKPOINT_DIR` (anything else is refused, naming both encodings); the
@@ -22,8 +27,14 @@ from pathlib import Path
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from model.training.train import STAGES, train
+    from model.training.train import STAGES, fit_direction_head, train
 
+    if args.stage == "direction":
+        if args.init is None:
+            raise ValueError("--stage direction fits the head of a trained checkpoint: give it as --init")
+        out = fit_direction_head(args.init, args.data, args.out, device=args.device)
+        print(f"direction: head fitted on {args.data} -> {out}", file=sys.stderr)
+        return 0
     if args.stage not in STAGES:
         raise ValueError(f"--stage {args.stage}: use one of {STAGES}")
     run = train(
@@ -60,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    t.add_argument("--stage", choices=("pretrain", "finetune"), required=True)
+    t.add_argument("--stage", choices=("pretrain", "finetune", "direction"), required=True)
     t.add_argument(
         "--data", type=Path, required=True, help="a training set .npz (model.training.dataset) and its .json"
     )
