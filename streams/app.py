@@ -101,8 +101,11 @@ class Worker:
                 max_batch=settings.max_batch,
                 max_wait=settings.max_wait,
                 overload=settings.overload,
+                alert_windows=settings.alert_window_ttl_s > 0,
             ),
-            sink=RedisSink.from_url(settings.redis_url, alert_threshold=settings.alert_threshold),
+            sink=RedisSink.from_url(
+                settings.redis_url, alert_threshold=settings.alert_threshold, window_ttl_s=settings.alert_window_ttl_s
+            ),
             waits=self.waits,
             io=ThreadPoolExecutor(max_workers=2, thread_name_prefix="io"),
             state_io=ThreadPoolExecutor(
@@ -117,6 +120,7 @@ class Worker:
         self.news = NewsListener(settings.bootstrap)
         self._releasing: set[asyncio.Task[None]] = set()
         self._heartbeat_failed = False
+        self.started_ns = time.time_ns()  # published with the counts: a reader sees them restart from zero
 
     @property
     def sink(self) -> RedisSink:
@@ -166,16 +170,23 @@ class Worker:
         self.services.state_io.shutdown(wait=False, cancel_futures=True)
 
     async def heartbeat(self) -> None:
-        """Redis's `mt:meta` heartbeat, and in the same round trip the wanted model (`mt:control`), which
-        it then follows (`follow`); an outage is logged once (and its end), never raised: a timer that
-        raises takes the whole Faust app down."""
+        """Redis's `mt:meta` heartbeat, with the worker's messages and records per venue since it started
+        (the Prometheus counters' totals, absolute: the dashboard's messages/s is their increase), and in
+        the same round trip the wanted model (`mt:control`), which it then follows (`follow`); an outage
+        is logged once (and its end), never raised: a timer that raises takes the whole Faust app down."""
         loop = asyncio.get_running_loop()
         drift = self.drift_report()
         meta = {DRIFT_FIELD.format(venue=v, symbol=s): stat.to_json() for (v, s), stat in drift.items()}
+        # the running counts per venue, copied on the loop that adds to them; every venue it consumes, 0
+        # before its first batch: an idle venue reads 0 messages/s on the dashboard, not nothing
+        totals = self.metrics.totals
+        counts = {venue: tuple(totals.get(venue, (0, 0))) for venue in {*self.settings.venues, *totals}}
         try:
             skipped = self.services.batcher.stats.skipped
-            wanted = await loop.run_in_executor(self.services.io, self.sink.heartbeat, self.settings.worker_id,
-                                                skipped, meta)  # fmt: skip
+            # stamped when the counts were read, not when the io thread gets to write them: an exact pair
+            beat = partial(self.sink.heartbeat, self.settings.worker_id, skipped, meta, counts, self.started_ns,
+                           time.time_ns())  # fmt: skip
+            wanted = await loop.run_in_executor(self.services.io, beat)
         except Exception as err:
             if self.services.drift is not None:  # published with the next heartbeat that lands
                 self.services.drift.touch(list(drift))

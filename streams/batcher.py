@@ -9,7 +9,8 @@ request with what became of its windows
 (`Scored`): the windows scored, their predictions and the alerts' reasons. The reasons are computed
 in that thread too (`Forecaster.forecast`): explaining an alert can cost the model a pass of its own
 (the order-flow model's drivers: a forward and a backward pass), so the event loop only builds
-records.
+records. So is each alert's window as Redis keeps it (streams/alert_window.py; `alert_windows`),
+which asks the model for its drivers once more: alerts only, a pass or two each.
 
 When the model falls behind (`overload`, docs/design.md):
 - `every`: every window is scored. At most `max_queue` requests wait: past that `submit` waits, so a
@@ -46,6 +47,7 @@ import numpy as np
 
 from model.serving.forecaster import Forecaster, Forecasts
 from orderbook.windows import Window
+from streams import alert_window
 
 log = logging.getLogger(__name__)
 
@@ -67,13 +69,15 @@ class Scored:
     were scored, `forecasts` row for row; the others were skipped (superseded under `latest`) and
     have no forecast. `models`: the id of the model that scored each row; `calibrated`: each row's
     calibrated score (`Forecaster.calibrated_score` of the model that scored it), None where a row's
-    model has none."""
+    model has none; `alert_windows`: each row's window as JSON where it is an alert
+    (streams/alert_window.py), else None (empty: none were built)."""
 
     requested: Sequence[Window]
     index: np.ndarray  # int positions into `requested`
     forecasts: Forecasts
     models: Sequence[str] = ()
     calibrated: np.ndarray | None = None
+    alert_windows: Sequence[str | None] = ()
 
     def runs(self) -> list[tuple[str, int, int]]:
         """(model id, start, stop) of each run of consecutive rows one model scored: one run except
@@ -99,7 +103,8 @@ class Scored:
 class _Request:
     """A submitted request until it resolves."""
 
-    __slots__ = ("calibrated", "future", "models", "open", "predictions", "reasons", "scored", "waiting", "windows")
+    __slots__ = ("alert_windows", "calibrated", "future", "models", "open", "predictions", "reasons", "scored",
+                 "waiting", "windows")  # fmt: skip
 
     def __init__(self, windows: Sequence[Window], future: asyncio.Future[Scored]) -> None:
         n = len(windows)
@@ -108,6 +113,7 @@ class _Request:
         self.scored = np.zeros(n, bool)
         self.predictions: np.ndarray | None = None  # allocated with the first batch's dtype
         self.reasons = [""] * n
+        self.alert_windows: list[str | None] = [None] * n
         self.models = [""] * n
         self.calibrated: np.ndarray | None = np.full(n, np.nan)  # None once a model without one scored a row
         self.waiting = n  # windows neither taken by the model nor skipped: it holds its queue place until 0
@@ -129,7 +135,8 @@ class _Slot:
 
 class MicroBatcher:
     """`explain_above`: the alert threshold; windows scored at or above it get their reason.
-    `overload`: `every` or `latest` (the module's docstring)."""
+    `overload`: `every` or `latest` (the module's docstring). `alert_windows`: build each alert's window
+    for Redis (streams/alert_window.py)."""
 
     def __init__(
         self,
@@ -140,6 +147,7 @@ class MicroBatcher:
         max_wait: float = 0.005,
         max_queue: int = 64,
         overload: str = "every",
+        alert_windows: bool = True,
     ) -> None:
         if overload not in OVERLOAD_POLICIES:
             raise ValueError(f"overload {overload!r}: one of {', '.join(OVERLOAD_POLICIES)}")
@@ -148,6 +156,8 @@ class MicroBatcher:
         self.max_batch = max_batch
         self.max_wait = max_wait
         self.overload = overload
+        self.alert_windows = alert_windows
+        self._failed_windows = 0  # alert windows that could not be built (logged once)
         self._queue: deque[_Slot] = deque()
         self._book_slot: dict[tuple[str, str], _Slot] = {}  # `latest`: each book's waiting window
         self._room = asyncio.Semaphore(max_queue)  # requests with windows waiting
@@ -227,7 +237,8 @@ class MicroBatcher:
             predictions = req.predictions[index]
         forecasts = Forecasts(predictions, [req.reasons[i] for i in index])
         calibrated = None if req.calibrated is None else req.calibrated[index]
-        req.future.set_result(Scored(req.windows, index, forecasts, [req.models[i] for i in index], calibrated))
+        req.future.set_result(Scored(req.windows, index, forecasts, [req.models[i] for i in index], calibrated,
+                                     [req.alert_windows[i] for i in index]))  # fmt: skip
 
     async def _gather(self) -> list[_Slot]:
         while not self._queue:
@@ -263,9 +274,9 @@ class MicroBatcher:
             t0 = time.perf_counter()
             try:
                 if model.blocks:
-                    forecasts = await loop.run_in_executor(self._executor, model.forecast, batch, self.explain_above)
+                    forecasts, windows = await loop.run_in_executor(self._executor, self._score, model, batch)
                 else:
-                    forecasts = model.forecast(batch, self.explain_above)
+                    forecasts, windows = self._score(model, batch)
             except Exception as err:  # the partitions decide what a failed batch means; the batcher lives on
                 log.exception("model call failed on a batch of %d windows", len(batch))
                 for req in dict.fromkeys(s.request for s in slots):
@@ -279,9 +290,30 @@ class MicroBatcher:
             self.stats.latencies.append(dt)
             del self.stats.latencies[:-1000]
             self.example = batch[-1]
-            self._deliver(slots, forecasts, model)
+            self._deliver(slots, forecasts, model, windows)
 
-    def _deliver(self, slots: list[_Slot], forecasts: Forecasts, model: Forecaster) -> None:
+    def _score(self, model: Forecaster, batch: list[Window]) -> tuple[Forecasts, list[str | None]]:
+        """The batch's forecasts and each alert's window as JSON (None for the others), where the model
+        runs: the model thread, or the loop for a model cheaper than the hop (`blocks = False`), whose
+        drivers are then not asked for (none of ours has any)."""
+        forecasts = model.forecast(batch, self.explain_above)
+        windows: list[str | None] = [None] * len(batch)
+        if not self.alert_windows:
+            return forecasts, windows
+        for i in np.flatnonzero(forecasts.predictions["anomaly_score"] >= self.explain_above).tolist():
+            try:
+                surprising, drivers = alert_window.model_drivers(model, batch[i]) if model.blocks else (None, [])
+                windows[i] = alert_window.payload(batch[i], forecasts.reasons[i], model.model_id, surprising, drivers)
+            except Exception:  # the alert is written all the same, without its window: never a failed batch
+                self._failed_windows += 1
+                if self._failed_windows == 1:
+                    log.exception("an alert's window could not be built (the alert goes out without it; "
+                                  "further failures are counted, not logged)")  # fmt: skip
+        return forecasts, windows
+
+    def _deliver(
+        self, slots: list[_Slot], forecasts: Forecasts, model: Forecaster, windows: Sequence[str | None]
+    ) -> None:
         """A batch's forecasts, scored by `model`, to their requests; each request whose last window
         this was resolves."""
         score = model.calibrated_score
@@ -301,6 +333,7 @@ class MicroBatcher:
             req.predictions[index] = batch[at]
             for i, j in zip(index, at, strict=True):
                 req.reasons[i] = forecasts.reasons[j]
+                req.alert_windows[i] = windows[j]
                 req.models[i] = model.model_id
             if calibrated is None:
                 req.calibrated = None

@@ -159,6 +159,9 @@ class Settings:
     # cluster wants as many as its other topics (a lost snapshot costs a full replay, not data)
     state_replication: int = 1
     alert_threshold: float = 0.99  # an anomaly score at or above it is an alert (mt:alerts)
+    # seconds an alert's window (its events and book series: mt:window:<venue>:<symbol>:<window>) stays in
+    # Redis for the dashboard to show; 0: not written
+    alert_window_ttl_s: int = 7 * 86_400
     # drift per book (model/serving/drift.py, docs/design.md "Drift"): population-stability indices over
     # the last `drift_windows` windows of a book (0: not tracked), its feature rows against its first
     # `drift_reference` windows, its calibrated surprise against uniform, `drift_bins` bins; a book is
@@ -189,6 +192,8 @@ class Settings:
         self.drift_skip = tuple(self.drift_skip)
         if self.drift_windows < 0 or self.drift_bins < 2 or self.drift_reference < self.drift_bins:
             raise ValueError("drift: drift_windows >= 0 (0: off), drift_bins >= 2, drift_reference >= drift_bins")
+        if self.alert_window_ttl_s < 0:
+            raise ValueError("alert_window_ttl_s >= 0 (0: alerts' windows are not written)")
         if not 0 < self.drift_moderate <= self.drift_threshold:
             raise ValueError("drift: 0 < drift_moderate <= drift_threshold")
 

@@ -4,7 +4,8 @@ Two kinds, as the client library intends them:
 - counted where they happen (`WorkerMetrics.batch`, called once per partition batch): venue messages
   and Kafka records processed, forecasts, dead-lettered messages by reason, and a histogram of the
   partition batch's time from its records to its forecasts in Redis. A few increments a batch,
-  never a call per message.
+  never a call per message. The messages and records per venue are also kept as plain totals
+  (`totals`), which the worker's heartbeat publishes to `mt:meta` (the dashboard's messages/s).
 - read when scraped (`_Live`): what the worker already keeps, so nothing is counted twice: consumer
   lag per partition (the fetched high watermark minus the partition's position), windows skipped
   by the overload policy, model batches and their recent p50/p99, Redis writes and duplicates,
@@ -53,12 +54,18 @@ class WorkerMetrics:
                                        ["venue"], buckets=BATCH_BUCKETS, registry=r)  # fmt: skip
         r.register(_Live(worker))
         self._server: Any = None
+        # venue -> [messages, records] since the worker started: the counters above, as plain ints the
+        # heartbeat publishes to `mt:meta` (the dashboard's messages/s), counted at the same call
+        self.totals: dict[str, list[int]] = {}
 
     def batch(self, venue: str, records: int, messages: int, forecasts: int, rejects: Iterable[str],
               seconds: float) -> None:  # fmt: skip
         """One partition batch's counts (`rejects`: each dead-lettered message's reason)."""
         self.records.labels(venue).inc(records)
         self.messages.labels(venue).inc(messages)
+        totals = self.totals.setdefault(venue, [0, 0])
+        totals[0] += messages
+        totals[1] += records
         self.forecasts.labels(venue).inc(forecasts)
         for reason in rejects:
             self.dlq.labels(venue, reason).inc()

@@ -387,7 +387,8 @@ class Partition:
         records = [rec for model_id, a, b in scored.runs()
                    for rec in forecast_records(model_id, windows[a:b], scored.forecasts.part(a, b), now)]  # fmt: skip
         t1 = time.perf_counter()
-        await until_done(lambda: s.sink.write_async(records), "redis", s.waits)
+        # each alert's window (built with its reason on the model thread) goes in the forecast's own script
+        await until_done(lambda: s.sink.write_async(records, scored.alert_windows or None), "redis", s.waits)
         self.stats.model_s += t1 - t0
         self.stats.redis_s += time.perf_counter() - t1
         if s.drift is not None and windows:  # numpy over the batch; published with the heartbeat

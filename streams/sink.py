@@ -4,12 +4,19 @@ Keys (the public contract):
 - `mt:latest:{venue}:{symbol}` hash: the newest forecast, plain string fields.
 - `mt:hist:{venue}:{symbol}` stream: every forecast, trimmed with `MAXLEN ~`.
 - `mt:alerts` stream: forecasts whose anomaly score passed the threshold, with `reason`.
+- `mt:window:{venue}:{symbol}:{window}` string: the window that raised an alert (its events, its book
+  series rows, its most surprising event and the score's drivers where the model gives them), compact
+  JSON (streams/alert_window.py), written with its alert and expiring `alert_window_ttl_s` later.
 - `mt:forecasts` pub/sub channel: each forecast as it is written, as JSON.
 - `mt:meta` hash: model name and version, schema version, worker heartbeats, the windows each
   worker skipped because the model fell behind (`overload = "latest"`, streams/batcher.py), the
   drift of each book (`drift:{venue}:{symbol}`, compact JSON: model/serving/drift.py), and each
   worker's model: `model:{worker}`, `swapped:{worker}` (when it took it, ns; 0: at start) and
-  `swap_error:{worker}` (the last wanted model it refused, and why; empty when none).
+  `swap_error:{worker}` (the last wanted model it refused, and why; empty when none); with each
+  heartbeat, the worker's running counts since it started, `messages:{worker}:{venue}` (venue
+  messages processed, the Prometheus `megatrading_messages_total`) and `records:{worker}:{venue}`
+  (Kafka records), and `started:{worker}` (when it started, ns: a new value means the counts
+  restarted from zero).
 - `mt:control` hash: what operators want of the workers (`megatrading model use`): `model`, the
   spec every worker should serve (absent: each its own `--model`); read with each heartbeat.
 
@@ -18,14 +25,15 @@ window's end, which a replay after a crash reproduces exactly (venue sequence nu
 not serve: Coinbase level2 books interleave a message count with trade sequence numbers).
 One Lua script per forecast compares it with what the latest hash holds and writes nothing
 when the forecast is not newer, so a replay (at-least-once delivery) adds nothing a reader
-can see: no second history entry, no second alert.
+can see: no second history entry, no second alert, its window's key left as it was. The
+heartbeat's counts are absolute values: a repeated heartbeat counts nothing twice.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -37,22 +45,33 @@ ALERTS = "mt:alerts"
 CHANNEL = "mt:forecasts"
 META = "mt:meta"
 DRIFT_FIELD = "drift:{venue}:{symbol}"  # an mt:meta field: a book's drift, compact JSON
+WINDOW = "mt:window:{venue}:{symbol}:{window}"  # an alert's window, compact JSON (streams/alert_window.py)
+MESSAGES_FIELD = "messages:{worker}:{venue}"  # mt:meta: venue messages a worker processed since it started
+RECORDS_FIELD = "records:{worker}:{venue}"  # mt:meta: Kafka records a worker processed since it started
+STARTED_FIELD = "started:{worker}"  # mt:meta: when the worker started (ns): its counts' origin
 CONTROL = "mt:control"
 WANTED_MODEL = "model"  # an mt:control field: the model spec the workers should serve
 
 # ARGV: seq, window, history maxlen, alert (1/0), the forecast as JSON (published), its fields as a
 # JSON array of strings [name, value, ...] (one argument, not ~80: packing the arguments was a third of
-# a write's time; cjson gives the strings back byte for byte), alerts maxlen
+# a write's time; cjson gives the strings back byte for byte), alerts maxlen; for an alert with its
+# window (KEYS[5]), the window's JSON and its time to live in seconds: written in the same script, so an
+# alert and its window appear together and a replay, which writes nothing, leaves the window as it was
 _WRITE = """
 local cur = tonumber(redis.call('HGET', KEYS[1], 'window') or '-1')
 if tonumber(ARGV[2]) <= cur then return 0 end
 local fields = cjson.decode(ARGV[6])
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(fields))
-if ARGV[4] == '1' then redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', unpack(fields)) end
+if ARGV[4] == '1' then
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', unpack(fields))
+  if KEYS[5] then redis.call('SET', KEYS[5], ARGV[8], 'EX', ARGV[9]) end
+end
 redis.call('PUBLISH', KEYS[4], ARGV[5])
 return 1
 """
+
+WINDOW_TTL_S = 7 * 86_400  # how long an alert's window stays (`alert_window_ttl_s`)
 
 
 # timeouts: a hung server must surface as an error the worker retries and reports, not as a
@@ -71,6 +90,7 @@ class RedisSink:
         alert_threshold: float = 0.99,
         history_maxlen: int = 100_000,
         alerts_maxlen: int = 100_000,
+        window_ttl_s: int = WINDOW_TTL_S,
         url: str | None = None,
     ) -> None:
         self.redis = client
@@ -78,6 +98,7 @@ class RedisSink:
         self.alert_threshold = alert_threshold
         self.history_maxlen = history_maxlen
         self.alerts_maxlen = alerts_maxlen
+        self.window_ttl_s = window_ttl_s  # 0: alerts' windows are not written
         self._script = client.register_script(_WRITE)
         self._aredis: redis.asyncio.Redis | None = None
         self._ascript: Any = None
@@ -88,15 +109,25 @@ class RedisSink:
     def from_url(cls, url: str, **kw: object) -> RedisSink:
         return cls(redis.Redis.from_url(url, **TIMEOUTS), url=url, **kw)  # type: ignore[arg-type]
 
-    def _calls(self, forecasts: Iterable[Mapping[str, object]]) -> Iterator[tuple[list[str], list[object]]]:
-        """The write script's (keys, args) for each forecast."""
-        for f in forecasts:
+    def _calls(
+        self, forecasts: Iterable[Mapping[str, object]], windows: Sequence[str | None] | None
+    ) -> Iterator[tuple[list[str], list[object]]]:
+        """The write script's (keys, args) for each forecast; `windows`, given: each forecast's window as
+        JSON (streams/alert_window.py), None where it has none (it is written for alerts only)."""
+        for i, f in enumerate(forecasts):
             keys = [LATEST.format(**f), HIST.format(**f), ALERTS, CHANNEL]
-            alert = "1" if float(f["anomaly_score"]) >= self.alert_threshold else "0"  # type: ignore[arg-type]
+            is_alert = float(f["anomaly_score"]) >= self.alert_threshold  # type: ignore[arg-type]
             # plain strings, readable with `redis-cli HGETALL`; floats keep full precision (repr)
             flat = [x for k, v in f.items() for x in (k, repr(v) if type(v) is float else str(v))]
-            yield keys, [f["seq"], f["window"], self.history_maxlen, alert, json.dumps(f, separators=(",", ":")),
-                         json.dumps(flat, ensure_ascii=False, separators=(",", ":")), self.alerts_maxlen]  # fmt: skip
+            args: list[object] = [f["seq"], f["window"], self.history_maxlen, "1" if is_alert else "0",
+                                  json.dumps(f, separators=(",", ":")),
+                                  json.dumps(flat, ensure_ascii=False, separators=(",", ":")),
+                                  self.alerts_maxlen]  # fmt: skip
+            window = windows[i] if is_alert and windows is not None and self.window_ttl_s > 0 else None
+            if window:
+                keys.append(WINDOW.format(**f))
+                args += [window, self.window_ttl_s]
+            yield keys, args
 
     def _count(self, results: list[Any]) -> int:
         new = sum(int(r) for r in results)
@@ -104,14 +135,17 @@ class RedisSink:
         self.duplicates += len(results) - new
         return new
 
-    def write(self, forecasts: Iterable[Mapping[str, object]]) -> int:
-        """Write a batch in one round trip; returns how many were new."""
+    def write(self, forecasts: Iterable[Mapping[str, object]], windows: Sequence[str | None] | None = None) -> int:
+        """Write a batch in one round trip; returns how many were new. `windows`: each forecast's window
+        as JSON, or None (see `_calls`): an alert's is written beside it, under `WINDOW`."""
         pipe = self.redis.pipeline(transaction=False)
-        for keys, args in self._calls(forecasts):
+        for keys, args in self._calls(forecasts, windows):
             self._script(keys=keys, args=args, client=pipe)
         return self._count(pipe.execute()) if len(pipe) else 0
 
-    async def write_async(self, forecasts: Iterable[Mapping[str, object]]) -> int:
+    async def write_async(
+        self, forecasts: Iterable[Mapping[str, object]], windows: Sequence[str | None] | None = None
+    ) -> int:
         """`write` on the running event loop, one round trip (the sink's url; used from one loop only)."""
         if self._aredis is None:
             if self.url is None:
@@ -119,7 +153,7 @@ class RedisSink:
             self._aredis = redis.asyncio.Redis.from_url(self.url, **TIMEOUTS)
             self._ascript = self._aredis.register_script(_WRITE)
         pipe = self._aredis.pipeline(transaction=False)
-        for keys, args in self._calls(forecasts):
+        for keys, args in self._calls(forecasts, windows):
             await self._ascript(keys=keys, args=args, client=pipe)  # queued: the pipeline runs it below
         return self._count(await pipe.execute()) if len(pipe) else 0
 
@@ -141,15 +175,28 @@ class RedisSink:
         self.redis.hset(META, f"swap_error:{worker_id}", error)
 
     def heartbeat(
-        self, worker_id: str, skipped: int | None = None, meta: Mapping[str, str] | None = None
+        self,
+        worker_id: str,
+        skipped: int | None = None,
+        meta: Mapping[str, str] | None = None,
+        counts: Mapping[str, Sequence[int]] | None = None,
+        started_ns: int | None = None,
+        now_ns: int | None = None,
     ) -> str | None:
-        """The worker's heartbeat and, given, the windows its batcher skipped since it started and more
-        `mt:meta` fields (the drift of its books, `drift:<venue>:<symbol>`): one HSET of absolute values,
-        so a heartbeat repeated after an outage counts nothing twice. Returns the model spec operators
-        want served (`mt:control`), read in the same round trip; None when none is set."""
-        fields = {f"heartbeat:{worker_id}": str(time.time_ns())}
+        """The worker's heartbeat (`now_ns`, default now) and, given, the windows its batcher skipped since
+        it started, its counts since it started (`counts`: venue -> (messages, records)) with when it
+        started, and more `mt:meta` fields (the drift of its books, `drift:<venue>:<symbol>`): one HSET
+        of absolute values, so a heartbeat repeated after an outage counts nothing twice, and a reader
+        finds each count with the heartbeat time it was taken at. Returns the model spec operators want
+        served (`mt:control`), read in the same round trip; None when none is set."""
+        fields = {f"heartbeat:{worker_id}": str(time.time_ns() if now_ns is None else now_ns)}
         if skipped is not None:
             fields[f"skipped:{worker_id}"] = str(skipped)
+        if started_ns is not None:
+            fields[STARTED_FIELD.format(worker=worker_id)] = str(started_ns)
+        for venue, (messages, records) in (counts or {}).items():
+            fields[MESSAGES_FIELD.format(worker=worker_id, venue=venue)] = str(messages)
+            fields[RECORDS_FIELD.format(worker=worker_id, venue=venue)] = str(records)
         if meta:
             fields.update(meta)
         pipe = self.redis.pipeline(transaction=False)

@@ -221,7 +221,7 @@ class WorkerProcess:
         env = dict(os.environ, MT_KAFKA_BOOTSTRAP=bootstrap, MT_REDIS_URL=redis_url, MT_APP_ID=app_id,
                    MT_WORKER_ID=worker_id, MT_VENUES=",".join(venues), MT_FORECASTS_TOPIC=forecasts_topic,
                    MT_DLQ_TOPIC=dlq_topic, MT_SNAPSHOT_EVERY=str(snapshot_every), MT_MODEL="baseline",
-                   MT_TAKE_MAX=str(take_max), MT_HOME=str(log.parent / "mt-home"), **(extra_env or {}))  # fmt: skip
+                   MT_TAKE_MAX=str(take_max), MT_HOME=str(log.parent / "mt-home")) | (extra_env or {})  # fmt: skip
         self.log = log
         with open(log, "ab") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=out,

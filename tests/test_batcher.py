@@ -263,7 +263,9 @@ class RecordingSink(RedisSink):
         super().__init__(redis.Redis())  # not connected: no command is ever sent
         self.batches: list[list[dict]] = []
 
-    async def write_async(self, forecasts: Iterable[Mapping[str, object]]) -> int:
+    async def write_async(
+        self, forecasts: Iterable[Mapping[str, object]], windows: Sequence[str | None] | None = None
+    ) -> int:
         self.batches.append([dict(f) for f in forecasts])
         return len(self.batches[-1])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
@@ -12,10 +13,13 @@ from typing import Any
 import pytest
 import redis
 from aiohttp.test_utils import TestClient, TestServer
+from test_alert_window import records, score, sim_windows
 
+from model.serving.baseline import BaselineForecaster
 from model.serving.forecaster import PREDICTION_FIELDS, RECORD_FIELDS
+from orderbook.clock import clock
 from streams.dashboard.server import make_app
-from streams.sink import ALERTS, RedisSink
+from streams.sink import ALERTS, META, WINDOW, WINDOW_TTL_S, RedisSink
 
 DB = 12  # this module's Redis database on the shared servers
 
@@ -106,7 +110,7 @@ def test_alerts_are_counted_newest_first_and_one_opens_on_its_window(redis_url):
     assert [p["window"] for p in detail["series"]] == [32 * w for w in range(45, 56)]
 
 
-def test_health_splits_mt_meta_by_worker_and_names_what_is_not_published(redis_url):
+def test_health_splits_mt_meta_by_worker(redis_url):
     sink = RedisSink.from_url(redis_url)
     drift = {"surprise_psi": None, "feature_psi_max": 0.3, "feature_psi_mean": 0.1, "feature": "spread",
              "windows": 40, "state": "drift"}  # fmt: skip
@@ -118,8 +122,69 @@ def test_health_splits_mt_meta_by_worker_and_names_what_is_not_published(redis_u
     assert worker["heartbeat_age_s"] >= 0
     assert got["drift"] == [{"venue": "itch", "symbol": "AAA", **drift}]
     assert got["deployment"]["model"] == "test:1"
-    assert got["messages_per_s"] == "not published"
+    assert got["messages_per_s"]["per_venue"] == {}  # no worker published counts: no rate, none made up
     assert got["lag"]["state"].startswith("off")  # no --bootstrap given
+
+
+def test_messages_per_second_is_each_workers_count_increase_over_its_heartbeats_time(redis_url):
+    sink = RedisSink.from_url(redis_url)
+    t0 = time.time_ns() - 3 * 10**9
+    s = 10**9
+
+    async def reads(client: TestClient) -> list[dict[str, Any]]:
+        got = []
+        for at, w1, w2 in (
+            (0, {"itch": (1000, 10), "binance": (50, 5)}, (7, {"itch": (500, 5)})),
+            (2 * s, {"itch": (3000, 30), "binance": (50, 5)}, (7, {"itch": (1500, 15)})),
+            # w2 restarted (a new start, its count from zero again): the step counts its new 200, not -1300
+            (2 * s + s // 2, {"itch": (3500, 35), "binance": (50, 5)}, (8, {"itch": (200, 2)})),
+        ):
+            sink.heartbeat("w1", counts=w1, started_ns=1, now_ns=t0 + at)
+            sink.heartbeat("w2", counts=w2[1], started_ns=w2[0], now_ns=t0 + at)
+            resp = await client.get("/api/health")
+            assert resp.status == 200
+            got.append((await resp.json())["messages_per_s"])
+        return got
+
+    first, second, third = call(redis_url, reads)
+    # one reading: measured only from the next heartbeat on, never a guess
+    assert first["per_venue"] == {"binance": {"rate": "measuring", "messages": 50},
+                                  "itch": {"rate": "measuring", "messages": 1500}}  # fmt: skip
+    assert second["per_venue"] == {"binance": {"rate": 0.0, "messages": 50},
+                                   "itch": {"rate": 2000 / 2 + 1000 / 2, "messages": 4500}}  # fmt: skip
+    assert second["span_s"] == 2.0
+    assert third["per_venue"]["itch"] == {"rate": (2500 + 1200) / 2.5, "messages": 3700}
+    meta = {k.decode(): v.decode() for k, v in redis.Redis.from_url(redis_url).hgetall(META).items()}
+    assert meta["messages:w2:itch"] == "200" and meta["records:w1:binance"] == "5" and meta["started:w2"] == "8"
+
+
+def test_the_window_of_an_alert_reads_back_as_its_worker_wrote_it(redis_url):
+    windows = sim_windows()[:2]
+    scored = score(BaselineForecaster(), windows, explain_above=0.0)
+    recs = records(scored)
+    recs[0]["anomaly_score"], recs[1]["anomaly_score"] = 0.999, 0.2
+    RedisSink.from_url(redis_url).write(recs, scored.alert_windows)
+    venue, symbol, window = recs[0]["venue"], recs[0]["symbol"], recs[0]["window"]
+    got = get(redis_url, f"/api/window?venue={venue}&symbol={symbol}&window={window}")
+    key = WINDOW.format(venue=venue, symbol=symbol, window=window)
+    stored = json.loads(redis.Redis.from_url(redis_url).get(key))
+    assert got["key"] == key and got["stored"] == stored == json.loads(scored.alert_windows[0])
+    assert len(got["events"]) == len(stored["events"]["rows"]) == int(windows[0].mask.sum())
+    first = got["events"][0]
+    ts, kind, side, price, size = stored["events"]["rows"][0]
+    assert (first["time"], first["kind"], first["side"], first["price_ticks"], first["size"]) == (
+        clock(ts), kind, side, price, size)  # fmt: skip
+    assert [p["row"] for p in got["series"]][-1] == 0 and len(got["series"]) == len(stored["series"]["rows"])
+    mid = stored["series"]["rows"][-1][1]
+    assert got["series"][-1]["mid"] == pytest.approx(mid / 10**4)  # ITCH Price(4): dollars
+    assert 0 < got["ttl_s"] <= WINDOW_TTL_S
+
+    async def missing(client: TestClient) -> tuple[int, str]:
+        resp = await client.get(f"/api/window?venue={venue}&symbol={symbol}&window={recs[1]['window']}")
+        return resp.status, await resp.text()
+
+    status, text = call(redis_url, missing)  # not an alert: never written
+    assert status == 404 and "expired" in text and "before" in text
 
 
 def test_the_live_feed_relays_each_written_forecast_as_a_point(redis_url):

@@ -1,13 +1,17 @@
 """`megatrading dashboard` in a real headless Chromium: a simulated ITCH feed with labeled manipulation
 through a real worker on the embedded servers, the page loaded while forecasts stream in, and every
-number it shows compared with what Redis holds; then one alert clicked. Screenshots go to
-build/screenshots/ (git-ignored artifacts).
+number it shows compared with what Redis holds (messages/s per venue from the workers' counts among
+them); then one alert clicked and its window (events, book series, most surprising event, drivers)
+compared with the key its worker wrote. The worker serves the shipped order-flow model on the CPU where
+torch and the checkpoint are there (the model that names a most surprising event and drivers), else
+the baseline. Screenshots go to build/screenshots/ (git-ignored artifacts).
 
 Needs Debian's chromium (`make browser` installs it) and playwright (the dev extra); skips without them.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -26,9 +30,11 @@ from kafka import KafkaConsumer, TopicPartition
 from model.sim.engine import SEC, SimConfig
 from model.sim.run import simulate
 from model.sim.writers import messages
+from orderbook.clock import clock
+from streams.config import SHIPPED_MODEL, torch_installed
 from streams.infra import free_port
 from streams.offsets import committed_offsets
-from streams.sink import ALERTS, HIST, LATEST, META
+from streams.sink import ALERTS, HIST, LATEST, META, WINDOW
 from streams.topics import raw_topic
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's package
@@ -102,7 +108,10 @@ def test_the_page_shows_what_redis_holds_live_and_the_window_of_a_clicked_alert(
     records = feed()
     half = len(records) // 2
     publish(bootstrap, topic, records[:half], frames=64)
-    worker = WorkerProcess(bootstrap, redis_url, GROUP, ("itch",), tmp_path / "worker.log", "dash-w")
+    # the shipped model names each alert's most surprising event and drivers; the baseline names neither
+    model = str(SHIPPED_MODEL) if torch_installed() and (SHIPPED_MODEL / "model.safetensors").is_file() else "baseline"
+    worker = WorkerProcess(bootstrap, redis_url, GROUP, ("itch",), tmp_path / "worker.log", "dash-w",
+                           extra_env={"MT_MODEL": model, "MT_DEVICE": "cpu"})  # fmt: skip
     dashboard = None
     SHOTS.mkdir(parents=True, exist_ok=True)
     try:
@@ -125,6 +134,17 @@ def test_the_page_shows_what_redis_holds_live_and_the_window_of_a_clicked_alert(
                 publish(bootstrap, topic, records[half:], frames=64)
                 wait_for(bootstrap, GROUP, [topic], 1.0, 60, [worker])
                 page.wait_for_function("Number(document.querySelector('#live-count').textContent) > 0")
+
+                # messages/s per venue: positive while the second half went through (the rate covers the
+                # heartbeats of the last 10 s), and no more than the counts in Redis account for
+                itch_rate = '#mps .mps[data-venue="itch"]'
+                page.wait_for_function(f"Number(document.querySelector('{itch_rate}')?.dataset.rate) > 0")
+                rate = float(page.get_attribute(itch_rate, "data-rate"))
+                shown = int(page.get_attribute(itch_rate, "data-messages"))
+                span = float(page.get_attribute("#mps-window", "data-span"))
+                counted = int(r.hget(META, "messages:dash-w:itch"))  # the one worker's: the venue's count
+                assert 0 < rate * span <= shown <= counted <= len(records)
+                assert text(page, itch_rate).startswith("itch ")
 
                 # the book of the newest alert, now that the worker has written everything: Redis holds still
                 (newest_id, newest), *_ = r.xrevrange(ALERTS, count=1)
@@ -150,7 +170,16 @@ def test_the_page_shows_what_redis_holds_live_and_the_window_of_a_clicked_alert(
                 row.wait_for()
                 cells = row.locator("td").all_inner_texts()
                 assert cells[2] == meta["model:dash-w"] and cells[4] == meta["skipped:dash-w"]
-                assert text(page, "#mps") == "not published"
+                # every message of the feed counted once, in Redis (from the heartbeat after the last batch)
+                # and on the page
+                deadline = time.monotonic() + 10
+                while int(r.hget(META, "messages:dash-w:itch")) < len(records) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                assert int(r.hget(META, "messages:dash-w:itch")) == len(records)
+                assert int(r.hget(META, "records:dash-w:itch")) > 0
+                page.wait_for_function(
+                    f"document.querySelector('{itch_rate}')?.dataset.messages === '{len(records)}'", timeout=15_000
+                )
                 ends = expected_lag(bootstrap, topic)
                 assert all(end == done for end, done in ends.values())  # the worker took everything
                 want = sorted([t, str(p), str(end), str(done), str(end - done)] for (t, p), (end, done) in ends.items())
@@ -174,6 +203,31 @@ def test_the_page_shows_what_redis_holds_live_and_the_window_of_a_clicked_alert(
                 hist = [int(f["window"]) for _, f in r.xrange(book)]
                 at = hist.index(int(newest["window"]))
                 assert around == hist[max(0, at - 40) : at + 41]
+                # its window, as the worker wrote it: every event, the most surprising one marked, the drivers
+                stored = json.loads(r.get(WINDOW.format(venue=venue, symbol=symbol, window=newest["window"])))
+                page.locator("#window-detail").wait_for()
+                page.wait_for_function(
+                    "(n) => document.querySelectorAll('#window-events tbody tr').length === n",
+                    arg=len(stored["events"]["rows"]),
+                )
+                rows = page.locator("#window-events tbody tr")
+                ts, kind, side, price, size = stored["events"]["rows"][-1]
+                assert rows.last.locator("td").all_inner_texts() == [
+                    str(len(stored["events"]["rows"]) - 1), clock(ts), kind, side, f"{price:+d}" if price else "0",
+                    f"{size:,}"]  # fmt: skip
+                assert page.locator("#chart-window canvas").count() == 1  # the window's book series, drawn
+                if model != "baseline":
+                    i = stored["surprising"]["event"]
+                    ts, kind, side, price, size = stored["events"]["rows"][i]
+                    marked = page.locator("#window-events tbody tr.surprising")
+                    assert marked.count() == 1 and marked.get_attribute("data-i") == str(i)
+                    assert marked.locator("td").all_inner_texts()[1:4] == [clock(ts), kind, side]
+                    assert f"#{i} {kind} {side}" in text(page, "#window-surprising")
+                    assert stored["drivers"] and text(page, "#window-drivers").startswith(
+                        "driven by " + stored["drivers"][0]["feature"]
+                    )
+                else:
+                    assert stored["surprising"] is None and page.locator("#window-events tr.surprising").count() == 0
                 page.locator("#alerts-panel").screenshot(path=str(SHOTS / "alert-detail.png"))
                 page.screenshot(path=str(SHOTS / "dashboard.png"), full_page=True)
                 assert errors == []

@@ -49,6 +49,7 @@ class Plan:
     state_keys: list[bytes] = field(default_factory=list)  # empty: md.state does not exist
     redis_keys: list[str] = field(default_factory=list)
     drift_fields: list[str] = field(default_factory=list)
+    count_fields: list[str] = field(default_factory=list)  # the workers' message/record counts of the venue
     alert_ids: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -61,8 +62,9 @@ class Plan:
             f"{STATE_TOPIC}: the group's snapshots of {self.topic} ({len(self.state_keys)} keys, tombstoned)"
             if self.state_keys
             else f"{STATE_TOPIC}: does not exist (no snapshots)",
-            f"redis: {len(self.redis_keys)} keys (mt:latest:{self.venue}:*, mt:hist:{self.venue}:*), "
-            f"{len(self.drift_fields)} drift fields of mt:meta, {len(self.alert_ids)} entries of mt:alerts",
+            f"redis: {len(self.redis_keys)} keys (mt:latest:{self.venue}:*, mt:hist:{self.venue}:*, "
+            f"mt:window:{self.venue}:*), {len(self.drift_fields)} drift fields and {len(self.count_fields)} "
+            f"count fields of mt:meta, {len(self.alert_ids)} entries of mt:alerts",
         ]
 
 
@@ -85,14 +87,19 @@ def fresh_heartbeats(redis_url: str, max_age_s: float = HEARTBEAT_FRESH_S) -> di
 def _redis_plan(plan: Plan, redis_url: str) -> None:
     import redis
 
-    from streams.sink import ALERTS, DRIFT_FIELD, HIST, LATEST, META
+    from streams.sink import ALERTS, DRIFT_FIELD, HIST, LATEST, META, WINDOW
 
     client = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=10)
     try:
-        for pattern in (LATEST, HIST):
-            plan.redis_keys += sorted(client.scan_iter(match=pattern.format(venue=plan.venue, symbol="*"), count=PAGE))
+        # an alert window's key: its symbol then its window number, one `*` for both
+        for match in (*(k.format(venue=plan.venue, symbol="*") for k in (LATEST, HIST)),
+                      WINDOW.format(venue=plan.venue, symbol="*", window="").removesuffix(":")):  # fmt: skip
+            plan.redis_keys += sorted(client.scan_iter(match=match, count=PAGE))
         drift = DRIFT_FIELD.format(venue=plan.venue, symbol="")
-        plan.drift_fields = [f for f in client.hkeys(META) if f.startswith(drift)]
+        fields = client.hkeys(META)
+        plan.drift_fields = [f for f in fields if f.startswith(drift)]
+        plan.count_fields = [f for f in fields if f.startswith(("messages:", "records:"))
+                             and f.endswith(f":{plan.venue}")]  # fmt: skip
         start = "-"
         while True:
             page = client.xrange(ALERTS, min=start, count=PAGE)
@@ -193,8 +200,8 @@ def _redis_reset(plan: Plan, redis_url: str) -> None:
     try:
         for i in range(0, len(plan.redis_keys), PAGE):
             client.delete(*plan.redis_keys[i : i + PAGE])
-        if plan.drift_fields:
-            client.hdel(META, *plan.drift_fields)
+        if plan.drift_fields or plan.count_fields:
+            client.hdel(META, *plan.drift_fields, *plan.count_fields)
         for i in range(0, len(plan.alert_ids), PAGE):
             client.xdel(ALERTS, *plan.alert_ids[i : i + PAGE])
     finally:

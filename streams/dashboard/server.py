@@ -7,8 +7,11 @@ Routes:
 - `/api/book?venue=V&symbol=S&count=N`: its latest forecast and its last N forecasts as points;
 - `/api/alerts?count=N[&venue=V&symbol=S]`: how many alerts `mt:alerts` holds and the newest N;
 - `/api/alert/{id}`: one alert and its book's forecasts around it;
+- `/api/window?venue=V&symbol=S&window=W`: the window that raised an alert (`mt:window:...`): its events,
+  book series, most surprising event and drivers; 404, saying why, where Redis no longer holds it;
 - `/api/health`: `mt:meta` (workers' heartbeats, model, skipped windows, drift), the forecast rate on
-  `mt:forecasts`, consumer lag per partition;
+  `mt:forecasts`, the messages per second per venue from the workers' counts (streams/dashboard/rates.py),
+  consumer lag per partition;
 - `/api/stream`: server-sent events, the forecasts of `mt:forecasts` as points, batched.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -26,14 +30,15 @@ from aiohttp.typedefs import Handler
 
 from streams.dashboard.lag import LagReader
 from streams.dashboard.live import Relay
+from streams.dashboard.rates import MessageRates
 from streams.dashboard.store import Store
-from streams.sink import TIMEOUTS
+from streams.sink import TIMEOUTS, WINDOW
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_COUNT = 20_000  # points a request may ask for: a history stream holds up to 100,000
-NOT_PUBLISHED = "not published"  # what the workers do not write to Redis yet: shown as such, never guessed
 
 STORE = web.AppKey("store", Store)
+RATES = web.AppKey("rates", MessageRates)
 RELAY = web.AppKey("relay", Relay)
 LAG = web.AppKey("lag", LagReader)
 
@@ -76,11 +81,26 @@ async def alert(request: web.Request) -> web.Response:
     return web.json_response(got)
 
 
+async def window(request: web.Request) -> web.Response:
+    q = request.query
+    venue, symbol = q.get("venue"), q.get("symbol")
+    if not venue or not symbol or not q.get("window", "").isdigit():
+        raise web.HTTPBadRequest(text="venue, symbol and window (an integer) are required")
+    got = await request.app[STORE].window(venue, symbol, int(q["window"]))
+    if got is None:
+        key = WINDOW.format(venue=venue, symbol=symbol, window=q["window"])
+        raise web.HTTPNotFound(text=f"Redis no longer holds this alert's window ({key}): it expired (windows are "
+                               "kept alert_window_ttl_s, 7 days by default), or the alert was raised before its "
+                               "worker published alerts' windows (or with alert_window_ttl_s = 0)")  # fmt: skip
+    return web.json_response(got)
+
+
 async def health(request: web.Request) -> web.Response:
     meta = await request.app[STORE].meta()
     lag = request.app.get(LAG)
     meta["forecasts_per_s"] = request.app[RELAY].rates()
-    meta["messages_per_s"] = NOT_PUBLISHED  # the worker logs it in its progress line only
+    # every request is a reading: the page's own polling keeps the rate's window filled
+    meta["messages_per_s"] = request.app[RATES].observe(meta["workers"], time.time_ns())
     meta["lag"] = lag.last if lag is not None else {"state": "off (no --bootstrap)", "partitions": []}
     return web.json_response(meta)
 
@@ -125,6 +145,7 @@ def make_app(redis_url: str, bootstrap: str | None = None, group: str = "megatra
     client = redis.asyncio.Redis.from_url(redis_url, **TIMEOUTS)
     store = Store(client)
     app[STORE] = store
+    app[RATES] = MessageRates()
     # the relay's subscription blocks on its connection: a client of its own, without a read timeout
     app[RELAY] = Relay(redis.asyncio.Redis.from_url(redis_url, socket_connect_timeout=5), store.ticks)
     if bootstrap:
@@ -150,6 +171,7 @@ def make_app(redis_url: str, bootstrap: str | None = None, group: str = "megatra
     app.router.add_get("/api/book", book)
     app.router.add_get("/api/alerts", alerts)
     app.router.add_get("/api/alert/{id}", alert)
+    app.router.add_get("/api/window", window)
     app.router.add_get("/api/health", health)
     app.router.add_get("/api/stream", stream)
     app.router.add_static("/static/", STATIC)

@@ -18,9 +18,11 @@ from orderbook.venues import fixed_tick
 from streams.client import parse
 from streams.dashboard import views
 from streams.dashboard.units import Units, units_for
-from streams.sink import ALERTS, HIST, LATEST, META
+from streams.sink import ALERTS, HIST, LATEST, META, WINDOW
 
-WORKER_FIELDS = ("heartbeat", "skipped", "model", "swapped", "swap_error")  # `<field>:<worker id>` in mt:meta
+# `<field>:<worker id>` in mt:meta
+WORKER_FIELDS = ("heartbeat", "skipped", "model", "swapped", "swap_error", "started")
+COUNT_FIELDS = ("messages", "records")  # `<field>:<worker id>:<venue>` in mt:meta: counts since the worker started
 
 
 class Ticks:
@@ -135,6 +137,23 @@ class Store:
             "series": views.series(records, units),
         }
 
+    async def window(self, venue: str, symbol: str, window: int) -> dict[str, Any] | None:
+        """An alert's window as its worker wrote it (`stored`, the JSON of streams/alert_window.py, as is)
+        and as the page reads it: each event's time as a clock, the book series in prices and lots, the
+        most surprising event and the drivers. None when the key is not there (expired, or an alert from
+        before the workers wrote windows)."""
+        key = WINDOW.format(venue=venue, symbol=symbol, window=window)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(key)
+        pipe.ttl(key)
+        raw, ttl = await pipe.execute()
+        if raw is None:
+            return None
+        stored = json.loads(raw)
+        units = self.ticks.units(venue, symbol)
+        return {"key": key, "ttl_s": ttl, "units": units.describe(), **views.window(stored, units),
+                "stored": stored}  # fmt: skip
+
     async def meta(self) -> dict[str, Any]:
         """`mt:meta` read whole: the deployment's fields, each worker's, each book's drift, and the
         fields this page does not know (shown as they are, nothing made up)."""
@@ -146,7 +165,10 @@ class Store:
         deployment = {k: raw.pop(k) for k in ("model", "schema") if k in raw}
         for key, value in sorted(raw.items()):
             name, _, rest = key.partition(":")
-            if name in WORKER_FIELDS and rest:
+            worker, _, venue = rest.rpartition(":")  # a venue has no colon; a worker id may
+            if name in COUNT_FIELDS and worker and venue:
+                workers.setdefault(worker, {"id": worker}).setdefault(name, {})[venue] = int(value)
+            elif name in WORKER_FIELDS and rest:
                 workers.setdefault(rest, {"id": rest})[name] = value
             elif name == "drift" and rest:
                 venue, _, symbol = rest.partition(":")

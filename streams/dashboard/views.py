@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from orderbook.clock import clock
 from streams.dashboard.units import Units
 
 H = 10  # the horizon drawn: docs/design.md, the forecast record (h = 10 and 100 messages)
@@ -73,3 +74,43 @@ def point(record: Mapping[str, Any], units: Units) -> dict[str, Any]:
 def series(records: Sequence[Mapping[str, Any]], units: Units) -> list[dict[str, Any]]:
     """Points of a book's records, oldest first."""
     return [point(r, units) for r in records]
+
+
+def window(stored: Mapping[str, Any], units: Units) -> dict[str, Any]:
+    """An alert's window (streams/alert_window.py's JSON) as the page shows it: its events with their
+    time as a clock (`orderbook.clock.clock`), kinds and sides by name, prices in ticks from the mid as
+    the window holds them; its book series per row (mid as a price, spread in ticks and as a price,
+    top-5 depth per side in the venue's size unit); the most surprising event's index and the drivers."""
+    cols = stored["events"]["columns"]
+    events = []
+    for i, row in enumerate(stored["events"]["rows"]):
+        e = dict(zip(cols, row, strict=True))
+        events.append({"i": i, "time": clock(int(e["ts"])), **e})
+    scols = stored["series"]["columns"]
+    tick_px = units.price_float(units.tick) if units.tick else None
+    rows = []
+    for i, row in enumerate(stored["series"]["rows"]):
+        r = dict(zip(scols, row, strict=True))
+        valid = bool(r.get("valid", 1))
+        spread = r.get("spread_ticks")
+        rows.append({
+            "row": i - len(stored["series"]["rows"]) + 1,  # 0: the window's last message, -1 the one before...
+            "mid": units.price_float(r["mid"]) if valid and "mid" in r else None,
+            "spread_ticks": spread if valid else None,
+            "spread_px": spread * tick_px if valid and spread is not None and tick_px else None,
+            "depth_bid_5": units.size_float(math.expm1(r["log_depth_bid_5"])) if "log_depth_bid_5" in r else None,
+            "depth_ask_5": units.size_float(math.expm1(r["log_depth_ask_5"])) if "log_depth_ask_5" in r else None,
+        })  # fmt: skip
+    return {
+        "venue": stored["venue"],
+        "symbol": stored["symbol"],
+        "window": stored["window"],
+        "span": [clock(int(stored["start_ts"])), clock(int(stored["ts"]))],
+        "reason": stored.get("reason", ""),
+        "model": stored.get("model", ""),
+        "events": events,
+        "series": rows,
+        "surprising": stored.get("surprising"),
+        "drivers": stored.get("drivers", []),
+        "news": [{"time": clock(int(ts)), "headline": text} for ts, text in stored.get("news", [])],
+    }

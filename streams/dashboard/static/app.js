@@ -14,6 +14,7 @@ const state = {
   live: 0,
   redraw: false,
   alertsDue: false,
+  alertShown: 0,     // clicks on alerts: only the newest one's detail is drawn
 };
 
 // ---- formatting: times are UTC from the exchange timestamps; ITCH/LOBSTER stamps are time of day
@@ -44,6 +45,11 @@ async function getJSON(url) {
 }
 
 // ---- charts
+// a flat series (a quiet book's mid) gets a narrow range around it, not one from zero
+function narrow(u, lo, hi) {
+  const pad = hi > lo ? (hi - lo) * 0.1 : Math.max(Math.abs(hi) * 0.05, 1e-9);
+  return [lo - pad, hi + pad];
+}
 const utc = (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC");
 const alertDots = { stroke: "#d32f2f", fill: "#d32f2f", paths: () => null, points: { show: true, size: 8 } };
 
@@ -60,11 +66,7 @@ function makeChart(id, title, unit, series, bands) {
   const opts = {
     title, width: Math.max(300, target.clientWidth || 600), height: 190, tzDate: utc,
     axes: [{ values: axisTime, label: "UTC" }, { label: unit, size: 70, values: (u, s) => s.map((v) => fmtNum(v, 6)) }],
-    // a flat series (a quiet book's mid) gets a narrow range around it, not one from zero
-    scales: { x: { time: true }, y: { range: (u, lo, hi) => {
-      const pad = hi > lo ? (hi - lo) * 0.1 : Math.max(Math.abs(hi) * 0.05, 1e-9);
-      return [lo - pad, hi + pad];
-    } } },
+    scales: { x: { time: true }, y: { range: narrow } },
     series: [{ label: "time (UTC)", value: (u, v) => fmtTime(v) }, ...series],
     bands: bands || [],
     cursor: { drag: { x: true, y: false } },
@@ -218,7 +220,9 @@ async function refreshAlerts() {
 async function showAlert(id, li) {
   for (const x of $("alerts-list").querySelectorAll("li.selected")) x.classList.remove("selected");
   li.classList.add("selected");
+  const shown = ++state.alertShown; // a later click replaces this one, whichever answer comes first
   const d = await getJSON("/api/alert/" + encodeURIComponent(id));
+  if (shown !== state.alertShown) return;
   const a = d.alert;
   const box = $("alert-detail");
   box.hidden = false;
@@ -246,6 +250,63 @@ async function showAlert(id, li) {
     [{ label: "score", stroke: "#c77700", width: 1 }, { label: "this alert", ...alertDots, points: { show: true, size: 11 } }]);
   scores.setData([p.map((x) => x.t), p.map((x) => x.score), p.map((x) => (x.window === a.window ? x.score : null))]);
   state.charts.detailScore = scores;
+  await showWindow(a, shown);
+}
+
+// the alert's own window (mt:window:...): its events, its book series, the most surprising event, the drivers
+async function showWindow(a, shown) {
+  const box = $("window-detail");
+  box.hidden = true;
+  $("window-state").className = "note";
+  $("window-state").textContent = "reading its window from Redis...";
+  if (state.charts.window) { state.charts.window.destroy(); delete state.charts.window; }
+  const url = `/api/window?venue=${encodeURIComponent(a.venue)}&symbol=${encodeURIComponent(a.symbol)}&window=${a.window}`;
+  const r = await fetch(url);
+  if (shown !== state.alertShown) return;
+  const stateLine = $("window-state");
+  if (r.status === 404) {
+    stateLine.textContent = await r.text();
+    stateLine.className = "note missing";
+    $("window-events").tBodies[0].replaceChildren();
+    return;
+  }
+  if (!r.ok) throw new Error(url + ": " + r.status + " " + (await r.text()));
+  const w = await r.json();
+  if (shown !== state.alertShown) return;
+  stateLine.className = "note";
+  stateLine.textContent = `${w.events.length} events from ${w.span[0]} to ${w.span[1]} (times: the venue's clock or UTC); ` +
+    `from Redis ${w.key}` + (w.ttl_s > 0 ? `, kept ${fmtNum(w.ttl_s / 3600, 1)} h more` : "");
+  const s = w.surprising;
+  const ev = s ? w.events[s.event] : null;
+  $("window-surprising").textContent = ev
+    ? `most surprising event: #${ev.i} ${ev.kind} ${ev.side} ${ev.price_ticks >= 0 ? "+" : ""}${ev.price_ticks} ticks size ${ev.size} (${fmtNum(s.nll, 1)} nats) at ${ev.time}`
+    : "most surprising event: the model names none (" + (w.model || "its model") + " scores no single event)";
+  $("window-drivers").textContent = w.drivers.length
+    ? "driven by " + w.drivers.map((x) => x.feature + " " + Math.round(x.share * 100) + "%").join(", ")
+    : "drivers: the model gives none (its reason above says why)";
+  $("window-events").dataset.surprising = s ? s.event : "";
+  $("window-events").tBodies[0].replaceChildren(...w.events.map((e) => {
+    const tr = el("tr", { "data-i": e.i, class: s && e.i === s.event ? "surprising" : "" });
+    return cells(tr, [e.i, e.time, e.kind, e.side, (e.price_ticks > 0 ? "+" : "") + e.price_ticks, fmtNum(e.size, 8)]);
+  }));
+  box.hidden = false;
+  const marked = $("window-events").querySelector("tr.surprising");
+  if (marked) { // in view inside its scrolling box, the page itself left where it is
+    const scroller = marked.closest(".scroll");
+    scroller.scrollTop = marked.offsetTop - scroller.clientHeight / 2;
+  }
+  const rows = w.series;
+  if (rows.length) {
+    const chart = new uPlot({
+      title: "the window's book: one row per message (0: the last)", width: Math.max(300, $("chart-window").clientWidth || 600),
+      height: 170, scales: { x: { time: false }, y: { range: narrow }, ticks: { range: narrow } },
+      axes: [{ label: "message" }, { label: w.units.price.split(" (")[0], size: 70, values: (u, v) => v.map((x) => fmtNum(x, 6)) },
+        { scale: "ticks", side: 1, label: "spread (ticks)", grid: { show: false } }],
+      series: [{ label: "row" }, { label: "mid", stroke: "#1d2330", width: 1.5 },
+        { label: "spread (ticks)", stroke: "#2e7d32", width: 1, scale: "ticks" }],
+    }, [rows.map((x) => x.row), rows.map((x) => x.mid), rows.map((x) => x.spread_ticks)], $("chart-window"));
+    state.charts.window = chart;
+  }
 }
 
 // ---- health
@@ -266,7 +327,13 @@ async function refreshHealth() {
   $("fps").textContent = fmtNum(r.total, 1);
   $("fps-venues").textContent = "(last " + r.window_s + " s; " +
     (Object.entries(r.per_venue).map(([v, n]) => v + " " + fmtNum(n, 1)).join(", ") || "none") + ")";
-  $("mps").textContent = h.messages_per_s;
+  const m = h.messages_per_s;
+  const venues = Object.entries(m.per_venue);
+  $("mps").replaceChildren(...(venues.length ? venues.map(([v, x]) => el("span",
+    { class: "mps", "data-venue": v, "data-rate": x.rate, "data-messages": x.messages },
+    v + " " + (typeof x.rate === "number" ? fmtNum(x.rate, 1) : x.rate) + " ")) : ["no worker publishes its counts"]));
+  $("mps-window").textContent = m.span_s == null ? "" : "(over the last " + fmtNum(m.span_s, 1) + " s of heartbeats)";
+  $("mps-window").dataset.span = m.span_s ?? "";
   const lag = h.lag;
   $("lag-state").textContent = "(group " + (lag.group ?? "-") + ": " + lag.state +
     (lag.read_at ? ", read " + new Date(lag.read_at * 1000).toISOString().slice(11, 19) + " UTC" : "") + ")";
