@@ -10,7 +10,7 @@ request with what became of its windows
 in that thread too (`Forecaster.forecast`): explaining an alert can cost the model a pass of its own
 (the order-flow model's drivers: a forward and a backward pass), so the event loop only builds
 records. So is each alert's window as Redis keeps it (streams/alert_window.py; `alert_windows`),
-which asks the model for its drivers once more: alerts only, a pass or two each.
+which reads the model's drivers again (the order-flow model keeps its last answer: no second pass).
 
 When the model falls behind (`overload`, docs/design.md):
 - `every`: every window is scored. At most `max_queue` requests wait: past that `submit` waits, so a

@@ -100,3 +100,16 @@ def test_an_alert_names_its_span_its_most_surprising_event_and_the_driving_featu
         reason = f.explain(w, f.predict([w])[0])
     assert f"events {span(int(w.start_ts), int(w.ts))}: " in reason and "most surprising event" in reason
     assert f"driven by {columns[0][0]}" in reason
+
+
+def test_an_alert_asks_for_its_drivers_twice_and_the_model_runs_once(checkpoint_dir, monkeypatch):
+    f = OrderFlowForecaster(checkpoint_dir, device="cpu")
+    w, other = live_windows()[10:12]
+    calls = []
+    real = f._drivers
+    monkeypatch.setattr(f, "_drivers", lambda window, top: calls.append(window) or real(window, top))
+    first = f.drivers(w)
+    assert f.drivers(w) == first and len(calls) == 1  # the reason, then the window kept for the alert
+    f.drivers(other)
+    f.drivers(w)
+    assert len(calls) == 3  # another window in between: computed again

@@ -95,6 +95,7 @@ class OrderFlowForecaster(Forecaster):
         self.calibrated_score = "surprise_score" if self.calibration is not None else None
         self.bf16 = self.device.type == "cuda"
         self.direction_fitted = bool(self.model.direction_fitted)
+        self._drivers_of: tuple[Window, int, tuple] | None = None  # see `drivers`
 
     def arrays(self, windows: Sequence[Window]) -> dict[str, np.ndarray]:
         """The model's input for a batch of live windows (model.inputs, as the training data was built)."""
@@ -159,7 +160,16 @@ class OrderFlowForecaster(Forecaster):
         """((index, nll) of the window's most surprising event among the last k, or None), and the
         `top` book-series columns by their share of |input x gradient| of 1 - p(normal) summed over
         the rows (gradient x input attribution, Shrikumar et al. 2016): one backward pass, run for
-        alerts only."""
+        alerts only. The last window's answer is kept: an alert asks twice (its reason, then the
+        window the worker keeps for it: streams/alert_window.py), on the one model thread."""
+        last = self._drivers_of
+        if last is not None and last[0] is window and last[1] == top:
+            return last[2]
+        found = self._drivers(window, top)
+        self._drivers_of = (window, top, found)
+        return found
+
+    def _drivers(self, window: Window, top: int) -> tuple[tuple[int, float] | None, list[tuple[str, float]]]:
         # gradients even when called from inside an inference_mode block (a caller's scoring loop)
         with torch.inference_mode(False), torch.enable_grad():
             batch = to_batch(self.arrays([window]), self.device)
