@@ -340,3 +340,15 @@ def test_evaluate_command_prints_the_table(tiny, capsys):
                          "--out", str(tiny / "cli")])  # fmt: skip
     assert args.run(args) == 0
     assert "## Anomalies" in capsys.readouterr().out and (tiny / "cli" / "evaluation.md").is_file()
+
+
+def test_each_real_instrument_is_a_part_of_its_own_when_there_are_several():
+    from model.evaluation.evaluate import per_instrument
+
+    seeds = np.array([3, -1, -1, -7, 3, -7, -7])
+    meta = {"sources": [{"seed": -1, "name": "real:binance-hftbacktest/spot_ethusdt_20240808.gz"},
+                        {"seed": -7, "name": "capture:binance:../data/cm_btcusd_perp_20240808.gz"}]}  # fmt: skip
+    parts = per_instrument({"seed": seeds}, meta)
+    assert list(parts) == ["real cm_btcusd_perp_20240808.gz", "real spot_ethusdt_20240808.gz"]
+    assert parts["real cm_btcusd_perp_20240808.gz"].sum() == 3 and parts["real spot_ethusdt_20240808.gz"].sum() == 2
+    assert per_instrument({"seed": np.array([3, -1, -1])}, meta) == {}  # one instrument: the "real" part says it

@@ -139,6 +139,16 @@ PARTS: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]] = {
 }
 
 
+def per_instrument(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> dict[str, np.ndarray]:
+    """"real <file>" -> its windows, for each real source when there are several: a model is judged on
+    every held-out instrument, and the pooled real figure hides one it fails on under one it does well."""
+    seeds = sorted({int(s) for s in arrays["seed"][arrays["seed"] < 0]})
+    if len(seeds) < 2:
+        return {}
+    names = {int(s["seed"]): str(s.get("name", s["seed"])) for s in meta.get("sources", []) if "seed" in s}
+    return {f"real {names.get(s, str(s)).rsplit('/', 1)[-1]}": arrays["seed"] == s for s in seeds}
+
+
 def part_metrics(
     arrays: dict[str, np.ndarray], crps: dict[str, dict[str, np.ndarray]], keep: np.ndarray
 ) -> dict[str, Any]:
@@ -253,6 +263,8 @@ def evaluate(
         keep = select(arrays)
         if keep.any():
             ev.parts[part] = part_metrics(arrays, crps, keep)
+    for part, keep in per_instrument(arrays, meta).items():
+        ev.parts[part] = part_metrics(arrays, crps, keep)
     if len(outputs) > 1:
         ev.ablations = ablation_differences(arrays, outputs, crps)
     out = Path(out_dir)
