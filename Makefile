@@ -10,7 +10,8 @@ STAMP := $(VENV)/.installed
 # and the real captures of ../shared/data but the one held out (-2: Binance spot ETHUSDT),
 # evaluated on 22 unseen simulated hours (seeds 9-10, 21-40) and that capture, beside two
 # ablations (no headlines, no book series) trained the same way. 20-25 minutes on 2 CPU
-# cores (logs in build/demo-*.log); the model (under 2 MB) and its evaluation are committed.
+# cores for the training (logs in build/demo-*.log; the direction table and evaluate-unseen add
+# about 10 more); the model (under 2 MB) and its evaluation are committed.
 CKPT := model/checkpoints/demo
 SHARED ?= ../shared
 DEMO_TRAIN := --preset base --batch 32 --seed 1
