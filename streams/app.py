@@ -47,7 +47,7 @@ from streams.batcher import MicroBatcher
 from streams.config import Settings
 from streams.delivery import BatchApp
 from streams.logfilter import install_rate_limits
-from streams.metrics import WorkerMetrics
+from streams.metrics import QUANTILES, WorkerMetrics, model_device, quantiles
 from streams.news import NewsListener
 from streams.partition import NEWS_KEPT, News, Partition, Services
 from streams.pipeline import Record, native_choice
@@ -136,6 +136,10 @@ class Worker:
         self.services.state_topic_ready.set()
         meta = partial(self.sink.set_meta, self.forecaster.model_id, SCHEMA)
         await until_done(lambda: loop.run_in_executor(self.services.io, meta), "redis", self.waits)
+        # a previous run's counts, a dead-letter reason this run may never meet among them, would stand
+        # beside this run's (a heartbeat that came first is written again a second later: absolute values)
+        forget = partial(self.sink.forget_counts, self.settings.worker_id)
+        await until_done(lambda: loop.run_in_executor(self.services.io, forget), "redis", self.waits)
         await self._publish_model()
         # what start-up made (modules, torch, the model: ~1M objects) lives as long as the process: out of
         # the collector's sight, a full collection scans only what came after (60-110 ms, a latency spike)
@@ -171,7 +175,8 @@ class Worker:
 
     async def heartbeat(self) -> None:
         """Redis's `mt:meta` heartbeat, with the worker's messages and records per venue since it started
-        (the Prometheus counters' totals, absolute: the dashboard's messages/s is their increase), and in
+        (the Prometheus counters' totals, absolute: the dashboard's messages/s is their increase), its dead
+        letters per venue and reason, its books' resyncs, its batch times (p50/p99), and in
         the same round trip the wanted model (`mt:control`), which it then follows (`follow`); an outage
         is logged once (and its end), never raised: a timer that raises takes the whole Faust app down."""
         loop = asyncio.get_running_loop()
@@ -179,13 +184,18 @@ class Worker:
         meta = {DRIFT_FIELD.format(venue=v, symbol=s): stat.to_json() for (v, s), stat in drift.items()}
         # the running counts per venue, copied on the loop that adds to them; every venue it consumes, 0
         # before its first batch: an idle venue reads 0 messages/s on the dashboard, not nothing
-        totals = self.metrics.totals
+        m = self.metrics
+        totals = m.totals
         counts = {venue: tuple(totals.get(venue, (0, 0))) for venue in {*self.settings.venues, *totals}}
+        resyncs = m.read_resyncs(self.partitions.values())
+        recent = {"model": quantiles(self.services.batcher.stats.latencies), "partition": quantiles(m.batch_recent)}
+        latency_ms = {f"{kind}_batch_p{round(q * 100)}_ms": qs[q] * 1e3 if qs else None
+                      for kind, qs in recent.items() for q in QUANTILES}  # fmt: skip
         try:
             skipped = self.services.batcher.stats.skipped
             # stamped when the counts were read, not when the io thread gets to write them: an exact pair
             beat = partial(self.sink.heartbeat, self.settings.worker_id, skipped, meta, counts, self.started_ns,
-                           time.time_ns())  # fmt: skip
+                           time.time_ns(), dlq=dict(m.dlq_totals), resyncs=resyncs, latency_ms=latency_ms)  # fmt: skip
             wanted = await loop.run_in_executor(self.services.io, beat)
         except Exception as err:
             if self.services.drift is not None:  # published with the next heartbeat that lands
@@ -247,7 +257,7 @@ class Worker:
         """The model this worker serves, since when, and its last refusal, to `mt:meta`."""
         loop = asyncio.get_running_loop()
         meta = partial(self.sink.worker_model, self.settings.worker_id, self.forecaster.model_id, self.swapped_ns,
-                       self.swap_error)  # fmt: skip
+                       self.swap_error, model_device(self.forecaster))  # fmt: skip
         await until_done(lambda: loop.run_in_executor(self.services.io, meta), "redis", self.waits)
 
     def drift_report(self) -> dict[tuple[str, str], DriftStat]:

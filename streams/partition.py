@@ -135,6 +135,7 @@ class Partition:
         self.committer = PartitionCommitter(settings.bootstrap, settings.app_id, topic, partition, services.waits,
                                             max_request_size=settings.max_produce_bytes)  # fmt: skip
         self.pipeline: VenuePipeline | None = None
+        self.resyncs_base = 0  # the pipeline's resyncs when restored: earlier ones are not this worker's
         self.pointer: snapshots.Pointer | None = None
         self.assigned = True
         self.lock = asyncio.Lock()
@@ -194,6 +195,7 @@ class Partition:
                           s.max_record_bytes)  # fmt: skip
         r = await until_done(lambda: self._in_thread(restore), f"restore of {self.name}", self.s.waits)
         self.pipeline, self.pointer = r.pipeline, r.pointer
+        self.resyncs_base = r.pipeline.resyncs() if r.pipeline.resyncing else 0
         if r.pointer is not None and r.snapshot_offset is None:  # the named snapshot was unusable: replace it soon
             self.since_snapshot = s.snapshot_every
         else:

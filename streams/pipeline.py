@@ -44,6 +44,12 @@ if TYPE_CHECKING:
     from orderbook.native.venue_windows import NativeVenueWindows
 
 
+# venues whose books fall out of sync and wait for a snapshot (orderbook/sync.py, BookSync.lose_sync):
+# on a sequence gap (Binance, Coinbase) or a checksum mismatch (Kraken); ITCH and LOBSTER books have no
+# such state (a message that does not fit is dead-lettered, the book goes on)
+RESYNCING = frozenset({"binance", "coinbase", "kraken"})
+
+
 def native_choice(venue: str) -> tuple[bool, str]:
     """Whether a pipeline of `venue` takes the native path by default, and why (one line for the logs):
     where `orderbook.native.enabled()` (built, and not turned off with MT_NATIVE=0) and the crate decodes the venue."""
@@ -176,6 +182,23 @@ class VenuePipeline:
             m = records[r.record]
             rejects.append(Rejected(r.reason, r.error, m.key, r.value, m.partition, m.offset, r.index))
         return done.windows, rejects
+
+    @property
+    def resyncing(self) -> bool:
+        """Whether the venue's books resync at all (`RESYNCING`): `resyncs` counts nothing otherwise."""
+        return self.venue in RESYNCING
+
+    def resyncs(self) -> int:
+        """Times the books fell out of sync after being live, summed over symbols (BookSync.resyncs, kept in
+        the state: since it began, snapshots and their replays included). A few reads per book: for a
+        heartbeat, not for each record. Read it on the thread that feeds the pipeline."""
+        feed = self.core.feed
+        if self.native:
+            sync = getattr(feed, "sync", None)  # the native ITCH feed has no BookSync
+            if sync is None:
+                return 0
+            return sum(s[2] for s in map(sync, feed.book_symbols()) if s is not None)
+        return sum(s.resyncs for s in list(feed.syncs.values()))
 
     def dump_state(self) -> bytes:
         """The books, feeds and builders as `orderbook.snapshot.dump_state` bytes; on the native path

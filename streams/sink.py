@@ -15,8 +15,14 @@ Keys (the public contract):
   `swap_error:{worker}` (the last wanted model it refused, and why; empty when none); with each
   heartbeat, the worker's running counts since it started, `messages:{worker}:{venue}` (venue
   messages processed, the Prometheus `megatrading_messages_total`) and `records:{worker}:{venue}`
-  (Kafka records), and `started:{worker}` (when it started, ns: a new value means the counts
-  restarted from zero).
+  (Kafka records), `dlq:{worker}:{venue}:{reason}` (messages dead-lettered to md.dlq, the Prometheus
+  `megatrading_dlq_total`), `resyncs:{worker}:{venue}` (times its books fell out of sync and awaited
+  a snapshot; only for venues whose books resync: Binance, Coinbase, Kraken), and `started:{worker}`
+  (when it started, ns: a new value means the counts restarted from zero); with each heartbeat too,
+  its batch times in ms over its last 1,000 batches, `model_batch_p50_ms:{worker}`,
+  `model_batch_p99_ms:{worker}` (the model's batches), `partition_batch_p50_ms:{worker}`,
+  `partition_batch_p99_ms:{worker}` (records taken -> forecasts in Redis; "" before the first
+  batch); with its model, `device:{worker}` (where the model runs: "cpu", "cuda:0").
 - `mt:control` hash: what operators want of the workers (`megatrading model use`): `model`, the
   spec every worker should serve (absent: each its own `--model`); read with each heartbeat.
 
@@ -49,6 +55,12 @@ WINDOW = "mt:window:{venue}:{symbol}:{window}"  # an alert's window, compact JSO
 MESSAGES_FIELD = "messages:{worker}:{venue}"  # mt:meta: venue messages a worker processed since it started
 RECORDS_FIELD = "records:{worker}:{venue}"  # mt:meta: Kafka records a worker processed since it started
 STARTED_FIELD = "started:{worker}"  # mt:meta: when the worker started (ns): its counts' origin
+DLQ_FIELD = "dlq:{worker}:{venue}:{reason}"  # mt:meta: messages a worker dead-lettered since it started
+RESYNCS_FIELD = "resyncs:{worker}:{venue}"  # mt:meta: times its books resynced since it started
+DEVICE_FIELD = "device:{worker}"  # mt:meta: the device the worker's model runs on ("cpu", "cuda:0")
+# mt:meta: the worker's batch times, ms over its last 1,000 batches ("" before its first): the model's
+# batches (the batcher) and its partition batches (records taken -> forecasts in Redis)
+LATENCY_FIELDS = ("model_batch_p50_ms", "model_batch_p99_ms", "partition_batch_p50_ms", "partition_batch_p99_ms")
 CONTROL = "mt:control"
 WANTED_MODEL = "model"  # an mt:control field: the model spec the workers should serve
 
@@ -165,11 +177,31 @@ class RedisSink:
     def set_meta(self, model: str, schema: int) -> None:
         self.redis.hset(META, mapping={"model": model, "schema": str(schema)})
 
-    def worker_model(self, worker_id: str, model: str, swapped_ns: int, error: str = "") -> None:
+    def worker_model(
+        self, worker_id: str, model: str, swapped_ns: int, error: str = "", device: str | None = None
+    ) -> None:
         """The model a worker serves: `model` (the deployment's, so the last worker to write it) and the
-        worker's own `model:`, `swapped:` (0: the model it started with) and `swap_error:` fields."""
+        worker's own `model:`, `swapped:` (0: the model it started with), `swap_error:` and, given, `device:`
+        (where the model runs) fields."""
         fields = {"model": model, f"model:{worker_id}": model, f"swapped:{worker_id}": str(swapped_ns)}
+        if device is not None:
+            fields[DEVICE_FIELD.format(worker=worker_id)] = device
         self.redis.hset(META, mapping=fields | {f"swap_error:{worker_id}": error})
+
+    def forget_counts(self, worker_id: str) -> int:
+        """Remove the worker's counts of a previous run (`messages:`, `records:`, `dlq:`, `resyncs:` of
+        `worker_id`), as it starts: a heartbeat writes the counts it has, and a reason or venue the new run
+        has not met would otherwise stand beside them with the old run's count. Returns how many went."""
+        mine = []
+        for raw in self.redis.hkeys(META):
+            key = raw.decode()
+            name, _, rest = key.partition(":")
+            # a worker id may hold colons, a venue and a reason none: the worker is what precedes them
+            if (name == "dlq" and rest.count(":") >= 2 and rest.rsplit(":", 2)[0] == worker_id) or (
+                name in ("messages", "records", "resyncs") and rest.rpartition(":")[0] == worker_id
+            ):
+                mine.append(key)
+        return int(self.redis.hdel(META, *mine)) if mine else 0
 
     def swap_refused(self, worker_id: str, error: str) -> None:
         self.redis.hset(META, f"swap_error:{worker_id}", error)
@@ -182,13 +214,19 @@ class RedisSink:
         counts: Mapping[str, Sequence[int]] | None = None,
         started_ns: int | None = None,
         now_ns: int | None = None,
+        *,
+        dlq: Mapping[tuple[str, str], int] | None = None,
+        resyncs: Mapping[str, int] | None = None,
+        latency_ms: Mapping[str, float | None] | None = None,
     ) -> str | None:
         """The worker's heartbeat (`now_ns`, default now) and, given, the windows its batcher skipped since
-        it started, its counts since it started (`counts`: venue -> (messages, records)) with when it
-        started, and more `mt:meta` fields (the drift of its books, `drift:<venue>:<symbol>`): one HSET
-        of absolute values, so a heartbeat repeated after an outage counts nothing twice, and a reader
-        finds each count with the heartbeat time it was taken at. Returns the model spec operators want
-        served (`mt:control`), read in the same round trip; None when none is set."""
+        it started, its counts since it started (`counts`: venue -> (messages, records); `dlq`: (venue,
+        reason) -> messages dead-lettered; `resyncs`: venue -> its books' resyncs) with when it started,
+        its batch times (`latency_ms`: a `LATENCY_FIELDS` name -> ms, None before its first batch) and more
+        `mt:meta` fields (the drift of its books, `drift:<venue>:<symbol>`): one HSET of absolute values,
+        so a heartbeat repeated after an outage counts nothing twice, and a reader finds each count with
+        the heartbeat time it was taken at. Returns the model spec operators want served (`mt:control`),
+        read in the same round trip; None when none is set."""
         fields = {f"heartbeat:{worker_id}": str(time.time_ns() if now_ns is None else now_ns)}
         if skipped is not None:
             fields[f"skipped:{worker_id}"] = str(skipped)
@@ -197,6 +235,12 @@ class RedisSink:
         for venue, (messages, records) in (counts or {}).items():
             fields[MESSAGES_FIELD.format(worker=worker_id, venue=venue)] = str(messages)
             fields[RECORDS_FIELD.format(worker=worker_id, venue=venue)] = str(records)
+        for (venue, reason), n in (dlq or {}).items():
+            fields[DLQ_FIELD.format(worker=worker_id, venue=venue, reason=reason)] = str(n)
+        for venue, n in (resyncs or {}).items():
+            fields[RESYNCS_FIELD.format(worker=worker_id, venue=venue)] = str(n)
+        for name, ms in (latency_ms or {}).items():
+            fields[f"{name}:{worker_id}"] = "" if ms is None else f"{ms:.3f}"
         if meta:
             fields.update(meta)
         pipe = self.redis.pipeline(transaction=False)

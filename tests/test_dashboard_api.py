@@ -158,6 +158,45 @@ def test_messages_per_second_is_each_workers_count_increase_over_its_heartbeats_
     assert meta["messages:w2:itch"] == "200" and meta["records:w1:binance"] == "5" and meta["started:w2"] == "8"
 
 
+def test_health_sums_dead_letters_and_resyncs_over_live_workers_and_shows_each_ones_device_and_latency(redis_url):
+    sink = RedisSink.from_url(redis_url)
+    now = time.time_ns()
+    latency = {"model_batch_p50_ms": 2.5, "model_batch_p99_ms": 40.25, "partition_batch_p50_ms": 4.0,
+               "partition_batch_p99_ms": 61.5}  # fmt: skip
+    sink.worker_model("w1", "test:1", 0, device="cuda:0")
+    sink.worker_model("w2", "test:1", 0, device="cpu")
+
+    def beat(worker: str, started: int, dlq: dict, resyncs: dict, counts: dict, at: int, lat: dict = latency) -> None:
+        sink.heartbeat(worker, 0, None, counts, started, at, dlq=dlq, resyncs=resyncs, latency_ms=lat)
+
+    counts, ago = {"binance": (100, 10), "itch": (50, 5)}, now - 2 * 10**9
+    beat("w1", 1, {("binance", "sequence_gap"): 4, ("itch", "malformed"): 2}, {"binance": 3}, counts, ago)
+    beat("w2", 5, {("binance", "sequence_gap"): 9, ("binance", "malformed"): 1}, {"binance": 7}, counts, ago)
+    before = get(redis_url, "/api/health")
+    assert before["dlq"]["reasons"] == {"sequence_gap": {"binance": 13}, "malformed": {"binance": 1, "itch": 2}}
+    assert before["resyncs"] == {"binance": 10, "itch": "n/a"}  # ITCH books do not resync: not a made-up 0
+    # w2 restarted: its counts start again from zero, and mt:meta holds its new ones (a new `started:`); w1 beats
+    # again with the same counts (a repeated heartbeat: nothing counted twice); w3 stopped a minute ago
+    beat("w1", 1, {("binance", "sequence_gap"): 4, ("itch", "malformed"): 2}, {"binance": 3}, counts, now)
+    no_batch = dict.fromkeys(latency)
+    sink.forget_counts("w2")  # as a worker starts: its last run's counts go, a reason it does not meet included
+    beat("w2", 6, {("binance", "sequence_gap"): 1}, {"binance": 0}, counts, now, no_batch)
+    beat("w3", 2, {("binance", "crossed_book"): 50}, {"binance": 50}, counts, now - 60 * 10**9)
+    got = get(redis_url, "/api/health")
+    assert got["dlq"]["reasons"] == {"malformed": {"itch": 2}, "sequence_gap": {"binance": 5}}
+    assert (got["dlq"]["venues"], got["dlq"]["total"]) == (["binance", "itch"], 7)
+    assert (got["dlq"]["workers"], got["dlq"]["stale"]) == (["w1", "w2"], ["w3"])
+    assert got["resyncs"] == {"binance": 3, "itch": "n/a"}
+    workers = {w["id"]: w for w in got["workers"]}
+    assert workers["w1"]["device"] == "cuda:0" and workers["w2"]["device"] == "cpu"
+    assert {k: workers["w1"][k] for k in latency} == {"model_batch_p50_ms": "2.500", "model_batch_p99_ms": "40.250",
+                                                      "partition_batch_p50_ms": "4.000",
+                                                      "partition_batch_p99_ms": "61.500"}  # fmt: skip
+    assert {k: workers["w2"][k] for k in latency} == dict.fromkeys(latency, "")  # restarted: no batch yet
+    assert workers["w2"]["dlq"] == {"binance": {"sequence_gap": 1}} and workers["w2"]["resyncs"] == {"binance": 0}
+    assert not any(k.startswith(("dlq:", "resyncs:", "device:")) for k in got["other"])  # every field understood
+
+
 def test_the_window_of_an_alert_reads_back_as_its_worker_wrote_it(redis_url):
     windows = sim_windows()[:2]
     scored = score(BaselineForecaster(), windows, explain_above=0.0)

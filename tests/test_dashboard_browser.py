@@ -180,6 +180,22 @@ def test_the_page_shows_what_redis_holds_live_and_the_window_of_a_clicked_alert(
                 page.wait_for_function(
                     f"document.querySelector('{itch_rate}')?.dataset.messages === '{len(records)}'", timeout=15_000
                 )
+                # the worker's model device and batch latency, as its mt:meta fields say
+                meta = r.hgetall(META)
+                row.locator("td.latency").first.wait_for()
+                cells = row.locator("td").all_inner_texts()
+                assert cells[6] == meta["device:dash-w"] == "cpu"
+                p50 = row.locator("td.latency").first.get_attribute("data-p50")
+                assert p50 and float(p50) > 0 and cells[7].endswith(" ms")
+                # dead letters: the table is mt:meta's dlq:dash-w:<venue>:<reason> counts (the one live worker's)
+                dead = {tuple(k.split(":")[2:]): v for k, v in meta.items() if k.startswith("dlq:dash-w:")}
+                want_rows = [[reason, dead[venue, reason]] for venue, reason in sorted(dead, key=lambda x: x[1])]
+                page.wait_for_function(
+                    """(want) => JSON.stringify([...document.querySelectorAll('#dlq tbody tr')]
+                        .map(r => [...r.cells].map(c => c.textContent))) === JSON.stringify(want)""",
+                    arg=want_rows or [["none"]],
+                )
+                assert text(page, '#resyncs .resyncs[data-venue="itch"]') == "itch n/a"  # ITCH books never resync
                 ends = expected_lag(bootstrap, topic)
                 assert all(end == done for end, done in ends.values())  # the worker took everything
                 want = sorted([t, str(p), str(end), str(done), str(end - done)] for (t, p), (end, done) in ends.items())

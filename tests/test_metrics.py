@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import redis
 from faults import WorkerProcess, capture_records, expected, publish, read_topic
 from kafka import KafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,6 +23,7 @@ from orderbook.frames import FrameError, messages_of
 from streams.app import create_app
 from streams.config import Settings
 from streams.infra import free_port
+from streams.sink import META
 
 REPO = Path(__file__).resolve().parents[1]
 DASHBOARD = REPO / "deploy/grafana/dashboards/megatrading.json"
@@ -63,16 +65,28 @@ def end_offsets(bootstrap: str, topic: str) -> int:
         c.close()
 
 
+def heartbeat_after(r: redis.Redis, worker_id: str, t_ns: int, timeout: float = 10.0) -> dict[str, str]:
+    """mt:meta once the worker's heartbeat is later than `t_ns` (its counts read after everything was done)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        meta = r.hgetall(META)
+        if int(meta.get(f"heartbeat:{worker_id}", 0)) > t_ns:
+            return meta
+        assert time.monotonic() < deadline, f"no heartbeat of {worker_id} after {t_ns}"
+        time.sleep(0.2)
+
+
 def test_scraped_during_a_replay_the_counters_equal_the_topic_and_the_lag_falls_to_zero(infra, shared_data,
                                                                                         tmp_path):  # fmt: skip
     boot, topic = infra.kafka.bootstrap, f"md.raw.{VENUE}"
     records = capture_records(VENUE, shared_data / CAPTURE, limit=3000)
     half = len(records) // 2
     publish(boot, topic, records[:half] + [(b"X/Y", b) for b in BAD])
-    port, group = free_port(), "metrics-test"
+    port, group, worker_id = free_port(), "metrics-test", "metrics-w"
     env = {"MT_METRICS_PORT": str(port), "MT_METRICS_HOST": "127.0.0.1"}
+    r = redis.Redis(port=infra.redis.port, db=9, decode_responses=True)
     worker = WorkerProcess(boot, f"redis://127.0.0.1:{infra.redis.port}/9", group, (VENUE,), tmp_path / "w.log",
-                           "metrics-w", f"md.forecasts.{group}", f"md.dlq.{group}", extra_env=env)  # fmt: skip
+                           worker_id, f"md.forecasts.{group}", f"md.dlq.{group}", extra_env=env)  # fmt: skip
     try:
         seen_during: list[float] = []
 
@@ -105,6 +119,16 @@ def test_scraped_during_a_replay_the_counters_equal_the_topic_and_the_lag_falls_
         assert total(m, "megatrading_partition_batch_seconds_count", venue=VENUE) > 0
         (info,) = m["megatrading_model_info"]
         assert info[0]["model"].startswith("baseline")
+        # the heartbeat's mt:meta counts: the same dead letters (by venue and reason) as md.dlq holds, and
+        # the resyncs Prometheus shows (none in this capture: its checksums all match)
+        meta = heartbeat_after(r, worker_id, time.time_ns())
+        assert {k.removeprefix(f"dlq:{worker_id}:{VENUE}:"): int(v) for k, v in meta.items()
+                if k.startswith("dlq:")} == dead  # fmt: skip
+        assert int(meta[f"resyncs:{worker_id}:{VENUE}"]) == total(m, "megatrading_resyncs_total", venue=VENUE) == 0
+        assert meta[f"device:{worker_id}"] == info[0]["device"] == "cpu"
+        for kind in ("model", "partition"):
+            p50, p99 = (float(meta[f"{kind}_batch_{q}_ms:{worker_id}"]) for q in ("p50", "p99"))
+            assert 0 < p50 <= p99
         assert any(0 < s < len(raw) for s in seen_during)  # scraped mid-way, not only at the end
     finally:
         worker.stop()

@@ -140,6 +140,25 @@ def test_meta_holds_the_model_the_heartbeats_and_each_workers_skipped_windows(r)
     assert all(int(meta[f"heartbeat:{w}"]) > 1_700_000_000_000_000_000 for w in ("w1", "w2", "w3"))
 
 
+def test_the_heartbeat_writes_dead_letters_resyncs_latencies_and_the_model_writes_its_device(r):
+    sink = RedisSink(r)
+    sink.worker_model("w:1", "generative:x", 0, device="cuda:0")  # a worker id may hold a colon
+    counts = {"binance": (120, 12)}
+    dlq = {("binance", "sequence_gap"): 3, ("binance", "malformed"): 1}
+    latency = {"model_batch_p50_ms": 1.23456, "model_batch_p99_ms": 9.0, "partition_batch_p50_ms": None,
+               "partition_batch_p99_ms": None}  # fmt: skip
+    for _ in range(2):  # repeated (a retry after an outage): absolute values, nothing counted twice
+        sink.heartbeat("w:1", 0, None, counts, 7, 100, dlq=dlq, resyncs={"binance": 2}, latency_ms=latency)
+    meta = {k.decode(): v.decode() for k, v in r.hgetall("mt:meta").items()}
+    assert {k: v for k, v in meta.items() if k.startswith(("dlq:", "resyncs:", "device:", "model_", "partition_"))} == {
+        "dlq:w:1:binance:sequence_gap": "3", "dlq:w:1:binance:malformed": "1", "resyncs:w:1:binance": "2",
+        "device:w:1": "cuda:0", "model_batch_p50_ms:w:1": "1.235", "model_batch_p99_ms:w:1": "9.000",
+        "partition_batch_p50_ms:w:1": "", "partition_batch_p99_ms:w:1": "",  # no batch yet: no number made up
+    }  # fmt: skip
+    sink.worker_model("w:1", "baseline:1", 5)  # a caller that does not say: the device field stays as it was
+    assert r.hget("mt:meta", "device:w:1") == b"cuda:0"
+
+
 def test_field_values_reach_redis_byte_for_byte_whatever_their_characters(r):
     """The fields travel to the write script as one JSON array (streams/sink.py): quotes, backslashes,
     non-ASCII and characters outside the BMP come back as their UTF-8, floats as their repr."""

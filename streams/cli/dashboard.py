@@ -16,7 +16,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     settings = Settings.load(args)
     reach_redis(settings.redis_url)
     bootstrap = None if args.no_lag else settings.bootstrap
-    app = make_app(settings.redis_url, bootstrap, settings.app_id, settings.venues)
+    app = make_app(settings.redis_url, bootstrap, settings.app_id, settings.venues, settings.dlq_topic)
     lag = f"lag of group {settings.app_id} at {bootstrap}" if bootstrap else "lag not read"
     print(f"dashboard on http://{args.host}:{args.port}/ (Redis {settings.redis_url}; {lag})", flush=True)
     # no access log: the page polls every 2 s, and a line per request would bury what matters

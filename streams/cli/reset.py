@@ -49,7 +49,7 @@ class Plan:
     state_keys: list[bytes] = field(default_factory=list)  # empty: md.state does not exist
     redis_keys: list[str] = field(default_factory=list)
     drift_fields: list[str] = field(default_factory=list)
-    count_fields: list[str] = field(default_factory=list)  # the workers' message/record counts of the venue
+    count_fields: list[str] = field(default_factory=list)  # the workers' counts of the venue (messages, dlq...)
     alert_ids: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -98,8 +98,11 @@ def _redis_plan(plan: Plan, redis_url: str) -> None:
         drift = DRIFT_FIELD.format(venue=plan.venue, symbol="")
         fields = client.hkeys(META)
         plan.drift_fields = [f for f in fields if f.startswith(drift)]
-        plan.count_fields = [f for f in fields if f.startswith(("messages:", "records:"))
+        plan.count_fields = [f for f in fields if f.startswith(("messages:", "records:", "resyncs:"))
                              and f.endswith(f":{plan.venue}")]  # fmt: skip
+        # dlq:<worker>:<venue>:<reason>: the venue is the field's second last part (a worker id may hold colons)
+        plan.count_fields += [f for f in fields if f.startswith("dlq:") and f.count(":") >= 3
+                              and f.rsplit(":", 2)[1] == plan.venue]  # fmt: skip
         start = "-"
         while True:
             page = client.xrange(ALERTS, min=start, count=PAGE)

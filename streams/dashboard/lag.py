@@ -1,6 +1,11 @@
 """Consumer lag per partition: the workers' group's committed offsets (an admin request, as
 streams/offsets.py reads them: no group membership) against each raw topic's end offsets.
 
+With them, the offsets the dead-letter topic (md.dlq) spans, end minus beginning summed over its
+partitions: the workers write it in their transactions, and each transaction's commit marker takes an
+offset too, so this is the most messages it can hold (all the workers' since it was made, a past
+worker's included), not their exact count: the exact counts are the workers' (`dlq:` in mt:meta).
+
 Read in a thread of its own every few seconds and kept: a page request never waits for Kafka, and
 Kafka down shows as the last error, not as a page that hangs.
 """
@@ -17,16 +22,18 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from streams.offsets import committed_offsets
-from streams.topics import raw_topic
+from streams.topics import DLQ_TOPIC, raw_topic
 
 log = logging.getLogger(__name__)
 
 
 class LagReader:
-    def __init__(self, bootstrap: str, group: str, venues: Sequence[str], every: float = 2.0) -> None:
+    def __init__(self, bootstrap: str, group: str, venues: Sequence[str], every: float = 2.0,
+                 dlq_topic: str = DLQ_TOPIC) -> None:  # fmt: skip
         self.bootstrap = bootstrap
         self.group = group
         self.venues = tuple(venues)
+        self.dlq_topic = dlq_topic
         self.every = every
         self.last: dict[str, Any] = {"state": "not read yet", "group": group, "partitions": []}
         self._consumer: KafkaConsumer | None = None
@@ -49,7 +56,17 @@ class LagReader:
                 end = ends[TopicPartition(topic, p)]
                 rows.append({"topic": topic, "partition": p, "end": end, "committed": done[p],
                              "lag": end - done[p]})  # fmt: skip
-        return {"state": "ok", "group": self.group, "partitions": rows, "read_at": time.time()}
+        return {"state": "ok", "group": self.group, "partitions": rows, "dlq": self._dlq(), "read_at": time.time()}
+
+    def _dlq(self) -> dict[str, Any]:
+        """The offsets `dlq_topic` spans (module docstring: records plus transaction markers); None: no such topic."""
+        assert self._consumer is not None
+        parts = self._consumer.partitions_for_topic(self.dlq_topic)
+        if not parts:
+            return {"topic": self.dlq_topic, "offsets": None}
+        tps = [TopicPartition(self.dlq_topic, p) for p in parts]
+        ends, begins = self._consumer.end_offsets(tps), self._consumer.beginning_offsets(tps)
+        return {"topic": self.dlq_topic, "offsets": sum(ends[tp] - begins[tp] for tp in tps)}
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -9,9 +9,11 @@ Routes:
 - `/api/alert/{id}`: one alert and its book's forecasts around it;
 - `/api/window?venue=V&symbol=S&window=W`: the window that raised an alert (`mt:window:...`): its events,
   book series, most surprising event and drivers; 404, saying why, where Redis no longer holds it;
-- `/api/health`: `mt:meta` (workers' heartbeats, model, skipped windows, drift), the forecast rate on
-  `mt:forecasts`, the messages per second per venue from the workers' counts (streams/dashboard/rates.py),
-  consumer lag per partition;
+- `/api/health`: `mt:meta` (workers' heartbeats, model and its device, skipped windows, batch latency,
+  drift), the forecast rate on `mt:forecasts`, the messages per second per venue from the workers' counts
+  (streams/dashboard/rates.py), the dead letters per reason and venue and the books' resyncs per venue
+  summed over the live workers' counts (streams/dashboard/store.py), consumer lag per partition and the
+  offsets md.dlq spans (streams/dashboard/lag.py);
 - `/api/stream`: server-sent events, the forecasts of `mt:forecasts` as points, batched.
 """
 
@@ -33,6 +35,7 @@ from streams.dashboard.live import Relay
 from streams.dashboard.rates import MessageRates
 from streams.dashboard.store import Store
 from streams.sink import TIMEOUTS, WINDOW
+from streams.topics import DLQ_TOPIC
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_COUNT = 20_000  # points a request may ask for: a history stream holds up to 100,000
@@ -139,8 +142,8 @@ async def redis_down(request: web.Request, handler: Handler) -> web.StreamRespon
 
 
 def make_app(redis_url: str, bootstrap: str | None = None, group: str = "megatrading",
-             venues: Sequence[str] = ()) -> web.Application:  # fmt: skip
-    """The app; `bootstrap`: where to read consumer lag (None: lag is not shown)."""
+             venues: Sequence[str] = (), dlq_topic: str = DLQ_TOPIC) -> web.Application:  # fmt: skip
+    """The app; `bootstrap`: where to read consumer lag and `dlq_topic`'s offsets (None: neither is shown)."""
     app = web.Application(middlewares=[redis_down])
     client = redis.asyncio.Redis.from_url(redis_url, **TIMEOUTS)
     store = Store(client)
@@ -149,7 +152,7 @@ def make_app(redis_url: str, bootstrap: str | None = None, group: str = "megatra
     # the relay's subscription blocks on its connection: a client of its own, without a read timeout
     app[RELAY] = Relay(redis.asyncio.Redis.from_url(redis_url, socket_connect_timeout=5), store.ticks)
     if bootstrap:
-        app[LAG] = LagReader(bootstrap, group, venues)
+        app[LAG] = LagReader(bootstrap, group, venues, dlq_topic=dlq_topic)
 
     async def background(app: web.Application) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(app[RELAY].run())]

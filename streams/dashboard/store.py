@@ -18,11 +18,52 @@ from orderbook.venues import fixed_tick
 from streams.client import parse
 from streams.dashboard import views
 from streams.dashboard.units import Units, units_for
-from streams.sink import ALERTS, HIST, LATEST, META, WINDOW
+from streams.sink import ALERTS, HIST, LATENCY_FIELDS, LATEST, META, WINDOW
 
 # `<field>:<worker id>` in mt:meta
-WORKER_FIELDS = ("heartbeat", "skipped", "model", "swapped", "swap_error", "started")
-COUNT_FIELDS = ("messages", "records")  # `<field>:<worker id>:<venue>` in mt:meta: counts since the worker started
+WORKER_FIELDS = ("heartbeat", "skipped", "model", "swapped", "swap_error", "started", "device", *LATENCY_FIELDS)
+# `<field>:<worker id>:<venue>` in mt:meta: counts since the worker started
+COUNT_FIELDS = ("messages", "records", "resyncs")
+LIVE_S = 10.0  # a worker whose heartbeat is older counts in no total: it is gone, or cannot reach Redis
+NOT_KEPT = "n/a"  # resyncs of a venue whose books have no sync state to lose (ITCH, LOBSTER)
+
+
+def dead_letters(workers: list[dict[str, Any]], live_s: float = LIVE_S) -> dict[str, Any]:
+    """Messages dead-lettered, per reason and venue, summed over the live workers' counts since each
+    started (`dlq:<worker>:<venue>:<reason>`, absolute values: a restarted worker's count is its new one,
+    counted from zero again; a repeated heartbeat adds nothing). `workers`: `Store.meta`'s."""
+    counts: dict[str, dict[str, int]] = {}
+    live, stale = [], []
+    for w in workers:
+        if "dlq" not in w and "messages" not in w:
+            continue  # publishes no counts (an older worker)
+        if w.get("heartbeat_age_s") is None or w["heartbeat_age_s"] > live_s:
+            stale.append(w["id"])
+            continue
+        live.append(w["id"])
+        for venue, reasons in w.get("dlq", {}).items():
+            for reason, n in reasons.items():
+                counts.setdefault(reason, {})[venue] = counts.get(reason, {}).get(venue, 0) + n
+    venues = sorted({v for per in counts.values() for v in per})
+    return {"live_s": live_s, "workers": live, "stale": stale, "venues": venues,
+            "reasons": {reason: counts[reason] for reason in sorted(counts)},
+            "total": sum(n for per in counts.values() for n in per.values())}  # fmt: skip
+
+
+def resyncs(workers: list[dict[str, Any]], live_s: float = LIVE_S) -> dict[str, int | str]:
+    """Venue -> its books' resyncs summed over the live workers (`resyncs:<worker>:<venue>`, since each
+    started), for every venue a live worker counts messages of; `NOT_KEPT` where none publishes resyncs
+    (a venue whose books do not resync: ITCH, LOBSTER)."""
+    out: dict[str, int | str] = {}
+    for w in workers:
+        if w.get("heartbeat_age_s") is None or w["heartbeat_age_s"] > live_s:
+            continue
+        for venue in w.get("messages", {}):
+            out.setdefault(venue, NOT_KEPT)
+        for venue, n in w.get("resyncs", {}).items():
+            before = out.get(venue, NOT_KEPT)
+            out[venue] = n + (before if isinstance(before, int) else 0)
+    return dict(sorted(out.items()))
 
 
 class Ticks:
@@ -168,6 +209,10 @@ class Store:
             worker, _, venue = rest.rpartition(":")  # a venue has no colon; a worker id may
             if name in COUNT_FIELDS and worker and venue:
                 workers.setdefault(worker, {"id": worker}).setdefault(name, {})[venue] = int(value)
+            elif name == "dlq" and rest.count(":") >= 2:
+                worker, venue, reason = rest.rsplit(":", 2)  # neither a venue nor a reason has a colon
+                per_venue = workers.setdefault(worker, {"id": worker}).setdefault("dlq", {})
+                per_venue.setdefault(venue, {})[reason] = int(value)
             elif name in WORKER_FIELDS and rest:
                 workers.setdefault(rest, {"id": rest})[name] = value
             elif name == "drift" and rest:
@@ -178,4 +223,6 @@ class Store:
         for w in workers.values():
             if "heartbeat" in w:
                 w["heartbeat_age_s"] = round((now - int(w["heartbeat"])) / 1e9, 3)
-        return {"deployment": deployment, "workers": list(workers.values()), "drift": drift, "other": other}
+        listed = list(workers.values())
+        return {"deployment": deployment, "workers": listed, "drift": drift, "other": other,
+                "dlq": dead_letters(listed), "resyncs": resyncs(listed)}  # fmt: skip

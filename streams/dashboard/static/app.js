@@ -319,8 +319,13 @@ async function refreshHealth() {
     const tr = el("tr", { "data-worker": w.id });
     cells(tr, [w.id]);
     tr.append(el("td", { class: age == null || age > 5 ? "stale" : "" }, age == null ? "none" : age.toFixed(1) + " s"));
-    return cells(tr, [w.model ?? "-", w.swapped === "0" ? "start" : w.swapped ? fmtTime(Number(w.swapped) / 1e9) : "-",
-      w.skipped ?? "not published", w.swap_error || "-"]);
+    cells(tr, [w.model ?? "-", w.swapped === "0" ? "start" : w.swapped ? fmtTime(Number(w.swapped) / 1e9) : "-",
+      w.skipped ?? "not published", w.swap_error || "-", w.device ?? "not published"]);
+    tr.append(el("td", { class: "latency", "data-p50": w.model_batch_p50_ms ?? "", "data-p99": w.model_batch_p99_ms ?? "" },
+      fmtLatency(w.model_batch_p50_ms, w.model_batch_p99_ms)));
+    tr.append(el("td", { class: "latency", "data-p50": w.partition_batch_p50_ms ?? "", "data-p99": w.partition_batch_p99_ms ?? "" },
+      fmtLatency(w.partition_batch_p50_ms, w.partition_batch_p99_ms)));
+    return tr;
   }));
   if (h.deployment.model) $("model").textContent = h.deployment.model;
   const r = h.forecasts_per_s;
@@ -334,6 +339,10 @@ async function refreshHealth() {
     v + " " + (typeof x.rate === "number" ? fmtNum(x.rate, 1) : x.rate) + " ")) : ["no worker publishes its counts"]));
   $("mps-window").textContent = m.span_s == null ? "" : "(over the last " + fmtNum(m.span_s, 1) + " s of heartbeats)";
   $("mps-window").dataset.span = m.span_s ?? "";
+  const rs = Object.entries(h.resyncs);
+  $("resyncs").replaceChildren(...(rs.length ? rs.map(([v, n]) => el("span", { class: "resyncs", "data-venue": v, "data-resyncs": n },
+    v + " " + n + " ")) : ["no live worker publishes its counts"]));
+  showDeadLetters(h.dlq, h.lag.dlq);
   const lag = h.lag;
   $("lag-state").textContent = "(group " + (lag.group ?? "-") + ": " + lag.state +
     (lag.read_at ? ", read " + new Date(lag.read_at * 1000).toISOString().slice(11, 19) + " UTC" : "") + ")";
@@ -347,6 +356,27 @@ async function refreshHealth() {
   const other = Object.entries(h.other);
   $("other-meta").tBodies[0].replaceChildren(...(other.length ? other.map(([k, v]) => cells(el("tr"), [k, v]))
     : [cells(el("tr"), ["none"])]));
+}
+
+// "" or absent: the worker has had no batch yet (or publishes no latency)
+function fmtLatency(p50, p99) {
+  if (p50 == null || p50 === "") return p50 === "" ? "no batch yet" : "not published";
+  return fmtNum(p50, 2) + " / " + fmtNum(p99, 2) + " ms";
+}
+
+// mt:meta's dlq:<worker>:<venue>:<reason> counts, summed over the live workers: reason x venue
+function showDeadLetters(d, kafka) {
+  $("dlq-state").textContent = "(messages dead-lettered since each live worker started: " + d.total + "; workers " +
+    (d.workers.join(", ") || "none") + (d.stale.length ? "; left out, no heartbeat for " + d.live_s + " s: " + d.stale.join(", ") : "") + ")";
+  const table = $("dlq");
+  table.tHead.rows[0].replaceChildren(el("th", {}, "reason"), ...d.venues.map((v) => el("th", {}, v)));
+  const reasons = Object.entries(d.reasons);
+  table.tBodies[0].replaceChildren(...(reasons.length ? reasons.map(([reason, per]) =>
+    cells(el("tr", { "data-reason": reason }), [reason, ...d.venues.map((v) => per[v] ?? 0)]))
+    : [cells(el("tr", { class: "none" }), ["none"])]));
+  $("dlq-kafka").textContent = kafka == null ? "" : kafka.offsets == null ? kafka.topic + ": no such topic yet"
+    : kafka.topic + " spans " + kafka.offsets + " offsets (every worker's dead letters since the topic was made, " +
+      "plus one offset per transaction commit marker: at most that many messages)";
 }
 
 // ---- start
