@@ -12,8 +12,10 @@ Fingerprints, each an md5 over exact bytes:
 - the committed checkpoint's forecasts row by row (`megatrading score`'s CSV) on the held-out real
   capture (Binance spot ETHUSDT) and on a simulated ITCH file.
 
-bench/outputs.json was recorded on 347f6cd, the code before issue 11's restructure. About 4 minutes on
-2 cores.
+bench/outputs.json was recorded on 347f6cd, the code before issue 11's restructure, and re-recorded on
+00b3183, when the demo checkpoint got its direction head: `--check` against the old record then differed
+in the score CSVs' p_up / p_down columns alone (the dataset and every evaluate figure the same). About 4
+minutes on 2 cores.
 """
 
 from __future__ import annotations
