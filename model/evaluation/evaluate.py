@@ -140,7 +140,7 @@ PARTS: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]] = {
 
 
 def per_instrument(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> dict[str, np.ndarray]:
-    """"real <file>" -> its windows, for each real source when there are several: a model is judged on
+    """Each real source's windows (as "real <file>") when there are several: a model is judged on
     every held-out instrument, and the pooled real figure hides one it fails on under one it does well."""
     seeds = sorted({int(s) for s in arrays["seed"][arrays["seed"] < 0]})
     if len(seeds) < 2:
