@@ -162,6 +162,9 @@ class Settings:
     # seconds an alert's window (its events and book series: mt:window:<venue>:<symbol>:<window>) stays in
     # Redis for the dashboard to show; 0: not written
     alert_window_ttl_s: int = 7 * 86_400
+    # levels per side of each book published to mt:book:<venue>:<symbol> for the dashboard's ladder, once
+    # per partition batch per book with a window in it; 0: not written
+    book_levels: int = 10
     # drift per book (model/serving/drift.py, docs/design.md "Drift"): population-stability indices over
     # the last `drift_windows` windows of a book (0: not tracked), its feature rows against its first
     # `drift_reference` windows, its calibrated surprise against uniform, `drift_bins` bins; a book is
@@ -194,6 +197,8 @@ class Settings:
             raise ValueError("drift: drift_windows >= 0 (0: off), drift_bins >= 2, drift_reference >= drift_bins")
         if self.alert_window_ttl_s < 0:
             raise ValueError("alert_window_ttl_s >= 0 (0: alerts' windows are not written)")
+        if self.book_levels < 0:
+            raise ValueError("book_levels >= 0 (0: books' levels are not written)")
         if not 0 < self.drift_moderate <= self.drift_threshold:
             raise ValueError("drift: 0 < drift_moderate <= drift_threshold")
 

@@ -51,7 +51,7 @@ from streams.config import Settings
 from streams.metrics import WorkerMetrics
 from streams.pipeline import Record, Rejected, VenuePipeline
 from streams.retry import Backoff, Waits, until_done
-from streams.sink import RedisSink
+from streams.sink import RedisSink, book_json
 from streams.txn import Fenced, Out, PartitionCommitter
 
 log = logging.getLogger(__name__)
@@ -299,7 +299,7 @@ class Partition:
                                           reasons=dict(Counter(r.reason for r in rejects)),
                                           symbols=sorted({r.key.decode(errors="replace") for r in rejects
                                                           if r.key})[:20]))  # fmt: skip
-        forecasts = await self._forecasts(windows)
+        forecasts = await self._forecasts(windows, self._tops(pipe, windows))
         outs += [Out(self.s.settings.forecasts_topic, str(f["symbol"]).encode(), msgpack.packb(f)) for f in forecasts]
         self.since_snapshot += end - start
         snapshot = None
@@ -374,7 +374,18 @@ class Partition:
         log.warning("%s: the stream resumed at offset %d, the state stood at %d: processed the %d records between "
                     "first, with their forecasts", self.name, end, start, len(gap))  # fmt: skip
 
-    async def _forecasts(self, windows: list[Window]) -> list[dict[str, Any]]:
+    def _tops(self, pipe: VenuePipeline, windows: list[Window]) -> list[tuple[str, str, int, str]]:
+        """The levels of each book the batch completed a window of, as `RedisSink.write_async` takes them:
+        read once per book per batch, after the batch, so they ride in its forecasts' round trip."""
+        now = time.time_ns()
+        return [(self.venue, t.symbol, t.window,
+                 book_json(self.venue, t.symbol, t.window, t.ts, t.seq, t.bids, t.asks, now))
+                for t in pipe.tops(windows, self.s.settings.book_levels)]  # fmt: skip
+
+    async def _forecasts(
+        self, windows: list[Window], books: Sequence[tuple[str, str, int, str]] = ()
+    ) -> list[dict[str, Any]]:
+        """Score the windows and write their forecasts to Redis, with `books` (`_tops`) in the same round trip."""
         if not windows:
             return []
         s = self.s
@@ -390,7 +401,8 @@ class Partition:
                    for rec in forecast_records(model_id, windows[a:b], scored.forecasts.part(a, b), now)]  # fmt: skip
         t1 = time.perf_counter()
         # each alert's window (built with its reason on the model thread) goes in the forecast's own script
-        await until_done(lambda: s.sink.write_async(records, scored.alert_windows or None), "redis", s.waits)
+        alert_windows = scored.alert_windows or None
+        await until_done(lambda: s.sink.write_async(records, alert_windows, books), "redis", s.waits)
         self.stats.model_s += t1 - t0
         self.stats.redis_s += time.perf_counter() - t1
         if s.drift is not None and windows:  # numpy over the batch; published with the heartbeat

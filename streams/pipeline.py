@@ -31,7 +31,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from orderbook import native as native_path
 from orderbook.errors import MAX_MESSAGE_BYTES
@@ -69,6 +69,17 @@ class Record(Protocol):
     value: bytes
     partition: int
     offset: int
+
+
+class BookTop(NamedTuple):
+    """A book's best levels as a batch left it (`VenuePipeline.tops`), with the builder's position then."""
+
+    symbol: str
+    window: int  # the builder's tokens seen (a window's `n_seen`): orders a book's tops as it orders its forecasts
+    ts: int  # of the book's last event
+    seq: int
+    bids: list[tuple[int, int]]  # (price, size) in the venue's units, best first
+    asks: list[tuple[int, int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +193,31 @@ class VenuePipeline:
             m = records[r.record]
             rejects.append(Rejected(r.reason, r.error, m.key, r.value, m.partition, m.offset, r.index))
         return done.windows, rejects
+
+    def tops(self, windows: Sequence[Window], n: int) -> list[BookTop]:
+        """The best `n` levels a side of each book with a window in `windows` (a batch's), as the batch left
+        the book: one read per book per batch, none per record. A book the batch changed without completing
+        a window is left out (its next window's batch publishes it). The position is the builder's now, not
+        the last window's: the book may have taken messages after that window (the ordering key must be the
+        levels' own, or a replay cut into other batches could write an older book over a newer one)."""
+        if n <= 0 or not windows:
+            return []
+        last = {w.symbol: w for w in windows}
+        # native: the follower books, which the batch brought to where the feed's are
+        books = self.core.books if self.native else self.core.feed.books
+        builders = self.core.builders
+        out = []
+        for symbol, w in last.items():
+            book, builder = books.get(symbol), builders.get(symbol)
+            if book is None or builder is None:
+                continue
+            # the native builder counts its tokens for free; else (or when messages came after the last
+            # window) the builder's window as it stands carries the position: one per book, not per record
+            if getattr(builder, "n_seen", None) != w.n_seen:
+                w = builder.window()
+            bids, asks = book.top(n)
+            out.append(BookTop(symbol, int(w.n_seen), int(w.ts), int(w.seq), bids, asks))
+        return out
 
     @property
     def resyncing(self) -> bool:

@@ -7,6 +7,13 @@ Keys (the public contract):
 - `mt:window:{venue}:{symbol}:{window}` string: the window that raised an alert (its events, its book
   series rows, its most surprising event and the score's drivers where the model gives them), compact
   JSON (streams/alert_window.py), written with its alert and expiring `alert_window_ttl_s` later.
+- `mt:book:{venue}:{symbol}` string: the book's best levels (`book_levels` a side, default 10), compact
+  JSON `{"window", "ts", "seq", "emitted_ts", "venue", "symbol", "bids", "asks"}`: `bids` and `asks`
+  as `[[price, size], ...]` best first, in the venue's integer units as the book holds them; `window`
+  the book's count of event tokens when they were read (a forecast's `window`: equal to one, the levels
+  are that forecast's book; greater, the book took messages after its newest forecast), `ts` and `seq`
+  its last event's, `emitted_ts` when the worker wrote it (ns). Written with the batch's forecasts, once
+  per partition batch for each book with a window in the batch.
 - `mt:forecasts` pub/sub channel: each forecast as it is written, as JSON.
 - `mt:meta` hash: model name and version, schema version, worker heartbeats, the windows each
   worker skipped because the model fell behind (`overload = "latest"`, streams/batcher.py), the
@@ -31,8 +38,10 @@ window's end, which a replay after a crash reproduces exactly (venue sequence nu
 not serve: Coinbase level2 books interleave a message count with trade sequence numbers).
 One Lua script per forecast compares it with what the latest hash holds and writes nothing
 when the forecast is not newer, so a replay (at-least-once delivery) adds nothing a reader
-can see: no second history entry, no second alert, its window's key left as it was. The
-heartbeat's counts are absolute values: a repeated heartbeat counts nothing twice.
+can see: no second history entry, no second alert, its window's key left as it was. A book's
+levels are ordered the same way, by their `window`: a script writes them only over older ones, so a
+replay, cut into batches as it may be, never puts an older book over a newer one. The heartbeat's
+counts are absolute values: a repeated heartbeat counts nothing twice.
 """
 
 from __future__ import annotations
@@ -52,6 +61,7 @@ CHANNEL = "mt:forecasts"
 META = "mt:meta"
 DRIFT_FIELD = "drift:{venue}:{symbol}"  # an mt:meta field: a book's drift, compact JSON
 WINDOW = "mt:window:{venue}:{symbol}:{window}"  # an alert's window, compact JSON (streams/alert_window.py)
+BOOK = "mt:book:{venue}:{symbol}"  # a book's best levels, compact JSON (`book_json`)
 MESSAGES_FIELD = "messages:{worker}:{venue}"  # mt:meta: venue messages a worker processed since it started
 RECORDS_FIELD = "records:{worker}:{venue}"  # mt:meta: Kafka records a worker processed since it started
 STARTED_FIELD = "started:{worker}"  # mt:meta: when the worker started (ns): its counts' origin
@@ -83,7 +93,35 @@ redis.call('PUBLISH', KEYS[4], ARGV[5])
 return 1
 """
 
+# ARGV: the levels' window, their JSON (which `book_json` starts with the window: read back without
+# decoding the levels). Only over an older book: a replay leaves a newer one as it is
+_WRITE_BOOK = """
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local w = tonumber(string.match(cur, '^{"window":(%d+)'))
+  if w and tonumber(ARGV[1]) <= w then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+"""
+
 WINDOW_TTL_S = 7 * 86_400  # how long an alert's window stays (`alert_window_ttl_s`)
+
+
+def book_json(
+    venue: str,
+    symbol: str,
+    window: int,
+    ts: int,
+    seq: int,
+    bids: Sequence[Sequence[int]],
+    asks: Sequence[Sequence[int]],
+    emitted_ts: int,
+) -> str:
+    """A book's levels as `BOOK` holds them (module docstring), `window` first: the write script reads it."""
+    doc = {"window": window, "ts": ts, "seq": seq, "emitted_ts": emitted_ts, "venue": venue, "symbol": symbol,
+           "bids": bids, "asks": asks}  # fmt: skip
+    return json.dumps(doc, separators=(",", ":"))
 
 
 # timeouts: a hung server must surface as an error the worker retries and reports, not as a
@@ -112,10 +150,14 @@ class RedisSink:
         self.alerts_maxlen = alerts_maxlen
         self.window_ttl_s = window_ttl_s  # 0: alerts' windows are not written
         self._script = client.register_script(_WRITE)
+        self._book_script = client.register_script(_WRITE_BOOK)
         self._aredis: redis.asyncio.Redis | None = None
         self._ascript: Any = None
+        self._abook_script: Any = None
         self.written = 0
         self.duplicates = 0
+        self.books_written = 0
+        self.books_stale = 0  # levels not written: the key held the same or a newer book (a replay)
 
     @classmethod
     def from_url(cls, url: str, **kw: object) -> RedisSink:
@@ -141,22 +183,43 @@ class RedisSink:
                 args += [window, self.window_ttl_s]
             yield keys, args
 
-    def _count(self, results: list[Any]) -> int:
-        new = sum(int(r) for r in results)
+    def _count(self, results: list[Any], books: int) -> int:
+        """Count a round trip's results: the books' come last (`books` of them)."""
+        split = len(results) - books
+        new = sum(int(r) for r in results[:split])
         self.written += new
-        self.duplicates += len(results) - new
+        self.duplicates += split - new
+        fresh = sum(int(r) for r in results[split:])
+        self.books_written += fresh
+        self.books_stale += books - fresh
         return new
 
-    def write(self, forecasts: Iterable[Mapping[str, object]], windows: Sequence[str | None] | None = None) -> int:
-        """Write a batch in one round trip; returns how many were new. `windows`: each forecast's window
-        as JSON, or None (see `_calls`): an alert's is written beside it, under `WINDOW`."""
+    @staticmethod
+    def _book_calls(books: Sequence[tuple[str, str, int, str]]) -> Iterator[tuple[list[str], list[object]]]:
+        for venue, symbol, window, doc in books:
+            yield [BOOK.format(venue=venue, symbol=symbol)], [window, doc]
+
+    def write(
+        self,
+        forecasts: Iterable[Mapping[str, object]],
+        windows: Sequence[str | None] | None = None,
+        books: Sequence[tuple[str, str, int, str]] = (),
+    ) -> int:
+        """Write a batch in one round trip; returns how many forecasts were new. `windows`: each forecast's
+        window as JSON, or None (see `_calls`): an alert's is written beside it, under `WINDOW`. `books`:
+        (venue, symbol, window, `book_json`) of each book's levels, written under `BOOK` where newer."""
         pipe = self.redis.pipeline(transaction=False)
         for keys, args in self._calls(forecasts, windows):
             self._script(keys=keys, args=args, client=pipe)
-        return self._count(pipe.execute()) if len(pipe) else 0
+        for keys, args in self._book_calls(books):
+            self._book_script(keys=keys, args=args, client=pipe)
+        return self._count(pipe.execute(), len(books)) if len(pipe) else 0
 
     async def write_async(
-        self, forecasts: Iterable[Mapping[str, object]], windows: Sequence[str | None] | None = None
+        self,
+        forecasts: Iterable[Mapping[str, object]],
+        windows: Sequence[str | None] | None = None,
+        books: Sequence[tuple[str, str, int, str]] = (),
     ) -> int:
         """`write` on the running event loop, one round trip (the sink's url; used from one loop only)."""
         if self._aredis is None:
@@ -164,10 +227,13 @@ class RedisSink:
                 raise ValueError("write_async needs a sink made with from_url")
             self._aredis = redis.asyncio.Redis.from_url(self.url, **TIMEOUTS)
             self._ascript = self._aredis.register_script(_WRITE)
+            self._abook_script = self._aredis.register_script(_WRITE_BOOK)
         pipe = self._aredis.pipeline(transaction=False)
         for keys, args in self._calls(forecasts, windows):
             await self._ascript(keys=keys, args=args, client=pipe)  # queued: the pipeline runs it below
-        return self._count(await pipe.execute()) if len(pipe) else 0
+        for keys, args in self._book_calls(books):
+            await self._abook_script(keys=keys, args=args, client=pipe)
+        return self._count(await pipe.execute(), len(books)) if len(pipe) else 0
 
     async def aclose(self) -> None:
         if self._aredis is not None:

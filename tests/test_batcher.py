@@ -264,7 +264,10 @@ class RecordingSink(RedisSink):
         self.batches: list[list[dict]] = []
 
     async def write_async(
-        self, forecasts: Iterable[Mapping[str, object]], windows: Sequence[str | None] | None = None
+        self,
+        forecasts: Iterable[Mapping[str, object]],
+        windows: Sequence[str | None] | None = None,
+        books: Sequence[tuple[str, str, int, str]] = (),
     ) -> int:
         self.batches.append([dict(f) for f in forecasts])
         return len(self.batches[-1])

@@ -19,7 +19,7 @@ from model.serving.baseline import BaselineForecaster
 from model.serving.forecaster import PREDICTION_FIELDS, RECORD_FIELDS
 from orderbook.clock import clock
 from streams.dashboard.server import make_app
-from streams.sink import ALERTS, META, WINDOW, WINDOW_TTL_S, RedisSink
+from streams.sink import ALERTS, META, WINDOW, WINDOW_TTL_S, RedisSink, book_json
 
 DB = 12  # this module's Redis database on the shared servers
 
@@ -260,3 +260,38 @@ def test_an_unknown_book_or_alert_is_not_found(redis_url):
                                                        "/api/book?venue=itch")]  # fmt: skip
 
     assert call(redis_url, statuses) == [404, 404, 400]
+
+
+def test_a_books_levels_read_in_the_units_of_its_best_bid_and_ask_with_sizes_summed(redis_url):
+    """`/api/levels`: what the worker's sink wrote to `mt:book`, prices as `/api/book` shows the best bid
+    and ask, sizes exact and summed from the best level; an absent key says so."""
+    sink = RedisSink(redis.Redis.from_url(redis_url))
+    bids, asks = [[1_000_000, 300], [999_900, 200], [999_800, 5]], [[1_000_100, 100], [1_000_500, 1]]
+    written = time.time_ns()
+    levels = book_json("itch", "AAA", 40, 34_200 * 10**9 + 5, 41, bids, asks, written)
+    sink.write([record("itch", "AAA", 32, 1_000_000, 1_000_100)], books=[("itch", "AAA", 40, levels)])
+    got = get(redis_url, "/api/levels?venue=itch&symbol=AAA")
+    shown = get(redis_url, "/api/book?venue=itch&symbol=AAA")["latest"]
+    assert got["published"] is True and got["key"] == "mt:book:itch:AAA"
+    assert (got["window"], got["seq"], got["time"]) == (40, 41, clock(34_200 * 10**9 + 5))
+    assert 0 <= got["age_s"] < 60
+    assert got["bids"] == [{"price": "100.00", "size": "300", "cum": "300"},
+                           {"price": "99.99", "size": "200", "cum": "500"},
+                           {"price": "99.98", "size": "5", "cum": "505"}]  # fmt: skip
+    assert got["asks"] == [
+        {"price": "100.01", "size": "100", "cum": "100"},
+        {"price": "100.05", "size": "1", "cum": "101"},
+    ]
+    assert (got["bids"][0]["price"], got["asks"][0]["price"]) == (shown["bid"], shown["ask"])
+    assert got["stored"]["bids"] == bids
+    # Binance: 8 decimals for prices and sizes alike
+    eth_levels = book_json("binance", "ETHUSDT", 7, 1, 1, [[261_234_000_000, 150_000_000]], [], written)
+    sink.write([], books=[("binance", "ETHUSDT", 7, eth_levels)])
+    eth = get(redis_url, "/api/levels?venue=binance&symbol=ETHUSDT")
+    assert eth["bids"] == [{"price": "2612.34", "size": "1.5", "cum": "1.5"}] and eth["asks"] == []
+    assert get(redis_url, "/api/levels?venue=itch&symbol=NONE") == {
+        "venue": "itch",
+        "symbol": "NONE",
+        "key": "mt:book:itch:NONE",
+        "published": False,
+    }

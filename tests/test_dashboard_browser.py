@@ -31,10 +31,11 @@ from model.sim.engine import SEC, SimConfig
 from model.sim.run import simulate
 from model.sim.writers import messages
 from orderbook.clock import clock
-from streams.config import SHIPPED_MODEL, torch_installed
+from streams.config import SHIPPED_MODEL, Settings, torch_installed
 from streams.infra import free_port
 from streams.offsets import committed_offsets
-from streams.sink import ALERTS, HIST, LATEST, META, WINDOW
+from streams.pipeline import VenuePipeline
+from streams.sink import ALERTS, BOOK, HIST, LATEST, META, WINDOW
 from streams.topics import raw_topic
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's package
@@ -159,6 +160,7 @@ def test_the_page_shows_what_redis_holds_live_and_the_window_of_a_clicked_alert(
                 assert Decimal(text(page, "#now-spread")) == dollars(ask - bid)
                 assert abs(float(text(page, "#now-score")) - float(latest["anomaly_score"])) <= 5e-5
                 assert "USD" in text(page, "#units")  # the page names the units it shows
+                check_ladder(page, r, records, venue, symbol, latest)
                 n_alerts = r.xlen(ALERTS)
                 assert n_alerts > 0, "the simulated manipulation raised no alert"
                 wait_text(page, "#alert-total", str(n_alerts))
@@ -253,6 +255,62 @@ def test_the_page_shows_what_redis_holds_live_and_the_window_of_a_clicked_alert(
         if dashboard is not None:
             dashboard.stop()
         worker.stop()
+
+
+def offline_levels(records: list[tuple[bytes, bytes]], symbol: str, window: int) -> tuple[int, int, list, list]:
+    """The book of `symbol` rebuilt offline (the reference path, message by message) as it stood when its
+    window builder had seen `window` tokens: (last ts, last seq, top bids, top asks) as the worker's
+    `mt:book` holds them."""
+    settings = Settings()
+    pipe = VenuePipeline("itch", settings.window, native=False)
+    got = None
+    for offset, (key, value) in enumerate(records):
+        pipe.process(key, value, 0, offset)
+        b = pipe.builders.get(symbol)
+        if b is not None and b._count == window:  # the last message at that count: the book's state there
+            bids, asks = pipe.core.feed.books[symbol].top(settings.book_levels)
+            got = (b._last_ts, b._last_seq, [list(x) for x in bids], [list(x) for x in asks])
+        elif b is not None and b._count > window:
+            break
+    assert got is not None, f"{symbol}: no message left its builder at {window} tokens"
+    return got
+
+
+def check_ladder(page, r: redis.Redis, records: list[tuple[bytes, bytes]], venue: str, symbol: str,
+                 latest: dict[str, str]) -> None:  # fmt: skip
+    """The ladder: the rows of `mt:book` in the units of the best bid and ask above them (dollars, shares,
+    the sizes summed from the best), the book's age; the levels themselves the book rebuilt offline at the
+    same point; their best the shown best bid and ask where the levels are the shown forecast's book."""
+    stored = json.loads(r.get(BOOK.format(venue=venue, symbol=symbol)))
+    assert (stored["venue"], stored["symbol"]) == (venue, symbol)
+    # not `seq`: an ITCH seq counts the messages of the worker's partition, this rebuild's counts all of them
+    ts, _, bids, asks = offline_levels(records, symbol, stored["window"])
+    assert (stored["ts"], stored["bids"], stored["asks"]) == (ts, bids, asks)
+    assert 0 < len(bids) <= Settings().book_levels and 0 < len(asks) <= Settings().book_levels
+    page.wait_for_function("(w) => document.querySelector('#ladder')?.dataset.window === w", arg=str(stored["window"]))
+    for side, rows in (("bids", bids), ("asks", asks)):
+        shown = [tr.locator("td").all_inner_texts() for tr in page.locator(f"#ladder-{side} tbody tr").all()]
+        cum = [sum(size for _, size in rows[: i + 1]) for i in range(len(rows))]
+        assert [(Decimal(p), int(s), int(c)) for p, s, c in shown] == [
+            (dollars(price), size, total) for (price, size), total in zip(rows, cum, strict=True)
+        ]
+    best_bid, best_ask = page.locator("#ladder-bids tbody tr").first, page.locator("#ladder-asks tbody tr").first
+    after = stored["window"] - int(latest["window"])
+    if after == 0:  # the levels are the shown forecast's book
+        assert best_bid.locator("td").first.inner_text() == text(page, "#now-bid")
+        assert best_ask.locator("td").first.inner_text() == text(page, "#now-ask")
+    else:  # the last batch took messages after the book's last window: the page says how many tokens
+        assert after > 0
+    more = f", {after} tokens after the forecast shown" if after else ""
+    want = f"book at {clock(ts)} (window {stored['window']}, seq {stored['seq']}{more}); written "
+    page.wait_for_function("(w) => document.querySelector('#ladder-state').textContent.startsWith(w)", arg=want)
+    assert text(page, "#ladder-state").endswith(" s ago")
+    page.locator("#now-panel").screenshot(path=str(SHOTS / "ladder.png"))
+    # a book without levels published says so
+    r.delete(BOOK.format(venue=venue, symbol=symbol))
+    wait_text(page, "#ladder-state", f"no levels published ({BOOK.format(venue=venue, symbol=symbol)})")
+    assert page.locator("#ladder-bids tbody tr").count() == 0
+    r.set(BOOK.format(venue=venue, symbol=symbol), json.dumps(stored, separators=(",", ":")))
 
 
 def expected_lag(bootstrap: str, topic: str) -> dict[tuple[str, int], tuple[int, int]]:

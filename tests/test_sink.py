@@ -9,7 +9,7 @@ import redis
 
 from model.serving.forecaster import PREDICTION_FIELDS, RECORD_FIELDS
 from streams.client import ForecastClient
-from streams.sink import RedisSink
+from streams.sink import BOOK, RedisSink, book_json
 
 
 def forecast(seq, window, score=0.1, symbol="BTCUSDT", venue="binance"):
@@ -180,3 +180,40 @@ def test_the_alerts_stream_is_capped_by_its_own_length_not_the_history_s(r):
         sink.write([forecast(seq, seq, score=0.999) for seq in range(lo + 1, lo + 101)])
     assert r.xlen("mt:hist:binance:BTCUSDT") == 500
     assert 10 <= r.xlen("mt:alerts") <= 200
+
+
+def book(window: int, bid: int = 100, symbol: str = "BTCUSDT") -> tuple[str, str, int, str]:
+    doc = book_json("binance", symbol, window, 1_700_000_000_000_000_000 + window, window * 3,
+                    [[bid, 5], [bid - 1, 7]], [[bid + 1, 2]], 9)  # fmt: skip
+    return "binance", symbol, window, doc
+
+
+def test_a_books_levels_go_with_the_batch_and_never_over_a_newer_book(r, infra):
+    """`mt:book:<venue>:<symbol>`: the JSON as given, in the forecasts' round trip; a replay (the same
+    levels again) or an older book (a replay cut into other batches) leaves the newer one as it is."""
+    import asyncio
+
+    sink = RedisSink(r)
+    assert sink.write([forecast(1, 20)], books=[book(20), book(5, symbol="ETHUSDT")]) == 1
+    key = BOOK.format(venue="binance", symbol="BTCUSDT")
+    stored = json.loads(r.get(key))
+    assert stored == {"window": 20, "ts": 1_700_000_000_000_000_020, "seq": 60, "emitted_ts": 9, "venue": "binance",
+                      "symbol": "BTCUSDT", "bids": [[100, 5], [99, 7]], "asks": [[101, 2]]}  # fmt: skip
+    assert json.loads(r.get(BOOK.format(venue="binance", symbol="ETHUSDT")))["window"] == 5
+    assert sink.write([], books=[book(20, bid=1)]) == 0  # the same window again: a replay
+    assert sink.write([], books=[book(19, bid=2)]) == 0  # older
+    assert json.loads(r.get(key))["bids"][0] == [100, 5]
+    assert (sink.books_written, sink.books_stale) == (2, 2)
+    assert sink.written == 1 and sink.duplicates == 0  # the books counted apart from the forecasts
+
+    async def on_the_loop() -> tuple[int, int]:
+        a = RedisSink.from_url(infra.redis.url)
+        try:
+            await a.write_async([forecast(2, 30)], None, [book(19, bid=3), book(30, bid=200)])
+            return a.books_written, a.books_stale
+        finally:
+            await a.aclose()
+
+    assert asyncio.run(on_the_loop()) == (1, 1)
+    assert json.loads(r.get(key))["bids"][0] == [200, 5]
+    assert r.hget("mt:latest:binance:BTCUSDT", "window") == b"30"

@@ -4,7 +4,9 @@ What goes (docs/design.md for each): `md.raw.<venue>` (deleted and created again
 partitions and replicas), the consumer group's committed offsets for it, the group's state snapshots
 of its partitions in `md.state` (tombstones: the topic is compacted, and the offsets that pointed at
 the snapshots are gone with the group's offsets), and in Redis the venue's books: `mt:latest:<venue>:*`,
-`mt:hist:<venue>:*`, their `drift:<venue>:*` fields of `mt:meta`, and the venue's entries in `mt:alerts`.
+`mt:hist:<venue>:*`, `mt:window:<venue>:*`, `mt:book:<venue>:*` (their levels: a reset book's old levels
+would stand over the new ones, which start from a lower window), their `drift:<venue>:*` fields of
+`mt:meta`, and the venue's entries in `mt:alerts`.
 Kept: the venue's dead letters in `md.dlq`, a topic every venue shares.
 
 Why it is needed: the worker keeps every book from its partition's first record, so a second
@@ -63,8 +65,8 @@ class Plan:
             if self.state_keys
             else f"{STATE_TOPIC}: does not exist (no snapshots)",
             f"redis: {len(self.redis_keys)} keys (mt:latest:{self.venue}:*, mt:hist:{self.venue}:*, "
-            f"mt:window:{self.venue}:*), {len(self.drift_fields)} drift fields and {len(self.count_fields)} "
-            f"count fields of mt:meta, {len(self.alert_ids)} entries of mt:alerts",
+            f"mt:window:{self.venue}:*, mt:book:{self.venue}:*), {len(self.drift_fields)} drift fields and "
+            f"{len(self.count_fields)} count fields of mt:meta, {len(self.alert_ids)} entries of mt:alerts",
         ]
 
 
@@ -87,12 +89,12 @@ def fresh_heartbeats(redis_url: str, max_age_s: float = HEARTBEAT_FRESH_S) -> di
 def _redis_plan(plan: Plan, redis_url: str) -> None:
     import redis
 
-    from streams.sink import ALERTS, DRIFT_FIELD, HIST, LATEST, META, WINDOW
+    from streams.sink import ALERTS, BOOK, DRIFT_FIELD, HIST, LATEST, META, WINDOW
 
     client = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=10)
     try:
         # an alert window's key: its symbol then its window number, one `*` for both
-        for match in (*(k.format(venue=plan.venue, symbol="*") for k in (LATEST, HIST)),
+        for match in (*(k.format(venue=plan.venue, symbol="*") for k in (LATEST, HIST, BOOK)),
                       WINDOW.format(venue=plan.venue, symbol="*", window="").removesuffix(":")):  # fmt: skip
             plan.redis_keys += sorted(client.scan_iter(match=match, count=PAGE))
         drift = DRIFT_FIELD.format(venue=plan.venue, symbol="")

@@ -5,6 +5,8 @@ Routes:
   the internet, by the server or the page);
 - `/api/books`: every book with a latest forecast;
 - `/api/book?venue=V&symbol=S&count=N`: its latest forecast and its last N forecasts as points;
+- `/api/levels?venue=V&symbol=S`: its top levels as its worker last published them (`mt:book:...`), each
+  side's prices, sizes and sizes summed from the best, with the book's age; `published` false where absent;
 - `/api/alerts?count=N[&venue=V&symbol=S]`: how many alerts `mt:alerts` holds and the newest N;
 - `/api/alert/{id}`: one alert and its book's forecasts around it;
 - `/api/window?venue=V&symbol=S&window=W`: the window that raised an alert (`mt:window:...`): its events,
@@ -70,6 +72,13 @@ async def book(request: web.Request) -> web.Response:
     if got is None:
         raise web.HTTPNotFound(text=f"no forecast for {venue}:{symbol}")
     return web.json_response(got)
+
+
+async def levels(request: web.Request) -> web.Response:
+    venue, symbol = request.query.get("venue"), request.query.get("symbol")
+    if not venue or not symbol:
+        raise web.HTTPBadRequest(text="venue and symbol are required")
+    return web.json_response(await request.app[STORE].levels(venue, symbol))
 
 
 async def alerts(request: web.Request) -> web.Response:
@@ -172,6 +181,7 @@ def make_app(redis_url: str, bootstrap: str | None = None, group: str = "megatra
     app.router.add_get("/", index)
     app.router.add_get("/api/books", books)
     app.router.add_get("/api/book", book)
+    app.router.add_get("/api/levels", levels)
     app.router.add_get("/api/alerts", alerts)
     app.router.add_get("/api/alert/{id}", alert)
     app.router.add_get("/api/window", window)

@@ -18,7 +18,7 @@ from orderbook.venues import fixed_tick
 from streams.client import parse
 from streams.dashboard import views
 from streams.dashboard.units import Units, units_for
-from streams.sink import ALERTS, HIST, LATENCY_FIELDS, LATEST, META, WINDOW
+from streams.sink import ALERTS, BOOK, HIST, LATENCY_FIELDS, LATEST, META, WINDOW
 
 # `<field>:<worker id>` in mt:meta
 WORKER_FIELDS = ("heartbeat", "skipped", "model", "swapped", "swap_error", "started", "device", *LATENCY_FIELDS)
@@ -119,6 +119,19 @@ class Store:
             "latest": views.realized(latest, units),
             "series": views.series(records, units),
         }
+
+    async def levels(self, venue: str, symbol: str) -> dict[str, Any]:
+        """The book's top levels as its worker last published them (`mt:book`), in the units its best bid
+        and ask are shown in; `published` False where the key is absent (no worker publishes levels, with
+        `book_levels = 0` or from before they did, or no batch of the book completed a window yet)."""
+        key = BOOK.format(venue=venue, symbol=symbol)
+        raw = await self.redis.get(key)
+        out: dict[str, Any] = {"venue": venue, "symbol": symbol, "key": key, "published": raw is not None}
+        if raw is None:
+            return out
+        stored = json.loads(raw)
+        units = self.ticks.units(venue, symbol)
+        return out | views.levels(stored, units, time.time_ns()) | {"stored": stored}
 
     async def alerts(self, count: int, venue: str | None = None, symbol: str | None = None) -> dict[str, Any]:
         """The total in `mt:alerts` and its newest `count` (of one book, when given), newest first."""

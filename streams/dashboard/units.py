@@ -41,6 +41,13 @@ class Units:
             return str(units)
         return _decimal_text(Decimal(units).scaleb(-self.price_decimals), keep=2)
 
+    def size(self, lots: int) -> str:
+        """Exact: 150000000 lots at 8 decimals -> "1.5"; whole numbers without a point."""
+        if not self.size_decimals:
+            return str(lots)
+        text = format(Decimal(lots).scaleb(-self.size_decimals), "f")
+        return text.rstrip("0").rstrip(".") if "." in text else text
+
     def price_float(self, units: float) -> float:
         return units / 10**self.price_decimals if self.price_decimals is not None else float(units)
 

@@ -114,3 +114,27 @@ def window(stored: Mapping[str, Any], units: Units) -> dict[str, Any]:
         "drivers": stored.get("drivers", []),
         "news": [{"time": clock(int(ts)), "headline": text} for ts, text in stored.get("news", [])],
     }
+
+
+def levels(stored: Mapping[str, Any], units: Units, now_ns: int) -> dict[str, Any]:
+    """A book's published levels (`mt:book`, streams/sink.py) as the page's ladder shows them: each side best
+    first, with its price as the best bid and ask are shown (`Units.price`, exact), its size and the size
+    summed from the best level down (`Units.size`, exact); the book's last event time, and how long ago
+    the worker wrote it (`age_s`, by this server's clock)."""
+
+    def side(rows: Sequence[Sequence[int]]) -> list[dict[str, Any]]:
+        out, total = [], 0
+        for price, size in rows:
+            total += int(size)
+            out.append({"price": units.price(int(price)), "size": units.size(int(size)), "cum": units.size(total)})
+        return out
+
+    return {
+        "window": int(stored["window"]),
+        "seq": int(stored["seq"]),
+        "t": int(stored["ts"]) / 1e9,
+        "time": clock(int(stored["ts"])),
+        "age_s": round((now_ns - int(stored["emitted_ts"])) / 1e9, 3),
+        "bids": side(stored["bids"]),
+        "asks": side(stored["asks"]),
+    }

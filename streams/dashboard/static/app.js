@@ -15,6 +15,7 @@ const state = {
   redraw: false,
   alertsDue: false,
   alertShown: 0,     // clicks on alerts: only the newest one's detail is drawn
+  levels: null,      // the selected book's /api/levels, as last read
 };
 
 // ---- formatting: times are UTC from the exchange timestamps; ITCH/LOBSTER stamps are time of day
@@ -125,6 +126,42 @@ function showNow(x) {
   $("now-window").textContent = x.window;
   $("now-time").textContent = fmtTime(x.t);
   $("model").textContent = x.model;
+  showLevelsState();
+}
+
+// ---- the selected book's levels: mt:book, as its worker last published them (once a batch)
+async function refreshLevels() {
+  const b = state.book;
+  if (!b) return;
+  const d = await getJSON(`/api/levels?venue=${encodeURIComponent(b.venue)}&symbol=${encodeURIComponent(b.symbol)}`);
+  if (state.book !== b) return; // another book was picked meanwhile
+  state.levels = d;
+  const rows = (side) => (d.published ? d[side] : []).map((l) => cells(el("tr"), [l.price, l.size, l.cum]));
+  $("ladder-bids").tBodies[0].replaceChildren(...rows("bids"));
+  $("ladder-asks").tBodies[0].replaceChildren(...rows("asks"));
+  $("ladder").dataset.window = d.published ? d.window : "";
+  showLevelsState();
+}
+
+// against the forecast shown now: called again whenever that changes (the live feed, a load)
+function showLevelsState() {
+  const d = state.levels;
+  const s = $("ladder-state");
+  if (!d || !state.book || d.venue !== state.book.venue || d.symbol !== state.book.symbol) {
+    s.textContent = "-";
+    s.className = "";
+    return;
+  }
+  if (!d.published) {
+    s.textContent = `no levels published (${d.key})`;
+    s.className = "missing";
+    return;
+  }
+  // the levels are read where a batch ends: at the newest forecast's window, or tokens after it
+  const shown = Number($("now-window").textContent);
+  const after = Number.isFinite(shown) && d.window > shown ? `, ${d.window - shown} tokens after the forecast shown` : "";
+  s.textContent = `book at ${d.time} (window ${d.window}, seq ${d.seq}${after}); written ${fmtNum(d.age_s, 1)} s ago`;
+  s.className = d.age_s > 10 ? "stale" : "";
 }
 
 async function loadBook() {
@@ -198,6 +235,7 @@ function selectBook(b) {
   state.points = [];
   location.hash = bookKey(b);
   loadBook().catch(console.error);
+  refreshLevels().catch(console.error);
 }
 
 // ---- alerts
@@ -392,5 +430,6 @@ $("symbol").onchange = (e) => {
 connect();
 every(2000, refreshBooks);
 every(2000, refreshHealth);
+every(1000, refreshLevels);
 every(1000, async () => { if (state.alertsDue || $("alert-total").textContent === "-") await refreshAlerts(); });
 every(10000, refreshAlerts);
