@@ -126,7 +126,7 @@ def main() -> int:
     ap.add_argument("--adapt-steps", type=int, default=400)
     ap.add_argument("--scratch-steps", type=int, default=1200)
     ap.add_argument("--b-minutes", type=int, default=30, help="length of the regime B stream (default 30)")
-    ap.add_argument("--replay-fraction", type=float, default=0.5)
+    ap.add_argument("--replay-fraction", type=float, default=0.75)
     ap.add_argument("--batch", type=int, default=32)
     args = ap.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # each figure as it comes, also into a log file

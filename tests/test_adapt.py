@@ -81,7 +81,7 @@ def test_adapted_checkpoint_is_its_parents_version_plus_one_and_names_it(lab):
     second = adapt(lab / "v2", lab / "b.npz", lab / "replay.npz", lab / "v3", steps=4, **FAST)
     assert second.version == config_of(lab / "v3")["version"] == 3
     assert config_of(lab / "v3")["parent"]["version"] == 2
-    assert extra["adapt"]["drawn"] == {"recent": 16, "replay": 16}  # 4 steps of 8, half replayed
+    assert extra["adapt"]["drawn"] == {"recent": 8, "replay": 24}  # 4 steps of 8, the default 3/4 replayed
 
 
 def test_adapting_on_a_shifted_regime_improves_the_parent_on_its_held_back_tail(lab):

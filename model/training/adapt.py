@@ -175,7 +175,7 @@ def adapt(
     replay: str | Path | TrainData | None,
     out_dir: str | Path,
     steps: int = 300,
-    replay_fraction: float = 0.5,
+    replay_fraction: float = 0.75,
     lr: float = 3e-4,
     seed: int = 0,
     batch: int = 32,

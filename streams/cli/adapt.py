@@ -3,7 +3,7 @@ into a new versioned checkpoint.
 
     megatrading adapt --init model/checkpoints/demo --recent binance:today.gz --out ckpt/v2
     megatrading adapt --init ckpt/v2 --recent build/recent.npz --replay build/earlier.npz --out ckpt/v3 \\
-                      --steps 300 --replay-fraction 0.5
+                      --steps 300 --replay-fraction 0.75
 
 --recent (repeatable): a capture as recorded, VENUE:FILE (encoded with the checkpoint's own window,
 tokenizers and normalization, as `dataset --like` does, into OUT/recent.npz), or a dataset .npz already
@@ -131,7 +131,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     a.add_argument("--out", type=Path, required=True, help="the new checkpoint folder")
     a.add_argument("--steps", type=int, default=300, help="optimizer steps (default 300)")
     a.add_argument(
-        "--replay-fraction", type=float, default=0.5, help="share of each batch from the replay (default 0.5)"
+        "--replay-fraction", type=float, default=0.75, help="share of each batch from the replay (default 0.75)"
     )
     a.add_argument(
         "--replay-windows",
