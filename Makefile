@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench soak lint venv clean checkpoint evaluate-unseen outputs-check
+.PHONY: demo test bench soak lint venv clean checkpoint evaluate-unseen scaling outputs-check
 
 # The demo's model: a small generative model trained on 18 simulated hours (seeds 1-20 but 9-10)
 # and the real captures of ../shared/data but the one held out (-2: Binance spot ETHUSDT),
@@ -96,6 +96,12 @@ evaluate-unseen: $(STAMP)
 	$(BIN)/megatrading dataset --like $(CKPT) $(UNSEEN) --out build/demo-data/unseen.npz
 	$(BIN)/megatrading evaluate --data build/demo-data/unseen.npz --model generative:$(CKPT) --direction \
 		--direction-train build/demo-data/train.npz --out $(CKPT)/evaluation-unseen
+
+# Three model sizes x two data sizes at a fixed small step budget on CPU (bench/scaling_study.py): next-event
+# NLL and CRPS against parameters, scaling.md and scaling.png beside the model card. About an hour on 2
+# cores; needs make checkpoint's dataset.
+scaling: $(STAMP)
+	$(BIN)/python bench/scaling_study.py
 
 # The demo dataset's arrays and the committed checkpoint's scores, fingerprinted and compared with
 # bench/outputs.json (recorded before issue 11's restructure, re-recorded for the direction head): a
