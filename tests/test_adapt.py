@@ -18,6 +18,7 @@ from streams.cli import main
 
 torch = pytest.importorskip("torch")
 
+from model.network import checkpoint  # noqa: E402
 from model.training.adapt import MixedSampler, adapt, subset, time_split  # noqa: E402
 from model.training.train import TrainData, train  # noqa: E402
 
@@ -82,6 +83,10 @@ def test_adapted_checkpoint_is_its_parents_version_plus_one_and_names_it(lab):
     assert second.version == config_of(lab / "v3")["version"] == 3
     assert config_of(lab / "v3")["parent"]["version"] == 2
     assert extra["adapt"]["drawn"] == {"recent": 8, "replay": 24}  # 4 steps of 8, the default 3/4 replayed
+    # the recalibration's bins are the parent's (only their maps refitted), where the parent fitted any
+    edges = {d: checkpoint.load(lab / d)[0].recal_edges for d in ("parent", "v2")}
+    fitted = torch.isfinite(edges["parent"]).any(1)
+    assert fitted.any() and torch.equal(edges["v2"][fitted], edges["parent"][fitted])
 
 
 def test_adapting_on_a_shifted_regime_improves_the_parent_on_its_held_back_tail(lab):

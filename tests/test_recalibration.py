@@ -164,3 +164,27 @@ def test_a_format_3_checkpoint_loads_with_the_identity_map(tmp_path):
     (d / checkpoint.CONFIG).write_text(json.dumps(meta | {"format": 2}))
     with pytest.raises(ValueError, match="format 2"):
         checkpoint.load(d)
+
+
+def test_kept_edges_hold_the_bins_and_only_the_maps_are_refitted():
+    rng = np.random.default_rng(3)
+    n = 8_000
+    level = rng.uniform(1.0, 100.0, (n, len(TARGETS)))
+    band = np.stack([level, level, 1.2 * level], axis=2)
+    y = np.where(level < 50.0, level, 1.5 * level)
+    raw = np.repeat(level[..., None], len(QUANTILES), axis=2)
+    j = TARGETS.index("depth_h10")
+    supports = [_identity if i == j else None for i in range(len(TARGETS))]
+    parent = np.full((len(TARGETS), recalibration.LEVEL_BINS - 1), np.inf, np.float32)
+    parent[j] = [0.5, 50.0, 75.0]  # an earlier fit's bins, not this data's terciles
+    edges, coef = recalibration.fit(raw, band, y, np.ones_like(y, bool), QUANTILES, supports,
+                                    [0.5] * len(TARGETS), edges=parent)  # fmt: skip
+    assert edges[j].tolist() == [0.5, 50.0, 75.0]
+    assert coef[j, 2 * 1, 1].tolist() == pytest.approx([0.0, 1.0], abs=1e-6)  # below 50: right as it was
+    assert coef[j, 2 * 2, 1].tolist() == pytest.approx([0.0, 1.5], abs=0.03)  # 50-75: grows by half
+    fresh, _ = recalibration.fit(raw, band, y, np.ones_like(y, bool), QUANTILES, supports, [0.5] * len(TARGETS))
+    assert fresh[j].tolist() != [0.5, 50.0, 75.0]  # without them, this data's own terciles
+    parent[j] = np.inf  # never fitted: the data's own edges
+    again, _ = recalibration.fit(raw, band, y, np.ones_like(y, bool), QUANTILES, supports,
+                                 [0.5] * len(TARGETS), edges=parent)  # fmt: skip
+    assert again[j].tolist() == fresh[j].tolist()

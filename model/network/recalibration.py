@@ -78,12 +78,17 @@ def fit(
     taus: tuple[float, ...],
     supports: list[Support | None],
     floor_edges: list[float],
+    edges: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """From the head's quantiles `raw` (N, K, Q) in target units, the bands (N, K, 3) they were read
     against, the outcomes `y` (N, K) and `valid` (N, K): `edges` (K, LEVEL_BINS - 1) and `coef`
     (K, N_BINS, Q, 2), coef[..., 0] + coef[..., 1] * q per bin. Per target: its support (None: the
-    identity map is kept) and the level below which it sits at its floor (`level_edges`)."""
+    identity map is kept) and the level below which it sits at its floor (`level_edges`). `edges` given
+    (K, LEVEL_BINS - 1): the bins are kept and only their maps refitted, for a target whose edges are
+    fitted (any finite); `adapt` keeps its parent's, so that recent windows of other levels do not move
+    the earlier flow's windows into other bins."""
     k_targets, n_q = raw.shape[1], raw.shape[2]
+    kept = edges
     edges = np.full((k_targets, LEVEL_BINS - 1), np.inf, np.float32)
     coef = np.zeros((k_targets, N_BINS, n_q, 2), np.float32)
     coef[..., 1] = 1.0
@@ -91,7 +96,10 @@ def fit(
         if supports[j] is None or not valid[:, j].any():
             continue
         ok = valid[:, j]
-        edges[j] = level_edges(band[ok, j, 1], floor_edges[j])
+        if kept is not None and np.isfinite(kept[j]).any():
+            edges[j] = kept[j]
+        else:
+            edges[j] = level_edges(band[ok, j, 1], floor_edges[j])
         bins = bin_of(band[:, j], edges[j])
         for b in range(N_BINS):
             sel = ok & (bins == b)

@@ -332,10 +332,13 @@ def calibrate(
 
 
 @torch.no_grad()
-def fit_recalibration(model: OrderFlowModel, data: TrainData, device: torch.device, chunk: int = 512) -> dict[str, Any]:
+def fit_recalibration(
+    model: OrderFlowModel, data: TrainData, device: torch.device, chunk: int = 512, keep_edges: bool = False
+) -> dict[str, Any]:
     """Fit the model's recalibration buffers (recal_edges, recal_coef) on every training window
     for RECALIBRATED_TARGETS (spread, depth, mid); returns the training-set CRPS (evaluate's) per
-    target before and after, for the record."""
+    target before and after, for the record. `keep_edges`: keep the model's own bin edges (where
+    fitted) and refit the maps only."""
     model.eval()
     head, bands = [], []
     for lo in range(0, len(data), chunk):
@@ -348,7 +351,8 @@ def fit_recalibration(model: OrderFlowModel, data: TrainData, device: torch.devi
     band = band[:, RECAL_BAND]  # each target's bins are read off this band (the mid's: its spread's)
     supports = [support_of(t) if t in RECALIBRATED_TARGETS else None for t in TARGETS]
     floors = [recal_floor_edge_of(t) for t in TARGETS]
-    edges, coef = recalibration.fit(raw, band, y, valid, QUANTILES, supports, floors)
+    kept = model.recal_edges.cpu().numpy() if keep_edges else None
+    edges, coef = recalibration.fit(raw, band, y, valid, QUANTILES, supports, floors, edges=kept)
     model.recal_edges.copy_(torch.from_numpy(edges))
     model.recal_coef.copy_(torch.from_numpy(coef))
     served = recalibration.apply(raw, band, edges, coef)
@@ -505,6 +509,7 @@ def train(
     real_weight: float = 1.0,
     sampler: Sampler | None = None,
     data: TrainData | None = None,
+    keep_recal_edges: bool = False,
 ) -> Run:
     """Train and checkpoint into `out_dir` (see the module docstring). `init`: a checkpoint to
     start from (its config wins over `preset`); `resume`: continue `out_dir`'s own run up to
@@ -512,7 +517,8 @@ def train(
     `without`: parts left out for an ablation, "rows" (the book series) and/or "news" (the text);
     `real_weight`: how much more often a window of a real capture is drawn than a simulated one;
     `sampler`: draws each batch instead (model/training/adapt.py mixes recent and replayed windows);
-    `data`: the windows already loaded (a set assembled in memory), `data_path` then only names them.
+    `data`: the windows already loaded (a set assembled in memory), `data_path` then only names them;
+    `keep_recal_edges`: refit the recalibration's maps in `init`'s bins (fit_recalibration).
     """
     if stage not in STAGES:
         raise ValueError(f"stage {stage!r}: use one of {STAGES}")
@@ -570,7 +576,7 @@ def train(
     if end >= steps:
         calibration = calibrate(model, data, dev, max_windows=calib_windows)
         if stage == "finetune" and data.has_targets:
-            recal = fit_recalibration(model, data, dev)
+            recal = fit_recalibration(model, data, dev, keep_edges=keep_recal_edges)
             heads["direction"] = {"data": str(data_path), **fit_direction(model, data, dev)}
     save_all(end, calibration)
     return Run(out, end, history, calibration, model.num_parameters(), rate)
