@@ -49,7 +49,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 import redis.asyncio
@@ -67,6 +67,7 @@ RECORDS_FIELD = "records:{worker}:{venue}"  # mt:meta: Kafka records a worker pr
 STARTED_FIELD = "started:{worker}"  # mt:meta: when the worker started (ns): its counts' origin
 DLQ_FIELD = "dlq:{worker}:{venue}:{reason}"  # mt:meta: messages a worker dead-lettered since it started
 RESYNCS_FIELD = "resyncs:{worker}:{venue}"  # mt:meta: times its books resynced since it started
+COUNTS = ("messages", "records", "resyncs")  # the `<name>:{worker}:{venue}` counts above
 DEVICE_FIELD = "device:{worker}"  # mt:meta: the device the worker's model runs on ("cpu", "cuda:0")
 # mt:meta: the worker's batch times, ms over its last 1,000 batches ("" before its first): the model's
 # batches (the batcher) and its partition batches (records taken -> forecasts in Redis)
@@ -104,6 +105,31 @@ end
 redis.call('SET', KEYS[1], ARGV[2])
 return 1
 """
+
+
+class CountField(NamedTuple):
+    """A worker's count field of `mt:meta`, parsed (`count_field`)."""
+
+    name: str  # one of COUNTS, or "dlq"
+    worker: str
+    venue: str
+    reason: str  # a dead letter's reason; "" for the others
+
+
+def count_field(field: str) -> CountField | None:
+    """The parts of a worker's count field (MESSAGES_FIELD, RECORDS_FIELD, RESYNCS_FIELD, DLQ_FIELD), None
+    for any other field: a worker id may hold colons, a venue and a reason none, so they are read from the
+    right. The one reading of these names, for the worker that forgets its own, a venue's reset and the
+    dashboard."""
+    name, _, rest = field.partition(":")
+    if name == "dlq":
+        parts = rest.rsplit(":", 2)
+        return CountField(name, *parts) if len(parts) == 3 else None
+    if name in COUNTS:
+        worker, _, venue = rest.rpartition(":")
+        return CountField(name, worker, venue, "") if worker and venue else None
+    return None
+
 
 WINDOW_TTL_S = 7 * 86_400  # how long an alert's window stays (`alert_window_ttl_s`)
 
@@ -258,15 +284,8 @@ class RedisSink:
         """Remove the worker's counts of a previous run (`messages:`, `records:`, `dlq:`, `resyncs:` of
         `worker_id`), as it starts: a heartbeat writes the counts it has, and a reason or venue the new run
         has not met would otherwise stand beside them with the old run's count. Returns how many went."""
-        mine = []
-        for raw in self.redis.hkeys(META):
-            key = raw.decode()
-            name, _, rest = key.partition(":")
-            # a worker id may hold colons, a venue and a reason none: the worker is what precedes them
-            if (name == "dlq" and rest.count(":") >= 2 and rest.rsplit(":", 2)[0] == worker_id) or (
-                name in ("messages", "records", "resyncs") and rest.rpartition(":")[0] == worker_id
-            ):
-                mine.append(key)
+        mine = [key for key in (raw.decode() for raw in self.redis.hkeys(META))
+                if (parsed := count_field(key)) is not None and parsed.worker == worker_id]  # fmt: skip
         return int(self.redis.hdel(META, *mine)) if mine else 0
 
     def swap_refused(self, worker_id: str, error: str) -> None:

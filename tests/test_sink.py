@@ -217,3 +217,13 @@ def test_a_books_levels_go_with_the_batch_and_never_over_a_newer_book(r, infra):
     assert asyncio.run(on_the_loop()) == (1, 1)
     assert json.loads(r.get(key))["bids"][0] == [200, 5]
     assert r.hget("mt:latest:binance:BTCUSDT", "window") == b"30"
+
+
+def test_count_fields_are_read_from_the_right_so_a_worker_id_may_hold_colons():
+    from streams.sink import CountField, count_field
+
+    assert count_field("messages:host:7:binance") == CountField("messages", "host:7", "binance", "")
+    assert count_field("dlq:host:7:itch:crossed_book") == CountField("dlq", "host:7", "itch", "crossed_book")
+    assert count_field("resyncs:w1:kraken") == CountField("resyncs", "w1", "kraken", "")
+    for other in ("heartbeat:w1", "messages:binance", "dlq:w1:itch", "drift:itch:ALFA", "model"):
+        assert count_field(other) is None

@@ -89,7 +89,7 @@ def fresh_heartbeats(redis_url: str, max_age_s: float = HEARTBEAT_FRESH_S) -> di
 def _redis_plan(plan: Plan, redis_url: str) -> None:
     import redis
 
-    from streams.sink import ALERTS, BOOK, DRIFT_FIELD, HIST, LATEST, META, WINDOW
+    from streams.sink import ALERTS, BOOK, DRIFT_FIELD, HIST, LATEST, META, WINDOW, count_field
 
     client = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=10)
     try:
@@ -100,11 +100,7 @@ def _redis_plan(plan: Plan, redis_url: str) -> None:
         drift = DRIFT_FIELD.format(venue=plan.venue, symbol="")
         fields = client.hkeys(META)
         plan.drift_fields = [f for f in fields if f.startswith(drift)]
-        plan.count_fields = [f for f in fields if f.startswith(("messages:", "records:", "resyncs:"))
-                             and f.endswith(f":{plan.venue}")]  # fmt: skip
-        # dlq:<worker>:<venue>:<reason>: the venue is the field's second last part (a worker id may hold colons)
-        plan.count_fields += [f for f in fields if f.startswith("dlq:") and f.count(":") >= 3
-                              and f.rsplit(":", 2)[1] == plan.venue]  # fmt: skip
+        plan.count_fields = [f for f in fields if (c := count_field(f)) is not None and c.venue == plan.venue]
         start = "-"
         while True:
             page = client.xrange(ALERTS, min=start, count=PAGE)

@@ -18,12 +18,10 @@ from orderbook.venues import fixed_tick
 from streams.client import parse
 from streams.dashboard import views
 from streams.dashboard.units import Units, units_for
-from streams.sink import ALERTS, BOOK, HIST, LATENCY_FIELDS, LATEST, META, WINDOW
+from streams.sink import ALERTS, BOOK, HIST, LATENCY_FIELDS, LATEST, META, WINDOW, count_field
 
 # `<field>:<worker id>` in mt:meta
 WORKER_FIELDS = ("heartbeat", "skipped", "model", "swapped", "swap_error", "started", "device", *LATENCY_FIELDS)
-# `<field>:<worker id>:<venue>` in mt:meta: counts since the worker started
-COUNT_FIELDS = ("messages", "records", "resyncs")
 LIVE_S = 10.0  # a worker whose heartbeat is older counts in no total: it is gone, or cannot reach Redis
 NOT_KEPT = "n/a"  # resyncs of a venue whose books have no sync state to lose (ITCH, LOBSTER)
 
@@ -219,13 +217,13 @@ class Store:
         deployment = {k: raw.pop(k) for k in ("model", "schema") if k in raw}
         for key, value in sorted(raw.items()):
             name, _, rest = key.partition(":")
-            worker, _, venue = rest.rpartition(":")  # a venue has no colon; a worker id may
-            if name in COUNT_FIELDS and worker and venue:
-                workers.setdefault(worker, {"id": worker}).setdefault(name, {})[venue] = int(value)
-            elif name == "dlq" and rest.count(":") >= 2:
-                worker, venue, reason = rest.rsplit(":", 2)  # neither a venue nor a reason has a colon
-                per_venue = workers.setdefault(worker, {"id": worker}).setdefault("dlq", {})
-                per_venue.setdefault(venue, {})[reason] = int(value)
+            count = count_field(key)
+            if count is not None and count.name == "dlq":
+                per_venue = workers.setdefault(count.worker, {"id": count.worker}).setdefault("dlq", {})
+                per_venue.setdefault(count.venue, {})[count.reason] = int(value)
+            elif count is not None:
+                worker = workers.setdefault(count.worker, {"id": count.worker})
+                worker.setdefault(count.name, {})[count.venue] = int(value)
             elif name in WORKER_FIELDS and rest:
                 workers.setdefault(rest, {"id": rest})[name] = value
             elif name == "drift" and rest:
