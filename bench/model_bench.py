@@ -14,9 +14,9 @@ before timing. Each timed call is one batch; latency per call is measured with t
 on CUDA and time.perf_counter on CPU; a batch size runs until `--iters` calls and `--budget` seconds
 have both passed (at least `--min-iters`). windows/s = batch * calls / total time; p50/p99 over calls.
 
---cuda-graphs: our model's single-window (and every other batch size's) call is captured once into a
-torch.cuda.CUDAGraph over static input tensors and replayed (new inputs are copied into the static
-tensors first): what serving does to escape launch overhead. Skipped with a message on CPU.
+--cuda-graphs: our model's call at each batch size replayed from a captured torch.cuda.CUDAGraph through
+model/serving/graphs.py's GraphedScore, exactly as the worker serves on a GPU (inputs copied into the
+bucket's static tensors, outputs copied out). Skipped with a message on CPU.
 --compile: torch.compile on both models (the first calls compile; they are warm-up).
 
 MFU (CUDA only): FLOPs per window ~= 2 * P * T + 4 * L * T^2 * d (Kaplan et al. 2020, "Scaling Laws
@@ -44,6 +44,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.network.orderflow import FIELDS, ModelConfig, OrderFlowModel
+from model.serving.graphs import GraphedScore
 
 BATCHES = (1, 8, 64, 256, 1024)
 CPU_MAX_BATCH = 256
@@ -121,29 +122,6 @@ def scorer(model: nn.Module, ours: bool, device: torch.device) -> Callable[[Batc
             return call(batch)
 
     return run
-
-
-class GraphedCall:
-    """A call captured once for a fixed batch size into a torch.cuda.CUDAGraph over static input tensors
-    (PyTorch docs, "CUDA Graphs": warm up on a side stream, capture, then copy inputs in and replay)."""
-
-    def __init__(self, fn: Callable[[Batch], object], example: Batch, warmup: int = 3) -> None:
-        self.static = {k: v.clone() for k, v in example.items()}
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(warmup):
-                fn(self.static)
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.out = fn(self.static)
-
-    def __call__(self, batch: Batch) -> object:
-        for k, v in batch.items():
-            self.static[k].copy_(v, non_blocking=True)
-        self.graph.replay()
-        return self.out
 
 
 @dataclass
@@ -287,7 +265,9 @@ def run_all(args, device, ours, fn_ours, fn_ref, f_ours, f_ref) -> list[Row]:  #
         rows.append(bench_one("ours", fn_ours, batch, b, device, args, f_ours))
         if graphs:
             try:
-                rows.append(bench_one("ours+graph", GraphedCall(fn_ours, batch), batch, b, device, args, f_ours))
+                graphed = GraphedScore(ours, k=16)
+                graphed(batch)  # the capture, before the timed calls
+                rows.append(bench_one("ours+graph", graphed, batch, b, device, args, f_ours))
             except RuntimeError as err:  # a kernel that cannot be captured: say so, keep the other rows
                 print(f"--cuda-graphs at batch {b}: capture failed: {str(err).splitlines()[0]}")
         if not args.no_reference:

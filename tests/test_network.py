@@ -157,6 +157,39 @@ def test_score_gives_surprise_quantiles_and_probabilities():
     assert s["quantiles"].shape == (4, len(TARGETS), len(QUANTILES))
 
 
+class _HostRoundTrips(torch.overrides.TorchFunctionMode):
+    """Records the calls that move data between host and device inside a forward: indexing with a
+    Python list (copied to the device on each call), reading a value back (item, bool, tolist), new
+    tensors from host data. On a GPU each is a copy that torch.cuda.graph refuses to capture (the
+    device bench hit the first: "Cannot copy between CPU and CUDA tensors during CUDA graph capture")."""
+
+    READS = frozenset({"item", "tolist", "numpy", "cpu", "__bool__", "__int__", "__float__", "nonzero"})
+    NEW = frozenset({"tensor", "as_tensor", "from_numpy"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        name = getattr(func, "__name__", str(func))
+        index = args[1] if name in ("__getitem__", "__setitem__") and len(args) > 1 else None
+        parts = index if isinstance(index, tuple) else (index,)
+        if any(isinstance(p, list) for p in parts) or name in self.READS | self.NEW:
+            self.found.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+def test_score_has_no_host_round_trip_so_a_cuda_graph_can_capture_it():
+    model, batch = model_and_batch()
+    with torch.inference_mode(), _HostRoundTrips() as seen:
+        model.score(batch)
+    assert seen.found == []
+    x = torch.zeros(2, 3)
+    with _HostRoundTrips() as probe:  # the detector sees what it is for
+        x[..., [0, 2]].sum().item()
+    assert probe.found == ["__getitem__", "item"]
+
+
 def test_weighted_quantile_ignores_a_one_row_blowout_that_drags_the_ewma():
     x = torch.tensor([[1.0] * 15 + [28.0] + [1.0] * 4, [3.0, 1.0, 2.0, 9.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0] * 2])
     w = torch.ones_like(x)

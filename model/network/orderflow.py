@@ -272,6 +272,10 @@ class OrderFlowModel(nn.Module):
         # lots of each size token (its bucket's median; PAD 0): the volume anchor reads the traded lots
         self.register_buffer("size_lots", torch.zeros(c.vocab["size"]))
         self.register_buffer("trade_kinds", torch.tensor(sorted(TRADE_KINDS)), persistent=False)
+        # a device tensor, not a Python list: indexing with a list copies it to the GPU on every call,
+        # which a CUDA graph cannot capture
+        anchor_columns = torch.tensor([FEATURE_NAMES.index(n) for n in _ANCHOR_COLUMNS])
+        self.register_buffer("anchor_columns", anchor_columns, persistent=False)
         names = [t.rsplit("_h", 1)[0] for t in TARGETS]
         self.register_buffer("target_floor", torch.tensor([TARGET_FLOOR[n] for n in names]), persistent=False)
         self.register_buffer("whole_ticks", torch.tensor([n in WHOLE_TICK_TARGETS for n in names]), persistent=False)
@@ -345,7 +349,7 @@ class OrderFlowModel(nn.Module):
         stats = torch.zeros(b, len(_LEVELS), ANCHOR_STATS // len(_LEVELS), device=dev)
         if not self.config.anchors:
             return band, scale, stats.flatten(1)
-        cols = [FEATURE_NAMES.index(n) for n in _ANCHOR_COLUMNS]
+        cols = self.anchor_columns
         raw = batch["features"][..., cols].float() * self.feature_scale[cols] + self.feature_loc[cols]
         ok = batch["row_mask"] & (raw[..., 0] > 0.5)
         found = ok.any(1)

@@ -37,6 +37,7 @@ from model.network.orderflow import (
 )
 from model.network.tokens import TextTokenizer, Tokenizer
 from model.serving.forecaster import HORIZONS, QUANTILES, Forecaster, Prediction, Predictions, predictions_of
+from model.serving.graphs import GraphedScore
 from orderbook.clock import span
 from orderbook.events import Kind, Side
 from orderbook.features import FEATURE_NAMES
@@ -76,7 +77,7 @@ class OrderFlowForecaster(Forecaster):
     name = "orderflow-gpt"
     extra_fields = (("anomaly_class", np.int64), ("anomaly_class_p", np.float64), ("surprise_score", np.float64))
 
-    def __init__(self, directory: str | Path, device: str = "auto") -> None:
+    def __init__(self, directory: str | Path, device: str = "auto", cuda_graphs: bool = True) -> None:
         self.device = best_device(device)
         self.model, self.config, self.extra = checkpoint.load(directory, self.device)
         # the checkpoint's lineage number (`megatrading adapt` counts it up), not its training step: an
@@ -95,6 +96,8 @@ class OrderFlowForecaster(Forecaster):
         self.calibrated_score = "surprise_score" if self.calibration is not None else None
         self.bf16 = self.device.type == "cuda"
         self.direction_fitted = bool(self.model.direction_fitted)
+        # on a GPU the small model is launch-bound: replay captured graphs (model/serving/graphs.py)
+        self.graphed = GraphedScore(self.model, self.k) if cuda_graphs and self.device.type == "cuda" else None
         self._drivers_of: tuple[Window, int, tuple] | None = None  # see `drivers`
 
     def arrays(self, windows: Sequence[Window]) -> dict[str, np.ndarray]:
@@ -106,8 +109,11 @@ class OrderFlowForecaster(Forecaster):
         if not windows:
             return np.zeros(0, self.dtype)
         batch = to_batch(self.arrays(windows), self.device)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
-            s = self.model.score(batch, k=self.k)
+        if self.graphed is not None:
+            s = self.graphed(batch)
+        else:
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
+                s = self.model.score(batch, k=self.k)
         nll = s["nll"].float().cpu().numpy()
         q = s["quantiles"].float().cpu().numpy()  # (B, targets, 3)
         probs = s["probs"].float().cpu().numpy()

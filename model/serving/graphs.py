@@ -1,0 +1,90 @@
+"""OrderFlowModel.score replayed from CUDA graphs: what the worker serves on a GPU.
+
+Why: the small served model is launch-bound on a GPU. One eager `score` call makes about 450 operator
+calls, and the host takes 5 to 10 ms to launch them whatever the batch size, while the GPU needs well
+under 1 ms for a single window. A captured graph launches them all at once: bench/model_bench.py
+measured 0.88 ms per single window replayed against 7.0 ms eager on an H200 (docs/gpu.md).
+
+How (PyTorch docs, "CUDA Graphs"): a graph holds fixed shapes and fixed memory, so a batch is padded
+up to the next bucket (a power of two up to `top`), its rows copied into that bucket's static input
+tensors, the graph replayed, and the first n rows of its static outputs copied out. Each window is
+scored on its own (nothing mixes windows: attention is within a window, no batch statistics), so the
+padding rows, whatever they hold from an earlier batch, change none of the real rows' outputs. A batch
+over `top` is scored in chunks of `top`. A bucket is captured the first time a batch needs it (a few
+tens of ms, once); all buckets share one memory pool, which is safe because each call copies its
+outputs out before the next replay.
+
+`capture=False` runs the same padding and slicing eagerly on the static tensors: how the CPU tests
+check that the bucketing leaves every window's outputs as an exact-size batch gives them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+
+Batch = Mapping[str, torch.Tensor]
+Outputs = dict[str, torch.Tensor]
+TOP_BUCKET = 1024
+
+
+def bucket_of(n: int, top: int = TOP_BUCKET) -> int:
+    """The smallest power of two >= n, at most `top` (n > top is chunked by the caller)."""
+    return min(top, 1 << max(0, n - 1).bit_length())
+
+
+class _Bucket:
+    """One batch size's static inputs, and the call over them (a graph replay, or eager)."""
+
+    def __init__(self, fn: Callable[[Batch], Outputs], example: Batch, size: int, capture: bool, pool: object) -> None:
+        self.inputs = {k: torch.zeros((size, *v.shape[1:]), dtype=v.dtype, device=v.device) for k, v in example.items()}
+        self.fn = fn
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.outputs: Outputs = {}
+        if capture:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):  # warm-up off the capture: cuBLAS handles, autotuning
+                for _ in range(3):
+                    fn(self.inputs)
+            torch.cuda.current_stream().wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph, pool=pool, capture_error_mode="thread_local"):
+                self.outputs = fn(self.inputs)
+
+    def __call__(self, batch: Batch, n: int) -> Outputs:
+        for k, v in batch.items():
+            self.inputs[k][:n].copy_(v, non_blocking=True)
+        if self.graph is None:
+            return {k: v[:n].clone() for k, v in self.fn(self.inputs).items()}
+        self.graph.replay()
+        return {k: v[:n].clone() for k, v in self.outputs.items()}
+
+
+class GraphedScore:
+    """`model.score(batch, k)` under bf16 autocast on CUDA (fp32 elsewhere), from one CUDA graph per
+    batch bucket (module docstring). Call it with a batch of to_batch's tensors on the model's device."""
+
+    def __init__(self, model: torch.nn.Module, k: int, top: int = TOP_BUCKET, capture: bool | None = None) -> None:
+        self.model, self.k, self.top = model, k, top
+        device = next(model.parameters()).device
+        self.capture = device.type == "cuda" if capture is None else capture
+        self.bf16 = device.type == "cuda"
+        self.buckets: dict[int, _Bucket] = {}
+        self._pool = torch.cuda.graph_pool_handle() if self.capture else None
+
+    def _score(self, batch: Batch) -> Outputs:
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
+            return self.model.score(batch, k=self.k)
+
+    def __call__(self, batch: Batch) -> Outputs:
+        n = len(next(iter(batch.values())))
+        if n > self.top:
+            parts = [self({k: v[lo : lo + self.top] for k, v in batch.items()}) for lo in range(0, n, self.top)]
+            return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        size = bucket_of(n, self.top)
+        bucket = self.buckets.get(size)
+        if bucket is None:
+            bucket = self.buckets[size] = _Bucket(self._score, batch, size, self.capture, self._pool)
+        return bucket(batch, n)

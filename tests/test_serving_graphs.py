@@ -1,0 +1,57 @@
+"""Serving from CUDA graphs (model/serving/graphs.py): a batch padded to its bucket, chunked past the top
+bucket, scores every window as an exact-size eager batch does. The padding and slicing run eagerly on CPU
+(capture=False); the capture itself runs where there is a GPU (here when CUDA is present, and in
+bench/gpu_parity.py on the device machine)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from model.network.orderflow import ModelConfig, OrderFlowModel, to_batch  # noqa: E402
+from model.serving.graphs import GraphedScore, bucket_of  # noqa: E402
+from tests.test_network import SHAPES, arrays  # noqa: E402
+
+
+def test_bucket_is_the_next_power_of_two_up_to_the_top():
+    assert [bucket_of(n, 8) for n in (1, 2, 3, 4, 5, 8, 9)] == [1, 2, 4, 4, 8, 8, 8]
+
+
+def _model(device: str = "cpu") -> OrderFlowModel:
+    torch.manual_seed(0)
+    return OrderFlowModel(ModelConfig.tiny(**SHAPES)).eval().to(device)
+
+
+def _assert_same(got: dict, want: dict, atol: float) -> None:
+    assert set(got) == set(want)
+    for k in want:
+        assert got[k].shape == want[k].shape, k
+        torch.testing.assert_close(got[k].float(), want[k].float(), atol=atol, rtol=0, msg=k)
+
+
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 11])
+def test_padded_and_chunked_batches_score_each_window_as_an_exact_batch(n):
+    model = _model()
+    graphed = GraphedScore(model, k=4, top=4, capture=False)
+    graphed(to_batch(arrays(model.config, 4, seed=99)))  # leaves other windows in the padding rows
+    batch = to_batch(arrays(model.config, n, seed=n))
+    with torch.inference_mode():
+        want = model.score(batch, k=4)
+    _assert_same(graphed(batch), want, atol=1e-5)
+    assert set(graphed.buckets) <= {1, 2, 4}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_replayed_graphs_give_the_eager_outputs_on_cuda():
+    model = _model("cuda")
+    graphed = GraphedScore(model, k=4, top=8)
+    assert graphed.capture
+    for n in (1, 3, 8, 13):
+        batch = to_batch(arrays(model.config, n, seed=n), torch.device("cuda"))
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+            want = model.score(batch, k=4)
+        _assert_same(graphed(batch), want, atol=2e-2)
+    assert all(b.graph is not None for b in graphed.buckets.values())
+    np.testing.assert_array_equal(sorted(graphed.buckets), [1, 4, 8])
