@@ -137,3 +137,79 @@ def test_cli_adapts_end_to_end_and_reports_both_sides(lab, capsys):
                "--out", str(lab / "cli-refused")]  # fmt: skip
     assert main(refused) == 2
     assert "dataset --like" in capsys.readouterr().err
+
+
+def test_kafka_arguments_are_parsed_and_checked_before_any_broker_is_asked(lab, capsys):
+    from streams.cli.adapt import KafkaRecent, parse_recent, wall_ms
+
+    assert parse_recent("kafka:itch") == KafkaRecent("itch")
+    assert parse_recent("binance:x.gz") == ("binance", Path("x.gz"))
+    now = 1_764_500_000_000
+    assert wall_ms("90m", "--since", now) == now - 90 * 60_000
+    assert wall_ms("2024-08-08T12:00:00Z", "--since", now) == 1_723_118_400_000
+    assert wall_ms("2024-08-08T14:00:00+02:00", "--until", now) == 1_723_118_400_000
+    base = ["adapt", "--init", str(lab / "parent"), "--out", str(lab / "kafka-refused")]
+    assert main([*base, "--recent", "kafka:itch"]) == 2
+    assert "needs --since" in capsys.readouterr().err
+    assert main([*base, "--recent", str(lab / "b.npz"), "--since", "2h"]) == 2
+    assert "kafka:VENUE only" in capsys.readouterr().err
+    assert main([*base, "--recent", "kafka:itch", "--since", "yesterday"]) == 2
+    assert "--since 'yesterday'" in capsys.readouterr().err
+
+
+def test_a_kafka_time_range_is_read_back_exactly_and_adapted_on(lab, infra, tmp_path):
+    """A simulated feed produced into a topic in two hours' stamps: each range reads back exactly its own
+    records, and the windows adapt trains on equal those built from the same records in memory."""
+    import time
+
+    from kafka import KafkaProducer
+
+    from model.training.dataset import Source, load
+    from orderbook.frames import MAGIC, encode_frame
+    from orderbook.venues.base import RawRecord
+    from streams.cli.adapt import KafkaRecent, kafka_source, recent_dataset
+    from streams.raw_range import Unframed, offset_ranges, read_range
+
+    src = next(iter(iter_sim_sources([3], REGIME_B)))
+    records = [RawRecord(r.key, r.value) for r in src.records]
+    topic = f"md.raw.{src.venue}.adapt-{time.time_ns()}"  # the session broker's own topics stay as they are
+    # stamped in the past: a broker refuses stamps over an hour ahead (log.message.timestamp.after.max.ms)
+    hour = 3_600_000
+    half, t0 = len(records) // 2, int(time.time() * 1000) - 3 * hour
+    prod = KafkaProducer(bootstrap_servers=infra.kafka.bootstrap, acks="all", linger_ms=5, max_request_size=16 << 20)
+    # the first hour one message a record, the second in frames of 7 (as `replay` sends), one broken frame
+    sent = [(r.key, r.value) for r in records[:half]]
+    runs: list[list[RawRecord]] = []  # consecutive messages of one key, at most 7 (orderbook.frames.Framer)
+    for r in records[half:]:
+        if runs and runs[-1][0].key == r.key and len(runs[-1]) < 7:
+            runs[-1].append(r)
+        else:
+            runs.append([r])
+    sent += [(run[0].key, encode_frame([r.value for r in run])) for run in runs]
+    sent.append((records[-1].key, MAGIC + b"\x01"))
+    for i, (key, value) in enumerate(sent):
+        prod.send(topic, key=key, value=value, partition=0, timestamp_ms=t0 + i + (hour if i >= half else 0))
+    prod.flush()
+    prod.close()
+
+    first = offset_ranges(infra.kafka.bootstrap, topic, t0, t0 + hour)
+    assert [(r.key, r.value) for r in read_range(infra.kafka.bootstrap, topic, first)] == sent[:half]
+    later = offset_ranges(infra.kafka.bootstrap, topic, t0 + hour)
+    assert [(r.key, r.value) for r in read_range(infra.kafka.bootstrap, topic, later)] == sent[half:]
+    unframed = Unframed(read_range(infra.kafka.bootstrap, topic, later), src.venue)
+    assert list(unframed) == records[half:] and len(unframed.broken) == 1
+    assert not any(r.records for r in offset_ranges(infra.kafka.bootstrap, topic, t0 + 2 * hour + len(sent)))
+
+    item = KafkaRecent(src.venue)
+    kafka = [kafka_source(item, infra.kafka.bootstrap, t0, t0 + 2 * hour, topic=topic)]
+    npz, described = recent_dataset([item], lab / "parent", tmp_path, kafka)
+    assert described["kafka"][0]["offsets"] == {"0": [0, len(sent)]}
+    like = CheckpointEncoding.of_checkpoint(lab / "parent")
+    want = build([Source("same records", src.venue, kafka[0][0].seed, iter(records))], like=like).arrays
+    got = load(npz).arrays
+    assert len(got["label"]) == len(want["label"]) > 100
+    for key in ("kind", "side", "price", "size", "dt", "mask", "features", "row_mask", "spread_h10", "mid_h100"):
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+    run = adapt(lab / "parent", npz, lab / "replay.npz", tmp_path / "v2", steps=2, recent_description=described,
+                **FAST)  # fmt: skip
+    assert config_of(run.out_dir)["adapt"]["recent"]["kafka"][0]["topic"] == topic

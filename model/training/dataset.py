@@ -160,7 +160,12 @@ def capture_seed(path: Path) -> int:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
-    return CAPTURE_SEED_TOP - int(digest.hexdigest()[:7], 16)
+    return digest_seed(digest.hexdigest())
+
+
+def digest_seed(hexdigest: str) -> int:
+    """A real source's seed from a hex digest of what identifies it (capture_seed: the file's bytes)."""
+    return CAPTURE_SEED_TOP - int(hexdigest[:7], 16)
 
 
 def capture_source(venue: str, path: Path, symbol: str | None = None) -> Source:

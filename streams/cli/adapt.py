@@ -13,34 +13,102 @@ checkpoint's own training file, where it is still at the path its config.json re
 
 The new checkpoint's config.json carries `version` (the parent's + 1; a checkpoint without one is version
 1), `parent` (path, version, encoding fingerprint) and `adapt` (the data, the replay fraction, the steps,
-the before/after figures). Reading a Kafka time range (md.raw.<venue> by offsets for times) is not
-implemented: give the flow as recorded capture files.
+the before/after figures).
+
+--recent kafka:VENUE reads md.raw.<venue> back from Kafka (`--bootstrap`, as the worker's settings) between
+--since and --until (ISO 8601, UTC unless it says; or a span back from now: 90m, 2h, 1d; --until defaults
+to now), cut by the records' timestamps per partition (streams/raw_range.py), and encodes it like a
+capture. The offsets read are recorded in the new checkpoint's `adapt` description, so the run can be
+repeated while the topic keeps them. Headlines (md.news) are not joined: the windows carry no text.
+
+    megatrading adapt --init model/checkpoints/demo --recent kafka:binance --since 2h --out ckpt/v2
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from orderbook.venues import FEEDS
 from streams.cli.dataset import parse_capture
+from streams.cli.dlq import parse_since
+from streams.topics import raw_topic
+
+if TYPE_CHECKING:
+    from model.training.dataset import Source
 
 
-def parse_recent(text: str) -> tuple[str, Path] | Path:
-    """A dataset .npz -> its path; else VENUE:FILE -> (venue, path) (streams.cli.dataset.parse_capture)."""
+@dataclass(frozen=True)
+class KafkaRecent:
+    """--recent kafka:VENUE: the venue's raw topic over --since/--until."""
+
+    venue: str
+
+
+Recent = tuple[str, Path] | Path | KafkaRecent
+_SPAN = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
+_SPAN_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_recent(text: str) -> Recent:
+    """A dataset .npz -> its path; kafka:VENUE -> KafkaRecent; else VENUE:FILE -> (venue, path)
+    (streams.cli.dataset.parse_capture)."""
     if text.endswith(".npz"):
         return Path(text)
+    kind, _, venue = text.partition(":")
+    if kind == "kafka":
+        if venue not in FEEDS:
+            raise argparse.ArgumentTypeError(f"--recent {text!r}: kafka:VENUE, VENUE one of {', '.join(sorted(FEEDS))}")
+        return KafkaRecent(venue)
     return parse_capture(text)
 
 
-def recent_dataset(items: list[tuple[str, Path] | Path], init: Path, out: Path) -> tuple[Path, dict[str, Any]]:
-    """One dataset file of the recent windows: the single .npz given as it is, else the captures encoded
-    like `init` and any .npz files given, together in OUT/recent.npz; and its description."""
+def wall_ms(text: str, flag: str, now_ms: int) -> int:
+    """--since / --until: a span back from now (90m, 2h, 1d) or an ISO 8601 time, as epoch ms."""
+    if m := _SPAN.match(text.strip().lower()):
+        return now_ms - round(float(m[1]) * _SPAN_MS[m[2]])
+    return parse_since(text, flag)
+
+
+def kafka_source(
+    item: KafkaRecent, bootstrap: str, since_ms: int, until_ms: int, topic: str | None = None
+) -> tuple[Source, dict[str, Any]]:
+    """The venue's raw topic (`topic`: another one, in its format) over [since_ms, until_ms) as a dataset
+    source, and what was read (topic, times, offsets per partition): the source's seed is drawn from that
+    description, so the same range gives the same seed (as a capture file's seed comes from its bytes)."""
+    from model.training.dataset import Source, digest_seed
+    from streams.raw_range import Unframed, offset_ranges, read_range
+
+    topic = topic or raw_topic(item.venue)
+    ranges = offset_ranges(bootstrap, topic, since_ms, until_ms)
+    if not any(r.records for r in ranges):
+        raise ValueError(f"--recent kafka:{item.venue}: {topic} holds no records between {since_ms} and {until_ms} ms")
+    described = {"topic": topic, "since_ms": since_ms, "until_ms": until_ms,
+                 "offsets": {str(r.partition): [r.start, r.stop] for r in ranges if r.records}}  # fmt: skip
+    seed = digest_seed(hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest())
+    name = f"kafka:{topic}@{since_ms}..{until_ms}"
+    records = Unframed(read_range(bootstrap, topic, ranges), item.venue)
+    return Source(name=name, venue=item.venue, seed=seed, records=records), described
+
+
+def recent_dataset(
+    items: list[Recent], init: Path, out: Path, kafka: list[tuple[Source, dict[str, Any]]] | None = None
+) -> tuple[Path, dict[str, Any]]:
+    """One dataset file of the recent windows: the single .npz given as it is, else the captures and the
+    Kafka ranges (`kafka`: kafka_source's, one per KafkaRecent item) encoded like `init` and any .npz
+    files given, together in OUT/recent.npz; and its description."""
     import numpy as np
 
     from model.inputs import check_encoding
     from model.training.dataset import CheckpointEncoding, Dataset, build, capture_source, load, save
 
+    kafka = kafka or []
     if len(items) == 1 and isinstance(items[0], Path):
         return items[0], {"given": [str(items[0])]}
     captures = [i for i in items if isinstance(i, tuple)]
@@ -49,9 +117,10 @@ def recent_dataset(items: list[tuple[str, Path] | Path], init: Path, out: Path) 
         if not f.is_file():
             raise FileNotFoundError(f"--recent {f}: no such file")
     parts: list[Dataset] = []
-    if captures:
+    if captures or kafka:
         like = CheckpointEncoding.of_checkpoint(init)
-        parts.append(build([capture_source(venue, path) for venue, path in captures], like=like))
+        sources = [capture_source(venue, path) for venue, path in captures] + [src for src, _ in kafka]
+        parts.append(build(sources, like=like))
     parts += [load(f) for f in files]
     # the stacked file carries the first part's json, which adapt() checks against the checkpoint: every
     # part must be encoded as the checkpoint itself, or a file encoded otherwise would pass unseen
@@ -64,7 +133,8 @@ def recent_dataset(items: list[tuple[str, Path] | Path], init: Path, out: Path) 
     meta["sources"] = [s for p in parts for s in p.meta.get("sources", [])]
     meta["counts"] = {"windows": len(arrays["label"]), "labeled": int((arrays["label"] > 0).sum())}
     npz, _ = save(Dataset(arrays, meta), out / "recent.npz")
-    return npz, {"given": [f"{i[0]}:{i[1]}" if isinstance(i, tuple) else str(i) for i in items]}
+    given = [f"{i[0]}:{i[1]}" if isinstance(i, tuple) else str(i) for i in items if not isinstance(i, KafkaRecent)]
+    return npz, {"given": given} | ({"kafka": [d for _, d in kafka]} if kafka else {})
 
 
 def _figures(name: str, crps: dict[str, Any] | None) -> str:
@@ -83,7 +153,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     from model.training.adapt import adapt
 
     args.out.mkdir(parents=True, exist_ok=True)
-    recent, described = recent_dataset(args.recent, args.init, args.out)
+    kafka = _kafka_sources(args)
+    recent, described = recent_dataset(args.recent, args.init, args.out, kafka)
     result = adapt(
         args.init,
         recent,
@@ -110,6 +181,24 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kafka_sources(args: argparse.Namespace) -> list[tuple[Source, dict[str, Any]]]:
+    wanted = [i for i in args.recent if isinstance(i, KafkaRecent)]
+    if not wanted:
+        if args.since or args.until:
+            raise ValueError("--since / --until apply to --recent kafka:VENUE only")
+        return []
+    if not args.since:
+        raise ValueError("--recent kafka:VENUE needs --since (an ISO 8601 time, or a span back from now: 2h)")
+    from streams.config import Settings
+    from streams.infra import reach_kafka
+
+    now = int(time.time() * 1000)
+    since, until = wall_ms(args.since, "--since", now), wall_ms(args.until, "--until", now) if args.until else now
+    settings = Settings.load(args)
+    reach_kafka(settings.bootstrap)
+    return [kafka_source(item, settings.bootstrap, since, until) for item in wanted]
+
+
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the `adapt` verb to the `megatrading` parser."""
     a = subparsers.add_parser(
@@ -124,9 +213,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         type=parse_recent,
         action="append",
         required=True,
-        metavar="VENUE:FILE|NPZ",
-        help="recent flow: a capture as recorded, or a dataset encoded like --init; repeatable",
+        metavar="VENUE:FILE|NPZ|kafka:VENUE",
+        help="recent flow: a capture as recorded, a dataset encoded like --init, or the venue's raw topic over "
+        "--since/--until; repeatable",
     )
+    a.add_argument("--since", help="kafka: from this ISO 8601 time (UTC unless it says) or span back from now (2h)")
+    a.add_argument("--until", help="kafka: up to this time, excluded (default now)")
+    a.add_argument("--bootstrap", help="Kafka bootstrap servers (env MT_KAFKA_BOOTSTRAP, default 127.0.0.1:9092)")
+    a.add_argument("--config", type=Path, help="settings file, TOML (env MT_CONFIG; default $MT_HOME/config.toml)")
     a.add_argument("--replay", type=Path, help="earlier windows encoded like --init (default: its training file)")
     a.add_argument("--out", type=Path, required=True, help="the new checkpoint folder")
     a.add_argument("--steps", type=int, default=300, help="optimizer steps (default 300)")

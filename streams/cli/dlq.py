@@ -83,12 +83,12 @@ class DeadLetter:
         return where if self.source_partition is not None else self.source_topic
 
 
-def parse_since(text: str) -> int:
+def parse_since(text: str, flag: str = "--since") -> int:
     """An ISO 8601 time (UTC when it names no zone) as epoch milliseconds."""
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"--since {text!r}: an ISO 8601 time, e.g. 2026-11-30T09:30:00 (UTC) or ...+01:00") from None
+        raise ValueError(f"{flag} {text!r}: an ISO 8601 time, e.g. 2026-11-30T09:30:00 (UTC) or ...+01:00") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return int(when.timestamp() * 1000)
