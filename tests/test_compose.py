@@ -287,7 +287,7 @@ def test_a_heartbeat_counts_when_it_is_this_workers_and_recent():
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory):
-    server = RedisServer("redis", tmp_path_factory.mktemp("redis"), port=free_port())
+    server = RedisServer("redis", tmp_path_factory.mktemp("redis"), port=free_port(), owner_pid=os.getpid())
     server.start()
     yield server.url
     server.stop()

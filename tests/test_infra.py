@@ -1,12 +1,23 @@
 """The embedded default: real servers, started and stopped by the project's own code."""
 
+import contextlib
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from streams.cli import main
 from streams.infra import free_port
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_kafka_round_trips_a_record(infra):
@@ -89,3 +100,115 @@ def test_cluster_ids_never_begin_with_a_dash(monkeypatch):
     monkeypatch.setattr(infra_mod.uuid, "uuid4", lambda: next(ids))
     cid = infra_mod.cluster_id()
     assert not cid.startswith("-") and len(cid) == 22
+
+
+OWNER = """
+import json, sys, time
+from pathlib import Path
+from streams.infra import Infra
+
+servers = Infra.on_free_ports(Path(sys.argv[1]))
+servers.up()
+print(json.dumps({"pids": [servers.kafka.pid(), servers.redis.pid()],
+                  "ports": [servers.kafka.port, servers.kafka.controller_port, servers.redis.port]}), flush=True)
+time.sleep(600)
+"""
+
+
+def _watchers_of(server_pid: int) -> list[int]:
+    """Live owner-watch processes of a server, found in /proc by their command line, not by our bookkeeping."""
+    from streams.infra import WATCHER, _pid_alive
+
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if WATCHER in args and str(server_pid) in args and _pid_alive(int(proc.name)):
+            found.append(int(proc.name))
+    return found
+
+
+def _wait_until(done: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
+def test_servers_of_a_test_session_die_with_it_even_by_sigkill(tmp_path):
+    """A CI timeout SIGKILLs pytest: no teardown runs, and the broker and Redis must not outlive it."""
+    from streams.infra import _pid_alive, port_open
+
+    log = tmp_path / "owner.log"
+    with open(log, "wb") as err:
+        owner = subprocess.Popen(
+            [sys.executable, "-c", OWNER, str(tmp_path / "servers")],
+            cwd=REPO,
+            env=dict(os.environ, PYTHONPATH=str(REPO)),
+            stdout=subprocess.PIPE,
+            stderr=err,
+        )
+    pids: list[int] = []
+    try:
+        assert owner.stdout is not None
+        ready, _, _ = select.select([owner.stdout], [], [], 150)
+        line = owner.stdout.readline() if ready else b""
+        assert line, f"the owner did not bring its servers up: {log.read_text(errors='replace')[-3000:]}"
+        started = json.loads(line)
+        pids, ports = started["pids"], started["ports"]
+        watchers = [w for pid in pids for w in _watchers_of(pid)]
+        assert len(watchers) == 2, "one watcher a server"
+        owner.kill()
+        owner.wait()
+        t0 = time.monotonic()
+        assert _wait_until(lambda: not any(_pid_alive(p) for p in pids + watchers), 30), "servers outlived the owner"
+        assert not any(port_open(p) for p in ports)
+        assert time.monotonic() - t0 < 30
+    finally:
+        owner.kill()
+        owner.wait()
+        for pid in pids:  # never leak a broker on a 2-core machine, whatever failed above
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def test_down_stops_and_reaps_the_watcher(tmp_path):
+    from streams.infra import Infra
+
+    servers = Infra.on_free_ports(tmp_path)
+    servers.redis.start()
+    pid = servers.redis.pid()
+    assert pid is not None and len(_watchers_of(pid)) == 1
+    watcher = servers.redis._watcher
+    assert servers.down() == ["redis"]
+    assert watcher is not None and watcher.returncode is not None  # reaped, not a zombie
+    assert _watchers_of(pid) == []
+
+
+def test_infra_up_servers_outlive_the_command(tmp_path):
+    """What operators start with `megatrading infra up` runs on after the command exits: no watcher."""
+    from streams.infra import _pid_alive
+
+    state = tmp_path / "state"
+    ports = ["--kafka-port", str(free_port()), "--controller-port", str(free_port()), "--redis-port", str(free_port())]
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "streams.cli", "infra", "up", "--state", str(state), *ports],
+            cwd=REPO,
+            env=dict(os.environ, PYTHONPATH=str(REPO)),
+            check=True,
+            timeout=150,
+            capture_output=True,
+        )
+        pids = [int((state / f"{name}.pid").read_text()) for name in ("kafka", "redis")]
+        time.sleep(2.5)  # more than a watcher's poll: one would have acted by now
+        assert all(_pid_alive(p) for p in pids)
+        assert [w for p in pids for w in _watchers_of(p)] == []
+    finally:
+        main(["infra", "down", "--state", str(state)])  # never leak a broker, whatever failed above

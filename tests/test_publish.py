@@ -10,6 +10,7 @@ whole by test_e2e and test_simulator, which count what is there."""
 from __future__ import annotations
 
 import argparse
+import os
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -36,7 +37,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory):
     from streams.infra import KafkaServer, free_port
 
     kafka = KafkaServer("kafka", tmp_path_factory.mktemp("publish") / "kafka", port=free_port(),
-                        controller_port=free_port())  # fmt: skip
+                        controller_port=free_port(), owner_pid=os.getpid())  # fmt: skip
     kafka.start()
     yield kafka.bootstrap
     kafka.stop()
