@@ -83,10 +83,18 @@ def test_adapted_checkpoint_is_its_parents_version_plus_one_and_names_it(lab):
     assert second.version == config_of(lab / "v3")["version"] == 3
     assert config_of(lab / "v3")["parent"]["version"] == 2
     assert extra["adapt"]["drawn"] == {"recent": 8, "replay": 24}  # 4 steps of 8, the default 3/4 replayed
-    # the recalibration's bins are the parent's (only their maps refitted), where the parent fitted any
-    edges = {d: checkpoint.load(lab / d)[0].recal_edges for d in ("parent", "v2")}
-    fitted = torch.isfinite(edges["parent"]).any(1)
-    assert fitted.any() and torch.equal(edges["v2"][fitted], edges["parent"][fitted])
+    # the recalibration is the parent's, bins and maps (adapt's default: refitting it is what forgot)
+    models = {d: checkpoint.load(lab / d)[0] for d in ("parent", "v2")}
+    assert torch.isfinite(models["parent"].recal_edges).any() and extra["adapt"]["recalibration"] == "keep"
+    for buffer in ("recal_edges", "recal_coef"):
+        assert torch.equal(getattr(models["v2"], buffer), getattr(models["parent"], buffer)), buffer
+    assert extra["recalibration"] == {"kept": str(lab / "parent")}
+    # asked to, it refits the maps in the parent's bins
+    adapt(lab / "parent", lab / "b.npz", lab / "replay.npz", lab / "v2-maps", steps=4, recalibration="maps", **FAST)
+    maps = checkpoint.load(lab / "v2-maps")[0]
+    fitted = torch.isfinite(models["parent"].recal_edges).any(1)
+    assert torch.equal(maps.recal_edges[fitted], models["parent"].recal_edges[fitted])
+    assert not torch.equal(maps.recal_coef, models["parent"].recal_coef)
 
 
 def test_adapting_on_a_shifted_regime_improves_the_parent_on_its_held_back_tail(lab):

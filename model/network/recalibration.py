@@ -37,6 +37,10 @@ MIN_BIN_WINDOWS = 50  # a bin with fewer training windows keeps the identity map
 
 Support = Callable[[np.ndarray], np.ndarray]
 
+# what a finetune run does with a recalibration it starts from (model/training/train.py `train`): refit
+# bins and maps, refit the maps in the kept bins, or keep it whole (what `adapt` does by default)
+MODES = ("refit", "maps", "keep")
+
 
 def fit_linear_map(q: np.ndarray, y: np.ndarray, tau: float, support: Support) -> tuple[float, float]:
     """(a, b) minimizing the mean pinball loss at `tau` of support(a + b*q) against y, b on the

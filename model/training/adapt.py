@@ -9,17 +9,19 @@ buffer of earlier windows against forgetting, into a new versioned checkpoint.
 - Replay buffer: windows drawn (seeded) from `replay`, by default the checkpoint's own training file where
   it is still at the path its config.json records (an adapted checkpoint's: the replay file it was adapted
   with), encoded as the checkpoint too. As many as make the replay's share of the mixed set the replay
-  fraction (`buffer_size`; at most `replay_windows`), because the calibration and the recalibration refitted
-  at the end read the whole mixed set: with fewer, they fit a mixture richer in recent flow than the one the
-  batches trained on (measured in bench/adapt_bench.py: the refitted recalibration, not the weights, was
-  what degraded the earlier flow's forecasts). A further disjoint draw (`eval_windows`) measures forgetting:
-  the CRPS on earlier flow before and after.
+  fraction (`buffer_size`; at most `replay_windows`), because the calibration (and a recalibration refitted
+  at the end, where asked) read the whole mixed set: with fewer, they fit a mixture richer in recent flow
+  than the one the batches trained on. A further disjoint draw (`eval_windows`) measures forgetting: the
+  CRPS on earlier flow before and after.
 - Batches: `MixedSampler` puts `replay_fraction` of each batch's windows from the buffer, the rest from the
   recent windows (uniformly within each). The training itself is train.train's finetune stage (its loss,
-  optimizer, schedule, target units kept from the checkpoint, calibration, recalibration and direction head
-  refitted on the mixed windows at the end): only the batches differ, and the recalibration keeps the
-  checkpoint's bins (refits their maps only): bins re-cut on the mixed levels moved the earlier flow's
-  windows into bins with other maps (bench/adapt_bench.py: forgetting +2.81% -> +2.52%, one run each).
+  optimizer, schedule, target units kept from the checkpoint, calibration and direction head refitted on
+  the mixed windows at the end): only the batches differ, and the recalibration is the checkpoint's own
+  (`recalibration="keep"`). Refitting it on the mixed windows was what made the earlier flow's forecasts
+  worse, not the weights (an L2 pull toward the parent's weights changed nothing): bench/adapt_bench.py,
+  forgetting on held-out regime A +2.81% with bins and maps refitted, +2.52% with the parent's bins and
+  refitted maps ("maps"), +1.26% with the parent's recalibration kept, while the gap recovered on the new
+  regime stayed 1.15-1.30 (one run each; docs/own-data.md).
 - Lineage: the new config.json gets `version` (parent's + 1), `parent` (path, version, encoding
   fingerprint) and `adapt` (data, fraction, steps, before/after CRPS), written by
   model.network.checkpoint.stamp_lineage.
@@ -187,10 +189,12 @@ def adapt(
     device: str = "cpu",
     log_every: int = 50,
     recent_description: dict[str, Any] | None = None,
+    recalibration: str = "keep",
 ) -> Adaptation:
     """Fine-tune `init_ckpt` on `recent` mixed with a replay buffer into `out_dir` (module docstring).
     `replay=None`: the checkpoint's own earlier data (`default_replay`); with `replay_fraction` 0 no replay
-    is read. `recent_description`: what the recent windows were made from, for the record."""
+    is read. `recent_description`: what the recent windows were made from, for the record.
+    `recalibration`: train.train's ("keep": the parent's; "maps", "refit": refitted on the mixed windows)."""
     extra = checkpoint.read_extra(init_ckpt)
     recent = recent if isinstance(recent, TrainData) else TrainData.load(recent)
     check_encoding(recent.meta, str(recent.path), extra, str(init_ckpt))
@@ -220,7 +224,7 @@ def adapt(
              init_ckpt, len(fit_idx), len(tail_idx), sampler.n_replay, replay_fraction, steps)  # fmt: skip
     run = train("finetune", recent.path, out_dir, init=init_ckpt, steps=steps, batch=batch, lr=lr,
                 device=device, seed=seed, checkpoint_every=max(steps, 1), log_every=log_every,
-                sampler=sampler, data=mixed, keep_recal_edges=True)  # fmt: skip
+                sampler=sampler, data=mixed, recalibration=recalibration)  # fmt: skip
     after = {"recent_tail": crps_by_target(out_dir, tail) if tail else None,
              "replay": crps_by_target(out_dir, replay_eval) if replay_eval else None}  # fmt: skip
     details = {
@@ -239,6 +243,7 @@ def adapt(
         "batch": batch,
         "lr": lr,
         "seed": seed,
+        "recalibration": recalibration,
         "crps": {k: _change(before[k], after[k]) if before[k] else None for k in before},
     }
     version = checkpoint.stamp_lineage(out_dir, init_ckpt, encoding_fingerprint(extra), details)

@@ -72,6 +72,7 @@ from model.network.orderflow import (
     surprise,
     to_batch,
 )
+from model.network.recalibration import MODES as RECALIBRATION_MODES
 
 log = logging.getLogger("megatrading.train")
 
@@ -509,7 +510,7 @@ def train(
     real_weight: float = 1.0,
     sampler: Sampler | None = None,
     data: TrainData | None = None,
-    keep_recal_edges: bool = False,
+    recalibration: str = "refit",
 ) -> Run:
     """Train and checkpoint into `out_dir` (see the module docstring). `init`: a checkpoint to
     start from (its config wins over `preset`); `resume`: continue `out_dir`'s own run up to
@@ -518,8 +519,11 @@ def train(
     `real_weight`: how much more often a window of a real capture is drawn than a simulated one;
     `sampler`: draws each batch instead (model/training/adapt.py mixes recent and replayed windows);
     `data`: the windows already loaded (a set assembled in memory), `data_path` then only names them;
-    `keep_recal_edges`: refit the recalibration's maps in `init`'s bins (fit_recalibration).
+    `recalibration` (finetune): "refit" its bins and maps on the training windows, "maps": refit the maps
+    in `init`'s bins, "keep": `init`'s as they are (fit_recalibration; adapt.py says why it keeps them).
     """
+    if recalibration not in RECALIBRATION_MODES:
+        raise ValueError(f"recalibration {recalibration!r}: use one of {RECALIBRATION_MODES}")
     if stage not in STAGES:
         raise ValueError(f"stage {stage!r}: use one of {STAGES}")
     dev = pick_device(device)
@@ -576,7 +580,10 @@ def train(
     if end >= steps:
         calibration = calibrate(model, data, dev, max_windows=calib_windows)
         if stage == "finetune" and data.has_targets:
-            recal = fit_recalibration(model, data, dev, keep_edges=keep_recal_edges)
+            if recalibration == "keep":
+                recal = {"kept": str(init)}
+            else:
+                recal = fit_recalibration(model, data, dev, keep_edges=recalibration == "maps")
             heads["direction"] = {"data": str(data_path), **fit_direction(model, data, dev)}
     save_all(end, calibration)
     return Run(out, end, history, calibration, model.num_parameters(), rate)

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from model.network.recalibration import MODES as RECALIBRATION_MODES
 from orderbook.venues import FEEDS
 from streams.cli.dataset import parse_capture
 from streams.cli.dlq import parse_since
@@ -169,6 +170,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         replay_windows=args.replay_windows,
         device=args.device,
         recent_description=described,
+        recalibration=args.recalibration,
     )
     d = result.details
     print(f"adapted {args.init} -> {result.out_dir} (version {result.version}): {d['steps']} steps on "
@@ -239,6 +241,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     a.add_argument("--batch", type=int, default=32, help="windows per step (default 32)")
     a.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (default 3e-4)")
     a.add_argument("--seed", type=int, default=0)
+    a.add_argument(
+        "--recalibration",
+        choices=RECALIBRATION_MODES,
+        default="keep",
+        help="the parent's quantile recalibration: keep it (default; refitting it on the mixed windows is what "
+        "degraded the earlier flow), refit its maps in its bins, or refit bins and maps",
+    )
     a.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
     a.set_defaults(run=cmd_adapt)
     return a
