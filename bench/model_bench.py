@@ -81,7 +81,10 @@ def our_inputs(cfg: ModelConfig, b: int, device: torch.device, gen: torch.Genera
     out["mask"] = torch.ones(b, cfg.n_events, dtype=torch.bool, device=device)
     out["features"] = torch.randn(b, cfg.n_rows, cfg.n_features, generator=gen).to(device)
     out["row_mask"] = torch.ones(b, cfg.n_rows, dtype=torch.bool, device=device)
-    out["news"] = ids(cfg.text_vocab, b, cfg.max_news, cfg.news_len)
+    if cfg.text_encoder == "hashed":
+        out["news"] = ids(cfg.text_vocab, b, cfg.max_news, cfg.news_len)
+    else:  # sentence embeddings
+        out["news"] = torch.randn(b, cfg.max_news, cfg.news_len, generator=gen).to(device)
     out["news_mask"] = torch.ones(b, cfg.max_news, dtype=torch.bool, device=device)
     return out
 

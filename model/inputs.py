@@ -7,7 +7,8 @@ Arrays for B windows (the dataset contract, docs/design.md "Model input"):
   `mask` bool (B, N);
 - `features` float32 (B, T, F): the windows' book-series rows normalized by a FeatureNorm (padded rows 0);
   `row_mask` bool (B, T);
-- `news` int64 (B, M, L): model.network.tokens.TextTokenizer ids of the headlines; `news_mask` bool (B, M).
+- `news` int64 (B, M, L): model.network.tokens.TextTokenizer ids of the headlines (float16 (B, M, 384)
+  sentence embeddings for a checkpoint with the sentence encoder: model/network/sentence.py); `news_mask` bool (B, M).
 
 The encoding: what turns windows into these arrays and what the ids and columns then mean, carried by a
 dataset's json and a checkpoint's config.json under the same keys (ENCODING_KEYS). Its fingerprint
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from model.network.tokens import TextTokenizer, Tokenizer
+from model.network.tokens import TextEncoding, Tokenizer
 from orderbook.windows import Window, stack
 
 INPUT_FIELDS = ("kind", "side", "price", "size", "dt", "mask", "features", "row_mask", "news", "news_mask")
@@ -83,7 +84,7 @@ class FeatureNorm:
 
 
 def model_inputs(
-    windows: Sequence[Window], tokenizer: Tokenizer, text: TextTokenizer, norm: FeatureNorm | None
+    windows: Sequence[Window], tokenizer: Tokenizer, text: TextEncoding, norm: FeatureNorm | None
 ) -> dict[str, np.ndarray]:
     """The INPUT_FIELDS arrays of `windows`; `norm=None` leaves the features in their own units (the
     dataset builder normalizes once every source is in, with the norm it fits on them)."""

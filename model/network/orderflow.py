@@ -96,8 +96,9 @@ class ModelConfig:
     n_rows: int = 32
     n_features: int = len(FEATURE_NAMES)
     max_news: int = 4
-    news_len: int = 16
+    news_len: int = 16  # words per headline, or the sentence embedding's width (text_encoder "minilm")
     text_vocab: int = 4096
+    text_encoder: str = "hashed"  # model.network.tokens.TEXT_ENCODERS: TextEncoder or SentenceProjection
     d_model: int = 192
     n_layers: int = 4
     n_heads: int = 6
@@ -234,6 +235,18 @@ class TextEncoder(nn.Module):
         return self.mlp(mean)
 
 
+class SentenceProjection(nn.Module):
+    """A headline's frozen sentence embedding (model/network/sentence.py) -> one vector: an MLP trained
+    with the model, the encoder itself never."""
+
+    def __init__(self, dim: int, d: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(dim, d), nn.GELU(), nn.Linear(d, d))
+
+    def forward(self, news: torch.Tensor) -> torch.Tensor:
+        return self.mlp(news.to(self.mlp[0].weight.dtype))
+
+
 class OrderFlowModel(nn.Module):
     """Prefix-fused decoder-only transformer; see the module docstring for the layout."""
 
@@ -245,7 +258,7 @@ class OrderFlowModel(nn.Module):
         self.event_pos = nn.Parameter(torch.zeros(c.n_events, d))
         self.row_proj = nn.Linear(c.n_features, d)
         self.row_pos = nn.Parameter(torch.zeros(c.n_rows, d))
-        self.text = TextEncoder(c.text_vocab, d)
+        self.text = SentenceProjection(c.news_len, d) if c.text_encoder == "minilm" else TextEncoder(c.text_vocab, d)
         self.news_pos = nn.Parameter(torch.zeros(c.max_news, d))
         self.bos = nn.Parameter(torch.zeros(d))
         self.drop = nn.Dropout(c.dropout)
@@ -528,13 +541,13 @@ def calibrated_score(nll: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
 
 def to_batch(arrays: Mapping[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """Contract arrays (numpy, leading axis = batch) -> tensors on `device` (ids int64, masks
-    bool, features float32). Extra keys (targets, labels) are ignored."""
+    bool, features and sentence embeddings float32). Extra keys (targets, labels) are ignored."""
     out = {}
     for key in BATCH_KEYS:
         a = np.asarray(arrays[key])
         if key.endswith("mask"):
             t = torch.from_numpy(a.astype(bool, copy=False))
-        elif key == "features":
+        elif key == "features" or a.dtype.kind == "f":  # `news` holds embeddings under the sentence encoder
             t = torch.from_numpy(a.astype(np.float32, copy=False))
         else:
             t = torch.from_numpy(a.astype(np.int64, copy=False))

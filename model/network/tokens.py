@@ -29,7 +29,7 @@ import re
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -308,3 +308,41 @@ class TextTokenizer:
     def from_json(cls, doc: dict[str, Any] | str) -> TextTokenizer:
         d = json.loads(doc) if isinstance(doc, str) else doc
         return cls(vocab=int(d["vocab"]), max_words=int(d["max_words"]))
+
+
+class TextEncoding(Protocol):
+    """What model.inputs.model_inputs reads headlines with: TextTokenizer or sentence.SentenceTexts."""
+
+    def encode_news(self, texts: Sequence[str], mask: np.ndarray) -> np.ndarray: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+TEXT_ENCODERS = ("hashed", "minilm")  # `dataset --text-encoder`: TextTokenizer, or sentence.SentenceTexts
+
+
+def text_encoder(name: str, vocab: int = 4096, max_words: int = 16) -> TextEncoding:
+    """A new text encoding by its TEXT_ENCODERS name (minilm: the optional pretrained one, imported on use)."""
+    if name == "hashed":
+        return TextTokenizer(vocab, max_words)
+    if name == "minilm":
+        from model.network.sentence import SentenceTexts
+
+        return SentenceTexts()
+    raise ValueError(f"text encoder {name!r}: use one of {TEXT_ENCODERS}")
+
+
+def text_encoder_of(doc: dict[str, Any] | str) -> TextEncoding:
+    """A checkpoint's or a dataset's `text_tokenizer` entry back as its encoder: a TextTokenizer, or a
+    sentence.SentenceTexts for a `sentence/...` type."""
+    d = json.loads(doc) if isinstance(doc, str) else doc
+    if str(d.get("type", "")).startswith("sentence/"):
+        from model.network.sentence import SentenceTexts
+
+        return SentenceTexts.from_json(d)
+    return TextTokenizer.from_json(d)
+
+
+def text_encoder_name(doc: dict[str, Any] | None) -> str:
+    """ "minilm" for a sentence encoder's `text_tokenizer` entry, else "hashed" (also where there is none)."""
+    return "minilm" if doc and str(doc.get("type", "")).startswith("sentence/") else "hashed"

@@ -35,7 +35,7 @@ from model.network.orderflow import (
     next_event_nll,
     to_batch,
 )
-from model.network.tokens import TextTokenizer, Tokenizer
+from model.network.tokens import Tokenizer, text_encoder_of
 from model.serving.forecaster import HORIZONS, QUANTILES, Forecaster, Prediction, Predictions, predictions_of
 from model.serving.graphs import GraphedScore
 from orderbook.clock import span
@@ -84,7 +84,7 @@ class OrderFlowForecaster(Forecaster):
         # adapted checkpoint's step restarts, and forecasts must tell a swapped-in model from its parent
         self.version = f"v{checkpoint.version_of(self.extra)}"
         self.tokenizer = Tokenizer.from_json(self.extra["tokenizer"])
-        self.text = TextTokenizer.from_json(self.extra["text_tokenizer"])
+        self.text = text_encoder_of(self.extra["text_tokenizer"])
         self.norm = FeatureNorm.from_meta(self.extra, np.float32)  # the network's own precision
         self.feature_names = list(self.extra.get("feature_names") or FEATURE_NAMES)
         self.trained_window: dict | None = self.extra.get("window")  # the WindowConfig fields it was trained on

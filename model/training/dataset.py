@@ -14,7 +14,8 @@ allow_pickle=False) and `<name>.json` (metadata). Arrays, B windows (the shared 
 - `features` float32 (B, T, F): the window's FeatureState rows, normalized by the json's
   `feature_mean`/`feature_std` (over the real rows of the sources not held out, as the tokenizer's
   bins); padded rows are 0; `row_mask` bool (B, T).
-- `news` int64 (B, M, L): model.network.tokens.TextTokenizer ids of the window's headlines; `news_mask` bool (B, M).
+- `news` int64 (B, M, L): model.network.tokens.TextTokenizer ids of the window's headlines, or with
+  `text_encoder="minilm"` float16 (B, M, 384) sentence embeddings (model/network/sentence.py); `news_mask` bool (B, M).
 - `{spread,depth,volume,mid}_h{H}` float32 (B,): the realized value H messages (of the window's symbol)
   after the window's last message: spread in ticks at message i+H; depth = log1p(top-5 bid + ask lots)
   at i+H; volume = log1p(lots traded in messages i+1..i+H, non-printable executions excluded); mid =
@@ -46,7 +47,8 @@ from typing import Any
 import numpy as np
 
 from model.inputs import ENCODING_KEYS, FeatureNorm, encoding_fingerprint, model_inputs
-from model.network.tokens import TextTokenizer, Tokenizer
+from model.network.sentence import DIM
+from model.network.tokens import TextEncoding, Tokenizer, text_encoder, text_encoder_name, text_encoder_of
 from model.sim.anomalies import KINDS as ANOMALY_KINDS
 from model.sim.engine import SimConfig
 from model.sim.run import simulate
@@ -83,6 +85,7 @@ class DatasetConfig:
     n_dt: int = 32
     text_vocab: int = 4096
     max_words: int = 16
+    text_encoder: str = "hashed"  # model.network.tokens.TEXT_ENCODERS
 
 
 @dataclass
@@ -276,7 +279,7 @@ def window_news_kind(w: Window, news: list[tuple[int, str, str, str]]) -> int:
 # --------------------------------------------------------------------------- arrays
 
 
-def _encode(rep: SourceReplay, tok: Tokenizer, text: TextTokenizer, cfg: DatasetConfig) -> dict[str, np.ndarray]:
+def _encode(rep: SourceReplay, tok: Tokenizer, text: TextEncoding, cfg: DatasetConfig) -> dict[str, np.ndarray]:
     """A replay's windows as the contract's arrays (features not yet normalized)."""
     out = model_inputs(rep.windows, tok, text, norm=None)
     n, hs = len(rep.windows), cfg.horizons
@@ -304,7 +307,8 @@ def _empty(cfg: DatasetConfig, n_features: int) -> dict[str, np.ndarray]:
     n, t, m, ln = w.n_events, w.n_rows, w.max_news, cfg.max_words
     out = {f: np.zeros((0, n), np.int64) for f in ("kind", "side", "price", "size", "dt")}
     out |= {"mask": np.zeros((0, n), bool), "features": np.zeros((0, t, n_features), np.float32)}
-    out |= {"row_mask": np.zeros((0, t), bool), "news": np.zeros((0, m, ln), np.int64)}
+    news = np.zeros((0, m, DIM), np.float16) if cfg.text_encoder == "minilm" else np.zeros((0, m, ln), np.int64)
+    out |= {"row_mask": np.zeros((0, t), bool), "news": news}
     out |= {"news_mask": np.zeros((0, m), bool), "target_mask": np.zeros((0, len(cfg.horizons)), bool)}
     out |= {f"{x}_h{h}": np.zeros(0, np.float32) for h in cfg.horizons for x in TARGETS}
     out |= {k: np.zeros(0, np.int64) for k in ("label", "news_kind", "event_ts", "seed")}
@@ -331,7 +335,7 @@ class CheckpointEncoding:
     source: str
     config: DatasetConfig
     tokenizer: Tokenizer
-    text: TextTokenizer
+    text: TextEncoding
     norm: FeatureNorm
     meta: dict[str, Any]
 
@@ -349,14 +353,15 @@ class CheckpointEncoding:
         if doc["feature_names"] != names:
             # the rows this code computes are not the columns the checkpoint's normalization describes
             raise ValueError(f"{path}: feature columns {doc['feature_names']} are not this code's {names}")
-        text = TextTokenizer.from_json(doc["text_tokenizer"])
+        text = text_encoder_of(doc["text_tokenizer"])
         cfg = DatasetConfig(
             window=WindowConfig(**doc["window"]),
             horizons=tuple(doc.get("horizons") or DatasetConfig().horizons),
             n_size=int(doc["tokenizer"]["n_size"]),
             n_dt=int(doc["tokenizer"]["n_dt"]),
-            text_vocab=text.vocab,
-            max_words=text.max_words,
+            text_vocab=getattr(text, "vocab", DatasetConfig.text_vocab),
+            max_words=getattr(text, "max_words", DatasetConfig.max_words),
+            text_encoder=text_encoder_name(doc["text_tokenizer"]),
         )
         meta = {k: doc[k] for k in ENCODING_KEYS}
         tokenizer = Tokenizer.from_json(doc["tokenizer"])
@@ -391,7 +396,7 @@ def build(
     if like is None and held and not any(r.windows for r in fitted):
         raise ValueError(f"every source is held out ({sorted(held)}): nothing to fit the tokenizer on")
     tok = tokenizer or fit_tokenizer(fitted, cfg)
-    text = like.text if like is not None else TextTokenizer(cfg.text_vocab, cfg.max_words)
+    text = like.text if like is not None else text_encoder(cfg.text_encoder, cfg.text_vocab, cfg.max_words)
     parts = [_encode(r, tok, text, cfg) for r in replays if r.windows]
     n_features = len(FeatureState().names)
     arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else _empty(cfg, n_features)

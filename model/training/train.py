@@ -73,6 +73,7 @@ from model.network.orderflow import (
     to_batch,
 )
 from model.network.recalibration import MODES as RECALIBRATION_MODES
+from model.network.tokens import text_encoder_name
 
 log = logging.getLogger("megatrading.train")
 
@@ -140,6 +141,8 @@ class TrainData:
     def text_vocab(self) -> int:
         text = self.meta.get("text_tokenizer") or {}
         declared = int(text.get("vocab", self.meta.get("text_vocab", 4096)))
+        if text_encoder_name(text) != "hashed":
+            return declared  # embeddings, not ids: no vocabulary
         return max(declared, int(self.arrays["news"].max(initial=0)) + 1)
 
     def model_config(self, preset: str = "small") -> ModelConfig:
@@ -149,7 +152,8 @@ class TrainData:
         _, m, words = self.arrays["news"].shape
         shapes = dict(n_events=n, n_rows=t, n_features=f, max_news=m, news_len=words)
         make = {"tiny": ModelConfig.tiny, "base": ModelConfig.base, "small": ModelConfig.small}[preset]
-        return make(vocab=self.vocab(), text_vocab=self.text_vocab(), **shapes)
+        text = text_encoder_name(self.meta.get("text_tokenizer"))
+        return make(vocab=self.vocab(), text_vocab=self.text_vocab(), text_encoder=text, **shapes)
 
     def batch(self, idx: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
         """The windows `idx` as tensors on `device`, with targets and labels where present."""
@@ -686,7 +690,7 @@ def _initial_model(
     check_encoding(data.meta, str(data.path), source_extra, str(source))
     model.config = config = dataclasses.replace(config, **off)
     want = data.model_config(preset)
-    for name in ("n_events", "n_rows", "n_features", "max_news", "news_len"):
+    for name in ("n_events", "n_rows", "n_features", "max_news", "news_len", "text_encoder"):
         if getattr(config, name) != getattr(want, name):
             raise ValueError(f"{source}: {name} {getattr(config, name)} != the data's {getattr(want, name)}")
     for f in FIELDS:

