@@ -191,6 +191,23 @@ class WindowBuilder:
         self._offset: Any = None
         self._best = (0, 0)
 
+    # ---- position: what a window cut now would carry, without cutting it (the native builder's getters)
+
+    @property
+    def n_seen(self) -> int:
+        """Tokens seen so far (a window's `n_seen`)."""
+        return self._count
+
+    @property
+    def last_ts(self) -> int:
+        """The time of the last event pushed, token or not (a window's `ts`; 0 before any)."""
+        return self._last_ts if self._last_ts is not None else 0
+
+    @property
+    def last_seq(self) -> int:
+        """The venue sequence number of the last event pushed (a window's `seq`)."""
+        return self._last_seq
+
     # ---- input
 
     def add_news(self, ts: int, headline: str) -> None:

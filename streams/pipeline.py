@@ -202,21 +202,18 @@ class VenuePipeline:
         levels' own, or a replay cut into other batches could write an older book over a newer one)."""
         if n <= 0 or not windows:
             return []
-        last = {w.symbol: w for w in windows}
+        symbols = dict.fromkeys(w.symbol for w in windows)  # each once, in the batch's order
         # native: the follower books, which the batch brought to where the feed's are
         books = self.core.books if self.native else self.core.feed.books
         builders = self.core.builders
         out = []
-        for symbol, w in last.items():
+        for symbol in symbols:
             book, builder = books.get(symbol), builders.get(symbol)
             if book is None or builder is None:
                 continue
-            # the native builder counts its tokens for free; else (or when messages came after the last
-            # window) the builder's window as it stands carries the position: one per book, not per record
-            if getattr(builder, "n_seen", None) != w.n_seen:
-                w = builder.window()
+            # the builder's position as it stands (both builders' getters: no window is cut for it)
             bids, asks = book.top(n)
-            out.append(BookTop(symbol, int(w.n_seen), int(w.ts), int(w.seq), bids, asks))
+            out.append(BookTop(symbol, int(builder.n_seen), int(builder.last_ts), int(builder.last_seq), bids, asks))
         return out
 
     @property

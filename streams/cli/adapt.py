@@ -110,6 +110,8 @@ def recent_dataset(
     from model.training.dataset import CheckpointEncoding, Dataset, build, capture_source, load, save
 
     kafka = kafka or []
+    if sum(isinstance(i, KafkaRecent) for i in items) != len(kafka):
+        raise ValueError("recent_dataset: one kafka_source per --recent kafka:VENUE")
     if len(items) == 1 and isinstance(items[0], Path):
         return items[0], {"given": [str(items[0])]}
     captures = [i for i in items if isinstance(i, tuple)]

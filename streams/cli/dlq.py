@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from orderbook.clock import clock
 from orderbook.venues import FEEDS
 from streams.config import Settings
 from streams.topics import raw_topic
@@ -75,7 +76,7 @@ class DeadLetter:
 
     @property
     def time(self) -> str:
-        return datetime.fromtimestamp(self.timestamp_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+        return clock(self.timestamp_ms * 10**6) + "Z" if self.timestamp_ms > 0 else "-"
 
     @property
     def source(self) -> str:

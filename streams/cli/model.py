@@ -19,10 +19,10 @@ import argparse
 import json
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from orderbook.clock import clock
 from streams.config import MODEL_HELP, Settings, model_spec
 
 NOT_SET = "none set: each worker serves its own --model"
@@ -111,7 +111,7 @@ def cmd_show(args: argparse.Namespace, out: TextIO | None = None) -> int:
     now = time.time_ns()
     for w in workers:
         swapped = int(meta.get(f"swapped:{w}") or 0)
-        since = "start" if swapped == 0 else datetime.fromtimestamp(swapped / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        since = "start" if swapped == 0 else clock(swapped) + "Z"
         age = f"{(now - int(meta[f'heartbeat:{w}'])) / 1e9:.1f} s ago"
         out.write(f"{w:24} {meta.get(f'model:{w}', '?'):22} {since:24} {age:>12}  "
                   f"{meta.get(f'swap_error:{w}', '')}\n")  # fmt: skip

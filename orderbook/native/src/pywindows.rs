@@ -289,6 +289,18 @@ impl PyWindowBuilder {
         self.core.count
     }
 
+    /// The time of the last event pushed, token or not (a window cut now would have this `ts`; 0 before any).
+    #[getter]
+    fn last_ts(&self) -> i64 {
+        self.core.last_ts.unwrap_or(0)
+    }
+
+    /// The venue sequence number of the last event pushed (a window cut now would have this `seq`).
+    #[getter]
+    fn last_seq(&self) -> i64 {
+        self.core.last_seq
+    }
+
     /// Join a headline (event-time ns) to this symbol's windows; idempotent.
     fn add_news(&mut self, ts: i64, headline: String) {
         self.core.add_news(ts, headline);
