@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench soak lint venv clean checkpoint evaluate-unseen scaling outputs-check
+.PHONY: demo test bench soak lint venv clean checkpoint evaluate-unseen scaling outputs-check text-ablation
 
 # The demo's model: a small generative model trained on 18 simulated hours (seeds 1-20 but 9-10)
 # and the real captures of ../shared/data but the one held out (-2: Binance spot ETHUSDT),
@@ -96,6 +96,22 @@ evaluate-unseen: $(STAMP)
 	$(BIN)/megatrading dataset --like $(CKPT) $(UNSEEN) --out build/demo-data/unseen.npz
 	$(BIN)/megatrading evaluate --data build/demo-data/unseen.npz --model generative:$(CKPT) --direction \
 		--direction-train build/demo-data/train.npz --out $(CKPT)/evaluation-unseen
+
+# The text encoders side by side (bench/text_ablation.py): make checkpoint's dataset and training once more
+# with the pretrained sentence encoder (`--text-encoder minilm`), then the hashed-word model, the sentence
+# one and the no-text ablation on the held-out news-driven windows; and what a simulated headline can be
+# worth at most (bench/news_bound.py). About 10 minutes on 2 cores after make checkpoint.
+text-ablation: $(STAMP)
+	$(BIN)/megatrading dataset --sim-seeds 1-40 --held-out 9-10,21-40,-2 --sim-duration 1h --sim-symbols 3 \
+		--anomaly-rate 2 --news 12 --real $(SHARED)/data --text-encoder minilm \
+		--out build/minilm/train.npz --held-out-out build/minilm/heldout.npz
+	OMP_NUM_THREADS=2 $(BIN)/megatrading train --stage pretrain --data build/minilm/train.npz \
+		--out build/demo-minilm-pre --steps 1500 $(DEMO_TRAIN)
+	OMP_NUM_THREADS=2 $(BIN)/megatrading train --stage finetune --data build/minilm/train.npz \
+		--init build/demo-minilm-pre --out build/demo-minilm --steps 3000 --lr 1e-3 $(DEMO_TRAIN)
+	$(BIN)/python bench/text_ablation.py hashed=$(CKPT):build/demo-data/heldout.npz \
+		minilm=build/demo-minilm:build/minilm/heldout.npz none=build/demo-nonews:build/demo-data/heldout.npz
+	$(BIN)/python bench/news_bound.py --model build/demo-nonews
 
 # Three model sizes x two data sizes at a fixed small step budget on CPU (bench/scaling_study.py): next-event
 # NLL and CRPS against parameters, scaling.md and scaling.png beside the model card. About an hour on 2

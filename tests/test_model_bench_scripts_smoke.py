@@ -1,0 +1,66 @@
+"""The model's bench scripts run end to end on tiny data and print their tables: bench/news_bound.py,
+bench/text_ablation.py, bench/train_bench.py, bench/gpu_parity.py (which says so and exits 0 without CUDA).
+Figures are not checked here: the scripts print them for docs/ and the README."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+from model.sim.engine import SEC, SimConfig
+from model.training.dataset import build, save, sim_source, split_by_seed
+from model.training.train import train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("benches")
+    news = SimConfig(n_symbols=2, duration_ns=240 * SEC, news_rate=60.0)
+    data = build([sim_source(replace(news, seed=s)) for s in (5, 6)], held_out=[6])
+    fit, held = split_by_seed(data, [6])
+    save(fit, d / "train.npz")
+    save(held, d / "heldout.npz")
+    train("finetune", d / "train.npz", d / "ckpt", steps=4, batch=8, device="cpu", preset="tiny", checkpoint_every=100)
+    return d
+
+
+def run(script: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, str(REPO / "bench" / script), *args], capture_output=True, text=True,
+                          timeout=300, cwd=REPO)  # fmt: skip
+    assert done.returncode == 0, f"{script} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def test_news_bound_prints_the_kind_alone_and_on_top_of_a_model(lab: Path) -> None:
+    out = run("news_bound.py", "--train", str(lab / "train.npz"), "--held-out", str(lab / "heldout.npz"),
+              "--model", str(lab / "ckpt"))  # fmt: skip
+    assert "pooled" in out and "by kind" in out and "mid_h100" in out and "corrected by its training residuals" in out
+
+
+def test_text_ablation_prints_each_model_beside_the_first(lab: Path) -> None:
+    held = str(lab / "heldout.npz")
+    out = run("text_ablation.py", f"a={lab / 'ckpt'}:{held}", f"b={lab / 'ckpt'}:{held}")
+    assert "news-driven windows" in out and "perplexity" in out and "AUC 100 earn." in out
+    assert "(+0.0%)" in out  # the same model twice: no change
+
+
+def test_train_bench_prints_steps_per_second(lab: Path) -> None:
+    out = run("train_bench.py", "--data", str(lab / "train.npz"), "--presets", "tiny", "--steps", "3", "--batch", "8",
+              "--device", "cpu")  # fmt: skip
+    assert "steps/s" in out and "\ntiny " in out
+
+
+def test_gpu_parity_says_there_is_nothing_to_compare_without_cuda(lab: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: the comparison runs on the device machine, see docs/gpu.md")
+    assert "no CUDA device" in run("gpu_parity.py", "--data", str(lab / "heldout.npz"))
