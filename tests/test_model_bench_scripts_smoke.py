@@ -1,5 +1,6 @@
 """The model's bench scripts run end to end on tiny data and print their tables: bench/news_bound.py,
-bench/text_ablation.py, bench/train_bench.py, bench/gpu_parity.py (which says so and exits 0 without CUDA).
+bench/text_ablation.py, bench/train_bench.py, bench/inputs_bench.py, bench/gpu_parity.py (which says so
+and exits 0 without CUDA).
 Figures are not checked here: the scripts print them for docs/ and the README."""
 
 from __future__ import annotations
@@ -56,6 +57,11 @@ def test_train_bench_prints_steps_per_second(lab: Path) -> None:
     out = run("train_bench.py", "--data", str(lab / "train.npz"), "--presets", "tiny", "--steps", "3", "--batch", "8",
               "--device", "cpu")  # fmt: skip
     assert "steps/s" in out and "\ntiny " in out
+
+
+def test_inputs_bench_prints_the_host_time_per_batch() -> None:
+    out = run("inputs_bench.py", "--batches", "1,8", "--budget", "0.05")
+    assert "us a window" in out and "\n     8 " in out
 
 
 def test_gpu_parity_says_there_is_nothing_to_compare_without_cuda(lab: Path) -> None:
