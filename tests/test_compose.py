@@ -247,6 +247,13 @@ def test_the_image_runs_megatrading_as_an_unprivileged_user():
     assert ("ENTRYPOINT", '["megatrading"]') in steps and ("CMD", '["worker"]') in steps
     torch = next(arg for op, arg in steps if op == "RUN" and "torch" in arg)
     assert '"$TORCH" != "none"' in torch and "download.pytorch.org/whl/${TORCH}" in torch
+    # the project's optional extras (MT_EXTRAS=text: the sentence encoder) reach its pip install; none by default
+    assert ("ARG", 'EXTRAS=""') in steps
+    assert any(op == "RUN" and 'pip install ".${EXTRAS:+[$EXTRAS]}"' in arg for op, arg in steps)
+
+
+def test_compose_passes_the_extras_to_the_build_none_by_default(base):
+    assert all(svc["build"]["args"]["EXTRAS"] == "" for svc in base["services"].values() if "build" in svc)
 
 
 def test_the_dockerignore_lets_through_what_the_image_copies():
