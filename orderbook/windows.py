@@ -108,15 +108,18 @@ _OBJ_META = ("venue", "symbol", "offset")
 ARRAY_FIELDS = tuple(f.name for f in fields(Window) if f.name not in _INT_META + _OBJ_META)
 
 
-def stack(windows: Sequence[Window]) -> dict[str, np.ndarray]:
+def stack(windows: Sequence[Window], only: Sequence[str] | None = None) -> dict[str, np.ndarray]:
     """Windows as batch arrays: every array field gets a leading batch axis.
 
     Integer metadata becomes int64 (B,) arrays, venue/symbol/offset object (B,) arrays.
-    Windows from builders with different configs do not stack (ValueError).
+    Windows from builders with different configs do not stack (ValueError). `only`: these array fields
+    and nothing else (the model's input reads 9 of the 12, and no metadata: model/inputs.py).
     """
     if not windows:
         raise ValueError("stack() needs at least one window")
-    out = {name: np.stack([getattr(w, name) for w in windows]) for name in ARRAY_FIELDS}
+    out = {name: np.stack([getattr(w, name) for w in windows]) for name in (only or ARRAY_FIELDS)}
+    if only is not None:
+        return out
     for name in _INT_META:
         out[name] = np.array([getattr(w, name) for w in windows], dtype=np.int64)
     for name in _OBJ_META:

@@ -296,6 +296,8 @@ class TextTokenizer:
     def encode_news(self, texts: Sequence[str], mask: np.ndarray) -> np.ndarray:
         """A window's headlines (M,) -> (M, L) ids; rows where not `mask` are PAD."""
         out = np.zeros((len(texts), self.max_words), dtype=np.int64)
+        if not mask.any():  # most windows: no headline
+            return out
         for i, (t, m) in enumerate(zip(texts, mask, strict=True)):
             if m:
                 out[i] = self.encode(str(t))
