@@ -55,3 +55,24 @@ def test_replayed_graphs_give_the_eager_outputs_on_cuda():
         _assert_same(graphed(batch), want, atol=2e-2)
     assert all(b.graph is not None for b in graphed.buckets.values())
     np.testing.assert_array_equal(sorted(graphed.buckets), [1, 4, 8])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+def test_the_forecaster_predicts_from_graphs_exactly_as_eager_on_cuda():
+    """The worker's own path (OrderFlowForecaster.predict: model_inputs, to_batch, the graphs) on live
+    windows cut by the worker's pipeline, against the same forecaster without graphs."""
+    from pathlib import Path
+
+    from model.serving.orderflow import OrderFlowForecaster
+    from tests.test_direction_head import windows_of
+
+    shipped = Path(__file__).resolve().parents[1] / "model" / "checkpoints" / "demo"
+    windows = windows_of(48)
+    graphed = OrderFlowForecaster(shipped, device="cuda")
+    eager = OrderFlowForecaster(shipped, device="cuda", cuda_graphs=False)
+    assert graphed.graphed is not None and eager.graphed is None
+    for n in (1, 5, len(windows)):
+        got, want = graphed.predict(windows[:n]), eager.predict(windows[:n])
+        for name in want.dtype.names:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    assert sorted(graphed.graphed.buckets) == [1, 8, 32 if len(windows) <= 32 else 64]
