@@ -338,7 +338,7 @@ def text_encoder_of(doc: dict[str, Any] | str) -> TextEncoding:
     """A checkpoint's or a dataset's `text_tokenizer` entry back as its encoder: a TextTokenizer, or a
     sentence.SentenceTexts for a `sentence/...` type."""
     d = json.loads(doc) if isinstance(doc, str) else doc
-    if str(d.get("type", "")).startswith("sentence/"):
+    if text_encoder_name(d) == "minilm":
         from model.network.sentence import SentenceTexts
 
         return SentenceTexts.from_json(d)

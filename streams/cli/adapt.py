@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from model.network.recalibration import MODES as RECALIBRATION_MODES
 from orderbook.venues import FEEDS
 from streams.cli.dataset import parse_capture
 from streams.cli.dlq import parse_since
+from streams.cli.forecasts import span_ns
 from streams.topics import raw_topic
 
 if TYPE_CHECKING:
@@ -53,8 +53,6 @@ class KafkaRecent:
 
 
 Recent = tuple[str, Path] | Path | KafkaRecent
-_SPAN = re.compile(r"^(\d+(?:\.\d+)?)(s|m|h|d)$")
-_SPAN_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
 def parse_recent(text: str) -> Recent:
@@ -72,9 +70,8 @@ def parse_recent(text: str) -> Recent:
 
 def wall_ms(text: str, flag: str, now_ms: int) -> int:
     """--since / --until: a span back from now (90m, 2h, 1d) or an ISO 8601 time, as epoch ms."""
-    if m := _SPAN.match(text.strip().lower()):
-        return now_ms - round(float(m[1]) * _SPAN_MS[m[2]])
-    return parse_since(text, flag)
+    back = span_ns(text)
+    return now_ms - back // 10**6 if back is not None else parse_since(text, flag)
 
 
 def kafka_source(

@@ -176,13 +176,19 @@ def _time_of_day(t: dt.time | dt.datetime) -> int:
     return ((t.hour * 60 + t.minute) * 60 + t.second) * 10**9 + t.microsecond * 1000
 
 
+def span_ns(text: str) -> int | None:
+    """A span (`90s`, `10m`, `2h`, `1d`) in ns; None for anything else."""
+    m = _SPAN.match(text.strip().lower())
+    return round(float(m[1]) * _SPAN_NS[m[2]]) if m else None
+
+
 def parse_since(text: str) -> Since:
     """argparse's type for `--since`: ns, ISO-8601 (naive: UTC) or a span (`10m`)."""
     s = text.strip()
     if s.isdigit():
         return Since(s, ns=int(s))
-    if m := _SPAN.match(s.lower()):
-        return Since(s, back_ns=round(float(m[1]) * _SPAN_NS[m[2]]))
+    if (back := span_ns(s)) is not None:
+        return Since(s, back_ns=back)
     try:
         if ":" in s and "-" not in s and "T" not in s.upper():
             return Since(s, time_of_day_ns=_time_of_day(dt.time.fromisoformat(s)))
