@@ -14,8 +14,9 @@ Fingerprints, each an md5 over exact bytes:
 
 bench/outputs.json was recorded on 347f6cd, the code before issue 11's restructure, and re-recorded on
 00b3183, when the demo checkpoint got its direction head: `--check` against the old record then differed
-in the score CSVs' p_up / p_down columns alone (the dataset and every evaluate figure the same). About 4
-minutes on 2 cores.
+in the score CSVs' p_up / p_down columns alone (the dataset and every evaluate figure the same), and
+re-recorded when the demo was retrained with depth's pinball loss in its units (the dataset's
+fingerprints the same, every score of the model new). About 4 minutes on 2 cores.
 """
 
 from __future__ import annotations

@@ -54,6 +54,8 @@ from typing import Any, NamedTuple
 import redis
 import redis.asyncio
 
+from streams.config import Settings
+
 LATEST = "mt:latest:{venue}:{symbol}"
 HIST = "mt:hist:{venue}:{symbol}"
 ALERTS = "mt:alerts"
@@ -163,7 +165,7 @@ class RedisSink:
         self,
         client: redis.Redis,
         *,
-        alert_threshold: float = 0.99,
+        alert_threshold: float = Settings.alert_threshold,
         history_maxlen: int = 100_000,
         alerts_maxlen: int = 100_000,
         window_ttl_s: int = WINDOW_TTL_S,

@@ -1,6 +1,6 @@
 """The model's bench scripts run end to end on tiny data and print their tables: bench/news_bound.py,
-bench/text_ablation.py, bench/train_bench.py, bench/inputs_bench.py, bench/gpu_parity.py (which says so
-and exits 0 without CUDA).
+bench/text_ablation.py, bench/train_bench.py, bench/inputs_bench.py, bench/depth_memory.py (on the heads of
+three real captures), bench/gpu_parity.py (which says so and exits 0 without CUDA).
 Figures are not checked here: the scripts print them for docs/ and the README."""
 
 from __future__ import annotations
@@ -70,3 +70,15 @@ def test_gpu_parity_says_there_is_nothing_to_compare_without_cuda(lab: Path) -> 
     if torch.cuda.is_available():
         pytest.skip("a GPU is here: the comparison runs on the device machine, see docs/gpu.md")
     assert "no CUDA device" in run("gpu_parity.py", "--data", str(lab / "heldout.npz"))
+
+
+def test_depth_memory_prints_each_capture_with_and_without_the_slow_ewmas(shared_data: Path, tmp_path: Path) -> None:
+    import gzip
+
+    head = tmp_path / "binance-hftbacktest"
+    head.mkdir()
+    for name in ("spot_btcusdt_20240808.gz", "usdm_btcusdt_20240808.gz", "cm_ethusd_perp_20240808.gz"):
+        with gzip.open(shared_data / "binance-hftbacktest" / name, "rt") as src, gzip.open(head / name, "wt") as dst:
+            dst.writelines(line for _, line in zip(range(3000), src, strict=False))
+    out = run("depth_memory.py", "--data", str(tmp_path))
+    assert "depth at 100 messages" in out and "\ncm_ethusd_perp " in out and "(fitted on)" in out

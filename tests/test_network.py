@@ -18,6 +18,7 @@ from model.network.orderflow import (  # noqa: E402
     FIELDS,
     QUANTILES,
     TARGETS,
+    UNIT_LOSS_TARGETS,
     ModelConfig,
     OrderFlowModel,
     calibrated_score,
@@ -119,6 +120,28 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch():
         opt.step()
         losses.append(float(parts["loss"].detach()))
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_the_depth_pinball_is_taken_in_target_units_over_a_constant_and_the_others_standardized():
+    model, batch = model_and_batch(b=6)
+    model.target_loc.copy_(torch.linspace(-0.5, 0.5, len(TARGETS)))
+    model.target_scale.copy_(torch.linspace(0.5, 2.0, len(TARGETS)))
+    batch["targets"] = torch.randn(6, len(TARGETS)) * 3
+    batch["target_valid"] = torch.rand(6, len(TARGETS)) > 0.2
+    ref = torch.linspace(0.3, 1.7, len(TARGETS))
+    out = model(batch)
+    assert out["anchor_scale"].std() > 0  # the windows' scales differ, so weighing them changes the loss
+    got = loss_parts(model, out, batch, "finetune", None, band_scale=ref)["pinball"]
+    q = torch.tensor(QUANTILES)
+    u = batch["targets"][..., None] - out["quantiles_head"]
+    in_units = torch.maximum(q * u, (q - 1) * u).sum(-1) / (model.target_scale * ref)
+    standardized = torch.maximum(q * u, (q - 1) * u).sum(-1) / (model.target_scale * out["anchor_scale"])
+    unit = torch.tensor([t in UNIT_LOSS_TARGETS for t in TARGETS])
+    assert unit.any() and not unit.all()
+    v = batch["target_valid"].float()
+    assert torch.allclose(got, (torch.where(unit, in_units, standardized) * v).sum() / v.sum(), rtol=1e-5)
+    unweighted = loss_parts(model, out, batch, "finetune", None)["pinball"]
+    assert not torch.allclose(got, unweighted, rtol=1e-3)
 
 
 def test_nll_ignores_padding_and_sums_field_cross_entropies():

@@ -114,7 +114,7 @@ def test_finetune_from_init_trains_all_heads(data, tmp_path):
     assert model.target_scale[0].item() == pytest.approx(float(mad), rel=1e-4)
     out = model.score(to_batch({k: v[:5] for k, v in arrays.items()}))
     assert out["nll"].shape == (5,) and out["probs"].shape == (5, 7) and out["quantiles"].shape == (5, 8, 3)
-    # the spread, depth and mid quantiles were recalibrated on the training windows; never worse there
+    # the spread and mid quantiles were recalibrated on the training windows; never worse there
     recal = extra["recalibration"]
     assert recal["windows"] == len(arrays["label"]) and set(recal["crps_after"]) == set(RECALIBRATED_TARGETS)
     assert all(recal["crps_after"][t] <= recal["crps_before"][t] for t in RECALIBRATED_TARGETS)

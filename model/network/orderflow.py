@@ -32,7 +32,8 @@ see README for all held-out hours):
   own dispersion: the instance normalization of time-series models (RevIN, Kim et al. 2022). A
   level that varies 10x across instruments and regimes is read off the rows instead of
   re-learned from normalized features, and the head learns the conditional change that
-  persistence and the EWMA cannot. Served spread, depth and mid quantiles are then recalibrated
+  persistence and the EWMA cannot; depth's loss is taken in its own units (UNIT_LOSS_TARGETS).
+  Served spread and mid quantiles are then recalibrated
   in the target's own units (a + b*q per bin of level and band, the mid's in its spread's bins,
   fitted after training: model/network/recalibration.py) and projected onto each target's support (whole
   ticks >= 1 for the spread: `onto_support`);
@@ -169,11 +170,20 @@ ANCHOR_STATS = 7 * len(_LEVELS)  # six per level, then log1p(lots traded per mes
 # tick, and the head, trained on a continuous loss, lands near one.
 TARGET_FLOOR = {"spread": 1.0, "depth": 0.0, "volume": 0.0, "mid": -float("inf")}
 WHOLE_TICK_TARGETS = ("spread",)
+# The targets whose head is trained on the pinball loss in their own units (model/training/train.py
+# loss_parts weighs each window's standardized residual by its anchor scale): depth, in log1p(lots).
+# Unweighted, a window whose depth sat still (scale near ANCHOR_FLOOR) weighed 20x a moving one: the
+# head fitted the still windows and lost to the EWMA band at 100 messages on every unseen instrument.
+# Not the spread: in ticks, a blown-out simulated book's residual is thousands of ticks, and the
+# weighted head lost 45% at 100 messages on COIN-M ETHUSD_PERP. docs/design.md, "Model decisions".
+UNIT_LOSS_TARGETS = tuple(t for t in ANCHORED_TARGETS if t.startswith("depth_"))
 # The quantiles the recalibration maps (model/network/recalibration.py), and the band each target's bin is
 # read off: its own, but the mid move's is its horizon's spread band. The mid has no band, and how
 # far it moves is bound to the spread: a one-tick book's mid mostly stays within 10 messages, where
-# a wide book's wanders.
-RECALIBRATED_TARGETS = (*ANCHORED_TARGETS, "mid_h10", "mid_h100")
+# a wide book's wanders. Not UNIT_LOSS_TARGETS: trained in their units already, and their bins are
+# depth levels in lots, an instrument's own; maps fitted on the training instruments' levels raised
+# the unseen instruments' depth CRPS at 100 messages by 2-6%.
+RECALIBRATED_TARGETS = tuple(t for t in (*ANCHORED_TARGETS, "mid_h10", "mid_h100") if t not in UNIT_LOSS_TARGETS)
 RECAL_BAND = tuple(TARGETS.index(t.replace("mid_", "spread_")) for t in TARGETS)
 
 

@@ -2,7 +2,8 @@
 
 The quantile head is trained on standardized residuals (network.OrderFlowModel.anchor): every
 window weighs the same, which keeps training stable across instruments whose spreads differ
-100x. The served quantiles are judged in ticks and lots, where a few wide-spread windows carry
+100x (depth's are weighed back into its units in training and not recalibrated:
+network.RECALIBRATED_TARGETS). The served quantiles are judged in ticks and lots, where a few wide-spread windows carry
 most of the loss. This step maps each head quantile q to a + b*q, (a, b) fitted per target,
 quantile and bin by linear quantile regression (Koenker & Bassett 1978) on the training windows,
 in the target's units and on its support. A window's bin is its level (the band's median: at the

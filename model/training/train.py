@@ -7,7 +7,8 @@ quantiles + anomaly classes; seeded, resumable, CPU or CUDA (bf16 autocast on CU
 Objectives:
 - pretrain: mean next-event NLL per real event (sum of the five field cross-entropies);
 - finetune: 0.1 x NLL + pinball loss of the q10/q50/q90 heads on the anchored, standardized
-  targets (network.OrderFlowModel.anchor; masked by `target_mask`; Koenker & Bassett 1978) +
+  targets (network.OrderFlowModel.anchor; masked by `target_mask`; Koenker & Bassett 1978; depth's
+  weighed back into its own units, network.UNIT_LOSS_TARGETS) +
   class-weighted cross-entropy of the anomaly head (weights ~ 1/frequency, so the rare
   manipulation kinds count).
 AdamW, linear warm-up then cosine decay to 10% (Loshchilov & Hutter 2017), grad-norm clip 1.0.
@@ -24,7 +25,7 @@ serving model maps a surprise to 0..1 by this empirical CDF (network.calibrated_
 From a checkpoint (`init`), the data must be encoded as it (model.inputs.check_encoding; `megatrading
 dataset --like`), and the checkpoint's target location/scale are kept where it has fitted ones.
 
-Quantile recalibration, after a finetune run ends: the spread, depth and mid quantiles are mapped
+Quantile recalibration, after a finetune run ends: the spread and mid quantiles are mapped
 a + b*q per bin of the window's level and band (the mid's: its spread's), fitted on every training
 window in the targets' units (model/network/recalibration.py); the fit's training-set CRPS before and after
 goes into the checkpoint's `recalibration` entry.
@@ -64,6 +65,7 @@ from model.network.orderflow import (
     RECAL_BAND,
     RECALIBRATED_TARGETS,
     TARGETS,
+    UNIT_LOSS_TARGETS,
     ModelConfig,
     OrderFlowModel,
     next_event_nll,
@@ -186,15 +188,35 @@ def target_stats(y: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 @torch.no_grad()
-def anchored_targets(model: OrderFlowModel, data: TrainData, device: torch.device, chunk: int = 1024) -> np.ndarray:
-    """(B, 8) every window's targets as the head sees them at the median: (y - band_q50) / scale of
-    OrderFlowModel.anchor."""
-    y, _ = data._targets
-    parts = []
+def _anchors(
+    model: OrderFlowModel, data: TrainData, device: torch.device, chunk: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """(band median (B, 8), scale (B, 8)) of OrderFlowModel.anchor over every window."""
+    medians, scales = [np.zeros((0, len(TARGETS)), np.float32)], [np.zeros((0, len(TARGETS)), np.float32)]
     for lo in range(0, len(data), chunk):
         band, scale, _ = model.anchor(data.batch(np.arange(lo, min(lo + chunk, len(data))), device))
-        parts.append(((torch.from_numpy(y[lo : lo + chunk]).to(device) - band[..., 1]) / scale).cpu().numpy())
-    return np.concatenate(parts) if parts else np.zeros((0, len(TARGETS)), np.float32)
+        medians.append(band[..., 1].cpu().numpy())
+        scales.append(scale.cpu().numpy())
+    return np.concatenate(medians), np.concatenate(scales)
+
+
+def anchored_targets(model: OrderFlowModel, data: TrainData, device: torch.device) -> np.ndarray:
+    """(B, 8) every window's targets as the head sees them at the median: (y - band_q50) / scale of
+    OrderFlowModel.anchor."""
+    median, scale = _anchors(model, data, device)
+    return (data._targets[0] - median) / scale
+
+
+def band_scale_reference(model: OrderFlowModel, data: TrainData, device: torch.device) -> torch.Tensor:
+    """(8,) each target's mean anchor scale over the windows where it is valid (1 where none): what
+    loss_parts divides a window's scale by (UNIT_LOSS_TARGETS)."""
+    _, scale = _anchors(model, data, device)
+    valid = data._targets[1]
+    ref = np.ones(len(TARGETS), np.float32)
+    for j in range(len(TARGETS)):
+        if valid[:, j].any():
+            ref[j] = scale[valid[:, j], j].mean()
+    return torch.from_numpy(ref).to(device)
 
 
 def fit_normalization(model: OrderFlowModel, data: TrainData, device: torch.device, targets: bool = True) -> None:
@@ -260,21 +282,35 @@ def class_weights(labels: np.ndarray, n_classes: int = len(ANOMALY_CLASSES), cap
 # --------------------------------------------------------------------------- objectives
 
 
-def pinball(pred: torch.Tensor, y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def pinball(
+    pred: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean pinball loss over valid (window, target) pairs, summed over the quantiles:
     rho_q(u) = max(q u, (q - 1) u), u = y - pred (Koenker & Bassett 1978). `pred` and `y`: (B, 8, 3),
-    a target per quantile (each is standardized against its own band end)."""
+    a target per quantile (each is standardized against its own band end); `weight` (B, 8): each
+    pair's weight (1 if None)."""
     q = torch.tensor(QUANTILES, device=pred.device, dtype=pred.dtype)
     u = y - pred
     loss = torch.maximum(q * u, (q - 1) * u).sum(-1)
     v = valid.float()
-    return (loss * v).sum() / v.sum().clamp(min=1.0)
+    w = v if weight is None else v * weight
+    return (loss * w).sum() / v.sum().clamp(min=1.0)
 
 
 def loss_parts(
-    model: OrderFlowModel, out: dict, batch: dict[str, torch.Tensor], stage: str, weights: torch.Tensor | None
+    model: OrderFlowModel,
+    out: dict,
+    batch: dict[str, torch.Tensor],
+    stage: str,
+    weights: torch.Tensor | None,
+    band_scale: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The stage's objective and its components (float32 scalars)."""
+    """The stage's objective and its components (float32 scalars). `weights`: the anomaly classes'
+    (class_weights); `band_scale` (8,): band_scale_reference of the training windows.
+
+    The pinball loss of a UNIT_LOSS_TARGETS window's standardized target is weighed by its anchor
+    scale over `band_scale`: rho is positively homogeneous, so that is the loss in the target's units
+    over a constant, what evaluation scores (model.network.orderflow.UNIT_LOSS_TARGETS says why)."""
     nll, valid = next_event_nll(out["next"], batch)
     parts = {"nll": nll.sum() / valid.sum().clamp(min=1)}
     if stage == "pretrain":
@@ -285,7 +321,11 @@ def loss_parts(
         # per quantile: its own anchor (the band), so y is (B, 8, 3)
         y = (batch["targets"][..., None] - out["anchor"]) / out["anchor_scale"][..., None]
         y = (y - model.target_loc[:, None]) / model.target_scale[:, None]
-        parts["pinball"] = pinball(out["quantiles_norm"], y, batch["target_valid"])
+        weight = None
+        if band_scale is not None:
+            unit = torch.tensor([t in UNIT_LOSS_TARGETS for t in TARGETS], device=band_scale.device)
+            weight = torch.where(unit, out["anchor_scale"] / band_scale, 1.0)
+        parts["pinball"] = pinball(out["quantiles_norm"], y, batch["target_valid"], weight)
         total = total + parts["pinball"]
     if "label" in batch:
         parts["anomaly_ce"] = F.cross_entropy(out["anomaly"], batch["label"], weight=weights)
@@ -341,7 +381,7 @@ def fit_recalibration(
     model: OrderFlowModel, data: TrainData, device: torch.device, chunk: int = 512, keep_edges: bool = False
 ) -> dict[str, Any]:
     """Fit the model's recalibration buffers (recal_edges, recal_coef) on every training window
-    for RECALIBRATED_TARGETS (spread, depth, mid); returns the training-set CRPS (evaluate's) per
+    for RECALIBRATED_TARGETS (spread, mid); returns the training-set CRPS (evaluate's) per
     target before and after, for the record. `keep_edges`: keep the model's own bin edges (where
     fitted) and refit the maps only."""
     model.eval()
@@ -553,6 +593,7 @@ def train(
         # quantile the head serves at step 0. From a pretrained checkpoint of the same data the
         # statistics are the same ones (the demo's pretrain and finetune buffers are bit-equal).
         fit_normalization(model, data, dev, targets=init is None or not targets_fitted(model))
+    band_scale = band_scale_reference(model, data, dev) if stage == "finetune" and data.has_targets else None
     weights = None
     if data.has_labels:
         weights = torch.from_numpy(class_weights(data.arrays["label"].astype(np.int64))).to(dev)
@@ -577,7 +618,7 @@ def train(
         "%s: %d windows, %s parameters on %s, steps %d..%d, batch %d",
         stage, len(data), f"{model.num_parameters():,}", dev, start, end, batch,
     )  # fmt: skip
-    rate = _loop(model, opt, data, sample, rng, dev, stage, weights, history, save_all,
+    rate = _loop(model, opt, data, sample, rng, dev, stage, (weights, band_scale), history, save_all,
                  start=start, end=end, total=steps, batch=batch, lr=lr, warmup=warmup,
                  checkpoint_every=checkpoint_every, log_every=log_every)  # fmt: skip
     calibration = None
@@ -594,10 +635,11 @@ def train(
 
 
 def _loop(
-    model, opt, data, sample, rng, dev, stage, weights, history, save_all, *, start, end, total, batch, lr, warmup,
-    checkpoint_every, log_every,
+    model, opt, data, sample, rng, dev, stage, loss_weights, history, save_all, *, start, end, total, batch, lr,
+    warmup, checkpoint_every, log_every,
 ) -> float:  # fmt: skip
-    """The optimization steps start+1..end; returns steps per second."""
+    """The optimization steps start+1..end; returns steps per second. `loss_weights`: loss_parts'
+    (weights, band_scale)."""
     from tqdm import tqdm
 
     model.train()
@@ -613,7 +655,7 @@ def _loop(
             g["lr"] = step_lr
         with _autocast(dev):
             out = model(b)
-        parts = loss_parts(model, out, b, stage, weights)
+        parts = loss_parts(model, out, b, stage, *loss_weights)
         opt.zero_grad(set_to_none=True)
         parts["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
