@@ -26,7 +26,7 @@ from model.network.orderflow import (  # noqa: E402
     to_batch,
     weighted_quantile,
 )
-from model.training.train import loss_parts, make_optimizer  # noqa: E402
+from model.training.train import UnitWeighting, loss_parts, make_optimizer  # noqa: E402
 from orderbook.features import FEATURE_NAMES  # noqa: E402
 
 SHAPES = dict(n_events=24, n_rows=6, n_features=len(FEATURE_NAMES), max_news=2, news_len=4, text_vocab=64)
@@ -131,7 +131,7 @@ def test_the_depth_pinball_is_taken_in_target_units_over_a_constant_and_the_othe
     ref = torch.linspace(0.3, 1.7, len(TARGETS))
     out = model(batch)
     assert out["anchor_scale"].std() > 0  # the windows' scales differ, so weighing them changes the loss
-    got = loss_parts(model, out, batch, "finetune", None, band_scale=ref)["pinball"]
+    got = loss_parts(model, out, batch, "finetune", None, UnitWeighting.of(ref))["pinball"]
     q = torch.tensor(QUANTILES)
     u = batch["targets"][..., None] - out["quantiles_head"]
     in_units = torch.maximum(q * u, (q - 1) * u).sum(-1) / (model.target_scale * ref)

@@ -207,16 +207,34 @@ def anchored_targets(model: OrderFlowModel, data: TrainData, device: torch.devic
     return (data._targets[0] - median) / scale
 
 
-def band_scale_reference(model: OrderFlowModel, data: TrainData, device: torch.device) -> torch.Tensor:
-    """(8,) each target's mean anchor scale over the windows where it is valid (1 where none): what
-    loss_parts divides a window's scale by (UNIT_LOSS_TARGETS)."""
+@dataclass(frozen=True)
+class UnitWeighting:
+    """How loss_parts weighs each (window, target) pinball: a UNIT_LOSS_TARGETS target (`unit`, (8,)
+    bool) by its anchor scale over `reference` (8,), the rest by 1. Built once per run, on the
+    training device, so that a step copies nothing from the host."""
+
+    unit: torch.Tensor
+    reference: torch.Tensor
+
+    def __call__(self, scale: torch.Tensor) -> torch.Tensor:
+        return torch.where(self.unit, scale / self.reference, 1.0)
+
+    @classmethod
+    def of(cls, reference: torch.Tensor) -> UnitWeighting:
+        unit = torch.tensor([t in UNIT_LOSS_TARGETS for t in TARGETS], device=reference.device)
+        return cls(unit, reference)
+
+
+def band_scale_reference(model: OrderFlowModel, data: TrainData, device: torch.device) -> UnitWeighting:
+    """The weighting whose reference is each target's mean anchor scale over the windows where it
+    is valid (1 where none)."""
     _, scale = _anchors(model, data, device)
     valid = data._targets[1]
     ref = np.ones(len(TARGETS), np.float32)
     for j in range(len(TARGETS)):
         if valid[:, j].any():
             ref[j] = scale[valid[:, j], j].mean()
-    return torch.from_numpy(ref).to(device)
+    return UnitWeighting.of(torch.from_numpy(ref).to(device))
 
 
 def fit_normalization(model: OrderFlowModel, data: TrainData, device: torch.device, targets: bool = True) -> None:
@@ -303,14 +321,14 @@ def loss_parts(
     batch: dict[str, torch.Tensor],
     stage: str,
     weights: torch.Tensor | None,
-    band_scale: torch.Tensor | None = None,
+    unit_weighting: UnitWeighting | None = None,
 ) -> dict[str, torch.Tensor]:
     """The stage's objective and its components (float32 scalars). `weights`: the anomaly classes'
-    (class_weights); `band_scale` (8,): band_scale_reference of the training windows.
+    (class_weights); `unit_weighting`: band_scale_reference of the training windows.
 
     The pinball loss of a UNIT_LOSS_TARGETS window's standardized target is weighed by its anchor
-    scale over `band_scale`: rho is positively homogeneous, so that is the loss in the target's units
-    over a constant, what evaluation scores (model.network.orderflow.UNIT_LOSS_TARGETS says why)."""
+    scale over the reference: rho is positively homogeneous, so that is the loss in the target's
+    units over a constant, what evaluation scores (model.network.orderflow.UNIT_LOSS_TARGETS says why)."""
     nll, valid = next_event_nll(out["next"], batch)
     parts = {"nll": nll.sum() / valid.sum().clamp(min=1)}
     if stage == "pretrain":
@@ -321,10 +339,7 @@ def loss_parts(
         # per quantile: its own anchor (the band), so y is (B, 8, 3)
         y = (batch["targets"][..., None] - out["anchor"]) / out["anchor_scale"][..., None]
         y = (y - model.target_loc[:, None]) / model.target_scale[:, None]
-        weight = None
-        if band_scale is not None:
-            unit = torch.tensor([t in UNIT_LOSS_TARGETS for t in TARGETS], device=band_scale.device)
-            weight = torch.where(unit, out["anchor_scale"] / band_scale, 1.0)
+        weight = None if unit_weighting is None else unit_weighting(out["anchor_scale"])
         parts["pinball"] = pinball(out["quantiles_norm"], y, batch["target_valid"], weight)
         total = total + parts["pinball"]
     if "label" in batch:
@@ -593,7 +608,7 @@ def train(
         # quantile the head serves at step 0. From a pretrained checkpoint of the same data the
         # statistics are the same ones (the demo's pretrain and finetune buffers are bit-equal).
         fit_normalization(model, data, dev, targets=init is None or not targets_fitted(model))
-    band_scale = band_scale_reference(model, data, dev) if stage == "finetune" and data.has_targets else None
+    unit_weighting = band_scale_reference(model, data, dev) if stage == "finetune" and data.has_targets else None
     weights = None
     if data.has_labels:
         weights = torch.from_numpy(class_weights(data.arrays["label"].astype(np.int64))).to(dev)
@@ -618,7 +633,7 @@ def train(
         "%s: %d windows, %s parameters on %s, steps %d..%d, batch %d",
         stage, len(data), f"{model.num_parameters():,}", dev, start, end, batch,
     )  # fmt: skip
-    rate = _loop(model, opt, data, sample, rng, dev, stage, (weights, band_scale), history, save_all,
+    rate = _loop(model, opt, data, sample, rng, dev, stage, (weights, unit_weighting), history, save_all,
                  start=start, end=end, total=steps, batch=batch, lr=lr, warmup=warmup,
                  checkpoint_every=checkpoint_every, log_every=log_every)  # fmt: skip
     calibration = None
@@ -639,7 +654,7 @@ def _loop(
     warmup, checkpoint_every, log_every,
 ) -> float:  # fmt: skip
     """The optimization steps start+1..end; returns steps per second. `loss_weights`: loss_parts'
-    (weights, band_scale)."""
+    (weights, unit_weighting)."""
     from tqdm import tqdm
 
     model.train()
