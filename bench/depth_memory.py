@@ -24,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from model.evaluation.metrics import crps_quantiles
 from model.network.orderflow import ANCHOR_FLOOR, ANCHOR_HALFLIFE, QUANTILES
 from model.training.dataset import capture_source, replay_source
 
@@ -72,11 +73,9 @@ def fit(x: np.ndarray, r: np.ndarray, steps: int = 3000) -> tuple[torch.Tensor, 
 
 
 def crps(x: np.ndarray, r: np.ndarray, wb: tuple[torch.Tensor, torch.Tensor]) -> float:
-    """2/3 x the summed pinball loss of the (sorted) quantiles, as model/evaluation/metrics.py."""
+    """evaluate's CRPS of the fitted (sorted) quantiles."""
     pred = (torch.tensor(x, dtype=torch.float32) @ wb[0] + wb[1]).sort(1).values
-    u = torch.tensor(r, dtype=torch.float32)[:, None] - pred
-    q = torch.tensor(QUANTILES)
-    return float(2 / 3 * torch.maximum(q * u, (q - 1) * u).mean(0).sum())
+    return crps_quantiles(r, pred.numpy(), QUANTILES)
 
 
 def main() -> None:
