@@ -24,6 +24,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import linear_quantiles  # bench/, beside this script
+
 from model.evaluation.metrics import crps_quantiles
 from model.network.orderflow import ANCHOR_FLOOR, ANCHOR_HALFLIFE, QUANTILES
 from model.training.dataset import capture_source, replay_source
@@ -57,25 +59,9 @@ def design(depth: np.ndarray, ends: np.ndarray, horizon: int) -> tuple[np.ndarra
     return x[ends + horizon] - last, own, slow
 
 
-def fit(x: np.ndarray, r: np.ndarray, steps: int = 3000) -> tuple[torch.Tensor, torch.Tensor]:
-    xt, rt = torch.tensor(x, dtype=torch.float32), torch.tensor(r, dtype=torch.float32)
-    q = torch.tensor(QUANTILES)
-    w = torch.zeros(x.shape[1], len(QUANTILES), requires_grad=True)
-    b = torch.zeros(len(QUANTILES), requires_grad=True)
-    opt = torch.optim.Adam([w, b], lr=0.01)
-    for _ in range(steps):
-        u = rt[:, None] - (xt @ w + b)
-        loss = torch.maximum(q * u, (q - 1) * u).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return w.detach(), b.detach()
-
-
-def crps(x: np.ndarray, r: np.ndarray, wb: tuple[torch.Tensor, torch.Tensor]) -> float:
-    """evaluate's CRPS of the fitted (sorted) quantiles."""
-    pred = (torch.tensor(x, dtype=torch.float32) @ wb[0] + wb[1]).sort(1).values
-    return crps_quantiles(r, pred.numpy(), QUANTILES)
+def crps(x: np.ndarray, r: np.ndarray, wb: tuple[np.ndarray, np.ndarray]) -> float:
+    """evaluate's CRPS of the fitted quantiles."""
+    return crps_quantiles(r, linear_quantiles.predict(x, wb), QUANTILES)
 
 
 def main() -> None:
@@ -93,8 +79,8 @@ def main() -> None:
         rows = {name: design(depth, ends, horizon) for name, (depth, ends) in series.items()}
         fitted = [rows[n] for n in FIT_ON if n in rows]
         r = np.concatenate([f[0] for f in fitted])
-        own = fit(np.concatenate([f[1] for f in fitted]), r)
-        both = fit(np.concatenate([np.hstack(f[1:]) for f in fitted]), r)
+        own = linear_quantiles.fit(np.concatenate([f[1] for f in fitted]), r)
+        both = linear_quantiles.fit(np.concatenate([np.hstack(f[1:]) for f in fitted]), r)
         print(f"\ndepth at {horizon} messages, CRPS in log1p(lots); fitted on {', '.join(FIT_ON)}")
         print(f"{'capture':16s} {'windows':>8s} {'persistence':>12s} {'window':>8s} {'+ slow':>8s} {'gain':>7s}")
         for name, (dr, o, s) in rows.items():

@@ -1,6 +1,7 @@
 """The model's bench scripts run end to end on tiny data and print their tables: bench/news_bound.py,
-bench/text_ablation.py, bench/train_bench.py, bench/inputs_bench.py, bench/depth_memory.py (on the heads of
-three real captures), bench/gpu_parity.py (which says so and exits 0 without CUDA).
+bench/text_ablation.py, bench/train_bench.py, bench/inputs_bench.py, bench/depth_loss_probe.py,
+bench/depth_memory.py (on the heads of three real captures), bench/gpu_parity.py (which says so and exits 0
+without CUDA).
 Figures are not checked here: the scripts print them for docs/ and the README."""
 
 from __future__ import annotations
@@ -82,3 +83,9 @@ def test_depth_memory_prints_each_capture_with_and_without_the_slow_ewmas(shared
             dst.writelines(line for _, line in zip(range(3000), src, strict=False))
     out = run("depth_memory.py", "--data", str(tmp_path))
     assert "depth at 100 messages" in out and "\ncm_ethusd_perp " in out and "(fitted on)" in out
+
+
+def test_depth_loss_probe_prints_both_losses_per_source(lab: Path) -> None:
+    out = run("depth_loss_probe.py", "--model", str(lab / "ckpt"), "--train", str(lab / "train.npz"),
+              "--eval", str(lab / "heldout.npz"))  # fmt: skip
+    assert "standardized loss" in out and "loss in log1p(lots)" in out and "persistence" in out
