@@ -122,7 +122,8 @@ scaling: $(STAMP)
 
 # The demo dataset's arrays and the committed checkpoint's scores, fingerprinted and compared with
 # bench/outputs.json (recorded before issue 11's restructure, re-recorded for the direction head and
-# for depth's loss in its units): a refactor must leave them unchanged.
+# for depth's loss in its units and for the depth memory with the L2 depth head): a refactor must leave
+# them unchanged.
 outputs-check: $(STAMP)
 	$(BIN)/python bench/outputs_check.py --check bench/outputs.json
 

@@ -25,14 +25,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import linear_quantiles  # bench/, beside this script
-
 from model.evaluation.metrics import crps_quantiles
 from model.network import checkpoint
-from model.network.orderflow import ANCHOR_STATS, QUANTILES, TARGETS
+from model.network import quantile_regression as linear_quantiles
+from model.network.orderflow import LEVEL_STATS, QUANTILES, TARGETS
 from model.training.train import TrainData
 
-DEPTH_STATS = slice(ANCHOR_STATS // 2, ANCHOR_STATS // 2 + 6)  # the depth level's six stats
+DEPTH_STATS = slice(LEVEL_STATS, LEVEL_STATS + 6)  # the depth level's six stats
 
 
 @torch.no_grad()

@@ -24,9 +24,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import linear_quantiles  # bench/, beside this script
-
 from model.evaluation.metrics import crps_quantiles
+from model.network import quantile_regression as linear_quantiles
 from model.network.orderflow import ANCHOR_FLOOR, ANCHOR_HALFLIFE, QUANTILES
 from model.training.dataset import capture_source, replay_source
 

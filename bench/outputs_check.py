@@ -16,7 +16,8 @@ bench/outputs.json was recorded on 347f6cd, the code before issue 11's restructu
 00b3183, when the demo checkpoint got its direction head: `--check` against the old record then differed
 in the score CSVs' p_up / p_down columns alone (the dataset and every evaluate figure the same), and
 re-recorded when the demo was retrained with depth's pinball loss in its units (the dataset's
-fingerprints the same, every score of the model new). About 4 minutes on 2 cores.
+fingerprints the same, every score of the model new), and when the rows got the depth memory and the
+checkpoint its L2 depth head (a new dataset, a new model). About 4 minutes on 2 cores.
 """
 
 from __future__ import annotations

@@ -293,10 +293,16 @@ class TradeClassifier:
 # --------------------------------------------------------------------------- the feature row
 
 
-def feature_names(ofi_levels: int = 10, depth_at: Sequence[int] = (1, 5, 10)) -> tuple[str, ...]:
+def feature_names(
+    ofi_levels: int = 10,
+    depth_at: Sequence[int] = (1, 5, 10),
+    memory_levels: int = 5,
+    memory_halflives: Sequence[int] = (128, 512, 2048),
+) -> tuple[str, ...]:
     """The columns of `FeatureState`'s row, in order (see `FeatureState` for each one)."""
     depth = [f"log_depth_{s}_{n}" for n in depth_at for s in ("bid", "ask")]
     ofi = [f"ofi_{m}" for m in range(1, ofi_levels + 1)]
+    memory = [f"log_depth_{memory_levels}_ewma_{h}" for h in memory_halflives]
     return (
         "valid",
         "mid",
@@ -312,6 +318,7 @@ def feature_names(ofi_levels: int = 10, depth_at: Sequence[int] = (1, 5, 10)) ->
         "log_cancel_rate",
         "log_trade_rate",
         "log_dt_ns",
+        *memory,
     )
 
 
@@ -411,6 +418,12 @@ class FeatureState:
       are state, not flow, and are not counted.
     - `log_dt_ns`: log(1 + ns between the previous message's last event and this message's
       first event) (0 on the first message; clipped at 0 if time runs backwards).
+    - `log_depth_{L}_ewma_{H}`: the EWMA, over messages with a half-life of H messages, of
+      log(1 + the sizes of the best L levels of both sides) after each message (the first
+      message's value to start; L = `memory_levels`, H in `memory_halflives`). The book's slow
+      memory: the window's rows span its last T messages, and how far depth strays from its
+      level over thousands of messages is what a forecast 100 messages out needs most
+      (bench/depth_memory.py). A resync does not reset it: the level is the instrument's.
     """
 
     def __init__(
@@ -420,16 +433,25 @@ class FeatureState:
         depth_at: Sequence[int] = (1, 5, 10),
         window_ns: int = 1_000_000_000,
         ofi_halflife_ns: int = 1_000_000_000,
+        memory_levels: int = 5,
+        memory_halflives: Sequence[int] = (128, 512, 2048),
     ) -> None:
-        if tick <= 0 or window_ns <= 0 or ofi_halflife_ns <= 0 or ofi_levels <= 0:
-            raise ValueError("tick, ofi_levels, window_ns and ofi_halflife_ns must be positive")
+        if tick <= 0 or window_ns <= 0 or ofi_halflife_ns <= 0 or ofi_levels <= 0 or memory_levels <= 0:
+            raise ValueError("tick, ofi_levels, memory_levels, window_ns and ofi_halflife_ns must be positive")
+        if any(h <= 0 for h in memory_halflives):
+            raise ValueError("memory_halflives must be positive")
         self.tick = tick
-        self.names = feature_names(ofi_levels, depth_at)
+        self.names = feature_names(ofi_levels, depth_at, memory_levels, memory_halflives)
         self.depth_at = tuple(depth_at)
+        self.memory_levels = memory_levels
+        self.memory_halflives = tuple(memory_halflives)
+        self._memory_rate = [1.0 - 0.5 ** (1.0 / h) for h in self.memory_halflives]
+        self._memory: list[float] | None = None  # the EWMAs; None before the first message
+        self._memory_depth = 0.0  # log1p(top memory_levels of both sides) of the last book read
         self.window_ns = window_ns
         self._per_second = 1e9 / window_ns
         self._decay_rate = math.log(2) / ofi_halflife_ns
-        self._n_top = max(ofi_levels, *self.depth_at)
+        self._n_top = max(ofi_levels, memory_levels, *self.depth_at)
         self.ofi = MultiLevelOFI(ofi_levels)
         self.trades = TradeClassifier()
         self._ofi_sum = [0.0] * ofi_levels
@@ -554,6 +576,8 @@ class FeatureState:
         for k in self.depth_at:  # the book may be thinner than k levels: then all of it
             row.append(math.log1p(cb[min(k, len(cb)) - 1]))
             row.append(math.log1p(ca[min(k, len(ca)) - 1]))
+        k = self.memory_levels
+        self._memory_depth = math.log1p(cb[min(k, len(cb)) - 1] + ca[min(k, len(ca)) - 1])
         levels = self.ofi.levels
         sb += [0] * (levels - len(sb))
         sa += [0] * (levels - len(sa))
@@ -610,4 +634,13 @@ class FeatureState:
             math.log1p(len(self._trade_ts) * per_s),
             math.log1p(dt_msg),
         ]
+        row += self._update_memory()
         return np.array(row, dtype=np.float32)
+
+    def _update_memory(self) -> list[float]:
+        x = self._memory_depth
+        if self._memory is None:
+            self._memory = [x] * len(self._memory_rate)
+        else:
+            self._memory = [m + a * (x - m) for m, a in zip(self._memory, self._memory_rate, strict=True)]
+        return self._memory

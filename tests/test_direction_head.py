@@ -18,7 +18,7 @@ from model.network.orderflow import to_batch  # noqa: E402
 from model.serving.orderflow import OrderFlowForecaster, prob_above_zero  # noqa: E402
 from model.sim.engine import SimConfig  # noqa: E402
 from model.training.dataset import build, save, sim_source  # noqa: E402
-from model.training.train import fit_direction_head, train  # noqa: E402
+from model.training.train import fit_head, train  # noqa: E402
 
 SEC = 1_000_000_000
 
@@ -102,11 +102,12 @@ def test_fitting_the_head_alone_changes_no_other_output_and_an_older_checkpoint_
     model, config, extra = checkpoint.load(d / "fine")
     old = tmp_path / "old"
     old.mkdir()
-    state = {k: v for k, v in model.state_dict().items() if not k.startswith("direction_")}
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(("direction_", "l2_depth_"))}
     from safetensors.torch import save_file
 
     save_file({k: v.contiguous() for k, v in state.items()}, str(old / checkpoint.WEIGHTS), {"format": "4"})
     extra.pop("direction")
+    extra.pop("l2_depth")
     (old / checkpoint.CONFIG).write_text(json.dumps({"format": 4, "model": config.to_json(), **extra}))
 
     before = OrderFlowForecaster(old, device="cpu")
@@ -118,7 +119,7 @@ def test_fitting_the_head_alone_changes_no_other_output_and_an_older_checkpoint_
         np.testing.assert_array_equal(p_old[f"p_up_h{h}"], up)
         np.testing.assert_array_equal(p_old[f"p_down_h{h}"], down)
 
-    fit_direction_head(old, data_path, tmp_path / "new", device="cpu")
+    fit_head("direction", old, data_path, tmp_path / "new", device="cpu")
     after = OrderFlowForecaster(tmp_path / "new", device="cpu")
     assert after.direction_fitted
     p_new = after.predict(windows)

@@ -314,6 +314,31 @@ def test_feature_names_follow_the_level_settings():
     assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES)
 
 
+def test_depth_memory_is_the_ewma_over_messages_of_the_top_levels_of_both_sides():
+    fs = FeatureState(ofi_levels=1, depth_at=(1,), memory_levels=2, memory_halflives=(1, 4))
+    names = fs.names
+    assert names[-2:] == ("log_depth_2_ewma_1", "log_depth_2_ewma_4")
+    b = l2([(100, 1), (99, 2), (98, 50)], [(101, 3)])
+    first = fs.update(b, [ev(Kind.LEVEL_SET, 0, Side.BID, 98, 50)])
+    x0 = math.log1p(1 + 2 + 3)  # the third bid level is past memory_levels
+    assert col(first, "log_depth_2_ewma_1", names) == pytest.approx(x0)
+    assert col(first, "log_depth_2_ewma_4", names) == pytest.approx(x0)
+    b.set_level(Side.BID, 99, 12)  # behind depth_at's one level, inside the memory's two
+    row = fs.update(b, [ev(Kind.LEVEL_SET, 1, Side.BID, 99, 12)])
+    x1 = math.log1p(1 + 12 + 3)
+    assert col(row, "log_depth_2_ewma_1", names) == pytest.approx(x0 + 0.5 * (x1 - x0))
+    slow = x0 + (1 - 0.5**0.25) * (x1 - x0)
+    assert col(row, "log_depth_2_ewma_4", names) == pytest.approx(slow)
+    # a message that leaves the book as it is still moves the EWMAs a step towards its depth
+    row = fs.update(b, [ev(Kind.TRADE, 2, price=100, size=1)])
+    assert col(row, "log_depth_2_ewma_4", names) == pytest.approx(slow + (1 - 0.5**0.25) * (x1 - slow))
+    fast = col(row, "log_depth_2_ewma_1", names)
+    # a resync keeps the memory (the level is the instrument's, not the book session's): a step, not a restart
+    b = l2([(100, 1)], [(101, 1)])
+    row = fs.update(b, [ev(Kind.CLEAR, 3), ev(Kind.LEVEL_SET, 3, Side.BID, 100, 1)])
+    assert col(row, "log_depth_2_ewma_1", names) == pytest.approx(fast + 0.5 * (math.log1p(2) - fast))
+
+
 def test_feature_state_rejects_a_non_positive_tick():
     with pytest.raises(ValueError):
         FeatureState(tick=0)

@@ -1,7 +1,7 @@
 """The model's bench scripts run end to end on tiny data and print their tables: bench/news_bound.py,
 bench/text_ablation.py, bench/train_bench.py, bench/inputs_bench.py, bench/depth_loss_probe.py,
-bench/depth_memory.py (on the heads of three real captures), bench/gpu_parity.py (which says so and exits 0
-without CUDA).
+bench/l2_depth_probe.py, bench/depth_memory.py (on the heads of three real captures), bench/gpu_parity.py
+(which says so and exits 0 without CUDA).
 Figures are not checked here: the scripts print them for docs/ and the README."""
 
 from __future__ import annotations
@@ -89,3 +89,9 @@ def test_depth_loss_probe_prints_both_losses_per_source(lab: Path) -> None:
     out = run("depth_loss_probe.py", "--model", str(lab / "ckpt"), "--train", str(lab / "train.npz"),
               "--eval", str(lab / "heldout.npz"))  # fmt: skip
     assert "standardized loss" in out and "loss in log1p(lots)" in out and "persistence" in out
+
+
+def test_l2_depth_probe_prints_each_head_beside_the_network(lab: Path) -> None:
+    out = run("l2_depth_probe.py", "--model", str(lab / "ckpt"), "--train", str(lab / "train.npz"),
+              "--eval", str(lab / "heldout.npz"))  # fmt: skip
+    assert "depth_h100" in out and "stats+memory / sim" in out and "heldout:simulated" in out

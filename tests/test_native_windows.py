@@ -343,8 +343,15 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 # few levels kept, so that messages often fall behind the top ones (the cached columns) and often not
 PARAMS = st.sampled_from(
     [
-        {"ofi_levels": 2, "depth_at": (1, 3)},
-        {"ofi_levels": 3, "depth_at": (1, 2), "window_ns": 5_000, "ofi_halflife_ns": 3_000},
+        {"ofi_levels": 2, "depth_at": (1, 3), "memory_levels": 2, "memory_halflives": (1, 7)},
+        {
+            "ofi_levels": 3,
+            "depth_at": (1, 2),
+            "window_ns": 5_000,
+            "ofi_halflife_ns": 3_000,
+            "memory_levels": 3,
+            "memory_halflives": (3,),
+        },
         {},
     ]
 )
@@ -494,12 +501,22 @@ def test_native_windows_equal_the_reference_on_l3_streams(data: st.DataObject) -
 
 
 def test_native_builder_takes_the_reference_features_parameters() -> None:
-    fs = FeatureState(tick=5, ofi_levels=3, depth_at=(1, 4), window_ns=7_000, ofi_halflife_ns=11)
+    fs = FeatureState(
+        tick=5,
+        ofi_levels=3,
+        depth_at=(1, 4),
+        window_ns=7_000,
+        ofi_halflife_ns=11,
+        memory_levels=6,
+        memory_halflives=(9,),
+    )
     nat = NativeBuilder(OFTEN, fs, "v", "s")
     assert (nat.tick, nat.names, nat.config, nat.venue, nat.symbol) == (5, fs.names, OFTEN, "v", "s")
     assert NativeBuilder().config == WindowConfig()
     with pytest.raises(ValueError, match="positive"):
         NativeBuilder(tick=0)
+    with pytest.raises(ValueError, match="positive"):
+        NativeBuilder(memory_halflives=[0])
 
 
 def test_native_builder_refuses_a_batch_it_cannot_apply() -> None:

@@ -325,6 +325,17 @@ def test_anchor_band_is_persistence_inside_the_weighted_quantiles_or_the_ewma_ba
     ewma = np.nan_to_num(level_forecasts(spread, ANCHOR_HALFLIFE)["ewma"][0, 1])  # window 0's first stat:
     ewma_less_last = (ewma - expect["spread"][0, 1]) / scale[0, TARGETS.index("spread_h10")]  # in scales
     assert stats[0, 0].item() == pytest.approx(ewma_less_last, rel=1e-4, abs=1e-4)
+    # the depth memory: its columns at the newest two-sided row less the depth median, in the depth's scale
+    memory = [FEATURE_NAMES.index(n) for n in FEATURE_NAMES if n.startswith("log_depth_5_ewma_")]
+    assert len(memory) == 3 and 14 + len(memory) == ANCHOR_STATS
+    f[..., memory] = torch.from_numpy(np.log1p(rng.integers(0, 500, (*f.shape[:2], len(memory)))).astype(np.float32))
+    _, _, stats = model.anchor(batch)
+    j = TARGETS.index("depth_h100")
+    for i in (0, 2, 3, 4, 5):
+        newest = np.flatnonzero(ok[i])[-1]
+        expected = (f[i, newest, memory].numpy() - expect["depth"][i, 1]) / scale[i, j]
+        assert np.allclose(stats[i, -3:].numpy(), np.clip(expected, -10, 10), rtol=1e-4, atol=1e-4)
+    assert (stats[1, -3:] == 0).all()
     f[2, :, col["spread_ticks"]] = 4.0  # a spread that has not moved: a band of width 0, the floor
     band, scale, _ = model.anchor(batch)
     assert torch.allclose(band[2, 0], torch.tensor([4.0, 4.0, 4.0]))

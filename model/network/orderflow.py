@@ -58,6 +58,7 @@ from torch import nn
 
 from model.network.direction import DIRECTIONS
 from model.network.recalibration import LEVEL_BINS, N_BINS, WIDE_RATIO
+from orderbook.events import Kind
 from orderbook.features import FEATURE_NAMES, TRADE_KINDS
 
 FIELDS: tuple[str, ...] = ("kind", "side", "price", "size", "dt")
@@ -156,13 +157,17 @@ class ModelConfig:
 
 # the book-row columns the anchor reads, and which anchor each target takes (None: not anchored)
 _ANCHOR_COLUMNS = ("valid", "spread_ticks", "log_depth_bid_5", "log_depth_ask_5")
+# the book's slow memory of the depth target (EWMAs over thousands of messages, which the rows cannot
+# hold): the depth stats read them at the newest two-sided row
+_MEMORY_COLUMNS = tuple(n for n in FEATURE_NAMES if n.startswith("log_depth_5_ewma_"))
 ANCHOR_HALFLIFE = 8.0  # rows, as the baseline forecaster's EWMA
 # added to a window's own dispersion: half a tick / ~5% of the depth, so that a window that
 # has not moved still gets a band, and one jump does not become a huge standardized residual
 ANCHOR_FLOOR = {"spread": 0.5, "depth": 0.05}
 _LEVELS = ("spread", "depth")
 ANCHORED_TARGETS = tuple(t for t in TARGETS if t.rsplit("_h", 1)[0] in _LEVELS)
-ANCHOR_STATS = 7 * len(_LEVELS)  # six per level, then log1p(lots traded per message) and a 0
+LEVEL_STATS = 7  # per level: six, then log1p(lots traded per message) (spread) or a 0 (depth)
+ANCHOR_STATS = LEVEL_STATS * len(_LEVELS) + len(_MEMORY_COLUMNS)  # then the depth memory
 # The targets' support, onto which served quantiles are projected: a spread is a whole number of
 # ticks and at least one (targets exist on two-sided books only); depth and traded volume are
 # log1p(lots) >= 0; the mid move is unbounded. Raising a quantile below the floor to it never raises
@@ -177,6 +182,11 @@ WHOLE_TICK_TARGETS = ("spread",)
 # Not the spread: in ticks, a blown-out simulated book's residual is thousands of ticks, and the
 # weighted head lost 45% at 100 messages on COIN-M ETHUSD_PERP. docs/design.md, "Model decisions".
 UNIT_LOSS_TARGETS = tuple(t for t in ANCHORED_TARGETS if t.startswith("depth_"))
+# The depth targets of L2 books are served from a linear quantile head fitted after training on the
+# training set's L2 windows (model/network/l2_depth.py says why), on L2_DEPTH_INPUTS inputs: the depth
+# level's six anchor stats and the depth memory, in log1p(lots) from the band's median.
+L2_DEPTH_TARGETS = tuple(t for t in TARGETS if t.startswith("depth_"))
+L2_DEPTH_INPUTS = 6 + len(_MEMORY_COLUMNS)
 # The quantiles the recalibration maps (model/network/recalibration.py), and the band each target's bin is
 # read off: its own, but the mid move's is its horizon's spread band. The mid has no band, and how
 # far it moves is bound to the spread: a one-tick book's mid mostly stays within 10 messages, where
@@ -297,11 +307,18 @@ class OrderFlowModel(nn.Module):
         self.register_buffer("trade_kinds", torch.tensor(sorted(TRADE_KINDS)), persistent=False)
         # a device tensor, not a Python list: indexing with a list copies it to the GPU on every call,
         # which a CUDA graph cannot capture
-        anchor_columns = torch.tensor([FEATURE_NAMES.index(n) for n in _ANCHOR_COLUMNS])
+        anchor_columns = torch.tensor([FEATURE_NAMES.index(n) for n in (*_ANCHOR_COLUMNS, *_MEMORY_COLUMNS)])
         self.register_buffer("anchor_columns", anchor_columns, persistent=False)
         names = [t.rsplit("_h", 1)[0] for t in TARGETS]
         self.register_buffer("target_floor", torch.tensor([TARGET_FLOOR[n] for n in names]), persistent=False)
         self.register_buffer("whole_ticks", torch.tensor([n in WHOLE_TICK_TARGETS for n in names]), persistent=False)
+        # the L2 books' depth head (l2_depth_quantiles), off until fitted
+        n_depth = len(L2_DEPTH_TARGETS)
+        self.register_buffer("l2_depth_weight", torch.zeros(n_depth, L2_DEPTH_INPUTS, len(QUANTILES)))
+        self.register_buffer("l2_depth_bias", torch.zeros(n_depth, len(QUANTILES)))
+        self.register_buffer("l2_depth_fitted", torch.zeros((), dtype=torch.bool))
+        depth_index = torch.tensor([TARGETS.index(t) for t in L2_DEPTH_TARGETS])
+        self.register_buffer("l2_depth_index", depth_index, persistent=False)
         self._init_weights()
         # created after the initialisation, zeroed: it draws nothing from the seeded generator, so the
         # other weights of a seed are what they were before the head existed; fitted after training
@@ -364,17 +381,21 @@ class OrderFlowModel(nn.Module):
         the median, the band's two widths, and log(scale); then log1p(lots traded per message of the
         window: EXECUTE/TRADE tokens at their size bucket's median lots over the rows): what
         persistence, HAR and the EWMA know, handed to the head as numbers, so that blending them is
-        one linear map and not a computation the attention layers must learn from normalized rows."""
+        one linear map and not a computation the attention layers must learn from normalized rows;
+        last, the depth memory columns (log1p depth EWMAs over 128 to 2,048 messages) at the newest
+        two-sided row less the depth median, in units of its scale: where the depth drifts back to over
+        100 messages, which the window's 32 rows cannot tell."""
         b, t, _ = batch["features"].shape
         dev = batch["features"].device
         band = torch.zeros(b, len(TARGETS), len(QUANTILES), device=dev)
         scale = torch.ones(b, len(TARGETS), device=dev)
-        stats = torch.zeros(b, len(_LEVELS), ANCHOR_STATS // len(_LEVELS), device=dev)
+        stats = torch.zeros(b, len(_LEVELS), LEVEL_STATS, device=dev)
+        memory_stats = torch.zeros(b, len(_MEMORY_COLUMNS), device=dev)
         if not self.config.anchors:
-            return band, scale, stats.flatten(1)
+            return band, scale, torch.cat([stats.flatten(1), memory_stats], 1)
         cols = self.anchor_columns
         raw = batch["features"][..., cols].float() * self.feature_scale[cols] + self.feature_loc[cols]
-        ok = batch["row_mask"] & (raw[..., 0] > 0.5)
+        ok = self.two_sided_rows(batch)
         found = ok.any(1)
         w = ok.float() * 0.5 ** (torch.arange(t - 1, -1, -1, device=dev) / ANCHOR_HALFLIFE)
         w = w / w.sum(1, keepdim=True).clamp(min=1e-12)
@@ -403,6 +424,10 @@ class OrderFlowModel(nn.Module):
             st = [(space(v) - q[:, 1]) / sc for v in levels] + [(q[:, 0] - q[:, 1]) / sc, (q[:, 2] - q[:, 1]) / sc]
             stats[:, i, :6] = torch.where(found[:, None], torch.stack([*st, sc.log()], 1).clamp(-10.0, 10.0), 0.0)
             level_band[name] = (torch.where(found[:, None], q, 0.0), torch.where(found, sc, 1.0))
+            if name == "depth":
+                memory = raw[torch.arange(b, device=dev), last, len(_ANCHOR_COLUMNS) :]
+                memory_stats = ((memory - q[:, 1:2]) / sc[:, None]).clamp(-10.0, 10.0)
+                memory_stats = torch.where(found[:, None], memory_stats, 0.0)
         # the baseline's volume rate, lots traded per message (EXECUTE/TRADE tokens): an input only
         traded = batch["mask"] & torch.isin(batch["kind"], self.trade_kinds)
         per_message = (self.size_lots[batch["size"]] * traded).sum(1) / batch["row_mask"].sum(1).clamp(min=1)
@@ -411,7 +436,7 @@ class OrderFlowModel(nn.Module):
             name = target.rsplit("_h", 1)[0]
             if name in level_band:
                 band[:, j], scale[:, j] = level_band[name]
-        return band, scale, stats.flatten(1)
+        return band, scale, torch.cat([stats.flatten(1), memory_stats], 1)
 
     def embed(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Token embeddings (B, S, d) of the prefix then the events."""
@@ -424,8 +449,9 @@ class OrderFlowModel(nn.Module):
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """`batch`: the contract's arrays as tensors (see `to_batch`). Returns `next` (field ->
         (B, N, V) logits for the event after each position), `quantiles_norm` (B, 8, 3)
-        standardized (see `anchor`), `anchor` (B, 8, 3) and `anchor_scale` (B, 8), `quantiles`
-        (B, 8, 3) served (recalibrated, on the support), `quantiles_head` (B, 8, 3) in target units
+        standardized (see `anchor`), `anchor` (B, 8, 3), `anchor_scale` (B, 8) and `anchor_stats`, `quantiles`
+        (B, 8, 3) served (recalibrated, on the support; L2 books' depth from the L2 depth head),
+        `quantiles_head` (B, 8, 3) in target units
         before the recalibration, `anomaly` (B, 7) logits. An ablated part (config use_rows /
         use_news) is masked out of attention."""
         x = self.embed(batch)
@@ -457,12 +483,55 @@ class OrderFlowModel(nn.Module):
             "quantiles_norm": q_norm,
             "anchor": band,
             "anchor_scale": scale,
+            "anchor_stats": stats,
             "quantiles_head": head,
-            "quantiles": self.onto_support(self.recalibrate(head, band).sort(-1).values),
+            "quantiles": self.l2_depth_quantiles(batch, self.network_quantiles(head, band), band, scale, stats),
             "anomaly": self.anomaly_head(last).float(),
             "direction_input": state,
             "direction": direction,
         }
+
+    def network_quantiles(self, head: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
+        """The network's served quantiles (B, 8, 3): its head's (`quantiles_head`) recalibrated, sorted and
+        on the support; `quantiles` is these with the L2 depth head's in place where it applies."""
+        return self.onto_support(self.recalibrate(head, band).sort(-1).values)
+
+    def l2_depth_inputs(self, scale: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
+        """(B, L2_DEPTH_INPUTS): `anchor`'s depth stats and depth memory times the depth scale, so in
+        log1p(lots) from the band's median (the log-scale stat times the scale: a function of it)."""
+        x = torch.cat([stats[:, LEVEL_STATS : LEVEL_STATS + 6], stats[:, LEVEL_STATS * len(_LEVELS) :]], 1)
+        return x * scale[:, self.l2_depth_index[:1]]
+
+    def l2_depth_quantiles(
+        self,
+        batch: Mapping[str, torch.Tensor],
+        quantiles: torch.Tensor,
+        band: torch.Tensor,
+        scale: torch.Tensor,
+        stats: torch.Tensor,
+    ) -> torch.Tensor:
+        """`quantiles` (B, 8, 3) served, with the depth targets of L2 windows (a LEVEL_SET token: a
+        book of price levels, not of orders) that have a two-sided row replaced by the fitted L2
+        depth head's: the band's median + l2_depth_inputs @ W + b, sorted, floored at 0. Unchanged
+        until the head is fitted (model/network/l2_depth.py)."""
+        j = self.l2_depth_index
+        x = self.l2_depth_inputs(scale, stats)
+        q = band[:, j, 1:2] + torch.einsum("bf,tfq->btq", x, self.l2_depth_weight) + self.l2_depth_bias
+        q = q.sort(-1).values.clamp(min=0.0)
+        use = self.l2_depth_fitted & self.l2_depth_windows(batch)
+        return quantiles.index_copy(1, j, torch.where(use[:, None, None], q, quantiles[:, j]))
+
+    def l2_depth_windows(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """(B,) bool: the windows the L2 depth head serves, of a book of price levels (a LEVEL_SET
+        token) with a two-sided row."""
+        level_book = (batch["mask"] & (batch["kind"] == int(Kind.LEVEL_SET))).any(1)
+        return level_book & self.two_sided_rows(batch).any(1)
+
+    def two_sided_rows(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """(B, T) bool: the window's real rows whose book had both sides."""
+        i = self.anchor_columns[0]  # "valid"
+        valid = batch["features"][..., i].float() * self.feature_scale[i] + self.feature_loc[i]
+        return batch["row_mask"] & (valid > 0.5)
 
     def recalibrate(self, quantiles: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
         """(B, 8, 3) quantiles in target units -> a + b*q with (a, b) of each target's bin and

@@ -33,8 +33,15 @@ goes into the checkpoint's `recalibration` entry.
 Direction head, after the recalibration: a multinomial logistic regression of the mid's direction
 (down / stationary / up) at each horizon on the frozen network's window state, fitted on every
 training window (model/network/direction.py); its training log loss beside the class prior's goes
-into the `direction` entry. `fit_direction_head` fits it alone on an existing checkpoint (`train
---stage direction`): nothing else of the checkpoint changes.
+into the `direction` entry.
+
+L2 depth head, last: the depth quantiles of books of price levels, a linear quantile regression on the
+anchor's depth stats and the depth memory, fitted on the training set's L2 windows
+(model/network/l2_depth.py); their training CRPS from the network and from the head goes into the
+`l2_depth` entry. A set without L2 windows keeps the model's head as it is.
+
+`fit_head` fits either post-hoc head alone on an existing checkpoint (`train --stage direction` /
+`--stage l2-depth`): nothing else of the checkpoint changes.
 """
 
 from __future__ import annotations
@@ -56,11 +63,12 @@ import torch.nn.functional as F
 
 from model.evaluation.metrics import crps_quantiles
 from model.inputs import check_encoding
-from model.network import checkpoint, direction, recalibration
+from model.network import checkpoint, direction, l2_depth, recalibration
 from model.network.orderflow import (
     ANOMALY_CLASSES,
     DIRECTION_HORIZONS,
     FIELDS,
+    L2_DEPTH_TARGETS,
     QUANTILES,
     RECAL_BAND,
     RECALIBRATED_TARGETS,
@@ -79,7 +87,7 @@ from model.network.tokens import text_encoder_name
 
 log = logging.getLogger("megatrading.train")
 
-STAGES = ("pretrain", "finetune")  # `train`'s; "direction" (the head alone) is fit_direction_head
+STAGES = ("pretrain", "finetune")  # `train`'s; the post-hoc heads alone are fit_head's (HEADS)
 NLL_WEIGHT_FINETUNE = 0.1
 SURPRISE_K = 16
 LOSS_COLUMNS = ("step", "lr", "loss", "nll", "pinball", "anomaly_ce", "elapsed_s")
@@ -455,17 +463,72 @@ def fit_direction(model: OrderFlowModel, data: TrainData, device: torch.device, 
     return report
 
 
-def fit_direction_head(init: str | Path, data_path: str | Path, out_dir: str | Path, device: str = "auto") -> Path:
-    """`init` with its direction head fitted on `data_path` (encoded as `init`: its training set or
-    `dataset --like` it), written to `out_dir`; every other weight and entry as `init` has it."""
+@torch.no_grad()
+def fit_l2_depth(model: OrderFlowModel, data: TrainData, device: torch.device, chunk: int = 512) -> dict[str, Any]:
+    """Fit the model's L2 depth head on the training set's L2 windows with a two-sided row (the rest
+    of the model frozen) and switch it on; returns the windows' depth CRPS served by the network and
+    by the head, per target (in-sample: a record, not an evaluation). Without L2 windows the model's
+    head stays as it is; a model without the anchor (the book ablation) has no inputs for it."""
+    if not model.config.anchors:
+        log.info("L2 depth head: the model has no anchor (no book rows) to read its inputs off; not fitted")
+        return {"windows": 0, "kept": bool(model.l2_depth_fitted)}
+    model.eval()
+    inputs, medians, served, use = [], [], [], []
+    j = model.l2_depth_index.cpu().numpy()
+    for lo in range(0, len(data), chunk):
+        b = data.batch(np.arange(lo, min(lo + chunk, len(data))), device)
+        with _autocast(device):
+            out = model(b)
+            band, scale, stats = out["anchor"], out["anchor_scale"], out["anchor_stats"]
+            network = model.network_quantiles(out["quantiles_head"], band)
+        inputs.append(model.l2_depth_inputs(scale, stats).float().cpu().numpy())
+        medians.append(band[:, j[0], 1].float().cpu().numpy())
+        served.append(network[:, j].float().cpu().numpy())
+        use.append(model.l2_depth_windows(b).cpu().numpy())
+    k = np.concatenate(use)
+    if not k.any():
+        log.info("L2 depth head: no L2 window in the training set; the model's head is kept")
+        return {"windows": 0, "kept": bool(model.l2_depth_fitted)}
+    x, median, network = np.concatenate(inputs)[k], np.concatenate(medians)[k], np.concatenate(served)[k]
+    y, valid = data._targets[0][k][:, j], data._targets[1][k][:, j]
+    weight, bias = l2_depth.fit(x, median, y, valid)
+    model.l2_depth_weight.copy_(torch.from_numpy(weight))
+    model.l2_depth_bias.copy_(torch.from_numpy(bias))
+    model.l2_depth_fitted.fill_(True)
+    head = np.sort(median[:, None, None] + np.einsum("nf,tfq->ntq", x, weight) + bias, -1).clip(min=0.0)
+
+    def crps(q: np.ndarray, h: int) -> float:
+        ok = valid[:, h]
+        return round(crps_quantiles(y[ok, h], q[ok, h], QUANTILES), 6)
+
+    report = {"windows": int(k.sum()),
+              "crps_network": {t: crps(network, h) for h, t in enumerate(L2_DEPTH_TARGETS)},
+              "crps_head": {t: crps(head, h) for h, t in enumerate(L2_DEPTH_TARGETS)}}  # fmt: skip
+    log.info("L2 depth head on %d training windows: CRPS network %s, head %s", report["windows"],
+             report["crps_network"], report["crps_head"])  # fmt: skip
+    return report
+
+
+# the heads fitted after training on the frozen network, in order, and the checkpoint entry of each
+HEADS: dict[str, Callable[[OrderFlowModel, TrainData, torch.device], dict[str, Any]]] = {
+    "direction": fit_direction,
+    "l2_depth": fit_l2_depth,
+}
+
+
+def fit_head(head: str, init: str | Path, data_path: str | Path, out_dir: str | Path, device: str = "auto") -> Path:
+    """`init` with its post-hoc `head` (HEADS) fitted on `data_path` (encoded as `init`: its training set
+    or `dataset --like` it), written to `out_dir`; every other weight and entry as `init` has it."""
+    if head not in HEADS:
+        raise ValueError(f"head {head!r}: use one of {tuple(HEADS)}")
     dev = pick_device(device)
     data = TrainData.load(data_path)
     if not data.has_targets:
-        raise ValueError(f"{data_path}: no targets to fit the direction head on")
+        raise ValueError(f"{data_path}: no targets to fit the {head} head on")
     model, config, extra = checkpoint.load(init, dev)
     check_encoding(data.meta, str(data.path), extra, str(init))
-    report = fit_direction(model, data, dev)
-    return checkpoint.save(model, config, {**extra, "direction": {"data": str(data_path), **report}}, out_dir)
+    report = HEADS[head](model, data, dev)
+    return checkpoint.save(model, config, {**extra, head: {"data": str(data_path), **report}}, out_dir)
 
 
 def write_curves(history: list[dict[str, float]], out_dir: Path) -> None:
@@ -644,7 +707,8 @@ def train(
                 recal = {"kept": str(init)}
             else:
                 recal = fit_recalibration(model, data, dev, keep_edges=recalibration == "maps")
-            heads["direction"] = {"data": str(data_path), **fit_direction(model, data, dev)}
+            for name, fit in HEADS.items():
+                heads[name] = {"data": str(data_path), **fit(model, data, dev)}
     save_all(end, calibration)
     return Run(out, end, history, calibration, model.num_parameters(), rate)
 

@@ -6,10 +6,12 @@
     megatrading train --stage pretrain --data train.npz --out ckpt/pre-nonews --without news   (ablation)
     megatrading train --stage finetune --data mine.npz --init model/checkpoints/demo --out ckpt/mine --steps 300
     megatrading train --stage direction --data train.npz --init ckpt/fine --out ckpt/fine-dir   (the head alone)
+    megatrading train --stage l2-depth --data train.npz --init ckpt/fine --out ckpt/fine-l2   (the head alone)
 
 `--stage direction` fits only the mid-direction head (what p_up / p_down are served from) on --init's
 frozen network, as finetune does at its end, and copies everything else: for a checkpoint written
-before the head existed (its p_up / p_down come from its mid quantiles until then).
+before the head existed (its p_up / p_down come from its mid quantiles until then). `--stage l2-depth`
+likewise fits only the depth head of L2 books (model/network/l2_depth.py) on the data's L2 windows.
 
 From --init (or when resuming), the data must be encoded as that checkpoint: its training set, or a file of
 `megatrading dataset --like CHECKPOINT_DIR` (anything else is refused, naming both encodings); the
@@ -25,15 +27,18 @@ import argparse
 import sys
 from pathlib import Path
 
+# the stages that fit one post-hoc head of a trained checkpoint (model.training.train.HEADS)
+HEAD_STAGES = {"direction": "direction", "l2-depth": "l2_depth"}
+
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from model.training.train import STAGES, fit_direction_head, train
+    from model.training.train import STAGES, fit_head, train
 
-    if args.stage == "direction":
+    if args.stage in HEAD_STAGES:
         if args.init is None:
-            raise ValueError("--stage direction fits the head of a trained checkpoint: give it as --init")
-        out = fit_direction_head(args.init, args.data, args.out, device=args.device)
-        print(f"direction: head fitted on {args.data} -> {out}", file=sys.stderr)
+            raise ValueError(f"--stage {args.stage} fits a head of a trained checkpoint: give it as --init")
+        out = fit_head(HEAD_STAGES[args.stage], args.init, args.data, args.out, device=args.device)
+        print(f"{args.stage}: head fitted on {args.data} -> {out}", file=sys.stderr)
         return 0
     if args.stage not in STAGES:
         raise ValueError(f"--stage {args.stage}: use one of {STAGES}")
@@ -71,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    t.add_argument("--stage", choices=("pretrain", "finetune", "direction"), required=True)
+    t.add_argument("--stage", choices=("pretrain", "finetune", *HEAD_STAGES), required=True)
     t.add_argument(
         "--data", type=Path, required=True, help="a training set .npz (model.training.dataset) and its .json"
     )

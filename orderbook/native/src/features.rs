@@ -388,7 +388,15 @@ pub struct FeatureParams {
     pub decay_rate: f64,
     /// the running Python's `sum()` compensates (3.12+)
     pub neumaier: bool,
+    /// the slow depth memory: levels per side, half-lives in messages, and 1 - 0.5^(1/h) per half-life
+    pub memory_levels: usize,
+    pub memory_halflives: Vec<i64>,
+    pub memory_rates: Vec<f64>,
 }
+
+/// `FeatureState`'s default `memory_levels` and `memory_halflives`.
+pub const MEMORY_LEVELS: usize = 5;
+pub const MEMORY_HALFLIVES: [i64; 3] = [128, 512, 2048];
 
 impl FeatureParams {
     pub fn new(
@@ -419,12 +427,41 @@ impl FeatureParams {
         if depth_at.contains(&0) {
             return Err("depth_at levels must be positive".into());
         }
-        Ok(FeatureParams { tick, ofi_levels, depth_at, window_ns, decay_rate, neumaier: false })
+        let mut p = FeatureParams {
+            tick,
+            ofi_levels,
+            depth_at,
+            window_ns,
+            decay_rate,
+            neumaier: false,
+            memory_levels: 0,
+            memory_halflives: Vec::new(),
+            memory_rates: Vec::new(),
+        };
+        let halflives = MEMORY_HALFLIVES.to_vec();
+        let rates = memory_rates(&halflives);
+        p.set_memory(MEMORY_LEVELS, halflives, rates)?;
+        Ok(p)
     }
 
-    /// Columns of the row: valid, mid, spread, microprice offset, queue imbalance, depths, OFI, 7 more.
+    /// The slow depth memory's parameters; `rates` as the reference holds them (`_memory_rate`).
+    pub fn set_memory(&mut self, levels: usize, halflives: Vec<i64>, rates: Vec<f64>) -> Result<(), String> {
+        if levels == 0 || halflives.iter().any(|&h| h <= 0) {
+            return Err("memory_levels and memory_halflives must be positive".into());
+        }
+        if rates.len() != halflives.len() || rates.iter().any(|r| !(*r > 0.0 && *r <= 1.0)) {
+            return Err("one memory rate in (0, 1] per half-life".into());
+        }
+        self.memory_levels = levels;
+        self.memory_halflives = halflives;
+        self.memory_rates = rates;
+        Ok(())
+    }
+
+    /// Columns of the row: valid, mid, spread, microprice offset, queue imbalance, depths, OFI, 7 more,
+    /// the depth memory.
     pub fn n_features(&self) -> usize {
-        5 + 2 * self.depth_at.len() + self.ofi_levels + 7
+        5 + 2 * self.depth_at.len() + self.ofi_levels + 7 + self.memory_rates.len()
     }
 
     fn n_book(&self) -> usize {
@@ -432,12 +469,22 @@ impl FeatureParams {
     }
 
     fn n_top(&self) -> usize {
-        self.depth_at.iter().copied().fold(self.ofi_levels, usize::max)
+        self.depth_at.iter().copied().fold(self.ofi_levels.max(self.memory_levels), usize::max)
     }
 }
 
-/// `feature_names(ofi_levels, depth_at)`.
-pub fn feature_names(ofi_levels: usize, depth_at: &[usize]) -> Vec<String> {
+/// 1 - 0.5 ** (1 / h) per half-life, as the reference computes them (the libm pow, at run time).
+pub fn memory_rates(halflives: &[i64]) -> Vec<f64> {
+    halflives.iter().map(|&h| 1.0 - std::hint::black_box(0.5f64).powf(1.0 / h as f64)).collect()
+}
+
+/// `feature_names(ofi_levels, depth_at, memory_levels, memory_halflives)`.
+pub fn feature_names(
+    ofi_levels: usize,
+    depth_at: &[usize],
+    memory_levels: usize,
+    memory_halflives: &[i64],
+) -> Vec<String> {
     let mut names: Vec<String> =
         ["valid", "mid", "spread_ticks", "microprice_offset_ticks", "queue_imbalance"].map(String::from).into();
     for n in depth_at {
@@ -457,6 +504,7 @@ pub fn feature_names(ofi_levels: usize, depth_at: &[usize]) -> Vec<String> {
         ]
         .map(String::from),
     );
+    names.extend(memory_halflives.iter().map(|h| format!("log_depth_{memory_levels}_ewma_{h}")));
     names
 }
 
@@ -491,6 +539,9 @@ pub struct FeatureState {
     pub level_depth: Vec<f64>,
     pub e: Vec<i64>,
     pub ofi_out: Option<Vec<f64>>,
+    /// the depth memory's EWMAs (None before the first message), and the depth they move towards
+    pub memory: Option<Vec<f64>>,
+    pub memory_depth: f64,
     // scratch
     top_bids: Vec<Lvl>,
     top_asks: Vec<Lvl>,
@@ -548,6 +599,8 @@ impl FeatureState {
             level_depth: vec![0.0; levels],
             e: vec![0; levels],
             ofi_out: None,
+            memory: None,
+            memory_depth: 0.0,
             top_bids: Vec::new(),
             top_asks: Vec::new(),
             p,
@@ -741,6 +794,9 @@ impl FeatureState {
             row.push(depth(bids, k));
             row.push(depth(asks, k));
         }
+        let k = self.p.memory_levels;
+        let total: i128 = bids.iter().take(k).chain(asks.iter().take(k)).map(|&(_, q)| q as i128).sum();
+        self.memory_depth = (total as f64).ln_1p();
         self.cached_book_part = Some(row);
         let size = |levels: &[Lvl], m: usize| levels.get(m).map_or(0, |l| l.1) as i128;
         for (m, d) in self.level_depth.iter_mut().enumerate() {
@@ -793,8 +849,28 @@ impl FeatureState {
             (self.trade_ts.len() as f64 * per_s).ln_1p(),
             (dt_msg as f64).ln_1p(),
         ];
-        for (o, x) in row[nb + no..].iter_mut().zip(tail) {
+        for (o, x) in row[nb + no..nb + no + 7].iter_mut().zip(tail) {
             *o = x as f32;
+        }
+        self.update_memory(&mut row[nb + no + 7..]);
+    }
+
+    /// `_update_memory`: each EWMA a step towards the depth of the last book read.
+    fn update_memory(&mut self, out: &mut [f32]) {
+        let x = self.memory_depth;
+        let rates = &self.p.memory_rates;
+        let memory = match &mut self.memory {
+            Some(memory) => {
+                for (m, &a) in memory.iter_mut().zip(rates) {
+                    *m += a * (x - *m);
+                }
+                memory
+            }
+            // the first message: each EWMA starts at its value
+            None => self.memory.insert(vec![x; rates.len()]),
+        };
+        for (o, m) in out.iter_mut().zip(memory.iter()) {
+            *o = *m as f32;
         }
     }
 }

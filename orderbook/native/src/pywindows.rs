@@ -22,7 +22,9 @@ use pyo3::{intern, IntoPyObjectExt};
 
 use crate::book::{kind, L2, L3};
 use crate::errors::{py_error, Fault};
-use crate::features::{feature_names, Event, FeatureParams, Lvl, TopView};
+use crate::features::{
+    feature_names, memory_rates, Event, FeatureParams, Lvl, TopView, MEMORY_HALFLIVES, MEMORY_LEVELS,
+};
 use crate::pybook::{PyL2, PyL3};
 use crate::windows::{Stack, WindowBuilder, WindowConfig};
 
@@ -37,7 +39,8 @@ fn value_error(e: impl Into<String>) -> PyErr {
 /// Native per-symbol window builder: the windows of `orderbook.windows.WindowBuilder`, field for field.
 ///
 /// WindowBuilder(config=None, features=None, venue="", symbol="", *, tick=1, ofi_levels=10,
-/// depth_at=(1, 5, 10), window_ns=1e9, ofi_halflife_ns=1e9). `config`: an
+/// depth_at=(1, 5, 10), window_ns=1e9, ofi_halflife_ns=1e9, memory_levels=5,
+/// memory_halflives=(128, 512, 2048)). `config`: an
 /// `orderbook.windows.WindowConfig` (None: the defaults). `features`: a fresh
 /// `orderbook.features.FeatureState` whose parameters are taken (its state is not), as the
 /// reference builder takes one; else the keyword parameters, those of `FeatureState`.
@@ -219,7 +222,8 @@ impl PyWindowBuilder {
 impl PyWindowBuilder {
     #[new]
     #[pyo3(signature = (config = None, features = None, venue = "", symbol = "", *, tick = 1, ofi_levels = 10,
-                        depth_at = vec![1, 5, 10], window_ns = 1_000_000_000, ofi_halflife_ns = 1_000_000_000))]
+                        depth_at = vec![1, 5, 10], window_ns = 1_000_000_000, ofi_halflife_ns = 1_000_000_000,
+                        memory_levels = MEMORY_LEVELS, memory_halflives = MEMORY_HALFLIVES.to_vec()))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -232,10 +236,13 @@ impl PyWindowBuilder {
         depth_at: Vec<usize>,
         window_ns: i64,
         ofi_halflife_ns: i64,
+        memory_levels: usize,
+        memory_halflives: Vec<i64>,
     ) -> PyResult<Self> {
         let cfg = read_config(config)?;
-        let mut params = match features.filter(|f| !f.is_none()) {
-            // the reference keeps ln 2 / half-life, not the half-life: take the rate as it is
+        let features = features.filter(|f| !f.is_none());
+        let mut params = match features {
+            // the reference keeps ln 2 / half-life, not the half-life: take the rates as they are
             Some(fs) => FeatureParams::with_rate(
                 fs.getattr("tick")?.extract()?,
                 fs.getattr("ofi")?.getattr("levels")?.extract()?,
@@ -246,6 +253,18 @@ impl PyWindowBuilder {
             None => FeatureParams::new(tick, ofi_levels, depth_at, window_ns, ofi_halflife_ns),
         }
         .map_err(value_error)?;
+        let (memory_levels, memory_halflives, rates) = match features {
+            Some(fs) => (
+                fs.getattr("memory_levels")?.extract()?,
+                fs.getattr("memory_halflives")?.extract()?,
+                fs.getattr("_memory_rate")?.extract()?,
+            ),
+            None => {
+                let rates = memory_rates(&memory_halflives);
+                (memory_levels, memory_halflives, rates)
+            }
+        };
+        params.set_memory(memory_levels, memory_halflives, rates).map_err(value_error)?;
         params.neumaier = py.version_info() >= (3, 12);
         Ok(PyWindowBuilder {
             core: WindowBuilder::new(cfg, params),
@@ -280,7 +299,7 @@ impl PyWindowBuilder {
     #[getter]
     fn names<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         let p = &self.core.features.p;
-        PyTuple::new(py, feature_names(p.ofi_levels, &p.depth_at))
+        PyTuple::new(py, feature_names(p.ofi_levels, &p.depth_at, p.memory_levels, &p.memory_halflives))
     }
 
     /// Tokens seen so far (a window's `n_seen`).
@@ -542,7 +561,7 @@ impl PyWindowBuilder {
     }
 }
 
-const STATE_VERSION: u32 = 1;
+const STATE_VERSION: u32 = 2;
 
 /// The builder's state (news aside) as bytes: little-endian fixed-width fields in a fixed order,
 /// the lengths of variable parts before them. Versioned by STATE_VERSION in the state dict.
@@ -692,6 +711,9 @@ mod state {
         w.i64(p.window_ns);
         w.f64(p.decay_rate);
         w.bool(p.neumaier);
+        w.u64(p.memory_levels as u64);
+        w.i64s(p.memory_halflives.iter().copied());
+        w.f64s(&p.memory_rates);
 
         w.seq(b.kind.iter().map(|&x| x as i64), W::i64);
         w.seq(b.side.iter().map(|&x| x as i64), W::i64);
@@ -760,6 +782,9 @@ mod state {
         w.i64s(f.e.iter().copied());
         w.bool(f.ofi_out.is_some());
         w.f64s(f.ofi_out.as_deref().unwrap_or(&[]));
+        w.bool(f.memory.is_some());
+        w.f64s(f.memory.as_deref().unwrap_or(&[]));
+        w.f64(f.memory_depth);
         w.0
     }
 
@@ -785,6 +810,10 @@ mod state {
         let decay_rate = r.f64()?;
         let mut params = FeatureParams::with_rate(tick, ofi_levels, depth_at, window_ns, decay_rate)?;
         params.neumaier = r.bool()?;
+        let memory_levels = r.usize()?;
+        let memory_halflives = r.seq(R::i64)?;
+        let rates = r.seq(R::f64)?;
+        params.set_memory(memory_levels, memory_halflives, rates)?;
         let mut b = WindowBuilder::new(config, params);
         let (n, t, nf) = (b.config.n_events, b.config.n_rows, b.n_features());
 
@@ -850,6 +879,10 @@ mod state {
         let has_out = r.bool()?;
         let out = r.seq(R::f64)?;
         f.ofi_out = has_out.then_some(out);
+        let has_memory = r.bool()?;
+        let memory = r.exact(f.p.memory_rates.len(), "memory", R::f64)?;
+        f.memory = has_memory.then_some(memory);
+        f.memory_depth = r.f64()?;
         if f.cached_book_part.as_ref().is_some_and(|c| c.len() != 5 + 2 * f.p.depth_at.len()) {
             return Err("cached book columns of another length than depth_at gives".into());
         }

@@ -1,0 +1,129 @@
+"""The depth head of L2 books (model/network/l2_depth.py): its fit, what it serves and to which
+windows, and its place at the end of a finetune run and as `train --stage l2-depth`."""
+
+import dataclasses
+import json
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from model.network import checkpoint, l2_depth  # noqa: E402
+from model.network.orderflow import (  # noqa: E402
+    L2_DEPTH_INPUTS,
+    L2_DEPTH_TARGETS,
+    TARGETS,
+    ModelConfig,
+    OrderFlowModel,
+    to_batch,
+)
+from model.sim.engine import SimConfig  # noqa: E402
+from model.training.dataset import build, capture_source, save, sim_source  # noqa: E402
+from model.training.train import TrainData, train  # noqa: E402
+from orderbook.events import Kind  # noqa: E402
+from orderbook.features import FEATURE_NAMES  # noqa: E402
+
+SEC = 1_000_000_000
+
+
+def test_the_fit_finds_a_linear_quantile_relation():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, L2_DEPTH_INPUTS)).astype(np.float32)
+    median = rng.uniform(3, 6, 4000).astype(np.float32)
+    y = median + 0.5 * x[:, 0] + rng.normal(scale=0.3, size=4000)  # q10 / q90: -/+ 1.2816 * 0.3
+    weight, bias = l2_depth.fit(x, median, np.stack([y, y], 1), np.ones((4000, 2), bool))
+    assert weight.shape == (2, L2_DEPTH_INPUTS, 3) and bias.shape == (2, 3)
+    assert weight[0, 0] == pytest.approx([0.5, 0.5, 0.5], abs=0.05)
+    assert np.abs(weight[0, 1:]).max() < 0.05
+    assert bias[0] == pytest.approx([-0.384, 0.0, 0.384], abs=0.05)
+
+
+def test_a_target_without_a_known_depth_is_refused():
+    with pytest.raises(ValueError, match="no L2 window"):
+        l2_depth.fit(np.zeros((3, L2_DEPTH_INPUTS)), np.zeros(3), np.zeros((3, 2)), np.array([[True, False]] * 3))
+
+
+def _windows(model: OrderFlowModel) -> dict:
+    """Three windows with two-sided rows: a book of levels (LEVEL_SET tokens), one of orders (ADD),
+    and a book of levels whose rows are all one-sided."""
+    c = model.config
+    rng = np.random.default_rng(1)
+    a = {f: rng.integers(1, c.vocab[f], size=(3, c.n_events)) for f in ("side", "price", "size", "dt")}
+    a["kind"] = np.full((3, c.n_events), int(Kind.ADD))
+    a["kind"][[0, 2], ::3] = int(Kind.LEVEL_SET)
+    a["mask"] = np.ones((3, c.n_events), bool)
+    f = np.zeros((3, c.n_rows, c.n_features), np.float32)
+    f[..., FEATURE_NAMES.index("valid")] = 1.0
+    f[2, :, FEATURE_NAMES.index("valid")] = 0.0
+    f[..., FEATURE_NAMES.index("spread_ticks")] = 1.0
+    for name in ("log_depth_bid_5", "log_depth_ask_5"):
+        f[..., FEATURE_NAMES.index(name)] = np.log1p(rng.integers(50, 500, (3, c.n_rows)))
+    for name in FEATURE_NAMES:
+        if name.startswith("log_depth_5_ewma_"):
+            f[..., FEATURE_NAMES.index(name)] = np.log1p(rng.integers(100, 1000, (3, 1)))
+    a["features"], a["row_mask"] = f, np.ones((3, c.n_rows), bool)
+    a["news"] = np.zeros((3, c.max_news, c.news_len), np.int64)
+    a["news_mask"] = np.zeros((3, c.max_news), bool)
+    return to_batch(a)
+
+
+def test_the_head_serves_the_depth_of_l2_windows_once_fitted_and_nothing_else():
+    torch.manual_seed(0)
+    shapes = dict(n_events=24, n_rows=6, n_features=len(FEATURE_NAMES), max_news=2, news_len=4, text_vocab=64)
+    model = OrderFlowModel(ModelConfig.tiny(**shapes)).eval()
+    batch = _windows(model)
+    with torch.no_grad():
+        before = model(batch)["quantiles"]
+        model.l2_depth_weight.copy_(torch.randn_like(model.l2_depth_weight))
+        model.l2_depth_bias.copy_(torch.tensor([[-0.3, 0.1, 0.2], [-0.5, 0.0, 0.4]]))
+        assert torch.equal(model(batch)["quantiles"], before)  # not fitted: the network's
+        model.l2_depth_fitted.fill_(True)
+        after = model(batch)["quantiles"]
+        band, scale, stats = model.anchor(batch)
+        x = model.l2_depth_inputs(scale, stats)
+    depth = [TARGETS.index(t) for t in L2_DEPTH_TARGETS]
+    others = [j for j in range(len(TARGETS)) if j not in depth]
+    assert torch.equal(after[:, others], before[:, others])
+    assert torch.equal(after[1:], before[1:])  # a book of orders; a book never two-sided
+    for h, j in enumerate(depth):
+        q = band[0, j, 1] + x[0] @ model.l2_depth_weight[h] + model.l2_depth_bias[h]
+        assert torch.allclose(after[0, j], q.sort().values.clamp(min=0.0), atol=1e-5)
+    assert not torch.equal(after[0, depth], before[0, depth])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, shared_data: Path):
+    """A tiny model finetuned on simulated ITCH flow and the head of a real Binance capture."""
+    d = tmp_path_factory.mktemp("l2depth")
+    real = capture_source("binance", shared_data / "binance-hftbacktest" / "spot_btcusdt_20240808.gz")
+    real = dataclasses.replace(real, records=islice(real.records, 30_000))
+    sim = sim_source(SimConfig(n_symbols=1, duration_ns=120 * SEC, seed=5))
+    path, _ = save(build([sim, real]), d / "train.npz")
+    train("finetune", path, d / "fine", steps=6, batch=8, device="cpu", preset="tiny", checkpoint_every=100)
+    return path, d
+
+
+def test_finetune_fits_the_head_on_the_l2_windows_and_the_stage_refits_it_alone(trained, tmp_path):
+    from streams.cli import main
+
+    path, d = trained
+    entry = json.loads((d / "fine" / "config.json").read_text())["l2_depth"]
+    data = TrainData.load(path)
+    real = int((data.arrays["seed"] < 0).sum())
+    assert 0 < entry["windows"] <= real < len(data)  # the capture's windows, not the simulator's
+    assert set(entry["crps_head"]) == set(L2_DEPTH_TARGETS)
+    fine, _, _ = checkpoint.load(d / "fine")
+    assert bool(fine.l2_depth_fitted) and fine.l2_depth_weight.abs().sum() > 0
+
+    with torch.no_grad():
+        fine.l2_depth_weight.zero_()
+        fine.l2_depth_bias.zero_()
+    assert main(["train", "--stage", "l2-depth", "--data", str(path), "--init", str(d / "fine"),
+                 "--out", str(tmp_path / "refit"), "--device", "cpu"]) == 0  # fmt: skip
+    refit, _, _ = checkpoint.load(tmp_path / "refit")
+    original, _, _ = checkpoint.load(d / "fine")
+    for name, tensor in original.state_dict().items():
+        assert torch.equal(refit.state_dict()[name], tensor), name  # the same fit, nothing else moved
