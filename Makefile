@@ -11,7 +11,9 @@ STAMP := $(VENV)/.installed
 # evaluated on 22 unseen simulated hours (seeds 9-10, 21-40) and that capture, beside two
 # ablations (no headlines, no book series) trained the same way. 20-25 minutes on 2 CPU
 # cores for the training (logs in build/demo-*.log; the direction table and evaluate-unseen add
-# about 10 more); the model (under 2 MB) and its evaluation are committed.
+# about 10 more); the model (under 2 MB) and its evaluation are committed. Each injected anomaly
+# draws its own intensity from 0.4 to 1 (`--anomaly-intensity 0.4:1`, model/sim/anomalies.py): a
+# detector that saw one size of manipulation learns that size (docs/alerts.md).
 CKPT := model/checkpoints/demo
 SHARED ?= ../shared
 DEMO_TRAIN := --preset base --batch 32 --seed 1
@@ -73,7 +75,7 @@ soak: $(STAMP)
 
 checkpoint: $(STAMP)
 	$(BIN)/megatrading dataset --sim-seeds 1-40 --held-out 9-10,21-40,-2 --sim-duration 1h --sim-symbols 3 \
-		--anomaly-rate 2 --news 12 --real $(SHARED)/data \
+		--anomaly-rate 2 --anomaly-intensity 0.4:1 --news 12 --real $(SHARED)/data \
 		--out build/demo-data/train.npz --held-out-out build/demo-data/heldout.npz
 	pids=; for v in full:: nonews:--without=news nobook:--without=rows; do \
 		name=$${v%%:*}; flag=$${v##*:}; \
@@ -104,7 +106,7 @@ evaluate-unseen: $(STAMP)
 # worth at most (bench/news_bound.py). About 10 minutes on 2 cores after make checkpoint.
 text-ablation: $(STAMP)
 	$(BIN)/megatrading dataset --sim-seeds 1-40 --held-out 9-10,21-40,-2 --sim-duration 1h --sim-symbols 3 \
-		--anomaly-rate 2 --news 12 --real $(SHARED)/data --text-encoder minilm \
+		--anomaly-rate 2 --anomaly-intensity 0.4:1 --news 12 --real $(SHARED)/data --text-encoder minilm \
 		--out build/minilm/train.npz --held-out-out build/minilm/heldout.npz
 	OMP_NUM_THREADS=2 $(BIN)/megatrading train --stage pretrain --data build/minilm/train.npz \
 		--out build/demo-minilm-pre --steps 1500 $(DEMO_TRAIN)
@@ -122,8 +124,8 @@ scaling: $(STAMP)
 
 # The demo dataset's arrays and the committed checkpoint's scores, fingerprinted and compared with
 # bench/outputs.json (recorded before issue 11's restructure, re-recorded for the direction head and
-# for depth's loss in its units and for the depth memory with the L2 depth head): a refactor must leave
-# them unchanged.
+# for depth's loss in its units, for the depth memory with the L2 depth head, and for the anomalies'
+# range of intensities): a refactor must leave them unchanged.
 outputs-check: $(STAMP)
 	$(BIN)/python bench/outputs_check.py --check bench/outputs.json
 

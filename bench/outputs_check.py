@@ -17,7 +17,8 @@ bench/outputs.json was recorded on 347f6cd, the code before issue 11's restructu
 in the score CSVs' p_up / p_down columns alone (the dataset and every evaluate figure the same), and
 re-recorded when the demo was retrained with depth's pinball loss in its units (the dataset's
 fingerprints the same, every score of the model new), and when the rows got the depth memory and the
-checkpoint its L2 depth head (a new dataset, a new model). About 4 minutes on 2 cores.
+checkpoint its L2 depth head (a new dataset, a new model), and when the demo's anomalies were each
+drawn at an intensity from 0.4 to 1 (a new dataset, a new model). About 4 minutes on 2 cores.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from model.sim.anomalies import KINDS, parse_anomalies
-from model.sim.engine import SEC, FlowParams, SimConfig, SimResult
+from model.sim.anomalies import KINDS, parse_anomalies, parse_intensity, schedule_anomalies
+from model.sim.engine import OPEN_NS, SEC, FlowParams, SimConfig, SimResult, default_symbols
 from model.sim.news import NewsItem
 from model.sim.run import simulate
 from model.sim.writers import CRYPTO_PRICE, CRYPTO_SIZE, venue_symbol, write
@@ -253,6 +253,31 @@ def test_regime_shift_raises_the_trading_rate_persistently():
     during = rate(result.events, lab.symbol, lab.start_ns, lab.end_ns, is_trade)
     before = rate(result.events, lab.symbol, START, lab.start_ns, is_trade)
     assert during > 1.5 * before
+
+
+def test_an_intensity_range_gives_each_window_its_own_drawn_from_it_and_one_value_keeps_the_schedule():
+    specs, rates = default_symbols(3), dict.fromkeys(KINDS, 2.0)
+    end = OPEN_NS + 4 * 3600 * SEC
+    ranged, sched = schedule_anomalies(5, specs, OPEN_NS, end, rates, (0.4, 1.0))
+    xs = [lab.params["intensity"] for lab in ranged]
+    assert len(xs) > 20 and all(0.4 <= x <= 1.0 for x in xs) and max(xs) - min(xs) > 0.3
+    for lab, interval in sched.windows:  # the changed flow of a window is its own label's
+        if lab.kind == "regime_shift":
+            assert interval.effect.mkt == pytest.approx(1.0 + 1.5 * lab.params["intensity"])
+    fixed, _ = schedule_anomalies(5, specs, OPEN_NS, end, rates, 0.7)
+    again, _ = schedule_anomalies(5, specs, OPEN_NS, end, rates, 1.0)
+    assert {lab.params["intensity"] for lab in fixed} == {0.7}
+    assert [(a.symbol, a.start_ns, a.kind) for a in fixed] == [(b.symbol, b.start_ns, b.kind) for b in again]
+
+
+def test_anomaly_intensity_parses_a_value_or_a_range_and_refuses_nonsense():
+    assert parse_intensity("0.5") == 0.5 and parse_intensity("0.4:1") == (0.4, 1.0)
+    for bad in ("0", "1:0.5", "x", "0.4:", "nan"):
+        with pytest.raises(ValueError, match="anomaly intensity"):
+            parse_intensity(bad)
+    with pytest.raises(SystemExit) as stop:  # the CLI's usage error, not a traceback
+        run_cli(["--anomaly-intensity", "1:0.5", "--out", "unused"])
+    assert stop.value.code == 2
 
 
 def test_lower_intensity_makes_a_subtler_anomaly():

@@ -1,7 +1,8 @@
 """Injected market manipulation and stress, each with its label (the ground truth evaluation lacks).
 
 Each kind is an agent acting on one symbol's book over [start, end), or a window of changed flow
-(intensity x scales sizes and rates):
+(intensity x scales sizes and rates; one x for every window, or each window's own, drawn uniformly
+from a range: see `parse_intensity`):
 
 - spoofing: a large order (25 x lots) at or one tick behind the best on one side, cancelled 0.3-1.5 s
   later before it trades, while a small order rests at the opposite best; repeated.
@@ -241,17 +242,36 @@ def _params(kind: str, rng: random.Random, x: float) -> dict:
     return p
 
 
+Intensity = float | tuple[float, float]  # one x, or a window's x drawn uniformly from (lo, hi)
+
+
+def parse_intensity(text: str) -> Intensity:
+    """`--anomaly-intensity` syntax: `X`, or `LO:HI` for each window's own x drawn uniformly from that
+    range (a detector trained on one x learns that x: real manipulation comes in every size)."""
+    lo, sep, hi = text.strip().partition(":")
+    try:
+        x = (float(lo), float(hi)) if sep else float(lo)
+    except ValueError:
+        raise ValueError(f"anomaly intensity {text!r}: use X or LO:HI, e.g. 1 or 0.4:1") from None
+    bounds = x if isinstance(x, tuple) else (x, x)
+    if not 0 < bounds[0] <= bounds[1] or not all(math.isfinite(b) for b in bounds):
+        raise ValueError(f"anomaly intensity {text!r}: want 0 < LO <= HI")
+    return x
+
+
 def schedule_anomalies(
     seed: int,
     specs: list[SymbolSpec],
     start: int,
     end: int,
     rates: dict[str, float],
-    intensity: float,
+    intensity: Intensity,
     news: Iterable = (),
 ) -> tuple[list[Label], Schedule]:
     """Windows at Poisson times (`rates`: per symbol per hour), non-overlapping per symbol and clear of
-    halts; the first minute and the last window length of the stream are left alone."""
+    halts; the first minute and the last window length of the stream are left alone. A range of
+    `intensity` draws each window's x (one more draw per window: a single x keeps the schedule of a
+    seed as it was)."""
     rng = random.Random(f"anomalies:{seed}")
     busy: dict[str, list[tuple[int, int]]] = {s.name: [] for s in specs}
     for n in news:
@@ -269,7 +289,10 @@ def schedule_anomalies(
                 t += int(-math.log(1.0 - rng.random()) * 3600 / r * SEC) + 1
                 lo, hi = DURATION_S[kind]
                 length = int((lo + (hi - lo) * rng.random()) * SEC)
-                params = _params(kind, rng, intensity)
+                x = intensity
+                if isinstance(intensity, tuple):
+                    x = intensity[0] + (intensity[1] - intensity[0]) * rng.random()
+                params = _params(kind, rng, x)
                 if t + length >= end:
                     break
                 margin = 5 * SEC
@@ -278,7 +301,7 @@ def schedule_anomalies(
                 busy[spec.name].append((t, t + length))
                 label = Label(spec.name, t, t + length, kind, params)
                 labels.append(label)
-                eff = window_effect(kind, intensity)
+                eff = window_effect(kind, x)
                 if eff is not None:
                     sched.windows.append((label, Interval(t, t + length, eff, f"anomaly:{kind}")))
                 if kind in AGENTS:

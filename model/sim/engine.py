@@ -570,7 +570,7 @@ class SimConfig:
     symbols: list[SymbolSpec] | None = None
     flow: FlowParams = field(default_factory=FlowParams)
     anomaly_rates: dict[str, float] = field(default_factory=dict)  # kind -> windows per symbol per hour
-    anomaly_intensity: float = 1.0
+    anomaly_intensity: float | tuple[float, float] = 1.0  # model.sim.anomalies.parse_intensity
     news_rate: float = 0.0  # headlines per symbol per hour
     news_effect_s: float = 300.0
     halt_s: float = 300.0

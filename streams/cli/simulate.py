@@ -1,7 +1,7 @@
 """`megatrading simulate`: simulated L3 order flow with news and labeled manipulation, as venue files or live.
 
     megatrading simulate --symbols N --duration D --seed S [--anomalies SPEC] [--anomaly-rate R]
-                         [--anomaly-intensity X] [--news RATE] --format itch|lobster|binance|coinbase
+                         [--anomaly-intensity X|LO:HI] [--news RATE] --format itch|lobster|binance|coinbase
                          (--out DIR | --kafka [--bootstrap HOST:PORT] [--speed N | --max]) [--report]
 
 - `--duration`: `90s`, `30m`, `1h`, `6.5h`, or `1d` (one trading day, 09:30-16:00); the stream starts
@@ -9,7 +9,8 @@
 - `--anomalies`: `none` (default), `all`, or a comma list `kind[=per_hour]` over spoofing, layering,
   quote_stuffing, momentum_ignition, flash_crash, regime_shift; a kind without `=rate` takes
   `--anomaly-rate` (windows per symbol per hour, default 0.5). `--anomaly-intensity` (default 1) scales
-  the injected agents' sizes and rates: lower it to make detection harder.
+  the injected agents' sizes and rates: lower it to make detection harder; `LO:HI` draws each
+  window's own uniformly from that range.
 - `--news`: headlines per symbol per hour (default 1; 0 for none).
 
 `--out DIR` writes the stream file(s) of the format, `news.jsonl` (`md.news` records), `labels.csv`
@@ -33,7 +34,7 @@ import os
 import re
 from pathlib import Path
 
-from model.sim.anomalies import KINDS, parse_anomalies, write_labels
+from model.sim.anomalies import KINDS, Intensity, parse_anomalies, parse_intensity, write_labels
 from model.sim.engine import DAY_NS, SEC, SimConfig, SimResult, default_symbols
 from model.sim.news import write_news
 from model.sim.run import simulate
@@ -63,6 +64,13 @@ def _range(text: str) -> tuple[float, float]:
         raise argparse.ArgumentTypeError(f"{text!r}: use LO:HI events per day, e.g. 15000:150000") from None
 
 
+def intensity_arg(text: str) -> Intensity:
+    try:
+        return parse_intensity(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def add_frame_flags(p: argparse.ArgumentParser) -> None:
     """The frame bounds of a producer of md.raw.<venue> (orderbook/frames.py): `simulate --kafka`, `replay`."""
     p.add_argument(
@@ -88,7 +96,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--anomalies", default="none", help="none | all | kind[=per_hour],...  (" + ", ".join(KINDS) + ")")
     s.add_argument("--anomaly-rate", type=float, default=0.5, help="windows per symbol per hour (default 0.5)")
-    s.add_argument("--anomaly-intensity", type=float, default=1.0, help="agent size/rate scale (default 1)")
+    s.add_argument("--anomaly-intensity", type=intensity_arg, default=1.0,
+                   help="agent size/rate scale X, or LO:HI: each window draws its own (default 1)")  # fmt: skip
     s.add_argument("--news", type=float, default=1.0, help="headlines per symbol per hour (default 1, 0: none)")
     s.add_argument("--news-effect", type=float, default=300.0, help="seconds a headline moves the flow")
     s.add_argument("--halt", type=float, default=300.0, help="seconds a news halt lasts")
