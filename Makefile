@@ -95,12 +95,15 @@ checkpoint: $(STAMP)
 
 # The committed model on the three Binance instruments it never saw in any form (USD-M ETHUSDT, COIN-M
 # BTCUSD_PERP and ETHUSD_PERP: not in the dataset's REAL_FILES), encoded as the checkpoint, CRPS per
-# instrument and direction beside the baselines fitted on the training windows. About 5 minutes.
+# instrument and direction beside the baselines fitted on the training windows; and the row with its L2
+# depth head refitted leaving one capture out over every capture here (model/evaluation/l2_depth_folds.py).
+# About 8 minutes.
 UNSEEN := $(foreach f,usdm_ethusdt cm_btcusd_perp cm_ethusd_perp,--capture binance:$(SHARED)/data/binance-hftbacktest/$(f)_20240808.gz)
 evaluate-unseen: $(STAMP)
 	$(BIN)/megatrading dataset --like $(CKPT) $(UNSEEN) --out build/demo-data/unseen.npz
 	$(BIN)/megatrading evaluate --data build/demo-data/unseen.npz --model generative:$(CKPT) --direction \
-		--direction-train build/demo-data/train.npz --out $(CKPT)/evaluation-unseen
+		--direction-train build/demo-data/train.npz --out $(CKPT)/evaluation-unseen \
+		--l2-depth-loo build/demo-data/train.npz build/demo-data/unseen.npz build/demo-data/heldout.npz
 
 # The text encoders side by side (bench/text_ablation.py): make checkpoint's dataset and training once more
 # with the pretrained sentence encoder (`--text-encoder minilm`), then the hashed-word model, the sentence

@@ -36,17 +36,15 @@ INPUTS = {"stats": ("stats",), "stats+memory": ("stats", "memory"), "network+sta
 @torch.no_grad()
 def collect(model: OrderFlowModel, data: TrainData) -> dict[str, dict[str, np.ndarray]]:
     """Per depth target, over the windows with a known depth: y, the band's median, the inputs, the
-    network's quantiles, the served ones (the L2 head's where it applies), the window's source seed
-    and its index in `data`."""
+    network's quantiles and the window's source seed."""
     y, valid = data._targets
-    parts: dict[str, list[np.ndarray]] = {"median": [], "x": [], "q": [], "served": [], "seed": []}
+    parts: dict[str, list[np.ndarray]] = {"median": [], "x": [], "q": [], "seed": []}
     for lo in range(0, len(data), 1024):
         idx = np.arange(lo, min(lo + 1024, len(data)))
         out = model(data.batch(idx, torch.device("cpu")))
         parts["median"].append(out["anchor"][:, TARGETS.index(L2_DEPTH_TARGETS[0]), 1].numpy())
         parts["x"].append(model.l2_depth_inputs(out["anchor_scale"], out["anchor_stats"]).numpy())
         parts["q"].append(model.network_quantiles(out["quantiles_head"], out["anchor"]).numpy())
-        parts["served"].append(out["quantiles"].numpy())
         parts["seed"].append(data.arrays["seed"][idx])
     whole = {k: np.concatenate(v) for k, v in parts.items()}
     result = {}
@@ -55,8 +53,7 @@ def collect(model: OrderFlowModel, data: TrainData) -> dict[str, dict[str, np.nd
         ok = valid[:, j]
         result[t] = {"y": y[ok, j], "median": whole["median"][ok], "stats": whole["x"][ok, :6],
                      "memory": whole["x"][ok, 6:], "q": whole["q"][ok, j] - whole["median"][ok, None],
-                     "served": whole["served"][ok, j], "seed": whole["seed"][ok],
-                     "index": np.flatnonzero(ok)}  # fmt: skip
+                     "seed": whole["seed"][ok]}  # fmt: skip
     return result
 
 

@@ -27,8 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.evaluation.evaluate import _target_ok as target_ok
 from model.evaluation.metrics import TAUS, crps_quantiles
+from model.evaluation.outputs import target_ok
 from model.network.orderflow import TARGETS
 
 

@@ -5,6 +5,7 @@ import dataclasses
 import json
 from itertools import islice
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -127,3 +128,35 @@ def test_finetune_fits_the_head_on_the_l2_windows_and_the_stage_refits_it_alone(
     original, _, _ = checkpoint.load(d / "fine")
     for name, tensor in original.state_dict().items():
         assert torch.equal(refit.state_dict()[name], tensor), name  # the same fit, nothing else moved
+
+
+def test_evaluate_serves_each_capture_from_the_head_fitted_on_the_other_captures(trained, shared_data, tmp_path):
+    """`evaluate --l2-depth-loo`: a row for the model with the depth of each capture's L2 windows from its
+    head refitted on the pool's other captures; its other targets are the model's own."""
+    import gzip
+
+    from streams.cli import main
+
+    path, d = trained
+    captures = []
+    for name in ("cm_ethusd_perp_20240808.gz", "usdm_ethusdt_20240808.gz"):
+        with (
+            gzip.open(shared_data / "binance-hftbacktest" / name, "rt") as src,
+            gzip.open(tmp_path / name, "wt") as dst,
+        ):
+            dst.writelines(islice(src, 8000))
+        captures += ["--capture", f"binance:{tmp_path / name}"]
+    held = tmp_path / "held.npz"
+    assert main(["dataset", "--like", str(d / "fine"), *captures, "--out", str(held)]) == 0
+    assert main(["evaluate", "--data", str(held), "--model", str(d / "fine"), "--out", str(tmp_path / "ev"),
+                 "--l2-depth-loo", str(path), str(held)]) == 0  # fmt: skip
+    ev = SimpleNamespace(**json.loads((tmp_path / "ev" / "metrics.json").read_text()))
+    spot = "spot_btcusdt_20240808"
+    assert ev.l2_depth_folds == {"cm_ethusd_perp_20240808": [spot, "usdm_ethusdt_20240808"],
+                                 "usdm_ethusdt_20240808": [spot, "cm_ethusd_perp_20240808"]}  # fmt: skip
+    variant = "model L2 depth left one out"  # a model evaluated alone is "model"
+    for t in L2_DEPTH_TARGETS:
+        assert np.isfinite(ev.crps[t][variant]) and ev.crps[t][variant] != ev.crps[t]["model"]
+    assert ev.crps["spread_h10"][variant] == ev.crps["spread_h10"]["model"]
+    text = (tmp_path / "ev" / "evaluation.md").read_text()
+    assert f"gain {variant}" in text and "folds: cm_ethusd_perp_20240808 <- spot_btcusdt_20240808" in text

@@ -24,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from model.evaluation import l2_depth_folds
 from model.evaluation.baselines import baseline_forecasts, isolation_forest_scores, window_vectors, zscore_anomaly
+from model.evaluation.l2_depth_folds import LEFT_ONE_OUT
 from model.evaluation.metrics import (
     TAUS,
     auroc,
@@ -34,7 +36,7 @@ from model.evaluation.metrics import (
     paired_difference,
     pinball,
 )
-from model.evaluation.outputs import ModelOutputs, model_outputs
+from model.evaluation.outputs import ModelOutputs, model_outputs, target_ok
 from model.evaluation.report import markdown, plot_calibration, plot_roc
 from model.inputs import FeatureNorm, check_encoding
 from model.serving.forecaster import HORIZONS
@@ -69,6 +71,7 @@ class Evaluation:
     models: list[dict[str, Any]] = field(default_factory=list)
     ablations: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
     direction: list[dict[str, Any]] = field(default_factory=list)  # model.evaluation.direction rows, if asked
+    l2_depth_folds: dict[str, list[str]] = field(default_factory=dict)  # capture -> the captures its fold fitted on
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
@@ -91,7 +94,7 @@ def window_crps(
     computed once, then averaged over each set of windows a table reports."""
     out: dict[str, dict[str, np.ndarray]] = {m: {} for m in forecasts}
     for t in TARGETS:
-        ok = _target_ok(arrays, t)
+        ok = target_ok(arrays, t)
         y = arrays[t][ok]
         for method, per_target in forecasts.items():
             if t in per_target:
@@ -114,7 +117,7 @@ def liquidity_metrics(
     """CRPS (from `crps`, window_crps), pinball per quantile and coverage per target and method, on
     windows with a valid target."""
     for t in TARGETS:
-        ok = _target_ok(arrays, t)
+        ok = target_ok(arrays, t)
         y = arrays[t][ok].astype(np.float64)
         ev.n_liquidity[t] = int(ok.sum())
         for method, per_target in forecasts.items():
@@ -124,11 +127,6 @@ def liquidity_metrics(
             ev.crps.setdefault(t, {})[method] = _mean(crps[method][t][ok])
             ev.pinball.setdefault(t, {})[method] = [pinball(y, qs[:, k], tau) for k, tau in enumerate(TAUS)]
             ev.coverage.setdefault(t, {})[method] = [coverage(y, qs[:, k]) for k in range(len(TAUS))]
-
-
-def _target_ok(arrays: dict[str, np.ndarray], target: str) -> np.ndarray:
-    h = int(target.rsplit("_h", 1)[1])
-    return arrays["target_mask"][:, HORIZONS.index(h)] & np.isfinite(arrays[target])
 
 
 # the evaluated windows' parts, each reported on its own where present
@@ -156,7 +154,7 @@ def part_metrics(
     (`crps`: window_crps)."""
     out: dict[str, Any] = {"windows": int(keep.sum()), "n": {}, "crps": {}}
     for t in TARGETS:
-        ok = _target_ok(arrays, t) & keep
+        ok = target_ok(arrays, t) & keep
         out["n"][t] = int(ok.sum())
         out["crps"][t] = {m: _mean(per[t][ok]) for m, per in crps.items() if t in per}
     return out
@@ -181,7 +179,7 @@ def ablation_differences(
         for o in others:
             diff = {}
             for t in TARGETS:
-                ok = _target_ok(arrays, t) & keep
+                ok = target_ok(arrays, t) & keep
                 diff[t] = list(paired_difference(crps[o.name][t][ok], crps[full.name][t][ok]))
             diff["nll"] = list(paired_difference(o.nll[keep] / per_event, full.nll[keep] / per_event))
             out.setdefault(part, {})[o.name] = diff
@@ -201,6 +199,7 @@ def evaluate(
     direction: bool = False,
     direction_train: str | Path | None = None,
     direction_steps: int | None = None,
+    l2_depth_pool: Sequence[str | Path] = (),
 ) -> Evaluation:
     """Evaluate each model of `model_dirs` (none: the baselines alone) on the windows of `data_path`
     (restricted to `seeds` if given) beside the baselines; writes evaluation.md, metrics.json, roc.png
@@ -210,7 +209,10 @@ def evaluate(
     `direction`: also the mid-price direction table (model.evaluation.direction: direction.md and
     direction.csv), its baselines fitted on `direction_train` (a dataset file), else on the first model's
     training file where it is here, else cross-fitted over the evaluated seeds; `direction_steps`: the
-    DeepLOB-style baseline's training steps (0: left out; None: direction.DEEPLOB_STEPS)."""
+    DeepLOB-style baseline's training steps (0: left out; None: direction.DEEPLOB_STEPS). `l2_depth_pool`:
+    datasets (encoded as the first model) whose real captures the first model's L2 depth head is refitted
+    on, one capture left out at a time, for a variant row `<model> L2 depth left one out`
+    (model.evaluation.l2_depth_folds)."""
     from model.training.dataset import load, subset
 
     ds = load(Path(data_path))
@@ -256,6 +258,11 @@ def evaluate(
     # the recalibration adds: the head's quantiles before it
     forecasts |= {f"{o.name} anchor": o.anchor for o in outputs[:1] if o.anchor}
     forecasts |= {f"{o.name} unrecalibrated": o.unrecalibrated for o in outputs[:1] if o.unrecalibrated}
+    if l2_depth_pool:
+        first = outputs[0]
+        windows = l2_depth_folds.pool(first.directory, l2_depth_pool, device, batch)
+        served, ev.l2_depth_folds = l2_depth_folds.left_one_out(first, arrays, meta, windows)
+        forecasts[f"{first.name} {LEFT_ONE_OUT}"] = served
     forecasts |= baseline_forecasts(arrays, meta)
     crps = window_crps(arrays, forecasts)
     liquidity_metrics(ev, arrays, forecasts, crps)

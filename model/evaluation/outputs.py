@@ -14,11 +14,18 @@ from typing import Any
 import numpy as np
 
 from model.inputs import ENCODING_KEYS, FeatureNorm, check_encoding
+from model.serving.forecaster import HORIZONS
 
 # the widths that tell the ModelConfig presets apart (model.network.orderflow.ModelConfig.tiny/base/small)
 PRESET_FIELDS = ("d_model", "n_layers", "n_heads", "ff_mult")
 # the encoding less the feature normalization, which model_outputs undoes and redoes with the checkpoint's
 TOKEN_ENCODING = tuple(k for k in ENCODING_KEYS if k not in ("feature_mean", "feature_std"))
+
+
+def target_ok(arrays: dict[str, np.ndarray], target: str) -> np.ndarray:
+    """(B,) bool: the windows whose `target` (e.g. "depth_h10") is known."""
+    h = int(target.rsplit("_h", 1)[1])
+    return arrays["target_mask"][:, HORIZONS.index(h)] & np.isfinite(arrays[target])
 
 
 @dataclass
@@ -37,6 +44,9 @@ class ModelOutputs:
     card: dict[str, Any] = field(default_factory=dict)  # model_card: the checkpoint described
     # mid target -> (B, 3) the direction head's (down, stationary, up) probabilities; {} where not fitted
     direction: dict[str, np.ndarray] = field(default_factory=dict)
+    # what the L2 depth head reads (model/evaluation/l2_depth_folds.py refits it): "inputs" (B, F), the
+    # depth band's "median" (B,) and "served" (B,) bool, the windows it serves; {} for a model without anchor
+    l2_depth: dict[str, np.ndarray] = field(default_factory=dict)
 
     def perplexity(self, keep: np.ndarray | None = None) -> float:
         """exp(mean NLL per event) over the windows `keep` (bool (B,); default all); NaN if none."""
@@ -118,6 +128,7 @@ def model_outputs(
     from model.network.orderflow import (
         ANCHORED_TARGETS,
         DIRECTION_HORIZONS,
+        L2_DEPTH_INPUTS,
         calibrated_score,
         next_event_nll,
         to_batch,
@@ -135,6 +146,9 @@ def model_outputs(
     score, surp, sup, nll_w, n_w = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n, np.int64)
     q, band, head = (np.zeros((n, len(NET_TARGETS), 3)) for _ in range(3))
     direction = np.zeros((n, len(DIRECTION_HORIZONS), 3))
+    anchors = served.config.anchors
+    depth_at = int(served.model.l2_depth_index[0])
+    l2_inputs, l2_median, l2_served = np.zeros((n, L2_DEPTH_INPUTS)), np.zeros(n), np.zeros(n, bool)
     with torch.inference_mode():
         for lo in range(0, n, batch):
             sl = slice(lo, min(lo + batch, n))
@@ -157,6 +171,10 @@ def model_outputs(
             band[sl] = served.model.onto_support(out["anchor"].float()).cpu().numpy()  # as a zero head would serve it
             head[sl] = served.model.onto_support(out["quantiles_head"].float()).cpu().numpy()
             direction[sl] = out["direction"].float().softmax(-1).cpu().numpy()
+            if anchors:
+                l2_inputs[sl] = served.model.l2_depth_inputs(out["anchor_scale"], out["anchor_stats"]).float().cpu()
+                l2_median[sl] = out["anchor"][:, depth_at, 1].float().cpu().numpy()
+                l2_served[sl] = served.model.l2_depth_windows(b).cpu().numpy()
             if progress:
                 progress(sl.stop - sl.start)
     quantiles = {t: q[:, j] for j, t in enumerate(NET_TARGETS)}
@@ -167,5 +185,6 @@ def model_outputs(
     unrecalibrated = {NET_TARGETS[j]: head[:, j] for j in fitted}
     seeds = training_seeds(served.extra)
     heads = {f"mid_h{h}": direction[:, i] for i, h in enumerate(DIRECTION_HORIZONS)} if served.direction_fitted else {}
+    l2 = {"inputs": l2_inputs, "median": l2_median, "served": l2_served} if anchors else {}
     return ModelOutputs(name, str(directory), score, surp, sup, quantiles, anchor, unrecalibrated, nll_w, n_w,
-                        seeds, model_card(served.model, served.config, served.extra, seeds), heads)  # fmt: skip
+                        seeds, model_card(served.model, served.config, served.extra, seeds), heads, l2)  # fmt: skip

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from model.evaluation.baselines import LIQUIDITY_BASELINES
+from model.evaluation.l2_depth_folds import LEFT_ONE_OUT
 from model.evaluation.metrics import TAUS, auroc, roc_curve
 
 if TYPE_CHECKING:
@@ -123,8 +124,10 @@ def _card_rows(models: Sequence[dict[str, Any]], evaluated_seeds: Sequence[int])
 
 
 def _part_methods(crps: dict[str, dict[str, float]]) -> list[str]:
-    """The first model's parts served alone: its anchor band, its head before recalibration."""
-    return [m for m in next(iter(crps.values()), {}) if m.endswith((" anchor", " unrecalibrated"))]
+    """The first model's parts served alone (its anchor band, its head before recalibration) and its
+    variant with the L2 depth head left one capture out (model.evaluation.l2_depth_folds)."""
+    suffixes = (" anchor", " unrecalibrated", f" {LEFT_ONE_OUT}")
+    return [m for m in next(iter(crps.values()), {}) if m.endswith(suffixes)]
 
 
 def _crps_table(
@@ -133,6 +136,7 @@ def _crps_table(
     """Rows of targets: n, CRPS of each model and baseline, each model's gain over the best of
     GAIN_REFERENCES."""
     cols = [*models, *_part_methods(crps), *LIQUIDITY_BASELINES]
+    models = [*models, *(m for m in _part_methods(crps) if m.endswith(LEFT_ONE_OUT))]  # a model as served, too
     rows = []
     for t in targets:
         per = crps.get(t, {})
@@ -179,7 +183,13 @@ def markdown(ev: Evaluation) -> str:
               f"one-sided book) are left out. `gain` = 1 - model / best of {', '.join(GAIN_REFERENCES)}. `anchor`: "
               "the band the model's quantile head corrects (model.network.orderflow.OrderFlowModel.anchor), served "
               "alone: what the network adds is the difference. `unrecalibrated`: the head's quantiles before the "
-              "recalibration fitted after training (model.network.recalibration).", ""]  # fmt: skip
+              "recalibration fitted after training (model.network.recalibration)."]  # fmt: skip
+    if ev.l2_depth_folds:
+        folds = "; ".join(f"{k} <- {', '.join(v)}" for k, v in ev.l2_depth_folds.items())
+        lines[-1] += (f" `{LEFT_ONE_OUT}`: the model with the depth of L2 books served by its L2 depth head fitted on "
+                      "every other capture of the pool, never on the one evaluated (model.evaluation.l2_depth_folds); "
+                      f"folds: {folds}.")  # fmt: skip
+    lines.append("")
     lines += _crps_table(ev.crps, ev.n_liquidity, models, targets)
     for part, per in ev.parts.items():
         lines += ["", f"### CRPS on the {part} windows ({per['windows']})", ""]

@@ -40,3 +40,9 @@ def fit(inputs: np.ndarray, median: np.ndarray, y: np.ndarray, valid: np.ndarray
         weights.append(w)
         biases.append(b)
     return np.stack(weights), np.stack(biases)
+
+
+def predict(inputs: np.ndarray, median: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """(N, H, 3) the head's quantiles as OrderFlowModel.l2_depth_quantiles serves them: the median plus
+    inputs @ W[h] + b[h], sorted, floored at 0."""
+    return np.sort(median[:, None, None] + np.einsum("nf,tfq->ntq", inputs, weight) + bias, -1).clip(min=0.0)

@@ -495,7 +495,7 @@ def fit_l2_depth(model: OrderFlowModel, data: TrainData, device: torch.device, c
     model.l2_depth_weight.copy_(torch.from_numpy(weight))
     model.l2_depth_bias.copy_(torch.from_numpy(bias))
     model.l2_depth_fitted.fill_(True)
-    head = np.sort(median[:, None, None] + np.einsum("nf,tfq->ntq", x, weight) + bias, -1).clip(min=0.0)
+    head = l2_depth.predict(x, median, weight, bias)
 
     def crps(q: np.ndarray, h: int) -> float:
         ok = valid[:, h]

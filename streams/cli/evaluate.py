@@ -4,7 +4,7 @@
                       [--symbol S] [--batch 256] [--device auto] --out scores.csv
     megatrading evaluate --data held_out.npz [--model generative:DIR|DIR ...] [--seeds 7,8] [--allow-seen]
                          [--device cpu] [--direction [--direction-train F] [--direction-steps N]]
-                         --out DIR
+                         [--l2-depth-loo POOL.npz ...] --out DIR
     megatrading evaluate --alerts [--model baseline|DIR ...] [--real DIR | --no-real] [--capture VENUE:FILE ...]
                          [--normal-seeds 51-55] [--anomaly-seeds 41-45] [--sim-duration 1h] [--sim-symbols 3]
                          [--anomaly-rate 2] [--intensities 1,0.5] [--news 1] [--thresholds T,...] [--max-rate 1]
@@ -22,7 +22,9 @@ Give --model several times to compare models side by side (ablations: without te
 series). Writes evaluation.md, metrics.json, roc.png and calibration.png into --out; with --direction also
 direction.md and direction.csv: mid-price direction (down / stationary / up) macro F1, AUC and Brier with
 bootstrap intervals, beside queue-imbalance and multi-level OFI logistic regressions and a small DeepLOB-style
-CNN + LSTM (model.evaluation.direction).
+CNN + LSTM (model.evaluation.direction). With --l2-depth-loo, a row for the first model with the depth of L2
+books served by its L2 depth head refitted on every other real capture of the pool datasets (encoded as that
+model), never on the one evaluated: leave one instrument out (model.evaluation.l2_depth_folds).
 
 Any capture with any checkpoint: encode the capture as the checkpoint does, then evaluate
 (`megatrading dataset --like CHECKPOINT_DIR --capture VENUE:FILE --out mine.npz`, then
@@ -158,7 +160,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     with tqdm(unit="window", desc="evaluate", disable=None, file=sys.stderr) as bar:
         ev = evaluate(args.data, dirs, args.out, seeds=args.seeds, device=args.device, batch=args.batch,
                       allow_seen=args.allow_seen, progress=bar.update, direction=args.direction,
-                      direction_train=args.direction_train, direction_steps=args.direction_steps)  # fmt: skip
+                      direction_train=args.direction_train, direction_steps=args.direction_steps,
+                      l2_depth_pool=args.l2_depth_loo)  # fmt: skip
     print((args.out / "evaluation.md").read_text())
     if args.direction:
         print((args.out / "direction.md").read_text())
@@ -206,6 +209,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "else cross-fitted over the evaluated seeds)")  # fmt: skip
     e.add_argument("--direction-steps", type=int,
                    help="DeepLOB-style direction baseline's training steps (default 400; 0 leaves it out)")  # fmt: skip
+    e.add_argument("--l2-depth-loo", type=Path, nargs="+", default=[], metavar="POOL",
+                   help="datasets (encoded as the first model) whose real captures its L2 depth head is refitted on, "
+                        "one capture left out at a time: a row '<model> L2 depth left one out'")  # fmt: skip
     e.add_argument("--out", type=Path, required=True, help="folder for evaluation.md, metrics.json and PNGs")
     add_alert_flags(e)
     e.set_defaults(run=cmd_evaluate)

@@ -1,0 +1,104 @@
+"""The L2 depth head (model/network/l2_depth.py) left one capture out: each real capture's depth
+quantiles served by the head fitted on the L2 windows of every other capture of a pool of datasets,
+never on its own, the issue's leave-one-out evaluation at no training cost.
+
+Why it is honest without retraining anything: the head reads only the book's depth stats and the depth
+memory (OrderFlowModel.l2_depth_inputs, from the feature normalization, no learned weight), so a fold
+needs the head refitted and nothing else. What it measures is the head as fitted on every instrument
+there is and served on a new one; the checkpoint's own head is fitted on its training captures alone.
+Captures are told apart by file name: the same file in two datasets is one capture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model.evaluation.outputs import ModelOutputs, model_outputs, target_ok
+from model.network import l2_depth
+from model.network.orderflow import L2_DEPTH_TARGETS
+
+LEFT_ONE_OUT = "L2 depth left one out"  # the evaluation's name of the variant: "<model> L2 depth left one out"
+
+
+@dataclass
+class L2Windows:
+    """One capture's windows that the L2 depth head serves."""
+
+    inputs: np.ndarray  # (N, F) OrderFlowModel.l2_depth_inputs
+    median: np.ndarray  # (N,) the depth band's median
+    y: np.ndarray  # (N, T) the depth targets (L2_DEPTH_TARGETS), NaN where unknown
+    valid: np.ndarray  # (N, T) bool
+
+    def __add__(self, other: L2Windows) -> L2Windows:
+        return L2Windows(
+            *(np.concatenate([a, b]) for a, b in zip(vars(self).values(), vars(other).values(), strict=True))
+        )
+
+
+def capture_names(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> np.ndarray:
+    """(B,) each window's capture: its real source's file name without `.gz`; "" for a simulated one."""
+    names = {int(s["seed"]): str(s["name"]).rsplit(":", 1)[-1].rsplit("/", 1)[-1].removesuffix(".gz")
+             for s in meta.get("sources", []) if "seed" in s}  # fmt: skip
+    seeds = arrays["seed"]
+    return np.array([names.get(int(s), str(s)) if s < 0 else "" for s in seeds], dtype=object)
+
+
+def l2_windows(outputs: ModelOutputs, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> dict[str, L2Windows]:
+    """Per real capture, the windows the model's L2 depth head serves, with what it reads."""
+    if not outputs.l2_depth:
+        raise ValueError(f"{outputs.directory}: the model has no anchor, so no L2 depth head to refit")
+    names = capture_names(arrays, meta)
+    y = np.stack([arrays[t] for t in L2_DEPTH_TARGETS], 1)
+    valid = np.stack([target_ok(arrays, t) for t in L2_DEPTH_TARGETS], 1)
+    out = {}
+    for name in sorted(set(names[outputs.l2_depth["served"]]) - {""}):
+        k = outputs.l2_depth["served"] & (names == name)
+        out[name] = L2Windows(outputs.l2_depth["inputs"][k], outputs.l2_depth["median"][k], y[k], valid[k])
+    return out
+
+
+def pool(
+    directory: str | Path, paths: Sequence[str | Path], device: str = "cpu", batch: int = 256
+) -> dict[str, L2Windows]:
+    """The real captures' L2 windows of the datasets `paths` (encoded as the checkpoint `directory`)."""
+    from model.training.dataset import load, subset
+
+    out: dict[str, L2Windows] = {}
+    for path in paths:
+        ds = load(Path(path))
+        real = subset(ds, ds.arrays["seed"] < 0)
+        if len(real) == 0:
+            continue
+        o = model_outputs(directory, real.arrays, real.meta, "pool", device, batch, data_name=str(path))
+        for name, w in l2_windows(o, real.arrays, real.meta).items():
+            out[name] = out[name] + w if name in out else w
+    return out
+
+
+def left_one_out(
+    outputs: ModelOutputs, arrays: dict[str, np.ndarray], meta: dict[str, Any], windows: dict[str, L2Windows]
+) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """(target -> (B, 3) the model's quantiles with the depth of each window its L2 head serves from the
+    head fitted on `windows` (pool) less that window's capture, {capture: the captures its fold was
+    fitted on}). Raises ValueError when a fold would be fitted on nothing."""
+    names = capture_names(arrays, meta)
+    served = outputs.l2_depth["served"] if outputs.l2_depth else np.zeros(len(names), bool)
+    quantiles = {t: q.copy() for t, q in outputs.quantiles.items()}
+    folds = {}
+    for name in sorted(set(names[served]) - {""}):
+        others = [n for n in windows if n != name]
+        if not others:
+            raise ValueError(f"leaving {name} out leaves no capture to fit the L2 depth head on")
+        fit = sum((windows[n] for n in others[1:]), windows[others[0]])
+        weight, bias = l2_depth.fit(fit.inputs, fit.median, fit.y, fit.valid)
+        k = served & (names == name)
+        q = l2_depth.predict(outputs.l2_depth["inputs"][k], outputs.l2_depth["median"][k], weight, bias)
+        for h, t in enumerate(L2_DEPTH_TARGETS):
+            quantiles[t][k] = q[:, h]
+        folds[name] = others
+    return quantiles, folds
