@@ -9,13 +9,16 @@ a sixth of the windows, and the network's depth quantiles, fitted mostly to the 
 carried over to the Binance instruments it never saw worse than this head fitted on the captures
 alone. Depth at 100 messages, CRPS in log1p(lots), COIN-M ETHUSD_PERP / BTCUSD_PERP / USD-M
 ETHUSDT / spot ETHUSDT (held out), best of persistence, EWMA and HAR 0.238 / 0.237 / 0.294 / 0.256:
-the network 0.218 / 0.202 / 0.245 / 0.206; this head 0.179 / 0.181 / 0.216 / 0.183; this head
+the network 0.218 / 0.202 / 0.245 / 0.206 (the committed one, retrained since on anomalies of every
+intensity: 0.202 / 0.201 / 0.259 / 0.220); this head 0.179 / 0.181 / 0.216 / 0.183; this head
 without the depth memory 0.196 / 0.197 / 0.237 / 0.199. Stacking the network's own quantiles onto
-the inputs did worse (0.195 / 0.185 / 0.232 / 0.194): on its training windows they are in-sample,
-and the fit trusts them more than they carry over. The same head fitted on the simulated windows
-was worse on the captures (0.218 / 0.213 / 0.259 / 0.222), and fitted on the captures it is worse on
-the simulator (0.291 against the network's 0.202), hence one for L2 books only. Measured by
-bench/l2_depth_probe.py; docs/design.md, "Model decisions".
+the inputs did worse (0.195 / 0.185 / 0.232 / 0.194; with the committed network 0.178 / 0.185 / 0.235
+/ 0.195): on its training windows they are in-sample, and the fit trusts them more than they carry
+over. The same head fitted on the simulated windows was worse on the captures (0.218 / 0.213 / 0.259
+/ 0.222), and fitted on the captures it is worse on the simulator (0.289 against the committed
+network's 0.204), hence one for L2 books only. Measured by bench/l2_depth_probe.py; docs/design.md,
+"Model decisions". Its data is the limit: the training captures are two Binance instruments, and
+refitted on every other capture (model/evaluation/l2_depth_folds.py) it gains on each one left out.
 """
 
 from __future__ import annotations
