@@ -19,16 +19,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.serving.orderflow import OrderFlowForecaster
 from model.sim.engine import SEC, SimConfig
-from model.sim.run import simulate
-from model.sim.writers import messages
-from streams.pipeline import VenuePipeline
+from streams.pipeline import simulated_windows
 
 
 def sim_windows(n: int) -> list:
-    pipe = VenuePipeline("itch")
-    out: list = []
-    for i, m in enumerate(messages("itch", simulate(SimConfig(n_symbols=3, duration_ns=300 * SEC, seed=8)))):
-        out += pipe.process(m.symbol.encode() if m.symbol else None, m.raw, 0, i)[0]
+    out = simulated_windows(SimConfig(n_symbols=3, duration_ns=300 * SEC, seed=8))
     return (out * (n // max(len(out), 1) + 1))[:n]
 
 

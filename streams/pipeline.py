@@ -41,6 +41,7 @@ from orderbook.venue_windows import VenueWindows, WindowStats
 from orderbook.windows import Window, WindowBuilder, WindowConfig
 
 if TYPE_CHECKING:
+    from model.sim.engine import SimConfig
     from orderbook.native.venue_windows import NativeVenueWindows
 
 
@@ -282,3 +283,16 @@ class _One:
     value: bytes
     partition: int
     offset: int
+
+
+def simulated_windows(config: SimConfig, venue: str = "itch") -> list[Window]:
+    """The windows a worker cuts from a simulated stream (model/sim) written in `venue`'s wire format,
+    record by record through this path: real windows for tests and benchmarks without a capture."""
+    from model.sim.run import simulate
+    from model.sim.writers import messages
+
+    pipe = VenuePipeline(venue)
+    out: list[Window] = []
+    for i, m in enumerate(messages(venue, simulate(config))):
+        out += pipe.process(m.symbol.encode() if m.symbol else None, m.raw, 0, i)[0]
+    return out

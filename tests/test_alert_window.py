@@ -16,25 +16,17 @@ from test_baseline import calm_then_burst
 from model.serving.baseline import BaselineForecaster
 from model.serving.forecaster import Forecaster, forecast_records
 from model.sim.engine import SEC, SimConfig
-from model.sim.run import simulate
-from model.sim.writers import messages
 from orderbook.events import Kind, Side
 from orderbook.windows import Window
 from streams import alert_window
 from streams.batcher import MicroBatcher, Scored
-from streams.pipeline import VenuePipeline
+from streams.pipeline import simulated_windows
 from streams.sink import WINDOW, WINDOW_TTL_S, RedisSink
 
 
 def sim_windows(seconds: int = 300, seed: int = 3) -> list[Window]:
     """An ITCH book's windows from the simulator, through the worker's own pipeline."""
-    result = simulate(SimConfig(n_symbols=1, duration_ns=seconds * SEC, seed=seed))
-    pipe = VenuePipeline("itch")
-    out: list[Window] = []
-    for offset, m in enumerate(messages("itch", result)):
-        windows, _ = pipe.process(m.symbol.encode(), m.raw, 0, offset)
-        out += windows
-    return out
+    return simulated_windows(SimConfig(n_symbols=1, duration_ns=seconds * SEC, seed=seed))
 
 
 def score(forecaster: Forecaster, windows: Sequence[Window], explain_above: float) -> Scored:

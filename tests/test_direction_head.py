@@ -68,15 +68,9 @@ def trained(tmp_path_factory):
 
 
 def windows_of(n: int = 48):
-    from model.sim.run import simulate
-    from model.sim.writers import messages
-    from streams.pipeline import VenuePipeline
+    from streams.pipeline import simulated_windows
 
-    pipe = VenuePipeline("itch")
-    out = []
-    for i, m in enumerate(messages("itch", simulate(SimConfig(n_symbols=2, duration_ns=90 * SEC, seed=8)))):
-        out += pipe.process(m.symbol.encode() if m.symbol else None, m.raw, 0, i)[0]
-    return out[:n]
+    return simulated_windows(SimConfig(n_symbols=2, duration_ns=90 * SEC, seed=8))[:n]
 
 
 def test_finetune_fits_the_head_and_serves_p_up_p_down_from_it(trained):

@@ -14,10 +14,9 @@ from model.network.orderflow import ANOMALY_CLASSES  # noqa: E402
 from model.serving.forecaster import HORIZONS, PREDICTION_FIELDS, forecast_records  # noqa: E402
 from model.serving.orderflow import OrderFlowForecaster, prob_above_zero  # noqa: E402
 from model.sim.engine import SimConfig  # noqa: E402
-from model.sim.writers import messages  # noqa: E402
 from model.training.dataset import build, save, sim_source  # noqa: E402
 from model.training.train import train  # noqa: E402
-from streams.pipeline import VenuePipeline  # noqa: E402
+from streams.pipeline import simulated_windows  # noqa: E402
 
 SEC = 1_000_000_000
 CFG = SimConfig(n_symbols=2, duration_ns=300 * SEC, seed=5, anomaly_rates={"quote_stuffing": 6.0})
@@ -33,13 +32,7 @@ def checkpoint_dir(tmp_path_factory):
 
 def live_windows(seed: int = 6):
     """Windows as the worker cuts them, from a simulated stream the model never saw."""
-    from model.sim.run import simulate
-
-    pipe = VenuePipeline("itch")
-    out = []
-    for i, m in enumerate(messages("itch", simulate(SimConfig(n_symbols=2, duration_ns=120 * SEC, seed=seed)))):
-        out += pipe.process(m.symbol.encode() if m.symbol else None, m.raw, 0, i)[0]
-    return out
+    return simulated_windows(SimConfig(n_symbols=2, duration_ns=120 * SEC, seed=seed))
 
 
 def test_serves_finite_ordered_forecasts_for_live_windows(checkpoint_dir):
