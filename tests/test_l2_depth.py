@@ -144,7 +144,7 @@ def test_evaluate_serves_each_capture_from_the_head_fitted_on_the_other_captures
             gzip.open(shared_data / "binance-hftbacktest" / name, "rt") as src,
             gzip.open(tmp_path / name, "wt") as dst,
         ):
-            dst.writelines(islice(src, 8000))
+            dst.writelines(islice(src, 5000))
         captures += ["--capture", f"binance:{tmp_path / name}"]
     held = tmp_path / "held.npz"
     assert main(["dataset", "--like", str(d / "fine"), *captures, "--out", str(held)]) == 0
