@@ -260,7 +260,11 @@ def evaluate(
     forecasts |= {f"{o.name} unrecalibrated": o.unrecalibrated for o in outputs[:1] if o.unrecalibrated}
     if l2_depth_pool:
         first = outputs[0]
-        windows = l2_depth_folds.pool(first.directory, l2_depth_pool, device, batch)
+        # the evaluated file in the pool, whole: its windows are scored already
+        scored = (
+            {} if seeds is not None else {Path(data_path).resolve(): l2_depth_folds.l2_windows(first, arrays, meta)}
+        )
+        windows = l2_depth_folds.pool(first.directory, l2_depth_pool, device, batch, scored)
         served, ev.l2_depth_folds = l2_depth_folds.left_one_out(first, arrays, meta, windows)
         forecasts[f"{first.name} {LEFT_ONE_OUT}"] = served
     forecasts |= baseline_forecasts(arrays, meta)

@@ -63,19 +63,28 @@ def l2_windows(outputs: ModelOutputs, arrays: dict[str, np.ndarray], meta: dict[
 
 
 def pool(
-    directory: str | Path, paths: Sequence[str | Path], device: str = "cpu", batch: int = 256
+    directory: str | Path,
+    paths: Sequence[str | Path],
+    device: str = "cpu",
+    batch: int = 256,
+    scored: dict[Path, dict[str, L2Windows]] | None = None,
 ) -> dict[str, L2Windows]:
-    """The real captures' L2 windows of the datasets `paths` (encoded as the checkpoint `directory`)."""
+    """The real captures' L2 windows of the datasets `paths` (encoded as the checkpoint `directory`);
+    `scored`: the windows of a file already run through that checkpoint (the evaluated one), by its
+    resolved path, taken as they are instead of scoring the file again."""
     from model.training.dataset import load, subset
 
     out: dict[str, L2Windows] = {}
     for path in paths:
-        ds = load(Path(path))
-        real = subset(ds, ds.arrays["seed"] < 0)
-        if len(real) == 0:
-            continue
-        o = model_outputs(directory, real.arrays, real.meta, "pool", device, batch, data_name=str(path))
-        for name, w in l2_windows(o, real.arrays, real.meta).items():
+        found = (scored or {}).get(Path(path).resolve())
+        if found is None:
+            ds = load(Path(path))
+            real = subset(ds, ds.arrays["seed"] < 0)
+            found = {}
+            if len(real):
+                o = model_outputs(directory, real.arrays, real.meta, "pool", device, batch, data_name=str(path))
+                found = l2_windows(o, real.arrays, real.meta)
+        for name, w in found.items():
             out[name] = out[name] + w if name in out else w
     return out
 
