@@ -65,6 +65,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/snapshot_bench.py
 	$(BIN)/python bench/memory_bench.py
 	$(BIN)/python bench/txn_bench.py
+	$(BIN)/python bench/infra_bench.py
 	$(BIN)/python bench/recovery_bench.py
 	OMP_NUM_THREADS=2 $(BIN)/python bench/adapt_bench.py
 

@@ -212,3 +212,39 @@ def test_infra_up_servers_outlive_the_command(tmp_path):
         assert [w for p in pids for w in _watchers_of(p)] == []
     finally:
         main(["infra", "down", "--state", str(state)])  # never leak a broker, whatever failed above
+
+
+def test_brokers_share_one_formatted_template_and_class_archive_but_not_their_ids(tmp_path):
+    """The storage tool runs once per set of jars and the first clean stop files the class-data archive;
+    each broker still gets a cluster id of its own, and the JVM maps the archive (it logs a `cds` warning
+    for one it refuses, e.g. written by another Java build). A damaged archive costs one start, not all."""
+    from streams.infra import KafkaServer, class_archive, kafka_libs
+
+    libs = tmp_path / "kafka" / "libs"  # a cache of this test's own: the template and archive are made here
+    libs.mkdir(parents=True)
+    for jar in kafka_libs().iterdir():
+        (libs / jar.name).symlink_to(jar)
+    brokers = []
+    for name in ("first", "second"):
+        broker = KafkaServer(name, tmp_path / name, port=free_port(), controller_port=free_port(),
+                             libs=libs, owner_pid=os.getpid())  # fmt: skip
+        broker.start()
+        broker.stop()
+        brokers.append(broker)
+        assert class_archive(libs).is_file(), "the first clean stop files the archive"
+    first, second = ([line for line in (b.state / "kafka-data" / "meta.properties").read_text().splitlines()
+                      if line.startswith(("cluster.id=", "directory.id="))] for b in brokers)  # fmt: skip
+    assert len(first) == len(second) == 2 and not set(first) & set(second)
+    assert len(list((tmp_path / "kafka").glob("formatted-*"))) == 1
+    assert "cds" not in brokers[1].log_file.read_text()
+    assert not (brokers[1].state / class_archive(libs).name).exists()
+
+    archive = class_archive(libs)
+    cut = 100_000
+    archive.write_bytes(archive.read_bytes()[:cut])  # cut short: the JVM aborts on it
+    third = KafkaServer("third", tmp_path / "third", port=free_port(), controller_port=free_port(),
+                        libs=libs, owner_pid=os.getpid())  # fmt: skip
+    third.start()
+    assert third.healthy()
+    third.stop()
+    assert archive.stat().st_size > cut, "started without the damaged archive, which its stop wrote anew"
