@@ -36,8 +36,10 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/megatrading demo
 
+# Two pytest processes (pytest-xdist), a test file on one: a file's servers and trained fixtures stay in one
+# process; the session's Kafka and Redis are one pair per process. Serially the suite took 1155-1252 s here.
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The dashboard's browser test drives Debian's Chromium (tests/test_dashboard_browser.py skips without
 # it): installed here once where apt-get can run (root); elsewhere the command to run is printed.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import hashlib
 import logging
 import os
@@ -187,16 +188,22 @@ def kafka_libs(home: Path | None = None) -> Path:
     mvn = shutil.which("mvn")
     if mvn is None:
         raise RuntimeError("Maven (mvn) is needed once to fetch the Kafka jars; install it (apt-get install maven)")
-    log.info("fetching the Kafka broker jars from Maven Central into %s (first run only)", libs)
-    tmp = libs.with_name("libs.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    subprocess.run(
-        [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies", f"-DoutputDirectory={tmp}"],
-        check=True,
-    )
-    shutil.rmtree(libs, ignore_errors=True)
-    tmp.rename(libs)
-    stamp.write_text(digest)
+    libs.parent.mkdir(parents=True, exist_ok=True)
+    # one fetch at a time: make test's two pytest workers (or two commands) may both find no jars
+    with open(libs.with_name("libs.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if stamp.is_file() and stamp.read_text() == digest:  # fetched while this process waited
+            return libs
+        log.info("fetching the Kafka broker jars from Maven Central into %s (first run only)", libs)
+        tmp = libs.with_name("libs.partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        subprocess.run(
+            [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies", f"-DoutputDirectory={tmp}"],
+            check=True,
+        )
+        shutil.rmtree(libs, ignore_errors=True)
+        tmp.rename(libs)
+        stamp.write_text(digest)
     return libs
 
 

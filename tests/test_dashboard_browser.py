@@ -43,13 +43,20 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's package
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 SHOTS = REPO / "build" / "screenshots"
-DB = 11  # this test's Redis database on the shared servers
+DB = 11  # this test's Redis database
 GROUP = "dashboard-browser"
 ITCH_PRICE_DECIMALS = 4  # ITCH Price(4): 1/10000 dollar (orderbook/venues/itch.py)
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright: the dev extra (pip install -e .[dev])")
 if not Path(CHROMIUM).exists():
     pytest.skip("no chromium: run `make browser` (as root: apt-get install -y chromium)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def infra(lab):
+    """Servers of this module's own: its worker's message count must be the feed's, and tests elsewhere write
+    to md.raw.itch too (in another order under make test's two workers)."""
+    return lab
 
 
 def dollars(units: int | Decimal) -> Decimal:

@@ -44,6 +44,13 @@ VENUES = tuple(CAPTURES)
 
 
 @pytest.fixture(scope="module")
+def infra(lab):
+    """Servers of this module's own: it reads the default topics (md.raw.<venue>, md.dlq, md.forecasts) whole, and
+    tests elsewhere write to them too (in another order under make test's two workers)."""
+    return lab
+
+
+@pytest.fixture(scope="module")
 def topics(infra, shared_data):
     """The captures and the malformed records, published once for every test of this module."""
     for venue, rel in CAPTURES.items():

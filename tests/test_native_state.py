@@ -351,7 +351,9 @@ CORRUPTIONS: list[tuple[str, tuple, Any]] = [
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize("venue,path,value", CORRUPTIONS, ids=lambda x: str(x) if not callable(x) else "f")
+@pytest.mark.parametrize(
+    "venue,path,value", CORRUPTIONS, ids=lambda x: "f" if callable(x) else "deleted" if x is DELETE else str(x)
+)
 def test_a_malformed_or_other_version_state_is_refused(shared_data: Path, venue: str, path: tuple, value: Any) -> None:
     for feed in small_feeds():
         if venue not in ("both", feed.venue):
