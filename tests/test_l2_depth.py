@@ -130,24 +130,33 @@ def test_finetune_fits_the_head_on_the_l2_windows_and_the_stage_refits_it_alone(
         assert torch.equal(refit.state_dict()[name], tensor), name  # the same fit, nothing else moved
 
 
-def test_evaluate_serves_each_capture_from_the_head_fitted_on_the_other_captures(trained, shared_data, tmp_path):
-    """`evaluate --l2-depth-loo`: a row for the model with the depth of each capture's L2 windows from its
-    head refitted on the pool's other captures; its other targets are the model's own."""
+@pytest.fixture(scope="module")
+def held(trained, shared_data, tmp_path_factory) -> Path:
+    """The heads of two instruments the model never saw, encoded as it encodes (`dataset --like`)."""
     import gzip
 
     from streams.cli import main
 
-    path, d = trained
+    _, d = trained
+    where = tmp_path_factory.mktemp("held")
     captures = []
     for name in ("cm_ethusd_perp_20240808.gz", "usdm_ethusdt_20240808.gz"):
         with (
             gzip.open(shared_data / "binance-hftbacktest" / name, "rt") as src,
-            gzip.open(tmp_path / name, "wt") as dst,
+            gzip.open(where / name, "wt") as dst,
         ):
             dst.writelines(islice(src, 5000))
-        captures += ["--capture", f"binance:{tmp_path / name}"]
-    held = tmp_path / "held.npz"
-    assert main(["dataset", "--like", str(d / "fine"), *captures, "--out", str(held)]) == 0
+        captures += ["--capture", f"binance:{where / name}"]
+    assert main(["dataset", "--like", str(d / "fine"), *captures, "--out", str(where / "held.npz")]) == 0
+    return where / "held.npz"
+
+
+def test_evaluate_serves_each_capture_from_the_head_fitted_on_the_other_captures(trained, held, tmp_path):
+    """`evaluate --l2-depth-loo`: a row for the model with the depth of each capture's L2 windows from its
+    head refitted on the pool's other captures; its other targets are the model's own."""
+    from streams.cli import main
+
+    path, d = trained
     assert main(["evaluate", "--data", str(held), "--model", str(d / "fine"), "--out", str(tmp_path / "ev"),
                  "--l2-depth-loo", str(path), str(held)]) == 0  # fmt: skip
     ev = SimpleNamespace(**json.loads((tmp_path / "ev" / "metrics.json").read_text()))
@@ -160,3 +169,19 @@ def test_evaluate_serves_each_capture_from_the_head_fitted_on_the_other_captures
     assert ev.crps["spread_h10"][variant] == ev.crps["spread_h10"]["model"]
     text = (tmp_path / "ev" / "evaluation.md").read_text()
     assert f"gain {variant}" in text and "folds: cm_ethusd_perp_20240808 <- spot_btcusdt_20240808" in text
+
+
+def test_direction_loo_probe_scores_each_capture_by_the_fit_on_the_others(trained, held):
+    """bench/direction_loo_probe.py: a row per Binance capture and horizon, each method's F1 / AUC."""
+    import subprocess
+    import sys
+
+    path, d = trained
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(repo / "bench" / "direction_loo_probe.py"), "--model", str(d / "fine"),
+                           "--data", str(path), str(held)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith((" 10 ", "100 "))]
+    left_out = {"spot_btcusdt_20240808", "cm_ethusd_perp_20240808", "usdm_ethusdt_20240808"}
+    assert {(r[0], r[1]) for r in rows} == {(h, c) for h in ("10", "100") for c in left_out}
+    assert all(len(r) == 3 + 5 * 3 for r in rows)  # h, capture, n, then "F1 / AUC" for five methods

@@ -47,6 +47,8 @@ class ModelOutputs:
     # what the L2 depth head reads (model/evaluation/l2_depth_folds.py refits it): "inputs" (B, F), the
     # depth band's "median" (B,) and "served" (B,) bool, the windows it serves; {} for a model without anchor
     l2_depth: dict[str, np.ndarray] = field(default_factory=dict)
+    # (B, D) what the direction head reads (OrderFlowModel's `direction_input`), kept only when asked for
+    direction_state: np.ndarray | None = None
 
     def perplexity(self, keep: np.ndarray | None = None) -> float:
         """exp(mean NLL per event) over the windows `keep` (bool (B,); default all); NaN if none."""
@@ -117,12 +119,14 @@ def model_outputs(
     batch: int = 256,
     progress: Callable[[int], None] | None = None,
     data_name: str = "the dataset",
+    direction_state: bool = False,
 ) -> ModelOutputs:
     """Run a checkpoint over the dataset windows: the served anomaly score (as model.serving.orderflow
     combines it), the quantiles in target units, and the summed next-event NLL for the perplexity.
     The rows are re-normalized with the checkpoint's own (float32) feature mean/std. The windows must be
     cut and tokenized as the checkpoint's (its training set, or `megatrading dataset --like` it),
-    otherwise the ids mean other things: model.inputs.EncodingMismatch, naming `data_name`."""
+    otherwise the ids mean other things: model.inputs.EncodingMismatch, naming `data_name`. `direction_state`:
+    also keep what the direction head reads (bench/direction_loo_probe.py refits it)."""
     import torch
 
     from model.network.orderflow import (
@@ -149,6 +153,7 @@ def model_outputs(
     anchors = served.config.anchors
     depth_at = int(served.model.l2_depth_index[0])
     l2_inputs, l2_median, l2_served = np.zeros((n, L2_DEPTH_INPUTS)), np.zeros(n), np.zeros(n, bool)
+    states: list[np.ndarray] | None = [] if direction_state else None
     with torch.inference_mode():
         for lo in range(0, n, batch):
             sl = slice(lo, min(lo + batch, n))
@@ -171,6 +176,8 @@ def model_outputs(
             band[sl] = served.model.onto_support(out["anchor"].float()).cpu().numpy()  # as a zero head would serve it
             head[sl] = served.model.onto_support(out["quantiles_head"].float()).cpu().numpy()
             direction[sl] = out["direction"].float().softmax(-1).cpu().numpy()
+            if states is not None:
+                states.append(out["direction_input"].float().cpu().numpy())
             if anchors:
                 l2_inputs[sl] = served.model.l2_depth_inputs(out["anchor_scale"], out["anchor_stats"]).float().cpu()
                 l2_median[sl] = out["anchor"][:, depth_at, 1].float().cpu().numpy()
@@ -186,5 +193,7 @@ def model_outputs(
     seeds = training_seeds(served.extra)
     heads = {f"mid_h{h}": direction[:, i] for i, h in enumerate(DIRECTION_HORIZONS)} if served.direction_fitted else {}
     l2 = {"inputs": l2_inputs, "median": l2_median, "served": l2_served} if anchors else {}
+    card = model_card(served.model, served.config, served.extra, seeds)
+    state = np.concatenate(states) if states else None
     return ModelOutputs(name, str(directory), score, surp, sup, quantiles, anchor, unrecalibrated, nll_w, n_w,
-                        seeds, model_card(served.model, served.config, served.extra, seeds), heads, l2)  # fmt: skip
+                        seeds, card, heads, l2, state)  # fmt: skip

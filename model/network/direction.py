@@ -43,9 +43,11 @@ def window_weights(real: np.ndarray) -> np.ndarray:
     return np.where(real, 0.5 / n_real, 0.5 / n_sim) * len(real)
 
 
-def fit_horizon(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+def fit_horizon(
+    x: np.ndarray, y: np.ndarray, weights: np.ndarray, l2: float = L2
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """(W (3, D), b (3,)) on the raw inputs x (n, D) and a report: a weighted multinomial logistic
-    regression with an L2 penalty, fitted by L-BFGS on standardized inputs from zero weights and the
+    regression with an L2 penalty `l2`, fitted by L-BFGS on standardized inputs from zero weights and the
     prior's bias (deterministic: no random start), the standardization then folded into W and b."""
     x = np.nan_to_num(np.asarray(x, np.float64))
     mu, sd = x.mean(0), x.std(0) + 1e-6
@@ -67,7 +69,7 @@ def fit_horizon(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> tuple[np.n
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = nll() + L2 * (lin.weight**2).sum()
+        loss = nll() + l2 * (lin.weight**2).sum()
         loss.backward()
         return loss
 

@@ -1,0 +1,115 @@
+"""The direction head (model/network/direction.py) left one capture out, beside the queue-imbalance and
+multi-level OFI regressions left out the same way: does the head carry over to an instrument it was not
+fitted on, and what would the shipped head gain from the other instruments' windows?
+
+The head reads the frozen network's window state (`direction_input`), so a fold refits the head alone,
+as model/evaluation/l2_depth_folds.py does for depth. For each Binance capture of the --data files
+(spot, USD-M and COIN-M), every method is fitted on the real windows of every other capture (Coinbase
+and Kraken included), each window weighing the same, and scored on the capture's own: macro F1 and AUC
+(model/evaluation/direction.py's metrics) at 10 and 100 messages. The head at three L2 penalties: 1e-3
+(direction.L2, the shipped head's), 1e-2 and 1e-1. The evaluation's direction table differs on purpose:
+there, the baselines are fitted on the training file (simulated and real windows) and the model serves
+its own head, fitted on its training captures and the simulator.
+
+About 2 minutes on 2 cores after make checkpoint and make evaluate-unseen's datasets.
+
+    python bench/direction_loo_probe.py [--model model/checkpoints/demo]
+        [--data build/demo-data/train.npz build/demo-data/heldout.npz build/demo-data/unseen.npz]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a plain script: the working tree
+
+from columns import print_columns
+
+from model.evaluation.direction import HORIZONS, OFI, QI, _valid, fit_predict, macro_auc, macro_f1, window_inputs
+from model.evaluation.l2_depth_folds import capture_names
+from model.evaluation.outputs import model_outputs
+from model.network.direction import direction_labels, fit_horizon
+
+PENALTIES = (1e-3, 1e-2, 1e-1)
+EVALUATED = ("spot_", "usdm_", "cm_")  # the Binance captures: file names begin with their market
+
+
+def collect(model: str, paths: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    """capture -> its real windows' head state, QI and OFI inputs, and per horizon the labels and validity."""
+    from model.training.dataset import load, subset
+
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for path in paths:
+        ds = load(Path(path))
+        real = subset(ds, ds.arrays["seed"] < 0)
+        if not len(real):
+            continue
+        arrays, meta = real.arrays, real.meta
+        o = model_outputs(model, arrays, meta, "model", data_name=path, direction_state=True)
+        x = window_inputs(arrays, meta) | {"state": o.direction_state}
+        names = capture_names(arrays, meta)
+        horizons = meta.get("horizons") or HORIZONS
+        for name in sorted(set(names)):
+            k = names == name
+            part = {m: v[k] for m, v in x.items()}
+            for h in HORIZONS:
+                part[f"ok{h}"] = _valid(arrays, h, horizons)[k]
+                part[f"y{h}"] = direction_labels(np.nan_to_num(arrays[f"mid_h{h}"][k]))
+            out[name] = part if name not in out else {m: np.concatenate([out[name][m], v]) for m, v in part.items()}
+        print(f"{path}: {', '.join(f'{n} {int((names == n).sum())}' for n in sorted(set(names)))}", file=sys.stderr)
+    return out
+
+
+def head_probs(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, l2: float) -> np.ndarray:
+    w, b, _ = fit_horizon(x, y, np.ones(len(y)), l2)
+    logits = x_test @ w.T + b
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="model/checkpoints/demo")
+    parser.add_argument(
+        "--data", nargs="+", default=[f"build/demo-data/{n}.npz" for n in ("train", "heldout", "unseen")]
+    )
+    args = parser.parse_args(argv)
+    pool = collect(args.model, args.data)
+    evaluated = [c for c in sorted(pool) if c.startswith(EVALUATED)]
+    if not evaluated:
+        print("no Binance capture in --data", file=sys.stderr)
+        return 2
+    methods = [f"head L2 {p:g}" for p in PENALTIES] + [QI, OFI]
+    rows = []
+    for h in HORIZONS:
+        for c in evaluated:
+            ok = pool[c][f"ok{h}"]
+            y = pool[c][f"y{h}"][ok]
+            others = [o for o in pool if o != c]
+
+            def fit_set(key: str, others: list[str] = others, h: int = h) -> np.ndarray:
+                return np.concatenate([pool[o][key][pool[o][f"ok{h}"]] for o in others])
+
+            y_fit = fit_set(f"y{h}")
+            probs = {f"head L2 {p:g}": head_probs(fit_set("state"), y_fit, pool[c]["state"][ok], p) for p in PENALTIES}
+            probs |= {m: fit_predict(fit_set(m), y_fit, pool[c][m][ok]) for m in (QI, OFI)}
+            rows.append(
+                (
+                    str(h),
+                    c,
+                    str(int(ok.sum())),
+                    *(f"{macro_f1(y, probs[m]):.3f} / {macro_auc(y, probs[m]):.3f}" for m in methods),
+                )
+            )
+            print(f"h{h} {c} done", file=sys.stderr)
+    print("Macro F1 / AUC, each capture scored by the fit on every other capture's real windows\n")
+    print_columns(("h", "capture left out", "n", *methods), rows, left=(1,))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
