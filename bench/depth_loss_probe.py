@@ -29,6 +29,7 @@ from model.evaluation.metrics import crps_quantiles
 from model.network import checkpoint
 from model.network import quantile_regression as linear_quantiles
 from model.network.orderflow import LEVEL_STATS, QUANTILES, TARGETS
+from model.training.dataset import source_file
 from model.training.train import TrainData
 
 DEPTH_STATS = slice(LEVEL_STATS, LEVEL_STATS + 6)  # the depth level's six stats
@@ -74,7 +75,7 @@ def main() -> None:
     train = anchored(model, TrainData.load(args.train), args.target)
     evaluated = TrainData.load(args.eval)
     held = anchored(model, evaluated, args.target)
-    names = {src["seed"]: Path(src["name"].rsplit(":", 1)[-1]).name for src in evaluated.meta.get("sources", [])}
+    names = {src["seed"]: source_file(src["name"]) for src in evaluated.meta.get("sources", [])}
     heads = {"standardized loss": fit(train, in_units=False), "loss in log1p(lots)": fit(train, in_units=True)}
     print(f"{args.target}, CRPS in log1p(lots); linear heads fitted on {len(train['y'])} windows of {args.train}")
     print(f"{'source':>30s} {'windows':>8s} {'persistence':>12s} " + " ".join(f"{h:>20s}" for h in heads))

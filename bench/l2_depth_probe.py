@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model.evaluation.metrics import crps_quantiles
 from model.network import checkpoint, quantile_regression
 from model.network.orderflow import L2_DEPTH_TARGETS, QUANTILES, TARGETS, OrderFlowModel
+from model.training.dataset import source_file
 from model.training.train import TrainData
 
 INPUTS = {"stats": ("stats",), "stats+memory": ("stats", "memory"), "network+stats+memory": ("q", "stats", "memory")}
@@ -74,7 +75,7 @@ def main() -> None:
     evaluated = []
     for path in args.eval:
         data = TrainData.load(path)
-        names = {s["seed"]: Path(s["name"].rsplit(":", 1)[-1]).name for s in data.meta.get("sources", [])}
+        names = {s["seed"]: source_file(s["name"]) for s in data.meta.get("sources", [])}
         evaluated.append((path, collect(model, data), names))
     for t in L2_DEPTH_TARGETS:
         a = train[t]

@@ -409,11 +409,12 @@ class Training:
         if not spec.startswith("generative:"):
             return cls(frozenset(), frozenset())
         from model.evaluation.outputs import training_seeds, training_sources
+        from model.training.dataset import source_file
 
         extra = json.loads((Path(spec.split(":", 1)[1]) / "config.json").read_text())
         seeds = training_seeds(extra)
         sources = training_sources(extra, seeds)
-        files = frozenset(Path(s["name"].rsplit(":", 1)[-1]).name for s in sources) if sources is not None else None
+        files = frozenset(source_file(s["name"]) for s in sources) if sources is not None else None
         return cls(frozenset(seeds) if seeds is not None else None, files)
 
     def saw_file(self, path: Path) -> bool | None:

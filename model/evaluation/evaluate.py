@@ -143,8 +143,11 @@ def per_instrument(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> dict[
     seeds = sorted({int(s) for s in arrays["seed"][arrays["seed"] < 0]})
     if len(seeds) < 2:
         return {}
-    names = {int(s["seed"]): str(s.get("name", s["seed"])) for s in meta.get("sources", []) if "seed" in s}
-    return {f"real {names.get(s, str(s)).rsplit('/', 1)[-1]}": arrays["seed"] == s for s in seeds}
+    from model.training.dataset import source_file
+
+    sources = [s for s in meta.get("sources", []) if "seed" in s and "name" in s]
+    names = {int(s["seed"]): source_file(str(s["name"])) for s in sources}
+    return {f"real {names.get(s, str(s))}": arrays["seed"] == s for s in seeds}
 
 
 def part_metrics(

@@ -42,7 +42,9 @@ class L2Windows:
 
 def capture_names(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> np.ndarray:
     """(B,) each window's capture: its real source's file name without `.gz`; "" for a simulated one."""
-    names = {int(s["seed"]): str(s["name"]).rsplit(":", 1)[-1].rsplit("/", 1)[-1].removesuffix(".gz")
+    from model.training.dataset import source_file
+
+    names = {int(s["seed"]): source_file(str(s["name"])).removesuffix(".gz")
              for s in meta.get("sources", []) if "seed" in s}  # fmt: skip
     seeds = arrays["seed"]
     return np.array([names.get(int(s), str(s)) if s < 0 else "" for s in seeds], dtype=object)

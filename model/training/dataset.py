@@ -185,6 +185,12 @@ def capture_source(venue: str, path: Path, symbol: str | None = None) -> Source:
     )
 
 
+def source_file(name: str) -> str:
+    """The file name of a real source's name ("capture:binance:../x/cm_btcusd_perp_20240808.gz",
+    "real:binance-hftbacktest/spot_ethusdt_20240808.gz"): how reports and folds tell captures apart."""
+    return Path(name.rsplit(":", 1)[-1]).name
+
+
 def real_sources(root: Path, first_seed: int = -1) -> list[Source]:
     """The real captures in `root` (REAL_FILES that exist), seeds -1, -2, ... in REAL_FILES order."""
     out = []
