@@ -30,8 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a plain script: 
 from columns import print_columns
 
 from model.evaluation.direction import HORIZONS, OFI, QI, _valid, fit_predict, macro_auc, macro_f1, window_inputs
-from model.evaluation.l2_depth_folds import capture_names
-from model.evaluation.outputs import model_outputs
+from model.evaluation.l2_depth_folds import capture_names, score_real
 from model.network.direction import direction_labels, fit_horizon
 
 PENALTIES = (1e-3, 1e-2, 1e-1)
@@ -40,16 +39,12 @@ EVALUATED = ("spot_", "usdm_", "cm_")  # the Binance captures: file names begin 
 
 def collect(model: str, paths: list[str]) -> dict[str, dict[str, np.ndarray]]:
     """capture -> its real windows' head state, QI and OFI inputs, and per horizon the labels and validity."""
-    from model.training.dataset import load, subset
-
     out: dict[str, dict[str, np.ndarray]] = {}
     for path in paths:
-        ds = load(Path(path))
-        real = subset(ds, ds.arrays["seed"] < 0)
-        if not len(real):
+        run = score_real(model, path, direction_state=True)
+        if run is None:
             continue
-        arrays, meta = real.arrays, real.meta
-        o = model_outputs(model, arrays, meta, "model", data_name=path, direction_state=True)
+        o, arrays, meta = run
         x = window_inputs(arrays, meta) | {"state": o.direction_state}
         names = capture_names(arrays, meta)
         horizons = meta.get("horizons") or HORIZONS

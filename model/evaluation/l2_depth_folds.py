@@ -64,6 +64,22 @@ def l2_windows(outputs: ModelOutputs, arrays: dict[str, np.ndarray], meta: dict[
     return out
 
 
+def score_real(
+    directory: str | Path, path: str | Path, device: str = "cpu", batch: int = 256, direction_state: bool = False
+) -> tuple[ModelOutputs, dict[str, np.ndarray], dict[str, Any]] | None:
+    """The checkpoint `directory` run over the real windows of the dataset `path` (outputs, arrays, meta);
+    None when it has none. What a leave-one-capture-out fold needs from a file of the pool."""
+    from model.training.dataset import load, subset
+
+    ds = load(Path(path))
+    real = subset(ds, ds.arrays["seed"] < 0)
+    if not len(real):
+        return None
+    o = model_outputs(directory, real.arrays, real.meta, "pool", device, batch, data_name=str(path),
+                      direction_state=direction_state)  # fmt: skip
+    return o, real.arrays, real.meta
+
+
 def pool(
     directory: str | Path,
     paths: Sequence[str | Path],
@@ -74,18 +90,12 @@ def pool(
     """The real captures' L2 windows of the datasets `paths` (encoded as the checkpoint `directory`);
     `scored`: the windows of a file already run through that checkpoint (the evaluated one), by its
     resolved path, taken as they are instead of scoring the file again."""
-    from model.training.dataset import load, subset
-
     out: dict[str, L2Windows] = {}
     for path in paths:
         found = (scored or {}).get(Path(path).resolve())
         if found is None:
-            ds = load(Path(path))
-            real = subset(ds, ds.arrays["seed"] < 0)
-            found = {}
-            if len(real):
-                o = model_outputs(directory, real.arrays, real.meta, "pool", device, batch, data_name=str(path))
-                found = l2_windows(o, real.arrays, real.meta)
+            run = score_real(directory, path, device, batch)
+            found = l2_windows(*run) if run is not None else {}
         for name, w in found.items():
             out[name] = out[name] + w if name in out else w
     return out
