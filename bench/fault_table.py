@@ -212,6 +212,35 @@ def broker_down(lab: Lab, inj: Injection, rng: random.Random) -> None:
     inj.wait(1.0)
 
 
+STALL_S = 10  # the stall injections' watchdog threshold (MT_STALL_S; the default 60 s would make the table slow)
+STALL_FETCHES = (20, 130)  # the fetch the consumer stops at: 10-80% of the Binance stream's ~170 (take_max 200)
+
+
+def consumer_stall(lab: Lab, inj: Injection, rng: random.Random) -> None:
+    marker = inj.logs / "fetch_stall.fired"
+    fetch = rng.randint(*STALL_FETCHES)
+    w = inj.start("w", extra_env={"MT_FAILPOINTS": f"fetch_stall={fetch}:{marker}", "MT_STALL_S": str(STALL_S)})
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert w.alive(), f"the worker exited before its consumer stalled; log {w.log}"
+        assert time.monotonic() < deadline, f"the consumer did not reach fetch {fetch} in 120 s; log {w.log}"
+        time.sleep(0.05)
+    # the fetched records already in the worker's inbox are processed after the fetch stops: the stall is
+    # when the committed offsets stop moving (a second unchanged: commits go every 0.1 s while it works)
+    progress = Progress(inj)
+    base, stalled_at = progress.committed(), time.monotonic()
+    while time.monotonic() - stalled_at < 1.0:
+        time.sleep(POLL)
+        now = progress.committed()
+        if now != base:
+            base, stalled_at = now, time.monotonic()
+    inj.detail = f"the consumer stopped fetching at fetch {fetch}"
+    inj.cut = sum(base.values()) / max(sum(progress.ends.values()), 1)
+    inj.recover_s = recovery(inj, stalled_at, base, progress)
+    inj.wait(1.0)
+    assert "STALLED" in w.log.read_text(errors="replace"), f"no stall logged; log {w.log}"
+
+
 def sigkill(lab: Lab, inj: Injection, rng: random.Random) -> None:
     w = inj.start("w0")
     inj.wait(inj.cut)
@@ -327,6 +356,12 @@ KINDS = (
     Kind("redis-30s", "redis down 30 s", "the same, 30 s", redis_down(30)),
     Kind("broker-15s", "broker down 15 s",
          "the Kafka broker stopped (SIGTERM) for 15 s mid-stream, started again on its data", broker_down),
+    Kind("consumer-stall", "consumer stall",
+         f"the worker's consumer stops fetching mid-stream (the failpoint `fetch_stall`: the upstream stall after "
+         f"a broker outage), records left on the broker; the watchdog restarts the worker in place "
+         f"(MT_STALL_S={STALL_S}); time to recover counts from the last commit before the stall, so it includes the "
+         f"{STALL_S} s threshold",
+         consumer_stall),
     Kind("sigkill", "worker SIGKILL", "the worker SIGKILLed mid-stream, a new one started", sigkill),
     Kind("sigkill-rebalance", "worker SIGKILL during a rebalance",
          "Binance + ITCH, workers a and b from the start, c started mid-stream; one of the three (seeded) "
@@ -507,9 +542,10 @@ corrupt snapshot injections).
   in window order. **failed**: an injection that could not finish (a worker exited, a wait timed out).
 - **time to recover**: from the end of the fault (the server healthy again; the replacement
   worker spawned; the kill, for the rebalance kind; the new worker spawned, for the corrupt
-  snapshot) until every partition that still had records to process has committed past where it
-  stood then (committed offsets read every {POLL} s). Where a worker is started it includes its start;
-  after a kill, the group's session timeout (6 s) before the dead member's partitions move.
+  snapshot; the last commit before the stall, for the consumer stall) until every partition that still had
+  records to process has committed past where it stood then (committed offsets read every
+  {POLL} s). Where a worker is started it includes its start; after a kill, the group's session
+  timeout (6 s) before the dead member's partitions move.
 
 Command: `{command}` ({wall / 60:.0f} min).
 Run {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z} on {len(os.sched_getaffinity(0))} cores (`nproc`), {cpu}, \

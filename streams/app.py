@@ -30,7 +30,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
@@ -53,6 +53,7 @@ from streams.partition import NEWS_KEPT, News, Partition, Services
 from streams.pipeline import Record, native_choice
 from streams.retry import Waits, until_done
 from streams.sink import DRIFT_FIELD, RedisSink
+from streams.stall import EndProbe, Idle, StallWatch, describe_stall
 from streams.swap import initial_model, load_checked
 from streams.topics import NEWS_TOPIC, RAW_TOPIC
 
@@ -120,6 +121,12 @@ class Worker:
         self.news = NewsListener(settings.bootstrap)
         self._releasing: set[asyncio.Task[None]] = set()
         self._heartbeat_failed = False
+        # the stall watchdog (streams/stall.py); `on_stall` is what a stall does: logged here, the process
+        # restarted in place by `run_worker` (a worker inside another program, a test or a bench, is not)
+        self.stall = StallWatch(settings.stall_s) if settings.stall_s > 0 else None
+        self.probe = EndProbe(settings.bootstrap)  # read_uncommitted, as Faust's consumer outside its own transactions
+        self.on_stall: Callable[[str], None] = partial(log.error, "STALLED: %s")
+        self._probing = False
         self.started_ns = time.time_ns()  # published with the counts: a reader sees them restart from zero
 
     @property
@@ -172,6 +179,7 @@ class Worker:
         await self.sink.aclose()
         self.services.io.shutdown(wait=False, cancel_futures=True)
         self.services.state_io.shutdown(wait=False, cancel_futures=True)
+        await asyncio.to_thread(self.probe.close)
 
     async def heartbeat(self) -> None:
         """Redis's `mt:meta` heartbeat, with the worker's messages and records per venue since it started
@@ -302,6 +310,40 @@ class Worker:
         if not news.healthy:
             line += f"; news listener reconnecting ({news.last_error})"
         log.info(line)
+
+    async def watch_stall(self) -> None:
+        """The stall watchdog's check (streams/stall.py): partitions unmoved for `stall_s` while no outage
+        is waited out are probed on the broker, and records waiting behind any of them are a stall."""
+        if self.stall is None or self._probing:
+            return
+        now = time.monotonic()
+        positions = {key: part.pipeline.position.get(part.partition, 0) if part.pipeline is not None else None
+                     for key, part in self.partitions.items()}  # fmt: skip
+        idle = self.stall.idle(now, positions, excused=bool(self.waits.now))
+        if not idle:
+            return
+        self._probing = True
+        try:
+            pending = await asyncio.to_thread(self.probe.pending, {i.key: i.position for i in idle})
+        except Exception as err:  # the broker cannot say: not a stall the watchdog can tell (an outage's)
+            log.debug("stall probe failed (%s: %s)", type(err).__name__, err)
+            pending = {}
+        finally:
+            self._probing = False
+        stalled: list[Idle] = []
+        for i in idle:
+            if pending.get(i.key) and self._still_at(i):
+                stalled.append(i)
+            else:
+                self.stall.cleared(i.key, time.monotonic())
+        if stalled:
+            self.on_stall(describe_stall(stalled))
+
+    def _still_at(self, idle: Idle) -> bool:
+        """`idle`'s partition is still here, at the position it was probed at (the probe takes seconds)."""
+        part = self.partitions.get(idle.key)
+        pipe = part.pipeline if part is not None else None
+        return pipe is not None and pipe.position.get(idle.key[1], 0) == idle.position
 
     # ---- records
 
@@ -439,6 +481,12 @@ def create_app(settings: Settings, forecaster: Forecaster | None = None) -> tupl
     async def _progress() -> None:
         worker.log_progress()
 
+    if worker.stall is not None:
+
+        @app.timer(interval=min(10.0, max(0.5, settings.stall_s / 4)))
+        async def _stall() -> None:
+            await worker.watch_stall()
+
     return app, worker
 
 
@@ -502,12 +550,14 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
 
     from streams import infra
     from streams.logformat import faust_logging_config
+    from streams.stall import restart_in_place
 
     # the servers first: an address nobody answers is one line naming it, not aiokafka's bootstrap
     # traceback or redis-py's retries (twice a CLI verb's wait: a worker may start beside its servers)
     infra.reach_kafka(settings.bootstrap, wait=2 * infra.CONNECT_WAIT_S)
     infra.reach_redis(settings.redis_url, wait=2 * infra.CONNECT_WAIT_S)
     app, worker = create_app(settings)
+    worker.on_stall = restart_in_place
 
     @app.on_before_shutdown.connect
     async def _stopping(sender: Any, **kwargs: Any) -> None:

@@ -177,6 +177,9 @@ class Settings:
     drift_threshold: float = 0.25
     drift_skip: tuple[str, ...] = ("valid", "mid")
     session_timeout: float = 6.0  # a short session timeout keeps group joins quick
+    # the stall watchdog (streams/stall.py): a partition unmoved this many seconds with records waiting for it on
+    # the broker, while no outage is waited out, restarts the worker in place; 0: off
+    stall_s: float = 60.0
     web_port: int | None = None  # faust's web server; None: off (it would bind 0.0.0.0)
     # Prometheus /metrics (streams/metrics.py); None: off. A port already taken (a second worker on the
     # machine) is logged and the worker runs without it
@@ -199,6 +202,8 @@ class Settings:
             raise ValueError("alert_window_ttl_s >= 0 (0: alerts' windows are not written)")
         if self.book_levels < 0:
             raise ValueError("book_levels >= 0 (0: books' levels are not written)")
+        if self.stall_s < 0:
+            raise ValueError("stall_s >= 0 (0: no stall watchdog)")
         if not 0 < self.drift_moderate <= self.drift_threshold:
             raise ValueError("drift: 0 < drift_moderate <= drift_threshold")
 

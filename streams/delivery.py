@@ -35,6 +35,8 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.types import TP, ConsumerT, TopicT
 
+from streams import failpoints
+
 # a partition's records of one fetch, in offset order: aiokafka ConsumerRecords (key, value, partition, offset...)
 BatchHandler = Callable[[TP, Sequence[Any]], Awaitable[None]]
 
@@ -91,6 +93,8 @@ class BatchConsumer(AIOKafkaConsumer):
                     track_end(tp, self.highwater(tp))
                     handler = handlers.get(tp.topic)
                     if handler is not None:
+                        if failpoints.hit("fetch_stall"):  # the upstream stall, for the watchdog's test
+                            await self._stopped.wait()
                         await handler(tp, batch)
                     else:
                         for record in batch:

@@ -312,10 +312,10 @@ class GroupRun:
     def topics(self) -> list[str]:
         return [f"md.raw.{v}" for v in self.venues]
 
-    def start(self, name: str = "w") -> WorkerProcess:
+    def start(self, name: str = "w", extra_env: dict[str, str] | None = None) -> WorkerProcess:
         w = WorkerProcess(self.bootstrap, self.redis_url, self.group, self.venues, self.logs / f"{name}.log",
                           f"{self.group}-{name}", self.forecasts_topic, f"md.dlq.{self.group}",
-                          self.snapshot_every)  # fmt: skip
+                          self.snapshot_every, extra_env=extra_env)  # fmt: skip
         self.workers.append(w)
         return w
 

@@ -121,6 +121,28 @@ def test_sigkill_at_random_points_loses_and_duplicates_nothing(venue, shared_dat
     assert "from snapshot at offset" in run.log_text(), "no restart used a snapshot"
 
 
+def test_a_consumer_that_stops_fetching_mid_stream_restarts_the_worker_in_place_and_loses_nothing(
+    lab, streams, tmp_path
+):
+    """The consumer stops fetching at its fifth fetch, records still on the broker (the failpoint
+    `fetch_stall`: the upstream stall after a broker outage, streams/stall.py). The watchdog restarts
+    the worker in place (the same process, never seen to exit), and the run is exact."""
+    marker = tmp_path / "fetch_stall.fired"
+    run = GroupRun(lab, "stall", 2, ("binance",), tmp_path)
+    w = run.start(extra_env={"MT_FAILPOINTS": f"fetch_stall=5:{marker}", "MT_STALL_S": "4"})
+    try:
+        run.wait(1.0)  # fails if the worker exits
+        assert w.alive()
+    finally:
+        run.stop_all()
+    assert marker.exists(), "the failpoint never fired: nothing stalled"
+    log = run.log_text()
+    assert log.count("STALLED: records wait on the broker") == 1, log[-3000:]
+    assert "restart 1 since it was started" in log
+    outcome = run.compare(want_for(streams, run.venues))
+    assert outcome.exact, outcome
+
+
 def test_three_workers_with_rebalances_and_one_killed_publish_every_forecast_once_in_order(lab, streams, tmp_path):
     venues = tuple(CAPTURES)
     run = GroupRun(lab, "three", 8, venues, tmp_path)
