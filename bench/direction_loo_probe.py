@@ -1,17 +1,19 @@
-"""The direction head (model/network/direction.py) left one capture out, beside the queue-imbalance and
-multi-level OFI regressions left out the same way: does the head carry over to an instrument it was not
-fitted on, and what would the shipped head gain from the other instruments' windows?
+"""The L2 books' direction head (model/network/direction.py) left one capture out, beside the
+queue-imbalance and multi-level OFI regressions left out the same way: does the head carry over to an
+instrument it was not fitted on?
 
 The head reads the frozen network's window state (`direction_input`), so a fold refits the head alone,
 as model/evaluation/l2_depth_folds.py does for depth. For each Binance capture of the --data files
 (spot, USD-M and COIN-M), every method is fitted on the real windows of every other capture (Coinbase
 and Kraken included), each window weighing the same, and scored on the capture's own: macro F1 and AUC
-(model/evaluation/direction.py's metrics) at 10 and 100 messages. The head at three L2 penalties: 1e-3
-(direction.L2, the shipped head's), 1e-2 and 1e-1. The evaluation's direction table differs on purpose:
+(model/evaluation/direction.py's metrics) at 10 and 100 messages. The head fitted as training fits it,
+its penalty chosen by `direction.choose_penalty` (leaving each of the fold's training captures out in
+turn, so the left-out capture plays no part in it), and beside it at fixed penalties 1e-3 (the single
+penalty the head had before) and 1e-1. The evaluation's direction table differs on purpose:
 there, the baselines are fitted on the training file (simulated and real windows) and the model serves
-its own head, fitted on its training captures and the simulator.
+its own L2 books' head, fitted on its training captures.
 
-About 2 minutes on 2 cores after make checkpoint and make evaluate-unseen's datasets.
+About 6 minutes on 2 cores after make checkpoint and make evaluate-unseen's datasets.
 
     python bench/direction_loo_probe.py [--model model/checkpoints/demo]
         [--data build/demo-data/train.npz build/demo-data/heldout.npz build/demo-data/unseen.npz]
@@ -31,9 +33,10 @@ from columns import print_columns
 
 from model.evaluation.direction import HORIZONS, OFI, QI, _valid, fit_predict, macro_auc, macro_f1, window_inputs
 from model.evaluation.l2_depth_folds import capture_names, score_real
-from model.network.direction import direction_labels, fit_horizon
+from model.network.direction import choose_penalty, direction_labels, fit_horizon, probabilities
 
-PENALTIES = (1e-3, 1e-2, 1e-1)
+FIXED = (1e-3, 1e-1)
+CHOSEN = "head, L2 chosen"
 EVALUATED = ("spot_", "usdm_", "cm_")  # the Binance captures: file names begin with their market
 
 
@@ -61,9 +64,7 @@ def collect(model: str, paths: list[str]) -> dict[str, dict[str, np.ndarray]]:
 
 def head_probs(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, l2: float) -> np.ndarray:
     w, b, _ = fit_horizon(x, y, np.ones(len(y)), l2)
-    logits = x_test @ w.T + b
-    e = np.exp(logits - logits.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
+    return probabilities(x_test, w, b)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     if not evaluated:
         print("no Binance capture in --data", file=sys.stderr)
         return 2
-    methods = [f"head L2 {p:g}" for p in PENALTIES] + [QI, OFI]
+    methods = [CHOSEN] + [f"head L2 {p:g}" for p in FIXED] + [QI, OFI]
     rows = []
     for h in HORIZONS:
         for c in evaluated:
@@ -89,20 +90,24 @@ def main(argv: list[str] | None = None) -> int:
             def fit_set(key: str, others: list[str] = others, h: int = h) -> np.ndarray:
                 return np.concatenate([pool[o][key][pool[o][f"ok{h}"]] for o in others])
 
-            y_fit = fit_set(f"y{h}")
-            probs = {f"head L2 {p:g}": head_probs(fit_set("state"), y_fit, pool[c]["state"][ok], p) for p in PENALTIES}
+            y_fit, x_fit = fit_set(f"y{h}"), fit_set("state")
+            groups = np.concatenate([np.full(int(pool[o][f"ok{h}"].sum()), i) for i, o in enumerate(others)])
+            chosen, _ = choose_penalty(x_fit, y_fit, groups, np.ones(len(y_fit), bool))
+            penalties = {CHOSEN: chosen} | {f"head L2 {p:g}": p for p in FIXED}
+            probs = {m: head_probs(x_fit, y_fit, pool[c]["state"][ok], p) for m, p in penalties.items()}
             probs |= {m: fit_predict(fit_set(m), y_fit, pool[c][m][ok]) for m in (QI, OFI)}
             rows.append(
                 (
                     str(h),
                     c,
                     str(int(ok.sum())),
+                    f"{chosen:g}",
                     *(f"{macro_f1(y, probs[m]):.3f} / {macro_auc(y, probs[m]):.3f}" for m in methods),
                 )
             )
             print(f"h{h} {c} done", file=sys.stderr)
     print("Macro F1 / AUC, each capture scored by the fit on every other capture's real windows\n")
-    print_columns(("h", "capture left out", "n", *methods), rows, left=(1,))
+    print_columns(("h", "capture left out", "n", "L2 chosen", *methods), rows, left=(1,))
     return 0
 
 

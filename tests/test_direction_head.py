@@ -47,6 +47,27 @@ def test_the_fit_finds_the_imbalance_on_unseen_windows_and_beats_the_prior():
     assert np.argmax(np.abs(w[2] * x.std(0))) == 0  # per unit of spread, the up class reads the imbalance
 
 
+def test_the_penalty_is_the_one_that_does_best_on_captures_left_out():
+    """Few windows per capture and many columns of noise: the fit overfits at a small penalty, which the
+    captures left out show; with plenty of windows and a strong signal the smallest penalty does best."""
+    rng = np.random.default_rng(3)
+    x, moves = imbalance_world(600, seed=4)
+    wide = np.concatenate([x, rng.normal(size=(len(x), 120))], 1)
+    y, groups, real = direction_labels(moves), np.repeat([-1, -2, -3], 200), np.ones(len(x), bool)
+    l2, losses = direction.choose_penalty(wide, y, groups, real)
+    assert l2 == max(direction.PENALTIES) and set(losses) == {f"{p:g}" for p in direction.PENALTIES}
+    assert losses[f"{l2:g}"] == min(losses.values()) < losses["0.001"]
+    x, moves = imbalance_world(6000, seed=5)
+    l2, _ = direction.choose_penalty(x, direction_labels(moves), np.repeat([-1, -2, -3], 2000), real.repeat(10))
+    assert l2 == min(direction.PENALTIES)
+
+
+def test_too_few_captures_to_leave_out_keep_the_default_penalty():
+    x, moves = imbalance_world(600, seed=6)
+    y, real = direction_labels(moves), np.ones(len(x), bool)
+    assert direction.choose_penalty(x, y, np.repeat([-1, -2], [550, 50]), real) == (direction.L2, {})
+
+
 def test_real_and_simulated_windows_weigh_half_each():
     real = np.array([True] * 10 + [False] * 90)
     wts = window_weights(real)

@@ -184,4 +184,4 @@ def test_direction_loo_probe_scores_each_capture_by_the_fit_on_the_others(traine
     rows = [line.split() for line in done.stdout.splitlines() if line.startswith((" 10 ", "100 "))]
     left_out = {"spot_btcusdt_20240808", "cm_ethusd_perp_20240808", "usdm_ethusdt_20240808"}
     assert {(r[0], r[1]) for r in rows} == {(h, c) for h in ("10", "100") for c in left_out}
-    assert all(len(r) == 3 + 5 * 3 for r in rows)  # h, capture, n, then "F1 / AUC" for five methods
+    assert all(len(r) == 4 + 5 * 3 for r in rows)  # h, capture, n, L2 chosen, then "F1 / AUC" for five methods
