@@ -124,7 +124,7 @@ class Worker:
         # the stall watchdog (streams/stall.py); `on_stall` is what a stall does: logged here, the process
         # restarted in place by `run_worker` (a worker inside another program, a test or a bench, is not)
         self.stall = StallWatch(settings.stall_s) if settings.stall_s > 0 else None
-        self.probe = EndProbe(settings.bootstrap)  # read_uncommitted, as Faust's consumer outside its own transactions
+        self.probe = EndProbe(settings.bootstrap)
         self.on_stall: Callable[[str], None] = partial(log.error, "STALLED: %s")
         self._probing = False
         self.started_ns = time.time_ns()  # published with the counts: a reader sees them restart from zero

@@ -148,6 +148,7 @@ class Partition:
         self._settling: asyncio.Task[None] | None = None
         self._fenced: Fenced | None = None  # what a commit of ours met; the next batch raises it
         self._last_commit = 0.0  # time.monotonic() when the last transaction began
+        self._reader: recovery.RangeReader | None = None  # offsets the consumer did not deliver (`_undelivered`)
 
     @property
     def name(self) -> str:
@@ -172,6 +173,7 @@ class Partition:
         async with self.lock:
             await self._settled()  # the new owner waits for our transactions or fences them
             self.pipeline = None
+            self._close_reader()
             await self.committer.stop()
 
     async def close(self, timeout: float = CLOSE_WAIT_S) -> None:
@@ -183,6 +185,7 @@ class Partition:
         except TimeoutError:
             log.warning("%s: %d batches' commits still waiting at shutdown: the next owner does them again",
                         self.name, len(self._unsettled))  # fmt: skip
+        self._close_reader()
         await self.committer.stop()  # an open transaction is aborted by the next owner's fencing
 
     async def _restore(self) -> None:
@@ -276,13 +279,15 @@ class Partition:
             rejects.extend(rs)
             run.clear()
 
+        undelivered = await self._undelivered(start, records)
         for m in records:
             if m.offset < at:
                 self.stats.skipped += 1
                 continue
             if m.offset > at:
                 flush()  # the records before the gap first, in order
-                await self._fill_gap(pipe, at, m.offset, windows, rejects)
+                self._fill_gap(pipe, at, m.offset, [r for r in undelivered if at <= r.offset < m.offset], windows,
+                               rejects)  # fmt: skip
             run.append(m)
             at = m.offset + 1
         flush()
@@ -356,23 +361,44 @@ class Partition:
             self.stats.transactions += 1
             self.stats.commit_s += time.perf_counter() - t0
 
-    async def _fill_gap(self, pipe: VenuePipeline, start: int, end: int, windows: list[Window],
-                        rejects: list[Rejected]) -> None:  # fmt: skip
-        """Records [start, end) never reached this state (the consumer resumed past it): they are
-        above the committed offset, so their forecasts are not known to be published. Process
-        them, forecasts and all."""
-        s = self.s.settings
-        read = partial(recovery.read_range, s.bootstrap, self.topic, self.partition, start, end)
-        gap = await until_done(lambda: self._in_thread(lambda: list(read())), f"reading {self.name} [{start}, {end})",
-                               self.s.waits)  # fmt: skip
-        ws, rs = pipe.process_batch(gap)
-        windows += ws
-        rejects += rs
+    def _close_reader(self) -> None:
+        if self._reader is not None:
+            self._reader.close()  # a socket's close: no round trip
+            self._reader = None
+
+    async def _undelivered(self, start: int, records: Sequence[Record]) -> list[Record]:
+        """The records of the offsets between `start` and the batch's records that the consumer did not
+        deliver, read in one go. Most such offsets hold no record: a transactional feed handler's commit
+        markers and aborted records. The others are records the consumer resumed past (`_fill_gap`)."""
+        lo: int | None = None
+        hi = at = start
+        for m in records:
+            if m.offset > at:
+                lo = at if lo is None else lo
+                hi = m.offset
+            at = max(at, m.offset + 1)
+        if lo is None:
+            return []
+        if self._reader is None:
+            self._reader = recovery.RangeReader(self.s.settings.bootstrap, self.topic, self.partition)
+        read = partial(self._reader.read, lo, hi)
+        return await until_done(lambda: self._in_thread(read), f"reading {self.name} [{lo}, {hi})", self.s.waits)
+
+    def _fill_gap(self, pipe: VenuePipeline, start: int, end: int, gap: list[Record], windows: list[Window],
+                  rejects: list[Rejected]) -> None:  # fmt: skip
+        """The records of [start, end) the consumer did not deliver (`_undelivered`). None: the offsets held
+        no committed record, nothing to do. Otherwise the consumer resumed past them: they are above the
+        committed offset, so their forecasts are not known to be published, and are processed, forecasts
+        and all."""
+        if gap:
+            ws, rs = pipe.process_batch(gap)
+            windows += ws
+            rejects += rs
+            self.stats.gaps += 1
+            self.stats.gap_records += len(gap)
+            log.warning("%s: the stream resumed at offset %d, the state stood at %d: processed the %d records "
+                        "between first, with their forecasts", self.name, end, start, len(gap))  # fmt: skip
         pipe.position[self.partition] = end
-        self.stats.gaps += 1
-        self.stats.gap_records += len(gap)
-        log.warning("%s: the stream resumed at offset %d, the state stood at %d: processed the %d records between "
-                    "first, with their forecasts", self.name, end, start, len(gap))  # fmt: skip
 
     def _tops(self, pipe: VenuePipeline, windows: list[Window]) -> list[tuple[str, str, int, str]]:
         """The levels of each book the batch completed a window of, as `RedisSink.write_async` takes them:

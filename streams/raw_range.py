@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from orderbook.frames import FrameError, messages_of
 from orderbook.venues.base import RawRecord
+from streams.topics import RAW_ISOLATION
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class OffsetRange:
 def _consumer(bootstrap: str):  # type: ignore[no-untyped-def]
     from kafka import KafkaConsumer
 
-    return KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed",
+    return KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level=RAW_ISOLATION,
                          allow_auto_create_topics=False, max_partition_fetch_bytes=16 << 20)  # fmt: skip
 
 

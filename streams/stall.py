@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 from kafka import KafkaConsumer, TopicPartition
 
+from streams.topics import RAW_ISOLATION
+
 log = logging.getLogger(__name__)
 
 PROBE_POLL_MS = 5000  # how long the probe waits for a record at a position (a fetch, not a stream)
@@ -83,7 +85,7 @@ class EndProbe:
     """Whether the broker holds a record at or after a partition's position, read by a consumer of the
     probe's own (no group: it joins nothing), with the worker consumer's isolation level."""
 
-    def __init__(self, bootstrap: str, isolation_level: str = "read_uncommitted") -> None:
+    def __init__(self, bootstrap: str, isolation_level: str = RAW_ISOLATION) -> None:
         self.bootstrap, self.isolation_level = bootstrap, isolation_level
         self._consumer: KafkaConsumer | None = None
 

@@ -11,6 +11,10 @@ NEWS_TOPIC = "md.news"
 FORECASTS_TOPIC = "md.forecasts"
 DLQ_TOPIC = "md.dlq"
 STATE_TOPIC = "md.state"  # compacted: the newest state snapshot per (group, topic, partition)
+# how every reader of a raw topic reads it (the worker's consumer, its restores and gap reads, adapt, the
+# stall probe): a feed handler that writes in Kafka transactions (Kafka Connect's exactly-once sources,
+# Flink's exactly-once sink) leaves aborted records behind, which are not messages
+RAW_ISOLATION = "read_committed"
 
 
 def raw_topic(venue: str) -> str:

@@ -77,7 +77,7 @@ def test_the_probe_sees_records_past_a_position_and_not_a_transactions_marker_or
             await plain.stop()
 
     asyncio.run(produce())
-    probe = EndProbe(boot, isolation_level="read_committed")
+    probe = EndProbe(boot)  # read committed, as the worker reads the raw topics
     try:
         got = probe.pending({(topic, 0): 1, (topic, 1): 0, (topic, 2): 0})
         assert got == {(topic, 0): True, (topic, 1): True, (topic, 2): True}
@@ -86,8 +86,8 @@ def test_the_probe_sees_records_past_a_position_and_not_a_transactions_marker_or
         assert got == {(topic, 0): False, (topic, 1): False, (topic, 2): False}
     finally:
         probe.close()
-    # the worker's own isolation (read_uncommitted, Faust's outside its transactions) reads the aborted record
-    probe = EndProbe(boot)
+    # read uncommitted (Faust's default isolation, not the worker's), the aborted record counts
+    probe = EndProbe(boot, isolation_level="read_uncommitted")
     try:
         assert probe.pending({(topic, 1): 1, (topic, 2): 1}) == {(topic, 1): False, (topic, 2): True}
     finally:
