@@ -256,7 +256,9 @@ def sigkill_rebalance(lab: Lab, inj: Injection, rng: random.Random) -> None:
     workers = {"a": inj.start("a"), "b": inj.start("b")}
     inj.wait(inj.cut)
     workers["c"] = c = inj.start("c")
-    joining = f"(Re-)joining group {inj.group}"
+    # the worker's consumer starting: it subscribes and asks to join at once. aiokafka's own "(Re-)joining
+    # group" line is INFO, which the worker's quiet client loggers (streams/logfilter.py) no longer print
+    joining = "BatchConsumerThread]: Starting..."
     deadline = time.monotonic() + 120
     while joining not in c.log.read_text(errors="replace"):
         assert c.alive(), f"worker c exited with {c.proc.returncode}; log {c.log}"
