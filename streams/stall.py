@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -36,7 +37,7 @@ from streams.topics import RAW_ISOLATION
 
 log = logging.getLogger(__name__)
 
-PROBE_POLL_MS = 5000  # how long the probe waits for a record at a position (a fetch, not a stream)
+PROBE_WAIT_S = 5.0  # at most, how long the probe reads a partition (a fetch or two, not a stream)
 RESTARTS_ENV = "MT_STALL_RESTARTS"  # restarts in place so far, carried across the exec for the log
 
 
@@ -107,8 +108,13 @@ class EndProbe:
                 continue
             c.assign([tp])
             c.seek(tp, pos)
-            got = c.poll(timeout_ms=PROBE_POLL_MS, max_records=1)
-            out[(tp.topic, tp.partition)] = any(r.offset >= pos for r in got.get(tp, []))
+            # short polls until a record comes or the position passes the end: past a caught-up position of a
+            # transactional feed lies only a commit marker, so one long poll would wait its whole timeout
+            deadline = time.monotonic() + PROBE_WAIT_S
+            while c.position(tp) < ends[tp] and time.monotonic() < deadline:
+                if any(r.offset >= pos for r in c.poll(timeout_ms=10, max_records=1).get(tp, [])):
+                    out[(tp.topic, tp.partition)] = True
+                    break
         return out
 
     def close(self) -> None:
