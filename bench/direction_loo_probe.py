@@ -1,17 +1,17 @@
-"""The L2 books' direction head (model/network/direction.py) left one capture out, beside the
-queue-imbalance and multi-level OFI regressions left out the same way: does the head carry over to an
-instrument it was not fitted on?
+"""The direction head (model/network/direction.py) left one capture out, beside the queue-imbalance
+and multi-level OFI regressions left out the same way: does the head carry over to an instrument it
+was not fitted on?
 
 The head reads the frozen network's window state (`direction_input`), so a fold refits the head alone,
 as model/evaluation/l2_depth_folds.py does for depth. For each Binance capture of the --data files
 (spot, USD-M and COIN-M), every method is fitted on the real windows of every other capture (Coinbase
 and Kraken included), each window weighing the same, and scored on the capture's own: macro F1 and AUC
-(model/evaluation/direction.py's metrics) at 10 and 100 messages. The head fitted as training fits it,
+(model/evaluation/direction.py's metrics) at 10 and 100 messages. The head on the captures alone,
 its penalty chosen by `direction.choose_penalty` (leaving each of the fold's training captures out in
-turn, so the left-out capture plays no part in it), and beside it at fixed penalties 1e-3 (the single
-penalty the head had before) and 1e-1. The evaluation's direction table differs on purpose:
+turn, so the left-out capture plays no part in it), and beside it at fixed penalties 1e-3 (direction.L2,
+the served head's) and 1e-1. The evaluation's direction table differs on purpose:
 there, the baselines are fitted on the training file (simulated and real windows) and the model serves
-its own L2 books' head, fitted on its training captures.
+its own head, fitted on its training captures and the simulator at the penalty direction.L2.
 
 About 6 minutes on 2 cores after make checkpoint and make evaluate-unseen's datasets.
 

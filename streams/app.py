@@ -317,8 +317,7 @@ class Worker:
         if self.stall is None or self._probing:
             return
         now = time.monotonic()
-        positions = {key: part.pipeline.position.get(part.partition, 0) if part.pipeline is not None else None
-                     for key, part in self.partitions.items()}  # fmt: skip
+        positions = {key: _position(part) for key, part in self.partitions.items()}
         idle = self.stall.idle(now, positions, excused=bool(self.waits.now))
         if not idle:
             return
@@ -342,8 +341,7 @@ class Worker:
     def _still_at(self, idle: Idle) -> bool:
         """`idle`'s partition is still here, at the position it was probed at (the probe takes seconds)."""
         part = self.partitions.get(idle.key)
-        pipe = part.pipeline if part is not None else None
-        return pipe is not None and pipe.position.get(idle.key[1], 0) == idle.position
+        return part is not None and _position(part) == idle.position
 
     # ---- records
 
@@ -404,6 +402,11 @@ class Worker:
         for topic, partition in sorted(now - set(self.partitions)):
             self._take(topic, partition)
         log.info("assigned %s", ", ".join(f"{t}[{p}]" for t, p in sorted(now)) or "nothing")
+
+
+def _position(part: Partition) -> int | None:
+    """The next offset `part` processes; None while it restores."""
+    return part.pipeline.position.get(part.partition, 0) if part.pipeline is not None else None
 
 
 def drift_tracker(settings: Settings) -> DriftTracker | None:

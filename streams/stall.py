@@ -99,11 +99,11 @@ class EndProbe:
                                            isolation_level=self.isolation_level, auto_offset_reset="earliest",
                                            request_timeout_ms=15000)  # fmt: skip
         c = self._consumer
-        tps = {TopicPartition(*key): pos for key, pos in positions.items()}
-        ends = c.end_offsets(list(tps))
+        ends = c.end_offsets([TopicPartition(*key) for key in positions])
         out = {}
-        for tp, pos in tps.items():
-            out[(tp.topic, tp.partition)] = False
+        for key, pos in positions.items():
+            tp = TopicPartition(*key)
+            out[key] = False
             if ends.get(tp, 0) <= pos:
                 continue
             c.assign([tp])
@@ -113,7 +113,7 @@ class EndProbe:
             deadline = time.monotonic() + PROBE_WAIT_S
             while c.position(tp) < ends[tp] and time.monotonic() < deadline:
                 if any(r.offset >= pos for r in c.poll(timeout_ms=10, max_records=1).get(tp, [])):
-                    out[(tp.topic, tp.partition)] = True
+                    out[key] = True
                     break
         return out
 
