@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/sim_bench.py
 	$(BIN)/python bench/pipeline_bench.py
 	$(BIN)/python bench/pipeline_bench.py --venue itch
+	$(BIN)/python bench/pipeline_bench.py --messages 200000 --transactional 50 --rates ''
 	$(BIN)/python bench/pipeline_bench.py --latency-only --model model/checkpoints/demo --overload latest --rates 2000,5000,10000,20000,30000
 	$(BIN)/python bench/pipeline_bench.py --latency-only --model model/checkpoints/demo --overload every --rates 2000,5000,10000,20000,30000
 	$(BIN)/python bench/faust_ceiling.py
@@ -98,15 +99,16 @@ checkpoint: $(STAMP)
 
 # The committed model on the three Binance instruments it never saw in any form (USD-M ETHUSDT, COIN-M
 # BTCUSD_PERP and ETHUSD_PERP: not in the dataset's REAL_FILES), encoded as the checkpoint, CRPS per
-# instrument and direction beside the baselines fitted on the training windows; and the row with its L2
-# depth head refitted leaving one capture out over every capture here (model/evaluation/l2_depth_folds.py).
-# About 4 minutes on 2 cores (3 min 54 s with the leave-one-out row).
+# instrument and direction beside the baselines fitted on the training windows; and the rows with its L2
+# depth head, its direction head and the direction baselines refitted leaving one capture out over every
+# capture here (model/evaluation/l2_depth_folds.py, direction_folds.py).
 UNSEEN := $(foreach f,usdm_ethusdt cm_btcusd_perp cm_ethusd_perp,--capture binance:$(SHARED)/data/binance-hftbacktest/$(f)_20240808.gz)
+POOL := build/demo-data/train.npz build/demo-data/unseen.npz build/demo-data/heldout.npz
 evaluate-unseen: $(STAMP)
 	$(BIN)/megatrading dataset --like $(CKPT) $(UNSEEN) --out build/demo-data/unseen.npz
 	$(BIN)/megatrading evaluate --data build/demo-data/unseen.npz --model generative:$(CKPT) --direction \
 		--direction-train build/demo-data/train.npz --out $(CKPT)/evaluation-unseen \
-		--l2-depth-loo build/demo-data/train.npz build/demo-data/unseen.npz build/demo-data/heldout.npz
+		--l2-depth-loo $(POOL) --direction-loo $(POOL)
 
 # The text encoders side by side (bench/text_ablation.py): make checkpoint's dataset and training once more
 # with the pretrained sentence encoder (`--text-encoder minilm`), then the hashed-word model, the sentence

@@ -31,35 +31,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a plain script: 
 
 from columns import print_columns
 
-from model.evaluation.direction import HORIZONS, OFI, QI, _valid, fit_predict, macro_auc, macro_f1, window_inputs
-from model.evaluation.l2_depth_folds import capture_names, score_real
-from model.network.direction import choose_penalty, direction_labels, fit_horizon, probabilities
+from model.evaluation.direction import HORIZONS, OFI, QI, fit_predict, macro_auc, macro_f1
+from model.evaluation.direction_folds import STATE, Windows, capture_windows, merge
+from model.evaluation.l2_depth_folds import score_real
+from model.network.direction import choose_penalty, fit_horizon, probabilities
 
 FIXED = (1e-3, 1e-1)
 CHOSEN = "head, L2 chosen"
 EVALUATED = ("spot_", "usdm_", "cm_")  # the Binance captures: file names begin with their market
 
 
-def collect(model: str, paths: list[str]) -> dict[str, dict[str, np.ndarray]]:
+def collect(model: str, paths: list[str]) -> dict[str, Windows]:
     """capture -> its real windows' head state, QI and OFI inputs, and per horizon the labels and validity."""
-    out: dict[str, dict[str, np.ndarray]] = {}
+    found = []
     for path in paths:
         run = score_real(model, path, direction_state=True)
-        if run is None:
-            continue
-        o, arrays, meta = run
-        x = window_inputs(arrays, meta) | {"state": o.direction_state}
-        names = capture_names(arrays, meta)
-        horizons = meta.get("horizons") or HORIZONS
-        for name in sorted(set(names)):
-            k = names == name
-            part = {m: v[k] for m, v in x.items()}
-            for h in HORIZONS:
-                part[f"ok{h}"] = _valid(arrays, h, horizons)[k]
-                part[f"y{h}"] = direction_labels(np.nan_to_num(arrays[f"mid_h{h}"][k]))
-            out[name] = part if name not in out else {m: np.concatenate([out[name][m], v]) for m, v in part.items()}
-        print(f"{path}: {', '.join(f'{n} {int((names == n).sum())}' for n in sorted(set(names)))}", file=sys.stderr)
-    return out
+        if run is not None:
+            found.append(capture_windows(*run, deeplob=False))
+            print(f"{path}: {', '.join(f'{n} {len(w[STATE])}' for n, w in found[-1].items())}", file=sys.stderr)
+    return merge(found)
 
 
 def head_probs(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, l2: float) -> np.ndarray:
@@ -90,11 +80,11 @@ def main(argv: list[str] | None = None) -> int:
             def fit_set(key: str, others: list[str] = others, h: int = h) -> np.ndarray:
                 return np.concatenate([pool[o][key][pool[o][f"ok{h}"]] for o in others])
 
-            y_fit, x_fit = fit_set(f"y{h}"), fit_set("state")
+            y_fit, x_fit = fit_set(f"y{h}"), fit_set(STATE)
             groups = np.concatenate([np.full(int(pool[o][f"ok{h}"].sum()), i) for i, o in enumerate(others)])
             chosen, _ = choose_penalty(x_fit, y_fit, groups, np.ones(len(y_fit), bool))
             penalties = {CHOSEN: chosen} | {f"head L2 {p:g}": p for p in FIXED}
-            probs = {m: head_probs(x_fit, y_fit, pool[c]["state"][ok], p) for m, p in penalties.items()}
+            probs = {m: head_probs(x_fit, y_fit, pool[c][STATE][ok], p) for m, p in penalties.items()}
             probs |= {m: fit_predict(fit_set(m), y_fit, pool[c][m][ok]) for m in (QI, OFI)}
             rows.append(
                 (

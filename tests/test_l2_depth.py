@@ -171,6 +171,32 @@ def test_evaluate_serves_each_capture_from_the_head_fitted_on_the_other_captures
     assert f"gain {variant}" in text and "folds: cm_ethusd_perp_20240808 <- spot_btcusdt_20240808" in text
 
 
+def test_evaluate_direction_loo_scores_each_capture_by_the_head_and_baselines_fitted_on_the_others(
+    trained, held, tmp_path
+):
+    """`evaluate --direction-loo` (with --l2-depth-loo: the pool is run through the model once): rows
+    `... left one out` for the head and the three baselines on each capture, the folds in metrics.json,
+    and direction.md's verdict per capture and horizon."""
+    from streams.cli import main
+
+    path, d = trained
+    assert main(["evaluate", "--data", str(held), "--model", str(d / "fine"), "--out", str(tmp_path / "ev"),
+                 "--direction-steps", "5", "--l2-depth-loo", str(path), str(held),
+                 "--direction-loo", str(path), str(held)]) == 0  # fmt: skip
+    ev = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    spot, cm, usdm = "spot_btcusdt_20240808", "cm_ethusd_perp_20240808", "usdm_ethusdt_20240808"
+    assert {c: f["fitted_on"] for c, f in ev["direction_folds"].items()} == {cm: [spot, usdm], usdm: [spot, cm]}
+    assert all(set(f["penalty"]) == {"10", "100"} for f in ev["direction_folds"].values())
+    loo = {r["method"] for r in ev["direction"] if r["method"].endswith(" left one out")}
+    assert loo == {f"{m} left one out" for m in ("model", "queue imbalance LR", "multi-level OFI LR",
+                                                 "DeepLOB-style CNN+LSTM")}  # fmt: skip
+    head = [r for r in ev["direction"] if r["method"] == "model left one out" and r["source"] != "all"]
+    assert len(head) == 4 and all(r["n"] > 0 and 0 <= r["Brier"] <= 2 for r in head)
+    assert ev["l2_depth_folds"] == {cm: [spot, usdm], usdm: [spot, cm]}
+    text = (tmp_path / "ev" / "direction.md").read_text()
+    assert "## Left one capture out" in text and "above all three" in text
+
+
 def test_direction_loo_probe_scores_each_capture_by_the_fit_on_the_others(trained, held):
     """bench/direction_loo_probe.py: a row per Binance capture and horizon, each method's F1 / AUC."""
     import subprocess

@@ -352,13 +352,15 @@ def direction_rows(
     n_boot: int = BOOTSTRAP,
     deeplob_steps: int | None = None,
     model_direction: dict[str, dict[str, np.ndarray]] | None = None,
+    extra: dict[int, dict[str, np.ndarray]] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (source, horizon, method): source ("all", each seed present, and AFTER_EARNINGS: the
     windows holding an earnings headline, where there are any), n, the class
     shares, and each METRICS value with its 95% bootstrap interval. `model_quantiles`: model name ->
     {"mid_h10": (B, 3), ...} (ModelOutputs.quantiles); `model_direction`: model name -> its direction
     head's {"mid_h10": (B, 3) probabilities, ...} where fitted (ModelOutputs.direction).
-    `deeplob_steps`: baseline_probs."""
+    `deeplob_steps`: baseline_probs. `extra`: horizon -> more methods' (B, 3) probabilities, NaN rows
+    where a method gives none (the left-one-out methods of model.evaluation.direction_folds)."""
     horizons = meta.get("horizons") or HORIZONS
     names = {s.get("seed"): s.get("name") for s in meta.get("sources", [])}
     groups = {"all": np.ones(len(arrays["label"]), bool)}
@@ -387,6 +389,7 @@ def direction_rows(
                 probs[name if name != "model" else MODEL] = model_probs(qs[target])
                 probs[f"{name} (served p_up/p_down)" if name != "model" else SERVED] = served_probs(qs[target])
         probs |= baseline_probs(arrays, meta, h, train, deeplob_steps)
+        probs |= (extra or {}).get(h, {})
         for group, keep in groups.items():
             sel = ok & keep
             y = y_all[sel]
@@ -428,11 +431,11 @@ def direction_markdown(rows: list[dict[str, Any]], fitted_on: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_direction(out_dir: str | Path, rows: list[dict[str, Any]], fitted_on: str) -> None:
-    """direction.md and direction.csv into `out_dir`."""
+def write_direction(out_dir: str | Path, rows: list[dict[str, Any]], fitted_on: str, appendix: str = "") -> None:
+    """direction.md (then `appendix`, more markdown) and direction.csv into `out_dir`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "direction.md").write_text(direction_markdown(rows, fitted_on))
+    (out / "direction.md").write_text(direction_markdown(rows, fitted_on) + appendix)
     if rows:
         with open(out / "direction.csv", "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from model.evaluation import l2_depth_folds
+from model.evaluation import direction_folds, l2_depth_folds
 from model.evaluation.baselines import baseline_forecasts, isolation_forest_scores, window_vectors, zscore_anomaly
+from model.evaluation.direction import DEEPLOB_STEPS
 from model.evaluation.l2_depth_folds import LEFT_ONE_OUT
 from model.evaluation.metrics import (
     TAUS,
@@ -72,6 +73,7 @@ class Evaluation:
     ablations: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
     direction: list[dict[str, Any]] = field(default_factory=list)  # model.evaluation.direction rows, if asked
     l2_depth_folds: dict[str, list[str]] = field(default_factory=dict)  # capture -> the captures its fold fitted on
+    direction_folds: dict[str, dict[str, Any]] = field(default_factory=dict)  # direction_folds.left_one_out's
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
@@ -203,6 +205,7 @@ def evaluate(
     direction_train: str | Path | None = None,
     direction_steps: int | None = None,
     l2_depth_pool: Sequence[str | Path] = (),
+    direction_pool: Sequence[str | Path] = (),
 ) -> Evaluation:
     """Evaluate each model of `model_dirs` (none: the baselines alone) on the windows of `data_path`
     (restricted to `seeds` if given) beside the baselines; writes evaluation.md, metrics.json, roc.png
@@ -215,7 +218,9 @@ def evaluate(
     DeepLOB-style baseline's training steps (0: left out; None: direction.DEEPLOB_STEPS). `l2_depth_pool`:
     datasets (encoded as the first model) whose real captures the first model's L2 depth head is refitted
     on, one capture left out at a time, for a variant row `<model> L2 depth left one out`
-    (model.evaluation.l2_depth_folds)."""
+    (model.evaluation.l2_depth_folds). `direction_pool` (with `direction`): the same for the direction
+    table, rows `<method> left one out` for the first model's direction head and the three baselines,
+    each fitted on every real capture of the pool but the one scored (model.evaluation.direction_folds)."""
     from model.training.dataset import load, subset
 
     ds = load(Path(data_path))
@@ -235,9 +240,12 @@ def evaluate(
         if config.is_file():
             check_encoding(meta, str(data_path), json.loads(config.read_text()), str(d))
     names = list(names) if names else _model_names(model_dirs)
+    direction_pool = direction_pool if direction else ()
     outputs = [
-        model_outputs(d, arrays, meta, n, device, batch, progress, data_name=str(data_path))
-        for d, n in zip(model_dirs, names, strict=True)
+        model_outputs(
+            d, arrays, meta, n, device, batch, progress, str(data_path), direction_state=bool(direction_pool) and i == 0
+        )
+        for i, (d, n) in enumerate(zip(model_dirs, names, strict=True))
     ]
     for o in outputs:
         seen = sorted(set(o.train_seeds or ()) & set(present))
@@ -261,13 +269,17 @@ def evaluate(
     # the recalibration adds: the head's quantiles before it
     forecasts |= {f"{o.name} anchor": o.anchor for o in outputs[:1] if o.anchor}
     forecasts |= {f"{o.name} unrecalibrated": o.unrecalibrated for o in outputs[:1] if o.unrecalibrated}
+    if (l2_depth_pool or direction_pool) and not outputs:
+        raise ValueError("a left-one-out row needs a model")
+    # the evaluated file in a pool is taken whole from this run (unless restricted to some seeds)
+    evaluated = None if seeds is not None else Path(data_path).resolve()
+    pool_runs = _pool_runs(outputs, [*l2_depth_pool, *direction_pool], evaluated, device, batch, bool(direction_pool))
     if l2_depth_pool:
         first = outputs[0]
-        # the evaluated file in the pool, whole: its windows are scored already
-        scored = (
-            {} if seeds is not None else {Path(data_path).resolve(): l2_depth_folds.l2_windows(first, arrays, meta)}
+        windows = l2_depth_folds.pool(
+            l2_depth_folds.l2_windows(first, arrays, meta) if p == evaluated else l2_depth_folds.l2_windows(*run)
+            for p, run in _runs_of(l2_depth_pool, evaluated, pool_runs)
         )
-        windows = l2_depth_folds.pool(first.directory, l2_depth_pool, device, batch, scored)
         served, ev.l2_depth_folds = l2_depth_folds.left_one_out(first, arrays, meta, windows)
         forecasts[f"{first.name} {LEFT_ONE_OUT}"] = served
     forecasts |= baseline_forecasts(arrays, meta)
@@ -284,7 +296,17 @@ def evaluate(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if direction:
-        _direction(ev, ds, outputs, out, direction_train, direction_steps)
+        folds = None
+        if direction_pool:
+            deeplob = (DEEPLOB_STEPS if direction_steps is None else direction_steps) > 0
+            windows = direction_folds.merge(
+                direction_folds.capture_windows(*((outputs[0], arrays, meta) if p == evaluated else run), deeplob)
+                for p, run in _runs_of(direction_pool, evaluated, pool_runs)
+            )
+            scored = direction_folds.capture_windows(outputs[0], arrays, meta, deeplob)
+            steps = DEEPLOB_STEPS if direction_steps is None else direction_steps
+            folds = direction_folds.left_one_out(outputs[0].name, arrays, meta, scored, windows, steps)
+        _direction(ev, ds, outputs, out, direction_train, direction_steps, folds)
     (out / "metrics.json").write_text(json.dumps(_no_nan(ev.to_json()), indent=1, default=_json_default) + "\n")
     (out / "evaluation.md").write_text(markdown(ev))
     plot_roc(out / "roc.png", scores, anomaly_groups(label))
@@ -292,8 +314,38 @@ def evaluate(
     return ev
 
 
+def _pool_runs(
+    outputs: Sequence[ModelOutputs],
+    paths: Sequence[str | Path],
+    evaluated: Path | None,
+    device: str,
+    batch: int,
+    direction_state: bool,
+) -> dict[Path, tuple[ModelOutputs, dict[str, np.ndarray], dict[str, Any]] | None]:
+    """Each pool file but the evaluated one, run once through the first model (its real windows:
+    l2_depth_folds.score_real), by resolved path; None for a file without real windows."""
+    runs: dict[Path, Any] = {}
+    for path in dict.fromkeys(Path(p).resolve() for p in paths):
+        if path != evaluated:
+            runs[path] = l2_depth_folds.score_real(outputs[0].directory, path, device, batch, direction_state)
+    return runs
+
+
+def _runs_of(paths: Sequence[str | Path], evaluated: Path | None, runs: dict[Path, Any]) -> list[tuple[Path, Any]]:
+    """(path, run) of the pool `paths` that have real windows; the evaluated file's run is None (taken
+    from the evaluation itself)."""
+    resolved = dict.fromkeys(Path(p).resolve() for p in paths)
+    return [(p, runs.get(p)) for p in resolved if p == evaluated or runs.get(p) is not None]
+
+
 def _direction(
-    ev: Evaluation, ds: Any, outputs: Sequence[ModelOutputs], out: Path, train_path: Any, steps: int | None
+    ev: Evaluation,
+    ds: Any,
+    outputs: Sequence[ModelOutputs],
+    out: Path,
+    train_path: Any,
+    steps: int | None,
+    folds: tuple[dict[int, dict[str, np.ndarray]], dict[str, dict[str, Any]]] | None = None,
 ) -> None:
     from model.evaluation.direction import direction_rows, write_direction
     from model.training.dataset import load
@@ -311,8 +363,12 @@ def _direction(
     fitted_on = f"{train_path}" if train else "cross-fitted over the evaluated seeds (two folds of alternate seeds)"
     quantiles = {o.name: o.quantiles for o in outputs}
     heads = {o.name: o.direction for o in outputs if o.direction}
-    ev.direction = direction_rows(ds.arrays, ds.meta, quantiles, train, deeplob_steps=steps, model_direction=heads)
-    write_direction(out, ev.direction, fitted_on)
+    extra, ev.direction_folds = folds if folds is not None else (None, {})
+    ev.direction = direction_rows(
+        ds.arrays, ds.meta, quantiles, train, deeplob_steps=steps, model_direction=heads, extra=extra
+    )
+    appendix = direction_folds.folds_markdown(ev.direction_folds, ev.direction, outputs[0].name) if folds else ""
+    write_direction(out, ev.direction, fitted_on, appendix)
 
 
 def _model_names(dirs: Sequence[str | Path]) -> list[str]:

@@ -11,7 +11,7 @@ Captures are told apart by file name: the same file in two datasets is one captu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,23 +80,12 @@ def score_real(
     return o, real.arrays, real.meta
 
 
-def pool(
-    directory: str | Path,
-    paths: Sequence[str | Path],
-    device: str = "cpu",
-    batch: int = 256,
-    scored: dict[Path, dict[str, L2Windows]] | None = None,
-) -> dict[str, L2Windows]:
-    """The real captures' L2 windows of the datasets `paths` (encoded as the checkpoint `directory`);
-    `scored`: the windows of a file already run through that checkpoint (the evaluated one), by its
-    resolved path, taken as they are instead of scoring the file again."""
+def pool(found: Iterable[dict[str, L2Windows]]) -> dict[str, L2Windows]:
+    """One pool from several files' l2_windows; a capture in two files is one capture, its windows
+    concatenated."""
     out: dict[str, L2Windows] = {}
-    for path in paths:
-        found = (scored or {}).get(Path(path).resolve())
-        if found is None:
-            run = score_real(directory, path, device, batch)
-            found = l2_windows(*run) if run is not None else {}
-        for name, w in found.items():
+    for windows in found:
+        for name, w in windows.items():
             out[name] = out[name] + w if name in out else w
     return out
 

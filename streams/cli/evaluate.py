@@ -4,7 +4,7 @@
                       [--symbol S] [--batch 256] [--device auto] --out scores.csv
     megatrading evaluate --data held_out.npz [--model generative:DIR|DIR ...] [--seeds 7,8] [--allow-seen]
                          [--device cpu] [--direction [--direction-train F] [--direction-steps N]]
-                         [--l2-depth-loo POOL.npz ...] --out DIR
+                         [--l2-depth-loo POOL.npz ...] [--direction-loo POOL.npz ...] --out DIR
     megatrading evaluate --alerts [--model baseline|DIR ...] [--real DIR | --no-real] [--capture VENUE:FILE ...]
                          [--normal-seeds 51-55] [--anomaly-seeds 41-45] [--sim-duration 1h] [--sim-symbols 3]
                          [--anomaly-rate 2] [--intensities 1,0.5] [--news 1] [--thresholds T,...] [--max-rate 1]
@@ -24,7 +24,11 @@ direction.md and direction.csv: mid-price direction (down / stationary / up) mac
 bootstrap intervals, beside queue-imbalance and multi-level OFI logistic regressions and a small DeepLOB-style
 CNN + LSTM (model.evaluation.direction). With --l2-depth-loo, a row for the first model with the depth of L2
 books served by its L2 depth head refitted on every other real capture of the pool datasets (encoded as that
-model), never on the one evaluated: leave one instrument out (model.evaluation.l2_depth_folds).
+model), never on the one evaluated: leave one instrument out (model.evaluation.l2_depth_folds). With
+--direction-loo (implies --direction), rows `... left one out` for the first model's direction head and the
+three direction baselines, each fitted on the real windows of every other capture of the pool, its head's
+penalty chosen inside the fold, and which is above all three per capture and horizon
+(model.evaluation.direction_folds).
 
 Any capture with any checkpoint: encode the capture as the checkpoint does, then evaluate
 (`megatrading dataset --like CHECKPOINT_DIR --capture VENUE:FILE --out mine.npz`, then
@@ -157,13 +161,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             )
         log.info(model_line(spec, args.device))
         dirs.append(spec.split(":", 1)[1])
+    direction = args.direction or bool(args.direction_loo)
     with tqdm(unit="window", desc="evaluate", disable=None, file=sys.stderr) as bar:
         ev = evaluate(args.data, dirs, args.out, seeds=args.seeds, device=args.device, batch=args.batch,
-                      allow_seen=args.allow_seen, progress=bar.update, direction=args.direction,
+                      allow_seen=args.allow_seen, progress=bar.update, direction=direction,
                       direction_train=args.direction_train, direction_steps=args.direction_steps,
-                      l2_depth_pool=args.l2_depth_loo)  # fmt: skip
+                      l2_depth_pool=args.l2_depth_loo, direction_pool=args.direction_loo)  # fmt: skip
     print((args.out / "evaluation.md").read_text())
-    if args.direction:
+    if direction:
         print((args.out / "direction.md").read_text())
     print(f"{ev.n_windows} windows of seeds {ev.seeds} -> {args.out}", file=sys.stderr)
     return 0
@@ -212,6 +217,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--l2-depth-loo", type=Path, nargs="+", default=[], metavar="POOL",
                    help="datasets (encoded as the first model) whose real captures its L2 depth head is refitted on, "
                         "one capture left out at a time: a row '<model> L2 depth left one out'")  # fmt: skip
+    e.add_argument("--direction-loo", type=Path, nargs="+", default=[], metavar="POOL",
+                   help="datasets (encoded as the first model) whose real captures its direction head and the "
+                        "direction baselines are fitted on, one capture left out at a time: rows '... left one out' "
+                        "(implies --direction)")  # fmt: skip
     e.add_argument("--out", type=Path, required=True, help="folder for evaluation.md, metrics.json and PNGs")
     add_alert_flags(e)
     e.set_defaults(run=cmd_evaluate)
