@@ -51,6 +51,29 @@ record. Rates are venue messages/s (records/s beside them).
     baseline), every lower rate included. `make bench` runs it for the demo checkpoint under `latest`
     and under `every`. Under `latest` a window superseded by a newer one of its book is not scored:
     the forecasts column shows how many were published of the windows closed.
+(e) `--transactional N` (default 0: off): the worker on a feed handler that writes its raw topic in Kafka
+    transactions (Kafka Connect's exactly-once sources, Flink's exactly-once sink). After the worker's runs
+    in (a) and (b), `md.raw.<venue>` is deleted and created again (the worker reads that topic and no
+    other) and the same saturation records are written to it again, N a transaction; 1 transaction in K
+    (`--abort-every K`, default 7; 0: none) is aborted once its records are in the log, and its records
+    are sent again in the next, as tests/test_faults.py's transactional feed. Same producer settings and
+    partitioner: each partition holds the same records in the same order, between commit markers and
+    aborted records (offsets no record fills: the worker reads raw topics read_committed, and
+    streams/partition.py `_undelivered` reads the offsets a batch skipped back through a RangeReader, one
+    read a batch from its first skip to its last, so such a feed's records are read twice). Then ONE
+    fresh worker (a new app id, its own Redis database, the same CPU placement, the machine to itself)
+    drains it, timed as in (a): committed offsets are turned into records below them with the offsets
+    the producer got for the committed records. Printed: its rate beside the plain worker's, the ratio
+    transactional / plain; both again by Redis's clock, from the first forecast written to the last
+    (their stream ids), as a check: the commit clock starts at the first commit seen, which may cover a
+    whole batch (up to take_max, 20,000 records, a partition), so a plain run of a few batches a
+    partition (200,000 messages: one or two) is mostly left out of it and its rate comes out high (the
+    ratio line says so when it is above the in-memory ceiling);
+    `_fill_gap`'s "the stream resumed" warnings and the WARNING lines in both workers' logs (the plain
+    one's include its latency runs); and whether its forecasts in Redis are the plain worker's, field by
+    field but for their emission time (aborted records processed would change them: the run then exits
+    1). The bare loop is not run on the transactional feed (it reads `bench.raw.<venue>`, plain, as
+    without the flag).
 
 Placement (`--no-pin` to turn it off): with two CPUs or more, the consumer under test (the worker
 process, or this process's event-loop thread for the bare loop) runs on the last CPU and everything
@@ -69,6 +92,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import cProfile
 import gc
@@ -127,7 +151,8 @@ GOAL_RATE, GOAL_P99_MS, GOAL_AT = 100_000, 50.0, 20_000
 GOAL_P99_MS_MODEL = 250.0  # with the generative model on CPU, under `latest`
 WARM_UP_S = 1.0  # of each latency run, left out of its figures
 POLL_S = 0.05
-DB_FAUST, DB_BARE, DB_PROFILE = 1, 2, 3
+DB_FAUST, DB_BARE, DB_PROFILE, DB_TXN = 1, 2, 3, 4
+GAP_LINE = "the stream resumed at offset"  # streams/partition.py `_fill_gap`'s warning
 
 
 @dataclass(frozen=True)
@@ -304,35 +329,134 @@ def producer_opts(bootstrap: str) -> dict[str, Any]:
             "max_request_size": 16 << 20}  # fmt: skip
 
 
-async def produce(bootstrap: str, topics: Sequence[str], msgs: Sequence[Msg]) -> None:
-    """Every record to every topic, as fast as the broker takes them, all acknowledged."""
+async def produce(bootstrap: str, topics: Sequence[str], msgs: Sequence[Msg], partitions: list[int] | None = None
+                  ) -> None:  # fmt: skip
+    """Every record to every topic, as fast as the broker takes them, all acknowledged. `partitions`: filled
+    with the partition each record got in the first topic (an unkeyed one's is the partitioner's pick)."""
     from aiokafka import AIOKafkaProducer
 
     prod = AIOKafkaProducer(**producer_opts(bootstrap))
     await prod.start()
     try:
+        sent: list[Any] = []
         for key, value in msgs:
-            for topic in topics:
-                await prod.send(topic, value, key=key)
+            for i, topic in enumerate(topics):
+                fut = await prod.send(topic, value, key=key)
+                if partitions is not None and i == 0:
+                    sent.append(fut)
         await prod.flush()
+        if partitions is not None:
+            partitions[:] = [fut.result().partition for fut in sent]
     finally:
         await prod.stop()
 
 
+@dataclass
+class TxnFeed:
+    """What `produce_transactional` left in a topic."""
+
+    offsets: dict[int, list[int]]  # partition -> the offsets of its committed records, in order
+    transactions: int  # committed and aborted
+    aborted: int  # records of aborted transactions, in the log but not to be read
+    seconds: float
+
+    @property
+    def records(self) -> int:
+        return sum(map(len, self.offsets.values()))
+
+    @property
+    def log_offsets(self) -> int:
+        """Offsets the records took up to the last committed one: records, aborted records, markers."""
+        return sum(o[-1] + 1 for o in self.offsets.values() if o)
+
+
+async def produce_transactional(bootstrap: str, topic: str, msgs: Sequence[Msg], partitions: Sequence[int],
+                                per: int, abort_every: int) -> TxnFeed:  # fmt: skip
+    """Every record to `topic` as a feed handler writing in Kafka transactions does (Kafka Connect's
+    exactly-once sources, Flink's exactly-once sink): `per` records a transaction; every `abort_every`-th
+    (0: none) is aborted once its records are in the log, and its records are sent again in the next,
+    as tests/test_faults.py's transactional feed. Same producer settings as `produce`, each record to
+    the partition `produce` gave it (`partitions`: a keyed record's is its key's, an unkeyed one's the
+    partitioner's pick), so that each partition holds the same records in the same order."""
+    from aiokafka import AIOKafkaProducer
+
+    t0 = time.perf_counter()
+    prod = AIOKafkaProducer(**producer_opts(bootstrap), transactional_id=f"bench-feed-{os.getpid()}")
+    await prod.start()
+    offsets: dict[int, list[int]] = {}
+    transactions = aborted = 0
+    try:
+        for n, i in enumerate(range(0, len(msgs), per)):
+            chunk = msgs[i : i + per]
+            parts = partitions[i : i + per]
+            if abort_every and n % abort_every == abort_every - 1:
+                await prod.begin_transaction()
+                await asyncio.gather(*[await prod.send(topic, value, key=key, partition=part)
+                                       for (key, value), part in zip(chunk, parts, strict=True)])  # fmt: skip
+                await prod.abort_transaction()  # its records acknowledged first: they take offsets
+                transactions, aborted = transactions + 1, aborted + len(chunk)
+            async with prod.transaction():
+                sent = [await prod.send(topic, value, key=key, partition=part)
+                        for (key, value), part in zip(chunk, parts, strict=True)]  # fmt: skip
+            transactions += 1
+            for fut in sent:  # all acknowledged once the commit returns
+                meta = fut.result()
+                offsets.setdefault(meta.partition, []).append(meta.offset)
+    finally:
+        await prod.stop()
+    return TxnFeed(offsets, transactions, aborted, time.perf_counter() - t0)
+
+
+def recreate_topic(bootstrap: str, name: str, timeout: float = 60.0) -> None:
+    """`name` deleted and created again, empty, each of its partitions led: the worker reads
+    `md.raw.<venue>` and nothing else."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    deadline = time.monotonic() + timeout
+
+    def wait(what: str) -> None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name}: {what} after {timeout:.0f} s")
+        time.sleep(0.2)
+
+    try:
+        admin.delete_topics([name])
+        while True:
+            try:
+                admin.create_topics([NewTopic(name, PARTITIONS, 1)])
+                break
+            except TopicAlreadyExistsError:  # its deletion is still under way
+                wait("not deleted")
+        while True:  # a producer sent to a partition with no leader yet logs warnings while it retries
+            parts = [p for t in admin.describe_topics([name]) for p in t.get("partitions", [])]
+            if len(parts) == PARTITIONS and all(
+                p.get("error_code") == 0 and p.get("leader_id", -1) >= 0 for p in parts
+            ):
+                return
+            wait("partitions without a leader")
+    finally:
+        admin.close()
+
+
 class GroupWatch:
     """A group's committed offsets summed over a topic, by admin request (as
-    streams.offsets.committed_offsets, with one admin client kept open for frequent polls)."""
+    streams.offsets.committed_offsets, with one admin client kept open for frequent polls).
+    `offsets` (a transactional topic's: partition -> the sorted offsets of its committed records)
+    turns each committed offset into the records below it, as on a topic where every offset is one."""
 
-    def __init__(self, bootstrap: str, group: str, topic: str) -> None:
-        self.group = group
+    def __init__(self, bootstrap: str, group: str, topic: str, offsets: dict[int, list[int]] | None = None) -> None:
+        self.group, self.offsets = group, offsets
         self.tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         self.admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+
+    def _records(self, partition: int, offset: int) -> int:
+        return offset if self.offsets is None else bisect.bisect_left(self.offsets.get(partition, []), offset)
 
     def committed(self) -> int:
         for _ in range(40):
             try:
                 got = self.admin.list_group_offsets({self.group: self.tps}).get(self.group, {})
-                return sum(max(getattr(got.get(tp), "offset", 0) or 0, 0) for tp in self.tps)
+                return sum(self._records(tp.partition, max(getattr(got.get(tp), "offset", 0) or 0, 0))
+                           for tp in self.tps)  # fmt: skip
             except (CoordinatorNotAvailableError, CoordinatorLoadInProgressError, NotCoordinatorError):  # a new group
                 time.sleep(0.25)
         raise TimeoutError(f"group {self.group}: no coordinator")
@@ -587,13 +711,16 @@ class LatPlan:
 
 
 def bench_faust(bootstrap: str, redis_url: str, work: Workload, plan: LatPlan,
-                tmp: Path, model: str = "baseline", overload: str = "every"
+                tmp: Path, model: str = "baseline", overload: str = "every", name: str = "faust",
+                label: str = "faust worker", offsets: dict[int, list[int]] | None = None
                 ) -> tuple[Throughput | None, list[Latency], str]:  # fmt: skip
-    """The worker's saturation run (none without records: `--latency-only`), then its latency runs."""
-    app_id = f"bench-faust-{os.getpid()}"
-    worker = FaustWorker(bootstrap, redis_url, app_id, tmp / "faust-worker.log", work.venue, work.take, model,
+    """The worker's saturation run (none without records: `--latency-only`), then its latency runs.
+    A fresh worker each call, `name` its app id's and log's (`<name>-worker.log`); `offsets`: the
+    topic was written in transactions (`TxnFeed.offsets`, for `GroupWatch`)."""
+    app_id = f"bench-{name}-{os.getpid()}"
+    worker = FaustWorker(bootstrap, redis_url, app_id, tmp / f"{name}-worker.log", work.venue, work.take, model,
                          overload, plan.place.consumer if plan.place else None)  # fmt: skip
-    watch = GroupWatch(bootstrap, app_id, faust_topic(work.venue))
+    watch = GroupWatch(bootstrap, app_id, faust_topic(work.venue), offsets)
     client = redis.Redis.from_url(redis_url)
     tput = work.records
     try:
@@ -605,7 +732,7 @@ def bench_faust(bootstrap: str, redis_url: str, work: Workload, plan: LatPlan,
             # both ends are commits seen: a batch reaches Redis a commit interval (and a transaction)
             # before its commit, so a Redis time at one end and a commit at the other would not match
             th = Throughput(len(tput) - c0, end - t0, history_count(client, work.venue, work.symbols), work.per_record)
-            print(f"  faust worker: {th.describe()}", flush=True)
+            print(f"  {label}: {th.describe()}", flush=True)
         else:
             worker.wait_up(300)
         lats, target = [], len(tput)
@@ -618,12 +745,72 @@ def bench_faust(bootstrap: str, redis_url: str, work: Workload, plan: LatPlan,
             wait_committed(watch, target, len(msgs) / 1000 + 120, worker.alive)
             lat = run.finish(off)
             lats += [lat] * measured
-            print(f"  faust worker at {rate:,.0f}/s{'' if measured else ' (warm-up)'}: p50 {lat.pct(0.5):.1f} ms, "
+            print(f"  {label} at {rate:,.0f}/s{'' if measured else ' (warm-up)'}: p50 {lat.pct(0.5):.1f} ms, "
                   f"p99 {lat.pct(0.99):.1f} ms", flush=True)  # fmt: skip
         return th, lats, worker.progress()
     finally:
         watch.close()
         worker.stop()
+
+
+@dataclass
+class TxnResult:
+    """The worker on the same records written in transactions (`--transactional`)."""
+
+    feed: TxnFeed
+    th: Throughput
+    progress: str  # the worker's last progress line
+    gaps: tuple[int, int]  # `_fill_gap`'s warnings in the plain and the transactional worker's logs
+    warnings: tuple[int, int]  # WARNING lines in them
+    forecasts: tuple[int, int]  # in Redis: the plain run's, this run's
+    exact: bool  # this run's forecasts are the plain run's, field by field (their emission time aside)
+    spans: tuple[float, float]  # s from the first forecast written to the last, by Redis's clock: plain, this run
+
+
+History = dict[str, list[dict[bytes, bytes]]]
+
+
+def forecast_history(client: redis.Redis, venue: str, symbols: Iterable[str]) -> tuple[History, float]:
+    """Every forecast in Redis of each symbol, in order, without its emission time; and the seconds from
+    the first written to the last by Redis's clock (their stream ids: ms when each was added)."""
+    syms = sorted(symbols)
+    pipe = client.pipeline(transaction=False)
+    for s in syms:
+        pipe.xrange(HIST.format(venue=venue, symbol=s))
+    got = pipe.execute()
+    ms = [int(entry_id.split(b"-")[0]) for entries in got for entry_id, _ in entries]
+    history = {s: [{k: v for k, v in fields.items() if k != b"emitted_ts"} for _, fields in entries]
+               for s, entries in zip(syms, got, strict=True)}  # fmt: skip
+    return history, (max(ms) - min(ms)) / 1e3 if ms else 0.0
+
+
+def bench_transactional(bootstrap: str, url: str, work: Workload, partitions: Sequence[int], place: Placement | None,
+                        tmp: Path, args: argparse.Namespace) -> TxnResult:  # fmt: skip
+    """`--transactional`: the saturation records again, to the worker's topic emptied (deleted and created
+    again: the worker reads `md.raw.<venue>` alone), written in transactions with some aborted; then a
+    fresh worker's saturation run there, timed as the plain one (`bench_faust`), its forecasts in a Redis
+    database of their own and compared with the plain worker's."""
+    topic = faust_topic(work.venue)
+    recreate_topic(bootstrap, topic)
+    feed = asyncio.run(produce_transactional(bootstrap, topic, work.records, partitions, args.transactional,
+                                             args.abort_every))  # fmt: skip
+    if feed.records != len(work.records):
+        raise RuntimeError(f"{feed.records:,} of {len(work.records):,} records committed to {topic}")
+    every = f"1 in {args.abort_every} aborted and sent again" if args.abort_every else "none aborted"
+    print(f"  {topic} emptied; the {feed.records:,} records written again in {feed.transactions:,} transactions of "
+          f"{args.transactional} ({every}: {feed.aborted:,} aborted records, {feed.log_offsets:,} offsets in all) "
+          f"in {feed.seconds:.1f} s", flush=True)  # fmt: skip
+    th, _, progress = bench_faust(bootstrap, f"{url}/{DB_TXN}", work, LatPlan([], None, place), tmp, args.model,
+                                  args.overload, name="faust-txn", label="faust worker, transactional feed",
+                                  offsets=feed.offsets)  # fmt: skip
+    assert th is not None
+    logs = [(tmp / f"{name}-worker.log").read_text(errors="replace") for name in ("faust", "faust-txn")]
+    plain, plain_s = forecast_history(redis.Redis.from_url(f"{url}/{DB_FAUST}"), work.venue, work.symbols)
+    txn, txn_s = forecast_history(redis.Redis.from_url(f"{url}/{DB_TXN}"), work.venue, work.symbols)
+    count = sum(map(len, plain.values())), sum(map(len, txn.values()))
+    gaps = logs[0].count(GAP_LINE), logs[1].count(GAP_LINE)
+    warnings = tuple(sum(1 for ln in log.splitlines() if "WARNING" in ln) for log in logs)
+    return TxnResult(feed, th, progress, gaps, (warnings[0], warnings[1]), count, plain == txn, (plain_s, txn_s))
 
 
 # ---------------------------------------------------------------- the bare aiokafka loop
@@ -797,16 +984,32 @@ def profile_bare(redis_url: str, msgs: list[Msg]) -> None:
 
 
 def print_tables(work: Workload, faust: tuple[Throughput, list[Latency]], bare: tuple[Throughput, list[Latency]],
-                 mem_rate: float) -> None:  # fmt: skip
+                 mem_rate: float, txn: TxnResult | None = None) -> None:  # fmt: skip
     (ft, fl), (bt, bl) = faust, bare
     n = len(work.records)
     print(f"\nsaturation: {work.venue}, {work.messages:,} messages in {n:,} records "
           f"({work.per_record:.2f} a record), pre-produced, one consumer")  # fmt: skip
     print(f"{'consumer':36} {'messages/s':>11} {'records/s':>10} {'forecasts/s':>12}")
-    for what, th in (("faust worker (1 process)", ft), ("bare aiokafka loop (in-process)", bt)):
+    rows = [("faust worker (1 process)", ft), ("faust worker, transactional feed", txn.th if txn else None),
+            ("bare aiokafka loop (in-process)", bt)]  # fmt: skip
+    for what, th in ((w, t) for w, t in rows if t is not None):
         print(f"{what:36} {th.message_rate:11,.0f} {th.rate:10,.0f} {th.forecasts / n * th.rate:12,.0f}")
     print(f"{'in memory, no Kafka/Redis (ceiling)':36} {mem_rate * work.per_record:11,.0f} {mem_rate:10,.0f}")
     print(f"ratio faust / bare: {ft.rate / bt.rate:.2f}x")
+    if txn:
+        f = txn.feed
+        print(f"ratio transactional / plain (faust worker): {txn.th.rate / ft.rate:.2f}x  ({f.transactions:,} "
+              f"transactions, {f.aborted:,} aborted records; the workers' logs, plain / transactional: "
+              f"{txn.gaps[0]} / {txn.gaps[1]} gap warnings, {txn.warnings[0]} / {txn.warnings[1]} WARNING "
+              "lines)" + ("; the plain rate is above the in-memory ceiling: its clock missed most of the run, read "
+                          "the Redis clock's below" if ft.rate > mem_rate else ""))  # fmt: skip
+        (a, b), rate = txn.spans, n * work.per_record
+        print(f"by Redis's clock, first forecast written to last (a check on the commit clock's, whose start a run of "
+              f"few batches a partition moves): plain {a:.2f} s ({rate / a if a else float('nan'):,.0f} messages/s), "
+              f"transactional {b:.2f} s ({rate / b if b else float('nan'):,.0f} messages/s): ratio transactional / "
+              f"plain {a / b if b else float('nan'):.2f}x")  # fmt: skip
+        print(f"transactional feed's forecasts in Redis: {txn.forecasts[1]:,} (plain: {txn.forecasts[0]:,}), "
+              f"the plain run's field by field: {'yes' if txn.exact else 'NO'}")  # fmt: skip
     goals = [
         f">= {GOAL_RATE // 1000}k messages/s per worker: {'yes' if ft.message_rate >= GOAL_RATE else 'no'} "
         f"({ft.message_rate:,.0f})",
@@ -886,6 +1089,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--p99-goal", type=float, default=None, help="ms, for --latency-only (default: "
                    f"{GOAL_P99_MS:.0f} with the baseline, {GOAL_P99_MS_MODEL:.0f} with a generative model, as "
                    "issue 12 sets them)")  # fmt: skip
+    p.add_argument("--transactional", type=int, default=0, metavar="N", help="also time a fresh worker on the "
+                   "saturation records written again in Kafka transactions of N records (read committed: commit "
+                   "markers and aborted records take offsets no record fills), beside the plain run (default: 0, "
+                   "off)")  # fmt: skip
+    p.add_argument("--abort-every", type=int, default=7, metavar="K", help="with --transactional, 1 transaction "
+                   "in K aborted, its records sent again in the next (default: 7; 0: none)")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="smoke run: 5,000 messages, 2,000/s for 2 s, 2,000 profiled")
     args = p.parse_args(argv)
     args.rates = [float(r) for r in str(args.rates).split(",") if r] if args.venue == "binance" else []
@@ -893,6 +1102,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.p99_goal = GOAL_P99_MS if args.model == "baseline" else GOAL_P99_MS_MODEL
     if args.latency_only and not args.rates:
         p.error("--latency-only needs --rates (Binance)")
+    if args.transactional < 0 or args.abort_every < 0:
+        p.error("--transactional and --abort-every take a count >= 0")
+    if args.transactional and args.latency_only:
+        p.error("--transactional is a saturation run: not with --latency-only")
     if args.quick:
         args.messages, args.seconds, args.profile_records = min(args.messages, 5000), 2.0, 2000
         args.take = min(args.take, 500)  # several batches even in 5,000 messages: a rate needs two commits
@@ -972,6 +1185,8 @@ def main(argv: list[str] | None = None) -> None:
     plan = latency_plan(args, captures)
     from streams.infra import Infra
 
+    txn: TxnResult | None = None
+
     with tempfile.TemporaryDirectory(prefix="pipeline-bench-") as tmp_s:
         tmp = Path(tmp_s)
         infra = Infra.on_free_ports(tmp / "infra")
@@ -983,23 +1198,29 @@ def main(argv: list[str] | None = None) -> None:
             topics = [faust_topic(work.venue), bare_topic(work.venue)]
             create_topics(boot, topics + ([faust_topic("binance"), bare_topic("binance")] if plan.runs else []))
             t = time.perf_counter()
-            asyncio.run(produce(boot, topics, tput))
+            partitions: list[int] | None = [] if args.transactional else None  # the records' in topics[0]
+            asyncio.run(produce(boot, topics, tput, partitions))
             print(f"infra up; {len(tput):,} records produced to {' and '.join(topics)} in "
                   f"{time.perf_counter() - t:.1f} s", flush=True)  # fmt: skip
             f_th, f_lat, progress = bench_faust(boot, f"{url}/{DB_FAUST}", work, plan, tmp, args.model,
                                                 args.overload)  # fmt: skip
             assert f_th is not None
             print(f"  faust worker's last progress line: {progress}")
+            if args.transactional:
+                txn = bench_transactional(boot, url, work, partitions or [], plan.place, tmp, args)
+                print(f"  transactional feed's worker's last progress line: {txn.progress}")
             b_th, b_lat = asyncio.run(
                 bench_bare_async(boot, f"{url}/{DB_BARE}", work, plan, tmp, args.bare_fetch_wait_ms)
             )
-            print_tables(work, (f_th, f_lat), (b_th, b_lat), mem_n / mem.seconds)
+            print_tables(work, (f_th, f_lat), (b_th, b_lat), mem_n / mem.seconds, txn)
             if args.venue == "binance":
                 prof = records(captures, args.profile_records, "P")
                 profile_bare(f"{url}/{DB_PROFILE}", prof)
         finally:
             infra.down()
     print(f"\n{time.perf_counter() - started:.1f} s in all")
+    if txn is not None and not txn.exact:
+        sys.exit("pipeline_bench: the transactional feed's forecasts are not the plain run's (see above)")
 
 
 if __name__ == "__main__":

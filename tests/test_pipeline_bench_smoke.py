@@ -2,7 +2,8 @@
 
 Speed is not checked (bench/ prints figures): only that one Faust worker and the bare
 aiokafka loop both drain the records, and that every forecast the records give offline is
-seen on Redis's `mt:forecasts` channel in both latency runs (none lost, none unmatched).
+seen on Redis's `mt:forecasts` channel in both latency runs (none lost, none unmatched); with
+`--transactional`, that a worker on the records written in transactions gives the plain run's forecasts.
 """
 
 from __future__ import annotations
@@ -67,3 +68,23 @@ def test_pipeline_bench_latency_ladder_under_latest_publishes_only_scored_window
         assert 0 < int(published) <= int(closed), out
     assert re.search(r"^goal: the highest offered rate with p99 < 50 ms .*: (none of the ladder|[\d,]+ messages/s)$",
                      out, re.M), out  # fmt: skip
+
+
+def test_pipeline_bench_quick_transactional_feed_gives_the_plain_runs_forecasts(shared_data: Path) -> None:
+    """`--transactional`: the same records written again in transactions, some aborted, and a second
+    worker timed on them; both rates and their ratio are printed, and its forecasts are the plain
+    run's (aborted records not processed, the commit markers no gap)."""
+    out = succeeded(bench("--data", str(shared_data), "--quick", "--transactional", "50", "--abort-every", "3"))
+    rows = r"^(faust worker \(1 process\)|faust worker, transactional feed) +([\d,]+) "
+    rates = {row: float(rate.replace(",", "")) for row, rate in re.findall(rows, out, re.M)}
+    assert len(rates) == 2 and all(r > 0 for r in rates.values()), out
+    ratio = re.search(r"^ratio transactional / plain \(faust worker\): ([\d.]+)x .* (\d+) / (\d+) gap warn", out, re.M)
+    assert ratio is not None and float(ratio.group(1)) > 0 and ratio.group(3) == "0", out
+    aborted = re.search(r"in ([\d,]+) transactions of 50 \(1 in 3 aborted and sent again: ([\d,]+) aborted", out)
+    assert aborted is not None and int(aborted.group(2).replace(",", "")) > 0, out
+    assert re.search(r"^by Redis's clock, .* ratio transactional / plain [\d.]+x$", out, re.M), out
+    same = (
+        r"^transactional feed's forecasts in Redis: ([\d,]+) \(plain: ([\d,]+)\), the plain run's field by field: yes$"
+    )
+    counts = re.search(same, out, re.M)
+    assert counts is not None and counts.group(1) == counts.group(2) and counts.group(1) != "0", out
