@@ -244,7 +244,8 @@ def test_batches_in_redis_behind_a_fenced_commit_are_published_once_by_the_new_o
 def test_a_stream_resumed_past_the_state_processes_the_gap_with_its_forecasts_and_skips_redeliveries(infra, topics):
     """After a restore the consumer may resume a partition past the offset the state stands at:
     the records between were never committed, so they are read from Kafka and processed with
-    their forecasts first; a record the state holds already (a redelivery) is skipped."""
+    their forecasts first, each gap of a batch in its place; a record the state holds already (a
+    redelivery) is skipped."""
     import asyncio
 
     from streams.app import create_app
@@ -258,17 +259,19 @@ def test_a_stream_resumed_past_the_state_processes_the_gap_with_its_forecasts_an
     _, worker = create_app(settings, BaselineForecaster())
     worker.services.state_topic_ready.set()  # what Worker.start does once md.state exists
     cut = len(msgs) // 2
+    hole = (cut + len(msgs)) // 2  # a second gap of 7 records inside the batch
 
     async def resume() -> Partition:
         part = Partition(worker.services, "md.raw.binance", msgs[0].partition, "binance")
-        await part.handle(msgs[cut:])  # the state stands at the start: the first half is the gap
+        # the state stands at the start: the first half is a gap, and 7 records further on another
+        await part.handle(msgs[cut:hole] + msgs[hole + 7 :])
         await part.handle(msgs[cut : cut + 10])  # redelivered
         await part.close()
         await worker.services.batcher.stop()
         return part
 
     part = asyncio.run(resume())
-    assert part.stats.gaps == 1 and part.stats.gap_records == cut and part.stats.skipped == 10
+    assert part.stats.gaps == 2 and part.stats.gap_records == cut + 7 and part.stats.skipped == 10
     assert_same(published(infra, 4), want)
     on_topic = [msgpack.unpackb(m.value) for m in drain(infra.kafka.bootstrap, "md.forecasts.e2e-gap")]
     assert sorted((r["venue"], r["symbol"], r["window"]) for r in on_topic) == sorted(want)

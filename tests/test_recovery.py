@@ -144,3 +144,12 @@ def test_the_pointer_in_the_commit_metadata_round_trips():
     assert snapshots.parse_pointer(p.metadata()) == p
     assert snapshots.parse_pointer("") is None and snapshots.parse_pointer("state=x@1") is None
     assert snapshots.parse_pointer("other=1;state=0@7") == snapshots.Pointer(0, 7)
+
+
+def test_kafka_python_checks_record_crcs_in_c():
+    """Recovery reads through kafka-python, which checks each record batch's CRC-32C in pure Python unless
+    the `crc32c` C module is installed: restores and a transactional feed's reads spent half their time
+    there (bench/recovery_bench.py, bench/pipeline_bench.py --transactional)."""
+    from kafka.record import util
+
+    assert util.crc32c_c is not None and util.calc_crc32c(b"123456789") == 0xE3069283  # RFC 3720's check value
