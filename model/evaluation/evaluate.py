@@ -298,13 +298,12 @@ def evaluate(
     if direction:
         folds = None
         if direction_pool:
-            deeplob = (DEEPLOB_STEPS if direction_steps is None else direction_steps) > 0
+            steps = DEEPLOB_STEPS if direction_steps is None else direction_steps
+            scored = direction_folds.capture_windows(outputs[0], arrays, meta, steps > 0)
             windows = direction_folds.merge(
-                direction_folds.capture_windows(*((outputs[0], arrays, meta) if p == evaluated else run), deeplob)
+                scored if p == evaluated else direction_folds.capture_windows(*run, steps > 0)
                 for p, run in _runs_of(direction_pool, evaluated, pool_runs)
             )
-            scored = direction_folds.capture_windows(outputs[0], arrays, meta, deeplob)
-            steps = DEEPLOB_STEPS if direction_steps is None else direction_steps
             folds = direction_folds.left_one_out(outputs[0].name, arrays, meta, scored, windows, steps)
         _direction(ev, ds, outputs, out, direction_train, direction_steps, folds)
     (out / "metrics.json").write_text(json.dumps(_no_nan(ev.to_json()), indent=1, default=_json_default) + "\n")
