@@ -53,7 +53,7 @@ from streams.partition import NEWS_KEPT, News, Partition, Services
 from streams.pipeline import Record, native_choice
 from streams.retry import Waits, until_done
 from streams.sink import DRIFT_FIELD, RedisSink
-from streams.stall import EndProbe, Idle, StallWatch, describe_stall
+from streams.stall import PROBE_TIMEOUT_S, EndProbe, Idle, StallWatch, describe_stall
 from streams.swap import initial_model, load_checked
 from streams.topics import NEWS_TOPIC, RAW_TOPIC
 
@@ -125,6 +125,9 @@ class Worker:
         # restarted in place by `run_worker` (a worker inside another program, a test or a bench, is not)
         self.stall = StallWatch(settings.stall_s) if settings.stall_s > 0 else None
         self.probe = EndProbe(settings.bootstrap)
+        # a thread of its own: the loop's default executor may be full of calls an outage holds up, and a
+        # probe queued behind them would keep the watchdog waiting with it
+        self._probe_thread = ThreadPoolExecutor(1, thread_name_prefix="stall-probe")
         self.on_stall: Callable[[str], None] = partial(log.error, "STALLED: %s")
         self._probing = False
         self.started_ns = time.time_ns()  # published with the counts: a reader sees them restart from zero
@@ -180,6 +183,7 @@ class Worker:
         self.services.io.shutdown(wait=False, cancel_futures=True)
         self.services.state_io.shutdown(wait=False, cancel_futures=True)
         await asyncio.to_thread(self.probe.close)
+        self._probe_thread.shutdown(wait=False, cancel_futures=True)
 
     async def heartbeat(self) -> None:
         """Redis's `mt:meta` heartbeat, with the worker's messages and records per venue since it started
@@ -322,10 +326,19 @@ class Worker:
         if not idle:
             return
         self._probing = True
+        probe = self.probe
+        ask = partial(probe.pending, {i.key: i.position for i in idle})
         try:
-            pending = await asyncio.to_thread(self.probe.pending, {i.key: i.position for i in idle})
+            run = asyncio.get_running_loop().run_in_executor(self._probe_thread, ask)
+            pending = await asyncio.wait_for(run, PROBE_TIMEOUT_S)
         except Exception as err:  # the broker cannot say: not a stall the watchdog can tell (an outage's)
-            log.debug("stall probe failed (%s: %s)", type(err).__name__, err)
+            if isinstance(err, TimeoutError):  # its thread may hang on: the next check gets a new probe
+                self.probe = EndProbe(self.settings.bootstrap)
+                self._probe_thread = ThreadPoolExecutor(1, thread_name_prefix="stall-probe")
+            # a line per failed probe, at most one per stall_s: the watchdog cannot act while it fails
+            log.warning("stall watch: %d partitions unmoved for %.0f s or more, but the broker could not be "
+                        "asked whether records wait behind them (%s: %s); asking again in %.0f s", len(idle),
+                        min(i.seconds for i in idle), type(err).__name__, err, self.settings.stall_s)  # fmt: skip
             pending = {}
         finally:
             self._probing = False

@@ -38,6 +38,7 @@ from streams.topics import RAW_ISOLATION
 log = logging.getLogger(__name__)
 
 PROBE_WAIT_S = 5.0  # at most, how long the probe reads a partition (a fetch or two, not a stream)
+PROBE_TIMEOUT_S = 60.0  # a whole probe longer than this is given up (its thread may hang on) and retried
 RESTARTS_ENV = "MT_STALL_RESTARTS"  # restarts in place so far, carried across the exec for the log
 
 

@@ -112,3 +112,44 @@ def test_a_failpoint_fires_at_its_count_once_per_marker(tmp_path, monkeypatch):
 def test_a_malformed_failpoint_is_named(text):
     with pytest.raises(ValueError, match="NAME=AFTER:MARKER"):
         failpoints.parse(text)
+
+
+def test_a_probe_that_hangs_is_given_up_with_a_line_and_the_next_check_asks_a_new_one(monkeypatch, caplog):
+    """The probe runs on a thread of its own with a bound: one held up (a broker that does not answer, a
+    call that never returns) must not keep the watchdog waiting with it, as it would if it queued on
+    the loop's default executor behind calls an outage holds up."""
+    import threading
+    from types import SimpleNamespace
+
+    import streams.app as app_module
+    from model.serving.baseline import BaselineForecaster
+    from streams.config import Settings
+
+    _, worker = app_module.create_app(Settings(bootstrap="127.0.0.1:9", venues=("kraken",)), BaselineForecaster())
+    worker.partitions = {A: SimpleNamespace(pipeline=SimpleNamespace(position={0: 5}), partition=0)}  # type: ignore[assignment]
+    worker.stall = StallWatch(0.0)  # every partition is a candidate at once
+    stalls: list[str] = []
+    worker.on_stall = stalls.append
+    release = threading.Event()
+
+    class Hung:
+        def pending(self, positions: dict) -> dict:
+            release.wait(30)
+            return {key: True for key in positions}
+
+    class Answers:
+        def pending(self, positions: dict) -> dict:
+            return {key: True for key in positions}
+
+    monkeypatch.setattr(app_module, "PROBE_TIMEOUT_S", 0.3)
+    hung = worker.probe = Hung()  # type: ignore[assignment]
+    try:
+        with caplog.at_level("WARNING", logger="streams.app"):
+            asyncio.run(worker.watch_stall())
+        assert not stalls and "could not be asked" in caplog.text and "TimeoutError" in caplog.text
+        assert worker.probe is not hung and not worker._probing  # a new probe, and the next check runs
+        worker.probe = Answers()  # type: ignore[assignment]
+        asyncio.run(worker.watch_stall())
+        assert len(stalls) == 1 and "md.raw.x[0]" in stalls[0]
+    finally:
+        release.set()
