@@ -326,8 +326,7 @@ class Worker:
         if not idle:
             return
         self._probing = True
-        probe = self.probe
-        ask = partial(probe.pending, {i.key: i.position for i in idle})
+        ask = partial(self.probe.pending, {i.key: i.position for i in idle})
         try:
             run = asyncio.get_running_loop().run_in_executor(self._probe_thread, ask)
             pending = await asyncio.wait_for(run, PROBE_TIMEOUT_S)

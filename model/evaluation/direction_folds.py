@@ -5,7 +5,8 @@ evaluation: whole instruments held out), as model/evaluation/l2_depth_folds.py d
 Why the head can be refitted per fold without retraining anything: it reads the frozen network's window
 state (`direction_input`), so a fold needs the head alone. The network itself stays what the checkpoint
 is: trained on its training captures and the simulator, so a capture of its training file is held out
-from the head and the baselines only, and the table says which captures the network saw.
+from the head and the baselines only (direction.md's section says so; the model card names the
+training sources).
 
 Per fold, on the same windows (each weighing the same, no simulated ones: the simulator's direction does
 not carry over to a one-tick crypto book, docs/design.md):
