@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from functools import partial
+from operator import attrgetter
 from typing import Any, TypeVar
 
 import msgpack
@@ -62,10 +63,6 @@ News = tuple[int, list[str], str]
 NEWS_KEPT = 10_000
 MAX_UNSETTLED = 64  # batches written to Redis whose transaction has not committed yet
 CLOSE_WAIT_S = 10.0  # what a worker stopping gives its partitions' commits in flight
-
-
-def _offset(r: Record) -> int:
-    return r.offset
 
 
 def dlq_headers(topic: str, rej: Rejected) -> list[tuple[str, bytes]]:
@@ -292,7 +289,7 @@ class Partition:
             if m.offset > at:
                 flush()  # the records before the gap first, in order
                 # by bisection: a transactional feed leaves a gap (a commit marker) every few records
-                lo, hi = (bisect_left(undelivered, o, key=_offset) for o in (at, m.offset))
+                lo, hi = (bisect_left(undelivered, o, key=attrgetter("offset")) for o in (at, m.offset))
                 self._fill_gap(pipe, at, m.offset, undelivered[lo:hi], windows, rejects)
             run.append(m)
             at = m.offset + 1
