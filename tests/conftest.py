@@ -54,3 +54,45 @@ def own_broker(tmp_path: Path):
     kafka.start()
     yield kafka
     kafka.stop()
+
+
+@pytest.fixture(scope="module")
+def l2_trained(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple[Path, Path]:
+    """(training set, folder holding `fine`): a tiny model finetuned on simulated ITCH flow and the head
+    of a real Binance capture, for the post-hoc heads of L2 books."""
+    import dataclasses
+    from itertools import islice
+
+    from model.sim.engine import SimConfig
+    from model.training.dataset import build, capture_source, save, sim_source
+    from model.training.train import train
+
+    d = tmp_path_factory.mktemp("l2heads")
+    real = capture_source("binance", shared_data / "binance-hftbacktest" / "spot_btcusdt_20240808.gz")
+    real = dataclasses.replace(real, records=islice(real.records, 30_000))
+    sim = sim_source(SimConfig(n_symbols=1, duration_ns=120 * 1_000_000_000, seed=5))
+    path, _ = save(build([sim, real]), d / "train.npz")
+    train("finetune", path, d / "fine", steps=6, batch=8, device="cpu", preset="tiny", checkpoint_every=100)
+    return path, d
+
+
+@pytest.fixture(scope="module")
+def l2_held(l2_trained: tuple[Path, Path], shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The heads of two instruments l2_trained's model never saw, encoded as it encodes (`dataset --like`)."""
+    import gzip
+    from itertools import islice
+
+    from streams.cli import main
+
+    _, d = l2_trained
+    where = tmp_path_factory.mktemp("held")
+    captures = []
+    for name in ("cm_ethusd_perp_20240808.gz", "usdm_ethusdt_20240808.gz"):
+        with (
+            gzip.open(shared_data / "binance-hftbacktest" / name, "rt") as src,
+            gzip.open(where / name, "wt") as dst,
+        ):
+            dst.writelines(islice(src, 5000))
+        captures += ["--capture", f"binance:{where / name}"]
+    assert main(["dataset", "--like", str(d / "fine"), *captures, "--out", str(where / "held.npz")]) == 0
+    return where / "held.npz"

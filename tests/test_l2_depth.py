@@ -1,9 +1,7 @@
 """The depth head of L2 books (model/network/l2_depth.py): its fit, what it serves and to which
 windows, and its place at the end of a finetune run and as `train --stage l2-depth`."""
 
-import dataclasses
 import json
-from itertools import islice
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,9 +19,7 @@ from model.network.orderflow import (  # noqa: E402
     OrderFlowModel,
     to_batch,
 )
-from model.sim.engine import SimConfig  # noqa: E402
-from model.training.dataset import build, capture_source, save, sim_source  # noqa: E402
-from model.training.train import TrainData, train  # noqa: E402
+from model.training.train import TrainData  # noqa: E402
 from orderbook.events import Kind  # noqa: E402
 from orderbook.features import FEATURE_NAMES  # noqa: E402
 
@@ -95,22 +91,10 @@ def test_the_head_serves_the_depth_of_l2_windows_once_fitted_and_nothing_else():
     assert not torch.equal(after[0, depth], before[0, depth])
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, shared_data: Path):
-    """A tiny model finetuned on simulated ITCH flow and the head of a real Binance capture."""
-    d = tmp_path_factory.mktemp("l2depth")
-    real = capture_source("binance", shared_data / "binance-hftbacktest" / "spot_btcusdt_20240808.gz")
-    real = dataclasses.replace(real, records=islice(real.records, 30_000))
-    sim = sim_source(SimConfig(n_symbols=1, duration_ns=120 * SEC, seed=5))
-    path, _ = save(build([sim, real]), d / "train.npz")
-    train("finetune", path, d / "fine", steps=6, batch=8, device="cpu", preset="tiny", checkpoint_every=100)
-    return path, d
-
-
-def test_finetune_fits_the_head_on_the_l2_windows_and_the_stage_refits_it_alone(trained, tmp_path):
+def test_finetune_fits_the_head_on_the_l2_windows_and_the_stage_refits_it_alone(l2_trained, tmp_path):
     from streams.cli import main
 
-    path, d = trained
+    path, d = l2_trained
     entry = json.loads((d / "fine" / "config.json").read_text())["l2_depth"]
     data = TrainData.load(path)
     real = int((data.arrays["seed"] < 0).sum())
@@ -130,35 +114,14 @@ def test_finetune_fits_the_head_on_the_l2_windows_and_the_stage_refits_it_alone(
         assert torch.equal(refit.state_dict()[name], tensor), name  # the same fit, nothing else moved
 
 
-@pytest.fixture(scope="module")
-def held(trained, shared_data, tmp_path_factory) -> Path:
-    """The heads of two instruments the model never saw, encoded as it encodes (`dataset --like`)."""
-    import gzip
-
-    from streams.cli import main
-
-    _, d = trained
-    where = tmp_path_factory.mktemp("held")
-    captures = []
-    for name in ("cm_ethusd_perp_20240808.gz", "usdm_ethusdt_20240808.gz"):
-        with (
-            gzip.open(shared_data / "binance-hftbacktest" / name, "rt") as src,
-            gzip.open(where / name, "wt") as dst,
-        ):
-            dst.writelines(islice(src, 5000))
-        captures += ["--capture", f"binance:{where / name}"]
-    assert main(["dataset", "--like", str(d / "fine"), *captures, "--out", str(where / "held.npz")]) == 0
-    return where / "held.npz"
-
-
-def test_evaluate_serves_each_capture_from_the_head_fitted_on_the_other_captures(trained, held, tmp_path):
+def test_evaluate_serves_each_capture_from_the_head_fitted_on_the_other_captures(l2_trained, l2_held, tmp_path):
     """`evaluate --l2-depth-loo`: a row for the model with the depth of each capture's L2 windows from its
     head refitted on the pool's other captures; its other targets are the model's own."""
     from streams.cli import main
 
-    path, d = trained
-    assert main(["evaluate", "--data", str(held), "--model", str(d / "fine"), "--out", str(tmp_path / "ev"),
-                 "--l2-depth-loo", str(path), str(held)]) == 0  # fmt: skip
+    path, d = l2_trained
+    assert main(["evaluate", "--data", str(l2_held), "--model", str(d / "fine"), "--out", str(tmp_path / "ev"),
+                 "--l2-depth-loo", str(path), str(l2_held)]) == 0  # fmt: skip
     ev = SimpleNamespace(**json.loads((tmp_path / "ev" / "metrics.json").read_text()))
     spot = "spot_btcusdt_20240808"
     assert ev.l2_depth_folds == {"cm_ethusd_perp_20240808": [spot, "usdm_ethusdt_20240808"],
@@ -172,17 +135,17 @@ def test_evaluate_serves_each_capture_from_the_head_fitted_on_the_other_captures
 
 
 def test_evaluate_direction_loo_scores_each_capture_by_the_head_and_baselines_fitted_on_the_others(
-    trained, held, tmp_path
+    l2_trained, l2_held, tmp_path
 ):
     """`evaluate --direction-loo` (with --l2-depth-loo: the pool is run through the model once): rows
     `... left one out` for the head and the three baselines on each capture, the folds in metrics.json,
     and direction.md's verdict per capture and horizon."""
     from streams.cli import main
 
-    path, d = trained
-    assert main(["evaluate", "--data", str(held), "--model", str(d / "fine"), "--out", str(tmp_path / "ev"),
-                 "--direction-steps", "5", "--l2-depth-loo", str(path), str(held),
-                 "--direction-loo", str(path), str(held)]) == 0  # fmt: skip
+    path, d = l2_trained
+    assert main(["evaluate", "--data", str(l2_held), "--model", str(d / "fine"), "--out", str(tmp_path / "ev"),
+                 "--direction-steps", "5", "--l2-depth-loo", str(path), str(l2_held),
+                 "--direction-loo", str(path), str(l2_held)]) == 0  # fmt: skip
     ev = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     spot, cm, usdm = "spot_btcusdt_20240808", "cm_ethusd_perp_20240808", "usdm_ethusdt_20240808"
     assert {c: f["fitted_on"] for c, f in ev["direction_folds"].items()} == {cm: [spot, usdm], usdm: [spot, cm]}
@@ -197,15 +160,15 @@ def test_evaluate_direction_loo_scores_each_capture_by_the_head_and_baselines_fi
     assert "## Left one capture out" in text and "above all three" in text
 
 
-def test_direction_loo_probe_scores_each_capture_by_the_fit_on_the_others(trained, held):
+def test_direction_loo_probe_scores_each_capture_by_the_fit_on_the_others(l2_trained, l2_held):
     """bench/direction_loo_probe.py: a row per Binance capture and horizon, each method's F1 / AUC."""
     import subprocess
     import sys
 
-    path, d = trained
+    path, d = l2_trained
     repo = Path(__file__).resolve().parents[1]
     done = subprocess.run([sys.executable, str(repo / "bench" / "direction_loo_probe.py"), "--model", str(d / "fine"),
-                           "--data", str(path), str(held)], capture_output=True, text=True, timeout=300)  # fmt: skip
+                           "--data", str(path), str(l2_held)], capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr
     rows = [line.split() for line in done.stdout.splitlines() if line.startswith((" 10 ", "100 "))]
     left_out = {"spot_btcusdt_20240808", "cm_ethusd_perp_20240808", "usdm_ethusdt_20240808"}

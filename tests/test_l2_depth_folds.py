@@ -7,11 +7,12 @@ import pytest
 
 pytest.importorskip("torch")
 
-from model.evaluation.l2_depth_folds import L2Windows, capture_names, l2_windows, left_one_out
+from model.evaluation.l2_depth_folds import L2Windows, l2_windows, left_one_out
 from model.evaluation.outputs import ModelOutputs
 from model.network import l2_depth
 from model.network.orderflow import L2_DEPTH_INPUTS, L2_DEPTH_TARGETS
 from model.serving.forecaster import HORIZONS
+from model.training.dataset import capture_names
 
 CAPTURES = {-1: "real:binance-hftbacktest/a_20240808.gz", -2: "real:b.gz", -3: "real:c.gz"}
 

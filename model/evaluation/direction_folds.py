@@ -16,7 +16,7 @@ not carry over to a one-tick crypto book, docs/design.md):
 - the queue-imbalance and multi-level OFI regressions and the DeepLOB-style net of
   model/evaluation/direction.py, fitted as there.
 
-Captures are told apart by file name (l2_depth_folds.capture_names): the same file in two datasets is
+Captures are told apart by file name (model.training.dataset.capture_names): the same file in two datasets is
 one capture.
 """
 
@@ -38,9 +38,9 @@ from model.evaluation.direction import (
     fit_predict,
     window_inputs,
 )
-from model.evaluation.l2_depth_folds import capture_names
 from model.evaluation.outputs import ModelOutputs
-from model.network.direction import choose_penalty, direction_labels, fit_horizon, probabilities
+from model.network.direction import direction_labels, fit_captures, probabilities
+from model.training.dataset import capture_names
 
 LEFT_ONE_OUT = "left one out"  # a method's name in the table: "<method> left one out"
 STATE = "state"  # the network's window state, what the head reads
@@ -95,9 +95,8 @@ def fold_probs(
         return np.concatenate([w[key][k] for w, k in zip(fit, ok, strict=True)])
 
     groups = np.concatenate([np.full(int(k.sum()), i) for i, k in enumerate(ok)])
-    state = stacked(STATE)
-    penalty, losses = choose_penalty(state, y, groups, np.ones(len(y), bool))
-    w, b, _ = fit_horizon(state, y, np.ones(len(y)), penalty)
+    w, b, report = fit_captures(stacked(STATE), y, groups)
+    penalty, losses = report["penalty"], report["held_out_log_loss"]
     probs = {STATE: probabilities(scored[STATE], w, b)}
     probs |= {m: fit_predict(stacked(m), y, scored[m]) for m in (QI, OFI)}
     if deeplob_steps and DEEPLOB in scored:

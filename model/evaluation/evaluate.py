@@ -251,7 +251,14 @@ def evaluate(
         seen = sorted(set(o.train_seeds or ()) & set(present))
         if seen and not allow_seen:
             raise ValueError(f"{o.directory} was trained on seeds {seen} of the evaluation data: not held out")
-        ev.models.append({"name": o.name, "directory": o.directory, "train_seeds": o.train_seeds} | o.card)
+        by_heads = sorted(set(o.head_seeds or ()) & set(present))
+        if by_heads and not allow_seen:
+            raise ValueError(f"{o.directory}'s post-hoc heads were fitted on seeds {by_heads} of the evaluation "
+                             f"data ({o.card.get('head_files')}): not held out")  # fmt: skip
+        ev.models.append(
+            {"name": o.name, "directory": o.directory, "train_seeds": o.train_seeds, "head_seeds": o.head_seeds}
+            | o.card
+        )
         ev.perplexity[o.name] = {"all": o.perplexity()} | {p: o.perplexity(f(arrays)) for p, f in PARTS.items()}
     raw = FeatureNorm.from_meta(meta).invert(arrays["features"], arrays["row_mask"])
     scores = {o.name: o.anomaly for o in outputs}

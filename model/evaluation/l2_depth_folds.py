@@ -5,7 +5,9 @@ never on its own, the issue's leave-one-out evaluation at no training cost.
 Why it is honest without retraining anything: the head reads only the book's depth stats and the depth
 memory (OrderFlowModel.l2_depth_inputs, from the feature normalization, no learned weight), so a fold
 needs the head refitted and nothing else. What it measures is the head as fitted on every instrument
-there is and served on a new one; the checkpoint's own head is fitted on its training captures alone.
+there is and served on a new one: the checkpoint's own head may have been fitted on the evaluated
+captures too (`train --stage l2-depth` on several files; make checkpoint does so), and then these rows
+are the honest ones for them.
 Captures are told apart by file name: the same file in two datasets is one capture.
 """
 
@@ -21,6 +23,7 @@ import numpy as np
 from model.evaluation.outputs import ModelOutputs, model_outputs, target_ok
 from model.network import l2_depth
 from model.network.orderflow import L2_DEPTH_TARGETS
+from model.training.dataset import capture_names
 
 LEFT_ONE_OUT = "L2 depth left one out"  # the evaluation's name of the variant: "<model> L2 depth left one out"
 
@@ -38,16 +41,6 @@ class L2Windows:
         return L2Windows(
             *(np.concatenate([a, b]) for a, b in zip(vars(self).values(), vars(other).values(), strict=True))
         )
-
-
-def capture_names(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> np.ndarray:
-    """(B,) each window's capture: its real source's file name without `.gz`; "" for a simulated one."""
-    from model.training.dataset import source_file
-
-    names = {int(s["seed"]): source_file(str(s["name"])).removesuffix(".gz")
-             for s in meta.get("sources", []) if "seed" in s}  # fmt: skip
-    seeds = arrays["seed"]
-    return np.array([names.get(int(s), str(s)) if s < 0 else "" for s in seeds], dtype=object)
 
 
 def l2_windows(outputs: ModelOutputs, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> dict[str, L2Windows]:

@@ -42,6 +42,7 @@ class ModelOutputs:
     n_events: np.ndarray  # (B,) how many pairs
     train_seeds: list[int] | None = None
     card: dict[str, Any] = field(default_factory=dict)  # model_card: the checkpoint described
+    head_seeds: list[int] | None = field(default_factory=list)  # outputs.head_seeds: seen by a post-hoc head
     # mid target -> (B, 3) the direction head's (down, stationary, up) probabilities; {} where not fitted
     direction: dict[str, np.ndarray] = field(default_factory=dict)
     # what the L2 depth head reads (model/evaluation/l2_depth_folds.py refits it): "inputs" (B, F), the
@@ -65,6 +66,31 @@ def training_seeds(extra: dict[str, Any]) -> list[int] | None:
         return None
     with np.load(data, allow_pickle=False) as z:
         return sorted(int(s) for s in np.unique(z["seed"])) if "seed" in z.files else None
+
+
+def head_files(extra: dict[str, Any]) -> dict[str, list[str]]:
+    """{post-hoc head: the files it was fitted on} for the heads fitted on more than the training file
+    (`train --stage l2-direction --data train.npz unseen.npz`): what else of a checkpoint saw data."""
+    train = (extra.get("train") or {}).get("data")
+    out = {}
+    for name, entry in extra.items():
+        data = entry.get("data") if isinstance(entry, dict) and name != "train" else None
+        files = [data] if isinstance(data, str) else list(data or [])
+        if files and files != [train]:
+            out[name] = files
+    return out
+
+
+def head_seeds(extra: dict[str, Any]) -> list[int] | None:
+    """The seeds of the windows of head_files (beside training_seeds': those the network was trained on),
+    or None when one of those files is not here to read."""
+    seeds: set[int] = set()
+    for file in {f for files in head_files(extra).values() for f in files}:
+        if not Path(file).is_file():
+            return None
+        with np.load(file, allow_pickle=False) as z:
+            seeds |= {int(s) for s in np.unique(z["seed"])} if "seed" in z.files else set()
+    return sorted(seeds)
 
 
 def training_sources(extra: dict[str, Any], seeds: Sequence[int] | None) -> list[dict[str, Any]] | None:
@@ -107,6 +133,7 @@ def model_card(model: Any, config: Any, extra: dict[str, Any], seeds: Sequence[i
         "training_sources": training_sources(extra, seeds),
         "calibration_windows": (extra.get("calibration") or {}).get("windows"),
         "recalibration_windows": (extra.get("recalibration") or {}).get("windows"),
+        "head_files": head_files(extra),
     }
 
 
@@ -196,4 +223,4 @@ def model_outputs(
     card = model_card(served.model, served.config, served.extra, seeds)
     state = np.concatenate(states) if states else None
     return ModelOutputs(name, str(directory), score, surp, sup, quantiles, anchor, unrecalibrated, nll_w, n_w,
-                        seeds, card, heads, l2, state)  # fmt: skip
+                        seeds, card, head_seeds(served.extra), heads, l2, state)  # fmt: skip

@@ -106,6 +106,14 @@ def _card_rows(models: Sequence[dict[str, Any]], evaluated_seeds: Sequence[int])
         s = m.get("train_seeds")
         return "unknown" if s is None else seed_ranges(set(s) & set(evaluated_seeds))
 
+    def heads(m: dict[str, Any]) -> str:
+        files = m.get("head_files") or {}
+        return "; ".join(f"{h}: " + ", ".join(f"`{f}`" for f in fs) for h, fs in files.items()) or "—"
+
+    def seen_by_heads(m: dict[str, Any]) -> str:
+        s = m.get("head_seeds")
+        return "unknown" if s is None else seed_ranges(set(s) & set(evaluated_seeds))
+
     def count(key: str) -> Any:
         return lambda m: "—" if m.get(key) is None else f"{m[key]:,} windows"
 
@@ -118,6 +126,8 @@ def _card_rows(models: Sequence[dict[str, Any]], evaluated_seeds: Sequence[int])
         row("training data", data),
         row("trained on seeds", seeds),
         row("evaluated seeds seen in training", seen),
+        row("post-hoc heads fitted on more data", heads),
+        row("evaluated seeds seen by those heads", seen_by_heads),
         row("anomaly score calibrated on", count("calibration_windows")),
         row("quantiles recalibrated on", count("recalibration_windows")),
     ]

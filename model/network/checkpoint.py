@@ -26,12 +26,13 @@ from model.network.orderflow import ModelConfig, OrderFlowModel
 # identity map (what it served); 5: the direction head (direction_head.*, direction_fitted); a format
 # 3 or 4 checkpoint loads with it unfitted, serving p_up / p_down off its mid quantiles as it did;
 # 6: the L2 books' depth head (l2_depth_*), which an older checkpoint loads unfitted (the network's
-# depth quantiles, as it served)
-FORMAT = 6
-READABLE_FORMATS = (3, 4, 5, 6)
+# depth quantiles, as it served); 7: the L2 books' direction head (l2_direction_*), likewise
+FORMAT = 7
+READABLE_FORMATS = (3, 4, 5, 6, 7)
 _ADDED_IN_4 = ("recal_edges", "recal_coef")
 _ADDED_IN_5 = ("direction_head.weight", "direction_head.bias", "direction_fitted")
 _ADDED_IN_6 = ("l2_depth_weight", "l2_depth_bias", "l2_depth_fitted")
+_ADDED_IN_7 = ("l2_direction_weight", "l2_direction_bias", "l2_direction_fitted")
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 OPTIMIZER = "optimizer.safetensors"
@@ -72,7 +73,8 @@ def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[Ord
     meta.pop("format")
     model = OrderFlowModel(config)
     tensors = load_file(str(d / WEIGHTS), device="cpu")
-    added = (_ADDED_IN_4 if fmt < 4 else ()) + (_ADDED_IN_5 if fmt < 5 else ()) + (_ADDED_IN_6 if fmt < 6 else ())
+    added = tuple(k for since, keys in ((4, _ADDED_IN_4), (5, _ADDED_IN_5), (6, _ADDED_IN_6), (7, _ADDED_IN_7))
+                  if fmt < since for k in keys)  # fmt: skip
     tensors |= {k: v for k, v in model.state_dict().items() if k in added}
     model.load_state_dict(tensors)
     return model.to(device).eval(), config, meta

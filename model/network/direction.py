@@ -30,6 +30,13 @@ fits the head on the real captures alone so, fold by fold. What it showed on 202
   BTCUSDT, penalty 1e-1 chosen) did worse on the three instruments it never saw than the served
   head: AUC 0.699-0.813 against 0.769-0.843 at 10 messages, and still under the queue-imbalance
   regression at 100. Two instruments are too few; the served head keeps the simulator's windows.
+
+Hence the L2 books' head (`fit_captures`; OrderFlowModel.l2_direction_*): the same regression on the
+real captures alone, each window weighing the same, fitted when enough instruments are at hand
+(`train --stage l2-direction` on several files; make checkpoint: the training set's captures and three
+more Binance instruments). Books of orders (ITCH, the simulator) keep the head above. Fitted so on every
+capture but one (model/evaluation/direction_folds.py), it beat the head fitted with the simulator on
+each of the three instruments left out in AUC and Brier at both horizons (docs/design.md).
 """
 
 from __future__ import annotations
@@ -133,19 +140,35 @@ def choose_penalty(
     return best, losses
 
 
+def fit_captures(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(W (3, D), b (3,)) and a report of one horizon fitted on real windows alone, each weighing the same
+    (x (n, D), labels y, `groups` (n,) each window's capture), the penalty chosen by `choose_penalty`
+    leaving each capture out in turn: the L2 books' head and its left-one-out refits
+    (model/evaluation/direction_folds.py) are this same fit."""
+    real = np.ones(len(y), bool)
+    penalty, losses = choose_penalty(x, y, groups, real)
+    w, b, report = fit_horizon(x, y, np.ones(len(y)), penalty)
+    return w, b, report | {"penalty": penalty, "held_out_log_loss": losses}
+
+
 def fit(
-    state: np.ndarray, moves: np.ndarray, valid: np.ndarray, real: np.ndarray
+    state: np.ndarray, moves: np.ndarray, valid: np.ndarray, real: np.ndarray, groups: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """The head's weight (H*3, D) and bias (H*3,) for `state` (B, D) (the network's `direction_input`),
     `moves` (B, H) the mid moves in ticks at each horizon, `valid` (B, H) where a move is known, `real`
     (B,) whether a window is from a capture; and a report per horizon (training log loss against the
-    class prior's)."""
+    class prior's). With `groups` (B,) (each window's capture; all windows real), each horizon is
+    `fit_captures`' instead: the L2 books' head."""
     weights, biases, report = [], [], {}
     for j in range(moves.shape[1]):
         ok = np.asarray(valid[:, j], bool) & np.isfinite(moves[:, j])
         if not ok.any():
             raise ValueError(f"direction head: no window with a known mid move at horizon {j}")
-        w, b, rep = fit_horizon(state[ok], direction_labels(moves[ok, j]), window_weights(real[ok]))
+        y = direction_labels(moves[ok, j])
+        if groups is None:
+            w, b, rep = fit_horizon(state[ok], y, window_weights(real[ok]))
+        else:
+            w, b, rep = fit_captures(state[ok], y, groups[ok])
         weights.append(w)
         biases.append(b)
         report[str(j)] = rep

@@ -41,7 +41,8 @@ see README for all held-out hours):
 - mid direction (down / stationary / up) at 10 and 100 messages: a linear head on the same window
   state beside the newest book-state row and the rows' mean (`direction_input`), fitted after
   fine-tuning with the rest frozen (model/network/direction.py); until fitted (`direction_fitted`),
-  the served p_up / p_down are read off the mid quantiles.
+  the served p_up / p_down are read off the mid quantiles. Books of price levels (Binance, Coinbase,
+  Kraken) may have a second such head fitted on the real captures alone (`l2_direction_fitted`).
 
 Attention is torch.nn.functional.scaled_dot_product_attention (fused kernels on GPU).
 """
@@ -326,6 +327,12 @@ class OrderFlowModel(nn.Module):
         nn.init.zeros_(self.direction_head.weight)
         nn.init.zeros_(self.direction_head.bias)
         self.register_buffer("direction_fitted", torch.zeros((), dtype=torch.bool))
+        # the L2 books' direction head (l2_direction_logits): a second map of the same state, fitted on the
+        # real captures alone (model/network/direction.py, fit_captures), off until fitted
+        n_state = self.direction_head.in_features
+        self.register_buffer("l2_direction_weight", torch.zeros(len(DIRECTION_HORIZONS) * len(DIRECTIONS), n_state))
+        self.register_buffer("l2_direction_bias", torch.zeros(len(DIRECTION_HORIZONS) * len(DIRECTIONS)))
+        self.register_buffer("l2_direction_fitted", torch.zeros((), dtype=torch.bool))
 
     def _init_weights(self) -> None:
         for m in self.modules():
@@ -470,7 +477,7 @@ class OrderFlowModel(nn.Module):
         news = _masked_mean(h[:, 1 + c.n_rows : c.prefix_len], news_mask)  # 0 without headlines
         last = torch.cat([events[:, -1], rows, news], dim=-1)  # left-padded windows: the newest event is last
         state = torch.cat([last, _newest_and_mean_rows(batch["features"], row_mask).to(last.dtype)], dim=-1)
-        direction = self.direction_head(state).float().view(-1, len(DIRECTION_HORIZONS), len(DIRECTIONS))
+        direction = self.direction_logits(batch, state).view(-1, len(DIRECTION_HORIZONS), len(DIRECTIONS))
         band, scale, stats = self.anchor(batch)
         q = self.quantile_head(torch.cat([last, stats.to(last.dtype)], dim=-1))
         q = q.float().view(-1, len(TARGETS), len(QUANTILES))
@@ -521,11 +528,22 @@ class OrderFlowModel(nn.Module):
         use = self.l2_depth_fitted & self.l2_depth_windows(batch)
         return quantiles.index_copy(1, j, torch.where(use[:, None, None], q, quantiles[:, j]))
 
+    def direction_logits(self, batch: Mapping[str, torch.Tensor], state: torch.Tensor) -> torch.Tensor:
+        """(B, H*3) float32 direction logits of `state` (`direction_input`): the L2 direction head's for
+        the windows of a book of price levels once it is fitted, the direction head's otherwise."""
+        logits = self.direction_head(state).float()
+        l2 = F.linear(state.float(), self.l2_direction_weight, self.l2_direction_bias)
+        use = self.l2_direction_fitted & self.level_book_windows(batch)
+        return torch.where(use[:, None], l2, logits)
+
+    def level_book_windows(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """(B,) bool: the windows of a book of price levels (a LEVEL_SET token), not of orders."""
+        return (batch["mask"] & (batch["kind"] == int(Kind.LEVEL_SET))).any(1)
+
     def l2_depth_windows(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """(B,) bool: the windows the L2 depth head serves, of a book of price levels (a LEVEL_SET
-        token) with a two-sided row."""
-        level_book = (batch["mask"] & (batch["kind"] == int(Kind.LEVEL_SET))).any(1)
-        return level_book & self.two_sided_rows(batch).any(1)
+        """(B,) bool: the windows the L2 depth head serves, of a book of price levels with a two-sided
+        row."""
+        return self.level_book_windows(batch) & self.two_sided_rows(batch).any(1)
 
     def two_sided_rows(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """(B, T) bool: the window's real rows whose book had both sides."""

@@ -191,6 +191,14 @@ def source_file(name: str) -> str:
     return Path(name.rsplit(":", 1)[-1]).name
 
 
+def capture_names(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> np.ndarray:
+    """(B,) each window's capture: its real source's file name without `.gz`; "" for a simulated one."""
+    names = {int(s["seed"]): source_file(str(s["name"])).removesuffix(".gz")
+             for s in meta.get("sources", []) if "seed" in s}  # fmt: skip
+    seeds = arrays["seed"]
+    return np.array([names.get(int(s), str(s)) if s < 0 else "" for s in seeds], dtype=object)
+
+
 def real_sources(root: Path, first_seed: int = -1) -> list[Source]:
     """The real captures in `root` (REAL_FILES that exist), seeds -1, -2, ... in REAL_FILES order."""
     out = []

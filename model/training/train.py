@@ -84,6 +84,7 @@ from model.network.orderflow import (
 )
 from model.network.recalibration import MODES as RECALIBRATION_MODES
 from model.network.tokens import text_encoder_name
+from model.training.dataset import capture_names
 
 log = logging.getLogger("megatrading.train")
 
@@ -117,6 +118,18 @@ class TrainData:
         if missing:
             raise ValueError(f"{p}: not a training set of the contract, lacks {missing}")
         return cls(arrays, meta, p)
+
+    @classmethod
+    def concat(cls, parts: list[TrainData]) -> TrainData:
+        """One set of several files encoded alike (the caller checks that): the arrays every part has,
+        concatenated; the first part's meta with every part's sources (a post-hoc head fitted on a
+        training set and captures encoded `--like` it)."""
+        if len(parts) == 1:
+            return parts[0]
+        keys = set.intersection(*(set(p.arrays) for p in parts))
+        arrays = {k: np.concatenate([p.arrays[k] for p in parts]) for k in parts[0].arrays if k in keys}
+        sources = [s for p in parts for s in p.meta.get("sources", [])]
+        return cls(arrays, {**parts[0].meta, "sources": sources}, parts[0].path)
 
     def __len__(self) -> int:
         return len(self.arrays["kind"])
@@ -464,6 +477,53 @@ def fit_direction(model: OrderFlowModel, data: TrainData, device: torch.device, 
 
 
 @torch.no_grad()
+def fit_l2_direction(model: OrderFlowModel, data: TrainData, device: torch.device, chunk: int = 512) -> dict[str, Any]:
+    """Fit the direction head of books of price levels on the set's real L2 windows alone, each weighing
+    the same, the penalty chosen per horizon leaving each capture out in turn (direction.fit_captures),
+    and switch it on; returns the fit's report per horizon. The order books keep the direction head.
+
+    Why on the captures alone, and only when asked (`train --stage l2-direction`, not at finetune's end):
+    the simulator's direction does not carry over to a one-tick crypto book, but two training instruments
+    are too few (model/network/direction.py). Refitted so on every capture but one
+    (model/evaluation/direction_folds.py), it beat the served head on each instrument left out."""
+    if not bool(model.direction_fitted):
+        raise ValueError("fit the direction head first (train --stage direction): order books are served by it")
+    model.eval()
+    states, use = [], []
+    real = data.arrays["seed"] < 0 if "seed" in data.arrays else np.zeros(len(data), bool)
+    for lo in range(0, len(data), chunk):
+        idx = np.arange(lo, min(lo + chunk, len(data)))
+        idx = idx[real[idx]]
+        if not len(idx):
+            continue
+        b = data.batch(idx, device)
+        with _autocast(device):
+            out = model(b)
+        level = model.level_book_windows(b).cpu().numpy()
+        states.append(out["direction_input"].float().cpu().numpy()[level])
+        use.append(idx[level])
+    k = np.concatenate(use) if use else np.zeros(0, np.int64)
+    groups = capture_names(data.arrays, data.meta)[k]
+    if len(set(groups)) < 2:
+        raise ValueError(f"{data.path}: the L2 direction head needs real L2 windows of two captures at least")
+    y, valid = data._targets
+    cols = [TARGETS.index(f"mid_h{h}") for h in DIRECTION_HORIZONS]
+    state = np.concatenate(states)
+    weight, bias, report = direction.fit(state, y[k][:, cols], valid[k][:, cols], np.ones(len(k), bool), groups)
+    model.l2_direction_weight.copy_(torch.from_numpy(weight))
+    model.l2_direction_bias.copy_(torch.from_numpy(bias))
+    model.l2_direction_fitted.fill_(True)
+    report = {"windows": len(k), "captures": sorted(set(groups))} | {
+        f"h{h}": report[str(i)] for i, h in enumerate(DIRECTION_HORIZONS)
+    }
+    log.info("L2 direction head on %d real L2 windows of %d captures: penalty, log loss (prior -> fitted) %s",
+             len(k), len(report["captures"]),
+             {h: (report[h]["penalty"], report[h]["log_loss_prior"], report[h]["log_loss"])
+              for h in (f"h{h}" for h in DIRECTION_HORIZONS)})  # fmt: skip
+    return report
+
+
+@torch.no_grad()
 def fit_l2_depth(model: OrderFlowModel, data: TrainData, device: torch.device, chunk: int = 512) -> dict[str, Any]:
     """Fit the model's L2 depth head on the training set's L2 windows with a two-sided row (the rest
     of the model frozen) and switch it on; returns the windows' depth CRPS served by the network and
@@ -509,26 +569,38 @@ def fit_l2_depth(model: OrderFlowModel, data: TrainData, device: torch.device, c
     return report
 
 
+HeadFit = Callable[[OrderFlowModel, TrainData, torch.device], dict[str, Any]]
 # the heads fitted after training on the frozen network, in order, and the checkpoint entry of each
-HEADS: dict[str, Callable[[OrderFlowModel, TrainData, torch.device], dict[str, Any]]] = {
+HEADS: dict[str, HeadFit] = {
     "direction": fit_direction,
     "l2_depth": fit_l2_depth,
 }
+# every post-hoc head `fit_head` fits: HEADS and those fitted only when asked
+POST_HOC_HEADS: dict[str, HeadFit] = HEADS | {"l2_direction": fit_l2_direction}
 
 
-def fit_head(head: str, init: str | Path, data_path: str | Path, out_dir: str | Path, device: str = "auto") -> Path:
-    """`init` with its post-hoc `head` (HEADS) fitted on `data_path` (encoded as `init`: its training set
-    or `dataset --like` it), written to `out_dir`; every other weight and entry as `init` has it."""
-    if head not in HEADS:
-        raise ValueError(f"head {head!r}: use one of {tuple(HEADS)}")
+def fit_head(
+    head: str, init: str | Path, data_paths: str | Path | list[str | Path], out_dir: str | Path, device: str = "auto"
+) -> Path:
+    """`init` with its post-hoc `head` (POST_HOC_HEADS) fitted on the files `data_paths` together (each
+    encoded as `init`: its training set or `dataset --like` it), written to `out_dir`; every other weight
+    and entry as `init` has it. The head's entry records the files (`data`: one path, or a list of them):
+    evaluate counts their seeds as seen (model.evaluation.outputs.training_seeds)."""
+    if head not in POST_HOC_HEADS:
+        raise ValueError(f"head {head!r}: use one of {tuple(POST_HOC_HEADS)}")
+    paths = [data_paths] if isinstance(data_paths, str | Path) else list(data_paths)
     dev = pick_device(device)
-    data = TrainData.load(data_path)
-    if not data.has_targets:
-        raise ValueError(f"{data_path}: no targets to fit the {head} head on")
     model, config, extra = checkpoint.load(init, dev)
-    check_encoding(data.meta, str(data.path), extra, str(init))
-    report = HEADS[head](model, data, dev)
-    return checkpoint.save(model, config, {**extra, head: {"data": str(data_path), **report}}, out_dir)
+    parts = []
+    for path in paths:
+        part = TrainData.load(path)
+        if not part.has_targets:
+            raise ValueError(f"{path}: no targets to fit the {head} head on")
+        check_encoding(part.meta, str(part.path), extra, str(init))
+        parts.append(part)
+    report = POST_HOC_HEADS[head](model, TrainData.concat(parts), dev)
+    data = str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]
+    return checkpoint.save(model, config, {**extra, head: {"data": data, **report}}, out_dir)
 
 
 def write_curves(history: list[dict[str, float]], out_dir: Path) -> None:
@@ -809,6 +881,11 @@ def _initial_model(
     # the weights learned what these ids and normalized rows meant: data encoded otherwise would be
     # read as something else (and the checkpoint written would carry the data's encoding, not theirs)
     check_encoding(data.meta, str(data.path), source_extra, str(source))
+    if bool(model.l2_direction_fitted) and not resume:
+        # it reads the network's state, which this run moves, and only `fit_head` refits it
+        model.l2_direction_fitted.fill_(False)
+        log.info("%s: its L2 direction head is switched off (fitted on the network before this run); refit it "
+                 "with train --stage l2-direction", source)  # fmt: skip
     model.config = config = dataclasses.replace(config, **off)
     want = data.model_config(preset)
     for name in ("n_events", "n_rows", "n_features", "max_news", "news_len", "text_encoder"):

@@ -7,11 +7,16 @@
     megatrading train --stage finetune --data mine.npz --init model/checkpoints/demo --out ckpt/mine --steps 300
     megatrading train --stage direction --data train.npz --init ckpt/fine --out ckpt/fine-dir   (the head alone)
     megatrading train --stage l2-depth --data train.npz --init ckpt/fine --out ckpt/fine-l2   (the head alone)
+    megatrading train --stage l2-direction --data train.npz unseen.npz --init ckpt/fine --out ckpt/fine-l2dir
 
 `--stage direction` fits only the mid-direction head (what p_up / p_down are served from) on --init's
 frozen network, as finetune does at its end, and copies everything else: for a checkpoint written
 before the head existed (its p_up / p_down come from its mid quantiles until then). `--stage l2-depth`
 likewise fits only the depth head of L2 books (model/network/l2_depth.py) on the data's L2 windows.
+`--stage l2-direction` fits a direction head of its own for L2 books on the real captures alone, each
+left out in turn to choose its penalty (it needs two captures at least; finetune never fits it). A head
+stage takes several --data files, each encoded as --init, and fits on them together: the checkpoint
+records them, and `evaluate` counts their seeds as seen.
 
 From --init (or when resuming), the data must be encoded as that checkpoint: its training set, or a file of
 `megatrading dataset --like CHECKPOINT_DIR` (anything else is refused, naming both encodings); the
@@ -28,7 +33,7 @@ import sys
 from pathlib import Path
 
 # the stages that fit one post-hoc head of a trained checkpoint (model.training.train.HEADS)
-HEAD_STAGES = {"direction": "direction", "l2-depth": "l2_depth"}
+HEAD_STAGES = {"direction": "direction", "l2-depth": "l2_depth", "l2-direction": "l2_direction"}
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -38,13 +43,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.init is None:
             raise ValueError(f"--stage {args.stage} fits a head of a trained checkpoint: give it as --init")
         out = fit_head(HEAD_STAGES[args.stage], args.init, args.data, args.out, device=args.device)
-        print(f"{args.stage}: head fitted on {args.data} -> {out}", file=sys.stderr)
+        print(f"{args.stage}: head fitted on {', '.join(map(str, args.data))} -> {out}", file=sys.stderr)
         return 0
     if args.stage not in STAGES:
         raise ValueError(f"--stage {args.stage}: use one of {STAGES}")
+    if len(args.data) != 1:
+        raise ValueError(f"--stage {args.stage} trains on one --data file; several are for the head stages")
     run = train(
         args.stage,
-        args.data,
+        args.data[0],
         args.out,
         init=args.init,
         steps=args.steps,
@@ -78,7 +85,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     t.add_argument("--stage", choices=("pretrain", "finetune", *HEAD_STAGES), required=True)
     t.add_argument(
-        "--data", type=Path, required=True, help="a training set .npz (model.training.dataset) and its .json"
+        "--data",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="a training set .npz (model.training.dataset) and its .json; a head stage takes several",
     )
     t.add_argument(
         "--init",
