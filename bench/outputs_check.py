@@ -18,7 +18,9 @@ in the score CSVs' p_up / p_down columns alone (the dataset and every evaluate f
 re-recorded when the demo was retrained with depth's pinball loss in its units (the dataset's
 fingerprints the same, every score of the model new), and when the rows got the depth memory and the
 checkpoint its L2 depth head (a new dataset, a new model), and when the demo's anomalies were each
-drawn at an intensity from 0.4 to 1 (a new dataset, a new model). About 4 minutes on 2 cores.
+drawn at an intensity from 0.4 to 1 (a new dataset, a new model), and when the heads of L2 books were
+refitted on eight captures (the dataset the same; the direction and depth of L2 windows new). About 4
+minutes on 2 cores.
 """
 
 from __future__ import annotations
