@@ -3,8 +3,9 @@ linear quantile heads of depth, fitted on the training windows with three sets o
 subsets of windows, beside the network's own quantiles.
 
 Inputs (OrderFlowModel.l2_depth_inputs, in log1p(lots) from the band's median): the anchor's six
-depth stats ("stats"); those and the depth memory ("stats+memory", what the served head reads); and
-those and the network's own three quantiles ("network+stats+memory"). Windows: the training set's
+depth stats and the log-scale stat as it is ("stats"); those and the depth memory ("stats+memory",
+what the served head reads); and those and the network's own three quantiles
+("network+stats+memory"). Windows: the training set's
 real ones (the captures: L2 books) or its simulated ones (ITCH: order books). CRPS of depth at 10 and
 100 messages per source of each evaluated file, real sources by name, the simulated ones together.
 docs/design.md, "Model decisions", has the figures of the day. About 3 minutes on 2 cores after
@@ -52,8 +53,9 @@ def collect(model: OrderFlowModel, data: TrainData) -> dict[str, dict[str, np.nd
     for t in L2_DEPTH_TARGETS:
         j = TARGETS.index(t)
         ok = valid[:, j]
-        result[t] = {"y": y[ok, j], "median": whole["median"][ok], "stats": whole["x"][ok, :6],
-                     "memory": whole["x"][ok, 6:], "q": whole["q"][ok, j] - whole["median"][ok, None],
+        x = whole["x"][ok]  # the six depth stats, the depth memory, the log-scale stat last
+        result[t] = {"y": y[ok, j], "median": whole["median"][ok], "stats": np.concatenate([x[:, :6], x[:, -1:]], 1),
+                     "memory": x[:, 6:-1], "q": whole["q"][ok, j] - whole["median"][ok, None],
                      "seed": whole["seed"][ok]}  # fmt: skip
     return result
 

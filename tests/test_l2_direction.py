@@ -88,7 +88,9 @@ def test_the_stage_needs_the_real_windows_of_two_captures(l2_trained, tmp_path, 
     assert "two captures at least" in capsys.readouterr().err and not (tmp_path / "one").exists()
 
 
-def test_a_format_6_checkpoint_loads_with_the_head_unfitted(l2_trained, tmp_path):
+def test_a_format_6_checkpoint_loads_with_the_head_unfitted_and_its_depth_head_as_it_served(l2_trained, tmp_path):
+    """Format 6 had no L2 direction head, and its L2 depth head read one input less (the log-scale stat
+    as it is, last): it gets a zero weight there, so the depth served is what it was."""
     from safetensors.torch import save_file
 
     _, d = l2_trained
@@ -96,10 +98,13 @@ def test_a_format_6_checkpoint_loads_with_the_head_unfitted(l2_trained, tmp_path
     old = tmp_path / "old"
     old.mkdir()
     state = {k: v.contiguous() for k, v in model.state_dict().items() if not k.startswith("l2_direction_")}
+    state["l2_depth_weight"] = state["l2_depth_weight"][:, :-1].contiguous()
     save_file(state, str(old / checkpoint.WEIGHTS), {"format": "6"})
     (old / checkpoint.CONFIG).write_text(json.dumps({"format": 6, "model": config.to_json(), **extra}))
     loaded, _, _ = checkpoint.load(old)
     assert not bool(loaded.l2_direction_fitted) and not loaded.l2_direction_weight.any()
+    assert torch.equal(loaded.l2_depth_weight[:, :-1], state["l2_depth_weight"])
+    assert not loaded.l2_depth_weight[:, -1].any() and bool(loaded.l2_depth_fitted)
 
 
 def test_training_from_a_checkpoint_switches_the_head_off(l2_trained, l2_held, tmp_path):

@@ -19,14 +19,15 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from model.network.orderflow import ModelConfig, OrderFlowModel
+from model.network.orderflow import L2_DEPTH_INPUTS, ModelConfig, OrderFlowModel
 
 # 2: the anchored quantile head, feature_loc/scale buffers; 3: the heads read the headlines;
 # 4: the recalibration buffers (recal_edges, recal_coef); a format 3 checkpoint loads with the
 # identity map (what it served); 5: the direction head (direction_head.*, direction_fitted); a format
 # 3 or 4 checkpoint loads with it unfitted, serving p_up / p_down off its mid quantiles as it did;
 # 6: the L2 books' depth head (l2_depth_*), which an older checkpoint loads unfitted (the network's
-# depth quantiles, as it served); 7: the L2 books' direction head (l2_direction_*), likewise
+# depth quantiles, as it served); 7: the L2 books' direction head (l2_direction_*), likewise, and the L2
+# depth head reads one input more (the log of the depth scale, last): an older head gets a zero weight there
 FORMAT = 7
 READABLE_FORMATS = (3, 4, 5, 6, 7)
 _ADDED_IN_4 = ("recal_edges", "recal_coef")
@@ -76,6 +77,9 @@ def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[Ord
     added = tuple(k for since, keys in ((4, _ADDED_IN_4), (5, _ADDED_IN_5), (6, _ADDED_IN_6), (7, _ADDED_IN_7))
                   if fmt < since for k in keys)  # fmt: skip
     tensors |= {k: v for k, v in model.state_dict().items() if k in added}
+    depth = tensors.get("l2_depth_weight")
+    if depth is not None and depth.shape[1] == L2_DEPTH_INPUTS - 1:  # fitted before the log-scale input
+        tensors["l2_depth_weight"] = torch.cat([depth, depth.new_zeros(depth.shape[0], 1, depth.shape[2])], 1)
     model.load_state_dict(tensors)
     return model.to(device).eval(), config, meta
 

@@ -19,7 +19,8 @@ over. The same head fitted on the simulated windows was worse on the captures (0
 network's 0.204), hence one for L2 books only. Measured by bench/l2_depth_probe.py; docs/design.md,
 "Model decisions". Its data is the limit: the training captures are two Binance instruments, and
 refitted on every other capture (model/evaluation/l2_depth_folds.py) it gains on each one left out;
-so make checkpoint refits it on eight captures (`train --stage l2-depth` with several files).
+so make checkpoint refits it on eight captures (`train --stage l2-depth` with several files). Fitted so,
+it also reads the log of the depth scale as it is (OrderFlowModel.l2_depth_inputs says why).
 """
 
 from __future__ import annotations
