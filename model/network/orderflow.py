@@ -328,7 +328,7 @@ class OrderFlowModel(nn.Module):
         nn.init.zeros_(self.direction_head.weight)
         nn.init.zeros_(self.direction_head.bias)
         self.register_buffer("direction_fitted", torch.zeros((), dtype=torch.bool))
-        # the L2 books' direction head (l2_direction_logits): a second map of the same state, fitted on the
+        # the L2 books' direction head (direction_logits): a second map of the same state, fitted on the
         # real captures alone (model/network/direction.py, fit_captures), off until fitted
         n_state = self.direction_head.in_features
         self.register_buffer("l2_direction_weight", torch.zeros(len(DIRECTION_HORIZONS) * len(DIRECTIONS), n_state))

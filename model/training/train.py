@@ -585,7 +585,7 @@ def fit_head(
     """`init` with its post-hoc `head` (POST_HOC_HEADS) fitted on the files `data_paths` together (each
     encoded as `init`: its training set or `dataset --like` it), written to `out_dir`; every other weight
     and entry as `init` has it. The head's entry records the files (`data`: one path, or a list of them):
-    evaluate counts their seeds as seen (model.evaluation.outputs.training_seeds)."""
+    evaluate counts their seeds as seen (model.evaluation.outputs.head_seeds)."""
     if head not in POST_HOC_HEADS:
         raise ValueError(f"head {head!r}: use one of {tuple(POST_HOC_HEADS)}")
     paths = [data_paths] if isinstance(data_paths, str | Path) else list(data_paths)
