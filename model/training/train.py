@@ -139,6 +139,11 @@ class TrainData:
         return all(t in self.arrays for t in TARGETS) and "target_mask" in self.arrays
 
     @property
+    def real(self) -> np.ndarray:
+        """(B,) bool: the windows of a real capture (a negative seed: model.training.dataset)."""
+        return self.arrays["seed"] < 0 if "seed" in self.arrays else np.zeros(len(self), bool)
+
+    @property
     def has_labels(self) -> bool:
         return "label" in self.arrays
 
@@ -454,19 +459,30 @@ def fit_recalibration(
 
 
 @torch.no_grad()
+def _direction_states(
+    model: OrderFlowModel, data: TrainData, idx: np.ndarray, device: torch.device, chunk: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(states (n, D): what the direction heads read, `direction_input`; level (n,) bool: a window of a
+    book of price levels) of the windows `idx`, the model in eval mode."""
+    model.eval()
+    states, level = [np.zeros((0, model.direction_head.in_features), np.float32)], [np.zeros(0, bool)]
+    for lo in range(0, len(idx), chunk):
+        b = data.batch(idx[lo : lo + chunk], device)
+        with _autocast(device):
+            out = model(b)
+        states.append(out["direction_input"].float().cpu().numpy())
+        level.append(model.level_book_windows(b).cpu().numpy())
+    return np.concatenate(states), np.concatenate(level)
+
+
+@torch.no_grad()
 def fit_direction(model: OrderFlowModel, data: TrainData, device: torch.device, chunk: int = 512) -> dict[str, Any]:
     """Fit the model's direction head on every training window with a known mid move (the rest of the
     model frozen) and mark it fitted; returns the fit's report per horizon."""
-    model.eval()
-    states = []
-    for lo in range(0, len(data), chunk):
-        with _autocast(device):
-            out = model(data.batch(np.arange(lo, min(lo + chunk, len(data))), device))
-        states.append(out["direction_input"].float().cpu().numpy())
+    state, _ = _direction_states(model, data, np.arange(len(data)), device, chunk)
     y, valid = data._targets
     cols = [TARGETS.index(f"mid_h{h}") for h in DIRECTION_HORIZONS]
-    real = data.arrays["seed"] < 0 if "seed" in data.arrays else np.zeros(len(data), bool)
-    weight, bias, report = direction.fit(np.concatenate(states), y[:, cols], valid[:, cols], real)
+    weight, bias, report = direction.fit(state, y[:, cols], valid[:, cols], data.real)
     model.direction_head.weight.copy_(torch.from_numpy(weight))
     model.direction_head.bias.copy_(torch.from_numpy(bias))
     model.direction_fitted.fill_(True)
@@ -488,27 +504,14 @@ def fit_l2_direction(model: OrderFlowModel, data: TrainData, device: torch.devic
     (model/evaluation/direction_folds.py), it beat the served head on each instrument left out."""
     if not bool(model.direction_fitted):
         raise ValueError("fit the direction head first (train --stage direction): order books are served by it")
-    model.eval()
-    states, use = [], []
-    real = data.arrays["seed"] < 0 if "seed" in data.arrays else np.zeros(len(data), bool)
-    for lo in range(0, len(data), chunk):
-        idx = np.arange(lo, min(lo + chunk, len(data)))
-        idx = idx[real[idx]]
-        if not len(idx):
-            continue
-        b = data.batch(idx, device)
-        with _autocast(device):
-            out = model(b)
-        level = model.level_book_windows(b).cpu().numpy()
-        states.append(out["direction_input"].float().cpu().numpy()[level])
-        use.append(idx[level])
-    k = np.concatenate(use) if use else np.zeros(0, np.int64)
+    real = np.flatnonzero(data.real)
+    state, level = _direction_states(model, data, real, device, chunk)
+    state, k = state[level], real[level]
     groups = capture_names(data.arrays, data.meta)[k]
     if len(set(groups)) < 2:
         raise ValueError(f"{data.path}: the L2 direction head needs real L2 windows of two captures at least")
     y, valid = data._targets
     cols = [TARGETS.index(f"mid_h{h}") for h in DIRECTION_HORIZONS]
-    state = np.concatenate(states)
     weight, bias, report = direction.fit(state, y[k][:, cols], valid[k][:, cols], np.ones(len(k), bool), groups)
     model.l2_direction_weight.copy_(torch.from_numpy(weight))
     model.l2_direction_bias.copy_(torch.from_numpy(bias))
