@@ -98,6 +98,22 @@ def test_auroc_and_average_precision_follow_their_definitions_on_heavily_tied_sc
     assert average_precision(s, y) == pytest.approx(_threshold_ap(s, y), abs=1e-12)
 
 
+@pytest.mark.parametrize("distinct", [3, 50, None])
+def test_auroc_from_ranks_is_scikit_learns_roc_auc(distinct):
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(distinct or 0)
+    for n in (2, 7, 500):
+        s = rng.random(n) if distinct is None else rng.integers(0, distinct, n).astype(float)
+        y = np.r_[True, False, rng.random(n - 2) < 0.3]
+        assert auroc(s, y) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+
+
+def test_auroc_refuses_nan_scores():
+    with pytest.raises(ValueError, match="NaN"):
+        auroc([0.1, math.nan, 0.3], [0, 1, 1])
+
+
 # --------------------------------------------------------------------------- forecasts
 
 
