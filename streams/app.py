@@ -53,7 +53,7 @@ from streams.partition import NEWS_KEPT, News, Partition, Services
 from streams.pipeline import Record, native_choice
 from streams.retry import Waits, until_done
 from streams.sink import DRIFT_FIELD, RedisSink
-from streams.stall import PROBE_TIMEOUT_S, EndProbe, Idle, StallWatch, describe_stall
+from streams.stall import PROBE_TIMEOUT_S, EndProbe, Idle, StallWatch, describe_stall, group_offsets
 from streams.swap import initial_model, load_checked
 from streams.topics import NEWS_TOPIC, RAW_TOPIC
 
@@ -326,10 +326,9 @@ class Worker:
         if not idle:
             return
         self._probing = True
-        ask = partial(self.probe.pending, {i.key: i.position for i in idle})
         try:
-            run = asyncio.get_running_loop().run_in_executor(self._probe_thread, ask)
-            pending = await asyncio.wait_for(run, PROBE_TIMEOUT_S)
+            run = asyncio.get_running_loop().run_in_executor(self._probe_thread, self._ask_broker, idle)
+            pending, group = await asyncio.wait_for(run, PROBE_TIMEOUT_S)
         except Exception as err:  # the broker cannot say: not a stall the watchdog can tell (an outage's)
             if isinstance(err, TimeoutError):  # its thread may hang on: the next check gets a new probe
                 self.probe = EndProbe(self.settings.bootstrap)
@@ -338,7 +337,7 @@ class Worker:
             log.warning("stall watch: %d partitions unmoved for %.0f s or more, but the broker could not be "
                         "asked whether records wait behind them (%s: %s); asking again in %.0f s", len(idle),
                         min(i.seconds for i in idle), type(err).__name__, err, self.settings.stall_s)  # fmt: skip
-            pending = {}
+            pending, group = {}, {}
         finally:
             self._probing = False
         stalled: list[Idle] = []
@@ -349,6 +348,17 @@ class Worker:
                 self.stall.cleared(i.key, time.monotonic())
         if stalled:
             self.on_stall(describe_stall(stalled))
+            return
+        for i in idle:  # an offset commit that did not materialize (streams/stall.py)
+            if group.get(i.key, i.position) < i.position and self._still_at(i):
+                await self.partitions[i.key].recommit(group[i.key])
+
+    def _ask_broker(self, idle: list[Idle]) -> tuple[dict[tuple[str, int], bool], dict[tuple[str, int], int]]:
+        """(records waiting behind each idle partition, the group's committed offset of each with none
+        waiting): blocking."""
+        pending = self.probe.pending({i.key: i.position for i in idle})
+        quiet = [i.key for i in idle if not pending.get(i.key)]
+        return pending, group_offsets(self.settings.bootstrap, self.settings.app_id, quiet) if quiet else {}
 
     def _still_at(self, idle: Idle) -> bool:
         """`idle`'s partition is still here, at the position it was probed at (the probe takes seconds)."""

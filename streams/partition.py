@@ -324,6 +324,28 @@ class Partition:
 
     # ---- commits, off the forecasts' path
 
+    async def recommit(self, group_offset: int) -> None:
+        """The group's committed offset reads back as `group_offset`, below the position this partition
+        committed and sits at: commit the position again, in a transaction of the offset commit alone
+        (streams/stall.py says when that happens). Nothing is done while a commit of ours is queued or
+        in flight (its own commit settles it) or the partition is restoring or gone."""
+        async with self.lock:
+            pipe = self.pipeline
+            position = pipe.position.get(self.partition, 0) if pipe is not None else None
+            if (position is None or position <= group_offset or not self.assigned or self._unsettled
+                    or self._fenced is not None):  # fmt: skip
+                return
+            log.warning("%s: the group's committed offset reads back as %d, below the %d this worker committed: "
+                        "that transaction's offset commit did not materialize on the broker; committing %d again",
+                        self.name, group_offset, position, position,
+                        extra=self._where(offset=group_offset, action="recommit"))  # fmt: skip
+            try:
+                self.pointer = await self.committer.commit([], group_offset, position, self.pointer)
+            except Fenced as err:
+                self._fenced = Fenced(str(err))  # another worker owns it: the next batch restores, as after any fencing
+                return
+            self.stats.transactions += 1
+
     async def _settle(self, batch: Unsettled) -> None:
         """Queue a batch for its transaction; wait while MAX_UNSETTLED are queued already."""
         if len(self._unsettled) >= MAX_UNSETTLED:

@@ -16,7 +16,16 @@ after its position. `EndProbe` asks with a client of its own: the stalled consum
 come from its own fetches, and an end offset alone over-counts, because a transaction's commit
 marker or an aborted batch takes offsets that no record the worker sees fills.
 
-Action (`restart_in_place`): one ERROR line, then `os.execv` of the worker's own command line. The
+The same check reads the group's committed offset of each candidate. Below the position, with no
+commit of ours waiting, it is a transaction whose offset commit never materialized: seen once in a few
+dozen broker restarts (Kafka 4.3, test_faults' broker outage), `__transaction_state` said the
+transaction was complete while `__consumer_offsets` held its offset commit without the commit marker,
+so the group read the offset before it. The forecasts were published; only the offset lags, and it
+would stay so on a partition that gets no new record, a restart then reading again (and publishing
+again) what was done. The partition commits its position again (`Partition.recommit`: an empty
+transaction with the offset commit alone), no restart.
+
+Action on a stall (`restart_in_place`): one ERROR line, then `os.execv` of the worker's own command line. The
 pid stays the same, so a supervisor (compose's `restart:`), `make demo` or a test sees the worker go
 on. For Kafka and Redis it is a crash, and the worker recovers from one exactly (test_faults' SIGKILL
 test; the restart is tested there too, on a stall armed with a failpoint, streams/failpoints.py).
@@ -28,11 +37,13 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from kafka import KafkaConsumer, TopicPartition
 
+from streams.offsets import committed
 from streams.topics import RAW_ISOLATION
 
 log = logging.getLogger(__name__)
@@ -122,6 +133,14 @@ class EndProbe:
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
+
+
+def group_offsets(bootstrap: str, group: str, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """The group's committed offset of each (topic, partition) (0 where none). Blocking."""
+    by_topic: dict[str, set[int]] = defaultdict(set)
+    for topic, partition in keys:
+        by_topic[topic].add(partition)
+    return {(t, p): c.offset for t, ps in by_topic.items() for p, c in committed(bootstrap, group, t, ps).items()}
 
 
 def describe_stall(stalled: list[Idle]) -> str:

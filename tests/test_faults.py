@@ -10,6 +10,7 @@ the forecasts topic (read committed), once, in order, field for field.
   LOBSTER, which take the same transactional path with another decoder, in `make soak`: `-m soak`);
 - three workers with rebalances, one of them killed;
 - a consumer that stops fetching (the stall watchdog restarts the worker in place);
+- the group's committed offsets set back below the worker's (it commits them again);
 - a feed written in Kafka transactions, some aborted.
 """
 
@@ -22,7 +23,7 @@ import time
 from collections import Counter
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from faults import (
     GroupRun,
     WorkerProcess,
@@ -147,6 +148,41 @@ def test_a_consumer_that_stops_fetching_mid_stream_restarts_the_worker_in_place_
     assert "restart 1 since it was started" in log
     outcome = run.compare(want_for(streams, run.venues))
     assert outcome.exact, outcome
+
+
+def test_a_committed_offset_read_back_below_the_workers_is_committed_again_without_a_restart(lab, streams, tmp_path):
+    """Once the worker has committed every record, the group's committed offsets are set back to
+    half (a transaction of another producer), as when the broker loses a transaction's offset commit
+    while its forecasts stand (streams/stall.py). The idle worker commits its positions again: the
+    offsets return to the end, with no restart and no forecast published twice."""
+    topic = "md.raw.binance"
+    run = GroupRun(lab, "recommit", 3, ("binance",), tmp_path)
+    w = run.start(extra_env={"MT_STALL_S": "3"})
+    try:
+        run.wait(1.0)
+        ends = committed_offsets(lab.kafka.bootstrap, run.group, topic, {m.partition for m in streams["binance"]})
+        back = {p: end // 2 for p, end in ends.items()}
+        asyncio.run(_commit_offsets_in_a_transaction(lab.kafka.bootstrap, run.group, topic, back))
+        assert committed_offsets(lab.kafka.bootstrap, run.group, topic, set(back)) == back
+        run.wait(1.0, timeout=60)
+        assert w.alive()
+    finally:
+        run.stop_all()
+    log = run.log_text()
+    assert log.count("did not materialize on the broker") == len(ends), log[-3000:]
+    assert "STALLED" not in log and "from snapshot at offset" not in log
+    outcome = run.compare(want_for(streams, run.venues))
+    assert outcome.exact, outcome
+
+
+async def _commit_offsets_in_a_transaction(bootstrap: str, group: str, topic: str, offsets: dict[int, int]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=f"offsets-{group}")
+    await producer.start()
+    try:
+        async with producer.transaction():
+            await producer.send_offsets_to_transaction({TopicPartition(topic, p): o for p, o in offsets.items()}, group)
+    finally:
+        await producer.stop()
 
 
 def test_three_workers_with_rebalances_and_one_killed_publish_every_forecast_once_in_order(lab, streams, tmp_path):
