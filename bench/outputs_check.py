@@ -95,8 +95,9 @@ def model_figures(x: Any, path: str = "", mine: bool = False) -> dict[str, float
 
 
 def figures_equal(a: dict[str, float], b: dict[str, float], rel: float = 1e-12) -> tuple[bool, str]:
-    """Equal keys and values within `rel` (the AUROC/AP are scikit-learn's since issue 11: the same
-    figures, summed in another order, 1 ulp apart)."""
+    """Equal keys and values within `rel` (a ranking metric's implementation changed, as the AUROC's from
+    scikit-learn's to the U statistic over ranks, gives the same figures summed in another order, 1 ulp
+    apart)."""
     if set(a) != set(b):
         return False, f"keys differ: {sorted(set(a) ^ set(b))[:5]}"
     worst = max((abs(a[k] - b[k]) / max(abs(a[k]), 1e-300) for k in a if a[k] != b[k]), default=0.0)

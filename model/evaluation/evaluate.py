@@ -34,11 +34,12 @@ from model.evaluation.metrics import (
     average_precision,
     coverage,
     crps_per_window,
+    gain_intervals,
     paired_difference,
     pinball,
 )
 from model.evaluation.outputs import ModelOutputs, model_outputs, target_ok
-from model.evaluation.report import markdown, plot_calibration, plot_roc
+from model.evaluation.report import GAIN_REFERENCES, markdown, plot_calibration, plot_roc
 from model.inputs import FeatureNorm, check_encoding
 from model.serving.forecaster import HORIZONS
 from model.sim.anomalies import KINDS as ANOMALY_KINDS
@@ -51,8 +52,9 @@ TARGETS = tuple(f"{t}_h{h}" for h in HORIZONS for t in TARGET_FIELDS)
 @dataclass
 class Evaluation:
     """Every figure of a run: `anomaly[group][method] = (auroc, ap)`, `crps[target][method]`,
-    `pinball[target][method] = [tau 0.1, 0.5, 0.9]`, `coverage[target][method]` (all windows),
-    `perplexity[model][part]`, and `parts[part] = {"n": {target: n}, "crps": {target: {method: v}}}`
+    `pinball[target][method] = [tau 0.1, 0.5, 0.9]`, `coverage[target][method]`, `gain_ci[target][method] =
+    [lo, hi]` (all windows),
+    `perplexity[model][part]`, and `parts[part] = {"n": {target: n}, "crps": {target: {method: v}}, "gain_ci": ...}`
     for the windows of each part present (PARTS: simulated, real, news-driven); with several
     models, `ablations[part][model][target or "nll"]` (ablation_differences). `models`: per model
     its name, directory, training seeds and its model card (model.evaluation.outputs.model_card)."""
@@ -67,6 +69,7 @@ class Evaluation:
     crps: dict[str, dict[str, float]] = field(default_factory=dict)
     pinball: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     coverage: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    gain_ci: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # gain_ci over all windows
     perplexity: dict[str, dict[str, float]] = field(default_factory=dict)
     parts: dict[str, dict[str, Any]] = field(default_factory=dict)
     models: list[dict[str, Any]] = field(default_factory=list)
@@ -155,13 +158,32 @@ def per_instrument(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> dict[
 def part_metrics(
     arrays: dict[str, np.ndarray], crps: dict[str, dict[str, np.ndarray]], keep: np.ndarray
 ) -> dict[str, Any]:
-    """{"windows": n, "n": {target: n}, "crps": {target: {method: CRPS}}} over the windows `keep`
-    (`crps`: window_crps)."""
+    """{"windows": n, "n": {target: n}, "crps": {target: {method: CRPS}}, "gain_ci": gain_ci(...)} over
+    the windows `keep` (`crps`: window_crps)."""
     out: dict[str, Any] = {"windows": int(keep.sum()), "n": {}, "crps": {}}
     for t in TARGETS:
         ok = target_ok(arrays, t) & keep
         out["n"][t] = int(ok.sum())
         out["crps"][t] = {m: _mean(per[t][ok]) for m, per in crps.items() if t in per}
+    out["gain_ci"] = gain_ci(arrays, crps, keep)
+    return out
+
+
+def gain_ci(
+    arrays: dict[str, np.ndarray], crps: dict[str, dict[str, np.ndarray]], keep: np.ndarray
+) -> dict[str, dict[str, list[float]]]:
+    """{target: {method: [lo, hi]}}: the 95% bootstrap interval of each forecast's CRPS gain over the best
+    of GAIN_REFERENCES on the windows `keep` (metrics.gain_intervals), for every method but those and the
+    baseline. On a one-tick book a handful of windows where the spread moves carry the CRPS, and the
+    interval says how far a gain measured there can be trusted."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for t in TARGETS:
+        ok = target_ok(arrays, t) & keep
+        refs = [per[t][ok] for m, per in crps.items() if m in GAIN_REFERENCES and t in per]
+        methods = [m for m, per in crps.items() if t in per and m not in (*GAIN_REFERENCES, "baseline")]
+        if refs and methods and ok.sum() >= 2:
+            ci = gain_intervals(np.stack([crps[m][t][ok] for m in methods]), np.stack(refs))
+            out[t] = {m: [float(lo), float(hi)] for m, (lo, hi) in zip(methods, ci, strict=True)}
     return out
 
 
@@ -292,6 +314,7 @@ def evaluate(
     forecasts |= baseline_forecasts(arrays, meta)
     crps = window_crps(arrays, forecasts)
     liquidity_metrics(ev, arrays, forecasts, crps)
+    ev.gain_ci = gain_ci(arrays, crps, np.ones(len(arrays["label"]), bool))
     for part, select in PARTS.items():
         keep = select(arrays)
         if keep.any():

@@ -11,7 +11,8 @@ metrics are scikit-learn's).
   every method compared, and a point forecast's CRPS is its MAE;
 - calibration: empirical coverage P(y <= q_tau);
 - next-event perplexity: exp(mean per-event NLL);
-- paired differences of two methods on the same windows, with a bootstrap interval.
+- paired differences of two methods on the same windows, and a model's gain over the best of several,
+  with bootstrap intervals.
 
 scikit-learn and scipy are imported by the ranking functions alone: the model's recalibration and
 training use the pinball loss and the CRPS from here, and the served model should not load them. AUROC
@@ -126,6 +127,32 @@ def paired_difference(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: in
     )
     lo, hi = np.percentile(means, [2.5, 97.5])
     return float(d.mean()), float(lo), float(hi)
+
+
+def gain_intervals(models: np.ndarray, references: np.ndarray, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """(M, 2): the 95% percentile-bootstrap interval of each model's gain 1 - mean(model) / min_r
+    mean(reference r), from `models` (M, N) and `references` (R, N) scores of the same N windows. Every
+    resample draws the windows once for all methods (paired: a window every method finds hard moves
+    them alike), as multinomial counts, so a resample's means are one matrix product. Windows where a
+    score is not finite are left out; NaNs with fewer than two, or where a resample's best reference
+    scores 0."""
+    c = np.concatenate([models, references]).astype(np.float64)
+    c = c[:, np.isfinite(c).all(axis=0)]
+    m, n = len(models), c.shape[1]
+    if n < 2:
+        return np.full((m, 2), math.nan)
+    rng = np.random.default_rng(seed)
+    gains = []
+    for i in range(0, n_boot, 100):
+        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=min(100, n_boot - i))
+        means = counts @ c.T / n  # (resamples, M + R)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gains.append(1 - means[:, :m] / means[:, m:].min(axis=1, keepdims=True))
+    g = np.concatenate(gains)
+    ci = np.full((m, 2), math.nan)
+    defined = np.isfinite(g).all(axis=0)  # not where a resample's best reference scores 0
+    ci[defined] = np.percentile(g[:, defined], [2.5, 97.5], axis=0).T
+    return ci
 
 
 COVERAGE_TOLERANCE = 1e-4  # relative: float32 feature rows un-normalized put a 5-tick spread at 4.9999998

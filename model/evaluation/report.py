@@ -141,17 +141,28 @@ def _part_methods(crps: dict[str, dict[str, float]]) -> list[str]:
 
 
 def _crps_table(
-    crps: dict[str, dict[str, float]], n: dict[str, int], models: Sequence[str], targets: Sequence[str]
+    crps: dict[str, dict[str, float]],
+    n: dict[str, int],
+    models: Sequence[str],
+    targets: Sequence[str],
+    ci: dict[str, dict[str, list[float]]],
 ) -> list[str]:
     """Rows of targets: n, CRPS of each model and baseline, each model's gain over the best of
-    GAIN_REFERENCES."""
+    GAIN_REFERENCES with its bootstrap interval (`ci`: evaluate.gain_ci)."""
     cols = [*models, *_part_methods(crps), *LIQUIDITY_BASELINES]
     models = [*models, *(m for m in _part_methods(crps) if m.endswith(LEFT_ONE_OUT))]  # a model as served, too
     rows = []
     for t in targets:
         per = crps.get(t, {})
         best = min((per[m] for m in GAIN_REFERENCES if per.get(m) is not None), default=math.nan)
-        gain = [f"{100 * (1 - per[m] / best):+.1f}%" if per.get(m) is not None and best > 0 else "—" for m in models]
+        gain = []
+        for m in models:
+            if per.get(m) is None or not best > 0:
+                gain.append("—")
+                continue
+            lo, hi = ci.get(t, {}).get(m, (math.nan, math.nan))
+            interval = f" [{100 * lo:+.1f}, {100 * hi:+.1f}]" if math.isfinite(lo) and math.isfinite(hi) else ""
+            gain.append(f"{100 * (1 - per[m] / best):+.1f}%{interval}")
         rows.append([t, str(n.get(t, 0))] + [_f(per.get(c, math.nan)) for c in cols] + gain)
     return _table(["target", "n", *cols, *(f"gain {m}" for m in models)], rows)
 
@@ -190,7 +201,8 @@ def markdown(ev: Evaluation) -> str:
               f"CRPS ~ 2/{len(TAUS)} x (pinball at {qs.replace(' / ', ' + ')}) (Gneiting & Raftery 2007); point "
               "forecasts (persistence, the baseline's volume) have equal quantiles, so their CRPS is the MAE. Units: "
               "spread and mid in ticks, depth and volume log1p(lots). Windows whose target is missing (stream end, "
-              f"one-sided book) are left out. `gain` = 1 - model / best of {', '.join(GAIN_REFERENCES)}. `anchor`: "
+              f"one-sided book) are left out. `gain` = 1 - model / best of {', '.join(GAIN_REFERENCES)}, with its 95% "
+              "bootstrap interval (the windows resampled, 1,000 times, alike for every method). `anchor`: "
               "the band the model's quantile head corrects (model.network.orderflow.OrderFlowModel.anchor), served "
               "alone: what the network adds is the difference. `unrecalibrated`: the head's quantiles before the "
               "recalibration fitted after training (model.network.recalibration)."]  # fmt: skip
@@ -200,10 +212,10 @@ def markdown(ev: Evaluation) -> str:
                       "every other capture of the pool, never on the one evaluated (model.evaluation.l2_depth_folds); "
                       f"folds: {folds}.")  # fmt: skip
     lines.append("")
-    lines += _crps_table(ev.crps, ev.n_liquidity, models, targets)
+    lines += _crps_table(ev.crps, ev.n_liquidity, models, targets, ev.gain_ci)
     for part, per in ev.parts.items():
         lines += ["", f"### CRPS on the {part} windows ({per['windows']})", ""]
-        lines += _crps_table(per["crps"], per["n"], models, targets)
+        lines += _crps_table(per["crps"], per["n"], models, targets, per.get("gain_ci", {}))
     lines += ["", f"## Liquidity: pinball loss at {qs}", ""]
     nan3 = [math.nan] * len(TAUS)
     rows = [[t] + ["/".join(_f(v) for v in ev.pinball.get(t, {}).get(c, nan3)) for c in cols] for t in targets]
