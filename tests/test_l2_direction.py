@@ -117,3 +117,51 @@ def test_training_from_a_checkpoint_switches_the_head_off(l2_trained, l2_held, t
     train("finetune", path, tmp_path / "again", init=tmp_path / "heads", steps=2, batch=8, device="cpu")
     again, _, extra = checkpoint.load(tmp_path / "again")
     assert not bool(again.l2_direction_fitted) and "l2_direction" not in extra and bool(again.direction_fitted)
+
+
+def test_adapt_refits_the_parents_l2_heads_on_their_files_and_the_recent_windows(
+    l2_trained, l2_held, shared_data, tmp_path
+):
+    """A parent whose L2 heads were fitted on several files: the adapted checkpoint's heads are refitted
+    on those files and the recent windows (not left to the fine-tuning: a depth head on the mixed windows
+    alone, no direction head). With a file gone, the depth head is the parent's and the direction head off."""
+    import gzip
+    import shutil
+    from itertools import islice
+
+    from model.training.adapt import adapt
+    from model.training.train import fit_head
+    from streams.cli import main
+
+    path, d = l2_trained
+    files = []
+    for src in (path, l2_held):  # copies, one of which goes away below
+        for suffix in (".npz", ".json"):
+            shutil.copy(src.with_suffix(suffix), tmp_path / (src.stem + suffix))
+        files.append(tmp_path / (src.stem + ".npz"))
+    fit_head("l2_direction", d / "fine", files, tmp_path / "parent", device="cpu")
+    fit_head("l2_depth", tmp_path / "parent", files, tmp_path / "parent", device="cpu")
+    capture = tmp_path / "spot_ethusdt_20240808.gz"
+    with gzip.open(shared_data / "binance-hftbacktest" / capture.name, "rt") as f, gzip.open(capture, "wt") as out:
+        out.writelines(islice(f, 4000))
+    recent = tmp_path / "recent.npz"
+    assert main(["dataset", "--like", str(tmp_path / "parent"), "--capture", f"binance:{capture}",
+                 "--out", str(recent)]) == 0  # fmt: skip
+    kw = dict(replay=path, steps=2, batch=8, replay_fraction=0.5, device="cpu")
+
+    done = adapt(tmp_path / "parent", recent, out_dir=tmp_path / "child", **kw)
+    child, _, extra = checkpoint.load(tmp_path / "child")
+    assert bool(child.l2_direction_fitted) and bool(child.l2_depth_fitted)
+    for head in ("l2_direction", "l2_depth"):
+        assert extra[head]["data"] == [str(recent), *map(str, files)]
+        assert done.details["l2_heads"][head].startswith("refitted on 2 files")
+    assert extra["adapt"]["l2_heads"] == done.details["l2_heads"]
+
+    files[1].unlink()
+    done = adapt(tmp_path / "parent", recent, out_dir=tmp_path / "orphan", **kw)
+    parent, _, parent_extra = checkpoint.load(tmp_path / "parent")
+    orphan, _, extra = checkpoint.load(tmp_path / "orphan")
+    assert not bool(orphan.l2_direction_fitted) and "l2_direction" not in extra
+    assert torch.equal(orphan.l2_depth_weight, parent.l2_depth_weight) and bool(orphan.l2_depth_fitted)
+    assert extra["l2_depth"] == parent_extra["l2_depth"]
+    assert done.details["l2_heads"]["l2_direction"].startswith("off (not here")

@@ -39,7 +39,7 @@ import numpy as np
 
 from model.inputs import check_encoding, encoding_fingerprint
 from model.network import checkpoint
-from model.training.train import TrainData, train
+from model.training.train import TrainData, fit_head, train
 
 log = logging.getLogger("megatrading.adapt")
 
@@ -86,13 +86,6 @@ def subset(data: TrainData, idx: np.ndarray) -> TrainData:
     return TrainData({k: v[idx] for k, v in data.arrays.items()}, data.meta, data.path)
 
 
-def concat(parts: list[TrainData], path: Path) -> TrainData:
-    """The windows of every part, in order, under the first one's metadata (all encoded alike: the
-    caller checks); arrays some part lacks are left out."""
-    keys = [k for k in parts[0].arrays if all(k in p.arrays for p in parts[1:])]
-    return TrainData({k: np.concatenate([p.arrays[k] for p in parts]) for k in keys}, parts[0].meta, path)
-
-
 def time_split(data: TrainData, holdback: float) -> tuple[np.ndarray, np.ndarray]:
     """(earlier, tail) indices: per source (seed), its last `holdback` share of windows by event time.
     Per source because each stream keeps its own clock."""
@@ -133,6 +126,51 @@ def replay_draw(replay: TrainData, n_buffer: int, n_eval: int, seed: int) -> tup
     perm = np.random.default_rng(seed).permutation(len(replay))
     buffer = np.sort(perm[:n_buffer])
     return buffer, np.sort(perm[n_buffer : n_buffer + n_eval])
+
+
+# --------------------------------------------------------------------------- the L2 heads
+
+
+def carry_l2_heads(
+    init_ckpt: str | Path, extra: dict[str, Any], recent: TrainData, out_dir: str | Path, device: str
+) -> dict[str, str]:
+    """The parent's post-hoc L2 heads, refitted in `out_dir` on the files they were fitted on and the
+    `recent` windows together: its L2 direction head (only `fit_head` fits it), and its L2 depth head
+    where fitted on more files than its training file (make checkpoint's: eight real captures;
+    model/network/l2_depth.py and direction.py say why more captures serve a new instrument better).
+    The fine-tuning refitted the depth head on the mixed windows alone and switched the direction head
+    off: a model adapted to one instrument would have served every L2 book heads fitted on a few
+    captures, or none. Where a file is not here, the depth head is the parent's as it was (it reads book
+    stats alone, which the fine-tuning does not change) and the direction head stays off (it reads the
+    network's state). Returns {head: what was done}, for the lineage."""
+    from model.evaluation.outputs import head_files
+
+    done: dict[str, str] = {}
+    for head in ("l2_depth", "l2_direction"):
+        data = (extra.get(head) or {}).get("data")
+        files = [data] if isinstance(data, str) else list(data or [])
+        if not files or (head == "l2_depth" and head not in head_files(extra)):
+            continue  # the fine-tuning's own fit, on the mixed windows, stands
+        missing = [f for f in files if not Path(f).is_file()]
+        if not missing:
+            fit_head(head, out_dir, files, out_dir, device, loaded=recent)
+            done[head] = f"refitted on {len(files)} files and the recent windows"
+        elif head == "l2_depth":
+            keep_parent_l2_depth(init_ckpt, out_dir)
+            done[head] = f"the parent's (not here: {', '.join(missing)})"
+        else:
+            done[head] = f"off (not here: {', '.join(missing)}; refit with train --stage l2-direction)"
+        log.info("%s: %s head %s", out_dir, head, done[head])
+    return done
+
+
+def keep_parent_l2_depth(init_ckpt: str | Path, out_dir: str | Path) -> None:
+    """`out_dir`'s L2 depth head and its entry set back to `init_ckpt`'s."""
+    parent, _, parent_extra = checkpoint.load(init_ckpt, "cpu")
+    model, config, extra = checkpoint.load(out_dir, "cpu")
+    for name in ("l2_depth_weight", "l2_depth_bias", "l2_depth_fitted"):
+        getattr(model, name).copy_(getattr(parent, name))
+    checkpoint.save(model, config, {**extra, "l2_depth": parent_extra["l2_depth"]}, out_dir)
 
 
 # --------------------------------------------------------------------------- figures
@@ -215,7 +253,7 @@ def adapt(
         replay_eval = subset(replay, eval_idx if len(eval_idx) else buffer_idx[:eval_windows])
         replay_info = {"path": str(replay.path), "windows": len(buffer_idx), "eval_windows": len(replay_eval),
                        "eval_disjoint": bool(len(eval_idx))}  # fmt: skip
-    mixed = concat(parts, recent.path)
+    mixed = TrainData.concat(parts)
     sampler = MixedSampler(len(fit_idx), len(mixed) - len(fit_idx), replay_fraction)
     tail = subset(recent, tail_idx) if len(tail_idx) else None
     before = {"recent_tail": crps_by_target(init_ckpt, tail) if tail else None,
@@ -225,6 +263,7 @@ def adapt(
     run = train("finetune", recent.path, out_dir, init=init_ckpt, steps=steps, batch=batch, lr=lr,
                 device=device, seed=seed, checkpoint_every=max(steps, 1), log_every=log_every,
                 sampler=sampler, data=mixed, recalibration=recalibration)  # fmt: skip
+    heads = carry_l2_heads(init_ckpt, extra, subset(recent, fit_idx), out_dir, device)
     after = {"recent_tail": crps_by_target(out_dir, tail) if tail else None,
              "replay": crps_by_target(out_dir, replay_eval) if replay_eval else None}  # fmt: skip
     details = {
@@ -244,6 +283,7 @@ def adapt(
         "lr": lr,
         "seed": seed,
         "recalibration": recalibration,
+        "l2_heads": heads,
         "crps": {k: _change(before[k], after[k]) if before[k] else None for k in before},
     }
     version = checkpoint.stamp_lineage(out_dir, init_ckpt, encoding_fingerprint(extra), details)

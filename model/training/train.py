@@ -583,27 +583,34 @@ POST_HOC_HEADS: dict[str, HeadFit] = HEADS | {"l2_direction": fit_l2_direction}
 
 
 def fit_head(
-    head: str, init: str | Path, data_paths: str | Path | list[str | Path], out_dir: str | Path, device: str = "auto"
+    head: str,
+    init: str | Path,
+    data_paths: str | Path | list[str | Path],
+    out_dir: str | Path,
+    device: str = "auto",
+    loaded: TrainData | None = None,
 ) -> Path:
     """`init` with its post-hoc `head` (POST_HOC_HEADS) fitted on the files `data_paths` together (each
     encoded as `init`: its training set or `dataset --like` it), written to `out_dir`; every other weight
-    and entry as `init` has it. The head's entry records the files (`data`: one path, or a list of them):
+    and entry as `init` has it. `loaded`: windows in memory fitted beside the files (adapt's recent ones),
+    named by their `path`. The head's entry records the files (`data`: one path, or a list of them):
     evaluate counts their seeds as seen (model.evaluation.outputs.head_seeds)."""
     if head not in POST_HOC_HEADS:
         raise ValueError(f"head {head!r}: use one of {tuple(POST_HOC_HEADS)}")
     paths = [data_paths] if isinstance(data_paths, str | Path) else list(data_paths)
     dev = pick_device(device)
     model, config, extra = checkpoint.load(init, dev)
-    parts = []
+    parts = [] if loaded is None else [loaded]
     for path in paths:
-        part = TrainData.load(path)
+        parts.append(TrainData.load(path))
+    for part in parts:
         if not part.has_targets:
-            raise ValueError(f"{path}: no targets to fit the {head} head on")
+            raise ValueError(f"{part.path}: no targets to fit the {head} head on")
         check_encoding(part.meta, str(part.path), extra, str(init))
-        parts.append(part)
     report = POST_HOC_HEADS[head](model, TrainData.concat(parts), dev)
-    data = str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]
-    return checkpoint.save(model, config, {**extra, head: {"data": data, **report}}, out_dir)
+    names = [str(part.path) for part in parts]
+    return checkpoint.save(model, config, {**extra, head: {"data": names[0] if len(names) == 1 else names, **report}},
+                           out_dir)  # fmt: skip
 
 
 def write_curves(history: list[dict[str, float]], out_dir: Path) -> None:

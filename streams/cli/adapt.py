@@ -175,6 +175,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     print(f"adapted {args.init} -> {result.out_dir} (version {result.version}): {d['steps']} steps on "
           f"{d['recent']['windows']} recent windows, replay fraction {d['replay_fraction']} "
           f"(drew {d['drawn']['recent']} recent, {d['drawn']['replay']} replayed)")  # fmt: skip
+    for head, what in d["l2_heads"].items():
+        print(f"{head} head: {what}")
     print(_figures(f"held-back recent tail ({d['recent']['held_back']} windows)", d["crps"]["recent_tail"]))
     if d["replay"]:
         print(_figures(f"replay data ({d['replay']['eval_windows']} windows: forgetting)", d["crps"]["replay"]))
