@@ -26,6 +26,7 @@ from model.evaluation.direction import (
     macro_auc,
     macro_f1,
     model_probs,
+    paired_bootstrap,
     served_probs,
 )
 from orderbook.features import FEATURE_NAMES
@@ -44,6 +45,23 @@ def test_a_perfect_predictor_scores_f1_one_auc_one_brier_zero():
     assert macro_f1(y, p) == 1.0 and macro_auc(y, p) == 1.0 and brier(y, p) == 0.0
     v, lo, hi = bootstrap(y, p, macro_f1, n=50)
     assert v == lo == hi == 1.0
+
+
+def test_the_paired_interval_sees_a_small_edge_that_the_two_marginal_intervals_hide():
+    """Two forecasts of one noisy signal, one of them a little sharper: their own AUC intervals overlap,
+    the interval of their difference on the same resamples lies above 0; a method against itself is 0."""
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 3000)
+    signal = np.eye(3)[y] + rng.normal(0.0, 1.6, (3000, 3))  # what both read
+    sharp, blunt = signal + rng.normal(0.0, 0.3, (3000, 3)), signal + rng.normal(0.0, 0.6, (3000, 3))
+    soft = lambda z: np.exp(z) / np.exp(z).sum(1, keepdims=True)  # noqa: E731
+    a, b = soft(sharp), soft(blunt)
+    _, a_lo, a_hi = bootstrap(y, a, macro_auc)
+    _, b_lo, b_hi = bootstrap(y, b, macro_auc)
+    assert a_lo < b_hi and b_lo < a_hi  # the marginal intervals overlap
+    d, lo, hi = paired_bootstrap(y, a, b, macro_auc)
+    assert d > 0 and lo > 0 and hi > lo
+    assert paired_bootstrap(y, a, a, macro_auc) == (0.0, 0.0, 0.0)
 
 
 def test_a_constant_predictor_has_auc_one_half_and_a_hand_computed_brier_and_f1():

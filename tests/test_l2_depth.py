@@ -155,9 +155,17 @@ def test_evaluate_direction_loo_scores_each_capture_by_the_head_and_baselines_fi
                                                  "DeepLOB-style CNN+LSTM")}  # fmt: skip
     head = [r for r in ev["direction"] if r["method"] == "model left one out" and r["source"] != "all"]
     assert len(head) == 4 and all(r["n"] > 0 and 0 <= r["Brier"] <= 2 for r in head)
+    # each of the head's rows holds its paired difference to each baseline's, the difference inside its interval
+    rivals = [f"{m} left one out" for m in ("queue imbalance LR", "multi-level OFI LR", "DeepLOB-style CNN+LSTM")]
+    auc = {(x["source"], x["horizon"], x["method"]): x["AUC"] for x in ev["direction"]}
+    for r in head:
+        assert {k for k in r if " - " in k} == {f"{m} - {b}" for m in ("macro F1", "AUC", "Brier") for b in rivals}
+        d, lo, hi = r[f"AUC - {rivals[0]}"]
+        assert lo <= d <= hi and d == pytest.approx(r["AUC"] - auc[r["source"], r["horizon"], rivals[0]])
     assert ev["l2_depth_folds"] == {cm: [spot, usdm], usdm: [spot, cm]}
     text = (tmp_path / "ev" / "direction.md").read_text()
     assert "## Left one capture out" in text and "above all three" in text
+    assert "resampled together for both (paired" in text and "/ best baseline" in text
 
 
 def test_direction_loo_probe_scores_each_capture_by_the_fit_on_the_others(l2_trained, l2_held):

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,13 +110,37 @@ def bootstrap(
     value = fn(y, p)
     if len(y) < 2 or n <= 0:
         return value, math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    draws = [fn(y[i], p[i]) for i in (rng.integers(0, len(y), len(y)) for _ in range(n))]
-    draws = np.array([d for d in draws if not math.isnan(d)])
-    if not draws.size:
+    return value, *_interval([fn(y[i], p[i]) for i in _resamples(len(y), n, seed)])
+
+
+def paired_bootstrap(
+    y: np.ndarray,
+    p: np.ndarray,
+    q: np.ndarray,
+    fn: Callable[[np.ndarray, np.ndarray], float],
+    n: int = BOOTSTRAP,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """(fn(y, p) - fn(y, q), 2.5%, 97.5%): the difference of two methods' `fn` on the same windows, its
+    interval over windows resampled together for both (those `bootstrap` draws), so what both find hard
+    cancels out: two marginal intervals that overlap can still hold a difference that is not chance."""
+    value = fn(y, p) - fn(y, q)
+    if len(y) < 2 or n <= 0:
         return value, math.nan, math.nan
-    lo, hi = np.percentile(draws, [2.5, 97.5])
-    return value, float(lo), float(hi)
+    return value, *_interval([fn(y[i], p[i]) - fn(y[i], q[i]) for i in _resamples(len(y), n, seed)])
+
+
+def _resamples(windows: int, n: int, seed: int) -> Iterator[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, windows, windows) for _ in range(n))
+
+
+def _interval(draws: list[float]) -> tuple[float, float]:
+    kept = np.array([d for d in draws if not math.isnan(d)])
+    if not kept.size:
+        return math.nan, math.nan
+    lo, hi = np.percentile(kept, [2.5, 97.5])
+    return float(lo), float(hi)
 
 
 # --------------------------------------------------------------------------- the model's probabilities
@@ -353,6 +377,7 @@ def direction_rows(
     deeplob_steps: int | None = None,
     model_direction: dict[str, dict[str, np.ndarray]] | None = None,
     extra: dict[int, dict[str, np.ndarray]] | None = None,
+    compare: dict[str, Sequence[str]] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (source, horizon, method): source ("all", each seed present, and AFTER_EARNINGS: the
     windows holding an earnings headline, where there are any), n, the class
@@ -360,7 +385,9 @@ def direction_rows(
     {"mid_h10": (B, 3), ...} (ModelOutputs.quantiles); `model_direction`: model name -> its direction
     head's {"mid_h10": (B, 3) probabilities, ...} where fitted (ModelOutputs.direction).
     `deeplob_steps`: baseline_probs. `extra`: horizon -> more methods' (B, 3) probabilities, NaN rows
-    where a method gives none (the left-one-out methods of model.evaluation.direction_folds)."""
+    where a method gives none (the left-one-out methods of model.evaluation.direction_folds). `compare`:
+    method -> rivals; that method's rows get f"{metric} - {rival}" = [difference, lo, hi] for each rival
+    (paired_bootstrap, on the windows both score)."""
     horizons = meta.get("horizons") or HORIZONS
     names = {s.get("seed"): s.get("name") for s in meta.get("sources", [])}
     groups = {"all": np.ones(len(arrays["label"]), bool)}
@@ -402,6 +429,14 @@ def direction_rows(
                 for mname, fn in METRICS.items():
                     v, lo, hi = bootstrap(y[scored], ps[scored], fn, n_boot) if scored.any() else (math.nan,) * 3
                     row |= {mname: v, f"{mname} lo": lo, f"{mname} hi": hi}
+                for rival in (compare or {}).get(method, ()):
+                    if rival not in probs:
+                        continue
+                    qs = probs[rival][sel]
+                    both = scored & np.isfinite(qs).all(1)
+                    for mname, fn in METRICS.items():
+                        d = paired_bootstrap(y[both], ps[both], qs[both], fn, n_boot) if both.any() else (math.nan,) * 3
+                        row[f"{mname} - {rival}"] = list(d)
                 rows.append(row)
     return rows
 
@@ -438,6 +473,7 @@ def write_direction(out_dir: str | Path, rows: list[dict[str, Any]], fitted_on: 
     (out / "direction.md").write_text(direction_markdown(rows, fitted_on) + appendix)
     if rows:
         with open(out / "direction.csv", "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            # the columns every row has; the paired differences of some methods are in metrics.json
+            w = csv.DictWriter(f, fieldnames=[k for k in rows[0] if all(k in r for r in rows)], extrasaction="ignore")
             w.writeheader()
             w.writerows(rows)

@@ -22,6 +22,7 @@ one capture.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -157,9 +158,23 @@ def wins(rows: list[dict[str, Any]], model: str) -> list[dict[str, Any]]:
             best = max(rivals, key=lambda r: -np.inf if np.isnan(r[metric]) else r[metric])
             row |= {metric: mine[metric], f"best baseline {metric}": best[metric]}
             row[f"best baseline {metric} by"] = best["method"].removesuffix(f" {LEFT_ONE_OUT}")
+            # the paired difference to that baseline (direction_rows' `compare`), where it was computed
+            row[f"{metric} difference"] = mine.get(f"{metric} - {best['method']}", [math.nan] * 3)
         row["beats all"] = all(row[m] > row[f"best baseline {m}"] for m in METRICS)
         out.append(row)
     return out
+
+
+def loo_rivals(model: str) -> dict[str, list[str]]:
+    """direction_rows' `compare` for the left-one-out rows: the model's against each baseline's."""
+    return {loo_name(model): [loo_name(m) for m in (QI, OFI, DEEPLOB)]}
+
+
+def _cell(w: dict[str, Any], metric: str) -> str:
+    """ "model / best baseline (its name), difference [lo, hi]" of a wins() row."""
+    d = w[f"{metric} difference"]
+    diff = "" if math.isnan(d[1]) else f", {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"
+    return f"{w[metric]:.3f} / {w[f'best baseline {metric}']:.3f} ({w[f'best baseline {metric} by']}){diff}"
 
 
 def folds_markdown(folds: dict[str, dict[str, Any]], rows: list[dict[str, Any]], model: str) -> str:
@@ -181,13 +196,15 @@ def folds_markdown(folds: dict[str, dict[str, Any]], rows: list[dict[str, Any]],
         lines.append(f"| {capture} | {penalty} | {', '.join(fold['fitted_on'])} |")
     lines += [
         "",
-        f"`{loo_name(model)}` beside the best left-one-out baseline of each metric:",
+        f"`{loo_name(model)}` beside the best left-one-out baseline of each metric, then the model's difference "
+        "to it with its 95% interval over windows resampled together for both (paired: what both find hard "
+        "cancels out, so the interval is narrower than either's own):",
         "",
         "| source | h | n | macro F1: model / best baseline | AUC: model / best baseline | above all three |",
         "|---|---|---|---|---|---|",
     ]
     for w in wins(rows, model):
-        cells = [f"{w[m]:.3f} / {w[f'best baseline {m}']:.3f} ({w[f'best baseline {m} by']})" for m in METRICS]
+        cells = [_cell(w, m) for m in METRICS]
         verdict = "yes" if w["beats all"] else "no"
         lines.append(f"| {w['source']} | {w['horizon']} | {w['n']} | {' | '.join(cells)} | {verdict} |")
     return "\n".join(lines) + "\n"

@@ -393,8 +393,9 @@ def _direction(
     quantiles = {o.name: o.quantiles for o in outputs}
     heads = {o.name: o.direction for o in outputs if o.direction}
     extra, ev.direction_folds = folds if folds is not None else (None, {})
+    compare = direction_folds.loo_rivals(outputs[0].name) if folds else None
     ev.direction = direction_rows(
-        ds.arrays, ds.meta, quantiles, train, deeplob_steps=steps, model_direction=heads, extra=extra
+        ds.arrays, ds.meta, quantiles, train, deeplob_steps=steps, model_direction=heads, extra=extra, compare=compare
     )
     appendix = direction_folds.folds_markdown(ev.direction_folds, ev.direction, outputs[0].name) if folds else ""
     write_direction(out, ev.direction, fitted_on, appendix)
