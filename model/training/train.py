@@ -894,8 +894,8 @@ def _initial_model(
     if bool(model.l2_direction_fitted) and not resume:
         # it reads the network's state, which this run moves, and only `fit_head` refits it
         model.l2_direction_fitted.fill_(False)
-        log.info("%s: its L2 direction head is switched off (fitted on the network before this run); refit it "
-                 "with train --stage l2-direction", source)  # fmt: skip
+        log.info("%s: its L2 direction head is switched off (fitted on the network before this run); train "
+                 "--stage l2-direction refits it (adapt does, from the files it was fitted on)", source)  # fmt: skip
     model.config = config = dataclasses.replace(config, **off)
     want = data.model_config(preset)
     for name in ("n_events", "n_rows", "n_features", "max_news", "news_len", "text_encoder"):
