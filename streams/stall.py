@@ -17,18 +17,18 @@ come from its own fetches, and an end offset alone over-counts, because a transa
 marker or an aborted batch takes offsets that no record the worker sees fills.
 
 The same check reads the group's committed offset of each candidate. Below the position, with no
-commit of ours waiting, it is a transaction whose offset commit never materialized: seen once in a few
-dozen broker restarts (Kafka 4.3, test_faults' broker outage), `__transaction_state` said the
-transaction was complete while `__consumer_offsets` held its offset commit without the commit marker,
-so the group read the offset before it. The forecasts were published; only the offset lags, and it
-would stay so on a partition that gets no new record, a restart then reading again (and publishing
-again) what was done. The partition commits its position again (`Partition.recommit`: an empty
-transaction with the offset commit alone), no restart.
+commit of ours waiting, it is a transaction whose offset commit never materialized: seen in about one
+run in eight of test_faults' broker outage (Kafka 4.3, the broker stopped by SIGTERM),
+`__transaction_state` said the transaction was complete while `__consumer_offsets` held its offset
+commit without the commit marker, so the group read the offset before it. The forecasts were
+published; only the offset lags, and it would stay so on a partition that gets no new record, a
+restart then reading again (and publishing again) what was done. The partition commits its position
+again (`Partition.recommit`: an empty transaction with the offset commit alone), no restart.
 
-Action on a stall (`restart_in_place`): one ERROR line, then `os.execv` of the worker's own command line. The
-pid stays the same, so a supervisor (compose's `restart:`), `make demo` or a test sees the worker go
-on. For Kafka and Redis it is a crash, and the worker recovers from one exactly (test_faults' SIGKILL
-test; the restart is tested there too, on a stall armed with a failpoint, streams/failpoints.py).
+Action on a stall (`restart_in_place`): one ERROR line, then `os.execv` of the worker's own command
+line. The pid stays the same, so a supervisor (compose's `restart:`), `make demo` or a test sees the
+worker go on. For Kafka and Redis it is a crash, and the worker recovers from one exactly (test_faults'
+SIGKILL test; the restart is tested there too, on a stall armed with a failpoint, streams/failpoints.py).
 """
 
 from __future__ import annotations
