@@ -331,6 +331,10 @@ class Worker:
             pending, group = await asyncio.wait_for(run, PROBE_TIMEOUT_S)
         except Exception as err:  # the broker cannot say: not a stall the watchdog can tell (an outage's)
             if isinstance(err, TimeoutError):  # its thread may hang on: the next check gets a new probe
+                # the old probe is closed on its own thread once the hung call returns (its client is not
+                # thread-safe), and that thread then ends instead of idling for the life of the worker
+                self._probe_thread.submit(self.probe.close)
+                self._probe_thread.shutdown(wait=False)
                 self.probe = EndProbe(self.settings.bootstrap)
                 self._probe_thread = ThreadPoolExecutor(1, thread_name_prefix="stall-probe")
             # a line per failed probe, at most one per stall_s: the watchdog cannot act while it fails

@@ -133,9 +133,14 @@ def test_a_probe_that_hangs_is_given_up_with_a_line_and_the_next_check_asks_a_ne
     release = threading.Event()
 
     class Hung:
+        closed = threading.Event()
+
         def pending(self, positions: dict) -> dict:
             release.wait(30)
             return {key: True for key in positions}
+
+        def close(self) -> None:
+            self.closed.set()
 
     class Answers:
         def pending(self, positions: dict) -> dict:
@@ -148,8 +153,11 @@ def test_a_probe_that_hangs_is_given_up_with_a_line_and_the_next_check_asks_a_ne
             asyncio.run(worker.watch_stall())
         assert not stalls and "could not be asked" in caplog.text and "TimeoutError" in caplog.text
         assert worker.probe is not hung and not worker._probing  # a new probe, and the next check runs
+        assert not hung.closed.is_set()  # not from the loop, while its call still runs
         worker.probe = Answers()  # type: ignore[assignment]
         asyncio.run(worker.watch_stall())
         assert len(stalls) == 1 and "md.raw.x[0]" in stalls[0]
+        release.set()
+        assert hung.closed.wait(5)  # on its own thread, once the hung call returned
     finally:
         release.set()
