@@ -7,6 +7,13 @@ from pathlib import Path
 
 import pytest
 
+# One torch (OpenMP) thread per test process, set before anything imports torch (OpenMP reads it once;
+# a value given wins). make test runs two pytest processes on two cores beside Kafka, Redis and the
+# workers they start, and torch's intra-op threads then spin against each other: test_anomaly_score's
+# training fixture with two busy cores beside it took 206 s on torch's default two threads, 61 s on
+# one (alone, 29 s and 27 s). fresh-ci had it at 64-126 s.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
