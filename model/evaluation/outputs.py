@@ -68,15 +68,22 @@ def training_seeds(extra: dict[str, Any]) -> list[int] | None:
         return sorted(int(s) for s in np.unique(z["seed"])) if "seed" in z.files else None
 
 
+def entry_files(extra: dict[str, Any], name: str) -> list[str]:
+    """The files the checkpoint's entry `name` records as fitted on (`data`: one path or a list); [] where
+    it records none."""
+    entry = extra.get(name)
+    data = entry.get("data") if isinstance(entry, dict) else None
+    return [data] if isinstance(data, str) else list(data or [])
+
+
 def head_files(extra: dict[str, Any]) -> dict[str, list[str]]:
     """{post-hoc head: the files it was fitted on} for the heads fitted on more than the training file
     (`train --stage l2-direction --data train.npz unseen.npz`): what else of a checkpoint saw data."""
-    train = (extra.get("train") or {}).get("data")
+    train = entry_files(extra, "train")
     out = {}
-    for name, entry in extra.items():
-        data = entry.get("data") if isinstance(entry, dict) and name != "train" else None
-        files = [data] if isinstance(data, str) else list(data or [])
-        if files and files != [train]:
+    for name in extra:
+        files = entry_files(extra, name) if name != "train" else []
+        if files and files != train:
             out[name] = files
     return out
 

@@ -143,13 +143,13 @@ def carry_l2_heads(
     captures, or none. Where a file is not here, the depth head is the parent's as it was (it reads book
     stats alone, which the fine-tuning does not change) and the direction head stays off (it reads the
     network's state). Returns {head: what was done}, for the lineage."""
-    from model.evaluation.outputs import head_files
+    from model.evaluation.outputs import entry_files, head_files
 
+    more = head_files(extra)
     done: dict[str, str] = {}
     for head in ("l2_depth", "l2_direction"):
-        data = (extra.get(head) or {}).get("data")
-        files = [data] if isinstance(data, str) else list(data or [])
-        if not files or (head == "l2_depth" and head not in head_files(extra)):
+        files = entry_files(extra, head)
+        if not files or (head == "l2_depth" and head not in more):
             continue  # the fine-tuning's own fit, on the mixed windows, stands
         missing = [f for f in files if not Path(f).is_file()]
         if not missing:
