@@ -17,14 +17,16 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaConfigurationError
 
 from model.sim.run import simulate
 from model.sim.writers import messages
 from orderbook.frames import FRAME_MESSAGES, FRAME_SPAN_NS, is_frame, messages_of
 from orderbook.venues import feed_class
+from streams import publish
 from streams.cli import main
 from streams.cli.simulate import config_from_args, register
-from streams.publish import keyed, publish_capture
+from streams.publish import keyed, producer, publish_capture
 
 CAPTURE = ("coinbase", "cryptofeed-captures/COINBASE.ws.28.0.gz")  # 11 symbols, 9,946 messages
 SIM_ARGS = ["--symbols", "3", "--duration", "2m", "--seed", "12", "--news", "120", "--format", "itch"]
@@ -189,3 +191,20 @@ def test_smaller_frame_bounds_are_kept(broker, shared_data):
     assert sent.records == len(records)
     assert max(len(messages_of(r.value)) for r in records) == 8
     assert_frames_carry_the_source(records, capture_source(shared_data), 8, 250_000)
+
+
+def test_the_feed_producer_is_idempotent_and_refuses_a_setting_that_would_let_a_retry_reorder(broker, monkeypatch):
+    prod = producer(broker)
+    try:
+        assert prod.config["enable_idempotence"] and prod.config["acks"] == -1
+    finally:
+        prod.close()
+    with pytest.raises(KafkaConfigurationError, match="acks"):
+        producer(broker, acks=1)
+    # both publishers go through it: a simulation's producer is the idempotent one too
+    made: list[dict] = []
+    real = publish.producer
+    monkeypatch.setattr(publish, "producer", lambda *a, **kw: made.append(kw) or real(*a, **kw))
+    argv = ["--symbols", "1", "--duration", "10s", "--seed", "3", "--news", "0", "--format", "itch"]
+    assert main(["simulate", *argv, "--kafka", "--bootstrap", broker, "--max"]) == 0
+    assert made == [{}]
