@@ -43,8 +43,9 @@ def producer(bootstrap: str, **kw: object) -> KafkaProducer:
 
     Idempotent, and said so explicitly: a feed's messages must reach the partition in the order
     sent, and a producer that retries a batch (a topic's first batch often meets a leader not yet
-    elected) while later ones are in flight reorders them unless the broker tracks its sequence
-    numbers. kafka-python turns idempotence off silently when another setting conflicts with it
+    elected) while later ones are in flight reorders them. Idempotent, kafka-python keeps one batch
+    of a partition in flight at a time (its `guarantee_message_order`) and the broker drops a
+    retried duplicate. It turns idempotence off silently when another setting conflicts with it
     (acks=1 did, and a simulated book once arrived out of order); set explicitly, a conflict raises."""
     opts: dict[str, object] = {"bootstrap_servers": bootstrap, "acks": "all", "enable_idempotence": True,
                                "linger_ms": 5, "batch_size": 1 << 20, "max_request_size": 16 << 20}  # fmt: skip
