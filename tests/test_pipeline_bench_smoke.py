@@ -31,8 +31,15 @@ def succeeded(done: subprocess.CompletedProcess[str]) -> str:
     return done.stdout
 
 
-def test_pipeline_bench_quick_prints_both_consumers_and_loses_no_forecast(shared_data: Path) -> None:
-    out = succeeded(bench("--data", str(shared_data), "--quick"))
+@pytest.fixture(scope="module")
+def quick_transactional(shared_data: Path) -> str:
+    """`--quick --transactional`: the plain quick run ((a) to (c)), then the transactional feed's. One run
+    serves the tests of both (the second part adds to the first's output): two runs cost 50 s more."""
+    return succeeded(bench("--data", str(shared_data), "--quick", "--transactional", "50", "--abort-every", "3"))
+
+
+def test_pipeline_bench_quick_prints_both_consumers_and_loses_no_forecast(quick_transactional: str) -> None:
+    out = quick_transactional
     for row in ("faust worker (1 process)", "bare aiokafka loop (in-process)", "ratio faust / bare"):
         assert row in out, row
     counts = re.findall(r"^(?:faust worker|bare aiokafka loop) .* (\d+)/(\d+)", out, re.M)
@@ -70,11 +77,11 @@ def test_pipeline_bench_latency_ladder_under_latest_publishes_only_scored_window
                      out, re.M), out  # fmt: skip
 
 
-def test_pipeline_bench_quick_transactional_feed_gives_the_plain_runs_forecasts(shared_data: Path) -> None:
+def test_pipeline_bench_quick_transactional_feed_gives_the_plain_runs_forecasts(quick_transactional: str) -> None:
     """`--transactional`: the same records written again in transactions, some aborted, and a second
     worker timed on them; both rates and their ratio are printed, and its forecasts are the plain
     run's (aborted records not processed, the commit markers no gap)."""
-    out = succeeded(bench("--data", str(shared_data), "--quick", "--transactional", "50", "--abort-every", "3"))
+    out = quick_transactional
     rows = r"^(faust worker \(1 process\)|faust worker, transactional feed) +([\d,]+) "
     rates = {row: float(rate.replace(",", "")) for row, rate in re.findall(rows, out, re.M)}
     assert len(rates) == 2 and all(r > 0 for r in rates.values()), out
