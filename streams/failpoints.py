@@ -1,6 +1,8 @@
 """Failpoints: faults a test arms inside a worker process, for the failures no outside action can cause
 on demand (FreeBSD's fail(9), TiKV's fail-rs). The upstream consumer stall after a broker outage
 (streams/stall.py) comes once in a few dozen outages; its recovery is tested by arming `fetch_stall`.
+`batch_delay` holds a batch between its forecasts and its commit (streams/partition.py), so that a
+test can stop the worker while a batch is in flight.
 
 Armed from the environment, read once: `MT_FAILPOINTS="NAME=AFTER:MARKER[,...]"`. `hit(NAME)` is
 True at its AFTER-th call (1: the first) in the first process that gets there; that process creates

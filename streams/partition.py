@@ -47,7 +47,7 @@ import msgpack
 from model.serving.drift import DriftTracker
 from model.serving.forecaster import Forecaster, forecast_records
 from orderbook.windows import Window
-from streams import recovery, snapshots
+from streams import failpoints, recovery, snapshots
 from streams.batcher import MicroBatcher
 from streams.config import Settings
 from streams.metrics import WorkerMetrics
@@ -63,6 +63,7 @@ News = tuple[int, list[str], str]
 NEWS_KEPT = 10_000
 MAX_UNSETTLED = 64  # batches written to Redis whose transaction has not committed yet
 CLOSE_WAIT_S = 10.0  # what a worker stopping gives its partitions' commits in flight
+BATCH_DELAY_S = 3.0  # failpoint `batch_delay`: a batch still in flight when the worker is told to stop
 
 
 def dlq_headers(topic: str, rej: Rejected) -> list[tuple[str, bytes]]:
@@ -179,14 +180,18 @@ class Partition:
             await self.committer.stop()
 
     async def close(self, timeout: float = CLOSE_WAIT_S) -> None:
-        """The worker stops: the commits in flight get `timeout` seconds (what does not land is
-        done again by the next owner), then the producer goes."""
-        self.assigned = False
+        """The worker stops: the batch in flight and the commits queued get `timeout` seconds together
+        (what does not land is done again by the next owner), then the producer goes. The batch first,
+        under the lock: it queues its commit at its end, and a producer stopped before then would leave
+        its forecasts uncommitted for the next owner to make again."""
+        self.assigned = False  # `handle` starts no batch after the one in flight
         try:
-            await asyncio.wait_for(self._settled(), timeout)
+            async with asyncio.timeout(timeout):
+                async with self.lock:
+                    await self._settled()
         except TimeoutError:
-            log.warning("%s: %d batches' commits still waiting at shutdown: the next owner does them again",
-                        self.name, len(self._unsettled))  # fmt: skip
+            log.warning("%s: a batch or %d batches' commits still in flight at shutdown: the next owner does them "
+                        "again", self.name, len(self._unsettled))  # fmt: skip
         self._close_reader()
         await self.committer.stop()  # an open transaction is aborted by the next owner's fencing
 
@@ -320,6 +325,10 @@ class Partition:
         if self.s.metrics is not None:
             self.s.metrics.batch(self.venue, end - start, pipe.stats.records - messages_before, len(forecasts),
                                  (r.reason for r in rejects), time.perf_counter() - t0)  # fmt: skip
+        if failpoints.hit("batch_delay"):  # tests/test_faults.py: a stop that lands inside a batch
+            log.warning("%s: failpoint batch_delay: the batch of offsets [%d, %d) waits %.0f s before its commit",
+                        self.name, start, end, BATCH_DELAY_S)  # fmt: skip
+            await asyncio.sleep(BATCH_DELAY_S)
         await self._settle(Unsettled(outs, start, end, snapshot))
 
     # ---- commits, off the forecasts' path

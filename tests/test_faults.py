@@ -6,6 +6,7 @@ the forecasts topic (read committed), once, in order, field for field.
 - Redis stopped for 1 s, 5 s and 15 s at three cut points of one run (15 s: three retries at the
   backoff's 5 s cap; `make soak`'s fault table stops it for 30 s too);
 - a worker stopped gracefully (SIGTERM) at two cut points and started again: a rolling restart;
+- a worker stopped while a batch is held between its forecasts and its commit (a failpoint);
 - the broker stopped and started again mid-stream, a headline published after it;
 - SIGKILL at seeded random points, every venue format (Binance and ITCH here; Coinbase, Kraken and
   LOBSTER, which take the same transactional path with another decoder, in `make soak`: `-m soak`);
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -126,6 +128,30 @@ def test_a_worker_stopped_gracefully_mid_stream_and_started_again_loses_and_dupl
     assert outcome.exact, outcome
     log = run.log_text()
     assert "the batch failed" not in log and "Traceback" not in log, log[-5000:]
+
+
+def test_a_stop_that_lands_inside_a_batch_lets_the_batch_commit_before_the_worker_exits(lab, streams, tmp_path):
+    """The failpoint `batch_delay` holds the first batch the worker makes for BATCH_DELAY_S after its
+    forecasts, before its commit is queued; SIGTERM lands then. The worker must let that batch commit
+    before it stops the partition's producer: it exits with status 0, logs no failure, and the group's
+    committed offset covers the batch."""
+    marker = tmp_path / "batch_delay.fired"
+    run = GroupRun(lab, "stop-in-batch", 5, ("binance",), tmp_path)
+    w = run.start("w", extra_env={"MT_FAILPOINTS": f"batch_delay=1:{marker}"})
+    try:
+        deadline = time.monotonic() + 60
+        while (held := re.search(r"(md\.raw\.binance)\[(\d+)\]: failpoint batch_delay: the batch of offsets "
+                                 r"\[(\d+), (\d+)\)", w.log.read_text(errors="replace"))) is None:  # fmt: skip
+            assert w.alive() and time.monotonic() < deadline, f"{w.log}: the failpoint did not fire"
+            time.sleep(0.05)
+        w.stop()
+    finally:
+        run.stop_all()
+    assert w.proc.returncode == 0, f"{w.log}: exit status {w.proc.returncode} on SIGTERM"
+    topic, partition, end = held[1], int(held[2]), int(held[4])
+    assert committed_offsets(lab.kafka.bootstrap, run.group, topic, {partition})[partition] >= end
+    log = run.log_text()
+    assert "Traceback" not in log and "the batch failed" not in log, log[-5000:]
 
 
 def restored(w: WorkerProcess, partitions: int, timeout: float = 60.0) -> None:
