@@ -62,7 +62,7 @@ T = TypeVar("T")
 News = tuple[int, list[str], str]
 NEWS_KEPT = 10_000
 MAX_UNSETTLED = 64  # batches written to Redis whose transaction has not committed yet
-CLOSE_WAIT_S = 10.0  # what a worker stopping gives its partitions' commits in flight
+CLOSE_WAIT_S = 10.0  # what a worker stopping gives each partition's batch and commits in flight
 BATCH_DELAY_S = 3.0  # failpoint `batch_delay`: a batch still in flight when the worker is told to stop
 
 
