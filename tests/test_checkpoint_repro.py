@@ -37,13 +37,18 @@ def tree(root: Path, weight: float, spread_crps: float, perplexity: float) -> Pa
     return root
 
 
-def test_checkpoint_repro_says_what_is_identical_and_what_moved(tmp_path: Path) -> None:
-    here = tree(tmp_path / "here", weight=0.25, spread_crps=0.8, perplexity=200.0)
-    there = tree(tmp_path / "there", weight=0.5, spread_crps=0.75, perplexity=210.0)
+def repro(here: Path, there: Path) -> str:
+    """bench/checkpoint_repro.py's output for the two trees, once it exited 0."""
     done = subprocess.run([sys.executable, str(REPO / "bench" / "checkpoint_repro.py"), "--here", str(here),
                            "--other", str(there)], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    out = done.stdout
+    return done.stdout
+
+
+def test_checkpoint_repro_says_what_is_identical_and_what_moved(tmp_path: Path) -> None:
+    here = tree(tmp_path / "here", weight=0.25, spread_crps=0.8, perplexity=200.0)
+    there = tree(tmp_path / "there", weight=0.5, spread_crps=0.75, perplexity=210.0)
+    out = repro(here, there)
     assert "train.npz: identical" in out and "heldout.npz: identical" in out
     lines = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith(NETWORKS)}
     assert lines["model/checkpoints/demo"][1:4] == ["differ", "1/2", "0.25"]  # NaN == NaN: not a difference
@@ -58,7 +63,5 @@ def test_checkpoint_repro_tells_a_different_dataset(tmp_path: Path) -> None:
     here = tree(tmp_path / "here", weight=0.5, spread_crps=0.8, perplexity=200.0)
     there = tree(tmp_path / "there", weight=0.5, spread_crps=0.8, perplexity=200.0)
     np.savez(there / "build/demo-data/train.npz", x=np.arange(7, dtype=np.float32))
-    done = subprocess.run([sys.executable, str(REPO / "bench" / "checkpoint_repro.py"), "--here", str(here),
-                           "--other", str(there)], capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert "train.npz: DIFFERENT" in done.stdout and "heldout.npz: identical" in done.stdout
+    out = repro(here, there)
+    assert "train.npz: DIFFERENT" in out and "heldout.npz: identical" in out

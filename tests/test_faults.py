@@ -111,7 +111,7 @@ def test_a_worker_stopped_gracefully_mid_stream_and_started_again_loses_and_dupl
         w = run.start("w0")
         for name, part in (("w1", records[a:b]), ("w2", records[b:])):
             run.wait(1.0)
-            restored(w, partitions=4)
+            _wait_for_line(w, "restored to offset", 60, count=4)  # up, Faust's signal handler set
             feed = threading.Thread(target=publish, args=(lab.kafka.bootstrap, topic, part))
             feed.start()  # the SIGTERM lands while records still arrive
             time.sleep(rng.uniform(0.05, 0.3))
@@ -139,11 +139,8 @@ def test_a_stop_that_lands_inside_a_batch_lets_the_batch_commit_before_the_worke
     run = GroupRun(lab, "stop-in-batch", 5, ("binance",), tmp_path)
     w = run.start("w", extra_env={"MT_FAILPOINTS": f"batch_delay=1:{marker}"})
     try:
-        deadline = time.monotonic() + 60
-        while (held := re.search(r"(md\.raw\.binance)\[(\d+)\]: failpoint batch_delay: the batch of offsets "
-                                 r"\[(\d+), (\d+)\)", w.log.read_text(errors="replace"))) is None:  # fmt: skip
-            assert w.alive() and time.monotonic() < deadline, f"{w.log}: the failpoint did not fire"
-            time.sleep(0.05)
+        held = _wait_for_line(w, r"(md\.raw\.binance)\[(\d+)\]: failpoint batch_delay: the batch of offsets "
+                                 r"\[(\d+), (\d+)\)", 60)  # fmt: skip
         w.stop()
     finally:
         run.stop_all()
@@ -152,14 +149,6 @@ def test_a_stop_that_lands_inside_a_batch_lets_the_batch_commit_before_the_worke
     assert committed_offsets(lab.kafka.bootstrap, run.group, topic, {partition})[partition] >= end
     log = run.log_text()
     assert "Traceback" not in log and "the batch failed" not in log, log[-5000:]
-
-
-def restored(w: WorkerProcess, partitions: int, timeout: float = 60.0) -> None:
-    """Until the worker's log says it restored `partitions` partitions: it is up, its signal handlers set."""
-    deadline = time.monotonic() + timeout
-    while w.log.read_text(errors="replace").count("restored to offset") < partitions:
-        assert w.alive() and time.monotonic() < deadline, f"{w.log}: not up after {timeout} s"
-        time.sleep(0.1)
 
 
 @pytest.mark.parametrize(
@@ -370,11 +359,13 @@ async def _publish_in_transactions(
         await producer.stop()
 
 
-def _wait_for_line(w: WorkerProcess, text: str, timeout: float) -> None:
+def _wait_for_line(w: WorkerProcess, pattern: str, timeout: float, count: int = 1) -> re.Match[str]:
+    """Until the worker's log holds `count` matches of the regex `pattern`; the first of them."""
     deadline = time.monotonic() + timeout
-    while text not in w.log.read_text(errors="replace"):
-        assert time.monotonic() < deadline and w.alive(), f"no {text!r} in the worker's log after {timeout} s"
-        time.sleep(0.2)
+    while len(found := list(re.finditer(pattern, w.log.read_text(errors="replace")))) < count:
+        assert time.monotonic() < deadline and w.alive(), f"{count} x {pattern!r} not in {w.log} after {timeout} s"
+        time.sleep(0.05)
+    return found[0]
 
 
 def _first_window_after(records: list[tuple[bytes, bytes]], cut: int) -> tuple[str, int]:
