@@ -23,20 +23,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # a plain script: the working tree's code
 
 from columns import print_columns  # noqa: E402
 from outputs_check import arrays_md5  # noqa: E402
 
+from model.evaluation.report import GAIN_REFERENCES  # noqa: E402
+
 NETWORKS = ("model/checkpoints/demo", "build/demo-nonews", "build/demo-nobook")
 EVALUATIONS = ("model/checkpoints/demo/evaluation", "model/checkpoints/demo/evaluation-unseen")
-REFERENCES = ("persistence", "ewma", "har")
 SHOWN = 12  # the largest moves printed per evaluation
 
 
@@ -70,10 +72,10 @@ def gains(metrics: dict) -> dict[tuple[str, str, str], float]:
     out = {}
     for part, p in metrics["parts"].items():
         for target, crps in p["crps"].items():
-            refs = [crps[r] for r in REFERENCES if crps.get(r) is not None]
+            best = min((crps[r] for r in GAIN_REFERENCES if crps.get(r) is not None), default=math.nan)
             for name in names & set(crps):
-                if refs and crps[name] is not None:
-                    out[part, target, name] = 1.0 - crps[name] / min(refs)
+                if best > 0 and crps[name] is not None:  # as evaluation.md's gain (report.GAIN_REFERENCES)
+                    out[part, target, name] = 1.0 - crps[name] / best
     return out
 
 
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         a, b = (json.loads((t / rel / "metrics.json").read_text()) for t in (here, other))
         ga, gb = gains(a), gains(b)
         keys = sorted(set(ga) & set(gb), key=lambda k: -abs(gb[k] - ga[k]))
-        print(f"\n{rel}: CRPS gain over the best of {', '.join(REFERENCES)}, here -> there "
+        print(f"\n{rel}: CRPS gain over the best of {', '.join(GAIN_REFERENCES)}, here -> there "
               f"({len(keys)} figures, the {min(SHOWN, len(keys))} largest moves)")  # fmt: skip
         moves = [(p, t, n, f"{100 * ga[p, t, n]:+.1f}%", f"{100 * gb[p, t, n]:+.1f}%",
                   f"{100 * (gb[p, t, n] - ga[p, t, n]):+.1f}") for p, t, n in keys[:SHOWN]]  # fmt: skip
