@@ -108,7 +108,7 @@ checkpoint: $(STAMP)
 	mkdir -p $(CKPT) && cp build/demo-full/model.safetensors build/demo-full/config.json $(CKPT)/
 	$(BIN)/megatrading evaluate --data build/demo-data/heldout.npz --model generative:$(CKPT) \
 		--model generative:build/demo-nonews --model generative:build/demo-nobook --direction --out $(CKPT)/evaluation
-	$(MAKE) evaluate-unseen
+	$(MAKE) -o $(STAMP) evaluate-unseen  # the venv is built above; a sub-make inherits no -o: a clone run with another venv would reinstall it from the clone
 
 # The committed model on the three Binance instruments its network never saw (USD-M ETHUSDT, COIN-M
 # BTCUSD_PERP and ETHUSD_PERP: not in the dataset's REAL_FILES), encoded as the checkpoint, CRPS per

@@ -7,7 +7,9 @@
     (cd /tmp/ck && PYTHONPATH=/tmp/ck make -o $PWD/.venv/.installed checkpoint VENV=$PWD/.venv SHARED=$PWD/../shared)
     python bench/checkpoint_repro.py --other /tmp/ck
 
-(PYTHONPATH: the venv's editable install points at this checkout; the clone's own code must run.)
+(PYTHONPATH: the venv's editable install points at this checkout; the clone's own code must run. `-o`:
+make must not reinstall that venv from the clone, which would point it at /tmp/ck; the recipe passes `-o`
+to its own sub-make, which does not inherit it.)
 
 Printed:
 - the dataset: the fingerprint of build/demo-data/{train,heldout}.npz here and there (arrays and
