@@ -61,6 +61,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/pipeline_bench.py --messages 200000 --transactional 50 --rates ''
 	$(BIN)/python bench/pipeline_bench.py --latency-only --model model/checkpoints/demo --overload latest --rates 2000,5000,10000,20000,30000
 	$(BIN)/python bench/pipeline_bench.py --latency-only --model model/checkpoints/demo --overload every --rates 2000,5000,10000,20000,30000
+	$(BIN)/python bench/sink_bench.py
 	$(BIN)/python bench/faust_ceiling.py
 	$(BIN)/python bench/model_bench.py
 	$(BIN)/python bench/depth_memory.py --data $(SHARED)/data

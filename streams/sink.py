@@ -49,6 +49,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from functools import lru_cache
+from json.encoder import encode_basestring, encode_basestring_ascii
 from typing import Any, NamedTuple
 
 import redis
@@ -152,6 +154,44 @@ def book_json(
     return json.dumps(doc, separators=(",", ":"))
 
 
+@lru_cache(maxsize=16)
+def _layout(names: tuple[str, ...]) -> tuple[list[str], list[str], list[str]]:
+    """Each field name's JSON as `encode_forecast` writes it: before a value in the published object, before
+    a number's string and before any other string in the array of fields. A forecast's names are the schema's
+    (RECORD_FIELDS), the same for every forecast: encoded once."""
+    return ([encode_basestring_ascii(k) + ":" for k in names], [encode_basestring(k) + ',"' for k in names],
+            [encode_basestring(k) + "," for k in names])  # fmt: skip
+
+
+def encode_forecast(f: Mapping[str, object]) -> tuple[str, str]:
+    """A forecast as the write script takes it: the forecast as compact JSON, byte for byte what
+    `json.dumps(f, separators=(",", ":"))` gives, and its fields as the JSON array of strings `[name, value,
+    ...]` that `json.dumps(..., ensure_ascii=False)` gives, each value as the hash keeps it (`repr` of a float,
+    full precision; `str` of the rest). Each float is formatted once for both, with `float.__repr__` as `json`
+    formats a finite float, and a number's string needs no escaping: formatting the ~30 floats twice and
+    encoding the strings again took twice as long (bench/sink_bench.py). A value whose JSON is not its plain
+    string (a non-finite float, a bool, None, a container) sends the object through `json.dumps`."""
+    object_keys, number_keys, string_keys = _layout(tuple(f))
+    obj: list[str] = []
+    fields: list[str] = []
+    plain = True
+    for i, v in enumerate(f.values()):
+        t = type(v)
+        if t is float or t is int:
+            s = repr(v)
+            plain = plain and s[-1] not in "nf"  # nan, inf, -inf: JSON spells them NaN, Infinity
+            obj.append(object_keys[i] + s)
+            fields.append(number_keys[i] + s + '"')
+        elif t is str:
+            obj.append(object_keys[i] + encode_basestring_ascii(v))  # type: ignore[arg-type]
+            fields.append(string_keys[i] + encode_basestring(v))  # type: ignore[arg-type]
+        else:
+            plain = False
+            fields.append(string_keys[i] + encode_basestring(str(v)))
+    payload = "{" + ",".join(obj) + "}" if plain else json.dumps(f, separators=(",", ":"))
+    return payload, "[" + ",".join(fields) + "]"
+
+
 # timeouts: a hung server must surface as an error the worker retries and reports, not as a
 # write that waits forever without a word
 TIMEOUTS: dict[str, Any] = {"socket_timeout": 10, "socket_connect_timeout": 5}
@@ -199,12 +239,9 @@ class RedisSink:
         for i, f in enumerate(forecasts):
             keys = [LATEST.format(**f), HIST.format(**f), ALERTS, CHANNEL]
             is_alert = float(f["anomaly_score"]) >= self.alert_threshold  # type: ignore[arg-type]
-            # plain strings, readable with `redis-cli HGETALL`; floats keep full precision (repr)
-            flat = [x for k, v in f.items() for x in (k, repr(v) if type(v) is float else str(v))]
+            payload, fields = encode_forecast(f)
             args: list[object] = [f["seq"], f["window"], self.history_maxlen, "1" if is_alert else "0",
-                                  json.dumps(f, separators=(",", ":")),
-                                  json.dumps(flat, ensure_ascii=False, separators=(",", ":")),
-                                  self.alerts_maxlen]  # fmt: skip
+                                  payload, fields, self.alerts_maxlen]  # fmt: skip
             window = windows[i] if is_alert and windows is not None and self.window_ttl_s > 0 else None
             if window:
                 keys.append(WINDOW.format(**f))

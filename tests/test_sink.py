@@ -1,6 +1,7 @@
 """Forecasts into a real Redis: the docs/design.md layout, idempotent writes, the reader API."""
 
 import json
+import random
 import threading
 import time
 
@@ -9,7 +10,7 @@ import redis
 
 from model.serving.forecaster import PREDICTION_FIELDS, RECORD_FIELDS
 from streams.client import ForecastClient
-from streams.sink import BOOK, RedisSink, book_json
+from streams.sink import BOOK, RedisSink, book_json, encode_forecast
 
 
 def forecast(seq, window, score=0.1, symbol="BTCUSDT", venue="binance"):
@@ -30,6 +31,26 @@ def forecast(seq, window, score=0.1, symbol="BTCUSDT", venue="binance"):
     rec["reason"] = "message_rate z=9.0" if score > 0.99 else ""
     rec["schema"] = 2
     return rec
+
+
+def test_a_forecast_is_encoded_as_json_would_encode_it_whatever_its_values():
+    """The published JSON is byte for byte `json.dumps`'s and the fields are the hash's strings, for
+    the values a forecast has (floats of every size and sign, ints, strings to escape) and for those
+    that take the slow path (non-finite floats, bools, None, a list)."""
+    rng = random.Random(13)
+    odd = [float("nan"), float("inf"), -float("inf"), True, None, [1, 2.5]]
+    for trial in range(400):
+        rec = forecast(trial, trial)
+        for name in PREDICTION_FIELDS:
+            rec[name] = rng.choice([rng.uniform(-1e6, 1e6), rng.random() * 10 ** rng.randint(-300, 300), -0.0,
+                                    float(rng.randint(-5, 5)), 1e-320])  # fmt: skip
+        rec["reason"] = rng.choice(["", 'quote " and \\ back', "caf\u00e9 \u2014 \n tab\t", "\x00"])
+        if trial % 4 == 0:
+            rec[rng.choice(PREDICTION_FIELDS)] = rng.choice(odd)
+        payload, fields = encode_forecast(rec)
+        assert payload == json.dumps(rec, separators=(",", ":"))
+        want = [x for k, v in rec.items() for x in (k, repr(v) if type(v) is float else str(v))]
+        assert fields == json.dumps(want, ensure_ascii=False, separators=(",", ":"))
 
 
 @pytest.fixture
