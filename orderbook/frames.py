@@ -100,20 +100,25 @@ class Frame(NamedTuple):
 class _Open:
     messages: list[bytes] = field(default_factory=list)
     first_ts: int = 0
+    opened: int = 0  # the stream's clock when the frame opened: its span runs from there
 
 
 @dataclass
 class Framer:
     """Groups a stream of (key, message, venue time) into records: consecutive messages of one key
-    go into one frame until it holds `max_messages` or spans more than `max_span_ns` of venue time;
-    then the frame is emitted. Messages of other keys wait in their own frame, so each key's order
-    is kept (and with it the partition order a key-partitioned topic gives). A frame of one message
-    is emitted as the plain message. `max_messages=1` turns framing off."""
+    go into one frame until it holds `max_messages` or the stream's clock (the latest venue time seen,
+    every key's) has moved `max_span_ns` past the frame's opening; then the frame is emitted. The
+    clock never steps back, so a message without a time, or one from a capture whose clock steps
+    back, opens a frame that waits no longer than any other. Messages of other keys wait in their
+    own frame, so each key's order is kept (and with it the partition order a key-partitioned topic
+    gives). A frame of one message is emitted as the plain message. `max_messages=1` turns framing
+    off."""
 
     max_messages: int = FRAME_MESSAGES
     max_span_ns: int = FRAME_SPAN_NS
     open_bytes: int = 0  # the messages waiting in open frames, together: a producer may bound it
     _open: dict[bytes | None, _Open] = field(default_factory=dict)
+    _clock: int = 0  # the latest venue time seen
 
     def __post_init__(self) -> None:
         if not 1 <= self.max_messages <= MAX_MESSAGES:
@@ -124,16 +129,18 @@ class Framer:
         if self.max_messages == 1:
             yield Frame(key, message, 1, ts or 0)
             return
-        if ts is not None:
-            # the stream's clock closes every frame it has carried past its span, a quiet key's too:
-            # frames open in time order, so the expired ones are at the front
-            for k, open_ in list(self._open.items()):
-                if ts - open_.first_ts <= self.max_span_ns:
+        if ts is not None and ts > self._clock:
+            self._clock = ts
+            # the clock closes every frame it has carried past its span, a quiet key's too: frames
+            # open in the clock's order, which never steps back, so the expired ones are at the front
+            while self._open:
+                k = next(iter(self._open))
+                if ts - self._open[k].opened <= self.max_span_ns:
                     break
                 yield self._close(k)
         f = self._open.get(key)
         if f is None:
-            f = self._open[key] = _Open(first_ts=ts or 0)
+            f = self._open[key] = _Open(first_ts=ts or 0, opened=self._clock)
         f.messages.append(message)
         self.open_bytes += len(message)
         if len(f.messages) >= self.max_messages:

@@ -87,8 +87,8 @@ class FramedTopic:
     """One topic's producer side: messages in, frames out to Kafka as they close (Framer).
 
     Latency when paced: a message waits in its key's open frame until the frame closes, at
-    `frame_messages` messages or when a message more than `frame_ms` of venue time after the
-    frame's first one arrives; and `send_open` sends every open frame before the producer sleeps longer
+    `frame_messages` messages or when the stream's clock (its latest venue time) is `frame_ms` past the
+    frame's opening; and `send_open` sends every open frame before the producer sleeps longer
     than one frame span (at `speed`). At 1x a message therefore leaves at most about two frame
     spans (2 ms by default) after it was due, plus the producer's linger (5 ms), instead of at once."""
 

@@ -64,3 +64,18 @@ def test_the_framer_closes_frames_past_their_span_a_quiet_keys_too():
 def test_one_message_per_frame_turns_framing_off():
     recs = [(b"A", b"x", 1), (b"A", b"y", 2)]
     assert list(framed(recs, Framer(max_messages=1))) == [(b"A", b"x", 1, 1), (b"A", b"y", 1, 2)]
+
+
+def test_a_frame_waits_its_span_of_the_streams_clock_whatever_the_times_it_was_opened_with():
+    """A frame opened by a message without a time, or while a capture's clock steps back, waits its
+    span of the stream's clock from its opening, like any other (not closed by the next message that
+    has a time, nor held behind one), and its first time stays what its first message said (0: none)."""
+    f = Framer(max_messages=2, max_span_ns=1_000)
+    assert list(f.add(b"A", b"a0", 10_000)) == []
+    assert list(f.add(b"B", b"b0", None)) == []  # no time: opened at the clock, 10 us
+    assert list(f.add(b"C", b"c0", 9_500)) == []  # the capture's clock stepped back: opened at 10 us
+    assert list(f.add(b"A", b"a1", 10_100)) == [(b"A", encode_frame([b"a0", b"a1"]), 2, 10_000)]  # full
+    assert list(f.add(b"D", b"d0", 10_900)) == []  # B and C at the front, 0.9 us old on the clock
+    closed = list(f.add(b"D", b"d1", 11_001)) + list(f.add(b"E", b"e0", 11_950))
+    assert closed == [(b"B", b"b0", 1, 0), (b"C", b"c0", 1, 9_500), (b"D", encode_frame([b"d0", b"d1"]), 2, 10_900)]
+    assert list(f.flush()) == [(b"E", b"e0", 1, 11_950)]
