@@ -462,6 +462,7 @@ def faust_app(settings: Settings) -> BatchApp:
         value_serializer="raw",
         store="memory://",
         broker_session_timeout=settings.session_timeout,
+        consumer_group_instance_id=settings.group_instance_id or None,
         broker_heartbeat_interval=min(1.0, settings.session_timeout / 3),
         consumer_auto_offset_reset="earliest",
         web_enabled=settings.web_port is not None,

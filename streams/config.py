@@ -177,6 +177,9 @@ class Settings:
     drift_threshold: float = 0.25
     drift_skip: tuple[str, ...] = ("valid", "mid")
     session_timeout: float = 6.0  # a short session timeout keeps group joins quick
+    # static group membership (KIP-345): a worker that comes back under the same id within the session
+    # timeout gets its partitions back without a rebalance; "": dynamic (docs/recovery.md)
+    group_instance_id: str = ""
     # the stall watchdog (streams/stall.py): a partition unmoved this many seconds with records waiting for it on
     # the broker, while no outage is waited out, restarts the worker in place; 0: off
     stall_s: float = 60.0
