@@ -27,37 +27,29 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a plain script: the working tree
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # a plain script: the working tree's code
 
-import redis
+import redis  # noqa: E402
+from outputs_check import HELD_OUT_CAPTURE as CAPTURE  # noqa: E402
+from pipeline_bench import FakeMsg  # noqa: E402
 
-from model.serving.baseline import BaselineForecaster
-from model.serving.forecaster import forecast_records
-from orderbook.venues import feed_class
-from streams.config import Settings
-from streams.infra import RedisServer, free_port
-from streams.pipeline import VenuePipeline
-from streams.publish import keyed
-from streams.sink import CHANNEL, HIST, LATEST, RedisSink, encode_forecast
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-CAPTURE = SHARED / "data" / "binance-hftbacktest" / "spot_ethusdt_20240808.gz"
-
-
-class Msg(NamedTuple):
-    key: bytes | None
-    value: bytes
-    partition: int
-    offset: int
+from model.serving.baseline import BaselineForecaster  # noqa: E402
+from model.serving.forecaster import forecast_records  # noqa: E402
+from orderbook.venues import feed_class  # noqa: E402
+from streams.config import Settings  # noqa: E402
+from streams.infra import RedisServer, free_port  # noqa: E402
+from streams.pipeline import VenuePipeline  # noqa: E402
+from streams.publish import keyed  # noqa: E402
+from streams.sink import CHANNEL, HIST, LATEST, RedisSink, encode_forecast  # noqa: E402
 
 
 def real_forecasts(capture: Path, records: int, symbols: int) -> list[dict]:
     """The baseline's forecasts on the capture's first `records` messages, once per symbol copy."""
     raw = [(key, rec.raw) for key, rec in keyed("binance", feed_class("binance").read_capture(capture))][:records]
     pipe = VenuePipeline("binance", Settings().window, max_bytes=Settings().max_record_bytes)
-    windows, _ = pipe.process_batch([Msg(k, v, 0, i) for i, (k, v) in enumerate(raw)])
+    windows, _ = pipe.process_batch([FakeMsg(k, v, 0, i) for i, (k, v) in enumerate(raw)])
     model = BaselineForecaster()
     predicted = model.forecast(windows, Settings().alert_threshold)
     made = forecast_records(model.model_id, windows, predicted, time.time_ns())
