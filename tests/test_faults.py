@@ -240,17 +240,6 @@ def test_a_worker_with_a_group_instance_id_restarted_in_place_gets_its_partition
     assert outcome.exact, outcome
 
 
-def _log_time(log: str, text: str, after: float = 0.0) -> float:
-    """The time (s since the epoch) of the first worker log line holding `text` logged after `after`."""
-    for line in log.splitlines():
-        m = re.match(r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]", line)
-        if m and text in line:
-            t = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-            if t > after:
-                return t
-    raise AssertionError(f"no log line with {text!r} after {after}")
-
-
 def test_a_committed_offset_read_back_below_the_workers_is_committed_again_without_a_restart(lab, streams, tmp_path):
     """Once the worker has committed every record, the group's committed offsets are set back to
     half (a transaction of another producer), as when the broker loses a transaction's offset commit
@@ -396,6 +385,17 @@ async def _publish_in_transactions(
                     await producer.send(topic, value, key=key)
     finally:
         await producer.stop()
+
+
+def _log_time(log: str, text: str, after: float = 0.0) -> float:
+    """The time (s since the epoch) of the first worker log line holding `text` logged after `after`."""
+    for line in log.splitlines():
+        m = re.match(r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]", line)
+        if m and text in line:
+            t = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            if t > after:
+                return t
+    raise AssertionError(f"no log line with {text!r} after {after}")
 
 
 def _wait_for_line(w: WorkerProcess, pattern: str, timeout: float, count: int = 1) -> re.Match[str]:
