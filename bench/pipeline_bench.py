@@ -110,7 +110,6 @@ import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +136,7 @@ from orderbook.venues import feed_class  # noqa: E402
 from orderbook.windows import Window  # noqa: E402
 from streams.batcher import OVERLOAD_POLICIES  # noqa: E402
 from streams.config import Settings  # noqa: E402
+from streams.logformat import line_time  # noqa: E402
 from streams.pipeline import VenuePipeline  # noqa: E402
 from streams.publish import simulation_records  # noqa: E402
 from streams.sink import CHANNEL, HIST, RedisSink  # noqa: E402
@@ -155,7 +155,6 @@ POLL_S = 0.05
 DB_FAUST, DB_BARE, DB_PROFILE, DB_TXN = 1, 2, 3, 4
 GAP_LINE = "the stream resumed at offset"  # streams/partition.py `_fill_gap`'s warning
 RESTORED = "]: restored to offset"  # streams/recovery.py Restored.describe, logged once a partition
-LOG_TIME = re.compile(r"\[?(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]? ")  # a log line's asctime (ours or Faust's)
 
 
 @dataclass(frozen=True)
@@ -625,8 +624,8 @@ class FaustWorker:
         """Wall time of the worker's first partition restored (its log line's timestamp): from then on
         its records are waiting for it, so a saturation clock started there counts every record."""
         for line in self.log.read_text(errors="replace").splitlines():
-            if RESTORED in line and (m := LOG_TIME.match(line)):
-                return datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            if RESTORED in line and (when := line_time(line)) is not None:
+                return when
         return None
 
     def progress(self) -> str:

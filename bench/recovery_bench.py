@@ -52,7 +52,6 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,6 +63,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
 
 from streams import recovery, snapshots  # noqa: E402
 from streams.config import Settings  # noqa: E402
+from streams.logformat import line_time  # noqa: E402
 from streams.offsets import committed  # noqa: E402
 from streams.retry import Waits  # noqa: E402
 from streams.topics import RAW_TOPIC  # noqa: E402
@@ -83,7 +83,6 @@ RESTORED = re.compile(
     r"(\d+) records replayed, in ([\d.]+) s"
 )
 # faust's log lines: `[2026-01-02 03:04:05,678] [pid] [INFO] ...`
-STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
 MILESTONES = {  # the first log line matching each (a worker may log "assigned" before "up")
     "first log line": re.compile(r"."),
     "worker up": re.compile(r"worker \S+ up: venues"),
@@ -283,10 +282,9 @@ def phases(text: str, spawned_wall: float) -> dict[str, float]:
     (millisecond stamps of the local clock)."""
     out: dict[str, float] = {}
     for line in text.splitlines():
-        m = STAMP.match(line)
-        if m is None:
+        when = line_time(line)
+        if when is None:
             continue
-        when = datetime.strptime(m[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
         for name, pattern in MILESTONES.items():
             if name not in out and pattern.search(line):
                 out[name] = when - spawned_wall

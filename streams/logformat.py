@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +28,10 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 _chosen = "text"
+
+# a text line's asctime: ours at the line's start, Faust's in brackets ("[2026-12-02 08:27:06,123] ...")
+_TEXT_TIME = re.compile(r"\[?(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]? ")
+_JSON_TIME = re.compile(r'\{"time": "([^"]+)"')
 
 
 class JsonFormatter(logging.Formatter):
@@ -82,6 +87,17 @@ def setup(fmt: str, level: int) -> None:
     handler._mt_logformat = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
+
+
+def line_time(line: str) -> float | None:
+    """When a log line of either format was written (s since the epoch), or None for a line without a
+    stamp (a traceback's, a print's). A text stamp is the local clock's, as `logging` writes asctime;
+    a json one is UTC. Benchmarks and fault tests time phases by the worker's own lines with it."""
+    if m := _TEXT_TIME.match(line):
+        return datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    if m := _JSON_TIME.match(line):
+        return datetime.fromisoformat(m.group(1)).timestamp()
+    return None
 
 
 def chosen() -> str:

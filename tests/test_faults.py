@@ -25,7 +25,6 @@ import re
 import threading
 import time
 from collections import Counter
-from datetime import datetime
 
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -42,6 +41,7 @@ from faults import (
 
 from streams.config import Settings
 from streams.infra import Infra
+from streams.logformat import line_time
 from streams.offsets import committed_offsets
 from streams.pipeline import VenuePipeline
 
@@ -390,11 +390,9 @@ async def _publish_in_transactions(
 def _log_time(log: str, text: str, after: float = 0.0) -> float:
     """The time (s since the epoch) of the first worker log line holding `text` logged after `after`."""
     for line in log.splitlines():
-        m = re.match(r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]", line)
-        if m and text in line:
-            t = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-            if t > after:
-                return t
+        t = line_time(line) if text in line else None
+        if t is not None and t > after:
+            return t
     raise AssertionError(f"no log line with {text!r} after {after}")
 
 

@@ -110,3 +110,23 @@ def test_a_worker_wait_logs_its_step_venue_and_partition_as_fields(caplog):
     assert (waiting["venue"], waiting["topic"], waiting["partition"]) == ("itch", "md.raw.itch", 3)
     assert waiting["step"] == "restore" and waiting["attempt"] == 1 and "redis went away" in waiting["error"]
     assert back["action"] == "resumed" and back["partition"] == 3
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        logging.Formatter(logformat.TEXT_FORMAT),
+        logging.Formatter("[%(asctime)s] [%(process)s] %(message)s"),
+        JsonFormatter(),
+    ],
+    ids=["ours", "faust", "json"],
+)
+def test_a_log_lines_time_is_read_back_to_the_millisecond_in_every_format(fmt):
+    rec = record("assigned %s", "md.raw.binance[0]")
+    rec.created, rec.msecs = 1764664026.4567, 456.7
+    assert logformat.line_time(fmt.format(rec)) == pytest.approx(1764664026.456, abs=1e-6)
+
+
+def test_a_line_without_a_stamp_has_no_time():
+    assert logformat.line_time("Traceback (most recent call last):") is None
+    assert logformat.line_time("  2026-12-02 08:27:06,123 indented") is None
