@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a plain script: 
 from columns import print_columns
 
 from model.evaluation.direction import HORIZONS, OFI, QI, fit_predict, macro_auc, macro_f1
-from model.evaluation.direction_folds import STATE, Windows, capture_windows, merge
-from model.evaluation.l2_depth_folds import score_real
+from model.evaluation.direction_folds import STATE, Windows, capture_windows, join
+from model.evaluation.l2_depth_folds import pool, score_real
 from model.network.direction import choose_penalty, fit_horizon, probabilities
 
 FIXED = (1e-3, 1e-1)
@@ -49,7 +49,7 @@ def collect(model: str, paths: list[str]) -> dict[str, Windows]:
         if run is not None:
             found.append(capture_windows(*run, deeplob=False))
             print(f"{path}: {', '.join(f'{n} {len(w[STATE])}' for n, w in found[-1].items())}", file=sys.stderr)
-    return merge(found)
+    return pool(found, join)
 
 
 def head_probs(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, l2: float) -> np.ndarray:

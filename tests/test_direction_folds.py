@@ -14,11 +14,12 @@ from model.evaluation.direction import DEEPLOB, OFI, QI, direction_rows
 from model.evaluation.direction_folds import (
     capture_windows,
     folds_markdown,
+    join,
     left_one_out,
     loo_name,
-    merge,
     wins,
 )
+from model.evaluation.l2_depth_folds import pool
 from model.evaluation.outputs import ModelOutputs
 from orderbook.features import FEATURE_NAMES
 
@@ -104,7 +105,7 @@ def test_the_table_scores_the_left_out_rows_on_real_windows_and_says_where_the_m
 def test_a_pool_of_the_capture_alone_is_refused_and_captures_in_two_files_are_one():
     arrays, meta, outputs = lab({})
     found = capture_windows(outputs, arrays, meta, deeplob=False)
-    both = merge([found, {"a_20240808": found["a_20240808"]}])
+    both = pool([found, {"a_20240808": found["a_20240808"]}], join)
     assert len(both["a_20240808"]["y10"]) == 600 and len(both["b"]["y10"]) == 300
     with pytest.raises(ValueError, match="leaves no capture"):
         left_one_out("model", arrays, meta, found, {"a_20240808": found["a_20240808"]}, 0)

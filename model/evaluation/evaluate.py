@@ -330,9 +330,12 @@ def evaluate(
         if direction_pool:
             steps = DEEPLOB_STEPS if direction_steps is None else direction_steps
             scored = direction_folds.capture_windows(outputs[0], arrays, meta, steps > 0)
-            windows = direction_folds.merge(
-                scored if p == evaluated else direction_folds.capture_windows(*run, steps > 0)
-                for p, run in _runs_of(direction_pool, evaluated, pool_runs)
+            windows = l2_depth_folds.pool(
+                (
+                    scored if p == evaluated else direction_folds.capture_windows(*run, steps > 0)
+                    for p, run in _runs_of(direction_pool, evaluated, pool_runs)
+                ),
+                direction_folds.join,
             )
             folds = direction_folds.left_one_out(outputs[0].name, arrays, meta, scored, windows, steps)
         _direction(ev, ds, outputs, out, direction_train, direction_steps, folds)

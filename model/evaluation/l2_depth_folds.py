@@ -13,10 +13,11 @@ Captures are told apart by file name: the same file in two datasets is one captu
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import operator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -24,6 +25,8 @@ from model.evaluation.outputs import ModelOutputs, model_outputs, target_ok
 from model.network import l2_depth
 from model.network.orderflow import L2_DEPTH_TARGETS
 from model.training.dataset import capture_names
+
+W = TypeVar("W")
 
 LEFT_ONE_OUT = "L2 depth left one out"  # the evaluation's name of the variant: "<model> L2 depth left one out"
 
@@ -73,13 +76,13 @@ def score_real(
     return o, real.arrays, real.meta
 
 
-def pool(found: Iterable[dict[str, L2Windows]]) -> dict[str, L2Windows]:
-    """One pool from several files' l2_windows; a capture in two files is one capture, its windows
-    concatenated."""
-    out: dict[str, L2Windows] = {}
+def pool(found: Iterable[dict[str, W]], join: Callable[[W, W], W] = operator.add) -> dict[str, W]:
+    """One pool from several files' windows per capture (l2_windows; direction_folds.capture_windows with
+    its own `join`): a capture in two files is one capture, its windows joined in file order."""
+    out: dict[str, W] = {}
     for windows in found:
         for name, w in windows.items():
-            out[name] = out[name] + w if name in out else w
+            out[name] = join(out[name], w) if name in out else w
     return out
 
 
