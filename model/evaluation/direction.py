@@ -104,13 +104,19 @@ METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {"macro F1": mac
 
 
 def bootstrap(
-    y: np.ndarray, p: np.ndarray, fn: Callable[[np.ndarray, np.ndarray], float], n: int = BOOTSTRAP, seed: int = 0
+    y: np.ndarray,
+    p: np.ndarray,
+    fn: Callable[[np.ndarray, np.ndarray], float],
+    n: int = BOOTSTRAP,
+    seed: int = 0,
+    drawn: np.ndarray | None = None,
 ) -> tuple[float, float, float]:
-    """(value, 2.5%, 97.5%) of `fn` over windows resampled with replacement (NaN resamples dropped)."""
+    """(value, 2.5%, 97.5%) of `fn` over windows resampled with replacement (NaN resamples dropped).
+    `drawn`: these windows' `draws` (same n and seed) where already made."""
     value = fn(y, p)
     if len(y) < 2 or n <= 0:
         return value, math.nan, math.nan
-    return value, *_interval([fn(y[i], p[i]) for i in _resamples(len(y), n, seed)])
+    return value, *_interval(draws(y, p, fn, n, seed) if drawn is None else drawn)
 
 
 def paired_bootstrap(
@@ -120,6 +126,7 @@ def paired_bootstrap(
     fn: Callable[[np.ndarray, np.ndarray], float],
     n: int = BOOTSTRAP,
     seed: int = 0,
+    drawn: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[float, float, float]:
     """(fn(y, p) - fn(y, q), 2.5%, 97.5%): the difference of two methods' `fn` on the same windows, its
     interval over windows resampled together for both (those `bootstrap` draws), so what both find hard
@@ -127,7 +134,31 @@ def paired_bootstrap(
     value = fn(y, p) - fn(y, q)
     if len(y) < 2 or n <= 0:
         return value, math.nan, math.nan
-    return value, *_interval([fn(y[i], p[i]) - fn(y[i], q[i]) for i in _resamples(len(y), n, seed)])
+    p_draws, q_draws = (draws(y, p, fn, n, seed), draws(y, q, fn, n, seed)) if drawn is None else drawn
+    return value, *_interval(p_draws - q_draws)
+
+
+def draws(
+    y: np.ndarray, p: np.ndarray, fn: Callable[[np.ndarray, np.ndarray], float], n: int = BOOTSTRAP, seed: int = 0
+) -> np.ndarray:
+    """(n,) `fn` on each resample of the windows: the same resamples for any `p` of as many windows and the
+    same seed, so two methods' draws subtract into their paired difference's."""
+    return np.array([fn(y[i], p[i]) for i in _resamples(len(y), n, seed)], np.float64)
+
+
+class _Draws:
+    """Each (method, metric, windows) resampled once: a method's interval and its paired differences with
+    every rival scored on the same windows share one set of draws."""
+
+    def __init__(self, y: np.ndarray, n: int) -> None:
+        self.y, self.n = y, n
+        self._seen: dict[tuple[str, str, bytes], np.ndarray] = {}
+
+    def __call__(self, method: str, p: np.ndarray, metric: str, keep: np.ndarray) -> np.ndarray:
+        key = (method, metric, np.packbits(keep).tobytes())
+        if key not in self._seen:
+            self._seen[key] = draws(self.y[keep], p[keep], METRICS[metric], self.n)
+        return self._seen[key]
 
 
 def _resamples(windows: int, n: int, seed: int) -> Iterator[np.ndarray]:
@@ -135,8 +166,8 @@ def _resamples(windows: int, n: int, seed: int) -> Iterator[np.ndarray]:
     return (rng.integers(0, windows, windows) for _ in range(n))
 
 
-def _interval(draws: list[float]) -> tuple[float, float]:
-    kept = np.array([d for d in draws if not math.isnan(d)])
+def _interval(values: np.ndarray) -> tuple[float, float]:
+    kept = values[~np.isnan(values)]
     if not kept.size:
         return math.nan, math.nan
     lo, hi = np.percentile(kept, [2.5, 97.5])
@@ -421,13 +452,18 @@ def direction_rows(
             sel = ok & keep
             y = y_all[sel]
             shares = np.bincount(y, minlength=3) / max(len(y), 1)
+            resampled = _Draws(y, n_boot)
             for method, p in probs.items():
                 ps = p[sel]
                 scored = np.isfinite(ps).all(1)
                 row: dict[str, Any] = {"source": group, "horizon": h, "method": method, "n": int(scored.sum())}
                 row |= {f"share {c}": float(s) for c, s in zip(CLASSES, shares, strict=True)}
                 for mname, fn in METRICS.items():
-                    v, lo, hi = bootstrap(y[scored], ps[scored], fn, n_boot) if scored.any() else (math.nan,) * 3
+                    v, lo, hi = (
+                        bootstrap(y[scored], ps[scored], fn, n_boot, drawn=resampled(method, ps, mname, scored))
+                        if scored.any()
+                        else (math.nan,) * 3
+                    )
                     row |= {mname: v, f"{mname} lo": lo, f"{mname} hi": hi}
                 for rival in (compare or {}).get(method, ()):
                     if rival not in probs:
@@ -435,7 +471,10 @@ def direction_rows(
                     qs = probs[rival][sel]
                     both = scored & np.isfinite(qs).all(1)
                     for mname, fn in METRICS.items():
-                        d = paired_bootstrap(y[both], ps[both], qs[both], fn, n_boot) if both.any() else (math.nan,) * 3
+                        d = (math.nan,) * 3
+                        if both.any():
+                            pair = (resampled(method, ps, mname, both), resampled(rival, qs, mname, both))
+                            d = paired_bootstrap(y[both], ps[both], qs[both], fn, n_boot, drawn=pair)
                         row[f"{mname} - {rival}"] = list(d)
                 rows.append(row)
     return rows
