@@ -67,20 +67,22 @@ def _row(real: tuple[int, float], normal: tuple[int, float], hit: int, labels: i
 
 def test_the_rule_takes_the_highest_full_intensity_recall_within_the_rate_bound_on_both_normal_flows():
     rows = {
-        0.9: _row((5, 1.0), (0, 4.0), hit=4),  # best recall, too many alerts on real flow
-        0.99: _row((1, 1.0), (8, 4.0), hit=4),  # within on real, 2 per symbol-hour on simulated: out
-        0.995: _row((1, 1.0), (4, 4.0), hit=3),  # both within 1 per symbol-hour
-        0.999: _row((0, 1.0), (0, 4.0), hit=3),  # the same recall, fewer alerts on normal flow: the tie goes here
-        0.9999: _row((0, 1.0), (0, 4.0), hit=1),
+        0.9: _row((12, 10.0), (0, 20.0), hit=4),  # best recall; on real flow 1.2 per symbol-hour (<= 1.94)
+        0.99: _row((1, 10.0), (15, 20.0), hit=4),  # simulated 0.75 per symbol-hour, but it could be 1.15
+        0.995: _row((1, 10.0), (4, 20.0), hit=3),  # both bounded under 1 per symbol-hour
+        0.999: _row((0, 10.0), (0, 20.0), hit=3),  # the same recall, fewer alerts on normal flow: the tie goes here
+        0.9999: _row((0, 10.0), (0, 20.0), hit=1),
     }
+    normal = rows[0.99]["normal"]
+    assert normal.rate < 1.0 < normal.rate_upper  # the rate itself would let 0.99 in
     assert choose_threshold(rows, max_rate=1.0) == 0.999
-    assert choose_threshold(rows, max_rate=2.0) == 0.99
-    assert choose_threshold(rows, max_rate=5.0) == 0.9  # 0.99 is in too, same recall, 9 normal alerts to 0.9's 5
-    assert choose_threshold(rows, max_rate=0.5) == 0.999
+    assert choose_threshold(rows, max_rate=1.2) == 0.99
+    assert choose_threshold(rows, max_rate=2.0) == 0.9  # 0.99 is in too, same recall, 16 normal alerts to 0.9's 12
+    assert choose_threshold(rows, max_rate=0.2) == 0.999  # nothing is bounded under 0.2: the floors, 0.3 and 0.15
 
 
 def test_a_tie_on_recall_and_normal_alerts_goes_to_the_higher_recall_at_half_intensity():
-    rows = {0.99: _row((0, 1.0), (0, 4.0), hit=3), 0.995: _row((0, 1.0), (0, 4.0), hit=3)}
+    rows = {0.99: _row((0, 10.0), (0, 40.0), hit=3), 0.995: _row((0, 10.0), (0, 40.0), hit=3)}
     rows[0.99]["anomalies x0.5"].labels_hit = 3
     rows[0.995]["anomalies x0.5"].labels_hit = 2
     assert choose_threshold(rows, max_rate=1.0) == 0.99
@@ -90,11 +92,15 @@ def test_a_tie_on_recall_and_normal_alerts_goes_to_the_higher_recall_at_half_int
 
 def test_the_rule_bounds_a_normal_flow_by_its_floor_where_no_threshold_gets_under_the_rate():
     rows = {
-        0.9: _row((5, 1.0), (0, 4.0), hit=4),
-        0.99: _row((3, 1.0), (0, 4.0), hit=3),  # 3 windows scored 1.0 alert at every threshold: the floor
-        0.999: _row((3, 1.0), (0, 4.0), hit=2),
+        0.9: _row((5, 1.0), (0, 40.0), hit=4),
+        0.99: _row((3, 1.0), (0, 40.0), hit=3),  # 3 windows scored 1.0 alert at every threshold: the floor
+        0.999: _row((3, 1.0), (0, 40.0), hit=2),
     }
     assert choose_threshold(rows, max_rate=1.0) == 0.99
+    # a flow too short to bound any count under the budget: 0 alerts in 0.8 symbol-hours could be 3.7
+    rows = {0.99: _row((1, 0.8), (0, 40.0), hit=4), 0.999: _row((0, 0.8), (0, 40.0), hit=3)}
+    assert choose_threshold(rows, max_rate=1.0) == 0.999
+    assert choose_threshold(rows, max_rate=6.0) == 0.99
 
 
 def test_the_rule_gives_no_threshold_when_those_within_the_bound_catch_nothing():

@@ -16,7 +16,16 @@ the forecaster's batches):
 A symbol-hour is venue time: per stream and symbol, the union of the scored windows' spans
 [start_ts, ts] (span_start), summed over symbols. The default threshold is chosen by a stated rule
 (`choose_threshold`): the highest recall at full intensity among the thresholds whose alert rate on
-normal flow, real and simulated alike, is at most `max_rate` per symbol-hour.
+normal flow, real and simulated alike, is at most `max_rate` per symbol-hour with 95% confidence (the
+rate's one-sided upper bound).
+
+Why the bound and not the rate itself: the budget is a promise to the desk, and fifteen symbol-hours
+of normal flow measure a rate of 0.67 per symbol-hour (10 alerts) no better than "up to 1.13". Judged
+by the rate, the choice between two thresholds moved with one label from one training run to the
+next (0.995 picked on 2026-12-01's network, 0.99 on 2026-12-02's: 10 and 11 normal alerts at 0.99, a
+rate under 1 both times). A tolerance on recall instead would not be sound: the thresholds are nested
+(a higher one alerts on a subset of the windows a lower one does), so a label that only the lower one
+catches is a real miss, not chance.
 """
 
 from __future__ import annotations
@@ -133,8 +142,10 @@ class Counts:
     hit_by_kind: dict[str, list[int]] = field(default_factory=dict)  # kind -> [hit, labels]
 
     def __add__(self, other: Counts) -> Counts:
-        kinds = {k: [a + b for a, b in zip(self.hit_by_kind.get(k, [0, 0]), other.hit_by_kind.get(k, [0, 0]),
-                                            strict=True)] for k in {*self.hit_by_kind, *other.hit_by_kind}}  # fmt: skip
+        mine, theirs = self.hit_by_kind, other.hit_by_kind
+        # sorted: a set's order of strings changes with each process's hash seed, and alerts.json with it
+        kinds = {k: [a + b for a, b in zip(mine.get(k, [0, 0]), theirs.get(k, [0, 0]), strict=True)]
+                 for k in sorted({*mine, *theirs})}  # fmt: skip
         return Counts(self.windows + other.windows, self.hours + other.hours, self.alerts + other.alerts,
                       self.alerts_in_labels + other.alerts_in_labels, self.labels + other.labels,
                       self.labels_hit + other.labels_hit, kinds)  # fmt: skip
@@ -314,23 +325,26 @@ def _x(group: str) -> float:
 
 
 def rate_bounds(rows: dict[float, dict[str, Counts]], max_rate: float) -> dict[str, float]:
-    """Per normal group (`real`, `normal`) present, the rate a threshold must not exceed: `max_rate`, or
-    the group's floor where even the highest threshold of the grid exceeds it (windows scored 1.0 alert
-    at every threshold: going higher would only give recall away)."""
+    """Per normal group (`real`, `normal`) present, what a threshold's rate_upper must not exceed:
+    `max_rate`, or the group's floor where no threshold of the grid gets under it (windows scored 1.0
+    alert at every threshold, or too few symbol-hours for any count to be bounded under `max_rate`:
+    going higher would only give recall away)."""
     first = next(iter(rows.values()))
     return {
-        g: max(max_rate, min(r[g].rate for r in rows.values())) for g in (REAL, NORMAL) if g in first and first[g].hours
+        g: max(max_rate, min(r[g].rate_upper for r in rows.values()))
+        for g in (REAL, NORMAL)
+        if g in first and first[g].hours
     }
 
 
 def choose_threshold(rows: dict[float, dict[str, Counts]], max_rate: float) -> float | None:
     """The rule: among the thresholds whose alert rate on every normal group present is within its bound
-    (rate_bounds: at most `max_rate` per symbol-hour, or the group's floor), the one with the highest
-    recall on the labelled hours of the highest intensity; a tie goes to fewer alerts on normal flow, then
-    to the higher recall at the lower intensities, then to the higher threshold. None when the thresholds
-    that qualify catch no labelled anomaly."""
+    with 95% confidence (rate_upper; rate_bounds: at most `max_rate` per symbol-hour, or the group's
+    floor), the one with the highest recall on the labelled hours of the highest intensity; a tie goes to
+    fewer alerts on normal flow, then to the higher recall at the lower intensities, then to the higher
+    threshold. None when the thresholds that qualify catch no labelled anomaly."""
     bounds = rate_bounds(rows, max_rate)
-    ok = [t for t, g in rows.items() if all(g[n].rate <= b for n, b in bounds.items())]
+    ok = [t for t, g in rows.items() if all(g[n].rate_upper <= b for n, b in bounds.items())]
     labelled = [g for g in next(iter(rows.values())) if g.startswith(ANOMALIES)]
     if not ok or not labelled:
         return min(ok, default=None)  # no labels to weigh: the lowest threshold the rule allows
@@ -471,7 +485,7 @@ def _f(x: float, digits: int = 2) -> str:
 
 
 def _rate(c: Counts) -> str:
-    return "—" if not c.hours else f"{c.rate:.2f} (≤ {c.rate_upper:.1f})"
+    return "—" if not c.hours else f"{c.rate:.2f} (≤ {c.rate_upper:.2f})"
 
 
 def table_lines(rep: AlertReport) -> list[str]:
@@ -524,19 +538,22 @@ def markdown(rep: AlertReport, command: str = "") -> str:
     out += ["", "## Alert rate, precision and recall per threshold", "", *table_lines(rep)]
     out += ["", "## The rule and the chosen threshold", "",
             f"Among the thresholds whose alert rate on normal flow (real and simulated, each) is at most "
-            f"{rep.max_rate:g} per symbol-hour, the one with the highest recall on the labelled hours at full "
+            f"{rep.max_rate:g} per symbol-hour with 95% confidence (its one-sided Poisson upper bound, the "
+            "tables' \"95% upper\"), the one with the highest recall on the labelled hours at full "
             "intensity; a tie goes to fewer alerts on normal flow, then to the higher recall at the lower "
-            "intensities, then to the higher threshold. Where even the highest threshold of the grid exceeds "
-            f"{rep.max_rate:g} per symbol-hour on a normal flow (windows scored 1.0 alert at every threshold), "
-            "the bound there is that floor: a higher threshold would only give recall away.", ""]  # fmt: skip
+            "intensities, then to the higher threshold. Where no threshold of the grid gets a normal flow's "
+            f"upper bound under {rep.max_rate:g} per symbol-hour (windows scored 1.0 alert at every threshold, "
+            "or too few symbol-hours to bound any count that low), the bound there is the lowest upper bound "
+            "of the grid: a higher threshold would only give recall away.", ""]  # fmt: skip
     for m, t in rep.chosen.items():
         if t is None:
             out.append(f"- {m}: no threshold of the grid meets the rule with a recall above 0.")
             continue
         per = rep.table[m][t]
         floors = {g: b for g, b in rate_bounds(rep.table[m], rep.max_rate).items() if b > rep.max_rate}
-        parts = [f"{g} {_f(per[g].rate)} alerts/symbol-h" for g in (REAL, NORMAL) if g in per]
-        parts += [f"floor on {g}: {_f(b)} alerts/symbol-h at every threshold of the grid" for g, b in floors.items()]
+        parts = [f"{g} {_rate(per[g])} alerts/symbol-h" for g in (REAL, NORMAL) if g in per]
+        parts += [f"floor on {g}: no threshold of the grid bounded under {_f(b)} alerts/symbol-h"
+                  for g, b in floors.items()]  # fmt: skip
         parts += [f"{g}: precision {_f(per[g].precision)}, recall {_f(per[g].recall)}" for g in per
                   if g.startswith(ANOMALIES)]  # fmt: skip
         out.append(f"- {m}: **{fmt_threshold(t)}** ({'; '.join(parts)})")

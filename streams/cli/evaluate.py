@@ -40,9 +40,9 @@ alerts per symbol-hour on normal flow (the real captures of --real: every Binanc
 Kraken; and simulated hours without anomalies, --normal-seeds) and alert rate, precision and recall on
 simulated hours with every kind of anomaly injected (--anomaly-seeds, once per --intensities), with the
 windows' anomaly AUROC there; the threshold the rule chooses per model (the highest recall at full
-intensity with at most --max-rate alerts per symbol-hour on each normal flow). Models: `baseline` and
-checkpoints (default: the baseline and the model setting). Prints the table, writes alerts.md, alerts.json
-and alerts.png into --out.
+intensity with at most --max-rate alerts per symbol-hour on each normal flow, with 95% confidence).
+Models: `baseline` and checkpoints (default: the baseline and the model setting). Prints the table, writes
+alerts.md, alerts.json and alerts.png into --out.
 """
 
 from __future__ import annotations
@@ -133,7 +133,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     print("\n".join(alerts.table_lines(rep)))
     for m, t in rep.chosen.items():
         shown = alerts.fmt_threshold(t) if t is not None else "none of the grid"
-        print(f"{m}: chosen threshold {shown} (at most {args.max_rate:g} alerts per symbol-hour on normal flow)")
+        print(f"{m}: chosen threshold {shown} (at most {args.max_rate:g} alerts per symbol-hour on normal flow, "
+              "95% upper bound)")  # fmt: skip
     print(f"-> {args.out}/alerts.md, alerts.json, alerts.png", file=sys.stderr)
     return 0
 
@@ -259,4 +260,5 @@ def add_alert_flags(e: argparse.ArgumentParser) -> None:
                    help="the threshold grid (default 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9999, "
                         "then 1-1e-5 ... 1-1e-12)")  # fmt: skip
     a.add_argument("--max-rate", type=float, default=1.0,
-                   help="the rule: at most this many alerts per symbol-hour on normal flow (default 1)")  # fmt: skip
+                   help="the rule: at most this many alerts per symbol-hour on normal flow, by the rate's one-sided "
+                        "95%% upper bound (default 1)")  # fmt: skip
