@@ -143,8 +143,8 @@ text-ablation: $(STAMP)
 	$(BIN)/python bench/news_bound.py --model build/demo-nonews
 
 # Three model sizes x two data sizes at a fixed small step budget on CPU (bench/scaling_study.py): next-event
-# NLL and CRPS against parameters, scaling.md and scaling.png beside the model card. About an hour on 2
-# cores; needs make checkpoint's dataset.
+# NLL and CRPS against parameters, scaling.md and scaling.png beside the model card. 30-50 minutes
+# on 2 cores; needs make checkpoint's dataset.
 scaling: $(STAMP)
 	$(BIN)/python bench/scaling_study.py
 

@@ -38,10 +38,10 @@ real dashed) to --out-png (scaling.png beside it); checkpoints, the subset files
 json per cell under --work (build/scaling/). A cell whose result.json is there for the same settings is
 not trained again (--fresh trains every cell).
 
-Time on 2 CPU cores, defaults: 52 minutes wall (measured 2026-11-30, the cores shared with other work: each
-worker got 35-55% of one). The small preset is most of it, 51 minutes on the full set and 36 on the half
-(its 600 steps at 1-2 s each there, then the finetune fits: three passes of its 2.8M-parameter network
-over every training window); base 6 and 4 minutes, tiny 1.5 and 0.6, beside it. The defaults were 400 +
+Time on 2 CPU cores, defaults: 30 minutes wall (2026-12-02, an alerts evaluation beside it for 7 of them;
+52 on 2026-11-30 with the cores shared more). The small preset is most of it, 29 minutes on the full set
+and 20 on the half (its 600 steps, then the finetune fits: passes of its 2.8M-parameter network over
+every training window); base 4 and 3 minutes, tiny 1.3 and 0.8, beside it. The defaults were 400 +
 400 steps at first, cut to 300 + 300 once the first cells' speed under that load was seen.
 """
 
