@@ -47,6 +47,7 @@ from streams.batcher import MicroBatcher
 from streams.config import Settings
 from streams.delivery import BatchApp
 from streams.logfilter import install_rate_limits
+from streams.membership import MembershipWatch, join_limit, watch_membership
 from streams.metrics import QUANTILES, WorkerMetrics, model_device, quantiles
 from streams.news import NewsListener
 from streams.partition import NEWS_KEPT, News, Partition, Services
@@ -124,6 +125,9 @@ class Worker:
         # the stall watchdog (streams/stall.py); `on_stall` is what a stall does: logged here, the process
         # restarted in place by `run_worker` (a worker inside another program, a test or a bench, is not)
         self.stall = StallWatch(settings.stall_s) if settings.stall_s > 0 else None
+        # a group that never assigns, or rebalances without end (streams/membership.py): logged, no action
+        self.membership = MembershipWatch(time.monotonic(), join_limit(settings.session_timeout),
+                                          settings.group_instance_id)  # fmt: skip
         self.probe = EndProbe(settings.bootstrap)
         # a thread of its own: the loop's default executor may be full of calls an outage holds up, and a
         # probe queued behind them would keep the watchdog waiting with it
@@ -417,6 +421,7 @@ class Worker:
     async def on_assigned(self, assigned: set[Any]) -> None:
         """The group's new assignment (the whole of it): partitions that went elsewhere are released
         once their batch in flight is done; new ones start restoring at once, each on its own."""
+        self.membership.assigned(time.monotonic())
         now = {(tp.topic, tp.partition) for tp in assigned if tp.topic in self.topics}
         for key in [k for k in self.partitions if k not in now]:
             part = self.partitions.pop(key)
@@ -588,6 +593,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     infra.reach_redis(settings.redis_url, wait=2 * infra.CONNECT_WAIT_S)
     app, worker = create_app(settings)
     worker.on_stall = restart_in_place
+    watch_membership(worker.membership, settings.app_id)
 
     @app.on_before_shutdown.connect
     async def _stopping(sender: Any, **kwargs: Any) -> None:

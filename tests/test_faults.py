@@ -240,6 +240,39 @@ def test_a_worker_with_a_group_instance_id_restarted_in_place_gets_its_partition
     assert outcome.exact, outcome
 
 
+def test_two_live_workers_with_one_group_instance_id_say_so_in_their_logs(lab, streams, tmp_path):
+    """A misconfiguration static membership allows: two workers started with one `group_instance_id`.
+    The broker fences one join with the other (aiokafka logs one "Unexpected error in join group" and
+    that worker then hangs, never up, its Faust timers never run; or the two take turns, a rebalance a
+    second). The membership watch (streams/membership.py, a thread of its own) says which, naming the id:
+    a worker never assigned reports it, and at least one of the two reports something."""
+    run = GroupRun(lab, "twins", 6, ("binance",), tmp_path)
+    env = {"MT_GROUP_INSTANCE_ID": "twin"}
+    workers = [run.start("a", extra_env=env), run.start("b", extra_env=env)]
+    never, flapping = "no partition assignment", "rebalances in 60 s"
+
+    def logs() -> list[str]:
+        return [w.log.read_text(errors="replace") for w in workers]
+
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            texts = logs()
+            told = [never in t or flapping in t for t in texts]
+            unassigned = ["assigned md.raw" not in t for t in texts]
+            if any(told) and all(t for t, u in zip(told, unassigned, strict=True) if u):
+                break
+            time.sleep(1.0)
+        assert all(w.alive() for w in workers)
+    finally:
+        run.stop_all()
+    texts = logs()
+    assert any(never in t or flapping in t for t in texts), texts[0][-3000:] + texts[1][-3000:]
+    for t in texts:
+        if "assigned md.raw" not in t:
+            assert never in t and "group_instance_id is 'twin'" in t, t[-3000:]
+
+
 def test_a_committed_offset_read_back_below_the_workers_is_committed_again_without_a_restart(lab, streams, tmp_path):
     """Once the worker has committed every record, the group's committed offsets are set back to
     half (a transaction of another producer), as when the broker loses a transaction's offset commit

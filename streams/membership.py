@@ -1,0 +1,96 @@
+"""The group membership watch: a worker whose consumer group never settles says so in its log.
+
+Why: found with two live workers given one `group_instance_id` (static membership: a copied config
+file or environment gives two hosts the same id), on Kafka 4.3 with aiokafka 0.14:
+- started together, the joins fail ("Unexpected error in join group ... UnknownError": the broker
+  fences a duplicate instance id with an error aiokafka has no class for) and neither worker is ever
+  assigned a partition: 180 s with nothing committed, both processes up, no further line;
+- one started beside a running one, each join replaces the other's member ("Heartbeat failed: local
+  member_id was not recognized"): a rebalance every second, each side assigned every partition.
+Neither is a stall (streams/stall.py watches the partitions a worker holds) and nothing else in the
+log says what is wrong. A dynamic member's join can hang as well (a coordinator that never answers).
+
+Detection (`MembershipWatch`, pure): no assignment at all (an empty one counts: a worker beyond the
+partition count is assigned nothing, and that is settled) `join_s` after start; or `FLAPS` assignments
+within `FLAP_WINDOW_S`, far above what workers joining one by one cause (one rebalance each). Action: an
+ERROR line, repeated every `join_s` while it lasts, naming the instance id where one is set, from a thread
+of its own (`watch_membership`): a worker whose first join hangs never finishes starting, so none of its
+Faust timers ever runs. No restart:
+two workers with one id would restart into the same collision; the remedy is each worker its own id.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+
+FLAPS = 20  # assignments within FLAP_WINDOW_S: a duplicate instance id rebalances about once a second
+FLAP_WINDOW_S = 60.0
+JOIN_SESSIONS = 5  # join_s: this many session timeouts, at least MIN_JOIN_S
+MIN_JOIN_S = 30.0
+CHECK_S = 1.0
+
+log = logging.getLogger(__name__)
+
+
+def join_limit(session_timeout_s: float) -> float:
+    """How long a worker may go without any assignment before the watch reports it."""
+    return max(MIN_JOIN_S, JOIN_SESSIONS * session_timeout_s)
+
+
+class MembershipWatch:
+    """Assignments as they come (`assigned`), and what is wrong with them, if anything (`problem`)."""
+
+    def __init__(self, started: float, join_s: float, instance_id: str = "") -> None:
+        self.started, self.join_s, self.instance_id = started, join_s, instance_id
+        self.ever_assigned = False
+        self._recent: deque[float] = deque()  # assignment times within FLAP_WINDOW_S
+        self._reported = -float("inf")
+        self._lock = threading.Lock()  # assigned on the event loop, checked from the watch's thread
+
+    def assigned(self, now: float) -> None:
+        with self._lock:
+            self.ever_assigned = True
+            self._recent.append(now)
+            self._forget(now)
+
+    def problem(self, now: float) -> str | None:
+        """A line for the log when the group has not settled, at most one every join_s; else None."""
+        with self._lock:
+            return self._problem(now)
+
+    def _problem(self, now: float) -> str | None:
+        self._forget(now)
+        if not self.ever_assigned and now - self.started >= self.join_s:
+            what = f"no partition assignment {now - self.started:.0f} s after start: the group join does not complete"
+        elif len(self._recent) >= FLAPS:
+            what = f"{len(self._recent)} rebalances in {FLAP_WINDOW_S:.0f} s: the group does not settle"
+        else:
+            return None
+        if now - self._reported < self.join_s:
+            return None
+        self._reported = now
+        if self.instance_id:
+            return (f"{what}. group_instance_id is {self.instance_id!r}: if another live worker has it "
+                    "too, each join fences the other; give every worker its own id (MT_GROUP_INSTANCE_ID)")  # fmt: skip
+        return f"{what}. Is the broker's group coordinator up and answering?"
+
+    def _forget(self, now: float) -> None:
+        while self._recent and now - self._recent[0] > FLAP_WINDOW_S:
+            self._recent.popleft()
+
+
+def watch_membership(watch: MembershipWatch, group: str) -> threading.Thread:
+    """A daemon thread that logs `watch`'s problems (ERROR, `group` named) for the life of the process."""
+
+    def run() -> None:
+        while True:
+            time.sleep(CHECK_S)
+            if (problem := watch.problem(time.monotonic())) is not None:
+                log.error("consumer group %s: %s", group, problem)
+
+    thread = threading.Thread(target=run, name="membership-watch", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,58 @@
+"""The group membership watch (streams/membership.py): a join that never completes and a group that never
+settles are reported, rarely, and a healthy group never is."""
+
+from __future__ import annotations
+
+from streams.membership import FLAP_WINDOW_S, FLAPS, MIN_JOIN_S, MembershipWatch, join_limit
+
+
+def test_a_worker_never_assigned_is_reported_after_the_join_limit_then_once_each_limit():
+    w = MembershipWatch(started=100.0, join_s=30.0, instance_id="w-1")
+    assert w.problem(129.0) is None
+    line = w.problem(130.0)
+    assert line is not None and "no partition assignment 30 s after start" in line and "'w-1'" in line
+    assert w.problem(131.0) is None and w.problem(159.0) is None  # not a line a second
+    assert w.problem(160.0) is not None
+
+
+def test_an_empty_assignment_is_settled_and_a_dynamic_worker_is_not_told_about_instance_ids():
+    w = MembershipWatch(started=0.0, join_s=30.0)
+    w.assigned(5.0)  # nothing for it: more workers than partitions
+    assert w.problem(1000.0) is None
+    never = MembershipWatch(started=0.0, join_s=30.0).problem(30.0)
+    assert never is not None and "group_instance_id" not in never and "coordinator" in never
+
+
+def test_a_rebalance_a_second_is_reported_and_workers_joining_one_by_one_are_not():
+    flapping = MembershipWatch(started=0.0, join_s=30.0, instance_id="same")
+    lines = []
+    for t in range(1, 120):
+        flapping.assigned(float(t))
+        lines.append(flapping.problem(float(t) + 0.5))
+    reported = [line for line in lines if line]
+    assert len(reported) == 4 and f"{FLAPS} rebalances in {FLAP_WINDOW_S:.0f} s" in reported[0]
+    assert "each join fences the other" in reported[0]
+    # a fleet of 12 started a few seconds apart: a rebalance each, then quiet
+    fleet = MembershipWatch(started=0.0, join_s=30.0)
+    for t in range(12):
+        fleet.assigned(2.0 + 3 * t)
+        assert fleet.problem(2.5 + 3 * t) is None
+    assert fleet.problem(600.0) is None
+
+
+def test_the_join_limit_is_several_sessions_and_never_under_the_minimum():
+    assert join_limit(6.0) == MIN_JOIN_S
+    assert join_limit(60.0) == 300.0
+
+
+def test_the_watch_thread_logs_a_problem_on_its_own(caplog):
+    import time
+
+    from streams.membership import watch_membership
+
+    caplog.set_level("ERROR", logger="streams.membership")
+    watch_membership(MembershipWatch(started=time.monotonic() - 60, join_s=30.0, instance_id="x"), "mygroup")
+    deadline = time.monotonic() + 10
+    while not caplog.records and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert caplog.records and "consumer group mygroup: no partition assignment" in caplog.records[0].getMessage()
