@@ -8,7 +8,8 @@ file or environment gives two hosts the same id), on Kafka 4.3 with aiokafka 0.1
 - one started beside a running one, each join replaces the other's member ("Heartbeat failed: local
   member_id was not recognized"): a rebalance every second, each side assigned every partition.
 Neither is a stall (streams/stall.py watches the partitions a worker holds) and nothing else in the
-log says what is wrong. A dynamic member's join can hang as well (a coordinator that never answers).
+log says what is wrong. The watch does not depend on the cause: a dynamic member whose join never
+completes, for whatever reason, gets the same line without the instance id.
 
 Detection (`MembershipWatch`, pure): no assignment at all (an empty one counts: a worker beyond the
 partition count is assigned nothing, and that is settled) `join_s` after start; or `FLAPS` assignments
