@@ -2,9 +2,10 @@
 
 Why: found with two live workers given one `group_instance_id` (static membership: a copied config
 file or environment gives two hosts the same id), on Kafka 4.3 with aiokafka 0.14:
-- started together, the joins fail ("Unexpected error in join group ... UnknownError": the broker
-  fences a duplicate instance id with an error aiokafka has no class for) and neither worker is ever
-  assigned a partition: 180 s with nothing committed, both processes up, no further line;
+- started together, a join fails ("Unexpected error in join group ... UnknownError": the broker
+  fences a duplicate instance id with an error aiokafka has no class for) and that worker is never
+  assigned a partition nor finishes starting, with no further line (in one trial of three both
+  were: 180 s with nothing committed, both processes up);
 - one started beside a running one, each join replaces the other's member ("Heartbeat failed: local
   member_id was not recognized"): a rebalance every second, each side assigned every partition.
 Neither is a stall (streams/stall.py watches the partitions a worker holds) and nothing else in the
@@ -16,8 +17,8 @@ partition count is assigned nothing, and that is settled) `join_s` after start; 
 within `FLAP_WINDOW_S`, far above what workers joining one by one cause (one rebalance each). Action: an
 ERROR line, repeated every `join_s` while it lasts, naming the instance id where one is set, from a thread
 of its own (`watch_membership`): a worker whose first join hangs never finishes starting, so none of its
-Faust timers ever runs. No restart:
-two workers with one id would restart into the same collision; the remedy is each worker its own id.
+Faust timers ever runs. No restart: two workers with one id would restart into the same collision; the
+remedy is each worker its own id.
 """
 
 from __future__ import annotations
