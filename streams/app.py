@@ -159,12 +159,13 @@ class Worker:
         # the collector's sight, a full collection scans only what came after (60-110 ms, a latency spike)
         gc.collect()
         gc.freeze()
-        self._serve_metrics()
         log.info("worker %s up: venues %s, model %s; %s", self.settings.worker_id, ",".join(self.settings.venues),
                  self.forecaster.model_id,
                  "; ".join(f"{v}: {native_choice(v)[1]}" for v in self.settings.venues))  # fmt: skip
 
-    def _serve_metrics(self) -> None:
+    def serve_metrics(self) -> None:
+        """/metrics from now on (`metrics_port`; None: off): `run_worker` serves them before the group
+        join, which may never complete (streams/membership.py), and before the worker is up."""
         s = self.settings
         if s.metrics_port is None:
             return
@@ -594,6 +595,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     app, worker = create_app(settings)
     worker.on_stall = restart_in_place
     watch_membership(worker.membership, settings.app_id)
+    worker.serve_metrics()
 
     @app.on_before_shutdown.connect
     async def _stopping(sender: Any, **kwargs: Any) -> None:

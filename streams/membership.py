@@ -12,13 +12,15 @@ Neither is a stall (streams/stall.py watches the partitions a worker holds) and 
 log says what is wrong. The watch does not depend on the cause: a dynamic member whose join never
 completes, for whatever reason, gets the same line without the instance id.
 
-Detection (`MembershipWatch`, pure): no assignment at all (an empty one counts: a worker beyond the
+Detection (`MembershipWatch`, pure, `unsettled`): no assignment at all (an empty one counts: a worker beyond the
 partition count is assigned nothing, and that is settled) `join_s` after start; or `FLAPS` assignments
 within `FLAP_WINDOW_S`, far above what workers joining one by one cause (one rebalance each). Action: an
 ERROR line, repeated every `join_s` while it lasts, naming the instance id where one is set, from a thread
 of its own (`watch_membership`): a worker whose first join hangs never finishes starting, so none of its
 Faust timers ever runs. No restart: two workers with one id would restart into the same collision; the
-remedy is each worker its own id.
+remedy is each worker its own id. The same state is a metric (streams/metrics.py:
+`megatrading_group_unsettled`, `megatrading_group_rebalances`), served from before the first join
+(`run_worker`), so a dashboard sees the hung worker too.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ FLAP_WINDOW_S = 60.0
 JOIN_SESSIONS = 5  # join_s: this many session timeouts, at least MIN_JOIN_S
 MIN_JOIN_S = 30.0
 CHECK_S = 1.0
+NO_ASSIGNMENT, FLAPPING = "no_assignment", "flapping"  # `unsettled`'s answers: the metric's reasons
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,7 @@ class MembershipWatch:
     def __init__(self, started: float, join_s: float, instance_id: str = "") -> None:
         self.started, self.join_s, self.instance_id = started, join_s, instance_id
         self.ever_assigned = False
+        self.rebalances = 0  # assignments received since start
         self._recent: deque[float] = deque()  # assignment times within FLAP_WINDOW_S
         self._reported = -float("inf")
         self._lock = threading.Lock()  # assigned on the event loop, checked from the watch's thread
@@ -55,8 +59,20 @@ class MembershipWatch:
     def assigned(self, now: float) -> None:
         with self._lock:
             self.ever_assigned = True
+            self.rebalances += 1
             self._recent.append(now)
             self._forget(now)
+
+    def unsettled(self, now: float) -> str | None:
+        """NO_ASSIGNMENT or FLAPPING while the group has not settled (module doc), else None."""
+        with self._lock:
+            return self._unsettled(now)
+
+    def _unsettled(self, now: float) -> str | None:
+        self._forget(now)
+        if not self.ever_assigned and now - self.started >= self.join_s:
+            return NO_ASSIGNMENT
+        return FLAPPING if len(self._recent) >= FLAPS else None
 
     def problem(self, now: float) -> str | None:
         """A line for the log when the group has not settled, at most one every join_s; else None."""
@@ -64,13 +80,13 @@ class MembershipWatch:
             return self._problem(now)
 
     def _problem(self, now: float) -> str | None:
-        self._forget(now)
-        if not self.ever_assigned and now - self.started >= self.join_s:
-            what = f"no partition assignment {now - self.started:.0f} s after start: the group join does not complete"
-        elif len(self._recent) >= FLAPS:
-            what = f"{len(self._recent)} rebalances in {FLAP_WINDOW_S:.0f} s: the group does not settle"
-        else:
+        state = self._unsettled(now)
+        if state is None:
             return None
+        if state == NO_ASSIGNMENT:
+            what = f"no partition assignment {now - self.started:.0f} s after start: the group join does not complete"
+        else:
+            what = f"{len(self._recent)} rebalances in {FLAP_WINDOW_S:.0f} s: the group does not settle"
         if now - self._reported < self.join_s:
             return None
         self._reported = now

@@ -12,7 +12,8 @@ Two kinds, as the client library intends them:
   lag per partition (the fetched high watermark minus the partition's position), windows skipped
   by the overload policy, model batches and their recent p50/p99, Redis writes and duplicates,
   failed attempts per retried step (Redis, Kafka, the model...), the age of each partition's last
-  state snapshot, books drifting, and the model's id and device as an info metric. The books' resyncs
+  state snapshot, books drifting, the consumer group's rebalances and whether it has settled
+  (streams/membership.py), and the model's id and device as an info metric. The books' resyncs
   per venue are read from the partitions' states at heartbeat time, on the event loop that feeds
   them (`read_resyncs`), and scraped as they stood then.
 
@@ -34,6 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from streams.membership import FLAPPING, NO_ASSIGNMENT
 from streams.pipeline import RESYNCING
 
 if TYPE_CHECKING:
@@ -212,6 +214,19 @@ class _Live(Collector):
         if drift is not None:
             yield GaugeMetricFamily("megatrading_books_drifting", "Books whose drift statistic is past "
                                     "drift_threshold", value=drift.drifting)  # fmt: skip
+        # the membership watch's state (streams/membership.py): served from before the first join, so a
+        # worker whose join never completes shows here as well as in its log
+        membership = w.membership
+        yield CounterMetricFamily("megatrading_group_rebalances", "Partition assignments the worker received since "
+                                  "it started (one per rebalance of its consumer group)",
+                                  value=membership.rebalances)  # fmt: skip
+        unsettled = GaugeMetricFamily("megatrading_group_unsettled", "1 while the consumer group has not settled: "
+                                      "no_assignment (the join does not complete), flapping (rebalances without "
+                                      "end: two live workers, one group_instance_id)", labels=["reason"])  # fmt: skip
+        state = membership.unsettled(time.monotonic())
+        for reason in (NO_ASSIGNMENT, FLAPPING):
+            unsettled.add_metric([reason], int(state == reason))
+        yield unsettled
         f = w.forecaster
         info = InfoMetricFamily("megatrading_model", "The model scoring this worker's windows")
         info.add_metric([], {"model": f.model_id, "device": model_device(f)})

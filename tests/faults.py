@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import msgpack
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
+from prometheus_client.parser import text_string_to_metric_families
 
 from model.serving.baseline import BaselineForecaster
 from model.serving.forecaster import forecast_records
@@ -338,3 +340,14 @@ def timed(step: Callable[[], object]) -> float:
     t0 = time.monotonic()
     step()
     return time.monotonic() - t0
+
+
+def scrape(port: int) -> dict[str, list]:
+    """{sample name: [(labels, value)]} of one scrape of a worker's /metrics on 127.0.0.1:`port`."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out: dict[str, list] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out.setdefault(s.name, []).append((s.labels, s.value))
+    return out

@@ -36,11 +36,12 @@ from faults import (
     expected,
     publish,
     read_topic,
+    scrape,
     simulated_records,
 )
 
 from streams.config import Settings
-from streams.infra import Infra
+from streams.infra import Infra, free_port
 from streams.logformat import line_time
 from streams.offsets import committed_offsets
 from streams.pipeline import VenuePipeline
@@ -247,8 +248,11 @@ def test_two_live_workers_with_one_group_instance_id_say_so_in_their_logs(lab, s
     second). The membership watch (streams/membership.py, a thread of its own) says which, naming the id:
     a worker never assigned reports it, and at least one of the two reports something."""
     run = GroupRun(lab, "twins", 6, ("binance",), tmp_path)
-    env = {"MT_GROUP_INSTANCE_ID": "twin"}
-    workers = [run.start("a", extra_env=env), run.start("b", extra_env=env)]
+    ports = [free_port(), free_port()]
+    env = {"MT_GROUP_INSTANCE_ID": "twin", "MT_METRICS_HOST": "127.0.0.1"}
+    workers = [
+        run.start(name, extra_env=env | {"MT_METRICS_PORT": str(port)}) for name, port in zip("ab", ports, strict=True)
+    ]
     never, flapping = "no partition assignment", "rebalances in 60 s"
 
     def logs() -> list[str]:
@@ -264,13 +268,18 @@ def test_two_live_workers_with_one_group_instance_id_say_so_in_their_logs(lab, s
                 break
             time.sleep(1.0)
         assert all(w.alive() for w in workers)
+        # served from before the join: a worker that never joined answers too, and says why
+        scraped = [scrape(port) for port in ports]
     finally:
         run.stop_all()
     texts = logs()
     assert any(never in t or flapping in t for t in texts), texts[0][-3000:] + texts[1][-3000:]
-    for t in texts:
+    for t, m in zip(texts, scraped, strict=True):
         if "assigned md.raw" not in t:
             assert never in t and "group_instance_id is 'twin'" in t, t[-3000:]
+            unsettled = {lab["reason"]: v for lab, v in m["megatrading_group_unsettled"]}
+            assert unsettled == {"no_assignment": 1, "flapping": 0}, unsettled
+            assert m["megatrading_group_rebalances_total"][0][1] == 0
 
 
 def test_a_committed_offset_read_back_below_the_workers_is_committed_again_without_a_restart(lab, streams, tmp_path):

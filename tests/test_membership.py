@@ -3,7 +3,15 @@ settles are reported, rarely, and a healthy group never is."""
 
 from __future__ import annotations
 
-from streams.membership import FLAP_WINDOW_S, FLAPS, MIN_JOIN_S, MembershipWatch, join_limit
+from streams.membership import (
+    FLAP_WINDOW_S,
+    FLAPPING,
+    FLAPS,
+    MIN_JOIN_S,
+    NO_ASSIGNMENT,
+    MembershipWatch,
+    join_limit,
+)
 
 
 def test_a_worker_never_assigned_is_reported_after_the_join_limit_then_once_each_limit():
@@ -38,6 +46,21 @@ def test_a_rebalance_a_second_is_reported_and_workers_joining_one_by_one_are_not
         fleet.assigned(2.0 + 3 * t)
         assert fleet.problem(2.5 + 3 * t) is None
     assert fleet.problem(600.0) is None
+
+
+def test_the_state_a_dashboard_reads_is_unsettled_for_as_long_as_it_lasts_not_once_per_limit():
+    never = MembershipWatch(started=0.0, join_s=30.0)
+    assert never.unsettled(29.0) is None
+    assert never.problem(30.0) is not None and never.problem(31.0) is None  # the log line: once per limit
+    assert never.unsettled(30.0) == never.unsettled(31.0) == NO_ASSIGNMENT  # the metric: all along
+    never.assigned(40.0)
+    assert never.unsettled(41.0) is None and never.rebalances == 1
+    flapping = MembershipWatch(started=0.0, join_s=30.0)
+    for t in range(FLAPS):
+        flapping.assigned(float(t))
+    assert flapping.unsettled(float(FLAPS)) == FLAPPING and flapping.rebalances == FLAPS
+    assert flapping.unsettled(FLAPS + FLAP_WINDOW_S) is None  # quiet for a window: settled
+    assert flapping.rebalances == FLAPS  # a total, not the window's count
 
 
 def test_the_join_limit_is_several_sessions_and_never_under_the_minimum():

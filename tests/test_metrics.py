@@ -8,15 +8,13 @@ from __future__ import annotations
 import json
 import re
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import redis
-from faults import WorkerProcess, capture_records, expected, publish, read_topic
+from faults import WorkerProcess, capture_records, expected, publish, read_topic, scrape
 from kafka import KafkaConsumer, TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
 from model.serving.baseline import BaselineForecaster
 from orderbook.frames import FrameError, messages_of
@@ -31,17 +29,6 @@ CAPTURE = "cryptofeed-captures/KRAKEN.ws.50.0.gz"
 VENUE = "kraken"
 BAD = [b"{truncated", b'[1, {"as": [["NaN", "1.0", "1.0"]], "bs": []}, "book-10", "X/Y"]']
 SUFFIXES = ("_total", "_created", "_bucket", "_sum", "_count", "_info")
-
-
-def scrape(port: int) -> dict[str, list]:
-    """{sample name: [(labels, value)]} of one scrape."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        text = r.read().decode()
-    out: dict[str, list] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out.setdefault(s.name, []).append((s.labels, s.value))
-    return out
 
 
 def total(samples: dict[str, list], name: str, **labels: str) -> float:
@@ -117,6 +104,9 @@ def test_scraped_during_a_replay_the_counters_equal_the_topic_and_the_lag_falls_
         dead = Counter(dict(msg.headers)["reason"].decode() for msg in read_topic(boot, f"md.dlq.{group}"))
         assert dead and {lab["reason"]: v for lab, v in m["megatrading_dlq_total"]} == dead
         assert total(m, "megatrading_partition_batch_seconds_count", venue=VENUE) > 0
+        assert total(m, "megatrading_group_rebalances_total") >= 1  # its first assignment
+        assert {lab["reason"]: v for lab, v in m["megatrading_group_unsettled"]} == {"no_assignment": 0,
+                                                                                     "flapping": 0}  # fmt: skip
         (info,) = m["megatrading_model_info"]
         assert info[0]["model"].startswith("baseline")
         # the heartbeat's mt:meta counts: the same dead letters (by venue and reason) as md.dlq holds, and
