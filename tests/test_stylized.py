@@ -26,6 +26,7 @@ from model.sim.stylized import (
     series_from_capture,
     series_from_events,
     stylized_facts,
+    unchanged_share,
     weibull_shape,
 )
 from orderbook.book import BookType
@@ -96,6 +97,18 @@ def test_power_law_exponent_is_recovered_from_a_power_law_acf(gamma: float) -> N
 def test_weibull_shape_is_recovered_by_maximum_likelihood(shape: float) -> None:
     x = 0.3 * np.random.default_rng(6).weibull(shape, 20_000)
     assert weibull_shape(x) == pytest.approx(shape, rel=0.04)
+
+
+def test_an_unchanged_mid_is_one_within_half_a_tick_k_rows_later() -> None:
+    tick = 10
+    frozen = np.full(200, 1000.0)
+    assert unchanged_share(frozen, tick, 10) == 1.0
+    walk = 1000.0 + tick * np.arange(200)  # a tick every row
+    assert unchanged_share(walk, tick, 10) == 0.0
+    half = frozen.copy()
+    half[100:] += tick / 2  # one half-tick move (the spread widened by a tick on one side)
+    assert unchanged_share(half, tick, 10) == pytest.approx(1 - 10 / 190)
+    assert math.isnan(unchanged_share(frozen[:35], tick, 10))  # under MIN_RETURNS pairs
 
 
 def test_calendar_returns_take_the_last_mid_at_or_before_each_instant() -> None:
@@ -207,8 +220,9 @@ def real(shared_data: Path) -> dict[str, Series]:
 
 def test_every_real_capture_gives_series_without_crossed_books(real: dict[str, Series]) -> None:
     families = {s.source for s in real.values()}
-    assert families == {"binance-spot", "coinbase-level2", "kraken-book"}
-    assert {"binance-spot:BTCUSDT", "binance-spot:ETHUSDT"} <= set(real)
+    assert families == {"binance-spot", "binance-usdm", "binance-coinm", "coinbase-level2", "kraken-book"}
+    assert {"binance-spot:BTCUSDT", "binance-spot:ETHUSDT", "binance-usdm:BTCUSDT", "binance-usdm:ETHUSDT",
+            "binance-coinm:BTCUSD_PERP", "binance-coinm:ETHUSD_PERP"} <= set(real)  # fmt: skip
     assert sum(s.source == "coinbase-level2" for s in real.values()) == 10
     assert sum(s.source == "kraken-book" for s in real.values()) == 10
     for name, s in real.items():

@@ -16,6 +16,8 @@ Chakraborti, Toke, Patriarca & Abergel 2011, "Econophysics review I"):
 - long memory of order signs: the autocorrelation of trade signs at lags 1..100 decays as a
   power law lag^-gamma with 0 < gamma < 1 (Lillo & Farmer 2004), gamma fitted by least squares
   on log-log axes over the lags where it is positive;
+- how often the mid is unchanged k book changes later (k = 10, 100): the "stationary" class of
+  the model's mid-direction task (model/network/direction.py), and how far the price moves at all;
 - spread (in ticks) and top-5 depth distributions;
 - inter-arrival times of trades: mean, coefficient of variation (1 for a Poisson process),
   the Weibull shape fitted by maximum likelihood (< 1: burstier than Poisson), the fraction
@@ -51,6 +53,7 @@ MS = 1_000_000
 DAY_NS = 86_400 * SEC
 CALENDAR_SCALES_S = (1, 10, 60)
 EVENT_SCALES = (1, 10, 100)
+UNCHANGED_SCALES = (10, 100)
 ABS_ACF_LAGS = 50
 SIGN_ACF_LAGS = 100
 MIN_RETURNS = 30  # fewer returns than this: a moment or an ACF is noise, reported as n/a
@@ -63,6 +66,10 @@ MAX_TICK_PRICES = 20_000  # distinct book prices kept to infer a tick
 REAL_CAPTURES: tuple[tuple[str, str, str], ...] = (
     ("binance-spot", "binance", "binance-hftbacktest/spot_btcusdt_20240808.gz"),
     ("binance-spot", "binance", "binance-hftbacktest/spot_ethusdt_20240808.gz"),
+    ("binance-usdm", "binance", "binance-hftbacktest/usdm_btcusdt_20240808.gz"),
+    ("binance-usdm", "binance", "binance-hftbacktest/usdm_ethusdt_20240808.gz"),
+    ("binance-coinm", "binance", "binance-hftbacktest/cm_btcusd_perp_20240808.gz"),
+    ("binance-coinm", "binance", "binance-hftbacktest/cm_ethusd_perp_20240808.gz"),
     ("coinbase-level2", "coinbase", "cryptofeed-captures/COINBASE.ws.28.0.gz"),
     ("kraken-book", "kraken", "cryptofeed-captures/KRAKEN.ws.50.0.gz"),
 )
@@ -416,6 +423,15 @@ def event_returns(mid: np.ndarray, k: int = 1) -> np.ndarray:
     return np.diff(np.log(m)) if len(m) > 1 else np.empty(0)
 
 
+def unchanged_share(mid: np.ndarray, tick: float, k: int) -> float:
+    """The share of rows whose mid k rows later is within half a tick of theirs (unchanged: a mid
+    lives on a half-tick grid); nan under MIN_RETURNS pairs."""
+    m = np.asarray(mid, dtype=float)
+    if len(m) - k < MIN_RETURNS:
+        return math.nan
+    return float(np.mean(np.abs(m[k:] - m[:-k]) < tick / 2.0))
+
+
 def calendar_returns(ts: np.ndarray, mid: np.ndarray, step_ns: int) -> np.ndarray:
     """Log-returns of the mid on a grid of `step_ns` from the first row (the last mid at or before each instant)."""
     if len(ts) < 2:
@@ -454,6 +470,8 @@ def _analyse(s: Series) -> tuple[dict[str, float], dict[str, np.ndarray]]:
         facts[f"kurtosis_event_{k}"] = kurtosis(event_returns(mid, k))
     for sec in CALENDAR_SCALES_S:
         facts[f"kurtosis_{sec}s"] = kurtosis(calendar_returns(s.ts, mid, sec * SEC))
+    for k in UNCHANGED_SCALES:
+        facts[f"unchanged_event_{k}"] = unchanged_share(mid, s.tick, k)
     r = event_returns(mid, 1)
     abs_acf = acf(np.abs(r), ABS_ACF_LAGS)
     facts["absret_acf_mean_1_10"] = float(np.mean(abs_acf[:10]))
@@ -548,6 +566,10 @@ FACTS: tuple[Fact, ...] = (
         Fact(f"kurtosis_{s}s", f"return kurtosis, {s} s", "kurtosis > 3 in both or in neither", HEAVY)
         for s in CALENDAR_SCALES_S
     ),
+    *(
+        Fact(f"unchanged_event_{k}", f"mid unchanged after {k} book changes (share)", "within 0.25", _within(0.25))
+        for k in UNCHANGED_SCALES
+    ),
     Fact(
         "absret_acf_mean_1_10",
         "|r| ACF, mean of lags 1-10 (event time)",
@@ -623,21 +645,25 @@ def _families(series: dict[str, Series]) -> dict[str, list[Series]]:
 def report(real: dict[str, Series], simulated: dict[str, Series], out_dir: Path) -> str:
     """Compare the facts of real and simulated series; write stylized_facts.md and PNG plots to `out_dir`.
 
-    Real values: the median over each family's symbols, then the median over the families (so a
-    family with many thin symbols does not outvote one with two deep ones). Simulated values:
-    the median over the simulated symbols. The verdict applies the fact's stated criterion to
-    those two numbers. Returns the markdown.
+    Values on each side: the median over each family's symbols, then the median over the families
+    (so a family with many thin symbols does not outvote one with two deep ones); the simulated
+    symbols are one family. The verdict applies the fact's stated criterion to those two numbers.
+    Returns the markdown.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     analysed = {name: _analyse(s) for name, s in {**_prefixed("real", real), **_prefixed("sim", simulated)}.items()}
+
+    def by_family(prefix: str, series: dict[str, Series]) -> dict[str, dict[str, float]]:
+        return {fam: {f.key: _nanmedian(analysed[f"{prefix}:{_key(series, s)}"][0][f.key] for s in members)
+                      for f in FACTS} for fam, members in _families(series).items()}  # fmt: skip
+
+    def overall(fam_facts: dict[str, dict[str, float]]) -> dict[str, float]:
+        return {f.key: _nanmedian(ff[f.key] for ff in fam_facts.values()) for f in FACTS}
+
     fams = _families(real)
-    fam_facts = {
-        fam: {f.key: _nanmedian(analysed[f"real:{_key(real, s)}"][0][f.key] for s in members) for f in FACTS}
-        for fam, members in fams.items()
-    }
-    sim_facts = {f.key: _nanmedian(analysed[f"sim:{k}"][0][f.key] for k in simulated) for f in FACTS}
-    real_facts = {f.key: _nanmedian(ff[f.key] for ff in fam_facts.values()) for f in FACTS}
+    fam_facts = by_family("real", real)
+    real_facts, sim_facts = overall(fam_facts), overall(by_family("sim", simulated))
     lines = _header(fams, simulated)
     head = ["fact", *fams, "real (median of families)", "simulated", "verdict", "criterion"]
     lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
