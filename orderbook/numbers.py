@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from .errors import DecodeError
 
+INT64_MAX = (1 << 63) - 1  # events carry prices, sizes, ids and times as int64 (orderbook.events)
+
 
 def parse_fixed(text: str | bytes, decimals: int, *, field: str = "value", allow_negative: bool = False) -> int:
     """`"61837.63000000"` at 8 decimals -> 6183763000000. Exact: a digit past `decimals`
-    that is not zero, an exponent, NaN, inf or a sign (unless allowed) raises DecodeError."""
+    that is not zero, an exponent, NaN, inf, a sign (unless allowed) or a value an event's int64
+    cannot hold raises DecodeError."""
     s = text.decode() if isinstance(text, bytes) else text
     if not isinstance(s, str):
         raise DecodeError(f"{field} must be a decimal string, got {type(text).__name__}")
@@ -24,7 +27,14 @@ def parse_fixed(text: str | bytes, decimals: int, *, field: str = "value", allow
             raise DecodeError(f"{field} {text!r} has more than {decimals} decimals")
         frac = frac[:decimals]
     value = int(whole or "0") * 10**decimals + int(frac.ljust(decimals, "0") or "0")
-    return -value if neg else value
+    return -fits_int64(value, field, text) if neg else fits_int64(value, field, text)
+
+
+def fits_int64(value: int, field: str, text: object) -> int:
+    """`value`, or DecodeError where an event's int64 cannot hold it (the native decoders refuse it alike)."""
+    if value > INT64_MAX:
+        raise DecodeError(f"{field} {text!r:.40} does not fit int64")
+    return value
 
 
 def decimals_of(text: str) -> int:

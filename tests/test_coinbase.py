@@ -468,6 +468,11 @@ def test_parse_time_is_exact_to_the_nanosecond() -> None:
     assert parse_time("2021-04-17T16:43:37.123456789Z") % 10**9 == 123_456_789
     with pytest.raises(DecodeError):
         parse_time("2021-13-17T16:43:37Z")
+    assert parse_time("2262-04-11T23:47:16.854775807Z") == 2**63 - 1  # the last ns an event's int64 holds
+    with pytest.raises(DecodeError, match="does not fit int64"):
+        parse_time("2262-04-11T23:47:16.854775808Z")
+    with pytest.raises(DecodeError, match="does not fit int64"):
+        parse_time("3021-04-17T16:43:37.109951Z")  # what make fuzz found: a year digit flipped
 
 
 def test_read_capture_skips_cryptofeed_headers_and_sent_lines(tmp_path: Path) -> None:

@@ -451,6 +451,11 @@ MALFORMED = [
     pytest.param(b'{"channel":"trade","data":[{"symbol":"X/Y","side":"buy"}]}', DecodeError, id="trade-no-price"),
     pytest.param(b'{"channel":"book","type":"update","data":[{"symbol":"XBT/USD","asks":[{"price":1}]}]}',
                  DecodeError, id="v2-no-qty"),
+    pytest.param(b'[42,{"a":[["100.10","1.0","99999999999.3"]]},"book-1000","XBT/USD"]', DecodeError,
+                 id="v1-time-past-int64-ns"),
+    pytest.param(b'{"channel":"trade","data":[{"symbol":"XBT/USD","side":"buy","price":1.0,"qty":1.0,'
+                 b'"ord_type":"market","trade_id":1,"timestamp":"3021-09-25T07:49:37.708706Z"}]}', DecodeError,
+                 id="v2-time-past-int64-ns"),
     pytest.param(b"\xff\xfe[42]", DecodeError, id="not-utf8"),
     pytest.param(b"[" * 100_000, DecodeError, id="deep-nesting"),
     pytest.param(b" " * (100 * 1024 * 1024), OversizedMessage, id="100MB"),

@@ -3,7 +3,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orderbook.errors import DecodeError
-from orderbook.numbers import decimals_of, format_fixed, parse_fixed
+from orderbook.numbers import INT64_MAX, decimals_of, format_fixed, parse_fixed
 
 
 def test_binance_price_string_is_exact():
@@ -16,6 +16,14 @@ def test_binance_price_string_is_exact():
 def test_malformed_decimals_raise(bad):
     with pytest.raises(DecodeError):
         parse_fixed(bad, 8)
+
+
+def test_a_value_an_events_int64_cannot_hold_is_refused_at_the_largest_that_fits():
+    assert parse_fixed("92233720368.54775807", 8) == INT64_MAX  # an event's price or size column is int64
+    for bad in ("92233720368.54775808", "99999999999999999999999"):
+        with pytest.raises(DecodeError, match="does not fit int64"):
+            parse_fixed(bad, 8)
+    assert parse_fixed("-92233720368.54775807", 8, allow_negative=True) == -INT64_MAX
 
 
 def test_non_string_raises():

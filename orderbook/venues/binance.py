@@ -58,7 +58,7 @@ from urllib.parse import parse_qs, urlsplit
 from ..book import BookType, L2Book
 from ..errors import DecodeError, FeedError, SequenceGap, UnknownMessageType, check_size
 from ..events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, Side
-from ..numbers import parse_fixed
+from ..numbers import INT64_MAX, fits_int64, parse_fixed
 from ..sync import BookSync
 from .base import Feed, Record, check_first_line, not_this_format, numbered_lines
 
@@ -163,7 +163,7 @@ def _loads(raw: bytes) -> Any:
 
 def _int(obj: dict[str, Any], key: str) -> int:
     v = obj[key]
-    if type(v) is not int or v < 0:
+    if type(v) is not int or v < 0 or v > INT64_MAX:  # an event's int64 holds it, or the native decoder refuses it
         raise _fail(f"{key} must be a non-negative integer, got {v!r:.40}")
     return v
 
@@ -179,7 +179,10 @@ def _time(obj: dict[str, Any], fallback: int) -> int:
     """Transaction time `T` if present, else event time `E` (ms), as ns; else `fallback`."""
     for key in ("T", "E"):
         if key in obj:
-            return _int(obj, key) * MS
+            ms = _int(obj, key)
+            if ms * MS > INT64_MAX:
+                raise _fail(f"{key} {ms} ms does not fit int64 ns")
+            return ms * MS
     return fallback
 
 
@@ -192,7 +195,7 @@ def _fixed_uncached(text: Any, field: str) -> int:
         whole, dot, frac = text.partition(".")
         # ASCII and isdigit: only 0-9, so int() sees no sign, space or underscore it would accept
         if dot and len(frac) <= DECIMALS and whole.isdigit() and frac.isdigit():
-            return int(whole + frac) * _SCALE[len(frac)]
+            return fits_int64(int(whole + frac) * _SCALE[len(frac)], field, text)
     return parse_fixed(text, DECIMALS, field=field)
 
 

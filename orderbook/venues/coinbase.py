@@ -84,7 +84,7 @@ from ..errors import (
     check_size,
 )
 from ..events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, Side
-from ..numbers import parse_fixed
+from ..numbers import fits_int64, parse_fixed
 from ..sync import BookSync
 from .base import Feed, Record, check_first_line, open_maybe_gzip
 
@@ -155,7 +155,8 @@ def _epoch_s(head: str) -> int:
 
 
 def parse_time(text: object) -> int:
-    """Coinbase's ISO-8601 UTC time (`2021-04-17T16:43:37.075687Z`) -> ns since the epoch, exactly."""
+    """Coinbase's ISO-8601 UTC time (`2021-04-17T16:43:37.075687Z`) -> ns since the epoch, exactly;
+    a time past what an event's int64 ns hold (2262-04-11) is refused."""
     m = _TIME_RE.fullmatch(text) if isinstance(text, str) else None
     if m is None:
         raise DecodeError(f"time {text!r} is not an ISO-8601 UTC timestamp")
@@ -163,7 +164,7 @@ def parse_time(text: object) -> int:
         seconds = _epoch_s(m.group(1))
     except ValueError:
         raise DecodeError(f"time {text!r} is not a valid date") from None
-    return seconds * 10**9 + int((m.group(2) or "").ljust(9, "0"))
+    return fits_int64(seconds * 10**9 + int((m.group(2) or "").ljust(9, "0")), "time", text)
 
 
 def _opt_time(msg: dict[str, Any]) -> int:

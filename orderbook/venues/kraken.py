@@ -72,7 +72,7 @@ from typing import Any, NoReturn
 from ..book import BookType, L2Book
 from ..errors import ChecksumMismatch, DecodeError, FeedError, OutOfSync, UnknownMessageType, check_size
 from ..events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, Side
-from ..numbers import decimals_of, parse_fixed
+from ..numbers import decimals_of, fits_int64, parse_fixed
 from .base import Feed, Record, check_first_line, numbered_lines
 
 VENUE = "kraken"
@@ -162,7 +162,8 @@ def _epoch_ns(value: Any) -> int:
 
 
 def _rfc3339_ns(value: Any) -> int:
-    """v2 time "2023-10-06T17:35:55.440295Z" -> ns since the epoch, exactly."""
+    """v2 time "2023-10-06T17:35:55.440295Z" -> ns since the epoch, exactly; past what an event's int64
+    ns hold (2262-04-11), refused."""
     m = _RFC3339.fullmatch(value) if isinstance(value, str) else None
     if m is None:
         _bad(f"timestamp {value!r} is not RFC 3339")
@@ -172,7 +173,7 @@ def _rfc3339_ns(value: Any) -> int:
     except ValueError:
         _bad(f"timestamp {value!r} is not a valid date")
     seconds = calendar.timegm(dt.utctimetuple())
-    return seconds * 10**NS_DECIMALS + int((frac or "0").ljust(NS_DECIMALS, "0"))
+    return fits_int64(seconds * 10**NS_DECIMALS + int((frac or "0").ljust(NS_DECIMALS, "0")), "timestamp", value)
 
 
 def _checksum_field(value: Any) -> int:

@@ -8,8 +8,8 @@
 //! this refuses: bad UTF-8, a BOM, control characters in strings, bad escapes, NaN and Infinity
 //! (`binance._reject_constant`), trailing commas, leading zeros, trailing data.
 //!
-//! Documented differences (the event columns are int64): an integer outside int64 is `Big`,
-//! which every Binance field refuses where Python would accept it; nesting deeper than
+//! An integer outside int64 (the event columns' type) is `Big`, which every Binance field refuses, as
+//! `binance._int` and `numbers.parse_fixed` do. Documented differences: nesting deeper than
 //! `MAX_DEPTH` is refused where Python's limit is its recursion limit; a string holding a lone
 //! surrogate (`"\ud800"`) cannot be a Rust string and is refused where it is read.
 
