@@ -93,12 +93,12 @@ class VenueWindows:
         """One record: its size checked, decoded into its book, its events to their symbols' window builders.
 
         A record the feed rejects (a FeedError, once the feed has put the book where its venue says) or
-        that trips a decoder bug (INTERNAL_ERROR: it must not stop the stream) comes back with its Reject,
-        no events and no windows; the next record goes on. `offset`: the record's position, carried by
-        the windows it completes. `warm`: the state is being rebuilt from records whose windows were
-        emitted before, so the windows are built but neither returned nor counted. `news`: headlines
-        waiting for the stream's clock; those at or before the record's latest event join before its
-        windows are built (the order in which a worker that keeps up sees them).
+        that trips a decoder or window-building bug (INTERNAL_ERROR: it must not stop the stream) comes
+        back with its Reject, no events and no windows; the next record goes on. `offset`: the record's
+        position, carried by the windows it completes. `warm`: the state is being rebuilt from records
+        whose windows were emitted before, so the windows are built but neither returned nor counted.
+        `news`: headlines waiting for the stream's clock; those at or before the record's latest event
+        join before its windows are built (the order in which a worker that keeps up sees them).
         """
         self.stats.records += 1
         try:
@@ -113,7 +113,16 @@ class VenueWindows:
         if news is not None and events:
             for h in news.due(max(e.ts for e in events)):
                 self.add_news(h.ts, h.symbols, h.headline)
-        windows = self._push(events, offset)
+        try:
+            windows = self._push(events, offset)
+        except Exception as err:
+            # a window-building bug an input reached (a value the decoders should have refused: make fuzz
+            # found a year-3021 Coinbase time): raised, it would fail the partition's batch again at every
+            # retry. The record is dead-lettered as a bug and its symbols' window histories start over
+            # (a builder it broke midway is not trusted); their books, which the feed updated, go on.
+            for symbol in {e.symbol for e in events}:
+                self.builders.pop(symbol, None)
+            return self._reject(INTERNAL_ERROR, f"building windows: {type(err).__name__}: {err}")
         if warm:
             return Processed(events, [])
         self.stats.windows += len(windows)

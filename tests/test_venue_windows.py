@@ -106,6 +106,28 @@ def test_a_decoder_bug_is_rejected_as_internal_error_and_the_stream_goes_on(itch
     assert sum(len(d.events) for d in done) > 0
 
 
+def test_a_window_building_bug_is_rejected_as_internal_error_and_its_symbol_starts_over(itch_day):
+    vw = VenueWindows("itch", CONFIG)
+    half = len(itch_day) // 2
+    before = [d for d in process_records(vw, itch_day[:half])]
+    assert sum(len(d.windows) for d in before) > 0
+    at = next(i for i in range(half, len(itch_day)) if itch_day[i].value[:1] == b"A")
+    symbol, at_key = vw.process(itch_day[at].key, itch_day[at].value).events[0].symbol, itch_day[at].key
+    builder = vw.builders[symbol]
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OverflowError("Python int too large to convert to C long")
+
+    builder.push = broken  # type: ignore[method-assign]
+    nxt = next(i for i in range(at + 1, len(itch_day)) if itch_day[i].value[:1] == b"A" and itch_day[i].key == at_key)
+    bug = vw.process(itch_day[nxt].key, itch_day[nxt].value)
+    assert bug.reject == (INTERNAL_ERROR, "building windows: OverflowError: Python int too large to convert to C long")
+    assert symbol not in vw.builders  # the broken builder is dropped, not trusted again
+    after = [vw.process(r.key, r.value) for r in itch_day[nxt + 1 :]]
+    assert not any(d.reject for d in after)
+    assert any(w.symbol == symbol for d in after for w in d.windows)  # its windows resume, history rebuilt
+
+
 def test_warm_records_rebuild_the_state_without_emitting_or_counting_windows(itch_day):
     k = len(itch_day) // 2
     cold = VenueWindows("itch", CONFIG)
