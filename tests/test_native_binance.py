@@ -205,3 +205,20 @@ def test_native_binance_equals_reference_on_mangled_futures_messages(shared_data
 @given(data=st.data())
 def test_native_binance_equals_reference_on_mangled_combined_streams(shared_data: Path, data: st.DataObject) -> None:
     run_mangled(data.draw(mangled(head(shared_data, "cryptofeed-captures/BINANCE.ws.1.0.gz", 400))))
+
+
+@pytest.mark.parametrize(
+    ("kind", "shown"),
+    [("eepthUpdate", '"eepthUpdate"'), ('a"b\\c', '"a\\"b\\\\c"'), ("x" * 60, '"' + "x" * 39), ("é", "<str>"),
+     ("tab\there", "<str>"), (None, "None"), (5, "<int>"), (2**70, "<int>"), (1.5, "<float>"), (True, "<bool>"),
+     ([1], "<list>"), ({"a": 1}, "<dict>")],
+)  # fmt: skip
+def test_an_unknown_event_type_is_named_alike_on_both_paths(kind: Any, shown: str) -> None:
+    """Found by make fuzz: the native text printed Rust's Option (`Some("eepthUpdate")`) where the
+    reference printed Python's repr; an unknown type is no decode error, so its text must match."""
+    raw = json.dumps({"stream": "btcusdt@x", "data": {"e": kind, "s": "BTCUSDT"}}).encode()
+    with pytest.raises(Exception) as ref:
+        BinanceFeed().on_message(raw)
+    assert str(ref.value) == f"unknown Binance event type {shown} [venue=binance, symbol=BTCUSDT]"
+    (got,) = native.BinanceFeed(None).on_messages([raw], np.zeros(1, np.int64)).by_message(1)
+    assert str(got) == str(ref.value) and got.reason == ref.value.reason == "unknown_message_type"
