@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import msgpack
-import numpy as np
 import pytest
 from conftest import SHARED_DATA
 
@@ -23,6 +22,7 @@ from model.sim.run import simulate
 from model.sim.writers import messages
 from orderbook import native
 from orderbook.frames import encode_frame
+from orderbook.native.check import pipeline_difference
 from orderbook.snapshot import SnapshotError, dump_state, load_state
 from orderbook.venue_windows import WindowStats
 from orderbook.venues.binance import BinanceFeed
@@ -79,33 +79,8 @@ def _reject(r: Rejected) -> tuple:
     return (r.reason, r.error, r.offset, r.index, r.value)
 
 
-def placed(reject: tuple) -> tuple:
-    """A reject without its text's wording: the native decoders word a few errors more briefly
-    (b"{x" is "not JSON" without json's detail; orderbook/native/check.py compares no texts either),
-    so the text is held to its `[venue= symbol= seq=]` part, which names the same place."""
-    reason, error, *rest = reject
-    return (reason, error[error.rfind(" [") :] if error.endswith("]") else "", *rest)
-
-
 def assert_same(want: Out, got: Out) -> None:
-    (ww, wr, ws), (gw, gr, gs) = want, got
-    assert [placed(r) for r in gr] == [placed(r) for r in wr]
-    texts = sum(a[1] != b[1] for a, b in zip(wr, gr, strict=True))
-    assert texts <= sum(r[0] == "malformed" for r in wr)  # only decode errors may be worded otherwise
-    assert len(gw) == len(ww)
-    for i, (a, b) in enumerate(zip(ww, gw, strict=True)):
-        for f in dataclasses.fields(Window):
-            x, y = getattr(a, f.name), getattr(b, f.name)
-            where = f"window {i} ({a.symbol} at {a.offset}), {f.name}"
-            if isinstance(x, np.ndarray):
-                assert x.dtype == y.dtype and x.shape == y.shape, where
-                if x.dtype == object:
-                    assert x.tolist() == y.tolist(), where
-                else:
-                    assert np.array_equal(x, y, equal_nan=x.dtype.kind == "f"), where
-            else:
-                assert type(x) is type(y) and x == y, where
-    assert gs == ws
+    assert (difference := pipeline_difference(want, got)) is None, difference
 
 
 def frames(values: list[bytes], size: int) -> list[bytes]:

@@ -1,8 +1,9 @@
-"""Native against reference, message by message: what the differential tests compare.
+"""Native against reference: what the differential tests and the fuzzing (tests/fuzz/) compare.
 
     ref = reference_outcomes(ItchFeed(), messages)           # per message: its events, or its FeedError
     nat = native.ItchFeed().on_messages(messages).by_message(len(messages))
     assert first_difference(ref, nat) is None
+    assert pipeline_difference(want, got) is None            # a VenuePipeline's (windows, rejects, stats) each
 
 An outcome is compared by value: every field of every event (venue, symbol, ts, seq, side, price,
 size, order ids, flags, recv_ts), or the error's class, reason, symbol, seq and ts (and a gap's
@@ -12,11 +13,15 @@ expected/got). Error texts are not compared: they are for people.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import astuple
+from dataclasses import astuple, fields
+from typing import Any
+
+import numpy as np
 
 from ..errors import FeedError, SequenceGap
 from ..events import Event
 from ..venues.base import Feed
+from ..windows import Window
 
 Outcome = list[Event] | FeedError
 
@@ -46,4 +51,51 @@ def first_difference(reference: Sequence[Outcome], native: Sequence[Outcome]) ->
     for i, (r, n) in enumerate(zip(reference, native, strict=True)):
         if comparable(r) != comparable(n):
             return f"message {i}: reference {comparable(r)!r:.600} != native {comparable(n)!r:.600}"
+    return None
+
+
+def placed(reject: tuple) -> tuple:
+    """A reject (reason, error, *where) without its text's wording: the native decoders word a few
+    errors more briefly (b"{x" is "not JSON" without json's detail), so the text is held to its
+    `[venue= symbol= seq=]` part, which names the same place."""
+    reason, error, *rest = reject
+    return (reason, error[error.rfind(" [") :] if error.endswith("]") else "", *rest)
+
+
+def pipeline_difference(
+    want: tuple[list[Window], list[tuple], Any], got: tuple[list[Window], list[tuple], Any]
+) -> str | None:
+    """None when the reference's (windows, rejects, stats) equal the native path's, else a line naming
+    the first difference: every field of every window, every reject but the wording of a malformed
+    message's error, the stats."""
+    (ww, wr, ws), (gw, gr, gs) = want, got
+    if [placed(r) for r in gr] != [placed(r) for r in wr]:
+        i = next(
+            (i for i, (a, b) in enumerate(zip(wr, gr, strict=False)) if placed(a) != placed(b)), min(len(wr), len(gr))
+        )
+        return f"reject {i}: reference {wr[i : i + 1]!r:.600} != native {gr[i : i + 1]!r:.600}"
+    worded = sum(a[1] != b[1] for a, b in zip(wr, gr, strict=True))
+    if worded > sum(r[0] == "malformed" for r in wr):
+        return f"{worded} rejects worded otherwise, more than the malformed ones"
+    if len(gw) != len(ww):
+        return f"{len(ww)} reference windows, {len(gw)} native"
+    for i, (a, b) in enumerate(zip(ww, gw, strict=True)):
+        for f in fields(Window):
+            x, y = getattr(a, f.name), getattr(b, f.name)
+            if isinstance(x, np.ndarray):
+                equal = (
+                    x.dtype == y.dtype
+                    and x.shape == y.shape
+                    and (
+                        x.tolist() == y.tolist()
+                        if x.dtype == object
+                        else np.array_equal(x, y, equal_nan=x.dtype.kind == "f")
+                    )
+                )
+            else:
+                equal = type(x) is type(y) and x == y
+            if not equal:
+                return f"window {i} ({a.symbol} at {a.offset}), {f.name}: reference {x!r:.300} != native {y!r:.300}"
+    if gs != ws:
+        return f"stats: reference {ws} != native {gs}"
     return None

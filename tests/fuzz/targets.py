@@ -1,0 +1,198 @@
+"""Fuzz targets: what must hold for any bytes a raw topic can carry, checked on streams the fuzzer
+derives from real and simulated ones.
+
+Each target is `check(data: bytes) -> None`: it raises AssertionError (or lets through any other
+exception) where the property fails, and returns for every input where it holds. tests/fuzz/run.py
+drives them with atheris (coverage-guided, `make fuzz`); tests/test_fuzz_targets.py runs them on
+their seed streams, on deterministic random inputs and on every input kept under
+tests/fuzz/inputs/<target>/ (what a fuzz run found, kept once fixed) within `make test`.
+
+An input does not encode a stream byte for byte: it steers edits of a seed stream (`Edits`), so the
+books go live (a Binance snapshot, ITCH's add orders) and the edits reach the states where a real
+feed's faults land: a flipped or cut byte, a number swapped for NaN, 1e308 or a string, a dropped,
+repeated or reordered message, a message of the fuzzer's own bytes, messages framed together
+(orderbook/frames.py). The targets:
+
+- `pipeline`: every venue's reference path (streams.pipeline.VenuePipeline, the worker's entry, on
+  orderbook.venue_windows.VenueWindows): a bad message is a FeedError and its record a reject with
+  the error's reason; never INTERNAL_ERROR (an exception that is no FeedError, in decoding or in
+  building windows: a bug the worker survives, but dead-letters as one); every window's rows finite.
+- `native`: the compiled path (orderbook/native) against that reference on the venues it decodes
+  (Binance, ITCH): the same windows, field for field, the same rejects (reason, message, place) and
+  the same stats, cut into batches where the fuzzer says. A Rust panic is a failure here: in the
+  worker it fails the batch, which is redone from the committed offset, for as long as the record
+  is there (streams/partition.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from orderbook.frames import encode_frame  # noqa: E402
+from orderbook.native.check import pipeline_difference  # noqa: E402
+from orderbook.venue_windows import INTERNAL_ERROR  # noqa: E402
+from orderbook.venues import FEEDS, feed_class  # noqa: E402
+from orderbook.windows import WindowConfig  # noqa: E402
+
+SHARED_DATA = Path(os.environ.get("MT_SHARED_DATA", REPO.parent / "shared" / "data"))
+CONFIG = WindowConfig(n_events=16, n_rows=4, every_events=8)  # small windows: many of them per stream
+SEED_RECORDS = 400  # records of each seed stream: a live book and a few hundred windows, milliseconds a run
+VENUES = tuple(sorted(FEEDS))
+NATIVE_VENUES = ("binance", "itch")
+JSON_VENUES = ("binance", "coinbase", "kraken")  # whose numbers an edit may swap (`NUMBERS`)
+# what a number in a JSON message becomes: the values feeds are built to refuse
+NUMBERS = (b"NaN", b"-1", b"0", b"-0", b"1e308", b"-1e308", b"1e-400", b"99999999999999999999999",
+           b'"x"', b"null", b"[]", b"{}", b"true", b'""', b"0.00000001", b"4294967296")  # fmt: skip
+NUMBER = re.compile(rb"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+CAPTURES = {  # venue -> a real capture whose head seeds it (Binance: its REST snapshot is line 1)
+    "binance": ("binance", "binance-hftbacktest/spot_btcusdt_20240808.gz"),
+    "kraken": ("kraken", "cryptofeed-captures/KRAKEN.ws.50.0.gz"),
+    "coinbase": ("coinbase", "cryptofeed-captures/COINBASE.ws.28.0.gz"),
+}
+
+
+# --------------------------------------------------------------------------- seed streams
+
+
+@functools.cache
+def seed_stream(venue: str) -> tuple[bytes, ...]:
+    """The record values a venue's inputs edit: the head of a real capture where ../shared/data has
+    one, else (ITCH, LOBSTER, or no shared data) two simulated minutes in the venue's format."""
+    capture = CAPTURES.get(venue)
+    if capture is not None and (SHARED_DATA / capture[1]).is_file():
+        records = itertools.islice(feed_class(capture[0]).read_capture(SHARED_DATA / capture[1]), SEED_RECORDS)
+        return tuple(r.raw for r in records)
+    from model.sim.engine import SEC, SimConfig
+    from model.sim.run import simulate
+    from model.sim.writers import messages
+
+    fmt = venue if venue in ("itch", "lobster", "binance", "coinbase") else "binance"
+    result = simulate(SimConfig(n_symbols=2, duration_ns=120 * SEC, seed=5))
+    return tuple(itertools.islice((m.raw for m in messages(fmt, result)), SEED_RECORDS))
+
+
+# --------------------------------------------------------------------------- inputs -> streams
+
+
+class Edits:
+    """An input read as choices (atheris' FuzzedDataProvider's idea, without needing atheris): ints
+    from its bytes, then bytes of its own; an input that runs out answers 0 and b""."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.at = data, 0
+
+    def int(self, n: int) -> int:
+        """An int in [0, n) from the next two bytes (0 when n <= 1 or the input is spent)."""
+        if n <= 1:
+            return 0
+        raw = self.data[self.at : self.at + 2]
+        self.at += 2
+        return int.from_bytes(raw.ljust(2, b"\0"), "little") % n
+
+    def bytes(self, n: int) -> bytes:
+        out = self.data[self.at : self.at + n]
+        self.at += len(out)
+        return out
+
+
+def edited(base: Sequence[bytes], e: Edits, json_numbers: bool) -> list[bytes]:
+    """`base` cut to a length the input chooses, then up to 24 edits it chooses (module doc)."""
+    values = list(base[: max(1, e.int(len(base) + 1))])
+    for _ in range(e.int(25)):
+        i = e.int(len(values))
+        v = values[i]
+        op = e.int(9)
+        if op == 0 and v:  # a byte flipped
+            at = e.int(len(v))
+            values[i] = v[:at] + bytes([v[at] ^ (1 + e.int(255))]) + v[at + 1 :]
+        elif op == 1:  # cut short
+            values[i] = v[: e.int(len(v) + 1)]
+        elif op == 2 and len(values) > 1:  # dropped (a sequence gap where the venue numbers messages)
+            del values[i]
+        elif op == 3:  # repeated
+            values.insert(i, v)
+        elif op == 4 and i + 1 < len(values):  # two swapped
+            values[i], values[i + 1] = values[i + 1], values[i]
+        elif op == 5:  # the fuzzer's own bytes, a new message
+            values.insert(i, e.bytes(1 + e.int(64)))
+        elif op == 6:  # the next few messages as one frame
+            n = 1 + e.int(8)
+            values[i : i + n] = [encode_frame(values[i : i + n])]
+        elif op == 7 and json_numbers:  # a number of a JSON message swapped for one a feed must refuse
+            found = list(NUMBER.finditer(v))
+            if found:
+                m = found[e.int(len(found))]
+                values[i] = v[: m.start()] + NUMBERS[e.int(len(NUMBERS))] + v[m.end() :]
+        elif op == 8 and v:  # bytes spliced in
+            at = e.int(len(v) + 1)
+            values[i] = v[:at] + e.bytes(1 + e.int(16)) + v[at:]
+    return values
+
+
+# --------------------------------------------------------------------------- the targets
+
+
+def run_pipeline(venue: str, values: Sequence[bytes], *, native: bool, cuts: Sequence[int] = ()) -> tuple:
+    """(windows, rejects, stats) of `values` through a VenuePipeline, on one partition; the native path
+    takes them in batches cut at `cuts` (the worker's process_batch), the reference one by one."""
+    from streams.pipeline import VenuePipeline
+
+    pipe = VenuePipeline(venue, CONFIG, native=native)
+    records = [_Record(None, v, 0, i) for i, v in enumerate(values)]
+    windows, rejects = [], []
+    bounds = sorted({0, len(records), *(c for c in cuts if 0 < c < len(records))})
+    for a, b in itertools.pairwise(bounds):
+        ws, rs = pipe.process_batch(records[a:b])
+        windows += ws
+        rejects += [(r.reason, r.error, r.offset, r.index, r.value) for r in rs]
+    return windows, rejects, pipe.stats
+
+
+@dataclasses.dataclass(frozen=True)
+class _Record:
+    key: bytes | None
+    value: bytes
+    partition: int
+    offset: int
+
+
+def pipeline(data: bytes) -> None:
+    e = Edits(data)
+    venue = VENUES[e.int(len(VENUES))]
+    windows, rejects, _ = run_pipeline(venue, edited(seed_stream(venue), e, venue in JSON_VENUES), native=False)
+    internal = [r for r in rejects if r[0] == INTERNAL_ERROR]
+    assert not internal, f"{venue}: a bug, not a FeedError: {internal[0][1]} (message {internal[0][4]!r:.300})"
+    for w in windows:
+        assert np.isfinite(w.features[w.row_mask]).all(), f"{venue}: non-finite features in a window of {w.symbol}"
+
+
+def native(data: bytes) -> None:
+    from orderbook import native as native_build
+
+    if not native_build.available():
+        return
+    e = Edits(data)
+    venue = NATIVE_VENUES[e.int(len(NATIVE_VENUES))]
+    values = edited(seed_stream(venue), e, venue in JSON_VENUES)
+    cuts = [e.int(len(values) + 1) for _ in range(e.int(4))]
+    want = run_pipeline(venue, values, native=False)
+    try:
+        got = run_pipeline(venue, values, native=True, cuts=cuts)
+    except RuntimeError as err:  # VenuePipeline's wrapper of a Rust panic
+        raise AssertionError(f"{venue}: the native path failed where the reference did not: {err}") from err
+    assert (difference := pipeline_difference(want, got)) is None, f"{venue}: {difference}"
+
+
+TARGETS: dict[str, Callable[[bytes], None]] = {"pipeline": pipeline, "native": native}
