@@ -92,12 +92,18 @@ fn ts_at(b: &[u8]) -> i64 {
     (i64::from(u16::from_be_bytes([b[5], b[6]])) << 32) | u32_at(b, 7)
 }
 
-/// Python's repr of a one-byte bytes or str value, for error texts.
+/// Python's repr of a one-byte bytes or one-character ASCII str value, for error texts (the
+/// reference's `{value!r}`): its escapes for tab, newline, return and backslash, double quotes
+/// around a single quote, `\xNN` for any other byte outside printable ASCII.
 fn repr_byte(c: u8) -> String {
-    if c.is_ascii_graphic() || c == b' ' {
-        format!("'{}'", c as char)
-    } else {
-        format!("'\\x{c:02x}'")
+    match c {
+        b'\t' => "'\\t'".into(),
+        b'\n' => "'\\n'".into(),
+        b'\r' => "'\\r'".into(),
+        b'\\' => "'\\\\'".into(),
+        b'\'' => "\"'\"".into(),
+        c if c.is_ascii_graphic() || c == b' ' => format!("'{}'", c as char),
+        c => format!("'\\x{c:02x}'"),
     }
 }
 
