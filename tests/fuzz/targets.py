@@ -41,6 +41,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
@@ -51,7 +52,7 @@ from orderbook.frames import encode_frame  # noqa: E402
 from orderbook.native.check import pipeline_difference  # noqa: E402
 from orderbook.venue_windows import INTERNAL_ERROR  # noqa: E402
 from orderbook.venues import FEEDS, feed_class  # noqa: E402
-from orderbook.windows import WindowConfig  # noqa: E402
+from orderbook.windows import Window, WindowConfig  # noqa: E402
 from streams.pipeline import VenuePipeline  # noqa: E402
 
 SHARED_DATA = Path(os.environ.get("MT_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -152,19 +153,37 @@ def edited(base: Sequence[bytes], e: Edits, json_numbers: bool) -> list[bytes]:
 # --------------------------------------------------------------------------- the targets
 
 
-def run_pipeline(venue: str, values: Sequence[bytes], *, native: bool, cuts: Sequence[int] = ()) -> tuple:
-    """(windows, rejects, stats, followers copied late) of `values` through a VenuePipeline, on one
-    partition; the native path takes them in batches cut at `cuts` (the worker's process_batch), the
-    reference one by one."""
+@dataclasses.dataclass
+class Run:
+    """What a stream did to a VenuePipeline: its windows, its rejects, and the pipeline as it was left."""
+
+    windows: list[Window]
+    rejects: list[tuple]
+    pipe: VenuePipeline
+
+    @property
+    def outputs(self) -> tuple:
+        """(windows, rejects, stats): what orderbook.native.check.pipeline_difference compares."""
+        return self.windows, self.rejects, self.pipe.stats
+
+    @property
+    def copied_late(self) -> int:
+        """Native followers copied from the feed after later messages of theirs (`resynced_late`)."""
+        return getattr(self.pipe.core, "resynced_late", 0)
+
+
+def run_pipeline(venue: str, values: Sequence[bytes], *, native: bool, cuts: Sequence[int] = ()) -> Run:
+    """`values` through a VenuePipeline, on one partition; the native path takes them in batches cut
+    at `cuts` (the worker's process_batch), the reference one by one."""
     pipe = VenuePipeline(venue, CONFIG, native=native)
-    records = [_Record(None, v, 0, i) for i, v in enumerate(values)]
+    records = [_Record(None, v, PARTITION, i) for i, v in enumerate(values)]
     windows, rejects = [], []
     bounds = sorted({0, len(records), *(c for c in cuts if 0 < c < len(records))})
     for a, b in itertools.pairwise(bounds):
         ws, rs = pipe.process_batch(records[a:b])
         windows += ws
         rejects += [(r.reason, r.error, r.offset, r.index, r.value) for r in rs]
-    return windows, rejects, pipe.stats, getattr(pipe.core, "resynced_late", 0)
+    return Run(windows, rejects, pipe)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,11 +197,20 @@ class _Record:
 def pipeline(data: bytes) -> None:
     e = Edits(data)
     venue = VENUES[e.int(len(VENUES))]
-    windows, rejects, *_ = run_pipeline(venue, edited(seed_stream(venue), e, venue in JSON_VENUES), native=False)
-    internal = [r for r in rejects if r[0] == INTERNAL_ERROR]
+    run = run_pipeline(venue, edited(seed_stream(venue), e, venue in JSON_VENUES), native=False)
+    internal = [r for r in run.rejects if r[0] == INTERNAL_ERROR]
     assert not internal, f"{venue}: a bug, not a FeedError: {internal[0][1]} (message {internal[0][4]!r:.300})"
-    for w in windows:
+    for w in run.windows:
         assert np.isfinite(w.features[w.row_mask]).all(), f"{venue}: non-finite features in a window of {w.symbol}"
+    # whatever the stream left in the state, the worker can snapshot it and restore from that snapshot
+    # (a state that cannot be written would leave every restart replaying the whole topic)
+    from streams import snapshots
+
+    topic = f"md.raw.{venue}"
+    record = snapshots.encode(GROUP, topic, PARTITION, run.pipe)[1]
+    with mock.patch.dict(os.environ, {"MT_NATIVE": "0"}):  # a reference-path snapshot restores on that path
+        snapshots.decode(record, group=GROUP, topic=topic, partition=PARTITION, venue=venue, config=CONFIG,
+                         max_bytes=None)  # fmt: skip
 
 
 def native(data: bytes) -> None:
@@ -199,12 +227,12 @@ def native(data: bytes) -> None:
         got = run_pipeline(venue, values, native=True, cuts=cuts)
     except RuntimeError as err:  # VenuePipeline's wrapper of a Rust panic
         raise AssertionError(f"{venue}: the native path failed where the reference did not: {err}") from err
-    if got[3]:
+    if got.copied_late:
         # the one documented inexactness (orderbook/native/venue_windows.py): a follower copied from the
         # feed's book as the batch left it, after a crossed Binance snapshot, is ahead of the messages the
         # batch holds after it; the fuzzer finds it within minutes, so it is left out here
         return
-    assert (difference := pipeline_difference(want[:3], got[:3])) is None, f"{venue}: {difference}"
+    assert (difference := pipeline_difference(want.outputs, got.outputs)) is None, f"{venue}: {difference}"
 
 
 GROUP, PARTITION = "fuzz", 0
