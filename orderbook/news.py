@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from .errors import DecodeError
+from .numbers import INT64_MAX
 
 
 class Headline(NamedTuple):
@@ -22,13 +23,19 @@ class Headline(NamedTuple):
 
 
 def parse_news(value: bytes) -> Headline:
-    """An `md.news` record; DecodeError (reason "malformed") when it is not that layout: not JSON, a
-    field missing, `ts` not an integer, `symbols` not a list of strings or `headline` not a string."""
+    """An `md.news` record; DecodeError (reason "malformed") when it is not that layout: not JSON (or
+    nested past the parser's depth), a field missing, `ts` not an integer on an int64 ns clock (1e999
+    is an infinity; past int64 no stream's clock reaches it), `symbols` not a list of strings or
+    `headline` not a string. Nothing else is raised: the worker parses in its heartbeat timer, which a
+    raised error would end (an infinite `ts` and a deep nesting did so until 2026-12-02)."""
     try:
         doc = json.loads(value)
         ts, symbols, headline = int(doc["ts"]), doc["symbols"], doc["headline"]
-    except (ValueError, KeyError, TypeError) as err:
-        raise DecodeError(f"news record is not the md.news JSON layout: {err}", venue="news") from None
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as err:
+        raise DecodeError(f"news record is not the md.news JSON layout: {type(err).__name__}: {err}",
+                          venue="news") from None  # fmt: skip
+    if not -INT64_MAX <= ts <= INT64_MAX:
+        raise DecodeError(f"news record: ts {ts} does not fit int64 ns", venue="news")
     if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols) or not isinstance(headline, str):
         raise DecodeError("news record: symbols must be a list of strings and headline a string", venue="news")
     return Headline(ts, symbols, headline)

@@ -42,6 +42,7 @@ from model.serving.forecaster import SCHEMA, Forecaster
 from orderbook.errors import FeedError
 from orderbook.features import FEATURE_NAMES
 from orderbook.news import parse_news
+from orderbook.venue_windows import INTERNAL_ERROR
 from streams import snapshots
 from streams.batcher import MicroBatcher
 from streams.config import Settings
@@ -406,8 +407,13 @@ class Worker:
         for value in self.news.drain():
             try:
                 item: News = parse_news(value)
-            except FeedError as err:
-                headers = [("source_topic", NEWS_TOPIC.encode()), ("reason", err.reason.encode())]
+            except Exception as err:
+                # a parser bug as well as a bad record: this runs in the heartbeat timer, which an error
+                # raised here would end, and the whole Faust app with it
+                reason = err.reason if isinstance(err, FeedError) else INTERNAL_ERROR
+                if reason == INTERNAL_ERROR:
+                    log.exception("an md.news record the parser failed on, dead-lettered as %s", INTERNAL_ERROR)
+                headers = [("source_topic", NEWS_TOPIC.encode()), ("reason", reason.encode())]
                 await self.dlq.send(key=None, value=value, headers=headers)
                 continue
             self.services.news_log.append(item)

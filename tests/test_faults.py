@@ -27,6 +27,7 @@ import time
 from collections import Counter
 
 import pytest
+import redis
 from aiokafka import AIOKafkaProducer, TopicPartition
 from faults import (
     GroupRun,
@@ -373,6 +374,45 @@ def test_a_broker_outage_loses_nothing_and_headlines_after_it_still_reach_the_wi
         log = run.log_text()
         floods = ("Unable connect to node", "Unable to update metadata", "Connection attempt", "Unable to connect")
         assert sum(log.count(f) for f in floods) < 200, "the outage flooded the log"
+    finally:
+        servers.down()
+
+
+def test_headlines_the_parser_refuses_are_dead_lettered_and_the_worker_goes_on(shared_data, tmp_path):
+    """md.news records an infinite `ts` or a nesting past the JSON parser's depth: until 2026-12-02 the
+    parser raised OverflowError and RecursionError from the worker's heartbeat timer, which ends the
+    Faust app. Its own servers (md.news is one topic for every group). Both reach md.dlq as malformed,
+    the heartbeat goes on after them, the worker stays up and its forecasts are exact."""
+    records = capture_records("kraken", shared_data / CAPTURES["kraken"])
+    servers = Infra.on_free_ports(tmp_path / "servers")
+    servers.up()
+    try:
+        boot = servers.kafka.bootstrap
+        publish(boot, "md.raw.kraken", records)
+        run = GroupRun(servers, "bad-news", 1, ("kraken",), tmp_path)
+        w = run.start()
+        bad = [b'{"ts": 1e999, "symbols": ["XBT/USD"], "headline": "h"}', b"[" * 5000]
+        r = redis.Redis(port=servers.redis.port, db=run.db, decode_responses=True)
+        try:
+            run.wait(1.0)
+            publish(boot, "md.news", [(b"XBT/USD", v) for v in bad])
+            deadline = time.monotonic() + 60
+            while len(dead := [m for m in read_topic(boot, f"md.dlq.{run.group}", committed_only=False)
+                               if dict(m.headers).get("source_topic") == b"md.news"]) < len(bad):  # fmt: skip
+                assert w.alive() and time.monotonic() < deadline, w.log.read_text()[-3000:]
+                time.sleep(0.5)
+            beat = int(r.hget("mt:meta", f"heartbeat:{run.group}-w") or 0)
+            time.sleep(3.0)
+            assert int(r.hget("mt:meta", f"heartbeat:{run.group}-w") or 0) > beat, "the heartbeat timer stopped"
+            assert w.alive()
+        finally:
+            run.stop_all()
+        assert sorted(m.value for m in dead) == sorted(bad)
+        assert {dict(m.headers)["reason"] for m in dead} == {b"malformed"}
+        outcome = run.compare(
+            want_for({"kraken": read_topic(boot, "md.raw.kraken", committed_only=False)}, ("kraken",))
+        )
+        assert outcome.exact, outcome
     finally:
         servers.down()
 

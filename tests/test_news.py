@@ -21,6 +21,13 @@ REFUSED = {
     "a symbol not a string": b'{"ts": 1, "symbols": ["A", 2], "headline": "h"}',
     "headline not a string": b'{"ts": 1, "symbols": ["A"], "headline": 7}',
     "no headline": b'{"ts": 1, "symbols": ["A"]}',
+    # found writing the news fuzz target: the first two and the last escaped as OverflowError and
+    # RecursionError (ending the worker's heartbeat timer); a ts past int64 is on no stream's clock
+    "ts infinite": b'{"ts": 1e999, "symbols": ["A"], "headline": "h"}',
+    "ts Infinity": b'{"ts": Infinity, "symbols": ["A"], "headline": "h"}',
+    "ts past int64": b'{"ts": 9223372036854775808, "symbols": ["A"], "headline": "h"}',
+    "ts below int64": b'{"ts": -9223372036854775809, "symbols": ["A"], "headline": "h"}',
+    "nested past the parser": b"[" * 100_000,
 }
 
 

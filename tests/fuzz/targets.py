@@ -29,6 +29,9 @@ repeated or reordered message, a message of the fuzzer's own bytes, messages fra
   either restores a pipeline that goes on through the rest of the stream (rejects allowed, nothing
   raised) or raises SnapshotError, on which the worker rebuilds from the first record. Anything else
   fails the partition's restore at every retry (streams/recovery.py).
+- `news`: an `md.news` record (the input's bytes as they are) is a Headline or a DecodeError
+  (orderbook.news.parse_news, which the worker calls in its heartbeat timer: anything else raised
+  there ended the app), and a Headline joins the windows of a live ITCH book without failing them.
 """
 
 from __future__ import annotations
@@ -317,4 +320,22 @@ def snapshot(data: bytes) -> None:
         raise AssertionError(f"{venue}: a restored snapshot failed the stream after it: {err!r:.300}") from err
 
 
-TARGETS: dict[str, Callable[[bytes], None]] = {"pipeline": pipeline, "native": native, "snapshot": snapshot}
+def news(data: bytes) -> None:
+    from orderbook.errors import DecodeError
+    from orderbook.news import parse_news
+
+    try:
+        headline = parse_news(data)
+    except DecodeError:
+        return
+    pipe = VenuePipeline("itch", CONFIG, native=False)
+    values = seed_stream("itch")
+    pipe.process_batch([_Record(None, v, PARTITION, i) for i, v in enumerate(values[:100])])
+    for symbol in pipe.builders:
+        pipe.add_news(headline.ts, [symbol, *headline.symbols], headline.headline)
+    _, rejects = pipe.process_batch([_Record(None, v, PARTITION, 100 + i) for i, v in enumerate(values[100:])])
+    assert not [r for r in rejects if r.reason == INTERNAL_ERROR], f"a headline failed the windows: {rejects[0]}"
+
+
+TARGETS: dict[str, Callable[[bytes], None]] = {"pipeline": pipeline, "native": native, "snapshot": snapshot,
+                                               "news": news}  # fmt: skip
