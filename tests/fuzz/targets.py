@@ -308,8 +308,9 @@ def snapshot(data: bytes) -> None:
         value = value[:at] + bytes([value[at] ^ (1 + e.int(255))]) + value[at + 1 :]
     topic = f"md.raw.{venue}"
     try:
-        pipe = snapshots.decode(value, group=GROUP, topic=topic, partition=PARTITION, venue=venue, config=CONFIG,
-                                max_bytes=None)  # fmt: skip
+        with mock.patch.dict(os.environ, {"MT_NATIVE": "1" if on_native else "0"}):  # the path it was taken on
+            pipe = snapshots.decode(value, group=GROUP, topic=topic, partition=PARTITION, venue=venue,
+                                    config=CONFIG, max_bytes=None)  # fmt: skip
     except SnapshotError:
         return  # the worker rebuilds from the first record
     at = pipe.position[PARTITION]
