@@ -26,8 +26,8 @@ def parse_fixed(text: str | bytes, decimals: int, *, field: str = "value", allow
         if frac[decimals:].strip("0"):
             raise DecodeError(f"{field} {text!r} has more than {decimals} decimals")
         frac = frac[:decimals]
-    value = int(whole or "0") * 10**decimals + int(frac.ljust(decimals, "0") or "0")
-    return -fits_int64(value, field, text) if neg else fits_int64(value, field, text)
+    value = fits_int64(int(whole or "0") * 10**decimals + int(frac.ljust(decimals, "0") or "0"), field, text)
+    return -value if neg else value
 
 
 def fits_int64(value: int, field: str, text: object) -> int:

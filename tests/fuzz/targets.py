@@ -249,9 +249,7 @@ def snapshot_seed(venue: str, native: bool) -> bytes:
     from streams import snapshots
 
     values = seed_stream(venue)
-    half = len(values) // 2
-    pipe = VenuePipeline(venue, CONFIG, native=native)
-    pipe.process_batch([_Record(None, v, PARTITION, i) for i, v in enumerate(values[:half])])
+    pipe = run_pipeline(venue, values[: len(values) // 2], native=native).pipe
     return snapshots.encode(GROUP, f"md.raw.{venue}", PARTITION, pipe)[1]
 
 
@@ -329,9 +327,8 @@ def news(data: bytes) -> None:
         headline = parse_news(data)
     except DecodeError:
         return
-    pipe = VenuePipeline("itch", CONFIG, native=False)
     values = seed_stream("itch")
-    pipe.process_batch([_Record(None, v, PARTITION, i) for i, v in enumerate(values[:100])])
+    pipe = run_pipeline("itch", values[:100], native=False).pipe
     for symbol in pipe.builders:
         pipe.add_news(headline.ts, [symbol, *headline.symbols], headline.headline)
     _, rejects = pipe.process_batch([_Record(None, v, PARTITION, 100 + i) for i, v in enumerate(values[100:])])
