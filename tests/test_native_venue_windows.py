@@ -5,6 +5,7 @@ with mangled messages mixed in, warm replays, headlines, and any cut of the stre
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -21,6 +22,7 @@ from model.sim.itch_day import itch_day_stream
 from model.sim.run import simulate
 from model.sim.writers import messages
 from orderbook import native
+from orderbook.errors import FeedError
 from orderbook.frames import encode_frame
 from orderbook.native.check import pipeline_difference
 from orderbook.snapshot import SnapshotError, dump_state, load_state
@@ -139,6 +141,51 @@ def test_native_rejects_mangled_binance_messages_as_the_reference_does(shared_da
     reasons = {r[0] for r in want[1]}
     assert {"malformed", "sequence_gap", "crossed_book", "bad_frame"} <= reasons, reasons
     assert any(r[3] == 2 for r in want[1])  # the frame's bad message, by its index
+    for batch in (1, 37, 5000):
+        assert_same(want, native_path("binance", values, batch))
+
+
+def _decimal(units: int) -> str:
+    return f"{units // 10**8}.{units % 10**8:08d}"
+
+
+def crossed_snapshot_midway(values: list[bytes], at: int) -> tuple[list[bytes], int]:
+    """A capture's head with a newer REST snapshot inserted while the book is live, before the first
+    diff from `at` on: the book as it stands plus a bid at the best ask, so it is refused as crossed
+    with its levels left in the book; that diff takes the crossing bid out again, and the diffs after
+    it go on from the book the snapshot left. Also the inserted snapshot's index."""
+    out = list(values[: at + 4000])
+    j = next(i for i in range(at, len(out)) if b"depthUpdate" in out[i])
+    feed = BinanceFeed()
+    for v in out[:j]:
+        with contextlib.suppress(FeedError):
+            feed.on_message(v)
+    doc = json.loads(out[j])
+    body = doc.get("data", doc)
+    sym = body["s"]
+    sync, book = feed.syncs[sym], feed.books[sym]
+    assert sync.live and sync.last_seq == body["U"] - 1, "the book is live and the diff is the next one"
+    crossing = min(book.asks)
+    bids = {**book.bids, crossing: 10**8}
+    snapshot = {
+        "lastUpdateId": sync.last_seq,
+        "bids": [[_decimal(p), _decimal(q)] for p, q in sorted(bids.items(), reverse=True)],
+        "asks": [[_decimal(p), _decimal(q)] for p, q in sorted(book.asks.items())],
+    }
+    body["b"].append([_decimal(crossing), "0"])
+    out[j] = json.dumps(doc).encode()
+    out.insert(j, json.dumps({"symbol": sym, "snapshot": snapshot}).encode())
+    return out, j
+
+
+@pytest.mark.realdata
+def test_native_follows_a_crossed_snapshot_and_the_messages_after_it_in_the_same_batch(shared_data: Path) -> None:
+    """The follower book takes the refused snapshot's levels where it stood in the batch: it used to be
+    copied from the feed's book as the whole batch left it, ahead of the windows after the snapshot."""
+    values, j = crossed_snapshot_midway(capture("spot_ethusdt_20240808.gz"), 3000)
+    want = reference("binance", values)
+    assert [r[2] for r in want[1] if r[0] == "crossed_book"] == [j]
+    assert sum(j < w.offset[1] < 5000 for w in want[0]) > 100  # windows in the snapshot's batch of 5000
     for batch in (1, 37, 5000):
         assert_same(want, native_path("binance", values, batch))
 

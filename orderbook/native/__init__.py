@@ -126,7 +126,9 @@ class Batch:
     """
 
     venue: str
-    events: np.ndarray  # EVENT_ROW records, in the order the reference returns them
+    # EVENT_ROW records, in the order the reference returns them; a refused message's are those it left
+    # applied (a crossed Binance diff or snapshot), which `by_message` replaces with its error
+    events: np.ndarray
     rejects: dict[str, Any]  # columns msg, reason (REASONS index), symbol, seq (-1: None), ts, expected, got; text
     symbols: Sequence[str]  # the feed's symbol table: `symbol` columns index it
 

@@ -16,11 +16,9 @@ L3Book) that `WindowBuilder.push_batch` brings forward message by message from t
 it folds them in (Rust, one call per symbol). The follower equals the feed's book because a book only
 changes through its events, except where a message is refused after touching it; those few rejects are
 replayed on the follower (`_corrections`): a Binance sequence gap clears the book, a crossed diff's levels
-stay applied, an ITCH order operation refused after it ran (a crossed book, an execution larger than the
-order) is run on the follower from the message's bytes. One case cannot be followed from the batch: a
-Binance snapshot whose catch-up crossed the book (its buffered diffs never came out as events); the
-follower is then copied from the feed's book, exact unless the symbol had later messages in the batch
-(counted in `resynced_late`).
+stay applied (a crossed snapshot's too: the batch keeps the events of both, refused as they are), an ITCH
+order operation refused after it ran (a crossed book, an execution larger than the order) is run on the
+follower from the message's bytes.
 
 Snapshots: `__getstate__` gives the whole state as values that `orderbook.snapshot.dump_state`
 encodes (each native part's own `__getstate__`: books, sync, rings), `from_state` continues exactly
@@ -30,6 +28,7 @@ from it; streams/snapshots.py writes it to `md.state`. `dump_state` of the objec
 
 from __future__ import annotations
 
+import functools
 import operator
 import struct
 from collections import Counter
@@ -134,7 +133,6 @@ class NativeVenueWindows:
         self.max_bytes = max_bytes
         self.news: dict[str, list[tuple[int, str]]] = {}
         self.stats = WindowStats()
-        self.resynced_late = 0  # followers copied from the feed after later messages of theirs (see the module doc)
         self._fixed_tick = feed_class(venue).tick
         self.reset()
 
@@ -165,7 +163,6 @@ class NativeVenueWindows:
             # a copy, as every other value here: a state encoded later (the worker's snapshots are,
             # in a thread) must not move with the live stats
             "stats": replace(self.stats, rejected=Counter(self.stats.rejected)),
-            "resynced_late": self.resynced_late,
             "feed": self.feed.__getstate__(),
             "books": {name: book.__getstate__() for name, book in self.books.items()},
             "builders": {name: b.__getstate__() for name, b in self.builders.items()},
@@ -189,7 +186,6 @@ class NativeVenueWindows:
             )
             self.news = {k: [tuple(item) for item in v] for k, v in state["news"].items()}
             self.stats = state["stats"]
-            self.resynced_late = state["resynced_late"]
             self.feed.__setstate__(state["feed"])
             book_cls = native.L3Book if venue == "itch" else native.L2Book
             for name, book_state in state["books"].items():
@@ -332,7 +328,6 @@ class NativeVenueWindows:
                 fix(book)
                 start = stop
             self._push(name, book, rows[start:], offsets, out)
-            self._resync_late(todo, msg_col)
 
     def _book(self, name: str, has_events: bool) -> Any:
         """A symbol's follower book, made (or taken over from its ITCH placeholder) on first need."""
@@ -422,19 +417,13 @@ class NativeVenueWindows:
                 if reason == _GAP:
                     fix = _clear
                 elif reason == _CROSSED:
-                    mine = ev[ev["msg"] == m]
-                    # a crossed diff's levels stay in the book; a crossed snapshot gave no events: copy the feed's
-                    fix = (lambda b, mine=mine: _apply(b, mine)) if len(mine) else _Resync(self.feed, batch.symbol(s))
+                    # a crossed diff's levels, a crossed snapshot's clear, levels and catch-up stay in the book
+                    fix = functools.partial(_apply, rows=ev[ev["msg"] == m])
             elif reason in (_CROSSED, _BOOK_ERROR):
                 fix = _ItchOp(messages[m])
             if fix is not None:
                 out.setdefault(s, []).append((m, fix))
         return out
-
-    def _resync_late(self, todo: list[tuple[int, Any]], msg_col: np.ndarray) -> None:
-        """Count the copies from the feed that came too early to be exact (later messages of the symbol)."""
-        last = max(int(msg_col[-1]) if len(msg_col) else -1, todo[-1][0] if todo else -1)
-        self.resynced_late += sum(isinstance(fix, _Resync) and last > at for at, fix in todo)
 
     # ---- news
 
@@ -465,20 +454,6 @@ def _apply(book: Any, rows: np.ndarray) -> None:
 
 def _clear(book: Any) -> None:
     book.clear()
-
-
-class _Resync:
-    """A follower copied from the feed's book as the batch left it (a crossed Binance snapshot)."""
-
-    def __init__(self, feed: Any, symbol: str) -> None:
-        self.feed, self.symbol = feed, symbol
-
-    def __call__(self, book: Any) -> None:
-        book.clear()
-        levels = self.feed.book_dict(self.symbol) or {"bids": {}, "asks": {}}
-        for side, key in ((int(Side.BID), "bids"), (int(Side.ASK), "asks")):
-            for price, size in levels[key].items():
-                book.set_level(side, price, size)
 
 
 class _ItchOp:

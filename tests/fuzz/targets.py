@@ -19,8 +19,7 @@ repeated or reordered message, a message of the fuzzer's own bytes, messages fra
   building windows: a bug the worker survives, but dead-letters as one); every window's rows finite.
 - `native`: the compiled path (orderbook/native) against that reference on the venues it decodes
   (Binance, ITCH): the same windows, field for field, the same rejects (reason, message, place) and
-  the same stats, cut into batches where the fuzzer says (but for the documented inexactness of a
-  follower copied late, `resynced_late`). A Rust panic is a failure here: in the
+  the same stats, cut into batches where the fuzzer says. A Rust panic is a failure here: in the
   worker it fails the batch, which is redone from the committed offset, for as long as the record
   is there (streams/partition.py).
 - `snapshot`: a partition's `md.state` record (streams/snapshots.py), edited (its fields swapped for
@@ -169,11 +168,6 @@ class Run:
         """(windows, rejects, stats): what orderbook.native.check.pipeline_difference compares."""
         return self.windows, self.rejects, self.pipe.stats
 
-    @property
-    def copied_late(self) -> int:
-        """Native followers copied from the feed after later messages of theirs (`resynced_late`)."""
-        return getattr(self.pipe.core, "resynced_late", 0)
-
 
 def run_pipeline(venue: str, values: Sequence[bytes], *, native: bool, cuts: Sequence[int] = ()) -> Run:
     """`values` through a VenuePipeline, on one partition; the native path takes them in batches cut
@@ -230,11 +224,6 @@ def native(data: bytes) -> None:
         got = run_pipeline(venue, values, native=True, cuts=cuts)
     except RuntimeError as err:  # VenuePipeline's wrapper of a Rust panic
         raise AssertionError(f"{venue}: the native path failed where the reference did not: {err}") from err
-    if got.copied_late:
-        # the one documented inexactness (orderbook/native/venue_windows.py): a follower copied from the
-        # feed's book as the batch left it, after a crossed Binance snapshot, is ahead of the messages the
-        # batch holds after it; the fuzzer finds it within minutes, so it is left out here
-        return
     assert (difference := pipeline_difference(want.outputs, got.outputs)) is None, f"{venue}: {difference}"
 
 

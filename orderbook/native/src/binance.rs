@@ -596,10 +596,9 @@ impl Binance {
             }
         }
         if check {
-            if let Err(crossed) = check_crossed(s, sym, last.0, last.1) {
-                events.truncate(staged);
-                return Err(crossed);
-            }
+            // the events stay, as a crossed diff's do: the book is left as they made it, and a caller
+            // that follows the book from the events (NativeVenueWindows) must make it so too
+            check_crossed(s, sym, last.0, last.1)?;
         }
         Ok(())
     }
