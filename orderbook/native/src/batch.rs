@@ -202,6 +202,28 @@ impl Events {
         self.rows.extend_from_slice(&row);
     }
 
+    /// Event `i` back as pushed, with its message's index (the fuzz targets read them; Python
+    /// views the rows as they are).
+    pub fn get(&self, i: usize) -> (Ev, usize) {
+        let row = &self.rows[i * ROW_BYTES..(i + 1) * ROW_BYTES];
+        let i64_at = |a: usize| i64::from_ne_bytes(row[a..a + 8].try_into().expect("8 bytes"));
+        let symbol = i32::from_ne_bytes(row[4..8].try_into().expect("4 bytes"));
+        let e = Ev {
+            kind: row[0] as i8,
+            side: row[1] as i8,
+            flags: i16::from_ne_bytes([row[2], row[3]]),
+            symbol: if symbol < 0 { NONE } else { symbol as u32 },
+            ts: i64_at(8),
+            seq: i64_at(16),
+            price: i64_at(24),
+            size: i64_at(32),
+            order_id: i64_at(40) as u64,
+            new_order_id: i64_at(48) as u64,
+            recv_ts: i64_at(56),
+        };
+        (e, i32::from_ne_bytes(row[64..68].try_into().expect("4 bytes")) as usize)
+    }
+
     /// Drop the events from `len` on (a message refused after some of its events were staged).
     pub fn truncate(&mut self, len: usize) {
         self.rows.truncate(len * ROW_BYTES);
@@ -262,6 +284,10 @@ pub struct Rejects {
 }
 
 impl Rejects {
+    pub fn len(&self) -> usize {
+        self.msg.len()
+    }
+
     pub fn push(&mut self, r: Refusal, msg: usize) {
         self.msg.push(msg as i32);
         self.reason.push(r.fault.reason as u8);

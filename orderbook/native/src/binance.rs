@@ -618,6 +618,11 @@ impl Binance {
     fn sym(&self, name: &str) -> Option<&Sym> {
         self.syms.get(self.names.id(name)? as usize)?.as_ref()
     }
+
+    /// The book of the symbol an event's `symbol` id names, if it has one.
+    pub fn book_of(&self, sym: u32) -> Option<&L2> {
+        Some(&self.syms.get(sym as usize)?.as_ref()?.book)
+    }
 }
 
 impl MessageFeed for Binance {

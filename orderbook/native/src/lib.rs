@@ -4,19 +4,24 @@
 //! (`itch.rs`, `binance.rs`), each taking a batch and giving numpy arrays back (`batch.rs`),
 //! with the semantics, events and errors of the pure-Python reference in `orderbook/`.
 
+// the modules are public for the fuzz targets alone, not an API: clippy's lints for one are off
+#![allow(clippy::len_without_is_empty, clippy::result_unit_err)]
+
 use pyo3::prelude::*;
 
-mod batch;
-mod binance;
-mod book;
-mod errors;
-mod features;
-mod itch;
-mod json;
+// public for the fuzz targets (orderbook/native/fuzz), which drive the decoders, books and window
+// builders without Python; Python sees only the module below
+pub mod batch;
+pub mod binance;
+pub mod book;
+pub mod errors;
+pub mod features;
+pub mod itch;
+pub mod json;
 mod pybook;
 mod pywindows;
 mod state;
-mod windows;
+pub mod windows;
 
 /// Event-row buffers kept for reuse (batch.rs's `ROW_POOL`): (buffers, bytes); with `release`
 /// they are freed then (the next large batch gets fresh memory, as a process's first does).
