@@ -149,6 +149,31 @@ impl<V: Copy> Levels<V> {
         Ok(side)
     }
 
+    /// The layout's invariants (the fuzz targets check them after every message): keys in strict
+    /// order, the columns of one length, `dead` the tombstones counted, the last entry live.
+    pub fn check(&self) -> Result<(), String> {
+        let name = if self.ask { "asks" } else { "bids" };
+        if self.vals.len() != self.keys.len() || self.alive.len() != self.keys.len() {
+            return Err(format!(
+                "{name}: columns of {} / {} / {} rows",
+                self.keys.len(),
+                self.vals.len(),
+                self.alive.len()
+            ));
+        }
+        if let Some(w) = self.keys.windows(2).find(|w| w[0] >= w[1]) {
+            return Err(format!("{name}: keys {} then {}", w[0], w[1]));
+        }
+        let dead = self.alive.iter().filter(|&&a| !a).count();
+        if dead != self.dead {
+            return Err(format!("{name}: {dead} tombstones, {} counted", self.dead));
+        }
+        if self.alive.last() == Some(&false) {
+            return Err(format!("{name}: the best entry is a tombstone"));
+        }
+        Ok(())
+    }
+
     /// Is the level `find` found at `i` live (not a tombstone)?
     #[inline]
     fn live(&self, i: usize) -> bool {
@@ -294,6 +319,16 @@ impl L2 {
 
     pub fn top(&self) -> Top {
         top_of(&self.bids, &self.asks, |v| v)
+    }
+
+    /// Both sides' layout (`Levels::check`), every size positive.
+    pub fn check(&self) -> Result<(), String> {
+        self.bids.check()?;
+        self.asks.check()?;
+        match self.bids.iter().chain(self.asks.iter()).find(|&(_, q)| q <= 0) {
+            Some((p, q)) => Err(format!("size {q} at {p}")),
+            None => Ok(()),
+        }
     }
 
     pub fn crossed(&self) -> bool {
@@ -609,6 +644,44 @@ impl L3 {
 
     pub fn top(&self) -> Top {
         top_of(&self.bids, &self.asks, |v: Level| v.total)
+    }
+
+    /// Both sides' layout (`Levels::check`), and every live level's queue: linked both ways, its
+    /// orders resting (in `index`) at its price and side, sizes positive, summing to its total;
+    /// every resting order in one queue.
+    pub fn check(&self) -> Result<(), String> {
+        let mut queued = 0;
+        for (side, levels) in [(BID, &self.bids), (ASK, &self.asks)] {
+            levels.check()?;
+            for (price, level) in levels.iter() {
+                let (mut slot, mut prev, mut total) = (level.head, NIL, 0i128);
+                while slot != NIL {
+                    let o = self.slab.get(slot as usize).ok_or(format!("level {price}: slot {slot} past the slab"))?;
+                    if o.prev != prev || self.index.get(&o.id) != Some(&slot) {
+                        return Err(format!("level {price}: order {} is not linked where it rests", o.id));
+                    }
+                    if o.price != price || o.side != side || o.size <= 0 {
+                        return Err(format!(
+                            "level {price}: order {} at {} side {} size {}",
+                            o.id, o.price, o.side, o.size
+                        ));
+                    }
+                    total += o.size as i128;
+                    queued += 1;
+                    if queued > self.index.len() {
+                        return Err(format!("level {price}: its queue runs on past every resting order"));
+                    }
+                    (prev, slot) = (slot, o.next);
+                }
+                if level.tail != prev || total != level.total as i128 || total <= 0 {
+                    return Err(format!("level {price}: total {} against its orders' {total}", level.total));
+                }
+            }
+        }
+        if queued != self.index.len() {
+            return Err(format!("{} orders rest, {queued} are in the queues", self.index.len()));
+        }
+        Ok(())
     }
 
     pub fn crossed(&self) -> bool {
