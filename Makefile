@@ -36,9 +36,12 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/megatrading demo
 
-# Two pytest processes (pytest-xdist), a test file on one: a file's servers and trained fixtures stay in one
-# process; the session's Kafka and Redis are one pair per process. Serially the suite took 1155-1252 s here.
+# The Rust crate's own unit tests first (a program: without pyo3's extension-module it links libpython,
+# PYO3_PYTHON's); then two pytest processes (pytest-xdist), a test file on one: a file's servers and
+# trained fixtures stay in one process; the session's Kafka and Redis are one pair per process.
+# Serially the suite took 1155-1252 s here.
 test: $(STAMP) browser
+	cd orderbook/native && PYO3_PYTHON=$(CURDIR)/$(BIN)/python cargo test -q --no-default-features
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The dashboard's browser test drives Debian's Chromium (tests/test_dashboard_browser.py skips without

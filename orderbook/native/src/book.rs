@@ -688,3 +688,65 @@ impl L3 {
         crossed(&self.bids, &self.asks)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator (no crate for it): the same operations on every run.
+    fn lcg(state: &mut u64) -> u64 {
+        *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *state >> 33
+    }
+
+    #[test]
+    fn l2_check_holds_through_removals_and_compactions_and_finds_a_miscount() {
+        let mut book = L2::default();
+        let (mut s, mut compactions) = (7, 0);
+        for p in 0..200 {
+            book.set_level(BID, p, 1).unwrap();
+        }
+        for _ in 0..5000 {
+            let dead = book.bids.dead;
+            // mostly removals, away from the touch as often as not: tombstones pile up past half
+            let (price, size) = ((lcg(&mut s) % 200) as i64, i64::from(lcg(&mut s) % 5 == 0));
+            book.set_level(BID, price, size).unwrap();
+            book.set_level(ASK, 1000 + price, 1 - size).unwrap();
+            book.check().unwrap();
+            compactions += usize::from(dead > MIN_DEAD && book.bids.dead == 0 && book.bids.keys.len() > 1);
+        }
+        assert!(!book.bids.is_empty() && !book.asks.is_empty() && compactions > 0);
+        book.bids.dead += 1;
+        assert!(book.bids.check().unwrap_err().contains("tombstones"));
+    }
+
+    #[test]
+    fn l3_check_holds_through_order_operations_and_finds_a_wrong_total_or_link() {
+        let mut book = L3::default();
+        let mut s = 11;
+        let mut next_id = 1u64;
+        for _ in 0..5000 {
+            let id = 1 + lcg(&mut s) % next_id;
+            let _ = match lcg(&mut s) % 4 {
+                0 | 1 => {
+                    let side = if lcg(&mut s) % 2 == 0 { BID } else { ASK };
+                    let price = (lcg(&mut s) % 20) as i64 + if side == BID { 0 } else { 100 };
+                    next_id += 1;
+                    book.add(next_id, side, price, 1 + (lcg(&mut s) % 50) as i64).map(|_| ())
+                }
+                2 => book.reduce(id, 1 + (lcg(&mut s) % 30) as i64).map(|_| ()),
+                _ => book.delete(id).map(|_| ()),
+            };
+            book.check().unwrap();
+        }
+        assert!(book.len() > 10);
+        let mut wrong = book.clone();
+        let i = wrong.bids.keys.len() - 1;
+        wrong.bids.vals[i].total += 1;
+        assert!(wrong.check().unwrap_err().contains("total"));
+        let mut mislinked = book.clone();
+        let head = mislinked.asks.vals[mislinked.asks.keys.len() - 1].head;
+        mislinked.slab[head as usize].prev = head;
+        assert!(mislinked.check().unwrap_err().contains("linked"));
+    }
+}
