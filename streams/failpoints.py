@@ -8,12 +8,18 @@ Armed from the environment, read once: `MT_FAILPOINTS="NAME=AFTER:MARKER[,...]"`
 True at its AFTER-th call (1: the first) in the first process that gets there; that process creates
 the MARKER file, so the same failpoint in a later process (the worker restarted with the same
 environment) stays quiet. Unarmed, `hit` is one dictionary lookup.
+
+A poison record is the other kind: `MT_FAILPOINT_NATIVE_PANIC=HEX`, a record value on which the native
+path panics every time it is given it, in every process (`native_poisoned`; streams/pipeline.py makes the
+compiled code panic for real), as a record that meets a bug of orderbook/native would. The fuzz targets
+have found none (`make fuzz`); the worker's answer to one is tested on this (tests/test_faults.py).
 """
 
 from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 ENV = "MT_FAILPOINTS"
@@ -32,6 +38,8 @@ def parse(text: str) -> dict[str, tuple[int, Path]]:
 
 
 _ARMED = parse(os.environ.get(ENV, ""))
+POISON_ENV = "MT_FAILPOINT_NATIVE_PANIC"
+_POISON = bytes.fromhex(os.environ.get(POISON_ENV, "")) or None
 _calls: Counter[str] = Counter()
 
 
@@ -48,3 +56,8 @@ def hit(name: str) -> bool:
     except FileExistsError:
         return False
     return True
+
+
+def native_poisoned(values: Iterable[bytes]) -> bool:
+    """Whether a record of `values` is the armed poison record (module docstring); unarmed, one test."""
+    return _POISON is not None and any(v == _POISON for v in values)

@@ -176,6 +176,13 @@ class _Live(Collector):
             age.add_metric([p.topic, str(p.partition)], now - p.snapshot_clock)
         yield lag
         yield age
+        reference = GaugeMetricFamily("megatrading_partitions_on_reference", "Partitions this worker took off the "
+                                      "native path after it panicked on one batch again and again (a bug of "
+                                      "orderbook/native met by a record: the log names it)",
+                                      labels=["venue"])  # fmt: skip
+        for venue in sorted({p.venue for p in parts}):
+            reference.add_metric([venue], sum(p.venue == venue and p.native is False for p in parts))
+        yield reference
         b = w.services.batcher.stats
         yield CounterMetricFamily("megatrading_model_batches", "Model batches scored", value=b.batches)
         yield CounterMetricFamily("megatrading_windows_scored", "Windows scored by the model", value=b.windows)

@@ -51,7 +51,7 @@ from streams import failpoints, recovery, snapshots
 from streams.batcher import MicroBatcher
 from streams.config import Settings
 from streams.metrics import WorkerMetrics
-from streams.pipeline import Record, Rejected, VenuePipeline
+from streams.pipeline import NativePanic, Record, Rejected, VenuePipeline
 from streams.retry import Backoff, Waits, until_done
 from streams.sink import RedisSink, book_json
 from streams.txn import Fenced, Out, PartitionCommitter
@@ -63,6 +63,7 @@ News = tuple[int, list[str], str]
 NEWS_KEPT = 10_000
 MAX_UNSETTLED = 64  # batches written to Redis whose transaction has not committed yet
 CLOSE_WAIT_S = 10.0  # what a worker stopping gives each partition's batch and commits in flight
+NATIVE_PANICS = 2  # native panics on one batch in a row before the partition takes the reference path
 BATCH_DELAY_S = 3.0  # failpoint `batch_delay`: a batch still in flight when the worker is told to stop
 
 
@@ -138,6 +139,10 @@ class Partition:
         self.committer = PartitionCommitter(settings.bootstrap, settings.app_id, topic, partition, services.waits,
                                             max_request_size=settings.max_produce_bytes)  # fmt: skip
         self.pipeline: VenuePipeline | None = None
+        # the path its pipeline takes: None the venue's (streams.pipeline.native_choice); False once the native
+        # path panicked on the same batch NATIVE_PANICS times in a row (`handle`)
+        self.native: bool | None = None
+        self._panics = 0  # native panics in a row
         self.resyncs_base = 0  # the pipeline's resyncs when restored: earlier ones are not this worker's
         self.pointer: snapshots.Pointer | None = None
         self.assigned = True
@@ -202,7 +207,7 @@ class Partition:
         self._fenced = None
         await self.committer.start()  # first: fences the previous owner, settles its transaction
         restore = partial(recovery.restore, s.bootstrap, s.app_id, self.topic, self.partition, self.venue, s.window,
-                          s.max_record_bytes)  # fmt: skip
+                          s.max_record_bytes, native=self.native)  # fmt: skip
         r = await until_done(lambda: self._in_thread(restore), f"restore of {self.name}", self.s.waits)
         self.pipeline, self.pointer = r.pipeline, r.pointer
         self.resyncs_base = r.pipeline.resyncs() if r.pipeline.resyncing else 0
@@ -243,6 +248,7 @@ class Partition:
                     if self.pipeline is None:
                         await self._restore()
                     await self._batch(self.pipeline, records)  # type: ignore[arg-type]
+                    self._panics = 0
                     break
                 except Fenced as err:
                     self.stats.fenced += 1
@@ -263,8 +269,27 @@ class Partition:
                                   "from the committed offset", self.name, w.attempts,
                                   extra=self._where(offset=records[0].offset if records else None,
                                                     action="batch_redone", attempt=w.attempts))  # fmt: skip
+                    if isinstance(err, NativePanic):
+                        self._on_native_panic(records)
                     await asyncio.sleep(Backoff(first=1.0, cap=30.0).delay(w.attempts))
             self.s.waits.done(f"a fix for {self.name}")
+
+    def _on_native_panic(self, records: Sequence[Record]) -> None:
+        """The native path panicked on this batch. Once is redone as any failure is; NATIVE_PANICS times in a
+        row is a record that meets a bug of the compiled code, which would panic on every redo and stall the
+        partition for as long as the record is kept: the partition goes on on the reference path, which gives
+        the same output, slower, and dead-letters what it cannot read. Its native snapshot is of no use there,
+        so the restore replays the topic from its first record (the snapshots it writes after are the
+        reference's)."""
+        self._panics += 1
+        if self._panics < NATIVE_PANICS or self.native is False:
+            return
+        self.native = False
+        first, last = (records[0].offset, records[-1].offset) if records else (None, None)
+        log.error("%s: the native path panicked on the same batch %d times in a row: this partition goes on on the "
+                  "reference path (the same output, slower; its restore replays from the first record). A bug of "
+                  "orderbook/native: report the records at offsets %s-%s", self.name, self._panics, first, last,
+                  extra=self._where(offset=first, action="reference_path"))  # fmt: skip
 
     async def _batch(self, pipe: VenuePipeline, records: Sequence[Record]) -> None:
         p = self.partition

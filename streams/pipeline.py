@@ -39,6 +39,7 @@ from orderbook.frames import FrameError, is_frame, messages_of
 from orderbook.snapshot import dump_state
 from orderbook.venue_windows import VenueWindows, WindowStats
 from orderbook.windows import Window, WindowBuilder, WindowConfig
+from streams import failpoints
 
 if TYPE_CHECKING:
     from model.sim.engine import SimConfig
@@ -49,6 +50,11 @@ if TYPE_CHECKING:
 # on a sequence gap (Binance, Coinbase) or a checksum mismatch (Kraken); ITCH and LOBSTER books have no
 # such state (a message that does not fit is dead-lettered, the book goes on)
 RESYNCING = frozenset({"binance", "coinbase", "kraken"})
+
+
+class NativePanic(RuntimeError):
+    """The compiled path panicked on a batch: a bug of orderbook/native, met by some record. The partition
+    redoes the batch, then takes it on the reference path (streams/partition.py)."""
 
 
 def native_choice(venue: str) -> tuple[bool, str]:
@@ -178,15 +184,18 @@ class VenuePipeline:
     def _native(self, records: Sequence[Record], warm: bool) -> tuple[list[Window], list[Rejected]]:
         if not records:
             return [], []
+        values = list(map(_VALUE, records))
         try:
-            done = self.core.process(list(map(_VALUE, records)), _Positions(records), warm=warm)
+            if failpoints.native_poisoned(values):
+                native_path.panic(f"failpoint {failpoints.POISON_ENV}: a poison record")
+            done = self.core.process(values, _Positions(records), warm=warm)
         except BaseException as err:
             # a Rust panic reaches Python as pyo3's PanicException, a BaseException: let through, it
             # would end the venue's whole inbox task; as an Exception the partition drops its state
             # and redoes the batch from its committed offset, logged (streams/partition.py)
             if type(err).__name__ != "PanicException":
                 raise
-            raise RuntimeError(f"the native {self.venue} pipeline panicked: {err}") from err
+            raise NativePanic(f"the native {self.venue} pipeline panicked: {err}") from err
         for m in records:
             self.position[m.partition] = m.offset + 1
         rejects = []

@@ -131,10 +131,12 @@ def restore(
     venue: str,
     config: WindowConfig,
     max_bytes: int | None,
+    native: bool | None = None,
 ) -> Restored:
-    """The pipeline of a partition as the group's committed offset implies it. Call it only after
-    the partition's transactional producer has been initialized (streams/txn.py): that fences the
-    previous owner and settles its open transaction, so the committed offset read here is final."""
+    """The pipeline of a partition as the group's committed offset implies it, on the path `native`
+    says (None: the venue's). Call it only after the partition's transactional producer has been
+    initialized (streams/txn.py): that fences the previous owner and settles its open transaction, so
+    the committed offset read here is final."""
     t0 = time.perf_counter()
     c = committed(bootstrap, group, topic, [partition])[partition]
     pointer = snapshots.parse_pointer(c.metadata)
@@ -143,7 +145,7 @@ def restore(
         try:
             value = snapshots.fetch(bootstrap, pointer)
             pipe = snapshots.decode(value, group=group, topic=topic, partition=partition, venue=venue, config=config,
-                                    max_bytes=max_bytes)  # fmt: skip
+                                    max_bytes=max_bytes, native=native)  # fmt: skip
             at = pipe.position[partition]
             if at > c.offset:  # never written so (the pointer is committed with its offset): distrust it
                 raise SnapshotError("ahead", f"snapshot at offset {at} is past the committed offset {c.offset}")
@@ -154,7 +156,7 @@ def restore(
     start = pipe.position[partition] if pipe is not None else 0
     snap_at = start if pipe is not None else None
     if pipe is None:
-        pipe = VenuePipeline(venue, config, max_bytes=max_bytes)
+        pipe = VenuePipeline(venue, config, max_bytes=max_bytes, native=native)
     n = 0
     chunk: list[ConsumerRecord] = []
     for m in read_range(bootstrap, topic, partition, start, c.offset):

@@ -129,11 +129,10 @@ def capture(group: str, topic: str, partition: int, pipe: VenuePipeline) -> Call
     return value
 
 
-def decode(
-    value: bytes, *, group: str, topic: str, partition: int, venue: str, config: WindowConfig, max_bytes: int | None
-) -> VenuePipeline:
+def decode(value: bytes, *, group: str, topic: str, partition: int, venue: str, config: WindowConfig,
+           max_bytes: int | None, native: bool | None = None) -> VenuePipeline:  # fmt: skip
     """The pipeline a snapshot holds, positioned at its offset; SnapshotError when it is not one
-    this worker can continue from."""
+    this worker can continue from. `native`: the path to continue on (None: the venue's, native_choice)."""
     try:
         doc = msgpack.unpackb(value, raw=False, strict_map_key=True)
     except Exception as err:
@@ -153,13 +152,14 @@ def decode(
     offset, state = doc.get("offset"), doc.get("state")
     if not isinstance(offset, int) or offset < 0 or not isinstance(state, bytes):
         raise SnapshotError("corrupt", "snapshot record without a valid offset and state")
-    pipe = VenuePipeline(venue, config, max_bytes=max_bytes)
+    pipe = VenuePipeline(venue, config, max_bytes=max_bytes, native=native)
     path = doc.get("path", REFERENCE)
     if path != (NATIVE if pipe.native else REFERENCE):
         # no conversion: neither path's state can be loaded into the other's books and feeds
         here = NATIVE if pipe.native else REFERENCE
+        why = native_choice(venue)[1] if native is None else "chosen for this partition"
         raise SnapshotError("incompatible", f"snapshot of the {path} path; {venue} runs the {here} path here "
-                                            f"({native_choice(venue)[1]})")  # fmt: skip
+                                            f"({why})")  # fmt: skip
     loaded = load_state(state)
     if pipe.native:
         try:

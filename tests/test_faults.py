@@ -13,7 +13,8 @@ the forecasts topic (read committed), once, in order, field for field.
 - three workers with rebalances, one of them killed;
 - a consumer that stops fetching (the stall watchdog restarts the worker in place);
 - the group's committed offsets set back below the worker's (it commits them again);
-- a feed written in Kafka transactions, some aborted.
+- a feed written in Kafka transactions, some aborted;
+- a record on which the native path panics, every time (it moves to the reference path).
 """
 
 from __future__ import annotations
@@ -281,6 +282,39 @@ def test_two_live_workers_with_one_group_instance_id_say_so_in_their_logs(lab, s
             unsettled = {lab["reason"]: v for lab, v in m["megatrading_group_unsettled"]}
             assert unsettled == {"no_assignment": 1, "flapping": 0}, unsettled
             assert m["megatrading_group_rebalances_total"][0][1] == 0
+
+
+def test_a_record_the_native_path_panics_on_moves_its_partition_to_the_reference_path_and_loses_nothing(
+    lab, streams, tmp_path
+):
+    """A record that meets a bug of the compiled code panics it on every redo of its batch: until 2026-12-02
+    the partition redid the batch, from its committed offset, for as long as the record was kept. Armed as a
+    poison record (streams/failpoints.py; the compiled code panics for real) two thirds into the capture,
+    past several snapshots: after NATIVE_PANICS panics in a row the partition takes the reference path,
+    which cannot read its native snapshot and replays from the first record; the worker publishes exactly
+    what an undisturbed run does, and its log and /metrics say which partition left the native path."""
+    raw = streams["binance"]
+    poison = raw[2 * len(raw) // 3]
+    run = GroupRun(lab, "native-panic", 7, ("binance",), tmp_path)
+    port = free_port()
+    env = {"MT_FAILPOINT_NATIVE_PANIC": poison.value.hex(), "MT_METRICS_HOST": "127.0.0.1",
+           "MT_METRICS_PORT": str(port)}  # fmt: skip
+    w = run.start(extra_env=env)
+    try:
+        run.wait(1.0)
+        assert w.alive()
+        on_reference = {lab["venue"]: v for lab, v in scrape(port)["megatrading_partitions_on_reference"]}
+    finally:
+        run.stop_all()
+    log = w.log.read_text(errors="replace")
+    name = f"md.raw.binance[{poison.partition}]"
+    panics = re.findall(r"^streams\.pipeline\.NativePanic: the native binance pipeline panicked: failpoint", log, re.M)
+    assert len(panics) == 2, log[-3000:]
+    assert f"{name}: the native path panicked on the same batch 2 times in a row" in log, log[-3000:]
+    assert re.search(rf"{re.escape(name)}: snapshot .* skipped \(incompatible: .*snapshot of the native path", log), log
+    assert on_reference == {"binance": 1}, on_reference
+    outcome = run.compare(want_for(streams, ("binance",)))
+    assert outcome.exact, outcome
 
 
 def test_a_committed_offset_read_back_below_the_workers_is_committed_again_without_a_restart(lab, streams, tmp_path):

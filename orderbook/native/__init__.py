@@ -110,6 +110,12 @@ def describe() -> str:
     return f"native path (Rust, orderbook.native._core {_core.__version__})"
 
 
+def panic(message: str) -> None:
+    """Panic in the compiled code, as a bug there would (pyo3's PanicException, a BaseException): the
+    worker's answer to one is tested with it (streams/failpoints.py's poison record)."""
+    _core.panic(message)
+
+
 if _core is not None:
     L2Book = _core.L2Book
     L3Book = _core.L3Book

@@ -31,10 +31,17 @@ fn row_pool(release: bool) -> (usize, usize) {
     batch::pool_stats(release)
 }
 
+/// Panic with `message`, as a bug here would: the worker's test of its answer to one.
+#[pyfunction]
+fn panic(message: &str) {
+    panic!("{message}");
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(row_pool, m)?)?;
+    m.add_function(wrap_pyfunction!(panic, m)?)?;
     m.add_class::<pybook::PyL2>()?;
     m.add_class::<pybook::PyL3>()?;
     m.add_class::<itch::PyItch>()?;
