@@ -1,4 +1,5 @@
-"""Simulator speed: one trading day (09:30-16:00) of 10 symbols on one core, written as ITCH and as LOBSTER.
+"""Simulator speed: one trading day (09:30-16:00) of 10 symbols on one core, written as ITCH and as LOBSTER,
+for both ways prices form (the queue-reactive default and FlowParams.efficient_price), side by side.
 
     python bench/sim_bench.py            # the full day (the target: under 60 s to ITCH)
     python bench/sim_bench.py --quick    # 10 minutes of the day, a smoke run
@@ -6,7 +7,8 @@
 Default activity: symbols log-spaced from 15k to 150k events per day (10x across symbols, mean about
 60k): a realistic order of magnitude for the order-book messages of a mid-cap to a liquid NASDAQ stock
 on one venue, and bounded so a day of 10 symbols stays well under a minute in pure Python.
-Prints events, seconds and events/s for each stage; simulation is timed apart from encoding.
+Prints events, seconds and events/s for each stage; simulation is timed apart from encoding; the
+efficient price's events/s in simulation as a ratio to the default's.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.sim.anomalies import KINDS
-from model.sim.engine import DAY_NS, SEC, SimConfig
+from model.sim.engine import DAY_NS, SEC, FlowParams, SimConfig
 from model.sim.run import simulate
 from model.sim.writers import write
 
@@ -33,29 +35,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
     duration = 600 * SEC if args.quick else DAY_NS
-    cfg = SimConfig(
-        n_symbols=args.symbols,
-        duration_ns=duration,
-        seed=args.seed,
-        anomaly_rates=dict.fromkeys(KINDS, 0.2),
-        news_rate=0.5,
-    )
-    t0 = time.perf_counter()
-    result = simulate(cfg)
-    t_sim = time.perf_counter() - t0
-    n = len(result.events)
-    print(f"simulate: {args.symbols} symbols x {duration / SEC / 3600:.2f} h, {n} events in {t_sim:.2f} s")
-    with tempfile.TemporaryDirectory() as tmp:
-        for fmt in ("itch", "lobster"):
-            t1 = time.perf_counter()
-            files = write(fmt, result, Path(tmp) / fmt)
-            t_write = time.perf_counter() - t1
-            size = sum(os.path.getsize(f) for f in files)
-            total = t_sim + t_write
-            print(
-                f"{fmt:8} write {t_write:6.2f} s ({size / 1e6:.1f} MB); simulate + write {total:6.2f} s, "
-                f"{n / total:,.0f} events/s{'  (over 60 s!)' if total > 60 and not args.quick else ''}"
-            )
+    rates: dict[str, float] = {}
+    for efficient in (False, True):
+        cfg = SimConfig(
+            n_symbols=args.symbols,
+            duration_ns=duration,
+            seed=args.seed,
+            anomaly_rates=dict.fromkeys(KINDS, 0.2),
+            news_rate=0.5,
+            flow=FlowParams(efficient_price=efficient),
+        )
+        mode = "efficient price" if efficient else "queue-reactive"
+        t0 = time.perf_counter()
+        result = simulate(cfg)
+        t_sim = time.perf_counter() - t0
+        n = len(result.events)
+        rates[mode] = n / t_sim
+        print(f"simulate ({mode}): {args.symbols} symbols x {duration / SEC / 3600:.2f} h, {n} events in {t_sim:.2f} s")
+        with tempfile.TemporaryDirectory() as tmp:
+            for fmt in ("itch", "lobster"):
+                t1 = time.perf_counter()
+                files = write(fmt, result, Path(tmp) / fmt)
+                t_write = time.perf_counter() - t1
+                size = sum(os.path.getsize(f) for f in files)
+                total = t_sim + t_write
+                print(
+                    f"{fmt:8} write {t_write:6.2f} s ({size / 1e6:.1f} MB); simulate + write {total:6.2f} s, "
+                    f"{n / total:,.0f} events/s{'  (over 60 s!)' if total > 60 and not args.quick else ''}"
+                )
+    ratio = rates["efficient price"] / rates["queue-reactive"]
+    print(f"simulation events/s, efficient price / queue-reactive: {ratio:.2f}x")
     return 0
 
 

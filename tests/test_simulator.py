@@ -1,9 +1,11 @@
 """The market simulator: reproducible bytes, exact round trips through our feeds, labeled anomalies
-that change the flow, news that moves it, regimes, the crypto formats, Kafka publishing, the report."""
+that change the flow, news that moves it, regimes, the efficient price, the crypto formats, Kafka
+publishing, the report."""
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import csv
 import hashlib
 import itertools
@@ -15,7 +17,7 @@ import pytest
 
 from model.sim.anomalies import KINDS, parse_anomalies, parse_intensity, schedule_anomalies
 from model.sim.engine import OPEN_NS, SEC, FlowParams, SimConfig, SimResult, default_symbols
-from model.sim.news import NewsItem
+from model.sim.news import NewsItem, news_windows
 from model.sim.run import simulate
 from model.sim.writers import CRYPTO_PRICE, CRYPTO_SIZE, venue_symbol, write
 from orderbook.book import L3Book
@@ -39,9 +41,11 @@ def digests(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
-@pytest.fixture(scope="module")
-def busy() -> SimResult:
-    """Three symbols for 40 minutes with every anomaly kind and frequent news; snapshots every 400 events."""
+@pytest.fixture(scope="module", params=["queue", "efficient"])
+def busy(request) -> SimResult:
+    """Three symbols for 40 minutes with every anomaly kind and frequent news; snapshots every 400 events.
+    Both ways prices form: the efficient price's marketable orders and news repricing go through the
+    feeds too."""
     cfg = SimConfig(
         n_symbols=3,
         duration_ns=2400 * SEC,
@@ -49,6 +53,7 @@ def busy() -> SimResult:
         anomaly_rates=dict.fromkeys(KINDS, 1.5),
         news_rate=3.0,
         snapshot_every=400,
+        flow=FlowParams(efficient_price=request.param == "efficient"),
     )
     return simulate(cfg)
 
@@ -58,12 +63,15 @@ def busy() -> SimResult:
 
 def test_same_seed_writes_the_same_bytes_and_another_seed_does_not(tmp_path):
     common = ["--symbols", "2", "--duration", "5m", "--anomalies", "all", "--anomaly-rate", "6", "--news", "12"]
-    for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
-        assert run_cli([*common, "--seed", seed, "--format", "itch", "--out", str(tmp_path / name)]) == 0
-    a, b, c = (digests(tmp_path / n) for n in "abc")
+    eff = ["--efficient-price"]
+    for name, seed, price in (("a", "3", []), ("b", "3", []), ("c", "4", []), ("d", "3", eff), ("e", "3", eff)):
+        assert run_cli([*common, "--seed", seed, *price, "--format", "itch", "--out", str(tmp_path / name)]) == 0
+    a, b, c, d, e = (digests(tmp_path / n) for n in "abcde")
     assert set(a) == {"01022026.NASDAQ_ITCH50", "news.jsonl", "labels.csv", "meta.json"}
-    assert a == b
+    assert a == b and d == e
     assert a["01022026.NASDAQ_ITCH50"] != c["01022026.NASDAQ_ITCH50"]
+    assert a["01022026.NASDAQ_ITCH50"] != d["01022026.NASDAQ_ITCH50"] and a["news.jsonl"] == d["news.jsonl"]
+    assert json.loads((tmp_path / "d" / "meta.json").read_text())["flow"]["efficient_price"] is True
 
 
 def test_duration_and_anomaly_syntax():
@@ -358,6 +366,57 @@ def test_news_jsonl_records_follow_md_news(tmp_path):
     assert lines and all(set(r) == {"ts", "symbols", "headline", "source"} and r["source"] == "sim" for r in lines)
     assert [r["ts"] for r in lines] == sorted(r["ts"] for r in lines)
     assert all(r["symbols"][0] in r["headline"] for r in lines)
+
+
+# --- the efficient price --------------------------------------------------------------------------
+
+
+def mid_path(result: SimResult, symbol: str) -> tuple[list[int], list[float]]:
+    """(ts, mid) after each book change of `symbol`, asserting the book never crosses or locks."""
+    book = L3Book()
+    ts, mids = [], []
+    for e in result.events:
+        if e.symbol != symbol:
+            continue
+        book.apply(e)
+        if e.kind == Kind.STATUS or not (book.bids and book.asks):
+            continue
+        bid, ask = book.bids.peekitem(0)[0], book.asks.peekitem(0)[0]
+        assert bid < ask, f"{symbol} crossed at {e.ts}: {bid} >= {ask}"
+        ts.append(e.ts)
+        mids.append((bid + ask) / 2)
+    return ts, mids
+
+
+def test_the_efficient_price_moves_the_mid_where_queue_depletion_barely_does():
+    unchanged = {}
+    for efficient in (False, True):
+        flow = FlowParams(regimes=False, efficient_price=efficient)
+        result = simulate(SimConfig(n_symbols=3, duration_ns=1800 * SEC, seed=31, flow=flow))
+        mids = [mid_path(result, s.name)[1] for s in result.symbols]
+        same = [a == b for m in mids for a, b in zip(m[:-100], m[100:], strict=True)]
+        unchanged[efficient] = sum(same) / len(same)
+    # real books: 0.03 (median of the capture families) to 0.49 (COIN-M): model/sim/stylized.py
+    assert unchanged[False] > 0.9 and unchanged[True] < 0.6
+
+
+def test_an_earnings_headline_steps_the_efficient_price_and_the_book_follows():
+    t = START + 1200 * SEC
+    kinds = {"ALFA": "negative", "BRVO": "positive", "CHRL": "neutral"}
+    news = [NewsItem(t, s, k, f"{s} {k}") for s, k in kinds.items()]
+    flow = FlowParams(regimes=False, efficient_price=True)
+    result = simulate(SimConfig(n_symbols=3, duration_ns=2400 * SEC, seed=21, news=news, flow=flow, news_jump=0.02))
+    moves = {}
+    for spec in result.symbols:
+        steps = [w.jump for w in news_windows(news, spec.name, 300.0, 300.0, 0.02) if w.jump]
+        ts, mids = mid_path(result, spec.name)
+        i = bisect.bisect_left(ts, t)
+        step = steps[0] * mids[i - 1] / spec.tick if steps else 0.0
+        moves[spec.name] = (step, (mids[i + 400] - mids[i - 1]) / spec.tick)
+    (a_step, a_move), (b_step, b_move), (c_step, c_move) = moves["ALFA"], moves["BRVO"], moves["CHRL"]
+    assert a_step < -5 and a_move < a_step / 2  # down, at least half the step 400 book changes later
+    assert b_step > 5 and b_move > b_step / 2
+    assert c_step == 0 and abs(c_move) < 5  # a neutral headline: only the diffusion (0.15 tick a change)
 
 
 # --- regimes --------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from a range: see `parse_intensity`):
 - flash_crash: liquidity withdrawal: 85 % of one side's orders cancelled at the start, limit flow cut
   to 30 %, then sweeping market orders into that side every 0.5 s.
 - regime_shift: a sudden persistent change: market rate x(1 + 1.5x), cancels x(1 + x), bigger orders,
-  wider spread.
+  wider spread; with the efficient price (model/sim/engine.py), its volatility x(1 + x).
 
 After SEC/ESMA descriptions of spoofing and layering (e.g. SEC v. Milrud 2015), quote stuffing
 (Egginton, Van Ness & Van Ness 2016), momentum ignition (ESMA 2012 guidelines), and the 6 May 2010
@@ -203,7 +203,7 @@ def window_effect(kind: str, x: float) -> Effect | None:
     if kind == "flash_crash":
         return Effect(lim=0.3, gap=3)
     if kind == "regime_shift":
-        return Effect(mkt=1.0 + 1.5 * x, can_bid=1.0 + x, can_ask=1.0 + x, size=1.5, gap=1, excite=1.2)
+        return Effect(mkt=1.0 + 1.5 * x, can_bid=1.0 + x, can_ask=1.0 + x, size=1.5, gap=1, excite=1.2, vol=1.0 + x)
     return None
 
 

@@ -30,6 +30,20 @@ ITCH's Price(4), i.e. 1/10000 dollar, sizes in shares):
 - News and anomalies (model/sim/news.py, model/sim/anomalies.py) add time windows of effects and injected
   agents; a halt window stops the flow between STATUS events.
 
+Price formation. By default the price moves only when a touch queue empties, and on a calm book that is
+rare: the mid is unchanged 100 book changes later in most rows, where real books move (README, the
+simulator's shortfalls). With FlowParams.efficient_price the book quotes around a latent efficient price
+(the "fundamental" of Glosten & Milgrom 1985 and of zero-intelligence models with a reference price,
+e.g. Huang, Lehalle & Rosenbaum's QR with a moving reference):
+- it diffuses in event time, a Gaussian step of `price_vol` ticks (x the regime's Effect.vol) per
+  order-flow event, so volatility follows activity (Clark 1973), and an earnings headline steps it by a
+  fraction of the price (model/sim/news.py, Interval.jump);
+- limit orders are placed d ticks behind the ticks either side of it (not behind the opposite best); one
+  that lands across the book is a marketable limit order: it takes the stale quotes up to its price
+  (`marketable`), which is how the book catches up after a step;
+- touch quotes it has passed by a tick are pulled (`stale_pull`), a side swept bare refills next to it,
+  and market orders lean toward it by up to `info_lean` (informed flow; their price impact).
+
 Every symbol is simulated on its own random stream (seeded by (seed, index)), then the streams are
 merged by time (stable, so the output is the same bytes for the same seed). The simulator keeps its
 own L3 state (plain dicts) and records snapshots of its level totals, which the round-trip tests
@@ -81,6 +95,7 @@ class Effect:
     pull_bid: float = 0.0  # touch pulls: rate of deleting an order at the best bid, in units of the limit rate
     pull_ask: float = 0.0
     halted: bool = False
+    vol: float = 1.0  # the efficient price's volatility (FlowParams.efficient_price)
 
     def combine(self, o: Effect) -> Effect:
         return Effect(
@@ -95,6 +110,7 @@ class Effect:
             self.pull_bid + o.pull_bid,
             self.pull_ask + o.pull_ask,
             self.halted or o.halted,
+            self.vol * o.vol,
         )
 
     def clamped(self, max_branching: float) -> Effect:
@@ -112,15 +128,16 @@ class Effect:
             excite=min(self.excite, max_branching),
             pull_bid=min(self.pull_bid, 1.0),
             pull_ask=min(self.pull_ask, 1.0),
+            vol=min(self.vol, 4.0),
         )
 
 
 NEUTRAL = Effect()
 REGIMES: dict[str, Effect] = {
     "calm": NEUTRAL,
-    "volatile": Effect(lim=1.2, mkt=2.5, can_bid=1.6, can_ask=1.6, gap=1, size=1.5, excite=1.3),
+    "volatile": Effect(lim=1.2, mkt=2.5, can_bid=1.6, can_ask=1.6, gap=1, size=1.5, excite=1.3, vol=2.0),
     "one_sided": Effect(mkt=1.6, size=1.3),  # the lean (+-bias) is drawn when the regime starts
-    "thin": Effect(lim=0.45, can_bid=1.5, can_ask=1.5, gap=1, size=0.7),
+    "thin": Effect(lim=0.45, can_bid=1.5, can_ask=1.5, gap=1, size=0.7, vol=1.5),
 }
 REGIME_MEAN_S = {"calm": 1800.0, "volatile": 420.0, "one_sided": 300.0, "thin": 420.0}
 REGIME_NEXT = {  # transition probabilities out of each regime
@@ -133,12 +150,14 @@ REGIME_NEXT = {  # transition probabilities out of each regime
 
 @dataclass(frozen=True)
 class Interval:
-    """An effect active over [start, end) on one symbol; `what` names its source."""
+    """An effect active over [start, end) on one symbol; `what` names its source. `jump`: a step of the
+    efficient price at `start`, a fraction of it (news; FlowParams.efficient_price only)."""
 
     start: int
     end: int
     effect: Effect
     what: str
+    jump: float = 0.0
 
 
 @dataclass
@@ -161,6 +180,12 @@ class FlowParams:
     partial_cancel: float = 0.1
     seasonality: float = 1.0  # depth of the U shape (0: flat)
     regimes: bool = True
+    # The efficient price (module doc). Off, the price moves only when a touch queue empties.
+    efficient_price: bool = False
+    price_vol: float = 0.15  # its standard deviation per event, in ticks (x Effect.vol)
+    info_lean: float = 0.25  # P(buy) shift of market orders when it is a tick or more above the mid
+    stale_pull: float = 0.5  # rate of pulling a touch quote it has passed, in units of the limit rate
+    news_pull: float = 0.7  # share of the quotes a news step passes that are pulled at once (SymbolSim.reprice)
 
 
 def default_symbols(n: int, events_per_day: tuple[float, float] = DEFAULT_EVENTS_PER_DAY) -> list[SymbolSpec]:
@@ -319,15 +344,18 @@ class SymbolSim:
         self.levels[o[0]][o[1]] -= n
         self._emit(Kind.CANCEL, ts, o[0], o[1], n, oid)
 
-    def market(self, ts: int, side: Side, size: int, walk: bool = False, keep: int = 1) -> int:
+    def market(self, ts: int, side: Side, size: int, walk: bool = False, keep: int = 1, limit: int = 0) -> int:
         """A market order of `side` (BID buys from the asks) for `size` shares; it stops at the end of
-        the best level unless `walk`, and never takes the last `keep` orders of the book side (so the
-        book never empties). Returns the shares filled."""
+        the best level unless `walk`, at a level beyond `limit` where one is given (a marketable limit
+        order), and never takes the last `keep` orders of the book side (so the book never empties).
+        Returns the shares filled."""
         rest = ASK if side == BID else BID
         flag = FLAG_AGGRESSOR_BID if side == BID else FLAG_AGGRESSOR_ASK
         filled = 0
         while size > 0 and self.count[rest] > keep:
             price = self.best[rest]
+            if limit and (price > limit if side == BID else price < limit):
+                break
             q = self.queues[rest][price]
             while q and size > 0 and self.count[rest] > keep:
                 oid = q[0]
@@ -349,6 +377,31 @@ class SymbolSim:
             if not walk or price in self.levels[rest]:
                 break
         return filled
+
+    def reprice(self, ts: int, fair: float) -> None:
+        """Market makers react to a step of the efficient price to `fair`: each quote it has passed (an ask
+        at or below it, a bid at or above it) is pulled with probability `news_pull`; the rest is left
+        for marketable orders to take."""
+        rand, share = self.rng.random, self.p.news_pull
+        for side, sign in ((ASK, 1), (BID, -1)):
+            passed = [oid for oid, o in self.orders.items() if o[0] == side and (o[1] - fair) * sign <= 0]
+            for oid in passed:
+                if self.count[side] > 2 and rand() < share:
+                    self.delete(ts, oid)
+
+    def marketable(self, ts: int, side: Side, price: int, size: int) -> None:
+        """A limit order that crosses: it takes the other side up to `price`, and the rest rests at `price`,
+        or a tick inside the other side's best where `market` kept that side's last order."""
+        left = size - self.market(ts, side, size, walk=True, limit=price)
+        if left <= 0:
+            return
+        other, tick = self.best[ASK if side == BID else BID], self.spec.tick
+        if side == BID and price >= other:
+            price = other - tick
+        elif side == ASK and price <= other:
+            price = other + tick
+        if price > 0:
+            self.add(ts, side, price, left)
 
     def random_order(self, side: Side) -> int | None:
         """A resting order of `side` picked uniformly (dead ids met on the way are dropped)."""
@@ -436,6 +489,11 @@ class SymbolSim:
         season_depth = p.seasonality
         meta_sign, meta_left = 1, 0
         hawkes = 0.0  # excitation at time t
+        efficient = p.efficient_price
+        fair = float(self.spec.price + tick // 2)  # the seeded book's mid
+        sigma, gauss, info = p.price_vol * tick, rng.gauss, p.info_lean
+        mu_s = mu_l * p.stale_pull if efficient else 0.0
+        lam_s = 0.0
         eff = NEUTRAL
         t = self.start
         halted = False
@@ -452,7 +510,8 @@ class SymbolSim:
                 lam_c = theta * (count[BID] * eff.can_bid + count[ASK] * eff.can_ask)
                 lam_m0 = mu_m0 * s * eff.mkt
                 lam_p = mu_l * s * (eff.pull_bid + eff.pull_ask)
-                lam_bar = lam_p + lam_l + lam_c + lam_m0 + hawkes
+                lam_s = mu_s * s
+                lam_bar = lam_s + lam_p + lam_l + lam_c + lam_m0 + hawkes
             if lam_bar > 0.0:
                 dt = int(-log(1.0 - rand()) / lam_bar * SEC) + 1
             else:
@@ -468,13 +527,16 @@ class SymbolSim:
                         a.skip(t)  # agents sleep through a halt
                     else:
                         a.act(self, t)
-                        self._refill(t)
+                        self._refill(t, fair if efficient else 0.0)
                     if a.next_t < self.end:
                         bisect.insort(agents, a, key=lambda x: x.next_t)
                 while bi < len(bounds) and bounds[bi][0] <= t:
                     _, is_start, w = bounds[bi]
                     if is_start:
                         active.append(w)
+                        if efficient and w.jump:
+                            fair += w.jump * fair
+                            self.reprice(t, fair)
                     else:
                         active.remove(w)
                     bi += 1
@@ -489,31 +551,48 @@ class SymbolSim:
                 continue
             t += dt
             hawkes *= math.exp(-beta * dt / SEC)
-            lam = lam_p + lam_l + lam_c + lam_m0 + hawkes
+            lam = lam_s + lam_p + lam_l + lam_c + lam_m0 + hawkes
             u = rand() * lam_bar
             if u >= lam:  # thinning: the excitation decayed during the wait
                 continue
+            if efficient:
+                if u < lam_s:  # a touch quote the efficient price has passed (none: thinned)
+                    if best[ASK] <= fair - tick:
+                        self.pull(t, ASK)
+                    elif best[BID] >= fair + tick:
+                        self.pull(t, BID)
+                    continue
+                u -= lam_s
+                fair += gauss(0.0, sigma * eff.vol)
             if u < lam_p:  # a quote pulled from the touch (news)
                 self.pull(t, BID if rand() * (eff.pull_bid + eff.pull_ask) < eff.pull_bid else ASK)
                 continue
             u -= lam_p
             if u < lam_l:  # limit order
                 side = BID if rand() < 0.5 else ASK
+                if efficient:  # quoted around the efficient price: the ticks either side of it
+                    bid_ref = int(fair // tick) * tick
+                else:  # improving the best while the spread is wider than a tick
+                    bid_ref = (best[ASK] or self.spec.price + tick) - tick
+                ask_ref = bid_ref + tick if efficient else (best[BID] or self.spec.price) + tick
                 for _ in range(3):
                     d = int(log(1.0 - rand()) / log_decay)
                     if d >= nlev:
                         d = nlev - 1
                     d += eff.gap
                     if side == BID:
-                        price = (best[ASK] or self.spec.price + tick) - (1 + d) * tick
+                        price = bid_ref - d * tick
                         q = lv_bid.get(price, 0)
                     else:
-                        price = (best[BID] or self.spec.price) + (1 + d) * tick
+                        price = ask_ref + d * tick
                         q = lv_ask.get(price, 0)
                     if rand() * (qbar + q) < qbar:
                         break
                 if price > 0:
-                    self.add(t, side, price, self.lot_size())
+                    if efficient and (price >= best[ASK] if side == BID else price <= best[BID]):
+                        self.marketable(t, side, price, self.lot_size())
+                    else:
+                        self.add(t, side, price, self.lot_size())
             elif u < lam_l + lam_c:  # cancel
                 side = BID if rand() * lam_c < theta * count[BID] * eff.can_bid else ASK
                 if count[side] <= 1:
@@ -537,25 +616,35 @@ class SymbolSim:
                     qb = lv_bid.get(best[BID], 0)
                     qa = lv_ask.get(best[ASK], 0)
                     imb = (qb - qa) / (qb + qa) if qb + qa else 0.0
-                    sign = 1 if rand() < 0.5 + p.imbalance_lean * imb + eff.bias else -1
+                    lean = 0.5 + p.imbalance_lean * imb + eff.bias
+                    if efficient:  # informed: toward the efficient price, at most `info` a tick away
+                        x = (fair - (best[BID] + best[ASK]) * 0.5) / tick
+                        lean += info * (x if -1.0 < x < 1.0 else 1.0 if x > 0 else -1.0)
+                    sign = 1 if rand() < lean else -1
                 size = int(self.lot_size() * eff.size) // self.spec.lot * self.spec.lot or self.spec.lot
                 self.market(t, BID if sign > 0 else ASK, size)
                 hawkes += alpha * eff.excite
-            self._refill(t)
+            self._refill(t, fair if efficient else 0.0)
         return self.out
 
-    def _refill(self, t: int) -> None:
+    def _refill(self, t: int, fair: float = 0.0) -> None:
         """Keep both sides non-empty: a side left with one order gets one more behind it (QR's rule
-        that a new queue appears when the last one depletes)."""
+        that a new queue appears when the last one depletes), or, given the efficient price `fair`, at
+        the tick next to it (else a side swept bare would climb a tick per order that takes it)."""
         if len(self.out) > self.max_events:
             raise RuntimeError(f"{self.spec.name}: over {self.max_events} events by {t} ns: the flow ran away")
+        tick = self.spec.tick
         for side in (BID, ASK):
             if self.count[side] < 2:
                 other = self.best[ASK if side == BID else BID]
                 if side == BID:
-                    price = max(self.spec.tick, (self.best[BID] or other) - self.spec.tick)
+                    price = max(tick, (self.best[BID] or other) - tick)
+                    if fair:
+                        price = max(tick, min(int(fair // tick) * tick, other - tick))
                 else:
-                    price = (self.best[ASK] or other) + self.spec.tick
+                    price = (self.best[ASK] or other) + tick
+                    if fair:
+                        price = max(int(fair // tick) * tick + tick, other + tick)
                 self.add(t, side, price, self.lot_size())
 
 
@@ -573,6 +662,7 @@ class SimConfig:
     anomaly_intensity: float | tuple[float, float] = 1.0  # model.sim.anomalies.parse_intensity
     news_rate: float = 0.0  # headlines per symbol per hour
     news_effect_s: float = 300.0
+    news_jump: float = 0.01  # an earnings headline's step of the efficient price (FlowParams.efficient_price)
     halt_s: float = 300.0
     snapshot_every: int = 0
     news: list | None = None  # model.sim.news.NewsItem list to use instead of drawing news_rate headlines

@@ -25,6 +25,7 @@ from pathlib import Path
 from model.sim.engine import SEC, Effect, Interval, SymbolSpec, pick
 
 HALT_DELAY_NS = SEC // 2  # the exchange halts half a second after the headline
+JUMP_SIGMA = 0.5  # the spread of news_windows' price steps, log scale
 KINDS = (("negative", 0.25), ("positive", 0.25), ("halt", 0.1), ("neutral", 0.4))
 TEMPLATES: dict[str, tuple[str, ...]] = {
     "negative": (
@@ -81,8 +82,12 @@ def schedule_news(seed: int, specs: list[SymbolSpec], start: int, end: int, rate
     return items
 
 
-def news_windows(news: Iterable[NewsItem], symbol: str, effect_s: float, halt_s: float) -> list[Interval]:
-    """The flow effects of one symbol's headlines (neutral ones have none)."""
+def news_windows(
+    news: Iterable[NewsItem], symbol: str, effect_s: float, halt_s: float, jump: float = 0.0
+) -> list[Interval]:
+    """The flow effects of one symbol's headlines (neutral ones have none). With `jump`, an earnings
+    headline also steps the efficient price (FlowParams.efficient_price) by about that fraction of it, up
+    or down with the news: `jump` times a log-normal draw of median 1 (sigma 0.5), one per headline."""
     out = []
     for n in news:
         if n.symbol != symbol:
@@ -91,7 +96,11 @@ def news_windows(news: Iterable[NewsItem], symbol: str, effect_s: float, halt_s:
             start = n.ts + HALT_DELAY_NS
             out.append(Interval(start, start + int(halt_s * SEC), Effect(halted=True), "news:halt"))
         elif n.kind in EFFECTS:
-            out.append(Interval(n.ts, n.ts + int(effect_s * SEC), EFFECTS[n.kind], f"news:{n.kind}"))
+            step = 0.0
+            if jump:
+                draw = random.Random(f"jump:{n.symbol}:{n.ts}").gauss(0.0, JUMP_SIGMA)
+                step = (1 if n.kind == "positive" else -1) * jump * math.exp(draw)
+            out.append(Interval(n.ts, n.ts + int(effect_s * SEC), EFFECTS[n.kind], f"news:{n.kind}", step))
     return out
 
 

@@ -19,7 +19,7 @@ def simulate(cfg: SimConfig, progress: Callable[[int], None] | None = None) -> S
     labels, agents = schedule_anomalies(cfg.seed, specs, start, end, cfg.anomaly_rates, cfg.anomaly_intensity, news)
     streams, snaps, finals, regimes = [], {}, {}, {}
     for i, spec in enumerate(specs):
-        windows = news_windows(news, spec.name, cfg.news_effect_s, cfg.halt_s)
+        windows = news_windows(news, spec.name, cfg.news_effect_s, cfg.halt_s, cfg.news_jump)
         windows += [w for lab, w in agents.windows if lab.symbol == spec.name]
         sim = SymbolSim(i, spec, len(specs), cfg.seed, cfg.flow, start, end, windows, cfg.snapshot_every)
         sim.agents = [a for a in agents.agents if a.symbol == spec.name]

@@ -2,8 +2,8 @@
 
     megatrading dataset --sim-seeds 1-4 --sim-duration 2h --sim-symbols 3 [--real ../shared/data]
                         [--capture VENUE:FILE ...] [--anomalies all] [--anomaly-rate R]
-                        [--anomaly-intensity X|LO:HI] [--news RATE] [--format itch] [--like CHECKPOINT_DIR]
-                        --out data/train.npz
+                        [--anomaly-intensity X|LO:HI] [--news RATE] [--efficient-price [--news-jump X]]
+                        [--format itch] [--like CHECKPOINT_DIR] --out data/train.npz
     megatrading dataset --like model/checkpoints/demo --capture binance:my_capture.gz --out mine.npz
 
 Each seed is simulated (with news headlines and labeled anomalies) and replayed in the venue format
@@ -44,7 +44,7 @@ from model.training.dataset import (
     split_by_seed,
 )
 from orderbook.venues import FEEDS
-from streams.cli.simulate import intensity_arg, parse_duration
+from streams.cli.simulate import add_price_flags, intensity_arg, parse_duration, price_config
 
 _SEED_RANGE = re.compile(r"(-?\d+)(?:-(-?\d+))?")
 
@@ -88,6 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     d.add_argument("--anomaly-intensity", type=intensity_arg, default=1.0, metavar="X|LO:HI",
                    help="injected agents' size/rate scale, or a range each window draws from (default 1)")  # fmt: skip
     d.add_argument("--news", type=float, default=2.0, help="headlines per symbol per hour (default 2)")
+    add_price_flags(d)
     d.add_argument("--format", choices=FORMATS, default="itch", help="venue format the simulation is replayed in")
     d.add_argument("--real", type=Path, help="folder of real captures (e.g. ../shared/data)")
     d.add_argument(
@@ -150,6 +151,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
         anomaly_rates=parse_anomalies(args.anomalies, args.anomaly_rate),
         anomaly_intensity=args.anomaly_intensity,
         news_rate=args.news,
+        **price_config(args),
     )
     reals = real_sources(args.real) if args.real is not None else []
     captures = [capture_source(venue, path) for venue, path in args.capture]

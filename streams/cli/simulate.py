@@ -1,7 +1,8 @@
 """`megatrading simulate`: simulated L3 order flow with news and labeled manipulation, as venue files or live.
 
     megatrading simulate --symbols N --duration D --seed S [--anomalies SPEC] [--anomaly-rate R]
-                         [--anomaly-intensity X|LO:HI] [--news RATE] --format itch|lobster|binance|coinbase
+                         [--anomaly-intensity X|LO:HI] [--news RATE] [--efficient-price [--news-jump X]]
+                         --format itch|lobster|binance|coinbase
                          (--out DIR | --kafka [--bootstrap HOST:PORT] [--speed N | --max]) [--report]
 
 - `--duration`: `90s`, `30m`, `1h`, `6.5h`, or `1d` (one trading day, 09:30-16:00); the stream starts
@@ -12,6 +13,9 @@
   the injected agents' sizes and rates: lower it to make detection harder; `LO:HI` draws each
   window's own uniformly from that range.
 - `--news`: headlines per symbol per hour (default 1; 0 for none).
+- `--efficient-price`: the price follows a latent efficient price that diffuses and steps on earnings
+  headlines (`--news-jump`: the median step, a fraction of the price, default 0.01); liquidity is
+  quoted around it (model/sim/engine.py). Without it the price moves only when a touch queue empties.
 
 `--out DIR` writes the stream file(s) of the format, `news.jsonl` (`md.news` records), `labels.csv`
 (`symbol,start_ns,end_ns,kind,params`) and `meta.json` (seed, parameters, symbols with ticks, regimes);
@@ -35,7 +39,7 @@ import re
 from pathlib import Path
 
 from model.sim.anomalies import KINDS, Intensity, parse_anomalies, parse_intensity, write_labels
-from model.sim.engine import DAY_NS, SEC, SimConfig, SimResult, default_symbols
+from model.sim.engine import DAY_NS, SEC, FlowParams, SimConfig, SimResult, default_symbols
 from model.sim.news import write_news
 from model.sim.run import simulate
 from model.sim.writers import CRYPTO_PRICE, FORMATS, clock_offset, venue_symbol, write
@@ -83,6 +87,23 @@ def add_frame_flags(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def add_price_flags(p: argparse.ArgumentParser) -> None:
+    """How simulated prices form (`simulate`, `dataset`): the module doc's `--efficient-price`."""
+    p.add_argument(
+        "--efficient-price", action="store_true",
+        help="prices follow a diffusing efficient price that news steps (default: queue depletion only)",
+    )  # fmt: skip
+    p.add_argument(
+        "--news-jump", type=float, default=SimConfig.news_jump, metavar="X",
+        help=f"an earnings headline's median step of the efficient price, a fraction (default {SimConfig.news_jump})",
+    )  # fmt: skip
+
+
+def price_config(args: argparse.Namespace) -> dict:
+    """SimConfig's fields that add_price_flags sets."""
+    return {"flow": FlowParams(efficient_price=args.efficient_price), "news_jump": args.news_jump}
+
+
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the `simulate` verb to the `megatrading` parser."""
     s = subparsers.add_parser(
@@ -101,6 +122,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s.add_argument("--news", type=float, default=1.0, help="headlines per symbol per hour (default 1, 0: none)")
     s.add_argument("--news-effect", type=float, default=300.0, help="seconds a headline moves the flow")
     s.add_argument("--halt", type=float, default=300.0, help="seconds a news halt lasts")
+    add_price_flags(s)
     s.add_argument("--events-per-day", type=_range, default=None, metavar="LO:HI", help="activity range of symbols")
     s.add_argument("--format", choices=FORMATS, default="itch")
     s.add_argument("--out", type=Path, help="folder for the stream, news.jsonl, labels.csv, meta.json")
@@ -128,6 +150,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         news_rate=args.news,
         news_effect_s=args.news_effect,
         halt_s=args.halt,
+        **price_config(args),
     )
 
 
