@@ -71,7 +71,8 @@ def test_same_seed_writes_the_same_bytes_and_another_seed_does_not(tmp_path):
     assert a == b and d == e
     assert a["01022026.NASDAQ_ITCH50"] != c["01022026.NASDAQ_ITCH50"]
     assert a["01022026.NASDAQ_ITCH50"] != d["01022026.NASDAQ_ITCH50"] and a["news.jsonl"] == d["news.jsonl"]
-    assert json.loads((tmp_path / "d" / "meta.json").read_text())["flow"]["efficient_price"] is True
+    meta = json.loads((tmp_path / "d" / "meta.json").read_text())
+    assert meta["flow"]["efficient_price"] is True and meta["news_jump"] == 0.01
 
 
 def test_duration_and_anomaly_syntax():

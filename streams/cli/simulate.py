@@ -176,6 +176,7 @@ def write_meta(result: SimResult, fmt: str, files: list[Path], path: Path) -> No
         "anomaly_intensity": cfg.anomaly_intensity,
         "news_rate": cfg.news_rate,
         "news_effect_s": cfg.news_effect_s,
+        "news_jump": cfg.news_jump,
         "halt_s": cfg.halt_s,
         "counts": {"events": len(result.events), "news": len(result.news), "labels": len(result.labels)},
         "regimes": {s: [list(r) for r in rs] for s, rs in result.regimes.items()},
