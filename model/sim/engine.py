@@ -634,17 +634,14 @@ class SymbolSim:
         if len(self.out) > self.max_events:
             raise RuntimeError(f"{self.spec.name}: over {self.max_events} events by {t} ns: the flow ran away")
         tick = self.spec.tick
+        below = int(fair // tick) * tick  # the tick at or below the efficient price
         for side in (BID, ASK):
             if self.count[side] < 2:
                 other = self.best[ASK if side == BID else BID]
                 if side == BID:
-                    price = max(tick, (self.best[BID] or other) - tick)
-                    if fair:
-                        price = max(tick, min(int(fair // tick) * tick, other - tick))
+                    price = max(tick, min(below, other - tick) if fair else (self.best[BID] or other) - tick)
                 else:
-                    price = (self.best[ASK] or other) + tick
-                    if fair:
-                        price = max(int(fair // tick) * tick + tick, other + tick)
+                    price = max(below + tick, other + tick) if fair else (self.best[ASK] or other) + tick
                 self.add(t, side, price, self.lot_size())
 
 
