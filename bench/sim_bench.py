@@ -1,5 +1,5 @@
 """Simulator speed: one trading day (09:30-16:00) of 10 symbols on one core, written as ITCH and as LOBSTER,
-for both ways prices form (the queue-reactive default and FlowParams.efficient_price), side by side.
+for both ways prices form (FlowParams.efficient_price, the default, and `--queue-price`), side by side.
 
     python bench/sim_bench.py            # the full day (the target: under 60 s to ITCH)
     python bench/sim_bench.py --quick    # 10 minutes of the day, a smoke run
@@ -8,7 +8,7 @@ Default activity: symbols log-spaced from 15k to 150k events per day (10x across
 60k): a realistic order of magnitude for the order-book messages of a mid-cap to a liquid NASDAQ stock
 on one venue, and bounded so a day of 10 symbols stays well under a minute in pure Python.
 Prints events, seconds and events/s for each stage; simulation is timed apart from encoding; the
-efficient price's events/s in simulation as a ratio to the default's.
+efficient price's (the default) events/s in simulation as a ratio to `--queue-price`'s.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             news_rate=0.5,
             flow=FlowParams(efficient_price=efficient),
         )
-        mode = "efficient price" if efficient else "queue-reactive"
+        mode = "efficient price" if efficient else "queue price"
         t0 = time.perf_counter()
         result = simulate(cfg)
         t_sim = time.perf_counter() - t0
@@ -63,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{fmt:8} write {t_write:6.2f} s ({size / 1e6:.1f} MB); simulate + write {total:6.2f} s, "
                     f"{n / total:,.0f} events/s{'  (over 60 s!)' if total > 60 and not args.quick else ''}"
                 )
-    ratio = rates["efficient price"] / rates["queue-reactive"]
-    print(f"simulation events/s, efficient price / queue-reactive: {ratio:.2f}x")
+    ratio = rates["efficient price"] / rates["queue price"]
+    print(f"simulation events/s, efficient price / queue price: {ratio:.2f}x")
     return 0
 
 

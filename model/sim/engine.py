@@ -30,10 +30,8 @@ ITCH's Price(4), i.e. 1/10000 dollar, sizes in shares):
 - News and anomalies (model/sim/news.py, model/sim/anomalies.py) add time windows of effects and injected
   agents; a halt window stops the flow between STATUS events.
 
-Price formation. By default the price moves only when a touch queue empties, and on a calm book that is
-rare: the mid is unchanged 100 book changes later in most rows, where real books move (README, the
-simulator's shortfalls). With FlowParams.efficient_price the book quotes around a latent efficient price
-(the "fundamental" of Glosten & Milgrom 1985 and of zero-intelligence models with a reference price,
+Price formation. The book quotes around a latent efficient price (FlowParams.efficient_price, the default;
+the "fundamental" of Glosten & Milgrom 1985 and of zero-intelligence models with a reference price,
 e.g. Huang, Lehalle & Rosenbaum's QR with a moving reference):
 - it diffuses in event time, a Gaussian step of `price_vol` ticks (x the regime's Effect.vol) per
   order-flow event, so volatility follows activity (Clark 1973), and an earnings headline steps it by a
@@ -43,6 +41,7 @@ e.g. Huang, Lehalle & Rosenbaum's QR with a moving reference):
   (`marketable`), which is how the book catches up after a step;
 - touch quotes it has passed by a tick are pulled (`stale_pull`), a side swept bare refills next to it,
   and market orders lean toward it by up to `info_lean` (informed flow; their price impact).
+Without it (`efficient_price=False`, `--queue-price`) the price moves only when a touch queue empties.
 
 Every symbol is simulated on its own random stream (seeded by (seed, index)), then the streams are
 merged by time (stable, so the output is the same bytes for the same seed). The simulator keeps its
@@ -180,8 +179,10 @@ class FlowParams:
     partial_cancel: float = 0.1
     seasonality: float = 1.0  # depth of the U shape (0: flat)
     regimes: bool = True
-    # The efficient price (module doc). Off, the price moves only when a touch queue empties.
-    efficient_price: bool = False
+    # The efficient price (module doc). Off (`--queue-price`), the price moves only when a touch queue empties,
+    # and on a calm book that is rare: the mid is unchanged 100 book changes later in most rows, where real
+    # books move (README, the simulator's shortfalls). Kept to reproduce figures made before it.
+    efficient_price: bool = True
     price_vol: float = 0.15  # its standard deviation per event, in ticks (x Effect.vol)
     info_lean: float = 0.25  # P(buy) shift of market orders when it is a tick or more above the mid
     stale_pull: float = 0.5  # rate of pulling a touch quote it has passed, in units of the limit rate

@@ -1,7 +1,7 @@
 """`megatrading simulate`: simulated L3 order flow with news and labeled manipulation, as venue files or live.
 
     megatrading simulate --symbols N --duration D --seed S [--anomalies SPEC] [--anomaly-rate R]
-                         [--anomaly-intensity X|LO:HI] [--news RATE] [--efficient-price [--news-jump X]]
+                         [--anomaly-intensity X|LO:HI] [--news RATE] [--news-jump X] [--queue-price]
                          --format itch|lobster|binance|coinbase
                          (--out DIR | --kafka [--bootstrap HOST:PORT] [--speed N | --max]) [--report]
 
@@ -13,9 +13,10 @@
   the injected agents' sizes and rates: lower it to make detection harder; `LO:HI` draws each
   window's own uniformly from that range.
 - `--news`: headlines per symbol per hour (default 1; 0 for none).
-- `--efficient-price`: the price follows a latent efficient price that diffuses and steps on earnings
-  headlines (`--news-jump`: the median step, a fraction of the price, default 0.01); liquidity is
-  quoted around it (model/sim/engine.py). Without it the price moves only when a touch queue empties.
+- Prices follow a latent efficient price that diffuses and steps on earnings headlines (`--news-jump`:
+  the median step, a fraction of the price, default 0.01); liquidity is quoted around it
+  (model/sim/engine.py, "Price formation"). `--queue-price`: the simulator before it, where the price
+  moves only when a touch queue empties (to reproduce figures made with it).
 
 `--out DIR` writes the stream file(s) of the format, `news.jsonl` (`md.news` records), `labels.csv`
 (`symbol,start_ns,end_ns,kind,params`) and `meta.json` (seed, parameters, symbols with ticks, regimes);
@@ -88,10 +89,10 @@ def add_frame_flags(p: argparse.ArgumentParser) -> None:
 
 
 def add_price_flags(p: argparse.ArgumentParser) -> None:
-    """How simulated prices form (`simulate`, `dataset`): the module doc's `--efficient-price`."""
+    """How simulated prices form (`simulate`, `dataset`): the module doc's `--queue-price` and `--news-jump`."""
     p.add_argument(
-        "--efficient-price", action="store_true",
-        help="prices follow a diffusing efficient price that news steps (default: queue depletion only)",
+        "--queue-price", action="store_true",
+        help="prices move only when a touch queue empties (default: around a diffusing efficient price news steps)",
     )  # fmt: skip
     p.add_argument(
         "--news-jump", type=float, default=SimConfig.news_jump, metavar="X",
@@ -101,7 +102,7 @@ def add_price_flags(p: argparse.ArgumentParser) -> None:
 
 def price_config(args: argparse.Namespace) -> dict:
     """SimConfig's fields that add_price_flags sets."""
-    return {"flow": FlowParams(efficient_price=args.efficient_price), "news_jump": args.news_jump}
+    return {"flow": FlowParams(efficient_price=not args.queue_price), "news_jump": args.news_jump}
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
