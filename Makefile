@@ -93,7 +93,8 @@ fuzz: $(STAMP)
 
 # Every fault of docs/recovery.md injected repeatedly into real workers on the embedded servers;
 # writes the table of docs/faults.md (20-30 minutes on 2 cores); then the tests marked `soak`
-# (SIGKILL on the venue formats make test leaves out, tests/test_faults.py).
+# (SIGKILL on the venue formats make test leaves out, tests/test_faults.py; the Faust ceiling's and the
+# memory bench's smoke runs).
 soak: $(STAMP)
 	$(BIN)/python -m pytest -q -m soak
 	$(BIN)/python bench/fault_table.py --out docs/faults.md

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.realdata
+# 33 s on 2 cores: in make soak, with the other bench smoke runs that do not fit make test's 20 minutes
+pytestmark = [pytest.mark.realdata, pytest.mark.soak]
 ROWS = tuple(
     f"{consumer} {topic}"
     for consumer in ("Faust no-op agent", "Faust, batch delivery", "aiokafka getmany")

@@ -20,7 +20,8 @@ import pytest
 from orderbook import native
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.realdata
+# 48 s on 2 cores: in make soak (make test's native-window equality is test_native_venue_windows')
+pytestmark = [pytest.mark.realdata, pytest.mark.soak]
 
 COMPONENTS = (
     "book (L2Book)",
