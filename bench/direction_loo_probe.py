@@ -13,7 +13,7 @@ the served head's) and 1e-1. The evaluation's direction table differs on purpose
 there, the baselines are fitted on the training file (simulated and real windows) and the model serves
 its own head, fitted on its training captures and the simulator at the penalty direction.L2.
 
-About 6 minutes on 2 cores after make checkpoint and make evaluate-unseen's datasets.
+About 6-12 minutes on 2 cores after make checkpoint and make evaluate-unseen's datasets.
 
     python bench/direction_loo_probe.py [--model model/checkpoints/demo]
         [--data build/demo-data/train.npz build/demo-data/heldout.npz build/demo-data/unseen.npz]

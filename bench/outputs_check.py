@@ -19,8 +19,9 @@ re-recorded when the demo was retrained with depth's pinball loss in its units (
 fingerprints the same, every score of the model new), and when the rows got the depth memory and the
 checkpoint its L2 depth head (a new dataset, a new model), and when the demo's anomalies were each
 drawn at an intensity from 0.4 to 1 (a new dataset, a new model), and when the heads of L2 books were
-refitted on eight captures (the dataset the same; the direction and depth of L2 windows new). About 4
-minutes on 2 cores.
+refitted on eight captures (the dataset the same; the direction and depth of L2 windows new), and when
+the simulator's efficient price became its default (a new dataset, a new model). About 4 minutes on 2
+cores.
 """
 
 from __future__ import annotations
