@@ -69,8 +69,7 @@ def test_each_bin_of_level_and_band_gets_its_own_map_and_targets_without_a_suppo
     assert np.isinf(edges[others]).all() and np.array_equal(served[:, others], raw[:, others])
 
 
-def test_a_spread_at_one_tick_after_a_blow_out_gets_its_own_map():
-    """A liquid book at one tick is back at one tick after a blow-out; a wider one is not."""
+def test_a_spread_at_one_tick_after_a_blow_out_is_back_at_one_tick_and_wider_ones_keep_a_tail():
     rng = np.random.default_rng(5)
     n = 4_000
     level = np.where(rng.random(n) < 0.5, 1.0, rng.integers(2, 30, n)).astype(np.float64)
@@ -84,6 +83,32 @@ def test_a_spread_at_one_tick_after_a_blow_out_gets_its_own_map():
     at_floor = level == 1.0
     assert (served[at_floor] == 1.0).all()  # q10, q50 and q90: one tick
     assert (served[~at_floor, 2] > level[~at_floor]).mean() > 0.9  # the others keep an upper tail
+
+
+def test_at_the_floor_windows_with_and_without_a_blow_out_share_one_map_fitted_on_all_of_them():
+    """Two sources at one tick: in the larger a blow-out is followed by one tick, in the smaller (a third of
+    the blown-out windows) by a wider spread, and the head (persistence) cannot tell them apart. Split on
+    the blow-out, the blown-out bin's q90 would be wide for every window of the first source; pooled at
+    the floor, the wider ones are 2% of the windows, under the q90's 10%."""
+    rng = np.random.default_rng(6)
+    n = 6_000
+    blown = rng.random(n) < 0.06
+    level = np.ones(n)
+    band = np.stack([level, level, np.where(blown, 9.0, 1.0)], axis=1)[:, None].repeat(len(TARGETS), 1)
+    wider = blown & (rng.random(n) < 1 / 3)
+    y = np.where(wider, 6.0, 1.0)[:, None].repeat(len(TARGETS), 1)
+    raw = band[..., [1, 1, 1]]
+    j = TARGETS.index("spread_h10")
+    supports = [support_of(t) if i == j else None for i, t in enumerate(TARGETS)]
+    edges, coef = recalibration.fit(raw, band, y, np.ones_like(y, bool), QUANTILES, supports, [1.5] * len(TARGETS))
+    pooled = [recalibration.fit_linear_map(raw[:, j, k], y[:, j], tau, supports[j]) for k, tau in enumerate(QUANTILES)]
+    assert np.array_equal(coef[j, 0], coef[j, 1])
+    assert coef[j, 0] == pytest.approx(np.array(pooled))
+    served = support_of("spread_h10")(recalibration.apply(raw, band, edges, coef)[:, j])
+    assert (served == 1.0).all()
+    kept = coef.copy()
+    kept[j, 1, 2] = (5.0, 0.0)  # a checkpoint fitted with the floor's bins apart serves them apart
+    assert (support_of("spread_h10")(recalibration.apply(raw, band, edges, kept)[blown, j, 2]) == 5.0).all()
 
 
 def _windows(config: ModelConfig, b: int = 6, spread: tuple[int, int] = (1, 299)) -> dict:
@@ -188,3 +213,26 @@ def test_kept_edges_hold_the_bins_and_only_the_maps_are_refitted():
     again, _ = recalibration.fit(raw, band, y, np.ones_like(y, bool), QUANTILES, supports,
                                  [0.5] * len(TARGETS), edges=parent)  # fmt: skip
     assert again[j].tolist() == fresh[j].tolist()
+
+
+def test_the_recalibration_stage_refits_what_finetune_fitted_and_leaves_every_other_weight(tmp_path):
+    from model.sim.engine import SimConfig
+    from model.training.dataset import build, save, sim_source
+    from model.training.train import train
+    from streams.cli import main
+
+    path, _ = save(build([sim_source(SimConfig(n_symbols=2, duration_ns=600 * 10**9, seed=5))]), tmp_path / "t.npz")
+    train("finetune", path, tmp_path / "fine", steps=6, batch=8, device="cpu", preset="tiny", checkpoint_every=100)
+    fine, config, extra = checkpoint.load(tmp_path / "fine")
+    assert (fine.recal_coef[..., 1] != 1).any()  # something fitted, for the refit to reproduce
+    fine.recal_edges.fill_(float("inf"))  # as a checkpoint fitted under another rule, or none
+    fine.recal_coef[..., 0], fine.recal_coef[..., 1] = 0.0, 1.0
+    checkpoint.save(fine, config, extra, tmp_path / "old")
+    argv = ["train", "--stage", "recalibration", "--init", str(tmp_path / "old"), "--data", str(path)]
+    assert main([*argv, "--out", str(tmp_path / "new"), "--device", "cpu"]) == 0
+    new, _, new_extra = checkpoint.load(tmp_path / "new")
+    want = checkpoint.load(tmp_path / "fine")[0].state_dict()
+    for name, tensor in new.state_dict().items():
+        assert torch.equal(tensor, want[name]), name
+    assert new_extra["recalibration"]["data"] == str(path)
+    assert new_extra["recalibration"]["crps_after"] == extra["recalibration"]["crps_after"]

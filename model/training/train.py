@@ -581,8 +581,9 @@ HEADS: dict[str, HeadFit] = {
     "direction": fit_direction,
     "l2_depth": fit_l2_depth,
 }
-# every post-hoc head `fit_head` fits: HEADS and those fitted only when asked
-POST_HOC_HEADS: dict[str, HeadFit] = HEADS | {"l2_direction": fit_l2_direction}
+# every post-hoc part `fit_head` fits: HEADS, those fitted only when asked, and the recalibration that finetune
+# fits before HEADS (it reads the network alone, so refitting it on a finished checkpoint is what finetune would fit)
+POST_HOC_HEADS: dict[str, HeadFit] = HEADS | {"l2_direction": fit_l2_direction, "recalibration": fit_recalibration}
 
 
 def fit_head(
