@@ -170,11 +170,11 @@ def main() -> int:
                    batch=args.batch, holdback=0.0, log_every=100)  # fmt: skip
     t_adapt = time.perf_counter() - t1
     t1 = time.perf_counter()
-    train("finetune", b1.path, out / "scratch", steps=args.scratch_steps, batch=args.batch, lr=1e-3, preset="base",
-          device="cpu", seed=1, checkpoint_every=args.scratch_steps, log_every=200)  # fmt: skip
+    recipe = dict(batch=args.batch, preset="base", device="cpu", seed=1, log_every=200)  # the demo's (Makefile)
+    train("finetune", b1.path, out / "scratch", steps=args.scratch_steps, lr=1e-3, checkpoint_every=args.scratch_steps,
+          **recipe)  # fmt: skip
     t_scratch = time.perf_counter() - t1
     t1 = time.perf_counter()
-    recipe = dict(batch=args.batch, preset="base", device="cpu", seed=1, log_every=200)
     train("pretrain", b_ref.path, out / "reference-pre", steps=args.reference_pretrain_steps,
           checkpoint_every=args.reference_pretrain_steps, **recipe)  # fmt: skip
     train("finetune", b_ref.path, out / "reference", init=out / "reference-pre", steps=args.reference_steps, lr=1e-3,
