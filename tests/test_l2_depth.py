@@ -38,6 +38,20 @@ def test_the_fit_finds_a_linear_quantile_relation():
     assert bias[0] == pytest.approx([-0.384, 0.0, 0.384], abs=0.05)
 
 
+def test_the_fit_ignores_rows_of_weight_zero_and_ties_at_the_start_do_not_stall_it():
+    """Rows weighed 0 (here a shifted copy) leave the fit as without them; y of 0, which the start's zero
+    prediction ties (a depth that did not move), still give the quantiles of the relation."""
+    from model.network import quantile_regression
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3000, 4)).astype(np.float32)
+    y = np.where(rng.random(3000) < 0.5, 0.0, x[:, 1] + rng.normal(scale=0.2, size=3000)).astype(np.float32)
+    w, b = quantile_regression.fit(np.concatenate([x, x]), np.concatenate([y, y + 100]), np.repeat([1.0, 0.0], 3000))
+    alone = quantile_regression.fit(x, y)
+    assert np.abs(w - alone[0]).max() < 0.02 and np.abs(b - alone[1]).max() < 0.02
+    assert b[1] == pytest.approx(0.0, abs=0.05) and w[1, 2] > 0.3  # the median at 0, the upper end follows x
+
+
 def test_a_target_without_a_known_depth_is_refused():
     with pytest.raises(ValueError, match="no L2 window"):
         l2_depth.fit(np.zeros((3, L2_DEPTH_INPUTS)), np.zeros(3), np.zeros((3, 2)), np.array([[True, False]] * 3))
