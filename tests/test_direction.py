@@ -74,6 +74,21 @@ def test_a_constant_predictor_has_auc_one_half_and_a_hand_computed_brier_and_f1(
     assert macro_f1(y, p) == pytest.approx(2 / 9)
 
 
+def test_the_auc_draws_rank_once_and_equal_the_auc_of_each_resample():
+    """draws() of macro_auc weighs the windows by how often a resample drew them; each draw equals
+    macro_auc computed on that resample, ties (scores rounded to a few values) and a class some
+    resamples miss (two windows of 60) included."""
+    from model.evaluation.direction import draws
+
+    rng = np.random.default_rng(3)
+    y = np.r_[rng.integers(0, 2, 58), 2, 2]
+    p = np.round(rng.dirichlet([1, 1, 1], 60), 1)
+    fast = draws(y, p, macro_auc, n=300, seed=7)
+    slow = draws(y, p, lambda a, b: macro_auc(a, b), n=300, seed=7)
+    assert np.allclose(fast, slow, rtol=0, atol=1e-12)
+    assert len(set(np.round(fast, 9))) > 50  # the resamples differ
+
+
 def test_a_class_missing_from_the_outcomes_is_left_out_of_the_auc():
     y = np.array([1, 1, 2, 2])
     p = np.array([[0.0, 0.9, 0.1], [0.0, 0.8, 0.2], [0.0, 0.3, 0.7], [0.0, 0.1, 0.9]])
