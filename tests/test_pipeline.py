@@ -40,32 +40,24 @@ def test_window_best_prices_equal_the_offline_rebuild(venue, shared_data):
     path = shared_data / CAPTURES[venue]
     _, windows, rejects = run_pipeline(venue, path)
     assert not rejects and len(windows) > 50
-    by_symbol: dict[str, dict[int, tuple[int, int]]] = {}
-    for symbol in {w.symbol for w in windows}:
-        cls = feed_class(venue)
-        rows = {}
-        for i, row in enumerate(rebuild(cls(), cls.read_capture(path), 1, symbol)):
-            rows[i] = (row.levels[2], row.levels[0])  # bid price, ask price of level 1
-        by_symbol[symbol] = rows
-    # the window's offset is the record index; map records to rows through the rebuild order
-    for symbol in by_symbol:
-        cls = feed_class(venue)
-        feed = cls()
-        expected = {}
-        for i, rec in enumerate(cls.read_capture(path)):
-            events = feed.on_message(rec.raw)
-            if any(e.symbol == symbol for e in events):
-                book = feed.books[symbol]
-                bid, ask = book.best_bid(), book.best_ask()
-                expected[i] = (bid[0] if bid else 0, ask[0] if ask else 0)
+    symbols = {w.symbol for w in windows}
+    cls = feed_class(venue)
+    # each symbol's best prices after each message that touched it, one replay for all symbols
+    expected: dict[str, dict[int, tuple[int, int]]] = {symbol: {} for symbol in symbols}
+    feed = cls()
+    for i, rec in enumerate(cls.read_capture(path)):
+        for symbol in {e.symbol for e in feed.on_message(rec.raw)} & symbols:
+            bid, ask = feed.books[symbol].best_bid(), feed.books[symbol].best_ask()
+            expected[symbol][i] = (bid[0] if bid else 0, ask[0] if ask else 0)
+    for symbol in symbols:
         mine = [w for w in windows if w.symbol == symbol]
-        assert mine
         for w in mine:
-            assert (w.best_bid, w.best_ask) == expected[w.offset[1]], (symbol, w.offset)
+            assert (w.best_bid, w.best_ask) == expected[symbol][w.offset[1]], (symbol, w.offset)
         # and the offline rebuild's rows, in order, are the same books
-        assert [
-            (b if b != BID_EMPTY else 0, a if a != ASK_EMPTY else 0) for b, a in by_symbol[symbol].values()
-        ] == list(expected.values())
+        rows = [(row.levels[2], row.levels[0]) for row in rebuild(cls(), cls.read_capture(path), 1, symbol)]
+        assert [(b if b != BID_EMPTY else 0, a if a != ASK_EMPTY else 0) for b, a in rows] == list(
+            expected[symbol].values()
+        )
 
 
 def test_malformed_records_are_rejected_with_their_reason_and_the_rest_go_on():

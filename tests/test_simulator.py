@@ -512,8 +512,14 @@ def test_kafka_publish_round_trips_counts_and_keys(infra, tmp_path):
 
 def test_report_puts_simulated_beside_real_facts(shared_data, tmp_path, capsys):
     pytest.importorskip("model.sim.stylized", reason="model/sim/stylized.py is not in this checkout")
-    argv = ["--symbols", "2", "--duration", "10m", "--seed", "1", "--format", "binance", "--out", str(tmp_path)]
-    assert run_cli([*argv, "--report", "--real", str(shared_data)]) == 0
-    text = (tmp_path / "report.md").read_text()
-    assert "simulated" in text and "|" in text
-    assert list(tmp_path.glob("*.png"))
+    # two of the real captures (every one goes through the reference decoder in test_stylized.py)
+    real = tmp_path / "real"
+    for rel in ("binance-hftbacktest/spot_ethusdt_20240808.gz", "cryptofeed-captures/KRAKEN.ws.50.0.gz"):
+        (real / rel).parent.mkdir(parents=True, exist_ok=True)
+        (real / rel).symlink_to(shared_data / rel)
+    out = tmp_path / "sim"
+    argv = ["--symbols", "2", "--duration", "10m", "--seed", "1", "--format", "binance", "--out", str(out)]
+    assert run_cli([*argv, "--report", "--real", str(real)]) == 0
+    text = (out / "report.md").read_text()
+    assert "simulated" in text and "|" in text and "binance-spot" in text and "kraken-book" in text
+    assert list(out.glob("*.png"))
