@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import csv
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -423,6 +424,32 @@ def test_an_earnings_headline_steps_the_efficient_price_and_the_book_follows():
     assert a_step < -5 and a_move < a_step / 2  # down, at least half the step 400 book changes later
     assert b_step > 5 and b_move > b_step / 2
     assert c_step == 0 and abs(c_move) < 5  # a neutral headline: only the diffusion (0.15 tick a change)
+
+
+def test_with_price_discovery_the_book_takes_half_a_step_at_the_headline_and_the_rest_over_seconds():
+    """news_discovery_s: half of the step at the headline, the rest over the seconds after it. On active
+    books (150k events a day; a quiet one follows any step over tens of seconds, having few events),
+    10 s after the headline the mid has gone all the way without it and about 0.64 of it with a
+    discovery time of 30 s (half at once, then 1 - exp(-1/3) of the rest); a few discovery times later
+    all of it, give or take the diffusion."""
+    t = START + 1200 * SEC
+    news = [NewsItem(t, "ALFA", "negative", "ALFA negative"), NewsItem(t, "BRVO", "positive", "BRVO positive")]
+    shares = {}
+    for discovery in (0.0, 30.0):
+        cfg = SimConfig(n_symbols=2, duration_ns=1500 * SEC, seed=21, news=news, news_jump=0.02,
+                        flow=FlowParams(regimes=False, news_discovery_s=discovery))  # fmt: skip
+        cfg.symbols = [dataclasses.replace(s, events_per_day=150_000) for s in cfg.specs()]
+        result = simulate(cfg)
+        for spec in result.symbols:
+            (step,) = [w.jump for w in news_windows(news, spec.name, 300.0, 300.0, 0.02) if w.jump]
+            ts, mids = mid_path(result, spec.name)
+            before = mids[bisect.bisect_left(ts, t) - 1]
+            at = {s: mids[bisect.bisect_left(ts, t + s * SEC)] for s in (10, 200)}
+            shares[discovery, spec.name] = {s: (m - before) / (step * before) for s, m in at.items()}
+    for name in ("ALFA", "BRVO"):
+        assert shares[0.0, name][10] > 0.85, shares  # at once: the book has priced the step within 10 s
+        assert 0.4 < shares[30.0, name][10] < 0.8, shares
+        assert shares[30.0, name][200] > 0.7, shares  # and the rest within a few discovery times
 
 
 # --- regimes --------------------------------------------------------------------------------------

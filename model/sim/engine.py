@@ -35,7 +35,8 @@ the "fundamental" of Glosten & Milgrom 1985 and of zero-intelligence models with
 e.g. Huang, Lehalle & Rosenbaum's QR with a moving reference):
 - it diffuses in event time, a Gaussian step of `price_vol` ticks (x the regime's Effect.vol) per
   order-flow event, so volatility follows activity (Clark 1973), and an earnings headline steps it by a
-  fraction of the price (model/sim/news.py, Interval.jump);
+  fraction of the price (model/sim/news.py, Interval.jump), at once or, with `news_discovery_s`, part at
+  once and the rest over the seconds after it;
 - limit orders are placed d ticks behind the ticks either side of it (not behind the opposite best); one
   that lands across the book is a marketable limit order: it takes the stale quotes up to its price
   (`marketable`), which is how the book catches up after a step;
@@ -187,6 +188,14 @@ class FlowParams:
     info_lean: float = 0.25  # P(buy) shift of market orders when it is a tick or more above the mid
     stale_pull: float = 0.5  # rate of pulling a touch quote it has passed, in units of the limit rate
     news_pull: float = 0.7  # share of the quotes a news step passes that are pulled at once (SymbolSim.reprice)
+    # Price discovery after a headline: with news_discovery_s > 0, the efficient price takes `news_at_once`
+    # of an earnings step at the headline and the rest over the next seconds, the part left decaying as
+    # exp(-dt / news_discovery_s) at each order-flow event (markets take seconds to minutes to price news:
+    # Busse & Green 2002 on CNBC reports, Chordia, Roll & Subrahmanyam 2005). 0: the whole step at once,
+    # where the book has priced a headline a few events after it and no reader of it can add much
+    # (bench/news_bound.py; README, "Headlines").
+    news_discovery_s: float = 0.0
+    news_at_once: float = 0.5
 
 
 def default_symbols(n: int, events_per_day: tuple[float, float] = DEFAULT_EVENTS_PER_DAY) -> list[SymbolSpec]:
@@ -492,6 +501,8 @@ class SymbolSim:
         hawkes = 0.0  # excitation at time t
         efficient = p.efficient_price
         fair = float(self.spec.price + tick // 2)  # the seeded book's mid
+        pending, pending_t = 0.0, 0  # the part of news steps the efficient price has yet to take, since when
+        discovery_ns = p.news_discovery_s * SEC
         sigma, gauss, info = p.price_vol * tick, rng.gauss, p.info_lean
         mu_s = mu_l * p.stale_pull if efficient else 0.0
         lam_s = 0.0
@@ -536,7 +547,11 @@ class SymbolSim:
                     if is_start:
                         active.append(w)
                         if efficient and w.jump:
-                            fair += w.jump * fair
+                            step = w.jump * fair
+                            if discovery_ns > 0:
+                                pending, pending_t = pending + (1.0 - p.news_at_once) * step, t
+                                step *= p.news_at_once
+                            fair += step
                             self.reprice(t, fair)
                     else:
                         active.remove(w)
@@ -557,6 +572,9 @@ class SymbolSim:
             if u >= lam:  # thinning: the excitation decayed during the wait
                 continue
             if efficient:
+                if pending:
+                    taken = pending * (1.0 - math.exp((pending_t - t) / discovery_ns))
+                    fair, pending, pending_t = fair + taken, pending - taken, t
                 if u < lam_s:  # a touch quote the efficient price has passed (none: thinned)
                     if best[ASK] <= fair - tick:
                         self.pull(t, ASK)

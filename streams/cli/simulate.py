@@ -1,7 +1,8 @@
 """`megatrading simulate`: simulated L3 order flow with news and labeled manipulation, as venue files or live.
 
     megatrading simulate --symbols N --duration D --seed S [--anomalies SPEC] [--anomaly-rate R]
-                         [--anomaly-intensity X|LO:HI] [--news RATE] [--news-jump X] [--queue-price]
+                         [--anomaly-intensity X|LO:HI] [--news RATE] [--news-jump X]
+                         [--news-discovery S] [--queue-price]
                          --format itch|lobster|binance|coinbase
                          (--out DIR | --kafka [--bootstrap HOST:PORT] [--speed N | --max]) [--report]
 
@@ -14,7 +15,8 @@
   window's own uniformly from that range.
 - `--news`: headlines per symbol per hour (default 1; 0 for none).
 - Prices follow a latent efficient price that diffuses and steps on earnings headlines (`--news-jump`:
-  the median step, a fraction of the price, default 0.01); liquidity is quoted around it
+  the median step, a fraction of the price, default 0.01; `--news-discovery S`: half of it at the
+  headline, the rest over about S seconds); liquidity is quoted around it
   (model/sim/engine.py, "Price formation"). `--queue-price`: the simulator before it, where the price
   moves only when a touch queue empties (to reproduce figures made with it).
 
@@ -89,7 +91,8 @@ def add_frame_flags(p: argparse.ArgumentParser) -> None:
 
 
 def add_price_flags(p: argparse.ArgumentParser) -> None:
-    """How simulated prices form (`simulate`, `dataset`): the module doc's `--queue-price` and `--news-jump`."""
+    """How simulated prices form (`simulate`, `dataset`): the module doc's `--queue-price`, `--news-jump`
+    and `--news-discovery`."""
     p.add_argument(
         "--queue-price", action="store_true",
         help="prices move only when a touch queue empties (default: around a diffusing efficient price news steps)",
@@ -99,10 +102,24 @@ def add_price_flags(p: argparse.ArgumentParser) -> None:
         help=f"an earnings headline's median step of the efficient price, a fraction (default {SimConfig.news_jump})",
     )  # fmt: skip
 
+    p.add_argument(
+        "--news-discovery", type=_seconds, default=FlowParams.news_discovery_s, metavar="S",
+        help="the efficient price takes half of an earnings step at the headline and the rest over about S "
+             "seconds after it (default 0: all at once)",
+    )  # fmt: skip
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"0 or more seconds, not {text}")
+    return value
+
 
 def price_config(args: argparse.Namespace) -> dict:
     """SimConfig's fields that add_price_flags sets."""
-    return {"flow": FlowParams(efficient_price=not args.queue_price), "news_jump": args.news_jump}
+    flow = FlowParams(efficient_price=not args.queue_price, news_discovery_s=args.news_discovery)
+    return {"flow": flow, "news_jump": args.news_jump}
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
