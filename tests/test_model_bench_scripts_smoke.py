@@ -42,9 +42,20 @@ def run(script: str, *args: str) -> str:
 
 
 def test_news_bound_prints_the_kind_alone_and_on_top_of_a_model(lab: Path) -> None:
-    out = run("news_bound.py", "--train", str(lab / "train.npz"), "--held-out", str(lab / "heldout.npz"),
-              "--model", str(lab / "ckpt"))  # fmt: skip
+    data = ["--train", str(lab / "train.npz"), "--held-out", str(lab / "heldout.npz")]
+    out = run("news_bound.py", *data, "--model", str(lab / "ckpt"), "--sim-symbols", "2", "--sim-duration", "240s",
+              "--news", "60")  # fmt: skip
     assert "pooled" in out and "by kind" in out and "mid_h100" in out and "corrected by its training residuals" in out
+    assert out.count("kind, age") == 2
+
+
+def test_news_bound_refuses_headlines_drawn_otherwise_than_it_is_told(lab: Path) -> None:
+    """The ages come from headlines drawn again: told the wrong rate, a window's newest headline is not of
+    its recorded kind, and the bench says so instead of printing ages of other headlines."""
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "news_bound.py"), "--train", str(lab / "train.npz"),
+                           "--held-out", str(lab / "heldout.npz"), "--sim-symbols", "2", "--sim-duration", "240s",
+                           "--news", "7"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode != 0 and "no headline of its kind" in done.stderr
 
 
 def test_text_ablation_prints_each_model_beside_the_first(lab: Path) -> None:
