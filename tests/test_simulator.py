@@ -77,6 +77,17 @@ def test_same_seed_writes_the_same_bytes_and_another_seed_does_not(tmp_path):
     assert meta["d"]["flow"]["efficient_price"] is False
 
 
+def test_news_discovery_is_a_flag_of_seconds_written_into_the_meta(tmp_path, capsys):
+    argv = ["--symbols", "2", "--duration", "2m", "--news", "30", "--format", "itch"]
+    assert run_cli([*argv, "--news-discovery", "30", "--out", str(tmp_path / "a")]) == 0
+    meta = json.loads((tmp_path / "a" / "meta.json").read_text())
+    assert meta["flow"]["news_discovery_s"] == 30.0 and meta["flow"]["news_at_once"] == 0.5
+    for bad in ("-1", "nan", "inf"):
+        with pytest.raises(SystemExit):
+            run_cli([*argv, "--news-discovery", bad, "--out", str(tmp_path / "b")])
+        assert "a finite number of seconds" in capsys.readouterr().err
+
+
 def test_duration_and_anomaly_syntax():
     assert parse_duration("30m") == 1800 * SEC
     assert parse_duration("6.5h") == parse_duration("1d") == 23_400 * SEC

@@ -191,9 +191,9 @@ class FlowParams:
     # Price discovery after a headline: with news_discovery_s > 0, the efficient price takes `news_at_once`
     # of an earnings step at the headline and the rest over the next seconds, the part left decaying as
     # exp(-dt / news_discovery_s) at each order-flow event (markets take seconds to minutes to price news:
-    # Busse & Green 2002 on CNBC reports, Chordia, Roll & Subrahmanyam 2005). 0: the whole step at once,
-    # where the book has priced a headline a few events after it and no reader of it can add much
-    # (bench/news_bound.py; README, "Headlines").
+    # Busse & Green 2002 on CNBC reports, Chordia, Roll & Subrahmanyam 2005). 0: the whole step at once;
+    # market makers pull the quotes it passes, so the book shows where the price went a few events after
+    # the headline, and its text adds little beyond its age (bench/news_bound.py; README, "Headlines").
     news_discovery_s: float = 0.0
     news_at_once: float = 0.5
 

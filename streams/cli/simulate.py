@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -101,7 +102,6 @@ def add_price_flags(p: argparse.ArgumentParser) -> None:
         "--news-jump", type=float, default=SimConfig.news_jump, metavar="X",
         help=f"an earnings headline's median step of the efficient price, a fraction (default {SimConfig.news_jump})",
     )  # fmt: skip
-
     p.add_argument(
         "--news-discovery", type=_seconds, default=FlowParams.news_discovery_s, metavar="S",
         help="the efficient price takes half of an earnings step at the headline and the rest over about S "
@@ -111,8 +111,8 @@ def add_price_flags(p: argparse.ArgumentParser) -> None:
 
 def _seconds(text: str) -> float:
     value = float(text)
-    if not value >= 0:  # NaN too
-        raise argparse.ArgumentTypeError(f"0 or more seconds, not {text}")
+    if not (value >= 0 and math.isfinite(value)):  # NaN fails the first
+        raise argparse.ArgumentTypeError(f"a finite number of seconds, 0 or more, not {text}")
     return value
 
 
