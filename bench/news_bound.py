@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +50,7 @@ def headline_ages(arrays: dict[str, np.ndarray], sim: SimConfig) -> np.ndarray:
     """(B,) seconds from each news-driven window's newest headline to its newest event, NaN elsewhere."""
     ages = np.full(len(arrays["news_kind"]), np.nan)
     for seed in np.unique(arrays["seed"][arrays["news_kind"] > 0]):
-        cfg = SimConfig(n_symbols=sim.n_symbols, duration_ns=sim.duration_ns, seed=int(seed), news_rate=sim.news_rate)
+        cfg = replace(sim, seed=int(seed))
         news = schedule_news(cfg.seed, cfg.specs(), cfg.start_ns, cfg.start_ns + cfg.duration_ns, cfg.news_rate)
         for i in np.flatnonzero((arrays["seed"] == seed) & (arrays["news_kind"] > 0)):
             ts = arrays["event_ts"][i]
@@ -64,10 +64,10 @@ def headline_ages(arrays: dict[str, np.ndarray], sim: SimConfig) -> np.ndarray:
     return ages
 
 
-def group_of(arrays: dict[str, np.ndarray], ages: np.ndarray, by_age: bool) -> np.ndarray:
-    """A window's group: its headline kind, and with `by_age` its age bin."""
+def groups_of(arrays: dict[str, np.ndarray], ages: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each window's group: its headline kind; its kind and age bin."""
     kind = arrays["news_kind"].astype(np.int64) * 10
-    return kind + np.searchsorted(AGE_EDGES, np.nan_to_num(ages, nan=np.inf)) if by_age else kind
+    return kind, kind + np.searchsorted(AGE_EDGES, np.nan_to_num(ages, nan=np.inf))
 
 
 def quantiles_by(values: np.ndarray, groups: np.ndarray) -> dict[int, np.ndarray]:
@@ -107,23 +107,22 @@ def table(title: str, rows: list[tuple], served: bool) -> None:
         print(f"{t:<14}{n:>9}" + "".join(f"{c:>11.4f}" for c in served_crps) + f"{pooled:>11.4f}" + gains)
 
 
-def bound(train: dict[str, np.ndarray], held: dict[str, np.ndarray], ages: tuple[np.ndarray, np.ndarray]) -> None:
+def bound(train: Windows, held: Windows) -> None:
     """The first table (module docstring): the training targets' quantiles on the held-out news-driven windows."""
     rows = []
     for t in TARGETS:
-        ok_tr, ok_ho = (train["news_kind"] > 0) & target_ok(train, t), (held["news_kind"] > 0) & target_ok(held, t)
-        groups_tr = [group_of(train, ages[0], a)[ok_tr] for a in (False, True)]
-        groups_ho = [group_of(held, ages[1], a)[ok_ho] for a in (False, True)]
-        y = held[t][ok_ho]
+        ok_tr, ok_ho = target_ok(train.arrays, t), target_ok(held.arrays, t)
+        groups_tr, groups_ho = [g[ok_tr] for g in train.groups], [g[ok_ho] for g in held.groups]
+        y = held.arrays[t][ok_ho]
         rows.append(
-            (t, len(y), *corrections(y, np.zeros((len(y), len(TAUS))), (train[t][ok_tr], *groups_tr), groups_ho))
+            (t, len(y), *corrections(y, np.zeros((len(y), len(TAUS))), (train.arrays[t][ok_tr], *groups_tr), groups_ho))
         )
     table("the training windows' targets, pooled, per headline kind, per kind and age", rows, served=False)
     print("gain: the CRPS a forecaster with nothing but the headline (its kind; its kind and age) saves against "
           "one without it")  # fmt: skip
 
 
-def residual_bound(ckpt: Path, train: Windows, held: Windows, ages: tuple[np.ndarray, np.ndarray]) -> None:
+def residual_bound(ckpt: Path, train: Windows, held: Windows) -> None:
     """The --model table (module docstring)."""
     from model.evaluation.outputs import model_outputs
 
@@ -134,8 +133,7 @@ def residual_bound(ckpt: Path, train: Windows, held: Windows, ages: tuple[np.nda
     for t in TARGETS:
         ok_tr, ok_ho = target_ok(tr, t), target_ok(ho, t)
         r = tr[t][ok_tr, None] - q_train[t][ok_tr]  # (n, 3) residual against each quantile
-        groups_tr = [group_of(tr, ages[0], a)[ok_tr] for a in (False, True)]
-        groups_ho = [group_of(ho, ages[1], a)[ok_ho] for a in (False, True)]
+        groups_tr, groups_ho = [g[ok_tr] for g in train.groups], [g[ok_ho] for g in held.groups]
         y, q = ho[t][ok_ho], q_held[t][ok_ho]
         rows.append((t, len(y), crps_quantiles(y, q, TAUS), *corrections(y, q, (r, *groups_tr), groups_ho)))
     table(f"\n{ckpt} on the held-out news-driven windows, its quantiles corrected by its training residuals",
@@ -144,19 +142,20 @@ def residual_bound(ckpt: Path, train: Windows, held: Windows, ages: tuple[np.nda
 
 @dataclass
 class Windows:
-    """A dataset file's news-driven windows."""
+    """A dataset file's news-driven windows, and their groups (`groups_of`)."""
 
     path: Path
     arrays: dict[str, np.ndarray]
     meta: dict
+    groups: tuple[np.ndarray, np.ndarray]
 
     @classmethod
-    def of(cls, path: Path) -> Windows:
+    def of(cls, path: Path, sim: SimConfig) -> Windows:
         from model.training.dataset import load, subset
 
         ds = load(path)
         ds = subset(ds, ds.arrays["news_kind"] > 0)
-        return cls(path, ds.arrays, ds.meta)
+        return cls(path, ds.arrays, ds.meta, groups_of(ds.arrays, headline_ages(ds.arrays, sim)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,12 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sim-duration", type=parse_duration, default=parse_duration("1h"), help="(make checkpoint's: 1h)")
     p.add_argument("--news", type=float, default=12.0, help="headlines per symbol-hour (make checkpoint's: 12)")
     args = p.parse_args(argv)
-    train, held = Windows.of(args.train), Windows.of(args.held_out)
     sim = SimConfig(n_symbols=args.sim_symbols, duration_ns=args.sim_duration, news_rate=args.news)
-    ages = headline_ages(train.arrays, sim), headline_ages(held.arrays, sim)
-    bound(train.arrays, held.arrays, ages)
+    train, held = Windows.of(args.train, sim), Windows.of(args.held_out, sim)
+    bound(train, held)
     if args.model:
-        residual_bound(args.model, train, held, ages)
+        residual_bound(args.model, train, held)
     return 0
 
 

@@ -51,10 +51,11 @@ def test_window_best_prices_equal_the_offline_rebuild(venue, shared_data):
             expected[symbol][i] = (bid[0] if bid else 0, ask[0] if ask else 0)
     for symbol in symbols:
         mine = [w for w in windows if w.symbol == symbol]
+        assert mine
         for w in mine:
             assert (w.best_bid, w.best_ask) == expected[symbol][w.offset[1]], (symbol, w.offset)
         # and the offline rebuild's rows, in order, are the same books
-        rows = [(row.levels[2], row.levels[0]) for row in rebuild(cls(), cls.read_capture(path), 1, symbol)]
+        rows = [(row.levels[2], row.levels[0]) for row in rebuild(cls(), cls.read_capture(path), 1, symbol)]  # level 1
         assert [(b if b != BID_EMPTY else 0, a if a != ASK_EMPTY else 0) for b, a in rows] == list(
             expected[symbol].values()
         )
