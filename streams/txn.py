@@ -171,16 +171,30 @@ class PartitionCommitter:
         p = await self._ready()
         self._committing = False
         await p.begin_transaction()
-        sent = [await p.send(r.topic, key=r.key, value=r.value, headers=list(r.headers) or None) for r in records]
-        if snapshot is not None:
-            meta = await (await p.send(STATE_TOPIC, key=snapshot[0], value=snapshot[1]))
-            pointer = Pointer(meta.partition, meta.offset)
-        await p.send_offsets_to_transaction(
-            {self.tp: (next_offset, pointer.metadata() if pointer is not None else "")}, self.group
-        )
-        self._committing = True  # from here on, a failure leaves it unknown whether the commit landed
-        await p.commit_transaction()
-        for fut in sent:  # delivered before the commit could succeed; a failure would have failed it
-            await fut
+        sent: list[asyncio.Future] = []
+        try:
+            for r in records:
+                sent.append(await p.send(r.topic, key=r.key, value=r.value, headers=list(r.headers) or None))
+            if snapshot is not None:
+                meta = await (await p.send(STATE_TOPIC, key=snapshot[0], value=snapshot[1]))
+                pointer = Pointer(meta.partition, meta.offset)
+            await p.send_offsets_to_transaction(
+                {self.tp: (next_offset, pointer.metadata() if pointer is not None else "")}, self.group
+            )
+            self._committing = True  # from here on, a failure leaves it unknown whether the commit landed
+            await p.commit_transaction()
+            for fut in sent:  # delivered before the commit could succeed; a failure would have failed it
+                await fut
+        except BaseException:
+            # the transaction's failure is the one raised; its sends fail with it (ProducerFenced on each), and
+            # unretrieved, asyncio logs each as an ERROR "Future exception was never retrieved"
+            for fut in sent:
+                fut.add_done_callback(_retrieved)
+            raise
         self.transactions += 1
         return pointer
+
+
+def _retrieved(fut: asyncio.Future) -> None:
+    if not fut.cancelled():
+        fut.exception()
