@@ -126,9 +126,11 @@ class Worker:
         # the stall watchdog (streams/stall.py); `on_stall` is what a stall does: logged here, the process
         # restarted in place by `run_worker` (a worker inside another program, a test or a bench, is not)
         self.stall = StallWatch(settings.stall_s) if settings.stall_s > 0 else None
-        # a group that never assigns, or rebalances without end (streams/membership.py): logged, no action
-        self.membership = MembershipWatch(time.monotonic(), join_limit(settings.session_timeout),
-                                          settings.group_instance_id)  # fmt: skip
+        # a group that never assigns, rebalances without end or keeps fencing partitions it assigned us
+        # (streams/membership.py): logged, no action
+        self.membership = self.services.membership = MembershipWatch(
+            time.monotonic(), join_limit(settings.session_timeout), settings.group_instance_id
+        )
         self.probe = EndProbe(settings.bootstrap)
         # a thread of its own: the loop's default executor may be full of calls an outage holds up, and a
         # probe queued behind them would keep the watchdog waiting with it

@@ -7,14 +7,19 @@ file or environment gives two hosts the same id), on Kafka 4.3 with aiokafka 0.1
   assigned a partition nor finishes starting, with no further line (in one trial of three both
   were: 180 s with nothing committed, both processes up);
 - one started beside a running one, each join replaces the other's member ("Heartbeat failed: local
-  member_id was not recognized"): a rebalance every second, each side assigned every partition.
+  member_id was not recognized"): a rebalance every second, each side assigned every partition;
+- on a loaded host (2026-12-03, CI) the same with rebalances a few seconds apart, fewer than FLAPS a
+  minute, while each side's transactions fence the other's on the partitions both believe they hold.
 Neither is a stall (streams/stall.py watches the partitions a worker holds) and nothing else in the
 log says what is wrong. The watch does not depend on the cause: a dynamic member whose join never
 completes, for whatever reason, gets the same line without the instance id.
 
 Detection (`MembershipWatch`, pure, `unsettled`): no assignment at all (an empty one counts: a worker beyond the
 partition count is assigned nothing, and that is settled) `join_s` after start; or `FLAPS` assignments
-within `FLAP_WINDOW_S`, far above what workers joining one by one cause (one rebalance each). Action: an
+within `FLAP_WINDOW_S`, far above what workers joining one by one cause (one rebalance each); or
+`FENCINGS` transactions fenced within `FLAP_WINDOW_S` on partitions the worker was still assigned
+(`fenced`, from streams/partition.py): a partition that moves away fences its old owner once before the
+revocation arrives, not again and again. Action: an
 ERROR line, repeated every `join_s` while it lasts, naming the instance id where one is set, from a thread
 of its own (`watch_membership`): a worker whose first join hangs never finishes starting, so none of its
 Faust timers ever runs. No restart: two workers with one id would restart into the same collision; the
@@ -32,10 +37,12 @@ from collections import deque
 
 FLAPS = 20  # assignments within FLAP_WINDOW_S: a duplicate instance id rebalances about once a second
 FLAP_WINDOW_S = 60.0
+FENCINGS = 10  # fenced transactions within FLAP_WINDOW_S: a twin fences every partition every few seconds
 JOIN_SESSIONS = 5  # join_s: this many session timeouts, at least MIN_JOIN_S
 MIN_JOIN_S = 30.0
 CHECK_S = 1.0
-NO_ASSIGNMENT, FLAPPING = "no_assignment", "flapping"  # `unsettled`'s answers: the metric's reasons
+NO_ASSIGNMENT, FLAPPING, FENCED = "no_assignment", "flapping", "fenced"  # `unsettled`'s answers: the metric's reasons
+REASONS = (NO_ASSIGNMENT, FLAPPING, FENCED)
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +53,14 @@ def join_limit(session_timeout_s: float) -> float:
 
 
 class MembershipWatch:
-    """Assignments as they come (`assigned`), and what is wrong with them, if anything (`problem`)."""
+    """Assignments and fencings as they come (`assigned`, `fenced`), and what is wrong, if anything (`problem`)."""
 
     def __init__(self, started: float, join_s: float, instance_id: str = "") -> None:
         self.started, self.join_s, self.instance_id = started, join_s, instance_id
         self.ever_assigned = False
         self.rebalances = 0  # assignments received since start
         self._recent: deque[float] = deque()  # assignment times within FLAP_WINDOW_S
+        self._fencings: deque[float] = deque()  # times of transactions fenced within FLAP_WINDOW_S
         self._reported = -float("inf")
         self._lock = threading.Lock()  # assigned on the event loop, checked from the watch's thread
 
@@ -63,8 +71,14 @@ class MembershipWatch:
             self._recent.append(now)
             self._forget(now)
 
+    def fenced(self, now: float) -> None:
+        """A transaction of a partition still assigned to this worker was fenced by another producer."""
+        with self._lock:
+            self._fencings.append(now)
+            self._forget(now)
+
     def unsettled(self, now: float) -> str | None:
-        """NO_ASSIGNMENT or FLAPPING while the group has not settled (module doc), else None."""
+        """NO_ASSIGNMENT, FLAPPING or FENCED while the group has not settled (module doc), else None."""
         with self._lock:
             return self._unsettled(now)
 
@@ -72,7 +86,9 @@ class MembershipWatch:
         self._forget(now)
         if not self.ever_assigned and now - self.started >= self.join_s:
             return NO_ASSIGNMENT
-        return FLAPPING if len(self._recent) >= FLAPS else None
+        if len(self._recent) >= FLAPS:
+            return FLAPPING
+        return FENCED if len(self._fencings) >= FENCINGS else None
 
     def problem(self, now: float) -> str | None:
         """A line for the log when the group has not settled, at most one every join_s; else None."""
@@ -85,8 +101,11 @@ class MembershipWatch:
             return None
         if state == NO_ASSIGNMENT:
             what = f"no partition assignment {now - self.started:.0f} s after start: the group join does not complete"
-        else:
+        elif state == FLAPPING:
             what = f"{len(self._recent)} rebalances in {FLAP_WINDOW_S:.0f} s: the group does not settle"
+        else:
+            what = (f"{len(self._fencings)} transactions fenced in {FLAP_WINDOW_S:.0f} s on partitions this worker "
+                    "is assigned: another worker processes them too")  # fmt: skip
         if now - self._reported < self.join_s:
             return None
         self._reported = now
@@ -96,8 +115,9 @@ class MembershipWatch:
         return f"{what}. Is the broker's group coordinator up and answering?"
 
     def _forget(self, now: float) -> None:
-        while self._recent and now - self._recent[0] > FLAP_WINDOW_S:
-            self._recent.popleft()
+        for times in (self._recent, self._fencings):
+            while times and now - times[0] > FLAP_WINDOW_S:
+                times.popleft()
 
 
 def watch_membership(watch: MembershipWatch, group: str) -> threading.Thread:

@@ -35,7 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from streams.membership import FLAPPING, NO_ASSIGNMENT
+from streams.membership import REASONS
 from streams.pipeline import RESYNCING
 
 if TYPE_CHECKING:
@@ -229,9 +229,11 @@ class _Live(Collector):
                                   value=membership.rebalances)  # fmt: skip
         unsettled = GaugeMetricFamily("megatrading_group_unsettled", "1 while the consumer group has not settled: "
                                       "no_assignment (the join does not complete), flapping (rebalances without "
-                                      "end: two live workers, one group_instance_id)", labels=["reason"])  # fmt: skip
+                                      "end: two live workers, one group_instance_id), fenced (transactions of "
+                                      "partitions still assigned fenced again and again: the same)",
+                                      labels=["reason"])  # fmt: skip
         state = membership.unsettled(time.monotonic())
-        for reason in (NO_ASSIGNMENT, FLAPPING):
+        for reason in REASONS:
             unsettled.add_metric([reason], int(state == reason))
         yield unsettled
         f = w.forecaster

@@ -50,6 +50,7 @@ from orderbook.windows import Window
 from streams import failpoints, recovery, snapshots
 from streams.batcher import MicroBatcher
 from streams.config import Settings
+from streams.membership import MembershipWatch
 from streams.metrics import WorkerMetrics
 from streams.pipeline import NativePanic, Record, Rejected, VenuePipeline
 from streams.retry import Backoff, Waits, until_done
@@ -97,6 +98,7 @@ class Services:
     state_topic_ready: asyncio.Event = field(default_factory=asyncio.Event)
     drift: DriftTracker | None = None  # drift per book, fed the scored windows (None: not tracked)
     metrics: WorkerMetrics | None = None  # Prometheus counters (streams/metrics.py; None: not counted)
+    membership: MembershipWatch | None = None  # told of fencings on partitions still ours (streams/membership.py)
 
 
 @dataclass
@@ -252,6 +254,8 @@ class Partition:
                     break
                 except Fenced as err:
                     self.stats.fenced += 1
+                    if self.s.membership is not None and self.assigned:
+                        self.s.membership.fenced(time.monotonic())
                     self.pipeline = None
                     self._fenced = None
                     log.warning(

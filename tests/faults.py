@@ -233,6 +233,11 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def exited(self) -> str:
+        """What an assertion that this worker is alive prints when it is not: its exit status and log's end."""
+        tail = self.log.read_text(errors="replace")[-3000:]
+        return f"worker exited with {self.proc.returncode}; log {self.log}:\n{tail}"
+
     def kill(self) -> None:
         if self.alive():
             os.killpg(self.proc.pid, signal.SIGKILL)
@@ -277,7 +282,7 @@ def wait_for(
         if f >= fraction:
             return f
         for w in workers:
-            assert w.alive(), f"worker exited with {w.proc.returncode}; log {w.log}:\n{w.log.read_text()[-3000:]}"
+            assert w.alive(), w.exited()
         if time.monotonic() > deadline:
             raise TimeoutError(f"group {group} committed {f:.1%} of {topics} after {timeout} s, wanted {fraction:.0%}")
         time.sleep(poll)

@@ -4,6 +4,8 @@ settles are reported, rarely, and a healthy group never is."""
 from __future__ import annotations
 
 from streams.membership import (
+    FENCED,
+    FENCINGS,
     FLAP_WINDOW_S,
     FLAPPING,
     FLAPS,
@@ -46,6 +48,32 @@ def test_a_rebalance_a_second_is_reported_and_workers_joining_one_by_one_are_not
         fleet.assigned(2.0 + 3 * t)
         assert fleet.problem(2.5 + 3 * t) is None
     assert fleet.problem(600.0) is None
+
+
+def test_partitions_fenced_again_and_again_are_reported_and_one_move_a_rebalance_is_not():
+    """Twins on a loaded host: rebalances a few seconds apart, too few to be flapping, while each side's
+    transactions fence the other's (tests/test_faults.py saw it in CI on 2026-12-03)."""
+    twin = MembershipWatch(started=0.0, join_s=30.0, instance_id="twin")
+    lines = []
+    for t in range(40):
+        if t % 4 == 0:
+            twin.assigned(float(t))  # a rebalance every 4 s: 15 a minute, under FLAPS
+        twin.fenced(t + 0.5)
+        lines.append(twin.problem(t + 0.6))
+    reported = [i for i, line in enumerate(lines) if line]
+    assert reported == [FENCINGS - 1, FENCINGS - 1 + 30], lines  # then once each join_s
+    first = lines[reported[0]]
+    assert first is not None and f"{FENCINGS} transactions fenced in {FLAP_WINDOW_S:.0f} s" in first
+    assert "'twin'" in first
+    assert twin.unsettled(40.0) == FENCED
+    assert twin.unsettled(39.6 + FLAP_WINDOW_S) is None  # a quiet window: settled
+    # a fleet rebalanced a few times: each partition that moved fences its old owner once
+    fleet = MembershipWatch(started=0.0, join_s=30.0)
+    for t in range(3):
+        fleet.assigned(10.0 * t)
+        for p in range(3):
+            fleet.fenced(10.0 * t + 0.1 * p)
+    assert fleet.unsettled(25.0) is None and fleet.problem(25.0) is None
 
 
 def test_the_state_a_dashboard_reads_is_unsettled_for_as_long_as_it_lasts_not_once_per_limit():

@@ -105,8 +105,8 @@ def test_scraped_during_a_replay_the_counters_equal_the_topic_and_the_lag_falls_
         assert dead and {lab["reason"]: v for lab, v in m["megatrading_dlq_total"]} == dead
         assert total(m, "megatrading_partition_batch_seconds_count", venue=VENUE) > 0
         assert total(m, "megatrading_group_rebalances_total") >= 1  # its first assignment
-        assert {lab["reason"]: v for lab, v in m["megatrading_group_unsettled"]} == {"no_assignment": 0,
-                                                                                     "flapping": 0}  # fmt: skip
+        unsettled = {lab["reason"]: v for lab, v in m["megatrading_group_unsettled"]}
+        assert unsettled == {"no_assignment": 0, "flapping": 0, "fenced": 0}
         (info,) = m["megatrading_model_info"]
         assert info[0]["model"].startswith("baseline")
         # the heartbeat's mt:meta counts: the same dead letters (by venue and reason) as md.dlq holds, and
