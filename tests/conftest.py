@@ -63,7 +63,7 @@ def own_broker(tmp_path: Path):
     kafka.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def l2_trained(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> tuple[Path, Path]:
     """(training set, folder holding `fine`): a tiny model finetuned on simulated ITCH flow and the head
     of a real Binance capture, for the post-hoc heads of L2 books."""
@@ -83,7 +83,7 @@ def l2_trained(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> t
     return path, d
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def l2_held(l2_trained: tuple[Path, Path], shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The heads of two instruments l2_trained's model never saw, encoded as it encodes (`dataset --like`)."""
     import gzip
