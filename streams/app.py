@@ -48,7 +48,7 @@ from streams.batcher import MicroBatcher
 from streams.config import Settings
 from streams.delivery import BatchApp
 from streams.logfilter import install_rate_limits
-from streams.membership import MembershipWatch, join_limit, watch_membership
+from streams.membership import MembershipWatch, join_limit, name_fenced_instance_id, watch_membership
 from streams.metrics import QUANTILES, WorkerMetrics, model_device, quantiles
 from streams.news import NewsListener
 from streams.partition import NEWS_KEPT, News, Partition, Services
@@ -492,6 +492,7 @@ def faust_app(settings: Settings) -> BatchApp:
 
 def create_app(settings: Settings, forecaster: Forecaster | None = None) -> tuple[faust.App, Worker]:
     install_rate_limits()
+    name_fenced_instance_id()
     app = faust_app(settings)
     if forecaster is None:  # the model operators want (`megatrading model use`), else the settings'
         served, spec, refused, why = initial_model(settings)

@@ -9,7 +9,13 @@ file or environment gives two hosts the same id), on Kafka 4.3 with aiokafka 0.1
 - one started beside a running one, each join replaces the other's member ("Heartbeat failed: local
   member_id was not recognized"): a rebalance every second, each side assigned every partition;
 - on a loaded host (2026-12-03, CI) the same with rebalances a few seconds apart, fewer than FLAPS a
-  minute, while each side's transactions fence the other's on the partitions both believe they hold.
+  minute, while each side's transactions fence the other's on the partitions both believe they hold;
+- a worker already up whose rejoin or heartbeat the broker answers FENCED_INSTANCE_ID (error 82) stops:
+  aiokafka pushes the error to the fetch, Faust crashes on it and the process exits (CI, 2026-12-03).
+  Kafka's Java client treats the error as fatal too (a member that rejoined would take the id back and
+  the two would fence each other for good). aiokafka 0.14 has no class for error 82 (aio-libs/aiokafka
+  #1186), so its lines said "UnknownError"; `name_fenced_instance_id` registers one whose text says
+  what happened.
 Neither is a stall (streams/stall.py watches the partitions a worker holds) and nothing else in the
 log says what is wrong. The watch does not depend on the cause: a dynamic member whose join never
 completes, for whatever reason, gets the same line without the instance id.
@@ -34,6 +40,8 @@ import logging
 import threading
 import time
 from collections import deque
+
+from aiokafka import errors as kafka_errors
 
 FLAPS = 20  # assignments within FLAP_WINDOW_S: a duplicate instance id rebalances about once a second
 FLAP_WINDOW_S = 60.0
@@ -132,3 +140,22 @@ def watch_membership(watch: MembershipWatch, group: str) -> threading.Thread:
     thread = threading.Thread(target=run, name="membership-watch", daemon=True)
     thread.start()
     return thread
+
+
+class FencedInstanceIdError(kafka_errors.BrokerResponseError):
+    """FENCED_INSTANCE_ID: the broker gave this consumer's group.instance.id to a newer member."""
+
+    errno = 82
+    message = "FENCED_INSTANCE_ID"
+    description = ("another consumer registered with this consumer's group.instance.id: two live workers were "
+                   "given one group_instance_id (MT_GROUP_INSTANCE_ID); give every worker its own")  # fmt: skip
+
+    def __str__(self) -> str:  # aiokafka raises it without arguments: the text is the description
+        return f"[Error {self.errno}] {type(self).__name__}: {self.description}"
+
+    __repr__ = __str__
+
+
+def name_fenced_instance_id() -> None:
+    """Make aiokafka raise and log FencedInstanceIdError for error 82, not UnknownError (module doc)."""
+    kafka_errors.kafka_errors.setdefault(FencedInstanceIdError.errno, FencedInstanceIdError)

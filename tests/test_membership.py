@@ -107,3 +107,17 @@ def test_the_watch_thread_logs_a_problem_on_its_own(caplog):
     while not caplog.records and time.monotonic() < deadline:
         time.sleep(0.1)
     assert caplog.records and "consumer group mygroup: no partition assignment" in caplog.records[0].getMessage()
+
+
+def test_error_82_is_named_and_says_what_to_fix():
+    """aiokafka 0.14 has no class for FENCED_INSTANCE_ID: its join, sync and heartbeat lines said UnknownError."""
+    from aiokafka import errors
+
+    from streams.membership import FencedInstanceIdError, name_fenced_instance_id
+
+    name_fenced_instance_id()
+    name_fenced_instance_id()  # twice: harmless
+    assert errors.for_code(82) is FencedInstanceIdError
+    line = f"Unexpected exception in heartbeat task: {errors.for_code(82)()!r}"  # aiokafka's own wording
+    assert "[Error 82] FencedInstanceIdError" in line and "MT_GROUP_INSTANCE_ID" in line
+    assert errors.for_code(-1) is errors.UnknownError
