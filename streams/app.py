@@ -58,6 +58,7 @@ from streams.sink import DRIFT_FIELD, RedisSink
 from streams.stall import PROBE_TIMEOUT_S, EndProbe, Idle, StallWatch, describe_stall, group_offsets
 from streams.swap import initial_model, load_checked
 from streams.topics import NEWS_TOPIC, RAW_TOPIC
+from streams.txn import quiet_fenced_futures
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,7 @@ class Worker:
     async def start(self) -> None:
         self.news.start()
         loop = asyncio.get_running_loop()
+        quiet_fenced_futures(loop)
         create = partial(snapshots.ensure_topic, self.settings.bootstrap, self.settings.state_replication)
         await until_done(lambda: loop.run_in_executor(self.services.state_io, create), "kafka", self.waits)
         self.services.state_topic_ready.set()

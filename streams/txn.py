@@ -27,6 +27,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import InvalidProducerEpoch, ProducerFenced, TransactionalIdAuthorizationFailed
@@ -198,3 +199,27 @@ class PartitionCommitter:
 def _retrieved(fut: asyncio.Future) -> None:
     if not fut.cancelled():
         fut.exception()
+
+
+UNRETRIEVED = "Future exception was never retrieved"
+
+
+def quiet_fenced_futures(loop: asyncio.AbstractEventLoop) -> None:
+    """Leave out of the log the fencing errors aiokafka's own futures hold when nobody retrieves them.
+
+    A fenced transaction leaves two such futures (its transaction's waiter and its record batch's drain
+    waiter: tests/test_txn.py), and asyncio logs each as an ERROR with a traceback when it is collected:
+    two tracebacks for every partition a rebalance moves away from a worker still committing it, beside
+    the one WARNING that says what happened (the commit raised Fenced). Those go to DEBUG; every other
+    unhandled exception goes to the handler that was there before."""
+    before = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") == UNRETRIEVED and isinstance(context.get("exception"), FENCED):
+            log.debug("%s: %r (the commit that met it raised Fenced)", UNRETRIEVED, context["exception"])
+        elif before is not None:
+            before(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
