@@ -104,7 +104,7 @@ def served_call(ckpt: Path, arrays: dict[str, np.ndarray], calls: int = 200, dev
     device = torch.device(device_name)
     model = load_checkpoint(ckpt, device)[0].eval()
     graphed = GraphedScore(model, k=16, capture=device.type == "cuda")
-    keys = ("kind", "side", "price", "size", "dt", "mask", "features", "row_mask", "news", "news_mask")
+    keys = model.batch_keys
 
     def eager(b: dict) -> dict:
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):

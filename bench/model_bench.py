@@ -86,6 +86,8 @@ def our_inputs(cfg: ModelConfig, b: int, device: torch.device, gen: torch.Genera
     else:  # sentence embeddings
         out["news"] = torch.randn(b, cfg.max_news, cfg.news_len, generator=gen).to(device)
     out["news_mask"] = torch.ones(b, cfg.max_news, dtype=torch.bool, device=device)
+    if cfg.use_news_age:  # seconds, spread over the minute a headline stays in a window
+        out["news_age"] = 60 * torch.rand(b, cfg.max_news, generator=gen).to(device)
     return out
 
 

@@ -8,7 +8,10 @@ Arrays for B windows (the dataset contract, docs/design.md "Model input"):
 - `features` float32 (B, T, F): the windows' book-series rows normalized by a FeatureNorm (padded rows 0);
   `row_mask` bool (B, T);
 - `news` int64 (B, M, L): model.network.tokens.TextTokenizer ids of the headlines (float16 (B, M, 384)
-  sentence embeddings for a checkpoint with the sentence encoder: model/network/sentence.py); `news_mask` bool (B, M).
+  sentence embeddings for a checkpoint with the sentence encoder: model/network/sentence.py); `news_mask` bool (B, M);
+  `news_age` float32 (B, M): each headline's age, seconds from it to the window's newest event (0 where
+  padded; 0 for a headline stamped after that event). A model reads it where its config says so
+  (ModelConfig.use_news_age); bench/news_bound.py found the age worth more than the headline's kind.
 
 The encoding: what turns windows into these arrays and what the ids and columns then mean, carried by a
 dataset's json and a checkpoint's config.json under the same keys (ENCODING_KEYS). Its fingerprint
@@ -29,7 +32,8 @@ import numpy as np
 from model.network.tokens import TextEncoding, Tokenizer
 from orderbook.windows import Window, stack
 
-INPUT_FIELDS = ("kind", "side", "price", "size", "dt", "mask", "features", "row_mask", "news", "news_mask")
+INPUT_FIELDS = ("kind", "side", "price", "size", "dt", "mask", "features", "row_mask", "news", "news_mask", "news_age")
+NS_PER_S = 1e9
 # The keys of a dataset json / checkpoint config.json that make up the encoding. The window's shape and
 # emission rule are in it beside the tokenizers and the normalization: windows cut otherwise (another
 # price clip, another stride) give token ids and rows the checkpoint never saw, with the same shapes.
@@ -86,7 +90,7 @@ class FeatureNorm:
 
 
 # what model_inputs reads of a window's arrays (the headlines' text it reads off the windows themselves)
-_STACKED = ("kind", "side", "price", "size", "dt", "mask", "features", "row_mask", "news_mask")
+_STACKED = ("kind", "side", "price", "size", "dt", "mask", "features", "row_mask", "news_ts", "news_mask")
 
 
 def model_inputs(
@@ -101,7 +105,15 @@ def model_inputs(
     out["row_mask"] = b["row_mask"]
     out["news"] = np.stack([text.encode_news(w.news_text, w.news_mask) for w in windows])
     out["news_mask"] = b["news_mask"]
+    out["news_age"] = news_age(np.array([w.ts for w in windows], np.int64), b["news_ts"], b["news_mask"])
     return out
+
+
+def news_age(ts: np.ndarray, news_ts: np.ndarray, news_mask: np.ndarray) -> np.ndarray:
+    """Seconds from each headline (`news_ts` (B, M), ns) to its window's newest event (`ts` (B,), ns),
+    float32, 0 where `news_mask` is False or the headline is stamped after the event."""
+    age = np.maximum(ts[:, None] - news_ts, 0) / NS_PER_S
+    return np.where(news_mask, age, 0.0).astype(np.float32)
 
 
 class EncodingMismatch(ValueError):

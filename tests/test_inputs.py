@@ -51,3 +51,14 @@ def test_the_served_models_input_equals_the_datasets_for_the_same_windows(tmp_pa
     assert (np.abs(served["features"] - want) <= bound).all()
     padded = ~dataset.arrays["row_mask"]
     assert (served["features"][padded] == 0).all() and (want[padded] == 0).all()
+
+
+def test_a_headlines_age_is_seconds_to_the_newest_event_and_zero_where_padded_or_stamped_after():
+    from model.inputs import news_age
+
+    ts = np.array([10_000_000_000, 5_000_000_000], np.int64)
+    news_ts = np.array([[9_500_000_000, 0], [6_000_000_000, 2_000_000_000]], np.int64)
+    mask = np.array([[True, False], [True, True]])
+    got = news_age(ts, news_ts, mask)
+    assert got.dtype == np.float32
+    assert np.array_equal(got, np.array([[0.5, 0.0], [0.0, 3.0]], np.float32))

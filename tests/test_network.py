@@ -377,3 +377,44 @@ def test_the_volume_rate_from_the_traded_tokens_goes_to_the_head_as_an_input():
     for j, target in enumerate(TARGETS):
         if target.startswith("volume"):
             assert (band[:, j] == 0).all() and (scale[:, j] == 1.0).all()
+
+
+def test_a_headlines_age_is_read_only_where_the_config_says_and_starts_as_no_input():
+    """ModelConfig.use_news_age: log1p(age) projected onto the headline's embedding; the projection is made
+    zeroed after the initialisation, so a seed's other weights, and at step 0 the outputs, are those of the
+    same model without it. Trained, the age moves the outputs; a headline masked out still does not count,
+    and a batch without the ages is refused by a model that reads them."""
+    config = tiny()
+    batch = to_batch(arrays(config) | {"news_age": np.full((4, config.max_news), 30.0, np.float32)})
+    torch.manual_seed(0)
+    plain = OrderFlowModel(config).eval()
+    torch.manual_seed(0)
+    aged = OrderFlowModel(ModelConfig.tiny(**SHAPES, use_news_age=True)).eval()
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), aged.state_dict().values(), strict=True))
+    assert torch.equal(plain(batch)["anomaly"], aged(batch)["anomaly"])
+
+    with torch.no_grad():
+        aged.news_age_proj.weight.normal_(std=0.5)
+    fresh = {**batch, "news_age": torch.zeros_like(batch["news_age"])}
+    assert not torch.allclose(aged(batch)["anomaly"], aged(fresh)["anomaly"], atol=1e-6)
+    assert torch.equal(plain(batch)["anomaly"], plain(fresh)["anomaly"])  # off: the age is not read
+    hidden = {**batch, "news_mask": torch.zeros_like(batch["news_mask"])}
+    assert torch.equal(aged(hidden)["anomaly"], aged({**fresh, "news_mask": hidden["news_mask"]})["anomaly"])
+    without = {k: v for k, v in batch.items() if k != "news_age"}
+    with pytest.raises(ValueError, match="news_age"):
+        aged(without)
+
+
+def test_a_format_7_checkpoint_loads_with_the_age_projection_zeroed_and_off(tmp_path):
+    from safetensors.torch import save_file
+
+    model, batch = model_and_batch()
+    config_doc = {"format": 7, "model": {k: v for k, v in model.config.to_json().items() if k != "use_news_age"}}
+    old = tmp_path / "old"
+    old.mkdir()
+    state = {k: v.contiguous() for k, v in model.state_dict().items() if not k.startswith("news_age_proj")}
+    save_file(state, str(old / checkpoint.WEIGHTS), {"format": "7"})
+    (old / checkpoint.CONFIG).write_text(json.dumps(config_doc))
+    loaded, config, _ = checkpoint.load(old)
+    assert not config.use_news_age and not loaded.news_age_proj.weight.any()
+    assert torch.equal(loaded(batch)["anomaly"], model(batch)["anomaly"])

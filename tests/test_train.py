@@ -188,3 +188,25 @@ def test_ablation_leaves_the_part_out_of_the_trained_model(data, tmp_path):
     assert (config.use_news, config.use_rows, config.anchors) == (False, False, False)
     with pytest.raises(ValueError, match="can be left out"):
         train("pretrain", data, tmp_path / "bad", steps=1, without=("trades",), **FAST)
+
+
+def test_a_fresh_model_reads_the_headlines_age_where_the_set_has_it_and_a_set_without_is_refused(data, tmp_path):
+    """A set written since 2026-12-03 carries `news_age` (model.inputs): a fresh model reads it (its
+    projection starts at zero and learns), `--without news_age` leaves it out, and the set without the
+    ages is refused by the model that reads them."""
+    with np.load(data) as z:
+        arrays = dict(z)
+    ages = np.random.default_rng(0).uniform(0, 60, arrays["news_mask"].shape).astype(np.float32)
+    aged = tmp_path / "aged.npz"
+    np.savez_compressed(aged, **arrays, news_age=np.where(arrays["news_mask"], ages, 0).astype(np.float32))
+    aged.with_suffix(".json").write_text(data.with_suffix(".json").read_text())
+    run = train("pretrain", aged, tmp_path / "pre", steps=3, seed=1, **FAST)
+    model, config, _ = checkpoint.load(run.out_dir, "cpu")
+    assert config.use_news_age and model.news_age_proj.weight.abs().sum() > 0
+    _, config, _ = checkpoint.load(train("pretrain", aged, tmp_path / "no-age", steps=1, without=("news_age",),
+                                         **FAST).out_dir)  # fmt: skip
+    assert not config.use_news_age
+    _, config, _ = checkpoint.load(train("pretrain", data, tmp_path / "old-set", steps=1, **FAST).out_dir)
+    assert not config.use_news_age  # a set written before the input: as before
+    with pytest.raises(ValueError, match="news_age"):
+        train("finetune", data, tmp_path / "fine", init=run.out_dir, steps=1, **FAST)

@@ -191,10 +191,7 @@ def model_outputs(
     with torch.inference_mode():
         for lo in range(0, n, batch):
             sl = slice(lo, min(lo + batch, n))
-            part = {
-                k: arrays[k][sl]
-                for k in ("kind", "side", "price", "size", "dt", "mask", "row_mask", "news", "news_mask")
-            }
+            part = {k: arrays[k][sl] for k in served.model.batch_keys if k != "features" and k in arrays}
             b = to_batch(part | {"features": feats[sl]}, served.device)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=served.bf16):
                 out = served.model(b)

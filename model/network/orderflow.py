@@ -87,6 +87,9 @@ ANOMALY_CLASSES: tuple[str, ...] = (
 # Kind values 1..12 + PAD; BID/ASK/NONE + PAD; +-64 ticks + NONE + PAD; 32 buckets + PAD (model/network/tokens.py)
 DEFAULT_VOCAB: dict[str, int] = {"kind": 13, "side": 4, "price": 131, "size": 33, "dt": 33}
 BATCH_KEYS: tuple[str, ...] = (*FIELDS, "mask", "features", "row_mask", "news", "news_mask")
+# read where a batch has it: a dataset written before 2026-12-03 lacks it, and a model that reads it
+# (ModelConfig.use_news_age) refuses such a dataset (model.training.train.TrainData.load)
+NEWS_AGE = "news_age"
 
 
 @dataclass
@@ -111,6 +114,9 @@ class ModelConfig:
     use_rows: bool = True
     use_news: bool = True
     anchored: bool = True
+    # each headline's age (seconds from it to the window's newest event: model.inputs) added to its
+    # embedding; off in a checkpoint written before the input existed (its config lacks the key)
+    use_news_age: bool = False
 
     def __post_init__(self) -> None:
         missing = [f for f in FIELDS if f not in self.vocab]
@@ -334,6 +340,18 @@ class OrderFlowModel(nn.Module):
         self.register_buffer("l2_direction_weight", torch.zeros(len(DIRECTION_HORIZONS) * len(DIRECTIONS), n_state))
         self.register_buffer("l2_direction_bias", torch.zeros(len(DIRECTION_HORIZONS) * len(DIRECTIONS)))
         self.register_buffer("l2_direction_fitted", torch.zeros((), dtype=torch.bool))
+        # log1p(age) -> an offset of the headline's embedding, read where config.use_news_age; zeroed and made
+        # after the initialisation, as the direction head: a seed's other weights are what they were without
+        # it, and at step 0 the model serves what it would without the input (bench/news_bound.py: the age
+        # is worth more than the headline's kind)
+        self.news_age_proj = nn.Linear(1, d)
+        nn.init.zeros_(self.news_age_proj.weight)
+        nn.init.zeros_(self.news_age_proj.bias)
+
+    @property
+    def batch_keys(self) -> tuple[str, ...]:
+        """The arrays `forward` reads."""
+        return (*BATCH_KEYS, NEWS_AGE) if self.config.use_news_age else BATCH_KEYS
 
     def _init_weights(self) -> None:
         for m in self.modules():
@@ -451,6 +469,12 @@ class OrderFlowModel(nn.Module):
         events = sum(self.field_emb[f](batch[f]) for f in FIELDS) + self.event_pos
         rows = self.row_proj(batch["features"]) + self.row_pos
         news = self.text(batch["news"]) + self.news_pos
+        if self.config.use_news_age:
+            if NEWS_AGE not in batch:
+                raise ValueError("this model reads each headline's age (news_age), which the data lacks: a "
+                                 "dataset written before 2026-12-03; build it again (megatrading dataset)")  # fmt: skip
+            age = torch.log1p(batch[NEWS_AGE].to(news.dtype).clamp(min=0.0)).unsqueeze(-1)
+            news = news + self.news_age_proj(age)
         bos = self.bos.expand(events.shape[0], 1, -1)
         return self.drop(torch.cat([bos.to(rows.dtype), rows, news.to(rows.dtype), events.to(rows.dtype)], dim=1))
 
@@ -645,9 +669,10 @@ def calibrated_score(nll: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
 
 def to_batch(arrays: Mapping[str, np.ndarray], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
     """Contract arrays (numpy, leading axis = batch) -> tensors on `device` (ids int64, masks
-    bool, features and sentence embeddings float32). Extra keys (targets, labels) are ignored."""
+    bool, features, headline ages and sentence embeddings float32). Extra keys (targets, labels) are
+    ignored; `news_age` is taken where present."""
     out = {}
-    for key in BATCH_KEYS:
+    for key in (*BATCH_KEYS, NEWS_AGE) if NEWS_AGE in arrays else BATCH_KEYS:
         a = np.asarray(arrays[key])
         if key.endswith("mask"):
             t = torch.from_numpy(a.astype(bool, copy=False))

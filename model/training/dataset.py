@@ -15,7 +15,9 @@ allow_pickle=False) and `<name>.json` (metadata). Arrays, B windows (the shared 
   `feature_mean`/`feature_std` (over the real rows of the sources not held out, as the tokenizer's
   bins); padded rows are 0; `row_mask` bool (B, T).
 - `news` int64 (B, M, L): model.network.tokens.TextTokenizer ids of the window's headlines, or with
-  `text_encoder="minilm"` float16 (B, M, 384) sentence embeddings (model/network/sentence.py); `news_mask` bool (B, M).
+  `text_encoder="minilm"` float16 (B, M, 384) sentence embeddings (model/network/sentence.py); `news_mask` bool (B, M);
+  `news_age` float32 (B, M): seconds from each headline to the window's newest event (model.inputs; 0 where
+  padded). A set written before 2026-12-03 lacks it: a model that reads it refuses such a set.
 - `{spread,depth,volume,mid}_h{H}` float32 (B,): the realized value H messages (of the window's symbol)
   after the window's last message: spread in ticks at message i+H; depth = log1p(top-5 bid + ask lots)
   at i+H; volume = log1p(lots traded in messages i+1..i+H, non-printable executions excluded); mid =
@@ -324,6 +326,7 @@ def _empty(cfg: DatasetConfig, n_features: int) -> dict[str, np.ndarray]:
     news = np.zeros((0, m, DIM), np.float16) if cfg.text_encoder == "minilm" else np.zeros((0, m, ln), np.int64)
     out |= {"row_mask": np.zeros((0, t), bool), "news": news}
     out |= {"news_mask": np.zeros((0, m), bool), "target_mask": np.zeros((0, len(cfg.horizons)), bool)}
+    out["news_age"] = np.zeros((0, m), np.float32)
     out |= {f"{x}_h{h}": np.zeros(0, np.float32) for h in cfg.horizons for x in TARGETS}
     out |= {k: np.zeros(0, np.int64) for k in ("label", "news_kind", "event_ts", "seed")}
     out["symbol"] = np.zeros(0, dtype=str)

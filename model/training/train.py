@@ -66,9 +66,11 @@ from model.inputs import check_encoding
 from model.network import checkpoint, direction, l2_depth, recalibration
 from model.network.orderflow import (
     ANOMALY_CLASSES,
+    BATCH_KEYS,
     DIRECTION_HORIZONS,
     FIELDS,
     L2_DEPTH_TARGETS,
+    NEWS_AGE,
     QUANTILES,
     RECAL_BAND,
     RECALIBRATED_TARGETS,
@@ -114,7 +116,7 @@ class TrainData:
             arrays = {k: z[k] for k in z.files}
         side = p.with_suffix(".json")
         meta = json.loads(side.read_text()) if side.is_file() else {}
-        missing = [k for k in (*FIELDS, "mask", "features", "row_mask", "news", "news_mask") if k not in arrays]
+        missing = [k for k in BATCH_KEYS if k not in arrays]
         if missing:
             raise ValueError(f"{p}: not a training set of the contract, lacks {missing}")
         return cls(arrays, meta, p)
@@ -185,7 +187,7 @@ class TrainData:
 
     def batch(self, idx: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
         """The windows `idx` as tensors on `device`, with targets and labels where present."""
-        out = to_batch({k: self.arrays[k][idx] for k in self._model_keys}, device)
+        out = to_batch({k: self.arrays[k][idx] for k in self._model_keys if k in self.arrays}, device)
         if self.has_targets:
             y, valid = self._targets
             out["targets"] = torch.from_numpy(y[idx]).to(device)
@@ -194,7 +196,7 @@ class TrainData:
             out["label"] = torch.from_numpy(self.arrays["label"][idx].astype(np.int64)).to(device)
         return out
 
-    _model_keys = (*FIELDS, "mask", "features", "row_mask", "news", "news_mask")
+    _model_keys = (*BATCH_KEYS, NEWS_AGE)  # the headlines' age where the set has it (written since 2026-12-03)
 
     def __post_init__(self) -> None:
         self._targets = self.targets() if self.has_targets else None
@@ -723,7 +725,8 @@ def train(
     """Train and checkpoint into `out_dir` (see the module docstring). `init`: a checkpoint to
     start from (its config wins over `preset`); `resume`: continue `out_dir`'s own run up to
     `steps`; `stop_at`: end after that step as if interrupted (checkpoint written, no calibration);
-    `without`: parts left out for an ablation, "rows" (the book series) and/or "news" (the text);
+    `without`: parts left out for an ablation, "rows" (the book series), "news" (the text) and/or "news_age"
+    (each headline's age, which a fresh model reads where the data has it);
     `real_weight`: how much more often a window of a real capture is drawn than a simulated one;
     `sampler`: draws each batch instead (model/training/adapt.py mixes recent and replayed windows);
     `data`: the windows already loaded (a set assembled in memory), `data_path` then only names them;
@@ -852,7 +855,7 @@ def _flush(pending: list, history: list[dict[str, float]], elapsed: float) -> No
     pending.clear()
 
 
-ABLATIONS = ("rows", "news")
+ABLATIONS = ("rows", "news", "news_age")
 
 
 def _initial_model(
@@ -889,7 +892,8 @@ def _initial_model(
     if source is None:
         if stage == "finetune":
             log.warning("finetune without --init: training from scratch")
-        config = dataclasses.replace(data.model_config(preset), **off)
+        # a set written since 2026-12-03 carries the headlines' ages, and a fresh model reads them
+        config = dataclasses.replace(data.model_config(preset), **({"use_news_age": NEWS_AGE in data.arrays} | off))
         return OrderFlowModel(config), config, extra
     model, config, source_extra = checkpoint.load(source, "cpu")
     # the weights learned what these ids and normalized rows meant: data encoded otherwise would be

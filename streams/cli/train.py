@@ -116,9 +116,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     t.add_argument(
         "--without",
         action="append",
-        choices=("rows", "news"),
+        choices=("rows", "news", "news_age"),
         default=[],
-        help="leave a part out, for an ablation: rows (the book-state series), news (the headlines); repeatable",
+        help="leave a part out, for an ablation: rows (the book-state series), news (the headlines), news_age "
+        "(each headline's age); repeatable",
     )
     t.add_argument(
         "--real-weight",
