@@ -53,6 +53,7 @@ def test_arrays_have_the_contract_shapes_and_dtypes_and_no_nan(ds):
         "row_mask": (bool, (b, t)),
         "news": (np.int64, (b, m, ln)),
         "news_mask": (bool, (b, m)),
+        "news_age": (np.float32, (b, m)),
         "target_mask": (bool, (b, 2)),
         "label": (np.int64, (b,)),
         "news_kind": (np.int64, (b,)),
@@ -67,6 +68,8 @@ def test_arrays_have_the_contract_shapes_and_dtypes_and_no_nan(ds):
         if arr.dtype.kind == "f":
             assert np.isfinite(arr).all(), name
     assert set(a) == set(expect) | {"kind", "side", "price", "size", "dt", "symbol"}
+    assert (a["news_age"] >= 0).all() and not a["news_age"][~a["news_mask"]].any()
+    assert a["news_age"][a["news_mask"]].max() > 0  # headlines come before the windows that carry them
 
 
 def test_features_are_normalized_over_real_rows_and_padded_rows_are_zero(ds):
