@@ -16,8 +16,8 @@ file or environment gives two hosts the same id), on Kafka 4.3 with aiokafka 0.1
   the two would fence each other for good). aiokafka 0.14 has no class for error 82 (aio-libs/aiokafka
   #1186), so its lines said "UnknownError"; `name_fenced_instance_id` registers one whose text says
   what happened.
-Neither is a stall (streams/stall.py watches the partitions a worker holds) and nothing else in the
-log says what is wrong. The watch does not depend on the cause: a dynamic member whose join never
+None of these is a stall (streams/stall.py watches the partitions a worker holds), and nothing else in
+the log said what is wrong. The watch does not depend on the cause: a dynamic member whose join never
 completes, for whatever reason, gets the same line without the instance id.
 
 Detection (`MembershipWatch`, pure, `unsettled`): no assignment at all (an empty one counts: a worker beyond the

@@ -88,7 +88,7 @@ ANOMALY_CLASSES: tuple[str, ...] = (
 DEFAULT_VOCAB: dict[str, int] = {"kind": 13, "side": 4, "price": 131, "size": 33, "dt": 33}
 BATCH_KEYS: tuple[str, ...] = (*FIELDS, "mask", "features", "row_mask", "news", "news_mask")
 # read where a batch has it: a dataset written before 2026-12-03 lacks it, and a model that reads it
-# (ModelConfig.use_news_age) refuses such a dataset (model.training.train.TrainData.load)
+# (ModelConfig.use_news_age) refuses a batch without it (OrderFlowModel.embed)
 NEWS_AGE = "news_age"
 
 
