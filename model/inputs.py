@@ -30,10 +30,18 @@ from typing import Any
 import numpy as np
 
 from model.network.tokens import TextEncoding, Tokenizer
+from orderbook.events import NS_PER_S
 from orderbook.windows import Window, stack
 
-INPUT_FIELDS = ("kind", "side", "price", "size", "dt", "mask", "features", "row_mask", "news", "news_mask", "news_age")
-NS_PER_S = 1e9
+# Here, not in the network, so that the dataset builder and the CLI name the arrays without importing torch
+FIELDS: tuple[str, ...] = ("kind", "side", "price", "size", "dt")  # an event's token fields
+BATCH_KEYS: tuple[str, ...] = (*FIELDS, "mask", "features", "row_mask", "news", "news_mask")
+# read where a batch has it: a dataset written before 2026-12-03 lacks it, and a model that reads it
+# (ModelConfig.use_news_age) refuses a batch without it (OrderFlowModel.embed)
+NEWS_AGE = "news_age"
+INPUT_FIELDS: tuple[str, ...] = (*BATCH_KEYS, NEWS_AGE)
+# what `train --without` can leave out: rows (the book series), news (the headlines), the headlines' ages
+ABLATIONS: tuple[str, ...] = ("rows", "news", NEWS_AGE)
 # The keys of a dataset json / checkpoint config.json that make up the encoding. The window's shape and
 # emission rule are in it beside the tokenizers and the normalization: windows cut otherwise (another
 # price clip, another stride) give token ids and rows the checkpoint never saw, with the same shapes.

@@ -61,6 +61,7 @@ FLAG_AGGRESSOR_ASK = 16  # the aggressor sold
 FLAG_NON_PRINTABLE = 32  # an execution not to be counted as volume (ITCH C with printable N)
 
 OrderId = int | str
+NS_PER_S = 1_000_000_000  # Event.ts counts nanoseconds
 
 
 @dataclass(slots=True)

@@ -57,12 +57,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.inputs import BATCH_KEYS, FIELDS, INPUT_FIELDS, NEWS_AGE
 from model.network.direction import DIRECTIONS
 from model.network.recalibration import LEVEL_BINS, N_BINS, WIDE_RATIO
 from orderbook.events import Kind
 from orderbook.features import FEATURE_NAMES, TRADE_KINDS
 
-FIELDS: tuple[str, ...] = ("kind", "side", "price", "size", "dt")
 TARGETS: tuple[str, ...] = (
     "spread_h10",
     "spread_h100",
@@ -86,10 +86,6 @@ ANOMALY_CLASSES: tuple[str, ...] = (
 )
 # Kind values 1..12 + PAD; BID/ASK/NONE + PAD; +-64 ticks + NONE + PAD; 32 buckets + PAD (model/network/tokens.py)
 DEFAULT_VOCAB: dict[str, int] = {"kind": 13, "side": 4, "price": 131, "size": 33, "dt": 33}
-BATCH_KEYS: tuple[str, ...] = (*FIELDS, "mask", "features", "row_mask", "news", "news_mask")
-# read where a batch has it: a dataset written before 2026-12-03 lacks it, and a model that reads it
-# (ModelConfig.use_news_age) refuses a batch without it (OrderFlowModel.embed)
-NEWS_AGE = "news_age"
 
 
 @dataclass
@@ -351,7 +347,7 @@ class OrderFlowModel(nn.Module):
     @property
     def batch_keys(self) -> tuple[str, ...]:
         """The arrays `forward` reads."""
-        return (*BATCH_KEYS, NEWS_AGE) if self.config.use_news_age else BATCH_KEYS
+        return INPUT_FIELDS if self.config.use_news_age else BATCH_KEYS
 
     def _init_weights(self) -> None:
         for m in self.modules():
@@ -672,7 +668,7 @@ def to_batch(arrays: Mapping[str, np.ndarray], device: torch.device | str = "cpu
     bool, features, headline ages and sentence embeddings float32). Extra keys (targets, labels) are
     ignored; `news_age` is taken where present."""
     out = {}
-    for key in (*BATCH_KEYS, NEWS_AGE) if NEWS_AGE in arrays else BATCH_KEYS:
+    for key in INPUT_FIELDS if NEWS_AGE in arrays else BATCH_KEYS:
         a = np.asarray(arrays[key])
         if key.endswith("mask"):
             t = torch.from_numpy(a.astype(bool, copy=False))

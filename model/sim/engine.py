@@ -57,9 +57,9 @@ import math
 import random
 from dataclasses import dataclass, field, replace
 
-from orderbook.events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, Side, Status
+from orderbook.events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, NS_PER_S, Event, Kind, Side, Status
 
-SEC = 1_000_000_000
+SEC = NS_PER_S  # the simulator's clock counts ns, as the venues' events do
 OPEN_NS = 34_200 * SEC  # 09:30
 CLOSE_NS = 57_600 * SEC  # 16:00
 DAY_NS = CLOSE_NS - OPEN_NS

@@ -19,9 +19,10 @@ import datetime as dt
 import random
 from dataclasses import dataclass, field
 
+from orderbook.events import NS_PER_S
 from orderbook.venues.itch import encode
 
-SEC = 1_000_000_000
+SEC = NS_PER_S
 OPEN_NS = 34_200 * SEC  # 09:30
 CLOSE_NS = 57_600 * SEC  # 16:00
 TICK = 100  # one cent in Price(4)

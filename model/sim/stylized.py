@@ -43,12 +43,12 @@ import numpy as np
 
 from orderbook.book import Book, BookType, L2Book, L3Book
 from orderbook.errors import FeedError
-from orderbook.events import Event, Kind, Side
+from orderbook.events import NS_PER_S, Event, Kind, Side
 from orderbook.features import CANCEL_KINDS, TRADE_KINDS, LevelFlow, TradeClassifier, depth_levels, infer_tick
 from orderbook.venues import Record, feed_class, fixed_tick
 
 DEPTH_LEVELS = 5
-SEC = 1_000_000_000
+SEC = NS_PER_S
 MS = 1_000_000
 DAY_NS = 86_400 * SEC
 CALENDAR_SCALES_S = (1, 10, 60)

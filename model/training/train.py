@@ -62,15 +62,12 @@ import torch
 import torch.nn.functional as F
 
 from model.evaluation.metrics import crps_quantiles
-from model.inputs import check_encoding
+from model.inputs import ABLATIONS, BATCH_KEYS, FIELDS, INPUT_FIELDS, NEWS_AGE, check_encoding
 from model.network import checkpoint, direction, l2_depth, recalibration
 from model.network.orderflow import (
     ANOMALY_CLASSES,
-    BATCH_KEYS,
     DIRECTION_HORIZONS,
-    FIELDS,
     L2_DEPTH_TARGETS,
-    NEWS_AGE,
     QUANTILES,
     RECAL_BAND,
     RECALIBRATED_TARGETS,
@@ -196,7 +193,7 @@ class TrainData:
             out["label"] = torch.from_numpy(self.arrays["label"][idx].astype(np.int64)).to(device)
         return out
 
-    _model_keys = (*BATCH_KEYS, NEWS_AGE)  # the headlines' age where the set has it (written since 2026-12-03)
+    _model_keys = INPUT_FIELDS  # the headlines' age where the set has it (written since 2026-12-03)
 
     def __post_init__(self) -> None:
         self._targets = self.targets() if self.has_targets else None
@@ -853,9 +850,6 @@ def _flush(pending: list, history: list[dict[str, float]], elapsed: float) -> No
         row.update({k: float(v) for k, v in parts.items()})
         history.append(row)
     pending.clear()
-
-
-ABLATIONS = ("rows", "news", "news_age")
 
 
 def _initial_model(

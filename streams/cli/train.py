@@ -35,6 +35,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from model.inputs import ABLATIONS
+
 # the stages that fit one post-hoc head of a trained checkpoint (model.training.train.HEADS)
 HEAD_STAGES = {"direction": "direction", "l2-depth": "l2_depth", "l2-direction": "l2_direction",
                "recalibration": "recalibration"}  # fmt: skip
@@ -116,7 +118,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     t.add_argument(
         "--without",
         action="append",
-        choices=("rows", "news", "news_age"),
+        choices=ABLATIONS,
         default=[],
         help="leave a part out, for an ablation: rows (the book-state series), news (the headlines), news_age "
         "(each headline's age); repeatable",
