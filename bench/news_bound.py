@@ -15,10 +15,12 @@ The gain of the per-kind correction is what the headline's kind adds to that mod
 
 The last column groups by kind and by the headline's age (seconds from it to the window's newest event,
 in AGE_EDGES bins): what a forecaster that also knew when the headline came would save. The model does not
-see that age (its headlines are text tokens alone), and on the demo's windows it is worth more than the
-kind. The ages come from the simulated headlines regenerated per seed (model.sim.news.schedule_news) with
---sim-symbols, --sim-duration and --news as `make checkpoint`'s dataset drew them; a window whose newest
-headline is not of its recorded kind stops the run (a dataset simulated otherwise).
+see that age unless its config reads `news_age` (checkpoints trained since 2026-12-03), and on the demo's
+windows it is worth more than the kind. The ages are the dataset's `news_age` (the newest headline's); for a
+set written before it had them, they come from the simulated headlines regenerated per seed
+(model.sim.news.schedule_news) with --sim-symbols, --sim-duration and --news as `make checkpoint`'s dataset
+drew them, and a window whose newest headline is not of its recorded kind stops the run (a dataset
+simulated otherwise).
 
     python bench/news_bound.py [--train build/demo-data/train.npz] [--held-out build/demo-data/heldout.npz]
     python bench/news_bound.py --model build/demo-nonews
@@ -48,6 +50,9 @@ MIN_GROUP = 20  # training windows a group needs to get its own quantiles, else 
 
 def headline_ages(arrays: dict[str, np.ndarray], sim: SimConfig) -> np.ndarray:
     """(B,) seconds from each news-driven window's newest headline to its newest event, NaN elsewhere."""
+    if "news_age" in arrays:  # the window's headlines are its symbol's: the newest is the youngest
+        youngest = np.where(arrays["news_mask"], arrays["news_age"], np.inf).min(1)
+        return np.where(arrays["news_kind"] > 0, youngest, np.nan)
     ages = np.full(len(arrays["news_kind"]), np.nan)
     for seed in np.unique(arrays["seed"][arrays["news_kind"] > 0]):
         cfg = replace(sim, seed=int(seed))
@@ -165,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train", type=Path, default=Path("build/demo-data/train.npz"))
     p.add_argument("--held-out", type=Path, default=Path("build/demo-data/heldout.npz"))
     p.add_argument("--model", type=Path, help="a checkpoint trained without headlines: the gain on top of it")
-    p.add_argument("--sim-symbols", type=int, default=3, help="as the dataset was simulated (make checkpoint's: 3)")
+    p.add_argument(
+        "--sim-symbols", type=int, default=3, help="as a set without news_age was simulated (make checkpoint's: 3)"
+    )
     p.add_argument("--sim-duration", type=parse_duration, default=parse_duration("1h"), help="(make checkpoint's: 1h)")
     p.add_argument("--news", type=float, default=12.0, help="headlines per symbol-hour (make checkpoint's: 12)")
     args = p.parse_args(argv)
