@@ -9,8 +9,8 @@ STAMP := $(VENV)/.installed
 # The demo's model: a small generative model trained on 18 simulated hours (seeds 1-20 but 9-10)
 # and the real captures of ../shared/data but the one held out (-2: Binance spot ETHUSDT),
 # evaluated on 22 unseen simulated hours (seeds 9-10, 21-40) and that capture, beside two
-# ablations (no headlines, no book series) trained the same way. About 40 minutes on 2 CPU
-# cores, 21 of them the training (logs in build/demo-*.log), the rest the L2 heads, evaluate and
+# ablations (no headlines, no book series) trained the same way. 40 to 80 minutes on 2 CPU
+# cores (2026-12-02: 40; 2026-12-03: 79, 48 of them the training: logs in build/demo-*.log), the rest the L2 heads, evaluate and
 # evaluate-unseen (README, "Reproducing it"); the model (under 2 MB) and its evaluation are committed. Each injected anomaly
 # draws its own intensity from 0.4 to 1 (`--anomaly-intensity 0.4:1`, model/sim/anomalies.py): a
 # detector that saw one size of manipulation learns that size (docs/alerts.md).

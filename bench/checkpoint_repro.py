@@ -1,7 +1,7 @@
 """Does `make checkpoint` reproduce the committed demo? A working tree where it ran, beside this one.
 
 `make checkpoint` overwrites the committed checkpoint and its evaluation, so it runs in a clean clone
-(2 CPU cores: about 40 minutes), and this script compares that clone with this checkout:
+(2 CPU cores: 40 to 80 minutes), and this script compares that clone with this checkout:
 
     git clone -q . /tmp/ck && cp orderbook/native/_core*.so /tmp/ck/orderbook/native/
     (cd /tmp/ck && PYTHONPATH=/tmp/ck make -o $PWD/.venv/.installed checkpoint VENV=$PWD/.venv SHARED=$PWD/../shared)

@@ -21,7 +21,8 @@ checkpoint its L2 depth head (a new dataset, a new model), and when the demo's a
 drawn at an intensity from 0.4 to 1 (a new dataset, a new model), and when the heads of L2 books were
 refitted on eight captures (the dataset the same; the direction and depth of L2 windows new), and when
 the simulator's efficient price became its default (a new dataset, a new model), and when the
-recalibration's floor bins got one map (the dataset the same; the spread and mid quantiles new). About
+recalibration's floor bins got one map (the dataset the same; the spread and mid quantiles new), and
+when the demo was retrained reading the headlines' ages (the dataset with news_age added, a new model). About
 11 minutes on 2 cores (2026-12-03: the dataset 8, evaluate 3).
 """
 
