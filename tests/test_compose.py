@@ -21,6 +21,7 @@ import redis
 
 from streams.infra import RedisServer, free_port
 from streams.sink import RedisSink
+from tests.scripts import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = REPO / "docker-compose.yml"
@@ -272,13 +273,7 @@ def test_the_dockerignore_lets_through_what_the_image_copies():
 
 
 def load_healthcheck():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("mt_healthcheck", HEALTHCHECK)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(HEALTHCHECK)
 
 
 def test_a_heartbeat_counts_when_it_is_this_workers_and_recent():

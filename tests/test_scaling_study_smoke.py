@@ -4,20 +4,14 @@ the six cells and the PNG is written. The figures themselves are not checked (be
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
+from orderbook.events import NS_PER_S as SEC
+from tests.scripts import load_script
+
 REPO = Path(__file__).resolve().parents[1]
-SEC = 1_000_000_000
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("scaling_study", REPO / "bench" / "scaling_study.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_scaling_study_writes_six_cells_and_the_figure(tmp_path):
@@ -31,7 +25,7 @@ def test_scaling_study_writes_six_cells_and_the_figure(tmp_path):
     save(train_ds, tmp_path / "train.npz")
     save(held, tmp_path / "held.npz")
 
-    study = load_script()
+    study = load_script(REPO / "bench" / "scaling_study.py")
     md, png = tmp_path / "scaling.md", tmp_path / "scaling.png"
     argv = ["--data", str(tmp_path / "train.npz"), "--heldout", str(tmp_path / "held.npz"),
             "--pretrain-steps", "2", "--finetune-steps", "2", "--batch", "4", "--eval-windows", "8",
