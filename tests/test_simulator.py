@@ -18,7 +18,7 @@ import pytest
 
 from model.sim.anomalies import KINDS, parse_anomalies, parse_intensity, schedule_anomalies
 from model.sim.engine import OPEN_NS, SEC, FlowParams, SimConfig, SimResult, default_symbols
-from model.sim.news import NewsItem, news_windows, schedule_news
+from model.sim.news import NewsItem, news_windows
 from model.sim.run import simulate
 from model.sim.writers import CRYPTO_PRICE, CRYPTO_SIZE, venue_symbol, write
 from orderbook.book import L3Book
@@ -435,24 +435,6 @@ def test_an_earnings_headline_steps_the_efficient_price_and_the_book_follows():
     assert a_step < -5 and a_move < a_step / 2  # down, at least half the step 400 book changes later
     assert b_step > 5 and b_move > b_step / 2
     assert c_step == 0 and abs(c_move) < 5  # a neutral headline: only the diffusion (0.15 tick a change)
-
-
-def test_an_earnings_headline_says_how_large_its_price_step_is():
-    specs = SimConfig(n_symbols=3).specs()
-    news = schedule_news(5, specs, START, START + 6 * 3600 * SEC, 12.0)
-    earnings = [n for n in news if n.kind in ("negative", "positive")]
-    steps = {}
-    for n in earnings:
-        (w,) = [w for w in news_windows([n], n.symbol, 300.0, 300.0, 0.01) if w.jump]
-        steps.setdefault(n.headline.split(" ", 1)[1], []).append(abs(w.jump))
-    words = {"narrowly": 0, "slight": 0, "edge": 0, "badly": 2, "deep": 2, "plunge": 2, "crushes": 2,
-             "blowout": 2, "soar": 2}  # fmt: skip
-    by_size: dict[int, list[float]] = {0: [], 1: [], 2: []}
-    for text, s in steps.items():
-        size = next((v for w, v in words.items() if w in text), 1)
-        by_size[size] += s
-    assert all(len(v) >= 10 for v in by_size.values()), {k: len(v) for k, v in by_size.items()}
-    assert max(by_size[0]) < min(by_size[1]) and max(by_size[1]) < min(by_size[2])  # the terciles, disjoint
 
 
 def test_with_price_discovery_the_book_takes_half_a_step_at_the_headline_and_the_rest_over_seconds():

@@ -9,12 +9,6 @@ In this world text carries real information, so a model that reads headlines can
 | halt | "Trading halted in XYZ pending news" | a halt HALT_DELAY after it; trading resumes `halt_s` later |
 | neutral | "XYZ to present at investor conference" | nothing |
 
-An earnings headline also says how large the surprise was, as real ones do ("narrowly beats", "beats",
-"crushes"): its wording is the tercile of the draw that sizes its price step (`surprise`, SIZE_EDGES), so
-the text tells a reader the step's direction and roughly its size, and the flow is the same whatever the
-wording (the template's own draw is unchanged). Before 2026-12-03 every earnings headline of a template
-read the same and the text said its kind only (bench/news_bound.py).
-
 Records follow docs/design.md's `md.news`: `{"ts": ns, "symbols": [...], "headline": str, "source": "sim"}`;
 `ts` is on the stream's own clock (ns since midnight for ITCH/LOBSTER).
 """
@@ -33,42 +27,16 @@ from model.sim.engine import SEC, Effect, Interval, SymbolSpec, pick
 HALT_DELAY_NS = SEC // 2  # the exchange halts half a second after the headline
 JUMP_SIGMA = 0.5  # the spread of news_windows' price steps, log scale
 KINDS = (("negative", 0.25), ("positive", 0.25), ("halt", 0.1), ("neutral", 0.4))
-SIZE_EDGES = (-0.4307 * JUMP_SIGMA, 0.4307 * JUMP_SIGMA)  # terciles of the surprise draw: small, middling, large
-# Per kind, its templates; an earnings template is a (small, middling, large) surprise triple.
-TEMPLATES: dict[str, tuple[str | tuple[str, str, str], ...]] = {
+TEMPLATES: dict[str, tuple[str, ...]] = {
     "negative": (
-        (
-            "{s} narrowly misses Q3 earnings estimates",
-            "{s} misses Q3 earnings estimates, cuts guidance",
-            "{s} badly misses Q3 earnings estimates, slashes guidance",
-        ),
-        (
-            "{s} reports slight revenue shortfall, trims outlook",
-            "{s} reports quarterly loss, withdraws full-year outlook",
-            "{s} reports deep quarterly loss, suspends outlook",
-        ),
-        (
-            "{s} shares edge lower after revenue falls short of forecasts",
-            "{s} shares slide after revenue falls short of forecasts",
-            "{s} shares plunge after revenue falls far short of forecasts",
-        ),
+        "{s} misses Q3 earnings estimates, cuts guidance",
+        "{s} reports quarterly loss, withdraws full-year outlook",
+        "{s} shares slide after revenue falls short of forecasts",
     ),
     "positive": (
-        (
-            "{s} narrowly beats Q3 earnings estimates",
-            "{s} beats Q3 earnings estimates, raises guidance",
-            "{s} crushes Q3 earnings estimates, sharply raises guidance",
-        ),
-        (
-            "{s} reports slight revenue beat, nudges outlook higher",
-            "{s} reports record quarterly revenue, lifts outlook",
-            "{s} reports blowout quarterly revenue, doubles outlook",
-        ),
-        (
-            "{s} shares edge higher after profit tops forecasts",
-            "{s} shares jump after profit tops forecasts",
-            "{s} shares soar after profit far tops forecasts",
-        ),
+        "{s} beats Q3 earnings estimates, raises guidance",
+        "{s} reports record quarterly revenue, lifts outlook",
+        "{s} shares jump after profit tops forecasts",
     ),
     "halt": ("Trading halted in {s} pending news", "{s} halted: news pending"),
     "neutral": (
@@ -95,17 +63,6 @@ class NewsItem:
         return {"ts": self.ts + clock_offset, "symbols": [self.symbol], "headline": self.headline, "source": "sim"}
 
 
-def surprise(symbol: str, ts: int) -> float:
-    """An earnings headline's surprise: the normal draw (sd JUMP_SIGMA) that sizes its price step
-    (news_windows) and picks its wording (schedule_news); a stream of its own per headline."""
-    return random.Random(f"jump:{symbol}:{ts}").gauss(0.0, JUMP_SIGMA)
-
-
-def surprise_size(z: float) -> int:
-    """0, 1, 2: a small, middling or large surprise (the terciles of `surprise`)."""
-    return sum(z > e for e in SIZE_EDGES)
-
-
 def schedule_news(seed: int, specs: list[SymbolSpec], start: int, end: int, rate_per_hour: float) -> list[NewsItem]:
     """Headlines at Poisson times per symbol (own random stream), time ordered."""
     if rate_per_hour <= 0:
@@ -120,8 +77,6 @@ def schedule_news(seed: int, specs: list[SymbolSpec], start: int, end: int, rate
                 break
             kind = pick(rng.random(), KINDS)
             template = TEMPLATES[kind][int(rng.random() * len(TEMPLATES[kind]))]
-            if not isinstance(template, str):  # earnings: worded by the size of its surprise
-                template = template[surprise_size(surprise(spec.name, t))]
             items.append(NewsItem(t, spec.name, kind, template.format(s=spec.name)))
     items.sort(key=lambda n: (n.ts, n.symbol))
     return items
@@ -132,8 +87,7 @@ def news_windows(
 ) -> list[Interval]:
     """The flow effects of one symbol's headlines (neutral ones have none). With `jump`, an earnings
     headline also steps the efficient price (FlowParams.efficient_price) by about that fraction of it, up
-    or down with the news: `jump` times exp(`surprise`), a log-normal draw of median 1 (sigma 0.5), one per
-    headline, the draw its wording tells."""
+    or down with the news: `jump` times a log-normal draw of median 1 (sigma 0.5), one per headline."""
     out = []
     for n in news:
         if n.symbol != symbol:
@@ -144,7 +98,8 @@ def news_windows(
         elif n.kind in EFFECTS:
             step = 0.0
             if jump:
-                step = (1 if n.kind == "positive" else -1) * jump * math.exp(surprise(n.symbol, n.ts))
+                draw = random.Random(f"jump:{n.symbol}:{n.ts}").gauss(0.0, JUMP_SIGMA)
+                step = (1 if n.kind == "positive" else -1) * jump * math.exp(draw)
             out.append(Interval(n.ts, n.ts + int(effect_s * SEC), EFFECTS[n.kind], f"news:{n.kind}", step))
     return out
 
