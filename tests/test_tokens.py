@@ -97,6 +97,18 @@ def test_json_round_trip_gives_identical_encoding(windows, tok):
     assert tok.decode(*args) == again.decode(*args)
 
 
+def test_a_dt_equal_to_an_edge_keeps_its_bucket_when_the_stored_logs_are_a_bit_off(windows, tok):
+    """Another CPU's log1p may differ in the last bit: a checkpoint fitted there must tokenize alike here."""
+    dts = np.concatenate([w.dt[w.mask] for w in windows[::4]])
+    edge_ns = np.round(np.expm1(tok.dt_edges))
+    assert np.isin(edge_ns, dts).all()  # every edge is a dt that occurs (the bucket's first value)
+    probe = np.concatenate([dts, edge_ns, edge_ns - 1])
+    for off in (-np.inf, np.inf):  # every stored log one ulp below, then above, its value here
+        moved = Tokenizer.from_json(tok.to_json() | {"dt_edges": np.nextafter(tok.dt_edges, off).tolist()})
+        assert np.array_equal(moved.dt_ids(probe), tok.dt_ids(probe))
+    assert np.array_equal(tok.dt_ids(edge_ns), np.arange(len(edge_ns)) + 2)  # an edge opens its bucket
+
+
 def test_padded_slots_are_pad_in_every_field_and_real_tokens_never_are(windows, tok):
     first = windows[0]  # the first window of a symbol has not filled its N slots yet
     assert not first.mask.all()

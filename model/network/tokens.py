@@ -97,10 +97,14 @@ def _fit_edges(values: np.ndarray, n_buckets: int) -> tuple[np.ndarray, np.ndarr
         edges.append(float(uniq[hi + 1]))
         done, lo = int(cum[hi]), hi + 1
     edge_arr = np.asarray(edges)
-    which = np.searchsorted(edge_arr, x, side="right")
-    bounds = np.searchsorted(which, np.arange(len(edge_arr) + 2))  # x is sorted, so buckets are slices
-    medians = np.array([np.median(x[bounds[b] : bounds[b + 1]]) for b in range(len(edge_arr) + 1)])
-    return edge_arr, medians
+    return edge_arr, _bucket_medians(x, x, edge_arr)
+
+
+def _bucket_medians(values: np.ndarray, keys: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The median of `values` in each bucket of `keys` (sorted, `values` in the same order) by `edges`."""
+    which = np.searchsorted(edges, keys, side="right")
+    bounds = np.searchsorted(which, np.arange(len(edges) + 2))  # keys are sorted, so buckets are slices
+    return np.array([np.median(values[bounds[b] : bounds[b + 1]]) for b in range(len(edges) + 1)])
 
 
 @dataclass
@@ -145,7 +149,12 @@ class Tokenizer:
     ) -> Tokenizer:
         """Fit on one array of token sizes (lots) and one of inter-arrival times (ns)."""
         size_edges, size_medians = _fit_edges(np.asarray(sizes), n_size)
-        dt_edges, dt_log_medians = _fit_edges(np.log1p(np.maximum(np.asarray(dts, dtype=np.float64), 0)), n_dt)
+        # Buckets are cut on the integer nanoseconds (log1p is monotone, so the edges are the same
+        # values): tokens must not hang on a log's last bit, which differs between CPUs (dt_ids).
+        dt_ns = np.maximum(np.asarray(dts, dtype=np.float64), 0)
+        dt_edge_ns, _ = _fit_edges(dt_ns, n_dt)
+        dt_edges = np.log1p(dt_edge_ns)
+        dt_log_medians = _bucket_medians(np.log1p(np.sort(dt_ns)), np.sort(dt_ns), dt_edge_ns)
         return cls(
             price_clip=price_clip,
             n_size=n_size,
@@ -179,8 +188,13 @@ class Tokenizer:
         return np.searchsorted(self.size_edges, np.asarray(size, dtype=np.float64), side="right").astype(np.int64) + 1
 
     def dt_ids(self, dt: np.ndarray) -> np.ndarray:
-        logs = np.log1p(np.maximum(np.asarray(dt, dtype=np.float64), 0))
-        return np.searchsorted(self.dt_edges, logs, side="right").astype(np.int64) + 1
+        # Against the edges' own nanoseconds, not log1p(dt) against the stored logs: np.log1p's last
+        # bit differs between CPUs (SIMD paths), so a checkpoint fitted on one machine would put a dt
+        # equal to an edge in the bucket below on another. The stored logs are log1p of whole
+        # nanoseconds, and expm1 is far inside half a nanosecond of them: rounding recovers them exactly.
+        edge_ns = np.round(np.expm1(self.dt_edges))
+        ns = np.maximum(np.asarray(dt, dtype=np.float64), 0)
+        return np.searchsorted(edge_ns, ns, side="right").astype(np.int64) + 1
 
     def encode(
         self, kind: np.ndarray, side: np.ndarray, price: np.ndarray, size: np.ndarray, dt: np.ndarray, mask: np.ndarray
