@@ -1,11 +1,12 @@
 """The model's bench scripts run end to end on tiny data and print their tables: bench/news_bound.py,
 bench/text_ablation.py, bench/train_bench.py, bench/inputs_bench.py, bench/depth_loss_probe.py,
 bench/l2_depth_probe.py, bench/depth_memory.py (on the heads of three real captures), bench/gpu_parity.py
-(which says so and exits 0 without CUDA).
+(which says so and exits 0 without CUDA), bench/seed_study.py's seeds averaged.
 Figures are not checked here: the scripts print them for docs/ and the README."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from dataclasses import replace
@@ -123,3 +124,15 @@ def test_l2_depth_probe_prints_each_head_beside_the_network(lab: Path) -> None:
     out = run("l2_depth_probe.py", "--model", str(lab / "ckpt"), "--train", str(lab / "train.npz"),
               "--eval", str(lab / "heldout.npz"))  # fmt: skip
     assert "depth_h100" in out and "stats+memory / sim" in out and "heldout:simulated" in out
+
+
+def test_seed_study_averages_the_seeds_quantiles_window_by_window(lab: Path, tmp_path: Path) -> None:
+    from model.evaluation.evaluate import evaluate
+
+    study = load_script(REPO / "bench" / "seed_study.py")
+    evaluate(lab / "heldout.npz", [lab / "ckpt"], tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    twice = study.ensemble(metrics, [lab / "ckpt", lab / "ckpt"], lab / "heldout.npz", "averaged")
+    for part, figures in metrics["parts"].items():
+        for target, by_method in figures["crps"].items():
+            assert twice["parts"][part]["crps"][target]["averaged"] == pytest.approx(by_method["model"], rel=1e-6)
