@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench soak fuzz lint venv clean checkpoint evaluate-unseen scaling outputs-check text-ablation seed-study
+.PHONY: demo test bench soak fuzz lint venv clean checkpoint evaluate-unseen scaling outputs-check text-ablation seed-study news-discovery
 
 # The demo's model: a small generative model trained on 18 simulated hours (seeds 1-20 but 9-10)
 # and the real captures of ../shared/data but the one held out (-2: Binance spot ETHUSDT),
@@ -21,7 +21,8 @@ DEMO_TRAIN := $(DEMO_RECIPE) --seed 1
 DEMO_PRE := --steps 1500
 DEMO_FINE := --steps 3000 --lr 1e-3
 # The three runs train side by side on one thread each: faster on 2 cores than one after another
-# on two threads, and a one-thread run gives the same weights wherever it runs beside what.
+# on two threads, and a one-thread run gives the same weights whatever runs beside it (on the same CPU model:
+# README, "Reproducing it").
 DEMO_THREADS := OMP_NUM_THREADS=1
 
 # The compiled hot path (orderbook/native, Rust): `pip install -e` builds it with cargo, in place, so
@@ -108,8 +109,9 @@ soak: $(STAMP)
 # left out (evaluate --direction-loo / --l2-depth-loo). Binance spot ETHUSDT stays out of every fit: the held-out
 # evaluation below is the only one where they are new to an instrument; on UNSEEN only the left-one-out rows are.
 HEADS_DATA := build/demo-data/train.npz build/demo-data/unseen.npz
-DEMO_DATASET := $(BIN)/megatrading dataset --sim-seeds 1-40 --held-out 9-10,21-40,-2 --sim-duration 1h --sim-symbols 3 \
-	--anomaly-rate 2 --anomaly-intensity 0.4:1 --news 12 --real $(SHARED)/data \
+DEMO_SOURCES := --sim-seeds 1-40 --held-out 9-10,21-40,-2 --sim-duration 1h --sim-symbols 3 \
+	--anomaly-rate 2 --anomaly-intensity 0.4:1 --news 12 --real $(SHARED)/data
+DEMO_DATASET := $(BIN)/megatrading dataset $(DEMO_SOURCES) \
 	--out build/demo-data/train.npz --held-out-out build/demo-data/heldout.npz
 checkpoint: $(STAMP)
 	$(DEMO_DATASET)
@@ -158,13 +160,43 @@ seed-study: $(STAMP)
 	$(BIN)/python bench/seed_study.py --seeds 1,2,3 --data build/demo-data --out build/seeds --shared $(SHARED) \
 		--recipe "$(DEMO_RECIPE)" --pretrain "$(DEMO_PRE)" --finetune "$(DEMO_FINE)"
 
+# What a headline is worth when the market prices it over seconds (docs/design.md, "Headlines and price
+# discovery"): make checkpoint's sources simulated again with the efficient price taking half of an earnings
+# step at the headline and the rest over about DISC_S seconds (`--news-discovery`), encoded as the network;
+# its full and no-headline networks fine-tuned DISC_STEPS more on them and, as the control, on the demo's own
+# windows; bench/news_bound.py (what the kind and age could add to the no-headline network) and
+# bench/text_ablation.py on both. Other networks (make seed-study's): DISC_FULL=build/seeds/full-s2-fine
+# DISC_NONEWS=build/seeds/nonews-s2-fine DISC_SEED=2 DISC_OUT=build/disc-s2. About 25 minutes on 2 cores.
+DISC_S ?= 5
+DISC_STEPS ?= 1500
+DISC_FULL ?= build/demo-full-fine
+DISC_NONEWS ?= build/demo-nonews-fine
+DISC_SEED ?= 1
+DISC_OUT ?= build/disc
+news-discovery: $(STAMP)
+	$(BIN)/megatrading dataset --like $(DISC_FULL) $(DEMO_SOURCES) --news-discovery $(DISC_S) \
+		--out $(DISC_OUT)/data/train.npz --held-out-out $(DISC_OUT)/data/heldout.npz
+	mkdir -p $(DISC_OUT); pids=; for run in full:$(DISC_FULL):$(DISC_OUT)/data: nonews:$(DISC_NONEWS):$(DISC_OUT)/data:--without=news \
+			ctl-full:$(DISC_FULL):build/demo-data: ctl-nonews:$(DISC_NONEWS):build/demo-data:--without=news; do \
+		old=$$IFS; IFS=:; set -- $$run; IFS=$$old; name=$$1; init=$$2; data=$$3; flag=$$4; \
+		$(DEMO_THREADS) $(BIN)/megatrading train --stage finetune --data $$data/train.npz --init $$init \
+			--out $(DISC_OUT)/$$name --steps $(DISC_STEPS) --lr 1e-3 $(DEMO_RECIPE) --seed $(DISC_SEED) $$flag \
+			> $(DISC_OUT)/$$name.log 2>&1 & pids="$$pids $$!"; \
+	done; \
+	for p in $$pids; do wait $$p || { tail -20 $(DISC_OUT)/*.log; echo "news-discovery: a training run failed"; exit 1; }; done
+	$(BIN)/python bench/news_bound.py --train $(DISC_OUT)/data/train.npz --held-out $(DISC_OUT)/data/heldout.npz \
+		--model $(DISC_NONEWS)
+	$(BIN)/python bench/text_ablation.py hashed=$(DISC_OUT)/full:$(DISC_OUT)/data/heldout.npz \
+		none=$(DISC_OUT)/nonews:$(DISC_OUT)/data/heldout.npz
+	$(BIN)/python bench/text_ablation.py hashed=$(DISC_OUT)/ctl-full:build/demo-data/heldout.npz \
+		none=$(DISC_OUT)/ctl-nonews:build/demo-data/heldout.npz
+
 # The text encoders side by side (bench/text_ablation.py): make checkpoint's dataset and training once more
 # with the pretrained sentence encoder (`--text-encoder minilm`), then the hashed-word model, the sentence
 # one and the no-text ablation on the held-out news-driven windows; and what a simulated headline can be
 # worth at most (bench/news_bound.py). About 10 minutes on 2 cores after make checkpoint.
 text-ablation: $(STAMP)
-	$(BIN)/megatrading dataset --sim-seeds 1-40 --held-out 9-10,21-40,-2 --sim-duration 1h --sim-symbols 3 \
-		--anomaly-rate 2 --anomaly-intensity 0.4:1 --news 12 --real $(SHARED)/data --text-encoder minilm \
+	$(BIN)/megatrading dataset $(DEMO_SOURCES) --text-encoder minilm \
 		--out build/minilm/train.npz --held-out-out build/minilm/heldout.npz
 	OMP_NUM_THREADS=2 $(BIN)/megatrading train --stage pretrain --data build/minilm/train.npz \
 		--out build/demo-minilm-pre $(DEMO_PRE) $(DEMO_TRAIN)

@@ -61,9 +61,9 @@ def megatrading(*args: str) -> None:
 def checkpoint_dataset_args() -> list[str]:
     """The arguments of `make checkpoint`'s dataset step, read from the Makefile so the two never differ."""
     text = (ROOT / "Makefile").read_text().replace("\\\n", " ")
-    m = re.search(r"megatrading dataset (.*?)\s+--out ", text)
+    m = re.search(r"^DEMO_SOURCES := (.*)$", text, re.MULTILINE)
     if m is None:
-        raise SystemExit("outputs_check: no `megatrading dataset` line in the Makefile")
+        raise SystemExit("outputs_check: no DEMO_SOURCES in the Makefile")
     return shlex.split(m[1].replace("$(SHARED)", str(SHARED)))
 
 
