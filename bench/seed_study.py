@@ -33,13 +33,19 @@ import numpy as np
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from model.evaluation.direction import DEEPLOB, OFI, QI  # noqa: E402
+from model.evaluation.direction_folds import LEFT_ONE_OUT  # noqa: E402
+from model.evaluation.evaluate import PARTS, per_instrument, window_crps  # noqa: E402
+from model.evaluation.outputs import model_outputs  # noqa: E402
+from model.evaluation.report import GAIN_REFERENCES  # noqa: E402
+from model.training.dataset import load  # noqa: E402
+
 COMMITTED = ROOT / "model/checkpoints/demo"
 UNSEEN = ("usdm_ethusdt", "cm_btcusd_perp", "cm_ethusd_perp")
-BASELINES = ("persistence", "ewma", "har")
 REAL_HELD = "real"  # the held-out set's real part: spot ETHUSDT, new to every part of the model
-LOO_SUFFIX = " left one out"
 ENS, ENS_NONEWS = "seeds averaged", "no-headline seeds averaged"
-LOO_BASELINES = ("queue imbalance LR", "multi-level OFI LR", "DeepLOB-style CNN+LSTM")
 
 Metrics = dict[str, Any]
 Figure = Callable[[Metrics, Metrics, str, str, str], float | None]  # heldout, unseen, full, nonews, unseen name
@@ -106,14 +112,14 @@ def heads(name: str, heads_data: list[str], a: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- the figures
 
 
-def gain(crps: Metrics, target: str, model: str, peers: tuple[str, ...] = BASELINES) -> float | None:
+def gain(crps: Metrics, target: str, model: str, peers: tuple[str, ...] = GAIN_REFERENCES) -> float | None:
     """1 - model / best of the peers present, in percent (the card's `gain`)."""
     t = crps.get(target, {})
     best = min((t[p] for p in peers if t.get(p) is not None), default=None)
     return None if best is None or t.get(model) is None else 100 * (1 - t[model] / best)
 
 
-def part_gain(part: str, target: str, peers: tuple[str, ...] = BASELINES) -> Figure:
+def part_gain(part: str, target: str, peers: tuple[str, ...] = GAIN_REFERENCES) -> Figure:
     return lambda held, _u, full, _n, _un: gain(held["parts"][part]["crps"], target, full, peers)
 
 
@@ -149,8 +155,9 @@ def loo_margin(capture: str, horizon: int, metric: str) -> Figure:
     def figure(_h: Metrics, unseen: Metrics, _f: str, _n: str, un: str) -> float | None:
         rows = [r for r in unseen["direction"] if r["horizon"] == horizon and capture in r["source"]]
         by = {r["method"]: r[metric] for r in rows}
-        base = [by[b + LOO_SUFFIX] for b in LOO_BASELINES if by.get(b + LOO_SUFFIX) is not None]
-        model = by.get(un + LOO_SUFFIX)
+        loo = [f"{m} {LEFT_ONE_OUT}" for m in (QI, OFI, DEEPLOB)]
+        base = [by[m] for m in loo if by.get(m) is not None]
+        model = by.get(f"{un} {LEFT_ONE_OUT}")
         return None if model is None or not base else model - max(base)
 
     return figure
@@ -197,11 +204,6 @@ def ensemble(metrics: Metrics, dirs: list[Path], data: Path, name: str) -> Metri
     """A copy of evaluate's `metrics` of `data` whose parts' CRPS also hold `name`: the runs' quantiles
     averaged (quantile averaging, Vincentization: what serving the seeds together would give), per part
     on the windows evaluate averaged over."""
-    sys.path.insert(0, str(ROOT))
-    from model.evaluation.evaluate import PARTS, per_instrument, window_crps
-    from model.evaluation.outputs import model_outputs
-    from model.training.dataset import load
-
     ds = load(data)
     runs = [model_outputs(d, ds.arrays, ds.meta, d.name, data_name=str(data)).quantiles for d in dirs]
     mean = {t: np.mean([q[t] for q in runs], axis=0) for t in runs[0]}

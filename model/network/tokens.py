@@ -151,10 +151,10 @@ class Tokenizer:
         size_edges, size_medians = _fit_edges(np.asarray(sizes), n_size)
         # Buckets are cut on the integer nanoseconds (log1p is monotone, so the edges are the same
         # values): tokens must not hang on a log's last bit, which differs between CPUs (dt_ids).
-        dt_ns = np.maximum(np.asarray(dts, dtype=np.float64), 0)
+        dt_ns = np.sort(np.maximum(np.asarray(dts, dtype=np.float64), 0))
         dt_edge_ns, _ = _fit_edges(dt_ns, n_dt)
         dt_edges = np.log1p(dt_edge_ns)
-        dt_log_medians = _bucket_medians(np.log1p(np.sort(dt_ns)), np.sort(dt_ns), dt_edge_ns)
+        dt_log_medians = _bucket_medians(np.log1p(dt_ns), dt_ns, dt_edge_ns)
         return cls(
             price_clip=price_clip,
             n_size=n_size,
