@@ -111,7 +111,10 @@ def test_at_the_floor_windows_with_and_without_a_blow_out_share_one_map_fitted_o
     assert (support_of("spread_h10")(recalibration.apply(raw, band, edges, kept)[blown, j, 2]) == 5.0).all()
 
 
-def _windows(config: ModelConfig, b: int = 6, spread: tuple[int, int] = (1, 299)) -> dict:
+def _windows(
+    config: ModelConfig, b: int = 6, spread: tuple[int, int] = (1, 299), ages: np.ndarray | None = None
+) -> dict:
+    """Random windows; `ages` (b,): each window's one headline's age in seconds (NaN: none)."""
     rng = np.random.default_rng(3)
     n, t = config.n_events, config.n_rows
     arrays = {f: rng.integers(1, config.vocab[f], (b, n)) for f in ("kind", "side", "price", "size", "dt")}
@@ -125,6 +128,10 @@ def _windows(config: ModelConfig, b: int = 6, spread: tuple[int, int] = (1, 299)
         "news": np.zeros((b, config.max_news, config.news_len), np.int64),
         "news_mask": np.zeros((b, config.max_news), bool),
     }
+    if ages is not None:
+        arrays["news_mask"][:, 0] = ~np.isnan(ages)
+        arrays["news_age"] = np.zeros((b, config.max_news), np.float32)
+        arrays["news_age"][:, 0] = np.nan_to_num(ages)
     return to_batch(arrays)
 
 
@@ -236,3 +243,83 @@ def test_the_recalibration_stage_refits_what_finetune_fitted_and_leaves_every_ot
         assert torch.equal(tensor, want[name]), name
     assert new_extra["recalibration"]["data"] == str(path)
     assert new_extra["recalibration"]["crps_after"] == extra["recalibration"]["crps_after"]
+
+
+def test_windows_right_after_a_headline_take_their_age_bins_map_and_the_mid_also_its_side():
+    """After a headline the band says little of how far the mid and the spread go: each age bin of a
+    headline younger than NEWS_AGE_EDGES[-1] gets its own map, the mid's split by the side of its
+    head's median; older or no headline: the level maps; a bin short of windows: the level map too."""
+    rng = np.random.default_rng(5)
+    n = 20_000
+    edges_s = recalibration.NEWS_AGE_EDGES
+    age = np.where(rng.random(n) < 0.5, rng.uniform(0.0, 60.0, n), np.inf)
+    age[(age >= edges_s[2]) & (age < edges_s[3])] = np.inf  # no window in the last age bin
+    j_mid, j_spread = TARGETS.index("mid_h100"), TARGETS.index("spread_h100")
+    raw = np.zeros((n, len(TARGETS), len(QUANTILES)))
+    raw[:, j_mid] = rng.choice([-3.0, 0.0, 3.0], n)[:, None]  # the head's side, all three quantiles
+    raw[:, j_spread] = 10.0
+    recent = age < edges_s[-1]
+    fresh = age < edges_s[0]
+    y = raw[:, :, 1].copy()
+    y[:, j_mid] += np.where(fresh, 4.0 * np.sign(raw[:, j_mid, 1]), 0.0)  # the first second: the move goes on
+    y[:, j_spread] = np.where(fresh, 30.0, np.where(recent, 20.0, 10.0))
+    valid = np.ones_like(y, bool)
+    supports = [support_of(t) if t in ("mid_h100", "spread_h100") else None for t in TARGETS]
+    sided = [t.startswith("mid_") for t in TARGETS]
+    coef, fitted = recalibration.fit_news(raw, age, y, valid, QUANTILES, supports, sided)
+    assert fitted[j_mid].tolist() == [True] * 9 + [False] * 3  # three age bins x three sides; none in the last
+    assert fitted[j_spread].tolist() == [False, True, False] * 3 + [False] * 3  # no side: the flat bin alone
+    assert not fitted[TARGETS.index("depth_h100")].any()  # no support: none
+    band = np.ones((n, len(TARGETS), 3))
+    level_edges = np.full((len(TARGETS), recalibration.LEVEL_BINS - 1), np.inf, np.float32)
+    level_coef = np.zeros((len(TARGETS), recalibration.N_BINS, len(QUANTILES), 2), np.float32)
+    level_coef[..., 1] = 1.0
+    served = recalibration.apply(raw, band, level_edges, level_coef, (age, coef, fitted, sided))
+    assert np.allclose(served[:, j_spread, 1], y[:, j_spread], atol=1e-6)
+    assert np.allclose(served[:, j_mid, 1], y[:, j_mid], atol=1e-6)  # the shift follows the head's side
+    assert np.array_equal(recalibration.apply(raw, band, level_edges, level_coef), raw)  # without ages: level maps
+    old = ~recent
+    assert np.array_equal(served[old], raw[old])
+
+
+def test_the_network_serves_the_news_bins_as_the_numpy_twin_and_an_ablation_without_headlines_has_none(tmp_path):
+    torch.manual_seed(0)
+    config = ModelConfig.tiny(**SHAPES, use_news_age=True)
+    model = OrderFlowModel(config).eval()
+    rng = np.random.default_rng(6)
+    coef = rng.uniform(-2.0, 2.0, model.recal_news_coef.shape).astype(np.float32)
+    fitted = rng.random(model.recal_news_fitted.shape) < 0.7
+    model.recal_news_coef.copy_(torch.from_numpy(coef))
+    model.recal_news_fitted.copy_(torch.from_numpy(fitted))
+    ages = np.array([0.2, 3.0, 7.0, 20.0, 39.0, 41.0, np.nan, 0.9] * 4)
+    batch = _windows(config, b=len(ages), ages=ages)
+    with torch.no_grad():
+        out = model(batch)
+    head, band = out["quantiles_head"].numpy(), out["anchor"].numpy()[:, RECAL_BAND]
+    edges, level_coef = model.recal_edges.numpy(), model.recal_coef.numpy()
+    age = np.nan_to_num(ages, nan=np.inf)
+    sided = [t.startswith("mid_") for t in TARGETS]
+    want = recalibration.apply(head, band, edges, level_coef, (age, coef, fitted, sided))
+    want = np.stack([support_of(t)(want[:, j]) for j, t in enumerate(TARGETS)], axis=1)
+    network = (TARGETS.index(t) for t in TARGETS if not t.startswith("depth_"))  # depth: the L2 head's on L2 windows
+    for j in network:
+        assert np.allclose(out["quantiles"].numpy()[:, j], want[:, j], rtol=1e-5, atol=1e-4)
+    assert not np.allclose(want, recalibration.apply(head, band, edges, level_coef))  # the news maps in play
+    checkpoint.save(model, config, {}, tmp_path / "ckpt")
+    with torch.no_grad():
+        assert torch.equal(checkpoint.load(tmp_path / "ckpt")[0](batch)["quantiles"], out["quantiles"])
+    ablated = OrderFlowModel(ModelConfig.tiny(**SHAPES, use_news_age=True, use_news=False)).eval()
+    assert ablated.headline_age(batch) is None  # it must not be told when headlines came
+
+
+def test_a_format_8_checkpoint_loads_without_news_maps(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    config = ModelConfig.tiny(**SHAPES)
+    d = checkpoint.save(OrderFlowModel(config), config, {}, tmp_path / "old")
+    tensors = {k: v for k, v in load_file(str(d / checkpoint.WEIGHTS)).items() if not k.startswith("recal_news")}
+    save_file(tensors, str(d / checkpoint.WEIGHTS))
+    meta = json.loads((d / checkpoint.CONFIG).read_text())
+    (d / checkpoint.CONFIG).write_text(json.dumps(meta | {"format": 8}))
+    model, _, _ = checkpoint.load(d)
+    assert not model.recal_news_fitted.any()

@@ -210,3 +210,20 @@ def test_a_fresh_model_reads_the_headlines_age_where_the_set_has_it_and_a_set_wi
     assert not config.use_news_age  # a set written before the input: as before
     with pytest.raises(ValueError, match="news_age"):
         train("finetune", data, tmp_path / "fine", init=run.out_dir, steps=1, **FAST)
+
+
+def test_the_calibration_stage_refits_the_surprise_percentiles_on_every_normal_window_and_nothing_else(data, tmp_path):
+    """The served anomaly score's surprise tail hangs on the largest surprises of the normal training
+    windows: a sample of them is what made 18 real windows score 1.0 (train.py's docstring)."""
+    from streams.cli import main
+
+    train("pretrain", data, tmp_path / "pre", steps=3, seed=1, **{**FAST, "calib_windows": 4})
+    argv = ["train", "--stage", "calibration", "--init", str(tmp_path / "pre"), "--data", str(data)]
+    assert main([*argv, "--out", str(tmp_path / "cal"), "--device", "cpu"]) == 0
+    sampled = json.loads((tmp_path / "pre" / "config.json").read_text())["calibration"]
+    refitted = json.loads((tmp_path / "cal" / "config.json").read_text())["calibration"]
+    normal = int((np.load(data)["label"] == 0).sum())
+    assert sampled["windows"] == 4 < normal == refitted["windows"]
+    assert refitted["data"] == str(data) and len(refitted["quantiles"]) == 101
+    before, after = state(tmp_path / "pre"), state(tmp_path / "cal")
+    assert all(torch.equal(before[k], after[k]) for k in before)

@@ -59,7 +59,15 @@ from torch import nn
 
 from model.inputs import BATCH_KEYS, FIELDS, INPUT_FIELDS, NEWS_AGE
 from model.network.direction import DIRECTIONS
-from model.network.recalibration import LEVEL_BINS, N_BINS, WIDE_RATIO
+from model.network.recalibration import (
+    LEVEL_BINS,
+    N_BINS,
+    N_NEWS_BINS,
+    NEWS_AGE_EDGES,
+    NEWS_SIDES,
+    SIDE_TICKS,
+    WIDE_RATIO,
+)
 from orderbook.events import Kind
 from orderbook.features import FEATURE_NAMES, TRADE_KINDS
 
@@ -199,6 +207,8 @@ L2_DEPTH_INPUTS = 6 + len(_MEMORY_COLUMNS) + 1
 # the unseen instruments' depth CRPS at 100 messages by 2-6%.
 RECALIBRATED_TARGETS = tuple(t for t in (*ANCHORED_TARGETS, "mid_h10", "mid_h100") if t not in UNIT_LOSS_TARGETS)
 RECAL_BAND = tuple(TARGETS.index(t.replace("mid_", "spread_")) for t in TARGETS)
+# the targets whose news bins of the recalibration are split by the side of the head's median: the mid's
+NEWS_SIDED = tuple(t.startswith("mid_") for t in TARGETS)
 
 
 def floor_edge_of(target: str) -> float:
@@ -302,6 +312,13 @@ class OrderFlowModel(nn.Module):
         identity = torch.zeros(len(TARGETS), N_BINS, len(QUANTILES), 2)
         identity[..., 1] = 1.0
         self.register_buffer("recal_coef", identity)
+        # the maps of the windows right after a headline (recalibration.fit_news), where fitted
+        news_identity = torch.zeros(len(TARGETS), N_NEWS_BINS, len(QUANTILES), 2)
+        news_identity[..., 1] = 1.0
+        self.register_buffer("recal_news_coef", news_identity)
+        self.register_buffer("recal_news_fitted", torch.zeros(len(TARGETS), N_NEWS_BINS, dtype=torch.bool))
+        self.register_buffer("news_age_edges", torch.tensor(NEWS_AGE_EDGES), persistent=False)
+        self.register_buffer("news_sided", torch.tensor(NEWS_SIDED), persistent=False)
         self.register_buffer("target_index", torch.arange(len(TARGETS)), persistent=False)
         self.register_buffer("recal_band", torch.tensor(RECAL_BAND), persistent=False)
         self.register_buffer("feature_loc", torch.zeros(c.n_features))
@@ -513,16 +530,30 @@ class OrderFlowModel(nn.Module):
             "anchor_scale": scale,
             "anchor_stats": stats,
             "quantiles_head": head,
-            "quantiles": self.l2_depth_quantiles(batch, self.network_quantiles(head, band), band, scale, stats),
+            "quantiles": self.l2_depth_quantiles(
+                batch, self.network_quantiles(head, band, self.headline_age(batch)), band, scale, stats
+            ),
             "anomaly": self.anomaly_head(last).float(),
             "direction_input": state,
             "direction": direction,
         }
 
-    def network_quantiles(self, head: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
-        """The network's served quantiles (B, 8, 3): its head's (`quantiles_head`) recalibrated, sorted and
-        on the support; `quantiles` is these with the L2 depth head's in place where it applies."""
-        return self.onto_support(self.recalibrate(head, band).sort(-1).values)
+    def network_quantiles(
+        self, head: torch.Tensor, band: torch.Tensor, age: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The network's served quantiles (B, 8, 3): its head's (`quantiles_head`) recalibrated (`age`:
+        `headline_age`'s), sorted and on the support; `quantiles` is these with the L2 depth head's in
+        place where it applies."""
+        return self.onto_support(self.recalibrate(head, band, age).sort(-1).values)
+
+    def headline_age(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+        """(B,) seconds from each window's newest headline to its newest event (inf without one), which
+        picks the recalibration's news bins; None for a model that does not read the headlines' ages
+        (an ablation without headlines must not be told when they came)."""
+        if not (self.config.use_news and self.config.use_news_age):
+            return None
+        age = batch[NEWS_AGE].float().masked_fill(~batch["news_mask"], float("inf"))
+        return age.min(-1).values
 
     def l2_depth_inputs(self, scale: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
         """(B, L2_DEPTH_INPUTS): `anchor`'s depth stats and depth memory times the depth scale, so in
@@ -578,18 +609,27 @@ class OrderFlowModel(nn.Module):
         valid = batch["features"][..., i].float() * self.feature_scale[i] + self.feature_loc[i]
         return batch["row_mask"] & (valid > 0.5)
 
-    def recalibrate(self, quantiles: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
+    def recalibrate(self, quantiles: torch.Tensor, band: torch.Tensor, age: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 8, 3) quantiles in target units -> a + b*q with (a, b) of each target's bin and
         quantile, the bin read off the band (B, 8, 3) of RECAL_BAND's target as
         recalibration.bin_of does; fitted by model/network/recalibration.py. Gathers of fixed shape, so
         CUDA-graph capture holds. The maps of q10, q50 and q90 are fitted apart and may cross:
         forward sorts them (rearrangement, Chernozhukov et al. 2010; it never raises the summed
-        pinball loss, whatever the outcome)."""
+        pinball loss, whatever the outcome). `age` (B,): a window whose newest headline is younger than
+        the last NEWS_AGE_EDGES takes its news bin's map where one is fitted (recalibration.news_bin_of)."""
         band = band[:, self.recal_band]
         level = band[..., 1]
         wide = band[..., 2] - level > WIDE_RATIO * level.abs()
         bins = 2 * (level[..., None] >= self.recal_edges).sum(-1) + wide.long()  # (B, 8)
         coef = self.recal_coef[self.target_index, bins]  # (B, 8, 3, 2)
+        if age is not None:
+            median = quantiles[..., 1]
+            side = 1 + (median > SIDE_TICKS).long() - (median < -SIDE_TICKS).long()
+            side = torch.where(self.news_sided, side, torch.ones_like(side))
+            age_bin = (age[:, None] >= self.news_age_edges).sum(-1)  # (B,) 0 .. len(edges)
+            news = (age_bin[:, None] * NEWS_SIDES + side).clamp(max=N_NEWS_BINS - 1)  # (B, 8)
+            use = (age_bin < len(NEWS_AGE_EDGES))[:, None] & self.recal_news_fitted[self.target_index, news]
+            coef = torch.where(use[..., None, None], self.recal_news_coef[self.target_index, news], coef)
         return coef[..., 0] + coef[..., 1] * quantiles
 
     def onto_support(self, quantiles: torch.Tensor) -> torch.Tensor:

@@ -19,8 +19,14 @@ state and the settings in `train_state.json` (model/network/checkpoint.py). A re
 bit-for-bit where the saved one would have gone (on CPU; cuBLAS may differ in the last bits).
 
 Anomaly calibration, stored in the final checkpoint: the 101 percentiles of the surprise (mean
-NLL of the last k=16 events) over up to `calib_windows` training windows labeled normal; a
-serving model maps a surprise to 0..1 by this empirical CDF (network.calibrated_score).
+NLL of the last k=16 events) over the training windows labeled normal (all of them unless
+`calib_windows` says fewer); a serving model maps a surprise to 0..1 by this empirical CDF
+(network.calibrated_score). The served score's surprise tail (model/serving/orderflow.py
+SURPRISE_TAIL) lies between the 99th and the 100th percentile, so it hangs on the largest surprises
+of the normal windows: from 2,048 of the demo's 31,491 normal windows (the rule until 2026-12-04) the
+100th percentile came out 10.84 nats in one training run, and 18 windows of the real captures scored
+exactly 1.0 (alerts at every threshold); from all of them it is 12.99 (docs/alerts.md).
+`--stage calibration` refits it alone on a trained checkpoint.
 
 From a checkpoint (`init`), the data must be encoded as it (model.inputs.check_encoding; `megatrading
 dataset --like`), and the checkpoint's target location/scale are kept where it has fitted ones.
@@ -68,6 +74,7 @@ from model.network.orderflow import (
     ANOMALY_CLASSES,
     DIRECTION_HORIZONS,
     L2_DEPTH_TARGETS,
+    NEWS_SIDED,
     QUANTILES,
     RECAL_BAND,
     RECALIBRATED_TARGETS,
@@ -395,16 +402,17 @@ def make_optimizer(model: OrderFlowModel, lr: float, weight_decay: float = 0.01)
 
 @torch.no_grad()
 def calibrate(
-    model: OrderFlowModel, data: TrainData, device: torch.device, k: int = SURPRISE_K, max_windows: int = 2048
+    model: OrderFlowModel, data: TrainData, device: torch.device, k: int = SURPRISE_K, max_windows: int | None = None
 ) -> dict[str, Any]:
-    """The 101 percentiles of the surprise over (up to `max_windows`, evenly spaced) training
-    windows labeled normal (all windows where the data has no labels)."""
+    """The 101 percentiles of the surprise over the training windows labeled normal (all windows where
+    the data has no labels; `max_windows`: at most that many, evenly spaced)."""
     idx = np.arange(len(data))
     if data.has_labels:
         idx = idx[data.arrays["label"] == 0]
     if len(idx) == 0:
         return {"k": k, "quantiles": None, "windows": 0}
-    idx = idx[np.linspace(0, len(idx) - 1, min(max_windows, len(idx))).astype(np.int64)]
+    if max_windows is not None and max_windows < len(idx):
+        idx = idx[np.linspace(0, len(idx) - 1, max_windows).astype(np.int64)]
     model.eval()
     values = []
     for chunk in np.array_split(idx, max(1, math.ceil(len(idx) / 256))):
@@ -425,22 +433,28 @@ def fit_recalibration(
     target before and after, for the record. `keep_edges`: keep the model's own bin edges (where
     fitted) and refit the maps only."""
     model.eval()
-    head, bands = [], []
+    head, bands, ages = [], [], []
     for lo in range(0, len(data), chunk):
+        b = data.batch(np.arange(lo, min(lo + chunk, len(data))), device)
         with _autocast(device):
-            out = model(data.batch(np.arange(lo, min(lo + chunk, len(data))), device))
+            out = model(b)
         head.append(out["quantiles_head"].float().cpu().numpy())
         bands.append(out["anchor"].float().cpu().numpy())
-    raw, band = np.concatenate(head), np.concatenate(bands)
+        age = model.headline_age(b)
+        ages.append(np.full(len(head[-1]), np.inf) if age is None else age.cpu().numpy())
+    raw, band, age = np.concatenate(head), np.concatenate(bands), np.concatenate(ages)
     y, valid = data._targets
     band = band[:, RECAL_BAND]  # each target's bins are read off this band (the mid's: its spread's)
     supports = [support_of(t) if t in RECALIBRATED_TARGETS else None for t in TARGETS]
     floors = [recal_floor_edge_of(t) for t in TARGETS]
     kept = model.recal_edges.cpu().numpy() if keep_edges else None
     edges, coef = recalibration.fit(raw, band, y, valid, QUANTILES, supports, floors, edges=kept)
+    news_coef, news_fitted = recalibration.fit_news(raw, age, y, valid, QUANTILES, supports, list(NEWS_SIDED))
     model.recal_edges.copy_(torch.from_numpy(edges))
     model.recal_coef.copy_(torch.from_numpy(coef))
-    served = recalibration.apply(raw, band, edges, coef)
+    model.recal_news_coef.copy_(torch.from_numpy(news_coef))
+    model.recal_news_fitted.copy_(torch.from_numpy(news_fitted))
+    served = recalibration.apply(raw, band, edges, coef, (age, news_coef, news_fitted, list(NEWS_SIDED)))
 
     def crps(q: np.ndarray, j: int) -> float:
         ok = valid[:, j]
@@ -451,6 +465,7 @@ def fit_recalibration(
         "windows": len(raw),
         "crps_before": {TARGETS[j]: crps(raw, j) for j in fitted},
         "crps_after": {TARGETS[j]: crps(served, j) for j in fitted},
+        "news_bins": {TARGETS[j]: int(news_fitted[j].sum()) for j in fitted},
     }
     log.info("recalibration on %d training windows: CRPS before %s, after %s", len(raw),
              report["crps_before"], report["crps_after"])  # fmt: skip
@@ -582,7 +597,8 @@ HEADS: dict[str, HeadFit] = {
 }
 # every post-hoc part `fit_head` fits: HEADS, those fitted only when asked, and the recalibration that finetune
 # fits before HEADS (it reads the network alone, so refitting it on a finished checkpoint is what finetune would fit)
-POST_HOC_HEADS: dict[str, HeadFit] = HEADS | {"l2_direction": fit_l2_direction, "recalibration": fit_recalibration}
+POST_HOC_HEADS: dict[str, HeadFit] = HEADS | {"l2_direction": fit_l2_direction, "recalibration": fit_recalibration,
+                                               "calibration": calibrate}  # fmt: skip
 
 
 def fit_head(
@@ -711,7 +727,7 @@ def train(
     checkpoint_every: int = 500,
     log_every: int = 50,
     warmup: int | None = None,
-    calib_windows: int = 2048,
+    calib_windows: int | None = None,
     stop_at: int | None = None,
     without: tuple[str, ...] = (),
     real_weight: float = 1.0,

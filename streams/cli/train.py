@@ -9,6 +9,7 @@
     megatrading train --stage l2-depth --data train.npz --init ckpt/fine --out ckpt/fine-l2   (the head alone)
     megatrading train --stage l2-direction --data train.npz unseen.npz --init ckpt/fine --out ckpt/fine-l2dir
     megatrading train --stage recalibration --data train.npz --init ckpt/fine --out ckpt/fine-recal
+    megatrading train --stage calibration --data train.npz --init ckpt/fine --out ckpt/fine-cal
 
 `--stage direction` fits only the mid-direction head (what p_up / p_down are served from) on --init's
 frozen network, as finetune does at its end, and copies everything else: for a checkpoint written
@@ -17,7 +18,8 @@ likewise fits only the depth head of L2 books (model/network/l2_depth.py) on the
 `--stage l2-direction` fits a direction head of its own for L2 books on the real captures alone, each
 left out in turn to choose its penalty (it needs two captures at least; finetune never fits it).
 `--stage recalibration` refits the spread and mid quantiles' recalibration (model/network/recalibration.py)
-as finetune fits it at its end, bins and maps: for a checkpoint fitted under an earlier rule. A head
+as finetune fits it at its end, bins and maps: for a checkpoint fitted under an earlier rule; `--stage
+calibration` likewise refits the anomaly score's surprise calibration (on every normal window). A head
 stage takes several --data files, each encoded as --init, and fits on them together: the checkpoint
 records them, and `evaluate` counts their seeds as seen.
 
@@ -39,7 +41,7 @@ from model.inputs import ABLATIONS
 
 # the stages that fit one post-hoc head of a trained checkpoint (model.training.train.HEADS)
 HEAD_STAGES = {"direction": "direction", "l2-depth": "l2_depth", "l2-direction": "l2_direction",
-               "recalibration": "recalibration"}  # fmt: skip
+               "recalibration": "recalibration", "calibration": "calibration"}  # fmt: skip
 
 
 def cmd_train(args: argparse.Namespace) -> int:
