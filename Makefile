@@ -9,8 +9,10 @@ STAMP := $(VENV)/.installed
 # The demo's model: a small generative model trained on 18 simulated hours (seeds 1-20 but 9-10)
 # and the real captures of ../shared/data but the one held out (-2: Binance spot ETHUSDT),
 # evaluated on 22 unseen simulated hours (seeds 9-10, 21-40) and that capture, beside two
-# ablations (no headlines, no book series) trained the same way. 40 to 80 minutes on 2 CPU
-# cores (2026-12-02: 40; 2026-12-03: 79, 48 of them the training: logs in build/demo-*.log), the rest the L2 heads, evaluate and
+# ablations (no headlines, no book series) trained the same way. Earnings headlines are priced over
+# seconds (`--news-discovery 5`: half of the step at the headline, the rest with a 5 s constant, since
+# 2026-12-04; docs/design.md, "Headlines and price discovery"). 35 to 80 minutes on 2 CPU
+# cores (2026-12-02: 40; 2026-12-03: 79, 48 of them the training; 2026-12-04: 38, 20: logs in build/demo-*.log), the rest the L2 heads, evaluate and
 # evaluate-unseen (README, "Reproducing it"); the model (under 2 MB) and its evaluation are committed. Each injected anomaly
 # draws its own intensity from 0.4 to 1 (`--anomaly-intensity 0.4:1`, model/sim/anomalies.py): a
 # detector that saw one size of manipulation learns that size (docs/alerts.md).
@@ -110,7 +112,7 @@ soak: $(STAMP)
 # evaluation below is the only one where they are new to an instrument; on UNSEEN only the left-one-out rows are.
 HEADS_DATA := build/demo-data/train.npz build/demo-data/unseen.npz
 DEMO_SOURCES := --sim-seeds 1-40 --held-out 9-10,21-40,-2 --sim-duration 1h --sim-symbols 3 \
-	--anomaly-rate 2 --anomaly-intensity 0.4:1 --news 12 --real $(SHARED)/data
+	--anomaly-rate 2 --anomaly-intensity 0.4:1 --news 12 --news-discovery 5 --real $(SHARED)/data
 DEMO_DATASET := $(BIN)/megatrading dataset $(DEMO_SOURCES) \
 	--out build/demo-data/train.npz --held-out-out build/demo-data/heldout.npz
 checkpoint: $(STAMP)
@@ -160,14 +162,15 @@ seed-study: $(STAMP)
 	$(BIN)/python bench/seed_study.py --seeds 1,2,3 --data build/demo-data --out build/seeds --shared $(SHARED) \
 		--recipe "$(DEMO_RECIPE)" --pretrain "$(DEMO_PRE)" --finetune "$(DEMO_FINE)"
 
-# What a headline is worth when the market prices it over seconds (docs/design.md, "Headlines and price
+# What a headline is worth under another pricing of the news (docs/design.md, "Headlines and price
 # discovery"): make checkpoint's sources simulated again with the efficient price taking half of an earnings
-# step at the headline and the rest over about DISC_S seconds (`--news-discovery`), encoded as the network;
-# its full and no-headline networks fine-tuned DISC_STEPS more on them and, as the control, on the demo's own
-# windows; bench/news_bound.py (what the kind and age could add to the no-headline network) and
-# bench/text_ablation.py on both. Other networks (make seed-study's): DISC_FULL=build/seeds/full-s2-fine
+# step at the headline and the rest over about DISC_S seconds (`--news-discovery`; 0, the default here: the
+# whole step at once, the demo's data before 2026-12-04), encoded as the network; its full and no-headline
+# networks fine-tuned DISC_STEPS more on them and, as the control, on the demo's own windows;
+# bench/news_bound.py (what the kind and age could add to the no-headline network) and bench/text_ablation.py
+# on both. Other networks (make seed-study's): DISC_FULL=build/seeds/full-s2-fine
 # DISC_NONEWS=build/seeds/nonews-s2-fine DISC_SEED=2 DISC_OUT=build/disc-s2. About 25 minutes on 2 cores.
-DISC_S ?= 5
+DISC_S ?= 0
 DISC_STEPS ?= 1500
 DISC_FULL ?= build/demo-full-fine
 DISC_NONEWS ?= build/demo-nonews-fine
