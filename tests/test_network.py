@@ -182,9 +182,12 @@ def test_score_gives_surprise_quantiles_and_probabilities():
 
 class _HostRoundTrips(torch.overrides.TorchFunctionMode):
     """Records the calls that move data between host and device inside a forward: indexing with a
-    Python list (copied to the device on each call), reading a value back (item, bool, tolist), new
-    tensors from host data. On a GPU each is a copy that torch.cuda.graph refuses to capture (the
-    device bench hit the first: "Cannot copy between CPU and CUDA tensors during CUDA graph capture")."""
+    Python list (copied to the device on each call), with a 0-dim tensor (read back to the host as a
+    Python number) or a boolean mask (its size is read back), reading a value back (item, bool,
+    tolist), new tensors from host data. On a GPU each is a copy or a sync that torch.cuda.graph
+    refuses to capture (the device bench hit the first: "Cannot copy between CPU and CUDA tensors
+    during CUDA graph capture"; then a 0-dim index: "operation not permitted when stream is
+    capturing")."""
 
     READS = frozenset({"item", "tolist", "numpy", "cpu", "__bool__", "__int__", "__float__", "nonzero"})
     NEW = frozenset({"tensor", "as_tensor", "from_numpy"})
@@ -197,7 +200,8 @@ class _HostRoundTrips(torch.overrides.TorchFunctionMode):
         name = getattr(func, "__name__", str(func))
         index = args[1] if name in ("__getitem__", "__setitem__") and len(args) > 1 else None
         parts = index if isinstance(index, tuple) else (index,)
-        if any(isinstance(p, list) for p in parts) or name in self.READS | self.NEW:
+        synced = [isinstance(p, torch.Tensor) and (p.dtype == torch.bool or p.dim() == 0) for p in parts]
+        if any(isinstance(p, list) for p in parts) or any(synced) or name in self.READS | self.NEW:
             self.found.append(name)
         return func(*args, **(kwargs or {}))
 
@@ -207,10 +211,26 @@ def test_score_has_no_host_round_trip_so_a_cuda_graph_can_capture_it():
     with torch.inference_mode(), _HostRoundTrips() as seen:
         model.score(batch)
     assert seen.found == []
-    x = torch.zeros(2, 3)
+    x, one, mask = torch.zeros(2, 3), torch.tensor(1), torch.tensor([True, False])
     with _HostRoundTrips() as probe:  # the detector sees what it is for
         x[..., [0, 2]].sum().item()
-    assert probe.found == ["__getitem__", "item"]
+        x[..., one]
+        x[mask]
+    assert probe.found == ["__getitem__", "item", "__getitem__", "__getitem__"]
+
+
+def test_the_served_checkpoint_scores_without_a_host_round_trip():
+    """The committed demo model takes paths the tiny one does not (the L2 heads, the news bins of the
+    recalibration): a 0-dim index in one of them broke graph capture on the GPU while the test above
+    passed."""
+    model, config, _ = checkpoint.load("model/checkpoints/demo")
+    assert model.recal_news_fitted.any() and model.l2_direction_fitted
+    data = arrays(config, 8)
+    data["news_age"] = np.random.default_rng(1).uniform(0.0, 60.0, size=data["news_mask"].shape)
+    batch = to_batch(data)
+    with torch.inference_mode(), _HostRoundTrips() as seen:
+        model.score(batch)
+    assert seen.found == []
 
 
 def test_weighted_quantile_ignores_a_one_row_blowout_that_drags_the_ewma():

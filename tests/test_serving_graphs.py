@@ -43,6 +43,23 @@ def test_padded_and_chunked_batches_score_each_window_as_an_exact_batch(n):
     assert set(graphed.buckets) <= {1, 2, 4}
 
 
+def test_a_failed_capture_is_logged_once_and_the_model_served_eagerly(caplog):
+    """Here the capture fails for real (no GPU: the side stream cannot be made); on a GPU an op the
+    graph refuses fails it the same way, as a RuntimeError out of the capture."""
+    if torch.cuda.is_available():
+        pytest.skip("the capture would succeed here")
+    model = _model()
+    graphed = GraphedScore(model, k=4, top=4, capture=True)
+    for n in (3, 1):
+        batch = to_batch(arrays(model.config, n, seed=n))
+        with torch.inference_mode():
+            want = model.score(batch, k=4)
+        _assert_same(graphed(batch), want, atol=1e-5)
+    assert not graphed.capture and graphed.capture_error
+    failures = [r for r in caplog.records if "capture failed" in r.getMessage()]
+    assert len(failures) == 1 and failures[0].levelname == "ERROR"
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 def test_replayed_graphs_give_the_eager_outputs_on_cuda():
     model = _model("cuda")

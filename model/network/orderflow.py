@@ -605,9 +605,9 @@ class OrderFlowModel(nn.Module):
 
     def two_sided_rows(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """(B, T) bool: the window's real rows whose book had both sides."""
-        i = self.anchor_columns[0]  # "valid"
+        i = self.anchor_columns[:1]  # "valid": a slice stays on the device, a 0-dim index is read back
         valid = batch["features"][..., i].float() * self.feature_scale[i] + self.feature_loc[i]
-        return batch["row_mask"] & (valid > 0.5)
+        return batch["row_mask"] & (valid[..., 0] > 0.5)
 
     def recalibrate(self, quantiles: torch.Tensor, band: torch.Tensor, age: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 8, 3) quantiles in target units -> a + b*q with (a, b) of each target's bin and

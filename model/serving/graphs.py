@@ -3,7 +3,7 @@
 Why: the small served model is launch-bound on a GPU. One eager `score` call makes about 450 operator
 calls, and the host takes 5 to 10 ms to launch them whatever the batch size, while the GPU needs well
 under 1 ms for a single window. A captured graph launches them all at once: bench/model_bench.py
-measured 0.88 ms per single window replayed against 7.0 ms eager on an H200 (docs/gpu.md).
+measured 1.0 ms per single window replayed against 7.3 ms eager on an H200 (docs/gpu.md).
 
 How (PyTorch docs, "CUDA Graphs"): a graph holds fixed shapes and fixed memory, so a batch is padded
 up to the next bucket (a power of two up to `top`), its rows copied into that bucket's static input
@@ -15,11 +15,15 @@ tens of ms, once); all buckets share one memory pool, which is safe because each
 outputs out before the next replay.
 
 `capture=False` runs the same padding and slicing eagerly on the static tensors: how the CPU tests
-check that the bucketing leaves every window's outputs as an exact-size batch gives them.
+check that the bucketing leaves every window's outputs as an exact-size batch gives them. A capture
+that fails (an operation the graph refuses: a host read, a copy between host and device) is logged
+once and the model is served eagerly from then on, slower and the same: a served checkpoint once
+could not be captured for three days (docs/gpu.md), and a worker must keep forecasting through that.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 
 import torch
@@ -27,6 +31,7 @@ import torch
 Batch = Mapping[str, torch.Tensor]
 Outputs = dict[str, torch.Tensor]
 TOP_BUCKET = 1024
+log = logging.getLogger("megatrading.serving")
 
 
 def bucket_of(n: int, top: int = TOP_BUCKET) -> int:
@@ -73,6 +78,7 @@ class GraphedScore:
         self.bf16 = device.type == "cuda"
         self.buckets: dict[int, _Bucket] = {}
         self._pool = torch.cuda.graph_pool_handle() if self.capture else None
+        self.capture_error: str | None = None  # why the capture failed, once it has (served eagerly since)
 
     def _score(self, batch: Batch) -> Outputs:
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
@@ -86,5 +92,15 @@ class GraphedScore:
         size = bucket_of(n, self.top)
         bucket = self.buckets.get(size)
         if bucket is None:
-            bucket = self.buckets[size] = _Bucket(self._score, batch, size, self.capture, self._pool)
+            try:
+                bucket = self.buckets[size] = _Bucket(self._score, batch, size, self.capture, self._pool)
+            except RuntimeError as e:  # torch.AcceleratorError; raised by a failed capture
+                if not self.capture:
+                    raise
+                self.capture, self.capture_error = False, f"{type(e).__name__}: {e}".splitlines()[0]
+                self.buckets.clear()
+                log.error("CUDA graph capture failed at batch %d (%s): serving the model eagerly from now on, "
+                          "several times slower a call; bench/gpu_parity.py on a GPU shows the failing op",
+                          size, self.capture_error)  # fmt: skip
+                return self(batch)
         return bucket(batch, n)
