@@ -136,3 +136,21 @@ def test_evaluate_alerts_counts_what_score_would_alert_on(tmp_path):
     md = (out / "alerts.md").read_text()
     assert "| baseline | 0.99" in md and "## The rule and the chosen threshold" in md
     assert (out / "alerts.png").stat().st_size > 0
+
+
+def test_evaluate_alerts_simulates_the_pricing_it_is_told():
+    """The demo network trained on earnings priced over seconds: its alerts are judged on hours simulated
+    so (`--news-discovery 5`), not on the simulator's default."""
+    from streams.cli import build_parser
+    from streams.cli.evaluate import sim_plan
+
+    def plan(*flags: str):
+        return sim_plan(build_parser().parse_args(["evaluate", "--alerts", "--out", "o", *flags]))
+
+    default, told = plan(), plan("--news-discovery", "5", "--news", "12")
+    assert default.base.flow.news_discovery_s == 0.0 and default.base.flow.efficient_price
+    assert told.base.flow.news_discovery_s == 5.0 and told.base.news_rate == 12.0
+    queue = plan("--queue-price")
+    assert not queue.base.flow.efficient_price
+    _, _, _, cfg = next(told.configs())
+    assert cfg.flow.news_discovery_s == 5.0  # every simulated hour keeps it

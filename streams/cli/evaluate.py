@@ -51,11 +51,15 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from model.serving.load import load_forecaster
 from orderbook.venues import FEEDS
 from streams.cli.dataset import parse_seeds
 from streams.config import MODEL_HELP, Settings, model_line, model_spec
+
+if TYPE_CHECKING:
+    from model.evaluation.alerts import SimPlan
 
 log = logging.getLogger("megatrading")
 
@@ -101,7 +105,6 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from model.evaluation import alerts
-    from model.sim.engine import SimConfig
 
     settings = Settings.load({**vars(args), "model": None})
     specs = [model_spec(m) for m in args.model] or list(dict.fromkeys(["baseline", settings.model]))
@@ -121,8 +124,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         if venue not in FEEDS or not Path(path).is_file():
             raise ValueError(f"evaluate --alerts: --capture {c!r}: VENUE:FILE with a venue of {', '.join(FEEDS)}")
         captures.append((Path(path).name, venue, Path(path)))
-    base = SimConfig(n_symbols=args.sim_symbols, duration_ns=args.sim_duration, news_rate=args.news)
-    plan = alerts.SimPlan(args.normal_seeds, args.anomaly_seeds, base, args.anomaly_rate, args.intensities)
+    plan = sim_plan(args)
     grid = args.thresholds or alerts.DEFAULT_THRESHOLDS
     with tqdm(unit="window", desc="alerts", disable=None, file=sys.stderr) as bar:
         rep = alerts.run(dict(zip(names, specs, strict=True)), captures, plan, grid, args.max_rate,
@@ -234,9 +236,22 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"{text!r}: numbers separated by commas, e.g. 0.9,0.99") from None
 
 
+def sim_plan(args: argparse.Namespace) -> SimPlan:
+    """The simulated hours of `evaluate --alerts` (model.evaluation.alerts.SimPlan), their prices formed
+    as the flags say (`add_price_flags`): judge a model on the pricing it was trained on (the demo's:
+    `--news-discovery 5`)."""
+    from model.evaluation import alerts
+    from model.sim.engine import SimConfig
+    from streams.cli.simulate import price_config
+
+    base = SimConfig(n_symbols=args.sim_symbols, duration_ns=args.sim_duration, news_rate=args.news,
+                     **price_config(args))  # fmt: skip
+    return alerts.SimPlan(args.normal_seeds, args.anomaly_seeds, base, args.anomaly_rate, args.intensities)
+
+
 def add_alert_flags(e: argparse.ArgumentParser) -> None:
     """`evaluate --alerts` (model.evaluation.alerts)."""
-    from streams.cli.simulate import parse_duration
+    from streams.cli.simulate import add_price_flags, parse_duration
 
     a = e.add_argument_group("alerts (--alerts)")
     a.add_argument("--alerts", action="store_true",
@@ -256,6 +271,7 @@ def add_alert_flags(e: argparse.ArgumentParser) -> None:
     a.add_argument("--intensities", type=_floats, default=[1.0, 0.5],
                    help="injection intensities of the labelled hours (default 1,0.5)")  # fmt: skip
     a.add_argument("--news", type=float, default=1.0, help="headlines per symbol-hour (default 1, as simulate)")
+    add_price_flags(a)
     a.add_argument("--thresholds", type=_floats,
                    help="the threshold grid (default 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9999, "
                         "then 1-1e-5 ... 1-1e-12)")  # fmt: skip

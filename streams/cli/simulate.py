@@ -91,9 +91,9 @@ def add_frame_flags(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def add_price_flags(p: argparse.ArgumentParser) -> None:
-    """How simulated prices form (`simulate`, `dataset`): the module doc's `--queue-price`, `--news-jump`
-    and `--news-discovery`."""
+def add_price_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """How simulated prices form (`simulate`, `dataset`, `evaluate --alerts`): the module doc's
+    `--queue-price`, `--news-jump` and `--news-discovery`."""
     p.add_argument(
         "--queue-price", action="store_true",
         help="prices move only when a touch queue empties (default: around a diffusing efficient price news steps)",
