@@ -21,7 +21,6 @@ About 6-12 minutes on 2 cores after make checkpoint and make evaluate-unseen's d
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a plain script: the working tree
 
 from columns import print_columns
+from pool_args import EVALUATED, pool_parser
 
 from model.evaluation.direction import HORIZONS, OFI, QI, fit_predict, macro_auc, macro_f1
 from model.evaluation.direction_folds import STATE, Windows, capture_windows, join
@@ -38,7 +38,6 @@ from model.network.direction import choose_penalty, fit_horizon, probabilities
 
 FIXED = (1e-3, 1e-1)
 CHOSEN = "head, L2 chosen"
-EVALUATED = ("spot_", "usdm_", "cm_")  # the Binance captures: file names begin with their market
 
 
 def collect(model: str, paths: list[str]) -> dict[str, Windows]:
@@ -58,12 +57,7 @@ def head_probs(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, l2: float) -> n
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="model/checkpoints/demo")
-    parser.add_argument(
-        "--data", nargs="+", default=[f"build/demo-data/{n}.npz" for n in ("train", "heldout", "unseen")]
-    )
-    args = parser.parse_args(argv)
+    args = pool_parser(__doc__).parse_args(argv)
     pool = collect(args.model, args.data)
     evaluated = [c for c in sorted(pool) if c.startswith(EVALUATED)]
     if not evaluated:

@@ -196,3 +196,24 @@ def test_direction_loo_probe_scores_each_capture_by_the_fit_on_the_others(l2_tra
     left_out = {"spot_btcusdt_20240808", "cm_ethusd_perp_20240808", "usdm_ethusdt_20240808"}
     assert {(r[0], r[1]) for r in rows} == {(h, c) for h in ("10", "100") for c in left_out}
     assert all(len(r) == 4 + 5 * 3 for r in rows)  # h, capture, n, L2 chosen, then "F1 / AUC" for five methods
+
+
+def test_spread_l2_probe_breaks_the_spread_down_and_refits_the_maps_leaving_each_capture_out(l2_trained, l2_held):
+    """bench/spread_l2_probe.py: per Binance capture and horizon the CRPS by the spread a window ends at,
+    then the served gain beside the level maps refitted on the other captures."""
+    import subprocess
+    import sys
+
+    path, d = l2_trained
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(repo / "bench" / "spread_l2_probe.py"), "--model", str(d / "fine"),
+                           "--data", str(path), str(l2_held)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith("spread_h")]
+    captures = {"spot_btcusdt_20240808", "cm_ethusd_perp_20240808", "usdm_ethusdt_20240808"}
+    expected = {(t, c) for t in ("spread_h10", "spread_h100") for c in captures}
+    breakdown, gains = [r for r in rows if len(r) == 9], [r for r in rows if len(r) == 4]
+    assert {(r[0], r[1]) for r in breakdown} == expected and {(r[0], r[1]) for r in gains} == expected
+    for r in breakdown:  # the classes' parts of the mean CRPS; the wider windows are some of all
+        assert all(float(x) >= 0 for x in r[5:]) and int(r[3]) <= int(r[2].replace(",", ""))
+    assert all(g.endswith("%") for r in gains for g in r[2:])
