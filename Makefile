@@ -105,10 +105,10 @@ soak: $(STAMP)
 	$(BIN)/python -m pytest -q -m soak
 	$(BIN)/python bench/fault_table.py --out docs/faults.md
 
-# The post-hoc heads of L2 books (direction and depth) are fitted last, on the real captures of the training
-# set and of the three Binance instruments outside it (UNSEEN, encoded as the network): they read the frozen
-# network, and fitted on eight captures they beat the ones fitted on the training captures on every instrument
-# left out (evaluate --direction-loo / --l2-depth-loo). Binance spot ETHUSDT stays out of every fit: the held-out
+# The post-hoc parts of L2 books (the direction and depth heads, the level maps of the spread and mid) are fitted
+# last, on the real captures of the training set and of the three Binance instruments outside it (UNSEEN,
+# encoded as the network): they read the frozen network, and fitted on eight captures the heads beat the ones
+# fitted on the training captures on every instrument left out (evaluate --direction-loo / --l2-depth-loo). Binance spot ETHUSDT stays out of every fit: the held-out
 # evaluation below is the only one where they are new to an instrument; on UNSEEN only the left-one-out rows are.
 HEADS_DATA := build/demo-data/train.npz build/demo-data/unseen.npz
 DEMO_SOURCES := --sim-seeds 1-40 --held-out 9-10,21-40,-2 --sim-duration 1h --sim-symbols 3 \
@@ -131,6 +131,8 @@ checkpoint: $(STAMP)
 		$(BIN)/megatrading train --stage l2-direction --init build/demo-$$name-fine --data $(HEADS_DATA) \
 			--out build/demo-$$name-l2dir && \
 		$(BIN)/megatrading train --stage l2-depth --init build/demo-$$name-l2dir --data $(HEADS_DATA) \
+			--out build/demo-$$name-l2depth && \
+		$(BIN)/megatrading train --stage l2-recalibration --init build/demo-$$name-l2depth --data $(HEADS_DATA) \
 			--out build/demo-$$name || exit 1; \
 	done
 	mkdir -p $(CKPT) && cp build/demo-full/model.safetensors build/demo-full/config.json $(CKPT)/

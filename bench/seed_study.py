@@ -86,8 +86,9 @@ def train(name: str, flags: list[str], seed: int, a: argparse.Namespace) -> None
 
 
 def heads(name: str, heads_data: list[str], a: argparse.Namespace) -> None:
-    """make checkpoint's heads of L2 books on the finetuned network: direction, then depth."""
-    l2dir, final, log = a.out / f"{name}-l2dir", a.out / name, a.out / f"{name}.log"
+    """make checkpoint's post-hoc parts of L2 books on the finetuned network: direction, depth, level maps."""
+    l2dir, l2depth, final = a.out / f"{name}-l2dir", a.out / f"{name}-l2depth", a.out / name
+    log = a.out / f"{name}.log"
     if not trained(l2dir):
         megatrading(
             [
@@ -103,10 +104,9 @@ def heads(name: str, heads_data: list[str], a: argparse.Namespace) -> None:
             ],
             log,
         )
-    if not trained(final):
-        megatrading(
-            ["train", "--stage", "l2-depth", "--init", str(l2dir), "--data", *heads_data, "--out", str(final)], log
-        )
+    for stage, init, out in (("l2-depth", l2dir, l2depth), ("l2-recalibration", l2depth, final)):
+        if not trained(out):
+            megatrading(["train", "--stage", stage, "--init", str(init), "--data", *heads_data, "--out", str(out)], log)
 
 
 # --------------------------------------------------------------------------- the figures

@@ -6,12 +6,12 @@ decisions", the row on a spread map of L2 books' own).
     share of the wider ones whose spread is as wide at the horizon, and each class's part of the
     mean CRPS, the served model beside persistence: on a one-tick book the few windows that end wide
     decide the sign of the gain.
-(b) The recalibration's level maps (model/network/recalibration.py, the checkpoint's own bins and
-    edges) refitted on the real windows of every capture but the scored one, starting from the
-    served maps (a bin with fewer than MIN_BIN_WINDOWS L2 windows keeps its served map), then served
-    on the scored capture's windows: the gain over the best of persistence, EWMA and HAR, served and
-    refitted. A window whose newest headline is young keeps its news map either way (real captures
-    have none). The checkpoint's maps were fitted on every training window, mostly the simulator's.
+(b) The recalibration's level maps of L2 books (recalibration.fit_l2, in the checkpoint's own bins)
+    refitted on the real windows of every capture but the scored one (a bin with fewer than
+    MIN_BIN_WINDOWS L2 windows serves the pooled map), then served on the scored capture's windows:
+    the gain over the best of persistence, EWMA and HAR, served and refitted. `evaluate --l2-depth-loo`
+    serves the same refits, on the windows the L2 depth head serves (a two-sided row), hence figures a
+    few tenths apart. Real captures have no headlines, so no news map comes in.
 
 About 1 minute on 2 cores after make checkpoint and make evaluate-unseen (their datasets):
 
@@ -46,8 +46,9 @@ Windows = dict[str, dict[str, np.ndarray]]  # target -> what a fold reads, one r
 
 
 def capture_windows(path: str, model: str) -> dict[str, Windows]:
-    """capture -> target -> its real windows' head quantiles before recalibration, band, served
-    quantiles, the baselines' and the outcome, over the windows whose target is known."""
+    """capture -> target -> its real windows' head quantiles before recalibration and the band its bins
+    are read off (both unrounded), the served quantiles, the baselines' and the outcome, over the windows
+    whose target is known."""
     run = score_real(model, path)
     if run is None:
         return {}
@@ -59,7 +60,9 @@ def capture_windows(path: str, model: str) -> dict[str, Windows]:
         out[name] = {}
         for t in SPREADS:
             k = (names == name) & target_ok(arrays, t)
-            parts = {"raw": outputs.unrecalibrated[t], "band": outputs.anchor[t], "served": outputs.quantiles[t]}
+            j = TARGETS.index(t)  # the recalibration reads the head and band unrounded, as served
+            parts = {"raw": outputs.l2_depth["head"][:, j], "band": outputs.l2_depth["band"][:, j],
+                     "served": outputs.quantiles[t]}  # fmt: skip
             out[name][t] = {key: v[k] for key, v in parts.items()} | {"y": arrays[t][k]}
             out[name][t] |= {b: base[b][t][k] for b in BASELINES}
     print(f"{path}: {', '.join(out)}", file=sys.stderr)
@@ -71,17 +74,14 @@ def join(a: dict[str, Windows] | Windows, b: dict[str, Windows] | Windows) -> Wi
     return {t: {k: np.concatenate([a[t][k], v]) for k, v in b[t].items()} for t in b}
 
 
-def refit_l2(fit: list[Windows], t: str, edges: np.ndarray, served: np.ndarray) -> np.ndarray:
-    """(N_BINS, Q, 2) target t's level maps refitted on the windows of `fit`, from the served ones."""
-    raw = np.concatenate([w[t]["raw"] for w in fit])
-    band = np.concatenate([w[t]["band"] for w in fit])
-    y = np.concatenate([w[t]["y"] for w in fit])
-    bins = recalibration.bin_of(band, edges)
-    bins[bins == 1] = 0  # the floor's two bins share one map, as recalibration.fit fits them
-    coef = served.copy()
-    recalibration._fit_bins(coef, raw, y, np.ones(len(y), bool), bins, QUANTILES, support_of(t))
-    coef[1] = coef[0]
-    return coef
+def refit_l2(fit: list[Windows], t: str, edges: np.ndarray, pooled: np.ndarray) -> np.ndarray:
+    """(N_BINS, Q, 2) target t's level maps of L2 books fitted on the windows of `fit` (fit_l2), the
+    pooled map where a bin is short of them."""
+    raw = np.concatenate([w[t]["raw"] for w in fit])[:, None]
+    band = np.concatenate([w[t]["band"] for w in fit])[:, None]
+    y = np.concatenate([w[t]["y"] for w in fit])[:, None]
+    coef, fitted = recalibration.fit_l2(raw, band, y, np.ones_like(y, bool), QUANTILES, [support_of(t)], edges[None])
+    return np.where(fitted[0][:, None, None], coef[0], pooled)
 
 
 def gain(y: np.ndarray, q: np.ndarray, w: dict[str, np.ndarray]) -> str:

@@ -140,10 +140,11 @@ def test_evaluate_serves_each_capture_from_the_head_fitted_on_the_other_captures
     spot = "spot_btcusdt_20240808"
     assert ev.l2_depth_folds == {"cm_ethusd_perp_20240808": [spot, "usdm_ethusdt_20240808"],
                                  "usdm_ethusdt_20240808": [spot, "cm_ethusd_perp_20240808"]}  # fmt: skip
-    variant = "model L2 depth left one out"  # a model evaluated alone is "model"
+    variant = "model L2 heads left one out"  # a model evaluated alone is "model"
     for t in L2_DEPTH_TARGETS:
         assert np.isfinite(ev.crps[t][variant]) and ev.crps[t][variant] != ev.crps[t]["model"]
-    assert ev.crps["spread_h10"][variant] == ev.crps["spread_h10"]["model"]
+    assert all(np.isfinite(ev.crps[t][variant]) for t in ("spread_h10", "spread_h100", "mid_h10", "mid_h100"))
+    assert ev.crps["volume_h10"].get(variant, ev.crps["volume_h10"]["model"]) == ev.crps["volume_h10"]["model"]
     text = (tmp_path / "ev" / "evaluation.md").read_text()
     assert f"gain {variant}" in text and "folds: cm_ethusd_perp_20240808 <- spot_btcusdt_20240808" in text
 
@@ -217,3 +218,37 @@ def test_spread_l2_probe_breaks_the_spread_down_and_refits_the_maps_leaving_each
     for r in breakdown:  # the classes' parts of the mean CRPS; the wider windows are some of all
         assert all(float(x) >= 0 for x in r[5:]) and int(r[3]) <= int(r[2].replace(",", ""))
     assert all(g.endswith("%") for r in gains for g in r[2:])
+
+
+def test_the_l2_recalibration_stage_fits_maps_of_l2_books_and_a_later_fit_switches_them_off(
+    l2_trained, l2_held, tmp_path
+):
+    """`train --stage l2-recalibration`: the level maps of L2 books fitted on the files' real L2 windows,
+    nothing else moved; refitting the recalibration's bins, or training from the checkpoint, switches them
+    off (their bins, or the head they map, are the ones before)."""
+    from model.training.train import train
+    from streams.cli import main
+
+    path, d = l2_trained
+    out = tmp_path / "l2recal"
+    assert main(["train", "--stage", "l2-recalibration", "--data", str(path), str(l2_held), "--init",
+                 str(d / "fine"), "--out", str(out), "--device", "cpu"]) == 0  # fmt: skip
+    entry = json.loads((out / "config.json").read_text())["l2_recalibration"]
+    assert entry["data"] == [str(path), str(l2_held)] and entry["windows"] > 0
+    assert entry["captures"] == ["cm_ethusd_perp_20240808", "spot_btcusdt_20240808", "usdm_ethusdt_20240808"]
+    assert set(entry["crps_l2"]) == {"spread_h10", "spread_h100", "mid_h10", "mid_h100"}
+    fitted, _, _ = checkpoint.load(out)
+    original, _, _ = checkpoint.load(d / "fine")
+    assert fitted.l2_recal_fitted.any() and not original.l2_recal_fitted.any()
+    for name, tensor in original.state_dict().items():
+        if not name.startswith("l2_recal_"):
+            assert torch.equal(fitted.state_dict()[name], tensor), name
+    # on its own windows the L2 maps are fitted to do no worse than the pooled ones, target by target
+    assert all(entry["crps_l2"][t] <= entry["crps_pooled"][t] + 1e-9 for t in entry["crps_l2"])
+
+    assert main(["train", "--stage", "recalibration", "--data", str(path), "--init", str(out),
+                 "--out", str(tmp_path / "refit"), "--device", "cpu"]) == 0  # fmt: skip
+    refit, _, refit_extra = checkpoint.load(tmp_path / "refit")
+    assert not refit.l2_recal_fitted.any() and "l2_recalibration" not in refit_extra
+    train("finetune", path, tmp_path / "more", init=out, steps=2, batch=8, device="cpu", checkpoint_every=100)
+    assert not checkpoint.load(tmp_path / "more")[0].l2_recal_fitted.any()

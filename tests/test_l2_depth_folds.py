@@ -10,7 +10,7 @@ pytest.importorskip("torch")
 from model.evaluation.l2_depth_folds import L2Windows, l2_windows, left_one_out
 from model.evaluation.outputs import ModelOutputs
 from model.network import l2_depth
-from model.network.orderflow import L2_DEPTH_INPUTS, L2_DEPTH_TARGETS
+from model.network.orderflow import L2_DEPTH_INPUTS, L2_DEPTH_TARGETS, N_BINS, QUANTILES, TARGETS
 from model.serving.forecaster import HORIZONS
 from model.training.dataset import capture_names
 
@@ -27,14 +27,22 @@ def lab(slope: dict[int, float], n: int = 600, seed: int = 0) -> tuple[dict, dic
     k = np.array([slope.get(int(s), 0.0) for s in seeds])
     y = median + k * x[:, 0] + rng.normal(scale=0.2, size=len(seeds))
     arrays = {"seed": seeds, "target_mask": np.ones((len(seeds), len(HORIZONS)), bool)}
-    arrays |= {t: y for t in L2_DEPTH_TARGETS}
+    arrays |= {t: y if t in L2_DEPTH_TARGETS else np.ones(len(seeds)) for t in TARGETS}
     meta = {"sources": [{"seed": s, "name": name} for s, name in CAPTURES.items()] + [{"seed": 7, "name": "sim:7"}]}
     served = seeds < 0
     served[np.flatnonzero(np.diff(seeds, append=99))] = False  # each capture's last window
     quantiles = {t: np.full((len(seeds), 3), -1.0) for t in L2_DEPTH_TARGETS}
     none = np.zeros(len(seeds))
+    identity = np.zeros((len(TARGETS), N_BINS, len(QUANTILES), 2))
+    identity[..., 1] = 1.0
+    recal = {
+        "head": np.ones((len(seeds), len(TARGETS), 3)),
+        "band": np.ones((len(seeds), len(TARGETS), 3)),
+        "recal_edges": np.full((len(TARGETS), 3), np.inf),
+        "recal_coef": identity,
+    }  # no maps: none refitted
     outputs = ModelOutputs("m", "dir", none, none, none, quantiles, {}, {}, none, none.astype(int),
-                           l2_depth={"inputs": x, "median": median, "served": served})  # fmt: skip
+                           l2_depth={"inputs": x, "median": median, "served": served} | recal)  # fmt: skip
     return arrays, meta, outputs
 
 
@@ -68,3 +76,27 @@ def test_windows_add_up_and_a_pool_of_one_capture_is_refused():
     assert isinstance(both, L2Windows) and len(both.y) == 1198 and both.inputs.shape == (1198, L2_DEPTH_INPUTS)
     with pytest.raises(ValueError, match="leaves no capture"):
         left_one_out(outputs, arrays, meta, {"a_20240808": windows["a_20240808"]})
+
+
+def test_each_captures_spread_takes_the_level_maps_fitted_on_the_others():
+    """The level maps of L2 books (recalibration.fit_l2) refitted per fold like the depth head: a capture's
+    spread never from its own windows; the others' windows move it."""
+
+    def served_spread(a_spread: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        arrays, meta, outputs = lab({-1: 1.0, -2: 1.0, -3: 1.0})
+        j = TARGETS.index("spread_h10")
+        outputs.quantiles["spread_h10"] = np.full((len(arrays["seed"]), 3), -1.0)
+        l2 = outputs.l2_depth
+        l2["recal_edges"][j] = [1.5, 3.0, 6.0]
+        l2["head"][:, j], l2["band"][:, j] = 4.0, 4.0  # one bin above the floor for every window
+        names = capture_names(arrays, meta)
+        arrays["spread_h10"] = np.where(names == "a_20240808", a_spread, np.where(names == "b", 6.0, 5.0))
+        served, _ = left_one_out(outputs, arrays, meta, l2_windows(outputs, arrays, meta))
+        return served["spread_h10"], names, l2["served"]
+
+    low, names, k = served_spread(9.0)
+    high, _, _ = served_spread(30.0)
+    a, b = k & (names == "a_20240808"), k & (names == "b")
+    assert np.array_equal(low[a], high[a]) and set(low[a][:, 1]) <= {5.0, 6.0}  # a's fold: b and c alone
+    assert (high[b][:, 2] > low[b][:, 2]).all()  # b's fold holds a's windows: its upper quantile follows them
+    assert (low[~k] == -1.0).all() and (low[k] >= 1.0).all()  # not served: the model's; served: on the support

@@ -141,6 +141,7 @@ def test_adapt_refits_the_parents_l2_heads_on_their_files_and_the_recent_windows
         files.append(tmp_path / (src.stem + ".npz"))
     fit_head("l2_direction", d / "fine", files, tmp_path / "parent", device="cpu")
     fit_head("l2_depth", tmp_path / "parent", files, tmp_path / "parent", device="cpu")
+    fit_head("l2_recalibration", tmp_path / "parent", files, tmp_path / "parent", device="cpu")
     capture = tmp_path / "spot_ethusdt_20240808.gz"
     with gzip.open(shared_data / "binance-hftbacktest" / capture.name, "rt") as f, gzip.open(capture, "wt") as out:
         out.writelines(islice(f, 4000))
@@ -151,8 +152,8 @@ def test_adapt_refits_the_parents_l2_heads_on_their_files_and_the_recent_windows
 
     done = adapt(tmp_path / "parent", recent, out_dir=tmp_path / "child", **kw)
     child, _, extra = checkpoint.load(tmp_path / "child")
-    assert bool(child.l2_direction_fitted) and bool(child.l2_depth_fitted)
-    for head in ("l2_direction", "l2_depth"):
+    assert bool(child.l2_direction_fitted) and bool(child.l2_depth_fitted) and child.l2_recal_fitted.any()
+    for head in ("l2_direction", "l2_depth", "l2_recalibration"):
         assert extra[head]["data"] == [str(recent), *map(str, files)]
         assert done.details["l2_heads"][head].startswith("refitted on 2 files")
     assert extra["adapt"]["l2_heads"] == done.details["l2_heads"]
@@ -162,6 +163,8 @@ def test_adapt_refits_the_parents_l2_heads_on_their_files_and_the_recent_windows
     parent, _, parent_extra = checkpoint.load(tmp_path / "parent")
     orphan, _, extra = checkpoint.load(tmp_path / "orphan")
     assert not bool(orphan.l2_direction_fitted) and "l2_direction" not in extra
+    assert not orphan.l2_recal_fitted.any() and "l2_recalibration" not in extra
     assert torch.equal(orphan.l2_depth_weight, parent.l2_depth_weight) and bool(orphan.l2_depth_fitted)
     assert extra["l2_depth"] == parent_extra["l2_depth"]
     assert done.details["l2_heads"]["l2_direction"].startswith("off (not here")
+    assert done.details["l2_heads"]["l2_recalibration"].endswith("refit with train --stage l2-recalibration)")

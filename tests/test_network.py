@@ -220,11 +220,11 @@ def test_score_has_no_host_round_trip_so_a_cuda_graph_can_capture_it():
 
 
 def test_the_served_checkpoint_scores_without_a_host_round_trip():
-    """The committed demo model takes paths the tiny one does not (the L2 heads, the news bins of the
-    recalibration): a 0-dim index in one of them broke graph capture on the GPU while the test above
-    passed."""
+    """The committed demo model takes paths the tiny one does not (the L2 heads and level maps, the news
+    bins of the recalibration): a 0-dim index in one of them broke graph capture on the GPU while the
+    test above passed."""
     model, config, _ = checkpoint.load("model/checkpoints/demo")
-    assert model.recal_news_fitted.any() and model.l2_direction_fitted
+    assert model.recal_news_fitted.any() and model.l2_direction_fitted and model.l2_recal_fitted.any()
     data = arrays(config, 8)
     data["news_age"] = np.random.default_rng(1).uniform(0.0, 60.0, size=data["news_mask"].shape)
     batch = to_batch(data)

@@ -323,3 +323,84 @@ def test_a_format_8_checkpoint_loads_without_news_maps(tmp_path):
     (d / checkpoint.CONFIG).write_text(json.dumps(meta | {"format": 8}))
     model, _, _ = checkpoint.load(d)
     assert not model.recal_news_fitted.any()
+
+
+def test_l2_windows_take_their_bins_l2_map_and_a_bin_short_of_them_the_pooled_one():
+    """Books of price levels close a blow-out at their own pace: fitted on their windows alone, each bin
+    with MIN_BIN_WINDOWS of them gets its own map; a window of another book, or in a bin short of L2
+    windows, keeps the pooled map."""
+    rng = np.random.default_rng(7)
+    n = 4_000
+    j = TARGETS.index("spread_h10")
+    band = np.zeros((n, len(TARGETS), 3))
+    level = rng.choice([1.0, 4.0, 10.0], n, p=[0.5, 0.25, 0.25])
+    band[:, j] = level[:, None]
+    raw = np.repeat(band[:, :, 1:2], 3, axis=2) - 1.0  # the head expects the blow-out to close a tick
+    y = band[:, :, 1].copy()  # on the L2 books it stays
+    supports = [support_of(t) if t == "spread_h10" else None for t in TARGETS]
+    floors = [recal_floor_edge_of(t) for t in TARGETS]
+    edges, pooled = recalibration.fit(raw, band, y - 1.0, np.ones_like(y, bool), QUANTILES, supports, floors)
+    book = (level < 10.0) & (rng.random(n) < 0.5)
+    book[np.flatnonzero(level == 10.0)[:40]] = True  # too few in the top bin
+    coef, fitted = recalibration.fit_l2(raw[book], band[book], y[book], np.ones_like(y[book], bool), QUANTILES,
+                                        supports, edges)  # fmt: skip
+    bins = recalibration.bin_of(band[:, j], edges[j])
+    assert (
+        len(set(bins[level == 4.0])) == len(set(bins[level == 10.0])) == 1
+        and bins[level == 4.0][0] != bins[level == 10.0][0]
+    )
+    assert fitted[j, bins[level == 4.0][0]] and not fitted[j, bins[level == 10.0][0]]
+    assert fitted[j, 0] and fitted[j, 1]  # the floor's two bins, one map
+    assert not fitted[[i for i in range(len(TARGETS)) if i != j]].any()
+    served = recalibration.apply(raw, band, edges, pooled, l2=(book, coef, fitted))
+    plain = recalibration.apply(raw, band, edges, pooled)
+    mid = level == 4.0
+    assert np.allclose(served[book & mid, j], 4.0) and np.allclose(plain[book & mid, j], 3.0)
+    assert np.array_equal(served[~book], plain[~book])
+    assert np.array_equal(served[level == 10.0], plain[level == 10.0])
+
+
+def test_the_network_serves_the_l2_maps_on_level_book_windows_as_the_numpy_twin(tmp_path):
+    from orderbook.events import Kind
+
+    torch.manual_seed(0)
+    config = ModelConfig.tiny(**SHAPES)
+    model = OrderFlowModel(config).eval()
+    rng = np.random.default_rng(8)
+    model.recal_edges.copy_(torch.tensor([[2.0, 10.0, 100.0]] * len(TARGETS)))
+    model.recal_coef.copy_(torch.from_numpy(rng.uniform(-2.0, 2.0, model.recal_coef.shape).astype(np.float32)))
+    coef = rng.uniform(-2.0, 2.0, model.l2_recal_coef.shape).astype(np.float32)
+    fitted = rng.random(model.l2_recal_fitted.shape) < 0.7
+    model.l2_recal_coef.copy_(torch.from_numpy(coef))
+    model.l2_recal_fitted.copy_(torch.from_numpy(fitted))
+    batch = _windows(config, b=16)
+    kind = batch["kind"]
+    kind[kind == int(Kind.LEVEL_SET)] = int(Kind.ADD)
+    book = np.arange(16) % 2 == 0
+    kind[torch.from_numpy(book), 0] = int(Kind.LEVEL_SET)
+    with torch.no_grad():
+        out = model(batch)
+        assert torch.equal(model.level_book_windows(batch), torch.from_numpy(book))
+    head, band = out["quantiles_head"].numpy(), out["anchor"].numpy()[:, RECAL_BAND]
+    edges, pooled = model.recal_edges.numpy(), model.recal_coef.numpy()
+    want = recalibration.apply(head, band, edges, pooled, l2=(book, coef, fitted))
+    want = np.stack([support_of(t)(want[:, j]) for j, t in enumerate(TARGETS)], axis=1)
+    for j in (TARGETS.index(t) for t in TARGETS if not t.startswith("depth_")):
+        assert np.allclose(out["quantiles"].numpy()[:, j], want[:, j], rtol=1e-5, atol=1e-4)
+    assert not np.allclose(want, recalibration.apply(head, band, edges, pooled))  # the L2 maps in play
+    checkpoint.save(model, config, {}, tmp_path / "ckpt")
+    with torch.no_grad():
+        assert torch.equal(checkpoint.load(tmp_path / "ckpt")[0](batch)["quantiles"], out["quantiles"])
+
+
+def test_a_format_9_checkpoint_loads_without_l2_maps(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    config = ModelConfig.tiny(**SHAPES)
+    d = checkpoint.save(OrderFlowModel(config), config, {}, tmp_path / "old")
+    tensors = {k: v for k, v in load_file(str(d / checkpoint.WEIGHTS)).items() if not k.startswith("l2_recal")}
+    save_file(tensors, str(d / checkpoint.WEIGHTS))
+    meta = json.loads((d / checkpoint.CONFIG).read_text())
+    (d / checkpoint.CONFIG).write_text(json.dumps(meta | {"format": 9}))
+    model, _, _ = checkpoint.load(d)
+    assert not model.l2_recal_fitted.any()

@@ -238,9 +238,9 @@ def evaluate(
     direction.csv), its baselines fitted on `direction_train` (a dataset file), else on the first model's
     training file where it is here, else cross-fitted over the evaluated seeds; `direction_steps`: the
     DeepLOB-style baseline's training steps (0: left out; None: direction.DEEPLOB_STEPS). `l2_depth_pool`:
-    datasets (encoded as the first model) whose real captures the first model's L2 depth head is refitted
-    on, one capture left out at a time, for a variant row `<model> L2 depth left one out`
-    (model.evaluation.l2_depth_folds). `direction_pool` (with `direction`): the same for the direction
+    datasets (encoded as the first model) whose real captures the first model's L2 depth head and L2 level
+    maps are refitted on, one capture left out at a time, for a variant row `<model> L2 heads left one
+    out` (model.evaluation.l2_depth_folds). `direction_pool` (with `direction`): the same for the direction
     table, rows `<method> left one out` for the first model's direction head and the three baselines,
     each fitted on every real capture of the pool but the one scored (model.evaluation.direction_folds)."""
     from model.training.dataset import load, subset

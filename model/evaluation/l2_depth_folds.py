@@ -1,13 +1,17 @@
-"""The L2 depth head (model/network/l2_depth.py) left one capture out: each real capture's depth
-quantiles served by the head fitted on the L2 windows of every other capture of a pool of datasets,
-never on its own, the issue's leave-one-out evaluation at no training cost.
+"""The post-hoc parts of L2 books that read no learned input left one capture out: each real capture's
+depth quantiles served by the L2 depth head (model/network/l2_depth.py), and its spread and mid by the
+recalibration's L2 level maps (recalibration.fit_l2), both fitted on the L2 windows of every other
+capture of a pool of datasets, never on its own: the issue's leave-one-out evaluation at no training
+cost.
 
-Why it is honest without retraining anything: the head reads only the book's depth stats and the depth
-memory (OrderFlowModel.l2_depth_inputs, from the feature normalization, no learned weight), so a fold
-needs the head refitted and nothing else. What it measures is the head as fitted on every instrument
-there is and served on a new one: the checkpoint's own head may have been fitted on the evaluated
-captures too (`train --stage l2-depth` on several files; make checkpoint does so), and then these rows
-are the honest ones for them.
+Why it is honest without retraining anything: the depth head reads only the book's depth stats and the
+depth memory (OrderFlowModel.l2_depth_inputs, from the feature normalization, no learned weight), and the
+level maps map the frozen network's quantiles in the recalibration's bins, so a fold needs them refitted
+and nothing else. What it measures is them as fitted on every instrument there is and served on a new
+one: the checkpoint's own may have been fitted on the evaluated captures too (`train --stage l2-depth`,
+`--stage l2-recalibration` on several files; make checkpoint does so), and then these rows are the
+honest ones for them. The folds take the windows the depth head serves (a book of price levels with a
+two-sided row); the rare L2 window without one keeps its served quantiles.
 Captures are told apart by file name: the same file in two datasets is one capture.
 """
 
@@ -22,13 +26,13 @@ from typing import Any, TypeVar
 import numpy as np
 
 from model.evaluation.outputs import ModelOutputs, model_outputs, target_ok
-from model.network import l2_depth
-from model.network.orderflow import L2_DEPTH_TARGETS
+from model.network import l2_depth, recalibration
+from model.network.orderflow import L2_DEPTH_TARGETS, QUANTILES, RECALIBRATED_TARGETS, TARGETS, support_of
 from model.training.dataset import capture_names
 
 W = TypeVar("W")
 
-LEFT_ONE_OUT = "L2 depth left one out"  # the evaluation's name of the variant: "<model> L2 depth left one out"
+LEFT_ONE_OUT = "L2 heads left one out"  # the evaluation's name of the variant: "<model> L2 heads left one out"
 
 
 @dataclass
@@ -39,6 +43,10 @@ class L2Windows:
     median: np.ndarray  # (N,) the depth band's median
     y: np.ndarray  # (N, T) the depth targets (L2_DEPTH_TARGETS), NaN where unknown
     valid: np.ndarray  # (N, T) bool
+    head: np.ndarray  # (N, 8, 3) the quantile head's, before the recalibration
+    band: np.ndarray  # (N, 8, 3) the band the recalibration's bins are read off
+    y_all: np.ndarray  # (N, 8) every target, NaN where unknown
+    valid_all: np.ndarray  # (N, 8) bool
 
     def __add__(self, other: L2Windows) -> L2Windows:
         return L2Windows(
@@ -51,12 +59,15 @@ def l2_windows(outputs: ModelOutputs, arrays: dict[str, np.ndarray], meta: dict[
     if not outputs.l2_depth:
         raise ValueError(f"{outputs.directory}: the model has no anchor, so no L2 depth head to refit")
     names = capture_names(arrays, meta)
-    y = np.stack([arrays[t] for t in L2_DEPTH_TARGETS], 1)
-    valid = np.stack([target_ok(arrays, t) for t in L2_DEPTH_TARGETS], 1)
+    y = np.stack([arrays[t] for t in TARGETS], 1)
+    valid = np.stack([target_ok(arrays, t) for t in TARGETS], 1)
+    depth = [TARGETS.index(t) for t in L2_DEPTH_TARGETS]
+    l2 = outputs.l2_depth
     out = {}
-    for name in sorted(set(names[outputs.l2_depth["served"]]) - {""}):
-        k = outputs.l2_depth["served"] & (names == name)
-        out[name] = L2Windows(outputs.l2_depth["inputs"][k], outputs.l2_depth["median"][k], y[k], valid[k])
+    for name in sorted(set(names[l2["served"]]) - {""}):
+        k = l2["served"] & (names == name)
+        out[name] = L2Windows(l2["inputs"][k], l2["median"][k], y[k][:, depth], valid[k][:, depth], l2["head"][k],
+                              l2["band"][k], y[k], valid[k])  # fmt: skip
     return out
 
 
@@ -89,9 +100,10 @@ def pool(found: Iterable[dict[str, W]], join: Callable[[W, W], W] = operator.add
 def left_one_out(
     outputs: ModelOutputs, arrays: dict[str, np.ndarray], meta: dict[str, Any], windows: dict[str, L2Windows]
 ) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
-    """(target -> (B, 3) the model's quantiles with the depth of each window its L2 head serves from the
-    head fitted on `windows` (pool) less that window's capture, {capture: the captures its fold was
-    fitted on}). Raises ValueError when a fold would be fitted on nothing."""
+    """(target -> (B, 3) the model's quantiles with, on each window its L2 depth head serves, the depth of
+    that head and the spread and mid of the recalibration's L2 level maps, both fitted on `windows` (pool)
+    less that window's capture; {capture: the captures its fold was fitted on}). Raises ValueError when a
+    fold would be fitted on nothing."""
     names = capture_names(arrays, meta)
     served = outputs.l2_depth["served"] if outputs.l2_depth else np.zeros(len(names), bool)
     quantiles = {t: q.copy() for t, q in outputs.quantiles.items()}
@@ -103,8 +115,17 @@ def left_one_out(
         fit = sum((windows[n] for n in others[1:]), windows[others[0]])
         weight, bias = l2_depth.fit(fit.inputs, fit.median, fit.y, fit.valid)
         k = served & (names == name)
-        q = l2_depth.predict(outputs.l2_depth["inputs"][k], outputs.l2_depth["median"][k], weight, bias)
+        l2 = outputs.l2_depth
+        q = l2_depth.predict(l2["inputs"][k], l2["median"][k], weight, bias)
         for h, t in enumerate(L2_DEPTH_TARGETS):
             quantiles[t][k] = q[:, h]
+        supports = [support_of(t) if t in RECALIBRATED_TARGETS else None for t in TARGETS]
+        edges, y = l2["recal_edges"], np.nan_to_num(fit.y_all)
+        coef, fitted = recalibration.fit_l2(fit.head, fit.band, y, fit.valid_all, QUANTILES, supports, edges)
+        maps = (np.ones(int(k.sum()), bool), coef, fitted)
+        mapped = recalibration.apply(l2["head"][k], l2["band"][k], edges, l2["recal_coef"], l2=maps)
+        for j, t in enumerate(TARGETS):
+            if t in RECALIBRATED_TARGETS and t in quantiles:
+                quantiles[t][k] = support_of(t)(mapped[:, j])
         folds[name] = others
     return quantiles, folds

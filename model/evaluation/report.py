@@ -208,8 +208,9 @@ def markdown(ev: Evaluation) -> str:
               "recalibration fitted after training (model.network.recalibration)."]  # fmt: skip
     if ev.l2_depth_folds:
         folds = "; ".join(f"{k} <- {', '.join(v)}" for k, v in ev.l2_depth_folds.items())
-        lines[-1] += (f" `{LEFT_ONE_OUT}`: the model with the depth of L2 books served by its L2 depth head fitted on "
-                      "every other capture of the pool, never on the one evaluated (model.evaluation.l2_depth_folds); "
+        lines[-1] += (f" `{LEFT_ONE_OUT}`: the model with the depth of L2 books served by its L2 depth head, and "
+                      "their spread and mid by its L2 level maps (model.network.recalibration), both fitted on every "
+                      "other capture of the pool, never on the one evaluated (model.evaluation.l2_depth_folds); "
                       f"folds: {folds}.")  # fmt: skip
     lines.append("")
     lines += _crps_table(ev.crps, ev.n_liquidity, models, targets, ev.gain_ci)

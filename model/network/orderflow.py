@@ -317,6 +317,9 @@ class OrderFlowModel(nn.Module):
         news_identity[..., 1] = 1.0
         self.register_buffer("recal_news_coef", news_identity)
         self.register_buffer("recal_news_fitted", torch.zeros(len(TARGETS), N_NEWS_BINS, dtype=torch.bool))
+        # the level maps of books of price levels (recalibration.fit_l2), in the bins where fitted
+        self.register_buffer("l2_recal_coef", identity.clone())
+        self.register_buffer("l2_recal_fitted", torch.zeros(len(TARGETS), N_BINS, dtype=torch.bool))
         self.register_buffer("news_age_edges", torch.tensor(NEWS_AGE_EDGES), persistent=False)
         self.register_buffer("news_sided", torch.tensor(NEWS_SIDED), persistent=False)
         self.register_buffer("target_index", torch.arange(len(TARGETS)), persistent=False)
@@ -531,7 +534,11 @@ class OrderFlowModel(nn.Module):
             "anchor_stats": stats,
             "quantiles_head": head,
             "quantiles": self.l2_depth_quantiles(
-                batch, self.network_quantiles(head, band, self.headline_age(batch)), band, scale, stats
+                batch,
+                self.network_quantiles(head, band, self.headline_age(batch), self.level_book_windows(batch)),
+                band,
+                scale,
+                stats,
             ),
             "anomaly": self.anomaly_head(last).float(),
             "direction_input": state,
@@ -539,12 +546,16 @@ class OrderFlowModel(nn.Module):
         }
 
     def network_quantiles(
-        self, head: torch.Tensor, band: torch.Tensor, age: torch.Tensor | None = None
+        self,
+        head: torch.Tensor,
+        band: torch.Tensor,
+        age: torch.Tensor | None = None,
+        level_book: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The network's served quantiles (B, 8, 3): its head's (`quantiles_head`) recalibrated (`age`:
-        `headline_age`'s), sorted and on the support; `quantiles` is these with the L2 depth head's in
-        place where it applies."""
-        return self.onto_support(self.recalibrate(head, band, age).sort(-1).values)
+        `headline_age`'s; `level_book`: `level_book_windows`'), sorted and on the support; `quantiles`
+        is these with the L2 depth head's in place where it applies."""
+        return self.onto_support(self.recalibrate(head, band, age, level_book).sort(-1).values)
 
     def headline_age(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
         """(B,) seconds from each window's newest headline to its newest event (inf without one), which
@@ -609,19 +620,30 @@ class OrderFlowModel(nn.Module):
         valid = batch["features"][..., i].float() * self.feature_scale[i] + self.feature_loc[i]
         return batch["row_mask"] & (valid[..., 0] > 0.5)
 
-    def recalibrate(self, quantiles: torch.Tensor, band: torch.Tensor, age: torch.Tensor | None = None) -> torch.Tensor:
+    def recalibrate(
+        self,
+        quantiles: torch.Tensor,
+        band: torch.Tensor,
+        age: torch.Tensor | None = None,
+        level_book: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """(B, 8, 3) quantiles in target units -> a + b*q with (a, b) of each target's bin and
         quantile, the bin read off the band (B, 8, 3) of RECAL_BAND's target as
         recalibration.bin_of does; fitted by model/network/recalibration.py. Gathers of fixed shape, so
         CUDA-graph capture holds. The maps of q10, q50 and q90 are fitted apart and may cross:
         forward sorts them (rearrangement, Chernozhukov et al. 2010; it never raises the summed
-        pinball loss, whatever the outcome). `age` (B,): a window whose newest headline is younger than
-        the last NEWS_AGE_EDGES takes its news bin's map where one is fitted (recalibration.news_bin_of)."""
+        pinball loss, whatever the outcome). `level_book` (B,) bool: a window of a book of price levels
+        takes the L2 map of its bin where one is fitted (recalibration.fit_l2). `age` (B,): a window
+        whose newest headline is younger than the last NEWS_AGE_EDGES takes its news bin's map where one
+        is fitted (recalibration.news_bin_of), over either."""
         band = band[:, self.recal_band]
         level = band[..., 1]
         wide = band[..., 2] - level > WIDE_RATIO * level.abs()
         bins = 2 * (level[..., None] >= self.recal_edges).sum(-1) + wide.long()  # (B, 8)
         coef = self.recal_coef[self.target_index, bins]  # (B, 8, 3, 2)
+        if level_book is not None:
+            use = level_book[:, None] & self.l2_recal_fitted[self.target_index, bins]
+            coef = torch.where(use[..., None, None], self.l2_recal_coef[self.target_index, bins], coef)
         if age is not None:
             median = quantiles[..., 1]
             side = 1 + (median > SIDE_TICKS).long() - (median < -SIDE_TICKS).long()

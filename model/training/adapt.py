@@ -135,19 +135,19 @@ def carry_l2_heads(
     init_ckpt: str | Path, extra: dict[str, Any], recent: TrainData, out_dir: str | Path, device: str
 ) -> dict[str, str]:
     """The parent's post-hoc L2 heads, refitted in `out_dir` on the files they were fitted on and the
-    `recent` windows together: its L2 direction head (only `fit_head` fits it), and its L2 depth head
-    where fitted on more files than its training file (make checkpoint's: eight real captures;
-    model/network/l2_depth.py and direction.py say why more captures serve a new instrument better).
-    The fine-tuning refitted the depth head on the mixed windows alone and switched the direction head
-    off: a model adapted to one instrument would have served every L2 book heads fitted on a few
-    captures, or none. Where a file is not here, the depth head is the parent's as it was (it reads book
-    stats alone, which the fine-tuning does not change) and the direction head stays off (it reads the
-    network's state). Returns {head: what was done}, for the lineage."""
+    `recent` windows together: its L2 direction head and L2 level maps (only `fit_head` fits them), and
+    its L2 depth head where fitted on more files than its training file (make checkpoint's: eight real
+    captures; model/network/l2_depth.py and direction.py say why more captures serve a new instrument
+    better). The fine-tuning refitted the depth head on the mixed windows alone and switched the
+    direction head and the level maps off: a model adapted to one instrument would have served every L2
+    book heads fitted on a few captures, or none. Where a file is not here, the depth head is the
+    parent's as it was (it reads book stats alone, which the fine-tuning does not change) and the other
+    two stay off (they read the network's outputs). Returns {head: what was done}, for the lineage."""
     from model.evaluation.outputs import entry_files, head_files
 
     more = head_files(extra)
     done: dict[str, str] = {}
-    for head in ("l2_depth", "l2_direction"):
+    for head in ("l2_depth", "l2_direction", "l2_recalibration"):
         files = entry_files(extra, head)
         if not files or (head == "l2_depth" and head not in more):
             continue  # the fine-tuning's own fit, on the mixed windows, stands
@@ -159,7 +159,8 @@ def carry_l2_heads(
             keep_parent_l2_depth(init_ckpt, out_dir)
             done[head] = f"the parent's (not here: {', '.join(missing)})"
         else:
-            done[head] = f"off (not here: {', '.join(missing)}; refit with train --stage l2-direction)"
+            stage = head.replace("_", "-")
+            done[head] = f"off (not here: {', '.join(missing)}; refit with train --stage {stage})"
         log.info("%s: %s head %s", out_dir, head, done[head])
     return done
 

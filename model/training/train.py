@@ -425,6 +425,28 @@ def calibrate(
 
 
 @torch.no_grad()
+@torch.no_grad()
+def _recalibration_inputs(
+    model: OrderFlowModel, data: TrainData, idx: np.ndarray, device: torch.device, chunk: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What the recalibration reads of the windows `idx`: the head's quantiles (N, 8, 3), the band each
+    target's bins are read off (RECAL_BAND's: the mid's is its spread's), the newest headline's age
+    (N,) (inf: none, or a model not told) and whether each is a window of a book of price levels."""
+    model.eval()
+    head, bands, ages, level = [], [], [], []
+    for lo in range(0, len(idx), chunk):
+        b = data.batch(idx[lo : lo + chunk], device)
+        with _autocast(device):
+            out = model(b)
+        head.append(out["quantiles_head"].float().cpu().numpy())
+        bands.append(out["anchor"].float().cpu().numpy())
+        age = model.headline_age(b)
+        ages.append(np.full(len(head[-1]), np.inf) if age is None else age.cpu().numpy())
+        level.append(model.level_book_windows(b).cpu().numpy())
+    band = np.concatenate(bands)[:, RECAL_BAND]
+    return np.concatenate(head), band, np.concatenate(ages), np.concatenate(level)
+
+
 def fit_recalibration(
     model: OrderFlowModel, data: TrainData, device: torch.device, chunk: int = 512, keep_edges: bool = False
 ) -> dict[str, Any]:
@@ -432,23 +454,16 @@ def fit_recalibration(
     for RECALIBRATED_TARGETS (spread, mid); returns the training-set CRPS (evaluate's) per
     target before and after, for the record. `keep_edges`: keep the model's own bin edges (where
     fitted) and refit the maps only."""
-    model.eval()
-    head, bands, ages = [], [], []
-    for lo in range(0, len(data), chunk):
-        b = data.batch(np.arange(lo, min(lo + chunk, len(data))), device)
-        with _autocast(device):
-            out = model(b)
-        head.append(out["quantiles_head"].float().cpu().numpy())
-        bands.append(out["anchor"].float().cpu().numpy())
-        age = model.headline_age(b)
-        ages.append(np.full(len(head[-1]), np.inf) if age is None else age.cpu().numpy())
-    raw, band, age = np.concatenate(head), np.concatenate(bands), np.concatenate(ages)
+    raw, band, age, _ = _recalibration_inputs(model, data, np.arange(len(data)), device, chunk)
     y, valid = data._targets
-    band = band[:, RECAL_BAND]  # each target's bins are read off this band (the mid's: its spread's)
     supports = [support_of(t) if t in RECALIBRATED_TARGETS else None for t in TARGETS]
     floors = [recal_floor_edge_of(t) for t in TARGETS]
     kept = model.recal_edges.cpu().numpy() if keep_edges else None
     edges, coef = recalibration.fit(raw, band, y, valid, QUANTILES, supports, floors, edges=kept)
+    if not keep_edges and bool(model.l2_recal_fitted.any()):
+        model.l2_recal_fitted.fill_(False)  # its bins were the edges' before
+        log.info("the L2 books' level maps are switched off (fitted in the bins before this fit): train --stage "
+                 "l2-recalibration refits them")  # fmt: skip
     news_coef, news_fitted = recalibration.fit_news(raw, age, y, valid, QUANTILES, supports, list(NEWS_SIDED))
     model.recal_edges.copy_(torch.from_numpy(edges))
     model.recal_coef.copy_(torch.from_numpy(coef))
@@ -469,6 +484,49 @@ def fit_recalibration(
     }
     log.info("recalibration on %d training windows: CRPS before %s, after %s", len(raw),
              report["crps_before"], report["crps_after"])  # fmt: skip
+    return report
+
+
+@torch.no_grad()
+def fit_l2_recalibration(
+    model: OrderFlowModel, data: TrainData, device: torch.device, chunk: int = 512
+) -> dict[str, Any]:
+    """Fit the level maps of books of price levels (recalibration.fit_l2: l2_recal_coef, l2_recal_fitted)
+    on the set's real L2 windows, in the bins of the model's own recalibration; returns their CRPS with
+    the pooled maps and with these, per target and over those windows, for the record. Only when asked
+    (`train --stage l2-recalibration` on the captures' files, as the L2 heads), never at finetune's end:
+    the training set's captures are two Binance instruments and three small ones."""
+    if not np.isfinite(model.recal_edges.cpu().numpy()).any():
+        raise ValueError("fit the recalibration first (train --stage recalibration): the L2 maps use its bins")
+    real = np.flatnonzero(data.real)
+    raw, band, age, level = _recalibration_inputs(model, data, real, device, chunk)
+    k = real[level]
+    raw, band, age = raw[level], band[level], age[level]
+    groups = capture_names(data.arrays, data.meta)[k]
+    if len(k) == 0:
+        raise ValueError(f"{data.path}: no real window of a book of price levels to fit the L2 maps on")
+    y, valid = data._targets[0][k], data._targets[1][k]
+    supports = [support_of(t) if t in RECALIBRATED_TARGETS else None for t in TARGETS]
+    edges = model.recal_edges.cpu().numpy()
+    coef, fitted = recalibration.fit_l2(raw, band, y, valid, QUANTILES, supports, edges)
+    news = (age, model.recal_news_coef.cpu().numpy(), model.recal_news_fitted.cpu().numpy(), list(NEWS_SIDED))
+    pooled = recalibration.apply(raw, band, edges, model.recal_coef.cpu().numpy(), news)
+    served = recalibration.apply(raw, band, edges, model.recal_coef.cpu().numpy(), news,
+                                 (np.ones(len(k), bool), coef, fitted))  # fmt: skip
+    model.l2_recal_coef.copy_(torch.from_numpy(coef))
+    model.l2_recal_fitted.copy_(torch.from_numpy(fitted))
+
+    def crps(q: np.ndarray, j: int) -> float:
+        ok = valid[:, j]
+        return round(crps_quantiles(y[ok, j], supports[j](q[ok, j]), QUANTILES), 6)
+
+    targets = [j for j, s in enumerate(supports) if s is not None and valid[:, j].any()]
+    report = {"windows": len(k), "captures": sorted(set(groups)),
+              "bins": {TARGETS[j]: int(fitted[j].sum()) for j in targets},
+              "crps_pooled": {TARGETS[j]: crps(pooled, j) for j in targets},
+              "crps_l2": {TARGETS[j]: crps(served, j) for j in targets}}  # fmt: skip
+    log.info("L2 level maps on %d real L2 windows of %d captures: bins fitted %s, CRPS pooled maps %s, L2 maps %s",
+             len(k), len(report["captures"]), report["bins"], report["crps_pooled"], report["crps_l2"])  # fmt: skip
     return report
 
 
@@ -598,6 +656,7 @@ HEADS: dict[str, HeadFit] = {
 # every post-hoc part `fit_head` fits: HEADS, those fitted only when asked, and the recalibration that finetune
 # fits before HEADS (it reads the network alone, so refitting it on a finished checkpoint is what finetune would fit)
 POST_HOC_HEADS: dict[str, HeadFit] = HEADS | {"l2_direction": fit_l2_direction, "recalibration": fit_recalibration,
+                                               "l2_recalibration": fit_l2_recalibration,
                                                "calibration": calibrate}  # fmt: skip
 
 
@@ -627,6 +686,8 @@ def fit_head(
             raise ValueError(f"{part.path}: no targets to fit the {head} head on")
         check_encoding(part.meta, str(part.path), extra, str(init))
     report = POST_HOC_HEADS[head](model, TrainData.concat(parts), dev)
+    if not bool(model.l2_recal_fitted.any()):
+        extra.pop("l2_recalibration", None)  # switched off by a refit of the recalibration's bins
     names = [str(part.path) for part in parts]
     return checkpoint.save(model, config, {**extra, head: {"data": names[0] if len(names) == 1 else names, **report}},
                            out_dir)  # fmt: skip
@@ -909,6 +970,11 @@ def _initial_model(
     # the weights learned what these ids and normalized rows meant: data encoded otherwise would be
     # read as something else (and the checkpoint written would carry the data's encoding, not theirs)
     check_encoding(data.meta, str(data.path), source_extra, str(source))
+    if bool(model.l2_recal_fitted.any()) and not resume:
+        # maps of the head's quantiles, which this run moves; `fit_head` refits them
+        model.l2_recal_fitted.fill_(False)
+        log.info("%s: its L2 books' level maps are switched off (fitted on the network before this run); "
+                 "train --stage l2-recalibration refits them", source)  # fmt: skip
     if bool(model.l2_direction_fitted) and not resume:
         # it reads the network's state, which this run moves, and only `fit_head` refits it
         model.l2_direction_fitted.fill_(False)

@@ -23,8 +23,9 @@ series). Writes evaluation.md, metrics.json, roc.png and calibration.png into --
 direction.md and direction.csv: mid-price direction (down / stationary / up) macro F1, AUC and Brier with
 bootstrap intervals, beside queue-imbalance and multi-level OFI logistic regressions and a small DeepLOB-style
 CNN + LSTM (model.evaluation.direction). With --l2-depth-loo, a row for the first model with the depth of L2
-books served by its L2 depth head refitted on every other real capture of the pool datasets (encoded as that
-model), never on the one evaluated: leave one instrument out (model.evaluation.l2_depth_folds). With
+books served by its L2 depth head, and their spread and mid by its L2 level maps, refitted on every other real
+capture of the pool datasets (encoded as that model), never on the one evaluated: leave one instrument out
+(model.evaluation.l2_depth_folds). With
 --direction-loo (implies --direction), rows `... left one out` for the first model's direction head and the
 three direction baselines, each fitted on the real windows of every other capture of the pool, its head's
 penalty chosen inside the fold, and which is above all three per capture and horizon
@@ -218,8 +219,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--direction-steps", type=int,
                    help="DeepLOB-style direction baseline's training steps (default 400; 0 leaves it out)")  # fmt: skip
     e.add_argument("--l2-depth-loo", type=Path, nargs="+", default=[], metavar="POOL",
-                   help="datasets (encoded as the first model) whose real captures its L2 depth head is refitted on, "
-                        "one capture left out at a time: a row '<model> L2 depth left one out'")  # fmt: skip
+                   help="datasets (encoded as the first model) whose real captures its L2 depth head and L2 level "
+                        "maps are refitted on, one capture left out at a time: a row '<model> L2 heads left one "
+                        "out'")  # fmt: skip
     e.add_argument("--direction-loo", type=Path, nargs="+", default=[], metavar="POOL",
                    help="datasets (encoded as the first model) whose real captures its direction head and the "
                         "direction baselines are fitted on, one capture left out at a time: rows '... left one out' "

@@ -9,6 +9,7 @@
     megatrading train --stage l2-depth --data train.npz --init ckpt/fine --out ckpt/fine-l2   (the head alone)
     megatrading train --stage l2-direction --data train.npz unseen.npz --init ckpt/fine --out ckpt/fine-l2dir
     megatrading train --stage recalibration --data train.npz --init ckpt/fine --out ckpt/fine-recal
+    megatrading train --stage l2-recalibration --data train.npz unseen.npz --init ckpt/fine --out ckpt/fine-l2recal
     megatrading train --stage calibration --data train.npz --init ckpt/fine --out ckpt/fine-cal
 
 `--stage direction` fits only the mid-direction head (what p_up / p_down are served from) on --init's
@@ -18,7 +19,9 @@ likewise fits only the depth head of L2 books (model/network/l2_depth.py) on the
 `--stage l2-direction` fits a direction head of its own for L2 books on the real captures alone, each
 left out in turn to choose its penalty (it needs two captures at least; finetune never fits it).
 `--stage recalibration` refits the spread and mid quantiles' recalibration (model/network/recalibration.py)
-as finetune fits it at its end, bins and maps: for a checkpoint fitted under an earlier rule; `--stage
+as finetune fits it at its end, bins and maps: for a checkpoint fitted under an earlier rule;
+`--stage l2-recalibration` fits the level maps of L2 books on the real captures' windows alone, in the
+recalibration's own bins (finetune never fits them, and switches off a checkpoint's); `--stage
 calibration` likewise refits the anomaly score's surprise calibration (on every normal window). A head
 stage takes several --data files, each encoded as --init, and fits on them together: the checkpoint
 records them, and `evaluate` counts their seeds as seen.
@@ -41,7 +44,8 @@ from model.inputs import ABLATIONS
 
 # the stages that fit one post-hoc head of a trained checkpoint (model.training.train.HEADS)
 HEAD_STAGES = {"direction": "direction", "l2-depth": "l2_depth", "l2-direction": "l2_direction",
-               "recalibration": "recalibration", "calibration": "calibration"}  # fmt: skip
+               "recalibration": "recalibration", "l2-recalibration": "l2_recalibration",
+               "calibration": "calibration"}  # fmt: skip
 
 
 def cmd_train(args: argparse.Namespace) -> int:
