@@ -243,6 +243,10 @@ def test_the_recalibration_stage_refits_what_finetune_fitted_and_leaves_every_ot
         assert torch.equal(tensor, want[name]), name
     assert new_extra["recalibration"]["data"] == str(path)
     assert new_extra["recalibration"]["crps_after"] == extra["recalibration"]["crps_after"]
+    # the level maps of L2 books need real L2 windows: a simulated set (books of orders) has none
+    argv = ["train", "--stage", "l2-recalibration", "--init", str(tmp_path / "new"), "--data", str(path)]
+    assert main([*argv, "--out", str(tmp_path / "l2"), "--device", "cpu"]) == 2
+    assert not (tmp_path / "l2").exists()
 
 
 def test_windows_right_after_a_headline_take_their_age_bins_map_and_the_mid_also_its_side():

@@ -425,7 +425,6 @@ def calibrate(
 
 
 @torch.no_grad()
-@torch.no_grad()
 def _recalibration_inputs(
     model: OrderFlowModel, data: TrainData, idx: np.ndarray, device: torch.device, chunk: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -447,6 +446,7 @@ def _recalibration_inputs(
     return np.concatenate(head), band, np.concatenate(ages), np.concatenate(level)
 
 
+@torch.no_grad()
 def fit_recalibration(
     model: OrderFlowModel, data: TrainData, device: torch.device, chunk: int = 512, keep_edges: bool = False
 ) -> dict[str, Any]:
@@ -501,10 +501,10 @@ def fit_l2_recalibration(
     real = np.flatnonzero(data.real)
     raw, band, age, level = _recalibration_inputs(model, data, real, device, chunk)
     k = real[level]
-    raw, band, age = raw[level], band[level], age[level]
-    groups = capture_names(data.arrays, data.meta)[k]
     if len(k) == 0:
         raise ValueError(f"{data.path}: no real window of a book of price levels to fit the L2 maps on")
+    raw, band, age = raw[level], band[level], age[level]
+    groups = capture_names(data.arrays, data.meta)[k]
     y, valid = data._targets[0][k], data._targets[1][k]
     supports = [support_of(t) if t in RECALIBRATED_TARGETS else None for t in TARGETS]
     edges = model.recal_edges.cpu().numpy()
