@@ -186,7 +186,9 @@ async def run(forecaster: Forecaster, books: Books, policy: str, rate: int, args
 
 
 def warm(forecaster: Forecaster, windows: list[Window], max_batch: int) -> None:
-    """The model's first calls of each size are slow (allocations): made before any run."""
+    """The model's first calls of each size are slow (allocations; on a GPU the CUDA graph of each batch
+    bucket): the worker's warm-up, then a call of a few sizes, before any run."""
+    forecaster.warm_up(windows[0])
     for size in (1, 16, max_batch):
         forecaster.forecast([windows[j % len(windows)] for j in range(size)], Settings().alert_threshold)
 

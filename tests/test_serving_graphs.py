@@ -93,3 +93,26 @@ def test_the_forecaster_predicts_from_graphs_exactly_as_eager_on_cuda():
         for name in want.dtype.names:
             np.testing.assert_array_equal(got[name], want[name], err_msg=name)
     assert sorted(graphed.graphed.buckets) == [1, 8, 32 if len(windows) <= 32 else 64]
+
+
+def test_warm_up_makes_every_bucket_before_the_first_batch_and_changes_no_forecast():
+    """The worker's warm-up (OrderFlowForecaster.warm_up, GraphedScore.capture_all): every bucket up to
+    the top made from one window, so no live batch waits for a capture; forecasts as without it. Here
+    the buckets run eagerly (capture=False); on a GPU each is a captured graph."""
+    from model.serving.orderflow import OrderFlowForecaster
+    from model.sim.engine import SEC, SimConfig
+    from streams.pipeline import simulated_windows
+
+    windows = simulated_windows(SimConfig(n_symbols=2, duration_ns=60 * SEC, seed=8))[:5]
+    plain = OrderFlowForecaster("model/checkpoints/demo", device="cpu")
+    want = plain.predict(windows)
+    warmed = OrderFlowForecaster("model/checkpoints/demo", device="cpu")
+    warmed.graphed = GraphedScore(warmed.model, warmed.k, top=8, capture=False)
+    warmed.warm_up(windows[0])
+    assert sorted(warmed.graphed.buckets) == [1, 2, 4, 8]
+    got = warmed.predict(windows)
+    for name in want.dtype.names:
+        if want.dtype[name].kind == "f":
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5, err_msg=name)
+    plain.warm_up(windows[0])  # on the CPU no graph to make; the explanation's backward pass runs
+    assert plain.graphed is None and plain._drivers_of is None

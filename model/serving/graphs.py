@@ -80,6 +80,15 @@ class GraphedScore:
         self._pool = torch.cuda.graph_pool_handle() if self.capture else None
         self.capture_error: str | None = None  # why the capture failed, once it has (served eagerly since)
 
+    def capture_all(self, example: Batch) -> None:
+        """Every bucket up to `top` made now from `example` (a batch of one window, repeated), so that no
+        live batch waits for a capture (tens of ms each on a GPU: a worker's first batches of each size
+        otherwise carry them; bench/overload_bench.py saw a p99 of 2.3 s in its first run)."""
+        size = 1
+        while size <= self.top:
+            self({k: v[:1].expand(size, *v.shape[1:]).contiguous() for k, v in example.items()})
+            size *= 2
+
     def _score(self, batch: Batch) -> Outputs:
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
             return self.model.score(batch, k=self.k)

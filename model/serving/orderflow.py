@@ -100,6 +100,15 @@ class OrderFlowForecaster(Forecaster):
         self.graphed = GraphedScore(self.model, self.k) if cuda_graphs and self.device.type == "cuda" else None
         self._drivers_of: tuple[Window, int, tuple] | None = None  # see `drivers`
 
+    def warm_up(self, example: Window) -> None:
+        """Before the first real batch: on a GPU the CUDA graph of every batch bucket
+        (GraphedScore.capture_all), and anywhere one backward pass of an alert's explanation (`drivers`),
+        whose first call sets up autograd on the device: on an H200 a worker's first alerts waited for it
+        (bench/overload_bench.py, docs/gpu.md)."""
+        if self.graphed is not None:
+            self.graphed.capture_all(to_batch(self.arrays([example]), self.device))
+        self._drivers(example, 3)  # not `drivers`: its answer is kept for the window it was asked of
+
     def arrays(self, windows: Sequence[Window]) -> dict[str, np.ndarray]:
         """The model's input for a batch of live windows (model.inputs, as the training data was built)."""
         return model_inputs(windows, self.tokenizer, self.text, self.norm)
