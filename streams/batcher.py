@@ -165,16 +165,16 @@ class MicroBatcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self._task: asyncio.Task[None] | None = None
         self.example: Window | None = None  # the newest window scored: a new model's trial before a swap
+        # warmed up on the first batch's first window before scoring it (Forecaster.warm_up: on a GPU every
+        # CUDA-graph bucket, which live batches would otherwise wait for); a swapped-in model was warmed
+        # by its trial (streams/swap.py)
+        self._unwarmed: Forecaster | None = forecaster
         self.stats = BatcherStats()
 
     @property
     def waiting(self) -> int:
         """Windows waiting for the model (not those in the call in flight)."""
         return len(self._queue)
-
-    async def warm_up(self, example: Window) -> None:
-        """One model call before real traffic (allocations, compilation, CUDA graphs)."""
-        await asyncio.get_running_loop().run_in_executor(self._executor, self.forecaster.warm_up, example)
 
     def swap(self, forecaster: Forecaster) -> Forecaster:
         """Serve `forecaster` from the next batch on; returns the one it replaces. Called on the event
@@ -271,6 +271,15 @@ class MicroBatcher:
                 continue
             batch = [s.window for s in slots]
             model = self.forecaster  # the whole batch's: a swap while it is scored takes the next one
+            if model is self._unwarmed:
+                self._unwarmed = None
+                try:
+                    if model.blocks:
+                        await loop.run_in_executor(self._executor, model.warm_up, batch[0])
+                    else:
+                        model.warm_up(batch[0])
+                except Exception:  # served without it: slower first batches, not wrong ones
+                    log.exception("model warm-up failed; its first batches of each size will be slower")
             t0 = time.perf_counter()
             try:
                 if model.blocks:

@@ -295,3 +295,36 @@ def test_a_partition_publishes_forecasts_for_the_scored_windows_only():
     published, sink = asyncio.run(main())
     assert sink.batches == [published]
     assert [(r["symbol"], r["window"]) for r in published] == [("B", w["B"][0].n_seen), ("A", w["A"][2].n_seen)]
+
+
+def test_the_first_batch_warms_the_model_up_once_in_the_model_thread_before_scoring():
+    """Forecaster.warm_up (on a GPU: every CUDA-graph bucket and an explanation's backward pass) runs on
+    the first batch's first window, in the model thread, before that batch is scored, and never again."""
+    calm, _ = calm_then_burst()
+
+    class Warmed(WatchedBaseline):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[tuple[str, object, str]] = []
+
+        def warm_up(self, example: Window) -> None:
+            self.calls.append(("warm_up", example, threading.current_thread().name))
+
+        def predict(self, windows: Sequence[Window]) -> Predictions:
+            self.calls.append(("predict", windows[0], threading.current_thread().name))
+            return super().predict(windows)
+
+    forecaster = Warmed()
+
+    async def main() -> None:
+        batcher = MicroBatcher(forecaster, explain_above=2.0, max_wait=0.01)
+        try:
+            await batcher.submit(calm[:3])
+            await batcher.submit(calm[3:6])
+        finally:
+            await batcher.stop()
+
+    asyncio.run(main())
+    kinds = [c[0] for c in forecaster.calls]
+    assert kinds[0] == "warm_up" and kinds.count("warm_up") == 1 and kinds.count("predict") == 2
+    assert forecaster.calls[0][1] is calm[0] and forecaster.calls[0][2].startswith("model")
