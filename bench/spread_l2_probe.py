@@ -74,14 +74,17 @@ def join(a: dict[str, Windows] | Windows, b: dict[str, Windows] | Windows) -> Wi
     return {t: {k: np.concatenate([a[t][k], v]) for k, v in b[t].items()} for t in b}
 
 
-def refit_l2(fit: list[Windows], t: str, edges: np.ndarray, pooled: np.ndarray) -> np.ndarray:
-    """(N_BINS, Q, 2) target t's level maps of L2 books fitted on the windows of `fit` (fit_l2), the
-    pooled map where a bin is short of them."""
-    raw = np.concatenate([w[t]["raw"] for w in fit])[:, None]
-    band = np.concatenate([w[t]["band"] for w in fit])[:, None]
-    y = np.concatenate([w[t]["y"] for w in fit])[:, None]
+def left_out(fit: list[Windows], scored: Windows, t: str, edges: np.ndarray, pooled: np.ndarray) -> np.ndarray:
+    """(N, 3) target t's quantiles of the `scored` windows from its level maps of L2 books fitted on the
+    windows of `fit` (recalibration.fit_l2; the `pooled` maps where a bin is short of them), served as
+    the model serves them (recalibration.apply, then the support)."""
+    raw, band, y = (np.concatenate([w[t][key] for w in fit])[:, None] for key in ("raw", "band", "y"))
     coef, fitted = recalibration.fit_l2(raw, band, y, np.ones_like(y, bool), QUANTILES, [support_of(t)], edges[None])
-    return np.where(fitted[0][:, None, None], coef[0], pooled)
+    w = scored[t]
+    maps = (np.ones(len(w["y"]), bool), coef, fitted)
+    return support_of(t)(
+        recalibration.apply(w["raw"][:, None], w["band"][:, None], edges[None], pooled[None], l2=maps)[:, 0]
+    )
 
 
 def gain(y: np.ndarray, q: np.ndarray, w: dict[str, np.ndarray]) -> str:
@@ -110,9 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             stay = float(np.mean(np.abs(y[wide] - now[wide]) < 0.5)) if wide.any() else float("nan")
             parts = [f"{x[s].sum() / len(y):.4f}" for s in (~wide, wide) for x in (model_crps, persist_crps)]
             rows_a.append((t, c, f"{len(y):,}", f"{int(wide.sum())}", f"{stay:.2f}", *parts))
-            refit = refit_l2([captures[o] for o in captures if o != c], t, edges[j], coef[j])
-            maps = refit[recalibration.bin_of(w["band"], edges[j])]
-            q = support_of(t)(np.sort(maps[..., 0] + maps[..., 1] * w["raw"], axis=1))
+            q = left_out([captures[o] for o in captures if o != c], captures[c], t, edges[j], coef[j])
             rows_b.append((t, c, gain(y, w["served"], w), gain(y, q, w)))
     print("(a) The spread's CRPS by the spread a window ends at, its part of the mean: served model / persistence\n")
     print_columns(("target", "capture", "windows", "wider", "as wide at h", "1 tick: model", "persistence",

@@ -27,7 +27,7 @@ import numpy as np
 
 from model.evaluation.outputs import ModelOutputs, model_outputs, target_ok
 from model.network import l2_depth, recalibration
-from model.network.orderflow import L2_DEPTH_TARGETS, QUANTILES, RECALIBRATED_TARGETS, TARGETS, support_of
+from model.network.orderflow import L2_DEPTH_TARGETS, QUANTILES, TARGETS, recalibration_supports
 from model.training.dataset import capture_names
 
 W = TypeVar("W")
@@ -105,8 +105,11 @@ def left_one_out(
     less that window's capture; {capture: the captures its fold was fitted on}). Raises ValueError when a
     fold would be fitted on nothing."""
     names = capture_names(arrays, meta)
-    served = outputs.l2_depth["served"] if outputs.l2_depth else np.zeros(len(names), bool)
+    l2 = outputs.l2_depth
+    served = l2["served"] if l2 else np.zeros(len(names), bool)
     quantiles = {t: q.copy() for t, q in outputs.quantiles.items()}
+    supports = recalibration_supports()
+    mapped_targets = [(j, t) for j, t in enumerate(TARGETS) if supports[j] is not None and t in quantiles]
     folds = {}
     for name in sorted(set(names[served]) - {""}):
         others = [n for n in windows if n != name]
@@ -115,17 +118,14 @@ def left_one_out(
         fit = sum((windows[n] for n in others[1:]), windows[others[0]])
         weight, bias = l2_depth.fit(fit.inputs, fit.median, fit.y, fit.valid)
         k = served & (names == name)
-        l2 = outputs.l2_depth
         q = l2_depth.predict(l2["inputs"][k], l2["median"][k], weight, bias)
         for h, t in enumerate(L2_DEPTH_TARGETS):
             quantiles[t][k] = q[:, h]
-        supports = [support_of(t) if t in RECALIBRATED_TARGETS else None for t in TARGETS]
         edges, y = l2["recal_edges"], np.nan_to_num(fit.y_all)
         coef, fitted = recalibration.fit_l2(fit.head, fit.band, y, fit.valid_all, QUANTILES, supports, edges)
         maps = (np.ones(int(k.sum()), bool), coef, fitted)
         mapped = recalibration.apply(l2["head"][k], l2["band"][k], edges, l2["recal_coef"], l2=maps)
-        for j, t in enumerate(TARGETS):
-            if t in RECALIBRATED_TARGETS and t in quantiles:
-                quantiles[t][k] = support_of(t)(mapped[:, j])
+        for j, t in mapped_targets:
+            quantiles[t][k] = supports[j](mapped[:, j])
         folds[name] = others
     return quantiles, folds

@@ -232,6 +232,12 @@ def support_of(target: str) -> Callable[[np.ndarray], np.ndarray]:
     return lambda q: np.maximum(np.round(q) if whole else q, floor)
 
 
+def recalibration_supports() -> list[Callable[[np.ndarray], np.ndarray] | None]:
+    """Per target (TARGETS' order) its support where the recalibration maps it (RECALIBRATED_TARGETS),
+    else None: what model/network/recalibration.py's fits take."""
+    return [support_of(t) if t in RECALIBRATED_TARGETS else None for t in TARGETS]
+
+
 class Block(nn.Module):
     """Pre-norm transformer block (GPT-2 layout): x + attn(ln(x)), then x + mlp(ln(x))."""
 

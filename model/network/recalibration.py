@@ -142,11 +142,27 @@ def fit(
             edges[j] = kept[j]
         else:
             edges[j] = level_edges(band[ok, j, 1], floor_edges[j])
-        bins = bin_of(band[:, j], edges[j])
-        bins[bins == 1] = 0  # the floor's two bins, one map (module docstring)
-        _fit_bins(coef[j], raw[:, j], y[:, j], ok, bins, taus, supports[j])
-        coef[j, 1] = coef[j, 0]
+        _fit_level_maps(coef[j], raw[:, j], band[:, j], y[:, j], ok, edges[j], taus, supports[j])
     return edges, coef
+
+
+def _fit_level_maps(
+    coef: np.ndarray,
+    raw: np.ndarray,
+    band: np.ndarray,
+    y: np.ndarray,
+    ok: np.ndarray,
+    edges: np.ndarray,
+    taus: tuple[float, ...],
+    support: Support,
+) -> np.ndarray:
+    """One target's level maps into `coef` (N_BINS, Q, 2), in place, in the bins of its `edges`, the
+    floor's two bins one map (module docstring); returns (N_BINS,) bool: the bins fitted (`_fit_bins`)."""
+    bins = bin_of(band, edges)
+    bins[bins == 1] = 0
+    fitted = _fit_bins(coef, raw, y, ok, bins, taus, support)
+    coef[1], fitted[1] = coef[0], fitted[0]
+    return fitted
 
 
 def _fit_bins(
@@ -191,10 +207,7 @@ def fit_l2(
     for j in range(k_targets):
         if supports[j] is None or not np.isfinite(edges[j]).any():
             continue
-        bins = bin_of(band[:, j], edges[j])
-        bins[bins == 1] = 0  # the floor's two bins, one map, as `fit` fits them
-        fitted[j] = _fit_bins(coef[j], raw[:, j], y[:, j], valid[:, j], bins, taus, supports[j])
-        coef[j, 1], fitted[j, 1] = coef[j, 0], fitted[j, 0]
+        fitted[j] = _fit_level_maps(coef[j], raw[:, j], band[:, j], y[:, j], valid[:, j], edges[j], taus, supports[j])
     return coef, fitted
 
 

@@ -77,14 +77,13 @@ from model.network.orderflow import (
     NEWS_SIDED,
     QUANTILES,
     RECAL_BAND,
-    RECALIBRATED_TARGETS,
     TARGETS,
     UNIT_LOSS_TARGETS,
     ModelConfig,
     OrderFlowModel,
     next_event_nll,
     recal_floor_edge_of,
-    support_of,
+    recalibration_supports,
     surprise,
     to_batch,
 )
@@ -446,6 +445,19 @@ def _recalibration_inputs(
     return np.concatenate(head), band, np.concatenate(ages), np.concatenate(level)
 
 
+def _recalibrated_crps(
+    q: np.ndarray, y: np.ndarray, valid: np.ndarray, supports: list[Callable[[np.ndarray], np.ndarray] | None]
+) -> dict[str, float]:
+    """target -> CRPS (evaluate's, 6 places) of the quantiles `q` (N, 8, 3) on their support, over each
+    target's known windows, for the recalibrated targets that have any: a recalibration fit's record."""
+    out = {}
+    for j, support in enumerate(supports):
+        ok = valid[:, j]
+        if support is not None and ok.any():
+            out[TARGETS[j]] = round(crps_quantiles(y[ok, j], support(q[ok, j]), QUANTILES), 6)
+    return out
+
+
 @torch.no_grad()
 def fit_recalibration(
     model: OrderFlowModel, data: TrainData, device: torch.device, chunk: int = 512, keep_edges: bool = False
@@ -456,7 +468,7 @@ def fit_recalibration(
     fitted) and refit the maps only."""
     raw, band, age, _ = _recalibration_inputs(model, data, np.arange(len(data)), device, chunk)
     y, valid = data._targets
-    supports = [support_of(t) if t in RECALIBRATED_TARGETS else None for t in TARGETS]
+    supports = recalibration_supports()
     floors = [recal_floor_edge_of(t) for t in TARGETS]
     kept = model.recal_edges.cpu().numpy() if keep_edges else None
     edges, coef = recalibration.fit(raw, band, y, valid, QUANTILES, supports, floors, edges=kept)
@@ -470,17 +482,12 @@ def fit_recalibration(
     model.recal_news_coef.copy_(torch.from_numpy(news_coef))
     model.recal_news_fitted.copy_(torch.from_numpy(news_fitted))
     served = recalibration.apply(raw, band, edges, coef, (age, news_coef, news_fitted, list(NEWS_SIDED)))
-
-    def crps(q: np.ndarray, j: int) -> float:
-        ok = valid[:, j]
-        return round(crps_quantiles(y[ok, j], supports[j](q[ok, j]), QUANTILES), 6)
-
-    fitted = [j for j, s in enumerate(supports) if s is not None and valid[:, j].any()]
+    before = _recalibrated_crps(raw, y, valid, supports)
     report = {
         "windows": len(raw),
-        "crps_before": {TARGETS[j]: crps(raw, j) for j in fitted},
-        "crps_after": {TARGETS[j]: crps(served, j) for j in fitted},
-        "news_bins": {TARGETS[j]: int(news_fitted[j].sum()) for j in fitted},
+        "crps_before": before,
+        "crps_after": _recalibrated_crps(served, y, valid, supports),
+        "news_bins": {t: int(news_fitted[TARGETS.index(t)].sum()) for t in before},
     }
     log.info("recalibration on %d training windows: CRPS before %s, after %s", len(raw),
              report["crps_before"], report["crps_after"])  # fmt: skip
@@ -506,7 +513,7 @@ def fit_l2_recalibration(
     raw, band, age = raw[level], band[level], age[level]
     groups = capture_names(data.arrays, data.meta)[k]
     y, valid = data._targets[0][k], data._targets[1][k]
-    supports = [support_of(t) if t in RECALIBRATED_TARGETS else None for t in TARGETS]
+    supports = recalibration_supports()
     edges = model.recal_edges.cpu().numpy()
     coef, fitted = recalibration.fit_l2(raw, band, y, valid, QUANTILES, supports, edges)
     news = (age, model.recal_news_coef.cpu().numpy(), model.recal_news_fitted.cpu().numpy(), list(NEWS_SIDED))
@@ -515,16 +522,10 @@ def fit_l2_recalibration(
                                  (np.ones(len(k), bool), coef, fitted))  # fmt: skip
     model.l2_recal_coef.copy_(torch.from_numpy(coef))
     model.l2_recal_fitted.copy_(torch.from_numpy(fitted))
-
-    def crps(q: np.ndarray, j: int) -> float:
-        ok = valid[:, j]
-        return round(crps_quantiles(y[ok, j], supports[j](q[ok, j]), QUANTILES), 6)
-
-    targets = [j for j, s in enumerate(supports) if s is not None and valid[:, j].any()]
+    crps_pooled = _recalibrated_crps(pooled, y, valid, supports)
     report = {"windows": len(k), "captures": sorted(set(groups)),
-              "bins": {TARGETS[j]: int(fitted[j].sum()) for j in targets},
-              "crps_pooled": {TARGETS[j]: crps(pooled, j) for j in targets},
-              "crps_l2": {TARGETS[j]: crps(served, j) for j in targets}}  # fmt: skip
+              "bins": {t: int(fitted[TARGETS.index(t)].sum()) for t in crps_pooled},
+              "crps_pooled": crps_pooled, "crps_l2": _recalibrated_crps(served, y, valid, supports)}  # fmt: skip
     log.info("L2 level maps on %d real L2 windows of %d captures: bins fitted %s, CRPS pooled maps %s, L2 maps %s",
              len(k), len(report["captures"]), report["bins"], report["crps_pooled"], report["crps_l2"])  # fmt: skip
     return report
@@ -970,16 +971,14 @@ def _initial_model(
     # the weights learned what these ids and normalized rows meant: data encoded otherwise would be
     # read as something else (and the checkpoint written would carry the data's encoding, not theirs)
     check_encoding(data.meta, str(data.path), source_extra, str(source))
-    if bool(model.l2_recal_fitted.any()) and not resume:
-        # maps of the head's quantiles, which this run moves; `fit_head` refits them
-        model.l2_recal_fitted.fill_(False)
-        log.info("%s: its L2 books' level maps are switched off (fitted on the network before this run); "
-                 "train --stage l2-recalibration refits them", source)  # fmt: skip
-    if bool(model.l2_direction_fitted) and not resume:
-        # it reads the network's state, which this run moves, and only `fit_head` refits it
-        model.l2_direction_fitted.fill_(False)
-        log.info("%s: its L2 direction head is switched off (fitted on the network before this run); train "
-                 "--stage l2-direction refits it (adapt does, from the files it was fitted on)", source)  # fmt: skip
+    # the post-hoc parts of L2 books that read the network's outputs, which this run moves; only `fit_head`
+    # refits them (adapt does, from the files they were fitted on)
+    for fitted, part, stage in ((model.l2_recal_fitted, "books' level maps", "l2-recalibration"),
+                                (model.l2_direction_fitted, "direction head", "l2-direction")):  # fmt: skip
+        if bool(fitted.any()) and not resume:
+            fitted.fill_(False)
+            log.info("%s: its L2 %s switched off (fitted on the network before this run); train --stage %s "
+                     "refits it", source, part, stage)  # fmt: skip
     model.config = config = dataclasses.replace(config, **off)
     want = data.model_config(preset)
     for name in ("n_events", "n_rows", "n_features", "max_news", "news_len", "text_encoder"):
