@@ -56,13 +56,19 @@ def head_probs(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, l2: float) -> n
     return probabilities(x_test, w, b)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = pool_parser(__doc__).parse_args(argv)
+def scored_pool(doc: str | None, argv: list[str] | None) -> tuple[dict[str, Windows], list[str]]:
+    """The command line's pool (`collect`) and its Binance captures, each scored left out; exits 2 without one."""
+    args = pool_parser(doc).parse_args(argv)
     pool = collect(args.model, args.data)
     evaluated = [c for c in sorted(pool) if c.startswith(EVALUATED)]
     if not evaluated:
         print("no Binance capture in --data", file=sys.stderr)
-        return 2
+        raise SystemExit(2)
+    return pool, evaluated
+
+
+def main(argv: list[str] | None = None) -> int:
+    pool, evaluated = scored_pool(__doc__, argv)
     methods = [CHOSEN] + [f"head L2 {p:g}" for p in FIXED] + [QI, OFI]
     rows = []
     for h in HORIZONS:

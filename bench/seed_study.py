@@ -5,8 +5,9 @@ ablations' bootstrap intervals resample windows, not training runs. This trains 
 model and its no-headline ablation once per seed (pretrain, then finetune, one thread each, all side by
 side), fits the full model's heads of L2 books as make checkpoint does, evaluates them all on the held-out
 set (`megatrading evaluate --direction`) and each full model on the three Binance instruments outside the
-dataset (`evaluate --direction-loo`), then prints the figures the issue's goals are judged by, per seed,
-with their mean, standard deviation and range, beside the committed checkpoint's card.
+dataset (`evaluate --direction-loo --l2-depth-loo`: their rows of L2 books are the heads and level maps
+refitted without the instrument, since the served ones saw it), then prints the figures the issue's goals
+are judged by, per seed, with their mean, standard deviation and range, beside the committed card.
 
     python bench/seed_study.py --seeds 1,2,3 --data build/demo-data --out build/seeds
 
@@ -38,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 from model.evaluation.direction import DEEPLOB, OFI, QI  # noqa: E402
 from model.evaluation.direction_folds import LEFT_ONE_OUT  # noqa: E402
 from model.evaluation.evaluate import PARTS, per_instrument, window_crps  # noqa: E402
+from model.evaluation.l2_depth_folds import LEFT_ONE_OUT as L2_LEFT_ONE_OUT  # noqa: E402
 from model.evaluation.outputs import model_outputs  # noqa: E402
 from model.evaluation.report import GAIN_REFERENCES  # noqa: E402
 from model.training.dataset import load  # noqa: E402
@@ -123,8 +125,15 @@ def part_gain(part: str, target: str, peers: tuple[str, ...] = GAIN_REFERENCES) 
     return lambda held, _u, full, _n, _un: gain(held["parts"][part]["crps"], target, full, peers)
 
 
-def unseen_gain(capture: str, target: str) -> Figure:
-    return lambda _h, unseen, _f, _n, un: gain(unseen["parts"][f"real {capture}_20240808.gz"]["crps"], target, un)
+def unseen_gain(capture: str, target: str, peers: tuple[str, ...] = GAIN_REFERENCES) -> Figure:
+    """The gain on an instrument outside the dataset, from its row with the heads and level maps of L2 books
+    refitted without it: the served ones saw it (make checkpoint's HEADS_DATA), the network did not."""
+
+    def figure(_h: Metrics, unseen: Metrics, _f: str, _n: str, un: str) -> float | None:
+        crps = unseen["parts"][f"real {capture}_20240808.gz"]["crps"]
+        return gain(crps, target, f"{un} {L2_LEFT_ONE_OUT}", peers)
+
+    return figure
 
 
 def headline_gain(target: str) -> Figure:
@@ -185,8 +194,12 @@ FIGURES: dict[str, Figure] = {
     "spot ETHUSDT mid h100 over no move, %": part_gain(REAL_HELD, "mid_h100", ("persistence",)),
     "spot ETHUSDT direction F1 h100": direction("spot_ethusdt", 100, "macro F1"),
     "spot ETHUSDT direction AUC h100": direction("spot_ethusdt", 100, "AUC"),
-    **{f"{c} spread h10, gain %": unseen_gain(c, "spread_h10") for c in UNSEEN},
-    **{f"{c} spread h100, gain %": unseen_gain(c, "spread_h100") for c in UNSEEN},
+    **{
+        f"{c} {t.replace('_', ' ')} left one out, gain %": unseen_gain(c, t)
+        for t in ("spread_h10", "spread_h100", "depth_h10", "depth_h100")
+        for c in UNSEEN
+    },
+    **{f"{c} mid h100 left one out over no move, %": unseen_gain(c, "mid_h100", ("persistence",)) for c in UNSEEN},
     **{
         f"{c} direction F1 h{h} left one out, over best baseline": loo_margin(c, h, "macro F1")
         for c in UNSEEN
@@ -319,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
                     "--direction-train",
                     str(a.data / "train.npz"),
                     "--direction-loo",
+                    *pool_npz,
+                    "--l2-depth-loo",
                     *pool_npz,
                     "--allow-seen",
                     "--out",

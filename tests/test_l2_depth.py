@@ -199,6 +199,40 @@ def test_direction_loo_probe_scores_each_capture_by_the_fit_on_the_others(l2_tra
     assert all(len(r) == 4 + 5 * 3 for r in rows)  # h, capture, n, L2 chosen, then "F1 / AUC" for five methods
 
 
+def test_direction_h100_probe_rows_every_method_for_each_capture_left_out(l2_trained, l2_held):
+    """bench/direction_h100_probe.py: per horizon and Binance capture left out, a row per method with its
+    F1 (argmax and plug-in), AUC, stationary AUC and stationary shares."""
+    import subprocess
+    import sys
+
+    path, d = l2_trained
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(repo / "bench" / "direction_h100_probe.py"), "--model", str(d / "fine"),
+                           "--data", str(path), str(l2_held)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith((" 10 ", "100 "))]
+    left_out = {"spot_btcusdt_20240808", "cm_ethusd_perp_20240808", "usdm_ethusdt_20240808"}
+    assert {tuple(r.split()[:2]) for r in rows} == {(h, c) for h in ("10", "100") for c in left_out}
+    assert len(rows) == 2 * len(left_out) * 7  # the head, its four variants, the two regressions
+
+
+def test_the_trailing_class_shares_read_only_moves_known_before_the_window_ends(monkeypatch) -> None:
+    from tests.scripts import load_script
+
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    monkeypatch.syspath_prepend(str(bench))  # its sibling modules, as running it from bench/ finds them
+    probe = load_script(bench / "direction_h100_probe.py")
+    y = np.random.default_rng(0).integers(0, 3, 300)
+    shares = probe.trailing_shares(y, lag=4, n=50)
+    assert np.allclose(shares.sum(1), 1) and np.allclose(shares[:4], 1 / 3)  # nothing known yet: uniform
+    for i in (4, 60, 299):
+        later = y.copy()
+        later[i - 3 :] = (later[i - 3 :] + 1) % 3  # the window's own move and the 3 before it: not yet known
+        assert np.array_equal(probe.trailing_shares(later, lag=4, n=50)[i], shares[i])
+        counts = np.bincount(y[max(0, i - 3 - 50) : i - 3], minlength=3)
+        assert np.allclose(shares[i], (counts + 1) / (counts.sum() + 3))
+
+
 def test_spread_l2_probe_breaks_the_spread_down_and_refits_the_maps_leaving_each_capture_out(l2_trained, l2_held):
     """bench/spread_l2_probe.py: per Binance capture and horizon the CRPS by the spread a window ends at,
     then the served gain beside the level maps refitted on the other captures."""

@@ -43,3 +43,14 @@ def test_a_real_instruments_gain_is_the_one_the_card_prints() -> None:
     assert printed
     figure = study.FIGURES["spot ETHUSDT spread h10, gain %"](*committed())
     assert f"{figure:+.1f}" == printed.group(1)
+
+
+def test_an_unseen_instruments_gain_is_the_cards_left_one_out_one() -> None:
+    """The served heads and level maps of L2 books saw the three instruments outside the dataset: their
+    honest figure is the row refitted without the instrument, the card's last gain column."""
+    md = (CARD / "evaluation-unseen/evaluation.md").read_text()
+    part = md.split("usdm_ethusdt_20240808.gz")[-1]
+    printed = re.search(r"^\| spread_h10 \|.*\| ([-+]\d+\.\d)% \[[^|]*\| *$", part, re.M)
+    assert printed
+    figure = study.FIGURES["usdm_ethusdt spread h10 left one out, gain %"](*committed())
+    assert f"{figure:+.1f}" == printed.group(1)
