@@ -17,8 +17,9 @@ at a balanced queue, a linear head on QI alone cannot); the head fitted with an 
 training capture (slopes within instruments; scored with the captures' mean intercept); the head's
 logits (out of fold: each training capture's from a fit without it) stacked with QI, |QI|, QI^2 in one
 regression; the head's probabilities shifted to the capture's trailing class shares (label shift,
-Saerens et al. 2002: the 100 windows whose move is known before the window ends); and the two
-regressions.
+Saerens et al. 2002: the 100 windows whose move is known before the window ends); the head with the
+log of those shares beside its state (fitted at the head's penalty: how often the mid moved at the
+horizon lately, a volatility regime no window's 128 events show); and the two regressions.
 
 About 15 minutes on 2 cores after make checkpoint and make evaluate-unseen's datasets.
 
@@ -75,9 +76,11 @@ def plug_in(p: np.ndarray) -> np.ndarray:
     return q / q.sum(1, keepdims=True)
 
 
-def trailing_shares(y: np.ndarray, lag: int, n: int = TRAILING) -> np.ndarray:
-    """(B, 3) per window the class shares (add-one) of the `n` windows ending at least `lag` before it."""
-    counts = np.vstack([np.zeros((1, 3)), np.cumsum(np.eye(3)[y], 0)])
+def trailing_shares(y: np.ndarray, lag: int, n: int = TRAILING, known: np.ndarray | None = None) -> np.ndarray:
+    """(B, 3) per window the class shares (add-one) of the moves `known` (default all) among the `n`
+    windows ending at least `lag` before it: what a worker knows of its symbol's recent moves then."""
+    seen = np.eye(3)[y] * (np.ones(len(y)) if known is None else np.asarray(known, float))[:, None]
+    counts = np.vstack([np.zeros((1, 3)), np.cumsum(seen, 0)])
     hi = np.clip(np.arange(len(y)) - lag + 1, 0, None)
     c = counts[hi] - counts[np.clip(hi - n, 0, None)]
     return (c + 1) / (c.sum(1, keepdims=True) + 3)
@@ -120,9 +123,14 @@ def methods(pool: dict[str, Windows], c: str, h: int) -> dict[str, np.ndarray]:
     out["head stacked with QI terms"] = probabilities(np.hstack([logits(x_c, w, b), qi_terms(pool[c])[ok[c]]]), ws, bs)
 
     # labels of the scored capture enter only here, and only those known before each window ends
+    lag = math.ceil(h / EVERY_EVENTS)
+    trailing = {o: trailing_shares(pool[o][f"y{h}"], lag, known=pool[o][f"ok{h}"])[ok[o]] for o in pool}
     fit_shares = np.bincount(y_fit, minlength=3) / len(y_fit)
-    shifted = out["head"] * trailing_shares(y[c], math.ceil(h / EVERY_EVENTS)) / fit_shares
+    shifted = out["head"] * trailing[c] / fit_shares
     out["head, trailing class shares"] = shifted / shifted.sum(1, keepdims=True)
+    x_trail = np.hstack([np.concatenate(rows(STATE, others)), np.log(np.concatenate([trailing[o] for o in others]))])
+    wt, bt, _ = fit_horizon(x_trail, y_fit, np.ones(len(y_fit)), penalty)
+    out["head + trailing class shares"] = probabilities(np.hstack([x_c, np.log(trailing[c])]), wt, bt)
 
     for m in (QI, OFI):
         out[m] = fit_predict(np.concatenate(rows(m, others)), y_fit, pool[c][m][ok[c]])

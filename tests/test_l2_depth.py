@@ -213,7 +213,7 @@ def test_direction_h100_probe_rows_every_method_for_each_capture_left_out(l2_tra
     rows = [line for line in done.stdout.splitlines() if line.startswith((" 10 ", "100 "))]
     left_out = {"spot_btcusdt_20240808", "cm_ethusd_perp_20240808", "usdm_ethusdt_20240808"}
     assert {tuple(r.split()[:2]) for r in rows} == {(h, c) for h in ("10", "100") for c in left_out}
-    assert len(rows) == 2 * len(left_out) * 7  # the head, its four variants, the two regressions
+    assert len(rows) == 2 * len(left_out) * 8  # the head, its five variants, the two regressions
 
 
 def test_the_trailing_class_shares_read_only_moves_known_before_the_window_ends(monkeypatch) -> None:
@@ -225,6 +225,12 @@ def test_the_trailing_class_shares_read_only_moves_known_before_the_window_ends(
     y = np.random.default_rng(0).integers(0, 3, 300)
     shares = probe.trailing_shares(y, lag=4, n=50)
     assert np.allclose(shares.sum(1), 1) and np.allclose(shares[:4], 1 / 3)  # nothing known yet: uniform
+    known = np.ones(300, bool)
+    known[10] = False  # a window whose move is not known (the stream ended) counts for no class
+    assert np.allclose(
+        probe.trailing_shares(y, lag=4, n=50, known=known)[20],
+        (np.bincount(np.delete(y[:17], 10), minlength=3) + 1) / 19,
+    )
     for i in (4, 60, 299):
         later = y.copy()
         later[i - 3 :] = (later[i - 3 :] + 1) % 3  # the window's own move and the 3 before it: not yet known
