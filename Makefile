@@ -157,8 +157,8 @@ evaluate-unseen: $(STAMP)
 
 # Training noise (bench/seed_study.py): make checkpoint's dataset, then its full model and no-headline ablation
 # once per seed (1-3: 1 is make checkpoint's), their heads, evaluate and evaluate-unseen; the figures the goals
-# are judged by per seed with their spread, beside the committed card (build/seeds/seed_study.md). About 80
-# minutes on 2 cores.
+# are judged by per seed with their spread, beside the committed card (build/seeds/seed_study.md). About 2.5
+# hours on 2 cores (six trainings, then three evaluate-unseen runs with the left-one-out folds).
 seed-study: $(STAMP)
 	$(DEMO_DATASET)
 	$(BIN)/python bench/seed_study.py --seeds 1,2,3 --data build/demo-data --out build/seeds --shared $(SHARED) \
