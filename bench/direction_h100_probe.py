@@ -99,8 +99,9 @@ def methods(pool: dict[str, Windows], c: str, h: int) -> dict[str, np.ndarray]:
         return np.hstack([w[STATE], qi_terms(w)])
 
     y_fit = np.concatenate([y[o] for o in others])
+    x_fit = np.concatenate(rows(STATE, others))
     groups = np.concatenate([np.full(len(y[o]), i) for i, o in enumerate(others)])
-    w, b, report = fit_captures(np.concatenate(rows(STATE, others)), y_fit, groups)
+    w, b, report = fit_captures(x_fit, y_fit, groups)
     penalty = report["penalty"]
     x_c = pool[c][STATE][ok[c]]
     out = {"head": probabilities(x_c, w, b)}
@@ -108,8 +109,7 @@ def methods(pool: dict[str, Windows], c: str, h: int) -> dict[str, np.ndarray]:
     out["head + |QI|, QI^2"] = probabilities(with_qi(pool[c])[ok[c]], wq, bq)
 
     onehot = np.eye(len(others))[groups]
-    x_fit = np.hstack([np.concatenate(rows(STATE, others)), onehot])
-    wf, bf, _ = fit_horizon(x_fit, y_fit, np.ones(len(y_fit)), penalty)
+    wf, bf, _ = fit_horizon(np.hstack([x_fit, onehot]), y_fit, np.ones(len(y_fit)), penalty)
     mean_intercept = np.tile(onehot.mean(0), (len(x_c), 1))
     out["head, intercept per capture"] = probabilities(np.hstack([x_c, mean_intercept]), wf, bf)
 
@@ -128,7 +128,7 @@ def methods(pool: dict[str, Windows], c: str, h: int) -> dict[str, np.ndarray]:
     fit_shares = np.bincount(y_fit, minlength=3) / len(y_fit)
     shifted = out["head"] * trailing[c] / fit_shares
     out["head, trailing class shares"] = shifted / shifted.sum(1, keepdims=True)
-    x_trail = np.hstack([np.concatenate(rows(STATE, others)), np.log(np.concatenate([trailing[o] for o in others]))])
+    x_trail = np.hstack([x_fit, np.log(np.concatenate([trailing[o] for o in others]))])
     wt, bt, _ = fit_horizon(x_trail, y_fit, np.ones(len(y_fit)), penalty)
     out["head + trailing class shares"] = probabilities(np.hstack([x_c, np.log(trailing[c])]), wt, bt)
 

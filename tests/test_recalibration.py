@@ -316,17 +316,20 @@ def test_the_network_serves_the_news_bins_as_the_numpy_twin_and_an_ablation_with
     assert ablated.headline_age(batch) is None  # it must not be told when headlines came
 
 
-def test_a_format_8_checkpoint_loads_without_news_maps(tmp_path):
+@pytest.mark.parametrize(
+    ("fmt", "prefix"), [(8, "recal_news"), (9, "l2_recal")], ids=["format 8, news maps", "format 9, L2 maps"]
+)
+def test_an_older_checkpoint_loads_without_the_maps_added_after_it(tmp_path, fmt, prefix):
     from safetensors.torch import load_file, save_file
 
     config = ModelConfig.tiny(**SHAPES)
     d = checkpoint.save(OrderFlowModel(config), config, {}, tmp_path / "old")
-    tensors = {k: v for k, v in load_file(str(d / checkpoint.WEIGHTS)).items() if not k.startswith("recal_news")}
+    tensors = {k: v for k, v in load_file(str(d / checkpoint.WEIGHTS)).items() if not k.startswith(prefix)}
     save_file(tensors, str(d / checkpoint.WEIGHTS))
     meta = json.loads((d / checkpoint.CONFIG).read_text())
-    (d / checkpoint.CONFIG).write_text(json.dumps(meta | {"format": 8}))
+    (d / checkpoint.CONFIG).write_text(json.dumps(meta | {"format": fmt}))
     model, _, _ = checkpoint.load(d)
-    assert not model.recal_news_fitted.any()
+    assert not getattr(model, f"{prefix}_fitted").any()
 
 
 def test_l2_windows_take_their_bins_l2_map_and_a_bin_short_of_them_the_pooled_one():
@@ -395,16 +398,3 @@ def test_the_network_serves_the_l2_maps_on_level_book_windows_as_the_numpy_twin(
     checkpoint.save(model, config, {}, tmp_path / "ckpt")
     with torch.no_grad():
         assert torch.equal(checkpoint.load(tmp_path / "ckpt")[0](batch)["quantiles"], out["quantiles"])
-
-
-def test_a_format_9_checkpoint_loads_without_l2_maps(tmp_path):
-    from safetensors.torch import load_file, save_file
-
-    config = ModelConfig.tiny(**SHAPES)
-    d = checkpoint.save(OrderFlowModel(config), config, {}, tmp_path / "old")
-    tensors = {k: v for k, v in load_file(str(d / checkpoint.WEIGHTS)).items() if not k.startswith("l2_recal")}
-    save_file(tensors, str(d / checkpoint.WEIGHTS))
-    meta = json.loads((d / checkpoint.CONFIG).read_text())
-    (d / checkpoint.CONFIG).write_text(json.dumps(meta | {"format": 9}))
-    model, _, _ = checkpoint.load(d)
-    assert not model.l2_recal_fitted.any()
