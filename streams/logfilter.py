@@ -160,15 +160,21 @@ ROUTINE = {
 }  # fmt: skip
 PRODUCE_RETRY = "%s: Got error produce response on topic-partition %s, retrying (%s attempts left): %s%s"
 _ELECTING = ("NotLeaderForPartitionError", "LeaderNotAvailableError")
+# kafka-python 3's own-loop diagnostic (kafka/net/selector.py, slow_task_threshold_secs 0.1): a step of its
+# network thread took over 100 ms. On a loaded 2-core machine the GIL alone does that, and the send still
+# succeeds; it is logged pre-formatted (the task's repr inside), so it is told by this part of its text
+SLOW_STEP = ("kafka.net.selector", "It is blocking the event loop")
 
 
 class Routine(logging.Filter):
-    """Drops the records of ROUTINE (by logger and message template), and the produce retries of a
-    partition whose leader is being elected."""
+    """Drops the records of ROUTINE (by logger and message template), the produce retries of a
+    partition whose leader is being elected, and kafka-python's slow-step notes (SLOW_STEP)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg == PRODUCE_RETRY and record.name == "kafka.producer.sender":
             return not (isinstance(record.args, tuple) and len(record.args) > 3 and record.args[3] in _ELECTING)
+        if record.name == SLOW_STEP[0]:
+            return not (isinstance(record.msg, str) and SLOW_STEP[1] in record.msg)
         return record.msg not in ROUTINE.get(record.name, ())
 
 
@@ -181,7 +187,7 @@ def quiet_libraries(verbose: bool = False, prefixes: Iterable[str] = CHATTY) -> 
     it that has none of its own; the filter goes on the very loggers that log ROUTINE records."""
     for name in prefixes:
         logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
-    for name in (*ROUTINE, "kafka.producer.sender"):
+    for name in (*ROUTINE, "kafka.producer.sender", SLOW_STEP[0]):
         logger = logging.getLogger(name)
         logger.removeFilter(_routine)
         if not verbose:

@@ -53,9 +53,15 @@ def test_routine_client_errors_are_dropped_and_the_others_kept(restored, caplog)
         sender = logging.getLogger("kafka.producer.sender")
         for error in ("NotLeaderForPartitionError", "RequestTimedOutError"):
             sender.warning(PRODUCE_RETRY, "<Sender>", "tp", 9, error, "")
+        selector = logging.getLogger("kafka.net.selector")  # as kafka-python 3 words them: pre-formatted
+        selector.warning("Task <kafka.net.selector.Task object at 0x7f01> ran for 0.119s (>0.100s threshold). It "
+                         "is blocking the event loop -- likely a tight sync loop inside a coroutine. Other pollers "
+                         "will time out.")  # fmt: skip
+        selector.warning("Task %s left RUNNING after step; demoting to UNSCHEDULED", "<Task>")
     assert caplog.messages == [
         "Topic md.raw.y is not authorized for this client",
         "<Sender>: Got error produce response on topic-partition tp, retrying (9 attempts left): RequestTimedOutError",
+        "Task <Task> left RUNNING after step; demoting to UNSCHEDULED",
     ]
     quiet_libraries(verbose=True)
     with caplog.at_level(logging.DEBUG):
