@@ -17,18 +17,19 @@ at a balanced queue, a linear head on QI alone cannot); the head fitted with an 
 training capture (slopes within instruments; scored with the captures' mean intercept); the head's
 logits (out of fold: each training capture's from a fit without it) stacked with QI, |QI|, QI^2 in one
 regression; the head's probabilities shifted to the capture's trailing class shares (label shift,
-Saerens et al. 2002: the 100 windows whose move is known before the window ends); the head with the
-log of those shares beside its state (fitted at the head's penalty: how often the mid moved at the
-horizon lately, a volatility regime no window's 128 events show); and the two regressions.
+Saerens et al. 2002: the last 100 windows whose move is over before the window ends, by the dataset's
+`message` count); the head with the log of those shares beside its state (fitted at the head's penalty:
+how often the mid moved at the horizon lately); and the two regressions. Neither helps (docs/design.md).
 
-About 15 minutes on 2 cores after make checkpoint and make evaluate-unseen's datasets.
+About 15 minutes on 2 cores after make checkpoint and make evaluate-unseen's datasets, or on one dataset of
+every real capture (bench/README.md).
 
     python bench/direction_h100_probe.py [--model model/checkpoints/demo] [--data ...]
 """
 
 from __future__ import annotations
 
-import math
+import itertools
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -41,11 +42,10 @@ from columns import print_columns
 from direction_loo_probe import scored_pool
 
 from model.evaluation.direction import HORIZONS, OFI, QI, fit_predict, macro_auc, macro_f1
-from model.evaluation.direction_folds import STATE, Windows
+from model.evaluation.direction_folds import MESSAGE, STATE, Windows
 from model.evaluation.metrics import auroc
 from model.network.direction import fit_captures, fit_horizon, probabilities
 
-EVERY_EVENTS = 32  # make checkpoint's window stride: a window's move at h is known ceil(h / 32) windows on
 TRAILING = 100  # windows of known move the trailing class shares count
 WEIGHTS = np.exp(np.linspace(-3.0, 3.0, 61))  # the plug-in rule's grid for the stationary class's weight
 TILTS = np.exp(np.linspace(-1.0, 1.0, 21))  # and for up's against down's
@@ -76,14 +76,25 @@ def plug_in(p: np.ndarray) -> np.ndarray:
     return q / q.sum(1, keepdims=True)
 
 
-def trailing_shares(y: np.ndarray, lag: int, n: int = TRAILING, known: np.ndarray | None = None) -> np.ndarray:
-    """(B, 3) per window the class shares (add-one) of the moves `known` (default all) among the `n`
-    windows ending at least `lag` before it: what a worker knows of its symbol's recent moves then."""
+def trailing_shares(
+    y: np.ndarray, message: np.ndarray, h: int, n: int = TRAILING, known: np.ndarray | None = None
+) -> np.ndarray:
+    """(B, 3) per window the class shares (add-one) of the moves at h `known` (default all) of the last `n`
+    windows resolved by its end: what a worker knows of its symbol's recent moves then. Window s's move is
+    resolved at window t once message[t] >= message[s] + h (the dataset's `message`: horizons count messages,
+    and a window spans 1-20 of a Binance capture's, so a count of windows would read moves not yet over).
+    `message` restarting (files joined) begins a new stream, with nothing known."""
+    message = np.asarray(message, np.int64)
     seen = np.eye(3)[y] * (np.ones(len(y)) if known is None else np.asarray(known, float))[:, None]
-    counts = np.vstack([np.zeros((1, 3)), np.cumsum(seen, 0)])
-    hi = np.clip(np.arange(len(y)) - lag + 1, 0, None)
-    c = counts[hi] - counts[np.clip(hi - n, 0, None)]
-    return (c + 1) / (c.sum(1, keepdims=True) + 3)
+    out = np.empty((len(y), 3))
+    starts = [0, *(np.flatnonzero(np.diff(message) <= 0) + 1), len(y)]
+    for lo, hi in itertools.pairwise(starts):
+        m = message[lo:hi]
+        counts = np.vstack([np.zeros((1, 3)), np.cumsum(seen[lo:hi], 0)])
+        top = np.searchsorted(m, m - h, side="right")  # the windows s with m[s] + h <= m[t]
+        c = counts[top] - counts[np.clip(top - n, 0, None)]
+        out[lo:hi] = (c + 1) / (c.sum(1, keepdims=True) + 3)
+    return out
 
 
 def methods(pool: dict[str, Windows], c: str, h: int) -> dict[str, np.ndarray]:
@@ -123,8 +134,7 @@ def methods(pool: dict[str, Windows], c: str, h: int) -> dict[str, np.ndarray]:
     out["head stacked with QI terms"] = probabilities(np.hstack([logits(x_c, w, b), qi_terms(pool[c])[ok[c]]]), ws, bs)
 
     # labels of the scored capture enter only here, and only those known before each window ends
-    lag = math.ceil(h / EVERY_EVENTS)
-    trailing = {o: trailing_shares(pool[o][f"y{h}"], lag, known=pool[o][f"ok{h}"])[ok[o]] for o in pool}
+    trailing = {o: trailing_shares(pool[o][f"y{h}"], pool[o][MESSAGE], h, known=ok[o])[ok[o]] for o in pool}
     fit_shares = np.bincount(y_fit, minlength=3) / len(y_fit)
     shifted = out["head"] * trailing[c] / fit_shares
     out["head, trailing class shares"] = shifted / shifted.sum(1, keepdims=True)
@@ -139,6 +149,9 @@ def methods(pool: dict[str, Windows], c: str, h: int) -> dict[str, np.ndarray]:
 
 def main(argv: list[str] | None = None) -> int:
     pool, evaluated = scored_pool(__doc__, argv)
+    if stale := [c for c, w in pool.items() if MESSAGE not in w]:
+        print(f"no `message` array for {', '.join(stale)}: rebuild the datasets (since 2026-12-04)", file=sys.stderr)
+        return 2
     rows = []
     for h in HORIZONS:
         for c in evaluated:

@@ -58,6 +58,7 @@ def test_arrays_have_the_contract_shapes_and_dtypes_and_no_nan(ds):
         "label": (np.int64, (b,)),
         "news_kind": (np.int64, (b,)),
         "event_ts": (np.int64, (b,)),
+        "message": (np.int64, (b,)),
         "seed": (np.int64, (b,)),
     }
     expect |= {f"{x}_h{h}": (np.float32, (b,)) for h in (10, 100) for x in TARGETS}
@@ -70,6 +71,26 @@ def test_arrays_have_the_contract_shapes_and_dtypes_and_no_nan(ds):
     assert set(a) == set(expect) | {"kind", "side", "price", "size", "dt", "symbol"}
     assert (a["news_age"] >= 0).all() and not a["news_age"][~a["news_mask"]].any()
     assert a["news_age"][a["news_mask"]].max() > 0  # headlines come before the windows that carry them
+
+
+def test_a_windows_message_is_where_its_horizons_count_from(ds):
+    """`message` indexes the symbol's per-message series the targets read: the window's own book there, and
+    its move at 10 is the mid 10 messages on minus that."""
+    a = ds.arrays
+    rep = replay_source(sim_source(MAIN))
+    mine = np.flatnonzero(a["seed"] == MAIN.seed)
+    assert np.array_equal(a["message"][mine], rep.msg_index)
+    checked = 0
+    for k, w in zip(mine, rep.windows, strict=True):
+        series, m = rep.series[w.symbol], int(a["message"][k])
+        if not (w.best_bid and w.best_ask and a["target_mask"][k, 0]):
+            continue
+        assert series.mid2[m] == w.best_bid + w.best_ask
+        assert a["mid_h10"][k] == np.float32((series.mid2[m + 10] - series.mid2[m]) / (2 * series.tick))
+        checked += 1
+    assert checked > 100
+    for sym in set(a["symbol"][mine]):
+        assert (np.diff(a["message"][mine][a["symbol"][mine] == sym]) > 0).all()
 
 
 def test_features_are_normalized_over_real_rows_and_padded_rows_are_zero(ds):

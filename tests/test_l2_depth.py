@@ -216,27 +216,32 @@ def test_direction_h100_probe_rows_every_method_for_each_capture_left_out(l2_tra
     assert len(rows) == 2 * len(left_out) * 8  # the head, its five variants, the two regressions
 
 
-def test_the_trailing_class_shares_read_only_moves_known_before_the_window_ends(monkeypatch) -> None:
+def test_the_trailing_class_shares_read_only_moves_over_before_the_window_ends(monkeypatch) -> None:
+    """A window's move at h is over h messages after its own last message: the shares at window t count the
+    last n windows whose move is over by t's message, whatever the windows' spacing in messages."""
     from tests.scripts import load_script
 
     bench = Path(__file__).resolve().parents[1] / "bench"
     monkeypatch.syspath_prepend(str(bench))  # its sibling modules, as running it from bench/ finds them
     probe = load_script(bench / "direction_h100_probe.py")
-    y = np.random.default_rng(0).integers(0, 3, 300)
-    shares = probe.trailing_shares(y, lag=4, n=50)
-    assert np.allclose(shares.sum(1), 1) and np.allclose(shares[:4], 1 / 3)  # nothing known yet: uniform
-    known = np.ones(300, bool)
-    known[10] = False  # a window whose move is not known (the stream ended) counts for no class
-    assert np.allclose(
-        probe.trailing_shares(y, lag=4, n=50, known=known)[20],
-        (np.bincount(np.delete(y[:17], 10), minlength=3) + 1) / 19,
-    )
-    for i in (4, 60, 299):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    message = np.cumsum(rng.integers(1, 20, 300))  # 1-19 messages a window, as on a Binance capture
+    shares = probe.trailing_shares(y, message, h=100, n=50)
+    assert np.allclose(shares.sum(1), 1) and np.allclose(shares[message < message[0] + 100], 1 / 3)
+    for t in (30, 120, 299):
+        over = np.flatnonzero(message + 100 <= message[t])[-50:]
+        assert np.allclose(shares[t], (np.bincount(y[over], minlength=3) + 1) / (len(over) + 3))
         later = y.copy()
-        later[i - 3 :] = (later[i - 3 :] + 1) % 3  # the window's own move and the 3 before it: not yet known
-        assert np.array_equal(probe.trailing_shares(later, lag=4, n=50)[i], shares[i])
-        counts = np.bincount(y[max(0, i - 3 - 50) : i - 3], minlength=3)
-        assert np.allclose(shares[i], (counts + 1) / (counts.sum() + 3))
+        later[over[-1] + 1 :] = (later[over[-1] + 1 :] + 1) % 3  # moves not over by t's end: no part of it
+        assert np.array_equal(probe.trailing_shares(later, message, h=100, n=50)[t], shares[t])
+        known = np.ones(300, bool)
+        known[over[-1]] = False  # a window whose move is not known (its stream ended) counts for no class
+        counts = np.bincount(y[over[:-1]], minlength=3)
+        fewer = probe.trailing_shares(y, message, h=100, n=50, known=known)[t]
+        assert np.allclose(fewer, (counts + 1) / (len(over) + 2))
+    restarted = probe.trailing_shares(np.concatenate([y, y]), np.concatenate([message, message]), h=100, n=50)
+    assert np.array_equal(restarted[300:], shares)  # a second file joined after the first: a stream of its own
 
 
 def test_spread_l2_probe_breaks_the_spread_down_and_refits_the_maps_leaving_each_capture_out(l2_trained, l2_held):

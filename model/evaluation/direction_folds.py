@@ -44,6 +44,7 @@ from model.training.dataset import capture_names
 
 LEFT_ONE_OUT = "left one out"  # a method's name in the table: "<method> left one out"
 STATE = "state"  # the network's window state, what the head reads
+MESSAGE = "message"  # the dataset's: where a window's horizons count from (a set before 2026-12-04 lacks it)
 METRICS = ("macro F1", "AUC")  # the issue's must-show: the model above every baseline in both
 
 Windows = dict[str, np.ndarray]  # input name (STATE, QI, OFI, DEEPLOB) or f"y{h}" / f"ok{h}" -> (N, ...)
@@ -57,12 +58,14 @@ def capture_windows(
     outputs: ModelOutputs, arrays: dict[str, np.ndarray], meta: dict[str, Any], deeplob: bool = True
 ) -> dict[str, Windows]:
     """Per real capture, what every method reads and the labels: STATE (the model run with
-    `direction_state`), the baselines' inputs (DEEPLOB's where `deeplob`), and per horizon `y{h}`
-    (direction labels) and `ok{h}` (whether the move is known)."""
+    `direction_state`), the baselines' inputs (DEEPLOB's where `deeplob`), MESSAGE where the set has it,
+    and per horizon `y{h}` (direction labels) and `ok{h}` (whether the move is known)."""
     if outputs.direction_state is None:
         raise ValueError(f"{outputs.directory}: run the model with direction_state to refit its direction head")
     names = capture_names(arrays, meta)
     x = window_inputs(arrays, meta) | {STATE: outputs.direction_state}
+    if MESSAGE in arrays:
+        x[MESSAGE] = arrays[MESSAGE]
     if deeplob:
         x[DEEPLOB] = deeplob_inputs(arrays, meta)
     horizons = meta.get("horizons") or HORIZONS

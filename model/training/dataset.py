@@ -27,6 +27,9 @@ allow_pickle=False) and `<name>.json` (metadata). Arrays, B windows (the shared 
   time span [start_ts, ts] overlaps most (the simulator's labels do not overlap on one symbol).
 - `news_kind` int64 (B,): NEWS_KINDS of the newest simulated headline inside the window, 0 if none (real
   data: always 0).
+- `message` int64 (B,): the index of the window's last message among its symbol's messages in its source
+  (0-based; the messages the horizons count): a window's move at H is known at a later window of the
+  same symbol and source once `message` has grown by H. A set written before 2026-12-04 lacks it.
 - `symbol` str (B,), `event_ts` int64 (B,) (the last event's time on the stream's clock), `seed` int64
   (B,): the simulator seed, or -(1 + index) of a real file in the json's `sources`, or a capture file's
   own seed (`capture_seed`, -1000 and below) (held-out splits go by seed: `split_by_seed`).
@@ -314,6 +317,7 @@ def _encode(rep: SourceReplay, tok: Tokenizer, text: TextEncoding, cfg: DatasetC
     out["news_kind"] = np.array([window_news_kind(w, src.news) for w in rep.windows], np.int64)
     out["symbol"] = np.array([w.symbol for w in rep.windows], dtype=str)
     out["event_ts"] = np.array([w.ts for w in rep.windows], np.int64)
+    out["message"] = np.array(rep.msg_index, np.int64)
     out["seed"] = np.full(n, src.seed, np.int64)
     return out
 
@@ -328,7 +332,7 @@ def _empty(cfg: DatasetConfig, n_features: int) -> dict[str, np.ndarray]:
     out |= {"news_mask": np.zeros((0, m), bool), "target_mask": np.zeros((0, len(cfg.horizons)), bool)}
     out["news_age"] = np.zeros((0, m), np.float32)
     out |= {f"{x}_h{h}": np.zeros(0, np.float32) for h in cfg.horizons for x in TARGETS}
-    out |= {k: np.zeros(0, np.int64) for k in ("label", "news_kind", "event_ts", "seed")}
+    out |= {k: np.zeros(0, np.int64) for k in ("label", "news_kind", "event_ts", "message", "seed")}
     out["symbol"] = np.zeros(0, dtype=str)
     return out
 
