@@ -33,7 +33,10 @@ Columns, per rate and policy:
   windows offered but not yet submitted by their partition, most and at the end of the offer.
 
 The summary gives the highest offered rate of the ladder up to which `latest` keeps p99 under
-250 ms, and `every`'s p99 at the same rates. Nothing asserts a time: the figures are the machine's
+250 ms, and `every`'s p99 at the same rates. Then the model thread's own work timed alone (`--alone` s a
+stage): calls of `--max-batch` windows in a plain loop on the main thread, no event loop, no batcher: the
+input arrays, `predict`, and `forecast` (with the alerts' explanations), beside the most the runs scored:
+what the rest of the process (one GIL) costs the model thread. Nothing asserts a time: the figures are the machine's
 (printed: cores, torch threads, load average), and the machine may be shared.
 """
 
@@ -49,6 +52,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # a plain script: the working tree, installed or not
@@ -193,6 +197,40 @@ def warm(forecaster: Forecaster, windows: list[Window], max_batch: int) -> None:
         forecaster.forecast([windows[j % len(windows)] for j in range(size)], Settings().alert_threshold)
 
 
+def alone(forecaster: Forecaster, books: Books, size: int, budget: float) -> list[tuple[str, float, int]]:
+    """The model thread's work with nothing beside it: calls of `size` windows (the books' stream in order)
+    in a plain loop on this thread, no event loop and no batcher, each stage for about `budget` s: the
+    input arrays alone (a forecaster that builds them), `predict`, and `forecast` (predict, then each alert's
+    explanation). (stage, windows/s, windows), the alerts counted for the last."""
+    batches = [[books.window(i)[1] for i in range(k * size, (k + 1) * size)] for k in range(8)]
+    threshold = Settings().alert_threshold
+    stages: list[tuple[str, Any]] = []
+    if callable(arrays := getattr(forecaster, "arrays", None)):
+        stages.append(("input arrays", arrays))
+    stages += [("predict", forecaster.predict), ("forecast", lambda b: forecaster.forecast(b, threshold))]
+    out = []
+    for name, call in stages:
+        n, alerts, t0 = 0, 0, time.perf_counter()
+        while time.perf_counter() - t0 < budget:
+            done = call(batches[(n // size) % len(batches)])
+            if name == "forecast":
+                alerts += sum(1 for r in done.reasons if r)
+            n += size
+        out.append((name, n / (time.perf_counter() - t0), alerts if name == "forecast" else n))
+    return out
+
+
+def report_alone(stages: list[tuple[str, float, int]], rows: list[Row], size: int) -> None:
+    """The stages' rates beside the most the runs scored: what the model thread loses to the rest of the
+    process (the offering loop, the batcher, the partitions' tasks: one GIL)."""
+    cells = ", ".join(f"{name} {rate:,.0f}/s" for name, rate, _ in stages)
+    alerts = stages[-1][2]
+    print(f"\nalone on one thread, calls of {size} windows: {cells} ({alerts} alerts explained in the forecast stage)")
+    if rows:
+        best = max(r.scored / r.seconds for r in rows)
+        print(f"the runs scored at most {best:,.0f}/s: {best / stages[-1][1]:.2f}x the forecast stage alone")
+
+
 def report(rows: list[Row], args: argparse.Namespace) -> None:
     head = ("rate/s", "policy", "offered/s", "scored/s", "skipped/s", "p50 ms", "p99 ms", "waiting", "lag max",
             "lag end")  # fmt: skip
@@ -253,6 +291,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--books-ladder", default="16,64,256", help="books of the second table ('' for none)")
     p.add_argument("--books-rate", type=int, default=4000, help="windows/s offered in the second table")
     p.add_argument("--windows", type=int, default=None, help="first N windows of each capture (default: all)")
+    p.add_argument("--alone", type=float, default=2.0, help="seconds per stage timed alone after the runs (0: none)")
     p.add_argument("--quick", action="store_true", help="smoke run: rates 200 and 4000, 1.5 s runs, 16 books")
     args = p.parse_args(argv)
     if args.quick:
@@ -260,6 +299,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.books, args.seconds, args.drain = 16, 1.5, 0.5
         args.windows = min(args.windows or 300, 300)
         args.books_ladder = ""
+        args.alone = min(args.alone, 0.3)
     args.rates = [int(r) for r in args.rates.split(",")]
     args.policies = [s.strip() for s in args.policies.split(",")]
     args.books_ladder = [int(n) for n in args.books_ladder.split(",") if n.strip()]
@@ -291,6 +331,8 @@ def main(argv: list[str] | None = None) -> None:
         for policy in args.policies:
             rows.append(asyncio.run(run(forecaster, books, policy, rate, args)))
     report(rows, args)
+    if args.alone:
+        report_alone(alone(forecaster, books, args.max_batch, args.alone), rows, args.max_batch)
     if args.books_ladder:
         by_books = [asyncio.run(run(forecaster, Books(pools, n), "latest", args.books_rate, args))
                     for n in args.books_ladder]  # fmt: skip

@@ -108,12 +108,23 @@ def model_inputs(
     dataset builder normalizes once every source is in, with the norm it fits on them)."""
     b = stack(windows, _STACKED)
     out = tokenizer.encode(b["kind"], b["side"], b["price"], b["size"], b["dt"], b["mask"])
-    features = b["features"].astype(np.float32)
+    features = b["features"].astype(np.float32, copy=False)  # stacked: a copy already
     out["features"] = features if norm is None else norm.apply(features, b["row_mask"])
     out["row_mask"] = b["row_mask"]
-    out["news"] = np.stack([text.encode_news(w.news_text, w.news_mask) for w in windows])
+    out["news"] = _news(windows, b["news_mask"], text)
     out["news_mask"] = b["news_mask"]
     out["news_age"] = news_age(np.array([w.ts for w in windows], np.int64), b["news_ts"], b["news_mask"])
+    return out
+
+
+def _news(windows: Sequence[Window], news_mask: np.ndarray, text: TextEncoding) -> np.ndarray:
+    """The headlines' encodings (B, M, ...): a window without any is all zeros (PAD), as `encode_news` gives
+    it, so only the few windows with a headline are encoded one by one."""
+    first = text.encode_news(windows[0].news_text, news_mask[0])
+    out = np.zeros((len(windows), *first.shape), first.dtype)
+    out[0] = first
+    for i in np.flatnonzero(news_mask[1:].any(1)) + 1:
+        out[i] = text.encode_news(windows[i].news_text, news_mask[i])
     return out
 
 

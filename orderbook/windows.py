@@ -117,7 +117,7 @@ def stack(windows: Sequence[Window], only: Sequence[str] | None = None) -> dict[
     """
     if not windows:
         raise ValueError("stack() needs at least one window")
-    out = {name: np.stack([getattr(w, name) for w in windows]) for name in (only or ARRAY_FIELDS)}
+    out = {name: _stacked([getattr(w, name) for w in windows], name) for name in (only or ARRAY_FIELDS)}
     if only is not None:
         return out
     for name in _INT_META:
@@ -128,6 +128,16 @@ def stack(windows: Sequence[Window], only: Sequence[str] | None = None) -> dict[
             arr[i] = getattr(w, name)
         out[name] = arr
     return out
+
+
+def _stacked(arrays: list[np.ndarray], name: str) -> np.ndarray:
+    """np.stack(arrays) for arrays of one shape, by one concatenation: np.stack makes a view of each
+    array first, and for a model batch of 256 windows that was a third of the worker's input arrays
+    (bench/overload_bench.py's stages alone)."""
+    shape = arrays[0].shape
+    if [a.shape for a in arrays].count(shape) != len(arrays):
+        raise ValueError(f"windows of different shapes do not stack ({name}: {sorted({a.shape for a in arrays})})")
+    return np.concatenate(arrays).reshape(len(arrays), *shape)
 
 
 def _ordered(buf: np.ndarray, head: int, count: int) -> np.ndarray:

@@ -42,6 +42,9 @@ def test_the_served_models_input_equals_the_datasets_for_the_same_windows(tmp_pa
         assert served[name].dtype == want.dtype, name
         if name != "features":
             assert np.array_equal(served[name], want), name
+    # the headlines encoded window by window, as `encode_news` does (model_inputs encodes only windows with one)
+    one_by_one = np.stack([forecaster.text.encode_news(w.news_text, w.news_mask) for w in windows])
+    assert np.array_equal(served["news"], one_by_one) and 0 < served["news_mask"].any(1).sum() < len(windows)
 
     # (x - mean) / std with mean and std rounded to float32: off by at most a few float32 ulps of |mean| / std
     # and of the value itself (bound 2^-22 of their sum); a drift of the features or of the norm is far larger

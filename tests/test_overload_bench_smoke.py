@@ -1,6 +1,6 @@
 """bench/overload_bench.py --quick runs end to end here (the shipped model on the CPU, real Binance
 windows) and prints its table: a row per rate and policy, `latest` skipping windows once the model
-falls behind, `every` skipping none.
+falls behind, `every` skipping none; then the model thread's stages timed alone.
 
 Speed is not checked (bench/ prints figures); only that the script runs, that the table is complete
 and that each policy does what it says.
@@ -42,3 +42,7 @@ def test_quick_run_shows_latest_skipping_under_overload_and_every_skipping_none(
     assert rows[(200, "every")] == rows[(4000, "every")] == 0  # skipped/s
     assert rows[(4000, "latest")] > 0  # 4,000 windows/s is several times what the model scores on a CPU
     assert re.search(r"^latest: p99 (is not )?under 250 ms", out, re.M) and "every p99 ms by rate: 200/s " in out
+    alone = re.search(r"^alone on one thread, calls of 256 windows: input arrays ([\d,]+)/s, predict ([\d,]+)/s, "
+                      r"forecast ([\d,]+)/s", out, re.M)  # fmt: skip
+    assert alone and all(int(g.replace(",", "")) > 0 for g in alone.groups()), out
+    assert re.search(r"^the runs scored at most [\d,]+/s: [\d.]+x the forecast stage alone", out, re.M), out

@@ -213,7 +213,7 @@ class Tokenizer:
             "dt": self.dt_ids(dt),
         }
         mask = np.asarray(mask, dtype=bool)
-        out = {name: np.where(mask, ids, PAD).astype(np.int64) for name, ids in out.items()}
+        out = {name: np.where(mask, ids, PAD).astype(np.int64, copy=False) for name, ids in out.items()}
         out["mask"] = mask.copy()
         return out
 
