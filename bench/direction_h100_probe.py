@@ -19,7 +19,9 @@ logits (out of fold: each training capture's from a fit without it) stacked with
 regression; the head's probabilities shifted to the capture's trailing class shares (label shift,
 Saerens et al. 2002: the last 100 windows whose move is over before the window ends, by the dataset's
 `message` count); the head with the log of those shares beside its state (fitted at the head's penalty:
-how often the mid moved at the horizon lately); and the two regressions. Neither helps (docs/design.md).
+how often the mid moved at the horizon lately); neither helps (docs/design.md). The head on the book rows
+alone in their own units, each depth as its ratio to the instrument's slow depth average (a lot size
+and a depth level of another instrument mean nothing here); and the two regressions.
 
 About 15 minutes on 2 cores after make checkpoint and make evaluate-unseen's datasets, or on one dataset of
 every real capture (bench/README.md).
@@ -40,13 +42,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a plain script: 
 
 from columns import print_columns
 from direction_loo_probe import scored_pool
+from pool_args import pool_parser
 
 from model.evaluation.direction import HORIZONS, OFI, QI, fit_predict, macro_auc, macro_f1
 from model.evaluation.direction_folds import MESSAGE, STATE, Windows
 from model.evaluation.metrics import auroc
+from model.inputs import FeatureNorm
 from model.network.direction import fit_captures, fit_horizon, probabilities
+from model.training.dataset import CheckpointEncoding
+from orderbook.features import FEATURE_NAMES
 
 TRAILING = 100  # windows of known move the trailing class shares count
+SLOW_DEPTH = "log_depth_5_ewma_2048"  # the book row's slowest average of its top-5 depth
 WEIGHTS = np.exp(np.linspace(-3.0, 3.0, 61))  # the plug-in rule's grid for the stationary class's weight
 TILTS = np.exp(np.linspace(-1.0, 1.0, 21))  # and for up's against down's
 
@@ -97,8 +104,24 @@ def trailing_shares(
     return out
 
 
-def methods(pool: dict[str, Windows], c: str, h: int) -> dict[str, np.ndarray]:
-    """method -> (n, 3) probabilities on capture c's windows of known move at h, every fit on the others."""
+def own_units(state: np.ndarray, norm: FeatureNorm) -> np.ndarray:
+    """The state's two book rows (the newest and the mean: its last 2F columns) back in their own units,
+    each depth as its difference to the row's slowest depth average (log lots: a ratio, so an instrument's
+    lot size drops out), the raw depths left out; the transformer's part left out too."""
+    f = len(FEATURE_NAMES)
+    depth = [i for i, n in enumerate(FEATURE_NAMES) if n.startswith("log_depth")]
+    rest = [i for i in range(f) if i not in depth]
+    slow = FEATURE_NAMES.index(SLOW_DEPTH)
+    parts = []
+    for row in np.split(state[:, -2 * f :].astype(np.float64), 2, axis=1):
+        raw = row * norm.std + norm.mean
+        parts += [raw[:, rest], raw[:, depth] - raw[:, [slow]]]
+    return np.hstack(parts)
+
+
+def methods(pool: dict[str, Windows], c: str, h: int, norm: FeatureNorm) -> dict[str, np.ndarray]:
+    """method -> (n, 3) probabilities on capture c's windows of known move at h, every fit on the others
+    (`norm`: the checkpoint's feature normalization, which the state's book rows carry)."""
     others = [o for o in pool if o != c]
     ok = {o: pool[o][f"ok{h}"] for o in pool}
     y = {o: pool[o][f"y{h}"][ok[o]] for o in pool}
@@ -142,6 +165,12 @@ def methods(pool: dict[str, Windows], c: str, h: int) -> dict[str, np.ndarray]:
     wt, bt, _ = fit_horizon(x_trail, y_fit, np.ones(len(y_fit)), penalty)
     out["head + trailing class shares"] = probabilities(np.hstack([x_c, np.log(trailing[c])]), wt, bt)
 
+    def book(w: Windows) -> np.ndarray:
+        return own_units(w[STATE], norm)
+
+    wb, bb, _ = fit_captures(np.concatenate(rows(book, others)), y_fit, groups)
+    out["book rows, depths against their own"] = probabilities(book(pool[c])[ok[c]], wb, bb)
+
     for m in (QI, OFI):
         out[m] = fit_predict(np.concatenate(rows(m, others)), y_fit, pool[c][m][ok[c]])
     return out
@@ -149,6 +178,7 @@ def methods(pool: dict[str, Windows], c: str, h: int) -> dict[str, np.ndarray]:
 
 def main(argv: list[str] | None = None) -> int:
     pool, evaluated = scored_pool(__doc__, argv)
+    norm = CheckpointEncoding.of_checkpoint(pool_parser(__doc__).parse_args(argv).model).norm
     if stale := [c for c, w in pool.items() if MESSAGE not in w]:
         print(f"no `message` array for {', '.join(stale)}: rebuild the datasets (since 2026-12-04)", file=sys.stderr)
         return 2
@@ -156,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     for h in HORIZONS:
         for c in evaluated:
             y = pool[c][f"y{h}"][pool[c][f"ok{h}"]]
-            for name, p in methods(pool, c, h).items():
+            for name, p in methods(pool, c, h, norm).items():
                 stationary = (f"{p[:, 1].mean():.2f} / {np.mean(y == 1):.2f}", f"{np.mean(p.argmax(1) == 1):.2f}")
                 rows.append((str(h), c, name, f"{macro_f1(y, p):.3f}", f"{macro_f1(y, plug_in(p)):.3f}",
                              f"{macro_auc(y, p):.3f}", f"{auroc(p[:, 1], y == 1):.3f}", *stationary))  # fmt: skip

@@ -213,7 +213,7 @@ def test_direction_h100_probe_rows_every_method_for_each_capture_left_out(l2_tra
     rows = [line for line in done.stdout.splitlines() if line.startswith((" 10 ", "100 "))]
     left_out = {"spot_btcusdt_20240808", "cm_ethusd_perp_20240808", "usdm_ethusdt_20240808"}
     assert {tuple(r.split()[:2]) for r in rows} == {(h, c) for h in ("10", "100") for c in left_out}
-    assert len(rows) == 2 * len(left_out) * 8  # the head, its five variants, the two regressions
+    assert len(rows) == 2 * len(left_out) * 9  # the head, its five variants, the book rows' head, the regressions
 
 
 def test_the_trailing_class_shares_read_only_moves_over_before_the_window_ends(monkeypatch) -> None:
