@@ -132,8 +132,8 @@ def stack(windows: Sequence[Window], only: Sequence[str] | None = None) -> dict[
 
 def _stacked(arrays: list[np.ndarray], name: str) -> np.ndarray:
     """np.stack(arrays) for arrays of one shape, by one concatenation: np.stack makes a view of each
-    array first, and for a model batch of 256 windows that was a third of the worker's input arrays
-    (bench/overload_bench.py's stages alone)."""
+    array first, and for a model batch of 256 windows that was about a third of model.inputs'
+    `model_inputs` under a profiler (docs/gpu.md, "The host's model_inputs")."""
     shape = arrays[0].shape
     if [a.shape for a in arrays].count(shape) != len(arrays):
         raise ValueError(f"windows of different shapes do not stack ({name}: {sorted({a.shape for a in arrays})})")
