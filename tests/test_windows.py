@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from orderbook.book import L2Book, L3Book
 from orderbook.events import Event, Kind, Side
 from orderbook.features import FeatureState
-from orderbook.windows import Window, WindowBuilder, WindowConfig, stack
+from orderbook.windows import ARRAY_FIELDS, Window, WindowBuilder, WindowConfig, stack
 
 N, T, M = 8, 4, 2
 
@@ -210,6 +210,19 @@ def test_stack_makes_batch_arrays():
     assert batch["symbol"].tolist() == ["BTCUSDT"] * 5
     with pytest.raises(ValueError):
         stack([])
+
+
+def test_stack_gives_each_field_what_np_stack_gives():
+    wb = builder(every_events=1)
+    book = two_sided()
+    ws = push_all(wb, book, [[lvl(t, Side.BID, 100, 5 + t), lvl(t, Side.ASK, 101, 2)] for t in range(7)])
+    wb.add_news(3, "headline")
+    ws.append(wb.push(book, [lvl(8, Side.BID, 100, 1)]))
+    batch = stack(ws)
+    assert ws[-1].news_mask.any()
+    for name in ARRAY_FIELDS:
+        want = np.stack([getattr(w, name) for w in ws])
+        assert batch[name].dtype == want.dtype and np.array_equal(batch[name], want), name
 
 
 def test_windows_of_different_shapes_do_not_stack():
