@@ -216,6 +216,25 @@ def test_direction_h100_probe_rows_every_method_for_each_capture_left_out(l2_tra
     assert len(rows) == 2 * len(left_out) * 9  # the head, its five variants, the book rows' head, the regressions
 
 
+def test_direction_finetune_probe_scores_the_held_capture_before_and_after_each_step_count(l2_trained, l2_held):
+    """bench/direction_finetune_probe.py: a row per step count (0: the checkpoint as it is), held capture and
+    horizon, the head refitted on the fine-tuned state beside the queue-imbalance regression."""
+    import subprocess
+    import sys
+
+    path, d = l2_trained
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(repo / "bench" / "direction_finetune_probe.py"), "--model",
+                           str(d / "fine"), "--data", str(path), str(l2_held), "--held", "usdm_ethusdt_20240808",
+                           "--steps", "1,3", "--batch", "8", "--device", "cpu"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines() if line.lstrip().startswith(("0 ", "1 ", "3 "))]
+    assert {(r[0], r[3]) for r in rows} == {(s, h) for s in ("0", "1", "3") for h in ("10", "100")}
+    assert all(r[2] == "usdm_ethusdt_20240808" for r in rows)
+    assert all(0 <= float(x) <= 1 for r in rows for x in (r[4], r[6], r[7], r[9]))  # F1 / AUC, twice
+
+
 def test_the_trailing_class_shares_read_only_moves_over_before_the_window_ends(monkeypatch) -> None:
     """A window's move at h is over h messages after its own last message: the shares at window t count the
     last n windows whose move is over by t's message, whatever the windows' spacing in messages."""
