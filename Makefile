@@ -147,7 +147,8 @@ checkpoint: $(STAMP)
 # capture here (model/evaluation/l2_depth_folds.py, direction_folds.py). --allow-seen: the served heads of
 # L2 books were fitted on these captures too (HEADS_DATA), so for direction and L2 depth the honest rows
 # here are the left-one-out ones; the card says which seeds those heads saw.
-UNSEEN := $(foreach f,usdm_ethusdt cm_btcusd_perp cm_ethusd_perp,--capture binance:$(SHARED)/data/binance-hftbacktest/$(f)_20240808.gz)
+UNSEEN_STEMS := usdm_ethusdt cm_btcusd_perp cm_ethusd_perp
+UNSEEN := $(foreach f,$(UNSEEN_STEMS),--capture binance:$(SHARED)/data/binance-hftbacktest/$(f)_20240808.gz)
 POOL := build/demo-data/train.npz build/demo-data/unseen.npz build/demo-data/heldout.npz
 evaluate-unseen: $(STAMP)
 	$(BIN)/megatrading dataset --like $(CKPT) $(UNSEEN) --out build/demo-data/unseen.npz
@@ -162,7 +163,7 @@ evaluate-unseen: $(STAMP)
 seed-study: $(STAMP)
 	$(DEMO_DATASET)
 	$(BIN)/python bench/seed_study.py --seeds 1,2,3 --data build/demo-data --out build/seeds --shared $(SHARED) \
-		--recipe "$(DEMO_RECIPE)" --pretrain "$(DEMO_PRE)" --finetune "$(DEMO_FINE)"
+		--recipe "$(DEMO_RECIPE)" --pretrain "$(DEMO_PRE)" --finetune "$(DEMO_FINE)" --unseen "$(UNSEEN_STEMS)"
 
 # What a headline is worth under another pricing of the news (docs/design.md, "Headlines and price
 # discovery"): make checkpoint's sources simulated again with the efficient price taking half of an earnings

@@ -45,7 +45,7 @@ from model.evaluation.report import GAIN_REFERENCES  # noqa: E402
 from model.training.dataset import load  # noqa: E402
 
 COMMITTED = ROOT / "model/checkpoints/demo"
-UNSEEN = ("usdm_ethusdt", "cm_btcusd_perp", "cm_ethusd_perp")
+UNSEEN = ("usdm_ethusdt", "cm_btcusd_perp", "cm_ethusd_perp")  # --unseen's default; make seed-study passes its own
 REAL_HELD = "real"  # the held-out set's real part: spot ETHUSDT, new to every part of the model
 ENS, ENS_NONEWS = "seeds averaged", "no-headline seeds averaged"
 
@@ -176,41 +176,46 @@ def perplexity(part: str) -> Figure:
     return lambda held, _u, full, _n, _un: held["perplexity"][full][part]
 
 
-FIGURES: dict[str, Figure] = {
-    "simulated spread h10, gain %": part_gain("simulated", "spread_h10"),
-    "simulated spread h100, gain %": part_gain("simulated", "spread_h100"),
-    "simulated mid h100 over no move, %": part_gain("simulated", "mid_h100", ("persistence",)),
-    "perplexity, simulated": perplexity("simulated"),
-    "perplexity, spot ETHUSDT": perplexity("real"),
-    "headlines: mid h100, %": headline_gain("mid_h100"),
-    "headlines: spread h100, %": headline_gain("spread_h100"),
-    "headlines: depth h100, %": headline_gain("depth_h100"),
-    "AUC after earnings h10": direction("after earnings", 10, "AUC"),
-    "AUC after earnings h100": direction("after earnings", 100, "AUC"),
-    "spot ETHUSDT spread h10, gain %": part_gain(REAL_HELD, "spread_h10"),
-    "spot ETHUSDT spread h100, gain %": part_gain(REAL_HELD, "spread_h100"),
-    "spot ETHUSDT depth h10, gain %": part_gain(REAL_HELD, "depth_h10"),
-    "spot ETHUSDT depth h100, gain %": part_gain(REAL_HELD, "depth_h100"),
-    "spot ETHUSDT mid h100 over no move, %": part_gain(REAL_HELD, "mid_h100", ("persistence",)),
-    "spot ETHUSDT direction F1 h100": direction("spot_ethusdt", 100, "macro F1"),
-    "spot ETHUSDT direction AUC h100": direction("spot_ethusdt", 100, "AUC"),
-    **{
-        f"{c} {t.replace('_', ' ')} left one out, gain %": unseen_gain(c, t)
-        for t in ("spread_h10", "spread_h100", "depth_h10", "depth_h100")
-        for c in UNSEEN
-    },
-    **{f"{c} mid h100 left one out over no move, %": unseen_gain(c, "mid_h100", ("persistence",)) for c in UNSEEN},
-    **{
-        f"{c} direction F1 h{h} left one out, over best baseline": loo_margin(c, h, "macro F1")
-        for c in UNSEEN
-        for h in (10, 100)
-    },
-    **{
-        f"{c} direction AUC h{h} left one out, over best baseline": loo_margin(c, h, "AUC")
-        for c in UNSEEN
-        for h in (10, 100)
-    },
-}
+def figures(unseen: tuple[str, ...] = UNSEEN) -> dict[str, Figure]:
+    """The study's rows: label -> figure, the instruments outside the dataset being `unseen`."""
+    return {
+        "simulated spread h10, gain %": part_gain("simulated", "spread_h10"),
+        "simulated spread h100, gain %": part_gain("simulated", "spread_h100"),
+        "simulated mid h100 over no move, %": part_gain("simulated", "mid_h100", ("persistence",)),
+        "perplexity, simulated": perplexity("simulated"),
+        "perplexity, spot ETHUSDT": perplexity("real"),
+        "headlines: mid h100, %": headline_gain("mid_h100"),
+        "headlines: spread h100, %": headline_gain("spread_h100"),
+        "headlines: depth h100, %": headline_gain("depth_h100"),
+        "AUC after earnings h10": direction("after earnings", 10, "AUC"),
+        "AUC after earnings h100": direction("after earnings", 100, "AUC"),
+        "spot ETHUSDT spread h10, gain %": part_gain(REAL_HELD, "spread_h10"),
+        "spot ETHUSDT spread h100, gain %": part_gain(REAL_HELD, "spread_h100"),
+        "spot ETHUSDT depth h10, gain %": part_gain(REAL_HELD, "depth_h10"),
+        "spot ETHUSDT depth h100, gain %": part_gain(REAL_HELD, "depth_h100"),
+        "spot ETHUSDT mid h100 over no move, %": part_gain(REAL_HELD, "mid_h100", ("persistence",)),
+        "spot ETHUSDT direction F1 h100": direction("spot_ethusdt", 100, "macro F1"),
+        "spot ETHUSDT direction AUC h100": direction("spot_ethusdt", 100, "AUC"),
+        **{
+            f"{c} {t.replace('_', ' ')} left one out, gain %": unseen_gain(c, t)
+            for t in ("spread_h10", "spread_h100", "depth_h10", "depth_h100")
+            for c in unseen
+        },
+        **{f"{c} mid h100 left one out over no move, %": unseen_gain(c, "mid_h100", ("persistence",)) for c in unseen},
+        **{
+            f"{c} direction F1 h{h} left one out, over best baseline": loo_margin(c, h, "macro F1")
+            for c in unseen
+            for h in (10, 100)
+        },
+        **{
+            f"{c} direction AUC h{h} left one out, over best baseline": loo_margin(c, h, "AUC")
+            for c in unseen
+            for h in (10, 100)
+        },
+    }
+
+
+FIGURES = figures()
 
 
 def ensemble(metrics: Metrics, dirs: list[Path], data: Path, name: str) -> Metrics:
@@ -234,13 +239,14 @@ def table(
     columns: dict[str, tuple[Metrics, Metrics, str, str, str]],
     committed: tuple | None,
     extra: dict[str, tuple[Metrics, Metrics, str, str, str]] | None = None,
+    rows: dict[str, Figure] | None = None,
 ) -> str:
-    """Markdown: a row per figure, a column per seed, then mean, sd and range, the `extra` columns and the
-    committed card's."""
+    """Markdown: a row per figure (`rows`, default FIGURES), a column per seed, then mean, sd and range, the
+    `extra` columns and the committed card's."""
     extra = extra or {}
     head = [*columns, "mean", "sd", "range", *extra] + (["committed"] if committed else [])
     lines = ["| figure | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
-    for label, figure in FIGURES.items():
+    for label, figure in (rows or FIGURES).items():
         vals = [_safe(figure, *args) for args in columns.values()]
         got = [v for v in vals if v is not None]
         digits = 1 if "%" in label or "perplexity" in label else 3  # percents and perplexities; AUC, F1
@@ -277,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recipe", default="--preset base --batch 32", help="train flags of both stages")
     p.add_argument("--pretrain", default="--steps 1500", help="pretrain's own flags")
     p.add_argument("--finetune", default="--steps 3000 --lr 1e-3", help="finetune's own flags")
+    p.add_argument("--unseen", default=",".join(UNSEEN), help="the Binance captures outside the dataset (file stems)")
     a = p.parse_args(argv)
     seeds = [int(s) for s in a.seeds.split(",")]
     a.out.mkdir(parents=True, exist_ok=True)
@@ -286,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
             f.result()
             bar.update()
     unseen_npz = a.out / "unseen.npz"
-    captures = [f"binance:{a.shared}/data/binance-hftbacktest/{c}_20240808.gz" for c in UNSEEN]
+    stems = tuple(a.unseen.replace(",", " ").split())
+    captures = [f"binance:{a.shared}/data/binance-hftbacktest/{c}_20240808.gz" for c in stems]
     if not unseen_npz.exists():  # the encoding is the dataset's, not the run's: one file serves every seed
         megatrading(
             [
@@ -353,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     if (COMMITTED / "evaluation-unseen/metrics.json").exists():
         card = [json.loads((COMMITTED / d / "metrics.json").read_text()) for d in ("evaluation", "evaluation-unseen")]
         committed = (*card, "demo", "demo-nonews", "model")
-    md = table(columns, committed, extra)
+    md = table(columns, committed, extra, figures(stems))
     header = (
         f"# Training noise: make checkpoint's recipe at seeds {a.seeds}\n\n"
         f"Data: `{a.data}`; each seed's full model and no-headline ablation (`--without=news`) trained alike; "
