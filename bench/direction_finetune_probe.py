@@ -36,9 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a plain script: 
 
 from columns import print_columns
 
-from model.evaluation.direction import HORIZONS, QI, _valid, fit_predict, macro_auc, macro_f1, window_inputs
+from model.evaluation.direction import HORIZONS, QI, fit_predict, macro_auc, macro_f1, window_inputs
+from model.evaluation.direction_folds import labels
 from model.network import checkpoint
-from model.network.direction import direction_labels, fit_horizon, probabilities
+from model.network.direction import fit_horizon, probabilities
 from model.network.orderflow import to_batch
 from model.serving.orderflow import best_device
 from model.training.dataset import capture_names, load
@@ -48,20 +49,22 @@ HELD = ("usdm_ethusdt_20240808", "spot_ethusdt_20240808")
 
 
 def real_windows(paths: list[Path], every: int) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]]:
-    """(arrays, capture names, QI inputs) of the real windows of `paths` (every `every`-th), files joined."""
-    parts, names, qi = [], [], []
+    """(arrays, capture names, labels and QI inputs) of the real windows of `paths` (every `every`-th),
+    files joined."""
+    parts, names, extra = [], [], []
     for path in paths:
         ds = load(path)
         n = capture_names(ds.arrays, ds.meta)
         keep = np.flatnonzero(n != "")[::every]
-        parts.append({k: v[keep] for k, v in ds.arrays.items()})
+        part = {k: v[keep] for k, v in ds.arrays.items()}
+        parts.append(part)
         names.append(n[keep])
-        qi.append(window_inputs(ds.arrays, ds.meta)[QI][keep])
-        horizons = ds.meta["horizons"]
-    arrays = {k: np.concatenate([p[k] for p in parts]) for k in set.intersection(*(set(p) for p in parts))}
-    labels = {f"y{h}": direction_labels(np.nan_to_num(arrays[f"mid_h{h}"])) for h in HORIZONS}
-    labels |= {f"ok{h}": _valid(arrays, h, horizons) for h in HORIZONS}
-    return arrays, np.concatenate(names), labels | {QI: np.concatenate(qi)}
+        extra.append(labels(part, ds.meta) | {QI: window_inputs(part, ds.meta)[QI]})
+
+    def joined(dicts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        return {k: np.concatenate([d[k] for d in dicts]) for k in set.intersection(*(set(d) for d in dicts))}
+
+    return joined(parts), np.concatenate(names), joined(extra)
 
 
 def main(argv: list[str] | None = None) -> int:

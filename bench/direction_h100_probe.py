@@ -113,8 +113,8 @@ def own_units(state: np.ndarray, norm: FeatureNorm) -> np.ndarray:
     rest = [i for i in range(f) if i not in depth]
     slow = FEATURE_NAMES.index(SLOW_DEPTH)
     parts = []
-    for row in np.split(state[:, -2 * f :].astype(np.float64), 2, axis=1):
-        raw = row * norm.std + norm.mean
+    for row in np.split(state[:, -2 * f :], 2, axis=1):
+        raw = norm.invert(row, np.ones(len(row), bool))  # a state's rows are real rows (0 for a window without)
         parts += [raw[:, rest], raw[:, depth] - raw[:, [slow]]]
     return np.hstack(parts)
 

@@ -197,34 +197,37 @@ def warm(forecaster: Forecaster, windows: list[Window], max_batch: int) -> None:
         forecaster.forecast([windows[j % len(windows)] for j in range(size)], Settings().alert_threshold)
 
 
-def alone(forecaster: Forecaster, books: Books, size: int, budget: float) -> list[tuple[str, float, int]]:
+def alone(forecaster: Forecaster, books: Books, size: int, budget: float) -> tuple[list[tuple[str, float]], int]:
     """The model thread's work with nothing beside it: calls of `size` windows (the books' stream in order)
     in a plain loop on this thread, no event loop and no batcher, each stage for about `budget` s: the
     input arrays alone (a forecaster that builds them), `predict`, and `forecast` (predict, then each alert's
-    explanation). (stage, windows/s, windows), the alerts counted for the last."""
+    explanation). ([(stage, windows/s)], alerts explained in the forecast stage)."""
     batches = [[books.window(i)[1] for i in range(k * size, (k + 1) * size)] for k in range(8)]
     threshold = Settings().alert_threshold
+    alerts = 0
+
+    def forecast(batch: list[Window]) -> None:
+        nonlocal alerts
+        alerts += sum(1 for r in forecaster.forecast(batch, threshold).reasons if r)
+
     stages: list[tuple[str, Any]] = []
     if callable(arrays := getattr(forecaster, "arrays", None)):
         stages.append(("input arrays", arrays))
-    stages += [("predict", forecaster.predict), ("forecast", lambda b: forecaster.forecast(b, threshold))]
-    out = []
+    stages += [("predict", forecaster.predict), ("forecast", forecast)]
+    rates = []
     for name, call in stages:
-        n, alerts, t0 = 0, 0, time.perf_counter()
+        n, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < budget:
-            done = call(batches[(n // size) % len(batches)])
-            if name == "forecast":
-                alerts += sum(1 for r in done.reasons if r)
+            call(batches[(n // size) % len(batches)])
             n += size
-        out.append((name, n / (time.perf_counter() - t0), alerts if name == "forecast" else n))
-    return out
+        rates.append((name, n / (time.perf_counter() - t0)))
+    return rates, alerts
 
 
-def report_alone(stages: list[tuple[str, float, int]], rows: list[Row], size: int) -> None:
+def report_alone(stages: list[tuple[str, float]], alerts: int, rows: list[Row], size: int) -> None:
     """The stages' rates beside the most the runs scored: what the model thread loses to the rest of the
     process (the offering loop, the batcher, the partitions' tasks: one GIL)."""
-    cells = ", ".join(f"{name} {rate:,.0f}/s" for name, rate, _ in stages)
-    alerts = stages[-1][2]
+    cells = ", ".join(f"{name} {rate:,.0f}/s" for name, rate in stages)
     print(f"\nalone on one thread, calls of {size} windows: {cells} ({alerts} alerts explained in the forecast stage)")
     if rows:
         best = max(r.scored / r.seconds for r in rows)
@@ -332,7 +335,7 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(asyncio.run(run(forecaster, books, policy, rate, args)))
     report(rows, args)
     if args.alone:
-        report_alone(alone(forecaster, books, args.max_batch, args.alone), rows, args.max_batch)
+        report_alone(*alone(forecaster, books, args.max_batch, args.alone), rows, args.max_batch)
     if args.books_ladder:
         by_books = [asyncio.run(run(forecaster, Books(pools, n), "latest", args.books_rate, args))
                     for n in args.books_ladder]  # fmt: skip

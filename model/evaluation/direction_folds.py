@@ -68,12 +68,19 @@ def capture_windows(
         x[MESSAGE] = arrays[MESSAGE]
     if deeplob:
         x[DEEPLOB] = deeplob_inputs(arrays, meta)
+    x |= labels(arrays, meta)
+    return {name: {k: v[names == name] for k, v in x.items()} for name in sorted(set(names) - {""})}
+
+
+def labels(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Windows:
+    """Per horizon of HORIZONS the set has, `y{h}` (direction labels) and `ok{h}` (whether the move is known)."""
     horizons = meta.get("horizons") or HORIZONS
+    out: Windows = {}
     for h in HORIZONS:
         if h in horizons:
-            x[f"ok{h}"] = _valid(arrays, h, horizons)
-            x[f"y{h}"] = direction_labels(np.nan_to_num(arrays[f"mid_h{h}"]))
-    return {name: {k: v[names == name] for k, v in x.items()} for name in sorted(set(names) - {""})}
+            out[f"ok{h}"] = _valid(arrays, h, horizons)
+            out[f"y{h}"] = direction_labels(np.nan_to_num(arrays[f"mid_h{h}"]))
+    return out
 
 
 def join(a: Windows, b: Windows) -> Windows:
