@@ -282,16 +282,16 @@ class Partition:
         """The native path panicked on this batch. Once is redone as any failure is; NATIVE_PANICS times in a
         row is a record that meets a bug of the compiled code, which would panic on every redo and stall the
         partition for as long as the record is kept: the partition goes on on the reference path, which gives
-        the same output, slower, and dead-letters what it cannot read. Its native snapshot is of no use there,
-        so the restore replays the topic from its first record (the snapshots it writes after are the
-        reference's)."""
+        the same output, slower, and dead-letters what it cannot read. The restore reads its native snapshot
+        as the reference's objects (orderbook/native/reference.py) and replays only the records after it, as
+        any restore does (the snapshots it writes after are the reference's)."""
         self._panics += 1
         if self._panics < NATIVE_PANICS or self.native is False:
             return
         self.native = False
         first, last = (records[0].offset, records[-1].offset) if records else (None, None)
         log.error("%s: the native path panicked on the same batch %d times in a row: this partition goes on on the "
-                  "reference path (the same output, slower; its restore replays from the first record). A bug of "
+                  "reference path (the same output, slower; restored from its native snapshot). A bug of "
                   "orderbook/native: report the records at offsets %s-%s", self.name, self._panics, first, last,
                   extra=self._where(offset=first, action="reference_path"))  # fmt: skip
 

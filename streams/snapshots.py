@@ -35,9 +35,11 @@ a msgpack map, layout 1:
 
 A snapshot that cannot be read (corrupt, another layout, another class layout, another window
 config, another partition) is skipped with a log line: the partition is then rebuilt from its
-first record, as it would be without snapshots. So is a snapshot of the other path (a worker that
-switched between the native and the reference path, MT_NATIVE): neither state converts into the
-other's books and feeds, so it is refused as "incompatible".
+first record, as it would be without snapshots. A native snapshot read by a partition on the
+reference path (one whose native path panicked again and again, streams/partition.py, or a worker
+run with MT_NATIVE=0) is converted into the reference's objects (orderbook/native/reference.py),
+which continue exactly as the native state would have. A reference snapshot is refused on the
+native path as "incompatible": the reference's objects do not convert into the compiled ones.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
 
+from orderbook.native.reference import reference_windows
 from orderbook.native.venue_windows import NativeVenueWindows
 from orderbook.snapshot import SnapshotError, load_state
 from orderbook.venue_windows import VenueWindows
@@ -154,20 +157,23 @@ def decode(value: bytes, *, group: str, topic: str, partition: int, venue: str, 
         raise SnapshotError("corrupt", "snapshot record without a valid offset and state")
     pipe = VenuePipeline(venue, config, max_bytes=max_bytes, native=native)
     path = doc.get("path", REFERENCE)
-    if path != (NATIVE if pipe.native else REFERENCE):
-        # no conversion: neither path's state can be loaded into the other's books and feeds
-        here = NATIVE if pipe.native else REFERENCE
+    if path not in (NATIVE, REFERENCE):
+        raise SnapshotError("incompatible", f"snapshot of an unknown path {path!r:.40}")
+    if path == REFERENCE and pipe.native:
+        # the reference's objects do not convert into the compiled books and feeds
         why = native_choice(venue)[1] if native is None else "chosen for this partition"
-        raise SnapshotError("incompatible", f"snapshot of the {path} path; {venue} runs the {here} path here "
+        raise SnapshotError("incompatible", f"snapshot of the reference path; {venue} runs the native path here "
                                             f"({why})")  # fmt: skip
     loaded = load_state(state)
-    if pipe.native:
+    if path == NATIVE:
         try:
-            pipe.core = NativeVenueWindows.from_state(loaded)
+            pipe.core = NativeVenueWindows.from_state(loaded) if pipe.native else reference_windows(loaded)
         except ValueError as err:
             raise SnapshotError("incompatible", f"native snapshot state: {err}") from None
         if pipe.core.venue != venue:
             raise SnapshotError("corrupt", f"native snapshot state of {pipe.core.venue}, not {venue}")
+        if not pipe.native:
+            log.info("%s[%d]: the native snapshot at offset %d read on the reference path", topic, partition, offset)
     else:
         if not isinstance(loaded, VenueWindows) or loaded.venue != venue:
             raise SnapshotError("corrupt", f"snapshot state is a {type(loaded).__name__}, not {venue}'s VenueWindows")

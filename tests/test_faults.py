@@ -303,8 +303,9 @@ def test_a_record_the_native_path_panics_on_moves_its_partition_to_the_reference
     the partition redid the batch, from its committed offset, for as long as the record was kept. Armed as a
     poison record (streams/failpoints.py; the compiled code panics for real) two thirds into the capture,
     past several snapshots: after NATIVE_PANICS panics in a row the partition takes the reference path,
-    which cannot read its native snapshot and replays from the first record; the worker publishes exactly
-    what an undisturbed run does, and its log and /metrics say which partition left the native path."""
+    which reads its native snapshot (orderbook/native/reference.py; until 2026-12-04 it replayed the topic
+    from its first record) and replays only the records after it; the worker publishes exactly what an
+    undisturbed run does, and its log and /metrics say which partition left the native path."""
     raw = streams["binance"]
     poison = raw[2 * len(raw) // 3]
     run = GroupRun(lab, "native-panic", 7, ("binance",), tmp_path)
@@ -323,7 +324,11 @@ def test_a_record_the_native_path_panics_on_moves_its_partition_to_the_reference
     panics = re.findall(r"^streams\.pipeline\.NativePanic: the native binance pipeline panicked: failpoint", log, re.M)
     assert len(panics) == 2, log[-3000:]
     assert f"{name}: the native path panicked on the same batch 2 times in a row" in log, log[-3000:]
-    assert re.search(rf"{re.escape(name)}: snapshot .* skipped \(incompatible: .*snapshot of the native path", log), log
+    assert f"{name}: the native snapshot at offset" in log and "read on the reference path" in log, log[-3000:]
+    restores = re.findall(rf"{re.escape(name)}: restored to offset \d+ from (.+?), (\d+) records replayed", log)
+    after = restores[-1]  # the restore on the reference path, after the panics
+    assert after[0].startswith("snapshot at offset") and int(after[1]) < poison.offset // 2, restores
+    assert not re.search(r"snapshot \S+ skipped", log), log[-3000:]
     assert on_reference == {"binance": 1}, on_reference
     outcome = run.compare(want_for(streams, ("binance",)))
     assert outcome.exact, outcome

@@ -195,7 +195,8 @@ class NativeVenueWindows:
                 builder = self.builders[name] = native._core.WindowBuilder()
                 builder.__setstate__(builder_state)
             self._feed_books = list(state["feed_books"])
-        except (KeyError, TypeError, AttributeError) as err:
+            _check_followers(state)
+        except (KeyError, TypeError, AttributeError, IndexError) as err:
             raise ValueError(f"NativeVenueWindows state: {type(err).__name__}: {err}") from None
 
     @classmethod
@@ -429,6 +430,22 @@ class NativeVenueWindows:
 
     # the reference's own: it keeps `news` per symbol and tells `builders`, whose native ones take the same call
     add_news = VenueWindows.add_news
+
+
+def _check_followers(state: dict[str, Any]) -> None:
+    """Each follower book is its feed book's twin between batches (the class docstring says why); a state
+    where one is not (a snapshot edited on its way) would fail every batch after it instead of being refused
+    now, and the partition would redo its batch from that snapshot for ever."""
+    core = state["feed"]["core"]
+    now = [core["names"][b["symbol"]] for b in core["books"]]
+    feed = {name: (b["bids"], b["asks"]) for name, b in zip(now, core["books"], strict=True)}
+    followers = state["books"]
+    for old, new in zip(state["feed_books"], now, strict=False):
+        if old != new and old in followers and new not in followers:  # renamed since: `_book` moves it next
+            feed[old] = feed[new]
+    for name, book in followers.items():  # one under a name no feed book has now: an ITCH placeholder's, empty
+        if name in feed and feed[name] != (book["bids"], book["asks"]):
+            raise ValueError(f"NativeVenueWindows state: the follower book of {name!r} is not the feed's")
 
 
 def _first(groups: dict[int, np.ndarray], corrections: dict[int, list], s: int, ev: np.ndarray) -> int:
