@@ -283,8 +283,9 @@ class Partition:
         row is a record that meets a bug of the compiled code, which would panic on every redo and stall the
         partition for as long as the record is kept: the partition goes on on the reference path, which gives
         the same output, slower, and dead-letters what it cannot read. The restore reads its native snapshot
-        as the reference's objects (orderbook/native/reference.py) and replays only the records after it, as
-        any restore does (the snapshots it writes after are the reference's)."""
+        as the reference's objects (orderbook/native/convert.py) and replays only the records after it, as
+        any restore does. The snapshots it writes after are the reference's; the next owner, back on the native
+        path, reads them converted the other way."""
         self._panics += 1
         if self._panics < NATIVE_PANICS or self.native is False:
             return

@@ -35,11 +35,11 @@ a msgpack map, layout 1:
 
 A snapshot that cannot be read (corrupt, another layout, another class layout, another window
 config, another partition) is skipped with a log line: the partition is then rebuilt from its
-first record, as it would be without snapshots. A native snapshot read by a partition on the
-reference path (one whose native path panicked again and again, streams/partition.py, or a worker
-run with MT_NATIVE=0) is converted into the reference's objects (orderbook/native/reference.py),
-which continue exactly as the native state would have. A reference snapshot is refused on the
-native path as "incompatible": the reference's objects do not convert into the compiled ones.
+first record, as it would be without snapshots. A snapshot of the other path is converted
+(orderbook/native/convert.py) and continues exactly as on its own: a native one read by a partition
+on the reference path (one whose native path panicked again and again, streams/partition.py, or a
+worker run with MT_NATIVE=0), a reference one read on the native path (the next owner of such a
+partition, or MT_NATIVE=1 again).
 """
 
 from __future__ import annotations
@@ -56,12 +56,12 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
 
-from orderbook.native.reference import reference_windows
+from orderbook.native.convert import native_state, reference_windows
 from orderbook.native.venue_windows import NativeVenueWindows
 from orderbook.snapshot import SnapshotError, load_state
 from orderbook.venue_windows import VenueWindows
 from orderbook.windows import WindowConfig
-from streams.pipeline import VenuePipeline, native_choice
+from streams.pipeline import VenuePipeline
 from streams.topics import STATE_TOPIC
 
 log = logging.getLogger(__name__)
@@ -134,8 +134,8 @@ def capture(group: str, topic: str, partition: int, pipe: VenuePipeline) -> Call
 
 def decode(value: bytes, *, group: str, topic: str, partition: int, venue: str, config: WindowConfig,
            max_bytes: int | None, native: bool | None = None) -> VenuePipeline:  # fmt: skip
-    """The pipeline a snapshot holds, positioned at its offset; SnapshotError when it is not one
-    this worker can continue from. `native`: the path to continue on (None: the venue's, native_choice)."""
+    """The pipeline a snapshot holds, positioned at its offset; SnapshotError when it is not one this
+    worker can continue from. `native`: the path to continue on (None: the venue's, `native_choice`)."""
     try:
         doc = msgpack.unpackb(value, raw=False, strict_map_key=True)
     except Exception as err:
@@ -159,11 +159,6 @@ def decode(value: bytes, *, group: str, topic: str, partition: int, venue: str, 
     path = doc.get("path", REFERENCE)
     if path not in (NATIVE, REFERENCE):
         raise SnapshotError("incompatible", f"snapshot of an unknown path {path!r:.40}")
-    if path == REFERENCE and pipe.native:
-        # the reference's objects do not convert into the compiled books and feeds
-        why = native_choice(venue)[1] if native is None else "chosen for this partition"
-        raise SnapshotError("incompatible", f"snapshot of the reference path; {venue} runs the native path here "
-                                            f"({why})")  # fmt: skip
     loaded = load_state(state)
     if path == NATIVE:
         try:
@@ -177,7 +172,14 @@ def decode(value: bytes, *, group: str, topic: str, partition: int, venue: str, 
     else:
         if not isinstance(loaded, VenueWindows) or loaded.venue != venue:
             raise SnapshotError("corrupt", f"snapshot state is a {type(loaded).__name__}, not {venue}'s VenueWindows")
-        pipe.core = loaded
+        if not pipe.native:
+            pipe.core = loaded
+        else:
+            try:
+                pipe.core = NativeVenueWindows.from_state(native_state(loaded))
+            except ValueError as err:
+                raise SnapshotError("incompatible", f"reference snapshot state: {err}") from None
+            log.info("%s[%d]: the reference snapshot at offset %d read on the native path", topic, partition, offset)
     pipe.position[partition] = offset
     return pipe
 

@@ -303,9 +303,10 @@ def test_a_record_the_native_path_panics_on_moves_its_partition_to_the_reference
     the partition redid the batch, from its committed offset, for as long as the record was kept. Armed as a
     poison record (streams/failpoints.py; the compiled code panics for real) two thirds into the capture,
     past several snapshots: after NATIVE_PANICS panics in a row the partition takes the reference path,
-    which reads its native snapshot (orderbook/native/reference.py; until 2026-12-04 it replayed the topic
+    which reads its native snapshot (orderbook/native/convert.py; until 2026-12-04 it replayed the topic
     from its first record) and replays only the records after it; the worker publishes exactly what an
-    undisturbed run does, and its log and /metrics say which partition left the native path."""
+    undisturbed run does, and its log and /metrics say which partition left the native path. A worker
+    started after it, on the native path, reads the reference snapshots that partition wrote since."""
     raw = streams["binance"]
     poison = raw[2 * len(raw) // 3]
     run = GroupRun(lab, "native-panic", 7, ("binance",), tmp_path)
@@ -317,10 +318,19 @@ def test_a_record_the_native_path_panics_on_moves_its_partition_to_the_reference
         run.wait(1.0)
         assert w.alive()
         on_reference = {lab["venue"]: v for lab, v in scrape(port)["megatrading_partitions_on_reference"]}
+        w.stop()
+        name = f"md.raw.binance[{poison.partition}]"
+        nxt = run.start("next")  # the next owner: native, no poison armed
+        deadline = time.monotonic() + 120
+        while f"{name}: restored to offset" not in nxt.log.read_text(errors="replace"):
+            assert nxt.alive() and time.monotonic() < deadline, nxt.log.read_text(errors="replace")[-3000:]
+            time.sleep(0.5)
     finally:
         run.stop_all()
+    next_log = nxt.log.read_text(errors="replace")
+    assert f"{name}: the reference snapshot at offset" in next_log and "read on the native path" in next_log, next_log
+    assert not re.search(r"snapshot \S+ skipped", next_log), next_log[-3000:]
     log = w.log.read_text(errors="replace")
-    name = f"md.raw.binance[{poison.partition}]"
     panics = re.findall(r"^streams\.pipeline\.NativePanic: the native binance pipeline panicked: failpoint", log, re.M)
     assert len(panics) == 2, log[-3000:]
     assert f"{name}: the native path panicked on the same batch 2 times in a row" in log, log[-3000:]

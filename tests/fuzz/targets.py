@@ -276,10 +276,11 @@ def snapshot(data: bytes) -> None:
 
     e = Edits(data)
     venue = VENUES[e.int(len(VENUES))]
-    on_native = venue in NATIVE_VENUES and native_build.available() and e.int(2) == 1
-    # a third of the native snapshots are read on the reference path (orderbook/native/reference.py), as a
-    # partition that left the native path after its panics reads them
-    read_native = on_native and e.int(3) != 0
+    convertible = venue in NATIVE_VENUES and native_build.available()
+    on_native = convertible and e.int(2) == 1
+    # a third of the snapshots of a native venue are read on the other path (orderbook/native/convert.py), as a
+    # partition that left the native path after its panics, and its next owner, read them
+    read_native = on_native != (convertible and e.int(3) == 0)
     doc = msgpack.unpackb(snapshot_seed(venue, on_native), raw=False)
     keys = sorted(doc)
     for _ in range(e.int(4)):

@@ -1,8 +1,8 @@
-"""A native pipeline's state read on the reference path (orderbook/native/reference.py): the native path up
-to a cut, its state through the snapshot codec and `reference_windows`, the reference path after it, gives
-exactly what the reference path gives from the first record: every window, reject and stat. On every Binance
-capture, mangled streams (gaps, buffered diffs, crossed books, pending tickers), a simulated ITCH day with
-placeholder books, and headlines kept across the cut."""
+"""A pipeline's state carried across paths (orderbook/native/convert.py): one path up to a cut, its state
+through the snapshot codec and the conversion, the other path after it, gives exactly what the reference path
+gives from the first record: every window, reject and stat. Both ways (native -> reference, reference ->
+native), on every Binance capture, mangled streams (gaps, buffered diffs, crossed books, pending tickers), a
+simulated ITCH day with placeholder books, and headlines kept across the cut."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from model.sim.run import simulate
 from model.sim.writers import messages
 from orderbook import native
 from orderbook.snapshot import dump_state, load_state
+from orderbook.venue_windows import VenueWindows
 from orderbook.venues.itch import encode
 from streams.pipeline import VenuePipeline
 from tests.test_native_venue_windows import (
@@ -32,33 +33,48 @@ from tests.test_native_venue_windows import (
 
 pytestmark = pytest.mark.skipif(not native.available(), reason=native.describe())
 if native.available():
-    from orderbook.native.reference import reference_windows
+    from orderbook.native.convert import native_state, reference_windows
     from orderbook.native.venue_windows import NativeVenueWindows
 
-BATCH = 2000  # records a native call, as the worker's replay takes them
+BATCH = 2000  # records a process_batch call, as the worker's replay takes them
+WAYS = ["to_reference", "to_native"]
 
 
-def switched(venue: str, values: list[bytes], cut: int, news: tuple[int, str, str] | None = None) -> tuple[Out, dict]:
-    """`values[:cut]` on the native path, its state through the codec (as `md.state` carries it) read as
-    the reference's, `values[cut:]` on the reference path; `news` (ts, symbol, headline) joins at the cut.
-    Also the native state at the cut."""
-    nvw = NativeVenueWindows(venue, CONFIG)
-    windows, rejects = [], []
-    for a in range(0, cut, BATCH):
-        b = min(cut, a + BATCH)
-        done = nvw.process(values[a:b], [(0, i) for i in range(a, b)])
-        windows += done.windows
-        rejects += [(r.reason, r.error, a + r.record, r.index, r.value) for r in done.rejects]
+def _feed(pipe: VenuePipeline, values: list[bytes], a: int, b: int, out: tuple[list, list]) -> None:
+    for lo in range(a, b, BATCH):
+        records = [_Rec(values[i], i) for i in range(lo, min(b, lo + BATCH))]
+        ws, rs = pipe.process_batch(records)
+        out[0].extend(ws)
+        out[1].extend(_reject(r) for r in rs)
+
+
+class _Rec:
+    __slots__ = ("key", "offset", "partition", "value")
+
+    def __init__(self, value: bytes, offset: int) -> None:
+        self.key, self.value, self.partition, self.offset = None, value, 0, offset
+
+
+def switched(
+    venue: str, values: list[bytes], cut: int, way: str, news: tuple[int, str, str] | None = None
+) -> tuple[Out, dict]:
+    """`values[:cut]` on one path, its state through the codec (as `md.state` carries it) and converted,
+    `values[cut:]` on the other (`way`: to_reference starts native); `news` (ts, symbol, headline) joins
+    at the cut. Also the state at the cut in the native layout (the one read, or the one written)."""
+    first = VenuePipeline(venue, CONFIG, native=way == "to_reference")
+    out: tuple[list, list] = ([], [])
+    _feed(first, values, 0, cut, out)
     if news is not None:
-        nvw.add_news(news[0], [news[1]], news[2])
-    state = nvw.__getstate__()
-    pipe = VenuePipeline(venue, CONFIG, native=False)
-    pipe.core = reference_windows(load_state(dump_state(state)))
-    for i in range(cut, len(values)):
-        ws, rs = pipe.process(None, values[i], 0, i)
-        windows += ws
-        rejects += [_reject(r) for r in rs]
-    return (windows, rejects, pipe.stats), state
+        first.add_news(news[0], [news[1]], news[2])
+    then = VenuePipeline(venue, CONFIG, native=not first.native)
+    if first.native:
+        state = first.core.__getstate__()
+        then.core = reference_windows(load_state(dump_state(state)))
+    else:
+        state = native_state(first.core)
+        then.core = NativeVenueWindows.from_state(load_state(dump_state(state)))
+    _feed(then, values, cut, len(values), out)
+    return (out[0], out[1], then.stats), state
 
 
 def reference_with_news(venue: str, values: list[bytes], cut: int, news: tuple[int, str, str]) -> Out:
@@ -75,25 +91,24 @@ def reference_with_news(venue: str, values: list[bytes], cut: int, news: tuple[i
 
 @pytest.mark.realdata
 @pytest.mark.parametrize("name", CAPTURES, ids=lambda n: n.split(".gz")[0])
-def test_a_native_state_continues_exactly_on_the_reference_path_on_every_binance_capture(
-    shared_data: Path, name: str
-) -> None:
+def test_a_state_carried_across_paths_continues_exactly_on_every_binance_capture(shared_data: Path, name: str) -> None:
     values = capture(name)
     want = reference("binance", values)
     assert len(want[0]) > 100
-    for cut in (len(values) // 3, 2 * len(values) // 3):
-        assert_same(want, switched("binance", values, cut)[0])
+    for way, cut in zip(WAYS, (len(values) // 3, 2 * len(values) // 3), strict=True):
+        assert_same(want, switched("binance", values, cut, way)[0])
 
 
 @pytest.mark.realdata
-def test_a_native_state_mid_gap_crossed_or_with_pending_tickers_continues_exactly_on_the_reference_path(
-    shared_data: Path,
+@pytest.mark.parametrize("way", WAYS)
+def test_a_state_mid_gap_crossed_or_with_pending_tickers_continues_exactly_on_the_other_path(
+    shared_data: Path, way: str
 ) -> None:
     values = mangled_binance(capture("usdm_btcusdt_20240808.gz"))
     want = reference("binance", values)
     books = []
     for cut in range(0, len(values), len(values) // 60):
-        got, state = switched("binance", values, cut)
+        got, state = switched("binance", values, cut, way)
         assert_same(want, got)
         books += state["feed"]["core"]["books"]
     # the cuts met the states this is about: a book waiting for its snapshot with diffs held, a live one
@@ -108,15 +123,17 @@ def itch_sim() -> list[bytes]:
     return [m.raw for m in messages("itch", result)]
 
 
-def test_a_native_itch_state_continues_exactly_on_the_reference_path_mangled_or_not(itch_sim: list[bytes]) -> None:
+@pytest.mark.parametrize("way", WAYS)
+def test_an_itch_state_carried_across_paths_continues_exactly_mangled_or_not(itch_sim: list[bytes], way: str) -> None:
     for values in (itch_sim, mangled_itch(itch_sim)):
         want = reference("itch", values)
         assert len(want[0]) > 100
         for cut in (1, len(values) // 4, len(values) // 2, 3 * len(values) // 4):
-            assert_same(want, switched("itch", values, cut)[0])
+            assert_same(want, switched("itch", values, cut, way)[0])
 
 
-def test_a_native_itch_state_with_a_placeholder_book_is_renamed_on_the_reference_path_as_on_the_native() -> None:
+@pytest.mark.parametrize("way", WAYS)
+def test_an_itch_placeholder_book_carried_across_paths_is_renamed_as_on_one_path(way: str) -> None:
     s = itch_day_stream(5, n=3000, preopen_orders=True)
     breaks = [encode("B", locate=1, timestamp=1_000 + i, match=i) for i in range(20)]  # before locate 1's R
     values = [*breaks, *s.messages]
@@ -124,28 +141,22 @@ def test_a_native_itch_state_with_a_placeholder_book_is_renamed_on_the_reference
     assert any(w.symbol == "locate:1" for w in want[0])
     books = {}
     for cut in (10, 20, 21, len(values) // 2):
-        got, state = switched("itch", values, cut)
+        got, state = switched("itch", values, cut, way)
         assert_same(want, got)
         core = state["feed"]["core"]
         books[cut] = {core["names"][b["symbol"]] for b in core["books"]}
     assert "locate:1" in books[10] and "locate:1" not in books[len(values) // 2]  # held, then renamed
 
 
-def test_headlines_kept_in_a_native_state_join_the_reference_paths_windows(itch_sim: list[bytes]) -> None:
+@pytest.mark.parametrize("way", WAYS)
+def test_headlines_kept_in_a_state_join_the_other_paths_windows(itch_sim: list[bytes], way: str) -> None:
     cut = len(itch_sim) // 2
-    _, state = switched("itch", itch_sim, cut)
-    symbol, builder = next(iter(state["builders"].items()))
-    ts = builder["news"][-1][0] if builder["news"] else 0
-    news = (max(ts, _last_ts(itch_sim, cut)), symbol, "Guidance raised; shares jump")
+    before = reference("itch", itch_sim[:cut])[0]
+    symbol = before[-1].symbol
+    news = (before[-1].ts, symbol, "Guidance raised; shares jump")  # the stream's time at the cut
     want = reference_with_news("itch", itch_sim, cut, news)
-    assert any(news[2] in dict(w.news).values() for w in want[0][len(want[0]) // 2 :] if w.symbol == symbol)
-    assert_same(want, switched("itch", itch_sim, cut, news)[0])
-
-
-def _last_ts(values: list[bytes], cut: int) -> int:
-    """The stream time at the cut: the latest window end before it, on the reference path."""
-    windows = reference("itch", values[:cut])[0]
-    return max(w.ts for w in windows)
+    assert any(news[2] in dict(w.news).values() for w in want[0][len(before) :] if w.symbol == symbol)
+    assert_same(want, switched("itch", itch_sim, cut, way, news)[0])
 
 
 def test_a_native_state_that_is_not_one_is_refused_with_a_value_error(itch_sim: list[bytes]) -> None:
@@ -166,3 +177,5 @@ def test_a_native_state_that_is_not_one_is_refused_with_a_value_error(itch_sim: 
     for s in bad:
         with pytest.raises(ValueError):
             reference_windows(s)
+    with pytest.raises(ValueError, match="no native feed for 'coinbase'"):
+        native_state(VenueWindows("coinbase"))

@@ -1,26 +1,33 @@
-"""A native pipeline's state as the reference's objects: `NativeVenueWindows.__getstate__()` -> `VenueWindows`.
+"""A pipeline's state across the native and the reference path, exactly, both ways:
 
-Why: a partition whose native path panicked on the same batch again and again goes on on the reference
-path (streams/partition.py). Its newest snapshot is a native state; without this the reference path
-could not read it and the partition was rebuilt from its topic's first record (an hour for a busy day).
-With it the reference path starts from the snapshot and replays only what came after.
+    vw = reference_windows(nvw.__getstate__())                 # native -> reference's VenueWindows
+    nvw = NativeVenueWindows.from_state(native_state(vw))      # reference -> native
 
-    vw = reference_windows(nvw.__getstate__())   # or a state read back from `md.state`
+Why: the worker snapshots a partition's state on the path it runs (streams/snapshots.py), and a
+partition changes path: one whose native path panicked on the same batch again and again goes on on
+the reference path (streams/partition.py) and reads its native snapshot; the next owner goes back to
+the native path and reads the reference snapshots written since; an operator turns MT_NATIVE off or
+on. Without a conversion each switch rebuilt the partition from its topic's first record (an hour
+for a busy day); with it the restore replays only what came after the snapshot.
 
-The result continues exactly as the native state would have: the same later windows, rejects, books
-and stats (tests/test_native_reference.py, every Binance capture cut at several points and a simulated
-ITCH day). It is read from the native parts' own state layouts: the Rust feeds' dicts (binance.rs
-`export`, itch.rs `state`, state.rs's packed books) and the window builder's bytes (pywindows.rs
-`mod state`), so a change of either layout must change this reader too; the test catches one that
-does not. What the native feeds do not keep is not made up: Binance's latest bookTicker per symbol
-(`BinanceFeed.tickers`) and the mismatches' examples (`SyncStats.mismatches`) are diagnostics only
-and start empty, as does `MultiLevelOFI.cumulative`, which no feature reads.
+The converted state continues exactly as the original would have: the same later windows, rejects,
+books and stats (tests/test_native_convert.py, every Binance capture cut at several points, mangled
+streams cut densely, a simulated ITCH day). It is read and written in the native parts' own state
+layouts: the Rust feeds' dicts (binance.rs `export` / `import`, itch.rs `state` / `from_state`,
+state.rs's packed books) and the window builder's bytes (pywindows.rs `mod state`), so a change of
+one of them must change this module too; the test catches one that does not. The Rust side checks
+what it reads (a `native_state` goes through its decoders in `from_state`); `reference_windows`
+makes the same checks where a value would otherwise break a later batch. What the native feeds do
+not keep is not made up: Binance's latest bookTicker per symbol (`BinanceFeed.tickers`) and the
+mismatches' examples (`SyncStats.mismatches`) are diagnostics only and start empty on the
+reference side, as does `MultiLevelOFI.cumulative`, which no feature reads.
 """
 
 from __future__ import annotations
 
 import math
 import struct
+import sys
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import replace
@@ -41,7 +48,8 @@ from .venue_windows import STATE_KIND, STATE_VERSION
 
 T = TypeVar("T")
 
-BUILDER_VERSION = 2  # pywindows.rs STATE_VERSION: the builder layout read by `_Reader` below
+BUILDER_VERSION = 2  # pywindows.rs STATE_VERSION: the builder layout `_Reader` / `_Writer` below read / write
+FEED_VERSION = 1  # state.rs STATE_VERSION (the feeds' and books' dicts) and the Python wrapper's (`_Feed`)
 _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 _U64 = (1 << 64) - 1
 _SIDES = {int(Side.BID): Side.BID, int(Side.ASK): Side.ASK}
@@ -334,3 +342,250 @@ class _Reader:
     def end(self) -> None:
         if self.at != len(self.buf):
             raise ValueError(f"window builder state: {len(self.buf) - self.at} bytes past the end")
+
+
+# ---- the other way: the reference's objects as a native state
+
+
+def native_state(vw: VenueWindows) -> dict[str, Any]:
+    """A `NativeVenueWindows.__getstate__()` state of the reference's VenueWindows (of a venue the crate
+    decodes: `NativeVenueWindows.from_state` of it continues exactly as `vw` would have). Every feed book
+    gets its follower book, equal to it, as the native path keeps them between batches."""
+    feed = vw.feed
+    try:
+        if isinstance(feed, BinanceFeed):
+            core, names = _binance_core(feed)
+            book_kind = "L2Book"
+        elif isinstance(feed, ItchFeed):
+            core, names = _itch_core(feed)
+            book_kind = "L3Book"
+        else:
+            raise ValueError(f"no native feed for {vw.venue!r}")
+        builders = {name: _builder_state(b) for name, b in vw.builders.items()}
+    except (KeyError, TypeError, IndexError, AttributeError, OverflowError, struct.error) as err:
+        # a value no reference run leaves (a snapshot edited on its way): the Rust decoders refuse the rest
+        raise ValueError(f"reference state: {type(err).__name__}: {err}") from None
+    followers = {}
+    for part in core["books"]:
+        name = names[part["symbol"]]
+        followers[name] = {"kind": book_kind, "version": FEED_VERSION, "venue": vw.venue, "symbol": name,
+                           "bids": part["bids"], "asks": part["asks"]}  # fmt: skip
+    return {
+        "kind": STATE_KIND,
+        "version": STATE_VERSION,
+        "venue": vw.venue,
+        "config": vw.config,
+        "symbols": None if vw.symbols is None else sorted(vw.symbols),
+        "ticks": dict(vw.ticks),
+        "max_bytes": vw.max_bytes,
+        "news": {k: list(v) for k, v in vw.news.items()},
+        "stats": replace(vw.stats, rejected=Counter(vw.stats.rejected)),
+        "feed": {"version": FEED_VERSION, "venue": vw.venue, "symbols": list(names), "core": core},
+        "books": followers,
+        "builders": builders,
+        # the feed's book names as the native path last read them: as they stand (ITCH renames placeholders)
+        "feed_books": [names[part["symbol"]] for part in core["books"]] if isinstance(feed, ItchFeed) else [],
+    }
+
+
+def _pack(values: list[int]) -> bytes:
+    return np.asarray(values, "<i8").tobytes()
+
+
+def _l2_packed(book: L2Book) -> dict[str, bytes]:
+    """state.rs `put_l2`: (price, size) pairs, best first."""
+    bids = [x for p in book.bids for x in (p, book.bids[p])]  # both sides iterate best first
+    asks = [x for p in book.asks for x in (p, book.asks[p])]
+    return {"bids": _pack(bids), "asks": _pack(asks)}
+
+
+def _l3_packed(book: L3Book) -> dict[str, bytes]:
+    """state.rs `put_l3`: (order id as int64 bits, price, size), level by level best first, each queue
+    in time priority."""
+    out = {}
+    for side, key, prices in ((Side.BID, "bids", book.bids), (Side.ASK, "asks", book.asks)):  # best first
+        queues = book._queues[side]
+        flat = []
+        for price in prices:
+            for order_id in queues[price]:
+                o = book.orders[order_id]
+                flat += (order_id - (1 << 64) if order_id > _I64_MAX else order_id, o.price, o.size)
+        out[key] = _pack(flat)
+    return out
+
+
+def _binance_core(feed: BinanceFeed) -> tuple[dict[str, Any], list[str]]:
+    """binance.rs `Binance::import`'s dict of the reference feed, and its symbol table."""
+    names = list(feed.books)
+    books = []
+    for i, name in enumerate(names):
+        sync, stats = feed.syncs[name], feed.stats.get(name)
+        pending = [x for t in feed._pending_tickers.get(name, ()) for x in (t.u, t.bid, t.bid_qty, t.ask, t.ask_qty)]
+        buffer: list[int] = []
+        for d in sync.buffer:
+            buffer += (d.first, d.last, -1 if d.prev is None else d.prev, d.ts, d.recv_ts, len(d.levels))
+            for e in d.levels:
+                buffer += (int(e.side), e.price, e.size)
+        books.append({
+            "symbol": i,
+            **_l2_packed(feed.books[name]),  # type: ignore[arg-type]
+            "live": sync.live,
+            "last_seq": sync.last_seq,
+            "first": name in feed._first,
+            "resyncs": sync.resyncs,
+            "snapshots": sync.snapshots,
+            "stats": None if stats is None else [getattr(stats, f) for f in _SYNC_COUNTERS],
+            "pending": _pack(pending),
+            "buffer": _pack(buffer),
+        })  # fmt: skip
+    symbols = None if feed.symbols is None else sorted(feed.symbols)
+    core = {"kind": "BinanceFeed", "version": FEED_VERSION, "check_crossed": feed.check_crossed, "symbols": symbols,
+            "names": names, "books": books}  # fmt: skip
+    return core, names
+
+
+# binance.rs `Stats::counters`, in its order
+_SYNC_COUNTERS = ("applied", "stale", "buffered", "gaps", "snapshots", "stale_snapshots", "tickers", "tickers_matched",
+                  "tickers_mismatched", "tickers_not_comparable")  # fmt: skip
+
+
+def _itch_core(feed: ItchFeed) -> tuple[dict[str, Any], list[str]]:
+    """itch.rs `Itch::from_state`'s dict of the reference feed, and its symbol table: the books' names,
+    then the stocks the locate table names that have no book yet; a placeholder book (`locate:<n>`) is
+    its locate's placeholder."""
+    names = list(dict.fromkeys([*feed.books, *feed.locates.values()]))
+    ids = {name: i for i, name in enumerate(names)}
+    locates = [x for locate, stock in sorted(feed.locates.items()) for x in (locate, ids[stock])]
+    placeholders = []
+    for name in feed.books:
+        tag, _, number = name.partition(":")
+        if tag == "locate" and number.isdigit():
+            placeholders += (int(number), ids[name])
+    books = [{"symbol": ids[name], **_l3_packed(book)} for name, book in feed.books.items()]  # type: ignore[arg-type]
+    event = feed.system_event
+    core = {"kind": "ItchFeed", "version": FEED_VERSION, "check_crossed": feed.check_crossed,
+            "symbols": None if feed.symbols is None else sorted(feed.symbols), "names": names,
+            "locates": _pack(locates), "placeholders": _pack(placeholders), "books": books,
+            "messages": feed.messages, "system_event": ord(event) if event else None}  # fmt: skip
+    return core, names
+
+
+def _builder_state(b: WindowBuilder) -> dict[str, Any]:
+    """pywindows.rs `__getstate__`'s dict of a reference builder: `mod state`'s bytes (`_Writer`)."""
+    c, f = b.config, b.features
+    w = _Writer()
+    for x in (c.n_events, c.n_rows, c.max_news):
+        w.u64(x)
+    w.i64(c.price_clip)
+    w.opt(c.every_events, w.i64)
+    w.opt(c.every_ns, w.i64)
+    w.i64(f.tick)
+    w.u64(f.ofi.levels)
+    w.seq(f.depth_at, w.u64)
+    w.i64(f.window_ns)
+    w.f64(f._decay_rate)
+    w.bool(sys.version_info >= (3, 12))  # neumaier: the Rust side sets it for its own interpreter anyway
+    w.u64(f.memory_levels)
+    w.seq(f.memory_halflives, w.i64)
+    w.seq(f._memory_rate, w.f64)
+    for ring in (b._kind, b._side, b._price, b._size, b._dt, b._ts):
+        w.array(ring, "<i8")
+    w.u64(b._head)
+    w.u64(b._count)
+    w.array(b._rows.reshape(-1), "<f4")
+    w.array(b._row_ts, "<i8")
+    w.u64(b._row_head)
+    w.u64(b._row_count)
+    w.opt(b._mid2, w.i128)
+    w.opt(b._ref2, w.i128)
+    w.bool(b._in_snapshot)
+    w.opt(b._last_ts, w.i64)
+    w.opt(b._last_token_ts, w.i64)
+    w.i64(b._last_seq)
+    w.i64(b._since_emit)
+    w.opt(b._emit_ts, w.i64)
+    w.i64(b._best[0])
+    w.i64(b._best[1])
+
+    prev_bids = f.ofi._prev_bids
+    w.bool(prev_bids is not None)
+    w.seq(prev_bids or [], w.level)
+    w.seq(f.ofi._prev_asks, w.level)
+    w.opt(f.trades._last_price, w.i64)
+    w.i64(f.trades._tick_sign)
+    w.seq(f._ofi_sum, w.f64)
+    w.seq(f._ofi_depth, w.f64)
+    for window in (f._messages, f._cancels, f._trade_ts):
+        w.seq(window._ts, w.i64)
+    w.seq(f._signed_volume._items, lambda item: (w.i64(item[0]), w.i128(item[1])))
+    w.i128(f._signed_volume.total)
+    w.seq(f._sq_returns._items, lambda item: (w.i64(item[0]), w.f64(item[1])))
+    w.f64(f._sq_returns.total)
+    w.seq(sorted(f._levels._sizes[Side.BID].items()), w.level)
+    w.seq(sorted(f._levels._sizes[Side.ASK].items()), w.level)
+    credit = sorted((int(side), price, c) for (side, price), c in f._levels._credit.items())
+    w.seq(credit, lambda item: [w.i64(x) for x in item])
+    w.bool(f._in_snapshot)
+    w.opt(f._mid2, w.i128)
+    w.opt(f._rv_mid, w.f64)
+    w.i64(f._last_sign)
+    w.opt(f._last_ts, w.i64)
+    w.i64(f._now)
+    w.opt(f._row_ts, w.i64)
+    w.bool(f._cached_book_part is not None)
+    w.seq(f._cached_book_part or [], w.f64)
+    w.i64(_I64_MIN if f._bid_floor == -math.inf else int(f._bid_floor))
+    w.i64(_I64_MAX if f._ask_ceiling == math.inf else int(f._ask_ceiling))
+    w.seq(f._level_depth, w.f64)
+    w.seq(f._e, w.i64)
+    w.bool(f._ofi_out is not None)
+    w.seq(f._ofi_out or [], w.f64)
+    w.bool(f._memory is not None)
+    w.seq(f._memory or [], w.f64)
+    w.f64(f._memory_depth)
+    return {"version": BUILDER_VERSION, "venue": b.venue, "symbol": b.symbol, "offset": b._offset,
+            "news": list(b._news), "core": w.bytes()}  # fmt: skip
+
+
+class _Writer:
+    """pywindows.rs `mod state`'s `W`: what `_Reader` reads."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def u64(self, x: int) -> None:
+        self.parts.append(struct.pack("<Q", x))
+
+    def i64(self, x: int) -> None:
+        self.parts.append(struct.pack("<q", x))
+
+    def i128(self, x: int) -> None:
+        self.parts.append((x & ((1 << 128) - 1)).to_bytes(16, "little"))
+
+    def f64(self, x: float) -> None:
+        self.parts.append(struct.pack("<d", x))
+
+    def bool(self, x: bool) -> None:
+        self.parts.append(b"\x01" if x else b"\x00")
+
+    def level(self, x: tuple[int, int]) -> None:
+        self.i64(x[0])
+        self.i64(x[1])
+
+    def opt(self, x: T | None, write: Callable[[T], object]) -> None:
+        self.bool(x is not None)
+        if x is not None:
+            write(x)
+
+    def seq(self, xs: Any, write: Callable[[Any], object]) -> None:
+        xs = list(xs)
+        self.u64(len(xs))
+        for x in xs:
+            write(x)
+
+    def array(self, xs: np.ndarray, dtype: str) -> None:
+        self.u64(len(xs))
+        self.parts.append(np.ascontiguousarray(xs, dtype).tobytes())
+
+    def bytes(self) -> bytes:
+        return b"".join(self.parts)
