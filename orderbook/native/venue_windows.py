@@ -519,15 +519,11 @@ def _events(rows: np.ndarray) -> list[_Event]:
 
 
 def _windows(stacked: dict[str, np.ndarray]) -> list[Window]:
-    """`push_batch`'s stacked windows as Window objects (one per window: the worker's contract)."""
-    out = []
-    for i in range(len(stacked["msg"])):
-        kw = {}
-        for name in _WINDOW_FIELDS:
-            v = stacked[name][i]
-            kw[name] = int(v) if name in _INT_FIELDS else v
-        out.append(Window(**kw))
-    return out
+    """`push_batch`'s stacked windows as Window objects (one per window: the worker's contract). Column by
+    column: an array's rows as views and the ints as Python ints each in one C-level pass, then one
+    positional call per window (a Python loop over fields and windows cost a tenth of the native batch)."""
+    columns = [stacked[name].tolist() if name in _INT_FIELDS else list(stacked[name]) for name in _WINDOW_FIELDS]
+    return list(map(Window, *columns))
 
 
 __all__ = ["SUPPORTED", "Done", "MessageReject", "NativeVenueWindows"]
