@@ -78,6 +78,12 @@ class WorkerMetrics:
                                  registry=r)  # fmt: skip
         self.dlq = Counter("megatrading_dlq", "Messages sent to md.dlq, by the reason in their header",
                            ["venue", "reason"], registry=r)  # fmt: skip
+        self.native_fallbacks = Counter("megatrading_native_fallbacks", "Batches done on the reference path "
+                                        "because the native path panicked on them again and again (a bug of "
+                                        "orderbook/native met by a record: the ERROR line names it)", ["venue"],
+                                        registry=r)  # fmt: skip
+        for venue in worker.settings.venues:  # exported at 0 from the start: an alert can watch its increase
+            self.native_fallbacks.labels(venue)
         self.batch_seconds = Histogram("megatrading_partition_batch_seconds", "A partition's batch: its records "
                                        "taken -> its forecasts in Redis (the transaction follows, off this path)",
                                        ["venue"], buckets=BATCH_BUCKETS, registry=r)  # fmt: skip
@@ -176,13 +182,6 @@ class _Live(Collector):
             age.add_metric([p.topic, str(p.partition)], now - p.snapshot_clock)
         yield lag
         yield age
-        reference = GaugeMetricFamily("megatrading_partitions_on_reference", "Partitions this worker took off the "
-                                      "native path after it panicked on one batch again and again (a bug of "
-                                      "orderbook/native met by a record: the log names it)",
-                                      labels=["venue"])  # fmt: skip
-        for venue in sorted({p.venue for p in parts}):
-            reference.add_metric([venue], sum(p.venue == venue and p.native is False for p in parts))
-        yield reference
         b = w.services.batcher.stats
         yield CounterMetricFamily("megatrading_model_batches", "Model batches scored", value=b.batches)
         yield CounterMetricFamily("megatrading_windows_scored", "Windows scored by the model", value=b.windows)

@@ -46,6 +46,8 @@ import msgpack
 
 from model.serving.drift import DriftTracker
 from model.serving.forecaster import Forecaster, forecast_records
+from orderbook.native.convert import native_state
+from orderbook.native.venue_windows import NativeVenueWindows
 from orderbook.windows import Window
 from streams import failpoints, recovery, snapshots
 from streams.batcher import MicroBatcher
@@ -64,7 +66,7 @@ News = tuple[int, list[str], str]
 NEWS_KEPT = 10_000
 MAX_UNSETTLED = 64  # batches written to Redis whose transaction has not committed yet
 CLOSE_WAIT_S = 10.0  # what a worker stopping gives each partition's batch and commits in flight
-NATIVE_PANICS = 2  # native panics on one batch in a row before the partition takes the reference path
+NATIVE_PANICS = 2  # native panics on one batch in a row before the batch is redone on the reference path
 BATCH_DELAY_S = 3.0  # failpoint `batch_delay`: a batch still in flight when the worker is told to stop
 
 
@@ -141,8 +143,8 @@ class Partition:
         self.committer = PartitionCommitter(settings.bootstrap, settings.app_id, topic, partition, services.waits,
                                             max_request_size=settings.max_produce_bytes)  # fmt: skip
         self.pipeline: VenuePipeline | None = None
-        # the path its pipeline takes: None the venue's (streams.pipeline.native_choice); False once the native
-        # path panicked on the same batch NATIVE_PANICS times in a row (`handle`)
+        # the path its pipeline takes: None the venue's (streams.pipeline.native_choice); False from the native
+        # path's NATIVE_PANICS-th panic in a row on one batch until that batch is done (`handle`)
         self.native: bool | None = None
         self._panics = 0  # native panics in a row
         self.resyncs_base = 0  # the pipeline's resyncs when restored: earlier ones are not this worker's
@@ -251,6 +253,8 @@ class Partition:
                         await self._restore()
                     await self._batch(self.pipeline, records)  # type: ignore[arg-type]
                     self._panics = 0
+                    if self.native is False:
+                        await self._back_to_native(records)
                     break
                 except Fenced as err:
                     self.stats.fenced += 1
@@ -281,20 +285,40 @@ class Partition:
     def _on_native_panic(self, records: Sequence[Record]) -> None:
         """The native path panicked on this batch. Once is redone as any failure is; NATIVE_PANICS times in a
         row is a record that meets a bug of the compiled code, which would panic on every redo and stall the
-        partition for as long as the record is kept: the partition goes on on the reference path, which gives
-        the same output, slower, and dead-letters what it cannot read. The restore reads its native snapshot
+        partition for as long as the record is kept: the batch is redone on the reference path, which gives
+        the same output, slower, and dead-letters what it cannot read. The restore reads the native snapshot
         as the reference's objects (orderbook/native/convert.py) and replays only the records after it, as
-        any restore does. The snapshots it writes after are the reference's; the next owner, back on the native
-        path, reads them converted the other way."""
+        any restore does; once the batch is done the state goes back to the native path (`_back_to_native`)."""
         self._panics += 1
         if self._panics < NATIVE_PANICS or self.native is False:
             return
         self.native = False
+        if self.s.metrics is not None:
+            self.s.metrics.native_fallbacks.labels(self.venue).inc()
         first, last = (records[0].offset, records[-1].offset) if records else (None, None)
-        log.error("%s: the native path panicked on the same batch %d times in a row: this partition goes on on the "
+        log.error("%s: the native path panicked on the same batch %d times in a row: the batch is redone on the "
                   "reference path (the same output, slower; restored from its native snapshot). A bug of "
                   "orderbook/native: report the records at offsets %s-%s", self.name, self._panics, first, last,
                   extra=self._where(offset=first, action="reference_path"))  # fmt: skip
+
+    async def _back_to_native(self, records: Sequence[Record]) -> None:
+        """The batch the native path panicked on is done on the reference path: its state, converted
+        (orderbook/native/convert.py: it continues exactly), goes on on the native path, so one bad record
+        costs the reference path's speed for one batch, not for as long as this worker owns the partition.
+        A state that does not convert (a bug of the conversion) stays on the reference path."""
+        pipe = self.pipeline
+        assert pipe is not None and not pipe.native
+        try:
+            core = await self._in_thread(lambda: NativeVenueWindows.from_state(native_state(pipe.core)))
+        except Exception as err:  # the batch is done whatever this does: a bug here only costs speed
+            log.error("%s: the reference state does not convert to the native path (%s): this partition stays on "
+                      "the reference path", self.name, err, extra=self._where(action="reference_path"))  # fmt: skip
+            return
+        pipe.core, pipe.native = core, True
+        self.native = None
+        log.warning("%s: the batch the native path panicked on (offsets %s-%s) is done on the reference path: back "
+                    "on the native path", self.name, records[0].offset if records else None,
+                    records[-1].offset if records else None, extra=self._where(action="native_path"))  # fmt: skip
 
     async def _batch(self, pipe: VenuePipeline, records: Sequence[Record]) -> None:
         p = self.partition

@@ -296,17 +296,15 @@ def test_two_live_workers_with_one_group_instance_id_say_so_in_their_logs(lab, s
             assert m["megatrading_group_rebalances_total"][0][1] == 0
 
 
-def test_a_record_the_native_path_panics_on_moves_its_partition_to_the_reference_path_and_loses_nothing(
-    lab, streams, tmp_path
-):
+def test_a_record_the_native_path_panics_on_is_done_on_the_reference_path_and_loses_nothing(lab, streams, tmp_path):
     """A record that meets a bug of the compiled code panics it on every redo of its batch: until 2026-12-02
     the partition redid the batch, from its committed offset, for as long as the record was kept. Armed as a
     poison record (streams/failpoints.py; the compiled code panics for real) two thirds into the capture,
-    past several snapshots: after NATIVE_PANICS panics in a row the partition takes the reference path,
-    which reads its native snapshot (orderbook/native/convert.py; until 2026-12-04 it replayed the topic
-    from its first record) and replays only the records after it; the worker publishes exactly what an
-    undisturbed run does, and its log and /metrics say which partition left the native path. A worker
-    started after it, on the native path, reads the reference snapshots that partition wrote since."""
+    past several snapshots: after NATIVE_PANICS panics in a row the batch is redone on the reference path,
+    restored from the native snapshot (orderbook/native/convert.py; until 2026-12-04 it replayed the topic
+    from its first record), and once it is done the state goes back to the native path (until 2026-12-04 the
+    partition stayed on the reference path). The worker publishes exactly what an undisturbed run does; its
+    log and /metrics say what happened; a worker started after it restores from the snapshots written since."""
     raw = streams["binance"]
     poison = raw[2 * len(raw) // 3]
     run = GroupRun(lab, "native-panic", 7, ("binance",), tmp_path)
@@ -314,22 +312,19 @@ def test_a_record_the_native_path_panics_on_moves_its_partition_to_the_reference
     env = {"MT_FAILPOINT_NATIVE_PANIC": poison.value.hex(), "MT_METRICS_HOST": "127.0.0.1",
            "MT_METRICS_PORT": str(port)}  # fmt: skip
     w = run.start(extra_env=env)
+    name = f"md.raw.binance[{poison.partition}]"
     try:
         run.wait(1.0)
         assert w.alive()
-        on_reference = {lab["venue"]: v for lab, v in scrape(port)["megatrading_partitions_on_reference"]}
+        fallbacks = {lab["venue"]: v for lab, v in scrape(port)["megatrading_native_fallbacks_total"]}
         w.stop()
-        name = f"md.raw.binance[{poison.partition}]"
-        nxt = run.start("next")  # the next owner: native, no poison armed
+        nxt = run.start("next")  # the next owner, no poison armed
         deadline = time.monotonic() + 120
         while f"{name}: restored to offset" not in nxt.log.read_text(errors="replace"):
             assert nxt.alive() and time.monotonic() < deadline, nxt.log.read_text(errors="replace")[-3000:]
             time.sleep(0.5)
     finally:
         run.stop_all()
-    next_log = nxt.log.read_text(errors="replace")
-    assert f"{name}: the reference snapshot at offset" in next_log and "read on the native path" in next_log, next_log
-    assert not re.search(r"snapshot \S+ skipped", next_log), next_log[-3000:]
     log = w.log.read_text(errors="replace")
     panics = re.findall(r"^streams\.pipeline\.NativePanic: the native binance pipeline panicked: failpoint", log, re.M)
     assert len(panics) == 2, log[-3000:]
@@ -338,8 +333,15 @@ def test_a_record_the_native_path_panics_on_moves_its_partition_to_the_reference
     restores = re.findall(rf"{re.escape(name)}: restored to offset \d+ from (.+?), (\d+) records replayed", log)
     after = restores[-1]  # the restore on the reference path, after the panics
     assert after[0].startswith("snapshot at offset") and int(after[1]) < poison.offset // 2, restores
-    assert not re.search(r"snapshot \S+ skipped", log), log[-3000:]
-    assert on_reference == {"binance": 1}, on_reference
+    back = re.search(rf"{re.escape(name)}: the batch the native path panicked on \(offsets (\d+)-(\d+)\) is done "
+                     r"on the reference path: back on the native path", log)  # fmt: skip
+    assert back and int(back[1]) <= poison.offset <= int(back[2]), log[-3000:]
+    assert fallbacks == {"binance": 1}, fallbacks
+    next_log = nxt.log.read_text(errors="replace")
+    (src, replayed), *_ = re.findall(rf"{re.escape(name)}: restored to offset \d+ from (.+?), (\d+) records replayed",
+                                     next_log)  # fmt: skip
+    assert src.startswith("snapshot at offset") and int(replayed) < poison.offset // 2, next_log[-3000:]
+    assert not re.search(r"snapshot \S+ skipped", log + next_log), (log + next_log)[-3000:]
     outcome = run.compare(want_for(streams, ("binance",)))
     assert outcome.exact, outcome
 
