@@ -8,9 +8,14 @@
     written with orderbook.venues.itch.encode (adds around a mid, with deletes, executions and
     partial cancels) and run through a VenueWindows; saved as the bare L3Book and as the whole
     VenueWindows.
+(c) A path switch (orderbook/native/convert.py, where the native path is built): each VenueWindows
+    written as a native state and made a NativeVenueWindows (what a native worker does with a
+    reference snapshot), and that read back as a VenueWindows (a reference worker with a native
+    one, or a partition whose native path panicked), beside the snapshot's own load.
 Each figure is the median of --passes (gc collected before each, time.perf_counter_ns). pickle
 (protocol 5) is only a yardstick here: the library never uses it. After the passes every restored
-state is checked against the original (books and order queues). Nothing asserts a time.
+and every converted state is checked against the original (books and order queues). Nothing
+asserts a time.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ sys.path.insert(0, str(REPO))  # a plain script: the working tree, installed or 
 
 from columns import print_columns  # noqa: E402
 
+from orderbook import native  # noqa: E402
 from orderbook.book import L3Book  # noqa: E402
 from orderbook.errors import FeedError  # noqa: E402
 from orderbook.events import Side  # noqa: E402
@@ -132,18 +138,29 @@ def itch_state(orders: int, seed: int) -> VenueWindows:
 # ---------------------------------------------------------------- timing and checking
 
 
-def same_book(a: Any, b: Any) -> bool:
+def same_book(a: Any, b: Any, *, arrival_order: bool = True) -> bool:
+    """Equal levels, and for an order book equal queues and orders, all orders in arrival order where
+    `arrival_order` (a snapshot keeps it; a native state keeps only each queue's, which is all a book's
+    behaviour reads)."""
     if a.to_dict() != b.to_dict():
         return False
     if isinstance(a, L3Book):
-        return all(
+        orders = list(a.orders) == list(b.orders) if arrival_order else a.orders == b.orders
+        return orders and all(
             a.queue(side, p) == b.queue(side, p) for side in (Side.BID, Side.ASK) for p in a.side(side)
-        ) and list(a.orders) == list(b.orders)
+        )
     return True
 
 
 def books_of(state: Any) -> dict[str, Any]:
     return state.feed.books if isinstance(state, VenueWindows) else {"book": state}
+
+
+def same_books(a: Any, b: Any, *, arrival_order: bool = True) -> bool:
+    ours, theirs = books_of(a), books_of(b)
+    return ours.keys() == theirs.keys() and all(
+        same_book(x, theirs[s], arrival_order=arrival_order) for s, x in ours.items()
+    )
 
 
 def measure(rows: list[Row], passes: int) -> None:
@@ -159,9 +176,33 @@ def measure(rows: list[Row], passes: int) -> None:
             ms, _ = timed(lambda pickled=pickled: pickle.loads(pickled))
             row.theirs["load"].append(ms)
             row.theirs_bytes = len(pickled)
-            ours, theirs = books_of(row.state), books_of(restored)
-            if ours.keys() != theirs.keys() or not all(same_book(b, theirs[s]) for s, b in ours.items()):
+            if not same_books(row.state, restored):
                 sys.exit(f"snapshot_bench: the restored state of {row.what!r} differs from the original")
+
+
+def measure_switch(rows: list[Row], passes: int) -> list[tuple[str, str, str, str]]:
+    """(c): the VenueWindows rows to the native path and back, with their snapshot load beside."""
+    from orderbook.native.convert import native_state, reference_windows
+    from orderbook.native.venue_windows import NativeVenueWindows
+
+    out = []
+    for row in rows:
+        if not isinstance(row.state, VenueWindows):
+            continue
+        there: list[float] = []
+        back: list[float] = []
+        for _ in range(passes):
+            ms, nvw = timed(lambda row=row: NativeVenueWindows.from_state(native_state(row.state)))
+            there.append(ms)
+            ms, again = timed(lambda nvw=nvw: reference_windows(nvw.__getstate__()))
+            back.append(ms)
+            if not same_books(row.state, again, arrival_order=False):
+                sys.exit(f"snapshot_bench: {row.what!r} converted to the native path and back differs")
+        load = row.ms(row.ours, "load")
+        there_ms, back_ms = statistics.median(there), statistics.median(back)
+        out.append((row.what, f"{there_ms:.1f} ms", f"{back_ms:.1f} ms",
+                    f"{load:.1f} ms ({(there_ms + back_ms) / load:.1f}x for both ways)"))  # fmt: skip
+    return out
 
 
 def print_table(rows: list[Row]) -> None:
@@ -225,6 +266,12 @@ def main(argv: list[str] | None = None) -> None:
     measure(rows, args.passes)
     print(f"median of {args.passes} passes; python {sys.version.split()[0]}; pickle protocol 5 as a yardstick\n")
     print_table(rows)
+    if native.available():
+        print("\na path switch (orderbook/native/convert.py):")
+        head = ("state", "to the native path", "back to the reference", "snapshot load (beside)")
+        print_columns(head, measure_switch(rows, args.passes), left=(0,))
+    else:
+        print(f"\nno path switch timed: {native.describe()}")
     big = rows[3]
     total = big.ms(big.ours, "dump") + big.ms(big.ours, "load")
     print(
