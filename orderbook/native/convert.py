@@ -73,7 +73,7 @@ def reference_windows(state: dict[str, Any]) -> VenueWindows:
         if feed["venue"] != venue:
             raise ValueError(f"a feed of {feed['venue']!r} in a state of {venue!r}")
         vw.feed = _binance_feed(feed["core"]) if venue == "binance" else _itch_feed(feed["core"])
-        vw.builders = {name: _builder(b, venue) for name, b in state["builders"].items()}
+        vw.builders = {name: _builder(b) for name, b in state["builders"].items()}
     except ValueError:
         raise
     except (KeyError, TypeError, IndexError, AttributeError, OverflowError, struct.error, FeedError) as err:
@@ -197,7 +197,7 @@ def _itch_feed(core: dict[str, Any]) -> ItchFeed:
 # ---- window builders
 
 
-def _builder(state: dict[str, Any], venue: str) -> WindowBuilder:
+def _builder(state: dict[str, Any]) -> WindowBuilder:
     """pywindows.rs `__getstate__`: venue, symbol, the last window's offset, the headlines, and the
     builder itself as `mod state`'s bytes (`_Reader`)."""
     if state.get("version") != BUILDER_VERSION:
