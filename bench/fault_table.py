@@ -25,6 +25,10 @@ Kinds (the cut point of each injection is a seeded random fraction of the stream
     sigkill-rebalance               Binance + ITCH, workers a and b from the start, c started at the
                                     cut; one of the three (seeded) SIGKILLed 0-2 s after c asks to
                                     join the group
+    poison-record                   the record at the cut armed as a poison record (streams/failpoints.py:
+                                    the native path panics on it, every time, as on a bug of the compiled
+                                    code): after two panics its batch is redone on the reference path from
+                                    the native snapshot, then the partition goes back to the native path
     corrupt-snapshot                ITCH: the worker stopped at the cut, a corrupt record produced to
                                     md.state (random bytes, a real snapshot cut short, or one with a
                                     bit of its state flipped, in turn) and the commit of one partition
@@ -34,9 +38,10 @@ Kinds (the cut point of each injection is a seeded random fraction of the stream
                                     record, and lose nothing
 
 Time to recover: from the end of the fault (the server healthy again; the replacement worker
-spawned; the kill, for the rebalance kind; the new worker spawned, for the corrupt snapshot)
-until every partition that still had records to process has committed past where it stood then
-(committed offsets polled every 0.1 s). A worker's start (1.5-3 s here) is part of it where a
+spawned; the kill, for the rebalance kind; the new worker spawned, for the corrupt snapshot; the
+first panic seen in the log, for the poison record) until every partition that still had records
+to process has committed past where it stood then (past the poison record, for that kind;
+committed offsets polled every 0.1 s). A worker's start (1.5-3 s here) is part of it where a
 worker is started.
 
 Exit status 1 if any injection lost, duplicated, reordered or changed a forecast, or failed
@@ -53,6 +58,7 @@ import logging
 import os
 import platform
 import random
+import re
 import shlex
 import shutil
 import statistics
@@ -84,6 +90,7 @@ from kafka.errors import KafkaError  # noqa: E402
 from kafka.structs import OffsetAndMetadata  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from streams.failpoints import POISON_ENV  # noqa: E402
 from streams.infra import Infra  # noqa: E402
 from streams.offsets import committed  # noqa: E402
 from streams.snapshots import Pointer, fetch, parse_pointer, state_key  # noqa: E402
@@ -273,6 +280,29 @@ def sigkill_rebalance(lab: Lab, inj: Injection, rng: random.Random) -> None:
     inj.wait(1.0)
 
 
+def poison_record(lab: Lab, inj: Injection, rng: random.Random) -> None:
+    raw = lab.topic_records("md.raw.binance")
+    poison = raw[int(inj.cut * len(raw))]
+    w = inj.start("w", extra_env={POISON_ENV: poison.value.hex()})
+    deadline = time.monotonic() + 300
+    while "NativePanic: the native binance pipeline panicked" not in w.log.read_text(errors="replace"):
+        assert w.alive(), f"the worker exited before the poison record; log {w.log}"
+        assert time.monotonic() < deadline, f"no native panic in 300 s; log {w.log}"
+        time.sleep(0.05)
+    t_panic = time.monotonic()
+    progress = Progress(inj)
+    base = {tp: poison.offset if tp.partition == poison.partition else progress.ends[tp] for tp in progress.tps}
+    inj.recover_s = recovery(inj, t_panic, base, progress)
+    inj.wait(1.0)
+    name = f"md.raw.binance[{poison.partition}]"
+    log = w.log.read_text(errors="replace")
+    back = f"{name}: the batch the native path panicked on (offsets "
+    assert back in log and "back on the native path" in log, f"no '{back}...' line; log {w.log}"
+    assert "read on the reference path" in log, f"the reference path did not start from the snapshot; log {w.log}"
+    replayed = re.findall(rf"{re.escape(name)}: restored to offset \d+ from (.+?), (\d+) records replayed", log)
+    inj.detail = f"{name}@{poison.offset}: redone on the reference path after {replayed[-1][1]} records replayed"
+
+
 CORRUPTIONS = ("random bytes", "cut short", "bit flipped")
 
 
@@ -369,6 +399,12 @@ KINDS = (
          "Binance + ITCH, workers a and b from the start, c started mid-stream; one of the three (seeded) "
          "SIGKILLed 0-2 s after c asks to join the group; c started at 10-50% committed, so that records are left "
          "when the kill lands", sigkill_rebalance, (0.1, 0.5)),
+    Kind("poison-record", "poison record",
+         "a record the native path panics on every time (the failpoint MT_FAILPOINT_NATIVE_PANIC, as a record that "
+         "meets a bug of the compiled code) at the cut: after two panics its batch is redone on the reference "
+         "path, restored from the native snapshot, then the partition goes back to the native path; time to "
+         "recover counts from the first panic seen in the log until the partition commits past the record",
+         poison_record),
     Kind("corrupt-snapshot", "corrupt snapshot",
          "ITCH: the worker stopped mid-stream; a corrupt record produced to md.state (random bytes, the "
          "partition's snapshot cut short, or with a bit of its state flipped, in turn) and one partition's "
@@ -397,7 +433,14 @@ class Lab:
         self.itch_tail = [itch[head + i * step : head + (i + 1) * step] for i in range(repeats)]
         self.itch_tail[-1] = itch[head + (repeats - 1) * step :]
         self._want: dict[tuple, dict] = {}
+        self._records: dict[str, list] = {}
         self.injections = 0
+
+    def topic_records(self, topic: str) -> list:
+        """The records on a topic as the broker holds them (partition, offset, value), read once."""
+        if topic not in self._records:
+            self._records[topic] = read_topic(self.bootstrap, topic, committed_only=False)
+        return self._records[topic]
 
     def partitions(self, topic: str) -> set[int]:
         c = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
