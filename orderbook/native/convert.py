@@ -4,15 +4,15 @@
     nvw = NativeVenueWindows.from_state(native_state(vw))      # reference -> native
 
 Why: the worker snapshots a partition's state on the path it runs (streams/snapshots.py), and a
-partition changes path: one whose native path panicked on the same batch again and again goes on on
-the reference path (streams/partition.py) and reads its native snapshot; the next owner goes back to
-the native path and reads the reference snapshots written since; an operator turns MT_NATIVE off or
-on. Without a conversion each switch rebuilt the partition from its topic's first record (an hour
+partition changes path: the batch the native path panicked on again and again is redone on the
+reference path from the native snapshot, and the state goes back to the native path after it
+(streams/partition.py); a worker restarted with MT_NATIVE turned off or on reads the other path's
+snapshots. Without a conversion each switch rebuilt the partition from its topic's first record (an hour
 for a busy day); with it the restore replays only what came after the snapshot.
 
 The converted state continues exactly as the original would have: the same later windows, rejects,
-books and stats (tests/test_native_convert.py, every Binance capture cut at several points, mangled
-streams cut densely, a simulated ITCH day). It is read and written in the native parts' own state
+books and stats (tests/test_native_convert.py, both ways: every Binance capture, mangled streams cut
+densely, a simulated ITCH day). It is read and written in the native parts' own state
 layouts: the Rust feeds' dicts (binance.rs `export` / `import`, itch.rs `state` / `from_state`,
 state.rs's packed books) and the window builder's bytes (pywindows.rs `mod state`), so a change of
 one of them must change this module too; the test catches one that does not. The Rust side checks
