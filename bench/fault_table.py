@@ -10,11 +10,12 @@ injection failed (or --keep): it holds the worker logs and the servers' data.
 
 Streams, published once: the real Binance spot ETHUSDT capture (../shared/data, read in place;
 one book, so one partition) on `md.raw.binance`, and the first 60% of a simulated ITCH 5.0 stream
-(8 stocks over the 4 partitions) on `md.raw.itch`, the rest appended piece by piece by the corrupt
-snapshot injections (they run last). Every injection is a fresh consumer group (its own app id, transactional ids,
-`md.state` keys), a fresh Redis database (FLUSHDB first) and its own forecasts topic, started from
-the topic's first record; at the end its output (Redis, the forecasts topic read committed) is
-compared with `faults.expected` of the very records on the topic (tests/faults.py).
+(8 stocks over the 4 partitions) on `md.raw.itch`, the rest appended piece by piece: a piece just
+before each rebalance kill, then a piece by each corrupt snapshot injection (they run last).
+Every injection is a fresh consumer group (its own app id, transactional ids, `md.state` keys),
+a fresh Redis database (FLUSHDB first) and its own forecasts topic, started from the topic's
+first record; at the end its output (Redis, the forecasts topic read committed) is compared with
+`faults.expected` of the very records on the topic (tests/faults.py).
 
 Kinds (the cut point of each injection is a seeded random fraction of the stream committed,
 10-80%, 10-50% for the rebalance kind; Binance unless said):
@@ -24,7 +25,8 @@ Kinds (the cut point of each injection is a seeded random fraction of the stream
     sigkill                         the worker SIGKILLed, a new one started
     sigkill-rebalance               Binance + ITCH, workers a and b from the start, c started at the
                                     cut; one of the three (seeded) SIGKILLed 0-2 s after c asks to
-                                    join the group
+                                    join the group, an ITCH piece appended just before (on a fast
+                                    host a and b are done with the rest by then: nothing to recover)
     poison-record                   the record at the cut armed as a poison record (streams/failpoints.py:
                                     the native path panics on it, every time, as on a bug of the compiled
                                     code): after two panics its batch is redone on the reference path from
@@ -99,7 +101,7 @@ from streams.topics import STATE_TOPIC  # noqa: E402
 SHARED_DATA = Path(os.environ.get("MT_SHARED_DATA", REPO.parent / "shared" / "data"))
 BINANCE_CAPTURE = "binance-hftbacktest/spot_ethusdt_20240808.gz"
 ITCH_SEED, ITCH_SYMBOLS, ITCH_MINUTES = 11, 8, 60
-ITCH_HEAD = 0.6  # of the ITCH stream published at the start; the rest is appended by corrupt-snapshot
+ITCH_HEAD = 0.6  # of the ITCH stream published at the start; the rest is appended by the injections
 REDIS_DBS = range(1, 16)  # a fresh database per injection, flushed first (0 left alone)
 POLL = 0.1  # seconds between two reads of the committed offsets
 CUTS = (0.1, 0.8)  # a cut point: this range of the stream committed
@@ -273,9 +275,11 @@ def sigkill_rebalance(lab: Lab, inj: Injection, rng: random.Random) -> None:
         time.sleep(0.05)
     victim, delay = rng.choice(sorted(workers)), rng.uniform(0.0, 2.0)
     time.sleep(delay)
+    # records the kill must find left: a and b finish the published streams within c's start on a fast host
+    appended = lab.append_itch("rebalance", inj.index)
     workers[victim].kill()
     t_end = time.monotonic()
-    inj.detail = f"{victim} killed {delay:.1f} s after c asked to join"
+    inj.detail = f"{victim} killed {delay:.1f} s after c asked to join, {appended:,} ITCH records appended just before"
     inj.recover_s = recovery(inj, t_end)
     inj.wait(1.0)
 
@@ -332,7 +336,7 @@ def corrupt_snapshot(lab: Lab, inj: Injection, rng: random.Random) -> None:
     assert committed(inj.bootstrap, inj.group, topic, [p])[p] == (got[p].offset, bad.metadata()), "re-commit lost"
     inj.detail = (f"{topic}[{p}]@{got[p].offset}: {how} ({len(value)} bytes) at {bad.metadata()}, "
                   f"was {old.metadata() if old else 'no snapshot'}")  # fmt: skip
-    lab.append_itch(inj.index)
+    lab.append_itch("corrupt", inj.index)
     progress = Progress(inj)
     base = progress.committed()
     w1 = inj.start("w1")
@@ -397,8 +401,8 @@ KINDS = (
     Kind("sigkill", "worker SIGKILL", "the worker SIGKILLed mid-stream, a new one started", sigkill),
     Kind("sigkill-rebalance", "worker SIGKILL during a rebalance",
          "Binance + ITCH, workers a and b from the start, c started mid-stream; one of the three (seeded) "
-         "SIGKILLed 0-2 s after c asks to join the group; c started at 10-50% committed, so that records are left "
-         "when the kill lands", sigkill_rebalance, (0.1, 0.5)),
+         "SIGKILLed 0-2 s after c asks to join the group, a piece of the ITCH stream appended just before, so that "
+         "records are left when the kill lands; c started at 10-50% committed", sigkill_rebalance, (0.1, 0.5)),
     Kind("poison-record", "poison record",
          "a record the native path panics on every time (the failpoint MT_FAILPOINT_NATIVE_PANIC, as a record that "
          "meets a bug of the compiled code) at the cut: after two panics its batch is redone on the reference "
@@ -429,9 +433,12 @@ class Lab:
         publish(self.bootstrap, "md.raw.binance", binance)
         head = round(len(itch) * ITCH_HEAD)
         publish(self.bootstrap, "md.raw.itch", itch[:head])
-        step = max(1, (len(itch) - head) // max(repeats, 1))
-        self.itch_tail = [itch[head + i * step : head + (i + 1) * step] for i in range(repeats)]
-        self.itch_tail[-1] = itch[head + (repeats - 1) * step :]
+        # the rest in pieces appended by the injections: one per rebalance kill, then one per corrupt snapshot
+        pieces = 2 * max(repeats, 1)
+        step = max(1, (len(itch) - head) // pieces)
+        self.itch_tail = [itch[head + i * step : head + (i + 1) * step] for i in range(pieces)]
+        self.itch_tail[-1] = itch[head + (pieces - 1) * step :]
+        self.repeats = max(repeats, 1)
         self._want: dict[tuple, dict] = {}
         self._records: dict[str, list] = {}
         self.injections = 0
@@ -449,8 +456,11 @@ class Lab:
         finally:
             c.close()
 
-    def append_itch(self, index: int) -> None:
-        publish(self.bootstrap, "md.raw.itch", self.itch_tail[index % len(self.itch_tail)])
+    def append_itch(self, kind: str, index: int) -> int:
+        """Append the ITCH piece of a kind's injection (`kind`: "rebalance" or "corrupt"); its records."""
+        piece = self.itch_tail[(index % self.repeats) + (self.repeats if kind == "corrupt" else 0)]
+        publish(self.bootstrap, "md.raw.itch", piece)
+        return len(piece)
 
     def want(self, venues: Sequence[str]) -> dict:
         """`expected` of the records on the topics now (computed once per topic length)."""
@@ -572,8 +582,8 @@ committed, drawn from {CUTS[0]:.0%}-{CUTS[1]:.0%}; the fault lands a poll later,
 Streams: the real Binance spot ETHUSDT capture of 2024-08-08 (`{BINANCE_CAPTURE}`,
 {args.binance_records} records, one book: one partition) and, where a second venue format and several
 partitions help, a simulated ITCH 5.0 stream ({ITCH_SYMBOLS} stocks over 4 partitions, seed {ITCH_SEED},
-{args.itch_records} records: {ITCH_HEAD:.0%} published at the start, the rest appended piece by piece by the
-corrupt snapshot injections).
+{args.itch_records} records: {ITCH_HEAD:.0%} published at the start, the rest appended piece by piece, just
+before each rebalance kill and by the corrupt snapshot injections).
 
 {kinds_text}
 
