@@ -295,7 +295,7 @@ class Partition:
         self.native = False
         if self.s.metrics is not None:
             self.s.metrics.native_fallbacks.labels(self.venue).inc()
-        first, last = (records[0].offset, records[-1].offset) if records else (None, None)
+        first, last = _span(records)
         log.error("%s: the native path panicked on the same batch %d times in a row: the batch is redone on the "
                   "reference path (the same output, slower; restored from its native snapshot). A bug of "
                   "orderbook/native: report the records at offsets %s-%s", self.name, self._panics, first, last,
@@ -318,8 +318,8 @@ class Partition:
         pipe.core, pipe.native = core, True
         self.native = None
         log.warning("%s: the batch the native path panicked on (offsets %s-%s) is done on the reference path: back "
-                    "on the native path", self.name, records[0].offset if records else None,
-                    records[-1].offset if records else None, extra=self._where(action="native_path"))  # fmt: skip
+                    "on the native path", self.name, *_span(records),
+                    extra=self._where(action="native_path"))  # fmt: skip
 
     async def _batch(self, pipe: VenuePipeline, records: Sequence[Record]) -> None:
         p = self.partition
@@ -566,3 +566,8 @@ class Partition:
         log.debug("%s: snapshot at offset %d, %d bytes encoded in %.1f ms", self.name, offset, len(value),
                   (time.perf_counter() - t0) * 1e3)  # fmt: skip
         return snapshots.state_key(s.app_id, self.topic, self.partition), value
+
+
+def _span(records: Sequence[Record]) -> tuple[int | None, int | None]:
+    """A batch's first and last offsets, as its log lines name it (None, None for none)."""
+    return (records[0].offset, records[-1].offset) if records else (None, None)

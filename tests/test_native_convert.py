@@ -23,6 +23,7 @@ from tests.test_native_venue_windows import (
     CAPTURES,
     CONFIG,
     Out,
+    _Rec,
     _reject,
     assert_same,
     capture,
@@ -42,17 +43,10 @@ WAYS = ["to_reference", "to_native"]
 
 def _feed(pipe: VenuePipeline, values: list[bytes], a: int, b: int, out: tuple[list, list]) -> None:
     for lo in range(a, b, BATCH):
-        records = [_Rec(values[i], i) for i in range(lo, min(b, lo + BATCH))]
+        records = [_Rec(None, values[i], 0, i) for i in range(lo, min(b, lo + BATCH))]
         ws, rs = pipe.process_batch(records)
         out[0].extend(ws)
         out[1].extend(_reject(r) for r in rs)
-
-
-class _Rec:
-    __slots__ = ("key", "offset", "partition", "value")
-
-    def __init__(self, value: bytes, offset: int) -> None:
-        self.key, self.value, self.partition, self.offset = None, value, 0, offset
 
 
 def switched(

@@ -28,9 +28,8 @@ from __future__ import annotations
 import math
 import struct
 import sys
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -44,7 +43,7 @@ from ..venue_windows import VenueWindows
 from ..venues.binance import MAX_PENDING_TICKERS, BinanceFeed, BookTicker, Diff, SyncStats
 from ..venues.itch import ItchFeed
 from ..windows import WindowBuilder, WindowConfig
-from .venue_windows import STATE_KIND, STATE_VERSION
+from .venue_windows import common_state, restore_common
 
 T = TypeVar("T")
 
@@ -58,17 +57,10 @@ _SIDES = {int(Side.BID): Side.BID, int(Side.ASK): Side.ASK}
 def reference_windows(state: dict[str, Any]) -> VenueWindows:
     """The VenueWindows a `NativeVenueWindows.__getstate__()` state stands for; ValueError where the
     state is not one this reader knows (another kind or version of a part, a malformed value)."""
-    if not isinstance(state, dict) or (state.get("kind"), state.get("version")) != (STATE_KIND, STATE_VERSION):
-        got = (state.get("kind"), state.get("version")) if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"NativeVenueWindows state {got!r}, this reads {(STATE_KIND, STATE_VERSION)}")
+    vw = VenueWindows.__new__(VenueWindows)
     try:
-        venue = state["venue"]
-        symbols = None if state["symbols"] is None else set(state["symbols"])
-        vw = VenueWindows(venue, state["config"], symbols=symbols, ticks=dict(state["ticks"]),
-                          max_bytes=state["max_bytes"])  # fmt: skip
-        vw.news = {k: [tuple(item) for item in v] for k, v in state["news"].items()}
-        stats = state["stats"]
-        vw.stats = replace(stats, rejected=Counter(stats.rejected))
+        restore_common(vw, state)
+        venue = vw.venue
         feed = state["feed"]
         if feed["venue"] != venue:
             raise ValueError(f"a feed of {feed['venue']!r} in a state of {venue!r}")
@@ -371,15 +363,7 @@ def native_state(vw: VenueWindows) -> dict[str, Any]:
         followers[name] = {"kind": book_kind, "version": FEED_VERSION, "venue": vw.venue, "symbol": name,
                            "bids": part["bids"], "asks": part["asks"]}  # fmt: skip
     return {
-        "kind": STATE_KIND,
-        "version": STATE_VERSION,
-        "venue": vw.venue,
-        "config": vw.config,
-        "symbols": None if vw.symbols is None else sorted(vw.symbols),
-        "ticks": dict(vw.ticks),
-        "max_bytes": vw.max_bytes,
-        "news": {k: list(v) for k, v in vw.news.items()},
-        "stats": replace(vw.stats, rejected=Counter(vw.stats.rejected)),
+        **common_state(vw),
         "feed": {"version": FEED_VERSION, "venue": vw.venue, "symbols": list(names), "core": core},
         "books": followers,
         "builders": builders,

@@ -152,17 +152,7 @@ class NativeVenueWindows:
         builder's own `__getstate__` (Rust: books, sync, order routing, rings, feature state),
         the headlines kept, the stats. `from_state` continues exactly where this one was."""
         return {
-            "kind": STATE_KIND,
-            "version": STATE_VERSION,
-            "venue": self.venue,
-            "config": self.config,
-            "symbols": None if self.symbols is None else sorted(self.symbols),
-            "ticks": dict(self.ticks),
-            "max_bytes": self.max_bytes,
-            "news": {k: list(v) for k, v in self.news.items()},
-            # a copy, as every other value here: a state encoded later (the worker's snapshots are,
-            # in a thread) must not move with the live stats
-            "stats": replace(self.stats, rejected=Counter(self.stats.rejected)),
+            **common_state(self),
             "feed": self.feed.__getstate__(),
             "books": {name: book.__getstate__() for name, book in self.books.items()},
             "builders": {name: b.__getstate__() for name, b in self.builders.items()},
@@ -171,21 +161,9 @@ class NativeVenueWindows:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Become the `__getstate__` state; ValueError for another kind or version, or a malformed state."""
-        if not isinstance(state, dict) or (state.get("kind"), state.get("version")) != (STATE_KIND, STATE_VERSION):
-            got = (state.get("kind"), state.get("version")) if isinstance(state, dict) else type(state).__name__
-            raise ValueError(f"NativeVenueWindows state {got!r}, this build reads {(STATE_KIND, STATE_VERSION)}")
         try:
-            venue = state["venue"]
-            symbols = state["symbols"]
-            self.__init__(  # type: ignore[misc]  # the empty object, then its parts replaced
-                venue,
-                state["config"],
-                symbols=None if symbols is None else set(symbols),
-                ticks=dict(state["ticks"]),
-                max_bytes=state["max_bytes"],
-            )
-            self.news = {k: [tuple(item) for item in v] for k, v in state["news"].items()}
-            self.stats = state["stats"]
+            restore_common(self, state)  # the empty object, then its parts replaced
+            venue = self.venue
             self.feed.__setstate__(state["feed"])
             book_cls = native.L3Book if venue == "itch" else native.L2Book
             for name, book_state in state["books"].items():
@@ -430,6 +408,39 @@ class NativeVenueWindows:
 
     # the reference's own: it keeps `news` per symbol and tells `builders`, whose native ones take the same call
     add_news = VenueWindows.add_news
+
+
+def common_state(windows: VenueWindows | NativeVenueWindows) -> dict[str, Any]:
+    """What a `NativeVenueWindows.__getstate__` state holds that a VenueWindows keeps alike: kind and
+    version, venue, window config, symbol filter, ticks, record limit, headlines, stats (orderbook/native/
+    convert.py writes a VenueWindows's state with it)."""
+    return {
+        "kind": STATE_KIND,
+        "version": STATE_VERSION,
+        "venue": windows.venue,
+        "config": windows.config,
+        "symbols": None if windows.symbols is None else sorted(windows.symbols),
+        "ticks": dict(windows.ticks),
+        "max_bytes": windows.max_bytes,
+        "news": {k: list(v) for k, v in windows.news.items()},
+        # a copy, as every other value here: a state encoded later (the worker's snapshots are, in a
+        # thread) must not move with the live stats
+        "stats": replace(windows.stats, rejected=Counter(windows.stats.rejected)),
+    }
+
+
+def restore_common(windows: VenueWindows | NativeVenueWindows, state: dict[str, Any]) -> None:
+    """`windows` (made with `__new__`, or any) emptied by its own `__init__` with `common_state`'s parts of
+    `state`, then given its headlines and stats; ValueError for a state of another kind or version."""
+    if not isinstance(state, dict) or (state.get("kind"), state.get("version")) != (STATE_KIND, STATE_VERSION):
+        got = (state.get("kind"), state.get("version")) if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"NativeVenueWindows state {got!r}, this build reads {(STATE_KIND, STATE_VERSION)}")
+    symbols = state["symbols"]
+    type(windows).__init__(windows, state["venue"], state["config"], symbols=None if symbols is None else set(symbols),
+                           ticks=dict(state["ticks"]), max_bytes=state["max_bytes"])  # fmt: skip
+    windows.news = {k: [tuple(item) for item in v] for k, v in state["news"].items()}
+    stats = state["stats"]
+    windows.stats = replace(stats, rejected=Counter(stats.rejected))
 
 
 def _check_followers(state: dict[str, Any]) -> None:
