@@ -228,6 +228,7 @@ class Worker:
             return
         if self._heartbeat_failed:
             log.info("heartbeat to Redis is back")
+        self.waits.wake("redis")  # a step sleeping out its backoff for Redis need not wait up to 5 s more
         self._heartbeat_failed = False
         self.follow(wanted)
 

@@ -68,3 +68,62 @@ def test_cancellation_is_never_swallowed():
 def test_backoff_doubles_up_to_its_cap():
     b = Backoff(first=0.1, cap=1.0)
     assert [b.delay(n) for n in range(1, 7)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+
+
+def test_a_backoff_ends_when_what_it_waits_for_is_back():
+    """Two partitions' writes wait for Redis with a 10 s backoff: the heartbeat seeing Redis again (`wake`)
+    sends both back at once, and a step's success wakes the others waiting for the same thing."""
+
+    async def main() -> tuple[float, float]:
+        waits = Waits()
+        up = False
+
+        async def write() -> str:
+            if not up:
+                raise ConnectionError("refused")
+            return "written"
+
+        slow = Backoff(first=10, cap=10)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        first = asyncio.create_task(until_done(write, "redis", waits, backoff=slow))
+        second = asyncio.create_task(until_done(write, "redis", waits, backoff=slow))
+        other = asyncio.create_task(until_done(write, "kafka", waits, backoff=slow))
+        await asyncio.sleep(0.05)
+        assert waits.now["redis"].attempts == 2 and not first.done()
+        up = True
+        waits.wake("redis")
+        assert await first == await second == "written"
+        woke = loop.time() - t0
+        assert not other.done()  # another server's wait is not cut short
+        waits.wake("kafka")
+        await other
+        return woke, loop.time() - t0
+
+    woke, both = asyncio.run(main())
+    assert woke < 1.0 and both < 1.0  # against the 10 s backoff
+
+
+def test_one_steps_success_wakes_the_others_waiting_for_the_same_thing():
+    async def main() -> float:
+        waits = Waits()
+        calls: dict[str, int] = {"a": 0, "b": 0}
+
+        def step(name: str, fails: int):
+            async def run() -> str:
+                calls[name] += 1
+                if calls[name] <= fails:
+                    raise ConnectionError("refused")
+                return name
+
+            return run
+
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        b = asyncio.create_task(until_done(step("b", 1), "redis", waits, backoff=Backoff(first=10, cap=10)))
+        await asyncio.sleep(0.01)
+        assert await until_done(step("a", 1), "redis", waits, backoff=Backoff(first=0.01, cap=0.01)) == "a"
+        assert await b == "b"
+        return loop.time() - t0
+
+    assert asyncio.run(main()) < 1.0
