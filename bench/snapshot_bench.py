@@ -8,7 +8,10 @@
     written with orderbook.venues.itch.encode (adds around a mid, with deletes, executions and
     partial cancels) and run through a VenueWindows; saved as the bare L3Book and as the whole
     VenueWindows.
-(c) A path switch (orderbook/native/convert.py, where the native path is built): each VenueWindows
+(c) ITCH, a partition of a whole market: --stocks stocks (2,000 by default, about a quarter of
+    Nasdaq's listings: one of a worker's 4 partitions) sharing --orders resting orders, each stock
+    with its own book and window builder.
+(d) A path switch (orderbook/native/convert.py, where the native path is built): each VenueWindows
     written as a native state and made a NativeVenueWindows (what a native worker does with a
     reference snapshot), and that read back as a VenueWindows (a reference worker with a native
     one, or a partition whose native path panicked), beside the snapshot's own load.
@@ -88,15 +91,17 @@ def binance_state(path: Path, limit: int | None) -> VenueWindows:
     return vw
 
 
-def itch_messages(orders: int, seed: int) -> list[bytes]:
-    """One stock's day so far: about `orders` resting orders when it has run (a fifth of the adds
-    leave again: deleted, executed or partly cancelled)."""
+def itch_messages(orders: int, seed: int, stocks: int = 1) -> list[bytes]:
+    """A day so far over `stocks` stocks: about `orders` resting orders in all when it has run (a fifth
+    of the adds leave again: deleted, executed or partly cancelled), each stock's flow as busy as any."""
     rng = random.Random(seed)
     ts = 34_200 * 10**9
     msgs = [encode("S", timestamp=ts - 10**9, event_code="O")]
-    msgs.append(encode("R", locate=1, timestamp=ts - 10**9, stock="BENCH", market_category="Q"))
+    names = ["BENCH"] if stocks == 1 else [f"S{k:04d}" for k in range(stocks)]
+    for locate, name in enumerate(names, 1):
+        msgs.append(encode("R", locate=locate, timestamp=ts - 10**9, stock=name, market_category="Q"))
     msgs.append(encode("S", timestamp=ts, event_code="Q"))
-    live: list[int] = []
+    live: list[tuple[int, int]] = []  # (locate, order ref)
     shares: dict[int, int] = {}
     ref = 0
     while len(live) < orders:
@@ -104,33 +109,34 @@ def itch_messages(orders: int, seed: int) -> list[bytes]:
         r = rng.random()
         if r < 0.8 or len(live) < 100:
             ref += 1
+            locate = rng.randint(1, stocks)
             side = "B" if rng.random() < 0.5 else "S"
             away = 1 + int(rng.expovariate(1 / 40))  # ticks from the mid: a deep book, busy at the touch
             price = (5_000 - away if side == "B" else 5_000 + away) * 100
             shares[ref] = rng.choice((100, 100, 200, 300, 500, 1000))
-            live.append(ref)
-            msgs.append(encode("A", locate=1, timestamp=ts, order_ref=ref, side=side, shares=shares[ref],
-                               stock="BENCH", price=price))  # fmt: skip
+            live.append((locate, ref))
+            msgs.append(encode("A", locate=locate, timestamp=ts, order_ref=ref, side=side, shares=shares[ref],
+                               stock=names[locate - 1], price=price))  # fmt: skip
             continue
         i = rng.randrange(len(live))
-        victim = live[i]
+        locate, victim = live[i]
         if r < 0.9:
             live[i] = live[-1]
             live.pop()
-            msgs.append(encode("D", locate=1, timestamp=ts, order_ref=victim))
+            msgs.append(encode("D", locate=locate, timestamp=ts, order_ref=victim))
         elif r < 0.95 and shares[victim] > 100:
             shares[victim] -= 100
-            msgs.append(encode("X", locate=1, timestamp=ts, order_ref=victim, shares=100))
+            msgs.append(encode("X", locate=locate, timestamp=ts, order_ref=victim, shares=100))
         else:
             live[i] = live[-1]
             live.pop()
-            msgs.append(encode("E", locate=1, timestamp=ts, order_ref=victim, shares=shares[victim], match=ref))
+            msgs.append(encode("E", locate=locate, timestamp=ts, order_ref=victim, shares=shares[victim], match=ref))
     return msgs
 
 
-def itch_state(orders: int, seed: int) -> VenueWindows:
+def itch_state(orders: int, seed: int, stocks: int = 1) -> VenueWindows:
     vw = VenueWindows("itch")
-    for raw in itch_messages(orders, seed):
+    for raw in itch_messages(orders, seed, stocks):
         vw.process(None, raw)
     return vw
 
@@ -181,7 +187,7 @@ def measure(rows: list[Row], passes: int) -> None:
 
 
 def measure_switch(rows: list[Row], passes: int) -> list[tuple[str, str, str, str]]:
-    """(c): the VenueWindows rows to the native path and back, with their snapshot load beside."""
+    """(d): the VenueWindows rows to the native path and back, with their snapshot load beside."""
     from orderbook.native.convert import native_state, reference_windows
     from orderbook.native.venue_windows import NativeVenueWindows
 
@@ -231,11 +237,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--passes", type=int, default=5, help="timed passes, median kept (default: 5)")
     p.add_argument("--orders", type=int, default=100_000, help="resting orders of the ITCH book (default: 100000)")
     p.add_argument("--binance-limit", type=int, default=None, help="first N messages of the capture (default: all)")
+    p.add_argument("--stocks", type=int, default=2_000, help="stocks of the many-books ITCH state (default: 2000)")
     p.add_argument("--seed", type=int, default=20240808, help="seed of the ITCH stream")
-    p.add_argument("--quick", action="store_true", help="smoke run: 5,000 orders, 5,000 messages, 1 pass")
+    p.add_argument("--quick", action="store_true", help="smoke run: 5,000 orders, 100 stocks, 5,000 messages, 1 pass")
     args = p.parse_args(argv)
     if args.quick:
-        args.passes, args.orders = 1, min(args.orders, 5_000)
+        args.passes, args.orders, args.stocks = 1, min(args.orders, 5_000), min(args.stocks, 100)
         args.binance_limit = min(args.binance_limit or 5_000, 5_000)
     return args
 
@@ -250,10 +257,13 @@ def main(argv: list[str] | None = None) -> None:
     btc = binance.feed.books["BTCUSDT"]
     itch = itch_state(args.orders, args.seed)
     (stock,) = itch.feed.books.values()
+    many = itch_state(args.orders, args.seed, args.stocks)
+    many_orders = sum(len(b.orders) for b in many.feed.books.values())
     print(
         f"states built in {time.perf_counter() - started:.1f} s: BTCUSDT {len(btc.bids):,} bid and "
         f"{len(btc.asks):,} ask levels; ITCH {len(stock.orders):,} resting orders at "
-        f"{len(stock.bids) + len(stock.asks):,} price levels"
+        f"{len(stock.bids) + len(stock.asks):,} price levels; ITCH {len(many.feed.books):,} stocks with "
+        f"{many_orders:,} resting orders in all"
     )
     levels = f"{len(btc.bids) + len(btc.asks):,} levels"
     windows = f"{len(binance.builders)} window builder(s)"
@@ -262,6 +272,11 @@ def main(argv: list[str] | None = None) -> None:
         Row("binance BTCUSDT VenueWindows", binance, f"{levels}, {windows}"),
         Row("itch L3Book", stock, f"{len(stock.orders):,} orders"),
         Row("itch VenueWindows", itch, f"{len(stock.orders):,} orders, {len(itch.builders)} window builder(s)"),
+        Row(
+            f"itch VenueWindows, {len(many.feed.books):,} stocks",
+            many,
+            f"{many_orders:,} orders, {len(many.builders):,} window builders",
+        ),
     ]
     measure(rows, args.passes)
     print(f"median of {args.passes} passes; python {sys.version.split()[0]}; pickle protocol 5 as a yardstick\n")
