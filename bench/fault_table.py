@@ -8,8 +8,9 @@ Servers: a Kafka broker and a Redis of the script's own (streams.infra.Infra on 
 ports in a temporary folder), stopped at the end whatever happens; the folder is removed unless an
 injection failed (or --keep): it holds the worker logs and the servers' data.
 
-Streams, published once: the real Binance spot ETHUSDT capture (../shared/data, read in place;
-one book, so one partition) on `md.raw.binance`, and the first 60% of a simulated ITCH 5.0 stream
+Streams, published once: four real Binance captures of one day (../shared/data, read in place:
+spot ETHUSDT and BTCUSDT, COIN-M BTCUSD_PERP and ETHUSD_PERP, merged by receive time; four books
+over two partitions) on `md.raw.binance`, and the first 60% of a simulated ITCH 5.0 stream
 (8 stocks over the 4 partitions) on `md.raw.itch`, the rest appended piece by piece: a piece just
 before each rebalance kill, then a piece by each corrupt snapshot injection (they run last).
 Every injection is a fresh consumer group (its own app id, transactional ids, `md.state` keys),
@@ -23,6 +24,7 @@ Kinds (the cut point of each injection is a seeded random fraction of the stream
     redis-1s, redis-5s, redis-30s   Redis stopped (SIGTERM) for 1/5/30 s, started again on its data
     broker-15s                      the Kafka broker stopped (SIGTERM) for 15 s, started again
     sigkill                         the worker SIGKILLed, a new one started
+    sigkill-static                  the same, both under one group.instance.id (MT_GROUP_INSTANCE_ID)
     sigkill-rebalance               Binance + ITCH, workers a and b from the start, c started at the
                                     cut; one of the three (seeded) SIGKILLed 0-2 s after c asks to
                                     join the group, an ITCH piece appended just before (on a fast
@@ -99,7 +101,12 @@ from streams.snapshots import Pointer, fetch, parse_pointer, state_key  # noqa: 
 from streams.topics import STATE_TOPIC  # noqa: E402
 
 SHARED_DATA = Path(os.environ.get("MT_SHARED_DATA", REPO.parent / "shared" / "data"))
-BINANCE_CAPTURE = "binance-hftbacktest/spot_ethusdt_20240808.gz"
+# long enough that a fault lands with records left: the worker read spot ETHUSDT alone (33.6k records) to its
+# end before 10 of 45 faults landed on an AMD EPYC host. Symbols must differ: spot and USD-M BTCUSDT would share a book
+BINANCE_CAPTURES = tuple(
+    f"binance-hftbacktest/{name}_20240808.gz"
+    for name in ("spot_ethusdt", "spot_btcusdt", "cm_btcusd_perp", "cm_ethusd_perp")
+)
 ITCH_SEED, ITCH_SYMBOLS, ITCH_MINUTES = 11, 8, 60
 ITCH_HEAD = 0.6  # of the ITCH stream published at the start; the rest is appended by the injections
 REDIS_DBS = range(1, 16)  # a fresh database per injection, flushed first (0 left alone)
@@ -222,12 +229,13 @@ def broker_down(lab: Lab, inj: Injection, rng: random.Random) -> None:
 
 
 STALL_S = 10  # the stall injections' watchdog threshold (MT_STALL_S; the default 60 s would make the table slow)
-STALL_FETCHES = (20, 130)  # the fetch the consumer stops at: 10-80% of the Binance stream's ~170 (take_max 200)
+STALL_TAKE = 200  # records a fetch of the Binance stream: the stall's fetch is drawn from 10-80% of its fetches
 
 
 def consumer_stall(lab: Lab, inj: Injection, rng: random.Random) -> None:
     marker = inj.logs / "fetch_stall.fired"
-    fetch = rng.randint(*STALL_FETCHES)
+    fetches = len(lab.topic_records("md.raw.binance")) / STALL_TAKE
+    fetch = rng.randint(round(CUTS[0] * fetches), round(CUTS[1] * fetches))
     w = inj.start("w", extra_env={"MT_FAILPOINTS": f"fetch_stall={fetch}:{marker}", "MT_STALL_S": str(STALL_S)})
     deadline = time.monotonic() + 120
     while not marker.exists():
@@ -250,15 +258,22 @@ def consumer_stall(lab: Lab, inj: Injection, rng: random.Random) -> None:
     assert "STALLED" in w.log.read_text(errors="replace"), f"no stall logged; log {w.log}"
 
 
-def sigkill(lab: Lab, inj: Injection, rng: random.Random) -> None:
-    w = inj.start("w0")
-    inj.wait(inj.cut)
-    w.kill()
-    progress = Progress(inj)
-    base = progress.committed()
-    inj.start("w1")
-    inj.recover_s = recovery(inj, time.monotonic(), base, progress)
-    inj.wait(1.0)
+def sigkill(static: bool) -> Callable[[Lab, Injection, random.Random], None]:
+    """The worker SIGKILLed and a new one started; `static`: both under one group.instance.id (the
+    replacement takes the dead member's place while its session lasts: no session timeout to wait out)."""
+
+    def run(lab: Lab, inj: Injection, rng: random.Random) -> None:
+        env = {"MT_GROUP_INSTANCE_ID": f"{inj.group}-w"} if static else None
+        w = inj.start("w0", extra_env=env)
+        inj.wait(inj.cut)
+        w.kill()
+        progress = Progress(inj)
+        base = progress.committed()
+        inj.start("w1", extra_env=env)
+        inj.recover_s = recovery(inj, time.monotonic(), base, progress)
+        inj.wait(1.0)
+
+    return run
 
 
 def sigkill_rebalance(lab: Lab, inj: Injection, rng: random.Random) -> None:
@@ -398,7 +413,11 @@ KINDS = (
          f"(MT_STALL_S={STALL_S}); time to recover counts from the last commit before the stall, so it includes the "
          f"{STALL_S} s threshold",
          consumer_stall),
-    Kind("sigkill", "worker SIGKILL", "the worker SIGKILLed mid-stream, a new one started", sigkill),
+    Kind("sigkill", "worker SIGKILL", "the worker SIGKILLed mid-stream, a new one started", sigkill(static=False)),
+    Kind("sigkill-static", "worker SIGKILL, static member",
+         "the same, both workers under one group.instance.id (`MT_GROUP_INSTANCE_ID`, opt-in: docs/recovery.md, "
+         "\"Static membership\"): the new one takes the dead member's place while its session lasts",
+         sigkill(static=True)),
     Kind("sigkill-rebalance", "worker SIGKILL during a rebalance",
          "Binance + ITCH, workers a and b from the start, c started mid-stream; one of the three (seeded) "
          "SIGKILLed 0-2 s after c asks to join the group, a piece of the ITCH stream appended just before, so that "
@@ -579,8 +598,9 @@ snapshots every 500 records of a partition) on a Kafka broker and a Redis of the
 each injection is a fresh consumer group, Redis database and forecasts topic, processing the
 stream from its first record, each at a seeded random cut point (a fraction of the stream
 committed, drawn from {CUTS[0]:.0%}-{CUTS[1]:.0%}; the fault lands a poll later, the detail below gives both).
-Streams: the real Binance spot ETHUSDT capture of 2024-08-08 (`{BINANCE_CAPTURE}`,
-{args.binance_records} records, one book: one partition) and, where a second venue format and several
+Streams: four real Binance captures of 2024-08-08 merged by receive time (spot ETHUSDT and BTCUSDT,
+COIN-M BTCUSD_PERP and ETHUSD_PERP: {", ".join(f"`{c}`" for c in BINANCE_CAPTURES)};
+{args.binance_records} records, four books over two partitions) and, where a second venue format and several
 partitions help, a simulated ITCH 5.0 stream ({ITCH_SYMBOLS} stocks over 4 partitions, seed {ITCH_SEED},
 {args.itch_records} records: {ITCH_HEAD:.0%} published at the start, the rest appended piece by piece, just
 before each rebalance kill and by the corrupt snapshot injections).
@@ -600,7 +620,8 @@ before each rebalance kill and by the corrupt snapshot injections).
   snapshot; the last commit before the stall, for the consumer stall) until every partition that still had
   records to process has committed past where it stood then (committed offsets read every
   {POLL} s). Where a worker is started it includes its start; after a kill, the group's session
-  timeout (6 s) before the dead member's partitions move.
+  timeout (6 s) before the dead member's partitions move, unless the new worker takes its place
+  under its group.instance.id (the static member row).
 
 Command: `{command}` ({wall / 60:.0f} min).
 Run {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z} on {len(os.sched_getaffinity(0))} cores (`nproc`), {cpu}, \
@@ -634,15 +655,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"unknown kinds {sorted(unknown)}; known: {', '.join(k.slug for k in KINDS)}")
     kinds = [k for k in KINDS if k.slug in wanted]  # corrupt-snapshot last: it appends to md.raw.itch
     repeats = 1 if args.quick else args.repeats
-    capture = args.data / BINANCE_CAPTURE
-    if not capture.is_file():
-        print(f"{capture} not found (set --data or MT_SHARED_DATA)", file=sys.stderr)
+    captures = [args.data / c for c in BINANCE_CAPTURES]
+    missing = [c for c in captures if not c.is_file()]
+    if missing:
+        print(f"{', '.join(map(str, missing))} not found (set --data or MT_SHARED_DATA)", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:  # kafka-python's own, about our pollers while a server is down
         handler.addFilter(lambda record: not record.name.startswith("kafka"))
 
-    binance = capture_records("binance", capture, limit=12000 if args.quick else None)
+    binance = capture_records("binance", captures, limit=12000 if args.quick else None)
     itch = simulated_records("itch", ITCH_SEED, symbols=ITCH_SYMBOLS, minutes=4 if args.quick else ITCH_MINUTES)
     args.binance_records, args.itch_records = len(binance), len(itch)
     root = Path(tempfile.mkdtemp(prefix="fault-table-"))

@@ -7,6 +7,7 @@ forecasts topic (read committed) with it: lost, duplicated, differing, out of or
 
 from __future__ import annotations
 
+import heapq
 import os
 import signal
 import subprocess
@@ -77,12 +78,18 @@ def publish(
     return n
 
 
-def capture_records(venue: str, path: Path, limit: int | None = None) -> list[tuple[bytes, bytes]]:
-    """A capture's messages keyed as `megatrading replay` keys them."""
+def capture_records(venue: str, path: Path | Sequence[Path], limit: int | None = None) -> list[tuple[bytes, bytes]]:
+    """A capture's messages keyed as `megatrading replay` keys them; several captures (one book each,
+    symbols that differ) merged by receive time, as one feed handler would have sent them."""
     from orderbook.venues import feed_class
 
-    records = feed_class(venue).read_capture(path)
-    out = [(key, rec.raw) for key, rec in keyed(venue, records)]
+    paths = [path] if isinstance(path, Path) else list(path)
+    streams = [list(keyed(venue, feed_class(venue).read_capture(p))) for p in paths]
+    symbols = [{key for key, _ in stream} for stream in streams]
+    clash = [s for i, s in enumerate(symbols) for t in symbols[i + 1 :] if s & t]
+    assert not clash, f"captures {paths} share symbols {clash}: their books would mix"
+    merged = heapq.merge(*streams, key=lambda keyed_rec: keyed_rec[1].recv_ts) if len(streams) > 1 else streams[0]
+    out = [(key, rec.raw) for key, rec in merged]
     return out[:limit] if limit else out
 
 
