@@ -64,6 +64,7 @@ class Waits:
         self.total = 0  # failed attempts since start, all steps together
         self.failures: Counter[str] = Counter()  # failed attempts since start by step kind (`step_kind`)
         self._wake: dict[str, asyncio.Event] = {}  # what -> the event its backoff sleeps are cut short by
+        self._sleeping: Counter[str] = Counter()  # what -> steps in `pause` for it (an event lives as long)
 
     def failed(self, what: str, err: BaseException) -> Wait:
         w = self.now.get(what)
@@ -88,8 +89,16 @@ class Waits:
     async def pause(self, what: str, seconds: float) -> None:
         """A backoff sleep of a step waiting for `what`: `seconds`, or until `wake(what)`."""
         event = self._wake.setdefault(what, asyncio.Event())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), seconds)
+        self._sleeping[what] += 1
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), seconds)
+        finally:  # also on cancellation: a partition revoked mid-outage leaves no event behind
+            self._sleeping[what] -= 1
+            if not self._sleeping[what]:
+                del self._sleeping[what]
+                if self._wake.get(what) is event:
+                    del self._wake[what]
 
     def describe(self) -> str:
         t = time.monotonic()

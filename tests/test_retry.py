@@ -104,6 +104,22 @@ def test_a_backoff_ends_when_what_it_waits_for_is_back():
     assert woke < 1.0 and both < 1.0  # against the 10 s backoff
 
 
+def test_a_backoff_that_times_out_or_is_cancelled_leaves_no_wake_event_behind():
+    async def main() -> Waits:
+        waits = Waits()
+        await waits.pause("reading md.raw.itch[3] [0, 200)", 0.001)
+        task = asyncio.create_task(waits.pause("reading md.raw.itch[3] [200, 400)", 10))
+        await asyncio.sleep(0.01)
+        assert waits._wake and waits._sleeping
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return waits
+
+    waits = asyncio.run(main())
+    assert waits._wake == {} and not waits._sleeping
+
+
 def test_one_steps_success_wakes_the_others_waiting_for_the_same_thing():
     async def main() -> float:
         waits = Waits()
