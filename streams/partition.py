@@ -277,22 +277,24 @@ class Partition:
                                   "from the committed offset", self.name, w.attempts,
                                   extra=self._where(offset=records[0].offset if records else None,
                                                     action="batch_redone", attempt=w.attempts))  # fmt: skip
-                    if isinstance(err, NativePanic) and self._on_native_panic(records):
-                        continue  # the remedy is the other path, not time: redone at once
+                    if isinstance(err, NativePanic) and self.native is not False:
+                        # compiled code without I/O: a pause changes nothing. Redone at once, from the snapshot,
+                        # and after NATIVE_PANICS panics on the reference path, which has no native code to panic
+                        self._on_native_panic(records)
+                        continue
                     await asyncio.sleep(Backoff(first=1.0, cap=30.0).delay(w.attempts))
             self.s.waits.done(f"a fix for {self.name}")
 
-    def _on_native_panic(self, records: Sequence[Record]) -> bool:
+    def _on_native_panic(self, records: Sequence[Record]) -> None:
         """The native path panicked on this batch. Once is redone as any failure is; NATIVE_PANICS times in a
         row is a record that meets a bug of the compiled code, which would panic on every redo and stall the
         partition for as long as the record is kept: the batch is redone on the reference path, which gives
         the same output, slower, and dead-letters what it cannot read. The restore reads the native snapshot
         as the reference's objects (orderbook/native/convert.py) and replays only the records after it, as
-        any restore does; once the batch is done the state goes back to the native path (`_back_to_native`).
-        True when this panic sent the batch to the reference path."""
+        any restore does; once the batch is done the state goes back to the native path (`_back_to_native`)."""
         self._panics += 1
         if self._panics < NATIVE_PANICS or self.native is False:
-            return False
+            return
         self.native = False
         if self.s.metrics is not None:
             self.s.metrics.native_fallbacks.labels(self.venue).inc()
@@ -301,7 +303,6 @@ class Partition:
                   "reference path (the same output, slower; restored from its native snapshot). A bug of "
                   "orderbook/native: report the records at offsets %s-%s", self.name, self._panics, first, last,
                   extra=self._where(offset=first, action="reference_path"))  # fmt: skip
-        return True
 
     async def _back_to_native(self, records: Sequence[Record]) -> None:
         """The batch the native path panicked on is done on the reference path: its state, converted
