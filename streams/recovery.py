@@ -19,7 +19,7 @@ from kafka.errors import KafkaTimeoutError
 
 from orderbook.snapshot import SnapshotError
 from orderbook.windows import WindowConfig
-from streams import snapshots
+from streams import kafka_clients, snapshots
 from streams.offsets import committed
 from streams.pipeline import VenuePipeline
 from streams.topics import RAW_ISOLATION
@@ -80,9 +80,9 @@ class RangeReader:
 
 
 def _consumer(bootstrap: str) -> KafkaConsumer:
-    return KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
-                         isolation_level=RAW_ISOLATION, max_partition_fetch_bytes=16 << 20,
-                         fetch_max_bytes=64 << 20)  # fmt: skip
+    return kafka_clients.consumer(bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+                                  isolation_level=RAW_ISOLATION, max_partition_fetch_bytes=16 << 20,
+                                  fetch_max_bytes=64 << 20)  # fmt: skip
 
 
 def _read(

@@ -52,7 +52,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import msgpack
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
 
@@ -61,6 +61,7 @@ from orderbook.native.venue_windows import NativeVenueWindows
 from orderbook.snapshot import SnapshotError, load_state
 from orderbook.venue_windows import VenueWindows
 from orderbook.windows import WindowConfig
+from streams import kafka_clients
 from streams.pipeline import VenuePipeline
 from streams.topics import STATE_TOPIC
 
@@ -189,8 +190,8 @@ def fetch(bootstrap: str, pointer: Pointer, timeout: float = 30.0) -> bytes:
     no longer holds it, KafkaTimeoutError when the broker does not answer (the caller retries).
     Read uncommitted: the pointer comes from a committed offset, so its transaction committed; a
     read-committed consumer would wait behind any other worker's open transaction there."""
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=32 << 20,
-                      fetch_max_bytes=64 << 20)  # fmt: skip
+    c = kafka_clients.consumer(bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=32 << 20,
+                               fetch_max_bytes=64 << 20)  # fmt: skip
     try:
         tp = TopicPartition(STATE_TOPIC, pointer.partition)
         c.assign([tp])
