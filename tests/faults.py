@@ -86,7 +86,7 @@ def capture_records(venue: str, path: Path | Sequence[Path], limit: int | None =
     paths = [path] if isinstance(path, Path) else list(path)
     streams = [list(keyed(venue, feed_class(venue).read_capture(p))) for p in paths]
     symbols = [{key for key, _ in stream} for stream in streams]
-    clash = [s for i, s in enumerate(symbols) for t in symbols[i + 1 :] if s & t]
+    clash = [s & t for i, s in enumerate(symbols) for t in symbols[i + 1 :] if s & t]
     assert not clash, f"captures {paths} share symbols {clash}: their books would mix"
     merged = heapq.merge(*streams, key=lambda keyed_rec: keyed_rec[1].recv_ts) if len(streams) > 1 else streams[0]
     out = [(key, rec.raw) for key, rec in merged]
