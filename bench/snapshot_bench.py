@@ -188,8 +188,7 @@ def measure(rows: list[Row], passes: int) -> None:
 
 def measure_switch(rows: list[Row], passes: int) -> list[tuple[str, str, str, str]]:
     """(d): the VenueWindows rows to the native path and back, with their snapshot load beside."""
-    from orderbook.native.convert import native_state, reference_windows
-    from orderbook.native.venue_windows import NativeVenueWindows
+    from orderbook.native.convert import native_windows, reference_windows
 
     out = []
     for row in rows:
@@ -198,7 +197,7 @@ def measure_switch(rows: list[Row], passes: int) -> list[tuple[str, str, str, st
         there: list[float] = []
         back: list[float] = []
         for _ in range(passes):
-            ms, nvw = timed(lambda row=row: NativeVenueWindows.from_state(native_state(row.state)))
+            ms, nvw = timed(lambda row=row: native_windows(row.state))
             there.append(ms)
             ms, again = timed(lambda nvw=nvw: reference_windows(nvw.__getstate__()))
             back.append(ms)

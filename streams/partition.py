@@ -46,8 +46,7 @@ import msgpack
 
 from model.serving.drift import DriftTracker
 from model.serving.forecaster import Forecaster, forecast_records
-from orderbook.native.convert import native_state
-from orderbook.native.venue_windows import NativeVenueWindows
+from orderbook.native.convert import native_windows
 from orderbook.windows import Window
 from streams import failpoints, recovery, snapshots
 from streams.batcher import MicroBatcher
@@ -293,7 +292,7 @@ class Partition:
         as the reference's objects (orderbook/native/convert.py) and replays only the records after it, as
         any restore does; once the batch is done the state goes back to the native path (`_back_to_native`)."""
         self._panics += 1
-        if self._panics < NATIVE_PANICS or self.native is False:
+        if self._panics < NATIVE_PANICS:
             return
         self.native = False
         if self.s.metrics is not None:
@@ -313,7 +312,7 @@ class Partition:
         if pipe is None or pipe.native:  # not the reference pipeline the batch ran on: nothing to convert
             return
         try:
-            core = await self._in_thread(lambda: NativeVenueWindows.from_state(native_state(pipe.core)))
+            core = await self._in_thread(lambda: native_windows(pipe.core))
         except Exception as err:  # the batch is done whatever this does: a bug here only costs speed
             log.error("%s: the reference state does not convert to the native path (%s): this partition stays on "
                       "the reference path", self.name, err, extra=self._where(action="reference_path"))  # fmt: skip

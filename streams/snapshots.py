@@ -56,7 +56,7 @@ from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
 
-from orderbook.native.convert import native_state, reference_windows
+from orderbook.native.convert import native_windows, reference_windows
 from orderbook.native.venue_windows import NativeVenueWindows
 from orderbook.snapshot import SnapshotError, load_state
 from orderbook.venue_windows import VenueWindows
@@ -177,7 +177,7 @@ def decode(value: bytes, *, group: str, topic: str, partition: int, venue: str, 
             pipe.core = loaded
         else:
             try:
-                pipe.core = NativeVenueWindows.from_state(native_state(loaded))
+                pipe.core = native_windows(loaded)
             except ValueError as err:
                 raise SnapshotError("incompatible", f"reference snapshot state: {err}") from None
             log.info("%s[%d]: the reference snapshot at offset %d read on the native path", topic, partition, offset)

@@ -1,7 +1,7 @@
 """A pipeline's state across the native and the reference path, exactly, both ways:
 
-    vw = reference_windows(nvw.__getstate__())                 # native -> reference's VenueWindows
-    nvw = NativeVenueWindows.from_state(native_state(vw))      # reference -> native
+    vw = reference_windows(nvw.__getstate__())    # native -> reference's VenueWindows
+    nvw = native_windows(vw)                      # reference -> NativeVenueWindows (native_state, checked)
 
 Why: the worker snapshots a partition's state on the path it runs (streams/snapshots.py), and a
 partition changes path: the batch the native path panicked on again and again is redone on the
@@ -43,7 +43,7 @@ from ..venue_windows import VenueWindows
 from ..venues.binance import MAX_PENDING_TICKERS, BinanceFeed, BookTicker, Diff, SyncStats
 from ..venues.itch import ItchFeed
 from ..windows import WindowBuilder, WindowConfig
-from .venue_windows import common_state, restore_common
+from .venue_windows import NativeVenueWindows, common_state, restore_common
 
 T = TypeVar("T")
 
@@ -341,6 +341,12 @@ class _Reader:
 
 
 # ---- the other way: the reference's objects as a native state
+
+
+def native_windows(vw: VenueWindows) -> NativeVenueWindows:
+    """The reference's VenueWindows on the native path: `native_state` of it, read by the Rust decoders
+    (ValueError where they refuse it)."""
+    return NativeVenueWindows.from_state(native_state(vw))
 
 
 def native_state(vw: VenueWindows) -> dict[str, Any]:
