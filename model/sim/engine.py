@@ -38,10 +38,12 @@ e.g. Huang, Lehalle & Rosenbaum's QR with a moving reference):
   fraction of the price (model/sim/news.py, Interval.jump), at once or, with `news_discovery_s`, part at
   once and the rest over the seconds after it;
 - limit orders are placed d ticks behind the ticks either side of it (not behind the opposite best); one
-  that lands across the book is a marketable limit order: it takes the stale quotes up to its price
-  (`marketable`), which is how the book catches up after a step;
-- touch quotes it has passed by a tick are pulled (`stale_pull`), a side swept bare refills next to it,
-  and market orders lean toward it by up to `info_lean` (informed flow; their price impact).
+  that lands across the book is post-only with probability `post_only` and rests a tick inside the other
+  side, else it is a marketable limit order that takes the stale quotes up to its price (`marketable`);
+- market makers pull the quotes it has passed by a tick (`stale_pull`, `stale_level`: every such quote),
+  so the book catches up after a step mostly through cancels, as real books do (FlowParams says why); a
+  side swept bare refills next to it, and market orders lean toward it by up to `info_lean` (informed
+  flow; their price impact). TAKER_REPRICING is the flow before 2026-12-05, where takers did the catching up.
 Without it (`efficient_price=False`, `--queue-price`) the price moves only when a touch queue empties.
 
 Every symbol is simulated on its own random stream (seeded by (seed, index)), then the streams are
@@ -165,7 +167,7 @@ class FlowParams:
     """Shape parameters of the flow shared by all symbols (rates come from SymbolSpec)."""
 
     limit_share: float = 0.45  # share of events that are limit orders (adds)
-    market_to_limit: float = 0.09  # market orders per limit order
+    market_to_limit: float = 0.03  # market orders per limit order (TAKER_REPRICING: 0.09)
     resting_orders: int = 240  # equilibrium orders per book: sets the cancel rate theta
     hawkes_branching: float = 0.55  # alpha / beta: the share of market orders triggered by others
     hawkes_beta: float = 2.0  # kernel decay, 1/s
@@ -184,9 +186,18 @@ class FlowParams:
     # and on a calm book that is rare: the mid is unchanged 100 book changes later in most rows, where real
     # books move (README, the simulator's shortfalls). Kept to reproduce figures made before it.
     efficient_price: bool = True
-    price_vol: float = 0.15  # its standard deviation per event, in ticks (x Effect.vol)
+    price_vol: float = 0.18  # its standard deviation per event, in ticks (x Effect.vol; TAKER_REPRICING: 0.15)
     info_lean: float = 0.25  # P(buy) shift of market orders when it is a tick or more above the mid
-    stale_pull: float = 0.5  # rate of pulling a touch quote it has passed, in units of the limit rate
+    # Makers reprice (since 2026-12-05): a limit order priced across the book is post-only with probability
+    # `post_only` (it rests a tick inside the other side, as a maker's GTX/post-only order that would take is
+    # moved or refused), and market makers pull quotes the price has passed (`stale_pull`, `stale_level`). The
+    # book follows the price through cancels, as real books do: most limit orders end cancelled (the captures'
+    # cancel-to-trade ratio is 7 to 58; NASDAQ's order-to-trade ratios are tens, SEC MIDAS) and the takers
+    # left are the market orders and the few marketable limits that snipe stale quotes (Budish, Cramton & Shim
+    # 2015). Before it every crossing limit order traded and the ratio was 1.3 (TAKER_REPRICING keeps that flow).
+    post_only: float = 0.95
+    stale_pull: float = 2.0  # rate of pulling quotes the price has passed, in units of the limit rate
+    stale_level: bool = True  # a pull takes every quote the price has passed (False: the newest at the touch)
     news_pull: float = 0.7  # share of the quotes a news step passes that are pulled at once (SymbolSim.reprice)
     # Price discovery after a headline: with news_discovery_s > 0, the efficient price takes `news_at_once`
     # of an earnings step at the headline and the rest over the next seconds, the part left decaying as
@@ -437,6 +448,27 @@ class SymbolSim:
                 self.delete(ts, q[i])
                 return
 
+    def pull_stale(self, ts: int, fair: float) -> None:
+        """Market makers pull a quote the efficient price `fair` has passed by a tick: the newest at the
+        stale touch, or with FlowParams.stale_level every quote it has passed, a side's last ones moved to
+        the tick beyond it (a cancel-replace: `pull` keeps a side's last two orders, and post-only orders
+        would queue behind them)."""
+        tick, best = self.spec.tick, self.best
+        while True:
+            if best[ASK] <= fair - tick:
+                side = ASK
+            elif best[BID] >= fair + tick:
+                side = BID
+            else:
+                return
+            if not self.p.stale_level:
+                self.pull(ts, side)
+                return
+            if self.count[side] <= 2:
+                below = int(fair // tick) * tick
+                self.add(ts, side, below + tick if side == ASK else below, self.lot_size())
+            self.pull(ts, side)
+
     def lot_size(self) -> int:
         return (bisect.bisect_left(self.sizes, self.rng.random()) + 1) * self.spec.lot
 
@@ -505,6 +537,7 @@ class SymbolSim:
         discovery_ns = p.news_discovery_s * SEC
         sigma, gauss, info = p.price_vol * tick, rng.gauss, p.info_lean
         mu_s = mu_l * p.stale_pull if efficient else 0.0
+        post_only = p.post_only
         lam_s = 0.0
         eff = NEUTRAL
         t = self.start
@@ -575,11 +608,8 @@ class SymbolSim:
                 if pending:
                     taken = pending * (1.0 - math.exp((pending_t - t) / discovery_ns))
                     fair, pending, pending_t = fair + taken, pending - taken, t
-                if u < lam_s:  # a touch quote the efficient price has passed (none: thinned)
-                    if best[ASK] <= fair - tick:
-                        self.pull(t, ASK)
-                    elif best[BID] >= fair + tick:
-                        self.pull(t, BID)
+                if u < lam_s:  # quotes the efficient price has passed (none: thinned)
+                    self.pull_stale(t, fair)
                     continue
                 u -= lam_s
                 fair += gauss(0.0, sigma * eff.vol)
@@ -609,7 +639,10 @@ class SymbolSim:
                         break
                 if price > 0:
                     if efficient and (price >= best[ASK] if side == BID else price <= best[BID]):
-                        self.marketable(t, side, price, self.lot_size())
+                        if post_only and rand() < post_only:  # no draw at 0: TAKER_REPRICING's stream unchanged
+                            self.add(t, side, best[ASK] - tick if side == BID else best[BID] + tick, self.lot_size())
+                        else:
+                            self.marketable(t, side, price, self.lot_size())
                     else:
                         self.add(t, side, price, self.lot_size())
             elif u < lam_l + lam_c:  # cancel
@@ -662,6 +695,17 @@ class SymbolSim:
                 else:
                     price = max(below + tick, other + tick) if fair else (self.best[ASK] or other) + tick
                 self.add(t, side, price, self.lot_size())
+
+
+# The flow before makers repriced (until 2026-12-05): every crossing limit order took, a stale pull took one
+# order, and three times the market orders (`--taker-repricing`; `--queue-price` implies it, as that flow was).
+TAKER_REPRICING = {
+    "market_to_limit": 0.09,
+    "post_only": 0.0,
+    "stale_pull": 0.5,
+    "stale_level": False,
+    "price_vol": 0.15,
+}
 
 
 @dataclass

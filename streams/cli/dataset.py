@@ -3,7 +3,7 @@
     megatrading dataset --sim-seeds 1-4 --sim-duration 2h --sim-symbols 3 [--real ../shared/data]
                         [--capture VENUE:FILE ...] [--anomalies all] [--anomaly-rate R]
                         [--anomaly-intensity X|LO:HI] [--news RATE] [--news-jump X]
-                        [--news-discovery S] [--queue-price]
+                        [--news-discovery S] [--taker-repricing | --queue-price]
                         [--format itch] [--like CHECKPOINT_DIR] --out data/train.npz
     megatrading dataset --like model/checkpoints/demo --capture binance:my_capture.gz --out mine.npz
 

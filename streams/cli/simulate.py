@@ -2,7 +2,7 @@
 
     megatrading simulate --symbols N --duration D --seed S [--anomalies SPEC] [--anomaly-rate R]
                          [--anomaly-intensity X|LO:HI] [--news RATE] [--news-jump X]
-                         [--news-discovery S] [--queue-price]
+                         [--news-discovery S] [--taker-repricing | --queue-price]
                          --format itch|lobster|binance|coinbase
                          (--out DIR | --kafka [--bootstrap HOST:PORT] [--speed N | --max]) [--report]
 
@@ -17,8 +17,11 @@
 - Prices follow a latent efficient price that diffuses and steps on earnings headlines (`--news-jump`:
   the median step, a fraction of the price, default 0.01; `--news-discovery S`: half of it at the
   headline, the rest over about S seconds); liquidity is quoted around it
-  (model/sim/engine.py, "Price formation"). `--queue-price`: the simulator before it, where the price
-  moves only when a touch queue empties (to reproduce figures made with it).
+  (model/sim/engine.py, "Price formation"): market makers follow it by pulling the quotes it passes, and
+  most crossing limit orders are post-only. `--taker-repricing`: the flow before 2026-12-05, where every
+  crossing limit order took and three times the market orders traded (cancel-to-trade 1.3, against 7-58 in
+  the captures). `--queue-price`: the simulator before the efficient price, where the price moves only when
+  a touch queue empties (with the market orders it had). Both to reproduce figures made with them.
 
 `--out DIR` writes the stream file(s) of the format, `news.jsonl` (`md.news` records), `labels.csv`
 (`symbol,start_ns,end_ns,kind,params`) and `meta.json` (seed, parameters, symbols with ticks, regimes);
@@ -43,7 +46,7 @@ import re
 from pathlib import Path
 
 from model.sim.anomalies import KINDS, Intensity, parse_anomalies, parse_intensity, write_labels
-from model.sim.engine import DAY_NS, SEC, FlowParams, SimConfig, SimResult, default_symbols
+from model.sim.engine import DAY_NS, SEC, TAKER_REPRICING, FlowParams, SimConfig, SimResult, default_symbols
 from model.sim.news import write_news
 from model.sim.run import simulate
 from model.sim.writers import CRYPTO_PRICE, FORMATS, clock_offset, venue_symbol, write
@@ -93,8 +96,14 @@ def add_frame_flags(p: argparse.ArgumentParser) -> None:
 
 def add_price_flags(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """How simulated prices form (`simulate`, `dataset`, `evaluate --alerts`): the module doc's
-    `--queue-price`, `--news-jump` and `--news-discovery`."""
-    p.add_argument(
+    `--taker-repricing`, `--queue-price`, `--news-jump` and `--news-discovery`."""
+    pricing = p.add_mutually_exclusive_group()
+    pricing.add_argument(
+        "--taker-repricing", action="store_true",
+        help="the flow before 2026-12-05: crossing limit orders take the quotes the price passed, 3x the market "
+             "orders (default: makers pull them; most crossing limit orders are post-only)",
+    )  # fmt: skip
+    pricing.add_argument(
         "--queue-price", action="store_true",
         help="prices move only when a touch queue empties (default: around a diffusing efficient price news steps)",
     )  # fmt: skip
@@ -118,7 +127,9 @@ def _seconds(text: str) -> float:
 
 def price_config(args: argparse.Namespace) -> dict:
     """SimConfig's fields that add_price_flags sets."""
-    flow = FlowParams(efficient_price=not args.queue_price, news_discovery_s=args.news_discovery)
+    flow = FlowParams(news_discovery_s=args.news_discovery)
+    if args.queue_price or args.taker_repricing:  # the queue price's flow had the takers' market orders
+        flow = dataclasses.replace(flow, efficient_price=not args.queue_price, **TAKER_REPRICING)
     return {"flow": flow, "news_jump": args.news_jump}
 
 
