@@ -11,7 +11,8 @@ STAMP := $(VENV)/.installed
 # evaluated on 22 unseen simulated hours (seeds 9-10, 21-40) and that capture, beside two
 # ablations (no headlines, no book series) trained the same way. Earnings headlines are priced over
 # seconds (`--news-discovery 5`: half of the step at the headline, the rest with a 5 s constant, since
-# 2026-12-04; docs/design.md, "Headlines and price discovery"). 35 to 80 minutes on 2 CPU
+# 2026-12-04; docs/design.md, "Headlines and price discovery"); market makers reprice the book through
+# cancels (since 2026-12-05: model/sim/engine.py, FlowParams.post_only). 35 to 80 minutes on 2 CPU
 # cores (2026-12-02: 40; 2026-12-03: 79, 48 of them the training; 2026-12-04: 38, 20: logs in build/demo-*.log), the rest the L2 heads, evaluate and
 # evaluate-unseen (README, "Reproducing it"); the model (under 2 MB) and its evaluation are committed. Each injected anomaly
 # draws its own intensity from 0.4 to 1 (`--anomaly-intensity 0.4:1`, model/sim/anomalies.py): a

@@ -1,8 +1,9 @@
 """Continual learning on a regime change (issue 13): does `adapt` recover a new regime without forgetting?
 
 The base is the shipped checkpoint (model/checkpoints/demo), trained on regime A: the simulator's default
-flow (3 symbols, 15k-150k events per symbol per day, sizes P(k lots) ~ k^-2.5 up to 60 lots, 0.09 market
-orders per limit order, ~240 resting orders per book, anomalies and headlines as in its recipe). Regime B,
+flow (3 symbols, 15k-150k events per symbol per day, sizes P(k lots) ~ k^-2.5 up to 60 lots, 0.03 market
+orders per limit order, makers repricing through cancels since 2026-12-05, ~240 resting orders per book,
+anomalies and headlines as in its recipe). Regime B,
 which it never saw: the same simulator with a busier, thinner, blockier market (REGIME_B: 4-10x the
 activity, sizes ~ k^-1.6 up to 400 lots, 0.3 market orders per limit order, ~60 resting orders per book,
 wider limit placement, more self-excited market orders). One B stream (30 minutes) is split in time: B1 (its first

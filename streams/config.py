@@ -158,7 +158,7 @@ class Settings:
     # replicas of md.state when a worker creates it: 1 suits the embedded single broker; a
     # cluster wants as many as its other topics (a lost snapshot costs a full replay, not data)
     state_replication: int = 1
-    alert_threshold: float = 0.995  # an anomaly score at or above it is an alert (mt:alerts; docs/alerts.md)
+    alert_threshold: float = 0.99  # an anomaly score at or above it is an alert (mt:alerts; docs/alerts.md)
     # seconds an alert's window (its events and book series: mt:window:<venue>:<symbol>:<window>) stays in
     # Redis for the dashboard to show; 0: not written
     alert_window_ttl_s: int = 7 * 86_400

@@ -53,9 +53,11 @@ def test_the_anomaly_score_rises_on_an_injected_spoofing_window(trained):
     # model_outputs re-normalizes the rows with the checkpoint's own feature mean/std
     before = model_outputs(directory, base, held.meta, "model")
     after = model_outputs(directory, injected, held.meta, "model")
-    # the flow is more surprising (here 0.55 -> 0.76 calibrated), the served score rises several-fold
-    # on average (0.02 -> 0.13) and many more windows reach an alert's level (4 -> 25 of 200 at 0.5);
-    # the supervised head alone sees normal book rows, so most of the rise is the surprise's tail
-    assert after.surprise.mean() > before.surprise.mean() + 0.1
+    # the flow is more surprising (here 0.54 -> 0.62 calibrated), the served score rises many-fold on
+    # average (0.03 -> 0.51) and many more windows reach an alert's level (4 -> 97 of 200 at 0.5). On
+    # the flow where makers reprice (2026-12-05) most of the rise is the supervised head's; where every
+    # crossing limit order traded, spoofing's cancels stood out more and the surprise's tail carried it
+    # (0.55 -> 0.76, served 0.02 -> 0.13)
+    assert after.surprise.mean() > before.surprise.mean() + 0.05
     assert after.anomaly.mean() > 3 * before.anomaly.mean()
     assert (after.anomaly >= 0.5).sum() >= max(15, 3 * (before.anomaly >= 0.5).sum())
