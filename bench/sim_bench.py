@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.sim.anomalies import KINDS
-from model.sim.engine import DAY_NS, SEC, TAKER_REPRICING, FlowParams, SimConfig
+from model.sim.engine import DAY_NS, QUEUE_PRICE, SEC, FlowParams, SimConfig
 from model.sim.run import simulate
 from model.sim.writers import write
 
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             anomaly_rates=dict.fromkeys(KINDS, 0.2),
             news_rate=0.5,
-            flow=FlowParams() if efficient else FlowParams(efficient_price=False, **TAKER_REPRICING),  # as the CLI's
+            flow=FlowParams() if efficient else FlowParams(**QUEUE_PRICE),
         )
         mode = "efficient price" if efficient else "queue price"
         t0 = time.perf_counter()

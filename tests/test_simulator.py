@@ -18,7 +18,16 @@ from pathlib import Path
 import pytest
 
 from model.sim.anomalies import KINDS, parse_anomalies, parse_intensity, schedule_anomalies
-from model.sim.engine import OPEN_NS, SEC, TAKER_REPRICING, FlowParams, SimConfig, SimResult, default_symbols
+from model.sim.engine import (
+    OPEN_NS,
+    QUEUE_PRICE,
+    SEC,
+    TAKER_REPRICING,
+    FlowParams,
+    SimConfig,
+    SimResult,
+    default_symbols,
+)
 from model.sim.news import NewsItem, news_windows
 from model.sim.run import simulate
 from model.sim.writers import CRYPTO_PRICE, CRYPTO_SIZE, venue_symbol, write
@@ -358,7 +367,7 @@ def newsy() -> tuple[SimResult, dict[str, NewsItem]]:
     t = START + 1800 * SEC
     kinds = {"ALFA": "negative", "BRVO": "halt", "CHRL": "neutral"}
     news = [NewsItem(t, s, k, f"{s} {k}") for s, k in kinds.items()]
-    flow = FlowParams(regimes=False, efficient_price=False, **TAKER_REPRICING)  # as `--queue-price`
+    flow = FlowParams(regimes=False, **QUEUE_PRICE)  # as `--queue-price`
     cfg = SimConfig(n_symbols=3, duration_ns=3600 * SEC, seed=21, news=news, flow=flow)
     return simulate(cfg), {n.symbol: n for n in news}
 

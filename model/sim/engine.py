@@ -698,7 +698,7 @@ class SymbolSim:
 
 
 # The flow before makers repriced (until 2026-12-05): every crossing limit order took, a stale pull took one
-# order, and three times the market orders (`--taker-repricing`; `--queue-price` implies it, as that flow was).
+# order, and three times the market orders (`--taker-repricing`).
 TAKER_REPRICING = {
     "market_to_limit": 0.09,
     "post_only": 0.0,
@@ -706,6 +706,8 @@ TAKER_REPRICING = {
     "stale_level": False,
     "price_vol": 0.15,
 }
+# The simulator before the efficient price (`--queue-price`), with the market orders it had then.
+QUEUE_PRICE = {**TAKER_REPRICING, "efficient_price": False}
 
 
 @dataclass

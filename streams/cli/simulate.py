@@ -46,7 +46,16 @@ import re
 from pathlib import Path
 
 from model.sim.anomalies import KINDS, Intensity, parse_anomalies, parse_intensity, write_labels
-from model.sim.engine import DAY_NS, SEC, TAKER_REPRICING, FlowParams, SimConfig, SimResult, default_symbols
+from model.sim.engine import (
+    DAY_NS,
+    QUEUE_PRICE,
+    SEC,
+    TAKER_REPRICING,
+    FlowParams,
+    SimConfig,
+    SimResult,
+    default_symbols,
+)
 from model.sim.news import write_news
 from model.sim.run import simulate
 from model.sim.writers import CRYPTO_PRICE, FORMATS, clock_offset, venue_symbol, write
@@ -128,8 +137,8 @@ def _seconds(text: str) -> float:
 def price_config(args: argparse.Namespace) -> dict:
     """SimConfig's fields that add_price_flags sets."""
     flow = FlowParams(news_discovery_s=args.news_discovery)
-    if args.queue_price or args.taker_repricing:  # the queue price's flow had the takers' market orders
-        flow = dataclasses.replace(flow, efficient_price=not args.queue_price, **TAKER_REPRICING)
+    if args.queue_price or args.taker_repricing:
+        flow = dataclasses.replace(flow, **(QUEUE_PRICE if args.queue_price else TAKER_REPRICING))
     return {"flow": flow, "news_jump": args.news_jump}
 
 
