@@ -10,9 +10,11 @@ wider limit placement, more self-excited market orders). One B stream (30 minute
 60%) to adapt on, B2 (the rest) to judge.
 
 Printed:
-- drift (model/serving/drift.py, as the worker tracks a book, here all symbols pooled): the base's
-  calibrated-surprise PSI against uniform and the feature PSI of the newest rows against regime A
-  windows as the reference, on B and, as a control, on held-out A; whether each crosses 0.25;
+- drift (model/serving/drift.py, as the worker tracks a book, here all symbols pooled): regime A
+  windows the base trained on as the book's first windows, then B or, as a control, held-out A: the
+  PSI of the base's calibrated surprise and of the newest feature rows against the reference, the
+  mean calibrated surprise (its level, 0.5 on the training flow), whether each crosses its threshold
+  (0.25; the level 0.8), and the state, which follows the surprise (docs/design.md, "Drift");
 - CRPS per target on B2 of the base, the adapted model (`adapt` on B1, replaying A windows the base was
   trained on), a model trained from scratch on B1 alone (same encoding and size, --scratch-steps: what
   the recent flow alone can teach) and the reference, a model trained on regime B by the demo's recipe
@@ -70,6 +72,7 @@ B_SEED = 601
 REFERENCE_SEED = 602  # the reference's hours of B: seeds REFERENCE_SEED, REFERENCE_SEED + 1, ... (--reference-hours)
 B1_SHARE = 0.6
 THRESHOLD = 0.25
+LEVEL = 0.8  # the surprise level's drift threshold (drift_surprise_level)
 
 
 def encode(cfg: SimConfig, seeds: tuple[int, ...], path: Path) -> TrainData:
@@ -93,26 +96,29 @@ def newest_rows(data: TrainData) -> tuple[np.ndarray, np.ndarray]:
 
 
 def drift(reference: TrainData, flow: TrainData, seed: int = 0) -> dict[str, float | str | None]:
-    """The worker's DriftTracker fed reference windows, then `flow`'s with the base's calibrated surprise
-    scores: its statistics once the rings hold only `flow`'s windows. Both sides are shuffled first (one
-    seeded draw) so that the tracker's reference (its first windows) and its ring (its last) sample every
-    symbol and the whole time span alike, not one symbol's first minutes."""
+    """The worker's DriftTracker fed reference windows, then `flow`'s, each with the base's calibrated
+    surprise scores: its statistics once the rings hold only `flow`'s windows. Both sides are shuffled
+    first (one seeded draw) so that the tracker's reference (its first windows) and its ring (its last)
+    sample every symbol and the whole time span alike, not one symbol's first minutes."""
     from model.evaluation.outputs import model_outputs
     from model.serving.drift import DriftTracker
 
     rng = np.random.default_rng(seed)
-    ref_rows, _ = newest_rows(reference)
-    flow_rows, has = newest_rows(flow)
-    scores = model_outputs(DEMO, flow.arrays, flow.meta, "base").surprise[has]
-    ref_rows = ref_rows[rng.permutation(len(ref_rows))]
-    order = rng.permutation(len(flow_rows))
+    sides = []
+    for data in (reference, flow):
+        rows, has = newest_rows(data)
+        scores = model_outputs(DEMO, data.arrays, data.meta, "base").surprise[has]
+        order = rng.permutation(len(rows))
+        sides.append((rows[order], scores[order]))
+    (ref_rows, ref_scores), (flow_rows, flow_scores) = sides
     n_ref, n_flow = min(1024, len(ref_rows)), min(512, len(flow_rows))
     tracker = DriftTracker(reference.meta["feature_names"], windows=n_flow, reference=n_ref)
-    tracker.observe("bench", "pooled", ref_rows[:n_ref][:, tracker.cols])
-    tracker.observe("bench", "pooled", flow_rows[order][:, tracker.cols], scores[order])
+    tracker.observe("bench", "pooled", ref_rows[:n_ref][:, tracker.cols], ref_scores[:n_ref])
+    tracker.observe("bench", "pooled", flow_rows[:, tracker.cols], flow_scores)
     stat = tracker.report()[0][("bench", "pooled")]
     return {
         "surprise_psi": stat.surprise_psi,
+        "surprise_level": stat.surprise_level,
         "feature_psi_max": stat.feature_psi_max,
         "feature_psi_mean": stat.feature_psi_mean,
         "feature": stat.feature,
@@ -120,8 +126,8 @@ def drift(reference: TrainData, flow: TrainData, seed: int = 0) -> dict[str, flo
     }
 
 
-def crossed(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.3f} ({'crosses' if v > THRESHOLD else 'under'} {THRESHOLD})"
+def crossed(v: float | None, threshold: float = THRESHOLD) -> str:
+    return "n/a" if v is None else f"{v:.3f} ({'crosses' if v > threshold else 'under'} {threshold})"
 
 
 def gap(base: float, adapted: float, scratch: float) -> float:
@@ -162,9 +168,9 @@ def main() -> int:
     print("\ndrift of the base model (reference: regime A windows it trained on)")
     for name, flow in (("regime B", b), ("held-out A (control)", a_held)):
         d = drift(a_train, flow)
-        print(f"  {name:22s} surprise PSI {crossed(d['surprise_psi'])}, feature PSI max "
-              f"{crossed(d['feature_psi_max'])} [{d['feature']}], mean {d['feature_psi_mean']:.3f}, "
-              f"state {d['state']}")  # fmt: skip
+        print(f"  {name:22s} surprise PSI {crossed(d['surprise_psi'])}, level "
+              f"{crossed(d['surprise_level'], LEVEL)}, feature PSI max {crossed(d['feature_psi_max'])} "
+              f"[{d['feature']}], mean {d['feature_psi_mean']:.3f}, state {d['state']}")  # fmt: skip
 
     t1 = time.perf_counter()
     result = adapt(DEMO, b1, a_train, out / "adapted", steps=args.adapt_steps, replay_fraction=args.replay_fraction,

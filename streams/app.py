@@ -458,7 +458,8 @@ def drift_tracker(settings: Settings) -> DriftTracker | None:
         return None
     return DriftTracker(FEATURE_NAMES, windows=settings.drift_windows, reference=settings.drift_reference,
                         bins=settings.drift_bins, moderate=settings.drift_moderate,
-                        threshold=settings.drift_threshold, skip=settings.drift_skip)  # fmt: skip
+                        threshold=settings.drift_threshold, level=settings.drift_surprise_level,
+                        level_moderate=settings.drift_surprise_level_moderate, skip=settings.drift_skip)  # fmt: skip
 
 
 # the consumer's largest fetch: a partition's whole backlog of large records in one request

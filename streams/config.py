@@ -165,16 +165,21 @@ class Settings:
     # levels per side of each book published to mt:book:<venue>:<symbol> for the dashboard's ladder, once
     # per partition batch per book with a window in it; 0: not written
     book_levels: int = 10
-    # drift per book (model/serving/drift.py, docs/design.md "Drift"): population-stability indices over
-    # the last `drift_windows` windows of a book (0: not tracked), its feature rows against its first
-    # `drift_reference` windows, its calibrated surprise against uniform, `drift_bins` bins; a book is
-    # drifting above `drift_threshold` until back under `drift_moderate` (common practice: 0.25, 0.1);
-    # `drift_skip`: features not tracked (`mid` is a price level: it moves with the price, not the flow)
+    # drift per book (model/serving/drift.py, docs/design.md "Drift"): over the last `drift_windows`
+    # windows of a book (0: not tracked), population-stability indices (`drift_bins` bins) of its
+    # calibrated surprise and of its feature rows against its first `drift_reference` windows, and the
+    # mean calibrated surprise (0.5 on the model's training flow). A book is drifting when a PSI passes
+    # `drift_threshold` or the mean surprise `drift_surprise_level`, until every one is back under
+    # `drift_moderate` / `drift_surprise_level_moderate`; its state follows the model's surprise where
+    # the forecaster has one, the features where it has none (the baseline); `drift_skip`: features not
+    # tracked (`mid` is a price level: it moves with the price, not the flow)
     drift_windows: int = 512
     drift_reference: int = 1024
     drift_bins: int = 10
     drift_moderate: float = 0.1
     drift_threshold: float = 0.25
+    drift_surprise_level: float = 0.8
+    drift_surprise_level_moderate: float = 0.7
     drift_skip: tuple[str, ...] = ("valid", "mid")
     session_timeout: float = 6.0  # a short session timeout keeps group joins quick
     # static group membership (KIP-345): a worker that comes back under the same id within the session
@@ -209,6 +214,8 @@ class Settings:
             raise ValueError("stall_s >= 0 (0: no stall watchdog)")
         if not 0 < self.drift_moderate <= self.drift_threshold:
             raise ValueError("drift: 0 < drift_moderate <= drift_threshold")
+        if not 0 < self.drift_surprise_level_moderate <= self.drift_surprise_level <= 1:
+            raise ValueError("drift: 0 < drift_surprise_level_moderate <= drift_surprise_level <= 1")
 
     @property
     def faust_datadir(self) -> Path:

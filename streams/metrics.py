@@ -218,8 +218,8 @@ class _Live(Collector):
         yield waiting
         drift = w.services.drift
         if drift is not None:
-            yield GaugeMetricFamily("megatrading_books_drifting", "Books whose drift statistic is past "
-                                    "drift_threshold", value=drift.drifting)  # fmt: skip
+            yield GaugeMetricFamily("megatrading_books_drifting", "Books in the drift state (docs/design.md, "
+                                    "Drift)", value=drift.drifting)  # fmt: skip
         # the membership watch's state (streams/membership.py): served from before the first join, so a
         # worker whose join never completes shows here as well as in its log
         membership = w.membership

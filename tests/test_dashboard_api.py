@@ -112,8 +112,8 @@ def test_alerts_are_counted_newest_first_and_one_opens_on_its_window(redis_url):
 
 def test_health_splits_mt_meta_by_worker(redis_url):
     sink = RedisSink.from_url(redis_url)
-    drift = {"surprise_psi": None, "feature_psi_max": 0.3, "feature_psi_mean": 0.1, "feature": "spread",
-             "windows": 40, "state": "drift"}  # fmt: skip
+    drift = {"surprise_psi": None, "surprise_level": None, "feature_psi_max": 0.3, "feature_psi_mean": 0.1,
+             "feature": "spread", "windows": 40, "state": "drift"}  # fmt: skip
     sink.worker_model("w1", "test:1", 0)
     sink.heartbeat("w1", skipped=3, meta={"drift:itch:AAA": json.dumps(drift)})
     got = get(redis_url, "/api/health")

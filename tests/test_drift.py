@@ -1,6 +1,6 @@
 """Drift statistics (model/serving/drift.py): the PSI math, a tracker fed one regime then another
-(real Binance windows, then the same windows with a feature scaled), calibrated scores uniform or
-piled at the top."""
+(real Binance windows, then the same windows with a feature scaled), calibrated scores that hold,
+rise, or sit high or low from a book's start."""
 
 from __future__ import annotations
 
@@ -13,17 +13,18 @@ import pytest
 
 from model.serving.drift import (
     DRIFT,
+    MODERATE,
     PSI_EPS,
     STABLE,
     WARMING,
     BinRing,
     DriftTracker,
     bin_counts,
+    describe,
     feature_bins,
     fractions,
     psi,
     reference_edges,
-    uniform_psi,
 )
 from orderbook.features import FEATURE_NAMES
 from orderbook.venue_windows import VenueWindows, process_records
@@ -75,38 +76,74 @@ def test_a_bin_ring_counts_its_last_rows():
         assert (ring.counts == bin_counts(seen, 5)).all() and ring.full == (ring.n >= 7)
 
 
-def test_uniform_calibrated_scores_stay_stable_and_scores_piled_at_the_top_drift():
-    rng = np.random.default_rng(4)
-    assert uniform_psi(rng.uniform(size=5000)) < 0.01
-    tracker = DriftTracker(FEATURE_NAMES, windows=512, reference=64)
-    empty = np.zeros((0, len(tracker.cols)), np.float32)
-    tracker.observe("itch", "AAPL", empty, rng.uniform(size=300))
-    stats, _ = tracker.report()
-    assert stats["itch", "AAPL"].state == WARMING and stats["itch", "AAPL"].surprise_psi is None  # 300 of 512
-    for _ in range(4):
-        tracker.observe("itch", "AAPL", empty, rng.uniform(size=256))
-        stats, changes = tracker.report()
-        assert stats["itch", "AAPL"].surprise_psi < 0.1 and stats["itch", "AAPL"].state == STABLE and not changes
-    tracker.observe("itch", "AAPL", empty, rng.beta(4.0, 1.0, size=512))  # the model surprised more often
+def uniform_psi(scores: np.ndarray) -> float:
+    """The surprise statistic before 2026-12-05: the scores' deciles against uniform."""
+    return float(psi(np.full(10, 0.1), fractions(np.histogram(scores, 10, (0.0, 1.0))[0])))
+
+
+def scores_only(tracker: DriftTracker, scores: np.ndarray, symbol: str = "AAPL"):
+    tracker.observe("itch", symbol, np.zeros((0, len(tracker.cols)), np.float32), scores)
     stats, changes = tracker.report()
-    stat = stats["itch", "AAPL"]
-    assert stat.surprise_psi > 0.25 and stat.state == DRIFT and stat.feature_psi_max is None
+    return stats["itch", symbol], changes
+
+
+def test_a_book_easier_than_the_training_flow_is_stable_and_a_rise_in_its_surprise_drifts():
+    """Scores piled low from the start (a real Binance book's, 0.15-0.31 on average) are no drift:
+    against uniform they scored a PSI over 1. Once the model is surprised more often than it was at
+    the book's start, the book drifts on the surprise PSI."""
+    rng = np.random.default_rng(4)
+    tracker = DriftTracker(FEATURE_NAMES)  # the worker's: the last 512 windows, the first 1024
+    stat, _ = scores_only(tracker, rng.beta(1.0, 4.0, size=300))
+    assert stat.state == WARMING and stat.surprise_psi is None and stat.surprise_level is None  # 300 of 512
+    stat, _ = scores_only(tracker, rng.beta(1.0, 4.0, size=900))
+    assert stat.surprise_psi is None and stat.surprise_level == pytest.approx(0.2, abs=0.03)  # 176 of 512 after
+    assert stat.state == STABLE  # the reference: the level alone judges until the PSI is known
+    for _ in range(4):
+        easy = rng.beta(1.0, 4.0, size=512)
+        stat, changes = scores_only(tracker, easy)
+        assert stat.surprise_psi < 0.1 and stat.state == STABLE and not changes
+        assert uniform_psi(easy) > 1.0
+    stat, changes = scores_only(tracker, rng.beta(4.0, 1.0, size=512))  # the model surprised more often
+    assert stat.surprise_psi > 0.25 and stat.surprise_level > 0.7 and stat.state == DRIFT
+    assert stat.feature_psi_max is None
     assert [(c.symbol, c.drifting, c.statistic) for c in changes] == [("AAPL", True, "surprise")]
-    assert tracker.drifting == 1 and '"state":"drift"' in stat.to_json()
+    assert describe(changes[0], 512, 1024) == (f"drift: itch AAPL drifting: surprise PSI {stat.surprise_psi:.3f} "
+                                               "of its last 512 windows against its first 1024")  # fmt: skip
+    assert tracker.drifting == 1 and '"state":"drift"' in stat.to_json() and '"surprise_level":' in stat.to_json()
+
+
+def test_a_book_unlike_the_training_flow_from_its_start_drifts_on_the_surprise_level():
+    """Scores piled at the top from the book's first window (a regime the model never saw: 0.92-0.98 on
+    the adaptation bench's regime B) hold against the book's own start, and the level says it."""
+    rng = np.random.default_rng(6)
+    tracker = DriftTracker(FEATURE_NAMES, windows=256, reference=256)
+    stat, changes = scores_only(tracker, rng.beta(9.0, 1.0, size=256))
+    assert stat.surprise_psi is None and stat.surprise_level > 0.8 and stat.state == DRIFT
+    assert [(c.drifting, c.statistic) for c in changes] == [(True, "surprise level")]
+    assert describe(changes[0], 256, 256).startswith(
+        f"drift: itch AAPL drifting: mean calibrated surprise {stat.surprise_level:.3f} over its last 256 windows"
+    )
+    stat, changes = scores_only(tracker, rng.beta(9.0, 1.0, size=256))
+    assert stat.surprise_psi < 0.1 and stat.state == DRIFT and not changes
+    for _ in range(2):  # back to flow like the training flow: the PSI rises, the level falls
+        stat, changes = scores_only(tracker, rng.uniform(size=256))
+    assert stat.surprise_psi > 0.25 and stat.surprise_level < 0.7 and stat.state == DRIFT
+    # a book between the level's thresholds and never past one stays moderate
+    between = DriftTracker(FEATURE_NAMES, windows=256, reference=256)
+    stat, changes = scores_only(between, rng.beta(3.0, 1.0, size=256))
+    assert 0.7 < stat.surprise_level < 0.8 and stat.state == MODERATE and not changes
 
 
 def test_after_a_model_swap_the_surprise_starts_anew_from_the_new_models_scores():
     rng = np.random.default_rng(5)
-    tracker = DriftTracker(FEATURE_NAMES, windows=256, reference=64)
-    empty = np.zeros((0, len(tracker.cols)), np.float32)
-    tracker.observe("itch", "AAPL", empty, rng.beta(4.0, 1.0, size=256))  # the old model, surprised
-    assert tracker.report()[0]["itch", "AAPL"].surprise_psi > 0.25
+    tracker = DriftTracker(FEATURE_NAMES)
+    stat, _ = scores_only(tracker, rng.beta(9.0, 1.0, size=1600))  # the old model, surprised
+    assert stat.surprise_psi is not None and stat.surprise_level > 0.8
     tracker.forget_surprise()
-    tracker.observe("itch", "AAPL", empty, rng.uniform(size=100))  # the new one's scores only
-    stat = tracker.report()[0]["itch", "AAPL"]
-    assert stat.surprise_psi is None and stat.state == WARMING  # 100 of 256: not the old model's pile
-    tracker.observe("itch", "AAPL", empty, rng.uniform(size=200))
-    assert tracker.report()[0]["itch", "AAPL"].surprise_psi < 0.1
+    stat, _ = scores_only(tracker, rng.uniform(size=300))  # the new one's scores only
+    assert stat.surprise_psi is None and stat.surprise_level is None and stat.state == WARMING  # 300 of 512
+    stat, _ = scores_only(tracker, rng.uniform(size=1300))
+    assert stat.surprise_psi < 0.1 and stat.surprise_level == pytest.approx(0.5, abs=0.05) and stat.state == STABLE
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +194,24 @@ def test_a_tracker_fed_one_regime_then_another_crosses_only_after_the_change(bin
     assert tracker.forget(("md.raw.binance", 0)) == [("binance", "BTCUSDT")] and not tracker.books
 
 
+def test_with_a_calibrated_score_the_state_follows_the_models_surprise_not_the_features(binance_windows):
+    """The same change of the realized variance, with the model's scores holding: the feature PSI is
+    published past the threshold and names the feature, the book does not drift (a real book's
+    features move against its first minutes within the hour while the model's surprise holds)."""
+    rng = np.random.default_rng(7)
+    tracker = DriftTracker(FEATURE_NAMES, windows=256, reference=512)
+    before, after = binance_windows[:1280], scaled(binance_windows[1280:1792], "realized_variance", 4.0)
+    for windows in (before, after):
+        for i in range(0, len(windows), 128):
+            batch = windows[i : i + 128]
+            tracker.observe_windows(batch, rng.beta(1.0, 3.0, size=len(batch)), owner=("md.raw.binance", 0))
+            stats, changes = tracker.report()
+            assert not changes
+    stat = stats["binance", "BTCUSDT"]
+    assert stat.feature_psi_max > 0.25 and stat.feature == "realized_variance"
+    assert stat.surprise_psi < 0.25 and stat.surprise_level < 0.7 and stat.state != DRIFT  # 256 against 512: noisier
+
+
 def test_the_settings_make_the_tracker_and_zero_windows_turn_it_off(tmp_path):
     from streams.app import drift_tracker
     from streams.config import Settings
@@ -164,10 +219,13 @@ def test_the_settings_make_the_tracker_and_zero_windows_turn_it_off(tmp_path):
     env = {"MT_HOME": str(tmp_path), "MT_DRIFT_WINDOWS": "128", "MT_DRIFT_THRESHOLD": "0.3", "MT_DRIFT_SKIP": "mid"}
     tracker = drift_tracker(Settings.load({}, environ=env))
     assert (tracker.n_windows, tracker.n_reference, tracker.threshold, tracker.moderate) == (128, 1024, 0.3, 0.1)
+    assert (tracker.level, tracker.level_moderate) == (0.8, 0.7)
     assert "valid" in tracker.names and "mid" not in tracker.names
     assert drift_tracker(Settings(drift_windows=0)) is None
     with pytest.raises(ValueError, match="drift_moderate"):
         Settings(drift_moderate=0.3, drift_threshold=0.25)
+    with pytest.raises(ValueError, match="drift_surprise_level"):
+        Settings(drift_surprise_level=0.6)
 
 
 def test_only_the_generative_forecaster_names_a_calibrated_score(binance_windows):
@@ -184,3 +242,44 @@ def test_only_the_generative_forecaster_names_a_calibrated_score(binance_windows
     assert forecaster.calibrated_score == "surprise_score"
     scores = forecaster.predict(binance_windows[:64])[forecaster.calibrated_score]
     assert ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_the_shipped_models_surprise_drifts_on_a_regime_it_never_saw_and_holds_on_a_real_book(binance_windows):
+    """The shipped model's own scores through the worker's tracker: real Binance windows (a capture it
+    trained on, normal flow) stay out of `drift`; a simulated regime it never saw (bench/adapt_bench.py's
+    regime B: 4-10x the activity, sizes ~ k^-1.6 up to 400 lots, 0.3 market orders per limit order, thin
+    books) drifts on the surprise level from its first full ring, with no reference of the book before."""
+    pytest.importorskip("torch")
+    from streams.config import SHIPPED_MODEL
+
+    if not (SHIPPED_MODEL / "model.safetensors").is_file():
+        pytest.skip("no shipped checkpoint")
+    from model.serving.orderflow import OrderFlowForecaster
+    from model.sim.engine import SEC, FlowParams, SimConfig, default_symbols
+    from model.training.dataset import sim_source
+
+    forecaster = OrderFlowForecaster(SHIPPED_MODEL, device="cpu")
+
+    def tracked(windows) -> tuple[object, list]:
+        tracker, crossings = DriftTracker(FEATURE_NAMES, windows=256, reference=512), []
+        for i in range(0, len(windows), 128):
+            batch = windows[i : i + 128]
+            tracker.observe_windows(batch, forecaster.predict(batch)[forecaster.calibrated_score])
+            stats, changes = tracker.report()
+            crossings += changes
+        (stat,) = stats.values()
+        return stat, crossings
+
+    real, crossings = tracked(binance_windows[:1024])
+    assert real.surprise_level < 0.5 and real.surprise_psi < 0.25 and real.state != DRIFT and not crossings
+    regime_b = SimConfig(
+        n_symbols=1, duration_ns=600 * SEC, seed=601, symbols=default_symbols(1, (600_000, 600_000)),
+        flow=FlowParams(size_tail=1.6, size_max_lots=400, market_to_limit=0.3, resting_orders=60,
+                        placement_decay=0.8, hawkes_branching=0.75),
+    )  # fmt: skip
+    source = sim_source(regime_b)
+    windows = [w for done in process_records(VenueWindows("itch"), iter(source.records)) for w in done.windows]
+    assert len(windows) >= 256
+    b, crossings = tracked(windows[:512])
+    assert b.surprise_level > 0.8 and b.state == DRIFT
+    assert [(c.drifting, c.statistic) for c in crossings] == [(True, "surprise level")]

@@ -67,7 +67,9 @@ def test_after_a_batch_each_books_drift_is_in_meta_and_the_progress_line(infra, 
     meta = {k.decode(): v.decode() for k, v in r.hgetall("mt:meta").items()}
     assert "heartbeat:w-drift" in meta
     drift = json.loads(meta["drift:binance:BTCUSDT"])
-    assert set(drift) == {"surprise_psi", "feature_psi_max", "feature_psi_mean", "feature", "windows", "state"}
+    assert set(drift) == {"surprise_psi", "surprise_level", "feature_psi_max", "feature_psi_mean", "feature",
+                          "windows", "state"}  # fmt: skip
+    assert 0 <= drift["surprise_level"] <= 1
     assert drift["windows"] == part.stats.forecasts > 64 + 128  # every window scored, one book
     assert 0 <= drift["surprise_psi"] < 20 and 0 <= drift["feature_psi_mean"] <= drift["feature_psi_max"] < 20
     assert drift["feature"] in FEATURE_NAMES and drift["feature"] not in ("valid", "mid")

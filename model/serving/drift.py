@@ -1,32 +1,45 @@
 """Drift of the served flow per book (venue, symbol): pure numpy, no I/O (docs/design.md, "Drift").
 
-Two population-stability indices (PSI = sum_i (a_i - e_i) ln(a_i / e_i) over bins, each fraction
-floored at `eps` so that an empty bin costs a finite amount):
+Three statistics (PSI = sum_i (a_i - e_i) ln(a_i / e_i) over bins, each fraction floored at `eps`
+so that an empty bin costs a finite amount):
 
-- **Surprise drift**: the deciles of the last N calibrated surprise scores of a book against the
-  uniform distribution. The generative model's surprise is calibrated by the empirical CDF of its
-  training windows, so on flow like the training flow it is uniform on 0..1; flow the model finds
-  more surprising piles its scores at the top. Only for a forecaster that names such a score
-  (`Forecaster.calibrated_score`); none for the baseline.
-- **Feature drift**: per window feature, the distribution of the newest valid feature row of the
-  last N windows of a book against a reference, the book's own first M windows; bins from the
-  reference's deciles and its min and max, with a bin below the min and one above the max (so
-  that a feature constant in the reference still shows a move either way). Reported: the max and
-  the mean over features and the feature that drifted most.
+- **Surprise drift** (`surprise_psi`): the model's calibrated surprise scores of the last N windows of
+  a book against the book's own first M scores, binned like a feature (below). It says the model
+  finds the book's flow more (or less) surprising than it did when the book started.
+- **Surprise level** (`surprise_level`): the mean of those last N calibrated scores. The surprise is
+  calibrated by the empirical CDF of the model's training windows, so the level is 0.5 on flow like
+  the training flow as a whole, and near 1 on flow the model has never seen the like of. It is read
+  one-sided: a book easier than the training flow (the six Binance captures end at 0.12-0.28) is no
+  alarm.
+  Why not the scores' PSI against uniform, as before 2026-12-05: the calibration pools every
+  training book, so no single book is uniform on it. Against uniform, the six Binance captures scored
+  PSI 1.4-4.2 and the simulated books 0.17-0.74 on normal flow (`bench/drift_probe.py`).
+- **Feature drift** (`feature_psi_max`, `feature_psi_mean`, `feature`): per window feature, the
+  distribution of the newest valid feature row of the last N windows of a book against a reference,
+  the book's own first M windows; bins from the reference's deciles and its min and max, with a bin
+  below the min and one above the max (so that a feature constant in the reference still shows a
+  move either way). Reported: the max and the mean over features and the feature that drifted most.
 
-Thresholds as in common practice: PSI < 0.1 stable, 0.1-0.25 moderate, > 0.25 drift. A book is
-`drift` from the moment a statistic exceeds the drift threshold until every statistic is back
-under the moderate one (hysteresis: a book on the boundary does not flap).
+Thresholds as in common practice for a PSI: < 0.1 stable, 0.1-0.25 moderate, > 0.25 drift; the
+surprise level's own (0.8 drift, 0.7 moderate). A book is `drift` from the moment a statistic exceeds
+its drift threshold until every statistic is back under its moderate one (hysteresis: a book on the
+boundary does not flap). The state follows the model's surprise (its PSI and level) where the
+forecaster has a calibrated score, the features only where it has none (the baseline): a real
+book's features move against its first minutes within the hour (feature PSI max 7-16 on the
+Binance captures: depth wanders) while the model's surprise against the book's start holds (PSI
+0.05-0.15), so features that drove the state kept every real book in `drift`. They stay published:
+they say which input moved.
 
-Memory per book is bounded: the reference's rows until it is complete (at most M x F float32), then
-its bin edges and fractions, and two rings of bin indices (N x F and N bytes) with running counts.
+Memory per book is bounded: the references' rows until complete (at most M x (F + 1) float32), then
+their bin edges and fractions, two rings of bin indices (N x F and N bytes) with running counts and
+a ring of the last N scores (N float32).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -47,18 +60,6 @@ def fractions(counts: np.ndarray) -> np.ndarray:
     """Counts over the last axis as fractions (all zero where there are none)."""
     c = np.asarray(counts, np.float64)
     return c / np.maximum(c.sum(-1, keepdims=True), 1.0)
-
-
-def score_bins(scores: np.ndarray, n_bins: int = 10) -> np.ndarray:
-    """Scores in 0..1 -> their bin (decile for 10), uint8; out of range or NaN scores are clipped."""
-    s = np.nan_to_num(np.asarray(scores, np.float64), nan=0.0)
-    return np.clip((s * n_bins).astype(np.int64), 0, n_bins - 1).astype(np.uint8)
-
-
-def uniform_psi(scores: np.ndarray, n_bins: int = 10, eps: float = PSI_EPS) -> float:
-    """PSI of scores' bins against the uniform distribution a calibrated score has on training flow."""
-    counts = np.bincount(score_bins(scores, n_bins), minlength=n_bins)
-    return float(psi(np.full(n_bins, 1.0 / n_bins), fractions(counts), eps))
 
 
 def reference_edges(reference: np.ndarray, n_bins: int = 10) -> np.ndarray:
@@ -121,11 +122,74 @@ class BinRing:
         self.n += len(rows)
 
 
+class Reference:
+    """A statistic of a book against the book's own beginning: its first `n` rows are the reference
+    (kept until complete, then only their bin edges and fractions: `reference_edges`), the rows after
+    them go through a ring of the last `size` rows' bins."""
+
+    __slots__ = ("bins", "edges", "frac", "n", "ring", "rows", "seen", "size")
+
+    def __init__(self, n: int, size: int, bins: int) -> None:
+        self.n, self.size, self.bins = n, size, bins
+        self.rows: list[np.ndarray] = []
+        self.seen = 0
+        self.edges: np.ndarray | None = None  # (F, E)
+        self.frac: np.ndarray | None = None  # (F, E + 2)
+        self.ring: BinRing | None = None
+
+    @property
+    def ready(self) -> bool:
+        """A full ring after a complete reference: the PSI is known."""
+        return self.ring is not None and self.ring.full
+
+    def push(self, rows: np.ndarray) -> None:
+        """(k, F) new rows, oldest first."""
+        if self.edges is None:
+            need = self.n - self.seen
+            self.rows.append(np.array(rows[:need], np.float32))
+            self.seen += len(self.rows[-1])
+            rows = rows[need:]
+            if self.seen < self.n:
+                return
+            ref = np.concatenate(self.rows)
+            self.rows = []
+            self.edges = reference_edges(ref, self.bins)
+            levels = self.edges.shape[1] + 2
+            self.frac = fractions(bin_counts(feature_bins(ref, self.edges), levels))
+            self.ring = BinRing(self.size, ref.shape[1], levels)
+        if len(rows):
+            self.ring.push(feature_bins(rows, self.edges))  # type: ignore[union-attr]
+
+
+class ValueRing:
+    """The last `size` values (float32), for their mean."""
+
+    __slots__ = ("n", "values")
+
+    def __init__(self, size: int) -> None:
+        self.values = np.zeros(size, np.float32)
+        self.n = 0
+
+    @property
+    def full(self) -> bool:
+        return self.n >= len(self.values)
+
+    def push(self, values: np.ndarray) -> None:
+        size = len(self.values)
+        kept = values[-size:]
+        self.values[(self.n + np.arange(len(kept))) % size] = kept
+        self.n += len(kept)
+
+    def mean(self) -> float:
+        return float(self.values[: min(self.n, len(self.values))].mean())
+
+
 @dataclass(frozen=True)
 class DriftStat:
     """A book's drift as published (`mt:meta` field `drift:<venue>:<symbol>`); None: not enough windows yet."""
 
     surprise_psi: float | None
+    surprise_level: float | None
     feature_psi_max: float | None
     feature_psi_mean: float | None
     feature: str | None  # the feature whose PSI is the max
@@ -136,7 +200,8 @@ class DriftStat:
         def r(v: float | None) -> float | None:
             return None if v is None else round(v, 4)
 
-        return json.dumps({"surprise_psi": r(self.surprise_psi), "feature_psi_max": r(self.feature_psi_max),
+        return json.dumps({"surprise_psi": r(self.surprise_psi), "surprise_level": r(self.surprise_level),
+                           "feature_psi_max": r(self.feature_psi_max),
                            "feature_psi_mean": r(self.feature_psi_mean), "feature": self.feature,
                            "windows": self.windows, "state": self.state}, separators=(",", ":"))  # fmt: skip
 
@@ -148,7 +213,7 @@ class DriftChange:
     venue: str
     symbol: str
     drifting: bool
-    statistic: str  # "surprise" or "feature": the larger of the two
+    statistic: str  # "surprise", "surprise level" or "feature": the one furthest past its threshold
     value: float
     feature: str | None
     stat: DriftStat
@@ -159,12 +224,9 @@ class BookDrift:
     """One book's drift state (see the module docstring)."""
 
     owner: Hashable = None  # who feeds it (a source partition): forgotten with it
-    ref_rows: list[np.ndarray] = field(default_factory=list)  # the reference period, until complete
-    ref_n: int = 0
-    edges: np.ndarray | None = None  # (F, E)
-    ref_frac: np.ndarray | None = None  # (F, E + 2)
-    feats: BinRing | None = None
-    scores: BinRing | None = None
+    feats: Reference | None = None  # the newest feature rows against the book's first ones
+    scores: Reference | None = None  # the calibrated surprise against the book's first scores
+    levels: ValueRing | None = None  # the last scores, for their mean
     windows: int = 0
     drifting: bool = False
     stat: DriftStat | None = None
@@ -183,20 +245,24 @@ class DriftTracker:
         bins: int = 10,
         moderate: float = 0.1,
         threshold: float = 0.25,
+        level: float = 0.8,
+        level_moderate: float = 0.7,
         skip: Sequence[str] = ("valid", "mid"),
         eps: float = PSI_EPS,
     ) -> None:
         if windows <= 0 or reference < bins or bins < 2 or not 0 < moderate <= threshold:
             raise ValueError("drift: windows > 0, reference >= bins >= 2, 0 < moderate <= threshold")
+        if not 0 < level_moderate <= level <= 1:
+            raise ValueError("drift: 0 < surprise level moderate <= surprise level <= 1")
         names = list(feature_names)
         self.valid_col = names.index("valid") if "valid" in names else None
         self.cols = np.array([i for i, n in enumerate(names) if n not in set(skip)], np.int64)
         self.names = [names[i] for i in self.cols]
         self.n_windows, self.n_reference, self.bins = windows, reference, bins
         self.moderate, self.threshold, self.eps = moderate, threshold, eps
+        self.level, self.level_moderate = level, level_moderate
         self.books: dict[tuple[str, str], BookDrift] = {}
         self._dirty: set[tuple[str, str]] = set()
-        self._uniform = np.full(bins, 1.0 / bins)
 
     @property
     def drifting(self) -> int:
@@ -220,7 +286,7 @@ class DriftTracker:
         previous model's, calibrated on its training windows, and say nothing of the new one's. The
         feature drift, the flow's own, goes on."""
         for book in self.books.values():
-            book.scores = None
+            book.scores = book.levels = None
 
     def observe_windows(self, windows: Sequence[Window], scores: np.ndarray | None = None,
                         owner: Hashable = None) -> None:  # fmt: skip
@@ -248,26 +314,16 @@ class DriftTracker:
         b.windows += len(rows) if windows is None else windows
         self._dirty.add(key)
         if scores is not None and len(scores):
-            if b.scores is None:
-                b.scores = BinRing(self.n_windows, 1, self.bins)
-            b.scores.push(score_bins(scores, self.bins)[:, None])
-        if not len(rows):
-            return
-        if b.edges is None:
-            need = self.n_reference - b.ref_n
-            b.ref_rows.append(np.array(rows[:need], np.float32))
-            b.ref_n += len(b.ref_rows[-1])
-            rows = rows[need:]
-            if b.ref_n < self.n_reference:
-                return
-            ref = np.concatenate(b.ref_rows)
-            b.ref_rows = []
-            b.edges = reference_edges(ref, self.bins)
-            levels = b.edges.shape[1] + 2
-            b.ref_frac = fractions(bin_counts(feature_bins(ref, b.edges), levels))
-            b.feats = BinRing(self.n_windows, len(self.cols), levels)
+            s = np.clip(np.nan_to_num(np.asarray(scores, np.float64), nan=0.0), 0.0, 1.0)
+            if b.scores is None or b.levels is None:
+                b.scores = Reference(self.n_reference, self.n_windows, self.bins)
+                b.levels = ValueRing(self.n_windows)
+            b.scores.push(s[:, None])
+            b.levels.push(s)
         if len(rows):
-            b.feats.push(feature_bins(rows, b.edges))  # type: ignore[union-attr]
+            if b.feats is None:
+                b.feats = Reference(self.n_reference, self.n_windows, self.bins)
+            b.feats.push(rows)
 
     def forget(self, owner: Hashable) -> list[tuple[str, str]]:
         """Drop the books `owner` fed (a partition that went to another worker); returns their keys."""
@@ -290,38 +346,44 @@ class DriftTracker:
         self._dirty.clear()
         books = [self.books[k] for k in keys]
         feat_psi: dict[int, np.ndarray] = {}
-        ready = [i for i, b in enumerate(books) if b.feats is not None and b.feats.full]
+        ready = [i for i, b in enumerate(books) if b.feats is not None and b.feats.ready]
         if ready:  # one numpy pass over every book whose window ring is full
-            ref = np.stack([books[i].ref_frac for i in ready])  # type: ignore[misc]
-            cur = fractions(np.stack([books[i].feats.counts for i in ready]))  # type: ignore[union-attr]
+            ref = np.stack([books[i].feats.frac for i in ready])  # type: ignore[union-attr,misc]
+            cur = fractions(np.stack([books[i].feats.ring.counts for i in ready]))  # type: ignore[union-attr]
             for i, p in zip(ready, psi(ref, cur, self.eps), strict=True):
                 feat_psi[i] = p
         stats: dict[tuple[str, str], DriftStat] = {}
         changes: list[DriftChange] = []
         for i, (key, b) in enumerate(zip(keys, books, strict=True)):
-            s_psi = None
-            if b.scores is not None and b.scores.full:
-                s_psi = float(psi(self._uniform, fractions(b.scores.counts[0]), self.eps))
+            s_psi = level = None
+            if b.scores is not None and b.scores.ready:
+                s_psi = float(psi(b.scores.frac[0], fractions(b.scores.ring.counts[0]), self.eps))  # type: ignore[index,union-attr]
+            if b.levels is not None and b.levels.full:
+                level = b.levels.mean()
             f_max = f_mean = None
             feature = None
             if i in feat_psi and len(self.cols):
                 p = feat_psi[i]
                 j = int(np.argmax(p))
                 f_max, f_mean, feature = float(p[j]), float(p.mean()), self.names[j]
-            candidates = [(v, n) for v, n in ((s_psi, "surprise"), (f_max, "feature")) if v is not None]
+            # (value, statistic, drift threshold, moderate threshold): the model's surprise where it has one
+            judged = ([(s_psi, "surprise", self.threshold, self.moderate),
+                       (level, "surprise level", self.level, self.level_moderate)] if b.levels is not None
+                      else [(f_max, "feature", self.threshold, self.moderate)])  # fmt: skip
+            known = [(v / hi, v, name, hi, lo) for v, name, hi, lo in judged if v is not None]
             was = b.drifting
-            if candidates:
-                top, statistic = max(candidates)
-                if not b.drifting and top > self.threshold:
+            if known:
+                if not b.drifting and any(v > hi for _, v, _, hi, _ in known):
                     b.drifting = True
-                elif b.drifting and top < self.moderate:
+                elif b.drifting and all(v < lo for _, v, _, _, lo in known):
                     b.drifting = False
-                state = DRIFT if b.drifting else MODERATE if top > self.moderate else STABLE
+                state = DRIFT if b.drifting else MODERATE if any(v > lo for _, v, _, _, lo in known) else STABLE
             else:
                 state = WARMING
-            b.stat = DriftStat(s_psi, f_max, f_mean, feature, b.windows, state)
+            b.stat = DriftStat(s_psi, level, f_max, f_mean, feature, b.windows, state)
             stats[key] = b.stat
             if b.drifting != was:
+                _, top, statistic, _, _ = max(known)  # the statistic furthest past its threshold
                 changes.append(DriftChange(key[0], key[1], b.drifting, statistic, top,
                                            feature if statistic == "feature" else None, b.stat))  # fmt: skip
         return stats, changes
@@ -329,11 +391,14 @@ class DriftTracker:
 
 def describe(change: DriftChange, n_windows: int, n_reference: int) -> str:
     """The log line of a threshold crossing."""
-    what = f"{change.statistic} PSI {change.value:.3f}"
-    if change.feature is not None:
-        what += f" (feature {change.feature})"
-    against = "the uniform calibration" if change.statistic == "surprise" else f"its first {n_reference} windows"
+    if change.statistic == "surprise level":
+        what = (f"mean calibrated surprise {change.value:.3f} over its last {n_windows} windows (0.5 on flow "
+                f"like the model's training flow)")  # fmt: skip
+    else:
+        what = f"{change.statistic} PSI {change.value:.3f}"
+        if change.feature is not None:
+            what += f" (feature {change.feature})"
+        what += f" of its last {n_windows} windows against its first {n_reference}"
     if change.drifting:
-        return (f"drift: {change.venue} {change.symbol} drifting: {what} over its last {n_windows} windows "
-                f"against {against}")  # fmt: skip
+        return f"drift: {change.venue} {change.symbol} drifting: {what}"
     return f"drift: {change.venue} {change.symbol} back to {change.stat.state}: largest statistic {what}"

@@ -389,7 +389,7 @@ async function refreshHealth() {
     const tr = el("tr");
     cells(tr, [d.venue + ":" + d.symbol]);
     tr.append(el("td", { class: "state-" + d.state }, d.state));
-    return cells(tr, [d.surprise_psi ?? "null", d.feature_psi_max ?? "null", d.feature ?? "-", d.windows ?? "-"]);
+    return cells(tr, [d.surprise_psi ?? "null", d.surprise_level ?? "null", d.feature_psi_max ?? "null", d.feature ?? "-", d.windows ?? "-"]);
   }));
   const other = Object.entries(h.other);
   $("other-meta").tBodies[0].replaceChildren(...(other.length ? other.map(([k, v]) => cells(el("tr"), [k, v]))
