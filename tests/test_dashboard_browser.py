@@ -102,6 +102,13 @@ def text(page, selector: str) -> str:
     return page.locator(selector).inner_text().strip()
 
 
+def js(value: float | int | None) -> str:
+    """A JSON number as the page's JavaScript writes it (null for None; 1.0 as "1")."""
+    if value is None:
+        return "null"
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
 def wait_text(page, selector: str, want: str, timeout_ms: int = 15_000) -> None:
     """Until the element shows `want` (the page refreshes on its own clock and the live feed's)."""
     page.wait_for_function("([s, w]) => document.querySelector(s)?.textContent.trim() === w", arg=[selector, want],
@@ -205,6 +212,18 @@ def test_the_page_shows_what_redis_holds_live_and_the_window_of_a_clicked_alert(
                     arg=want_rows or [["none"]],
                 )
                 assert text(page, '#resyncs .resyncs[data-venue="itch"]') == "itch n/a"  # ITCH books never resync
+                # drift per book: a row per drift:<venue>:<symbol> field, its state and statistics as mt:meta holds them
+                meta = r.hgetall(META)
+                drift = {k.split(":", 1)[1]: json.loads(v) for k, v in meta.items() if k.startswith("drift:")}
+                assert drift, "the worker published no drift"
+                want_drift = sorted([book, d["state"], *(js(d[k]) for k in ("surprise_psi", "surprise_level",
+                                     "feature_psi_max")), d["feature"] or "-", js(d["windows"])]
+                                    for book, d in drift.items())  # fmt: skip
+                page.wait_for_function(
+                    """(want) => JSON.stringify([...document.querySelectorAll('#drift tbody tr')]
+                        .map(r => [...r.cells].map(c => c.textContent)).sort()) === JSON.stringify(want)""",
+                    arg=want_drift,
+                )
                 ends = expected_lag(bootstrap, topic)
                 assert all(end == done for end, done in ends.values())  # the worker took everything
                 want = sorted([t, str(p), str(end), str(done), str(end - done)] for (t, p), (end, done) in ends.items())
