@@ -1,6 +1,8 @@
-"""The simulated spread: what a combination of the served quantiles with a classic baseline's band would
-give (issue 5's goal, 10% over the best of persistence, EWMA and HAR at every horizon, missed on the
-simulator since its efficient price: +5.9% / +9.3% at 10 / 100 messages on the committed card).
+"""The simulated spread: what combining a checkpoint's served quantiles with a classic baseline's band
+adds (issue 5's goal, 10% over the best of persistence, EWMA and HAR at every horizon, missed on the
+simulator since its efficient price). Since 2026-12-05 the served spread is itself such a combination
+with the EWMA's band (OrderFlowModel.classic_weight, fitted on the training windows that are not of
+books of price levels); on a checkpoint that serves it, this says what a further one would add.
 
 Per spread target, the served quantiles q and a baseline's q10/q50/q90 band e (model/serving/baseline.py,
 as `evaluate` recomputes it: `ewma`, `har`, `baseline` = their average) are combined quantile by quantile,
@@ -11,7 +13,11 @@ classic baselines with w = 1 (served) and with the chosen w. Real windows are le
 L2 book the baselines' bands are worse than the served quantiles by far (EWMA 0.262 against 0.101
 ticks on spot ETHUSDT at 10 messages), and the served model takes its L2 maps there.
 
-About 2 minutes on 2 cores after make checkpoint (its datasets):
+On the demo's network before the combination was served (2026-12-05): w 0.70 / 0.60 with the EWMA's
+band, +5.9% -> +7.6% at 10 messages and +9.3% -> +10.9% at 100; HAR's band +7.2% / +10.7%, their
+average's +7.5% / +10.7%.
+
+About a minute on 2 cores after make checkpoint (its datasets):
 
     python bench/spread_blend_probe.py [--model model/checkpoints/demo] [--data build/demo-data]
 """

@@ -7,6 +7,7 @@ torch = pytest.importorskip("torch")
 
 from model.network import checkpoint, recalibration  # noqa: E402
 from model.network.orderflow import (  # noqa: E402
+    CLASSIC_TARGETS,
     QUANTILES,
     RECAL_BAND,
     TARGETS,
@@ -243,6 +244,13 @@ def test_the_recalibration_stage_refits_what_finetune_fitted_and_leaves_every_ot
         assert torch.equal(tensor, want[name]), name
     assert new_extra["recalibration"]["data"] == str(path)
     assert new_extra["recalibration"]["crps_after"] == extra["recalibration"]["crps_after"]
+    assert set(new_extra["recalibration"]["classic"]) == set(CLASSIC_TARGETS)
+    # the combination's weights alone: what the recalibration fitted at its end
+    new.classic_weight.fill_(1.0)
+    checkpoint.save(new, config, new_extra, tmp_path / "unweighted")
+    argv = ["train", "--stage", "classic-weight", "--init", str(tmp_path / "unweighted"), "--data", str(path)]
+    assert main([*argv, "--out", str(tmp_path / "weighted"), "--device", "cpu"]) == 0
+    assert torch.equal(checkpoint.load(tmp_path / "weighted")[0].classic_weight, want["classic_weight"])
     # the level maps of L2 books need real L2 windows: a simulated set (books of orders) has none
     argv = ["train", "--stage", "l2-recalibration", "--init", str(tmp_path / "new"), "--data", str(path)]
     assert main([*argv, "--out", str(tmp_path / "l2"), "--device", "cpu"]) == 2
@@ -398,3 +406,90 @@ def test_the_network_serves_the_l2_maps_on_level_book_windows_as_the_numpy_twin(
     checkpoint.save(model, config, {}, tmp_path / "ckpt")
     with torch.no_grad():
         assert torch.equal(checkpoint.load(tmp_path / "ckpt")[0](batch)["quantiles"], out["quantiles"])
+
+
+def test_the_network_combines_its_spread_quantiles_with_the_ewma_band_as_the_numpy_twin(tmp_path):
+    """classic_band is the baseline forecaster's EWMA band of the rows' spreads (as evaluate recomputes
+    it); the served spread quantiles are w q + (1 - w) e where it is known, except on books of price
+    levels; other targets, and a model without the rows, are left as they were."""
+    from model.serving.baseline import level_forecasts
+    from orderbook.events import Kind
+
+    torch.manual_seed(0)
+    config = ModelConfig.tiny(**SHAPES)
+    model = OrderFlowModel(config).eval()
+    weight = np.array([0.6 if t in CLASSIC_TARGETS else 1.0 for t in TARGETS], np.float32)
+    model.classic_weight.copy_(torch.from_numpy(weight))
+    batch = _windows(config, b=16, spread=(1, 40))
+    batch["row_mask"][3, :] = False  # no row: no band
+    kind = batch["kind"]
+    kind[kind == int(Kind.LEVEL_SET)] = int(Kind.ADD)
+    book = np.arange(16) % 4 == 0
+    kind[torch.from_numpy(book), 0] = int(Kind.LEVEL_SET)
+    with torch.no_grad():
+        out = model(batch)
+        classic = model.classic_band(batch).numpy()
+    spread = batch["features"][..., FEATURE_NAMES.index("spread_ticks")].numpy().astype(np.float64)
+    want_band = level_forecasts(np.where(batch["row_mask"].numpy(), spread, np.nan))["ewma"]
+    for j, t in enumerate(TARGETS):
+        if t in CLASSIC_TARGETS:
+            known = np.isfinite(classic[:, j]).all(-1)
+            assert list(np.flatnonzero(~known)) == [3]
+            assert np.allclose(classic[known, j], want_band[known], rtol=1e-5, atol=1e-4)
+        else:
+            assert np.isnan(classic[:, j]).all()
+    head, band = out["quantiles_head"].numpy(), out["anchor"].numpy()[:, RECAL_BAND]
+    plain = recalibration.apply(head, band, model.recal_edges.numpy(), model.recal_coef.numpy())
+    want = recalibration.combine_classic(plain, classic, weight, book)
+    want = np.stack([support_of(t)(want[:, j]) for j, t in enumerate(TARGETS)], axis=1)
+    plain = np.stack([support_of(t)(plain[:, j]) for j, t in enumerate(TARGETS)], axis=1)
+    for j in (TARGETS.index(t) for t in TARGETS if not t.startswith("depth_")):
+        assert np.allclose(out["quantiles"].numpy()[:, j], want[:, j], rtol=1e-5, atol=1e-4)
+    s = TARGETS.index("spread_h10")
+    assert not np.allclose(want[~book, s], plain[~book, s])  # the combination in play...
+    assert np.array_equal(want[book, s], plain[book, s]) and np.array_equal(want[3, s], plain[3, s])  # ...not there
+    assert (np.diff(out["quantiles"].numpy(), axis=2) >= 0).all()
+    checkpoint.save(model, config, {}, tmp_path / "ckpt")
+    with torch.no_grad():
+        assert torch.equal(checkpoint.load(tmp_path / "ckpt")[0](batch)["quantiles"], out["quantiles"])
+    no_rows = OrderFlowModel(ModelConfig.tiny(**SHAPES, use_rows=False)).eval()
+    with torch.no_grad():
+        assert torch.isnan(no_rows.classic_band(batch)).all()  # the book ablation must not read the rows
+
+
+def test_the_classic_weight_goes_to_the_band_where_it_forecasts_better_and_stays_1_where_it_does_not():
+    rng = np.random.default_rng(9)
+    n = 4000
+    k_good, k_bad = TARGETS.index("spread_h10"), TARGETS.index("spread_h100")
+    level = rng.uniform(5.0, 50.0, n)
+    y = np.zeros((n, len(TARGETS)))
+    y[:, k_good] = y[:, k_bad] = np.round(level + rng.normal(0.0, 2.0, n)).clip(min=1.0)
+    spread_q = np.stack([level - 2.6, level, level + 2.6], 1)  # the truth's quantiles
+    q = np.zeros((n, len(TARGETS), 3))
+    classic = np.full((n, len(TARGETS), 3), np.nan)
+    q[:, k_good] = spread_q + rng.normal(0.0, 8.0, (n, 1))  # served: off by a lot
+    classic[:, k_good] = spread_q
+    q[:, k_bad] = spread_q  # served: right
+    classic[:, k_bad] = spread_q + rng.normal(0.0, 8.0, (n, 1))
+    valid = np.ones((n, len(TARGETS)), bool)
+    supports = [support_of(t) for t in TARGETS]
+    weight, counts = recalibration.fit_classic_weight(q, classic, y, valid, QUANTILES, supports, [k_good, k_bad])
+    assert weight[k_good] <= 0.1 and weight[k_bad] >= 0.9 and counts == {k_good: n, k_bad: n}
+    assert (np.delete(weight, [k_good, k_bad]) == 1.0).all()
+    few = valid.copy()
+    few[recalibration.MIN_BIN_WINDOWS - 1 :, k_good] = False
+    assert recalibration.fit_classic_weight(q, classic, y, few, QUANTILES, supports, [k_good])[0][k_good] == 1.0
+
+
+def test_a_format_10_checkpoint_loads_with_its_quantiles_alone(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    config = ModelConfig.tiny(**SHAPES)
+    model = OrderFlowModel(config)
+    model.classic_weight.fill_(0.5)
+    d = checkpoint.save(model, config, {}, tmp_path / "old")
+    tensors = {k: v for k, v in load_file(str(d / checkpoint.WEIGHTS)).items() if k != "classic_weight"}
+    save_file(tensors, str(d / checkpoint.WEIGHTS))
+    meta = json.loads((d / checkpoint.CONFIG).read_text())
+    (d / checkpoint.CONFIG).write_text(json.dumps(meta | {"format": 10}))
+    assert (checkpoint.load(d)[0].classic_weight == 1.0).all()

@@ -34,7 +34,9 @@ dataset --like`), and the checkpoint's target location/scale are kept where it h
 Quantile recalibration, after a finetune run ends: the spread and mid quantiles are mapped
 a + b*q per bin of the window's level and band (the mid's: its spread's), fitted on every training
 window in the targets' units (model/network/recalibration.py); the fit's training-set CRPS before and after
-goes into the checkpoint's `recalibration` entry.
+goes into the checkpoint's `recalibration` entry. Then the weight of the spread's served quantiles against
+the EWMA's band (`classic_weight`), on the training windows that are not of books of price levels: the
+entry's `classic`.
 
 Direction head, after the recalibration: a multinomial logistic regression of the mid's direction
 (down / stationary / up) at each horizon on the frozen network's window state, fitted on every
@@ -72,6 +74,7 @@ from model.inputs import ABLATIONS, BATCH_KEYS, FIELDS, INPUT_FIELDS, NEWS_AGE, 
 from model.network import checkpoint, direction, l2_depth, recalibration
 from model.network.orderflow import (
     ANOMALY_CLASSES,
+    CLASSIC_TARGETS,
     DIRECTION_HORIZONS,
     L2_DEPTH_TARGETS,
     NEWS_SIDED,
@@ -426,12 +429,13 @@ def calibrate(
 @torch.no_grad()
 def _recalibration_inputs(
     model: OrderFlowModel, data: TrainData, idx: np.ndarray, device: torch.device, chunk: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """What the recalibration reads of the windows `idx`: the head's quantiles (N, 8, 3), the band each
     target's bins are read off (RECAL_BAND's: the mid's is its spread's), the newest headline's age
-    (N,) (inf: none, or a model not told) and whether each is a window of a book of price levels."""
+    (N,) (inf: none, or a model not told), whether each is a window of a book of price levels, and the
+    EWMA's band (N, 8, 3) the served quantiles are combined with (`classic_band`)."""
     model.eval()
-    head, bands, ages, level = [], [], [], []
+    head, bands, ages, level, classic = [], [], [], [], []
     for lo in range(0, len(idx), chunk):
         b = data.batch(idx[lo : lo + chunk], device)
         with _autocast(device):
@@ -441,8 +445,9 @@ def _recalibration_inputs(
         age = model.headline_age(b)
         ages.append(np.full(len(head[-1]), np.inf) if age is None else age.cpu().numpy())
         level.append(model.level_book_windows(b).cpu().numpy())
+        classic.append(model.classic_band(b).float().cpu().numpy())
     band = np.concatenate(bands)[:, RECAL_BAND]
-    return np.concatenate(head), band, np.concatenate(ages), np.concatenate(level)
+    return np.concatenate(head), band, np.concatenate(ages), np.concatenate(level), np.concatenate(classic)
 
 
 def _recalibrated_crps(
@@ -466,7 +471,7 @@ def fit_recalibration(
     for RECALIBRATED_TARGETS (spread, mid); returns the training-set CRPS (evaluate's) per
     target before and after, for the record. `keep_edges`: keep the model's own bin edges (where
     fitted) and refit the maps only."""
-    raw, band, age, _ = _recalibration_inputs(model, data, np.arange(len(data)), device, chunk)
+    raw, band, age, level, classic = _recalibration_inputs(model, data, np.arange(len(data)), device, chunk)
     y, valid = data._targets
     supports = recalibration_supports()
     floors = [recal_floor_edge_of(t) for t in TARGETS]
@@ -491,7 +496,37 @@ def fit_recalibration(
     }
     log.info("recalibration on %d training windows: CRPS before %s, after %s", len(raw),
              report["crps_before"], report["crps_after"])  # fmt: skip
+    return report | {"classic": _classic_weight(model, served, classic, level, y, valid)}
+
+
+def _classic_weight(
+    model: OrderFlowModel, served: np.ndarray, classic: np.ndarray, level: np.ndarray, y: np.ndarray, valid: np.ndarray
+) -> dict[str, Any]:
+    """Fit the model's classic_weight (recalibration.fit_classic_weight) on the windows that are not of a
+    book of price levels, from their served quantiles (recalibrated, sorted) and the EWMA's band; the
+    record: each target's weight, windows and CRPS before and after."""
+    supports = recalibration_supports()
+    targets = [TARGETS.index(t) for t in CLASSIC_TARGETS]
+    q, e, yy, ok = served[~level], classic[~level], y[~level], valid[~level]
+    weight, counts = recalibration.fit_classic_weight(q, e, yy, ok, QUANTILES, supports, targets)
+    model.classic_weight.copy_(torch.from_numpy(weight.astype(np.float32)))
+    combined = recalibration.combine_classic(q, e, weight)
+    before, after = _recalibrated_crps(q, yy, ok, supports), _recalibrated_crps(combined, yy, ok, supports)
+    report = {TARGETS[j]: {"weight": float(weight[j]), "windows": counts[j], "crps_before": before.get(TARGETS[j]),
+                           "crps_after": after.get(TARGETS[j])} for j in targets}  # fmt: skip
+    log.info("served quantiles combined with the EWMA's band: %s", report)
     return report
+
+
+@torch.no_grad()
+def fit_classic(model: OrderFlowModel, data: TrainData, device: torch.device, chunk: int = 512) -> dict[str, Any]:
+    """The combination's weights alone (`train --stage classic-weight`), the recalibration as the model
+    has it: what fit_recalibration fits at its end."""
+    raw, band, age, level, classic = _recalibration_inputs(model, data, np.arange(len(data)), device, chunk)
+    y, valid = data._targets
+    news = (age, model.recal_news_coef.cpu().numpy(), model.recal_news_fitted.cpu().numpy(), list(NEWS_SIDED))
+    served = recalibration.apply(raw, band, model.recal_edges.cpu().numpy(), model.recal_coef.cpu().numpy(), news)
+    return {"windows": len(raw), **_classic_weight(model, served, classic, level, y, valid)}
 
 
 @torch.no_grad()
@@ -506,7 +541,7 @@ def fit_l2_recalibration(
     if not np.isfinite(model.recal_edges.cpu().numpy()).any():
         raise ValueError("fit the recalibration first (train --stage recalibration): the L2 maps use its bins")
     real = np.flatnonzero(data.real)
-    raw, band, age, level = _recalibration_inputs(model, data, real, device, chunk)
+    raw, band, age, level, _ = _recalibration_inputs(model, data, real, device, chunk)
     k = real[level]
     if len(k) == 0:
         raise ValueError(f"{data.path}: no real window of a book of price levels to fit the L2 maps on")
@@ -658,6 +693,7 @@ HEADS: dict[str, HeadFit] = {
 # fits before HEADS (it reads the network alone, so refitting it on a finished checkpoint is what finetune would fit)
 POST_HOC_HEADS: dict[str, HeadFit] = HEADS | {"l2_direction": fit_l2_direction, "recalibration": fit_recalibration,
                                                "l2_recalibration": fit_l2_recalibration,
+                                               "classic_weight": fit_classic,
                                                "calibration": calibrate}  # fmt: skip
 
 

@@ -10,6 +10,7 @@
     megatrading train --stage l2-direction --data train.npz unseen.npz --init ckpt/fine --out ckpt/fine-l2dir
     megatrading train --stage recalibration --data train.npz --init ckpt/fine --out ckpt/fine-recal
     megatrading train --stage l2-recalibration --data train.npz unseen.npz --init ckpt/fine --out ckpt/fine-l2recal
+    megatrading train --stage classic-weight --data train.npz --init ckpt/fine --out ckpt/fine-classic
     megatrading train --stage calibration --data train.npz --init ckpt/fine --out ckpt/fine-cal
 
 `--stage direction` fits only the mid-direction head (what p_up / p_down are served from) on --init's
@@ -22,6 +23,8 @@ left out in turn to choose its penalty (it needs two captures at least; finetune
 as finetune fits it at its end, bins and maps: for a checkpoint fitted under an earlier rule;
 `--stage l2-recalibration` fits the level maps of L2 books on the real captures' windows alone, in the
 recalibration's own bins (finetune never fits them, and switches off a checkpoint's); `--stage
+classic-weight` fits only the weight of the spread's served quantiles against the EWMA's band, the
+recalibration as --init has it (the recalibration fits it at its end); `--stage
 calibration` likewise refits the anomaly score's surprise calibration (on every normal window). A head
 stage takes several --data files, each encoded as --init, and fits on them together: the checkpoint
 records them, and `evaluate` counts their seeds as seen.
@@ -45,7 +48,7 @@ from model.inputs import ABLATIONS
 # the stages that fit one post-hoc head of a trained checkpoint (model.training.train.HEADS)
 HEAD_STAGES = {"direction": "direction", "l2-depth": "l2_depth", "l2-direction": "l2_direction",
                "recalibration": "recalibration", "l2-recalibration": "l2_recalibration",
-               "calibration": "calibration"}  # fmt: skip
+               "classic-weight": "classic_weight", "calibration": "calibration"}  # fmt: skip
 
 
 def cmd_train(args: argparse.Namespace) -> int:
