@@ -217,6 +217,15 @@ NEWS_SIDED = tuple(t.startswith("mid_") for t in TARGETS)
 CLASSIC_TARGETS = tuple(t for t in TARGETS if t.startswith("spread_"))
 
 
+def _deviation_ends(x: torch.Tensor, ok: torch.Tensor, mean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(lo, hi) (B,): the 10% / 90% quantiles of the two-sided rows' deviations from their mean `mean`
+    (B, 1), lo <= 0 <= hi, 0 without such a row: model/serving/baseline.py level_forecasts' band ends."""
+    deviations = torch.where(ok, x - mean, torch.nan)
+    lo = torch.nanquantile(deviations, 0.1, dim=1).nan_to_num(0.0).clamp(max=0.0)
+    hi = torch.nanquantile(deviations, 0.9, dim=1).nan_to_num(0.0).clamp(min=0.0)
+    return lo, hi
+
+
 def floor_edge_of(target: str) -> float:
     """The level below which a target sits at its floor (recalibration's first bin): half a tick
     above it for whole ticks, 1e-3 above it otherwise (an empty book's log1p depth); the band's
@@ -451,12 +460,8 @@ class OrderFlowModel(nn.Module):
         memory_stats = torch.zeros(b, len(_MEMORY_COLUMNS), device=dev)
         if not self.config.anchors:
             return band, scale, torch.cat([stats.flatten(1), memory_stats], 1)
-        cols = self.anchor_columns
-        raw = batch["features"][..., cols].float() * self.feature_scale[cols] + self.feature_loc[cols]
-        ok = self.two_sided_rows(batch)
+        raw, ok, w = self.anchor_rows(batch)
         found = ok.any(1)
-        w = ok.float() * 0.5 ** (torch.arange(t - 1, -1, -1, device=dev) / ANCHOR_HALFLIFE)
-        w = w / w.sum(1, keepdim=True).clamp(min=1e-12)
         last = (ok * torch.arange(1, t + 1, device=dev)).argmax(1)  # the newest two-sided row
         recent = ok & (torch.cumsum(ok.flip(1), 1).flip(1) <= 5)  # the newest five two-sided rows
         n = ok.sum(1, keepdim=True).clamp(min=1)
@@ -470,9 +475,7 @@ class OrderFlowModel(nn.Module):
             if name == "spread":
                 ends = weighted_quantile(x, w, 0.1), weighted_quantile(x, w, 0.9)
             else:
-                deviations = torch.where(ok, x - mean, torch.nan)
-                lo = torch.nanquantile(deviations, 0.1, dim=1).nan_to_num(0.0).clamp(max=0.0)
-                hi = torch.nanquantile(deviations, 0.9, dim=1).nan_to_num(0.0).clamp(min=0.0)
+                lo, hi = _deviation_ends(x, ok, mean)
                 ends = ewma + lo, ewma + hi
             now = x.gather(1, last[:, None])[:, 0]
             q = torch.stack([torch.minimum(ends[0], now), now, torch.maximum(ends[1], now)], 1)
@@ -586,19 +589,14 @@ class OrderFlowModel(nn.Module):
         level_forecasts' `ewma`, as evaluate recomputes it: the EWMA of the two-sided rows' spreads,
         half-life ANCHOR_HALFLIFE rows, -/+ their 10%/90% deviations from their mean, floored at 0); NaN
         for the other targets, a window without a two-sided row and a model without the rows."""
-        b, t, _ = batch["features"].shape
+        b = batch["features"].shape[0]
         out = torch.full((b, len(TARGETS), len(QUANTILES)), float("nan"), device=batch["features"].device)
         if not self.config.anchors:
             return out
-        i = self.anchor_columns[1:2]  # spread_ticks
-        spread = (batch["features"][..., i].float() * self.feature_scale[i] + self.feature_loc[i])[..., 0]
-        ok = self.two_sided_rows(batch)
-        x = torch.where(ok, spread, torch.nan)
-        w = ok.float() * 0.5 ** (torch.arange(t - 1, -1, -1, device=x.device) / ANCHOR_HALFLIFE)
-        ewma = (w * x.nan_to_num(0.0)).sum(1) / w.sum(1).clamp(min=1e-12)
-        deviations = x - x.nanmean(1, keepdim=True)
-        lo = torch.nanquantile(deviations, 0.1, dim=1).clamp(max=0.0)
-        hi = torch.nanquantile(deviations, 0.9, dim=1).clamp(min=0.0)
+        raw, ok, w = self.anchor_rows(batch)
+        x = torch.where(ok, raw[..., 1], 0.0)  # spread_ticks; one-sided rows weigh 0
+        ewma = (w * x).sum(1)
+        lo, hi = _deviation_ends(x, ok, x.sum(1, keepdim=True) / ok.sum(1, keepdim=True).clamp(min=1))
         band = torch.stack([ewma + lo, ewma, ewma + hi], 1).clamp(min=0.0)
         band = torch.where(ok.any(1, keepdim=True), band, torch.nan)
         return torch.where(self.classic_targets[None, :, None], band[:, None], out)
@@ -673,6 +671,17 @@ class OrderFlowModel(nn.Module):
         """(B,) bool: the windows the L2 depth head serves, of a book of price levels with a two-sided
         row."""
         return self.level_book_windows(batch) & self.two_sided_rows(batch).any(1)
+
+    def anchor_rows(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What `anchor` and `classic_band` read of the rows: the _ANCHOR_COLUMNS and the depth memory
+        un-normalized (B, T, C), the two-sided rows (B, T) and their EWMA weights (B, T), half-life
+        ANCHOR_HALFLIFE rows, summing to 1 over a window's two-sided rows (0 elsewhere)."""
+        t = batch["features"].shape[1]
+        cols = self.anchor_columns
+        raw = batch["features"][..., cols].float() * self.feature_scale[cols] + self.feature_loc[cols]
+        ok = self.two_sided_rows(batch)
+        w = ok.float() * 0.5 ** (torch.arange(t - 1, -1, -1, device=raw.device) / ANCHOR_HALFLIFE)
+        return raw, ok, w / w.sum(1, keepdim=True).clamp(min=1e-12)
 
     def two_sided_rows(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """(B, T) bool: the window's real rows whose book had both sides."""
