@@ -106,8 +106,8 @@ soak: $(STAMP)
 	$(BIN)/python -m pytest -q -m soak
 	$(BIN)/python bench/fault_table.py --out docs/faults.md
 
-# The post-hoc parts of L2 books (the direction and depth heads, the level maps of the spread and mid) are fitted
-# last, on the real captures of the training set and of the three Binance instruments outside it (UNSEEN,
+# The post-hoc parts of L2 books (the direction, depth and volume heads, the level maps of the spread and mid) are
+# fitted last, on the real captures of the training set and of the three Binance instruments outside it (UNSEEN,
 # encoded as the network): they read the frozen network, and fitted on eight captures the heads beat the ones
 # fitted on the training captures on every instrument left out (evaluate --direction-loo / --l2-depth-loo). Binance spot ETHUSDT stays out of every fit: the held-out
 # evaluation below is the only one where they are new to an instrument; on UNSEEN only the left-one-out rows are.
@@ -133,7 +133,9 @@ checkpoint: $(STAMP)
 			--out build/demo-$$name-l2dir && \
 		$(BIN)/megatrading train --stage l2-depth --init build/demo-$$name-l2dir --data $(HEADS_DATA) \
 			--out build/demo-$$name-l2depth && \
-		$(BIN)/megatrading train --stage l2-recalibration --init build/demo-$$name-l2depth --data $(HEADS_DATA) \
+		$(BIN)/megatrading train --stage l2-volume --init build/demo-$$name-l2depth --data $(HEADS_DATA) \
+			--out build/demo-$$name-l2vol && \
+		$(BIN)/megatrading train --stage l2-recalibration --init build/demo-$$name-l2vol --data $(HEADS_DATA) \
 			--out build/demo-$$name || exit 1; \
 	done
 	mkdir -p $(CKPT) && cp build/demo-full/model.safetensors build/demo-full/config.json $(CKPT)/

@@ -14,6 +14,7 @@ from model.network import checkpoint, l2_depth  # noqa: E402
 from model.network.orderflow import (  # noqa: E402
     L2_DEPTH_INPUTS,
     L2_DEPTH_TARGETS,
+    L2_VOLUME_TARGETS,
     TARGETS,
     ModelConfig,
     OrderFlowModel,
@@ -129,8 +130,8 @@ def test_finetune_fits_the_head_on_the_l2_windows_and_the_stage_refits_it_alone(
 
 
 def test_evaluate_serves_each_capture_from_the_head_fitted_on_the_other_captures(l2_trained, l2_held, tmp_path):
-    """`evaluate --l2-depth-loo`: a row for the model with the depth of each capture's L2 windows from its
-    head refitted on the pool's other captures; its other targets are the model's own."""
+    """`evaluate --l2-depth-loo`: a row for the model with the depth and volume of each capture's L2 windows
+    from its heads refitted on the pool's other captures, and the spread and mid from its level maps."""
     from streams.cli import main
 
     path, d = l2_trained
@@ -141,10 +142,9 @@ def test_evaluate_serves_each_capture_from_the_head_fitted_on_the_other_captures
     assert ev.l2_depth_folds == {"cm_ethusd_perp_20240808": [spot, "usdm_ethusdt_20240808"],
                                  "usdm_ethusdt_20240808": [spot, "cm_ethusd_perp_20240808"]}  # fmt: skip
     variant = "model L2 heads left one out"  # a model evaluated alone is "model"
-    for t in L2_DEPTH_TARGETS:
+    for t in (*L2_DEPTH_TARGETS, *L2_VOLUME_TARGETS):
         assert np.isfinite(ev.crps[t][variant]) and ev.crps[t][variant] != ev.crps[t]["model"]
     assert all(np.isfinite(ev.crps[t][variant]) for t in ("spread_h10", "spread_h100", "mid_h10", "mid_h100"))
-    assert ev.crps["volume_h10"].get(variant, ev.crps["volume_h10"]["model"]) == ev.crps["volume_h10"]["model"]
     text = (tmp_path / "ev" / "evaluation.md").read_text()
     assert f"gain {variant}" in text and "folds: cm_ethusd_perp_20240808 <- spot_btcusdt_20240808" in text
 

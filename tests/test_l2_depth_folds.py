@@ -1,6 +1,6 @@
-"""The L2 depth head left one capture out (model/evaluation/l2_depth_folds.py): each capture's depth
-served by the head fitted on the others, never on its own windows, and the windows the head does not
-serve left as the model served them."""
+"""The L2 heads left one capture out (model/evaluation/l2_depth_folds.py): each capture's depth and
+volume served by the heads fitted on the others, never on its own windows, and the windows the heads do
+not serve left as the model served them."""
 
 import numpy as np
 import pytest
@@ -9,17 +9,28 @@ pytest.importorskip("torch")
 
 from model.evaluation.l2_depth_folds import L2Windows, l2_windows, left_one_out
 from model.evaluation.outputs import ModelOutputs
-from model.network import l2_depth
-from model.network.orderflow import L2_DEPTH_INPUTS, L2_DEPTH_TARGETS, N_BINS, QUANTILES, TARGETS
+from model.network import l2_depth, l2_volume
+from model.network.orderflow import (
+    L2_DEPTH_INPUTS,
+    L2_DEPTH_TARGETS,
+    L2_VOLUME_INPUTS,
+    L2_VOLUME_TARGETS,
+    N_BINS,
+    QUANTILES,
+    TARGETS,
+)
 from model.serving.forecaster import HORIZONS
 from model.training.dataset import capture_names
 
 CAPTURES = {-1: "real:binance-hftbacktest/a_20240808.gz", -2: "real:b.gz", -3: "real:c.gz"}
 
 
-def lab(slope: dict[int, float], n: int = 600, seed: int = 0) -> tuple[dict, dict, ModelOutputs]:
-    """Windows of three captures and a simulated seed (7) whose depth is median + slope * x0 + noise;
-    the head serves every real window but the last of each capture."""
+def lab(
+    slope: dict[int, float], n: int = 600, seed: int = 0, volume_slope: dict[int, float] | None = None
+) -> tuple[dict, dict, ModelOutputs]:
+    """Windows of three captures and a simulated seed (7) whose depth is median + slope * x0 + noise, and
+    whose volume is 0 in about half the windows, else 12 + volume_slope * (volume input 0) + noise; the
+    heads serve every real window but the last of each capture."""
     rng = np.random.default_rng(seed)
     seeds = np.repeat([-1, -2, -3, 7], n)
     x = rng.normal(size=(len(seeds), L2_DEPTH_INPUTS))
@@ -28,10 +39,15 @@ def lab(slope: dict[int, float], n: int = 600, seed: int = 0) -> tuple[dict, dic
     y = median + k * x[:, 0] + rng.normal(scale=0.2, size=len(seeds))
     arrays = {"seed": seeds, "target_mask": np.ones((len(seeds), len(HORIZONS)), bool)}
     arrays |= {t: y if t in L2_DEPTH_TARGETS else np.ones(len(seeds)) for t in TARGETS}
+    xv = rng.normal(size=(len(seeds), L2_VOLUME_INPUTS))
+    kv = np.array([(volume_slope or {}).get(int(s), 1.0) for s in seeds])
+    traded = rng.random(len(seeds)) < 1 / (1 + np.exp(-xv[:, 1]))
+    volume = np.where(traded, 12 + kv * xv[:, 0] + rng.normal(scale=0.3, size=len(seeds)), 0.0)
+    arrays |= {t: volume for t in L2_VOLUME_TARGETS}
     meta = {"sources": [{"seed": s, "name": name} for s, name in CAPTURES.items()] + [{"seed": 7, "name": "sim:7"}]}
     served = seeds < 0
     served[np.flatnonzero(np.diff(seeds, append=99))] = False  # each capture's last window
-    quantiles = {t: np.full((len(seeds), 3), -1.0) for t in L2_DEPTH_TARGETS}
+    quantiles = {t: np.full((len(seeds), 3), -1.0) for t in (*L2_DEPTH_TARGETS, *L2_VOLUME_TARGETS)}
     none = np.zeros(len(seeds))
     identity = np.zeros((len(TARGETS), N_BINS, len(QUANTILES), 2))
     identity[..., 1] = 1.0
@@ -42,7 +58,8 @@ def lab(slope: dict[int, float], n: int = 600, seed: int = 0) -> tuple[dict, dic
         "recal_coef": identity,
     }  # no maps: none refitted
     outputs = ModelOutputs("m", "dir", none, none, none, quantiles, {}, {}, none, none.astype(int),
-                           l2_depth={"inputs": x, "median": median, "served": served} | recal)  # fmt: skip
+                           l2_depth={"inputs": x, "median": median, "served": served, "volume_inputs": xv}
+                           | recal)  # fmt: skip
     return arrays, meta, outputs
 
 
@@ -67,6 +84,27 @@ def test_each_capture_is_served_by_the_head_fitted_on_the_others_only(monkeypatc
     a = names == "a_20240808"
     np.testing.assert_allclose(served2["depth_h10"][a], served["depth_h10"][a], atol=1e-5)
     assert not np.allclose(served2["depth_h10"][names == "b"], served["depth_h10"][names == "b"], atol=1e-3)
+
+
+def test_each_captures_volume_is_served_by_the_volume_head_fitted_on_the_others_only():
+    arrays, meta, outputs = lab({-1: 1.0, -2: 1.0, -3: 1.0})
+    names = capture_names(arrays, meta)
+    k = outputs.l2_depth["served"]
+    served, _ = left_one_out(outputs, arrays, meta, l2_windows(outputs, arrays, meta))
+    fit_on = k & np.isin(names, ["b", "c"])
+    y = np.stack([arrays[t][fit_on] for t in L2_VOLUME_TARGETS], 1)
+    params = l2_volume.fit(outputs.l2_depth["volume_inputs"][fit_on], y, np.ones(y.shape, bool))
+    a = k & (names == "a_20240808")
+    expected = l2_volume.predict(outputs.l2_depth["volume_inputs"][a], *params, QUANTILES)
+    for h, t in enumerate(L2_VOLUME_TARGETS):
+        np.testing.assert_allclose(served[t][a], expected[:, h], atol=1e-9)
+        assert (served[t][~k] == -1.0).all()  # not served: the model's
+
+    # a capture's own volumes never reach its fold
+    arrays2, meta2, outputs2 = lab({-1: 1.0, -2: 1.0, -3: 1.0}, volume_slope={-1: -4.0})
+    served2, _ = left_one_out(outputs2, arrays2, meta2, l2_windows(outputs2, arrays2, meta2))
+    np.testing.assert_allclose(served2["volume_h10"][a], served["volume_h10"][a], atol=1e-9)
+    assert not np.allclose(served2["volume_h10"][k & (names == "b")], served["volume_h10"][k & (names == "b")])
 
 
 def test_windows_add_up_and_a_pool_of_one_capture_is_refused():

@@ -124,7 +124,8 @@ def test_adapt_refits_the_parents_l2_heads_on_their_files_and_the_recent_windows
 ):
     """A parent whose L2 heads were fitted on several files: the adapted checkpoint's heads are refitted
     on those files and the recent windows (not left to the fine-tuning: a depth head on the mixed windows
-    alone, no direction head). With a file gone, the depth head is the parent's and the direction head off."""
+    alone, no direction head). With a file gone, the depth and volume heads are the parent's and the direction
+    head off."""
     import gzip
     import shutil
     from itertools import islice
@@ -141,6 +142,7 @@ def test_adapt_refits_the_parents_l2_heads_on_their_files_and_the_recent_windows
         files.append(tmp_path / (src.stem + ".npz"))
     fit_head("l2_direction", d / "fine", files, tmp_path / "parent", device="cpu")
     fit_head("l2_depth", tmp_path / "parent", files, tmp_path / "parent", device="cpu")
+    fit_head("l2_volume", tmp_path / "parent", files, tmp_path / "parent", device="cpu")
     fit_head("l2_recalibration", tmp_path / "parent", files, tmp_path / "parent", device="cpu")
     capture = tmp_path / "spot_ethusdt_20240808.gz"
     with gzip.open(shared_data / "binance-hftbacktest" / capture.name, "rt") as f, gzip.open(capture, "wt") as out:
@@ -153,7 +155,8 @@ def test_adapt_refits_the_parents_l2_heads_on_their_files_and_the_recent_windows
     done = adapt(tmp_path / "parent", recent, out_dir=tmp_path / "child", **kw)
     child, _, extra = checkpoint.load(tmp_path / "child")
     assert bool(child.l2_direction_fitted) and bool(child.l2_depth_fitted) and child.l2_recal_fitted.any()
-    for head in ("l2_direction", "l2_depth", "l2_recalibration"):
+    assert bool(child.l2_volume_fitted)
+    for head in ("l2_direction", "l2_depth", "l2_volume", "l2_recalibration"):
         assert extra[head]["data"] == [str(recent), *map(str, files)]
         assert done.details["l2_heads"][head].startswith("refitted on 2 files")
     assert extra["adapt"]["l2_heads"] == done.details["l2_heads"]
@@ -166,5 +169,7 @@ def test_adapt_refits_the_parents_l2_heads_on_their_files_and_the_recent_windows
     assert not orphan.l2_recal_fitted.any() and "l2_recalibration" not in extra
     assert torch.equal(orphan.l2_depth_weight, parent.l2_depth_weight) and bool(orphan.l2_depth_fitted)
     assert extra["l2_depth"] == parent_extra["l2_depth"]
+    assert torch.equal(orphan.l2_volume_coef, parent.l2_volume_coef) and bool(orphan.l2_volume_fitted)
+    assert extra["l2_volume"] == parent_extra["l2_volume"]
     assert done.details["l2_heads"]["l2_direction"].startswith("off (not here")
     assert done.details["l2_heads"]["l2_recalibration"].endswith("refit with train --stage l2-recalibration)")

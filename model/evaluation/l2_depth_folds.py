@@ -1,16 +1,17 @@
 """The post-hoc parts of L2 books that read no learned input left one capture out: each real capture's
-depth quantiles served by the L2 depth head (model/network/l2_depth.py), and its spread and mid by the
-recalibration's L2 level maps (recalibration.fit_l2), both fitted on the L2 windows of every other
-capture of a pool of datasets, never on its own: the issue's leave-one-out evaluation at no training
-cost.
+depth quantiles served by the L2 depth head (model/network/l2_depth.py), its traded volume by the L2
+volume head (model/network/l2_volume.py), and its spread and mid by the recalibration's L2 level maps
+(recalibration.fit_l2), all fitted on the L2 windows of every other capture of a pool of datasets, never
+on its own: the issue's leave-one-out evaluation at no training cost.
 
 Why it is honest without retraining anything: the depth head reads only the book's depth stats and the
-depth memory (OrderFlowModel.l2_depth_inputs, from the feature normalization, no learned weight), and the
-level maps map the frozen network's quantiles in the recalibration's bins, so a fold needs them refitted
-and nothing else. What it measures is them as fitted on every instrument there is and served on a new
-one: the checkpoint's own may have been fitted on the evaluated captures too (`train --stage l2-depth`,
-`--stage l2-recalibration` on several files; make checkpoint does so), and then these rows are the
-honest ones for them. The folds take the windows the depth head serves (a book of price levels with a
+depth memory (OrderFlowModel.l2_depth_inputs, from the feature normalization, no learned weight), the
+volume head the newest row's trade statistics (l2_volume_inputs, likewise), and the level maps map the
+frozen network's quantiles in the recalibration's bins, so a fold needs them refitted and nothing else.
+What it measures is them as fitted on every instrument there is and served on a new one: the
+checkpoint's own may have been fitted on the evaluated captures too (`train --stage l2-depth`, `--stage
+l2-volume`, `--stage l2-recalibration` on several files; make checkpoint does so), and then these rows
+are the honest ones for them. The folds take the windows the depth head serves (a book of price levels with a
 two-sided row); the rare L2 window without one keeps its served quantiles.
 Captures are told apart by file name: the same file in two datasets is one capture.
 """
@@ -26,8 +27,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from model.evaluation.outputs import ModelOutputs, model_outputs, target_ok
-from model.network import l2_depth, recalibration
-from model.network.orderflow import L2_DEPTH_TARGETS, QUANTILES, TARGETS, recalibration_supports
+from model.network import l2_depth, l2_volume, recalibration
+from model.network.orderflow import L2_DEPTH_TARGETS, L2_VOLUME_TARGETS, QUANTILES, TARGETS, recalibration_supports
 from model.training.dataset import capture_names
 
 W = TypeVar("W")
@@ -47,6 +48,7 @@ class L2Windows:
     band: np.ndarray  # (N, 8, 3) the band the recalibration's bins are read off
     y_all: np.ndarray  # (N, 8) every target, NaN where unknown
     valid_all: np.ndarray  # (N, 8) bool
+    volume_inputs: np.ndarray  # (N, F') OrderFlowModel.l2_volume_inputs
 
     def __add__(self, other: L2Windows) -> L2Windows:
         return L2Windows(
@@ -67,7 +69,7 @@ def l2_windows(outputs: ModelOutputs, arrays: dict[str, np.ndarray], meta: dict[
     for name in sorted(set(names[l2["served"]]) - {""}):
         k = l2["served"] & (names == name)
         out[name] = L2Windows(l2["inputs"][k], l2["median"][k], y[k][:, depth], valid[k][:, depth], l2["head"][k],
-                              l2["band"][k], y[k], valid[k])  # fmt: skip
+                              l2["band"][k], y[k], valid[k], l2["volume_inputs"][k])  # fmt: skip
     return out
 
 
@@ -100,10 +102,10 @@ def pool(found: Iterable[dict[str, W]], join: Callable[[W, W], W] = operator.add
 def left_one_out(
     outputs: ModelOutputs, arrays: dict[str, np.ndarray], meta: dict[str, Any], windows: dict[str, L2Windows]
 ) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
-    """(target -> (B, 3) the model's quantiles with, on each window its L2 depth head serves, the depth of
-    that head and the spread and mid of the recalibration's L2 level maps, both fitted on `windows` (pool)
-    less that window's capture; {capture: the captures its fold was fitted on}). Raises ValueError when a
-    fold would be fitted on nothing."""
+    """(target -> (B, 3) the model's quantiles with, on each window its L2 heads serve, the depth and the
+    volume of those heads and the spread and mid of the recalibration's L2 level maps, all fitted on
+    `windows` (pool) less that window's capture; {capture: the captures its fold was fitted on}). Raises
+    ValueError when a fold would be fitted on nothing."""
     names = capture_names(arrays, meta)
     l2 = outputs.l2_depth
     served = l2["served"] if l2 else np.zeros(len(names), bool)
@@ -120,6 +122,12 @@ def left_one_out(
         k = served & (names == name)
         q = l2_depth.predict(l2["inputs"][k], l2["median"][k], weight, bias)
         for h, t in enumerate(L2_DEPTH_TARGETS):
+            quantiles[t][k] = q[:, h]
+        volume = [TARGETS.index(t) for t in L2_VOLUME_TARGETS]
+        y_volume = np.nan_to_num(fit.y_all[:, volume])
+        loc, scale, coef = l2_volume.fit(fit.volume_inputs, y_volume, fit.valid_all[:, volume])
+        q = l2_volume.predict(l2["volume_inputs"][k], loc, scale, coef, QUANTILES)
+        for h, t in enumerate(L2_VOLUME_TARGETS):
             quantiles[t][k] = q[:, h]
         edges, y = l2["recal_edges"], np.nan_to_num(fit.y_all)
         coef, fitted = recalibration.fit_l2(fit.head, fit.band, y, fit.valid_all, QUANTILES, supports, edges)

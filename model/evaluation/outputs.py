@@ -45,10 +45,10 @@ class ModelOutputs:
     head_seeds: list[int] | None = field(default_factory=list)  # outputs.head_seeds: seen by a post-hoc head
     # mid target -> (B, 3) the direction head's (down, stationary, up) probabilities; {} where not fitted
     direction: dict[str, np.ndarray] = field(default_factory=dict)
-    # what the L2 depth head and the L2 level maps read (model/evaluation/l2_depth_folds.py refits them):
-    # "inputs" (B, F), the depth band's "median" (B,), "served" (B,) bool, the windows the depth head
-    # serves, the head's quantiles "head" (B, 8, 3) and the recalibration's "band" (B, 8, 3), and the
-    # model's "recal_edges" and "recal_coef"; {} for a model without anchor
+    # what the L2 depth and volume heads and the L2 level maps read (model/evaluation/l2_depth_folds.py refits
+    # them): "inputs" (B, F), the depth band's "median" (B,), "served" (B,) bool, the windows the L2 heads
+    # serve, "volume_inputs" (B, F'), the head's quantiles "head" (B, 8, 3) and the recalibration's "band"
+    # (B, 8, 3), and the model's "recal_edges" and "recal_coef"; {} for a model without anchor
     l2_depth: dict[str, np.ndarray] = field(default_factory=dict)
     # (B, D) what the direction head reads (OrderFlowModel's `direction_input`), kept only when asked for
     direction_state: np.ndarray | None = None
@@ -169,6 +169,7 @@ def model_outputs(
         ANCHORED_TARGETS,
         DIRECTION_HORIZONS,
         L2_DEPTH_INPUTS,
+        L2_VOLUME_INPUTS,
         calibrated_score,
         next_event_nll,
         to_batch,
@@ -189,6 +190,7 @@ def model_outputs(
     anchors = served.config.anchors
     depth_at = int(served.model.l2_depth_index[0])
     l2_inputs, l2_median, l2_served = np.zeros((n, L2_DEPTH_INPUTS)), np.zeros(n), np.zeros(n, bool)
+    volume_inputs = np.zeros((n, L2_VOLUME_INPUTS))
     # what the recalibration reads (its band: RECAL_BAND's), for the L2 maps refitted left one out
     recal_head, recal_band = np.zeros((n, len(NET_TARGETS), 3)), np.zeros((n, len(NET_TARGETS), 3))
     states: list[np.ndarray] | None = [] if direction_state else None
@@ -217,6 +219,7 @@ def model_outputs(
                 l2_inputs[sl] = served.model.l2_depth_inputs(out["anchor_scale"], out["anchor_stats"]).float().cpu()
                 l2_median[sl] = out["anchor"][:, depth_at, 1].float().cpu().numpy()
                 l2_served[sl] = served.model.l2_depth_windows(b).cpu().numpy()
+                volume_inputs[sl] = served.model.l2_volume_inputs(b).cpu().numpy()
                 recal_head[sl] = out["quantiles_head"].float().cpu().numpy()
                 recal_band[sl] = out["anchor"][:, served.model.recal_band].float().cpu().numpy()
             if progress:
@@ -231,7 +234,7 @@ def model_outputs(
     heads = {f"mid_h{h}": direction[:, i] for i, h in enumerate(DIRECTION_HORIZONS)} if served.direction_fitted else {}
     recal = {"recal_edges": served.model.recal_edges.cpu().numpy(), "recal_coef": coef.numpy()}
     l2 = {"inputs": l2_inputs, "median": l2_median, "served": l2_served, "head": recal_head, "band": recal_band,
-          **recal} if anchors else {}  # fmt: skip
+          "volume_inputs": volume_inputs, **recal} if anchors else {}  # fmt: skip
     card = model_card(served.model, served.config, served.extra, seeds)
     state = np.concatenate(states) if states else None
     return ModelOutputs(name, str(directory), score, surp, sup, quantiles, anchor, unrecalibrated, nll_w, n_w,

@@ -34,9 +34,10 @@ from model.network.orderflow import L2_DEPTH_INPUTS, ModelConfig, OrderFlowModel
 # unfitted (its level maps, as it served); 10: the level maps of books of price levels (l2_recal_coef,
 # l2_recal_fitted), which an older checkpoint loads unfitted (the pooled maps, as it served); 11: the served
 # quantiles' weight against the EWMA's band (classic_weight), which an older checkpoint loads as 1 (its
-# quantiles alone, as it served)
-FORMAT = 11
-READABLE_FORMATS = (3, 4, 5, 6, 7, 8, 9, 10, 11)
+# quantiles alone, as it served); 12: the L2 books' volume head (l2_volume_*), which an older checkpoint loads
+# unfitted (the network's volume quantiles, as it served)
+FORMAT = 12
+READABLE_FORMATS = (3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
 _ADDED_IN_4 = ("recal_edges", "recal_coef")
 _ADDED_IN_5 = ("direction_head.weight", "direction_head.bias", "direction_fitted")
 _ADDED_IN_6 = ("l2_depth_weight", "l2_depth_bias", "l2_depth_fitted")
@@ -45,6 +46,7 @@ _ADDED_IN_8 = ("news_age_proj.weight", "news_age_proj.bias")
 _ADDED_IN_9 = ("recal_news_coef", "recal_news_fitted")
 _ADDED_IN_10 = ("l2_recal_coef", "l2_recal_fitted")
 _ADDED_IN_11 = ("classic_weight",)
+_ADDED_IN_12 = ("l2_volume_loc", "l2_volume_scale", "l2_volume_coef", "l2_volume_fitted")
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 OPTIMIZER = "optimizer.safetensors"
@@ -86,7 +88,8 @@ def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[Ord
     model = OrderFlowModel(config)
     tensors = load_file(str(d / WEIGHTS), device="cpu")
     added = tuple(k for since, keys in ((4, _ADDED_IN_4), (5, _ADDED_IN_5), (6, _ADDED_IN_6), (7, _ADDED_IN_7),
-                                        (8, _ADDED_IN_8), (9, _ADDED_IN_9), (10, _ADDED_IN_10), (11, _ADDED_IN_11))
+                                        (8, _ADDED_IN_8), (9, _ADDED_IN_9), (10, _ADDED_IN_10), (11, _ADDED_IN_11),
+                                        (12, _ADDED_IN_12))
                   if fmt < since for k in keys)  # fmt: skip
     tensors |= {k: v for k, v in model.state_dict().items() if k in added}
     depth = tensors.get("l2_depth_weight")

@@ -59,6 +59,8 @@ from torch import nn
 
 from model.inputs import BATCH_KEYS, FIELDS, INPUT_FIELDS, NEWS_AGE
 from model.network.direction import DIRECTIONS
+from model.network.l2_volume import CLIP as L2_VOLUME_CLIP
+from model.network.l2_volume import PARTS as L2_VOLUME_PARTS
 from model.network.recalibration import (
     LEVEL_BINS,
     N_BINS,
@@ -199,6 +201,12 @@ UNIT_LOSS_TARGETS = tuple(t for t in ANCHORED_TARGETS if t.startswith("depth_"))
 # the depth scale as it is (the last input: a checkpoint fitted before it loads with a zero weight there).
 L2_DEPTH_TARGETS = tuple(t for t in TARGETS if t.startswith("depth_"))
 L2_DEPTH_INPUTS = 6 + len(_MEMORY_COLUMNS) + 1
+# The volume targets of L2 books are served from a hurdle head fitted after training on the training set's
+# L2 windows (model/network/l2_volume.py says why), on L2_VOLUME_INPUTS inputs of the newest row
+# (OrderFlowModel.l2_volume_inputs).
+L2_VOLUME_TARGETS = tuple(t for t in TARGETS if t.startswith("volume_"))
+_VOLUME_COLUMNS = ("signed_volume_log", "log_trade_rate", "log_message_rate")
+L2_VOLUME_INPUTS = 6 + len(L2_VOLUME_TARGETS)
 # The quantiles the recalibration maps (model/network/recalibration.py), and the band each target's bin is
 # read off: its own, but the mid move's is its horizon's spread band. The mid has no band, and how
 # far it moves is bound to the spread: a one-tick book's mid mostly stays within 10 messages, where
@@ -368,6 +376,19 @@ class OrderFlowModel(nn.Module):
         self.register_buffer("l2_depth_fitted", torch.zeros((), dtype=torch.bool))
         depth_index = torch.tensor([TARGETS.index(t) for t in L2_DEPTH_TARGETS])
         self.register_buffer("l2_depth_index", depth_index, persistent=False)
+        # the L2 books' volume head (l2_volume_quantiles): its inputs' standardization and maps, off until fitted
+        n_volume = len(L2_VOLUME_TARGETS)
+        self.register_buffer("l2_volume_loc", torch.zeros(L2_VOLUME_INPUTS))
+        self.register_buffer("l2_volume_scale", torch.ones(L2_VOLUME_INPUTS))
+        self.register_buffer("l2_volume_coef", torch.zeros(n_volume, len(L2_VOLUME_PARTS), L2_VOLUME_INPUTS + 1))
+        self.register_buffer("l2_volume_fitted", torch.zeros((), dtype=torch.bool))
+        volume_index = torch.tensor([TARGETS.index(t) for t in L2_VOLUME_TARGETS])
+        self.register_buffer("l2_volume_index", volume_index, persistent=False)
+        volume_columns = torch.tensor([FEATURE_NAMES.index(n) for n in _VOLUME_COLUMNS])
+        self.register_buffer("l2_volume_columns", volume_columns, persistent=False)
+        horizons = torch.tensor([float(t.rsplit("_h", 1)[1]) for t in L2_VOLUME_TARGETS])
+        self.register_buffer("l2_volume_horizons", horizons, persistent=False)
+        self.register_buffer("quantile_levels", torch.tensor(QUANTILES), persistent=False)
         self._init_weights()
         # created after the initialisation, zeroed: it draws nothing from the seeded generator, so the
         # other weights of a seed are what they were before the head existed; fitted after training
@@ -553,14 +574,17 @@ class OrderFlowModel(nn.Module):
             "anchor_scale": scale,
             "anchor_stats": stats,
             "quantiles_head": head,
-            "quantiles": self.l2_depth_quantiles(
+            "quantiles": self.l2_volume_quantiles(
                 batch,
-                self.network_quantiles(
-                    head, band, self.headline_age(batch), self.level_book_windows(batch), self.classic_band(batch)
+                self.l2_depth_quantiles(
+                    batch,
+                    self.network_quantiles(
+                        head, band, self.headline_age(batch), self.level_book_windows(batch), self.classic_band(batch)
+                    ),
+                    band,
+                    scale,
+                    stats,
                 ),
-                band,
-                scale,
-                stats,
             ),
             "anomaly": self.anomaly_head(last).float(),
             "direction_input": state,
@@ -653,6 +677,48 @@ class OrderFlowModel(nn.Module):
         q = band[:, j, 1:2] + torch.einsum("bf,tfq->btq", x, self.l2_depth_weight) + self.l2_depth_bias
         q = q.sort(-1).values.clamp(min=0.0)
         use = self.l2_depth_fitted & self.l2_depth_windows(batch)
+        return quantiles.index_copy(1, j, torch.where(use[:, None, None], q, quantiles[:, j]))
+
+    def l2_volume_inputs(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """(B, L2_VOLUME_INPUTS) float32, of the window's newest row (zeros without one): |signed volume|
+        over the last second (log1p(lots)) and its mean over the rows, the trade and message rates (log1p
+        per second), the log share of messages that trade (log of trades over messages per second), then
+        that share (at most 1) and, per volume target, log1p(horizon x share): what a book of this
+        instrument trades, in its own lots, and how often. No learned weight: the same for every network
+        of a feature normalization (model/evaluation/l2_depth_folds.py refits the head on them)."""
+        rows = batch["row_mask"]
+        t = rows.shape[1]
+        newest = (rows * torch.arange(1, t + 1, device=rows.device)).argmax(1)
+        cols = self.l2_volume_columns
+        raw = batch["features"][..., cols].float() * self.feature_scale[cols] + self.feature_loc[cols]
+        raw = torch.where(rows[..., None], raw, 0.0)
+        last = raw[torch.arange(rows.shape[0], device=rows.device), newest]
+        signed, trade_rate, message_rate = last.unbind(1)
+        mean_abs = raw[..., 0].abs().sum(1) / rows.sum(1).clamp(min=1)
+        share = torch.log(torch.expm1(trade_rate).clamp(min=0.0) + 1e-3) - torch.log(
+            torch.expm1(message_rate).clamp(min=0.0) + 1e-3
+        )
+        p = share.exp().clamp(max=1.0)
+        x = torch.stack([signed.abs(), mean_abs, trade_rate, message_rate, share, p], 1)
+        x = torch.cat([x, torch.log1p(p[:, None] * self.l2_volume_horizons)], 1)
+        return torch.where(rows.any(1, keepdim=True), x, 0.0)
+
+    def l2_volume_quantiles(self, batch: Mapping[str, torch.Tensor], quantiles: torch.Tensor) -> torch.Tensor:
+        """`quantiles` (B, 8, 3) served, with the volume targets of the windows the L2 depth head serves
+        (l2_depth_windows) replaced by the fitted L2 volume head's (model/network/l2_volume.py, whose
+        `predict` is this in numpy): 0 at the levels under the chance that nothing trades, the traded
+        volume's Normal quantile above. Unchanged until the head is fitted."""
+        x = self.l2_volume_inputs(batch)
+        z = ((x - self.l2_volume_loc) / self.l2_volume_scale).clamp(-L2_VOLUME_CLIP, L2_VOLUME_CLIP)
+        z = torch.cat([z, torch.ones_like(z[:, :1])], 1)
+        p0, mean, log_sd = torch.einsum("bf,hpf->bph", z, self.l2_volume_coef).unbind(1)  # each (B, H)
+        p0 = torch.sigmoid(p0)
+        levels = self.quantile_levels
+        level = ((levels - p0[..., None]) / (1.0 - p0[..., None]).clamp(min=1e-12)).clamp(1e-6, 1 - 1e-6)
+        q = (mean[..., None] + log_sd.exp()[..., None] * torch.special.ndtri(level)).clamp(min=0.0)
+        q = torch.where(levels <= p0[..., None], 0.0, q)
+        j = self.l2_volume_index
+        use = self.l2_volume_fitted & self.l2_depth_windows(batch)
         return quantiles.index_copy(1, j, torch.where(use[:, None, None], q, quantiles[:, j]))
 
     def direction_logits(self, batch: Mapping[str, torch.Tensor], state: torch.Tensor) -> torch.Tensor:

@@ -131,32 +131,38 @@ def replay_draw(replay: TrainData, n_buffer: int, n_eval: int, seed: int) -> tup
 # --------------------------------------------------------------------------- the L2 heads
 
 
+# the L2 heads that read the book's rows alone, no network output: finetune fits them on its own windows,
+# and a parent's stays valid for its child where its files are not here
+BOOK_HEADS = ("l2_depth", "l2_volume")
+
+
 def carry_l2_heads(
     init_ckpt: str | Path, extra: dict[str, Any], recent: TrainData, out_dir: str | Path, device: str
 ) -> dict[str, str]:
     """The parent's post-hoc L2 heads, refitted in `out_dir` on the files they were fitted on and the
     `recent` windows together: its L2 direction head and L2 level maps (only `fit_head` fits them), and
-    its L2 depth head where fitted on more files than its training file (make checkpoint's: eight real
-    captures; model/network/l2_depth.py and direction.py say why more captures serve a new instrument
-    better). The fine-tuning refitted the depth head on the mixed windows alone and switched the
-    direction head and the level maps off: a model adapted to one instrument would have served every L2
-    book heads fitted on a few captures, or none. Where a file is not here, the depth head is the
-    parent's as it was (it reads book stats alone, which the fine-tuning does not change) and the other
-    two stay off (they read the network's outputs). Returns {head: what was done}, for the lineage."""
+    its L2 depth and volume heads where fitted on more files than its training file (make checkpoint's:
+    eight real captures; model/network/l2_depth.py and direction.py say why more captures serve a new
+    instrument better). The fine-tuning refitted the depth and volume heads on the mixed windows alone
+    and switched the direction head and the level maps off: a model adapted to one instrument would have
+    served every L2 book heads fitted on a few captures, or none. Where a file is not here, the depth and
+    volume heads are the parent's as they were (they read book rows alone, which the fine-tuning does
+    not change) and the other two stay off (they read the network's outputs). Returns {head: what was
+    done}, for the lineage."""
     from model.evaluation.outputs import entry_files, head_files
 
     more = head_files(extra)
     done: dict[str, str] = {}
-    for head in ("l2_depth", "l2_direction", "l2_recalibration"):
+    for head in (*BOOK_HEADS, "l2_direction", "l2_recalibration"):
         files = entry_files(extra, head)
-        if not files or (head == "l2_depth" and head not in more):
+        if not files or (head in BOOK_HEADS and head not in more):
             continue  # the fine-tuning's own fit, on the mixed windows, stands
         missing = [f for f in files if not Path(f).is_file()]
         if not missing:
             fit_head(head, out_dir, files, out_dir, device, loaded=recent)
             done[head] = f"refitted on {len(files)} files and the recent windows"
-        elif head == "l2_depth":
-            keep_parent_l2_depth(init_ckpt, out_dir)
+        elif head in BOOK_HEADS:
+            keep_parent_head(init_ckpt, out_dir, head)
             done[head] = f"the parent's (not here: {', '.join(missing)})"
         else:
             stage = head.replace("_", "-")
@@ -165,13 +171,15 @@ def carry_l2_heads(
     return done
 
 
-def keep_parent_l2_depth(init_ckpt: str | Path, out_dir: str | Path) -> None:
-    """`out_dir`'s L2 depth head and its entry set back to `init_ckpt`'s."""
+def keep_parent_head(init_ckpt: str | Path, out_dir: str | Path, head: str) -> None:
+    """`out_dir`'s `head` (one of BOOK_HEADS: its buffers are named `<head>_*`) and its entry set back to
+    `init_ckpt`'s."""
     parent, _, parent_extra = checkpoint.load(init_ckpt, "cpu")
     model, config, extra = checkpoint.load(out_dir, "cpu")
-    for name in ("l2_depth_weight", "l2_depth_bias", "l2_depth_fitted"):
-        getattr(model, name).copy_(getattr(parent, name))
-    checkpoint.save(model, config, {**extra, "l2_depth": parent_extra["l2_depth"]}, out_dir)
+    for name, buffer in model.named_buffers():
+        if name.startswith(f"{head}_") and name in parent.state_dict():
+            buffer.copy_(parent.get_buffer(name))
+    checkpoint.save(model, config, {**extra, head: parent_extra[head]}, out_dir)
 
 
 # --------------------------------------------------------------------------- figures

@@ -46,10 +46,12 @@ into the `direction` entry.
 L2 depth head, last: the depth quantiles of books of price levels, a linear quantile regression on the
 anchor's depth stats and the depth memory, fitted on the training set's L2 windows
 (model/network/l2_depth.py); their training CRPS from the network and from the head goes into the
-`l2_depth` entry. A set without L2 windows keeps the model's head as it is.
+`l2_depth` entry. A set without L2 windows keeps the model's head as it is. Then the L2 volume head, a
+hurdle model of the traded volume on the newest row's trade statistics, on the same windows
+(model/network/l2_volume.py): the `l2_volume` entry, likewise.
 
-`fit_head` fits either post-hoc head alone on an existing checkpoint (`train --stage direction` /
-`--stage l2-depth`): nothing else of the checkpoint changes.
+`fit_head` fits any post-hoc head alone on an existing checkpoint (`train --stage direction` /
+`--stage l2-depth` / `--stage l2-volume` ...): nothing else of the checkpoint changes.
 """
 
 from __future__ import annotations
@@ -71,12 +73,13 @@ import torch.nn.functional as F
 
 from model.evaluation.metrics import crps_quantiles
 from model.inputs import ABLATIONS, BATCH_KEYS, FIELDS, INPUT_FIELDS, NEWS_AGE, check_encoding
-from model.network import checkpoint, direction, l2_depth, recalibration
+from model.network import checkpoint, direction, l2_depth, l2_volume, recalibration
 from model.network.orderflow import (
     ANOMALY_CLASSES,
     CLASSIC_TARGETS,
     DIRECTION_HORIZONS,
     L2_DEPTH_TARGETS,
+    L2_VOLUME_TARGETS,
     NEWS_SIDED,
     QUANTILES,
     RECAL_BAND,
@@ -634,6 +637,28 @@ def fit_l2_direction(model: OrderFlowModel, data: TrainData, device: torch.devic
     return report
 
 
+def _l2_head_windows(model: OrderFlowModel, data: TrainData, device: torch.device, chunk: int) -> np.ndarray:
+    """The indices of the training windows the L2 heads serve (l2_depth_windows). The network is run over
+    those alone afterwards: the simulator's books of orders are most of a training set and none of them
+    (half the time on make checkpoint's eight captures; the same fit to the bit)."""
+    chunks = [np.arange(lo, min(lo + chunk, len(data))) for lo in range(0, len(data), chunk)]
+    return np.flatnonzero(np.concatenate([model.l2_depth_windows(data.batch(i, device)).cpu().numpy() for i in chunks]))
+
+
+def _crps_report(name: str, y: np.ndarray, valid: np.ndarray, targets: tuple[str, ...], **served: np.ndarray) -> dict:
+    """{"windows", "crps_<source>": {target: CRPS}} of each `served` (N, T, 3) on the windows where valid."""
+
+    def crps(q: np.ndarray, h: int) -> float:
+        ok = valid[:, h]
+        return round(crps_quantiles(y[ok, h], q[ok, h], QUANTILES), 6)
+
+    report = {"windows": len(y)}
+    report |= {f"crps_{k}": {t: crps(q, h) for h, t in enumerate(targets)} for k, q in served.items()}
+    log.info("%s on %d training windows: CRPS %s", name, len(y),
+             ", ".join(f"{k} {report[f'crps_{k}']}" for k in served))  # fmt: skip
+    return report
+
+
 @torch.no_grad()
 def fit_l2_depth(model: OrderFlowModel, data: TrainData, device: torch.device, chunk: int = 512) -> dict[str, Any]:
     """Fit the model's L2 depth head on the training set's L2 windows with a two-sided row (the rest
@@ -644,11 +669,7 @@ def fit_l2_depth(model: OrderFlowModel, data: TrainData, device: torch.device, c
         log.info("L2 depth head: the model has no anchor (no book rows) to read its inputs off; not fitted")
         return {"windows": 0, "kept": bool(model.l2_depth_fitted)}
     model.eval()
-    # the network runs over the windows the head serves alone (which those are, the inputs say): the
-    # simulator's books of orders are most of a training set and none of them (half the time on
-    # make checkpoint's eight captures; the same fit to the bit)
-    chunks = [np.arange(lo, min(lo + chunk, len(data))) for lo in range(0, len(data), chunk)]
-    k = np.flatnonzero(np.concatenate([model.l2_depth_windows(data.batch(i, device)).cpu().numpy() for i in chunks]))
+    k = _l2_head_windows(model, data, device, chunk)
     if not len(k):
         log.info("L2 depth head: no L2 window in the training set; the model's head is kept")
         return {"windows": 0, "kept": bool(model.l2_depth_fitted)}
@@ -670,17 +691,47 @@ def fit_l2_depth(model: OrderFlowModel, data: TrainData, device: torch.device, c
     model.l2_depth_bias.copy_(torch.from_numpy(bias))
     model.l2_depth_fitted.fill_(True)
     head = l2_depth.predict(x, median, weight, bias)
+    return _crps_report("L2 depth head", y, valid, L2_DEPTH_TARGETS, network=network, head=head)
 
-    def crps(q: np.ndarray, h: int) -> float:
-        ok = valid[:, h]
-        return round(crps_quantiles(y[ok, h], q[ok, h], QUANTILES), 6)
 
-    report = {"windows": len(k),
-              "crps_network": {t: crps(network, h) for h, t in enumerate(L2_DEPTH_TARGETS)},
-              "crps_head": {t: crps(head, h) for h, t in enumerate(L2_DEPTH_TARGETS)}}  # fmt: skip
-    log.info("L2 depth head on %d training windows: CRPS network %s, head %s", report["windows"],
-             report["crps_network"], report["crps_head"])  # fmt: skip
-    return report
+@torch.no_grad()
+def fit_l2_volume(model: OrderFlowModel, data: TrainData, device: torch.device, chunk: int = 512) -> dict[str, Any]:
+    """Fit the model's L2 volume head (model/network/l2_volume.py) on the training set's windows that the
+    L2 heads serve (the rest of the model frozen) and switch it on; returns their volume CRPS served by
+    the network (as it was before the head) and by the head, per target (in-sample). Without L2 windows,
+    or in a model without book rows (the head's inputs), the model's head stays as it is."""
+    if not model.config.use_rows:
+        log.info("L2 volume head: the model reads no book rows, the head's inputs; not fitted")
+        return {"windows": 0, "kept": bool(model.l2_volume_fitted)}
+    model.eval()
+    k = _l2_head_windows(model, data, device, chunk)
+    if not len(k):
+        log.info("L2 volume head: no L2 window in the training set; the model's head is kept")
+        return {"windows": 0, "kept": bool(model.l2_volume_fitted)}
+    j = model.l2_volume_index.cpu().numpy()
+    fitted = bool(model.l2_volume_fitted)
+    model.l2_volume_fitted.fill_(False)  # the network's own volume, for the record
+    inputs, served = [], []
+    for lo in range(0, len(k), chunk):
+        b = data.batch(k[lo : lo + chunk], device)
+        with _autocast(device):
+            out = model(b)
+        inputs.append(model.l2_volume_inputs(b).float().cpu().numpy())
+        served.append(out["quantiles"][:, j].float().cpu().numpy())
+    x, network = np.concatenate(inputs), np.concatenate(served)
+    y, valid = data._targets[0][k][:, j], data._targets[1][k][:, j]
+    try:
+        loc, scale, coef = l2_volume.fit(x, y, valid)
+    except ValueError as e:
+        model.l2_volume_fitted.fill_(fitted)
+        log.info("%s; the model's head is kept", e)
+        return {"windows": 0, "kept": fitted}
+    model.l2_volume_loc.copy_(torch.from_numpy(loc))
+    model.l2_volume_scale.copy_(torch.from_numpy(scale))
+    model.l2_volume_coef.copy_(torch.from_numpy(coef))
+    model.l2_volume_fitted.fill_(True)
+    head = l2_volume.predict(x, loc, scale, coef, QUANTILES)
+    return _crps_report("L2 volume head", y, valid, L2_VOLUME_TARGETS, network=network, head=head)
 
 
 HeadFit = Callable[[OrderFlowModel, TrainData, torch.device], dict[str, Any]]
@@ -688,6 +739,7 @@ HeadFit = Callable[[OrderFlowModel, TrainData, torch.device], dict[str, Any]]
 HEADS: dict[str, HeadFit] = {
     "direction": fit_direction,
     "l2_depth": fit_l2_depth,
+    "l2_volume": fit_l2_volume,
 }
 # every post-hoc part `fit_head` fits: HEADS, those fitted only when asked, and the recalibration that finetune
 # fits before HEADS (it reads the network alone, so refitting it on a finished checkpoint is what finetune would fit)

@@ -7,6 +7,7 @@
     megatrading train --stage finetune --data mine.npz --init model/checkpoints/demo --out ckpt/mine --steps 300
     megatrading train --stage direction --data train.npz --init ckpt/fine --out ckpt/fine-dir   (the head alone)
     megatrading train --stage l2-depth --data train.npz --init ckpt/fine --out ckpt/fine-l2   (the head alone)
+    megatrading train --stage l2-volume --data train.npz unseen.npz --init ckpt/fine --out ckpt/fine-l2vol
     megatrading train --stage l2-direction --data train.npz unseen.npz --init ckpt/fine --out ckpt/fine-l2dir
     megatrading train --stage recalibration --data train.npz --init ckpt/fine --out ckpt/fine-recal
     megatrading train --stage l2-recalibration --data train.npz unseen.npz --init ckpt/fine --out ckpt/fine-l2recal
@@ -16,7 +17,8 @@
 `--stage direction` fits only the mid-direction head (what p_up / p_down are served from) on --init's
 frozen network, as finetune does at its end, and copies everything else: for a checkpoint written
 before the head existed (its p_up / p_down come from its mid quantiles until then). `--stage l2-depth`
-likewise fits only the depth head of L2 books (model/network/l2_depth.py) on the data's L2 windows.
+likewise fits only the depth head of L2 books (model/network/l2_depth.py) on the data's L2 windows, and
+`--stage l2-volume` their traded-volume head (model/network/l2_volume.py).
 `--stage l2-direction` fits a direction head of its own for L2 books on the real captures alone, each
 left out in turn to choose its penalty (it needs two captures at least; finetune never fits it).
 `--stage recalibration` refits the spread and mid quantiles' recalibration (model/network/recalibration.py)
@@ -46,8 +48,8 @@ from pathlib import Path
 from model.inputs import ABLATIONS
 
 # the stages that fit one post-hoc head of a trained checkpoint (model.training.train.HEADS)
-HEAD_STAGES = {"direction": "direction", "l2-depth": "l2_depth", "l2-direction": "l2_direction",
-               "recalibration": "recalibration", "l2-recalibration": "l2_recalibration",
+HEAD_STAGES = {"direction": "direction", "l2-depth": "l2_depth", "l2-volume": "l2_volume",
+               "l2-direction": "l2_direction", "recalibration": "recalibration", "l2-recalibration": "l2_recalibration",
                "classic-weight": "classic_weight", "calibration": "calibration"}  # fmt: skip
 
 
@@ -57,8 +59,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.stage in HEAD_STAGES:
         if args.init is None:
             raise ValueError(f"--stage {args.stage} fits a head of a trained checkpoint: give it as --init")
-        out = fit_head(HEAD_STAGES[args.stage], args.init, args.data, args.out, device=args.device)
-        print(f"{args.stage}: head fitted on {', '.join(map(str, args.data))} -> {out}", file=sys.stderr)
+        from model.network.checkpoint import read_extra
+
+        head = HEAD_STAGES[args.stage]
+        out = fit_head(head, args.init, args.data, args.out, device=args.device)
+        if (read_extra(out).get(head) or {}).get("windows") == 0:  # the fit's log line says why
+            print(f"{args.stage}: no head fitted, the model's kept as --init had it -> {out}", file=sys.stderr)
+        else:
+            print(f"{args.stage}: head fitted on {', '.join(map(str, args.data))} -> {out}", file=sys.stderr)
         return 0
     if args.stage not in STAGES:
         raise ValueError(f"--stage {args.stage}: use one of {STAGES}")
