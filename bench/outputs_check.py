@@ -27,7 +27,10 @@ when the demo's earnings were priced over seconds and the recalibration got its 
 new model), and when books of price levels got level maps of their own (the dataset the same; the spread
 and mid of L2 windows new), and when the simulator's market makers repriced the book through cancels (a
 new dataset, a new model), and when the spread's served quantiles were combined with the EWMA's band (the
-dataset the same; the spread of windows that are not of books of price levels new). About 11 minutes on
+dataset the same; the spread of windows that are not of books of price levels new), and when books of
+price levels got a volume head of their own (the dataset the same; the volume of L2 windows new: `--check`
+before the record differed in the evaluate figures and the spot ETHUSDT CSV's two volume columns alone).
+About 11 minutes on
 2 cores (2026-12-03: the dataset 8, evaluate 3). The dataset's md5s are of the CPU that recorded them:
 numpy's log1p differs in a last bit between SIMD paths (README, "Reproducing it"), so a record is
 checked on the machine that made it.
