@@ -29,8 +29,9 @@ and mid of L2 windows new), and when the simulator's market makers repriced the 
 new dataset, a new model), and when the spread's served quantiles were combined with the EWMA's band (the
 dataset the same; the spread of windows that are not of books of price levels new), and when books of
 price levels got a volume head of their own (the dataset the same; the volume of L2 windows new: `--check`
-before the record differed in the evaluate figures and the spot ETHUSDT CSV's two volume columns alone).
-About 11 minutes on
+before the record differed in the evaluate figures and the spot ETHUSDT CSV's two volume columns alone),
+and when the volume got persistence and EWMA baselines (the model's volume gains over them are new
+figures of metrics.json; every other figure and fingerprint the same). About 11 minutes on
 2 cores (2026-12-03: the dataset 8, evaluate 3). The dataset's md5s are of the CPU that recorded them:
 numpy's log1p differs in a last bit between SIMD paths (README, "Reproducing it"), so a record is
 checked on the machine that made it.

@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pytest
 
-from model.evaluation.baselines import isolation_forest_scores, zscore_anomaly
+from model.evaluation.baselines import VOLUME_MIN_KNOWN, isolation_forest_scores, volume_levels, zscore_anomaly
 from model.evaluation.evaluate import TARGETS
 from model.evaluation.metrics import (
     auroc,
@@ -237,6 +237,28 @@ def test_level_baseline_is_model_baselines_own_and_persistence_is_the_last_value
         got["persistence"][:, 1], np.r_[x[:3, -1], x[3, -5], x[4:7, -1], np.nan, x[8:, -1]], equal_nan=True
     )
     assert np.all(got["ewma"][~np.isnan(got["ewma"][:, 0])] >= 0)
+
+
+def test_volume_levels_read_only_the_books_volumes_realized_by_the_windows_end():
+    """Persistence is the latest volume whose horizon had ended (message + h <= the window's), the EWMA's
+    quantiles are those of the realized ones; a window's own future and another book's never count."""
+    n, h = 40, 3
+    message = np.arange(n) * 2  # a window every second message: 2 windows later the horizon has ended
+    volume = np.arange(n, dtype=np.float64)
+    arrays = {"seed": np.r_[np.full(n, 1), np.full(n, 1)], "symbol": np.r_[np.full(n, "A"), np.full(n, "B")],
+              "message": np.r_[message, message], "volume_h3": np.r_[volume, volume + 1000.0]}  # fmt: skip
+    shuffle = np.random.default_rng(0).permutation(2 * n)  # the windows' order in the file does not matter
+    last, ewma = volume_levels({k: v[shuffle] for k, v in arrays.items()}, h, halflife=1e9)
+    last, ewma = last[np.argsort(shuffle)], ewma[np.argsort(shuffle)]
+    first = VOLUME_MIN_KNOWN + 1  # window i knows windows 0..i-2: i - 1 of them
+    assert np.isnan(last[:first]).all() and np.isnan(ewma[:first]).all()
+    for i in range(first, n):
+        assert last[i, 0] == last[i, 2] == i - 2
+        assert np.quantile(volume[: i - 1], 0.4) <= ewma[i, 1] <= np.quantile(volume[: i - 1], 0.6)
+        assert last[n + i, 0] == 1000.0 + i - 2  # book B: its own record alone
+    assert (np.diff(ewma[first:n], axis=1) >= 0).all()
+    _, recent = volume_levels(arrays, h, halflife=0.01)  # the newest realized volume outweighs the rest
+    assert (recent[first:n] == (np.arange(first, n) - 2)[:, None]).all()
 
 
 def test_zscore_anomaly_and_feature_norm_invert_give_the_baseline_forecasters_score():

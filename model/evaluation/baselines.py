@@ -4,7 +4,8 @@
   isolation forest (Liu, Ting & Zhou 2008; scikit-learn's, with a fixed random_state) fitted on the
   evaluated windows themselves, no labels: the unsupervised yardstick;
 - liquidity: the baseline forecaster (HAR+EWMA centre), persistence (the last value), EWMA and HAR
-  (model.serving.baseline's formulas, with the window's own residual band as quantiles).
+  (model.serving.baseline's formulas, with the window's own residual band as quantiles); for the traded
+  volume, persistence and EWMA of the book's own realized volumes (`volume_levels`).
 
 They work from the dataset's feature rows un-normalized with the json's feature_mean/std, in the
 targets' units (spread in ticks, depth and volume log1p(lots), mid in ticks).
@@ -23,7 +24,11 @@ from model.serving.forecaster import HORIZONS
 from orderbook.features import FEATURE_NAMES, TRADE_KINDS
 
 LIQUIDITY_BASELINES = ("baseline", "persistence", "ewma", "har")
+# the volume's EWMA: its half-life in windows of the book, and the fewest realized volumes it is read off
+VOLUME_HALFLIFE = 64
+VOLUME_MIN_KNOWN = 10
 _TRADE_KINDS = np.array(sorted(TRADE_KINDS), dtype=np.int64)
+QUANTILE_LEVELS = np.array([0.1, 0.5, 0.9])
 
 
 def zscore_anomaly(raw: np.ndarray, row_mask: np.ndarray, names: Sequence[str] = FEATURE_NAMES) -> np.ndarray:
@@ -59,9 +64,11 @@ def baseline_forecasts(
     """method -> target -> (B, 3) quantiles in the targets' units, recomputed from the windows.
 
     spread: levels of `spread_ticks`; depth: levels of top-5 bid + ask lots, log1p of the quantiles
-    (a monotone map keeps quantiles); volume (baseline only, a point forecast as model.serving.baseline):
+    (a monotone map keeps quantiles); volume: the baseline's, a point forecast as model.serving.baseline:
     h x lots traded per message in the window's event tokens, the lots read as each size bucket's median
-    (model.network.tokens), so an approximation of the worker's exact sizes; mid (persistence only: no
+    (model.network.tokens), so an approximation of the worker's exact sizes; its persistence and EWMA
+    from the book's own realized volumes (`volume_levels`; the baseline's point where the book has too few
+    yet, and absent for a dataset without `message`, written before 2026-12-04); mid (persistence only: no
     move, a point forecast; the dataset holds no tick size to put the baseline's mid steps in ticks).
     """
     names = meta.get("feature_names") or list(FEATURE_NAMES)
@@ -79,9 +86,49 @@ def baseline_forecasts(
             out[method][f"spread_h{h}"] = np.nan_to_num(levels["spread"][method])
             out[method][f"depth_h{h}"] = np.log1p(np.maximum(np.nan_to_num(levels["depth"][method]), 0.0))
         rate = traded_lots_per_message(arrays, meta)
-        out["baseline"][f"volume_h{h}"] = np.repeat(np.log1p(rate * h)[:, None], 3, axis=1)
+        point = np.repeat(np.log1p(rate * h)[:, None], 3, axis=1)
+        out["baseline"][f"volume_h{h}"] = point
+        if "message" in arrays and "symbol" in arrays:
+            last, ewma = volume_levels(arrays, h)
+            known = np.isfinite(ewma[:, 0])
+            out["persistence"][f"volume_h{h}"] = np.where(known[:, None], last, point)
+            out["ewma"][f"volume_h{h}"] = np.where(known[:, None], ewma, point)
         out["persistence"][f"mid_h{h}"] = np.zeros((len(rate), 3))
     return out
+
+
+def volume_levels(
+    arrays: dict[str, np.ndarray], h: int, halflife: float = VOLUME_HALFLIFE
+) -> tuple[np.ndarray, np.ndarray]:
+    """(persistence, EWMA), each (B, 3), of the traded volume over h messages, read off the same book's
+    (source and symbol) earlier windows whose horizon had ended by this window's last message (`message`
+    + h <= its own): what a worker that kept each book's realized volumes would know. Persistence: the
+    latest of them, a point forecast; EWMA: the 10/50/90% quantiles of up to eight half-lives of them,
+    each weighed 0.5^(its age in windows / `halflife`). NaN (both) where fewer than VOLUME_MIN_KNOWN are
+    known: the book's first windows. Why: the volume's scale is the instrument's lot and its level the
+    instrument's activity, which the window's rows state over a second at most; a new instrument's own
+    record holds both (docs/design.md, "Model decisions")."""
+    y = arrays[f"volume_h{h}"].astype(np.float64)
+    last, ewma = np.full((len(y), 3), np.nan), np.full((len(y), 3), np.nan)
+    keep = max(VOLUME_MIN_KNOWN, int(8 * halflife))
+    book = np.unique(np.char.add(arrays["seed"].astype(str), np.char.add("/", arrays["symbol"].astype(str))),
+                     return_inverse=True)[1]  # fmt: skip
+    for key in np.unique(book):
+        idx = np.flatnonzero(book == key)
+        idx = idx[np.argsort(arrays["message"][idx], kind="stable")]
+        message = arrays["message"][idx]
+        ended = np.searchsorted(message + h, message, side="right")  # windows 0..ended-1 are realized
+        for i, n in zip(idx, ended, strict=True):
+            known = idx[:n][np.isfinite(y[idx[:n]])][-keep:]
+            if len(known) < VOLUME_MIN_KNOWN:
+                continue
+            values = y[known]
+            last[i] = values[-1]
+            weight = 0.5 ** (np.arange(len(values))[::-1] / halflife)
+            order = np.argsort(values, kind="stable")
+            cdf = np.cumsum(weight[order]) / weight.sum()
+            ewma[i] = values[order][np.minimum(np.searchsorted(cdf, QUANTILE_LEVELS), len(values) - 1)]
+    return last, ewma
 
 
 def traded_lots_per_message(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> np.ndarray:
