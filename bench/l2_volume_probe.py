@@ -1,11 +1,14 @@
-"""Why the traded volume of L2 books is served by a hurdle head (model/network/l2_volume.py): on each real
-capture of a pool, left out in turn, the volume CRPS of the network's own quantiles beside two heads on
-the same inputs (OrderFlowModel.l2_volume_inputs) fitted on the L2 windows of every other capture: a
-linear quantile regression (q10 / q50 / q90, floored at 0) and the hurdle (the chance of no trade, then
-a Normal of the traded log volume), as make checkpoint's evaluate-unseen fold refits it. The windows are
-those the L2 heads serve (model/evaluation/l2_depth_folds.py). Also the share of windows that trade
-nothing and each forecast's q90 coverage (ideal 0.9). About 3 minutes on 2 cores after make checkpoint
-and make evaluate-unseen.
+"""Why the traded volume of L2 books is served by a hurdle head (model/network/l2_volume.py), and what it
+lacks: on each real capture of a pool, left out in turn, the volume CRPS of the network's own quantiles
+beside heads on the same inputs (OrderFlowModel.l2_volume_inputs) fitted on the L2 windows of every
+other capture: a linear quantile regression (q10 / q50 / q90, floored at 0) and the hurdle (the chance of
+no trade, then a Normal of the traded log volume), as make checkpoint's evaluate-unseen fold refits it;
+then the EWMA of the book's own realized volumes (the evaluation's classic, baselines.volume_levels) and
+the hurdle with that EWMA's three quantiles and its persistence as four inputs more: what a slow memory
+of traded volume in the rows could hand the head at best. The windows are those the L2 heads serve
+(model/evaluation/l2_depth_folds.py) whose book has realized volumes to read. Also the share of windows
+that trade nothing and each forecast's q90 coverage (ideal 0.9). About 3 minutes on 2 cores after make
+checkpoint and make evaluate-unseen.
 
     python bench/l2_volume_probe.py [--model model/checkpoints/demo]
         [--pool build/demo-data/train.npz build/demo-data/unseen.npz build/demo-data/heldout.npz]
@@ -22,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from model.evaluation.baselines import volume_levels
 from model.evaluation.l2_depth_folds import l2_windows, pool, score_real
 from model.evaluation.metrics import crps_quantiles
 from model.network import checkpoint, l2_volume, quantile_regression
@@ -56,33 +60,44 @@ def main() -> int:
         directory = str(network_alone(args.model, Path(tmp) / "network"))
         runs = [r for r in (score_real(directory, p) for p in args.pool) if r is not None]
         windows = pool(l2_windows(*run) for run in runs)
-        served = {}  # capture -> (N, 2, 3) the network's volume quantiles on the windows l2_windows took
+        # capture -> (N, 2, 3) the network's volume quantiles and (N, 2, 4) the book's record (the EWMA's
+        # three quantiles, persistence) on the windows l2_windows took, in its order
+        served: dict[str, np.ndarray] = {}
+        record: dict[str, np.ndarray] = {}
         for outputs, arrays, meta in runs:
             names = capture_names(arrays, meta)
+            levels = [volume_levels(arrays, int(t.rsplit("_h", 1)[1])) for t in L2_VOLUME_TARGETS]
+            both = np.stack([np.concatenate([ewma, last[:, :1]], 1) for last, ewma in levels], 1)
             for name in set(names[outputs.l2_depth["served"]]) - {""}:
                 k = outputs.l2_depth["served"] & (names == name)
                 q = np.stack([outputs.quantiles[t][k] for t in L2_VOLUME_TARGETS], 1)
                 served[name] = np.concatenate([served[name], q]) if name in served else q
-    header = f"{'h':>3} {'capture':<28} {'n':>6} {'no trade':>8} {'network':>16} {'linear QR':>16} {'hurdle':>16}"
+                record[name] = np.concatenate([record[name], both[k]]) if name in record else both[k]
+    methods = ("network", "linear QR", "hurdle", "EWMA of the book", "hurdle + record")
     print("volume CRPS in log1p(lots), q90 coverage in brackets; each head fitted on the other captures")
-    print(header)
-    totals = {"network": [], "linear QR": [], "hurdle": []}
+    print(f"{'h':>3} {'capture':<28} {'n':>6} {'no trade':>8} " + " ".join(f"{m:>16}" for m in methods))
+    totals: dict[str, list[float]] = {m: [] for m in methods}
     for h, t in enumerate(L2_VOLUME_TARGETS):
+        known = {n: w.valid_all[:, volume[h]] & np.isfinite(record[n][:, h, 0]) for n, w in windows.items()}
         for name in sorted(windows):
-            w = windows[name]
-            ok = w.valid_all[:, volume[h]]
+            w, ok = windows[name], known[name]
             if ok.sum() < MIN_WINDOWS:
                 continue
             others = [n for n in windows if n != name]
-            fit = sum((windows[n] for n in others[1:]), windows[others[0]])
-            fit_ok = fit.valid_all[:, volume[h]]
-            y_fit = fit.y_all[fit_ok, volume[h]]
+            x_fit = np.concatenate([windows[n].volume_inputs[known[n]] for n in others])
+            r_fit = np.concatenate([record[n][known[n], h] for n in others])
+            y_fit = np.concatenate([windows[n].y_all[known[n], volume[h]] for n in others])
             y = w.y_all[ok, volume[h]]
-            params = l2_volume.fit(fit.volume_inputs[fit_ok], y_fit[:, None], np.ones((len(y_fit), 1), bool))
+            x, r = w.volume_inputs[ok], record[name][ok, h]
+            one = np.ones((len(y_fit), 1), bool)
+            alone = l2_volume.fit(x_fit, y_fit[:, None], one)
+            with_record = l2_volume.fit(np.concatenate([x_fit, r_fit], 1), y_fit[:, None], one)
             forecasts = {
                 "network": served[name][ok, h],
-                "linear QR": linear(fit.volume_inputs[fit_ok], y_fit, w.volume_inputs[ok]),
-                "hurdle": l2_volume.predict(w.volume_inputs[ok], *params, QUANTILES)[:, 0],
+                "linear QR": linear(x_fit, y_fit, x),
+                "hurdle": l2_volume.predict(x, *alone, QUANTILES)[:, 0],
+                "EWMA of the book": r[:, :3],
+                "hurdle + record": l2_volume.predict(np.concatenate([x, r], 1), *with_record, QUANTILES)[:, 0],
             }
             cells = []
             for method, q in forecasts.items():
