@@ -711,7 +711,9 @@ class OrderFlowModel(nn.Module):
         x = self.l2_volume_inputs(batch)
         z = ((x - self.l2_volume_loc) / self.l2_volume_scale).clamp(-L2_VOLUME_CLIP, L2_VOLUME_CLIP)
         z = torch.cat([z, torch.ones_like(z[:, :1])], 1)
-        p0, mean, log_sd = torch.einsum("bf,hpf->bph", z, self.l2_volume_coef).unbind(1)  # each (B, H)
+        # in float32 under a GPU's bf16 autocast too: the mean itself is ~20 log lots, which bf16 rounds to 0.125
+        with torch.autocast(z.device.type, enabled=False):
+            p0, mean, log_sd = torch.einsum("bf,hpf->bph", z, self.l2_volume_coef).unbind(1)  # each (B, H)
         p0 = torch.sigmoid(p0)
         levels = self.quantile_levels
         level = ((levels - p0[..., None]) / (1.0 - p0[..., None]).clamp(min=1e-12)).clamp(1e-6, 1 - 1e-6)
