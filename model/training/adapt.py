@@ -176,9 +176,10 @@ def keep_parent_head(init_ckpt: str | Path, out_dir: str | Path, head: str) -> N
     `init_ckpt`'s."""
     parent, _, parent_extra = checkpoint.load(init_ckpt, "cpu")
     model, config, extra = checkpoint.load(out_dir, "cpu")
+    saved = parent.state_dict()
     for name, buffer in model.named_buffers():
-        if name.startswith(f"{head}_") and name in parent.state_dict():
-            buffer.copy_(parent.get_buffer(name))
+        if name.startswith(f"{head}_") and name in saved:
+            buffer.copy_(saved[name])
     checkpoint.save(model, config, {**extra, head: parent_extra[head]}, out_dir)
 
 

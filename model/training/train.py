@@ -709,23 +709,21 @@ def fit_l2_volume(model: OrderFlowModel, data: TrainData, device: torch.device, 
         log.info("L2 volume head: no L2 window in the training set; the model's head is kept")
         return {"windows": 0, "kept": bool(model.l2_volume_fitted)}
     j = model.l2_volume_index.cpu().numpy()
-    fitted = bool(model.l2_volume_fitted)
-    model.l2_volume_fitted.fill_(False)  # the network's own volume, for the record
     inputs, served = [], []
     for lo in range(0, len(k), chunk):
         b = data.batch(k[lo : lo + chunk], device)
         with _autocast(device):
             out = model(b)
+            network = model.network_quantiles(out["quantiles_head"], out["anchor"])  # the volume before the head
         inputs.append(model.l2_volume_inputs(b).float().cpu().numpy())
-        served.append(out["quantiles"][:, j].float().cpu().numpy())
+        served.append(network[:, j].float().cpu().numpy())
     x, network = np.concatenate(inputs), np.concatenate(served)
     y, valid = data._targets[0][k][:, j], data._targets[1][k][:, j]
     try:
         loc, scale, coef = l2_volume.fit(x, y, valid)
     except ValueError as e:
-        model.l2_volume_fitted.fill_(fitted)
         log.info("%s; the model's head is kept", e)
-        return {"windows": 0, "kept": fitted}
+        return {"windows": 0, "kept": bool(model.l2_volume_fitted)}
     model.l2_volume_loc.copy_(torch.from_numpy(loc))
     model.l2_volume_scale.copy_(torch.from_numpy(scale))
     model.l2_volume_coef.copy_(torch.from_numpy(coef))

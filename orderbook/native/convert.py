@@ -544,9 +544,8 @@ def _builder_state(b: WindowBuilder) -> dict[str, Any]:
 
 class _Writer:
     """pywindows.rs `mod state`'s `W`: what `_Reader` reads. A sequence goes in one `struct` call (`items`),
-    as `_Reader` reads it: side by side on bench/snapshot_bench.py's (c) state (2,000 stocks), the builders'
-    `_builder_state` took 293 ms item by item and 225 ms so, to the same bytes (medians of 7, 2026-12-05,
-    the host's two cores busy with a training)."""
+    as `_Reader` reads it: item by item, a 2,000-stock partition's builders took longer to write
+    (bench/snapshot_bench.py times the whole path switch)."""
 
     def __init__(self) -> None:
         self.parts: list[bytes] = []
