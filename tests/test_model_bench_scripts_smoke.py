@@ -1,6 +1,7 @@
 """The model's bench scripts run end to end on tiny data and print their tables: bench/news_bound.py,
 bench/text_ablation.py, bench/train_bench.py, bench/inputs_bench.py, bench/depth_loss_probe.py,
-bench/l2_depth_probe.py, bench/depth_memory.py (on the heads of three real captures), bench/gpu_parity.py
+bench/l2_depth_probe.py, bench/depth_memory.py (on the heads of three real captures), bench/scenario_fidelity.py
+(on the heads of the six), bench/generation_context_probe.py, bench/gpu_parity.py
 (which says so and exits 0 without CUDA), bench/seed_study.py's seeds averaged.
 Figures are not checked here: the scripts print them for docs/ and the README."""
 
@@ -112,6 +113,39 @@ def test_depth_memory_prints_each_capture_with_and_without_the_slow_ewmas(shared
             dst.writelines(line for _, line in zip(range(3000), src, strict=False))
     out = run("depth_memory.py", "--data", str(tmp_path))
     assert "depth at 100 messages" in out and "\ncm_ethusd_perp " in out and "(fitted on)" in out
+
+
+def test_scenario_fidelity_prints_both_draws_beside_the_real_flow_of_each_capture(
+    lab: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    import gzip
+
+    scenario_fidelity = load_script(REPO / "bench" / "scenario_fidelity.py")
+    head = tmp_path / "binance-hftbacktest"
+    head.mkdir()
+    for name in scenario_fidelity.CAPTURES:
+        with gzip.open(shared_data / "binance-hftbacktest" / name, "rt") as src, gzip.open(head / name, "wt") as dst:
+            dst.writelines(line for _, line in zip(range(3000), src, strict=False))
+    out = run("scenario_fidelity.py", "--model", str(lab / "ckpt"), "--data", str(head), "--cuts", "1", "--paths", "2",
+              "--horizon", "10", "--heldout", str(lab / "heldout.npz"), "--out", str(tmp_path / "out"))  # fmt: skip
+    assert "| simulated | joint |" in out and "| simulated | factorized |" in out
+    assert out.count("| 1 | real |") == 6 and "| | | joint |" in out  # one cut of each capture
+    per_cut = json.loads((tmp_path / "out" / "scenario_fidelity.json").read_text())
+    assert set(per_cut) == set(scenario_fidelity.CAPTURES)
+
+
+def test_generation_context_probe_prints_the_readings_and_the_messages_of_both_draws(
+    lab: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    import gzip
+
+    name = "usdm_btcusdt_20240808.gz"
+    with gzip.open(shared_data / "binance-hftbacktest" / name, "rt") as src, gzip.open(tmp_path / name, "wt") as dst:
+        dst.writelines(line for _, line in zip(range(3000), src, strict=False))
+    out = run("generation_context_probe.py", "--model", str(lab / "ckpt"), "--data", str(tmp_path), "--records", "1500",
+              "--events", "300", "--paths", "2", "--horizon", "10")  # fmt: skip
+    assert "| rows before the message |" in out and "| its own row in the window |" in out
+    assert "| real continuation |" in out and "| generated, factorized |" in out and "inside real level-update" in out
 
 
 def test_depth_loss_probe_prints_both_losses_per_source(lab: Path) -> None:

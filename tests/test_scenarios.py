@@ -1,5 +1,6 @@
 """Scenarios: paths sampled by a tiny model trained here, from the book state of a simulated ITCH file,
-applied through the real L3 book; reproducible by seed, valid after every step, written by the CLI."""
+applied through the real L3 book; reproducible by seed, valid after every step, written by the CLI; drawn
+through the event chain once it is fitted, and field by field as before when asked."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ torch = pytest.importorskip("torch")
 
 from model.serving.orderflow import OrderFlowForecaster  # noqa: E402
 from model.serving.scenarios import (  # noqa: E402
+    FACTORIZED,
+    JOINT,
     Cut,
     check_book,
     generate_scenarios,
@@ -162,3 +165,28 @@ def test_chart_titles_give_a_clock_not_nanoseconds():
     assert clock_unit(OPEN_NS) == "venue clock"
     assert clock(1_723_075_200_123_000_000) == "2024-08-08 00:00:00.123"  # Binance: since the epoch
     assert clock_unit(1_723_075_200_123_000_000) == "UTC"
+
+
+@pytest.fixture(scope="module")
+def chained(setup):
+    """The tiny checkpoint with its event chain fitted on its own training set (train --stage event-chain)."""
+    from model.training.train import fit_head
+
+    ckpt = setup[0]
+    out = fit_head("event_chain", ckpt, ckpt.parent / "train.npz", ckpt.parent / "ckpt-chain", device="cpu")
+    return OrderFlowForecaster(out, device="cpu")
+
+
+def test_the_joint_draw_samples_through_the_chain_and_the_factorized_one_as_before(forecaster, chained, state_args):
+    assert bool(chained.model.event_chain.fitted)  # it beat the heads on its held-out windows
+    state = load_state(*state_args, horizon=20)
+    plain = generate_scenarios(forecaster, state, 20, 4, seed=3)
+    factorized = generate_scenarios(chained, state, 20, 4, seed=3, sampling=FACTORIZED)
+    joint, again = (generate_scenarios(chained, state, 20, 4, seed=3, sampling=JOINT) for _ in range(2))
+    assert plain.sampling == factorized.sampling == FACTORIZED and joint.sampling == JOINT
+    assert _flow(factorized) == _flow(plain)  # the chain fitted changes nothing of the factorized draw
+    assert _flow(joint) == _flow(again) and _flow(joint) != _flow(factorized)
+    for p in joint.paths:
+        assert check_book(p.book) == []
+    with pytest.raises(ValueError, match="sampling"):
+        generate_scenarios(chained, state, 2, 1, sampling="greedy")

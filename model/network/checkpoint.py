@@ -35,9 +35,10 @@ from model.network.orderflow import L2_DEPTH_INPUTS, ModelConfig, OrderFlowModel
 # l2_recal_fitted), which an older checkpoint loads unfitted (the pooled maps, as it served); 11: the served
 # quantiles' weight against the EWMA's band (classic_weight), which an older checkpoint loads as 1 (its
 # quantiles alone, as it served); 12: the L2 books' volume head (l2_volume_*), which an older checkpoint loads
-# unfitted (the network's volume quantiles, as it served)
-FORMAT = 12
-READABLE_FORMATS = (3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
+# unfitted (the network's volume quantiles, as it served); 13: the scenario generator's event chain
+# (event_chain.*), which an older checkpoint loads unfitted (the fields drawn apart, as it sampled)
+FORMAT = 13
+READABLE_FORMATS = (3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13)
 _ADDED_IN_4 = ("recal_edges", "recal_coef")
 _ADDED_IN_5 = ("direction_head.weight", "direction_head.bias", "direction_fitted")
 _ADDED_IN_6 = ("l2_depth_weight", "l2_depth_bias", "l2_depth_fitted")
@@ -47,6 +48,7 @@ _ADDED_IN_9 = ("recal_news_coef", "recal_news_fitted")
 _ADDED_IN_10 = ("l2_recal_coef", "l2_recal_fitted")
 _ADDED_IN_11 = ("classic_weight",)
 _ADDED_IN_12 = ("l2_volume_loc", "l2_volume_scale", "l2_volume_coef", "l2_volume_fitted")
+_ADDED_IN_13_PREFIX = "event_chain."
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 OPTIMIZER = "optimizer.safetensors"
@@ -91,7 +93,8 @@ def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[Ord
                                         (8, _ADDED_IN_8), (9, _ADDED_IN_9), (10, _ADDED_IN_10), (11, _ADDED_IN_11),
                                         (12, _ADDED_IN_12))
                   if fmt < since for k in keys)  # fmt: skip
-    tensors |= {k: v for k, v in model.state_dict().items() if k in added}
+    tensors |= {k: v for k, v in model.state_dict().items()
+                if k in added or (fmt < 13 and k.startswith(_ADDED_IN_13_PREFIX))}  # fmt: skip
     depth = tensors.get("l2_depth_weight")
     if depth is not None and depth.shape[1] == L2_DEPTH_INPUTS - 1:  # fitted before the log-scale input
         tensors["l2_depth_weight"] = torch.cat([depth, depth.new_zeros(depth.shape[0], 1, depth.shape[2])], 1)

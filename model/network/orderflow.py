@@ -59,6 +59,7 @@ from torch import nn
 
 from model.inputs import BATCH_KEYS, FIELDS, INPUT_FIELDS, NEWS_AGE
 from model.network.direction import DIRECTIONS
+from model.network.event_chain import EventChain
 from model.network.l2_volume import CLIP as L2_VOLUME_CLIP
 from model.network.l2_volume import PARTS as L2_VOLUME_PARTS
 from model.network.recalibration import (
@@ -328,6 +329,10 @@ class OrderFlowModel(nn.Module):
         self.blocks = nn.ModuleList([Block(d, c.n_heads, c.ff_mult, c.dropout) for _ in range(c.n_layers)])
         self.ln_f = nn.LayerNorm(d)
         self.next_heads = nn.ModuleDict({f: nn.Linear(d, c.vocab[f]) for f in FIELDS})
+        # the scenario generator's joint draw of an event's fields, off until fitted (model/network/event_chain.py)
+        with torch.random.fork_rng(devices=[]):  # its own init: the other weights draw what they drew before it
+            torch.manual_seed(0)
+            self.event_chain = EventChain(d, c.vocab)
         # the window heads read the newest event's state beside the mean states of the book rows
         # and of the headlines
         self.quantile_head = nn.Linear(3 * d + ANCHOR_STATS, len(TARGETS) * len(QUANTILES))
@@ -416,7 +421,10 @@ class OrderFlowModel(nn.Module):
         return INPUT_FIELDS if self.config.use_news_age else BATCH_KEYS
 
     def _init_weights(self) -> None:
+        chain = set(self.event_chain.modules())  # initialized by itself, zeroed corrections and all
         for m in self.modules():
+            if m in chain:
+                continue
             if isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
@@ -428,7 +436,10 @@ class OrderFlowModel(nn.Module):
             nn.init.normal_(p, std=0.02)
 
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        """The network's parameters; the event chain's, fitted after it for the scenario generator alone
+        and read by nothing the worker serves, are not counted (the presets' sizes, the scaling study's)."""
+        chain = {id(p) for p in self.event_chain.parameters()}
+        return sum(p.numel() for p in self.parameters() if id(p) not in chain)
 
     def attention_mask(self, mask: torch.Tensor, row_mask: torch.Tensor, news_mask: torch.Tensor) -> torch.Tensor:
         """(B, 1, S, S) bool, True = may attend: prefix -> real prefix; event i -> real prefix and
@@ -536,7 +547,8 @@ class OrderFlowModel(nn.Module):
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """`batch`: the contract's arrays as tensors (see `to_batch`). Returns `next` (field ->
-        (B, N, V) logits for the event after each position), `quantiles_norm` (B, 8, 3)
+        (B, N, V) logits for the event after each position) and `events` (B, N, d), the states they are read
+        off (the event chain's input), `quantiles_norm` (B, 8, 3)
         standardized (see `anchor`), `anchor` (B, 8, 3), `anchor_scale` (B, 8) and `anchor_stats`, `quantiles`
         (B, 8, 3) served (recalibrated, the spread's combined with the EWMA's band, on the support; L2
         books' depth from the L2 depth head),
@@ -569,6 +581,7 @@ class OrderFlowModel(nn.Module):
         head = band + scale[..., None] * standard
         return {
             "next": {f: self.next_heads[f](events) for f in FIELDS},
+            "events": events,
             "quantiles_norm": q_norm,
             "anchor": band,
             "anchor_scale": scale,

@@ -10,17 +10,20 @@
    and its window builder (features and token history exactly as the worker keeps them) are the start;
    the symbol's messages after the cut are the real continuation, kept for comparison.
 2. Per path, autoregressively: the model reads the path's current window; the next event's five fields
-   are sampled from the factorized next-event heads (temperature 1 by default, one seeded
-   torch.Generator for all paths, PAD never drawn); the token is decoded relative to the path's own
+   are sampled one after the other, each given those drawn before it, by the checkpoint's event chain
+   (model/network/event_chain.py; where it has none fitted, or with `sampling=FACTORIZED`, each from
+   its own next-event head), at temperature 1 by default, one seeded torch.Generator for all paths,
+   PAD never drawn; the token is decoded relative to the path's own
    book (kind and side exact, price = `level_price(level, mid2, tick)`, size and dt = their buckets'
    medians) into a valid normalized Event, applied to the path's copy of the book and pushed into the
-   path's copy of the window builder, so features and tokens of later steps follow the generated flow.
+   path's copy of the window builder (the level updates of one instant as one message, as an L2 venue
+   sends them: `apply_event`), so features and tokens of later steps follow the generated flow.
    All paths go through the model together: one forward per step.
 3. Outputs: fan charts (mid, spread, top-5 depth: median and 10-90% band across paths, the real
    continuation overlaid), a CSV of each path's final state, and the stylized facts (model/sim/stylized.py)
    of the generated flow beside the real continuation's, in markdown.
 
-How a token becomes an Event (the model's fields are sampled independently, so a draw can be
+How a token becomes an Event (the model does not know the book's levels exactly, so a draw can be
 inconsistent with the book; such a draw is "not applicable", redrawn from the same distribution up to
 `tries` times, then the step is skipped and counted):
 - L3 books: ADD -> a new order id at that price (not applicable if it would cross the book); EXECUTE ->
@@ -52,6 +55,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from model.network.event_chain import EventChain
 from model.network.orderflow import FIELDS, to_batch
 from model.network.tokens import PAD, TokenEvent, level_price
 from model.sim.stylized import FACTS, series_from_events, stylized_facts
@@ -64,6 +68,8 @@ from orderbook.venues import feed_class
 from orderbook.windows import WindowBuilder, WindowConfig
 
 DEPTH_LEVELS = 5
+JOINT, FACTORIZED = "joint", "factorized"  # how an event's fields are drawn (generate_scenarios)
+SAMPLINGS = (JOINT, FACTORIZED)
 BANDS = (0.1, 0.5, 0.9)
 _AGGRESSOR = {Side.BID: FLAG_AGGRESSOR_ASK, Side.ASK: FLAG_AGGRESSOR_BID}  # a resting bid is hit by a seller
 _L3_ORDER_KINDS = frozenset({Kind.EXECUTE, Kind.CANCEL, Kind.DELETE, Kind.CHANGE})
@@ -273,6 +279,11 @@ class PathState:
     ts: int
     seq: int
     events: list[Event] = field(default_factory=list)
+    # the level updates of the message in progress (sharing one event time), the builder before it and the
+    # mid it prices from: an L2 venue sends a book's level updates of one instant as one message
+    message: list[Event] = field(default_factory=list)
+    before: WindowBuilder | None = None
+    message_ref2: int | None = None
     skipped: int = 0
     redraws: int = 0
     metrics: list[Metrics] = field(default_factory=list)
@@ -323,7 +334,7 @@ def _empties_side(book: Book, side: Side, price: int, removes_level: bool) -> bo
 def realize(path: PathState, tok: TokenEvent, tick: int) -> Event | None:
     """The token as an Event valid on the path's book, or None where it does not apply (module docstring)."""
     book, kind, side = path.book, tok.kind, tok.side
-    ref2 = _reference2(book)
+    ref2 = path.message_ref2 if _joins_message(path, kind, tok.dt) else _reference2(book)
     if kind in _NO_FLOW or tok.price is None or ref2 is None:
         return None
     price = level_price(tok.price, ref2, tick)
@@ -371,10 +382,31 @@ def _l3_event(path: PathState, kind: Kind, side: Side, price: int, size: int, ba
     return Event(kind, side=side, size=size, order_id=oid, flags=flags, **base)
 
 
+def _joins_message(path: PathState, kind: Kind, dt: int) -> bool:
+    """Whether an event of `kind`, `dt` ns after the path's last one, belongs to the message in progress: a
+    level update at the same instant as the level updates before it."""
+    return kind == Kind.LEVEL_SET and dt <= 0 and bool(path.message)
+
+
 def apply_event(path: PathState, event: Event) -> None:
-    """Apply a realized event to the path's book and window history."""
-    path.book.apply(event)
-    path.builder.push(path.book, [event])
+    """Apply a realized event to the path's book and window history. Level updates at one instant make one
+    message, as the venue sends them (one feature row, the tokens priced from the mid before it): the
+    message in progress is pushed again with the new one, onto the builder as it was before the message.
+    Pushed one by one, each update was a message of its own to the features (a message rate tens of times
+    the venue's), and the network read its windows as a book whose flow stops after every update."""
+    if _joins_message(path, event.kind, event.ts - path.ts):
+        path.book.apply(event)
+        path.message.append(event)
+        assert path.before is not None
+        path.builder = copy.deepcopy(path.before)
+        path.builder.push(path.book, path.message)
+    else:
+        if event.kind == Kind.LEVEL_SET:  # may start a message of several
+            path.before, path.message, path.message_ref2 = copy.deepcopy(path.builder), [event], _reference2(path.book)
+        else:
+            path.before, path.message, path.message_ref2 = None, [], None
+        path.book.apply(event)
+        path.builder.push(path.book, [event])
     path.ts, path.seq = event.ts, event.seq
     path.events.append(event)
 
@@ -391,6 +423,7 @@ class ScenarioResult:
     seed: int
     tick: int
     device: str
+    sampling: str = FACTORIZED  # how the fields of an event were drawn (generate_scenarios)
 
     def series(self, name: str) -> np.ndarray:
         """`mid` (ticks moved since the start), `spread` (ticks) or `depth` (top-5 bid + ask lots)."""
@@ -410,9 +443,28 @@ def _metric(m: Metrics, name: str, tick: int, start: Metrics) -> float:
 
 
 def _draw(
-    logits: dict[str, torch.Tensor], tries: int, temperature: float, gen: torch.Generator
+    logits: dict[str, torch.Tensor],
+    tries: int,
+    temperature: float,
+    gen: torch.Generator,
+    chain: EventChain | None = None,
+    state: torch.Tensor | None = None,
 ) -> dict[str, np.ndarray]:
-    """`tries` independent draws per path of every field: field -> (paths, tries) ids; PAD never drawn."""
+    """`tries` draws per path of every field: field -> (paths, tries) ids; PAD never drawn. With `chain`
+    (and the paths' newest states `state`, (P, d)), each draw's fields one after the other, each given
+    those drawn before it (model/network/event_chain.py); without, every field on its own."""
+
+    def draw(lg: torch.Tensor) -> torch.Tensor:  # (..., V) logits -> (...) ids
+        lg = lg.float().cpu() / temperature
+        lg[..., PAD] = -math.inf
+        flat = lg.reshape(-1, lg.shape[-1]).softmax(-1)
+        return torch.multinomial(flat, 1, generator=gen).view(lg.shape[:-1])
+
+    if chain is not None and state is not None:
+        h = state.float().cpu()[:, None].expand(-1, tries, -1)
+        base = {f: logits[f].float().cpu()[:, None].expand(-1, tries, -1) for f in FIELDS}
+        with torch.inference_mode():
+            return {f: v.numpy() for f, v in chain.sample(h, base, draw).items()}
     out = {}
     for f in FIELDS:
         lg = logits[f].float().cpu() / temperature
@@ -429,12 +481,13 @@ def _decode(forecaster: Any, draws: dict[str, np.ndarray], b: int, t: int) -> To
 
 
 @torch.inference_mode()
-def _next_logits(forecaster: Any, paths: Sequence[PathState]) -> dict[str, torch.Tensor]:
-    """One forward for every path: the next-event logits at each path's newest event, field -> (P, V)."""
+def _next_logits(forecaster: Any, paths: Sequence[PathState]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One forward for every path: the next-event logits at each path's newest event, field -> (P, V), and
+    the network's state there (P, d), the event chain's input."""
     batch = to_batch(forecaster.arrays([p.builder.window() for p in paths]), forecaster.device)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=forecaster.device.type == "cuda"):
         out = forecaster.model(batch)
-    return {f: out["next"][f][:, -1] for f in FIELDS}
+    return {f: out["next"][f][:, -1] for f in FIELDS}, out["events"][:, -1]
 
 
 def generate_scenarios(
@@ -446,21 +499,31 @@ def generate_scenarios(
     temperature: float = 1.0,
     tries: int = 8,
     on_step: Callable[[int, list[PathState]], None] | None = None,
+    sampling: str = JOINT,
 ) -> ScenarioResult:
     """Sample `n_paths` paths of `horizon` steps from `state` (`forecaster`: a model.serving.orderflow.
     OrderFlowForecaster). A step applies one event per path, or skips it after `tries` draws that do
-    not apply. Reproducible: the same seed, state, model and n_paths give the same paths."""
+    not apply. `sampling`: JOINT draws an event's fields one given another by the checkpoint's event
+    chain (FACTORIZED where it has none fitted), FACTORIZED each on its own. Reproducible: the same seed,
+    state, model, n_paths and sampling give the same paths."""
     if temperature <= 0:
         raise ValueError("temperature must be positive")
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling {sampling!r}: use one of {SAMPLINGS}")
+    chain = forecaster.model.event_chain
+    chain = chain if sampling == JOINT and bool(chain.fitted) else None
+    chain_cpu = copy.deepcopy(chain).float().cpu() if chain is not None else None  # the draws are on the CPU
     gen = torch.Generator().manual_seed(seed)
     paths = [_fresh_path(state, seed, i) for i in range(n_paths)]
     for step in range(1, horizon + 1):
-        draws = _draw(_next_logits(forecaster, paths), tries, temperature, gen)
+        logits, newest = _next_logits(forecaster, paths)
+        draws = _draw(logits, tries, temperature, gen, chain_cpu, newest)
         for b, path in enumerate(paths):
             _step(forecaster, path, draws, b, tries, state.tick)
         if on_step is not None:
             on_step(step, paths)
-    return ScenarioResult(paths, horizon, seed, state.tick, str(forecaster.device))
+    return ScenarioResult(paths, horizon, seed, state.tick, str(forecaster.device),
+                          JOINT if chain is not None else FACTORIZED)  # fmt: skip
 
 
 def _step(forecaster: Any, path: PathState, draws: dict[str, np.ndarray], b: int, tries: int, tick: int) -> None:
@@ -650,7 +713,8 @@ def _markdown(state: StartState, result: ScenarioResult, model_name: str) -> str
     lines = [
         f"# Scenarios: {state.venue}:{state.symbol}",
         "",
-        f"- model: {model_name or 'n/a'} on {result.device}; seed {result.seed}",
+        f"- model: {model_name or 'n/a'} on {result.device}; seed {result.seed}; an event's fields drawn "
+        f"{'jointly (the event chain)' if result.sampling == JOINT else 'each on its own (factorized)'}",
         f"- start: after {state.records} records, event time {state.ts} ns; mid {start.mid2 / 2:g}, "
         f"spread {start.spread / state.tick:g} ticks, top-5 depth {start.bid_depth} / {start.ask_depth} lots "
         f"(tick {state.tick}); state-book resyncs {state.resyncs}, rejected records {state.rejected}",

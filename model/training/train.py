@@ -73,7 +73,7 @@ import torch.nn.functional as F
 
 from model.evaluation.metrics import crps_quantiles
 from model.inputs import ABLATIONS, BATCH_KEYS, FIELDS, INPUT_FIELDS, NEWS_AGE, check_encoding
-from model.network import checkpoint, direction, l2_depth, l2_volume, recalibration
+from model.network import checkpoint, direction, event_chain, l2_depth, l2_volume, recalibration
 from model.network.orderflow import (
     ANOMALY_CLASSES,
     CLASSIC_TARGETS,
@@ -732,12 +732,62 @@ def fit_l2_volume(model: OrderFlowModel, data: TrainData, device: torch.device, 
     return _crps_report("L2 volume head", y, valid, L2_VOLUME_TARGETS, network=network, head=head)
 
 
+CHAIN_WINDOWS = 24_000  # windows whose states the event chain is fitted on (at random beyond that): bounds its memory
+
+
+def fit_event_chain(model: OrderFlowModel, data: TrainData, device: torch.device, chunk: int = 512) -> dict[str, Any]:
+    """Fit the scenario generator's event chain (model/network/event_chain.py) on the frozen network's states
+    at up to event_chain.POSITIONS real events of each of up to CHAIN_WINDOWS training windows, each state's
+    target the event after it; switched on only if it lowers the held-out windows' NLL. Returns the per-field
+    NLL of the held-out states, the network's factorized heads' and the chain's."""
+    model.eval()
+    rng = np.random.default_rng(0)
+    windows = np.arange(len(data))
+    if len(windows) > CHAIN_WINDOWS:
+        windows = np.sort(rng.choice(windows, CHAIN_WINDOWS, replace=False))
+    states, owner = [], []
+    targets: dict[str, list[np.ndarray]] = {f: [] for f in FIELDS}
+    with torch.no_grad():
+        for lo in range(0, len(windows), chunk):
+            idx = windows[lo : lo + chunk]
+            b = data.batch(idx, device)
+            with _autocast(device):
+                events = model(b)["events"].float()
+            pairs = (b["mask"][:, :-1] & b["mask"][:, 1:]).cpu().numpy()
+            for r, row in enumerate(pairs):
+                at = np.flatnonzero(row)
+                if len(at) > event_chain.POSITIONS:
+                    at = np.sort(rng.choice(at, event_chain.POSITIONS, replace=False))
+                if not len(at):
+                    continue
+                states.append(events[r, at].cpu().numpy())
+                owner.append(np.full(len(at), idx[r]))
+                for f in FIELDS:
+                    targets[f].append(b[f][r, at + 1].cpu().numpy())
+    if not states:
+        log.info("event chain: no window with two events; the model's chain is kept")
+        return {"windows": 0, "kept": bool(model.event_chain.fitted)}
+    model.cpu()  # the states are in memory: the fit is small (4 MLPs over d_model + 64 inputs)
+
+    def base(h: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {f: model.next_heads[f](h) for f in FIELDS}
+
+    y = {f: np.concatenate(v) for f, v in targets.items()}
+    report = event_chain.fit(model.event_chain, np.concatenate(states), base, y, np.concatenate(owner), log=log.info)
+    model.to(device)
+    log.info("event chain on %d states (%d held out): NLL per field, factorized %s, chain %s; %s", report["states"],
+             report["held_out_states"], report["nll_factorized"], report["nll_chain"],
+             "switched on" if report["fitted"] else "left off (no better)")  # fmt: skip
+    return {"windows": len(windows), **report}
+
+
 HeadFit = Callable[[OrderFlowModel, TrainData, torch.device], dict[str, Any]]
 # the heads fitted after training on the frozen network, in order, and the checkpoint entry of each
 HEADS: dict[str, HeadFit] = {
     "direction": fit_direction,
     "l2_depth": fit_l2_depth,
     "l2_volume": fit_l2_volume,
+    "event_chain": fit_event_chain,
 }
 # every post-hoc part `fit_head` fits: HEADS, those fitted only when asked, and the recalibration that finetune
 # fits before HEADS (it reads the network alone, so refitting it on a finished checkpoint is what finetune would fit)

@@ -49,7 +49,7 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     t1 = time.perf_counter()
     with progress_bar(args.horizon, unit="step", desc=f"sample {args.paths} paths") as bar:
         result = generate_scenarios(forecaster, state, args.horizon, args.paths, seed=args.seed,
-                                    temperature=args.temperature, tries=args.tries,
+                                    temperature=args.temperature, tries=args.tries, sampling=args.sampling,
                                     on_step=lambda step, paths: bar.update(1))  # fmt: skip
     t2 = time.perf_counter()
     files = write_outputs(state, result, args.out, f"{forecaster.name}:{forecaster.version} ({checkpoint})")
@@ -81,6 +81,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--temperature", type=float, default=1.0, help="softmax temperature of the draws (default 1)")
     s.add_argument("--tries", type=int, default=8, help="draws per step before a step is skipped (default 8)")
+    s.add_argument("--sampling", choices=("joint", "factorized"), default="joint",
+                   help="an event's fields drawn one given another by the checkpoint's event chain (default; "
+                        "factorized where it has none), or each on its own")  # fmt: skip
     s.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     s.set_defaults(run=cmd_scenarios)
     return s

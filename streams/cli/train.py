@@ -13,6 +13,7 @@
     megatrading train --stage l2-recalibration --data train.npz unseen.npz --init ckpt/fine --out ckpt/fine-l2recal
     megatrading train --stage classic-weight --data train.npz --init ckpt/fine --out ckpt/fine-classic
     megatrading train --stage calibration --data train.npz --init ckpt/fine --out ckpt/fine-cal
+    megatrading train --stage event-chain --data train.npz --init ckpt/fine --out ckpt/fine-chain
 
 `--stage direction` fits only the mid-direction head (what p_up / p_down are served from) on --init's
 frozen network, as finetune does at its end, and copies everything else: for a checkpoint written
@@ -27,7 +28,9 @@ as finetune fits it at its end, bins and maps: for a checkpoint fitted under an 
 recalibration's own bins (finetune never fits them, and switches off a checkpoint's); `--stage
 classic-weight` fits only the weight of the spread's served quantiles against the EWMA's band, the
 recalibration as --init has it (the recalibration fits it at its end); `--stage
-calibration` likewise refits the anomaly score's surprise calibration (on every normal window). A head
+calibration` likewise refits the anomaly score's surprise calibration (on every normal window); `--stage
+event-chain` fits the scenario generator's joint draw of the next event's fields (model/network/event_chain.py),
+as finetune does at its end. A head
 stage takes several --data files, each encoded as --init, and fits on them together: the checkpoint
 records them, and `evaluate` counts their seeds as seen.
 
@@ -50,7 +53,8 @@ from model.inputs import ABLATIONS
 # the stages that fit one post-hoc head of a trained checkpoint (model.training.train.HEADS)
 HEAD_STAGES = {"direction": "direction", "l2-depth": "l2_depth", "l2-volume": "l2_volume",
                "l2-direction": "l2_direction", "recalibration": "recalibration", "l2-recalibration": "l2_recalibration",
-               "classic-weight": "classic_weight", "calibration": "calibration"}  # fmt: skip
+               "classic-weight": "classic_weight", "calibration": "calibration",
+               "event-chain": "event_chain"}  # fmt: skip
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -1,0 +1,152 @@
+"""Why generated level-update messages end early: what the network predicts for the next event when its
+window ends at the newest event, as a scenario path asks, against what it was trained on, where every
+event's prediction also reads the rows of the messages after it (docs/design.md, "Generation").
+
+On one cut of a Binance capture, teacher-forced along the real continuation, per message:
+- the first event of each message as the feed delivered it, its NLL per field read from the rows
+  before the message (what a
+  generated path has) and read with the message's own row already in the window (what training gave);
+- inside each level-update message, the network's chance that the next event is a level update and
+  that it comes at the same instant (the scenario path's window: the message so far as one message);
+- the messages of the real continuation against those of generated paths (the event chain's draw and
+  the factorized one): the share of messages that are trades, and the level updates a message carries.
+About a minute per capture on 2 cores.
+
+    python bench/generation_context_probe.py [--model model/checkpoints/demo]
+        [--capture usdm_btcusdt_20240808.gz --symbol BTCUSDT] [--records 20000] [--events 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from model.network.orderflow import FIELDS, to_batch
+from model.serving.orderflow import OrderFlowForecaster
+from model.serving.scenarios import (
+    FACTORIZED,
+    JOINT,
+    Cut,
+    _fresh_path,
+    _next_logits,
+    apply_event,
+    copy_book,
+    generate_scenarios,
+    load_state,
+    window_config,
+)
+from orderbook.events import Event, Kind
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "binance-hftbacktest"
+MAX_MESSAGE = 100  # longer messages push their first event out of the window: not scored
+
+
+def messages(events: list[Event]) -> list[list[Event]]:
+    """Events grouped as the venue sent them: the level updates of one instant together, a trade alone."""
+    out: list[list[Event]] = []
+    for (book, _), group in itertools.groupby(events, key=lambda e: (e.kind == Kind.LEVEL_SET, e.ts)):
+        run = list(group)
+        out += [run] if book else [[e] for e in run]
+    return out
+
+
+def feed_messages(state) -> list[list[Event]]:
+    """The real continuation split as the feed delivered it (StartState.real_marks)."""
+    ends = [n for n, _ in state.real_marks]
+    return [state.real_events[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+
+
+def message_shape(flows: list[list[Event]]) -> tuple[float, float]:
+    """(share of messages that are trades, mean level updates per level-update message) of the flows."""
+    sizes = [len(m) if m[0].kind == Kind.LEVEL_SET else 0 for events in flows for m in messages(events)]
+    updates = [s for s in sizes if s]
+    return float(np.mean([s == 0 for s in sizes])), float(np.mean(updates)) if updates else float("nan")
+
+
+@torch.inference_mode()
+def first_event_nll(forecaster: OrderFlowForecaster, state) -> dict[str, dict[str, float]]:
+    def logits_at(builder, back: int):
+        a = forecaster.arrays([builder.window()])
+        out = forecaster.model(to_batch(a, forecaster.device))
+        pos = a["kind"].shape[1] - 1 - back
+        ids = {f: int(a[f][0, pos + 1]) for f in FIELDS} if back else None
+        return {f: out["next"][f][0, pos].float().log_softmax(-1) for f in FIELDS}, ids
+
+    book, builder = copy_book(state.book), copy.deepcopy(state.builder)
+    before: dict[str, list[float]] = {f: [] for f in FIELDS}
+    own: dict[str, list[float]] = {f: [] for f in FIELDS}
+    for m in feed_messages(state):
+        lg_before, _ = logits_at(builder, 0)
+        for e in m:
+            book.apply(e)
+        builder.push(book, m)
+        if len(m) > MAX_MESSAGE:
+            continue
+        lg_own, ids = logits_at(builder, len(m))
+        for f in FIELDS:
+            before[f].append(-float(lg_before[f][ids[f]]))
+            own[f].append(-float(lg_own[f][ids[f]]))
+    return {"rows before the message": {f: float(np.mean(v)) for f, v in before.items()},
+            "its own row in the window": {f: float(np.mean(v)) for f, v in own.items()}}  # fmt: skip
+
+
+@torch.inference_mode()
+def inside_messages(forecaster: OrderFlowForecaster, state) -> tuple[int, float, float]:
+    """(level updates scored, mean chance of a level update next, mean chance of the same instant next)."""
+    path = _fresh_path(state, 0, 0)
+    same = int(forecaster.tokenizer.dt_ids(np.array([0]))[0])
+    level, instant, last = [], [], None
+    for e in state.real_events:
+        if e.kind == Kind.LEVEL_SET and last is not None and last.kind == Kind.LEVEL_SET and e.ts == last.ts:
+            logits, _ = _next_logits(forecaster, [path])
+            level.append(float(logits["kind"][0].float().softmax(-1)[int(Kind.LEVEL_SET)]))
+            instant.append(float(logits["dt"][0].float().softmax(-1)[same]))
+        apply_event(path, e)
+        last = e
+    return len(level), float(np.mean(level)), float(np.mean(instant))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="model/checkpoints/demo")
+    ap.add_argument("--data", type=Path, default=SHARED)
+    ap.add_argument("--capture", default="usdm_btcusdt_20240808.gz")
+    ap.add_argument("--symbol", default="BTCUSDT")
+    ap.add_argument("--records", type=int, default=20_000, help="the cut: after this many records")
+    ap.add_argument("--events", type=int, default=2_000, help="real continuation scored, in events")
+    ap.add_argument("--paths", type=int, default=16)
+    ap.add_argument("--horizon", type=int, default=200)
+    args = ap.parse_args()
+    forecaster = OrderFlowForecaster(args.model, device="cpu")
+    state = load_state("binance", args.data / args.capture, args.symbol, Cut(records=args.records),
+                       window_config(forecaster.extra), args.events)  # fmt: skip
+    print(f"{args.capture} {args.symbol}, cut after {args.records} records, {len(state.real_events)} real events")
+    print("\nfirst event of each message, NLL per field (nats):")
+    print("| read from | " + " | ".join(FIELDS) + " | sum |")
+    print("| --- | " + " | ".join("---" for _ in FIELDS) + " | --- |")
+    for name, per in first_event_nll(forecaster, state).items():
+        print(f"| {name} | " + " | ".join(f"{per[f]:.3f}" for f in FIELDS) + f" | {sum(per.values()):.3f} |")
+    n, level, instant = inside_messages(forecaster, state)
+    print(f"\ninside real level-update messages ({n} updates): the network's chance of a level update next "
+          f"{level:.3f}, of the same instant next {instant:.3f}")  # fmt: skip
+    print("\n| flow | messages that are trades | level updates per level-update message |")
+    print("| --- | --- | --- |")
+    trades, per = message_shape([state.real_events])
+    print(f"| real continuation | {trades:.3f} | {per:.1f} |")
+    for sampling in (FACTORIZED, JOINT):
+        res = generate_scenarios(forecaster, state, args.horizon, args.paths, seed=1, sampling=sampling)
+        trades, per = message_shape([p.events for p in res.paths])
+        print(f"| generated, {res.sampling} | {trades:.3f} | {per:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
