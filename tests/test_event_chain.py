@@ -174,3 +174,16 @@ def test_level_updates_of_one_instant_make_one_message_of_the_path():
     later = Event(Kind.LEVEL_SET, "binance", "X", ts + 5, 6, Side.ASK, 102, 1)  # a later instant: another
     apply_event(path, later)
     assert path.builder.window().row_mask.sum() == 4 and path.message == [later]
+
+
+def test_a_refit_starts_from_the_initial_weights_whatever_the_chain_held():
+    rng = np.random.default_rng(4)
+    targets = _coupled(2000, rng)
+    h = rng.normal(size=(2000, D)).astype(np.float32)
+    fresh, used = EventChain(D, VOCAB), EventChain(D, VOCAB)
+    event_chain.fit(used, h, _marginals(targets), targets, np.arange(2000) // 4)
+    other = _coupled(2000, np.random.default_rng(5))
+    event_chain.fit(used, h, _marginals(other), other, np.arange(2000) // 4)  # what it held before the refit
+    event_chain.fit(fresh, h, _marginals(other), other, np.arange(2000) // 4)
+    mine, theirs = used.state_dict(), fresh.state_dict()
+    assert all(torch.equal(v, theirs[k]) for k, v in mine.items())

@@ -39,6 +39,7 @@ EPOCHS = 8
 BATCH = 4096
 LR = 3e-3
 POSITIONS = 16  # events per window the fit reads (drawn at random among its real ones)
+SEED = 0  # of the initial weights
 VALIDATION = 0.1  # share of the windows the fit holds out to check that the chain beats the factorized heads
 
 
@@ -47,14 +48,22 @@ class EventChain(nn.Module):
 
     def __init__(self, d: int, vocab: Mapping[str, int]) -> None:
         super().__init__()
-        self.emb = nn.ModuleDict({f: nn.Embedding(vocab[f], EMBED) for f in FIELDS[:-1]})
-        self.mlp = nn.ModuleDict()
-        for j, f in enumerate(FIELDS[1:], start=1):
-            mlp = nn.Sequential(nn.Linear(d + EMBED * j, HIDDEN), nn.GELU(), nn.Linear(HIDDEN, vocab[f]))
-            nn.init.zeros_(mlp[2].weight)
-            nn.init.zeros_(mlp[2].bias)
-            self.mlp[f] = mlp
+        self.d, self.vocab = d, dict(vocab)
+        with torch.random.fork_rng(devices=[]):  # its own seed: the caller's generator draws what it drew before
+            torch.manual_seed(SEED)
+            self.emb = nn.ModuleDict({f: nn.Embedding(vocab[f], EMBED) for f in FIELDS[:-1]})
+            self.mlp = nn.ModuleDict()
+            for j, f in enumerate(FIELDS[1:], start=1):
+                mlp = nn.Sequential(nn.Linear(d + EMBED * j, HIDDEN), nn.GELU(), nn.Linear(HIDDEN, vocab[f]))
+                nn.init.zeros_(mlp[2].weight)
+                nn.init.zeros_(mlp[2].bias)
+                self.mlp[f] = mlp
         self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+
+    def reset(self) -> None:
+        """Back to the initial weights (the same for every chain of a shape), off: a fit starts from them,
+        so that a refit is a function of the network and the data alone."""
+        self.load_state_dict(EventChain(self.d, self.vocab).to(self.fitted.device).state_dict())
 
     def correction(self, field: str, h: torch.Tensor, previous: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """(..., V) added to `field`'s logits, given the state h (..., d) and the ids (...) of every field
@@ -104,11 +113,12 @@ def fit(
     seed: int = 0,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, object]:
-    """Train `chain`'s corrections on states h (N, d) whose next events are `targets` (field -> (N,) ids),
-    `base` giving the network's logits of a batch of states; `window` (N,) names each state's window, so
-    that the held-out check (VALIDATION of the windows) reads windows the fit never saw. Switches the
-    chain on only if it lowers the held-out NLL of the fields it corrects; returns both NLLs per field
-    (nats per event) on the held-out states."""
+    """Train `chain`'s corrections, from its initial weights, on states h (N, d) whose next events are
+    `targets` (field -> (N,) ids), `base` giving the network's logits of a batch of states; `window` (N,)
+    names each state's window, so that the held-out check (VALIDATION of the windows) reads windows the
+    fit never saw. Switches the chain on only if it lowers the held-out NLL of the fields it corrects;
+    returns both NLLs per field (nats per event) on the held-out states."""
+    chain.reset()
     rng = np.random.default_rng(seed)
     ids = np.unique(window)
     held = np.isin(window, rng.choice(ids, max(1, int(len(ids) * VALIDATION)), replace=False))
@@ -141,11 +151,10 @@ def fit(
     chain.eval()
     factorized, joint = _held_out_nll(chain, x, y, base, val_idx)
     better = sum(joint[f] for f in FIELDS[1:]) < sum(factorized[f] for f in FIELDS[1:])
-    chain.fitted.fill_(bool(better))
-    if not better:  # zero the corrections again: an unfitted chain is the factorized model
-        for mlp in chain.mlp.values():
-            nn.init.zeros_(mlp[2].weight)
-            nn.init.zeros_(mlp[2].bias)
+    if better:
+        chain.fitted.fill_(True)
+    else:
+        chain.reset()  # zeroed corrections: an unfitted chain is the factorized model
     return {
         "states": len(x),
         "held_out_states": len(val_idx),

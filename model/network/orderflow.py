@@ -330,9 +330,7 @@ class OrderFlowModel(nn.Module):
         self.ln_f = nn.LayerNorm(d)
         self.next_heads = nn.ModuleDict({f: nn.Linear(d, c.vocab[f]) for f in FIELDS})
         # the scenario generator's joint draw of an event's fields, off until fitted (model/network/event_chain.py)
-        with torch.random.fork_rng(devices=[]):  # its own init: the other weights draw what they drew before it
-            torch.manual_seed(0)
-            self.event_chain = EventChain(d, c.vocab)
+        self.event_chain = EventChain(d, c.vocab)  # seeded by itself: the other weights draw what they drew before it
         # the window heads read the newest event's state beside the mean states of the book rows
         # and of the headlines
         self.quantile_head = nn.Linear(3 * d + ANCHOR_STATS, len(TARGETS) * len(QUANTILES))
