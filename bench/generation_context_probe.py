@@ -7,7 +7,8 @@ On one cut of a Binance capture, teacher-forced along the real continuation, per
   before the message (what a
   generated path has) and read with the message's own row already in the window (what training gave);
 - inside each level-update message, the network's chance that the next event is a level update and
-  that it comes at the same instant (the scenario path's window: the message so far as one message);
+  that it comes at the same instant, read from the scenario path's window (the message so far as one
+  message) and as training reads it (the window cut after the whole message, its row complete);
 - the messages of the real continuation against those of generated paths (the event chain's draw and
   the factorized one): the share of messages that are trades, and the level updates a message carries.
 About a minute per capture on 2 cores.
@@ -99,6 +100,33 @@ def first_event_nll(forecaster: OrderFlowForecaster, state) -> dict[str, dict[st
 
 
 @torch.inference_mode()
+def inside_complete_messages(forecaster: OrderFlowForecaster, state) -> tuple[int, float, float]:
+    """As `inside_messages`, read as training reads them: each real level-update message pushed whole, the
+    predictions at its events inside the window cut after it (every event sees the message's row complete)."""
+    book, builder = copy_book(state.book), copy.deepcopy(state.builder)
+    same = int(forecaster.tokenizer.dt_ids(np.array([0]))[0])
+    level: list[float] = []
+    instant: list[float] = []
+    for m in feed_messages(state):
+        for e in m:
+            book.apply(e)
+        builder.push(book, m)
+        if not 2 <= len(m) <= MAX_MESSAGE or any(e.kind != Kind.LEVEL_SET for e in m):
+            continue
+        a = forecaster.arrays([builder.window()])
+        out = forecaster.model(to_batch(a, forecaster.device))
+        n = a["kind"].shape[1]
+        inner = slice(n - len(m), n - 1)  # the positions that predict the message's second event to its last
+        level += out["next"]["kind"][0, inner].float().softmax(-1)[:, int(Kind.LEVEL_SET)].tolist()
+        instant += out["next"]["dt"][0, inner].float().softmax(-1)[:, same].tolist()
+    return (
+        len(level),
+        float(np.mean(level)) if level else float("nan"),
+        float(np.mean(instant)) if level else float("nan"),
+    )
+
+
+@torch.inference_mode()
 def inside_messages(forecaster: OrderFlowForecaster, state) -> tuple[int, float, float]:
     """(level updates scored, mean chance of a level update next, mean chance of the same instant next)."""
     path = _fresh_path(state, 0, 0)
@@ -134,9 +162,14 @@ def main() -> int:
     print("| --- | " + " | ".join("---" for _ in FIELDS) + " | --- |")
     for name, per in first_event_nll(forecaster, state).items():
         print(f"| {name} | " + " | ".join(f"{per[f]:.3f}" for f in FIELDS) + f" | {sum(per.values()):.3f} |")
+    print("\ninside real level-update messages, the network's chance that the next event is a level update, "
+          "and at the same instant:")  # fmt: skip
+    print("| the message in the window | updates read | a level update next | the same instant next |")
+    print("| --- | --- | --- | --- |")
     n, level, instant = inside_messages(forecaster, state)
-    print(f"\ninside real level-update messages ({n} updates): the network's chance of a level update next "
-          f"{level:.3f}, of the same instant next {instant:.3f}")  # fmt: skip
+    print(f"| so far, as one message (a generated path's) | {n} | {level:.3f} | {instant:.3f} |")
+    n, level, instant = inside_complete_messages(forecaster, state)
+    print(f"| whole, the window cut after it (training's) | {n} | {level:.3f} | {instant:.3f} |")
     print("\n| flow | messages that are trades | level updates per level-update message |")
     print("| --- | --- | --- |")
     trades, per = message_shape([state.real_events])
