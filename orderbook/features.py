@@ -209,6 +209,15 @@ class LevelFlow:
         self._sizes: dict[Side, dict[int, int]] = {Side.BID: {}, Side.ASK: {}}
         self._credit: dict[tuple[Side, int], int] = {}
 
+    def __deepcopy__(self, memo: dict) -> LevelFlow:
+        """Its maps hold ints and tuples of them: copied as maps. A scenario path copies a window builder
+        at every level update (model/serving/scenarios.py), and the generic deep copy of a Binance book's
+        levels, one by one, was most of the copy (1.6 of 1.8 ms on USD-M BTCUSDT)."""
+        out = LevelFlow.__new__(LevelFlow)
+        out._sizes = {side: dict(sizes) for side, sizes in self._sizes.items()}
+        out._credit = dict(self._credit)
+        return out
+
     def clear(self) -> None:
         """After CLEAR / SNAPSHOT_BEGIN: the next book is not a continuation of the last one."""
         self._sizes[Side.BID].clear()
@@ -332,6 +341,11 @@ class _RateWindow:
 
     def __init__(self) -> None:
         self._ts: deque[int] = deque()
+
+    def __deepcopy__(self, memo: dict) -> _RateWindow:
+        out = _RateWindow.__new__(_RateWindow)
+        out._ts = deque(self._ts)  # ints: the deque's copy is a deep one
+        return out
 
     def add(self, ts: int) -> None:
         self._ts.append(ts)

@@ -259,6 +259,29 @@ def test_level_flow_uses_the_traded_credit_up_before_calling_a_decrease_a_cancel
     assert flow.level_set(ev(Kind.LEVEL_SET, 3, Side.ASK, 101, 4)) == 4 and flow.is_cancel(Side.BID, 100, 1)
 
 
+def test_a_deep_copy_of_the_features_goes_on_apart_from_its_original():
+    """The maps of LevelFlow and the rate windows have copies of their own (scenario paths copy a builder
+    per level update): fed the same messages, copy and original give the same rows; fed apart, apart."""
+    import copy
+
+    book = L2Book("binance", "X")
+    state = FeatureState(tick=1)
+    for i, (side, price, size) in enumerate(((Side.BID, 100, 5), (Side.ASK, 101, 4), (Side.BID, 99, 7))):
+        e = ev(Kind.LEVEL_SET, i * 1_000_000, side, price, size)
+        book.apply(e)
+        state.update(book, [e])
+    twin = copy.deepcopy(state)
+    a_book, b_book = book, copy.deepcopy(book)
+    step = [ev(Kind.LEVEL_SET, 5_000_000, Side.BID, 100, 2)]  # a decrease: a cancel, read off the old size
+    a_book.apply(step[0])
+    b_book.apply(step[0])
+    assert np.array_equal(state.update(a_book, step), twin.update(b_book, step))
+    other = ev(Kind.LEVEL_SET, 6_000_000, Side.ASK, 101, 1)
+    a_book.apply(other)
+    state.update(a_book, [other])  # the original alone: the copy's level sizes and rates are untouched
+    assert twin._levels._sizes[Side.ASK][101] == 4 and len(twin._messages) == len(state._messages) - 1
+
+
 def test_snapshot_contents_are_state_not_flow():
     fs = FeatureState(window_ns=SEC)
     b = l2([], [])
