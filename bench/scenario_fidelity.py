@@ -7,18 +7,20 @@ Per capture, `--cuts` start states spread evenly over its records, each with `--
 - trade share: TRADE / EXECUTE events among the events (generated: the mean over paths);
 - ticks away: the median distance of the trades from the touch of the book they met, in ticks (0 at or
   inside the best bid and ask; a real trade is often a few ticks away, the depth stream lagging the
-  trades'; a generated trade far away applies anyway on a book of price levels, and feeds later draws);
+  trades'; a generated trade far away applies anyway on a book of price levels, and feeds later draws;
+  generated: the mean over paths);
 - seconds: the event time the horizon spans (generated: the median over paths);
 - depth: log10 of the generated top-5 depth per side at the end (median over paths) over the real's;
 - mid in band: whether the real mid move over the horizon lies in the paths' 10-90% band (over cuts,
   ideal 0.8);
 - skipped: steps with no applicable draw among `--tries`.
 The table is the mean over cuts (depth: of the absolute log ratio, then the signed mean beside it); the
-real columns are the same for both draws. First, where `--heldout` exists (make checkpoint's held-out
+real columns are the same for both draws (a checkpoint without a fitted chain has the factorized row
+alone). First, where `--heldout` exists (make checkpoint's held-out
 windows), the next event's NLL per field under the factorized heads and under the chain, on windows
 never trained on. About 12 minutes on 2 cores.
 
-    python bench/scenario_fidelity.py [--model model/checkpoints/demo] [--cuts 6] [--paths 16]
+    python bench/scenario_fidelity.py [--model model/checkpoints/demo] [--cuts 8] [--paths 16]
         [--horizon 200] [--heldout build/demo-data/heldout.npz] [--out build/scenario-fidelity]
 """
 
@@ -187,6 +189,8 @@ def main() -> int:
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, r in rows.items():
         for draw in ("real", FACTORIZED, JOINT):
+            if not any(draw in cut for cut in r["per_cut"]):
+                continue  # no cut of the capture, or no fitted chain
             v = {c: np.array([cut[draw].get(c, np.nan) for cut in r["per_cut"]], float) for c in COLUMNS}
             if draw == "real":
                 print(f"| {name} | {r['cuts']} | real | {_mean(v['trade_share']):.3f} | "
