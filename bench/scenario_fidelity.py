@@ -42,7 +42,7 @@ from model.network import event_chain
 from model.network.orderflow import FIELDS
 from model.serving.orderflow import OrderFlowForecaster
 from model.serving.scenarios import FACTORIZED, JOINT, Cut, copy_book, generate_scenarios, load_state, window_config
-from model.training.train import TrainData
+from model.training.train import TrainData, event_states
 from orderbook.book import Book
 from orderbook.events import Event
 from orderbook.features import TRADE_KINDS
@@ -106,39 +106,25 @@ def one_cut(forecaster: OrderFlowForecaster, path: Path, symbol: str, records: i
     return out
 
 
-@torch.no_grad()
-def heldout_nll(
-    model: torch.nn.Module, path: Path, positions: int = 16, chunk: int = 256
-) -> dict[str, dict[str, float]]:
+def heldout_nll(model: torch.nn.Module, path: Path) -> dict[str, dict[str, float]]:
     """Per-field NLL (nats per event) of the next event, the factorized heads' and the chain's, on up to
-    `positions` real events of every window of a dataset file (one the checkpoint was not trained on),
-    the real and the simulated windows apart."""
+    event_chain.POSITIONS real events of every window of a dataset file (one the checkpoint was not
+    trained on), the real and the simulated windows apart."""
     data = TrainData.load(path)
-    rng = np.random.default_rng(0)
-    sums = {g: {d: dict.fromkeys(FIELDS, 0.0) for d in (FACTORIZED, JOINT)} for g in ("real", "simulated")}
-    counts = {"real": 0, "simulated": 0}
-    real = data.real
-    for lo in range(0, len(data), chunk):
-        idx = np.arange(lo, min(lo + chunk, len(data)))
-        b = data.batch(idx, torch.device("cpu"))
-        out = model(b)
-        pairs = (b["mask"][:, :-1] & b["mask"][:, 1:]).numpy()
-        for r, row in enumerate(pairs):
-            at = np.flatnonzero(row)
-            at = np.sort(rng.choice(at, min(positions, len(at)), replace=False)) if len(at) else at
-            if not len(at):
-                continue
-            t = torch.from_numpy(at)
-            h = out["events"][r, t]
-            base = {f: out["next"][f][r, t].float() for f in FIELDS}
-            y = {f: b[f][r, t + 1] for f in FIELDS}
-            group = "real" if real[idx[r]] else "simulated"
-            counts[group] += len(at)
-            for draw, lg in ((FACTORIZED, base), (JOINT, model.event_chain.logits(h, base, y))):
-                for f, v in event_chain.nll(lg, y).items():
-                    sums[group][draw][f] += float(v.sum())
-    return {f"{g} {d}": {f: v / counts[g] for f, v in per.items()} | {"events": counts[g]}
-            for g, by in sums.items() if counts[g] for d, per in by.items()}  # fmt: skip
+    cpu = torch.device("cpu")
+    x, y, owner = event_states(model, data, np.arange(len(data)), cpu, np.random.default_rng(0))
+    h, targets = torch.from_numpy(x), {f: torch.from_numpy(v) for f, v in y.items()}
+
+    def base(states: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {f: model.next_heads[f](states) for f in FIELDS}
+
+    out = {}
+    for group, mine in (("real", data.real[owner]), ("simulated", ~data.real[owner])):
+        if mine.any():
+            factorized, joint = event_chain.compare_nll(model.event_chain, h, targets, base, np.flatnonzero(mine))
+            out |= {f"{group} {FACTORIZED}": factorized | {"events": int(mine.sum())},
+                    f"{group} {JOINT}": joint | {"events": int(mine.sum())}}  # fmt: skip
+    return out
 
 
 def _mean(x: np.ndarray) -> float:

@@ -149,7 +149,7 @@ def fit(
                 f"event chain epoch {epoch + 1}/{EPOCHS}: training NLL of the corrected fields {total / len(order):.4f}"
             )
     chain.eval()
-    factorized, joint = _held_out_nll(chain, x, y, base, val_idx)
+    factorized, joint = compare_nll(chain, x, y, base, val_idx)
     better = sum(joint[f] for f in FIELDS[1:]) < sum(factorized[f] for f in FIELDS[1:])
     if better:
         chain.fitted.fill_(True)
@@ -165,13 +165,15 @@ def fit(
 
 
 @torch.no_grad()
-def _held_out_nll(
+def compare_nll(
     chain: EventChain,
     x: torch.Tensor,
     y: Mapping[str, torch.Tensor],
     base: Callable[[torch.Tensor], dict[str, torch.Tensor]],
     idx: np.ndarray,
 ) -> tuple[dict[str, float], dict[str, float]]:
+    """Per-field NLL (nats per event) of the states `idx` of x (N, d) at their next events y (field -> (N,)),
+    the factorized heads' (`base`) and the chain's: fit's held-out check, and the bench's."""
     sums_f, sums_j = dict.fromkeys(FIELDS, 0.0), dict.fromkeys(FIELDS, 0.0)
     for lo in range(0, len(idx), BATCH):
         k = torch.from_numpy(idx[lo : lo + BATCH])

@@ -735,6 +735,45 @@ def fit_l2_volume(model: OrderFlowModel, data: TrainData, device: torch.device, 
 CHAIN_WINDOWS = 24_000  # windows whose states the event chain is fitted on (at random beyond that): bounds its memory
 
 
+@torch.no_grad()
+def event_states(
+    model: OrderFlowModel,
+    data: TrainData,
+    windows: np.ndarray,
+    device: torch.device,
+    rng: np.random.Generator,
+    chunk: int = 512,
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """The network's states (S, d) at up to event_chain.POSITIONS real events of each of `windows` (drawn
+    with `rng` where a window has more), the ids of the event after each (field -> (S,)), and the window
+    each state is of (S,): what the event chain is fitted and checked on."""
+    states, owner = [], []
+    targets: dict[str, list[np.ndarray]] = {f: [] for f in FIELDS}
+    for lo in range(0, len(windows), chunk):
+        idx = windows[lo : lo + chunk]
+        b = data.batch(idx, device)
+        with _autocast(device):
+            events = model(b)["events"].float()
+        pairs = (b["mask"][:, :-1] & b["mask"][:, 1:]).cpu().numpy()
+        for r, row in enumerate(pairs):
+            at = np.flatnonzero(row)
+            if len(at) > event_chain.POSITIONS:
+                at = np.sort(rng.choice(at, event_chain.POSITIONS, replace=False))
+            if not len(at):
+                continue
+            states.append(events[r, at].cpu().numpy())
+            owner.append(np.full(len(at), idx[r]))
+            for f in FIELDS:
+                targets[f].append(b[f][r, at + 1].cpu().numpy())
+    if not states:
+        return (
+            np.zeros((0, model.config.d_model), np.float32),
+            {f: np.zeros(0, np.int64) for f in FIELDS},
+            np.zeros(0, int),
+        )
+    return np.concatenate(states), {f: np.concatenate(v) for f, v in targets.items()}, np.concatenate(owner)
+
+
 def fit_event_chain(model: OrderFlowModel, data: TrainData, device: torch.device, chunk: int = 512) -> dict[str, Any]:
     """Fit the scenario generator's event chain (model/network/event_chain.py) on the frozen network's states
     at up to event_chain.POSITIONS real events of each of up to CHAIN_WINDOWS training windows, each state's
@@ -745,26 +784,8 @@ def fit_event_chain(model: OrderFlowModel, data: TrainData, device: torch.device
     windows = np.arange(len(data))
     if len(windows) > CHAIN_WINDOWS:
         windows = np.sort(rng.choice(windows, CHAIN_WINDOWS, replace=False))
-    states, owner = [], []
-    targets: dict[str, list[np.ndarray]] = {f: [] for f in FIELDS}
-    with torch.no_grad():
-        for lo in range(0, len(windows), chunk):
-            idx = windows[lo : lo + chunk]
-            b = data.batch(idx, device)
-            with _autocast(device):
-                events = model(b)["events"].float()
-            pairs = (b["mask"][:, :-1] & b["mask"][:, 1:]).cpu().numpy()
-            for r, row in enumerate(pairs):
-                at = np.flatnonzero(row)
-                if len(at) > event_chain.POSITIONS:
-                    at = np.sort(rng.choice(at, event_chain.POSITIONS, replace=False))
-                if not len(at):
-                    continue
-                states.append(events[r, at].cpu().numpy())
-                owner.append(np.full(len(at), idx[r]))
-                for f in FIELDS:
-                    targets[f].append(b[f][r, at + 1].cpu().numpy())
-    if not states:
+    states, targets, owner = event_states(model, data, windows, device, rng, chunk)
+    if not len(states):
         log.info("event chain: no window with two events; the model's chain is kept")
         return {"windows": 0, "kept": bool(model.event_chain.fitted)}
     model.cpu()  # the states are in memory: the fit is small (4 MLPs over d_model + 64 inputs)
@@ -772,8 +793,7 @@ def fit_event_chain(model: OrderFlowModel, data: TrainData, device: torch.device
     def base(h: torch.Tensor) -> dict[str, torch.Tensor]:
         return {f: model.next_heads[f](h) for f in FIELDS}
 
-    y = {f: np.concatenate(v) for f, v in targets.items()}
-    report = event_chain.fit(model.event_chain, np.concatenate(states), base, y, np.concatenate(owner), log=log.info)
+    report = event_chain.fit(model.event_chain, states, base, targets, owner, log=log.info)
     model.to(device)
     log.info("event chain on %d states (%d held out): NLL per field, factorized %s, chain %s; %s", report["states"],
              report["held_out_states"], report["nll_factorized"], report["nll_chain"],
