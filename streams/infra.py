@@ -438,6 +438,7 @@ def gone(pid):
 
 while not gone(owner):
     if gone(server):  # stopped by `down` or died: nothing to watch, and its pid may be reused
+        print(f"{name} watcher: {name} (pid {server}) is gone: nothing left to watch", flush=True)
         sys.exit(0)
     time.sleep(1)
 print(f"{name} watcher: owner pid {owner} is gone: stopping {name} (pid {server})", flush=True)

@@ -175,8 +175,9 @@ def test_servers_of_a_test_session_die_with_it_even_by_sigkill(tmp_path):
         owner.kill()
         owner.wait()
         for pid in pids:  # never leak a broker on a 2-core machine, whatever failed above
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+            if _pid_alive(pid):  # a pid gone is free for reuse: never signal another test's process
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
 
 
 def test_down_stops_and_reaps_the_watcher(tmp_path):
@@ -185,10 +186,16 @@ def test_down_stops_and_reaps_the_watcher(tmp_path):
     servers = Infra.on_free_ports(tmp_path)
     servers.redis.start()
     pid = servers.redis.pid()
-    assert pid is not None and len(_watchers_of(pid)) == 1
     watcher = servers.redis._watcher
+    assert pid is not None and watcher is not None
+    # Once failed on CI (no watcher in /proc, not reproduced in 80 local runs, under load too): say what
+    # became of it. The watcher writes why it exits to the server's log.
+    assert len(_watchers_of(pid)) == 1, (
+        f"watcher pid {watcher.pid} exit status {watcher.poll()}; redis log:\n"
+        + servers.redis.log_file.read_text(errors="replace")[-2000:]
+    )
     assert servers.down() == ["redis"]
-    assert watcher is not None and watcher.returncode is not None  # reaped, not a zombie
+    assert watcher.returncode is not None  # reaped, not a zombie
     assert _watchers_of(pid) == []
 
 
