@@ -1,6 +1,7 @@
-"""Why generated level-update messages end early: what the network predicts for the next event when its
-window ends at the newest event, as a scenario path asks, against what it was trained on, where every
-event's prediction also reads the rows of the messages after it (docs/design.md, "Generation").
+"""Why generated level-update messages ended early: what the network predicts for the next event of a
+scenario path, read at the window's last slot (where training windows, cut at message ends, only ever hold
+a message's last event) and one slot before it (model/serving/scenarios.py, READ_BEFORE_LAST), against
+what it predicts read as training reads it (docs/design.md, "Generation").
 
 On one cut of a Binance capture, teacher-forced along the real continuation, per message:
 - the first event of each message as the feed delivered it, its NLL per field read from the rows
@@ -8,7 +9,9 @@ On one cut of a Binance capture, teacher-forced along the real continuation, per
   generated path has) and read with the message's own row already in the window (what training gave);
 - inside each level-update message, the network's chance that the next event is a level update and
   that it comes at the same instant, read from the scenario path's window (the message so far as one
-  message) and as training reads it (the window cut after the whole message, its row complete);
+  message) at its last slot and one before, and as training reads it (the window cut after the whole
+  message, its row complete), and what the generator draws there (256 draws of the event chain at each
+  event);
 - the messages of the real continuation against those of generated paths (the event chain's draw and
   the factorized one): the share of messages that are trades, and the level updates a message carries.
 About a minute per capture on 2 cores.
@@ -31,6 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.network.orderflow import FIELDS, to_batch
+from model.serving import scenarios
 from model.serving.orderflow import OrderFlowForecaster
 from model.serving.scenarios import (
     FACTORIZED,
@@ -48,6 +52,7 @@ from orderbook.events import Event, Kind
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "binance-hftbacktest"
 MAX_MESSAGE = 100  # longer messages push their first event out of the window: not scored
+DRAWS = 256  # the event chain's draws at each event read
 
 
 def messages(events: list[Event]) -> list[list[Event]]:
@@ -127,16 +132,30 @@ def inside_complete_messages(forecaster: OrderFlowForecaster, state) -> tuple[in
 
 
 @torch.inference_mode()
-def inside_messages(forecaster: OrderFlowForecaster, state) -> tuple[int, float, float]:
-    """(level updates scored, mean chance of a level update next, mean chance of the same instant next)."""
+def inside_messages(forecaster: OrderFlowForecaster, state, chain: bool = False) -> tuple[int, float, float]:
+    """(level updates scored, mean chance of a level update next, mean chance of the same instant next);
+    `chain`: the shares of DRAWS joint draws of the event chain instead."""
     path = _fresh_path(state, 0, 0)
     same = int(forecaster.tokenizer.dt_ids(np.array([0]))[0])
+    model_chain = forecaster.model.event_chain
+    gen = torch.Generator().manual_seed(0)
+
+    def draw(lg: torch.Tensor) -> torch.Tensor:
+        flat = lg.reshape(-1, lg.shape[-1]).softmax(-1)
+        return torch.multinomial(flat, 1, generator=gen).view(lg.shape[:-1])
+
     level, instant, last = [], [], None
     for e in state.real_events:
         if e.kind == Kind.LEVEL_SET and last is not None and last.kind == Kind.LEVEL_SET and e.ts == last.ts:
-            logits, _ = _next_logits(forecaster, [path])
-            level.append(float(logits["kind"][0].float().softmax(-1)[int(Kind.LEVEL_SET)]))
-            instant.append(float(logits["dt"][0].float().softmax(-1)[same]))
+            logits, h = _next_logits(forecaster, [path])
+            if chain:
+                base = {f: logits[f].float().expand(DRAWS, -1) for f in FIELDS}
+                d = model_chain.sample(h.float().expand(DRAWS, -1), base, draw)
+                level.append(float((d["kind"] == int(Kind.LEVEL_SET)).float().mean()))
+                instant.append(float((d["dt"] == same).float().mean()))
+            else:
+                level.append(float(logits["kind"][0].float().softmax(-1)[int(Kind.LEVEL_SET)]))
+                instant.append(float(logits["dt"][0].float().softmax(-1)[same]))
         apply_event(path, e)
         last = e
     return len(level), float(np.mean(level)), float(np.mean(instant))
@@ -166,10 +185,20 @@ def main() -> int:
           "and at the same instant:")  # fmt: skip
     print("| the message in the window | updates read | a level update next | the same instant next |")
     print("| --- | --- | --- | --- |")
+    read_at = scenarios.READ_BEFORE_LAST
+    try:
+        scenarios.READ_BEFORE_LAST = 0
+        n, level, instant = inside_messages(forecaster, state)
+    finally:
+        scenarios.READ_BEFORE_LAST = read_at
+    print(f"| so far, as one message, read at the last slot | {n} | {level:.3f} | {instant:.3f} |")
     n, level, instant = inside_messages(forecaster, state)
-    print(f"| so far, as one message (a generated path's) | {n} | {level:.3f} | {instant:.3f} |")
+    print(f"| so far, as one message, read one slot before it (a path's) | {n} | {level:.3f} | {instant:.3f} |")
     n, level, instant = inside_complete_messages(forecaster, state)
     print(f"| whole, the window cut after it (training's) | {n} | {level:.3f} | {instant:.3f} |")
+    if bool(forecaster.model.event_chain.fitted):
+        n, level, instant = inside_messages(forecaster, state, chain=True)
+        print(f"| so far, one slot before the last, the event chain's draws | {n} | {level:.3f} | {instant:.3f} |")
     print("\n| flow | messages that are trades | level updates per level-update message |")
     print("| --- | --- | --- |")
     trades, per = message_shape([state.real_events])

@@ -128,12 +128,13 @@ class MembershipWatch:
                 times.popleft()
 
 
-def watch_membership(watch: MembershipWatch, group: str) -> threading.Thread:
-    """A daemon thread that logs `watch`'s problems (ERROR, `group` named) for the life of the process."""
+def watch_membership(watch: MembershipWatch, group: str, stop: threading.Event | None = None) -> threading.Thread:
+    """A daemon thread that logs `watch`'s problems (ERROR, `group` named) until `stop` is set, else for the
+    life of the process."""
+    stop = stop or threading.Event()
 
     def run() -> None:
-        while True:
-            time.sleep(CHECK_S)
+        while not stop.wait(CHECK_S):
             if (problem := watch.problem(time.monotonic())) is not None:
                 log.error("consumer group %s: %s", group, problem)
 

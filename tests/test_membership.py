@@ -97,16 +97,24 @@ def test_the_join_limit_is_several_sessions_and_never_under_the_minimum():
 
 
 def test_the_watch_thread_logs_a_problem_on_its_own(caplog):
+    import threading
     import time
 
     from streams.membership import watch_membership
 
     caplog.set_level("ERROR", logger="streams.membership")
-    watch_membership(MembershipWatch(started=time.monotonic() - 60, join_s=30.0, instance_id="x"), "mygroup")
-    deadline = time.monotonic() + 10
-    while not caplog.records and time.monotonic() < deadline:
-        time.sleep(0.1)
+    stop = threading.Event()  # else it logs on into the other tests of this process for as long as it lives
+    watch = MembershipWatch(started=time.monotonic() - 60, join_s=30.0, instance_id="x")
+    thread = watch_membership(watch, "mygroup", stop)
+    try:
+        deadline = time.monotonic() + 10
+        while not caplog.records and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        thread.join(10)
     assert caplog.records and "consumer group mygroup: no partition assignment" in caplog.records[0].getMessage()
+    assert not thread.is_alive()
 
 
 def test_error_82_is_named_and_says_what_to_fix():

@@ -190,3 +190,26 @@ def test_the_joint_draw_samples_through_the_chain_and_the_factorized_one_as_befo
         assert check_book(p.book) == []
     with pytest.raises(ValueError, match="sampling"):
         generate_scenarios(chained, state, 2, 1, sampling="greedy")
+
+
+def test_a_paths_newest_event_is_read_one_slot_before_the_window_end_which_changes_nothing_else(forecaster, state_args):
+    """Training windows end at a message's end, so the last slot only ever held a message's last event: a
+    path's newest event is read in the slot before it (scenarios.READ_BEFORE_LAST). Attention is causal, so
+    whatever that last slot held, the newest event's logits and state are the same."""
+    from model.network.orderflow import FIELDS, to_batch
+    from model.serving.scenarios import READ_BEFORE_LAST, _fresh_path, _next_logits
+
+    assert READ_BEFORE_LAST == 1
+    path = _fresh_path(load_state(*state_args, horizon=4), 0, 0)
+    logits, state = _next_logits(forecaster, [path])
+    window = forecaster.arrays([path.builder.window()])
+    filled = {k: v.copy() for k, v in window.items()}  # the newest event one slot earlier, the last slot a real one
+    for key in (*FIELDS, "mask"):
+        filled[key][:, :-1] = window[key][:, 1:]
+        filled[key][:, -1] = window[key][:, -1]
+    with torch.inference_mode():
+        out = forecaster.model(to_batch(filled, forecaster.device))
+    assert torch.allclose(out["events"][:, -2], state, atol=1e-5)
+    assert all(torch.allclose(out["next"][f][:, -2], logits[f], atol=1e-5) for f in FIELDS)
+    with torch.inference_mode():  # read at the last slot instead, the state is another
+        assert not torch.allclose(forecaster.model(to_batch(window, forecaster.device))["events"][:, -1], state)

@@ -6,12 +6,11 @@ window, one independent of another: their product is the factorized likelihood t
 on and the surprise is read from. Sampled field by field, a kind drawn as a trade takes the price of a
 level update deep in the book, which on a book of price levels applies anyway and feeds the next draws.
 Over 8 cuts of each Binance capture (bench/scenario_fidelity.py, 16 paths x 200 events), the factorized
-draw put the trades of the four instruments the network never saw a median 28-54 ticks from the touch
-of the book they met, where the real ones were 0-21 ticks away; drawn through the chain, 1.5-2.6 (on
-USD-M ETHUSDT, whose real trades were 21 ticks away, that is the farther of the two).
-Trades were 2.5-30% of the generated events there (real 0.3-18%), through the chain 0.3-11%. On the
-held-out windows of make checkpoint the chain's NLL of the next event is 5.15 nats against 5.39 on the
-real ones and 6.41 against 7.18 on the simulated ones (docs/design.md, "Generation").
+draw put the trades of the four instruments the network never saw a median 27-56 ticks from the touch
+of the book they met, where the real ones were 0-21 ticks away; drawn through the chain, 0.2-4.3 (on
+USD-M ETHUSDT, whose real trades were 21 ticks away, the farther of the two). On the held-out windows of
+make checkpoint the chain's NLL of the next event is 5.15 nats against 5.39 on the real ones and 6.41
+against 7.18 on the simulated ones (docs/design.md, "Generation").
 
 The chain adds to each field's logits (after the first) a correction read off the network's state at
 the event and the fields drawn before it: logits_f = next_heads[f](h) + mlp_f([h, emb(previous)]), the

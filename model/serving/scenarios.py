@@ -9,7 +9,9 @@
    decoding and sync) up to a cut (an event time, or a count of records). The symbol's book at the cut
    and its window builder (features and token history exactly as the worker keeps them) are the start;
    the symbol's messages after the cut are the real continuation, kept for comparison.
-2. Per path, autoregressively: the model reads the path's current window; the next event's five fields
+2. Per path, autoregressively: the model reads the path's current window (its newest event one slot before
+   the window's last, where training had events inside messages as well as at their ends:
+   READ_BEFORE_LAST); the next event's five fields
    are sampled one after the other, each given those drawn before it, by the checkpoint's event chain
    (model/network/event_chain.py; where it has none fitted, or with `sampling=FACTORIZED`, each from
    its own next-event head), at temperature 1 by default, one seeded torch.Generator for all paths,
@@ -480,14 +482,38 @@ def _decode(forecaster: Any, draws: dict[str, np.ndarray], b: int, t: int) -> To
         return None
 
 
+# Where a path's newest event is read: one slot before the window's last, that one left empty. Training windows
+# are cut at message ends, so in the last slot the network only ever saw an event that ends its message, and
+# the event chain was fitted on none there (no event follows it inside the window). Read in the last slot,
+# inside the real level-update messages of USD-M BTCUSDT (@#20000) the network gave another update next 0.77,
+# and generated messages ran 2-6 updates where the real ones carry 33; one slot before it, 0.99, and 22-28
+# updates (bench/generation_context_probe.py). Attention is causal: no event sees the empty slot after it.
+READ_BEFORE_LAST = 1
+
+
+def _read_earlier(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The windows' tokens moved READ_BEFORE_LAST slots towards the oldest, the slots after the newest empty."""
+    k = READ_BEFORE_LAST
+    if not k:
+        return arrays
+    out = dict(arrays)
+    for key in (*FIELDS, "mask"):
+        out[key] = np.zeros_like(arrays[key])
+        out[key][:, :-k] = arrays[key][:, k:]
+    return out
+
+
 @torch.inference_mode()
 def _next_logits(forecaster: Any, paths: Sequence[PathState]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One forward for every path: the next-event logits at each path's newest event, field -> (P, V), and
-    the network's state there (P, d), the event chain's input."""
-    batch = to_batch(forecaster.arrays([p.builder.window() for p in paths]), forecaster.device)
+    the network's state there (P, d), the event chain's input; the newest event read READ_BEFORE_LAST slots
+    before the window's last."""
+    arrays = _read_earlier(forecaster.arrays([p.builder.window() for p in paths]))
+    batch = to_batch(arrays, forecaster.device)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=forecaster.device.type == "cuda"):
         out = forecaster.model(batch)
-    return {f: out["next"][f][:, -1] for f in FIELDS}, out["events"][:, -1]
+    at = -1 - READ_BEFORE_LAST
+    return {f: out["next"][f][:, at] for f in FIELDS}, out["events"][:, at]
 
 
 def generate_scenarios(
