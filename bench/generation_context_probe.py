@@ -1,6 +1,6 @@
 """Why generated level-update messages ended early: what the network predicts for the next event of a
-scenario path, read at the window's last slot (where training windows, cut at message ends, only ever hold
-a message's last event) and one slot before it (model/serving/scenarios.py, READ_BEFORE_LAST), against
+scenario path, read at the window's last slot (where the next-event loss never trained it: the event after
+it is outside the window) and one slot before it (model/serving/scenarios.py, READ_BEFORE_LAST), against
 what it predicts read as training reads it (docs/design.md, "Generation").
 
 On one cut of a Binance capture, teacher-forced along the real continuation, per message:

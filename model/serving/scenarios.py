@@ -482,9 +482,10 @@ def _decode(forecaster: Any, draws: dict[str, np.ndarray], b: int, t: int) -> To
         return None
 
 
-# Where a path's newest event is read: one slot before the window's last, that one left empty. Training windows
-# are cut at message ends, so in the last slot the network only ever saw an event that ends its message, and
-# the event chain was fitted on none there (no event follows it inside the window). Read in the last slot,
+# Where a path's newest event is read: one slot before the window's last, that one left empty. The next-event
+# loss has no target at the last slot (the event after it is outside the window), so the next-event heads and
+# the event chain were never fitted on its state, which only the window heads train (and which always holds a
+# message's last event: windows are cut at message ends). Read in the last slot,
 # inside the real level-update messages of USD-M BTCUSDT (@#20000) the network gave another update next 0.77,
 # and generated messages ran 2-6 updates where the real ones carry 33; one slot before it, 0.99, and 22-28
 # updates (bench/generation_context_probe.py). Attention is causal: no event sees the empty slot after it.
