@@ -10,6 +10,7 @@ Per capture, `--cuts` start states spread evenly over its records, each with `--
   trades'; a generated trade far away applies anyway on a book of price levels, and feeds later draws;
   generated: the mean over paths);
 - seconds: the event time the horizon spans (generated: the median over paths);
+- mid moves: the events that moved the mid of the book they met (generated: the mean over paths);
 - depth: log10 of the generated top-5 depth per side at the end (median over paths) over the real's;
 - mid in band: whether the real mid move over the horizon lies in the paths' 10-90% band (over cuts,
   ideal 0.8);
@@ -57,14 +58,15 @@ CAPTURES = {  # file: symbol
     "cm_btcusd_perp_20240808.gz": "BTCUSD_PERP",
     "cm_ethusd_perp_20240808.gz": "ETHUSD_PERP",
 }
-COLUMNS = ("trade_share", "ticks_away", "seconds", "depth_log_ratio", "mid_in_band", "skipped")
+COLUMNS = ("trade_share", "ticks_away", "seconds", "mid_moves", "depth_log_ratio", "mid_in_band", "skipped")
 
 
-def flow_stats(book: Book, events: list[Event], tick: int) -> tuple[float, float, float]:
+def flow_stats(book: Book, events: list[Event], tick: int) -> tuple[float, float, float, float]:
     """(trade share, median ticks from the touch of the trades (0 at or inside the best bid and ask of
-    the book they met), seconds spanned) of `events` applied from a copy of `book`."""
+    the book they met), seconds spanned, events that moved the mid) of `events` applied from a copy of
+    `book`."""
     b = copy_book(book)  # L2: trades leave it as it is
-    trades, away = 0, []
+    trades, away, moves = 0, [], 0
     for e in events:
         if e.kind in TRADE_KINDS:
             trades += 1
@@ -72,22 +74,24 @@ def flow_stats(book: Book, events: list[Event], tick: int) -> tuple[float, float
             if bid and ask:
                 away.append(max(bid[0] - e.price, e.price - ask[0], 0) / tick)
         else:
+            mid = b.mid2()
             with contextlib.suppress(Exception):  # a real continuation may need a resync the mirror lacks
                 b.apply(e)
+            moves += b.mid2() != mid
     span = (events[-1].ts - events[0].ts) / 1e9 if len(events) > 1 else float("nan")
-    return trades / max(len(events), 1), float(np.median(away)) if away else float("nan"), span
+    return trades / max(len(events), 1), float(np.median(away)) if away else float("nan"), span, float(moves)
 
 
 def one_cut(forecaster: OrderFlowForecaster, path: Path, symbol: str, records: int, args: argparse.Namespace) -> dict:
     state = load_state("binance", path, symbol, Cut(records=records), window_config(forecaster.extra), args.horizon)
     if len(state.real_events) < args.horizon:
         return {}
-    real_trade, real_touch, real_s = flow_stats(state.book, state.real_events[: args.horizon], state.tick)
+    real_trade, real_touch, real_s, real_moves = flow_stats(state.book, state.real_events[: args.horizon], state.tick)
     real_end = state.real_marks[-1][1]
     start = state.start
     real_mid = (real_end.mid2 - start.mid2) / (2 * state.tick)
     real_depth = (real_end.bid_depth + real_end.ask_depth) / 2
-    out = {"real": {"trade_share": real_trade, "ticks_away": real_touch, "seconds": real_s}}
+    out = {"real": {"trade_share": real_trade, "ticks_away": real_touch, "seconds": real_s, "mid_moves": real_moves}}
     for sampling in (FACTORIZED, JOINT):
         res = generate_scenarios(forecaster, state, args.horizon, args.paths, seed=args.seed, tries=args.tries,
                                  sampling=sampling)  # fmt: skip
@@ -99,6 +103,7 @@ def one_cut(forecaster: OrderFlowForecaster, path: Path, symbol: str, records: i
             "trade_share": _mean(stats[:, 0]),
             "ticks_away": _mean(stats[:, 1]),
             "seconds": float(np.nanmedian(stats[:, 2])),
+            "mid_moves": _mean(stats[:, 3]),
             "depth_log_ratio": float(np.log10(max(depth, 1.0) / max(real_depth, 1.0))),
             "mid_in_band": float(lo <= real_mid <= hi),
             "skipped": float(res.skipped.sum() / (args.paths * args.horizon)),
@@ -170,9 +175,9 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scenario_fidelity.json").write_text(json.dumps(rows, indent=1))
     print(f"model {args.model}; {args.paths} paths x {args.horizon} events per cut; mean over cuts")
-    print("| capture | cuts | draw | trade share | ticks from the touch | seconds | |log10 depth ratio| (signed) "
-          "| mid in 10-90% band | skipped |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| capture | cuts | draw | trade share | ticks from the touch | seconds | mid moves "
+          "| |log10 depth ratio| (signed) | mid in 10-90% band | skipped |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, r in rows.items():
         for draw in ("real", FACTORIZED, JOINT):
             if not any(draw in cut for cut in r["per_cut"]):
@@ -180,11 +185,13 @@ def main() -> int:
             v = {c: np.array([cut[draw].get(c, np.nan) for cut in r["per_cut"]], float) for c in COLUMNS}
             if draw == "real":
                 print(f"| {name} | {r['cuts']} | real | {_mean(v['trade_share']):.3f} | "
-                      f"{_mean(v['ticks_away']):.1f} | {_mean(v['seconds']):.3f} | | | |")  # fmt: skip
+                      f"{_mean(v['ticks_away']):.1f} | {_mean(v['seconds']):.3f} | "
+                      f"{_mean(v['mid_moves']):.1f} | | | |")  # fmt: skip
                 continue
             depth = v["depth_log_ratio"]
             print(f"| | | {draw} | {_mean(v['trade_share']):.3f} | {_mean(v['ticks_away']):.1f} | "
-                  f"{_mean(v['seconds']):.3f} | {_mean(np.abs(depth)):.2f} ({_mean(depth):+.2f}) | "
+                  f"{_mean(v['seconds']):.3f} | {_mean(v['mid_moves']):.1f} | "
+                  f"{_mean(np.abs(depth)):.2f} ({_mean(depth):+.2f}) | "
                   f"{_mean(v['mid_in_band']):.2f} | {_mean(v['skipped']):.3f} |")  # fmt: skip
     print(f"{time.perf_counter() - t0:.0f} s; per cut: {args.out / 'scenario_fidelity.json'}", file=sys.stderr)
     return 0

@@ -130,6 +130,7 @@ def test_scenario_fidelity_prints_both_draws_beside_the_real_flow_of_each_captur
               "--horizon", "10", "--heldout", str(lab / "heldout.npz"), "--out", str(tmp_path / "out"))  # fmt: skip
     assert "| simulated | joint |" in out and "| simulated | factorized |" in out
     assert out.count("| 1 | real |") == 6 and "| | | joint |" in out  # one cut of each capture
+    assert "| mid moves |" in out
     per_cut = json.loads((tmp_path / "out" / "scenario_fidelity.json").read_text())
     assert set(per_cut) == set(scenario_fidelity.CAPTURES)
 
@@ -145,6 +146,7 @@ def test_generation_context_probe_prints_the_readings_and_the_messages_of_both_d
     out = run("generation_context_probe.py", "--model", str(lab / "ckpt"), "--data", str(tmp_path), "--records", "1500",
               "--events", "300", "--paths", "2", "--horizon", "10")  # fmt: skip
     assert "| rows before the message |" in out and "| its own row in the window |" in out
+    assert "read at the last slot |" in out and "read one slot before it (a path's) |" in out
     assert "| real continuation |" in out and "| generated, factorized |" in out and "inside real level-update" in out
 
 

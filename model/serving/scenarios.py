@@ -10,8 +10,7 @@
    and its window builder (features and token history exactly as the worker keeps them) are the start;
    the symbol's messages after the cut are the real continuation, kept for comparison.
 2. Per path, autoregressively: the model reads the path's current window (its newest event one slot before
-   the window's last, where training had events inside messages as well as at their ends:
-   READ_BEFORE_LAST); the next event's five fields
+   the window's last, a slot the next-event loss trains: READ_BEFORE_LAST); the next event's five fields
    are sampled one after the other, each given those drawn before it, by the checkpoint's event chain
    (model/network/event_chain.py; where it has none fitted, or with `sampling=FACTORIZED`, each from
    its own next-event head), at temperature 1 by default, one seeded torch.Generator for all paths,
@@ -485,10 +484,10 @@ def _decode(forecaster: Any, draws: dict[str, np.ndarray], b: int, t: int) -> To
 # Where a path's newest event is read: one slot before the window's last, that one left empty. The next-event
 # loss has no target at the last slot (the event after it is outside the window), so the next-event heads and
 # the event chain were never fitted on its state, which only the window heads train (and which always holds a
-# message's last event: windows are cut at message ends). Read in the last slot,
-# inside the real level-update messages of USD-M BTCUSDT (@#20000) the network gave another update next 0.77,
-# and generated messages ran 2-6 updates where the real ones carry 33; one slot before it, 0.99, and 22-28
-# updates (bench/generation_context_probe.py). Attention is causal: no event sees the empty slot after it.
+# message's last event: windows are cut at message ends). Read in the last slot, inside the real level-update
+# messages of USD-M BTCUSDT (@#20000) the network gave another update next 0.77, and generated messages ran 2-6
+# updates where the real ones carry 33; one slot before it, 0.99, and 22-28 updates
+# (bench/generation_context_probe.py). Attention is causal: no event sees the empty slot after it.
 READ_BEFORE_LAST = 1
 
 
