@@ -133,6 +133,15 @@ def _watchers_of(server_pid: int) -> list[int]:
     return found
 
 
+def _is_server(pid: int) -> bool:
+    """Whether `pid` runs a Kafka broker or a Redis server (by its command line)."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+    return "redis-server" in args or "kafka.Kafka" in args
+
+
 def _wait_until(done: Callable[[], bool], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while not done():
@@ -175,7 +184,7 @@ def test_servers_of_a_test_session_die_with_it_even_by_sigkill(tmp_path):
         owner.kill()
         owner.wait()
         for pid in pids:  # never leak a broker on a 2-core machine, whatever failed above
-            if _pid_alive(pid):  # a pid gone is free for reuse: never signal another test's process
+            if _pid_alive(pid) and _is_server(pid):  # a pid gone may be reused: never signal another's process
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
 
