@@ -213,3 +213,14 @@ def test_a_paths_newest_event_is_read_one_slot_before_the_window_end_which_chang
     assert all(torch.allclose(out["next"][f][:, -2], logits[f], atol=1e-5) for f in FIELDS)
     with torch.inference_mode():  # read at the last slot instead, the state is another
         assert not torch.allclose(forecaster.model(to_batch(window, forecaster.device))["events"][:, -1], state)
+
+
+def test_the_cli_offers_exactly_the_samplings_generate_scenarios_takes():
+    import argparse
+
+    from model.serving.scenarios import SAMPLINGS
+    from streams.cli.scenarios import register
+
+    parser = register(argparse.ArgumentParser().add_subparsers())
+    (action,) = [a for a in parser._actions if a.dest == "sampling"]
+    assert tuple(action.choices) == SAMPLINGS and action.default == SAMPLINGS[0]

@@ -455,9 +455,13 @@ def _draw(
     (and the paths' newest states `state`, (P, d)), each draw's fields one after the other, each given
     those drawn before it (model/network/event_chain.py); without, every field on its own."""
 
-    def draw(lg: torch.Tensor) -> torch.Tensor:  # (..., V) logits -> (...) ids
+    def scaled(lg: torch.Tensor) -> torch.Tensor:  # at the temperature, PAD never drawn (a copy: the input kept)
         lg = lg.float().cpu() / temperature
         lg[..., PAD] = -math.inf
+        return lg
+
+    def draw(lg: torch.Tensor) -> torch.Tensor:  # (..., V) logits -> (...) ids
+        lg = scaled(lg)
         flat = lg.reshape(-1, lg.shape[-1]).softmax(-1)
         return torch.multinomial(flat, 1, generator=gen).view(lg.shape[:-1])
 
@@ -466,12 +470,10 @@ def _draw(
         base = {f: logits[f].float().cpu()[:, None].expand(-1, tries, -1) for f in FIELDS}
         with torch.inference_mode():
             return {f: v.numpy() for f, v in chain.sample(h, base, draw).items()}
-    out = {}
-    for f in FIELDS:
-        lg = logits[f].float().cpu() / temperature
-        lg[:, PAD] = -math.inf
-        out[f] = torch.multinomial(lg.softmax(-1), tries, replacement=True, generator=gen).numpy()
-    return out
+    return {
+        f: torch.multinomial(scaled(logits[f]).softmax(-1), tries, replacement=True, generator=gen).numpy()
+        for f in FIELDS
+    }
 
 
 def _decode(forecaster: Any, draws: dict[str, np.ndarray], b: int, t: int) -> TokenEvent | None:

@@ -81,6 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--temperature", type=float, default=1.0, help="softmax temperature of the draws (default 1)")
     s.add_argument("--tries", type=int, default=8, help="draws per step before a step is skipped (default 8)")
+    # scenarios.SAMPLINGS, written out: importing it here would load torch for every megatrading command
     s.add_argument("--sampling", choices=("joint", "factorized"), default="joint",
                    help="an event's fields drawn one given another by the checkpoint's event chain (default; "
                         "factorized where it has none), or each on its own")  # fmt: skip
