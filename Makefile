@@ -83,6 +83,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/recovery_bench.py
 	OMP_NUM_THREADS=2 $(BIN)/python bench/adapt_bench.py
 	$(BIN)/python bench/scenario_fidelity.py --data $(SHARED)/data/binance-hftbacktest
+	OMP_NUM_THREADS=2 $(BIN)/python bench/scenario_speed.py --data $(SHARED)/data/binance-hftbacktest
 
 # Coverage-guided fuzzing (atheris) of what a raw topic can carry: every venue's decoder, book and windows
 # on the reference path, the native path against it, a partition's md.state snapshot record edited, and

@@ -14,11 +14,13 @@ columns named in `FEATURE_NAMES` (see `feature_names` for other level settings).
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import deque
 from collections.abc import Iterable, Sequence
 from itertools import accumulate, islice
 from math import gcd
+from typing import TypeVar
 
 import numpy as np
 
@@ -26,6 +28,7 @@ from .book import Book
 from .events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, Side
 
 Level = tuple[int, int]
+_T = TypeVar("_T")
 
 FILL_VALUE = 0.0
 """What a feature that cannot be computed (empty or one-sided book) holds; `valid` says so."""
@@ -128,6 +131,16 @@ def infer_tick(prices: Iterable[int], max_tick: int | None = None) -> int:
 # --------------------------------------------------------------------------- order-flow imbalance
 
 
+def _copy_lists(obj: _T) -> _T:
+    """A shallow copy of `obj` with its list attributes copied too: the copy of a part of the feature state
+    whose lists hold numbers, strings and tuples of them (the other parts' copies are the caller's)."""
+    out = copy.copy(obj)
+    for name, value in vars(obj).items():
+        if isinstance(value, list):
+            setattr(out, name, value.copy())
+    return out
+
+
 class MultiLevelOFI:
     """Per-level order-flow imbalance accumulated over successive top-L book snapshots.
 
@@ -151,6 +164,9 @@ class MultiLevelOFI:
         self._zeros = [0] * levels
         self._prev_bids: list[Level] | None = None
         self._prev_asks: list[Level] = []
+
+    def __deepcopy__(self, memo: dict) -> MultiLevelOFI:
+        return _copy_lists(self)
 
     def reset_baseline(self) -> None:
         self._prev_bids = None
@@ -210,9 +226,7 @@ class LevelFlow:
         self._credit: dict[tuple[Side, int], int] = {}
 
     def __deepcopy__(self, memo: dict) -> LevelFlow:
-        """Its maps hold ints and tuples of them: copied as maps. A scenario path copies a window builder
-        at every level update (model/serving/scenarios.py), and the generic deep copy of a Binance book's
-        levels, one by one, was most of the copy (1.6 of 1.8 ms on USD-M BTCUSDT)."""
+        """Its maps hold ints and tuples of them: copied as maps (see FeatureState.__deepcopy__)."""
         out = LevelFlow.__new__(LevelFlow)
         out._sizes = {side: dict(sizes) for side, sizes in self._sizes.items()}
         out._credit = dict(self._credit)
@@ -270,6 +284,9 @@ class TradeClassifier:
     def __init__(self) -> None:
         self._last_price: int | None = None
         self._tick_sign = 0
+
+    def __deepcopy__(self, memo: dict) -> TradeClassifier:
+        return copy.copy(self)  # numbers only
 
     def reset(self) -> None:
         self._last_price, self._tick_sign = None, 0
@@ -371,6 +388,11 @@ class _SumWindow:
         self._items: deque[tuple[int, float]] = deque()
         self._resum = resum  # floats: rounding error can outlive the values that caused it
         self.total: float = 0
+
+    def __deepcopy__(self, memo: dict) -> _SumWindow:
+        out = _SumWindow(self._resum)
+        out._items, out.total = deque(self._items), self.total  # tuples of numbers: the deque's copy is a deep one
+        return out
 
     def add(self, ts: int, value: float) -> None:
         self._items.append((ts, value))
@@ -487,6 +509,15 @@ class FeatureState:
         self._level_depth = [0.0] * ofi_levels  # (q_b^m + q_a^m) / 2 now
         self._e: list[int] = [0] * ofi_levels
         self._ofi_out: list[float] | None = None
+
+    def __deepcopy__(self, memo: dict) -> FeatureState:
+        """Part by part: a scenario path copies its window builder at every level update of a message
+        (model/serving/scenarios.py), and the generic copy, object by object and tuple by tuple, took
+        0.6 ms of a Binance builder (2.0 of 6.9 s for 16 paths x 200 events on USD-M BTCUSDT)."""
+        out = _copy_lists(self)
+        for name in ("ofi", "trades", "_messages", "_cancels", "_trade_ts", "_signed_volume", "_sq_returns", "_levels"):
+            setattr(out, name, copy.deepcopy(getattr(self, name), memo))
+        return out
 
     # ---- events
 

@@ -18,6 +18,7 @@ copies are made only when a window is emitted.
 from __future__ import annotations
 
 import bisect
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -203,6 +204,17 @@ class WindowBuilder:
         self._emit_ts: int | None = None
         self._offset: Any = None
         self._best = (0, 0)
+
+    def __deepcopy__(self, memo: dict) -> WindowBuilder:
+        """Part by part (a scenario path copies its builder at every level update: FeatureState.__deepcopy__):
+        the ring buffers' arrays and the news copied, the config frozen, the caller's offset as it is."""
+        out = copy.copy(self)
+        out.features = copy.deepcopy(self.features, memo)
+        for name, value in vars(self).items():
+            if isinstance(value, np.ndarray):
+                setattr(out, name, value.copy())
+        out._news = list(self._news)
+        return out
 
     # ---- position: what a window cut now would carry, without cutting it (the native builder's getters)
 

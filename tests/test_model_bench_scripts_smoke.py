@@ -1,12 +1,13 @@
 """The model's bench scripts run end to end on tiny data and print their tables: bench/news_bound.py,
 bench/text_ablation.py, bench/train_bench.py, bench/inputs_bench.py, bench/depth_loss_probe.py,
 bench/l2_depth_probe.py, bench/depth_memory.py (on the heads of three real captures), bench/scenario_fidelity.py
-(on the heads of the six), bench/generation_context_probe.py, bench/gpu_parity.py
+(on the heads of the six), bench/generation_context_probe.py, bench/scenario_speed.py, bench/gpu_parity.py
 (which says so and exits 0 without CUDA), bench/seed_study.py's seeds averaged.
 Figures are not checked here: the scripts print them for docs/ and the README."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
@@ -36,6 +37,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Path:
     save(held, d / "heldout.npz")
     train("finetune", d / "train.npz", d / "ckpt", steps=4, batch=8, device="cpu", preset="tiny", checkpoint_every=100)
     return d
+
+
+def write_head(capture: Path, to: Path, lines: int = 3000) -> None:
+    """The first `lines` records of a gzipped capture, gzipped again at `to`."""
+    with gzip.open(capture, "rt") as src, gzip.open(to, "wt") as dst:
+        dst.writelines(line for _, line in zip(range(lines), src, strict=False))
 
 
 def run(script: str, *args: str) -> str:
@@ -104,13 +111,10 @@ def test_gpu_parity_says_there_is_nothing_to_compare_without_cuda(lab: Path) -> 
 
 
 def test_depth_memory_prints_each_capture_with_and_without_the_slow_ewmas(shared_data: Path, tmp_path: Path) -> None:
-    import gzip
-
     head = tmp_path / "binance-hftbacktest"
     head.mkdir()
     for name in ("spot_btcusdt_20240808.gz", "usdm_btcusdt_20240808.gz", "cm_ethusd_perp_20240808.gz"):
-        with gzip.open(shared_data / "binance-hftbacktest" / name, "rt") as src, gzip.open(head / name, "wt") as dst:
-            dst.writelines(line for _, line in zip(range(3000), src, strict=False))
+        write_head(shared_data / "binance-hftbacktest" / name, head / name)
     out = run("depth_memory.py", "--data", str(tmp_path))
     assert "depth at 100 messages" in out and "\ncm_ethusd_perp " in out and "(fitted on)" in out
 
@@ -118,14 +122,11 @@ def test_depth_memory_prints_each_capture_with_and_without_the_slow_ewmas(shared
 def test_scenario_fidelity_prints_both_draws_beside_the_real_flow_of_each_capture(
     lab: Path, shared_data: Path, tmp_path: Path
 ) -> None:
-    import gzip
-
     scenario_fidelity = load_script(REPO / "bench" / "scenario_fidelity.py")
     head = tmp_path / "binance-hftbacktest"
     head.mkdir()
     for name in scenario_fidelity.CAPTURES:
-        with gzip.open(shared_data / "binance-hftbacktest" / name, "rt") as src, gzip.open(head / name, "wt") as dst:
-            dst.writelines(line for _, line in zip(range(3000), src, strict=False))
+        write_head(shared_data / "binance-hftbacktest" / name, head / name)
     out = run("scenario_fidelity.py", "--model", str(lab / "ckpt"), "--data", str(head), "--cuts", "1", "--paths", "2",
               "--horizon", "10", "--heldout", str(lab / "heldout.npz"), "--out", str(tmp_path / "out"))  # fmt: skip
     assert "| simulated | joint |" in out and "| simulated | factorized |" in out
@@ -138,11 +139,8 @@ def test_scenario_fidelity_prints_both_draws_beside_the_real_flow_of_each_captur
 def test_generation_context_probe_prints_the_readings_and_the_messages_of_both_draws(
     lab: Path, shared_data: Path, tmp_path: Path
 ) -> None:
-    import gzip
-
     name = "usdm_btcusdt_20240808.gz"
-    with gzip.open(shared_data / "binance-hftbacktest" / name, "rt") as src, gzip.open(tmp_path / name, "wt") as dst:
-        dst.writelines(line for _, line in zip(range(3000), src, strict=False))
+    write_head(shared_data / "binance-hftbacktest" / name, tmp_path / name)
     out = run("generation_context_probe.py", "--model", str(lab / "ckpt"), "--data", str(tmp_path), "--records", "1500",
               "--events", "300", "--paths", "2", "--horizon", "10")  # fmt: skip
     assert "| rows before the message |" in out and "| its own row in the window |" in out
@@ -172,3 +170,13 @@ def test_seed_study_averages_the_seeds_quantiles_window_by_window(lab: Path, tmp
     for part, figures in metrics["parts"].items():
         for target, by_method in figures["crps"].items():
             assert twice["parts"][part]["crps"][target]["averaged"] == pytest.approx(by_method["model"], rel=1e-6)
+
+
+def test_scenario_speed_times_the_draw_with_both_copies_and_splits_its_time(
+    lab: Path, shared_data: Path, tmp_path: Path
+) -> None:
+    name = "usdm_btcusdt_20240808.gz"
+    write_head(shared_data / "binance-hftbacktest" / name, tmp_path / name)
+    out = run("scenario_speed.py", "--model", str(lab / "ckpt"), "--data", str(tmp_path), "--captures",
+              f"{name}:BTCUSDT", "--records", "1500", "--paths", "2", "--horizon", "10")  # fmt: skip
+    assert "| seconds: own copies | seconds: generic copies | ratio |" in out and f"| {name} |" in out

@@ -342,3 +342,53 @@ def test_venue_windows_add_the_same_headline_once_per_symbol_before_and_after_it
     vw.add_news(15, ["BTCUSDT"], "btc only")
     assert wb.window().news == [(15, "both"), (15, "btc only")]
     assert vw.news["BTCUSDT"] == [(15, "both"), (15, "btc only")]
+
+
+def _shared_mutable_parts(a: object, b: object, where: str = "builder") -> list[str]:
+    """Where `a` and its copy `b` hold one and the same mutable object (anything but numbers, strings, tuples,
+    frozensets, enums and frozen dataclasses), looked for through attributes, list items and map values."""
+    import dataclasses
+    import enum
+    from collections import deque
+
+    params = getattr(type(a), "__dataclass_params__", None)
+    if a is None or isinstance(a, (bool, int, float, str, bytes, frozenset, enum.Enum)) or (params and params.frozen):
+        return []
+    if a is b and not isinstance(a, tuple):
+        return [where]
+    if isinstance(a, (tuple, list, deque)):
+        pairs = enumerate(zip(a, b, strict=True))
+        return [p for i, (x, y) in pairs for p in _shared_mutable_parts(x, y, f"{where}[{i}]")]
+    if isinstance(a, dict):
+        return [p for k in a for p in _shared_mutable_parts(a[k], b[k], f"{where}[{k!r}]")]
+    if isinstance(a, np.ndarray):
+        return []
+    names = list(getattr(a, "__dict__", {})) + [n for c in type(a).__mro__ for n in getattr(c, "__slots__", ())]
+    assert dataclasses.is_dataclass(a) or names, f"{where}: {type(a).__name__} not looked into"
+    return [p for n in names for p in _shared_mutable_parts(getattr(a, n), getattr(b, n), f"{where}.{n}")]
+
+
+def test_a_deep_copy_of_a_builder_shares_nothing_mutable_and_goes_on_as_its_original_would():
+    """Scenario paths copy a builder at every level update (model/serving/scenarios.py) with the hand-written
+    copies of WindowBuilder and FeatureState's parts: a part added later and not copied shows here."""
+    import copy
+
+    def trade(ts: int, price: int, size: int, flags: int) -> Event:
+        return Event(Kind.TRADE, "binance", "BTCUSDT", ts, 0, Side.NONE, price, size, flags=flags)
+
+    wb = WindowBuilder(WindowConfig(n_events=N, n_rows=T, max_news=M, every_events=None, every_ns=None))
+    book = two_sided()
+    history = [[lvl(10 * i, Side.BID, 100 - i % 3, 5 + i)] for i in range(12)]
+    history += [[trade(200, 101, 2, 1), lvl(200, Side.ASK, 101, 8), lvl(200, Side.ASK, 102, 3)]]
+    history += [[lvl(300, Side.BID, 100, 1)], [lvl(310, Side.ASK, 100, 4)], [trade(320, 100, 1, 2)]]
+    push_all(wb, book, history)
+    wb.add_news(250, "halted")
+    twin, twin_book = copy.deepcopy(wb), copy.deepcopy(book)
+    assert _shared_mutable_parts(wb, twin) == []
+
+    later = [[lvl(400 + i, Side.ASK, 103 + i % 2, i)] for i in range(6)] + [[trade(500, 99, 3, 2)]]
+    for first, first_book in ((twin, twin_book), (wb, book)):  # the copy first: were a part shared, the original
+        push_all(first, first_book, later)  # would read it changed
+    a, b = wb.window(), twin.window()
+    for name in ARRAY_FIELDS:
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
