@@ -172,11 +172,12 @@ def test_seed_study_averages_the_seeds_quantiles_window_by_window(lab: Path, tmp
             assert twice["parts"][part]["crps"][target]["averaged"] == pytest.approx(by_method["model"], rel=1e-6)
 
 
-def test_scenario_speed_times_the_draw_with_both_copies_and_splits_its_time(
+def test_scenario_speed_times_the_draw_both_ways_and_the_steps_network_read_and_splits_its_time(
     lab: Path, shared_data: Path, tmp_path: Path
 ) -> None:
     name = "usdm_btcusdt_20240808.gz"
     write_head(shared_data / "binance-hftbacktest" / name, tmp_path / name)
     out = run("scenario_speed.py", "--model", str(lab / "ckpt"), "--data", str(tmp_path), "--captures",
-              f"{name}:BTCUSDT", "--records", "1500", "--paths", "2", "--horizon", "10")  # fmt: skip
-    assert "| seconds: own copies | seconds: generic copies | ratio |" in out and f"| {name} |" in out
+              f"{name}:BTCUSDT", "--records", "1500", "--paths", "2", "--horizon", "10", "--repeats", "1")  # fmt: skip
+    assert "| seconds: served | generic copies |" in out and "next_event / whole forward" in out
+    assert f"| {name} |" in out

@@ -87,6 +87,21 @@ def test_changing_event_j_leaves_next_event_logits_before_j_unchanged():
     assert not torch.allclose(a["kind"][:, j:], b["kind"][:, j:], atol=1e-4)
 
 
+@pytest.mark.parametrize("use_rows", [True, False])
+def test_next_event_is_the_forwards_next_event_logits_and_state_at_one_slot(use_rows):
+    """Generation reads one slot through `next_event` (no window heads); the ablation's masks hold there too."""
+    torch.manual_seed(0)
+    model = OrderFlowModel(ModelConfig.tiny(**SHAPES, use_rows=use_rows)).eval()
+    batch = to_batch(arrays(model.config))
+    with torch.no_grad():
+        out = model(batch)
+        assert torch.allclose(model.event_states(batch), out["events"], atol=1e-6)
+        for at in (-1, -2, 7):
+            logits, state = model.next_event(batch, at)
+            assert torch.allclose(state, out["events"][:, at], atol=1e-6)
+            assert all(torch.allclose(logits[f], out["next"][f][:, at], atol=1e-5) for f in FIELDS)
+
+
 def test_feature_rows_and_news_change_the_outputs():
     model, batch = model_and_batch()
     base = model(batch)

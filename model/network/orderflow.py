@@ -543,6 +543,31 @@ class OrderFlowModel(nn.Module):
         bos = self.bos.expand(events.shape[0], 1, -1)
         return self.drop(torch.cat([bos.to(rows.dtype), rows, news.to(rows.dtype), events.to(rows.dtype)], dim=1))
 
+    def _encode(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The blocks' output, normed (B, prefix + N, d), and the row and news masks attention used (an
+        ablated part's all False)."""
+        x = self.embed(batch)
+        row_mask, news_mask = batch["row_mask"], batch["news_mask"]
+        if not self.config.use_rows:
+            row_mask = torch.zeros_like(row_mask)
+        if not self.config.use_news:
+            news_mask = torch.zeros_like(news_mask)
+        attn = self.attention_mask(batch["mask"], row_mask, news_mask)
+        for block in self.blocks:
+            x = block(x, attn)
+        return self.ln_f(x), row_mask, news_mask
+
+    def event_states(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """`forward`'s `events` (B, N, d) alone, without the window's heads (which cost as much as two
+        thirds of the blocks): what the event chain is fitted on and generation reads."""
+        return self._encode(batch)[0][:, self.config.prefix_len :]
+
+    def next_event(self, batch: Mapping[str, torch.Tensor], at: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """`forward`'s `next` logits (field -> (B, V)) and `events` state (B, d) at event slot `at` alone
+        (a scenario step reads one slot: model/serving/scenarios.py)."""
+        state = self.event_states(batch)[:, at]
+        return {f: self.next_heads[f](state) for f in FIELDS}, state
+
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """`batch`: the contract's arrays as tensors (see `to_batch`). Returns `next` (field ->
         (B, N, V) logits for the event after each position) and `events` (B, N, d), the states they are read
@@ -553,16 +578,7 @@ class OrderFlowModel(nn.Module):
         `quantiles_head` (B, 8, 3) in target units
         before the recalibration, `anomaly` (B, 7) logits. An ablated part (config use_rows /
         use_news) is masked out of attention."""
-        x = self.embed(batch)
-        row_mask, news_mask = batch["row_mask"], batch["news_mask"]
-        if not self.config.use_rows:
-            row_mask = torch.zeros_like(row_mask)
-        if not self.config.use_news:
-            news_mask = torch.zeros_like(news_mask)
-        attn = self.attention_mask(batch["mask"], row_mask, news_mask)
-        for block in self.blocks:
-            x = block(x, attn)
-        h = self.ln_f(x)
+        h, row_mask, news_mask = self._encode(batch)
         c = self.config
         events = h[:, c.prefix_len :]
         rows = _masked_mean(h[:, 1 : 1 + c.n_rows], row_mask)

@@ -513,9 +513,7 @@ def _next_logits(forecaster: Any, paths: Sequence[PathState]) -> tuple[dict[str,
     arrays = _read_earlier(forecaster.arrays([p.builder.window() for p in paths]))
     batch = to_batch(arrays, forecaster.device)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=forecaster.device.type == "cuda"):
-        out = forecaster.model(batch)
-    at = -1 - READ_BEFORE_LAST
-    return {f: out["next"][f][:, at] for f in FIELDS}, out["events"][:, at]
+        return forecaster.model.next_event(batch, -1 - READ_BEFORE_LAST)
 
 
 def generate_scenarios(

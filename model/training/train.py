@@ -753,7 +753,7 @@ def event_states(
         idx = windows[lo : lo + chunk]
         b = data.batch(idx, device)
         with _autocast(device):
-            events = model(b)["events"].float()
+            events = model.event_states(b).float()
         pairs = (b["mask"][:, :-1] & b["mask"][:, 1:]).cpu().numpy()
         for r, row in enumerate(pairs):
             at = np.flatnonzero(row)
