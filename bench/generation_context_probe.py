@@ -13,7 +13,12 @@ On one cut of a Binance capture, teacher-forced along the real continuation, per
   message, its row complete), and what the generator draws there (256 draws of the event chain at each
   event);
 - the messages of the real continuation against those of generated paths (the event chain's draw and
-  the factorized one): the share of messages that are trades, and the level updates a message carries.
+  the factorized one): the share of messages that are trades, and the level updates a message carries;
+- how the mid moves, per 200 events of each flow: the level updates at the best bid or ask of the book
+  they meet, those that empty it, the messages that empty two or more (a sweep), the messages that move
+  the mid; and at the real level updates at the best (teacher-forced, as a path reads them), the chance
+  of a removal (the size bucket of 0 lots) under the network's own size head and under the event chain
+  given the update's kind, side and price, against how often they were one.
 About a minute per capture on 2 cores.
 
     python bench/generation_context_probe.py [--model model/checkpoints/demo]
@@ -23,6 +28,7 @@ About a minute per capture on 2 cores.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import itertools
 import sys
@@ -48,7 +54,7 @@ from model.serving.scenarios import (
     load_state,
     window_config,
 )
-from orderbook.events import Event, Kind
+from orderbook.events import Event, Kind, Side
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "binance-hftbacktest"
 MAX_MESSAGE = 100  # longer messages push their first event out of the window: not scored
@@ -161,6 +167,63 @@ def inside_messages(forecaster: OrderFlowForecaster, state, chain: bool = False)
     return len(level), float(np.mean(level)), float(np.mean(instant))
 
 
+def mid_shape(book, flows: list[list[Event]]) -> dict[str, float]:
+    """Per 200 events, the mean over `flows` (each applied from a copy of `book`): level updates at the
+    best of their side, removals there, sweeps (messages emptying two or more best levels), messages
+    that moved the mid."""
+    totals = {"at the best": 0, "removing it": 0, "sweeps": 0, "messages moving the mid": 0}
+    n = 0
+    for events in flows:
+        b = copy_book(book)
+        n += len(events)
+        for m in messages(events):
+            mid, emptied = b.mid2(), 0
+            for e in m:
+                best = b.best_bid() if e.side == Side.BID else b.best_ask()
+                if e.kind == Kind.LEVEL_SET and best and e.price == best[0]:
+                    totals["at the best"] += 1
+                    totals["removing it"] += e.size == 0
+                    emptied += e.size == 0
+                with contextlib.suppress(Exception):  # a real continuation may need a resync the mirror lacks
+                    b.apply(e)
+            totals["sweeps"] += emptied >= 2
+            totals["messages moving the mid"] += b.mid2() != mid
+    return {k: 200 * v / max(n, 1) for k, v in totals.items()}
+
+
+@torch.inference_mode()
+def removal_at_the_best(forecaster: OrderFlowForecaster, state) -> tuple[int, float, float, float]:
+    """(real level updates at the best read, the size head's mean chance of a removal there, the event
+    chain's given the update's kind, side and price, the share that were removals), teacher-forced along
+    the real continuation as a path reads it."""
+    path = _fresh_path(state, 0, 0)
+    removal = int(forecaster.tokenizer.size_ids(np.array([0]))[0])
+    chain = forecaster.model.event_chain
+    head, joint, real = [], [], []
+    for e in state.real_events:
+        best = path.book.best_bid() if e.side == Side.BID else path.book.best_ask()
+        if e.kind == Kind.LEVEL_SET and best and e.price == best[0]:
+            logits, h = _next_logits(forecaster, [path])
+            ref2 = path.message_ref2 if scenarios._joins_message(path, e.kind, e.ts - path.ts) else None
+            ids = forecaster.tokenizer.encode(*_token(e, ref2 or scenarios._reference2(path.book), state.tick))
+            given = {f: torch.as_tensor(ids[f][:1]) for f in FIELDS}
+            corrected = chain.logits(h, logits, given)["size"] if bool(chain.fitted) else logits["size"]
+            head.append(float(logits["size"][0].float().softmax(-1)[removal]))
+            joint.append(float(corrected[0].softmax(-1)[removal]))
+            real.append(e.size == 0)
+        apply_event(path, e)
+    return len(real), float(np.mean(head)), float(np.mean(joint)), float(np.mean(real))
+
+
+def _token(e: Event, ref2: int, tick: int) -> tuple[np.ndarray, ...]:
+    """The raw token fields of a level update priced from `ref2` (orderbook.windows' rule), for encode."""
+    d = 2 * e.price - ref2
+    q = (abs(d) + tick) // (2 * tick)
+    price = q if d > 0 else -q
+    return (np.array([e.kind]), np.array([e.side]), np.array([price]), np.array([e.size]), np.array([0]),
+            np.array([True]))  # fmt: skip
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="model/checkpoints/demo")
@@ -203,10 +266,22 @@ def main() -> int:
     print("| --- | --- | --- |")
     trades, per = message_shape([state.real_events])
     print(f"| real continuation | {trades:.3f} | {per:.1f} |")
+    shapes = {"real continuation": mid_shape(state.book, [state.real_events])}
     for sampling in (FACTORIZED, JOINT):
         res = generate_scenarios(forecaster, state, args.horizon, args.paths, seed=1, sampling=sampling)
         trades, per = message_shape([p.events for p in res.paths])
         print(f"| generated, {res.sampling} | {trades:.3f} | {per:.1f} |")
+        shapes[f"generated, {res.sampling}"] = mid_shape(state.book, [p.events for p in res.paths])
+    print("\nhow the mid moves, per 200 events:")
+    print("| flow | " + " | ".join(shapes["real continuation"]) + " |")
+    print("| --- | " + " | ".join("---" for _ in shapes["real continuation"]) + " |")
+    for name, row in shapes.items():
+        print(f"| {name} | " + " | ".join(f"{v:.1f}" for v in row.values()) + " |")
+    n, head, joint, real = removal_at_the_best(forecaster, state)
+    print(
+        f"\nthe real level updates at the best ({n}), teacher-forced: chance of a removal, the size head "
+        f"{head:.3f}, the event chain {joint:.3f}; removals {real:.3f}"
+    )
     return 0
 
 

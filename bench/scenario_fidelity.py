@@ -10,7 +10,8 @@ Per capture, `--cuts` start states spread evenly over its records, each with `--
   trades'; a generated trade far away applies anyway on a book of price levels, and feeds later draws;
   generated: the mean over paths);
 - seconds: the event time the horizon spans (generated: the median over paths);
-- mid moves: the events that moved the mid of the book they met (generated: the mean over paths);
+- mid moves: the events that moved the mid of the book they met, and the messages that moved it (a
+  message sweeping a side moves it once per level it empties; generated: the means over paths);
 - depth: log10 of the generated top-5 depth per side at the end (median over paths) over the real's;
 - mid in band: whether the real mid move over the horizon lies in the paths' 10-90% band (over cuts,
   ideal 0.8);
@@ -45,7 +46,7 @@ from model.serving.orderflow import OrderFlowForecaster
 from model.serving.scenarios import FACTORIZED, JOINT, Cut, copy_book, generate_scenarios, load_state, window_config
 from model.training.train import TrainData, event_states
 from orderbook.book import Book
-from orderbook.events import Event
+from orderbook.events import Event, Kind
 from orderbook.features import TRADE_KINDS
 from orderbook.venues import feed_class
 
@@ -58,16 +59,32 @@ CAPTURES = {  # file: symbol
     "cm_btcusd_perp_20240808.gz": "BTCUSD_PERP",
     "cm_ethusd_perp_20240808.gz": "ETHUSD_PERP",
 }
-COLUMNS = ("trade_share", "ticks_away", "seconds", "mid_moves", "depth_log_ratio", "mid_in_band", "skipped")
+COLUMNS = (
+    "trade_share",
+    "ticks_away",
+    "seconds",
+    "mid_moves",
+    "mid_messages",
+    "depth_log_ratio",
+    "mid_in_band",
+    "skipped",
+)
 
 
-def flow_stats(book: Book, events: list[Event], tick: int) -> tuple[float, float, float, float]:
+def flow_stats(book: Book, events: list[Event], tick: int) -> tuple[float, float, float, float, float]:
     """(trade share, median ticks from the touch of the trades (0 at or inside the best bid and ask of
-    the book they met), seconds spanned, events that moved the mid) of `events` applied from a copy of
-    `book`."""
+    the book they met), seconds spanned, events that moved the mid, messages that moved it) of `events`
+    applied from a copy of `book`. A message: level updates at one instant, or any other event alone (as
+    scenarios group them); one that sweeps a side moves the mid at each level it empties, so the events
+    that moved the mid count a sweep many times, the messages once."""
     b = copy_book(book)  # L2: trades leave it as it is
-    trades, away, moves = 0, [], 0
+    trades, away, moves, message_moves = 0, [], 0, 0
+    before, last = b.mid2(), None
     for e in events:
+        if last is not None and not (e.kind == last.kind == Kind.LEVEL_SET and e.ts == last.ts):
+            message_moves += b.mid2() != before  # `last` ended a message
+            before = b.mid2()
+        last = e
         if e.kind in TRADE_KINDS:
             trades += 1
             bid, ask = b.best_bid(), b.best_ask()
@@ -78,20 +95,25 @@ def flow_stats(book: Book, events: list[Event], tick: int) -> tuple[float, float
             with contextlib.suppress(Exception):  # a real continuation may need a resync the mirror lacks
                 b.apply(e)
             moves += b.mid2() != mid
+    message_moves += last is not None and b.mid2() != before
     span = (events[-1].ts - events[0].ts) / 1e9 if len(events) > 1 else float("nan")
-    return trades / max(len(events), 1), float(np.median(away)) if away else float("nan"), span, float(moves)
+    touch = float(np.median(away)) if away else float("nan")
+    return trades / max(len(events), 1), touch, span, float(moves), float(message_moves)
 
 
 def one_cut(forecaster: OrderFlowForecaster, path: Path, symbol: str, records: int, args: argparse.Namespace) -> dict:
     state = load_state("binance", path, symbol, Cut(records=records), window_config(forecaster.extra), args.horizon)
     if len(state.real_events) < args.horizon:
         return {}
-    real_trade, real_touch, real_s, real_moves = flow_stats(state.book, state.real_events[: args.horizon], state.tick)
+    real_trade, real_touch, real_s, real_moves, real_messages = flow_stats(
+        state.book, state.real_events[: args.horizon], state.tick
+    )
     real_end = state.real_marks[-1][1]
     start = state.start
     real_mid = (real_end.mid2 - start.mid2) / (2 * state.tick)
     real_depth = (real_end.bid_depth + real_end.ask_depth) / 2
-    out = {"real": {"trade_share": real_trade, "ticks_away": real_touch, "seconds": real_s, "mid_moves": real_moves}}
+    out = {"real": {"trade_share": real_trade, "ticks_away": real_touch, "seconds": real_s, "mid_moves": real_moves,
+                    "mid_messages": real_messages}}  # fmt: skip
     for sampling in (FACTORIZED, JOINT):
         res = generate_scenarios(forecaster, state, args.horizon, args.paths, seed=args.seed, tries=args.tries,
                                  sampling=sampling)  # fmt: skip
@@ -104,6 +126,7 @@ def one_cut(forecaster: OrderFlowForecaster, path: Path, symbol: str, records: i
             "ticks_away": _mean(stats[:, 1]),
             "seconds": float(np.nanmedian(stats[:, 2])),
             "mid_moves": _mean(stats[:, 3]),
+            "mid_messages": _mean(stats[:, 4]),
             "depth_log_ratio": float(np.log10(max(depth, 1.0) / max(real_depth, 1.0))),
             "mid_in_band": float(lo <= real_mid <= hi),
             "skipped": float(res.skipped.sum() / (args.paths * args.horizon)),
@@ -175,7 +198,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scenario_fidelity.json").write_text(json.dumps(rows, indent=1))
     print(f"model {args.model}; {args.paths} paths x {args.horizon} events per cut; mean over cuts")
-    print("| capture | cuts | draw | trade share | ticks from the touch | seconds | mid moves "
+    print("| capture | cuts | draw | trade share | ticks from the touch | seconds | mid moves: events / messages "
           "| |log10 depth ratio| (signed) | mid in 10-90% band | skipped |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, r in rows.items():
@@ -186,11 +209,11 @@ def main() -> int:
             if draw == "real":
                 print(f"| {name} | {r['cuts']} | real | {_mean(v['trade_share']):.3f} | "
                       f"{_mean(v['ticks_away']):.1f} | {_mean(v['seconds']):.3f} | "
-                      f"{_mean(v['mid_moves']):.1f} | | | |")  # fmt: skip
+                      f"{_mean(v['mid_moves']):.1f} / {_mean(v['mid_messages']):.1f} | | | |")  # fmt: skip
                 continue
             depth = v["depth_log_ratio"]
             print(f"| | | {draw} | {_mean(v['trade_share']):.3f} | {_mean(v['ticks_away']):.1f} | "
-                  f"{_mean(v['seconds']):.3f} | {_mean(v['mid_moves']):.1f} | "
+                  f"{_mean(v['seconds']):.3f} | {_mean(v['mid_moves']):.1f} / {_mean(v['mid_messages']):.1f} | "
                   f"{_mean(np.abs(depth)):.2f} ({_mean(depth):+.2f}) | "
                   f"{_mean(v['mid_in_band']):.2f} | {_mean(v['skipped']):.3f} |")  # fmt: skip
     print(f"{time.perf_counter() - t0:.0f} s; per cut: {args.out / 'scenario_fidelity.json'}", file=sys.stderr)

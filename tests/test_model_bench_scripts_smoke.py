@@ -131,9 +131,27 @@ def test_scenario_fidelity_prints_both_draws_beside_the_real_flow_of_each_captur
               "--horizon", "10", "--heldout", str(lab / "heldout.npz"), "--out", str(tmp_path / "out"))  # fmt: skip
     assert "| simulated | joint |" in out and "| simulated | factorized |" in out
     assert out.count("| 1 | real |") == 6 and "| | | joint |" in out  # one cut of each capture
-    assert "| mid moves |" in out
+    assert "| mid moves: events / messages |" in out
     per_cut = json.loads((tmp_path / "out" / "scenario_fidelity.json").read_text())
     assert set(per_cut) == set(scenario_fidelity.CAPTURES)
+
+
+def test_scenario_fidelity_counts_a_sweep_once_among_the_messages_that_move_the_mid() -> None:
+    from orderbook.book import L2Book
+    from orderbook.events import Event, Kind, Side
+
+    scenario_fidelity = load_script(REPO / "bench" / "scenario_fidelity.py")
+    book = L2Book("binance", "X")
+    for side, price in ((Side.BID, 100), (Side.BID, 99), (Side.BID, 98), (Side.BID, 97), (Side.ASK, 101)):
+        book.set_level(side, price, 5)
+
+    def level(ts: int, price: int, size: int) -> Event:
+        return Event(Kind.LEVEL_SET, "binance", "X", ts, 0, Side.BID, price, size)
+
+    trade = Event(Kind.TRADE, "binance", "X", 2, 0, Side.NONE, 100, 1)
+    sweep = [level(1, 100, 0), level(1, 99, 0), level(1, 98, 0)]  # one message empties three bid levels
+    share, _, seconds, events, messages = scenario_fidelity.flow_stats(book, [*sweep, trade, level(3, 97, 2)], 1)
+    assert (events, messages) == (3.0, 1.0) and share == 0.2 and seconds == 2e-9
 
 
 def test_generation_context_probe_prints_the_readings_and_the_messages_of_both_draws(
@@ -146,6 +164,8 @@ def test_generation_context_probe_prints_the_readings_and_the_messages_of_both_d
     assert "| rows before the message |" in out and "| its own row in the window |" in out
     assert "read at the last slot |" in out and "read one slot before it (a path's) |" in out
     assert "| real continuation |" in out and "| generated, factorized |" in out and "inside real level-update" in out
+    assert "| flow | at the best | removing it | sweeps | messages moving the mid |" in out
+    assert "teacher-forced: chance of a removal, the size head" in out
 
 
 def test_depth_loss_probe_prints_both_losses_per_source(lab: Path) -> None:
