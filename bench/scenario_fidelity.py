@@ -23,7 +23,7 @@ windows), the next event's NLL per field under the factorized heads and under th
 never trained on. About 12 minutes on 2 cores.
 
     python bench/scenario_fidelity.py [--model model/checkpoints/demo] [--cuts 8] [--paths 16]
-        [--horizon 200] [--heldout build/demo-data/heldout.npz] [--out build/scenario-fidelity]
+        [--horizon 200] [--temperature 1] [--heldout build/demo-data/heldout.npz] [--out build/scenario-fidelity]
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def one_cut(forecaster: OrderFlowForecaster, path: Path, symbol: str, records: i
                     "mid_messages": real_messages}}  # fmt: skip
     for sampling in (FACTORIZED, JOINT):
         res = generate_scenarios(forecaster, state, args.horizon, args.paths, seed=args.seed, tries=args.tries,
-                                 sampling=sampling)  # fmt: skip
+                                 temperature=args.temperature, sampling=sampling)  # fmt: skip
         stats = np.array([flow_stats(state.book, p.events, state.tick) for p in res.paths], dtype=float)
         mid = res.series("mid")[:, -1]
         lo, hi = np.quantile(mid, [0.1, 0.9])
@@ -168,6 +168,7 @@ def main() -> int:
     ap.add_argument("--paths", type=int, default=16)
     ap.add_argument("--horizon", type=int, default=200)
     ap.add_argument("--tries", type=int, default=8)
+    ap.add_argument("--temperature", type=float, default=1.0, help="of the draws (megatrading scenarios')")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--heldout", type=Path, default=Path("build/demo-data/heldout.npz"),
                     help="a dataset file encoded as the model and not trained on: the chain's likelihood there "
@@ -197,7 +198,8 @@ def main() -> int:
         print(f"{name}: {len(cuts)} cuts ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "scenario_fidelity.json").write_text(json.dumps(rows, indent=1))
-    print(f"model {args.model}; {args.paths} paths x {args.horizon} events per cut; mean over cuts")
+    print(f"model {args.model}; {args.paths} paths x {args.horizon} events per cut, temperature {args.temperature}; "
+          "mean over cuts")  # fmt: skip
     print("| capture | cuts | draw | trade share | ticks from the touch | seconds | mid moves: events / messages "
           "| |log10 depth ratio| (signed) | mid in 10-90% band | skipped |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
