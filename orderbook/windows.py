@@ -208,7 +208,7 @@ class WindowBuilder:
     def __deepcopy__(self, memo: dict) -> WindowBuilder:
         """Part by part (a scenario path copies its builder at every level update: FeatureState.__deepcopy__):
         the ring buffers' arrays and the news copied, the config frozen, the caller's offset as it is."""
-        out = copy.copy(self)
+        out = memo[id(self)] = copy.copy(self)  # in the memo: a structure that holds it twice gets one copy
         out.features = copy.deepcopy(self.features, memo)
         for name, value in vars(self).items():
             if isinstance(value, np.ndarray):

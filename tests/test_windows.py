@@ -385,6 +385,8 @@ def test_a_deep_copy_of_a_builder_shares_nothing_mutable_and_goes_on_as_its_orig
     wb.add_news(250, "halted")
     twin, twin_book = copy.deepcopy(wb), copy.deepcopy(book)
     assert _shared_mutable_parts(wb, twin) == []
+    held_twice = copy.deepcopy([wb, wb.features])  # as the generic copy does: one copy of what is held twice
+    assert held_twice[1] is held_twice[0].features
 
     later = [[lvl(400 + i, Side.ASK, 103 + i % 2, i)] for i in range(6)] + [[trade(500, 99, 3, 2)]]
     for first, first_book in ((twin, twin_book), (wb, book)):  # the copy first: were a part shared, the original

@@ -12,8 +12,9 @@ USD-M ETHUSDT, whose real trades were 21 ticks away, the farther of the two). On
 make checkpoint the chain's NLL of the next event is 5.15 nats against 5.39 on the real ones and 6.41
 against 7.18 on the simulated ones (docs/design.md, "Generation"). Weak: its size correction, which the
 held-out windows of the training instruments approve, raises the size NLL on spot ETHUSDT (2.60 -> 2.69);
-its paths move the mid about as many times per message as the real flow on five of six Binance books (the
-factorized draw's 2.5-12x), but never sweep a side level after level as real messages do.
+its paths move the mid in as many messages as the real flow, within a factor of two, on five of six
+Binance books (the factorized draw's 2.5-12x), but never sweep a side level after level as real messages
+do.
 
 The chain adds to each field's logits (after the first) a correction read off the network's state at
 the event and the fields drawn before it: logits_f = next_heads[f](h) + mlp_f([h, emb(previous)]), the

@@ -558,8 +558,9 @@ class OrderFlowModel(nn.Module):
         return self.ln_f(x), row_mask, news_mask
 
     def event_states(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """`forward`'s `events` (B, N, d) alone, without the window's heads (which cost as much as two
-        thirds of the blocks): what the event chain is fitted on and generation reads."""
+        """`forward`'s `events` (B, N, d) alone, without the window's heads (with them, a scenario step's
+        read takes 1.3-1.4x as long: bench/scenario_speed.py): what the event chain is fitted on and
+        generation reads."""
         return self._encode(batch)[0][:, self.config.prefix_len :]
 
     def next_event(self, batch: Mapping[str, torch.Tensor], at: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
