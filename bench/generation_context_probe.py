@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import itertools
 import sys
 from pathlib import Path
 
@@ -52,22 +51,15 @@ from model.serving.scenarios import (
     copy_book,
     generate_scenarios,
     load_state,
+    messages,
     window_config,
 )
 from orderbook.events import Event, Kind, Side
+from orderbook.windows import token_price
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "binance-hftbacktest"
 MAX_MESSAGE = 100  # longer messages push their first event out of the window: not scored
 DRAWS = 256  # the event chain's draws at each event read
-
-
-def messages(events: list[Event]) -> list[list[Event]]:
-    """Events grouped as the venue sent them: the level updates of one instant together, a trade alone."""
-    out: list[list[Event]] = []
-    for (book, _), group in itertools.groupby(events, key=lambda e: (e.kind == Kind.LEVEL_SET, e.ts)):
-        run = list(group)
-        out += [run] if book else [[e] for e in run]
-    return out
 
 
 def feed_messages(state) -> list[list[Event]]:
@@ -197,7 +189,8 @@ def removal_at_the_best(forecaster: OrderFlowForecaster, state) -> tuple[int, fl
     chain's given the update's kind, side and price, the share that were removals), teacher-forced along
     the real continuation as a path reads it."""
     path = _fresh_path(state, 0, 0)
-    removal = int(forecaster.tokenizer.size_ids(np.array([0]))[0])
+    tokens = forecaster.tokenizer
+    removal = int(tokens.size_ids(np.array([0]))[0])
     chain = forecaster.model.event_chain
     head, joint, real = [], [], []
     for e in state.real_events:
@@ -205,7 +198,8 @@ def removal_at_the_best(forecaster: OrderFlowForecaster, state) -> tuple[int, fl
         if e.kind == Kind.LEVEL_SET and best and e.price == best[0]:
             logits, h = _next_logits(forecaster, [path])
             ref2 = path.message_ref2 if scenarios._joins_message(path, e.kind, e.ts - path.ts) else None
-            ids = forecaster.tokenizer.encode(*_token(e, ref2 or scenarios._reference2(path.book), state.tick))
+            price = token_price(e.price, ref2 or scenarios._reference2(path.book), state.tick, tokens.price_clip)
+            ids = tokens.encode(*(np.array([x]) for x in (e.kind, e.side, price, e.size, 0, True)))
             given = {f: torch.as_tensor(ids[f][:1]) for f in FIELDS}
             corrected = chain.logits(h, logits, given)["size"] if bool(chain.fitted) else logits["size"]
             head.append(float(logits["size"][0].float().softmax(-1)[removal]))
@@ -213,15 +207,6 @@ def removal_at_the_best(forecaster: OrderFlowForecaster, state) -> tuple[int, fl
             real.append(e.size == 0)
         apply_event(path, e)
     return len(real), float(np.mean(head)), float(np.mean(joint)), float(np.mean(real))
-
-
-def _token(e: Event, ref2: int, tick: int) -> tuple[np.ndarray, ...]:
-    """The raw token fields of a level update priced from `ref2` (orderbook.windows' rule), for encode."""
-    d = 2 * e.price - ref2
-    q = (abs(d) + tick) // (2 * tick)
-    price = q if d > 0 else -q
-    return (np.array([e.kind]), np.array([e.side]), np.array([price]), np.array([e.size]), np.array([0]),
-            np.array([True]))  # fmt: skip
 
 
 def main() -> int:

@@ -43,10 +43,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model.network import event_chain
 from model.network.orderflow import FIELDS
 from model.serving.orderflow import OrderFlowForecaster
-from model.serving.scenarios import FACTORIZED, JOINT, Cut, copy_book, generate_scenarios, load_state, window_config
+from model.serving.scenarios import (
+    FACTORIZED,
+    JOINT,
+    Cut,
+    copy_book,
+    generate_scenarios,
+    load_state,
+    messages,
+    window_config,
+)
 from model.training.train import TrainData, event_states
 from orderbook.book import Book
-from orderbook.events import Event, Kind
+from orderbook.events import Event
 from orderbook.features import TRADE_KINDS
 from orderbook.venues import feed_class
 
@@ -75,27 +84,24 @@ def flow_stats(book: Book, events: list[Event], tick: int) -> tuple[float, float
     """(trade share, median ticks from the touch of the trades (0 at or inside the best bid and ask of
     the book they met), seconds spanned, events that moved the mid, messages that moved it) of `events`
     applied from a copy of `book`. A message: level updates at one instant, or any other event alone (as
-    scenarios group them); one that sweeps a side moves the mid at each level it empties, so the events
+    scenarios.messages groups them); one that sweeps a side moves the mid at each level it empties, so the events
     that moved the mid count a sweep many times, the messages once."""
     b = copy_book(book)  # L2: trades leave it as it is
     trades, away, moves, message_moves = 0, [], 0, 0
-    before, last = b.mid2(), None
-    for e in events:
-        if last is not None and not (e.kind == last.kind == Kind.LEVEL_SET and e.ts == last.ts):
-            message_moves += b.mid2() != before  # `last` ended a message
-            before = b.mid2()
-        last = e
-        if e.kind in TRADE_KINDS:
-            trades += 1
-            bid, ask = b.best_bid(), b.best_ask()
-            if bid and ask:
-                away.append(max(bid[0] - e.price, e.price - ask[0], 0) / tick)
-        else:
-            mid = b.mid2()
-            with contextlib.suppress(Exception):  # a real continuation may need a resync the mirror lacks
-                b.apply(e)
-            moves += b.mid2() != mid
-    message_moves += last is not None and b.mid2() != before
+    for m in messages(events):
+        before = b.mid2()
+        for e in m:
+            if e.kind in TRADE_KINDS:
+                trades += 1
+                bid, ask = b.best_bid(), b.best_ask()
+                if bid and ask:
+                    away.append(max(bid[0] - e.price, e.price - ask[0], 0) / tick)
+            else:
+                mid = b.mid2()
+                with contextlib.suppress(Exception):  # a real continuation may need a resync the mirror lacks
+                    b.apply(e)
+                moves += b.mid2() != mid
+        message_moves += b.mid2() != before
     span = (events[-1].ts - events[0].ts) / 1e9 if len(events) > 1 else float("nan")
     touch = float(np.median(away)) if away else float("nan")
     return trades / max(len(events), 1), touch, span, float(moves), float(message_moves)

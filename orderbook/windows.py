@@ -160,6 +160,14 @@ def _mask(n: int, count: int) -> np.ndarray:
     return m
 
 
+def token_price(price: int, ref2: int, tick: int, clip: int) -> int:
+    """A token's price: ticks from the mid (`ref2`, twice it), rounded half away from zero, clipped to
+    +-`clip` (a window's `price`, see Window)."""
+    d = 2 * price - ref2
+    q = (abs(d) + tick) // (2 * tick)  # |price - mid| / tick, rounded half up
+    return min(q, clip) if d > 0 else -min(q, clip)
+
+
 class WindowBuilder:
     """Builds one symbol's windows from its messages: `push(book, events, offset) -> Window | None`.
 
@@ -251,11 +259,7 @@ class WindowBuilder:
         ref2 = self._ref2
         if not price or ref2 is None:
             return 0
-        tick = self.features.tick
-        d = 2 * price - ref2
-        q = (abs(d) + tick) // (2 * tick)  # |price - mid| / tick, rounded half up
-        k = self.config.price_clip
-        return min(q, k) if d > 0 else -min(q, k)
+        return token_price(price, ref2, self.features.tick, self.config.price_clip)
 
     def _add_token(self, e: Event) -> None:
         i = self._head

@@ -224,3 +224,15 @@ def test_the_cli_offers_exactly_the_samplings_generate_scenarios_takes():
     parser = register(argparse.ArgumentParser().add_subparsers())
     (action,) = [a for a in parser._actions if a.dest == "sampling"]
     assert tuple(action.choices) == SAMPLINGS and action.default == SAMPLINGS[0]
+
+
+def test_messages_group_the_level_updates_of_one_instant_and_leave_other_events_alone():
+    from model.serving.scenarios import messages
+    from orderbook.events import Event, Kind, Side
+
+    def ev(kind: Kind, ts: int) -> Event:
+        return Event(kind, "binance", "X", ts, 0, Side.BID, 100, 1)
+
+    a, b, t1, t2, c, d = (ev(Kind.LEVEL_SET, 1), ev(Kind.LEVEL_SET, 1), ev(Kind.TRADE, 1), ev(Kind.TRADE, 1),
+                          ev(Kind.LEVEL_SET, 1), ev(Kind.LEVEL_SET, 2))  # fmt: skip
+    assert messages([a, b, t1, t2, c, d]) == [[a, b], [t1], [t2], [c], [d]]

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import itertools
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -387,6 +388,16 @@ def _joins_message(path: PathState, kind: Kind, dt: int) -> bool:
     """Whether an event of `kind`, `dt` ns after the path's last one, belongs to the message in progress: a
     level update at the same instant as the level updates before it."""
     return kind == Kind.LEVEL_SET and dt <= 0 and bool(path.message)
+
+
+def messages(events: Sequence[Event]) -> list[list[Event]]:
+    """Recorded or generated events grouped into messages as a path groups them (`_joins_message`): the
+    level updates of one instant together, any other event alone."""
+    out: list[list[Event]] = []
+    for (level, _), group in itertools.groupby(events, key=lambda e: (e.kind == Kind.LEVEL_SET, e.ts)):
+        run = list(group)
+        out += [run] if level else [[e] for e in run]
+    return out
 
 
 def apply_event(path: PathState, event: Event) -> None:
