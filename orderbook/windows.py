@@ -28,6 +28,7 @@ import numpy as np
 from .book import Book
 from .events import Event, Kind
 from .features import FeatureState
+from .volume_record import VolumeRecord, traded_lots
 
 _STATE_KINDS = frozenset({Kind.SNAPSHOT_BEGIN, Kind.CLEAR})
 
@@ -68,7 +69,10 @@ class Window:
     mid in ticks, rounded half away from zero so the best bid/ask are -1/+1 when the spread
     is one tick, clipped to +-K; 0 for events without a price), `size` (raw lots), `dt`
     (ns since the previous token, 0 for the first), `ts` (event ns), `mask` (real slot).
-    Rows: `features` (T, F) float32 with `row_mask` (T,). News: `news_ts` (M,),
+    Rows: `features` (T, F) float32 with `row_mask` (T,). The book's record of its realized volumes:
+    `volume_record` (len(VOLUME_HORIZONS), 3) float64, the 10/50/90% quantiles of log1p of the lots
+    traded over h messages after each of its earlier windows whose horizon has ended, NaN until enough
+    have (orderbook/volume_record.py). News: `news_ts` (M,),
     `news_text` (M,) object array ("" where padded), `news_mask` (M,).
     Metadata: `venue`, `symbol`, `ts` and `seq` of the last event, `start_ts` (the oldest
     event time the window covers), `offset` (the caller's source position of the last
@@ -85,6 +89,7 @@ class Window:
     mask: np.ndarray
     features: np.ndarray
     row_mask: np.ndarray
+    volume_record: np.ndarray
     news_ts: np.ndarray
     news_text: np.ndarray
     news_mask: np.ndarray
@@ -212,12 +217,14 @@ class WindowBuilder:
         self._emit_ts: int | None = None
         self._offset: Any = None
         self._best = (0, 0)
+        self._volume = VolumeRecord()
 
     def __deepcopy__(self, memo: dict) -> WindowBuilder:
         """Part by part (a scenario path copies its builder at every level update: FeatureState.__deepcopy__):
         the ring buffers' arrays and the news copied, the config frozen, the caller's offset as it is."""
         out = memo[id(self)] = copy.copy(self)  # in the memo: a structure that holds it twice gets one copy
         out.features = copy.deepcopy(self.features, memo)
+        out._volume = copy.deepcopy(self._volume, memo)
         for name, value in vars(self).items():
             if isinstance(value, np.ndarray):
                 setattr(out, name, value.copy())
@@ -311,6 +318,7 @@ class WindowBuilder:
             tokens += 1
         last = events[-1]
         self._add_row(self.features.update(book, events), last.ts)
+        self._volume.message(traded_lots(events))  # all of the message's events, a snapshot's too
         self._mid2 = book.mid2()
         bid, ask = book.best_bid(), book.best_ask()
         self._best = (bid[0] if bid else 0, ask[0] if ask else 0)
@@ -328,7 +336,9 @@ class WindowBuilder:
         if not due:
             return None
         self._since_emit, self._emit_ts = 0, ts
-        return self.window()
+        w = self.window()
+        self._volume.window_cut()  # after reading it: a window's own horizon has not ended at its cut
+        return w
 
     # ---- output
 
@@ -373,6 +383,7 @@ class WindowBuilder:
             mask=_mask(n, count),
             features=_ordered(self._rows, self._row_head, self._row_count),
             row_mask=_mask(t, self._row_count),
+            volume_record=self._volume.quantiles(),
             news_ts=news_ts,
             news_text=news_text,
             news_mask=news_mask,

@@ -6,8 +6,10 @@ simulated ITCH day with placeholder books, and headlines kept across the cut."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from model.sim.engine import SEC, SimConfig
@@ -31,6 +33,7 @@ from tests.test_native_venue_windows import (
     mangled_itch,
     reference,
 )
+from tests.test_native_windows import plain_record, version_2
 
 pytestmark = pytest.mark.skipif(not native.available(), reason=native.describe())
 if native.available():
@@ -173,3 +176,55 @@ def test_a_native_state_that_is_not_one_is_refused_with_a_value_error(itch_sim: 
             reference_windows(s)
     with pytest.raises(ValueError, match="no native feed for 'coinbase'"):
         native_state(VenueWindows("coinbase"))
+
+
+def _records(vw: VenueWindows) -> dict[str, tuple]:
+    return {name: plain_record(b._volume) for name, b in vw.builders.items()}
+
+
+def test_builder_states_carry_the_volume_records_both_ways_byte_for_byte(itch_sim: list[bytes]) -> None:
+    """Version 3: the native path's records read on the reference side are the records the reference path
+    keeps over the same records, and write back the native bytes; the reference's records written and read
+    natively come back as they were."""
+    cut = len(itch_sim) // 2
+    nvw = NativeVenueWindows("itch", CONFIG)
+    nvw.process(itch_sim[:cut], [(0, i) for i in range(cut)])
+    state = nvw.__getstate__()
+    vw = reference_windows(load_state(dump_state(state)))
+    assert {b["version"] for b in state["builders"].values()} == {3}
+    assert native_state(vw)["builders"] == state["builders"]
+    pipe = VenuePipeline("itch", CONFIG, native=False)
+    _feed(pipe, itch_sim, 0, cut, ([], []))
+    records = _records(pipe.core)
+    assert _records(vw) == records
+    assert all(len(known) > 20 for *_, both in records.values() for known in both)  # every book's is read
+    back = NativeVenueWindows.from_state(load_state(dump_state(native_state(pipe.core))))
+    assert _records(reference_windows(back.__getstate__())) == records
+
+
+@pytest.mark.parametrize("way", WAYS)
+def test_a_snapshot_of_version_2_builders_goes_on_alike_on_both_paths(itch_sim: list[bytes], way: str) -> None:
+    """A snapshot from before the volume record: the path that wrote it and the other one restore it alike
+    (an empty record per book) and go on alike; only the records differ from a run without the snapshot."""
+    cut = len(itch_sim) // 2
+    first = VenuePipeline("itch", CONFIG, native=way == "to_reference")
+    _feed(first, itch_sim, 0, cut, ([], []))
+    state = first.core.__getstate__() if first.native else native_state(first.core)
+    old = load_state(dump_state({**state, "builders": {k: version_2(b) for k, b in state["builders"].items()}}))
+    on_native, on_reference = (VenuePipeline("itch", CONFIG, native=n) for n in (True, False))
+    on_native.core, on_reference.core = NativeVenueWindows.from_state(old), reference_windows(old)
+    assert all(v == (0, 0, [[], []], [[], []]) for v in _records(on_reference.core).values())
+    assert native_state(on_reference.core)["builders"] == on_native.core.__getstate__()["builders"]  # version 3
+    got: dict[bool, tuple[list, list]] = {}
+    for pipe in (on_native, on_reference):
+        got[pipe.native] = ([], [])
+        _feed(pipe, itch_sim, cut, len(itch_sim), got[pipe.native])
+    assert_same((*got[False], on_reference.stats), (*got[True], on_native.stats))
+    after = got[True][0]
+    want = reference("itch", itch_sim)[0][-len(after) :]
+    assert len(after) > 300 and np.isfinite([w.volume_record for w in after]).all((1, 2)).mean() > 0.5
+    same = [dataclasses.replace(w, volume_record=v.volume_record) for w, v in zip(after, want, strict=True)]
+    assert_same((want, [], None), (same, [], None))
+    assert any(
+        np.isnan(w.volume_record).all() and np.isfinite(v.volume_record).all() for w, v in zip(after, want, strict=True)
+    )

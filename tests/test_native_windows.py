@@ -1,8 +1,9 @@
 """The native WindowBuilder (orderbook/native/src/windows.rs, features.rs) against the reference
 (`orderbook.windows.WindowBuilder` with `orderbook.features.FeatureState`), window by window.
 
-Every array of every window must be equal, the float32 features bit for bit (`view(uint32)`: the
-sign of a zero counts too), and so must every metadata field. The builders emit often
+Every array of every window must be equal, the float32 features and the float64 volume record bit
+for bit (`view(uint32)`, `view(uint64)`: the sign of a zero counts too, a NaN equals a NaN), and so
+must every metadata field. The builders emit often
 (`every_events` small beside `n_rows`), so every feature row of a stream is compared in some
 window: event by event, on
 
@@ -13,14 +14,17 @@ window: event by event, on
 
 along three native paths: `push` with the reference's Python book, `push` with a native book, and
 `push_batch` (events as columns, applied to a native book inside the call). A builder pickled and
-restored mid-stream must go on exactly as the original.
+restored mid-stream must go on exactly as the original, and windows read with `window()` between
+the emitted ones must change nothing (only an emitted window enters the volume record).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import pickle
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -31,13 +35,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from model.sim.engine import SEC, SimConfig
 from model.sim.itch_day import itch_day_stream
+from model.sim.run import simulate
+from model.sim.writers import messages
 from orderbook import native
 from orderbook.book import L2Book, L3Book
 from orderbook.errors import BookError, FeedError
 from orderbook.events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, Side
 from orderbook.features import FeatureState
 from orderbook.venues import Feed, feed_class
+from orderbook.volume_record import KEEP, VolumeRecord
 from orderbook.windows import ARRAY_FIELDS, Window, WindowBuilder, WindowConfig, stack
 
 if not native.available():
@@ -53,14 +61,21 @@ NativeL2, NativeL3 = native._core.L2Book, native._core.L3Book
 # Often enough that every row is in some window: a window every 4 tokens, 8 rows kept.
 OFTEN = WindowConfig(n_events=16, n_rows=8, max_news=2, price_clip=8, every_events=4)
 BY_TIME = WindowConfig(n_events=32, n_rows=16, every_events=None, every_ns=50_000_000)
+# A window a message, small rings: the volume record's horizons end within a few hundred messages.
+EVERY = WindowConfig(n_events=4, n_rows=2, max_news=1, price_clip=8, every_events=1)
 
 
 # --------------------------------------------------------------------------- comparing
 
 
 def _bits(a: np.ndarray) -> np.ndarray:
-    """What is compared: float32 as its bits (-0.0 is not 0.0), anything else as it is."""
-    return a.view(np.uint32) if a.dtype == np.float32 else a
+    """What is compared: floats as their bits (-0.0 is not 0.0, NaN is NaN), anything else as it is."""
+    return a.view({np.float32: np.uint32, np.float64: np.uint64}[a.dtype.type]) if a.dtype.kind == "f" else a
+
+
+def recorded(windows: Sequence[Window]) -> float:
+    """The share of `windows` whose volume record is finite throughout (both horizons known 10 times)."""
+    return float(np.mean([np.isfinite(w.volume_record).all() for w in windows])) if windows else 0.0
 
 
 def window_difference(ref: Window, nat: Window) -> str | None:
@@ -169,6 +184,7 @@ class Symbol:
     windows: list[Window] = field(default_factory=list)
     offsets: list[Any] = field(default_factory=list)
     news: list[tuple[int, int, str]] = field(default_factory=list)  # (messages before it, ts, headline)
+    read_every: int = 0  # read window() on every builder after every so many messages (0: never)
 
     @classmethod
     def start(cls, config: WindowConfig, tick: int, mirror: Any | None, venue: str, symbol: str, **kw: Any) -> Symbol:
@@ -189,6 +205,11 @@ class Symbol:
         self.offsets.append(offset)
         if w_ref is not None:
             self.windows.append(w_ref)
+        if self.read_every and len(self.messages) % self.read_every == 0:
+            read = self.ref.window()
+            assert_same(read, self.nat.window(), f"{where} window() (python book)")
+            if self.nat_mirror is not None:
+                assert_same(read, self.nat_mirror.window(), f"{where} window() (native book)")
 
     def add_news(self, ts: int, headline: str) -> None:
         for b in (self.ref, self.nat, self.nat_mirror):
@@ -224,11 +245,16 @@ def by_symbol(events: Iterable[Event]) -> dict[str, list[Event]]:
 
 
 def replay(
-    feed: Feed, raws: Iterable[tuple[bytes, int]], config: WindowConfig, name: str, restore_at: int | None = None
+    feed: Feed,
+    raws: Iterable[tuple[bytes, int]],
+    config: WindowConfig,
+    name: str,
+    restore_at: int | None = None,
+    read_every: int = 0,
 ) -> dict[str, Symbol]:
     """Every message through the feed, then (as VenueWindows does) each symbol's events to its builders,
     created once the symbol's tick is known. `restore_at`: swap every native builder for a pickled and
-    restored copy of itself after that message."""
+    restored copy of itself after that message. `read_every`: see Symbol."""
     symbols: dict[str, Symbol] = {}
     mirrors: dict[str, Any] = {}  # per symbol from its first event; None where ids are not ints
     for i, (raw, recv_ts) in enumerate(raws):
@@ -258,6 +284,7 @@ def replay(
                 if tick is None:
                     continue
                 s = symbols[sym] = Symbol.start(config, tick, before, feed.venue, sym)
+                s.read_every = read_every
             s.push(book, mirror, mine, i, f"{name} message {i} {sym}")
         if i == restore_at:
             for s in symbols.values():
@@ -304,6 +331,8 @@ def test_native_windows_equal_the_reference_on_a_real_capture(shared_data: Path,
     windows = sum(s.check_batch(f"{name} {sym}") for sym, s in symbols.items())
     if not name.endswith("KRAKEN.ws.48.0.gz"):
         assert windows > 50, f"only {windows} windows compared"
+    if name.startswith("binance-hftbacktest/"):  # one book, trading all along: its record, not NaNs, compared
+        assert recorded([w for s in symbols.values() for w in s.windows]) > 0.9
 
 
 @pytest.mark.realdata
@@ -311,6 +340,7 @@ def test_native_windows_by_time_equal_the_reference_on_a_real_capture(shared_dat
     name = "binance-hftbacktest/spot_ethusdt_20240808.gz"
     symbols = replay(feed_class("binance")(), capture_raws("binance", shared_data / name), BY_TIME, name)
     assert sum(s.check_batch(name) for s in symbols.values()) > 100
+    assert recorded([w for s in symbols.values() for w in s.windows]) > 0.5
 
 
 # --------------------------------------------------------------------------- a simulated ITCH day
@@ -319,9 +349,20 @@ def test_native_windows_by_time_equal_the_reference_on_a_real_capture(shared_dat
 def test_native_windows_equal_the_reference_on_a_simulated_itch_day() -> None:
     stream = itch_day_stream(seed=12, n=6000)
     feed = feed_class("itch")()
-    symbols = replay(feed, ((m, 0) for m in stream.messages), OFTEN, "itch day", restore_at=3000)
+    symbols = replay(feed, ((m, 0) for m in stream.messages), OFTEN, "itch day", restore_at=3000, read_every=7)
     assert set(symbols) == set(stream.symbols)
     assert sum(s.check_batch(f"itch {sym}", chunk=700) for sym, s in symbols.items()) > 500
+    assert recorded([w for s in symbols.values() for w in s.windows]) > 0.5
+
+
+def test_native_volume_records_equal_the_reference_past_the_volumes_they_keep() -> None:
+    """A window a message on a simulated book: past KEEP known volumes, the oldest leave the record (the
+    native builder keeps their order as they come and go, the reference sorts afresh)."""
+    result = simulate(SimConfig(n_symbols=1, duration_ns=300 * SEC, seed=4))
+    raws = ((m.raw, 0) for m in messages("itch", result))
+    (s,) = replay(feed_class("itch")(), raws, EVERY, "simulated book", restore_at=900, read_every=5).values()
+    assert s.check_batch("simulated book", chunk=400) > KEEP + 200  # both horizons' records full, and on
+    assert recorded(s.windows) > 0.8  # all but the first 110 or so
 
 
 def test_native_decoder_batches_go_straight_to_push_batch() -> None:
@@ -452,6 +493,7 @@ def run_stream(data: st.DataObject, book: L2Book | L3Book, next_message: Any) ->
     tick = data.draw(st.sampled_from([1, 1, 2, 3]))
     mirror = native_book(type(book), VENUE, SYMBOL)
     s = Symbol.start(config, tick, mirror, VENUE, SYMBOL, **params)
+    s.read_every = data.draw(st.sampled_from([0, 0, 1, 3]))
     restore_at = data.draw(st.integers(0, 40))
     for i in range(data.draw(st.integers(1, 60))):
         if data.draw(st.integers(0, 9)) == 0:  # a headline, possibly one already joined
@@ -555,7 +597,126 @@ def test_native_builder_state_round_trips_and_refuses_another_version() -> None:
     again.__setstate__(state)
     assert again.__getstate__() == state and again.offset == ("p", 29)
     assert window_difference(nat.window(), again.window()) is None
-    with pytest.raises(ValueError, match="version"):
-        again.__setstate__({**state, "version": 99})
+    for version in (1, 99):
+        with pytest.raises(ValueError, match=f"builder state version {version}, this build reads 2 and 3"):
+            again.__setstate__({**state, "version": version})
     with pytest.raises(ValueError, match="builder state"):
         again.__setstate__({**state, "core": state["core"][:-3]})
+
+
+# --------------------------------------------------------------------------- the volume record in the state
+
+
+def one_book(seed: int) -> Iterator[tuple[L3Book, list[Event], int]]:
+    """A simulated ITCH book's messages as its builders take them: (book, the events, message index)."""
+    feed = feed_class("itch")()
+    result = simulate(SimConfig(n_symbols=1, duration_ns=300 * SEC, seed=seed))
+    for i, m in enumerate(messages("itch", result)):
+        try:
+            events = feed.on_message(m.raw, 0)
+        except FeedError:
+            continue
+        for sym, mine in by_symbol(events).items():
+            if sym in feed.books:
+                yield feed.books[sym], mine, i
+
+
+def plain_record(v: VolumeRecord) -> tuple:
+    """A volume record's fields as plain values."""
+    return v.messages, v.traded, [list(p) for p in v.pending], [list(k) for k in v.known]
+
+
+def version_2(state: dict[str, Any]) -> dict[str, Any]:
+    """A builder state as version 2 wrote it: version 3's bytes without the volume record."""
+    from orderbook.native.convert import _builder, _put_volume_record, _Writer
+
+    w = _Writer()
+    _put_volume_record(w, _builder(state)._volume)
+    record = w.bytes()
+    assert state["version"] == 3 and state["core"].count(record) == 1
+    return {**state, "version": 2, "core": state["core"].replace(record, b"")}
+
+
+def test_a_builder_state_carries_the_volume_record_both_ways_byte_for_byte() -> None:
+    """Version 3: the native builder's state read by the reference (orderbook/native/convert.py) is the
+    record an uninterrupted reference builder has, and writes back the same bytes; the reference's written
+    and read natively, likewise; pickle and deepcopy carry it. A record no run leaves is refused by both."""
+    from orderbook.native.convert import _builder, _builder_state
+
+    ref, nat = WindowBuilder(EVERY, FeatureState(tick=100)), NativeBuilder(EVERY, None, tick=100)
+    for book, events, i in itertools.islice(one_book(seed=6), 800):
+        assert_same(ref.push(book, events, offset=(0, i)), nat.push(book, events, offset=(0, i)), f"message {i}")
+    state = nat.__getstate__()
+    v = ref._volume
+    assert state["version"] == 3 and len(v.known[1]) > 500 and all(v.pending) and v.traded > 0
+    assert np.isfinite(nat.window().volume_record).all()
+    assert plain_record(_builder(state)._volume) == plain_record(v)
+    assert _builder_state(_builder(state)) == state
+    assert _builder_state(ref)["core"] == state["core"]
+    again = NativeBuilder()
+    again.__setstate__(_builder_state(ref))
+    assert again.__getstate__() == state
+    for copied in (pickle.loads(pickle.dumps(nat)), copy.deepcopy(nat)):
+        assert copied.__getstate__() == state
+
+    def refused(volume: VolumeRecord, match: str) -> None:
+        bad = copy.deepcopy(ref)
+        bad._volume = volume
+        written = _builder_state(bad)
+        with pytest.raises(ValueError, match=match):
+            NativeBuilder().__setstate__(written)
+        with pytest.raises(ValueError, match=match):
+            _builder(written)
+
+    over = copy.deepcopy(v)
+    over.known[0] = deque([0.0] * (KEEP + 1))  # no maxlen: as a state edited on its way would have it
+    refused(over, f"{KEEP + 1} known volumes")
+    swapped = copy.deepcopy(v)
+    swapped.pending[1] = deque(reversed(v.pending[1]))
+    refused(swapped, "pending over 100 messages out of order or over")
+    ended = copy.deepcopy(v)
+    ended.pending[0].appendleft((v.messages - 10, 0))  # its 10 messages are over: it would be known
+    refused(ended, "pending over 10 messages out of order or over")
+    with pytest.raises(ValueError, match="window builder state version 1, this reads 2 and 3"):
+        _builder({**state, "version": 1})
+
+
+def test_a_builder_state_of_version_2_restores_with_an_empty_volume_record() -> None:
+    """A snapshot from before the volume record restores on both paths (the native builder, the reference
+    one through convert.py) with an empty record, and the two go on alike: NaN until 10 volumes of windows
+    after the restore are known, then those alone, where an uninterrupted builder reads its older ones too.
+    Everything else in the windows is the uninterrupted builder's."""
+    from orderbook.native.convert import _builder, _builder_state
+
+    cut = 400
+    full = WindowBuilder(EVERY, FeatureState(tick=100))  # never restored
+    before = NativeBuilder(EVERY, None, tick=100)
+    after: tuple[WindowBuilder, Any] | None = None  # restored at the cut: reference, native
+    nan = [0, 0]  # windows after the restore whose record is NaN: over 10 messages, over 100
+    differ = compared = 0
+    for book, events, i in itertools.islice(one_book(seed=6), 1500):
+        offset = (0, i)
+        want = full.push(book, events, offset=offset)
+        if after is None:
+            assert_same(want, before.push(book, events, offset=offset), f"message {i}")
+            if i >= cut:
+                state = version_2(before.__getstate__())
+                after = ref, nat = _builder(state), NativeBuilder()
+                nat.__setstate__(state)
+                assert ref._volume.messages == ref._volume.traded == 0
+                assert not any(ref._volume.pending) and not any(ref._volume.known)
+                assert nat.__getstate__() == _builder_state(ref)  # version 3, the record empty
+                assert np.isfinite(full.window().volume_record).all()
+            continue
+        ref, nat = after
+        got = ref.push(book, events, offset=offset)
+        assert_same(got, nat.push(book, events, offset=offset), f"message {i} (restored)")
+        assert_same(ref.window(), nat.window(), f"message {i} window() (restored)")
+        assert want is not None and got is not None
+        assert window_difference(want, dataclasses.replace(got, volume_record=want.volume_record)) is None
+        nan = [n + np.isnan(got.volume_record[k]).all() for k, n in enumerate(nan)]
+        differ += not np.array_equal(got.volume_record, want.volume_record, equal_nan=True)
+        compared += 1
+    # a window a message: 10 volumes are known 10 + 9 windows after the restore, 100 + 9 for the longer horizon
+    assert compared > 400 and nan == [19, 109] and differ > 109
+    assert nat.__getstate__() == _builder_state(ref)

@@ -116,6 +116,8 @@ def window_content(w) -> tuple:
         if f.name == "offset":
             continue
         v = getattr(w, f.name)
+        if isinstance(v, np.ndarray) and v.dtype == np.float64:
+            v = v.view(np.uint64)  # as bits: a book's volume record is NaN before it knows enough
         out.append((v.dtype.str, v.shape, v.tolist()) if isinstance(v, np.ndarray) else v)
     return tuple(out)
 

@@ -22,13 +22,13 @@ from model.inputs import FeatureNorm
 from model.serving.baseline import intensity_anomaly, level_forecasts
 from model.serving.forecaster import HORIZONS
 from orderbook.features import FEATURE_NAMES, TRADE_KINDS
+from orderbook.volume_record import HALFLIFE as VOLUME_HALFLIFE
+from orderbook.volume_record import KEEP as VOLUME_KEEP
+from orderbook.volume_record import MIN_KNOWN as VOLUME_MIN_KNOWN
+from orderbook.volume_record import ewma_quantiles
 
 LIQUIDITY_BASELINES = ("baseline", "persistence", "ewma", "har")
-# the volume's EWMA: its half-life in windows of the book, and the fewest realized volumes it is read off
-VOLUME_HALFLIFE = 64
-VOLUME_MIN_KNOWN = 10
 _TRADE_KINDS = np.array(sorted(TRADE_KINDS), dtype=np.int64)
-QUANTILE_LEVELS = np.array([0.1, 0.5, 0.9])
 
 
 def zscore_anomaly(raw: np.ndarray, row_mask: np.ndarray, names: Sequence[str] = FEATURE_NAMES) -> np.ndarray:
@@ -102,15 +102,14 @@ def volume_levels(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(persistence, EWMA), each (B, 3), of the traded volume over h messages, read off the same book's
     (source and symbol) earlier windows whose horizon had ended by this window's last message (`message`
-    + h <= its own): what a worker that kept each book's realized volumes would know. Persistence: the
-    latest of them, a point forecast; EWMA: the 10/50/90% quantiles of up to eight half-lives of them,
-    each weighed 0.5^(its age in windows / `halflife`). NaN (both) where fewer than VOLUME_MIN_KNOWN are
-    known: the book's first windows. Why: the volume's scale is the instrument's lot and its level the
-    instrument's activity, which the window's rows state over a second at most; a new instrument's own
-    record holds both (docs/design.md, "Model decisions")."""
-    y = arrays[f"volume_h{h}"].astype(np.float64)
+    + h <= its own): the record each window builder keeps of its book (orderbook/volume_record.py, a
+    window's `volume_record`), read off the dataset's targets. Persistence: the latest of them, a point
+    forecast; EWMA: volume_record.ewma_quantiles of the newest VOLUME_KEEP (`halflife` in windows). NaN
+    (both) where fewer than VOLUME_MIN_KNOWN are known: the book's first windows. Why: the volume's scale
+    is the instrument's lot and its level the instrument's activity, which the window's rows state over a
+    second at most; a new instrument's own record holds both (docs/design.md, "Model decisions")."""
+    y = arrays[f"volume_h{h}"].astype(np.float64)  # known wherever the stream reached the horizon
     last, ewma = np.full((len(y), 3), np.nan), np.full((len(y), 3), np.nan)
-    keep = max(VOLUME_MIN_KNOWN, int(8 * halflife))
     book = np.unique(np.char.add(arrays["seed"].astype(str), np.char.add("/", arrays["symbol"].astype(str))),
                      return_inverse=True)[1]  # fmt: skip
     for key in np.unique(book):
@@ -119,15 +118,11 @@ def volume_levels(
         message = arrays["message"][idx]
         ended = np.searchsorted(message + h, message, side="right")  # windows 0..ended-1 are realized
         for i, n in zip(idx, ended, strict=True):
-            known = idx[:n][np.isfinite(y[idx[:n]])][-keep:]
-            if len(known) < VOLUME_MIN_KNOWN:
+            if n < VOLUME_MIN_KNOWN:
                 continue
-            values = y[known]
+            values = y[idx[max(0, n - VOLUME_KEEP) : n]]
             last[i] = values[-1]
-            weight = 0.5 ** (np.arange(len(values))[::-1] / halflife)
-            order = np.argsort(values, kind="stable")
-            cdf = np.cumsum(weight[order]) / weight.sum()
-            ewma[i] = values[order][np.minimum(np.searchsorted(cdf, QUANTILE_LEVELS), len(values) - 1)]
+            ewma[i] = ewma_quantiles(values, halflife)
     return last, ewma
 
 

@@ -22,7 +22,9 @@ allow_pickle=False) and `<name>.json` (metadata). Arrays, B windows (the shared 
   after the window's last message: spread in ticks at message i+H; depth = log1p(top-5 bid + ask lots)
   at i+H; volume = log1p(lots traded in messages i+1..i+H, non-printable executions excluded); mid =
   (mid at i+H - mid at i) in ticks. `target_mask` bool (B, len(horizons)): False where the stream ends
-  before i+H, or where the book is one-sided at i or i+H (spread and mid undefined); the values are 0 there.
+  before i+H, or where the book is one-sided at i or i+H (spread and mid undefined); the values are 0 there,
+  but the volume's wherever the stream reaches i+H (a window builder's record of its book's volumes takes
+  it: orderbook/volume_record.py).
 - `label` int64 (B,): 0 normal, else 1 + ANOMALY_KINDS.index(kind) of the labeled interval the window's
   time span [start_ts, ts] overlaps most (the simulator's labels do not overlap on one symbol).
 - `news_kind` int64 (B,): NEWS_KINDS of the newest simulated headline inside the window, 0 if none (real
@@ -59,11 +61,12 @@ from model.sim.engine import SimConfig
 from model.sim.run import simulate
 from model.sim.writers import clock_offset, messages, venue_symbol
 from orderbook.book import Book
-from orderbook.events import FLAG_NON_PRINTABLE, Event, Side
-from orderbook.features import TRADE_KINDS, FeatureState, depth_levels
+from orderbook.events import Event, Side
+from orderbook.features import FeatureState, depth_levels
 from orderbook.news import Headline
 from orderbook.venue_windows import VenueWindows, process_records
 from orderbook.venues import RawRecord, capture_records, feed_class
+from orderbook.volume_record import traded_lots
 from orderbook.windows import Window, WindowConfig
 
 NEWS_KINDS = {"negative": 1, "positive": 2, "halt": 3, "neutral": 4}
@@ -224,7 +227,7 @@ def _record_state(series: _Series, book: Book, events: list[Event]) -> None:
     series.spread.append(np.nan if spread is None else spread / series.tick)
     series.mid2.append(np.nan if mid2 is None else float(mid2))
     series.depth.append(depth_levels(book, Side.BID, DEPTH_LEVELS) + depth_levels(book, Side.ASK, DEPTH_LEVELS))
-    series.volume.append(sum(e.size for e in events if e.kind in TRADE_KINDS and not e.flags & FLAG_NON_PRINTABLE))
+    series.volume.append(traded_lots(events))
 
 
 def replay_source(source: Source, cfg: DatasetConfig | None = None) -> SourceReplay:
@@ -266,13 +269,15 @@ def targets(series: _Series, i: int, horizon: int) -> tuple[dict[str, float], bo
     zero = dict.fromkeys(TARGETS, 0.0)
     if j >= len(series.spread):
         return zero, False
+    volume = float(np.log1p(sum(series.volume[i + 1 : j + 1])))
     spread, m_i, m_j = series.spread[j], series.mid2[i], series.mid2[j]
     if np.isnan(spread) or np.isnan(m_i) or np.isnan(m_j):
-        return zero, False
+        # the volume is known all the same: a worker's record of the book's volumes takes it (volume_levels)
+        return zero | {"volume": volume}, False
     return {
         "spread": float(spread),
         "depth": float(np.log1p(series.depth[j])),
-        "volume": float(np.log1p(sum(series.volume[i + 1 : j + 1]))),
+        "volume": volume,
         "mid": (m_j - m_i) / (2 * series.tick),
     }, True
 

@@ -42,12 +42,15 @@ from ..sync import BookSync, SyncState
 from ..venue_windows import VenueWindows
 from ..venues.binance import MAX_PENDING_TICKERS, BinanceFeed, BookTicker, Diff, SyncStats
 from ..venues.itch import ItchFeed
+from ..volume_record import KEEP, VOLUME_HORIZONS, VolumeRecord
 from ..windows import WindowBuilder, WindowConfig
 from .venue_windows import NativeVenueWindows, common_state, restore_common
 
 T = TypeVar("T")
 
-BUILDER_VERSION = 2  # pywindows.rs STATE_VERSION: the builder layout `_Reader` / `_Writer` below read / write
+BUILDER_VERSION = 3  # pywindows.rs STATE_VERSION: the builder layout `_Reader` / `_Writer` below read / write
+# 2 predates the volume record: an empty one, the book serving the head alone till 10 are known, as a new book
+BUILDER_READ_VERSIONS = (2, BUILDER_VERSION)  # pywindows.rs READ_VERSIONS
 FEED_VERSION = 1  # state.rs STATE_VERSION (the feeds' and books' dicts) and the Python wrapper's (`_Feed`)
 _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 _U64 = (1 << 64) - 1
@@ -192,8 +195,9 @@ def _itch_feed(core: dict[str, Any]) -> ItchFeed:
 def _builder(state: dict[str, Any]) -> WindowBuilder:
     """pywindows.rs `__getstate__`: venue, symbol, the last window's offset, the headlines, and the
     builder itself as `mod state`'s bytes (`_Reader`)."""
-    if state.get("version") != BUILDER_VERSION:
-        raise ValueError(f"window builder state version {state.get('version')!r}, this reads {BUILDER_VERSION}")
+    version = state.get("version")
+    if version not in BUILDER_READ_VERSIONS:
+        raise ValueError(f"window builder state version {version!r}, this reads 2 and {BUILDER_VERSION}")
     r = _Reader(state["core"])
     config = WindowConfig(n_events=r.u64(), n_rows=r.u64(), max_news=r.u64(), price_clip=r.i64(),
                           every_events=r.opt(r.i64), every_ns=r.opt(r.i64))  # fmt: skip
@@ -224,6 +228,8 @@ def _builder(state: dict[str, Any]) -> WindowBuilder:
     b._last_seq, b._since_emit = r.i64(), r.i64()
     b._emit_ts = r.opt(r.i64)
     b._best = (r.i64(), r.i64())
+    if version >= 3:
+        b._volume = _volume_record(r)
     b._offset = _offset(state["offset"])
     b._news = [tuple(item) for item in state["news"]]
 
@@ -271,6 +277,23 @@ def _builder(state: dict[str, Any]) -> WindowBuilder:
     ):
         raise ValueError("window builder state: cached book columns, OFI columns or memories of another length")
     return b
+
+
+def _volume_record(r: _Reader) -> VolumeRecord:
+    """pywindows.rs `R::volume`, with `VolumeRecord::check`'s checks: no more known volumes than are kept,
+    the pending windows in order and their horizons not over (else they would be known)."""
+    v = VolumeRecord()
+    v.messages, v.traded = r.u64(), r.i128()
+    for k, h in enumerate(VOLUME_HORIZONS):
+        pending = [(m, (hi << 64) | lo) for m, lo, hi in r.rows("QQq")]
+        known = r.array("d")
+        if len(known) > KEEP:
+            raise ValueError(f"window builder state: {len(known)} known volumes over {h} messages, {KEEP} are kept")
+        at = [m for m, _ in pending]
+        if at != sorted(at) or any(m > v.messages or v.messages - m >= h for m in at):
+            raise ValueError(f"window builder state: a window pending over {h} messages out of order or over")
+        v.pending[k], v.known[k] = deque(pending), deque(known, maxlen=KEEP)
+    return v
 
 
 def _offset(value: Any) -> Any:
@@ -500,6 +523,7 @@ def _builder_state(b: WindowBuilder) -> dict[str, Any]:
     w.opt(b._emit_ts, w.i64)
     w.i64(b._best[0])
     w.i64(b._best[1])
+    _put_volume_record(w, b._volume)
 
     prev_bids = f.ofi._prev_bids
     w.bool(prev_bids is not None)
@@ -540,6 +564,15 @@ def _builder_state(b: WindowBuilder) -> dict[str, Any]:
     w.f64(f._memory_depth)
     return {"version": BUILDER_VERSION, "venue": b.venue, "symbol": b.symbol, "offset": b._offset,
             "news": list(b._news), "core": w.bytes()}  # fmt: skip
+
+
+def _put_volume_record(w: _Writer, v: VolumeRecord) -> None:
+    """pywindows.rs `W::volume`: what `_volume_record` reads."""
+    w.u64(v.messages)
+    w.i128(v.traded)
+    for pending, known in zip(v.pending, v.known, strict=True):
+        w.items([(m, t & _U64, t >> 64) for m, t in pending], "QQq")
+        w.items(known, "d")
 
 
 class _Writer:

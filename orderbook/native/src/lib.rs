@@ -21,6 +21,7 @@ pub mod json;
 mod pybook;
 mod pywindows;
 mod state;
+pub mod volume_record;
 pub mod windows;
 
 /// Event-row buffers kept for reuse (batch.rs's `ROW_POOL`): (buffers, bytes); with `release`

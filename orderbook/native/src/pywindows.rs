@@ -26,6 +26,7 @@ use crate::features::{
     feature_names, memory_rates, Event, FeatureParams, Lvl, TopView, MEMORY_HALFLIVES, MEMORY_LEVELS,
 };
 use crate::pybook::{PyL2, PyL3};
+use crate::volume_record::{LEVELS, VOLUME_HORIZONS};
 use crate::windows::{Stack, WindowBuilder, WindowConfig};
 
 static WINDOW: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -133,6 +134,7 @@ fn stack_dict<'py>(
     d.set_item("mask", array(py, s.mask, &shape(&[n]))?)?;
     d.set_item("features", array(py, s.features, &shape(&[t, n_features]))?)?;
     d.set_item("row_mask", array(py, s.row_mask, &shape(&[t]))?)?;
+    d.set_item("volume_record", array(py, s.volume_record, &shape(&[VOLUME_HORIZONS.len(), LEVELS.len()]))?)?;
     d.set_item("news_ts", array(py, s.news_ts, &shape(&[m]))?)?;
     let texts: Vec<Py<PyAny>> = s.news_text.into_iter().map(|h| h.into_py_any(py)).collect::<PyResult<_>>()?;
     d.set_item("news_text", array(py, texts, &shape(&[m]))?)?;
@@ -531,11 +533,13 @@ impl PyWindowBuilder {
             state.get_item(k)?.ok_or_else(|| value_error(format!("builder state without {k:?}")))
         };
         let version: u32 = get("version")?.extract()?;
-        if version != STATE_VERSION {
-            return Err(value_error(format!("builder state version {version}, this build reads {STATE_VERSION}")));
+        if !READ_VERSIONS.contains(&version) {
+            return Err(value_error(format!(
+                "builder state version {version}, this build reads 2 and {STATE_VERSION}"
+            )));
         }
         let blob: Vec<u8> = get("core")?.extract()?;
-        let mut core = state::decode(&blob).map_err(|e| value_error(format!("builder state: {e}")))?;
+        let mut core = state::decode(&blob, version).map_err(|e| value_error(format!("builder state: {e}")))?;
         core.news = get("news")?.extract()?;
         // the reference re-sums with the builtin sum() of the interpreter it runs in, not the one that saved it
         core.features.p.neumaier = py.version_info() >= (3, 12);
@@ -561,7 +565,10 @@ impl PyWindowBuilder {
     }
 }
 
-const STATE_VERSION: u32 = 2;
+/// 3: the volume record after the builder's own fields.
+const STATE_VERSION: u32 = 3;
+/// 2 predates the volume record: an empty one, the book serving the head alone till 10 are known, as a new book.
+const READ_VERSIONS: [u32; 2] = [2, STATE_VERSION];
 
 /// The builder's state (news aside) as bytes: little-endian fixed-width fields in a fixed order,
 /// the lengths of variable parts before them. Versioned by STATE_VERSION in the state dict.
@@ -571,6 +578,7 @@ mod state {
     use rustc_hash::FxHashMap;
 
     use crate::features::{FeatureParams, Lvl};
+    use crate::volume_record::{Known, VolumeRecord};
     use crate::windows::{WindowBuilder, WindowConfig};
 
     #[derive(Default)]
@@ -618,6 +626,18 @@ mod state {
         }
         fn f64s(&mut self, xs: &[f64]) {
             self.seq(xs.iter().copied(), W::f64);
+        }
+        /// messages, traded, then per horizon its pending (messages, traded) and its known volumes.
+        fn volume(&mut self, v: &VolumeRecord) {
+            self.u64(v.messages);
+            self.i128(v.traded);
+            for (pending, known) in v.pending.iter().zip(&v.known) {
+                self.seq(pending.iter().copied(), |w, (m, t)| {
+                    w.u64(m);
+                    w.i128(t);
+                });
+                self.seq(known.values(), W::f64);
+            }
         }
         /// In price order: equal states give equal bytes, whatever the map's history.
         fn sizes(&mut self, m: &FxHashMap<i64, i64>) {
@@ -672,6 +692,15 @@ mod state {
                 return Err("a length past the end".into()); // every item is at least a byte
             }
             (0..n).map(|_| f(self)).collect()
+        }
+        fn volume(&mut self) -> Result<VolumeRecord, String> {
+            let mut v = VolumeRecord { messages: self.u64()?, traded: self.i128()?, ..VolumeRecord::default() };
+            for (pending, known) in v.pending.iter_mut().zip(&mut v.known) {
+                *pending = VecDeque::from(self.seq(|r| Ok((r.u64()?, r.i128()?)))?);
+                *known = Known::new(self.seq(R::f64)?)?;
+            }
+            v.check()?;
+            Ok(v)
         }
         fn lvl(&mut self) -> Result<Lvl, String> {
             Ok((self.i64()?, self.i64()?))
@@ -737,6 +766,7 @@ mod state {
         w.opt(b.emit_ts, W::i64);
         w.i64(b.best.0);
         w.i64(b.best.1);
+        w.volume(&b.volume);
 
         w.bool(f.ofi.prev_bids.is_some());
         w.lvls(f.ofi.prev_bids.as_deref().unwrap_or(&[]));
@@ -792,7 +822,8 @@ mod state {
         T::try_from(x).map_err(|_| format!("{what} {x} out of range"))
     }
 
-    pub fn decode(buf: &[u8]) -> Result<WindowBuilder, String> {
+    /// `version`: STATE_VERSION, or 2 (no volume record: an empty one).
+    pub fn decode(buf: &[u8], version: u32) -> Result<WindowBuilder, String> {
         let mut r = R(buf);
         let config = WindowConfig {
             n_events: r.usize()?,
@@ -841,6 +872,9 @@ mod state {
         b.since_emit = r.i64()?;
         b.emit_ts = r.opt(R::i64)?;
         b.best = (r.i64()?, r.i64()?);
+        if version >= 3 {
+            b.volume = r.volume()?;
+        }
 
         let f = &mut b.features;
         let levels = f.p.ofi_levels;

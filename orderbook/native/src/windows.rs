@@ -5,6 +5,7 @@
 
 use crate::book::kind;
 use crate::features::{mid2_of, BookView, Event, FeatureParams, FeatureState};
+use crate::volume_record::{traded_lots, VolumeRecord};
 
 /// `orderbook.windows.WindowConfig`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +52,8 @@ pub struct Stack {
     pub mask: Vec<bool>,
     pub features: Vec<f32>,
     pub row_mask: Vec<bool>,
+    /// (VOLUME_HORIZONS, 3) row-major per window (`volume_record.rs`)
+    pub volume_record: Vec<f64>,
     pub news_ts: Vec<i64>,
     pub news_text: Vec<String>,
     pub news_mask: Vec<bool>,
@@ -117,6 +120,8 @@ pub struct WindowBuilder {
     pub since_emit: i64,
     pub emit_ts: Option<i64>,
     pub best: (i64, i64),
+    /// the book's realized volumes (`_volume`)
+    pub volume: VolumeRecord,
 }
 
 impl WindowBuilder {
@@ -146,6 +151,7 @@ impl WindowBuilder {
             since_emit: 0,
             emit_ts: None,
             best: (0, 0),
+            volume: VolumeRecord::default(),
             config,
             features,
         }
@@ -237,6 +243,7 @@ impl WindowBuilder {
         self.row_ts[i] = last.ts;
         self.row_head = if i + 1 < self.row_ts.len() { i + 1 } else { 0 };
         self.row_count += 1;
+        self.volume.message(traded_lots(events)); // all of the message's events, a snapshot's too
         self.mid2 = mid2_of(book);
         self.best = (book.best_bid().map_or(0, |l| l.0), book.best_ask().map_or(0, |l| l.0));
         self.last_ts = Some(last.ts);
@@ -253,6 +260,9 @@ impl WindowBuilder {
         if due {
             self.since_emit = 0;
             self.emit_ts = Some(ts);
+            // here, not in `emit`, which `window()` reads through too; before the window is written, which
+            // reads only the volumes already known, not the pending ones a cut adds to
+            self.volume.window_cut();
         }
         due
     }
@@ -285,6 +295,7 @@ impl WindowBuilder {
         mask(&mut out.mask, n, count);
         ordered(&mut out.features, &self.rows, self.row_head, self.row_count as usize, f);
         mask(&mut out.row_mask, t, self.row_count as usize);
+        self.volume.quantiles(&mut out.volume_record);
 
         let start = self.start_ts();
         let end = self.last_ts.unwrap_or(0);
