@@ -5,7 +5,10 @@ other capture: a linear quantile regression (q10 / q50 / q90, floored at 0) and 
 no trade, then a Normal of the traded log volume), as make checkpoint's evaluate-unseen fold refits it;
 then the EWMA of the book's own realized volumes (the evaluation's classic, baselines.volume_levels) and
 the hurdle with that EWMA's three quantiles and its persistence as four inputs more: what a slow memory
-of traded volume in the rows could hand the head at best. The windows are those the L2 heads serve
+of traded volume in the rows could hand the head at best; and what is served since 2026-12-05, the
+hurdle's quantiles combined with the EWMA's, w x hurdle + (1 - w) x EWMA, w per horizon chosen on the
+other captures with their heads out of fold (l2_volume.fit_record_weight; the window builders carry the
+record: orderbook/volume_record.py). The windows are those the L2 heads serve
 (model/evaluation/l2_depth_folds.py) whose book has realized volumes to read. Also the share of windows
 that trade nothing and each forecast's q90 coverage (ideal 0.9). About 3 minutes on 2 cores after make
 checkpoint and make evaluate-unseen.
@@ -73,10 +76,11 @@ def main() -> int:
                 q = np.stack([outputs.quantiles[t][k] for t in L2_VOLUME_TARGETS], 1)
                 served[name] = np.concatenate([served[name], q]) if name in served else q
                 record[name] = np.concatenate([record[name], both[k]]) if name in record else both[k]
-    methods = ("network", "linear QR", "hurdle", "EWMA of the book", "hurdle + record")
+    methods = ("network", "linear QR", "hurdle", "EWMA of the book", "hurdle + record", "served: combined")
     print("volume CRPS in log1p(lots), q90 coverage in brackets; each head fitted on the other captures")
     print(f"{'h':>3} {'capture':<28} {'n':>6} {'no trade':>8} " + " ".join(f"{m:>16}" for m in methods))
     totals: dict[str, list[float]] = {m: [] for m in methods}
+    weights: list[str] = []
     for h, t in enumerate(L2_VOLUME_TARGETS):
         known = {n: w.valid_all[:, volume[h]] & np.isfinite(record[n][:, h, 0]) for n, w in windows.items()}
         for name in sorted(windows):
@@ -92,12 +96,18 @@ def main() -> int:
             one = np.ones((len(y_fit), 1), bool)
             alone = l2_volume.fit(x_fit, y_fit[:, None], one)
             with_record = l2_volume.fit(np.concatenate([x_fit, r_fit], 1), y_fit[:, None], one)
+            groups = np.concatenate([np.full(int(known[n].sum()), i) for i, n in enumerate(others)])
+            oof = l2_volume.out_of_fold(x_fit, y_fit[:, None], one, groups, QUANTILES)
+            weight, _ = l2_volume.fit_record_weight(oof, r_fit[:, None, :3], y_fit[:, None], one, QUANTILES)
+            weights.append(f"{name} h{t.rsplit('_h', 1)[1]} {weight[0]:.2f}")
+            hurdle = l2_volume.predict(x, *alone, QUANTILES)
             forecasts = {
                 "network": served[name][ok, h],
                 "linear QR": linear(x_fit, y_fit, x),
-                "hurdle": l2_volume.predict(x, *alone, QUANTILES)[:, 0],
+                "hurdle": hurdle[:, 0],
                 "EWMA of the book": r[:, :3],
                 "hurdle + record": l2_volume.predict(np.concatenate([x, r], 1), *with_record, QUANTILES)[:, 0],
+                "served: combined": l2_volume.with_record(hurdle, r[:, None, :3], weight)[:, 0],
             }
             cells = []
             for method, q in forecasts.items():
@@ -106,6 +116,7 @@ def main() -> int:
                 cells.append(f"{crps:8.3f} [{np.mean(y <= q[:, 2]):.2f}]")
             print(f"{t.rsplit('_h', 1)[1]:>3} {name:<28} {len(y):>6} {np.mean(y <= 0):>8.2f} " + " ".join(cells))
     print("mean over the rows: " + ", ".join(f"{m} {np.mean(v):.3f}" for m, v in totals.items()))
+    print("the combination's weight of the hurdle, chosen on the other captures: " + ", ".join(weights))
     return 0
 
 

@@ -6,7 +6,6 @@ the level updates of one instant one message, as the venue sends them."""
 from __future__ import annotations
 
 import copy
-import json
 
 import numpy as np
 import pytest
@@ -22,6 +21,7 @@ from orderbook.book import L2Book  # noqa: E402
 from orderbook.events import Event, Kind, Side  # noqa: E402
 from orderbook.features import FeatureState  # noqa: E402
 from orderbook.windows import WindowBuilder, WindowConfig  # noqa: E402
+from tests.checkpoints import as_format  # noqa: E402
 
 VOCAB = {"kind": 13, "side": 4, "price": 11, "size": 6, "dt": 5}
 D = 8
@@ -113,13 +113,7 @@ def test_a_format_12_checkpoint_loads_its_chain_unfitted(tmp_path):
     config = ModelConfig.tiny()
     model = OrderFlowModel(config)
     model.event_chain.fitted.fill_(True)
-    d = checkpoint.save(model, config, {}, tmp_path / "ck")
-    from safetensors.torch import load_file, save_file
-
-    tensors = {k: v for k, v in load_file(str(d / checkpoint.WEIGHTS)).items() if not k.startswith("event_chain.")}
-    save_file(tensors, str(d / checkpoint.WEIGHTS), metadata={"format": "12"})
-    meta = json.loads((d / checkpoint.CONFIG).read_text())
-    (d / checkpoint.CONFIG).write_text(json.dumps({**meta, "format": 12}))
+    d = as_format(checkpoint.save(model, config, {}, tmp_path / "ck"), 12, lambda k: k.startswith("event_chain."))
     loaded, _, _ = checkpoint.load(d)
     assert not bool(loaded.event_chain.fitted)
     assert all(float(m[2].weight.detach().abs().sum()) == 0.0 for m in loaded.event_chain.mlp.values())

@@ -57,9 +57,10 @@ def lab(
         "recal_edges": np.full((len(TARGETS), 3), np.inf),
         "recal_coef": identity,
     }  # no maps: none refitted
+    no_record = np.full((len(seeds), len(L2_VOLUME_TARGETS), 3), np.nan)  # the head alone is served
     outputs = ModelOutputs("m", "dir", none, none, none, quantiles, {}, {}, none, none.astype(int),
-                           l2_depth={"inputs": x, "median": median, "served": served, "volume_inputs": xv}
-                           | recal)  # fmt: skip
+                           l2_depth={"inputs": x, "median": median, "served": served, "volume_inputs": xv,
+                                     "volume_record": no_record} | recal)  # fmt: skip
     return arrays, meta, outputs
 
 
@@ -105,6 +106,22 @@ def test_each_captures_volume_is_served_by_the_volume_head_fitted_on_the_others_
     served2, _ = left_one_out(outputs2, arrays2, meta2, l2_windows(outputs2, arrays2, meta2))
     np.testing.assert_allclose(served2["volume_h10"][a], served["volume_h10"][a], atol=1e-9)
     assert not np.allclose(served2["volume_h10"][k & (names == "b")], served["volume_h10"][k & (names == "b")])
+
+
+def test_each_captures_volume_weighs_the_books_record_as_the_other_captures_chose():
+    """On b and c the book's record is the outcome itself, on a it is 5 off: a's fold, chosen on b and
+    c, serves a's record alone (weight 0 for the head), off as it is; a's own record never chose it."""
+    arrays, meta, outputs = lab({-1: 1.0, -2: 1.0, -3: 1.0})
+    names = capture_names(arrays, meta)
+    y = np.stack([arrays[t] for t in L2_VOLUME_TARGETS], 1)
+    record = np.repeat(y[..., None], 3, axis=2) + np.where(names == "a_20240808", 5.0, 0.0)[:, None, None]
+    outputs.l2_depth["volume_record"] = record
+    served, _ = left_one_out(outputs, arrays, meta, l2_windows(outputs, arrays, meta))
+    a = outputs.l2_depth["served"] & (names == "a_20240808")
+    for h, t in enumerate(L2_VOLUME_TARGETS):
+        np.testing.assert_allclose(served[t][a], record[a, h])
+    b = outputs.l2_depth["served"] & (names == "b")  # chosen on a (5 off) and c: not the record alone
+    assert not np.allclose(served["volume_h10"][b], record[b, 0])
 
 
 def test_windows_add_up_and_a_pool_of_one_capture_is_refused():

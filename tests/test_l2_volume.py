@@ -22,6 +22,7 @@ from model.network.orderflow import (  # noqa: E402
 from model.training.train import TrainData  # noqa: E402
 from orderbook.events import Kind  # noqa: E402
 from orderbook.features import FEATURE_NAMES  # noqa: E402
+from tests.checkpoints import as_format  # noqa: E402
 
 SHAPES = dict(n_events=24, n_rows=6, n_features=len(FEATURE_NAMES), max_news=2, news_len=4, text_vocab=64)
 
@@ -134,17 +135,53 @@ def test_the_head_serves_the_volume_of_l2_windows_once_fitted_and_nothing_else()
 
 
 def test_a_format_11_checkpoint_loads_with_the_head_unfitted(tmp_path):
-    from safetensors.torch import load_file, save_file
-
     config = ModelConfig.tiny(**SHAPES)
     model = OrderFlowModel(config)
     model.l2_volume_fitted.fill_(True)
-    d = checkpoint.save(model, config, {}, tmp_path / "old")
-    tensors = {k: v for k, v in load_file(str(d / checkpoint.WEIGHTS)).items() if not k.startswith("l2_volume_")}
-    save_file(tensors, str(d / checkpoint.WEIGHTS))
-    meta = json.loads((d / checkpoint.CONFIG).read_text())
-    (d / checkpoint.CONFIG).write_text(json.dumps(meta | {"format": 11}))
+    d = as_format(checkpoint.save(model, config, {}, tmp_path / "old"), 11, lambda k: k.startswith("l2_volume_"))
     assert not bool(checkpoint.load(d)[0].l2_volume_fitted)
+
+
+def test_the_record_is_weighed_against_the_head_per_horizon_and_the_head_serves_alone_where_it_is_unknown():
+    head = np.array([[[0.0, 10.0, 20.0], [0.0, 12.0, 24.0]]] * 2)
+    record = np.array([[[2.0, 14.0, 16.0], [np.nan] * 3], [[np.nan] * 3, [np.nan] * 3]])
+    out = l2_volume.with_record(head, record, np.array([0.25, 0.5]))
+    np.testing.assert_allclose(out[0, 0], [1.5, 13.0, 17.0])
+    np.testing.assert_array_equal(out[0, 1], head[0, 1])
+    np.testing.assert_array_equal(out[1], head[1])
+
+
+def test_the_weight_goes_to_whichever_of_the_head_and_the_record_knows_the_outcome():
+    rng = np.random.default_rng(0)
+    y = rng.normal(20, 2, size=(4000, 2))
+    spread = np.array([-2.56, 0.0, 2.56])  # a Normal(0, 2)'s 10/50/90% quantiles, about
+    truth = np.broadcast_to(20 + spread, (4000, 3))
+    blind = truth + rng.normal(0, 4, size=(4000, 1))  # shifted at random, window by window
+    head = np.stack([truth, blind], 1)
+    record = np.stack([blind, truth], 1)
+    record[:100] = np.nan  # a book's first windows: no record to weigh
+    weight, counts = l2_volume.fit_record_weight(head, record, y, np.ones(y.shape, bool), QUANTILES)
+    assert counts == [3900, 3900]
+    assert weight[0] >= 0.85 and weight[1] <= 0.15
+    weight, _ = l2_volume.fit_record_weight(head, record, y, np.zeros(y.shape, bool), QUANTILES)
+    assert list(weight) == [1.0, 1.0]  # nothing to choose on: the head alone
+
+
+def test_out_of_fold_each_capture_is_served_by_a_head_fitted_on_the_others():
+    x, y, *_ = _hurdle_sample(6000)
+    groups = np.repeat([0, 1, 2], 2000)
+    oof = l2_volume.out_of_fold(x, y, np.ones(y.shape, bool), groups, QUANTILES)
+    k = groups == 1
+    alone = l2_volume.fit(x[~k], y[~k], np.ones(y[~k].shape, bool))
+    np.testing.assert_allclose(oof[k], l2_volume.predict(x[k], *alone, QUANTILES))
+
+
+def test_a_format_13_checkpoint_loads_serving_its_head_alone(tmp_path):
+    config = ModelConfig.tiny(**SHAPES)
+    model = OrderFlowModel(config)
+    model.l2_volume_record_weight.fill_(0.3)
+    d = as_format(checkpoint.save(model, config, {}, tmp_path / "old"), 13, lambda k: k == "l2_volume_record_weight")
+    assert checkpoint.load(d)[0].l2_volume_record_weight.tolist() == [1.0, 1.0]
 
 
 def test_finetune_fits_the_head_on_the_l2_windows_and_the_stage_refits_it_alone(l2_trained, tmp_path):
@@ -165,3 +202,44 @@ def test_finetune_fits_the_head_on_the_l2_windows_and_the_stage_refits_it_alone(
     for name, tensor in fine.state_dict().items():
         assert torch.allclose(refit.state_dict()[name].float(), tensor.float(), atol=1e-6), name  # the same fit
     assert extra["l2_volume"]["crps_network"] == entry["crps_network"]  # the network's own, the head set aside
+    assert extra["l2_volume"]["record_weight"] == [1.0, 1.0]  # one capture: no other to choose the weight on
+
+
+def test_a_worker_serves_the_volume_the_evaluation_scores(l2_trained, l2_held, tmp_path):
+    """Fitted on three captures, the head gets a weight against each book's record; a forecaster fed a
+    capture's windows in order (keeping the record: model/serving/volume_record.py) serves the volume
+    quantiles that `evaluate` computes on the dataset of the same windows (the record read off its targets)."""
+    from model.evaluation.outputs import model_outputs
+    from model.serving.orderflow import OrderFlowForecaster
+    from model.training.dataset import CheckpointEncoding, capture_names, capture_source, load, replay_source, subset
+    from streams.cli import main
+
+    path, d = l2_trained
+    out = tmp_path / "volume"
+    assert main(["train", "--stage", "l2-volume", "--data", str(path), str(l2_held), "--init", str(d / "fine"),
+                 "--out", str(out), "--device", "cpu"]) == 0  # fmt: skip
+    model, config, extra = checkpoint.load(out)
+    assert min(extra["l2_volume"]["record_windows"]) > 100  # chosen out of fold on the three captures
+    model.l2_volume_record_weight.fill_(0.5)  # whatever the small fit chose: serve both, half each
+    checkpoint.save(model, config, extra, out)
+
+    capture = l2_held.parent / "usdm_ethusdt_20240808.gz"
+    windows = replay_source(capture_source("binance", capture), CheckpointEncoding.of_checkpoint(out).config).windows
+    forecaster = OrderFlowForecaster(out, device="cpu", cuda_graphs=False)
+    served = np.concatenate([forecaster.predict(windows[i : i + 64]) for i in range(0, len(windows), 64)])
+
+    held = load(l2_held)
+    held = subset(held, capture_names(held.arrays, held.meta) == "usdm_ethusdt_20240808")
+    outputs = model_outputs(out, held.arrays, held.meta, "model")
+    assert len(held) == len(windows)
+    record = outputs.l2_depth["volume_record"]
+    assert np.isfinite(record).all(-1).mean() > 0.5
+    model.l2_volume_record_weight.fill_(1.0)
+    alone = model_outputs(checkpoint.save(model, config, extra, tmp_path / "alone"), held.arrays, held.meta, "head")
+    for h, target in enumerate(L2_VOLUME_TARGETS):
+        evaluated = outputs.quantiles[target][:, 1]
+        np.testing.assert_allclose(np.log1p(served[f"volume_q50_h{target.rsplit('_h', 1)[1]}"]), evaluated, atol=1e-3)
+        known = np.isfinite(record[:, h, 1]) & outputs.l2_depth["served"]
+        head = alone.quantiles[target][known, 1]
+        np.testing.assert_allclose(evaluated[known], (head + record[known, h, 1]) / 2, atol=1e-3)
+        assert (np.abs(head - record[known, h, 1]) > 1e-2).mean() > 0.5  # two forecasts, not one

@@ -18,6 +18,7 @@ from model.network.orderflow import (  # noqa: E402
     to_batch,
 )
 from orderbook.features import FEATURE_NAMES  # noqa: E402
+from tests.checkpoints import as_format  # noqa: E402
 
 SHAPES = dict(n_events=24, n_rows=6, n_features=len(FEATURE_NAMES), max_news=2, news_len=4, text_vocab=64)
 
@@ -482,14 +483,8 @@ def test_the_classic_weight_goes_to_the_band_where_it_forecasts_better_and_stays
 
 
 def test_a_format_10_checkpoint_loads_with_its_quantiles_alone(tmp_path):
-    from safetensors.torch import load_file, save_file
-
     config = ModelConfig.tiny(**SHAPES)
     model = OrderFlowModel(config)
     model.classic_weight.fill_(0.5)
-    d = checkpoint.save(model, config, {}, tmp_path / "old")
-    tensors = {k: v for k, v in load_file(str(d / checkpoint.WEIGHTS)).items() if k != "classic_weight"}
-    save_file(tensors, str(d / checkpoint.WEIGHTS))
-    meta = json.loads((d / checkpoint.CONFIG).read_text())
-    (d / checkpoint.CONFIG).write_text(json.dumps(meta | {"format": 10}))
+    d = as_format(checkpoint.save(model, config, {}, tmp_path / "old"), 10, lambda k: k == "classic_weight")
     assert (checkpoint.load(d)[0].classic_weight == 1.0).all()

@@ -1,6 +1,8 @@
 """The post-hoc parts of L2 books that read no learned input left one capture out: each real capture's
 depth quantiles served by the L2 depth head (model/network/l2_depth.py), its traded volume by the L2
-volume head (model/network/l2_volume.py), and its spread and mid by the recalibration's L2 level maps
+volume head (model/network/l2_volume.py) combined with the book's own record of realized volumes (its
+weight chosen on those other captures, each by a head fitted on the rest of them, as train chooses it),
+and its spread and mid by the recalibration's L2 level maps
 (recalibration.fit_l2), all fitted on the L2 windows of every other capture of a pool of datasets, never
 on its own: the issue's leave-one-out evaluation at no training cost.
 
@@ -49,6 +51,7 @@ class L2Windows:
     y_all: np.ndarray  # (N, 8) every target, NaN where unknown
     valid_all: np.ndarray  # (N, 8) bool
     volume_inputs: np.ndarray  # (N, F') OrderFlowModel.l2_volume_inputs
+    volume_record: np.ndarray  # (N, H, 3) the book's record of realized volumes (NaN where unknown)
 
     def __add__(self, other: L2Windows) -> L2Windows:
         return L2Windows(
@@ -69,7 +72,8 @@ def l2_windows(outputs: ModelOutputs, arrays: dict[str, np.ndarray], meta: dict[
     for name in sorted(set(names[l2["served"]]) - {""}):
         k = l2["served"] & (names == name)
         out[name] = L2Windows(l2["inputs"][k], l2["median"][k], y[k][:, depth], valid[k][:, depth], l2["head"][k],
-                              l2["band"][k], y[k], valid[k], l2["volume_inputs"][k])  # fmt: skip
+                              l2["band"][k], y[k], valid[k], l2["volume_inputs"][k],
+                              l2["volume_record"][k])  # fmt: skip
     return out
 
 
@@ -124,9 +128,15 @@ def left_one_out(
         for h, t in enumerate(L2_DEPTH_TARGETS):
             quantiles[t][k] = q[:, h]
         volume = [TARGETS.index(t) for t in L2_VOLUME_TARGETS]
-        y_volume = np.nan_to_num(fit.y_all[:, volume])
-        loc, scale, coef = l2_volume.fit(fit.volume_inputs, y_volume, fit.valid_all[:, volume])
+        y_volume, valid_volume = np.nan_to_num(fit.y_all[:, volume]), fit.valid_all[:, volume]
+        loc, scale, coef = l2_volume.fit(fit.volume_inputs, y_volume, valid_volume)
         q = l2_volume.predict(l2["volume_inputs"][k], loc, scale, coef, QUANTILES)
+        # its weight against the book's record chosen as train's is, on the others alone (each by a head
+        # fitted on the rest of them)
+        groups = np.concatenate([np.full(len(windows[n].y), i) for i, n in enumerate(others)])
+        oof = l2_volume.out_of_fold(fit.volume_inputs, y_volume, valid_volume, groups, QUANTILES)
+        weight, _ = l2_volume.fit_record_weight(oof, fit.volume_record, y_volume, valid_volume, QUANTILES)
+        q = l2_volume.with_record(q, l2["volume_record"][k], weight)
         for h, t in enumerate(L2_VOLUME_TARGETS):
             quantiles[t][k] = q[:, h]
         edges, y = l2["recal_edges"], np.nan_to_num(fit.y_all)

@@ -47,7 +47,8 @@ class ModelOutputs:
     direction: dict[str, np.ndarray] = field(default_factory=dict)
     # what the L2 depth and volume heads and the L2 level maps read (model/evaluation/l2_depth_folds.py refits
     # them): "inputs" (B, F), the depth band's "median" (B,), "served" (B,) bool, the windows the L2 heads
-    # serve, "volume_inputs" (B, F'), the head's quantiles "head" (B, 8, 3) and the recalibration's "band"
+    # serve, "volume_inputs" (B, F'), each book's record of realized volumes "volume_record" (B, H, 3; NaN
+    # where unknown), the head's quantiles "head" (B, 8, 3) and the recalibration's "band"
     # (B, 8, 3), and the model's "recal_edges" and "recal_coef"; {} for a model without anchor
     l2_depth: dict[str, np.ndarray] = field(default_factory=dict)
     # (B, D) what the direction head reads (OrderFlowModel's `direction_input`), kept only when asked for
@@ -165,11 +166,13 @@ def model_outputs(
     also keep what the direction head reads (bench/direction_loo_probe.py refits it)."""
     import torch
 
+    from model.evaluation.baselines import volume_levels
     from model.network.orderflow import (
         ANCHORED_TARGETS,
         DIRECTION_HORIZONS,
         L2_DEPTH_INPUTS,
         L2_VOLUME_INPUTS,
+        L2_VOLUME_TARGETS,
         calibrated_score,
         next_event_nll,
         to_batch,
@@ -224,6 +227,13 @@ def model_outputs(
                 recal_band[sl] = out["anchor"][:, served.model.recal_band].float().cpu().numpy()
             if progress:
                 progress(sl.stop - sl.start)
+    # each book's record of its realized volumes, which the server combines the L2 volume head's with (a
+    # window's volume_record, orderbook/volume_record.py; volume_levels reads it off the dataset's targets)
+    volume_record = np.full((n, len(L2_VOLUME_TARGETS), 3), np.nan)
+    if anchors and "message" in arrays and "symbol" in arrays:
+        volume_record = np.stack([volume_levels(arrays, int(t.rsplit("_h", 1)[1]))[1] for t in L2_VOLUME_TARGETS], 1)
+    if served.record_combined:
+        q = served.with_volume_record(q, l2_served, volume_record)
     quantiles = {t: q[:, j] for j, t in enumerate(NET_TARGETS)}
     targets = ANCHORED_TARGETS if served.config.anchors else ()
     anchor = {t: band[:, j] for j, t in enumerate(NET_TARGETS) if t in targets}
@@ -234,7 +244,7 @@ def model_outputs(
     heads = {f"mid_h{h}": direction[:, i] for i, h in enumerate(DIRECTION_HORIZONS)} if served.direction_fitted else {}
     recal = {"recal_edges": served.model.recal_edges.cpu().numpy(), "recal_coef": coef.numpy()}
     l2 = {"inputs": l2_inputs, "median": l2_median, "served": l2_served, "head": recal_head, "band": recal_band,
-          "volume_inputs": volume_inputs, **recal} if anchors else {}  # fmt: skip
+          "volume_inputs": volume_inputs, "volume_record": volume_record, **recal} if anchors else {}  # fmt: skip
     card = model_card(served.model, served.config, served.extra, seeds)
     state = np.concatenate(states) if states else None
     return ModelOutputs(name, str(directory), score, surp, sup, quantiles, anchor, unrecalibrated, nll_w, n_w,

@@ -36,9 +36,11 @@ from model.network.orderflow import L2_DEPTH_INPUTS, ModelConfig, OrderFlowModel
 # quantiles' weight against the EWMA's band (classic_weight), which an older checkpoint loads as 1 (its
 # quantiles alone, as it served); 12: the L2 books' volume head (l2_volume_*), which an older checkpoint loads
 # unfitted (the network's volume quantiles, as it served); 13: the scenario generator's event chain
-# (event_chain.*), which an older checkpoint loads unfitted (the fields drawn apart, as it sampled)
-FORMAT = 13
-READABLE_FORMATS = (3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13)
+# (event_chain.*), which an older checkpoint loads unfitted (the fields drawn apart, as it sampled); 14: the
+# L2 volume head's weight against the book's record of realized volumes (l2_volume_record_weight), which an
+# older checkpoint loads as 1 (the head alone, as it served)
+FORMAT = 14
+READABLE_FORMATS = (3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14)
 _ADDED_IN_4 = ("recal_edges", "recal_coef")
 _ADDED_IN_5 = ("direction_head.weight", "direction_head.bias", "direction_fitted")
 _ADDED_IN_6 = ("l2_depth_weight", "l2_depth_bias", "l2_depth_fitted")
@@ -49,6 +51,7 @@ _ADDED_IN_10 = ("l2_recal_coef", "l2_recal_fitted")
 _ADDED_IN_11 = ("classic_weight",)
 _ADDED_IN_12 = ("l2_volume_loc", "l2_volume_scale", "l2_volume_coef", "l2_volume_fitted")
 _ADDED_IN_13_PREFIX = "event_chain."
+_ADDED_IN_14 = ("l2_volume_record_weight",)
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 OPTIMIZER = "optimizer.safetensors"
@@ -91,7 +94,7 @@ def load(directory: str | Path, device: torch.device | str = "cpu") -> tuple[Ord
     tensors = load_file(str(d / WEIGHTS), device="cpu")
     added = tuple(k for since, keys in ((4, _ADDED_IN_4), (5, _ADDED_IN_5), (6, _ADDED_IN_6), (7, _ADDED_IN_7),
                                         (8, _ADDED_IN_8), (9, _ADDED_IN_9), (10, _ADDED_IN_10), (11, _ADDED_IN_11),
-                                        (12, _ADDED_IN_12))
+                                        (12, _ADDED_IN_12), (14, _ADDED_IN_14))
                   if fmt < since for k in keys)  # fmt: skip
     tensors |= {k: v for k, v in model.state_dict().items()
                 if k in added or (fmt < 13 and k.startswith(_ADDED_IN_13_PREFIX))}  # fmt: skip

@@ -105,3 +105,55 @@ def predict(
         z_level = np.vectorize(normal.inv_cdf)(level)
         out[..., k] = np.where(t <= p0, 0.0, np.maximum(mean + sd * z_level, 0.0))
     return out
+
+
+def out_of_fold(
+    x: np.ndarray, y: np.ndarray, valid: np.ndarray, groups: np.ndarray, quantiles: tuple[float, ...]
+) -> np.ndarray:
+    """(N, H, Q) each window's quantiles by a head fitted on the windows of every other group (capture),
+    as a new instrument is served; NaN for a group whose others are too few to fit on."""
+    out = np.full((len(x), y.shape[1], len(quantiles)), np.nan)
+    for g in np.unique(groups):
+        k = groups == g
+        try:
+            loc, scale, coef = fit(x[~k], y[~k], valid[~k])
+        except ValueError:
+            continue
+        out[k] = predict(x[k], loc, scale, coef, quantiles)
+    return out
+
+
+RECORD_WEIGHTS = np.round(np.arange(0.0, 1.0001, 0.05), 2)  # what `fit_record_weight` chooses from
+
+
+def with_record(head: np.ndarray, record: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """(N, H, Q): w x the head's quantiles + (1 - w) x the book's record's (a window's `volume_record`,
+    orderbook/volume_record.py), quantile by quantile, per horizon's w; the head's alone where the record
+    is not known (NaN). Both are sorted, so their combination is."""
+    w = np.asarray(weight, np.float64)[None, :, None]
+    known = np.isfinite(record).all(-1, keepdims=True)
+    return np.where(known, w * head + (1.0 - w) * np.nan_to_num(record), head)
+
+
+def fit_record_weight(
+    head: np.ndarray, record: np.ndarray, y: np.ndarray, valid: np.ndarray, taus: tuple[float, ...]
+) -> tuple[np.ndarray, list[int]]:
+    """((H,) weights, the windows each was chosen on): per horizon the w of RECORD_WEIGHTS whose
+    `with_record` has the lowest summed pinball loss over the windows whose target and record are known;
+    1 (the head alone) where fewer than MIN_TRADED are. `head` should be out of sample (each capture's
+    by a head fitted on the others: a head scored on its own fit looks better than it serves)."""
+    weight, counts = np.ones(head.shape[1]), []
+    for h in range(head.shape[1]):
+        ok = np.asarray(valid[:, h], bool) & np.isfinite(record[:, h]).all(-1) & np.isfinite(head[:, h]).all(-1)
+        counts.append(int(ok.sum()))
+        if counts[-1] < MIN_TRADED:
+            continue
+        qh, rh, yh = head[ok, h], record[ok, h], y[ok, h]
+
+        def loss(w: float, qh: np.ndarray = qh, rh: np.ndarray = rh, yh: np.ndarray = yh) -> float:
+            c = w * qh + (1.0 - w) * rh
+            return float(sum(np.mean(np.maximum(tau * (yh - c[:, k]), (tau - 1) * (yh - c[:, k])))
+                             for k, tau in enumerate(taus)))  # fmt: skip
+
+        weight[h] = min(RECORD_WEIGHTS, key=loss)
+    return weight, counts

@@ -14,7 +14,8 @@ held-out AUROC fell (docs/design.md, "Model decisions"). anomaly_nll is the surp
 event, mean of the last k events). p_up / p_down are the direction head's P(up) and P(down) (a mid
 move of at least half a tick either way; 1 - both is P(unchanged)); a checkpoint whose head is not
 fitted (written before it existed) reads them off the piecewise-linear CDF through the three mid
-quantiles, which sum to 1.
+quantiles, which sum to 1. The traded volume of books of price levels is the L2 volume head's combined
+with the book's own record of realized volumes, which each window carries (`with_volume_record`).
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ import torch
 
 from model.inputs import FeatureNorm, encoding_fingerprint, model_inputs
 from model.network import checkpoint
+from model.network.l2_volume import with_record
 from model.network.orderflow import (
     ANOMALY_CLASSES,
     DIRECTION_HORIZONS,
+    L2_VOLUME_TARGETS,
     TARGETS,
     calibrated_score,
     next_event_nll,
@@ -41,6 +44,7 @@ from model.serving.graphs import GraphedScore
 from orderbook.clock import span
 from orderbook.events import Kind, Side
 from orderbook.features import FEATURE_NAMES
+from orderbook.volume_record import VOLUME_HORIZONS
 from orderbook.windows import Window
 
 _LOG1P_TARGETS = ("depth", "volume")  # trained on log1p(lots)
@@ -99,6 +103,12 @@ class OrderFlowForecaster(Forecaster):
         # on a GPU the small model is launch-bound: replay captured graphs (model/serving/graphs.py)
         self.graphed = GraphedScore(self.model, self.k) if cuda_graphs and self.device.type == "cuda" else None
         self._drivers_of: tuple[Window, int, tuple] | None = None  # see `drivers`
+        # the L2 volume head's weight against the book's record of realized volumes (a window's volume_record,
+        # whose horizons are the builder's: a model of other volume horizons serves its head alone)
+        self.record_weight = self.model.l2_volume_record_weight.cpu().numpy().astype(np.float64)
+        horizons = tuple(int(t.rsplit("_h", 1)[1]) for t in L2_VOLUME_TARGETS)
+        self.record_combined = (bool(self.model.l2_volume_fitted) and bool((self.record_weight < 1).any())
+                                and horizons == VOLUME_HORIZONS)  # fmt: skip
 
     def warm_up(self, example: Window) -> None:
         """Before the first real batch: on a GPU the CUDA graph of every batch bucket
@@ -127,6 +137,9 @@ class OrderFlowForecaster(Forecaster):
         q = s["quantiles"].float().cpu().numpy()  # (B, targets, 3)
         probs = s["probs"].float().cpu().numpy()
         direction = s["direction"].float().cpu().numpy() if self.direction_fitted else None
+        if self.record_combined:
+            l2 = self.model.l2_depth_windows(batch).cpu().numpy()
+            q = self.with_volume_record(q, l2, np.stack([w.volume_record for w in windows]))
         surprise = calibrated_score(nll, self.calibration) if self.calibration is not None else np.zeros_like(nll)
         score = combined_anomaly_score(surprise, probs[:, 0])
         cols: dict[str, np.ndarray] = {"anomaly_score": score, "anomaly_nll": nll,
@@ -149,6 +162,15 @@ class OrderFlowForecaster(Forecaster):
         assert all(f"spread_q50_h{h}" in cols for h in HORIZONS), "checkpoint targets do not cover the horizons"
         finite = {n: np.nan_to_num(np.asarray(c, np.float64)) for n, c in cols.items()}
         return predictions_of(finite | {"anomaly_class": probs[:, 1:].argmax(1) + 1}, self.dtype)
+
+    def with_volume_record(self, q: np.ndarray, l2: np.ndarray, record: np.ndarray) -> np.ndarray:
+        """The quantiles `q` (B, targets, 3) with the volume of the windows `l2` (B,) bool, those the L2
+        volume head served, combined with their book's `record` (B, H, 3) (l2_volume.with_record); what
+        `predict` serves and `evaluate` scores (model.evaluation.outputs)."""
+        j = self.model.l2_volume_index.cpu().numpy()
+        out = q.copy()
+        out[:, j] = np.where(l2[:, None, None], with_record(q[:, j], record, self.record_weight), q[:, j])
+        return out
 
     def explain(self, window: Window, prediction: Prediction) -> str:
         """The alert's why: the event span, the most likely kind, the most surprising event of the

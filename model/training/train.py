@@ -71,6 +71,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from model.evaluation.baselines import volume_levels
 from model.evaluation.metrics import crps_quantiles
 from model.inputs import ABLATIONS, BATCH_KEYS, FIELDS, INPUT_FIELDS, NEWS_AGE, check_encoding
 from model.network import checkpoint, direction, event_chain, l2_depth, l2_volume, recalibration
@@ -697,8 +698,10 @@ def fit_l2_depth(model: OrderFlowModel, data: TrainData, device: torch.device, c
 @torch.no_grad()
 def fit_l2_volume(model: OrderFlowModel, data: TrainData, device: torch.device, chunk: int = 512) -> dict[str, Any]:
     """Fit the model's L2 volume head (model/network/l2_volume.py) on the training set's windows that the
-    L2 heads serve (the rest of the model frozen) and switch it on; returns their volume CRPS served by
-    the network (as it was before the head) and by the head, per target (in-sample). Without L2 windows,
+    L2 heads serve (the rest of the model frozen) and switch it on, with its weight against each book's
+    record of realized volumes (`_l2_volume_record_weight`); returns their volume CRPS served by the
+    network (as it was before the head), by the head and by the head with the record, per target
+    (in-sample), and the weights. Without L2 windows,
     or in a model without book rows (the head's inputs), the model's head stays as it is."""
     if not model.config.use_rows:
         log.info("L2 volume head: the model reads no book rows, the head's inputs; not fitted")
@@ -729,7 +732,31 @@ def fit_l2_volume(model: OrderFlowModel, data: TrainData, device: torch.device, 
     model.l2_volume_coef.copy_(torch.from_numpy(coef))
     model.l2_volume_fitted.fill_(True)
     head = l2_volume.predict(x, loc, scale, coef, QUANTILES)
-    return _crps_report("L2 volume head", y, valid, L2_VOLUME_TARGETS, network=network, head=head)
+    weight, counts, record = _l2_volume_record_weight(data, k, x, y, valid)
+    model.l2_volume_record_weight.copy_(torch.from_numpy(weight))
+    report = _crps_report("L2 volume head", y, valid, L2_VOLUME_TARGETS, network=network, head=head,
+                          served=l2_volume.with_record(head, record, weight))  # fmt: skip
+    log.info("L2 volume head: its weight against the book's record %s (chosen on %s windows)",
+             weight.round(2).tolist(), counts)  # fmt: skip
+    return report | {"record_weight": weight.round(2).tolist(), "record_windows": counts}
+
+
+def _l2_volume_record_weight(
+    data: TrainData, k: np.ndarray, x: np.ndarray, y: np.ndarray, valid: np.ndarray
+) -> tuple[np.ndarray, list[int], np.ndarray]:
+    """(weights (H,), the windows each was chosen on, the record's quantiles (N, H, 3)): the L2 volume
+    head's weight per horizon against each book's record of realized volumes (model/serving/volume_record.py),
+    chosen on the head's quantiles out of fold (each capture's by a head fitted on the others: a head scored
+    on its own fit looks better than it serves a new instrument). Ones (the head alone) without the
+    datasets' `message`, or with one capture."""
+    ones = np.ones(len(L2_VOLUME_TARGETS))
+    nan = np.full((len(k), len(L2_VOLUME_TARGETS), len(QUANTILES)), np.nan)
+    if "message" not in data.arrays or len(np.unique(data.arrays["seed"][k])) < 2:
+        return ones, [0] * len(ones), nan
+    record = np.stack([volume_levels(data.arrays, int(t.rsplit("_h", 1)[1]))[1][k] for t in L2_VOLUME_TARGETS], 1)
+    oof = l2_volume.out_of_fold(x, y, valid, data.arrays["seed"][k], QUANTILES)
+    weight, counts = l2_volume.fit_record_weight(oof, record, y, valid, QUANTILES)
+    return weight, counts, record
 
 
 CHAIN_WINDOWS = 24_000  # windows whose states the event chain is fitted on (at random beyond that): bounds its memory
