@@ -207,7 +207,7 @@ def test_finetune_fits_the_head_on_the_l2_windows_and_the_stage_refits_it_alone(
 
 def test_a_worker_serves_the_volume_the_evaluation_scores(l2_trained, l2_held, tmp_path):
     """Fitted on three captures, the head gets a weight against each book's record; a forecaster fed a
-    capture's windows in order (keeping the record: model/serving/volume_record.py) serves the volume
+    capture's windows (each carrying its book's record: orderbook/volume_record.py) serves the volume
     quantiles that `evaluate` computes on the dataset of the same windows (the record read off its targets)."""
     from model.evaluation.outputs import model_outputs
     from model.serving.orderflow import OrderFlowForecaster

@@ -385,8 +385,9 @@ class OrderFlowModel(nn.Module):
         self.register_buffer("l2_volume_scale", torch.ones(L2_VOLUME_INPUTS))
         self.register_buffer("l2_volume_coef", torch.zeros(n_volume, len(L2_VOLUME_PARTS), L2_VOLUME_INPUTS + 1))
         self.register_buffer("l2_volume_fitted", torch.zeros((), dtype=torch.bool))
-        # per volume target, the head's weight against the book's record of realized volumes, which the
-        # server combines them with (l2_volume.with_record, model/serving/volume_record.py); 1: the head alone
+        # per volume target, the head's weight against the book's record of realized volumes (a window's
+        # volume_record, orderbook/volume_record.py), which the server combines them with (l2_volume.with_record);
+        # 1: the head alone
         self.register_buffer("l2_volume_record_weight", torch.ones(n_volume))
         volume_index = torch.tensor([TARGETS.index(t) for t in L2_VOLUME_TARGETS])
         self.register_buffer("l2_volume_index", volume_index, persistent=False)

@@ -745,10 +745,11 @@ def _l2_volume_record_weight(
     data: TrainData, k: np.ndarray, x: np.ndarray, y: np.ndarray, valid: np.ndarray
 ) -> tuple[np.ndarray, list[int], np.ndarray]:
     """(weights (H,), the windows each was chosen on, the record's quantiles (N, H, 3)): the L2 volume
-    head's weight per horizon against each book's record of realized volumes (model/serving/volume_record.py),
-    chosen on the head's quantiles out of fold (each capture's by a head fitted on the others: a head scored
-    on its own fit looks better than it serves a new instrument). Ones (the head alone) without the
-    datasets' `message`, or with one capture."""
+    head's weight per horizon against each book's record of realized volumes (a window's `volume_record`,
+    orderbook/volume_record.py; baselines.volume_levels reads it off the targets), chosen on the head's
+    quantiles out of fold (each capture's by a head fitted on the others: a head scored on its own fit
+    looks better than it serves a new instrument). Ones (the head alone) without the datasets' `message`,
+    or with one capture."""
     ones = np.ones(len(L2_VOLUME_TARGETS))
     nan = np.full((len(k), len(L2_VOLUME_TARGETS), len(QUANTILES)), np.nan)
     if "message" not in data.arrays or len(np.unique(data.arrays["seed"][k])) < 2:
