@@ -34,6 +34,8 @@ from statistics import NormalDist
 
 import numpy as np
 
+from model.evaluation.metrics import pinball
+
 PARTS = ("p0", "loc", "log_scale")  # the three linear maps of each target: the coefficients' second axis
 L2 = 1e-3  # the logistic regression's ridge on its standardized weights: a capture where every window
 # trades (or none does) would send them to infinity
@@ -152,8 +154,7 @@ def fit_record_weight(
 
         def loss(w: float, qh: np.ndarray = qh, rh: np.ndarray = rh, yh: np.ndarray = yh) -> float:
             c = w * qh + (1.0 - w) * rh
-            return float(sum(np.mean(np.maximum(tau * (yh - c[:, k]), (tau - 1) * (yh - c[:, k])))
-                             for k, tau in enumerate(taus)))  # fmt: skip
+            return sum(pinball(yh, c[:, k], tau) for k, tau in enumerate(taus))
 
         weight[h] = min(RECORD_WEIGHTS, key=loss)
     return weight, counts
