@@ -83,3 +83,19 @@ def test_the_quantiles_weigh_each_volume_by_its_age():
     assert list(ewma_quantiles(values[::-1])) == [1.0, 1.0, 5.0]
     with pytest.raises(ValueError, match="1 to 512"):
         ewma_quantiles(np.zeros(KEEP + 1))
+
+
+def test_quantiles_read_again_are_the_callers_own_and_follow_each_new_volume():
+    record = VolumeRecord()
+    for i in range(40):
+        record.message(i % 4)
+        record.window_cut()
+    first = record.quantiles()
+    first[:] = -1.0  # a window's array is its own: a later read is not changed through it
+    again = record.quantiles()
+    np.testing.assert_array_equal(again[0], ewma_quantiles(np.array(record.known[0])))
+    for _ in range(40):  # new volumes over 10 messages, the newest most of the weight: the next read weighs them
+        record.message(1000)
+        record.window_cut()
+    np.testing.assert_array_equal(record.quantiles()[0], ewma_quantiles(np.array(record.known[0])))
+    assert record.quantiles()[0, 1] > again[0, 1]
