@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import math
 import pickle
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -677,6 +678,16 @@ def test_a_builder_state_carries_the_volume_record_both_ways_byte_for_byte() -> 
     ended = copy.deepcopy(v)
     ended.pending[0].appendleft((v.messages - 10, 0))  # its 10 messages are over: it would be known
     refused(ended, "pending over 10 messages out of order or over")
+    for x in (math.nan, math.inf, -0.5):
+        mangled = copy.deepcopy(v)
+        mangled.known[1][7] = x
+        refused(mangled, f"(?i)a known volume of {x}")  # Rust writes NaN, Python nan
+    behind = copy.deepcopy(v)
+    behind.pending[0][-1] = (behind.pending[0][-1][0], v.traded + 1)  # more lots than were ever traded
+    refused(behind, f"pending over 10 messages after {v.traded + 1} lots, of {v.traded} traded")
+    shrinking = copy.deepcopy(v)
+    shrinking.pending[1][0] = (shrinking.pending[1][0][0], v.pending[1][-1][1] + 1)
+    refused(shrinking, "pending over 100 messages after")
     with pytest.raises(ValueError, match="window builder state version 1, this reads 2 and 3"):
         _builder({**state, "version": 1})
 

@@ -289,9 +289,19 @@ def _volume_record(r: _Reader) -> VolumeRecord:
         known = r.array("d")
         if len(known) > KEEP:
             raise ValueError(f"window builder state: {len(known)} known volumes over {h} messages, {KEEP} are kept")
+        for x in known:
+            if not (math.isfinite(x) and x >= 0):
+                raise ValueError(f"window builder state: a known volume of {x}: log1p of the lots traded is finite "
+                                 "and not negative")  # fmt: skip
         at = [m for m, _ in pending]
         if at != sorted(at) or any(m > v.messages or v.messages - m >= h for m in at):
             raise ValueError(f"window builder state: a window pending over {h} messages out of order or over")
+        last = 0
+        for _, t in pending:  # lots traded only add up: a volume read off these is never negative
+            if t < last or t > v.traded:
+                raise ValueError(f"window builder state: a window pending over {h} messages after {t} lots, of "
+                                 f"{v.traded} traded")  # fmt: skip
+            last = t
         v.pending[k], v.known[k] = deque(pending), deque(known, maxlen=KEEP)
     return v
 

@@ -62,6 +62,9 @@ impl Known {
         if values.len() > KEEP {
             return Err(format!("{} known volumes, {KEEP} are kept", values.len()));
         }
+        if let Some(v) = values.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
+            return Err(format!("a known volume of {v}: log1p of the lots traded is finite and not negative"));
+        }
         let mut order: Vec<u64> = (0..values.len() as u64).collect();
         order.sort_by(|&a, &b| values[a as usize].total_cmp(&values[b as usize])); // stable
         Ok(Known { values: values.into(), first: 0, order })
@@ -173,11 +176,19 @@ impl VolumeRecord {
     pub fn check(&self) -> Result<(), String> {
         for (&h, pending) in VOLUME_HORIZONS.iter().zip(&self.pending) {
             let mut last = 0;
-            for &(at, _) in pending {
+            let mut traded_last = 0;
+            for &(at, traded_then) in pending {
                 if at < last || at > self.messages || self.messages - at >= h {
                     return Err(format!("a window pending over {h} messages out of order or over at message {at}"));
                 }
-                last = at;
+                // lots traded only add up: a volume read off these is never negative
+                if traded_then < traded_last || traded_then > self.traded {
+                    return Err(format!(
+                        "a window pending over {h} messages after {traded_then} lots, of {} traded",
+                        self.traded
+                    ));
+                }
+                (last, traded_last) = (at, traded_then);
             }
         }
         Ok(())
@@ -307,13 +318,20 @@ mod tests {
         }
         assert_eq!(known.len(), KEEP);
         assert!(Known::new(vec![0.0; KEEP + 1]).is_err());
+        for bad in [f64::NAN, f64::INFINITY, -0.5] {
+            assert!(Known::new(vec![0.0, bad]).is_err()); // log1p of the lots traded: finite, not negative
+        }
     }
 
     #[test]
-    fn pending_windows_must_be_in_order_and_not_over() {
-        let mut r = VolumeRecord { messages: 50, ..VolumeRecord::default() };
+    fn pending_windows_must_be_in_order_not_over_and_after_no_more_lots_than_traded() {
+        let mut r = VolumeRecord { messages: 50, traded: 9, ..VolumeRecord::default() };
         r.pending[1] = [(10, 0), (30, 4)].into();
         assert_eq!(r.check(), Ok(()));
+        r.pending[1] = [(10, 4), (30, 0)].into(); // lots traded only add up
+        assert!(r.check().is_err());
+        r.pending[1] = [(10, 0), (30, 10)].into(); // more than were traded
+        assert!(r.check().is_err());
         r.pending[1] = [(30, 0), (10, 4)].into();
         assert!(r.check().is_err());
         r.pending[1] = [(51, 0)].into();
