@@ -97,6 +97,12 @@ def baseline_forecasts(
     return out
 
 
+def volume_records(arrays: dict[str, np.ndarray], horizons: Sequence[int]) -> np.ndarray:
+    """(B, len(horizons), 3) each window's record of its book's realized volumes over each horizon (a
+    window's `volume_record`), read off the dataset's targets: `volume_levels`' EWMA, NaN where unknown."""
+    return np.stack([volume_levels(arrays, h)[1] for h in horizons], 1)
+
+
 def volume_levels(
     arrays: dict[str, np.ndarray], h: int, halflife: float = VOLUME_HALFLIFE
 ) -> tuple[np.ndarray, np.ndarray]:

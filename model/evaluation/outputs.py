@@ -166,13 +166,13 @@ def model_outputs(
     also keep what the direction head reads (bench/direction_loo_probe.py refits it)."""
     import torch
 
-    from model.evaluation.baselines import volume_levels
+    from model.evaluation.baselines import volume_records
     from model.network.orderflow import (
         ANCHORED_TARGETS,
         DIRECTION_HORIZONS,
         L2_DEPTH_INPUTS,
+        L2_VOLUME_HORIZONS,
         L2_VOLUME_INPUTS,
-        L2_VOLUME_TARGETS,
         calibrated_score,
         next_event_nll,
         to_batch,
@@ -229,9 +229,9 @@ def model_outputs(
                 progress(sl.stop - sl.start)
     # each book's record of its realized volumes, which the server combines the L2 volume head's with (a
     # window's volume_record, orderbook/volume_record.py; volume_levels reads it off the dataset's targets)
-    volume_record = np.full((n, len(L2_VOLUME_TARGETS), 3), np.nan)
+    volume_record = np.full((n, len(L2_VOLUME_HORIZONS), 3), np.nan)
     if anchors and "message" in arrays and "symbol" in arrays:
-        volume_record = np.stack([volume_levels(arrays, int(t.rsplit("_h", 1)[1]))[1] for t in L2_VOLUME_TARGETS], 1)
+        volume_record = volume_records(arrays, L2_VOLUME_HORIZONS)
     if served.record_combined:
         q = served.with_volume_record(q, l2_served, volume_record)
     quantiles = {t: q[:, j] for j, t in enumerate(NET_TARGETS)}

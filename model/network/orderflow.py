@@ -206,6 +206,7 @@ L2_DEPTH_INPUTS = 6 + len(_MEMORY_COLUMNS) + 1
 # L2 windows (model/network/l2_volume.py says why), on L2_VOLUME_INPUTS inputs of the newest row
 # (OrderFlowModel.l2_volume_inputs).
 L2_VOLUME_TARGETS = tuple(t for t in TARGETS if t.startswith("volume_"))
+L2_VOLUME_HORIZONS = tuple(int(t.rsplit("_h", 1)[1]) for t in L2_VOLUME_TARGETS)  # messages
 _VOLUME_COLUMNS = ("signed_volume_log", "log_trade_rate", "log_message_rate")
 L2_VOLUME_INPUTS = 6 + len(L2_VOLUME_TARGETS)
 # The quantiles the recalibration maps (model/network/recalibration.py), and the band each target's bin is
@@ -393,7 +394,7 @@ class OrderFlowModel(nn.Module):
         self.register_buffer("l2_volume_index", volume_index, persistent=False)
         volume_columns = torch.tensor([FEATURE_NAMES.index(n) for n in _VOLUME_COLUMNS])
         self.register_buffer("l2_volume_columns", volume_columns, persistent=False)
-        horizons = torch.tensor([float(t.rsplit("_h", 1)[1]) for t in L2_VOLUME_TARGETS])
+        horizons = torch.tensor(L2_VOLUME_HORIZONS, dtype=torch.float32)
         self.register_buffer("l2_volume_horizons", horizons, persistent=False)
         self.register_buffer("quantile_levels", torch.tensor(QUANTILES), persistent=False)
         self._init_weights()

@@ -32,7 +32,7 @@ from model.network.l2_volume import with_record
 from model.network.orderflow import (
     ANOMALY_CLASSES,
     DIRECTION_HORIZONS,
-    L2_VOLUME_TARGETS,
+    L2_VOLUME_HORIZONS,
     TARGETS,
     calibrated_score,
     next_event_nll,
@@ -106,9 +106,8 @@ class OrderFlowForecaster(Forecaster):
         # the L2 volume head's weight against the book's record of realized volumes (a window's volume_record,
         # whose horizons are the builder's: a model of other volume horizons serves its head alone)
         self.record_weight = self.model.l2_volume_record_weight.cpu().numpy().astype(np.float64)
-        horizons = tuple(int(t.rsplit("_h", 1)[1]) for t in L2_VOLUME_TARGETS)
         self.record_combined = (bool(self.model.l2_volume_fitted) and bool((self.record_weight < 1).any())
-                                and horizons == VOLUME_HORIZONS)  # fmt: skip
+                                and L2_VOLUME_HORIZONS == VOLUME_HORIZONS)  # fmt: skip
 
     def warm_up(self, example: Window) -> None:
         """Before the first real batch: on a GPU the CUDA graph of every batch bucket

@@ -71,7 +71,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model.evaluation.baselines import volume_levels
+from model.evaluation.baselines import volume_records
 from model.evaluation.metrics import crps_quantiles
 from model.inputs import ABLATIONS, BATCH_KEYS, FIELDS, INPUT_FIELDS, NEWS_AGE, check_encoding
 from model.network import checkpoint, direction, event_chain, l2_depth, l2_volume, recalibration
@@ -80,6 +80,7 @@ from model.network.orderflow import (
     CLASSIC_TARGETS,
     DIRECTION_HORIZONS,
     L2_DEPTH_TARGETS,
+    L2_VOLUME_HORIZONS,
     L2_VOLUME_TARGETS,
     NEWS_SIDED,
     QUANTILES,
@@ -754,7 +755,7 @@ def _l2_volume_record_weight(
     nan = np.full((len(k), len(L2_VOLUME_TARGETS), len(QUANTILES)), np.nan)
     if "message" not in data.arrays or len(np.unique(data.arrays["seed"][k])) < 2:
         return ones, [0] * len(ones), nan
-    record = np.stack([volume_levels(data.arrays, int(t.rsplit("_h", 1)[1]))[1][k] for t in L2_VOLUME_TARGETS], 1)
+    record = volume_records(data.arrays, L2_VOLUME_HORIZONS)[k]
     oof = l2_volume.out_of_fold(x, y, valid, data.arrays["seed"][k], QUANTILES)
     weight, counts = l2_volume.fit_record_weight(oof, record, y, valid, QUANTILES)
     return weight, counts, record
