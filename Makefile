@@ -102,8 +102,10 @@ fuzz: $(STAMP)
 
 # Every fault of docs/recovery.md injected repeatedly into real workers on the embedded servers;
 # writes the table of docs/faults.md (20-30 minutes on 2 cores); then the tests marked `soak`
-# (SIGKILL on the venue formats make test leaves out, tests/test_faults.py; the Faust ceiling's and the
-# memory bench's smoke runs).
+# (SIGKILL on the venue formats make test leaves out, tests/test_faults.py; e2e's kill and rebalance on the
+# mixed captures, tests/test_e2e.py; the state carried across paths on the Binance instruments beyond one per
+# market; the smoke runs of the Faust ceiling, memory, recovery, scaling and latency-ladder benches and of the
+# direction probes).
 soak: $(STAMP)
 	$(BIN)/python -m pytest -q -m soak
 	$(BIN)/python bench/fault_table.py --out docs/faults.md

@@ -3,7 +3,9 @@
 as separate processes, and everything they publish compared with what the same records give
 offline: every forecast in Redis, field for field; every rejected record in `md.dlq`, with
 its reason. Then the same after a SIGKILL mid-stream, and with two workers sharing the
-partitions."""
+partitions: those two in `make soak`, as make test kills and rebalances workers in tests/test_faults.py
+(SIGKILL at random points with restores from snapshots; three workers with rebalances, one killed) and
+tests/test_frames_worker.py (a SIGKILL on framed input)."""
 
 from __future__ import annotations
 
@@ -150,6 +152,7 @@ def test_every_forecast_and_every_reject_of_the_real_captures(infra, topics, tmp
     assert set(want) <= on_topic
 
 
+@pytest.mark.soak
 def test_a_worker_killed_mid_stream_resumes_and_publishes_what_an_uninterrupted_run_would(infra, topics, tmp_path):
     want, _ = expected(topics)
     log = tmp_path / "worker.log"
@@ -169,6 +172,7 @@ def test_a_worker_killed_mid_stream_resumes_and_publishes_what_an_uninterrupted_
     assert "restored to offset" in log.read_text()
 
 
+@pytest.mark.soak
 def test_two_workers_split_the_partitions_and_a_rebalance_loses_nothing(infra, topics, tmp_path):
     want, _ = expected(topics)
     a = start_worker(infra, "e2e-pair", 3, "w-a", tmp_path / "a.log")

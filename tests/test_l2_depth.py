@@ -26,6 +26,9 @@ from orderbook.features import FEATURE_NAMES  # noqa: E402
 
 SEC = 1_000_000_000
 
+# the research probes' smoke runs (bench/*_probe.py), a minute together: make soak
+probe_smoke = pytest.mark.soak
+
 
 def test_the_fit_finds_a_linear_quantile_relation():
     rng = np.random.default_rng(0)
@@ -183,6 +186,7 @@ def test_evaluate_direction_loo_scores_each_capture_by_the_head_and_baselines_fi
     assert "resampled together for both (paired" in text and "/ best baseline" in text
 
 
+@probe_smoke
 def test_direction_loo_probe_scores_each_capture_by_the_fit_on_the_others(l2_trained, l2_held):
     """bench/direction_loo_probe.py: a row per Binance capture and horizon, each method's F1 / AUC."""
     import subprocess
@@ -199,6 +203,7 @@ def test_direction_loo_probe_scores_each_capture_by_the_fit_on_the_others(l2_tra
     assert all(len(r) == 4 + 5 * 3 for r in rows)  # h, capture, n, L2 chosen, then "F1 / AUC" for five methods
 
 
+@probe_smoke
 def test_direction_h100_probe_rows_every_method_for_each_capture_left_out(l2_trained, l2_held):
     """bench/direction_h100_probe.py: per horizon and Binance capture left out, a row per method with its
     F1 (argmax and plug-in), AUC, stationary AUC and stationary shares."""
@@ -216,6 +221,7 @@ def test_direction_h100_probe_rows_every_method_for_each_capture_left_out(l2_tra
     assert len(rows) == 2 * len(left_out) * 9  # the head, its five variants, the book rows' head, the regressions
 
 
+@probe_smoke
 def test_direction_finetune_probe_scores_the_held_capture_before_and_after_each_step_count(l2_trained, l2_held):
     """bench/direction_finetune_probe.py: a row per step count (0: the checkpoint as it is), held capture and
     horizon, the head refitted on the fine-tuned state beside the queue-imbalance regression."""

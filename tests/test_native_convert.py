@@ -1,8 +1,9 @@
 """A pipeline's state carried across paths (orderbook/native/convert.py): one path up to a cut, its state
 through the snapshot codec and the conversion, the other path after it, gives exactly what the reference path
 gives from the first record: every window, reject and stat. Both ways (native -> reference, reference ->
-native), on every Binance capture, mangled streams (gaps, buffered diffs, crossed books, pending tickers), a
-simulated ITCH day with placeholder books, and headlines kept across the cut."""
+native), on every Binance capture (one per market in make test, the rest in make soak), mangled streams
+(gaps, buffered diffs, crossed books, pending tickers), a simulated ITCH day with placeholder books, and
+headlines kept across the cut."""
 
 from __future__ import annotations
 
@@ -86,8 +87,17 @@ def reference_with_news(venue: str, values: list[bytes], cut: int, news: tuple[i
     return windows, rejects, pipe.stats
 
 
+# one capture per Binance market in make test (their messages differ: futures carry `pu`, COIN-M sizes are
+# contracts); the other instruments, the same formats again at about 25 s each, in make soak
+IN_MAKE_TEST = ("spot_ethusdt", "usdm_ethusdt", "cm_ethusd_perp")
+
+
 @pytest.mark.realdata
-@pytest.mark.parametrize("name", CAPTURES, ids=lambda n: n.split(".gz")[0])
+@pytest.mark.parametrize(
+    "name",
+    [n if n.startswith(IN_MAKE_TEST) else pytest.param(n, marks=pytest.mark.soak) for n in CAPTURES],
+    ids=lambda n: n.split(".gz")[0],
+)
 def test_a_state_carried_across_paths_continues_exactly_on_every_binance_capture(shared_data: Path, name: str) -> None:
     values = capture(name)
     want = reference("binance", values)

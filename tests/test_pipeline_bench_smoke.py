@@ -4,6 +4,8 @@ Speed is not checked (bench/ prints figures): only that one Faust worker and the
 aiokafka loop both drain the records, and that every forecast the records give offline is
 seen on Redis's `mt:forecasts` channel in both latency runs (none lost, none unmatched); with
 `--transactional`, that a worker on the records written in transactions gives the plain run's forecasts.
+The ITCH frames run and the latency ladder (45 s together) are in `make soak`; tests/test_frames_worker.py
+runs workers on frames in make test.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def test_pipeline_bench_quick_prints_both_consumers_and_loses_no_forecast(quick_
     assert "where the time goes" in out and "forecaster" in out
 
 
+@pytest.mark.soak
 def test_pipeline_bench_quick_on_simulated_itch_frames_drains_every_record(shared_data: Path) -> None:
     out = succeeded(bench("--data", str(shared_data), "--quick", "--venue", "itch"))
     head = re.search(r"^data: itch, ([\d,]+) messages in ([\d,]+) records \(frames", out, re.M)
@@ -64,6 +67,7 @@ def test_pipeline_bench_refuses_a_missing_data_folder(tmp_path: Path) -> None:
     assert done.returncode != 0 and "not found" in done.stderr
 
 
+@pytest.mark.soak
 def test_pipeline_bench_latency_ladder_under_latest_publishes_only_scored_windows(shared_data: Path) -> None:
     """`--latency-only` runs the worker alone over a ladder of rates; under `latest` each published
     forecast is one the offline run says the records close, and the goal line names a rate or none."""

@@ -12,9 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.soak  # 20-30 s: make soak; make bench runs the script itself
 def test_recovery_bench_quick_prints_a_row_per_size() -> None:
     done = subprocess.run(
         [sys.executable, str(REPO / "bench" / "recovery_bench.py"), "--quick"],
