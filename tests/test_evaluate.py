@@ -361,17 +361,39 @@ def test_evaluate_writes_a_model_card_read_from_the_checkpoint(tiny):
 
     ev = evaluate(tiny / "held.npz", [tiny / "ckpt"], tiny / "card")
     net, config, _ = checkpoint.load(tiny / "ckpt")
-    parameters = sum(p.numel() for p in net.parameters())
+    chain = sum(p.numel() for p in net.event_chain.parameters())  # fitted at the finetune's end
+    parameters = sum(p.numel() for p in net.parameters()) - chain
     card = ev.models[0]
-    assert card["parameters"] == parameters and card["preset"] == "tiny"
+    assert card["parameters"] == parameters and card["event_chain_parameters"] == chain > 0
+    assert card["preset"] == "tiny"
     assert card["architecture"]["d_model"] == config.d_model and card["inputs"] == ["events", "book rows", "headlines"]
     assert card["training"]["stage"] == "finetune" and card["training"]["step"] == card["training"]["steps"] == 5
     assert [s["seed"] for s in card["training_sources"]] == [1]
     md = (tiny / "card" / "evaluation.md").read_text()
-    assert f"| parameters | {parameters:,} |" in md
+    assert f"| parameters | {parameters:,} (and {chain:,} in the scenarios' event chain) |" in md
     assert "| preset | tiny: width 32, 1 layer, 2 heads, feed-forward x2 |" in md
     assert "finetune, step 5 of 5, batch 8" in md and "1 simulated (seeds 1)" in md
     assert json.loads((tiny / "card" / "metrics.json").read_text())["models"][0]["parameters"] == parameters
+
+
+def test_the_card_counts_a_fitted_event_chain_apart_from_the_network():
+    """The parameters row is the network's (as training, the scaling study and the GPU bench count them);
+    the scenario generator's event chain is named beside it once fitted, and not at all before."""
+    pytest.importorskip("torch")
+    from model.evaluation.outputs import model_card
+    from model.evaluation.report import _card_rows
+    from model.network.orderflow import ModelConfig, OrderFlowModel
+
+    config = ModelConfig.tiny()
+    net = OrderFlowModel(config)
+    chain = sum(p.numel() for p in net.event_chain.parameters())
+    assert model_card(net, config, {}, None)["event_chain_parameters"] is None
+    net.event_chain.fitted.fill_(True)
+    card = model_card(net, config, {}, None) | {"directory": "x"}
+    assert card["parameters"] == net.num_parameters() == sum(p.numel() for p in net.parameters()) - chain
+    assert card["event_chain_parameters"] == chain > 0
+    rows = {r[0]: r[1] for r in _card_rows([card], [])}
+    assert rows["parameters"] == f"{net.num_parameters():,} (and {chain:,} in the scenarios' event chain)"
 
 
 def test_evaluate_compares_several_models_side_by_side(tiny):

@@ -133,9 +133,13 @@ def model_card(model: Any, config: Any, extra: dict[str, Any], seeds: Sequence[i
     inputs (an ablation leaves out the book rows or the headlines), the training run's settings, and the
     sources of its training file (`seeds`: the seeds that file holds) where that file is here."""
     train = extra.get("train") or {}
+    chain = model.event_chain
     inputs = ["events", *(["book rows"] if config.use_rows else []), *(["headlines"] if config.use_news else [])]
     return {
-        "parameters": int(sum(p.numel() for p in model.parameters())),
+        # the network's, as training, the scaling study and the GPU bench count them; the scenario generator's
+        # event chain apart, once fitted (the worker's forecasts read none of it)
+        "parameters": model.num_parameters(),
+        "event_chain_parameters": sum(p.numel() for p in chain.parameters()) if bool(chain.fitted) else None,
         "preset": preset_of(config),
         "architecture": {f: getattr(config, f) for f in (*PRESET_FIELDS, "n_events", "n_rows", "n_features")},
         "inputs": inputs,

@@ -114,12 +114,18 @@ def _card_rows(models: Sequence[dict[str, Any]], evaluated_seeds: Sequence[int])
         s = m.get("head_seeds")
         return "unknown" if s is None else seed_ranges(set(s) & set(evaluated_seeds))
 
+    def parameters(m: dict[str, Any]) -> str:
+        if m.get("parameters") is None:
+            return "—"
+        chain = m.get("event_chain_parameters")
+        return f"{m['parameters']:,}" + (f" (and {chain:,} in the scenarios' event chain)" if chain else "")
+
     def count(key: str) -> Any:
         return lambda m: "—" if m.get(key) is None else f"{m[key]:,} windows"
 
     return [
         row("directory", lambda m: f"`{m['directory']}`"),
-        row("parameters", lambda m: "—" if m.get("parameters") is None else f"{m['parameters']:,}"),
+        row("parameters", parameters),
         row("preset", arch),
         row("inputs", window),
         row("training run", training),
