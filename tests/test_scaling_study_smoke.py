@@ -14,7 +14,7 @@ from tests.scripts import load_script
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.soak  # 20-30 s: make soak; make bench runs the script itself
+@pytest.mark.soak  # 20-30 s: make soak; `make scaling` runs the study itself
 def test_scaling_study_writes_six_cells_and_the_figure(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("matplotlib")
