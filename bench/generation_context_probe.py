@@ -45,13 +45,13 @@ from model.serving.scenarios import (
     FACTORIZED,
     JOINT,
     Cut,
-    _fresh_path,
-    _next_logits,
     apply_event,
     copy_book,
+    fresh_path,
     generate_scenarios,
     load_state,
     messages,
+    next_logits,
     window_config,
 )
 from orderbook.events import Event, Kind, Side
@@ -133,7 +133,7 @@ def inside_complete_messages(forecaster: OrderFlowForecaster, state) -> tuple[in
 def inside_messages(forecaster: OrderFlowForecaster, state, chain: bool = False) -> tuple[int, float, float]:
     """(level updates scored, mean chance of a level update next, mean chance of the same instant next);
     `chain`: the shares of DRAWS joint draws of the event chain instead."""
-    path = _fresh_path(state, 0, 0)
+    path = fresh_path(state, 0, 0)
     same = int(forecaster.tokenizer.dt_ids(np.array([0]))[0])
     model_chain = forecaster.model.event_chain
     gen = torch.Generator().manual_seed(0)
@@ -145,7 +145,7 @@ def inside_messages(forecaster: OrderFlowForecaster, state, chain: bool = False)
     level, instant, last = [], [], None
     for e in state.real_events:
         if e.kind == Kind.LEVEL_SET and last is not None and last.kind == Kind.LEVEL_SET and e.ts == last.ts:
-            logits, h = _next_logits(forecaster, [path])
+            logits, h = next_logits(forecaster, [path])
             if chain:
                 base = {f: logits[f].float().expand(DRAWS, -1) for f in FIELDS}
                 d = model_chain.sample(h.float().expand(DRAWS, -1), base, draw)
@@ -188,7 +188,7 @@ def removal_at_the_best(forecaster: OrderFlowForecaster, state) -> tuple[int, fl
     """(real level updates at the best read, the size head's mean chance of a removal there, the event
     chain's given the update's kind, side and price, the share that were removals), teacher-forced along
     the real continuation as a path reads it."""
-    path = _fresh_path(state, 0, 0)
+    path = fresh_path(state, 0, 0)
     tokens = forecaster.tokenizer
     removal = int(tokens.size_ids(np.array([0]))[0])
     chain = forecaster.model.event_chain
@@ -196,7 +196,7 @@ def removal_at_the_best(forecaster: OrderFlowForecaster, state) -> tuple[int, fl
     for e in state.real_events:
         best = path.book.best_bid() if e.side == Side.BID else path.book.best_ask()
         if e.kind == Kind.LEVEL_SET and best and e.price == best[0]:
-            logits, h = _next_logits(forecaster, [path])
+            logits, h = next_logits(forecaster, [path])
             ref2 = path.message_ref2 if scenarios._joins_message(path, e.kind, e.ts - path.ts) else None
             price = token_price(e.price, ref2 or scenarios._reference2(path.book), state.tick, tokens.price_clip)
             ids = tokens.encode(*(np.array([x]) for x in (e.kind, e.side, price, e.size, 0, True)))

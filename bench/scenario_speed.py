@@ -43,10 +43,10 @@ from model.serving.scenarios import (
     Cut,
     ScenarioResult,
     StartState,
-    _fresh_path,
-    _read_earlier,
+    fresh_path,
     generate_scenarios,
     load_state,
+    read_earlier,
     window_config,
 )
 from orderbook import features, windows
@@ -90,8 +90,8 @@ def generic_copies() -> Iterator[None]:
 def step_ms(forecaster: OrderFlowForecaster, state: StartState, paths: int, calls: int = 30) -> tuple[float, float]:
     """Milliseconds of one step's network read for `paths` fresh paths of `state`: `next_event` at the
     slot scenarios read, and the whole forward (medians of `calls`, the two interleaved)."""
-    fresh = [_fresh_path(state, 0, i) for i in range(paths)]
-    batch = to_batch(_read_earlier(forecaster.arrays([p.builder.window() for p in fresh])), forecaster.device)
+    fresh = [fresh_path(state, 0, i) for i in range(paths)]
+    batch = to_batch(read_earlier(forecaster.arrays([p.builder.window() for p in fresh])), forecaster.device)
     model, at = forecaster.model, -1 - READ_BEFORE_LAST
     one, whole = [], []
     with torch.inference_mode():

@@ -197,11 +197,11 @@ def test_a_paths_newest_event_is_read_one_slot_before_the_window_end_which_chang
     path's newest event is read in the slot before it (scenarios.READ_BEFORE_LAST). Attention is causal, so
     whatever that last slot held, the newest event's logits and state are the same."""
     from model.network.orderflow import FIELDS, to_batch
-    from model.serving.scenarios import READ_BEFORE_LAST, _fresh_path, _next_logits
+    from model.serving.scenarios import READ_BEFORE_LAST, fresh_path, next_logits
 
     assert READ_BEFORE_LAST == 1
-    path = _fresh_path(load_state(*state_args, horizon=4), 0, 0)
-    logits, state = _next_logits(forecaster, [path])
+    path = fresh_path(load_state(*state_args, horizon=4), 0, 0)
+    logits, state = next_logits(forecaster, [path])
     window = forecaster.arrays([path.builder.window()])
     filled = {k: v.copy() for k, v in window.items()}  # the newest event one slot earlier, the last slot a real one
     for key in (*FIELDS, "mask"):

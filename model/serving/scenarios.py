@@ -295,7 +295,9 @@ class PathState:
         return f"gen-{self.next_id}" if self.str_ids else self.next_id
 
 
-def _fresh_path(state: StartState, seed: int, index: int) -> PathState:
+def fresh_path(state: StartState, seed: int, index: int) -> PathState:
+    """Path `index` of a draw seeded `seed`: its own copies of the start's book and window builder, its own
+    random stream, new order ids above the book's."""
     book = copy_book(state.book)
     ids = list(book.orders) if isinstance(book, L3Book) else []
     ints = [i for i in ids if isinstance(i, int)]
@@ -504,7 +506,7 @@ def _decode(forecaster: Any, draws: dict[str, np.ndarray], b: int, t: int) -> To
 READ_BEFORE_LAST = 1
 
 
-def _read_earlier(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def read_earlier(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The windows' tokens moved READ_BEFORE_LAST slots towards the oldest, the slots after the newest empty."""
     k = READ_BEFORE_LAST
     if not k:
@@ -517,11 +519,11 @@ def _read_earlier(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 @torch.inference_mode()
-def _next_logits(forecaster: Any, paths: Sequence[PathState]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def next_logits(forecaster: Any, paths: Sequence[PathState]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One forward for every path: the next-event logits at each path's newest event, field -> (P, V), and
     the network's state there (P, d), the event chain's input; the newest event read READ_BEFORE_LAST slots
     before the window's last."""
-    arrays = _read_earlier(forecaster.arrays([p.builder.window() for p in paths]))
+    arrays = read_earlier(forecaster.arrays([p.builder.window() for p in paths]))
     batch = to_batch(arrays, forecaster.device)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=forecaster.device.type == "cuda"):
         return forecaster.model.next_event(batch, -1 - READ_BEFORE_LAST)
@@ -551,9 +553,9 @@ def generate_scenarios(
     chain = chain if sampling == JOINT and bool(chain.fitted) else None
     chain_cpu = copy.deepcopy(chain).float().cpu() if chain is not None else None  # the draws are on the CPU
     gen = torch.Generator().manual_seed(seed)
-    paths = [_fresh_path(state, seed, i) for i in range(n_paths)]
+    paths = [fresh_path(state, seed, i) for i in range(n_paths)]
     for step in range(1, horizon + 1):
-        logits, newest = _next_logits(forecaster, paths)
+        logits, newest = next_logits(forecaster, paths)
         draws = _draw(logits, tries, temperature, gen, chain_cpu, newest)
         for b, path in enumerate(paths):
             _step(forecaster, path, draws, b, tries, state.tick)
