@@ -16,6 +16,8 @@ Printed:
   metadata, bench/outputs_check.py's), equal or not;
 - the networks: the committed checkpoint and the two ablations (build/demo-nonews, build/demo-nobook),
   per file how many tensors differ and the largest difference in a weight or bias;
+- where each trained: torch, numpy and the CPU its config.json records (a network that differs with
+  code, data and seed alike most likely trained on another torch build or CPU);
 - the figures: every CRPS gain over the best of persistence, EWMA and HAR of the checkpoints in
   model/checkpoints/demo/evaluation{,-unseen}/metrics.json, here -> there, the moves largest first, and
   the anomaly AUROC and real next-event perplexity of each.
@@ -81,6 +83,14 @@ def gains(metrics: dict) -> dict[tuple[str, str, str], float]:
     return out
 
 
+def training_environment(path: Path) -> dict | None:
+    """The torch, numpy, CPU a checkpoint's last training stage ran on (model.training.train.environment)."""
+    try:
+        return (json.loads((path / "config.json").read_text()).get("train") or {}).get("environment")
+    except (OSError, ValueError):
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--other", type=Path, required=True, help="the working tree where make checkpoint ran")
@@ -105,6 +115,14 @@ def main(argv: list[str] | None = None) -> int:
         differ, total, largest, where = network_difference(here / rel, other / rel)
         rows.append((rel, "identical" if differ == 0 else "differ", f"{differ}/{total}", f"{largest:.3g}", where))
     print_columns(("checkpoint", "tensors", "differing", "largest in a weight", "in"), rows, left=(0, 4))
+    print("\nwhere each network trained (config.json's train.environment; absent before 2026-12-06):")
+    for rel in NETWORKS:
+        envs = [training_environment(t / rel) for t in (here, other)]
+        same = "the same" if envs[0] == envs[1] and envs[0] else "DIFFERENT" if all(envs) else "not recorded"
+        print(f"  {rel}: {same}")
+        for side, env in zip(("here", "there"), envs, strict=True):
+            if env and same != "the same":
+                print(f"    {side}: {env}")
 
     for rel in EVALUATIONS:
         a, b = (json.loads((t / rel / "metrics.json").read_text()) for t in (here, other))

@@ -88,6 +88,10 @@ def test_pretrain_lowers_nll_and_writes_a_checkpoint(data, tmp_path):
     assert {"curves.png", "losses.csv"} <= names
     cfg = json.loads((tmp_path / "pre" / "config.json").read_text())
     assert cfg["train"]["stage"] == "pretrain" and cfg["train"]["step"] == 40
+    # what the run's floats hang on beyond code, data and seed: a retrain elsewhere can be told apart
+    env = cfg["train"]["environment"]
+    assert env["torch"] == torch.__version__ and env["numpy"] == np.__version__
+    assert env["cpu"] and env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert cfg["tokenizer"]["vocab"] == VOCAB
     calib = cfg["calibration"]
     assert calib["windows"] == int((np.load(data)["label"] == 0).sum())

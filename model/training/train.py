@@ -929,6 +929,25 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def environment(device: torch.device) -> dict[str, Any]:
+    """What the floats of a run hang on besides code, data and seed: one-thread CPU training is
+    deterministic on one machine, but another torch build or CPU (another SIMD path: AVX-512 or AVX2)
+    rounds otherwise and trains another network (README, "Reproducing it")."""
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    env = {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(), "cpu": cpu,
+           "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads()}  # fmt: skip
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
 def _autocast(device: torch.device):
     """bf16 autocast on CUDA (docs/design.md: bf16 on GPU); full precision on CPU."""
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
@@ -1027,7 +1046,7 @@ def train(
 
     meta = {"stage": stage, "data": str(data_path), "init": str(init) if init else None, "seed": seed,
             "batch": batch, "lr": lr, "warmup": warmup, "steps": steps, "device": str(dev),
-            "real_weight": real_weight}  # fmt: skip
+            "real_weight": real_weight, "environment": environment(dev)}  # fmt: skip
     sample = sampler or probability_sampler(len(data), sampling_probabilities(data, real_weight))
 
     recal: dict | None = None
