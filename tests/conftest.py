@@ -13,6 +13,12 @@ import pytest
 # training fixture with two busy cores beside it took 206 s on torch's default two threads, 61 s on
 # one (alone, 29 s and 27 s). fresh-ci had it at 64-126 s.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The Kafka brokers a test starts live seconds to minutes and carry little load: HotSpot's C2 compiler
+# spends half such a broker's CPU on code it never pays back. C1 alone (the java launcher reads
+# JDK_JAVA_OPTIONS; every JVM started below inherits it) halves a broker's CPU to ready and through 50k
+# records (9.6 -> 5.0 s) and test_news_listener + test_logfilter's CPU (52 -> 28 s user). Only tests:
+# make demo's broker and the benchmarks' keep the JVM's defaults.
+os.environ.setdefault("JDK_JAVA_OPTIONS", "-XX:TieredStopAtLevel=1")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MT_SHARED_DATA", REPO.parent / "shared" / "data"))

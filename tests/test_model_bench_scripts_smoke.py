@@ -154,6 +154,7 @@ def test_scenario_fidelity_counts_a_sweep_once_among_the_messages_that_move_the_
     assert (events, messages) == (3.0, 1.0) and share == 0.2 and seconds == 2e-9
 
 
+@pytest.mark.soak  # a research probe's smoke run (20 s), as test_l2_depth's: make soak
 def test_generation_context_probe_prints_the_readings_and_the_messages_of_both_draws(
     lab: Path, shared_data: Path, tmp_path: Path
 ) -> None:

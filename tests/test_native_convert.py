@@ -22,6 +22,7 @@ from orderbook.snapshot import dump_state, load_state
 from orderbook.venue_windows import VenueWindows
 from orderbook.venues.itch import encode
 from streams.pipeline import VenuePipeline
+from tests.captures import one_per_market
 from tests.test_native_venue_windows import (
     CAPTURES,
     CONFIG,
@@ -87,15 +88,10 @@ def reference_with_news(venue: str, values: list[bytes], cut: int, news: tuple[i
     return windows, rejects, pipe.stats
 
 
-# one capture per Binance market in make test (their messages differ: futures carry `pu`, COIN-M sizes are
-# contracts); the other instruments, the same formats again at about 25 s each, in make soak
-IN_MAKE_TEST = ("spot_ethusdt", "usdm_ethusdt", "cm_ethusd_perp")
-
-
 @pytest.mark.realdata
 @pytest.mark.parametrize(
     "name",
-    [n if n.startswith(IN_MAKE_TEST) else pytest.param(n, marks=pytest.mark.soak) for n in CAPTURES],
+    one_per_market(CAPTURES),
     ids=lambda n: n.split(".gz")[0],
 )
 def test_a_state_carried_across_paths_continues_exactly_on_every_binance_capture(shared_data: Path, name: str) -> None:

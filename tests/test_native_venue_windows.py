@@ -32,6 +32,7 @@ from orderbook.venues.itch import encode
 from orderbook.windows import Window, WindowConfig
 from streams import snapshots
 from streams.pipeline import Rejected, VenuePipeline
+from tests.captures import one_per_market
 
 pytestmark = pytest.mark.skipif(not native.available(), reason=native.describe())
 if native.available():
@@ -98,7 +99,7 @@ def capture(name: str) -> list[bytes]:
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize("name", CAPTURES, ids=lambda n: n.split(".gz")[0])
+@pytest.mark.parametrize("name", one_per_market(CAPTURES), ids=lambda n: n.split(".gz")[0])
 def test_native_windows_equal_the_reference_on_every_binance_capture_as_messages_and_as_frames(
     shared_data: Path, name: str
 ) -> None:
