@@ -15,8 +15,8 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # The Kafka brokers a test starts live seconds to minutes and carry little load: HotSpot's C2 compiler
 # spends half such a broker's CPU on code it never pays back. C1 alone (the java launcher reads
-# JDK_JAVA_OPTIONS; every JVM started below inherits it) halves a broker's CPU to ready and through 50k
-# records (9.6 -> 5.0 s) and test_news_listener + test_logfilter's CPU (52 -> 28 s user). Only tests:
+# JDK_JAVA_OPTIONS; every JVM started below inherits it): a broker's CPU to healthy 4.47 -> 2.47 s, its
+# start 2.66 -> 1.91 s (bench/infra_bench.py, 2026-12-06). Only tests:
 # make demo's broker and the benchmarks' keep the JVM's defaults.
 os.environ.setdefault("JDK_JAVA_OPTIONS", "-XX:TieredStopAtLevel=1")
 
