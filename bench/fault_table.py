@@ -56,7 +56,6 @@ the worker logs' folder.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import logging
 import os
@@ -94,6 +93,7 @@ from kafka.errors import KafkaError  # noqa: E402
 from kafka.structs import OffsetAndMetadata  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from model.machine import cpu_model  # noqa: E402
 from streams.failpoints import POISON_ENV  # noqa: E402
 from streams.infra import Infra  # noqa: E402
 from streams.offsets import committed  # noqa: E402
@@ -585,10 +585,7 @@ def describe(inj: Injection) -> str:
 
 def document(kinds: Sequence[Kind], done: Sequence[Injection], args: argparse.Namespace, wall: float) -> str:
     command = " ".join(shlex.quote(a) for a in [".venv/bin/python", "bench/fault_table.py", *sys.argv[1:]])
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError, StopIteration):
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        cpu = next(ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name"))
+    cpu = cpu_model()
     kinds_text = "\n".join(f"- **{k.name}**: {k.what}." for k in kinds)
     note = f"\n{args.note}\n" if args.note else ""
     return f"""# Fault table

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import platform
 import statistics
 import sys
 import time
@@ -43,6 +42,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from model.machine import cpu_model
 from model.network.orderflow import FIELDS, ModelConfig, OrderFlowModel
 from model.serving.graphs import GraphedScore
 
@@ -186,7 +186,7 @@ def bench_one(name: str, fn: Callable[[Batch], object], batch: Batch, b: int, de
 def device_line(device: torch.device) -> str:
     if device.type == "cuda":
         return f"device: CUDA {torch.cuda.get_device_name(device)} (torch {torch.__version__}, bf16 autocast)"
-    return (f"device: CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads "
+    return (f"device: CPU {cpu_model()}, {torch.get_num_threads()} torch threads "
             f"(torch {torch.__version__}, fp32) -- CPU figures, not the GPU the issue's goals are for")  # fmt: skip
 
 

@@ -1,6 +1,9 @@
-"""Which of the Binance captures a test runs on in make test, and which only in make soak."""
+"""Which parameters of a test run in make test, and which only in make soak (`-m soak`), where the
+20-minute budget does not bind."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterable
 
 import pytest
 
@@ -9,6 +12,11 @@ import pytest
 IN_MAKE_TEST = ("spot_ethusdt", "usdm_ethusdt", "cm_ethusd_perp")
 
 
-def one_per_market(names: list[str]) -> list[object]:
+def soak_unless(values: Iterable[str], in_make_test: Callable[[str], bool]) -> list[object]:
+    """`values` as parameters, those `in_make_test` refuses marked soak."""
+    return [v if in_make_test(v) else pytest.param(v, marks=pytest.mark.soak) for v in values]
+
+
+def one_per_market(names: Iterable[str]) -> list[object]:
     """`names` (capture file names) as parameters, those of IN_MAKE_TEST's instruments alone outside soak."""
-    return [n if n.startswith(IN_MAKE_TEST) else pytest.param(n, marks=pytest.mark.soak) for n in names]
+    return soak_unless(names, lambda n: n.startswith(IN_MAKE_TEST))

@@ -47,6 +47,7 @@ from streams.infra import Infra, free_port
 from streams.logformat import line_time
 from streams.offsets import committed_offsets
 from streams.pipeline import VenuePipeline
+from tests.captures import soak_unless
 
 pytestmark = pytest.mark.realdata
 
@@ -155,9 +156,7 @@ def test_a_stop_that_lands_inside_a_batch_lets_the_batch_commit_before_the_worke
     assert "Traceback" not in log and "the batch failed" not in log, log[-5000:]
 
 
-@pytest.mark.parametrize(
-    "venue", [v if v in KILLED_IN_MAKE_TEST else pytest.param(v, marks=pytest.mark.soak) for v in VENUES]
-)
+@pytest.mark.parametrize("venue", soak_unless(VENUES, lambda v: v in KILLED_IN_MAKE_TEST))
 def test_sigkill_at_random_points_loses_and_duplicates_nothing(venue, shared_data, tmp_path):
     """Servers of its own, and the stream published in three parts at seeded random cut points, so
     that every kill lands before the stream's end however fast the worker is (the Kraken capture

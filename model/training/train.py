@@ -74,6 +74,7 @@ import torch.nn.functional as F
 from model.evaluation.baselines import volume_records
 from model.evaluation.metrics import crps_quantiles
 from model.inputs import ABLATIONS, BATCH_KEYS, FIELDS, INPUT_FIELDS, NEWS_AGE, check_encoding
+from model.machine import cpu_model
 from model.network import checkpoint, direction, event_chain, l2_depth, l2_volume, recalibration
 from model.network.orderflow import (
     ANOMALY_CLASSES,
@@ -935,13 +936,7 @@ def environment(device: torch.device) -> dict[str, Any]:
     rounds otherwise and trains another network (README, "Reproducing it")."""
     import platform
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    env = {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(), "cpu": cpu,
+    env = {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(), "cpu": cpu_model(),
            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads()}  # fmt: skip
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
