@@ -206,7 +206,8 @@ class WindowBuilder:
         self._row_ts = np.zeros(t, np.int64)
         self._row_head = 0
         self._row_count = 0
-        self._news: list[tuple[int, str]] = []  # sorted by ts; news is rare, a list is fine
+        # sorted by ts, the newest 16 x max_news kept (add_news); news is rare, a list is fine
+        self._news: list[tuple[int, str]] = []
         self._mid2: int | None = None
         self._ref2: int | None = None  # twice the price tokens are measured from
         self._in_snapshot = False
@@ -351,11 +352,13 @@ class WindowBuilder:
         return min(starts) if starts else 0
 
     def _news_arrays(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # nothing is dropped here: event time runs back on real feeds (Binance's trade and depth streams
+        # interleave), and with it a later window's start, so a headline before this window can be inside
+        # the next one; dropping it here made a window depend on when window() was read before it
         m = self.config.max_news
         lo = bisect.bisect_left(self._news, (start, ""))
-        del self._news[:lo]  # the window start only moves forward: these cannot come back
         hi = bisect.bisect_right(self._news, (end, chr(0x10FFFF)))
-        inside = self._news[max(0, hi - m) : hi]
+        inside = self._news[max(lo, hi - m) : hi]
         ts = np.zeros(m, np.int64)
         text = np.empty(m, dtype=object)
         text[:] = ""

@@ -175,6 +175,24 @@ def test_old_news_leaves_when_the_window_moves_on():
     assert wb.window().news == []
 
 
+def test_a_headline_before_one_window_joins_a_later_one_whose_start_ran_back():
+    """Event time runs back (Binance's trade and depth streams interleave): a window's oldest event can be
+    later than a later window's. A headline between them joins the later window, however often window()
+    was read in between (it once dropped what lay before the window it read, for good)."""
+    msgs = [[lvl(t, Side.BID, 100, 5)] for t in (300, 310, 100, 110, 400)]
+    for reads in (False, True):
+        wb, book = builder(n_events=2, n_rows=2), two_sided()
+        wb.add_news(250, "between")
+        for m in msgs[:2]:
+            push_all(wb, book, [m])
+            if reads:
+                assert wb.window().news == []  # start 300: the headline is before this window
+        push_all(wb, book, msgs[2:])
+        w = wb.window()
+        assert (w.start_ts, w.ts) == (110, 400)
+        assert w.news == [(250, "between")], f"window() read in between: {reads}"
+
+
 def test_metadata_names_the_last_event_and_the_callers_offset():
     wb = builder(every_events=2)
     book = two_sided()

@@ -109,7 +109,7 @@ pub struct WindowBuilder {
     pub row_ts: Vec<i64>,
     pub row_head: usize,
     pub row_count: u64,
-    /// sorted by (ts, headline); news is rare, a vector is fine
+    /// sorted by (ts, headline), the newest 16 x max_news kept (add_news); news is rare, a vector is fine
     pub news: Vec<(i64, String)>,
     pub mid2: Option<i128>,
     pub ref2: Option<i128>,
@@ -299,12 +299,12 @@ impl WindowBuilder {
 
         let start = self.start_ts();
         let end = self.last_ts.unwrap_or(0);
-        let lo = self.news.partition_point(|(ts, _)| *ts < start); // bisect_left((start, ""))
-        self.news.drain(..lo);
-        // bisect_right((end, chr(0x10FFFF)))
+        // bisect_left((start, "")) and bisect_right((end, chr(0x10FFFF))); nothing is dropped here (event
+        // time runs back, and a later window's start with it: WindowBuilder._news_arrays)
+        let lo = self.news.partition_point(|(ts, _)| *ts < start);
         let hi = self.news.partition_point(|(ts, h)| (*ts, h.as_str()) <= (end, "\u{10FFFF}"));
         let m = self.config.max_news;
-        let inside = &self.news[hi.saturating_sub(m)..hi];
+        let inside = &self.news[lo.max(hi.saturating_sub(m))..hi.max(lo)];
         let blank = m - inside.len();
         pad(&mut out.news_ts, blank, 0);
         pad(&mut out.news_text, blank, String::new());
