@@ -4,6 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+# Bytecode is written (__pycache__/, git-ignored) even where the environment says not to
+# (PYTHONDONTWRITEBYTECODE, as this machine's image sets it): make test starts hundreds of Python
+# processes (workers, CLI runs, benchmark smokes) and each one compiled the project afresh, and pytest's
+# assertion rewriting of every test module (10 s of each test process's 19 s collection) is only
+# cached where bytecode is.
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: demo test bench soak fuzz lint venv clean checkpoint evaluate-unseen scaling outputs-check text-ablation seed-study news-discovery
 
 # The demo's model: a small generative model trained on 18 simulated hours (seeds 1-20 but 9-10)
