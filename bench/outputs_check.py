@@ -31,7 +31,10 @@ dataset the same; the spread of windows that are not of books of price levels ne
 price levels got a volume head of their own (the dataset the same; the volume of L2 windows new: `--check`
 before the record differed in the evaluate figures and the spot ETHUSDT CSV's two volume columns alone),
 and when the volume got persistence and EWMA baselines (the model's volume gains over them are new
-figures of metrics.json; every other figure and fingerprint the same). About 11 minutes on
+figures of metrics.json; every other figure and fingerprint the same). The checkpoint then changed twice
+(003e4d6, 4d1a324) with no new record, and `--check` differed in 4 of 5 outputs until it was re-recorded
+(2026-12-06); the record now names the checkpoint files' md5s, and make test fails where they are not
+the committed ones. About 11 minutes on
 2 cores (2026-12-03: the dataset 8, evaluate 3). The dataset's md5s are of the CPU that recorded them:
 numpy's log1p differs in a last bit between SIMD paths (README, "Reproducing it"), so a record is
 checked on the machine that made it.
@@ -144,8 +147,14 @@ def max_differences(a: Path, b: Path) -> dict[str, float]:
     return {k: v for k, v in out.items() if v > 0}
 
 
+def checkpoint_md5s() -> dict[str, str]:
+    """The committed checkpoint's files the other fingerprints are of (tests/test_outputs_check.py: a new
+    checkpoint without a new record fails make test)."""
+    return {name: file_md5(CKPT / name) for name in ("model.safetensors", "config.json")}
+
+
 def fingerprints(work: Path) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"checkpoint": checkpoint_md5s()}
     train, held = work / "train.npz", work / "heldout.npz"
     megatrading("dataset", *checkpoint_dataset_args(), "--out", str(train), "--held-out-out", str(held))
     out["dataset train.npz"] = arrays_md5(train)
