@@ -34,4 +34,6 @@ def test_the_record_is_of_the_committed_checkpoint() -> None:
     """A retrained checkpoint needs `python bench/outputs_check.py --record bench/outputs.json` (11 minutes)
     in the same commit, or the record guards outputs nobody ships (it did for a day)."""
     record = json.loads((REPO / "bench" / "outputs.json").read_text())
-    assert record.get("checkpoint") == check.checkpoint_md5s(), "bench/outputs.json is of another checkpoint"
+    assert record.get("checkpoint") == check.checkpoint_md5s(), (
+        "bench/outputs.json is of another checkpoint: python bench/outputs_check.py --record bench/outputs.json"
+    )
