@@ -370,7 +370,7 @@ class WindowBuilder:
         return ts, text, mask
 
     def window(self) -> Window:
-        """The window as it stands now (also what `push` emits)."""
+        """The window as it stands now (also what `push` emits); reading it changes nothing."""
         n, t = self.config.n_events, self.config.n_rows
         head, count = self._head, self._count
         start = self._start_ts()

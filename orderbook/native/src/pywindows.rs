@@ -367,7 +367,7 @@ impl PyWindowBuilder {
     }
 
     /// The window as it stands now (also what `push` emits).
-    fn window(&mut self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+    fn window(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let mut stack = Stack::default();
         self.core.emit(&mut stack, 0);
         self.window_from(py, stack)

@@ -281,9 +281,9 @@ impl WindowBuilder {
         start.unwrap_or(0)
     }
 
-    /// The window as it stands now (what `push` signals), appended to `out`. Drops the headlines
-    /// older than its start, as the reference does: the start only moves forward.
-    pub fn emit(&mut self, out: &mut Stack, msg: i64) {
+    /// The window as it stands now (what `push` signals), appended to `out`. Changes nothing: a window
+    /// read between the emitted ones leaves them as they are.
+    pub fn emit(&self, out: &mut Stack, msg: i64) {
         let (n, t, f) = (self.config.n_events, self.config.n_rows, self.n_features());
         let (head, count) = (self.head, self.count as usize);
         ordered(&mut out.kind, &self.kind, head, count, 1);
