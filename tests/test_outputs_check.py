@@ -31,7 +31,7 @@ def test_the_dataset_arguments_are_make_checkpoints() -> None:
 
 
 def test_the_record_is_of_the_committed_checkpoint() -> None:
-    """A retrained checkpoint needs `python bench/outputs_check.py --record bench/outputs.json` (11 minutes)
+    """A retrained checkpoint needs `python bench/outputs_check.py --record bench/outputs.json` (12 minutes)
     in the same commit, or the record guards outputs nobody ships (it did for a day)."""
     record = json.loads((REPO / "bench" / "outputs.json").read_text())
     assert record.get("checkpoint") == check.checkpoint_md5s(), (
