@@ -8,6 +8,7 @@ headlines kept across the cut."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -54,26 +55,44 @@ def _feed(pipe: VenuePipeline, values: list[bytes], a: int, b: int, out: tuple[l
         out[1].extend(_reject(r) for r in rs)
 
 
+def switched_at(
+    venue: str, values: list[bytes], cuts: list[int], way: str, *, news: tuple[int, str, str] | None = None,
+    want: Out | None = None,
+) -> Iterator[tuple[Out, dict]]:  # fmt: skip
+    """Per cut (ascending): `values[:cut]` on one path, its state through the codec (as `md.state` carries
+    it) and converted, `values[cut:]` on the other (`way`: to_reference starts native); `news` (ts, symbol,
+    headline) joins at the cut. Also the state at the cut in the native layout (the one read, or the one
+    written). The first path runs once through all the cuts; given `want`, it goes on to the end and must
+    give it: taking a state changed nothing."""
+    first = VenuePipeline(venue, CONFIG, native=way == "to_reference")
+    out: tuple[list, list] = ([], [])
+    done = 0
+    for cut in cuts:
+        assert cut >= done and (news is None or len(cuts) == 1)
+        _feed(first, values, done, cut, out)
+        done = cut
+        if news is not None:
+            first.add_news(news[0], [news[1]], news[2])
+        then = VenuePipeline(venue, CONFIG, native=not first.native)
+        if first.native:
+            state = first.core.__getstate__()
+            then.core = reference_windows(load_state(dump_state(state)))
+        else:
+            state = native_state(first.core)
+            then.core = NativeVenueWindows.from_state(load_state(dump_state(state)))
+        rest: tuple[list, list] = (list(out[0]), list(out[1]))
+        _feed(then, values, cut, len(values), rest)
+        yield (rest[0], rest[1], then.stats), state
+    if want is not None:
+        _feed(first, values, done, len(values), out)
+        assert_same(want, (out[0], out[1], first.stats))
+
+
 def switched(
     venue: str, values: list[bytes], cut: int, way: str, news: tuple[int, str, str] | None = None
 ) -> tuple[Out, dict]:
-    """`values[:cut]` on one path, its state through the codec (as `md.state` carries it) and converted,
-    `values[cut:]` on the other (`way`: to_reference starts native); `news` (ts, symbol, headline) joins
-    at the cut. Also the state at the cut in the native layout (the one read, or the one written)."""
-    first = VenuePipeline(venue, CONFIG, native=way == "to_reference")
-    out: tuple[list, list] = ([], [])
-    _feed(first, values, 0, cut, out)
-    if news is not None:
-        first.add_news(news[0], [news[1]], news[2])
-    then = VenuePipeline(venue, CONFIG, native=not first.native)
-    if first.native:
-        state = first.core.__getstate__()
-        then.core = reference_windows(load_state(dump_state(state)))
-    else:
-        state = native_state(first.core)
-        then.core = NativeVenueWindows.from_state(load_state(dump_state(state)))
-    _feed(then, values, cut, len(values), out)
-    return (out[0], out[1], then.stats), state
+    """switched_at for one cut."""
+    return next(switched_at(venue, values, [cut], way, news=news))
 
 
 def reference_with_news(venue: str, values: list[bytes], cut: int, news: tuple[int, str, str]) -> Out:
@@ -110,8 +129,7 @@ def test_a_state_mid_gap_crossed_or_with_pending_tickers_continues_exactly_on_th
     values = mangled_binance(capture("usdm_btcusdt_20240808.gz"))
     want = reference("binance", values)
     books = []
-    for cut in range(0, len(values), len(values) // 60):
-        got, state = switched("binance", values, cut, way)
+    for got, state in switched_at("binance", values, list(range(0, len(values), len(values) // 60)), way, want=want):
         assert_same(want, got)
         books += state["feed"]["core"]["books"]
     # the cuts met the states this is about: a book waiting for its snapshot with diffs held, a live one
@@ -131,8 +149,9 @@ def test_an_itch_state_carried_across_paths_continues_exactly_mangled_or_not(itc
     for values in (itch_sim, mangled_itch(itch_sim)):
         want = reference("itch", values)
         assert len(want[0]) > 100
-        for cut in (1, len(values) // 4, len(values) // 2, 3 * len(values) // 4):
-            assert_same(want, switched("itch", values, cut, way)[0])
+        cuts = [1, len(values) // 4, len(values) // 2, 3 * len(values) // 4]
+        for got, _ in switched_at("itch", values, cuts, way, want=want):
+            assert_same(want, got)
 
 
 @pytest.mark.parametrize("way", WAYS)
@@ -143,8 +162,8 @@ def test_an_itch_placeholder_book_carried_across_paths_is_renamed_as_on_one_path
     want = reference("itch", values)
     assert any(w.symbol == "locate:1" for w in want[0])
     books = {}
-    for cut in (10, 20, 21, len(values) // 2):
-        got, state = switched("itch", values, cut, way)
+    cuts = [10, 20, 21, len(values) // 2]
+    for cut, (got, state) in zip(cuts, switched_at("itch", values, cuts, way, want=want), strict=True):
         assert_same(want, got)
         core = state["feed"]["core"]
         books[cut] = {core["names"][b["symbol"]] for b in core["books"]}
