@@ -72,6 +72,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/book_bench.py
 	$(BIN)/python bench/feed_bench.py
 	$(BIN)/python bench/windows_bench.py
+	$(BIN)/python bench/dataset_bench.py
 	$(BIN)/python bench/sim_bench.py
 	$(BIN)/python bench/pipeline_bench.py
 	$(BIN)/python bench/pipeline_bench.py --venue itch

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from . import native
 from .book import Book
 from .errors import MAX_MESSAGE_BYTES, FeedError, OversizedMessage
 from .events import Event
@@ -161,11 +162,14 @@ class VenueWindows:
         tick = self.ticks.get(symbol) or self.feed.window_tick(book)
         if tick is None:
             return None
-        builder = WindowBuilder(self.config, FeatureState(tick=tick), self.venue, symbol)
+        builder = self._new_builder(FeatureState(tick=tick), symbol)
         for ts, headline in self.news.get(symbol, ()):
             builder.add_news(ts, headline)
         self.builders[symbol] = builder
         return builder
+
+    def _new_builder(self, features: FeatureState, symbol: str) -> WindowBuilder:
+        return WindowBuilder(self.config, features, self.venue, symbol)
 
     def add_news(self, ts: int, symbols: Iterable[str], headline: str) -> None:
         """Join a headline to its symbols. Idempotent per symbol: the same (ts, headline) again changes
@@ -180,6 +184,25 @@ class VenueWindows:
             builder = self.builders.get(symbol)
             if builder is not None:
                 builder.add_news(ts, headline)
+
+
+class _CompiledBuilders(VenueWindows):
+    """VenueWindows whose window builders are the compiled ones (orderbook.native): the same windows from
+    the same books and events (tests/test_native_windows.py), their features a few times faster. For the
+    offline replays; the worker's reference path keeps VenueWindows, whose state a snapshot holds (the
+    snapshot codec cannot see inside a compiled builder)."""
+
+    def _new_builder(self, features: FeatureState, symbol: str) -> Any:
+        return native._core.WindowBuilder(self.config, features, self.venue, symbol)
+
+
+def replay_windows(
+    venue: str, config: WindowConfig | None = None, *, ticks: dict[str, int] | None = None
+) -> VenueWindows:
+    """A VenueWindows for replaying a recorded stream offline (the training data, `megatrading score`, the
+    alert tables): with the compiled window builders where the native path is on (`native.enabled()`)."""
+    cls = _CompiledBuilders if native.enabled() else VenueWindows
+    return cls(venue, config, ticks=ticks)
 
 
 def process_records(

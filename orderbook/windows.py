@@ -251,6 +251,11 @@ class WindowBuilder:
 
     # ---- input
 
+    @property
+    def tick(self) -> int:
+        """The instrument's tick its prices are counted in (as the compiled builder's `tick`)."""
+        return self.features.tick
+
     def add_news(self, ts: int, headline: str) -> None:
         """Join a headline (event-time ns) to this symbol's windows. Idempotent: the same (ts, headline)
         again changes nothing (a worker restored from a snapshot reads md.news again from its start)."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
+import itertools
 import json
 
 import numpy as np
@@ -25,9 +27,11 @@ from model.training.dataset import (
     sim_source,
     split_by_seed,
 )
+from orderbook import native
 from orderbook.book import L3Book
 from orderbook.events import Kind, Side
 from orderbook.features import FEATURE_NAMES, depth_levels
+from orderbook.venue_windows import VenueWindows, _CompiledBuilders, replay_windows
 from streams.cli import dataset as dataset_cli
 
 MAIN = SimConfig(n_symbols=2, duration_ns=600 * SEC, seed=1, news_rate=12.0,
@@ -245,3 +249,27 @@ def test_dataset_command_writes_the_npz_and_its_json(tmp_path, capsys):
     ds = load(out)
     assert len(ds) > 0 and set(ds.arrays["seed"]) == {3}
     assert "windows" in capsys.readouterr().out
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not native.available(), reason=native.describe())
+def test_the_compiled_window_builders_give_the_reference_builders_dataset(shared_data, monkeypatch):
+    """The training data's replay builds its windows with the compiled builders where the native path is
+    on (replay_windows): array for array the dataset the reference builders give, on a simulated ITCH
+    stream with headlines and anomalies and the head of a real capture of every venue."""
+
+    def sources():
+        firsts = {s.venue: s for s in reversed(real_sources(shared_data))}
+        real = [dataclasses.replace(s, records=itertools.islice(s.records, 6000)) for s in firsts.values()]
+        return [sim_source(MAIN), *real]
+
+    assert isinstance(replay_windows("itch"), _CompiledBuilders)
+    got = build(sources())
+    monkeypatch.setenv(native.ENV, "0")
+    assert type(replay_windows("itch")) is VenueWindows
+    want = build(sources())
+    assert {s["venue"] for s in want.meta["sources"]} == {"itch", "binance", "coinbase", "kraken"}
+    assert got.arrays.keys() == want.arrays.keys() and len(want) > 1000
+    for k, v in want.arrays.items():
+        assert np.array_equal(got.arrays[k], v, equal_nan=v.dtype.kind == "f"), k
+    assert got.meta == want.meta

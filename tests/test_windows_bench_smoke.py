@@ -1,6 +1,7 @@
 """bench/windows_bench.py --quick runs end to end on a real Binance capture and a simulated ITCH day:
 a table per venue with the four paths, every figure positive, the same number of windows on every
-path (the script exits non-zero otherwise). Times are not checked (bench/ prints figures)."""
+path (the script exits non-zero otherwise); bench/dataset_bench.py --quick builds the training data with
+both window builders and finds the arrays identical. Times are not checked (bench/ prints figures)."""
 
 from __future__ import annotations
 
@@ -39,3 +40,14 @@ def test_windows_bench_quick_prints_every_path_for_both_venues(shared_data: Path
             row = re.search(rf"^{re.escape(path)} +([\d.]+) +([\d,]+) +([\d.]+) +([\d.]+)x$", table, re.M)
             assert row, f"{venue}: no row {path!r}:\n{table}"
             assert all(float(x.replace(",", "")) > 0 for x in row.groups()), row.group(0)
+
+
+def test_dataset_bench_quick_builds_both_ways_and_finds_the_arrays_identical() -> None:
+    if not native.available():
+        pytest.skip(native.describe())
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "dataset_bench.py"), "--quick"], capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, f"exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    assert re.search(r"^\| compiled \(replay_windows\) \| [\d.]+ \| [\d,]+ \|$", done.stdout, re.M), done.stdout
+    assert re.search(r"^\| reference \(MT_NATIVE=0\) \| [\d.]+ \| [\d,]+ \|$", done.stdout, re.M), done.stdout
+    assert "arrays identical: yes" in done.stdout

@@ -45,7 +45,7 @@ from model.serving.scoring import score_windows
 from model.sim.anomalies import KINDS as ANOMALY_KINDS
 from model.sim.engine import SimConfig
 from orderbook.news import Headline
-from orderbook.venue_windows import VenueWindows, process_records
+from orderbook.venue_windows import process_records, replay_windows
 from orderbook.venues import RawRecord, capture_records
 from orderbook.windows import Window
 
@@ -199,7 +199,7 @@ def count_alerts(
 
 def capture_windows(venue: str, path: Path) -> list[Window]:
     """A capture's windows, as `megatrading score` makes them."""
-    vw = VenueWindows(venue)
+    vw = replay_windows(venue)
     return [w for done in process_records(vw, capture_records(venue, [path])) for w in done.windows]
 
 
@@ -219,7 +219,7 @@ def sim_windows(cfg: SimConfig, fmt: str = "itch") -> tuple[list[Window], list[L
     from model.training.dataset import sim_source
 
     src = sim_source(cfg, fmt)
-    vw = VenueWindows(src.venue)
+    vw = replay_windows(src.venue)
     headlines = [Headline(ts, [symbol], text) for ts, symbol, text, _ in src.news]
     records: Iterable[RawRecord] = src.records
     windows = [w for done in process_records(vw, records, headlines) for w in done.windows]

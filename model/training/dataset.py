@@ -64,7 +64,7 @@ from orderbook.book import Book
 from orderbook.events import Event, Side
 from orderbook.features import FeatureState, depth_levels
 from orderbook.news import Headline
-from orderbook.venue_windows import VenueWindows, process_records
+from orderbook.venue_windows import process_records, replay_windows
 from orderbook.venues import RawRecord, capture_records, feed_class
 from orderbook.volume_record import traded_lots
 from orderbook.windows import Window, WindowConfig
@@ -239,7 +239,7 @@ def replay_source(source: Source, cfg: DatasetConfig | None = None) -> SourceRep
     """
     cfg = cfg or DatasetConfig()
     out = SourceReplay(source)
-    vw = VenueWindows(source.venue, cfg.window, ticks=source.ticks)
+    vw = replay_windows(source.venue, cfg.window, ticks=source.ticks)
     headlines = [Headline(ts, [symbol], headline) for ts, symbol, headline, _ in source.news]
     for done in process_records(vw, source.records, headlines):
         by_symbol: dict[str, list[Event]] = {}
@@ -251,7 +251,7 @@ def replay_source(source: Source, cfg: DatasetConfig | None = None) -> SourceRep
                 continue
             series = out.series.get(sym)
             if series is None:
-                series = out.series[sym] = _Series(builder.features.tick)
+                series = out.series[sym] = _Series(builder.tick)
             _record_state(series, vw.feed.books[sym], mine)
         for w in done.windows:
             out.windows.append(w)

@@ -67,7 +67,7 @@ log = logging.getLogger("megatrading")
 
 def cmd_score(args: argparse.Namespace) -> int:
     from model.serving.scoring import read_news, score_windows, write_csv
-    from orderbook.venue_windows import VenueWindows, process_records
+    from orderbook.venue_windows import process_records, replay_windows
     from orderbook.venues import capture_records
     from streams.progress import follow_files
 
@@ -78,7 +78,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     log.info(model_line(spec, args.device))
     forecaster = load_forecaster(spec, args.device)
     news = read_news(args.news) if args.news else []
-    vw = VenueWindows(args.format)
+    vw = replay_windows(args.format)
     records = capture_records(args.format, args.input, args.symbol)
     windows = (w for done in process_records(vw, records, news) for w in done.windows)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,82 @@
+"""The training data's replay (`megatrading dataset`) with the compiled window builders beside the
+reference builders: the same sources built twice in one run, each timed, the arrays compared.
+
+`model.training.dataset.replay_source` decodes with the Python feeds and books (it records each book after
+every message for the targets) and, where the native path is on, builds the windows with
+`orderbook.native._core.WindowBuilder` on those books (`orderbook.venue_windows.replay_windows`); with
+`MT_NATIVE=0` with the reference `WindowBuilder`. Sources: simulated ITCH hours of the demo's recipe
+(headlines, anomalies at intensities 0.4-1) and the real captures of --real.
+
+    .venv/bin/python bench/dataset_bench.py [--sim-seeds 1-2] [--sim-duration 30m] [--real ../shared/data] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from model.sim.anomalies import parse_anomalies  # noqa: E402
+from model.sim.engine import FlowParams, SimConfig  # noqa: E402
+from model.training.dataset import Dataset, Source, build, iter_sim_sources, real_sources  # noqa: E402
+from orderbook import native  # noqa: E402
+from streams.cli.dataset import parse_seeds  # noqa: E402
+from streams.cli.simulate import parse_duration  # noqa: E402
+
+
+def sources_of(seeds: list[int], duration_ns: int, real: Path | None) -> Callable[[], list[Source]]:
+    """The demo's recipe (the Makefile's DEMO_SOURCES) at `seeds` and `duration_ns`, and the captures."""
+    base = SimConfig(n_symbols=3, duration_ns=duration_ns, anomaly_rates=parse_anomalies("all", 2.0),
+                     anomaly_intensity=(0.4, 1.0), news_rate=12.0, flow=FlowParams(news_discovery_s=5.0))  # fmt: skip
+    return lambda: [*iter_sim_sources(seeds, base), *(real_sources(real) if real is not None else [])]
+
+
+def timed(sources: Callable[[], list[Source]], native_on: bool) -> tuple[Dataset, float]:
+    """`build` of freshly made sources (their simulation outside the timed part)."""
+    os.environ[native.ENV] = "1" if native_on else "0"
+    made = sources()
+    t0 = time.perf_counter()
+    ds = build(made)
+    return ds, time.perf_counter() - t0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sim-seeds", default="1-2", type=parse_seeds, help="simulated hours' seeds (default 1-2)")
+    p.add_argument("--sim-duration", default="30m", type=parse_duration, help="per seed (default 30m)")
+    p.add_argument("--real", type=Path, default=REPO.parent / "shared" / "data", help="captures (../shared/data)")
+    p.add_argument("--quick", action="store_true", help="one 5-minute seed, no captures (a smoke run)")
+    args = p.parse_args()
+    if not native.available():
+        print(f"no compiled builders: {native.describe()}", file=sys.stderr)
+        return 2
+    if args.quick:
+        args.sim_seeds, args.sim_duration, args.real = [1], parse_duration("5m"), None
+    real = args.real if args.real is not None and args.real.is_dir() else None
+    sources = sources_of(args.sim_seeds, args.sim_duration, real)
+    compiled, t_compiled = timed(sources, True)
+    reference, t_reference = timed(sources, False)
+    same = compiled.arrays.keys() == reference.arrays.keys() and all(
+        np.array_equal(compiled.arrays[k], v, equal_nan=v.dtype.kind == "f") for k, v in reference.arrays.items()
+    )
+    n = len(reference)
+    print(f"sources: seeds {args.sim_seeds} x {args.sim_duration / 60e9:g} min of 3 simulated symbols"
+          f"{', the real captures of ' + str(real) if real else ''}; {n:,} windows")  # fmt: skip
+    print("| window builders | build s | windows/s |")
+    print("|---|---|---|")
+    for name, secs in (("compiled (replay_windows)", t_compiled), ("reference (MT_NATIVE=0)", t_reference)):
+        print(f"| {name} | {secs:.1f} | {n / secs:,.0f} |")
+    print(f"speed-up {t_reference / t_compiled:.2f}x; arrays identical: {'yes' if same else 'NO'}")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
