@@ -9,6 +9,7 @@ exactly the same windows and reject the same records for the same reasons. Pure:
     done = vw.process(key, value, offset=(partition, offset))  # Processed(events, windows, reject)
     vw.stats                                                   # records, events, windows, rejected by reason
     for done in process_records(vw, records, headlines): ...   # a recorded stream, headlines joined by time
+    replay_windows("itch")                                     # offline: the compiled builders where built
 """
 
 from __future__ import annotations
