@@ -10,11 +10,11 @@ import pytest
 
 from model.serving.baseline import BaselineForecaster
 from model.serving.forecaster import PREDICTION_FIELDS
-from model.serving.scoring import COLUMNS, read_news, row, score_windows
+from model.serving.scoring import COLUMNS, NATIVE_BATCH, read_news, row, score_windows, stream_windows
 from model.sim.engine import SimConfig
 from model.sim.run import simulate
 from orderbook.news import Headline
-from orderbook.venue_windows import VenueWindows, process_records
+from orderbook.venue_windows import VenueWindows, process_records, replay_windows
 from orderbook.venues import RawRecord, capture_records, feed_class
 from orderbook.windows import Window
 from streams.cli.evaluate import register
@@ -113,6 +113,44 @@ def test_unusable_records_are_skipped_and_counted_as_the_worker_dead_letters_the
     n = sum(len(done.windows) for done in process_records(vw, broken))
     assert n == len(scored_windows(path))
     assert vw.stats.records == len(broken) and sum(vw.stats.rejected.values()) == 1
+
+
+@pytest.mark.realdata
+def test_a_stream_without_headlines_takes_the_native_path_and_gives_the_reference_windows(
+    sim_dir, shared_data, monkeypatch
+):
+    """stream_windows (`score`, the alert tables) on a venue the native path decodes: NativeVenueWindows,
+    NATIVE_BATCH records a call; the windows and the stats (a garbage record rejected) are those of
+    replay_windows record by record. With headlines, the record-by-record path."""
+    from orderbook import native
+    from orderbook.native.venue_windows import NativeVenueWindows
+    from tests.test_native_venue_windows import assert_same
+
+    if not native.enabled():
+        pytest.skip(native.describe())
+    calls = []
+    process = NativeVenueWindows.process
+    monkeypatch.setattr(NativeVenueWindows, "process", lambda self, values, *a, **k: (
+        calls.append(len(values)), process(self, values, *a, **k))[1])  # fmt: skip
+    d, path = sim_dir
+    itch = list(capture_records("itch", [path]))
+    binance = list(capture_records("binance", [shared_data / "binance-hftbacktest" / "usdm_ethusdt_20240808.gz"]))
+    for venue, records in (("itch", [*itch[:200], RawRecord(None, b"\xff\x00garbage"), *itch[200:]]),
+                           ("binance", binance[: NATIVE_BATCH * 3 + 17])):  # fmt: skip
+        calls.clear()
+        windows, stats = stream_windows(venue, iter(records))
+        got = list(windows)
+        assert sum(calls) == len(records) and max(calls) == NATIVE_BATCH
+        vw = replay_windows(venue)
+        want = [w for done in process_records(vw, records) for w in done.windows]
+        assert len(want) > 20 and stats == vw.stats and stats.records == len(records)
+        assert sum(stats.rejected.values()) == (venue == "itch")  # the garbage record
+        assert_same((want, [], None), (got, [], None))
+    calls.clear()
+    news = read_news(d / "news.jsonl")
+    with_news = list(stream_windows("itch", iter(itch), news)[0])
+    assert not calls and any(w.news_mask.any() for w in with_news)
+    assert_same((scored_windows(path, news), [], None), (with_news, [], None))
 
 
 def test_news_file_errors_name_the_line(tmp_path):

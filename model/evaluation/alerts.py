@@ -41,7 +41,7 @@ import numpy as np
 
 from model.evaluation.metrics import auroc
 from model.serving.forecaster import Forecaster
-from model.serving.scoring import score_windows
+from model.serving.scoring import score_windows, stream_windows
 from model.sim.anomalies import KINDS as ANOMALY_KINDS
 from model.sim.engine import SimConfig
 from orderbook.news import Headline
@@ -199,8 +199,7 @@ def count_alerts(
 
 def capture_windows(venue: str, path: Path) -> list[Window]:
     """A capture's windows, as `megatrading score` makes them."""
-    vw = replay_windows(venue)
-    return [w for done in process_records(vw, capture_records(venue, [path])) for w in done.windows]
+    return list(stream_windows(venue, capture_records(venue, [path]))[0])
 
 
 def span_start(w: Window) -> int:

@@ -19,14 +19,21 @@ live worker that keeps up would see them.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import count
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 from model.serving.forecaster import PREDICTION_FIELDS, Forecaster, Prediction
+from orderbook import native
 from orderbook.errors import DecodeError
 from orderbook.news import Headline, parse_news
+from orderbook.venue_windows import WindowStats, process_records, replay_windows
+from orderbook.venues import RawRecord
 from orderbook.windows import Window
+
+T = TypeVar("T")
+NATIVE_BATCH = 2000  # records a NativeVenueWindows.process call, as the worker's replay takes them
 
 COLUMNS = ("symbol", "event_ts", "seq", "anomaly_score", *(f for f in PREDICTION_FIELDS if f != "anomaly_score"))
 _PREDICTED = list(COLUMNS[3:])
@@ -48,9 +55,31 @@ def read_news(path: str | Path) -> list[Headline]:
     return out
 
 
-def _batched(windows: Iterable[Window], size: int) -> Iterator[list[Window]]:
-    batch: list[Window] = []
-    for w in windows:
+def stream_windows(
+    venue: str, records: Iterable[RawRecord], headlines: Sequence[Headline] = ()
+) -> tuple[Iterator[Window], WindowStats]:
+    """A recorded stream's windows, as the worker makes them, and the stats that count its records and
+    rejects (filled as the windows are read). Without headlines, on a venue the native path decodes
+    (and where it is on), NativeVenueWindows takes NATIVE_BATCH records a call, as the worker's native
+    path does; otherwise replay_windows takes them one at a time, joining the headlines at each record's
+    clock (process_records). The two give the same windows (tests/test_native_venue_windows.py)."""
+    from orderbook.native.venue_windows import SUPPORTED, NativeVenueWindows
+
+    if headlines or venue not in SUPPORTED or not native.enabled():
+        vw = replay_windows(venue)
+        return (w for done in process_records(vw, records, headlines) for w in done.windows), vw.stats
+    nvw = NativeVenueWindows(venue)
+
+    def windows() -> Iterator[Window]:
+        for chunk in _batched(zip(count(), records), NATIVE_BATCH):
+            yield from nvw.process([r.value for _, r in chunk], [(0, i) for i, _ in chunk]).windows
+
+    return windows(), nvw.stats
+
+
+def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    batch: list[T] = []
+    for w in items:
         batch.append(w)
         if len(batch) >= size:
             yield batch

@@ -66,8 +66,7 @@ log = logging.getLogger("megatrading")
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from model.serving.scoring import read_news, score_windows, write_csv
-    from orderbook.venue_windows import process_records, replay_windows
+    from model.serving.scoring import read_news, score_windows, stream_windows, write_csv
     from orderbook.venues import capture_records
     from streams.progress import follow_files
 
@@ -78,9 +77,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     log.info(model_line(spec, args.device))
     forecaster = load_forecaster(spec, args.device)
     news = read_news(args.news) if args.news else []
-    vw = replay_windows(args.format)
-    records = capture_records(args.format, args.input, args.symbol)
-    windows = (w for done in process_records(vw, records, news) for w in done.windows)
+    windows, stats = stream_windows(args.format, capture_records(args.format, args.input, args.symbol), news)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     # windows are known only as the files are read: the bar's total is the inputs' bytes, advanced by
     # the bytes read (streams/progress.py), the windows scored beside it
@@ -93,8 +90,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     with follow_files(args.input, "score", lambda: f"{scored:,} windows") as position, open(args.out, "w") as f:
         n = write_csv(score_windows(windows, forecaster, args.batch, progress=count), f)
         position.finished()
-    rejected = ", ".join(f"{k} {v}" for k, v in sorted(vw.stats.rejected.items())) or "none"
-    print(f"{n} windows from {vw.stats.records} records (rejected: {rejected}), model {forecaster.model_id} "
+    rejected = ", ".join(f"{k} {v}" for k, v in sorted(stats.rejected.items())) or "none"
+    print(f"{n} windows from {stats.records} records (rejected: {rejected}), model {forecaster.model_id} "
           f"-> {args.out}", file=sys.stderr)  # fmt: skip
     return 0
 
