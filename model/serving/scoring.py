@@ -1,15 +1,14 @@
 """Offline batch scoring of a recorded or simulated stream (`megatrading score`): the forecasts the worker
 would publish, one row per window.
 
-    vw = replay_windows("itch")
-    done = process_records(vw, capture_records("itch", [path]), read_news("news.jsonl"))
-    rows = score_windows((w for d in done for w in d.windows), BaselineForecaster(), batch=256)
+    windows, stats = stream_windows("itch", capture_records("itch", [path]), read_news("news.jsonl"))
+    rows = score_windows(windows, BaselineForecaster(), batch=256)
 
-Records go through the worker's own path, orderbook.venue_windows (the same size check, decoder, tick
-rule and rejects; `vw.stats` counts what the worker would dead-letter; the compiled window builders where
-the native path is on, which give the same windows), with the worker's default WindowConfig; then
-`forecaster.predict` in batches. A forecaster's prediction of a window does not depend on the batch it is
-in (the Forecaster contract), so the rows equal the worker's forecasts.
+Records go through the worker's own path (`stream_windows`: orderbook.venue_windows or its native twin, the
+same size check, decoder, tick rule and rejects; `stats` counts what the worker would dead-letter), with
+the worker's default WindowConfig; then `forecaster.predict` in batches. A forecaster's prediction of a
+window does not depend on the batch it is in (the Forecaster contract), so the rows equal the worker's
+forecasts.
 
 Headlines (an `md.news` JSONL file, one record per line, read by the worker's parser) join a symbol's
 windows before the first record whose events are at or after the headline's time: the order in which a
@@ -20,7 +19,6 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import count
 from pathlib import Path
 from typing import TextIO, TypeVar
 
@@ -71,7 +69,7 @@ def stream_windows(
     nvw = NativeVenueWindows(venue)
 
     def windows() -> Iterator[Window]:
-        for chunk in _batched(zip(count(), records), NATIVE_BATCH):
+        for chunk in _batched(enumerate(records), NATIVE_BATCH):
             yield from nvw.process([r.value for _, r in chunk], [(0, i) for i, _ in chunk]).windows
 
     return windows(), nvw.stats
