@@ -130,8 +130,12 @@ def test_a_stream_without_headlines_takes_the_native_path_and_gives_the_referenc
         pytest.skip(native.describe())
     calls = []
     process = NativeVenueWindows.process
-    monkeypatch.setattr(NativeVenueWindows, "process", lambda self, values, *a, **k: (
-        calls.append(len(values)), process(self, values, *a, **k))[1])  # fmt: skip
+
+    def counted(self, values, *args, **kwargs):
+        calls.append(len(values))
+        return process(self, values, *args, **kwargs)
+
+    monkeypatch.setattr(NativeVenueWindows, "process", counted)
     d, path = sim_dir
     itch = list(capture_records("itch", [path]))
     binance = list(capture_records("binance", [shared_data / "binance-hftbacktest" / "usdm_ethusdt_20240808.gz"]))

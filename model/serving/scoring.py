@@ -25,6 +25,7 @@ from typing import TextIO, TypeVar
 from model.serving.forecaster import PREDICTION_FIELDS, Forecaster, Prediction
 from orderbook import native
 from orderbook.errors import DecodeError
+from orderbook.native.venue_windows import SUPPORTED, NativeVenueWindows
 from orderbook.news import Headline, parse_news
 from orderbook.venue_windows import WindowStats, process_records, replay_windows
 from orderbook.venues import RawRecord
@@ -61,8 +62,6 @@ def stream_windows(
     (and where it is on), NativeVenueWindows takes NATIVE_BATCH records a call, as the worker's native
     path does; otherwise replay_windows takes them one at a time, joining the headlines at each record's
     clock (process_records). The two give the same windows (tests/test_native_venue_windows.py)."""
-    from orderbook.native.venue_windows import SUPPORTED, NativeVenueWindows
-
     if headlines or venue not in SUPPORTED or not native.enabled():
         vw = replay_windows(venue)
         return (w for done in process_records(vw, records, headlines) for w in done.windows), vw.stats
