@@ -187,14 +187,28 @@ class VenueWindows:
                 builder.add_news(ts, headline)
 
 
-class _CompiledBuilders(VenueWindows):
+class CompiledBuilderWindows(VenueWindows):
     """VenueWindows whose window builders are the compiled ones (orderbook.native): the same windows from
-    the same books and events (tests/test_native_windows.py), their features a few times faster. For the
-    offline replays; the worker's reference path keeps VenueWindows, whose state a snapshot holds (the
-    snapshot codec cannot see inside a compiled builder)."""
+    the same books and events (tests/test_native_windows.py), their features a few times faster; the feed
+    and its books stay Python. For the offline replays (`replay_windows`) and the worker's venues that
+    have no native decoder (streams/pipeline.py). A snapshot holds the reference builders they stand for
+    (orderbook/native/convert.py `reference_builders`): the codec cannot see inside a compiled one.
+
+    A panic of a compiled builder (a bug of orderbook/native that some input met) is what a Python
+    builder's exception is: the record is rejected as INTERNAL_ERROR and its symbols' window histories
+    start over (`process`), where uncaught it would end the replay or the worker's inbox task (pyo3's
+    PanicException is a BaseException)."""
 
     def _new_builder(self, features: FeatureState, symbol: str) -> Any:
         return native._core.WindowBuilder(self.config, features, self.venue, symbol)
+
+    def _push(self, events: list[Event], offset: Any) -> list[Window]:
+        try:
+            return super()._push(events, offset)
+        except BaseException as err:
+            if not native.is_panic(err):
+                raise
+            raise native.Panic(f"a compiled window builder panicked: {err}") from err
 
 
 def replay_windows(
@@ -202,7 +216,7 @@ def replay_windows(
 ) -> VenueWindows:
     """A VenueWindows for replaying a recorded stream offline (the training data, `megatrading score`, the
     alert tables): with the compiled window builders where the native path is on (`native.enabled()`)."""
-    cls = _CompiledBuilders if native.enabled() else VenueWindows
+    cls = CompiledBuilderWindows if native.enabled() else VenueWindows
     return cls(venue, config, ticks=ticks)
 
 

@@ -17,7 +17,11 @@ Exactly-once stays per record offset: a frame is processed whole, in one batch.
 The native path (orderbook/native/venue_windows.py, `NativeVenueWindows`) does the same work a batch
 of records at a time in Rust, with the same windows, rejects and stats: `process_batch` takes it where
 `native_choice(venue)` says so (built, not turned off with MT_NATIVE=0, a venue the crate decodes;
-the worker logs each venue's choice and why at start), else it loops `process`, the reference.
+the worker logs each venue's choice and why at start), else it loops `process`, the reference. A venue
+the crate does not decode (Coinbase, Kraken, LOBSTER) keeps the Python feeds and books there, with the
+compiled window builders where the module is on (`CompiledBuilderWindows`: the same windows, 1.6-2.6x
+the records/s, bench/compiled_builders_bench.py), unless the pipeline is made with native=False (the
+fallback after a native panic; tests).
 
 A worker keeps one pipeline per source partition. After a crash or a rebalance it is
 restored from the partition's newest state snapshot (streams/snapshots.py) and the records
@@ -36,8 +40,9 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from orderbook import native as native_path
 from orderbook.errors import MAX_MESSAGE_BYTES
 from orderbook.frames import FrameError, is_frame, messages_of
+from orderbook.native.convert import reference_builders
 from orderbook.snapshot import dump_state
-from orderbook.venue_windows import VenueWindows, WindowStats
+from orderbook.venue_windows import CompiledBuilderWindows, VenueWindows, WindowStats
 from orderbook.windows import Window, WindowBuilder, WindowConfig
 from streams import failpoints
 
@@ -65,7 +70,10 @@ def native_choice(venue: str) -> tuple[bool, str]:
     from orderbook.native.venue_windows import SUPPORTED
 
     if venue not in SUPPORTED:
-        return False, f"python reference path (no native decoder for {venue}; native: {', '.join(sorted(SUPPORTED))})"
+        return False, (
+            f"python reference path with the compiled window builders (no native decoder for {venue}; "
+            f"native: {', '.join(sorted(SUPPORTED))})"
+        )
     return True, native_path.describe()
 
 
@@ -105,7 +113,8 @@ class Rejected:
 class VenuePipeline:
     """One venue's books and window builders (`core`: a VenueWindows, which a snapshot holds, or on the
     native path a NativeVenueWindows) fed Kafka records, and the position reached in each partition.
-    `native`: None takes `native_choice(venue)`; True insists (an error where the venue or build cannot)."""
+    `native`: None takes `native_choice(venue)`, and off the native path the compiled window builders where
+    the module is on; True insists (an error where the venue or build cannot); False: all Python."""
 
     def __init__(
         self,
@@ -126,7 +135,9 @@ class VenuePipeline:
 
             self.core = NativeVenueWindows(venue, config, symbols=symbols, max_bytes=limit)
         else:
-            self.core = VenueWindows(venue, config, symbols=symbols, max_bytes=limit)
+            compiled = native is None and native_path.enabled()
+            cls = CompiledBuilderWindows if compiled else VenueWindows
+            self.core = cls(venue, config, symbols=symbols, max_bytes=limit)
         self.position: dict[int, int] = {}  # partition -> next offset to process
 
     @property
@@ -193,7 +204,7 @@ class VenuePipeline:
             # a Rust panic reaches Python as pyo3's PanicException, a BaseException: let through, it
             # would end the venue's whole inbox task; as an Exception the partition drops its state
             # and redoes the batch from its committed offset, logged (streams/partition.py)
-            if type(err).__name__ != "PanicException":
+            if not native_path.is_panic(err):
                 raise
             raise NativePanic(f"the native {self.venue} pipeline panicked: {err}") from err
         for m in records:
@@ -252,11 +263,12 @@ class VenuePipeline:
         """The state as it stands now, to be encoded later (`dump_state`'s bytes when called), while
         the pipeline goes on: the native parts' `__getstate__` copies them out at once (under a
         millisecond for a few books), the encoding (milliseconds a book) is left to the caller's
-        thread. The reference path's objects are the live ones: it encodes now."""
+        thread. The reference path's objects are the live ones: it encodes now (compiled window builders as
+        the reference's builders they stand for, which the snapshot codec can read)."""
         if self.native:
             values = self.core.__getstate__()
             return lambda: dump_state(values)
-        encoded = dump_state(self.core)
+        encoded = dump_state(reference_builders(self.core))
         return lambda: encoded
 
     def add_news(self, ts: int, symbols: list[str], headline: str) -> None:

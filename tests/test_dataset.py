@@ -31,7 +31,7 @@ from orderbook import native
 from orderbook.book import L3Book
 from orderbook.events import Kind, Side
 from orderbook.features import FEATURE_NAMES, depth_levels
-from orderbook.venue_windows import VenueWindows, _CompiledBuilders, replay_windows
+from orderbook.venue_windows import CompiledBuilderWindows, VenueWindows, replay_windows
 from streams.cli import dataset as dataset_cli
 
 MAIN = SimConfig(n_symbols=2, duration_ns=600 * SEC, seed=1, news_rate=12.0,
@@ -263,7 +263,7 @@ def test_the_compiled_window_builders_give_the_reference_builders_dataset(shared
         real = [dataclasses.replace(s, records=itertools.islice(s.records, 6000)) for s in firsts.values()]
         return [sim_source(MAIN), *real]
 
-    assert isinstance(replay_windows("itch"), _CompiledBuilders)
+    assert isinstance(replay_windows("itch"), CompiledBuilderWindows)
     got = build(sources())
     monkeypatch.setenv(native.ENV, "0")
     assert type(replay_windows("itch")) is VenueWindows

@@ -157,6 +157,43 @@ def test_a_stream_without_headlines_takes_the_native_path_and_gives_the_referenc
     assert_same((scored_windows(path, news), [], None), (with_news, [], None))
 
 
+@pytest.mark.realdata
+def test_a_native_panic_in_stream_windows_is_replayed_on_the_reference_path_and_the_stream_goes_on(
+    shared_data, monkeypatch, caplog
+):
+    """A panic of the compiled code on one NativeVenueWindows.process call (pyo3's PanicException, as a bug
+    there would raise): those records are replayed on the reference path from the state before the call,
+    and the next calls are native again; the windows and stats are the reference's, a WARNING names them."""
+    from orderbook import native
+    from orderbook.native.venue_windows import NativeVenueWindows
+    from tests.test_native_venue_windows import assert_same
+
+    if not native.enabled():
+        pytest.skip(native.describe())
+    calls = []
+    process = NativeVenueWindows.process
+
+    def panics_once(self, values, *args, **kwargs):
+        calls.append(len(values))
+        if len(calls) == 2:
+            native.panic("a bug met by these records")
+        return process(self, values, *args, **kwargs)
+
+    monkeypatch.setattr(NativeVenueWindows, "process", panics_once)
+    path = shared_data / "binance-hftbacktest" / "usdm_ethusdt_20240808.gz"
+    records = list(capture_records("binance", [path]))[: NATIVE_BATCH * 4 + 17]
+    windows, stats = stream_windows("binance", iter(records))
+    with caplog.at_level("WARNING"):
+        got = list(windows)
+    assert len(calls) == 5  # the one that panicked, replayed on the reference path, then native again
+    vw = replay_windows("binance")
+    want = [w for done in process_records(vw, records) for w in done.windows]
+    assert len(want) > 50 and stats == vw.stats
+    assert any(NATIVE_BATCH <= w.offset[1] < 2 * NATIVE_BATCH for w in want)  # the replayed records' windows
+    assert_same((want, [], None), (got, [], None))
+    assert f"panicked on records {NATIVE_BATCH}-{2 * NATIVE_BATCH - 1}" in caplog.text
+
+
 def test_news_file_errors_name_the_line(tmp_path):
     p = tmp_path / "news.jsonl"
     p.write_text(json.dumps({"ts": 1, "symbols": ["A"], "headline": "x"}) + "\n{not json}\n")

@@ -1,7 +1,9 @@
 """bench/windows_bench.py --quick runs end to end on a real Binance capture and a simulated ITCH day:
 a table per venue with the four paths, every figure positive, the same number of windows on every
 path (the script exits non-zero otherwise); bench/dataset_bench.py --quick builds the training data with
-both window builders and finds the arrays identical. Times are not checked (bench/ prints figures)."""
+both window builders and finds the arrays identical; bench/compiled_builders_bench.py --quick runs the
+worker's pipeline of Coinbase, Kraken and LOBSTER both ways and finds the outputs identical. Times are not
+checked (bench/ prints figures)."""
 
 from __future__ import annotations
 
@@ -51,3 +53,17 @@ def test_dataset_bench_quick_builds_both_ways_and_finds_the_arrays_identical() -
     assert re.search(r"^\| compiled \(replay_windows\) \| [\d.]+ \| [\d,]+ \|$", done.stdout, re.M), done.stdout
     assert re.search(r"^\| reference \(MT_NATIVE=0\) \| [\d.]+ \| [\d,]+ \|$", done.stdout, re.M), done.stdout
     assert "arrays identical: yes" in done.stdout
+
+
+def test_compiled_builders_bench_quick_finds_the_outputs_identical_on_every_source(shared_data: Path) -> None:
+    if not native.enabled():
+        pytest.skip(native.describe())
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "compiled_builders_bench.py"), "--quick",
+                           "--real", str(shared_data)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, f"exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    rows = re.findall(
+        r"^\| (.+?) \| ([\d,]+) \| [\d,]+ \| ([\d,]+) \| [\d.]+ \| [\d.]+ \| [\d.]+x \|", done.stdout, re.M
+    )
+    assert {r[0] for r in rows} >= {"COINBASE.ws.28.0.gz", "KRAKEN.ws.50.0.gz"}, done.stdout
+    assert len(rows) == 4 and all(int(w.replace(",", "")) > 0 for _, _, w in rows), done.stdout
+    assert "outputs identical" in done.stdout

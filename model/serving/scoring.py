@@ -18,6 +18,7 @@ live worker that keeps up would see them.
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TextIO, TypeVar
@@ -25,6 +26,7 @@ from typing import TextIO, TypeVar
 from model.serving.forecaster import PREDICTION_FIELDS, Forecaster, Prediction
 from orderbook import native
 from orderbook.errors import DecodeError
+from orderbook.native.convert import native_windows, reference_windows
 from orderbook.native.venue_windows import SUPPORTED, NativeVenueWindows
 from orderbook.news import Headline, parse_news
 from orderbook.venue_windows import WindowStats, process_records, replay_windows
@@ -32,6 +34,7 @@ from orderbook.venues import RawRecord
 from orderbook.windows import Window
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 NATIVE_BATCH = 2000  # records a NativeVenueWindows.process call, as the worker's replay takes them
 
 COLUMNS = ("symbol", "event_ts", "seq", "anomaly_score", *(f for f in PREDICTION_FIELDS if f != "anomaly_score"))
@@ -61,17 +64,35 @@ def stream_windows(
     rejects (filled as the windows are read). Without headlines, on a venue the native path decodes
     (and where it is on), NativeVenueWindows takes NATIVE_BATCH records a call, as the worker's native
     path does; otherwise replay_windows takes them one at a time, joining the headlines at each record's
-    clock (process_records). The two give the same windows (tests/test_native_venue_windows.py)."""
+    clock (process_records). The two give the same windows (tests/test_native_venue_windows.py).
+
+    A call the native path panics on (a bug of orderbook/native that some record meets) is redone on the
+    reference path from the state before it, as the worker redoes such a batch (streams/partition.py), and
+    the stream goes on on the native path after it: the same windows, a WARNING naming the records."""
     if headlines or venue not in SUPPORTED or not native.enabled():
         vw = replay_windows(venue)
         return (w for done in process_records(vw, records, headlines) for w in done.windows), vw.stats
-    nvw = NativeVenueWindows(venue)
+    stats = WindowStats()
 
     def windows() -> Iterator[Window]:
+        nvw = NativeVenueWindows(venue)
         for chunk in _batched(enumerate(records), NATIVE_BATCH):
-            yield from nvw.process([r.value for _, r in chunk], [(0, i) for i, _ in chunk]).windows
+            before = nvw.__getstate__()  # a copy of the compiled state (under a millisecond for a few books)
+            try:
+                out = nvw.process([r.value for _, r in chunk], [(0, i) for i, _ in chunk]).windows
+            except BaseException as err:
+                if not native.is_panic(err):
+                    raise
+                log.warning("the native %s path panicked on records %d-%d (%s: a bug of orderbook/native, report "
+                            "them): they are replayed on the reference path", venue, chunk[0][0], chunk[-1][0],
+                            err)  # fmt: skip
+                vw = reference_windows(before)
+                out = [w for i, r in chunk for w in vw.process(r.key, r.value, (0, i)).windows]
+                nvw = native_windows(vw)
+            vars(stats).update(vars(nvw.stats))
+            yield from out
 
-    return windows(), nvw.stats
+    return windows(), stats
 
 
 def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:

@@ -116,6 +116,17 @@ def panic(message: str) -> None:
     _core.panic(message)
 
 
+class Panic(RuntimeError):
+    """A panic of the compiled code (a bug of orderbook/native, met by some input), raised again as an
+    Exception, which the caller's own handling of a failure takes."""
+
+
+def is_panic(err: BaseException) -> bool:
+    """Whether `err` is a panic of the compiled code: pyo3's PanicException, a BaseException (so that a bare
+    `except Exception` does not swallow it)."""
+    return type(err).__name__ == "PanicException"
+
+
 if _core is not None:
     L2Book = _core.L2Book
     L3Book = _core.L3Book

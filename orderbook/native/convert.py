@@ -34,12 +34,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from .. import native
 from ..book import L2Book, L3Book
 from ..errors import FeedError
 from ..events import Event, Kind, Side
 from ..features import FeatureState
 from ..sync import BookSync, SyncState
-from ..venue_windows import VenueWindows
+from ..venue_windows import CompiledBuilderWindows, VenueWindows
 from ..venues.binance import MAX_PENDING_TICKERS, BinanceFeed, BookTicker, Diff, SyncStats
 from ..venues.itch import ItchFeed
 from ..volume_record import KEEP, VOLUME_HORIZONS, VolumeRecord
@@ -413,6 +414,38 @@ def native_state(vw: VenueWindows) -> dict[str, Any]:
         # the feed's book names as the native path last read them: as they stand (ITCH renames placeholders)
         "feed_books": [names[part["symbol"]] for part in core["books"]] if isinstance(feed, ItchFeed) else [],
     }
+
+
+def reference_builders(vw: VenueWindows) -> VenueWindows:
+    """`vw` as the snapshot codec holds it: a plain VenueWindows sharing its feed, news and stats, each
+    compiled window builder (`CompiledBuilderWindows`) as the reference's builder it stands for. `vw`
+    itself where its builders are the reference's."""
+    if type(vw) is VenueWindows:
+        return vw
+    out = VenueWindows.__new__(VenueWindows)
+    out.__dict__.update(vw.__dict__)
+    out.builders = {name: _builder(b.__getstate__()) for name, b in vw.builders.items()}
+    return out
+
+
+def compiled_builders(vw: VenueWindows) -> CompiledBuilderWindows:
+    """`vw` on the compiled window builders: a CompiledBuilderWindows sharing its feed, news and stats, each
+    reference builder as the compiled one that continues exactly as it would have (a snapshot restored by
+    a worker whose venue has no native decoder); ValueError where a builder holds what no reference run
+    leaves (a snapshot edited on its way), which the Rust decoder refuses too."""
+    out = CompiledBuilderWindows.__new__(CompiledBuilderWindows)
+    out.__dict__.update(vw.__dict__)
+    out.builders = {}
+    for name, b in vw.builders.items():
+        if isinstance(b, WindowBuilder):
+            try:
+                state = _builder_state(b)
+            except (KeyError, TypeError, IndexError, AttributeError, OverflowError, struct.error) as err:
+                raise ValueError(f"reference builder of {name!r}: {type(err).__name__}: {err}") from None
+            b = native._core.WindowBuilder()
+            b.__setstate__(state)
+        out.builders[name] = b
+    return out
 
 
 def _pack(values: list[int]) -> bytes:

@@ -17,12 +17,16 @@ repeated or reordered message, a message of the fuzzer's own bytes, messages fra
   orderbook.venue_windows.VenueWindows): a bad message is a FeedError and its record a reject with
   the error's reason; never INTERNAL_ERROR (an exception that is no FeedError, in decoding or in
   building windows: a bug the worker survives, but dead-letters as one); every window's rows finite.
+  On the venues the crate does not decode, the worker's default pipeline (its compiled window builders,
+  orderbook.venue_windows.CompiledBuilderWindows) gives the same windows, rejects and stats, and its
+  state too goes through a snapshot record and back.
 - `native`: the compiled path (orderbook/native) against that reference on the venues it decodes
   (Binance, ITCH): the same windows, field for field, the same rejects (reason, message, place) and
   the same stats, cut into batches where the fuzzer says. A Rust panic is a failure here: in the
   worker it fails the batch, which is redone from the committed offset, for as long as the record
   is there (streams/partition.py).
-- `snapshot`: a partition's `md.state` record (streams/snapshots.py), edited (its fields swapped for
+- `snapshot`: a partition's `md.state` record (streams/snapshots.py; of Coinbase, Kraken and LOBSTER
+  read onto the Python or the compiled window builders), edited (its fields swapped for
   other values or dropped, its bytes flipped, or the state's inflated body edited and deflated again,
   so the edits get past zlib's checksum into the codec and the compiled parts' `from_state`),
   either restores a pipeline that goes on through the rest of the stream (rejects allowed, nothing
@@ -169,9 +173,9 @@ class Run:
         return self.windows, self.rejects, self.pipe.stats
 
 
-def run_pipeline(venue: str, values: Sequence[bytes], *, native: bool, cuts: Sequence[int] = ()) -> Run:
-    """`values` through a VenuePipeline, on one partition; the native path takes them in batches cut
-    at `cuts` (the worker's process_batch), the reference one by one."""
+def run_pipeline(venue: str, values: Sequence[bytes], *, native: bool | None, cuts: Sequence[int] = ()) -> Run:
+    """`values` through a VenuePipeline (`native` as VenuePipeline takes it), on one partition; the native
+    path takes them in batches cut at `cuts` (the worker's process_batch), the reference one by one."""
     pipe = VenuePipeline(venue, CONFIG, native=native)
     records = [_Record(None, v, PARTITION, i) for i, v in enumerate(values)]
     windows, rejects = [], []
@@ -194,7 +198,8 @@ class _Record:
 def pipeline(data: bytes) -> None:
     e = Edits(data)
     venue = VENUES[e.int(len(VENUES))]
-    run = run_pipeline(venue, edited(seed_stream(venue), e, venue in JSON_VENUES), native=False)
+    values = edited(seed_stream(venue), e, venue in JSON_VENUES)
+    run = run_pipeline(venue, values, native=False)
     internal = [r for r in run.rejects if r[0] == INTERNAL_ERROR]
     assert not internal, f"{venue}: a bug, not a FeedError: {internal[0][1]} (message {internal[0][4]!r:.300})"
     for w in run.windows:
@@ -208,6 +213,14 @@ def pipeline(data: bytes) -> None:
     with mock.patch.dict(os.environ, {"MT_NATIVE": "0"}):  # a reference-path snapshot restores on that path
         snapshots.decode(record, group=GROUP, topic=topic, partition=PARTITION, venue=venue, config=CONFIG,
                          max_bytes=None)  # fmt: skip
+    from orderbook import native as native_build
+
+    if venue in NATIVE_VENUES or not native_build.enabled():
+        return
+    compiled = run_pipeline(venue, values, native=None)
+    assert (difference := pipeline_difference(run.outputs, compiled.outputs)) is None, f"{venue}: {difference}"
+    record = snapshots.encode(GROUP, topic, PARTITION, compiled.pipe)[1]
+    snapshots.decode(record, group=GROUP, topic=topic, partition=PARTITION, venue=venue, config=CONFIG, max_bytes=None)
 
 
 def native(data: bytes) -> None:
@@ -281,6 +294,9 @@ def snapshot(data: bytes) -> None:
     # a third of the snapshots of a native venue are read on the other path (orderbook/native/convert.py), as a
     # partition that left the native path after its panics, and its next owner, read them
     read_native = on_native != (convertible and e.int(3) == 0)
+    # another venue's (reference) snapshots are read, half of them, onto the compiled window builders, as
+    # the worker does where the module is on (orderbook/native/convert.py `compiled_builders`)
+    read_native = read_native or (not convertible and native_build.available() and e.int(2) == 1)
     doc = msgpack.unpackb(snapshot_seed(venue, on_native), raw=False)
     keys = sorted(doc)
     for _ in range(e.int(4)):
