@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
-from itertools import islice
 from typing import Any
 
 from sortedcontainers import SortedDict, SortedList
@@ -89,7 +88,10 @@ class _Book:
         return price, asks[price]
 
     def top(self, n: int) -> tuple[list[Level], list[Level]]:
-        return list(islice(self.bids.items(), n)), list(islice(self.asks.items(), n))
+        # the sides' own islice (slices of SortedList's sublists) and dict lookups: the ItemsView's generic
+        # __iter__ yields in Python one level at a time (a tenth of the compiled builders' replay of Coinbase)
+        bids, asks = self.bids, self.asks
+        return [(p, bids[p]) for p in bids.islice(0, n)], [(p, asks[p]) for p in asks.islice(0, n)]
 
     def depth(self, side: Side, k_units: int) -> int:
         """Total size within `k_units` price units of the best price on `side` (k=0: the best level)."""

@@ -5,13 +5,30 @@ from __future__ import annotations
 from .errors import DecodeError
 
 INT64_MAX = (1 << 63) - 1  # events carry prices, sizes, ids and times as int64 (orderbook.events)
+_POW10 = tuple(10**n for n in range(40))
+_MAX_FAST_DIGITS = 40  # longer strings take the general path, whose int() limits then apply as they always did
 
 
 def parse_fixed(text: str | bytes, decimals: int, *, field: str = "value", allow_negative: bool = False) -> int:
     """`"61837.63000000"` at 8 decimals -> 6183763000000. Exact: a digit past `decimals`
     that is not zero, an exponent, NaN, inf, a sign (unless allowed) or a value an event's int64
     cannot hold raises DecodeError."""
-    s = text.decode() if isinstance(text, bytes) else text
+    # What the venues print, a fifth of a Python feed's time before this shortcut: ASCII digits with at most
+    # `decimals` places after a dot, or none. ASCII and isdigit: only 0-9, so int() sees no sign, space or
+    # underscore it would accept. Anything else takes the general path, which accepts or refuses it.
+    if type(text) is str and len(text) <= _MAX_FAST_DIGITS and decimals < len(_POW10) and text.isascii():
+        whole, dot, frac = text.partition(".")
+        if whole.isdigit() and len(frac) <= decimals and (not dot or frac.isdigit()):
+            return fits_int64(int(whole + frac) * _POW10[decimals - len(frac)], field, text)
+    return parse_fixed_general(text, decimals, field=field, allow_negative=allow_negative)
+
+
+def parse_fixed_general(text: str | bytes, decimals: int, *, field: str = "value", allow_negative: bool = False) -> int:
+    """`parse_fixed` without its shortcut: every input it takes (the reference the shortcut is held to)."""
+    try:
+        s = text.decode() if isinstance(text, bytes) else text
+    except UnicodeDecodeError:
+        raise DecodeError(f"{field} {text!r:.40} is not UTF-8") from None
     if not isinstance(s, str):
         raise DecodeError(f"{field} must be a decimal string, got {type(text).__name__}")
     neg = False

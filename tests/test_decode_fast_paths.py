@@ -1,7 +1,7 @@
 """The decoders' fast paths give exactly what their general paths give, and refuse what they refuse.
 
-Binance: decimal strings go through a cache and a `digits.digits` shortcut before
-`parse_fixed`; the JSON decoder is built once. ITCH: A F E C X D U are unpacked with one Struct
+Binance: decimal strings go through a cache before `parse_fixed` (whose own shortcut tests/test_numbers.py
+holds to its general path); the JSON decoder is built once. ITCH: A F E C X D U are unpacked with one Struct
 and applied directly, handing anything unexpected to the general path (`decode` + the dict
 handlers). Each test below pits the fast path against the general one, or against values
 computed independently, on valid input, on input that must fall back, and on malformed input.
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from model.sim.itch_day import itch_day_stream
 from orderbook.errors import DecodeError, FeedError
 from orderbook.events import Kind, Side
-from orderbook.numbers import parse_fixed
+from orderbook.numbers import parse_fixed, parse_fixed_general
 from orderbook.venues import binance
 from orderbook.venues.binance import BinanceFeed
 from orderbook.venues.itch import ItchFeed, encode
@@ -33,7 +33,7 @@ SYM = "BTCUSDT"
 
 def _general(text: Any) -> int | type[DecodeError]:
     try:
-        return parse_fixed(text, 8, field="x")
+        return parse_fixed_general(text, 8, field="x")
     except DecodeError:
         return DecodeError
 
@@ -58,8 +58,6 @@ decimal_text = st.builds(
 def test_binance_fixed_fast_path_equals_parse_fixed_on_digit_strings(text: str) -> None:
     binance._FIXED_CACHE.pop(text, None)
     general = _general(text)
-    if general is not DecodeError:
-        assert binance._fixed_uncached(text, "x") == general  # shortcut or fallback, no cache
     assert _fast(text) == general  # parsed, now cached
     assert _fast(text) == _general(text)  # from the cache
 
@@ -116,8 +114,8 @@ def test_binance_fixed_shortcut_scales_by_the_printed_decimals() -> None:
     for text in ("61800.2", "61800.20", "61800.20000000", "61800.200000000"):
         binance._FIXED_CACHE.pop(text, None)
         assert binance._fixed(text, "x") == 6_180_020_000_000
-    assert binance._fixed_uncached("0.00000001", "x") == 1 == parse_fixed("0.00000001", 8)
-    assert binance._fixed_uncached(".5", "x") == 50_000_000 == parse_fixed(".5", 8)  # via parse_fixed
+    assert parse_fixed("0.00000001", 8) == 1 == parse_fixed_general("0.00000001", 8)
+    assert parse_fixed(".5", 8) == 50_000_000 == parse_fixed_general(".5", 8)  # via the general path
 
 
 # -- Binance: through the feed ---------------------------------------------------------------------

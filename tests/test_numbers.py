@@ -1,9 +1,9 @@
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orderbook.errors import DecodeError
-from orderbook.numbers import INT64_MAX, decimals_of, format_fixed, parse_fixed
+from orderbook.numbers import INT64_MAX, decimals_of, format_fixed, parse_fixed, parse_fixed_general
 
 
 def test_binance_price_string_is_exact():
@@ -34,3 +34,33 @@ def test_non_string_raises():
 @given(st.integers(min_value=-(10**15), max_value=10**15), st.integers(min_value=0, max_value=10))
 def test_format_parse_round_trip(value, decimals):
     assert parse_fixed(format_fixed(value, decimals), decimals, allow_negative=True) == value
+
+
+def _outcome(parse, text, decimals, negative):
+    try:
+        return parse(text, decimals, field="f", allow_negative=negative)
+    except DecodeError as err:
+        return (type(err), str(err))
+
+
+printed = st.builds(
+    lambda sign, whole, dot, frac: sign + whole + dot + frac,
+    st.sampled_from(["", "", "-", "+"]),
+    st.text("0123456789", max_size=21),
+    st.sampled_from([".", ".", "", ".."]),
+    st.text("0123456789", max_size=12),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(printed, st.text(max_size=24), st.binary(max_size=12)), st.integers(0, 12), st.booleans())
+def test_the_shortcut_accepts_and_refuses_exactly_what_the_general_path_does(text, decimals, negative):
+    """parse_fixed's shortcut for plain digit strings: the value, or the DecodeError and its message, of
+    parse_fixed_general, on venue-printed numbers (signs, no dot, more places than `decimals`, past int64)
+    and on any text or bytes (bytes that are not UTF-8 raised UnicodeDecodeError until 2026-12-06)."""
+    assert _outcome(parse_fixed, text, decimals, negative) == _outcome(parse_fixed_general, text, decimals, negative)
+
+
+@pytest.mark.parametrize("text", ["5", "0", "000123.4500", "92233720368.54775807", "92233720368.54775808", "1²"])
+def test_the_shortcut_on_the_edges_equals_the_general_path(text):
+    assert _outcome(parse_fixed, text, 8, False) == _outcome(parse_fixed_general, text, 8, False)

@@ -58,7 +58,7 @@ from urllib.parse import parse_qs, urlsplit
 from ..book import BookType, L2Book
 from ..errors import DecodeError, FeedError, SequenceGap, UnknownMessageType, check_size
 from ..events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, Side
-from ..numbers import INT64_MAX, fits_int64, parse_fixed
+from ..numbers import INT64_MAX, parse_fixed
 from ..sync import BookSync
 from .base import Feed, Record, check_first_line, not_this_format, numbered_lines
 
@@ -70,8 +70,6 @@ MAX_PENDING_TICKERS = 256  # tickers waiting for the book to reach their u; olde
 Level = tuple[int, int]
 
 _LEVEL_SET, _BID, _ASK = Kind.LEVEL_SET, Side.BID, Side.ASK  # globals: no enum class lookup per level
-_SCALE = tuple(10 ** (DECIMALS - n) for n in range(DECIMALS + 1))  # lots per unit of the last printed place
-_MAX_FAST_DIGITS = 40  # longer strings take parse_fixed, whose int() limits then apply as they always did
 _MAX_FIXED_CACHE = 1 << 16  # about 10 MB when full; the captures hold under 50k distinct strings each
 _FIXED_CACHE: dict[str, int] = {}
 """Decimal string -> parse_fixed(text, 8) for every string parsed before (str keys only).
@@ -186,24 +184,11 @@ def _time(obj: dict[str, Any], fallback: int) -> int:
     return fallback
 
 
-def _fixed_uncached(text: Any, field: str) -> int:
-    """`parse_fixed(text, 8)`, with a shortcut for what Binance prints: ASCII `digits.digits`
-    with at most 8 decimals (spot always prints 8, futures fewer). Anything else (no dot, a
-    sign, an exponent, NaN, more decimals, non-ASCII digits, a non-string) takes parse_fixed,
-    which accepts or refuses it exactly as before."""
-    if type(text) is str and len(text) <= _MAX_FAST_DIGITS and text.isascii():
-        whole, dot, frac = text.partition(".")
-        # ASCII and isdigit: only 0-9, so int() sees no sign, space or underscore it would accept
-        if dot and len(frac) <= DECIMALS and whole.isdigit() and frac.isdigit():
-            return fits_int64(int(whole + frac) * _SCALE[len(frac)], field, text)
-    return parse_fixed(text, DECIMALS, field=field)
-
-
 def _fixed(text: Any, field: str) -> int:
     """`parse_fixed(text, 8, field=field)` through `_FIXED_CACHE`."""
     value = _FIXED_CACHE.get(text) if type(text) is str else None
     if value is None:
-        value = _fixed_uncached(text, field)
+        value = parse_fixed(text, DECIMALS, field=field)
         if type(text) is str:
             if len(_FIXED_CACHE) >= _MAX_FIXED_CACHE:
                 _FIXED_CACHE.clear()

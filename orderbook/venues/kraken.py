@@ -65,7 +65,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from itertools import islice
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -117,9 +116,8 @@ def book_checksum(book: L2Book) -> int:
     Each level contributes its price then its size as printed without '.' and leading zeros,
     which for integers stored at the printed precision is their decimal `str`.
     """
-    text = "".join(f"{p}{s}" for p, s in islice(book.asks.items(), CHECKSUM_LEVELS))
-    text += "".join(f"{p}{s}" for p, s in islice(book.bids.items(), CHECKSUM_LEVELS))
-    return zlib.crc32(text.encode("ascii"))
+    bids, asks = book.top(CHECKSUM_LEVELS)
+    return zlib.crc32("".join(f"{p}{s}" for p, s in asks + bids).encode("ascii"))
 
 
 def _bad(message: str, symbol: str = "", seq: int | None = None) -> NoReturn:
