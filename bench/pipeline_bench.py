@@ -8,8 +8,10 @@ folder, always stopped at the end). Data (`--venue`):
   of each capture travel under distinct symbols (`"s"`/`"symbol"` and the stream name rewritten:
   BTCUSDT_T0, BTCUSDT_T1, ...; the USD-M capture as BTCUSDTPERP_*), merged by capture time as a
   multi-symbol feed interleaves them;
-- itch: a simulated ITCH 5.0 day over `--itch-symbols` stocks (model/sim, as `megatrading simulate
-  --format itch` writes it), keyed by stock (system messages unkeyed). Saturation only.
+- itch, lobster, coinbase: a simulated day over `--itch-symbols` stocks (model/sim, as `megatrading
+  simulate --format FMT` writes it; Coinbase's `full` channel), keyed by stock (ITCH's system messages
+  unkeyed). Saturation only. LOBSTER and Coinbase have no native decoder: their worker runs the Python
+  feed with the compiled window builders (streams/pipeline.py), `MT_NATIVE=0` the all-Python path.
 The saturation records are frames (orderbook/frames.py, the default `Framer`: 64 messages or 1 ms of
 venue time per key), as `replay` and `simulate --kafka` write them; `--no-frames` sends one message a
 record. Rates are venue messages/s (records/s beside them).
@@ -244,14 +246,17 @@ def timed_messages(captures: dict[str, list[Any]], n: int, tag: str) -> list[Tim
     return [(key, raw, ts) for ts, key, raw in (next(merged) for _ in range(min(n, per_copy * copies)))]
 
 
-def simulated_itch(n: int, symbols: int, seed: int) -> list[Timed]:
-    """The first `n` messages of a simulated ITCH 5.0 day over `symbols` stocks (model/sim, as
-    `megatrading simulate --format itch` writes it), keyed by stock as `replay` keys them."""
+SIMULATED = ("itch", "lobster", "coinbase")  # `--venue`s simulated here (model/sim writes them)
+
+
+def simulated(fmt: str, n: int, symbols: int, seed: int) -> list[Timed]:
+    """The first `n` messages of a simulated day over `symbols` stocks in `fmt` (itch, lobster, coinbase:
+    model/sim, as `megatrading simulate --format FMT` writes it), keyed by stock as `replay` keys them."""
     minutes = 10
     while True:
         result = simulate(SimConfig(n_symbols=symbols, duration_ns=minutes * 60 * 10**9, seed=seed))
-        msgs = [(m.symbol.encode() or None, m.raw, m.ts) for topic, m in simulation_records(result, "itch")
-                if topic == RAW_TOPIC.format(venue="itch")]  # fmt: skip
+        msgs = [(m.symbol.encode() or None, m.raw, m.ts) for topic, m in simulation_records(result, fmt)
+                if topic == RAW_TOPIC.format(venue=fmt)]  # fmt: skip
         if len(msgs) >= n or minutes >= 24 * 60:
             return msgs[:n]
         minutes = int(minutes * 1.2 * n / max(len(msgs), 1)) + 1
@@ -1080,13 +1085,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     default_data = Path(os.environ.get("MT_SHARED_DATA", REPO.parent / "shared" / "data"))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=default_data, help=f"shared data folder (default: {default_data})")
-    p.add_argument("--venue", choices=("binance", "itch"), default="binance", help="the saturation run's feed: the "
-                   "real Binance captures or a simulated ITCH 5.0 day (saturation only; default: binance)")  # fmt: skip
+    p.add_argument("--venue", choices=("binance", *SIMULATED), default="binance", help="the saturation run's feed: "
+                   "the real Binance captures, or a simulated day in ITCH 5.0, LOBSTER or Coinbase `full` (no native "
+                   "decoder for the last two: the compiled window builders on the Python feed; saturation only; "
+                   "default: binance)")  # fmt: skip
     p.add_argument("--messages", type=int, default=500_000, help="venue messages for the saturation runs "
                    "(default: 500000: the worker drains 200,000 in under a second)")  # fmt: skip
     p.add_argument("--no-frames", dest="frames", action="store_false", help="one message a record in the "
                    "saturation runs (default: frames, as `replay` and `simulate --kafka` write them)")  # fmt: skip
-    p.add_argument("--itch-symbols", type=int, default=10, help="stocks of the simulated ITCH day (default: 10)")
+    p.add_argument("--itch-symbols", type=int, default=10, help="stocks of the simulated day (default: 10)")
     p.add_argument("--rates", default="20000,2000", help="offered rates (messages/s) for the latency runs, "
                    "comma-separated, Binance only (default: 20000,2000: the goal's rate, and one a worker "
                    "sustains)")  # fmt: skip
@@ -1136,8 +1143,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def workload(args: argparse.Namespace, captures: dict[str, list[Any]]) -> Workload:
-    if args.venue == "itch":
-        msgs = simulated_itch(args.messages, args.itch_symbols, seed=7)
+    if args.venue in SIMULATED:
+        msgs = simulated(args.venue, args.messages, args.itch_symbols, seed=7)
     else:
         msgs = timed_messages(captures, args.messages, "T")
     recs, n = as_records(msgs, args.frames)
