@@ -24,18 +24,24 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from model.sim.anomalies import parse_anomalies  # noqa: E402
-from model.sim.engine import FlowParams, SimConfig  # noqa: E402
 from model.training.dataset import Dataset, Source, build, iter_sim_sources, real_sources  # noqa: E402
 from orderbook import native  # noqa: E402
+from streams.cli import dataset as dataset_cli  # noqa: E402
 from streams.cli.dataset import parse_seeds  # noqa: E402
 from streams.cli.simulate import parse_duration  # noqa: E402
+
+# The simulation flags of the Makefile's DEMO_SOURCES (tests/test_windows_bench_smoke.py holds them to it),
+# read by `megatrading dataset`'s own parser: its seeds, duration and captures are this script's flags
+DEMO_SIM_FLAGS = ("--sim-symbols", "3", "--anomaly-rate", "2", "--anomaly-intensity", "0.4:1", "--news", "12",
+                  "--news-discovery", "5")  # fmt: skip
 
 
 def sources_of(seeds: list[int], duration_ns: int, real: Path | None) -> Callable[[], list[Source]]:
     """The demo's recipe (the Makefile's DEMO_SOURCES) at `seeds` and `duration_ns`, and the captures."""
-    base = SimConfig(n_symbols=3, duration_ns=duration_ns, anomaly_rates=parse_anomalies("all", 2.0),
-                     anomaly_intensity=(0.4, 1.0), news_rate=12.0, flow=FlowParams(news_discovery_s=5.0))  # fmt: skip
+    parser = argparse.ArgumentParser()
+    dataset_cli.register(parser.add_subparsers())
+    flags = parser.parse_args(["dataset", *DEMO_SIM_FLAGS, "--sim-duration", f"{duration_ns // 10**9}s", "--out", "-"])
+    base = dataset_cli.sim_base(flags)
     return lambda: [*iter_sim_sources(seeds, base), *(real_sources(real) if real is not None else [])]
 
 

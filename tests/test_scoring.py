@@ -115,6 +115,25 @@ def test_unusable_records_are_skipped_and_counted_as_the_worker_dead_letters_the
     assert vw.stats.records == len(broken) and sum(vw.stats.rejected.values()) == 1
 
 
+def native_calls(monkeypatch, panic_on: int = 0) -> list[int]:
+    """The records of each NativeVenueWindows.process call, in order; the `panic_on`-th call (1-based)
+    panics in the compiled code first (pyo3's PanicException, as a bug there would raise)."""
+    from orderbook import native
+    from orderbook.native.venue_windows import NativeVenueWindows
+
+    calls: list[int] = []
+    process = NativeVenueWindows.process
+
+    def wrapped(self, values, *args, **kwargs):
+        calls.append(len(values))
+        if len(calls) == panic_on:
+            native.panic("a bug met by these records")
+        return process(self, values, *args, **kwargs)
+
+    monkeypatch.setattr(NativeVenueWindows, "process", wrapped)
+    return calls
+
+
 @pytest.mark.realdata
 def test_a_stream_without_headlines_takes_the_native_path_and_gives_the_reference_windows(
     sim_dir, shared_data, monkeypatch
@@ -123,19 +142,11 @@ def test_a_stream_without_headlines_takes_the_native_path_and_gives_the_referenc
     NATIVE_BATCH records a call; the windows and the stats (a garbage record rejected) are those of
     replay_windows record by record. With headlines, the record-by-record path."""
     from orderbook import native
-    from orderbook.native.venue_windows import NativeVenueWindows
     from tests.test_native_venue_windows import assert_same
 
     if not native.enabled():
         pytest.skip(native.describe())
-    calls = []
-    process = NativeVenueWindows.process
-
-    def counted(self, values, *args, **kwargs):
-        calls.append(len(values))
-        return process(self, values, *args, **kwargs)
-
-    monkeypatch.setattr(NativeVenueWindows, "process", counted)
+    calls = native_calls(monkeypatch)
     d, path = sim_dir
     itch = list(capture_records("itch", [path]))
     binance = list(capture_records("binance", [shared_data / "binance-hftbacktest" / "usdm_ethusdt_20240808.gz"]))
@@ -165,21 +176,11 @@ def test_a_native_panic_in_stream_windows_is_replayed_on_the_reference_path_and_
     there would raise): those records are replayed on the reference path from the state before the call,
     and the next calls are native again; the windows and stats are the reference's, a WARNING names them."""
     from orderbook import native
-    from orderbook.native.venue_windows import NativeVenueWindows
     from tests.test_native_venue_windows import assert_same
 
     if not native.enabled():
         pytest.skip(native.describe())
-    calls = []
-    process = NativeVenueWindows.process
-
-    def panics_once(self, values, *args, **kwargs):
-        calls.append(len(values))
-        if len(calls) == 2:
-            native.panic("a bug met by these records")
-        return process(self, values, *args, **kwargs)
-
-    monkeypatch.setattr(NativeVenueWindows, "process", panics_once)
+    calls = native_calls(monkeypatch, panic_on=2)
     path = shared_data / "binance-hftbacktest" / "usdm_ethusdt_20240808.gz"
     records = list(capture_records("binance", [path]))[: NATIVE_BATCH * 4 + 17]
     windows, stats = stream_windows("binance", iter(records))

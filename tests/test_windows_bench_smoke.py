@@ -7,6 +7,7 @@ checked (bench/ prints figures)."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import subprocess
 import sys
@@ -67,3 +68,19 @@ def test_compiled_builders_bench_quick_finds_the_outputs_identical_on_every_sour
     assert {r[0] for r in rows} >= {"COINBASE.ws.28.0.gz", "KRAKEN.ws.50.0.gz"}, done.stdout
     assert len(rows) == 4 and all(int(w.replace(",", "")) > 0 for _, _, w in rows), done.stdout
     assert "outputs identical" in done.stdout
+
+
+def test_dataset_bench_builds_the_makefiles_demo_recipe() -> None:
+    """bench/dataset_bench.py's simulation flags are those of the Makefile's DEMO_SOURCES, as written there."""
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import dataset_bench
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    make = (REPO / "Makefile").read_text()
+    recipe = re.search(r"^DEMO_SOURCES := (.*?)(?<!\\)\n", make, re.M | re.S)
+    assert recipe, "no DEMO_SOURCES in the Makefile"
+    flags = recipe[1].replace("\\\n", " ").split()
+    pairs = set(itertools.pairwise(flags))
+    want = dataset_bench.DEMO_SIM_FLAGS
+    assert all((want[i], want[i + 1]) in pairs for i in range(0, len(want), 2)), (want, flags)

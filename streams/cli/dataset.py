@@ -128,6 +128,18 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return d
 
 
+def sim_base(args: argparse.Namespace) -> SimConfig:
+    """The simulated hours' settings the flags give (each seed of --sim-seeds replaces `seed`)."""
+    return SimConfig(
+        n_symbols=args.sim_symbols,
+        duration_ns=args.sim_duration,
+        anomaly_rates=parse_anomalies(args.anomalies, args.anomaly_rate),
+        anomaly_intensity=args.anomaly_intensity,
+        news_rate=args.news,
+        **price_config(args),
+    )
+
+
 def cmd_dataset(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -146,14 +158,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
         print(f"dataset: --like {args.like} encodes headlines with {like.config.text_encoder}, not "
               f"--text-encoder {args.text_encoder}", file=sys.stderr)  # fmt: skip
         return 2
-    base = SimConfig(
-        n_symbols=args.sim_symbols,
-        duration_ns=args.sim_duration,
-        anomaly_rates=parse_anomalies(args.anomalies, args.anomaly_rate),
-        anomaly_intensity=args.anomaly_intensity,
-        news_rate=args.news,
-        **price_config(args),
-    )
+    base = sim_base(args)
     reals = real_sources(args.real) if args.real is not None else []
     captures = [capture_source(venue, path) for venue, path in args.capture]
     sources = chain(iter_sim_sources(args.sim_seeds, base, args.format), reals, captures)
