@@ -74,6 +74,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/windows_bench.py
 	$(BIN)/python bench/dataset_bench.py
 	$(BIN)/python bench/compiled_builders_bench.py
+	$(BIN)/python bench/rebuild_bench.py
 	$(BIN)/python bench/sim_bench.py
 	$(BIN)/python bench/pipeline_bench.py
 	$(BIN)/python bench/pipeline_bench.py --venue itch

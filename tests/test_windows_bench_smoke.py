@@ -2,8 +2,9 @@
 a table per venue with the four paths, every figure positive, the same number of windows on every
 path (the script exits non-zero otherwise); bench/dataset_bench.py --quick builds the training data with
 both window builders and finds the arrays identical; bench/compiled_builders_bench.py --quick runs the
-worker's pipeline of Coinbase, Kraken and LOBSTER both ways and finds the outputs identical. Times are not
-checked (bench/ prints figures)."""
+worker's pipeline of Coinbase, Kraken and LOBSTER both ways and finds the outputs identical; bench/
+rebuild_bench.py --quick rebuilds an ITCH day both ways and finds the rows identical. Times are not checked
+(bench/ prints figures)."""
 
 from __future__ import annotations
 
@@ -84,3 +85,15 @@ def test_dataset_bench_builds_the_makefiles_demo_recipe() -> None:
     pairs = set(itertools.pairwise(flags))
     want = dataset_bench.DEMO_SIM_FLAGS
     assert all((want[i], want[i + 1]) in pairs for i in range(0, len(want), 2)), (want, flags)
+
+
+def test_rebuild_bench_quick_finds_the_native_rows_identical() -> None:
+    if not native.enabled():
+        pytest.skip(native.describe())
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "rebuild_bench.py"), "--quick"], capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, f"exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    row = r"^\| (.+?) \| ([\d,]+) \| [\d.]+ \| [\d.]+ \| [\d,]+ \| [\d,]+ \| [\d.]+x \|$"
+    rows = re.findall(row, done.stdout, re.M)
+    assert len(rows) == 2 and all(int(n.replace(",", "")) > 0 for _, n in rows), done.stdout
+    assert "rows, stats and errors identical" in done.stdout

@@ -295,6 +295,17 @@ class ItchFeed(_Feed):
         """Unframed messages (values of `md.raw.itch`), optional int64 receive times."""
         return self._batch(self.core.on_messages(messages, recv_ts))
 
+    def rebuild(
+        self, framed: bytes, levels: int, target: str | None = None, last: bool = True
+    ) -> tuple[Batch, np.ndarray, str | None, int]:
+        """`megatrading book`'s rows of a framed buffer (`orderbook.rebuild.rebuild_itch`): its whole frames
+        (all of it where `last`) decoded and applied as `decode_apply` does, and after each message that gave
+        an event of `target`'s book (None: the first book an event names), or was refused as crossed, the
+        row [symbol id, ts, seq, LOBSTER orderbook row of `levels`]. (batch, rows, the target once known,
+        the bytes read)."""
+        result, rows, name, used = self.core.rebuild(framed, levels, target, last)
+        return self._batch(result), rows, name, used
+
     def orders(self, symbol: str) -> dict[int, tuple[int, int, int]] | None:
         """A symbol's resting orders: {id: (side, price, size)}."""
         return self.core.orders(symbol)

@@ -237,6 +237,18 @@ def _open_binary(path: str | Path) -> io.BufferedIOBase:
     return io.BufferedReader(gzip.open(path, "rb")) if gz else open(path, "rb")  # type: ignore[return-value]
 
 
+def open_day_file(path: str | Path) -> io.BufferedIOBase:
+    """A framed ITCH file (raw or gzipped) open for reading, checked as `ItchFeed.read_capture` checks it: a
+    text capture given as ITCH is a CaptureError saying which."""
+    f = _open_binary(path)
+    try:
+        check_first_line(path, 1, f.peek(256)[:256].partition(b"\n")[0], VENUE)  # type: ignore[attr-defined]
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
 _SIDES = {"B": Side.BID, "S": Side.ASK}
 _STATES = {"H": Status.HALTED, "P": Status.HALTED, "Q": Status.QUOTATION_ONLY, "T": Status.TRADING}
 _AGGRESSOR = {Side.BID: FLAG_AGGRESSOR_ASK, Side.ASK: FLAG_AGGRESSOR_BID}  # the taker hit the other side

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TextIO
 
 from orderbook.errors import FeedError
-from orderbook.rebuild import RebuildStats, rebuild
+from orderbook.rebuild import RebuildStats, rebuild, rebuild_itch
 from orderbook.venues import FEEDS, feed_class
 from streams import logformat
 from streams.batcher import OVERLOAD_POLICIES
@@ -42,7 +42,12 @@ def cmd_book(args: argparse.Namespace) -> int:
             log.warning("%s: %s", err.reason, err)
             shown += 1
 
-    rows = rebuild(feed, cls.read_capture(args.input), args.levels, args.symbol, stats, on_error)
+    from orderbook import native
+
+    if args.format == "itch" and native.enabled():  # a day's hundreds of millions of messages: the native path
+        rows = rebuild_itch(args.input, args.levels, args.symbol, stats, on_error, check_crossed=feed.check_crossed)
+    else:
+        rows = rebuild(feed, cls.read_capture(args.input), args.levels, args.symbol, stats, on_error)
     if args.out:
         with open(args.out, "w", newline="") as f:
             write_rows(rows, f, args.with_seq)

@@ -6,7 +6,7 @@
 //! checked for a cross. A refused message gives a reject with the reference's reason, symbol
 //! and seq, and no event; what it did to the book before the refusal stays done, as in Python.
 
-use numpy::PyReadonlyArray1;
+use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -486,35 +486,130 @@ impl Itch {
     }
 
     /// Every message of a framed buffer (NASDAQ day-file layout, `ItchFeed.read_capture`'s
-    /// reading of it: a zero length is skipped, a frame cut short is handed on as it is).
+    /// reading of it: see `frames`).
     pub fn framed(&mut self, buf: &[u8], recv_ts: i64) -> (Events, Rejects) {
         // at most one event a message, and none from a message shorter than D's or B's 19 bytes
         // (2 more framed): room for every event, so the rows are never moved to grow
         let mut events = Events::with_capacity(buf.len() / 21 + 1);
         let mut rejects = Rejects::default();
-        let mut pos = 0;
-        let mut index = 0;
-        while pos < buf.len() {
-            let raw = if buf.len() - pos < 2 {
-                let raw = &buf[pos..];
-                pos = buf.len();
-                raw
-            } else {
-                let n = u16_at(buf, pos);
-                pos += 2;
-                if n == 0 {
-                    continue;
-                }
-                let end = (pos + n).min(buf.len());
-                let raw = &buf[pos..end];
-                pos = end;
-                raw
-            };
+        for (index, raw) in frames(buf).enumerate() {
             self.record(raw, recv_ts, index, &mut events, &mut rejects);
-            index += 1;
         }
         (events, rejects)
     }
+
+    /// `orderbook.rebuild.rebuild` (`megatrading book`) over a framed buffer: every message as `framed`
+    /// takes it, and after each one that gave an event of the target's book, or was refused as crossed
+    /// (the message was applied: the row shows what the venue sent), the top `levels` of that book as a
+    /// row `[symbol id, ts, seq, LOBSTER orderbook row...]` appended to `rows`. The target: `*target`
+    /// once known; else the book named `name`; else (no name) the first book an event names, which
+    /// becomes the target (a crossed refusal before any event gives its own book's row, as the
+    /// reference's does, and names no target).
+    pub fn rebuild(
+        &mut self,
+        buf: &[u8],
+        recv_ts: i64,
+        name: Option<&str>,
+        target: &mut Option<u32>,
+        levels: usize,
+        rows: &mut Vec<i64>,
+    ) -> (Events, Rejects) {
+        let mut events = Events::with_capacity(buf.len() / 21 + 1);
+        let mut rejects = Rejects::default();
+        for (index, raw) in frames(buf).enumerate() {
+            match self.message(raw, recv_ts) {
+                Ok(Some(ev)) => {
+                    if self.is_target(ev.symbol, name, target, true) {
+                        self.row(ev.symbol, ev.ts, ev.seq, levels, rows);
+                    }
+                    events.push(&ev, index);
+                }
+                Ok(None) => {}
+                Err(r) => {
+                    if r.fault.reason == Reason::CrossedBook && self.is_target(r.symbol, name, target, false) {
+                        self.row(r.symbol, r.ts, r.seq.unwrap_or(0), levels, rows);
+                    }
+                    rejects.push(r, index);
+                }
+            }
+        }
+        (events, rejects)
+    }
+
+    fn is_target(&self, symbol: u32, name: Option<&str>, target: &mut Option<u32>, names_it: bool) -> bool {
+        if let Some(t) = *target {
+            return t == symbol;
+        }
+        match name {
+            Some(n) if self.names.name(symbol) != n => false,
+            Some(_) => {
+                *target = Some(symbol);
+                true
+            }
+            None => {
+                if names_it {
+                    *target = Some(symbol);
+                }
+                true
+            }
+        }
+    }
+
+    /// `[symbol, ts, seq]` and `orderbook.venues.lobster.orderbook_row` of the symbol's book: per level
+    /// ask price, ask size, bid price, bid size, a missing level LOBSTER's placeholder with size 0.
+    fn row(&self, symbol: u32, ts: i64, seq: i64, levels: usize, rows: &mut Vec<i64>) {
+        let book = &self.books[self.book_of(symbol) as usize];
+        rows.extend_from_slice(&[symbol as i64, ts, seq]);
+        let (mut asks, mut bids) = (book.asks.iter(), book.bids.iter());
+        for _ in 0..levels {
+            let (ap, a) = asks.next().map_or((ASK_EMPTY, 0), |(p, l)| (p, l.total));
+            let (bp, b) = bids.next().map_or((BID_EMPTY, 0), |(p, l)| (p, l.total));
+            rows.extend_from_slice(&[ap, a, bp, b]);
+        }
+    }
+}
+
+/// LOBSTER's placeholders for an empty level in its orderbook file (`orderbook.venues.lobster`).
+const ASK_EMPTY: i64 = 9_999_999_999;
+const BID_EMPTY: i64 = -9_999_999_999;
+
+/// The messages of a buffer in NASDAQ's day-file layout, as `ItchFeed.read_capture` reads a file: a
+/// 2-byte big-endian length before each, a zero length skipped, a frame cut short by the buffer's end
+/// (or a lone last byte) handed on as it is, for the feed to refuse.
+fn frames(buf: &[u8]) -> impl Iterator<Item = &[u8]> + '_ {
+    let mut pos = 0;
+    std::iter::from_fn(move || loop {
+        if pos >= buf.len() {
+            return None;
+        }
+        if buf.len() - pos < 2 {
+            let raw = &buf[pos..];
+            pos = buf.len();
+            return Some(raw);
+        }
+        let n = u16_at(buf, pos);
+        pos += 2;
+        if n == 0 {
+            continue;
+        }
+        let end = (pos + n).min(buf.len());
+        let raw = &buf[pos..end];
+        pos = end;
+        return Some(raw);
+    })
+}
+
+/// The length of `buf`'s leading whole frames: where a reader of a stream in pieces cuts one.
+pub fn whole_frames(buf: &[u8]) -> usize {
+    let mut pos = 0;
+    while buf.len() - pos >= 2 {
+        let end = pos + 2 + u16_at(buf, pos);
+        if end > buf.len() {
+            break;
+        }
+        pos = end;
+    }
+    pos
 }
 
 impl MessageFeed for Itch {
@@ -624,6 +719,9 @@ pub fn symbol_set(symbols: Option<Vec<String>>) -> Option<FxHashSet<String>> {
     symbols.map(|s| s.into_iter().collect())
 }
 
+/// `PyItch::rebuild`'s (batch, rows, target, bytes read).
+type Rebuilt<'py> = (Batch<'py>, Bound<'py, PyArray2<i64>>, Option<String>, usize);
+
 #[pymethods]
 impl PyItch {
     #[new]
@@ -639,6 +737,32 @@ impl PyItch {
         let feed = &mut self.feed;
         let (events, rejects) = py.detach(|| feed.framed(buffer, recv_ts));
         batch_py(py, events, rejects)
+    }
+
+    /// `megatrading book` on the native path: `Itch::rebuild` over the buffer's whole frames (all of it
+    /// where `last`): (events, rejects) as for `decode_apply`, the rows as an (n, 3 + 4 levels) int64
+    /// array, the target's name once known, and the bytes read (the rest: a frame the next buffer ends).
+    #[pyo3(signature = (buffer, levels, target = None, last = true, recv_ts = 0))]
+    fn rebuild<'py>(
+        &mut self,
+        py: Python<'py>,
+        buffer: &[u8],
+        levels: usize,
+        target: Option<String>,
+        last: bool,
+        recv_ts: i64,
+    ) -> PyResult<Rebuilt<'py>> {
+        let feed = &mut self.feed;
+        let end = if last { buffer.len() } else { whole_frames(buffer) };
+        let mut id = None; // resolved by name at the target's first row
+        let mut rows = Vec::new();
+        let (events, rejects) =
+            py.detach(|| feed.rebuild(&buffer[..end], recv_ts, target.as_deref(), &mut id, levels, &mut rows));
+        let width = 3 + 4 * levels;
+        let n = rows.len() / width;
+        let rows = PyArray1::from_vec(py, rows).reshape([n, width])?;
+        let name = id.map(|i| feed.names.name(i).to_owned()).or(target);
+        Ok((batch_py(py, events, rejects)?, rows, name, end))
     }
 
     /// Unframed messages (the values of `md.raw.itch`, or a frame's messages), with optional

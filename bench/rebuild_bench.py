@@ -1,0 +1,106 @@
+"""`megatrading book` on an ITCH day file: the native path (`orderbook.rebuild.rebuild_itch`) beside the reference
+(`orderbook.rebuild.rebuild` with the Python ItchFeed), on the same file in one run, the rows compared.
+
+The file: a simulated ITCH 5.0 day (model/sim, as `megatrading simulate --format itch` writes it) over
+`--symbols` stocks, simulated until it holds `--messages` messages. Each path rebuilds the first book of the
+file and the busiest one, `--levels` deep (the CLI's defaults: the first book, 10 levels), the rows consumed
+as the CLI consumes them (not written: a CSV writer costs both paths alike). The run fails unless the rows,
+stats and errors are the same. Beside them, the native feed's `decode_apply` of the whole file (no rows). A
+real NASDAQ day holds 250-400 million messages: the rate is what matters.
+
+    .venv/bin/python bench/rebuild_bench.py [--messages 1000000] [--symbols 10] [--levels 10] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from model.sim.engine import SEC, SimConfig  # noqa: E402
+from model.sim.run import simulate  # noqa: E402
+from model.sim.writers import write_itch  # noqa: E402
+from orderbook import native  # noqa: E402
+from orderbook.errors import FeedError  # noqa: E402
+from orderbook.rebuild import RebuildStats, rebuild, rebuild_itch  # noqa: E402
+from orderbook.venues.itch import ItchFeed  # noqa: E402
+
+
+def day_file(messages: int, symbols: int, folder: Path) -> tuple[Path, int]:
+    """A simulated day of at least `messages` messages (fewer where a whole day holds fewer)."""
+    minutes = 10
+    while True:
+        result = simulate(SimConfig(n_symbols=symbols, duration_ns=minutes * 60 * SEC, seed=7))
+        path = write_itch(result, folder)[0]
+        n = sum(1 for _ in ItchFeed.read_capture(path))
+        if n >= messages or minutes >= 390:
+            return path, n
+        minutes = min(390, int(minutes * 1.2 * messages / max(n, 1)) + 1)
+
+
+def timed(native_path: bool, path: Path, levels: int, symbol: str | None) -> tuple[float, list, RebuildStats, list]:
+    stats, errors = RebuildStats(), []
+    t0 = time.perf_counter()
+    if native_path:
+        rows = list(rebuild_itch(path, levels, symbol, stats, errors.append))
+    else:
+        rows = list(rebuild(ItchFeed.for_capture(path, symbol), ItchFeed.read_capture(path), levels, symbol, stats,
+                            errors.append))  # fmt: skip
+    return time.perf_counter() - t0, rows, stats, [(type(e).__name__, e.symbol, e.seq) for e in errors]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--messages", type=int, default=1_000_000)
+    ap.add_argument("--symbols", type=int, default=10)
+    ap.add_argument("--levels", type=int, default=10)
+    ap.add_argument("--quick", action="store_true", help="50,000 messages (a smoke run)")
+    args = ap.parse_args()
+    if not native.enabled():
+        print(f"nothing to compare: {native.describe()}")
+        return 1
+    with tempfile.TemporaryDirectory(prefix="rebuild-bench-") as tmp:
+        path, n = day_file(50_000 if args.quick else args.messages, args.symbols, Path(tmp))
+        busiest = Counter(e.symbol for e in _events(path)).most_common(1)[0][0]
+        print(f"# megatrading book on a simulated ITCH day: {n:,} messages, {args.symbols} stocks, "
+              f"{path.stat().st_size:,} bytes; {args.levels} levels\n")  # fmt: skip
+        print("| book | rows | reference s | native s | reference messages/s | native messages/s | speed-up |")
+        print("|---|---|---|---|---|---|---|")
+        failed = False
+        for symbol in (None, busiest):
+            t_ref, *want = timed(False, path, args.levels, symbol)
+            t_nat, *got = timed(True, path, args.levels, symbol)
+            name = symbol or f"the first ({want[1].symbols[0]})"
+            if got != want:
+                print(f"| {name} | DIFFERENT: {len(want[0]):,} rows against {len(got[0]):,} |")
+                failed = True
+                continue
+            print(f"| {name} | {len(want[0]):,} | {t_ref:.2f} | {t_nat:.3f} | {n / t_ref:,.0f} | {n / t_nat:,.0f} | "
+                  f"{t_ref / t_nat:.1f}x |")  # fmt: skip
+        data = path.read_bytes()
+        t0 = time.perf_counter()
+        native.ItchFeed().decode_apply(data)
+        t = time.perf_counter() - t0
+        print(f"\nthe native feed alone (`decode_apply` of the whole file in memory, no rows): {t:.3f} s, "
+              f"{n / t:,.0f} messages/s")  # fmt: skip
+        print(f"rows, stats and errors {'DIFFERENT' if failed else 'identical'}")
+    return 1 if failed else 0
+
+
+def _events(path: Path):
+    feed = ItchFeed()
+    for rec in ItchFeed.read_capture(path):
+        try:
+            yield from feed.on_message(rec.raw)
+        except FeedError:  # the busiest book: a refused message counts for none
+            continue
+
+
+if __name__ == "__main__":
+    sys.exit(main())
