@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 from .errors import CrossedBook, FeedError
 from .venues.base import GZIP_ERRORS, Feed, Record, broken_gzip
@@ -107,13 +107,10 @@ def rebuild_itch(
     target, pending, read = symbol, b"", 0
     with open_day_file(path) as f:
         while True:
-            try:
-                data = f.read(chunk)
-            except GZIP_ERRORS as err:
-                raise broken_gzip(path, err, None, feed.messages, read, unit="messages") from None
+            data, damage = _read(f, chunk)
             read += len(data)
             buffer = pending + data if pending else data
-            batch, rows, target, used = feed.rebuild(buffer, levels, target, last=not data)
+            batch, rows, target, used = feed.rebuild(buffer, levels, target, last=not data and damage is None)
             pending = buffer[used:]
             stats.messages = first_message + feed.messages
             ids = batch.events["symbol"]
@@ -130,5 +127,28 @@ def rebuild_itch(
             stats.rows += len(rows)
             for r in rows.tolist():
                 yield Row(batch.symbol(r[0]), r[1], r[2], r[3:])
+            if damage is not None:  # the frame cut by the damage is not read, as read_capture does not read it
+                raise broken_gzip(path, damage, None, feed.messages, read - len(pending), unit="messages")
             if not data:
                 return
+
+
+PIECE = 1 << 16  # bytes a read of a gzipped file asks for: what is lost of the stream before a damage
+
+
+def _read(f: BinaryIO, size: int) -> tuple[bytes, BaseException | None]:
+    """Up to `size` bytes (fewer at the end), and the gzip error that stopped the reading where one did.
+    In reads of PIECE: a read that meets a gzip stream's damage returns nothing of what it decompressed,
+    so the rows stop up to PIECE bytes of messages before the damage (`ItchFeed.read_capture`'s reads: up
+    to 8 KiB) and the same CaptureError follows."""
+    parts, got = [], 0
+    while got < size:
+        try:
+            part = f.read1(min(size - got, PIECE))
+        except GZIP_ERRORS as err:
+            return b"".join(parts), err
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts), None

@@ -4,7 +4,8 @@ message by message): every row (symbol, time, sequence, the LOBSTER orderbook ro
 rows, errors by reason, symbols in the order first seen) and the errors, in order. On a simulated day read
 in pieces of a few kilobytes (frames cut across pieces) and whole, for the first book and for a named one,
 at one and ten levels; on a mangled day (truncated and unknown messages, unknown orders, a crossed book,
-with and without --allow-crossed); on a file that ends in a frame cut short; gzipped; and through the CLI."""
+with and without --allow-crossed); on a file that ends in a frame cut short; gzipped (a damaged one: the
+same error, the rows up to 64 KiB before the damage); and through the CLI."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from model.sim.engine import SEC, SimConfig
 from model.sim.run import simulate
 from model.sim.writers import messages
 from orderbook import native
+from orderbook.errors import CaptureError
 from orderbook.rebuild import RebuildStats, rebuild, rebuild_itch
 from orderbook.venues.itch import ItchFeed, frame
 from tests.test_native_venue_windows import mangled_itch
@@ -93,6 +95,15 @@ def test_a_file_ending_in_a_frame_cut_short_or_gzipped_gives_the_references_rows
     gz = day_file(tmp_path, day, gz=True)
     want, got = both_ways(gz, 5, None)
     assert len(want[0]) > 500 and got == want
+    gz.write_bytes(gz.read_bytes()[: gz.stat().st_size * 2 // 3])  # damaged: cut short
+    cut = []
+    for rows in (rebuild(ItchFeed(), ItchFeed.read_capture(gz), 5), rebuild_itch(gz, 5)):
+        got_rows = []
+        with pytest.raises(CaptureError, match="it is truncated"):
+            got_rows.extend(rows)
+        cut.append(got_rows)
+    # the native path reads 64 KiB at a time: it stops up to that much of the stream before the damage
+    assert 100 < len(cut[1]) <= len(cut[0]) and cut[1] == cut[0][: len(cut[1])]
 
 
 def test_the_book_command_writes_the_same_csv_on_both_paths(day: list[bytes], tmp_path: Path) -> None:
