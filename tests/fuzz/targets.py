@@ -32,6 +32,9 @@ repeated or reordered message, a message of the fuzzer's own bytes, messages fra
   either restores a pipeline that goes on through the rest of the stream (rejects allowed, nothing
   raised) or raises SnapshotError, on which the worker rebuilds from the first record. Anything else
   fails the partition's restore at every retry (streams/recovery.py).
+- `rebuild`: `megatrading book` on an edited ITCH day file, read on the native path in pieces the input
+  sizes (orderbook.rebuild.rebuild_itch), against the Python feed's `rebuild`: the same rows, stats and
+  errors.
 - `news`: an `md.news` record (the input's bytes as they are) is a Headline or a DecodeError
   (orderbook.news.parse_news, which the worker calls in its heartbeat timer: anything else raised
   there ended the app), and a Headline joins the windows of a live ITCH book without failing them.
@@ -344,5 +347,37 @@ def news(data: bytes) -> None:
     assert not [r for r in rejects if r.reason == INTERNAL_ERROR], f"a headline failed the windows: {rejects[0]}"
 
 
+@functools.cache
+def _rebuild_folder() -> Path:
+    import tempfile
+
+    return Path(tempfile.mkdtemp(prefix="fuzz-rebuild-"))
+
+
+def rebuild(data: bytes) -> None:
+    from orderbook import native as native_build
+    from orderbook.rebuild import RebuildStats, rebuild_itch
+    from orderbook.rebuild import rebuild as reference_rebuild
+    from orderbook.venues.itch import ItchFeed, frame
+
+    if not native_build.available():
+        return
+    e = Edits(data)
+    values = [v for v in edited(seed_stream("itch"), e, False) if len(v) <= 0xFFFF]
+    levels, chunk, crossed = 1 + e.int(10), 8 + e.int(2048), e.int(2) == 0
+    path = _rebuild_folder() / "day.NASDAQ_ITCH50"
+    path.write_bytes(frame(values) + bytes(e.int(2)))  # and maybe a lone last byte
+    out = []
+    for native_path in (False, True):
+        stats, errors = RebuildStats(), []
+        if native_path:
+            rows = rebuild_itch(path, levels, None, stats, errors.append, check_crossed=crossed, chunk=chunk)
+        else:
+            feed = ItchFeed(check_crossed=crossed)
+            rows = reference_rebuild(feed, ItchFeed.read_capture(path), levels, None, stats, errors.append)
+        out.append((list(rows), stats, [(type(err).__name__, err.symbol, err.seq) for err in errors]))
+    assert out[0] == out[1], f"megatrading book's native rows differ from the reference's (chunk {chunk})"
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {"pipeline": pipeline, "native": native, "snapshot": snapshot,
-                                               "news": news}  # fmt: skip
+                                               "news": news, "rebuild": rebuild}  # fmt: skip
