@@ -110,7 +110,8 @@ def rebuild_itch(
             data, damage = _read(f, chunk)
             read += len(data)
             buffer = pending + data if pending else data
-            batch, rows, target, used = feed.rebuild(buffer, levels, target, last=not data and damage is None)
+            # levels below 0 are none, as orderbook_row's range() takes them
+            batch, rows, target, used = feed.rebuild(buffer, max(levels, 0), target, last=not data and damage is None)
             pending = buffer[used:]
             stats.messages = first_message + feed.messages
             ids = batch.events["symbol"]

@@ -64,7 +64,8 @@ def test_a_simulated_day_read_in_pieces_gives_the_references_rows(day: list[byte
     assert len(want[0]) > 500 and len(want[1].symbols) == 3 and not want[1].errors
     assert got == want
     second = want[1].symbols[1]
-    for levels, symbol, chunk in ((10, None, 1 << 20), (1, second, 777), (10, second, 1 << 20)):
+    for levels, symbol, chunk in ((10, None, 1 << 20), (1, second, 777), (10, second, 1 << 20), (0, None, 4096),
+                                  (-2, None, 4096)):  # fmt: skip
         want, got = both_ways(path, levels, symbol, chunk=chunk)
         assert got == want, (levels, symbol, chunk)
     assert {r.symbol for r in want[0]} == {second}
