@@ -28,7 +28,8 @@ from model.sim.run import simulate  # noqa: E402
 from model.sim.writers import write_itch  # noqa: E402
 from orderbook import native  # noqa: E402
 from orderbook.errors import FeedError  # noqa: E402
-from orderbook.rebuild import RebuildStats, rebuild, rebuild_itch  # noqa: E402
+from orderbook.native.check import rebuild_outcome  # noqa: E402
+from orderbook.rebuild import RebuildStats  # noqa: E402
 from orderbook.venues.itch import ItchFeed  # noqa: E402
 
 
@@ -45,14 +46,9 @@ def day_file(messages: int, symbols: int, folder: Path) -> tuple[Path, int]:
 
 
 def timed(native_path: bool, path: Path, levels: int, symbol: str | None) -> tuple[float, list, RebuildStats, list]:
-    stats, errors = RebuildStats(), []
     t0 = time.perf_counter()
-    if native_path:
-        rows = list(rebuild_itch(path, levels, symbol, stats, errors.append))
-    else:
-        rows = list(rebuild(ItchFeed.for_capture(path, symbol), ItchFeed.read_capture(path), levels, symbol, stats,
-                            errors.append))  # fmt: skip
-    return time.perf_counter() - t0, rows, stats, [(type(e).__name__, e.symbol, e.seq) for e in errors]
+    rows, stats, errors = rebuild_outcome(path, levels, symbol, native=native_path)
+    return time.perf_counter() - t0, rows, stats, errors
 
 
 def main() -> int:

@@ -22,7 +22,8 @@ from model.sim.run import simulate
 from model.sim.writers import messages
 from orderbook import native
 from orderbook.errors import CaptureError
-from orderbook.rebuild import RebuildStats, rebuild, rebuild_itch
+from orderbook.native.check import rebuild_outcome
+from orderbook.rebuild import rebuild, rebuild_itch
 from orderbook.venues.itch import ItchFeed, frame
 from tests.test_native_venue_windows import mangled_itch
 
@@ -45,17 +46,8 @@ def day_file(folder: Path, values: list[bytes], *, tail: bytes = b"", gz: bool =
 
 def both_ways(path: Path, levels: int, symbol: str | None, *, check_crossed: bool = True, chunk: int = 4096):
     """(reference, native): each the rows, the stats and the errors (type, symbol, seq) in order."""
-    out = []
-    for native_path in (False, True):
-        stats, errors = RebuildStats(), []
-        if native_path:
-            rows = rebuild_itch(path, levels, symbol, stats, errors.append, check_crossed=check_crossed, chunk=chunk)
-        else:
-            feed = ItchFeed.for_capture(path, symbol, check_crossed=check_crossed)
-            rows = rebuild(feed, ItchFeed.read_capture(path), levels, symbol, stats, errors.append)
-        got = list(rows)
-        out.append((got, stats, [(type(e).__name__, e.symbol, e.seq) for e in errors]))
-    return out
+    return [rebuild_outcome(path, levels, symbol, native=n, check_crossed=check_crossed, chunk=chunk)
+            for n in (False, True)]  # fmt: skip
 
 
 def test_a_simulated_day_read_in_pieces_gives_the_references_rows(day: list[bytes], tmp_path: Path) -> None:

@@ -24,17 +24,18 @@ pytestmark = pytest.mark.realdata
 PATHS = ("python push", "native push, py book", "native push, native book", "native batch")
 
 
+def bench_output(script: str, *args: str) -> str:
+    """What `bench/SCRIPT ARGS` prints, once it has exited 0."""
+    done = subprocess.run([sys.executable, str(REPO / "bench" / script), *args], capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, f"exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
 def test_windows_bench_quick_prints_every_path_for_both_venues(shared_data: Path) -> None:
     if not native.available() or not hasattr(native._core, "WindowBuilder"):
         pytest.skip(f"the native module is not built, or built without WindowBuilder: {native.describe()}")
-    done = subprocess.run(
-        [sys.executable, str(REPO / "bench" / "windows_bench.py"), "--data", str(shared_data), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    out = done.stdout
-    assert done.returncode == 0, f"exited {done.returncode}:\n{out}\n{done.stderr}"
+    out = bench_output("windows_bench.py", "--data", str(shared_data), "--quick")
     for venue in ("binance", "itch"):
         head = re.search(rf"^{venue}: (\d+) symbols, ([\d,]+) messages, ([\d,]+) events, ([\d,]+) windows$", out, re.M)
         assert head, f"no {venue} table:\n{out}"
@@ -49,26 +50,20 @@ def test_windows_bench_quick_prints_every_path_for_both_venues(shared_data: Path
 def test_dataset_bench_quick_builds_both_ways_and_finds_the_arrays_identical() -> None:
     if not native.available():
         pytest.skip(native.describe())
-    done = subprocess.run([sys.executable, str(REPO / "bench" / "dataset_bench.py"), "--quick"], capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
-    assert done.returncode == 0, f"exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
-    assert re.search(r"^\| compiled \(replay_windows\) \| [\d.]+ \| [\d,]+ \|$", done.stdout, re.M), done.stdout
-    assert re.search(r"^\| reference \(MT_NATIVE=0\) \| [\d.]+ \| [\d,]+ \|$", done.stdout, re.M), done.stdout
-    assert "arrays identical: yes" in done.stdout
+    out = bench_output("dataset_bench.py", "--quick")
+    assert re.search(r"^\| compiled \(replay_windows\) \| [\d.]+ \| [\d,]+ \|$", out, re.M), out
+    assert re.search(r"^\| reference \(MT_NATIVE=0\) \| [\d.]+ \| [\d,]+ \|$", out, re.M), out
+    assert "arrays identical: yes" in out
 
 
 def test_compiled_builders_bench_quick_finds_the_outputs_identical_on_every_source(shared_data: Path) -> None:
     if not native.enabled():
         pytest.skip(native.describe())
-    done = subprocess.run([sys.executable, str(REPO / "bench" / "compiled_builders_bench.py"), "--quick",
-                           "--real", str(shared_data)], capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert done.returncode == 0, f"exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
-    rows = re.findall(
-        r"^\| (.+?) \| ([\d,]+) \| [\d,]+ \| ([\d,]+) \| [\d.]+ \| [\d.]+ \| [\d.]+x \|", done.stdout, re.M
-    )
-    assert {r[0] for r in rows} >= {"COINBASE.ws.28.0.gz", "KRAKEN.ws.50.0.gz"}, done.stdout
-    assert len(rows) == 4 and all(int(w.replace(",", "")) > 0 for _, _, w in rows), done.stdout
-    assert "outputs identical" in done.stdout
+    out = bench_output("compiled_builders_bench.py", "--quick", "--real", str(shared_data))
+    rows = re.findall(r"^\| (.+?) \| ([\d,]+) \| [\d,]+ \| ([\d,]+) \| [\d.]+ \| [\d.]+ \| [\d.]+x \|", out, re.M)
+    assert {r[0] for r in rows} >= {"COINBASE.ws.28.0.gz", "KRAKEN.ws.50.0.gz"}, out
+    assert len(rows) == 4 and all(int(w.replace(",", "")) > 0 for _, _, w in rows), out
+    assert "outputs identical" in out
 
 
 def test_dataset_bench_builds_the_makefiles_demo_recipe() -> None:
@@ -90,10 +85,7 @@ def test_dataset_bench_builds_the_makefiles_demo_recipe() -> None:
 def test_rebuild_bench_quick_finds_the_native_rows_identical() -> None:
     if not native.enabled():
         pytest.skip(native.describe())
-    done = subprocess.run([sys.executable, str(REPO / "bench" / "rebuild_bench.py"), "--quick"], capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
-    assert done.returncode == 0, f"exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
-    row = r"^\| (.+?) \| ([\d,]+) \| [\d.]+ \| [\d.]+ \| [\d,]+ \| [\d,]+ \| [\d.]+x \|$"
-    rows = re.findall(row, done.stdout, re.M)
-    assert len(rows) == 2 and all(int(n.replace(",", "")) > 0 for _, n in rows), done.stdout
-    assert "rows, stats and errors identical" in done.stdout
+    out = bench_output("rebuild_bench.py", "--quick")
+    rows = re.findall(r"^\| (.+?) \| ([\d,]+) \| [\d.]+ \| [\d.]+ \| [\d,]+ \| [\d,]+ \| [\d.]+x \|$", out, re.M)
+    assert len(rows) == 2 and all(int(n.replace(",", "")) > 0 for _, n in rows), out
+    assert "rows, stats and errors identical" in out

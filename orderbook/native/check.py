@@ -4,6 +4,7 @@
     nat = native.ItchFeed().on_messages(messages).by_message(len(messages))
     assert first_difference(ref, nat) is None
     assert pipeline_difference(want, got) is None            # a VenuePipeline's (windows, rejects, stats) each
+    assert rebuild_outcome(path, 10, native=False) == rebuild_outcome(path, 10, native=True)  # megatrading book
 
 An outcome is compared by value: every field of every event (venue, symbol, ts, seq, side, price,
 size, order ids, flags, recv_ts), or the error's class, reason, symbol, seq and ts (and a gap's
@@ -15,13 +16,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import fields
 from operator import attrgetter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import FeedError, SequenceGap
 from ..events import Event
+from ..rebuild import CHUNK, RebuildStats, Row, rebuild, rebuild_itch
 from ..venues.base import Feed
+from ..venues.itch import ItchFeed
 from ..windows import Window
 
 Outcome = list[Event] | FeedError
@@ -103,3 +107,19 @@ def pipeline_difference(
     if gs != ws:
         return f"stats: reference {ws} != native {gs}"
     return None
+
+
+def rebuild_outcome(
+    path: str | Path, levels: int, symbol: str | None = None, *, native: bool, check_crossed: bool = True,
+    chunk: int = CHUNK,
+) -> tuple[list[Row], RebuildStats, list[tuple[str, str, int | None]]]:  # fmt: skip
+    """`megatrading book` of an ITCH day file on one path (`native`: rebuild_itch, read `chunk` bytes at a time;
+    else `rebuild` with the Python ItchFeed): its rows, its stats and its errors (class, symbol, seq), in order."""
+    stats, errors = RebuildStats(), []
+    if native:
+        rows = rebuild_itch(path, levels, symbol, stats, errors.append, check_crossed=check_crossed, chunk=chunk)
+    else:
+        feed = ItchFeed.for_capture(path, symbol, check_crossed=check_crossed)
+        rows = rebuild(feed, ItchFeed.read_capture(path), levels, symbol, stats, errors.append)
+    got = list(rows)
+    return got, stats, [(type(e).__name__, e.symbol, e.seq) for e in errors]

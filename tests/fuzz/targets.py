@@ -356,9 +356,8 @@ def _rebuild_folder() -> Path:
 
 def rebuild(data: bytes) -> None:
     from orderbook import native as native_build
-    from orderbook.rebuild import RebuildStats, rebuild_itch
-    from orderbook.rebuild import rebuild as reference_rebuild
-    from orderbook.venues.itch import ItchFeed, frame
+    from orderbook.native.check import rebuild_outcome
+    from orderbook.venues.itch import frame
 
     if not native_build.available():
         return
@@ -367,16 +366,8 @@ def rebuild(data: bytes) -> None:
     levels, chunk, crossed = 1 + e.int(10), 8 + e.int(2048), e.int(2) == 0
     path = _rebuild_folder() / "day.NASDAQ_ITCH50"
     path.write_bytes(frame(values) + bytes(e.int(2)))  # and maybe a lone last byte
-    out = []
-    for native_path in (False, True):
-        stats, errors = RebuildStats(), []
-        if native_path:
-            rows = rebuild_itch(path, levels, None, stats, errors.append, check_crossed=crossed, chunk=chunk)
-        else:
-            feed = ItchFeed(check_crossed=crossed)
-            rows = reference_rebuild(feed, ItchFeed.read_capture(path), levels, None, stats, errors.append)
-        out.append((list(rows), stats, [(type(err).__name__, err.symbol, err.seq) for err in errors]))
-    assert out[0] == out[1], f"megatrading book's native rows differ from the reference's (chunk {chunk})"
+    want, got = (rebuild_outcome(path, levels, native=n, check_crossed=crossed, chunk=chunk) for n in (False, True))
+    assert got == want, f"megatrading book's native rows differ from the reference's (chunk {chunk})"
 
 
 TARGETS: dict[str, Callable[[bytes], None]] = {"pipeline": pipeline, "native": native, "snapshot": snapshot,
