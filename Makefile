@@ -75,6 +75,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/dataset_bench.py
 	$(BIN)/python bench/compiled_builders_bench.py
 	$(BIN)/python bench/rebuild_bench.py
+	$(BIN)/python bench/rebuild_bench.py --venue binance --data $(SHARED)/data/binance-hftbacktest
 	$(BIN)/python bench/sim_bench.py
 	$(BIN)/python bench/pipeline_bench.py
 	$(BIN)/python bench/pipeline_bench.py --venue itch
@@ -97,7 +98,7 @@ bench: $(STAMP)
 
 # Coverage-guided fuzzing (atheris) of what a raw topic can carry: every venue's decoder, book and windows
 # on the reference path, the native path against it, a partition's md.state snapshot record edited,
-# md.news records, and `megatrading book`'s native ITCH rows against the reference's (tests/fuzz/targets.py);
+# md.news records, and `megatrading book`'s native ITCH and Binance rows against the reference's (tests/fuzz/targets.py);
 # then the compiled decoders, books and window builders alone (cargo fuzz, orderbook/native/fuzz: a panic or
 # an integer overflow is a finding); FUZZ_SECONDS a target. The corpus grows in build/fuzz/corpus; a failing input stops the run and lands in
 # build/fuzz/crashes/TARGET/, and once fixed it is kept under tests/fuzz/inputs/TARGET/, which make

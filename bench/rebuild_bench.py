@@ -1,14 +1,20 @@
-"""`megatrading book` on an ITCH day file: the native path (`orderbook.rebuild.rebuild_itch`) beside the reference
-(`orderbook.rebuild.rebuild` with the Python ItchFeed), on the same file in one run, the rows compared.
+"""`megatrading book` on the native path (`orderbook.rebuild.NATIVE`) beside the reference (`orderbook.rebuild.rebuild`
+with the venue's Python feed), on the same file in one run, the rows compared.
 
-The file: a simulated ITCH 5.0 day (model/sim, as `megatrading simulate --format itch` writes it) over
-`--symbols` stocks, simulated until it holds `--messages` messages. Each path rebuilds the first book of the
-file and the busiest one, `--levels` deep (the CLI's defaults: the first book, 10 levels), the rows consumed
-as the CLI consumes them (not written: a CSV writer costs both paths alike). The run fails unless the rows,
-stats and errors are the same. Beside them, the native feed's `decode_apply` of the whole file (no rows). A
-real NASDAQ day holds 250-400 million messages: the rate is what matters.
+`--venue itch` (the default): a simulated ITCH 5.0 day (model/sim, as `megatrading simulate --format itch` writes
+it) over `--symbols` stocks, simulated until it holds `--messages` messages; each path rebuilds the first book of
+the file and the busiest one. Beside them, the native feed's `decode_apply` of the whole file (no rows). A real
+NASDAQ day holds 250-400 million messages: the rate is what matters.
+
+`--venue binance`: every capture of `--data` (the six real Binance captures in ../shared/data), the book of each.
+A whole day of one of them upstream holds millions of messages.
+
+Each path rebuilds `--levels` deep (the CLI's defaults: the first book, 10 levels), the rows consumed as the CLI
+consumes them (not written: a CSV writer costs both paths alike). The run fails unless the rows, stats and errors
+are the same.
 
     .venv/bin/python bench/rebuild_bench.py [--messages 1000000] [--symbols 10] [--levels 10] [--quick]
+    .venv/bin/python bench/rebuild_bench.py --venue binance [--data DIR] [--quick]
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from orderbook import native  # noqa: E402
 from orderbook.errors import FeedError  # noqa: E402
 from orderbook.native.check import rebuild_outcome  # noqa: E402
 from orderbook.rebuild import RebuildStats  # noqa: E402
+from orderbook.venues.binance import BinanceFeed  # noqa: E402
 from orderbook.venues.itch import ItchFeed  # noqa: E402
 
 
@@ -45,48 +52,83 @@ def day_file(messages: int, symbols: int, folder: Path) -> tuple[Path, int]:
         minutes = min(390, int(minutes * 1.2 * messages / max(n, 1)) + 1)
 
 
-def timed(native_path: bool, path: Path, levels: int, symbol: str | None) -> tuple[float, list, RebuildStats, list]:
+def timed(
+    native_path: bool, path: Path, levels: int, symbol: str | None, venue: str
+) -> tuple[float, list, RebuildStats, list]:
     t0 = time.perf_counter()
-    rows, stats, errors = rebuild_outcome(path, levels, symbol, native=native_path)
+    rows, stats, errors = rebuild_outcome(path, levels, symbol, native=native_path, venue=venue)
     return time.perf_counter() - t0, rows, stats, errors
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--messages", type=int, default=1_000_000)
-    ap.add_argument("--symbols", type=int, default=10)
-    ap.add_argument("--levels", type=int, default=10)
-    ap.add_argument("--quick", action="store_true", help="50,000 messages (a smoke run)")
-    args = ap.parse_args()
-    if not native.enabled():
-        print(f"nothing to compare: {native.describe()}")
-        return 1
+def compare(venue: str, path: Path, n: int, levels: int, symbols: list[str | None], label: str = "") -> bool:
+    """A table row per book, both paths timed: False where they differ."""
+    same = True
+    for symbol in symbols:
+        t_ref, *want = timed(False, path, levels, symbol, venue)
+        t_nat, *got = timed(True, path, levels, symbol, venue)
+        name = label or symbol or f"the first ({want[1].symbols[0]})"
+        if got != want:
+            print(f"| {name} | DIFFERENT: {len(want[0]):,} rows against {len(got[0]):,} |")
+            same = False
+            continue
+        print(f"| {name} | {len(want[0]):,} | {t_ref:.2f} | {t_nat:.3f} | {n / t_ref:,.0f} | {n / t_nat:,.0f} | "
+              f"{t_ref / t_nat:.1f}x |")  # fmt: skip
+    return same
+
+
+HEADER = """| book | rows | reference s | native s | reference messages/s | native messages/s | speed-up |
+|---|---|---|---|---|---|---|"""
+
+
+def itch(args: argparse.Namespace) -> bool:
     with tempfile.TemporaryDirectory(prefix="rebuild-bench-") as tmp:
         path, n = day_file(50_000 if args.quick else args.messages, args.symbols, Path(tmp))
         busiest = Counter(e.symbol for e in _events(path)).most_common(1)[0][0]
         print(f"# megatrading book on a simulated ITCH day: {n:,} messages, {args.symbols} stocks, "
               f"{path.stat().st_size:,} bytes; {args.levels} levels\n")  # fmt: skip
-        print("| book | rows | reference s | native s | reference messages/s | native messages/s | speed-up |")
-        print("|---|---|---|---|---|---|---|")
-        failed = False
-        for symbol in (None, busiest):
-            t_ref, *want = timed(False, path, args.levels, symbol)
-            t_nat, *got = timed(True, path, args.levels, symbol)
-            name = symbol or f"the first ({want[1].symbols[0]})"
-            if got != want:
-                print(f"| {name} | DIFFERENT: {len(want[0]):,} rows against {len(got[0]):,} |")
-                failed = True
-                continue
-            print(f"| {name} | {len(want[0]):,} | {t_ref:.2f} | {t_nat:.3f} | {n / t_ref:,.0f} | {n / t_nat:,.0f} | "
-                  f"{t_ref / t_nat:.1f}x |")  # fmt: skip
+        print(HEADER)
+        same = compare("itch", path, n, args.levels, [None, busiest])
         data = path.read_bytes()
         t0 = time.perf_counter()
         native.ItchFeed().decode_apply(data)
         t = time.perf_counter() - t0
         print(f"\nthe native feed alone (`decode_apply` of the whole file in memory, no rows): {t:.3f} s, "
               f"{n / t:,.0f} messages/s")  # fmt: skip
-        print(f"rows, stats and errors {'DIFFERENT' if failed else 'identical'}")
-    return 1 if failed else 0
+    return same
+
+
+def binance(args: argparse.Namespace) -> bool:
+    captures = sorted(args.data.glob("*.gz"), key=lambda p: (args.quick and p.stat().st_size, p.name))
+    captures = captures[:1] if args.quick else captures  # quick: the smallest
+    if not captures:
+        print(f"no Binance captures in {args.data}")
+        return False
+    print(f"# megatrading book on the Binance captures of {args.data}; {args.levels} levels\n")
+    print(HEADER)
+    same = True
+    for path in captures:
+        n = sum(1 for _ in BinanceFeed.read_capture(path))
+        same &= compare("binance", path, n, args.levels, [None], label=f"{path.name} ({n:,} messages)")
+    return same
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--venue", choices=("itch", "binance"), default="itch")
+    ap.add_argument("--messages", type=int, default=1_000_000, help="ITCH: the simulated day's size")
+    ap.add_argument("--symbols", type=int, default=10, help="ITCH: stocks simulated")
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "binance-hftbacktest",
+                    help="Binance: the folder of captures")  # fmt: skip
+    ap.add_argument("--levels", type=int, default=10)
+    ap.add_argument("--quick", action="store_true",
+                    help="a smoke run: 50,000 ITCH messages, the smallest Binance capture")  # fmt: skip
+    args = ap.parse_args()
+    if not native.enabled():
+        print(f"nothing to compare: {native.describe()}")
+        return 1
+    same = itch(args) if args.venue == "itch" else binance(args)
+    print(f"rows, stats and errors {'identical' if same else 'DIFFERENT'}")
+    return 0 if same else 1
 
 
 def _events(path: Path):

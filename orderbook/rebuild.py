@@ -1,6 +1,7 @@
 """Offline rebuild: a capture through a venue's feed, the top of the book after every message as a row of
 LOBSTER's orderbook file (`megatrading book`, whatever the venue). `rebuild` takes any feed, message by
-message (the reference); `rebuild_itch` an ITCH day file on the native path, the same rows."""
+message (the reference); `rebuild_itch` an ITCH day file and `rebuild_binance` a Binance capture on the
+native path (decoded, applied and the rows cut in Rust), the same rows."""
 
 from __future__ import annotations
 
@@ -8,12 +9,17 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
+
+import numpy as np
 
 from .errors import CrossedBook, FeedError
 from .venues.base import GZIP_ERRORS, Feed, Record, broken_gzip
 from .venues.itch import open_day_file
 from .venues.lobster import orderbook_row
+
+if TYPE_CHECKING:
+    from .native import Batch
 
 
 class Row(NamedTuple):
@@ -96,8 +102,6 @@ def rebuild_itch(
     (orderbook.native's ItchFeed, `rebuild`): the file read `chunk` bytes at a time, decoded, applied and
     its rows cut in Rust, with the reference's rows, stats and errors (tests/test_rebuild.py). A day's
     hundreds of millions of messages are what `ItchFeed.on_message` one at a time cannot take."""
-    import numpy as np
-
     from . import native
 
     stats = stats if stats is not None else RebuildStats()
@@ -114,24 +118,85 @@ def rebuild_itch(
             batch, rows, target, used = feed.rebuild(buffer, max(levels, 0), target, last=not data and damage is None)
             pending = buffer[used:]
             stats.messages = first_message + feed.messages
-            ids = batch.events["symbol"]
-            if len(ids):
-                firsts, at = np.unique(ids, return_index=True)
-                for name in (batch.symbol(int(i)) for i in firsts[np.argsort(at)]):
-                    if name not in seen:
-                        seen.add(name)
-                        stats.symbols.append(name)
-            for _, err in batch.errors():
-                stats.errors[err.reason] += 1
-                if on_error:
-                    on_error(err)
-            stats.rows += len(rows)
-            for r in rows.tolist():
-                yield Row(batch.symbol(r[0]), r[1], r[2], r[3:])
+            yield from _taken(batch, rows, stats, seen, on_error)
             if damage is not None:  # the frame cut by the damage is not read, as read_capture does not read it
                 raise broken_gzip(path, damage, None, feed.messages, read - len(pending), unit="messages")
             if not data:
                 return
+
+
+RECORDS = 4096  # Binance messages handed to the native feed at a time
+
+
+def rebuild_binance(
+    path: str | Path,
+    levels: int,
+    symbol: str | None = None,
+    stats: RebuildStats | None = None,
+    on_error: Callable[[FeedError], None] | None = None,
+    *,
+    check_crossed: bool = True,
+    chunk: int = RECORDS,
+) -> Iterator[Row]:
+    """`rebuild` of a Binance capture on the native path: its records as `BinanceFeed.read_capture` reads
+    them, `chunk` at a time through orderbook.native's BinanceFeed (`rebuild`), with the reference's
+    rows, stats and errors (tests/test_rebuild.py); a capture that stops reading (a damaged gzip) gives
+    the rows of every record before it, then its error, as the reference does."""
+    from . import native
+    from .venues.binance import BinanceFeed
+
+    stats = stats if stats is not None else RebuildStats()
+    feed = native.BinanceFeed(check_crossed=check_crossed)
+    seen = set(stats.symbols)
+    records = BinanceFeed.read_capture(path)
+    target, stop = symbol, None
+    while stop is None:
+        raws, recv = [], []
+        try:
+            for rec in records:
+                raws.append(rec.raw)
+                recv.append(rec.recv_ts)
+                if len(raws) == chunk:
+                    break
+            else:
+                stop = StopIteration()
+        except Exception as err:  # the reference meets it after the records before it: so do the rows
+            stop = err
+        if raws:
+            batch, rows, target = feed.rebuild(raws, max(levels, 0), target, np.array(recv, dtype=np.int64))
+            stats.messages += len(raws)
+            yield from _taken(batch, rows, stats, seen, on_error)
+    if not isinstance(stop, StopIteration):
+        raise stop
+
+
+NATIVE = {"itch": rebuild_itch, "binance": rebuild_binance}
+"""The venues whose captures `megatrading book` rebuilds on the native path: venue -> its rebuild (path,
+levels, symbol, stats, on_error, *, check_crossed, chunk: bytes of an ITCH file, records of a Binance
+capture)."""
+
+
+def _taken(
+    batch: Batch, rows: np.ndarray, stats: RebuildStats, seen: set[str], on_error: Callable[[FeedError], None] | None
+) -> Iterator[Row]:
+    """A native rebuild call's part of the stats (symbols first named by an event of a message that was not
+    refused, as the reference sees only those; errors by reason) and its rows."""
+    events = batch.events
+    refused = batch.rejects["msg"]
+    ids = events["symbol"][~np.isin(events["msg"], refused)] if len(refused) else events["symbol"]
+    if len(ids):
+        firsts, at = np.unique(ids, return_index=True)
+        for name in (batch.symbol(int(i)) for i in firsts[np.argsort(at)]):
+            if name not in seen:
+                seen.add(name)
+                stats.symbols.append(name)
+    for _, err in batch.errors():
+        stats.errors[err.reason] += 1
+        if on_error:
+            on_error(err)
+    stats.rows += len(rows)
+    for r in rows.tolist():
+        yield Row(batch.symbol(r[0]), r[1], r[2], r[3:])
 
 
 PIECE = 1 << 16  # bytes a read of a gzipped file asks for: what is lost of the stream before a damage

@@ -3,8 +3,8 @@ a table per venue with the four paths, every figure positive, the same number of
 path (the script exits non-zero otherwise); bench/dataset_bench.py --quick builds the training data with
 both window builders and finds the arrays identical; bench/compiled_builders_bench.py --quick runs the
 worker's pipeline of Coinbase, Kraken and LOBSTER both ways and finds the outputs identical; bench/
-rebuild_bench.py --quick rebuilds an ITCH day both ways and finds the rows identical. Times are not checked
-(bench/ prints figures)."""
+rebuild_bench.py --quick rebuilds an ITCH day and a Binance capture both ways and finds the rows identical.
+Times are not checked (bench/ prints figures)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 
 from orderbook import native
 
@@ -85,7 +86,12 @@ def test_dataset_bench_builds_the_makefiles_demo_recipe() -> None:
 def test_rebuild_bench_quick_finds_the_native_rows_identical() -> None:
     if not native.enabled():
         pytest.skip(native.describe())
-    out = bench_output("rebuild_bench.py", "--quick")
-    rows = re.findall(r"^\| (.+?) \| ([\d,]+) \| [\d.]+ \| [\d.]+ \| [\d,]+ \| [\d,]+ \| [\d.]+x \|$", out, re.M)
-    assert len(rows) == 2 and all(int(n.replace(",", "")) > 0 for _, n in rows), out
-    assert "rows, stats and errors identical" in out
+    row = r"^\| (.+?) \| ([\d,]+) \| [\d.]+ \| [\d.]+ \| [\d,]+ \| [\d,]+ \| [\d.]+x \|$"
+    runs = [("--quick",), ("--quick", "--venue", "binance", "--data", str(SHARED_DATA / "binance-hftbacktest"))]
+    for args, books in zip(runs, (2, 1), strict=True):
+        if "binance" in args and not (SHARED_DATA / "binance-hftbacktest").is_dir():
+            continue  # the captures are read from ../shared/data
+        out = bench_output("rebuild_bench.py", *args)
+        rows = re.findall(row, out, re.M)
+        assert len(rows) == books and all(int(n.replace(",", "")) > 0 for _, n in rows), out
+        assert "rows, stats and errors identical" in out

@@ -342,6 +342,16 @@ class BinanceFeed(_Feed):
         """Raw messages (values of `md.raw.binance`), optional int64 receive times."""
         return self._batch(self.core.on_messages(messages, recv_ts))
 
+    def rebuild(
+        self, messages: list[bytes], levels: int, target: str | None = None, recv_ts: np.ndarray | None = None
+    ) -> tuple[Batch, np.ndarray, str | None]:
+        """`megatrading book`'s rows of raw messages in order (`orderbook.rebuild.rebuild_binance`): applied
+        as `on_messages` applies them, and after each message that gave an event of `target`'s book (None:
+        the first book an event names), or was refused as crossed, the row [symbol id, ts, seq, LOBSTER
+        orderbook row of `levels`]. (batch, rows, the target once known)."""
+        result, rows, name = self.core.rebuild(messages, levels, target, recv_ts)
+        return self._batch(result), rows, name
+
     def sync(self, symbol: str) -> tuple[bool, int | None, int, int, int] | None:
         """A symbol's BookSync: (live, last_seq, resyncs, snapshots, buffered diffs)."""
         return self.core.sync(symbol)

@@ -23,9 +23,9 @@ import numpy as np
 
 from ..errors import FeedError, SequenceGap
 from ..events import Event
-from ..rebuild import CHUNK, RebuildStats, Row, rebuild, rebuild_itch
+from ..rebuild import NATIVE, RebuildStats, Row, rebuild
+from ..venues import feed_class
 from ..venues.base import Feed
-from ..venues.itch import ItchFeed
 from ..windows import Window
 
 Outcome = list[Event] | FeedError
@@ -111,15 +111,18 @@ def pipeline_difference(
 
 def rebuild_outcome(
     path: str | Path, levels: int, symbol: str | None = None, *, native: bool, check_crossed: bool = True,
-    chunk: int = CHUNK,
+    chunk: int | None = None, venue: str = "itch",
 ) -> tuple[list[Row], RebuildStats, list[tuple[str, str, int | None]]]:  # fmt: skip
-    """`megatrading book` of an ITCH day file on one path (`native`: rebuild_itch, read `chunk` bytes at a time;
-    else `rebuild` with the Python ItchFeed): its rows, its stats and its errors (class, symbol, seq), in order."""
+    """`megatrading book` of a capture (an ITCH day file, a Binance capture) on one path (`native`: the venue's
+    rebuild in `orderbook.rebuild.NATIVE`, `chunk` at a time where given; else `rebuild` with the Python
+    feed): its rows, its stats and its errors (class, symbol, seq), in order."""
     stats, errors = RebuildStats(), []
     if native:
-        rows = rebuild_itch(path, levels, symbol, stats, errors.append, check_crossed=check_crossed, chunk=chunk)
+        size = {} if chunk is None else {"chunk": chunk}
+        rows = NATIVE[venue](path, levels, symbol, stats, errors.append, check_crossed=check_crossed, **size)
     else:
-        feed = ItchFeed.for_capture(path, symbol, check_crossed=check_crossed)
-        rows = rebuild(feed, ItchFeed.read_capture(path), levels, symbol, stats, errors.append)
+        cls = feed_class(venue)
+        feed = cls.for_capture(path, symbol, check_crossed=check_crossed)
+        rows = rebuild(feed, cls.read_capture(path), levels, symbol, stats, errors.append)
     got = list(rows)
     return got, stats, [(type(e).__name__, e.symbol, e.seq) for e in errors]

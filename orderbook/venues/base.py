@@ -4,6 +4,7 @@ and a reader of that venue's recorded captures. No I/O beyond reading a file."""
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import re
 import zlib
@@ -51,19 +52,34 @@ GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
 
 
 def numbered_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
-    """(1-based line number, line without its end) of a text capture, gzipped or not."""
+    """(1-based line number, line without its end) of a text capture, gzipped or not.
+
+    Read a block at a time and split here: a gzip file's `readline` costs ~4 us a line in Python (a
+    Binance capture's reading took longer than its decoding on the native path). The blocks are the
+    size a line reader's buffer fills, so a damaged file stops after the same lines."""
     with open(path, "rb") as raw:
         gz = raw.read(2) == b"\x1f\x8b"
         raw.seek(0)
         f = gzip.GzipFile(fileobj=raw, mode="rb") if gz else raw
         n = offset = 0
+        pending: list[bytes] = []  # the start of a line a later block ends (a long line: many blocks)
         try:
-            for line in f:
-                n += 1
-                offset += len(line)
-                yield n, line.rstrip(b"\r\n")
+            while block := f.read1(io.DEFAULT_BUFFER_SIZE):
+                if b"\n" not in block:
+                    pending.append(block)
+                    continue
+                lines = block.split(b"\n")
+                if pending:
+                    lines[0] = b"".join((*pending, lines[0]))
+                pending = [lines.pop()]
+                for line in lines:
+                    n += 1
+                    offset += len(line) + 1
+                    yield n, line.rstrip(b"\r")
         except GZIP_ERRORS as err:
             raise broken_gzip(path, err, raw.tell(), n, offset) from None
+        if last := b"".join(pending):
+            yield n + 1, last.rstrip(b"\r")
 
 
 def broken_gzip(

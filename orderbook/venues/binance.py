@@ -45,6 +45,7 @@ book's best bid/ask is compared with it (`stats[symbol].tickers_*`): a free cons
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import json
 import re
@@ -552,7 +553,8 @@ def _wrap_snapshot(symbol: str, body: bytes) -> bytes:
 
 
 def _is_bare_snapshot(body: bytes) -> bool:
-    return body.lstrip()[:20].replace(b" ", b"").startswith(b'{"lastUpdateId"')
+    head = body[:64].lstrip() if body[:1].isspace() else body[:64]  # no copy of a whole message per line
+    return head[:20].replace(b" ", b"").startswith(b'{"lastUpdateId"')
 
 
 def _capture_lines(path: Path) -> Iterator[Record]:
@@ -571,6 +573,9 @@ def _capture_lines(path: Path) -> Iterator[Record]:
 
 
 def _parse_line(line: bytes) -> Record | None:
+    stamp, _, body = line.partition(b" ")
+    if stamp.isdigit():  # hftbacktest: "<recv ns> <json>", nearly every line of its captures
+        return Record(int(stamp), body)
     if not line.strip():
         return None
     if line.startswith(b"https://"):
@@ -579,12 +584,9 @@ def _parse_line(line: bytes) -> Record | None:
         return None  # cryptofeed connection header or a line it sent
     if line.startswith(b"{"):
         return Record(0, line)
-    stamp, _, body = line.partition(b" ")
     if stamp.endswith(b":"):  # cryptofeed: "<epoch s>: <json>"
         return Record(parse_fixed(stamp[:-1], 9, field="capture time"), body)
-    if not stamp.isdigit():
-        raise DecodeError(f"unrecognised capture line {line[:60]!r}", venue=VENUE)
-    return Record(int(stamp), body)  # hftbacktest: "<recv ns> <json>"
+    raise DecodeError(f"unrecognised capture line {line[:60]!r}", venue=VENUE)
 
 
 def _parse_http_line(line: bytes) -> Record | None:
@@ -614,7 +616,8 @@ def _wrap_bare_snapshots(records: Iterable[Record], fallback: str | None) -> Ite
             continue
         m = _SYMBOL_RE.search(rec.raw)
         if m:
-            symbol = m.group(1).decode()
+            with contextlib.suppress(UnicodeDecodeError):  # not text: a message the feed refuses, no name to take
+                symbol = m.group(1).decode()
         if held and symbol is not None:
             yield from _release(held, symbol)
             held = []

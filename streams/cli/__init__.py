@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import TextIO
 
 from orderbook.errors import FeedError
-from orderbook.rebuild import RebuildStats, rebuild, rebuild_itch
+from orderbook.rebuild import NATIVE as NATIVE_REBUILDS
+from orderbook.rebuild import RebuildStats, rebuild
 from orderbook.venues import FEEDS, feed_class
 from streams import logformat
 from streams.batcher import OVERLOAD_POLICIES
@@ -44,8 +45,9 @@ def cmd_book(args: argparse.Namespace) -> int:
 
     from orderbook import native
 
-    if args.format == "itch" and native.enabled():  # a day's hundreds of millions of messages: the native path
-        rows = rebuild_itch(args.input, args.levels, args.symbol, stats, on_error, check_crossed=feed.check_crossed)
+    if args.format in NATIVE_REBUILDS and native.enabled():  # a day's millions of messages: the native path
+        rebuild_native = NATIVE_REBUILDS[args.format]
+        rows = rebuild_native(args.input, args.levels, args.symbol, stats, on_error, check_crossed=feed.check_crossed)
     else:
         rows = rebuild(feed, cls.read_capture(args.input), args.levels, args.symbol, stats, on_error)
     if args.out:

@@ -32,9 +32,9 @@ repeated or reordered message, a message of the fuzzer's own bytes, messages fra
   either restores a pipeline that goes on through the rest of the stream (rejects allowed, nothing
   raised) or raises SnapshotError, on which the worker rebuilds from the first record. Anything else
   fails the partition's restore at every retry (streams/recovery.py).
-- `rebuild`: `megatrading book` on an edited ITCH day file, read on the native path in pieces the input
-  sizes (orderbook.rebuild.rebuild_itch), against the Python feed's `rebuild`: the same rows, stats and
-  errors.
+- `rebuild`: `megatrading book` on an edited ITCH day file or Binance capture, read on the native path in
+  pieces the input sizes (orderbook.rebuild.NATIVE), against the Python feed's `rebuild`: the same rows,
+  stats and errors, or the same error where the file is not the venue's.
 - `news`: an `md.news` record (the input's bytes as they are) is a Headline or a DecodeError
   (orderbook.news.parse_news, which the worker calls in its heartbeat timer: anything else raised
   there ended the app), and a Headline joins the windows of a live ITCH book without failing them.
@@ -355,19 +355,35 @@ def _rebuild_folder() -> Path:
 
 
 def rebuild(data: bytes) -> None:
+    """`megatrading book` of an edited ITCH day file or Binance capture (hftbacktest's lines: an edit's newline
+    splits a message, as a damaged file would) on both paths: the same rows, stats and errors, or the same
+    CaptureError where the file cannot be read as the venue's."""
     from orderbook import native as native_build
+    from orderbook.errors import CaptureError, FeedError
     from orderbook.native.check import rebuild_outcome
     from orderbook.venues.itch import frame
 
     if not native_build.available():
         return
     e = Edits(data)
-    values = [v for v in edited(seed_stream("itch"), e, False) if len(v) <= 0xFFFF]
+    venue = ("itch", "binance")[e.int(2)]
+    values = [v for v in edited(seed_stream(venue), e, venue == "binance") if len(v) <= 0xFFFF]
     levels, chunk, crossed = 1 + e.int(10), 8 + e.int(2048), e.int(2) == 0
-    path = _rebuild_folder() / "day.NASDAQ_ITCH50"
-    path.write_bytes(frame(values) + bytes(e.int(2)))  # and maybe a lone last byte
-    want, got = (rebuild_outcome(path, levels, native=n, check_crossed=crossed, chunk=chunk) for n in (False, True))
-    assert got == want, f"megatrading book's native rows differ from the reference's (chunk {chunk})"
+    if venue == "itch":
+        path = _rebuild_folder() / "day.NASDAQ_ITCH50"
+        path.write_bytes(frame(values) + bytes(e.int(2)))  # and maybe a lone last byte
+    else:
+        path = _rebuild_folder() / "capture.txt"
+        path.write_bytes(b"".join(b"%d %s\n" % (1_700_000_000_000_000_000 + i, v) for i, v in enumerate(values)))
+
+    def outcome(native_path: bool) -> object:
+        try:
+            return rebuild_outcome(path, levels, native=native_path, check_crossed=crossed, chunk=chunk, venue=venue)
+        except (CaptureError, FeedError) as err:  # a file that is not the venue's; a snapshot naming no symbol
+            return type(err).__name__, str(err)
+
+    want, got = outcome(False), outcome(True)
+    assert got == want, f"megatrading book's native rows of {venue} differ from the reference's (chunk {chunk})"
 
 
 TARGETS: dict[str, Callable[[bytes], None]] = {"pipeline": pipeline, "native": native, "snapshot": snapshot,

@@ -288,6 +288,12 @@ impl Rejects {
         self.msg.len()
     }
 
+    /// Refusal `i`'s (symbol, ts, seq (0 for none)) where it is a crossed book's.
+    pub fn crossed(&self, i: usize) -> Option<(u32, i64, i64)> {
+        (self.reason.get(i) == Some(&(Reason::CrossedBook as u8)))
+            .then(|| (u32::try_from(self.symbol[i]).unwrap_or(NONE), self.ts[i], self.seq[i].max(0)))
+    }
+
     pub fn push(&mut self, r: Refusal, msg: usize) {
         self.msg.push(msg as i32);
         self.reason.push(r.fault.reason as u8);
@@ -334,16 +340,8 @@ pub fn on_messages<'py, F: MessageFeed>(
     recv_ts: Option<PyReadonlyArray1<'py, i64>>,
     events_per_message: usize,
 ) -> PyResult<Batch<'py>> {
-    let held: Vec<Bound<'py, PyBytes>> =
-        messages.iter().map(|m| Ok(m.cast_into::<PyBytes>()?)).collect::<PyResult<_>>()?;
+    let (held, recv) = message_list(messages, recv_ts)?;
     let raws: Vec<&[u8]> = held.iter().map(|b| b.as_bytes()).collect();
-    let recv = match &recv_ts {
-        None => vec![0; raws.len()],
-        Some(a) => a.as_slice()?.to_vec(),
-    };
-    if recv.len() != raws.len() {
-        return Err(PyValueError::new_err(format!("{} messages but {} receive times", raws.len(), recv.len())));
-    }
     let (events, rejects) = py.detach(|| {
         let mut events = Events::with_capacity(raws.len() * events_per_message);
         let mut rejects = Rejects::default();
@@ -353,4 +351,22 @@ pub fn on_messages<'py, F: MessageFeed>(
         (events, rejects)
     });
     batch_py(py, events, rejects)
+}
+
+/// A list of raw messages (the bytes objects, held while their bytes are read) and their receive
+/// times (0 where none are given).
+pub fn message_list<'py>(
+    messages: &Bound<'py, PyList>,
+    recv_ts: Option<PyReadonlyArray1<'py, i64>>,
+) -> PyResult<(Vec<Bound<'py, PyBytes>>, Vec<i64>)> {
+    let held: Vec<Bound<'py, PyBytes>> =
+        messages.iter().map(|m| Ok(m.cast_into::<PyBytes>()?)).collect::<PyResult<_>>()?;
+    let recv = match &recv_ts {
+        None => vec![0; held.len()],
+        Some(a) => a.as_slice()?.to_vec(),
+    };
+    if recv.len() != held.len() {
+        return Err(PyValueError::new_err(format!("{} messages but {} receive times", held.len(), recv.len())));
+    }
+    Ok((held, recv))
 }

@@ -5,16 +5,17 @@
 
 use std::collections::VecDeque;
 
-use numpy::PyReadonlyArray1;
+use numpy::{PyArray2, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use rustc_hash::FxHashSet;
 
-use crate::batch::{Batch, Ev, Events, MessageFeed, Names, Refusal, Rejects, NONE};
+use crate::batch::{batch_py, message_list, Batch, Ev, Events, MessageFeed, Names, Refusal, Rejects, NONE};
 use crate::book::{kind, ASK, BID, L2};
 use crate::errors::Reason;
 use crate::itch::{sorted, symbol_set, MAX_MESSAGE_BYTES};
 use crate::json::{Doc, Node, Tape};
+use crate::rebuild::{lobster_row, BookRows, Target};
 use crate::state::{self, State};
 
 const MS: i64 = 1_000_000;
@@ -633,6 +634,18 @@ impl MessageFeed for Binance {
     }
 }
 
+impl BookRows for Binance {
+    fn symbol_name(&self, symbol: u32) -> &str {
+        self.names.name(symbol)
+    }
+
+    fn top_row(&self, symbol: u32, levels: usize, rows: &mut Vec<i64>) {
+        let empty = L2::default();
+        let book = self.book_of(symbol).unwrap_or(&empty);
+        lobster_row(book.asks.iter(), book.bids.iter(), levels, rows);
+    }
+}
+
 fn stats(s: &mut Sym) -> &mut Stats {
     s.stats.get_or_insert_with(Stats::default)
 }
@@ -924,6 +937,34 @@ impl PyBinance {
         recv_ts: Option<PyReadonlyArray1<'py, i64>>,
     ) -> PyResult<Batch<'py>> {
         crate::batch::on_messages(py, &mut self.feed, messages, recv_ts, 4)
+    }
+
+    /// `megatrading book` on the native path: `crate::rebuild::rebuild` over raw messages (a capture's, as
+    /// `read_capture` gives them, in order): (events, rejects) as for `on_messages`, the rows as an
+    /// (n, 3 + 4 levels) int64 array, and the target's name once known (`target` on the next call).
+    #[pyo3(signature = (messages, levels, target = None, recv_ts = None))]
+    fn rebuild<'py>(
+        &mut self,
+        py: Python<'py>,
+        messages: &Bound<'py, PyList>,
+        levels: usize,
+        target: Option<String>,
+        recv_ts: Option<PyReadonlyArray1<'py, i64>>,
+    ) -> PyResult<(Batch<'py>, Bound<'py, PyArray2<i64>>, Option<String>)> {
+        let (held, recv) = message_list(messages, recv_ts)?;
+        let raws: Vec<&[u8]> = held.iter().map(|b| b.as_bytes()).collect();
+        let feed = &mut self.feed;
+        let mut goal = Target { name: target.as_deref(), id: None };
+        let mut rows = Vec::new();
+        let (events, rejects) = py.detach(|| {
+            let mut events = Events::with_capacity(raws.len() * 4);
+            let mut rejects = Rejects::default();
+            let messages = raws.iter().copied().zip(recv.iter().copied());
+            crate::rebuild::rebuild(feed, messages, &mut goal, levels, &mut events, &mut rejects, &mut rows);
+            (events, rejects)
+        });
+        let name = goal.id.map(|i| feed.names.name(i).to_owned()).or(target);
+        Ok((batch_py(py, events, rejects)?, crate::rebuild::rows_py(py, rows, levels)?, name))
     }
 
     #[pyo3(signature = (start = 0))]

@@ -6,14 +6,15 @@
 //! checked for a cross. A refused message gives a reject with the reference's reason, symbol
 //! and seq, and no event; what it did to the book before the refusal stays done, as in Python.
 
-use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1};
+use numpy::{PyArray2, PyReadonlyArray1};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::batch::{batch_py, Batch, Ev, Events, MessageFeed, Names, Refusal, Rejects, NONE};
-use crate::book::{kind, ASK, BID, L3};
+use crate::book::{kind, Level, ASK, BID, L3};
 use crate::errors::Reason;
+use crate::rebuild::{lobster_row, BookRows, Target};
 use crate::state::{self, State};
 
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -498,80 +499,35 @@ impl Itch {
         (events, rejects)
     }
 
-    /// `orderbook.rebuild.rebuild` (`megatrading book`) over a framed buffer: every message as `framed`
-    /// takes it, and after each one that gave an event of the target's book, or was refused as crossed
-    /// (the message was applied: the row shows what the venue sent), the top `levels` of that book as a
-    /// row `[symbol id, ts, seq, LOBSTER orderbook row...]` appended to `rows`. The target: `*target`
-    /// once known; else the book named `name`; else (no name) the first book an event names, which
-    /// becomes the target (a crossed refusal before any event gives its own book's row, as the
-    /// reference's does, and names no target).
+    /// `orderbook.rebuild.rebuild` (`megatrading book`) over a framed buffer: `crate::rebuild::rebuild`
+    /// with every message as `framed` takes it.
     pub fn rebuild(
         &mut self,
         buf: &[u8],
         recv_ts: i64,
-        name: Option<&str>,
-        target: &mut Option<u32>,
+        target: &mut Target<'_>,
         levels: usize,
         rows: &mut Vec<i64>,
     ) -> (Events, Rejects) {
         let mut events = Events::with_capacity(buf.len() / 21 + 1);
         let mut rejects = Rejects::default();
-        for (index, raw) in frames(buf).enumerate() {
-            match self.message(raw, recv_ts) {
-                Ok(Some(ev)) => {
-                    if self.is_target(ev.symbol, name, target, true) {
-                        self.row(ev.symbol, ev.ts, ev.seq, levels, rows);
-                    }
-                    events.push(&ev, index);
-                }
-                Ok(None) => {}
-                Err(r) => {
-                    if r.fault.reason == Reason::CrossedBook && self.is_target(r.symbol, name, target, false) {
-                        self.row(r.symbol, r.ts, r.seq.unwrap_or(0), levels, rows);
-                    }
-                    rejects.push(r, index);
-                }
-            }
-        }
+        let messages = frames(buf).map(|raw| (raw, recv_ts));
+        crate::rebuild::rebuild(self, messages, target, levels, &mut events, &mut rejects, rows);
         (events, rejects)
-    }
-
-    fn is_target(&self, symbol: u32, name: Option<&str>, target: &mut Option<u32>, names_it: bool) -> bool {
-        if let Some(t) = *target {
-            return t == symbol;
-        }
-        match name {
-            Some(n) if self.names.name(symbol) != n => false,
-            Some(_) => {
-                *target = Some(symbol);
-                true
-            }
-            None => {
-                if names_it {
-                    *target = Some(symbol);
-                }
-                true
-            }
-        }
-    }
-
-    /// `[symbol, ts, seq]` and `orderbook.venues.lobster.orderbook_row` of the symbol's book: per level
-    /// ask price, ask size, bid price, bid size, a missing level LOBSTER's placeholder with size 0.
-    fn row(&self, symbol: u32, ts: i64, seq: i64, levels: usize, rows: &mut Vec<i64>) {
-        let book = &self.books[self.book_of(symbol) as usize];
-        rows.extend_from_slice(&[symbol as i64, ts, seq]);
-        let (mut asks, mut bids) = (book.asks.iter(), book.bids.iter());
-        for _ in 0..levels {
-            let (ap, a) = asks.next().map_or((ASK_EMPTY, 0), |(p, l)| (p, l.total));
-            let (bp, b) = bids.next().map_or((BID_EMPTY, 0), |(p, l)| (p, l.total));
-            rows.extend_from_slice(&[ap, a, bp, b]);
-        }
     }
 }
 
-/// LOBSTER's placeholders for an empty level in its orderbook file (`orderbook.venues.lobster`).
-const ASK_EMPTY: i64 = 9_999_999_999;
-const BID_EMPTY: i64 = -9_999_999_999;
+impl BookRows for Itch {
+    fn symbol_name(&self, symbol: u32) -> &str {
+        self.names.name(symbol)
+    }
+
+    fn top_row(&self, symbol: u32, levels: usize, rows: &mut Vec<i64>) {
+        let book = &self.books[self.book_of(symbol) as usize];
+        let total = |(p, l): (i64, Level)| (p, l.total);
+        lobster_row(book.asks.iter().map(total), book.bids.iter().map(total), levels, rows);
+    }
+}
 
 /// The messages of a buffer in NASDAQ's day-file layout, as `ItchFeed.read_capture` reads a file: a
 /// 2-byte big-endian length before each, a zero length skipped, a frame cut short by the buffer's end
@@ -754,15 +710,11 @@ impl PyItch {
     ) -> PyResult<Rebuilt<'py>> {
         let feed = &mut self.feed;
         let end = if last { buffer.len() } else { whole_frames(buffer) };
-        let mut id = None; // resolved by name at the target's first row
+        let mut goal = Target { name: target.as_deref(), id: None }; // resolved at the target's first row
         let mut rows = Vec::new();
-        let (events, rejects) =
-            py.detach(|| feed.rebuild(&buffer[..end], recv_ts, target.as_deref(), &mut id, levels, &mut rows));
-        let width = 3 + 4 * levels;
-        let n = rows.len() / width;
-        let rows = PyArray1::from_vec(py, rows).reshape([n, width])?;
-        let name = id.map(|i| feed.names.name(i).to_owned()).or(target);
-        Ok((batch_py(py, events, rejects)?, rows, name, end))
+        let (events, rejects) = py.detach(|| feed.rebuild(&buffer[..end], recv_ts, &mut goal, levels, &mut rows));
+        let name = goal.id.map(|i| feed.names.name(i).to_owned()).or(target);
+        Ok((batch_py(py, events, rejects)?, crate::rebuild::rows_py(py, rows, levels)?, name, end))
     }
 
     /// Unframed messages (the values of `md.raw.itch`, or a frame's messages), with optional

@@ -20,6 +20,7 @@ pub mod itch;
 pub mod json;
 mod pybook;
 mod pywindows;
+pub mod rebuild;
 mod state;
 pub mod volume_record;
 pub mod windows;

@@ -1,0 +1,116 @@
+//! `megatrading book` in compiled code (`orderbook.rebuild.rebuild`'s rows): every message through a
+//! feed as its batch takes it, and the top of the target's book cut as a row after each message that
+//! touched it, without a Python object per message or per row.
+
+use numpy::{PyArray1, PyArray2, PyArrayMethods};
+use pyo3::prelude::*;
+
+use crate::batch::{Events, MessageFeed, Rejects, NONE};
+
+/// LOBSTER's placeholders for an empty level in its orderbook file (`orderbook.venues.lobster`).
+pub const ASK_EMPTY: i64 = 9_999_999_999;
+pub const BID_EMPTY: i64 = -9_999_999_999;
+
+/// A feed whose books can be written as rows.
+pub trait BookRows {
+    /// The name of a symbol id.
+    fn symbol_name(&self, symbol: u32) -> &str;
+    /// `orderbook.venues.lobster.orderbook_row` of the symbol's book (it has one: an event or a crossed
+    /// refusal named it), appended to `rows`.
+    fn top_row(&self, symbol: u32, levels: usize, rows: &mut Vec<i64>);
+}
+
+/// A LOBSTER orderbook row from a book's sides, best first: per level ask price, ask size, bid price,
+/// bid size, a missing level the placeholder with size 0.
+pub fn lobster_row(
+    mut asks: impl Iterator<Item = (i64, i64)>,
+    mut bids: impl Iterator<Item = (i64, i64)>,
+    levels: usize,
+    rows: &mut Vec<i64>,
+) {
+    for _ in 0..levels {
+        let (ap, a) = asks.next().unwrap_or((ASK_EMPTY, 0));
+        let (bp, b) = bids.next().unwrap_or((BID_EMPTY, 0));
+        rows.extend_from_slice(&[ap, a, bp, b]);
+    }
+}
+
+/// The book whose rows are cut: `id` once known; else the book named `name`; else (no name) the first
+/// book an event names, which becomes the target. A crossed refusal before any event gives its own
+/// book's row, as the reference's does, and names no target (the reference never sees its events).
+pub struct Target<'a> {
+    pub name: Option<&'a str>,
+    pub id: Option<u32>,
+}
+
+impl Target<'_> {
+    fn is<F: BookRows>(&mut self, feed: &F, symbol: u32, names_it: bool) -> bool {
+        if let Some(t) = self.id {
+            return t == symbol;
+        }
+        match self.name {
+            Some(n) if feed.symbol_name(symbol) != n => false,
+            Some(_) => {
+                self.id = Some(symbol);
+                true
+            }
+            None => {
+                if names_it {
+                    self.id = Some(symbol);
+                }
+                true
+            }
+        }
+    }
+}
+
+/// The messages through `feed` as its batch takes them (events and rejects, message indexes from 0),
+/// and after each one that gave an event of the target's book, or was refused as crossed (the message
+/// was applied: the row shows what the venue sent), a row `[symbol id, ts, seq, LOBSTER orderbook
+/// row...]` appended to `rows`: the time and sequence of the message's last event of that book, or of
+/// the refusal.
+pub fn rebuild<'a, F: MessageFeed + BookRows>(
+    feed: &mut F,
+    messages: impl Iterator<Item = (&'a [u8], i64)>,
+    target: &mut Target<'_>,
+    levels: usize,
+    events: &mut Events,
+    rejects: &mut Rejects,
+    rows: &mut Vec<i64>,
+) {
+    for (index, (raw, recv_ts)) in messages.enumerate() {
+        let (first_event, refused) = (events.len(), rejects.len());
+        feed.record(raw, recv_ts, index, events, rejects);
+        if rejects.len() > refused {
+            // a refused message's events (a crossed diff's stay in the batch) are not the reference's
+            if let Some((symbol, ts, seq)) = rejects.crossed(refused) {
+                if symbol != NONE && target.is(feed, symbol, false) {
+                    row(feed, symbol, ts, seq, levels, rows);
+                }
+            }
+            continue;
+        }
+        let mut hit = None;
+        for i in first_event..events.len() {
+            let (ev, _) = events.get(i);
+            if target.is(feed, ev.symbol, true) {
+                hit = Some((ev.symbol, ev.ts, ev.seq));
+            }
+        }
+        if let Some((symbol, ts, seq)) = hit {
+            row(feed, symbol, ts, seq, levels, rows);
+        }
+    }
+}
+
+fn row<F: BookRows>(feed: &F, symbol: u32, ts: i64, seq: i64, levels: usize, rows: &mut Vec<i64>) {
+    rows.extend_from_slice(&[symbol as i64, ts, seq]);
+    feed.top_row(symbol, levels, rows);
+}
+
+/// The rows as an (n, 3 + 4 levels) int64 array.
+pub fn rows_py(py: Python<'_>, rows: Vec<i64>, levels: usize) -> PyResult<Bound<'_, PyArray2<i64>>> {
+    let width = 3 + 4 * levels;
+    let n = rows.len() / width;
+    PyArray1::from_vec(py, rows).reshape([n, width])
+}
