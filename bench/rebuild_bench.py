@@ -9,9 +9,10 @@ NASDAQ day holds 250-400 million messages: the rate is what matters.
 `--venue binance`: every capture of `--data` (the six real Binance captures in ../shared/data), the book of each.
 A whole day of one of them upstream holds millions of messages.
 
-Each path rebuilds `--levels` deep (the CLI's defaults: the first book, 10 levels), the rows consumed as the CLI
-consumes them (not written: a CSV writer costs both paths alike). The run fails unless the rows, stats and errors
-are the same.
+Each path rebuilds `--levels` deep (the CLI's defaults: the first book, 10 levels): the rows as `Row`s, then
+again with the CLI's CSV text (no --with-seq; not written to a file): the reference's lines from its rows
+(`streams.cli.csv_lines`), the native path's from its row blocks in Rust (`RowBlock.csv`). The run fails unless
+the rows, stats, errors and CSV are the same.
 
     .venv/bin/python bench/rebuild_bench.py [--messages 1000000] [--symbols 10] [--levels 10] [--quick]
     .venv/bin/python bench/rebuild_bench.py --venue binance [--data DIR] [--quick]
@@ -35,9 +36,10 @@ from model.sim.writers import write_itch  # noqa: E402
 from orderbook import native  # noqa: E402
 from orderbook.errors import FeedError  # noqa: E402
 from orderbook.native.check import rebuild_outcome  # noqa: E402
-from orderbook.rebuild import RebuildStats  # noqa: E402
+from orderbook.rebuild import NATIVE, RebuildStats  # noqa: E402
 from orderbook.venues.binance import BinanceFeed  # noqa: E402
 from orderbook.venues.itch import ItchFeed  # noqa: E402
+from streams.cli import csv_lines  # noqa: E402
 
 
 def day_file(messages: int, symbols: int, folder: Path) -> tuple[Path, int]:
@@ -60,24 +62,42 @@ def timed(
     return time.perf_counter() - t0, rows, stats, errors
 
 
+def csv_timed(
+    native_path: bool, path: Path, levels: int, symbol: str | None, venue: str, rows: list
+) -> tuple[float, str]:
+    """The CLI's CSV text (no --with-seq): the reference's from its rows (the rebuild's time is added by the
+    caller), the native path's whole (the rebuild and Rust's lines)."""
+    t0 = time.perf_counter()
+    if native_path:
+        text = "".join(b.csv(False) for b in NATIVE[venue](path, levels, symbol))
+    else:
+        text = "".join(csv_lines(rows, False))
+    return time.perf_counter() - t0, text
+
+
 def compare(venue: str, path: Path, n: int, levels: int, symbols: list[str | None], label: str = "") -> bool:
-    """A table row per book, both paths timed: False where they differ."""
+    """A table row per book, both paths timed, without and with the CSV: False where they differ."""
     same = True
     for symbol in symbols:
         t_ref, *want = timed(False, path, levels, symbol, venue)
         t_nat, *got = timed(True, path, levels, symbol, venue)
+        c_ref, text_ref = csv_timed(False, path, levels, symbol, venue, want[0])
+        c_nat, text_nat = csv_timed(True, path, levels, symbol, venue, [])
         name = label or symbol or f"the first ({want[1].symbols[0]})"
-        if got != want:
-            print(f"| {name} | DIFFERENT: {len(want[0]):,} rows against {len(got[0]):,} |")
+        if got != want or text_nat != text_ref:
+            print(f"| {name} | DIFFERENT: {len(want[0]):,} rows against {len(got[0]):,}, the CSV "
+                  f"{'the same' if text_nat == text_ref else 'different'} |")  # fmt: skip
             same = False
             continue
+        c_ref += t_ref
         print(f"| {name} | {len(want[0]):,} | {t_ref:.2f} | {t_nat:.3f} | {n / t_ref:,.0f} | {n / t_nat:,.0f} | "
-              f"{t_ref / t_nat:.1f}x |")  # fmt: skip
+              f"{t_ref / t_nat:.1f}x | {c_ref:.2f} | {c_nat:.3f} | {c_ref / c_nat:.1f}x |")  # fmt: skip
     return same
 
 
-HEADER = """| book | rows | reference s | native s | reference messages/s | native messages/s | speed-up |
-|---|---|---|---|---|---|---|"""
+HEADER = """| book | rows | reference s | native s | reference messages/s | native messages/s | speed-up | \
+with the CSV: reference s | native s | speed-up |
+|---|---|---|---|---|---|---|---|---|---|"""
 
 
 def itch(args: argparse.Namespace) -> bool:
@@ -127,7 +147,7 @@ def main() -> int:
         print(f"nothing to compare: {native.describe()}")
         return 1
     same = itch(args) if args.venue == "itch" else binance(args)
-    print(f"rows, stats and errors {'identical' if same else 'DIFFERENT'}")
+    print(f"rows, stats, errors and CSV {'identical' if same else 'DIFFERENT'}")
     return 0 if same else 1
 
 

@@ -1,12 +1,13 @@
 """Offline rebuild: a capture through a venue's feed, the top of the book after every message as a row of
 LOBSTER's orderbook file (`megatrading book`, whatever the venue). `rebuild` takes any feed, message by
 message (the reference); `rebuild_itch` an ITCH day file and `rebuild_binance` a Binance capture on the
-native path (decoded, applied and the rows cut in Rust), the same rows."""
+native path (decoded, applied and the rows cut in Rust), the same rows in blocks (`RowBlock`: `rows_of` for
+the Rows, `csv` for the CLI's lines without a Python object per row)."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple
@@ -27,6 +28,29 @@ class Row(NamedTuple):
     ts: int  # exchange timestamp of the message's last event, ns
     seq: int  # venue sequence number of that event
     levels: list[int]  # a LOBSTER orderbook row (orderbook.venues.lobster.orderbook_row)
+
+
+class RowBlock(NamedTuple):
+    """Rows of a native rebuild call: `rows` (n, 3 + 4 levels) int64, each [symbol id, ts, seq, LOBSTER
+    orderbook row...], the ids indexing `symbols`."""
+
+    symbols: Sequence[str]
+    rows: np.ndarray
+
+    def to_rows(self) -> Iterator[Row]:
+        for r in self.rows.tolist():
+            yield Row(self.symbols[r[0]], r[1], r[2], r[3:])
+
+    def csv(self, with_seq: bool) -> str:
+        """The CLI's lines for these rows (`streams.cli.csv_lines`' of `to_rows`), written in Rust."""
+        from . import native
+
+        return native.rows_csv(self.rows, 1 if with_seq else 3)
+
+
+def rows_of(blocks: Iterable[RowBlock]) -> Iterator[Row]:
+    for block in blocks:
+        yield from block.to_rows()
 
 
 @dataclass
@@ -97,7 +121,7 @@ def rebuild_itch(
     *,
     check_crossed: bool = True,
     chunk: int = CHUNK,
-) -> Iterator[Row]:
+) -> Iterator[RowBlock]:
     """`rebuild` of a framed ITCH file (NASDAQ's day-file layout, raw or gzipped) on the native path
     (orderbook.native's ItchFeed, `rebuild`): the file read `chunk` bytes at a time, decoded, applied and
     its rows cut in Rust, with the reference's rows, stats and errors (tests/test_rebuild.py). A day's
@@ -137,7 +161,7 @@ def rebuild_binance(
     *,
     check_crossed: bool = True,
     chunk: int = RECORDS,
-) -> Iterator[Row]:
+) -> Iterator[RowBlock]:
     """`rebuild` of a Binance capture on the native path: its records as `BinanceFeed.read_capture` reads
     them, `chunk` at a time through orderbook.native's BinanceFeed (`rebuild`), with the reference's
     rows, stats and errors (tests/test_rebuild.py); a capture that stops reading (a damaged gzip) gives
@@ -178,7 +202,7 @@ capture)."""
 
 def _taken(
     batch: Batch, rows: np.ndarray, stats: RebuildStats, seen: set[str], on_error: Callable[[FeedError], None] | None
-) -> Iterator[Row]:
+) -> Iterator[RowBlock]:
     """A native rebuild call's part of the stats (symbols first named by an event of a message that was not
     refused, as the reference sees only those; errors by reason) and its rows."""
     events = batch.events
@@ -195,8 +219,8 @@ def _taken(
         if on_error:
             on_error(err)
     stats.rows += len(rows)
-    for r in rows.tolist():
-        yield Row(batch.symbol(r[0]), r[1], r[2], r[3:])
+    if len(rows):
+        yield RowBlock(batch.symbols, rows)
 
 
 PIECE = 1 << 16  # bytes a read of a gzipped file asks for: what is lost of the stream before a damage

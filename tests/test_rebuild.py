@@ -28,9 +28,10 @@ from model.sim.writers import messages
 from orderbook import native
 from orderbook.errors import CaptureError
 from orderbook.native.check import rebuild_outcome
-from orderbook.rebuild import rebuild, rebuild_itch
+from orderbook.rebuild import rebuild, rebuild_itch, rows_of
 from orderbook.venues.binance import BinanceFeed
 from orderbook.venues.itch import ItchFeed, frame
+from streams.cli import csv_lines
 from tests.test_native_venue_windows import mangled_binance, mangled_itch
 
 pytestmark = pytest.mark.skipif(not native.available(), reason=native.describe())
@@ -71,6 +72,14 @@ def test_a_simulated_day_read_in_pieces_gives_the_references_rows(day: list[byte
     assert both_ways(path, 3, "NOPE")[1][0] == []  # a book the file does not hold: no rows
 
 
+def test_the_native_csv_lines_are_the_rows_lines(day: list[bytes], tmp_path: Path) -> None:
+    blocks = list(rebuild_itch(day_file(tmp_path, day), 4, chunk=50_000))
+    assert len(blocks) > 2
+    for with_seq in (False, True):
+        want = "".join(csv_lines(rows_of(blocks), with_seq))
+        assert "".join(b.csv(with_seq) for b in blocks) == want and want.count("\n") > 500
+
+
 @pytest.mark.parametrize("check_crossed", [True, False])
 def test_a_mangled_day_gives_the_references_rows_stats_and_errors(
     day: list[bytes], tmp_path: Path, check_crossed: bool
@@ -97,7 +106,7 @@ def test_a_file_ending_in_a_frame_cut_short_or_gzipped_gives_the_references_rows
     assert len(want[0]) > 500 and got == want
     gz.write_bytes(gz.read_bytes()[: gz.stat().st_size * 2 // 3])  # damaged: cut short
     cut = []
-    for rows in (rebuild(ItchFeed(), ItchFeed.read_capture(gz), 5), rebuild_itch(gz, 5)):
+    for rows in (rebuild(ItchFeed(), ItchFeed.read_capture(gz), 5), rows_of(rebuild_itch(gz, 5))):
         got_rows = []
         with pytest.raises(CaptureError, match="it is truncated"):
             got_rows.extend(rows)

@@ -86,7 +86,7 @@ def test_dataset_bench_builds_the_makefiles_demo_recipe() -> None:
 def test_rebuild_bench_quick_finds_the_native_rows_identical() -> None:
     if not native.enabled():
         pytest.skip(native.describe())
-    row = r"^\| (.+?) \| ([\d,]+) \| [\d.]+ \| [\d.]+ \| [\d,]+ \| [\d,]+ \| [\d.]+x \|$"
+    row = r"^\| (.+?) \| ([\d,]+) \| [\d.]+ \| [\d.]+ \| [\d,]+ \| [\d,]+ \| [\d.]+x \| [\d.]+ \| [\d.]+ \| [\d.]+x \|$"
     runs = [("--quick",), ("--quick", "--venue", "binance", "--data", str(SHARED_DATA / "binance-hftbacktest"))]
     for args, books in zip(runs, (2, 1), strict=True):
         if "binance" in args and not (SHARED_DATA / "binance-hftbacktest").is_dir():
@@ -94,4 +94,4 @@ def test_rebuild_bench_quick_finds_the_native_rows_identical() -> None:
         out = bench_output("rebuild_bench.py", *args)
         rows = re.findall(row, out, re.M)
         assert len(rows) == books and all(int(n.replace(",", "")) > 0 for _, n in rows), out
-        assert "rows, stats and errors identical" in out
+        assert "rows, stats, errors and CSV identical" in out

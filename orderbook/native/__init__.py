@@ -116,6 +116,12 @@ def panic(message: str) -> None:
     _core.panic(message)
 
 
+def rows_csv(rows: np.ndarray, first: int) -> str:
+    """An (n, k) int64 array's columns from `first` on as CSV lines (',' between, '\\n' after each), the
+    integers as `str` prints them: `megatrading book`'s output (orderbook.rebuild.RowBlock.csv)."""
+    return _core.rows_csv(np.ascontiguousarray(rows, dtype=np.int64), first).decode("ascii")
+
+
 class Panic(RuntimeError):
     """A panic of the compiled code (a bug of orderbook/native, met by some input), raised again as an
     Exception, which the caller's own handling of a failure takes."""

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import FeedError, SequenceGap
 from ..events import Event
-from ..rebuild import NATIVE, RebuildStats, Row, rebuild
+from ..rebuild import NATIVE, RebuildStats, Row, rebuild, rows_of
 from ..venues import feed_class
 from ..venues.base import Feed
 from ..windows import Window
@@ -119,7 +119,7 @@ def rebuild_outcome(
     stats, errors = RebuildStats(), []
     if native:
         size = {} if chunk is None else {"chunk": chunk}
-        rows = NATIVE[venue](path, levels, symbol, stats, errors.append, check_crossed=check_crossed, **size)
+        rows = rows_of(NATIVE[venue](path, levels, symbol, stats, errors.append, check_crossed=check_crossed, **size))
     else:
         cls = feed_class(venue)
         feed = cls.for_capture(path, symbol, check_crossed=check_crossed)

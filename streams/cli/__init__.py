@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TextIO
 
 from orderbook.errors import FeedError
 from orderbook.rebuild import NATIVE as NATIVE_REBUILDS
-from orderbook.rebuild import RebuildStats, rebuild
+from orderbook.rebuild import RebuildStats, Row, rebuild
 from orderbook.venues import FEEDS, feed_class
 from streams import logformat
 from streams.batcher import OVERLOAD_POLICIES
@@ -24,11 +23,10 @@ log = logging.getLogger("megatrading")
 SETTINGS_VERBS = ("worker", "replay", "simulate", "forecasts", "demo", "score", "evaluate", "scenarios")
 
 
-def write_rows(rows, out: TextIO, with_seq: bool) -> None:
+def csv_lines(rows: Iterable[Row], with_seq: bool) -> Iterator[str]:
     for row in rows:
         cols = [row.ts, row.seq, *row.levels] if with_seq else row.levels
-        out.write(",".join(map(str, cols)))
-        out.write("\n")
+        yield ",".join(map(str, cols)) + "\n"
 
 
 def cmd_book(args: argparse.Namespace) -> int:
@@ -47,14 +45,16 @@ def cmd_book(args: argparse.Namespace) -> int:
 
     if args.format in NATIVE_REBUILDS and native.enabled():  # a day's millions of messages: the native path
         rebuild_native = NATIVE_REBUILDS[args.format]
-        rows = rebuild_native(args.input, args.levels, args.symbol, stats, on_error, check_crossed=feed.check_crossed)
+        blocks = rebuild_native(args.input, args.levels, args.symbol, stats, on_error, check_crossed=feed.check_crossed)
+        lines = (block.csv(args.with_seq) for block in blocks)
     else:
         rows = rebuild(feed, cls.read_capture(args.input), args.levels, args.symbol, stats, on_error)
+        lines = csv_lines(rows, args.with_seq)
     if args.out:
         with open(args.out, "w", newline="") as f:
-            write_rows(rows, f, args.with_seq)
+            f.writelines(lines)
     else:
-        write_rows(rows, sys.stdout, args.with_seq)
+        sys.stdout.writelines(lines)
     symbol = args.symbol or (stats.symbols[0] if stats.symbols else "-")
     print(
         f"{stats.messages} messages, {stats.rows} rows for {symbol}" + (f" -> {args.out}" if args.out else ""),

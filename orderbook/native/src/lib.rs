@@ -44,6 +44,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_function(wrap_pyfunction!(row_pool, m)?)?;
     m.add_function(wrap_pyfunction!(panic, m)?)?;
+    m.add_function(wrap_pyfunction!(rebuild::rows_csv, m)?)?;
     m.add_class::<pybook::PyL2>()?;
     m.add_class::<pybook::PyL3>()?;
     m.add_class::<itch::PyItch>()?;

@@ -2,8 +2,10 @@
 //! feed as its batch takes it, and the top of the target's book cut as a row after each message that
 //! touched it, without a Python object per message or per row.
 
-use numpy::{PyArray1, PyArray2, PyArrayMethods};
+use numpy::ndarray::ArrayView2;
+use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2};
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
 use crate::batch::{Events, MessageFeed, Rejects, NONE};
 
@@ -113,4 +115,60 @@ pub fn rows_py(py: Python<'_>, rows: Vec<i64>, levels: usize) -> PyResult<Bound<
     let width = 3 + 4 * levels;
     let n = rows.len() / width;
     PyArray1::from_vec(py, rows).reshape([n, width])
+}
+
+/// The rows' columns from `first` on as CSV lines, `megatrading book`'s output: decimal integers, ','
+/// between, '\n' after each (a row's ~40 integers cost ~10 us as Python strings, more than its rebuild).
+pub fn csv(rows: ArrayView2<'_, i64>, first: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rows.len() * 8);
+    for row in rows.rows() {
+        for (i, &v) in row.iter().skip(first).enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            push_int(&mut out, v);
+        }
+        out.push(b'\n');
+    }
+    out
+}
+
+fn push_int(out: &mut Vec<u8>, v: i64) {
+    let mut digits = [0u8; 20];
+    let (mut n, mut at) = (v.unsigned_abs(), digits.len());
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// `csv` of an (n, k) int64 array: the rows of a native rebuild from column `first` (3: the LOBSTER row;
+/// 1: its time and sequence before it).
+#[pyfunction]
+pub fn rows_csv<'py>(py: Python<'py>, rows: PyReadonlyArray2<'py, i64>, first: usize) -> Bound<'py, PyBytes> {
+    let view = rows.as_array();
+    let text = py.detach(|| csv(view, first));
+    PyBytes::new(py, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use numpy::ndarray::array;
+
+    #[test]
+    fn csv_writes_every_integer_as_python_str_does() {
+        let rows = array![[7, 0, -1, i64::MIN, i64::MAX], [1, 2, 3, 9_999_999_999, -9_999_999_999]];
+        let want = "-1,-9223372036854775808,9223372036854775807\n3,9999999999,-9999999999\n";
+        assert_eq!(String::from_utf8(csv(rows.view(), 2)).unwrap(), want);
+        assert_eq!(csv(rows.view(), 5), b"\n\n");
+    }
 }
