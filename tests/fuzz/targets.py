@@ -35,6 +35,9 @@ repeated or reordered message, a message of the fuzzer's own bytes, messages fra
 - `rebuild`: `megatrading book` on an edited ITCH day file or Binance capture, read on the native path in
   pieces the input sizes (orderbook.rebuild.NATIVE), against the Python feed's `rebuild`: the same rows,
   stats and errors, or the same error where the file is not the venue's.
+- `capture`: a text venue's capture file (Binance, Coinbase, Kraken, LOBSTER) edited line by line, gzipped or
+  not, maybe cut short, read by `megatrading book`'s reference: it is read, or stops with a CaptureError or a
+  FeedError, never another exception (a traceback, or a one-line error that says nothing of the file).
 - `news`: an `md.news` record (the input's bytes as they are) is a Headline or a DecodeError
   (orderbook.news.parse_news, which the worker calls in its heartbeat timer: anything else raised
   there ended the app), and a Headline joins the windows of a live ITCH book without failing them.
@@ -386,5 +389,50 @@ def rebuild(data: bytes) -> None:
     assert got == want, f"megatrading book's native rows of {venue} differ from the reference's (chunk {chunk})"
 
 
+SEED_LINES = 300  # lines of each capture file the `capture` target edits
+
+
+@functools.cache
+def seed_lines(venue: str) -> tuple[bytes, ...]:
+    """The head of a capture file of the venue, line by line as recorded (its format's capture lines, not
+    the raw messages): a real capture where ../shared/data has one, else simulated LOBSTER rows."""
+    from orderbook.venues.base import numbered_lines
+
+    capture = CAPTURES.get(venue)
+    if capture is not None and (SHARED_DATA / capture[1]).is_file():
+        return tuple(line for _, line in itertools.islice(numbered_lines(SHARED_DATA / capture[1]), SEED_LINES))
+    return seed_stream(venue)[:SEED_LINES]  # LOBSTER's records are its file's rows; ITCH is `rebuild`'s
+
+
+def capture(data: bytes) -> None:
+    """`megatrading book` (the reference, `rebuild` over `read_capture`) on an edited capture file of a text
+    venue: its lines edited as messages are (a byte flipped, a line cut, dropped, repeated, swapped, the
+    fuzzer's own bytes), the file gzipped or not and maybe cut short. Whatever the file holds, reading it ends
+    or stops with a CaptureError (the file is not the venue's, or is damaged) or a FeedError (a Binance REST
+    snapshot that names no symbol): a clear error on one line, never another exception."""
+    import gzip
+
+    from orderbook.errors import CaptureError, FeedError
+    from orderbook.rebuild import rebuild
+
+    e = Edits(data)
+    venue = ("binance", "coinbase", "kraken", "lobster")[e.int(4)]
+    lines = edited(seed_lines(venue), e, venue in JSON_VENUES)
+    body = b"\n".join(lines) + b"\n" * e.int(2)
+    if e.int(2):
+        body = gzip.compress(body, mtime=0)
+    body = body[: len(body) - e.int(64)]  # maybe cut short: a truncated gzip stream
+    names = {"binance": "spot_btcusdt_20240808.gz", "coinbase": "COINBASE.ws.28.0.gz", "kraken": "KRAKEN.ws.50.0.gz",
+             "lobster": "FUZZ_2012-06-21_34200000_57600000_message_10.csv"}  # fmt: skip
+    path = _rebuild_folder() / names[venue]
+    path.write_bytes(body)
+    cls = feed_class(venue)
+    try:
+        for _ in rebuild(cls.for_capture(path, None), cls.read_capture(path), 5):
+            pass
+    except (CaptureError, FeedError):
+        pass
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {"pipeline": pipeline, "native": native, "snapshot": snapshot,
-                                               "news": news, "rebuild": rebuild}  # fmt: skip
+                                               "news": news, "rebuild": rebuild, "capture": capture}  # fmt: skip
