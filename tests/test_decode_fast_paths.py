@@ -1,7 +1,10 @@
 """The decoders' fast paths give exactly what their general paths give, and refuse what they refuse.
 
-Binance: decimal strings go through a cache before `parse_fixed` (whose own shortcut tests/test_numbers.py
-holds to its general path); the JSON decoder is built once. ITCH: A F E C X D U are unpacked with one Struct
+Capture files: `numbered_lines` splits blocks of the file instead of a readline per line (held to a
+line iterator over the same bytes, gzipped or not), and a Binance capture line of hftbacktest's
+`<ns> <json>` is parsed first (held to the general parse). Binance: decimal strings go through a cache
+before `parse_fixed` (whose own shortcut tests/test_numbers.py holds to its general path); the JSON
+decoder is built once. ITCH: A F E C X D U are unpacked with one Struct
 and applied directly, handing anything unexpected to the general path (`decode` + the dict
 handlers). Each test below pits the fast path against the general one, or against values
 computed independently, on valid input, on input that must fall back, and on malformed input.
@@ -9,6 +12,8 @@ computed independently, on valid input, on input that must fall back, and on mal
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 from dataclasses import astuple
 from typing import Any
@@ -22,10 +27,71 @@ from orderbook.errors import DecodeError, FeedError
 from orderbook.events import Kind, Side
 from orderbook.numbers import parse_fixed, parse_fixed_general
 from orderbook.venues import binance
+from orderbook.venues.base import numbered_lines
 from orderbook.venues.binance import BinanceFeed
 from orderbook.venues.itch import ItchFeed, encode
 
 SYM = "BTCUSDT"
+
+
+# -- capture files: lines ---------------------------------------------------------------------------
+
+# bytes a line may hold, line ends and carriage returns much more often than chance would put them
+_LINE_BYTES = st.lists(
+    st.sampled_from([b"\n", b"\r", b"\r\n", b"a", b"1", b" ", b"{", b"\x00", b"\xff"]) | st.binary(max_size=3),
+    max_size=300,
+).map(b"".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=_LINE_BYTES | st.binary(max_size=40_000), gz=st.booleans())
+def test_capture_lines_are_a_line_iterators_over_the_same_bytes(tmp_path_factory, body: bytes, gz: bool) -> None:
+    path = tmp_path_factory.mktemp("lines") / ("capture.gz" if gz else "capture.txt")
+    path.write_bytes(gzip.compress(body) if gz else body)
+    want = [(n, line.rstrip(b"\r\n")) for n, line in enumerate(io.BytesIO(body), 1)]
+    assert list(numbered_lines(path)) == want
+
+
+def test_capture_lines_of_lines_longer_than_many_blocks_and_across_blocks(tmp_path) -> None:
+    body = b"x" * 1_000_003 + b"\r\n\n" + b"y" * 70_000  # no line end in most blocks; none at the end
+    path = tmp_path / "long.gz"
+    path.write_bytes(gzip.compress(body))
+    assert list(numbered_lines(path)) == [(1, b"x" * 1_000_003), (2, b""), (3, b"y" * 70_000)]
+    many = b"".join(b"%d%s" % (i, b"\r\n" if i % 3 else b"\n") for i in range(30_000))  # lines across blocks
+    path.write_bytes(gzip.compress(many))
+    assert list(numbered_lines(path)) == [(i + 1, b"%d" % i) for i in range(30_000)]
+
+
+def _parse_line_general(line: bytes) -> Any:
+    """`binance._parse_line` without its first test (the hftbacktest line): the parse it was before."""
+    if not line.strip():
+        return None
+    if line.startswith(b"https://"):
+        return binance._parse_http_line(line)
+    if line.startswith((b"wss://", b"ws://")):
+        return None
+    if line.startswith(b"{"):
+        return binance.Record(0, line)
+    stamp, _, body = line.partition(b" ")
+    if stamp.endswith(b":"):
+        return binance.Record(parse_fixed(stamp[:-1], 9, field="capture time"), body)
+    if not stamp.isdigit():
+        raise DecodeError(f"unrecognised capture line {line[:60]!r}")
+    return binance.Record(int(stamp), body)
+
+
+def _outcome(parse: Any, line: bytes) -> Any:
+    try:
+        return parse(line)
+    except DecodeError:
+        return DecodeError
+
+
+@settings(max_examples=500, deadline=None)
+@given(line=st.lists(st.sampled_from([b"17231", b"0", b" ", b":", b".", b"{", b"}", b"\xd9\xa3", b"-", b"\t", b"x"]),
+                     max_size=8).map(b"".join) | st.binary(max_size=30))  # fmt: skip
+def test_binance_capture_line_fast_path_equals_the_general_parse(line: bytes) -> None:
+    assert _outcome(binance._parse_line, line) == _outcome(_parse_line_general, line)
 
 
 # -- Binance: decimal strings ----------------------------------------------------------------------
