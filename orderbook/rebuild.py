@@ -173,25 +173,33 @@ def rebuild_binance(
     feed = native.BinanceFeed(check_crossed=check_crossed)
     seen = set(stats.symbols)
     records = BinanceFeed.read_capture(path)
-    target, stop = symbol, None
-    while stop is None:
-        raws, recv = [], []
-        try:
-            for rec in records:
-                raws.append(rec.raw)
-                recv.append(rec.recv_ts)
-                if len(raws) == chunk:
-                    break
-            else:
-                stop = StopIteration()
-        except Exception as err:  # the reference meets it after the records before it: so do the rows
-            stop = err
-        if raws:
-            batch, rows, target = feed.rebuild(raws, max(levels, 0), target, np.array(recv, dtype=np.int64))
-            stats.messages += len(raws)
+    target, chunk = symbol, max(chunk, 1)
+    while True:
+        taken, error = _take(records, chunk)
+        if taken:
+            raws = [r.raw for r in taken]
+            recv = np.fromiter((r.recv_ts for r in taken), np.int64, len(taken))
+            batch, rows, target = feed.rebuild(raws, max(levels, 0), target, recv)
+            stats.messages += len(taken)
             yield from _taken(batch, rows, stats, seen, on_error)
-    if not isinstance(stop, StopIteration):
-        raise stop
+        if error is not None:
+            raise error
+        if len(taken) < chunk:
+            return
+
+
+def _take(records: Iterator[Record], n: int) -> tuple[list[Record], Exception | None]:
+    """Up to `n` records, and the error that stopped the reading where one did: the reference meets it after
+    the records before it, so their rows come first."""
+    out: list[Record] = []
+    try:
+        for rec in records:
+            out.append(rec)
+            if len(out) >= n:
+                break
+    except Exception as err:
+        return out, err
+    return out, None
 
 
 NATIVE = {"itch": rebuild_itch, "binance": rebuild_binance}

@@ -8,7 +8,8 @@ and for a named one, at one and ten levels; a mangled day (truncated and unknown
 crossed book, with and without --allow-crossed); a file that ends in a frame cut short; gzipped (a damaged one:
 the same error, the rows up to 64 KiB before the damage). Binance: real captures (one market's, and a cryptofeed
 capture of four symbols with its REST snapshots in sibling files), a mangled capture (bad JSON, a truncated trade,
-a crossed book, a sequence gap), a damaged gzip (the same rows, then the same error). Both through the CLI."""
+a crossed book, a sequence gap), a REST snapshot that crosses the live book, a damaged gzip (the same rows,
+then the same error). Both through the CLI."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from orderbook.rebuild import rebuild, rebuild_itch, rows_of
 from orderbook.venues.binance import BinanceFeed
 from orderbook.venues.itch import ItchFeed, frame
 from streams.cli import csv_lines
-from tests.test_native_venue_windows import mangled_binance, mangled_itch
+from tests.test_native_venue_windows import crossed_snapshot_midway, mangled_binance, mangled_itch
 
 pytestmark = pytest.mark.skipif(not native.available(), reason=native.describe())
 REPO = Path(__file__).resolve().parents[1]
@@ -185,6 +186,11 @@ def test_a_mangled_binance_capture_gives_the_references_rows_stats_and_errors(
         reasons = set(want[1].errors)
         assert {"malformed", "sequence_gap"} <= reasons and ("crossed_book" in reasons) is check_crossed
         assert got == want
+    # a REST snapshot that crosses the live book: refused, its levels applied, and its row written
+    values, _ = crossed_snapshot_midway([raw for _, raw in binance_lines("spot_ethusdt_20240808.gz", 4000)], 1000)
+    path = binance_file(tmp_path, [(1_723_075_200_000_000_000 + i, v) for i, v in enumerate(values)], "crossed.gz")
+    want, got = both_ways(path, 10, None, check_crossed=check_crossed, chunk=700, venue="binance")
+    assert (want[1].errors["crossed_book"] >= 1) is check_crossed and got == want
 
 
 @pytest.mark.realdata

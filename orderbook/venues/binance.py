@@ -553,7 +553,7 @@ def _wrap_snapshot(symbol: str, body: bytes) -> bytes:
 
 
 def _is_bare_snapshot(body: bytes) -> bool:
-    head = body[:64].lstrip() if body[:1].isspace() else body[:64]  # no copy of a whole message per line
+    head = body.lstrip() if body[:1].isspace() else body[:20]  # no copy of a whole message per line
     return head[:20].replace(b" ", b"").startswith(b'{"lastUpdateId"')
 
 
