@@ -12,6 +12,7 @@ computed independently, on valid input, on input that must fall back, and on mal
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -19,7 +20,7 @@ from dataclasses import astuple
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from model.sim.itch_day import itch_day_stream
@@ -46,6 +47,7 @@ _LINE_BYTES = st.lists(
 @settings(max_examples=300, deadline=None)
 @given(body=_LINE_BYTES | st.binary(max_size=40_000), gz=st.booleans())
 def test_capture_lines_are_a_line_iterators_over_the_same_bytes(tmp_path_factory, body: bytes, gz: bool) -> None:
+    assume(gz or not body.startswith(b"\x1f\x8b"))  # bytes that start as gzip's are read as gzip
     path = tmp_path_factory.mktemp("lines") / ("capture.gz" if gz else "capture.txt")
     path.write_bytes(gzip.compress(body) if gz else body)
     want = [(n, line.rstrip(b"\r\n")) for n, line in enumerate(io.BytesIO(body), 1)]
@@ -92,6 +94,56 @@ def _outcome(parse: Any, line: bytes) -> Any:
                      max_size=8).map(b"".join) | st.binary(max_size=30))  # fmt: skip
 def test_binance_capture_line_fast_path_equals_the_general_parse(line: bytes) -> None:
     assert _outcome(binance._parse_line, line) == _outcome(_parse_line_general, line)
+
+
+def _wrap_eagerly(records: list[binance.Record], fallback: str | None) -> Any:
+    """`binance._wrap_bare_snapshots` as it was: every record's symbol searched as it passes."""
+    symbol: str | None = None
+    held: list[binance.Record] = []
+    out = []
+    for rec in records:
+        if binance._is_bare_snapshot(rec.raw):
+            if symbol is not None and not held:
+                out.append(binance.Record(rec.recv_ts, binance._wrap_snapshot(symbol, rec.raw)))
+            else:
+                held.append(rec)
+            continue
+        m = binance._SYMBOL_RE.search(rec.raw)
+        if m:
+            with contextlib.suppress(UnicodeDecodeError):
+                symbol = m.group(1).decode()
+        if held and symbol is not None:
+            out += list(binance._release(held, symbol))
+            held = []
+        if held:
+            held.append(rec)
+        else:
+            out.append(rec)
+    if held:
+        if symbol is None and fallback is None:
+            return DecodeError
+        out += list(binance._release(held, symbol or fallback))  # type: ignore[arg-type]
+    return out
+
+
+_CAPTURE_RECORDS = [b'{"lastUpdateId":1,"bids":[],"asks":[]}', b' { "lastUpdateId" :2}',
+                    b'{"stream":"a@depth","data":{"s":"AAA"}}', b'{"stream":"b@trade","data":{"s":"BBB"}}',
+                    b'{"stream":"x","data":{"e":"kline"}}', b'{"symbol":"CCC","snapshot":{"lastUpdateId":3}}',
+                    b'{"s":"\xff\xfe"}', b'{"result":null,"id":1}', b"", b'{"s" : "DDD" , "s":"EEE"}']  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(picks=st.lists(st.integers(0, len(_CAPTURE_RECORDS) - 1), max_size=40), fallback=st.sampled_from([None, "F"]),
+       unread=st.sampled_from([1, 3, 1024]))  # fmt: skip
+def test_binance_bare_snapshots_wrapped_lazily_as_eagerly(picks: list[int], fallback: str | None, unread: int) -> None:
+    records = [binance.Record(i, _CAPTURE_RECORDS[p]) for i, p in enumerate(picks)]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(binance, "_UNREAD", unread)  # the records kept aside unsearched pile up sooner
+        try:
+            got: Any = list(binance._wrap_bare_snapshots(iter(records), fallback))
+        except DecodeError:
+            got = DecodeError
+    assert got == _wrap_eagerly(records, fallback)
 
 
 # -- Binance: decimal strings ----------------------------------------------------------------------

@@ -45,7 +45,6 @@ book's best bid/ask is compared with it (`stats[symbol].tickers_*`): a free cons
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import json
 import re
@@ -604,31 +603,56 @@ def _parse_http_line(line: bytes) -> Record | None:
 
 def _wrap_bare_snapshots(records: Iterable[Record], fallback: str | None) -> Iterator[Record]:
     """Wrap each bare REST snapshot with the symbol of the event before it (else after it, else
-    of the file name); records are held back while a snapshot waits, so the order is kept."""
+    of the file name); records are held back while a snapshot waits, so the order is kept.
+
+    "The event before it" is the latest record whose symbol the regex finds: the records since the last
+    look are kept aside (`unread`) and searched newest first only when a snapshot needs the symbol (or
+    they pile up), instead of a search of every line."""
     symbol: str | None = None
+    unread: list[bytes] = []
     held: list[Record] = []
     for rec in records:
-        if _is_bare_snapshot(rec.raw):
+        raw = rec.raw
+        if not raw.startswith(b'{"stream"') and _is_bare_snapshot(raw):  # a stream's message never is one
+            symbol = _latest_symbol(unread, symbol)
+            unread.clear()
             if symbol is not None and not held:
-                yield Record(rec.recv_ts, _wrap_snapshot(symbol, rec.raw))
+                yield Record(rec.recv_ts, _wrap_snapshot(symbol, raw))
             else:
                 held.append(rec)
             continue
-        m = _SYMBOL_RE.search(rec.raw)
-        if m:
-            with contextlib.suppress(UnicodeDecodeError):  # not text: a message the feed refuses, no name to take
-                symbol = m.group(1).decode()
-        if held and symbol is not None:
+        if held:  # no symbol yet: this record's, if it has one, releases the snapshots held
+            symbol = _latest_symbol([raw], None)
+            if symbol is None:
+                held.append(rec)
+                continue
             yield from _release(held, symbol)
             held = []
-        if held:
-            held.append(rec)
         else:
-            yield rec
+            unread.append(raw)
+            if len(unread) >= _UNREAD:
+                symbol = _latest_symbol(unread, symbol)
+                unread.clear()
+        yield rec
     if held:
-        if symbol is None and fallback is None:
+        if fallback is None:
             raise DecodeError("REST snapshot in a capture that names no symbol", venue=VENUE)
-        yield from _release(held, symbol or fallback)  # type: ignore[arg-type]
+        yield from _release(held, fallback)
+
+
+_UNREAD = 1024  # records kept aside unsearched at most
+
+
+def _latest_symbol(raws: list[bytes], symbol: str | None) -> str | None:
+    """The symbol of the latest of `raws` that names one as text, else `symbol`."""
+    for raw in reversed(raws):
+        m = _SYMBOL_RE.search(raw)
+        if m:
+            try:
+                return m.group(1).decode()
+            except UnicodeDecodeError:  # not text: a message the feed refuses, no name to take
+                continue
+    return symbol
 
 
 def _release(held: list[Record], symbol: str) -> Iterator[Record]:
