@@ -7,7 +7,6 @@ the file and the busiest one. Beside them, the native feed's `decode_apply` of t
 NASDAQ day holds 250-400 million messages: the rate is what matters.
 
 `--venue binance`: every capture of `--data` (the six real Binance captures in ../shared/data), the book of each.
-A whole day of one of them upstream holds millions of messages.
 
 Each path rebuilds `--levels` deep (the CLI's defaults: the first book, 10 levels): the rows as `Row`s, then
 again with the CLI's CSV text (no --with-seq; not written to a file): the reference's lines from its rows
