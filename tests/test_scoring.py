@@ -5,12 +5,22 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+from collections import Counter
 
 import pytest
 
 from model.serving.baseline import BaselineForecaster
 from model.serving.forecaster import PREDICTION_FIELDS
-from model.serving.scoring import COLUMNS, NATIVE_BATCH, read_news, row, score_windows, stream_windows
+from model.serving.scoring import (
+    COLUMNS,
+    NATIVE_BATCH,
+    NEWS_AHEAD,
+    joins_ahead,
+    read_news,
+    row,
+    score_windows,
+    stream_windows,
+)
 from model.sim.engine import SimConfig
 from model.sim.run import simulate
 from orderbook.news import Headline
@@ -140,7 +150,7 @@ def test_a_stream_without_headlines_takes_the_native_path_and_gives_the_referenc
 ):
     """stream_windows (`score`, the alert tables) on a venue the native path decodes: NativeVenueWindows,
     NATIVE_BATCH records a call; the windows and the stats (a garbage record rejected) are those of
-    replay_windows record by record. With headlines, the record-by-record path."""
+    replay_windows record by record. With headlines too, up to NEWS_AHEAD a symbol."""
     from orderbook import native
     from tests.test_native_venue_windows import assert_same
 
@@ -161,11 +171,19 @@ def test_a_stream_without_headlines_takes_the_native_path_and_gives_the_referenc
         assert len(want) > 20 and stats == vw.stats and stats.records == len(records)
         assert sum(stats.rejected.values()) == (venue == "itch")  # the garbage record
         assert_same((want, [], None), (got, [], None))
-    calls.clear()
+    # headlines: joined before the first record on the native path, where no symbol has more than its builders
+    # keep; the same windows as joined one by one at their time. Past that, record by record.
     news = read_news(d / "news.jsonl")
-    with_news = list(stream_windows("itch", iter(itch), news)[0])
-    assert not calls and any(w.news_mask.any() for w in with_news)
-    assert_same((scored_windows(path, news), [], None), (with_news, [], None))
+    per_symbol = Counter(s for h in news for s in h.symbols)
+    assert joins_ahead(news) and 3 <= max(per_symbol.values()) <= NEWS_AHEAD
+    symbol = max(per_symbol, key=per_symbol.__getitem__)
+    ts = sorted({h.ts for h in news})
+    more = [Headline(ts[i % len(ts)] + i, [symbol], f"filler {i}") for i in range(NEWS_AHEAD + 1 - per_symbol[symbol])]
+    for headlines, native_path in ((news, True), (news + more, False)):
+        calls.clear()
+        with_news = list(stream_windows("itch", iter(itch), sorted(headlines, key=lambda h: h.ts))[0])
+        assert bool(calls) is native_path and any(w.news_mask.any() for w in with_news)
+        assert_same((scored_windows(path, headlines), [], None), (with_news, [], None))
 
 
 @pytest.mark.realdata

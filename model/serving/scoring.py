@@ -12,13 +12,16 @@ forecasts.
 
 Headlines (an `md.news` JSONL file, one record per line, read by the worker's parser) join a symbol's
 windows before the first record whose events are at or after the headline's time: the order in which a
-live worker that keeps up would see them.
+live worker that keeps up would see them. A window shows the headlines of its own time span, so joining
+them all before the first record gives the same windows wherever no symbol has more headlines than its
+window builder keeps (`NEWS_AHEAD`): that is how the native path takes them.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TextIO, TypeVar
@@ -29,13 +32,17 @@ from orderbook.errors import DecodeError
 from orderbook.native.convert import native_windows, reference_windows
 from orderbook.native.venue_windows import SUPPORTED, NativeVenueWindows
 from orderbook.news import Headline, parse_news
-from orderbook.venue_windows import WindowStats, process_records, replay_windows
+from orderbook.venue_windows import NEWS_KEPT, WindowStats, process_records, replay_windows
 from orderbook.venues import RawRecord
-from orderbook.windows import Window
+from orderbook.windows import Window, WindowConfig
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 NATIVE_BATCH = 2000  # records a NativeVenueWindows.process call, as the worker's replay takes them
+# headlines a symbol may have for all of them to join before the first record: below both caps on what is kept
+# (a builder's newest 16 x max_news, VenueWindows' NEWS_KEPT for builders made later), none is ever dropped, and
+# a window, which shows the headlines of its own span, is the same as with each joined at its time
+NEWS_AHEAD = min(NEWS_KEPT, 16 * WindowConfig().max_news)
 
 COLUMNS = ("symbol", "event_ts", "seq", "anomaly_score", *(f for f in PREDICTION_FIELDS if f != "anomaly_score"))
 _PREDICTED = list(COLUMNS[3:])
@@ -61,21 +68,24 @@ def stream_windows(
     venue: str, records: Iterable[RawRecord], headlines: Sequence[Headline] = ()
 ) -> tuple[Iterator[Window], WindowStats]:
     """A recorded stream's windows, as the worker makes them, and the stats that count its records and
-    rejects (filled as the windows are read). Without headlines, on a venue the native path decodes
-    (and where it is on), NativeVenueWindows takes NATIVE_BATCH records a call, as the worker's native
-    path does; otherwise replay_windows takes them one at a time, joining the headlines at each record's
-    clock (process_records). The two give the same windows (tests/test_native_venue_windows.py).
+    rejects (filled as the windows are read). On a venue the native path decodes (and where it is on),
+    NativeVenueWindows takes NATIVE_BATCH records a call, as the worker's native path does, the headlines
+    joined before the first (where no symbol has more than NEWS_AHEAD); otherwise replay_windows takes them
+    one at a time, joining the headlines at each record's clock (process_records). The two give the same
+    windows (tests/test_native_venue_windows.py, tests/test_scoring.py).
 
     A call the native path panics on (a bug of orderbook/native that some record meets) is redone on the
     reference path from the state before it, as the worker redoes such a batch (streams/partition.py), and
     the stream goes on on the native path after it: the same windows, a WARNING naming the records."""
-    if headlines or venue not in SUPPORTED or not native.enabled():
+    if venue not in SUPPORTED or not native.enabled() or not joins_ahead(headlines):
         vw = replay_windows(venue)
         return (w for done in process_records(vw, records, headlines) for w in done.windows), vw.stats
     stats = WindowStats()
 
     def windows() -> Iterator[Window]:
         nvw = NativeVenueWindows(venue)
+        for h in headlines:
+            nvw.add_news(h.ts, h.symbols, h.headline)
         for chunk in _batched(enumerate(records), NATIVE_BATCH):
             before = nvw.__getstate__()  # a copy of the compiled state (under a millisecond for a few books)
             try:
@@ -93,6 +103,12 @@ def stream_windows(
             yield from out
 
     return windows(), stats
+
+
+def joins_ahead(headlines: Sequence[Headline]) -> bool:
+    """Whether the headlines may all join before the first record: no symbol has more than NEWS_AHEAD."""
+    per_symbol = Counter(s for s, _, _ in {(s, h.ts, h.headline) for h in headlines for s in h.symbols})
+    return max(per_symbol.values(), default=0) <= NEWS_AHEAD
 
 
 def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
