@@ -12,9 +12,11 @@ forecasts.
 
 Headlines (an `md.news` JSONL file, one record per line, read by the worker's parser) join a symbol's
 windows before the first record whose events are at or after the headline's time: the order in which a
-live worker that keeps up would see them. A window shows the headlines of its own time span, so joining
-them all before the first record gives the same windows wherever no symbol has more headlines than its
-window builder keeps (`NEWS_AHEAD`): that is how the native path takes them.
+live worker that keeps up would see them. A window shows the headlines of its own time span, and every
+window made before a headline joins ends before its time (a file's records have no clock: a headline joins
+at the first record with an event at or after it), so joining them all before the first record gives the
+same windows wherever no symbol has more headlines than its window builder keeps (`NEWS_AHEAD`): that is
+how the native path takes them.
 """
 
 from __future__ import annotations
