@@ -26,8 +26,9 @@ def parse_news(value: bytes) -> Headline:
     """An `md.news` record; DecodeError (reason "malformed") when it is not that layout: not JSON (or
     nested past the parser's depth), a field missing, `ts` not an integer on an int64 ns clock (1e999
     is an infinity; past int64 no stream's clock reaches it), `symbols` not a list of strings or
-    `headline` not a string. Nothing else is raised: the worker parses in its heartbeat timer, which a
-    raised error would end (an infinite `ts` and a deep nesting did so until 2026-12-02)."""
+    `headline` not a string, a string that is not Unicode text (a lone surrogate). Nothing else is
+    raised: the worker parses in its heartbeat timer, which a raised error would end (an infinite `ts`
+    and a deep nesting did so until 2026-12-02)."""
     try:
         doc = json.loads(value)
         ts, symbols, headline = int(doc["ts"]), doc["symbols"], doc["headline"]
@@ -38,6 +39,13 @@ def parse_news(value: bytes) -> Headline:
         raise DecodeError(f"news record: ts {ts} does not fit int64 ns", venue="news")
     if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols) or not isinstance(headline, str):
         raise DecodeError("news record: symbols must be a list of strings and headline a string", venue="news")
+    try:
+        # JSON's escapes can spell a lone surrogate ("\ud800"), which is no text: the compiled window builders,
+        # msgpack (md.state) and Redis, which all take UTF-8, would raise on it where it joins a window
+        for text in (headline, *symbols):
+            text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise DecodeError(f"news record: not Unicode text ({err})", venue="news") from None
     return Headline(ts, symbols, headline)
 
 

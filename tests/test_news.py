@@ -28,12 +28,18 @@ REFUSED = {
     "ts past int64": b'{"ts": 9223372036854775808, "symbols": ["A"], "headline": "h"}',
     "ts below int64": b'{"ts": -9223372036854775809, "symbols": ["A"], "headline": "h"}',
     "nested past the parser": b"[" * 100_000,
+    # JSON's escapes spell lone surrogates, which no UTF-8 writer takes: the compiled window builders raised
+    # UnicodeEncodeError on joining this headline to a window (the worker's batch failed on it at every retry)
+    "headline a lone surrogate": b'{"ts": 1, "symbols": ["A"], "headline": "\\ud800 x"}',
+    "symbol a lone surrogate": b'{"ts": 1, "symbols": ["\\udfff"], "headline": "h"}',
 }
 
 
 def test_a_news_record_parses_into_its_time_symbols_and_headline():
     got = parse_news(b'{"ts": 5, "symbols": ["A", "B"], "headline": "h", "source": "s"}')
     assert got == Headline(5, ["A", "B"], "h") and got == (5, ["A", "B"], "h")
+    pair = parse_news(b'{"ts": 5, "symbols": ["A"], "headline": "up \\ud83d\\ude80 \xc3\xa9"}')
+    assert pair.headline == "up \U0001f680 \u00e9"  # an escaped surrogate pair is one character
 
 
 @pytest.mark.parametrize("value", REFUSED.values(), ids=REFUSED.keys())

@@ -40,7 +40,8 @@ repeated or reordered message, a message of the fuzzer's own bytes, messages fra
   FeedError, never another exception (a traceback, or a one-line error that says nothing of the file).
 - `news`: an `md.news` record (the input's bytes as they are) is a Headline or a DecodeError
   (orderbook.news.parse_news, which the worker calls in its heartbeat timer: anything else raised
-  there ended the app), and a Headline joins the windows of a live ITCH book without failing them.
+  there ended the app), and a Headline joins the windows of a live ITCH book without failing them, on the
+  reference path and on the worker's default (the native path).
 """
 
 from __future__ import annotations
@@ -343,11 +344,12 @@ def news(data: bytes) -> None:
     except DecodeError:
         return
     values = seed_stream("itch")
-    pipe = run_pipeline("itch", values[:100], native=False).pipe
-    for symbol in pipe.builders:
-        pipe.add_news(headline.ts, [symbol, *headline.symbols], headline.headline)
-    _, rejects = pipe.process_batch([_Record(None, v, PARTITION, 100 + i) for i, v in enumerate(values[100:])])
-    assert not [r for r in rejects if r.reason == INTERNAL_ERROR], f"a headline failed the windows: {rejects[0]}"
+    for path in (False, None):  # the reference, and the worker's default (the native path where it is built)
+        pipe = run_pipeline("itch", values[:100], native=path).pipe
+        for symbol in pipe.builders:
+            pipe.add_news(headline.ts, [symbol, *headline.symbols], headline.headline)
+        _, rejects = pipe.process_batch([_Record(None, v, PARTITION, 100 + i) for i, v in enumerate(values[100:])])
+        assert not [r for r in rejects if r.reason == INTERNAL_ERROR], f"a headline failed the windows: {rejects[0]}"
 
 
 @functools.cache
