@@ -96,6 +96,18 @@ def check_size(raw: bytes, venue: str) -> None:
         raise OversizedMessage(f"message of {len(raw)} bytes exceeds {MAX_MESSAGE_BYTES}", venue=venue)
 
 
+def is_text(value: str) -> bool:
+    """Whether a str is Unicode text: JSON's escapes spell lone surrogates ("\\ud800"), which `json.loads`
+    returns and no UTF-8 writer takes (the compiled code, msgpack in md.state, Redis)."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class CaptureError(DecodeError, ValueError):
     """A capture file that cannot be read as the format given: cut short, corrupt, or another format.
     Raised by a capture reader (`Feed.read_capture`), whose iteration stops there; the message names the

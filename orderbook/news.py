@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from .errors import DecodeError
+from .errors import DecodeError, is_text
 from .numbers import INT64_MAX
 
 
@@ -39,13 +39,9 @@ def parse_news(value: bytes) -> Headline:
         raise DecodeError(f"news record: ts {ts} does not fit int64 ns", venue="news")
     if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols) or not isinstance(headline, str):
         raise DecodeError("news record: symbols must be a list of strings and headline a string", venue="news")
-    try:
-        # JSON's escapes can spell a lone surrogate ("\ud800"), which is no text: the compiled window builders,
-        # msgpack (md.state) and Redis, which all take UTF-8, would raise on it where it joins a window
-        for text in (headline, *symbols):
-            text.encode("utf-8")
-    except UnicodeEncodeError as err:
-        raise DecodeError(f"news record: not Unicode text ({err})", venue="news") from None
+    # the compiled window builders raised on a lone surrogate where the headline joined a window
+    if not all(map(is_text, (headline, *symbols))):
+        raise DecodeError("news record: a headline or symbol that is not Unicode text (a lone surrogate)", venue="news")
     return Headline(ts, symbols, headline)
 
 

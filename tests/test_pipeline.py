@@ -75,6 +75,29 @@ def test_malformed_records_are_rejected_with_their_reason_and_the_rest_go_on():
     assert pipe.stats.rejected["oversized"] == 1 and sum(pipe.stats.rejected.values()) == 4
 
 
+# a snapshot, then an update, of a symbol that JSON's escapes make a lone surrogate: no book, window, md.state
+# snapshot (msgpack) or Redis key could carry it. The reference paths made a book of it (the native Binance
+# decoder refused it): now every venue refuses the message as malformed
+LONE_SURROGATE_SYMBOL = {
+    "binance": [b'{"symbol":"X\\ud800","snapshot":{"lastUpdateId":1,"bids":[["1.0","1.0"]],"asks":[["2.0","1.0"]]}}',
+                b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X\\ud800","U":2,"u":2,"b":[],"a":[]}}'],
+    "coinbase": [b'{"type":"snapshot","product_id":"B-\\ud800","bids":[["1.0","1.0"]],"asks":[["2.0","1.0"]]}',
+                 b'{"type":"l2update","product_id":"B-\\ud800","changes":[["buy","1.0","2.0"]]}'],
+    "kraken": [b'[1,{"as":[["2.0","1.0","1.0"]],"bs":[["1.0","1.0","1.0"]]},"book-10","X/\\udfff"]',
+               b'[1,{"b":[["1.0","2.0","1.1"]],"c":"1"},"book-10","X/\\udfff"]'],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("native", [False, None])
+@pytest.mark.parametrize("venue", sorted(LONE_SURROGATE_SYMBOL))
+def test_a_symbol_that_is_not_unicode_text_is_refused_as_malformed_and_the_state_still_encodes(venue, native):
+    pipe = VenuePipeline(venue, native=native)
+    for i, raw in enumerate(LONE_SURROGATE_SYMBOL[venue]):
+        ws, rejs = pipe.process(b"k", raw, 0, i)
+        assert ws == [] and [r.reason for r in rejs] == ["malformed"], (raw, rejs)
+    assert pipe.capture_state()()  # a snapshot of the partition encodes
+
+
 def test_warm_replay_rebuilds_the_exact_state(shared_data):
     """Replaying records [0, k) with warm=True then processing [k, n) gives the windows of one pass."""
     path = shared_data / CAPTURES["kraken"]

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import ClassVar, NamedTuple
 
 from ..book import Book, BookType, L2Book, L3Book
-from ..errors import CaptureError, CrossedBook, UnknownSymbol
+from ..errors import CaptureError, CrossedBook, DecodeError, UnknownSymbol, is_text
 from ..events import Event
 from ..features import infer_tick
 from ..sync import BookSync
@@ -182,12 +182,19 @@ class Feed(ABC):
     def book(self, symbol: str) -> Book:
         b = self.books.get(symbol)
         if b is None:
-            if self.symbols is not None and symbol not in self.symbols:
-                raise UnknownSymbol(f"symbol {symbol!r} is not configured", venue=self.venue, symbol=symbol)
+            self.check_symbol(symbol)
             b = (L3Book if self.book_type is BookType.L3 else L2Book)(self.venue, symbol)
             self.books[symbol] = b
             self.syncs[symbol] = BookSync(self.venue, symbol)
         return b
+
+    def check_symbol(self, symbol: str) -> None:
+        """A symbol that is to get a book: Unicode text (no book, window or forecast could carry a name with
+        a lone surrogate, which JSON's escapes spell), and one the feed follows."""
+        if not is_text(symbol):
+            raise DecodeError(f"symbol {symbol!r:.40} is not Unicode text (a lone surrogate)", venue=self.venue)
+        if self.symbols is not None and symbol not in self.symbols:
+            raise UnknownSymbol(f"symbol {symbol!r} is not configured", venue=self.venue, symbol=symbol)
 
     def check(self, book: Book, seq: int | None, ts: int = 0) -> None:
         """Report a crossed book once a whole message has been applied."""

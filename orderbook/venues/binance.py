@@ -56,7 +56,7 @@ from typing import Any, ClassVar, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 from ..book import BookType, L2Book
-from ..errors import DecodeError, FeedError, SequenceGap, UnknownMessageType, check_size
+from ..errors import DecodeError, FeedError, SequenceGap, UnknownMessageType, check_size, is_text
 from ..events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, Side
 from ..numbers import INT64_MAX, parse_fixed
 from ..sync import BookSync
@@ -168,7 +168,7 @@ def _int(obj: dict[str, Any], key: str) -> int:
 
 def _str(obj: dict[str, Any], key: str) -> str:
     v = obj[key]
-    if type(v) is not str or not v:
+    if type(v) is not str or not v or not is_text(v):  # a lone surrogate: the native decoder's JSON refuses it
         raise _fail(f"{key} must be a non-empty string, got {v!r:.40}")
     return v
 

@@ -80,7 +80,6 @@ from ..errors import (
     OutOfSync,
     SequenceGap,
     UnknownMessageType,
-    UnknownSymbol,
     check_size,
 )
 from ..events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, Side
@@ -271,7 +270,7 @@ class CoinbaseFeed(Feed):
                     symbol=symbol,
                 )
             return b
-        self._check_symbol(symbol)
+        self.check_symbol(symbol)
         b = L3Book(VENUE, symbol) if book_type is BookType.L3 else L2Book(VENUE, symbol)
         self.books[symbol] = b
         sync = self.syncs[symbol] = BookSync(VENUE, symbol)
@@ -281,10 +280,6 @@ class CoinbaseFeed(Feed):
             for op in early:  # they precede every later full-channel message: buffer them first
                 sync.hold(op)
         return b
-
-    def _check_symbol(self, symbol: str) -> None:
-        if self.symbols is not None and symbol not in self.symbols:
-            raise UnknownSymbol(f"symbol {symbol!r} is not configured", venue=VENUE, symbol=symbol)
 
     # the entry points --------------------------------------------------------------------------------
 
@@ -390,7 +385,7 @@ class CoinbaseFeed(Feed):
         op = _decode_full(msg, "match", recv_ts)
         book = self.books.get(op.product)
         if book is None:
-            self._check_symbol(op.product)
+            self.check_symbol(op.product)
             if typ == "match":  # may be a full-channel message the snapshot replay will need
                 self._early.setdefault(op.product, deque(maxlen=MAX_EARLY_MATCHES)).append(op)
             return []
