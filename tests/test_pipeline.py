@@ -98,6 +98,36 @@ def test_a_symbol_that_is_not_unicode_text_is_refused_as_malformed_and_the_state
     assert pipe.capture_state()()  # a snapshot of the partition encodes
 
 
+@pytest.mark.parametrize("native", [False, None])
+def test_a_headline_a_window_builder_cannot_take_is_logged_and_the_stream_goes_on(shared_data, native, caplog):
+    """A parser gap (a lone surrogate got through until 2026-12-06) must not stop a partition: the worker's
+    `add_news` logs the builder's error instead of failing the batch, and every retry with it."""
+    records = [r.raw for r in feed_class("kraken").read_capture(shared_data / CAPTURES["kraken"])]
+    pipe = VenuePipeline("kraken", native=native)
+    for i, raw in enumerate(records[:400]):
+        pipe.process(b"k", raw, 0, i)
+    symbol, builder = next(iter(pipe.builders.items()))
+
+    class Refusing:  # the builder as a bug would leave it: it raises on this headline
+        def __init__(self, inner):
+            self.inner = inner
+
+        def add_news(self, ts, headline):
+            if headline == "poison":
+                raise UnicodeEncodeError("utf-8", headline, 0, 1, "a bug")
+            self.inner.add_news(ts, headline)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    pipe.builders[symbol] = Refusing(builder)
+    pipe.add_news(1, [symbol], "poison")
+    assert "a headline the window builders cannot take" in caplog.text
+    pipe.builders[symbol] = builder
+    windows = [w for i, raw in enumerate(records[400:], 400) for w in pipe.process(b"k", raw, 0, i)[0]]
+    assert any(w.symbol == symbol for w in windows)
+
+
 def test_warm_replay_rebuilds_the_exact_state(shared_data):
     """Replaying records [0, k) with warm=True then processing [k, n) gives the windows of one pass."""
     path = shared_data / CAPTURES["kraken"]
