@@ -177,14 +177,14 @@ class VenueWindows:
         nothing. Each symbol keeps its NEWS_KEPT latest headlines by ts, sorted."""
         item = (ts, headline)
         for symbol in symbols:
+            builder = self.builders.get(symbol)
+            if builder is not None:
+                builder.add_news(ts, headline)  # first: a headline a builder refuses is not kept for its successors
             kept = self.news.setdefault(symbol, [])
             i = bisect.bisect_left(kept, item)
             if i == len(kept) or kept[i] != item:
                 kept.insert(i, item)
                 del kept[:-NEWS_KEPT]
-            builder = self.builders.get(symbol)
-            if builder is not None:
-                builder.add_news(ts, headline)
 
 
 class CompiledBuilderWindows(VenueWindows):
