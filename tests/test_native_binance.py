@@ -207,6 +207,24 @@ def test_native_binance_equals_reference_on_mangled_combined_streams(shared_data
     run_mangled(data.draw(mangled(head(shared_data, "cryptofeed-captures/BINANCE.ws.1.0.gz", 400))))
 
 
+LONE_SURROGATES = [  # JSON escapes of no Unicode text: a Rust string cannot hold one, so the native decoder refuses
+    b'{"stream":"\\ud800","data":{"e":"depthUpdate","E":1,"s":"XY","U":2,"u":2,"b":[],"a":[]}}',  # where it reads
+    b'{"stream":"x@depth","data":{"e":"depthUpdate","E":1,"s":"X\\udfff","U":2,"u":2,"b":[],"a":[]}}',
+    b'{"symbol":"\\ud800Y","snapshot":{"lastUpdateId":1,"bids":[["1.0","1.0"]],"asks":[["2.0","1.0"]]}}',
+    b'{"stream":"x@trade","data":{"e":"trade","E":1,"T":1,"s":"\\ud800","t":1,"p":"1.0","q":"1.0","m":true}}',
+    b'{"stream":"x@depth","data":{"e":"\\ud800","s":"XY"}}',  # an event type is compared, not kept: unknown
+]
+
+
+def test_strings_that_are_not_unicode_text_are_refused_alike_on_both_paths() -> None:
+    """The Python feed took a stream name and symbols that the native decoder refuses (a lone surrogate):
+    a book of such a symbol could not be written anywhere (md.state, Redis); both refuse them now."""
+    ref = reference_outcomes(BinanceFeed(), LONE_SURROGATES)
+    assert [type(r).__name__ for r in ref] == ["DecodeError"] * 4 + ["UnknownMessageType"]
+    nat = native.BinanceFeed(None).on_messages(LONE_SURROGATES, np.zeros(len(LONE_SURROGATES), np.int64))
+    assert first_difference(ref, nat.by_message(len(LONE_SURROGATES))) is None
+
+
 @pytest.mark.parametrize(
     ("kind", "shown"),
     [("eepthUpdate", '"eepthUpdate"'), ('a"b\\c', '"a\\"b\\\\c"'), ("x" * 60, '"' + "x" * 39), ("é", "<str>"),

@@ -340,7 +340,7 @@ class BinanceFeed(Feed):
         if "data" in msg:
             stream = msg.get("stream", "")
             ev = msg["data"]
-            if not isinstance(ev, dict) or not isinstance(stream, str):
+            if not isinstance(ev, dict) or not isinstance(stream, str) or not is_text(stream):
                 raise _fail("combined-stream wrapper must be {stream: str, data: object}")
         kind = ev.get("e")
         if kind is None and (stream.endswith("@bookTicker") or {"u", "b", "B", "a", "A"} <= ev.keys()):
