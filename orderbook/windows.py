@@ -60,6 +60,12 @@ class WindowConfig:
         if self.every_ns is not None and self.every_ns <= 0:
             raise ValueError("every_ns must be positive or None")
 
+    @property
+    def news_kept(self) -> int:
+        """Headlines a builder keeps (the newest by ts), of which a window shows up to max_news of its span;
+        the compiled builder keeps as many (native/src/windows.rs)."""
+        return 16 * self.max_news
+
 
 @dataclass(slots=True)
 class Window:
@@ -206,7 +212,7 @@ class WindowBuilder:
         self._row_ts = np.zeros(t, np.int64)
         self._row_head = 0
         self._row_count = 0
-        # sorted by ts, the newest 16 x max_news kept (add_news); news is rare, a list is fine
+        # sorted by ts, the newest config.news_kept kept (add_news); news is rare, a list is fine
         self._news: list[tuple[int, str]] = []
         self._mid2: int | None = None
         self._ref2: int | None = None  # twice the price tokens are measured from
@@ -264,7 +270,7 @@ class WindowBuilder:
         if i < len(news) and news[i] == item:
             return
         news.insert(i, item)
-        cap = 16 * self.config.max_news
+        cap = self.config.news_kept
         if len(news) > cap:
             del news[: len(news) - cap]
 

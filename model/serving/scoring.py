@@ -42,9 +42,9 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 NATIVE_BATCH = 2000  # records a NativeVenueWindows.process call, as the worker's replay takes them
 # headlines a symbol may have for all of them to join before the first record: below both caps on what is kept
-# (a builder's newest 16 x max_news, VenueWindows' NEWS_KEPT for builders made later), none is ever dropped, and
+# (a builder's newest `news_kept`, VenueWindows' NEWS_KEPT for builders made later), none is ever dropped, and
 # a window, which shows the headlines of its own span, is the same as with each joined at its time
-NEWS_AHEAD = min(NEWS_KEPT, 16 * WindowConfig().max_news)
+NEWS_AHEAD = min(NEWS_KEPT, WindowConfig().news_kept)
 
 COLUMNS = ("symbol", "event_ts", "seq", "anomaly_score", *(f for f in PREDICTION_FIELDS if f != "anomaly_score"))
 _PREDICTED = list(COLUMNS[3:])
