@@ -1,6 +1,6 @@
 """The worker's pipeline on the venues without a native decoder: compiled window builders beside Python ones.
 
-A worker whose venue the Rust crate does not decode (Coinbase, Kraken, LOBSTER) keeps the Python feeds and
+A worker whose venue the Rust crate does not decode (Coinbase, Kraken) keeps the Python feeds and
 books; where the native module is on, its window builders are the compiled ones
 (`orderbook.venue_windows.CompiledBuilderWindows`, streams/pipeline.py). This times
 `streams.pipeline.VenuePipeline.process_batch` (2,000 records a call, as the worker's batches) on the same
@@ -13,8 +13,9 @@ encodes into `md.state`; on the compiled builders it converts them to the refere
 orderbook/native/convert.py `reference_builders`), the median of 5.
 
 Sources: the real Coinbase and Kraken captures of --real (KRAKEN.ws.48/49 hold under 100 messages: left
-out), and simulated Coinbase `full` (L3) and LOBSTER streams (model/sim, as `megatrading simulate --format
-coinbase|lobster` writes them; --sim-minutes).
+out), and a simulated Coinbase `full` (L3) stream (model/sim, as `megatrading simulate --format coinbase`
+writes it; --sim-minutes). LOBSTER, which had its place here, has a native decoder since 2026-12-06
+(orderbook/native/src/lobster.rs): bench/pipeline_bench.py --venue lobster times its worker.
 
     .venv/bin/python bench/compiled_builders_bench.py [--real ../shared/data] [--sim-minutes 10] [--passes 3] [--quick]
 """
@@ -63,7 +64,7 @@ def sources(args: argparse.Namespace) -> list[tuple[str, str, list[Rec]]]:
             out.append((Path(rel).name, venue, recs))
     minutes = 2 if args.quick else args.sim_minutes
     result = simulate(SimConfig(n_symbols=4, duration_ns=minutes * 60 * SEC, seed=7))
-    for fmt in ("coinbase", "lobster"):
+    for fmt in ("coinbase",):
         recs = [Rec(m.symbol.encode(), m.raw, 0, i) for i, m in enumerate(sim_messages(fmt, result))]
         out.append((f"simulated {fmt} ({minutes} min, 4 symbols)", fmt, recs))
     return out

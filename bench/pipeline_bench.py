@@ -10,8 +10,8 @@ folder, always stopped at the end). Data (`--venue`):
   multi-symbol feed interleaves them;
 - itch, lobster, coinbase: a simulated day over `--itch-symbols` stocks (model/sim, as `megatrading
   simulate --format FMT` writes it; Coinbase's `full` channel), keyed by stock (ITCH's system messages
-  unkeyed). Saturation only. LOBSTER and Coinbase have no native decoder: their worker runs the Python
-  feed with the compiled window builders (streams/pipeline.py), `MT_NATIVE=0` the all-Python path.
+  unkeyed). Saturation only. Coinbase has no native decoder: its worker runs the Python feed with the
+  compiled window builders (streams/pipeline.py), `MT_NATIVE=0` the all-Python path.
 The saturation records are frames (orderbook/frames.py, the default `Framer`: 64 messages or 1 ms of
 venue time per key), as `replay` and `simulate --kafka` write them; `--no-frames` sends one message a
 record. Rates are venue messages/s (records/s beside them).
@@ -1087,7 +1087,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, default=default_data, help=f"shared data folder (default: {default_data})")
     p.add_argument("--venue", choices=("binance", *SIMULATED), default="binance", help="the saturation run's feed: "
                    "the real Binance captures, or a simulated day in ITCH 5.0, LOBSTER or Coinbase `full` (no native "
-                   "decoder for the last two: the compiled window builders on the Python feed; saturation only; "
+                   "decoder for the last: the compiled window builders on the Python feed; saturation only; "
                    "default: binance)")  # fmt: skip
     p.add_argument("--messages", type=int, default=500_000, help="venue messages for the saturation runs "
                    "(default: 500000: the worker drains 200,000 in under a second)")  # fmt: skip

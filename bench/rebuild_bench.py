@@ -8,6 +8,9 @@ NASDAQ day holds 250-400 million messages: the rate is what matters.
 
 `--venue binance`: every capture of `--data` (the six real Binance captures in ../shared/data), the book of each.
 
+`--venue lobster`: the same simulation as LOBSTER message files (`megatrading simulate --format lobster`), the
+busiest ticker's file until it holds `--messages` rows, its book.
+
 Each path rebuilds `--levels` deep (the CLI's defaults: the first book, 10 levels): the rows as `Row`s, then
 again with the CLI's CSV text (no --with-seq; not written to a file): the reference's lines from its rows
 (`streams.cli.csv_lines`), the native path's from its row blocks in Rust (`RowBlock.csv`). The run fails unless
@@ -15,6 +18,7 @@ the rows, stats, errors and CSV are the same.
 
     .venv/bin/python bench/rebuild_bench.py [--messages 1000000] [--symbols 10] [--levels 10] [--quick]
     .venv/bin/python bench/rebuild_bench.py --venue binance [--data DIR] [--quick]
+    .venv/bin/python bench/rebuild_bench.py --venue lobster [--messages 1000000] [--quick]
 """
 
 from __future__ import annotations
@@ -31,23 +35,29 @@ sys.path.insert(0, str(REPO))
 
 from model.sim.engine import SEC, SimConfig  # noqa: E402
 from model.sim.run import simulate  # noqa: E402
-from model.sim.writers import write_itch  # noqa: E402
+from model.sim.writers import write_itch, write_lobster  # noqa: E402
 from orderbook import native  # noqa: E402
 from orderbook.errors import FeedError  # noqa: E402
 from orderbook.native.check import rebuild_outcome  # noqa: E402
 from orderbook.rebuild import NATIVE, RebuildStats  # noqa: E402
+from orderbook.venues import feed_class  # noqa: E402
 from orderbook.venues.binance import BinanceFeed  # noqa: E402
 from orderbook.venues.itch import ItchFeed  # noqa: E402
 from streams.cli import csv_lines  # noqa: E402
 
 
-def day_file(messages: int, symbols: int, folder: Path) -> tuple[Path, int]:
-    """A simulated day of at least `messages` messages (fewer where a whole day holds fewer)."""
+def day_file(messages: int, symbols: int, folder: Path, fmt: str = "itch") -> tuple[Path, int]:
+    """A simulated day's file of at least `messages` messages (fewer where a whole day holds fewer): the ITCH
+    day file, or the busiest ticker's LOBSTER message file."""
     minutes = 10
     while True:
         result = simulate(SimConfig(n_symbols=symbols, duration_ns=minutes * 60 * SEC, seed=7))
-        path = write_itch(result, folder)[0]
-        n = sum(1 for _ in ItchFeed.read_capture(path))
+        if fmt == "itch":
+            path = write_itch(result, folder)[0]
+        else:
+            files = [p for p in write_lobster(result, folder, 1) if "_message_" in p.name]
+            path = max(files, key=lambda p: p.stat().st_size)
+        n = sum(1 for _ in feed_class(fmt).read_capture(path))
         if n >= messages or minutes >= 390:
             return path, n
         minutes = min(390, int(minutes * 1.2 * messages / max(n, 1)) + 1)
@@ -116,6 +126,15 @@ def itch(args: argparse.Namespace) -> bool:
     return same
 
 
+def lobster(args: argparse.Namespace) -> bool:
+    with tempfile.TemporaryDirectory(prefix="rebuild-bench-") as tmp:
+        path, n = day_file(50_000 if args.quick else args.messages, args.symbols, Path(tmp), "lobster")
+        print(f"# megatrading book on a simulated LOBSTER message file (the busiest of {args.symbols} tickers): "
+              f"{n:,} messages, {path.stat().st_size:,} bytes; {args.levels} levels\n")  # fmt: skip
+        print(HEADER)
+        return compare("lobster", path, n, args.levels, [None], label=path.name)
+
+
 def binance(args: argparse.Namespace) -> bool:
     captures = sorted(args.data.glob("*.gz"), key=lambda p: (args.quick and p.stat().st_size, p.name))
     captures = captures[:1] if args.quick else captures  # quick: the smallest
@@ -133,19 +152,19 @@ def binance(args: argparse.Namespace) -> bool:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--venue", choices=("itch", "binance"), default="itch")
-    ap.add_argument("--messages", type=int, default=1_000_000, help="ITCH: the simulated day's size")
-    ap.add_argument("--symbols", type=int, default=10, help="ITCH: stocks simulated")
+    ap.add_argument("--venue", choices=("itch", "binance", "lobster"), default="itch")
+    ap.add_argument("--messages", type=int, default=1_000_000, help="ITCH, LOBSTER: the simulated file's size")
+    ap.add_argument("--symbols", type=int, default=10, help="ITCH, LOBSTER: stocks simulated")
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "binance-hftbacktest",
                     help="Binance: the folder of captures")  # fmt: skip
     ap.add_argument("--levels", type=int, default=10)
     ap.add_argument("--quick", action="store_true",
-                    help="a smoke run: 50,000 ITCH messages, the smallest Binance capture")  # fmt: skip
+                    help="a smoke run: 50,000 ITCH or LOBSTER messages, the smallest Binance capture")  # fmt: skip
     args = ap.parse_args()
     if not native.enabled():
         print(f"nothing to compare: {native.describe()}")
         return 1
-    same = itch(args) if args.venue == "itch" else binance(args)
+    same = {"itch": itch, "binance": binance, "lobster": lobster}[args.venue](args)
     print(f"rows, stats, errors and CSV {'identical' if same else 'DIFFERENT'}")
     return 0 if same else 1
 

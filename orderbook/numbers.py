@@ -5,6 +5,7 @@ from __future__ import annotations
 from .errors import DecodeError
 
 INT64_MAX = (1 << 63) - 1  # events carry prices, sizes, ids and times as int64 (orderbook.events)
+INT64_MIN = -(1 << 63)
 _POW10 = tuple(10**n for n in range(40))
 _MAX_FAST_DIGITS = 40  # longer strings take the general path, whose int() limits then apply as they always did
 

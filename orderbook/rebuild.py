@@ -1,8 +1,9 @@
 """Offline rebuild: a capture through a venue's feed, the top of the book after every message as a row of
 LOBSTER's orderbook file (`megatrading book`, whatever the venue). `rebuild` takes any feed, message by
-message (the reference); `rebuild_itch` an ITCH day file and `rebuild_binance` a Binance capture on the
-native path (decoded, applied and the rows cut in Rust), the same rows in blocks (`RowBlock`: `rows_of` for
-the Rows, `csv` for the CLI's lines without a Python object per row)."""
+message (the reference); `rebuild_itch` an ITCH day file, `rebuild_binance` a Binance capture and
+`rebuild_lobster` a LOBSTER message file on the native path (decoded, applied and the rows cut in Rust),
+the same rows in blocks (`RowBlock`: `rows_of` for the Rows, `csv` for the CLI's lines without a Python
+object per row)."""
 
 from __future__ import annotations
 
@@ -149,7 +150,7 @@ def rebuild_itch(
                 return
 
 
-RECORDS = 4096  # Binance messages handed to the native feed at a time
+RECORDS = 4096  # messages of a text capture handed to the native feed at a time
 
 
 def rebuild_binance(
@@ -169,17 +170,57 @@ def rebuild_binance(
     from . import native
     from .venues.binance import BinanceFeed
 
-    stats = stats if stats is not None else RebuildStats()
     feed = native.BinanceFeed(check_crossed=check_crossed)
+
+    def step(raws: list[bytes], target: str | None, recv: np.ndarray) -> tuple[Batch, np.ndarray, str | None]:
+        return feed.rebuild(raws, max(levels, 0), target, recv)
+
+    return _rebuild_records(BinanceFeed.read_capture(path), step, symbol, stats, on_error, chunk)
+
+
+def rebuild_lobster(
+    path: str | Path,
+    levels: int,
+    symbol: str | None = None,
+    stats: RebuildStats | None = None,
+    on_error: Callable[[FeedError], None] | None = None,
+    *,
+    check_crossed: bool = True,
+    chunk: int = RECORDS,
+) -> Iterator[RowBlock]:
+    """`rebuild` of a LOBSTER message file on the native path, as `rebuild_binance`: its rows keyed as
+    `LobsterFeed.for_capture` keys them (`symbol`, else the file name's ticker, else LOBSTER)."""
+    from . import native
+    from .venues.lobster import DEFAULT_SYMBOL, LobsterFeed, symbol_from_filename
+
+    feed = native.LobsterFeed(check_crossed=check_crossed)
+    key = symbol or symbol_from_filename(path) or DEFAULT_SYMBOL
+
+    def step(raws: list[bytes], target: str | None, recv: np.ndarray) -> tuple[Batch, np.ndarray, str | None]:
+        return feed.rebuild(raws, key, max(levels, 0), target, recv)
+
+    return _rebuild_records(LobsterFeed.read_capture(path), step, symbol, stats, on_error, chunk)
+
+
+def _rebuild_records(
+    records: Iterator[Record],
+    step: Callable[[list[bytes], str | None, np.ndarray], tuple[Batch, np.ndarray, str | None]],
+    target: str | None,
+    stats: RebuildStats | None,
+    on_error: Callable[[FeedError], None] | None,
+    chunk: int,
+) -> Iterator[RowBlock]:
+    """A text capture's records `chunk` at a time through a native feed's `rebuild` (`step`: the raw
+    messages, the target so far, their receive times -> batch, rows, the target once known)."""
+    stats = stats if stats is not None else RebuildStats()
     seen = set(stats.symbols)
-    records = BinanceFeed.read_capture(path)
-    target, chunk = symbol, max(chunk, 1)
+    chunk = max(chunk, 1)
     while True:
         taken, error = _take(records, chunk)
         if taken:
             raws = [r.raw for r in taken]
             recv = np.fromiter((r.recv_ts for r in taken), np.int64, len(taken))
-            batch, rows, target = feed.rebuild(raws, max(levels, 0), target, recv)
+            batch, rows, target = step(raws, target, recv)
             stats.messages += len(taken)
             yield from _taken(batch, rows, stats, seen, on_error)
         if error is not None:
@@ -202,10 +243,10 @@ def _take(records: Iterator[Record], n: int) -> tuple[list[Record], Exception | 
     return out, None
 
 
-NATIVE = {"itch": rebuild_itch, "binance": rebuild_binance}
+NATIVE = {"itch": rebuild_itch, "binance": rebuild_binance, "lobster": rebuild_lobster}
 """The venues whose captures `megatrading book` rebuilds on the native path: venue -> its rebuild (path,
 levels, symbol, stats, on_error, *, check_crossed, chunk: bytes of an ITCH file, records of a Binance
-capture)."""
+capture or LOBSTER file)."""
 
 
 def _taken(

@@ -18,7 +18,7 @@ The native path (orderbook/native/venue_windows.py, `NativeVenueWindows`) does t
 of records at a time in Rust, with the same windows, rejects and stats: `process_batch` takes it where
 `native_choice(venue)` says so (built, not turned off with MT_NATIVE=0, a venue the crate decodes;
 the worker logs each venue's choice and why at start), else it loops `process`, the reference. A venue
-the crate does not decode (Coinbase, Kraken, LOBSTER) keeps the Python feeds and books there, with the
+the crate does not decode (Coinbase, Kraken) keeps the Python feeds and books there, with the
 compiled window builders where the module is on (`CompiledBuilderWindows`: the same windows, 1.6-2.6x
 the records/s, bench/compiled_builders_bench.py), unless the pipeline is made with native=False (the
 fallback after a native panic; tests).
@@ -202,7 +202,8 @@ class VenuePipeline:
         try:
             if failpoints.native_poisoned(values):
                 native_path.panic(f"failpoint {failpoints.POISON_ENV}: a poison record")
-            done = self.core.process(values, _Positions(records), warm=warm)
+            keys = list(map(_KEY, records)) if self.core.keyed else None
+            done = self.core.process(values, _Positions(records), keys=keys, warm=warm)
         except BaseException as err:
             # a Rust panic reaches Python as pyo3's PanicException, a BaseException: let through, it
             # would end the venue's whole inbox task; as an Exception the partition drops its state
@@ -293,6 +294,7 @@ class VenuePipeline:
 
 
 _VALUE = operator.attrgetter("value")
+_KEY = operator.attrgetter("key")
 
 
 class _Positions:

@@ -1,4 +1,4 @@
-"""The worker's venues without a native decoder (Coinbase, Kraken, LOBSTER) on the compiled window builders
+"""The worker's venues without a native decoder (Coinbase, Kraken) on the compiled window builders
 (orderbook.venue_windows.CompiledBuilderWindows): the same windows, rejects and stats as the all-Python
 reference, across the worker's own snapshot records (streams/snapshots.py: the compiled builders go in as the
 reference builders they stand for) restored on either kind of builder, and a panic of a compiled builder
@@ -67,12 +67,10 @@ def test_a_capture_on_the_compiled_builders_gives_the_reference_output_across_sn
     assert pipeline_difference(want, run(venue, items, native=None, cuts=cuts)) is None
 
 
-@pytest.mark.parametrize("case", ["lobster", "coinbase-full"])
 def test_a_simulated_stream_on_the_compiled_builders_gives_the_reference_output_across_snapshots(
     sim: SimResult,  # noqa: F811
-    case: str,
 ) -> None:
-    venue, items = sim_stream(sim, case)
+    venue, items = sim_stream(sim, "coinbase-full")
     want = run(venue, items, native=False)
     assert len(want[0]) > 50 and want[1]
     n = len(items)

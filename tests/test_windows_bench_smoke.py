@@ -2,8 +2,8 @@
 a table per venue with the four paths, every figure positive, the same number of windows on every
 path (the script exits non-zero otherwise); bench/dataset_bench.py --quick builds the training data with
 both window builders and finds the arrays identical; bench/compiled_builders_bench.py --quick runs the
-worker's pipeline of Coinbase, Kraken and LOBSTER both ways and finds the outputs identical; bench/
-rebuild_bench.py --quick rebuilds an ITCH day and a Binance capture both ways and finds the rows identical.
+worker's pipeline of Coinbase and Kraken both ways and finds the outputs identical; bench/rebuild_bench.py
+--quick rebuilds an ITCH day, a Binance capture and a LOBSTER file both ways and finds the rows identical.
 Times are not checked (bench/ prints figures)."""
 
 from __future__ import annotations
@@ -87,8 +87,9 @@ def test_rebuild_bench_quick_finds_the_native_rows_identical() -> None:
     if not native.enabled():
         pytest.skip(native.describe())
     row = r"^\| (.+?) \| ([\d,]+) \| [\d.]+ \| [\d.]+ \| [\d,]+ \| [\d,]+ \| [\d.]+x \| [\d.]+ \| [\d.]+ \| [\d.]+x \|$"
-    runs = [("--quick",), ("--quick", "--venue", "binance", "--data", str(SHARED_DATA / "binance-hftbacktest"))]
-    for args, books in zip(runs, (2, 1), strict=True):
+    runs = [("--quick",), ("--quick", "--venue", "binance", "--data", str(SHARED_DATA / "binance-hftbacktest")),
+            ("--quick", "--venue", "lobster")]  # fmt: skip
+    for args, books in zip(runs, (2, 1, 1), strict=True):
         if "binance" in args and not (SHARED_DATA / "binance-hftbacktest").is_dir():
             continue  # the captures are read from ../shared/data
         out = bench_output("rebuild_bench.py", *args)

@@ -91,7 +91,8 @@ def stream_windows(
         for chunk in _batched(enumerate(records), NATIVE_BATCH):
             before = nvw.__getstate__()  # a copy of the compiled state (under a millisecond for a few books)
             try:
-                out = nvw.process([r.value for _, r in chunk], [(0, i) for i, _ in chunk]).windows
+                keys = [r.key for _, r in chunk] if nvw.keyed else None
+                out = nvw.process([r.value for _, r in chunk], [(0, i) for i, _ in chunk], keys=keys).windows
             except BaseException as err:
                 if not native.is_panic(err):
                     raise

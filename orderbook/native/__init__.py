@@ -11,6 +11,7 @@ because a Python call per event costs more than the work itself: arrays or a buf
     feed = native.ItchFeed()
     batch = feed.decode_apply(framed)            # Batch: events (EVENT_ROW array), rejects, symbols
     batch = native.BinanceFeed().on_messages(raw_messages, recv_ts)
+    batch = native.LobsterFeed().on_messages(rows, keys)   # a LOBSTER row names no symbol: its key does
     batch.to_events(), batch.errors()            # the reference's Event objects and FeedErrors
 
 `MT_NATIVE=0` turns the native path off wherever a caller chooses by `enabled()`; the classes stay
@@ -240,13 +241,13 @@ class _Feed:
     def __getstate__(self) -> dict[str, Any]:
         """The whole feed as plain values (msgpack-able: int, bool, str, bytes, None, lists, dicts).
 
-        {"version": 1, "venue": "itch" | "binance", "symbols": the wrapper's symbol table (the one
+        {"version": 1, "venue": "itch" | "binance" | "lobster", "symbols": the wrapper's symbol table (the one
         its `Batch`es index), "core": the Rust feed's `__getstate__()`}. The core's state holds
         every book (L3: each order with its id, level by level, each queue in time priority; L2:
         the levels), the symbol table and its ids, the symbol filter and `check_crossed`; ITCH's
         locate table, placeholders, message count (the next seq) and system event; Binance's
         per-symbol sync (live, last update id, diffs buffered for a snapshot, pending book
-        tickers, SyncStats counters). Its own docstrings (`_core.ItchFeed.__getstate__`, ...)
+        tickers, SyncStats counters); LOBSTER's rows per symbol. Its own docstrings (`_core.ItchFeed.__getstate__`, ...)
         give the layout. `feed.__setstate__(state)` on a fresh feed (or pickle / copy.deepcopy)
         continues exactly where this one was: same later batches, same books.
         """
@@ -365,3 +366,41 @@ class BinanceFeed(_Feed):
     def stats(self, symbol: str) -> dict[str, int] | None:
         """A symbol's SyncStats counters (no `mismatches` list), None where the reference has none."""
         return self.core.stats(symbol)
+
+
+class LobsterFeed(_Feed):
+    """LOBSTER message rows decode + apply: `orderbook.venues.lobster.LobsterFeed` over batches."""
+
+    venue = "lobster"
+
+    def __init__(self, symbols: set[str] | None = None, *, check_crossed: bool = True) -> None:
+        super().__init__(_core.LobsterFeed(sorted(symbols) if symbols is not None else None, check_crossed))
+
+    @staticmethod
+    def _core_class() -> Any:
+        return _core.LobsterFeed
+
+    def on_messages(self, messages: list[bytes], keys: list[bytes | None], recv_ts: np.ndarray | None = None) -> Batch:
+        """Records of `md.raw.lobster`: message rows and their keys (the symbol; None is refused, as
+        `LobsterFeed.on_record` refuses it), optional int64 receive times."""
+        return self._batch(self.core.on_messages(messages, keys, recv_ts))
+
+    def rebuild(
+        self, messages: list[bytes], key: str, levels: int, target: str | None = None, recv_ts: np.ndarray | None = None
+    ) -> tuple[Batch, np.ndarray, str | None]:
+        """`megatrading book`'s rows of one ticker's rows in order, each keyed `key`
+        (`orderbook.rebuild.rebuild_lobster`): as `BinanceFeed.rebuild`."""
+        result, rows, name = self.core.rebuild(messages, key.encode(), levels, target, recv_ts)
+        return self._batch(result), rows, name
+
+    def orders(self, symbol: str) -> dict[int, tuple[int, int, int]] | None:
+        """A symbol's resting orders: {id: (side, price, size)}."""
+        return self.core.orders(symbol)
+
+    def queue(self, symbol: str, side: Side, price: int) -> list[tuple[int, int]]:
+        return self.core.queue(symbol, int(side), price)
+
+    @property
+    def rows(self) -> dict[str, int]:
+        """Rows seen per symbol (`LobsterFeed.rows`)."""
+        return dict(self.core.rows())

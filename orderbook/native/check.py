@@ -34,12 +34,19 @@ Outcome = list[Event] | FeedError
 _EVENT_FIELDS = attrgetter(*(f.name for f in fields(Event)[1:]))
 
 
-def reference_outcomes(feed: Feed, messages: Sequence[bytes], recv_ts: Sequence[int] | None = None) -> list[Outcome]:
-    """Each message through the reference feed: the events it returned, or the error it raised."""
+def reference_outcomes(
+    feed: Feed,
+    messages: Sequence[bytes],
+    recv_ts: Sequence[int] | None = None,
+    keys: Sequence[bytes | None] | None = None,
+) -> list[Outcome]:
+    """Each message through the reference feed (as a keyed record where `keys` are given): the events it
+    returned, or the error it raised."""
     out: list[Outcome] = []
     for i, raw in enumerate(messages):
+        t = recv_ts[i] if recv_ts is not None else 0
         try:
-            out.append(feed.on_message(raw, recv_ts[i] if recv_ts is not None else 0))
+            out.append(feed.on_message(raw, t) if keys is None else feed.on_record(keys[i], raw, t))
         except FeedError as err:
             out.append(err)
     return out
@@ -113,9 +120,9 @@ def rebuild_outcome(
     path: str | Path, levels: int, symbol: str | None = None, *, native: bool, check_crossed: bool = True,
     chunk: int | None = None, venue: str = "itch",
 ) -> tuple[list[Row], RebuildStats, list[tuple[str, str, int | None]]]:  # fmt: skip
-    """`megatrading book` of a capture (an ITCH day file, a Binance capture) on one path (`native`: the venue's
-    rebuild in `orderbook.rebuild.NATIVE`, `chunk` at a time where given; else `rebuild` with the Python
-    feed): its rows, its stats and its errors (class, symbol, seq), in order."""
+    """`megatrading book` of a capture (an ITCH day file, a Binance capture, a LOBSTER file) on one path
+    (`native`: the venue's rebuild in `orderbook.rebuild.NATIVE`, `chunk` at a time where given; else
+    `rebuild` with the Python feed): its rows, its stats and its errors (class, symbol, seq), in order."""
     stats, errors = RebuildStats(), []
     if native:
         size = {} if chunk is None else {"chunk": chunk}

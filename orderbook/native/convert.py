@@ -12,15 +12,15 @@ for a busy day); with it the restore replays only what came after the snapshot.
 
 The converted state continues exactly as the original would have: the same later windows, rejects,
 books and stats (tests/test_native_convert.py, both ways: every Binance capture, mangled streams cut
-densely, a simulated ITCH day). It is read and written in the native parts' own state
-layouts: the Rust feeds' dicts (binance.rs `export` / `import`, itch.rs `state` / `from_state`,
-state.rs's packed books) and the window builder's bytes (pywindows.rs `mod state`), so a change of
-one of them must change this module too; the test catches one that does not. The Rust side checks
-what it reads (a `native_state` goes through its decoders in `from_state`); `reference_windows`
-makes the same checks where a value would otherwise break a later batch. What the native feeds do
-not keep is not made up: Binance's latest bookTicker per symbol (`BinanceFeed.tickers`) and the
-mismatches' examples (`SyncStats.mismatches`) are diagnostics only and start empty on the
-reference side, as does `MultiLevelOFI.cumulative`, which no feature reads.
+densely, a simulated ITCH day; tests/test_native_lobster.py: simulated LOBSTER rows). It is read and
+written in the native parts' own state layouts: the Rust feeds' dicts (binance.rs `export` / `import`,
+itch.rs and lobster.rs `state` / `from_state`, state.rs's packed books) and the window builder's bytes
+(pywindows.rs `mod state`), so a change of one of them must change this module too; the test catches one
+that does not. The Rust side checks what it reads (a `native_state` goes through its decoders in
+`from_state`); `reference_windows` makes the same checks where a value would otherwise break a later
+batch. What the native feeds do not keep is not made up: Binance's latest bookTicker per symbol
+(`BinanceFeed.tickers`) and the mismatches' examples (`SyncStats.mismatches`) are diagnostics only and
+start empty on the reference side, as does `MultiLevelOFI.cumulative`, which no feature reads.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from ..sync import BookSync, SyncState
 from ..venue_windows import CompiledBuilderWindows, VenueWindows
 from ..venues.binance import MAX_PENDING_TICKERS, BinanceFeed, BookTicker, Diff, SyncStats
 from ..venues.itch import ItchFeed
+from ..venues.lobster import LobsterFeed
 from ..volume_record import KEEP, VOLUME_HORIZONS, VolumeRecord
 from ..windows import WindowBuilder, WindowConfig
 from .venue_windows import NativeVenueWindows, common_state, restore_common
@@ -68,7 +69,7 @@ def reference_windows(state: dict[str, Any]) -> VenueWindows:
         feed = state["feed"]
         if feed["venue"] != venue:
             raise ValueError(f"a feed of {feed['venue']!r} in a state of {venue!r}")
-        vw.feed = _binance_feed(feed["core"]) if venue == "binance" else _itch_feed(feed["core"])
+        vw.feed = {"binance": _binance_feed, "itch": _itch_feed, "lobster": _lobster_feed}[venue](feed["core"])
         vw.builders = {name: _builder(b) for name, b in state["builders"].items()}
     except ValueError:
         raise
@@ -177,17 +178,41 @@ def _itch_feed(core: dict[str, Any]) -> ItchFeed:
     book_name = _names(core)
     for part in core["books"]:
         name = book_name(part["symbol"])
-        book = feed.books[name] = L3Book(feed.venue, name)
+        feed.books[name] = _l3_book(feed.venue, name, part)
         feed.syncs[name] = BookSync(feed.venue, name)
-        for side, key in ((Side.BID, "bids"), (Side.ASK, "asks")):
-            for order_id, price, size in _packed(part, key, 3):
-                book.add(order_id & _U64, side, price, size)  # the id's u64 bits
     feed.messages = core["messages"]
     event = core["system_event"]
     if event is not None and not 0 <= event < 256:
         raise ValueError(f"system event {event!r}: not a byte")
     feed.system_event = "" if event is None else chr(event)
     return feed
+
+
+def _lobster_feed(core: dict[str, Any]) -> LobsterFeed:
+    """lobster.rs `Lobster::state`: the rows seen per symbol, each book's orders as ITCH's are kept."""
+    _open(core, "LobsterFeed")
+    symbols = None if core["symbols"] is None else set(core["symbols"])
+    feed = LobsterFeed(symbols, check_crossed=core["check_crossed"])
+    names: list[str] = core["names"]
+    rows = [count for (count,) in _packed(core, "rows", 1)]
+    if len(rows) != len(names) or min(rows, default=0) < 0:
+        raise ValueError(f"rows: {len(rows)} counts, not one count of rows per each of {len(names)} names")
+    feed.rows = dict(zip(names, rows, strict=True))
+    book_name = _names(core)
+    for part in core["books"]:
+        name = book_name(part["symbol"])
+        feed.books[name] = _l3_book(feed.venue, name, part)
+        feed.syncs[name] = BookSync(feed.venue, name)
+    return feed
+
+
+def _l3_book(venue: str, name: str, part: dict[str, Any]) -> L3Book:
+    """state.rs `put_l3`'s orders added back in their order, which rebuilds every queue."""
+    book = L3Book(venue, name)
+    for side, key in ((Side.BID, "bids"), (Side.ASK, "asks")):
+        for order_id, price, size in _packed(part, key, 3):
+            book.add(order_id & _U64, side, price, size)  # the id's u64 bits
+    return book
 
 
 # ---- window builders
@@ -395,6 +420,9 @@ def native_state(vw: VenueWindows) -> dict[str, Any]:
         elif isinstance(feed, ItchFeed):
             core, names = _itch_core(feed)
             book_kind = "L3Book"
+        elif isinstance(feed, LobsterFeed):
+            core, names = _lobster_core(feed)
+            book_kind = "L3Book"
         else:
             raise ValueError(f"no native feed for {vw.venue!r}")
         builders = {name: _builder_state(b) for name, b in vw.builders.items()}
@@ -527,6 +555,18 @@ def _itch_core(feed: ItchFeed) -> tuple[dict[str, Any], list[str]]:
             "symbols": None if feed.symbols is None else sorted(feed.symbols), "names": names,
             "locates": _pack(locates), "placeholders": _pack(placeholders), "books": books,
             "messages": feed.messages, "system_event": ord(event) if event else None}  # fmt: skip
+    return core, names
+
+
+def _lobster_core(feed: LobsterFeed) -> tuple[dict[str, Any], list[str]]:
+    """lobster.rs `Lobster::from_state`'s dict of the reference feed, and its symbol table: the symbols
+    rows were seen for (every book's among them)."""
+    names = list(dict.fromkeys([*feed.rows, *feed.books]))
+    ids = {name: i for i, name in enumerate(names)}
+    books = [{"symbol": ids[name], **_l3_packed(book)} for name, book in feed.books.items()]  # type: ignore[arg-type]
+    core = {"kind": "LobsterFeed", "version": FEED_VERSION, "check_crossed": feed.check_crossed,
+            "symbols": None if feed.symbols is None else sorted(feed.symbols), "names": names,
+            "rows": _pack([feed.rows.get(name, 0) for name in names]), "books": books}  # fmt: skip
     return core, names
 
 

@@ -1,12 +1,13 @@
 """`NativeVenueWindows`: `orderbook.venue_windows.VenueWindows` over a batch of records, on the native path.
 
 The same windows, rejects and `WindowStats` as the reference gives record after record (held equal by
-tests/test_native_venue_windows.py on every Binance capture and a simulated ITCH day), for the venues
-the crate decodes (`SUPPORTED`), with a handful of Python calls per batch and per symbol instead of
-several per message:
+tests/test_native_venue_windows.py on every Binance capture and a simulated ITCH day, and by
+tests/test_native_lobster.py on simulated LOBSTER rows), for the venues the crate decodes (`SUPPORTED`),
+with a handful of Python calls per batch and per symbol instead of several per message:
 
     nvw = NativeVenueWindows("binance")
     done = nvw.process(values, offsets)     # Done(windows, rejects): list[Window], list[MessageReject]
+    done = nvw.process(values, offsets, keys=keys)   # LOBSTER: a row names no symbol, its record's key does
     nvw.add_news(ts, symbols, headline)     # as VenueWindows.add_news
 
 How: one `on_messages` call decodes every message of the batch and applies it to the native feed's
@@ -17,8 +18,8 @@ it folds them in (Rust, one call per symbol). The follower equals the feed's boo
 changes through its events, except where a message is refused after touching it; those few rejects are
 replayed on the follower (`_corrections`): a Binance sequence gap clears the book, a crossed diff's levels
 stay applied (a crossed snapshot's too: the batch keeps the events of both, refused as they are), an ITCH
-order operation refused after it ran (a crossed book, an execution larger than the order) is run on the
-follower from the message's bytes.
+or LOBSTER order operation refused after it ran (a crossed book, an execution larger than the order) is run
+on the follower from the message's bytes.
 
 Snapshots: `__getstate__` gives the whole state as values that `orderbook.snapshot.dump_state`
 encodes (each native part's own `__getstate__`: books, sync, rings), `from_state` continues exactly
@@ -41,15 +42,16 @@ import numpy as np
 
 from .. import native
 from ..errors import MAX_MESSAGE_BYTES, OversizedMessage
-from ..events import Side
+from ..events import Kind, Side
 from ..features import FeatureState, infer_tick
 from ..frames import MAGIC, FrameError, is_frame, messages_of
 from ..venue_windows import VenueWindows, WindowStats
 from ..venues import feed_class
 from ..venues.base import MIN_LEVELS_FOR_TICK
+from ..venues.lobster import decode_row
 from ..windows import Window, WindowConfig
 
-SUPPORTED = frozenset({"itch", "binance"})
+SUPPORTED = frozenset({"itch", "binance", "lobster"})
 """Venues the crate decodes; the others stay on the reference path."""
 
 STATE_KIND = "native_venue_windows"
@@ -64,6 +66,8 @@ _BOOK_ERROR = native.REASONS.index(native.BookError)
 _FRAMED = operator.methodcaller("startswith", MAGIC)  # frames.is_frame, run by map() in C
 _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
+_FEEDS: dict[str, Any] = {"itch": native.ItchFeed, "binance": native.BinanceFeed, "lobster": native.LobsterFeed}
+_L3_VENUES = frozenset({"itch", "lobster"})  # order-by-order books
 
 
 class MessageReject(NamedTuple):
@@ -138,8 +142,7 @@ class NativeVenueWindows:
 
     def reset(self) -> None:
         """Forget every book (the news and the stats stay), as VenueWindows.reset."""
-        feed_cls = native.ItchFeed if self.venue == "itch" else native.BinanceFeed
-        self.feed: native.ItchFeed | native.BinanceFeed = feed_cls(self.symbols)
+        self.feed: native.ItchFeed | native.BinanceFeed | native.LobsterFeed = _FEEDS[self.venue](self.symbols)
         self.books: dict[str, Any] = {}  # symbol -> follower L2Book / L3Book
         self.builders: dict[str, Any] = {}  # symbol -> _core.WindowBuilder
         self._feed_books: list[str] = []  # the feed's book names as last read (ITCH renames placeholders)
@@ -165,7 +168,7 @@ class NativeVenueWindows:
             restore_common(self, state)  # the empty object, then its parts replaced
             venue = self.venue
             self.feed.__setstate__(state["feed"])
-            book_cls = native.L3Book if venue == "itch" else native.L2Book
+            book_cls = native.L3Book if venue in _L3_VENUES else native.L2Book
             for name, book_state in state["books"].items():
                 book = self.books[name] = book_cls(venue, name)
                 book.__setstate__(book_state)
@@ -191,17 +194,25 @@ class NativeVenueWindows:
         values: Sequence[bytes],
         offsets: Indexed | None = None,
         *,
+        keys: Sequence[bytes | None] | None = None,
         warm: bool = False,
     ) -> Done:
         """Records (plain messages or frames) in order: their windows (each carrying its record's
-        `offsets` entry) and rejects, as `VenueWindows.process` over each message would give them."""
+        `offsets` entry) and rejects, as `VenueWindows.process` over each message would give them.
+        `keys`: the records' keys, which only a venue whose messages name no symbol reads (`keyed`)."""
         offsets = offsets if offsets is not None else [None] * len(values)
         split = self._split(values)
         n = len(split.messages)
         self.stats.records += n + len(split.refused)
         for _, reason, _ in split.refused:
             self.stats.rejected[reason] += 1
-        batch = self.feed.on_messages(split.messages) if n else None
+        batch = None
+        if n and isinstance(self.feed, native.LobsterFeed):
+            by_record = keys if keys is not None else [None] * len(values)
+            # a frame's messages are its record's: they share its key
+            batch = self.feed.on_messages(split.messages, [by_record[r] for r in split.record.tolist()])
+        elif n:
+            batch = self.feed.on_messages(split.messages)
         out: list[tuple[int, Window]] = []
         rejects: list[tuple[tuple[int, int], MessageReject]] = [
             ((rec, -1), MessageReject(reason, error, rec, None, values[rec])) for rec, reason, error in split.refused
@@ -215,6 +226,11 @@ class NativeVenueWindows:
         out.sort(key=lambda w: w[0])  # message order; one message never completes two windows
         self.stats.windows += len(out)
         return Done([w for _, w in out], [r for _, r in rejects])
+
+    @property
+    def keyed(self) -> bool:
+        """Whether `process` reads the records' keys: a LOBSTER row names no symbol, its key does."""
+        return self.venue == "lobster"
 
     def _split(self, values: Sequence[bytes]) -> _Split:
         """Frames into their messages, as VenuePipeline.process splits them; oversized records and
@@ -323,7 +339,7 @@ class NativeVenueWindows:
             book = self.books.get(name)
             if book is not None:
                 return book
-        cls = native.L3Book if self.venue == "itch" else native.L2Book
+        cls = native.L3Book if self.venue in _L3_VENUES else native.L2Book
         book = self.books[name] = cls(self.venue, name)
         return book
 
@@ -399,7 +415,7 @@ class NativeVenueWindows:
                     # a crossed diff's levels, a crossed snapshot's clear, levels and catch-up stay in the book
                     fix = functools.partial(_apply, rows=ev[ev["msg"] == m])
             elif reason in (_CROSSED, _BOOK_ERROR):
-                fix = _ItchOp(messages[m])
+                fix = _ItchOp(messages[m]) if self.venue == "itch" else _LobsterOp(messages[m])
             if fix is not None:
                 out.setdefault(s, []).append((m, fix))
         return out
@@ -509,6 +525,27 @@ class _ItchOp:
                 if price:
                     ids = _U64.unpack_from(raw, 11)[0], _U64.unpack_from(raw, 19)[0]
                     book.replace(*ids, price, _U32.unpack_from(raw, 27)[0])
+        except native.FeedError:
+            pass
+
+
+class _LobsterOp:
+    """A LOBSTER row's order operation the feed ran before refusing it (a crossed book, an execution larger
+    than the order), run on the follower: the row decoded as the feed did (it was, to be run), the book's
+    own error swallowed (the feed raised it already)."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    def __call__(self, book: Any) -> None:
+        e = decode_row(self.raw)
+        try:
+            if e.kind == Kind.ADD:
+                book.add(e.order_id, int(e.side), e.price, e.size)
+            elif e.kind in (Kind.CANCEL, Kind.EXECUTE):
+                book.reduce(e.order_id, e.size)
+            elif e.kind == Kind.DELETE:
+                book.delete(e.order_id)
         except native.FeedError:
             pass
 

@@ -35,7 +35,7 @@ from typing import TextIO
 from ..book import Book, BookType, L3Book
 from ..errors import DecodeError, OversizedMessage, UnknownMessageType, UnknownOrder, check_size
 from ..events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, FLAG_CROSS, FLAG_HIDDEN, Event, Kind, Side, Status
-from ..numbers import format_fixed, parse_fixed
+from ..numbers import INT64_MAX, INT64_MIN, format_fixed, parse_fixed
 from .base import Feed, Record, check_first_line, numbered_lines
 
 VENUE = "lobster"
@@ -75,15 +75,23 @@ def orderbook_row(book: Book, levels: int) -> list[int]:
 
 
 def _int(field: bytes, name: str, seq: int, symbol: str) -> int:
+    """An integer field; one an event's int64 cannot hold is refused, as the native decoder refuses it."""
     if not _INT.fullmatch(field):
-        raise DecodeError(f"LOBSTER {name} {field!r} is not an integer", venue=VENUE, symbol=symbol, seq=seq)
-    return int(field)
+        raise DecodeError(f"LOBSTER {name} {field!r:.40} is not an integer", venue=VENUE, symbol=symbol, seq=seq)
+    neg = field[:1] == b"-"
+    digits = field[neg:].lstrip(b"0") or b"0"
+    # the digits counted before int() reads them: it refuses 4,300 with a ValueError, no FeedError
+    value = 0 if len(digits) > 19 else -int(digits) if neg else int(digits)
+    if len(digits) > 19 or not INT64_MIN <= value <= INT64_MAX:
+        raise DecodeError(f"LOBSTER {name} {field!r:.40} does not fit int64", venue=VENUE, symbol=symbol, seq=seq)
+    return value
 
 
 def decode_row(raw: bytes, *, symbol: str = DEFAULT_SYMBOL, seq: int = 0, recv_ts: int = 0) -> Event:
     """One message row as an Event, without touching a book. Malformed rows raise DecodeError
-    (wrong field count, not a number, NaN, negative size or id, direction not +-1, a halt
-    price not in -1/0/1); an event type outside 1..7 raises UnknownMessageType."""
+    (wrong field count, not a number, NaN, a number an int64 cannot hold, negative size or id,
+    direction not +-1, a halt price not in -1/0/1); an event type outside 1..7 raises
+    UnknownMessageType."""
     where = {"venue": VENUE, "symbol": symbol, "seq": seq}
     fields = raw.strip().split(b",")
     if len(fields) != 6:
@@ -91,7 +99,7 @@ def decode_row(raw: bytes, *, symbol: str = DEFAULT_SYMBOL, seq: int = 0, recv_t
     t_text, type_text, id_text, size_text, price_text, dir_text = fields
     try:
         ts = parse_fixed(t_text, 9, field="LOBSTER time")
-    except (DecodeError, UnicodeDecodeError) as err:
+    except (DecodeError, ValueError) as err:  # ValueError: int() of a time of over 4,300 digits
         raise DecodeError(f"LOBSTER time {t_text[:40]!r}: {err}", **where) from None  # type: ignore[arg-type]
     etype = _int(type_text, "event type", seq, symbol)
     if not SUBMIT <= etype <= HALT:

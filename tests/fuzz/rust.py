@@ -2,7 +2,7 @@
 
     python tests/fuzz/rust.py TARGET [--seconds 300] [--work build/fuzz] [-- LIBFUZZER_FLAGS ...]
 
-The targets (orderbook/native/fuzz/fuzz_targets/: `json`, `binance`, `itch`) drive the decoders, books
+The targets (orderbook/native/fuzz/fuzz_targets/: `json`, `binance`, `itch`, `lobster`) drive the decoders, books
 and window builders without Python, instrumented, with debug assertions: a panic or an integer overflow
 is a finding. In the worker a panic fails the partition's batch, which is redone from the committed
 offset and fails again for as long as the record is there; an overflow is a wrapped value where the
@@ -12,7 +12,8 @@ comparison does not.
 
 Seeds, written to WORK/corpus/rust-TARGET on its first run: the head of each Binance capture of
 ../shared/data cut into streams of consecutive messages (one a line, after a byte that picks the
-window features' tick), and a simulated ITCH day's messages with their 2-byte length prefixes.
+window features' tick), a simulated ITCH day's messages with their 2-byte length prefixes, and simulated
+LOBSTER rows one a line.
 A failing input lands in WORK/crashes/rust-TARGET/; once the failure is fixed, its bytes go into a
 regression test of the Python suite (the same messages through the native path and the reference).
 
@@ -32,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 CRATE = Path(__file__).resolve().parents[2] / "orderbook" / "native" / "fuzz"
-TARGETS = ("json", "binance", "itch")
+TARGETS = ("json", "binance", "itch", "lobster")
 SEED_MESSAGES = 24  # messages of a seed stream after its start: a book going live, a few windows
 BUFFERED = 8  # diffs before the snapshot a Binance stream keeps (the catch-up needs the last ones)
 SEEDS_PER_SOURCE = 24
@@ -75,12 +76,24 @@ def itch_streams() -> list[list[bytes]]:
     return [messages[: i + SEED_MESSAGES] for i in range(0, len(messages), step)]
 
 
+def lobster_streams() -> list[list[bytes]]:
+    """Two simulated minutes of one ticker's LOBSTER rows (targets.seed_stream's), cut as ITCH's are: a
+    row names orders an earlier one added."""
+    from targets import seed_stream
+
+    rows = list(seed_stream("lobster"))
+    step = max(1, len(rows) // SEEDS_PER_SOURCE)
+    return [rows[: i + SEED_MESSAGES] for i in range(0, len(rows), step)]
+
+
 def seeds(target: str) -> list[bytes]:
     """The target's seed inputs: a tick byte, then the stream in the target's framing."""
     if target == "json":
         return [m for stream in binance_streams() for m in stream[:4]]
     if target == "binance":
         return [bytes([i % 4]) + b"\n".join(s) for i, s in enumerate(binance_streams())]
+    if target == "lobster":
+        return [bytes([i % 4]) + b"\n".join(s) for i, s in enumerate(lobster_streams())]
     framed = (b"".join(len(m).to_bytes(2, "big") + m for m in s) for s in itch_streams())
     return [bytes([i % 4]) + f for i, f in enumerate(framed)]
 

@@ -21,18 +21,18 @@ repeated or reordered message, a message of the fuzzer's own bytes, messages fra
   orderbook.venue_windows.CompiledBuilderWindows) gives the same windows, rejects and stats, and its
   state too goes through a snapshot record and back.
 - `native`: the compiled path (orderbook/native) against that reference on the venues it decodes
-  (Binance, ITCH): the same windows, field for field, the same rejects (reason, message, place) and
+  (Binance, ITCH, LOBSTER): the same windows, field for field, the same rejects (reason, message, place) and
   the same stats, cut into batches where the fuzzer says. A Rust panic is a failure here: in the
   worker it fails the batch, which is redone from the committed offset, for as long as the record
   is there (streams/partition.py).
-- `snapshot`: a partition's `md.state` record (streams/snapshots.py; of Coinbase, Kraken and LOBSTER
-  read onto the Python or the compiled window builders), edited (its fields swapped for
+- `snapshot`: a partition's `md.state` record (streams/snapshots.py; of Coinbase and Kraken read onto
+  the Python or the compiled window builders), edited (its fields swapped for
   other values or dropped, its bytes flipped, or the state's inflated body edited and deflated again,
   so the edits get past zlib's checksum into the codec and the compiled parts' `from_state`),
   either restores a pipeline that goes on through the rest of the stream (rejects allowed, nothing
   raised) or raises SnapshotError, on which the worker rebuilds from the first record. Anything else
   fails the partition's restore at every retry (streams/recovery.py).
-- `rebuild`: `megatrading book` on an edited ITCH day file or Binance capture, read on the native path in
+- `rebuild`: `megatrading book` on an edited ITCH day file, Binance capture or LOBSTER file, read on the native path in
   pieces the input sizes (orderbook.rebuild.NATIVE), against the Python feed's `rebuild`: the same rows,
   stats and errors, or the same error where the file is not the venue's.
 - `capture`: a text venue's capture file (Binance, Coinbase, Kraken, LOBSTER) edited line by line, gzipped or
@@ -72,7 +72,7 @@ SHARED_DATA = Path(os.environ.get("MT_SHARED_DATA", REPO.parent / "shared" / "da
 CONFIG = WindowConfig(n_events=16, n_rows=4, every_events=8)  # small windows: many of them per stream
 SEED_RECORDS = 400  # records of each seed stream: a live book and a few hundred windows, milliseconds a run
 VENUES = tuple(sorted(FEEDS))
-NATIVE_VENUES = ("binance", "itch")
+NATIVE_VENUES = ("binance", "itch", "lobster")
 JSON_VENUES = ("binance", "coinbase", "kraken")  # whose numbers an edit may swap (`NUMBERS`)
 # what a number in a JSON message becomes: the values feeds are built to refuse
 NUMBERS = (b"NaN", b"-1", b"0", b"-0", b"1e308", b"-1e308", b"1e-400", b"99999999999999999999999",
@@ -102,7 +102,10 @@ def seed_stream(venue: str) -> tuple[bytes, ...]:
 
     fmt = venue if venue in ("itch", "lobster", "binance", "coinbase") else "binance"
     result = simulate(SimConfig(n_symbols=2, duration_ns=120 * SEC, seed=5))
-    return tuple(itertools.islice((m.raw for m in messages(fmt, result)), SEED_RECORDS))
+    stream = messages(fmt, result)
+    if fmt == "lobster":  # one ticker's rows: a record's key names its book (`LOBSTER_KEY`)
+        stream = (m for m in stream if m.symbol == result.symbols[0].name)
+    return tuple(itertools.islice((m.raw for m in stream), SEED_RECORDS))
 
 
 # --------------------------------------------------------------------------- inputs -> streams
@@ -184,7 +187,8 @@ def run_pipeline(venue: str, values: Sequence[bytes], *, native: bool | None, cu
     """`values` through a VenuePipeline (`native` as VenuePipeline takes it), on one partition; the native
     path takes them in batches cut at `cuts` (the worker's process_batch), the reference one by one."""
     pipe = VenuePipeline(venue, CONFIG, native=native)
-    records = [_Record(None, v, PARTITION, i) for i, v in enumerate(values)]
+    key = LOBSTER_KEY if venue == "lobster" else None  # a LOBSTER row names no symbol: its record's key does
+    records = [_Record(key, v, PARTITION, i) for i, v in enumerate(values)]
     windows, rejects = [], []
     bounds = sorted({0, len(records), *(c for c in cuts if 0 < c < len(records))})
     for a, b in itertools.pairwise(bounds):
@@ -248,6 +252,7 @@ def native(data: bytes) -> None:
 
 
 GROUP, PARTITION = "fuzz", 0
+LOBSTER_KEY = b"FUZZ"
 # what a snapshot record's field becomes: other types, out-of-range numbers, another field's value
 FIELD_VALUES = (None, -1, 0, 1, 2**63, 2**64 - 1, 1.5, True, "", "x", b"", b"\x00", [], {}, [1, 2], {"a": 1})
 
@@ -360,9 +365,9 @@ def _rebuild_folder() -> Path:
 
 
 def rebuild(data: bytes) -> None:
-    """`megatrading book` of an edited ITCH day file or Binance capture (hftbacktest's lines: an edit's newline
-    splits a message, as a damaged file would) on both paths: the same rows, stats and errors, or the same
-    CaptureError where the file cannot be read as the venue's."""
+    """`megatrading book` of an edited ITCH day file, Binance capture (hftbacktest's lines: an edit's newline
+    splits a message, as a damaged file would) or LOBSTER message file on both paths: the same rows, stats and
+    errors, or the same CaptureError where the file cannot be read as the venue's."""
     from orderbook import native as native_build
     from orderbook.errors import CaptureError, FeedError
     from orderbook.native.check import rebuild_outcome
@@ -371,15 +376,18 @@ def rebuild(data: bytes) -> None:
     if not native_build.available():
         return
     e = Edits(data)
-    venue = ("itch", "binance")[e.int(2)]
+    venue = ("itch", "binance", "lobster")[e.int(3)]
     values = [v for v in edited(seed_stream(venue), e, venue == "binance") if len(v) <= 0xFFFF]
     levels, chunk, crossed = 1 + e.int(10), 8 + e.int(2048), e.int(2) == 0
     if venue == "itch":
         path = _rebuild_folder() / "day.NASDAQ_ITCH50"
         path.write_bytes(frame(values) + bytes(e.int(2)))  # and maybe a lone last byte
-    else:
+    elif venue == "binance":
         path = _rebuild_folder() / "capture.txt"
         path.write_bytes(b"".join(b"%d %s\n" % (1_700_000_000_000_000_000 + i, v) for i, v in enumerate(values)))
+    else:  # LOBSTER's naming: the rows are keyed AAPL
+        path = _rebuild_folder() / "AAPL_2012-06-21_34200000_57600000_message_10.csv"
+        path.write_bytes(b"".join(v + b"\n" for v in values))
 
     def outcome(native_path: bool) -> object:
         try:

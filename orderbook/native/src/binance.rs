@@ -21,7 +21,6 @@ use crate::state::{self, State};
 const MS: i64 = 1_000_000;
 const MAX_PENDING_TICKERS: usize = 256;
 const MAX_BUFFER: usize = 100_000; // BookSync.max_buffer
-const PY_INT_MAX_DIGITS: usize = 4300; // int() refuses longer digit strings (sys.get_int_max_str_digits)
 const FLAG_AGGRESSOR_BID: i16 = 8;
 const FLAG_AGGRESSOR_ASK: i16 = 16;
 
@@ -31,30 +30,7 @@ type Row = (i8, i64, i64);
 /// `parse_fixed(text, 8)` on a string's bytes: `digits[.digits]`, at most 8 significant decimals.
 /// None where Python raises (and where the value leaves int64: a documented difference).
 pub fn fixed8(s: &[u8]) -> Option<i64> {
-    let (whole, frac) = match s.iter().position(|&c| c == b'.') {
-        Some(p) => (&s[..p], &s[p + 1..]),
-        None => (s, &s[s.len()..]),
-    };
-    if (whole.is_empty() && frac.is_empty()) || whole.len() > PY_INT_MAX_DIGITS {
-        return None;
-    }
-    if !whole.iter().all(u8::is_ascii_digit) || !frac.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let (frac, extra) = frac.split_at(frac.len().min(8));
-    if extra.iter().any(|&c| c != b'0') {
-        return None;
-    }
-    let mut v: i64 = 0;
-    for &d in whole {
-        v = v.checked_mul(10)?.checked_add(i64::from(d - b'0'))?;
-    }
-    let mut f: i64 = 0;
-    for &d in frac {
-        f = f * 10 + i64::from(d - b'0');
-    }
-    f *= 10_i64.pow(8 - frac.len() as u32);
-    v.checked_mul(100_000_000)?.checked_add(f)
+    crate::numbers::fixed(s, 8)
 }
 
 /// The keys the decoder reads, found in one pass over an object (`Fields::of`) instead of a scan

@@ -579,7 +579,7 @@ impl MessageFeed for Itch {
     }
 }
 
-fn level_repr(level: Option<(i64, crate::book::Level)>) -> String {
+pub(crate) fn level_repr(level: Option<(i64, crate::book::Level)>) -> String {
     level.map_or("None".into(), |(p, l)| format!("({p}, {})", l.total))
 }
 
