@@ -64,9 +64,8 @@ def sources(args: argparse.Namespace) -> list[tuple[str, str, list[Rec]]]:
             out.append((Path(rel).name, venue, recs))
     minutes = 2 if args.quick else args.sim_minutes
     result = simulate(SimConfig(n_symbols=4, duration_ns=minutes * 60 * SEC, seed=7))
-    for fmt in ("coinbase",):
-        recs = [Rec(m.symbol.encode(), m.raw, 0, i) for i, m in enumerate(sim_messages(fmt, result))]
-        out.append((f"simulated {fmt} ({minutes} min, 4 symbols)", fmt, recs))
+    recs = [Rec(m.symbol.encode(), m.raw, 0, i) for i, m in enumerate(sim_messages("coinbase", result))]
+    out.append((f"simulated coinbase ({minutes} min, 4 symbols)", "coinbase", recs))
     return out
 
 

@@ -53,6 +53,10 @@ class PendingHeadlines:
         self._waiting = sorted(headlines, key=lambda h: h.ts)
         self._next = 0
 
+    def next_ts(self) -> int | None:
+        """The time of the next headline not handed out yet; None when none is left."""
+        return self._waiting[self._next].ts if self._next < len(self._waiting) else None
+
     def due(self, now: int) -> list[Headline]:
         """The headlines at or before `now` not handed out yet."""
         start = end = self._next

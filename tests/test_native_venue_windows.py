@@ -433,3 +433,37 @@ def test_the_pipelines_batch_on_the_native_path_equals_the_reference_record_by_r
     assert nat.position == ref.position == {3: 8100}
     assert [dataclasses.replace(r, error="") for r in got_r] == [dataclasses.replace(r, error="") for r in want_r]
     assert_same((want_w, [], ref.stats), (got_w, [], nat.stats))
+
+
+@pytest.mark.parametrize("venue", [pytest.param("binance", marks=pytest.mark.realdata), "itch"])
+def test_the_record_clocks_are_the_references_and_change_nothing(itch_sim: list[bytes], venue: str) -> None:
+    """NativeVenueWindows.clocks (where `megatrading score` cuts a batch for a headline): each record's latest
+    event time as the reference's VenueWindows.process gives the events (a refused record, or one without an
+    event, has none), the native state untouched."""
+    from orderbook.frames import FrameError, is_frame, messages_of
+    from orderbook.native.venue_windows import NO_CLOCK
+    from orderbook.venue_windows import VenueWindows
+
+    values = (
+        mangled_binance(capture("spot_btcusdt_20240808.gz")[:3000])
+        if venue == "binance"
+        else mangled_itch(itch_sim[:3000])
+    )
+    vw = VenueWindows(venue, CONFIG)
+
+    def events(value: bytes) -> list:
+        try:  # a frame's messages each (VenuePipeline's split), a broken frame refused whole
+            messages = messages_of(value, venue) if is_frame(value) else [value]
+        except FrameError:
+            messages = []
+        return [e for m in messages for e in vw.process(None, m).events]
+
+    for value in values[:1000]:
+        events(value)
+    nvw = NativeVenueWindows(venue, CONFIG)
+    nvw.process(values[:1000])
+    before = dump_state(nvw.__getstate__())
+    got = nvw.clocks(values[1000:]).tolist()
+    assert dump_state(nvw.__getstate__()) == before
+    want = [max((e.ts for e in events(value)), default=NO_CLOCK) for value in values[1000:]]
+    assert got == want and NO_CLOCK in want and len(set(want)) > 100

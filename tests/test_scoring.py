@@ -14,8 +14,6 @@ from model.serving.forecaster import PREDICTION_FIELDS
 from model.serving.scoring import (
     COLUMNS,
     NATIVE_BATCH,
-    NEWS_AHEAD,
-    joins_ahead,
     read_news,
     row,
     score_windows,
@@ -150,7 +148,9 @@ def test_a_stream_without_headlines_takes_the_native_path_and_gives_the_referenc
 ):
     """stream_windows (`score`, the alert tables) on a venue the native path decodes: NativeVenueWindows,
     NATIVE_BATCH records a call; the windows and the stats (a garbage record rejected) are those of
-    replay_windows record by record. With headlines too, up to NEWS_AHEAD a symbol."""
+    replay_windows record by record. With headlines too: the calls cut before each record a headline joins at,
+    the same windows however many a symbol has (more than its builders keep too), and with records that carry
+    their own clock."""
     from orderbook import native
     from tests.test_native_venue_windows import assert_same
 
@@ -171,19 +171,26 @@ def test_a_stream_without_headlines_takes_the_native_path_and_gives_the_referenc
         assert len(want) > 20 and stats == vw.stats and stats.records == len(records)
         assert sum(stats.rejected.values()) == (venue == "itch")  # the garbage record
         assert_same((want, [], None), (got, [], None))
-    # headlines: joined before the first record on the native path, where no symbol has more than its builders
-    # keep; the same windows as joined one by one at their time. Past that, record by record.
+    # headlines: each joins before the first record whose clock reaches it, on both paths
     news = read_news(d / "news.jsonl")
     per_symbol = Counter(s for h in news for s in h.symbols)
-    assert joins_ahead(news) and 3 <= max(per_symbol.values()) <= NEWS_AHEAD
     symbol = max(per_symbol, key=per_symbol.__getitem__)
     ts = sorted({h.ts for h in news})
-    more = [Headline(ts[i % len(ts)] + i, [symbol], f"filler {i}") for i in range(NEWS_AHEAD + 1 - per_symbol[symbol])]
-    for headlines, native_path in ((news, True), (news + more, False)):
+    # far more than a builder keeps (WindowConfig.news_kept), many joining at one record, some before any
+    more = [Headline(ts[i % len(ts)] + i * 7_919_000, [symbol], f"filler {i}") for i in range(400)]
+    more += [Headline(0, [symbol], "before the open"), Headline(ts[0], [symbol], "at a headline's time")]
+    for headlines in (news, news + more):
         calls.clear()
         with_news = list(stream_windows("itch", iter(itch), sorted(headlines, key=lambda h: h.ts))[0])
-        assert bool(calls) is native_path and any(w.news_mask.any() for w in with_news)
+        assert len(calls) > len(itch) / NATIVE_BATCH and sum(calls) == len(itch)  # cut where headlines join
+        assert any(w.news_mask.any() for w in with_news)
         assert_same((scored_windows(path, headlines), [], None), (with_news, [], None))
+    # records that carry their own clock (a simulated source's): a headline joins before the record at its time
+    timed = [RawRecord(r.key, r.value, ts[0] + (i - 4000) * 1_000_000) for i, r in enumerate(itch)]
+    vw = replay_windows("itch")
+    want = [w for done in process_records(vw, timed, news + more) for w in done.windows]
+    got = list(stream_windows("itch", iter(timed), sorted(news + more, key=lambda h: h.ts))[0])
+    assert_same((want, [], None), (got, [], None))
 
 
 @pytest.mark.realdata

@@ -11,40 +11,33 @@ window does not depend on the batch it is in (the Forecaster contract), so the r
 forecasts.
 
 Headlines (an `md.news` JSONL file, one record per line, read by the worker's parser) join a symbol's
-windows before the first record whose events are at or after the headline's time: the order in which a
-live worker that keeps up would see them. A window shows the headlines of its own time span, and every
-window made before a headline joins ends before its time (a file's records have no clock: a headline joins
-at the first record with an event at or after it), so joining them all before the first record gives the
-same windows wherever no symbol has more headlines than its window builder keeps (`NEWS_AHEAD`): that is
-how the native path takes them.
+windows before the first record whose events are at or after the headline's time (a file's records have
+no clock of their own): the order in which a live worker that keeps up would see them.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TextIO, TypeVar
+
+import numpy as np
 
 from model.serving.forecaster import PREDICTION_FIELDS, Forecaster, Prediction
 from orderbook import native
 from orderbook.errors import DecodeError
 from orderbook.native.convert import native_windows, reference_windows
 from orderbook.native.venue_windows import SUPPORTED, NativeVenueWindows
-from orderbook.news import Headline, parse_news
-from orderbook.venue_windows import NEWS_KEPT, WindowStats, process_records, replay_windows
+from orderbook.news import Headline, PendingHeadlines, parse_news
+from orderbook.venue_windows import WindowStats, process_records, replay_windows
 from orderbook.venues import RawRecord
-from orderbook.windows import Window, WindowConfig
+from orderbook.windows import Window
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 NATIVE_BATCH = 2000  # records a NativeVenueWindows.process call, as the worker's replay takes them
-# headlines a symbol may have for all of them to join before the first record: below both caps on what is kept
-# (a builder's newest `news_kept`, VenueWindows' NEWS_KEPT for builders made later), none is ever dropped, and
-# a window, which shows the headlines of its own span, is the same as with each joined at its time
-NEWS_AHEAD = min(NEWS_KEPT, WindowConfig().news_kept)
 
 COLUMNS = ("symbol", "event_ts", "seq", "anomaly_score", *(f for f in PREDICTION_FIELDS if f != "anomaly_score"))
 _PREDICTED = list(COLUMNS[3:])
@@ -71,47 +64,80 @@ def stream_windows(
 ) -> tuple[Iterator[Window], WindowStats]:
     """A recorded stream's windows, as the worker makes them, and the stats that count its records and
     rejects (filled as the windows are read). On a venue the native path decodes (and where it is on),
-    NativeVenueWindows takes NATIVE_BATCH records a call, as the worker's native path does, the headlines
-    joined before the first (where no symbol has more than NEWS_AHEAD); otherwise replay_windows takes them
-    one at a time, joining the headlines at each record's clock (process_records). The two give the same
+    NativeVenueWindows takes NATIVE_BATCH records a call, as the worker's native path does, a call cut before
+    each record a headline joins at (`_news_cuts`); otherwise replay_windows takes them one at a time
+    (process_records). Both join a headline at the first record whose clock reaches it, and give the same
     windows (tests/test_native_venue_windows.py, tests/test_scoring.py).
 
     A call the native path panics on (a bug of orderbook/native that some record meets) is redone on the
     reference path from the state before it, as the worker redoes such a batch (streams/partition.py), and
     the stream goes on on the native path after it: the same windows, a WARNING naming the records."""
-    if venue not in SUPPORTED or not native.enabled() or not joins_ahead(headlines):
+    if venue not in SUPPORTED or not native.enabled():
         vw = replay_windows(venue)
         return (w for done in process_records(vw, records, headlines) for w in done.windows), vw.stats
     stats = WindowStats()
 
     def windows() -> Iterator[Window]:
         nvw = NativeVenueWindows(venue)
-        for h in headlines:
-            nvw.add_news(h.ts, h.symbols, h.headline)
+        pending = PendingHeadlines(headlines)
         for chunk in _batched(enumerate(records), NATIVE_BATCH):
-            before = nvw.__getstate__()  # a copy of the compiled state (under a millisecond for a few books)
-            try:
-                keys = [r.key for _, r in chunk] if nvw.keyed else None
-                out = nvw.process([r.value for _, r in chunk], [(0, i) for i, _ in chunk], keys=keys).windows
-            except BaseException as err:
-                if not native.is_panic(err):
-                    raise
-                log.warning("the native %s path panicked on records %d-%d (%s: a bug of orderbook/native, report "
-                            "them): they are replayed on the reference path", venue, chunk[0][0], chunk[-1][0],
-                            err)  # fmt: skip
-                vw = reference_windows(before)
-                out = [w for i, r in chunk for w in vw.process(r.key, r.value, (0, i)).windows]
-                nvw = native_windows(vw)
-            vars(stats).update(vars(nvw.stats))
-            yield from out
+            for due, part in _news_cuts(nvw, chunk, pending):
+                for h in due:
+                    nvw.add_news(h.ts, h.symbols, h.headline)
+                nvw, out = _native_part(nvw, part)
+                vars(stats).update(vars(nvw.stats))
+                yield from out
 
     return windows(), stats
 
 
-def joins_ahead(headlines: Sequence[Headline]) -> bool:
-    """Whether the headlines may all join before the first record: no symbol has more than NEWS_AHEAD."""
-    per_symbol = Counter(s for s, _, _ in {(s, h.ts, h.headline) for h in headlines for s in h.symbols})
-    return max(per_symbol.values(), default=0) <= NEWS_AHEAD
+Part = list[tuple[int, RawRecord]]  # records with their index in the stream
+
+
+def _news_cuts(nvw: NativeVenueWindows, chunk: Part, pending: PendingHeadlines) -> list[tuple[list[Headline], Part]]:
+    """`chunk` cut before each record a headline joins at, each part with the headlines to join before it.
+    A record's clock is its `ts` where it has one, else the latest time of its events (process_records'
+    rule), which `NativeVenueWindows.clocks` finds on a copy of the feed: a few milliseconds a chunk, and
+    none once no headline is left."""
+    if pending.next_ts() is None:
+        return [([], chunk)]
+    keys = [r.key for _, r in chunk] if nvw.keyed else None
+    clocks = nvw.clocks([r.value for _, r in chunk], keys)
+    for j, (_, rec) in enumerate(chunk):
+        if rec.ts is not None:
+            clocks[j] = rec.ts
+    out: list[tuple[list[Headline], Part]] = []
+    due: list[Headline] = []
+    start = 0
+    while (next_ts := pending.next_ts()) is not None:
+        # the first record from `start` whose clock reaches the next headline (NO_CLOCK never does); never
+        # `start` itself after a cut, as every headline up to its clock has joined
+        hits = np.flatnonzero(clocks[start:] >= next_ts)
+        if not len(hits):
+            break
+        j = start + int(hits[0])
+        if j > start:
+            out.append((due, chunk[start:j]))
+        due, start = pending.due(int(clocks[j])), j
+    out.append((due, chunk[start:]))
+    return out
+
+
+def _native_part(nvw: NativeVenueWindows, part: Part) -> tuple[NativeVenueWindows, list[Window]]:
+    """The part's windows through `nvw` (one call); where the compiled code panics, the part again on the
+    reference path from the state before, then the state back on the native path for the next part."""
+    before = nvw.__getstate__()  # a copy of the compiled state (under a millisecond for a few books)
+    try:
+        keys = [r.key for _, r in part] if nvw.keyed else None
+        return nvw, nvw.process([r.value for _, r in part], [(0, i) for i, _ in part], keys=keys).windows
+    except BaseException as err:
+        if not native.is_panic(err):
+            raise
+        log.warning("the native %s path panicked on records %d-%d (%s: a bug of orderbook/native, report them): "
+                    "they are replayed on the reference path", nvw.venue, part[0][0], part[-1][0], err)  # fmt: skip
+        vw = reference_windows(before)
+        out = [w for i, r in part for w in vw.process(r.key, r.value, (0, i)).windows]
+        return native_windows(vw), out
 
 
 def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:

@@ -68,6 +68,7 @@ _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
 _FEEDS: dict[str, Any] = {"itch": native.ItchFeed, "binance": native.BinanceFeed, "lobster": native.LobsterFeed}
 _L3_VENUES = frozenset({"itch", "lobster"})  # order-by-order books
+NO_CLOCK = np.iinfo(np.int64).min  # `clocks` of a record without an accepted event
 
 
 class MessageReject(NamedTuple):
@@ -206,13 +207,7 @@ class NativeVenueWindows:
         self.stats.records += n + len(split.refused)
         for _, reason, _ in split.refused:
             self.stats.rejected[reason] += 1
-        batch = None
-        if n and isinstance(self.feed, native.LobsterFeed):
-            by_record = keys if keys is not None else [None] * len(values)
-            # a frame's messages are its record's: they share its key
-            batch = self.feed.on_messages(split.messages, [by_record[r] for r in split.record.tolist()])
-        elif n:
-            batch = self.feed.on_messages(split.messages)
+        batch = self._on_messages(self.feed, split, keys, len(values)) if n else None
         out: list[tuple[int, Window]] = []
         rejects: list[tuple[tuple[int, int], MessageReject]] = [
             ((rec, -1), MessageReject(reason, error, rec, None, values[rec])) for rec, reason, error in split.refused
@@ -226,6 +221,33 @@ class NativeVenueWindows:
         out.sort(key=lambda w: w[0])  # message order; one message never completes two windows
         self.stats.windows += len(out)
         return Done([w for _, w in out], [r for _, r in rejects])
+
+    def clocks(self, values: Sequence[bytes], keys: Sequence[bytes | None] | None = None) -> np.ndarray:
+        """Each record's clock as `process` would find it, nothing changed: the latest time of the events of
+        its accepted messages (NO_CLOCK where it has none: refused, or no event), from a copy of the feed, as
+        int64. What `megatrading score` cuts a batch by, so that a headline joins before the record the
+        reference joins it at (orderbook.venue_windows.process_records)."""
+        latest = np.full(len(values), NO_CLOCK, np.int64)
+        split = self._split(values)
+        if not split.messages:
+            return latest
+        probe = type(self.feed).__new__(type(self.feed))
+        probe.__setstate__(self.feed.__getstate__())
+        batch = self._on_messages(probe, split, keys, len(values))
+        ev = batch.events
+        refused = batch.rejects["msg"]
+        if len(refused):
+            ev = ev[~np.isin(ev["msg"], refused)]
+        np.maximum.at(latest, split.record[ev["msg"]], ev["ts"])
+        return latest
+
+    def _on_messages(self, feed: Any, split: _Split, keys: Sequence[bytes | None] | None, n: int) -> native.Batch:
+        """The split batch through `feed` (the records' keys with a frame's messages where the venue reads them)."""
+        if isinstance(feed, native.LobsterFeed):
+            by_record = keys if keys is not None else [None] * n
+            # a frame's messages are its record's: they share its key
+            return feed.on_messages(split.messages, [by_record[r] for r in split.record.tolist()])
+        return feed.on_messages(split.messages)
 
     @property
     def keyed(self) -> bool:
