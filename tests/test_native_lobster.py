@@ -143,6 +143,11 @@ def test_each_kind_of_bad_row_is_refused_for_the_references_reason(stream: Keyed
         (b"1" * 4301 + b",1,3,1,1,1", "malformed"),  # a time int() refuses to read
         (b"34200.6,1,4,1,9223372036854775808,1", "malformed"),  # past int64
         (b"34200.7,1,5,-1,1,1", "malformed"),
+        (b"34200.71,7,0,0,-1,-1", None),  # a halt, quoting, trading again: STATUS events
+        (b"34200.72,7,5,3,0,1", None),
+        (b"34200.73,7,0,0,1,-1", None),
+        (b"34200.74,5,9,10,5000,1", None),  # a hidden execution and a cross trade: TRADE events
+        (b"34200.75,6,0,100,5000,-1", None),
         (b"34200.8,1,6,10,5853300,1", "crossed_book"),  # applied, then refused
     ]
     records = [(key, r) for r, _ in rows] + [(None, rows[0][0]), (b"", rows[0][0])]
