@@ -128,7 +128,7 @@ def itch(args: argparse.Namespace) -> bool:
 
 def lobster(args: argparse.Namespace) -> bool:
     with tempfile.TemporaryDirectory(prefix="rebuild-bench-") as tmp:
-        path, n = day_file(50_000 if args.quick else args.messages, args.symbols, Path(tmp), "lobster")
+        path, n = day_file(10_000 if args.quick else args.messages, args.symbols, Path(tmp), "lobster")
         print(f"# megatrading book on a simulated LOBSTER message file (the busiest of {args.symbols} tickers): "
               f"{n:,} messages, {path.stat().st_size:,} bytes; {args.levels} levels\n")  # fmt: skip
         print(HEADER)
@@ -159,7 +159,8 @@ def main() -> int:
                     help="Binance: the folder of captures")  # fmt: skip
     ap.add_argument("--levels", type=int, default=10)
     ap.add_argument("--quick", action="store_true",
-                    help="a smoke run: 50,000 ITCH or LOBSTER messages, the smallest Binance capture")  # fmt: skip
+                    help="a smoke run: 50,000 ITCH messages, 10,000 LOBSTER rows, the smallest Binance "
+                    "capture")  # fmt: skip
     args = ap.parse_args()
     if not native.enabled():
         print(f"nothing to compare: {native.describe()}")
