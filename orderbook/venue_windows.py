@@ -229,9 +229,13 @@ def process_records(
     event's time (they join once it is decoded, before its windows are built)."""
     pending = PendingHeadlines(headlines)
     for i, rec in enumerate(records):
-        if rec.ts is None:
-            yield vw.process(rec.key, rec.value, (0, i), news=pending)
-            continue
-        for h in pending.due(rec.ts):
-            vw.add_news(h.ts, h.symbols, h.headline)
-        yield vw.process(rec.key, rec.value, (0, i))
+        yield process_record(vw, i, rec, pending)
+
+
+def process_record(vw: VenueWindows, index: int, rec: RawRecord, pending: PendingHeadlines) -> Processed:
+    """Record `index` of `process_records`' stream, the headlines of `pending` joined by its rule."""
+    if rec.ts is None:
+        return vw.process(rec.key, rec.value, (0, index), news=pending)
+    for h in pending.due(rec.ts):
+        vw.add_news(h.ts, h.symbols, h.headline)
+    return vw.process(rec.key, rec.value, (0, index))

@@ -243,3 +243,34 @@ def test_generative_scores_equal_the_served_models_forecasts(sim_dir, tmp_path):
     assert [(g["symbol"], g["seq"]) for g in got] == [(w["symbol"], w["seq"]) for w in want]
     for g, w in zip(got, want, strict=True):
         assert [g[c] for c in COLUMNS[3:]] == pytest.approx([w[c] for c in COLUMNS[3:]], rel=1e-5, abs=1e-6)
+
+
+def test_a_panic_finding_the_records_clocks_replays_that_chunk_on_the_reference_path(sim_dir, monkeypatch, caplog):
+    """`NativeVenueWindows.clocks` (where a call is cut for a headline) decodes the chunk natively too: a panic
+    there replays the chunk on the reference path, its headlines joined at their records, and the stream goes
+    on natively; the windows are the reference's, a WARNING names the records."""
+    from orderbook import native
+    from orderbook.native.venue_windows import NativeVenueWindows
+    from tests.test_native_venue_windows import assert_same
+
+    if not native.enabled():
+        pytest.skip(native.describe())
+    d, path = sim_dir
+    records = list(capture_records("itch", [path]))
+    news = read_news(d / "news.jsonl")
+    clocks, seen = NativeVenueWindows.clocks, []
+
+    def panicking(self, values, keys=None):
+        seen.append(len(values))
+        if len(seen) == 2:
+            native.panic("a bug met by these records")
+        return clocks(self, values, keys)
+
+    monkeypatch.setattr(NativeVenueWindows, "clocks", panicking)
+    with caplog.at_level("WARNING"):
+        got = list(stream_windows("itch", iter(records), news)[0])
+    last = min(2 * NATIVE_BATCH, len(records)) - 1
+    assert len(seen) >= 2 and f"panicked on records {NATIVE_BATCH}-{last}" in caplog.text
+    want = scored_windows(path, news)
+    assert any(w.news_mask.any() and NATIVE_BATCH <= w.offset[1] <= last for w in want)  # headlines joined there
+    assert_same((want, [], None), (got, [], None))

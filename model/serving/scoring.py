@@ -31,7 +31,7 @@ from orderbook.errors import DecodeError
 from orderbook.native.convert import native_windows, reference_windows
 from orderbook.native.venue_windows import SUPPORTED, NativeVenueWindows
 from orderbook.news import Headline, PendingHeadlines, parse_news
-from orderbook.venue_windows import WindowStats, process_records, replay_windows
+from orderbook.venue_windows import WindowStats, process_record, process_records, replay_windows
 from orderbook.venues import RawRecord
 from orderbook.windows import Window
 
@@ -81,10 +81,19 @@ def stream_windows(
         nvw = NativeVenueWindows(venue)
         pending = PendingHeadlines(headlines)
         for chunk in _batched(enumerate(records), NATIVE_BATCH):
-            for due, part in _news_cuts(nvw, chunk, pending):
+            try:
+                parts = _news_cuts(nvw, chunk, pending)
+            except BaseException as err:  # the clocks' decode met the bug a `process` call would meet
+                if not native.is_panic(err):
+                    raise
+                nvw, out = _on_reference_path(nvw.__getstate__(), chunk, pending, err)
+                vars(stats).update(vars(nvw.stats))
+                yield from out
+                continue
+            for due, part in parts:
                 for h in due:
                     nvw.add_news(h.ts, h.symbols, h.headline)
-                nvw, out = _native_part(nvw, part)
+                nvw, out = _native_part(nvw, part, pending)
                 vars(stats).update(vars(nvw.stats))
                 yield from out
 
@@ -123,9 +132,11 @@ def _news_cuts(nvw: NativeVenueWindows, chunk: Part, pending: PendingHeadlines) 
     return out
 
 
-def _native_part(nvw: NativeVenueWindows, part: Part) -> tuple[NativeVenueWindows, list[Window]]:
+def _native_part(
+    nvw: NativeVenueWindows, part: Part, pending: PendingHeadlines
+) -> tuple[NativeVenueWindows, list[Window]]:
     """The part's windows through `nvw` (one call); where the compiled code panics, the part again on the
-    reference path from the state before, then the state back on the native path for the next part."""
+    reference path from the state before."""
     before = nvw.__getstate__()  # a copy of the compiled state (under a millisecond for a few books)
     try:
         keys = [r.key for _, r in part] if nvw.keyed else None
@@ -133,11 +144,20 @@ def _native_part(nvw: NativeVenueWindows, part: Part) -> tuple[NativeVenueWindow
     except BaseException as err:
         if not native.is_panic(err):
             raise
-        log.warning("the native %s path panicked on records %d-%d (%s: a bug of orderbook/native, report them): "
-                    "they are replayed on the reference path", nvw.venue, part[0][0], part[-1][0], err)  # fmt: skip
-        vw = reference_windows(before)
-        out = [w for i, r in part for w in vw.process(r.key, r.value, (0, i)).windows]
-        return native_windows(vw), out
+        return _on_reference_path(before, part, pending, err)
+
+
+def _on_reference_path(
+    state: dict, part: Part, pending: PendingHeadlines, err: BaseException
+) -> tuple[NativeVenueWindows, list[Window]]:
+    """Records the native path panicked on, on the reference path from the native `state` before them
+    (the headlines joined by process_records' rule: none falls inside a part, a whole chunk's do), then
+    the state back on the native path for the next records."""
+    log.warning("the native %s path panicked on records %d-%d (%s: a bug of orderbook/native, report them): "
+                "they are replayed on the reference path", state["venue"], part[0][0], part[-1][0], err)  # fmt: skip
+    vw = reference_windows(state)
+    out = [w for i, r in part for w in process_record(vw, i, r, pending).windows]
+    return native_windows(vw), out
 
 
 def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
