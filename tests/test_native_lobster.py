@@ -256,3 +256,26 @@ def test_the_native_pipeline_takes_batches_and_frames_as_the_reference_takes_rec
         outs.append((windows, rejects, pipe.stats))
     assert len(outs[0][0]) > 40 and any(r[2] is None for r in outs[0][1])
     assert pipeline_difference(*outs) is None
+
+
+def test_score_on_lobster_files_with_headlines_gives_the_reference_windows(
+    result: SimResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`megatrading score` of several LOBSTER files (each keyed by its file name's ticker) with a news file: the
+    native path's windows are the reference's record by record, more headlines than a builder keeps too."""
+    from model.serving.scoring import stream_windows
+    from orderbook.news import Headline
+    from orderbook.venues import capture_records
+    from tests.test_native_venue_windows import assert_same
+
+    if not native.enabled():
+        pytest.skip(native.describe())
+    paths = [p for p in write_lobster(result, tmp_path, 5) if "_message_" in p.name]
+    records = list(capture_records("lobster", paths))
+    names = [s.name for s in result.symbols]
+    headlines = [Headline((34_200 + 4 * k) * SEC, [names[k % 3]], f"headline {k}") for k in range(150)]
+    got = list(stream_windows("lobster", iter(records), headlines)[0])
+    monkeypatch.setenv(native.ENV, "0")
+    want = list(stream_windows("lobster", iter(records), headlines)[0])
+    assert len(want) > 100 and any(w.news_mask.any() for w in want)
+    assert_same((want, [], None), (got, [], None))
