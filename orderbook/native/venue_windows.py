@@ -29,6 +29,7 @@ from it; streams/snapshots.py writes it to `md.state`. `dump_state` of the objec
 
 from __future__ import annotations
 
+import copy
 import functools
 import operator
 import struct
@@ -51,7 +52,8 @@ from ..venues.base import MIN_LEVELS_FOR_TICK
 from ..venues.lobster import decode_row
 from ..windows import Window, WindowConfig
 
-SUPPORTED = frozenset({"itch", "binance", "lobster"})
+_FEEDS: dict[str, Any] = {"itch": native.ItchFeed, "binance": native.BinanceFeed, "lobster": native.LobsterFeed}
+SUPPORTED = frozenset(_FEEDS)
 """Venues the crate decodes; the others stay on the reference path."""
 
 STATE_KIND = "native_venue_windows"
@@ -66,7 +68,6 @@ _BOOK_ERROR = native.REASONS.index(native.BookError)
 _FRAMED = operator.methodcaller("startswith", MAGIC)  # frames.is_frame, run by map() in C
 _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
-_FEEDS: dict[str, Any] = {"itch": native.ItchFeed, "binance": native.BinanceFeed, "lobster": native.LobsterFeed}
 _L3_VENUES = frozenset({"itch", "lobster"})  # order-by-order books
 NO_CLOCK = np.iinfo(np.int64).min  # `clocks` of a record without an accepted event
 
@@ -231,9 +232,7 @@ class NativeVenueWindows:
         split = self._split(values)
         if not split.messages:
             return latest
-        probe = type(self.feed).__new__(type(self.feed))
-        probe.__setstate__(self.feed.__getstate__())
-        batch = self._on_messages(probe, split, keys, len(values))
+        batch = self._on_messages(copy.deepcopy(self.feed), split, keys, len(values))
         ev = batch.events
         refused = batch.rejects["msg"]
         if len(refused):

@@ -379,11 +379,7 @@ impl Itch {
         };
         let name = self.book_name[book as usize];
         if self.check_crossed && self.books[book as usize].crossed() {
-            let b = &self.books[book as usize];
-            let text = format!("best bid {} >= best ask {}", level_repr(b.bids.best()), level_repr(b.asks.best()));
-            let mut r = Refusal::new(Reason::CrossedBook, text, name, Some(seq));
-            r.ts = ts;
-            return Err(r);
+            return Err(crossed_refusal(&self.books[book as usize], name, seq, ts));
         }
         Ok(Some(Ev { symbol: name, ..event }))
     }
@@ -579,8 +575,16 @@ impl MessageFeed for Itch {
     }
 }
 
-pub(crate) fn level_repr(level: Option<(i64, crate::book::Level)>) -> String {
+fn level_repr(level: Option<(i64, crate::book::Level)>) -> String {
     level.map_or("None".into(), |(p, l)| format!("({p}, {})", l.total))
+}
+
+/// `Feed.check`'s CrossedBook for an order-by-order book a message left crossed (ITCH, LOBSTER).
+pub(crate) fn crossed_refusal(book: &L3, name: u32, seq: i64, ts: i64) -> Refusal {
+    let text = format!("best bid {} >= best ask {}", level_repr(book.bids.best()), level_repr(book.asks.best()));
+    let mut r = Refusal::new(Reason::CrossedBook, text, name, Some(seq));
+    r.ts = ts;
+    r
 }
 
 // ------------------------------------------------------------------------------------ state
@@ -605,14 +609,7 @@ impl Itch {
         s.set("names", self.names.from(0))?;
         s.set_packed("locates", &locate_pairs(&self.locate_name))?;
         s.set_packed("placeholders", &locate_pairs(&self.placeholder))?;
-        let books = PyList::empty(py);
-        for (book, &name) in self.books.iter().zip(&self.book_name) {
-            let b = State::part(py, STATE_KIND);
-            b.set("symbol", name)?;
-            state::put_l3(&b, book)?;
-            books.append(b.dict)?;
-        }
-        s.set("books", books)?;
+        state::put_l3_books(&s, &self.books, &self.book_name)?;
         s.set("messages", self.messages)?;
         s.set("system_event", self.system_event)?;
         Ok(s.dict)
@@ -623,7 +620,6 @@ impl Itch {
         let symbols: Option<Vec<String>> = s.get("symbols")?;
         let mut feed = Itch::new(symbol_set(symbols), s.get("check_crossed")?);
         feed.names = Names::from_list(s.get("names")?).map_err(|e| s.invalid(e))?;
-        feed.name_book = vec![NONE; feed.names.len()];
         let n_names = feed.names.len();
         let name_id = |v: i64| u32::try_from(v).ok().filter(|&id| (id as usize) < n_names);
         for (key, table) in [("locates", &mut feed.locate_name), ("placeholders", &mut feed.placeholder)] {
@@ -639,15 +635,7 @@ impl Itch {
                 }
             }
         }
-        for b in s.parts("books")? {
-            let name = name_id(b.get("symbol")?).ok_or_else(|| s.invalid("a book of no symbol"))?;
-            if feed.name_book[name as usize] != NONE {
-                return Err(s.invalid(format!("two books for {:?}", feed.names.name(name))));
-            }
-            feed.name_book[name as usize] = feed.books.len() as u32;
-            feed.books.push(state::take_l3(&b)?);
-            feed.book_name.push(name);
-        }
+        (feed.books, feed.book_name, feed.name_book) = state::take_l3_books(&s, &feed.names)?;
         feed.messages = s.get("messages")?;
         feed.system_event = s.get("system_event")?;
         Ok(feed)

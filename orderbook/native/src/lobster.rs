@@ -16,7 +16,7 @@ use rustc_hash::FxHashSet;
 use crate::batch::{batch_py, message_list, Batch, Ev, Events, MessageFeed, Names, Refusal, Rejects, NONE};
 use crate::book::{kind, Level, ASK, BID, L3};
 use crate::errors::{Fault, Reason};
-use crate::itch::{level_repr, sorted, symbol_set, MAX_MESSAGE_BYTES};
+use crate::itch::{crossed_refusal, sorted, symbol_set, MAX_MESSAGE_BYTES};
 use crate::numbers::{fixed, int64};
 use crate::rebuild::{lobster_row, BookRows, Target};
 use crate::state::{self, State};
@@ -179,11 +179,7 @@ impl Lobster {
         let book = &mut self.books[b];
         book.apply(ev.kind, ev.order_id, ev.side, ev.price, ev.size, 0).map_err(|f| Refusal::of(f, name, Some(seq)))?;
         if self.check_crossed && book.crossed() {
-            let text =
-                format!("best bid {} >= best ask {}", level_repr(book.bids.best()), level_repr(book.asks.best()));
-            let mut r = Refusal::new(Reason::CrossedBook, text, name, Some(seq));
-            r.ts = ev.ts;
-            return Err(r);
+            return Err(crossed_refusal(book, name, seq, ev.ts));
         }
         Ok(Ev { symbol: name, ..ev })
     }
@@ -239,14 +235,7 @@ impl Lobster {
         s.set("symbols", sorted(&self.symbols))?;
         s.set("names", self.names.from(0))?;
         s.set_packed("rows", &self.rows)?;
-        let books = PyList::empty(py);
-        for (book, &name) in self.books.iter().zip(&self.book_name) {
-            let b = State::part(py, STATE_KIND);
-            b.set("symbol", name)?;
-            state::put_l3(&b, book)?;
-            books.append(b.dict)?;
-        }
-        s.set("books", books)?;
+        state::put_l3_books(&s, &self.books, &self.book_name)?;
         Ok(s.dict)
     }
 
@@ -262,19 +251,7 @@ impl Lobster {
                 s.invalid(format!("rows: {} counts, not one count of rows per each of {n} names", feed.rows.len()))
             );
         }
-        feed.name_book = vec![NONE; n];
-        for b in s.parts("books")? {
-            let name: i64 = b.get("symbol")?;
-            let Some(name) = u32::try_from(name).ok().filter(|&id| (id as usize) < n) else {
-                return Err(s.invalid(format!("a book of symbol id {name}")));
-            };
-            if feed.name_book[name as usize] != NONE {
-                return Err(s.invalid(format!("two books for {:?}", feed.names.name(name))));
-            }
-            feed.name_book[name as usize] = feed.books.len() as u32;
-            feed.books.push(state::take_l3(&b)?);
-            feed.book_name.push(name);
-        }
+        (feed.books, feed.book_name, feed.name_book) = state::take_l3_books(&s, &feed.names)?;
         Ok(feed)
     }
 }

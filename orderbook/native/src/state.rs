@@ -13,6 +13,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
+use crate::batch::{Names, NONE};
 use crate::book::{Order, ASK, BID, L2, L3};
 
 /// The layout version of every state this module writes; bump it when a field changes meaning.
@@ -153,4 +154,37 @@ pub fn take_l3(s: &State<'_>) -> PyResult<L3> {
         |v: Vec<i64>| -> Vec<(u64, i64, i64)> { v.chunks_exact(3).map(|c| (c[0] as u64, c[1], c[2])).collect() };
     let (bids, asks) = (orders(s.packed("bids", 3)?), orders(s.packed("asks", 3)?));
     L3::from_orders(&bids, &asks).map_err(|e| s.invalid(e))
+}
+
+/// An order-by-order feed's books into `s` as "books": [{"symbol": name id, "bids", "asks"}] in the order
+/// the books were made (`names[i]` is book i's symbol id).
+pub fn put_l3_books(s: &State<'_>, books: &[L3], names: &[u32]) -> PyResult<()> {
+    let py = s.dict.py();
+    let list = PyList::empty(py);
+    for (book, &name) in books.iter().zip(names) {
+        let b = State::part(py, s.what);
+        b.set("symbol", name)?;
+        put_l3(&b, book)?;
+        list.append(b.dict)?;
+    }
+    s.set("books", list)
+}
+
+/// `put_l3_books`' books back: (books, each one's symbol id, symbol id -> book index or NONE), each book
+/// of its own id in `names`.
+pub fn take_l3_books(s: &State<'_>, names: &Names) -> PyResult<(Vec<L3>, Vec<u32>, Vec<u32>)> {
+    let (mut books, mut book_name, mut name_book) = (Vec::new(), Vec::new(), vec![NONE; names.len()]);
+    for b in s.parts("books")? {
+        let id: i64 = b.get("symbol")?;
+        let Some(name) = u32::try_from(id).ok().filter(|&n| (n as usize) < names.len()) else {
+            return Err(s.invalid(format!("a book of symbol id {id}, not one of the {} names", names.len())));
+        };
+        if name_book[name as usize] != NONE {
+            return Err(s.invalid(format!("two books for {:?}", names.name(name))));
+        }
+        name_book[name as usize] = books.len() as u32;
+        books.push(take_l3(&b)?);
+        book_name.push(name);
+    }
+    Ok((books, book_name, name_book))
 }
