@@ -1,6 +1,6 @@
 """The worker's pipeline on the venues without a native decoder: compiled window builders beside Python ones.
 
-A worker whose venue the Rust crate does not decode (Coinbase, Kraken) keeps the Python feeds and
+A worker whose venue the Rust crate does not decode (Coinbase) keeps the Python feeds and
 books; where the native module is on, its window builders are the compiled ones
 (`orderbook.venue_windows.CompiledBuilderWindows`, streams/pipeline.py). This times
 `streams.pipeline.VenuePipeline.process_batch` (2,000 records a call, as the worker's batches) on the same
@@ -12,10 +12,10 @@ Beside it, the snapshot of the pipeline at the stream's end (`VenuePipeline.dump
 encodes into `md.state`; on the compiled builders it converts them to the reference builders first,
 orderbook/native/convert.py `reference_builders`), the median of 5.
 
-Sources: the real Coinbase and Kraken captures of --real (KRAKEN.ws.48/49 hold under 100 messages: left
-out), and a simulated Coinbase `full` (L3) stream (model/sim, as `megatrading simulate --format coinbase`
-writes it; --sim-minutes). LOBSTER, which had its place here, has a native decoder since 2026-12-06
-(orderbook/native/src/lobster.rs): bench/pipeline_bench.py --venue lobster times its worker.
+Sources: the real Coinbase capture of --real, and a simulated Coinbase `full` (L3) stream (model/sim, as
+`megatrading simulate --format coinbase` writes it; --sim-minutes). LOBSTER and Kraken, which had their
+place here, have native decoders since 2026-12-06 (orderbook/native/src/lobster.rs, kraken.rs):
+bench/pipeline_bench.py --venue lobster and --venue kraken time their workers.
 
     .venv/bin/python bench/compiled_builders_bench.py [--real ../shared/data] [--sim-minutes 10] [--passes 3] [--quick]
 """
@@ -44,7 +44,6 @@ from streams.pipeline import VenuePipeline  # noqa: E402
 BATCH = 2000
 REAL = [
     ("coinbase", "cryptofeed-captures/COINBASE.ws.28.0.gz"),
-    ("kraken", "cryptofeed-captures/KRAKEN.ws.50.0.gz"),
 ]
 
 

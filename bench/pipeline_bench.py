@@ -8,6 +8,9 @@ folder, always stopped at the end). Data (`--venue`):
   of each capture travel under distinct symbols (`"s"`/`"symbol"` and the stream name rewritten:
   BTCUSDT_T0, BTCUSDT_T1, ...; the USD-M capture as BTCUSDTPERP_*), merged by capture time as a
   multi-symbol feed interleaves them;
+- kraken: copies of the real Kraken book capture (cryptofeed-captures/KRAKEN.ws.50.0.gz: ten pairs' subscribe
+  answers, 1,000-level snapshots, updates with their CRC32 checksums), each copy's pairs renamed `<pair>.<k>`,
+  merged by capture time. Saturation only;
 - itch, lobster, coinbase: a simulated day over `--itch-symbols` stocks (model/sim, as `megatrading
   simulate --format FMT` writes it; Coinbase's `full` channel), keyed by stock (ITCH's system messages
   unkeyed). Saturation only. Coinbase has no native decoder: its worker runs the Python feed with the
@@ -99,6 +102,7 @@ import contextlib
 import cProfile
 import gc
 import heapq
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -247,6 +251,29 @@ def timed_messages(captures: dict[str, list[Any]], n: int, tag: str) -> list[Tim
 
 
 SIMULATED = ("itch", "lobster", "coinbase")  # `--venue`s simulated here (model/sim writes them)
+KRAKEN_BOOKS = "cryptofeed-captures/KRAKEN.ws.50.0.gz"
+
+
+def kraken_messages(data: Path, n: int) -> list[Timed]:
+    """The first `n` messages of copies of the Kraken book capture (ten pairs, each copy's renamed
+    `<pair>.<copy>`: its subscribe answers, 1,000-level snapshots, updates with their checksums), merged by
+    capture time, keyed by pair as `replay` keys them."""
+    records = [r for r in feed_class("kraken").read_capture(data / KRAKEN_BOOKS) if r.raw[:1] in (b"[", b"{")]
+    pairs = sorted({m.group(1) for r in records for m in re.finditer(rb'"([A-Z]+/[A-Z]+)"', r.raw)})
+    pattern = re.compile(rb'"(' + b"|".join(re.escape(p) for p in pairs) + rb')"')
+    copies = max(1, -(-n // len(records)))
+    key_of = feed_class("kraken")().key
+    streams = []
+    for k in range(copies):
+        suffix = b".%d" % k
+
+        def rename(raw: bytes, suffix: bytes = suffix) -> bytes:
+            return pattern.sub(lambda m: b'"' + m.group(1) + suffix + b'"', raw)
+
+        renamed = [(r.recv_ts, rename(r.raw)) for r in records]
+        streams.append([(ts, key_of(raw).encode() or None, raw) for ts, raw in renamed])
+    merged = heapq.merge(*streams, key=lambda t: t[0])
+    return [(key, raw, ts) for ts, key, raw in itertools.islice(merged, n)]
 
 
 def simulated(fmt: str, n: int, symbols: int, seed: int) -> list[Timed]:
@@ -1085,10 +1112,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     default_data = Path(os.environ.get("MT_SHARED_DATA", REPO.parent / "shared" / "data"))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=default_data, help=f"shared data folder (default: {default_data})")
-    p.add_argument("--venue", choices=("binance", *SIMULATED), default="binance", help="the saturation run's feed: "
-                   "the real Binance captures, or a simulated day in ITCH 5.0, LOBSTER or Coinbase `full` (no native "
-                   "decoder for the last: the compiled window builders on the Python feed; saturation only; "
-                   "default: binance)")  # fmt: skip
+    p.add_argument("--venue", choices=("binance", "kraken", *SIMULATED), default="binance", help="the saturation "
+                   "run's feed: the real Binance captures, copies of the real Kraken book capture (saturation only), "
+                   "or a simulated day in ITCH 5.0, LOBSTER or Coinbase `full` (no native decoder for the last: the "
+                   "compiled window builders on the Python feed; saturation only; default: binance)")  # fmt: skip
     p.add_argument("--messages", type=int, default=500_000, help="venue messages for the saturation runs "
                    "(default: 500000: the worker drains 200,000 in under a second)")  # fmt: skip
     p.add_argument("--no-frames", dest="frames", action="store_false", help="one message a record in the "
@@ -1145,6 +1172,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def workload(args: argparse.Namespace, captures: dict[str, list[Any]]) -> Workload:
     if args.venue in SIMULATED:
         msgs = simulated(args.venue, args.messages, args.itch_symbols, seed=7)
+    elif args.venue == "kraken":
+        msgs = kraken_messages(args.data, args.messages)
     else:
         msgs = timed_messages(captures, args.messages, "T")
     recs, n = as_records(msgs, args.frames)

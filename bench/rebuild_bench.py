@@ -11,6 +11,9 @@ NASDAQ day holds 250-400 million messages: the rate is what matters.
 `--venue lobster`: the same simulation as LOBSTER message files (`megatrading simulate --format lobster`), the
 busiest ticker's file until it holds `--messages` rows, its book.
 
+`--venue kraken`: the real Kraken book capture (../shared/data/cryptofeed-captures/KRAKEN.ws.50.0.gz: ten pairs,
+1,000-level snapshots, updates with their checksums), the first pair's book and the busiest pair's.
+
 Each path rebuilds `--levels` deep (the CLI's defaults: the first book, 10 levels): the rows as `Row`s, then
 again with the CLI's CSV text (no --with-seq; not written to a file): the reference's lines from its rows
 (`streams.cli.csv_lines`), the native path's from its row blocks in Rust (`RowBlock.csv`). The run fails unless
@@ -19,6 +22,7 @@ the rows, stats, errors and CSV are the same.
     .venv/bin/python bench/rebuild_bench.py [--messages 1000000] [--symbols 10] [--levels 10] [--quick]
     .venv/bin/python bench/rebuild_bench.py --venue binance [--data DIR] [--quick]
     .venv/bin/python bench/rebuild_bench.py --venue lobster [--messages 1000000] [--quick]
+    .venv/bin/python bench/rebuild_bench.py --venue kraken [--kraken FILE]
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from orderbook.rebuild import NATIVE, RebuildStats  # noqa: E402
 from orderbook.venues import feed_class  # noqa: E402
 from orderbook.venues.binance import BinanceFeed  # noqa: E402
 from orderbook.venues.itch import ItchFeed  # noqa: E402
+from orderbook.venues.kraken import KrakenFeed  # noqa: E402
 from streams.cli import csv_lines  # noqa: E402
 
 
@@ -150,13 +155,26 @@ def binance(args: argparse.Namespace) -> bool:
     return same
 
 
+def kraken(args: argparse.Namespace) -> bool:
+    path = args.kraken
+    records = list(KrakenFeed.read_capture(path))
+    pairs = Counter(KrakenFeed().key(r.raw) for r in records if r.raw.startswith(b"["))
+    busiest = pairs.most_common(1)[0][0]
+    print(f"# megatrading book on the Kraken capture {path.name}: {len(records):,} messages, {len(pairs)} pairs; "
+          f"{args.levels} levels\n")  # fmt: skip
+    print(HEADER)
+    return compare("kraken", path, len(records), args.levels, [None, busiest])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--venue", choices=("itch", "binance", "lobster"), default="itch")
+    ap.add_argument("--venue", choices=("itch", "binance", "lobster", "kraken"), default="itch")
     ap.add_argument("--messages", type=int, default=1_000_000, help="ITCH, LOBSTER: the simulated file's size")
     ap.add_argument("--symbols", type=int, default=10, help="ITCH, LOBSTER: stocks simulated")
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "binance-hftbacktest",
                     help="Binance: the folder of captures")  # fmt: skip
+    ap.add_argument("--kraken", type=Path, help="Kraken: the capture (default: the book capture of ../shared/data)",
+                    default=REPO.parent / "shared" / "data" / "cryptofeed-captures" / "KRAKEN.ws.50.0.gz")  # fmt: skip
     ap.add_argument("--levels", type=int, default=10)
     ap.add_argument("--quick", action="store_true",
                     help="a smoke run: 50,000 ITCH messages, 10,000 LOBSTER rows, the smallest Binance "
@@ -165,7 +183,7 @@ def main() -> int:
     if not native.enabled():
         print(f"nothing to compare: {native.describe()}")
         return 1
-    same = {"itch": itch, "binance": binance, "lobster": lobster}[args.venue](args)
+    same = {"itch": itch, "binance": binance, "lobster": lobster, "kraken": kraken}[args.venue](args)
     print(f"rows, stats, errors and CSV {'identical' if same else 'DIFFERENT'}")
     return 0 if same else 1
 

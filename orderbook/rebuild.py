@@ -167,15 +167,44 @@ def rebuild_binance(
     them, `chunk` at a time through orderbook.native's BinanceFeed (`rebuild`), with the reference's
     rows, stats and errors (tests/test_rebuild.py); a capture that stops reading (a damaged gzip) gives
     the rows of every record before it, then its error, as the reference does."""
-    from . import native
-    from .venues.binance import BinanceFeed
+    return _rebuild_messages("binance", path, levels, symbol, stats, on_error, check_crossed, chunk)
 
-    feed = native.BinanceFeed(check_crossed=check_crossed)
+
+def rebuild_kraken(
+    path: str | Path,
+    levels: int,
+    symbol: str | None = None,
+    stats: RebuildStats | None = None,
+    on_error: Callable[[FeedError], None] | None = None,
+    *,
+    check_crossed: bool = True,
+    chunk: int = RECORDS,
+) -> Iterator[RowBlock]:
+    """`rebuild` of a Kraken capture (cryptofeed's recording) on the native path, as `rebuild_binance`
+    (tests/test_native_kraken.py)."""
+    return _rebuild_messages("kraken", path, levels, symbol, stats, on_error, check_crossed, chunk)
+
+
+def _rebuild_messages(
+    venue: str,
+    path: str | Path,
+    levels: int,
+    symbol: str | None,
+    stats: RebuildStats | None,
+    on_error: Callable[[FeedError], None] | None,
+    check_crossed: bool,
+    chunk: int,
+) -> Iterator[RowBlock]:
+    """A capture of a venue whose messages name their symbol through its native feed's `rebuild`."""
+    from . import native
+    from .venues import feed_class
+
+    feed = {"binance": native.BinanceFeed, "kraken": native.KrakenFeed}[venue](check_crossed=check_crossed)
 
     def step(raws: list[bytes], target: str | None, recv: np.ndarray) -> tuple[Batch, np.ndarray, str | None]:
         return feed.rebuild(raws, max(levels, 0), target, recv)
 
-    return _rebuild_records(BinanceFeed.read_capture(path), step, symbol, stats, on_error, chunk)
+    return _rebuild_records(feed_class(venue).read_capture(path), step, symbol, stats, on_error, chunk)
 
 
 def rebuild_lobster(
@@ -243,10 +272,10 @@ def _take(records: Iterator[Record], n: int) -> tuple[list[Record], Exception | 
     return out, None
 
 
-NATIVE = {"itch": rebuild_itch, "binance": rebuild_binance, "lobster": rebuild_lobster}
+NATIVE = {"itch": rebuild_itch, "binance": rebuild_binance, "lobster": rebuild_lobster, "kraken": rebuild_kraken}
 """The venues whose captures `megatrading book` rebuilds on the native path: venue -> its rebuild (path,
 levels, symbol, stats, on_error, *, check_crossed, chunk: bytes of an ITCH file, records of a Binance
-capture or LOBSTER file)."""
+capture, LOBSTER or Kraken file)."""
 
 
 def _taken(

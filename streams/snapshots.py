@@ -39,7 +39,7 @@ first record, as it would be without snapshots. A snapshot of the other path is 
 (orderbook/native/convert.py) and continues exactly as on its own: a native one read by a partition
 on the reference path (one whose native path panicked again and again, streams/partition.py, or a
 worker run with MT_NATIVE=0), a reference one read on the native path (the next owner of such a
-partition, or MT_NATIVE=1 again). A venue without a native decoder (Coinbase, Kraken) runs the
+partition, or MT_NATIVE=1 again). A venue without a native decoder (Coinbase) runs the
 compiled window builders where the module is on: its snapshot holds the reference builders they stand for
 and a restore converts them back (orderbook/native/convert.py `reference_builders`, `compiled_builders`),
 so its records are the reference path's, readable with MT_NATIVE=0 too.

@@ -1,4 +1,4 @@
-"""The worker's venues without a native decoder (Coinbase, Kraken) on the compiled window builders
+"""The worker's venue without a native decoder (Coinbase) on the compiled window builders
 (orderbook.venue_windows.CompiledBuilderWindows): the same windows, rejects and stats as the all-Python
 reference, across the worker's own snapshot records (streams/snapshots.py: the compiled builders go in as the
 reference builders they stand for) restored on either kind of builder, and a panic of a compiled builder
@@ -52,7 +52,7 @@ def run(venue: str, items: list[Item], *, native: bool | None, cuts: dict[int, b
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize("case", ["kraken", "coinbase"])
+@pytest.mark.parametrize("case", ["coinbase"])
 def test_a_capture_on_the_compiled_builders_gives_the_reference_output_across_snapshots(
     shared_data: Path, case: str
 ) -> None:

@@ -62,6 +62,16 @@ def test_pipeline_bench_quick_on_simulated_itch_frames_drains_every_record(share
         assert row in out, row
 
 
+@pytest.mark.soak
+def test_pipeline_bench_quick_on_the_kraken_capture_drains_every_record(shared_data: Path) -> None:
+    out = succeeded(bench("--data", str(shared_data), "--quick", "--venue", "kraken"))
+    head = re.search(r"^data: kraken, ([\d,]+) messages in ([\d,]+) records \(frames", out, re.M)
+    assert head is not None, out
+    messages, records = (int(g.replace(",", "")) for g in head.groups())
+    assert messages == 5000 and 0 < records <= messages, out
+    assert "faust worker (1 process)" in out
+
+
 def test_pipeline_bench_refuses_a_missing_data_folder(tmp_path: Path) -> None:
     done = bench("--data", str(tmp_path), "--quick", timeout=60)
     assert done.returncode != 0 and "not found" in done.stderr

@@ -12,6 +12,7 @@ because a Python call per event costs more than the work itself: arrays or a buf
     batch = feed.decode_apply(framed)            # Batch: events (EVENT_ROW array), rejects, symbols
     batch = native.BinanceFeed().on_messages(raw_messages, recv_ts)
     batch = native.LobsterFeed().on_messages(rows, keys)   # a LOBSTER row names no symbol: its key does
+    batch = native.KrakenFeed().on_messages(raw_messages, recv_ts)
     batch.to_events(), batch.errors()            # the reference's Event objects and FeedErrors
 
 `MT_NATIVE=0` turns the native path off wherever a caller chooses by `enabled()`; the classes stay
@@ -30,6 +31,7 @@ import numpy as np
 
 from ..errors import (
     BookError,
+    ChecksumMismatch,
     CrossedBook,
     DecodeError,
     DuplicateOrder,
@@ -64,6 +66,7 @@ REASONS: tuple[type[FeedError], ...] = (
     CrossedBook,
     OutOfSync,
     SequenceGap,
+    ChecksumMismatch,
 )
 """Reject reason code -> the FeedError class the reference raises (the order of errors.rs's Reason)."""
 
@@ -151,9 +154,11 @@ class Batch:
 
     venue: str
     # EVENT_ROW records, in the order the reference returns them; a refused message's are those it left
-    # applied (a crossed Binance diff or snapshot), which `by_message` replaces with its error
+    # applied (a crossed Binance diff or snapshot; a Kraken book that crossed or failed its checksum, and the
+    # other books of its message), which `by_message` replaces with its error
     events: np.ndarray
-    rejects: dict[str, Any]  # columns msg, reason (REASONS index), symbol, seq (-1: None), ts, expected, got; text
+    # columns msg, reason (REASONS index), symbol, seq (-1: None), ts, expected, got (a gap's, a checksum's); text
+    rejects: dict[str, Any]
     symbols: Sequence[str]  # the feed's symbol table: `symbol` columns index it
 
     def __len__(self) -> int:
@@ -187,8 +192,8 @@ class Batch:
         for msg, reason, symbol, seq, ts, expected, got, text in columns:
             where = {"venue": self.venue, "symbol": self.symbol(symbol), "seq": None if seq < 0 else seq, "ts": ts}
             cls = REASONS[reason]
-            if cls is SequenceGap:
-                err: FeedError = SequenceGap(text, expected=expected, got=got, **where)
+            if cls is SequenceGap or cls is ChecksumMismatch:
+                err: FeedError = cls(text, expected=expected, got=got, **where)
             else:
                 err = cls(text, **where)
             out.append((msg, err))
@@ -241,13 +246,14 @@ class _Feed:
     def __getstate__(self) -> dict[str, Any]:
         """The whole feed as plain values (msgpack-able: int, bool, str, bytes, None, lists, dicts).
 
-        {"version": 1, "venue": "itch" | "binance" | "lobster", "symbols": the wrapper's symbol table (the one
-        its `Batch`es index), "core": the Rust feed's `__getstate__()`}. The core's state holds
+        {"version": 1, "venue": "itch" | "binance" | "lobster" | "kraken", "symbols": the wrapper's symbol table
+        (the one its `Batch`es index), "core": the Rust feed's `__getstate__()`}. The core's state holds
         every book (L3: each order with its id, level by level, each queue in time priority; L2:
         the levels), the symbol table and its ids, the symbol filter and `check_crossed`; ITCH's
         locate table, placeholders, message count (the next seq) and system event; Binance's
         per-symbol sync (live, last update id, diffs buffered for a snapshot, pending book
-        tickers, SyncStats counters); LOBSTER's rows per symbol. Its own docstrings (`_core.ItchFeed.__getstate__`, ...)
+        tickers, SyncStats counters); LOBSTER's rows per symbol; Kraken's precisions, depths, sync and
+        counters per pair. Its own docstrings (`_core.ItchFeed.__getstate__`, ...)
         give the layout. `feed.__setstate__(state)` on a fresh feed (or pickle / copy.deepcopy)
         continues exactly where this one was: same later batches, same books.
         """
@@ -404,3 +410,54 @@ class LobsterFeed(_Feed):
     def rows(self) -> dict[str, int]:
         """Rows seen per symbol (`LobsterFeed.rows`)."""
         return dict(self.core.rows())
+
+
+class KrakenFeed(_Feed):
+    """Kraken websocket books and trades decode + apply (v1 and v2, JSON included, every checksum checked):
+    `orderbook.venues.kraken.KrakenFeed` over batches."""
+
+    venue = "kraken"
+
+    def __init__(
+        self,
+        symbols: set[str] | None = None,
+        *,
+        check_crossed: bool = True,
+        precisions: dict[str, tuple[int, int]] | None = None,
+        depth: int = 10,
+    ) -> None:
+        core = _core.KrakenFeed(sorted(symbols) if symbols is not None else None, check_crossed, precisions, depth)
+        super().__init__(core)
+
+    @staticmethod
+    def _core_class() -> Any:
+        return _core.KrakenFeed
+
+    def on_messages(self, messages: list[bytes], recv_ts: np.ndarray | None = None) -> Batch:
+        """Raw messages (values of `md.raw.kraken`), optional int64 receive times."""
+        return self._batch(self.core.on_messages(messages, recv_ts))
+
+    def rebuild(
+        self, messages: list[bytes], levels: int, target: str | None = None, recv_ts: np.ndarray | None = None
+    ) -> tuple[Batch, np.ndarray, str | None]:
+        """`megatrading book`'s rows of raw messages in order (`orderbook.rebuild.rebuild_kraken`): as
+        `BinanceFeed.rebuild`."""
+        result, rows, name = self.core.rebuild(messages, levels, target, recv_ts)
+        return self._batch(result), rows, name
+
+    def sync(self, symbol: str) -> tuple[bool, int | None, int, int] | None:
+        """A pair's BookSync: (live, last_seq, resyncs, snapshots)."""
+        return self.core.sync(symbol)
+
+    def counters(self, symbol: str) -> tuple[int, int, int, int] | None:
+        """A pair's (messages, skipped, checksums checked, checksums matched): the reference's Counters."""
+        return self.core.counters(symbol)
+
+    @property
+    def precision(self) -> dict[str, tuple[int, int, str]]:
+        """pair -> (price decimals, size decimals, where they were learnt), as `KrakenFeed.precision`."""
+        return dict(self.core.precision())
+
+    @property
+    def v2_depth(self) -> dict[str, int]:
+        return dict(self.core.v2_depth())

@@ -12,7 +12,8 @@ for a busy day); with it the restore replays only what came after the snapshot.
 
 The converted state continues exactly as the original would have: the same later windows, rejects,
 books and stats (tests/test_native_convert.py, both ways: every Binance capture, mangled streams cut
-densely, a simulated ITCH day; tests/test_native_lobster.py: simulated LOBSTER rows). It is read and
+densely, a simulated ITCH day; tests/test_native_lobster.py: simulated LOBSTER rows; tests/test_native_kraken.py:
+the Kraken captures). It is read and
 written in the native parts' own state layouts: the Rust feeds' dicts (binance.rs `export` / `import`,
 itch.rs and lobster.rs `state` / `from_state`, state.rs's packed books) and the window builder's bytes
 (pywindows.rs `mod state`), so a change of one of them must change this module too; the test catches one
@@ -36,13 +37,14 @@ import numpy as np
 
 from .. import native
 from ..book import L2Book, L3Book
-from ..errors import FeedError
+from ..errors import FeedError, is_text
 from ..events import Event, Kind, Side
 from ..features import FeatureState
 from ..sync import BookSync, SyncState
 from ..venue_windows import CompiledBuilderWindows, VenueWindows
 from ..venues.binance import MAX_PENDING_TICKERS, BinanceFeed, BookTicker, Diff, SyncStats
 from ..venues.itch import ItchFeed
+from ..venues.kraken import MAX_DECIMALS, KrakenFeed, Precision
 from ..venues.lobster import LobsterFeed
 from ..volume_record import KEEP, VOLUME_HORIZONS, VolumeRecord
 from ..windows import WindowBuilder, WindowConfig
@@ -69,7 +71,8 @@ def reference_windows(state: dict[str, Any]) -> VenueWindows:
         feed = state["feed"]
         if feed["venue"] != venue:
             raise ValueError(f"a feed of {feed['venue']!r} in a state of {venue!r}")
-        vw.feed = {"binance": _binance_feed, "itch": _itch_feed, "lobster": _lobster_feed}[venue](feed["core"])
+        readers = {"binance": _binance_feed, "itch": _itch_feed, "lobster": _lobster_feed, "kraken": _kraken_feed}
+        vw.feed = readers[venue](feed["core"])
         vw.builders = {name: _builder(b) for name, b in state["builders"].items()}
     except ValueError:
         raise
@@ -119,12 +122,7 @@ def _binance_feed(core: dict[str, Any]) -> BinanceFeed:
     book_name = _names(core)
     for part in core["books"]:
         name = book_name(part["symbol"])
-        book = feed.books[name] = L2Book(feed.venue, name)
-        _l2_levels(book, part)
-        sync = feed.syncs[name] = BookSync(feed.venue, name)
-        sync.state = SyncState.LIVE if part["live"] else SyncState.AWAITING_SNAPSHOT
-        sync.last_seq = part["last_seq"]
-        sync.resyncs, sync.snapshots = part["resyncs"], part["snapshots"]
+        sync = _l2_synced(feed, name, part)
         sync.buffer = deque(_diffs(name, np.frombuffer(part["buffer"], "<i8").tolist()))
         if part["first"]:
             feed._first.add(name)
@@ -138,12 +136,48 @@ def _binance_feed(core: dict[str, Any]) -> BinanceFeed:
     return feed
 
 
+def _l2_synced(feed: BinanceFeed | KrakenFeed, name: str, part: dict[str, Any]) -> BookSync:
+    """A feed book's L2 levels and its BookSync (live, last_seq, resyncs, snapshots) from its part of a state."""
+    book = feed.books[name] = L2Book(feed.venue, name)
+    _l2_levels(book, part)
+    sync = feed.syncs[name] = BookSync(feed.venue, name)
+    sync.state = SyncState.LIVE if part["live"] else SyncState.AWAITING_SNAPSHOT
+    sync.last_seq = part["last_seq"]
+    sync.resyncs, sync.snapshots = part["resyncs"], part["snapshots"]
+    return sync
+
+
 def _l2_levels(book: L2Book, part: dict[str, Any]) -> None:
     for side, key in ((Side.BID, "bids"), (Side.ASK, "asks")):
         for price, size in _packed(part, key, 2):
             if size <= 0 or price in book.side(side):
                 raise ValueError(f"{book.symbol}: a level of size {size} at {price}, or that price twice")
             book.set_level(side, price, size)
+
+
+def _kraken_feed(core: dict[str, Any]) -> KrakenFeed:
+    """kraken.rs `Kraken::export`: the v2 depth where none is named, each pair's precision and named depth,
+    and per pair with a book, in the order the books were made, the L2 levels, the sync and the counters."""
+    _open(core, "KrakenFeed")
+    symbols = None if core["symbols"] is None else set(core["symbols"])
+    feed = KrakenFeed(symbols, check_crossed=core["check_crossed"], depth=core["depth"])
+    for name, (price, size, source) in core["precision"].items():
+        if source not in _PRECISION_SOURCES or not (0 <= price <= MAX_DECIMALS and 0 <= size <= MAX_DECIMALS):
+            raise ValueError(f"{name!r}: a precision of {price} / {size} decimals from {source!r}")
+        feed.precision[name] = Precision(price, size, source)
+    feed.v2_depth = dict(core["v2_depth"])
+    book_name = _names(core)
+    for part in core["books"]:
+        name = book_name(part["symbol"])
+        _l2_synced(feed, name, part)
+        counters = (feed.messages, feed.skipped, feed.checksums_checked, feed.checksums_matched)
+        for counter, value in zip(counters, part["counters"], strict=True):
+            if value:
+                counter[name] = value
+    return feed
+
+
+_PRECISION_SOURCES = ("config", "instrument", "snapshot", "trade", "update")
 
 
 def _diffs(symbol: str, flat: list[int]) -> list[Diff]:
@@ -423,6 +457,9 @@ def native_state(vw: VenueWindows) -> dict[str, Any]:
         elif isinstance(feed, LobsterFeed):
             core, names = _lobster_core(feed)
             book_kind = "L3Book"
+        elif isinstance(feed, KrakenFeed):
+            core, names = _kraken_core(feed)
+            book_kind = "L2Book"
         else:
             raise ValueError(f"no native feed for {vw.venue!r}")
         builders = {name: _builder_state(b) for name, b in vw.builders.items()}
@@ -567,6 +604,27 @@ def _lobster_core(feed: LobsterFeed) -> tuple[dict[str, Any], list[str]]:
     core = {"kind": "LobsterFeed", "version": FEED_VERSION, "check_crossed": feed.check_crossed,
             "symbols": None if feed.symbols is None else sorted(feed.symbols), "names": names,
             "rows": _pack([feed.rows.get(name, 0) for name in names]), "books": books}  # fmt: skip
+    return core, names
+
+
+def _kraken_core(feed: KrakenFeed) -> tuple[dict[str, Any], list[str]]:
+    """kraken.rs `Kraken::import`'s dict of the reference feed, and its symbol table. A depth past u64 is
+    u64's largest (no book is that deep either way); a precision or depth learnt for a name that is not
+    Unicode text is left out (no book ever has that name: the feed refuses it first)."""
+    names = list(feed.books)
+    books = []
+    for i, name in enumerate(names):
+        sync = feed.syncs[name]
+        counters = [feed.messages[name], feed.skipped[name], feed.checksums_checked[name], feed.checksums_matched[name]]
+        books.append({"symbol": i, **_l2_packed(feed.books[name]), "live": sync.live,  # type: ignore[arg-type]
+                      "last_seq": sync.last_seq, "resyncs": sync.resyncs, "snapshots": sync.snapshots,
+                      "counters": counters})  # fmt: skip
+    precision = {k: (p.price, p.size, p.source) for k, p in feed.precision.items() if is_text(k)}
+    depths = {k: min(d, _U64) for k, d in feed.v2_depth.items() if is_text(k)}
+    core = {"kind": "KrakenFeed", "version": FEED_VERSION, "check_crossed": feed.check_crossed,
+            "symbols": None if feed.symbols is None else sorted(feed.symbols), "names": names,
+            "depth": min(feed.default_depth, _U64), "precision": precision, "v2_depth": depths,
+            "books": books}  # fmt: skip
     return core, names
 
 

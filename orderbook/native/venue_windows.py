@@ -1,9 +1,10 @@
 """`NativeVenueWindows`: `orderbook.venue_windows.VenueWindows` over a batch of records, on the native path.
 
 The same windows, rejects and `WindowStats` as the reference gives record after record (held equal by
-tests/test_native_venue_windows.py on every Binance capture and a simulated ITCH day, and by
-tests/test_native_lobster.py on simulated LOBSTER rows), for the venues the crate decodes (`SUPPORTED`),
-with a handful of Python calls per batch and per symbol instead of several per message:
+tests/test_native_venue_windows.py on every Binance capture and a simulated ITCH day, by
+tests/test_native_lobster.py on simulated LOBSTER rows and by tests/test_native_kraken.py on the Kraken
+captures), for the venues the crate decodes (`SUPPORTED`), with a handful of Python calls per batch and per
+symbol instead of several per message:
 
     nvw = NativeVenueWindows("binance")
     done = nvw.process(values, offsets)     # Done(windows, rejects): list[Window], list[MessageReject]
@@ -17,7 +18,9 @@ L3Book) that `WindowBuilder.push_batch` brings forward message by message from t
 it folds them in (Rust, one call per symbol). The follower equals the feed's book because a book only
 changes through its events, except where a message is refused after touching it; those few rejects are
 replayed on the follower (`_corrections`): a Binance sequence gap clears the book, a crossed diff's levels
-stay applied (a crossed snapshot's too: the batch keeps the events of both, refused as they are), an ITCH
+stay applied (a crossed snapshot's too: the batch keeps the events of both, refused as they are), a Kraken
+book that crossed or failed its checksum stays as its message left it, with the other books of a v2 message
+(their events are in the batch too, and applied to their followers), an ITCH
 or LOBSTER order operation refused after it ran (a crossed book, an execution larger than the order) is run
 on the follower from the message's bytes.
 
@@ -52,7 +55,12 @@ from ..venues.base import MIN_LEVELS_FOR_TICK
 from ..venues.lobster import decode_row
 from ..windows import Window, WindowConfig
 
-_FEEDS: dict[str, Any] = {"itch": native.ItchFeed, "binance": native.BinanceFeed, "lobster": native.LobsterFeed}
+_FEEDS: dict[str, Any] = {
+    "itch": native.ItchFeed,
+    "binance": native.BinanceFeed,
+    "lobster": native.LobsterFeed,
+    "kraken": native.KrakenFeed,
+}
 SUPPORTED = frozenset(_FEEDS)
 """Venues the crate decodes; the others stay on the reference path."""
 
@@ -144,7 +152,9 @@ class NativeVenueWindows:
 
     def reset(self) -> None:
         """Forget every book (the news and the stats stay), as VenueWindows.reset."""
-        self.feed: native.ItchFeed | native.BinanceFeed | native.LobsterFeed = _FEEDS[self.venue](self.symbols)
+        self.feed: native.ItchFeed | native.BinanceFeed | native.LobsterFeed | native.KrakenFeed = _FEEDS[self.venue](
+            self.symbols
+        )
         self.books: dict[str, Any] = {}  # symbol -> follower L2Book / L3Book
         self.builders: dict[str, Any] = {}  # symbol -> _core.WindowBuilder
         self._feed_books: list[str] = []  # the feed's book names as last read (ITCH renames placeholders)
@@ -425,6 +435,13 @@ class NativeVenueWindows:
         if not len(refused):
             return out
         ev = batch.events
+        if self.venue == "kraken":
+            # a refused message's events are what it applied: every book of it stays as it left them
+            left = ev[np.isin(ev["msg"], refused)]
+            for m, s in sorted({(int(m), int(s)) for m, s in zip(left["msg"], left["symbol"], strict=True)}):
+                rows = left[(left["msg"] == m) & (left["symbol"] == s)]
+                out.setdefault(s, []).append((m, functools.partial(_apply, rows=rows)))
+            return out
         for m, reason, s in zip(r["msg"].tolist(), r["reason"].tolist(), r["symbol"].tolist(), strict=True):
             if s < 0:
                 continue

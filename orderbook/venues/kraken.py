@@ -71,7 +71,7 @@ from typing import Any, NoReturn
 from ..book import BookType, L2Book
 from ..errors import ChecksumMismatch, DecodeError, FeedError, OutOfSync, UnknownMessageType, check_size
 from ..events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, Side
-from ..numbers import decimals_of, fits_int64, parse_fixed
+from ..numbers import INT64_MIN, decimals_of, fits_int64, parse_fixed
 from .base import Feed, Record, check_first_line, numbered_lines
 
 VENUE = "kraken"
@@ -80,13 +80,18 @@ V1_VOLUME_DECIMALS = 8
 V2_DEFAULT_DEPTH = 10  # the v2 book subscription's default depth
 NS_DECIMALS = 9
 MAX_EXPONENT = 30  # "1e999999999" would print a billion digits: no price or size is that far from 1
+MAX_DECIMALS = 18  # a pair's decimals: an int64 holds 18 digits whole; Kraken prints at most 10
+PY_INT_MAX_DIGITS = 4300  # int() refuses longer digit strings: a depth or precision that long is refused first
 
 _V1_EVENTS = frozenset({"heartbeat", "systemStatus", "subscriptionStatus", "pong"})
 _V1_IGNORED_CHANNELS = frozenset({"ticker", "spread"})  # and "ohlc-<interval>"
 _V2_IGNORED_CHANNELS = frozenset({"heartbeat", "status", "ticker", "ohlc"})
 _V1_PAIR = re.compile(rb',\s*"([^"\\]+)"\s*\]\s*$')
 _V2_SYMBOL = re.compile(rb'"symbol"\s*:\s*"([^"\\]+)"')
-_RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})")
+_RFC3339 = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-](\d{2}):(\d{2}))", re.ASCII)
+# what an exponent may look like: Decimal() also takes spaces, underscores and other scripts' digits, which
+# no venue prints (and the native decoder does not read)
+_EXPONENT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +129,16 @@ def _bad(message: str, symbol: str = "", seq: int | None = None) -> NoReturn:
     raise DecodeError(message, venue=VENUE, symbol=symbol, seq=seq)
 
 
+def _shown(value: Any) -> str:
+    """A value an error names, alike on both paths (the native decoder words it so): a printable-ASCII string
+    JSON-quoted and cut at 40 characters, None, else its type."""
+    if value is None:
+        return "None"
+    if isinstance(value, str) and value.isascii() and value.isprintable():
+        return json.dumps(value)[:40]
+    return f"<{type(value).__name__}>"
+
+
 def _reject_constant(name: str) -> NoReturn:
     _bad(f"{name} is not a number Kraken sends")
 
@@ -144,9 +159,11 @@ def _text(value: Any, field: str) -> str:
     if not isinstance(value, str):
         _bad(f"{field} must be a decimal, got {type(value).__name__}")
     if "e" in value or "E" in value:  # an exponent is exact as a Decimal; print it plainly
+        if not _EXPONENT.fullmatch(value):
+            _bad(f"{field} {value!r} is not a number")
         try:
             d = Decimal(value)
-        except InvalidOperation:
+        except InvalidOperation:  # pragma: no cover - the pattern admits only what Decimal reads
             _bad(f"{field} {value!r} is not a number")
         if not d.is_finite() or not -MAX_EXPONENT <= d.adjusted() <= MAX_EXPONENT:
             _bad(f"{field} {value!r} is not a finite number of a sane size")
@@ -160,18 +177,23 @@ def _epoch_ns(value: Any) -> int:
 
 
 def _rfc3339_ns(value: Any) -> int:
-    """v2 time "2023-10-06T17:35:55.440295Z" -> ns since the epoch, exactly; past what an event's int64
-    ns hold (2262-04-11), refused."""
+    """v2 time "2023-10-06T17:35:55.440295Z" -> ns since the epoch, exactly; outside what an event's int64
+    ns hold (1677-09-21 to 2262-04-11), refused, as an offset's minutes past 59 are (RFC 3339's time-minute)."""
     m = _RFC3339.fullmatch(value) if isinstance(value, str) else None
     if m is None:
         _bad(f"timestamp {value!r} is not RFC 3339")
-    base, frac, tz = m.groups()
+    base, frac, tz, _, minutes = m.groups()
     try:
+        if minutes is not None and int(minutes) > 59:
+            raise ValueError
         dt = datetime.fromisoformat(base + ("+00:00" if tz == "Z" else tz))
-    except ValueError:
+        seconds = calendar.timegm(dt.utctimetuple())  # OverflowError: the UTC time leaves years 1-9999
+    except (ValueError, OverflowError):
         _bad(f"timestamp {value!r} is not a valid date")
-    seconds = calendar.timegm(dt.utctimetuple())
-    return fits_int64(seconds * 10**NS_DECIMALS + int((frac or "0").ljust(NS_DECIMALS, "0")), "timestamp", value)
+    ns = seconds * 10**NS_DECIMALS + int((frac or "0").ljust(NS_DECIMALS, "0"))
+    if ns < INT64_MIN:
+        _bad(f"timestamp {value!r} is before what int64 ns hold")
+    return fits_int64(ns, "timestamp", value)
 
 
 def _checksum_field(value: Any) -> int:
@@ -180,12 +202,32 @@ def _checksum_field(value: Any) -> int:
     return int(value)
 
 
+def _positive_int(text: str) -> int | None:
+    """ASCII digits (at most PY_INT_MAX_DIGITS) of a value above 0, else None."""
+    if not text.isascii() or not text.isdigit() or len(text) > PY_INT_MAX_DIGITS or int(text) <= 0:
+        return None
+    return int(text)
+
+
 def _depth_of(channel: str) -> int:
     """v1 "book-1000" -> 1000: the subscribed depth rides in the channel name."""
-    digits = channel[5:]
-    if not digits.isdigit() or not digits.isascii() or int(digits) <= 0:
+    depth = _positive_int(channel[5:])
+    if depth is None:
         _bad(f"book channel {channel!r} names no depth")
-    return int(digits)
+    return depth
+
+
+def _decimals(value: object, what: str, symbol: str = "", seq: int | None = None, ts: int = 0) -> int:
+    """A count of decimals (an int, or the ASCII digits of one) that a pair's numbers are read at."""
+    n = None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= PY_INT_MAX_DIGITS:
+        n = int(value)
+    elif type(value) is int:
+        n = value
+    if n is None or not 0 <= n <= MAX_DECIMALS:
+        raise DecodeError(f"{what} {value!r:.40}: at most {MAX_DECIMALS} decimals are read", venue=VENUE,
+                          symbol=symbol, seq=seq, ts=ts)  # fmt: skip
+    return n
 
 
 class KrakenFeed(Feed):
@@ -206,9 +248,13 @@ class KrakenFeed(Feed):
         might print fewer decimals than the pair has. `depth`: the v2 book subscription depth
         where no subscribe response names it."""
         super().__init__(symbols, check_crossed=check_crossed)
-        self.precision: dict[str, Precision] = {
-            s: Precision(p, q, "config") for s, (p, q) in (precisions or {}).items()
-        }
+        try:
+            self.precision: dict[str, Precision] = {
+                s: Precision(_decimals(p, "price decimals"), _decimals(q, "size decimals"), "config")
+                for s, (p, q) in (precisions or {}).items()
+            }
+        except DecodeError as err:
+            raise ValueError(f"precisions: {err}") from None
         self.v2_depth: dict[str, int] = {}
         self.default_depth = depth
         self.messages: Counter[str] = Counter()  # per pair: the Event.seq counter
@@ -229,9 +275,11 @@ class KrakenFeed(Feed):
                     return self._on_v2(msg, recv_ts)
                 if "event" in msg:
                     return self._on_v1_event(msg)
-            raise UnknownMessageType(f"not a Kraken message: {str(msg)[:80]}", venue=VENUE)
-        except FeedError:
-            raise
+            raise UnknownMessageType(f"not a Kraken message: a JSON {type(msg).__name__}", venue=VENUE)
+        except FeedError as err:
+            if err.venue:
+                raise
+            raise DecodeError(str(err), venue=VENUE) from None  # numbers.parse_fixed's, which names no venue
         except (KeyError, TypeError, IndexError, ValueError, AttributeError) as err:
             raise DecodeError(f"malformed message: {err!r}", venue=VENUE) from err
 
@@ -263,7 +311,7 @@ class KrakenFeed(Feed):
     def _on_v1_event(self, msg: dict[str, Any]) -> list[Event]:
         event = msg["event"]
         if event not in _V1_EVENTS:
-            raise UnknownMessageType(f"unknown v1 event {event!r}", venue=VENUE)
+            raise UnknownMessageType(f"unknown v1 event {_shown(event)}", venue=VENUE)
         pair, channel = msg.get("pair"), msg.get("channelName")
         if (
             event == "subscriptionStatus"
@@ -285,7 +333,7 @@ class KrakenFeed(Feed):
             return self._v1_trades(msg[1:-2], pair, recv_ts)
         if channel in _V1_IGNORED_CHANNELS or channel.startswith("ohlc-"):
             return []
-        raise UnknownMessageType(f"unknown v1 channel {channel!r}", venue=VENUE, symbol=pair)
+        raise UnknownMessageType(f"unknown v1 channel {_shown(channel)}", venue=VENUE, symbol=pair)
 
     def _v1_levels(self, payloads: list[Any], channel: str, pair: str) -> _Levels:
         """The levels of a v1 book message, in message order; "c" from whichever dict has it."""
@@ -346,14 +394,14 @@ class KrakenFeed(Feed):
             self._v2_instruments(data)
             return []
         if channel not in ("book", "trade"):
-            raise UnknownMessageType(f"unknown v2 channel {channel!r}", venue=VENUE)
+            raise UnknownMessageType(f"unknown v2 channel {_shown(channel)}", venue=VENUE)
         if not isinstance(data, list):
             _bad(f"v2 {channel} data must be a list")
         if channel == "trade":
             return self._v2_trades(data, recv_ts)
         kind = msg.get("type")
         if kind not in ("snapshot", "update"):
-            raise UnknownMessageType(f"unknown v2 book message type {kind!r}", venue=VENUE)
+            raise UnknownMessageType(f"unknown v2 book message type {_shown(kind)}", venue=VENUE)
         decoded = [self._v2_levels(item, kind == "snapshot") for item in data]
         return self._on_books(decoded, recv_ts)
 
@@ -363,9 +411,10 @@ class KrakenFeed(Feed):
         if msg.get("method") == "subscribe" and msg.get("success") is True and isinstance(result, dict):
             depth, symbol = result.get("depth"), result.get("symbol")
             if result.get("channel") == "book" and isinstance(symbol, str) and isinstance(depth, str):
-                if not depth.isdigit() or int(depth) <= 0:
+                value = _positive_int(depth)
+                if value is None:
                     _bad(f"book depth {depth!r} is not a positive integer", symbol)
-                self.v2_depth[symbol] = int(depth)
+                self.v2_depth[symbol] = value
 
     def _v2_instruments(self, data: Any) -> None:
         """`instrument` channel: each pair's price_precision and qty_precision."""
@@ -373,10 +422,11 @@ class KrakenFeed(Feed):
             _bad("v2 instrument data must hold a list of pairs")
         for pair in data.get("pairs", []):
             symbol, p, q = pair["symbol"], pair["price_precision"], pair["qty_precision"]
-            if not isinstance(symbol, str) or not all(isinstance(x, str) and x.isdigit() for x in (p, q)):
-                _bad(f"instrument {symbol!r} precisions must be integers")
+            if not isinstance(symbol, str):
+                _bad(f"instrument {symbol!r} must be a string")
+            prec = Precision(_decimals(p, "price_precision"), _decimals(q, "qty_precision"), "instrument")
             if self.precision.get(symbol, Precision(0, 0, "")).source != "config":
-                self.precision[symbol] = Precision(int(p), int(q), "instrument")
+                self.precision[symbol] = prec
 
     def _v2_levels(self, item: Any, snapshot: bool) -> _Levels:
         if not isinstance(item, dict) or not isinstance(item.get("symbol"), str):
@@ -427,7 +477,7 @@ class KrakenFeed(Feed):
         seq = self.messages[msg.symbol]
         sync = self.syncs[msg.symbol]
         if msg.snapshot:
-            self._learn_precision(msg)
+            self._learn_precision(msg, seq)
         elif not sync.live:
             self.skipped[msg.symbol] += 1  # no replay exists: the next snapshot replaces the book
             raise OutOfSync("book update while awaiting a snapshot: not applied", venue=VENUE, symbol=msg.symbol,
@@ -443,7 +493,7 @@ class KrakenFeed(Feed):
         self.check(book, seq, msg.ts)
         return events
 
-    def _learn_precision(self, msg: _Levels) -> None:
+    def _learn_precision(self, msg: _Levels, seq: int) -> None:
         """A snapshot prints every level at the pair's precision: the widest decimals are it."""
         known = self.precision.get(msg.symbol)
         if known is not None and known.source in ("config", "instrument"):
@@ -452,14 +502,20 @@ class KrakenFeed(Feed):
             return  # an empty book teaches nothing; keep what an earlier snapshot said
         price = max(decimals_of(p) for _, p, _ in msg.levels)
         size = max(decimals_of(s) for _, _, s in msg.levels)
-        self.precision[msg.symbol] = Precision(price, size, "snapshot")
+        self.precision[msg.symbol] = self._printed(msg.symbol, price, size, "snapshot", seq, msg.ts)
+
+    @staticmethod
+    def _printed(symbol: str, price: int, size: int, source: str, seq: int, ts: int) -> Precision:
+        """The precision the decimals printed say, refused past MAX_DECIMALS (no int64 value has more)."""
+        where = {"symbol": symbol, "seq": seq, "ts": ts}
+        return Precision(_decimals(price, "price decimals", **where), _decimals(size, "size decimals", **where), source)
 
     def _parse_levels(self, msg: _Levels, seq: int) -> list[tuple[Side, int, int]]:
         prec = self.precision.get(msg.symbol)
         if prec is None:  # only an empty snapshot leaves it unknown: the first update that prints levels fixes it
             price = max((decimals_of(p) for _, p, _ in msg.levels), default=0)
             size = max((decimals_of(s) for _, _, s in msg.levels), default=V1_VOLUME_DECIMALS)
-            prec = Precision(price, size, "update")
+            prec = self._printed(msg.symbol, price, size, "update", seq, msg.ts)
             if msg.levels:
                 self.precision[msg.symbol] = prec
         try:
@@ -467,7 +523,7 @@ class KrakenFeed(Feed):
                 (side, parse_fixed(p, prec.price, field="price"), parse_fixed(s, prec.size, field="size"))
                 for side, p, s in msg.levels
             ]
-        except DecodeError as err:
+        except (DecodeError, ValueError) as err:  # ValueError: int() of a number of over 4,300 digits
             raise DecodeError(str(err), venue=VENUE, symbol=msg.symbol, seq=seq, ts=msg.ts) from None
 
     def _apply(
@@ -508,13 +564,13 @@ class KrakenFeed(Feed):
 
     # -- trades ------------------------------------------------------------------------
 
-    def _trade_precision(self, pair: str, prices: list[str], size_decimals: list[int]) -> Precision:
+    def _trade_precision(self, pair: str, prices: list[str], size_decimals: list[int], seq: int) -> Precision:
         """The book's precision where known; else what the trade prints (Kraken prints a
         pair's trades at the same precision as its book), kept for the pair's next trades."""
         prec = self.precision.get(pair)
         if prec is None:
-            prec = Precision(max(decimals_of(p) for p in prices), max(V1_VOLUME_DECIMALS, *size_decimals), "trade")
-            self.precision[pair] = prec
+            price, size = max(decimals_of(p) for p in prices), max(V1_VOLUME_DECIMALS, *size_decimals)
+            prec = self.precision[pair] = self._printed(pair, price, size, "trade", seq, 0)
         return prec
 
     def _on_trades(self, pair: str, rows: list[tuple[bool, str, str, int]], recv_ts: int) -> list[Event]:
@@ -523,12 +579,12 @@ class KrakenFeed(Feed):
         seq = self.messages[pair]
         if not rows:
             return []
-        prec = self._trade_precision(pair, [p for _, p, _, _ in rows], [decimals_of(s) for _, _, s, _ in rows])
+        prec = self._trade_precision(pair, [p for _, p, _, _ in rows], [decimals_of(s) for _, _, s, _ in rows], seq)
         events = []
         for buy, price, size, ts in rows:
             try:
                 px, qty = parse_fixed(price, prec.price, field="price"), parse_fixed(size, prec.size, field="size")
-            except DecodeError as err:
+            except (DecodeError, ValueError) as err:  # ValueError: int() of a number of over 4,300 digits
                 raise DecodeError(str(err), venue=VENUE, symbol=pair, seq=seq, ts=ts) from None
             side, flag = (Side.ASK, FLAG_AGGRESSOR_BID) if buy else (Side.BID, FLAG_AGGRESSOR_ASK)
             events.append(Event(Kind.TRADE, VENUE, pair, ts, seq, side, px, qty, flags=flag, recv_ts=recv_ts))

@@ -2,8 +2,8 @@
 
     python tests/fuzz/rust.py TARGET [--seconds 300] [--work build/fuzz] [-- LIBFUZZER_FLAGS ...]
 
-The targets (orderbook/native/fuzz/fuzz_targets/: `json`, `binance`, `itch`, `lobster`) drive the decoders, books
-and window builders without Python, instrumented, with debug assertions: a panic or an integer overflow
+The targets (orderbook/native/fuzz/fuzz_targets/: `json`, `binance`, `itch`, `lobster`, `kraken`) drive the
+decoders, books and window builders without Python, instrumented, with debug assertions: a panic or an integer overflow
 is a finding. In the worker a panic fails the partition's batch, which is redone from the committed
 offset and fails again for as long as the record is there; an overflow is a wrapped value where the
 Python reference's ints are exact. tests/fuzz/run.py's `native` target compares the same code with the
@@ -12,8 +12,9 @@ comparison does not.
 
 Seeds, written to WORK/corpus/rust-TARGET on its first run: the head of each Binance capture of
 ../shared/data cut into streams of consecutive messages (one a line, after a byte that picks the
-window features' tick), a simulated ITCH day's messages with their 2-byte length prefixes, and simulated
-LOBSTER rows one a line.
+window features' tick), a simulated ITCH day's messages with their 2-byte length prefixes, simulated
+LOBSTER rows one a line, and the Kraken book capture's pairs (each snapshot cut to its best levels, then the
+pair's updates and trades), as v1 arrays and as v2 objects.
 A failing input lands in WORK/crashes/rust-TARGET/; once the failure is fixed, its bytes go into a
 regression test of the Python suite (the same messages through the native path and the reference).
 
@@ -33,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 CRATE = Path(__file__).resolve().parents[2] / "orderbook" / "native" / "fuzz"
-TARGETS = ("json", "binance", "itch", "lobster")
+TARGETS = ("json", "binance", "itch", "lobster", "kraken")
 SEED_MESSAGES = 24  # messages of a seed stream after its start: a book going live, a few windows
 BUFFERED = 8  # diffs before the snapshot a Binance stream keeps (the catch-up needs the last ones)
 SEEDS_PER_SOURCE = 24
@@ -86,6 +87,27 @@ def lobster_streams() -> list[list[bytes]]:
     return [rows[: i + SEED_MESSAGES] for i in range(0, len(rows), step)]
 
 
+def kraken_streams() -> list[list[bytes]]:
+    """Per pair of the Kraken book capture: its snapshot cut to 20 levels a side, then its next messages;
+    and the same as v2 objects (`orderbook.venues.kraken_encode.as_v2`)."""
+    from targets import SHARED_DATA
+
+    from orderbook.venues.kraken import KrakenFeed
+    from orderbook.venues.kraken_encode import as_v2
+
+    path = SHARED_DATA / "cryptofeed-captures" / "KRAKEN.ws.50.0.gz"
+    messages = [r.raw for r in KrakenFeed.read_capture(path) if r.raw.startswith(b"[")]
+    out = []
+    for pair in sorted({json.loads(m)[-1] for m in messages}):
+        mine = [m for m in messages if m.endswith(json.dumps(pair).encode() + b"]")]
+        snapshot = json.loads(mine[0])
+        for key in ("as", "bs"):
+            snapshot[1][key] = snapshot[1][key][:20]
+        stream = [json.dumps(snapshot, separators=(",", ":")).encode(), *mine[1 : 1 + 2 * SEED_MESSAGES]]
+        out += [stream, as_v2(stream)]
+    return out
+
+
 def seeds(target: str) -> list[bytes]:
     """The target's seed inputs: a tick byte, then the stream in the target's framing."""
     if target == "json":
@@ -94,6 +116,8 @@ def seeds(target: str) -> list[bytes]:
         return [bytes([i % 4]) + b"\n".join(s) for i, s in enumerate(binance_streams())]
     if target == "lobster":
         return [bytes([i % 4]) + b"\n".join(s) for i, s in enumerate(lobster_streams())]
+    if target == "kraken":
+        return [bytes([i % 4]) + b"\n".join(s) for i, s in enumerate(kraken_streams())]
     framed = (b"".join(len(m).to_bytes(2, "big") + m for m in s) for s in itch_streams())
     return [bytes([i % 4]) + f for i, f in enumerate(framed)]
 

@@ -25,8 +25,8 @@ repeated or reordered message, a message of the fuzzer's own bytes, messages fra
   the same stats, cut into batches where the fuzzer says. A Rust panic is a failure here: in the
   worker it fails the batch, which is redone from the committed offset, for as long as the record
   is there (streams/partition.py).
-- `snapshot`: a partition's `md.state` record (streams/snapshots.py; of Coinbase and Kraken read onto
-  the Python or the compiled window builders), edited (its fields swapped for
+- `snapshot`: a partition's `md.state` record (streams/snapshots.py; of Coinbase read onto the Python
+  or the compiled window builders), edited (its fields swapped for
   other values or dropped, its bytes flipped, or the state's inflated body edited and deflated again,
   so the edits get past zlib's checksum into the codec and the compiled parts' `from_state`),
   either restores a pipeline that goes on through the rest of the stream (rejects allowed, nothing
@@ -72,7 +72,7 @@ SHARED_DATA = Path(os.environ.get("MT_SHARED_DATA", REPO.parent / "shared" / "da
 CONFIG = WindowConfig(n_events=16, n_rows=4, every_events=8)  # small windows: many of them per stream
 SEED_RECORDS = 400  # records of each seed stream: a live book and a few hundred windows, milliseconds a run
 VENUES = tuple(sorted(FEEDS))
-NATIVE_VENUES = ("binance", "itch", "lobster")
+NATIVE_VENUES = ("binance", "itch", "lobster", "kraken")
 JSON_VENUES = ("binance", "coinbase", "kraken")  # whose numbers an edit may swap (`NUMBERS`)
 # what a number in a JSON message becomes: the values feeds are built to refuse
 NUMBERS = (b"NaN", b"-1", b"0", b"-0", b"1e308", b"-1e308", b"1e-400", b"99999999999999999999999",
@@ -366,8 +366,9 @@ def _rebuild_folder() -> Path:
 
 def rebuild(data: bytes) -> None:
     """`megatrading book` of an edited ITCH day file, Binance capture (hftbacktest's lines: an edit's newline
-    splits a message, as a damaged file would) or LOBSTER message file on both paths: the same rows, stats and
-    errors, or the same CaptureError where the file cannot be read as the venue's."""
+    splits a message, as a damaged file would), LOBSTER message file or Kraken capture (cryptofeed's lines) on
+    both paths: the same rows, stats and errors, or the same CaptureError where the file cannot be read as the
+    venue's."""
     from orderbook import native as native_build
     from orderbook.errors import CaptureError, FeedError
     from orderbook.native.check import rebuild_outcome
@@ -376,8 +377,8 @@ def rebuild(data: bytes) -> None:
     if not native_build.available():
         return
     e = Edits(data)
-    venue = ("itch", "binance", "lobster")[e.int(3)]
-    values = [v for v in edited(seed_stream(venue), e, venue == "binance") if len(v) <= 0xFFFF]
+    venue = ("itch", "binance", "lobster", "kraken")[e.int(4)]
+    values = [v for v in edited(seed_stream(venue), e, venue in JSON_VENUES) if len(v) <= 0xFFFF]
     levels, chunk, crossed = 1 + e.int(10), 8 + e.int(2048), e.int(2) == 0
     if venue == "itch":
         path = _rebuild_folder() / "day.NASDAQ_ITCH50"
@@ -385,6 +386,9 @@ def rebuild(data: bytes) -> None:
     elif venue == "binance":
         path = _rebuild_folder() / "capture.txt"
         path.write_bytes(b"".join(b"%d %s\n" % (1_700_000_000_000_000_000 + i, v) for i, v in enumerate(values)))
+    elif venue == "kraken":
+        path = _rebuild_folder() / "KRAKEN.ws.50.0"
+        path.write_bytes(b"".join(b"1618678133.%06d: %s\n" % (i, v) for i, v in enumerate(values)))
     else:  # LOBSTER's naming: the rows are keyed AAPL
         path = _rebuild_folder() / "AAPL_2012-06-21_34200000_57600000_message_10.csv"
         path.write_bytes(b"".join(v + b"\n" for v in values))

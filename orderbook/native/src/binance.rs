@@ -5,17 +5,17 @@
 
 use std::collections::VecDeque;
 
-use numpy::{PyArray2, PyReadonlyArray1};
+use numpy::PyReadonlyArray1;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 use rustc_hash::FxHashSet;
 
-use crate::batch::{batch_py, message_list, Batch, Ev, Events, MessageFeed, Names, Refusal, Rejects, NONE};
+use crate::batch::{Batch, Ev, Events, MessageFeed, Names, Refusal, Rejects, NONE};
 use crate::book::{kind, ASK, BID, L2};
 use crate::errors::Reason;
 use crate::itch::{sorted, symbol_set, MAX_MESSAGE_BYTES};
 use crate::json::{Doc, Node, Tape};
-use crate::rebuild::{lobster_row, BookRows, Target};
+use crate::rebuild::{lobster_row, BookRows, Rebuilt};
 use crate::state::{self, State};
 
 const MS: i64 = 1_000_000;
@@ -220,6 +220,7 @@ fn event_type_shown(doc: &Doc<'_>, at: Option<usize>) -> String {
         Node::Bool(_) => "<bool>".into(),
         Node::Int(_) | Node::Big => "<int>".into(),
         Node::Float => "<float>".into(),
+        Node::Num { .. } => "<str>".into(), // Binance parses numbers as numbers: never met
         Node::Arr { .. } => "<list>".into(),
         Node::Obj { .. } => "<dict>".into(),
         Node::Str { .. } => match str_node(doc, i) {
@@ -926,21 +927,8 @@ impl PyBinance {
         levels: usize,
         target: Option<String>,
         recv_ts: Option<PyReadonlyArray1<'py, i64>>,
-    ) -> PyResult<(Batch<'py>, Bound<'py, PyArray2<i64>>, Option<String>)> {
-        let (held, recv) = message_list(messages, recv_ts)?;
-        let raws: Vec<&[u8]> = held.iter().map(|b| b.as_bytes()).collect();
-        let feed = &mut self.feed;
-        let mut goal = Target { name: target.as_deref(), id: None };
-        let mut rows = Vec::new();
-        let (events, rejects) = py.detach(|| {
-            let mut events = Events::with_capacity(raws.len() * 4);
-            let mut rejects = Rejects::default();
-            let messages = raws.iter().copied().zip(recv.iter().copied());
-            crate::rebuild::rebuild(feed, messages, &mut goal, levels, &mut events, &mut rejects, &mut rows);
-            (events, rejects)
-        });
-        let name = goal.id.map(|i| feed.names.name(i).to_owned()).or(target);
-        Ok((batch_py(py, events, rejects)?, crate::rebuild::rows_py(py, rows, levels)?, name))
+    ) -> PyResult<Rebuilt<'py>> {
+        crate::rebuild::rebuild_list(py, &mut self.feed, messages, levels, target, recv_ts)
     }
 
     #[pyo3(signature = (start = 0))]

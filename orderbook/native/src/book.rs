@@ -119,6 +119,15 @@ impl<V: Copy> Levels<V> {
         Some((self.key(self.keys[i]), self.vals[i]))
     }
 
+    /// Remove the worst level (the last of `iter`) and give it back: a venue that truncates its book
+    /// to a depth (Kraken) sends no deletion for a level pushed out of it.
+    pub fn pop_worst(&mut self) -> Option<(i64, V)> {
+        let i = self.alive.iter().position(|&a| a)?;
+        let level = (self.key(self.keys[i]), self.vals[i]);
+        self.close(i);
+        Some(level)
+    }
+
     /// Levels best first.
     pub fn iter(&self) -> impl Iterator<Item = (i64, V)> + '_ {
         let all = self.keys.iter().zip(self.vals.iter()).zip(self.alive.iter()).rev();

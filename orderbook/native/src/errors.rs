@@ -19,6 +19,7 @@ pub enum Reason {
     CrossedBook = 7,
     OutOfSync = 8,
     SequenceGap = 9,
+    ChecksumMismatch = 10,
 }
 
 impl Reason {
@@ -35,6 +36,7 @@ impl Reason {
             Reason::CrossedBook => "CrossedBook",
             Reason::OutOfSync => "OutOfSync",
             Reason::SequenceGap => "SequenceGap",
+            Reason::ChecksumMismatch => "ChecksumMismatch",
         }
     }
 }

@@ -25,6 +25,12 @@ pub enum Node {
     /// an integer outside int64
     Big,
     Float,
+    /// a number kept as its text (`Tape::parse_numbers_as_text`), as `json.loads(parse_float=str,
+    /// parse_int=str)` gives it
+    Num {
+        start: u32,
+        end: u32,
+    },
     /// the bytes between the quotes; `escaped` if any backslash is among them
     Str {
         start: u32,
@@ -56,6 +62,7 @@ struct Parser<'a, 't> {
     src: &'a [u8],
     pos: usize,
     nodes: &'t mut Vec<Node>,
+    numbers_as_text: bool,
 }
 
 type R<T> = Result<T, ()>;
@@ -63,9 +70,19 @@ type R<T> = Result<T, ()>;
 impl Tape {
     /// Parse `src` into this tape (its nodes replaced); Err: not JSON as Python reads it.
     pub fn parse<'a>(&'a mut self, src: &'a [u8]) -> R<Doc<'a>> {
+        self.parse_with(src, false)
+    }
+
+    /// `parse`, every number a `Num` of its text (Kraken prints prices as JSON numbers: no float may
+    /// touch them).
+    pub fn parse_numbers_as_text<'a>(&'a mut self, src: &'a [u8]) -> R<Doc<'a>> {
+        self.parse_with(src, true)
+    }
+
+    fn parse_with<'a>(&'a mut self, src: &'a [u8], numbers_as_text: bool) -> R<Doc<'a>> {
         std::str::from_utf8(src).map_err(|_| ())?;
         self.nodes.clear();
-        let mut p = Parser { src, pos: 0, nodes: &mut self.nodes };
+        let mut p = Parser { src, pos: 0, nodes: &mut self.nodes, numbers_as_text };
         p.ws();
         p.value(0)?;
         p.ws();
@@ -222,7 +239,9 @@ impl Parser<'_, '_> {
             float = true;
         }
         self.pos = i;
-        let node = if float {
+        let node = if self.numbers_as_text {
+            Node::Num { start: start as u32, end: i as u32 }
+        } else if float {
             Node::Float
         } else {
             let mut v: i64 = 0;
@@ -329,7 +348,32 @@ impl<'a> Doc<'a> {
         if !escaped {
             return Ok(Some(Cow::Borrowed(text)));
         }
-        unescape(raw).map(|s| Some(Cow::Owned(s)))
+        unescape(raw, false).map(|s| Some(Cow::Owned(s)))
+    }
+
+    /// What Python holds as a str where numbers are kept as text: a string's value or a `Num`'s text,
+    /// and whether it is exact (false: a lone surrogate, which a Rust string cannot hold, is U+FFFD
+    /// here; it stays one character, and no ASCII text compares equal to it either way). None for
+    /// other nodes.
+    pub fn text(&self, i: usize) -> Option<(Cow<'a, str>, bool)> {
+        match self.nodes[i] {
+            Node::Num { start, end } => {
+                let digits = std::str::from_utf8(&self.src[start as usize..end as usize]).expect("ASCII");
+                Some((Cow::Borrowed(digits), true))
+            }
+            Node::Str { start, end, escaped } => {
+                let raw = &self.src[start as usize..end as usize];
+                let text = std::str::from_utf8(raw).expect("the message was checked as UTF-8");
+                if !escaped {
+                    return Some((Cow::Borrowed(text), true));
+                }
+                match unescape(raw, false) {
+                    Ok(s) => Some((Cow::Owned(s), true)),
+                    Err(LoneSurrogate) => Some((Cow::Owned(unescape(raw, true).expect("lossy")), false)),
+                }
+            }
+            _ => None,
+        }
     }
 }
 
@@ -337,7 +381,8 @@ fn hex4(b: &[u8]) -> u32 {
     b.iter().fold(0, |v, &c| v * 16 + (c as char).to_digit(16).unwrap_or(0))
 }
 
-fn unescape(raw: &[u8]) -> Result<String, LoneSurrogate> {
+/// A string's escapes decoded; a lone surrogate is an error, or U+FFFD where `lossy`.
+fn unescape(raw: &[u8], lossy: bool) -> Result<String, LoneSurrogate> {
     let mut out = String::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
@@ -367,7 +412,11 @@ fn unescape(raw: &[u8]) -> Result<String, LoneSurrogate> {
                         continue;
                     }
                 }
-                char::from_u32(hi).ok_or(LoneSurrogate)?
+                match char::from_u32(hi) {
+                    Some(c) => c,
+                    None if lossy => char::REPLACEMENT_CHARACTER,
+                    None => return Err(LoneSurrogate),
+                }
             }
             other => other as char, // " \ /
         };

@@ -7,7 +7,7 @@
 //! with the reference's reason, symbol and seq, and no event; what it did to the book before the
 //! refusal (a cross, an execution larger than the order) stays done, as in Python.
 
-use numpy::{PyArray2, PyReadonlyArray1};
+use numpy::PyReadonlyArray1;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
@@ -18,7 +18,7 @@ use crate::book::{kind, Level, ASK, BID, L3};
 use crate::errors::{Fault, Reason};
 use crate::itch::{crossed_refusal, sorted, symbol_set, MAX_MESSAGE_BYTES};
 use crate::numbers::{fixed, int64};
-use crate::rebuild::{lobster_row, BookRows, Target};
+use crate::rebuild::{lobster_row, BookRows, Rebuilt};
 use crate::state::{self, State};
 
 const FLAG_HIDDEN: i16 = 1;
@@ -265,7 +265,6 @@ pub struct PyLobster {
 }
 
 /// `PyLobster::rebuild`'s (batch, rows, target).
-type Rebuilt<'py> = (Batch<'py>, Bound<'py, PyArray2<i64>>, Option<String>);
 
 #[pymethods]
 impl PyLobster {
@@ -321,20 +320,8 @@ impl PyLobster {
         target: Option<String>,
         recv_ts: Option<PyReadonlyArray1<'py, i64>>,
     ) -> PyResult<Rebuilt<'py>> {
-        let (held, recv) = message_list(messages, recv_ts)?;
-        let raws: Vec<&[u8]> = held.iter().map(|b| b.as_bytes()).collect();
-        let mut goal = Target { name: target.as_deref(), id: None };
-        let mut rows = Vec::new();
         let mut keyed = Keyed { feed: &mut self.feed, key };
-        let (events, rejects) = py.detach(|| {
-            let mut events = Events::with_capacity(raws.len());
-            let mut rejects = Rejects::default();
-            let messages = raws.iter().zip(&recv).map(|(raw, &t)| (*raw, t));
-            crate::rebuild::rebuild(&mut keyed, messages, &mut goal, levels, &mut events, &mut rejects, &mut rows);
-            (events, rejects)
-        });
-        let name = goal.id.map(|i| self.feed.names.name(i).to_owned()).or(target);
-        Ok((batch_py(py, events, rejects)?, crate::rebuild::rows_py(py, rows, levels)?, name))
+        crate::rebuild::rebuild_list(py, &mut keyed, messages, levels, target, recv_ts)
     }
 
     /// Symbol names by id, from `start` (the `symbol` columns index this table; it only grows).

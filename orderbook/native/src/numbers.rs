@@ -21,16 +21,17 @@ pub fn fixed(s: &[u8], decimals: u32) -> Option<i64> {
     if extra.iter().any(|&c| c != b'0') {
         return None;
     }
+    // the digits then the zeros that pad them to `decimals`, as one integer: checked at every step, so
+    // that any `decimals` is safe (a Kraken pair's are what its messages print)
     let mut v: i64 = 0;
-    for &d in whole {
+    for &d in whole.iter().chain(frac) {
         v = v.checked_mul(10)?.checked_add(i64::from(d - b'0'))?;
     }
-    let mut f: i64 = 0;
-    for &d in frac {
-        f = f * 10 + i64::from(d - b'0');
+    let pad = decimals as usize - frac.len();
+    if v == 0 {
+        return Some(0);
     }
-    f *= 10_i64.pow(decimals - frac.len() as u32);
-    v.checked_mul(10_i64.checked_pow(decimals)?)?.checked_add(f)
+    v.checked_mul(10_i64.checked_pow(u32::try_from(pad).ok()?)?)
 }
 
 /// A `-?[0-9]+` integer that fits int64 (any number of leading zeros); None for any other text.
@@ -71,6 +72,11 @@ mod tests {
         assert_eq!(fixed(&zeros, 9), Some(7_000_000_000));
         zeros.insert(0, b'0');
         assert_eq!(fixed(&zeros, 9), None);
+        // any decimals: a value is refused only where it leaves int64
+        assert_eq!(fixed(b"0.000000000000000000000000000001", 30), Some(1));
+        assert_eq!(fixed(b"0", 4_000_000_000), Some(0));
+        assert_eq!(fixed(b"1", 19), None);
+        assert_eq!(fixed(b"1", 18), Some(1_000_000_000_000_000_000));
     }
 
     #[test]

@@ -3,11 +3,11 @@
 //! touched it, without a Python object per message or per row.
 
 use numpy::ndarray::ArrayView2;
-use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2};
+use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyList};
 
-use crate::batch::{Events, MessageFeed, Rejects, NONE};
+use crate::batch::{batch_py, message_list, Batch, Events, MessageFeed, Rejects, NONE};
 
 /// LOBSTER's placeholders for an empty level in its orderbook file (`orderbook.venues.lobster`).
 pub const ASK_EMPTY: i64 = 9_999_999_999;
@@ -103,6 +103,34 @@ pub fn rebuild<'a, F: MessageFeed + BookRows>(
             row(feed, symbol, ts, seq, levels, rows);
         }
     }
+}
+
+/// A feed's `rebuild` over a list of messages: (batch, rows, the target's name once known).
+pub type Rebuilt<'py> = (Batch<'py>, Bound<'py, PyArray2<i64>>, Option<String>);
+
+/// `rebuild` of a Python list of raw messages with optional int64 receive times, the GIL released: the
+/// `rebuild` method of every feed whose input is a list of messages (Binance, LOBSTER, Kraken).
+pub fn rebuild_list<'py, F: MessageFeed + BookRows>(
+    py: Python<'py>,
+    feed: &mut F,
+    messages: &Bound<'py, PyList>,
+    levels: usize,
+    target: Option<String>,
+    recv_ts: Option<PyReadonlyArray1<'py, i64>>,
+) -> PyResult<Rebuilt<'py>> {
+    let (held, recv) = message_list(messages, recv_ts)?;
+    let raws: Vec<&[u8]> = held.iter().map(|b| b.as_bytes()).collect();
+    let mut goal = Target { name: target.as_deref(), id: None };
+    let mut rows = Vec::new();
+    let (events, rejects) = py.detach(|| {
+        let mut events = Events::with_capacity(raws.len() * 2);
+        let mut rejects = Rejects::default();
+        let messages = raws.iter().copied().zip(recv.iter().copied());
+        rebuild(&mut *feed, messages, &mut goal, levels, &mut events, &mut rejects, &mut rows);
+        (events, rejects)
+    });
+    let name = goal.id.map(|i| feed.symbol_name(i).to_owned()).or(target);
+    Ok((batch_py(py, events, rejects)?, rows_py(py, rows, levels)?, name))
 }
 
 fn row<F: BookRows>(feed: &F, symbol: u32, ts: i64, seq: i64, levels: usize, rows: &mut Vec<i64>) {
