@@ -56,6 +56,7 @@ from orderbook.errors import FeedError  # noqa: E402
 from orderbook.venues.base import Record  # noqa: E402
 from orderbook.venues.binance import BinanceFeed  # noqa: E402
 from orderbook.venues.itch import ItchFeed, encode, frame  # noqa: E402
+from orderbook.venues.kraken import KrakenFeed  # noqa: E402
 
 try:
     import itch_book
@@ -65,6 +66,7 @@ except ImportError:  # the bench still runs, without the comparison
     ItchSession = None
 
 BINANCE = "binance-hftbacktest"
+KRAKEN_BOOKS = "cryptofeed-captures/KRAKEN.ws.50.0.gz"
 ITCH_FILE = "12302019.NASDAQ_ITCH50"  # itch-book reads the session date from a NASDAQ day-file name
 ITCH_PUBLISHED = "itch-book's published figures: 17.3M msg/s C++ parse+apply, 10.6M msg/s through its Python package"
 GOAL_LEVELS, GOAL_ITCH = 1_000_000, 500_000
@@ -93,7 +95,7 @@ def timed(run: Callable[[], Any]) -> tuple[float, Any]:
     return (time.perf_counter_ns() - start) / 1e9, out
 
 
-# ---------------------------------------------------------------- (a) Binance captures
+# ---------------------------------------------------------------- (a) Binance captures, (d) Kraken
 
 
 def binance_levels(raw: bytes) -> int:
@@ -161,6 +163,51 @@ def bench_native_binance(captures: list[tuple[list[Record], BinanceFeed]], total
             sys.exit("feed_bench: the native Binance books and the reference's disagree after the same messages")
     row.note = f"{row.rate / total.rate:.1f}x ours; books equal to ours"
     return row
+
+
+def kraken_levels(raw: bytes) -> int:
+    """Level rows a v1 book message hands the book: its snapshot's or update's rows."""
+    msg = json.loads(raw) if raw[:1] == b"[" else None
+    if not isinstance(msg, list) or not str(msg[-2]).startswith("book-"):
+        return 0
+    return sum(len(rows) for payload in msg[1:-2] for key, rows in payload.items() if key != "c")
+
+
+def bench_kraken(path: Path, passes: int) -> list[Row]:
+    """The Kraken book capture through the reference feed and the native one (one on_messages call), each
+    pass on a fresh feed; the native books must end as the reference's."""
+    records = list(KrakenFeed.read_capture(path))
+    raws, recv = [r.raw for r in records], np.array([r.recv_ts for r in records], np.int64)
+    levels = sum(kraken_levels(r) for r in raws)
+    ref = Row(f"kraken {path.name}", len(raws), levels=levels)
+    nat = Row("kraken native on_messages (Rust, JSON and checksums included)", len(raws), levels=levels)
+
+    def reference() -> tuple[KrakenFeed, int]:
+        feed, errors = KrakenFeed(), 0
+        for raw, t in zip(raws, recv.tolist(), strict=True):
+            try:
+                feed.on_message(raw, t)
+            except FeedError:
+                errors += 1
+        return feed, errors
+
+    for _ in range(passes):
+        seconds, (feed, _) = timed(reference)
+        ref.rates.append(len(raws) / seconds)
+        if native.available():
+            nat_feed = native.KrakenFeed()
+            seconds, _ = timed(lambda nat_feed=nat_feed: nat_feed.on_messages(raws, recv))
+            nat.rates.append(len(raws) / seconds)
+    ref.note = f"{sum(feed.checksums_matched.values()):,} of {sum(feed.checksums_checked.values()):,} checksums match"
+    if not native.available():
+        return [ref]
+    same = nat_feed.book_symbols() == list(feed.books) and all(
+        nat_feed.book_dict(s) == b.to_dict() for s, b in feed.books.items()
+    )
+    nat.note = f"books {'equal' if same else 'DIFFERENT'} to the reference's; {nat.rate / ref.rate:.1f}x"
+    if not same:
+        sys.exit("feed_bench: the native Kraken books differ from the reference's")
+    return [ref, nat]
 
 
 def native_binance(raws: list[bytes], recv: np.ndarray) -> native.BinanceFeed:
@@ -515,10 +562,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"feed_bench: {folder} not found. Pass --data <folder holding {BINANCE}/> or set MT_SHARED_DATA.")
     started = time.perf_counter()
     rows, captures = bench_binance(folder, args.passes, args.binance_limit)
+    kraken = args.data / KRAKEN_BOOKS
+    kraken_rows = bench_kraken(kraken, args.passes) if kraken.is_file() else []
     with tempfile.TemporaryDirectory() as tmp:
         itch_rows, itch_records = bench_itch(args.itch_messages, args.passes, args.seed, Path(tmp))
     print(f"median of {args.passes} passes; python {sys.version.split()[0]}; {ITCH_PUBLISHED}\n")
-    rows += itch_rows
+    rows += kraken_rows + itch_rows
     session = next((r for r in itch_rows if r.what.startswith("itch-book Session")), None)
     itch_rows[0].versus = session
     print_table(rows)

@@ -19,7 +19,7 @@ of records at a time in Rust, with the same windows, rejects and stats: `process
 `native_choice(venue)` says so (built, not turned off with MT_NATIVE=0, a venue the crate decodes;
 the worker logs each venue's choice and why at start), else it loops `process`, the reference. A venue
 the crate does not decode (Coinbase) keeps the Python feeds and books there, with the
-compiled window builders where the module is on (`CompiledBuilderWindows`: the same windows, 1.6-2.6x
+compiled window builders where the module is on (`CompiledBuilderWindows`: the same windows, 2.1-2.2x
 the records/s, bench/compiled_builders_bench.py), unless the pipeline is made with native=False (the
 fallback after a native panic; tests).
 
