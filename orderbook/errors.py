@@ -3,6 +3,8 @@ so an operator reading a dead-letter record or a log line knows where to look.""
 
 from __future__ import annotations
 
+import json
+
 
 class FeedError(Exception):
     """Base of every error raised while decoding a message or applying it to a book."""
@@ -120,3 +122,14 @@ class CaptureError(DecodeError, ValueError):
         self.line = line  # 1-based number of the line (text) or message (binary) reading stopped at
         self.offset = offset  # bytes of the (uncompressed) content read before it
         super().__init__(f"{self.path}: {message}")
+
+
+def shown(value: object) -> str:
+    """A value an error names (an unknown event type, channel), alike on the Python and the native paths, which
+    cannot print Python's repr of any string: a printable-ASCII string JSON-quoted and cut at 40 characters, None
+    where absent or null, else its type."""
+    if value is None:
+        return "None"
+    if isinstance(value, str) and value.isascii() and value.isprintable():
+        return json.dumps(value)[:40]
+    return f"<{type(value).__name__}>"

@@ -56,7 +56,7 @@ from typing import Any, ClassVar, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 from ..book import BookType, L2Book
-from ..errors import DecodeError, FeedError, SequenceGap, UnknownMessageType, check_size, is_text
+from ..errors import DecodeError, FeedError, SequenceGap, UnknownMessageType, check_size, is_text, shown
 from ..events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, Side
 from ..numbers import INT64_MAX, parse_fixed
 from ..sync import BookSync
@@ -237,17 +237,6 @@ def _ticker_of(ev: dict[str, Any]) -> BookTicker:
     )
 
 
-def _event_type_shown(kind: object) -> str:
-    """An unknown `e` as its error names it, alike on both paths (the native decoder cannot print
-    Python's repr of any string): a printable-ASCII string JSON-quoted and cut at 40 characters,
-    None where absent or null, else its type."""
-    if kind is None:
-        return "None"
-    if isinstance(kind, str) and kind.isascii() and kind.isprintable():
-        return json.dumps(kind)[:40]
-    return f"<{type(kind).__name__}>"
-
-
 def _symbol_hint(msg: Any) -> str:
     """The symbol of a parsed message, best effort, to name it in an error."""
     if not isinstance(msg, dict):
@@ -355,7 +344,7 @@ class BinanceFeed(Feed):
             return None
         if "lastUpdateId" in ev:
             raise _fail('REST depth snapshot without its symbol: wrap it as {"symbol": ..., "snapshot": ...}')
-        raise UnknownMessageType(f"unknown Binance event type {_event_type_shown(kind)}", venue=VENUE,
+        raise UnknownMessageType(f"unknown Binance event type {shown(kind)}", venue=VENUE,
                                  symbol=_symbol_hint(msg))  # fmt: skip
 
     def _decode_snapshot(self, msg: dict[str, Any], recv_ts: int) -> Snapshot:

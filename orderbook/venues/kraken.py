@@ -69,7 +69,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ..book import BookType, L2Book
-from ..errors import ChecksumMismatch, DecodeError, FeedError, OutOfSync, UnknownMessageType, check_size
+from ..errors import ChecksumMismatch, DecodeError, FeedError, OutOfSync, UnknownMessageType, check_size, shown
 from ..events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, Side
 from ..numbers import INT64_MIN, decimals_of, fits_int64, parse_fixed
 from .base import Feed, Record, check_first_line, numbered_lines
@@ -127,16 +127,6 @@ def book_checksum(book: L2Book) -> int:
 
 def _bad(message: str, symbol: str = "", seq: int | None = None) -> NoReturn:
     raise DecodeError(message, venue=VENUE, symbol=symbol, seq=seq)
-
-
-def _shown(value: Any) -> str:
-    """A value an error names, alike on both paths (the native decoder words it so): a printable-ASCII string
-    JSON-quoted and cut at 40 characters, None, else its type."""
-    if value is None:
-        return "None"
-    if isinstance(value, str) and value.isascii() and value.isprintable():
-        return json.dumps(value)[:40]
-    return f"<{type(value).__name__}>"
 
 
 def _reject_constant(name: str) -> NoReturn:
@@ -311,7 +301,7 @@ class KrakenFeed(Feed):
     def _on_v1_event(self, msg: dict[str, Any]) -> list[Event]:
         event = msg["event"]
         if event not in _V1_EVENTS:
-            raise UnknownMessageType(f"unknown v1 event {_shown(event)}", venue=VENUE)
+            raise UnknownMessageType(f"unknown v1 event {shown(event)}", venue=VENUE)
         pair, channel = msg.get("pair"), msg.get("channelName")
         if (
             event == "subscriptionStatus"
@@ -333,7 +323,7 @@ class KrakenFeed(Feed):
             return self._v1_trades(msg[1:-2], pair, recv_ts)
         if channel in _V1_IGNORED_CHANNELS or channel.startswith("ohlc-"):
             return []
-        raise UnknownMessageType(f"unknown v1 channel {_shown(channel)}", venue=VENUE, symbol=pair)
+        raise UnknownMessageType(f"unknown v1 channel {shown(channel)}", venue=VENUE, symbol=pair)
 
     def _v1_levels(self, payloads: list[Any], channel: str, pair: str) -> _Levels:
         """The levels of a v1 book message, in message order; "c" from whichever dict has it."""
@@ -394,14 +384,14 @@ class KrakenFeed(Feed):
             self._v2_instruments(data)
             return []
         if channel not in ("book", "trade"):
-            raise UnknownMessageType(f"unknown v2 channel {_shown(channel)}", venue=VENUE)
+            raise UnknownMessageType(f"unknown v2 channel {shown(channel)}", venue=VENUE)
         if not isinstance(data, list):
             _bad(f"v2 {channel} data must be a list")
         if channel == "trade":
             return self._v2_trades(data, recv_ts)
         kind = msg.get("type")
         if kind not in ("snapshot", "update"):
-            raise UnknownMessageType(f"unknown v2 book message type {_shown(kind)}", venue=VENUE)
+            raise UnknownMessageType(f"unknown v2 book message type {shown(kind)}", venue=VENUE)
         decoded = [self._v2_levels(item, kind == "snapshot") for item in data]
         return self._on_books(decoded, recv_ts)
 

@@ -210,29 +210,6 @@ fn hint(doc: &Doc<'_>) -> String {
     sym.and_then(|i| str_node(doc, i)).unwrap_or_default()
 }
 
-/// `binance._event_type_shown`: an unknown `e` as its error names it, alike on both paths: a
-/// printable-ASCII string JSON-quoted and cut at 40 characters, `None` where absent or null, else
-/// its Python type.
-fn event_type_shown(doc: &Doc<'_>, at: Option<usize>) -> String {
-    let Some(i) = at else { return "None".into() };
-    match doc.nodes[i] {
-        Node::Null => "None".into(),
-        Node::Bool(_) => "<bool>".into(),
-        Node::Int(_) | Node::Big => "<int>".into(),
-        Node::Float => "<float>".into(),
-        Node::Num { .. } => "<str>".into(), // Binance parses numbers as numbers: never met
-        Node::Arr { .. } => "<list>".into(),
-        Node::Obj { .. } => "<dict>".into(),
-        Node::Str { .. } => match str_node(doc, i) {
-            Some(s) if s.bytes().all(|b| (0x20..=0x7e).contains(&b)) => {
-                let quoted = format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
-                quoted.chars().take(40).collect()
-            }
-            _ => "<str>".into(),
-        },
-    }
-}
-
 fn missing(k: usize) -> DErr {
     DErr::Hint(format!("bad message: KeyError '{}'", KEYS[k]))
 }
@@ -457,7 +434,7 @@ impl Binance {
             _ => {
                 let sym = hint(doc);
                 let id = if sym.is_empty() { NONE } else { self.intern(&sym) };
-                let text = format!("unknown Binance event type {}", event_type_shown(doc, f.get(key::E_LOWER)));
+                let text = format!("unknown Binance event type {}", doc.shown(f.get(key::E_LOWER)));
                 Err(DErr::Done(Refusal::new(Reason::UnknownMessageType, text, id, None)))
             }
         }

@@ -351,6 +351,28 @@ impl<'a> Doc<'a> {
         unescape(raw, false).map(|s| Some(Cow::Owned(s)))
     }
 
+    /// A value an error names, as the Python decoders word it (`orderbook.errors.shown`): a
+    /// printable-ASCII string (or a number's text) JSON-quoted and cut at 40 characters, `None`
+    /// where absent or null, else its Python type.
+    pub fn shown(&self, i: Option<usize>) -> String {
+        let Some(i) = i else { return "None".into() };
+        match self.nodes[i] {
+            Node::Null => "None".into(),
+            Node::Bool(_) => "<bool>".into(),
+            Node::Int(_) | Node::Big => "<int>".into(),
+            Node::Float => "<float>".into(),
+            Node::Arr { .. } => "<list>".into(),
+            Node::Obj { .. } => "<dict>".into(),
+            Node::Str { .. } | Node::Num { .. } => match self.text(i) {
+                Some((s, true)) if s.bytes().all(|b| (0x20..=0x7e).contains(&b)) => {
+                    let quoted = format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+                    quoted.chars().take(40).collect()
+                }
+                _ => "<str>".into(),
+            },
+        }
+    }
+
     /// What Python holds as a str where numbers are kept as text: a string's value or a `Num`'s text,
     /// and whether it is exact (false: a lone surrogate, which a Rust string cannot hold, is U+FFFD
     /// here; it stays one character, and no ASCII text compares equal to it either way). None for

@@ -330,24 +330,6 @@ fn checksum_field(doc: &Doc<'_>, i: usize) -> R<u32> {
     u32::try_from(v).map_err(|_| refused())
 }
 
-/// `kraken._shown`: a value an error names, as the reference words it.
-fn shown(doc: &Doc<'_>, i: Option<usize>) -> String {
-    let Some(i) = i else { return "None".into() };
-    match doc.nodes[i] {
-        Node::Null => "None".into(),
-        Node::Bool(_) => "<bool>".into(),
-        Node::Arr { .. } => "<list>".into(),
-        Node::Obj { .. } => "<dict>".into(),
-        _ => match doc.text(i) {
-            Some((s, true)) if s.bytes().all(|b| (0x20..=0x7e).contains(&b)) => {
-                let quoted = format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
-                quoted.chars().take(40).collect()
-            }
-            _ => "<str>".into(),
-        },
-    }
-}
-
 /// The Python type a parsed JSON value is (numbers are text: str).
 fn type_name(node: Node) -> &'static str {
     match node {
@@ -489,7 +471,7 @@ impl Kraken {
         }
         let event = doc.text(e).map(|(t, _)| t);
         if !event.as_deref().is_some_and(|t| V1_EVENTS.contains(&t)) {
-            return Err(unknown(format!("unknown v1 event {}", shown(doc, Some(e)))));
+            return Err(unknown(format!("unknown v1 event {}", doc.shown(Some(e)))));
         }
         let unsubscribed = event.as_deref() == Some("subscriptionStatus")
             && text_is(doc, doc.get(0, "status"), "unsubscribed")
@@ -531,7 +513,7 @@ impl Kraken {
         if channel == "ticker" || channel == "spread" || channel.starts_with("ohlc-") {
             return Ok(());
         }
-        let text = format!("unknown v1 channel {}", shown(doc, channel_at));
+        let text = format!("unknown v1 channel {}", doc.shown(channel_at));
         Err(self.named(Reason::UnknownMessageType, text, &pair.0))
     }
 
@@ -659,7 +641,7 @@ impl Kraken {
             return self.v2_instruments(doc, data);
         }
         if channel != "book" && channel != "trade" {
-            return Err(unknown(format!("unknown v2 channel {}", shown(doc, Some(channel_at)))));
+            return Err(unknown(format!("unknown v2 channel {}", doc.shown(Some(channel_at)))));
         }
         let Some(data) = data.filter(|&d| matches!(doc.nodes[d], Node::Arr { .. })) else {
             return Err(bad(format!("v2 {channel} data must be a list")));
@@ -672,7 +654,7 @@ impl Kraken {
         let snapshot = match kind.as_deref() {
             Some("snapshot") => true,
             Some("update") => false,
-            _ => return Err(unknown(format!("unknown v2 book message type {}", shown(doc, kind_at)))),
+            _ => return Err(unknown(format!("unknown v2 book message type {}", doc.shown(kind_at)))),
         };
         let decoded = doc.items(data).map(|item| self.v2_levels(doc, item, snapshot)).collect::<R<Vec<_>>>()?;
         // several books in one message: each is applied; the first error is the message's
