@@ -100,6 +100,39 @@ fn read_event(e: &Bound<'_, PyAny>) -> PyResult<Event> {
     })
 }
 
+/// Whether `events` is a structured numpy array (a batch's event rows), not a sequence of objects.
+fn is_rows(events: &Bound<'_, PyAny>) -> bool {
+    let py = events.py();
+    events.getattr(intern!(py, "dtype")).and_then(|d| d.getattr(intern!(py, "names"))).is_ok_and(|n| !n.is_none())
+}
+
+/// A structured array's events (the columns `push_batch` reads, but `msg`) onto `out`.
+fn read_rows(events: &Bound<'_, PyAny>, out: &mut Vec<Event>) -> PyResult<()> {
+    let kinds = column::<i8>(events, "kind", "int8")?;
+    let sides = column::<i8>(events, "side", "int8")?;
+    let flags = column::<i64>(events, "flags", "int64")?;
+    let ts = column::<i64>(events, "ts", "int64")?;
+    let seq = column::<i64>(events, "seq", "int64")?;
+    let prices = column::<i64>(events, "price", "int64")?;
+    let sizes = column::<i64>(events, "size", "int64")?;
+    let (kinds, sides, flags, ts) = (kinds.as_slice()?, sides.as_slice()?, flags.as_slice()?, ts.as_slice()?);
+    let (seq, prices, sizes) = (seq.as_slice()?, prices.as_slice()?, sizes.as_slice()?);
+    let n = kinds.len();
+    if [sides.len(), flags.len(), ts.len(), seq.len(), prices.len(), sizes.len()].iter().any(|&len| len != n) {
+        return Err(value_error("the event columns are not of one length"));
+    }
+    out.extend((0..n).map(|i| Event {
+        kind: kinds[i],
+        side: sides[i],
+        flags: flags[i],
+        ts: ts[i],
+        seq: seq[i],
+        price: prices[i],
+        size: sizes[i],
+    }));
+    Ok(())
+}
+
 fn array<'py, T: Element>(py: Python<'py>, v: Vec<T>, shape: &[usize]) -> PyResult<Bound<'py, PyAny>> {
     Ok(PyArray1::from_vec(py, v).reshape(shape)?.into_any())
 }
@@ -327,8 +360,9 @@ impl PyWindowBuilder {
         self.core.add_news(ts, headline);
     }
 
-    /// Add one message (its events already applied to `book`); the `orderbook.windows.Window`
-    /// when one is due, else None.
+    /// Add one message (its events already applied to `book`): Event-like objects, or its rows of a
+    /// native batch (a structured array with the columns of `push_batch`, read without a Python object
+    /// per event); the `orderbook.windows.Window` when one is due, else None.
     #[pyo3(signature = (book, events, offset = None))]
     fn push(
         &mut self,
@@ -338,8 +372,12 @@ impl PyWindowBuilder {
         offset: Option<Py<PyAny>>,
     ) -> PyResult<Option<Py<PyAny>>> {
         self.events.clear();
-        for e in events.try_iter()? {
-            self.events.push(read_event(&e?)?);
+        if is_rows(events) {
+            read_rows(events, &mut self.events)?;
+        } else {
+            for e in events.try_iter()? {
+                self.events.push(read_event(&e?)?);
+            }
         }
         if self.events.is_empty() {
             return Ok(None);
