@@ -106,31 +106,88 @@ fn is_rows(events: &Bound<'_, PyAny>) -> bool {
     events.getattr(intern!(py, "dtype")).and_then(|d| d.getattr(intern!(py, "names"))).is_ok_and(|n| !n.is_none())
 }
 
-/// A structured array's events (the columns `push_batch` reads, but `msg`) onto `out`.
-fn read_rows(events: &Bound<'_, PyAny>, out: &mut Vec<Event>) -> PyResult<()> {
-    let kinds = column::<i8>(events, "kind", "int8")?;
-    let sides = column::<i8>(events, "side", "int8")?;
-    let flags = column::<i64>(events, "flags", "int64")?;
-    let ts = column::<i64>(events, "ts", "int64")?;
-    let seq = column::<i64>(events, "seq", "int64")?;
-    let prices = column::<i64>(events, "price", "int64")?;
-    let sizes = column::<i64>(events, "size", "int64")?;
-    let (kinds, sides, flags, ts) = (kinds.as_slice()?, sides.as_slice()?, flags.as_slice()?, ts.as_slice()?);
-    let (seq, prices, sizes) = (seq.as_slice()?, prices.as_slice()?, sizes.as_slice()?);
-    let n = kinds.len();
-    if [sides.len(), flags.len(), ts.len(), seq.len(), prices.len(), sizes.len()].iter().any(|&len| len != n) {
-        return Err(value_error("the event columns are not of one length"));
+/// A batch's event columns as contiguous arrays of one length; `msg` where asked for (`push_batch`).
+struct Columns<'py> {
+    kinds: PyReadonlyArray1<'py, i8>,
+    sides: PyReadonlyArray1<'py, i8>,
+    flags: PyReadonlyArray1<'py, i64>,
+    ts: PyReadonlyArray1<'py, i64>,
+    seq: PyReadonlyArray1<'py, i64>,
+    prices: PyReadonlyArray1<'py, i64>,
+    sizes: PyReadonlyArray1<'py, i64>,
+    msgs: Option<PyReadonlyArray1<'py, i64>>,
+}
+
+impl<'py> Columns<'py> {
+    fn of(events: &Bound<'py, PyAny>, with_msg: bool) -> PyResult<Self> {
+        let c = Columns {
+            kinds: column::<i8>(events, "kind", "int8")?,
+            sides: column::<i8>(events, "side", "int8")?,
+            flags: column::<i64>(events, "flags", "int64")?,
+            ts: column::<i64>(events, "ts", "int64")?,
+            seq: column::<i64>(events, "seq", "int64")?,
+            prices: column::<i64>(events, "price", "int64")?,
+            sizes: column::<i64>(events, "size", "int64")?,
+            msgs: if with_msg { Some(column::<i64>(events, "msg", "int64")?) } else { None },
+        };
+        let n = c.kinds.len();
+        for (name, len) in [
+            ("side", c.sides.len()),
+            ("flags", c.flags.len()),
+            ("ts", c.ts.len()),
+            ("seq", c.seq.len()),
+            ("price", c.prices.len()),
+            ("size", c.sizes.len()),
+            ("msg", c.msgs.as_ref().map_or(n, |m| m.len())),
+        ] {
+            if len != n {
+                return Err(value_error(format!("column {name} has {len} rows, kind has {n}")));
+            }
+        }
+        Ok(c)
     }
-    out.extend((0..n).map(|i| Event {
-        kind: kinds[i],
-        side: sides[i],
-        flags: flags[i],
-        ts: ts[i],
-        seq: seq[i],
-        price: prices[i],
-        size: sizes[i],
-    }));
-    Ok(())
+
+    fn len(&self) -> usize {
+        self.kinds.len()
+    }
+
+    /// The columns borrowed as slices (each of `len()` rows).
+    fn slices(&self) -> PyResult<Slices<'_>> {
+        Ok(Slices {
+            kinds: self.kinds.as_slice()?,
+            sides: self.sides.as_slice()?,
+            flags: self.flags.as_slice()?,
+            ts: self.ts.as_slice()?,
+            seq: self.seq.as_slice()?,
+            prices: self.prices.as_slice()?,
+            sizes: self.sizes.as_slice()?,
+        })
+    }
+}
+
+/// `Columns` as slices: what the work without the GIL reads.
+struct Slices<'a> {
+    kinds: &'a [i8],
+    sides: &'a [i8],
+    flags: &'a [i64],
+    ts: &'a [i64],
+    seq: &'a [i64],
+    prices: &'a [i64],
+    sizes: &'a [i64],
+}
+
+impl Slices<'_> {
+    fn event(&self, i: usize) -> Event {
+        Event {
+            kind: self.kinds[i],
+            side: self.sides[i],
+            flags: self.flags[i],
+            ts: self.ts[i],
+            seq: self.seq[i],
+            price: self.prices[i],
+            size: self.sizes[i],
+        }
+    }
 }
 
 fn array<'py, T: Element>(py: Python<'py>, v: Vec<T>, shape: &[usize]) -> PyResult<Bound<'py, PyAny>> {
@@ -373,7 +430,9 @@ impl PyWindowBuilder {
     ) -> PyResult<Option<Py<PyAny>>> {
         self.events.clear();
         if is_rows(events) {
-            read_rows(events, &mut self.events)?;
+            let c = Columns::of(events, false)?;
+            let rows = c.slices()?;
+            self.events.extend((0..c.len()).map(|i| rows.event(i)));
         } else {
             for e in events.try_iter()? {
                 self.events.push(read_event(&e?)?);
@@ -441,28 +500,8 @@ impl PyWindowBuilder {
             (_, Some(b)) => BookMut::L3(&mut b.book),
             _ => return Err(value_error("push_batch applies the events to a native L2Book or L3Book")),
         };
-        let kinds = column::<i8>(events, "kind", "int8")?;
-        let sides = column::<i8>(events, "side", "int8")?;
-        let flags = column::<i64>(events, "flags", "int64")?;
-        let ts = column::<i64>(events, "ts", "int64")?;
-        let seq = column::<i64>(events, "seq", "int64")?;
-        let prices = column::<i64>(events, "price", "int64")?;
-        let sizes = column::<i64>(events, "size", "int64")?;
-        let msgs = column::<i64>(events, "msg", "int64")?;
-        let n = kinds.len();
-        for (name, len) in [
-            ("side", sides.len()),
-            ("flags", flags.len()),
-            ("ts", ts.len()),
-            ("seq", seq.len()),
-            ("price", prices.len()),
-            ("size", sizes.len()),
-            ("msg", msgs.len()),
-        ] {
-            if len != n {
-                return Err(value_error(format!("column {name} has {len} rows, kind has {n}")));
-            }
-        }
+        let c = Columns::of(events, true)?;
+        let n = c.len();
         let ids = match native {
             BookMut::L3(_) => {
                 let (a, b) =
@@ -474,8 +513,8 @@ impl PyWindowBuilder {
             }
             BookMut::L2(_) => None,
         };
-        let (kinds, sides, flags, ts) = (kinds.as_slice()?, sides.as_slice()?, flags.as_slice()?, ts.as_slice()?);
-        let (seq, prices, sizes, msgs) = (seq.as_slice()?, prices.as_slice()?, sizes.as_slice()?, msgs.as_slice()?);
+        let rows = c.slices()?;
+        let msgs = c.msgs.as_ref().expect("asked for").as_slice()?;
         if msgs.windows(2).any(|w| w[1] < w[0]) {
             return Err(value_error("msg must be non-decreasing"));
         }
@@ -483,15 +522,7 @@ impl PyWindowBuilder {
             Some((a, b)) => Some((a.as_slice()?, b.as_slice()?)),
             None => None,
         };
-        let event = |i: usize| Event {
-            kind: kinds[i],
-            side: sides[i],
-            flags: flags[i],
-            ts: ts[i],
-            seq: seq[i],
-            price: prices[i],
-            size: sizes[i],
-        };
+        let event = |i: usize| rows.event(i);
         let core = &mut self.core;
         let scratch = &mut self.events;
         // the work, without the GIL: per message, apply its events to the book, then fold it in
@@ -530,9 +561,13 @@ impl PyWindowBuilder {
         let stack = result.map_err(|(at, fault)| {
             // the book's own error (BookError, UnknownOrder, ...), as the native books raise it, with
             // where in the batch; the caller learns which events were applied: those before `index`
-            let where_ =
-                format!("{} (event {at} of the batch, {} of message {})", fault.text, kind::name(kinds[at]), msgs[at]);
-            let err = py_error(py, &Fault::new(fault.reason, where_), &self.venue, &self.symbol, Some(seq[at]));
+            let where_ = format!(
+                "{} (event {at} of the batch, {} of message {})",
+                fault.text,
+                kind::name(rows.kinds[at]),
+                msgs[at]
+            );
+            let err = py_error(py, &Fault::new(fault.reason, where_), &self.venue, &self.symbol, Some(rows.seq[at]));
             let _ = err.value(py).setattr("index", at);
             err
         })?;
