@@ -343,8 +343,7 @@ def test_the_native_pipeline_takes_batches_and_frames_as_the_reference_takes_rec
 ) -> None:
     from orderbook.frames import encode_frame
     from orderbook.native.check import pipeline_difference
-    from streams.pipeline import VenuePipeline
-    from tests.test_native_lobster import CONFIG, _Rec
+    from tests.test_native_lobster import in_batches
 
     # the two streams one after the other (the v2 snapshots replace the v1 books), a checksum broken, every
     # fourth run of records framed
@@ -354,15 +353,6 @@ def test_the_native_pipeline_takes_batches_and_frames_as_the_reference_takes_rec
     for i in range(0, len(stream), 3):
         chunk = stream[i : i + 3]
         records += [encode_frame(chunk)] if i % 12 == 0 else chunk
-    outs = []
-    for native_path in (False, True):
-        pipe = VenuePipeline("kraken", CONFIG, native=native_path)
-        recs = [_Rec(None, v, 0, i) for i, v in enumerate(records)]
-        windows, rejects = [], []
-        for lo in range(0, len(recs), batch):
-            ws, rs = pipe.process_batch(recs[lo : lo + batch])
-            windows += ws
-            rejects += [(r.reason, r.error, r.offset, r.index, r.value) for r in rs]
-        outs.append((windows, rejects, pipe.stats))
+    outs = [in_batches("kraken", [(None, v) for v in records], batch, n) for n in (False, True)]
     assert len(outs[0][0]) > 50 and outs[0][1]
     assert pipeline_difference(outs[0], outs[1]) is None

@@ -231,7 +231,6 @@ def test_the_native_pipeline_takes_batches_and_frames_as_the_reference_takes_rec
 ) -> None:
     from orderbook.frames import encode_frame
     from orderbook.native.check import pipeline_difference
-    from streams.pipeline import VenuePipeline
 
     _, items = sim_stream(result, "lobster")
     records = [(it.key, it.raw) for it in items if not it.news]
@@ -244,18 +243,24 @@ def test_the_native_pipeline_takes_batches_and_frames_as_the_reference_takes_rec
         framed.append((key, encode_frame(run_) if len(run_) > 1 else run_[0]))
         i += len(run_)
     framed.insert(len(framed) // 2, (None, records[0][1]))
-    outs = []
-    for native_path in (False, True):
-        pipe = VenuePipeline("lobster", CONFIG, native=native_path)
-        recs = [_Rec(k, v, 0, i) for i, (k, v) in enumerate(framed)]
-        windows, rejects = [], []
-        for lo in range(0, len(recs), batch):
-            ws, rs = pipe.process_batch(recs[lo : lo + batch])
-            windows += ws
-            rejects += [(r.reason, r.error, r.key, r.offset, r.index, r.value) for r in rs]
-        outs.append((windows, rejects, pipe.stats))
+    outs = [in_batches("lobster", framed, batch, native_path) for native_path in (False, True)]
     assert len(outs[0][0]) > 40 and any(r[2] is None for r in outs[0][1])
     assert pipeline_difference(*outs) is None
+
+
+def in_batches(venue: str, records: Keyed, batch: int, native_path: bool) -> tuple[list, list, object]:
+    """Keyed records through a VenuePipeline `batch` at a time (the worker's process_batch): its (windows,
+    rejects, stats), each reject as (reason, error, key, offset, index, value)."""
+    from streams.pipeline import VenuePipeline
+
+    pipe = VenuePipeline(venue, CONFIG, native=native_path)
+    recs = [_Rec(k, v, 0, i) for i, (k, v) in enumerate(records)]
+    windows, rejects = [], []
+    for lo in range(0, len(recs), batch):
+        ws, rs = pipe.process_batch(recs[lo : lo + batch])
+        windows += ws
+        rejects += [(r.reason, r.error, r.key, r.offset, r.index, r.value) for r in rs]
+    return windows, rejects, pipe.stats
 
 
 def test_score_on_lobster_files_with_headlines_gives_the_reference_windows(

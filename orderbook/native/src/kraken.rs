@@ -122,25 +122,24 @@ fn decimals_of(text: &str) -> usize {
     text.split_once('.').map_or(0, |(_, frac)| frac.chars().count())
 }
 
-/// `_positive_int`: ASCII digits (at most PY_INT_MAX_DIGITS) of a value above 0; past usize, usize::MAX
-/// (a depth no book reaches).
-fn positive_int(text: &str) -> Option<usize> {
+/// The value of 1 to PY_INT_MAX_DIGITS ASCII digits (the reference's `isascii() and isdigit()` before its
+/// `int()`), u64::MAX past it; None for any other text.
+fn digits(text: &str) -> Option<u64> {
     let b = text.as_bytes();
     if b.is_empty() || b.len() > PY_INT_MAX_DIGITS || !b.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let v = b.iter().fold(0usize, |v, &d| v.saturating_mul(10).saturating_add(usize::from(d - b'0')));
-    (v > 0).then_some(v)
+    Some(b.iter().fold(0u64, |v, &d| v.saturating_mul(10).saturating_add(u64::from(d - b'0'))))
 }
 
-/// `_decimals` of a text: ASCII digits (at most PY_INT_MAX_DIGITS) of at most MAX_DECIMALS.
+/// `_positive_int`: digits of a value above 0; past usize, usize::MAX (a depth no book reaches).
+fn positive_int(text: &str) -> Option<usize> {
+    digits(text).filter(|&v| v > 0).map(|v| usize::try_from(v).unwrap_or(usize::MAX))
+}
+
+/// `_decimals` of a text: digits of at most MAX_DECIMALS.
 fn decimals(text: &str) -> Option<u32> {
-    let b = text.as_bytes();
-    if b.is_empty() || b.len() > PY_INT_MAX_DIGITS || !b.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let v = b.iter().fold(0u64, |v, &d| v.saturating_mul(10).saturating_add(u64::from(d - b'0')));
-    u32::try_from(v).ok().filter(|&n| n <= MAX_DECIMALS)
+    digits(text).and_then(|v| u32::try_from(v).ok()).filter(|&n| n <= MAX_DECIMALS)
 }
 
 /// An optional sign at `i` (stepped over): whether it is '-'.
@@ -322,12 +321,7 @@ fn rfc3339_ns(doc: &Doc<'_>, i: usize) -> R<i64> {
 fn checksum_field(doc: &Doc<'_>, i: usize) -> R<u32> {
     let refused = || bad("checksum is not an unsigned 32-bit integer");
     let (text, _) = doc.text(i).ok_or_else(refused)?;
-    let b = text.as_bytes();
-    if b.is_empty() || b.len() > PY_INT_MAX_DIGITS || !b.iter().all(u8::is_ascii_digit) {
-        return Err(refused());
-    }
-    let v = b.iter().fold(0u64, |v, &d| v.saturating_mul(10).saturating_add(u64::from(d - b'0')));
-    u32::try_from(v).map_err(|_| refused())
+    digits(&text).and_then(|v| u32::try_from(v).ok()).ok_or_else(refused)
 }
 
 /// The Python type a parsed JSON value is (numbers are text: str).
