@@ -112,7 +112,7 @@ fuzz: $(STAMP)
 	for t in pipeline native snapshot news rebuild capture; do $(BIN)/python tests/fuzz/run.py $$t --seconds $(FUZZ_SECONDS) || exit 1; done
 	rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
-	for t in json binance itch lobster kraken; do $(BIN)/python tests/fuzz/rust.py $$t --seconds $(FUZZ_SECONDS) || exit 1; done
+	for t in json binance itch lobster kraken coinbase; do $(BIN)/python tests/fuzz/rust.py $$t --seconds $(FUZZ_SECONDS) || exit 1; done
 
 # Every fault of docs/recovery.md injected repeatedly into real workers on the embedded servers;
 # writes the table of docs/faults.md (20-30 minutes on 2 cores); then the tests marked `soak`

@@ -64,6 +64,13 @@ class CrossedBook(BookError):
     reason = "crossed_book"
 
 
+class VenueErrorMessage(FeedError):
+    """The venue sent an error message (Coinbase's `{"type": "error", ...}`: a rejected subscription or
+    request): counted and dead-lettered, never silent."""
+
+    reason = "venue_error"
+
+
 class OutOfSync(FeedError):
     """The book left the live state: it waits for a fresh snapshot."""
 

@@ -185,6 +185,21 @@ def rebuild_kraken(
     return _rebuild_messages("kraken", path, levels, symbol, stats, on_error, check_crossed, chunk)
 
 
+def rebuild_coinbase(
+    path: str | Path,
+    levels: int,
+    symbol: str | None = None,
+    stats: RebuildStats | None = None,
+    on_error: Callable[[FeedError], None] | None = None,
+    *,
+    check_crossed: bool = True,
+    chunk: int = RECORDS,
+) -> Iterator[RowBlock]:
+    """`rebuild` of a Coinbase capture (cryptofeed's recording, or a REST snapshot file) on the native path,
+    as `rebuild_binance` (tests/test_native_coinbase.py)."""
+    return _rebuild_messages("coinbase", path, levels, symbol, stats, on_error, check_crossed, chunk)
+
+
 def _rebuild_messages(
     venue: str,
     path: str | Path,
@@ -199,7 +214,8 @@ def _rebuild_messages(
     from . import native
     from .venues import feed_class
 
-    feed = {"binance": native.BinanceFeed, "kraken": native.KrakenFeed}[venue](check_crossed=check_crossed)
+    feeds = {"binance": native.BinanceFeed, "kraken": native.KrakenFeed, "coinbase": native.CoinbaseFeed}
+    feed = feeds[venue](check_crossed=check_crossed)
 
     def step(raws: list[bytes], target: str | None, recv: np.ndarray) -> tuple[Batch, np.ndarray, str | None]:
         return feed.rebuild(raws, max(levels, 0), target, recv)
@@ -272,10 +288,11 @@ def _take(records: Iterator[Record], n: int) -> tuple[list[Record], Exception | 
     return out, None
 
 
-NATIVE = {"itch": rebuild_itch, "binance": rebuild_binance, "lobster": rebuild_lobster, "kraken": rebuild_kraken}
+NATIVE = {"itch": rebuild_itch, "binance": rebuild_binance, "lobster": rebuild_lobster, "kraken": rebuild_kraken,
+          "coinbase": rebuild_coinbase}  # fmt: skip
 """The venues whose captures `megatrading book` rebuilds on the native path: venue -> its rebuild (path,
-levels, symbol, stats, on_error, *, check_crossed, chunk: bytes of an ITCH file, records of a Binance
-capture, LOBSTER or Kraken file)."""
+levels, symbol, stats, on_error, *, check_crossed, chunk: bytes of an ITCH file, records of a Binance,
+Kraken or Coinbase capture or a LOBSTER file)."""
 
 
 def _taken(

@@ -429,6 +429,12 @@ MALFORMED_FULL = {
     "open_without_order_id": full("open", 11, side="buy", price="100", remaining_size="1"),
     "sequence_as_string": raw(type="open", product_id=P, sequence="11", time=T, order_id="c", side="buy"),
     "truncated": opened(11, "c", "buy", "100", "1")[:40],
+    # what no venue prints and the native decoder cannot hold: refused alike on both paths
+    "order_id_lone_surrogate": opened(11, "\ud800", "buy", "100", "1"),
+    "sequence_past_int64": full("open", 2**63, order_id="c", side="buy", price="100", remaining_size="1"),
+    "time_before_int64_ns": opened(11, "c", "buy", "100", "1").replace(T.encode(), b"1677-09-21T00:12:43Z"),
+    "time_in_other_digits": opened(11, "c", "buy", "100", "1").replace(b"2021-", "\uff12021-".encode()),
+    "nan_literal": opened(11, "c", "buy", "100", "1")[:-1] + b', "x": NaN}',
 }
 
 
@@ -441,6 +447,14 @@ def test_malformed_full_message_leaves_book_and_sequence_untouched(quirk: str) -
     assert state(feed.books[P]) == before and feed.syncs[P].last_seq == 10 and feed.syncs[P].live
     feed.on_message(opened(11, "c", "buy", "100", "1"))  # the well-formed message with that sequence
     assert feed.books[P].queue_position("c") == px("3")
+
+
+def test_an_unknown_type_and_an_error_message_are_worded_alike_on_both_paths() -> None:
+    feed = CoinbaseFeed()
+    with pytest.raises(UnknownMessageType, match="unknown message type <str>"):
+        feed.on_message(raw(type="\u00e9"))
+    with pytest.raises(VenueErrorMessage, match="Coinbase error message <int>: None"):
+        feed.on_message(raw(type="error", message=7))
 
 
 def test_malformed_l3_snapshot_entry_is_rejected_before_the_book_changes() -> None:

@@ -13,6 +13,7 @@ because a Python call per event costs more than the work itself: arrays or a buf
     batch = native.BinanceFeed().on_messages(raw_messages, recv_ts)
     batch = native.LobsterFeed().on_messages(rows, keys)   # a LOBSTER row names no symbol: its key does
     batch = native.KrakenFeed().on_messages(raw_messages, recv_ts)
+    batch = native.CoinbaseFeed().on_messages(raw_messages, recv_ts)   # order ids as u64 (see the class)
     batch.to_events(), batch.errors()            # the reference's Event objects and FeedErrors
 
 `MT_NATIVE=0` turns the native path off wherever a caller chooses by `enabled()`; the classes stay
@@ -42,6 +43,7 @@ from ..errors import (
     UnknownMessageType,
     UnknownOrder,
     UnknownSymbol,
+    VenueErrorMessage,
 )
 from ..events import Event, Kind, Side
 
@@ -67,6 +69,7 @@ REASONS: tuple[type[FeedError], ...] = (
     OutOfSync,
     SequenceGap,
     ChecksumMismatch,
+    VenueErrorMessage,
 )
 """Reject reason code -> the FeedError class the reference raises (the order of errors.rs's Reason)."""
 
@@ -461,3 +464,82 @@ class KrakenFeed(_Feed):
     @property
     def v2_depth(self) -> dict[str, int]:
         return dict(self.core.v2_depth())
+
+
+class CoinbaseFeed(_Feed):
+    """Coinbase level2 and full channels decode + apply (JSON included, REST snapshots in parts):
+    `orderbook.venues.coinbase.CoinbaseFeed` over batches.
+
+    An event row's order id is a u64 where the reference's is Coinbase's UUID string: an order gets the
+    feed's next id when it comes to rest and keeps it while it rests (ids are never reused); a level-2
+    product's trade gets a fresh one for its maker. With `order_names`, the feed remembers every id's UUID
+    (`order_name`) and its batches give the reference's string ids back (`Batch.to_events`): for tests
+    and tools, since the table grows with every order seen.
+    """
+
+    venue = "coinbase"
+
+    def __init__(
+        self, symbols: set[str] | None = None, *, check_crossed: bool = True, order_names: bool = False
+    ) -> None:
+        wanted = sorted(symbols) if symbols is not None else None
+        super().__init__(_core.CoinbaseFeed(wanted, check_crossed, order_names))
+        self.order_names: dict[int, str] | None = {} if order_names else None
+
+    @staticmethod
+    def _core_class() -> Any:
+        return _core.CoinbaseFeed
+
+    def _batch(self, result: tuple[np.ndarray, dict[str, Any]]) -> Batch:
+        batch = super()._batch(result)
+        if self.order_names is None:
+            return batch
+        self.order_names.update(self.core.take_order_names())
+        return _NamedBatch(batch.venue, batch.events, batch.rejects, batch.symbols, self.order_names)
+
+    def on_messages(self, messages: list[bytes], recv_ts: np.ndarray | None = None) -> Batch:
+        """Raw messages (values of `md.raw.coinbase`), optional int64 receive times."""
+        return self._batch(self.core.on_messages(messages, recv_ts))
+
+    def rebuild(
+        self, messages: list[bytes], levels: int, target: str | None = None, recv_ts: np.ndarray | None = None
+    ) -> tuple[Batch, np.ndarray, str | None]:
+        """`megatrading book`'s rows of raw messages in order (`orderbook.rebuild.rebuild_coinbase`): as
+        `BinanceFeed.rebuild`."""
+        result, rows, name = self.core.rebuild(messages, levels, target, recv_ts)
+        return self._batch(result), rows, name
+
+    def book_type(self, symbol: str) -> str | None:
+        """ "L2" or "L3" (fixed by a product's first book message), None for a product with no book."""
+        return self.core.book_type(symbol)
+
+    def orders(self, symbol: str) -> dict[int, tuple[int, int, int]] | None:
+        """An L3 product's resting orders: {id: (side, price, size)}."""
+        return self.core.orders(symbol)
+
+    def queue(self, symbol: str, side: Side, price: int) -> list[tuple[int, int]]:
+        return self.core.queue(symbol, int(side), price)
+
+    def sync(self, symbol: str) -> tuple[bool, int | None, int, int, int] | None:
+        """A product's BookSync: (live, last_seq, resyncs, snapshots, buffered messages)."""
+        return self.core.sync(symbol)
+
+    @property
+    def l2_counts(self) -> dict[str, int]:
+        """Level-2 messages per product (their events' seq), as `CoinbaseFeed.l2_counts`."""
+        return dict(self.core.l2_counts())
+
+
+@dataclass(frozen=True)
+class _NamedBatch(Batch):
+    """A Coinbase batch whose events carry the UUIDs their ids stand for (`CoinbaseFeed(order_names=True)`)."""
+
+    names: dict[int, str] | None = None
+
+    def to_events(self) -> list[Event]:
+        events = super().to_events()
+        names = self.names or {}
+        for e in events:
+            e.order_id = names.get(e.order_id, e.order_id) if e.order_id else 0  # type: ignore[call-overload]
+            e.new_order_id = names.get(e.new_order_id, e.new_order_id) if e.new_order_id else 0  # type: ignore[call-overload]
+        return events

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 import re
 import zlib
@@ -12,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from itertools import chain
 from pathlib import Path
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from ..book import Book, BookType, L2Book, L3Book
 from ..errors import CaptureError, CrossedBook, DecodeError, UnknownSymbol, is_text
@@ -22,6 +23,29 @@ from ..sync import BookSync
 
 MIN_LEVELS_FOR_TICK = 3
 """Levels a side needs before a venue without a fixed tick has its tick inferred from the book."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise DecodeError(f"JSON constant {name} is not allowed")
+
+
+_STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant)  # json.loads would build one per call
+
+
+def loads_strict(raw: bytes, venue: str = "") -> Any:
+    """A message's JSON as the native decoders read it (orderbook/native/src/json.rs): strict UTF-8, NaN and
+    Infinity literals refused (json would accept them); DecodeError (naming `venue`) for anything else."""
+    try:
+        text = raw.decode("utf-8")
+        if text.startswith("\ufeff"):  # json.loads refuses a BOM with its own message: keep it
+            return json.loads(text, parse_constant=_reject_constant)
+        return _STRICT_JSON.decode(text)
+    except DecodeError as err:
+        raise DecodeError(err.args[0], venue=venue) from None
+    except UnicodeDecodeError as err:
+        raise DecodeError(f"not UTF-8: {err}", venue=venue) from None
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, int digit limit, deep nesting
+        raise DecodeError(f"not JSON: {err}", venue=venue) from None
 
 
 class Record(NamedTuple):

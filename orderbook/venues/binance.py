@@ -60,7 +60,7 @@ from ..errors import DecodeError, FeedError, SequenceGap, UnknownMessageType, ch
 from ..events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, Side
 from ..numbers import INT64_MAX, parse_fixed
 from ..sync import BookSync
-from .base import Feed, Record, check_first_line, not_this_format, numbered_lines
+from .base import Feed, Record, check_first_line, loads_strict, not_this_format, numbered_lines
 
 VENUE = "binance"
 DECIMALS = 8  # price unit 1e-8 quote, lot 1e-8 base
@@ -137,26 +137,8 @@ def _fail(msg: str) -> DecodeError:
     return DecodeError(msg, venue=VENUE)
 
 
-def _reject_constant(name: str) -> Any:
-    raise _fail(f"JSON constant {name} is not allowed")
-
-
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)  # json.loads would build one per call
-
-
 def _loads(raw: bytes) -> Any:
-    """Strict UTF-8 JSON; NaN/Infinity literals are refused (json would accept them)."""
-    try:
-        text = raw.decode("utf-8")
-        if text.startswith("\ufeff"):  # json.loads refuses a BOM with its own message: keep it
-            return json.loads(text, parse_constant=_reject_constant)
-        return _DECODER.decode(text)
-    except FeedError:
-        raise
-    except UnicodeDecodeError as err:
-        raise _fail(f"not UTF-8: {err}") from None
-    except (ValueError, RecursionError) as err:  # JSONDecodeError, int digit limit, deep nesting
-        raise _fail(f"not JSON: {err}") from None
+    return loads_strict(raw, VENUE)
 
 
 def _int(obj: dict[str, Any], key: str) -> int:

@@ -80,12 +80,15 @@ from ..errors import (
     OutOfSync,
     SequenceGap,
     UnknownMessageType,
+    VenueErrorMessage,
     check_size,
+    is_text,
+    shown,
 )
 from ..events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, Side
-from ..numbers import fits_int64, parse_fixed
+from ..numbers import INT64_MAX, INT64_MIN, fits_int64, parse_fixed
 from ..sync import BookSync
-from .base import Feed, Record, check_first_line, open_maybe_gzip
+from .base import Feed, Record, check_first_line, loads_strict, open_maybe_gzip
 
 VENUE = "coinbase"
 DECIMALS = 8  # price units of 1e-8 quote currency, lots of 1e-8 base currency
@@ -96,40 +99,41 @@ _SIDES = {"buy": Side.BID, "sell": Side.ASK}
 _FULL_TYPES = frozenset({"received", "open", "done", "match", "change", "activate"})
 _IGNORED_TYPES = frozenset({"subscriptions", "heartbeat", "ticker", "status"})
 _PRODUCT_RE = re.compile(rb'"product_id"\s*:\s*"([^"\\]*)"')
-_TIME_RE = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(?:Z|\+00:00)?")
-
-
-class VenueErrorMessage(FeedError):
-    """Coinbase sent `{"type": "error", ...}` (a rejected subscription or request)."""
-
-    reason = "venue_error"
-
+_TIME_RE = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(?:Z|\+00:00)?", re.ASCII)
+__all__ = ["CoinbaseFeed", "VenueErrorMessage", "parse_time", "snapshot_messages"]  # VenueErrorMessage: errors.py's
 
 # --- decoding helpers: each raises DecodeError, the feed adds venue/symbol/seq --------------------
 
 
 def _load(raw: bytes) -> dict[str, Any]:
-    try:
-        msg = json.loads(raw)
-    except (ValueError, RecursionError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise DecodeError(f"not a JSON message: {err}") from None
+    msg = loads_strict(raw)
     if not isinstance(msg, dict):
         raise DecodeError(f"expected a JSON object, got {type(msg).__name__}")
     return msg
 
 
+def _text(v: object) -> bool:
+    """A non-empty string that is Unicode text (an id or a name the native decoder can hold)."""
+    return isinstance(v, str) and bool(v) and is_text(v)
+
+
+def _count(v: object) -> bool:
+    """A non-negative integer an event's int64 holds (the native decoder refuses any other)."""
+    return type(v) is int and 0 <= v <= INT64_MAX
+
+
 def _str(msg: dict[str, Any], key: str) -> str:
     v = msg.get(key)
-    if not isinstance(v, str) or not v:
-        raise DecodeError(f"{key} must be a non-empty string, got {v!r}")
-    return v
+    if not _text(v):
+        raise DecodeError(f"{key} must be a non-empty string, got {shown(v)}")
+    return v  # type: ignore[return-value]
 
 
 def _int(msg: dict[str, Any], key: str, default: int | None = None) -> int:
     v = msg.get(key, default)
-    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-        raise DecodeError(f"{key} must be a non-negative integer, got {v!r}")
-    return v
+    if not _count(v):
+        raise DecodeError(f"{key} must be a non-negative integer, got {shown(v)}")
+    return v  # type: ignore[return-value]
 
 
 def _side(text: object) -> Side:
@@ -155,7 +159,7 @@ def _epoch_s(head: str) -> int:
 
 def parse_time(text: object) -> int:
     """Coinbase's ISO-8601 UTC time (`2021-04-17T16:43:37.075687Z`) -> ns since the epoch, exactly;
-    a time past what an event's int64 ns hold (2262-04-11) is refused."""
+    a time outside what an event's int64 ns hold (1677-09-21 to 2262-04-11) is refused."""
     m = _TIME_RE.fullmatch(text) if isinstance(text, str) else None
     if m is None:
         raise DecodeError(f"time {text!r} is not an ISO-8601 UTC timestamp")
@@ -163,7 +167,10 @@ def parse_time(text: object) -> int:
         seconds = _epoch_s(m.group(1))
     except ValueError:
         raise DecodeError(f"time {text!r} is not a valid date") from None
-    return fits_int64(seconds * 10**9 + int((m.group(2) or "").ljust(9, "0")), "time", text)
+    ns = seconds * 10**9 + int((m.group(2) or "").ljust(9, "0"))
+    if ns < INT64_MIN:
+        raise DecodeError(f"time {text!r} does not fit int64")
+    return fits_int64(ns, "time", text)
 
 
 def _opt_time(msg: dict[str, Any]) -> int:
@@ -177,7 +184,7 @@ def _levels(entries: object, name: str, width: int) -> list[tuple[int, int]]:
     out = []
     for row in entries:
         if not isinstance(row, list) or len(row) != width:
-            raise DecodeError(f"{name} entry {row!r} is not a list of {width}")
+            raise DecodeError(f"{name} entry {row!r:.80} is not a list of {width}")
         out.append((_px(row[0]), _px(row[1], "size")))
     return out
 
@@ -320,9 +327,9 @@ class CoinbaseFeed(Feed):
         if typ in ("l2_snapshot", "l3_snapshot"):
             return self._on_rest_snapshot(msg, typ, recv_ts)
         if typ == "error":
-            text = f"{msg.get('message')!s}: {msg.get('reason')!s}"
+            text = f"{_said(msg.get('message'))}: {_said(msg.get('reason'))}"
             raise VenueErrorMessage(f"Coinbase error message {text[:200]}", venue=VENUE, **_where(msg))
-        raise UnknownMessageType(f"unknown message type {typ[:40]!r}")
+        raise UnknownMessageType(f"unknown message type {shown(typ)}")
 
     # level2 ------------------------------------------------------------------------------------------
 
@@ -364,7 +371,7 @@ class CoinbaseFeed(Feed):
         levels = []
         for ch in changes:
             if not isinstance(ch, list) or len(ch) != 3:
-                raise DecodeError(f"change {ch!r} is not [side, price, size]")
+                raise DecodeError(f"change {ch!r:.80} is not [side, price, size]")
             levels.append((_side(ch[0]), _px(ch[1]), _px(ch[2], "size")))
         book = self._book(product, BookType.L2)
         seq = self._next_l2_seq(product)
@@ -632,22 +639,24 @@ def _snapshot_entries(entries: object, name: str, book_type: BookType) -> list[t
     for (price, size), row in zip(levels, entries, strict=True):  # type: ignore[call-overload]
         extra = row[2]
         if book_type is BookType.L3:
-            if not isinstance(extra, str) or not extra:
-                raise DecodeError(f"{name} entry {row!r} has no order id")
+            if not _text(extra):
+                raise DecodeError(f"{name} entry {row!r:.80} has no order id")
             out.append((price, size, extra))
         else:
-            if not isinstance(extra, int) or isinstance(extra, bool) or extra < 0:
-                raise DecodeError(f"{name} entry {row!r} has no order count")
+            if not _count(extra):
+                raise DecodeError(f"{name} entry {row!r:.80} has no order count")
             out.append((price, size, ""))
     return out
 
 
 def _where(msg: dict[str, Any]) -> dict[str, Any]:
     product, seq = msg.get("product_id"), msg.get("sequence")
-    return {
-        "symbol": product if isinstance(product, str) else "",
-        "seq": seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
-    }
+    return {"symbol": product if _text(product) else "", "seq": seq if _count(seq) else None}
+
+
+def _said(value: object) -> str:
+    """What an `error` message says in a field: its text as sent, else as `shown` words it."""
+    return value if isinstance(value, str) and is_text(value) else shown(value)
 
 
 def snapshot_messages(

@@ -2,7 +2,8 @@
 
     python tests/fuzz/rust.py TARGET [--seconds 300] [--work build/fuzz] [-- LIBFUZZER_FLAGS ...]
 
-The targets (orderbook/native/fuzz/fuzz_targets/: `json`, `binance`, `itch`, `lobster`, `kraken`) drive the
+The targets (orderbook/native/fuzz/fuzz_targets/: `json`, `binance`, `itch`, `lobster`, `kraken`,
+`coinbase`) drive the
 decoders, books and window builders without Python, instrumented, with debug assertions: a panic or an integer overflow
 is a finding. In the worker a panic fails the partition's batch, which is redone from the committed
 offset and fails again for as long as the record is there; an overflow is a wrapped value where the
@@ -14,7 +15,8 @@ Seeds, written to WORK/corpus/rust-TARGET on its first run: the head of each Bin
 ../shared/data cut into streams of consecutive messages (one a line, after a byte that picks the
 window features' tick), a simulated ITCH day's messages with their 2-byte length prefixes, simulated
 LOBSTER rows one a line, and the Kraken book capture's pairs (each snapshot cut to its best levels, then the
-pair's updates and trades), as v1 arrays and as v2 objects.
+pair's updates and trades), as v1 arrays and as v2 objects; the Coinbase level2 capture's products (each
+snapshot cut to its best levels, then the product's updates and trades) and a simulated full channel.
 A failing input lands in WORK/crashes/rust-TARGET/; once the failure is fixed, its bytes go into a
 regression test of the Python suite (the same messages through the native path and the reference).
 
@@ -34,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 CRATE = Path(__file__).resolve().parents[2] / "orderbook" / "native" / "fuzz"
-TARGETS = ("json", "binance", "itch", "lobster", "kraken")
+TARGETS = ("json", "binance", "itch", "lobster", "kraken", "coinbase")
 SEED_MESSAGES = 24  # messages of a seed stream after its start: a book going live, a few windows
 BUFFERED = 8  # diffs before the snapshot a Binance stream keeps (the catch-up needs the last ones)
 SEEDS_PER_SOURCE = 24
@@ -108,6 +110,28 @@ def kraken_streams() -> list[list[bytes]]:
     return out
 
 
+def coinbase_streams() -> list[list[bytes]]:
+    """Per product of the Coinbase level2 capture: its snapshot cut to 20 levels a side, then its next
+    messages; and a simulated full channel (an empty level-3 snapshot, then its orders) from the start on."""
+    from targets import SHARED_DATA, seed_stream
+
+    from orderbook.venues.coinbase import CoinbaseFeed
+
+    path = SHARED_DATA / "cryptofeed-captures" / "COINBASE.ws.28.0.gz"
+    messages = [r.raw for r in CoinbaseFeed.read_capture(path)] if path.is_file() else []
+    out = []
+    for product in sorted({CoinbaseFeed().key(m) for m in messages} - {""}):
+        mine = [m for m in messages if CoinbaseFeed().key(m) == product]
+        snapshot = json.loads(mine[0])
+        if snapshot.get("type") != "snapshot":
+            continue
+        snapshot["bids"], snapshot["asks"] = snapshot["bids"][:20], snapshot["asks"][:20]
+        out.append([json.dumps(snapshot, separators=(",", ":")).encode(), *mine[1 : 1 + 2 * SEED_MESSAGES]])
+    full = list(seed_stream("coinbase-full"))
+    step = max(1, len(full) // SEEDS_PER_SOURCE)
+    return out + [full[: i + SEED_MESSAGES] for i in range(0, len(full), step)]
+
+
 def seeds(target: str) -> list[bytes]:
     """The target's seed inputs: a tick byte, then the stream in the target's framing."""
     if target == "json":
@@ -118,6 +142,8 @@ def seeds(target: str) -> list[bytes]:
         return [bytes([i % 4]) + b"\n".join(s) for i, s in enumerate(lobster_streams())]
     if target == "kraken":
         return [bytes([i % 4]) + b"\n".join(s) for i, s in enumerate(kraken_streams())]
+    if target == "coinbase":
+        return [bytes([i % 4]) + b"\n".join(s) for i, s in enumerate(coinbase_streams())]
     framed = (b"".join(len(m).to_bytes(2, "big") + m for m in s) for s in itch_streams())
     return [bytes([i % 4]) + f for i, f in enumerate(framed)]
 

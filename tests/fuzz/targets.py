@@ -100,7 +100,8 @@ def seed_stream(venue: str) -> tuple[bytes, ...]:
     from model.sim.run import simulate
     from model.sim.writers import messages
 
-    fmt = venue if venue in ("itch", "lobster", "binance", "coinbase") else "binance"
+    fmt = venue.removesuffix("-full")  # "coinbase-full": the full channel, beside the real level2 capture
+    fmt = fmt if fmt in ("itch", "lobster", "binance", "coinbase") else "binance"
     result = simulate(SimConfig(n_symbols=2, duration_ns=120 * SEC, seed=5))
     stream = messages(fmt, result)
     if fmt == "lobster":  # one ticker's rows: a record's key names its book (`LOBSTER_KEY`)
@@ -366,9 +367,9 @@ def _rebuild_folder() -> Path:
 
 def rebuild(data: bytes) -> None:
     """`megatrading book` of an edited ITCH day file, Binance capture (hftbacktest's lines: an edit's newline
-    splits a message, as a damaged file would), LOBSTER message file or Kraken capture (cryptofeed's lines) on
-    both paths: the same rows, stats and errors, or the same CaptureError where the file cannot be read as the
-    venue's."""
+    splits a message, as a damaged file would), LOBSTER message file, or Kraken or Coinbase capture (cryptofeed's
+    lines; Coinbase's level2 capture or a simulated full channel) on both paths: the same rows, stats and errors,
+    or the same CaptureError where the file cannot be read as the venue's."""
     from orderbook import native as native_build
     from orderbook.errors import CaptureError, FeedError
     from orderbook.native.check import rebuild_outcome
@@ -377,8 +378,9 @@ def rebuild(data: bytes) -> None:
     if not native_build.available():
         return
     e = Edits(data)
-    venue = ("itch", "binance", "lobster", "kraken")[e.int(4)]
-    values = [v for v in edited(seed_stream(venue), e, venue in JSON_VENUES) if len(v) <= 0xFFFF]
+    stream = ("itch", "binance", "lobster", "kraken", "coinbase", "coinbase-full")[e.int(6)]
+    venue = stream.removesuffix("-full")
+    values = [v for v in edited(seed_stream(stream), e, venue in JSON_VENUES) if len(v) <= 0xFFFF]
     levels, chunk, crossed = 1 + e.int(10), 8 + e.int(2048), e.int(2) == 0
     if venue == "itch":
         path = _rebuild_folder() / "day.NASDAQ_ITCH50"
@@ -386,8 +388,8 @@ def rebuild(data: bytes) -> None:
     elif venue == "binance":
         path = _rebuild_folder() / "capture.txt"
         path.write_bytes(b"".join(b"%d %s\n" % (1_700_000_000_000_000_000 + i, v) for i, v in enumerate(values)))
-    elif venue == "kraken":
-        path = _rebuild_folder() / "KRAKEN.ws.50.0"
+    elif venue in ("kraken", "coinbase"):  # cryptofeed's recordings
+        path = _rebuild_folder() / f"{venue.upper()}.ws.50.0"
         path.write_bytes(b"".join(b"1618678133.%06d: %s\n" % (i, v) for i, v in enumerate(values)))
     else:  # LOBSTER's naming: the rows are keyed AAPL
         path = _rebuild_folder() / "AAPL_2012-06-21_34200000_57600000_message_10.csv"

@@ -11,7 +11,7 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 use rustc_hash::FxHashSet;
 
 use crate::batch::{Batch, Ev, Events, MessageFeed, Names, Refusal, Rejects, NONE};
-use crate::book::{kind, ASK, BID, L2};
+use crate::book::{kind, ASK, BID, FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, L2};
 use crate::errors::Reason;
 use crate::itch::{sorted, symbol_set, MAX_MESSAGE_BYTES};
 use crate::json::{Doc, Node, Tape};
@@ -21,8 +21,6 @@ use crate::state::{self, State};
 const MS: i64 = 1_000_000;
 const MAX_PENDING_TICKERS: usize = 256;
 const MAX_BUFFER: usize = 100_000; // BookSync.max_buffer
-const FLAG_AGGRESSOR_BID: i16 = 8;
-const FLAG_AGGRESSOR_ASK: i16 = 16;
 
 /// A level row: (side, price, size).
 type Row = (i8, i64, i64);

@@ -14,6 +14,10 @@ use crate::errors::{Fault, Reason};
 pub const BID: i8 = 1;
 pub const ASK: i8 = -1;
 
+/// `orderbook.events` flags: the side that took liquidity in a trade or execution.
+pub const FLAG_AGGRESSOR_BID: i16 = 8;
+pub const FLAG_AGGRESSOR_ASK: i16 = 16;
+
 /// `orderbook.events.Kind` values.
 pub mod kind {
     pub const ADD: i8 = 1;

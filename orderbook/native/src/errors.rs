@@ -20,6 +20,7 @@ pub enum Reason {
     OutOfSync = 8,
     SequenceGap = 9,
     ChecksumMismatch = 10,
+    VenueError = 11,
 }
 
 impl Reason {
@@ -37,6 +38,7 @@ impl Reason {
             Reason::OutOfSync => "OutOfSync",
             Reason::SequenceGap => "SequenceGap",
             Reason::ChecksumMismatch => "ChecksumMismatch",
+            Reason::VenueError => "VenueErrorMessage",
         }
     }
 }

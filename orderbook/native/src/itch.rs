@@ -12,7 +12,7 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::batch::{batch_py, Batch, Ev, Events, MessageFeed, Names, Refusal, Rejects, NONE};
-use crate::book::{kind, Level, ASK, BID, L3};
+use crate::book::{kind, Level, ASK, BID, FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, L3};
 use crate::errors::Reason;
 use crate::rebuild::{lobster_row, BookRows, Target};
 use crate::state::{self, State};
@@ -22,8 +22,6 @@ pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 const FLAG_HIDDEN: i16 = 1;
 const FLAG_CROSS: i16 = 2;
 const FLAG_BROKEN: i16 = 4;
-const FLAG_AGGRESSOR_BID: i16 = 8;
-const FLAG_AGGRESSOR_ASK: i16 = 16;
 const FLAG_NON_PRINTABLE: i16 = 32;
 const STATUS_HALTED: i16 = -1;
 const STATUS_QUOTATION_ONLY: i16 = 0;

@@ -15,7 +15,7 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::batch::{Batch, Ev, Events, MessageFeed, Names, Refusal, Rejects, NONE};
-use crate::book::{kind, ASK, BID, L2};
+use crate::book::{kind, ASK, BID, FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, L2};
 use crate::errors::Reason;
 use crate::itch::{sorted, symbol_set, MAX_MESSAGE_BYTES};
 use crate::json::{Doc, Node, Tape};
@@ -29,8 +29,6 @@ pub const V2_DEFAULT_DEPTH: usize = 10;
 const NS_DECIMALS: u32 = 9;
 const MAX_EXPONENT: i64 = 30;
 pub const MAX_DECIMALS: u32 = 18;
-const FLAG_AGGRESSOR_BID: i16 = 8;
-const FLAG_AGGRESSOR_ASK: i16 = 16;
 const V1_EVENTS: [&str; 4] = ["heartbeat", "systemStatus", "subscriptionStatus", "pong"];
 const V2_IGNORED_CHANNELS: [&str; 4] = ["heartbeat", "status", "ticker", "ohlc"];
 
@@ -236,7 +234,7 @@ fn epoch_ns(doc: &Doc<'_>, i: usize) -> R<i64> {
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
@@ -245,7 +243,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-fn days_in_month(y: i64, m: i64) -> i64 {
+pub(crate) fn days_in_month(y: i64, m: i64) -> i64 {
     match m {
         2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
         2 => 28,

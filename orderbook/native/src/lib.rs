@@ -1,7 +1,7 @@
 //! `orderbook.native._core`: the compiled hot path behind `orderbook/native/__init__.py`.
 //!
 //! Books (`book.rs`, bound in `pybook.rs`) and venue decoders that apply what they decode
-//! (`itch.rs`, `binance.rs`, `lobster.rs`, `kraken.rs`), each taking a batch and giving numpy arrays back (`batch.rs`),
+//! (`itch.rs`, `binance.rs`, `lobster.rs`, `kraken.rs`, `coinbase.rs`), each taking a batch and giving numpy arrays back (`batch.rs`),
 //! with the semantics, events and errors of the pure-Python reference in `orderbook/`.
 
 // the modules are public for the fuzz targets alone, not an API: clippy's lints for one are off
@@ -14,6 +14,7 @@ use pyo3::prelude::*;
 pub mod batch;
 pub mod binance;
 pub mod book;
+pub mod coinbase;
 pub mod errors;
 pub mod features;
 pub mod itch;
@@ -54,6 +55,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<binance::PyBinance>()?;
     m.add_class::<lobster::PyLobster>()?;
     m.add_class::<kraken::PyKraken>()?;
+    m.add_class::<coinbase::PyCoinbase>()?;
     m.add_class::<pywindows::PyWindowBuilder>()?;
     Ok(())
 }
