@@ -14,6 +14,11 @@ busiest ticker's file until it holds `--messages` rows, its book.
 `--venue kraken`: the real Kraken book capture (../shared/data/cryptofeed-captures/KRAKEN.ws.50.0.gz: ten pairs,
 1,000-level snapshots, updates with their checksums), the first pair's book and the busiest pair's.
 
+`--venue coinbase`: the real Coinbase level2 capture (../shared/data/cryptofeed-captures/COINBASE.ws.28.0.gz: ten
+products' snapshots, updates and trades), the first product's book and the busiest's; then the same simulation as
+the full channel (`megatrading simulate --format coinbase`: an order-by-order book per product, its orders' open,
+match, change and done messages) until it holds `--messages` messages, the busiest product's book.
+
 Each path rebuilds `--levels` deep (the CLI's defaults: the first book, 10 levels): the rows as `Row`s, then
 again with the CLI's CSV text (no --with-seq; not written to a file): the reference's lines from its rows
 (`streams.cli.csv_lines`), the native path's from its row blocks in Rust (`RowBlock.csv`). The run fails unless
@@ -23,6 +28,7 @@ the rows, stats, errors and CSV are the same.
     .venv/bin/python bench/rebuild_bench.py --venue binance [--data DIR] [--quick]
     .venv/bin/python bench/rebuild_bench.py --venue lobster [--messages 1000000] [--quick]
     .venv/bin/python bench/rebuild_bench.py --venue kraken [--kraken FILE]
+    .venv/bin/python bench/rebuild_bench.py --venue coinbase [--coinbase FILE] [--messages 1000000] [--quick]
 """
 
 from __future__ import annotations
@@ -39,13 +45,14 @@ sys.path.insert(0, str(REPO))
 
 from model.sim.engine import SEC, SimConfig  # noqa: E402
 from model.sim.run import simulate  # noqa: E402
-from model.sim.writers import write_itch, write_lobster  # noqa: E402
+from model.sim.writers import write_coinbase, write_itch, write_lobster  # noqa: E402
 from orderbook import native  # noqa: E402
 from orderbook.errors import FeedError  # noqa: E402
 from orderbook.native.check import rebuild_outcome  # noqa: E402
 from orderbook.rebuild import NATIVE, RebuildStats  # noqa: E402
 from orderbook.venues import feed_class  # noqa: E402
 from orderbook.venues.binance import BinanceFeed  # noqa: E402
+from orderbook.venues.coinbase import CoinbaseFeed  # noqa: E402
 from orderbook.venues.itch import ItchFeed  # noqa: E402
 from orderbook.venues.kraken import KrakenFeed  # noqa: E402
 from streams.cli import csv_lines  # noqa: E402
@@ -53,12 +60,14 @@ from streams.cli import csv_lines  # noqa: E402
 
 def day_file(messages: int, symbols: int, folder: Path, fmt: str = "itch") -> tuple[Path, int]:
     """A simulated day's file of at least `messages` messages (fewer where a whole day holds fewer): the ITCH
-    day file, or the busiest ticker's LOBSTER message file."""
+    day file, the busiest ticker's LOBSTER message file, or the Coinbase full channel of every product."""
     minutes = 10
     while True:
         result = simulate(SimConfig(n_symbols=symbols, duration_ns=minutes * 60 * SEC, seed=7))
         if fmt == "itch":
             path = write_itch(result, folder)[0]
+        elif fmt == "coinbase":
+            path = write_coinbase(result, folder)[0]
         else:
             files = [p for p in write_lobster(result, folder, 1) if "_message_" in p.name]
             path = max(files, key=lambda p: p.stat().st_size)
@@ -166,24 +175,47 @@ def kraken(args: argparse.Namespace) -> bool:
     return compare("kraken", path, len(records), args.levels, [None, busiest])
 
 
+def coinbase(args: argparse.Namespace) -> bool:
+    path = args.coinbase
+    records = list(CoinbaseFeed.read_capture(path))
+    products = Counter(k for r in records if (k := CoinbaseFeed().key(r.raw)))
+    print(f"# megatrading book on the Coinbase capture {path.name}: {len(records):,} messages, {len(products)} "
+          f"products; {args.levels} levels\n")  # fmt: skip
+    print(HEADER)
+    same = compare("coinbase", path, len(records), args.levels, [None, products.most_common(1)[0][0]])
+    with tempfile.TemporaryDirectory(prefix="rebuild-bench-") as tmp:
+        sim, n = day_file(20_000 if args.quick else args.messages, args.symbols, Path(tmp), "coinbase")
+        busiest = Counter(k for r in CoinbaseFeed.read_capture(sim) if (k := CoinbaseFeed().key(r.raw)))
+        print(f"\n# the simulated full channel of {args.symbols} products: {n:,} messages, "
+              f"{sim.stat().st_size:,} bytes; the busiest product's book, {args.levels} levels\n")  # fmt: skip
+        print(HEADER)
+        same &= compare("coinbase", sim, n, args.levels, [busiest.most_common(1)[0][0]])
+    return same
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--venue", choices=("itch", "binance", "lobster", "kraken"), default="itch")
-    ap.add_argument("--messages", type=int, default=1_000_000, help="ITCH, LOBSTER: the simulated file's size")
-    ap.add_argument("--symbols", type=int, default=10, help="ITCH, LOBSTER: stocks simulated")
+    ap.add_argument("--venue", choices=("itch", "binance", "lobster", "kraken", "coinbase"), default="itch")
+    ap.add_argument("--messages", type=int, default=1_000_000,
+                    help="ITCH, LOBSTER, the Coinbase full channel: the simulated file's size")  # fmt: skip
+    ap.add_argument("--symbols", type=int, default=10, help="ITCH, LOBSTER, Coinbase: stocks simulated")
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "binance-hftbacktest",
                     help="Binance: the folder of captures")  # fmt: skip
+    captures = REPO.parent / "shared" / "data" / "cryptofeed-captures"
     ap.add_argument("--kraken", type=Path, help="Kraken: the capture (default: the book capture of ../shared/data)",
-                    default=REPO.parent / "shared" / "data" / "cryptofeed-captures" / "KRAKEN.ws.50.0.gz")  # fmt: skip
+                    default=captures / "KRAKEN.ws.50.0.gz")  # fmt: skip
+    ap.add_argument("--coinbase", type=Path, help="Coinbase: the capture (default: the level2 one of ../shared/data)",
+                    default=captures / "COINBASE.ws.28.0.gz")  # fmt: skip
     ap.add_argument("--levels", type=int, default=10)
     ap.add_argument("--quick", action="store_true",
                     help="a smoke run: 50,000 ITCH messages, 10,000 LOBSTER rows, the smallest Binance "
-                    "capture")  # fmt: skip
+                    "capture, 20,000 messages of the Coinbase full channel")  # fmt: skip
     args = ap.parse_args()
     if not native.enabled():
         print(f"nothing to compare: {native.describe()}")
         return 1
-    same = {"itch": itch, "binance": binance, "lobster": lobster, "kraken": kraken}[args.venue](args)
+    run = {"itch": itch, "binance": binance, "lobster": lobster, "kraken": kraken, "coinbase": coinbase}[args.venue]
+    same = run(args)
     print(f"rows, stats, errors and CSV {'identical' if same else 'DIFFERENT'}")
     return 0 if same else 1
 

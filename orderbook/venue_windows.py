@@ -190,14 +190,14 @@ class VenueWindows:
 class CompiledBuilderWindows(VenueWindows):
     """VenueWindows whose window builders are the compiled ones (orderbook.native): the same windows from
     the same books and events (tests/test_native_windows.py), their features a few times faster; the feed
-    and its books stay Python. For the offline replays (`replay_windows`) and the worker's venues that
-    have no native decoder (streams/pipeline.py). A snapshot holds the reference builders they stand for
-    (orderbook/native/convert.py `reference_builders`): the codec cannot see inside a compiled one.
+    and its books stay Python, whose state after every message the training data reads for its targets.
+    For the offline replays (`replay_windows`); the worker runs NativeVenueWindows. The snapshot codec
+    cannot see inside a compiled builder: such a replay is not snapshotted.
 
     A panic of a compiled builder (a bug of orderbook/native that some input met) is what a Python
     builder's exception is: the record is rejected as INTERNAL_ERROR and its symbols' window histories
-    start over (`process`), where uncaught it would end the replay or the worker's inbox task (pyo3's
-    PanicException is a BaseException)."""
+    start over (`process`), where uncaught it would end the replay (pyo3's PanicException is a
+    BaseException)."""
 
     def _new_builder(self, features: FeatureState, symbol: str) -> Any:
         return native._core.WindowBuilder(self.config, features, self.venue, symbol)

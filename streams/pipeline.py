@@ -17,11 +17,8 @@ Exactly-once stays per record offset: a frame is processed whole, in one batch.
 The native path (orderbook/native/venue_windows.py, `NativeVenueWindows`) does the same work a batch
 of records at a time in Rust, with the same windows, rejects and stats: `process_batch` takes it where
 `native_choice(venue)` says so (built, not turned off with MT_NATIVE=0, a venue the crate decodes;
-the worker logs each venue's choice and why at start), else it loops `process`, the reference. A venue
-the crate does not decode (Coinbase) keeps the Python feeds and books there, with the
-compiled window builders where the module is on (`CompiledBuilderWindows`: the same windows, 2.1-2.2x
-the records/s, bench/compiled_builders_bench.py), unless the pipeline is made with native=False (the
-fallback after a native panic; tests).
+the worker logs each venue's choice and why at start), else it loops `process`, the reference (MT_NATIVE=0;
+the fallback after a native panic, native=False; tests). The crate decodes every venue of orderbook/venues.
 
 A worker keeps one pipeline per source partition. After a crash or a rebalance it is
 restored from the partition's newest state snapshot (streams/snapshots.py) and the records
@@ -41,9 +38,8 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from orderbook import native as native_path
 from orderbook.errors import MAX_MESSAGE_BYTES
 from orderbook.frames import FrameError, is_frame, messages_of
-from orderbook.native.convert import reference_builders
 from orderbook.snapshot import dump_state
-from orderbook.venue_windows import CompiledBuilderWindows, VenueWindows, WindowStats
+from orderbook.venue_windows import VenueWindows, WindowStats
 from orderbook.windows import Window, WindowBuilder, WindowConfig
 from streams import failpoints
 
@@ -73,10 +69,7 @@ def native_choice(venue: str) -> tuple[bool, str]:
     from orderbook.native.venue_windows import SUPPORTED
 
     if venue not in SUPPORTED:
-        return False, (
-            f"python reference path with the compiled window builders (no native decoder for {venue}; "
-            f"native: {', '.join(sorted(SUPPORTED))})"
-        )
+        return False, f"python reference path (no native decoder for {venue}; native: {', '.join(sorted(SUPPORTED))})"
     return True, native_path.describe()
 
 
@@ -116,8 +109,8 @@ class Rejected:
 class VenuePipeline:
     """One venue's books and window builders (`core`: a VenueWindows, which a snapshot holds, or on the
     native path a NativeVenueWindows) fed Kafka records, and the position reached in each partition.
-    `native`: None takes `native_choice(venue)`, and off the native path the compiled window builders where
-    the module is on; True insists (an error where the venue or build cannot); False: all Python."""
+    `native`: None takes `native_choice(venue)`; True insists (an error where the venue or build cannot); False:
+    all Python."""
 
     def __init__(
         self,
@@ -138,9 +131,7 @@ class VenuePipeline:
 
             self.core = NativeVenueWindows(venue, config, symbols=symbols, max_bytes=limit)
         else:
-            compiled = native is None and native_path.enabled()
-            cls = CompiledBuilderWindows if compiled else VenueWindows
-            self.core = cls(venue, config, symbols=symbols, max_bytes=limit)
+            self.core = VenueWindows(venue, config, symbols=symbols, max_bytes=limit)
         self.position: dict[int, int] = {}  # partition -> next offset to process
 
     @property
@@ -267,12 +258,11 @@ class VenuePipeline:
         """The state as it stands now, to be encoded later (`dump_state`'s bytes when called), while
         the pipeline goes on: the native parts' `__getstate__` copies them out at once (under a
         millisecond for a few books), the encoding (milliseconds a book) is left to the caller's
-        thread. The reference path's objects are the live ones: it encodes now (compiled window builders as
-        the reference's builders they stand for, which the snapshot codec can read)."""
+        thread. The reference path's objects are the live ones: it encodes now."""
         if self.native:
             values = self.core.__getstate__()
             return lambda: dump_state(values)
-        encoded = dump_state(reference_builders(self.core))
+        encoded = dump_state(self.core)
         return lambda: encoded
 
     def add_news(self, ts: int, symbols: list[str], headline: str) -> None:

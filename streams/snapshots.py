@@ -39,10 +39,7 @@ first record, as it would be without snapshots. A snapshot of the other path is 
 (orderbook/native/convert.py) and continues exactly as on its own: a native one read by a partition
 on the reference path (one whose native path panicked again and again, streams/partition.py, or a
 worker run with MT_NATIVE=0), a reference one read on the native path (the next owner of such a
-partition, or MT_NATIVE=1 again). A venue without a native decoder (Coinbase) runs the
-compiled window builders where the module is on: its snapshot holds the reference builders they stand for
-and a restore converts them back (orderbook/native/convert.py `reference_builders`, `compiled_builders`),
-so its records are the reference path's, readable with MT_NATIVE=0 too.
+partition, or MT_NATIVE=1 again).
 """
 
 from __future__ import annotations
@@ -59,10 +56,10 @@ from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
 
-from orderbook.native.convert import compiled_builders, native_windows, reference_windows
+from orderbook.native.convert import native_windows, reference_windows
 from orderbook.native.venue_windows import NativeVenueWindows
 from orderbook.snapshot import SnapshotError, load_state
-from orderbook.venue_windows import CompiledBuilderWindows, VenueWindows
+from orderbook.venue_windows import VenueWindows
 from orderbook.windows import WindowConfig
 from streams import kafka_clients
 from streams.pipeline import VenuePipeline
@@ -176,11 +173,11 @@ def decode(value: bytes, *, group: str, topic: str, partition: int, venue: str, 
     else:
         if not isinstance(loaded, VenueWindows) or loaded.venue != venue:
             raise SnapshotError("corrupt", f"snapshot state is a {type(loaded).__name__}, not {venue}'s VenueWindows")
-        if not pipe.native and not isinstance(pipe.core, CompiledBuilderWindows):
+        if not pipe.native:
             pipe.core = loaded
-        else:  # the native path, or a venue without a native decoder on the compiled window builders
+        else:
             try:
-                pipe.core = native_windows(loaded) if pipe.native else compiled_builders(loaded)
+                pipe.core = native_windows(loaded)
             except ValueError as err:
                 raise SnapshotError("incompatible", f"reference snapshot state: {err}") from None
         if pipe.native:

@@ -6,13 +6,17 @@ matches channels of ten products, REST level-2 and level-3 snapshots of BTC-USD)
 and on both mangled by hypothesis (sequences repeated, skipped and reordered, snapshots moved, resent stale or
 ahead and split into parts that go missing, ids, sides, prices, sizes and times replaced by what a damaged or
 foreign feed holds, types and products changed, truncated and oversized messages), with and without the
-crossed-book check and a product filter; `megatrading book --format coinbase` gives the reference's rows on the
-native path."""
+crossed-book check and a product filter; its state continues exactly (pickled, and converted to the reference's
+and back); `megatrading book --format coinbase` gives the reference's rows on the native path, and the worker's
+pipeline (NativeVenueWindows) the reference's windows, rejects and stats, in batches and frames, across its
+snapshots restored on either path."""
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -29,8 +33,10 @@ from orderbook.book import L3Book
 from orderbook.errors import MAX_MESSAGE_BYTES, FeedError
 from orderbook.native.check import first_difference, reference_outcomes
 from orderbook.venues.coinbase import CoinbaseFeed, snapshot_messages
+from tests.snapshot_runs import run
 from tests.test_coinbase import body_of, done, full, l2_snapshot, l2update, l3_snapshot, match, opened
 from tests.test_rebuild import book_command_on_both_paths
+from tests.test_snapshot import real_stream, sim, sim_stream  # noqa: F401 (sim: the fixture)
 
 pytestmark = [pytest.mark.skipif(not native.available(), reason=native.describe())]
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -291,3 +297,83 @@ def test_mangled_level2_channels_give_the_reference_outcomes(level2: list[bytes]
 def test_book_command_gives_the_reference_rows_on_the_native_path(shared_data: Path, tmp_path: Path) -> None:
     outs = book_command_on_both_paths(shared_data / CAPTURE, "coinbase", tmp_path)
     assert outs[0] == outs[1] and outs[0][0].count("\n") > 400
+
+
+# -- state ---------------------------------------------------------------------------------------------------------
+
+
+def test_a_native_coinbase_feed_state_continues_exactly(sim_full: list[bytes], sim_base) -> None:
+    """Cut anywhere, books, syncs, buffered messages, staged snapshot parts and early matches included: the state
+    pickled (and copied) goes on as the feed would have, and so does the reference's feed made from it."""
+    from orderbook.native.convert import _coinbase_core, _coinbase_feed
+
+    base, snaps = sim_base
+    # a stream with all of it: matches before a book, a snapshot half staged, a gap's buffer, an L2 product
+    stream = [*rules()[:2], *base[:80], *snaps[0][1][:2], opened(99, "x", "buy", "1", "1"), *base[80:]]
+    stream += [l2_snapshot(product="ETH-USD"), l2update([("buy", "1", "1")], product="ETH-USD")]
+    whole = native.CoinbaseFeed(order_names=True)
+    want = whole.on_messages(stream).by_message(len(stream))
+    for cut in (1, 3, 83, 85, len(stream) - 1):
+        first = native.CoinbaseFeed(order_names=True)
+        first.on_messages(stream[:cut])
+        for later in (pickle.loads(pickle.dumps(first)), copy.deepcopy(first)):
+            got = later.on_messages(stream[cut:]).by_message(len(stream) - cut)
+            assert first_difference(want[cut:], got) is None, cut
+        # to the reference's feed and back: the reference goes on as the native one did, the native one too
+        ref = _coinbase_feed(first.__getstate__()["core"])
+        assert first_difference(want[cut:], reference_outcomes(ref, stream[cut:])) is None, cut
+        back = native.CoinbaseFeed()
+        core, names = _coinbase_core(_coinbase_feed(first.__getstate__()["core"]))
+        core["order_names"] = True  # the new ids' UUIDs, as the events are compared by them
+        back.__setstate__({"version": 1, "venue": "coinbase", "symbols": names, "core": core})
+        assert first_difference(want[cut:], back.on_messages(stream[cut:]).by_message(len(stream) - cut)) is None
+    broken = first.__getstate__()
+    broken["core"]["next_id"] = 1
+    with pytest.raises(ValueError, match="order ids below"):
+        native.CoinbaseFeed().__setstate__(broken)
+
+
+# -- the worker's pipeline -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.realdata
+def test_the_native_pipeline_gives_the_references_windows_across_snapshots_on_either_path(shared_data: Path) -> None:
+    from orderbook.native.check import pipeline_difference
+
+    venue, items = real_stream(shared_data, "coinbase")
+    want = run(venue, items, native=False)
+    assert len(want[0]) > 50 and want[1]  # windows, and the mangled records' rejects
+    assert pipeline_difference(want, run(venue, items, native=True)) is None
+    n = len(items)
+    cuts = {n // 5: True, 2 * n // 5: False, 3 * n // 5: None, 4 * n // 5: True}
+    assert pipeline_difference(want, run(venue, items, native=True, cuts=cuts)) is None
+
+
+def test_the_native_pipeline_on_a_full_channel_gives_the_references_windows_across_snapshots(sim) -> None:  # noqa: F811
+    from orderbook.native.check import pipeline_difference
+
+    venue, items = sim_stream(sim, "coinbase-full")
+    want = run(venue, items, native=False)
+    assert len(want[0]) > 50 and want[1]
+    n = len(items)
+    cuts = {n // 4: True, n // 2: False, 3 * n // 4: True}
+    assert pipeline_difference(want, run(venue, items, native=True, cuts=cuts)) is None
+
+
+@pytest.mark.parametrize("batch", [1, 37, 2000])
+def test_the_native_pipeline_takes_batches_and_frames_as_the_reference_takes_records(
+    sim_full: list[bytes], batch: int
+) -> None:
+    from orderbook.frames import encode_frame
+    from orderbook.native.check import pipeline_difference
+    from tests.test_native_lobster import in_batches
+
+    # the full channel with its book errors and refused snapshots, every fourth run of records framed
+    stream = [*rules(), *sim_full]
+    records: list[bytes] = []
+    for i in range(0, len(stream), 3):
+        chunk = stream[i : i + 3]
+        records += [encode_frame(chunk)] if i % 12 == 0 else chunk
+    outs = [in_batches("coinbase", [(None, v) for v in records], batch, n) for n in (False, True)]
+    assert len(outs[0][0]) > 20 and outs[0][1]
+    assert pipeline_difference(outs[0], outs[1]) is None

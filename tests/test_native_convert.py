@@ -199,8 +199,10 @@ def test_a_native_state_that_is_not_one_is_refused_with_a_value_error(itch_sim: 
     for s in bad:
         with pytest.raises(ValueError):
             reference_windows(s)
-    with pytest.raises(ValueError, match="no native feed for 'coinbase'"):
-        native_state(VenueWindows("coinbase"))
+    odd = VenueWindows("coinbase")
+    odd.venue, odd.feed = "bitstamp", object()  # a feed no native decoder reads (every venue of ours has one)
+    with pytest.raises(ValueError, match="no native feed for 'bitstamp'"):
+        native_state(odd)
 
 
 def _records(vw: VenueWindows) -> dict[str, tuple]:

@@ -24,7 +24,7 @@ from orderbook import native
 from orderbook.native.check import first_difference, rebuild_outcome, reference_outcomes
 from orderbook.venues.kraken import KrakenFeed
 from orderbook.venues.kraken_encode import as_v2
-from tests.test_compiled_builders import run
+from tests.snapshot_runs import run
 from tests.test_rebuild import book_command_on_both_paths
 from tests.test_snapshot import real_stream
 

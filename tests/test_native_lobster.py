@@ -24,7 +24,7 @@ from model.sim.writers import messages, write_lobster
 from orderbook import native
 from orderbook.native.check import first_difference, rebuild_outcome, reference_outcomes
 from orderbook.venues.lobster import LobsterFeed
-from tests.test_compiled_builders import CONFIG, run
+from tests.snapshot_runs import CONFIG, run
 from tests.test_rebuild import book_command_on_both_paths
 from tests.test_snapshot import sim_stream
 

@@ -396,8 +396,8 @@ def test_a_captured_state_encodes_as_it_stood_when_captured_whatever_came_after(
 
 
 def test_native_refuses_a_venue_it_does_not_decode() -> None:
-    with pytest.raises(ValueError, match="no native feed for 'coinbase'"):
-        NativeVenueWindows("coinbase")
+    with pytest.raises(ValueError, match="no native feed for 'bitstamp'"):
+        NativeVenueWindows("bitstamp")
 
 
 def test_any_cut_into_batches_gives_the_same_windows(itch_sim: list[bytes]) -> None:

@@ -1,10 +1,9 @@
 """bench/windows_bench.py --quick runs end to end on a real Binance capture and a simulated ITCH day:
 a table per venue with the four paths, every figure positive, the same number of windows on every
 path (the script exits non-zero otherwise); bench/dataset_bench.py --quick builds the training data with
-both window builders and finds the arrays identical; bench/compiled_builders_bench.py --quick runs the
-worker's pipeline of Coinbase both ways and finds the outputs identical; bench/rebuild_bench.py
+both window builders and finds the arrays identical; bench/rebuild_bench.py
 --quick rebuilds an ITCH day, a Binance capture and a LOBSTER file both ways (--venue kraken: the Kraken
-capture) and finds the rows identical.
+capture; --venue coinbase: the Coinbase capture and a simulated full channel) and finds the rows identical.
 Times are not checked (bench/ prints figures)."""
 
 from __future__ import annotations
@@ -58,16 +57,6 @@ def test_dataset_bench_quick_builds_both_ways_and_finds_the_arrays_identical() -
     assert "arrays identical: yes" in out
 
 
-def test_compiled_builders_bench_quick_finds_the_outputs_identical_on_every_source(shared_data: Path) -> None:
-    if not native.enabled():
-        pytest.skip(native.describe())
-    out = bench_output("compiled_builders_bench.py", "--quick", "--real", str(shared_data))
-    rows = re.findall(r"^\| (.+?) \| ([\d,]+) \| [\d,]+ \| ([\d,]+) \| [\d.]+ \| [\d.]+ \| [\d.]+x \|", out, re.M)
-    assert {r[0] for r in rows} >= {"COINBASE.ws.28.0.gz"}, out
-    assert len(rows) == 2 and all(int(w.replace(",", "")) > 0 for _, _, w in rows), out
-    assert "outputs identical" in out
-
-
 def test_dataset_bench_builds_the_makefiles_demo_recipe() -> None:
     """bench/dataset_bench.py's simulation flags are those of the Makefile's DEMO_SOURCES, as written there."""
     sys.path.insert(0, str(REPO / "bench"))
@@ -89,9 +78,9 @@ def test_rebuild_bench_quick_finds_the_native_rows_identical() -> None:
         pytest.skip(native.describe())
     row = r"^\| (.+?) \| ([\d,]+) \| [\d.]+ \| [\d.]+ \| [\d,]+ \| [\d,]+ \| [\d.]+x \| [\d.]+ \| [\d.]+ \| [\d.]+x \|$"
     runs = [("--quick",), ("--quick", "--venue", "binance", "--data", str(SHARED_DATA / "binance-hftbacktest")),
-            ("--quick", "--venue", "lobster"), ("--venue", "kraken")]  # fmt: skip
-    for args, books in zip(runs, (2, 1, 1, 2), strict=True):
-        if ("binance" in args or "kraken" in args) and not SHARED_DATA.is_dir():
+            ("--quick", "--venue", "lobster"), ("--venue", "kraken"), ("--quick", "--venue", "coinbase")]  # fmt: skip
+    for args, books in zip(runs, (2, 1, 1, 2, 3), strict=True):
+        if ("binance" in args or "kraken" in args or "coinbase" in args) and not SHARED_DATA.is_dir():
             continue  # the captures are read from ../shared/data
         out = bench_output("rebuild_bench.py", *args)
         rows = re.findall(row, out, re.M)

@@ -249,14 +249,15 @@ class _Feed:
     def __getstate__(self) -> dict[str, Any]:
         """The whole feed as plain values (msgpack-able: int, bool, str, bytes, None, lists, dicts).
 
-        {"version": 1, "venue": "itch" | "binance" | "lobster" | "kraken", "symbols": the wrapper's symbol table
-        (the one its `Batch`es index), "core": the Rust feed's `__getstate__()`}. The core's state holds
+        {"version": 1, "venue": "itch" | "binance" | "lobster" | "kraken" | "coinbase", "symbols": the wrapper's
+        symbol table (the one its `Batch`es index), "core": the Rust feed's `__getstate__()`}. The core's state holds
         every book (L3: each order with its id, level by level, each queue in time priority; L2:
         the levels), the symbol table and its ids, the symbol filter and `check_crossed`; ITCH's
         locate table, placeholders, message count (the next seq) and system event; Binance's
         per-symbol sync (live, last update id, diffs buffered for a snapshot, pending book
         tickers, SyncStats counters); LOBSTER's rows per symbol; Kraken's precisions, depths, sync and
-        counters per pair. Its own docstrings (`_core.ItchFeed.__getstate__`, ...)
+        counters per pair; Coinbase's book type, order UUIDs, sync, buffered messages, staged snapshot parts
+        and early matches per product. Its own docstrings (`_core.ItchFeed.__getstate__`, ...)
         give the layout. `feed.__setstate__(state)` on a fresh feed (or pickle / copy.deepcopy)
         continues exactly where this one was: same later batches, same books.
         """
@@ -496,6 +497,11 @@ class CoinbaseFeed(_Feed):
             return batch
         self.order_names.update(self.core.take_order_names())
         return _NamedBatch(batch.venue, batch.events, batch.rejects, batch.symbols, self.order_names)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        names = self.core.take_order_names()  # the resting orders' UUIDs, where the state keeps the names
+        self.order_names = None if names is None else dict(names)
 
     def on_messages(self, messages: list[bytes], recv_ts: np.ndarray | None = None) -> Batch:
         """Raw messages (values of `md.raw.coinbase`), optional int64 receive times."""

@@ -35,14 +35,14 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from .. import native
-from ..book import L2Book, L3Book
+from ..book import BookType, L2Book, L3Book
 from ..errors import FeedError, is_text
 from ..events import Event, Kind, Side
 from ..features import FeatureState
 from ..sync import BookSync, SyncState
-from ..venue_windows import CompiledBuilderWindows, VenueWindows
+from ..venue_windows import VenueWindows
 from ..venues.binance import MAX_PENDING_TICKERS, BinanceFeed, BookTicker, Diff, SyncStats
+from ..venues.coinbase import MAX_EARLY_MATCHES, CoinbaseFeed, FullOp, _StagedSnapshot
 from ..venues.itch import ItchFeed
 from ..venues.kraken import MAX_DECIMALS, KrakenFeed, Precision
 from ..venues.lobster import LobsterFeed
@@ -71,7 +71,8 @@ def reference_windows(state: dict[str, Any]) -> VenueWindows:
         feed = state["feed"]
         if feed["venue"] != venue:
             raise ValueError(f"a feed of {feed['venue']!r} in a state of {venue!r}")
-        readers = {"binance": _binance_feed, "itch": _itch_feed, "lobster": _lobster_feed, "kraken": _kraken_feed}
+        readers = {"binance": _binance_feed, "itch": _itch_feed, "lobster": _lobster_feed, "kraken": _kraken_feed,
+                   "coinbase": _coinbase_feed}  # fmt: skip
         vw.feed = readers[venue](feed["core"])
         vw.builders = {name: _builder(b) for name, b in state["builders"].items()}
     except ValueError:
@@ -178,6 +179,72 @@ def _kraken_feed(core: dict[str, Any]) -> KrakenFeed:
 
 
 _PRECISION_SOURCES = ("config", "instrument", "snapshot", "trade", "update")
+
+
+def _coinbase_feed(core: dict[str, Any]) -> CoinbaseFeed:
+    """coinbase.rs `Coinbase::export`: per product with a book, in the order the books were made, its type
+    and book (an L3 book's orders by their UUIDs), the sync with the full-channel messages held for a
+    snapshot, the level-2 message count and the REST snapshot parts staged; the matches of products with
+    no book yet. The orders a match filled, awaiting their `done` (`_exhausted`), are diagnostics no rule
+    reads: the native feed does not keep them, and they start empty."""
+    _open(core, "CoinbaseFeed")
+    symbols = None if core["symbols"] is None else set(core["symbols"])
+    feed = CoinbaseFeed(symbols, check_crossed=core["check_crossed"])
+    book_name = _names(core)
+    for part in core["books"]:
+        name = book_name(part["symbol"])
+        if part["type"] == "L3":
+            book: L2Book | L3Book = L3Book(feed.venue, name)
+            records = [(side, r) for side, key in _L3_SIDES for r in _packed(part, key, 3)]
+            if len(records) != len(part["uuids"]):
+                raise ValueError(f"{name}: {len(records)} orders for {len(part['uuids'])} UUIDs")
+            for (side, (_, price, size)), uuid in zip(records, part["uuids"], strict=True):
+                book.add(uuid, side, price, size)
+            feed._exhausted[name] = set()
+        elif part["type"] == "L2":
+            book = L2Book(feed.venue, name)
+            _l2_levels(book, part)
+        else:
+            raise ValueError(f"{name}: a book of type {part['type']!r}")
+        feed.books[name] = book
+        sync = feed.syncs[name] = BookSync(feed.venue, name)
+        sync.state = SyncState.LIVE if part["live"] else SyncState.AWAITING_SNAPSHOT
+        sync.last_seq = part["last_seq"]
+        sync.resyncs, sync.snapshots = part["resyncs"], part["snapshots"]
+        sync.buffer = deque(_full_ops(name, part, "buffer"))
+        if part["l2_count"]:
+            feed.l2_counts[name] = part["l2_count"]
+        if (staged := part["staged"]) is not None:
+            entries = {side: _entries(staged, side) for side in ("bids", "asks")}
+            book_type = BookType.L3 if staged["l3"] else BookType.L2
+            feed._staged[name] = _StagedSnapshot(book_type, staged["seq"], staged["parts"], staged["ts"],
+                                                 staged["recv_ts"], staged["next_part"], **entries)  # fmt: skip
+    for part in core["early"]:
+        name = core["names"][part["symbol"]]
+        feed._early[name] = deque(_full_ops(name, part, "matches"), maxlen=MAX_EARLY_MATCHES)
+    return feed
+
+
+_FULL_OPS = ("received", "open", "done", "match", "change", "activate")  # coinbase.rs `OPS`, in its order
+
+
+def _full_ops(product: str, part: dict[str, Any], key: str) -> list[FullOp]:
+    """coinbase.rs `pack_ops`: (op, seq, ts, recv_ts, side, given bits, price, size, new_price), ids beside."""
+    out = []
+    for (code, seq, ts, recv_ts, side, given, *values), order in zip(
+        _packed(part, key, 9), part[f"{key}_ids"], strict=True
+    ):
+        price, size, new_price = (v if given & bit else None for bit, v in zip((1, 2, 4), values, strict=True))
+        out.append(FullOp(_FULL_OPS[code], product, seq, ts, recv_ts, order, Side(side), price, size, new_price))
+    return out
+
+
+def _entries(part: dict[str, Any], key: str) -> list[tuple[int, int, str]]:
+    """coinbase.rs `put_entries`: a staged snapshot side's (price, size) pairs, their order ids beside."""
+    return [(p, q, oid) for (p, q), oid in zip(_packed(part, key, 2), part[f"{key}_ids"], strict=True)]
+
+
+_L3_SIDES = ((Side.BID, "bids"), (Side.ASK, "asks"))
 
 
 def _diffs(symbol: str, flat: list[int]) -> list[Diff]:
@@ -460,6 +527,9 @@ def native_state(vw: VenueWindows) -> dict[str, Any]:
         elif isinstance(feed, KrakenFeed):
             core, names = _kraken_core(feed)
             book_kind = "L2Book"
+        elif isinstance(feed, CoinbaseFeed):
+            core, names = _coinbase_core(feed)
+            book_kind = ""  # each book's own type
         else:
             raise ValueError(f"no native feed for {vw.venue!r}")
         builders = {name: _builder_state(b) for name, b in vw.builders.items()}
@@ -469,7 +539,8 @@ def native_state(vw: VenueWindows) -> dict[str, Any]:
     followers = {}
     for part in core["books"]:
         name = names[part["symbol"]]
-        followers[name] = {"kind": book_kind, "version": FEED_VERSION, "venue": vw.venue, "symbol": name,
+        kind = book_kind or f"{part['type']}Book"
+        followers[name] = {"kind": kind, "version": FEED_VERSION, "venue": vw.venue, "symbol": name,
                            "bids": part["bids"], "asks": part["asks"]}  # fmt: skip
     return {
         **common_state(vw),
@@ -479,38 +550,6 @@ def native_state(vw: VenueWindows) -> dict[str, Any]:
         # the feed's book names as the native path last read them: as they stand (ITCH renames placeholders)
         "feed_books": [names[part["symbol"]] for part in core["books"]] if isinstance(feed, ItchFeed) else [],
     }
-
-
-def reference_builders(vw: VenueWindows) -> VenueWindows:
-    """`vw` as the snapshot codec holds it: a plain VenueWindows sharing its feed, news and stats, each
-    compiled window builder (`CompiledBuilderWindows`) as the reference's builder it stands for. `vw`
-    itself where its builders are the reference's."""
-    if type(vw) is VenueWindows:
-        return vw
-    out = VenueWindows.__new__(VenueWindows)
-    out.__dict__.update(vw.__dict__)
-    out.builders = {name: _builder(b.__getstate__()) for name, b in vw.builders.items()}
-    return out
-
-
-def compiled_builders(vw: VenueWindows) -> CompiledBuilderWindows:
-    """`vw` on the compiled window builders: a CompiledBuilderWindows sharing its feed, news and stats, each
-    reference builder as the compiled one that continues exactly as it would have (a snapshot restored by
-    a worker whose venue has no native decoder); ValueError where a builder holds what no reference run
-    leaves (a snapshot edited on its way), which the Rust decoder refuses too."""
-    out = CompiledBuilderWindows.__new__(CompiledBuilderWindows)
-    out.__dict__.update(vw.__dict__)
-    out.builders = {}
-    for name, b in vw.builders.items():
-        if isinstance(b, WindowBuilder):
-            try:
-                state = _builder_state(b)
-            except (KeyError, TypeError, IndexError, AttributeError, OverflowError, struct.error) as err:
-                raise ValueError(f"reference builder of {name!r}: {type(err).__name__}: {err}") from None
-            b = native._core.WindowBuilder()
-            b.__setstate__(state)
-        out.builders[name] = b
-    return out
 
 
 def _pack(values: list[int]) -> bytes:
@@ -626,6 +665,61 @@ def _kraken_core(feed: KrakenFeed) -> tuple[dict[str, Any], list[str]]:
             "depth": min(feed.default_depth, _U64), "precision": precision, "v2_depth": depths,
             "books": books}  # fmt: skip
     return core, names
+
+
+def _coinbase_core(feed: CoinbaseFeed) -> tuple[dict[str, Any], list[str]]:
+    """coinbase.rs `Coinbase::import`'s dict of the reference feed, and its symbol table (the books' products,
+    then those whose matches wait for a book): each resting order gets the next u64 id, level by level best
+    first, each queue in time priority."""
+    names = list(dict.fromkeys([*feed.books, *feed._early]))
+    ids = {name: i for i, name in enumerate(names)}
+    next_id = 1
+    books = []
+    for name, book in feed.books.items():
+        sync = feed.syncs[name]
+        part: dict[str, Any] = {"symbol": ids[name], "type": book.book_type.name, "live": sync.live,
+                                "last_seq": sync.last_seq, "resyncs": sync.resyncs, "snapshots": sync.snapshots,
+                                "l2_count": feed.l2_counts.get(name, 0),
+                                **_ops_packed("buffer", sync.buffer)}  # fmt: skip
+        if isinstance(book, L3Book):
+            uuids: list[str] = []
+            for side, key, prices in ((Side.BID, "bids", book.bids), (Side.ASK, "asks", book.asks)):  # best first
+                flat: list[int] = []
+                for price in prices:
+                    for uuid, size in book.queue(side, price):
+                        flat += (next_id, price, size)
+                        uuids.append(uuid)  # type: ignore[arg-type]
+                        next_id += 1
+                part[key] = _pack(flat)
+            part["uuids"] = uuids
+        else:
+            part.update(_l2_packed(book))
+        staged = feed._staged.get(name)
+        part["staged"] = None if staged is None else {
+            "l3": staged.book_type is BookType.L3, "seq": staged.seq, "parts": staged.parts, "ts": staged.ts,
+            "recv_ts": staged.recv_ts, "next_part": staged.next_part,
+            **{k: v for side in ("bids", "asks") for k, v in _entries_packed(side, getattr(staged, side)).items()},
+        }  # fmt: skip
+        books.append(part)
+    early = [{"symbol": ids[name], **_ops_packed("matches", ops)} for name, ops in feed._early.items()]
+    core = {"kind": "CoinbaseFeed", "version": FEED_VERSION, "check_crossed": feed.check_crossed,
+            "symbols": None if feed.symbols is None else sorted(feed.symbols), "names": names, "next_id": next_id,
+            "order_names": False, "books": books, "early": early}  # fmt: skip
+    return core, names
+
+
+def _ops_packed(key: str, ops: Any) -> dict[str, Any]:
+    """coinbase.rs `pack_ops` of the reference's FullOps."""
+    flat: list[int] = []
+    for op in ops:
+        given = (op.price is not None) | (op.size is not None) << 1 | (op.new_price is not None) << 2
+        flat += (_FULL_OPS.index(op.type), op.seq, op.ts, op.recv_ts, int(op.side), given, op.price or 0,
+                 op.size or 0, op.new_price or 0)  # fmt: skip
+    return {key: _pack(flat), f"{key}_ids": [op.order_id for op in ops]}
+
+
+def _entries_packed(key: str, entries: list[tuple[int, int, str]]) -> dict[str, Any]:
+    return {key: _pack([x for p, q, _ in entries for x in (p, q)]), f"{key}_ids": [oid for _, _, oid in entries]}
 
 
 def _builder_state(b: WindowBuilder) -> dict[str, Any]:

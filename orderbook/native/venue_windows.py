@@ -32,6 +32,7 @@ from it; streams/snapshots.py writes it to `md.state`. `dump_state` of the objec
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import operator
@@ -60,6 +61,7 @@ _FEEDS: dict[str, Any] = {
     "binance": native.BinanceFeed,
     "lobster": native.LobsterFeed,
     "kraken": native.KrakenFeed,
+    "coinbase": native.CoinbaseFeed,
 }
 SUPPORTED = frozenset(_FEEDS)
 """Venues the crate decodes; the others stay on the reference path."""
@@ -152,9 +154,8 @@ class NativeVenueWindows:
 
     def reset(self) -> None:
         """Forget every book (the news and the stats stay), as VenueWindows.reset."""
-        self.feed: native.ItchFeed | native.BinanceFeed | native.LobsterFeed | native.KrakenFeed = _FEEDS[self.venue](
-            self.symbols
-        )
+        self.feed: native.ItchFeed | native.BinanceFeed | native.LobsterFeed | native.KrakenFeed | native.CoinbaseFeed
+        self.feed = _FEEDS[self.venue](self.symbols)
         self.books: dict[str, Any] = {}  # symbol -> follower L2Book / L3Book
         self.builders: dict[str, Any] = {}  # symbol -> _core.WindowBuilder
         self._feed_books: list[str] = []  # the feed's book names as last read (ITCH renames placeholders)
@@ -180,9 +181,10 @@ class NativeVenueWindows:
             restore_common(self, state)  # the empty object, then its parts replaced
             venue = self.venue
             self.feed.__setstate__(state["feed"])
-            book_cls = native.L3Book if venue in _L3_VENUES else native.L2Book
             for name, book_state in state["books"].items():
-                book = self.books[name] = book_cls(venue, name)
+                # a Coinbase product keeps either book, as its first book message made it: the state says which
+                l3 = venue in _L3_VENUES or (venue == "coinbase" and book_state["kind"] == "L3Book")
+                book = self.books[name] = (native.L3Book if l3 else native.L2Book)(venue, name)
                 book.__setstate__(book_state)
             for name, builder_state in state["builders"].items():
                 builder = self.builders[name] = native._core.WindowBuilder()
@@ -379,8 +381,8 @@ class NativeVenueWindows:
             book = self.books.get(name)
             if book is not None:
                 return book
-        cls = native.L3Book if self.venue in _L3_VENUES else native.L2Book
-        book = self.books[name] = cls(self.venue, name)
+        l3 = self.venue in _L3_VENUES or (self.venue == "coinbase" and self.feed.book_type(name) == "L3")
+        book = self.books[name] = (native.L3Book if l3 else native.L2Book)(self.venue, name)
         return book
 
     def _push(self, name: str, book: Any, rows: np.ndarray, offsets: _Offsets, out: list[tuple[int, Window]]) -> None:
@@ -444,12 +446,14 @@ class NativeVenueWindows:
         if not len(refused):
             return out
         ev = batch.events
-        if self.venue == "kraken":
-            # a refused message's events are what it applied: every book of it stays as it left them
+        if self.venue in ("kraken", "coinbase"):
+            # a refused message's events are what it applied: every book of it stays as it left them (a
+            # Coinbase execution larger than its order removed the order, then was refused: its book error
+            # comes again on the follower, after the same removal, and is the feed's already)
             left = ev[np.isin(ev["msg"], refused)]
             for m, s in sorted({(int(m), int(s)) for m, s in zip(left["msg"], left["symbol"], strict=True)}):
                 rows = left[(left["msg"] == m) & (left["symbol"] == s)]
-                out.setdefault(s, []).append((m, functools.partial(_apply, rows=rows)))
+                out.setdefault(s, []).append((m, functools.partial(_apply_applied, rows=rows)))
             return out
         for m, reason, s in zip(r["msg"].tolist(), r["reason"].tolist(), r["symbol"].tolist(), strict=True):
             if s < 0:
@@ -541,6 +545,13 @@ def _apply(book: Any, rows: np.ndarray) -> None:
         book.apply(kinds, ids, sides, prices, sizes, new_ids)
     else:
         book.apply(kinds, sides, prices, sizes)
+
+
+def _apply_applied(book: Any, rows: np.ndarray) -> None:
+    """A refused message's applied events on its follower: the book error its last one may raise (a Coinbase
+    execution larger than the order) is the feed's, raised already."""
+    with contextlib.suppress(native.FeedError):
+        _apply(book, rows)
 
 
 def _clear(book: Any) -> None:

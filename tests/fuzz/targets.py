@@ -16,23 +16,22 @@ repeated or reordered message, a message of the fuzzer's own bytes, messages fra
 - `pipeline`: every venue's reference path (streams.pipeline.VenuePipeline, the worker's entry, on
   orderbook.venue_windows.VenueWindows): a bad message is a FeedError and its record a reject with
   the error's reason; never INTERNAL_ERROR (an exception that is no FeedError, in decoding or in
-  building windows: a bug the worker survives, but dead-letters as one); every window's rows finite.
-  On the venues the crate does not decode, the worker's default pipeline (its compiled window builders,
-  orderbook.venue_windows.CompiledBuilderWindows) gives the same windows, rejects and stats, and its
-  state too goes through a snapshot record and back.
-- `native`: the compiled path (orderbook/native) against that reference on the venues it decodes
-  (Binance, ITCH, LOBSTER): the same windows, field for field, the same rejects (reason, message, place) and
-  the same stats, cut into batches where the fuzzer says. A Rust panic is a failure here: in the
-  worker it fails the batch, which is redone from the committed offset, for as long as the record
-  is there (streams/partition.py).
-- `snapshot`: a partition's `md.state` record (streams/snapshots.py; of Coinbase read onto the Python
-  or the compiled window builders), edited (its fields swapped for
+  building windows: a bug the worker survives, but dead-letters as one); every window's rows finite; its
+  state goes through a snapshot record and back.
+- `native`: the compiled path (orderbook/native) against that reference on the venues it decodes (all of
+  them; Coinbase's level2 capture and a simulated full channel): the same windows, field for field, the same
+  rejects (reason, message, place) and the same stats, cut into batches where the fuzzer says. A Rust panic
+  is a failure here: in the worker it fails the batch, which is redone from the committed offset, for as
+  long as the record is there (streams/partition.py).
+- `snapshot`: a partition's `md.state` record (streams/snapshots.py; of either path, read on either), edited
+  (its fields swapped for
   other values or dropped, its bytes flipped, or the state's inflated body edited and deflated again,
   so the edits get past zlib's checksum into the codec and the compiled parts' `from_state`),
   either restores a pipeline that goes on through the rest of the stream (rejects allowed, nothing
   raised) or raises SnapshotError, on which the worker rebuilds from the first record. Anything else
   fails the partition's restore at every retry (streams/recovery.py).
-- `rebuild`: `megatrading book` on an edited ITCH day file, Binance capture or LOBSTER file, read on the native path in
+- `rebuild`: `megatrading book` on an edited ITCH day file, Binance, Kraken or Coinbase capture or LOBSTER file, read
+  on the native path in
   pieces the input sizes (orderbook.rebuild.NATIVE), against the Python feed's `rebuild`: the same rows,
   stats and errors, or the same error where the file is not the venue's.
 - `capture`: a text venue's capture file (Binance, Coinbase, Kraken, LOBSTER) edited line by line, gzipped or
@@ -72,7 +71,7 @@ SHARED_DATA = Path(os.environ.get("MT_SHARED_DATA", REPO.parent / "shared" / "da
 CONFIG = WindowConfig(n_events=16, n_rows=4, every_events=8)  # small windows: many of them per stream
 SEED_RECORDS = 400  # records of each seed stream: a live book and a few hundred windows, milliseconds a run
 VENUES = tuple(sorted(FEEDS))
-NATIVE_VENUES = ("binance", "itch", "lobster", "kraken")
+NATIVE_VENUES = ("binance", "itch", "lobster", "kraken", "coinbase")
 JSON_VENUES = ("binance", "coinbase", "kraken")  # whose numbers an edit may swap (`NUMBERS`)
 # what a number in a JSON message becomes: the values feeds are built to refuse
 NUMBERS = (b"NaN", b"-1", b"0", b"-0", b"1e308", b"-1e308", b"1e-400", b"99999999999999999999999",
@@ -225,14 +224,6 @@ def pipeline(data: bytes) -> None:
     with mock.patch.dict(os.environ, {"MT_NATIVE": "0"}):  # a reference-path snapshot restores on that path
         snapshots.decode(record, group=GROUP, topic=topic, partition=PARTITION, venue=venue, config=CONFIG,
                          max_bytes=None)  # fmt: skip
-    from orderbook import native as native_build
-
-    if venue in NATIVE_VENUES or not native_build.enabled():
-        return
-    compiled = run_pipeline(venue, values, native=None)
-    assert (difference := pipeline_difference(run.outputs, compiled.outputs)) is None, f"{venue}: {difference}"
-    record = snapshots.encode(GROUP, topic, PARTITION, compiled.pipe)[1]
-    snapshots.decode(record, group=GROUP, topic=topic, partition=PARTITION, venue=venue, config=CONFIG, max_bytes=None)
 
 
 def native(data: bytes) -> None:
@@ -241,8 +232,9 @@ def native(data: bytes) -> None:
     if not native_build.available():
         return
     e = Edits(data)
-    venue = NATIVE_VENUES[e.int(len(NATIVE_VENUES))]
-    values = edited(seed_stream(venue), e, venue in JSON_VENUES)
+    stream = (*NATIVE_VENUES, "coinbase-full")[e.int(len(NATIVE_VENUES) + 1)]
+    venue = stream.removesuffix("-full")
+    values = edited(seed_stream(stream), e, venue in JSON_VENUES)
     cuts = [e.int(len(values) + 1) for _ in range(e.int(4))]
     want = run_pipeline(venue, values, native=False)
     try:
@@ -307,9 +299,6 @@ def snapshot(data: bytes) -> None:
     # a third of the snapshots of a native venue are read on the other path (orderbook/native/convert.py), as a
     # partition that left the native path after its panics, and its next owner, read them
     read_native = on_native != (convertible and e.int(3) == 0)
-    # another venue's (reference) snapshots are read, half of them, onto the compiled window builders, as
-    # the worker does where the module is on (orderbook/native/convert.py `compiled_builders`)
-    read_native = read_native or (not convertible and native_build.available() and e.int(2) == 1)
     doc = msgpack.unpackb(snapshot_seed(venue, on_native), raw=False)
     keys = sorted(doc)
     for _ in range(e.int(4)):

@@ -370,3 +370,81 @@ pub fn message_list<'py>(
     }
     Ok((held, recv))
 }
+
+/// The Python methods every feed class has alike, written once (pyo3's `multiple-pymethods`): the symbol
+/// table its batches index, its books' names, and its state (`__getstate__` documented per feed by
+/// `$state_doc`, `__setstate__`, pickling) through the feed's `export` / `import`. `$books`: the feed's
+/// list of the symbol ids that have a book, in the order the books were made.
+#[macro_export]
+macro_rules! feed_methods {
+    ($py:ty, $feed:ty, $books:ident, $state_doc:literal) => {
+        #[pymethods]
+        impl $py {
+            /// The symbol table from id `start` on (the `symbol` column of the batches indexes it).
+            #[pyo3(signature = (start = 0))]
+            fn symbol_names(&self, start: usize) -> Vec<String> {
+                self.feed.names.from(start)
+            }
+
+            /// Symbols that have a book, in the order the books were made.
+            fn book_symbols(&self) -> Vec<String> {
+                self.feed.$books.iter().map(|&n| self.feed.names.name(n).to_owned()).collect()
+            }
+
+            #[doc = $state_doc]
+            fn __getstate__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyDict>> {
+                self.feed.export(py)
+            }
+
+            /// Replace the whole feed with a `__getstate__` state; ValueError (the feed unchanged) for
+            /// another kind or version, or a malformed state.
+            fn __setstate__(&mut self, state: &Bound<'_, PyAny>) -> PyResult<()> {
+                self.feed = <$feed>::import(state)?;
+                Ok(())
+            }
+
+            /// pickle / copy: a default feed, then its state.
+            fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, pyo3::types::PyTuple>> {
+                let state = slf.borrow().__getstate__(slf.py())?;
+                $crate::state::reduce(slf, state)
+            }
+        }
+    };
+}
+
+/// `on_messages` and `rebuild` of a feed whose input is a list of raw messages that name their symbols
+/// (Binance, Kraken, Coinbase); `$events_per_message`: the event rows to reserve a message.
+#[macro_export]
+macro_rules! message_methods {
+    ($py:ty, $events_per_message:expr) => {
+        #[pymethods]
+        impl $py {
+            /// Raw messages (values of the venue's `md.raw` topic) with optional int64 receive times:
+            /// (event rows as uint8, rejects as a dict of columns).
+            #[pyo3(signature = (messages, recv_ts = None))]
+            fn on_messages<'py>(
+                &mut self,
+                py: Python<'py>,
+                messages: &Bound<'py, pyo3::types::PyList>,
+                recv_ts: Option<numpy::PyReadonlyArray1<'py, i64>>,
+            ) -> PyResult<$crate::batch::Batch<'py>> {
+                $crate::batch::on_messages(py, &mut self.feed, messages, recv_ts, $events_per_message)
+            }
+
+            /// `megatrading book` on the native path: `crate::rebuild::rebuild` over raw messages (a capture's,
+            /// as `read_capture` gives them, in order): (events, rejects) as for `on_messages`, the rows as an
+            /// (n, 3 + 4 levels) int64 array, and the target's name once known (`target` on the next call).
+            #[pyo3(signature = (messages, levels, target = None, recv_ts = None))]
+            fn rebuild<'py>(
+                &mut self,
+                py: Python<'py>,
+                messages: &Bound<'py, pyo3::types::PyList>,
+                levels: usize,
+                target: Option<String>,
+                recv_ts: Option<numpy::PyReadonlyArray1<'py, i64>>,
+            ) -> PyResult<$crate::rebuild::Rebuilt<'py>> {
+                $crate::rebuild::rebuild_list(py, &mut self.feed, messages, levels, target, recv_ts)
+            }
+        }
+    };
+}

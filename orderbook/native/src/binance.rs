@@ -5,17 +5,16 @@
 
 use std::collections::VecDeque;
 
-use numpy::PyReadonlyArray1;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{PyDict, PyList};
 use rustc_hash::FxHashSet;
 
-use crate::batch::{Batch, Ev, Events, MessageFeed, Names, Refusal, Rejects, NONE};
+use crate::batch::{Ev, Events, MessageFeed, Names, Refusal, Rejects, NONE};
 use crate::book::{kind, ASK, BID, FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, L2};
 use crate::errors::Reason;
 use crate::itch::{sorted, symbol_set, MAX_MESSAGE_BYTES};
 use crate::json::{Doc, Node, Tape};
-use crate::rebuild::{lobster_row, BookRows, Rebuilt};
+use crate::rebuild::{lobster_row, BookRows};
 use crate::state::{self, State};
 
 const MS: i64 = 1_000_000;
@@ -879,42 +878,6 @@ impl PyBinance {
         PyBinance { feed: Binance::new(symbol_set(symbols), check_crossed) }
     }
 
-    /// Raw messages (values of `md.raw.binance`) with optional int64 receive times:
-    /// (event rows as uint8, rejects as a dict of columns).
-    #[pyo3(signature = (messages, recv_ts = None))]
-    fn on_messages<'py>(
-        &mut self,
-        py: Python<'py>,
-        messages: &Bound<'py, PyList>,
-        recv_ts: Option<PyReadonlyArray1<'py, i64>>,
-    ) -> PyResult<Batch<'py>> {
-        crate::batch::on_messages(py, &mut self.feed, messages, recv_ts, 4)
-    }
-
-    /// `megatrading book` on the native path: `crate::rebuild::rebuild` over raw messages (a capture's, as
-    /// `read_capture` gives them, in order): (events, rejects) as for `on_messages`, the rows as an
-    /// (n, 3 + 4 levels) int64 array, and the target's name once known (`target` on the next call).
-    #[pyo3(signature = (messages, levels, target = None, recv_ts = None))]
-    fn rebuild<'py>(
-        &mut self,
-        py: Python<'py>,
-        messages: &Bound<'py, PyList>,
-        levels: usize,
-        target: Option<String>,
-        recv_ts: Option<PyReadonlyArray1<'py, i64>>,
-    ) -> PyResult<Rebuilt<'py>> {
-        crate::rebuild::rebuild_list(py, &mut self.feed, messages, levels, target, recv_ts)
-    }
-
-    #[pyo3(signature = (start = 0))]
-    fn symbol_names(&self, start: usize) -> Vec<String> {
-        self.feed.names.from(start)
-    }
-
-    fn book_symbols(&self) -> Vec<String> {
-        self.feed.order.iter().map(|&n| self.feed.names.name(n).to_owned()).collect()
-    }
-
     fn book_dict<'py>(&self, py: Python<'py>, symbol: &str) -> PyResult<Option<Bound<'py, PyDict>>> {
         self.feed.sym(symbol).map(|s| crate::pybook::l2_dict(py, &s.book)).transpose()
     }
@@ -923,32 +886,6 @@ impl PyBinance {
     #[allow(clippy::type_complexity)]
     fn sync(&self, symbol: &str) -> Option<(bool, Option<i64>, i64, i64, usize)> {
         self.feed.sym(symbol).map(|s| (s.live, s.last_seq, s.resyncs, s.sync_snapshots, s.buffer.len()))
-    }
-
-    /// The whole feed as plain values (msgpack-able), for `__setstate__` to continue from:
-    /// {"kind": "BinanceFeed", "version": 1, "check_crossed": bool, "symbols": sorted filter or
-    /// None, "names": the symbol table by id, "books": one dict per book in the order they were
-    /// made: {"symbol": id, "bids" / "asks": (price, size) int64 pairs best first as bytes,
-    /// "live": bool, "last_seq": int or None, "first": bool (the next diff is the first after a
-    /// snapshot), "resyncs": int, "snapshots": int, "stats": the 10 SyncStats counters or None,
-    /// "pending": book tickers awaiting the book as (u, bid price, bid size, ask price, ask
-    /// size) int64 bytes, "buffer": diffs awaiting a snapshot as int64 bytes (first, last, prev
-    /// or -1, ts, recv_ts, n, then n (side, price, size))}.
-    fn __getstate__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        self.feed.export(py)
-    }
-
-    /// Replace the whole feed with a `__getstate__` state; ValueError (the feed unchanged) for
-    /// another kind or version, or a malformed state.
-    fn __setstate__(&mut self, state: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.feed = Binance::import(state)?;
-        Ok(())
-    }
-
-    /// pickle / copy: a default feed, then its state.
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
-        let state = slf.borrow().__getstate__(slf.py())?;
-        state::reduce(slf, state)
     }
 
     /// A symbol's SyncStats counters as a dict, or None where the reference has none.
@@ -974,3 +911,19 @@ impl PyBinance {
         Ok(Some(d))
     }
 }
+
+crate::feed_methods!(
+    PyBinance,
+    Binance,
+    order,
+    r#"The whole feed as plain values (msgpack-able), for `__setstate__` to continue from:
+        {"kind": "BinanceFeed", "version": 1, "check_crossed": bool, "symbols": sorted filter or
+        None, "names": the symbol table by id, "books": one dict per book in the order they were
+        made: {"symbol": id, "bids" / "asks": (price, size) int64 pairs best first as bytes,
+        "live": bool, "last_seq": int or None, "first": bool (the next diff is the first after a
+        snapshot), "resyncs": int, "snapshots": int, "stats": the 10 SyncStats counters or None,
+        "pending": book tickers awaiting the book as (u, bid price, bid size, ask price, ask
+        size) int64 bytes, "buffer": diffs awaiting a snapshot as int64 bytes (first, last, prev
+        or -1, ts, recv_ts, n, then n (side, price, size))}."#
+);
+crate::message_methods!(PyBinance, 4);

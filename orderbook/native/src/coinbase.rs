@@ -13,19 +13,19 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 
-use numpy::PyReadonlyArray1;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::batch::{Batch, Ev, Events, MessageFeed, Names, Refusal, Rejects, NONE};
+use crate::batch::{Ev, Events, MessageFeed, Names, Refusal, Rejects, NONE};
 use crate::book::{kind, ASK, BID, FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, L2, L3};
 use crate::errors::{Fault, Reason};
-use crate::itch::{crossed_refusal, symbol_set, MAX_MESSAGE_BYTES};
+use crate::itch::{crossed_refusal, sorted, symbol_set, MAX_MESSAGE_BYTES};
 use crate::json::{Doc, Node, Tape};
 use crate::kraken::{days_from_civil, days_in_month};
 use crate::numbers::fixed;
-use crate::rebuild::{lobster_row, BookRows, Rebuilt};
+use crate::rebuild::{lobster_row, BookRows};
+use crate::state::{self, State};
 
 const DECIMALS: u32 = 8;
 const MAX_EARLY_MATCHES: usize = 1_000;
@@ -1008,6 +1008,256 @@ impl BookRows for Coinbase {
     }
 }
 
+// ------------------------------------------------------------------------------------ state
+
+const STATE_KIND: &str = "CoinbaseFeed";
+const OPS: [Op; 6] = [Op::Received, Op::Open, Op::Done, Op::Match, Op::Change, Op::Activate];
+const OP_WIDTH: usize = 9;
+
+/// Full-channel messages as packed records (op, seq, ts, recv_ts, side, which of price / size / new_price
+/// are given as bits 1 / 2 / 4, price, size, new_price) and their order ids beside.
+fn pack_ops<'a>(ops: impl Iterator<Item = &'a FullOp>) -> (Vec<i64>, Vec<&'a str>) {
+    let (mut flat, mut ids) = (Vec::new(), Vec::new());
+    for op in ops {
+        let code = OPS.iter().position(|&o| o == op.op).expect("every op is listed") as i64;
+        let given =
+            i64::from(op.price.is_some()) | i64::from(op.size.is_some()) << 1 | i64::from(op.new_price.is_some()) << 2;
+        let (price, size, new_price) = (op.price.unwrap_or(0), op.size.unwrap_or(0), op.new_price.unwrap_or(0));
+        flat.extend_from_slice(&[code, op.seq, op.ts, op.recv_ts, i64::from(op.side), given, price, size, new_price]);
+        ids.push(&*op.order);
+    }
+    (flat, ids)
+}
+
+/// `pack_ops` back, each message as the decoder could have made it (what a later apply relies on).
+fn unpack_ops(flat: &[i64], ids: Vec<String>) -> Result<Vec<FullOp>, String> {
+    if flat.len() != ids.len() * OP_WIDTH {
+        return Err(format!("{} op records for {} order ids", flat.len() / OP_WIDTH, ids.len()));
+    }
+    let mut out = Vec::with_capacity(ids.len());
+    for (r, order) in flat.chunks_exact(OP_WIDTH).zip(ids) {
+        let op = *usize::try_from(r[0]).ok().and_then(|c| OPS.get(c)).ok_or_else(|| format!("op code {}", r[0]))?;
+        let given = r[5];
+        let side = i8::try_from(r[4]).unwrap_or(0);
+        let bare = matches!(op, Op::Received | Op::Activate);
+        let refused = !(0..8).contains(&given)
+            || (bare && (side != 0 || given != 0 || !order.is_empty()))
+            || (!bare && (side != BID && side != ASK || order.is_empty()))
+            || (matches!(op, Op::Open | Op::Match) && given & 3 != 3)
+            || r[1] < 0;
+        if refused {
+            return Err(format!("a {op:?} message {r:?} of order {order:?} that no decoder makes"));
+        }
+        let opt = |bit: i64, v: i64| (given & bit != 0).then_some(v);
+        out.push(FullOp {
+            op,
+            seq: r[1],
+            ts: r[2],
+            recv_ts: r[3],
+            order: order.into(),
+            side,
+            price: opt(1, r[6]),
+            size: opt(2, r[7]),
+            new_price: opt(4, r[8]),
+        });
+    }
+    Ok(out)
+}
+
+fn put_ops(s: &State<'_>, key: &str, ops: &VecDeque<FullOp>) -> PyResult<()> {
+    let (flat, ids) = pack_ops(ops.iter());
+    s.set_packed(key, &flat)?;
+    s.set(&format!("{key}_ids"), ids)
+}
+
+fn take_ops(s: &State<'_>, key: &str) -> PyResult<VecDeque<FullOp>> {
+    let ids: Vec<String> = s.get(&format!("{key}_ids"))?;
+    unpack_ops(&s.packed(key, OP_WIDTH)?, ids).map(VecDeque::from).map_err(|e| s.invalid(e))
+}
+
+/// Staged entries as packed (price, size) pairs and their order ids ("" on a level-2 snapshot).
+fn put_entries(s: &State<'_>, key: &str, rows: &[(i64, i64, Box<str>)]) -> PyResult<()> {
+    let flat: Vec<i64> = rows.iter().flat_map(|(p, q, _)| [*p, *q]).collect();
+    s.set_packed(key, &flat)?;
+    s.set(&format!("{key}_ids"), rows.iter().map(|(_, _, id)| &**id).collect::<Vec<&str>>())
+}
+
+fn take_entries(s: &State<'_>, key: &str) -> PyResult<Vec<(i64, i64, Box<str>)>> {
+    let flat = s.packed(key, 2)?;
+    let ids: Vec<String> = s.get(&format!("{key}_ids"))?;
+    if flat.len() != 2 * ids.len() || flat.iter().any(|&v| v < 0) {
+        return Err(s.invalid(format!(
+            "{key}: {} entries for {} order ids, or a negative one",
+            flat.len() / 2,
+            ids.len()
+        )));
+    }
+    Ok(flat.chunks_exact(2).zip(ids).map(|(c, id)| (c[0], c[1], id.into())).collect())
+}
+
+impl Coinbase {
+    /// Everything the feed keeps but its scratch tape and its log of order names.
+    fn export<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = State::new(py, STATE_KIND)?;
+        s.set("check_crossed", self.check_crossed)?;
+        s.set("symbols", sorted(&self.symbols))?;
+        s.set("names", self.names.from(0))?;
+        s.set("next_id", self.next_id)?;
+        s.set("order_names", self.order_names.is_some())?;
+        let books = PyList::empty(py);
+        for &name in &self.order {
+            let sym = self.syms[name as usize].as_ref().expect("a symbol in `order` has a book");
+            let b = State::part(py, STATE_KIND);
+            b.set("symbol", name)?;
+            b.set("type", sym.book.name())?;
+            match &sym.book {
+                Book::L2(book) => state::put_l2(&b, book)?,
+                Book::L3(book) => {
+                    state::put_l3(&b, book)?;
+                    let by_id: FxHashMap<u64, &str> = sym.ids.iter().map(|(uuid, &id)| (id, &**uuid)).collect();
+                    let uuids: Vec<&str> =
+                        [BID, ASK].iter().flat_map(|&side| book.side_orders(side)).map(|o| by_id[&o.id]).collect();
+                    b.set("uuids", uuids)?;
+                }
+            }
+            b.set("live", sym.live)?;
+            b.set("last_seq", sym.last_seq)?;
+            b.set("resyncs", sym.resyncs)?;
+            b.set("snapshots", sym.snapshots)?;
+            b.set("l2_count", sym.l2_count)?;
+            put_ops(&b, "buffer", &sym.buffer)?;
+            let staged = match &sym.staged {
+                None => None,
+                Some(st) => {
+                    let p = State::part(py, STATE_KIND);
+                    p.set("l3", st.l3)?;
+                    for (key, v) in [
+                        ("seq", st.seq),
+                        ("parts", st.parts),
+                        ("ts", st.ts),
+                        ("recv_ts", st.recv_ts),
+                        ("next_part", st.next_part),
+                    ] {
+                        p.set(key, v)?;
+                    }
+                    put_entries(&p, "bids", &st.bids)?;
+                    put_entries(&p, "asks", &st.asks)?;
+                    Some(p.dict)
+                }
+            };
+            b.set("staged", staged)?;
+            books.append(b.dict)?;
+        }
+        s.set("books", books)?;
+        let early = PyList::empty(py);
+        let mut named: Vec<(&u32, &VecDeque<FullOp>)> = self.early.iter().collect();
+        named.sort_unstable_by_key(|(&name, _)| name);
+        for (&name, ops) in named {
+            let e = State::part(py, STATE_KIND);
+            e.set("symbol", name)?;
+            put_ops(&e, "matches", ops)?;
+            early.append(e.dict)?;
+        }
+        s.set("early", early)?;
+        Ok(s.dict)
+    }
+
+    fn import(state: &Bound<'_, PyAny>) -> PyResult<Coinbase> {
+        let s = State::open(state, STATE_KIND)?;
+        let symbols: Option<Vec<String>> = s.get("symbols")?;
+        let mut feed = Coinbase::new(symbol_set(symbols), s.get("check_crossed")?, s.get("order_names")?);
+        feed.next_id = s.get("next_id")?;
+        if feed.next_id == 0 {
+            return Err(s.invalid("next order id 0"));
+        }
+        feed.names = Names::from_list(s.get("names")?).map_err(|e| s.invalid(e))?;
+        feed.syms.resize_with(feed.names.len(), || None);
+        for b in s.parts("books")? {
+            let name: u32 = b.get("symbol")?;
+            if !feed.syms.get(name as usize).is_some_and(Option::is_none) {
+                return Err(s.invalid(format!("a book of symbol id {name}: not one new id of the names")));
+            }
+            let kind: String = b.get("type")?;
+            let mut sym = Sym::new(kind == "L3");
+            match kind.as_str() {
+                "L2" => sym.book = Book::L2(state::take_l2(&b)?),
+                "L3" => {
+                    let book = state::take_l3(&b)?;
+                    let uuids: Vec<String> = b.get("uuids")?;
+                    let ids: Vec<u64> =
+                        [BID, ASK].iter().flat_map(|&side| book.side_orders(side)).map(|o| o.id).collect();
+                    if uuids.len() != ids.len() || ids.iter().any(|&id| id == 0 || id >= feed.next_id) {
+                        return Err(s.invalid(format!(
+                            "{} order ids below {} for {} UUIDs",
+                            ids.len(),
+                            feed.next_id,
+                            uuids.len()
+                        )));
+                    }
+                    for (uuid, id) in uuids.into_iter().zip(ids) {
+                        if uuid.is_empty() || sym.ids.insert(uuid.clone().into(), id).is_some() {
+                            return Err(s.invalid(format!("order UUID {uuid:?} empty or resting twice")));
+                        }
+                        if let Some(log) = &mut feed.order_names {
+                            log.push((id, uuid.into()));
+                        }
+                    }
+                    sym.book = Book::L3(book);
+                }
+                other => return Err(s.invalid(format!("a book of type {other:?}"))),
+            }
+            sym.live = b.get("live")?;
+            sym.last_seq = b.get("last_seq")?;
+            if sym.live && sym.last_seq.is_none() {
+                return Err(s.invalid("a live book without a sequence"));
+            }
+            sym.resyncs = b.get("resyncs")?;
+            sym.snapshots = b.get("snapshots")?;
+            sym.l2_count = b.get("l2_count")?;
+            sym.buffer = take_ops(&b, "buffer")?;
+            if sym.buffer.len() > MAX_BUFFER {
+                return Err(s.invalid(format!("{} buffered messages", sym.buffer.len())));
+            }
+            let staged: Option<Bound<'_, PyAny>> = b.get("staged")?;
+            if let Some(st) = staged {
+                let p = State::open_part(&st, STATE_KIND)?;
+                let staged = Staged {
+                    l3: p.get("l3")?,
+                    seq: p.get("seq")?,
+                    parts: p.get("parts")?,
+                    ts: p.get("ts")?,
+                    recv_ts: p.get("recv_ts")?,
+                    next_part: p.get("next_part")?,
+                    bids: take_entries(&p, "bids")?,
+                    asks: take_entries(&p, "asks")?,
+                };
+                let l3 = matches!(sym.book, Book::L3(_));
+                let ids_ok = staged.bids.iter().chain(&staged.asks).all(|(_, _, id)| id.is_empty() != l3);
+                if staged.l3 != l3 || !ids_ok || !(0 < staged.next_part && staged.next_part < staged.parts) {
+                    return Err(s.invalid("a staged snapshot of the other book type, or of no part to come"));
+                }
+                sym.staged = Some(staged);
+            }
+            feed.syms[name as usize] = Some(sym);
+            feed.order.push(name);
+        }
+        for e in s.parts("early")? {
+            let name: u32 = e.get("symbol")?;
+            let ops = take_ops(&e, "matches")?;
+            let bookless = feed.syms.get(name as usize).is_some_and(Option::is_none);
+            if !bookless
+                || ops.len() > MAX_EARLY_MATCHES
+                || ops.iter().any(|op| op.op != Op::Match)
+                || feed.early.contains_key(&name)
+            {
+                return Err(s.invalid(format!("early matches of symbol id {name}")));
+            }
+            feed.early.insert(name, ops);
+        }
+        Ok(feed)
+    }
+}
+
 // ------------------------------------------------------------------------------------ Python
 
 /// Coinbase decode + apply over batches; the semantics of `orderbook.venues.coinbase.CoinbaseFeed`.
@@ -1024,43 +1274,13 @@ impl PyCoinbase {
         PyCoinbase { feed: Coinbase::new(symbol_set(symbols), check_crossed, order_names) }
     }
 
-    /// Raw messages (values of `md.raw.coinbase`) with optional int64 receive times:
-    /// (event rows as uint8, rejects as a dict of columns).
-    #[pyo3(signature = (messages, recv_ts = None))]
-    fn on_messages<'py>(
-        &mut self,
-        py: Python<'py>,
-        messages: &Bound<'py, PyList>,
-        recv_ts: Option<PyReadonlyArray1<'py, i64>>,
-    ) -> PyResult<Batch<'py>> {
-        crate::batch::on_messages(py, &mut self.feed, messages, recv_ts, 2)
-    }
-
-    /// `megatrading book` on the native path, as `BinanceFeed.rebuild`.
-    #[pyo3(signature = (messages, levels, target = None, recv_ts = None))]
-    fn rebuild<'py>(
-        &mut self,
-        py: Python<'py>,
-        messages: &Bound<'py, PyList>,
-        levels: usize,
-        target: Option<String>,
-        recv_ts: Option<PyReadonlyArray1<'py, i64>>,
-    ) -> PyResult<Rebuilt<'py>> {
-        crate::rebuild::rebuild_list(py, &mut self.feed, messages, levels, target, recv_ts)
-    }
-
-    /// (id, UUID) of every order id handed out since the last call; empty unless made with `order_names`.
-    fn take_order_names(&mut self) -> Vec<(u64, String)> {
-        self.feed.take_order_names().into_iter().map(|(id, uuid)| (id, uuid.into())).collect()
-    }
-
-    #[pyo3(signature = (start = 0))]
-    fn symbol_names(&self, start: usize) -> Vec<String> {
-        self.feed.names.from(start)
-    }
-
-    fn book_symbols(&self) -> Vec<String> {
-        self.feed.order.iter().map(|&n| self.feed.names.name(n).to_owned()).collect()
+    /// (id, UUID) of every order id handed out since the last call (after `__setstate__`: of every resting
+    /// order); None unless made with `order_names`.
+    fn take_order_names(&mut self) -> Option<Vec<(u64, String)>> {
+        self.feed
+            .order_names
+            .is_some()
+            .then(|| self.feed.take_order_names().into_iter().map(|(id, uuid)| (id, uuid.into())).collect())
     }
 
     /// "L2" or "L3", None for a product with no book.
@@ -1104,6 +1324,24 @@ impl PyCoinbase {
         counted.collect()
     }
 }
+
+crate::feed_methods!(
+    PyCoinbase,
+    Coinbase,
+    order,
+    r#"The whole feed as plain values (msgpack-able), for `__setstate__` to continue from:
+        {"kind": "CoinbaseFeed", "version": 1, "check_crossed": bool, "symbols": sorted filter or None, "names":
+        the symbol table by id, "next_id": the next order id, "order_names": bool, "books": one dict per book
+        in the order they were made: {"symbol": id, "type": "L2" | "L3", "bids" / "asks" (L2: (price, size)
+        int64 pairs best first; L3: (order id, price, size) records level by level, each queue in time
+        priority, as bytes), "uuids" (L3: each order's UUID in that order), "live": bool, "last_seq": int or
+        None, "resyncs", "snapshots", "l2_count": int, "buffer": the full-channel messages held for a snapshot
+        as packed (op, seq, ts, recv_ts, side, given bits, price, size, new_price) records and "buffer_ids"
+        their order ids, "staged": None or the REST snapshot parts so far {"l3", "seq", "parts", "ts",
+        "recv_ts", "next_part", "bids" / "asks": packed (price, size), "bids_ids" / "asks_ids"}}, "early":
+        [{"symbol": id, "matches", "matches_ids"}] the matches of products with no book yet}."#
+);
+crate::message_methods!(PyCoinbase, 2);
 
 #[cfg(test)]
 mod tests {

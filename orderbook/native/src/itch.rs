@@ -8,7 +8,7 @@
 
 use numpy::{PyArray2, PyReadonlyArray1};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{PyDict, PyList};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::batch::{batch_py, Batch, Ev, Events, MessageFeed, Names, Refusal, Rejects, NONE};
@@ -600,7 +600,7 @@ impl Itch {
     /// Everything the feed keeps but its stock-field cache (`stock_ids`, rebuilt as fields come:
     /// a field maps to the name it spells, whose id the restored table keeps) and its name ->
     /// book index (the inverse of `book_name`).
-    fn state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    fn export<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = State::new(py, STATE_KIND)?;
         s.set("check_crossed", self.check_crossed)?;
         s.set("symbols", sorted(&self.symbols))?;
@@ -613,7 +613,7 @@ impl Itch {
         Ok(s.dict)
     }
 
-    fn from_state(state: &Bound<'_, PyAny>) -> PyResult<Itch> {
+    fn import(state: &Bound<'_, PyAny>) -> PyResult<Itch> {
         let s = State::open(state, STATE_KIND)?;
         let symbols: Option<Vec<String>> = s.get("symbols")?;
         let mut feed = Itch::new(symbol_set(symbols), s.get("check_crossed")?);
@@ -715,17 +715,6 @@ impl PyItch {
         crate::batch::on_messages(py, &mut self.feed, messages, recv_ts, 1)
     }
 
-    /// Symbol names by id, from `start` (the `symbol` columns index this table; it only grows).
-    #[pyo3(signature = (start = 0))]
-    fn symbol_names(&self, start: usize) -> Vec<String> {
-        self.feed.names.from(start)
-    }
-
-    /// Symbols that have a book, in the order the books were made.
-    fn book_symbols(&self) -> Vec<String> {
-        self.feed.book_name.iter().map(|&n| self.feed.names.name(n).to_owned()).collect()
-    }
-
     /// A symbol's book as {"bids": {price: size}, "asks": {...}} best first, or None.
     fn book_dict<'py>(&self, py: Python<'py>, symbol: &str) -> PyResult<Option<Bound<'py, PyDict>>> {
         self.feed.book_by_name(symbol).map(|b| crate::pybook::l3_dict(py, b)).transpose()
@@ -757,27 +746,16 @@ impl PyItch {
     fn system_event(&self) -> String {
         self.feed.system_event.map(|c| (c as char).to_string()).unwrap_or_default()
     }
-
-    /// The whole feed as plain values (msgpack-able), for `__setstate__` to continue from:
-    /// {"kind": "ItchFeed", "version": 1, "check_crossed": bool, "symbols": sorted filter or
-    /// None, "names": the symbol table by id, "locates" / "placeholders": (stock locate, symbol
-    /// id) pairs as packed int64 bytes, "books": [{"symbol": id, "bids": bytes, "asks": bytes}]
-    /// in the order the books were made (orders as `L3Book.__getstate__` packs them),
-    /// "messages": int, "system_event": the S event code byte or None}.
-    fn __getstate__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        self.feed.state(py)
-    }
-
-    /// Replace the whole feed with a `__getstate__` state; ValueError (the feed unchanged) for
-    /// another kind or version, or a malformed state.
-    fn __setstate__(&mut self, state: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.feed = Itch::from_state(state)?;
-        Ok(())
-    }
-
-    /// pickle / copy: a default feed, then its state.
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
-        let state = slf.borrow().__getstate__(slf.py())?;
-        state::reduce(slf, state)
-    }
 }
+
+crate::feed_methods!(
+    PyItch,
+    Itch,
+    book_name,
+    r#"The whole feed as plain values (msgpack-able), for `__setstate__` to continue from:
+        {"kind": "ItchFeed", "version": 1, "check_crossed": bool, "symbols": sorted filter or
+        None, "names": the symbol table by id, "locates" / "placeholders": (stock locate, symbol
+        id) pairs as packed int64 bytes, "books": [{"symbol": id, "bids": bytes, "asks": bytes}]
+        in the order the books were made (orders as `L3Book.__getstate__` packs them),
+        "messages": int, "system_event": the S event code byte or None}."#
+);

@@ -9,18 +9,17 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use numpy::PyReadonlyArray1;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{PyDict, PyList};
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::batch::{Batch, Ev, Events, MessageFeed, Names, Refusal, Rejects, NONE};
+use crate::batch::{Ev, Events, MessageFeed, Names, Refusal, Rejects, NONE};
 use crate::book::{kind, ASK, BID, FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, L2};
 use crate::errors::Reason;
 use crate::itch::{sorted, symbol_set, MAX_MESSAGE_BYTES};
 use crate::json::{Doc, Node, Tape};
 use crate::numbers::{fixed, PY_INT_MAX_DIGITS};
-use crate::rebuild::{lobster_row, BookRows, Rebuilt};
+use crate::rebuild::{lobster_row, BookRows};
 use crate::state::{self, State};
 
 const CHECKSUM_LEVELS: usize = 10; // "the top 10 price levels regardless of subscription depth"
@@ -1125,40 +1124,6 @@ impl PyKraken {
         Ok(PyKraken { feed: Kraken::new(symbol_set(symbols), check_crossed, precisions, depth) })
     }
 
-    /// Raw messages (values of `md.raw.kraken`) with optional int64 receive times:
-    /// (event rows as uint8, rejects as a dict of columns).
-    #[pyo3(signature = (messages, recv_ts = None))]
-    fn on_messages<'py>(
-        &mut self,
-        py: Python<'py>,
-        messages: &Bound<'py, PyList>,
-        recv_ts: Option<PyReadonlyArray1<'py, i64>>,
-    ) -> PyResult<Batch<'py>> {
-        crate::batch::on_messages(py, &mut self.feed, messages, recv_ts, 2)
-    }
-
-    /// `megatrading book` on the native path, as `BinanceFeed.rebuild`.
-    #[pyo3(signature = (messages, levels, target = None, recv_ts = None))]
-    fn rebuild<'py>(
-        &mut self,
-        py: Python<'py>,
-        messages: &Bound<'py, PyList>,
-        levels: usize,
-        target: Option<String>,
-        recv_ts: Option<PyReadonlyArray1<'py, i64>>,
-    ) -> PyResult<Rebuilt<'py>> {
-        crate::rebuild::rebuild_list(py, &mut self.feed, messages, levels, target, recv_ts)
-    }
-
-    #[pyo3(signature = (start = 0))]
-    fn symbol_names(&self, start: usize) -> Vec<String> {
-        self.feed.names.from(start)
-    }
-
-    fn book_symbols(&self) -> Vec<String> {
-        self.feed.order.iter().map(|&n| self.feed.names.name(n).to_owned()).collect()
-    }
-
     fn book_dict<'py>(&self, py: Python<'py>, symbol: &str) -> PyResult<Option<Bound<'py, PyDict>>> {
         self.feed.sym(symbol).map(|s| crate::pybook::l2_dict(py, &s.book)).transpose()
     }
@@ -1182,31 +1147,21 @@ impl PyKraken {
     fn v2_depth(&self) -> FxHashMap<String, u64> {
         self.feed.v2_depth.iter().map(|(k, &d)| (k.clone(), d as u64)).collect()
     }
-
-    /// The whole feed as plain values (msgpack-able), for `__setstate__` to continue from:
-    /// {"kind": "KrakenFeed", "version": 1, "check_crossed": bool, "symbols": sorted filter or None,
-    /// "names": the symbol table by id, "depth": the v2 depth where no subscribe response names one,
-    /// "precision": {pair: (price decimals, size decimals, source)}, "v2_depth": {pair: depth}, "books":
-    /// one dict per book in the order they were made: {"symbol": id, "bids" / "asks": (price, size) int64
-    /// pairs best first as bytes, "live": bool, "last_seq": int or None, "resyncs": int, "snapshots": int,
-    /// "counters": [messages, skipped, checksums checked, checksums matched]}}.
-    fn __getstate__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        self.feed.export(py)
-    }
-
-    /// Replace the whole feed with a `__getstate__` state; ValueError (the feed unchanged) for another
-    /// kind or version, or a malformed state.
-    fn __setstate__(&mut self, state: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.feed = Kraken::import(state)?;
-        Ok(())
-    }
-
-    /// pickle / copy: a default feed, then its state.
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
-        let state = slf.borrow().__getstate__(slf.py())?;
-        state::reduce(slf, state)
-    }
 }
+
+crate::feed_methods!(
+    PyKraken,
+    Kraken,
+    order,
+    r#"The whole feed as plain values (msgpack-able), for `__setstate__` to continue from:
+        {"kind": "KrakenFeed", "version": 1, "check_crossed": bool, "symbols": sorted filter or None,
+        "names": the symbol table by id, "depth": the v2 depth where no subscribe response names one,
+        "precision": {pair: (price decimals, size decimals, source)}, "v2_depth": {pair: depth}, "books":
+        one dict per book in the order they were made: {"symbol": id, "bids" / "asks": (price, size) int64
+        pairs best first as bytes, "live": bool, "last_seq": int or None, "resyncs": int, "snapshots": int,
+        "counters": [messages, skipped, checksums checked, checksums matched]}}."#
+);
+crate::message_methods!(PyKraken, 2);
 
 #[cfg(test)]
 mod tests {

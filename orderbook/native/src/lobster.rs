@@ -10,7 +10,7 @@
 use numpy::PyReadonlyArray1;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList};
 use rustc_hash::FxHashSet;
 
 use crate::batch::{batch_py, message_list, Batch, Ev, Events, MessageFeed, Names, Refusal, Rejects, NONE};
@@ -229,7 +229,7 @@ impl BookRows for Keyed<'_> {
 const STATE_KIND: &str = "LobsterFeed";
 
 impl Lobster {
-    fn state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    fn export<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = State::new(py, STATE_KIND)?;
         s.set("check_crossed", self.check_crossed)?;
         s.set("symbols", sorted(&self.symbols))?;
@@ -239,7 +239,7 @@ impl Lobster {
         Ok(s.dict)
     }
 
-    fn from_state(state: &Bound<'_, PyAny>) -> PyResult<Lobster> {
+    fn import(state: &Bound<'_, PyAny>) -> PyResult<Lobster> {
         let s = State::open(state, STATE_KIND)?;
         let symbols: Option<Vec<String>> = s.get("symbols")?;
         let mut feed = Lobster::new(symbol_set(symbols), s.get("check_crossed")?);
@@ -324,17 +324,6 @@ impl PyLobster {
         crate::rebuild::rebuild_list(py, &mut keyed, messages, levels, target, recv_ts)
     }
 
-    /// Symbol names by id, from `start` (the `symbol` columns index this table; it only grows).
-    #[pyo3(signature = (start = 0))]
-    fn symbol_names(&self, start: usize) -> Vec<String> {
-        self.feed.names.from(start)
-    }
-
-    /// Symbols that have a book, in the order the books were made.
-    fn book_symbols(&self) -> Vec<String> {
-        self.feed.book_name.iter().map(|&n| self.feed.names.name(n).to_owned()).collect()
-    }
-
     /// A symbol's book as {"bids": {price: size}, "asks": {...}} best first, or None.
     fn book_dict<'py>(&self, py: Python<'py>, symbol: &str) -> PyResult<Option<Bound<'py, PyDict>>> {
         self.feed.book_by_name(symbol).map(|b| crate::pybook::l3_dict(py, b)).transpose()
@@ -355,29 +344,18 @@ impl PyLobster {
         let names = &self.feed.names;
         (0..names.len()).map(|i| (names.name(i as u32).to_owned(), self.feed.rows[i])).collect()
     }
-
-    /// The whole feed as plain values (msgpack-able), for `__setstate__` to continue from:
-    /// {"kind": "LobsterFeed", "version": 1, "check_crossed": bool, "symbols": sorted filter or None,
-    /// "names": the symbol table by id, "rows": rows seen per symbol id as packed int64 bytes,
-    /// "books": [{"symbol": id, "bids": bytes, "asks": bytes}] in the order the books were made
-    /// (orders as `L3Book.__getstate__` packs them)}.
-    fn __getstate__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        self.feed.state(py)
-    }
-
-    /// Replace the whole feed with a `__getstate__` state; ValueError (the feed unchanged) for
-    /// another kind or version, or a malformed state.
-    fn __setstate__(&mut self, state: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.feed = Lobster::from_state(state)?;
-        Ok(())
-    }
-
-    /// pickle / copy: a default feed, then its state.
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
-        let state = slf.borrow().__getstate__(slf.py())?;
-        state::reduce(slf, state)
-    }
 }
+
+crate::feed_methods!(
+    PyLobster,
+    Lobster,
+    book_name,
+    r#"The whole feed as plain values (msgpack-able), for `__setstate__` to continue from:
+        {"kind": "LobsterFeed", "version": 1, "check_crossed": bool, "symbols": sorted filter or None,
+        "names": the symbol table by id, "rows": rows seen per symbol id as packed int64 bytes,
+        "books": [{"symbol": id, "bids": bytes, "asks": bytes}] in the order the books were made
+        (orders as `L3Book.__getstate__` packs them)}."#
+);
 
 #[cfg(test)]
 mod tests {

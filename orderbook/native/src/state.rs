@@ -53,6 +53,11 @@ impl<'py> State<'py> {
         Ok(s)
     }
 
+    /// A nested dict to read (a feed's book, or a part of one).
+    pub fn open_part(state: &Bound<'py, PyAny>, what: &'static str) -> PyResult<Self> {
+        Self::nested(state, what)
+    }
+
     fn nested(state: &Bound<'py, PyAny>, what: &'static str) -> PyResult<Self> {
         match state.cast::<PyDict>() {
             Ok(d) => Ok(State { dict: d.clone(), what }),
