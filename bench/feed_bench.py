@@ -21,6 +21,10 @@
     has the kernel fault in and zero fresh pages for them: the pool is emptied before pass 1, the
     median is the steady state, and the whole-buffer row's note gives pass 1 beside it.
 (c) Where the time goes: a cProfile pass of each of our paths, top functions by own time.
+(d) Kraken (the real book capture: 1,000-level snapshots, every checksum checked) and Coinbase (the real level2
+    capture of ten products; `--coinbase-minutes` of the simulated full channel of ten products, an
+    order-by-order book each), read into memory first, through the reference feed's on_message and the native
+    feed's one on_messages call, JSON included; the native books are checked against the reference's.
 Median of --passes; nothing asserts a time.
 """
 
@@ -51,10 +55,14 @@ sys.path.insert(0, str(REPO))  # a plain script: the working tree, installed or 
 
 from columns import print_columns  # noqa: E402
 
+from model.sim.engine import SEC, SimConfig  # noqa: E402
+from model.sim.run import simulate  # noqa: E402
+from model.sim.writers import messages as sim_messages  # noqa: E402
 from orderbook import native  # noqa: E402
 from orderbook.errors import FeedError  # noqa: E402
 from orderbook.venues.base import Record  # noqa: E402
 from orderbook.venues.binance import BinanceFeed  # noqa: E402
+from orderbook.venues.coinbase import CoinbaseFeed  # noqa: E402
 from orderbook.venues.itch import ItchFeed, encode, frame  # noqa: E402
 from orderbook.venues.kraken import KrakenFeed  # noqa: E402
 
@@ -67,6 +75,7 @@ except ImportError:  # the bench still runs, without the comparison
 
 BINANCE = "binance-hftbacktest"
 KRAKEN_BOOKS = "cryptofeed-captures/KRAKEN.ws.50.0.gz"
+COINBASE_LEVEL2 = "cryptofeed-captures/COINBASE.ws.28.0.gz"
 ITCH_FILE = "12302019.NASDAQ_ITCH50"  # itch-book reads the session date from a NASDAQ day-file name
 ITCH_PUBLISHED = "itch-book's published figures: 17.3M msg/s C++ parse+apply, 10.6M msg/s through its Python package"
 GOAL_LEVELS, GOAL_ITCH = 1_000_000, 500_000
@@ -95,7 +104,7 @@ def timed(run: Callable[[], Any]) -> tuple[float, Any]:
     return (time.perf_counter_ns() - start) / 1e9, out
 
 
-# ---------------------------------------------------------------- (a) Binance captures, (d) Kraken
+# ---------------------------------------------------------------- (a) Binance captures, (d) Kraken, Coinbase
 
 
 def binance_levels(raw: bytes) -> int:
@@ -174,16 +183,52 @@ def kraken_levels(raw: bytes) -> int:
 
 
 def bench_kraken(path: Path, passes: int) -> list[Row]:
-    """The Kraken book capture through the reference feed and the native one (one on_messages call), each
-    pass on a fresh feed; the native books must end as the reference's."""
+    """The Kraken book capture through the reference feed and the native one."""
     records = list(KrakenFeed.read_capture(path))
-    raws, recv = [r.raw for r in records], np.array([r.recv_ts for r in records], np.int64)
-    levels = sum(kraken_levels(r) for r in raws)
-    ref = Row(f"kraken {path.name}", len(raws), levels=levels)
-    nat = Row("kraken native on_messages (Rust, JSON and checksums included)", len(raws), levels=levels)
+    levels = sum(kraken_levels(r.raw) for r in records)
 
-    def reference() -> tuple[KrakenFeed, int]:
-        feed, errors = KrakenFeed(), 0
+    def note(feed: KrakenFeed) -> str:
+        return f"{sum(feed.checksums_matched.values()):,} of {sum(feed.checksums_checked.values()):,} checksums match"
+
+    return bench_messages(f"kraken {path.name}", "checksums", records, KrakenFeed, levels, passes, note)
+
+
+def coinbase_levels(raw: bytes) -> int:
+    """Level rows a level2 message hands the book: its snapshot's or update's rows."""
+    msg = json.loads(raw)
+    if msg.get("type") == "snapshot":
+        return len(msg["bids"]) + len(msg["asks"])
+    return len(msg["changes"]) if msg.get("type") == "l2update" else 0
+
+
+def bench_coinbase(path: Path, passes: int, minutes: int) -> list[Row]:
+    """The Coinbase level2 capture, and `minutes` of the simulated full channel of 10 products (an L3 book each:
+    their orders' open, match, change and done messages), through the reference feed and the native one."""
+    records = list(CoinbaseFeed.read_capture(path))
+    levels = sum(coinbase_levels(r.raw) for r in records)
+    rows = bench_messages(f"coinbase {path.name}", "trades", records, CoinbaseFeed, levels, passes, lambda _: "level2")
+    result = simulate(SimConfig(n_symbols=10, duration_ns=minutes * 60 * SEC, seed=7))
+    full = [Record(m.ts, m.raw) for m in sim_messages("coinbase", result)]
+
+    def resting(feed: CoinbaseFeed) -> str:
+        return f"{sum(len(b.orders) for b in feed.books.values()):,} orders resting"  # type: ignore[union-attr]
+
+    rows += bench_messages(f"coinbase full, {minutes} simulated minutes", "", full, CoinbaseFeed, 0, passes, resting)
+    return rows
+
+
+def bench_messages(
+    what: str, extra: str, records: list[Record], cls: Any, levels: int, passes: int, note: Callable[[Any], str]
+) -> list[Row]:
+    """A capture's messages through the reference feed (`cls`, on_message each) and the native one of its venue
+    (one on_messages call), each pass on a fresh feed; the native books must end as the reference's."""
+    raws, recv = [r.raw for r in records], np.array([r.recv_ts for r in records], np.int64)
+    ref = Row(what, len(raws), levels=levels)
+    nat = Row(f"{cls.venue} native on_messages (Rust, JSON{f' and {extra}' if extra else ''} included)", len(raws),
+              levels=levels)  # fmt: skip
+
+    def reference() -> tuple[Any, int]:
+        feed, errors = cls(), 0
         for raw, t in zip(raws, recv.tolist(), strict=True):
             try:
                 feed.on_message(raw, t)
@@ -191,22 +236,24 @@ def bench_kraken(path: Path, passes: int) -> list[Row]:
                 errors += 1
         return feed, errors
 
+    native_cls = {"kraken": native.KrakenFeed, "coinbase": native.CoinbaseFeed}[cls.venue]
+    native_cls = native_cls if native.available() else None
     for _ in range(passes):
         seconds, (feed, _) = timed(reference)
         ref.rates.append(len(raws) / seconds)
-        if native.available():
-            nat_feed = native.KrakenFeed()
+        if native_cls is not None:
+            nat_feed = native_cls()
             seconds, _ = timed(lambda nat_feed=nat_feed: nat_feed.on_messages(raws, recv))
             nat.rates.append(len(raws) / seconds)
-    ref.note = f"{sum(feed.checksums_matched.values()):,} of {sum(feed.checksums_checked.values()):,} checksums match"
-    if not native.available():
+    ref.note = note(feed)
+    if native_cls is None:
         return [ref]
     same = nat_feed.book_symbols() == list(feed.books) and all(
         nat_feed.book_dict(s) == b.to_dict() for s, b in feed.books.items()
     )
     nat.note = f"books {'equal' if same else 'DIFFERENT'} to the reference's; {nat.rate / ref.rate:.1f}x"
     if not same:
-        sys.exit("feed_bench: the native Kraken books differ from the reference's")
+        sys.exit(f"feed_bench: the native {cls.venue} books differ from the reference's")
     return [ref, nat]
 
 
@@ -545,6 +592,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--itch-messages", type=int, default=500_000, help="generated ITCH messages (default: 500000)")
     p.add_argument("--binance-limit", type=int, default=None, help="first N messages of each capture (default: all)")
     p.add_argument("--seed", type=int, default=20191230, help="seed of the ITCH stream")
+    p.add_argument("--coinbase-minutes", type=int, default=10, help="simulated minutes of the Coinbase full channel")
     p.add_argument("--no-profile", action="store_true", help="skip the cProfile passes")
     p.add_argument("--profile-messages", type=int, default=200_000, help="ITCH messages profiled (default: 200000)")
     p.add_argument("--quick", action="store_true", help="smoke run: 20,000 ITCH messages, 5,000 per capture, 1 pass")
@@ -552,6 +600,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.quick:
         args.passes, args.itch_messages = 1, min(args.itch_messages, 20_000)
         args.binance_limit = min(args.binance_limit or 5_000, 5_000)
+        args.coinbase_minutes = 1
     return args
 
 
@@ -564,6 +613,8 @@ def main(argv: list[str] | None = None) -> None:
     rows, captures = bench_binance(folder, args.passes, args.binance_limit)
     kraken = args.data / KRAKEN_BOOKS
     kraken_rows = bench_kraken(kraken, args.passes) if kraken.is_file() else []
+    coinbase = args.data / COINBASE_LEVEL2
+    kraken_rows += bench_coinbase(coinbase, args.passes, args.coinbase_minutes) if coinbase.is_file() else []
     with tempfile.TemporaryDirectory() as tmp:
         itch_rows, itch_records = bench_itch(args.itch_messages, args.passes, args.seed, Path(tmp))
     print(f"median of {args.passes} passes; python {sys.version.split()[0]}; {ITCH_PUBLISHED}\n")

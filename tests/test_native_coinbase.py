@@ -377,3 +377,28 @@ def test_the_native_pipeline_takes_batches_and_frames_as_the_reference_takes_rec
     outs = [in_batches("coinbase", [(None, v) for v in records], batch, n) for n in (False, True)]
     assert len(outs[0][0]) > 20 and outs[0][1]
     assert pipeline_difference(outs[0], outs[1]) is None
+
+
+@pytest.mark.realdata
+def test_score_on_the_capture_with_headlines_gives_the_reference_windows(
+    shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`megatrading score` of the level2 capture with a news file: the native path's windows are the reference's
+    record by record, the headlines joined where the reference joins them."""
+    from model.serving.scoring import stream_windows
+    from orderbook.news import Headline
+    from orderbook.venues import capture_records
+    from tests.test_native_venue_windows import assert_same
+
+    if not native.enabled():
+        pytest.skip(native.describe())
+    records = list(capture_records("coinbase", [shared_data / CAPTURE]))
+    times = [r.recv_ts for r in CoinbaseFeed.read_capture(shared_data / CAPTURE) if r.recv_ts]
+    start = min(times)  # the capture's clock: its messages' times are within a second of their receipt
+    step = (max(times) - start) // 60
+    headlines = [Headline(start + k * step, [("SKL-USD", "BAND-GBP")[k % 2]], f"headline {k}") for k in range(60)]
+    got = list(stream_windows("coinbase", iter(records), headlines)[0])
+    monkeypatch.setenv(native.ENV, "0")
+    want = list(stream_windows("coinbase", iter(records), headlines)[0])
+    assert len(want) > 100 and any(w.news_mask.any() for w in want)
+    assert_same((want, [], None), (got, [], None))
