@@ -184,9 +184,10 @@ def coinbase(args: argparse.Namespace) -> bool:
     print(HEADER)
     same = compare("coinbase", path, len(records), args.levels, [None, products.most_common(1)[0][0]])
     with tempfile.TemporaryDirectory(prefix="rebuild-bench-") as tmp:
-        sim, n = day_file(20_000 if args.quick else args.messages, args.symbols, Path(tmp), "coinbase")
+        symbols = min(args.symbols, 3) if args.quick else args.symbols
+        sim, n = day_file(10_000 if args.quick else args.messages, symbols, Path(tmp), "coinbase")
         busiest = Counter(k for r in CoinbaseFeed.read_capture(sim) if (k := CoinbaseFeed().key(r.raw)))
-        print(f"\n# the simulated full channel of {args.symbols} products: {n:,} messages, "
+        print(f"\n# the simulated full channel of {symbols} products: {n:,} messages, "
               f"{sim.stat().st_size:,} bytes; the busiest product's book, {args.levels} levels\n")  # fmt: skip
         print(HEADER)
         same &= compare("coinbase", sim, n, args.levels, [busiest.most_common(1)[0][0]])
@@ -209,7 +210,7 @@ def main() -> int:
     ap.add_argument("--levels", type=int, default=10)
     ap.add_argument("--quick", action="store_true",
                     help="a smoke run: 50,000 ITCH messages, 10,000 LOBSTER rows, the smallest Binance "
-                    "capture, 20,000 messages of the Coinbase full channel")  # fmt: skip
+                    "capture, 10,000 messages of the Coinbase full channel of 3 products")  # fmt: skip
     args = ap.parse_args()
     if not native.enabled():
         print(f"nothing to compare: {native.describe()}")

@@ -182,9 +182,7 @@ class NativeVenueWindows:
             venue = self.venue
             self.feed.__setstate__(state["feed"])
             for name, book_state in state["books"].items():
-                # a Coinbase product keeps either book, as its first book message made it: the state says which
-                l3 = venue in _L3_VENUES or (venue == "coinbase" and book_state["kind"] == "L3Book")
-                book = self.books[name] = (native.L3Book if l3 else native.L2Book)(venue, name)
+                book = self.books[name] = _follower(venue, name, book_state["kind"] == "L3Book")
                 book.__setstate__(book_state)
             for name, builder_state in state["builders"].items():
                 builder = self.builders[name] = native._core.WindowBuilder()
@@ -381,8 +379,8 @@ class NativeVenueWindows:
             book = self.books.get(name)
             if book is not None:
                 return book
-        l3 = self.venue in _L3_VENUES or (self.venue == "coinbase" and self.feed.book_type(name) == "L3")
-        book = self.books[name] = (native.L3Book if l3 else native.L2Book)(self.venue, name)
+        order_by_order = self.venue == "coinbase" and self.feed.book_type(name) == "L3"  # type: ignore[union-attr]
+        book = self.books[name] = _follower(self.venue, name, order_by_order)
         return book
 
     def _push(self, name: str, book: Any, rows: np.ndarray, offsets: _Offsets, out: list[tuple[int, Window]]) -> None:
@@ -524,6 +522,13 @@ def _check_followers(state: dict[str, Any]) -> None:
     for name, book in followers.items():  # one under a name no feed book has now: an ITCH placeholder's, empty
         if name in feed and feed[name] != (book["bids"], book["asks"]):
             raise ValueError(f"NativeVenueWindows state: the follower book of {name!r} is not the feed's")
+
+
+def _follower(venue: str, name: str, order_by_order: bool) -> Any:
+    """A follower book of its feed book's type: L3 on ITCH and LOBSTER, L2 on Binance and Kraken, and on Coinbase
+    the type its feed book has (`order_by_order`: the product's first book message was of the full channel)."""
+    l3 = venue in _L3_VENUES or (venue == "coinbase" and order_by_order)
+    return (native.L3Book if l3 else native.L2Book)(venue, name)
 
 
 def _first(groups: dict[int, np.ndarray], corrections: dict[int, list], s: int, ev: np.ndarray) -> int:

@@ -185,16 +185,21 @@ impl<'a> Fields<'_, 'a> {
         }
     }
 
+    /// The items of a list node, none for another node.
+    fn cells(&self, i: usize) -> Vec<usize> {
+        match self.doc.nodes[i] {
+            Node::Arr { .. } => self.doc.items(i).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// `_levels`: rows of `width` values, their price and size read.
     fn levels(&self, key: &str, width: usize) -> R<Vec<(i64, i64, usize)>> {
         let i = self.get(key).filter(|&i| matches!(self.doc.nodes[i], Node::Arr { .. }));
         let i = i.ok_or_else(|| bad(format!("{key} must be a list")))?;
         let mut out = Vec::new();
         for row in self.doc.items(i) {
-            let cells: Vec<usize> = match self.doc.nodes[row] {
-                Node::Arr { .. } => self.doc.items(row).collect(),
-                _ => Vec::new(),
-            };
+            let cells = self.cells(row);
             if cells.len() != width {
                 return Err(bad(format!("{key} entry is not a list of {width}")));
             }
@@ -568,8 +573,7 @@ impl Coinbase {
                 let (bids, asks) = (f.levels("bids", 2)?, f.levels("asks", 2)?);
                 let ts = f.opt_time()?;
                 let sym = self.book_for(&product, false)?;
-                let level = |rows: Vec<(i64, i64, usize)>| rows.into_iter().map(|(p, s, _)| (p, s)).collect();
-                self.set_l2(sym, level(bids), level(asks), ts, recv_ts, events, msg)
+                self.set_l2(sym, &bids, &asks, ts, recv_ts, events, msg)
             }
             "l2update" => self.on_l2update(&f, recv_ts, events, msg),
             "l2_snapshot" | "l3_snapshot" => self.on_rest_snapshot(&f, typ == "l3_snapshot", recv_ts, events, msg),
@@ -601,12 +605,13 @@ impl Coinbase {
 
     // --- level2 -----------------------------------------------------------------------------
 
+    /// A whole L2 book from (price, size, anything) rows: a level2 `snapshot`, or a REST level-2 one.
     #[allow(clippy::too_many_arguments)]
-    fn set_l2(
+    fn set_l2<T>(
         &mut self,
         sym: u32,
-        bids: Vec<(i64, i64)>,
-        asks: Vec<(i64, i64)>,
+        bids: &[(i64, i64, T)],
+        asks: &[(i64, i64, T)],
         ts: i64,
         recv_ts: i64,
         events: &mut Events,
@@ -619,8 +624,8 @@ impl Coinbase {
         let Book::L2(book) = &mut s.book else { unreachable!("an L2 message reaches an L2 book only") };
         book.clear();
         events.push(&stamp.ev(kind::SNAPSHOT_BEGIN, 0, 0, 0, 0), msg);
-        for (side, rows) in [(BID, &bids), (ASK, &asks)] {
-            for &(price, size) in rows {
+        for (side, rows) in [(BID, bids), (ASK, asks)] {
+            for &(price, size, _) in rows {
                 book.set_level(side, price, size).expect("decoded levels are valid");
                 events.push(&stamp.ev(kind::LEVEL_SET, side, price, size, 0), msg);
             }
@@ -637,10 +642,7 @@ impl Coinbase {
         let changes = changes.ok_or_else(|| bad("changes must be a list"))?;
         let mut levels = Vec::new();
         for ch in f.doc.items(changes) {
-            let cells: Vec<usize> = match f.doc.nodes[ch] {
-                Node::Arr { .. } => f.doc.items(ch).collect(),
-                _ => Vec::new(),
-            };
+            let cells = f.cells(ch);
             if cells.len() != 3 {
                 return Err(bad("change is not [side, price, size]"));
             }
@@ -893,8 +895,7 @@ impl Coinbase {
         }
         let staged = s.staged.take().expect("staged above");
         if !l3 {
-            let level = |rows: Vec<(i64, i64, Box<str>)>| rows.into_iter().map(|(p, s, _)| (p, s)).collect();
-            return self.set_l2(sym, level(staged.bids), level(staged.asks), staged.ts, recv_ts, events, msg);
+            return self.set_l2(sym, &staged.bids, &staged.asks, staged.ts, recv_ts, events, msg);
         }
         self.set_l3(sym, staged, events, msg)
     }
