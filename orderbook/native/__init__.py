@@ -292,7 +292,39 @@ class _Feed:
         raise NotImplementedError
 
 
-class ItchFeed(_Feed):
+class _MessageFeed(_Feed):
+    """A feed of raw messages that name their symbols (Binance, Kraken, Coinbase)."""
+
+    def on_messages(self, messages: list[bytes], recv_ts: np.ndarray | None = None) -> Batch:
+        """Raw messages (values of the venue's `md.raw` topic), optional int64 receive times."""
+        return self._batch(self.core.on_messages(messages, recv_ts))
+
+    def rebuild(
+        self, messages: list[bytes], levels: int, target: str | None = None, recv_ts: np.ndarray | None = None
+    ) -> tuple[Batch, np.ndarray, str | None]:
+        """`megatrading book`'s rows of raw messages in order (`orderbook.rebuild.rebuild_binance`, ...): applied
+        as `on_messages` applies them, and after each message that gave an event of `target`'s book (None:
+        the first book an event names), or was refused as crossed, the row [symbol id, ts, seq, LOBSTER
+        orderbook row of `levels`]. (batch, rows, the target once known)."""
+        result, rows, name = self.core.rebuild(messages, levels, target, recv_ts)
+        return self._batch(result), rows, name
+
+
+class _Orders:
+    """An order-by-order feed's books read order by order (ITCH, LOBSTER, Coinbase's L3 products)."""
+
+    core: Any
+
+    def orders(self, symbol: str) -> dict[int, tuple[int, int, int]] | None:
+        """A symbol's resting orders: {id: (side, price, size)}; None where it has no order-by-order book."""
+        return self.core.orders(symbol)
+
+    def queue(self, symbol: str, side: Side, price: int) -> list[tuple[int, int]]:
+        """A level's orders in time priority, as (id, size)."""
+        return self.core.queue(symbol, int(side), price)
+
+
+class ItchFeed(_Orders, _Feed):
     """ITCH 5.0 decode + apply: `orderbook.venues.itch.ItchFeed` over batches."""
 
     venue = "itch"
@@ -323,13 +355,6 @@ class ItchFeed(_Feed):
         result, rows, name, used = self.core.rebuild(framed, levels, target, last)
         return self._batch(result), rows, name, used
 
-    def orders(self, symbol: str) -> dict[int, tuple[int, int, int]] | None:
-        """A symbol's resting orders: {id: (side, price, size)}."""
-        return self.core.orders(symbol)
-
-    def queue(self, symbol: str, side: Side, price: int) -> list[tuple[int, int]]:
-        return self.core.queue(symbol, int(side), price)
-
     @property
     def locates(self) -> dict[int, str]:
         return dict(self.core.locates())
@@ -343,7 +368,7 @@ class ItchFeed(_Feed):
         return self.core.system_event
 
 
-class BinanceFeed(_Feed):
+class BinanceFeed(_MessageFeed):
     """Binance depth decode + apply (JSON included): `orderbook.venues.binance.BinanceFeed` over batches."""
 
     venue = "binance"
@@ -355,20 +380,6 @@ class BinanceFeed(_Feed):
     def _core_class() -> Any:
         return _core.BinanceFeed
 
-    def on_messages(self, messages: list[bytes], recv_ts: np.ndarray | None = None) -> Batch:
-        """Raw messages (values of `md.raw.binance`), optional int64 receive times."""
-        return self._batch(self.core.on_messages(messages, recv_ts))
-
-    def rebuild(
-        self, messages: list[bytes], levels: int, target: str | None = None, recv_ts: np.ndarray | None = None
-    ) -> tuple[Batch, np.ndarray, str | None]:
-        """`megatrading book`'s rows of raw messages in order (`orderbook.rebuild.rebuild_binance`): applied
-        as `on_messages` applies them, and after each message that gave an event of `target`'s book (None:
-        the first book an event names), or was refused as crossed, the row [symbol id, ts, seq, LOBSTER
-        orderbook row of `levels`]. (batch, rows, the target once known)."""
-        result, rows, name = self.core.rebuild(messages, levels, target, recv_ts)
-        return self._batch(result), rows, name
-
     def sync(self, symbol: str) -> tuple[bool, int | None, int, int, int] | None:
         """A symbol's BookSync: (live, last_seq, resyncs, snapshots, buffered diffs)."""
         return self.core.sync(symbol)
@@ -378,7 +389,7 @@ class BinanceFeed(_Feed):
         return self.core.stats(symbol)
 
 
-class LobsterFeed(_Feed):
+class LobsterFeed(_Orders, _Feed):
     """LOBSTER message rows decode + apply: `orderbook.venues.lobster.LobsterFeed` over batches."""
 
     venue = "lobster"
@@ -403,20 +414,13 @@ class LobsterFeed(_Feed):
         result, rows, name = self.core.rebuild(messages, key.encode(), levels, target, recv_ts)
         return self._batch(result), rows, name
 
-    def orders(self, symbol: str) -> dict[int, tuple[int, int, int]] | None:
-        """A symbol's resting orders: {id: (side, price, size)}."""
-        return self.core.orders(symbol)
-
-    def queue(self, symbol: str, side: Side, price: int) -> list[tuple[int, int]]:
-        return self.core.queue(symbol, int(side), price)
-
     @property
     def rows(self) -> dict[str, int]:
         """Rows seen per symbol (`LobsterFeed.rows`)."""
         return dict(self.core.rows())
 
 
-class KrakenFeed(_Feed):
+class KrakenFeed(_MessageFeed):
     """Kraken websocket books and trades decode + apply (v1 and v2, JSON included, every checksum checked):
     `orderbook.venues.kraken.KrakenFeed` over batches."""
 
@@ -437,18 +441,6 @@ class KrakenFeed(_Feed):
     def _core_class() -> Any:
         return _core.KrakenFeed
 
-    def on_messages(self, messages: list[bytes], recv_ts: np.ndarray | None = None) -> Batch:
-        """Raw messages (values of `md.raw.kraken`), optional int64 receive times."""
-        return self._batch(self.core.on_messages(messages, recv_ts))
-
-    def rebuild(
-        self, messages: list[bytes], levels: int, target: str | None = None, recv_ts: np.ndarray | None = None
-    ) -> tuple[Batch, np.ndarray, str | None]:
-        """`megatrading book`'s rows of raw messages in order (`orderbook.rebuild.rebuild_kraken`): as
-        `BinanceFeed.rebuild`."""
-        result, rows, name = self.core.rebuild(messages, levels, target, recv_ts)
-        return self._batch(result), rows, name
-
     def sync(self, symbol: str) -> tuple[bool, int | None, int, int] | None:
         """A pair's BookSync: (live, last_seq, resyncs, snapshots)."""
         return self.core.sync(symbol)
@@ -467,7 +459,7 @@ class KrakenFeed(_Feed):
         return dict(self.core.v2_depth())
 
 
-class CoinbaseFeed(_Feed):
+class CoinbaseFeed(_Orders, _MessageFeed):
     """Coinbase level2 and full channels decode + apply (JSON included, REST snapshots in parts):
     `orderbook.venues.coinbase.CoinbaseFeed` over batches.
 
@@ -503,28 +495,9 @@ class CoinbaseFeed(_Feed):
         names = self.core.take_order_names()  # the resting orders' UUIDs, where the state keeps the names
         self.order_names = None if names is None else dict(names)
 
-    def on_messages(self, messages: list[bytes], recv_ts: np.ndarray | None = None) -> Batch:
-        """Raw messages (values of `md.raw.coinbase`), optional int64 receive times."""
-        return self._batch(self.core.on_messages(messages, recv_ts))
-
-    def rebuild(
-        self, messages: list[bytes], levels: int, target: str | None = None, recv_ts: np.ndarray | None = None
-    ) -> tuple[Batch, np.ndarray, str | None]:
-        """`megatrading book`'s rows of raw messages in order (`orderbook.rebuild.rebuild_coinbase`): as
-        `BinanceFeed.rebuild`."""
-        result, rows, name = self.core.rebuild(messages, levels, target, recv_ts)
-        return self._batch(result), rows, name
-
     def book_type(self, symbol: str) -> str | None:
         """ "L2" or "L3" (fixed by a product's first book message), None for a product with no book."""
         return self.core.book_type(symbol)
-
-    def orders(self, symbol: str) -> dict[int, tuple[int, int, int]] | None:
-        """An L3 product's resting orders: {id: (side, price, size)}."""
-        return self.core.orders(symbol)
-
-    def queue(self, symbol: str, side: Side, price: int) -> list[tuple[int, int]]:
-        return self.core.queue(symbol, int(side), price)
 
     def sync(self, symbol: str) -> tuple[bool, int | None, int, int, int] | None:
         """A product's BookSync: (live, last_seq, resyncs, snapshots, buffered messages)."""

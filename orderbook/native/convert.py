@@ -51,6 +51,7 @@ from ..windows import WindowBuilder, WindowConfig
 from .venue_windows import NativeVenueWindows, common_state, restore_common
 
 T = TypeVar("T")
+F = TypeVar("F", BinanceFeed, ItchFeed, LobsterFeed, KrakenFeed, CoinbaseFeed)
 
 BUILDER_VERSION = 3  # pywindows.rs STATE_VERSION: the builder layout `_Reader` / `_Writer` below read / write
 # 2 predates the volume record: an empty one, the book serving the head alone till 10 are known, as a new book
@@ -86,9 +87,14 @@ def reference_windows(state: dict[str, Any]) -> VenueWindows:
 # ---- feeds
 
 
-def _open(core: dict[str, Any], kind: str) -> None:
+def _new_feed(core: dict[str, Any], cls: type[F], **kw: Any) -> F:
+    """The empty reference feed a native feed's state stands for (its kind is `cls`'s name): its symbol filter
+    and crossed-book check."""
+    kind = cls.__name__
     if (core.get("kind"), core.get("version")) != (kind, 1):
         raise ValueError(f"native feed state {core.get('kind')!r} {core.get('version')!r}, this reads {kind} 1")
+    symbols = None if core["symbols"] is None else set(core["symbols"])
+    return cls(symbols, check_crossed=core["check_crossed"], **kw)  # type: ignore[call-arg]
 
 
 def _packed(part: dict[str, Any], key: str, width: int) -> list[tuple[int, ...]]:
@@ -117,9 +123,7 @@ def _binance_feed(core: dict[str, Any]) -> BinanceFeed:
     """binance.rs `Binance::export`: per symbol with a book, in the order the books were made, the L2
     levels and the sync (live, last update id, first diff after a snapshot, resyncs, snapshots, the
     SyncStats counters, the bookTickers ahead of the book, the diffs held for a snapshot)."""
-    _open(core, "BinanceFeed")
-    symbols = None if core["symbols"] is None else set(core["symbols"])
-    feed = BinanceFeed(symbols, check_crossed=core["check_crossed"])
+    feed = _new_feed(core, BinanceFeed)
     book_name = _names(core)
     for part in core["books"]:
         name = book_name(part["symbol"])
@@ -159,9 +163,7 @@ def _l2_levels(book: L2Book, part: dict[str, Any]) -> None:
 def _kraken_feed(core: dict[str, Any]) -> KrakenFeed:
     """kraken.rs `Kraken::export`: the v2 depth where none is named, each pair's precision and named depth,
     and per pair with a book, in the order the books were made, the L2 levels, the sync and the counters."""
-    _open(core, "KrakenFeed")
-    symbols = None if core["symbols"] is None else set(core["symbols"])
-    feed = KrakenFeed(symbols, check_crossed=core["check_crossed"], depth=core["depth"])
+    feed = _new_feed(core, KrakenFeed, depth=core["depth"])
     for name, (price, size, source) in core["precision"].items():
         if source not in _PRECISION_SOURCES or not (0 <= price <= MAX_DECIMALS and 0 <= size <= MAX_DECIMALS):
             raise ValueError(f"{name!r}: a precision of {price} / {size} decimals from {source!r}")
@@ -187,9 +189,7 @@ def _coinbase_feed(core: dict[str, Any]) -> CoinbaseFeed:
     snapshot, the level-2 message count and the REST snapshot parts staged; the matches of products with
     no book yet. The orders a match filled, awaiting their `done` (`_exhausted`), are diagnostics no rule
     reads: the native feed does not keep them, and they start empty."""
-    _open(core, "CoinbaseFeed")
-    symbols = None if core["symbols"] is None else set(core["symbols"])
-    feed = CoinbaseFeed(symbols, check_crossed=core["check_crossed"])
+    feed = _new_feed(core, CoinbaseFeed)
     book_name = _names(core)
     for part in core["books"]:
         name = book_name(part["symbol"])
@@ -268,9 +268,7 @@ def _itch_feed(core: dict[str, Any]) -> ItchFeed:
     """itch.rs `Itch::state`: the locate table (placeholders are `locate:<n>`, as the reference names
     them on demand), each book's orders level by level, best first, each queue in time priority (so
     adding them in that order rebuilds every queue), the message count and the last system event."""
-    _open(core, "ItchFeed")
-    symbols = None if core["symbols"] is None else set(core["symbols"])
-    feed = ItchFeed(symbols, check_crossed=core["check_crossed"])
+    feed = _new_feed(core, ItchFeed)
     names: list[str] = core["names"]
     for locate, name in _packed(core, "locates", 2):
         if not 0 <= locate < 1 << 16 or not 0 <= name < len(names) or locate in feed.locates:
@@ -291,9 +289,7 @@ def _itch_feed(core: dict[str, Any]) -> ItchFeed:
 
 def _lobster_feed(core: dict[str, Any]) -> LobsterFeed:
     """lobster.rs `Lobster::state`: the rows seen per symbol, each book's orders as ITCH's are kept."""
-    _open(core, "LobsterFeed")
-    symbols = None if core["symbols"] is None else set(core["symbols"])
-    feed = LobsterFeed(symbols, check_crossed=core["check_crossed"])
+    feed = _new_feed(core, LobsterFeed)
     names: list[str] = core["names"]
     rows = [count for (count,) in _packed(core, "rows", 1)]
     if len(rows) != len(names) or min(rows, default=0) < 0:

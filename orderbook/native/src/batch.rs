@@ -331,6 +331,28 @@ pub trait MessageFeed: Send {
     fn record(&mut self, raw: &[u8], recv_ts: i64, index: usize, events: &mut Events, rejects: &mut Rejects);
 }
 
+/// `MessageFeed` of a feed whose `message(raw, recv_ts, events, index)` pushes a message's events and returns
+/// its refusal (Binance, Kraken, Coinbase): the refusal joins the batch's rejects.
+#[macro_export]
+macro_rules! message_feed {
+    ($feed:ty) => {
+        impl $crate::batch::MessageFeed for $feed {
+            fn record(
+                &mut self,
+                raw: &[u8],
+                recv_ts: i64,
+                index: usize,
+                events: &mut $crate::batch::Events,
+                rejects: &mut $crate::batch::Rejects,
+            ) {
+                if let Err(r) = self.message(raw, recv_ts, events, index) {
+                    rejects.push(r, index);
+                }
+            }
+        }
+    };
+}
+
 /// `on_messages` of every native feed: a list of bytes, with optional int64 receive times,
 /// through `feed` with the GIL released (the bytes stay referenced by the list meanwhile).
 pub fn on_messages<'py, F: MessageFeed>(

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use rustc_hash::FxHashSet;
 
-use crate::batch::{Ev, Events, MessageFeed, Names, Refusal, Rejects, NONE};
+use crate::batch::{Ev, Events, Names, Refusal, NONE};
 use crate::book::{kind, ASK, BID, FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, L2};
 use crate::errors::Reason;
 use crate::itch::{sorted, symbol_set, MAX_MESSAGE_BYTES};
@@ -577,13 +577,7 @@ impl Binance {
     }
 }
 
-impl MessageFeed for Binance {
-    fn record(&mut self, raw: &[u8], recv_ts: i64, index: usize, events: &mut Events, rejects: &mut Rejects) {
-        if let Err(r) = self.message(raw, recv_ts, events, index) {
-            rejects.push(r, index);
-        }
-    }
-}
+crate::message_feed!(Binance);
 
 impl BookRows for Binance {
     fn symbol_name(&self, symbol: u32) -> &str {

@@ -17,7 +17,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::batch::{Ev, Events, MessageFeed, Names, Refusal, Rejects, NONE};
+use crate::batch::{Ev, Events, Names, Refusal, NONE};
 use crate::book::{kind, ASK, BID, FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, L2, L3};
 use crate::errors::{Fault, Reason};
 use crate::itch::{crossed_refusal, sorted, symbol_set, MAX_MESSAGE_BYTES};
@@ -365,6 +365,17 @@ impl Sym {
         }
         self.live = false;
         self.buffer.clear();
+    }
+
+    /// A sequence gap: the book drops to awaiting a snapshot, holding `ops` (the message after the gap first)
+    /// for its replay; the SequenceGap refusal.
+    fn gap(&mut self, sym: u32, text: &str, expected: i64, ops: impl IntoIterator<Item = FullOp>) -> Refusal {
+        self.lose_sync();
+        self.buffer.extend(ops);
+        let got = self.buffer.front().map_or(expected, |op| op.seq);
+        let mut r = Refusal::new(Reason::SequenceGap, text, sym, None);
+        r.gap = (expected, got);
+        r
     }
 
     fn go_live(&mut self, seq: i64) {
@@ -728,12 +739,8 @@ impl Coinbase {
             return Ok(());
         }
         if op.seq != last + 1 {
-            s.lose_sync();
-            let got = op.seq;
-            s.buffer.push_back(op); // after the gap: replayed if the next snapshot is older than it
-            let mut r = Refusal::new(Reason::SequenceGap, "full channel sequence gap", sym, None);
-            r.gap = (last + 1, got);
-            return Err(r);
+            // the message after the gap is held: replayed if the next snapshot is older than it
+            return Err(s.gap(sym, "full channel sequence gap", last + 1, [op]));
         }
         let (seq, ts) = (op.seq, op.ts);
         self.apply_full(sym, &op, events, msg)?;
@@ -949,15 +956,8 @@ impl Coinbase {
                 continue; // already in the snapshot
             }
             if op.seq != last + 1 {
-                let s = self.sym_mut(sym);
-                s.lose_sync();
-                let got = op.seq;
-                s.buffer.push_back(op);
-                s.buffer.extend(pending);
-                let mut r =
-                    Refusal::new(Reason::SequenceGap, "buffered messages do not follow the snapshot", sym, None);
-                r.gap = (last + 1, got);
-                return Err(r);
+                let text = "buffered messages do not follow the snapshot";
+                return Err(self.sym_mut(sym).gap(sym, text, last + 1, std::iter::once(op).chain(pending)));
             }
             self.apply_full(sym, &op, events, msg)?;
         }
@@ -984,13 +984,7 @@ impl Coinbase {
     }
 }
 
-impl MessageFeed for Coinbase {
-    fn record(&mut self, raw: &[u8], recv_ts: i64, index: usize, events: &mut Events, rejects: &mut Rejects) {
-        if let Err(r) = self.message(raw, recv_ts, events, index) {
-            rejects.push(r, index);
-        }
-    }
-}
+crate::message_feed!(Coinbase);
 
 impl BookRows for Coinbase {
     fn symbol_name(&self, symbol: u32) -> &str {

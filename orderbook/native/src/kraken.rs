@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::batch::{Ev, Events, MessageFeed, Names, Refusal, Rejects, NONE};
+use crate::batch::{Ev, Events, Names, Refusal, NONE};
 use crate::book::{kind, ASK, BID, FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, L2};
 use crate::errors::Reason;
 use crate::itch::{sorted, symbol_set, MAX_MESSAGE_BYTES};
@@ -994,13 +994,7 @@ fn lose_sync(s: &mut Sym) {
     s.live = false;
 }
 
-impl MessageFeed for Kraken {
-    fn record(&mut self, raw: &[u8], recv_ts: i64, index: usize, events: &mut Events, rejects: &mut Rejects) {
-        if let Err(r) = self.message(raw, recv_ts, events, index) {
-            rejects.push(r, index);
-        }
-    }
-}
+crate::message_feed!(Kraken);
 
 impl BookRows for Kraken {
     fn symbol_name(&self, symbol: u32) -> &str {
