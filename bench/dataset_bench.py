@@ -1,11 +1,11 @@
-"""The training data's replay (`megatrading dataset`) with the compiled window builders beside the
-reference builders: the same sources built twice in one run, each timed, the arrays compared.
+"""The training data's replay (`megatrading dataset`) on the native path beside the reference path: the same
+sources built twice in one run, each timed, the arrays compared.
 
-`model.training.dataset.replay_source` decodes with the Python feeds and books (it records each book after
-every message for the targets) and, where the native path is on, builds the windows with
-`orderbook.native._core.WindowBuilder` on those books (`orderbook.venue_windows.replay_windows`); with
-`MT_NATIVE=0` with the reference `WindowBuilder`. Sources: simulated ITCH hours of the demo's recipe
-(headlines, anomalies at intensities 0.4-1) and the real captures of --real.
+`model.training.dataset.replay_source` replays every source through `orderbook.stream_replay`: where the
+native path is on, the native feeds, books and window builders (NativeVenueWindows, the book after every
+message kept in Rust for the targets); with `MT_NATIVE=0` the Python feeds, books and builders. Sources:
+simulated ITCH hours of the demo's recipe (headlines, anomalies at intensities 0.4-1) and the real captures
+of --real.
 
     .venv/bin/python bench/dataset_bench.py [--sim-seeds 1-2] [--sim-duration 30m] [--real ../shared/data] [--quick]
 """
@@ -62,25 +62,29 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="one 5-minute seed, no captures (a smoke run)")
     args = p.parse_args()
     if not native.available():
-        print(f"no compiled builders: {native.describe()}", file=sys.stderr)
+        print(f"no native path: {native.describe()}", file=sys.stderr)
         return 2
     if args.quick:
         args.sim_seeds, args.sim_duration, args.real = [1], parse_duration("5m"), None
     real = args.real if args.real is not None and args.real.is_dir() else None
     sources = sources_of(args.sim_seeds, args.sim_duration, real)
-    compiled, t_compiled = timed(sources, True)
+    native_, t_native = timed(sources, True)
     reference, t_reference = timed(sources, False)
-    same = compiled.arrays.keys() == reference.arrays.keys() and all(
-        np.array_equal(compiled.arrays[k], v, equal_nan=v.dtype.kind == "f") for k, v in reference.arrays.items()
+    same = (
+        native_.meta == reference.meta
+        and native_.arrays.keys() == reference.arrays.keys()
+        and all(
+            np.array_equal(native_.arrays[k], v, equal_nan=v.dtype.kind == "f") for k, v in reference.arrays.items()
+        )
     )
     n = len(reference)
     print(f"sources: seeds {args.sim_seeds} x {args.sim_duration / 60e9:g} min of 3 simulated symbols"
           f"{', the real captures of ' + str(real) if real else ''}; {n:,} windows")  # fmt: skip
-    print("| window builders | build s | windows/s |")
+    print("| replay | build s | windows/s |")
     print("|---|---|---|")
-    for name, secs in (("compiled (replay_windows)", t_compiled), ("reference (MT_NATIVE=0)", t_reference)):
+    for name, secs in (("native (stream_replay)", t_native), ("reference (MT_NATIVE=0)", t_reference)):
         print(f"| {name} | {secs:.1f} | {n / secs:,.0f} |")
-    print(f"speed-up {t_reference / t_compiled:.2f}x; arrays identical: {'yes' if same else 'NO'}")
+    print(f"speed-up {t_reference / t_native:.2f}x; arrays identical: {'yes' if same else 'NO'}")
     return 0 if same else 1
 
 

@@ -9,7 +9,6 @@ exactly the same windows and reject the same records for the same reasons. Pure:
     done = vw.process(key, value, offset=(partition, offset))  # Processed(events, windows, reject)
     vw.stats                                                   # records, events, windows, rejected by reason
     for done in process_records(vw, records, headlines): ...   # a recorded stream, headlines joined by time
-    replay_windows("itch")                                     # offline: the compiled builders where built
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from . import native
 from .book import Book
 from .errors import MAX_MESSAGE_BYTES, FeedError, OversizedMessage
 from .events import Event
@@ -163,14 +161,11 @@ class VenueWindows:
         tick = self.ticks.get(symbol) or self.feed.window_tick(book)
         if tick is None:
             return None
-        builder = self._new_builder(FeatureState(tick=tick), symbol)
+        builder = WindowBuilder(self.config, FeatureState(tick=tick), self.venue, symbol)
         for ts, headline in self.news.get(symbol, ()):
             builder.add_news(ts, headline)
         self.builders[symbol] = builder
         return builder
-
-    def _new_builder(self, features: FeatureState, symbol: str) -> WindowBuilder:
-        return WindowBuilder(self.config, features, self.venue, symbol)
 
     def add_news(self, ts: int, symbols: Iterable[str], headline: str) -> None:
         """Join a headline to its symbols. Idempotent per symbol: the same (ts, headline) again changes
@@ -185,39 +180,6 @@ class VenueWindows:
             if i == len(kept) or kept[i] != item:
                 kept.insert(i, item)
                 del kept[:-NEWS_KEPT]
-
-
-class CompiledBuilderWindows(VenueWindows):
-    """VenueWindows whose window builders are the compiled ones (orderbook.native): the same windows from
-    the same books and events (tests/test_native_windows.py), their features a few times faster; the feed
-    and its books stay Python, whose state after every message the training data reads for its targets.
-    For the offline replays (`replay_windows`); the worker runs NativeVenueWindows. The snapshot codec
-    cannot see inside a compiled builder: such a replay is not snapshotted.
-
-    A panic of a compiled builder (a bug of orderbook/native that some input met) is what a Python
-    builder's exception is: the record is rejected as INTERNAL_ERROR and its symbols' window histories
-    start over (`process`), where uncaught it would end the replay (pyo3's PanicException is a
-    BaseException)."""
-
-    def _new_builder(self, features: FeatureState, symbol: str) -> Any:
-        return native._core.WindowBuilder(self.config, features, self.venue, symbol)
-
-    def _push(self, events: list[Event], offset: Any) -> list[Window]:
-        try:
-            return super()._push(events, offset)
-        except BaseException as err:
-            if not native.is_panic(err):
-                raise
-            raise native.Panic(f"a compiled window builder panicked: {err}") from err
-
-
-def replay_windows(
-    venue: str, config: WindowConfig | None = None, *, ticks: dict[str, int] | None = None
-) -> VenueWindows:
-    """A VenueWindows for replaying a recorded stream offline (the training data, `megatrading score`, the
-    alert tables): with the compiled window builders where the native path is on (`native.enabled()`)."""
-    cls = CompiledBuilderWindows if native.enabled() else VenueWindows
-    return cls(venue, config, ticks=ticks)
 
 
 def process_records(

@@ -19,6 +19,7 @@ from model.training.dataset import (
     REAL_FILES,
     TARGETS,
     DatasetConfig,
+    Source,
     build,
     load,
     real_sources,
@@ -31,8 +32,11 @@ from orderbook import native
 from orderbook.book import L3Book
 from orderbook.events import Kind, Side
 from orderbook.features import FEATURE_NAMES, depth_levels
-from orderbook.venue_windows import CompiledBuilderWindows, VenueWindows, replay_windows
+from orderbook.frames import is_frame
+from orderbook.native.venue_windows import NativeVenueWindows
+from orderbook.venues import RawRecord
 from streams.cli import dataset as dataset_cli
+from tests.test_native_venue_windows import mangled_binance, mangled_itch
 
 MAIN = SimConfig(n_symbols=2, duration_ns=600 * SEC, seed=1, news_rate=12.0,
                  anomaly_rates={"quote_stuffing": 6.0, "spoofing": 3.0})  # fmt: skip
@@ -253,23 +257,46 @@ def test_dataset_command_writes_the_npz_and_its_json(tmp_path, capsys):
 
 @pytest.mark.realdata
 @pytest.mark.skipif(not native.available(), reason=native.describe())
-def test_the_compiled_window_builders_give_the_reference_builders_dataset(shared_data, monkeypatch):
-    """The training data's replay builds its windows with the compiled builders where the native path is
-    on (replay_windows): array for array the dataset the reference builders give, on a simulated ITCH
-    stream with headlines and anomalies and the head of a real capture of every venue."""
+def test_the_native_replay_gives_the_reference_paths_dataset_array_for_array(shared_data, monkeypatch, caplog):
+    """The training data's replay runs on the native path where it is on (orderbook.stream_replay: the native
+    feeds, books and builders, the book after every message kept in Rust for the targets): array for array
+    the dataset of the reference path (Python feeds, books and builders, MT_NATIVE=0), on simulated streams in
+    every format the simulator writes (headlines and anomalies in ITCH) and the head of a real capture of every
+    venue; also where a native call panics midway (its records redone on the reference path, the book states
+    read off its Python books there)."""
 
     def sources():
         firsts = {s.venue: s for s in reversed(real_sources(shared_data))}
         real = [dataclasses.replace(s, records=itertools.islice(s.records, 6000)) for s in firsts.values()]
-        return [sim_source(MAIN), *real]
+        small = dataclasses.replace(MAIN, duration_ns=120 * SEC, news_rate=0.0, anomaly_rates={})
+        # gaps, crossed books, refused messages (the native follower books corrected between messages); no
+        # frames, which a file never holds
+        binance = [r.value for r in real_sources(shared_data)[2].records]
+        itch = [r.value for r in sim_source(small).records]
+        mangled = [Source(f"mangled:{venue}", venue, -90 - k, [RawRecord(None, v) for v in values if not is_frame(v)])
+                   for k, (venue, values) in enumerate((("binance", mangled_binance(binance)),
+                                                        ("itch", mangled_itch(itch))))]  # fmt: skip
+        sims = [sim_source(small, fmt) for fmt in ("lobster", "binance", "coinbase")]
+        return [sim_source(MAIN), *sims, *real, *mangled]
 
-    assert isinstance(replay_windows("itch"), CompiledBuilderWindows)
     got = build(sources())
+    process, calls = NativeVenueWindows.process, []
+
+    def panics_once(self, *args, **kwargs):
+        calls.append(self.venue)
+        if self.venue == "binance" and calls.count("binance") == 2:
+            native.panic("a bug met by these records")
+        return process(self, *args, **kwargs)
+
+    with monkeypatch.context() as m, caplog.at_level("WARNING"):
+        m.setattr(NativeVenueWindows, "process", panics_once)
+        panicked = build(sources())
+    assert "they are replayed on the reference path" in caplog.text
     monkeypatch.setenv(native.ENV, "0")
-    assert type(replay_windows("itch")) is VenueWindows
     want = build(sources())
-    assert {s["venue"] for s in want.meta["sources"]} == {"itch", "binance", "coinbase", "kraken"}
-    assert got.arrays.keys() == want.arrays.keys() and len(want) > 1000
-    for k, v in want.arrays.items():
-        assert np.array_equal(got.arrays[k], v, equal_nan=v.dtype.kind == "f"), k
-    assert got.meta == want.meta
+    assert {s["venue"] for s in want.meta["sources"]} == {"itch", "lobster", "binance", "coinbase", "kraken"}
+    assert len(want) > 1000 and all(s["rejected"] > 2 for s in want.meta["sources"][-2:])
+    for ds in (got, panicked):
+        assert ds.arrays.keys() == want.arrays.keys() and ds.meta == want.meta
+        for k, v in want.arrays.items():
+            assert np.array_equal(ds.arrays[k], v, equal_nan=v.dtype.kind == "f"), k

@@ -11,18 +11,12 @@ import pytest
 
 from model.serving.baseline import BaselineForecaster
 from model.serving.forecaster import PREDICTION_FIELDS
-from model.serving.scoring import (
-    COLUMNS,
-    NATIVE_BATCH,
-    read_news,
-    row,
-    score_windows,
-    stream_windows,
-)
+from model.serving.scoring import COLUMNS, read_news, row, score_windows, stream_windows
 from model.sim.engine import SimConfig
 from model.sim.run import simulate
 from orderbook.news import Headline
-from orderbook.venue_windows import VenueWindows, process_records, replay_windows
+from orderbook.stream_replay import BATCH as NATIVE_BATCH
+from orderbook.venue_windows import VenueWindows, process_records
 from orderbook.venues import RawRecord, capture_records, feed_class
 from orderbook.windows import Window
 from streams.cli.evaluate import register
@@ -147,10 +141,10 @@ def test_a_stream_without_headlines_takes_the_native_path_and_gives_the_referenc
     sim_dir, shared_data, monkeypatch
 ):
     """stream_windows (`score`, the alert tables) on a venue the native path decodes: NativeVenueWindows,
-    NATIVE_BATCH records a call; the windows and the stats (a garbage record rejected) are those of
-    replay_windows record by record. With headlines too: the calls cut before each record a headline joins at,
-    the same windows however many a symbol has (more than its builders keep too), and with records that carry
-    their own clock."""
+    NATIVE_BATCH records a call; the windows and the stats (a garbage record rejected) are those of the
+    reference (VenueWindows) record by record. With headlines too: the calls cut before each record a headline
+    joins at, the same windows however many a symbol has (more than its builders keep too), and with records
+    that carry their own clock."""
     from orderbook import native
     from tests.test_native_venue_windows import assert_same
 
@@ -166,7 +160,7 @@ def test_a_stream_without_headlines_takes_the_native_path_and_gives_the_referenc
         windows, stats = stream_windows(venue, iter(records))
         got = list(windows)
         assert sum(calls) == len(records) and max(calls) == NATIVE_BATCH
-        vw = replay_windows(venue)
+        vw = VenueWindows(venue)
         want = [w for done in process_records(vw, records) for w in done.windows]
         assert len(want) > 20 and stats == vw.stats and stats.records == len(records)
         assert sum(stats.rejected.values()) == (venue == "itch")  # the garbage record
@@ -187,7 +181,7 @@ def test_a_stream_without_headlines_takes_the_native_path_and_gives_the_referenc
         assert_same((scored_windows(path, headlines), [], None), (with_news, [], None))
     # records that carry their own clock (a simulated source's): a headline joins before the record at its time
     timed = [RawRecord(r.key, r.value, ts[0] + (i - 4000) * 1_000_000) for i, r in enumerate(itch)]
-    vw = replay_windows("itch")
+    vw = VenueWindows("itch")
     want = [w for done in process_records(vw, timed, news + more) for w in done.windows]
     got = list(stream_windows("itch", iter(timed), sorted(news + more, key=lambda h: h.ts))[0])
     assert_same((want, [], None), (got, [], None))
@@ -212,7 +206,7 @@ def test_a_native_panic_in_stream_windows_is_replayed_on_the_reference_path_and_
     with caplog.at_level("WARNING"):
         got = list(windows)
     assert len(calls) == 5  # the one that panicked, replayed on the reference path, then native again
-    vw = replay_windows("binance")
+    vw = VenueWindows("binance")
     want = [w for done in process_records(vw, records) for w in done.windows]
     assert len(want) > 50 and stats == vw.stats
     assert any(NATIVE_BATCH <= w.offset[1] < 2 * NATIVE_BATCH for w in want)  # the replayed records' windows

@@ -52,7 +52,7 @@ def test_dataset_bench_quick_builds_both_ways_and_finds_the_arrays_identical() -
     if not native.available():
         pytest.skip(native.describe())
     out = bench_output("dataset_bench.py", "--quick")
-    assert re.search(r"^\| compiled \(replay_windows\) \| [\d.]+ \| [\d,]+ \|$", out, re.M), out
+    assert re.search(r"^\| native \(stream_replay\) \| [\d.]+ \| [\d,]+ \|$", out, re.M), out
     assert re.search(r"^\| reference \(MT_NATIVE=0\) \| [\d.]+ \| [\d,]+ \|$", out, re.M), out
     assert "arrays identical: yes" in out
 

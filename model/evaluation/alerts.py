@@ -45,8 +45,7 @@ from model.serving.scoring import score_windows, stream_windows
 from model.sim.anomalies import KINDS as ANOMALY_KINDS
 from model.sim.engine import SimConfig
 from orderbook.news import Headline
-from orderbook.venue_windows import process_records, replay_windows
-from orderbook.venues import RawRecord, capture_records
+from orderbook.venues import capture_records
 from orderbook.windows import Window
 
 REAL, NORMAL, ANOMALIES = "real", "normal", "anomalies"
@@ -218,11 +217,8 @@ def sim_windows(cfg: SimConfig, fmt: str = "itch") -> tuple[list[Window], list[L
     from model.training.dataset import sim_source
 
     src = sim_source(cfg, fmt)
-    vw = replay_windows(src.venue)
     headlines = [Headline(ts, [symbol], text) for ts, symbol, text, _ in src.news]
-    records: Iterable[RawRecord] = src.records
-    windows = [w for done in process_records(vw, records, headlines) for w in done.windows]
-    return windows, list(src.labels)
+    return list(stream_windows(src.venue, src.records, headlines)[0]), list(src.labels)
 
 
 def score_stream(

@@ -3,9 +3,10 @@
 A source is a stream of raw venue records: a simulated day written in a venue's format
 (model.sim.writers.messages) or a real capture (orderbook.venues.feed_class(v).read_capture). Each is
 replayed (`replay_source`) through the streaming worker's own path from records to windows
-(orderbook.venue_windows: feed, books, features, window builders, rejects), so training windows are the
-windows the worker scores. Along the replay every symbol keeps a per-message series of spread, top-5
-depth, traded volume and mid, from which each window's targets are read H messages later.
+(orderbook.stream_replay: feed, books, features, window builders, rejects; native where the native path is
+on), so training windows are the windows the worker scores. Along the replay every symbol keeps a
+per-message series of spread, top-5 depth, traded volume and mid (the native window builders keep it in
+Rust), from which each window's targets are read H messages later.
 
 The file (`save`/`load`): `<name>.npz` (numpy.savez_compressed, no object arrays, loads with
 allow_pickle=False) and `<name>.json` (metadata). Arrays, B windows (the shared contract of issue 5):
@@ -60,18 +61,15 @@ from model.sim.anomalies import KINDS as ANOMALY_KINDS
 from model.sim.engine import SimConfig
 from model.sim.run import simulate
 from model.sim.writers import clock_offset, messages, venue_symbol
-from orderbook.book import Book
-from orderbook.events import Event, Side
-from orderbook.features import FeatureState, depth_levels
+from orderbook.features import FeatureState
 from orderbook.news import Headline
-from orderbook.venue_windows import process_records, replay_windows
+from orderbook.stream_replay import BookStates, replay_stream
+from orderbook.venue_windows import WindowStats
 from orderbook.venues import RawRecord, capture_records, feed_class
-from orderbook.volume_record import traded_lots
 from orderbook.windows import Window, WindowConfig
 
 NEWS_KINDS = {"negative": 1, "positive": 2, "halt": 3, "neutral": 4}
 TARGETS = ("spread", "depth", "volume", "mid")
-DEPTH_LEVELS = 5
 # The real captures of ../shared/data (SOURCES.md) that carry an order book, with their venue.
 REAL_FILES = (
     ("binance-hftbacktest/spot_btcusdt_20240808.gz", "binance"),
@@ -113,13 +111,30 @@ class Source:
 
 @dataclass
 class _Series:
-    """One symbol's per-message state after each message (what the targets are read from)."""
+    """One symbol's book after each of its messages (what the targets are read from), one entry per message."""
 
     tick: int
-    spread: list[float] = field(default_factory=list)  # ticks, nan if one-sided
-    depth: list[int] = field(default_factory=list)  # top-5 bid + ask lots
-    volume: list[int] = field(default_factory=list)  # lots traded in the message
-    mid2: list[float] = field(default_factory=list)  # twice the mid, nan if one-sided
+    spread: np.ndarray  # float64, ticks, nan if one-sided
+    depth: np.ndarray  # float64, top-5 bid + ask lots
+    volume: np.ndarray  # int64, lots traded in the message
+    mid2: np.ndarray  # float64, twice the mid, nan if one-sided
+
+    @classmethod
+    def of(cls, parts: list[BookStates]) -> _Series:
+        return cls(parts[0].tick, *(np.concatenate([getattr(p, k) for p in parts]) for k in _SERIES))
+
+    def traded_between(self, i: int, j: int) -> int:
+        """Lots traded in messages i+1..j, summed exactly (in Python ints where int64 could overflow)."""
+        if self._cum is None:
+            v = self.volume
+            fits = not len(v) or (int(v.min()) >= 0 and int(v.max()) * len(v) < 2**63)
+            self._cum = np.concatenate([[0], np.cumsum(v if fits else v.astype(object))])
+        return int(self._cum[j + 1] - self._cum[i + 1])
+
+    _cum: np.ndarray | None = field(default=None, repr=False)
+
+
+_SERIES = ("spread", "depth", "traded", "mid2")  # BookStates' columns, in _Series' order
 
 
 @dataclass
@@ -222,41 +237,32 @@ def real_sources(root: Path, first_seed: int = -1) -> list[Source]:
 # --------------------------------------------------------------------------- replay
 
 
-def _record_state(series: _Series, book: Book, events: list[Event]) -> None:
-    spread, mid2 = book.spread(), book.mid2()
-    series.spread.append(np.nan if spread is None else spread / series.tick)
-    series.mid2.append(np.nan if mid2 is None else float(mid2))
-    series.depth.append(depth_levels(book, Side.BID, DEPTH_LEVELS) + depth_levels(book, Side.ASK, DEPTH_LEVELS))
-    series.volume.append(traded_lots(events))
-
-
 def replay_source(source: Source, cfg: DatasetConfig | None = None) -> SourceReplay:
-    """Feed every record through the worker's path (orderbook.venue_windows.process_records), recording
-    each symbol's book after every message for the targets.
+    """Feed every record through the worker's path (orderbook.stream_replay: the native path where the venue
+    has one), keeping each symbol's book after every message for the targets.
 
     Headlines join a symbol's builder when the stream's clock reaches them (the records' clock ts where
     they have one); rejected records are counted and skipped, as the worker dead-letters them.
     """
     cfg = cfg or DatasetConfig()
     out = SourceReplay(source)
-    vw = replay_windows(source.venue, cfg.window, ticks=source.ticks)
+    stats = WindowStats()
     headlines = [Headline(ts, [symbol], headline) for ts, symbol, headline, _ in source.news]
-    for done in process_records(vw, source.records, headlines):
-        by_symbol: dict[str, list[Event]] = {}
-        for e in done.events:
-            by_symbol.setdefault(e.symbol, []).append(e)
-        for sym, mine in by_symbol.items():
-            builder = vw.builders.get(sym)
-            if builder is None:
-                continue
-            series = out.series.get(sym)
-            if series is None:
-                series = out.series[sym] = _Series(builder.tick)
-            _record_state(series, vw.feed.books[sym], mine)
-        for w in done.windows:
+    parts: dict[str, list[BookStates]] = {}
+    seen: dict[str, int] = {}  # messages per symbol so far
+    for part in replay_stream(source.venue, source.records, headlines, config=cfg.window, ticks=source.ticks,
+                              states=True, stats=stats):  # fmt: skip
+        # a symbol's windows are its messages that completed one, in order
+        ends = {}
+        for name, states in part.states.items():
+            parts.setdefault(name, []).append(states)
+            ends[name] = iter((seen.get(name, 0) + np.flatnonzero(states.emitted)).tolist())
+            seen[name] = seen.get(name, 0) + len(states.emitted)
+        for w in part.windows:
             out.windows.append(w)
-            out.msg_index.append(len(out.series[w.symbol].spread) - 1)
-    out.rejected = sum(vw.stats.rejected.values())
+            out.msg_index.append(next(ends[w.symbol]))
+    out.series = {name: _Series.of(p) for name, p in parts.items()}
+    out.rejected = sum(stats.rejected.values())
     return out
 
 
@@ -269,7 +275,7 @@ def targets(series: _Series, i: int, horizon: int) -> tuple[dict[str, float], bo
     zero = dict.fromkeys(TARGETS, 0.0)
     if j >= len(series.spread):
         return zero, False
-    volume = float(np.log1p(sum(series.volume[i + 1 : j + 1])))
+    volume = float(np.log1p(series.traded_between(i, j)))
     spread, m_i, m_j = series.spread[j], series.mid2[i], series.mid2[j]
     if np.isnan(spread) or np.isnan(m_i) or np.isnan(m_j):
         # the volume is known all the same: a worker's record of the book's volumes takes it (volume_levels)

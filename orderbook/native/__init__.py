@@ -129,11 +129,6 @@ def rows_csv(rows: np.ndarray, first: int) -> str:
     return _core.rows_csv(np.ascontiguousarray(rows, dtype=np.int64), first).decode("ascii")
 
 
-class Panic(RuntimeError):
-    """A panic of the compiled code (a bug of orderbook/native, met by some input), raised again as an
-    Exception, which the caller's own handling of a failure takes."""
-
-
 def is_panic(err: BaseException) -> bool:
     """Whether `err` is a panic of the compiled code: pyo3's PanicException, a BaseException (so that a bare
     `except Exception` does not swallow it)."""

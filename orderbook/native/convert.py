@@ -187,8 +187,7 @@ def _coinbase_feed(core: dict[str, Any]) -> CoinbaseFeed:
     """coinbase.rs `Coinbase::export`: per product with a book, in the order the books were made, its type
     and book (an L3 book's orders by their UUIDs), the sync with the full-channel messages held for a
     snapshot, the level-2 message count and the REST snapshot parts staged; the matches of products with
-    no book yet. The orders a match filled, awaiting their `done` (`_exhausted`), are diagnostics no rule
-    reads: the native feed does not keep them, and they start empty."""
+    no book yet."""
     feed = _new_feed(core, CoinbaseFeed)
     book_name = _names(core)
     for part in core["books"]:
@@ -200,7 +199,6 @@ def _coinbase_feed(core: dict[str, Any]) -> CoinbaseFeed:
                 raise ValueError(f"{name}: {len(records)} orders for {len(part['uuids'])} UUIDs")
             for (side, (_, price, size)), uuid in zip(records, part["uuids"], strict=True):
                 book.add(uuid, side, price, size)
-            feed._exhausted[name] = set()
         elif part["type"] == "L2":
             book = L2Book(feed.venue, name)
             _l2_levels(book, part)

@@ -150,6 +150,7 @@ class NativeVenueWindows:
         self.news: dict[str, list[tuple[int, str]]] = {}
         self.stats = WindowStats()
         self._fixed_tick = feed_class(venue).tick
+        self._keeps_states = False
         self.reset()
 
     def reset(self) -> None:
@@ -159,6 +160,26 @@ class NativeVenueWindows:
         self.books: dict[str, Any] = {}  # symbol -> follower L2Book / L3Book
         self.builders: dict[str, Any] = {}  # symbol -> _core.WindowBuilder
         self._feed_books: list[str] = []  # the feed's book names as last read (ITCH renames placeholders)
+
+    # ---- the book after every message (the training data's targets)
+
+    def keep_states(self) -> None:
+        """Keep every symbol's book as it stands after each of its messages that reached its window builder
+        (every message with its events once the builder exists), from now on, for `take_states`: what
+        model/training/dataset.py reads its targets from. Not part of `__getstate__`."""
+        self._keeps_states = True
+        for builder in self.builders.values():
+            builder.keep_states()
+
+    def take_states(self) -> dict[str, dict[str, np.ndarray]]:
+        """symbol -> the states kept since the last call (`WindowBuilder.take_states`' arrays, one entry per
+        message in order), for the symbols that have any; emptied."""
+        out = {}
+        for name, builder in self.builders.items():
+            states = builder.take_states()
+            if states is not None and len(states["emitted"]):
+                out[name] = states
+        return out
 
     # ---- state (snapshots to `md.state`, pickle, copy)
 
@@ -417,6 +438,8 @@ class NativeVenueWindows:
         if tick is None:
             return None
         builder = native._core.WindowBuilder(self.config, FeatureState(tick=tick), self.venue, name)
+        if self._keeps_states:
+            builder.keep_states()
         for ts, headline in self.news.get(name, ()):
             builder.add_news(ts, headline)
         self.builders[name] = builder

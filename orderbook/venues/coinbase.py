@@ -257,7 +257,6 @@ class CoinbaseFeed(Feed):
         super().__init__(symbols, check_crossed=check_crossed)
         self.l2_counts: dict[str, int] = {}  # level-2 messages per product: the seq of L2 events
         self._staged: dict[str, _StagedSnapshot] = {}
-        self._exhausted: dict[str, set[str]] = {}  # orders a match filled, awaiting their `done`
         self._early: dict[str, deque[FullOp]] = {}  # matches seen before the product's book type
 
     # books -------------------------------------------------------------------------------------------
@@ -283,7 +282,6 @@ class CoinbaseFeed(Feed):
         sync = self.syncs[symbol] = BookSync(VENUE, symbol)
         early = self._early.pop(symbol, ())
         if book_type is BookType.L3:
-            self._exhausted[symbol] = set()
             for op in early:  # they precede every later full-channel message: buffer them first
                 sync.hold(op)
         return b
@@ -463,8 +461,6 @@ class CoinbaseFeed(Feed):
                 )
             e = ev(Kind.EXECUTE, op.side, op.price or 0, op.size or 0, oid, _trade_flags(op.side))
             book.apply(e)  # UnknownOrder when the maker is not on the book
-            if oid not in book.orders:
-                self._exhausted[op.product].add(oid)
             return [e]
         elif op.type == "done":
             return self._done(book, op, ev)
@@ -486,7 +482,6 @@ class CoinbaseFeed(Feed):
         resting = book.orders.get(op.order_id)
         if resting is None:
             # filled by a match already, or never rested: Coinbase says to ignore it either way
-            self._exhausted[op.product].discard(op.order_id)
             return []
         e = ev(Kind.DELETE, resting.side, resting.price, resting.size, op.order_id)
         left = resting.size
@@ -552,7 +547,6 @@ class CoinbaseFeed(Feed):
         product, seq = book.symbol, staged.seq
         sync = self.syncs[product]
         pending = sync.drain()
-        self._exhausted[product].clear()
         ev = self._event_factory(product, staged.ts, seq, staged.recv_ts)
         events = [ev(Kind.SNAPSHOT_BEGIN)]
         events += [ev(Kind.ADD, Side.BID, p, s, oid) for p, s, oid in staged.bids]

@@ -27,7 +27,7 @@ use crate::features::{
 };
 use crate::pybook::{PyL2, PyL3};
 use crate::volume_record::{LEVELS, VOLUME_HORIZONS};
-use crate::windows::{Stack, WindowBuilder, WindowConfig};
+use crate::windows::{BookStates, Stack, WindowBuilder, WindowConfig, STATE_DEPTH_LEVELS};
 
 static WINDOW: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static WINDOW_CONFIG: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -300,9 +300,15 @@ impl PyWindowBuilder {
         let v = &mut self.view;
         v.best_bid = book.call_method0(intern!(py, "best_bid"))?.extract()?;
         v.best_ask = book.call_method0(intern!(py, "best_ask"))?.extract()?;
-        if self.core.features.touches(&self.events) {
-            let (bids, asks): (Vec<Lvl>, Vec<Lvl>) =
-                book.call_method1(intern!(py, "top"), (self.core.features.n_top(),))?.extract()?;
+        let keeps_states = self.core.states.is_some();
+        if keeps_states || self.core.features.touches(&self.events) {
+            // a kept state sums the best levels after every message: read them every time then
+            let n = if keeps_states {
+                self.core.features.n_top().max(STATE_DEPTH_LEVELS)
+            } else {
+                self.core.features.n_top()
+            };
+            let (bids, asks): (Vec<Lvl>, Vec<Lvl>) = book.call_method1(intern!(py, "top"), (n,))?.extract()?;
             v.bids = bids;
             v.asks = asks;
         }
@@ -461,6 +467,28 @@ impl PyWindowBuilder {
         let mut stack = Stack::default();
         self.core.emit(&mut stack, 0);
         self.window_from(py, stack).map(Some)
+    }
+
+    /// Keep the book as it stands after every message pushed from now on (what the training data reads its
+    /// targets from: model/training/dataset.py), until `take_states` takes them. Not part of a snapshot.
+    fn keep_states(&mut self) {
+        self.core.states.get_or_insert_with(BookStates::default);
+    }
+
+    /// The book states kept since `keep_states` or the last call, one entry per message pushed, in order, and
+    /// emptied: a dict of arrays `spread` (ticks) and `mid2` float64 (NaN where a side is empty), `depth`
+    /// float64 (the best 5 levels' sizes of both sides), `traded` int64 (the message's lots traded), `emitted`
+    /// bool (the message completed a window). None where no states are kept.
+    fn take_states<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(states) = self.core.states.as_mut() else { return Ok(None) };
+        let BookStates { spread, mid2, depth, traded, emitted, .. } = std::mem::take(states);
+        let out = PyDict::new(py);
+        out.set_item("spread", PyArray1::from_vec(py, spread))?;
+        out.set_item("mid2", PyArray1::from_vec(py, mid2))?;
+        out.set_item("depth", PyArray1::from_vec(py, depth))?;
+        out.set_item("traded", PyArray1::from_vec(py, traded))?;
+        out.set_item("emitted", PyArray1::from_vec(py, emitted))?;
+        Ok(Some(out))
     }
 
     /// The window as it stands now (also what `push` emits).

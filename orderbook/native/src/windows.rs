@@ -4,7 +4,7 @@
 //! window; `pywindows.rs` turns them into numpy arrays and `orderbook.windows.Window`s.
 
 use crate::book::kind;
-use crate::features::{mid2_of, BookView, Event, FeatureParams, FeatureState};
+use crate::features::{int_div, mid2_of, BookView, Event, FeatureParams, FeatureState, Lvl};
 use crate::volume_record::{traded_lots, VolumeRecord};
 
 /// `orderbook.windows.WindowConfig`.
@@ -91,6 +91,47 @@ fn mask(out: &mut Vec<bool>, n: usize, count: usize) {
     pad(out, real, true);
 }
 
+/// The best levels per side whose sizes a book state's depth sums (`model/training/dataset.py`'s DEPTH_LEVELS).
+pub const STATE_DEPTH_LEVELS: usize = 5;
+
+/// The book after every message pushed, as the training data reads its targets from it
+/// (`model/training/dataset.py`'s `_record_state`, on a Python book): one entry per message.
+#[derive(Clone, Debug, Default)]
+pub struct BookStates {
+    /// ask - bid in ticks (`Book.spread() / tick`, rounded once as Python divides ints); NaN one-sided
+    pub spread: Vec<f64>,
+    /// twice the mid (`float(Book.mid2())`); NaN one-sided
+    pub mid2: Vec<f64>,
+    /// the sizes of the best STATE_DEPTH_LEVELS levels of both sides (`depth_levels`), as a float
+    pub depth: Vec<f64>,
+    /// the lots the message traded (`traded_lots`), saturated at the i64 bounds
+    pub traded: Vec<i64>,
+    /// whether the message completed a window
+    pub emitted: Vec<bool>,
+    bids: Vec<Lvl>,
+    asks: Vec<Lvl>,
+}
+
+impl BookStates {
+    fn record(&mut self, book: &impl BookView, tick: i64, traded: i128, emitted: bool) {
+        match (book.best_bid(), book.best_ask()) {
+            (Some((b, _)), Some((a, _))) => {
+                self.spread.push(int_div(a as i128 - b as i128, tick as i128));
+                self.mid2.push((b as i128 + a as i128) as f64);
+            }
+            _ => {
+                self.spread.push(f64::NAN);
+                self.mid2.push(f64::NAN);
+            }
+        }
+        book.top_into(STATE_DEPTH_LEVELS, &mut self.bids, &mut self.asks);
+        let depth: i128 = self.bids.iter().chain(&self.asks).map(|&(_, s)| s as i128).sum();
+        self.depth.push(depth as f64);
+        self.traded.push(traded.clamp(i64::MIN as i128, i64::MAX as i128) as i64);
+        self.emitted.push(emitted);
+    }
+}
+
 /// One symbol's rings (`orderbook.windows.WindowBuilder`); field names follow the reference's.
 #[derive(Clone, Debug)]
 pub struct WindowBuilder {
@@ -122,6 +163,8 @@ pub struct WindowBuilder {
     pub best: (i64, i64),
     /// the book's realized volumes (`_volume`)
     pub volume: VolumeRecord,
+    /// the book after each message pushed, where asked for (offline replays; no part of a snapshot)
+    pub states: Option<BookStates>,
 }
 
 impl WindowBuilder {
@@ -152,6 +195,7 @@ impl WindowBuilder {
             emit_ts: None,
             best: (0, 0),
             volume: VolumeRecord::default(),
+            states: None,
             config,
             features,
         }
@@ -243,12 +287,17 @@ impl WindowBuilder {
         self.row_ts[i] = last.ts;
         self.row_head = if i + 1 < self.row_ts.len() { i + 1 } else { 0 };
         self.row_count += 1;
-        self.volume.message(traded_lots(events)); // all of the message's events, a snapshot's too
+        let traded = traded_lots(events);
+        self.volume.message(traded); // all of the message's events, a snapshot's too
         self.mid2 = mid2_of(book);
         self.best = (book.best_bid().map_or(0, |l| l.0), book.best_ask().map_or(0, |l| l.0));
         self.last_ts = Some(last.ts);
         self.last_seq = last.seq;
-        self.maybe_emit(tokens, last.ts)
+        let due = self.maybe_emit(tokens, last.ts);
+        if let Some(states) = &mut self.states {
+            states.record(book, self.features.p.tick, traded, due);
+        }
+        due
     }
 
     fn maybe_emit(&mut self, tokens: i64, ts: i64) -> bool {
@@ -323,5 +372,41 @@ impl WindowBuilder {
         out.best_ask.push(self.best.1);
         out.msg.push(msg);
         out.n += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::book::{ASK, BID, L2};
+
+    fn event(kind: i8, side: i8, price: i64, size: i64, ts: i64) -> Event {
+        Event { kind, side, flags: 0, ts, seq: ts, price, size }
+    }
+
+    #[test]
+    fn kept_states_are_the_book_after_each_message_in_ticks_and_lots() {
+        let params = FeatureParams::new(5, 10, vec![1, 5, 10], 1_000_000_000, 1_000_000_000).unwrap();
+        let config = WindowConfig { every_events: Some(3), ..WindowConfig::default() };
+        let mut b = WindowBuilder::new(config, params);
+        let mut book = L2::default();
+        let push = |b: &mut WindowBuilder, book: &mut L2, events: &[Event]| {
+            for e in events {
+                book.set_level(e.side, e.price, e.size).unwrap();
+            }
+            b.push(&*book, events)
+        };
+        push(&mut b, &mut book, &[event(kind::LEVEL_SET, BID, 100, 4, 1)]); // not kept yet
+        b.states = Some(BookStates::default());
+        push(&mut b, &mut book, &[event(kind::LEVEL_SET, BID, 95, 2, 2)]); // one-sided
+        let asks: Vec<Event> = (0..7).map(|i| event(kind::LEVEL_SET, ASK, 110 + 5 * i, 1, 3)).collect();
+        assert!(push(&mut b, &mut book, &asks)); // the third token and past: a window
+        let s = b.states.as_ref().unwrap();
+        assert_eq!(s.emitted.len(), 2);
+        assert!(s.spread[0].is_nan() && s.mid2[0].is_nan());
+        assert_eq!((s.spread[1], s.mid2[1]), (2.0, 210.0)); // 110 - 100 in ticks of 5; twice the mid
+        assert_eq!(s.depth, vec![6.0, 6.0 + 5.0]); // the best five asks of seven
+        assert_eq!(s.traded, vec![0, 0]);
+        assert_eq!(s.emitted, vec![false, true]);
     }
 }
