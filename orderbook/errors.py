@@ -131,6 +131,13 @@ class CaptureError(DecodeError, ValueError):
         super().__init__(f"{self.path}: {message}")
 
 
+def not_configured(symbol: str) -> str:
+    """What an UnknownSymbol says, alike on the Python and the native paths (errors.rs `not_configured`): the
+    name whole, JSON-quoted with its non-ASCII kept (Python's repr, which the native path cannot print, picks
+    its quotes and escapes by Unicode's tables)."""
+    return f"symbol {json.dumps(symbol, ensure_ascii=False)} is not configured"
+
+
 def shown(value: object) -> str:
     """A value an error names (an unknown event type, channel), alike on the Python and the native paths, which
     cannot print Python's repr of any string: a printable-ASCII string JSON-quoted and cut at 40 characters, None

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
 from ..book import Book, BookType, L2Book, L3Book
-from ..errors import CaptureError, CrossedBook, DecodeError, UnknownSymbol, is_text
+from ..errors import CaptureError, CrossedBook, DecodeError, UnknownSymbol, is_text, not_configured
 from ..events import Event
 from ..features import infer_tick
 from ..sync import BookSync
@@ -218,7 +218,7 @@ class Feed(ABC):
         if not is_text(symbol):
             raise DecodeError(f"symbol {symbol!r:.40} is not Unicode text (a lone surrogate)", venue=self.venue)
         if self.symbols is not None and symbol not in self.symbols:
-            raise UnknownSymbol(f"symbol {symbol!r} is not configured", venue=self.venue, symbol=symbol)
+            raise UnknownSymbol(not_configured(symbol), venue=self.venue, symbol=symbol)
 
     def check(self, book: Book, seq: int | None, ts: int = 0) -> None:
         """Report a crossed book once a whole message has been applied."""

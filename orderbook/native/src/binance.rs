@@ -11,7 +11,7 @@ use rustc_hash::FxHashSet;
 
 use crate::batch::{Ev, Events, Names, Refusal, NONE};
 use crate::book::{kind, ASK, BID, FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, L2};
-use crate::errors::Reason;
+use crate::errors::{not_configured, Reason};
 use crate::itch::{sorted, symbol_set, MAX_MESSAGE_BYTES};
 use crate::json::{Doc, Node, Tape};
 use crate::rebuild::{lobster_row, BookRows};
@@ -319,7 +319,7 @@ impl Binance {
         if self.syms[sym as usize].is_none() {
             let name = self.names.name(sym);
             if self.symbols.as_ref().is_some_and(|allowed| !allowed.contains(name)) {
-                let text = format!("symbol '{name}' is not configured");
+                let text = not_configured(name);
                 return Err(Refusal::new(Reason::UnknownSymbol, text, sym, None));
             }
             self.syms[sym as usize] = Some(Sym::default());

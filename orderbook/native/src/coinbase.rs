@@ -19,7 +19,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::batch::{Ev, Events, Names, Refusal, NONE};
 use crate::book::{kind, ASK, BID, FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, L2, L3};
-use crate::errors::{Fault, Reason};
+use crate::errors::{not_configured, Fault, Reason};
 use crate::itch::{crossed_refusal, sorted, symbol_set, MAX_MESSAGE_BYTES};
 use crate::json::{Doc, Node, Tape};
 use crate::kraken::{days_from_civil, days_in_month};
@@ -496,7 +496,7 @@ impl Coinbase {
     fn check_symbol(&mut self, product: &str) -> R<u32> {
         let id = self.intern(product);
         if self.symbols.as_ref().is_some_and(|allowed| !allowed.contains(product)) {
-            let text = format!("symbol '{product}' is not configured");
+            let text = not_configured(product);
             return Err(Refusal::new(Reason::UnknownSymbol, text, id, None));
         }
         Ok(id)

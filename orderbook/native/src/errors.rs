@@ -43,6 +43,28 @@ impl Reason {
     }
 }
 
+/// What an UnknownSymbol says (`orderbook.errors.not_configured`): the name JSON-quoted as Python's
+/// `json.dumps(name, ensure_ascii=False)` quotes it (its escapes for `"`, `\\` and the controls below 0x20).
+pub fn not_configured(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 28);
+    out.push_str("symbol \"");
+    for c in name.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push_str("\" is not configured");
+    out
+}
+
 /// A refusal: the reason and the text the Python reference would say (without its `[venue=...]` tail).
 #[derive(Debug)]
 pub struct Fault {

@@ -13,7 +13,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::batch::{batch_py, Batch, Ev, Events, MessageFeed, Names, Refusal, Rejects, NONE};
 use crate::book::{kind, Level, ASK, BID, FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, L3};
-use crate::errors::Reason;
+use crate::errors::{not_configured, Reason};
 use crate::rebuild::{lobster_row, BookRows, Target};
 use crate::state::{self, State};
 
@@ -225,7 +225,7 @@ impl Itch {
         let symbol = self.names.name(name);
         if let Some(allowed) = &self.symbols {
             if !allowed.contains(symbol) {
-                let text = format!("symbol '{symbol}' is not configured");
+                let text = not_configured(symbol);
                 return Err(Refusal::new(Reason::UnknownSymbol, text, name, None));
             }
         }

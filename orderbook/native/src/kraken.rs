@@ -15,7 +15,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::batch::{Ev, Events, Names, Refusal, NONE};
 use crate::book::{kind, ASK, BID, FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, L2};
-use crate::errors::Reason;
+use crate::errors::{not_configured, Reason};
 use crate::itch::{sorted, symbol_set, MAX_MESSAGE_BYTES};
 use crate::json::{Doc, Node, Tape};
 use crate::numbers::{fixed, PY_INT_MAX_DIGITS};
@@ -412,7 +412,7 @@ impl Kraken {
         let id = self.intern(&symbol.0);
         if self.syms[id as usize].is_none() {
             if self.symbols.as_ref().is_some_and(|allowed| !allowed.contains(symbol.0.as_ref())) {
-                let text = format!("symbol '{}' is not configured", symbol.0);
+                let text = not_configured(&symbol.0);
                 return Err(Refusal::new(Reason::UnknownSymbol, text, id, None));
             }
             self.syms[id as usize] = Some(Sym::default());

@@ -15,7 +15,7 @@ use rustc_hash::FxHashSet;
 
 use crate::batch::{batch_py, message_list, Batch, Ev, Events, MessageFeed, Names, Refusal, Rejects, NONE};
 use crate::book::{kind, Level, ASK, BID, L3};
-use crate::errors::{Fault, Reason};
+use crate::errors::{not_configured, Fault, Reason};
 use crate::itch::{crossed_refusal, sorted, symbol_set, MAX_MESSAGE_BYTES};
 use crate::numbers::{fixed, int64};
 use crate::rebuild::{lobster_row, BookRows, Rebuilt};
@@ -148,7 +148,7 @@ impl Lobster {
         }
         let symbol = self.names.name(name);
         if self.symbols.as_ref().is_some_and(|allowed| !allowed.contains(symbol)) {
-            let text = format!("symbol '{symbol}' is not configured");
+            let text = not_configured(symbol);
             return Err(Refusal::new(Reason::UnknownSymbol, text, name, None));
         }
         self.name_book[name as usize] = self.books.len() as u32;
