@@ -30,11 +30,11 @@ from model.sim.engine import (
 )
 from model.sim.news import NewsItem, news_windows
 from model.sim.run import simulate
-from model.sim.writers import CRYPTO_PRICE, CRYPTO_SIZE, venue_symbol, write
+from model.sim.writers import CRYPTO_PRICE, CRYPTO_SIZE, itch_messages, venue_symbol, write
 from orderbook.book import L3Book
 from orderbook.events import FLAG_AGGRESSOR_ASK, Event, Kind, Side, Status
 from orderbook.frames import messages_of
-from orderbook.venues.itch import ItchFeed
+from orderbook.venues.itch import ItchFeed, encode
 from orderbook.venues.lobster import LobsterFeed, symbol_from_filename
 from streams.cli.simulate import parse_duration, register
 
@@ -183,6 +183,34 @@ def test_itch_rebuild_equals_the_simulator_book_at_samples_and_at_the_end(busy, 
     assert compared == sum(len(v) for v in busy.snapshots.values()) > 30
     for s, final in busy.final.items():
         assert (dict(feed.books[s].bids), dict(feed.books[s].asks)) == (final.bids, final.asks)
+
+
+def test_itch_messages_are_encodes_bytes_message_for_message(busy):
+    """The writer packs its hot message types straight with their structs: the bytes `encode` gives each."""
+    msgs = list(itch_messages(busy))
+    events = iter(busy.events)
+    match, kinds = 0, Counter()
+    for m in msgs:
+        if m.raw[:1] not in b"AEXDH":  # the day's system events and directory
+            continue
+        e = next(events)
+        common = {"locate": int.from_bytes(m.raw[1:3], "big"), "timestamp": e.ts}
+        if e.kind == Kind.ADD:
+            want = encode("A", **common, order_ref=e.order_id, side="B" if e.side == Side.BID else "S", shares=e.size,
+                          stock=e.symbol, price=e.price)  # fmt: skip
+        elif e.kind == Kind.EXECUTE:
+            match += 1
+            want = encode("E", **common, order_ref=e.order_id, shares=e.size, match=match)
+        elif e.kind == Kind.CANCEL:
+            want = encode("X", **common, order_ref=e.order_id, shares=e.size)
+        elif e.kind == Kind.DELETE:
+            want = encode("D", **common, order_ref=e.order_id)
+        else:
+            assert m.raw[:1] == b"H"
+            continue
+        assert (m.ts, m.symbol, m.raw) == (e.ts, e.symbol, want), e
+        kinds[e.kind] += 1
+    assert next(events, None) is None and len(kinds) == 4 and min(kinds.values()) > 100, kinds
 
 
 def test_lobster_rebuild_equals_the_simulator_book_at_samples_and_at_the_end(busy, tmp_path):
