@@ -99,7 +99,8 @@ bench: $(STAMP)
 	OMP_NUM_THREADS=2 $(BIN)/python bench/scenario_speed.py --data $(SHARED)/data/binance-hftbacktest
 
 # Coverage-guided fuzzing (atheris) of what a raw topic can carry: every venue's decoder, book and windows
-# on the reference path, the native path against it, a partition's md.state snapshot record edited,
+# on the reference path, the native path against it (and the training data's replay with its book states),
+# a partition's md.state snapshot record edited,
 # md.news records, `megatrading book`'s native ITCH and Binance rows against the reference's, and every text
 # venue's capture reader on edited files (tests/fuzz/targets.py);
 # then the compiled decoders, books and window builders alone (cargo fuzz, orderbook/native/fuzz: a panic or
@@ -109,7 +110,7 @@ bench: $(STAMP)
 FUZZ_SECONDS ?= 600
 fuzz: $(STAMP)
 	$(BIN)/python -c "import atheris" 2>/dev/null || $(BIN)/python -m pip install -q -e '.[dev,fuzz]'
-	for t in pipeline native snapshot news rebuild capture; do $(BIN)/python tests/fuzz/run.py $$t --seconds $(FUZZ_SECONDS) || exit 1; done
+	for t in pipeline native states snapshot news rebuild capture; do $(BIN)/python tests/fuzz/run.py $$t --seconds $(FUZZ_SECONDS) || exit 1; done
 	rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 	cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 	for t in json binance itch lobster kraken coinbase; do $(BIN)/python tests/fuzz/rust.py $$t --seconds $(FUZZ_SECONDS) || exit 1; done

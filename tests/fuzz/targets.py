@@ -23,6 +23,9 @@ repeated or reordered message, a message of the fuzzer's own bytes, messages fra
   rejects (reason, message, place) and the same stats, cut into batches where the fuzzer says. A Rust panic
   is a failure here: in the worker it fails the batch, which is redone from the committed offset, for as
   long as the record is there (streams/partition.py).
+- `states`: the offline replay the training data reads (orderbook/stream_replay.py, with each symbol's book
+  after every message for the targets) on the native path against the reference path, on the streams a file
+  can hold (the edits without frames): the same windows, stats and book states, message for message.
 - `snapshot`: a partition's `md.state` record (streams/snapshots.py; of either path, read on either), edited
   (its fields swapped for
   other values or dropped, its bytes flipped, or the state's inflated body edited and deflated again,
@@ -60,10 +63,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from orderbook.frames import encode_frame  # noqa: E402
+from orderbook.frames import encode_frame, is_frame  # noqa: E402
 from orderbook.native.check import pipeline_difference  # noqa: E402
 from orderbook.venue_windows import INTERNAL_ERROR  # noqa: E402
-from orderbook.venues import FEEDS, feed_class  # noqa: E402
+from orderbook.venues import FEEDS, RawRecord, feed_class  # noqa: E402
 from orderbook.windows import Window, WindowConfig  # noqa: E402
 from streams.pipeline import VenuePipeline  # noqa: E402
 
@@ -242,6 +245,44 @@ def native(data: bytes) -> None:
     except RuntimeError as err:  # VenuePipeline's wrapper of a Rust panic
         raise AssertionError(f"{venue}: the native path failed where the reference did not: {err}") from err
     assert (difference := pipeline_difference(want.outputs, got.outputs)) is None, f"{venue}: {difference}"
+
+
+def states(data: bytes) -> None:
+    from orderbook import native as native_build
+
+    if not native_build.available():
+        return
+    e = Edits(data)
+    stream = (*NATIVE_VENUES, "coinbase-full")[e.int(len(NATIVE_VENUES) + 1)]
+    venue = stream.removesuffix("-full")
+    key = LOBSTER_KEY if venue == "lobster" else None  # a LOBSTER row names no symbol: its record's key does
+    records = [RawRecord(key, v) for v in edited(seed_stream(stream), e, venue in JSON_VENUES) if not is_frame(v)]
+    got = _replayed(venue, records)
+    with mock.patch.dict(os.environ, {"MT_NATIVE": "0"}):
+        want = _replayed(venue, records)
+    assert (difference := pipeline_difference(want[0], got[0])) is None, f"{venue}: {difference}"
+    assert want[1].keys() == got[1].keys(), f"{venue}: states of {sorted(want[1])} against {sorted(got[1])}"
+    for name, columns in want[1].items():
+        for column, w in columns.items():
+            g = got[1][name][column]
+            assert np.array_equal(w, g, equal_nan=w.dtype.kind == "f"), f"{venue}: {name}'s {column} differs"
+
+
+def _replayed(venue: str, records: list[RawRecord]) -> tuple[tuple, dict[str, dict[str, np.ndarray]]]:
+    """(windows, rejects (none: stream_replay counts them in the stats), stats) and each symbol's book
+    states, concatenated over the parts."""
+    from orderbook.stream_replay import replay_stream
+    from orderbook.venue_windows import WindowStats
+
+    stats, windows, parts = WindowStats(), [], {}
+    for part in replay_stream(venue, records, config=CONFIG, states=True, stats=stats):
+        windows += part.windows
+        for name, st in part.states.items():
+            parts.setdefault(name, []).append(st)
+    columns = ("tick", "spread", "mid2", "depth", "traded", "emitted")
+    joined = {name: {c: np.concatenate([np.atleast_1d(getattr(p, c)) for p in ps]) for c in columns}
+              for name, ps in parts.items()}  # fmt: skip
+    return (windows, [], stats), joined
 
 
 GROUP, PARTITION = "fuzz", 0
@@ -439,5 +480,6 @@ def capture(data: bytes) -> None:
         pass
 
 
-TARGETS: dict[str, Callable[[bytes], None]] = {"pipeline": pipeline, "native": native, "snapshot": snapshot,
-                                               "news": news, "rebuild": rebuild, "capture": capture}  # fmt: skip
+TARGETS: dict[str, Callable[[bytes], None]] = {"pipeline": pipeline, "native": native, "states": states,
+                                               "snapshot": snapshot, "news": news, "rebuild": rebuild,
+                                               "capture": capture}  # fmt: skip
