@@ -229,15 +229,23 @@ def pipeline(data: bytes) -> None:
                          max_bytes=None)  # fmt: skip
 
 
-def native(data: bytes) -> None:
+def native_stream(e: Edits) -> tuple[str, list[bytes]] | None:
+    """A native venue (Coinbase's level2 capture or a simulated full channel) and its edited seed stream;
+    None where the native path is not built."""
     from orderbook import native as native_build
 
     if not native_build.available():
-        return
-    e = Edits(data)
+        return None
     stream = (*NATIVE_VENUES, "coinbase-full")[e.int(len(NATIVE_VENUES) + 1)]
     venue = stream.removesuffix("-full")
-    values = edited(seed_stream(stream), e, venue in JSON_VENUES)
+    return venue, edited(seed_stream(stream), e, venue in JSON_VENUES)
+
+
+def native(data: bytes) -> None:
+    e = Edits(data)
+    if (chosen := native_stream(e)) is None:
+        return
+    venue, values = chosen
     cuts = [e.int(len(values) + 1) for _ in range(e.int(4))]
     want = run_pipeline(venue, values, native=False)
     try:
@@ -248,15 +256,11 @@ def native(data: bytes) -> None:
 
 
 def states(data: bytes) -> None:
-    from orderbook import native as native_build
-
-    if not native_build.available():
+    if (chosen := native_stream(Edits(data))) is None:
         return
-    e = Edits(data)
-    stream = (*NATIVE_VENUES, "coinbase-full")[e.int(len(NATIVE_VENUES) + 1)]
-    venue = stream.removesuffix("-full")
+    venue, values = chosen
     key = LOBSTER_KEY if venue == "lobster" else None  # a LOBSTER row names no symbol: its record's key does
-    records = [RawRecord(key, v) for v in edited(seed_stream(stream), e, venue in JSON_VENUES) if not is_frame(v)]
+    records = [RawRecord(key, v) for v in values if not is_frame(v)]
     got = _replayed(venue, records)
     with mock.patch.dict(os.environ, {"MT_NATIVE": "0"}):
         want = _replayed(venue, records)
