@@ -179,6 +179,7 @@ def _record_by_record(vw: VenueWindows, part: Part, pending: PendingHeadlines, s
     """The part through `vw` a record at a time; where asked, the book states read off its Python books."""
     windows: list[Window] = []
     kept: dict[str, list[tuple[float, float, float, int, bool]]] = {}
+    ticks: dict[str, int] = {}  # the builder's, as it was: a decoder bug may have dropped it since
     for i, rec in part:
         done = process_record(vw, i, rec, pending)
         windows += done.windows
@@ -191,12 +192,13 @@ def _record_by_record(vw: VenueWindows, part: Part, pending: PendingHeadlines, s
         for name, events in by_symbol.items():
             builder = vw.builders.get(name)
             if builder is not None:
+                ticks[name] = builder.tick
                 state = _book_state(vw.feed.books[name], builder.tick, events, name in emitted)
                 kept.setdefault(name, []).append(state)
     out = {}
     for name, rows in kept.items():
         spread, mid2, depth, traded, emitted_ = (np.array(c) for c in zip(*rows, strict=True))
-        out[name] = BookStates(vw.builders[name].tick, spread.astype(np.float64), mid2.astype(np.float64),
+        out[name] = BookStates(ticks[name], spread.astype(np.float64), mid2.astype(np.float64),
                                depth.astype(np.float64), traded.astype(np.int64), emitted_.astype(bool))  # fmt: skip
     return Replayed(windows, out)
 
