@@ -42,10 +42,21 @@ POM = REPO / "deploy" / "kafka" / "pom.xml"
 LOOPBACK = "127.0.0.1"
 
 
+_GIVEN: set[int] = set()  # the ports free_port has given this process
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+    """A loopback TCP port nothing listens on, never one this process was given before: the kernel hands a
+    port just closed out again, and a broker given one port for both its listeners (its PLAINTEXT and
+    CONTROLLER ports picked one after the other) exits at start-up (fresh-ci, 2026-12-07)."""
+    for _ in range(1000):
+        with socket.socket() as s:
+            s.bind((LOOPBACK, 0))
+            port: int = s.getsockname()[1]
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
+    raise OSError(f"no loopback port left that this process was not given before ({len(_GIVEN)} given)")
 
 
 def port_open(port: int, host: str = LOOPBACK) -> bool:

@@ -265,3 +265,30 @@ def test_brokers_share_one_formatted_template_and_class_archive_but_not_their_id
     assert third.healthy()
     third.stop()
     assert archive.stat().st_size > cut, "started without the damaged archive, which its stop wrote anew"
+
+
+def test_free_port_never_gives_one_port_twice_even_when_the_kernel_does(monkeypatch):
+    """The kernel may hand out a port just closed again: a broker's two listeners picked one after the other
+    then got one port and the broker exited at start-up (fresh-ci, 2026-12-07)."""
+    import types
+
+    import streams.infra as infra_module
+
+    ports = iter([40001, 40001, 40001, 40002, 40001, 40003])
+
+    class Socket:  # what the kernel answers a bind to port 0, scripted
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+        def bind(self, address):
+            self.port = next(ports)
+
+        def getsockname(self):
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr(infra_module, "_GIVEN", set())
+    monkeypatch.setattr(infra_module, "socket", types.SimpleNamespace(socket=Socket))
+    assert [free_port(), free_port(), free_port()] == [40001, 40002, 40003]
