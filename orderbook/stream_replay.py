@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from typing import NamedTuple, TypeVar
+from itertools import islice
+from typing import NamedTuple
 
 import numpy as np
 
@@ -38,7 +39,6 @@ from .venues import RawRecord
 from .volume_record import traded_lots
 from .windows import Window, WindowConfig
 
-T = TypeVar("T")
 log = logging.getLogger(__name__)
 BATCH = 2000  # records a NativeVenueWindows.process call, as the worker's replay takes them
 DEPTH_LEVELS = 5  # best levels per side a state's depth sums (windows.rs STATE_DEPTH_LEVELS)
@@ -82,7 +82,8 @@ def replay_stream(
     each part is handed out): the records, events, windows and rejects, as the worker would count them."""
     stats = stats if stats is not None else WindowStats()
     pending = PendingHeadlines(headlines)
-    chunks = _batched(enumerate(records), BATCH)
+    numbered = enumerate(records)
+    chunks = iter(lambda: list(islice(numbered, BATCH)), [])
     if venue not in SUPPORTED or not native.enabled():
         vw = VenueWindows(venue, config, ticks=ticks)
         for chunk in chunks:
@@ -215,17 +216,6 @@ def _book_state(book: Book, tick: int, events: list[Event], emitted: bool) -> tu
         traded,
         emitted,
     )
-
-
-def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    batch: list[T] = []
-    for w in items:
-        batch.append(w)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 __all__ = ["BATCH", "BookStates", "Replayed", "replay_stream"]

@@ -119,19 +119,18 @@ class _Series:
     volume: np.ndarray  # int64, lots traded in the message
     mid2: np.ndarray  # float64, twice the mid, nan if one-sided
 
+    cum_volume: np.ndarray  # the volume's prefix sums from 0, exact (Python ints where int64 could overflow)
+
     @classmethod
     def of(cls, parts: list[BookStates]) -> _Series:
-        return cls(parts[0].tick, *(np.concatenate([getattr(p, k) for p in parts]) for k in _SERIES))
+        spread, depth, volume, mid2 = (np.concatenate([getattr(p, k) for p in parts]) for k in _SERIES)
+        fits = not len(volume) or (int(volume.min()) >= 0 and int(volume.max()) * len(volume) < 2**63)
+        cum = np.concatenate([[0], np.cumsum(volume if fits else volume.astype(object))])
+        return cls(parts[0].tick, spread, depth, volume, mid2, cum)
 
     def traded_between(self, i: int, j: int) -> int:
-        """Lots traded in messages i+1..j, summed exactly (in Python ints where int64 could overflow)."""
-        if self._cum is None:
-            v = self.volume
-            fits = not len(v) or (int(v.min()) >= 0 and int(v.max()) * len(v) < 2**63)
-            self._cum = np.concatenate([[0], np.cumsum(v if fits else v.astype(object))])
-        return int(self._cum[j + 1] - self._cum[i + 1])
-
-    _cum: np.ndarray | None = field(default=None, repr=False)
+        """Lots traded in messages i+1..j."""
+        return int(self.cum_volume[j + 1] - self.cum_volume[i + 1])
 
 
 _SERIES = ("spread", "depth", "traded", "mid2")  # BookStates' columns, in _Series' order
