@@ -489,6 +489,13 @@ def l3_event(data: st.DataObject, book: L3Book, clock: Clock, next_id: list[int]
     return e(Kind.DELETE, order_id=oid, **named)
 
 
+def assert_same_states(python_book: dict[str, np.ndarray], native_book: dict[str, np.ndarray], where: str) -> None:
+    """The book states a builder kept pushed the Python book == those kept pushed the native one, bit for bit."""
+    assert set(python_book) == set(native_book) == {"spread", "mid2", "depth", "traded", "emitted"}, where
+    for key, a in python_book.items():
+        assert _bits(a).tolist() == _bits(native_book[key]).tolist(), f"{where}: states {key} differ"
+
+
 def run_stream(data: st.DataObject, book: L2Book | L3Book, next_message: Any) -> None:
     config, params = data.draw(CONFIGS), data.draw(PARAMS)
     tick = data.draw(st.sampled_from([1, 1, 2, 3]))
@@ -496,6 +503,10 @@ def run_stream(data: st.DataObject, book: L2Book | L3Book, next_message: Any) ->
     s = Symbol.start(config, tick, mirror, VENUE, SYMBOL, **params)
     s.read_every = data.draw(st.sampled_from([0, 0, 1, 3]))
     restore_at = data.draw(st.integers(0, 40))
+    keeps = data.draw(st.booleans())  # the book after every message, read off the Python book or the native one
+    if keeps:
+        s.nat.keep_states()
+        s.nat_mirror.keep_states()
     for i in range(data.draw(st.integers(1, 60))):
         if data.draw(st.integers(0, 9)) == 0:  # a headline, possibly one already joined
             s.add_news(data.draw(st.integers(999_000, 1_010_000)), data.draw(st.sampled_from(["up", "down", "é"])))
@@ -505,8 +516,14 @@ def run_stream(data: st.DataObject, book: L2Book | L3Book, next_message: Any) ->
         apply_native(mirror, events)
         s.push(book, mirror, events, i, f"message {i}")
         if i == restore_at:
+            if keeps:  # kept states are not part of a snapshot
+                assert_same_states(s.nat.take_states(), s.nat_mirror.take_states(), f"message {i}")
             s.nat = copy.deepcopy(s.nat) if i % 2 else pickle.loads(pickle.dumps(s.nat))
+            if keeps:
+                s.nat.keep_states()
     assert_same(s.ref.window(), s.nat.window(), "window() at the end")
+    if keeps:
+        assert_same_states(s.nat.take_states(), s.nat_mirror.take_states(), "the end")
     s.check_batch("push_batch", chunk=data.draw(st.integers(1, 30)))
 
 
