@@ -28,6 +28,7 @@ import numpy as np
 from .book import Book
 from .events import Event, Kind
 from .features import FeatureState
+from .numbers import INT64_MAX
 from .volume_record import VolumeRecord, traded_lots
 
 _STATE_KINDS = frozenset({Kind.SNAPSHOT_BEGIN, Kind.CLEAR})
@@ -287,7 +288,8 @@ class WindowBuilder:
         self._price[i] = self._token_price(e.price)
         self._size[i] = e.size
         last = self._last_token_ts
-        self._dt[i] = e.ts - last if last is not None and e.ts > last else 0
+        # at most int64's: times are any int64, and a message of 2262 after one of 1700 is further apart
+        self._dt[i] = min(e.ts - last, INT64_MAX) if last is not None and e.ts > last else 0
         self._ts[i] = e.ts
         self._last_token_ts = e.ts
         self._head = i + 1 if i + 1 < len(self._kind) else 0

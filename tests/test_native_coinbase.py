@@ -379,6 +379,27 @@ def test_the_native_pipeline_takes_batches_and_frames_as_the_reference_takes_rec
     assert pipeline_difference(outs[0], outs[1]) is None
 
 
+def test_a_full_channel_message_of_1716_between_ones_of_2026_gives_the_references_windows() -> None:
+    """Found by make fuzz (cargo fuzz's coinbase target): an `open` whose `time` says 1716 between messages of
+    2026 is further from them than an int64 holds; the native window builder subtracted in int64 (an overflow:
+    a panic under the fuzzer's checks, another feature row in the worker) where the reference is exact."""
+    from orderbook.native.check import pipeline_difference
+    from tests.test_native_lobster import in_batches
+
+    def at(message: bytes, time: str) -> bytes:
+        return json.dumps(json.loads(message) | {"time": time}).encode()
+
+    stream = [l3_snapshot(1000, bids=[("99.00", "1", "b0")], asks=[("101.00", "1", "a0")])]
+    years = ["2026", "2026", "1716", "2026", "1678", "2262", "2026"]
+    for i, year in enumerate(years * 12):
+        side, price = ("buy", f"{99 + i % 2}.50") if i % 2 else ("sell", f"{101 + i % 3}.25")
+        stream.append(at(opened(1001 + i, f"o{i}", side, price, "2"), f"{year}-01-02T09:30:00.{i:06d}Z"))
+    records = [(None, m) for m in stream]
+    want, got = (in_batches("coinbase", records, 5, n) for n in (False, True))
+    assert len(want[0]) > 3
+    assert pipeline_difference(want, got) is None
+
+
 @pytest.mark.realdata
 def test_score_on_the_capture_with_headlines_gives_the_reference_windows(
     shared_data: Path, monkeypatch: pytest.MonkeyPatch

@@ -566,6 +566,29 @@ def test_native_windows_equal_the_reference_on_l3_streams(data: st.DataObject) -
     run_stream(data, book, message)
 
 
+@pytest.mark.parametrize("config", [OFTEN, BY_TIME, EVERY], ids=["often", "by_time", "every"])
+def test_native_windows_equal_the_reference_on_times_further_apart_than_an_int64_holds(config: WindowConfig) -> None:
+    """A venue's times are any int64: a message of 1716 (Coinbase's `time`, a fuzz finding) between ones of
+    2026, or of 1678 and 2262, are further apart than an int64 holds. The reference subtracts exactly (the
+    token's dt at most int64's); the native builder did in int64, which overflowed (a panic with overflow
+    checks, a wrapped value without: another feature row, another emit)."""
+    lo, hi, now = -(1 << 63), (1 << 63) - 1, 1_767_346_200_000_000_000
+    times = [lo, hi, now, -8_000_000_000_000_000_000, now, lo, hi, lo, lo + 1, hi, hi - 1, 0, now, lo, now + 1]
+    book, mirror = L2Book(VENUE, SYMBOL), native_book(L2Book, VENUE, SYMBOL)
+    s = Symbol.start(config, 1, mirror, VENUE, SYMBOL)
+    for i, ts in enumerate(times * 3):
+        kind = Kind.TRADE if i % 3 == 2 else Kind.LEVEL_SET
+        events = [
+            Event(kind, VENUE, SYMBOL, ts, i, Side.BID, 100 - i % 4, 5 + i, flags=FLAG_AGGRESSOR_BID),
+            Event(Kind.LEVEL_SET, VENUE, SYMBOL, ts, i, Side.ASK, 101 + i % 3, 7 + i),
+        ]
+        for e in events:
+            book.apply(e)
+        apply_native(mirror, events)
+        s.push(book, mirror, events, i, f"message {i} at {ts}")
+    assert s.check_batch("push_batch", chunk=5) >= 1
+
+
 def test_a_headline_before_one_window_joins_a_later_one_whose_start_ran_back_on_both_paths() -> None:
     """test_windows' case natively: window() read while the window starts after the headline, then event
     time runs back and a window that holds it is emitted; the hypothesis streams above found the native

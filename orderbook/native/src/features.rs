@@ -810,10 +810,11 @@ impl FeatureState {
     /// Fold one message's events (already applied to `book`) in; the feature row after it, into
     /// `row` (`n_features()` long).
     pub fn update(&mut self, book: &impl BookView, events: &[Event], row: &mut [f32]) {
-        let mut dt_msg = 0i64;
+        // in i128: a venue's times are any int64 (a message of 1970 after one of 2262), which Python subtracts exactly
+        let mut dt_msg = 0i128;
         if let (Some(first), Some(last)) = (events.first(), events.last()) {
             if let Some(prev) = self.last_ts {
-                dt_msg = (first.ts - prev).max(0);
+                dt_msg = (i128::from(first.ts) - i128::from(prev)).max(0);
             }
             self.last_ts = Some(last.ts);
         }

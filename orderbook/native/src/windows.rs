@@ -242,7 +242,7 @@ impl WindowBuilder {
         self.price[i] = self.token_price(e.price);
         self.size[i] = e.size;
         self.dt[i] = match self.last_token_ts {
-            Some(last) if e.ts > last => e.ts - last,
+            Some(last) if e.ts > last => e.ts.saturating_sub(last), // windows.py `_add_token`: at most int64's
             _ => 0,
         };
         self.ts[i] = e.ts;
@@ -304,8 +304,9 @@ impl WindowBuilder {
         self.since_emit += tokens;
         let emit_ts = *self.emit_ts.get_or_insert(ts);
         let cfg = &self.config;
-        let due =
-            cfg.every_events.is_some_and(|n| self.since_emit >= n) || cfg.every_ns.is_some_and(|n| ts - emit_ts >= n);
+        // in i128, as Python subtracts: times are any int64 (a message of 1970 after one of 2262)
+        let due = cfg.every_events.is_some_and(|n| self.since_emit >= n)
+            || cfg.every_ns.is_some_and(|n| i128::from(ts) - i128::from(emit_ts) >= i128::from(n));
         if due {
             self.since_emit = 0;
             self.emit_ts = Some(ts);
