@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import itertools
 import json
 from dataclasses import astuple
 from typing import Any
@@ -134,13 +135,20 @@ _CAPTURE_RECORDS = [b'{"lastUpdateId":1,"bids":[],"asks":[]}', b' { "lastUpdateI
 
 @settings(max_examples=400, deadline=None)
 @given(picks=st.lists(st.integers(0, len(_CAPTURE_RECORDS) - 1), max_size=40), fallback=st.sampled_from([None, "F"]),
-       unread=st.sampled_from([1, 3, 1024]))  # fmt: skip
-def test_binance_bare_snapshots_wrapped_lazily_as_eagerly(picks: list[int], fallback: str | None, unread: int) -> None:
+       unread=st.sampled_from([1, 3, 1024]), cuts=st.lists(st.integers(0, 40), max_size=6))  # fmt: skip
+def test_binance_bare_snapshots_wrapped_lazily_as_eagerly(
+    picks: list[int], fallback: str | None, unread: int, cuts: list[int]
+) -> None:
+    """In blocks of records cut anywhere (a block of a capture's lines), some with no snapshot to wrap."""
     records = [binance.Record(i, _CAPTURE_RECORDS[p]) for i, p in enumerate(picks)]
+    bounds = [0, *sorted(c for c in cuts if c < len(records)), len(records)]
+    blocks = [records[a:b] for a, b in itertools.pairwise(bounds)]
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(binance, "_UNREAD", unread)  # the records kept aside unsearched pile up sooner
         try:
-            got: Any = list(binance._wrap_bare_snapshots(iter(records), fallback))
+            got: Any = list(
+                binance._wrap_bare_snapshots(((b, binance._bare([r.raw for r in b])) for b in blocks), fallback)
+            )
         except DecodeError:
             got = DecodeError
     assert got == _wrap_eagerly(records, fallback)

@@ -51,16 +51,19 @@ import re
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
+from .. import native
 from ..book import BookType, L2Book
 from ..errors import DecodeError, FeedError, SequenceGap, UnknownMessageType, check_size, is_text, shown
 from ..events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, Side
 from ..numbers import INT64_MAX, parse_fixed
 from ..sync import BookSync
-from .base import Feed, Record, check_first_line, loads_strict, not_this_format, numbered_lines
+from .base import Feed, Record, check_first_line, line_blocks, loads_strict, not_this_format
 
 VENUE = "binance"
 DECIMALS = 8  # price unit 1e-8 quote, lot 1e-8 base
@@ -291,7 +294,7 @@ class BinanceFeed(Feed):
         with the symbol of its URL (`...depth?symbol=NKNUSDT&limit=1000`).
         """
         path = Path(path)
-        own = _wrap_bare_snapshots(_capture_lines(path), _symbol_from_filename(path.name))
+        own = _wrap_bare_snapshots(_capture_blocks(path), _symbol_from_filename(path.name))
         prefix, dot_ws, _ = path.name.partition(".ws.")
         if not dot_ws:
             yield from own
@@ -527,19 +530,47 @@ def _is_bare_snapshot(body: bytes) -> bool:
     return head[:20].replace(b" ", b"").startswith(b'{"lastUpdateId"')
 
 
+def _bare(raws: list[bytes]) -> list[int]:
+    """The indices of the bare REST snapshots among `raws` (a stream's message never is one)."""
+    return [i for i, raw in enumerate(raws) if not raw.startswith(b'{"stream"') and _is_bare_snapshot(raw)]
+
+
+Block = tuple[list[Record], list[int]]  # records, and the indices of the bare REST snapshots among them
+_record = partial(tuple.__new__, Record)  # Record((recv_ts, raw)) without NamedTuple's Python __new__
+
+
 def _capture_lines(path: Path) -> Iterator[Record]:
     """Records from one file, bare REST snapshots left bare (hftbacktest) or wrapped by URL (cryptofeed)."""
+    for records, _ in _capture_blocks(path):
+        yield from records
+
+
+def _capture_blocks(path: Path) -> Iterator[Block]:
+    """`_capture_lines` a block of lines at a time. On the native path a block of hftbacktest lines alone
+    (`<digits> <json>`, nearly all of its captures') is read in Rust (`_core.stamped_lines`), any other
+    line by line here; both give the same records."""
+    stamped_lines = native._core.stamped_lines if native.enabled() else None
     checked = False
-    for n, line in numbered_lines(path):
-        if not checked and line.strip():
-            check_first_line(path, n, line, VENUE)
-            checked = True
-        try:
-            rec = _parse_line(line)
-        except DecodeError as err:  # the file, not one message: reading stops with where and what it looked like
-            raise not_this_format(path, n, line, VENUE) from err
-        if rec is not None:
-            yield rec
+    for n, block in line_blocks(path):
+        fast = stamped_lines(block) if checked and stamped_lines is not None else None
+        if fast is not None:
+            times, raws, bare = fast
+            yield list(map(_record, zip(times.tolist(), raws, strict=True))), bare
+            continue
+        records: list[Record] = []
+        for i, line in enumerate(block.split(b"\n"), n + 1):
+            line = line.rstrip(b"\r")
+            if not checked and line.strip():
+                check_first_line(path, i, line, VENUE)
+                checked = True
+            try:
+                rec = _parse_line(line)
+            except DecodeError as err:  # the file, not one message: reading stops with where and what it looked like
+                yield records, _bare([r.raw for r in records])  # the lines before it are read
+                raise not_this_format(path, i, line, VENUE) from err
+            if rec is not None:
+                records.append(rec)
+        yield records, _bare([r.raw for r in records])
 
 
 def _parse_line(line: bytes) -> Record | None:
@@ -572,7 +603,7 @@ def _parse_http_line(line: bytes) -> Record | None:
     return Record(parse_fixed(stamp, 9, field="capture time"), _wrap_snapshot(symbols[0], body))
 
 
-def _wrap_bare_snapshots(records: Iterable[Record], fallback: str | None) -> Iterator[Record]:
+def _wrap_bare_snapshots(blocks: Iterable[Block], fallback: str | None) -> Iterator[Record]:
     """Wrap each bare REST snapshot with the symbol of the event before it (else after it, else
     of the file name); records are held back while a snapshot waits, so the order is kept.
 
@@ -582,35 +613,45 @@ def _wrap_bare_snapshots(records: Iterable[Record], fallback: str | None) -> Ite
     symbol: str | None = None
     unread: list[bytes] = []
     held: list[Record] = []
-    for rec in records:
-        raw = rec.raw
-        if not raw.startswith(b'{"stream"') and _is_bare_snapshot(raw):  # a stream's message never is one
-            symbol = _latest_symbol(unread, symbol)
-            unread.clear()
-            if symbol is not None and not held:
-                yield Record(rec.recv_ts, _wrap_snapshot(symbol, raw))
-            else:
-                held.append(rec)
-            continue
-        if held:  # no symbol yet: this record's, if it has one, releases the snapshots held
-            symbol = _latest_symbol([raw], None)
-            if symbol is None:
-                held.append(rec)
-                continue
-            yield from _release(held, symbol)
-            held = []
-        else:
-            unread.append(raw)
+    for records, bare in blocks:
+        if not bare and not held:  # nearly every block: nothing to wrap or release
+            unread.extend(map(_RAW, records))
             if len(unread) >= _UNREAD:
                 symbol = _latest_symbol(unread, symbol)
                 unread.clear()
-        yield rec
+            yield from records
+            continue
+        snapshots = set(bare)
+        for i, rec in enumerate(records):
+            raw = rec.raw
+            if i in snapshots:
+                symbol = _latest_symbol(unread, symbol)
+                unread.clear()
+                if symbol is not None and not held:
+                    yield Record(rec.recv_ts, _wrap_snapshot(symbol, raw))
+                else:
+                    held.append(rec)
+                continue
+            if held:  # no symbol yet: this record's, if it has one, releases the snapshots held
+                symbol = _latest_symbol([raw], None)
+                if symbol is None:
+                    held.append(rec)
+                    continue
+                yield from _release(held, symbol)
+                held = []
+            else:
+                unread.append(raw)
+                if len(unread) >= _UNREAD:
+                    symbol = _latest_symbol(unread, symbol)
+                    unread.clear()
+            yield rec
     if held:
         if fallback is None:
             raise DecodeError("REST snapshot in a capture that names no symbol", venue=VENUE)
         yield from _release(held, fallback)
 
 
+_RAW = itemgetter(1)  # a Record's raw
 _UNREAD = 1024  # records kept aside unsearched at most
 
 

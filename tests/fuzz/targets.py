@@ -39,7 +39,9 @@ repeated or reordered message, a message of the fuzzer's own bytes, messages fra
   stats and errors, or the same error where the file is not the venue's.
 - `capture`: a text venue's capture file (Binance, Coinbase, Kraken, LOBSTER) edited line by line, gzipped or
   not, maybe cut short, read by `megatrading book`'s reference: it is read, or stops with a CaptureError or a
-  FeedError, never another exception (a traceback, or a one-line error that says nothing of the file).
+  FeedError, never another exception (a traceback, or a one-line error that says nothing of the file). A
+  Binance file reads the same records, and stops with the same error, with its hftbacktest lines split in Rust
+  as line by line (MT_NATIVE=0).
 - `news`: an `md.news` record (the input's bytes as they are) is a Headline or a DecodeError
   (orderbook.news.parse_news, which the worker calls in its heartbeat timer: anything else raised
   there ended the app), and a Headline joins the windows of a live ITCH book without failing them, on the
@@ -477,11 +479,26 @@ def capture(data: bytes) -> None:
     path = _rebuild_folder() / names[venue]
     path.write_bytes(body)
     cls = feed_class(venue)
+    if venue == "binance":  # its hftbacktest lines split in Rust: the same records and error as line by line
+        assert read_capture(cls, path, "1") == read_capture(cls, path, "0")
     try:
         for _ in rebuild(cls.for_capture(path, None), cls.read_capture(path), 5):
             pass
     except (CaptureError, FeedError):
         pass
+
+
+def read_capture(cls: type, path: Path, native: str) -> tuple[list, str | None]:
+    """A capture's records, and the error that stopped the reading (its class and message), with
+    MT_NATIVE=`native` (tests/test_native_capture.py reads with it too)."""
+    out: list = []
+    with mock.patch.dict(os.environ, {"MT_NATIVE": native}):
+        try:
+            for rec in cls.read_capture(path):
+                out.append(rec)
+        except Exception as err:
+            return out, f"{type(err).__name__}: {err}"
+    return out, None
 
 
 TARGETS: dict[str, Callable[[bytes], None]] = {"pipeline": pipeline, "native": native, "states": states,

@@ -14,6 +14,7 @@ use pyo3::prelude::*;
 pub mod batch;
 pub mod binance;
 pub mod book;
+pub mod capture;
 pub mod coinbase;
 pub mod errors;
 pub mod features;
@@ -49,6 +50,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(row_pool, m)?)?;
     m.add_function(wrap_pyfunction!(panic, m)?)?;
     m.add_function(wrap_pyfunction!(rebuild::rows_csv, m)?)?;
+    m.add_function(wrap_pyfunction!(capture::stamped_lines, m)?)?;
     m.add_class::<pybook::PyL2>()?;
     m.add_class::<pybook::PyL3>()?;
     m.add_class::<itch::PyItch>()?;
