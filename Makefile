@@ -75,7 +75,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/dataset_bench.py
 	$(BIN)/python bench/rebuild_bench.py
 	$(BIN)/python bench/rebuild_bench.py --venue binance --data $(SHARED)/data/binance-hftbacktest
-	$(BIN)/python bench/capture_bench.py --data $(SHARED)/data/binance-hftbacktest
+	$(BIN)/python bench/capture_bench.py --data $(SHARED)/data/binance-hftbacktest --cryptofeed $(SHARED)/data/cryptofeed-captures
 	$(BIN)/python bench/rebuild_bench.py --venue lobster
 	$(BIN)/python bench/rebuild_bench.py --venue kraken --kraken $(SHARED)/data/cryptofeed-captures/KRAKEN.ws.50.0.gz
 	$(BIN)/python bench/rebuild_bench.py --venue coinbase --coinbase $(SHARED)/data/cryptofeed-captures/COINBASE.ws.28.0.gz

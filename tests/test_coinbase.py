@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from orderbook.book import L3Book
 from orderbook.errors import (
     BookError,
+    CaptureError,
     DecodeError,
     OutOfSync,
     OversizedMessage,
@@ -520,6 +522,41 @@ def test_read_capture_wraps_a_rest_snapshot_file_in_parts(tmp_path: Path) -> Non
     for r in records:
         feed.on_message(r.raw)
     assert len(feed.books[P].orders) == 12_001 and feed.syncs[P].last_seq == 42
+
+
+def test_read_capture_hands_a_later_json_line_to_the_feed_instead_of_reading_the_rest_as_a_rest_body(
+    tmp_path: Path,
+) -> None:
+    """Only a file whose first line is JSON is a REST snapshot: a later line that starts with `{` (a line cut
+    by damage, a message recorded without its stamp) is one more message, as Kraken's and Binance's readers
+    take it, not the start of a REST body that swallowed the lines after it (a bogus snapshot, or a bare
+    JSON error)."""
+    path = tmp_path / "COINBASE.ws.1.0.gz"
+    stray = [b'{"type":"heartbeat","product_id":"BTC-USD"}', b'{"bad']
+    lines = [b"1618677817.1292548: " + l2_snapshot(), *stray, b"1618677817.5: " + l2update([("buy", "99", "1")])]
+    path.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    records = list(CoinbaseFeed.read_capture(path))
+    assert [r.recv_ts for r in records] == [1618677817129254800, 0, 0, 1618677817500000000]
+    assert [r.raw for r in records[1:3]] == stray
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b'{"product":"BTC-USD","bids":[["1","2",1]]', "JSONDecodeError"),  # cut short
+        (b'{"product":"BTC-USD","bids":[["1","2"]],"asks":[]}', "IndexError"),  # an entry without its third
+        (b'{"captured_at":"yesterday","bids":[]}', "is not an ISO-8601"),
+        (b"{}\n[]", "JSONDecodeError"),
+    ],
+)
+def test_read_capture_says_which_file_is_not_the_rest_snapshot_its_first_line_began(
+    tmp_path: Path, body: bytes, why: str
+) -> None:
+    path = tmp_path / "l2_snapshot.json"
+    path.write_bytes(b"\n" + body)
+    with pytest.raises(CaptureError, match=f"{re.escape(str(path))}: its first line is JSON.*{why}") as err:
+        list(CoinbaseFeed.read_capture(path))
+    assert err.value.line == 2
 
 
 def test_snapshot_with_a_duplicate_order_id_is_rejected_and_the_buffer_kept_for_the_next() -> None:

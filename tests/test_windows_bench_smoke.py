@@ -3,8 +3,9 @@ a table per venue with the four paths, every figure positive, the same number of
 path (the script exits non-zero otherwise); bench/dataset_bench.py --quick builds the training data with
 both window builders and finds the arrays identical; bench/rebuild_bench.py
 --quick rebuilds an ITCH day, a Binance capture and a LOBSTER file both ways (--venue kraken: the Kraken
-capture; --venue coinbase: the Coinbase capture and a simulated full channel) and finds the rows identical.
-Times are not checked (bench/ prints figures)."""
+capture; --venue coinbase: the Coinbase capture and a simulated full channel) and finds the rows identical;
+bench/capture_bench.py reads the Binance, Kraken and Coinbase captures and a simulated full channel both ways
+and finds the records identical. Times are not checked (bench/ prints figures)."""
 
 from __future__ import annotations
 
@@ -86,3 +87,15 @@ def test_rebuild_bench_quick_finds_the_native_rows_identical() -> None:
         rows = re.findall(row, out, re.M)
         assert len(rows) == books and all(int(n.replace(",", "")) > 0 for _, n in rows), out
         assert "rows, stats, errors and CSV identical" in out
+
+
+def test_capture_bench_reads_every_capture_both_ways_to_the_same_records(shared_data: Path) -> None:
+    if not native.enabled():
+        pytest.skip(native.describe())
+    out = bench_output("capture_bench.py", "--data", str(shared_data / "binance-hftbacktest"), "--cryptofeed",
+                       str(shared_data / "cryptofeed-captures"), "--messages", "2000", "--repeat", "1")  # fmt: skip
+    rows = re.findall(r"^(\S.*?) +([\d,]+) +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+$", out, re.M)
+    names = [name for name, _ in rows]
+    assert len(names) == 9 and names[-3:-1] == ["KRAKEN.ws.50.0.gz", "COINBASE.ws.28.0.gz"], out
+    assert names[-1].startswith("simulated Coinbase full") and all(int(n.replace(",", "")) > 0 for _, n in rows), out
+    assert re.search(r"^the Binance captures +[\d.]+ +[\d.]+ +[\d.]+$", out, re.M), out

@@ -11,10 +11,14 @@ import re
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from functools import partial
 from itertools import chain
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
+import numpy as np
+
+from .. import native
 from ..book import Book, BookType, L2Book, L3Book
 from ..errors import CaptureError, CrossedBook, DecodeError, UnknownSymbol, is_text, not_configured
 from ..events import Event
@@ -55,6 +59,26 @@ class Record(NamedTuple):
     raw: bytes
 
 
+_record = partial(tuple.__new__, Record)  # Record((recv_ts, raw)) without NamedTuple's Python __new__
+
+
+def stamped_records(times: np.ndarray, raws: list[bytes]) -> list[Record]:
+    """Records from the receive times and messages of a block of lines split in Rust."""
+    return list(map(_record, zip(times.tolist(), raws, strict=True)))
+
+
+def epoch_stamped_records(block: bytes) -> list[Record] | None:
+    """A block of whole lines (`line_blocks`) of cryptofeed's received lines `<epoch s>: <message>` as their
+    records, split in Rust (`_core.epoch_stamped_lines`: nearly every block of a cryptofeed recording). None on
+    the reference path (MT_NATIVE=0), or where a line is another kind (a connection header, a sent or blank
+    line) or its stamp of another form or 0: the venue's reader reads that block line by line, as the
+    reference reads them all, to the same records."""
+    if not native.enabled():
+        return None
+    split = native._core.epoch_stamped_lines(block)
+    return None if split is None else stamped_records(*split)
+
+
 class RawRecord(NamedTuple):
     """One record of a `md.raw.<venue>` topic: its key (the symbol, docs/design.md) and value, and where a
     replayed source knows it (a simulated day) the stream's clock at that record."""
@@ -78,8 +102,13 @@ GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
 def numbered_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
     """(1-based line number, line without its end) of a text capture, gzipped or not."""
     for n, block in line_blocks(path):
-        for i, line in enumerate(block.split(b"\n"), n + 1):
-            yield i, line.rstrip(b"\r")
+        yield from block_lines(n, block)
+
+
+def block_lines(n: int, block: bytes) -> Iterator[tuple[int, bytes]]:
+    """(1-based line number, line without its end) of a block `line_blocks` gives after `n` lines."""
+    for i, line in enumerate(block.split(b"\n"), n + 1):
+        yield i, line.rstrip(b"\r")
 
 
 def line_blocks(path: str | Path) -> Iterator[tuple[int, bytes]]:

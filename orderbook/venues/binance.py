@@ -51,7 +51,6 @@ import re
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
@@ -63,7 +62,16 @@ from ..errors import DecodeError, FeedError, SequenceGap, UnknownMessageType, ch
 from ..events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, Side
 from ..numbers import INT64_MAX, parse_fixed
 from ..sync import BookSync
-from .base import Feed, Record, check_first_line, line_blocks, loads_strict, not_this_format
+from .base import (
+    Feed,
+    Record,
+    check_first_line,
+    epoch_stamped_records,
+    line_blocks,
+    loads_strict,
+    not_this_format,
+    stamped_records,
+)
 
 VENUE = "binance"
 DECIMALS = 8  # price unit 1e-8 quote, lot 1e-8 base
@@ -536,7 +544,6 @@ def _bare(raws: list[bytes]) -> list[int]:
 
 
 Block = tuple[list[Record], list[int]]  # records, and the indices of the bare REST snapshots among them
-_record = partial(tuple.__new__, Record)  # Record((recv_ts, raw)) without NamedTuple's Python __new__
 
 
 def _capture_lines(path: Path) -> Iterator[Record]:
@@ -547,15 +554,19 @@ def _capture_lines(path: Path) -> Iterator[Record]:
 
 def _capture_blocks(path: Path) -> Iterator[Block]:
     """`_capture_lines` a block of lines at a time. On the native path a block of hftbacktest lines alone
-    (`<digits> <json>`, nearly all of its captures') is read in Rust (`_core.stamped_lines`), any other
-    line by line here; both give the same records."""
+    (`<digits> <json>`, nearly all of its captures') is read in Rust (`_core.stamped_lines`), as is one of
+    cryptofeed's received lines alone (`epoch_stamped_records`), any other line by line here; both give the
+    same records."""
     stamped_lines = native._core.stamped_lines if native.enabled() else None
     checked = False
     for n, block in line_blocks(path):
         fast = stamped_lines(block) if checked and stamped_lines is not None else None
         if fast is not None:
             times, raws, bare = fast
-            yield list(map(_record, zip(times.tolist(), raws, strict=True))), bare
+            yield stamped_records(times, raws), bare
+            continue
+        if checked and (records := epoch_stamped_records(block)) is not None:
+            yield records, _bare([r.raw for r in records])
             continue
         records: list[Record] = []
         for i, line in enumerate(block.split(b"\n"), n + 1):

@@ -69,12 +69,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 from typing import Any, ClassVar
 
 from ..book import Book, BookType, L2Book, L3Book
 from ..errors import (
     BookError,
+    CaptureError,
     DecodeError,
     FeedError,
     OutOfSync,
@@ -88,7 +90,7 @@ from ..errors import (
 from ..events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, Side
 from ..numbers import INT64_MAX, INT64_MIN, fits_int64, parse_fixed
 from ..sync import BookSync
-from .base import Feed, Record, check_first_line, loads_strict, open_maybe_gzip
+from .base import Feed, Record, block_lines, check_first_line, epoch_stamped_records, line_blocks, loads_strict
 
 VENUE = "coinbase"
 DECIMALS = 8  # price units of 1e-8 quote currency, lots of 1e-8 base currency
@@ -603,27 +605,48 @@ class CoinbaseFeed(Feed):
     @staticmethod
     def read_capture(path: str | Path) -> Iterator[Record]:
         """cryptofeed's capture (`<epoch s>: <json>` lines; header `<->` and sent `<-` lines skipped),
-        or a REST snapshot file (one JSON body, gzip or not), yielded as `snapshot_messages` parts."""
-        lines = open_maybe_gzip(path)
+        or a REST snapshot file (its first line JSON: one JSON body, gzip or not), yielded as
+        `snapshot_messages` parts. On the native path a block of received lines alone is split in Rust
+        (`epoch_stamped_records`), to the same records."""
         checked = False
-        for n, line in enumerate(lines, 1):
-            if not checked and line.strip():
-                check_first_line(path, n, line, VENUE)
-                checked = True
-            if line.startswith(b"{"):  # a REST body, maybe pretty-printed over several lines
-                body = json.loads(b"\n".join([line, *lines]))
-                recv_ts = parse_time(body["captured_at"]) if body.get("captured_at") else 0
-                for raw in snapshot_messages(body):
-                    yield Record(recv_ts, raw)
-                return
-            if not line.strip() or line.startswith((b"wss://", b"ws://", b"https://", b"http://")):
+        blocks = line_blocks(path)
+        for n, block in blocks:
+            if checked and (records := epoch_stamped_records(block)) is not None:
+                yield from records
                 continue
-            stamp, sep, raw = line.partition(b": ")
-            try:
-                recv_ts = parse_fixed(stamp, 9, field="capture time") if sep else 0
-            except DecodeError:
-                recv_ts = 0
-            yield Record(recv_ts, raw if sep and recv_ts else line)
+            lines = block_lines(n, block)
+            for i, line in lines:
+                if not checked and line.strip():
+                    check_first_line(path, i, line, VENUE)
+                    checked = True
+                    if line.startswith(b"{"):  # a REST body, maybe pretty-printed over several lines
+                        rest = chain(lines, (x for m, b in blocks for x in block_lines(m, b)))
+                        yield from _rest_snapshot(path, i, b"\n".join([line, *(x for _, x in rest)]))
+                        return
+                if not line.strip() or line.startswith((b"wss://", b"ws://", b"https://", b"http://")):
+                    continue
+                stamp, sep, raw = line.partition(b": ")
+                try:
+                    recv_ts = parse_fixed(stamp, 9, field="capture time") if sep else 0
+                except DecodeError:
+                    recv_ts = 0
+                yield Record(recv_ts, raw if sep and recv_ts else line)
+
+
+def _rest_snapshot(path: str | Path, line: int, text: bytes) -> list[Record]:
+    """A REST snapshot file's body (`text`, from its first line `line` on) as `snapshot_messages` parts, or a
+    CaptureError saying why it is not one."""
+    try:
+        body = json.loads(text)  # an object: the text starts with `{`
+        recv_ts = parse_time(body["captured_at"]) if body.get("captured_at") else 0
+        return [Record(recv_ts, raw) for raw in snapshot_messages(body)]
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, DecodeError) as err:
+        raise CaptureError(
+            path,
+            f"its first line is JSON, so it is read as a REST book snapshot (one JSON object, maybe over several "
+            f"lines), but it is not one: {type(err).__name__} {err}"[:400],
+            line=line,
+        ) from None
 
 
 def _snapshot_entries(entries: object, name: str, book_type: BookType) -> list[tuple[int, int, str]]:

@@ -72,7 +72,7 @@ from ..book import BookType, L2Book
 from ..errors import ChecksumMismatch, DecodeError, FeedError, OutOfSync, UnknownMessageType, check_size, shown
 from ..events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, Side
 from ..numbers import INT64_MIN, decimals_of, fits_int64, parse_fixed
-from .base import Feed, Record, check_first_line, numbered_lines
+from .base import Feed, Record, block_lines, check_first_line, epoch_stamped_records, line_blocks
 
 VENUE = "kraken"
 CHECKSUM_LEVELS = 10  # "the top 10 price levels regardless of subscription depth"
@@ -281,20 +281,25 @@ class KrakenFeed(Feed):
     @staticmethod
     def read_capture(path: str | Path) -> Iterator[Record]:
         """cryptofeed's recording: `wss://... <-> <epoch>` headers and `wss://... <- ...` sent
-        lines are skipped; each received line `<epoch s>: <json>` is one Record."""
+        lines are skipped; each received line `<epoch s>: <json>` is one Record. On the native path a block
+        of received lines alone is split in Rust (`epoch_stamped_records`), to the same records."""
         checked = False
-        for n, line in numbered_lines(path):
-            if not checked and line.strip():
-                check_first_line(path, n, line, VENUE)
-                checked = True
-            if not line.strip() or line.startswith((b"wss://", b"ws://", b"https://", b"http://")):
+        for n, block in line_blocks(path):
+            if checked and (records := epoch_stamped_records(block)) is not None:
+                yield from records
                 continue
-            stamp, sep, body = line.partition(b": ")
-            try:
-                recv_ns = parse_fixed(stamp, NS_DECIMALS, field="receive time") if sep else 0
-            except (DecodeError, UnicodeDecodeError):
-                recv_ns, body = 0, line  # not a capture line: the feed will say what is wrong
-            yield Record(recv_ns, body if sep else line)
+            for i, line in block_lines(n, block):
+                if not checked and line.strip():
+                    check_first_line(path, i, line, VENUE)
+                    checked = True
+                if not line.strip() or line.startswith((b"wss://", b"ws://", b"https://", b"http://")):
+                    continue
+                stamp, sep, body = line.partition(b": ")
+                try:
+                    recv_ns = parse_fixed(stamp, NS_DECIMALS, field="receive time") if sep else 0
+                except (DecodeError, UnicodeDecodeError):
+                    recv_ns, body = 0, line  # not a capture line: the feed will say what is wrong
+                yield Record(recv_ns, body if sep else line)
 
     # -- v1 ----------------------------------------------------------------------------
 

@@ -40,8 +40,8 @@ repeated or reordered message, a message of the fuzzer's own bytes, messages fra
 - `capture`: a text venue's capture file (Binance, Coinbase, Kraken, LOBSTER) edited line by line, gzipped or
   not, maybe cut short, read by `megatrading book`'s reference: it is read, or stops with a CaptureError or a
   FeedError, never another exception (a traceback, or a one-line error that says nothing of the file). A
-  Binance file reads the same records, and stops with the same error, with its hftbacktest lines split in Rust
-  as line by line (MT_NATIVE=0).
+  Binance, Coinbase or Kraken file reads the same records, and stops with the same error, with its lines split
+  in Rust (hftbacktest's, cryptofeed's received lines) as line by line (MT_NATIVE=0).
 - `news`: an `md.news` record (the input's bytes as they are) is a Headline or a DecodeError
   (orderbook.news.parse_news, which the worker calls in its heartbeat timer: anything else raised
   there ended the app), and a Headline joins the windows of a live ITCH book without failing them, on the
@@ -479,7 +479,7 @@ def capture(data: bytes) -> None:
     path = _rebuild_folder() / names[venue]
     path.write_bytes(body)
     cls = feed_class(venue)
-    if venue == "binance":  # its hftbacktest lines split in Rust: the same records and error as line by line
+    if venue != "lobster":  # its lines split in Rust a block at a time: the same records and error as line by line
         assert read_capture(cls, path, "1") == read_capture(cls, path, "0")
     try:
         for _ in rebuild(cls.for_capture(path, None), cls.read_capture(path), 5):

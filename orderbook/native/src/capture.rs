@@ -1,6 +1,7 @@
-//! Reading a text capture's lines: what `orderbook/venues/binance.py` reads of hftbacktest's `<recv ns> <json>`
-//! lines, a block of whole lines at a time (the Python reading cost ~3 us a line, more than the native
-//! decoding of the message after it).
+//! Reading a text capture's lines a block of whole lines at a time: hftbacktest's `<recv ns> <json>` lines (what
+//! `orderbook/venues/binance.py` reads) and cryptofeed's received lines `<epoch s>: <json>` (what the Kraken and
+//! Coinbase readers, and Binance's for a cryptofeed recording, read). The Python reading cost ~3-6 us a line,
+//! more than the native decoding of the message after it.
 
 use numpy::PyArray1;
 use pyo3::prelude::*;
@@ -10,8 +11,7 @@ use pyo3::types::{PyBytes, PyList};
 /// the first space, or the whole line) is ASCII digits that fit an int64; None otherwise (another kind of
 /// line, or a stamp the reference reads as a larger integer).
 pub fn stamped(line: &[u8]) -> Option<(i64, &[u8])> {
-    let end = line.iter().rposition(|&b| b != b'\r').map_or(0, |i| i + 1);
-    let line = &line[..end];
+    let line = without_cr(line);
     let (stamp, body) = match line.iter().position(|&b| b == b' ') {
         Some(i) => (&line[..i], &line[i + 1..]),
         None => (line, &line[line.len()..]),
@@ -19,14 +19,41 @@ pub fn stamped(line: &[u8]) -> Option<(i64, &[u8])> {
     if stamp.is_empty() {
         return None;
     }
-    let mut ts: i64 = 0;
-    for &b in stamp {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        ts = ts.checked_mul(10)?.checked_add(i64::from(b - b'0'))?;
+    Some((digits(stamp, 0)?, body))
+}
+
+/// One cryptofeed received line (`\r`s at its end left out), `<epoch s>: <message>` split at the first `": "`: its
+/// stamp in nanoseconds and its message, where the stamp is ASCII digits with at most 9 after a dot (parse_fixed
+/// reads those alike) that fit an int64 and are not 0; None otherwise: a connection header, a sent line, an empty
+/// line, a stamp of another form, or 0 (each venue's reader treats those its own way, line by line).
+pub fn epoch_stamped(line: &[u8]) -> Option<(i64, &[u8])> {
+    let line = without_cr(line);
+    let at = line.windows(2).position(|w| w == b": ")?;
+    let (stamp, body) = (&line[..at], &line[at + 2..]);
+    let (whole, frac) = match stamp.iter().position(|&b| b == b'.') {
+        Some(dot) if dot + 1 < stamp.len() => (&stamp[..dot], &stamp[dot + 1..]),
+        Some(_) => return None,
+        None => (stamp, &stamp[stamp.len()..]),
+    };
+    if whole.is_empty() || frac.len() > 9 {
+        return None;
     }
-    Some((ts, body))
+    let seconds = digits(whole, 0)?;
+    let ns = digits(frac, 0)?.checked_mul(10_i64.pow(9 - frac.len() as u32))?;
+    let ts = seconds.checked_mul(1_000_000_000)?.checked_add(ns)?;
+    (ts != 0).then_some((ts, body))
+}
+
+fn without_cr(line: &[u8]) -> &[u8] {
+    &line[..line.iter().rposition(|&b| b != b'\r').map_or(0, |i| i + 1)]
+}
+
+/// `text`'s ASCII digits as an integer after `acc`'s, or None where one is not a digit or it passes int64.
+fn digits(text: &[u8], acc: i64) -> Option<i64> {
+    text.iter().try_fold(acc, |v, &b| {
+        b.is_ascii_digit().then_some(())?;
+        v.checked_mul(10)?.checked_add(i64::from(b - b'0'))
+    })
 }
 
 /// Whether a message is a bare REST depth snapshot, as binance.py `_is_bare_snapshot` tells (the first 20
@@ -42,31 +69,40 @@ pub fn bare_snapshot(body: &[u8]) -> bool {
     } else {
         0
     };
-    let head: Vec<u8> = body[start..body.len().min(start + 20)].iter().copied().filter(|&b| b != b' ').collect();
-    head.starts_with(b"{\"lastUpdateId\"")
+    let mut head = body[start..body.len().min(start + 20)].iter().filter(|&&b| b != b' ');
+    b"{\"lastUpdateId\"".iter().all(|b| head.next() == Some(b))
 }
 
 /// Receive times, messages, and the indices of the bare REST snapshots among them.
 pub type Stamped<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyList>, Vec<usize>);
+
+/// Receive times and messages.
+pub type EpochStamped<'py> = (Bound<'py, PyArray1<i64>>, Bound<'py, PyList>);
+
+/// A line's receive time and message, or None.
+type LineParse = fn(&[u8]) -> Option<(i64, &[u8])>;
 
 /// The lines of `block` (split at every `\n`) as hftbacktest records: (their receive times, their messages,
 /// the indices of the bare REST snapshots among them); None where a line is not `<digits> <message>`
 /// (`stamped`), for the reference's reading line by line.
 #[pyfunction]
 pub fn stamped_lines<'py>(py: Python<'py>, block: &[u8]) -> PyResult<Option<Stamped<'py>>> {
-    let mut times = Vec::new();
-    let mut bodies = Vec::new();
-    let mut bare = Vec::new();
-    for (i, line) in block.split(|&b| b == b'\n').enumerate() {
-        let Some((ts, body)) = stamped(line) else { return Ok(None) };
-        if bare_snapshot(body) {
-            bare.push(i);
-        }
-        times.push(ts);
-        bodies.push(body);
-    }
-    let list = PyList::new(py, bodies.into_iter().map(|b| PyBytes::new(py, b)))?;
-    Ok(Some((PyArray1::from_vec(py, times), list, bare)))
+    let Some((times, bodies)) = split_lines(block, stamped) else { return Ok(None) };
+    let bare = bodies.iter().enumerate().filter(|(_, b)| bare_snapshot(b)).map(|(i, _)| i).collect();
+    Ok(Some((PyArray1::from_vec(py, times), PyList::new(py, bodies.into_iter().map(|b| PyBytes::new(py, b)))?, bare)))
+}
+
+/// The lines of `block` (split at every `\n`) as cryptofeed's received lines: (their receive times in
+/// nanoseconds, their messages); None where a line is not one (`epoch_stamped`), for the reading line by line.
+#[pyfunction]
+pub fn epoch_stamped_lines<'py>(py: Python<'py>, block: &[u8]) -> PyResult<Option<EpochStamped<'py>>> {
+    let Some((times, bodies)) = split_lines(block, epoch_stamped) else { return Ok(None) };
+    Ok(Some((PyArray1::from_vec(py, times), PyList::new(py, bodies.into_iter().map(|b| PyBytes::new(py, b)))?)))
+}
+
+/// Every line of `block` through `parse`, or None at the first it refuses.
+fn split_lines(block: &[u8], parse: LineParse) -> Option<(Vec<i64>, Vec<&[u8]>)> {
+    block.split(|&b| b == b'\n').map(parse).collect::<Option<Vec<_>>>().map(|pairs| pairs.into_iter().unzip())
 }
 
 #[cfg(test)]
@@ -81,6 +117,47 @@ mod tests {
         for line in [&b"9223372036854775808 x"[..], b"", b" 1", b"+1 x", b"1: x", b"{\"a\":1}", b"\xd9\xa1 x"] {
             assert_eq!(stamped(line), None, "{line:?}");
         }
+    }
+
+    #[test]
+    fn an_epoch_stamp_is_seconds_with_at_most_nine_decimals_that_fit_an_int64_and_are_not_0() {
+        assert_eq!(
+            epoch_stamped(b"1634152346.2133796: {\"a\": 1}\r"),
+            Some((1_634_152_346_213_379_600, &b"{\"a\": 1}"[..]))
+        );
+        assert_eq!(epoch_stamped(b"12: "), Some((12_000_000_000, &b""[..])));
+        assert_eq!(epoch_stamped(b"0.000000001: x"), Some((1, &b"x"[..])));
+        assert_eq!(epoch_stamped(b"9223372036.854775807: x"), Some((i64::MAX, &b"x"[..])));
+        for line in [
+            &b"9223372036.854775808: x"[..],
+            b"0: x",
+            b"0.0: x",
+            b"1.0000000000: x", // parse_fixed takes ten decimals whose last is 0: the reader line by line does
+            b"1.: x",
+            b".5: x",
+            b": x",
+            b"1:x",
+            b"1 : x",
+            b"+1: x",
+            b"1e3: x",
+            b"",
+            b"1634152346.2",
+            b"wss://ws.kraken.com <-> 1634152346.2",
+            b"https://api.binance.com/api/v3/depth?symbol=X -> 1634152346.2: {}",
+            b"\xd9\xa1: x",
+        ] {
+            assert_eq!(epoch_stamped(line), None, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn a_block_is_read_whole_or_not_at_all() {
+        assert_eq!(
+            split_lines(b"1: a\n2.5: b: c", epoch_stamped),
+            Some((vec![1_000_000_000, 2_500_000_000], vec![&b"a"[..], b"b: c"]))
+        );
+        assert_eq!(split_lines(b"1: a\n\n2: b", epoch_stamped), None);
+        assert_eq!(split_lines(b"1 a\n2 b", stamped), Some((vec![1, 2], vec![&b"a"[..], b"b"])));
     }
 
     #[test]

@@ -51,6 +51,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(panic, m)?)?;
     m.add_function(wrap_pyfunction!(rebuild::rows_csv, m)?)?;
     m.add_function(wrap_pyfunction!(capture::stamped_lines, m)?)?;
+    m.add_function(wrap_pyfunction!(capture::epoch_stamped_lines, m)?)?;
     m.add_class::<pybook::PyL2>()?;
     m.add_class::<pybook::PyL3>()?;
     m.add_class::<itch::PyItch>()?;
