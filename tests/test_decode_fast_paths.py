@@ -80,6 +80,8 @@ def _parse_line_general(line: bytes) -> Any:
         return binance.Record(parse_fixed(stamp[:-1], 9, field="capture time"), body)
     if not stamp.isdigit():
         raise DecodeError(f"unrecognised capture line {line[:60]!r}")
+    if int(stamp) >= 2**63:
+        raise DecodeError(f"receive time {stamp!r} does not fit int64")
     return binance.Record(int(stamp), body)
 
 

@@ -29,7 +29,7 @@ from model.sim.writers import messages
 from orderbook import native
 from orderbook.errors import CaptureError
 from orderbook.native.check import rebuild_outcome
-from orderbook.rebuild import rebuild, rebuild_itch, rows_of
+from orderbook.rebuild import NATIVE, rebuild, rebuild_itch, rows_of
 from orderbook.venues.binance import BinanceFeed
 from orderbook.venues.itch import ItchFeed, frame
 from streams.cli import csv_lines
@@ -193,17 +193,43 @@ def test_a_mangled_binance_capture_gives_the_references_rows_stats_and_errors(
     assert (want[1].errors["crossed_book"] >= 1) is check_crossed and got == want
 
 
+def rows_then_error(path: Path, native_path: bool, chunk: int = 1000) -> tuple[list, str]:
+    """The rows `book` writes of a Binance capture whose reading stops, 5 levels, and the CaptureError it stops
+    with."""
+    rows: list = []
+    with pytest.raises(CaptureError) as err:  # extend keeps the rows a generator gave before it raised
+        if native_path:
+            rows.extend(rows_of(NATIVE["binance"](path, 5, chunk=chunk)))
+        else:
+            rows.extend(rebuild(BinanceFeed.for_capture(path, None), BinanceFeed.read_capture(path), 5))
+    return rows, str(err.value)
+
+
 @pytest.mark.realdata
 def test_a_damaged_binance_capture_gives_the_same_rows_then_the_same_error(shared_data: Path, tmp_path: Path) -> None:
     path = binance_file(tmp_path, binance_lines("cm_btcusd_perp_20240808.gz", 8000))
     path.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])
-    cut = []
-    for native_path in (False, True):
-        rows: list = []
-        with pytest.raises(CaptureError, match="it is truncated"):
-            rows.extend(rebuild_outcome(path, 5, native=native_path, venue="binance", chunk=1000)[0])
-        cut.append(rows)
-    assert cut[0] == cut[1]
+    want, got = rows_then_error(path, False), rows_then_error(path, True)
+    assert "it is truncated" in want[1] and len(want[0]) > 1000
+    assert got == want
+
+
+@pytest.mark.realdata
+def test_a_receive_time_past_int64_stops_the_reading_at_its_line_on_both_paths(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """A stamp that no int64 holds is damage, as cryptofeed's stamps past int64 are: the native path raised a
+    bare OverflowError before (the reference read it as a Python int)."""
+    lines = binance_lines("spot_ethusdt_20240808.gz", 3000)
+    lines.insert(2000, (10**20, lines[2000][1]))
+    path = binance_file(tmp_path, lines)
+    for chunk in (4096, 700):
+        want, got = rows_then_error(path, False, chunk), rows_then_error(path, True, chunk)
+        assert (
+            "line 2001 is not a line of a Binance capture (receive time b'100000000000000000000' does not fit"
+            in want[1]
+        )
+        assert len(want[0]) > 100 and got == want
 
 
 @pytest.mark.realdata

@@ -60,7 +60,7 @@ from .. import native
 from ..book import BookType, L2Book
 from ..errors import DecodeError, FeedError, SequenceGap, UnknownMessageType, check_size, is_text, shown
 from ..events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, Side
-from ..numbers import INT64_MAX, parse_fixed
+from ..numbers import INT64_MAX, fits_int64, parse_fixed
 from ..sync import BookSync
 from .base import (
     Feed,
@@ -578,16 +578,17 @@ def _capture_blocks(path: Path) -> Iterator[Block]:
                 rec = _parse_line(line)
             except DecodeError as err:  # the file, not one message: reading stops with where and what it looked like
                 yield records, _bare([r.raw for r in records])  # the lines before it are read
-                raise not_this_format(path, i, line, VENUE) from err
+                raise not_this_format(path, i, line, VENUE, why=err.args[0]) from err
             if rec is not None:
                 records.append(rec)
         yield records, _bare([r.raw for r in records])
 
 
 def _parse_line(line: bytes) -> Record | None:
+    """A capture line's record; None for a line that holds none; DecodeError saying what is wrong with it."""
     stamp, _, body = line.partition(b" ")
     if stamp.isdigit():  # hftbacktest: "<recv ns> <json>", nearly every line of its captures
-        return Record(int(stamp), body)
+        return Record(fits_int64(int(stamp), "receive time", stamp), body)
     if not line.strip():
         return None
     if line.startswith(b"https://"):
@@ -598,7 +599,7 @@ def _parse_line(line: bytes) -> Record | None:
         return Record(0, line)
     if stamp.endswith(b":"):  # cryptofeed: "<epoch s>: <json>"
         return Record(parse_fixed(stamp[:-1], 9, field="capture time"), body)
-    raise DecodeError(f"unrecognised capture line {line[:60]!r}", venue=VENUE)
+    raise DecodeError("neither hftbacktest's `<recv ns> <json>` nor cryptofeed's `<epoch s>: <json>`")
 
 
 def _parse_http_line(line: bytes) -> Record | None:
@@ -606,7 +607,7 @@ def _parse_http_line(line: bytes) -> Record | None:
     url, sep, rest = line.partition(b" -> ")
     stamp, sep2, body = rest.partition(b": ")
     if not sep or not sep2:
-        raise DecodeError(f"unrecognised HTTP capture line {line[:60]!r}", venue=VENUE)
+        raise DecodeError("an HTTP line that is not cryptofeed's `<url> -> <epoch s>: <json>`")
     parts = urlsplit(url.decode("ascii", "replace"))
     symbols = parse_qs(parts.query).get("symbol")
     if not parts.path.endswith("/depth") or not symbols:
