@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 import numpy as np
 
 from .errors import CrossedBook, FeedError
-from .venues.base import GZIP_ERRORS, Feed, Record, broken_gzip
+from .venues.base import GZIP_ERRORS, Feed, Record, RecordBlock, broken_gzip
 from .venues.itch import open_day_file
 from .venues.lobster import orderbook_row
 
@@ -220,7 +221,7 @@ def _rebuild_messages(
     def step(raws: list[bytes], target: str | None, recv: np.ndarray) -> tuple[Batch, np.ndarray, str | None]:
         return feed.rebuild(raws, max(levels, 0), target, recv)
 
-    return _rebuild_records(feed_class(venue).read_capture(path), step, symbol, stats, on_error, chunk)
+    return _rebuild_records(feed_class(venue).read_capture_blocks(path), step, symbol, stats, on_error, chunk)
 
 
 def rebuild_lobster(
@@ -244,48 +245,50 @@ def rebuild_lobster(
     def step(raws: list[bytes], target: str | None, recv: np.ndarray) -> tuple[Batch, np.ndarray, str | None]:
         return feed.rebuild(raws, key, max(levels, 0), target, recv)
 
-    return _rebuild_records(LobsterFeed.read_capture(path), step, symbol, stats, on_error, chunk)
+    return _rebuild_records(LobsterFeed.read_capture_blocks(path), step, symbol, stats, on_error, chunk)
 
 
 def _rebuild_records(
-    records: Iterator[Record],
+    blocks: Iterator[RecordBlock],
     step: Callable[[list[bytes], str | None, np.ndarray], tuple[Batch, np.ndarray, str | None]],
     target: str | None,
     stats: RebuildStats | None,
     on_error: Callable[[FeedError], None] | None,
     chunk: int,
 ) -> Iterator[RowBlock]:
-    """A text capture's records `chunk` at a time through a native feed's `rebuild` (`step`: the raw
-    messages, the target so far, their receive times -> batch, rows, the target once known)."""
+    """A text capture's records (`read_capture_blocks`) `chunk` at a time through a native feed's `rebuild`
+    (`step`: the raw messages, the target so far, their receive times -> batch, rows, the target once
+    known). A reading error comes after the rows of every record before it, as the reference meets it."""
     stats = stats if stats is not None else RebuildStats()
     seen = set(stats.symbols)
     chunk = max(chunk, 1)
+    parts: list[RecordBlock] = []  # read, not yet rebuilt: fewer than `chunk` records while the reading goes on
+    held, error = 0, None
     while True:
-        taken, error = _take(records, chunk)
-        if taken:
-            raws = [r.raw for r in taken]
-            recv = np.fromiter((r.recv_ts for r in taken), np.int64, len(taken))
-            batch, rows, target = step(raws, target, recv)
-            stats.messages += len(taken)
-            yield from _taken(batch, rows, stats, seen, on_error)
-        if error is not None:
-            raise error
-        if len(taken) < chunk:
+        try:
+            block = next(blocks, None)
+        except Exception as err:
+            block, error = None, err
+        if block is not None:
+            parts.append(block)
+            held += len(block.raws)
+            if held < chunk:
+                continue
+        if held:  # whole chunks, and what is left once the reading has ended
+            recv = np.concatenate([b.recv for b in parts]) if len(parts) > 1 else parts[0].recv
+            raws = list(chain.from_iterable(b.raws for b in parts)) if len(parts) > 1 else parts[0].raws
+            whole = held if block is None else held - held % chunk
+            for at in range(0, whole, chunk):
+                end = min(at + chunk, whole)
+                batch, rows, target = step(raws[at:end], target, recv[at:end])
+                stats.messages += end - at
+                yield from _taken(batch, rows, stats, seen, on_error)
+            parts = [RecordBlock(recv[whole:], raws[whole:])] if whole < held else []
+            held -= whole
+        if block is None:
+            if error is not None:
+                raise error
             return
-
-
-def _take(records: Iterator[Record], n: int) -> tuple[list[Record], Exception | None]:
-    """Up to `n` records, and the error that stopped the reading where one did: the reference meets it after
-    the records before it, so their rows come first."""
-    out: list[Record] = []
-    try:
-        for rec in records:
-            out.append(rec)
-            if len(out) >= n:
-                break
-    except Exception as err:
-        return out, err
-    return out, None
 
 
 NATIVE = {"itch": rebuild_itch, "binance": rebuild_binance, "lobster": rebuild_lobster, "kraken": rebuild_kraken,

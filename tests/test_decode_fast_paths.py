@@ -29,7 +29,7 @@ from orderbook.errors import DecodeError, FeedError
 from orderbook.events import Kind, Side
 from orderbook.numbers import parse_fixed, parse_fixed_general
 from orderbook.venues import binance
-from orderbook.venues.base import numbered_lines
+from orderbook.venues.base import block_records, numbered_lines
 from orderbook.venues.binance import BinanceFeed
 from orderbook.venues.itch import ItchFeed, encode
 
@@ -148,9 +148,7 @@ def test_binance_bare_snapshots_wrapped_lazily_as_eagerly(
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(binance, "_UNREAD", unread)  # the records kept aside unsearched pile up sooner
         try:
-            got: Any = list(
-                binance._wrap_bare_snapshots(((b, binance._bare([r.raw for r in b])) for b in blocks), fallback)
-            )
+            got: Any = list(block_records(binance._wrap_bare_snapshots(map(binance._with_bare, blocks), fallback)))
         except DecodeError:
             got = DecodeError
     assert got == _wrap_eagerly(records, fallback)

@@ -10,7 +10,7 @@ import os
 import re
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from itertools import chain
 from pathlib import Path
@@ -62,21 +62,73 @@ class Record(NamedTuple):
 _record = partial(tuple.__new__, Record)  # Record((recv_ts, raw)) without NamedTuple's Python __new__
 
 
-def stamped_records(times: np.ndarray, raws: list[bytes]) -> list[Record]:
-    """Records from the receive times and messages of a block of lines split in Rust."""
-    return list(map(_record, zip(times.tolist(), raws, strict=True)))
+class RecordBlock(NamedTuple):
+    """Records of a capture a block at a time, as columns: what a native feed takes whole, with no Python
+    object a record where the lines were split in Rust."""
+
+    recv: np.ndarray  # (n,) int64: each record's receive time, ns since the epoch (0 where the capture has none)
+    raws: list[bytes]
+    made_of: list[Record] | None = None  # the records it was made of, where a reader read them one by one
+
+    @classmethod
+    def of(cls, records: list[Record]) -> RecordBlock:
+        return cls(np.fromiter((r.recv_ts for r in records), np.int64, len(records)), [r.raw for r in records], records)
+
+    def records(self) -> list[Record]:
+        if self.made_of is not None:
+            return self.made_of
+        return list(map(_record, zip(self.recv.tolist(), self.raws, strict=True)))
 
 
-def epoch_stamped_records(block: bytes) -> list[Record] | None:
-    """A block of whole lines (`line_blocks`) of cryptofeed's received lines `<epoch s>: <message>` as their
-    records, split in Rust (`_core.epoch_stamped_lines`: nearly every block of a cryptofeed recording). None on
-    the reference path (MT_NATIVE=0), or where a line is another kind (a connection header, a sent or blank
-    line) or its stamp of another form or 0: the venue's reader reads that block line by line, as the
-    reference reads them all, to the same records."""
-    if not native.enabled():
-        return None
+RECORD_BLOCK = 4096  # records a block where a reader gives them one by one
+
+
+def take(records: Iterator[Record], n: int) -> tuple[list[Record], Exception | None]:
+    """Up to `n` records, and the error that stopped the reading where one did (the records before it are
+    read: whoever takes them meets them before the error, as a reader one by one does)."""
+    out: list[Record] = []
+    try:
+        for rec in records:
+            out.append(rec)
+            if len(out) >= n:
+                break
+    except Exception as err:
+        return out, err
+    return out, None
+
+
+def blocks_of(records: Iterable[Record], n: int = RECORD_BLOCK) -> Iterator[RecordBlock]:
+    """`records` in blocks of `n`; the records before an error the reading stops with come in a block
+    before it."""
+    it = iter(records)
+    while True:
+        block, error = take(it, n)
+        if block:
+            yield RecordBlock.of(block)
+        if error is not None:
+            raise error
+        if len(block) < n:
+            return
+
+
+def block_records(blocks: Iterable[RecordBlock]) -> Iterator[Record]:
+    """The records of `blocks`, one by one."""
+    for block in blocks:
+        yield from block.records()
+
+
+def epoch_splitter() -> Callable[[bytes], RecordBlock | None] | None:
+    """What splits a block of whole lines (`line_blocks`) of cryptofeed's received lines `<epoch s>: <message>`
+    into their records in Rust (nearly every block of a cryptofeed recording), or None on the reference path
+    (MT_NATIVE=0). It gives None where a line is another kind (a connection header, a sent or blank line) or
+    its stamp of another form or 0: the venue's reader reads that block line by line, as the reference reads
+    them all, to the same records."""
+    return _epoch_stamped_block if native.enabled() else None
+
+
+def _epoch_stamped_block(block: bytes) -> RecordBlock | None:
     split = native._core.epoch_stamped_lines(block)
-    return None if split is None else stamped_records(*split)
+    return None if split is None else RecordBlock(*split)
 
 
 class RawRecord(NamedTuple):
@@ -304,3 +356,10 @@ class Feed(ABC):
     @abstractmethod
     def read_capture(path: str | Path) -> Iterator[Record]:
         """The raw messages of a recorded file of this venue, in order."""
+
+    @classmethod
+    def read_capture_blocks(cls, path: str | Path) -> Iterator[RecordBlock]:
+        """`read_capture`'s records a block at a time (those before a reading error in a block before it),
+        for a native feed to take whole. A reader that splits its lines a block at a time hands its blocks
+        on instead."""
+        return blocks_of(cls.read_capture(path))

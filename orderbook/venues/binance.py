@@ -65,12 +65,14 @@ from ..sync import BookSync
 from .base import (
     Feed,
     Record,
+    RecordBlock,
+    block_records,
+    blocks_of,
     check_first_line,
-    epoch_stamped_records,
+    epoch_splitter,
     line_blocks,
     loads_strict,
     not_this_format,
-    stamped_records,
 )
 
 VENUE = "binance"
@@ -301,14 +303,17 @@ class BinanceFeed(Feed):
         sibling `X.http.*` files of the same folder are merged in by receive time, each wrapped
         with the symbol of its URL (`...depth?symbol=NKNUSDT&limit=1000`).
         """
+        return block_records(BinanceFeed.read_capture_blocks(path))
+
+    @classmethod
+    def read_capture_blocks(cls, path: str | Path) -> Iterator[RecordBlock]:
         path = Path(path)
         own = _wrap_bare_snapshots(_capture_blocks(path), _symbol_from_filename(path.name))
         prefix, dot_ws, _ = path.name.partition(".ws.")
         if not dot_ws:
-            yield from own
-            return
+            return own
         siblings = sorted(path.parent.glob(f"{prefix}.http.*"))
-        yield from heapq.merge(own, *(_capture_lines(p) for p in siblings), key=lambda r: r.recv_ts)
+        return blocks_of(heapq.merge(block_records(own), *map(_capture_lines, siblings), key=_RECV))
 
     # -- decoding (no book is touched) ----------------------------------------------------------
 
@@ -543,30 +548,31 @@ def _bare(raws: list[bytes]) -> list[int]:
     return [i for i, raw in enumerate(raws) if not raw.startswith(b'{"stream"') and _is_bare_snapshot(raw)]
 
 
-Block = tuple[list[Record], list[int]]  # records, and the indices of the bare REST snapshots among them
+Block = tuple[RecordBlock, list[int]]  # records, and the indices of the bare REST snapshots among them
 
 
 def _capture_lines(path: Path) -> Iterator[Record]:
     """Records from one file, bare REST snapshots left bare (hftbacktest) or wrapped by URL (cryptofeed)."""
     for records, _ in _capture_blocks(path):
-        yield from records
+        yield from records.records()
 
 
 def _capture_blocks(path: Path) -> Iterator[Block]:
     """`_capture_lines` a block of lines at a time. On the native path a block of hftbacktest lines alone
     (`<digits> <json>`, nearly all of its captures') is read in Rust (`_core.stamped_lines`), as is one of
-    cryptofeed's received lines alone (`epoch_stamped_records`), any other line by line here; both give the
+    cryptofeed's received lines alone (`epoch_splitter`), any other line by line here; both give the
     same records."""
     stamped_lines = native._core.stamped_lines if native.enabled() else None
+    epoch_stamped = epoch_splitter()
     checked = False
     for n, block in line_blocks(path):
         fast = stamped_lines(block) if checked and stamped_lines is not None else None
         if fast is not None:
             times, raws, bare = fast
-            yield stamped_records(times, raws), bare
+            yield RecordBlock(times, raws), bare
             continue
-        if checked and (records := epoch_stamped_records(block)) is not None:
-            yield records, _bare([r.raw for r in records])
+        if checked and epoch_stamped is not None and (split := epoch_stamped(block)) is not None:
+            yield split, _bare(split.raws)
             continue
         records: list[Record] = []
         for i, line in enumerate(block.split(b"\n"), n + 1):
@@ -577,11 +583,16 @@ def _capture_blocks(path: Path) -> Iterator[Block]:
             try:
                 rec = _parse_line(line)
             except DecodeError as err:  # the file, not one message: reading stops with where and what it looked like
-                yield records, _bare([r.raw for r in records])  # the lines before it are read
+                yield _with_bare(records)  # the lines before it are read
                 raise not_this_format(path, i, line, VENUE, why=err.args[0]) from err
             if rec is not None:
                 records.append(rec)
-        yield records, _bare([r.raw for r in records])
+        yield _with_bare(records)
+
+
+def _with_bare(records: list[Record]) -> Block:
+    block = RecordBlock.of(records)
+    return block, _bare(block.raws)
 
 
 def _parse_line(line: bytes) -> Record | None:
@@ -615,7 +626,7 @@ def _parse_http_line(line: bytes) -> Record | None:
     return Record(parse_fixed(stamp, 9, field="capture time"), _wrap_snapshot(symbols[0], body))
 
 
-def _wrap_bare_snapshots(blocks: Iterable[Block], fallback: str | None) -> Iterator[Record]:
+def _wrap_bare_snapshots(blocks: Iterable[Block], fallback: str | None) -> Iterator[RecordBlock]:
     """Wrap each bare REST snapshot with the symbol of the event before it (else after it, else
     of the file name); records are held back while a snapshot waits, so the order is kept.
 
@@ -625,22 +636,23 @@ def _wrap_bare_snapshots(blocks: Iterable[Block], fallback: str | None) -> Itera
     symbol: str | None = None
     unread: list[bytes] = []
     held: list[Record] = []
-    for records, bare in blocks:
+    for block, bare in blocks:
         if not bare and not held:  # nearly every block: nothing to wrap or release
-            unread.extend(map(_RAW, records))
+            unread.extend(block.raws)
             if len(unread) >= _UNREAD:
                 symbol = _latest_symbol(unread, symbol)
                 unread.clear()
-            yield from records
+            yield block
             continue
         snapshots = set(bare)
-        for i, rec in enumerate(records):
+        out: list[Record] = []
+        for i, rec in enumerate(block.records()):
             raw = rec.raw
             if i in snapshots:
                 symbol = _latest_symbol(unread, symbol)
                 unread.clear()
                 if symbol is not None and not held:
-                    yield Record(rec.recv_ts, _wrap_snapshot(symbol, raw))
+                    out.append(Record(rec.recv_ts, _wrap_snapshot(symbol, raw)))
                 else:
                     held.append(rec)
                 continue
@@ -649,21 +661,22 @@ def _wrap_bare_snapshots(blocks: Iterable[Block], fallback: str | None) -> Itera
                 if symbol is None:
                     held.append(rec)
                     continue
-                yield from _release(held, symbol)
+                out.extend(_release(held, symbol))
                 held = []
             else:
                 unread.append(raw)
                 if len(unread) >= _UNREAD:
                     symbol = _latest_symbol(unread, symbol)
                     unread.clear()
-            yield rec
+            out.append(rec)
+        yield RecordBlock.of(out)
     if held:
         if fallback is None:
             raise DecodeError("REST snapshot in a capture that names no symbol", venue=VENUE)
-        yield from _release(held, fallback)
+        yield RecordBlock.of(list(_release(held, fallback)))
 
 
-_RAW = itemgetter(1)  # a Record's raw
+_RECV = itemgetter(0)  # a Record's recv_ts
 _UNREAD = 1024  # records kept aside unsearched at most
 
 

@@ -90,7 +90,17 @@ from ..errors import (
 from ..events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, Side
 from ..numbers import INT64_MAX, INT64_MIN, fits_int64, parse_fixed
 from ..sync import BookSync
-from .base import Feed, Record, block_lines, check_first_line, epoch_stamped_records, line_blocks, loads_strict
+from .base import (
+    Feed,
+    Record,
+    RecordBlock,
+    block_lines,
+    block_records,
+    check_first_line,
+    epoch_splitter,
+    line_blocks,
+    loads_strict,
+)
 
 VENUE = "coinbase"
 DECIMALS = 8  # price units of 1e-8 quote currency, lots of 1e-8 base currency
@@ -606,31 +616,43 @@ class CoinbaseFeed(Feed):
     def read_capture(path: str | Path) -> Iterator[Record]:
         """cryptofeed's capture (`<epoch s>: <json>` lines; header `<->` and sent `<-` lines skipped),
         or a REST snapshot file (its first line JSON: one JSON body, gzip or not), yielded as
-        `snapshot_messages` parts. On the native path a block of received lines alone is split in Rust
-        (`epoch_stamped_records`), to the same records."""
-        checked = False
-        blocks = line_blocks(path)
-        for n, block in blocks:
-            if checked and (records := epoch_stamped_records(block)) is not None:
-                yield from records
+        `snapshot_messages` parts."""
+        return block_records(_capture_blocks(path))
+
+    @classmethod
+    def read_capture_blocks(cls, path: str | Path) -> Iterator[RecordBlock]:
+        return _capture_blocks(path)
+
+
+def _capture_blocks(path: str | Path) -> Iterator[RecordBlock]:
+    """`CoinbaseFeed.read_capture`'s records a block of lines at a time: on the native path a block of received
+    lines alone split in Rust (`epoch_splitter`), any other read line by line here, to the same records."""
+    split = epoch_splitter()
+    checked = False
+    blocks = line_blocks(path)
+    for n, block in blocks:
+        if checked and split is not None and (fast := split(block)) is not None:
+            yield fast
+            continue
+        records = []
+        lines = block_lines(n, block)
+        for i, line in lines:
+            if not checked and line.strip():
+                check_first_line(path, i, line, VENUE)
+                checked = True
+                if line.startswith(b"{"):  # a REST body, maybe pretty-printed over several lines
+                    rest = chain(lines, (x for m, b in blocks for x in block_lines(m, b)))
+                    yield RecordBlock.of(_rest_snapshot(path, i, b"\n".join([line, *(x for _, x in rest)])))
+                    return
+            if not line.strip() or line.startswith((b"wss://", b"ws://", b"https://", b"http://")):
                 continue
-            lines = block_lines(n, block)
-            for i, line in lines:
-                if not checked and line.strip():
-                    check_first_line(path, i, line, VENUE)
-                    checked = True
-                    if line.startswith(b"{"):  # a REST body, maybe pretty-printed over several lines
-                        rest = chain(lines, (x for m, b in blocks for x in block_lines(m, b)))
-                        yield from _rest_snapshot(path, i, b"\n".join([line, *(x for _, x in rest)]))
-                        return
-                if not line.strip() or line.startswith((b"wss://", b"ws://", b"https://", b"http://")):
-                    continue
-                stamp, sep, raw = line.partition(b": ")
-                try:
-                    recv_ts = parse_fixed(stamp, 9, field="capture time") if sep else 0
-                except DecodeError:
-                    recv_ts = 0
-                yield Record(recv_ts, raw if sep and recv_ts else line)
+            stamp, sep, raw = line.partition(b": ")
+            try:
+                recv_ts = parse_fixed(stamp, 9, field="capture time") if sep else 0
+            except DecodeError:
+                recv_ts = 0
+            records.append(Record(recv_ts, raw if sep and recv_ts else line))
+        yield RecordBlock.of(records)
 
 
 def _rest_snapshot(path: str | Path, line: int, text: bytes) -> list[Record]:

@@ -72,7 +72,16 @@ from ..book import BookType, L2Book
 from ..errors import ChecksumMismatch, DecodeError, FeedError, OutOfSync, UnknownMessageType, check_size, shown
 from ..events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, Side
 from ..numbers import INT64_MIN, decimals_of, fits_int64, parse_fixed
-from .base import Feed, Record, block_lines, check_first_line, epoch_stamped_records, line_blocks
+from .base import (
+    Feed,
+    Record,
+    RecordBlock,
+    block_lines,
+    block_records,
+    check_first_line,
+    epoch_splitter,
+    line_blocks,
+)
 
 VENUE = "kraken"
 CHECKSUM_LEVELS = 10  # "the top 10 price levels regardless of subscription depth"
@@ -281,25 +290,12 @@ class KrakenFeed(Feed):
     @staticmethod
     def read_capture(path: str | Path) -> Iterator[Record]:
         """cryptofeed's recording: `wss://... <-> <epoch>` headers and `wss://... <- ...` sent
-        lines are skipped; each received line `<epoch s>: <json>` is one Record. On the native path a block
-        of received lines alone is split in Rust (`epoch_stamped_records`), to the same records."""
-        checked = False
-        for n, block in line_blocks(path):
-            if checked and (records := epoch_stamped_records(block)) is not None:
-                yield from records
-                continue
-            for i, line in block_lines(n, block):
-                if not checked and line.strip():
-                    check_first_line(path, i, line, VENUE)
-                    checked = True
-                if not line.strip() or line.startswith((b"wss://", b"ws://", b"https://", b"http://")):
-                    continue
-                stamp, sep, body = line.partition(b": ")
-                try:
-                    recv_ns = parse_fixed(stamp, NS_DECIMALS, field="receive time") if sep else 0
-                except (DecodeError, UnicodeDecodeError):
-                    recv_ns, body = 0, line  # not a capture line: the feed will say what is wrong
-                yield Record(recv_ns, body if sep else line)
+        lines are skipped; each received line `<epoch s>: <json>` is one Record."""
+        return block_records(_capture_blocks(path))
+
+    @classmethod
+    def read_capture_blocks(cls, path: str | Path) -> Iterator[RecordBlock]:
+        return _capture_blocks(path)
 
     # -- v1 ----------------------------------------------------------------------------
 
@@ -584,3 +580,28 @@ class KrakenFeed(Feed):
             side, flag = (Side.ASK, FLAG_AGGRESSOR_BID) if buy else (Side.BID, FLAG_AGGRESSOR_ASK)
             events.append(Event(Kind.TRADE, VENUE, pair, ts, seq, side, px, qty, flags=flag, recv_ts=recv_ts))
         return events
+
+
+def _capture_blocks(path: str | Path) -> Iterator[RecordBlock]:
+    """`KrakenFeed.read_capture`'s records a block of lines at a time: on the native path a block of received
+    lines alone split in Rust (`epoch_splitter`), any other read line by line here, to the same records."""
+    split = epoch_splitter()
+    checked = False
+    for n, block in line_blocks(path):
+        if checked and split is not None and (fast := split(block)) is not None:
+            yield fast
+            continue
+        records = []
+        for i, line in block_lines(n, block):
+            if not checked and line.strip():
+                check_first_line(path, i, line, VENUE)
+                checked = True
+            if not line.strip() or line.startswith((b"wss://", b"ws://", b"https://", b"http://")):
+                continue
+            stamp, sep, body = line.partition(b": ")
+            try:
+                recv_ns = parse_fixed(stamp, NS_DECIMALS, field="receive time") if sep else 0
+            except (DecodeError, UnicodeDecodeError):
+                recv_ns, body = 0, line  # not a capture line: the feed will say what is wrong
+            records.append(Record(recv_ns, body if sep else line))
+        yield RecordBlock.of(records)
