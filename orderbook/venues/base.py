@@ -117,6 +117,32 @@ def block_records(blocks: Iterable[RecordBlock]) -> Iterator[Record]:
         yield from block.records()
 
 
+def cryptofeed_blocks(path: str | Path, venue: str, received: Callable[[bytes], Record]) -> Iterator[RecordBlock]:
+    """A cryptofeed recording's records a block of lines at a time: its first line checked (`check_first_line`),
+    connection headers (`<url> <-> <epoch s>`), sent lines (`<url> <- ...`) and blank lines skipped, every
+    other line the venue's `received(line)`. On the native path a block of received lines alone is split in
+    Rust (`epoch_splitter`) to the same records."""
+    split = epoch_splitter()
+    checked = False
+    for n, block in line_blocks(path):
+        if checked and split is not None and (fast := split(block)) is not None:
+            yield fast
+            continue
+        records = []
+        for i, line in block_lines(n, block):
+            if not checked and line.strip():
+                check_first_line(path, i, line, venue)
+                checked = True
+            if line.strip() and not line.startswith((b"wss://", b"ws://", b"https://", b"http://")):
+                records.append(received(line))
+        yield RecordBlock.of(records)
+
+
+def first_line(path: str | Path) -> tuple[int, bytes] | None:
+    """(number, line) of a text capture's first line that is not blank; None where every line is."""
+    return next(((n, line) for n, line in numbered_lines(path) if line.strip()), None)
+
+
 def epoch_splitter() -> Callable[[bytes], RecordBlock | None] | None:
     """What splits a block of whole lines (`line_blocks`) of cryptofeed's received lines `<epoch s>: <message>`
     into their records in Rust (nearly every block of a cryptofeed recording), or None on the reference path

@@ -69,7 +69,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from itertools import chain
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -94,12 +93,12 @@ from .base import (
     Feed,
     Record,
     RecordBlock,
-    block_lines,
     block_records,
     check_first_line,
-    epoch_splitter,
-    line_blocks,
+    cryptofeed_blocks,
+    first_line,
     loads_strict,
+    numbered_lines,
 )
 
 VENUE = "coinbase"
@@ -625,34 +624,25 @@ class CoinbaseFeed(Feed):
 
 
 def _capture_blocks(path: str | Path) -> Iterator[RecordBlock]:
-    """`CoinbaseFeed.read_capture`'s records a block of lines at a time: on the native path a block of received
-    lines alone split in Rust (`epoch_splitter`), any other read line by line here, to the same records."""
-    split = epoch_splitter()
-    checked = False
-    blocks = line_blocks(path)
-    for n, block in blocks:
-        if checked and split is not None and (fast := split(block)) is not None:
-            yield fast
-            continue
-        records = []
-        lines = block_lines(n, block)
-        for i, line in lines:
-            if not checked and line.strip():
-                check_first_line(path, i, line, VENUE)
-                checked = True
-                if line.startswith(b"{"):  # a REST body, maybe pretty-printed over several lines
-                    rest = chain(lines, (x for m, b in blocks for x in block_lines(m, b)))
-                    yield RecordBlock.of(_rest_snapshot(path, i, b"\n".join([line, *(x for _, x in rest)])))
-                    return
-            if not line.strip() or line.startswith((b"wss://", b"ws://", b"https://", b"http://")):
-                continue
-            stamp, sep, raw = line.partition(b": ")
-            try:
-                recv_ts = parse_fixed(stamp, 9, field="capture time") if sep else 0
-            except DecodeError:
-                recv_ts = 0
-            records.append(Record(recv_ts, raw if sep and recv_ts else line))
-        yield RecordBlock.of(records)
+    """`CoinbaseFeed.read_capture`'s records a block of lines at a time."""
+    first = first_line(path)
+    if first is None or not first[1].startswith(b"{"):
+        yield from cryptofeed_blocks(path, VENUE, _received)
+        return
+    n, line = first  # a REST body, maybe pretty-printed over several lines
+    check_first_line(path, n, line, VENUE)
+    yield RecordBlock.of(_rest_snapshot(path, n, b"\n".join(x for i, x in numbered_lines(path) if i >= n)))
+
+
+def _received(line: bytes) -> Record:
+    """A received line `<epoch s>: <json>` as its record; any other (a stamp of 0 too) as a message of its own,
+    which the feed will say what is wrong with."""
+    stamp, sep, raw = line.partition(b": ")
+    try:
+        recv_ts = parse_fixed(stamp, 9, field="capture time") if sep else 0
+    except DecodeError:
+        recv_ts = 0
+    return Record(recv_ts, raw if sep and recv_ts else line)
 
 
 def _rest_snapshot(path: str | Path, line: int, text: bytes) -> list[Record]:

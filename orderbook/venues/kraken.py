@@ -72,16 +72,7 @@ from ..book import BookType, L2Book
 from ..errors import ChecksumMismatch, DecodeError, FeedError, OutOfSync, UnknownMessageType, check_size, shown
 from ..events import FLAG_AGGRESSOR_ASK, FLAG_AGGRESSOR_BID, Event, Kind, Side
 from ..numbers import INT64_MIN, decimals_of, fits_int64, parse_fixed
-from .base import (
-    Feed,
-    Record,
-    RecordBlock,
-    block_lines,
-    block_records,
-    check_first_line,
-    epoch_splitter,
-    line_blocks,
-)
+from .base import Feed, Record, RecordBlock, block_records, cryptofeed_blocks
 
 VENUE = "kraken"
 CHECKSUM_LEVELS = 10  # "the top 10 price levels regardless of subscription depth"
@@ -291,11 +282,11 @@ class KrakenFeed(Feed):
     def read_capture(path: str | Path) -> Iterator[Record]:
         """cryptofeed's recording: `wss://... <-> <epoch>` headers and `wss://... <- ...` sent
         lines are skipped; each received line `<epoch s>: <json>` is one Record."""
-        return block_records(_capture_blocks(path))
+        return block_records(KrakenFeed.read_capture_blocks(path))
 
     @classmethod
     def read_capture_blocks(cls, path: str | Path) -> Iterator[RecordBlock]:
-        return _capture_blocks(path)
+        return cryptofeed_blocks(path, VENUE, _received)
 
     # -- v1 ----------------------------------------------------------------------------
 
@@ -582,26 +573,12 @@ class KrakenFeed(Feed):
         return events
 
 
-def _capture_blocks(path: str | Path) -> Iterator[RecordBlock]:
-    """`KrakenFeed.read_capture`'s records a block of lines at a time: on the native path a block of received
-    lines alone split in Rust (`epoch_splitter`), any other read line by line here, to the same records."""
-    split = epoch_splitter()
-    checked = False
-    for n, block in line_blocks(path):
-        if checked and split is not None and (fast := split(block)) is not None:
-            yield fast
-            continue
-        records = []
-        for i, line in block_lines(n, block):
-            if not checked and line.strip():
-                check_first_line(path, i, line, VENUE)
-                checked = True
-            if not line.strip() or line.startswith((b"wss://", b"ws://", b"https://", b"http://")):
-                continue
-            stamp, sep, body = line.partition(b": ")
-            try:
-                recv_ns = parse_fixed(stamp, NS_DECIMALS, field="receive time") if sep else 0
-            except (DecodeError, UnicodeDecodeError):
-                recv_ns, body = 0, line  # not a capture line: the feed will say what is wrong
-            records.append(Record(recv_ns, body if sep else line))
-        yield RecordBlock.of(records)
+def _received(line: bytes) -> Record:
+    """A received line `<epoch s>: <json>` as its record; any other as a message of its own, which the feed
+    will say what is wrong with."""
+    stamp, sep, body = line.partition(b": ")
+    try:
+        recv_ns = parse_fixed(stamp, NS_DECIMALS, field="receive time") if sep else 0
+    except (DecodeError, UnicodeDecodeError):
+        recv_ns, body = 0, line
+    return Record(recv_ns, body if sep else line)
