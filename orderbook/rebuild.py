@@ -7,6 +7,7 @@ object per row)."""
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -125,9 +126,10 @@ def rebuild_itch(
     chunk: int = CHUNK,
 ) -> Iterator[RowBlock]:
     """`rebuild` of a framed ITCH file (NASDAQ's day-file layout, raw or gzipped) on the native path
-    (orderbook.native's ItchFeed, `rebuild`): the file read `chunk` bytes at a time, decoded, applied and
-    its rows cut in Rust, with the reference's rows, stats and errors (tests/test_rebuild.py). A day's
-    hundreds of millions of messages are what `ItchFeed.on_message` one at a time cannot take."""
+    (orderbook.native's ItchFeed, `rebuild`): the file read `chunk` bytes (in whole PIECEs) at a time,
+    decoded, applied and its rows cut in Rust, with the reference's rows, stats and errors, a damaged gzip
+    stream's too (tests/test_rebuild.py). A day's hundreds of millions of messages are what
+    `ItchFeed.on_message` one at a time cannot take."""
     from . import native
 
     stats = stats if stats is not None else RebuildStats()
@@ -321,18 +323,19 @@ def _taken(
         yield RowBlock(batch.symbols, rows)
 
 
-PIECE = 1 << 16  # bytes a read of a gzipped file asks for: what is lost of the stream before a damage
+PIECE = io.DEFAULT_BUFFER_SIZE  # bytes a read of a gzipped file asks for: what is lost of the stream before a damage
 
 
 def _read(f: BinaryIO, size: int) -> tuple[bytes, BaseException | None]:
-    """Up to `size` bytes (fewer at the end), and the gzip error that stopped the reading where one did.
-    In reads of PIECE: a read that meets a gzip stream's damage returns nothing of what it decompressed,
-    so the rows stop up to PIECE bytes of messages before the damage (`ItchFeed.read_capture`'s reads: up
-    to 8 KiB) and the same CaptureError follows."""
+    """`size` bytes rounded up to whole PIECEs (fewer at the end), and the gzip error that stopped the reading
+    where one did. In reads of PIECE: a read that meets a gzip stream's damage returns nothing of what it
+    decompressed, so the rows stop before the damage where `ItchFeed.read_capture`'s reads (a buffer of the
+    same size) stop them, and the same CaptureError follows (tests/test_rebuild.py); a read of less would
+    move where the reads fall in the stream."""
     parts, got = [], 0
     while got < size:
         try:
-            part = f.read1(min(size - got, PIECE))
+            part = f.read1(PIECE)
         except GZIP_ERRORS as err:
             return b"".join(parts), err
         if not part:

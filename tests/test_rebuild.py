@@ -28,10 +28,10 @@ from model.sim.run import simulate
 from model.sim.writers import messages
 from orderbook import native
 from orderbook.errors import CaptureError
-from orderbook.native.check import rebuild_outcome
-from orderbook.rebuild import NATIVE, rebuild, rebuild_itch, rows_of
+from orderbook.native.check import rebuild_outcome, rebuild_until_stopped
+from orderbook.rebuild import rebuild_itch, rows_of
 from orderbook.venues.binance import BinanceFeed
-from orderbook.venues.itch import ItchFeed, frame
+from orderbook.venues.itch import frame
 from streams.cli import csv_lines
 from tests.test_native_venue_windows import crossed_snapshot_midway, mangled_binance, mangled_itch
 
@@ -105,15 +105,24 @@ def test_a_file_ending_in_a_frame_cut_short_or_gzipped_gives_the_references_rows
     gz = day_file(tmp_path, day, gz=True)
     want, got = both_ways(gz, 5, None)
     assert len(want[0]) > 500 and got == want
-    gz.write_bytes(gz.read_bytes()[: gz.stat().st_size * 2 // 3])  # damaged: cut short
-    cut = []
-    for rows in (rebuild(ItchFeed(), ItchFeed.read_capture(gz), 5), rows_of(rebuild_itch(gz, 5))):
-        got_rows = []
-        with pytest.raises(CaptureError, match="it is truncated"):
-            got_rows.extend(rows)
-        cut.append(got_rows)
-    # the native path reads 64 KiB at a time: it stops up to that much of the stream before the damage
-    assert 100 < len(cut[1]) <= len(cut[0]) and cut[1] == cut[0][: len(cut[1])]
+
+
+def test_a_damaged_gzipped_day_gives_the_references_rows_then_its_error(day: list[bytes], tmp_path: Path) -> None:
+    """A gzip read that meets the damage returns nothing of what it decompressed: the native path reads the
+    stream in pieces of the reference's buffer, so both stop after the same message and say the same (the
+    native path stopped up to 64 KiB earlier until 2026-12-07; the reference counted the length prefix of
+    the frame the damage cut)."""
+    gz = day_file(tmp_path, day, gz=True)
+    data = gz.read_bytes()
+    for k, at in enumerate(len(data) * i // 7 for i in range(1, 7)):
+        damaged = data[:at] if k % 2 else data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]  # cut or corrupt
+        gz.write_bytes(damaged)
+        want, *got = (rebuild_until_stopped(gz, 5, native=n, chunk=c) for n, c in ((False, None), (True, None),
+                                                                                     (True, 5000)))  # fmt: skip
+        assert isinstance(want[3], CaptureError) and ("it is truncated" if k % 2 else "is corrupt") in str(want[3])
+        assert len(want[0]) > 100
+        for native_rows, stats, errors, stopped in got:
+            assert (native_rows, stats, errors, str(stopped)) == (*want[:3], str(want[3])), at
 
 
 def book_command_on_both_paths(path: Path, venue: str, folder: Path) -> list[tuple[str, list[str]]]:
@@ -196,13 +205,9 @@ def test_a_mangled_binance_capture_gives_the_references_rows_stats_and_errors(
 def rows_then_error(path: Path, native_path: bool, chunk: int = 1000) -> tuple[list, str]:
     """The rows `book` writes of a Binance capture whose reading stops, 5 levels, and the CaptureError it stops
     with."""
-    rows: list = []
-    with pytest.raises(CaptureError) as err:  # extend keeps the rows a generator gave before it raised
-        if native_path:
-            rows.extend(rows_of(NATIVE["binance"](path, 5, chunk=chunk)))
-        else:
-            rows.extend(rebuild(BinanceFeed.for_capture(path, None), BinanceFeed.read_capture(path), 5))
-    return rows, str(err.value)
+    rows, _, _, stopped = rebuild_until_stopped(path, 5, native=native_path, chunk=chunk, venue="binance")
+    assert isinstance(stopped, CaptureError), stopped
+    return rows, str(stopped)
 
 
 @pytest.mark.realdata

@@ -122,8 +122,23 @@ def rebuild_outcome(
 ) -> tuple[list[Row], RebuildStats, list[tuple[str, str, int | None]]]:  # fmt: skip
     """`megatrading book` of a capture (an ITCH day file, a Binance capture, a LOBSTER file) on one path
     (`native`: the venue's rebuild in `orderbook.rebuild.NATIVE`, `chunk` at a time where given; else
-    `rebuild` with the Python feed): its rows, its stats and its errors (class, symbol, seq), in order."""
-    stats, errors = RebuildStats(), []
+    `rebuild` with the Python feed): its rows, its stats and its errors (class, symbol, seq), in order; the
+    error it stops with is raised."""
+    rows, stats, errors, stopped = rebuild_until_stopped(
+        path, levels, symbol, native=native, check_crossed=check_crossed, chunk=chunk, venue=venue
+    )
+    if stopped is not None:
+        raise stopped
+    return rows, stats, errors
+
+
+def rebuild_until_stopped(
+    path: str | Path, levels: int, symbol: str | None = None, *, native: bool, check_crossed: bool = True,
+    chunk: int | None = None, venue: str = "itch",
+) -> tuple[list[Row], RebuildStats, list[tuple[str, str, int | None]], FeedError | None]:  # fmt: skip
+    """`rebuild_outcome` of a capture whose reading may stop (a damaged file, one not of the venue): the rows,
+    stats and errors up to the error it stops with, and that error (None where it reads to its end)."""
+    stats, errors, got = RebuildStats(), [], []
     if native:
         size = {} if chunk is None else {"chunk": chunk}
         rows = rows_of(NATIVE[venue](path, levels, symbol, stats, errors.append, check_crossed=check_crossed, **size))
@@ -131,5 +146,9 @@ def rebuild_outcome(
         cls = feed_class(venue)
         feed = cls.for_capture(path, symbol, check_crossed=check_crossed)
         rows = rebuild(feed, cls.read_capture(path), levels, symbol, stats, errors.append)
-    got = list(rows)
-    return got, stats, [(type(e).__name__, e.symbol, e.seq) for e in errors]
+    stopped = None
+    try:
+        got.extend(rows)  # keeps the rows a generator gave before it raised
+    except FeedError as err:  # a CaptureError too
+        stopped = err
+    return got, stats, [(type(e).__name__, e.symbol, e.seq) for e in errors], stopped

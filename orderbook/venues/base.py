@@ -166,13 +166,6 @@ class RawRecord(NamedTuple):
     ts: int | None = None
 
 
-def open_maybe_gzip(path: str | Path) -> Iterator[bytes]:
-    """The lines of a text capture, gzipped or not, without their line ends. A gzip stream cut short or
-    corrupt raises CaptureError naming the file, the line and the byte reached."""
-    for _, line in numbered_lines(path):
-        yield line
-
-
 # what a gzip reader raises on a file cut short (EOFError) or damaged (a bad header, CRC or deflate data)
 GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
 

@@ -66,6 +66,7 @@ from .base import (
     Feed,
     Record,
     RecordBlock,
+    block_lines,
     block_records,
     blocks_of,
     check_first_line,
@@ -575,8 +576,7 @@ def _capture_blocks(path: Path) -> Iterator[Block]:
             yield split, _bare(split.raws)
             continue
         records: list[Record] = []
-        for i, line in enumerate(block.split(b"\n"), n + 1):
-            line = line.rstrip(b"\r")
+        for i, line in block_lines(n, block):
             if not checked and line.strip():
                 check_first_line(path, i, line, VENUE)
                 checked = True

@@ -662,12 +662,12 @@ class ItchFeed(Feed):
                     if len(prefix) < 2:
                         yield Record(0, prefix)
                         return
-                    offset += 2
                     if n == 0:
+                        offset += 2
                         continue
                     raw = f.read(n)
                     count += 1
-                    offset += len(raw)
+                    offset += 2 + len(raw)  # a frame's bytes once it is read whole (a gzip error loses it)
                     yield Record(0, raw)
             except GZIP_ERRORS as err:
                 raise broken_gzip(path, err, None, count, offset, unit="messages") from None

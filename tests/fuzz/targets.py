@@ -33,10 +33,10 @@ repeated or reordered message, a message of the fuzzer's own bytes, messages fra
   either restores a pipeline that goes on through the rest of the stream (rejects allowed, nothing
   raised) or raises SnapshotError, on which the worker rebuilds from the first record. Anything else
   fails the partition's restore at every retry (streams/recovery.py).
-- `rebuild`: `megatrading book` on an edited ITCH day file, Binance, Kraken or Coinbase capture or LOBSTER file, read
-  on the native path in
-  pieces the input sizes (orderbook.rebuild.NATIVE), against the Python feed's `rebuild`: the same rows,
-  stats and errors, or the same error where the file is not the venue's.
+- `rebuild`: `megatrading book` on an edited ITCH day file, Binance, Kraken or Coinbase capture or LOBSTER file,
+  maybe gzipped and cut short, read on the native path in pieces the input sizes (orderbook.rebuild.NATIVE),
+  against the Python feed's `rebuild`: the same rows, stats and errors, then the same error where the reading
+  stops (a damaged gzip stream, a file that is not the venue's).
 - `capture`: a text venue's capture file (Binance, Coinbase, Kraken, LOBSTER) edited line by line, gzipped or
   not, maybe cut short, read by `megatrading book`'s reference: it is read, or stops with a CaptureError or a
   FeedError, never another exception (a traceback, or a one-line error that says nothing of the file). A
@@ -404,11 +404,13 @@ def _rebuild_folder() -> Path:
 def rebuild(data: bytes) -> None:
     """`megatrading book` of an edited ITCH day file, Binance capture (hftbacktest's lines: an edit's newline
     splits a message, as a damaged file would), LOBSTER message file, or Kraken or Coinbase capture (cryptofeed's
-    lines; Coinbase's level2 capture or a simulated full channel) on both paths: the same rows, stats and errors,
-    or the same CaptureError where the file cannot be read as the venue's."""
+    lines; Coinbase's level2 capture or a simulated full channel), maybe gzipped and cut short, on both paths:
+    the same rows, stats and errors, then the same error where the reading stops (a damaged gzip stream, a file
+    that cannot be read as the venue's)."""
+    import gzip
+
     from orderbook import native as native_build
-    from orderbook.errors import CaptureError, FeedError
-    from orderbook.native.check import rebuild_outcome
+    from orderbook.native.check import rebuild_until_stopped
     from orderbook.venues.itch import frame
 
     if not native_build.available():
@@ -430,12 +432,15 @@ def rebuild(data: bytes) -> None:
     else:  # LOBSTER's naming: the rows are keyed AAPL
         path = _rebuild_folder() / "AAPL_2012-06-21_34200000_57600000_message_10.csv"
         path.write_bytes(b"".join(v + b"\n" for v in values))
+    if e.int(4) == 0:  # gzipped (read as such whatever its name), maybe cut short: the same rows, then the same error
+        body = gzip.compress(path.read_bytes(), mtime=0)
+        path.write_bytes(body[: len(body) - e.int(64)])
 
     def outcome(native_path: bool) -> object:
-        try:
-            return rebuild_outcome(path, levels, native=native_path, check_crossed=crossed, chunk=chunk, venue=venue)
-        except (CaptureError, FeedError) as err:  # a file that is not the venue's; a snapshot naming no symbol
-            return type(err).__name__, str(err)
+        rows, stats, errors, stopped = rebuild_until_stopped(
+            path, levels, native=native_path, check_crossed=crossed, chunk=chunk, venue=venue
+        )  # stopped: a damaged file, one that is not the venue's, a snapshot naming no symbol
+        return rows, stats, errors, stopped if stopped is None else (type(stopped).__name__, str(stopped))
 
     want, got = outcome(False), outcome(True)
     assert got == want, f"megatrading book's native rows of {venue} differ from the reference's (chunk {chunk})"
