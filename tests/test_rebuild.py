@@ -125,6 +125,18 @@ def test_a_damaged_gzipped_day_gives_the_references_rows_then_its_error(day: lis
             assert (native_rows, stats, errors, str(stopped)) == (*want[:3], str(want[3])), at
 
 
+def test_a_gzipped_day_damaged_in_its_first_bytes_gives_the_references_error(day: list[bytes], tmp_path: Path) -> None:
+    """The native path's first-line check peeked into the stream outside the reading's handling of gzip errors:
+    a bare EOFError (`make fuzz`'s `rebuild` target). Cut within the first block or a header byte flipped."""
+    gz = day_file(tmp_path, day[:200], gz=True)
+    data = gz.read_bytes()
+    for damaged in (data[:20], data[:3] + bytes([data[3] ^ 0xFF]) + data[4:], data[:200]):
+        gz.write_bytes(damaged)
+        want, got = (rebuild_until_stopped(gz, 5, native=n) for n in (False, True))
+        assert isinstance(want[3], CaptureError) and want[0] == []
+        assert (got[:3], str(got[3])) == (want[:3], str(want[3]))
+
+
 def book_command_on_both_paths(path: Path, venue: str, folder: Path) -> list[tuple[str, list[str]]]:
     """`megatrading book` with MT_NATIVE=1 and 0: (the CSV, the summary) each."""
     outs = []

@@ -243,6 +243,9 @@ def open_day_file(path: str | Path) -> io.BufferedIOBase:
     f = _open_binary(path)
     try:
         check_first_line(path, 1, f.peek(256)[:256].partition(b"\n")[0], VENUE)  # type: ignore[attr-defined]
+    except GZIP_ERRORS as err:  # damaged within its first bytes: what read_capture says of it
+        f.close()
+        raise broken_gzip(path, err, None, 0, 0, unit="messages") from None
     except BaseException:
         f.close()
         raise
