@@ -107,6 +107,10 @@ def reference_with_news(venue: str, values: list[bytes], cut: int, news: tuple[i
     return windows, rejects, pipe.stats
 
 
+STATE_CARRY_RECORDS = 30_000  # of a capture: the cuts at a third and two thirds, each carried on for 10-20k records
+# (the whole captures, up to 74,655 records, took 49 s of make test on the Python path: 30 s now)
+
+
 @pytest.mark.realdata
 @pytest.mark.parametrize(
     "name",
@@ -114,7 +118,7 @@ def reference_with_news(venue: str, values: list[bytes], cut: int, news: tuple[i
     ids=lambda n: n.split(".gz")[0],
 )
 def test_a_state_carried_across_paths_continues_exactly_on_every_binance_capture(shared_data: Path, name: str) -> None:
-    values = capture(name)
+    values = capture(name)[:STATE_CARRY_RECORDS]
     want = reference("binance", values)
     assert len(want[0]) > 100
     for way, cut in zip(WAYS, (len(values) // 3, 2 * len(values) // 3), strict=True):
