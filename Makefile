@@ -53,7 +53,7 @@ demo: $(STAMP)
 # The Rust crate's own unit tests first (a program: without pyo3's extension-module it links libpython,
 # PYO3_PYTHON's); then two pytest processes (pytest-xdist), a test file on one: a file's servers and
 # trained fixtures stay in one process; the session's Kafka and Redis are one pair per process.
-# On 2 cores, 2026-12-06: 1,143 s alone, 902-1,105 s in fresh-ci (a clean clone; 943 s at cb1ae14, 1,128 s at fd900a9, 1,164 s at 65c3b7a, 2026-12-07); README, "The two commands".
+# On 2 cores, 2026-12-06: 1,143 s alone, 902-1,105 s in fresh-ci (a clean clone; 943 s at cb1ae14, 1,128 s at fd900a9, 1,164 s at 65c3b7a, 1,111 s at 752e7f6, 2026-12-07); README, "The two commands".
 test: $(STAMP) browser
 	cd orderbook/native && PYO3_PYTHON=$(CURDIR)/$(BIN)/python cargo test -q --no-default-features
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
