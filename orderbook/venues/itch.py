@@ -656,10 +656,8 @@ class ItchFeed(Feed):
         as it is, so the feed rejects it as malformed instead of the reader losing it silently.
         """
         count = offset = 0
-        with _open_binary(path) as f:
+        with open_day_file(path) as f:  # a text capture given as ITCH: says which, not 700 "unknown message type"s
             try:
-                # a text capture given as ITCH: say which, not 700 "unknown message type"s
-                check_first_line(path, 1, f.peek(256)[:256].partition(b"\n")[0], VENUE)
                 while prefix := f.read(2):
                     n = int.from_bytes(prefix, "big")
                     if len(prefix) < 2:
